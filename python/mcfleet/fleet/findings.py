@@ -1,0 +1,54 @@
+"""Validation findings: one problem, where it is, and what to do about it.
+
+Codes are a stable contract shared with the pure-Nix validator (`nix/lib/rules.nix`):
+a test checks that both report the same codes for the same fleet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    code: str
+    file: str
+    pointer: str
+    message: str
+    hint: str
+    host: str | None = None
+
+    def location(self) -> str:
+        return f"{self.file}{'#' + self.pointer if self.pointer else ''}"
+
+    def format(self) -> str:
+        return f"{self.code}: {self.location()}: {self.message}\n  hint: {self.hint}"
+
+    def as_dict(self) -> dict[str, str | None]:
+        return asdict(self)
+
+
+# code -> one line saying what the rule checks.  Keep in sync with nix/lib/rules.nix.
+RULES: dict[str, str] = {
+    "json-syntax": "a fleet file is not valid JSON",
+    "schema": "a fleet file does not match its JSON Schema",
+    "missing-file": "fleet.json or a host.json is missing",
+    "name-mismatch": "a host's `name` differs from its folder, or a service's from its file name",
+    "pin-mismatch": "a host's pinned user differs from the fleet-wide pin without a documented exception",
+    "pin-missing": "a host lacks a user that the fleet pins",
+    "id-duplicate": "two pinned users on one host share a UID or a GID",
+    "id-dynamic-range": "a pinned id lies in the OS's dynamic system range without a stated reason",
+    "id-system-collision": "a pinned id is held by a well-known system account on that host",
+    "dns-no-fallback": "a host has no fallback resolver outside the fleet",
+    "image-unpinned": "an image is untagged or uses :latest",
+    "address-duplicate": "an address is claimed by two hosts",
+    "route-duplicate": "two routes of one component share a name or a port",
+    "public-no-edge": "a public route exists but no host has the edge role",
+    "public-domain": "a public hostname is outside the fleet's public_domains",
+    "edge-containers": "an edge-only host runs containers",
+    "master-count": "the fleet does not have exactly one master",
+    "core-off-master": "a core-stage service is placed off the master",
+    "name-claimed-twice": "a DNS name, route hostname or service name is claimed twice",
+    "unknown-reference": "a reference names a host or service that does not exist",
+    "stage-cycle": "service dependencies form a cycle or point to a later boot stage",
+}
