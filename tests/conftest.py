@@ -1,4 +1,4 @@
-"""Shared test helpers.  Lab fixtures (real sshd, systemd, peers) live in tests/lab_fixtures.py."""
+"""Shared test helpers.  Fixture modules (real sshd, systemd, peers) live in tests/fixtures_*.py."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Fixture modules: every tests/fixtures_*.py is loaded as a plugin (lab, podman, peers...).
+pytest_plugins = sorted(f"tests.{p.stem}" for p in Path(__file__).parent.glob("fixtures_*.py"))
 
 
 @pytest.fixture
