@@ -1,0 +1,71 @@
+"""The apply journal: one JSON line per apply, appended to `<fleet>/.mcfleet/journal.jsonl`.
+
+Who, when, what (command, selection, plan digest) and the result per host and
+phase.  Lines are appended with a single write on an O_APPEND descriptor so a
+crash never leaves half a record in the middle of the file.  Secrets never get
+here: every record goes through `redact()` first.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+SECRET_KEYS = re.compile(r"(secret|token|password|private|tsig|key_material|privkey)", re.IGNORECASE)
+PEM_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL)
+REDACTED = "***"
+
+
+def redact(value: Any) -> Any:
+    """Blank values under secret-looking keys and any PEM private key block, recursively."""
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if SECRET_KEYS.search(str(k)) and not str(k).endswith(("_file", "_path")) else redact(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return PEM_BLOCK.sub(REDACTED, value)
+    return value
+
+
+def journal_path(fleet_root: Path) -> Path:
+    return fleet_root / ".mcfleet" / "journal.jsonl"
+
+
+def append(fleet_root: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Append one record (who/when filled in) and return it as written."""
+    full = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "who": f"{getpass.getuser()}@{socket.gethostname()}",
+        **record,
+    }
+    line = (json.dumps(redact(full), sort_keys=True, default=str) + "\n").encode()
+    path = journal_path(fleet_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    return full
+
+
+def read(fleet_root: Path) -> list[dict[str, Any]]:
+    path = journal_path(fleet_root)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue  # a torn last line from a machine crash: skip it, keep the rest
+    return records

@@ -1,0 +1,66 @@
+"""Fleet lock and apply journal."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mcfleet.apply import journal
+from mcfleet.apply.lock import fleet_lock
+from mcfleet.errors import Refused
+
+
+def test_second_lock_is_refused_with_holder(tmp_path: Path) -> None:
+    with fleet_lock(tmp_path, "mcfleet apply --all"):
+        # a different process must be refused (flock is per open file description)
+        code = (
+            "import sys; from pathlib import Path; from mcfleet.apply.lock import fleet_lock\n"
+            "from mcfleet.errors import Refused\n"
+            "try:\n    with fleet_lock(Path(sys.argv[1]), 'second'): print('got it')\n"
+            "except Refused as e: print(e.format())\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+        assert "another apply holds the fleet lock" in out.stdout
+        assert f"pid {os.getpid()}" in out.stdout
+        assert "mcfleet apply --all" in out.stdout
+
+
+def test_lock_released_after_holder_is_killed(tmp_path: Path) -> None:
+    code = (
+        "import sys, time; from pathlib import Path; from mcfleet.apply.lock import fleet_lock\n"
+        "with fleet_lock(Path(sys.argv[1]), 'victim'):\n    print('locked', flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "locked"
+    with pytest.raises(Refused), fleet_lock(tmp_path, "while held"):
+        pass
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    with fleet_lock(tmp_path, "after kill"):
+        pass
+
+
+def test_journal_appends_and_redacts(tmp_path: Path) -> None:
+    journal.append(tmp_path, {"command": "apply", "provider": {"tsig_secret": "c2VjcmV0", "key_file": "/k"}})
+    journal.append(
+        tmp_path, {"command": "apply", "log": "-----BEGIN EC PRIVATE KEY-----\nabc\n-----END EC PRIVATE KEY-----"}
+    )
+    text = journal.journal_path(tmp_path).read_text()
+    assert "c2VjcmV0" not in text and "abc" not in text
+    records = journal.read(tmp_path)
+    assert len(records) == 2
+    assert records[0]["provider"] == {"tsig_secret": "***", "key_file": "/k"}
+    assert records[0]["who"]
+
+
+def test_journal_skips_torn_last_line(tmp_path: Path) -> None:
+    journal.append(tmp_path, {"command": "apply"})
+    with journal.journal_path(tmp_path).open("a") as handle:
+        handle.write('{"command": "ap')
+    assert [r["command"] for r in journal.read(tmp_path)] == ["apply"]
