@@ -249,6 +249,9 @@ class Agent(Model):
     unit: str = "mcp-agent.service"
     socket: str = "/srv/mcp/mcp-agent.sock"
     user: str = "mcp"
+    listen: str | None = Field(
+        default=None, description="address:port of the agent's network API, if it has one (seed: 100.106.232.4:9555)"
+    )
 
 
 class Host(Model):
@@ -279,7 +282,9 @@ class Publish(Model):
     host_ip: Address | None = None
     host_port: Port
     container_port: Port
-    protocol: Literal["tcp", "udp"] = "tcp"
+    protocol: Literal["tcp", "udp"] | None = Field(
+        default=None, description="omitted: tcp, podman's default, and rendered without a suffix"
+    )
 
 
 class Route(Model):

@@ -1,0 +1,80 @@
+"""Host selection: the `--on` syntax shared by every command that targets hosts.
+
+A selector is a comma-separated list of terms, matched against the loaded fleet:
+
+    rift            a host name (must exist: a typo is an error with "did you mean ...")
+    'orion*'        a glob over host names (fnmatch: * ? [...])
+    @edge           every host with that role or that tag
+    !svc, !@edge    remove what the term matches from the selection so far
+
+An empty or missing selector means every host.  The result keeps the fleet's
+order (hosts sorted by name) and names each host once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Iterable, Sequence
+
+from mcfleet.errors import SelectionError
+from mcfleet.fleet.load import HostEntry, LoadedFleet
+
+_GLOB_CHARS = set("*?[")
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(set(choices)), n=3, cutoff=0.5)
+    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _labels(entry: HostEntry) -> set[str]:
+    return {str(r) for r in entry.host.roles} | set(entry.host.tags)
+
+
+def _match(term: str, hosts: dict[str, HostEntry]) -> list[str]:
+    """Names matched by one term (without its `!`); raises when it matches nothing."""
+    if term.startswith("@"):
+        label = term[1:]
+        found = [n for n, e in hosts.items() if label in _labels(e)]
+        if not found:
+            known = {lab for e in hosts.values() for lab in _labels(e)}
+            hint = _did_you_mean(label, known) or f"known roles and tags: {', '.join(sorted(known)) or 'none'}"
+            raise SelectionError(f"no host has the role or tag {label!r}", location=f"--on {term}", hint=hint)
+        return found
+    if _GLOB_CHARS & set(term):
+        found = [n for n in hosts if fnmatch.fnmatchcase(n, term)]
+        if not found:
+            raise SelectionError(
+                f"the pattern {term!r} matches no host",
+                location=f"--on {term}",
+                hint=f"hosts: {', '.join(sorted(hosts)) or 'none'}",
+            )
+        return found
+    if term not in hosts:
+        hint = _did_you_mean(term, hosts) or f"hosts: {', '.join(sorted(hosts)) or 'none'} (see `mcfleet hosts`)"
+        raise SelectionError(f"no host named {term!r}", location=f"--on {term}", hint=hint)
+    return [term]
+
+
+def select_hosts(loaded: LoadedFleet, selector: str | Sequence[str] | None) -> list[HostEntry]:
+    """The hosts a selector names, in fleet order.  Raises SelectionError for names that do not exist."""
+    hosts = loaded.hosts
+    raw = [selector] if isinstance(selector, str) else list(selector or [])
+    terms = [t.strip() for part in raw for t in part.split(",") if t.strip()]
+    if not terms:
+        return [hosts[n] for n in sorted(hosts)]
+    chosen: set[str] = set()
+    # A selector made only of exclusions starts from the whole fleet ("!svc" = all but svc).
+    if all(t.startswith("!") for t in terms):
+        chosen = set(hosts)
+    for term in terms:
+        if term.startswith("!"):
+            chosen -= set(_match(term[1:], hosts))
+        else:
+            chosen |= set(_match(term, hosts))
+    if not chosen:
+        raise SelectionError(
+            "the selection is empty", location=f"--on {','.join(terms)}", hint="drop an exclusion (`!…`) term"
+        )
+    return [hosts[n] for n in sorted(chosen)]
