@@ -26,6 +26,13 @@ class HostEntry:
     host: Host
     services: tuple[Service, ...]
     dir: Path
+    # the file each service was read from, parallel to `services`
+    service_paths: tuple[Path, ...] = ()
+
+    def service_path(self, index: int) -> Path:
+        if index < len(self.service_paths):
+            return self.service_paths[index]
+        return self.dir / "services" / f"{self.services[index].name}.json"
 
 
 @dataclass
@@ -160,6 +167,7 @@ def _load_host(result: LoadedFleet, host_dir: Path) -> HostEntry | None:
             )
         )
     services = []
+    paths = []
     svc_dir = host_dir / "services"
     for svc_file in sorted(svc_dir.glob("*.json")) if svc_dir.is_dir() else []:
         srel = result.rel(svc_file)
@@ -182,4 +190,5 @@ def _load_host(result: LoadedFleet, host_dir: Path) -> HostEntry | None:
                 )
             )
         services.append(svc)
-    return HostEntry(host=host, services=tuple(services), dir=host_dir)
+        paths.append(svc_file)
+    return HostEntry(host=host, services=tuple(services), dir=host_dir, service_paths=tuple(paths))

@@ -172,6 +172,7 @@ class Fleet(Model):
 
     schema_: str | None = Field(default=None, alias="$schema")
     name: str = "fleet"
+    description: str | None = None
     zone: Hostname = Field(description="internal zone: <svc>.<zone> records")
     ports: PortRange = PortRange()
     public_domains: list[Hostname] = Field(default_factory=list)
@@ -299,9 +300,13 @@ class Route(Model):
 
 class Health(Model):
     kind: Literal["tcp", "http", "command"]
-    port: Port | None = None
+    port: Port | None = Field(
+        default=None,
+        description="tcp/http: probed on 127.0.0.1 at this host port (the published port; with --network host "
+        "the port the program binds)",
+    )
     path: str = "/"
-    command: list[str] = Field(default_factory=list)
+    command: list[str] = Field(default_factory=list, description="command: argv run on the host, exit 0 = healthy")
     timeout_s: float = Field(default=5.0, gt=0, le=600)
 
     @model_validator(mode="after")
@@ -349,6 +354,7 @@ class Service(Model):
 
     schema_: str | None = Field(default=None, alias="$schema")
     name: Name
+    description: str | None = None
     stage: Stage = Stage.services
     active: bool = True
     depends_on: list[Name] = Field(default_factory=list)

@@ -1,0 +1,94 @@
+"""Rules about hosts and their places in the fleet: DNS fallback, addresses, roles.
+
+Semantics (mirrored by nix/lib, keep them in step):
+- dns-no-fallback: no `dns.fallback` entry that is neither a fleet host address nor any
+  host's nameserver -> /dns/fallback.
+- address-duplicate: an address (compared case-insensitively) already listed by a host
+  earlier in name order -> the later host's /addresses/<i>.
+- edge-containers: a host whose roles are only `edge` has services -> each service file, /components.
+- master-count: not exactly one host with the `master` role: none -> file "hosts", pointer "";
+  several -> each master's /roles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from mcfleet.fleet.findings import Finding
+from mcfleet.fleet.load import LoadedFleet
+from mcfleet.fleet.models import Fleet, Role
+from mcfleet.fleet.rules_base import host_file
+
+
+def rule_dns_fallback(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
+    internal = {a.lower() for e in loaded.hosts.values() for a in e.host.addresses}
+    internal |= {ns.lower() for e in loaded.hosts.values() for ns in e.host.dns.nameservers}
+    for name in sorted(loaded.hosts):
+        host = loaded.hosts[name].host
+        if not any(a.lower() not in internal for a in host.dns.fallback):
+            yield Finding(
+                "dns-no-fallback",
+                host_file(loaded, name),
+                "/dns/fallback",
+                f"host {name} has no fallback resolver outside the fleet",
+                'add public resolvers, e.g. "fallback": ["1.1.1.1", "8.8.8.8"] (incident lesson 2)',
+                name,
+            )
+
+
+def rule_address_duplicate(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
+    owner: dict[str, str] = {}
+    for name in sorted(loaded.hosts):
+        for index, address in enumerate(loaded.hosts[name].host.addresses):
+            key = address.lower()
+            first = owner.setdefault(key, name)
+            if first != name:
+                yield Finding(
+                    "address-duplicate",
+                    host_file(loaded, name),
+                    f"/addresses/{index}",
+                    f"address {address} of {name} is already an address of {first}",
+                    "each address must reach exactly one host: fix the copy-pasted address",
+                    name,
+                )
+
+
+def rule_edge_containers(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
+    for name in sorted(loaded.hosts):
+        entry = loaded.hosts[name]
+        if set(entry.host.roles) != {Role.edge}:
+            continue
+        for index, svc in enumerate(entry.services):
+            yield Finding(
+                "edge-containers",
+                loaded.rel(entry.service_path(index)),
+                "/components",
+                f"service {svc.name} is placed on {name}, an edge-only host (edge nodes run no containers)",
+                f"move services/{svc.name}.json to a worker or master host; the edge only carries public routes",
+                name,
+            )
+
+
+def rule_master_count(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
+    masters = [n for n in sorted(loaded.hosts) if Role.master in loaded.hosts[n].host.roles]
+    if not masters:
+        yield Finding(
+            "master-count",
+            "hosts",
+            "",
+            "no host has the master role",
+            'add "master" to the `roles` of exactly one host (the one running the core services)',
+        )
+    elif len(masters) > 1:
+        for name in masters:
+            yield Finding(
+                "master-count",
+                host_file(loaded, name),
+                "/roles",
+                f"{len(masters)} hosts have the master role ({', '.join(masters)}); there must be exactly one",
+                'keep "master" on one host and remove it from the others',
+                name,
+            )
+
+
+RULES = [rule_dns_fallback, rule_address_duplicate, rule_edge_containers, rule_master_count]
