@@ -7,20 +7,23 @@ from pathlib import Path
 import typer
 
 from mcfleet.cli.output import emit_json
-from mcfleet.errors import EXIT_INVALID
-from mcfleet.fleet.load import load_fleet
+from mcfleet.errors import EXIT_INVALID, InputError
+from mcfleet.fleet.load import HostEntry, LoadedFleet, load_fleet
+from mcfleet.fleet.models import Fleet
+from mcfleet.fleet.render import Rendered, find_host, find_service, render_host, render_service
 from mcfleet.fleet.rules import check
 from mcfleet.fleet.schema import render_schemas, write_schemas
+from mcfleet.fleet.select import select_hosts
 
 ROOT_ARG = typer.Argument(Path("."), help="The fleet's root folder (holds fleet.json and hosts/).")
+JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of text.")
 
 
-def validate(
-    path: Path = ROOT_ARG,
-    json_out: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
-) -> None:
+def validate(path: Path = ROOT_ARG, json_out: bool = JSON_OPT) -> None:
     """Check every host and service file, then the fleet-wide rules.
 
+    Schema problems come first (file + JSON pointer; line and column for JSON syntax
+    errors), then each rule's findings with a stable code, a message and a hint.
     Exit 0 when valid, 2 when there are findings.
 
     Examples:
@@ -51,6 +54,112 @@ def validate(
         raise typer.Exit(EXIT_INVALID)
 
 
+def _load_usable(path: Path) -> tuple[LoadedFleet, Fleet]:
+    """A fleet good enough to read from: fleet.json must load; other problems are a warning."""
+    loaded = load_fleet(path)
+    if loaded.fleet is None:
+        first = loaded.findings[0]
+        raise InputError(first.message, location=first.location(), hint=first.hint)
+    if loaded.findings:
+        typer.echo(
+            f"warning: {len(loaded.findings)} file(s) have problems and are left out; run `mcfleet validate`",
+            err=True,
+        )
+    return loaded, loaded.fleet
+
+
+def _host_row(entry: HostEntry) -> dict[str, object]:
+    host = entry.host
+    return {
+        "name": host.name,
+        "os": str(host.os),
+        "arch": str(host.arch),
+        "roles": [str(r) for r in host.roles],
+        "tags": list(host.tags),
+        "addresses": list(host.addresses),
+        "ssh": f"{host.ssh.user}@{host.addresses[0]}:{host.ssh.port}",
+        "users": {n: {"uid": u.uid, "gid": u.gid} for n, u in sorted(host.users.items())},
+        "services": sorted(s.name for s in entry.services),
+        "description": host.description,
+    }
+
+
+def hosts(
+    path: Path = ROOT_ARG,
+    on: str = typer.Option("", "--on", help="Selector: names, globs, @role or @tag, comma-separated; !x excludes."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """List the inventory from the files alone (no SSH, no Nix).
+
+    Examples:
+
+      mcfleet hosts
+
+      mcfleet hosts --on @edge
+
+      mcfleet hosts --on 'rift,orion*' --json
+    """
+    loaded, _ = _load_usable(path)
+    selected = select_hosts(loaded, on or None)
+    if json_out:
+        emit_json({"root": str(loaded.root), "hosts": [_host_row(e) for e in selected]})
+        return
+    table = [["NAME", "OS", "ARCH", "ROLES", "TAGS", "ADDRESSES", "SERVICES"]]
+    for e in selected:
+        h = e.host
+        table.append(
+            [
+                h.name,
+                str(h.os),
+                str(h.arch),
+                ",".join(map(str, h.roles)),
+                ",".join(h.tags) or "-",
+                ",".join(h.addresses),
+                str(len(e.services)),
+            ]
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def render(
+    service: str = typer.Argument("", help="Service name; omit it with --host to render all of that host."),
+    host: str = typer.Option("", "--host", help="The host the service is placed on (default: where it is)."),
+    root: Path = typer.Option(Path("."), "--root", "-C", help="The fleet's root folder."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Print the exact `podman run` command of each component of a service.
+
+    For recovery by hand (incident lesson 5): run the commands as the service user
+    (e.g. mcp) on the host.  Without SERVICE, --host renders every service of that
+    host in boot-stage order (foundation, core, management, services).
+
+    Examples:
+
+      mcfleet render mcns
+
+      mcfleet render mcr --host rift --json
+
+      mcfleet render --host rift > recover-rift.sh
+    """
+    loaded, fleet = _load_usable(root)
+    rendered: list[Rendered]
+    if service:
+        entry, svc = find_service(loaded, service, host or None)
+        rendered = render_service(entry, svc, fleet)
+    elif host:
+        rendered = render_host(find_host(loaded, host), fleet)
+    else:
+        raise InputError("name a service, or a host with --host", hint="e.g. `mcfleet render mcns`")
+    if json_out:
+        emit_json([r.as_dict() for r in rendered])
+        return
+    for r in rendered:
+        typer.echo(f"# {r.service}/{r.component} on {r.host}")
+        typer.echo(r.command(multiline=True))
+
+
 def schema_dump(
     out: Path = typer.Option(Path("schemas"), "--out", "-o", help="Folder to write the schemas to."),
     check_only: bool = typer.Option(False, "--check", help="Exit 1 if the files in --out differ from the models."),
@@ -76,6 +185,8 @@ def schema_dump(
 
 def register(app: typer.Typer) -> None:
     app.command("validate")(validate)
+    app.command("hosts")(hosts)
+    app.command("render")(render)
     schema = typer.Typer(help="JSON Schemas of the fleet files.", no_args_is_help=True)
     schema.command("dump")(schema_dump)
     app.add_typer(schema, name="schema")
