@@ -1,0 +1,144 @@
+# Per-host values derived from the fleet files: what the NixOS modules set and
+# what python/mcfleet/nix/derived.py computes for the same host (a T1 test
+# compares the two).  Seed Phase E item #10: NixOS owns the user, the unit and
+# the directories; the agent binary lives at /srv/mcp/mcp-agent, outside the store.
+let
+  u = import ./util.nix;
+
+  # The port of an "address:port" listen string ("[v6]:port" too); null when absent.
+  listenPort =
+    listen:
+    if listen == null then
+      null
+    else
+      let
+        m = builtins.match ".*:([0-9]+)" listen;
+      in
+      if m == null then null else builtins.fromJSON (builtins.head m);
+
+  isLoopback = ip: ip != null && (u.hasPrefix "127." ip || ip == "::1" || ip == "localhost");
+in
+rec {
+  # users: { <name> = { uid; gid; group; home; subuid; subgid; pin; pinException; }; }
+  # `pin` is the fleet-wide pin (or null); the module asserts uid/gid against it.
+  users =
+    fleet: entry:
+    builtins.mapAttrs (name: x: {
+      inherit (x) uid gid subuid subgid;
+      group = name;
+      home = "/srv/${name}";
+      pin =
+        if fleet.fleet.pins ? ${name} then
+          {
+            inherit (fleet.fleet.pins.${name}) uid gid;
+          }
+        else
+          null;
+      pinException = x.pin_exception;
+    }) entry.data.users;
+
+  # Fleet resolvers first, then the public fallbacks (incident lesson 2), each once.
+  nameservers = entry: u.unique (entry.data.dns.nameservers ++ entry.data.dns.fallback);
+
+  agentUnit =
+    entry:
+    let
+      a = entry.data.agent;
+    in
+    {
+      name = a.unit;
+      description = "mcp-agent: mcfleet node agent";
+      execStart = a.path;
+      user = a.user;
+      group = a.user;
+      workingDirectory = dirOf a.path;
+      restart = "always";
+      restartSec = 5;
+      after = [ "network-online.target" ];
+      wants = [ "network-online.target" ];
+      wantedBy = [ "multi-user.target" ];
+      readWritePaths = [ (dirOf a.path) ];
+    };
+
+  # The unit file exactly as Python renders it (python/mcfleet/nix/derived.py).
+  agentUnitText =
+    entry:
+    let
+      x = agentUnit entry;
+    in
+    builtins.concatStringsSep "\n" [
+      "[Unit]"
+      "Description=${x.description}"
+      "After=${builtins.concatStringsSep " " x.after}"
+      "Wants=${builtins.concatStringsSep " " x.wants}"
+      ""
+      "[Service]"
+      "ExecStart=${x.execStart}"
+      "User=${x.user}"
+      "Group=${x.group}"
+      "WorkingDirectory=${x.workingDirectory}"
+      "Restart=${x.restart}"
+      "RestartSec=${toString x.restartSec}"
+      "NoNewPrivileges=true"
+      "ProtectSystem=strict"
+      "ReadWritePaths=${builtins.concatStringsSep " " x.readWritePaths}"
+      ""
+      "[Install]"
+      "WantedBy=${builtins.concatStringsSep " " x.wantedBy}"
+      ""
+    ];
+
+  # /srv/<dir> for the agent and for every active service, owned by the agent user.
+  srvDirs =
+    entry:
+    let
+      owner = entry.data.agent.user;
+      agentDir = dirOf entry.data.agent.path;
+      svcDirs = map (s: "/srv/${s.data.name}") (builtins.filter (s: s.data.active) entry.services);
+    in
+    map (path: {
+      inherit path owner;
+      group = owner;
+      mode = "0750";
+    }) (builtins.sort builtins.lessThan (u.unique ([ agentDir ] ++ svcDirs)));
+
+  tmpfiles = entry: map (d: "d ${d.path} ${d.mode} ${d.owner} ${d.group} -") (srvDirs entry);
+
+  # Ports opened to the network: declared firewall_ports, the agent's listen port,
+  # and fixed publishes not bound to loopback (routes publish on 127.0.0.1 by default
+  # and are reached through the edge, so they are not opened).
+  firewall =
+    entry:
+    let
+      publishes = u.concatMap (s: u.concatMap (c: c.publish) s.data.components) (
+        builtins.filter (s: s.data.active) entry.services
+      );
+      open = builtins.filter (p: !(isLoopback p.host_ip)) publishes;
+      agentPort = listenPort entry.data.agent.listen;
+      sortInts = xs: builtins.sort builtins.lessThan (u.unique xs);
+    in
+    {
+      tcp = sortInts (
+        entry.data.firewall_ports
+        ++ u.optional (agentPort != null) agentPort
+        ++ map (p: p.host_port) (builtins.filter (p: p.protocol != "udp") open)
+      );
+      udp = sortInts (map (p: p.host_port) (builtins.filter (p: p.protocol == "udp") open));
+    };
+
+  isEdge = entry: builtins.elem "edge" entry.data.roles;
+
+  # Everything above for one host, as plain data (what `nix eval .#lib.hosts.<h>` shows).
+  host = fleet: entry: {
+    inherit (entry.data) name os arch roles;
+    system = if entry.data.arch == "arm64" then "aarch64-linux" else "x86_64-linux";
+    users = users fleet entry;
+    nameservers = nameservers entry;
+    agentUnit = agentUnit entry;
+    agentUnitText = agentUnitText entry;
+    srvDirs = srvDirs entry;
+    tmpfiles = tmpfiles entry;
+    firewall = firewall entry;
+    edge = isEdge entry;
+  };
+}

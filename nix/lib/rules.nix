@@ -1,0 +1,618 @@
+# The fleet rules that can be written in pure Nix, with the SAME codes, files,
+# JSON pointers, messages and hints as the Python rules (python/mcfleet/fleet/
+# rules_*.py; each module's docstring states the exact semantics).  A T1 test
+# runs both on the real fleet and on every tests/data/bad-fleets/<code>/ case
+# and compares them.  Load-level codes (json-syntax, schema, missing-file,
+# name-mismatch) stay in Python: Nix cannot catch a JSON parse error, and the
+# schema is pydantic's.
+#
+# check :: loaded fleet (load.nix) -> [ { code; file; pointer; message; hint; host; } ]
+let
+  u = import ./util.nix;
+  inherit (u) concatMap finding optional;
+
+  stageOrder = {
+    foundation = 0;
+    core = 1;
+    management = 2;
+    services = 3;
+  };
+
+  # Ranges the OS hands out to `useradd --system` / NixOS auto-assigned system users.
+  dynamicRange = {
+    nixos = {
+      lo = 400;
+      hi = 999;
+    };
+    debian = {
+      lo = 100;
+      hi = 999;
+    };
+  };
+  inRange = os: id: id >= dynamicRange.${os}.lo && id <= dynamicRange.${os}.hi;
+  rangeText = os: "${toString dynamicRange.${os}.lo}-${toString dynamicRange.${os}.hi}";
+
+  kinds = [
+    "uid"
+    "gid"
+  ];
+  truthy = s: s != null && s != "";
+  sortedNames = attrs: builtins.sort builtins.lessThan (builtins.attrNames attrs);
+  hostList = fleet: map (n: fleet.hosts.${n}) (sortedNames fleet.hosts);
+  indexed =
+    xs:
+    builtins.genList (i: {
+      inherit i;
+      v = builtins.elemAt xs i;
+    }) (builtins.length xs);
+  # Python's repr() of a plain string.
+  repr = s: "'${s}'";
+
+  # Every service, hosts in name order, services in file order (rules_base.placed_services).
+  placed = fleet: concatMap (h: map (s: s // { host = h; }) h.services) (hostList fleet);
+
+  routeHostname = fleet: s: r: if r.hostname != null && r.hostname != "" then r.hostname else "${s.data.name}.${fleet.fleet.zone}";
+
+  # -------------------------------------------------------------- rules_users.py
+
+  pins =
+    fleet:
+    concatMap (
+      h:
+      concatMap (
+        user:
+        let
+          pin = fleet.fleet.pins.${user};
+          have = h.data.users.${user};
+        in
+        if !(h.data.users ? ${user}) then
+          [
+            (finding "pin-missing" h.file "/users"
+              "host ${h.name} does not declare the pinned user ${repr user} (${toString pin.uid}/${toString pin.gid})"
+              ''add "users": {"${user}": {"uid": ${toString pin.uid}, "gid": ${toString pin.gid}}}, or, if the node already has the account with other ids, declare those ids with a `pin_exception`''
+              h.name
+            )
+          ]
+        else if truthy have.pin_exception then
+          [ ]
+        else
+          concatMap (
+            kind:
+            optional (pin.${kind} != have.${kind}) (
+              finding "pin-mismatch" h.file "/users/${user}/${kind}"
+                "${user} has ${kind} ${toString have.${kind}} on ${h.name} but the fleet pins ${toString pin.${kind}}"
+                ''if the node really has ${kind} ${toString have.${kind}} (account older than the pin), keep it and add "pin_exception": "<why>"; never change a live rootless podman user's ids; otherwise set ${kind} to ${toString pin.${kind}}''
+                h.name
+            )
+          ) kinds
+      ) (sortedNames fleet.fleet.pins)
+    ) (hostList fleet);
+
+  # Attribute order is alphabetical in Nix but file order in Python, so with
+  # two holders Nix reports the alphabetically later one (same code and file).
+  idDuplicate =
+    fleet:
+    concatMap (
+      h:
+      concatMap (
+        kind:
+        (builtins.foldl' (
+          acc: user:
+          let
+            value = toString h.data.users.${user}.${kind};
+          in
+          if acc.seen ? ${value} then
+            acc
+            // {
+              out = acc.out ++ [
+                (finding "id-duplicate" h.file "/users/${user}/${kind}"
+                  "${user} and ${acc.seen.${value}} share ${kind} ${value} on ${h.name}"
+                  "give ${user} a ${kind} of its own (check `getent passwd` on the node first)"
+                  h.name
+                )
+              ];
+            }
+          else
+            acc // { seen = acc.seen // { ${value} = user; }; }
+        ) { seen = { }; out = [ ]; } (sortedNames h.data.users)).out
+      ) kinds
+    ) (hostList fleet);
+
+  idDynamicRange =
+    fleet:
+    let
+      oses = builtins.sort builtins.lessThan (u.unique (map (h: h.data.os) (hostList fleet)));
+      fromPins = concatMap (
+        user:
+        let
+          pin = fleet.fleet.pins.${user};
+        in
+        if truthy pin.reason then
+          [ ]
+        else
+          concatMap (
+            kind:
+            let
+              value = pin.${kind};
+              hit = builtins.filter (os: inRange os value) oses;
+              os = builtins.head hit;
+            in
+            optional (hit != [ ]) (
+              finding "id-dynamic-range" "fleet.json" "/pins/${user}/${kind}"
+                "pinned ${kind} ${toString value} of ${user} lies in ${os}'s dynamic system range ${rangeText os}"
+                ''state why it is safe with "reason": "…" (e.g. checked free on every node), or pick an id outside the range''
+                null
+            )
+          ) kinds
+      ) (sortedNames fleet.fleet.pins);
+      fromHosts = concatMap (
+        h:
+        concatMap (
+          user:
+          let
+            spec = h.data.users.${user};
+            pin = fleet.fleet.pins.${user} or null;
+          in
+          if truthy spec.pin_exception then
+            [ ]
+          else
+            concatMap (
+              kind:
+              let
+                value = spec.${kind};
+                covered = pin != null && (truthy pin.reason || pin.${kind} == value);
+              in
+              optional (!covered && inRange h.data.os value) (
+                finding "id-dynamic-range" h.file "/users/${user}/${kind}"
+                  "${kind} ${toString value} of ${user} on ${h.name} lies in ${h.data.os}'s dynamic system range ${rangeText h.data.os}"
+                  ''pin it fleet-wide in fleet.json with a reason, or document the node's existing account with "pin_exception": "…"''
+                  h.name
+              )
+            ) kinds
+        ) (sortedNames h.data.users)
+      ) (hostList fleet);
+    in
+    fromPins ++ fromHosts;
+
+  idSystemCollision =
+    fleet:
+    concatMap (
+      h:
+      let
+        sys = h.data.system_accounts;
+        holders = uid: builtins.filter (a: sys.${a}.uid == uid) (sortedNames sys);
+      in
+      concatMap (
+        user:
+        let
+          have = h.data.users.${user};
+          other = holders have.uid;
+        in
+        optional (other != [ ] && builtins.head other != user) (
+          finding "id-system-collision" h.file "/users/${user}/uid"
+            "uid ${toString have.uid} of ${user} is already held by the system account ${repr (builtins.head other)} on ${h.name}"
+            "resolve it on the node (${builtins.head other} keeps its uid); give ${user} a free pinned uid, before rootless podman ever runs as it"
+            h.name
+        )
+      ) (sortedNames h.data.users)
+    ) (hostList fleet);
+
+  # -------------------------------------------------------------- rules_hosts.py
+
+  dnsNoFallback =
+    fleet:
+    let
+      internal = map u.toLower (concatMap (h: h.data.addresses ++ h.data.dns.nameservers) (hostList fleet));
+    in
+    concatMap (
+      h:
+      optional (!(builtins.any (a: !(builtins.elem (u.toLower a) internal)) h.data.dns.fallback)) (
+        finding "dns-no-fallback" h.file "/dns/fallback" "host ${h.name} has no fallback resolver outside the fleet"
+          ''add public resolvers, e.g. "fallback": ["1.1.1.1", "8.8.8.8"] (incident lesson 2)''
+          h.name
+      )
+    ) (hostList fleet);
+
+  addressDuplicate =
+    fleet:
+    (builtins.foldl' (
+      acc: x:
+      let
+        key = u.toLower x.address;
+        first = acc.owner.${key} or x.host.name;
+      in
+      {
+        owner = acc.owner // { ${key} = first; };
+        out =
+          acc.out
+          ++ optional (first != x.host.name) (
+            finding "address-duplicate" x.host.file "/addresses/${toString x.i}"
+              "address ${x.address} of ${x.host.name} is already an address of ${first}"
+              "each address must reach exactly one host: fix the copy-pasted address"
+              x.host.name
+          );
+      }
+    ) { owner = { }; out = [ ]; } (
+      concatMap (
+        h:
+        map (a: {
+          host = h;
+          inherit (a) i;
+          address = a.v;
+        }) (indexed h.data.addresses)
+      ) (hostList fleet)
+    )).out;
+
+  edgeContainers =
+    fleet:
+    concatMap (
+      h:
+      optionals (u.unique h.data.roles == [ "edge" ]) (
+        map (
+          s:
+          finding "edge-containers" s.file "/components"
+            "service ${s.data.name} is placed on ${h.name}, an edge-only host (edge nodes run no containers)"
+            "move services/${s.data.name}.json to a worker or master host; the edge only carries public routes"
+            h.name
+        ) h.services
+      )
+    ) (hostList fleet);
+  inherit (u) optionals;
+
+  masterCount =
+    fleet:
+    let
+      masters = builtins.filter (h: builtins.elem "master" h.data.roles) (hostList fleet);
+      n = builtins.length masters;
+      names = builtins.concatStringsSep ", " (map (h: h.name) masters);
+    in
+    if n == 0 then
+      [
+        (finding "master-count" "hosts" "" "no host has the master role"
+          ''add "master" to the `roles` of exactly one host (the one running the core services)''
+          null
+        )
+      ]
+    else if n > 1 then
+      map (
+        h:
+        finding "master-count" h.file "/roles"
+          "${toString n} hosts have the master role (${names}); there must be exactly one"
+          ''keep "master" on one host and remove it from the others''
+          h.name
+      ) masters
+    else
+      [ ];
+
+  # ----------------------------------------------------------- rules_services.py
+
+  # Why an image reference is not pinned, or null (fleet/derive.py image_problem).
+  imageProblem =
+    image:
+    let
+      lastPart = u.last (u.splitOn "/" image);
+      colon = builtins.match "(.*):([^:]*)" lastPart;
+      tag = if colon == null then null else builtins.elemAt colon 1;
+    in
+    if builtins.match ".*@sha256:.*" image != null then
+      null
+    else if tag == null then
+      "has no tag (podman would pull :latest)"
+    else if tag == "" then
+      "has an empty tag"
+    else if tag == "latest" then
+      "uses :latest"
+    else
+      null;
+
+  imageUnpinned =
+    fleet:
+    concatMap (
+      s:
+      concatMap (
+        c:
+        let
+          problem = imageProblem c.v.image;
+        in
+        optional (problem != null) (
+          finding "image-unpinned" s.file "/components/${toString c.i}/image"
+            "image ${c.v.image} of ${s.data.name}/${c.v.name} ${problem}"
+            "pin an explicit version tag, e.g. `…/name:v1.2.0` (or a @sha256: digest)"
+            s.host.name
+        )
+      ) (indexed s.data.components)
+    ) (placed fleet);
+
+  routeDuplicate =
+    fleet:
+    concatMap (
+      s:
+      concatMap (
+        c:
+        (builtins.foldl' (
+          acc: r:
+          let
+            where = "/components/${toString c.i}/routes/${toString r.i}";
+            # null is a name too: two unnamed routes would both be $PORT.
+            nameKey = if r.v.name == null then "\n" else r.v.name;
+            portKey = toString r.v.port;
+          in
+          {
+            names = acc.names // { ${nameKey} = true; };
+            ports = acc.ports // { ${portKey} = true; };
+            out =
+              acc.out
+              ++ optional (acc.names ? ${nameKey}) (
+                finding "route-duplicate" s.file "${where}/name"
+                  "${s.data.name}/${c.v.name} has two routes named ${if r.v.name != null && r.v.name != "" then repr r.v.name else "unnamed (both would be $PORT)"}"
+                  "give each route of a component its own `name` (it becomes $PORT_<NAME>)"
+                  s.host.name
+              )
+              ++ optional (acc.ports ? ${portKey}) (
+                finding "route-duplicate" s.file "${where}/port"
+                  "${s.data.name}/${c.v.name} has two routes on container port ${portKey}"
+                  "each route of a component needs its own port: remove the copy or fix the port"
+                  s.host.name
+              );
+          }
+        ) { names = { }; ports = { }; out = [ ]; } (indexed c.v.routes)).out
+      ) (indexed s.data.components)
+    ) (placed fleet);
+
+  publicRoutes =
+    fleet:
+    let
+      hasEdge = builtins.any (h: builtins.elem "edge" h.data.roles) (hostList fleet);
+      domains = fleet.fleet.public_domains;
+      underDomain = name: builtins.any (d: name == d || u.hasSuffix ".${d}" name) domains;
+      allowed = if domains == [ ] then "none declared" else builtins.concatStringsSep ", " domains;
+    in
+    concatMap (
+      s:
+      concatMap (
+        c:
+        concatMap (
+          r:
+          let
+            where = "/components/${toString c.i}/routes/${toString r.i}";
+            name = routeHostname fleet s r.v;
+          in
+          optionals r.v.public (
+            optional (!hasEdge) (
+              finding "public-no-edge" s.file "${where}/public" "${name} is public but no host has the edge role to carry it"
+                ''add "edge" to the roles of the host that takes public traffic, or set "public": false''
+                s.host.name
+            )
+            ++ optional (!(underDomain name)) (
+              finding "public-domain" s.file "${where}/hostname"
+                "public hostname ${name} is not under the fleet's public domains (${allowed})"
+                "set `hostname` to a name under public_domains, or add its domain to fleet.json"
+                s.host.name
+            )
+          )
+        ) (indexed c.v.routes)
+      ) (indexed s.data.components)
+    ) (placed fleet);
+
+  coreOffMaster =
+    fleet:
+    concatMap (
+      s:
+      optional (s.data.stage == "core" && !(builtins.elem "master" s.host.data.roles)) (
+        finding "core-off-master" s.file "/stage"
+          "core-stage service ${s.data.name} is placed on ${s.host.name}, which is not the master"
+          "move the service file under the master's hosts/<name>/services/, or give it a later stage"
+          s.host.name
+      )
+    ) (placed fleet);
+
+  # -------------------------------------------------------------- rules_names.py
+
+  # First definition of each service name (in placed order), and the later copies.
+  uniqueServices =
+    fleet:
+    builtins.foldl' (
+      acc: s:
+      if acc.first ? ${s.data.name} then
+        acc
+        // {
+          dups = acc.dups ++ [
+            {
+              dup = s;
+              owner = acc.first.${s.data.name};
+            }
+          ];
+        }
+      else
+        acc
+        // {
+          first = acc.first // { ${s.data.name} = s; };
+          order = acc.order ++ [ s.data.name ];
+        }
+    ) {
+      first = { };
+      order = [ ];
+      dups = [ ];
+    } (placed fleet);
+
+  names =
+    fleet:
+    let
+      us = uniqueServices fleet;
+      dupFindings = map (
+        d:
+        finding "name-claimed-twice" d.dup.file "/name"
+          "service ${d.dup.data.name} is defined twice: here (on ${d.dup.host.name}) and in ${d.owner.file}"
+          "a service is placed on exactly one host: delete one of the two files"
+          d.dup.host.name
+      ) us.dups;
+      claims = concatMap (
+        name:
+        let
+          s = us.first.${name};
+        in
+        concatMap (
+          c:
+          map (r: {
+            inherit s name;
+            hostname = routeHostname fleet s r.v;
+            where = "/components/${toString c.i}/routes/${toString r.i}/hostname";
+          }) (indexed c.v.routes)
+        ) (indexed s.data.components)
+      ) us.order;
+      initial = builtins.listToAttrs (
+        map (n: {
+          name = "${n}.${fleet.fleet.zone}";
+          value = n;
+        }) (u.reverseList us.order)
+      );
+    in
+    dupFindings
+    ++
+      (builtins.foldl' (
+        acc: x:
+        let
+          claimant = acc.owners.${x.hostname} or x.name;
+        in
+        {
+          owners = acc.owners // { ${x.hostname} = claimant; };
+          out =
+            acc.out
+            ++ optional (claimant != x.name) (
+              finding "name-claimed-twice" x.s.file x.where
+                "hostname ${x.hostname} of ${x.name} is already claimed by service ${claimant}"
+                "every DNS name, route and certificate has one owner: pick another hostname"
+                x.s.host.name
+            );
+        }
+      ) { owners = initial; out = [ ]; } claims).out;
+
+  dependencies =
+    fleet:
+    let
+      us = uniqueServices fleet;
+      services = us.first;
+      direct = concatMap (
+        name:
+        let
+          s = services.${name};
+        in
+        concatMap (
+          d:
+          let
+            dep = d.v;
+            target = services.${dep} or null;
+          in
+          if target == null then
+            [
+              (finding "unknown-reference" s.file "/depends_on/${toString d.i}" "${name} depends on ${repr dep}, which no host defines"
+                "fix the name, or add hosts/<host>/services/${dep}.json"
+                s.host.name
+              )
+            ]
+          else
+            optional (stageOrder.${target.data.stage} > stageOrder.${s.data.stage}) (
+              finding "stage-cycle" s.file "/depends_on/${toString d.i}"
+                "${name} (${s.data.stage}) depends on ${dep} (${target.data.stage}), a later boot stage"
+                "move ${dep} to stage ${s.data.stage} or earlier, or ${name} to a later stage"
+                s.host.name
+            )
+        ) (indexed s.data.depends_on)
+      ) us.order;
+
+      # Depth-first search from each service in name order; 1 = on the stack,
+      # 2 = done; one finding per back edge, at the edge that closes the cycle.
+      visit =
+        stack: st: name:
+        let
+          deps = indexed services.${name}.data.depends_on;
+          step =
+            acc: d:
+            let
+              dep = d.v;
+            in
+            if !(services ? ${dep}) then
+              acc
+            else if (acc.state.${dep} or 0) == 1 then
+              let
+                path = stack ++ [ name ];
+                from = u.dropUntil (n: n == dep) path;
+                p = services.${name};
+              in
+              acc
+              // {
+                out = acc.out ++ [
+                  (finding "stage-cycle" p.file "/depends_on/${toString d.i}"
+                    "dependency cycle: ${builtins.concatStringsSep " -> " (from ++ [ dep ])}"
+                    "break the cycle: a service may only depend on services that start before it"
+                    p.host.name
+                  )
+                ];
+              }
+            else if acc.state ? ${dep} then
+              acc
+            else
+              let
+                r = visit (stack ++ [ name ]) (acc.state // { ${dep} = 1; }) dep;
+              in
+              {
+                state = r.state;
+                out = acc.out ++ r.out;
+              };
+          res = builtins.foldl' step {
+            state = st;
+            out = [ ];
+          } deps;
+        in
+        {
+          state = res.state // { ${name} = 2; };
+          inherit (res) out;
+        };
+      cycles =
+        (builtins.foldl' (
+          acc: root:
+          if acc.state ? ${root} then
+            acc
+          else
+            let
+              r = visit [ ] (acc.state // { ${root} = 1; }) root;
+            in
+            {
+              state = r.state;
+              out = acc.out ++ r.out;
+            }
+        ) {
+          state = { };
+          out = [ ];
+        } (sortedNames services)).out;
+    in
+    direct ++ cycles;
+
+  # Split a mixed rule's output by code.
+  only = code: rule: fleet: builtins.filter (x: x.code == code) (rule fleet);
+in
+rec {
+  # code -> rule: the codes nix implements (the agreement test compares these).
+  byCode = {
+    "pin-mismatch" = only "pin-mismatch" pins;
+    "pin-missing" = only "pin-missing" pins;
+    "id-duplicate" = idDuplicate;
+    "id-dynamic-range" = idDynamicRange;
+    "id-system-collision" = idSystemCollision;
+    "dns-no-fallback" = dnsNoFallback;
+    "address-duplicate" = addressDuplicate;
+    "edge-containers" = edgeContainers;
+    "master-count" = masterCount;
+    "image-unpinned" = imageUnpinned;
+    "route-duplicate" = routeDuplicate;
+    "public-no-edge" = only "public-no-edge" publicRoutes;
+    "public-domain" = only "public-domain" publicRoutes;
+    "core-off-master" = coreOffMaster;
+    "name-claimed-twice" = names;
+    "unknown-reference" = only "unknown-reference" dependencies;
+    "stage-cycle" = only "stage-cycle" dependencies;
+  };
+  codes = builtins.attrNames byCode;
+  check = fleet: u.sortFindings (concatMap (code: byCode.${code} fleet) codes);
+  inherit imageProblem;
+}

@@ -1,0 +1,97 @@
+# Small list/attrset helpers built on builtins only.
+# nix/lib must evaluate without nixpkgs (the flake's pure checks and T1 tests
+# run where nixpkgs cannot be fetched), so nothing here may import <nixpkgs>.
+rec {
+  concatMap = f: xs: builtins.concatLists (map f xs);
+
+  # Values that occur more than once in a list of strings/ints, each reported once, sorted.
+  duplicates =
+    xs:
+    let
+      counts = builtins.foldl' (acc: x: acc // { ${toString x} = (acc.${toString x} or 0) + 1; }) { } xs;
+    in
+    builtins.sort builtins.lessThan (builtins.filter (k: counts.${k} > 1) (builtins.attrNames counts));
+
+  unique = xs: builtins.foldl' (acc: x: if builtins.elem x acc then acc else acc ++ [ x ]) [ ] xs;
+
+  hasPrefix = pre: s: builtins.substring 0 (builtins.stringLength pre) s == pre;
+
+  hasSuffix =
+    suf: s:
+    let
+      ls = builtins.stringLength s;
+      lf = builtins.stringLength suf;
+    in
+    lf <= ls && builtins.substring (ls - lf) lf s == suf;
+
+  removeSuffix = suf: s: if hasSuffix suf s then builtins.substring 0 (builtins.stringLength s - builtins.stringLength suf) s else s;
+
+  # Split on a literal one-character separator (builtins.split takes a regex).
+  splitOn = sep: s: builtins.filter builtins.isString (builtins.split (escapeRegex sep) s);
+
+  escapeRegex = builtins.replaceStrings [ "." "+" "*" "?" "[" "]" "(" ")" "{" "}" "|" "^" "$" "\\" ] [ "\\." "\\+" "\\*" "\\?" "\\[" "\\]" "\\(" "\\)" "\\{" "\\}" "\\|" "\\^" "\\$" "\\\\" ];
+
+  last = xs: builtins.elemAt xs (builtins.length xs - 1);
+
+  optional = cond: x: if cond then [ x ] else [ ];
+  optionals = cond: xs: if cond then xs else [ ];
+
+  # JSON pointer escaping (RFC 6901), as Python's loader writes pointers.
+  pointerPart = p: builtins.replaceStrings [ "~" "/" ] [ "~0" "~1" ] (toString p);
+  pointer = parts: if parts == [ ] then "" else "/" + builtins.concatStringsSep "/" (map pointerPart parts);
+
+  # Subdirectories of a path, sorted; [] when the path does not exist.
+  subdirs =
+    dir:
+    if builtins.pathExists dir then
+      builtins.sort builtins.lessThan (
+        builtins.filter (n: (builtins.readDir dir).${n} == "directory") (builtins.attrNames (builtins.readDir dir))
+      )
+    else
+      [ ];
+
+  # `*.json` files directly in a path, sorted; [] when the path does not exist.
+  jsonFiles =
+    dir:
+    if builtins.pathExists dir then
+      builtins.sort builtins.lessThan (
+        builtins.filter (n: hasSuffix ".json" n && (builtins.readDir dir).${n} != "directory") (
+          builtins.attrNames (builtins.readDir dir)
+        )
+      )
+    else
+      [ ];
+
+  # Sort findings the way Python does (dataclass order: code, file, pointer, message).
+  sortFindings = builtins.sort (
+    a: b:
+    if a.code != b.code then
+      a.code < b.code
+    else if a.file != b.file then
+      a.file < b.file
+    else if a.pointer != b.pointer then
+      a.pointer < b.pointer
+    else
+      a.message < b.message
+  );
+
+  finding = code: file: pointer: message: hint: host: {
+    inherit code file pointer message hint host;
+  };
+
+  upper = [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ];
+  lower = [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ];
+  toLower = builtins.replaceStrings upper lower;
+
+  reverseList = xs: builtins.genList (i: builtins.elemAt xs (builtins.length xs - 1 - i)) (builtins.length xs);
+
+  # The suffix of a list starting at the first element for which `pred` holds.
+  dropUntil =
+    pred: xs:
+    if xs == [ ] then
+      [ ]
+    else if pred (builtins.head xs) then
+      xs
+    else
+      dropUntil pred (builtins.tail xs);
+}
