@@ -1,0 +1,90 @@
+"""`mcfleet plan`: observe the selected hosts and show (or save) what apply would change."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from mcfleet.cli.output import emit_json
+from mcfleet.errors import EXIT_FAILURE, EXIT_OK, FleetInvalid
+from mcfleet.fleet.load import LoadedFleet, load_fleet
+from mcfleet.fleet.rules import check
+from mcfleet.fleet.select import select_hosts
+from mcfleet.observe.collect import gather
+from mcfleet.plan.model import Plan
+from mcfleet.plan.planner import build
+from mcfleet.plan.render import render_text
+from mcfleet.plan.saved import save_plan
+from mcfleet.report.progress import make_progress
+from mcfleet.transport.ssh import SshOptions
+
+EXIT_CHANGES = 2
+ROOT_ARG = typer.Argument(Path("."), help="The fleet's root folder (holds fleet.json and hosts/).")
+
+
+def select(loaded: LoadedFleet, selector: str | None) -> list[str]:
+    return [e.host.name for e in select_hosts(loaded, selector)]
+
+
+def exit_code(plan: Plan, *, detailed: bool) -> int:
+    """1 when hosts were unreachable or something is refused; 2 for pending changes with --detailed-exitcode."""
+    if plan.unreachable or plan.refusals:
+        return EXIT_FAILURE
+    return EXIT_CHANGES if detailed and plan.has_changes else EXIT_OK
+
+
+def plan(  # noqa: PLR0917 (typer maps parameters to options)
+    path: Path = ROOT_ARG,
+    on: str | None = typer.Option(None, "--on", help="Hosts: names, globs, @tag or @role, comma-separated."),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Save the plan (JSON) for `mcfleet apply PLAN`."),
+    json_out: bool = typer.Option(False, "--json", help="Print the plan as JSON (same data as the text view)."),
+    detailed_exitcode: bool = typer.Option(
+        False, "--detailed-exitcode", help="Exit 2 when changes are pending (0: none, 1: error)."
+    ),
+    show_values: bool = typer.Option(False, "--values", help="Show each action's before/after values."),
+    connect_timeout: float = typer.Option(
+        10.0, "--connect-timeout", help="Seconds per address before trying the next."
+    ),
+) -> None:
+    """Observe the selected hosts and show what `apply` would change.
+
+    Symbols: + create, ~ update, - delete, -/+ replace, ! refuse.  Exit codes: 0 no
+    changes, 1 error (unreachable hosts are listed; refusals count as errors),
+    2 changes pending (only with --detailed-exitcode).
+
+    Examples:
+
+      mcfleet plan
+
+      mcfleet plan --on rift,@edge --values
+
+      mcfleet plan -o plan.json && mcfleet apply plan.json
+
+      mcfleet plan --json | jq '.actions[] | select(.kind == "refuse")'
+    """
+    loaded = load_fleet(path)
+    findings = check(loaded)
+    if findings:
+        raise FleetInvalid(list(findings), root=str(loaded.root))
+    hosts = select(loaded, on)
+    options = SshOptions(connect_timeout=connect_timeout)
+    with make_progress(title="gathering facts", quiet=json_out) as progress:
+        facts = asyncio.run(gather(loaded, hosts, progress=progress, options=options))
+    result = build(loaded, facts)
+    if out is not None:
+        save_plan(result, out)
+    if json_out:
+        emit_json(result.model_dump(mode="json"))
+    else:
+        typer.echo(render_text(result, detailed=show_values), nl=False)
+        if out is not None:
+            typer.echo(f"saved to {out}; apply it with `mcfleet apply {out}`")
+    code = exit_code(result, detailed=detailed_exitcode)
+    if code:
+        raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan)

@@ -1,0 +1,28 @@
+"""Certificate facts from PEM text (pure: parsing only, with `cryptography`)."""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from mcfleet.observe.facts import CertFacts
+
+
+def parse_cert(path: str, pem: str) -> CertFacts:
+    """The first certificate in a PEM file (the leaf of a fullchain): subject CN, SANs, expiry."""
+    start = pem.find("-----BEGIN CERTIFICATE-----")
+    if start < 0:
+        return CertFacts(path=path, error="no PEM certificate in the file")
+    try:
+        cert = x509.load_pem_x509_certificate(pem[start:].encode())
+    except ValueError as exc:
+        return CertFacts(path=path, error=f"unreadable certificate: {exc}")
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    subject = str(cns[0].value) if cns else None
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        sans = [str(v) for v in ext.value.get_values_for_type(x509.DNSName)]
+        sans += [str(v) for v in ext.value.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        sans = []
+    return CertFacts(path=path, subject=subject, sans=sans, not_after=cert.not_valid_after_utc.isoformat())

@@ -1,0 +1,125 @@
+"""Gather facts from the selected hosts: one SSH round trip per host, all hosts in parallel.
+
+Interface (keep stable; apply uses it too):
+
+    facts = await gather(loaded, ["rift", "orion"], pool=pool, progress=progress)
+    facts["rift"]   # Facts | Unreachable — never an exception for a host that fails
+
+`pool` is reused when given (apply keeps its connections); otherwise one is
+opened and closed here.  After the hosts answer, the fleet's DNS names are asked
+at the authoritative server (rfc2136 provider) and stored on each host's facts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+from mcfleet.errors import McfleetError
+from mcfleet.fleet.load import HostEntry, LoadedFleet
+from mcfleet.fleet.models import Rfc2136Provider
+from mcfleet.observe.dns import query_names
+from mcfleet.observe.facts import Facts, Unreachable
+from mcfleet.observe.parse import parse_facts, split_sections
+from mcfleet.observe.script import ScriptInputs, facts_script
+from mcfleet.plan.desired import DesiredHost, desired_state, dns_names
+from mcfleet.report.progress import NullProgress, Progress
+from mcfleet.transport.base import HostKeyMismatch
+from mcfleet.transport.base import Unreachable as UnreachableError
+from mcfleet.transport.ssh import SshOptions, SshPool
+
+FACTS_TIMEOUT = 60.0
+
+GatherResult = dict[str, Facts | Unreachable]
+
+
+def script_inputs(loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -> ScriptInputs:
+    users = [u.name for u in desired.users]
+    return ScriptInputs(
+        users=tuple(users),
+        uids=tuple(sorted({u.uid for u in desired.users} | {u.pin_uid for u in desired.users if u.pin_uid})),
+        gids=tuple(sorted({u.gid for u in desired.users})),
+        agent_path=entry.host.agent.path,
+        agent_unit=entry.host.agent.unit,
+        # podman is asked only where services are declared (or may linger from the manifest): it is slow.
+        containers=bool(entry.services),
+    )
+
+
+async def gather_host(pool: SshPool, loaded: LoadedFleet, entry: HostEntry, progress: Progress) -> Facts | Unreachable:
+    name = entry.host.name
+    started = time.monotonic()
+    desired = desired_state_cache(loaded)[name]
+    progress.update(name, "connecting")
+    try:
+        conn = await pool.connect(entry)
+        progress.update(name, "gathering", conn.address)
+        result = await conn.run(facts_script(script_inputs(loaded, entry, desired)), timeout=FACTS_TIMEOUT)
+    except HostKeyMismatch as exc:
+        progress.done(name, ok=False, detail="host key mismatch")
+        return Unreachable(host=name, reason=exc.message, cause="host-key", hint=exc.hint)
+    except UnreachableError as exc:
+        progress.done(name, ok=False, detail="unreachable")
+        return Unreachable(host=name, reason=exc.message, cause="unreachable", hint=exc.hint)
+    except McfleetError as exc:
+        progress.done(name, ok=False, detail=exc.message)
+        return Unreachable(host=name, reason=exc.message, cause="error", hint=exc.hint)
+    if "end" not in split_sections(result.stdout):
+        reason = f"the facts script stopped early (exit {result.exit_status}): {result.stderr.strip()[-300:]}"
+        progress.done(name, ok=False, detail="facts script failed")
+        return Unreachable(host=name, reason=reason, cause="error", hint="run it with `mcfleet --debug plan`")
+    facts = parse_facts(name, result.stdout, agent_path=entry.host.agent.path, address=conn.address)
+    progress.done(
+        name, ok=True, detail=f"{facts.os_pretty or facts.os_id} {facts.arch_raw} in {time.monotonic() - started:.2f}s"
+    )
+    return facts
+
+
+_DESIRED: dict[int, dict[str, DesiredHost]] = {}
+
+
+def desired_state_cache(loaded: LoadedFleet) -> dict[str, DesiredHost]:
+    key = id(loaded)
+    if key not in _DESIRED:
+        _DESIRED.clear()
+        _DESIRED[key] = desired_state(loaded)
+    return _DESIRED[key]
+
+
+async def add_dns(loaded: LoadedFleet, facts: GatherResult) -> GatherResult:
+    provider = loaded.fleet.providers.dns if loaded.fleet else None
+    if not isinstance(provider, Rfc2136Provider):
+        return facts
+    desired = desired_state_cache(loaded)
+    out = dict(facts)
+    for name, item in facts.items():
+        if not isinstance(item, Facts):
+            continue
+        names = set(dns_names(desired[name]))
+        if item.manifest:
+            names |= {r.name for r in item.manifest.dns}
+        if names:
+            answers, error = await query_names(sorted(names), provider.server, provider.port)
+            out[name] = item.model_copy(update={"dns": answers, "dns_error": error})
+    return out
+
+
+async def gather(
+    loaded: LoadedFleet,
+    hosts: Iterable[str],
+    *,
+    pool: SshPool | None = None,
+    progress: Progress | None = None,
+    options: SshOptions | None = None,
+) -> GatherResult:
+    names = list(hosts)
+    progress = progress or NullProgress()
+    own_pool = pool is None
+    active = pool or SshPool(options)
+    try:
+        results = await asyncio.gather(*(gather_host(active, loaded, loaded.hosts[n], progress) for n in names))
+    finally:
+        if own_pool:
+            await active.close()
+    return await add_dns(loaded, dict(zip(names, results, strict=True)))

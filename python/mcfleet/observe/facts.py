@@ -1,0 +1,116 @@
+"""Observed facts about one host, as typed data (JSON round-trips; the plan digests it).
+
+A host is either `Facts` (it answered) or `Unreachable` (it did not, or its host
+key did not match): an unreachable host is a value, never an exception.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mcfleet.observe.manifest import Manifest
+
+ARCH_FROM_UNAME = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+class _Fact(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Account(_Fact):
+    name: str
+    uid: int
+    gid: int
+    home: str = ""
+    shell: str = ""
+
+
+class Group(_Fact):
+    name: str
+    gid: int
+
+
+class IdRangeFact(_Fact):
+    start: int
+    count: int
+
+
+class AgentFacts(_Fact):
+    path: str
+    present: bool = False
+    sha256: str | None = None
+    version: str | None = None
+    unit_active: str | None = Field(default=None, description="`systemctl is-active`; None without systemd")
+    unit_enabled: str | None = None
+
+
+class CertFacts(_Fact):
+    path: str
+    subject: str | None = None
+    sans: list[str] = Field(default_factory=list)
+    not_after: str | None = Field(default=None, description="ISO 8601, UTC")
+    error: str | None = None
+
+
+class ContainerFacts(_Fact):
+    name: str
+    image: str = ""
+    state: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Facts(_Fact):
+    kind: Literal["facts"] = "facts"
+    host: str
+    address: str | None = Field(default=None, description="the address that answered")
+    os_id: str | None = None
+    os_version: str | None = None
+    os_pretty: str | None = None
+    arch_raw: str | None = None
+    hostname: str | None = None
+    euid: int | None = None
+    accounts: list[Account] = Field(default_factory=list, description="pinned names and whoever holds pinned UIDs")
+    groups: list[Group] = Field(default_factory=list)
+    subuid: dict[str, list[IdRangeFact]] = Field(default_factory=dict)
+    subgid: dict[str, list[IdRangeFact]] = Field(default_factory=dict)
+    resolvers: list[str] = Field(default_factory=list)
+    agent: AgentFacts | None = None
+    nixos_system: str | None = None
+    manifest: Manifest | None = None
+    manifest_error: str | None = None
+    certs: list[CertFacts] = Field(default_factory=list)
+    containers: list[ContainerFacts] | None = Field(default=None, description="None: podman absent or not asked")
+    dns: dict[str, list[str]] = Field(default_factory=dict, description="name -> A answers at the authoritative server")
+    dns_error: str | None = None
+
+    @property
+    def arch(self) -> str | None:
+        return ARCH_FROM_UNAME.get(self.arch_raw or "", self.arch_raw)
+
+    def account(self, name: str) -> Account | None:
+        return next((a for a in self.accounts if a.name == name), None)
+
+    def account_by_uid(self, uid: int) -> Account | None:
+        return next((a for a in self.accounts if a.uid == uid), None)
+
+    def group(self, name: str) -> Group | None:
+        return next((g for g in self.groups if g.name == name), None)
+
+    def group_by_gid(self, gid: int) -> Group | None:
+        return next((g for g in self.groups if g.gid == gid), None)
+
+    def cert(self, path: str) -> CertFacts | None:
+        return next((c for c in self.certs if c.path == path), None)
+
+
+class Unreachable(_Fact):
+    kind: Literal["unreachable"] = "unreachable"
+    host: str
+    reason: str
+    cause: Literal["unreachable", "host-key", "error"] = "unreachable"
+    hint: str | None = None
+
+
+HostFacts = Annotated[Facts | Unreachable, Field(discriminator="kind")]

@@ -1,0 +1,188 @@
+"""What the files say each host should have, derived purely from the loaded fleet.
+
+This module depends only on `fleet/` (observe uses it to know which DNS names
+to ask about), so it sits upstream of observation despite living in plan/.
+
+Placement decisions (documented, shared with apply):
+- DNS: an A record `<svc>.<zone>` (and each route hostname inside the zone) ->
+  the first IPv4 address of the host that runs the service; owned by that host.
+- Routes and certs live on the proxy host: the first edge host (by name) for
+  `public` routes, the service's own host otherwise.  L7 routes need a cert at
+  `/srv/mc-proxy/certs/<svc>.pem` covering their hostnames.
+- The agent binary's hash to install comes from `agent_hash_source`, which the
+  apply layer sets (bundle/closure hash); until then it is None and the plan
+  compares the node against its manifest instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mcfleet.fleet.derive import assign_ports
+from mcfleet.fleet.load import HostEntry, LoadedFleet
+from mcfleet.fleet.models import IdRange, Role, Service
+from mcfleet.observe.script import CERT_DIR
+
+AgentHashSource = Callable[[HostEntry], str | None]
+
+
+def _no_agent_hash(_entry: HostEntry) -> str | None:
+    return None
+
+
+_agent_hash: AgentHashSource = _no_agent_hash
+
+
+def set_agent_hash_source(source: AgentHashSource | None) -> None:
+    """apply/ registers the function that returns the agent bundle hash for a host."""
+    global _agent_hash  # noqa: PLW0603 (one process-wide hook, set once by apply)
+    _agent_hash = source or _no_agent_hash
+
+
+@dataclass(frozen=True)
+class DesiredUser:
+    name: str
+    uid: int
+    gid: int
+    pin_uid: int | None = None
+    exception: str | None = None
+    subuid: IdRange | None = None
+    subgid: IdRange | None = None
+
+
+@dataclass(frozen=True)
+class DesiredService:
+    name: str
+    stage: str
+    hash: str
+    containers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DesiredRecord:
+    name: str
+    value: str
+    type: str = "A"
+
+
+@dataclass(frozen=True)
+class DesiredRoute:
+    hostname: str
+    mode: str
+    service: str
+    service_host: str
+    backend: str  # address:port (ports from fleet.derive.assign_ports, stable across runs)
+
+
+@dataclass(frozen=True)
+class DesiredCert:
+    name: str
+    path: str
+    sans: tuple[str, ...]
+
+
+@dataclass
+class DesiredHost:
+    name: str
+    os: str
+    arch: str
+    agent_path: str
+    agent_unit: str
+    agent_sha256: str | None
+    users: list[DesiredUser] = field(default_factory=list)
+    services: dict[str, DesiredService] = field(default_factory=dict)
+    records: dict[str, DesiredRecord] = field(default_factory=dict)
+    routes: dict[str, DesiredRoute] = field(default_factory=dict)
+    certs: dict[str, DesiredCert] = field(default_factory=dict)
+
+
+def spec_hash(service: Service) -> str:
+    data = service.model_dump(mode="json", exclude={"schema_"})
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def ipv4_address(entry: HostEntry) -> str:
+    for address in entry.host.addresses:
+        try:
+            if ipaddress.ip_address(address).version == 4:
+                return address
+        except ValueError:
+            continue
+    return entry.host.addresses[0]
+
+
+def _edge_host(loaded: LoadedFleet) -> str | None:
+    return next((n for n, e in sorted(loaded.hosts.items()) if Role.edge in e.host.roles), None)
+
+
+def _users(loaded: LoadedFleet, entry: HostEntry) -> list[DesiredUser]:
+    pins = loaded.fleet.pins if loaded.fleet else {}
+    out = []
+    for name in sorted(set(pins) | set(entry.host.users)):
+        pin, own = pins.get(name), entry.host.users.get(name)
+        uid = own.uid if own else pin.uid if pin else 0
+        gid = own.gid if own else pin.gid if pin else 0
+        out.append(
+            DesiredUser(
+                name=name,
+                uid=uid,
+                gid=gid,
+                pin_uid=pin.uid if pin else None,
+                exception=own.pin_exception if own else None,
+                subuid=own.subuid if own else None,
+                subgid=own.subgid if own else None,
+            )
+        )
+    return out
+
+
+def desired_state(loaded: LoadedFleet) -> dict[str, DesiredHost]:
+    zone = loaded.fleet.zone if loaded.fleet else None
+    edge = _edge_host(loaded)
+    hosts = {
+        name: DesiredHost(
+            name=name,
+            os=e.host.os.value,
+            arch=e.host.arch.value,
+            agent_path=e.host.agent.path,
+            agent_unit=e.host.agent.unit,
+            agent_sha256=_agent_hash(e),
+            users=_users(loaded, e),
+        )
+        for name, e in sorted(loaded.hosts.items())
+    }
+    for name, entry in sorted(loaded.hosts.items()):
+        address = ipv4_address(entry)
+        ports = assign_ports(name, entry.services, loaded.fleet) if loaded.fleet else {}
+        for svc in entry.services:
+            if not svc.active:
+                continue
+            containers = tuple(svc.container_name(c) for c in svc.components)
+            hosts[name].services[svc.name] = DesiredService(svc.name, svc.stage.value, spec_hash(svc), containers)
+            default_name = f"{svc.name}.{zone}" if zone else None
+            if default_name:
+                hosts[name].records[default_name] = DesiredRecord(default_name, address)
+            for comp in svc.components:
+                for index, route in enumerate(comp.routes):
+                    hostname = route.hostname or default_name
+                    if hostname is None:
+                        continue
+                    if zone and hostname.endswith("." + zone):
+                        hosts[name].records[hostname] = DesiredRecord(hostname, address)
+                    proxy = edge if route.public and edge else name
+                    target = address if proxy != name else "127.0.0.1"
+                    backend = f"{target}:{ports.get((svc.name, comp.name, index), route.port)}"
+                    hosts[proxy].routes[hostname] = DesiredRoute(hostname, route.mode, svc.name, name, backend)
+                    if route.mode == "l7":
+                        old = hosts[proxy].certs.get(svc.name)
+                        sans = tuple(sorted({*(old.sans if old else ()), hostname}))
+                        hosts[proxy].certs[svc.name] = DesiredCert(svc.name, f"{CERT_DIR}/{svc.name}.pem", sans)
+    return hosts
+
+
+def dns_names(desired: DesiredHost) -> list[str]:
+    return sorted(desired.records)

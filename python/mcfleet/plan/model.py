@@ -1,0 +1,85 @@
+"""The Plan: ordered actions per host and phase, plus what it was made from.
+
+An `Action` is `(host, phase, kind, subject, before, after, reason)`:
+- `phase` is one of PHASES, in apply order.  `host` holds the checks that gate a
+  host (pinned users, OS/arch, host key); then the apply phases agent (build,
+  push, activate), deploy, cert, dns, route, manifest.
+- `kind` is create | update | delete | replace | refuse.  A refusal is part of
+  the plan: apply refuses to run a plan with one unless it is overridden by its
+  `id` (stable: host/phase/subject).
+- `before` / `after` are plain JSON values (observed / desired), never secrets.
+
+`Plan.unreachable` lists the hosts that could not be observed (host -> reason);
+they have no actions.  `fleet_hash` and `facts_digests` make a saved plan
+checkable for staleness (see plan.saved).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PHASES: tuple[str, ...] = ("host", "agent", "deploy", "cert", "dns", "route", "manifest")
+Kind = Literal["create", "update", "delete", "replace", "refuse"]
+KINDS: tuple[str, ...] = ("create", "update", "delete", "replace", "refuse")
+PLAN_FORMAT = 1
+
+
+class Action(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str
+    phase: str
+    kind: Kind
+    subject: str = Field(description="what the action is about, e.g. 'user mcp', 'service web'")
+    before: Any = None
+    after: Any = None
+    reason: str = ""
+    hint: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.host}/{self.phase}/{self.subject}"
+
+
+class UnreachableHost(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: str
+    hint: str | None = None
+
+
+class Plan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: int = PLAN_FORMAT
+    created_at: str = ""
+    root: str = ""
+    hosts: list[str] = Field(default_factory=list, description="the selection the plan covers")
+    fleet_hash: str = ""
+    facts_digests: dict[str, str] = Field(default_factory=dict, description="host -> digest of its facts")
+    actions: list[Action] = Field(default_factory=list)
+    unreachable: dict[str, UnreachableHost] = Field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        c: Counter[str] = Counter(a.kind for a in self.actions)
+        return {k: c.get(k, 0) for k in KINDS}
+
+    @property
+    def refusals(self) -> list[Action]:
+        return [a for a in self.actions if a.kind == "refuse"]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(a.kind != "refuse" for a in self.actions)
+
+    def for_host(self, host: str) -> list[Action]:
+        return [a for a in self.actions if a.host == host]
+
+
+def sort_actions(actions: list[Action], host_order: list[str]) -> list[Action]:
+    """Hosts in selection order, phases in apply order, then subjects (stable, deterministic)."""
+    rank = {h: i for i, h in enumerate(host_order)}
+    return sorted(actions, key=lambda a: (rank.get(a.host, len(rank)), PHASES.index(a.phase), a.subject))

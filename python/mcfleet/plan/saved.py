@@ -1,0 +1,97 @@
+"""Saved plans: JSON on disk, with what they were made from, refused when stale.
+
+    save_plan(plan, path)
+    plan = load_plan(path, root=fleet_root)       # refuses if the fleet files changed
+    ensure_fresh(plan, facts)                     # apply: refuses if a host's facts changed
+
+`fleet_hash` covers fleet.json and every file under hosts/ (path + content);
+`facts_digest` is the sha256 of a host's facts as canonical JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from mcfleet.errors import InputError, Refused
+from mcfleet.observe.facts import Facts, Unreachable
+from mcfleet.plan.model import PLAN_FORMAT, Plan
+from mcfleet.util.files import atomic_write_text
+
+REPLAN_HINT = "run `mcfleet plan -o <file>` again and review the new plan"
+
+
+def fleet_files(root: Path) -> list[Path]:
+    files = [root / "fleet.json"] if (root / "fleet.json").is_file() else []
+    hosts = root / "hosts"
+    if hosts.is_dir():
+        files += sorted(p for p in hosts.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return files
+
+
+def fleet_hash(root: Path) -> str:
+    h = hashlib.sha256()
+    for path in fleet_files(root):
+        rel = path.relative_to(root).as_posix().encode()
+        data = path.read_bytes()
+        h.update(len(rel).to_bytes(4, "big") + rel + len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
+
+
+def facts_digest(item: Facts | Unreachable) -> str:
+    data = item.model_dump(mode="json", exclude={"address"} if isinstance(item, Facts) else None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def plan_json(plan: Plan) -> str:
+    return plan.model_dump_json(indent=2) + "\n"
+
+
+def save_plan(plan: Plan, path: Path) -> None:
+    atomic_write_text(path, plan_json(plan))
+
+
+def read_plan(path: Path) -> Plan:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read the plan: {exc.strerror}", location=str(path)) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not a plan file (invalid JSON: {exc})", location=str(path), hint=REPLAN_HINT) from exc
+    if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
+        raise InputError(
+            f"not a plan file of format {PLAN_FORMAT}", location=str(path), hint="make it with this mcfleet's `plan -o`"
+        )
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"the plan file is damaged: {str(exc).splitlines()[0]}", location=str(path)) from exc
+
+
+def load_plan(path: Path, *, root: Path) -> Plan:
+    """Read a saved plan and refuse it if the fleet files changed since it was made."""
+    plan = read_plan(path)
+    current = fleet_hash(root.resolve())
+    if current != plan.fleet_hash:
+        raise Refused(
+            f"stale plan: the fleet files under {root} changed since the plan was made ({plan.created_at})",
+            location=str(path),
+            hint=REPLAN_HINT,
+        )
+    return plan
+
+
+def ensure_fresh(plan: Plan, facts: Mapping[str, Facts | Unreachable]) -> None:
+    """Refuse the plan if any of its hosts' facts differ now (apply calls this after gathering)."""
+    changed = sorted(h for h in plan.hosts if h in facts and facts_digest(facts[h]) != plan.facts_digests.get(h))
+    missing = sorted(h for h in plan.hosts if h not in facts)
+    if changed or missing:
+        what = ", ".join(changed + [f"{h} (not observed)" for h in missing])
+        raise Refused(
+            f"stale plan: what the nodes show changed since the plan was made ({plan.created_at}): {what}",
+            hint=REPLAN_HINT,
+        )

@@ -1,0 +1,91 @@
+"""Live per-host progress: a rich table on a terminal, plain prefixed lines otherwise.
+
+Small on purpose, shared by `plan` and `apply`:
+
+    with make_progress(title="gathering facts") as progress:
+        progress.update("rift", "connecting")
+        progress.done("rift", ok=True, detail="debian 12 amd64")
+
+Lines go to stderr so stdout stays clean for `--json`.  Without a TTY each
+update is one line `[host] status: detail`, in the order events happen.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+from typing import TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+
+class Progress:
+    """Plain-line progress (also the base for the live view)."""
+
+    def __init__(self, stream: TextIO | None = None, *, title: str = "") -> None:
+        self.stream = stream or sys.stderr
+        self.title = title
+        self.rows: dict[str, tuple[str, str, float, bool | None]] = {}
+        self.started = time.monotonic()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def update(self, host: str, status: str, detail: str = "") -> None:
+        self.rows[host] = (status, detail, time.monotonic(), None)
+        self._line(host, status, detail)
+
+    def done(self, host: str, *, ok: bool, detail: str = "") -> None:
+        status = "ok" if ok else "FAILED"
+        self.rows[host] = (status, detail, time.monotonic(), ok)
+        self._line(host, status, detail)
+
+    def _line(self, host: str, status: str, detail: str) -> None:
+        self.stream.write(f"[{host}] {status}{': ' + detail if detail else ''}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        return None
+
+
+class LiveProgress(Progress):
+    """One table row per host, redrawn in place (rich)."""
+
+    def __init__(self, stream: TextIO | None = None, *, title: str = "") -> None:
+        super().__init__(stream, title=title)
+        self.live = Live(self._table(), console=Console(file=self.stream), refresh_per_second=10, transient=False)
+        self.live.start()
+
+    def _line(self, host: str, status: str, detail: str) -> None:
+        self.live.update(self._table())
+
+    def _table(self) -> Table:
+        table = Table(title=self.title or None, show_header=False, box=None, pad_edge=False)
+        for host, (status, detail, at, ok) in sorted(self.rows.items()):
+            style = "green" if ok else "red" if ok is False else "yellow"
+            table.add_row(host, f"[{style}]{status}[/{style}]", detail, f"{at - self.started:.1f}s")
+        return table
+
+    def close(self) -> None:
+        self.live.update(self._table())
+        self.live.stop()
+
+
+class NullProgress(Progress):
+    def _line(self, host: str, status: str, detail: str) -> None:
+        return None
+
+
+def make_progress(stream: TextIO | None = None, *, title: str = "", quiet: bool = False) -> Progress:
+    stream = stream or sys.stderr
+    if quiet:
+        return NullProgress(stream, title=title)
+    if stream.isatty():
+        return LiveProgress(stream, title=title)
+    return Progress(stream, title=title)

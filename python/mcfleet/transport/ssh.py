@@ -1,0 +1,233 @@
+"""SSH transport (asyncssh): one connection per host, reused for the whole run.
+
+Interface used by observe/ and apply/ (keep stable):
+
+    async with SshPool(options) as pool:
+        conn = await pool.connect(entry)            # HostEntry from fleet.load
+        res = await conn.run(["uname", "-m"])       # argv: each item quoted
+        res = await conn.run("echo $HOME", timeout=5)  # str: a shell script (sh -c)
+        res.exit_status, res.stdout, res.stderr
+        sftp = await conn.sftp()                    # asyncssh.SFTPClient, cached
+        local = await conn.forward_unix("/srv/mcp/mcp-agent.sock")  # local socket path for gRPC
+
+Host keys are checked strictly: against `ssh.host_key` (pinned) or the file
+`ssh.known_hosts`; nothing is trusted on first use unless `ssh.trust_on_first_use`
+is set (then the key seen is available as `conn.seen_host_key`).  Addresses are
+tried in order; a key mismatch stops at once (`HostKeyMismatch`), other failures
+move on to the next address and end as `Unreachable` listing every attempt.
+Non-root users (or `ssh.sudo`) run commands through `sudo -n`.  The key
+exchange prefers curve25519-sha256: the post-quantum default of OpenSSH 9 costs
+~0.13 s of client CPU per connection (LAB.md §7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from mcfleet.fleet.load import HostEntry
+from mcfleet.transport.base import (
+    Command,
+    CommandTimeout,
+    HostKeyMismatch,
+    RunResult,
+    Unreachable,
+    shell_line,
+)
+
+KEX_ALGS = ["curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256", "diffie-hellman-group14-sha256"]
+HOST_KEY_HINT = (
+    "if the node was reinstalled, verify its new key out of band and update ssh.host_key in its host.json; "
+    "otherwise treat this as a possible attack and do not connect"
+)
+
+
+@dataclass(frozen=True)
+class SshOptions:
+    connect_timeout: float = 10.0
+    command_timeout: float = 120.0
+    keepalive_interval: float = 15.0
+    keepalive_count_max: int = 3
+    client_keys: tuple[str, ...] | None = None  # None: the host's identity_file, else ~/.ssh defaults + agent
+    kex_algs: tuple[str, ...] = tuple(KEX_ALGS)
+
+
+@dataclass
+class SshConnection:
+    """One live connection to one host; safe to use from many tasks at once."""
+
+    name: str
+    address: str
+    conn: asyncssh.SSHClientConnection
+    sudo: bool
+    command_timeout: float
+    seen_host_key: str | None = None
+    _sftp: asyncssh.SFTPClient | None = None
+    _forwards: list[Any] = field(default_factory=list)
+    _tmpdirs: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
+
+    async def run(self, command: Command, *, input: str | None = None, timeout: float | None = None) -> RunResult:  # noqa: ASYNC109 (a per-command limit is the API)
+        line = shell_line(command, sudo=self.sudo)
+        limit = timeout if timeout is not None else self.command_timeout
+        try:
+            proc = await self.conn.run(line, input=input, check=False, timeout=limit)
+        except (asyncssh.TimeoutError, TimeoutError) as exc:
+            raise CommandTimeout(
+                f"command did not finish within {limit:g} s: {_short(command)}",
+                location=self.name,
+                hint="raise the timeout or check the node's load",
+            ) from exc
+        except (asyncssh.Error, OSError) as exc:
+            raise Unreachable(f"connection lost while running {_short(command)}: {exc}", location=self.name) from exc
+        status = proc.exit_status if proc.exit_status is not None else 255
+        return RunResult(status, _text(proc.stdout), _text(proc.stderr))
+
+    async def sftp(self) -> asyncssh.SFTPClient:
+        if self._sftp is None:
+            self._sftp = await self.conn.start_sftp_client()
+        return self._sftp
+
+    async def forward_unix(self, remote_path: str) -> str:
+        """Forward a remote unix socket to a new local one; returns the local path."""
+        tmp = tempfile.TemporaryDirectory(prefix="mcfleet-fwd-")
+        self._tmpdirs.append(tmp)
+        local = str(Path(tmp.name) / "sock")
+        listener = await self.conn.forward_local_path(local, remote_path)
+        self._forwards.append(listener)
+        return local
+
+    async def close(self) -> None:
+        for listener in self._forwards:
+            listener.close()
+        if self._sftp is not None:
+            self._sftp.exit()
+        self.conn.close()
+        with contextlib.suppress(Exception):
+            await self.conn.wait_closed()
+        for tmp in self._tmpdirs:
+            tmp.cleanup()
+
+
+def _text(data: str | bytes | None) -> str:
+    if data is None:
+        return ""
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+
+
+def _short(command: Command) -> str:
+    text = command if isinstance(command, str) else " ".join(command)
+    first = text.strip().splitlines()[0] if text.strip() else text
+    return first[:80] + ("…" if len(text) > 80 else "")
+
+
+def _trust(entry: HostEntry) -> dict[str, Any]:
+    """asyncssh keyword arguments that implement the host's host-key policy."""
+    ssh = entry.host.ssh
+    if ssh.host_key:
+        key = asyncssh.import_public_key(ssh.host_key)
+        # Ask the server for the pinned key's type, else it may offer another one it holds.
+        return {"known_hosts": ([key], [], []), "server_host_key_algs": _host_key_algs(ssh.host_key)}
+    if ssh.known_hosts:
+        return {"known_hosts": str(Path(ssh.known_hosts).expanduser())}
+    return {"known_hosts": None}  # trust_on_first_use: the only way the model allows no key
+
+
+def _client_keys(entry: HostEntry, opts: SshOptions) -> tuple[str, ...] | None:
+    if opts.client_keys is None and entry.host.ssh.identity_file:
+        return (os.path.expanduser(entry.host.ssh.identity_file),)
+    return opts.client_keys
+
+
+def _host_key_algs(host_key: str) -> list[str]:
+    kind = host_key.split(maxsplit=1)[0]
+    return ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] if kind == "ssh-rsa" else [kind]
+
+
+class SshPool:
+    """Connections by host name; each host is connected at most once per pool."""
+
+    def __init__(self, options: SshOptions | None = None) -> None:
+        self.options = options or SshOptions()
+        self._conns: dict[str, SshConnection] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def __aenter__(self) -> SshPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self, entry: HostEntry) -> SshConnection:
+        name = entry.host.name
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            if name not in self._conns:
+                self._conns[name] = await self._open(entry)
+            return self._conns[name]
+
+    async def _open(self, entry: HostEntry) -> SshConnection:
+        host, opts = entry.host, self.options
+        keys = _client_keys(entry, opts)
+        kwargs: dict[str, Any] = {
+            "port": host.ssh.port,
+            "username": host.ssh.user,
+            "connect_timeout": opts.connect_timeout,
+            "keepalive_interval": opts.keepalive_interval,
+            "keepalive_count_max": opts.keepalive_count_max,
+            "kex_algs": list(opts.kex_algs),
+            **_trust(entry),
+        }
+        if keys is not None:
+            kwargs["client_keys"] = list(keys)
+        if host.ssh.jump:
+            kwargs["tunnel"] = host.ssh.jump
+        attempts: list[str] = []
+        for address in host.addresses:
+            try:
+                conn = await asyncssh.connect(address, **kwargs)
+            except asyncssh.HostKeyNotVerifiable as exc:
+                raise HostKeyMismatch(
+                    f"{address}:{host.ssh.port} presented a host key that does not match the pinned one ({exc.reason})",
+                    location=host.name,
+                    hint=HOST_KEY_HINT,
+                ) from exc
+            except asyncssh.PermissionDenied as exc:
+                attempts.append(f"{address}: authentication refused for user {host.ssh.user} ({exc.reason})")
+            except (asyncssh.Error, OSError, TimeoutError) as exc:
+                attempts.append(f"{address}: {_describe(exc)}")
+            else:
+                seen = conn.get_server_host_key()
+                return SshConnection(
+                    name=host.name,
+                    address=address,
+                    conn=conn,
+                    sudo=host.ssh.sudo or host.ssh.user != "root",
+                    command_timeout=opts.command_timeout,
+                    seen_host_key=seen.export_public_key().decode().strip() if seen is not None else None,
+                )
+        raise Unreachable(
+            "no address answered: " + "; ".join(attempts),
+            location=host.name,
+            hint="check that the node is up and sshd listens on port "
+            f"{host.ssh.port}; addresses are tried in the order of `addresses` in host.json",
+        )
+
+    async def close(self) -> None:
+        conns, self._conns = list(self._conns.values()), {}
+        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+    return str(reason) or type(exc).__name__
