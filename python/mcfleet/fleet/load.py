@@ -67,6 +67,8 @@ def read_json(path: Path, rel: str) -> tuple[Any, list[Finding]]:
         return None, [Finding("json-syntax", rel, "", "the file is not UTF-8 text", "save it as UTF-8 JSON")]
     try:
         return json.loads(text), []
+    except RecursionError:
+        return None, [Finding("json-syntax", rel, "", "the JSON is nested too deeply", "flatten the file")]
     except json.JSONDecodeError as exc:
         return None, [
             Finding(

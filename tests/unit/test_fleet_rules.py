@@ -1,0 +1,172 @@
+"""validate: one bad fleet per rule code, the minimal and the real fleet valid, rule details."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mcfleet.fleet.findings import RULES
+from mcfleet.fleet.load import load_fleet
+from mcfleet.fleet.rules import check
+from tests.conftest import REPO, run_cli
+
+BAD = REPO / "tests" / "data" / "bad-fleets"
+MINIMAL = REPO / "tests" / "data" / "fleets" / "minimal"
+BAD_CASES = sorted(p.name for p in BAD.iterdir() if p.is_dir())
+
+
+def test_every_rule_has_a_bad_fleet() -> None:
+    assert sorted(RULES) == BAD_CASES
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_fleet_reports_its_code_file_and_pointer(case: str) -> None:
+    expect = json.loads((BAD / case / "expect.json").read_text())
+    code, out, err = run_cli("validate", str(BAD / case), "--json")
+    assert code == 2, err
+    findings = json.loads(out)["findings"]
+    assert {f["code"] for f in findings} == {case}
+    assert (expect["file"], expect["pointer"]) in {(f["file"], f["pointer"]) for f in findings}
+    for f in findings:
+        assert f["message"] and f["hint"], f
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_fleet_text_output_names_file_and_hint(case: str) -> None:
+    expect = json.loads((BAD / case / "expect.json").read_text())
+    code, _out, err = run_cli("validate", str(BAD / case))
+    assert code == 2
+    assert f"{case}: {expect['file']}" in err
+    assert "hint: " in err
+
+
+def test_minimal_fleet_is_valid() -> None:
+    code, out, err = run_cli("validate", str(MINIMAL))
+    assert (code, err) == (0, "")
+    assert "3 hosts, 2 services valid" in out
+
+
+def test_the_real_fleet_is_valid() -> None:
+    code, out, err = run_cli("validate", str(REPO), "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["valid"] is True
+    assert data["hosts"] == ["hyperborea", "orion", "rift", "svc"]
+
+
+def test_real_fleet_pins_match_the_seed() -> None:
+    loaded = load_fleet(REPO)
+    assert loaded.fleet is not None
+    assert (loaded.fleet.pins["mcp"].uid, loaded.fleet.pins["mcp"].gid) == (850, 850)
+    users = {n: e.host.users["mcp"] for n, e in loaded.hosts.items()}
+    assert (users["rift"].uid, users["orion"].uid, users["hyperborea"].uid) == (850, 850, 850)
+    # svc's account predates the pin (useradd --system -> 992/991) and must keep it (incident lesson 1)
+    assert (users["svc"].uid, users["svc"].gid) == (992, 991)
+    assert users["svc"].pin_exception
+    assert loaded.hosts["orion"].host.system_accounts["sshd"].uid == 995
+
+
+def _copy(tmp_path: Path, src: Path = MINIMAL) -> Path:
+    dst = tmp_path / "fleet"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _edit(path: Path, change: object) -> None:
+    data = json.loads(path.read_text())
+    change(data)  # type: ignore[operator]
+    path.write_text(json.dumps(data))
+
+
+def _codes(root: Path) -> list[tuple[str, str, str]]:
+    return [(f.code, f.file, f.pointer) for f in check(load_fleet(root))]
+
+
+def test_pin_exception_keeps_old_ids(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    _edit(
+        root / "hosts/edge1/host.json",
+        lambda d: d["users"].update(mcp={"uid": 992, "gid": 991, "pin_exception": "useradd --system before the pin"}),
+    )
+    assert _codes(root) == []
+
+
+def test_unpinned_host_user_in_dynamic_range(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    _edit(root / "hosts/beta/host.json", lambda d: d["users"].update(backup={"uid": 500, "gid": 2500}))
+    assert _codes(root) == [("id-dynamic-range", "hosts/beta/host.json", "/users/backup/uid")]
+
+
+def test_route_hostname_claimed_by_two_services(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    _edit(
+        root / "hosts/alpha/services/dns.json",
+        lambda d: d["components"][0].update(routes=[{"port": 53, "mode": "l4", "hostname": "web.svc.example.test"}]),
+    )
+    assert _codes(root) == [
+        ("name-claimed-twice", "hosts/alpha/services/dns.json", "/components/0/routes/0/hostname")
+    ]
+
+
+def test_two_unnamed_routes_collide_on_port_env(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    web = root / "hosts/alpha/services/web.json"
+    _edit(web, lambda d: d["components"][0]["routes"].append({"port": 9090, "mode": "l4"}))
+    assert _codes(root) == [("route-duplicate", "hosts/alpha/services/web.json", "/components/0/routes/1/name")]
+
+
+def test_self_dependency_is_a_cycle(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    _edit(root / "hosts/alpha/services/web.json", lambda d: d.update(depends_on=["dns", "web"]))
+    assert _codes(root) == [("stage-cycle", "hosts/alpha/services/web.json", "/depends_on/1")]
+
+
+@pytest.mark.parametrize(
+    ("image", "pinned"),
+    [
+        ("mcr.svc.mcp.metacircular.net:8443/mcns:v1.2.0", True),
+        ("mcr.svc.mcp.metacircular.net:8443/mcns", False),
+        ("mcr.svc.mcp.metacircular.net:8443/mcns:latest", False),
+        ("docker.io/library/alpine@sha256:" + "a" * 64, True),
+        ("alpine", False),
+        ("alpine:3.20", True),
+        ("localhost:5000/x:", False),
+    ],
+)
+def test_image_pinning(image: str, pinned: bool) -> None:
+    from mcfleet.fleet.derive import image_problem
+
+    assert (image_problem(image) is None) is pinned
+
+
+def test_no_master_is_reported_once(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    _edit(root / "hosts/alpha/host.json", lambda d: d.update(roles=["worker"]))
+    assert _codes(root) == [("master-count", "hosts", "")]
+
+
+def test_json_syntax_error_names_line_and_column(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    (root / "hosts/beta/host.json").write_text('{\n  "name": "beta",\n  "os": nixos\n}\n')
+    findings = check(load_fleet(root))
+    syntax = [f for f in findings if f.code == "json-syntax"]
+    assert len(syntax) == 1
+    assert syntax[0].file == "hosts/beta/host.json"
+    assert "line 3, column 9" in syntax[0].message
+
+
+def test_unknown_field_is_a_schema_finding_with_pointer(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    _edit(root / "hosts/beta/host.json", lambda d: d["ssh"].update(hostkey="x"))
+    findings = check(load_fleet(root))
+    assert ("schema", "hosts/beta/host.json", "/ssh/hostkey") in {(f.code, f.file, f.pointer) for f in findings}
+    assert any(f.message == "unknown field" for f in findings)
+
+
+def test_missing_fleet_json(tmp_path: Path) -> None:
+    code, _out, err = run_cli("validate", str(tmp_path))
+    assert code == 2
+    assert "missing-file: fleet.json" in err
