@@ -1,0 +1,146 @@
+"""Activate (Debian): install/refresh the unit, restart, health-check; roll back on failure.
+
+    unit file (kept as .prev when it changes) → daemon-reload → arm the deadman
+    → restart → health check (gRPC over SSH) → disarm (confirm)
+    on failure: restore .prev (binary and unit) → restart → health check → disarm
+                → "rolled back" (the apply still fails: exit 1)
+
+Skipped when nothing changed: same binary as the manifest's confirmed one, same
+unit file, unit active.  The unit is rendered from `templates/mcp-agent.service`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+from dataclasses import dataclass
+
+from mcfleet.apply import confirm
+from mcfleet.apply.health import AgentHealth, wait_healthy
+from mcfleet.apply.nodeio import Node, write_text
+from mcfleet.apply.probe import AgentState, agent_dir, unit_path
+from mcfleet.fleet.models import Host
+
+
+def render_unit(host: Host) -> str:
+    user = host.agent.user
+    return confirm.render(
+        confirm.template("mcp-agent.service"),
+        {
+            "UNIT": host.agent.unit.removesuffix(".service"),
+            "USER": user,
+            "GROUP": user,
+            "DIR": agent_dir(host),
+            "BIN": host.agent.path,
+            "SOCKET": host.agent.socket,
+        },
+    )
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ActivateOptions:
+    health_timeout: float = 60.0
+    deadman_s: int = 0  # 0: health_timeout + 60 s
+
+    @property
+    def deadline(self) -> int:
+        return self.deadman_s or int(self.health_timeout) + 60
+
+
+@dataclass(frozen=True)
+class ActivateResult:
+    status: str  # "changed" | "unchanged" | "rolled back" | "failed"
+    message: str
+    health: AgentHealth | None = None
+
+
+def needs_activation(state: AgentState, host: Host, pushed: bool) -> str | None:
+    """Why the agent must be (re)started, or None when it already runs what is wanted."""
+    if pushed:
+        return "new agent binary"
+    if state.unit_sha256 != sha256_text(render_unit(host)):
+        return "unit file changed" if state.unit_sha256 else "unit file missing"
+    if state.active != "active":
+        return f"unit is {state.active}"
+    if state.confirmed_sha256 != state.binary_sha256:
+        return "binary not confirmed by an earlier apply"
+    return None
+
+
+async def _install_unit(node: Node, host: Host, state: AgentState) -> None:
+    text = render_unit(host)
+    path = unit_path(host)
+    q = shlex.quote(path)
+    if state.unit_sha256 != sha256_text(text):
+        if state.unit_sha256:  # keep the unit that ran, for the rollback
+            await node.run(f"cp -p {q} {q}.prev.tmp && mv -f {q}.prev.tmp {q}.prev")
+        await write_text(node, path, text)
+    res = await node.run(f"systemctl daemon-reload && systemctl enable --quiet {shlex.quote(host.agent.unit)}")
+    res.check("reloading systemd", node.name)
+
+
+async def _restart(node: Node, host: Host) -> None:
+    # restart is synchronous: the old process is gone when it returns, so a later answer is the new one's
+    res = await node.run(["systemctl", "restart", host.agent.unit], timeout=120)
+    res.check(f"restarting {host.agent.unit}", node.name)
+
+
+async def _restore_prev(node: Node, host: Host) -> bool:
+    b, u = shlex.quote(host.agent.path), shlex.quote(unit_path(host))
+    script = (
+        f"[ -f {b}.prev ] || exit 4; "
+        f"cp -p {b}.prev {b}.rollback.tmp && mv -f {b}.rollback.tmp {b} && "
+        f"if [ -f {u}.prev ]; then cp -p {u}.prev {u}.rollback.tmp && mv -f {u}.rollback.tmp {u}; fi && "
+        "systemctl daemon-reload"
+    )
+    res = await node.run(script, timeout=60)
+    if res.exit_status == 4:
+        return False
+    res.check("restoring the previous agent", node.name)
+    return True
+
+
+def _hold_before_confirm() -> None:
+    """Fault injection for the deadman test: MCFLEET_TEST_HOLD_BEFORE_CONFIRM=<s> stalls here."""
+    hold = os.environ.get("MCFLEET_TEST_HOLD_BEFORE_CONFIRM")
+    if hold:
+        import time
+
+        time.sleep(float(hold))  # blocking on purpose: the test kills us while we sit here
+
+
+async def activate(
+    node: Node, host: Host, state: AgentState, *, pushed: bool, sha: str, opts: ActivateOptions
+) -> ActivateResult:
+    reason = needs_activation(state, host, pushed)
+    if reason is None:
+        return ActivateResult("unchanged", "agent active, unit and binary as applied")
+    await _install_unit(node, host, state)
+    # from here until disarm, the deadman reverts the node if we vanish or lose the connection
+    deadman = await confirm.arm(node, host, opts.deadline, state.has_systemd)
+    await _restart(node, host)
+    health = await wait_healthy(node, host, timeout=opts.health_timeout, expect_sha=sha)
+    if health.serving:
+        _hold_before_confirm()
+        await confirm.disarm(node, deadman)
+        return ActivateResult("changed", f"{reason}: agent {health.version or '?'} serving", health)
+    # failed: roll back now rather than wait for the deadman
+    if not await _restore_prev(node, host):
+        await node.run(["systemctl", "stop", host.agent.unit])
+        await confirm.disarm(node, deadman)
+        return ActivateResult("failed", f"agent not healthy ({health.error}); no previous agent to roll back to")
+    await _restart(node, host)
+    old = await wait_healthy(node, host, timeout=opts.health_timeout)
+    await confirm.disarm(node, deadman)
+    if old.serving:
+        return ActivateResult(
+            "rolled back", f"new agent not healthy ({health.error}); previous agent serves again", old
+        )
+    return ActivateResult(
+        "failed", f"new agent not healthy ({health.error}); rolled back but the previous one fails too: {old.error}"
+    )

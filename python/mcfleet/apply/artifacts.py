@@ -1,0 +1,80 @@
+"""Build: what each selected host runs, built once per distinct target before anything is activated.
+
+- Debian hosts get the agent PEX bundle: one file that carries the native wheels of
+  both x86_64 and aarch64, so one build serves every Debian host.  Its sha256 is its
+  identity (content-addressed: nothing is re-sent when the node has that hash).
+- NixOS hosts get the agent closure from `nix build`, which needs nixpkgs.  Where
+  Nix cannot build (this workplace: no nixpkgs), the build is reported as
+  **blocked** with the reason; it is never faked.
+
+`--bundle FILE` replaces the Debian build with a given file (a release artefact, or
+a deliberately broken one in the rollback test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcfleet.apply.push import sha256_file
+from mcfleet.errors import McfleetError
+from mcfleet.fleet.models import OS, Host
+
+
+@dataclass(frozen=True)
+class Artifact:
+    key: str  # what was built: "pex" (every Debian host) or "nix:<host>"
+    path: Path
+    sha256: str
+    version: str = ""
+
+
+class BuildBlocked(McfleetError):
+    """The build cannot run on this machine (e.g. a NixOS closure without nixpkgs)."""
+
+    kind = "blocked"
+
+
+def build_key(host: Host) -> str:
+    return "pex" if host.os == OS.debian else f"nix:{host.name}"
+
+
+BundleFactory = Callable[[], Awaitable[Path]]
+
+
+class Builder:
+    """Builds each distinct target once per run (concurrent callers share the result)."""
+
+    def __init__(self, *, bundle: Path | None = None, build_pex: BundleFactory | None = None) -> None:
+        self._bundle = bundle
+        self._build_pex = build_pex
+        self._tasks: dict[str, asyncio.Task[Artifact]] = {}
+
+    async def build(self, host: Host) -> Artifact:
+        key = build_key(host)
+        if key not in self._tasks:
+            self._tasks[key] = asyncio.ensure_future(self._build(key, host))
+        return await asyncio.shield(self._tasks[key])
+
+    async def _build(self, key: str, host: Host) -> Artifact:
+        if key != "pex":
+            raise BuildBlocked(
+                "the NixOS agent closure needs `nix build` with nixpkgs, which this machine cannot fetch",
+                location=f"{host.name}: build",
+                hint="apply NixOS hosts from a machine with nixpkgs; Debian hosts are unaffected",
+            )
+        path = self._bundle
+        if path is None:
+            if self._build_pex is None:
+                raise BuildBlocked(
+                    "no agent bundle builder available",
+                    location=f"{host.name}: build",
+                    hint="pass --bundle FILE with a built agent PEX",
+                )
+            path = await self._build_pex()
+        if not path.is_file():
+            raise McfleetError(f"agent bundle {path} does not exist", location=f"{host.name}: build")
+        sha = await asyncio.to_thread(sha256_file, path)
+        return Artifact(key, path, sha)

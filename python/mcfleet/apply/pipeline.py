@@ -1,0 +1,248 @@
+"""The apply pipeline: build everything selected, then per host, in parallel,
+
+    [provision] → push → activate (+health, rollback) → deploy → cert → dns → route → manifest
+
+Reads as plain code, one step after another.  Each phase has its own concurrency
+limit (a semaphore); every phase start and end is an event (see events.py), and
+the summary is built from those events.  A failure stops the later phases of that
+host only (`--keep-going`, the default) or every host's phases that have not
+started yet (`--fail-fast`).  Nothing is activated before every build succeeded
+or was reported blocked, so a build error never leaves half a fleet upgraded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcfleet.apply import manifest as manifest_mod
+from mcfleet.apply.activate import ActivateOptions, activate
+from mcfleet.apply.artifacts import Artifact, BuildBlocked, Builder
+from mcfleet.apply.events import EventLog, Phase, Status
+from mcfleet.apply.nodeio import Node
+from mcfleet.apply.probe import probe
+from mcfleet.apply.push import push_agent
+from mcfleet.apply.steps import STEPS, Step, StepContext
+from mcfleet.apply.summary import Summary, summarize
+from mcfleet.errors import McfleetError
+from mcfleet.fleet.load import HostEntry
+
+Connect = Callable[[HostEntry], Awaitable[Node]]
+# provision(node, entry) -> (changed?, message); raises McfleetError (Refused...) on failure
+Provisioner = Callable[[Node, HostEntry], Awaitable[tuple[bool, str]]]
+
+
+@dataclass(frozen=True)
+class HostWork:
+    """What the apply does on one host (from a plan, or everything for `agent upgrade`)."""
+
+    entry: HostEntry
+    agent: bool = True
+    provision: bool = False
+    steps: frozenset[str] = frozenset()  # post-activation phases with planned actions
+
+    @property
+    def name(self) -> str:
+        return self.entry.host.name
+
+
+@dataclass(frozen=True)
+class Limits:
+    build: int = 2
+    push: int = 4
+    activate: int = 4
+    steps: int = 4
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    fail_fast: bool = False
+    activate: ActivateOptions = field(default_factory=ActivateOptions)
+    limits: Limits = field(default_factory=Limits)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, McfleetError):
+        return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
+class HostFailed(Exception):
+    """Internal: this host's remaining phases are skipped."""
+
+
+class Pipeline:
+    def __init__(
+        self,
+        work: list[HostWork],
+        *,
+        connect: Connect,
+        builder: Builder,
+        options: ApplyOptions,
+        log: EventLog,
+        provisioner: Provisioner | None = None,
+        steps: list[Step] | None = None,
+    ) -> None:
+        self.work = work
+        self.connect = connect
+        self.builder = builder
+        self.options = options
+        self.log = log
+        self.provisioner = provisioner
+        self.steps = {s.phase: s for s in (STEPS if steps is None else steps)}
+        limits = options.limits
+        self.sem = {
+            Phase.build: asyncio.Semaphore(limits.build),
+            Phase.push: asyncio.Semaphore(limits.push),
+            Phase.activate: asyncio.Semaphore(limits.activate),
+            Phase.provision: asyncio.Semaphore(limits.activate),
+        }
+        self.step_sem = asyncio.Semaphore(limits.steps)
+        self.stop = asyncio.Event()  # set on the first failure under --fail-fast
+
+    def phases(self, w: HostWork) -> list[Phase]:
+        out = [Phase.provision] if w.provision else []
+        if w.agent:
+            out += [Phase.build, Phase.push, Phase.activate]
+        return [*out, *sorted((Phase(p) for p in w.steps), key=lambda p: p.order), Phase.manifest]
+
+    async def run(self) -> Summary:
+        started = time.monotonic()
+        artifacts = await self._build_all()
+        if not (self.options.fail_fast and self.stop.is_set()):
+            await asyncio.gather(*(self._host(w, artifacts.get(w.name)) for w in self.work))
+        every = sorted({p for w in self.work for p in self.phases(w)}, key=lambda p: p.order)
+        return summarize(self.log, [w.name for w in self.work], every, time.monotonic() - started)
+
+    # ------------------------------------------------------------------ build (all before any activation)
+
+    async def _build_all(self) -> dict[str, Artifact | None]:
+        async def one(w: HostWork) -> tuple[str, Artifact | None]:
+            async with self.sem[Phase.build]:
+                self.log.emit(w.name, Phase.build, Status.start)
+                try:
+                    art = await self.builder.build(w.entry.host)
+                except BuildBlocked as exc:
+                    self.log.emit(w.name, Phase.build, Status.blocked, _reason(exc))
+                    self._failed()
+                    return w.name, None
+                except Exception as exc:
+                    self.log.emit(w.name, Phase.build, Status.failed, _reason(exc))
+                    self._failed()
+                    return w.name, None
+            self.log.emit(w.name, Phase.build, Status.unchanged, f"{art.key} {art.sha256[:12]}", sha256=art.sha256)
+            return w.name, art
+
+        results = await asyncio.gather(*(one(w) for w in self.work if w.agent))
+        return dict(results)
+
+    def _failed(self) -> None:
+        if self.options.fail_fast:
+            self.stop.set()
+
+    # ------------------------------------------------------------------ one host
+
+    async def _host(self, w: HostWork, art: Artifact | None) -> None:
+        ctx_manifest: dict[str, Any] = {}
+        try:
+            if w.agent and art is None:
+                raise HostFailed  # build failed or blocked: already reported
+            node = await self._phase(w, self._first_phase(w), self.connect(w.entry))
+            if w.provision:
+                await self._provision(w, node)
+            agent_sha, agent_version = None, None
+            if w.agent and art is not None:
+                state = await self._phase(w, Phase.push, probe(node, w.entry.host))
+                ctx_manifest = dict(state.manifest)
+                async with self.sem[Phase.push]:
+                    self._check_stop()
+                    self.log.emit(w.name, Phase.push, Status.start)
+                    pushed = await self._phase(
+                        w, Phase.push, push_agent(node, w.entry.host, art.path, art.sha256, state)
+                    )
+                status = Status.changed if pushed.changed else Status.unchanged
+                self.log.emit(w.name, Phase.push, status, pushed.message, bytes_sent=pushed.bytes_sent)
+                async with self.sem[Phase.activate]:
+                    self._check_stop()
+                    self.log.emit(w.name, Phase.activate, Status.start)
+                    result = await self._phase(
+                        w,
+                        Phase.activate,
+                        activate(
+                            node, w.entry.host, state, pushed=pushed.changed, sha=art.sha256, opts=self.options.activate
+                        ),
+                    )
+                self.log.emit(w.name, Phase.activate, Status(result.status), result.message)
+                if result.status not in ("changed", "unchanged"):
+                    self._failed()
+                    raise HostFailed
+                agent_sha = art.sha256
+                agent_version = result.health.version if result.health else None
+            else:
+                ctx_manifest = dict((await self._phase(w, Phase.manifest, probe(node, w.entry.host))).manifest)
+            await self._steps(w, node, ctx_manifest)
+            new = manifest_mod.updated(ctx_manifest, w.entry.host, agent_sha=agent_sha, agent_version=agent_version)
+            if manifest_mod.differs(ctx_manifest, new):
+                await self._phase(w, Phase.manifest, manifest_mod.write_manifest(node, w.entry.host, new))
+                self.log.emit(w.name, Phase.manifest, Status.changed, "written")
+            else:
+                self.log.emit(w.name, Phase.manifest, Status.unchanged, "as applied")
+        except HostFailed:
+            self._skip_rest(w)
+
+    def _first_phase(self, w: HostWork) -> Phase:
+        return Phase.provision if w.provision else (Phase.push if w.agent else Phase.manifest)
+
+    async def _provision(self, w: HostWork, node: Node) -> None:
+        assert self.provisioner is not None
+        async with self.sem[Phase.provision]:
+            self._check_stop()
+            self.log.emit(w.name, Phase.provision, Status.start)
+            changed, message = await self._phase(w, Phase.provision, self.provisioner(node, w.entry))
+        self.log.emit(w.name, Phase.provision, Status.changed if changed else Status.unchanged, message)
+
+    async def _steps(self, w: HostWork, node: Node, manifest: dict[str, Any]) -> None:
+        ctx = StepContext(w.entry, node, manifest)
+        for phase in sorted((Phase(p) for p in w.steps), key=lambda p: p.order):
+            step = self.steps.get(phase)
+            if step is None:  # planned, but this mcfleet has no such step yet: say so, never pretend
+                self.log.emit(w.name, phase, Status.blocked, f"no {phase} step in this version of mcfleet")
+                self._failed()
+                continue
+            async with self.step_sem:
+                self._check_stop()
+                self.log.emit(w.name, step.phase, Status.start)
+                outcome = await self._phase(w, step.phase, step.run(ctx))
+            self.log.emit(w.name, step.phase, Status(outcome.status), outcome.message)
+            if outcome.status == "failed":
+                self._failed()
+                raise HostFailed
+
+    async def _phase(self, w: HostWork, phase: Phase, work: Awaitable[Any]) -> Any:
+        """Await one piece of a phase; an error ends the phase as failed and the host's run."""
+        try:
+            return await work
+        except McfleetError as exc:
+            self.log.emit(w.name, phase, Status.failed, _reason(exc))
+        except (TimeoutError, OSError) as exc:
+            self.log.emit(w.name, phase, Status.failed, _reason(exc))
+        self._failed()
+        raise HostFailed
+
+    def _check_stop(self) -> None:
+        if self.stop.is_set():
+            raise HostFailed
+
+    def _skip_rest(self, w: HostWork) -> None:
+        own = any((e := self.log.outcome(w.name, p)) is not None and e.status.bad for p in self.phases(w))
+        why = (
+            "an earlier phase did not succeed"
+            if own or not self.stop.is_set()
+            else "stopped: another host failed (--fail-fast)"
+        )
+        for phase in self.phases(w):
+            if self.log.outcome(w.name, phase) is None:
+                self.log.emit(w.name, phase, Status.skipped, why)

@@ -1,0 +1,100 @@
+"""From a Plan to the work of each host, and the refusal gate in front of it (pure).
+
+- A plan with `refuse` actions is refused as a whole unless each refusal is
+  overridden with `--override HOST:WHAT` (WHAT = the action's subject, e.g.
+  `user mcp`, or `phase/subject`, or the full id `host/phase/subject`).  An
+  override is never a licence to do the refused thing: the refused action itself
+  is never executed (a live UID is never changed); the override only lets the
+  rest of the plan run.  An override that matches no refusal is an input error,
+  so a typo cannot silently pass.
+- `host` actions on a Debian host → the provision step (user, subids, folder,
+  resolvers); on NixOS they belong to the node's configuration.
+- `agent` actions → build, push, activate.
+- `deploy`/`cert`/`dns`/`route` → the registered post-activation steps.
+- Every host with any action gets its manifest rewritten at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mcfleet.apply.pipeline import HostWork
+from mcfleet.errors import InputError, Refused
+from mcfleet.fleet.load import LoadedFleet
+from mcfleet.fleet.models import OS
+from mcfleet.plan.model import Action, Plan
+
+
+@dataclass(frozen=True)
+class Override:
+    host: str
+    what: str
+
+    @classmethod
+    def parse(cls, text: str) -> Override:
+        host, sep, what = text.partition(":")
+        if not sep or not host or not what:
+            raise InputError(
+                f"--override {text!r} is not HOST:WHAT",
+                location="--override",
+                hint="e.g. --override 'orion:user mcp' (the subject shown after `!` in the plan)",
+            )
+        return cls(host.strip(), what.strip())
+
+    def matches(self, action: Action) -> bool:
+        if action.host != self.host:
+            return False
+        return self.what in (action.subject, f"{action.phase}/{action.subject}", action.id)
+
+
+def check_refusals(plan: Plan, overrides: list[Override]) -> list[Action]:
+    """Raise Refused unless every refusal is overridden; return the overridden refusals."""
+    refusals = plan.refusals
+    unused = [o for o in overrides if not any(o.matches(a) for a in refusals)]
+    if unused:
+        o = unused[0]
+        known = ", ".join(f"{a.host}:{a.subject}" for a in refusals) or "none"
+        raise InputError(
+            f"--override {o.host}:{o.what} matches no refusal in the plan",
+            location="--override",
+            hint=f"refusals in this plan: {known}",
+        )
+    open_ = [a for a in refusals if not any(o.matches(a) for o in overrides)]
+    if open_:
+        first = open_[0]
+        more = f" (and {len(open_) - 1} more)" if len(open_) > 1 else ""
+        raise Refused(
+            f"the plan contains a refusal: {first.reason}{more}",
+            location=f"{first.host}: {first.phase} {first.subject}",
+            hint=(first.hint + "; " if first.hint else "")
+            + f"to run the rest of the plan anyway: --override '{first.host}:{first.subject}'",
+        )
+    return [a for a in refusals if any(o.matches(a) for o in overrides)]
+
+
+def work_from_plan(plan: Plan, loaded: LoadedFleet) -> list[HostWork]:
+    """One HostWork per host that has something to do, in the plan's host order."""
+    out = []
+    for name in plan.hosts:
+        actions = [a for a in plan.for_host(name) if a.kind != "refuse"]
+        if not actions or name not in loaded.hosts:
+            continue
+        entry = loaded.hosts[name]
+        phases = {a.phase for a in actions}
+        out.append(
+            HostWork(
+                entry,
+                agent="agent" in phases,
+                provision="host" in phases and entry.host.os == OS.debian,
+                steps=frozenset(phases & {"deploy", "cert", "dns", "route"}),
+            )
+        )
+    return out
+
+
+def planned_agent_sha(plan: Plan, host: str) -> str | None:
+    """The agent hash the plan was made for (apply refuses a bundle that differs: stale plan)."""
+    for a in plan.for_host(host):
+        if a.phase == "agent" and isinstance(a.after, dict) and a.after.get("sha256"):
+            return str(a.after["sha256"])
+    return None

@@ -1,0 +1,100 @@
+"""`mcfleet provision HOST` (Debian): what a node needs before its first agent (seed item #12).
+
+The node-side part is one script (`templates/provision.sh`, one round trip): the
+`mcp` group and user with their pinned GID/UID (refused, not changed, when the name
+has other ids or the ids belong to another account: incident lesson 1), the
+subordinate id ranges for rootless podman, `/srv/mcp/`, and the resolvers (the
+host's nameservers, then the public fallbacks: incident lesson 2).  The unit, the
+bundle, the start and the health check are the apply pipeline's push and activate,
+so a provisioned node is exactly what `apply` would make it.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from mcfleet.apply.confirm import render, template
+from mcfleet.apply.nodeio import Node
+from mcfleet.apply.probe import agent_dir
+from mcfleet.errors import ApplyError, Refused
+from mcfleet.fleet.load import HostEntry
+from mcfleet.fleet.models import OS, Fleet, HostUser, IdRange
+
+
+def _range(r: IdRange | None) -> str:
+    return f"{r.start}:{r.count}" if r else ""
+
+
+def pinned_user(entry: HostEntry, fleet: Fleet | None) -> HostUser:
+    """The agent user's ids on this host: its host.json entry, else the fleet-wide pin."""
+    name = entry.host.agent.user
+    if name in entry.host.users:
+        return entry.host.users[name]
+    pin = fleet.pins.get(name) if fleet else None
+    if pin is None:
+        raise Refused(
+            f"no pinned ids for the agent user {name!r}",
+            location=f"{entry.host.name}: provision",
+            hint=f'declare "users": {{"{name}": {{"uid": 850, "gid": 850}}}} in host.json or a pin in fleet.json',
+        )
+    return HostUser(uid=pin.uid, gid=pin.gid)
+
+
+def provision_script(entry: HostEntry, fleet: Fleet | None) -> str:
+    host = entry.host
+    user = pinned_user(entry, fleet)
+    q = shlex.quote
+    return render(
+        template("provision.sh"),
+        {
+            "NAME": q(host.agent.user),
+            "UID": str(user.uid),
+            "GID": str(user.gid),
+            "DIR": q(agent_dir(host)),
+            "SUBUID": q(_range(user.subuid)),
+            "SUBGID": q(_range(user.subgid)),
+            "NAMESERVERS": q(" ".join(host.dns.nameservers)),
+            "FALLBACK": q(" ".join(host.dns.fallback)),
+        },
+    )
+
+
+def parse_output(stdout: str) -> tuple[list[str], list[str], str | None]:
+    """(changed lines, ok lines, refusal) from the script's output."""
+    changed, ok, refusal = [], [], None
+    for line in stdout.splitlines():
+        tag, _, text = line.partition(": ")
+        if tag == "changed":
+            changed.append(text)
+        elif tag == "ok":
+            ok.append(text)
+        elif tag == "refuse":
+            refusal = text
+    return changed, ok, refusal
+
+
+async def provision_host(node: Node, entry: HostEntry, fleet: Fleet | None) -> tuple[bool, str]:
+    """Run the provisioning script; (changed?, message).  Raises Refused or ApplyError."""
+    host = entry.host
+    if host.os != OS.debian:
+        raise Refused(
+            f"{host.name} runs {host.os}: NixOS nodes are provisioned by their modules",
+            location=f"{host.name}: provision",
+            hint="build and switch the node's configuration (nixos-rebuild); `mcfleet provision` is for Debian",
+        )
+    res = await node.run(provision_script(entry, fleet), timeout=120)
+    changed, ok, refusal = parse_output(res.stdout)
+    if refusal is not None:
+        raise Refused(
+            refusal,
+            location=f"{host.name}: provision",
+            hint="fix the node by hand or record the node's own ids as a pin_exception in host.json",
+        )
+    if not res.ok:
+        raise ApplyError(
+            f"provisioning failed (exit {res.exit_status}): {(res.stderr or res.stdout).strip()[-400:]}",
+            location=f"{host.name}: provision",
+        )
+    if changed:
+        return True, "; ".join(changed)
+    return False, f"nothing to change ({len(ok)} checks ok)"

@@ -1,0 +1,109 @@
+"""The final summary of an apply: per host and phase, what happened; and the exit code.
+
+Built from the event log only.  A host's line lists its phases in pipeline order
+with their outcome; a phase that never ended (the run was cut short) shows as
+`skipped`.  Exit code 1 when any phase failed, was rolled back or was blocked
+(a rollback is a failure to report, deploy-rs's lesson).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcfleet.apply.events import PHASE_ORDER, EventLog, Phase, Status
+from mcfleet.errors import EXIT_FAILURE, EXIT_OK
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    phase: Phase
+    status: Status
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostResult:
+    host: str
+    phases: tuple[PhaseResult, ...]
+
+    @property
+    def status(self) -> Status:
+        """The host's worst outcome: rolled back > failed > blocked > changed > unchanged > skipped."""
+        rank = [Status.rolled_back, Status.failed, Status.blocked, Status.changed, Status.unchanged, Status.skipped]
+        found = {p.status for p in self.phases}
+        return next((s for s in rank if s in found), Status.skipped)
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.status.bad for p in self.phases)
+
+
+@dataclass(frozen=True)
+class Summary:
+    hosts: tuple[HostResult, ...]
+    bytes_sent: int
+    files_sent: int
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(h.ok for h in self.hosts)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.ok else EXIT_FAILURE
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for host in self.hosts:
+            out[str(host.status)] = out.get(str(host.status), 0) + 1
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "exit_code": self.exit_code,
+            "seconds": round(self.seconds, 3),
+            "bytes_sent": self.bytes_sent,
+            "files_sent": self.files_sent,
+            "hosts": {
+                h.host: {
+                    "status": str(h.status),
+                    "phases": {str(p.phase): {"status": str(p.status), "message": p.message} for p in h.phases},
+                }
+                for h in self.hosts
+            },
+        }
+
+    def render(self) -> str:
+        """The human summary: one block per host, then a totals line."""
+        lines = []
+        for host in self.hosts:
+            lines.append(f"{host.host}: {host.status}")
+            for p in host.phases:
+                lines.append(f"  {p.phase:<9} {p.status!s:<11} {p.message}".rstrip())
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items()))
+        lines.append(
+            f"{len(self.hosts)} host(s): {counts or 'nothing to do'}; "
+            f"{self.files_sent} file(s) / {self.bytes_sent} bytes sent in {self.seconds:.1f} s"
+        )
+        return "\n".join(lines)
+
+
+def summarize(log: EventLog, hosts: list[str], phases: list[Phase], seconds: float) -> Summary:
+    """Per host, the outcome of each phase it was meant to run (a phase that never ended is `skipped`)."""
+    ordered = sorted(set(phases), key=PHASE_ORDER.index)
+    results = []
+    for host in hosts:
+        rows = []
+        for phase in ordered:
+            event = log.outcome(host, phase)
+            if event is None:
+                rows.append(PhaseResult(phase, Status.skipped, "not run"))
+            else:
+                rows.append(PhaseResult(phase, event.status, event.message, dict(event.data)))
+        results.append(HostResult(host, tuple(rows)))
+    files = sum(1 for e in log.events if e.phase == Phase.push and e.status == Status.changed)
+    return Summary(tuple(results), log.total("bytes_sent"), files, seconds)

@@ -1,0 +1,90 @@
+#!/bin/sh
+# mcfleet provision (Debian): the pinned account, its subordinate ids, the agent's folder and
+# the resolvers.  Idempotent: every step checks first and prints `ok: …` (nothing to do),
+# `changed: …` (done) or `refuse: …` (exit 3, nothing changed by that step).  A UID/GID is
+# never changed and never taken from another account (incident lesson 1); files are replaced
+# atomically (temp + rename).  Values below are filled in by mcfleet (shell-quoted).
+set -eu
+NAME=@NAME@
+UID_WANT=@UID@
+GID_WANT=@GID@
+HOME_DIR=@DIR@
+SUBUID=@SUBUID@          # "start:count" or empty
+SUBGID=@SUBGID@
+NAMESERVERS=@NAMESERVERS@  # space separated; both empty: resolvers left alone
+FALLBACK=@FALLBACK@
+ETC="${MCFLEET_ETC:-/etc}"  # tests point this at a scratch folder
+
+refuse() { echo "refuse: $*"; exit 3; }
+field() { echo "$1" | cut -d: -f"$2"; }
+
+# --- group
+g=$(getent group "$NAME" || true)
+if [ -n "$g" ]; then
+    [ "$(field "$g" 3)" = "$GID_WANT" ] || refuse "group $NAME exists with GID $(field "$g" 3), the pin is $GID_WANT; a GID is never changed on a live node"
+    echo "ok: group $NAME ($GID_WANT)"
+else
+    other=$(getent group "$GID_WANT" || true)
+    [ -z "$other" ] || refuse "GID $GID_WANT belongs to group $(field "$other" 1)"
+    groupadd --system --gid "$GID_WANT" "$NAME"
+    echo "changed: group $NAME created with GID $GID_WANT"
+fi
+
+# --- user
+u=$(getent passwd "$NAME" || true)
+if [ -n "$u" ]; then
+    [ "$(field "$u" 3)" = "$UID_WANT" ] || refuse "user $NAME exists with UID $(field "$u" 3), the pin is $UID_WANT; a UID is never changed on a live node"
+    [ "$(field "$u" 4)" = "$GID_WANT" ] || refuse "user $NAME has primary GID $(field "$u" 4), the pin is $GID_WANT"
+    echo "ok: user $NAME ($UID_WANT)"
+else
+    other=$(getent passwd "$UID_WANT" || true)
+    [ -z "$other" ] || refuse "UID $UID_WANT belongs to user $(field "$other" 1)"
+    useradd --system --uid "$UID_WANT" --gid "$GID_WANT" --home-dir "$HOME_DIR" --no-create-home \
+        --shell /usr/sbin/nologin "$NAME"
+    echo "changed: user $NAME created with UID $UID_WANT"
+fi
+
+# --- subordinate ids (rootless podman): added when absent, never moved
+subids() {  # subids <file> <start:count>
+    [ -n "$2" ] || return 0
+    have=$(grep "^$NAME:" "$1" 2>/dev/null | head -n1 | cut -d: -f2,3 || true)
+    if [ "$have" = "$2" ]; then echo "ok: $1 $NAME:$2"; return 0; fi
+    [ -z "$have" ] || refuse "$1 gives $NAME $have, the host file says $2; moving subordinate ids breaks rootless podman storage"
+    touch "$1"
+    cp -p "$1" "$1.mcfleet.tmp" && echo "$NAME:$2" >> "$1.mcfleet.tmp" && mv -f "$1.mcfleet.tmp" "$1"
+    echo "changed: $1 $NAME:$2 added"
+}
+subids "$ETC/subuid" "$SUBUID"
+subids "$ETC/subgid" "$SUBGID"
+
+# --- the agent's folder
+if [ -d "$HOME_DIR" ] && [ "$(stat -c %u:%g "$HOME_DIR")" = "$UID_WANT:$GID_WANT" ]; then
+    echo "ok: $HOME_DIR"
+else
+    mkdir -p "$HOME_DIR"
+    chown "$UID_WANT:$GID_WANT" "$HOME_DIR"
+    chmod 0750 "$HOME_DIR"
+    echo "changed: $HOME_DIR owned by $NAME"
+fi
+
+# --- resolvers: the host's nameservers first, then the fallbacks (incident lesson 2)
+if [ -n "$NAMESERVERS$FALLBACK" ]; then
+    if [ -L "$ETC/resolv.conf" ] && [ -d /run/systemd/resolve ]; then
+        # systemd-resolved owns resolv.conf: give it the same servers through a drop-in
+        mkdir -p "$ETC/systemd/resolved.conf.d"
+        target="$ETC/systemd/resolved.conf.d/mcfleet.conf"
+        want=$(printf '# managed by mcfleet\n[Resolve]\nDNS=%s\nFallbackDNS=%s' "$NAMESERVERS" "$FALLBACK")
+    else
+        target="$ETC/resolv.conf"
+        want="# managed by mcfleet: the host's nameservers, then public fallbacks (glibc uses the first 3)"
+        for ns in $NAMESERVERS $FALLBACK; do want=$(printf '%s\nnameserver %s' "$want" "$ns"); done
+    fi
+    if [ -f "$target" ] && [ "$(cat "$target")" = "$want" ]; then
+        echo "ok: $target"
+    else
+        printf '%s\n' "$want" > "$target.mcfleet.tmp"
+        chmod 0644 "$target.mcfleet.tmp"
+        mv -f "$target.mcfleet.tmp" "$target"
+        echo "changed: $target (nameservers then fallbacks)"
+    fi
+fi

@@ -1,0 +1,103 @@
+"""The refusal gate and plan -> work mapping (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mcfleet.apply.planwork import Override, check_refusals, planned_agent_sha, work_from_plan
+from mcfleet.errors import InputError, Refused
+from mcfleet.fleet.load import HostEntry, LoadedFleet
+from mcfleet.fleet.models import Host
+from mcfleet.plan.model import Action, Plan
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
+def entry(name: str, os: str = "debian") -> HostEntry:
+    host = Host.model_validate(
+        {
+            "name": name,
+            "os": os,
+            "arch": "amd64",
+            "roles": ["worker"],
+            "ssh": {"host_key": KEY},
+            "addresses": ["127.0.0.1"],
+            "users": {"mcp": {"uid": 850, "gid": 850}},
+            "dns": {"nameservers": ["10.0.0.1"], "fallback": ["1.1.1.1"]},
+        }
+    )
+    return HostEntry(host, (), Path("/nonexistent"))
+
+
+def fleet(*entries: HostEntry) -> LoadedFleet:
+    return LoadedFleet(root=Path("/nonexistent"), fleet=None, hosts={e.host.name: e for e in entries})
+
+
+UID_REFUSAL = Action(
+    host="orion",
+    phase="host",
+    kind="refuse",
+    subject="user mcp",
+    before={"uid": 995},
+    after={"uid": 850},
+    reason="user mcp on orion has UID 995 but the fleet pins UID 850",
+    hint="never change a rootless podman user's UID",
+)
+
+
+def plan(*actions: Action, hosts: list[str] | None = None) -> Plan:
+    return Plan(hosts=hosts or sorted({a.host for a in actions}), actions=list(actions))
+
+
+def test_a_refusal_refuses_the_whole_plan_and_says_how_to_override() -> None:
+    p = plan(UID_REFUSAL, Action(host="rift", phase="agent", kind="update", subject="agent"))
+    with pytest.raises(Refused) as err:
+        check_refusals(p, [])
+    text = err.value.format()
+    assert "UID 995" in text
+    assert "orion: host user mcp" in text
+    assert "--override 'orion:user mcp'" in text
+    assert err.value.exit_code == 2
+
+
+@pytest.mark.parametrize("what", ["user mcp", "host/user mcp", "orion/host/user mcp"])
+def test_override_by_subject_phase_or_id_lets_the_rest_run(what: str) -> None:
+    p = plan(UID_REFUSAL)
+    assert check_refusals(p, [Override("orion", what)]) == [UID_REFUSAL]
+
+
+def test_override_of_another_host_does_not_count() -> None:
+    with pytest.raises(InputError, match="matches no refusal"):
+        check_refusals(plan(UID_REFUSAL), [Override("rift", "user mcp")])
+
+
+def test_override_text_must_be_host_colon_what() -> None:
+    assert Override.parse("orion:user mcp") == Override("orion", "user mcp")
+    with pytest.raises(InputError, match="HOST:WHAT"):
+        Override.parse("orion")
+
+
+def test_overridden_refusal_is_never_executed() -> None:
+    p = plan(UID_REFUSAL, Action(host="orion", phase="agent", kind="update", subject="agent"))
+    work = work_from_plan(p, fleet(entry("orion")))
+    assert len(work) == 1
+    assert work[0].agent and not work[0].provision  # the refused user action gives no provision work
+
+
+def test_work_from_plan_maps_phases() -> None:
+    p = plan(
+        Action(host="a", phase="host", kind="create", subject="user mcp"),
+        Action(host="a", phase="agent", kind="create", subject="agent", after={"sha256": "ab" * 32}),
+        Action(host="a", phase="dns", kind="create", subject="record web"),
+        Action(host="n", phase="host", kind="create", subject="user mcp"),
+        hosts=["a", "idle", "n"],
+    )
+    work = work_from_plan(p, fleet(entry("a"), entry("idle"), entry("n", os="nixos")))
+    by = {w.name: w for w in work}
+    assert set(by) == {"a", "n"}  # a host with no action gets no work
+    assert by["a"].agent and by["a"].provision and by["a"].steps == frozenset({"dns"})
+    assert not by["n"].provision  # NixOS users come from the node's configuration
+    assert planned_agent_sha(p, "a") == "ab" * 32
+    assert planned_agent_sha(p, "n") is None

@@ -1,0 +1,81 @@
+"""Apply events, NDJSON stream and the final summary (exit codes, "rolled back")."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from mcfleet.apply.events import EventLog, Phase, Status, ndjson_writer
+from mcfleet.apply.summary import summarize
+
+PHASES = [Phase.build, Phase.push, Phase.activate, Phase.manifest]
+
+
+def test_rolled_back_host_makes_exit_1_and_says_so() -> None:
+    log = EventLog()
+    log.emit("a", Phase.build, Status.unchanged, "pex 1234")
+    log.emit("a", Phase.push, Status.changed, "old -> new", bytes_sent=100)
+    log.emit("a", Phase.activate, Status.rolled_back, "new agent not healthy; previous agent serves again")
+    log.emit("a", Phase.manifest, Status.skipped, "an earlier phase did not succeed")
+    log.emit("b", Phase.build, Status.unchanged)
+    log.emit("b", Phase.push, Status.unchanged, "already has", bytes_sent=0)
+    log.emit("b", Phase.activate, Status.unchanged)
+    log.emit("b", Phase.manifest, Status.unchanged)
+    summary = summarize(log, ["a", "b"], PHASES, 1.5)
+    assert summary.exit_code == 1
+    assert not summary.ok
+    text = summary.render()
+    assert "a: rolled back" in text
+    assert "activate  rolled back" in text
+    assert "b: unchanged" in text
+    assert summary.bytes_sent == 100 and summary.files_sent == 1
+    data = summary.as_dict()
+    assert data["hosts"]["a"]["phases"]["activate"]["status"] == "rolled back"
+    assert data["exit_code"] == 1
+
+
+def test_all_unchanged_is_exit_0_with_nothing_sent() -> None:
+    log = EventLog()
+    for phase in PHASES:
+        log.emit("a", phase, Status.unchanged)
+    summary = summarize(log, ["a"], PHASES, 0.2)
+    assert summary.exit_code == 0
+    assert summary.files_sent == 0 and summary.bytes_sent == 0
+    assert summary.counts() == {"unchanged": 1}
+
+
+def test_blocked_build_is_a_failure_and_phase_never_ended_is_skipped() -> None:
+    log = EventLog()
+    log.emit("rift", Phase.build, Status.start)
+    log.emit("rift", Phase.build, Status.blocked, "the NixOS agent closure needs nixpkgs")
+    summary = summarize(log, ["rift"], PHASES, 0.1)
+    assert summary.exit_code == 1
+    host = summary.hosts[0]
+    assert [p.status for p in host.phases] == [Status.blocked, Status.skipped, Status.skipped, Status.skipped]
+    assert host.status == Status.blocked
+
+
+def test_ndjson_stream_is_one_json_object_per_event_and_redacts_secrets() -> None:
+    out = io.StringIO()
+    log = EventLog([ndjson_writer(out)])
+    log.emit("a", Phase.push, Status.start)
+    log.emit("a", Phase.dns, Status.changed, "record", tsig_secret="c2VjcmV0", bytes_sent=0)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert first["type"] == "event" and first["host"] == "a" and first["phase"] == "push" and first["status"] == "start"
+    assert second["data"]["tsig_secret"] == "***"
+    assert "c2VjcmV0" not in out.getvalue()
+
+
+def test_event_line_is_prefixed_by_host() -> None:
+    log = EventLog()
+    event = log.emit("node1", Phase.push, Status.changed, "abc -> def")
+    assert event.line() == "[node1] push: changed: abc -> def"
+
+
+def test_phase_order_follows_the_spec() -> None:
+    order = sorted(
+        [Phase.manifest, Phase.route, Phase.push, Phase.build, Phase.dns, Phase.activate], key=lambda p: p.order
+    )
+    assert order == [Phase.build, Phase.push, Phase.activate, Phase.dns, Phase.route, Phase.manifest]
