@@ -1,0 +1,143 @@
+"""Async client for a running mcfleet-agent, over a unix socket path.
+
+Usage (the orchestrator forwards the node's /srv/mcp/mcp-agent.sock to a local socket,
+e.g. with asyncssh `forward_local_path`, then talks to the local path):
+
+    async with AgentClient("/tmp/mcfleet-rift.sock", timeout=10) as agent:
+        await agent.wait_serving(30)          # retries until health says SERVING
+        info = await agent.info()             # version, arch, os_*, boot_id, users, bundle_sha256, boot
+        facts = await agent.facts()           # dict: info, registry, containers, boot, events
+        result = await agent.reconcile([(service, {})])   # fleet Service models (+ pinned ports)
+        if not result.ok: print(result.error)
+        await agent.stop("mcq"); await agent.start("mcq"); await agent.restart("mcq")
+        await agent.recover()                 # rebuild every container from the registry
+
+Every RPC failure (agent down, socket missing, deadline) raises `mcfleet.errors.PeerError`
+naming the socket; results are the protobuf messages of proto/agent.proto.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+
+from mcfleet.agent.proto import agent_pb2 as pb
+from mcfleet.agent.proto import agent_pb2_grpc as pb_grpc
+from mcfleet.agent.proto import health_pb2, health_pb2_grpc
+from mcfleet.errors import PeerError
+from mcfleet.fleet.models import Service
+
+T = TypeVar("T")
+
+
+class AgentClient:
+    """One channel to one agent.  `timeout` bounds quick calls (health, Info, Facts);
+    `long_timeout` bounds calls that wait for containers to get healthy."""
+
+    def __init__(self, socket_path: str, *, timeout: float = 10.0, long_timeout: float = 900.0) -> None:
+        self.socket_path = socket_path
+        self.timeout = timeout
+        self.long_timeout = long_timeout
+        self._channel = grpc.aio.insecure_channel(f"unix:{socket_path}")
+        self._agent = pb_grpc.AgentStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    async def __aenter__(self) -> AgentClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close(None)
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as exc:
+            raise PeerError(
+                f"agent {what} failed: {exc.code().name}: {exc.details()}",
+                location=f"unix:{self.socket_path}",
+                hint="is mcp-agent running on the node (systemctl status mcp-agent)?",
+            ) from exc
+
+    async def health_status(self, service: str = "") -> str:
+        """'SERVING' | 'NOT_SERVING' | ... for the agent ('' ) or 'boot' (all stages healthy)."""
+        request = health_pb2.HealthCheckRequest(service=service)
+        reply = await self._call("health check", lambda: self._health.Check(request, timeout=self.timeout))
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    async def wait_serving(self, within_s: float, service: str = "") -> str:
+        """Poll health until SERVING; raise PeerError with the last answer after `within_s`."""
+        deadline = time.monotonic() + within_s
+        last = "no answer"
+        while True:
+            try:
+                last = await self.health_status(service)
+                if last == "SERVING":
+                    return last
+            except PeerError as exc:
+                last = exc.message
+            if time.monotonic() >= deadline:
+                raise PeerError(f"agent not serving after {within_s:g}s: {last}", location=f"unix:{self.socket_path}")
+            await asyncio.sleep(0.2)
+
+    async def info(self) -> pb.InfoResponse:
+        return await self._call("Info", lambda: self._agent.Info(pb.InfoRequest(), timeout=self.timeout))
+
+    async def facts(self, events: int = 200) -> dict[str, Any]:
+        reply = await self._call(
+            "Facts", lambda: self._agent.Facts(pb.FactsRequest(events=events), timeout=self.timeout)
+        )
+        result: dict[str, Any] = json.loads(reply.json)
+        return result
+
+    async def reconcile(
+        self,
+        services: Sequence[tuple[Service, dict[str, int]] | Service],
+        *,
+        prune: bool = True,
+        stage_timeout_s: float = 0.0,
+        port_range: tuple[int, int] = (10000, 60000),
+    ) -> pb.ReconcileResponse:
+        """Make the node run exactly `services` (its full desired set when prune=True)."""
+        desired = []
+        for item in services:
+            service, ports = item if isinstance(item, tuple) else (item, {})
+            desired.append(pb.DesiredService(spec_json=service.model_dump_json(by_alias=True), ports=ports))
+        request = pb.ReconcileRequest(
+            services=desired,
+            prune=prune,
+            stage_timeout_s=stage_timeout_s,
+            port_min=port_range[0],
+            port_max=port_range[1],
+        )
+        return await self._call(
+            "ReconcileServices", lambda: self._agent.ReconcileServices(request, timeout=self.long_timeout)
+        )
+
+    async def stop(self, name: str) -> pb.ServiceResponse:
+        request = pb.ServiceRequest(name=name)
+        return await self._call("StopService", lambda: self._agent.StopService(request, timeout=self.long_timeout))
+
+    async def start(self, name: str, stage_timeout_s: float = 0.0) -> pb.ServiceResponse:
+        request = pb.ServiceRequest(name=name, stage_timeout_s=stage_timeout_s)
+        return await self._call("StartService", lambda: self._agent.StartService(request, timeout=self.long_timeout))
+
+    async def restart(self, name: str, stage_timeout_s: float = 0.0) -> pb.ServiceResponse:
+        request = pb.ServiceRequest(name=name, stage_timeout_s=stage_timeout_s)
+        return await self._call(
+            "RestartService", lambda: self._agent.RestartService(request, timeout=self.long_timeout)
+        )
+
+    async def recover(self, stage_timeout_s: float = 0.0) -> pb.RecoverResponse:
+        request = pb.RecoverRequest(stage_timeout_s=stage_timeout_s)
+        return await self._call("Recover", lambda: self._agent.Recover(request, timeout=self.long_timeout))

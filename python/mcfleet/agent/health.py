@@ -1,0 +1,74 @@
+"""Health checks for a component: tcp connect, HTTP GET (2xx/3xx), or a command in the container.
+
+`Health.timeout_s` bounds each attempt; the caller's deadline bounds the whole wait
+(a stage gets `stage_timeout` seconds to become healthy).  A component without a health
+check counts as healthy once its container is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from mcfleet.agent.podman_ops import Podman
+from mcfleet.agent.spec import ContainerSpec
+from mcfleet.fleet.models import Health
+
+RETRY_S = 0.25
+
+
+async def _tcp(host: str, port: int) -> None:
+    _, writer = await asyncio.open_connection(host, port)
+    writer.close()
+    await writer.wait_closed()
+
+
+async def _http(host: str, port: int, path: str) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: mcfleet-agent\r\n\r\n".encode())
+        await writer.drain()
+        status = await reader.readline()
+    finally:
+        writer.close()
+    parts = status.decode("latin-1").split()
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise ConnectionError(f"no HTTP status line (got {status[:60]!r})")
+    code = int(parts[1])
+    if not 200 <= code < 400:
+        raise ConnectionError(f"HTTP {code} from {path}")
+
+
+async def check_once(spec: ContainerSpec, health: Health, podman: Podman) -> None:
+    """One attempt; raises with a readable reason when unhealthy."""
+    if health.kind == "command":
+        code, output = await asyncio.to_thread(podman.exec, spec.name, health.command)
+        if code != 0:
+            raise RuntimeError(f"`{' '.join(health.command)}` exited {code}: {output.strip()[:200]}")
+        return
+    assert health.port is not None  # the model guarantees it for tcp/http
+    host, port = spec.host_port_for(health.port) or ("127.0.0.1", health.port)
+    if health.kind == "tcp":
+        await _tcp(host, port)
+    else:
+        await _http(host, port, health.path)
+
+
+async def wait_healthy(spec: ContainerSpec, podman: Podman, deadline: float) -> None:
+    """Retry until healthy or `deadline` (monotonic); raise TimeoutError naming the last failure."""
+    last = "not checked yet"
+    while True:
+        try:
+            state = await asyncio.to_thread(podman.state, spec.name)
+            if state != "running":
+                raise RuntimeError(f"container is {state}")
+            if spec.health is not None:
+                await asyncio.wait_for(check_once(spec, spec.health, podman), spec.health.timeout_s)
+            return
+        except (OSError, RuntimeError, TimeoutError, ConnectionError) as exc:
+            last = str(exc) or type(exc).__name__
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            kind = spec.health.kind if spec.health else "running"
+            raise TimeoutError(f"{spec.name} not healthy ({kind} check): {last}")
+        await asyncio.sleep(min(RETRY_S, remaining))

@@ -1,0 +1,96 @@
+"""`mcfleet-agent`: the node daemon (installed as /srv/mcp/mcp-agent, run by mcp-agent.service).
+
+Examples:
+  mcfleet-agent                                   # serve on /srv/mcp/mcp-agent.sock
+  mcfleet-agent --socket /tmp/a.sock --podman unix:///run/podman/podman.sock --registry /tmp/a.db
+  mcfleet-agent --version                         # version, arch, bundle hash
+  mcfleet-agent --probe                           # ask the running agent's health; exit 0 if SERVING
+
+Every flag has an environment variable (MCFLEET_AGENT_SOCKET, MCFLEET_PODMAN_URL,
+MCFLEET_AGENT_REGISTRY, MCFLEET_AGENT_USERS=mcp,..., MCFLEET_AGENT_STAGE_TIMEOUT,
+MCFLEET_AGENT_STOP_TIMEOUT) so the systemd unit can stay a one-liner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import platform
+import sys
+from pathlib import Path
+
+from mcfleet import __version__
+from mcfleet.agent.facts import bundle_sha256
+from mcfleet.agent.podman_ops import default_podman_url
+from mcfleet.agent.server import AgentConfig, serve
+from mcfleet.errors import EXIT_FAILURE, EXIT_INTERRUPTED, McfleetError
+
+
+def _parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    p = argparse.ArgumentParser(
+        prog="mcfleet-agent",
+        description="mcfleet node agent: gRPC on a unix socket (health, Info, Facts, containers).",
+        epilog=(__doc__ or "").split("Examples:", 1)[-1].join(["Examples:", ""]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--socket", default=env("MCFLEET_AGENT_SOCKET", "/srv/mcp/mcp-agent.sock"))
+    p.add_argument("--podman", default=env("MCFLEET_PODMAN_URL") or default_podman_url(), help="podman API socket URL")
+    p.add_argument("--registry", default=env("MCFLEET_AGENT_REGISTRY", "/srv/mcp/mcfleet-agent.db"))
+    p.add_argument("--user", action="append", dest="users", help="pinned user to report (repeatable; default mcp)")
+    p.add_argument("--stage-timeout", type=float, default=float(env("MCFLEET_AGENT_STAGE_TIMEOUT", "120")))
+    p.add_argument("--stop-timeout", type=int, default=int(env("MCFLEET_AGENT_STOP_TIMEOUT", "10")))
+    p.add_argument("--no-boot", action="store_true", help="do not start registered services at start-up")
+    p.add_argument("--log-level", default=env("MCFLEET_AGENT_LOG_LEVEL", "INFO"))
+    p.add_argument("--version", action="store_true", help="print version, arch and bundle hash, then exit")
+    p.add_argument("--probe", action="store_true", help="check the health of the agent on --socket, then exit")
+    return p
+
+
+async def _probe(socket: str) -> int:
+    from mcfleet.agent.client import AgentClient
+
+    async with AgentClient(socket, timeout=5) as client:
+        status = await client.health_status()
+    print(status)
+    return 0 if status == "SERVING" else EXIT_FAILURE
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.version:
+        sha = bundle_sha256()
+        print(
+            f"mcfleet-agent {__version__} ({platform.machine()}, python {platform.python_version()}"
+            f"{', bundle ' + sha if sha else ''})"
+        )
+        return 0
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    users = args.users or [u for u in os.environ.get("MCFLEET_AGENT_USERS", "mcp").split(",") if u]
+    config = AgentConfig(
+        socket=Path(args.socket),
+        podman_url=args.podman,
+        registry=Path(args.registry),
+        users=users,
+        stage_timeout=args.stage_timeout,
+        stop_timeout=args.stop_timeout,
+        boot=not args.no_boot,
+    )
+    try:
+        if args.probe:
+            return asyncio.run(_probe(args.socket))
+        asyncio.run(serve(config))
+    except McfleetError as exc:
+        print(exc.format(), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

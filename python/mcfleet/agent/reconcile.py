@@ -1,0 +1,240 @@
+"""Desired services → podman containers, stage by stage (incident lessons 3 and 4).
+
+Every path that starts containers — ReconcileServices, boot at agent start, Recover,
+StartService — goes through `_converge`: for each stage in order (foundation → core →
+management → services) it creates/recreates/starts that stage's containers, then waits
+until every one is healthy before touching the next stage.  A stage that does not get
+healthy in time ends the sequence with an error naming the stage, container and check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from mcfleet.agent.events import BootStatus, EventLog
+from mcfleet.agent.health import wait_healthy
+from mcfleet.agent.podman_ops import Managed, Podman
+from mcfleet.agent.ports import assign_ports
+from mcfleet.agent.registry import RUNNING, STOPPED, Entry, Registry
+from mcfleet.agent.spec import LABEL_HASH, ContainerSpec, container_specs
+from mcfleet.errors import McfleetError
+from mcfleet.fleet.models import Service, Stage
+
+
+class UnknownService(McfleetError):
+    kind = "unknown service"
+
+
+@dataclass(frozen=True)
+class Action:
+    service: str
+    component: str
+    container: str
+    kind: str  # create | recreate | start | stop | remove | unchanged | restart
+    reason: str = ""
+
+
+@dataclass
+class Outcome:
+    ok: bool = True
+    error: str = ""
+    actions: list[Action] = field(default_factory=list)
+    ports: dict[str, dict[str, int]] = field(default_factory=dict)
+    stages_healthy: list[str] = field(default_factory=list)
+
+
+class Reconciler:
+    def __init__(self, registry: Registry, podman: Podman, events: EventLog, *, stage_timeout: float = 120.0) -> None:
+        self.registry = registry
+        self.podman = podman
+        self.events = events
+        self.stage_timeout = stage_timeout
+        self.boot = BootStatus()
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ public operations
+
+    async def reconcile(
+        self,
+        desired: list[tuple[Service, dict[str, int]]],
+        *,
+        prune: bool = True,
+        stage_timeout: float | None = None,
+        low: int = 10000,
+        high: int = 60000,
+    ) -> Outcome:
+        async with self._lock:
+            try:
+                before = {e.name: e.ports for e in self.registry.entries()}
+                ports = assign_ports(desired, before, low=low, high=high)
+                entries = [Entry(s, ports[s.name], RUNNING if s.active else STOPPED) for s, _ in desired]
+                # The registry is written first, in one transaction: if the agent dies mid-way,
+                # boot sequencing finishes the job from it.
+                (self.registry.replace_all if prune else self.registry.upsert)(entries)
+                self.events.add("registry", f"{len(entries)} service(s) recorded (prune={prune})")
+            except McfleetError as exc:
+                return Outcome(ok=False, error=exc.message)
+            outcome = await self._converge(self.registry.entries(), prune=prune, stage_timeout=stage_timeout)
+            outcome.ports = {e.name: e.ports for e in entries}
+            return outcome
+
+    async def run_boot(self, *, stage_timeout: float | None = None) -> Outcome:
+        """Agent start: bring every registered service up, stage by stage."""
+        async with self._lock:
+            return await self._sequence("boot", recreate=False, stage_timeout=stage_timeout)
+
+    async def recover(self, *, stage_timeout: float | None = None) -> Outcome:
+        """Recreate every container from the registry (podman state lost); volumes untouched."""
+        async with self._lock:
+            return await self._sequence("recover", recreate=True, stage_timeout=stage_timeout)
+
+    async def stop_service(self, name: str) -> Outcome:
+        async with self._lock:
+            entry = self._entry(name)
+            self.registry.set_desired(name, STOPPED)
+            outcome = Outcome()
+            for spec in reversed(container_specs(entry.service, entry.ports)):
+                await asyncio.to_thread(self.podman.stop, spec.name)
+                self._act(outcome, spec, "stop", "stopped on request")
+            return outcome
+
+    async def start_service(self, name: str, *, stage_timeout: float | None = None) -> Outcome:
+        async with self._lock:
+            self._entry(name)
+            self.registry.set_desired(name, RUNNING)
+            return await self._converge([self._entry(name)], prune=False, stage_timeout=stage_timeout)
+
+    async def restart_service(self, name: str, *, stage_timeout: float | None = None) -> Outcome:
+        async with self._lock:
+            entry = self._entry(name)
+            self.registry.set_desired(name, RUNNING)
+            outcome = Outcome()
+            specs = container_specs(entry.service, entry.ports)
+            try:
+                for spec in specs:
+                    if await asyncio.to_thread(self.podman.state, spec.name) == "missing":
+                        await self._create(spec, outcome, "create", "missing at restart")
+                    else:
+                        await asyncio.to_thread(self.podman.restart, spec.name)
+                        self._act(outcome, spec, "restart", "restarted on request")
+                await self._wait_stage(entry.service.stage, specs, stage_timeout)
+            except (McfleetError, TimeoutError) as exc:
+                outcome.ok, outcome.error = False, _text(exc)
+            return outcome
+
+    # ------------------------------------------------------------------ internals
+
+    def _entry(self, name: str) -> Entry:
+        entry = self.registry.get(name)
+        if entry is None:
+            raise UnknownService(f"no service {name!r} in the agent's registry", hint="deploy it first (apply)")
+        return entry
+
+    def _act(self, outcome: Outcome, spec: ContainerSpec, kind: str, reason: str) -> None:
+        outcome.actions.append(Action(spec.service, spec.component, spec.name, kind, reason))
+        if kind != "unchanged":
+            self.events.add(kind, reason, stage=spec.stage.value, service=spec.service, component=spec.component)
+
+    async def _sequence(self, what: str, *, recreate: bool, stage_timeout: float | None) -> Outcome:
+        self.boot = BootStatus(state="running")
+        self.events.add(f"{what}-start", f"{what}: bringing registered services up stage by stage")
+        outcome = Outcome()
+        if recreate:
+            try:
+                for managed in await asyncio.to_thread(self.podman.list_managed):
+                    await asyncio.to_thread(self.podman.remove, managed.name)
+                    self.events.add("remove", f"{what}: removed {managed.name} to recreate it from the registry")
+            except McfleetError as exc:
+                outcome.ok, outcome.error = False, exc.message
+        if outcome.ok:
+            outcome = await self._converge(self.registry.entries(), prune=False, stage_timeout=stage_timeout)
+        self.boot.state = "ok" if outcome.ok else "failed"
+        self.boot.error = outcome.error
+        self.boot.finished_at = time.time()
+        self.events.add(
+            f"{what}-{self.boot.state}", outcome.error or f"{what}: every stage healthy", error=not outcome.ok
+        )
+        return outcome
+
+    async def _create(self, spec: ContainerSpec, outcome: Outcome, kind: str, reason: str) -> None:
+        await asyncio.to_thread(self.podman.ensure_image, spec.image)
+        await asyncio.to_thread(self.podman.create, spec)
+        await asyncio.to_thread(self.podman.start, spec.name)
+        self._act(outcome, spec, kind, reason)
+
+    async def _wait_stage(self, stage: Stage, specs: list[ContainerSpec], stage_timeout: float | None) -> None:
+        deadline = time.monotonic() + (stage_timeout or self.stage_timeout)
+        await asyncio.gather(*(wait_healthy(spec, self.podman, deadline) for spec in specs))
+
+    async def _converge(self, entries: list[Entry], *, prune: bool, stage_timeout: float | None) -> Outcome:
+        outcome = Outcome()
+        if not entries and not prune:
+            return outcome  # nothing registered: podman need not even be up
+        try:
+            existing = {m.name: m for m in await asyncio.to_thread(self.podman.list_managed)}
+            plan = [(e, container_specs(e.service, e.ports)) for e in entries]
+            if prune:
+                wanted = {spec.name for _, specs in plan for spec in specs}
+                for name, managed in existing.items():
+                    if name not in wanted:
+                        await asyncio.to_thread(self.podman.remove, name)
+                        outcome.actions.append(Action(_label(managed, "service"), "", name, "remove", "not desired"))
+                        self.events.add("remove", f"{name}: no longer desired", service=_label(managed, "service"))
+            for stage in Stage:
+                staged = [(e, specs) for e, specs in plan if e.service.stage == stage]
+                if not staged:
+                    continue
+                self.boot.stage = stage.value
+                self.events.add("stage-start", f"starting {len(staged)} service(s)", stage=stage.value)
+                to_wait: list[ContainerSpec] = []
+                for entry, specs in staged:
+                    for spec in specs:
+                        if await self._converge_one(entry, spec, existing.get(spec.name), outcome):
+                            to_wait.append(spec)
+                try:
+                    await self._wait_stage(stage, to_wait, stage_timeout)
+                except TimeoutError as exc:
+                    later = [s.value for s in Stage if s.order > stage.order]
+                    outcome.ok = False
+                    outcome.error = (
+                        f"stage {stage.value} did not get healthy: {exc}; not started: {', '.join(later) or '-'}"
+                    )
+                    self.events.add("stage-failed", outcome.error, error=True, stage=stage.value)
+                    return outcome
+                outcome.stages_healthy.append(stage.value)
+                self.events.add("stage-healthy", f"{len(to_wait)} container(s) healthy", stage=stage.value)
+        except McfleetError as exc:
+            outcome.ok, outcome.error = False, exc.message
+            self.events.add("error", exc.message, error=True)
+        return outcome
+
+    async def _converge_one(self, entry: Entry, spec: ContainerSpec, managed: Managed | None, outcome: Outcome) -> bool:
+        """Bring one container to its desired shape; True when it should now be running."""
+        changed = managed is not None and managed.labels.get(LABEL_HASH) != spec.spec_hash
+        if changed:
+            await asyncio.to_thread(self.podman.remove, spec.name)
+        if entry.desired != RUNNING:
+            if managed is not None and not changed and managed.state == "running":
+                await asyncio.to_thread(self.podman.stop, spec.name)
+                self._act(outcome, spec, "stop", "service is stopped or inactive")
+            return False
+        if managed is None:
+            await self._create(spec, outcome, "create", "missing")
+        elif changed:
+            await self._create(spec, outcome, "recreate", "spec changed")
+        elif managed.state != "running":
+            await asyncio.to_thread(self.podman.start, spec.name)
+            self._act(outcome, spec, "start", f"was {managed.state}")
+        else:
+            self._act(outcome, spec, "unchanged", "running with the desired spec")
+        return True
+
+
+def _label(managed: Managed, key: str) -> str:
+    return managed.labels.get(f"io.mcfleet.{key}", "")
+
+
+def _text(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, McfleetError) else str(exc)

@@ -1,0 +1,233 @@
+"""The agent's gRPC server: grpc.health.v1 + mcfleet.agent.v1.Agent on a unix socket.
+
+Health answers SERVING as soon as the socket is up (so an apply can tell the new binary
+works even while a long boot sequence is still running); the health service name "boot"
+answers SERVING only once the boot sequence finished with every stage healthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from mcfleet.agent.events import EventLog
+from mcfleet.agent.facts import bundle_sha256, node_info
+from mcfleet.agent.podman_ops import Podman
+from mcfleet.agent.proto import agent_pb2 as pb
+from mcfleet.agent.proto import agent_pb2_grpc as pb_grpc
+from mcfleet.agent.proto import health_pb2, health_pb2_grpc
+from mcfleet.agent.reconcile import Outcome, Reconciler, UnknownService
+from mcfleet.agent.registry import Registry
+from mcfleet.errors import InputError
+from mcfleet.fleet.models import Service
+
+log = logging.getLogger("mcfleet.agent")
+AGENT_SERVICE = "mcfleet.agent.v1.Agent"
+Ctx = grpc.aio.ServicerContext[Any, Any]
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass
+class AgentConfig:
+    socket: Path = Path("/srv/mcp/mcp-agent.sock")
+    podman_url: str = "unix:///run/podman/podman.sock"
+    registry: Path = Path("/srv/mcp/mcfleet-agent.db")
+    users: list[str] = field(default_factory=lambda: ["mcp"])
+    stage_timeout: float = 120.0
+    stop_timeout: int = 10
+    boot: bool = True
+
+
+@dataclass
+class AgentState:
+    config: AgentConfig
+    reconciler: Reconciler
+    events: EventLog
+    started_at: float = field(default_factory=time.time)
+    bundle_sha256: str = ""
+
+
+def _actions(outcome: Outcome) -> list[pb.Action]:
+    return [pb.Action(**asdict(a)) for a in outcome.actions]
+
+
+class HealthServicer(health_pb2_grpc.HealthServicer):
+    def __init__(self, state: AgentState) -> None:
+        self.state = state
+
+    def _status(self, service: str) -> int | None:
+        if service in ("", AGENT_SERVICE):
+            return SERVING
+        if service == "boot":
+            return SERVING if self.state.reconciler.boot.state == "ok" else NOT_SERVING
+        return None
+
+    async def Check(self, request: health_pb2.HealthCheckRequest, context: Ctx) -> health_pb2.HealthCheckResponse:
+        status = self._status(request.service)
+        if status is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=status)  # type: ignore[arg-type]
+
+    async def Watch(
+        self, request: health_pb2.HealthCheckRequest, context: Ctx
+    ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
+        last: int | None = -1
+        while True:
+            status = self._status(request.service)
+            if status != last:
+                last = status
+                yield health_pb2.HealthCheckResponse(
+                    status=status if status is not None else health_pb2.HealthCheckResponse.SERVICE_UNKNOWN  # type: ignore[arg-type]
+                )
+            await asyncio.sleep(0.5)
+
+
+class AgentServicer(pb_grpc.AgentServicer):
+    def __init__(self, state: AgentState) -> None:
+        self.state = state
+        self.rec = state.reconciler
+
+    def _info(self) -> pb.InfoResponse:
+        info = node_info(self.state.config.users)
+        boot = self.rec.boot
+        return pb.InfoResponse(
+            **{k: v for k, v in info.items() if k != "users"},
+            users=[pb.PinnedUser(**u) for u in info["users"]],
+            bundle_sha256=self.state.bundle_sha256,
+            started_at=self.state.started_at,
+            boot=pb.BootState(state=boot.state, stage=boot.stage, error=boot.error, finished_at=boot.finished_at),
+            services=len(self.rec.registry.entries()),
+        )
+
+    async def Info(self, request: pb.InfoRequest, context: Ctx) -> pb.InfoResponse:
+        return await asyncio.to_thread(self._info)
+
+    async def Facts(self, request: pb.FactsRequest, context: Ctx) -> pb.FactsResponse:
+        podman = self.rec.podman
+        try:
+            containers = [asdict(m) for m in await asyncio.to_thread(podman.list_managed)]
+            podman_error = ""
+        except Exception as exc:  # a dead podman is a fact, not a failure of Facts
+            containers, podman_error = [], str(exc)
+        facts = {
+            "info": node_info(self.state.config.users),
+            "bundle_sha256": self.state.bundle_sha256,
+            "started_at": self.state.started_at,
+            "boot": asdict(self.rec.boot),
+            "registry": [
+                {"name": e.name, "stage": e.service.stage.value, "desired": e.desired, "ports": e.ports}
+                for e in self.rec.registry.entries()
+            ],
+            "containers": containers,
+            "podman": {"url": podman.url, "error": podman_error},
+            "events": self.state.events.recent(request.events or 200),
+        }
+        return pb.FactsResponse(json=json.dumps(facts, sort_keys=True))
+
+    async def ReconcileServices(self, request: pb.ReconcileRequest, context: Ctx) -> pb.ReconcileResponse:
+        desired: list[tuple[Service, dict[str, int]]] = []
+        for item in request.services:
+            try:
+                desired.append((Service.model_validate_json(item.spec_json), dict(item.ports)))
+            except ValueError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad service spec: {exc}")
+        outcome = await self.rec.reconcile(
+            desired,
+            prune=request.prune,
+            stage_timeout=request.stage_timeout_s or None,
+            low=request.port_min or 10000,
+            high=request.port_max or 60000,
+        )
+        return pb.ReconcileResponse(
+            ok=outcome.ok,
+            error=outcome.error,
+            actions=_actions(outcome),
+            ports=[pb.ServicePorts(service=k, ports=v) for k, v in outcome.ports.items()],
+            stages_healthy=outcome.stages_healthy,
+        )
+
+    async def _service_op(self, op: str, request: pb.ServiceRequest, context: Ctx) -> pb.ServiceResponse:
+        try:
+            if op == "stop":
+                outcome = await self.rec.stop_service(request.name)
+            elif op == "start":
+                outcome = await self.rec.start_service(request.name, stage_timeout=request.stage_timeout_s or None)
+            else:
+                outcome = await self.rec.restart_service(request.name, stage_timeout=request.stage_timeout_s or None)
+        except UnknownService as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, exc.message)
+        return pb.ServiceResponse(ok=outcome.ok, error=outcome.error, actions=_actions(outcome))
+
+    async def StopService(self, request: pb.ServiceRequest, context: Ctx) -> pb.ServiceResponse:
+        return await self._service_op("stop", request, context)
+
+    async def StartService(self, request: pb.ServiceRequest, context: Ctx) -> pb.ServiceResponse:
+        return await self._service_op("start", request, context)
+
+    async def RestartService(self, request: pb.ServiceRequest, context: Ctx) -> pb.ServiceResponse:
+        return await self._service_op("restart", request, context)
+
+    async def Recover(self, request: pb.RecoverRequest, context: Ctx) -> pb.RecoverResponse:
+        outcome = await self.rec.recover(stage_timeout=request.stage_timeout_s or None)
+        return pb.RecoverResponse(
+            ok=outcome.ok, error=outcome.error, actions=_actions(outcome), stages_healthy=outcome.stages_healthy
+        )
+
+
+async def serve(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
+    """Run the agent until SIGTERM/SIGINT (or `stop` is set)."""
+    if len(str(config.socket)) > 100:
+        raise InputError(
+            f"socket path is too long for a unix socket ({len(str(config.socket))} chars)",
+            location=str(config.socket),
+            hint="use a shorter --socket path",
+        )
+    events = EventLog()
+    registry = Registry(config.registry)
+    podman = Podman(config.podman_url, stop_timeout=config.stop_timeout)
+    state = AgentState(config, Reconciler(registry, podman, events, stage_timeout=config.stage_timeout), events)
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(state), server)
+    pb_grpc.add_AgentServicer_to_server(AgentServicer(state), server)
+    config.socket.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        config.socket.unlink()  # a stale socket from a previous run
+    old_umask = os.umask(0o117)  # socket born 0660: the agent's user and group only
+    try:
+        server.add_insecure_port(f"unix:{config.socket}")
+        await server.start()
+    finally:
+        os.umask(old_umask)
+    events.add("listening", f"mcfleet-agent serving on unix:{config.socket} (podman {podman.url})")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    state.bundle_sha256 = await asyncio.to_thread(bundle_sha256)
+    boot_task: asyncio.Task[Outcome] | None = None
+    if config.boot:
+        boot_task = asyncio.create_task(state.reconciler.run_boot())
+    try:
+        await stop.wait()
+    finally:
+        events.add("stopping", "signal received, shutting down")
+        if boot_task is not None and not boot_task.done():
+            boot_task.cancel()
+        await server.stop(grace=2)
+        with contextlib.suppress(FileNotFoundError):
+            config.socket.unlink()
+        podman.close()
+        registry.close()

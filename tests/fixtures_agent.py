@@ -1,0 +1,294 @@
+"""Fixtures for the agent tests: a real rootful podman API service and real agent processes.
+
+Podman runs inside a network namespace the fixture creates (its CNI bridge, iptables rules
+and published ports live and die with that namespace), with its own --root/--runroot/--tmpdir
+and the three workarounds of LAB.md §2 (runc, cgroupfs + file events, lowered ulimits).
+The agent under test runs in the same namespace, so its health checks see the published
+ports; the test process reaches the agent through its unix socket (a plain file path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from mcfleet.fleet.models import Service
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE = "localhost/mcfleet-agent-bb:test"
+APPLETS = ("sh", "cat", "echo", "env", "sleep", "httpd", "true", "false", "wget", "ls", "test")
+CONTAINERS_CONF = """\
+[containers]
+default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+[network]
+network_backend = "cni"
+"""
+
+
+def _need(*programs: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespace, rootful podman)")
+    for program in programs:
+        if shutil.which(program) is None and not os.access(f"/usr/sbin/{program}", os.X_OK):
+            pytest.skip(f"`{program}` is not installed")
+
+
+def _wait_path(path: Path, proc: subprocess.Popen[bytes], log: Path, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while not path.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited {proc.returncode}: {log.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} did not appear within {within}s: {log.read_text()[-2000:]}")
+        time.sleep(0.05)
+
+
+def _stop(proc: subprocess.Popen[bytes], within: float = 15.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(within)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def busybox_image_tar(out: Path) -> Path:
+    root = out / "bb-root"
+    (root / "bin").mkdir(parents=True)
+    for sub in ("etc", "srv", "tmp", "www", "data"):
+        (root / sub).mkdir()
+    shutil.copy2(shutil.which("busybox") or "/bin/busybox", root / "bin" / "busybox")
+    for applet in APPLETS:
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    tar_path = out / "bb.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(root, arcname=".")
+    return tar_path
+
+
+@dataclass
+class PodmanLab:
+    """One podman API service in its own network namespace."""
+
+    base: Path
+    netns: str
+    image: str = IMAGE
+    proc: subprocess.Popen[bytes] | None = None
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def socket(self) -> Path:
+        return self.base / "podman.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "CONTAINERS_CONF": str(self.base / "containers.conf")}
+
+    def _flags(self) -> list[str]:
+        b = self.base
+        return ["--root", f"{b}/storage", "--runroot", f"{b}/run", "--tmpdir", f"{b}/tmp"]
+
+    def in_ns(self, *argv: str) -> list[str]:
+        # nsenter --net only: `ip netns exec` also remounts /sys, which hides the cgroup mounts runc needs.
+        return ["nsenter", f"--net=/run/netns/{self.netns}", "--", *argv]
+
+    def podman(self, *args: str, check: bool = True) -> str:
+        """The podman CLI against our storage (local mode: for import and inspection)."""
+        done = subprocess.run(
+            ["podman", *self._flags(), *args], env=self.env, capture_output=True, timeout=120, check=False
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"podman {' '.join(args)} failed: {done.stderr.decode()[-1000:]}")
+        return done.stdout.decode()
+
+    def remote(self, *args: str, check: bool = True) -> str:
+        """The podman CLI through the API service (sees the service's mounts and namespace)."""
+        done = subprocess.run(
+            ["podman", "--url", self.url, *args], env=self.env, capture_output=True, timeout=120, check=False
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"podman --url {' '.join(args)} failed: {done.stderr.decode()[-1000:]}")
+        return done.stdout.decode()
+
+    def start(self) -> None:
+        log = self.base / "podman-service.log"
+        with contextlib.suppress(FileNotFoundError):
+            self.socket.unlink()
+        cmd = ["podman", *self._flags(), "system", "service", "--time=0", self.url]
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(self.in_ns(*cmd), env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(self.proc)
+        _wait_path(self.socket, self.proc, log)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+    def wipe_state(self) -> None:
+        """Lose podman's state like a broken node would: every container gone, its database and
+        run state deleted, the service restarted.  Images and the data volumes stay."""
+        self.remote("rm", "-a", "-f", "-t", "0")
+        self.stop()
+        for sub in ("run", "tmp", "storage/libpod"):
+            shutil.rmtree(self.base / sub, ignore_errors=True)
+        self.start()
+
+    def http_get(self, port: int, path: str = "/") -> str:
+        """GET from inside the namespace, where the container's port is published."""
+        url = f"http://127.0.0.1:{port}{path}"
+        code = f"import urllib.request as u; print(u.urlopen({url!r}, timeout=5).read().decode(), end='')"
+        done = subprocess.run(self.in_ns(sys.executable, "-c", code), capture_output=True, timeout=30, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"GET :{port}{path} failed: {done.stderr.decode()[-500:]}")
+        return done.stdout.decode()
+
+
+@pytest.fixture
+def agent_podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanLab]:
+    _need("ip", "podman", "runc", "busybox", "catatonit")
+    base = tmp_path_factory.mktemp("pm")
+    netns = f"mcfa{os.getpid() % 100000}{base.name[-2:].strip('-_')}"
+    (base / "containers.conf").write_text(CONTAINERS_CONF)
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    lab = PodmanLab(base, netns)
+    try:
+        subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
+        tar = busybox_image_tar(base)
+        lab.podman("import", "-q", "--change", 'CMD ["/bin/sh"]', str(tar), IMAGE)
+        lab.start()
+        yield lab
+    finally:
+        if lab.proc is not None:
+            with contextlib.suppress(Exception):
+                lab.remote("rm", "-a", "-f", "-t", "0")
+        lab.stop()
+        for proc in lab.procs:
+            _stop(proc)
+        subprocess.run(["ip", "netns", "del", netns], check=False)
+        with contextlib.suppress(Exception):
+            lab.podman("rm", "-a", "-f", "-t", "0", check=False)
+
+
+@dataclass
+class AgentProc:
+    proc: subprocess.Popen[bytes]
+    socket: Path
+    log: Path
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclass
+class AgentRunner:
+    """Starts `mcfleet-agent` processes (from source or from a bundle) and stops them at teardown."""
+
+    base: Path
+    started: list[AgentProc] = field(default_factory=list)
+
+    def start(
+        self,
+        *extra: str,
+        podman: PodmanLab | None = None,
+        argv: list[str] | None = None,
+        name: str = "agent",
+    ) -> AgentProc:
+        sock = self.base / f"{name}.sock"
+        log = self.base / f"{name}.log"
+        cmd = argv or [sys.executable, "-m", "mcfleet.agent.main"]
+        cmd = [*cmd, "--socket", str(sock), "--registry", str(self.base / f"{name}.db"), *extra]
+        if podman is not None:
+            cmd = podman.in_ns(*cmd, "--podman", podman.url, "--stop-timeout", "2")
+        env = {**os.environ, "PYTHONPATH": str(REPO / "python"), "PEX_ROOT": str(self.base / "pex-root")}
+        with log.open("ab") as out:
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        agent = AgentProc(proc, sock, log)
+        self.started.append(agent)
+        _wait_path(sock, proc, log, within=120)
+        return agent
+
+
+@pytest.fixture
+def agent_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentRunner]:
+    runner = AgentRunner(tmp_path_factory.mktemp("ag"))
+    try:
+        yield runner
+    finally:
+        for agent in runner.started:
+            agent.stop()
+
+
+# --------------------------------------------------------------------------- services the tests deploy
+
+# Each start appends a line to /data/starts and dumps its environment: the tests read both
+# from the host side of the volume.
+CMD = ["sh", "-c", "echo start >> /data/starts; env > /data/env; exec httpd -f -p 8080 -h /www"]
+
+
+def web_service(
+    root: Path,
+    name: str,
+    stage: str,
+    image: str,
+    *,
+    env: list[str] | None = None,
+    route_name: str | None = None,
+    health: dict[str, object] | None = None,
+) -> Service:
+    www = root / "www" / name
+    www.mkdir(parents=True, exist_ok=True)
+    (www / "index.html").write_text(f"hello from {name}\n")
+    route: dict[str, object] = {"port": 8080, "mode": "l7"}
+    if route_name:
+        route["name"] = route_name
+    return Service.model_validate(
+        {
+            "name": name,
+            "stage": stage,
+            "components": [
+                {
+                    "name": name,
+                    "image": image,
+                    "cmd": CMD,
+                    "env": env or [f"GREETING=hello-{name}"],
+                    "volumes": [f"{root}/data/{name}:/data", f"{www}:/www:ro"],
+                    "routes": [route],
+                    "health": health or {"kind": "http", "port": 8080, "path": "/index.html", "timeout_s": 2},
+                }
+            ],
+        }
+    )
+
+
+def three_stages(root: Path, image: str) -> list[Service]:
+    return [
+        web_service(root, "dns", "foundation", image),
+        web_service(root, "proxy", "core", image),
+        web_service(root, "app", "services", image, route_name="web"),
+    ]

@@ -1,0 +1,96 @@
+"""ReconcileServices against real podman: containers with ports, env, volumes, labels, stages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from mcfleet.agent.client import AgentClient
+from mcfleet.fleet.models import Service
+from tests.fixtures_agent import AgentRunner, PodmanLab, three_stages, web_service
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+
+def _env(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def test_reconcile_runs_desired_containers(agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path) -> None:
+    agent = agent_runner.start(podman=agent_podman)
+    services = three_stages(tmp_path, agent_podman.image)
+
+    async def scenario() -> None:
+        async with AgentClient(str(agent.socket)) as client:
+            result = await client.reconcile(services, stage_timeout_s=30)
+            assert result.ok, result.error
+            assert list(result.stages_healthy) == ["foundation", "core", "services"]
+            ports = {p.service: dict(p.ports) for p in result.ports}
+            assert set(ports) == {"dns", "proxy", "app"}
+            app_port = ports["app"]["app/web"]
+            dns_port = ports["dns"]["dns/0"]
+            assert len({app_port, dns_port, ports["proxy"]["proxy/0"]}) == 3
+
+            # The container answers on its published port with the volume's content.
+            assert agent_podman.http_get(dns_port) == "hello from dns\n"
+            assert agent_podman.http_get(app_port) == "hello from app\n"
+            # Env: the service's own variables plus $PORT / $PORT_<NAME> (seed convention).
+            dns_env = _env(tmp_path / "data/dns/env")
+            assert dns_env["GREETING"] == "hello-dns"
+            assert dns_env["PORT"] == str(dns_port)
+            app_env = _env(tmp_path / "data/app/env")
+            assert app_env["PORT_WEB"] == str(app_port)
+            assert "PORT" not in app_env
+            # Labels mark them as ours.
+            inspect = json.loads(agent_podman.remote("inspect", "dns", "app"))
+            labels = {c["Name"].lstrip("/"): c["Config"]["Labels"] for c in inspect}
+            assert labels["dns"]["io.mcfleet.managed"] == "true"
+            assert labels["app"]["io.mcfleet.stage"] == "services"
+            assert labels["app"]["io.mcfleet.service"] == "app"
+            assert len(labels["app"]["io.mcfleet.spec-hash"]) == 16
+
+            # Same desired state again: nothing is touched, ports stay.
+            again = await client.reconcile(services, stage_timeout_s=30)
+            assert again.ok, again.error
+            assert {a.kind for a in again.actions} == {"unchanged"}
+            assert {p.service: dict(p.ports) for p in again.ports} == ports
+
+            # A changed env recreates only that container, on the same port.
+            changed = [
+                *services[:2],
+                web_service(tmp_path, "app", "services", agent_podman.image, env=["GREETING=v2"], route_name="web"),
+            ]
+            third = await client.reconcile(changed, stage_timeout_s=30)
+            assert third.ok, (third.error, list(third.actions))
+            kinds = {a.container: a.kind for a in third.actions}
+            assert kinds == {"dns": "unchanged", "proxy": "unchanged", "app": "recreate"}
+            assert _env(tmp_path / "data/app/env")["GREETING"] == "v2"
+            assert agent_podman.http_get(app_port) == "hello from app\n"
+
+            await _lifecycle(client, agent_podman, tmp_path, changed)
+
+    asyncio.run(scenario())
+
+
+async def _lifecycle(client: AgentClient, agent_podman: PodmanLab, tmp_path: Path, changed: list[Service]) -> None:
+    # Stop / Start / Restart one service.
+    stopped = await client.stop("proxy")
+    assert stopped.ok and [a.kind for a in stopped.actions] == ["stop"]
+    assert json.loads(agent_podman.remote("inspect", "proxy"))[0]["State"]["Running"] is False
+    started = await client.start("proxy", stage_timeout_s=30)
+    assert started.ok, started.error
+    assert [a.kind for a in started.actions] == ["start"]
+    restarted = await client.restart("proxy", stage_timeout_s=30)
+    assert restarted.ok, restarted.error
+    assert (tmp_path / "data/proxy/starts").read_text().count("start") == 3
+
+    # A service no longer desired is removed (its data stays).
+    pruned = await client.reconcile(changed[:2], stage_timeout_s=30)
+    assert pruned.ok, pruned.error
+    assert [(a.container, a.kind) for a in pruned.actions if a.kind == "remove"] == [("app", "remove")]
+    names = agent_podman.remote("ps", "-a", "--format", "{{.Names}}").split()
+    assert sorted(names) == ["dns", "proxy"]
+    assert (tmp_path / "data/app/env").exists()

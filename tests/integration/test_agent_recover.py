@@ -1,0 +1,159 @@
+"""Recover after podman's state is lost, boot sequencing of a restarted agent, a stage that fails."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcfleet.agent.client import AgentClient
+from tests.fixtures_agent import AgentRunner, PodmanLab, three_stages, web_service
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+STAGES = ["foundation", "core", "services"]
+
+
+def _order(events: list[dict[str, Any]], after_seq: int) -> list[tuple[str, str]]:
+    """(kind, stage or service) of the stage and container events after `after_seq`, in order."""
+    keep = {"stage-start", "stage-healthy", "create", "start", "recreate", "stage-failed"}
+    return [
+        (e["kind"], e["stage"] if e["kind"].startswith("stage") else e["service"])
+        for e in events
+        if e["seq"] > after_seq and e["kind"] in keep
+    ]
+
+
+def _expected(kind: str) -> list[tuple[str, str]]:
+    svc = {"foundation": "dns", "core": "proxy", "services": "app"}
+    return [step for stage in STAGES for step in (("stage-start", stage), (kind, svc[stage]), ("stage-healthy", stage))]
+
+
+async def _deploy(client: AgentClient, root: Path, image: str) -> dict[str, int]:
+    result = await client.reconcile(three_stages(root, image), stage_timeout_s=30)
+    assert result.ok, result.error
+    return {p.service: next(iter(p.ports.values())) for p in result.ports}
+
+
+def test_recover_after_podman_state_lost(agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path) -> None:
+    agent = agent_runner.start(podman=agent_podman)
+
+    async def scenario() -> None:
+        async with AgentClient(str(agent.socket)) as client:
+            ports = await _deploy(client, tmp_path, agent_podman.image)
+            precious = tmp_path / "data/dns/zone.db"
+            precious.write_text("www IN A 10.0.0.1\n")  # data the service wrote before the disaster
+
+            agent_podman.wipe_state()
+            assert agent_podman.remote("ps", "-a", "--format", "{{.Names}}").split() == []
+            mark = (await client.facts())["events"][-1]["seq"]
+
+            result = await client.recover(stage_timeout_s=30)
+            assert result.ok, result.error
+            assert list(result.stages_healthy) == STAGES
+            assert [a.container for a in result.actions] == ["dns", "proxy", "app"]
+
+            facts = await client.facts()
+            # Stage order: each stage's containers are created only after the previous stage was healthy.
+            assert _order(facts["events"], mark) == _expected("create")
+            assert facts["boot"]["state"] == "ok"
+            # Volumes untouched: the data survived and each container started a second time on it.
+            assert precious.read_text() == "www IN A 10.0.0.1\n"
+            assert (tmp_path / "data/dns/starts").read_text() == "start\nstart\n"
+            # Same ports as before, answering again.
+            assert {c["name"] for c in facts["containers"]} == {"dns", "proxy", "app"}
+            for name, port in ports.items():
+                assert agent_podman.http_get(port) == f"hello from {name}\n"
+
+    asyncio.run(scenario())
+    assert "recover-ok" in agent.log_text()
+
+
+async def _wait_boot(client: AgentClient, within: float = 60) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        info = await client.info()
+        if info.boot.state in ("ok", "failed"):
+            return info
+        assert time.monotonic() < deadline, f"boot still {info.boot.state} after {within}s"
+        await asyncio.sleep(0.2)
+
+
+def test_restarted_agent_boots_stage_by_stage(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
+) -> None:
+    first = agent_runner.start(podman=agent_podman)
+
+    async def deploy() -> dict[str, int]:
+        async with AgentClient(str(first.socket)) as client:
+            return await _deploy(client, tmp_path, agent_podman.image)
+
+    ports = asyncio.run(deploy())
+    first.stop()
+    # The node "reboots": every container is stopped, and one is even gone.
+    agent_podman.remote("stop", "-a", "-t", "0")
+    agent_podman.remote("rm", "-f", "-t", "0", "proxy")
+
+    second = agent_runner.start(podman=agent_podman)  # same registry file
+
+    async def check() -> None:
+        async with AgentClient(str(second.socket)) as client:
+            info = await _wait_boot(client)
+            assert info.boot.state == "ok", info.boot.error
+            assert info.services == 3
+            assert await client.health_status("boot") == "SERVING"
+            events = (await client.facts())["events"]
+            order = _order(events, 0)
+            assert order == [
+                ("stage-start", "foundation"), ("start", "dns"), ("stage-healthy", "foundation"),
+                ("stage-start", "core"), ("create", "proxy"), ("stage-healthy", "core"),
+                ("stage-start", "services"), ("start", "app"), ("stage-healthy", "services"),
+            ]  # fmt: skip
+            for name, port in ports.items():
+                assert agent_podman.http_get(port) == f"hello from {name}\n"
+
+    asyncio.run(check())
+
+
+def test_unhealthy_stage_stops_the_sequence(agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path) -> None:
+    agent = agent_runner.start(podman=agent_podman, name="a1")
+    image = agent_podman.image
+    broken = web_service(tmp_path, "proxy", "core", image, health={"kind": "tcp", "port": 9999, "timeout_s": 1})
+    services = [
+        web_service(tmp_path, "dns", "foundation", image),
+        broken,
+        web_service(tmp_path, "app", "services", image),
+    ]
+
+    async def scenario() -> None:
+        async with AgentClient(str(agent.socket)) as client:
+            result = await client.reconcile(services, stage_timeout_s=3)
+            assert not result.ok
+            assert result.error.startswith("stage core did not get healthy: proxy not healthy (tcp check)")
+            assert result.error.endswith("not started: management, services")
+            assert list(result.stages_healthy) == ["foundation"]
+            names = agent_podman.remote("ps", "-a", "--format", "{{.Names}}").split()
+            assert sorted(names) == ["dns", "proxy"]  # app (services stage) was never started
+
+    asyncio.run(scenario())
+    agent.stop()
+    # At the next start, boot stops at the same stage and says so in Info, Facts and the log.
+    again = agent_runner.start("--stage-timeout", "3", podman=agent_podman, name="a1")
+
+    async def boot() -> None:
+        async with AgentClient(str(again.socket)) as client:
+            info = await _wait_boot(client)
+            assert info.boot.state == "failed"
+            assert info.boot.stage == "core"
+            assert "stage core did not get healthy" in info.boot.error
+            assert await client.health_status("boot") == "NOT_SERVING"
+            assert await client.health_status() == "SERVING"  # the agent itself still answers
+            facts = await client.facts()
+            assert facts["boot"]["state"] == "failed"
+            assert [e["kind"] for e in facts["events"]][-2:] == ["stage-failed", "boot-failed"]
+
+    asyncio.run(boot())
+    log = again.log_text()
+    assert "ERROR mcfleet.agent: stage-failed [core]: stage core did not get healthy" in log
