@@ -1,0 +1,28 @@
+"""The facts script run for real by `sh` on this machine (local transport), then parsed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+
+from mcfleet.observe.parse import parse_facts, split_sections
+from mcfleet.observe.script import ScriptInputs, facts_script
+from mcfleet.transport.local import LocalRunner
+
+
+def test_local_facts_round_trip() -> None:
+    inp = ScriptInputs(
+        users=("root",), uids=(0,), gids=(0,), agent_path="/nonexistent/agent", agent_unit="none.service"
+    )
+    result = asyncio.run(LocalRunner().run(facts_script(inp), timeout=30))
+    assert result.exit_status == 0, result.stderr
+    assert "end" in split_sections(result.stdout)
+    facts = parse_facts("local", result.stdout, agent_path=inp.agent_path)
+    assert facts.arch_raw == platform.machine()
+    assert facts.hostname == platform.node()
+    assert facts.euid == os.geteuid()
+    root = facts.account("root")
+    assert root is not None and root.uid == 0
+    assert facts.agent is not None and not facts.agent.present
+    assert facts.os_id is not None

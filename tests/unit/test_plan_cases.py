@@ -1,0 +1,111 @@
+"""The pure diff, data-driven: tests/data/plan/<case>.json gives the files (fleet, hosts,
+services) and the observed facts; the plan must be exactly the expected actions.
+
+Case format (see any file there):
+    fleet            fleet.json overrides (merged into BASE_FLEET)
+    hosts            name -> {"host": host.json overrides, "services": {svc: service.json}}
+    facts            name -> Facts overrides (merged into BASE_FACTS) or {"kind": "unreachable", ...}
+    now              the clock for cert expiry (ISO 8601)
+    expected         ["<host> <phase> <kind> <subject>", ...] in plan order
+    unreachable      [host, ...]
+    reasons          {"<host>/<phase>/<subject>": ["text the reason must contain", ...]}
+In facts, "<spec:SVC>" is replaced by the spec hash of that service as the files declare it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter
+
+from mcfleet.fleet.load import LoadedFleet, load_fleet
+from mcfleet.observe.facts import HostFacts
+from mcfleet.plan.desired import spec_hash
+from mcfleet.plan.planner import build
+
+CASES = Path(__file__).resolve().parent.parent / "data" / "plan"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBWZRO9QS8rs2nD4rWBAJO66ergx6C1wxmrprZvKMhQE"
+
+BASE_FLEET: dict[str, Any] = {
+    "name": "cases",
+    "zone": "svc.mcp.example.test",
+    "pins": {"mcp": {"uid": 850, "gid": 850, "reason": "test pin"}},
+}
+BASE_HOST: dict[str, Any] = {
+    "os": "debian",
+    "arch": "amd64",
+    "roles": ["worker"],
+    "ssh": {"user": "root", "host_key": KEY},
+    "users": {"mcp": {"uid": 850, "gid": 850}},
+    "dns": {"nameservers": ["10.0.0.1"], "fallback": ["9.9.9.9"]},
+}
+BASE_FACTS: dict[str, Any] = {
+    "kind": "facts",
+    "os_id": "debian",
+    "os_version": "12",
+    "arch_raw": "x86_64",
+    "euid": 0,
+    "agent": {"path": "/srv/mcp/mcp-agent", "present": False},
+}
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def write_case_fleet(root: Path, case: dict[str, Any]) -> LoadedFleet:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "fleet.json").write_text(json.dumps(merge(BASE_FLEET, case.get("fleet", {}))))
+    for i, (name, spec) in enumerate(case["hosts"].items()):
+        hdir = root / "hosts" / name
+        (hdir / "services").mkdir(parents=True)
+        host = merge(BASE_HOST, {"name": name, "addresses": [f"10.0.0.{10 + i}"], **spec.get("host", {})})
+        (hdir / "host.json").write_text(json.dumps(host))
+        for svc_name, svc in spec.get("services", {}).items():
+            (hdir / "services" / f"{svc_name}.json").write_text(json.dumps({"name": svc_name, **svc}))
+    loaded = load_fleet(root)
+    assert not loaded.findings, [f.format() for f in loaded.findings]
+    return loaded
+
+
+def substitute(value: Any, hashes: dict[str, str]) -> Any:
+    if isinstance(value, str) and value.startswith("<spec:"):
+        return hashes[value[6:-1]]
+    if isinstance(value, dict):
+        return {k: substitute(v, hashes) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, hashes) for v in value]
+    return value
+
+
+def case_facts(loaded: LoadedFleet, case: dict[str, Any]) -> dict[str, Any]:
+    hashes = {s.name: spec_hash(s) for e in loaded.hosts.values() for s in e.services}
+    adapter: TypeAdapter[Any] = TypeAdapter(HostFacts)
+    facts = {}
+    for name, over in case["facts"].items():
+        raw = over if over.get("kind") == "unreachable" else merge(BASE_FACTS, over)
+        facts[name] = adapter.validate_python(substitute({"host": name, **raw}, hashes))
+    return facts
+
+
+@pytest.mark.parametrize("case_name", sorted(p.stem for p in CASES.glob("*.json")))
+def test_plan_case(case_name: str, tmp_path: Path) -> None:
+    case = json.loads((CASES / f"{case_name}.json").read_text())
+    loaded = write_case_fleet(tmp_path, case)
+    plan = build(loaded, case_facts(loaded, case), now=datetime.fromisoformat(case["now"]))
+    got = [f"{a.host} {a.phase} {a.kind} {a.subject}" for a in plan.actions]
+    assert got == case["expected"], "\n".join(got)
+    assert sorted(plan.unreachable) == sorted(case.get("unreachable", []))
+    by_id = {a.id: a for a in plan.actions}
+    for action_id, needles in case.get("reasons", {}).items():
+        text = by_id[action_id].reason + " " + (by_id[action_id].hint or "")
+        for needle in needles:
+            assert needle in text, f"{action_id}: {needle!r} not in {text!r}"

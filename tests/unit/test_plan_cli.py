@@ -1,0 +1,64 @@
+"""`mcfleet plan` end to end without a node: unreachable hosts are listed, exit 1, no traceback."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+from tests.conftest import run_cli
+from tests.unit.test_plan_cases import write_case_fleet
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when the block ends: connections are refused
+
+
+def _fleet(tmp_path: Path) -> Path:
+    port = _closed_port()
+    case = {
+        "hosts": {
+            "alpha": {"host": {"roles": ["master"], "addresses": ["127.0.0.1"], "ssh": {"port": port}}},
+            "beta": {"host": {"addresses": ["127.0.0.2", "127.0.0.3"], "ssh": {"port": port}}},
+        }
+    }
+    write_case_fleet(tmp_path, case)
+    return tmp_path
+
+
+def test_unreachable_hosts_are_listed_and_exit_1(tmp_path: Path) -> None:
+    root = _fleet(tmp_path)
+    code, out, err = run_cli("plan", str(root), "--connect-timeout", "2")
+    assert code == 1
+    assert "alpha: unreachable: no address answered: 127.0.0.1: connection refused" in out
+    # both addresses were tried, in order
+    assert "127.0.0.2: connection refused; 127.0.0.3: connection refused" in out
+    assert "2 hosts unreachable (alpha, beta)" in out
+    assert "[alpha] FAILED: unreachable" in err
+    assert "Traceback" not in out + err
+
+
+def test_json_output_and_saved_plan_carry_the_same_data(tmp_path: Path) -> None:
+    root = _fleet(tmp_path / "f")
+    code, out, _err = run_cli("plan", str(root), "--on", "beta", "--json", "-o", str(tmp_path / "p.json"))
+    assert code == 1
+    data = json.loads(out)
+    assert data["hosts"] == ["beta"]
+    assert list(data["unreachable"]) == ["beta"]
+    assert json.loads((tmp_path / "p.json").read_text()) == data
+
+
+def test_invalid_fleet_is_refused_before_connecting(tmp_path: Path) -> None:
+    root = _fleet(tmp_path)
+    (root / "hosts" / "beta" / "host.json").write_text("{")
+    code, _out, err = run_cli("plan", str(root))
+    assert code == 2
+    assert "invalid fleet" in err
+
+
+def test_unknown_selection_is_an_input_error(tmp_path: Path) -> None:
+    code, _out, err = run_cli("plan", str(_fleet(tmp_path)), "--on", "nosuchhost")
+    assert code == 2
+    assert "nosuchhost" in err

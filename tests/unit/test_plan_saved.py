@@ -1,0 +1,112 @@
+"""Saved plans: JSON round-trip, staleness (files and facts), damaged files; the text view."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from mcfleet.errors import InputError, Refused
+from mcfleet.observe.facts import Account, AgentFacts, Facts, Unreachable
+from mcfleet.plan.model import Plan
+from mcfleet.plan.planner import build
+from mcfleet.plan.render import render_text, summary_line
+from mcfleet.plan.saved import ensure_fresh, facts_digest, load_plan, plan_json, read_plan, save_plan
+from tests.unit.test_plan_cases import write_case_fleet
+
+NOW = datetime.fromisoformat("2026-11-30T00:00:00+00:00")
+CASE = {"hosts": {"rift": {"host": {"roles": ["master"]}}, "orion": {}}}
+
+
+def _facts() -> dict[str, Facts | Unreachable]:
+    return {
+        "orion": Facts(
+            host="orion",
+            os_id="debian",
+            arch_raw="x86_64",
+            accounts=[Account(name="mcp", uid=995, gid=995)],
+            agent=AgentFacts(path="/srv/mcp/mcp-agent"),
+        ),
+        "rift": Unreachable(host="rift", reason="no address answered: 10.0.0.10: timed out", hint="check the node"),
+    }
+
+
+def _plan(tmp_path: Path) -> tuple[Plan, Path]:
+    root = tmp_path / "fleet"
+    root.mkdir()
+    loaded = write_case_fleet(root, CASE)
+    return build(loaded, _facts(), now=NOW), root
+
+
+def test_json_round_trip_is_lossless(tmp_path: Path) -> None:
+    plan, root = _plan(tmp_path)
+    save_plan(plan, tmp_path / "plan.json")
+    again = load_plan(tmp_path / "plan.json", root=root)
+    assert again == plan
+    assert plan_json(again) == plan_json(plan)
+    data = json.loads((tmp_path / "plan.json").read_text())
+    assert {a["kind"] for a in data["actions"]} >= {"refuse", "create"}
+    assert data["unreachable"]["rift"]["reason"].startswith("no address answered")
+
+
+def test_stale_fleet_files_are_refused(tmp_path: Path) -> None:
+    plan, root = _plan(tmp_path)
+    save_plan(plan, tmp_path / "plan.json")
+    host_file = root / "hosts" / "orion" / "host.json"
+    host_file.write_text(host_file.read_text().replace('"worker"', '"worker", "edge"'))
+    with pytest.raises(Refused) as err:
+        load_plan(tmp_path / "plan.json", root=root)
+    assert "stale plan: the fleet files" in err.value.message
+    assert err.value.hint and "mcfleet plan" in err.value.hint
+
+
+def test_stale_facts_are_refused_and_fresh_ones_pass(tmp_path: Path) -> None:
+    plan, _root = _plan(tmp_path)
+    facts = _facts()
+    ensure_fresh(plan, facts)  # same facts: fine
+    facts["orion"] = Facts(host="orion", os_id="debian", arch_raw="x86_64")
+    with pytest.raises(Refused) as err:
+        ensure_fresh(plan, facts)
+    assert "orion" in err.value.message and "stale plan" in err.value.message
+
+
+def test_digest_ignores_which_address_answered() -> None:
+    a = Facts(host="h", os_id="debian", address="10.0.0.1")
+    b = Facts(host="h", os_id="debian", address="192.168.1.1")
+    assert facts_digest(a) == facts_digest(b)
+    assert facts_digest(a) != facts_digest(Facts(host="h", os_id="nixos"))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{not json", "invalid JSON"), ('{"format": 99}', "not a plan file"), ('{"format": 1, "actions": 3}', "damaged")],
+)
+def test_bad_plan_files_are_input_errors(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text(content)
+    with pytest.raises(InputError) as err:
+        read_plan(path)
+    assert message in err.value.message
+
+
+def test_missing_plan_file_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot read the plan"):
+        read_plan(tmp_path / "nope.json")
+
+
+def test_text_view_groups_by_host_and_phase_with_symbols(tmp_path: Path) -> None:
+    plan, _root = _plan(tmp_path)
+    text = render_text(plan, detailed=True)
+    lines = text.splitlines()
+    assert lines[0] == "orion"
+    assert "  host" in lines and "  agent" in lines
+    assert any(line.startswith("    ! user mcp  user mcp on orion has UID 995") for line in lines)
+    assert "    + agent  no agent binary at /srv/mcp/mcp-agent" in lines
+    assert "        before: " + json.dumps({"gid": 995, "uid": 995}, sort_keys=True) in lines
+    assert "rift: unreachable: no address answered: 10.0.0.10: timed out" in lines
+    assert lines[-1] == summary_line(plan)
+    assert lines[-1] == (
+        "Plan: 2 to create, 0 to update, 0 to replace, 0 to delete, 1 refused; 1 host unreachable (rift)."
+    )
