@@ -50,7 +50,7 @@ def test_minimal_fleet_is_valid() -> None:
 
 
 def test_the_real_fleet_is_valid() -> None:
-    code, out, err = run_cli("validate", str(REPO), "--json")
+    code, out, _err = run_cli("validate", str(REPO), "--json")
     assert code == 0, out
     data = json.loads(out)
     assert data["valid"] is True
@@ -106,9 +106,7 @@ def test_route_hostname_claimed_by_two_services(tmp_path: Path) -> None:
         root / "hosts/alpha/services/dns.json",
         lambda d: d["components"][0].update(routes=[{"port": 53, "mode": "l4", "hostname": "web.svc.example.test"}]),
     )
-    assert _codes(root) == [
-        ("name-claimed-twice", "hosts/alpha/services/dns.json", "/components/0/routes/0/hostname")
-    ]
+    assert _codes(root) == [("name-claimed-twice", "hosts/alpha/services/dns.json", "/components/0/routes/0/hostname")]
 
 
 def test_two_unnamed_routes_collide_on_port_env(tmp_path: Path) -> None:

@@ -1,0 +1,48 @@
+"""The committed JSON Schemas equal the models', and the real files validate against them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from mcfleet.fleet.schema import render_schemas
+from tests.conftest import REPO, run_cli
+
+SCHEMAS = REPO / "schemas"
+
+
+def test_committed_schemas_do_not_drift() -> None:
+    rendered = render_schemas()
+    assert sorted(p.name for p in SCHEMAS.glob("*.schema.json")) == sorted(rendered)
+    for name, text in rendered.items():
+        assert (SCHEMAS / name).read_text() == text, f"schemas/{name} is stale: run `mcfleet schema dump`"
+
+
+def test_schema_dump_check_passes_on_the_repo() -> None:
+    code, out, _err = run_cli("schema", "dump", "--check", "--out", str(SCHEMAS))
+    assert (code, out.strip()) == (0, "schemas up to date")
+
+
+def test_schema_dump_check_fails_on_drift(tmp_path: Path) -> None:
+    (tmp_path / "host.schema.json").write_text("{}\n")
+    code, _out, err = run_cli("schema", "dump", "--check", "--out", str(tmp_path))
+    assert code == 1
+    assert "host.schema.json" in err
+
+
+def _files() -> list[tuple[str, Path]]:
+    found = [("fleet.schema.json", REPO / "fleet.json")]
+    found += [("host.schema.json", p) for p in sorted(REPO.glob("hosts/*/host.json"))]
+    found += [("service.schema.json", p) for p in sorted(REPO.glob("hosts/*/services/*.json"))]
+    return found
+
+
+@pytest.mark.parametrize(("schema", "path"), _files(), ids=lambda v: str(v).rsplit("/", 3)[-1])
+def test_real_files_match_their_schema_and_link_it(schema: str, path: Path) -> None:
+    data = json.loads(path.read_text())
+    jsonschema.Draft202012Validator(json.loads((SCHEMAS / schema).read_text())).validate(data)
+    # `$schema` points at the committed schema, relative to the file, so editors validate it
+    assert (path.parent / data["$schema"]).resolve() == (SCHEMAS / schema).resolve()

@@ -1,0 +1,81 @@
+"""--on selection and `mcfleet hosts` (files only)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mcfleet.errors import SelectionError
+from mcfleet.fleet.load import load_fleet
+from mcfleet.fleet.select import select_hosts
+from tests.conftest import REPO, run_cli
+
+LOADED = load_fleet(REPO)
+
+
+def _names(selector: str | None) -> list[str]:
+    return [e.host.name for e in select_hosts(LOADED, selector)]
+
+
+@pytest.mark.parametrize(
+    ("selector", "names"),
+    [
+        (None, ["hyperborea", "orion", "rift", "svc"]),
+        ("", ["hyperborea", "orion", "rift", "svc"]),
+        ("rift", ["rift"]),
+        ("svc,rift", ["rift", "svc"]),
+        ("@edge", ["svc"]),
+        ("@master", ["rift"]),
+        ("@rpi", ["hyperborea"]),
+        ("@worker,!@master", ["hyperborea", "orion"]),
+        ("!svc", ["hyperborea", "orion", "rift"]),
+        ("o*", ["orion"]),
+        ("*r*", ["hyperborea", "orion", "rift"]),
+        (" rift , rift ", ["rift"]),
+    ],
+)
+def test_selector(selector: str | None, names: list[str]) -> None:
+    assert _names(selector) == names
+
+
+def test_list_of_selectors() -> None:
+    assert [e.host.name for e in select_hosts(LOADED, ["rift", "@edge"])] == ["rift", "svc"]
+
+
+@pytest.mark.parametrize(
+    ("selector", "text"),
+    [
+        ("rfit", "did you mean 'rift'"),
+        ("@egde", "did you mean 'edge'"),
+        ("x*", "matches no host"),
+        ("rift,!rift", "the selection is empty"),
+    ],
+)
+def test_bad_selector(selector: str, text: str) -> None:
+    with pytest.raises(SelectionError) as info:
+        select_hosts(LOADED, selector)
+    assert text in info.value.format()
+
+
+def test_hosts_json_lists_the_inventory() -> None:
+    code, out, err = run_cli("hosts", str(REPO), "--on", "@edge", "--json")
+    assert code == 0, err
+    [svc] = json.loads(out)["hosts"]
+    assert svc["name"] == "svc" and svc["roles"] == ["edge"] and svc["addresses"][0] == "100.106.232.4"
+    assert svc["users"]["mcp"] == {"uid": 992, "gid": 991}
+
+
+def test_hosts_table() -> None:
+    code, out, _err = run_cli("hosts", str(REPO))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "OS", "ARCH", "ROLES", "TAGS", "ADDRESSES", "SERVICES"]
+    rift = next(line.split() for line in lines if line.startswith("rift"))
+    assert rift == ["rift", "nixos", "amd64", "master,worker", "tailnet,lan", "100.95.252.120,192.168.88.181", "10"]
+
+
+def test_hosts_unknown_name_exits_2_with_suggestion() -> None:
+    code, _out, err = run_cli("hosts", str(REPO), "--on", "hyperbórea")
+    assert code == 2
+    assert "did you mean 'hyperborea'" in err
