@@ -8,59 +8,65 @@ error naming the field rather than a silently ignored key.  The JSON Schemas in
 from __future__ import annotations
 
 import re
-from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-NAME_RE = r"^[a-z][a-z0-9-]{0,62}$"
-Name = Annotated[str, Field(pattern=NAME_RE, description="lower-case name: letters, digits, '-'")]
-Hostname = Annotated[
-    str,
-    Field(
-        max_length=253,
-        pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$",
-        description="a DNS name (lower case)",
-    ),
+from mcfleet.fleet.models_base import NAME_RE, OS, Address, Arch, Hostname, Id, Model, Name, Port, Role, Stage
+from mcfleet.fleet.models_providers import (
+    AcmeProvider,
+    CaddyProvider,
+    CertProvider,
+    DnsProvider,
+    HaproxyProvider,
+    McnsProvider,
+    McProxyProvider,
+    MetacryptProvider,
+    Providers,
+    Rfc2136Provider,
+    RouteProvider,
+)
+
+# Re-exported: callers import every model from here.
+__all__ = [
+    "NAME_RE",
+    "OS",
+    "AcmeProvider",
+    "Address",
+    "Agent",
+    "Arch",
+    "CaddyProvider",
+    "CertProvider",
+    "Component",
+    "Dns",
+    "DnsProvider",
+    "Fleet",
+    "HaproxyProvider",
+    "Health",
+    "Host",
+    "HostUser",
+    "Hostname",
+    "Id",
+    "IdRange",
+    "McProxyProvider",
+    "McnsProvider",
+    "MetacryptProvider",
+    "Model",
+    "Name",
+    "Port",
+    "PortRange",
+    "Providers",
+    "Publish",
+    "Rfc2136Provider",
+    "Role",
+    "Route",
+    "RouteProvider",
+    "Service",
+    "Ssh",
+    "Stage",
+    "SystemAccount",
+    "UserPin",
 ]
-# An address is an IPv4/IPv6 literal or a DNS name (e.g. a Tailnet name).
-Address = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:_-]+$")]
-Port = Annotated[int, Field(ge=1, le=65535)]
-Id = Annotated[int, Field(ge=0, le=4294967294)]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-class OS(StrEnum):
-    nixos = "nixos"
-    debian = "debian"
-
-
-class Arch(StrEnum):
-    amd64 = "amd64"
-    arm64 = "arm64"
-
-
-class Role(StrEnum):
-    master = "master"
-    worker = "worker"
-    edge = "edge"
-
-
-class Stage(StrEnum):
-    """Boot stages, in the order the agent brings them up (incident lesson 3)."""
-
-    foundation = "foundation"
-    core = "core"
-    management = "management"
-    services = "services"
-
-    @property
-    def order(self) -> int:
-        return list(Stage).index(self)
-
 
 # --------------------------------------------------------------------------- fleet.json
 
@@ -85,86 +91,6 @@ class PortRange(Model):
         if self.min > self.max:
             raise ValueError(f"min ({self.min}) is above max ({self.max})")
         return self
-
-
-class Rfc2136Provider(Model):
-    """Standard DNS backend: RFC 2136 dynamic update signed with TSIG (Knot, BIND)."""
-
-    kind: Literal["rfc2136"]
-    server: Address
-    port: Port = 53
-    key_name: str
-    key_file: str = Field(description="path of a file holding the TSIG secret (base64); never the secret")
-    algorithm: Literal["hmac-sha256", "hmac-sha512"] = "hmac-sha256"
-    ttl: int = Field(default=60, ge=1)
-
-
-class McnsProvider(Model):
-    """Seed-native DNS backend: MCNS REST `/v1/zones/{zone}/records` with an MCIAS token."""
-
-    kind: Literal["mcns"]
-    url: str
-    token_file: str
-    ca_file: str | None = None
-    ttl: int = Field(default=300, ge=1)
-
-
-class AcmeProvider(Model):
-    """Standard cert backend: RFC 8555 ACME (Pebble in the lab)."""
-
-    kind: Literal["acme"]
-    directory: str
-    account_key_file: str
-    ca_file: str | None = Field(default=None, description="CA bundle that signs the ACME server's own TLS cert")
-    email: str | None = None
-
-
-class MetacryptProvider(Model):
-    """Seed-native cert backend: Metacrypt `POST /v1/engine/request` with an MCIAS token."""
-
-    kind: Literal["metacrypt"]
-    url: str
-    token_file: str
-    ca_file: str | None = None
-    mount: str = "pki"
-
-
-class CaddyProvider(Model):
-    """Standard L7 route backend: Caddy's admin API."""
-
-    kind: Literal["caddy"]
-    admin_url: str = "http://127.0.0.1:2019"
-    server: str = "edge"
-
-
-class HaproxyProvider(Model):
-    """Standard L4 route backend: HAProxy runtime API (SNI passthrough)."""
-
-    kind: Literal["haproxy"]
-    admin_socket: str
-    map_file: str
-    backends: list[str] = Field(default_factory=list, description="pre-declared backend slots")
-
-
-class McProxyProvider(Model):
-    """Seed-native route backend: mc-proxy gRPC admin API on a unix socket."""
-
-    kind: Literal["mc-proxy"]
-    socket: str = "/srv/mc-proxy/mc-proxy.sock"
-
-
-DnsProvider = Annotated[Rfc2136Provider | McnsProvider, Field(discriminator="kind")]
-CertProvider = Annotated[AcmeProvider | MetacryptProvider, Field(discriminator="kind")]
-RouteProvider = Annotated[CaddyProvider | HaproxyProvider | McProxyProvider, Field(discriminator="kind")]
-
-
-class Providers(Model):
-    dns: DnsProvider | None = None
-    cert: CertProvider | None = None
-    route: RouteProvider | None = None
-    route_l4: RouteProvider | None = Field(
-        default=None, description="a separate backend for l4 routes (e.g. haproxy beside caddy)"
-    )
 
 
 class Fleet(Model):

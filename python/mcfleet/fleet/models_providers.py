@@ -1,0 +1,92 @@
+"""fleet.json `providers`: which DNS, cert and route backend the fleet uses, and how to reach it.
+
+Secrets are never values here: only the paths of the files that hold them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from mcfleet.fleet.models_base import Address, Model, Port
+
+
+class Rfc2136Provider(Model):
+    """Standard DNS backend: RFC 2136 dynamic update signed with TSIG (Knot, BIND)."""
+
+    kind: Literal["rfc2136"]
+    server: Address
+    port: Port = 53
+    key_name: str
+    key_file: str = Field(description="path of a file holding the TSIG secret (base64); never the secret")
+    algorithm: Literal["hmac-sha256", "hmac-sha512"] = "hmac-sha256"
+    ttl: int = Field(default=60, ge=1)
+
+
+class McnsProvider(Model):
+    """Seed-native DNS backend: MCNS REST `/v1/zones/{zone}/records` with an MCIAS token."""
+
+    kind: Literal["mcns"]
+    url: str
+    token_file: str
+    ca_file: str | None = None
+    ttl: int = Field(default=300, ge=1)
+
+
+class AcmeProvider(Model):
+    """Standard cert backend: RFC 8555 ACME (Pebble in the lab)."""
+
+    kind: Literal["acme"]
+    directory: str
+    account_key_file: str
+    ca_file: str | None = Field(default=None, description="CA bundle that signs the ACME server's own TLS cert")
+    email: str | None = None
+
+
+class MetacryptProvider(Model):
+    """Seed-native cert backend: Metacrypt `POST /v1/engine/request` with an MCIAS token."""
+
+    kind: Literal["metacrypt"]
+    url: str
+    token_file: str
+    ca_file: str | None = None
+    mount: str = "pki"
+
+
+class CaddyProvider(Model):
+    """Standard L7 route backend: Caddy's admin API."""
+
+    kind: Literal["caddy"]
+    admin_url: str = "http://127.0.0.1:2019"
+    server: str = "edge"
+
+
+class HaproxyProvider(Model):
+    """Standard L4 route backend: HAProxy runtime API (SNI passthrough)."""
+
+    kind: Literal["haproxy"]
+    admin_socket: str
+    map_file: str
+    backends: list[str] = Field(default_factory=list, description="pre-declared backend slots")
+
+
+class McProxyProvider(Model):
+    """Seed-native route backend: mc-proxy gRPC admin API on a unix socket."""
+
+    kind: Literal["mc-proxy"]
+    socket: str = "/srv/mc-proxy/mc-proxy.sock"
+
+
+DnsProvider = Annotated[Rfc2136Provider | McnsProvider, Field(discriminator="kind")]
+CertProvider = Annotated[AcmeProvider | MetacryptProvider, Field(discriminator="kind")]
+RouteProvider = Annotated[CaddyProvider | HaproxyProvider | McProxyProvider, Field(discriminator="kind")]
+
+
+class Providers(Model):
+    dns: DnsProvider | None = None
+    cert: CertProvider | None = None
+    route: RouteProvider | None = None
+    route_l4: RouteProvider | None = Field(
+        default=None, description="a separate backend for l4 routes (e.g. haproxy beside caddy)"
+    )
