@@ -59,13 +59,13 @@ class Node:
             f"mount -t overlay overlay -o lowerdir=/etc,upperdir={d}/etc-upper,workdir={d}/etc-work /etc && "
             f"exec {SSHD} -D -e -f {d}/sshd_config"
         )
-        log = (d / "sshd.log").open("ab")
-        self.proc = subprocess.Popen(
-            ["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", script],
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-        )
+        with (d / "sshd.log").open("ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                ["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", script],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -1,0 +1,155 @@
+"""`mcfleet plan` against real lab nodes (netns + sshd per node, knot for DNS answers).
+
+The module adds its own three nodes (planN1..3) to the worker's lab so that what other
+tests do to the shared lab nodes cannot change what a *fresh* node plans; every test
+that changes a node puts it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcfleet.errors import Refused
+from mcfleet.fleet.load import load_fleet
+from mcfleet.observe.collect import gather
+from mcfleet.plan.model import Plan
+from mcfleet.plan.saved import ensure_fresh, load_plan
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.lab
+
+NODES = ["plann1", "plann2", "plann3"]
+WEB = {
+    "name": "web",
+    "components": [{"name": "web", "image": "localhost/mcfleet-bb:test", "routes": [{"port": 8080, "mode": "l7"}]}],
+}
+
+
+@pytest.fixture(scope="module")
+def plan_lab(lab: Any, knot: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
+    async def up() -> None:
+        await asyncio.gather(*(lab.add_fast_node(n, with_podman=False) for n in NODES))
+
+    asyncio.run(up())
+    root = lab.write_fleet(tmp_path_factory.mktemp("planlab") / "fleet", nodes=NODES)
+    svc_dir = root / "hosts" / "plann2" / "services"
+    svc_dir.mkdir(parents=True, exist_ok=True)
+    (svc_dir / "web.json").write_text(json.dumps(WEB, indent=2))
+    yield lab, root
+
+
+def plan_json(root: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    code, out, err = run_cli("plan", str(root), "--json", *args)
+    assert "Traceback" not in out + err, err
+    return code, json.loads(out), err
+
+
+def actions(data: dict[str, Any], host: str) -> list[str]:
+    return [f"{a['phase']} {a['kind']} {a['subject']}" for a in data["actions"] if a["host"] == host]
+
+
+def test_fresh_lab_plans_the_expected_creates(plan_lab: tuple[Any, Path]) -> None:
+    _lab, root = plan_lab
+    code, data, _err = plan_json(root, "--detailed-exitcode")
+    assert code == 2, data  # changes pending
+    assert data["unreachable"] == {}
+    for node in NODES:
+        assert actions(data, node)[:2] == ["host create user mcp", "agent create agent"]
+        assert actions(data, node)[-1] == "manifest create manifest"
+    assert actions(data, "plann2") == [
+        "host create user mcp",
+        "agent create agent",
+        "deploy create service web",
+        "cert create cert web",
+        "dns create dns web.svc.mcp.example.test",
+        "route create route web.svc.mcp.example.test",
+        "manifest create manifest",
+    ]
+    dns = next(a for a in data["actions"] if a["phase"] == "dns")
+    assert dns["reason"] == "no A record at the authoritative server"  # knot was asked
+
+
+def test_uid_changed_on_the_node_is_refused(plan_lab: tuple[Any, Path]) -> None:
+    lab, root = plan_lab
+    asyncio.run(lab.exec_in("plann3", ["useradd", "-u", "2850", "-U", "mcp"]))
+    try:
+        code, out, _err = run_cli("plan", str(root), "--on", "plann3")
+    finally:
+        asyncio.run(lab.exec_in("plann3", ["userdel", "mcp"]))
+    assert code == 1
+    line = next(x for x in out.splitlines() if x.strip().startswith("! user mcp"))
+    for needle in ("user mcp on plann3", "UID 2850", "UID 850", "never change a rootless podman user's UID",
+                   "declare a pin_exception for this host or free the UID on the node"):  # fmt: skip
+        assert needle in line, line
+
+
+def test_stopped_sshd_is_unreachable_while_others_still_plan(plan_lab: tuple[Any, Path]) -> None:
+    lab, root = plan_lab
+    asyncio.run(lab.stop_sshd("plann1"))
+    try:
+        code, out, _err = run_cli("plan", str(root), "--connect-timeout", "3")
+    finally:
+        asyncio.run(lab.start_sshd("plann1"))
+    assert code == 1
+    assert "plann1: unreachable: no address answered:" in out
+    assert "plann2\n  host\n    + user mcp" in out and "plann3\n  host\n    + user mcp" in out
+    assert "1 host unreachable (plann1)." in out
+
+
+def test_stale_saved_plan_is_refused(plan_lab: tuple[Any, Path], tmp_path: Path) -> None:
+    lab, root = plan_lab
+    copy = tmp_path / "fleet"
+    shutil.copytree(root, copy)
+    saved = tmp_path / "plan.json"
+    code, _out, _err = run_cli("plan", str(copy), "--on", "plann1", "-o", str(saved))
+    assert code == 0 and saved.exists()
+    plan = load_plan(saved, root=copy)  # fresh: accepted
+
+    # the node changed: facts digest differs
+    asyncio.run(lab.exec_in("plann1", ["sh", "-c", "mkdir -p /srv/mcp && echo x > /srv/mcp/mcp-agent"]))
+    try:
+        loaded = load_fleet(copy)
+        facts = asyncio.run(gather(loaded, ["plann1"]))
+    finally:
+        asyncio.run(lab.exec_in("plann1", ["rm", "-f", "/srv/mcp/mcp-agent"]))
+    with pytest.raises(Refused, match="stale plan: what the nodes show changed .*plann1"):
+        ensure_fresh(plan, facts)
+
+    # the files changed
+    svc = copy / "hosts" / "plann1" / "services"
+    svc.mkdir(exist_ok=True)
+    (svc / "web2.json").write_text(json.dumps({**WEB, "name": "web2"}))
+    with pytest.raises(Refused, match="stale plan: the fleet files"):
+        load_plan(saved, root=copy)
+
+
+def test_json_plan_round_trips(plan_lab: tuple[Any, Path], tmp_path: Path) -> None:
+    _lab, root = plan_lab
+    saved = tmp_path / "plan.json"
+    _code, data, _err = plan_json(root, "-o", str(saved))
+    plan = Plan.model_validate(data)
+    assert plan.model_dump(mode="json") == data == json.loads(saved.read_text())
+    assert Plan.model_validate_json(saved.read_text()) == plan
+    assert len(plan.actions) > 10 and set(plan.facts_digests) == set(NODES)
+
+
+def test_wrong_pinned_host_key_is_a_refusal_with_a_clear_message(plan_lab: tuple[Any, Path], tmp_path: Path) -> None:
+    _lab, root = plan_lab
+    copy = tmp_path / "fleet"
+    shutil.copytree(root, copy)
+    h1, h2 = (copy / "hosts" / n / "host.json" for n in ("plann1", "plann2"))
+    d1, d2 = json.loads(h1.read_text()), json.loads(h2.read_text())
+    d1["ssh"]["host_key"] = d2["ssh"]["host_key"]
+    h1.write_text(json.dumps(d1))
+    code, out, err = run_cli("plan", str(copy), "--on", "plann1")
+    assert code == 1
+    assert "Traceback" not in out + err
+    assert "! ssh host key" in out and "does not match the pinned one" in out
+    assert "hint: if the node was reinstalled, verify its new key out of band" in out

@@ -1,0 +1,146 @@
+"""The SSH transport against real sshd processes (loopback nodes, LAB.md 1b/1c)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mcfleet.fleet.load import HostEntry, load_fleet
+from mcfleet.transport.base import CommandTimeout, HostKeyMismatch, Unreachable
+from mcfleet.transport.ssh import SshPool
+from tests.integration import plan_nodes
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def node_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[plan_nodes.Node]]]:
+    reason = plan_nodes.can_run()
+    if reason:
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("transport")
+    nodes, key = plan_nodes.make_nodes(base / "nodes", ["tp1", "tp2"])
+    try:
+        for node in nodes:
+            node.start()
+        yield plan_nodes.write_fleet(base / "fleet", nodes, key), nodes
+    finally:
+        plan_nodes.cleanup(nodes)
+
+
+def _entry(root: Path, name: str, **ssh: object) -> HostEntry:
+    """The host entry, with host.json's ssh/addresses overridden (written to disk and re-loaded)."""
+    path = root / "hosts" / name / "host.json"
+    data = json.loads(path.read_text())
+    data["addresses"] = ssh.pop("addresses", data["addresses"])
+    data["ssh"] = {**data["ssh"], **ssh}
+    copy = root.parent / f"fleet-{name}-{abs(hash(json.dumps(data, sort_keys=True)))}"
+    (copy / "hosts" / name).mkdir(parents=True, exist_ok=True)
+    (copy / "fleet.json").write_text((root / "fleet.json").read_text())
+    (copy / "hosts" / name / "host.json").write_text(json.dumps(data))
+    return load_fleet(copy).hosts[name]
+
+
+def test_run_argv_script_input_and_exit_status(node_fleet: tuple[Path, list[plan_nodes.Node]]) -> None:
+    root, _nodes = node_fleet
+    entry = load_fleet(root).hosts["tp1"]
+
+    async def go() -> None:
+        async with SshPool() as pool:
+            conn = await pool.connect(entry)
+            assert await pool.connect(entry) is conn  # one connection per host, reused
+            res = await conn.run(["printf", "%s|", "a b", "$HOME", "it's"])
+            assert res.stdout == "a b|$HOME|it's|"
+            res = await conn.run("hostname; read x; echo got-$x; exit 3", input="hello\n")
+            assert res.exit_status == 3 and res.stdout == "tp1\ngot-hello\n"
+            with pytest.raises(CommandTimeout, match="did not finish within 0.5 s"):
+                await conn.run(["sleep", "5"], timeout=0.5)
+            assert (await conn.run(["true"])).ok  # the connection survives a timed-out command
+
+    asyncio.run(go())
+
+
+def test_sftp_and_unix_socket_forwarding(node_fleet: tuple[Path, list[plan_nodes.Node]], tmp_path: Path) -> None:
+    root, _nodes = node_fleet
+    entry = load_fleet(root).hosts["tp2"]
+    sock = tmp_path / "echo.sock"  # /tmp is shared with the loopback nodes: the remote end sees it
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"echo:" + await reader.readline())
+        await writer.drain()
+        writer.close()
+
+    async def go() -> None:
+        server = await asyncio.start_unix_server(echo, path=str(sock))
+        async with server, SshPool() as pool:
+            conn = await pool.connect(entry)
+            sftp = await conn.sftp()
+            async with sftp.open("/srv/probe.txt", "w") as f:
+                await f.write("written over sftp\n")
+            assert (await conn.run(["cat", "/srv/probe.txt"])).stdout == "written over sftp\n"
+            local = await conn.forward_unix(str(sock))
+            reader, writer = await asyncio.open_unix_connection(local)
+            writer.write(b"ping\n")
+            await writer.drain()
+            assert await reader.read() == b"echo:ping\n"
+            writer.close()
+
+    asyncio.run(go())
+
+
+def test_wrong_pinned_key_is_a_mismatch_not_a_traceback(node_fleet: tuple[Path, list[plan_nodes.Node]]) -> None:
+    root, nodes = node_fleet
+    entry = _entry(root, "tp1", host_key=nodes[1].host_key)  # tp2's key pinned for tp1
+
+    async def go() -> None:
+        async with SshPool() as pool:
+            await pool.connect(entry)
+
+    with pytest.raises(HostKeyMismatch) as err:
+        asyncio.run(go())
+    assert "does not match the pinned one" in err.value.message
+    assert err.value.hint and "verify its new key out of band" in err.value.hint
+
+
+def test_known_hosts_file_is_strict_too(node_fleet: tuple[Path, list[plan_nodes.Node]], tmp_path: Path) -> None:
+    root, nodes = node_fleet
+    n = nodes[0]
+    good = tmp_path / "known_hosts"
+    good.write_text(f"[{n.address}]:{n.port} {n.host_key}\n")
+    bad = tmp_path / "known_hosts_bad"
+    bad.write_text(f"[{n.address}]:{n.port} {nodes[1].host_key}\n")
+
+    async def go(path: Path) -> str:
+        entry = _entry(root, "tp1", host_key=None, known_hosts=str(path))
+        async with SshPool() as pool:
+            return (await (await pool.connect(entry)).run(["hostname"])).stdout.strip()
+
+    assert asyncio.run(go(good)) == "tp1"
+    with pytest.raises(HostKeyMismatch):
+        asyncio.run(go(bad))
+
+
+def test_addresses_are_tried_in_order(node_fleet: tuple[Path, list[plan_nodes.Node]]) -> None:
+    root, nodes = node_fleet
+    dead = "127.0.0.254"  # nothing listens on that port there: refused, then the next address
+    entry = _entry(root, "tp1", addresses=[dead, nodes[0].address])
+
+    async def go() -> str:
+        async with SshPool() as pool:
+            return (await pool.connect(entry)).address
+
+    assert asyncio.run(go()) == nodes[0].address
+
+    only_dead = _entry(root, "tp1", addresses=[dead, "127.0.0.253"])
+
+    async def fail() -> None:
+        async with SshPool() as pool:
+            await pool.connect(only_dead)
+
+    with pytest.raises(Unreachable) as err:
+        asyncio.run(fail())
+    assert "127.0.0.254: connection refused; 127.0.0.253: connection refused" in err.value.message
