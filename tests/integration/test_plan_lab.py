@@ -119,7 +119,7 @@ def test_stale_saved_plan_is_refused(plan_lab: tuple[Any, Path], tmp_path: Path)
         facts = asyncio.run(gather(loaded, ["plann1"]))
     finally:
         asyncio.run(lab.exec_in("plann1", ["rm", "-f", "/srv/mcp/mcp-agent"]))
-    with pytest.raises(Refused, match="stale plan: what the nodes show changed .*plann1"):
+    with pytest.raises(Refused, match=r"stale plan: what the nodes show changed .*plann1"):
         ensure_fresh(plan, facts)
 
     # the files changed
