@@ -1,0 +1,152 @@
+"""Per-host values the NixOS modules set, computed in Python from the same files.
+
+This is the Python twin of nix/lib/derive.nix: users with the fleet pin, resolvers
+with their fallbacks, the mcp-agent unit (ExecStart=/srv/mcp/mcp-agent, seed item #10),
+/srv directories and tmpfiles lines, firewall ports.  Debian nodes get these from
+mcfleet directly (no NixOS), so both sides must agree; a T1 test compares them for
+every host of the real fleet and the test fleets.  The dict shapes and key names are
+exactly what `nix eval .#lib.hosts.<name>` prints.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Any
+
+from mcfleet.fleet.load import HostEntry, LoadedFleet
+from mcfleet.fleet.models import Role
+from mcfleet.nix.attrs import system_for
+
+UNIT_DESCRIPTION = "mcp-agent: mcfleet node agent"
+
+
+def _unique(items: list[Any]) -> list[Any]:
+    seen: list[Any] = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+def _listen_port(listen: str | None) -> int | None:
+    match = re.fullmatch(r".*:([0-9]+)", listen or "")
+    return int(match.group(1)) if match else None
+
+
+def _loopback(ip: str | None) -> bool:
+    return ip is not None and (ip.startswith("127.") or ip in ("::1", "localhost"))
+
+
+def users(loaded: LoadedFleet, entry: HostEntry) -> dict[str, Any]:
+    pins = loaded.fleet.pins if loaded.fleet else {}
+    out: dict[str, Any] = {}
+    for name, user in sorted(entry.host.users.items()):
+        pin = pins.get(name)
+        out[name] = {
+            "uid": user.uid,
+            "gid": user.gid,
+            "group": name,
+            "home": f"/srv/{name}",
+            "subuid": user.subuid.model_dump() if user.subuid else None,
+            "subgid": user.subgid.model_dump() if user.subgid else None,
+            "pin": {"uid": pin.uid, "gid": pin.gid} if pin else None,
+            "pinException": user.pin_exception,
+        }
+    return out
+
+
+def nameservers(entry: HostEntry) -> list[str]:
+    """The fleet's resolvers first, then the public fallbacks (incident lesson 2), each once."""
+    return _unique([*entry.host.dns.nameservers, *entry.host.dns.fallback])
+
+
+def agent_unit(entry: HostEntry) -> dict[str, Any]:
+    agent = entry.host.agent
+    home = str(PurePosixPath(agent.path).parent)
+    return {
+        "name": agent.unit,
+        "description": UNIT_DESCRIPTION,
+        "execStart": agent.path,
+        "user": agent.user,
+        "group": agent.user,
+        "workingDirectory": home,
+        "restart": "always",
+        "restartSec": 5,
+        "after": ["network-online.target"],
+        "wants": ["network-online.target"],
+        "wantedBy": ["multi-user.target"],
+        "readWritePaths": [home],
+    }
+
+
+def agent_unit_text(entry: HostEntry) -> str:
+    """The systemd unit file for mcp-agent (what Debian nodes get written to /etc/systemd/system)."""
+    u = agent_unit(entry)
+    return "\n".join(
+        [
+            "[Unit]",
+            f"Description={u['description']}",
+            f"After={' '.join(u['after'])}",
+            f"Wants={' '.join(u['wants'])}",
+            "",
+            "[Service]",
+            f"ExecStart={u['execStart']}",
+            f"User={u['user']}",
+            f"Group={u['group']}",
+            f"WorkingDirectory={u['workingDirectory']}",
+            f"Restart={u['restart']}",
+            f"RestartSec={u['restartSec']}",
+            "NoNewPrivileges=true",
+            "ProtectSystem=strict",
+            f"ReadWritePaths={' '.join(u['readWritePaths'])}",
+            "",
+            "[Install]",
+            f"WantedBy={' '.join(u['wantedBy'])}",
+            "",
+        ]
+    )
+
+
+def srv_dirs(entry: HostEntry) -> list[dict[str, str]]:
+    owner = entry.host.agent.user
+    paths = {str(PurePosixPath(entry.host.agent.path).parent)}
+    paths |= {f"/srv/{svc.name}" for svc in entry.services if svc.active}
+    return [{"group": owner, "mode": "0750", "owner": owner, "path": p} for p in sorted(paths)]
+
+
+def tmpfiles(entry: HostEntry) -> list[str]:
+    return [f"d {d['path']} {d['mode']} {d['owner']} {d['group']} -" for d in srv_dirs(entry)]
+
+
+def firewall(entry: HostEntry) -> dict[str, list[int]]:
+    """Declared ports, the agent's listen port, fixed publishes not bound to loopback."""
+    publishes = [p for svc in entry.services if svc.active for c in svc.components for p in c.publish]
+    opened = [p for p in publishes if not _loopback(p.host_ip)]
+    agent_port = _listen_port(entry.host.agent.listen)
+    tcp = set(entry.host.firewall_ports) | {p.host_port for p in opened if p.protocol != "udp"}
+    if agent_port is not None:
+        tcp.add(agent_port)
+    udp = {p.host_port for p in opened if p.protocol == "udp"}
+    return {"tcp": sorted(tcp), "udp": sorted(udp)}
+
+
+def host_values(loaded: LoadedFleet, name: str) -> dict[str, Any]:
+    """Everything above for one host, shaped like `nix eval .#lib.hosts.<name>`."""
+    entry = loaded.hosts[name]
+    host = entry.host
+    return {
+        "name": host.name,
+        "os": str(host.os),
+        "arch": str(host.arch),
+        "roles": [str(r) for r in host.roles],
+        "system": system_for(str(host.arch)),
+        "users": users(loaded, entry),
+        "nameservers": nameservers(entry),
+        "agentUnit": agent_unit(entry),
+        "agentUnitText": agent_unit_text(entry),
+        "srvDirs": srv_dirs(entry),
+        "tmpfiles": tmpfiles(entry),
+        "firewall": firewall(entry),
+        "edge": Role.edge in host.roles,
+    }
