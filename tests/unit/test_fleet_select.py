@@ -79,3 +79,17 @@ def test_hosts_unknown_name_exits_2_with_suggestion() -> None:
     code, _out, err = run_cli("hosts", str(REPO), "--on", "hyperbórea")
     assert code == 2
     assert "did you mean 'hyperborea'" in err
+
+
+def test_hosts_on_a_partly_broken_fleet_warns_and_lists_the_rest() -> None:
+    broken = REPO / "tests" / "data" / "bad-fleets" / "missing-file"
+    code, out, err = run_cli("hosts", str(broken))
+    assert code == 0
+    assert "warning: 1 file(s) have problems" in err and "mcfleet validate" in err
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["alpha", "beta", "edge1"]
+
+
+def test_hosts_without_fleet_json_is_invalid_input(tmp_path: object) -> None:
+    code, _out, err = run_cli("hosts", str(tmp_path))
+    assert code == 2
+    assert "fleet.json" in err and "Traceback" not in err

@@ -129,3 +129,35 @@ def test_assigned_port_is_rendered_with_its_env(tmp_path: Path) -> None:
     assert 10000 <= port <= 60000
     assert f"127.0.0.1:{port}:8080" in item.argv
     assert "PORT=8080" in item.argv
+
+
+def test_ipv6_bind_and_explicit_env_and_host_network_port() -> None:
+    from mcfleet.fleet.render import component_argv
+
+    svc = Service.model_validate(
+        {
+            "name": "app",
+            "components": [
+                {
+                    "name": "api",
+                    "image": "x/app:v1",
+                    "env": ["PORT=9999", "MODE=prod"],
+                    "routes": [{"port": 8080, "mode": "l7", "host_port": 30000, "bind": ["::1", "127.0.0.1"]}],
+                },
+                {
+                    "name": "hostnet",
+                    "image": "x/app:v1",
+                    "network": "host",
+                    "routes": [{"name": "grpc", "port": 9443, "mode": "l4", "host_port": 30001}],
+                },
+            ],
+        }
+    )
+    ports = {("app", "api", 0): 30000, ("app", "hostnet", 0): 30001}
+    api = component_argv(svc, svc.components[0], ports)
+    assert "[::1]:30000:8080" in api and "127.0.0.1:30000:8080" in api
+    # the route's $PORT comes first, so the service file's explicit PORT wins (podman keeps the last -e)
+    assert api.index("PORT=8080") < api.index("PORT=9999")
+    hostnet = component_argv(svc, svc.components[1], ports)
+    assert "-p" not in hostnet and "PORT_GRPC=30001" in hostnet
+    assert hostnet[:5] == ["podman", "run", "-d", "--name", "app-hostnet"]

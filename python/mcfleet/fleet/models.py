@@ -125,6 +125,9 @@ class Ssh(Model):
     trust_on_first_use: bool = Field(default=False, description="explicit opt-in only")
     jump: str | None = None
     sudo: bool = Field(default=False, description="prefix remote commands with `sudo -n`")
+    become: Literal["sudo", "doas"] = Field(
+        default="sudo", description="the program that escalates when `sudo` applies (rift uses doas, per the seed)"
+    )
     identity_file: str | None = None
 
     @field_validator("host_key")
