@@ -73,7 +73,9 @@ in
       group = x.group;
       isSystemUser = true;
       home = x.home;
-      createHome = true;
+      # /srv/mcp is also a tmpfiles directory (srv-dirs.nix, mode 0750); letting
+      # createHome apply its own mode (700) too would make the two fight.
+      createHome = !(lib.any (d: d.path == x.home) cfg.srvDirs);
       subUidRanges = lib.optional (x.subuid != null) {
         startUid = x.subuid.start;
         count = x.subuid.count;

@@ -1,0 +1,165 @@
+# T2: declared stand-ins for exactly the NixOS options nix/modules sets, so the
+# modules can be evaluated with nixpkgs' real module system (lib.evalModules)
+# without all of NixOS.  Each type is copied from the NixOS declaration named in
+# the comment (nixos-24.11): a wrong type or a misspelt option in nix/modules
+# fails here just as it would in nixosSystem.
+{ lib, ... }:
+let
+  inherit (lib) mkOption types;
+
+  # nixos/lib/systemd-unit-options.nix: unitOption
+  unitOption = lib.mkOptionType {
+    name = "systemd option";
+    merge =
+      loc: defs:
+      let
+        defs' = lib.filterOverrides defs;
+      in
+      if lib.any (def: lib.isList def.value) defs' then
+        lib.concatMap (def: lib.toList def.value) defs'
+      else
+        lib.mergeEqualOption loc defs';
+  };
+  # nixos/lib/systemd-lib.nix: unitNameType
+  unitNameType = types.strMatching "[a-zA-Z0-9@%:_.\\-]+[.](service|socket|device|mount|automount|swap|target|path|timer|scope|slice)";
+
+  # nixos/modules/config/users-groups.nix: subordinateUidRange / subordinateGidRange
+  subordinateUidRange.options = {
+    startUid = mkOption { type = types.int; };
+    count = mkOption {
+      type = types.int;
+      default = 1;
+    };
+  };
+  subordinateGidRange.options = {
+    startGid = mkOption { type = types.int; };
+    count = mkOption {
+      type = types.int;
+      default = 1;
+    };
+  };
+in
+{
+  options = {
+    # nixos/modules/misc/assertions.nix
+    assertions = mkOption {
+      type = types.listOf types.unspecified;
+      internal = true;
+      default = [ ];
+    };
+
+    # nixos/modules/config/users-groups.nix: userOpts (the options mcfleet sets)
+    users.users = mkOption {
+      default = { };
+      type = types.attrsOf (
+        types.submodule {
+          options = {
+            uid = mkOption {
+              type = with types; nullOr int;
+              default = null;
+            };
+            isSystemUser = mkOption {
+              type = types.bool;
+              default = false;
+            };
+            group = mkOption {
+              type = types.str;
+              default = "";
+            };
+            home = mkOption {
+              type = types.passwdEntry types.path;
+              default = "/var/empty";
+            };
+            createHome = mkOption {
+              type = types.bool;
+              default = false;
+            };
+            subUidRanges = mkOption {
+              type = with types; listOf (submodule subordinateUidRange);
+              default = [ ];
+            };
+            subGidRanges = mkOption {
+              type = with types; listOf (submodule subordinateGidRange);
+              default = [ ];
+            };
+          };
+        }
+      );
+    };
+    # users-groups.nix: groupOpts.gid
+    users.groups = mkOption {
+      default = { };
+      type = types.attrsOf (
+        types.submodule {
+          options.gid = mkOption {
+            type = with types; nullOr int;
+            default = null;
+          };
+        }
+      );
+    };
+
+    # nixos/modules/virtualisation/podman/default.nix
+    virtualisation.podman.enable = mkOption {
+      type = types.bool;
+      default = false;
+    };
+
+    # nixos/modules/system/boot/systemd/tmpfiles.nix
+    systemd.tmpfiles.rules = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+    };
+
+    # nixos/modules/system/boot/systemd.nix + nixos/lib/systemd-unit-options.nix
+    systemd.services = mkOption {
+      default = { };
+      type = types.attrsOf (
+        types.submodule {
+          options = {
+            description = mkOption {
+              type = types.singleLineStr;
+              default = "";
+            };
+            wantedBy = mkOption {
+              type = types.listOf unitNameType;
+              default = [ ];
+            };
+            after = mkOption {
+              type = types.listOf unitNameType;
+              default = [ ];
+            };
+            wants = mkOption {
+              type = types.listOf unitNameType;
+              default = [ ];
+            };
+            serviceConfig = mkOption {
+              type = types.attrsOf unitOption;
+              default = { };
+            };
+          };
+        }
+      );
+    };
+
+    # nixos/modules/tasks/network-interfaces.nix
+    networking.hostName = mkOption {
+      type = types.strMatching "^$|^[[:alnum:]]([[:alnum:]_-]{0,61}[[:alnum:]])?$";
+      default = "nixos";
+    };
+    networking.nameservers = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+    };
+
+    # nixos/modules/services/networking/firewall.nix (commonOptions)
+    networking.firewall.allowedTCPPorts = mkOption {
+      type = types.listOf types.port;
+      default = [ ];
+    };
+    networking.firewall.allowedUDPPorts = mkOption {
+      type = types.listOf types.port;
+      default = [ ];
+    };
+  };
+}

@@ -1,0 +1,130 @@
+"""T2 (needs MCFLEET_NIXPKGS_LIB = nixpkgs' lib/): nix/modules evaluated by the real module
+system (lib.evalModules) against stand-ins declaring the NixOS options they set, with the
+types copied from NixOS (tests/nix/t2/nixos-stand-ins.nix).
+
+rift and orion get the pinned mcp UID/GID and subuid/subgid, the fallback resolvers
+after MCNS, the mcp-agent unit with ExecStart=/srv/mcp/mcp-agent and the /srv dirs; a
+UID of 995 (in host.json, or forced in a configuration) fails the assertion in one
+sentence; so does a host with no fallback resolver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcfleet.fleet.load import load_fleet
+from mcfleet.nix.argv import instantiate_eval_argv
+from mcfleet.nix.host_values import host_values
+from mcfleet.nix.lib_eval import nix_path
+
+pytestmark = pytest.mark.nix
+
+REPO = Path(__file__).resolve().parents[2]
+EVAL = REPO / "tests" / "nix" / "t2" / "eval.nix"
+PIN_SENTENCE = (
+    "mcfleet: user mcp has uid 995 gid 850 but the fleet pins it at uid 850 gid 850, "
+    "and no pin exception is declared for this host."
+)
+
+
+@pytest.fixture(scope="module")
+def nixpkgs_lib(nix_bin: str) -> Path:
+    value = os.environ.get("MCFLEET_NIXPKGS_LIB")
+    if not value:
+        pytest.skip(
+            "T2 needs nixpkgs' lib/: set MCFLEET_NIXPKGS_LIB (e.g. nix-community/nixpkgs.lib at ee9522ca, "
+            "the last commit that evaluates with Nix 2.8)"
+        )
+    path = Path(value)
+    if not (path / "modules.nix").is_file():
+        pytest.fail(f"MCFLEET_NIXPKGS_LIB={value} is not nixpkgs' lib/ (no modules.nix there)")
+    return path
+
+
+def _eval(lib: Path, host: str, *, root: Path = REPO, extra: str = "") -> dict[str, Any]:
+    expr = (
+        f"import {nix_path(EVAL)} {{ nixpkgsLib = {nix_path(lib)}; repo = {nix_path(REPO)}; "
+        f'fleetRoot = {nix_path(root)}; host = "{host}"; extraModules = [ {extra} ]; }}'
+    )
+    result = subprocess.run(instantiate_eval_argv(expr), capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("host", ["rift", "orion"])
+def test_nixos_hosts_get_pinned_user_resolvers_and_agent_unit(nixpkgs_lib: Path, host: str) -> None:
+    cfg = _eval(nixpkgs_lib, host)
+    assert cfg["failedAssertions"] == []
+    assert cfg["hostName"] == host
+    mcp = cfg["users"]["mcp"]
+    assert (mcp["uid"], cfg["groups"]["mcp"]["gid"], mcp["group"]) == (850, 850, "mcp")
+    assert mcp["isSystemUser"] is True and mcp["home"] == "/srv/mcp"
+    assert mcp["subUidRanges"] == [{"startUid": 100000, "count": 65536}]
+    assert mcp["subGidRanges"] == [{"startGid": 100000, "count": 65536}]
+    assert cfg["podman"] is True
+    # MCNS first, then the public fallbacks (incident lesson 2).
+    assert cfg["nameservers"][-2:] == ["1.1.1.1", "8.8.8.8"]
+    unit = cfg["services"]["mcp-agent"]
+    assert unit["serviceConfig"]["ExecStart"] == "/srv/mcp/mcp-agent"
+    assert (unit["serviceConfig"]["User"], unit["serviceConfig"]["Group"]) == ("mcp", "mcp")
+    assert unit["wantedBy"] == ["multi-user.target"]
+    # The module system's values equal the Python twin's (what Debian nodes get).
+    values = host_values(load_fleet(REPO), host)
+    assert cfg["nameservers"] == values["nameservers"]
+    assert cfg["tmpfiles"] == values["tmpfiles"]
+    assert cfg["firewall"] == {
+        "allowedTCPPorts": values["firewall"]["tcp"],
+        "allowedUDPPorts": values["firewall"]["udp"],
+    }
+
+
+def test_edge_host_opens_http_and_https(nixpkgs_lib: Path) -> None:
+    cfg = _eval(nixpkgs_lib, "svc")
+    assert cfg["failedAssertions"] == []
+    assert {80, 443} <= set(cfg["firewall"]["allowedTCPPorts"])
+    # svc's mcp predates the pin (992/991) and declares the exception: no assertion.
+    assert (cfg["users"]["mcp"]["uid"], cfg["groups"]["mcp"]["gid"]) == (992, 991)
+
+
+def test_uid_forced_to_995_fails_the_assertion(nixpkgs_lib: Path) -> None:
+    cfg = _eval(nixpkgs_lib, "rift", extra="({ lib, ... }: { users.users.mcp.uid = lib.mkForce 995; })")
+    assert cfg["failedAssertions"] == [PIN_SENTENCE]
+
+
+def test_uid_995_in_host_json_fails_the_assertion(nixpkgs_lib: Path, tmp_path: Path) -> None:
+    root = tmp_path / "fleet"
+    shutil.copytree(REPO / "hosts", root / "hosts")
+    shutil.copy2(REPO / "fleet.json", root / "fleet.json")
+    path = root / "hosts" / "rift" / "host.json"
+    data = json.loads(path.read_text())
+    data["users"]["mcp"]["uid"] = 995
+    path.write_text(json.dumps(data))
+    assert _eval(nixpkgs_lib, "rift", root=root)["failedAssertions"] == [PIN_SENTENCE]
+
+
+def test_no_fallback_resolver_fails_the_assertion(nixpkgs_lib: Path) -> None:
+    cfg = _eval(nixpkgs_lib, "orion", extra="({ lib, ... }: { mcfleet.dns.fallback = lib.mkForce [ ]; })")
+    assert cfg["failedAssertions"] == [
+        "mcfleet: this host has no fallback resolver outside the fleet, so it loses all DNS when MCNS is down."
+    ]
+
+
+def test_agent_binary_in_the_store_fails_the_assertion(nixpkgs_lib: Path) -> None:
+    # Seed item #10: NixOS owns the unit, not the binary.
+    extra = '({ lib, ... }: { mcfleet.agent.execStart = lib.mkForce "/nix/store/x-mcfleet/bin/mcfleet-agent"; })'
+    failed = _eval(nixpkgs_lib, "rift", extra=extra)["failedAssertions"]
+    assert len(failed) == 1 and "outside it (seed item #10" in failed[0]
+
+
+def test_a_wrong_option_type_is_an_error(nixpkgs_lib: Path) -> None:
+    # The stand-ins really type-check: a string UID is rejected by the module system.
+    expr_extra = '({ lib, ... }: { users.users.mcp.uid = lib.mkForce "850"; })'
+    with pytest.raises(AssertionError, match="is not of type"):
+        _eval(nixpkgs_lib, "rift", extra=expr_extra)
