@@ -1,0 +1,98 @@
+"""`mcfleet nix …`: the Nix side from the command line (pure nix/lib, the flake registry)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from mcfleet.cli.output import emit_json
+from mcfleet.errors import EXIT_INVALID, SelectionError
+from mcfleet.fleet.load import load_fleet
+from mcfleet.nix.attrs import ATTRS
+from mcfleet.nix.host_values import host_values
+from mcfleet.nix.lib_eval import nix_findings
+
+ROOT_ARG = typer.Argument(Path("."), help="The fleet's root folder (holds fleet.json and hosts/).")
+
+
+def check(
+    path: Path = ROOT_ARG,
+    json_out: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+) -> None:
+    """Validate the fleet with the pure-Nix rules of nix/lib (what `checks.<system>.fleet` runs).
+
+    Needs only `nix-instantiate`; works on uncommitted files.  Exit 0 when valid, 2 when not.
+
+    Examples:
+
+      mcfleet nix check
+
+      mcfleet nix check ./fleet --json | jq '.findings[].code'
+    """
+    findings, codes = asyncio.run(nix_findings(path))
+    if json_out:
+        emit_json({"valid": not findings, "codes": codes, "findings": [f.as_dict() for f in findings]})
+    elif findings:
+        for finding in findings:
+            typer.echo(finding.format(), err=True)
+        typer.echo(f"{len(findings)} problem(s) found by nix/lib", err=True)
+    else:
+        typer.echo(f"ok: nix/lib finds no problem ({len(codes)} rules)")
+    if findings:
+        raise typer.Exit(EXIT_INVALID)
+
+
+def host(
+    name: str = typer.Argument(..., help="A host name (folder under hosts/)."),
+    path: Path = typer.Option(Path("."), "--root", help="The fleet's root folder."),
+    json_out: bool = typer.Option(False, "--json", help="Print the values as JSON."),
+) -> None:
+    """Show what the NixOS modules set for a host: users, resolvers, agent unit, /srv dirs, ports.
+
+    Computed from the files (the same values `nix eval .#lib.hosts.<name>` gives).
+
+    Examples:
+
+      mcfleet nix host rift
+
+      mcfleet nix host orion --json | jq .nameservers
+    """
+    loaded = load_fleet(path)
+    if name not in loaded.hosts:
+        raise SelectionError(f"no host named {name!r}", hint=f"known hosts: {', '.join(sorted(loaded.hosts))}")
+    values = host_values(loaded, name)
+    if json_out:
+        emit_json(values)
+        return
+    for user, spec in values["users"].items():
+        typer.echo(f"user {user}: uid {spec['uid']} gid {spec['gid']}")
+    typer.echo(f"nameservers: {' '.join(values['nameservers'])}")
+    typer.echo(f"firewall tcp: {values['firewall']['tcp']} udp: {values['firewall']['udp']}")
+    typer.echo("tmpfiles:\n  " + "\n  ".join(values["tmpfiles"]))
+    typer.echo(f"{values['agentUnit']['name']}:\n{values['agentUnitText']}")
+
+
+def attrs(json_out: bool = typer.Option(False, "--json", help="Print the registry as JSON.")) -> None:
+    """List the flake attributes mcfleet uses (checked against flake.nix by the tests).
+
+    Examples:
+
+      mcfleet nix attrs
+    """
+    if json_out:
+        emit_json({k: {"template": a.template, "pure": a.pure, "description": a.description} for k, a in ATTRS.items()})
+        return
+    for key, spec in ATTRS.items():
+        typer.echo(f"{key:16} {spec.template:58} {'pure' if spec.pure else 'nixpkgs'}  {spec.description}")
+
+
+def register(app: typer.Typer) -> None:
+    nix = typer.Typer(
+        help="The Nix side: pure nix/lib validation, per-host values, flake attributes.", no_args_is_help=True
+    )
+    nix.command("check")(check)
+    nix.command("host")(host)
+    nix.command("attrs")(attrs)
+    app.add_typer(nix, name="nix")

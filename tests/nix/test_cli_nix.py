@@ -1,0 +1,59 @@
+"""T1: `mcfleet nix check|host|attrs` (commands_nix) on the real fleet and a bad fleet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from mcfleet.cli import commands_nix
+from mcfleet.errors import SelectionError
+from mcfleet.nix.attrs import ATTRS
+
+pytestmark = pytest.mark.nix
+
+REPO = Path(__file__).resolve().parents[2]
+BAD = REPO / "tests" / "data" / "bad-fleets"
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    commands_nix.register(app)
+    return app
+
+
+def test_nix_check_passes_on_the_real_fleet(nix_bin: str) -> None:
+    res = CliRunner().invoke(_app(), ["nix", "check", str(REPO)])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("ok: nix/lib finds no problem (17 rules)")
+
+
+def test_nix_check_reports_the_finding_and_exits_2(nix_bin: str) -> None:
+    res = CliRunner().invoke(_app(), ["nix", "check", str(BAD / "pin-mismatch"), "--json"])
+    assert res.exit_code == 2
+    data = json.loads(res.stdout)
+    assert data["valid"] is False
+    assert [(f["code"], f["file"], f["pointer"]) for f in data["findings"]] == [
+        ("pin-mismatch", "hosts/edge1/host.json", "/users/mcp/uid")
+    ]
+
+
+def test_nix_host_shows_the_module_values() -> None:
+    res = CliRunner().invoke(_app(), ["nix", "host", "rift", "--root", str(REPO), "--json"])
+    assert res.exit_code == 0, res.output
+    values = json.loads(res.stdout)
+    assert values["users"]["mcp"]["uid"] == 850
+    assert values["agentUnit"]["execStart"] == "/srv/mcp/mcp-agent"
+    res = CliRunner().invoke(_app(), ["nix", "host", "nope", "--root", str(REPO)])
+    assert isinstance(res.exception, SelectionError)
+    assert "rift" in (res.exception.hint or "")
+
+
+def test_nix_attrs_lists_the_registry() -> None:
+    res = CliRunner().invoke(_app(), ["nix", "attrs", "--json"])
+    assert res.exit_code == 0
+    assert set(json.loads(res.stdout)) == set(ATTRS)
