@@ -68,11 +68,13 @@ class CommandFailed(PeerError):
     kind = "command failed"
 
 
-def shell_line(command: Command, *, sudo: bool) -> str:
+def shell_line(command: Command, *, become: str | None) -> str:
     """The command line sent to the remote shell.
 
     A sequence is an argv (each item quoted); a string is a shell script run by
-    `sh -c`, so both behave the same with and without `sudo -n`.
+    `sh -c`, so both behave the same with and without escalation.  `become` is
+    the escalation program (`sudo` or `doas`), always non-interactive (`-n`):
+    a password prompt would hang a fleet run.
     """
     line = shlex.join(command) if not isinstance(command, str) else shlex.join(["sh", "-c", command])
-    return f"sudo -n -- {line}" if sudo else line
+    return f"{become} -n -- {line}" if become else line

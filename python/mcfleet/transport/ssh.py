@@ -15,7 +15,7 @@ Host keys are checked strictly: against `ssh.host_key` (pinned) or the file
 is set (then the key seen is available as `conn.seen_host_key`).  Addresses are
 tried in order; a key mismatch stops at once (`HostKeyMismatch`), other failures
 move on to the next address and end as `Unreachable` listing every attempt.
-Non-root users (or `ssh.sudo`) run commands through `sudo -n`.  The key
+Non-root users (or `ssh.sudo`) run commands through `ssh.become -n` (sudo or doas).  The key
 exchange prefers curve25519-sha256: the post-quantum default of OpenSSH 9 costs
 ~0.13 s of client CPU per connection (LAB.md §7).
 """
@@ -66,7 +66,7 @@ class SshConnection:
     name: str
     address: str
     conn: asyncssh.SSHClientConnection
-    sudo: bool
+    become: str | None  # 'sudo' / 'doas' for non-root users (or ssh.sudo), else None
     command_timeout: float
     seen_host_key: str | None = None
     _sftp: asyncssh.SFTPClient | None = None
@@ -74,7 +74,7 @@ class SshConnection:
     _tmpdirs: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
 
     async def run(self, command: Command, *, input: str | None = None, timeout: float | None = None) -> RunResult:  # noqa: ASYNC109 (a per-command limit is the API)
-        line = shell_line(command, sudo=self.sudo)
+        line = shell_line(command, become=self.become)
         limit = timeout if timeout is not None else self.command_timeout
         try:
             proc = await self.conn.run(line, input=input, check=False, timeout=limit)
@@ -208,7 +208,7 @@ class SshPool:
                     name=host.name,
                     address=address,
                     conn=conn,
-                    sudo=host.ssh.sudo or host.ssh.user != "root",
+                    become=host.ssh.become if host.ssh.sudo or host.ssh.user != "root" else None,
                     command_timeout=opts.command_timeout,
                     seen_host_key=seen.export_public_key().decode().strip() if seen is not None else None,
                 )
