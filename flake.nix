@@ -84,7 +84,13 @@
         deployScriptText = deploy.scriptText;
       };
 
-      nixosModules = {
+      # Each module is an attribute set that imports its file by path: `nix flake
+      # check` (2.8) wants a function or attrset, not a bare path, and importing by
+      # path keeps the module system's de-duplication (default + users is fine).
+      nixosModules = builtins.mapAttrs (_: path: {
+        _file = path;
+        imports = [ path ];
+      }) {
         default = ./nix/modules;
         base = ./nix/modules/base.nix;
         users = ./nix/modules/users.nix;
