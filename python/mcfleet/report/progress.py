@@ -15,11 +15,10 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 class Progress:
@@ -59,6 +58,9 @@ class LiveProgress(Progress):
 
     def __init__(self, stream: TextIO | None = None, *, title: str = "") -> None:
         super().__init__(stream, title=title)
+        from rich.console import Console  # only on a terminal: rich costs start-up time
+        from rich.live import Live
+
         self.live = Live(self._table(), console=Console(file=self.stream), refresh_per_second=10, transient=False)
         self.live.start()
 
@@ -66,6 +68,8 @@ class LiveProgress(Progress):
         self.live.update(self._table())
 
     def _table(self) -> Table:
+        from rich.table import Table
+
         table = Table(title=self.title or None, show_header=False, box=None, pad_edge=False)
         for host, (status, detail, at, ok) in sorted(self.rows.items()):
             style = "green" if ok else "red" if ok is False else "yellow"
