@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
 from mcfleet.errors import ToolMissing
 from mcfleet.nix import argv as nixargv
 from mcfleet.nix.attrs import attr, system_for
+from mcfleet.nix.closures import build_agent, needs_nixpkgs
 from mcfleet.nix.runner import NixError, eval_expr, run_nix
 
 
@@ -59,3 +61,15 @@ def test_nix_failure_is_a_nix_error_with_nix_text(nix_bin: str) -> None:
     assert "the fleet is broken" in err.value.message
     assert "warning:" not in err.value.message
     assert json.dumps(asyncio.run(eval_expr("{ a = 1; }"))) == '{"a": 1}'
+
+
+@pytest.mark.nix
+def test_agent_build_needs_nixpkgs_and_says_so(flake_repo: Path) -> None:
+    # Offline here: the closure cannot be built and the error names nixpkgs (blocked,
+    # not faked).  On a machine with nixpkgs in its store the build succeeds instead.
+    try:
+        path = asyncio.run(build_agent(str(flake_repo), "amd64", offline=True))
+    except NixError as err:
+        assert needs_nixpkgs(err), err.message
+    else:
+        assert Path(path, "bin", "mcp-agent").exists()
