@@ -1,25 +1,27 @@
 {
   description = "mcfleet: declarative fleet toolkit (pure fleet checks, NixOS modules, packages, deploy app)";
 
-  # nixpkgs is locked (flake.lock) to the FINAL revision of the nixos-24.11
+  # nixpkgs is locked (flake.lock) to a published revision of the nixos-24.11
   # release branch: 50ab793786d9de88ee30ec4e4c24fb4236fc2674, lastModified
   # 1751274312 (2025-06-30, the day 24.11 reached end of life), narHash
   # sha256-/bVBlRpECLVzjV19t5KMdMFWSwKLtb5RyXdjz3LJT+g=.  Why this one:
   #  - a closed release branch never moves again, so the pin is a real,
-  #    published, immutable point that anyone can fetch and check;
-  #  - 24.11 is the last release whose lib still evaluates with Debian 12's
-  #    nix-bin 2.8 (later nixpkgs raise lib/minver.nix beyond 2.8; the newest
-  #    nixpkgs.lib commit that works with 2.8 is ee9522ca, which T2 uses);
+  #    immutable point that anyone can fetch and check;
+  #  - it is a release Debian 12's nix-bin 2.8 can still evaluate: its
+  #    lib/minver.nix asks for Nix >= 2.3.17, and nixpkgs' lib only stopped
+  #    evaluating on 2.8 during 25.11 development (nixpkgs.lib ee9522ca is the
+  #    last commit that works, the one T2 uses);
   #  - it ships pydantic 2, typer, asyncssh, grpcio, podman-py and acme, which
   #    nix/packages/mcfleet.nix needs.
   # The (rev, narHash) pair was not computed here (nixpkgs cannot be fetched on
-  # the build machine); it was confirmed identical in the flake.lock files of
-  # several independent public repositories (lab reports of the Innopolis
-  # DevOps course, e.g. scruffyscarf/DevOps-Core-Course, and a fetchTarball pin
-  # whose sha256 is the same narHash).  Nix 2.8 reads this lock (version 7) as
-  # is and fetches inputs lazily, so every output that does not touch nixpkgs
-  # (lib, nixosModules, checks.<system>.fleet, the attribute names below)
-  # evaluates offline.
+  # the build machine).  The same pair appears in the flake.lock excerpts of
+  # several independent public repositories (lab reports of different students
+  # of one DevOps course, e.g. scruffyscarf/DevOps-Core-Course, each from its
+  # own `nix flake lock`), and as the sha256 of a fetchTarball of that rev in
+  # another project; a wrong narHash would make those builds fail.  Nix 2.8
+  # reads this lock (version 7) as is and fetches inputs lazily, so every
+  # output that does not touch nixpkgs (lib, nixosModules, checks.<system>.fleet,
+  # the attribute names of the others) evaluates offline.
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-24.11";
 
   outputs =
