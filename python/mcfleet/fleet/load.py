@@ -9,6 +9,7 @@ model becomes a finding (file + JSON pointer) and is left out of the result, so
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,20 +44,20 @@ class LoadedFleet:
     findings: list[Finding] = field(default_factory=list)
 
     def rel(self, path: Path) -> str:
-        try:
-            return str(path.relative_to(self.root))
-        except ValueError:
-            return str(path)
+        # string prefix, not Path.relative_to: called for every finding and placed service
+        text, root = str(path), str(self.root)
+        if text.startswith(root + os.sep):
+            return text[len(root) + 1 :]
+        return text
 
 
 def _pointer(loc: tuple[int | str, ...]) -> str:
     return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in loc) if loc else ""
 
 
-def read_json(path: Path, rel: str) -> tuple[Any, list[Finding]]:
-    """Parse a JSON file; a syntax error becomes a finding naming the line and column."""
+def _read_text(path: Path, rel: str) -> tuple[str | None, list[Finding]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8"), []
     except OSError as exc:
         return None, [
             Finding(
@@ -65,6 +66,9 @@ def read_json(path: Path, rel: str) -> tuple[Any, list[Finding]]:
         ]
     except UnicodeDecodeError:
         return None, [Finding("json-syntax", rel, "", "the file is not UTF-8 text", "save it as UTF-8 JSON")]
+
+
+def _decode(text: str, rel: str) -> tuple[Any, list[Finding]]:
     try:
         return json.loads(text), []
     except RecursionError:
@@ -81,25 +85,54 @@ def read_json(path: Path, rel: str) -> tuple[Any, list[Finding]]:
         ]
 
 
+def read_json(path: Path, rel: str) -> tuple[Any, list[Finding]]:
+    """Parse a JSON file; a syntax error becomes a finding naming the line and column."""
+    text, errs = _read_text(path, rel)
+    return (None, errs) if text is None else _decode(text, rel)
+
+
+def read_model(model: type[M], path: Path, rel: str, host: str | None = None) -> tuple[M | None, list[Finding]]:
+    """Read and validate a file in one step (pydantic parses the JSON itself: the fast path).
+
+    Only when the text is not valid JSON for pydantic is it decoded again with `json`,
+    whose error names the line and column (and which, unlike pydantic, accepts NaN, so
+    such a value is then reported by the schema check with its pointer).
+    """
+    text, errs = _read_text(path, rel)
+    if text is None:
+        return None, errs
+    try:
+        return model.model_validate_json(text), []
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors(include_url=False)):
+            data, errs = _decode(text, rel)
+            return (None, errs) if errs else parse_model(model, data, rel, host)
+        return None, _schema_findings(exc, rel, host)
+
+
 def parse_model(model: type[M], data: Any, rel: str, host: str | None = None) -> tuple[M | None, list[Finding]]:
     """Validate data against a model; each pydantic error becomes a `schema` finding."""
     try:
         return model.model_validate(data), []
     except ValidationError as exc:
-        found = []
-        for err in exc.errors(include_url=False):
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown field"
-                hint = "remove it, or check its spelling against the schema in schemas/"
-            elif err["type"] == "missing":
-                msg = "required field is missing"
-                hint = "add it (see the example in README.md)"
-            else:
-                hint = "fix the value (the schema in schemas/ lists what is allowed)"
-            found.append(Finding("schema", rel, _pointer(loc), msg, hint, host))
-        return None, found
+        return None, _schema_findings(exc, rel, host)
+
+
+def _schema_findings(exc: ValidationError, rel: str, host: str | None) -> list[Finding]:
+    found = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+            hint = "remove it, or check its spelling against the schema in schemas/"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+            hint = "add it (see the example in README.md)"
+        else:
+            hint = "fix the value (the schema in schemas/ lists what is allowed)"
+        found.append(Finding("schema", rel, _pointer(loc), msg, hint, host))
+    return found
 
 
 # pydantic puts union member tags in error locations; they are not JSON pointer parts.
@@ -121,11 +154,8 @@ def load_fleet(root: Path) -> LoadedFleet:
             )
         )
     else:
-        data, errs = read_json(fleet_path, "fleet.json")
+        result.fleet, errs = read_model(Fleet, fleet_path, "fleet.json")
         result.findings += errs
-        if not errs:
-            result.fleet, errs = parse_model(Fleet, data, "fleet.json")
-            result.findings += errs
 
     hosts_dir = root / "hosts"
     for host_dir in sorted(p for p in hosts_dir.iterdir() if p.is_dir()) if hosts_dir.is_dir() else []:
@@ -150,10 +180,7 @@ def _load_host(result: LoadedFleet, host_dir: Path) -> HostEntry | None:
             )
         )
         return None
-    data, errs = read_json(host_file, rel)
-    host = None
-    if not errs:
-        host, errs = parse_model(Host, data, rel, host_dir.name)
+    host, errs = read_model(Host, host_file, rel, host_dir.name)
     result.findings += errs
     if host is None:
         return None
@@ -173,10 +200,7 @@ def _load_host(result: LoadedFleet, host_dir: Path) -> HostEntry | None:
     svc_dir = host_dir / "services"
     for svc_file in sorted(svc_dir.glob("*.json")) if svc_dir.is_dir() else []:
         srel = result.rel(svc_file)
-        data, errs = read_json(svc_file, srel)
-        svc = None
-        if not errs:
-            svc, errs = parse_model(Service, data, srel, host.name)
+        svc, errs = read_model(Service, svc_file, srel, host.name)
         result.findings += errs
         if svc is None:
             continue
