@@ -16,6 +16,7 @@ from mcfleet.fleet.load import load_fleet
 from mcfleet.fleet.rules import check
 from mcfleet.nix.argv import build_argv, eval_argv
 from mcfleet.nix.attrs import ATTRS, SYSTEMS
+from tests.conftest import run_cli
 from tests.fixtures_nix import run_nix
 
 pytestmark = pytest.mark.nix
@@ -118,8 +119,11 @@ def test_uid_change_fails_the_fleet_check_and_validate(flake_copy: Callable[[], 
     assert result.returncode != 0
     assert f"pin-mismatch: hosts/rift/host.json#/users/mcp/uid: {sentence}" in result.stderr
     assert "the fleet is invalid (1 finding)" in result.stderr
-    # Python says the same sentence for the same files.
+    # `mcfleet validate` says the same sentence for the same files.
     assert [f.message for f in check(load_fleet(repo))] == [sentence]
+    code, _out, err = run_cli("validate", str(repo))
+    assert code == 2
+    assert f"pin-mismatch: hosts/rift/host.json#/users/mcp/uid: {sentence}" in err
 
 
 def test_removed_fallback_resolvers_fail_the_fleet_check(flake_copy: Callable[[], Path]) -> None:
