@@ -29,6 +29,7 @@ class Artifact:
     path: Path
     sha256: str
     version: str = ""
+    cached: bool = True  # False: built by this run
 
 
 class BuildBlocked(McfleetError):
@@ -41,7 +42,7 @@ def build_key(host: Host) -> str:
     return "pex" if host.os == OS.debian else f"nix:{host.name}"
 
 
-BundleFactory = Callable[[], Awaitable[Path]]
+BundleFactory = Callable[[], Awaitable[Artifact]]
 
 
 class Builder:
@@ -58,6 +59,13 @@ class Builder:
             self._tasks[key] = asyncio.ensure_future(self._build(key, host))
         return await asyncio.shield(self._tasks[key])
 
+    def built(self, host: Host) -> Artifact | None:
+        """The artifact already built for this host's target, if its build finished and succeeded."""
+        task = self._tasks.get(build_key(host))
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return None
+        return task.result()
+
     async def _build(self, key: str, host: Host) -> Artifact:
         if key != "pex":
             raise BuildBlocked(
@@ -73,7 +81,7 @@ class Builder:
                     location=f"{host.name}: build",
                     hint="pass --bundle FILE with a built agent PEX",
                 )
-            path = await self._build_pex()
+            return await self._build_pex()
         if not path.is_file():
             raise McfleetError(f"agent bundle {path} does not exist", location=f"{host.name}: build")
         sha = await asyncio.to_thread(sha256_file, path)

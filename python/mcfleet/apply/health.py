@@ -18,10 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-
-from mcfleet.agent.proto import agent_pb2, agent_pb2_grpc, health_pb2, health_pb2_grpc
+from mcfleet.agent.client import AgentClient
 from mcfleet.apply.nodeio import Node
+from mcfleet.errors import PeerError
 from mcfleet.fleet.models import Host
 
 RETRY_S = 0.5
@@ -46,17 +45,15 @@ async def local_socket(node: Node, remote: str) -> str:
 
 
 async def check_once(target: str, timeout: float = 5.0) -> AgentHealth:  # noqa: ASYNC109 (per-call limit)
-    """One health Check + Info over the (forwarded) socket `target`."""
-    async with grpc.aio.insecure_channel(f"unix:{target}") as channel:
+    """One health Check + Info over the (forwarded) socket `target`, with the agent's client."""
+    async with AgentClient(target, timeout=timeout) as client:
         try:
-            health = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout
-            )
-            if health.status != health_pb2.HealthCheckResponse.SERVING:
-                return AgentHealth(False, error=f"health status {health.status}")
-            info = await agent_pb2_grpc.AgentStub(channel).Info(agent_pb2.InfoRequest(), timeout=timeout)
-        except grpc.aio.AioRpcError as exc:
-            return AgentHealth(False, error=f"{exc.code().name}: {exc.details() or ''}".strip())
+            status = await client.health_status()
+            if status != "SERVING":
+                return AgentHealth(False, error=f"health status {status}")
+            info = await client.info()
+        except PeerError as exc:
+            return AgentHealth(False, error=exc.message)
     return AgentHealth(True, info.version, info.bundle_sha256, info.arch, int(info.pid))
 
 

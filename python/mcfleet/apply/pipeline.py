@@ -27,7 +27,7 @@ from mcfleet.apply.probe import probe
 from mcfleet.apply.push import push_agent
 from mcfleet.apply.steps import STEPS, Step, StepContext
 from mcfleet.apply.summary import Summary, summarize
-from mcfleet.errors import McfleetError
+from mcfleet.errors import McfleetError, Refused
 from mcfleet.fleet.load import HostEntry
 
 Connect = Callable[[HostEntry], Awaitable[Node]]
@@ -65,6 +65,8 @@ class ApplyOptions:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, Refused):
+        return f"refused: {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
     if isinstance(exc, McfleetError):
         return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
     return f"{type(exc).__name__}: {exc}"
@@ -133,7 +135,8 @@ class Pipeline:
                     self.log.emit(w.name, Phase.build, Status.failed, _reason(exc))
                     self._failed()
                     return w.name, None
-            self.log.emit(w.name, Phase.build, Status.unchanged, f"{art.key} {art.sha256[:12]}", sha256=art.sha256)
+            status, how = (Status.unchanged, "cached") if art.cached else (Status.changed, "built")
+            self.log.emit(w.name, Phase.build, status, f"{art.key} {art.sha256[:12]} ({how})", sha256=art.sha256)
             return w.name, art
 
         results = await asyncio.gather(*(one(w) for w in self.work if w.agent))
@@ -197,7 +200,9 @@ class Pipeline:
         return Phase.provision if w.provision else (Phase.push if w.agent else Phase.manifest)
 
     async def _provision(self, w: HostWork, node: Node) -> None:
-        assert self.provisioner is not None
+        if self.provisioner is None:  # a caller bug, reported as this host's failure
+            self.log.emit(w.name, Phase.provision, Status.failed, "no provisioner for a host that needs provisioning")
+            raise HostFailed
         async with self.sem[Phase.provision]:
             self._check_stop()
             self.log.emit(w.name, Phase.provision, Status.start)

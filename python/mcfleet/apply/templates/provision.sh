@@ -18,27 +18,40 @@ ETC="${MCFLEET_ETC:-/etc}"  # tests point this at a scratch folder
 refuse() { echo "refuse: $*"; exit 3; }
 field() { echo "$1" | cut -d: -f"$2"; }
 
-# --- group
+# --- check every refusal before changing anything: a refused run leaves the node as it was
 g=$(getent group "$NAME" || true)
+u=$(getent passwd "$NAME" || true)
 if [ -n "$g" ]; then
     [ "$(field "$g" 3)" = "$GID_WANT" ] || refuse "group $NAME exists with GID $(field "$g" 3), the pin is $GID_WANT; a GID is never changed on a live node"
-    echo "ok: group $NAME ($GID_WANT)"
 else
     other=$(getent group "$GID_WANT" || true)
     [ -z "$other" ] || refuse "GID $GID_WANT belongs to group $(field "$other" 1)"
-    groupadd --system --gid "$GID_WANT" "$NAME"
-    echo "changed: group $NAME created with GID $GID_WANT"
 fi
-
-# --- user
-u=$(getent passwd "$NAME" || true)
 if [ -n "$u" ]; then
     [ "$(field "$u" 3)" = "$UID_WANT" ] || refuse "user $NAME exists with UID $(field "$u" 3), the pin is $UID_WANT; a UID is never changed on a live node"
     [ "$(field "$u" 4)" = "$GID_WANT" ] || refuse "user $NAME has primary GID $(field "$u" 4), the pin is $GID_WANT"
-    echo "ok: user $NAME ($UID_WANT)"
 else
     other=$(getent passwd "$UID_WANT" || true)
     [ -z "$other" ] || refuse "UID $UID_WANT belongs to user $(field "$other" 1)"
+fi
+check_subids() {  # check_subids <file> <start:count>
+    [ -n "$2" ] || return 0
+    have=$(grep "^$NAME:" "$1" 2>/dev/null | head -n1 | cut -d: -f2,3 || true)
+    [ -z "$have" ] || [ "$have" = "$2" ] || refuse "$1 gives $NAME $have, the host file says $2; moving subordinate ids breaks rootless podman storage"
+}
+check_subids "$ETC/subuid" "$SUBUID"
+check_subids "$ETC/subgid" "$SUBGID"
+
+# --- group and user
+if [ -n "$g" ]; then
+    echo "ok: group $NAME ($GID_WANT)"
+else
+    groupadd --system --gid "$GID_WANT" "$NAME"
+    echo "changed: group $NAME created with GID $GID_WANT"
+fi
+if [ -n "$u" ]; then
+    echo "ok: user $NAME ($UID_WANT)"
+else
     useradd --system --uid "$UID_WANT" --gid "$GID_WANT" --home-dir "$HOME_DIR" --no-create-home \
         --shell /usr/sbin/nologin "$NAME"
     echo "changed: user $NAME created with UID $UID_WANT"
@@ -49,7 +62,6 @@ subids() {  # subids <file> <start:count>
     [ -n "$2" ] || return 0
     have=$(grep "^$NAME:" "$1" 2>/dev/null | head -n1 | cut -d: -f2,3 || true)
     if [ "$have" = "$2" ]; then echo "ok: $1 $NAME:$2"; return 0; fi
-    [ -z "$have" ] || refuse "$1 gives $NAME $have, the host file says $2; moving subordinate ids breaks rootless podman storage"
     touch "$1"
     cp -p "$1" "$1.mcfleet.tmp" && echo "$NAME:$2" >> "$1.mcfleet.tmp" && mv -f "$1.mcfleet.tmp" "$1"
     echo "changed: $1 $NAME:$2 added"

@@ -1,0 +1,178 @@
+"""One apply run from start to end, as a library call (the CLI commands are thin over this).
+
+    async with ApplySession(loaded, options=..., bundle=...) as s:
+        summary = await s.apply_plan(plan, overrides)      # apply, deploy
+        summary = await s.run(work, provision=False)       # agent upgrade, provision
+
+The session owns what a run shares: the SSH pool (one connection per host, used
+for observing and applying), the builder (each target built once), the event
+log with its listeners (progress view, NDJSON), and the journal record written
+at the end, whatever the outcome.  The fleet lock is taken by the caller around
+the whole session.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from mcfleet.apply import journal
+from mcfleet.apply.artifacts import Artifact, Builder, build_key
+from mcfleet.apply.events import EventLog, Listener, Phase, Status
+from mcfleet.apply.nodeio import Node
+from mcfleet.apply.pipeline import ApplyOptions, HostWork, Pipeline
+from mcfleet.apply.planwork import Override, check_refusals, planned_agent_sha, work_from_plan
+from mcfleet.apply.provision import provision_host
+from mcfleet.apply.summary import Summary, summarize
+from mcfleet.bundle.build import build_agent_bundle_async
+from mcfleet.errors import McfleetError, Refused
+from mcfleet.fleet.load import HostEntry, LoadedFleet
+from mcfleet.observe.collect import gather
+from mcfleet.observe.facts import Facts, Unreachable
+from mcfleet.plan import desired
+from mcfleet.plan.model import Plan
+from mcfleet.plan.planner import build as build_plan
+from mcfleet.plan.saved import REPLAN_HINT, ensure_fresh
+from mcfleet.report.progress import NullProgress, Progress
+from mcfleet.transport.ssh import SshOptions, SshPool
+
+
+@dataclass
+class SessionOptions:
+    apply: ApplyOptions = field(default_factory=ApplyOptions)
+    ssh: SshOptions = field(default_factory=SshOptions)
+    bundle: Path | None = None
+    command: str = "apply"
+    listeners: list[Listener] = field(default_factory=list)
+    progress: Progress = field(default_factory=NullProgress)
+
+
+async def build_pex() -> Artifact:
+    """The agent PEX from mcfleet.bundle (cached by its inputs hash: rebuilt only when they change)."""
+    bundle = await build_agent_bundle_async()
+    return Artifact("pex", bundle.path, bundle.sha256, bundle.version, cached=bundle.cached)
+
+
+class ApplySession:
+    def __init__(self, loaded: LoadedFleet, options: SessionOptions) -> None:
+        self.loaded = loaded
+        self.options = options
+        self.pool = SshPool(options.ssh)
+        self.builder = Builder(bundle=options.bundle, build_pex=build_pex)
+        self.log = EventLog([*options.listeners, self._to_progress])
+        self.started = time.monotonic()
+        self.plan: Plan | None = None
+
+    async def __aenter__(self) -> ApplySession:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.pool.close()
+
+    def _to_progress(self, event: Any) -> None:
+        if event.status == Status.start:
+            self.options.progress.update(event.host, f"{event.phase}…")
+        elif event.status.bad:
+            self.options.progress.done(event.host, ok=False, detail=f"{event.phase} {event.status}: {event.message}")
+        elif event.phase == Phase.manifest and event.status != Status.skipped:
+            self.options.progress.done(event.host, ok=True, detail=f"manifest {event.status}")
+        else:
+            self.options.progress.update(event.host, f"{event.phase} {event.status}", event.message)
+
+    async def connect(self, entry: HostEntry) -> Node:
+        return await self.pool.connect(entry)
+
+    # ------------------------------------------------------------------ building before planning
+
+    async def prebuild(self, names: list[str]) -> dict[str, Artifact]:
+        """Build what the selected hosts need, so the plan knows the agent hash to compare with."""
+        built: dict[str, Artifact] = {}
+        for name in names:
+            entry = self.loaded.hosts[name]
+            try:
+                built[build_key(entry.host)] = await self.builder.build(entry.host)
+            except McfleetError:
+                continue  # reported per host by the pipeline's build phase
+        desired.set_agent_hash_source(lambda e: built[build_key(e.host)].sha256 if build_key(e.host) in built else None)
+        return built
+
+    async def observe_and_plan(self, names: list[str]) -> tuple[Plan, dict[str, Facts | Unreachable]]:
+        facts = await gather(self.loaded, names, pool=self.pool, progress=self.options.progress)
+        return build_plan(self.loaded, facts), facts
+
+    # ------------------------------------------------------------------ runs
+
+    async def apply_plan(self, plan: Plan, overrides: list[Override], *, saved: bool) -> Summary:
+        """Run a plan (made now, or loaded from a file and checked for staleness first)."""
+        self.plan = plan
+        await self.prebuild(list(plan.hosts))
+        if saved:
+            facts = await gather(self.loaded, plan.hosts, pool=self.pool, progress=self.options.progress)
+            ensure_fresh(plan, facts)
+            self._check_planned_bundle(plan)
+        check_refusals(plan, overrides)
+        work = work_from_plan(plan, self.loaded)
+        summary = await self.run(work)
+        return self._with_unreachable(summary, plan)
+
+    def _check_planned_bundle(self, plan: Plan) -> None:
+        for name in plan.hosts:
+            want = planned_agent_sha(plan, name)
+            if want is None or name not in self.loaded.hosts:
+                continue
+            art = self.builder.built(self.loaded.hosts[name].host)
+            have = art.sha256 if art else None
+            if have is not None and have != want:
+                raise Refused(
+                    f"stale plan: it installs agent {want[:12]} on {name} but the bundle built now is {have[:12]}",
+                    location=name,
+                    hint=REPLAN_HINT,
+                )
+
+    async def run(self, work: list[HostWork]) -> Summary:
+        fleet = self.loaded.fleet
+
+        async def provisioner(node: Node, entry: HostEntry) -> tuple[bool, str]:
+            return await provision_host(node, entry, fleet)
+
+        pipeline = Pipeline(
+            work,
+            connect=self.connect,
+            builder=self.builder,
+            options=self.options.apply,
+            log=self.log,
+            provisioner=provisioner,
+        )
+        return await pipeline.run()
+
+    def _with_unreachable(self, summary: Summary, plan: Plan) -> Summary:
+        """Hosts the plan could not observe are failures of this apply, not silently skipped."""
+        if not plan.unreachable:
+            return summary
+        for name, why in plan.unreachable.items():
+            self.log.emit(name, Phase.manifest, Status.failed, f"unreachable: {why.reason}")
+        hosts = [h.host for h in summary.hosts] + sorted(plan.unreachable)
+        phases = sorted({p.phase for h in summary.hosts for p in h.phases} | {Phase.manifest}, key=lambda p: p.order)
+        return summarize(self.log, hosts, phases, time.monotonic() - self.started)
+
+    # ------------------------------------------------------------------ journal
+
+    def record(self, summary: Summary | None, error: McfleetError | None = None) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "command": self.options.command,
+            "argv": sys.argv[1:],
+            "root": str(self.loaded.root),
+            "plan_created_at": self.plan.created_at if self.plan else None,
+            "plan_fleet_hash": self.plan.fleet_hash if self.plan else None,
+        }
+        if summary is not None:
+            entry["result"] = summary.as_dict()
+        if error is not None:
+            entry["error"] = error.as_dict()
+        return journal.append(self.loaded.root, entry)

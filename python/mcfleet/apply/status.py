@@ -1,0 +1,94 @@
+"""`mcfleet agent status`: every selected node's agent, read-only, all hosts in parallel.
+
+Per host: the binary's hash on disk, the unit's state, the manifest's confirmed
+hash, and the agent's own answer over the forwarded socket (health, version,
+the hash of the bundle it runs).  `skew` flags hosts whose agent differs from the
+others' (version skew is what `agent upgrade` of all hosts prevents, seed #11).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mcfleet.apply.health import check_once, local_socket
+from mcfleet.apply.probe import probe
+from mcfleet.errors import McfleetError
+from mcfleet.fleet.load import HostEntry
+from mcfleet.transport.ssh import SshPool
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    host: str
+    reachable: bool
+    binary_sha256: str | None = None
+    running_sha256: str | None = None
+    confirmed_sha256: str | None = None
+    version: str | None = None
+    unit: str = "unknown"
+    health: str = "unknown"  # SERVING | NOT_SERVING | the error
+    error: str | None = None
+    skew: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.reachable and self.health == "SERVING" and self.unit in ("active", "unknown")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+async def host_status(pool: SshPool, entry: HostEntry) -> AgentStatus:
+    name = entry.host.name
+    try:
+        node = await pool.connect(entry)
+        state = await probe(node, entry.host)
+        target = await local_socket(node, entry.host.agent.socket)
+        health = await check_once(target, timeout=5.0)
+    except McfleetError as exc:
+        return AgentStatus(name, False, error=exc.message)
+    return AgentStatus(
+        name,
+        True,
+        binary_sha256=state.binary_sha256,
+        running_sha256=health.bundle_sha256 or None,
+        confirmed_sha256=state.confirmed_sha256,
+        version=health.version or None,
+        unit=state.active if state.has_systemd else "unknown",
+        health="SERVING" if health.serving else health.error or "NOT_SERVING",
+    )
+
+
+def mark_skew(rows: list[AgentStatus]) -> list[AgentStatus]:
+    """Flag hosts whose running agent is not the most common one."""
+    seen = Counter(r.running_sha256 or r.binary_sha256 for r in rows if r.reachable)
+    if len(seen) <= 1:
+        return rows
+    common = seen.most_common(1)[0][0]
+    out = []
+    for r in rows:
+        mine = r.running_sha256 or r.binary_sha256
+        out.append(AgentStatus(**{**asdict(r), "skew": r.reachable and mine != common}))
+    return out
+
+
+async def agent_status(pool: SshPool, entries: list[HostEntry]) -> list[AgentStatus]:
+    rows = await asyncio.gather(*(host_status(pool, e) for e in entries))
+    return mark_skew(list(rows))
+
+
+def render(rows: list[AgentStatus]) -> str:
+    lines = [f"{'HOST':<12} {'VERSION':<10} {'SHA256':<12} {'UNIT':<10} HEALTH"]
+    for r in rows:
+        if not r.reachable:
+            lines.append(f"{r.host:<12} {'-':<10} {'-':<12} {'-':<10} unreachable: {r.error}")
+            continue
+        sha = (r.running_sha256 or r.binary_sha256 or "-")[:12]
+        note = "  (version skew)" if r.skew else ""
+        if r.binary_sha256 and r.running_sha256 and r.binary_sha256 != r.running_sha256:
+            note += "  (binary on disk differs from the running one)"
+        lines.append(f"{r.host:<12} {r.version or '-':<10} {sha:<12} {r.unit:<10} {r.health}{note}")
+    return "\n".join(lines)

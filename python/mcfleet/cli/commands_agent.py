@@ -1,0 +1,105 @@
+"""`mcfleet agent upgrade [HOST…]` and `mcfleet agent status`.
+
+`upgrade` pushes and activates the agent bundle on every selected host — all hosts
+by default, because an agent and a CLI of different versions fail with
+`Unimplemented` (seed item #11) — with the same push/activate/rollback as `apply`.
+Content-addressed: hosts that already run the bundle get nothing sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from mcfleet.apply.pipeline import HostWork
+from mcfleet.apply.status import AgentStatus, agent_status, render
+from mcfleet.cli.commands_apply import (
+    BUNDLE,
+    CONNECT,
+    DEADMAN,
+    FAIL_FAST,
+    HEALTH,
+    JSON,
+    PARALLEL,
+    load_valid,
+    run_session,
+    session_options,
+)
+from mcfleet.cli.output import emit_json
+from mcfleet.fleet.select import select_hosts
+from mcfleet.transport.ssh import SshOptions, SshPool
+
+ROOT = typer.Option(Path("."), "--root", help="The fleet's root folder.")
+
+
+def upgrade(  # noqa: PLR0917 (typer maps parameters to options)
+    hosts: list[str] = typer.Argument(None, help="Hosts (names, globs, @tag); default: every host."),
+    path: Path = ROOT,
+    fail_fast: bool = FAIL_FAST,
+    json_out: bool = JSON,
+    bundle: Path | None = BUNDLE,
+    health_timeout: float = HEALTH,
+    confirm_timeout: int = DEADMAN,
+    parallel: int = PARALLEL,
+    connect_timeout: float = CONNECT,
+) -> None:
+    """Push the agent bundle to the hosts and restart it there, with health check and rollback.
+
+    All hosts by default (avoids version skew between agents and the CLI).
+
+    Examples:
+
+      mcfleet agent upgrade
+
+      mcfleet agent upgrade svc hyperborea
+
+      mcfleet agent upgrade --bundle dist/mcp-agent.pex --json
+    """
+    loaded = load_valid(path)
+    entries = select_hosts(loaded, list(hosts or []))
+    opts = session_options(command="agent upgrade", json_out=json_out, fail_fast=fail_fast, bundle=bundle,
+                           health=health_timeout, deadman=confirm_timeout, parallel=parallel,
+                           connect=connect_timeout)  # fmt: skip
+    work = [HostWork(e, agent=True) for e in entries]
+    run_session(loaded, opts, lambda s: s.run(work))
+
+
+def status(
+    hosts: list[str] = typer.Argument(None, help="Hosts (names, globs, @tag); default: every host."),
+    path: Path = ROOT,
+    json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+    connect_timeout: float = CONNECT,
+) -> None:
+    """Every node's agent: version, bundle hash, unit state and health (read-only).
+
+    Exit 1 when a host is unreachable or its agent does not answer.
+
+    Examples:
+
+      mcfleet agent status
+
+      mcfleet agent status --json | jq '.hosts[] | select(.skew)'
+    """
+    loaded = load_valid(path)
+    entries = select_hosts(loaded, list(hosts or []))
+
+    async def go() -> list[AgentStatus]:
+        async with SshPool(SshOptions(connect_timeout=connect_timeout)) as pool:
+            return await agent_status(pool, entries)
+
+    typed = asyncio.run(go())
+    if json_out:
+        emit_json({"hosts": [r.as_dict() for r in typed], "ok": all(r.ok for r in typed)})
+    else:
+        typer.echo(render(typed))
+    if not all(r.ok for r in typed):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    agent = typer.Typer(help="The node agent: upgrade it, see its status.", no_args_is_help=True)
+    agent.command("upgrade")(upgrade)
+    agent.command("status")(status)
+    app.add_typer(agent, name="agent")

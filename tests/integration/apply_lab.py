@@ -1,0 +1,142 @@
+"""Helpers for the apply/provision integration tests: full lab nodes, the agent bundle, the CLI.
+
+Each test gets its own systemd-nspawn nodes (booting one takes ~1 s once the rootfs is
+cached), so tests can run on any xdist worker in any order without sharing state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcfleet.errors import McfleetError, ToolMissing
+from mcfleet.lab.lab import Lab
+from mcfleet.lab.nodes import LabNode
+
+_COUNTER = iter(range(1, 1000))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass
+class Nodes:
+    lab: Lab
+    fleet_dir: Path
+    nodes: list[LabNode]
+
+    @property
+    def names(self) -> list[str]:
+        return [n.name for n in self.nodes]
+
+    def sh(self, name: str, script: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        code, out, err = asyncio.run(self.lab.exec_in(name, ["sh", "-c", script]))
+        if check and code != 0:
+            raise AssertionError(f"{script!r} on {name} exited {code}: {err.strip()}")
+        return subprocess.CompletedProcess(script, code, out, err)
+
+    def file_sha(self, name: str, path: str) -> str | None:
+        out = self.sh(name, f"sha256sum {path} 2>/dev/null | cut -d' ' -f1", check=False).stdout.strip()
+        return out or None
+
+    def temp_files(self, name: str) -> list[str]:
+        out = self.sh(name, "find /srv/mcp /etc/systemd/system -maxdepth 1 -name '*.tmp' 2>/dev/null", check=False)
+        return out.stdout.split()
+
+    def manifest(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.sh(name, "cat /srv/mcp/mcfleet-state.json").stdout)
+        return result
+
+
+def full_nodes(lab: Lab, count: int, prefix: str) -> Nodes:
+    """`count` fresh full (systemd) nodes and a fleet directory naming only them."""
+    n = next(_COUNTER)
+    names = [f"{prefix}{n}x{i}" for i in range(1, count + 1)]
+
+    async def boot() -> list[LabNode]:
+        return list(await asyncio.gather(*(lab.add_full_node(name) for name in names)))
+
+    try:
+        nodes = asyncio.run(boot())
+    except ToolMissing as exc:
+        pytest.skip(exc.format())
+    except McfleetError as exc:
+        pytest.skip(f"full lab nodes cannot boot here: {exc.format()}")
+    fleet_dir = lab.write_fleet(lab.run_dir / "fleets" / f"{prefix}{n}", nodes=names)
+    return Nodes(lab, fleet_dir, nodes)
+
+
+def mcfleet_argv() -> list[str]:
+    exe = Path(sys.executable).parent / "mcfleet"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "mcfleet.cli.main"]
+
+
+@dataclass
+class CliRun:
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [e for e in self._lines() if e.get("type") == "event"]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        found = [e for e in self._lines() if e.get("type") == "summary"]
+        assert found, f"no summary line in:\n{self.stdout}\n{self.stderr}"
+        return found[-1]
+
+    def _lines(self) -> Iterator[dict[str, Any]]:
+        for line in self.stdout.splitlines():
+            if line.startswith("{"):
+                yield json.loads(line)
+
+    def phase(self, host: str, phase: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.summary["hosts"][host]["phases"][phase]
+        return result
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> CliRun:
+    import time
+
+    started = time.monotonic()
+    done = subprocess.run(
+        [*mcfleet_argv(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    return CliRun(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+
+
+def variant(bundle: Path, dest: Path, tag: str) -> Path:
+    """The same agent with another content hash (a different zip comment: the code is identical)."""
+    shutil.copyfile(bundle, dest)
+    with zipfile.ZipFile(dest, "a") as archive:
+        archive.comment = f"mcfleet test variant {tag}".encode()
+    dest.chmod(0o755)
+    return dest
+
+
+def broken_bundle(dest: Path) -> Path:
+    """A 'bundle' that dies at start, as a bad release would."""
+    dest.write_text("#!/bin/sh\necho 'this agent is broken on purpose' >&2\nexit 1\n")
+    dest.chmod(0o755)
+    return dest

@@ -1,0 +1,111 @@
+"""provision → apply on full lab nodes (real sshd, systemd, agent PEX): install, idempotence, status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mcfleet.lab.lab import Lab
+from tests.integration.apply_lab import cli, full_nodes
+
+pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
+
+
+@pytest.fixture(scope="session")
+def agent_bundle() -> Path:
+    """The real agent bundle (multi-arch PEX), from the bundle builder (cached by inputs hash)."""
+    from mcfleet.bundle.build import build_agent_bundle
+    from mcfleet.errors import McfleetError
+
+    try:
+        return build_agent_bundle().path
+    except McfleetError as exc:
+        pytest.skip(f"the agent bundle cannot be built here: {exc.format()}")
+
+
+def test_provision_installs_and_starts_the_agent_and_a_second_run_changes_nothing(lab: Lab, agent_bundle: Path) -> None:
+    fleet = full_nodes(lab, 1, "prov")
+    name = fleet.names[0]
+    root = str(fleet.fleet_dir)
+
+    first = cli("provision", name, "--root", root, "--bundle", str(agent_bundle), "--json")
+    assert first.code == 0, first.stdout + first.stderr
+    assert first.phase(name, "provision")["status"] == "changed"
+    assert "user mcp created with UID 850" in first.phase(name, "provision")["message"]
+    assert first.phase(name, "push")["status"] == "changed"
+    assert first.phase(name, "activate")["status"] == "changed"
+    assert first.summary["files_sent"] == 1 and first.summary["bytes_sent"] == agent_bundle.stat().st_size
+
+    assert fleet.sh(name, "id -u mcp; id -g mcp").stdout.split() == ["850", "850"]
+    assert fleet.sh(name, "systemctl is-active mcp-agent").stdout.strip() == "active"
+    assert fleet.sh(name, "systemctl show -p User --value mcp-agent").stdout.strip() == "mcp"
+    assert "ExecStart=/srv/mcp/mcp-agent" in fleet.sh(name, "cat /etc/systemd/system/mcp-agent.service").stdout
+    assert fleet.file_sha(name, "/srv/mcp/mcp-agent") == fleet.manifest(name)["agent"]["sha256"]
+    resolv = fleet.sh(name, "grep ^nameserver /etc/resolv.conf").stdout.split("\n")
+    assert [line.split()[1] for line in resolv if line] == [*fleet_nameservers(fleet, name), "1.1.1.1", "9.9.9.9"]
+
+    second = cli("provision", name, "--root", root, "--bundle", str(agent_bundle), "--json")
+    assert second.code == 0, second.stdout + second.stderr
+    assert second.phase(name, "provision")["status"] == "unchanged"
+    assert "nothing to change" in second.phase(name, "provision")["message"]
+    for phase in ("push", "activate", "manifest"):
+        assert second.phase(name, phase)["status"] == "unchanged", phase
+    assert second.summary["files_sent"] == 0 and second.summary["bytes_sent"] == 0
+    assert fleet.temp_files(name) == []
+
+
+def fleet_nameservers(fleet: object, name: str) -> list[str]:
+    import json
+
+    host = json.loads((fleet.fleet_dir / "hosts" / name / "host.json").read_text())  # type: ignore[attr-defined]
+    return list(host["dns"]["nameservers"])
+
+
+def test_apply_converges_three_fresh_nodes_then_changes_nothing_and_status_shows_every_agent(
+    lab: Lab, agent_bundle: Path
+) -> None:
+    fleet = full_nodes(lab, 3, "app")
+    root = str(fleet.fleet_dir)
+
+    first = cli("apply", root, "--all", "--bundle", str(agent_bundle), "--json")
+    assert first.code == 0, first.stdout + first.stderr
+    for name in fleet.names:
+        assert first.phase(name, "provision")["status"] == "changed"  # the plan's user actions on Debian
+        assert first.phase(name, "activate")["status"] == "changed"
+        assert fleet.sh(name, "systemctl is-active mcp-agent").stdout.strip() == "active"
+    assert first.summary["files_sent"] == 3
+
+    second = cli("apply", root, "--all", "--bundle", str(agent_bundle), "--json")
+    assert second.code == 0, second.stdout + second.stderr
+    assert second.summary["files_sent"] == 0 and second.summary["bytes_sent"] == 0
+    assert not [e for e in second.events if e["phase"] == "push"]  # nothing planned, nothing pushed
+    assert all(h["status"] in ("unchanged", "skipped") for h in second.summary["hosts"].values())
+
+    status = cli("agent", "status", "--root", root, "--json")
+    assert status.code == 0, status.stdout + status.stderr
+    import json
+
+    rows = {r["host"]: r for r in json.loads(status.stdout)["hosts"]}
+    assert set(rows) == set(fleet.names)
+    for row in rows.values():
+        assert row["version"] == "0.1.0" or row["version"]
+        assert row["health"] == "SERVING" and row["unit"] == "active" and not row["skew"]
+        assert row["running_sha256"] == row["binary_sha256"] == row["confirmed_sha256"]
+    text = cli("agent", "status", "--root", root)
+    assert all(name in text.stdout for name in fleet.names) and "SERVING" in text.stdout
+    print(f"\nFIGURES apply 3 fresh nodes: {first.seconds:.1f} s; second apply: {second.seconds:.1f} s")
+
+
+def test_provision_refuses_when_the_pinned_uid_belongs_to_another_account(lab: Lab, agent_bundle: Path) -> None:
+    fleet = full_nodes(lab, 1, "uid")
+    name = fleet.names[0]
+    fleet.sh(name, "groupadd -g 1850 other && useradd -u 850 -g 1850 -M other")
+    run = cli("provision", name, "--root", str(fleet.fleet_dir), "--bundle", str(agent_bundle), "--json")
+    assert run.code == 1
+    message = run.phase(name, "provision")["message"]
+    assert message.startswith("refused: UID 850 belongs to user other")
+    assert run.phase(name, "push")["status"] == "skipped"
+    # nothing was changed: no mcp group, no folder, no agent
+    assert fleet.sh(name, "getent group mcp", check=False).returncode == 2
+    assert fleet.sh(name, "test -e /srv/mcp", check=False).returncode == 1
