@@ -1,0 +1,151 @@
+"""`mcfleet lab up|status|down`: a real local fleet on this machine (root needed; SPEC §10)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from mcfleet.cli.output import emit_json
+from mcfleet.errors import LabError
+
+DIR_OPT = typer.Option(Path("lab-fleet"), "--dir", "-d", help="The lab's fleet directory (state in <dir>/.lab).")
+JSON_OPT = typer.Option(False, "--json", help="Print the result as JSON.")
+
+
+def _progress_printer() -> tuple[float, object]:
+    started = time.monotonic()
+
+    def show(line: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {line}", file=sys.stderr, flush=True)
+
+    return started, show
+
+
+def up(  # noqa: PLR0917 (typer options)
+    nodes: int = typer.Option(3, "--nodes", "-n", min=0, max=40, help="Fast nodes (netns + own sshd)."),
+    full: int = typer.Option(0, "--full", min=0, max=8, help="Full nodes: Debian with systemd (systemd-nspawn)."),
+    arm64: bool = typer.Option(False, "--arm64", help="Add an arm64 node (needs binfmt qemu-aarch64)."),
+    no_peers: bool = typer.Option(False, "--no-peers", help="Skip Knot, Pebble, Caddy and HAProxy."),
+    directory: Path = DIR_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Bring up a lab fleet: nodes, peers, and a fleet directory for it (as root).
+
+    Fast nodes are network namespaces with their own sshd, hostname, /srv and copy-on-write
+    /etc; full nodes boot Debian with systemd (the first one builds a rootfs with debootstrap,
+    ~75 s, cached in /var/cache/mcfleet).  Peers: Knot (DNS), Pebble (ACME), Caddy, HAProxy.
+
+    Examples:
+
+      sudo mcfleet lab up                       # 3 fast nodes + peers in ./lab-fleet
+
+      sudo mcfleet lab up --nodes 3 --full 1    # plus a systemd node
+
+      sudo mcfleet lab up -d /tmp/lab --json && mcfleet validate /tmp/lab
+    """
+    from mcfleet.lab.lab import Lab
+    from mcfleet.lab.proc import require_root
+    from mcfleet.lab.state import DirLock
+    from mcfleet.lab.status import lab_status
+
+    require_root()
+    started, show = _progress_printer()
+    with DirLock(directory.resolve() / ".lab" / "lock"):
+        lab = Lab(directory, progress=show)  # type: ignore[arg-type]
+        if lab.state.resources:
+            raise LabError(
+                f"a lab is already up in {lab.root} ({len(lab.state.resources)} resources in its state file)",
+                location=str(lab.state.path),
+                hint=f"use it, or run `mcfleet lab down --dir {directory}` first",
+            )
+        try:
+            asyncio.run(lab.up(fast=nodes, full=full, arm64=arm64, peers=not no_peers))
+        except (LabError, KeyboardInterrupt) as exc:
+            if isinstance(exc, LabError) and exc.hint is None:
+                exc.hint = (
+                    f"what was made is listed in the state file; remove it with `mcfleet lab down --dir {directory}`"
+                )
+            raise
+        status = asyncio.run(lab_status(lab.state))
+    elapsed = time.monotonic() - started
+    if json_out:
+        emit_json({"dir": str(lab.root), "seconds": round(elapsed, 2), **status})
+        return
+    typer.echo(f"lab up in {elapsed:.1f} s: {len(status['nodes'])} nodes, {len(status['peers'])} peers")
+    typer.echo(f"fleet directory: {lab.root}  (client key {lab.client_key})")
+    for node in status["nodes"]:
+        typer.echo(f"  {node['name']:8} {node['kind']:5} {node['address']:15} ssh root@{node['address']}")
+    typer.echo(f"next: mcfleet validate {directory}    ·    mcfleet lab down --dir {directory}")
+
+
+def status(directory: Path = DIR_OPT, json_out: bool = JSON_OPT) -> None:
+    """Show every node and peer of the lab with its PID and health.
+
+    Exit 0 when everything is healthy, 1 otherwise (or when no lab is up).
+
+    Examples:
+
+      mcfleet lab status
+
+      mcfleet lab status --dir /tmp/lab --json | jq '.nodes[] | {name, healthy}'
+    """
+    from mcfleet.lab.state import LabState
+    from mcfleet.lab.status import lab_status
+
+    state = LabState.load(directory.resolve() / ".lab" / "state.json")
+    result = asyncio.run(lab_status(state))
+    if json_out:
+        emit_json({"dir": str(directory.resolve()), **result})
+    elif not result["up"]:
+        typer.echo(f"no lab is up in {directory}")
+    else:
+        net = result["network"] or {}
+        typer.echo(f"lab in {directory.resolve()}  bridge {net.get('bridge')}  gateway {net.get('gateway')}")
+        for n in result["nodes"]:
+            mark = "ok  " if n["healthy"] else "DOWN"
+            typer.echo(f"  {mark} node {n['name']:8} {n['kind']:5} {n['address']:15} pid {n['pid']}  ssh {n['ssh']}")
+        for p in result["peers"]:
+            mark = "ok  " if p["healthy"] else "DOWN"
+            typer.echo(f"  {mark} peer {p['name']:8} pid {p['pid']:<7} {p['endpoint']}")
+    if not result["healthy"]:
+        raise typer.Exit(1)
+
+
+def down(directory: Path = DIR_OPT, json_out: bool = JSON_OPT) -> None:
+    """Stop everything the lab started (by PID) and remove its namespaces, bridge, mounts.
+
+    Idempotent; works after a crashed `lab up` (it reads the state file written as `up` went).
+    The fleet files stay; `lab up` on the same directory makes a fresh lab.
+
+    Examples:
+
+      sudo mcfleet lab down
+
+      sudo mcfleet lab down --dir /tmp/lab --json
+    """
+    from mcfleet.lab.lab import Lab, lab_down
+    from mcfleet.lab.proc import require_root
+    from mcfleet.lab.state import DirLock
+
+    require_root()
+    with DirLock(directory.resolve() / ".lab" / "lock"):
+        lab = Lab(directory)
+        removed = asyncio.run(lab_down(lab))
+    if json_out:
+        emit_json({"dir": str(lab.root), "removed": removed})
+    elif removed:
+        typer.echo(f"lab down: removed {len(removed)} resources")
+    else:
+        typer.echo(f"no lab was up in {directory}")
+
+
+def register(app: typer.Typer) -> None:
+    lab = typer.Typer(help="A real local fleet to try mcfleet on (root needed).", no_args_is_help=True)
+    lab.command("up")(up)
+    lab.command("status")(status)
+    lab.command("down")(down)
+    app.add_typer(lab, name="lab")

@@ -1,0 +1,107 @@
+"""Write the lab's fleet directory: fleet.json (providers = the lab peers) and hosts/<node>/host.json.
+
+Secrets are referenced by file path only (TSIG key, ACME account key), as in a real fleet.
+The result is checked with the same loader and rules as `mcfleet validate`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mcfleet.errors import LabError
+from mcfleet.fleet.load import load_fleet
+from mcfleet.fleet.rules import check
+from mcfleet.lab.nodes import LabNode
+from mcfleet.util.files import atomic_write_text
+
+FALLBACK_RESOLVERS = ["1.1.1.1", "9.9.9.9"]
+
+
+def fleet_json(zone: str, peers: dict[str, dict[str, Any]], account_key: Path | None) -> dict[str, Any]:
+    providers: dict[str, Any] = {}
+    if "knot" in peers:
+        k = peers["knot"]
+        providers["dns"] = {
+            "kind": "rfc2136",
+            "server": k["server"],
+            "port": k["port"],
+            "key_name": k["key_name"],
+            "key_file": k["key_file"],
+            "algorithm": k["algorithm"],
+            "ttl": 60,
+        }
+    if "pebble" in peers and account_key is not None:
+        p = peers["pebble"]
+        providers["cert"] = {
+            "kind": "acme",
+            "directory": p["directory"],
+            "account_key_file": str(account_key),
+            "ca_file": p["ca_file"],
+        }
+    if "caddy" in peers:
+        providers["route"] = {"kind": "caddy", "admin_url": peers["caddy"]["admin_url"], "server": "edge"}
+    if "haproxy" in peers:
+        h = peers["haproxy"]
+        providers["route_l4"] = {
+            "kind": "haproxy",
+            "admin_socket": h["admin_socket"],
+            "map_file": h["map_file"],
+            "backends": h["backends"],
+        }
+    return {
+        "name": "lab",
+        "zone": zone,
+        "pins": {"mcp": {"uid": 850, "gid": 850, "reason": "the platform's pinned mcp account (lab copy)"}},
+        "providers": providers,
+    }
+
+
+def host_json(node: LabNode, client_key: Path, nameserver: str) -> dict[str, Any]:
+    roles = ["master"] if node.index == 0 else ["worker"]
+    return {
+        "name": node.name,
+        "description": f"lab {node.kind} node in netns {node.netns}",
+        "os": "debian",
+        "arch": node.arch,
+        "roles": roles,
+        "tags": ["lab", node.kind],
+        "ssh": {
+            "user": "root",
+            "port": node.ssh_port,
+            "host_key": node.host_key,
+            "identity_file": str(client_key),
+        },
+        "addresses": [node.address],
+        "users": {"mcp": {"uid": 850, "gid": 850}},
+        "dns": {"nameservers": [nameserver], "fallback": FALLBACK_RESOLVERS},
+    }
+
+
+def write_fleet_dir(
+    dest: Path,
+    *,
+    zone: str,
+    nodes: list[LabNode],
+    peers: dict[str, dict[str, Any]],
+    client_key: Path,
+    account_key: Path | None,
+    nameserver: str,
+) -> Path:
+    """Write (or rewrite) a complete fleet directory; raise if `validate` would not accept it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(dest / "fleet.json", json.dumps(fleet_json(zone, peers, account_key), indent=2) + "\n")
+    hosts = dest / "hosts"
+    hosts.mkdir(exist_ok=True)
+    for node in nodes:
+        text = json.dumps(host_json(node, client_key, nameserver), indent=2) + "\n"
+        atomic_write_text(hosts / node.name / "host.json", text)
+    findings = check(load_fleet(dest))
+    if findings:
+        raise LabError(
+            f"the lab fleet directory does not validate: {findings[0].format()}",
+            location=str(dest),
+            hint="this is a bug in mcfleet lab; please report it",
+        )
+    return dest

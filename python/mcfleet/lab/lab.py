@@ -1,0 +1,306 @@
+"""One lab: its network, nodes and peers, created step by step and undone by `down`.
+
+`mcfleet lab up|status|down` and the pytest fixtures (tests/fixtures_lab.py) both drive this
+class, so the tests exercise exactly what a newcomer runs.  Layout of a lab directory:
+
+    <root>/fleet.json, <root>/hosts/<node>/host.json      the fleet directory (validates)
+    <root>/.lab/state.json                                every resource made, as it goes
+    <root>/.lab/keys/client_ed25519                       the client key (host.json points here)
+    <root>/.lab/nodes/<node>/…, <root>/.lab/<peer>/…      runtime files and logs
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mcfleet.errors import LabError, McfleetError
+from mcfleet.lab import netns, podman, sshd
+from mcfleet.lab.fleetdir import write_fleet_dir
+from mcfleet.lab.keys import make_key
+from mcfleet.lab.netns import LabNet
+from mcfleet.lab.nodes import LabNode, NodeKind
+from mcfleet.lab.peers.caddy import start_caddy
+from mcfleet.lab.peers.haproxy import start_haproxy
+from mcfleet.lab.peers.knot import start_knot
+from mcfleet.lab.peers.pebble import start_pebble
+from mcfleet.lab.proc import alive as proc_alive
+from mcfleet.lab.proc import require_root, which
+from mcfleet.lab.state import LabState
+
+LAB_ZONE = "svc.mcp.example.test"
+SSH_PORT = 22
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class Lab:
+    def __init__(self, root: Path, *, zone: str = LAB_ZONE, progress: Progress = _quiet) -> None:
+        self.root = root.resolve()
+        self.run_dir = self.root / ".lab"
+        self.zone = zone
+        self.progress = progress
+        self.state = LabState.load(self.run_dir / "state.json")
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def _net_lock(self) -> asyncio.Lock:
+        # One lock per event loop: the fixtures call asyncio.run() once per operation.
+        loop = id(asyncio.get_running_loop())
+        return self._locks.setdefault(loop, asyncio.Lock())
+
+    # ------------------------------------------------------------------ recorded info
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.state.info
+
+    @property
+    def net(self) -> LabNet | None:
+        data = self.info.get("network")
+        return LabNet(**data) if data else None
+
+    @property
+    def nodes(self) -> dict[str, LabNode]:
+        return {n: LabNode.from_dict(d) for n, d in self.info.get("nodes", {}).items()}
+
+    @property
+    def peers(self) -> dict[str, dict[str, Any]]:
+        return dict(self.info.get("peers", {}))
+
+    @property
+    def client_key(self) -> Path:
+        return self.run_dir / "keys" / "client_ed25519"
+
+    @property
+    def account_key(self) -> Path:
+        return self.run_dir / "keys" / "acme_account.pem"
+
+    def _record(self, section: str, name: str, data: dict[str, Any]) -> None:
+        self.info.setdefault(section, {})[name] = data
+        self.state.save()
+
+    # ------------------------------------------------------------------ building
+
+    async def network(self) -> LabNet:
+        """The lab's bridge and /24 (claimed once; later calls return the same)."""
+        require_root()
+        async with self._net_lock():
+            if self.net is None:
+                which("ip")
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self.info["zone"] = self.zone
+                net = await netns.create_network(self.state)
+                self.info["network"] = {"n": net.n, "bridge": net.bridge, "gateway": net.gateway}
+                self.state.save()
+                self.progress(f"network: bridge {net.bridge} {net.cidr}")
+            if not self.client_key.exists():
+                make_key(self.client_key)
+                _make_account_key(self.account_key)
+            claimed = self.net
+            assert claimed is not None
+            return claimed
+
+    def _next_index(self) -> int:
+        index = int(self.info.get("next_index", 0))
+        self.info["next_index"] = index + 1
+        self.state.save()
+        return index
+
+    def _node_name(self, kind: NodeKind) -> str:
+        prefix = {"fast": "node", "full": "full", "arm64": "arm"}[kind]
+        taken = {n for n in self.nodes}
+        i = 1
+        while f"{prefix}{i}" in taken or f"{prefix}{i}" in self.info.get("pending", []):
+            i += 1
+        self.info.setdefault("pending", []).append(f"{prefix}{i}")
+        return f"{prefix}{i}"
+
+    async def add_fast_node(self, name: str | None = None, *, with_podman: bool = True) -> LabNode:
+        """A netns node with its own sshd, hostname, /srv, /root and copy-on-write /etc."""
+        net = await self.network()
+        for tool in ("unshare", "nsenter", "sshd"):
+            which(tool)
+        name = name or self._node_name("fast")
+        index = self._next_index()
+        node_dir = self.run_dir / "nodes" / name
+        node_dir.mkdir(parents=True, exist_ok=True)
+        host_key = make_key(node_dir / "ssh_host_ed25519_key")
+        (node_dir / "authorized_keys").write_text((self.client_key.with_suffix(".pub")).read_text())
+        use_podman = with_podman and _has("podman") and _has("runc")
+        extra = podman.node_etc_files(node_dir) if use_podman else {}
+        if use_podman:
+            os.makedirs("/var/lib/cni", exist_ok=True)  # the holder mounts a per-node tmpfs here
+        sshd.prepare_etc(node_dir, name, extra)
+        ns, address = await netns.add_node_netns(self.state, net, index)
+        sshd.write_config(node_dir, address, SSH_PORT)
+        holder = await sshd.start_holder(self.state, ns, name, node_dir)
+        assert holder.pid is not None
+        sshd_pid = await sshd.start_sshd(
+            self.state, name, holder_pid=holder.pid, node_dir=node_dir, address=address, port=SSH_PORT
+        )
+        if use_podman:
+            await podman.import_image(holder.pid, podman.busybox_tar(self.run_dir))
+        node = LabNode(name, "fast", index, address, SSH_PORT, ns, host_key, str(node_dir), holder.pid,
+                       holder.pid, sshd_pid, podman=use_podman)  # fmt: skip
+        self._record("nodes", name, node.as_dict())
+        self.progress(f"node {name}: fast, {address}, sshd pid {sshd_pid}")
+        return node
+
+    async def add_full_node(self, name: str | None = None) -> LabNode:
+        """A Debian node booted with systemd under systemd-nspawn (rootfs cached; LAB.md 1d)."""
+        from mcfleet.lab import nspawn, rootfs
+
+        net = await self.network()
+        which("systemd-nspawn")
+        base = await rootfs.ensure_rootfs(self.progress)
+        name = name or self._node_name("full")
+        index = self._next_index()
+        node_dir = self.run_dir / "nodes" / name
+        host_key = make_key(node_dir / "ssh_host_ed25519_key")
+        ns, address = await netns.add_node_netns(self.state, net, index)
+        node = await nspawn.boot(
+            self.state,
+            name=name,
+            index=index,
+            base=base,
+            node_dir=node_dir,
+            netns=ns,
+            address=address,
+            host_key=host_key,
+            client_key=self.client_key,
+        )
+        self._record("nodes", name, node.as_dict())
+        self.progress(f"node {name}: full (systemd), {address}, nspawn pid {node.main_pid}")
+        return node
+
+    async def start_peer(self, peer: str) -> dict[str, Any]:
+        """Start one peer (knot, pebble, caddy, haproxy) unless it runs already; return its info."""
+        if peer in self.peers:
+            return self.peers[peer]
+        require_root()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        info: Any
+        if peer == "knot":
+            info = await start_knot(self.state, self.run_dir, self.zone)
+        elif peer == "pebble":
+            knot_port = self.peers.get("knot", {}).get("port")
+            info = await start_pebble(self.state, self.run_dir, knot_port)
+        elif peer == "caddy":
+            info = await start_caddy(self.state, self.run_dir)
+        elif peer == "haproxy":
+            info = await start_haproxy(self.state, self.run_dir)
+        else:
+            raise LabError(f"unknown peer {peer!r}", hint="one of: knot, pebble, caddy, haproxy")
+        from dataclasses import asdict
+
+        self._record("peers", peer, asdict(info))
+        self.progress(f"peer {peer}: pid {info.pid}")
+        return self.peers[peer]
+
+    async def start_peers(self) -> None:
+        await self.start_peer("knot")
+        await asyncio.gather(self.start_peer("pebble"), self.start_peer("caddy"), self.start_peer("haproxy"))
+
+    def node(self, name: str) -> LabNode:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise LabError(f"no lab node named {name!r}", hint=f"nodes: {', '.join(sorted(self.nodes))}") from None
+
+    async def exec_in(self, name: str, argv: list[str], *, input_: bytes | None = None) -> tuple[int, str, str]:
+        """Run a command inside a node's namespaces (not over SSH); return (code, stdout, stderr)."""
+        from mcfleet.lab.proc import run_status
+
+        return await run_status([*self.node(name).nsenter(), *argv], input_=input_)
+
+    async def stop_sshd(self, name: str) -> None:
+        """Make a node unreachable over SSH (its files and other processes stay)."""
+        node = self.node(name)
+        if node.kind == "full":
+            await self.exec_in(name, ["systemctl", "stop", "ssh.socket", "ssh.service"])
+            return
+        if node.sshd_pid is not None:
+            res = next((r for r in self.state.resources if r.pid == node.sshd_pid), None)
+            from mcfleet.lab.proc import stop
+
+            stop(node.sshd_pid, res.started if res else None)
+            if res is not None:
+                self.state.drop(res)
+        self._record("nodes", name, {**node.as_dict(), "sshd_pid": None})
+
+    async def start_sshd(self, name: str) -> None:
+        """Start a node's sshd again (same host key, same address)."""
+        node = self.node(name)
+        if node.kind == "full":
+            await self.exec_in(name, ["systemctl", "start", "ssh.service"])
+            await sshd.wait_port(node.address, node.ssh_port, limit_s=15, what=f"sshd of {name}")
+            return
+        if node.sshd_pid is not None and proc_alive(node.sshd_pid):
+            return
+        pid = await sshd.start_sshd(
+            self.state, name, holder_pid=node.ns_pid, node_dir=Path(node.dir), address=node.address, port=node.ssh_port
+        )
+        self._record("nodes", name, {**node.as_dict(), "sshd_pid": pid})
+
+    def write_fleet(self, dest: Path | None = None, nodes: list[str] | None = None) -> Path:
+        """Write the fleet directory (default: the lab root) for the given nodes (default: all)."""
+        net = self.net
+        chosen = [n for name, n in sorted(self.nodes.items(), key=lambda kv: kv[1].index)
+                  if nodes is None or name in nodes]  # fmt: skip
+        return write_fleet_dir(
+            dest or self.root,
+            zone=self.zone,
+            nodes=chosen,
+            peers=self.peers,
+            client_key=self.client_key,
+            account_key=self.account_key if self.account_key.exists() else None,
+            nameserver=net.gateway if net else "127.0.0.1",
+        )
+
+    async def up(self, *, fast: int = 3, full: int = 0, arm64: bool = False, peers: bool = True) -> None:
+        """Everything `mcfleet lab up` brings: network, nodes, peers, fleet directory."""
+        await self.network()
+        if peers:
+            await self.start_peers()
+        # fast nodes in parallel; full nodes after (they may first need debootstrap)
+        await asyncio.gather(*(self.add_fast_node() for _ in range(fast)))
+        for _ in range(full):
+            await self.add_full_node()
+        if arm64:
+            from mcfleet.lab import arm64 as arm
+
+            await arm.add_arm64_node(self)
+        self.write_fleet()
+
+
+def _has(program: str) -> bool:
+    try:
+        which(program)
+    except McfleetError:
+        return False
+    return True
+
+
+def _make_account_key(path: Path) -> None:
+    """The ACME account key (a secret file the fleet's cert provider reads)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from mcfleet.util.files import atomic_write_bytes
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    atomic_write_bytes(path, pem, mode=0o600)
+
+
+async def lab_down(lab: Lab) -> list[str]:
+    from mcfleet.lab.teardown import down
+
+    return await down(lab.state)

@@ -1,0 +1,37 @@
+"""What the lab knows about a node, as plain data (saved in the state file, used by fixtures)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+NodeKind = Literal["fast", "full", "arm64"]
+
+
+@dataclass(frozen=True)
+class LabNode:
+    name: str
+    kind: NodeKind
+    index: int
+    address: str
+    ssh_port: int
+    netns: str
+    host_key: str  # 'ssh-ed25519 AAAA…' as pinned in host.json
+    dir: str  # the node's runtime folder (keys, sshd_config, overlay dirs, logs)
+    ns_pid: int  # a process inside the node's namespaces: holder (fast/arm64) or container init (full)
+    main_pid: int  # what `down` stops: holder (fast/arm64) or systemd-nspawn (full)
+    sshd_pid: int | None  # fast/arm64: our sshd; full: None (sshd is a unit inside)
+    arch: Literal["amd64", "arm64"] = "amd64"
+    podman: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabNode:
+        return cls(**data)
+
+    def nsenter(self) -> list[str]:
+        """argv prefix that runs a command inside the node (mount, UTS, network namespaces)."""
+        flags = ["-m", "-u", "-n"] + (["-p", "-i"] if self.kind == "full" else [])
+        return ["nsenter", "-t", str(self.ns_pid), *flags, "--"]

@@ -1,0 +1,98 @@
+"""Full nodes: Debian booted with real systemd under systemd-nspawn in the node's netns (LAB.md 1d).
+
+PID 1 of this machine is not systemd and there is no machined/dbus on the host, so nspawn
+runs with `--register=no --keep-unit`.  Each node is an overlay on the shared cached rootfs;
+its own files (hostname, host key, root's authorized_keys) go into the overlay's upper dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from mcfleet.errors import LabError
+from mcfleet.lab.nodes import LabNode
+from mcfleet.lab.proc import log_tail, read_text, run, spawn, start_time, which
+from mcfleet.lab.sshd import wait_port
+from mcfleet.lab.state import LabState, Resource
+
+SSHD_DROPIN = """\
+# written by mcfleet lab: one host key (the pinned one), keys only
+HostKey /etc/ssh/ssh_host_ed25519_key
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UseDNS no
+MaxStartups 100:30:200
+"""
+
+
+def _put(upper: Path, rel: str, data: bytes, mode: int = 0o644) -> None:
+    target = upper / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    os.chmod(target, mode)
+
+
+def prepare_upper(node_dir: Path, name: str, client_pub: str) -> Path:
+    upper = node_dir / "upper"
+    (node_dir / "work").mkdir(parents=True, exist_ok=True)
+    (node_dir / "merged").mkdir(parents=True, exist_ok=True)
+    _put(upper, "etc/hostname", f"{name}\n".encode())
+    _put(upper, "etc/ssh/sshd_config.d/mcfleet.conf", SSHD_DROPIN.encode())
+    key = node_dir / "ssh_host_ed25519_key"
+    _put(upper, "etc/ssh/ssh_host_ed25519_key", key.read_bytes(), 0o600)
+    _put(upper, "etc/ssh/ssh_host_ed25519_key.pub", key.with_name(key.name + ".pub").read_bytes())
+    (upper / "root").mkdir(parents=True, exist_ok=True)
+    os.chmod(upper / "root", 0o700)
+    _put(upper, "root/.ssh/authorized_keys", client_pub.encode(), 0o600)
+    os.chmod(upper / "root/.ssh", 0o700)
+    return upper
+
+
+async def _container_init(nspawn_pid: int, limit_s: float = 20) -> int:
+    """The container's PID 1 (systemd): a child of the nspawn process."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        children = read_text(f"/proc/{nspawn_pid}/task/{nspawn_pid}/children") or ""
+        for child in (int(p) for p in children.split()):
+            if (read_text(f"/proc/{child}/comm") or "").strip() == "systemd":
+                return child
+        if start_time(nspawn_pid) is None:
+            break
+        await asyncio.sleep(0.05)
+    raise LabError("systemd did not start inside the full node", hint="see the node's nspawn.log")
+
+
+async def boot(
+    state: LabState,
+    *,
+    name: str,
+    index: int,
+    base: Path,
+    node_dir: Path,
+    netns: str,
+    address: str,
+    host_key: str,
+    client_key: Path,
+) -> LabNode:
+    which("systemd-nspawn")
+    client_pub = client_key.with_name(client_key.name + ".pub").read_text()
+    upper = prepare_upper(node_dir, name, client_pub)
+    merged = node_dir / "merged"
+    options = f"lowerdir={base},upperdir={upper},workdir={node_dir / 'work'}"
+    await run(["mount", "-t", "overlay", "mcfleet-node", "-o", options, str(merged)])
+    state.add(Resource("mount", str(merged)))
+    log = node_dir / "nspawn.log"
+    argv = ["systemd-nspawn", "-q", "-D", str(merged), "-b", "-M", netns, f"--hostname={name}"]
+    argv += ["--register=no", "--keep-unit", "--console=passive", f"--network-namespace-path=/run/netns/{netns}"]
+    pid = spawn(argv, log=log)
+    state.add(Resource("process", f"{name}/nspawn", pid, start_time(pid), str(log)))
+    try:
+        await wait_port(address, 22, limit_s=60, what=f"sshd of full node {name}", pid=pid, log=log)
+        init = await _container_init(pid)
+    except LabError as exc:
+        raise LabError(f"{exc.message}; nspawn said: {log_tail(log)}", location=str(log)) from None
+    return LabNode(name, "full", index, address, 22, netns, host_key, str(node_dir), init, pid, None)

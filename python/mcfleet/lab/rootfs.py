@@ -1,0 +1,102 @@
+"""The full nodes' Debian root filesystem: built once with debootstrap, cached as a tarball.
+
+Cold: `debootstrap --variant=minbase --include=systemd,… bookworm` (~75 s, needs the Debian
+mirror), then `tar --zstd` into /var/cache/mcfleet/node-rootfs.tar.zst.  Warm: the tarball
+is unpacked once into /var/cache/mcfleet/node-rootfs/, which every full node uses as the
+read-only lower layer of its own overlay.  A flock serialises concurrent builders (two
+pytest workers), and a stamp file marks a complete unpack, so a crash never leaves a
+half-built base in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mcfleet.errors import LabError
+from mcfleet.lab.proc import run, which
+
+CACHE = Path(os.environ.get("MCFLEET_LAB_CACHE", "/var/cache/mcfleet"))
+TARBALL = "node-rootfs.tar.zst"
+SUITE = "bookworm"
+PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,iproute2"
+MIRROR = os.environ.get("MCFLEET_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+
+def tarball_path(cache: Path = CACHE, arch: str = "amd64") -> Path:
+    return cache / (TARBALL if arch == "amd64" else f"node-rootfs-{arch}.tar.zst")
+
+
+async def _debootstrap(target: Path, progress: Callable[[str], None], arch: str, include: str) -> None:
+    argv = [which("debootstrap"), "--variant=minbase", f"--include={include}"]
+    if arch != "amd64":
+        argv.append(f"--arch={arch}")
+    argv += [SUITE, str(target), MIRROR]
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert proc.stdout is not None
+    tail: list[str] = []
+    started = time.monotonic()
+    async for raw in proc.stdout:
+        line = raw.decode(errors="replace").rstrip()
+        tail = [*tail[-9:], line]
+        # debootstrap prints "I: Retrieving …", "I: Extracting …", "I: Configuring …"
+        if line.startswith("I: ") and any(w in line for w in ("Retriev", "Validat", "Extract", "Install", "Config")):
+            progress(f"debootstrap [{time.monotonic() - started:5.1f}s] {line[3:]}")
+    if await proc.wait() != 0:
+        raise LabError(
+            f"debootstrap of the {arch} node rootfs failed: {' / '.join(tail[-3:])}",
+            hint=f"it needs the Debian mirror ({MIRROR}); set MCFLEET_DEBIAN_MIRROR to use another",
+        )
+
+
+async def ensure_tarball(
+    progress: Callable[[str], None], *, cache: Path = CACHE, arch: str = "amd64", include: str = PACKAGES
+) -> Path:
+    """The cached rootfs tarball, built now if missing (debootstrap + tar --zstd)."""
+    tarball = tarball_path(cache, arch)
+    if tarball.exists():
+        return tarball
+    which("zstd")
+    os.makedirs(cache, exist_ok=True)
+    build = cache / f"build-{arch}-{os.getpid()}"
+    shutil.rmtree(build, ignore_errors=True)
+    progress(f"building the {arch} node rootfs with debootstrap (once; cached as {tarball})")
+    try:
+        await _debootstrap(build, progress, arch, include)
+        # nspawn/sshd inside need no apt lists; keep the tarball small
+        shutil.rmtree(build / "var/lib/apt/lists", ignore_errors=True)
+        (build / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
+        partial = tarball.with_suffix(".partial")
+        progress("packing the rootfs (tar --zstd)")
+        await run(["tar", "-C", str(build), "--zstd", "-cf", str(partial), "."], limit_s=600)
+        os.replace(partial, tarball)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    return tarball
+
+
+async def ensure_rootfs(progress: Callable[[str], None], *, cache: Path = CACHE, arch: str = "amd64") -> Path:
+    """The unpacked base rootfs (shared, read-only lower dir of every full node's overlay)."""
+    os.makedirs(cache, exist_ok=True)
+    lock_fd = os.open(cache / f".rootfs-{arch}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        # blocking flock in a thread: another worker may be building right now
+        await asyncio.to_thread(fcntl.flock, lock_fd, fcntl.LOCK_EX)
+        base = cache / ("node-rootfs" if arch == "amd64" else f"node-rootfs-{arch}")
+        stamp = base / ".mcfleet-complete"
+        if stamp.exists():
+            return base
+        tarball = await ensure_tarball(progress, cache=cache, arch=arch)
+        progress(f"unpacking {tarball.name}")
+        shutil.rmtree(base, ignore_errors=True)
+        base.mkdir(parents=True)
+        await run(["tar", "-C", str(base), "--zstd", "-xpf", str(tarball)], limit_s=600)
+        stamp.write_text("ok\n")
+        return base
+    finally:
+        os.close(lock_fd)  # closing releases the flock

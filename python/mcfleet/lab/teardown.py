@@ -1,0 +1,84 @@
+"""`mcfleet lab down`: undo every resource in the state file, newest first; idempotent.
+
+Before a node's netns is deleted, any process still inside it (a container started over SSH,
+an sshd session) is stopped too: the namespace is the lab's, so whatever runs in it is too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from mcfleet.lab import proc
+from mcfleet.lab.nodes import LabNode
+from mcfleet.lab.state import LabState, Resource
+
+
+def _ns_inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def pids_in_netns(netns: str) -> list[int]:
+    """PIDs whose network namespace is /run/netns/<netns>."""
+    inode = _ns_inode(f"/run/netns/{netns}")
+    if inode is None:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _ns_inode(f"/proc/{entry}/ns/net") == inode and int(entry) != os.getpid():
+            found.append(int(entry))
+    return found
+
+
+def _is_mounted(path: str) -> bool:
+    with open("/proc/self/mountinfo") as handle:
+        return any(line.split()[4] == path for line in handle)
+
+
+async def _undo(resource: Resource, nodes: dict[str, LabNode]) -> None:
+    if resource.kind == "process" and resource.pid is not None:
+        # Containers outlive the podman service: remove them while the node still runs.
+        node = nodes.get(resource.name.split("/")[0])
+        if node is not None and node.podman and resource.name.endswith("/holder") and proc.alive(node.ns_pid):
+            from mcfleet.lab.podman import remove_all
+
+            await remove_all(node.ns_pid)
+        proc.stop(resource.pid, resource.started, timeout=15)
+    elif resource.kind == "mount":
+        if _is_mounted(resource.name):
+            await proc.run(["umount", resource.name], check=False)
+            if _is_mounted(resource.name):
+                await proc.run(["umount", "-l", resource.name], check=False)
+    elif resource.kind == "netns":
+        for pid in pids_in_netns(resource.name):
+            proc.stop(pid, proc.start_time(pid), timeout=5)
+        if proc.exists(f"/run/netns/{resource.name}"):
+            await proc.run(["ip", "netns", "del", resource.name], check=False)
+    elif resource.kind == "bridge":
+        if proc.exists(f"/sys/class/net/{resource.name}"):
+            await proc.run(["ip", "link", "del", resource.name], check=False)
+    elif resource.kind == "iptables":
+        table, chain = resource.name.split("/", 1)
+        await proc.run(["iptables", "-t", table, "-F", chain], check=False)
+        await proc.run(["iptables", "-t", table, "-X", chain], check=False)
+    elif resource.kind == "binfmt":
+        await proc.run(["update-binfmts", "--disable", resource.name], check=False)
+
+
+async def down(state: LabState) -> list[str]:
+    """Undo everything; return a line per resource undone.  Safe to run twice."""
+    nodes = {n: LabNode.from_dict(d) for n, d in state.info.get("nodes", {}).items()}
+    done: list[str] = []
+    for resource in list(reversed(state.resources)):
+        await _undo(resource, nodes)
+        label = f"{resource.kind} {resource.name}" + (f" (pid {resource.pid})" if resource.pid else "")
+        done.append(label)
+        state.drop(resource)
+    state.info = {}
+    state.save()
+    with contextlib.suppress(OSError):
+        state.path.unlink()
+    return done

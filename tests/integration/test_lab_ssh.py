@@ -1,0 +1,78 @@
+"""Fast lab nodes: real sshd per netns, pinned host keys, private /srv, /etc and hostname."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncssh
+import pytest
+
+from tests.fixtures_lab import LabFleet
+
+pytestmark = pytest.mark.lab
+
+
+async def _run_on(fleet: LabFleet, name: str, command: str, known_hosts: object) -> str:
+    node = fleet.node(name)
+    async with asyncssh.connect(
+        node.address,
+        port=node.ssh_port,
+        username="root",
+        client_keys=[str(fleet.client_key)],
+        known_hosts=known_hosts,
+        connect_timeout=10,
+    ) as conn:
+        result = await conn.run(command, check=True)
+        return str(result.stdout)
+
+
+def test_every_node_answers_ssh_with_its_pinned_key(lab_fleet: LabFleet) -> None:
+    async def all_nodes() -> list[str]:
+        return list(
+            await asyncio.gather(
+                *(_run_on(lab_fleet, n.name, "hostname", lab_fleet.known_hosts(n)) for n in lab_fleet.nodes)
+            )
+        )
+
+    assert [h.strip() for h in asyncio.run(all_nodes())] == [n.name for n in lab_fleet.nodes]
+
+
+def test_a_wrong_pinned_host_key_is_refused(lab_fleet: LabFleet) -> None:
+    first, second = lab_fleet.nodes[0], lab_fleet.nodes[1]
+    # node1's address pinned to node2's key: the host key check must fail.
+    wrong = asyncssh.import_known_hosts(f"{first.address} {second.host_key}\n")
+    with pytest.raises(asyncssh.HostKeyNotVerifiable):
+        asyncio.run(_run_on(lab_fleet, first.name, "true", wrong))
+
+
+def test_each_node_has_its_own_srv_etc_and_hostname(lab_fleet: LabFleet) -> None:
+    script = (
+        "echo $(hostname) > /srv/who && mkdir -p /etc/mcfleet && echo $(hostname) > /etc/mcfleet/identity && "
+        "cat /srv/who /etc/mcfleet/identity && ls /srv | wc -l"
+    )
+
+    async def write_all() -> list[str]:
+        return list(
+            await asyncio.gather(
+                *(_run_on(lab_fleet, n.name, script, lab_fleet.known_hosts(n)) for n in lab_fleet.nodes)
+            )
+        )
+
+    for node, out in zip(lab_fleet.nodes, asyncio.run(write_all()), strict=True):
+        assert out.split() == [node.name, node.name, "1"]
+        # nsenter sees the same private files; the real host does not.
+        assert lab_fleet.exec_in(node, ["cat", "/etc/mcfleet/identity"]).stdout.strip() == node.name
+    from pathlib import Path
+
+    assert not Path("/etc/mcfleet/identity").exists()
+    assert not Path("/srv/who").exists()
+
+
+def test_stop_and_start_sshd_keeps_the_node_files(lab_fleet: LabFleet) -> None:
+    node = lab_fleet.nodes[2]
+    lab_fleet.exec_in(node, ["sh", "-c", "echo kept > /srv/kept"])
+    lab_fleet.stop_sshd(node)
+    with pytest.raises(OSError):
+        asyncio.run(_run_on(lab_fleet, node.name, "true", lab_fleet.known_hosts(node)))
+    lab_fleet.start_sshd(node)
+    assert asyncio.run(_run_on(lab_fleet, node.name, "cat /srv/kept", lab_fleet.known_hosts(node))).strip() == "kept"
