@@ -3,7 +3,8 @@
 Not a test.  Generates a valid fleet in a temp dir (1 master, 20 edges, 979 workers, two
 services with routes on each worker), then times:
 
-- the whole command, `mcfleet validate DIR`, as a user runs it (process start + imports);
+- the whole command, `mcfleet validate DIR`, as a user runs it, and `mcfleet --version`
+  beside it (process start + imports of every command module, the fixed part);
 - load + rules in-process (best of 3), the part that grows with the fleet.
 
 Usage:  .venv/bin/python bench/validate_1000.py [HOSTS]
@@ -107,6 +108,9 @@ def main() -> None:
         command_s = time.perf_counter() - start
         if proc.returncode != 0:
             sys.exit(f"validate failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        start = time.perf_counter()
+        subprocess.run([str(exe), "--version"], capture_output=True, check=True)
+        startup_s = time.perf_counter() - start
         best = float("inf")
         for _ in range(3):
             start = time.perf_counter()
@@ -115,6 +119,7 @@ def main() -> None:
         assert not findings, findings[:3]
         print(f"hosts={count} files={files}")
         print(f"mcfleet validate (whole command, one run): {command_s:.3f} s   [{proc.stdout.strip()}]")
+        print(f"  of which process start + imports (`mcfleet --version`): {startup_s:.3f} s")
         print(f"load + rules in-process (best of 3):       {best:.3f} s")
 
 
