@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -230,7 +231,7 @@ class AgentRunner:
             proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         agent = AgentProc(proc, sock, log)
         self.started.append(agent)
-        _wait_path(sock, proc, log, within=120)
+        _wait_path(sock, proc, log, within=300)
         return agent
 
 
@@ -260,6 +261,8 @@ def web_service(
     env: list[str] | None = None,
     route_name: str | None = None,
     health: dict[str, object] | None = None,
+    user: str | None = None,
+    restart: str = "unless-stopped",
 ) -> Service:
     www = root / "www" / name
     www.mkdir(parents=True, exist_ok=True)
@@ -280,6 +283,8 @@ def web_service(
                     "volumes": [f"{root}/data/{name}:/data", f"{www}:/www:ro"],
                     "routes": [route],
                     "health": health or {"kind": "http", "port": 8080, "path": "/index.html", "timeout_s": 2},
+                    "restart": restart,
+                    **({"user": user} if user else {}),
                 }
             ],
         }
@@ -290,5 +295,112 @@ def three_stages(root: Path, image: str) -> list[Service]:
     return [
         web_service(root, "dns", "foundation", image),
         web_service(root, "proxy", "core", image),
-        web_service(root, "app", "services", image, route_name="web"),
+        web_service(root, "app", "services", image, route_name="web", user="0:0", restart="on-failure"),
     ]
+
+
+# --------------------------------------------------------------------------- bundle + arm64 python
+
+ARM64_DEBS = [
+    "libc6",
+    "libgcc-s1",
+    "libstdc++6",
+    "zlib1g",
+    "libexpat1",
+    "libssl3",
+    "libffi8",
+    "libsqlite3-0",
+    "libbz2-1.0",
+    "liblzma5",
+    "libuuid1",
+    "libcrypt1",
+    "libtinfo6",
+    "libncursesw6",
+    "libreadline8",
+    "libdb5.3",
+    "libnsl2",
+    "libtirpc3",
+    "libgssapi-krb5-2",
+    "libkrb5-3",
+    "libk5crypto3",
+    "libcom-err2",
+    "libkrb5support0",
+    "libkeyutils1",
+    "media-types",
+    "libpython3.11-minimal",
+    "libpython3.11-stdlib",
+    "python3.11-minimal",
+]
+
+
+@pytest.fixture(scope="session")
+def agent_bundle(request: pytest.FixtureRequest) -> Any:
+    """The agent PEX, built once per inputs hash into pytest's cache (reused across runs)."""
+    from mcfleet.bundle.build import BundleError, build_agent_bundle
+
+    cache = request.config.cache.mkdir("mcfleet-bundles") if request.config.cache else None
+    try:
+        return build_agent_bundle(cache_dir=cache)
+    except BundleError as exc:
+        if "pip" in exc.message.lower() or "network" in exc.message.lower() or "index" in exc.message.lower():
+            pytest.skip(f"cannot build the bundle here (PyPI unreachable?): {exc.message}")
+        raise
+
+
+def _build_arm64_sysroot(target: Path) -> None:
+    """Debian 12's arm64 python3.11 and its libraries, unpacked from the archive's .debs with a
+    private apt state (the machine's dpkg/apt configuration is not touched)."""
+    work = target.with_name(target.name + ".work")
+    shutil.rmtree(work, ignore_errors=True)
+    for sub in ("lists/partial", "cache/archives/partial", "debs"):
+        (work / sub).mkdir(parents=True)
+    keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    (work / "sources.list").write_text(
+        f"deb [arch=arm64 signed-by={keyring}] http://deb.debian.org/debian bookworm main\n"
+        f"deb [arch=arm64 signed-by={keyring}] http://deb.debian.org/debian-security bookworm-security main\n"
+    )
+    opts = [
+        "-q", "-o", "APT::Architecture=arm64", "-o", "APT::Architectures=arm64",
+        "-o", f"Dir::State={work}", "-o", f"Dir::State::Lists={work}/lists", "-o", "Dir::State::status=/dev/null",
+        "-o", f"Dir::Cache={work}/cache", "-o", f"Dir::Etc::SourceList={work}/sources.list",
+        "-o", "Dir::Etc::SourceParts=/nonexistent", "-o", "Debug::NoLocking=1",
+    ]  # fmt: skip
+    subprocess.run(["apt-get", *opts, "update"], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        ["apt-get", *opts, "download", *ARM64_DEBS], cwd=work / "debs", check=True, capture_output=True, timeout=300
+    )
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    for deb in sorted((work / "debs").glob("*.deb")):
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(staging)], check=True, timeout=120)
+    os.replace(staging, target)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def arm64_python(request: pytest.FixtureRequest) -> list[str]:
+    """argv prefix that runs Debian 12's aarch64 python3.11 under qemu-user (no binfmt needed).
+
+    The sysroot (~40 MB unpacked from 28 .debs, ~5 s) is cached in pytest's cache directory."""
+    qemu = shutil.which("qemu-aarch64-static")
+    if qemu is None:
+        pytest.skip("qemu-aarch64-static is not installed (apt-get install qemu-user-static)")
+    if request.config.cache is None:
+        pytest.skip("needs pytest's cache directory for the arm64 sysroot")
+    root = request.config.cache.mkdir("mcfleet-arm64-python") / "root"
+    lock_path = root.with_name("lock")
+    with lock_path.open("w") as lock:
+        import fcntl
+
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "usr/bin/python3.11").exists():
+            try:
+                _build_arm64_sysroot(root)
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+                pytest.skip(f"cannot fetch Debian's arm64 python3.11 (deb.debian.org unreachable?): {exc}")
+    # A wrapper that qemu names as argv[0] (-0): python then reports it as sys.executable, so
+    # the PEX's re-exec of itself runs through qemu again instead of needing binfmt_misc.
+    wrapper = root / "usr/bin/python3-qemu"
+    wrapper.write_text(f'#!/bin/sh\nexec {qemu} -L {root} -0 "$0" {root}/usr/bin/python3.11 "$@"\n')
+    wrapper.chmod(0o755)
+    return [str(wrapper)]

@@ -51,6 +51,11 @@ def test_reconcile_runs_desired_containers(agent_podman: PodmanLab, agent_runner
             assert labels["app"]["io.mcfleet.stage"] == "services"
             assert labels["app"]["io.mcfleet.service"] == "app"
             assert len(labels["app"]["io.mcfleet.spec-hash"]) == 16
+            # User and restart policy as declared.
+            config = {c["Name"].lstrip("/"): c for c in inspect}
+            assert config["app"]["Config"]["User"] == "0:0"
+            assert config["app"]["HostConfig"]["RestartPolicy"]["Name"] == "on-failure"
+            assert config["dns"]["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
 
             # Same desired state again: nothing is touched, ports stay.
             again = await client.reconcile(services, stage_timeout_s=30)
@@ -61,7 +66,16 @@ def test_reconcile_runs_desired_containers(agent_podman: PodmanLab, agent_runner
             # A changed env recreates only that container, on the same port.
             changed = [
                 *services[:2],
-                web_service(tmp_path, "app", "services", agent_podman.image, env=["GREETING=v2"], route_name="web"),
+                web_service(
+                    tmp_path,
+                    "app",
+                    "services",
+                    agent_podman.image,
+                    env=["GREETING=v2"],
+                    route_name="web",
+                    user="0:0",
+                    restart="on-failure",
+                ),
             ]
             third = await client.reconcile(changed, stage_timeout_s=30)
             assert third.ok, (third.error, list(third.actions))

@@ -23,9 +23,18 @@ from pathlib import Path
 
 from mcfleet import __version__
 from mcfleet.agent.facts import bundle_sha256
-from mcfleet.agent.podman_ops import default_podman_url
-from mcfleet.agent.server import AgentConfig, serve
 from mcfleet.errors import EXIT_FAILURE, EXIT_INTERRUPTED, McfleetError
+
+# Only what --version needs is imported up front: grpc, pydantic and podman load when serving
+# (under qemu-user on a small arm64 board every import counts).
+
+
+def default_podman_url() -> str:
+    """Rootless podman of the agent's user, or the rootful socket when run as root."""
+    if os.getuid() == 0:
+        return "unix:///run/podman/podman.sock"
+    runtime = os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")
+    return f"unix://{runtime}/podman/podman.sock"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from mcfleet.agent.server import AgentConfig, serve
+
     users = args.users or [u for u in os.environ.get("MCFLEET_AGENT_USERS", "mcp").split(",") if u]
     config = AgentConfig(
         socket=Path(args.socket),

@@ -7,7 +7,6 @@ ever listed, changed or removed: anything else on the node is not ours.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,6 @@ from podman.errors import APIError, NotFound
 
 from mcfleet.agent.spec import LABEL_MANAGED, ContainerSpec
 from mcfleet.errors import PeerError
-
-
-def default_podman_url() -> str:
-    """Rootless podman of the agent's user, or the rootful socket when run as root."""
-    if os.getuid() == 0:
-        return "unix:///run/podman/podman.sock"
-    runtime = os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")
-    return f"unix://{runtime}/podman/podman.sock"
 
 
 @dataclass(frozen=True)

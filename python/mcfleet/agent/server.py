@@ -198,6 +198,8 @@ async def serve(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
     registry = Registry(config.registry)
     podman = Podman(config.podman_url, stop_timeout=config.stop_timeout)
     state = AgentState(config, Reconciler(registry, podman, events, stage_timeout=config.stage_timeout), events)
+    # Hashed before serving: the first Info an apply sees already names the running bundle.
+    state.bundle_sha256 = await asyncio.to_thread(bundle_sha256)
     server = grpc.aio.server()
     health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(state), server)
     pb_grpc.add_AgentServicer_to_server(AgentServicer(state), server)
@@ -216,7 +218,6 @@ async def serve(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    state.bundle_sha256 = await asyncio.to_thread(bundle_sha256)
     boot_task: asyncio.Task[Outcome] | None = None
     if config.boot:
         boot_task = asyncio.create_task(state.reconciler.run_boot())

@@ -1,0 +1,88 @@
+"""Service → container specs: env with $PORT/$PORT_<NAME>, ports, volumes, labels, spec hash; ports."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+from mcfleet.agent.ports import assign_ports
+from mcfleet.agent.spec import PortMap, VolumeMap, container_specs, render_podman_run
+from mcfleet.errors import McfleetError
+from mcfleet.fleet.models import Service
+
+
+def svc(name: str = "mcq", **component: Any) -> Service:
+    base: dict[str, Any] = {"name": "api", "image": "mcr.example/mcq:v1.2.0"}
+    return Service.model_validate({"name": name, "stage": "services", "components": [{**base, **component}]})
+
+
+def test_single_unnamed_route_gets_port() -> None:
+    service = svc(routes=[{"port": 8443, "mode": "l7"}], env=["A=1"], volumes=["/srv/mcq:/srv/mcq"])
+    [spec] = container_specs(service, {"api/0": 23456})
+    assert spec.name == "mcq-api"
+    assert spec.env == {"A": "1", "PORT": "23456"}
+    assert spec.ports == [PortMap("127.0.0.1", 23456, 8443, "tcp")]
+    assert spec.volumes == [VolumeMap("/srv/mcq", "/srv/mcq", "rw")]
+    assert spec.labels["io.mcfleet.managed"] == "true"
+    assert spec.labels["io.mcfleet.stage"] == "services"
+    assert spec.host_port_for(8443) == ("127.0.0.1", 23456)
+
+
+def test_named_routes_get_port_name() -> None:
+    service = svc(routes=[{"name": "rest", "port": 8443, "mode": "l7"}, {"name": "grpc", "port": 9443, "mode": "l4"}])
+    [spec] = container_specs(service, {"api/rest": 20001, "api/grpc": 20002})
+    assert spec.env == {"PORT_REST": "20001", "PORT_GRPC": "20002"}
+    assert "PORT" not in spec.env
+
+
+def test_spec_hash_changes_with_the_container_shape_only() -> None:
+    one = container_specs(svc(env=["A=1"]), {})[0]
+    same = container_specs(svc(env=["A=1"], health={"kind": "tcp", "port": 1}), {})[0]
+    other = container_specs(svc(env=["A=2"]), {})[0]
+    assert one.spec_hash == same.spec_hash  # a health check does not shape the container
+    assert one.spec_hash != other.spec_hash
+    assert len(one.spec_hash) == 16
+
+
+def test_render_podman_run_is_the_manual_recovery_command() -> None:
+    service = svc(routes=[{"port": 8443, "mode": "l7"}], volumes=["/srv/mcq:/srv/mcq:ro"], user="850:850")
+    argv = render_podman_run(container_specs(service, {"api/0": 30000})[0])
+    assert argv[:6] == ["podman", "run", "-d", "--init", "--name", "mcq-api"]
+    joined = " ".join(argv)
+    assert "-p 127.0.0.1:30000:8443/tcp" in joined
+    assert "-v /srv/mcq:/srv/mcq:ro" in joined
+    assert "-e PORT=30000" in joined
+    assert "--user 850:850" in joined
+    assert argv[-1] == "mcr.example/mcq:v1.2.0"
+
+
+def test_ports_are_stable_pinned_and_unique() -> None:
+    a = svc("a", routes=[{"port": 80, "mode": "l7"}])
+    b = svc("b", routes=[{"port": 80, "mode": "l7", "host_port": 10000}])
+    first = assign_ports([(a, {}), (b, {})], {}, low=10000, high=10100)
+    assert first["b"] == {"api/0": 10000}  # pinned
+    assert first["a"]["api/0"] != 10000  # never hands out a taken port
+    again = assign_ports([(a, {}), (b, {})], first, low=10000, high=10100)
+    assert again == first  # stable across applies
+    asked = assign_ports([(a, {"api/0": 10050})], first, low=10000, high=10100)
+    assert asked["a"] == {"api/0": 10050}  # what the request names wins
+
+
+def test_port_in_use_by_another_program_is_skipped() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        result = assign_ports([(svc(routes=[{"port": 80, "mode": "l7"}]), {})], {}, low=port, high=port + 50)
+        assert result["mcq"]["api/0"] != port
+
+
+def test_port_conflicts_and_exhaustion_are_errors() -> None:
+    a = svc("a", routes=[{"port": 80, "mode": "l7", "host_port": 12000}])
+    b = svc("b", routes=[{"port": 80, "mode": "l7", "host_port": 12000}])
+    with pytest.raises(McfleetError, match="host port 12000 is given to both a/api/0 and b/api/0"):
+        assign_ports([(a, {}), (b, {})], {})
+    c = svc("c", routes=[{"port": 80, "mode": "l7"}, {"port": 81, "mode": "l7"}])
+    with pytest.raises(McfleetError, match="no free host port left in 12001-12001"):
+        assign_ports([(c, {"api/0": 12001})], {}, low=12001, high=12001)
