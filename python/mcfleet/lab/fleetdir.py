@@ -58,8 +58,8 @@ def fleet_json(zone: str, peers: dict[str, dict[str, Any]], account_key: Path | 
     }
 
 
-def host_json(node: LabNode, client_key: Path, nameserver: str) -> dict[str, Any]:
-    roles = ["master"] if node.index == 0 else ["worker"]
+def host_json(node: LabNode, client_key: Path, nameserver: str, *, master: bool) -> dict[str, Any]:
+    roles = ["master"] if master else ["worker"]
     return {
         "name": node.name,
         "description": f"lab {node.kind} node in netns {node.netns}",
@@ -94,8 +94,8 @@ def write_fleet_dir(
     atomic_write_text(dest / "fleet.json", json.dumps(fleet_json(zone, peers, account_key), indent=2) + "\n")
     hosts = dest / "hosts"
     hosts.mkdir(exist_ok=True)
-    for node in nodes:
-        text = json.dumps(host_json(node, client_key, nameserver), indent=2) + "\n"
+    for i, node in enumerate(nodes):  # the first node of a fleet is its (one) master
+        text = json.dumps(host_json(node, client_key, nameserver, master=i == 0), indent=2) + "\n"
         atomic_write_text(hosts / node.name / "host.json", text)
     findings = check(load_fleet(dest))
     if findings:

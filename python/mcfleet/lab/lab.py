@@ -29,7 +29,7 @@ from mcfleet.lab.peers.knot import start_knot
 from mcfleet.lab.peers.pebble import start_pebble
 from mcfleet.lab.proc import alive as proc_alive
 from mcfleet.lab.proc import require_root, which
-from mcfleet.lab.state import LabState
+from mcfleet.lab.state import LabState, Resource
 
 LAB_ZONE = "svc.mcp.example.test"
 SSH_PORT = 22
@@ -134,8 +134,12 @@ class Lab:
         host_key = make_key(node_dir / "ssh_host_ed25519_key")
         (node_dir / "authorized_keys").write_text((self.client_key.with_suffix(".pub")).read_text())
         use_podman = with_podman and _has("podman") and _has("runc")
-        extra = podman.node_etc_files(node_dir) if use_podman else {}
+        extra = {}
         if use_podman:
+            run_dir = podman.short_run_dir(net.netns(index))
+            os.makedirs(run_dir, exist_ok=True)
+            self.state.add(Resource("dir", str(run_dir)))
+            extra = podman.node_etc_files(node_dir, run_dir)
             os.makedirs("/var/lib/cni", exist_ok=True)  # the holder mounts a per-node tmpfs here
         sshd.prepare_etc(node_dir, name, extra)
         ns, address = await netns.add_node_netns(self.state, net, index)

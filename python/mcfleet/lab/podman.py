@@ -22,7 +22,16 @@ IMAGE = "localhost/mcfleet-bb:test"
 BB_APPLETS = ("sh", "ls", "cat", "echo", "sleep", "httpd", "true", "env", "wget", "nc", "id", "hostname")
 
 
-def node_etc_files(node_dir: Path) -> dict[str, str]:
+RUN_BASE = Path("/run/mcfleet-lab")
+
+
+def short_run_dir(netns: str) -> Path:
+    """Runroot and tmp_dir must have short paths: with a long runroot (e.g. under pytest's
+    tmp dir) every `podman run --rm` hangs 20 s waiting for conmon."""
+    return RUN_BASE / netns
+
+
+def node_etc_files(node_dir: Path, run_dir: Path) -> dict[str, str]:
     """containers.conf and storage.conf for one node (relative to /etc)."""
     c = node_dir / "containers"
     containers_conf = f"""\
@@ -33,7 +42,7 @@ default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
-tmp_dir = "{c}/tmp"
+tmp_dir = "{run_dir}/tmp"
 
 [network]
 network_backend = "cni"
@@ -42,7 +51,7 @@ network_backend = "cni"
 [storage]
 driver = "overlay"
 graphroot = "{c}/storage"
-runroot = "{c}/run"
+runroot = "{run_dir}/run"
 """
     return {"containers/containers.conf": containers_conf, "containers/storage.conf": storage_conf}
 

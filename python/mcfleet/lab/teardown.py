@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 
 from mcfleet.lab import proc
 from mcfleet.lab.nodes import LabNode
@@ -47,6 +48,9 @@ async def _undo(resource: Resource, nodes: dict[str, LabNode]) -> None:
 
             await remove_all(node.ns_pid)
         proc.stop(resource.pid, resource.started, timeout=15)
+        if node is not None and resource.name.endswith("/nspawn"):
+            # nspawn leaves its propagation dir behind when /run is not a tmpfs (LAB.md 1d)
+            shutil.rmtree(f"/run/systemd/nspawn/propagate/{node.netns}", ignore_errors=True)
     elif resource.kind == "mount":
         if _is_mounted(resource.name):
             await proc.run(["umount", resource.name], check=False)
@@ -64,6 +68,8 @@ async def _undo(resource: Resource, nodes: dict[str, LabNode]) -> None:
         table, chain = resource.name.split("/", 1)
         await proc.run(["iptables", "-t", table, "-F", chain], check=False)
         await proc.run(["iptables", "-t", table, "-X", chain], check=False)
+    elif resource.kind == "dir":
+        shutil.rmtree(resource.name, ignore_errors=True)
     elif resource.kind == "binfmt":
         await proc.run(["update-binfmts", "--disable", resource.name], check=False)
 
@@ -77,6 +83,8 @@ async def down(state: LabState) -> list[str]:
         label = f"{resource.kind} {resource.name}" + (f" (pid {resource.pid})" if resource.pid else "")
         done.append(label)
         state.drop(resource)
+    with contextlib.suppress(OSError):
+        os.rmdir("/run/mcfleet-lab")  # only when no other lab uses it
     state.info = {}
     state.save()
     with contextlib.suppress(OSError):
