@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcfleet.apply.artifacts import Builder
+import pytest
+
+from mcfleet.apply.artifacts import BuildBlocked, Builder
 from mcfleet.apply.events import EventLog, Phase, Status
 from mcfleet.apply.pipeline import ApplyOptions, HostWork, Limits, Pipeline
 from mcfleet.apply.steps import StepContext, StepOutcome
-from mcfleet.fleet.load import HostEntry
+from mcfleet.fleet.load import HostEntry, load_fleet
 from mcfleet.fleet.models import Host
 from mcfleet.transport.base import Unreachable
 from mcfleet.transport.local import LocalRunner
@@ -135,9 +138,23 @@ def test_nixos_build_is_blocked_and_nothing_is_activated_before_builds_end(tmp_p
     work = [HostWork(entry("rift", tmp_path, os="nixos")), HostWork(entry("deb", tmp_path))]
     log, summary = run_pipeline(work, [], fail_fast=True)
     rift = log.outcome("rift", Phase.build)
-    assert rift is not None and rift.status == Status.blocked and "nixpkgs" in rift.message
+    assert rift is not None and rift.status == Status.blocked and "flake" in rift.message
     deb = log.outcome("deb", Phase.build)
     assert deb is not None and deb.status == Status.blocked  # no bundle builder given: blocked, never faked
     assert not any(e.phase in (Phase.push, Phase.activate) and e.status == Status.start for e in log.events)
     assert not (tmp_path / "deb").exists()  # nothing touched any node
     assert summary.exit_code == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.nix
+def test_nixos_agent_closure_is_really_built_with_nix_or_reported_blocked(repo_root: Path) -> None:
+    """The real `nix build` of the flake's agent closure: here nixpkgs cannot be fetched, so: blocked, with why."""
+    if shutil.which("nix") is None:
+        pytest.skip("nix is not installed (apt-get install nix-bin)")
+    loaded = load_fleet(repo_root)
+    rift = loaded.hosts["rift"].host
+    with pytest.raises(BuildBlocked) as err:
+        asyncio.run(Builder(flake=repo_root).build(rift))
+    text = err.value.format()
+    assert "rift: build" in text
+    assert "`nix build` of the agent closure cannot run here" in text or "not implemented yet" in text

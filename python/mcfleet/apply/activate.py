@@ -109,8 +109,10 @@ def _hold_before_confirm() -> None:
     """Fault injection for the deadman test: MCFLEET_TEST_HOLD_BEFORE_CONFIRM=<s> stalls here."""
     hold = os.environ.get("MCFLEET_TEST_HOLD_BEFORE_CONFIRM")
     if hold:
+        import sys
         import time
 
+        print("mcfleet-test: healthy, holding before confirm", file=sys.stderr, flush=True)
         time.sleep(float(hold))  # blocking on purpose: the test kills us while we sit here
 
 

@@ -19,8 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mcfleet.apply.push import sha256_file
-from mcfleet.errors import McfleetError
+from mcfleet.errors import McfleetError, ToolMissing
 from mcfleet.fleet.models import OS, Host
+from mcfleet.nix.closures import build_agent
+from mcfleet.nix.runner import NixError
+
+NIX_BUILD_TIMEOUT = 600.0
 
 
 @dataclass(frozen=True)
@@ -48,9 +52,12 @@ BundleFactory = Callable[[], Awaitable[Artifact]]
 class Builder:
     """Builds each distinct target once per run (concurrent callers share the result)."""
 
-    def __init__(self, *, bundle: Path | None = None, build_pex: BundleFactory | None = None) -> None:
+    def __init__(
+        self, *, bundle: Path | None = None, build_pex: BundleFactory | None = None, flake: Path | None = None
+    ) -> None:
         self._bundle = bundle
         self._build_pex = build_pex
+        self._flake = flake
         self._tasks: dict[str, asyncio.Task[Artifact]] = {}
 
     async def build(self, host: Host) -> Artifact:
@@ -68,11 +75,7 @@ class Builder:
 
     async def _build(self, key: str, host: Host) -> Artifact:
         if key != "pex":
-            raise BuildBlocked(
-                "the NixOS agent closure needs `nix build` with nixpkgs, which this machine cannot fetch",
-                location=f"{host.name}: build",
-                hint="apply NixOS hosts from a machine with nixpkgs; Debian hosts are unaffected",
-            )
+            return await self._build_nix(host)
         path = self._bundle
         if path is None:
             if self._build_pex is None:
@@ -86,3 +89,29 @@ class Builder:
             raise McfleetError(f"agent bundle {path} does not exist", location=f"{host.name}: build")
         sha = await asyncio.to_thread(sha256_file, path)
         return Artifact(key, path, sha)
+
+    async def _build_nix(self, host: Host) -> Artifact:
+        """`nix build` of the agent closure (mcfleet.nix); blocked, with nix's reason, where it cannot run."""
+        where = f"{host.name}: build"
+        if self._flake is None or not (self._flake / "flake.nix").is_file():
+            raise BuildBlocked(
+                "the NixOS agent closure comes from the flake, and this fleet folder has no flake.nix",
+                location=where,
+                hint="run mcfleet from the flake's root (where flake.nix is)",
+            )
+        try:
+            async with asyncio.timeout(NIX_BUILD_TIMEOUT):
+                path = await build_agent(str(self._flake), str(host.arch))
+        except (NixError, ToolMissing, TimeoutError) as exc:
+            reason = exc.message if isinstance(exc, McfleetError) else f"no result within {NIX_BUILD_TIMEOUT:g} s"
+            raise BuildBlocked(
+                f"`nix build` of the agent closure cannot run here: {reason.splitlines()[0][:300]}",
+                location=where,
+                hint="apply NixOS hosts from a machine where nix can fetch nixpkgs; Debian hosts are unaffected",
+            ) from exc
+        # Built (a machine with nixpkgs): pushing a closure and switching a NixOS node is later work.
+        raise BuildBlocked(
+            f"agent closure built ({path}), but pushing closures to NixOS nodes is not implemented yet",
+            location=where,
+            hint="deploy NixOS hosts with nixos-rebuild for now",
+        )

@@ -62,7 +62,7 @@ class ApplySession:
         self.loaded = loaded
         self.options = options
         self.pool = SshPool(options.ssh)
-        self.builder = Builder(bundle=options.bundle, build_pex=build_pex)
+        self.builder = Builder(bundle=options.bundle, build_pex=build_pex, flake=loaded.root)
         self.log = EventLog([*options.listeners, self._to_progress])
         self.started = time.monotonic()
         self.plan: Plan | None = None

@@ -1,0 +1,163 @@
+"""Rollback, deadman and crash recovery on full lab nodes (real sshd, systemd, agent PEX).
+
+- a broken bundle is rolled back automatically; the old agent serves again; exit 1, "rolled back";
+- the orchestrator SIGKILLed after activation, before it confirms: the node reverts by itself;
+- the orchestrator SIGKILLed in the middle of the upload: a re-run converges, no temp file left,
+  and the node never held a half-written binary or manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from mcfleet.lab.lab import Lab
+from tests.integration.apply_lab import Nodes, broken_bundle, cli, full_nodes, mcfleet_argv, sha256, variant
+
+pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
+
+
+@pytest.fixture(scope="session")
+def agent_bundle() -> Path:
+    from mcfleet.bundle.build import build_agent_bundle
+    from mcfleet.errors import McfleetError
+
+    try:
+        return build_agent_bundle().path
+    except McfleetError as exc:
+        pytest.skip(f"the agent bundle cannot be built here: {exc.format()}")
+
+
+def provisioned(lab: Lab, bundle: Path, prefix: str) -> tuple[Nodes, str]:
+    fleet = full_nodes(lab, 1, prefix)
+    name = fleet.names[0]
+    run = cli("provision", name, "--root", str(fleet.fleet_dir), "--bundle", str(bundle), "--json")
+    assert run.code == 0, run.stdout + run.stderr
+    return fleet, name
+
+
+def agent_serving(fleet: Nodes, name: str) -> dict[str, object]:
+    status = cli("agent", "status", name, "--root", str(fleet.fleet_dir), "--json")
+    rows: list[dict[str, object]] = json.loads(status.stdout)["hosts"]
+    return rows[0]
+
+
+def test_a_broken_bundle_is_rolled_back_and_the_old_agent_serves_again(
+    lab: Lab, agent_bundle: Path, tmp_path: Path
+) -> None:
+    fleet, name = provisioned(lab, agent_bundle, "rb")
+    good = sha256(agent_bundle)
+    bad = broken_bundle(tmp_path / "broken.pex")
+
+    run = cli("agent", "upgrade", name, "--root", str(fleet.fleet_dir), "--bundle", str(bad), "--health-timeout", "30")
+    assert run.code == 1, run.stdout + run.stderr
+    assert f"{name}: rolled back" in run.stdout
+    assert "activate  rolled back" in run.stdout
+    assert "previous agent serves again" in run.stdout
+
+    assert fleet.file_sha(name, "/srv/mcp/mcp-agent") == good
+    row = agent_serving(fleet, name)
+    assert row["health"] == "SERVING" and row["running_sha256"] == good
+    assert fleet.manifest(name)["agent"]["sha256"] == good  # the manifest still names the confirmed agent
+    assert fleet.temp_files(name) == []
+    journal = (fleet.fleet_dir / ".mcfleet" / "journal.jsonl").read_text().splitlines()
+    assert json.loads(journal[-1])["result"]["hosts"][name]["status"] == "rolled back"
+
+
+def test_the_deadman_reverts_a_node_whose_orchestrator_vanished(lab: Lab, agent_bundle: Path, tmp_path: Path) -> None:
+    fleet, name = provisioned(lab, agent_bundle, "dm")
+    good = sha256(agent_bundle)
+    v2 = variant(agent_bundle, tmp_path / "v2.pex", "dm")
+    argv = [*mcfleet_argv(), "agent", "upgrade", name, "--root", str(fleet.fleet_dir), "--bundle", str(v2),
+            "--confirm-timeout", "20"]  # fmt: skip
+    env = {**os.environ, "MCFLEET_TEST_HOLD_BEFORE_CONFIRM": "300"}
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 180
+        seen = ""
+        while "holding before confirm" not in seen:
+            assert time.monotonic() < deadline, f"the upgrade never got healthy: {seen}"
+            ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+            if ready:
+                line = proc.stderr.readline()
+                assert line, f"the upgrade ended early ({proc.wait()}): {seen}"
+                seen += line
+        # the new agent is active and healthy, and nobody will ever confirm it
+        assert fleet.file_sha(name, "/srv/mcp/mcp-agent") == sha256(v2)
+        assert fleet.sh(name, "ls /srv/mcp/.mcfleet-deadman.* | wc -l").stdout.strip() == "1"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    deadline = time.monotonic() + 90
+    while fleet.file_sha(name, "/srv/mcp/mcp-agent") != good:
+        assert time.monotonic() < deadline, "the node did not roll back by itself"
+        time.sleep(1)
+    assert (
+        "deadman: no confirmation within 20 s, rolled back" in fleet.sh(name, "cat /srv/mcp/mcfleet-deadman.log").stdout
+    )
+    assert fleet.sh(name, "ls /srv/mcp/.mcfleet-deadman.* 2>/dev/null | wc -l").stdout.strip() == "0"
+    deadline = time.monotonic() + 60
+    while (row := agent_serving(fleet, name))["health"] != "SERVING":
+        assert time.monotonic() < deadline, f"the old agent does not serve again: {row}"
+        time.sleep(1)
+    assert row["running_sha256"] == good
+
+    # the next apply sees a node as applied: nothing to send, nothing to restart
+    again = cli("agent", "upgrade", name, "--root", str(fleet.fleet_dir), "--bundle", str(agent_bundle), "--json")
+    assert again.code == 0, again.stdout + again.stderr
+    assert again.phase(name, "push")["status"] == "unchanged"
+    assert again.phase(name, "activate")["status"] == "unchanged"
+
+
+def test_sigkill_mid_upload_then_rerun_converges_without_temp_files(
+    lab: Lab, agent_bundle: Path, tmp_path: Path
+) -> None:
+    fleet, name = provisioned(lab, agent_bundle, "kill")
+    good = sha256(agent_bundle)
+    v2 = variant(agent_bundle, tmp_path / "v2.pex", "kill")
+    argv = [*mcfleet_argv(), "agent", "upgrade", name, "--root", str(fleet.fleet_dir), "--bundle", str(v2), "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event.get("phase") == "push" and event.get("status") == "start":
+                break
+        # wait until the upload's temp file exists on the node, then kill mid-transfer
+        deadline = time.monotonic() + 30
+        while not fleet.sh(name, "ls /srv/mcp/.mcp-agent.*.tmp 2>/dev/null", check=False).stdout.strip():
+            assert time.monotonic() < deadline, "the upload never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    # never a half-written binary or manifest: each is the old one or the new one, whole
+    assert fleet.file_sha(name, "/srv/mcp/mcp-agent") in (good, sha256(v2))
+    assert fleet.manifest(name)["agent"]["sha256"] == good
+
+    rerun = cli("agent", "upgrade", name, "--root", str(fleet.fleet_dir), "--bundle", str(v2), "--json")
+    assert rerun.code == 0, rerun.stdout + rerun.stderr
+    assert rerun.phase(name, "activate")["status"] == "changed"
+    assert fleet.temp_files(name) == []
+    assert fleet.file_sha(name, "/srv/mcp/mcp-agent") == sha256(v2)
+    assert fleet.file_sha(name, "/srv/mcp/mcp-agent.prev") == good
+    assert fleet.manifest(name)["agent"]["sha256"] == sha256(v2)
+    assert agent_serving(fleet, name)["running_sha256"] == sha256(v2)
