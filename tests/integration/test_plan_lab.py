@@ -153,3 +153,35 @@ def test_wrong_pinned_host_key_is_a_refusal_with_a_clear_message(plan_lab: tuple
     assert "Traceback" not in out + err
     assert "! ssh host key" in out and "does not match the pinned one" in out
     assert "hint: if the node was reinstalled, verify its new key out of band" in out
+
+
+def _knot_update(knot: Any, name: str, address: str | None) -> None:
+    import dns.query
+    import dns.tsig
+    import dns.tsigkeyring
+    import dns.update
+
+    keyring = dns.tsigkeyring.from_text({knot.key_name: knot.secret()})
+    update = dns.update.UpdateMessage(
+        knot.zone, keyring=keyring, keyname=knot.key_name, keyalgorithm=dns.tsig.HMAC_SHA256
+    )
+    if address is None:
+        update.delete(name, "A")
+    else:
+        update.replace(name, 60, "A", address)
+    dns.query.tcp(update, knot.server, port=knot.port, timeout=5)
+
+
+def test_dns_answers_come_from_the_authoritative_server(plan_lab: tuple[Any, Path], knot: Any) -> None:
+    lab, root = plan_lab
+    address = lab.node("plann2").address
+    _knot_update(knot, "web", address)
+    try:
+        _code, right, _err = plan_json(root, "--on", "plann2")
+        _knot_update(knot, "web", "10.99.99.99")
+        _code, wrong, _err = plan_json(root, "--on", "plann2")
+    finally:
+        _knot_update(knot, "web", None)
+    assert not [a for a in right["actions"] if a["phase"] == "dns"]  # the server already answers the node
+    dns = [a for a in wrong["actions"] if a["phase"] == "dns"]
+    assert [(a["kind"], a["before"]) for a in dns] == [("update", {"type": "A", "values": ["10.99.99.99"]})]

@@ -47,10 +47,11 @@ def script_inputs(loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -
     )
 
 
-async def gather_host(pool: SshPool, loaded: LoadedFleet, entry: HostEntry, progress: Progress) -> Facts | Unreachable:
+async def gather_host(
+    pool: SshPool, loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost, progress: Progress
+) -> Facts | Unreachable:
     name = entry.host.name
     started = time.monotonic()
-    desired = desired_state_cache(loaded)[name]
     progress.update(name, "connecting")
     try:
         conn = await pool.connect(entry)
@@ -76,32 +77,26 @@ async def gather_host(pool: SshPool, loaded: LoadedFleet, entry: HostEntry, prog
     return facts
 
 
-_DESIRED: dict[int, dict[str, DesiredHost]] = {}
-
-
-def desired_state_cache(loaded: LoadedFleet) -> dict[str, DesiredHost]:
-    key = id(loaded)
-    if key not in _DESIRED:
-        _DESIRED.clear()
-        _DESIRED[key] = desired_state(loaded)
-    return _DESIRED[key]
-
-
-async def add_dns(loaded: LoadedFleet, facts: GatherResult) -> GatherResult:
+async def add_dns(loaded: LoadedFleet, desired: dict[str, DesiredHost], facts: GatherResult) -> GatherResult:
     provider = loaded.fleet.providers.dns if loaded.fleet else None
     if not isinstance(provider, Rfc2136Provider):
         return facts
-    desired = desired_state_cache(loaded)
+    wanted: dict[str, set[str]] = {}
+    for host, item in facts.items():
+        if isinstance(item, Facts):
+            wanted[host] = set(dns_names(desired[host])) | {
+                r.name for r in (item.manifest.dns if item.manifest else [])
+            }
+    every = sorted(set().union(*wanted.values())) if wanted else []
+    if not every:
+        return facts
+    answers, error = await query_names(every, provider.server, provider.port)  # all names at once, in parallel
     out = dict(facts)
-    for name, item in facts.items():
-        if not isinstance(item, Facts):
-            continue
-        names = set(dns_names(desired[name]))
-        if item.manifest:
-            names |= {r.name for r in item.manifest.dns}
-        if names:
-            answers, error = await query_names(sorted(names), provider.server, provider.port)
-            out[name] = item.model_copy(update={"dns": answers, "dns_error": error})
+    for host, names in wanted.items():
+        item = out[host]
+        if names and isinstance(item, Facts):
+            mine = {n: answers[n] for n in sorted(names) if n in answers}
+            out[host] = item.model_copy(update={"dns": mine, "dns_error": error if len(mine) < len(names) else None})
     return out
 
 
@@ -114,12 +109,15 @@ async def gather(
     options: SshOptions | None = None,
 ) -> GatherResult:
     names = list(hosts)
+    desired = desired_state(loaded)
     progress = progress or NullProgress()
     own_pool = pool is None
     active = pool or SshPool(options)
     try:
-        results = await asyncio.gather(*(gather_host(active, loaded, loaded.hosts[n], progress) for n in names))
+        results = await asyncio.gather(
+            *(gather_host(active, loaded, loaded.hosts[n], desired[n], progress) for n in names)
+        )
     finally:
         if own_pool:
             await active.close()
-    return await add_dns(loaded, dict(zip(names, results, strict=True)))
+    return await add_dns(loaded, desired, dict(zip(names, results, strict=True)))
