@@ -67,8 +67,12 @@ class Reconciler:
     ) -> Outcome:
         async with self._lock:
             try:
-                before = {e.name: e.ports for e in self.registry.entries()}
-                ports = assign_ports(desired, before, low=low, high=high)
+                registered = self.registry.entries()
+                before = {e.name: e.ports for e in registered}
+                # Without prune, services outside this request keep running: their ports are taken.
+                asked = {s.name for s, _ in desired}
+                keep = set() if prune else {p for e in registered if e.name not in asked for p in e.ports.values()}
+                ports = assign_ports(desired, before, low=low, high=high, in_use=keep)
                 entries = [Entry(s, ports[s.name], RUNNING if s.active else STOPPED) for s, _ in desired]
                 # The registry is written first, in one transaction: if the agent dies mid-way,
                 # boot sequencing finishes the job from it.
