@@ -3,9 +3,10 @@
 Every tool gathers the same facts from the same real nodes (netns + sshd, LAB.md 1b/1c):
 os-release, arch, hostname, the pinned user/group and whoever holds UID 850, resolvers,
 sha256 of a 5 MB agent binary, the agent unit, /run/current-system, the manifest and the
-cert directory.  The floor is parallel bare asyncssh connect + one command.  Wall time and
-the client's CPU (user+sys of the whole process tree, orphans included: this process is a
-subreaper) are the median over interleaved runs; ratios are against mcfleet.
+cert directory.  `plan-only` is mcfleet's plan command without the start-up imports of
+every other command (cli/main.py imports them all).  The floor is parallel bare asyncssh
+connect + one command.  Wall time and the client's CPU (user+sys of the whole process
+tree, orphans included: this process is a subreaper) are the median over interleaved runs; ratios are against mcfleet.
 
     .venv/bin/python bench/plan/run.py --n 5,10,20 --runs 3
     pyinfra lives in its own venv ($MCFLEET_BENCH_VENV, default /var/tmp/mcfleet-bench-venv,
@@ -35,7 +36,7 @@ from mcfleet.lab.lab import Lab, lab_down
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 BENCH_VENV = Path(os.environ.get("MCFLEET_BENCH_VENV", "/var/tmp/mcfleet-bench-venv"))
-TOOLS = ("floor", "mcfleet", "pyinfra", "ansible")
+TOOLS = ("floor", "mcfleet", "plan-only", "pyinfra", "ansible")
 
 
 def become_subreaper() -> None:
@@ -111,6 +112,8 @@ class Setup:
             return measure([sys.executable, str(HERE / "floor.py"), str(self.work / "hosts.json")])
         if tool == "mcfleet":
             return measure([str(REPO / ".venv" / "bin" / "mcfleet"), "plan", str(self.fleet), "--json"])
+        if tool == "plan-only":  # the same plan without the start-up imports of the other commands
+            return measure([sys.executable, str(HERE / "plan_only.py"), str(self.fleet), "--json"])
         if tool == "pyinfra":
             shutil.copy(HERE / "pyinfra_facts.py", self.work / "pyinfra_facts.py")
             return measure([str(pyinfra), "-y", "--dry", "--parallel", n, "inventory.py", "pyinfra_facts.py"],
