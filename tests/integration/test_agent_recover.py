@@ -157,3 +157,35 @@ def test_unhealthy_stage_stops_the_sequence(agent_podman: PodmanLab, agent_runne
     asyncio.run(boot())
     log = again.log_text()
     assert "ERROR mcfleet.agent: stage-failed [core]: stage core did not get healthy" in log
+
+
+def test_boot_waits_for_podman_to_come_up(agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path) -> None:
+    first = agent_runner.start(podman=agent_podman)
+
+    async def deploy() -> dict[str, int]:
+        async with AgentClient(str(first.socket)) as client:
+            return await _deploy(client, tmp_path, agent_podman.image)
+
+    ports = asyncio.run(deploy())
+    first.stop()
+    agent_podman.remote("rm", "-a", "-f", "-t", "0")
+    agent_podman.stop()  # the node boots: the agent is up before podman's API socket
+
+    second = agent_runner.start("--stage-timeout", "60", podman=agent_podman)
+
+    async def check() -> None:
+        async with AgentClient(str(second.socket)) as client:
+            deadline = time.monotonic() + 30
+            while not any(e["kind"] == "podman-wait" for e in (await client.facts())["events"]):
+                assert time.monotonic() < deadline, "the agent never reported waiting for podman"
+                await asyncio.sleep(0.2)
+            assert (await client.info()).boot.state == "running"
+            agent_podman.start()
+            info = await _wait_boot(client)
+            assert info.boot.state == "ok", info.boot.error
+            kinds = [e["kind"] for e in (await client.facts())["events"]]
+            assert kinds.index("podman-wait") < kinds.index("podman-up") < kinds.index("stage-start")
+            for name, port in ports.items():
+                assert agent_podman.http_get(port) == f"hello from {name}\n"
+
+    asyncio.run(check())

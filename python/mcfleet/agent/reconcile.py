@@ -145,7 +145,11 @@ class Reconciler:
         self.boot = BootStatus(state="running")
         self.events.add(f"{what}-start", f"{what}: bringing registered services up stage by stage")
         outcome = Outcome()
-        if recreate:
+        if self.registry.entries():
+            # At node boot the agent may come up before podman's API socket does: wait for it
+            # (bounded by the stage timeout) rather than failing the whole sequence at once.
+            outcome = await self._wait_podman(stage_timeout or self.stage_timeout)
+        if recreate and outcome.ok:
             try:
                 for managed in await asyncio.to_thread(self.podman.list_managed):
                     await asyncio.to_thread(self.podman.remove, managed.name)
@@ -161,6 +165,18 @@ class Reconciler:
             f"{what}-{self.boot.state}", outcome.error or f"{what}: every stage healthy", error=not outcome.ok
         )
         return outcome
+
+    async def _wait_podman(self, within_s: float) -> Outcome:
+        deadline = time.monotonic() + within_s
+        if await asyncio.to_thread(self.podman.ping):
+            return Outcome()
+        self.events.add("podman-wait", f"podman API not answering at {self.podman.url}; waiting up to {within_s:g}s")
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            if await asyncio.to_thread(self.podman.ping):
+                self.events.add("podman-up", f"podman API answers at {self.podman.url}")
+                return Outcome()
+        return Outcome(ok=False, error=f"podman API not reachable at {self.podman.url} within {within_s:g}s")
 
     async def _create(self, spec: ContainerSpec, outcome: Outcome, kind: str, reason: str) -> None:
         await asyncio.to_thread(self.podman.ensure_image, spec.image)
