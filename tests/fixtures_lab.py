@@ -183,7 +183,7 @@ def podman_node(lab: Lab, lab_fleet: LabFleet) -> PodmanNode:
     node = lab_fleet.nodes[0]
     if not node.podman:
         pytest.skip("podman or runc is not installed (apt-get install -y podman runc)")
-    service = _run(start_service(lab.state, node.name, node.ns_pid, Path(node.dir)))
+    service = _run(start_service(lab.state, node.name, node.ns_pid, Path(node.dir), node.netns))
     return PodmanNode(node, service)
 
 

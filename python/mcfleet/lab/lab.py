@@ -75,6 +75,17 @@ class Lab:
         return dict(self.info.get("peers", {}))
 
     @property
+    def sock_dir(self) -> Path:
+        """A short folder for unix sockets (paths over 108 bytes fail; pytest's tmp paths are long)."""
+        import hashlib
+
+        short = podman.RUN_BASE / ("s" + hashlib.sha256(str(self.root).encode()).hexdigest()[:10])
+        if not short.exists():
+            short.mkdir(parents=True, exist_ok=True)
+            self.state.add(Resource("dir", str(short)))
+        return short
+
+    @property
     def client_key(self) -> Path:
         return self.run_dir / "keys" / "client_ed25519"
 
@@ -199,7 +210,7 @@ class Lab:
         elif peer == "caddy":
             info = await start_caddy(self.state, self.run_dir)
         elif peer == "haproxy":
-            info = await start_haproxy(self.state, self.run_dir)
+            info = await start_haproxy(self.state, self.run_dir, self.sock_dir)
         else:
             raise LabError(f"unknown peer {peer!r}", hint="one of: knot, pebble, caddy, haproxy")
         from dataclasses import asdict

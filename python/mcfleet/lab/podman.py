@@ -102,8 +102,8 @@ class PodmanService:
         return f"unix://{self.socket}"
 
 
-async def start_service(state: LabState, name: str, holder_pid: int, node_dir: Path) -> PodmanService:
-    sock = node_dir / "podman.sock"
+async def start_service(state: LabState, name: str, holder_pid: int, node_dir: Path, netns: str) -> PodmanService:
+    sock = short_run_dir(netns) / "podman.sock"
     log = node_dir / "podman-service.log"
     argv = [*_in_node(holder_pid), which("podman"), "system", "service", "--time=0", f"unix://{sock}"]
     pid = spawn(argv, log=log)

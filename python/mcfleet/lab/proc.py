@@ -76,7 +76,7 @@ async def run(argv: Sequence[str], *, check: bool = True, input_: bytes | None =
     """Run a short command; return stdout.  A failure raises LabError with its stderr tail."""
     code, out, err = await run_status(argv, input_=input_, limit_s=limit_s)
     if check and code != 0:
-        tail = err.strip().splitlines()[-3:]
+        tail = (err.strip() or out.strip()).splitlines()[-3:]
         raise LabError(f"`{' '.join(argv)}` failed (exit {code}): {' / '.join(tail)}")
     return out
 

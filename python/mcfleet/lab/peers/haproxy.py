@@ -60,11 +60,11 @@ class HaproxyInfo:
         return answer.decode()
 
 
-async def start_haproxy(state: LabState, base: Path) -> HaproxyInfo:
+async def start_haproxy(state: LabState, base: Path, sock_dir: Path) -> HaproxyInfo:
     which("haproxy")
     d = base / "haproxy"
     d.mkdir(parents=True, exist_ok=True)
-    sock, map_file, port = d / "admin.sock", d / "sni.map", free_port()
+    sock, map_file, port = sock_dir / "haproxy.sock", d / "sni.map", free_port()
     map_file.write_text("")
     backends = [f"be_slot{i}" for i in range(1, SLOTS + 1)]
     slots = "".join(f"\nbackend {b}\n    server-template s 1 127.0.0.1:1 disabled\n" for b in backends)
