@@ -25,6 +25,7 @@ from mcfleet.apply.session import ApplySession, SessionOptions
 from mcfleet.apply.summary import Summary
 from mcfleet.errors import FleetInvalid, InputError, McfleetError, Refused
 from mcfleet.fleet.load import LoadedFleet, load_fleet
+from mcfleet.fleet.models import OS
 from mcfleet.fleet.rules import check
 from mcfleet.fleet.select import select_hosts
 from mcfleet.plan.saved import load_plan, read_plan
@@ -227,6 +228,12 @@ def provision(  # noqa: PLR0917
     """
     loaded = load_valid(path)
     entry = select_hosts(loaded, host)[0]
+    if entry.host.os != OS.debian:
+        raise Refused(
+            f"{entry.host.name} runs {entry.host.os}: NixOS nodes are provisioned by their modules",
+            location=f"{entry.host.name}: provision",
+            hint="build and switch the node's configuration (nixos-rebuild); `mcfleet provision` is for Debian",
+        )
     opts = session_options(command=f"provision {host}", json_out=json_out, fail_fast=True, bundle=bundle,
                            health=health_timeout, deadman=confirm_timeout, parallel=1, connect=10.0)  # fmt: skip
     work = [HostWork(entry, agent=True, provision=True)]

@@ -1,0 +1,90 @@
+"""Saved plans, refusals and `deploy HOST` on full lab nodes (real sshd, systemd, agent PEX)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mcfleet.lab.lab import Lab
+from tests.integration.apply_lab import cli, full_nodes
+
+pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
+
+
+@pytest.fixture(scope="session")
+def agent_bundle() -> Path:
+    from mcfleet.bundle.build import build_agent_bundle
+    from mcfleet.errors import McfleetError
+
+    try:
+        return build_agent_bundle().path
+    except McfleetError as exc:
+        pytest.skip(f"the agent bundle cannot be built here: {exc.format()}")
+
+
+def test_a_saved_plan_runs_exactly_and_is_refused_once_the_node_changed(
+    lab: Lab, agent_bundle: Path, tmp_path: Path
+) -> None:
+    fleet = full_nodes(lab, 2, "plan")
+    first, second = fleet.names
+    root = str(fleet.fleet_dir)
+    plan_file = tmp_path / "plan.json"
+    made = cli("plan", root, "--on", first, "-o", str(plan_file))
+    assert made.code == 0, made.stdout + made.stderr
+    assert json.loads(plan_file.read_text())["hosts"] == [first]
+
+    stale_file = tmp_path / "stale.json"
+    assert cli("plan", root, "--on", second, "-o", str(stale_file)).code == 0
+    fleet.sh(second, "echo 'nameserver 10.9.9.9' > /etc/resolv.conf")  # the node changes after planning
+
+    run = cli("apply", str(plan_file), "--bundle", str(agent_bundle), "--json")
+    assert run.code == 0, run.stdout + run.stderr
+    assert set(run.summary["hosts"]) == {first}  # exactly the plan's hosts
+    assert fleet.sh(first, "systemctl is-active mcp-agent").stdout.strip() == "active"
+    assert fleet.sh(second, "test -e /srv/mcp/mcp-agent", check=False).returncode == 1
+
+    refused = cli("apply", str(stale_file), "--bundle", str(agent_bundle))
+    assert refused.code == 2
+    assert "stale plan: what the nodes show changed since the plan was made" in refused.stderr
+    assert second in refused.stderr
+    assert fleet.sh(second, "test -e /srv/mcp", check=False).returncode == 1  # nothing was done
+
+
+def test_a_plan_with_a_refusal_is_refused_unless_overridden_and_the_uid_is_never_changed(
+    lab: Lab, agent_bundle: Path
+) -> None:
+    fleet = full_nodes(lab, 1, "ref")
+    name = fleet.names[0]
+    fleet.sh(name, "groupadd -g 1850 legacy && useradd -u 850 -g 1850 -M legacy")
+    root = str(fleet.fleet_dir)
+
+    refused = cli("apply", root, "--on", name, "--bundle", str(agent_bundle))
+    assert refused.code == 2
+    assert "the plan contains a refusal" in refused.stderr
+    assert "UID 850" in refused.stderr and "legacy" in refused.stderr
+    assert f"--override '{name}:user mcp'" in refused.stderr
+    assert fleet.sh(name, "test -e /srv/mcp/mcp-agent", check=False).returncode == 1
+
+    overridden = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--override", f"{name}:user mcp")
+    # the rest of the plan ran (the agent cannot start without its user, so this host fails: exit 1) ...
+    assert overridden.code == 1, overridden.stdout + overridden.stderr
+    assert f"{name}:" in overridden.stdout
+    # ... and the refused action itself was never done
+    assert fleet.sh(name, "id -u legacy").stdout.strip() == "850"
+    assert fleet.sh(name, "getent passwd mcp", check=False).returncode == 2
+
+
+def test_deploy_one_host_validates_plans_and_applies_it(lab: Lab, agent_bundle: Path) -> None:
+    fleet = full_nodes(lab, 2, "dep")
+    name, other = fleet.names
+    run = cli("deploy", name, "--root", str(fleet.fleet_dir), "--bundle", str(agent_bundle), "--json")
+    assert run.code == 0, run.stdout + run.stderr
+    assert set(run.summary["hosts"]) == {name}
+    assert run.phase(name, "activate")["status"] == "changed"
+    assert fleet.sh(name, "systemctl is-active mcp-agent").stdout.strip() == "active"
+    assert fleet.sh(other, "test -e /srv/mcp", check=False).returncode == 1
+    records = (fleet.fleet_dir / ".mcfleet" / "journal.jsonl").read_text().splitlines()
+    last = json.loads(records[-1])
+    assert last["command"] == f"deploy {name}" and last["result"]["ok"] is True

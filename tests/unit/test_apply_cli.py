@@ -1,0 +1,100 @@
+"""The apply/deploy/provision/agent commands' refusals that happen before any host is touched."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+MINIMAL = Path(__file__).resolve().parent.parent / "data" / "fleets" / "minimal"
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Path:
+    dest = tmp_path / "fleet"
+    shutil.copytree(MINIMAL, dest)
+    return dest
+
+
+def test_whole_fleet_apply_needs_all_or_yes_without_a_terminal(fleet: Path) -> None:
+    code, out, err = run_cli("apply", str(fleet))
+    assert code == 2
+    assert "refused: this would apply to the whole fleet (3 hosts)" in err
+    assert "--all" in err
+    assert out == ""
+    assert not (fleet / ".mcfleet" / "journal.jsonl").exists()  # refused before the lock and the journal
+
+
+def test_apply_of_an_invalid_fleet_is_refused_with_the_findings(fleet: Path) -> None:
+    host = next((fleet / "hosts").glob("*/host.json"))
+    data = json.loads(host.read_text())
+    data["dns"]["fallback"] = []
+    host.write_text(json.dumps(data))
+    code, _out, err = run_cli("apply", str(fleet), "--all")
+    assert code == 2
+    assert "invalid fleet" in err
+
+
+def test_a_second_apply_is_refused_while_the_fleet_is_locked(fleet: Path) -> None:
+    from mcfleet.apply.lock import fleet_lock
+
+    with fleet_lock(fleet.resolve(), "mcfleet apply --all (the first one)"):
+        code, _out, err = run_cli("apply", str(fleet), "--all")
+    assert code == 2
+    assert "another apply holds the fleet lock" in err
+    assert "the first one" in err
+
+
+def test_a_damaged_plan_file_is_refused(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text('{"format": 1, "actions": "nope"')
+    code, _out, err = run_cli("apply", str(plan))
+    assert code == 2
+    assert "not a plan file" in err
+
+
+def test_a_plan_made_before_the_files_changed_is_stale(fleet: Path, tmp_path: Path) -> None:
+    from mcfleet.fleet.load import load_fleet
+    from mcfleet.plan.model import Plan
+    from mcfleet.plan.saved import fleet_hash, save_plan
+
+    loaded = load_fleet(fleet)
+    plan = Plan(created_at="2026-11-30T00:00:00+00:00", root=str(loaded.root), hosts=sorted(loaded.hosts),
+                fleet_hash=fleet_hash(loaded.root))  # fmt: skip
+    path = tmp_path / "plan.json"
+    save_plan(plan, path)
+    host = next((fleet / "hosts").glob("*/host.json"))
+    host.write_text(host.read_text().replace('"roles"', '"description": "edited after planning", "roles"', 1))
+    code, _out, err = run_cli("apply", str(path))
+    assert code == 2
+    assert "stale plan: the fleet files" in err
+
+
+def test_override_must_name_host_and_what(fleet: Path) -> None:
+    code, _out, err = run_cli("apply", str(fleet), "--all", "--override", "justahost")
+    assert code == 2
+    assert "is not HOST:WHAT" in err
+
+
+def test_provision_refuses_a_nixos_host_without_touching_it(fleet: Path) -> None:
+    from mcfleet.fleet.load import load_fleet
+
+    nixos = [n for n, e in load_fleet(fleet).hosts.items() if e.host.os == "nixos"]
+    if not nixos:
+        pytest.skip("the minimal fleet has no NixOS host")
+    code, out, err = run_cli("provision", nixos[0], "--root", str(fleet), "--bundle", str(fleet / "fleet.json"))
+    assert code == 2
+    assert "NixOS nodes are provisioned by their modules" in err
+    assert out == ""
+    assert not (fleet / ".mcfleet" / "apply.lock").exists()
+
+
+def test_help_of_every_command_has_examples() -> None:
+    for argv in (["apply"], ["deploy"], ["provision"], ["agent", "upgrade"], ["agent", "status"]):
+        code, out, _err = run_cli(*argv, "--help")
+        assert code == 0
+        assert "Examples:" in out and "mcfleet" in out.split("Examples:")[1]
