@@ -294,7 +294,10 @@ def web_service(
 def three_stages(root: Path, image: str) -> list[Service]:
     return [
         web_service(root, "dns", "foundation", image),
-        web_service(root, "proxy", "core", image),
+        # A command check (run in the container through podman exec) for the middle stage.
+        web_service(
+            root, "proxy", "core", image, health={"kind": "command", "command": ["test", "-s", "/www/index.html"]}
+        ),
         web_service(root, "app", "services", image, route_name="web", user="0:0", restart="on-failure"),
     ]
 

@@ -8,7 +8,7 @@ Examples:
 
 Every flag has an environment variable (MCFLEET_AGENT_SOCKET, MCFLEET_PODMAN_URL,
 MCFLEET_AGENT_REGISTRY, MCFLEET_AGENT_USERS=mcp,..., MCFLEET_AGENT_STAGE_TIMEOUT,
-MCFLEET_AGENT_STOP_TIMEOUT) so the systemd unit can stay a one-liner.
+MCFLEET_AGENT_STOP_TIMEOUT, MCFLEET_AGENT_LOG_LEVEL) so the systemd unit can stay a one-liner.
 """
 
 from __future__ import annotations
@@ -45,14 +45,30 @@ def _parser() -> argparse.ArgumentParser:
         epilog=(__doc__ or "").split("Examples:", 1)[-1].join(["Examples:", ""]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--socket", default=env("MCFLEET_AGENT_SOCKET", "/srv/mcp/mcp-agent.sock"))
+    p.add_argument(
+        "--socket", default=env("MCFLEET_AGENT_SOCKET", "/srv/mcp/mcp-agent.sock"), help="unix socket to serve on"
+    )
     p.add_argument("--podman", default=env("MCFLEET_PODMAN_URL") or default_podman_url(), help="podman API socket URL")
-    p.add_argument("--registry", default=env("MCFLEET_AGENT_REGISTRY", "/srv/mcp/mcfleet-agent.db"))
+    p.add_argument(
+        "--registry",
+        default=env("MCFLEET_AGENT_REGISTRY", "/srv/mcp/mcfleet-agent.db"),
+        help="SQLite registry of what should run",
+    )
     p.add_argument("--user", action="append", dest="users", help="pinned user to report (repeatable; default mcp)")
-    p.add_argument("--stage-timeout", type=float, default=float(env("MCFLEET_AGENT_STAGE_TIMEOUT", "120")))
-    p.add_argument("--stop-timeout", type=int, default=int(env("MCFLEET_AGENT_STOP_TIMEOUT", "10")))
+    p.add_argument(
+        "--stage-timeout",
+        type=float,
+        default=float(env("MCFLEET_AGENT_STAGE_TIMEOUT", "120")),
+        help="seconds a boot stage may take to get healthy (default 120)",
+    )
+    p.add_argument(
+        "--stop-timeout",
+        type=int,
+        default=int(env("MCFLEET_AGENT_STOP_TIMEOUT", "10")),
+        help="seconds podman waits after SIGTERM before SIGKILL (default 10)",
+    )
     p.add_argument("--no-boot", action="store_true", help="do not start registered services at start-up")
-    p.add_argument("--log-level", default=env("MCFLEET_AGENT_LOG_LEVEL", "INFO"))
+    p.add_argument("--log-level", default=env("MCFLEET_AGENT_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING...")
     p.add_argument("--version", action="store_true", help="print version, arch and bundle hash, then exit")
     p.add_argument("--probe", action="store_true", help="check the health of the agent on --socket, then exit")
     return p
