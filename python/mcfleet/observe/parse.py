@@ -131,13 +131,16 @@ def parse_containers(text: str) -> list[ContainerFacts] | None:
         return None
     out = []
     for item in data if isinstance(data, list) else []:
+        if not isinstance(item, dict):  # podman's JSON is a list of objects; anything else is noise
+            continue
         names = item.get("Names") or [item.get("Name", "")]
+        labels = item.get("Labels")
         out.append(
             ContainerFacts(
                 name=str(names[0] if isinstance(names, list) and names else names),
                 image=str(item.get("Image", "")),
                 state=str(item.get("State", "")),
-                labels={str(k): str(v) for k, v in (item.get("Labels") or {}).items()},
+                labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
             )
         )
     return sorted(out, key=lambda c: c.name)
