@@ -15,7 +15,7 @@ def parse_cert(path: str, pem: str) -> CertFacts:
         return CertFacts(path=path, error="no PEM certificate in the file")
     try:
         cert = x509.load_pem_x509_certificate(pem[start:].encode())
-    except ValueError as exc:
+    except Exception as exc:  # cryptography raises several types for malformed input; a bad file is a fact
         return CertFacts(path=path, error=f"unreadable certificate: {exc}")
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     subject = str(cns[0].value) if cns else None

@@ -70,7 +70,12 @@ async def gather_host(
         reason = f"the facts script stopped early (exit {result.exit_status}): {result.stderr.strip()[-300:]}"
         progress.done(name, ok=False, detail="facts script failed")
         return Unreachable(host=name, reason=reason, cause="error", hint="run it with `mcfleet --debug plan`")
-    facts = parse_facts(name, result.stdout, agent_path=entry.host.agent.path, address=conn.address)
+    try:
+        facts = parse_facts(name, result.stdout, agent_path=entry.host.agent.path, address=conn.address)
+    except Exception as exc:  # a parser bug must cost one host, not the run: report it as that host's error
+        progress.done(name, ok=False, detail="unparsable facts")
+        reason = f"could not parse the facts: {type(exc).__name__}: {exc}"
+        return Unreachable(host=name, reason=reason, cause="error", hint="report this with the output of --debug")
     progress.done(
         name, ok=True, detail=f"{facts.os_pretty or facts.os_id} {facts.arch_raw} in {time.monotonic() - started:.2f}s"
     )
