@@ -185,3 +185,35 @@ def test_dns_answers_come_from_the_authoritative_server(plan_lab: tuple[Any, Pat
     assert not [a for a in right["actions"] if a["phase"] == "dns"]  # the server already answers the node
     dns = [a for a in wrong["actions"] if a["phase"] == "dns"]
     assert [(a["kind"], a["before"]) for a in dns] == [("update", {"type": "A", "values": ["10.99.99.99"]})]
+
+
+def test_non_root_user_escalates_with_sudo_n(plan_lab: tuple[Any, Path], tmp_path: Path) -> None:
+    if shutil.which("sudo") is None:
+        pytest.skip("sudo is not installed (apt-get install -y sudo)")
+    lab, root = plan_lab
+    copy = tmp_path / "fleet"
+    shutil.copytree(root, copy)
+    host_file = copy / "hosts" / "plann3" / "host.json"
+    data = json.loads(host_file.read_text())
+    data["ssh"]["user"] = "deploy"
+    host_file.write_text(json.dumps(data))
+    rule = "/etc/sudoers.d/mcfleet-deploy"
+    pub = Path(lab.client_key).with_suffix(".pub").read_text().strip()
+    home = "/srv/deploy-home"  # the node's private /srv: sshd reads authorized_keys as the user
+    setup = (
+        f"useradd -U -m -d {home} deploy && usermod -p '*' deploy && "  # '*': sshd refuses a locked ('!') account
+        f"mkdir -p {home}/.ssh && echo '{pub}' > {home}/.ssh/authorized_keys && chown -R deploy: {home} && "
+        f"echo 'deploy ALL=(ALL) NOPASSWD: ALL' > {rule} && chmod 440 {rule}"
+    )
+    asyncio.run(lab.exec_in("plann3", ["sh", "-c", setup]))
+    try:
+        loaded = load_fleet(copy)
+        facts = asyncio.run(gather(loaded, ["plann3"]))["plann3"]
+        asyncio.run(lab.exec_in("plann3", ["rm", "-f", rule]))
+        denied = asyncio.run(gather(loaded, ["plann3"]))["plann3"]
+    finally:
+        asyncio.run(lab.exec_in("plann3", ["sh", "-c", f"rm -f {rule}; userdel -r deploy"]))
+    assert facts.kind == "facts", facts
+    assert facts.euid == 0  # the script ran as root through `sudo -n`
+    assert denied.kind == "unreachable" and denied.cause == "error"
+    assert "password is required" in denied.reason  # sudo -n fails fast instead of prompting
