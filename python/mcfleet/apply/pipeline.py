@@ -116,8 +116,8 @@ class Pipeline:
         artifacts = await self._build_all()
         if not (self.options.fail_fast and self.stop.is_set()):
             await asyncio.gather(*(self._host(w, artifacts.get(w.name)) for w in self.work))
-        every = sorted({p for w in self.work for p in self.phases(w)}, key=lambda p: p.order)
-        return summarize(self.log, [w.name for w in self.work], every, time.monotonic() - started)
+        per_host = {w.name: self.phases(w) for w in self.work}
+        return summarize(self.log, list(per_host), per_host, time.monotonic() - started)
 
     # ------------------------------------------------------------------ build (all before any activation)
 

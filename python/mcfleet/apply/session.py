@@ -119,7 +119,7 @@ class ApplySession:
         check_refusals(plan, overrides)
         work = work_from_plan(plan, self.loaded)
         summary = await self.run(work)
-        return self._with_unreachable(summary, plan)
+        return self._with_idle_and_unreachable(summary, plan, {w.name for w in work})
 
     def _check_planned_bundle(self, plan: Plan) -> None:
         for name in plan.hosts:
@@ -151,14 +151,20 @@ class ApplySession:
         )
         return await pipeline.run()
 
-    def _with_unreachable(self, summary: Summary, plan: Plan) -> Summary:
-        """Hosts the plan could not observe are failures of this apply, not silently skipped."""
-        if not plan.unreachable:
+    def _with_idle_and_unreachable(self, summary: Summary, plan: Plan, busy: set[str]) -> Summary:
+        """Every host of the plan appears: idle ones as unchanged, unobservable ones as failed."""
+        idle = [h for h in plan.hosts if h not in busy and h not in plan.unreachable]
+        if not idle and not plan.unreachable:
             return summary
+        for name in idle:
+            refused = [a.subject for a in plan.for_host(name) if a.kind == "refuse"]
+            note = f" (overridden refusal: {', '.join(refused)})" if refused else ""
+            self.log.emit(name, Phase.manifest, Status.unchanged, f"nothing to do{note}")
         for name, why in plan.unreachable.items():
             self.log.emit(name, Phase.manifest, Status.failed, f"unreachable: {why.reason}")
-        hosts = [h.host for h in summary.hosts] + sorted(plan.unreachable)
-        phases = sorted({p.phase for h in summary.hosts for p in h.phases} | {Phase.manifest}, key=lambda p: p.order)
+        hosts = [h for h in plan.hosts if h in busy or h in idle or h in plan.unreachable]
+        phases = {h.host: [p.phase for p in h.phases] for h in summary.hosts}
+        phases.update({h: [Phase.manifest] for h in [*idle, *plan.unreachable]})
         return summarize(self.log, hosts, phases, time.monotonic() - self.started)
 
     # ------------------------------------------------------------------ journal

@@ -92,13 +92,16 @@ class Summary:
         return "\n".join(lines)
 
 
-def summarize(log: EventLog, hosts: list[str], phases: list[Phase], seconds: float) -> Summary:
-    """Per host, the outcome of each phase it was meant to run (a phase that never ended is `skipped`)."""
-    ordered = sorted(set(phases), key=PHASE_ORDER.index)
+def summarize(log: EventLog, hosts: list[str], phases: list[Phase] | dict[str, list[Phase]], seconds: float) -> Summary:
+    """Per host, the outcome of each phase it was meant to run (a phase that never ended is `skipped`).
+
+    `phases` is one list for every host, or each host's own list.
+    """
     results = []
     for host in hosts:
+        mine = phases.get(host, []) if isinstance(phases, dict) else phases
         rows = []
-        for phase in ordered:
+        for phase in sorted(set(mine), key=PHASE_ORDER.index):
             event = log.outcome(host, phase)
             if event is None:
                 rows.append(PhaseResult(phase, Status.skipped, "not run"))
