@@ -76,7 +76,7 @@ def test_the_deadman_reverts_a_node_whose_orchestrator_vanished(lab: Lab, agent_
     good = sha256(agent_bundle)
     v2 = variant(agent_bundle, tmp_path / "v2.pex", "dm")
     argv = [*mcfleet_argv(), "agent", "upgrade", name, "--root", str(fleet.fleet_dir), "--bundle", str(v2),
-            "--confirm-timeout", "20"]  # fmt: skip
+            "--health-timeout", "18", "--confirm-timeout", "25"]  # fmt: skip
     env = {**os.environ, "MCFLEET_TEST_HOLD_BEFORE_CONFIRM": "300"}
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -106,7 +106,7 @@ def test_the_deadman_reverts_a_node_whose_orchestrator_vanished(lab: Lab, agent_
         assert time.monotonic() < deadline, "the node did not roll back by itself"
         time.sleep(1)
     assert (
-        "deadman: no confirmation within 20 s, rolled back" in fleet.sh(name, "cat /srv/mcp/mcfleet-deadman.log").stdout
+        "deadman: no confirmation within 25 s, rolled back" in fleet.sh(name, "cat /srv/mcp/mcfleet-deadman.log").stdout
     )
     assert fleet.sh(name, "ls /srv/mcp/.mcfleet-deadman.* 2>/dev/null | wc -l").stdout.strip() == "0"
     deadline = time.monotonic() + 60

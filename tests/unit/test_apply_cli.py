@@ -98,3 +98,9 @@ def test_help_of_every_command_has_examples() -> None:
         code, out, _err = run_cli(*argv, "--help")
         assert code == 0
         assert "Examples:" in out and "mcfleet" in out.split("Examples:")[1]
+
+
+def test_confirm_timeout_must_outlast_the_health_check(fleet: Path) -> None:
+    code, _out, err = run_cli("apply", str(fleet), "--all", "--health-timeout", "30", "--confirm-timeout", "20")
+    assert code == 2
+    assert "--confirm-timeout 20 must be longer than --health-timeout 30" in err

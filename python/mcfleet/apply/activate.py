@@ -20,6 +20,7 @@ from mcfleet.apply import confirm
 from mcfleet.apply.health import AgentHealth, wait_healthy
 from mcfleet.apply.nodeio import Node, write_text
 from mcfleet.apply.probe import AgentState, agent_dir, unit_path
+from mcfleet.errors import ApplyError, McfleetError
 from mcfleet.fleet.models import Host
 
 
@@ -125,6 +126,20 @@ async def activate(
     await _install_unit(node, host, state)
     # from here until disarm, the deadman reverts the node if we vanish or lose the connection
     deadman = await confirm.arm(node, host, opts.deadline, state.has_systemd)
+    try:
+        return await _restart_and_check(node, host, deadman, reason=reason, sha=sha, opts=opts)
+    except McfleetError as exc:
+        raise ApplyError(
+            f"{exc.message}; the node restores its previous agent by itself within {deadman.deadline} s "
+            "unless a later apply confirms it",
+            location=f"{host.name}: activate",
+            hint=exc.hint or "re-run the apply once the node is reachable",
+        ) from exc
+
+
+async def _restart_and_check(
+    node: Node, host: Host, deadman: confirm.Deadman, *, reason: str, sha: str, opts: ActivateOptions
+) -> ActivateResult:
     await _restart(node, host)
     health = await wait_healthy(node, host, timeout=opts.health_timeout, expect_sha=sha)
     if health.serving:

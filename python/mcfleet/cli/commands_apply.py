@@ -49,6 +49,12 @@ def session_options(
     *, command: str, json_out: bool, fail_fast: bool, bundle: Path | None, health: float, deadman: int, parallel: int,
     connect: float,
 ) -> SessionOptions:  # fmt: skip
+    if deadman and deadman <= health:
+        raise InputError(
+            f"--confirm-timeout {deadman} must be longer than --health-timeout {health:g}",
+            location="--confirm-timeout",
+            hint="else a node would roll back while its health check is still running",
+        )
     listeners = [ndjson_writer(sys.stdout)] if json_out else []
     return SessionOptions(
         apply=ApplyOptions(
