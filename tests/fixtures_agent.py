@@ -249,7 +249,9 @@ def agent_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentRunn
 
 # Each start appends a line to /data/starts and dumps its environment: the tests read both
 # from the host side of the volume.
-CMD = ["sh", "-c", "echo start >> /data/starts; env > /data/env; exec httpd -f -p 8080 -h /www"]
+# The program listens on the port the agent hands it ($PORT or $PORT_WEB), as mcdsl services do:
+# an HTTP answer on the published host port proves the env value and the mapping agree.
+CMD = ["sh", "-c", "echo start >> /data/starts; env > /data/env; exec httpd -f -p ${PORT:-$PORT_WEB} -h /www"]
 
 
 def web_service(

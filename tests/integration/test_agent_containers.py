@@ -40,9 +40,9 @@ def test_reconcile_runs_desired_containers(agent_podman: PodmanLab, agent_runner
             # Env: the service's own variables plus $PORT / $PORT_<NAME> (seed convention).
             dns_env = _env(tmp_path / "data/dns/env")
             assert dns_env["GREETING"] == "hello-dns"
-            assert dns_env["PORT"] == str(dns_port)
+            assert dns_env["PORT"] == "8080"  # the container port the program listens on
             app_env = _env(tmp_path / "data/app/env")
-            assert app_env["PORT_WEB"] == str(app_port)
+            assert app_env["PORT_WEB"] == "8080"
             assert "PORT" not in app_env
             # Labels mark them as ours.
             inspect = json.loads(agent_podman.remote("inspect", "dns", "app"))

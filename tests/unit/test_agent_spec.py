@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mcfleet.agent.ports import assign_ports
-from mcfleet.agent.spec import PortMap, VolumeMap, container_specs, render_podman_run
+from mcfleet.agent.spec import PortMap, VolumeMap, container_specs
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.models import Service
 
@@ -22,7 +22,7 @@ def test_single_unnamed_route_gets_port() -> None:
     service = svc(routes=[{"port": 8443, "mode": "l7"}], env=["A=1"], volumes=["/srv/mcq:/srv/mcq"])
     [spec] = container_specs(service, {"api/0": 23456})
     assert spec.name == "mcq-api"
-    assert spec.env == {"A": "1", "PORT": "23456"}
+    assert spec.env == {"A": "1", "PORT": "8443"}  # the port to listen on inside
     assert spec.ports == [PortMap("127.0.0.1", 23456, 8443, "tcp")]
     assert spec.volumes == [VolumeMap("/srv/mcq", "/srv/mcq", "rw")]
     assert spec.labels["io.mcfleet.managed"] == "true"
@@ -33,7 +33,7 @@ def test_single_unnamed_route_gets_port() -> None:
 def test_named_routes_get_port_name() -> None:
     service = svc(routes=[{"name": "rest", "port": 8443, "mode": "l7"}, {"name": "grpc", "port": 9443, "mode": "l4"}])
     [spec] = container_specs(service, {"api/rest": 20001, "api/grpc": 20002})
-    assert spec.env == {"PORT_REST": "20001", "PORT_GRPC": "20002"}
+    assert spec.env == {"PORT_REST": "8443", "PORT_GRPC": "9443"}
     assert "PORT" not in spec.env
 
 
@@ -44,18 +44,6 @@ def test_spec_hash_changes_with_the_container_shape_only() -> None:
     assert one.spec_hash == same.spec_hash  # a health check does not shape the container
     assert one.spec_hash != other.spec_hash
     assert len(one.spec_hash) == 16
-
-
-def test_render_podman_run_is_the_manual_recovery_command() -> None:
-    service = svc(routes=[{"port": 8443, "mode": "l7"}], volumes=["/srv/mcq:/srv/mcq:ro"], user="850:850")
-    argv = render_podman_run(container_specs(service, {"api/0": 30000})[0])
-    assert argv[:6] == ["podman", "run", "-d", "--init", "--name", "mcq-api"]
-    joined = " ".join(argv)
-    assert "-p 127.0.0.1:30000:8443/tcp" in joined
-    assert "-v /srv/mcq:/srv/mcq:ro" in joined
-    assert "-e PORT=30000" in joined
-    assert "--user 850:850" in joined
-    assert argv[-1] == "mcr.example/mcq:v1.2.0"
 
 
 def test_ports_are_stable_pinned_and_unique() -> None:

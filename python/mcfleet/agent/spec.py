@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field
 
+from mcfleet.fleet.derive import port_env as derive_port_env
 from mcfleet.fleet.models import Component, Health, Service, Stage
 
 LABEL_MANAGED = "io.mcfleet.managed"
@@ -90,16 +90,20 @@ def route_keys(service: Service) -> list[tuple[Component, int, str]]:
 
 
 def port_env(component: Component, ports: dict[str, int]) -> dict[str, str]:
-    """$PORT for a single unnamed route, $PORT_<NAME> for named routes (the seed's convention)."""
+    """`$PORT` / `$PORT_<NAME>` per route, with the same names and values as `mcfleet render`.
+
+    The value is the port the program must listen on: the route's container port, since
+    podman maps `<host port>:<route.port>`; with host networking nothing is mapped, so it is
+    the host port itself.  (One rule for the agent and for render, so a manual recovery from
+    `mcfleet render` runs exactly what the agent runs.)
+    """
     env: dict[str, str] = {}
+    host_net = component.network == "host"
     for index, route in enumerate(component.routes):
         port = ports.get(route_key(component, index))
         if port is None:
             continue
-        if route.name:
-            env["PORT_" + re.sub(r"[^A-Z0-9]", "_", route.name.upper())] = str(port)
-        elif len(component.routes) == 1:
-            env["PORT"] = str(port)
+        env[derive_port_env(route)] = str(port if host_net else route.port)
     return env
 
 
@@ -113,8 +117,9 @@ def container_specs(service: Service, ports: dict[str, int]) -> list[ContainerSp
     """One spec per component, in declaration order (the order they start in)."""
     specs = []
     for component in service.components:
-        env = dict(item.split("=", 1) for item in component.env)
-        env.update(port_env(component, ports))
+        # route ports first, the component's own env wins (as in `mcfleet render`)
+        env = port_env(component, ports)
+        env.update(dict(item.split("=", 1) for item in component.env))
         maps: list[PortMap] = []
         for index, route in enumerate(component.routes):
             host_port = ports.get(route_key(component, index))
@@ -141,24 +146,3 @@ def container_specs(service: Service, ports: dict[str, int]) -> list[ContainerSp
             )
         )
     return specs
-
-
-def render_podman_run(spec: ContainerSpec) -> list[str]:
-    """The `podman run` argv equivalent to what the agent creates (incident lesson 5)."""
-    argv = ["podman", "run", "-d", "--init", "--name", spec.name]
-    if spec.restart:
-        argv += ["--restart", spec.restart]
-    for port in spec.ports:
-        host = f"{port.host_ip}:" if port.host_ip else ""
-        argv += ["-p", f"{host}{port.host_port}:{port.container_port}/{port.protocol}"]
-    for vol in spec.volumes:
-        argv += ["-v", f"{vol.source}:{vol.target}:{vol.mode}"]
-    for key, value in sorted(spec.env.items()):
-        argv += ["-e", f"{key}={value}"]
-    if spec.user:
-        argv += ["--user", spec.user]
-    if spec.network:
-        argv += ["--network", spec.network]
-    for key, value in spec.labels.items():
-        argv += ["--label", f"{key}={value}"]
-    return [*argv, spec.image, *spec.command]
