@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -16,7 +17,7 @@ DIR_OPT = typer.Option(Path("lab-fleet"), "--dir", "-d", help="The lab's fleet d
 JSON_OPT = typer.Option(False, "--json", help="Print the result as JSON.")
 
 
-def _progress_printer() -> tuple[float, object]:
+def _progress_printer() -> tuple[float, Callable[[str], None]]:
     started = time.monotonic()
 
     def show(line: str) -> None:
@@ -55,7 +56,7 @@ def up(  # noqa: PLR0917 (typer options)
     require_root()
     started, show = _progress_printer()
     with DirLock(directory.resolve() / ".lab" / "lock"):
-        lab = Lab(directory, progress=show)  # type: ignore[arg-type]
+        lab = Lab(directory, progress=show)
         if lab.state.resources:
             raise LabError(
                 f"a lab is already up in {lab.root} ({len(lab.state.resources)} resources in its state file)",

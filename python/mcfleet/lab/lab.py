@@ -118,6 +118,13 @@ class Lab:
             assert claimed is not None
             return claimed
 
+    def reserve_index(self) -> int:
+        """The next free node slot (its address is .11 + index)."""
+        return self._next_index()
+
+    def record_node(self, node: LabNode) -> None:
+        self._record("nodes", node.name, node.as_dict())
+
     def _next_index(self) -> int:
         index = int(self.info.get("next_index", 0))
         self.info["next_index"] = index + 1
@@ -145,6 +152,9 @@ class Lab:
         host_key = make_key(node_dir / "ssh_host_ed25519_key")
         (node_dir / "authorized_keys").write_text((self.client_key.with_suffix(".pub")).read_text())
         use_podman = with_podman and _has("podman") and _has("runc")
+        if with_podman and not use_podman and not self.info.get("warned_podman"):
+            self.info["warned_podman"] = True
+            self.progress("podman/runc not installed: nodes run no containers (apt-get install -y podman runc)")
         extra = {}
         if use_podman:
             run_dir = podman.short_run_dir(net.netns(index))
@@ -291,7 +301,7 @@ class Lab:
         if arm64:
             from mcfleet.lab import arm64 as arm
 
-            await arm.add_arm64_node(self)
+            await arm.add_arm64_node(self, self._node_name("arm64"))
         self.write_fleet()
 
 

@@ -33,5 +33,9 @@ class LabNode:
 
     def nsenter(self) -> list[str]:
         """argv prefix that runs a command inside the node (mount, UTS, network namespaces)."""
-        flags = ["-m", "-u", "-n"] + (["-p", "-i"] if self.kind == "full" else [])
+        flags = ["-m", "-u", "-n"]
+        if self.kind == "full":
+            flags += ["-p", "-i"]
+        elif self.kind == "arm64":
+            flags += ["-p", "-r", "-w"]  # enter the chroot of the node's sshd
         return ["nsenter", "-t", str(self.ns_pid), *flags, "--"]

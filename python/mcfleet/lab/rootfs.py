@@ -80,7 +80,9 @@ async def ensure_tarball(
     return tarball
 
 
-async def ensure_rootfs(progress: Callable[[str], None], *, cache: Path = CACHE, arch: str = "amd64") -> Path:
+async def ensure_rootfs(
+    progress: Callable[[str], None], *, cache: Path = CACHE, arch: str = "amd64", include: str = PACKAGES
+) -> Path:
     """The unpacked base rootfs (shared, read-only lower dir of every full node's overlay)."""
     os.makedirs(cache, exist_ok=True)
     lock_fd = os.open(cache / f".rootfs-{arch}.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -91,7 +93,7 @@ async def ensure_rootfs(progress: Callable[[str], None], *, cache: Path = CACHE,
         stamp = base / ".mcfleet-complete"
         if stamp.exists():
             return base
-        tarball = await ensure_tarball(progress, cache=cache, arch=arch)
+        tarball = await ensure_tarball(progress, cache=cache, arch=arch, include=include)
         progress(f"unpacking {tarball.name}")
         shutil.rmtree(base, ignore_errors=True)
         base.mkdir(parents=True)
