@@ -222,3 +222,18 @@ def test_provision_refuses_ids_that_belong_to_someone_else(tmp_path: Path, users
     assert changed == []
     assert refusal is not None and expect in refusal
     assert not srv.exists() and not (tmp_path / "etc").exists()
+
+
+def test_activation_on_a_node_without_systemd_fails_clearly(tmp_path: Path) -> None:
+    from mcfleet.apply.activate import ActivateOptions, activate
+    from mcfleet.errors import ApplyError
+
+    if Path("/run/systemd/system").is_dir():
+        pytest.skip("this machine runs systemd")
+    host = make_host(tmp_path / "srv")
+    node = LocalRunner("n1")
+    state = run(probe(node, host))
+    assert not state.has_systemd
+    with pytest.raises(ApplyError, match="does not run systemd"):
+        run(activate(node, host, state, pushed=True, sha="a" * 64, opts=ActivateOptions()))
+    assert not (tmp_path / "srv").exists()  # nothing was written before refusing

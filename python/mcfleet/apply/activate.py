@@ -123,9 +123,15 @@ async def activate(
     reason = needs_activation(state, host, pushed)
     if reason is None:
         return ActivateResult("unchanged", "agent active, unit and binary as applied")
+    if not state.has_systemd:
+        raise ApplyError(
+            "the node does not run systemd, and the agent runs as the systemd unit " + host.agent.unit,
+            location=f"{host.name}: activate",
+            hint="mcfleet manages Debian and NixOS nodes booted with systemd",
+        )
     await _install_unit(node, host, state)
     # from here until disarm, the deadman reverts the node if we vanish or lose the connection
-    deadman = await confirm.arm(node, host, opts.deadline, state.has_systemd)
+    deadman = await confirm.arm(node, host, opts.deadline)
     try:
         return await _restart_and_check(node, host, deadman, reason=reason, sha=sha, opts=opts)
     except McfleetError as exc:

@@ -6,9 +6,8 @@ its token file still exists; apply deletes the token and stops the timer once it
 health check passed (`disarm`).  If the orchestrator vanishes in between (killed,
 network gone), nobody deletes the token and the node puts back `.prev`.
 
-On systemd nodes the timer is a transient `systemd-run --on-active` unit, which
-survives the SSH session; elsewhere (test nodes without systemd) a detached
-`setsid sleep` does the same.
+The timer is a transient `systemd-run --on-active` unit: it survives the SSH
+session and the orchestrator, and needs nothing installed beyond systemd.
 """
 
 from __future__ import annotations
@@ -53,11 +52,11 @@ def rollback_script(host: Host, deadline: int) -> str:
 @dataclass(frozen=True)
 class Deadman:
     token: str  # path of the token file on the node
-    unit: str | None  # transient systemd unit name, None when armed with setsid
+    unit: str  # the transient systemd timer/service name
     deadline: int
 
 
-async def arm(node: Node, host: Host, deadline: int, use_systemd: bool) -> Deadman:
+async def arm(node: Node, host: Host, deadline: int) -> Deadman:
     """Install the rollback script and start the countdown; returns what `disarm` needs."""
     directory = agent_dir(host)
     script = f"{directory}/{ROLLBACK_SCRIPT}"
@@ -65,18 +64,11 @@ async def arm(node: Node, host: Host, deadline: int, use_systemd: bool) -> Deadm
     token = f"{directory}/.mcfleet-deadman.{ident}"
     await write_text(node, script, rollback_script(host, deadline), mode="0700")
     q = shlex.quote
-    if use_systemd:
-        unit = f"mcfleet-deadman-{ident}"
-        cmd = (
-            f"echo armed > {q(token)} && systemd-run --quiet --unit={unit} --on-active={deadline}s "
-            f"--timer-property=AccuracySec=1s /bin/sh {q(script)} {q(token)}"
-        )
-    else:
-        unit = None
-        cmd = (
-            f"echo armed > {q(token)} && setsid sh -c {q(f'sleep {deadline}; exec /bin/sh {script} {token}')} "
-            "</dev/null >/dev/null 2>&1 &"
-        )
+    unit = f"mcfleet-deadman-{ident}"
+    cmd = (
+        f"echo armed > {q(token)} && systemd-run --quiet --unit={unit} --on-active={deadline}s "
+        f"--timer-property=AccuracySec=1s /bin/sh {q(script)} {q(token)}"
+    )
     res = await node.run(cmd, timeout=30)
     res.check("arming the rollback deadman", node.name)
     return Deadman(token, unit, deadline)
@@ -84,8 +76,7 @@ async def arm(node: Node, host: Host, deadline: int, use_systemd: bool) -> Deadm
 
 async def disarm(node: Node, deadman: Deadman) -> None:
     """Confirm: the token goes first (so a timer firing right now does nothing), then the timer."""
-    cmd = f"rm -f {shlex.quote(deadman.token)}"
-    if deadman.unit:
-        cmd += f"; systemctl stop {deadman.unit}.timer {deadman.unit}.service 2>/dev/null; true"
+    # (a rollback already running is left to finish: interrupting it could leave the unit stopped)
+    cmd = f"rm -f {shlex.quote(deadman.token)}; systemctl stop {deadman.unit}.timer 2>/dev/null; true"
     res = await node.run(cmd, timeout=30)
     res.check("confirming the activation (disarming the deadman)", node.name)
