@@ -122,3 +122,12 @@ def test_lab_needs_root_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     code, _, err = run_cli("lab", "up", "--dir", str(tmp_path / "x"))
     assert code == 1
     assert "needs root" in err and "sudo mcfleet lab up" in err
+
+
+def test_a_missing_program_names_the_apt_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(proc, "SBIN", ())
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
+    code, _, err = run_cli("lab", "up", "--dir", str(tmp_path / "lab"), "--no-peers", "--nodes", "1")
+    assert code == 1
+    assert "`ip` is not installed" in err and "apt-get install -y iproute2" in err
+    assert not (tmp_path / "lab" / ".lab" / "state.json").exists() or _state(tmp_path / "lab")["resources"] == []

@@ -114,6 +114,10 @@ async def add_arm64_node(lab: Lab, name: str = "arm1") -> LabNode:
     children = (read_text(f"/proc/{pid}/task/{pid}/children") or "").split()
     if not children:
         raise LabError(f"arm64 node {name}: sshd is not running", location=str(log))
+    # unshare --fork ignores SIGTERM while it waits: `down` stops sshd (PID 1 of the node's
+    # PID namespace) first, which ends the namespace and lets unshare exit.
+    sshd_pid = int(children[0])
+    lab.state.add(Resource("process", f"{name}/sshd", sshd_pid, start_time(sshd_pid), str(log)))
     node = LabNode(name, "arm64", index, address, 22, ns, host_key, str(node_dir), int(children[0]), pid,
                    int(children[0]), arch="arm64")  # fmt: skip
     lab.record_node(node)

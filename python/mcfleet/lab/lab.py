@@ -248,6 +248,8 @@ class Lab:
     async def stop_sshd(self, name: str) -> None:
         """Make a node unreachable over SSH (its files and other processes stay)."""
         node = self.node(name)
+        if node.kind == "arm64":
+            raise LabError("stop_sshd is not supported on the arm64 node (sshd is its PID 1)")
         if node.kind == "full":
             await self.exec_in(name, ["systemctl", "stop", "ssh.socket", "ssh.service"])
             return
