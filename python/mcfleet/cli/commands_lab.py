@@ -144,9 +144,43 @@ def down(directory: Path = DIR_OPT, json_out: bool = JSON_OPT) -> None:
         typer.echo(f"no lab was up in {directory}")
 
 
+def build_rootfs(
+    arch: str = typer.Option("amd64", "--arch", help="amd64 (full nodes) or arm64 (the arm64 node)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Build and cache a node root filesystem now (debootstrap; else the first `lab up` does it).
+
+    amd64: ~75-110 s, for full nodes; arm64: ~6 min under qemu-user (binfmt must be enabled).
+    Cached in /var/cache/mcfleet (override with MCFLEET_LAB_CACHE).
+
+    Examples:
+
+      sudo mcfleet lab build-rootfs
+
+      sudo mcfleet lab build-rootfs --arch arm64
+    """
+    from mcfleet.lab import arm64, rootfs
+    from mcfleet.lab.proc import require_root
+
+    require_root()
+    if arch not in ("amd64", "arm64"):
+        raise LabError(f"unknown arch {arch!r}", hint="use --arch amd64 or --arch arm64")
+    if arch == "arm64" and (reason := arm64.unavailable_reason()):
+        raise LabError(f"cannot build the arm64 rootfs: {reason}")
+    started, show = _progress_printer()
+    include = rootfs.PACKAGES if arch == "amd64" else arm64.PACKAGES
+    base = asyncio.run(rootfs.ensure_rootfs(show, arch=arch, include=include))
+    result = {"arch": arch, "rootfs": str(base), "tarball": str(rootfs.tarball_path(arch=arch))}
+    if json_out:
+        emit_json({**result, "seconds": round(time.monotonic() - started, 1)})
+    else:
+        typer.echo(f"{arch} node rootfs ready: {base} (cached as {result['tarball']})")
+
+
 def register(app: typer.Typer) -> None:
     lab = typer.Typer(help="A real local fleet to try mcfleet on (root needed).", no_args_is_help=True)
     lab.command("up")(up)
     lab.command("status")(status)
     lab.command("down")(down)
+    lab.command("build-rootfs")(build_rootfs)
     app.add_typer(lab, name="lab")
