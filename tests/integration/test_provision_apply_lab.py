@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,10 @@ def test_provision_installs_and_starts_the_agent_and_a_second_run_changes_nothin
     fleet = full_nodes(lab, 1, "prov")
     name = fleet.names[0]
     root = str(fleet.fleet_dir)
+    host_file = fleet.fleet_dir / "hosts" / name / "host.json"
+    host = json.loads(host_file.read_text())
+    host["users"]["mcp"].update(subuid={"start": 100000, "count": 65536}, subgid={"start": 100000, "count": 65536})
+    host_file.write_text(json.dumps(host, indent=2))
 
     first = cli("provision", name, "--root", root, "--bundle", str(agent_bundle), "--json")
     assert first.code == 0, first.stdout + first.stderr
@@ -42,6 +47,10 @@ def test_provision_installs_and_starts_the_agent_and_a_second_run_changes_nothin
     assert fleet.sh(name, "systemctl show -p User --value mcp-agent").stdout.strip() == "mcp"
     assert "ExecStart=/srv/mcp/mcp-agent" in fleet.sh(name, "cat /etc/systemd/system/mcp-agent.service").stdout
     assert fleet.file_sha(name, "/srv/mcp/mcp-agent") == fleet.manifest(name)["agent"]["sha256"]
+    assert fleet.sh(name, "grep ^mcp: /etc/subuid /etc/subgid").stdout.split() == [
+        "/etc/subuid:mcp:100000:65536",
+        "/etc/subgid:mcp:100000:65536",
+    ]
     resolv = fleet.sh(name, "grep ^nameserver /etc/resolv.conf").stdout.split("\n")
     assert [line.split()[1] for line in resolv if line] == [*fleet_nameservers(fleet, name), "1.1.1.1", "9.9.9.9"]
 
@@ -56,8 +65,6 @@ def test_provision_installs_and_starts_the_agent_and_a_second_run_changes_nothin
 
 
 def fleet_nameservers(fleet: object, name: str) -> list[str]:
-    import json
-
     host = json.loads((fleet.fleet_dir / "hosts" / name / "host.json").read_text())  # type: ignore[attr-defined]
     return list(host["dns"]["nameservers"])
 
@@ -84,8 +91,6 @@ def test_apply_converges_three_fresh_nodes_then_changes_nothing_and_status_shows
 
     status = cli("agent", "status", "--root", root, "--json")
     assert status.code == 0, status.stdout + status.stderr
-    import json
-
     rows = {r["host"]: r for r in json.loads(status.stdout)["hosts"]}
     assert set(rows) == set(fleet.names)
     for row in rows.values():
