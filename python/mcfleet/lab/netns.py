@@ -77,8 +77,10 @@ async def create_network(state: LabState, start: int | None = None) -> LabNet:
 async def add_node_netns(state: LabState, net: LabNet, index: int) -> tuple[str, str]:
     """Create the node's netns with eth0 on the lab bridge; return (netns, address)."""
     ns, veth, addr = net.netns(index), net.veth(index), net.address(index)
-    await run(["ip", "netns", "add", ns])
+    # recorded before it exists: a crash right after `ip netns add` must not leak it
+    # (safe: the name is derived from our claimed <n>, no other lab uses it)
     state.add(Resource("netns", ns))
+    await run(["ip", "netns", "add", ns])
     await run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
     await run(["ip", "link", "set", veth, "master", net.bridge, "up"])
     await run(["ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0"])

@@ -83,8 +83,8 @@ async def boot(
     upper = prepare_upper(node_dir, name, client_pub)
     merged = node_dir / "merged"
     options = f"lowerdir={base},upperdir={upper},workdir={node_dir / 'work'}"
+    state.add(Resource("mount", str(merged)))  # first: a crash must not leak the mount
     await run(["mount", "-t", "overlay", "mcfleet-node", "-o", options, str(merged)])
-    state.add(Resource("mount", str(merged)))
     log = node_dir / "nspawn.log"
     argv = ["systemd-nspawn", "-q", "-D", str(merged), "-b", "-M", netns, f"--hostname={name}"]
     argv += ["--register=no", "--keep-unit", "--console=passive", f"--network-namespace-path=/run/netns/{netns}"]
