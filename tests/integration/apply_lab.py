@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,55 @@ class Nodes:
         return result
 
 
+def stop_nodes(lab: Lab, nodes: list[LabNode]) -> None:
+    """Shut our nodes down at the end of a test (SIGTERM to their nspawn, by PID + start time).
+
+    Each booted systemd holds ~8 inotify instances and the kernel's default limit is 128 per
+    user, so a session that kept every test's nodes running would starve later boots.  The
+    lab still removes their mounts and netns at session end.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mcfleet.lab import proc
+
+    def one(node: LabNode) -> None:
+        res = next((r for r in lab.state.resources if r.pid == node.main_pid), None)
+        if res is not None:
+            proc.stop(node.main_pid, res.started, timeout=20)
+            shutil.rmtree(f"/run/systemd/nspawn/propagate/{node.netns}", ignore_errors=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        list(pool.map(one, nodes))
+
+
+MakeNodes = Callable[[int, str], "Nodes"]
+
+
+@pytest.fixture(name="agent_bundle", scope="session")
+def agent_bundle_fixture() -> Path:
+    """The real agent bundle (multi-arch PEX) from the bundle builder (cached by its inputs hash)."""
+    from mcfleet.bundle.build import build_agent_bundle
+
+    try:
+        return build_agent_bundle().path
+    except McfleetError as exc:
+        pytest.skip(f"the agent bundle cannot be built here: {exc.format()}")
+
+
+@pytest.fixture(name="make_nodes")
+def make_nodes_fixture(lab: Lab) -> Iterator[MakeNodes]:
+    """`make_nodes(count, prefix)`: fresh full nodes for one test, shut down when it ends."""
+    made: list[Nodes] = []
+
+    def make(count: int, prefix: str) -> Nodes:
+        made.append(full_nodes(lab, count, prefix))
+        return made[-1]
+
+    yield make
+    for fleet in made:
+        stop_nodes(lab, fleet.nodes)
+
+
 def full_nodes(lab: Lab, count: int, prefix: str) -> Nodes:
     """`count` fresh full (systemd) nodes and a fleet directory naming only them."""
     n = next(_COUNTER)
@@ -74,7 +123,10 @@ def full_nodes(lab: Lab, count: int, prefix: str) -> Nodes:
     except ToolMissing as exc:
         pytest.skip(exc.format())
     except McfleetError as exc:
-        pytest.skip(f"full lab nodes cannot boot here: {exc.format()}")
+        pytest.fail(
+            f'full lab nodes did not boot: {exc.format()}\n("Failed to allocate manager object" usually means the '
+            "inotify instances are used up: sysctl fs.inotify.max_user_instances)"
+        )
     fleet_dir = lab.write_fleet(lab.run_dir / "fleets" / f"{prefix}{n}", nodes=names)
     return Nodes(lab, fleet_dir, nodes)
 

@@ -7,27 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from mcfleet.lab.lab import Lab
-from tests.integration.apply_lab import cli, full_nodes
+from tests.integration.apply_lab import MakeNodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
 
 
-@pytest.fixture(scope="session")
-def agent_bundle() -> Path:
-    from mcfleet.bundle.build import build_agent_bundle
-    from mcfleet.errors import McfleetError
-
-    try:
-        return build_agent_bundle().path
-    except McfleetError as exc:
-        pytest.skip(f"the agent bundle cannot be built here: {exc.format()}")
-
-
 def test_a_saved_plan_runs_exactly_and_is_refused_once_the_node_changed(
-    lab: Lab, agent_bundle: Path, tmp_path: Path
+    make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path
 ) -> None:
-    fleet = full_nodes(lab, 2, "plan")
+    fleet = make_nodes(2, "plan")
     first, second = fleet.names
     root = str(fleet.fleet_dir)
     plan_file = tmp_path / "plan.json"
@@ -53,9 +41,9 @@ def test_a_saved_plan_runs_exactly_and_is_refused_once_the_node_changed(
 
 
 def test_a_plan_with_a_refusal_is_refused_unless_overridden_and_the_uid_is_never_changed(
-    lab: Lab, agent_bundle: Path
+    make_nodes: MakeNodes, agent_bundle: Path
 ) -> None:
-    fleet = full_nodes(lab, 1, "ref")
+    fleet = make_nodes(1, "ref")
     name = fleet.names[0]
     fleet.sh(name, "groupadd -g 1850 legacy && useradd -u 850 -g 1850 -M legacy")
     root = str(fleet.fleet_dir)
@@ -76,8 +64,8 @@ def test_a_plan_with_a_refusal_is_refused_unless_overridden_and_the_uid_is_never
     assert fleet.sh(name, "getent passwd mcp", check=False).returncode == 2
 
 
-def test_deploy_one_host_validates_plans_and_applies_it(lab: Lab, agent_bundle: Path) -> None:
-    fleet = full_nodes(lab, 2, "dep")
+def test_deploy_one_host_validates_plans_and_applies_it(make_nodes: MakeNodes, agent_bundle: Path) -> None:
+    fleet = make_nodes(2, "dep")
     name, other = fleet.names
     run = cli("deploy", name, "--root", str(fleet.fleet_dir), "--bundle", str(agent_bundle), "--json")
     assert run.code == 0, run.stdout + run.stderr

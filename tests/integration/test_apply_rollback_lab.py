@@ -18,25 +18,23 @@ from pathlib import Path
 
 import pytest
 
-from mcfleet.lab.lab import Lab
-from tests.integration.apply_lab import Nodes, broken_bundle, cli, full_nodes, mcfleet_argv, sha256, variant
+from tests.integration.apply_lab import (  # noqa: F401 (fixtures)
+    MakeNodes,
+    Nodes,
+    agent_bundle_fixture,
+    broken_bundle,
+    cli,
+    make_nodes_fixture,
+    mcfleet_argv,
+    sha256,
+    variant,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
 
 
-@pytest.fixture(scope="session")
-def agent_bundle() -> Path:
-    from mcfleet.bundle.build import build_agent_bundle
-    from mcfleet.errors import McfleetError
-
-    try:
-        return build_agent_bundle().path
-    except McfleetError as exc:
-        pytest.skip(f"the agent bundle cannot be built here: {exc.format()}")
-
-
-def provisioned(lab: Lab, bundle: Path, prefix: str) -> tuple[Nodes, str]:
-    fleet = full_nodes(lab, 1, prefix)
+def provisioned(make_nodes: MakeNodes, bundle: Path, prefix: str) -> tuple[Nodes, str]:
+    fleet = make_nodes(1, prefix)
     name = fleet.names[0]
     run = cli("provision", name, "--root", str(fleet.fleet_dir), "--bundle", str(bundle), "--json")
     assert run.code == 0, run.stdout + run.stderr
@@ -50,9 +48,9 @@ def agent_serving(fleet: Nodes, name: str) -> dict[str, object]:
 
 
 def test_a_broken_bundle_is_rolled_back_and_the_old_agent_serves_again(
-    lab: Lab, agent_bundle: Path, tmp_path: Path
+    make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path
 ) -> None:
-    fleet, name = provisioned(lab, agent_bundle, "rb")
+    fleet, name = provisioned(make_nodes, agent_bundle, "rb")
     good = sha256(agent_bundle)
     bad = broken_bundle(tmp_path / "broken.pex")
 
@@ -71,8 +69,10 @@ def test_a_broken_bundle_is_rolled_back_and_the_old_agent_serves_again(
     assert json.loads(journal[-1])["result"]["hosts"][name]["status"] == "rolled back"
 
 
-def test_the_deadman_reverts_a_node_whose_orchestrator_vanished(lab: Lab, agent_bundle: Path, tmp_path: Path) -> None:
-    fleet, name = provisioned(lab, agent_bundle, "dm")
+def test_the_deadman_reverts_a_node_whose_orchestrator_vanished(
+    make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path
+) -> None:
+    fleet, name = provisioned(make_nodes, agent_bundle, "dm")
     good = sha256(agent_bundle)
     v2 = variant(agent_bundle, tmp_path / "v2.pex", "dm")
     argv = [*mcfleet_argv(), "agent", "upgrade", name, "--root", str(fleet.fleet_dir), "--bundle", str(v2),
@@ -123,9 +123,9 @@ def test_the_deadman_reverts_a_node_whose_orchestrator_vanished(lab: Lab, agent_
 
 
 def test_sigkill_mid_upload_then_rerun_converges_without_temp_files(
-    lab: Lab, agent_bundle: Path, tmp_path: Path
+    make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path
 ) -> None:
-    fleet, name = provisioned(lab, agent_bundle, "kill")
+    fleet, name = provisioned(make_nodes, agent_bundle, "kill")
     good = sha256(agent_bundle)
     v2 = variant(agent_bundle, tmp_path / "v2.pex", "kill")
     argv = [*mcfleet_argv(), "agent", "upgrade", name, "--root", str(fleet.fleet_dir), "--bundle", str(v2), "--json"]

@@ -7,26 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from mcfleet.lab.lab import Lab
-from tests.integration.apply_lab import cli, full_nodes
+from tests.integration.apply_lab import MakeNodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
 
 
-@pytest.fixture(scope="session")
-def agent_bundle() -> Path:
-    """The real agent bundle (multi-arch PEX), from the bundle builder (cached by inputs hash)."""
-    from mcfleet.bundle.build import build_agent_bundle
-    from mcfleet.errors import McfleetError
-
-    try:
-        return build_agent_bundle().path
-    except McfleetError as exc:
-        pytest.skip(f"the agent bundle cannot be built here: {exc.format()}")
-
-
-def test_provision_installs_and_starts_the_agent_and_a_second_run_changes_nothing(lab: Lab, agent_bundle: Path) -> None:
-    fleet = full_nodes(lab, 1, "prov")
+def test_provision_installs_and_starts_the_agent_and_a_second_run_changes_nothing(
+    make_nodes: MakeNodes, agent_bundle: Path
+) -> None:
+    fleet = make_nodes(1, "prov")
     name = fleet.names[0]
     root = str(fleet.fleet_dir)
     host_file = fleet.fleet_dir / "hosts" / name / "host.json"
@@ -70,9 +59,9 @@ def fleet_nameservers(fleet: object, name: str) -> list[str]:
 
 
 def test_apply_converges_three_fresh_nodes_then_changes_nothing_and_status_shows_every_agent(
-    lab: Lab, agent_bundle: Path
+    make_nodes: MakeNodes, agent_bundle: Path
 ) -> None:
-    fleet = full_nodes(lab, 3, "app")
+    fleet = make_nodes(3, "app")
     root = str(fleet.fleet_dir)
 
     first = cli("apply", root, "--all", "--bundle", str(agent_bundle), "--json")
@@ -102,8 +91,10 @@ def test_apply_converges_three_fresh_nodes_then_changes_nothing_and_status_shows
     print(f"\nFIGURES apply 3 fresh nodes: {first.seconds:.1f} s; second apply: {second.seconds:.1f} s")
 
 
-def test_provision_refuses_when_the_pinned_uid_belongs_to_another_account(lab: Lab, agent_bundle: Path) -> None:
-    fleet = full_nodes(lab, 1, "uid")
+def test_provision_refuses_when_the_pinned_uid_belongs_to_another_account(
+    make_nodes: MakeNodes, agent_bundle: Path
+) -> None:
+    fleet = make_nodes(1, "uid")
     name = fleet.names[0]
     fleet.sh(name, "groupadd -g 1850 other && useradd -u 850 -g 1850 -M other")
     run = cli("provision", name, "--root", str(fleet.fleet_dir), "--bundle", str(agent_bundle), "--json")

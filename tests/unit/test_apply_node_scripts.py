@@ -161,12 +161,14 @@ def test_deadman_script_does_nothing_once_confirmed(tmp_path: Path) -> None:
     assert not (srv / "mcfleet-deadman.log").exists()
 
 
-def test_unit_runs_the_agent_from_srv_as_mcp() -> None:
+def test_unit_runs_the_agent_from_srv_as_mcp_exactly_as_on_nixos() -> None:
+    from mcfleet.nix.host_values import agent_unit_text
+
     host = make_host(Path("/srv/mcp"))
     unit = render_unit(host)
-    assert "ExecStart=/srv/mcp/mcp-agent --socket /srv/mcp/mcp-agent.sock" in unit
+    assert "ExecStart=/srv/mcp/mcp-agent\n" in unit
     assert "User=mcp" in unit and "Group=mcp" in unit
-    assert "@" not in unit.replace("Description=mcfleet node agent (mcp-agent)", "")
+    assert unit == agent_unit_text(HostEntry(host, (), Path(".")))  # the NixOS module's unit, byte for byte
 
 
 def test_activation_is_skipped_only_when_everything_is_as_applied() -> None:

@@ -6,7 +6,7 @@
                 → "rolled back" (the apply still fails: exit 1)
 
 Skipped when nothing changed: same binary as the manifest's confirmed one, same
-unit file, unit active.  The unit is rendered from `templates/mcp-agent.service`.
+unit file, unit active.  The unit text is the one the NixOS module declares.
 """
 
 from __future__ import annotations
@@ -15,28 +15,22 @@ import hashlib
 import os
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 from mcfleet.apply import confirm
 from mcfleet.apply.health import AgentHealth, wait_healthy
 from mcfleet.apply.nodeio import Node, write_text
-from mcfleet.apply.probe import AgentState, agent_dir, unit_path
+from mcfleet.apply.probe import AgentState, unit_path
 from mcfleet.errors import ApplyError, McfleetError
+from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import Host
+from mcfleet.nix.host_values import agent_unit_text
 
 
 def render_unit(host: Host) -> str:
-    user = host.agent.user
-    return confirm.render(
-        confirm.template("mcp-agent.service"),
-        {
-            "UNIT": host.agent.unit.removesuffix(".service"),
-            "USER": user,
-            "GROUP": user,
-            "DIR": agent_dir(host),
-            "BIN": host.agent.path,
-            "SOCKET": host.agent.socket,
-        },
-    )
+    """The unit file: the same text the NixOS module declares (nix/lib/derive.nix and its Python
+    twin `nix.host_values.agent_unit_text`), so a Debian node and a NixOS node run the agent alike."""
+    return agent_unit_text(HostEntry(host=host, services=(), dir=Path(".")))
 
 
 def sha256_text(text: str) -> str:
