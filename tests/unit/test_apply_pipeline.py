@@ -158,3 +158,19 @@ def test_nixos_agent_closure_is_really_built_with_nix_or_reported_blocked(repo_r
     text = err.value.format()
     assert "rift: build" in text
     assert "`nix build` of the agent closure cannot run here" in text or "not implemented yet" in text
+
+
+def test_planned_user_changes_on_nixos_are_blocked_not_done(tmp_path: Path) -> None:
+    from mcfleet.apply.provision import provision_host
+
+    async def provisioner(node: LocalRunner, e: HostEntry) -> tuple[bool, str]:
+        return await provision_host(node, e, None)
+
+    log = EventLog()
+    work = [HostWork(entry("rift", tmp_path, os="nixos"), agent=False, provision=True)]
+    pipe = Pipeline(work, connect=connect, builder=Builder(), options=ApplyOptions(), log=log, provisioner=provisioner)
+    summary = asyncio.run(pipe.run())
+    event = log.outcome("rift", Phase.provision)
+    assert event is not None and event.status == Status.blocked and "NixOS configuration" in event.message
+    assert summary.exit_code == 1
+    assert not (tmp_path / "rift").exists()

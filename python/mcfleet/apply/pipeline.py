@@ -230,6 +230,8 @@ class Pipeline:
         """Await one piece of a phase; an error ends the phase as failed and the host's run."""
         try:
             return await work
+        except BuildBlocked as exc:
+            self.log.emit(w.name, phase, Status.blocked, _reason(exc))
         except McfleetError as exc:
             self.log.emit(w.name, phase, Status.failed, _reason(exc))
         except (TimeoutError, OSError) as exc:

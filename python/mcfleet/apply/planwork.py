@@ -7,8 +7,8 @@
   is never executed (a live UID is never changed); the override only lets the
   rest of the plan run.  An override that matches no refusal is an input error,
   so a typo cannot silently pass.
-- `host` actions on a Debian host → the provision step (user, subids, folder,
-  resolvers); on NixOS they belong to the node's configuration.
+- `host` actions → the provision step (user, subids, folder, resolvers) on a
+  Debian host; on NixOS it is reported blocked (the node's configuration owns them).
 - `agent` actions → build, push, activate.
 - `deploy`/`cert`/`dns`/`route` → the registered post-activation steps.
 - Every host with any action gets its manifest rewritten at the end.
@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from mcfleet.apply.pipeline import HostWork
 from mcfleet.errors import InputError, Refused
 from mcfleet.fleet.load import LoadedFleet
-from mcfleet.fleet.models import OS
 from mcfleet.plan.model import Action, Plan
 
 
@@ -85,7 +84,7 @@ def work_from_plan(plan: Plan, loaded: LoadedFleet) -> list[HostWork]:
             HostWork(
                 entry,
                 agent="agent" in phases,
-                provision="host" in phases and entry.host.os == OS.debian,
+                provision="host" in phases,
                 steps=frozenset(phases & {"deploy", "cert", "dns", "route"}),
             )
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shlex
 
+from mcfleet.apply.artifacts import BuildBlocked
 from mcfleet.apply.confirm import render, template
 from mcfleet.apply.nodeio import Node
 from mcfleet.apply.probe import agent_dir
@@ -77,10 +78,10 @@ async def provision_host(node: Node, entry: HostEntry, fleet: Fleet | None) -> t
     """Run the provisioning script; (changed?, message).  Raises Refused or ApplyError."""
     host = entry.host
     if host.os != OS.debian:
-        raise Refused(
-            f"{host.name} runs {host.os}: NixOS nodes are provisioned by their modules",
+        raise BuildBlocked(
+            f"{host.name} runs {host.os}: its users come from the NixOS configuration, not from mcfleet",
             location=f"{host.name}: provision",
-            hint="build and switch the node's configuration (nixos-rebuild); `mcfleet provision` is for Debian",
+            hint="build and switch the node's configuration (nixos-rebuild)",
         )
     res = await node.run(provision_script(entry, fleet), timeout=120)
     changed, ok, refusal = parse_output(res.stdout)
