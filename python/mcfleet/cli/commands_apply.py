@@ -222,9 +222,10 @@ def provision(  # noqa: PLR0917
     """Prepare a Debian node: the `mcp` user at its pinned UID/GID, subuid/subgid, /srv/mcp/,
     resolvers with fallbacks, the unit and the agent bundle, started and health-checked.
 
-    Idempotent: a second run changes nothing and says so.  Refused (exit 2, nothing
-    changed) when the pinned UID/GID belongs to another account or `mcp` exists
-    with other ids.  NixOS nodes are provisioned by their configuration.
+    Idempotent: a second run changes nothing and says so.  Refused before any change
+    (exit 1, the summary says "refused: ...") when the pinned UID/GID belongs to
+    another account or `mcp` exists with other ids.  NixOS nodes are provisioned by
+    their configuration (exit 2).
 
     Examples:
 
