@@ -144,3 +144,16 @@ def test_addresses_are_tried_in_order(node_fleet: tuple[Path, list[plan_nodes.No
     with pytest.raises(Unreachable) as err:
         asyncio.run(fail())
     assert "127.0.0.254: connection refused; 127.0.0.253: connection refused" in err.value.message
+
+
+def test_trust_on_first_use_only_when_asked_and_the_key_is_reported(
+    node_fleet: tuple[Path, list[plan_nodes.Node]],
+) -> None:
+    root, nodes = node_fleet
+    entry = _entry(root, "tp2", host_key=None, trust_on_first_use=True)
+
+    async def go() -> str | None:
+        async with SshPool() as pool:
+            return (await pool.connect(entry)).seen_host_key
+
+    assert asyncio.run(go()) == nodes[1].host_key  # what to pin in host.json afterwards
