@@ -62,3 +62,19 @@ def test_unknown_selection_is_an_input_error(tmp_path: Path) -> None:
     code, _out, err = run_cli("plan", str(_fleet(tmp_path)), "--on", "nosuchhost")
     assert code == 2
     assert "nosuchhost" in err
+
+
+def test_missing_known_hosts_or_identity_file_is_named_not_blamed_on_the_address(tmp_path: Path) -> None:
+    case = {
+        "hosts": {
+            "alpha": {"host": {"roles": ["master"], "ssh": {"host_key": None, "known_hosts": str(tmp_path / "kh")}}},
+            "beta": {"host": {"ssh": {"identity_file": str(tmp_path / "no-key")}}},
+        }
+    }
+    write_case_fleet(tmp_path / "f", case)
+    code, out, err = run_cli("plan", str(tmp_path / "f"))
+    assert code == 1
+    assert f"alpha: unreachable: cannot read the known_hosts file {tmp_path / 'kh'}: No such file or directory" in out
+    assert f"beta: unreachable: cannot read the identity file {tmp_path / 'no-key'}" in out
+    assert "pin ssh.host_key in host.json" in out
+    assert "Traceback" not in out + err

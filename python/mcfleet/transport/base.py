@@ -6,6 +6,8 @@
 - `Unreachable`: no address of the host answered (every attempt is listed);
 - `HostKeyMismatch`: the host answered with a key that is not the pinned one
   (never retried on another address: a changed key is a security signal);
+- `LocalSshConfigError`: a known_hosts or identity file named by the host file is
+  missing or unreadable here (reported before any address is tried);
 - `CommandTimeout`: a command ran longer than its timeout;
 - `CommandFailed`: `RunResult.check()` on a non-zero exit status.
 """
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from mcfleet.errors import PeerError
+from mcfleet.errors import McfleetError, PeerError
 
 Command = Sequence[str] | str
 
@@ -58,6 +60,12 @@ class Unreachable(PeerError):
 
 class HostKeyMismatch(PeerError):
     kind = "host key mismatch"
+
+
+class LocalSshConfigError(McfleetError):
+    """This machine's side is missing: a known_hosts or identity file the host file names."""
+
+    kind = "ssh setup"
 
 
 class CommandTimeout(PeerError):

@@ -37,6 +37,7 @@ from mcfleet.transport.base import (
     Command,
     CommandTimeout,
     HostKeyMismatch,
+    LocalSshConfigError,
     RunResult,
     Unreachable,
     shell_line,
@@ -135,13 +136,28 @@ def _trust(entry: HostEntry) -> dict[str, Any]:
         # Ask the server for the pinned key's type, else it may offer another one it holds.
         return {"known_hosts": ([key], [], []), "server_host_key_algs": _host_key_algs(ssh.host_key)}
     if ssh.known_hosts:
-        return {"known_hosts": str(Path(ssh.known_hosts).expanduser())}
+        path = Path(ssh.known_hosts).expanduser()
+        try:
+            return {"known_hosts": asyncssh.read_known_hosts(str(path))}
+        except (OSError, ValueError) as exc:
+            raise LocalSshConfigError(
+                f"cannot read the known_hosts file {path}: {getattr(exc, 'strerror', None) or exc}",
+                location=entry.host.name,
+                hint="add the node's key to that file after verifying it out of band, or pin ssh.host_key in host.json",
+            ) from exc
     return {"known_hosts": None}  # trust_on_first_use: the only way the model allows no key
 
 
 def _client_keys(entry: HostEntry, opts: SshOptions) -> tuple[str, ...] | None:
     if opts.client_keys is None and entry.host.ssh.identity_file:
-        return (os.path.expanduser(entry.host.ssh.identity_file),)
+        path = os.path.expanduser(entry.host.ssh.identity_file)
+        if not os.access(path, os.R_OK):
+            raise LocalSshConfigError(
+                f"cannot read the identity file {path}",
+                location=entry.host.name,
+                hint="fix ssh.identity_file in host.json, or remove it to use ~/.ssh keys and the ssh agent",
+            )
+        return (path,)
     return opts.client_keys
 
 
