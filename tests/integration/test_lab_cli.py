@@ -100,7 +100,9 @@ def test_down_cleans_up_after_a_crashed_up(tmp_path: Path) -> None:
     d = tmp_path / "crash"
     mcfleet = Path(sys.executable).parent / "mcfleet"
     child = subprocess.Popen(
-        [mcfleet, "lab", "up", "--dir", str(d), "--nodes", "6", "--no-peers"], stderr=subprocess.DEVNULL
+        [mcfleet, "lab", "up", "--dir", str(d), "--nodes", "6", "--no-peers"],
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the crash takes its short-lived helpers too
     )
     state_file = d / ".lab" / "state.json"
     deadline = time.monotonic() + 30
@@ -108,7 +110,7 @@ def test_down_cleans_up_after_a_crashed_up(tmp_path: Path) -> None:
         if state_file.exists() and sum(r["kind"] == "netns" for r in _state(d)["resources"]) >= 2:
             break
         time.sleep(0.01)
-    os.kill(child.pid, signal.SIGKILL)
+    os.killpg(child.pid, signal.SIGKILL)  # the lab's daemons run in sessions of their own and survive
     child.wait()
     state = _state(d)
     assert any(r["kind"] == "netns" for r in state["resources"])
