@@ -76,3 +76,31 @@ def test_stop_and_start_sshd_keeps_the_node_files(lab_fleet: LabFleet) -> None:
         asyncio.run(_run_on(lab_fleet, node.name, "true", lab_fleet.known_hosts(node)))
     lab_fleet.start_sshd(node)
     assert asyncio.run(_run_on(lab_fleet, node.name, "cat /srv/kept", lab_fleet.known_hosts(node))).strip() == "kept"
+
+
+def test_nodes_resolve_lab_names_through_their_nameserver(lab_fleet: LabFleet) -> None:
+    import json
+
+    import dns.query
+    import dns.tsig
+    import dns.tsigkeyring
+    import dns.update
+
+    knot = lab_fleet.knot
+    keyring = dns.tsigkeyring.from_text({knot.key_name: knot.secret()})
+    update = dns.update.UpdateMessage(
+        knot.zone, keyring=keyring, keyname=knot.key_name, keyalgorithm=dns.tsig.HMAC_SHA256
+    )
+    update.replace("ns-check", 60, "A", "10.77.0.42")
+    dns.query.tcp(update, knot.server, port=knot.port, timeout=5)
+    node = lab_fleet.nodes[0]
+    host = json.loads((lab_fleet.fleet_dir / "hosts" / node.name / "host.json").read_text())
+    nameserver = host["dns"]["nameservers"][0]
+    query = (
+        "import sys, dnslib; r = dnslib.DNSRecord.question(sys.argv[1], 'A').send(sys.argv[2], 53, timeout=5); "
+        "print(dnslib.DNSRecord.parse(r).a.rdata)"
+    )
+    import sys
+
+    out = lab_fleet.exec_in(node, [sys.executable, "-c", query, f"ns-check.{knot.zone}", nameserver])
+    assert out.stdout.strip() == "10.77.0.42"

@@ -213,7 +213,8 @@ class Lab:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         info: Any
         if peer == "knot":
-            info = await start_knot(self.state, self.run_dir, self.zone)
+            net = await self.network()  # the nodes' nameserver (host.json) is the gateway: knot answers there
+            info = await start_knot(self.state, self.run_dir, self.zone, net.gateway)
         elif peer == "pebble":
             knot_port = self.peers.get("knot", {}).get("port")
             info = await start_pebble(self.state, self.run_dir, knot_port)

@@ -19,7 +19,7 @@ CONFIG = """\
 server:
     rundir: "{dir}/run"
     user: root:root
-    listen: 127.0.0.1@{port}
+    listen: [{listen}]
     pidfile: "{dir}/run/knot.pid"
 
 log:
@@ -70,12 +70,13 @@ class KnotInfo:
     key_file: str  # holds only the base64 secret (what the rfc2136 provider reads)
     algorithm: str
     log: str
+    node_server: str | None = None  # also answers on <lab gateway>:53, the nodes' nameserver
 
     def secret(self) -> str:
         return Path(self.key_file).read_text().strip()
 
 
-async def start_knot(state: LabState, base: Path, zone: str) -> KnotInfo:
+async def start_knot(state: LabState, base: Path, zone: str, gateway: str | None = None) -> KnotInfo:
     which("knotd")
     d = base / "knot"
     for sub in ("run", "db", "zones"):
@@ -88,11 +89,12 @@ async def start_knot(state: LabState, base: Path, zone: str) -> KnotInfo:
     atomic_write_text(d / "tsig.conf", tsig, mode=0o600)
     port = free_port(udp_too=True)
     conf = d / "knot.conf"
-    conf.write_text(CONFIG.format(dir=d, port=port, key=KEY_NAME, zone=zone))
+    listen = f"127.0.0.1@{port}" + (f", {gateway}@53" if gateway else "")
+    conf.write_text(CONFIG.format(dir=d, listen=listen, key=KEY_NAME, zone=zone))
     (d / "zones" / f"{zone}.zone").write_text(ZONE.format(zone=zone))
     await run(["knotc", "-c", str(conf), "conf-check"])
     log = d / "knot.log"
     pid = spawn(["knotd", "-c", str(conf)], log=log)
     state.add(Resource("process", "knot", pid, start_time(pid), str(log)))
     await wait_port("127.0.0.1", port, limit_s=10, what="knotd", pid=pid, log=log)
-    return KnotInfo(pid, "127.0.0.1", port, zone, KEY_NAME, str(key_file), "hmac-sha256", str(log))
+    return KnotInfo(pid, "127.0.0.1", port, zone, KEY_NAME, str(key_file), "hmac-sha256", str(log), gateway)
