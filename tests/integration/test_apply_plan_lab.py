@@ -54,6 +54,8 @@ def test_a_plan_with_a_refusal_is_refused_unless_overridden_and_the_uid_is_never
     assert "UID 850" in refused.stderr and "legacy" in refused.stderr
     assert f"--override '{name}:user mcp'" in refused.stderr
     assert fleet.sh(name, "test -e /srv/mcp/mcp-agent", check=False).returncode == 1
+    journal = (fleet.fleet_dir / ".mcfleet" / "journal.jsonl").read_text().splitlines()
+    assert json.loads(journal[-1])["error"]["kind"] == "refused"  # a refused apply is journalled too
 
     overridden = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--override", f"{name}:user mcp")
     # the rest of the plan ran (the agent cannot start without its user, so this host fails: exit 1) ...
@@ -67,9 +69,11 @@ def test_a_plan_with_a_refusal_is_refused_unless_overridden_and_the_uid_is_never
 def test_deploy_one_host_validates_plans_and_applies_it(make_nodes: MakeNodes, agent_bundle: Path) -> None:
     fleet = make_nodes(2, "dep")
     name, other = fleet.names
-    run = cli("deploy", name, "--root", str(fleet.fleet_dir), "--bundle", str(agent_bundle), "--json")
+    # no --bundle: the real path, the bundle builder (cached by its inputs hash, so no rebuild here)
+    run = cli("deploy", name, "--root", str(fleet.fleet_dir), "--json")
     assert run.code == 0, run.stdout + run.stderr
     assert set(run.summary["hosts"]) == {name}
+    assert run.phase(name, "build")["message"].startswith("pex ")
     assert run.phase(name, "activate")["status"] == "changed"
     assert fleet.sh(name, "systemctl is-active mcp-agent").stdout.strip() == "active"
     assert fleet.sh(other, "test -e /srv/mcp", check=False).returncode == 1
