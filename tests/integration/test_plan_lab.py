@@ -8,6 +8,7 @@ that changes a node puts it back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -27,13 +28,13 @@ pytestmark = pytest.mark.lab
 
 NODES = ["plann1", "plann2", "plann3"]
 WEB = {
-    "name": "web",
-    "components": [{"name": "web", "image": "localhost/mcfleet-bb:test", "routes": [{"port": 8080, "mode": "l7"}]}],
+    "name": "planweb",  # unique in the worker's lab: knot and caddy are shared with other tests
+    "components": [{"name": "planweb", "image": "localhost/mcfleet-bb:test", "routes": [{"port": 8080, "mode": "l7"}]}],
 }
 
 
 @pytest.fixture(scope="module")
-def plan_lab(lab: Any, knot: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
+def plan_lab(lab: Any, knot: Any, caddy: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
     async def up() -> None:
         await asyncio.gather(*(lab.add_fast_node(n, with_podman=False) for n in NODES))
 
@@ -41,7 +42,7 @@ def plan_lab(lab: Any, knot: Any, tmp_path_factory: pytest.TempPathFactory) -> I
     root = lab.write_fleet(tmp_path_factory.mktemp("planlab") / "fleet", nodes=NODES)
     svc_dir = root / "hosts" / "plann2" / "services"
     svc_dir.mkdir(parents=True, exist_ok=True)
-    (svc_dir / "web.json").write_text(json.dumps(WEB, indent=2))
+    (svc_dir / "planweb.json").write_text(json.dumps(WEB, indent=2))
     yield lab, root
 
 
@@ -66,10 +67,10 @@ def test_fresh_lab_plans_the_expected_creates(plan_lab: tuple[Any, Path]) -> Non
     assert actions(data, "plann2") == [
         "host create user mcp",
         "agent create agent",
-        "deploy create service web",
-        "cert create cert web",
-        "dns create dns web.svc.mcp.example.test",
-        "route create route web.svc.mcp.example.test",
+        "deploy create service planweb",
+        "cert create cert planweb",
+        "dns create dns planweb.svc.mcp.example.test",
+        "route create route planweb.svc.mcp.example.test",
         "manifest create manifest",
     ]
     dns = next(a for a in data["actions"] if a["phase"] == "dns")
@@ -175,13 +176,13 @@ def _knot_update(knot: Any, name: str, address: str | None) -> None:
 def test_dns_answers_come_from_the_authoritative_server(plan_lab: tuple[Any, Path], knot: Any) -> None:
     lab, root = plan_lab
     address = lab.node("plann2").address
-    _knot_update(knot, "web", address)
+    _knot_update(knot, "planweb", address)
     try:
         _code, right, _err = plan_json(root, "--on", "plann2")
-        _knot_update(knot, "web", "10.99.99.99")
+        _knot_update(knot, "planweb", "10.99.99.99")
         _code, wrong, _err = plan_json(root, "--on", "plann2")
     finally:
-        _knot_update(knot, "web", None)
+        _knot_update(knot, "planweb", None)
     assert not [a for a in right["actions"] if a["phase"] == "dns"]  # the server already answers the node
     dns = [a for a in wrong["actions"] if a["phase"] == "dns"]
     assert [(a["kind"], a["before"]) for a in dns] == [("update", {"type": "A", "values": ["10.99.99.99"]})]
@@ -217,3 +218,42 @@ def test_non_root_user_escalates_with_sudo_n(plan_lab: tuple[Any, Path], tmp_pat
     assert facts.euid == 0  # the script ran as root through `sudo -n`
     assert denied.kind == "unreachable" and denied.cause == "error"
     assert "password is required" in denied.reason  # sudo -n fails fast instead of prompting
+
+
+def _caddy(caddy: Any, method: str, path: str, body: object = None) -> None:
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"{caddy.admin_url}{path}", data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=5):
+        pass
+
+
+def test_route_drift_is_seen_at_the_proxy(plan_lab: tuple[Any, Path], caddy: Any) -> None:
+    from mcfleet.plan.desired import desired_state
+
+    lab, root = plan_lab
+    hostname = "planweb.svc.mcp.example.test"
+    route = desired_state(load_fleet(root))["plann2"].routes[hostname]
+    manifest = {"routes": [{"hostname": hostname, "mode": "l7", "service": "planweb", "backend": route.backend}]}
+    path = "/srv/mcp/mcfleet-state.json"
+    write = f"mkdir -p /srv/mcp && cat > {path}"
+    asyncio.run(lab.exec_in("plann2", ["sh", "-c", write], input_=json.dumps(manifest).encode()))
+    caddy_route = {
+        "@id": "plan-test-planweb",
+        "match": [{"host": [hostname]}],
+        "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": route.backend}]}],
+    }
+    _caddy(caddy, "POST", f"/config/apps/http/servers/{caddy.server}/routes", caddy_route)
+    try:
+        _code, served, _err = plan_json(root, "--on", "plann2")
+        _caddy(caddy, "DELETE", "/id/plan-test-planweb")
+        _code, missing, _err = plan_json(root, "--on", "plann2")
+    finally:
+        asyncio.run(lab.exec_in("plann2", ["rm", "-f", path]))
+        with contextlib.suppress(OSError):
+            _caddy(caddy, "DELETE", "/id/plan-test-planweb")
+    assert not [a for a in served["actions"] if a["phase"] == "route"]  # manifest and proxy agree
+    drift = [a for a in missing["actions"] if a["phase"] == "route"]
+    assert [(a["kind"], a["reason"]) for a in drift] == [("update", "drift: the proxy serves no route for it")]

@@ -7,7 +7,8 @@ Interface (keep stable; apply uses it too):
 
 `pool` is reused when given (apply keeps its connections); otherwise one is
 opened and closed here.  After the hosts answer, the fleet's DNS names are asked
-at the authoritative server (rfc2136 provider) and stored on each host's facts.
+at the authoritative server (rfc2136 provider) and the route provider (caddy) is
+asked which hostnames it serves; both are stored on the owning host's facts.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from collections.abc import Iterable
 
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.load import HostEntry, LoadedFleet
-from mcfleet.fleet.models import Rfc2136Provider
+from mcfleet.fleet.models import CaddyProvider, Rfc2136Provider
 from mcfleet.observe.dns import query_names
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.observe.parse import parse_facts, split_sections
+from mcfleet.observe.routes import observed_hostnames
 from mcfleet.observe.script import ScriptInputs, facts_script
 from mcfleet.plan.desired import DesiredHost, desired_state, dns_names
 from mcfleet.report.progress import NullProgress, Progress
@@ -105,6 +107,27 @@ async def add_dns(loaded: LoadedFleet, desired: dict[str, DesiredHost], facts: G
     return out
 
 
+async def add_routes(loaded: LoadedFleet, desired: dict[str, DesiredHost], facts: GatherResult) -> GatherResult:
+    provider = loaded.fleet.providers.route if loaded.fleet else None
+    if not isinstance(provider, CaddyProvider):
+        return facts
+    wanted: dict[str, set[str]] = {}
+    for host, item in facts.items():
+        if isinstance(item, Facts):
+            recorded = {r.hostname for r in (item.manifest.routes if item.manifest else [])}
+            wanted[host] = set(desired[host].routes) | recorded
+    if not any(wanted.values()):
+        return facts
+    served, error = await observed_hostnames(provider.admin_url, provider.server)
+    out = dict(facts)
+    for host, names in wanted.items():
+        item = out[host]
+        if names and isinstance(item, Facts):
+            seen = sorted(names & served) if served is not None else None
+            out[host] = item.model_copy(update={"routes": seen, "routes_error": error})
+    return out
+
+
 async def gather(
     loaded: LoadedFleet,
     hosts: Iterable[str],
@@ -125,4 +148,5 @@ async def gather(
     finally:
         if own_pool:
             await active.close()
-    return await add_dns(loaded, desired, dict(zip(names, results, strict=True)))
+    observed = dict(zip(names, results, strict=True))
+    return await add_routes(loaded, desired, await add_dns(loaded, desired, observed))

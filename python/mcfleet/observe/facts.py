@@ -84,6 +84,10 @@ class Facts(_Fact):
     containers: list[ContainerFacts] | None = Field(default=None, description="None: podman absent or not asked")
     dns: dict[str, list[str]] = Field(default_factory=dict, description="name -> A answers at the authoritative server")
     dns_error: str | None = None
+    routes: list[str] | None = Field(
+        default=None, description="this host's route hostnames the route provider serves; None: not asked"
+    )
+    routes_error: str | None = None
 
     @property
     def arch(self) -> str | None:

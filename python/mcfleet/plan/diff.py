@@ -25,7 +25,7 @@ def diff_host(d: DesiredHost, f: Facts, *, now: datetime) -> list[Action]:
         return platform
     manifest = f.manifest or Manifest()
     acts = _users(d, f) + _agent(d, f, manifest) + services_diff(d, f, manifest)
-    acts += certs_diff(d, f, manifest, now) + dns_diff(d, f, manifest) + routes_diff(d, manifest)
+    acts += certs_diff(d, f, manifest, now) + dns_diff(d, f, manifest) + routes_diff(d, f, manifest)
     if any(a.kind != "refuse" for a in acts) or f.manifest_error:
         reason = f.manifest_error or "record what mcfleet manages on the host"
         kind = "create" if f.manifest is None and not f.manifest_error else "update"

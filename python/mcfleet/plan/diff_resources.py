@@ -178,9 +178,11 @@ def dns_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
     return acts
 
 
-def routes_diff(d: DesiredHost, manifest: Manifest) -> list[Action]:
+def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
+    """Backends via the manifest; presence also via the proxy itself when it was asked (f.routes)."""
     acts = []
     recorded = {r.hostname: r for r in manifest.routes}
+    served = set(f.routes) if f.routes is not None else None
     for hostname, route in sorted(d.routes.items()):
         after = {
             "mode": route.mode,
@@ -202,7 +204,20 @@ def routes_diff(d: DesiredHost, manifest: Manifest) -> list[Action]:
             )
             continue
         changed = old.mode != route.mode or old.service != route.service or old.backend != route.backend
-        if changed:
+        if not changed and served is not None and hostname not in served:
+            before = {"mode": old.mode, "service": old.service, "backend": old.backend, "served": False}
+            acts.append(
+                Action(
+                    host=d.name,
+                    phase="route",
+                    kind="update",
+                    subject=subject,
+                    before=before,
+                    after=after,
+                    reason="drift: the proxy serves no route for it",
+                )
+            )
+        elif changed:
             before = {"mode": old.mode, "service": old.service, "backend": old.backend}
             acts.append(
                 Action(
