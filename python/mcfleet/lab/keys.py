@@ -23,3 +23,13 @@ def read_public(path: Path) -> str:
     """'type base64' of a .pub file, without the comment (the form host.json pins)."""
     parts = path.read_text().split()
     return f"{parts[0]} {parts[1]}"
+
+
+def make_account_key(path: Path) -> None:
+    """The ACME account key (a secret file the fleet's cert provider reads; 0600)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    atomic_write_bytes(path, pem, mode=0o600)

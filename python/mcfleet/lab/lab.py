@@ -14,21 +14,19 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mcfleet.errors import LabError, McfleetError
+from mcfleet.errors import LabError
 from mcfleet.lab import netns, podman, sshd
 from mcfleet.lab.fleetdir import write_fleet_dir
-from mcfleet.lab.keys import make_key
+from mcfleet.lab.keys import make_account_key, make_key
 from mcfleet.lab.netns import LabNet
 from mcfleet.lab.nodes import LabNode, NodeKind
-from mcfleet.lab.peers.caddy import start_caddy
-from mcfleet.lab.peers.haproxy import start_haproxy
-from mcfleet.lab.peers.knot import start_knot
-from mcfleet.lab.peers.pebble import start_pebble
+from mcfleet.lab.peers import start_one
 from mcfleet.lab.proc import alive as proc_alive
-from mcfleet.lab.proc import require_root, which
+from mcfleet.lab.proc import installed, require_root, which
 from mcfleet.lab.state import LabState, Resource
 
 LAB_ZONE = "svc.mcp.example.test"
@@ -113,7 +111,7 @@ class Lab:
                 self.progress(f"network: bridge {net.bridge} {net.cidr}")
             if not self.client_key.exists():
                 make_key(self.client_key)
-                _make_account_key(self.account_key)
+                make_account_key(self.account_key)
             claimed = self.net
             assert claimed is not None
             return claimed
@@ -151,7 +149,7 @@ class Lab:
         node_dir.mkdir(parents=True, exist_ok=True)
         host_key = make_key(node_dir / "ssh_host_ed25519_key")
         (node_dir / "authorized_keys").write_text((self.client_key.with_suffix(".pub")).read_text())
-        use_podman = with_podman and _has("podman") and _has("runc")
+        use_podman = with_podman and installed("podman") and installed("runc")
         if with_podman and not use_podman and not self.info.get("warned_podman"):
             self.info["warned_podman"] = True
             self.progress("podman/runc not installed: nodes run no containers (apt-get install -y podman runc)")
@@ -211,21 +209,11 @@ class Lab:
             return self.peers[peer]
         require_root()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        info: Any
-        if peer == "knot":
-            net = await self.network()  # the nodes' nameserver (host.json) is the gateway: knot answers there
-            info = await start_knot(self.state, self.run_dir, self.zone, net.gateway)
-        elif peer == "pebble":
-            knot_port = self.peers.get("knot", {}).get("port")
-            info = await start_pebble(self.state, self.run_dir, knot_port)
-        elif peer == "caddy":
-            info = await start_caddy(self.state, self.run_dir)
-        elif peer == "haproxy":
-            info = await start_haproxy(self.state, self.run_dir, self.sock_dir)
-        else:
-            raise LabError(f"unknown peer {peer!r}", hint="one of: knot, pebble, caddy, haproxy")
-        from dataclasses import asdict
-
+        # knot also answers on the gateway: it is the nodes' nameserver in host.json
+        gateway = (await self.network()).gateway if peer == "knot" else None
+        knot_port = self.peers.get("knot", {}).get("port")
+        info = await start_one(peer, self.state, self.run_dir, zone=self.zone, gateway=gateway,
+                               knot_port=knot_port, sock_dir=self.sock_dir if peer == "haproxy" else None)  # fmt: skip
         self._record("peers", peer, asdict(info))
         self.progress(f"peer {peer}: pid {info.pid}")
         return self.peers[peer]
@@ -306,26 +294,6 @@ class Lab:
 
             await arm.add_arm64_node(self, self._node_name("arm64"))
         self.write_fleet()
-
-
-def _has(program: str) -> bool:
-    try:
-        which(program)
-    except McfleetError:
-        return False
-    return True
-
-
-def _make_account_key(path: Path) -> None:
-    """The ACME account key (a secret file the fleet's cert provider reads)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    from mcfleet.util.files import atomic_write_bytes
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    atomic_write_bytes(path, pem, mode=0o600)
 
 
 async def lab_down(lab: Lab) -> list[str]:

@@ -64,6 +64,14 @@ def which(program: str) -> str:
     return found
 
 
+def installed(program: str) -> bool:
+    try:
+        which(program)
+    except ToolMissing:
+        return False
+    return True
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         raise LabError(
