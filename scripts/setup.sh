@@ -29,6 +29,10 @@ fi
 
 # sshd refuses to start without its privilege-separation directory.
 mkdir -p /run/sshd
+# Each booted systemd (nspawn) node holds ~8 inotify instances; the default limit of 128 makes
+# nodes fail to boot ("Failed to allocate manager object") once a few test sessions run at once.
+cur=$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 0)
+[ "$cur" -ge 1024 ] || sysctl -q -w fs.inotify.max_user_instances=1024 || true
 # arm64 nodes run through qemu-user: needs binfmt_misc (skipped with a reason where it cannot be had).
 if [ -d /proc/sys/fs/binfmt_misc ]; then
   mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
