@@ -133,3 +133,20 @@ def test_a_missing_program_names_the_apt_package(tmp_path: Path, monkeypatch: py
     assert code == 1
     assert "`ip` is not installed" in err and "apt-get install -y iproute2" in err
     assert not (tmp_path / "lab" / ".lab" / "state.json").exists() or _state(tmp_path / "lab")["resources"] == []
+
+
+def test_a_second_up_after_down_rewrites_the_fleet_dir_and_keeps_user_files(tmp_path: Path) -> None:
+    d = tmp_path / "again"
+    assert run_cli("lab", "up", "--dir", str(d), "--no-peers", "--nodes", "3")[0] == 0
+    first_key = json.loads((d / "hosts" / "node1" / "host.json").read_text())["ssh"]["host_key"]
+    (d / "hosts" / "node1" / "services").mkdir()
+    (d / "notes.txt").write_text("mine")
+    assert run_cli("lab", "down", "--dir", str(d))[0] == 0
+    try:
+        assert run_cli("lab", "up", "--dir", str(d), "--no-peers", "--nodes", "1")[0] == 0
+        assert sorted(p.name for p in (d / "hosts").iterdir()) == ["node1"]  # node2/3 were the old lab's
+        assert json.loads((d / "hosts" / "node1" / "host.json").read_text())["ssh"]["host_key"] != first_key
+        assert (d / "hosts" / "node1" / "services").is_dir() and (d / "notes.txt").read_text() == "mine"
+        assert run_cli("validate", str(d))[0] == 0
+    finally:
+        run_cli("lab", "down", "--dir", str(d))

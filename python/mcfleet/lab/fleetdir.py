@@ -79,6 +79,25 @@ def host_json(node: LabNode, client_key: Path, nameserver: str, *, master: bool)
     }
 
 
+def _drop_stale_hosts(hosts: Path, keep: set[str]) -> None:
+    """Remove lab hosts of an earlier `lab up` that this lab does not have (their keys are dead).
+
+    Only host folders mcfleet lab wrote (tag "lab") that hold nothing but host.json: a user's
+    services are never deleted.
+    """
+    for host_file in hosts.glob("*/host.json"):
+        folder = host_file.parent
+        if folder.name in keep or [p.name for p in folder.iterdir()] != ["host.json"]:
+            continue
+        try:
+            tags = json.loads(host_file.read_text()).get("tags", [])
+        except (OSError, ValueError):
+            continue
+        if "lab" in tags:
+            host_file.unlink()
+            folder.rmdir()
+
+
 def write_fleet_dir(
     dest: Path,
     *,
@@ -94,6 +113,7 @@ def write_fleet_dir(
     atomic_write_text(dest / "fleet.json", json.dumps(fleet_json(zone, peers, account_key), indent=2) + "\n")
     hosts = dest / "hosts"
     hosts.mkdir(exist_ok=True)
+    _drop_stale_hosts(hosts, {n.name for n in nodes})
     for i, node in enumerate(nodes):  # the first node of a fleet is its (one) master
         text = json.dumps(host_json(node, client_key, nameserver, master=i == 0), indent=2) + "\n"
         atomic_write_text(hosts / node.name / "host.json", text)
