@@ -65,11 +65,12 @@ def up(  # noqa: PLR0917 (typer options)
             )
         try:
             asyncio.run(lab.up(fast=nodes, full=full, arm64=arm64, peers=not no_peers))
-        except (LabError, KeyboardInterrupt) as exc:
-            if isinstance(exc, LabError) and exc.hint is None:
-                exc.hint = (
-                    f"what was made is listed in the state file; remove it with `mcfleet lab down --dir {directory}`"
-                )
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted: remove what was made with `mcfleet lab down --dir {directory}`", err=True)
+            raise
+        except LabError as exc:
+            if exc.hint is None:
+                exc.hint = f"what was made is in the state file; remove it with `mcfleet lab down --dir {directory}`"
             raise
         status = asyncio.run(lab_status(lab.state))
     elapsed = time.monotonic() - started
