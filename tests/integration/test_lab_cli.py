@@ -150,3 +150,25 @@ def test_a_second_up_after_down_rewrites_the_fleet_dir_and_keeps_user_files(tmp_
         assert run_cli("validate", str(d))[0] == 0
     finally:
         run_cli("lab", "down", "--dir", str(d))
+
+
+def test_a_failed_up_removes_what_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    from mcfleet.errors import LabError
+    from mcfleet.lab import sshd
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise LabError("sshd would not start (simulated)")
+
+    monkeypatch.setattr(sshd, "write_config", broken)
+    code, _, err = run_cli("lab", "up", "--dir", str(tmp_path / "fails"), "--nodes", "2")
+    assert code == 1
+    assert "simulated" in err and "the partial lab was removed" in err
+    match = re.search(r"network: bridge (mcl(\d+)br)", err)
+    assert match, err
+    assert not os.path.exists(f"/sys/class/net/{match.group(1)}")
+    assert not [ns for ns in os.listdir("/run/netns") if ns.startswith(f"mcl{match.group(2)}n")]
+    for line in err.splitlines():
+        if pid := re.search(r"peer \w+: pid (\d+)", line):
+            assert not proc.alive(int(pid.group(1)))

@@ -36,19 +36,20 @@ def up(  # noqa: PLR0917 (typer options)
 ) -> None:
     """Bring up a lab fleet: nodes, peers, and a fleet directory for it (as root).
 
+    A failed or interrupted `up` removes what it made; after a hard crash, run `lab down`.
     Fast nodes are network namespaces with their own sshd, hostname, /srv and copy-on-write
     /etc; full nodes boot Debian with systemd (the first one builds a rootfs with debootstrap,
     ~75 s, cached in /var/cache/mcfleet).  Peers: Knot (DNS), Pebble (ACME), Caddy, HAProxy.
 
     Examples:
 
-      sudo mcfleet lab up                       # 3 fast nodes + peers in ./lab-fleet
+      sudo mcfleet lab up                       # 3 nodes + peers, in ./lab-fleet
 
       sudo mcfleet lab up --nodes 3 --full 1    # plus a systemd node
 
       sudo mcfleet lab up -d /tmp/lab --json && mcfleet validate /tmp/lab
     """
-    from mcfleet.lab.lab import Lab
+    from mcfleet.lab.lab import Lab, lab_down
     from mcfleet.lab.proc import require_root
     from mcfleet.lab.state import DirLock
     from mcfleet.lab.status import lab_status
@@ -65,12 +66,13 @@ def up(  # noqa: PLR0917 (typer options)
             )
         try:
             asyncio.run(lab.up(fast=nodes, full=full, arm64=arm64, peers=not no_peers))
-        except KeyboardInterrupt:
-            typer.echo(f"interrupted: remove what was made with `mcfleet lab down --dir {directory}`", err=True)
-            raise
-        except LabError as exc:
-            if exc.hint is None:
-                exc.hint = f"what was made is in the state file; remove it with `mcfleet lab down --dir {directory}`"
+        except BaseException as exc:
+            # A failed or interrupted `up` removes what it made (logs stay in <dir>/.lab);
+            # only a hard crash leaves the state file for `lab down`.
+            show("lab up failed: removing what it made")
+            asyncio.run(lab_down(lab))
+            if isinstance(exc, LabError) and exc.hint is None:
+                exc.hint = f"the partial lab was removed; logs are in {lab.run_dir}"
             raise
         status = asyncio.run(lab_status(lab.state))
     elapsed = time.monotonic() - started

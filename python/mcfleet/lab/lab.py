@@ -286,7 +286,12 @@ class Lab:
         if peers:
             await self.start_peers()
         # fast nodes in parallel; full nodes after (they may first need debootstrap)
-        await asyncio.gather(*(self.add_fast_node() for _ in range(fast)))
+        try:
+            async with asyncio.TaskGroup() as group:  # one failure cancels the sibling nodes
+                for _ in range(fast):
+                    group.create_task(self.add_fast_node())
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the first error, as it was raised
         for _ in range(full):
             await self.add_full_node()
         if arm64:

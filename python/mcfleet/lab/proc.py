@@ -102,10 +102,19 @@ async def run_status(argv: Sequence[str], *, input_: bytes | None = None, limit_
     try:
         out, err = await asyncio.wait_for(proc.communicate(input_), limit_s)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
+        await _kill(proc)
         raise LabError(f"`{' '.join(argv)}` did not finish within {limit_s:.0f} s") from None
+    except BaseException:  # cancelled (a sibling step failed, Ctrl-C): leave no child behind
+        await asyncio.shield(_kill(proc))
+        raise
     return int(proc.returncode or 0), out.decode(errors="replace"), err.decode(errors="replace")
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    await proc.communicate()
 
 
 def spawn(argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
