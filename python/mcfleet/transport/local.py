@@ -7,6 +7,9 @@ Same `run()` contract as `transport.ssh.SshConnection` (argv quoted, a str is a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from dataclasses import dataclass
 
 from mcfleet.transport.base import Command, CommandTimeout, RunResult
@@ -24,12 +27,14 @@ class LocalRunner:
             stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own process group: a timeout kills the children too
         )
         limit = timeout if timeout is not None else self.command_timeout
         try:
             out, err = await asyncio.wait_for(proc.communicate(input.encode() if input is not None else None), limit)
         except TimeoutError as exc:
-            proc.kill()
-            await proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.communicate()  # drain to EOF so the pipes are closed, not left to the GC
             raise CommandTimeout(f"command did not finish within {limit:g} s", location=self.name) from exc
         return RunResult(proc.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
