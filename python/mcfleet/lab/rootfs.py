@@ -45,7 +45,9 @@ async def _debootstrap(target: Path, progress: Callable[[str], None], arch: str,
         line = raw.decode(errors="replace").rstrip()
         tail = [*tail[-9:], line]
         # debootstrap prints "I: Retrieving …", "I: Extracting …", "I: Configuring …"
-        if line.startswith("I: ") and any(w in line for w in ("Retriev", "Validat", "Extract", "Install", "Config")):
+        if line.startswith("I: ") and any(
+            w in line for w in ("Retriev", "Validat", "Extract", "Install", "Unpack", "Config")
+        ):
             progress(f"debootstrap [{time.monotonic() - started:5.1f}s] {line[3:]}")
     if await proc.wait() != 0:
         raise LabError(
