@@ -15,7 +15,8 @@ API (see the dataclasses below for every field):
       .exec_in(node, argv)    run argv inside the node's namespaces (nsenter) → CompletedProcess[str]
       .stop_sshd(node) / .start_sshd(node)
       .knot .pebble .caddy .haproxy   peer infos (same objects as the fixtures below)
-    knot      KnotInfo: server, port, zone, key_name, key_file (secret file), algorithm, secret()
+    knot      KnotInfo: server, port, zone, key_name, key_file (secret file), algorithm, secret(),
+              node_server (the lab gateway: knot answers there on :53 for the nodes)
     pebble    PebbleInfo: directory (URL), ca_file (listener CA), root_pem(), intermediate_pem()
     caddy     CaddyInfo: admin_url, server ("edge"), https_port, base_config()
     haproxy   HaproxyInfo: admin_socket, map_file, port (SNI frontend), backends, await admin(cmd)
