@@ -74,7 +74,13 @@ def test_stop_and_start_sshd_keeps_the_node_files(lab_fleet: LabFleet) -> None:
     lab_fleet.stop_sshd(node)
     with pytest.raises(OSError):
         asyncio.run(_run_on(lab_fleet, node.name, "true", lab_fleet.known_hosts(node)))
+    from mcfleet.lab.status import lab_status
+
+    rows = {r["name"]: r for r in asyncio.run(lab_status(lab_fleet.lab.state))["nodes"]}
+    assert rows[node.name]["running"] is True and rows[node.name]["healthy"] is False  # what `lab status` shows
     lab_fleet.start_sshd(node)
+    rows = {r["name"]: r for r in asyncio.run(lab_status(lab_fleet.lab.state))["nodes"]}
+    assert rows[node.name]["healthy"] is True
     assert asyncio.run(_run_on(lab_fleet, node.name, "cat /srv/kept", lab_fleet.known_hosts(node))).strip() == "kept"
 
 
