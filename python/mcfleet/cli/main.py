@@ -1,24 +1,67 @@
 """The `mcfleet` command: typer only, and the one place errors become exit codes.
 
-Each command lives in its own module and is registered here.  Library code
+Each command lives in its own `commands_*` module, loaded lazily (LAZY_COMMANDS).  Library code
 raises `McfleetError`; `main()` prints it (no traceback unless --debug) and exits
 with the documented code: 0 ok, 1 failure, 2 invalid input, 130 interrupted.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import sys
 import traceback
+from typing import Any
 
 import typer
+import typer.main
+from typer.core import TyperGroup
 from typer.exceptions import Abort, TyperException
 
 from mcfleet import __version__
-from mcfleet.cli import commands_fleet
 from mcfleet.cli.state import STATE
 from mcfleet.errors import EXIT_FAILURE, EXIT_INTERRUPTED, McfleetError
 
+# Command name -> the module that registers it.  A module is imported only when one of its
+# commands runs (or for the full --help listing): `mcfleet validate` must not pay for
+# asyncssh, grpc and the apply pipeline (~0.4 s of start-up on every call otherwise).
+LAZY_COMMANDS: dict[str, str] = {
+    "validate": "commands_fleet",
+    "hosts": "commands_fleet",
+    "render": "commands_fleet",
+    "schema": "commands_fleet",
+    "plan": "commands_plan",
+    "apply": "commands_apply",
+    "deploy": "commands_apply",
+    "provision": "commands_apply",
+    "agent": "commands_agent",
+    "lab": "commands_lab",
+    "nix": "commands_nix",
+}
+
+
+@functools.cache
+def _commands_of(module_name: str) -> dict[str, Any]:
+    """The click commands a `commands_*` module registers, built on a private Typer."""
+    module = importlib.import_module(f"mcfleet.cli.{module_name}")
+    sub = typer.Typer(rich_markup_mode=None)
+    module.register(sub)
+    return dict(typer.main.get_group(sub).commands)
+
+
+class LazyGroup(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(LAZY_COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        module_name = LAZY_COMMANDS.get(cmd_name)
+        if module_name is None:
+            return None
+        return _commands_of(module_name).get(cmd_name)
+
+
 app = typer.Typer(
+    cls=LazyGroup,
     name="mcfleet",
     help="Declarative fleet toolkit: validate host files, plan and apply changes to NixOS and Debian nodes.\n\n"
     "Examples:\n\n"
@@ -45,26 +88,6 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     STATE.debug = debug
-
-
-commands_fleet.register(app)
-
-
-def _register_optional() -> None:
-    """Commands from later layers register themselves when their module exists."""
-    import importlib
-
-    for name in ("commands_nix", "commands_lab", "commands_plan", "commands_apply", "commands_agent"):
-        try:
-            module = importlib.import_module(f"mcfleet.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"mcfleet.cli.{name}":
-                raise
-            continue
-        module.register(app)
-
-
-_register_optional()
 
 
 def main(argv: list[str] | None = None) -> int:
