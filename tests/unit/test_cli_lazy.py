@@ -18,7 +18,7 @@ def test_validate_does_not_import_ssh_grpc_or_apply() -> None:
         "import sys\nfrom mcfleet.cli.main import main\n"
         "main(['validate', '--json', '.'])\n"
         "heavy = [m for m in ('asyncssh', 'grpc', 'mcfleet.apply.session', 'podman') if m in sys.modules]\n"
-        "print(','.join(heavy))\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == ""
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY="
