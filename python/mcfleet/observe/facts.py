@@ -44,6 +44,7 @@ class AgentFacts(_Fact):
     version: str | None = None
     unit_active: str | None = Field(default=None, description="`systemctl is-active`; None without systemd")
     unit_enabled: str | None = None
+    systemd: bool | None = Field(default=None, description="PID 1 is systemd; None when not observed")
 
 
 class CertFacts(_Fact):

@@ -87,6 +87,7 @@ def parse_agent(path: str, agent_text: str, unit_text: str) -> AgentFacts:
         if key:
             fields[key] = value.strip()
     sha = fields.get("sha256") or None
+    systemd = False if "no-systemd" in fields else (True if "active" in fields else None)
     return AgentFacts(
         path=path,
         present=sha is not None,
@@ -94,6 +95,7 @@ def parse_agent(path: str, agent_text: str, unit_text: str) -> AgentFacts:
         version=fields.get("version") or None,
         unit_active=fields.get("active") or None,
         unit_enabled=fields.get("enabled") or None,
+        systemd=systemd,
     )
 
 
