@@ -76,6 +76,17 @@ class FleetInvalid(InputError):
         )
         self.findings = findings
 
+    def format(self) -> str:
+        """The summary and hint, then the first findings themselves: an error must say what is wrong."""
+        lines = [super().format()]
+        for finding in self.findings[:5]:
+            fmt = getattr(finding, "format", None)
+            first_line = fmt().splitlines()[0] if callable(fmt) else str(finding)
+            lines.append(f"  - {first_line}")
+        if len(self.findings) > 5:
+            lines.append(f"  … and {len(self.findings) - 5} more")
+        return "\n".join(lines)
+
 
 class SelectionError(InputError):
     """A `--on` selector that names nothing, or a name that does not exist."""

@@ -58,3 +58,15 @@ def test_without_location_or_hint_the_text_is_one_line() -> None:
 )
 def test_documented_exit_codes(cls: type[McfleetError], code: int) -> None:
     assert cls("x").exit_code == code
+
+
+def test_fleet_invalid_names_the_findings() -> None:
+    from mcfleet.fleet.findings import Finding
+
+    found = [Finding("missing-file", "fleet.json", "", "no fleet.json in /tmp/x", "run it in the fleet's root")]
+    found += [Finding("schema", f"hosts/h{i}/host.json", "/os", "bad", "fix") for i in range(6)]
+    lines = FleetInvalid(found, root="/tmp/x").format().splitlines()
+    assert lines[0] == "invalid fleet: /tmp/x: 7 problems in the fleet"
+    assert lines[2] == "  - missing-file: fleet.json: no fleet.json in /tmp/x"
+    assert lines[3] == "  - schema: hosts/h0/host.json#/os: bad"
+    assert lines[-1] == "  … and 2 more"
