@@ -7,6 +7,7 @@ longer declare becomes a `delete`.
 
 from __future__ import annotations
 
+from collections.abc import Container, Mapping
 from datetime import datetime, timedelta
 
 from mcfleet.observe.facts import Facts
@@ -64,19 +65,8 @@ def services_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
                         reason=f"drift: {states}",
                     )
                 )
-    for name, had in sorted(manifest.services.items()):
-        if name not in d.services:
-            before = {"stage": had.stage, "containers": had.containers}
-            acts.append(
-                Action(
-                    host=d.name,
-                    phase="deploy",
-                    kind="delete",
-                    subject=f"service {name}",
-                    before=before,
-                    reason="no longer declared in the files",
-                )
-            )
+    recorded = {n: {"stage": h.stage, "containers": h.containers} for n, h in manifest.services.items()}
+    acts += removals(d.name, "deploy", "service", recorded, d.services)
     return acts
 
 
@@ -125,18 +115,8 @@ def certs_diff(d: DesiredHost, f: Facts, manifest: Manifest, now: datetime) -> l
                     reason=reason,
                 )
             )
-    for had in manifest.certs:
-        if had.name not in d.certs:
-            acts.append(
-                Action(
-                    host=d.name,
-                    phase="cert",
-                    kind="delete",
-                    subject=f"cert {had.name}",
-                    before={"path": had.path, "sans": had.sans},
-                    reason="no longer declared in the files",
-                )
-            )
+    issued = {h.name: {"path": h.path, "sans": h.sans} for h in manifest.certs}
+    acts += removals(d.name, "cert", "cert", issued, d.certs)
     return acts
 
 
@@ -163,18 +143,8 @@ def dns_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
         acts.append(
             Action(host=d.name, phase="dns", kind=kind, subject=subject, before=before, after=after, reason=reason)
         )
-    for name, old in sorted(recorded.items()):
-        if name not in d.records:
-            acts.append(
-                Action(
-                    host=d.name,
-                    phase="dns",
-                    kind="delete",
-                    subject=f"dns {name}",
-                    before={"type": old.type, "value": old.value},
-                    reason="no longer declared in the files",
-                )
-            )
+    records = {n: {"type": r.type, "value": r.value} for n, r in recorded.items()}
+    acts += removals(d.name, "dns", "dns", records, d.records)
     return acts
 
 
@@ -230,16 +200,24 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
                     reason="the route changed",
                 )
             )
-    for hostname, old in sorted(recorded.items()):
-        if hostname not in d.routes:
-            acts.append(
-                Action(
-                    host=d.name,
-                    phase="route",
-                    kind="delete",
-                    subject=f"route {hostname}",
-                    before={"mode": old.mode, "backend": old.backend},
-                    reason="no longer declared in the files",
-                )
-            )
+    routes = {h: {"mode": r.mode, "backend": r.backend} for h, r in recorded.items()}
+    acts += removals(d.name, "route", "route", routes, d.routes)
     return acts
+
+
+def removals(
+    host: str, phase: str, label: str, recorded: Mapping[str, object], declared: Container[str]
+) -> list[Action]:
+    """What the manifest says mcfleet manages here but the files no longer declare: delete it."""
+    return [
+        Action(
+            host=host,
+            phase=phase,
+            kind="delete",
+            subject=f"{label} {key}",
+            before=before,
+            reason="no longer declared in the files",
+        )
+        for key, before in sorted(recorded.items())
+        if key not in declared
+    ]
