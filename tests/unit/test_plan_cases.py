@@ -8,6 +8,7 @@ Case format (see any file there):
     now              the clock for cert expiry (ISO 8601)
     expected         ["<host> <phase> <kind> <subject>", ...] in plan order
     unreachable      [host, ...]
+    agent_hashes     {host: sha256 of the agent bundle built for it} (what apply passes to the planner)
     reasons          {"<host>/<phase>/<subject>": ["text the reason must contain", ...]}
 In facts, "<spec:SVC>" is replaced by the spec hash of that service as the files declare it.
 """
@@ -100,7 +101,8 @@ def case_facts(loaded: LoadedFleet, case: dict[str, Any]) -> dict[str, Any]:
 def test_plan_case(case_name: str, tmp_path: Path) -> None:
     case = json.loads((CASES / f"{case_name}.json").read_text())
     loaded = write_case_fleet(tmp_path, case)
-    plan = build(loaded, case_facts(loaded, case), now=datetime.fromisoformat(case["now"]))
+    now = datetime.fromisoformat(case["now"])
+    plan = build(loaded, case_facts(loaded, case), now=now, agent_hashes=case.get("agent_hashes"))
     got = [f"{a.host} {a.phase} {a.kind} {a.subject}" for a in plan.actions]
     assert got == case["expected"], "\n".join(got)
     assert sorted(plan.unreachable) == sorted(case.get("unreachable", []))

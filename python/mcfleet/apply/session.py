@@ -33,7 +33,6 @@ from mcfleet.errors import McfleetError, Refused
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.observe.collect import gather
 from mcfleet.observe.facts import Facts, Unreachable
-from mcfleet.plan import desired
 from mcfleet.plan.model import Plan
 from mcfleet.plan.planner import build as build_plan
 from mcfleet.plan.saved import REPLAN_HINT, ensure_fresh
@@ -66,6 +65,7 @@ class ApplySession:
         self.log = EventLog([*options.listeners, self._to_progress])
         self.started = time.monotonic()
         self.plan: Plan | None = None
+        self.agent_hashes: dict[str, str] = {}  # host -> sha256 of the agent built for it
 
     async def __aenter__(self) -> ApplySession:
         return self
@@ -99,12 +99,16 @@ class ApplySession:
                 built[build_key(entry.host)] = await self.builder.build(entry.host)
             except McfleetError:
                 continue  # reported per host by the pipeline's build phase
-        desired.set_agent_hash_source(lambda e: built[build_key(e.host)].sha256 if build_key(e.host) in built else None)
+        self.agent_hashes = {
+            name: built[build_key(self.loaded.hosts[name].host)].sha256
+            for name in names
+            if build_key(self.loaded.hosts[name].host) in built
+        }
         return built
 
     async def observe_and_plan(self, names: list[str]) -> tuple[Plan, dict[str, Facts | Unreachable]]:
         facts = await gather(self.loaded, names, pool=self.pool, progress=self.options.progress)
-        return build_plan(self.loaded, facts), facts
+        return build_plan(self.loaded, facts, agent_hashes=self.agent_hashes), facts
 
     # ------------------------------------------------------------------ runs
 

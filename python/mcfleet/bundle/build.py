@@ -189,17 +189,34 @@ def _run_pex(requirements: list[str], package: Path, platforms: list[Path], out:
             )
 
 
+def _inputs(cache_dir: Path | None) -> tuple[Path, list[Path], list[str], str, Path]:
+    """The bundle's inputs, their hash, and the cache slot that holds the bundle built from them."""
+    package = Path(mcfleet.__file__).parent
+    platforms = [PLATFORMS / name for name in PLATFORM_FILES]
+    requirements = agent_requirements()
+    key = inputs_hash(package, requirements, platforms)
+    return package, platforms, requirements, key, (cache_dir or default_cache()) / key[:24]
+
+
+def cached_bundle_sha256(cache_dir: Path | None = None) -> str | None:
+    """The sha256 of the bundle for the current sources if it is already built, else None (never builds).
+
+    `mcfleet plan` uses it to show an agent upgrade without paying for a build.
+    """
+    *_, slot = _inputs(cache_dir)
+    sha_file = slot / f"{BUNDLE_NAME}.sha256"
+    if not (slot / BUNDLE_NAME).is_file() or not sha_file.is_file():
+        return None
+    return sha_file.read_text().split()[0]
+
+
 def build_agent_bundle(out_dir: Path | None = None, *, cache_dir: Path | None = None, force: bool = False) -> Bundle:
     """Return the agent bundle for the current sources, building it only if its inputs changed.
 
     With `out_dir`, the .pex and its .sha256 are also copied there (atomically).
     """
     started = time.monotonic()
-    package = Path(mcfleet.__file__).parent
-    platforms = [PLATFORMS / name for name in PLATFORM_FILES]
-    requirements = agent_requirements()
-    key = inputs_hash(package, requirements, platforms)
-    slot = (cache_dir or default_cache()) / key[:24]
+    package, platforms, requirements, key, slot = _inputs(cache_dir)
     slot.mkdir(parents=True, exist_ok=True)
     pex, sha_file = slot / BUNDLE_NAME, slot / f"{BUNDLE_NAME}.sha256"
     with (slot / ".lock").open("w") as lock:

@@ -23,6 +23,24 @@ def select(loaded: LoadedFleet, selector: str | None) -> list[str]:
     return [e.host.name for e in select_hosts(loaded, selector)]
 
 
+def bundle_hashes(loaded: LoadedFleet, hosts: list[str]) -> tuple[dict[str, str], str | None]:
+    """The agent each Debian host should run: the bundle already built for these sources (never builds).
+
+    Returns the hashes and, when the bundle is not built yet, a note saying so: the plan then
+    compares the node with what the last apply recorded, and `apply` builds and compares again.
+    """
+    from mcfleet.bundle.build import cached_bundle_sha256
+    from mcfleet.fleet.models import OS
+
+    debian = [h for h in hosts if loaded.hosts[h].host.os == OS.debian]
+    if not debian:
+        return {}, None
+    sha = cached_bundle_sha256()
+    if sha is None:
+        return {}, "note: the agent bundle for these sources is not built yet, so an agent upgrade shows at apply time"
+    return dict.fromkeys(debian, sha), None
+
+
 def exit_code(plan: Plan, *, detailed: bool) -> int:
     """1 when hosts were unreachable or something is refused; 2 for pending changes with --detailed-exitcode."""
     if plan.unreachable or plan.refusals:
@@ -81,13 +99,16 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
     options = SshOptions(connect_timeout=connect_timeout)
     with make_progress(title="gathering facts", quiet=json_out) as progress:
         facts = asyncio.run(gather(loaded, hosts, progress=progress, options=options))
-    result = build(loaded, facts)
+    agent_hashes, note = bundle_hashes(loaded, hosts)
+    result = build(loaded, facts, agent_hashes=agent_hashes)
     if out is not None:
         save_plan(result, out)
     if json_out:
         emit_json(result.model_dump(mode="json"))
     else:
         typer.echo(render_text(result, detailed=show_values), nl=False)
+        if note:
+            typer.echo(note, err=True)
         if out is not None:
             typer.echo(f"saved to {out}; apply it with `mcfleet apply {out}`")
     code = exit_code(result, detailed=detailed_exitcode)

@@ -19,28 +19,13 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mcfleet.fleet.derive import assign_ports
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import IdRange, Role, Service
 from mcfleet.observe.script import CERT_DIR
-
-AgentHashSource = Callable[[HostEntry], str | None]
-
-
-def _no_agent_hash(_entry: HostEntry) -> str | None:
-    return None
-
-
-_agent_hash: AgentHashSource = _no_agent_hash
-
-
-def set_agent_hash_source(source: AgentHashSource | None) -> None:
-    """apply/ registers the function that returns the agent bundle hash for a host."""
-    global _agent_hash  # noqa: PLW0603 (one process-wide hook, set once by apply)
-    _agent_hash = source or _no_agent_hash
 
 
 @dataclass(frozen=True)
@@ -140,7 +125,9 @@ def _users(loaded: LoadedFleet, entry: HostEntry) -> list[DesiredUser]:
     return out
 
 
-def desired_state(loaded: LoadedFleet) -> dict[str, DesiredHost]:
+def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = None) -> dict[str, DesiredHost]:
+    """What each host should have.  `agent_hashes`: host -> sha256 of the agent to install (from the build)."""
+    agent_hashes = agent_hashes or {}
     zone = loaded.fleet.zone if loaded.fleet else None
     edge = _edge_host(loaded)
     hosts = {
@@ -150,7 +137,7 @@ def desired_state(loaded: LoadedFleet) -> dict[str, DesiredHost]:
             arch=e.host.arch.value,
             agent_path=e.host.agent.path,
             agent_unit=e.host.agent.unit,
-            agent_sha256=_agent_hash(e),
+            agent_sha256=agent_hashes.get(name),
             users=_users(loaded, e),
         )
         for name, e in sorted(loaded.hosts.items())

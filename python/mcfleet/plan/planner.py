@@ -19,9 +19,16 @@ from mcfleet.plan.model import Action, Plan, UnreachableHost, sort_actions
 from mcfleet.plan.saved import facts_digest, fleet_hash
 
 
-def build(loaded: LoadedFleet, facts: Mapping[str, Facts | Unreachable], *, now: datetime | None = None) -> Plan:
+def build(
+    loaded: LoadedFleet,
+    facts: Mapping[str, Facts | Unreachable],
+    *,
+    now: datetime | None = None,
+    agent_hashes: Mapping[str, str] | None = None,
+) -> Plan:
+    """The plan for the observed hosts; `agent_hashes` (host -> sha256) is the agent build to compare with."""
     now = now or datetime.now(UTC)
-    desired = desired_state(loaded)
+    desired = desired_state(loaded, agent_hashes)
     actions: list[Action] = []
     unreachable: dict[str, UnreachableHost] = {}
     for host, item in facts.items():
