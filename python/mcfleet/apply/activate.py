@@ -111,6 +111,21 @@ def _hold_before_confirm() -> None:
         time.sleep(float(hold))  # blocking on purpose: the test kills us while we sit here
 
 
+def no_systemd(host: Host, phase: str) -> ApplyError:
+    return ApplyError(
+        "the node does not run systemd, and the agent runs as the systemd unit " + host.agent.unit,
+        location=f"{host.name}: {phase}",
+        hint="mcfleet manages Debian and NixOS nodes booted with systemd",
+    )
+
+
+async def require_systemd(node: Node, host: Host, phase: str) -> None:
+    """Checked before provisioning or pushing anything: a node that cannot run the unit is left untouched."""
+    res = await node.run("[ -d /run/systemd/system ] && command -v systemctl >/dev/null", timeout=30)
+    if res.exit_status != 0:
+        raise no_systemd(host, phase)
+
+
 async def activate(
     node: Node, host: Host, state: AgentState, *, pushed: bool, sha: str, opts: ActivateOptions
 ) -> ActivateResult:
@@ -118,11 +133,7 @@ async def activate(
     if reason is None:
         return ActivateResult("unchanged", "agent active, unit and binary as applied")
     if not state.has_systemd:
-        raise ApplyError(
-            "the node does not run systemd, and the agent runs as the systemd unit " + host.agent.unit,
-            location=f"{host.name}: activate",
-            hint="mcfleet manages Debian and NixOS nodes booted with systemd",
-        )
+        raise no_systemd(host, "activate")
     await _install_unit(node, host, state)
     # from here until disarm, the deadman reverts the node if we vanish or lose the connection
     deadman = await confirm.arm(node, host, opts.deadline)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcfleet.apply import manifest as manifest_mod
-from mcfleet.apply.activate import ActivateOptions, activate
+from mcfleet.apply.activate import ActivateOptions, activate, require_systemd
 from mcfleet.apply.artifacts import Artifact, BuildBlocked, Builder
 from mcfleet.apply.events import EventLog, Phase, Status
 from mcfleet.apply.nodeio import Node
@@ -29,6 +29,7 @@ from mcfleet.apply.steps import STEPS, Step, StepContext
 from mcfleet.apply.summary import Summary, summarize
 from mcfleet.errors import McfleetError, Refused
 from mcfleet.fleet.load import HostEntry
+from mcfleet.fleet.models import OS
 
 Connect = Callable[[HostEntry], Awaitable[Node]]
 # provision(node, entry) -> (changed?, message); raises McfleetError (Refused...) on failure
@@ -153,7 +154,12 @@ class Pipeline:
         try:
             if w.agent and art is None:
                 raise HostFailed  # build failed or blocked: already reported
-            node = await self._phase(w, self._first_phase(w), self.connect(w.entry))
+            first = self._first_phase(w)
+            node = await self._phase(w, first, self.connect(w.entry))
+            # Before writing anything: a node that cannot run the agent's unit is left untouched.
+            # (NixOS provisioning is blocked by the provisioner itself, with its own reason.)
+            if w.agent or (w.provision and w.entry.host.os == OS.debian):
+                await self._phase(w, first, require_systemd(node, w.entry.host, first.value))
             if w.provision:
                 await self._provision(w, node)
             agent_sha, agent_version = None, None

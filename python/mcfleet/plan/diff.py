@@ -63,20 +63,6 @@ def _platform(d: DesiredHost, f: Facts) -> list[Action]:
                 hint="fix `arch` in host.json: a binary for the wrong arch would not start",
             )
         )
-    if f.agent is not None and f.agent.systemd is False:
-        # Refuse at plan time: otherwise apply would provision and push 20 MB before finding out.
-        acts.append(
-            Action(
-                host=d.name,
-                phase="host",
-                kind="refuse",
-                subject="systemd",
-                before="no systemd",
-                after="systemd",
-                reason=f"host {d.name} does not run systemd, and the agent runs as the systemd unit {d.agent_unit}",
-                hint="mcfleet manages Debian and NixOS nodes booted with systemd; boot the node with systemd",
-            )
-        )
     return acts
 
 
