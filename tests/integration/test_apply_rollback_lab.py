@@ -101,13 +101,14 @@ def test_the_deadman_reverts_a_node_whose_orchestrator_vanished(
             if stream is not None:
                 stream.close()
 
+    # The script restores the binary, restarts the unit, then logs: wait for the log line (the
+    # end of the rollback), not for the binary (its start), or a loaded machine races the check.
     deadline = time.monotonic() + 120
-    while fleet.file_sha(name, "/srv/mcp/mcp-agent") != good:
+    logged = "deadman: no confirmation within 45 s, rolled back"
+    while logged not in fleet.sh(name, "cat /srv/mcp/mcfleet-deadman.log 2>/dev/null; true").stdout:
         assert time.monotonic() < deadline, "the node did not roll back by itself"
         time.sleep(1)
-    assert (
-        "deadman: no confirmation within 45 s, rolled back" in fleet.sh(name, "cat /srv/mcp/mcfleet-deadman.log").stdout
-    )
+    assert fleet.file_sha(name, "/srv/mcp/mcp-agent") == good
     assert fleet.sh(name, "ls /srv/mcp/.mcfleet-deadman.* 2>/dev/null | wc -l").stdout.strip() == "0"
     deadline = time.monotonic() + 60
     while (row := agent_serving(fleet, name))["health"] != "SERVING":
