@@ -104,3 +104,16 @@ def test_confirm_timeout_must_outlast_the_health_check(fleet: Path) -> None:
     code, _out, err = run_cli("apply", str(fleet), "--all", "--health-timeout", "30", "--confirm-timeout", "20")
     assert code == 2
     assert "--confirm-timeout 20 must be longer than --health-timeout 30" in err
+
+
+def test_agent_status_with_a_fleet_folder_as_host_says_use_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet = tmp_path / "lab-fleet"
+    fleet.mkdir()
+    (fleet / "fleet.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    code, _out, err = run_cli("agent", "status", "lab-fleet")
+    assert code == 2
+    assert "'lab-fleet' is a fleet folder, but the arguments here are host names" in err
+    assert "hint: pass the folder with --root: --root lab-fleet" in err

@@ -28,10 +28,25 @@ from mcfleet.cli.commands_apply import (
     session_options,
 )
 from mcfleet.cli.output import emit_json
+from mcfleet.errors import InputError
+from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.select import select_hosts
 from mcfleet.transport.ssh import SshOptions, SshPool
 
 ROOT = typer.Option(Path("."), "--root", help="The fleet's root folder.")
+
+
+def load_fleet_for_hosts(path: Path, hosts: list[str] | None) -> LoadedFleet:
+    """The fleet at --root; a fleet folder given where host names go gets a hint, not a puzzle."""
+    if not (path / "fleet.json").exists():
+        for item in hosts or []:
+            if (Path(item) / "fleet.json").is_file():
+                raise InputError(
+                    f"{item!r} is a fleet folder, but the arguments here are host names",
+                    location=f"mcfleet agent … {item}",
+                    hint=f"pass the folder with --root: --root {item}",
+                )
+    return load_valid(path)
 
 
 def upgrade(  # noqa: PLR0917 (typer maps parameters to options)
@@ -57,7 +72,7 @@ def upgrade(  # noqa: PLR0917 (typer maps parameters to options)
 
       mcfleet agent upgrade --bundle dist/mcp-agent.pex --json
     """
-    loaded = load_valid(path)
+    loaded = load_fleet_for_hosts(path, hosts)
     entries = select_hosts(loaded, list(hosts or []))
     opts = session_options(command="agent upgrade", json_out=json_out, fail_fast=fail_fast, bundle=bundle,
                            health=health_timeout, deadman=confirm_timeout, parallel=parallel,
@@ -82,7 +97,7 @@ def status(
 
       mcfleet agent status --json | jq '.hosts[] | select(.skew)'
     """
-    loaded = load_valid(path)
+    loaded = load_fleet_for_hosts(path, hosts)
     entries = select_hosts(loaded, list(hosts or []))
 
     async def go() -> list[AgentStatus]:
