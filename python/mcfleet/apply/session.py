@@ -60,7 +60,7 @@ class ApplySession:
     def __init__(self, loaded: LoadedFleet, options: SessionOptions) -> None:
         self.loaded = loaded
         self.options = options
-        self.pool = SshPool(options.ssh)
+        self.pool = SshPool(options.ssh, hosts=loaded.hosts)
         self.builder = Builder(bundle=options.bundle, build_pex=build_pex, flake=loaded.root)
         self.log = EventLog([*options.listeners, self._to_progress])
         self.started = time.monotonic()

@@ -101,7 +101,7 @@ def status(
     entries = select_hosts(loaded, list(hosts or []))
 
     async def go() -> list[AgentStatus]:
-        async with SshPool(SshOptions(connect_timeout=connect_timeout)) as pool:
+        async with SshPool(SshOptions(connect_timeout=connect_timeout), hosts=loaded.hosts) as pool:
             return await agent_status(pool, entries)
 
     typed = asyncio.run(go())

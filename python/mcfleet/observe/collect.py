@@ -140,7 +140,7 @@ async def gather(
     desired = desired_state(loaded)
     progress = progress or NullProgress()
     own_pool = pool is None
-    active = pool or SshPool(options)
+    active = pool or SshPool(options, hosts=loaded.hosts)
     try:
         results = await asyncio.gather(
             *(gather_host(active, loaded, loaded.hosts[n], desired[n], progress) for n in names)

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,10 +170,12 @@ def _host_key_algs(host_key: str) -> list[str]:
 class SshPool:
     """Connections by host name; each host is connected at most once per pool."""
 
-    def __init__(self, options: SshOptions | None = None) -> None:
+    def __init__(self, options: SshOptions | None = None, hosts: Mapping[str, HostEntry] | None = None) -> None:
         self.options = options or SshOptions()
+        self.hosts = hosts or {}  # the fleet: `ssh.jump` may name one of these hosts
         self._conns: dict[str, SshConnection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._opening: set[str] = set()
 
     async def __aenter__(self) -> SshPool:
         return self
@@ -203,7 +206,7 @@ class SshPool:
         if keys is not None:
             kwargs["client_keys"] = list(keys)
         if host.ssh.jump:
-            kwargs["tunnel"] = host.ssh.jump
+            kwargs["tunnel"] = await self._jump(entry)
         attempts: list[str] = []
         for address in host.addresses:
             try:
@@ -234,6 +237,29 @@ class SshPool:
             hint="check that the node is up and sshd listens on port "
             f"{host.ssh.port}; addresses are tried in the order of `addresses` in host.json",
         )
+
+    async def _jump(self, entry: HostEntry) -> Any:
+        """The tunnel to reach `entry` through.
+
+        A jump that names a fleet host is that host's own pooled connection, with its pinned key
+        checked like any other; anything else (`user@host[:port]`) is handed to asyncssh, which
+        checks that host against the operator's known_hosts (never trust-on-first-use).
+        """
+        jump = entry.host.ssh.jump
+        via = self.hosts.get(jump) if jump else None
+        if via is None:
+            return jump
+        if via.host.name in self._opening or via.host.name == entry.host.name:
+            raise Unreachable(
+                f"ssh.jump of {entry.host.name} leads back to {via.host.name}: the jumps form a loop",
+                location=f"hosts/{entry.host.name}/host.json#/ssh/jump",
+                hint="make the jump chain end at a host reached directly",
+            )
+        self._opening.add(entry.host.name)
+        try:
+            return (await self.connect(via)).conn
+        finally:
+            self._opening.discard(entry.host.name)
 
     async def close(self) -> None:
         conns, self._conns = list(self._conns.values()), {}
