@@ -191,6 +191,19 @@ def agent_podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanLab
         subprocess.run(["ip", "netns", "del", netns], check=False)
         with contextlib.suppress(Exception):
             lab.podman("rm", "-a", "-f", "-t", "0", check=False)
+        _unmount_below(base)
+
+
+def _unmount_below(base: Path) -> None:
+    """podman bind-mounts its storage's `overlay` dir onto itself (in our mount namespace, as it
+    runs with `nsenter --net` only) and leaves it mounted: unmount it, deepest first, or a later
+    pytest run cannot rotate this temp dir away ("Device or resource busy")."""
+    prefix = str(base.resolve()) + "/"
+    with open("/proc/self/mountinfo") as handle:
+        points = [line.split()[4] for line in handle if line.split()[4].startswith(prefix)]
+    for point in sorted(set(points), key=len, reverse=True):
+        if subprocess.run(["umount", point], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
 @dataclass
