@@ -46,3 +46,15 @@ def test_real_files_match_their_schema_and_link_it(schema: str, path: Path) -> N
     jsonschema.Draft202012Validator(json.loads((SCHEMAS / schema).read_text())).validate(data)
     # `$schema` points at the committed schema, relative to the file, so editors validate it
     assert (path.parent / data["$schema"]).resolve() == (SCHEMAS / schema).resolve()
+
+
+def test_schema_dump_check_json_reports_stale_files(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    code, out, _err = run_cli("schema", "dump", "--check", "--out", str(tmp_path), "--json")
+    assert code == 1
+    assert json.loads(out)["stale"] == ["fleet.schema.json", "host.schema.json", "service.schema.json"]
+    code, out, _err = run_cli("schema", "dump", "--out", str(tmp_path), "--json")
+    assert code == 0 and len(json.loads(out)["written"]) == 3
+    code, out, _err = run_cli("schema", "dump", "--check", "--out", str(tmp_path), "--json")
+    assert code == 0 and json.loads(out) == {"dir": str(tmp_path), "stale": [], "up_to_date": True}

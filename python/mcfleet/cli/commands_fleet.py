@@ -163,6 +163,7 @@ def render(
 def schema_dump(
     out: Path = typer.Option(Path("schemas"), "--out", "-o", help="Folder to write the schemas to."),
     check_only: bool = typer.Option(False, "--check", help="Exit 1 if the files in --out differ from the models."),
+    json_out: bool = typer.Option(False, "--json", help="Print what was written (or found stale) as JSON."),
 ) -> None:
     """Write the JSON Schemas generated from the models (fleet, host, service).
 
@@ -171,15 +172,25 @@ def schema_dump(
       mcfleet schema dump
 
       mcfleet schema dump --check    # CI: fail when schemas/ drifted
+
+      mcfleet schema dump --check --json | jq '.stale'
     """
     if check_only:
         stale = [n for n, t in render_schemas().items() if not (out / n).exists() or (out / n).read_text() != t]
-        if stale:
+        if json_out:
+            emit_json({"dir": str(out), "stale": stale, "up_to_date": not stale})
+        elif stale:
             typer.echo(f"schemas out of date: {', '.join(stale)}\n  hint: run `mcfleet schema dump`", err=True)
+        else:
+            typer.echo("schemas up to date")
+        if stale:
             raise typer.Exit(1)
-        typer.echo("schemas up to date")
         return
-    for path in write_schemas(out):
+    written = write_schemas(out)
+    if json_out:
+        emit_json({"dir": str(out), "written": [str(p) for p in written]})
+        return
+    for path in written:
         typer.echo(f"wrote {path}")
 
 
