@@ -194,10 +194,29 @@ def agent_podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanLab
         _unmount_below(base)
 
 
+def _stop_leftover_conmons(base: Path) -> None:
+    """conmon processes of `podman exec` sessions (command health checks) linger 5 minutes
+    (exit_command_delay) and then run a `podman container cleanup` that re-mounts this storage
+    after teardown.  They are ours, started by this fixture's podman: stop them by PID."""
+    marker = str(base.resolve()).encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if argv and argv[0].endswith(b"conmon") and any(marker in a for a in argv):
+                pids.append(int(proc.name))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _unmount_below(base: Path) -> None:
     """podman bind-mounts its storage's `overlay` dir onto itself (in our mount namespace, as it
     runs with `nsenter --net` only) and leaves it mounted: unmount it, deepest first, or a later
     pytest run cannot rotate this temp dir away ("Device or resource busy")."""
+    _stop_leftover_conmons(base)
     prefix = str(base.resolve()) + "/"
     with open("/proc/self/mountinfo") as handle:
         points = [line.split()[4] for line in handle if line.split()[4].startswith(prefix)]
