@@ -20,7 +20,7 @@ from pathlib import Path
 from mcfleet.apply import confirm
 from mcfleet.apply.health import AgentHealth, wait_healthy
 from mcfleet.apply.nodeio import Node, write_text
-from mcfleet.apply.probe import AgentState, unit_path
+from mcfleet.apply.probe import AgentState, probe, unit_path
 from mcfleet.errors import ApplyError, McfleetError
 from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import Host
@@ -119,11 +119,13 @@ def no_systemd(host: Host, phase: str) -> ApplyError:
     )
 
 
-async def require_systemd(node: Node, host: Host, phase: str) -> None:
-    """Checked before provisioning or pushing anything: a node that cannot run the unit is left untouched."""
-    res = await node.run("[ -d /run/systemd/system ] && command -v systemctl >/dev/null", timeout=30)
-    if res.exit_status != 0:
+async def probe_ready(node: Node, host: Host, phase: str) -> AgentState:
+    """The agent's state, read before anything is written (provisioning does not change it);
+    a node that cannot run the agent's unit is refused here, untouched."""
+    state = await probe(node, host)
+    if not state.has_systemd:
         raise no_systemd(host, phase)
+    return state
 
 
 async def activate(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcfleet.apply import manifest as manifest_mod
-from mcfleet.apply.activate import ActivateOptions, activate, require_systemd
+from mcfleet.apply.activate import ActivateOptions, activate, probe_ready
 from mcfleet.apply.artifacts import Artifact, BuildBlocked, Builder
 from mcfleet.apply.events import EventLog, Phase, Status
 from mcfleet.apply.nodeio import Node
@@ -29,7 +29,6 @@ from mcfleet.apply.steps import STEPS, Step, StepContext
 from mcfleet.apply.summary import Summary, summarize
 from mcfleet.errors import McfleetError, Refused
 from mcfleet.fleet.load import HostEntry
-from mcfleet.fleet.models import OS
 
 Connect = Callable[[HostEntry], Awaitable[Node]]
 # provision(node, entry) -> (changed?, message); raises McfleetError (Refused...) on failure
@@ -156,15 +155,13 @@ class Pipeline:
                 raise HostFailed  # build failed or blocked: already reported
             first = self._first_phase(w)
             node = await self._phase(w, first, self.connect(w.entry))
-            # Before writing anything: a node that cannot run the agent's unit is left untouched.
-            # (NixOS provisioning is blocked by the provisioner itself, with its own reason.)
-            if w.agent or (w.provision and w.entry.host.os == OS.debian):
-                await self._phase(w, first, require_systemd(node, w.entry.host, first.value))
+            state = None
+            if w.agent:  # read (and refuse a node without systemd) before anything is written
+                state = await self._phase(w, first, probe_ready(node, w.entry.host, first.value))
             if w.provision:
                 await self._provision(w, node)
             agent_sha, agent_version = None, None
-            if w.agent and art is not None:
-                state = await self._phase(w, Phase.push, probe(node, w.entry.host))
+            if state is not None and art is not None:
                 ctx_manifest = dict(state.manifest)
                 async with self.sem[Phase.push]:
                     self._check_stop()
