@@ -12,6 +12,11 @@ import typer
 
 from mcfleet.cli.output import emit_json
 from mcfleet.errors import LabError
+from mcfleet.lab import arm64, rootfs
+from mcfleet.lab.lab import Lab, lab_down
+from mcfleet.lab.proc import require_root
+from mcfleet.lab.state import DirLock, LabState
+from mcfleet.lab.status import lab_status
 
 DIR_OPT = typer.Option(Path("lab-fleet"), "--dir", "-d", help="The lab's fleet directory (state in <dir>/.lab).")
 JSON_OPT = typer.Option(False, "--json", help="Print the result as JSON.")
@@ -49,10 +54,6 @@ def up(  # noqa: PLR0917 (typer options)
 
       sudo mcfleet lab up -d /tmp/lab --json && mcfleet validate /tmp/lab
     """
-    from mcfleet.lab.lab import Lab, lab_down
-    from mcfleet.lab.proc import require_root
-    from mcfleet.lab.state import DirLock
-    from mcfleet.lab.status import lab_status
 
     require_root()
     started, show = _progress_printer()
@@ -97,8 +98,6 @@ def status(directory: Path = DIR_OPT, json_out: bool = JSON_OPT) -> None:
 
       mcfleet lab status --dir /tmp/lab --json | jq '.nodes[] | {name, healthy}'
     """
-    from mcfleet.lab.state import LabState
-    from mcfleet.lab.status import lab_status
 
     state = LabState.load(directory.resolve() / ".lab" / "state.json")
     result = asyncio.run(lab_status(state))
@@ -131,9 +130,6 @@ def down(directory: Path = DIR_OPT, json_out: bool = JSON_OPT) -> None:
 
       sudo mcfleet lab down --dir /tmp/lab --json
     """
-    from mcfleet.lab.lab import Lab, lab_down
-    from mcfleet.lab.proc import require_root
-    from mcfleet.lab.state import DirLock
 
     require_root()
     with DirLock(directory.resolve() / ".lab" / "lock"):
@@ -162,8 +158,6 @@ def build_rootfs(
 
       sudo mcfleet lab build-rootfs --arch arm64
     """
-    from mcfleet.lab import arm64, rootfs
-    from mcfleet.lab.proc import require_root
 
     require_root()
     if arch not in ("amd64", "arm64"):

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
-from mcfleet.errors import EXIT_FAILURE, EXIT_OK
-
-if TYPE_CHECKING:
-    from mcfleet.fleet.load import LoadedFleet
-    from mcfleet.plan.model import Plan
+from mcfleet.apply.artifacts import build_key
+from mcfleet.bundle.build import cached_bundle_sha256
+from mcfleet.cli.output import emit_json
+from mcfleet.errors import EXIT_FAILURE, EXIT_OK, FleetInvalid
+from mcfleet.fleet.load import LoadedFleet, load_fleet
+from mcfleet.fleet.rules import check
+from mcfleet.fleet.select import select_hosts
+from mcfleet.observe.collect import gather
+from mcfleet.plan.model import Plan
+from mcfleet.plan.planner import build
+from mcfleet.plan.render import render_text
+from mcfleet.plan.saved import save_plan
+from mcfleet.report.progress import make_progress
+from mcfleet.transport.ssh import SshOptions
 
 EXIT_CHANGES = 2
 ROOT_ARG = typer.Argument(Path("."), help="The fleet's root folder (holds fleet.json and hosts/).")
 
 
 def select(loaded: LoadedFleet, selector: str | None) -> list[str]:
-    from mcfleet.fleet.select import select_hosts
-
     return [e.host.name for e in select_hosts(loaded, selector)]
 
 
@@ -29,9 +36,6 @@ def bundle_hashes(loaded: LoadedFleet, hosts: list[str]) -> tuple[dict[str, str]
     Returns the hashes and, when the bundle is not built yet, a note saying so: the plan then
     compares the node with what the last apply recorded, and `apply` builds and compares again.
     """
-    from mcfleet.apply.artifacts import build_key
-    from mcfleet.bundle.build import cached_bundle_sha256
-
     debian = [h for h in hosts if build_key(loaded.hosts[h].host) == "pex"]  # the hosts apply gives the PEX
     if not debian:
         return {}, None
@@ -77,20 +81,6 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
 
       mcfleet plan --json | jq '.actions[] | select(.kind == "refuse")'
     """
-    # Imported here: every command module is imported at start-up, and asyncssh alone costs ~0.15 s.
-    import asyncio
-
-    from mcfleet.cli.output import emit_json
-    from mcfleet.errors import FleetInvalid
-    from mcfleet.fleet.load import load_fleet
-    from mcfleet.fleet.rules import check
-    from mcfleet.observe.collect import gather
-    from mcfleet.plan.planner import build
-    from mcfleet.plan.render import render_text
-    from mcfleet.plan.saved import save_plan
-    from mcfleet.report.progress import make_progress
-    from mcfleet.transport.ssh import SshOptions
-
     loaded = load_fleet(path)
     findings = check(loaded)
     if findings:
