@@ -1,9 +1,9 @@
 """The full nodes' Debian root filesystem: built once with debootstrap, cached as a tarball.
 
 Cold: `debootstrap --variant=minbase --include=systemd,… bookworm` (~75 s, needs the Debian
-mirror), then `tar --zstd` into /var/cache/mcfleet/node-rootfs.tar.zst.  Warm: the tarball
-is unpacked once into /var/cache/mcfleet/node-rootfs/, which every full node uses as the
-read-only lower layer of its own overlay.  A flock serialises concurrent builders (two
+mirror), then `tar --zstd` into /var/cache/mcfleet/node-rootfs-<arch>-<hash of the package
+list>.tar.zst.  Warm: the tarball is unpacked once into the folder of the same name, which
+every full node uses as the read-only lower layer of its own overlay.  A flock serialises concurrent builders (two
 pytest workers), and a stamp file marks a complete unpack, so a crash never leaves a
 half-built base in use.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import os
 import shutil
 import time
@@ -22,14 +23,29 @@ from mcfleet.errors import LabError
 from mcfleet.lab.proc import run, which
 
 CACHE = Path(os.environ.get("MCFLEET_LAB_CACHE", "/var/cache/mcfleet"))
-TARBALL = "node-rootfs.tar.zst"
 SUITE = "bookworm"
-PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,iproute2"
+# What a full node needs: systemd and sshd; rootless podman as mcp (podman, uidmap, catatonit,
+# slirp4netns, fuse-overlayfs, dbus-user-session); sudo and doas for non-root logins; nix-bin for
+# NixOS deploy mechanics; zstd for service snapshots; curl for health checks.  A node in the lab's
+# private network cannot reach apt, so everything it may need is baked in here.
+PACKAGES = ",".join(
+    [
+        "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "iproute2",
+        "podman", "uidmap", "catatonit", "slirp4netns", "fuse-overlayfs", "dbus-user-session",
+        "sudo", "opendoas", "nix-bin", "zstd", "curl", "ca-certificates",
+    ]
+)  # fmt: skip
 MIRROR = os.environ.get("MCFLEET_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 
-def tarball_path(cache: Path = CACHE, arch: str = "amd64") -> Path:
-    return cache / (TARBALL if arch == "amd64" else f"node-rootfs-{arch}.tar.zst")
+def _flavour(arch: str, include: str) -> str:
+    """The cache name of one (arch, package list): a changed list builds a new rootfs."""
+    digest = hashlib.sha256(include.encode()).hexdigest()[:10]
+    return f"node-rootfs-{arch}-{digest}"
+
+
+def tarball_path(cache: Path = CACHE, arch: str = "amd64", include: str = PACKAGES) -> Path:
+    return cache / f"{_flavour(arch, include)}.tar.zst"
 
 
 async def _debootstrap(target: Path, progress: Callable[[str], None], arch: str, include: str) -> None:
@@ -60,7 +76,7 @@ async def ensure_tarball(
     progress: Callable[[str], None], *, cache: Path = CACHE, arch: str = "amd64", include: str = PACKAGES
 ) -> Path:
     """The cached rootfs tarball, built now if missing (debootstrap + tar --zstd)."""
-    tarball = tarball_path(cache, arch)
+    tarball = tarball_path(cache, arch, include)
     if tarball.exists():
         return tarball
     which("zstd")
@@ -91,7 +107,7 @@ async def ensure_rootfs(
     try:
         # blocking flock in a thread: another worker may be building right now
         await asyncio.to_thread(fcntl.flock, lock_fd, fcntl.LOCK_EX)
-        base = cache / ("node-rootfs" if arch == "amd64" else f"node-rootfs-{arch}")
+        base = cache / _flavour(arch, include)
         stamp = base / ".mcfleet-complete"
         if stamp.exists():
             return base
