@@ -1,9 +1,10 @@
 """The full nodes' Debian root filesystem: built once with debootstrap, cached as a tarball.
 
-Cold: `debootstrap --variant=minbase --include=systemd,… bookworm` (~75 s, needs the Debian
-mirror), then `tar --zstd` into /var/cache/mcfleet/node-rootfs-<arch>-<hash of the package
-list>.tar.zst.  Warm: the tarball is unpacked once into the folder of the same name, which
-every full node uses as the read-only lower layer of its own overlay.  A flock serialises concurrent builders (two
+Cold: `debootstrap --variant=minbase --include=systemd,… bookworm`, then apt in a chroot for
+the extras (both need the Debian mirror; ~3 min), then `tar --zstd` into
+/var/cache/mcfleet/node-rootfs-<arch>-<hash of the package lists>.tar.zst.  Warm: the tarball
+is unpacked once into the folder of the same name, which every full node uses as the
+read-only lower layer of its own overlay.  A flock serialises concurrent builders (two
 pytest workers), and a stamp file marks a complete unpack, so a crash never leaves a
 half-built base in use.
 """
@@ -24,23 +25,25 @@ from mcfleet.lab.proc import run, which
 
 CACHE = Path(os.environ.get("MCFLEET_LAB_CACHE", "/var/cache/mcfleet"))
 SUITE = "bookworm"
-# What a full node needs: systemd and sshd; rootless podman as mcp (podman, uidmap, catatonit,
-# slirp4netns, fuse-overlayfs, dbus-user-session); sudo and doas for non-root logins; nix-bin for
-# NixOS deploy mechanics; zstd for service snapshots; curl for health checks.  A node in the lab's
-# private network cannot reach apt, so everything it may need is baked in here.
-PACKAGES = ",".join(
-    [
-        "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "iproute2",
-        "podman", "uidmap", "catatonit", "slirp4netns", "fuse-overlayfs", "dbus-user-session",
-        "sudo", "opendoas", "nix-bin", "zstd", "curl", "ca-certificates",
-    ]
-)  # fmt: skip
+# What debootstrap installs: systemd and sshd.
+PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,iproute2"
+# Then apt inside the new root adds what a full node may need: rootless podman as mcp (podman,
+# uidmap, catatonit, slirp4netns, fuse-overlayfs, dbus-user-session), sudo and doas for
+# non-root logins, nix-bin for NixOS deploy mechanics, zstd for service snapshots, curl for
+# health checks.  debootstrap alone fails configuring this set (its dependency resolution is
+# minimal), apt does not.  A node in the lab's private network cannot reach apt itself, so
+# everything it may need is baked in here.
+EXTRA_PACKAGES = (
+    "podman uidmap catatonit slirp4netns fuse-overlayfs dbus-user-session "
+    "sudo opendoas nix-bin zstd curl ca-certificates"
+)
 MIRROR = os.environ.get("MCFLEET_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 
 def _flavour(arch: str, include: str) -> str:
     """The cache name of one (arch, package list): a changed list builds a new rootfs."""
-    digest = hashlib.sha256(include.encode()).hexdigest()[:10]
+    extra = EXTRA_PACKAGES if include == PACKAGES else ""
+    digest = hashlib.sha256(f"{include}|{extra}".encode()).hexdigest()[:10]
     return f"node-rootfs-{arch}-{digest}"
 
 
@@ -72,6 +75,31 @@ async def _debootstrap(target: Path, progress: Callable[[str], None], arch: str,
         )
 
 
+async def _apt_install(root: Path, progress: Callable[[str], None], packages: list[str]) -> None:
+    """apt-get install inside the new root (chroot with /proc, /sys, /dev bound; no service started)."""
+    progress(f"installing {len(packages)} more packages in the rootfs with apt")
+    policy = root / "usr/sbin/policy-rc.d"  # exit 101: invoke-rc.d starts no service in the chroot
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+    mounted: list[Path] = []
+    try:
+        for fs in ("proc", "sys", "dev"):
+            await run(["mount", "--rbind", f"/{fs}", str(root / fs)])
+            mounted.append(root / fs)
+        env = ["env", "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C"]
+        await run(["chroot", str(root), *env, "apt-get", "update", "-q"], limit_s=600)
+        await run(
+            ["chroot", str(root), *env, "apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
+            limit_s=1200,
+        )
+        await run(["chroot", str(root), "apt-get", "clean"])
+    finally:
+        for m in reversed(mounted):
+            await run(["umount", "-R", "-l", str(m)], check=False)
+        policy.unlink(missing_ok=True)
+
+
 async def ensure_tarball(
     progress: Callable[[str], None], *, cache: Path = CACHE, arch: str = "amd64", include: str = PACKAGES
 ) -> Path:
@@ -86,6 +114,8 @@ async def ensure_tarball(
     progress(f"building the {arch} node rootfs with debootstrap (once; cached as {tarball})")
     try:
         await _debootstrap(build, progress, arch, include)
+        if include == PACKAGES:
+            await _apt_install(build, progress, EXTRA_PACKAGES.split())
         # nspawn/sshd inside need no apt lists; keep the tarball small
         shutil.rmtree(build / "var/lib/apt/lists", ignore_errors=True)
         (build / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
@@ -94,7 +124,9 @@ async def ensure_tarball(
         await run(["tar", "-C", str(build), "--zstd", "-cf", str(partial), "."], limit_s=600)
         os.replace(partial, tarball)
     finally:
-        shutil.rmtree(build, ignore_errors=True)
+        # never delete through a bind mount of the host's /proc, /sys or /dev left behind
+        if not any((build / fs).is_mount() for fs in ("proc", "sys", "dev")):
+            shutil.rmtree(build, ignore_errors=True)
     return tarball
 
 
