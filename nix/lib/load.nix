@@ -48,6 +48,14 @@ let
       listen = null;
     } a;
 
+  normHostRoute =
+    r:
+    withDefaults {
+      listener = 443;
+      public = false;
+      description = null;
+    } r;
+
   normHost =
     h:
     withDefaults {
@@ -58,6 +66,7 @@ let
       firewall_ports = [ ];
     } h
     // {
+      routes = map normHostRoute (h.routes or [ ]);
       users = builtins.mapAttrs (_: normUser) (h.users or { });
       agent = normAgent (h.agent or { });
       dns = withDefaults { fallback = [ ]; } h.dns;
@@ -67,6 +76,7 @@ let
     r:
     withDefaults {
       name = null;
+      listener = 443;
       hostname = null;
       public = false;
       host_port = null;

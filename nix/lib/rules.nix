@@ -394,6 +394,108 @@ let
       ) (indexed s.data.components)
     ) (placed fleet);
 
+  # "localhost", "::1" or 127.x, brackets stripped (routes.is_loopback).
+  isLoopback =
+    a:
+    let
+      m = builtins.match "\\[(.*)]" a;
+      bare = if m == null then a else builtins.head m;
+    in
+    bare == "localhost" || bare == "::1" || u.hasPrefix "127." bare;
+
+  # Every route in rule order: hosts by name, host.json routes, then services' routes.
+  listenerClaims =
+    fleet:
+    let
+      # service name -> file of its first definition; a second definition claims nothing.
+      firstFile = builtins.foldl' (acc: s: acc // { ${s.data.name} = acc.${s.data.name} or s.file; }) { } (placed fleet);
+    in
+    concatMap (
+      h:
+      map (r: {
+        file = h.file;
+        where = "/routes/${toString r.i}";
+        host = h.name;
+        inherit (r.v) listener hostname;
+        what = "${h.name} host route";
+      }) (indexed h.data.routes)
+      ++ concatMap (
+        s:
+        concatMap (
+          c:
+          map (r: {
+            file = s.file;
+            where = "/components/${toString c.i}/routes/${toString r.i}";
+            host = h.name;
+            inherit (r.v) listener;
+            hostname = routeHostname fleet s r.v;
+            what = "${s.data.name}/${c.v.name}";
+          }) (indexed c.v.routes)
+        ) (indexed s.data.components)
+      ) (builtins.filter (s: firstFile.${s.data.name} == s.file) h.services)
+    ) (hostList fleet);
+
+  routeListenerDuplicate =
+    fleet:
+    (builtins.foldl' (
+      acc: x:
+      let
+        key = "${toString x.listener}/${x.hostname}";
+        owner = acc.first.${key} or null;
+      in
+      if owner == null then
+        acc // { first = acc.first // { ${key} = x; }; }
+      else
+        acc
+        // {
+          out = acc.out ++ [
+            (finding "route-listener-duplicate" x.file "${x.where}/listener"
+              "${x.hostname} on listener ${toString x.listener} is routed twice: by ${x.what} and by ${owner.what} (${owner.file})"
+              "a listener carries a hostname once: give one route another `listener` (e.g. 443 web, 8443 API, 9443 gRPC) or another hostname"
+              x.host
+            )
+          ];
+        }
+    ) { first = { }; out = [ ]; } (listenerClaims fleet)).out;
+
+  publicLoopback =
+    fleet:
+    let
+      hasEdge = builtins.any (h: builtins.elem "edge" h.data.roles) (hostList fleet);
+      backendAddress = b: builtins.head (builtins.match "(.*):[0-9]+" b);
+    in
+    optionals hasEdge (
+      concatMap (
+        h:
+        optionals (!(builtins.elem "edge" h.data.roles)) (
+          concatMap (
+            r:
+            optional (r.v.public && isLoopback (backendAddress r.v.backend)) (
+              finding "public-loopback" h.file "/routes/${toString r.i}/backend"
+                "public route ${r.v.hostname} points at ${r.v.backend} on ${h.name}: loopback, which the edge's proxy cannot reach"
+                "make the program on ${h.name} listen on an address the edge reaches (e.g. its Tailnet address) and use it in `backend`, or set `public` to false"
+                h.name
+            )
+          ) (indexed h.data.routes)
+          ++ concatMap (
+            s:
+            concatMap (
+              c:
+              concatMap (
+                r:
+                optional (r.v.public && builtins.all isLoopback r.v.bind) (
+                  finding "public-loopback" s.file "/components/${toString c.i}/routes/${toString r.i}/bind"
+                    "public route ${routeHostname fleet s r.v} of ${s.data.name}/${c.v.name} is published only on loopback of ${h.name} (${builtins.concatStringsSep ", " r.v.bind}), which the edge's proxy cannot reach"
+                    ''add an address of ${h.name} that the edge reaches to "bind" (e.g. its Tailnet address), or set "public": false''
+                    h.name
+                )
+              ) (indexed c.v.routes)
+            ) (indexed s.data.components)
+          ) h.services
+        )
+      ) (hostList fleet)
+    );
+
   coreOffMaster =
     fleet:
     concatMap (
@@ -608,6 +710,8 @@ rec {
     "public-no-edge" = only "public-no-edge" publicRoutes;
     "public-domain" = only "public-domain" publicRoutes;
     "core-off-master" = coreOffMaster;
+    "route-listener-duplicate" = routeListenerDuplicate;
+    "public-loopback" = publicLoopback;
     "name-claimed-twice" = names;
     "unknown-reference" = only "unknown-reference" dependencies;
     "stage-cycle" = only "stage-cycle" dependencies;

@@ -235,7 +235,7 @@ def test_route_drift_is_seen_at_the_proxy(plan_lab: tuple[Any, Path], caddy: Any
 
     lab, root = plan_lab
     hostname = "planweb.svc.mcp.example.test"
-    route = desired_state(load_fleet(root))["plann2"].routes[hostname]
+    route = desired_state(load_fleet(root))["plann2"].routes[f"443/{hostname}"]
     manifest = {"routes": [{"hostname": hostname, "mode": "l7", "service": "planweb", "backend": route.backend}]}
     path = "/srv/mcp/mcfleet-state.json"
     write = f"mkdir -p /srv/mcp && cat > {path}"

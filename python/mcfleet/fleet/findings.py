@@ -48,6 +48,8 @@ RULES: dict[str, str] = {
     "edge-containers": "an edge-only host runs containers",
     "master-count": "the fleet does not have exactly one master",
     "core-off-master": "a core-stage service is placed off the master",
+    "route-listener-duplicate": "two routes share a (listener, hostname)",
+    "public-loopback": "a public route's backend is only on loopback of a node that is not the edge",
     "name-claimed-twice": "a DNS name, route hostname or service name is claimed twice",
     "unknown-reference": "a reference names a host or service that does not exist",
     "stage-cycle": "service dependencies form a cycle or point to a later boot stage",

@@ -44,6 +44,7 @@ __all__ = [
     "HaproxyProvider",
     "Health",
     "Host",
+    "HostRoute",
     "HostUser",
     "Hostname",
     "Id",
@@ -60,6 +61,7 @@ __all__ = [
     "Rfc2136Provider",
     "Role",
     "Route",
+    "RouteMode",
     "RouteProvider",
     "Service",
     "Ssh",
@@ -184,6 +186,27 @@ class Agent(Model):
     )
 
 
+RouteMode = Literal["l4", "l7", "re-encrypt"]
+ROUTE_MODE_HELP = (
+    "l4: the proxy passes TLS through by SNI; l7: TLS ends at the proxy (certificate issued by mcfleet); "
+    "re-encrypt: TLS ends at the proxy, which opens a new TLS connection to the backend"
+)
+LISTENER_HELP = "the proxy's port this route is served on (e.g. 443 web, 8443 API, 9443 gRPC)"
+# address:port, an IPv6 literal in brackets: `127.0.0.1:3000`, `[::1]:3000`, `gitea.lan:3000`.
+BACKEND_RE = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}$"
+
+
+class HostRoute(Model):
+    """A route to a program that runs on the host outside mcfleet (a systemd service such as Gitea)."""
+
+    hostname: Hostname
+    listener: Port = Field(default=443, description=LISTENER_HELP)
+    mode: RouteMode = Field(description=ROUTE_MODE_HELP)
+    backend: str = Field(pattern=BACKEND_RE, description="address:port the program listens on, e.g. 127.0.0.1:3000")
+    public: bool = Field(default=False, description="served by the edge node's proxy")
+    description: str | None = None
+
+
 class Host(Model):
     """hosts/<name>/host.json"""
 
@@ -201,6 +224,9 @@ class Host(Model):
     dns: Dns
     agent: Agent = Agent()
     firewall_ports: list[Port] = Field(default_factory=list)
+    routes: list[HostRoute] = Field(
+        default_factory=list, description="routes to programs this host runs outside mcfleet (host-native backends)"
+    )
 
 
 # --------------------------------------------------------------------------- services/<svc>.json
@@ -218,9 +244,15 @@ class Publish(Model):
 
 
 class Route(Model):
+    """A route of a component: (listener, hostname) on the proxy -> the component's host port.
+
+    A hostname may have several routes on different listeners (mcr: web on 443, API on 8443,
+    gRPC on 9443); (listener, hostname) is unique fleet-wide."""
+
     name: Name | None = None
     port: Port = Field(description="the port the component listens on inside the container")
-    mode: Literal["l4", "l7"]
+    mode: RouteMode = Field(description=ROUTE_MODE_HELP)
+    listener: Port = Field(default=443, description=LISTENER_HELP)
     hostname: Hostname | None = Field(default=None, description="default <service>.<zone>")
     public: bool = False
     host_port: Port | None = Field(default=None, description="pinned host port; default assigned from the range")

@@ -6,7 +6,8 @@ are written at the top of the module that implements it:
 
     rules_users.py     pin-mismatch, pin-missing, id-duplicate, id-dynamic-range, id-system-collision
     rules_hosts.py     dns-no-fallback, address-duplicate, edge-containers, master-count
-    rules_services.py  image-unpinned, route-duplicate, public-no-edge, public-domain, core-off-master
+    rules_services.py  image-unpinned, route-duplicate, public-no-edge, public-domain, core-off-master,
+                       route-listener-duplicate, public-loopback
     rules_names.py     name-claimed-twice, unknown-reference, stage-cycle
 
 Every rule is linear in the size of the fleet (dicts, no pairwise comparisons), so a

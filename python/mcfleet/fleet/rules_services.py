@@ -10,6 +10,15 @@ Semantics (mirrored by nix/lib, keep them in step):
 - public-domain: a public route whose hostname (default `<svc>.<zone>`) is not under one of
   fleet.json `public_domains` -> .../routes/<j>/hostname.
 - core-off-master: a `core`-stage service on a host without the `master` role -> /stage.
+- route-listener-duplicate: a (listener, hostname) already declared by an earlier route, in
+  the order: hosts by name, each host's host.json `routes` then its services' routes (file,
+  component, route order; a service defined a second time claims nothing) -> the later route's /routes/<k>/listener or
+  /components/<i>/routes/<j>/listener.
+- public-loopback: a public route whose backend host has no edge role (so the edge's proxy
+  must connect to it over the network) while some host has the edge role, and whose backend
+  is only on loopback: a component route whose every `bind` address is loopback (127.0.0.0/8,
+  ::1, localhost) -> .../routes/<j>/bind; a host route whose backend address is loopback ->
+  /routes/<k>/backend.
 """
 
 from __future__ import annotations
@@ -20,7 +29,8 @@ from mcfleet.fleet.derive import image_problem, route_hostname, under_domain
 from mcfleet.fleet.findings import Finding
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import Fleet, Role, Stage
-from mcfleet.fleet.rules_base import placed_services
+from mcfleet.fleet.routes import is_loopback
+from mcfleet.fleet.rules_base import host_file, placed_services
 
 
 def rule_image_unpinned(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
@@ -111,4 +121,85 @@ def rule_core_off_master(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]
             )
 
 
-RULES = [rule_image_unpinned, rule_route_duplicate, rule_public_routes, rule_core_off_master]
+def _listener_claims(loaded: LoadedFleet, fleet: Fleet) -> Iterator[tuple[str, str, str, int, str, str]]:
+    """(file, pointer, host, listener, hostname, what) for every route, in the rule's order."""
+    defined: set[str] = set()
+    for name in sorted(loaded.hosts):
+        entry = loaded.hosts[name]
+        for k, native in enumerate(entry.host.routes):
+            yield host_file(loaded, name), f"/routes/{k}", name, native.listener, native.hostname, f"{name} host route"
+        for index, svc in enumerate(entry.services):
+            if svc.name in defined:
+                continue  # a second definition claims nothing (name-claimed-twice reports it)
+            defined.add(svc.name)
+            file = loaded.rel(entry.service_path(index))
+            for i, comp in enumerate(svc.components):
+                for j, route in enumerate(comp.routes):
+                    hostname = route_hostname(svc, route, fleet.zone)
+                    yield file, f"/components/{i}/routes/{j}", name, route.listener, hostname, f"{svc.name}/{comp.name}"
+
+
+def rule_route_listener(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
+    first: dict[tuple[int, str], tuple[str, str]] = {}
+    for file, where, host, listener, hostname, what in _listener_claims(loaded, fleet):
+        owner = first.get((listener, hostname))
+        if owner is None:
+            first[(listener, hostname)] = (file, what)
+        else:
+            yield Finding(
+                "route-listener-duplicate",
+                file,
+                f"{where}/listener",
+                f"{hostname} on listener {listener} is routed twice: by {what} and by {owner[1]} ({owner[0]})",
+                "a listener carries a hostname once: give one route another `listener` "
+                "(e.g. 443 web, 8443 API, 9443 gRPC) or another hostname",
+                host,
+            )
+
+
+def rule_public_loopback(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
+    if not any(Role.edge in e.host.roles for e in loaded.hosts.values()):
+        return  # public-no-edge already says it
+    for name in sorted(loaded.hosts):
+        entry = loaded.hosts[name]
+        if Role.edge in entry.host.roles:
+            continue
+        for k, native in enumerate(entry.host.routes):
+            address = native.backend.rsplit(":", 1)[0]
+            if native.public and is_loopback(address):
+                yield Finding(
+                    "public-loopback",
+                    host_file(loaded, name),
+                    f"/routes/{k}/backend",
+                    f"public route {native.hostname} points at {native.backend} on {name}: loopback, "
+                    "which the edge's proxy cannot reach",
+                    f"make the program on {name} listen on an address the edge reaches (e.g. its Tailnet "
+                    "address) and use it in `backend`, or set `public` to false",
+                    name,
+                )
+        for index, svc in enumerate(entry.services):
+            file = loaded.rel(entry.service_path(index))
+            for i, comp in enumerate(svc.components):
+                for j, route in enumerate(comp.routes):
+                    if route.public and all(is_loopback(b) for b in route.bind):
+                        hostname = route_hostname(svc, route, fleet.zone)
+                        yield Finding(
+                            "public-loopback",
+                            file,
+                            f"/components/{i}/routes/{j}/bind",
+                            f"public route {hostname} of {svc.name}/{comp.name} is published only on loopback "
+                            f"of {name} ({', '.join(route.bind)}), which the edge's proxy cannot reach",
+                            f'add an address of {name} that the edge reaches to "bind" (e.g. its Tailnet '
+                            'address), or set "public": false',
+                            name,
+                        )
+
+
+RULES = [
+    rule_image_unpinned,
+    rule_route_duplicate,
+    rule_public_routes,
+    rule_core_off_master,
+    rule_route_listener,
+    rule_public_loopback,
+]

@@ -115,7 +115,7 @@ async def add_routes(loaded: LoadedFleet, desired: dict[str, DesiredHost], facts
     for host, item in facts.items():
         if isinstance(item, Facts):
             recorded = {r.hostname for r in (item.manifest.routes if item.manifest else [])}
-            wanted[host] = set(desired[host].routes) | recorded
+            wanted[host] = {r.hostname for r in desired[host].routes.values()} | recorded
     if not any(wanted.values()):
         return facts
     served, error = await observed_hostnames(provider.admin_url, provider.server)

@@ -45,6 +45,7 @@ class ManifestRecord(_Part):
 
 class ManifestRoute(_Part):
     hostname: str
+    listener: int = 443
     mode: str
     service: str | None = None
     backend: str | None = Field(default=None, description="address:port the route points at")

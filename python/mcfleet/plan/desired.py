@@ -6,9 +6,11 @@ to ask about), so it sits upstream of observation despite living in plan/.
 Placement decisions (documented, shared with apply):
 - DNS: an A record `<svc>.<zone>` (and each route hostname inside the zone) ->
   the first IPv4 address of the host that runs the service; owned by that host.
-- Routes and certs live on the proxy host: the first edge host (by name) for
-  `public` routes, the service's own host otherwise.  L7 routes need a cert at
-  `/srv/mc-proxy/certs/<svc>.pem` covering their hostnames.
+- Routes and certs live on the proxy host (`fleet.routes`: the first edge host for
+  `public` routes, the backend's own host otherwise), keyed `<listener>/<hostname>`.
+  Every hostname of an l7 or re-encrypt route gets its own cert (no wildcard) at
+  `/srv/mc-proxy/certs/<svc>.pem` (the service's first such hostname) or
+  `<hostname>.pem` (any other, and host-native routes).
 - The agent binary's hash to install comes from `agent_hash_source`, which the
   apply layer sets (bundle/closure hash); until then it is None and the plan
   compares the node against its manifest instead.
@@ -22,9 +24,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mcfleet.fleet.derive import assign_ports
 from mcfleet.fleet.load import HostEntry, LoadedFleet
-from mcfleet.fleet.models import IdRange, Role, Service
+from mcfleet.fleet.models import IdRange, Service
+from mcfleet.fleet.routes import DeclaredRoute, declared_routes
 from mcfleet.observe.script import CERT_DIR
 
 
@@ -58,9 +60,14 @@ class DesiredRecord:
 class DesiredRoute:
     hostname: str
     mode: str
-    service: str
+    service: str | None  # None for a host-native route (host.json `routes`)
     service_host: str
     backend: str  # address:port (ports from fleet.derive.assign_ports, stable across runs)
+    listener: int = 443
+
+    @property
+    def key(self) -> str:
+        return f"{self.listener}/{self.hostname}"
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,8 @@ class DesiredHost:
     users: list[DesiredUser] = field(default_factory=list)
     services: dict[str, DesiredService] = field(default_factory=dict)
     records: dict[str, DesiredRecord] = field(default_factory=dict)
-    routes: dict[str, DesiredRoute] = field(default_factory=dict)
-    certs: dict[str, DesiredCert] = field(default_factory=dict)
+    routes: dict[str, DesiredRoute] = field(default_factory=dict)  # key: "<listener>/<hostname>"
+    certs: dict[str, DesiredCert] = field(default_factory=dict)  # key: file stem; one hostname each, no wildcard
 
 
 def spec_hash(service: Service) -> str:
@@ -98,10 +105,6 @@ def ipv4_address(entry: HostEntry) -> str:
         except ValueError:
             continue
     return entry.host.addresses[0]
-
-
-def _edge_host(loaded: LoadedFleet) -> str | None:
-    return next((n for n, e in sorted(loaded.hosts.items()) if Role.edge in e.host.roles), None)
 
 
 def _users(loaded: LoadedFleet, entry: HostEntry) -> list[DesiredUser]:
@@ -129,7 +132,6 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
     """What each host should have.  `agent_hashes`: host -> sha256 of the agent to install (from the build)."""
     agent_hashes = agent_hashes or {}
     zone = loaded.fleet.zone if loaded.fleet else None
-    edge = _edge_host(loaded)
     hosts = {
         name: DesiredHost(
             name=name,
@@ -144,7 +146,6 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
     }
     for name, entry in sorted(loaded.hosts.items()):
         address = ipv4_address(entry)
-        ports = assign_ports(name, entry.services, loaded.fleet) if loaded.fleet else {}
         for svc in entry.services:
             if not svc.active:
                 continue
@@ -154,21 +155,32 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
             if default_name:
                 hosts[name].records[default_name] = DesiredRecord(default_name, address)
             for comp in svc.components:
-                for index, route in enumerate(comp.routes):
+                for route in comp.routes:
                     hostname = route.hostname or default_name
-                    if hostname is None:
-                        continue
-                    if zone and hostname.endswith("." + zone):
+                    if zone and hostname and hostname.endswith("." + zone):
                         hosts[name].records[hostname] = DesiredRecord(hostname, address)
-                    proxy = edge if route.public and edge else name
-                    target = address if proxy != name else "127.0.0.1"
-                    backend = f"{target}:{ports.get((svc.name, comp.name, index), route.port)}"
-                    hosts[proxy].routes[hostname] = DesiredRoute(hostname, route.mode, svc.name, name, backend)
-                    if route.mode == "l7":
-                        old = hosts[proxy].certs.get(svc.name)
-                        sans = tuple(sorted({*(old.sans if old else ()), hostname}))
-                        hosts[proxy].certs[svc.name] = DesiredCert(svc.name, f"{CERT_DIR}/{svc.name}.pem", sans)
+    add_routes(loaded, hosts)
     return hosts
+
+
+def cert_stem(route: DeclaredRoute, first_hostname: dict[str, str]) -> str:
+    """`<svc>` for a service's first TLS-terminating hostname (the seed's `<svc>.pem`), else the hostname."""
+    if route.service is not None and first_hostname.setdefault(route.service, route.hostname) == route.hostname:
+        return route.service
+    return route.hostname
+
+
+def add_routes(loaded: LoadedFleet, hosts: dict[str, DesiredHost]) -> None:
+    """Routes on their proxy host, keyed `<listener>/<hostname>`; certs for TLS-terminating ones."""
+    first_hostname: dict[str, str] = {}
+    for route in declared_routes(loaded):
+        proxy = hosts[route.proxy_host]
+        proxy.routes[route.key] = DesiredRoute(
+            route.hostname, route.mode, route.service, route.backend_host, route.backend, route.listener
+        )
+        if route.terminates_tls and not any(route.hostname in c.sans for c in proxy.certs.values()):
+            stem = cert_stem(route, first_hostname)
+            proxy.certs[stem] = DesiredCert(stem, f"{CERT_DIR}/{stem}.pem", (route.hostname,))
 
 
 def dns_names(desired: DesiredHost) -> list[str]:

@@ -151,16 +151,18 @@ def dns_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
 def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
     """Backends via the manifest; presence also via the proxy itself when it was asked (f.routes)."""
     acts = []
-    recorded = {r.hostname: r for r in manifest.routes}
+    recorded = {f"{r.listener}/{r.hostname}": r for r in manifest.routes}
     served = set(f.routes) if f.routes is not None else None
-    for hostname, route in sorted(d.routes.items()):
+    for key, route in sorted(d.routes.items()):
+        hostname = route.hostname
         after = {
+            "listener": route.listener,
             "mode": route.mode,
             "service": route.service,
             "backend": route.backend,
         }
-        old = recorded.get(hostname)
-        subject = f"route {hostname}"
+        old = recorded.get(key)
+        subject = f"route {key}"
         if old is None:
             acts.append(
                 Action(

@@ -72,12 +72,26 @@ def minimal() -> Files:
                 "registry.example.test:5000/web:v1.0.0",
                 volumes=["/srv/web:/srv/web"],
                 cmd=["server", "--config", "/srv/web/web.toml"],
-                routes=[{"port": 8080, "mode": "l7", "hostname": "www.example.test", "public": True}],
+                routes=[
+                    {
+                        "port": 8080,
+                        "mode": "l7",
+                        "hostname": "www.example.test",
+                        "public": True,
+                        "bind": ["127.0.0.1", "10.0.0.1"],
+                    }
+                ],
             ),
             "depends_on": ["dns"],
         },
         "hosts/beta/host.json": _host("beta", "nixos", ["worker"], "10.0.0.3"),
-        "hosts/edge1/host.json": _host("edge1", "debian", ["edge"], "10.0.0.2"),
+        "hosts/edge1/host.json": _host(
+            "edge1",
+            "debian",
+            ["edge"],
+            "10.0.0.2",
+            routes=[{"hostname": "git.example.test", "mode": "l7", "backend": "127.0.0.1:3000", "public": True}],
+        ),
     }
 
 
@@ -146,6 +160,18 @@ DEFECTS: dict[str, Defect] = {
         lambda f: _set(f, "hosts/edge1/host.json", ["roles"], ["worker"]),
         WEB,
         "/components/0/routes/0/public",
+    ),
+    "route-listener-duplicate": (
+        lambda f: f[WEB]["components"][0]["routes"].append(
+            {"name": "api", "port": 8081, "mode": "l4", "hostname": "www.example.test"}
+        ),
+        WEB,
+        "/components/0/routes/1/listener",
+    ),
+    "public-loopback": (
+        lambda f: _set(f, WEB, ["components", 0, "routes", 0, "bind"], ["127.0.0.1"]),
+        WEB,
+        "/components/0/routes/0/bind",
     ),
     "public-domain": (
         lambda f: _set(f, WEB, ["components", 0, "routes", 0, "hostname"], "www.example.org"),
