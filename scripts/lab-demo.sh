@@ -3,21 +3,22 @@
 # set up, bring up a real local fleet (2 network-namespace nodes + 2 systemd nodes, Knot,
 # Pebble, Caddy, HAProxy), validate it, plan, apply, apply again (converged: nothing sent),
 # and show every agent.  The lab stays up afterwards for you to explore:
-#   mcfleet lab status --dir lab-fleet   ·   mcfleet lab down --dir lab-fleet
+#   mcfleet lab status --dir /var/tmp/mcfleet-lab   ·   mcfleet lab down --dir /var/tmp/mcfleet-lab
 # The fast (namespace) nodes do not boot systemd, so plan and apply target the systemd
-# nodes (@full); `mcfleet plan lab-fleet` on all of them shows the refusal for the others.
+# nodes (@full); `mcfleet -C /var/tmp/mcfleet-lab plan` on all of them shows the refusal for the others.
+# The lab lives outside this checkout: this repository is a fleet folder, and a lab never nests in one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DIR=${1:-lab-fleet}
+DIR=${1:-/var/tmp/mcfleet-lab}
 M=.venv/bin/mcfleet
 
 ./scripts/setup.sh
 $M lab down --dir "$DIR" >/dev/null 2>&1 || true   # idempotent: a previous demo's lab goes first
 $M lab up --nodes 2 --full 2 --dir "$DIR"
-$M validate "$DIR"
-$M plan "$DIR" --on @full
-$M apply "$DIR" --on @full
+$M -C "$DIR" validate
+$M -C "$DIR" plan --on @full
+$M -C "$DIR" apply --on @full --yes
 echo "--- second apply: the fleet has converged, nothing is sent"
-$M apply "$DIR" --on @full
-$M agent status --root "$DIR" @full
+$M -C "$DIR" apply --on @full --yes
+$M -C "$DIR" agent status --on @full
 echo "lab is up: $M lab status --dir $DIR   ·   $M lab down --dir $DIR"

@@ -4,12 +4,8 @@ Every error mcfleet raises on purpose is a :class:`McfleetError`: a one-sentence
 ``message`` (what failed), an optional ``location`` (file + JSON pointer, or
 host + phase) and a ``hint`` (what to do).  The CLI catches this family once, at
 its boundary, prints ``format()`` and exits with ``exit_code``; tracebacks are
-only shown with ``--debug``.  Exit codes are a documented contract:
-
-    0   ok
-    1   failure (a peer, a host, an apply step)
-    2   invalid input or usage (files, arguments, plan files)
-    130 interrupted
+only shown with ``--debug``.  Exit codes are one contract for every command
+(EXIT_TABLE; the README prints the same table).
 """
 
 from __future__ import annotations
@@ -18,6 +14,23 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_INVALID = 2
 EXIT_INTERRUPTED = 130
+EXIT_CHANGES = 2  # only with `plan --detailed-exitcode`, where every other outcome but "no changes" is 1
+
+EXIT_TABLE: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "ok: done, or nothing to do"),
+    (
+        EXIT_FAILURE,
+        "failure: a host, peer or step failed, a rollback happened, or mcfleet refused "
+        "(a refusal in the plan, a stale plan, the fleet is locked, the prompt was answered no)",
+    ),
+    (EXIT_INVALID, "invalid input or usage: fleet files, arguments, a plan file that is not one"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+)
+DETAILED_EXIT_TABLE: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "no changes"),
+    (EXIT_FAILURE, "everything else: failure, refusal, invalid input, interrupted"),
+    (EXIT_CHANGES, "changes pending"),
+)
 
 
 class McfleetError(Exception):
@@ -119,7 +132,7 @@ class ApplyError(McfleetError):
 
 
 class Refused(McfleetError):
-    """mcfleet refuses to do something dangerous (UID change, stale plan, second apply)."""
+    """mcfleet refuses to do something dangerous (UID change, stale plan, second apply): exit 1 everywhere."""
 
-    exit_code = EXIT_INVALID
+    exit_code = EXIT_FAILURE
     kind = "refused"

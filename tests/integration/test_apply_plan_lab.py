@@ -34,7 +34,7 @@ def test_a_saved_plan_runs_exactly_and_is_refused_once_the_node_changed(
     assert fleet.sh(second, "test -e /srv/mcp/mcp-agent", check=False).returncode == 1
 
     refused = cli("apply", str(stale_file), "--bundle", str(agent_bundle))
-    assert refused.code == 2
+    assert refused.code == 1  # a refusal
     assert "stale plan: what the nodes show changed since the plan was made" in refused.stderr
     assert second in refused.stderr
     assert fleet.sh(second, "test -e /srv/mcp", check=False).returncode == 1  # nothing was done
@@ -49,7 +49,7 @@ def test_a_plan_with_a_refusal_is_refused_unless_overridden_and_the_uid_is_never
     root = str(fleet.fleet_dir)
 
     refused = cli("apply", root, "--on", name, "--bundle", str(agent_bundle))
-    assert refused.code == 2
+    assert refused.code == 1  # a refusal
     assert "the plan contains a refusal" in refused.stderr
     assert "UID 850" in refused.stderr and "legacy" in refused.stderr
     assert f"--override '{name}:user mcp'" in refused.stderr

@@ -22,7 +22,7 @@ def fleet(tmp_path: Path) -> Path:
 
 def test_whole_fleet_apply_needs_all_or_yes_without_a_terminal(fleet: Path) -> None:
     code, out, err = run_cli("apply", str(fleet))
-    assert code == 2
+    assert code == 1  # a refusal
     assert "refused: this would apply to the whole fleet (3 hosts)" in err
     assert "--all" in err
     assert out == ""
@@ -44,7 +44,7 @@ def test_a_second_apply_is_refused_while_the_fleet_is_locked(fleet: Path) -> Non
 
     with fleet_lock(fleet.resolve(), "mcfleet apply --all (the first one)"):
         code, _out, err = run_cli("apply", str(fleet), "--all")
-    assert code == 2
+    assert code == 1  # a refusal
     assert "another apply holds the fleet lock" in err
     assert "the first one" in err
 
@@ -70,7 +70,7 @@ def test_a_plan_made_before_the_files_changed_is_stale(fleet: Path, tmp_path: Pa
     host = next((fleet / "hosts").glob("*/host.json"))
     host.write_text(host.read_text().replace('"roles"', '"description": "edited after planning", "roles"', 1))
     code, _out, err = run_cli("apply", str(path))
-    assert code == 2
+    assert code == 1  # a refusal
     assert "stale plan: the fleet files" in err
 
 
@@ -86,8 +86,8 @@ def test_provision_refuses_a_nixos_host_without_touching_it(fleet: Path) -> None
     nixos = [n for n, e in load_fleet(fleet).hosts.items() if e.host.os == "nixos"]
     if not nixos:
         pytest.skip("the minimal fleet has no NixOS host")
-    code, out, err = run_cli("provision", nixos[0], "--root", str(fleet), "--bundle", str(fleet / "fleet.json"))
-    assert code == 2
+    code, out, err = run_cli("-C", str(fleet), "provision", nixos[0], "--bundle", str(fleet / "fleet.json"))
+    assert code == 1  # a refusal
     assert "NixOS nodes are provisioned by their modules" in err
     assert out == ""
     assert not (fleet / ".mcfleet" / "apply.lock").exists()
@@ -116,4 +116,4 @@ def test_agent_status_with_a_fleet_folder_as_host_says_use_root(
     code, _out, err = run_cli("agent", "status", "lab-fleet")
     assert code == 2
     assert "'lab-fleet' is a fleet folder, but the arguments here are host names" in err
-    assert "hint: pass the folder with --root: --root lab-fleet" in err
+    assert "hint: pass the folder with -C: mcfleet -C lab-fleet agent …" in err

@@ -54,7 +54,7 @@ def test_without_location_or_hint_the_text_is_one_line() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cls", "code"), [(errors.InputError, 2), (errors.SelectionError, 2), (errors.Refused, 2), (errors.PeerError, 1)]
+    ("cls", "code"), [(errors.InputError, 2), (errors.SelectionError, 2), (errors.Refused, 1), (errors.PeerError, 1)]
 )
 def test_documented_exit_codes(cls: type[McfleetError], code: int) -> None:
     assert cls("x").exit_code == code

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mcfleet.util.statedir import state_dir
+
 SECRET_KEYS = re.compile(r"(secret|token|password|private|tsig|key_material|privkey)", re.IGNORECASE)
 PEM_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL)
 REDACTED = "***"
@@ -48,8 +50,7 @@ def append(fleet_root: Path, record: dict[str, Any]) -> dict[str, Any]:
         **record,
     }
     line = (json.dumps(redact(full), sort_keys=True, default=str) + "\n").encode()
-    path = journal_path(fleet_root)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = state_dir(fleet_root) / journal_path(fleet_root).name
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, line)

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mcfleet.errors import Refused
+from mcfleet.util.statedir import state_dir
 
 
 def lock_path(fleet_root: Path) -> Path:
@@ -37,8 +38,7 @@ def _holder(path: Path) -> str:
 @contextmanager
 def fleet_lock(fleet_root: Path, command: str) -> Iterator[None]:
     """Hold the fleet lock for the duration of the block, or raise Refused at once."""
-    path = lock_path(fleet_root)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = state_dir(fleet_root) / lock_path(fleet_root).name
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

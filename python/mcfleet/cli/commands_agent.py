@@ -27,31 +27,35 @@ from mcfleet.cli.commands_apply import (
     run_session,
     session_options,
 )
+from mcfleet.cli.fleetdir import deprecated_folder
 from mcfleet.cli.output import emit_json
+from mcfleet.cli.targets import ON_OPT, YES_OPT, confirm_hosts, selected
 from mcfleet.errors import InputError
 from mcfleet.fleet.load import LoadedFleet
-from mcfleet.fleet.select import select_hosts
 from mcfleet.transport.ssh import SshOptions, SshPool
 
-ROOT = typer.Option(Path("."), "--root", help="The fleet's root folder.")
+ROOT = typer.Option(None, "--root", hidden=True)  # deprecated: the global -C DIR
+# Deprecated: hosts as arguments (use --on); hidden from --help.
+HOSTS_ARG = typer.Argument(None, hidden=True, show_default=False)
 
 
-def load_fleet_for_hosts(path: Path, hosts: list[str] | None) -> LoadedFleet:
-    """The fleet at --root; a fleet folder given where host names go gets a hint, not a puzzle."""
-    if not (path / "fleet.json").exists():
-        for item in hosts or []:
-            if (Path(item) / "fleet.json").is_file():
-                raise InputError(
-                    f"{item!r} is a fleet folder, but the arguments here are host names",
-                    location=f"mcfleet agent … {item}",
-                    hint=f"pass the folder with --root: --root {item}",
-                )
-    return load_valid(path)
+def load_fleet_for_hosts(path: Path | None, hosts: list[str] | None) -> LoadedFleet:
+    """The fleet; a fleet folder given where host names go gets a hint, not a puzzle."""
+    for item in hosts or []:
+        if (Path(item) / "fleet.json").is_file():
+            raise InputError(
+                f"{item!r} is a fleet folder, but the arguments here are host names",
+                location=f"mcfleet agent … {item}",
+                hint=f"pass the folder with -C: mcfleet -C {item} agent …",
+            )
+    return load_valid(deprecated_folder(path, "--root DIR"))
 
 
 def upgrade(  # noqa: PLR0917 (typer maps parameters to options)
-    hosts: list[str] = typer.Argument(None, help="Hosts (names, globs, @tag); default: every host."),
-    path: Path = ROOT,
+    hosts: list[str] | None = HOSTS_ARG,
+    on: list[str] | None = ON_OPT,
+    yes: bool = YES_OPT,
+    path: Path | None = ROOT,
     fail_fast: bool = FAIL_FAST,
     json_out: bool = JSON,
     bundle: Path | None = BUNDLE,
@@ -62,18 +66,20 @@ def upgrade(  # noqa: PLR0917 (typer maps parameters to options)
 ) -> None:
     """Push the agent bundle to the hosts and restart it there, with health check and rollback.
 
-    All hosts by default (avoids version skew between agents and the CLI).
+    All hosts by default (avoids version skew between agents and the CLI); more than one
+    host asks first (--yes to skip).
 
     Examples:
 
-      mcfleet agent upgrade
+      mcfleet agent upgrade --yes
 
-      mcfleet agent upgrade svc hyperborea
+      mcfleet agent upgrade --on svc --on hyperborea
 
       mcfleet agent upgrade --bundle dist/mcp-agent.pex --json
     """
     loaded = load_fleet_for_hosts(path, hosts)
-    entries = select_hosts(loaded, list(hosts or []))
+    entries = selected(loaded, [*(hosts or []), *(on or [])])
+    confirm_hosts([e.host.name for e in entries], action="agent upgrade", yes=yes)
     opts = session_options(command="agent upgrade", json_out=json_out, fail_fast=fail_fast, bundle=bundle,
                            health=health_timeout, deadman=confirm_timeout, parallel=parallel,
                            connect=connect_timeout)  # fmt: skip
@@ -82,8 +88,9 @@ def upgrade(  # noqa: PLR0917 (typer maps parameters to options)
 
 
 def status(
-    hosts: list[str] = typer.Argument(None, help="Hosts (names, globs, @tag); default: every host."),
-    path: Path = ROOT,
+    hosts: list[str] | None = HOSTS_ARG,
+    on: list[str] | None = ON_OPT,
+    path: Path | None = ROOT,
     json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
     connect_timeout: float = CONNECT,
 ) -> None:
@@ -93,12 +100,12 @@ def status(
 
     Examples:
 
-      mcfleet agent status
+      mcfleet agent status --on @full
 
       mcfleet agent status --json | jq '.hosts[] | select(.skew)'
     """
     loaded = load_fleet_for_hosts(path, hosts)
-    entries = select_hosts(loaded, list(hosts or []))
+    entries = selected(loaded, [*(hosts or []), *(on or [])])
 
     async def go() -> list[AgentStatus]:
         async with SshPool(SshOptions(connect_timeout=connect_timeout), hosts=loaded.hosts) as pool:

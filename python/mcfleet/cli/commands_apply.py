@@ -1,8 +1,8 @@
 """`mcfleet apply`, `mcfleet deploy HOST`, `mcfleet provision HOST`: thin over apply.session.
 
-Exit codes: 0 everything applied (or nothing to do), 1 a host or phase failed or
-was rolled back, 2 refused (stale plan, refusal in the plan, fleet locked, invalid
-input), 130 interrupted.  With `--json`, stdout is NDJSON: one `{"type": "event"}`
+Exit codes: 0 everything applied (or nothing to do), 1 a host or phase failed, was
+rolled back, or was refused (stale plan, refusal in the plan, fleet locked, answered no),
+2 invalid input, 130 interrupted.  With `--json`, stdout is NDJSON: one `{"type": "event"}`
 line per event as it happens, then one `{"type": "summary"}` line.
 """
 
@@ -23,19 +23,22 @@ from mcfleet.apply.pipeline import ApplyOptions, HostWork, Limits
 from mcfleet.apply.planwork import Override
 from mcfleet.apply.session import ApplySession, SessionOptions
 from mcfleet.apply.summary import Summary
+from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
+from mcfleet.cli.state import STATE
+from mcfleet.cli.targets import ON_OPT, YES_OPT, confirm_hosts, one_host, selected
 from mcfleet.errors import FleetInvalid, InputError, McfleetError, Refused
 from mcfleet.fleet.load import LoadedFleet, load_fleet
 from mcfleet.fleet.models import OS
 from mcfleet.fleet.rules import check
-from mcfleet.fleet.select import select_hosts
 from mcfleet.plan.saved import load_plan, read_plan
 from mcfleet.report.progress import make_progress
 from mcfleet.transport.ssh import SshOptions
 
-TARGET_ARG = typer.Argument(Path("."), help="The fleet's root folder, or a plan file saved by `mcfleet plan -o`.")
-ON = typer.Option(None, "--on", help="Hosts: names, globs, @tag or @role, comma-separated.")
-ALL = typer.Option(False, "--all", help="Apply to the whole fleet (required without --on, unless --yes).")
-YES = typer.Option(False, "--yes", "-y", help="Do not ask before a whole-fleet apply.")
+TARGET_ARG = typer.Argument(None, help="A plan file saved by `mcfleet plan -o` (a folder here: deprecated, use -C).")
+ON = ON_OPT
+ALL = typer.Option(False, "--all", help="The whole fleet, without asking (needed without --on, unless --yes).")
+YES = YES_OPT
+ROOT_ALIAS = typer.Option(None, "--root", hidden=True)  # deprecated: the global -C DIR
 FAIL_FAST = typer.Option(False, "--fail-fast/--keep-going", help="Stop every host at the first failure.")
 JSON = typer.Option(False, "--json", help="NDJSON events on stdout, then the summary.")
 BUNDLE = typer.Option(None, "--bundle", help="Push this agent bundle instead of building one.")
@@ -70,26 +73,24 @@ def session_options(
     )
 
 
-def load_valid(root: Path) -> LoadedFleet:
-    loaded = load_fleet(root)
+def load_valid(given: Path | None) -> LoadedFleet:
+    """The fleet (`given` is a deprecated folder alias, else -C or the upward search), validated."""
+    loaded = load_fleet(fleet_root(given))
     findings = check(loaded)
     if findings:
         raise FleetInvalid(list(findings), root=str(loaded.root))
     return loaded
 
 
-def confirm_whole_fleet(loaded: LoadedFleet, on: str | None, all_: bool, yes: bool) -> list[str]:
-    """The selected names; a whole-fleet run needs --all, --yes or a 'y' at the prompt."""
-    names = [e.host.name for e in select_hosts(loaded, on)]
-    if on or all_ or yes:
-        return names
-    if not sys.stdin.isatty():
+def confirm_whole_fleet(loaded: LoadedFleet, on: list[str] | None, all_: bool, yes: bool) -> list[str]:
+    """The selected names; the whole fleet needs --all, --yes or a 'y', more than one host --yes or a 'y'."""
+    names = [e.host.name for e in selected(loaded, on)]
+    if not on and not (all_ or yes) and not sys.stdin.isatty():
         raise Refused(
             f"this would apply to the whole fleet ({len(names)} hosts) and there is no terminal to confirm",
             hint="pass --all (or --yes) for the whole fleet, or --on HOSTS for a part of it",
         )
-    if not typer.confirm(f"apply to all {len(names)} hosts ({', '.join(names)})?", default=False, err=True):
-        raise typer.Exit(1)
+    confirm_hosts(names, action="apply", yes=yes or all_)
     return names
 
 
@@ -127,12 +128,12 @@ def print_summary(summary: Summary, *, json_out: bool) -> None:
 
 
 def apply(  # noqa: PLR0917 (typer maps parameters to options)
-    target: Path = TARGET_ARG,
-    on: str | None = ON,
+    target: Path | None = TARGET_ARG,
+    on: list[str] | None = ON,
     all_: bool = ALL,
     yes: bool = YES,
     override: list[str] = typer.Option([], "--override", help="Run despite the refusal HOST:WHAT (repeatable)."),
-    root: Path | None = typer.Option(None, "--root", help="Fleet root for a plan file (default: recorded in it)."),
+    root: Path | None = ROOT_ALIAS,
     fail_fast: bool = FAIL_FAST,
     json_out: bool = JSON,
     bundle: Path | None = BUNDLE,
@@ -161,11 +162,11 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
     overrides = [Override.parse(o) for o in override]
     opts = dict(json_out=json_out, fail_fast=fail_fast, bundle=bundle, health=health_timeout, deadman=confirm_timeout,
                 parallel=parallel, connect=connect_timeout)  # fmt: skip
-    if target.is_file():
+    if target is not None and target.is_file():
         if on:
             raise InputError("--on cannot narrow a saved plan", location="--on", hint="make a new plan with --on")
         saved = read_plan(target)
-        loaded = load_valid(root or Path(saved.root))
+        loaded = load_valid(deprecated_folder(root, "--root DIR") or STATE.fleet or Path(saved.root))
         plan = load_plan(target, root=loaded.root)
         run_session(
             loaded,
@@ -173,7 +174,7 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
             lambda s: s.apply_plan(plan, overrides, saved=True),
         )
         return
-    loaded = load_valid(target)
+    loaded = load_valid(deprecated_folder(target, "the fleet folder as an argument") or root)
     names = confirm_whole_fleet(loaded, on, all_, yes)
     run_session(loaded, session_options(command="apply", **opts), lambda s: _plan_and_apply(s, names, overrides))  # type: ignore[arg-type]
 
@@ -185,8 +186,8 @@ async def _plan_and_apply(session: ApplySession, names: list[str], overrides: li
 
 
 def deploy(  # noqa: PLR0917
-    host: str = typer.Argument(..., help="The host to deploy."),
-    path: Path = typer.Option(Path("."), "--root", help="The fleet's root folder."),
+    host: str = typer.Argument(..., help="The one host to deploy (a host name)."),
+    path: Path | None = ROOT_ALIAS,
     override: list[str] = typer.Option([], "--override", help="Run despite the refusal HOST:WHAT (repeatable)."),
     json_out: bool = JSON,
     bundle: Path | None = BUNDLE,
@@ -201,10 +202,10 @@ def deploy(  # noqa: PLR0917
 
       nix run .#deploy -- rift
 
-      mcfleet deploy svc --root ./fleet --json
+      mcfleet -C ./fleet deploy svc --json
     """
-    loaded = load_valid(path)
-    names = [e.host.name for e in select_hosts(loaded, host)]
+    loaded = load_valid(deprecated_folder(path, "--root DIR"))
+    names = [one_host(loaded, host, "deploy").host.name]
     overrides = [Override.parse(o) for o in override]
     opts = session_options(command=f"deploy {host}", json_out=json_out, fail_fast=False, bundle=bundle,
                            health=health_timeout, deadman=confirm_timeout, parallel=1, connect=10.0)  # fmt: skip
@@ -212,29 +213,31 @@ def deploy(  # noqa: PLR0917
 
 
 def provision(  # noqa: PLR0917
-    host: str = typer.Argument(..., help="The Debian host to provision."),
-    path: Path = typer.Option(Path("."), "--root", help="The fleet's root folder."),
+    host: str = typer.Argument(..., help="The one Debian host to provision (a host name)."),
+    path: Path | None = ROOT_ALIAS,
     json_out: bool = JSON,
     bundle: Path | None = BUNDLE,
     health_timeout: float = HEALTH,
     confirm_timeout: int = DEADMAN,
 ) -> None:
-    """Prepare a Debian node: the `mcp` user at its pinned UID/GID, subuid/subgid, /srv/mcp/,
-    resolvers with fallbacks, the unit and the agent bundle, started and health-checked.
+    """Prepare a Debian node: the pinned `mcp` user, resolvers, /srv/mcp/, the agent.
+
+    In detail: the `mcp` user at its pinned UID/GID, subuid/subgid, /srv/mcp/, resolvers with
+    fallbacks, the unit and the agent bundle, started and health-checked.
 
     Idempotent: a second run changes nothing and says so.  Refused before any change
     (exit 1, the summary says "refused: ...") when the pinned UID/GID belongs to
     another account or `mcp` exists with other ids.  NixOS nodes are provisioned by
-    their configuration (exit 2).
+    their configuration (refused, exit 1).
 
     Examples:
 
       mcfleet provision hyperborea
 
-      mcfleet provision svc --root ./fleet --bundle dist/mcp-agent.pex
+      mcfleet -C ./fleet provision svc --bundle dist/mcp-agent.pex
     """
-    loaded = load_valid(path)
-    entry = select_hosts(loaded, host)[0]
+    loaded = load_valid(deprecated_folder(path, "--root DIR"))
+    entry = one_host(loaded, host, "provision")
     if entry.host.os != OS.debian:
         raise Refused(
             f"{entry.host.name} runs {entry.host.os}: NixOS nodes are provisioned by their modules",

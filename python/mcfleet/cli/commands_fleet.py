@@ -6,20 +6,22 @@ from pathlib import Path
 
 import typer
 
+from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
 from mcfleet.cli.output import emit_json
+from mcfleet.cli.targets import ON_OPT, selected
 from mcfleet.errors import EXIT_INVALID, InputError
 from mcfleet.fleet.load import HostEntry, LoadedFleet, load_fleet
 from mcfleet.fleet.models import Fleet
 from mcfleet.fleet.render import Rendered, find_host, find_service, render_host, render_service
 from mcfleet.fleet.rules import check
 from mcfleet.fleet.schema import render_schemas, write_schemas
-from mcfleet.fleet.select import select_hosts
 
-ROOT_ARG = typer.Argument(Path("."), help="The fleet's root folder (holds fleet.json and hosts/).")
+# Deprecated: the fleet folder as an argument (use the global -C DIR); hidden from --help.
+ROOT_ARG = typer.Argument(None, hidden=True, show_default=False)
 JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of text.")
 
 
-def validate(path: Path = ROOT_ARG, json_out: bool = JSON_OPT) -> None:
+def validate(path: Path | None = ROOT_ARG, json_out: bool = JSON_OPT) -> None:
     """Check every host and service file, then the fleet-wide rules.
 
     Schema problems come first (file + JSON pointer; line and column for JSON syntax
@@ -30,9 +32,9 @@ def validate(path: Path = ROOT_ARG, json_out: bool = JSON_OPT) -> None:
 
       mcfleet validate
 
-      mcfleet validate ./fleet --json | jq '.findings[].code'
+      mcfleet -C ./fleet validate --json | jq '.findings[].code'
     """
-    loaded = load_fleet(path)
+    loaded = load_fleet(fleet_root(deprecated_folder(path, "the fleet folder as an argument")))
     findings = check(loaded)
     if json_out:
         emit_json(
@@ -54,9 +56,9 @@ def validate(path: Path = ROOT_ARG, json_out: bool = JSON_OPT) -> None:
         raise typer.Exit(EXIT_INVALID)
 
 
-def _load_usable(path: Path) -> tuple[LoadedFleet, Fleet]:
+def _load_usable(path: Path | None) -> tuple[LoadedFleet, Fleet]:
     """A fleet good enough to read from: fleet.json must load; other problems are a warning."""
-    loaded = load_fleet(path)
+    loaded = load_fleet(fleet_root(path))
     if loaded.fleet is None:
         first = loaded.findings[0]
         raise InputError(first.message, location=first.location(), hint=first.hint)
@@ -85,8 +87,8 @@ def _host_row(entry: HostEntry) -> dict[str, object]:
 
 
 def hosts(
-    path: Path = ROOT_ARG,
-    on: str = typer.Option("", "--on", help="Selector: names, globs, @role or @tag, comma-separated; !x excludes."),
+    path: Path | None = ROOT_ARG,
+    on: list[str] | None = ON_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """List the inventory from the files alone (no SSH, no Nix).
@@ -99,13 +101,13 @@ def hosts(
 
       mcfleet hosts --on 'rift,orion*' --json
     """
-    loaded, _ = _load_usable(path)
-    selected = select_hosts(loaded, on or None)
+    loaded, _ = _load_usable(deprecated_folder(path, "the fleet folder as an argument"))
+    chosen = selected(loaded, on)
     if json_out:
-        emit_json({"root": str(loaded.root), "hosts": [_host_row(e) for e in selected]})
+        emit_json({"root": str(loaded.root), "hosts": [_host_row(e) for e in chosen]})
         return
     table = [["NAME", "OS", "ARCH", "ROLES", "TAGS", "ADDRESSES", "SERVICES"]]
-    for e in selected:
+    for e in chosen:
         h = e.host
         table.append(
             [
@@ -126,7 +128,7 @@ def hosts(
 def render(
     service: str = typer.Argument("", help="Service name; omit it with --host to render all of that host."),
     host: str = typer.Option("", "--host", help="The host the service is placed on (default: where it is)."),
-    root: Path = typer.Option(Path("."), "--root", "-C", help="The fleet's root folder."),
+    root: Path | None = typer.Option(None, "--root", hidden=True),  # deprecated: the global -C DIR
     json_out: bool = JSON_OPT,
 ) -> None:
     """Print the exact `podman run` command of each component of a service.
@@ -143,7 +145,7 @@ def render(
 
       mcfleet render --host rift > recover-rift.sh
     """
-    loaded, fleet = _load_usable(root)
+    loaded, fleet = _load_usable(deprecated_folder(root, "--root DIR"))
     rendered: list[Rendered]
     if service:
         entry, svc = find_service(loaded, service, host or None)

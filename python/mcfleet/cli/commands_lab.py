@@ -10,8 +10,9 @@ from pathlib import Path
 
 import typer
 
+from mcfleet.cli.fleetdir import find_fleet
 from mcfleet.cli.output import emit_json
-from mcfleet.errors import LabError
+from mcfleet.errors import LabError, Refused
 from mcfleet.lab import arm64, rootfs
 from mcfleet.lab.lab import Lab, lab_down
 from mcfleet.lab.proc import require_root
@@ -29,6 +30,28 @@ def _progress_printer() -> tuple[float, Callable[[str], None]]:
         print(f"[{time.monotonic() - started:6.1f}s] {line}", file=sys.stderr, flush=True)
 
     return started, show
+
+
+def refuse_nesting(directory: Path) -> None:
+    """A lab is a fleet folder of its own: never inside another fleet's folder (nor in place of one).
+
+    Inside a fleet checkout, `mcfleet` run in the lab would find the right fleet.json, but the lab's
+    keys and state would sit in the other fleet's tree, and its hosts/ next to the real ones.
+    """
+    target = directory.resolve()
+    if (target / "fleet.json").is_file() and not (target / ".lab").exists():
+        raise Refused(
+            f"{target} is a fleet folder (it has fleet.json) that no lab made",
+            location=f"lab up --dir {directory}",
+            hint="give the lab a folder of its own, e.g. --dir /var/tmp/mcfleet-lab",
+        )
+    outer = find_fleet(target.parent)
+    if outer is not None:
+        raise Refused(
+            f"{target} is inside the fleet folder {outer}: a lab must not nest in a fleet",
+            location=f"lab up --dir {directory}",
+            hint="give the lab a folder outside any fleet checkout, e.g. --dir /var/tmp/mcfleet-lab",
+        )
 
 
 def up(  # noqa: PLR0917 (typer options)
@@ -55,6 +78,7 @@ def up(  # noqa: PLR0917 (typer options)
       sudo mcfleet lab up -d /tmp/lab --json && mcfleet validate /tmp/lab
     """
 
+    refuse_nesting(directory)
     require_root()
     started, show = _progress_printer()
     with DirLock(directory.resolve() / ".lab" / "lock"):

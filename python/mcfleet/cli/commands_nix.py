@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
 from mcfleet.cli.output import emit_json
 from mcfleet.errors import EXIT_INVALID, SelectionError
 from mcfleet.fleet.load import load_fleet
@@ -14,11 +15,12 @@ from mcfleet.nix.attrs import ATTRS
 from mcfleet.nix.host_values import host_values
 from mcfleet.nix.lib_eval import nix_findings
 
-ROOT_ARG = typer.Argument(Path("."), help="The fleet's root folder (holds fleet.json and hosts/).")
+# Deprecated: the fleet folder as an argument (use the global -C DIR); hidden from --help.
+ROOT_ARG = typer.Argument(None, hidden=True, show_default=False)
 
 
 def check(
-    path: Path = ROOT_ARG,
+    path: Path | None = ROOT_ARG,
     json_out: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
 ) -> None:
     """Validate the fleet with the pure-Nix rules of nix/lib (what `checks.<system>.fleet` runs).
@@ -29,9 +31,9 @@ def check(
 
       mcfleet nix check
 
-      mcfleet nix check ./fleet --json | jq '.findings[].code'
+      mcfleet -C ./fleet nix check --json | jq '.findings[].code'
     """
-    findings, codes = asyncio.run(nix_findings(path))
+    findings, codes = asyncio.run(nix_findings(fleet_root(deprecated_folder(path, "the fleet folder as an argument"))))
     if json_out:
         emit_json({"valid": not findings, "codes": codes, "findings": [f.as_dict() for f in findings]})
     elif findings:
@@ -46,7 +48,7 @@ def check(
 
 def host(
     name: str = typer.Argument(..., help="A host name (folder under hosts/)."),
-    path: Path = typer.Option(Path("."), "--root", help="The fleet's root folder."),
+    path: Path | None = typer.Option(None, "--root", hidden=True),  # deprecated: the global -C DIR
     json_out: bool = typer.Option(False, "--json", help="Print the values as JSON."),
 ) -> None:
     """Show what the NixOS modules set for a host: users, resolvers, agent unit, /srv dirs, ports.
@@ -59,7 +61,7 @@ def host(
 
       mcfleet nix host orion --json | jq .nameservers
     """
-    loaded = load_fleet(path)
+    loaded = load_fleet(fleet_root(deprecated_folder(path, "--root DIR")))
     if name not in loaded.hosts:
         raise SelectionError(f"no host named {name!r}", hint=f"known hosts: {', '.join(sorted(loaded.hosts))}")
     values = host_values(loaded, name)

@@ -9,8 +9,10 @@ import typer
 
 from mcfleet.apply.artifacts import build_key
 from mcfleet.bundle.build import cached_bundle_sha256
+from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
 from mcfleet.cli.output import emit_json
-from mcfleet.errors import EXIT_FAILURE, EXIT_OK, FleetInvalid
+from mcfleet.cli.targets import ON_OPT
+from mcfleet.errors import EXIT_CHANGES, EXIT_FAILURE, EXIT_OK, FleetInvalid
 from mcfleet.fleet.load import LoadedFleet, load_fleet
 from mcfleet.fleet.rules import check
 from mcfleet.fleet.select import select_hosts
@@ -22,11 +24,11 @@ from mcfleet.plan.saved import save_plan
 from mcfleet.report.progress import make_progress
 from mcfleet.transport.ssh import SshOptions
 
-EXIT_CHANGES = 2
-ROOT_ARG = typer.Argument(Path("."), help="The fleet's root folder (holds fleet.json and hosts/).")
+# Deprecated: the fleet folder as an argument (use the global -C DIR); hidden from --help.
+ROOT_ARG = typer.Argument(None, hidden=True, show_default=False)
 
 
-def select(loaded: LoadedFleet, selector: str | None) -> list[str]:
+def select(loaded: LoadedFleet, selector: str | list[str] | None) -> list[str]:
     return [e.host.name for e in select_hosts(loaded, selector)]
 
 
@@ -53,8 +55,8 @@ def exit_code(plan: Plan, *, detailed: bool) -> int:
 
 
 def plan(  # noqa: PLR0917 (typer maps parameters to options)
-    path: Path = ROOT_ARG,
-    on: str | None = typer.Option(None, "--on", help="Hosts: names, globs, @tag or @role, comma-separated."),
+    path: Path | None = ROOT_ARG,
+    on: list[str] | None = ON_OPT,
     out: Path | None = typer.Option(None, "-o", "--out", help="Save the plan (JSON) for `mcfleet apply PLAN`."),
     json_out: bool = typer.Option(False, "--json", help="Print the plan as JSON (same data as the text view)."),
     detailed_exitcode: bool = typer.Option(
@@ -81,7 +83,7 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
 
       mcfleet plan --json | jq '.actions[] | select(.kind == "refuse")'
     """
-    loaded = load_fleet(path)
+    loaded = load_fleet(fleet_root(deprecated_folder(path, "the fleet folder as an argument")))
     findings = check(loaded)
     if findings:
         raise FleetInvalid(list(findings), root=str(loaded.root))

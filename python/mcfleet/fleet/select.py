@@ -23,7 +23,7 @@ from mcfleet.fleet.load import HostEntry, LoadedFleet
 _GLOB_CHARS = set("*?[")
 
 
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, sorted(set(choices)), n=3, cutoff=0.5)
     return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
@@ -39,7 +39,7 @@ def _match(term: str, hosts: dict[str, HostEntry]) -> list[str]:
         found = [n for n, e in hosts.items() if label in _labels(e)]
         if not found:
             known = {lab for e in hosts.values() for lab in _labels(e)}
-            hint = _did_you_mean(label, known) or f"known roles and tags: {', '.join(sorted(known)) or 'none'}"
+            hint = did_you_mean(label, known) or f"known roles and tags: {', '.join(sorted(known)) or 'none'}"
             raise SelectionError(f"no host has the role or tag {label!r}", location=f"--on {term}", hint=hint)
         return found
     if _GLOB_CHARS & set(term):
@@ -52,7 +52,7 @@ def _match(term: str, hosts: dict[str, HostEntry]) -> list[str]:
             )
         return found
     if term not in hosts:
-        hint = _did_you_mean(term, hosts) or f"hosts: {', '.join(sorted(hosts)) or 'none'} (see `mcfleet hosts`)"
+        hint = did_you_mean(term, hosts) or f"hosts: {', '.join(sorted(hosts)) or 'none'} (see `mcfleet hosts`)"
         raise SelectionError(f"no host named {term!r}", location=f"--on {term}", hint=hint)
     return [term]
 

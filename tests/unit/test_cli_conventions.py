@@ -1,0 +1,192 @@
+"""Conventions every command shares: finding the fleet, -C/MCFLEET_FLEET, global options anywhere,
+`--on` merged and one-host commands, confirmation, exit codes, the .mcfleet/ state folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mcfleet.errors import DETAILED_EXIT_TABLE, EXIT_TABLE
+from tests.conftest import REPO, run_cli
+from tests.pty_run import run_in_pty
+
+MINIMAL = REPO / "tests" / "data" / "fleets" / "minimal"
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Path:
+    dest = tmp_path / "fleet"
+    shutil.copytree(MINIMAL, dest)
+    return dest
+
+
+def hosts_json(*args: str) -> list[str]:
+    code, out, err = run_cli(*args, "--json")
+    assert code == 0, err
+    return [h["name"] for h in json.loads(out)["hosts"]]
+
+
+def test_the_fleet_is_found_by_searching_upward(fleet: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(fleet / "hosts" / "alpha")
+    code, out, err = run_cli("validate")
+    assert (code, err) == (0, "")
+    assert out.startswith("ok: 3 hosts")
+
+
+def test_no_fleet_anywhere_says_how_to_name_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MCFLEET_FLEET", raising=False)
+    code, _out, err = run_cli("hosts")
+    assert code == 2
+    assert f"no fleet.json in {tmp_path} or any folder above it" in err
+    assert "-C DIR" in err and "MCFLEET_FLEET" in err
+
+
+def test_minus_c_and_the_environment_name_the_fleet(
+    fleet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert hosts_json("-C", str(fleet), "hosts") == ["alpha", "beta", "edge1"]
+    assert hosts_json("--fleet", str(fleet), "hosts") == ["alpha", "beta", "edge1"]
+    assert hosts_json("hosts", "-C", str(fleet)) == ["alpha", "beta", "edge1"]  # after the command too
+    monkeypatch.setenv("MCFLEET_FLEET", str(fleet))
+    assert hosts_json("hosts") == ["alpha", "beta", "edge1"]
+
+
+def test_the_old_positional_folder_still_works(fleet: Path) -> None:
+    assert hosts_json("hosts", str(fleet)) == ["alpha", "beta", "edge1"]
+
+
+def test_debug_is_accepted_after_the_command(fleet: Path) -> None:
+    code, _out, err = run_cli("-C", str(fleet), "hosts", "--on", "nosuch", "--debug")
+    assert code == 2
+    assert "no host named 'nosuch'" in err
+    assert "Traceback" in err  # --debug took effect
+
+
+def test_repeated_on_is_merged(fleet: Path) -> None:
+    assert hosts_json("-C", str(fleet), "hosts", "--on", "alpha", "--on", "edge1") == ["alpha", "edge1"]
+
+
+def test_every_command_that_touches_hosts_takes_on() -> None:
+    for argv in (["hosts"], ["plan"], ["apply"], ["agent", "status"], ["agent", "upgrade"]):
+        code, out, _err = run_cli(*argv, "--help")
+        assert code == 0 and "--on" in out, argv
+
+
+@pytest.mark.parametrize("command", ["deploy", "provision"])
+@pytest.mark.parametrize("selector", ["'*'", "@edge", "alpha,beta"])
+def test_one_host_commands_take_exactly_one_host_name(fleet: Path, command: str, selector: str) -> None:
+    code, out, err = run_cli("-C", str(fleet), command, selector.strip("'"))
+    assert code == 2
+    assert f"`mcfleet {command}` takes exactly one host name" in err
+    assert "--on" not in err.split("hint:")[0]  # no --on was given, so the message does not speak of one
+    assert "mcfleet apply --on SEL" in err
+    assert out == ""
+
+
+def test_a_misspelt_host_for_deploy_names_the_command_not_on(fleet: Path) -> None:
+    code, _out, err = run_cli("-C", str(fleet), "deploy", "alpah")
+    assert code == 2
+    assert "mcfleet deploy alpah: no host named 'alpah'" in err
+    assert "did you mean 'alpha'?" in err
+    assert "--on" not in err
+
+
+def test_agent_upgrade_of_several_hosts_without_a_terminal_is_refused(fleet: Path) -> None:
+    code, out, err = run_cli("-C", str(fleet), "agent", "upgrade")
+    assert code == 1  # a refusal
+    assert "agent upgrade would change 3 hosts (alpha, beta, edge1) and there is no terminal" in err
+    assert "--yes" in err
+    assert out == ""
+    assert not (fleet / ".mcfleet" / "apply.lock").exists()
+
+
+def test_answering_no_at_the_prompt_exits_1_with_a_message(fleet: Path) -> None:
+    code, screen = run_in_pty([sys.executable, "-m", "mcfleet", "-C", str(fleet), "agent", "upgrade"], answer="n")
+    assert "agent upgrade on 3 hosts (alpha, beta, edge1)? [y/N]" in screen
+    assert "agent upgrade: nothing done (answered no)" in screen
+    assert code == 1
+    code, screen = run_in_pty([sys.executable, "-m", "mcfleet", "-C", str(fleet), "apply"], answer="n")
+    assert "apply on 3 hosts" in screen and "apply: nothing done (answered no)" in screen
+    assert code == 1
+
+
+def test_detailed_exitcode_makes_every_other_outcome_1(fleet: Path) -> None:
+    host = fleet / "hosts" / "alpha" / "host.json"
+    host.write_text(host.read_text().replace('"roles"', '"rolse"', 1))
+    assert run_cli("-C", str(fleet), "plan")[0] == 2  # invalid input
+    assert run_cli("-C", str(fleet), "plan", "--detailed-exitcode")[0] == 1
+    assert run_cli("plan", "--detailed-exitcode", "--no-such-option")[0] == 1  # usage error too
+    assert run_cli("plan", "--no-such-option")[0] == 2
+
+
+def test_the_state_folder_ignores_itself(fleet: Path) -> None:
+    from mcfleet.apply.lock import fleet_lock
+
+    with fleet_lock(fleet, "test"):
+        pass
+    assert (fleet / ".mcfleet" / ".gitignore").read_text().splitlines()[-1] == "*"
+    subprocess.run(["git", "init", "-q", str(fleet)], check=True)
+    git = ["git", "-C", str(fleet), "status", "--porcelain"]
+    status = subprocess.run(git, capture_output=True, text=True, check=False)
+    assert ".mcfleet" not in status.stdout
+
+
+def test_python_dash_m_mcfleet_runs_the_cli() -> None:
+    done = subprocess.run([sys.executable, "-m", "mcfleet", "--version"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("mcfleet ")
+    argv = [sys.executable, "-m", "mcfleet", "hosts", "--on"]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "requires an argument" in done.stderr
+
+
+def test_license_is_the_mit_license_pyproject_names() -> None:
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
+    assert 'license = { text = "MIT" }' in (REPO / "pyproject.toml").read_text()
+
+
+def test_the_readme_exit_code_table_is_the_codes_table() -> None:
+    readme = (REPO / "README.md").read_text()
+    for code, meaning in (*EXIT_TABLE, *DETAILED_EXIT_TABLE):
+        row = f"| {code} | {meaning} |"
+        assert row in readme, row
+
+
+def test_lab_up_refuses_to_nest_in_a_fleet_folder(fleet: Path) -> None:
+    code, _out, err = run_cli("lab", "up", "--dir", str(fleet / "lab"))
+    assert code == 1
+    assert f"is inside the fleet folder {fleet.resolve()}: a lab must not nest in a fleet" in err
+    assert not (fleet / "lab").exists()
+    code, _out, err = run_cli("lab", "up", "--dir", str(fleet))
+    assert code == 1 and "is a fleet folder (it has fleet.json) that no lab made" in err
+
+
+def test_no_tracebacks_and_documented_codes_for_each_command(fleet: Path) -> None:
+    """One bad call per command: the code is the table's, the message says what, never a traceback."""
+    cases = [
+        (["validate"], 0),
+        (["hosts", "--on", "nosuch"], 2),
+        (["render", "nosuch"], 2),
+        (["plan", "--on", "nosuch"], 2),
+        (["apply", "--on", "nosuch"], 2),
+        (["apply"], 1),  # the whole fleet, no terminal: refused
+        (["deploy", "nosuch"], 2),
+        (["provision", "nosuch"], 2),
+        (["agent", "status", "--on", "nosuch"], 2),
+        (["agent", "upgrade"], 1),
+        (["nix", "host", "nosuch"], 2),
+        (["schema", "dump", "--check", "--out", str(fleet)], 1),
+    ]
+    for argv, expected in cases:
+        code, _out, err = run_cli("-C", str(fleet), *argv)
+        assert code == expected, (argv, err)
+        assert "Traceback" not in err and not re.search(r"internal error", err), (argv, err)
+    assert os.path.isdir(fleet)
