@@ -78,8 +78,8 @@ rec {
           subgid = x.subgid;
         }) h.users;
         dns = {
-          nameservers = r.fleet.hosts.${name}.data.dns.nameservers;
-          fallback = r.fleet.hosts.${name}.data.dns.fallback;
+          inherit (r.fleet.hosts.${name}.data.dns) resolver nameservers fallback;
+          fallbackDns = r.fleet.hosts.${name}.data.dns.fallback_dns;
         };
         agent = {
           inherit (h.agentUnit) execStart user group workingDirectory description readWritePaths;

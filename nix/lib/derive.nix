@@ -4,17 +4,7 @@
 # the directories; the agent binary lives at /srv/mcp/mcp-agent, outside the store.
 let
   u = import ./util.nix;
-
-  # The port of an "address:port" listen string ("[v6]:port" too); null when absent.
-  listenPort =
-    listen:
-    if listen == null then
-      null
-    else
-      let
-        m = builtins.match ".*:([0-9]+)" listen;
-      in
-      if m == null then null else builtins.fromJSON (builtins.head m);
+  resolvers = import ./resolvers.nix;
 
   isLoopback = ip: ip != null && (u.hasPrefix "127." ip || ip == "::1" || ip == "localhost");
 in
@@ -37,8 +27,9 @@ rec {
       pinException = x.pin_exception;
     }) entry.data.users;
 
-  # Fleet resolvers first, then the public fallbacks (incident lesson 2), each once.
-  nameservers = entry: u.unique (entry.data.dns.nameservers ++ entry.data.dns.fallback);
+  # Fleet resolvers first, then the public fallbacks (incident lesson 2), each once,
+  # as many as the host's resolver asks (glibc: 3); see resolvers.nix.
+  nameservers = entry: resolvers.written entry.data.dns;
 
   agentUnit =
     entry:
@@ -88,13 +79,17 @@ rec {
       ""
     ];
 
-  # /srv/<dir> for the agent and for every active service, owned by the agent user.
+  # The agent's folder and the host side of every active service's volume under
+  # /srv/ (sgardd mounts /srv/sgard, not /srv/sgardd), owned by the agent user.
   srvDirs =
     entry:
     let
       owner = entry.data.agent.user;
       agentDir = dirOf entry.data.agent.path;
-      svcDirs = map (s: "/srv/${s.data.name}") (builtins.filter (s: s.data.active) entry.services);
+      sources = u.concatMap (s: u.concatMap (c: map (v: builtins.head (u.splitOn ":" v)) c.volumes) s.data.components) (
+        builtins.filter (s: s.data.active) entry.services
+      );
+      svcDirs = builtins.filter (p: u.hasPrefix "/srv/" p) sources;
     in
     map (path: {
       inherit path owner;
@@ -104,9 +99,10 @@ rec {
 
   tmpfiles = entry: map (d: "d ${d.path} ${d.mode} ${d.owner} ${d.group} -") (srvDirs entry);
 
-  # Ports opened to the network: declared firewall_ports, the agent's listen port,
-  # and fixed publishes not bound to loopback (routes publish on 127.0.0.1 by default
-  # and are reached through the edge, so they are not opened).
+  # Ports opened to the network: declared firewall_ports and fixed publishes not
+  # bound to loopback (routes publish on 127.0.0.1 by default and are reached
+  # through the proxy, so they are not opened).  The agent has no network port:
+  # mcfleet reaches its unix socket through SSH.
   firewall =
     entry:
     let
@@ -114,13 +110,11 @@ rec {
         builtins.filter (s: s.data.active) entry.services
       );
       open = builtins.filter (p: !(isLoopback p.host_ip)) publishes;
-      agentPort = listenPort entry.data.agent.listen;
       sortInts = xs: builtins.sort builtins.lessThan (u.unique xs);
     in
     {
       tcp = sortInts (
         entry.data.firewall_ports
-        ++ u.optional (agentPort != null) agentPort
         ++ map (p: p.host_port) (builtins.filter (p: p.protocol != "udp") open)
       );
       udp = sortInts (map (p: p.host_port) (builtins.filter (p: p.protocol == "udp") open));
@@ -134,6 +128,7 @@ rec {
     system = if entry.data.arch == "arm64" then "aarch64-linux" else "x86_64-linux";
     users = users fleet entry;
     nameservers = nameservers entry;
+    resolvers = resolvers.forHost entry;
     agentUnit = agentUnit entry;
     agentUnitText = agentUnitText entry;
     srvDirs = srvDirs entry;

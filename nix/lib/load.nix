@@ -69,7 +69,11 @@ let
       routes = map normHostRoute (h.routes or [ ]);
       users = builtins.mapAttrs (_: normUser) (h.users or { });
       agent = normAgent (h.agent or { });
-      dns = withDefaults { fallback = [ ]; } h.dns;
+      dns = withDefaults {
+        resolver = "resolv.conf";
+        fallback = [ ];
+        fallback_dns = [ ];
+      } h.dns;
     };
 
   normRoute =

@@ -9,6 +9,7 @@
 # check :: loaded fleet (load.nix) -> [ { code; file; pointer; message; hint; host; } ]
 let
   u = import ./util.nix;
+  dnsRules = import ./rules-dns.nix;
   inherit (u) concatMap finding optional;
 
   stageOrder = {
@@ -18,19 +19,43 @@ let
     services = 3;
   };
 
-  # Ranges the OS hands out to `useradd --system` / NixOS auto-assigned system users.
-  dynamicRange = {
-    nixos = {
-      lo = 400;
-      hi = 999;
-    };
-    debian = {
-      lo = 100;
-      hi = 999;
-    };
+  # Ranges the OS hands out by itself: system users (`useradd --system`, NixOS
+  # auto-assigned) and normal users (Debian login.defs, NixOS isNormalUser).
+  dynamicRanges = {
+    nixos = [
+      {
+        kind = "system";
+        lo = 400;
+        hi = 999;
+      }
+      {
+        kind = "user";
+        lo = 1000;
+        hi = 29999;
+      }
+    ];
+    debian = [
+      {
+        kind = "system";
+        lo = 100;
+        hi = 999;
+      }
+      {
+        kind = "user";
+        lo = 1000;
+        hi = 60000;
+      }
+    ];
   };
-  inRange = os: id: id >= dynamicRange.${os}.lo && id <= dynamicRange.${os}.hi;
-  rangeText = os: "${toString dynamicRange.${os}.lo}-${toString dynamicRange.${os}.hi}";
+  # "system range 100-999" for an id the OS hands out by itself, else null.
+  rangeOf =
+    os: id:
+    let
+      hits = builtins.filter (r: id >= r.lo && id <= r.hi) dynamicRanges.${os};
+      r = builtins.head hits;
+    in
+    if hits == [ ] then null else "${r.kind} range ${toString r.lo}-${toString r.hi}";
+  inRange = os: id: rangeOf os id != null;
 
   kinds = [
     "uid"
@@ -139,7 +164,7 @@ let
             in
             optional (hit != [ ]) (
               finding "id-dynamic-range" "fleet.json" "/pins/${user}/${kind}"
-                "pinned ${kind} ${toString value} of ${user} lies in ${os}'s dynamic system range ${rangeText os}"
+                "pinned ${kind} ${toString value} of ${user} lies in ${os}'s dynamic ${rangeOf os value}"
                 ''state why it is safe with "reason": "…" (e.g. checked free on every node), or pick an id outside the range''
                 null
             )
@@ -164,7 +189,7 @@ let
               in
               optional (!covered && inRange h.data.os value) (
                 finding "id-dynamic-range" h.file "/users/${user}/${kind}"
-                  "${kind} ${toString value} of ${user} on ${h.name} lies in ${h.data.os}'s dynamic system range ${rangeText h.data.os}"
+                  "${kind} ${toString value} of ${user} on ${h.name} lies in ${h.data.os}'s dynamic ${rangeOf h.data.os value}"
                   ''pin it fleet-wide in fleet.json with a reason, or document the node's existing account with "pin_exception": "…"''
                   h.name
               )
@@ -199,20 +224,6 @@ let
 
   # -------------------------------------------------------------- rules_hosts.py
 
-  dnsNoFallback =
-    fleet:
-    let
-      internal = map u.toLower (concatMap (h: h.data.addresses ++ h.data.dns.nameservers) (hostList fleet));
-    in
-    concatMap (
-      h:
-      optional (!(builtins.any (a: !(builtins.elem (u.toLower a) internal)) h.data.dns.fallback)) (
-        finding "dns-no-fallback" h.file "/dns/fallback" "host ${h.name} has no fallback resolver outside the fleet"
-          ''add public resolvers, e.g. "fallback": ["1.1.1.1", "8.8.8.8"] (incident lesson 2)''
-          h.name
-      )
-    ) (hostList fleet);
-
   addressDuplicate =
     fleet:
     (builtins.foldl' (
@@ -220,19 +231,33 @@ let
       let
         key = u.toLower x.address;
         first = acc.owner.${key} or x.host.name;
+        # (host, address) already seen: the same host lists it twice
+        again = acc.seen ? "${x.host.name}\n${key}";
       in
       {
         owner = acc.owner // { ${key} = first; };
+        seen = acc.seen // { "${x.host.name}\n${key}" = true; };
         out =
           acc.out
-          ++ optional (first != x.host.name) (
-            finding "address-duplicate" x.host.file "/addresses/${toString x.i}"
-              "address ${x.address} of ${x.host.name} is already an address of ${first}"
-              "each address must reach exactly one host: fix the copy-pasted address"
-              x.host.name
+          ++ (
+            if again then
+              [
+                (finding "address-duplicate" x.host.file "/addresses/${toString x.i}"
+                  "address ${x.address} is listed twice by ${x.host.name}"
+                  "remove the copy: addresses are tried in order, a second copy only delays the next one"
+                  x.host.name
+                )
+              ]
+            else
+              optional (first != x.host.name) (
+                finding "address-duplicate" x.host.file "/addresses/${toString x.i}"
+                  "address ${x.address} of ${x.host.name} is already an address of ${first}"
+                  "each address must reach exactly one host: fix the copy-pasted address"
+                  x.host.name
+              )
           );
       }
-    ) { owner = { }; out = [ ]; } (
+    ) { owner = { }; seen = { }; out = [ ]; } (
       concatMap (
         h:
         map (a: {
@@ -701,7 +726,11 @@ rec {
     "id-duplicate" = idDuplicate;
     "id-dynamic-range" = idDynamicRange;
     "id-system-collision" = idSystemCollision;
-    "dns-no-fallback" = dnsNoFallback;
+    "dns-no-fallback" = only "dns-no-fallback" dnsRules.dns;
+    "dns-fallback-unused" = only "dns-fallback-unused" dnsRules.dns;
+    "dns-fallback-internal" = only "dns-fallback-internal" dnsRules.dns;
+    "dns-fallback-unreached" = only "dns-fallback-unreached" dnsRules.dns;
+    "dns-unreachable" = dnsRules.reachable;
     "address-duplicate" = addressDuplicate;
     "edge-containers" = edgeContainers;
     "master-count" = masterCount;

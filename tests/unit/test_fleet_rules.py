@@ -96,7 +96,7 @@ def test_pin_exception_keeps_old_ids(tmp_path: Path) -> None:
 
 def test_unpinned_host_user_in_dynamic_range(tmp_path: Path) -> None:
     root = _copy(tmp_path)
-    _edit(root / "hosts/beta/host.json", lambda d: d["users"].update(backup={"uid": 500, "gid": 2500}))
+    _edit(root / "hosts/beta/host.json", lambda d: d["users"].update(backup={"uid": 500, "gid": 30500}))
     assert _codes(root) == [("id-dynamic-range", "hosts/beta/host.json", "/users/backup/uid")]
 
 

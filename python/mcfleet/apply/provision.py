@@ -20,6 +20,7 @@ from mcfleet.apply.probe import agent_dir
 from mcfleet.errors import ApplyError, Refused
 from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import OS, Fleet, HostUser, IdRange
+from mcfleet.fleet.resolvers import resolver_file
 
 
 def _range(r: IdRange | None) -> str:
@@ -44,6 +45,7 @@ def pinned_user(entry: HostEntry, fleet: Fleet | None) -> HostUser:
 def provision_script(entry: HostEntry, fleet: Fleet | None) -> str:
     host = entry.host
     user = pinned_user(entry, fleet)
+    resolv = resolver_file(host.dns)
     q = shlex.quote
     return render(
         template("provision.sh"),
@@ -54,8 +56,9 @@ def provision_script(entry: HostEntry, fleet: Fleet | None) -> str:
             "DIR": q(agent_dir(host)),
             "SUBUID": q(_range(user.subuid)),
             "SUBGID": q(_range(user.subgid)),
-            "NAMESERVERS": q(" ".join(host.dns.nameservers)),
-            "FALLBACK": q(" ".join(host.dns.fallback)),
+            "RESOLVER": q(host.dns.resolver),
+            "RESOLV_FILE": q(resolv.path),
+            "RESOLV_TEXT": q(resolv.text),
         },
     )
 

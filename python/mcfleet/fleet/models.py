@@ -172,8 +172,31 @@ class SystemAccount(Model):
 
 
 class Dns(Model):
-    nameservers: list[Address] = Field(min_length=1)
-    fallback: list[Address] = Field(default_factory=list, description="public resolvers (incident lesson 2)")
+    """How the node resolves names, and through which servers.
+
+    `resolver` is the mechanism that reads the servers, because failover differs: glibc reads
+    at most 3 `nameserver` lines of /etc/resolv.conf and asks them in order, each for
+    `options timeout:` seconds; systemd-resolved moves to the next `DNS=` server when one
+    fails, but asks `FallbackDNS=` only while no `DNS=` server is configured at all.
+    """
+
+    resolver: Literal["resolv.conf", "systemd-resolved"] = Field(
+        default="resolv.conf",
+        description="resolv.conf: glibc reads /etc/resolv.conf written by mcfleet (Debian) or by NixOS "
+        "networking.nameservers; systemd-resolved: the servers go to resolved's DNS= (Debian drop-in, or "
+        "NixOS services.resolved)",
+    )
+    nameservers: list[Address] = Field(min_length=1, description="the fleet's own resolvers (MCNS), asked first")
+    fallback: list[Address] = Field(
+        default_factory=list,
+        description="public resolvers outside the fleet (incident lesson 2), asked when the nameservers do "
+        "not answer: written right after them (resolv.conf) or into DNS= (systemd-resolved)",
+    )
+    fallback_dns: list[Address] = Field(
+        default_factory=list,
+        description="systemd-resolved FallbackDNS= only: used while no DNS= server is known, so never as a "
+        "failover; a public resolver listed only here does not count as a fallback",
+    )
 
 
 class Agent(Model):

@@ -5,7 +5,9 @@ implements the same codes and a test compares the two.  The exact semantics of e
 are written at the top of the module that implements it:
 
     rules_users.py     pin-mismatch, pin-missing, id-duplicate, id-dynamic-range, id-system-collision
-    rules_hosts.py     dns-no-fallback, address-duplicate, edge-containers, master-count
+    rules_hosts.py     address-duplicate, edge-containers, master-count
+    rules_dns.py       dns-no-fallback, dns-fallback-unused, dns-fallback-internal, dns-fallback-unreached,
+                       dns-unreachable
     rules_services.py  image-unpinned, route-duplicate, public-no-edge, public-domain, core-off-master,
                        route-listener-duplicate, public-loopback
     rules_names.py     name-claimed-twice, unknown-reference, stage-cycle
@@ -16,12 +18,18 @@ Every rule is linear in the size of the fleet (dicts, no pairwise comparisons), 
 
 from __future__ import annotations
 
-from mcfleet.fleet import rules_hosts, rules_names, rules_services, rules_users
+from mcfleet.fleet import rules_dns, rules_hosts, rules_names, rules_services, rules_users
 from mcfleet.fleet.findings import Finding
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.rules_base import Rule
 
-RULE_FUNCS: list[Rule] = [*rules_users.RULES, *rules_hosts.RULES, *rules_services.RULES, *rules_names.RULES]
+RULE_FUNCS: list[Rule] = [
+    *rules_users.RULES,
+    *rules_hosts.RULES,
+    *rules_dns.RULES,
+    *rules_services.RULES,
+    *rules_names.RULES,
+]
 
 
 def check(loaded: LoadedFleet) -> list[Finding]:

@@ -1,10 +1,9 @@
-"""Rules about hosts and their places in the fleet: DNS fallback, addresses, roles.
+"""Rules about hosts and their places in the fleet: addresses, roles (resolvers: rules_dns.py).
 
 Semantics (mirrored by nix/lib, keep them in step):
-- dns-no-fallback: no `dns.fallback` entry that is neither a fleet host address nor any
-  host's nameserver -> /dns/fallback.
 - address-duplicate: an address (compared case-insensitively) already listed by a host
-  earlier in name order -> the later host's /addresses/<i>.
+  earlier in name order -> the later host's /addresses/<i>; listed twice by the same host
+  -> its later /addresses/<i>.
 - edge-containers: a host whose roles are only `edge` has services -> each service file, /components.
 - master-count: not exactly one host with the `master` role: none -> file "hosts", pointer "";
   several -> each master's /roles.
@@ -20,27 +19,23 @@ from mcfleet.fleet.models import Fleet, Role
 from mcfleet.fleet.rules_base import host_file
 
 
-def rule_dns_fallback(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
-    internal = {a.lower() for e in loaded.hosts.values() for a in e.host.addresses}
-    internal |= {ns.lower() for e in loaded.hosts.values() for ns in e.host.dns.nameservers}
-    for name in sorted(loaded.hosts):
-        host = loaded.hosts[name].host
-        if not any(a.lower() not in internal for a in host.dns.fallback):
-            yield Finding(
-                "dns-no-fallback",
-                host_file(loaded, name),
-                "/dns/fallback",
-                f"host {name} has no fallback resolver outside the fleet",
-                'add public resolvers, e.g. "fallback": ["1.1.1.1", "8.8.8.8"] (incident lesson 2)',
-                name,
-            )
-
-
 def rule_address_duplicate(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
     owner: dict[str, str] = {}
     for name in sorted(loaded.hosts):
+        mine: set[str] = set()
         for index, address in enumerate(loaded.hosts[name].host.addresses):
             key = address.lower()
+            if key in mine:
+                yield Finding(
+                    "address-duplicate",
+                    host_file(loaded, name),
+                    f"/addresses/{index}",
+                    f"address {address} is listed twice by {name}",
+                    "remove the copy: addresses are tried in order, a second copy only delays the next one",
+                    name,
+                )
+                continue
+            mine.add(key)
             first = owner.setdefault(key, name)
             if first != name:
                 yield Finding(
@@ -91,4 +86,4 @@ def rule_master_count(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
             )
 
 
-RULES = [rule_dns_fallback, rule_address_duplicate, rule_edge_containers, rule_master_count]
+RULES = [rule_address_duplicate, rule_edge_containers, rule_master_count]

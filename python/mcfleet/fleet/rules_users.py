@@ -5,7 +5,8 @@ Semantics (mirrored by nix/lib, keep them in step):
   without `pin_exception` text -> /users/<name>/uid (gid).
 - pin-missing: a pinned user absent from a host's `users` -> /users.
 - id-duplicate: two users on one host share a uid (gid) -> the later one's /users/<name>/uid (gid).
-- id-dynamic-range: an id inside the OS's dynamic system range (nixos 400-999, debian 100-999).
+- id-dynamic-range: an id inside a range the OS hands out by itself: its dynamic system range
+  (nixos 400-999, debian 100-999) or its normal-user range (nixos 1000-29999, debian 1000-60000).
   A fleet pin without `reason` whose id lies in the range of an OS some host runs ->
   fleet.json /pins/<name>/uid (gid).  A host user whose id lies in its OS's range, differs
   from the pin (or is not pinned), and has no `pin_exception` -> /users/<name>/uid (gid).
@@ -23,15 +24,23 @@ from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import OS, Fleet, Host, HostUser, UserPin
 from mcfleet.fleet.rules_base import host_file
 
-# Ranges the OS hands out to `useradd --system` / NixOS auto-assigned system users.
-DYNAMIC_RANGES: dict[OS, tuple[int, int]] = {OS.nixos: (400, 999), OS.debian: (100, 999)}
+# Ranges the OS hands out by itself: `useradd --system` / NixOS auto-assigned system users,
+# and normal users (Debian login.defs UID_MIN..UID_MAX; NixOS isNormalUser allocation), where
+# the next `adduser` may take a pinned id.
+DYNAMIC_RANGES: dict[OS, tuple[tuple[str, int, int], ...]] = {
+    OS.nixos: (("system", 400, 999), ("user", 1000, 29999)),
+    OS.debian: (("system", 100, 999), ("user", 1000, 60000)),
+}
 
 _KINDS = ("uid", "gid")
 
 
-def _in_range(value: int, os: OS) -> bool:
-    low, high = DYNAMIC_RANGES[os]
-    return low <= value <= high
+def _range_of(value: int, os: OS) -> str | None:
+    """`system range 100-999` (or `user range …`) when the OS hands out `value` by itself."""
+    for kind, low, high in DYNAMIC_RANGES[os]:
+        if low <= value <= high:
+            return f"{kind} range {low}-{high}"
+    return None
 
 
 def rule_pins(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
@@ -99,14 +108,14 @@ def rule_dynamic_range(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
             continue
         for kind in _KINDS:
             value = getattr(pin, kind)
-            hit = [os for os in oses if _in_range(value, os)]
+            hit = [(os, where) for os in oses if (where := _range_of(value, os)) is not None]
             if hit:
-                low, high = DYNAMIC_RANGES[hit[0]]
+                os, where = hit[0]
                 yield Finding(
                     "id-dynamic-range",
                     "fleet.json",
                     f"/pins/{user}/{kind}",
-                    f"pinned {kind} {value} of {user} lies in {hit[0]}'s dynamic system range {low}-{high}",
+                    f"pinned {kind} {value} of {user} lies in {os}'s dynamic {where}",
                     'state why it is safe with "reason": "…" (e.g. checked free on every node), or pick an id '
                     "outside the range",
                 )
@@ -125,13 +134,13 @@ def _host_user_range(
         value = getattr(spec, kind)
         if pin is not None and (pin.reason or getattr(pin, kind) == value):
             continue
-        if _in_range(value, host.os):
-            low, high = DYNAMIC_RANGES[host.os]
+        where = _range_of(value, host.os)
+        if where is not None:
             yield Finding(
                 "id-dynamic-range",
                 host_file(loaded, name),
                 f"/users/{user}/{kind}",
-                f"{kind} {value} of {user} on {name} lies in {host.os}'s dynamic system range {low}-{high}",
+                f"{kind} {value} of {user} on {name} lies in {host.os}'s dynamic {where}",
                 "pin it fleet-wide in fleet.json with a reason, or document the node's existing account with "
                 '"pin_exception": "…"',
                 name,

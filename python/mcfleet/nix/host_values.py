@@ -10,28 +10,15 @@ exactly what `nix eval .#lib.hosts.<name>` prints.
 
 from __future__ import annotations
 
-import re
 from pathlib import PurePosixPath
 from typing import Any
 
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import Role
+from mcfleet.fleet.resolvers import GLIBC_OPTIONS, written_servers
 from mcfleet.nix.attrs import system_for
 
 UNIT_DESCRIPTION = "mcp-agent: mcfleet node agent"
-
-
-def _unique(items: list[Any]) -> list[Any]:
-    seen: list[Any] = []
-    for item in items:
-        if item not in seen:
-            seen.append(item)
-    return seen
-
-
-def _listen_port(listen: str | None) -> int | None:
-    match = re.fullmatch(r".*:([0-9]+)", listen or "")
-    return int(match.group(1)) if match else None
 
 
 def _loopback(ip: str | None) -> bool:
@@ -57,8 +44,19 @@ def users(loaded: LoadedFleet, entry: HostEntry) -> dict[str, Any]:
 
 
 def nameservers(entry: HostEntry) -> list[str]:
-    """The fleet's resolvers first, then the public fallbacks (incident lesson 2), each once."""
-    return _unique([*entry.host.dns.nameservers, *entry.host.dns.fallback])
+    """The fleet's resolvers first, then the public fallbacks (incident lesson 2), each once,
+    as many as the host's resolver asks (glibc: 3)."""
+    return written_servers(entry.host.dns)
+
+
+def resolvers(entry: HostEntry) -> dict[str, Any]:
+    dns = entry.host.dns
+    return {
+        "resolver": dns.resolver,
+        "servers": written_servers(dns),
+        "options": list(GLIBC_OPTIONS) if dns.resolver == "resolv.conf" else [],
+        "fallbackDns": list(dns.fallback_dns),
+    }
 
 
 def agent_unit(entry: HostEntry) -> dict[str, Any]:
@@ -108,10 +106,23 @@ def agent_unit_text(entry: HostEntry) -> str:
     )
 
 
+def volume_dirs(entry: HostEntry) -> set[str]:
+    """Host sides of the active services' volumes under /srv/ (sgardd mounts /srv/sgard, not /srv/sgardd)."""
+    found = set()
+    for svc in entry.services:
+        if not svc.active:
+            continue
+        for comp in svc.components:
+            for volume in comp.volumes:
+                source = volume.split(":", 1)[0]
+                if source.startswith("/srv/"):
+                    found.add(source)
+    return found
+
+
 def srv_dirs(entry: HostEntry) -> list[dict[str, str]]:
     owner = entry.host.agent.user
-    paths = {str(PurePosixPath(entry.host.agent.path).parent)}
-    paths |= {f"/srv/{svc.name}" for svc in entry.services if svc.active}
+    paths = {str(PurePosixPath(entry.host.agent.path).parent)} | volume_dirs(entry)
     return [{"group": owner, "mode": "0750", "owner": owner, "path": p} for p in sorted(paths)]
 
 
@@ -120,13 +131,13 @@ def tmpfiles(entry: HostEntry) -> list[str]:
 
 
 def firewall(entry: HostEntry) -> dict[str, list[int]]:
-    """Declared ports, the agent's listen port, fixed publishes not bound to loopback."""
+    """Declared ports and fixed publishes not bound to loopback.
+
+    The agent has no network port: mcfleet reaches its unix socket through SSH.
+    """
     publishes = [p for svc in entry.services if svc.active for c in svc.components for p in c.publish]
     opened = [p for p in publishes if not _loopback(p.host_ip)]
-    agent_port = _listen_port(entry.host.agent.listen)
     tcp = set(entry.host.firewall_ports) | {p.host_port for p in opened if p.protocol != "udp"}
-    if agent_port is not None:
-        tcp.add(agent_port)
     udp = {p.host_port for p in opened if p.protocol == "udp"}
     return {"tcp": sorted(tcp), "udp": sorted(udp)}
 
@@ -143,6 +154,7 @@ def host_values(loaded: LoadedFleet, name: str) -> dict[str, Any]:
         "system": system_for(str(host.arch)),
         "users": users(loaded, entry),
         "nameservers": nameservers(entry),
+        "resolvers": resolvers(entry),
         "agentUnit": agent_unit(entry),
         "agentUnitText": agent_unit_text(entry),
         "srvDirs": srv_dirs(entry),

@@ -61,7 +61,7 @@ def minimal() -> Files:
             "10.0.0.1",
             users={
                 "mcp": {"uid": 850, "gid": 850},
-                "deploy": {"uid": 2000, "gid": 2000},
+                "deploy": {"uid": 30000, "gid": 30000},
             },
         ),
         "hosts/alpha/services/dns.json": _service("dns", "foundation", "registry.example.test:5000/dns:v1.0.0"),
@@ -126,7 +126,7 @@ DEFECTS: dict[str, Defect] = {
     ),
     "pin-missing": (lambda f: _set(f, "hosts/edge1/host.json", ["users"], {}), "hosts/edge1/host.json", "/users"),
     "id-duplicate": (
-        lambda f: _set(f, "hosts/alpha/host.json", ["users", "backup"], {"uid": 2001, "gid": 2000}),
+        lambda f: _set(f, "hosts/alpha/host.json", ["users", "backup"], {"uid": 30001, "gid": 30000}),
         "hosts/alpha/host.json",
         "/users/backup/gid",
     ),
@@ -140,6 +140,31 @@ DEFECTS: dict[str, Defect] = {
         lambda f: _set(f, "hosts/beta/host.json", ["dns", "fallback"], ["10.0.0.2"]),
         "hosts/beta/host.json",
         "/dns/fallback",
+    ),
+    "dns-fallback-unused": (
+        lambda f: _set(
+            f,
+            "hosts/beta/host.json",
+            ["dns"],
+            {"resolver": "systemd-resolved", "nameservers": ["10.0.0.1"], "fallback_dns": ["1.1.1.1"]},
+        ),
+        "hosts/beta/host.json",
+        "/dns/fallback_dns",
+    ),
+    "dns-fallback-internal": (
+        lambda f: _set(f, "hosts/beta/host.json", ["dns", "fallback"], ["10.0.0.2", "1.1.1.1"]),
+        "hosts/beta/host.json",
+        "/dns/fallback/0",
+    ),
+    "dns-fallback-unreached": (
+        lambda f: _set(f, "hosts/beta/host.json", ["dns", "nameservers"], ["10.0.0.1", "10.0.0.53", "10.0.1.53"]),
+        "hosts/beta/host.json",
+        "/dns/fallback/0",
+    ),
+    "dns-unreachable": (
+        lambda f: _set(f, "hosts/beta/host.json", ["tags"], ["tailnet"]),
+        "hosts/beta/host.json",
+        "/dns/nameservers/0",
     ),
     "image-unpinned": (
         lambda f: _set(f, WEB, ["components", 0, "image"], "registry.example.test:5000/web"),

@@ -152,6 +152,22 @@ in
       default = [ ];
     };
 
+    # nixos/modules/config/resolvconf.nix
+    networking.resolvconf.extraOptions = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+    };
+
+    # nixos/modules/system/boot/resolved.nix
+    services.resolved.enable = mkOption {
+      type = types.bool;
+      default = false;
+    };
+    services.resolved.fallbackDns = mkOption {
+      type = types.nullOr (types.listOf types.str);
+      default = null;
+    };
+
     # nixos/modules/services/networking/firewall.nix (commonOptions)
     networking.firewall.allowedTCPPorts = mkOption {
       type = types.listOf types.port;

@@ -11,8 +11,9 @@ GID_WANT=@GID@
 HOME_DIR=@DIR@
 SUBUID=@SUBUID@          # "start:count" or empty
 SUBGID=@SUBGID@
-NAMESERVERS=@NAMESERVERS@  # space separated; both empty: resolvers left alone
-FALLBACK=@FALLBACK@
+RESOLVER=@RESOLVER@        # resolv.conf | systemd-resolved
+RESOLV_FILE=@RESOLV_FILE@  # the file mcfleet writes for it (empty: resolvers left alone)
+RESOLV_TEXT=@RESOLV_TEXT@  # its exact content
 ETC="${MCFLEET_ETC:-/etc}"  # tests point this at a scratch folder
 
 refuse() { echo "refuse: $*"; exit 3; }
@@ -41,6 +42,15 @@ check_subids() {  # check_subids <file> <start:count>
 }
 check_subids "$ETC/subuid" "$SUBUID"
 check_subids "$ETC/subgid" "$SUBGID"
+# resolvers: the mechanism in host.json must be the one the node runs, or the file is never read
+resolved_link() { [ -L "$ETC/resolv.conf" ] && readlink "$ETC/resolv.conf" | grep -q 'systemd/resolve'; }
+if [ -n "$RESOLV_FILE" ]; then
+    if [ "$RESOLVER" = systemd-resolved ]; then
+        resolved_link || refuse "host.json says systemd-resolved but $ETC/resolv.conf is not resolved's stub; set dns.resolver to resolv.conf, or enable systemd-resolved first"
+    elif resolved_link; then
+        refuse "host.json says resolv.conf but systemd-resolved manages $ETC/resolv.conf on this node; set dns.resolver to systemd-resolved"
+    fi
+fi
 
 # --- group and user
 if [ -n "$g" ]; then
@@ -79,24 +89,22 @@ else
     echo "changed: $HOME_DIR owned by $NAME"
 fi
 
-# --- resolvers: the host's nameservers first, then the fallbacks (incident lesson 2)
-if [ -n "$NAMESERVERS$FALLBACK" ]; then
-    if [ -L "$ETC/resolv.conf" ] && [ -d /run/systemd/resolve ]; then
-        # systemd-resolved owns resolv.conf: give it the same servers through a drop-in
-        mkdir -p "$ETC/systemd/resolved.conf.d"
-        target="$ETC/systemd/resolved.conf.d/mcfleet.conf"
-        want=$(printf '# managed by mcfleet\n[Resolve]\nDNS=%s\nFallbackDNS=%s' "$NAMESERVERS" "$FALLBACK")
-    else
-        target="$ETC/resolv.conf"
-        want="# managed by mcfleet: the host's nameservers, then public fallbacks (glibc uses the first 3)"
-        for ns in $NAMESERVERS $FALLBACK; do want=$(printf '%s\nnameserver %s' "$want" "$ns"); done
-    fi
-    if [ -f "$target" ] && [ "$(cat "$target")" = "$want" ]; then
+# --- resolvers (incident lesson 2): the fleet's nameservers, then a public fallback, written so that
+# the node's resolver really fails over: glibc gets 3 servers and `options timeout:1 attempts:2`,
+# systemd-resolved gets every server in DNS= (it switches to the next one that answers)
+if [ -n "$RESOLV_FILE" ]; then
+    target="$ETC${RESOLV_FILE#/etc}"
+    mkdir -p "$(dirname "$target")"
+    printf '%s' "$RESOLV_TEXT" > "$target.mcfleet.tmp"
+    if [ -f "$target" ] && [ ! -L "$target" ] && cmp -s "$target.mcfleet.tmp" "$target"; then
+        rm -f "$target.mcfleet.tmp"
         echo "ok: $target"
     else
-        printf '%s\n' "$want" > "$target.mcfleet.tmp"
         chmod 0644 "$target.mcfleet.tmp"
         mv -f "$target.mcfleet.tmp" "$target"
-        echo "changed: $target (nameservers then fallbacks)"
+        if [ "$RESOLVER" = systemd-resolved ] && [ -z "${MCFLEET_ETC:-}" ]; then
+            systemctl try-reload-or-restart systemd-resolved.service
+        fi
+        echo "changed: $target (fleet nameservers, then fallbacks that fail over)"
     fi
 fi
