@@ -1,0 +1,98 @@
+"""What every provider shares: its error, reading a secret file at the moment of use, HTTP JSON calls.
+
+Secrets (TSIG keys, MCIAS tokens, ACME account keys, private keys) are read from their
+files only when a call needs them and are never put in a message, an exception or a log:
+an error names the file, never its content.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from mcfleet.errors import McfleetError
+
+HTTP_TIMEOUT = 20.0
+MAX_ANSWER = 4 * 1024 * 1024  # bytes read from a provider's answer at most
+
+
+class ProviderError(McfleetError):
+    """A provider is down or refused a call: its own message, and what to do."""
+
+
+def read_secret(path: str, what: str) -> str:
+    """The content of a secret file, stripped; an error names the file, never the content."""
+    try:
+        value = Path(path).expanduser().read_text().strip()
+    except OSError as exc:
+        raise ProviderError(
+            f"cannot read the {what} file {path}: {exc.strerror or exc}",
+            hint=f"create {path} (mode 0600) holding the {what}, or fix the path in fleet.json `providers`",
+        ) from None
+    if not value:
+        raise ProviderError(f"the {what} file {path} is empty", hint=f"write the {what} into {path}")
+    return value
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+
+
+def http_json(
+    method: str,
+    url: str,
+    *,
+    what: str,
+    token: str | None = None,
+    body: Any = None,
+    ca_file: str | None = None,
+    timeout: float = HTTP_TIMEOUT,
+) -> tuple[int, Any]:
+    """One JSON call (blocking).  Returns (status, decoded body); raises ProviderError when down or >= 400."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Accept", "application/json")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    context = tls_context(ca_file) if url.startswith("https:") else None
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
+            raw = resp.read(MAX_ANSWER)
+            return resp.status, json.loads(raw) if raw.strip() else None
+    except urllib.error.HTTPError as exc:
+        with exc:  # an HTTPError holds the connection open until closed
+            detail = _error_text(exc.read(MAX_ANSWER))
+        raise ProviderError(
+            f"{what} answered {exc.code} to {method} {_path(url)}: {detail}",
+            hint=f"check the {what} log and fleet.json `providers`; re-run apply once it is fixed",
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ProviderError(
+            f"{what} at {_origin(url)} is unreachable: {reason}",
+            hint=f"start {what} (or fix its URL in fleet.json `providers`), then re-run apply",
+        ) from None
+
+
+def _error_text(raw: bytes) -> str:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace").strip()[:300] or "(no message)"
+    if isinstance(data, dict):
+        return str(data.get("error") or data.get("message") or data.get("detail") or data)[:300]
+    return str(data)[:300]
+
+
+def _origin(url: str) -> str:
+    return url.split("/", 3)[2] if "://" in url else url
+
+
+def _path(url: str) -> str:
+    return "/" + url.split("/", 3)[3] if url.count("/") >= 3 else url

@@ -1,0 +1,94 @@
+"""ACME (RFC 8555) issuance with the `acme` library, e.g. from Pebble.
+
+The account key is read from `account_key_file` at the moment of use; when the file does
+not exist yet an RSA key is made and written there (mode 0600) first.  Challenges are
+answered with HTTP-01; the ACME server must be able to validate them (Pebble in the lab
+runs with PEBBLE_VA_ALWAYS_VALID; a public CA needs the hostname's port 80 to reach the
+proxy, which serves /.well-known/acme-challenge/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from acme import challenges, client, errors, messages
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from josepy.jwk import JWKRSA
+
+from mcfleet.fleet.models import AcmeProvider
+from mcfleet.providers.base import ProviderError
+
+USER_AGENT = "mcfleet"
+TIMEOUT_S = 90
+
+
+def load_account_key(path: str) -> JWKRSA:
+    file = Path(path).expanduser()
+    if not file.exists():
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+    try:
+        loaded = serialization.load_pem_private_key(file.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError):
+        raise ProviderError(
+            f"the ACME account key file {path} is not a readable PEM private key",
+            hint=f"remove {path} to have a new account key made, or fix providers.cert.account_key_file",
+        ) from None
+    if not isinstance(loaded, rsa.RSAPrivateKey):
+        raise ProviderError(f"the ACME account key in {path} is not RSA", hint="use an RSA key (2048 bits or more)")
+    return JWKRSA(key=loaded)
+
+
+class AcmeCert:
+    def __init__(self, provider: AcmeProvider) -> None:
+        self.provider = provider
+
+    def _issue(self, hostname: str, csr_pem: bytes) -> str:
+        account = load_account_key(self.provider.account_key_file)
+        verify: Any = self.provider.ca_file or True  # requests' `verify`: True or a CA bundle path
+        try:
+            net = client.ClientNetwork(account, user_agent=USER_AGENT, verify_ssl=verify)
+            directory = client.ClientV2.get_directory(self.provider.directory, net)
+            acme = client.ClientV2(directory, net)
+            registration = messages.NewRegistration.from_data(email=self.provider.email, terms_of_service_agreed=True)
+            try:
+                acme.new_account(registration)
+            except errors.ConflictError as exc:  # the key already has an account: use it
+                net.account = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
+            order = acme.new_order(csr_pem)
+            for authz in order.authorizations:
+                for chall in authz.body.challenges:
+                    if isinstance(chall.chall, challenges.HTTP01):
+                        acme.answer_challenge(chall, chall.chall.response(account))
+            deadline = datetime.now() + timedelta(seconds=TIMEOUT_S)
+            done = acme.poll_and_finalize(order, deadline=deadline)
+        except errors.Error as exc:
+            raise ProviderError(
+                f"the ACME server {self.provider.directory} did not issue a certificate for {hostname}: {exc}",
+                hint="check the ACME server's log; re-run apply once it issues again",
+            ) from None
+        except messages.Error as exc:
+            raise ProviderError(
+                f"the ACME server {self.provider.directory} refused {hostname}: {exc.detail or exc.typ}",
+                hint="check that the CA may issue for this hostname",
+            ) from None
+        except OSError as exc:
+            raise ProviderError(
+                f"the ACME server {self.provider.directory} is unreachable: {exc}",
+                hint="start it or fix providers.cert.directory, then re-run apply",
+            ) from None
+        return str(done.fullchain_pem)
+
+    async def issue(self, hostname: str, csr_pem: bytes) -> str:
+        return await asyncio.to_thread(self._issue, hostname, csr_pem)

@@ -1,0 +1,72 @@
+"""MCNS: REST `/v1/zones/{zone}/records` with the MCIAS bearer token read from `token_file`.
+
+Record shape used (the platform documents name the endpoint and the verbs, POST/GET/PUT/
+DELETE, not the body): `{"id", "name", "type", "value", "ttl"}` with `name` fully
+qualified; PUT and DELETE address one record as `/v1/zones/{zone}/records/{id}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+from typing import Any
+
+from mcfleet.fleet.models import McnsProvider
+from mcfleet.providers.base import ProviderError, http_json, read_secret
+from mcfleet.providers.dns.base import in_zone
+
+WHAT = "MCNS"
+
+
+class McnsDns:
+    def __init__(self, provider: McnsProvider, zone: str) -> None:
+        self.provider = provider
+        self.zone = zone
+        self.ttl = provider.ttl
+
+    def _url(self, suffix: str = "") -> str:
+        return f"{self.provider.url.rstrip('/')}/v1/zones/{urllib.parse.quote(self.zone)}/records{suffix}"
+
+    def _call(self, method: str, suffix: str = "", body: Any = None) -> Any:
+        token = read_secret(self.provider.token_file, "MCIAS token")
+        _status, data = http_json(
+            method, self._url(suffix), what=WHAT, token=token, body=body, ca_file=self.provider.ca_file
+        )
+        return data
+
+    def _records(self) -> list[dict[str, Any]]:
+        data = self._call("GET")
+        items = data.get("records", []) if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise ProviderError(f"{WHAT} answered an unexpected record list", hint="check the MCNS version")
+        return [r for r in items if isinstance(r, dict) and r.get("type") == "A"]
+
+    async def answers(self, names: list[str]) -> dict[str, list[str]]:
+        records = await asyncio.to_thread(self._records)
+        return {n: sorted(str(r.get("value")) for r in records if r.get("name") == n) for n in names}
+
+    async def set_a(self, name: str, address: str) -> None:
+        if not in_zone(name, self.zone):
+            raise ProviderError(f"{name} is outside the zone {self.zone}", hint="use a name under fleet.json `zone`")
+
+        def run() -> None:
+            mine = [r for r in self._records() if r.get("name") == name]
+            body = {"name": name, "type": "A", "value": address, "ttl": self.ttl}
+            if not mine:
+                self._call("POST", body=body)
+                return
+            first, *extra = mine
+            if first.get("value") != address or first.get("ttl") != self.ttl:
+                self._call("PUT", f"/{first['id']}", body=body)
+            for record in extra:
+                self._call("DELETE", f"/{record['id']}")
+
+        await asyncio.to_thread(run)
+
+    async def delete_a(self, name: str) -> None:
+        def run() -> None:
+            for record in self._records():
+                if record.get("name") == name:
+                    self._call("DELETE", f"/{record['id']}")
+
+        await asyncio.to_thread(run)

@@ -1,0 +1,110 @@
+"""RFC 2136 dynamic update signed with TSIG (dnspython), verified at the authoritative server (dnslib).
+
+The TSIG secret is read from `key_file` for each update and only handed to dnspython's
+keyring.  Records are deleted by type (A): with Knot's `update-type` ACL a type-less
+delete is refused, and mcfleet only manages A records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import dns.exception
+import dns.name
+import dns.query
+import dns.rcode
+import dns.tsig
+import dns.tsigkeyring
+import dns.update
+from dnslib import QTYPE, DNSRecord
+
+from mcfleet.fleet.models import Rfc2136Provider
+from mcfleet.providers.base import ProviderError, read_secret
+from mcfleet.providers.dns.base import in_zone
+
+TIMEOUT = 10.0
+ALGORITHMS = {"hmac-sha256": dns.tsig.HMAC_SHA256, "hmac-sha512": dns.tsig.HMAC_SHA512}
+
+
+class Rfc2136Dns:
+    def __init__(self, provider: Rfc2136Provider, zone: str) -> None:
+        self.provider = provider
+        self.zone = zone
+        self.ttl = provider.ttl
+
+    def _where(self) -> str:
+        return f"{self.provider.server}:{self.provider.port}"
+
+    def _relative(self, name: str) -> str:
+        if not in_zone(name, self.zone):
+            raise ProviderError(
+                f"{name} is outside the zone {self.zone}",
+                hint="only names under fleet.json `zone` are written by the dns provider",
+            )
+        return name[: -len(self.zone) - 1] if name != self.zone else "@"
+
+    def _update(self) -> dns.update.UpdateMessage:
+        secret = read_secret(self.provider.key_file, "TSIG key")
+        keyring = dns.tsigkeyring.from_text({self.provider.key_name: secret})
+        return dns.update.UpdateMessage(
+            self.zone,
+            keyring=keyring,
+            keyname=dns.name.from_text(self.provider.key_name),
+            keyalgorithm=ALGORITHMS[self.provider.algorithm],
+        )
+
+    def _send(self, update: dns.update.UpdateMessage, what: str) -> None:
+        try:
+            reply = dns.query.tcp(update, self.provider.server, port=self.provider.port, timeout=TIMEOUT)
+        except (dns.tsig.PeerError, dns.tsig.BadSignature) as exc:
+            raise ProviderError(
+                f"the DNS server at {self._where()} rejected the TSIG signature of {what}: {type(exc).__name__}",
+                hint=f"check that key_file holds the secret of key {self.provider.key_name!r} the server "
+                "knows, and that its ACL allows A updates",
+            ) from None
+        except (OSError, dns.exception.DNSException) as exc:
+            raise ProviderError(
+                f"the DNS server at {self._where()} is unreachable for {what}: {exc}",
+                hint="start the DNS server or fix providers.dns.server/port, then re-run apply",
+            ) from None
+        if reply.rcode() != dns.rcode.NOERROR:
+            raise ProviderError(
+                f"the DNS server at {self._where()} answered {dns.rcode.to_text(reply.rcode())} to {what}",
+                hint=f"check that the server is authoritative for {self.zone} and lets key "
+                f"{self.provider.key_name!r} update A records",
+            )
+
+    def _query(self, name: str) -> list[str]:
+        try:
+            raw = DNSRecord.question(name, "A").send(self.provider.server, self.provider.port, timeout=TIMEOUT)
+        except OSError as exc:
+            raise ProviderError(
+                f"the DNS server at {self._where()} does not answer queries: {exc}",
+                hint="start the DNS server or fix providers.dns.server/port",
+            ) from None
+        reply = DNSRecord.parse(raw)
+        return sorted(str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A and str(rr.rname).rstrip(".") == name)
+
+    async def answers(self, names: list[str]) -> dict[str, list[str]]:
+        found = await asyncio.gather(*(asyncio.to_thread(self._query, n) for n in names))
+        return dict(zip(names, found, strict=True))
+
+    async def set_a(self, name: str, address: str) -> None:
+        relative = self._relative(name)
+
+        def run() -> None:
+            update = self._update()
+            update.replace(relative, self.ttl, "A", address)
+            self._send(update, f"the update of {name}")
+
+        await asyncio.to_thread(run)
+
+    async def delete_a(self, name: str) -> None:
+        relative = self._relative(name)
+
+        def run() -> None:
+            update = self._update()
+            update.delete(relative, "A")
+            self._send(update, f"the deletion of {name}")
+
+        await asyncio.to_thread(run)

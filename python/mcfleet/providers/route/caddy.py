@@ -1,0 +1,107 @@
+"""Caddy's admin API: l7 and re-encrypt routes, TLS ended with the certificate mcfleet issued.
+
+Each route is one entry of the server's routes with `@id` `mcfleet-<listener>-<hostname>`
+(dots kept) matching the hostname, and one `tls.certificates.load_files` entry tagged with
+the same id.  Caddy's server carries every listener (one server in the lab), so the
+listener is recorded in the id.  Re-encrypt dials the backend over TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+from typing import Any
+
+from mcfleet.fleet.models import CaddyProvider
+from mcfleet.providers.base import ProviderError, http_json
+from mcfleet.providers.route.base import ProxyRoute
+
+WHAT = "Caddy"
+PREFIX = "mcfleet-"
+
+
+def route_id(listener: int, hostname: str) -> str:
+    return f"{PREFIX}{listener}-{hostname}"
+
+
+def parse_id(value: str) -> tuple[int, str] | None:
+    if not value.startswith(PREFIX):
+        return None
+    listener, _, hostname = value[len(PREFIX) :].partition("-")
+    return (int(listener), hostname) if listener.isdigit() and hostname else None
+
+
+class CaddyRoutes:
+    def __init__(self, provider: CaddyProvider) -> None:
+        self.provider = provider
+        self.base = provider.admin_url.rstrip("/")
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        return http_json(method, self.base + path, what=WHAT, body=body)[1]
+
+    def _routes_path(self) -> str:
+        return f"/config/apps/http/servers/{urllib.parse.quote(self.provider.server)}/routes"
+
+    def _certs(self) -> list[dict[str, Any]]:
+        try:
+            data = self._call("GET", "/config/apps/tls/certificates/load_files")
+        except ProviderError:
+            return []
+        return [c for c in data or [] if isinstance(c, dict)]
+
+    def _list(self) -> dict[str, ProxyRoute]:
+        routes = self._call("GET", self._routes_path()) or []
+        certs = {tag: c for c in self._certs() for tag in c.get("tags", []) if isinstance(tag, str)}
+        out: dict[str, ProxyRoute] = {}
+        for r in routes:
+            ident = parse_id(str(r.get("@id", ""))) if isinstance(r, dict) else None
+            if ident is None:
+                continue
+            handler = (r.get("handle") or [{}])[0]
+            upstreams = handler.get("upstreams") or [{}]
+            tls = (handler.get("transport") or {}).get("tls")
+            cert = certs.get(r["@id"], {})
+            route = ProxyRoute(
+                ident[0],
+                ident[1],
+                str(upstreams[0].get("dial", "")),
+                "re-encrypt" if tls is not None else "l7",
+                str(cert.get("certificate", "")),
+                str(cert.get("key", "")),
+            )
+            out[route.key_id] = route
+        return out
+
+    def _remove(self, listener: int, hostname: str) -> None:
+        ident = route_id(listener, hostname)
+        if ident in {str(r.get("@id")) for r in self._call("GET", self._routes_path()) or [] if isinstance(r, dict)}:
+            self._call("DELETE", f"/id/{urllib.parse.quote(ident)}")
+        for index, cert in reversed(list(enumerate(self._certs()))):
+            if ident in cert.get("tags", []):
+                self._call("DELETE", f"/config/apps/tls/certificates/load_files/{index}")
+
+    def _add(self, route: ProxyRoute) -> None:
+        if route.mode not in ("l7", "re-encrypt"):
+            raise ProviderError(
+                f"Caddy cannot carry the {route.mode} route {route.hostname} (it ends TLS)",
+                hint="configure providers.route_l4 (haproxy or mc-proxy) for l4 routes",
+            )
+        ident = route_id(route.listener, route.hostname)
+        self._remove(route.listener, route.hostname)  # replace: a changed cert file is read again
+        if route.cert:
+            entry = {"certificate": route.cert, "key": route.key, "tags": [ident]}
+            self._call("POST", "/config/apps/tls/certificates/load_files/...", [entry])
+        handler: dict[str, Any] = {"handler": "reverse_proxy", "upstreams": [{"dial": route.backend}]}
+        if route.mode == "re-encrypt":
+            handler["transport"] = {"protocol": "http", "tls": {}}
+        body = {"@id": ident, "match": [{"host": [route.hostname]}], "handle": [handler], "terminal": True}
+        self._call("POST", self._routes_path(), body)
+
+    async def list_routes(self) -> dict[str, ProxyRoute]:
+        return await asyncio.to_thread(self._list)
+
+    async def add_route(self, route: ProxyRoute) -> None:
+        await asyncio.to_thread(self._add, route)
+
+    async def remove_route(self, listener: int, hostname: str) -> None:
+        await asyncio.to_thread(self._remove, listener, hostname)

@@ -1,0 +1,145 @@
+"""The standard backends against the real lab peers: Knot (RFC 2136 + TSIG), Pebble (ACME),
+Caddy (l7 with the issued cert) and HAProxy (l4 SNI passthrough)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mcfleet.fleet.models import AcmeProvider, CaddyProvider, HaproxyProvider, Rfc2136Provider
+from mcfleet.lab.peers.caddy import CaddyInfo
+from mcfleet.lab.peers.haproxy import HaproxyInfo
+from mcfleet.lab.peers.knot import KnotInfo
+from mcfleet.lab.peers.pebble import PebbleInfo
+from mcfleet.providers.base import ProviderError
+from mcfleet.providers.cert.acme import AcmeCert
+from mcfleet.providers.cert.base import cert_info, new_key_and_csr
+from mcfleet.providers.dns.rfc2136 import Rfc2136Dns
+from mcfleet.providers.route.base import ProxyRoute
+from mcfleet.providers.route.caddy import CaddyRoutes
+from mcfleet.providers.route.haproxy import HaproxyRoutes
+
+pytestmark = pytest.mark.lab
+
+
+def _rfc2136(knot: KnotInfo, key_file: str | None = None) -> Rfc2136Dns:
+    provider = Rfc2136Provider(
+        kind="rfc2136", server=knot.server, port=knot.port, key_name=knot.key_name, key_file=key_file or knot.key_file
+    )
+    return Rfc2136Dns(provider, knot.zone)
+
+
+def test_rfc2136_writes_replaces_and_deletes_a_records_in_knot(knot: KnotInfo) -> None:
+    dns = _rfc2136(knot)
+    name = f"provweb.{knot.zone}"
+    started = time.monotonic()
+    asyncio.run(dns.set_a(name, "10.77.1.5"))
+    took = time.monotonic() - started
+    assert asyncio.run(dns.answers([name])) == {name: ["10.77.1.5"]}
+    asyncio.run(dns.set_a(name, "10.77.1.6"))
+    assert asyncio.run(dns.answers([name])) == {name: ["10.77.1.6"]}  # replaced, not added
+    asyncio.run(dns.delete_a(name))
+    assert asyncio.run(dns.answers([name])) == {name: []}
+    print(f"rfc2136 update + verify: {took * 1000:.0f} ms")
+    with pytest.raises(ProviderError, match="outside the zone"):
+        asyncio.run(dns.set_a("evil.example.org", "10.6.6.6"))
+
+
+def test_rfc2136_with_a_wrong_key_fails_without_printing_it(knot: KnotInfo, tmp_path: Path) -> None:
+    poison = "UE9JU09OLTdmM2E5Yy1zZWNyZXQtbmV2ZXItcHJpbnRlZA=="
+    bad = tmp_path / "tsig.secret"
+    bad.write_text(poison + "\n")
+    with pytest.raises(ProviderError) as err:
+        asyncio.run(_rfc2136(knot, str(bad)).set_a(f"provbad.{knot.zone}", "10.77.1.9"))
+    text = err.value.message + (err.value.hint or "")
+    assert "TSIG" in text and poison not in text
+    assert asyncio.run(_rfc2136(knot).answers([f"provbad.{knot.zone}"])) == {f"provbad.{knot.zone}": []}
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[int]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"provider test page\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+def _get(port: int, hostname: str, root: Path) -> str:
+    ctx = ssl.create_default_context(cafile=str(root))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname=hostname) as tls,
+    ):
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {hostname}\r\nConnection: close\r\n\r\n".encode())
+        chunks = []
+        while chunk := tls.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_acme_cert_into_caddy_l7_and_haproxy_l4(
+    pebble: PebbleInfo, caddy: CaddyInfo, haproxy: HaproxyInfo, backend: int, tmp_path: Path
+) -> None:
+    hostname = f"provweb.{'svc.mcp.example.test'}"
+    account = tmp_path / "acme" / "account.key"
+    acme = AcmeCert(AcmeProvider(kind="acme", directory=pebble.directory, account_key_file=str(account),
+                                 ca_file=pebble.ca_file))  # fmt: skip
+    pair = new_key_and_csr(hostname)
+    started = time.monotonic()
+    chain = asyncio.run(acme.issue(hostname, pair.csr_pem))
+    issued_s = time.monotonic() - started
+    assert account.stat().st_mode & 0o777 == 0o600
+    info = cert_info(chain)
+    assert info.sans == (hostname,) and not info.needs_renewal()
+    asyncio.run(acme.issue(hostname, new_key_and_csr(hostname).csr_pem))  # the same account key again works
+    cert, key = tmp_path / "provweb.pem", tmp_path / "provweb.key"
+    cert.write_text(chain)
+    key.write_text(pair.key_pem)
+    key.chmod(0o600)
+    root = tmp_path / "root.pem"
+    root.write_text(pebble.root_pem())
+
+    caddy_routes = CaddyRoutes(CaddyProvider(kind="caddy", admin_url=caddy.admin_url, server=caddy.server))
+    route = ProxyRoute(443, hostname, f"127.0.0.1:{backend}", "l7", str(cert), str(key))
+    started = time.monotonic()
+    asyncio.run(caddy_routes.add_route(route))
+    route_s = time.monotonic() - started
+    asyncio.run(caddy_routes.add_route(route))  # upsert: still one
+    assert asyncio.run(caddy_routes.list_routes())[route.key_id] == route
+    assert "provider test page" in _get(caddy.https_port, hostname, root)
+
+    l4 = HaproxyRoutes(HaproxyProvider(kind="haproxy", admin_socket=haproxy.admin_socket, map_file=haproxy.map_file,
+                                       backends=haproxy.backends))  # fmt: skip
+    through = ProxyRoute(443, hostname, f"127.0.0.1:{caddy.https_port}", "l4")
+    asyncio.run(l4.add_route(through))
+    asyncio.run(l4.add_route(through))
+    assert asyncio.run(l4.list_routes())[through.key_id] == through
+    assert "provider test page" in _get(haproxy.port, hostname, root)  # TLS end to end through the SNI map
+
+    asyncio.run(l4.remove_route(443, hostname))
+    assert through.key_id not in asyncio.run(l4.list_routes())
+    with pytest.raises(OSError):
+        _get(haproxy.port, hostname, root)  # unknown SNI: rejected
+    asyncio.run(caddy_routes.remove_route(443, hostname))
+    assert route.key_id not in asyncio.run(caddy_routes.list_routes())
+    print(f"acme issuance {issued_s:.2f} s, caddy route+cert {route_s * 1000:.0f} ms")

@@ -1,0 +1,151 @@
+"""The seed-native backends (MCNS, Metacrypt, mc-proxy) against their contract fakes.
+
+Every secret file holds a poison value; no error text may carry it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mcfleet.fleet.models import McnsProvider, MetacryptProvider
+from mcfleet.providers.base import ProviderError
+from mcfleet.providers.cert.base import cert_info, new_key_and_csr
+from mcfleet.providers.cert.metacrypt import MetacryptCert
+from mcfleet.providers.dns.mcns import McnsDns
+from mcfleet.providers.route.base import ProxyRoute
+from mcfleet.providers.route.mcproxy import McProxyRoutes
+from tests.contract_fakes.mcns import run_mcns
+from tests.contract_fakes.mcproxy import start_mcproxy
+from tests.contract_fakes.metacrypt import run_metacrypt
+
+ZONE = "svc.mcp.example.test"
+POISON = "POISON-7f3a9c-secret-never-printed"
+
+
+def _token(tmp_path: Path, value: str = POISON) -> str:
+    path = tmp_path / "mcias-token"
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return str(path)
+
+
+def test_mcns_creates_updates_and_deletes_a_records_with_the_token(tmp_path: Path) -> None:
+    with run_mcns(ZONE, POISON) as (url, state):
+        dns = McnsDns(McnsProvider(kind="mcns", url=url, token_file=_token(tmp_path)), ZONE)
+        name = f"web.{ZONE}"
+        asyncio.run(dns.set_a(name, "10.0.0.5"))
+        assert asyncio.run(dns.answers([name])) == {name: ["10.0.0.5"]}
+        asyncio.run(dns.set_a(name, "10.0.0.5"))  # converged: no write
+        assert [c for c in state.calls if not c.startswith("GET")] == [f"POST /v1/zones/{ZONE}/records"]
+        asyncio.run(dns.set_a(name, "10.0.0.6"))
+        assert asyncio.run(dns.answers([name])) == {name: ["10.0.0.6"]}
+        assert sum(c.startswith("PUT") for c in state.calls) == 1
+        asyncio.run(dns.delete_a(name))
+        assert asyncio.run(dns.answers([name])) == {name: []}
+        assert state.serial == 4  # create, update, delete each bumped it
+
+
+def test_mcns_refuses_a_wrong_token_and_a_name_outside_the_zone(tmp_path: Path) -> None:
+    with run_mcns(ZONE, "the-right-token") as (url, _state):
+        dns = McnsDns(McnsProvider(kind="mcns", url=url, token_file=_token(tmp_path)), ZONE)
+        with pytest.raises(ProviderError) as wrong:
+            asyncio.run(dns.answers([f"web.{ZONE}"]))
+        assert "MCNS answered 403" in wrong.value.message
+        assert POISON not in wrong.value.message + (wrong.value.hint or "")
+    with run_mcns(ZONE, POISON) as (url, state):
+        # the fake itself refuses a foreign name (the backend refuses it before sending, too)
+        import json
+        import urllib.request
+
+        req = urllib.request.Request(
+            f"{url}/v1/zones/{ZONE}/records",
+            data=json.dumps({"name": "evil.example.org", "type": "A", "value": "10.6.6.6"}).encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {POISON}", "Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=5)
+        assert refused.value.code == 403
+        refused.value.close()
+        unauth = urllib.request.Request(f"{url}/v1/zones/{ZONE}/records")
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(unauth, timeout=5)
+        assert missing.value.code == 401
+        missing.value.close()
+        assert state.records == {}
+
+
+def test_mcns_down_is_an_error_with_what_to_do(tmp_path: Path) -> None:
+    with run_mcns(ZONE, POISON) as (url, _state):
+        pass  # stopped: nothing listens on the port any more
+    dns = McnsDns(McnsProvider(kind="mcns", url=url, token_file=_token(tmp_path)), ZONE)
+    with pytest.raises(ProviderError) as down:
+        asyncio.run(dns.set_a(f"web.{ZONE}", "10.0.0.5"))
+    assert "unreachable" in down.value.message and "re-run apply" in (down.value.hint or "")
+
+
+def test_missing_token_file_names_the_file_not_a_value(tmp_path: Path) -> None:
+    dns = McnsDns(McnsProvider(kind="mcns", url="http://127.0.0.1:9", token_file=str(tmp_path / "nope")), ZONE)
+    with pytest.raises(ProviderError) as missing:
+        asyncio.run(dns.answers([f"web.{ZONE}"]))
+    assert str(tmp_path / "nope") in missing.value.message
+
+
+def test_metacrypt_issues_one_cert_per_hostname_with_the_token(tmp_path: Path) -> None:
+    with run_metacrypt(POISON, (f".{ZONE}",), ("docs.example.test",)) as (url, state):
+        cert = MetacryptCert(MetacryptProvider(kind="metacrypt", url=url, token_file=_token(tmp_path)))
+        pair = new_key_and_csr(f"web.{ZONE}")
+        chain = asyncio.run(cert.issue(f"web.{ZONE}", pair.csr_pem))
+        info = cert_info(chain)
+        assert info.sans == (f"web.{ZONE}",)
+        assert 88 <= info.days_left(datetime.now(UTC)) <= 90 and not info.needs_renewal()
+        assert "PRIVATE KEY" not in repr(pair) and state.issued == [f"web.{ZONE}"]
+        with pytest.raises(ProviderError) as policy:
+            asyncio.run(cert.issue("evil.example.org", new_key_and_csr("evil.example.org").csr_pem))
+        assert "policy does not allow" in policy.value.message
+    with run_metacrypt("other", (f".{ZONE}",)) as (url, _state):
+        cert = MetacryptCert(MetacryptProvider(kind="metacrypt", url=url, token_file=_token(tmp_path)))
+        with pytest.raises(ProviderError) as denied:
+            asyncio.run(cert.issue(f"web.{ZONE}", new_key_and_csr(f"web.{ZONE}").csr_pem))
+        assert "403" in denied.value.message and POISON not in denied.value.message
+
+
+def test_no_wildcard_key_is_made() -> None:
+    with pytest.raises(ValueError, match="wildcard"):
+        new_key_and_csr(f"*.{ZONE}")
+
+
+def test_mcproxy_addroute_is_an_upsert_and_routes_round_trip(tmp_path: Path) -> None:
+    sock = str(tmp_path / "mc-proxy.sock")
+
+    async def scenario() -> None:
+        server, state = await start_mcproxy(sock)
+        try:
+            proxy = McProxyRoutes(sock, "/srv/mc-proxy/mc-proxy.sock")
+            web = ProxyRoute(443, "mcr.svc", "10.0.0.1:28080", "l7", "/srv/mc-proxy/certs/mcr.pem",
+                             "/srv/mc-proxy/certs/mcr.key")  # fmt: skip
+            api = ProxyRoute(8443, "mcr.svc", "10.0.0.1:28443", "l4")
+            for route in (web, api, web):
+                await proxy.add_route(route)
+            live = await proxy.list_routes()
+            assert state.calls.count("AddRoute 443/mcr.svc") == 2 and len(state.routes) == 2
+            assert live == {"443/mcr.svc": web, "8443/mcr.svc": api}  # three hostname routes, one per listener
+            moved = ProxyRoute(8443, "mcr.svc", "10.0.0.1:28444", "l4")
+            await proxy.add_route(moved)
+            assert (await proxy.list_routes())["8443/mcr.svc"].backend == "10.0.0.1:28444"
+            await proxy.remove_route(443, "mcr.svc")
+            await proxy.remove_route(443, "mcr.svc")  # idempotent
+            assert set(await proxy.list_routes()) == {"8443/mcr.svc"}
+            with pytest.raises(ProviderError, match="needs tls_cert"):
+                await proxy.add_route(ProxyRoute(443, "x.svc", "10.0.0.1:1", "l7"))
+        finally:
+            await server.stop(None)
+        with pytest.raises(ProviderError) as down:
+            await McProxyRoutes(sock, "/srv/mc-proxy/mc-proxy.sock").list_routes()
+        assert "unreachable" in down.value.message and "start mc-proxy" in (down.value.hint or "")
+
+    asyncio.run(scenario())
