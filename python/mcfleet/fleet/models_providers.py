@@ -58,15 +58,19 @@ class CaddyProvider(Model):
     """Standard L7 route backend: Caddy's admin API."""
 
     kind: Literal["caddy"]
-    admin_url: str = "http://127.0.0.1:2019"
+    admin_url: str = Field(
+        default="http://127.0.0.1:2019",
+        description="the admin API: an http URL, or `unix:<path>` of a socket on the proxy node (reached over SSH)",
+    )
     server: str = "edge"
+    user: str = Field(default="root", description="the account the proxy runs as: owner of the private keys")
 
 
 class HaproxyProvider(Model):
     """Standard L4 route backend: HAProxy runtime API (SNI passthrough)."""
 
     kind: Literal["haproxy"]
-    admin_socket: str
+    admin_socket: str = Field(description="the runtime API socket on the proxy node (reached over SSH)")
     map_file: str
     backends: list[str] = Field(default_factory=list, description="pre-declared backend slots")
 
@@ -75,7 +79,8 @@ class McProxyProvider(Model):
     """Seed-native route backend: mc-proxy gRPC admin API on a unix socket."""
 
     kind: Literal["mc-proxy"]
-    socket: str = "/srv/mc-proxy/mc-proxy.sock"
+    socket: str = Field(default="/srv/mc-proxy/mc-proxy.sock", description="the admin socket on the proxy node")
+    user: str = Field(default="mc-proxy", description="the account mc-proxy runs as: owner of the private keys")
 
 
 DnsProvider = Annotated[Rfc2136Provider | McnsProvider, Field(discriminator="kind")]

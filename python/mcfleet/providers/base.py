@@ -7,7 +7,9 @@ an error names the file, never its content.
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -96,3 +98,48 @@ def _origin(url: str) -> str:
 
 def _path(url: str) -> str:
     return "/" + url.split("/", 3)[3] if url.count("/") >= 3 else url
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.unix_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def unix_http_json(
+    socket_path: str, method: str, path: str, *, what: str, where: str, body: Any = None, timeout: float = HTTP_TIMEOUT
+) -> tuple[int, Any]:
+    """One JSON call over HTTP on a unix socket (blocking); `where` names the socket in messages."""
+    conn = _UnixHTTPConnection(socket_path, timeout)
+    data = json.dumps(body).encode() if body is not None else None
+    # Caddy accepts only an empty Host on a unix admin socket (its DNS-rebinding guard).
+    headers = {"Accept": "application/json", "Host": ""}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    try:
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        raw = resp.read(MAX_ANSWER)
+    except OSError as exc:
+        raise ProviderError(
+            f"{what} at {where} is unreachable: {exc.strerror or exc}",
+            hint=f"start {what} on the proxy node (or fix its admin socket in fleet.json `providers`); re-run apply",
+        ) from None
+    finally:
+        conn.close()
+    if resp.status >= 400:
+        raise ProviderError(
+            f"{what} answered {resp.status} to {method} {path}: {_error_text(raw)}",
+            hint=f"check the {what} log and fleet.json `providers`; re-run apply once it is fixed",
+        )
+    return resp.status, json.loads(raw) if raw.strip() else None

@@ -1,5 +1,8 @@
 """Caddy's admin API: l7 and re-encrypt routes, TLS ended with the certificate mcfleet issued.
 
+The admin API is an HTTP URL, or `unix:<path>` for a socket on the proxy node (reached
+through the node's SSH connection).
+
 Each route is one entry of the server's routes with `@id` `mcfleet-<listener>-<hostname>`
 (dots kept) matching the hostname, and one `tls.certificates.load_files` entry tagged with
 the same id.  Caddy's server carries every listener (one server in the lab), so the
@@ -13,7 +16,7 @@ import urllib.parse
 from typing import Any
 
 from mcfleet.fleet.models import CaddyProvider
-from mcfleet.providers.base import ProviderError, http_json
+from mcfleet.providers.base import ProviderError, http_json, unix_http_json
 from mcfleet.providers.route.base import ProxyRoute
 
 WHAT = "Caddy"
@@ -31,12 +34,21 @@ def parse_id(value: str) -> tuple[int, str] | None:
     return (int(listener), hostname) if listener.isdigit() and hostname else None
 
 
+UNIX = "unix:"
+
+
 class CaddyRoutes:
-    def __init__(self, provider: CaddyProvider) -> None:
+    """`local_socket`: a local path reaching the node's admin socket when `admin_url` is `unix:<path>`."""
+
+    def __init__(self, provider: CaddyProvider, local_socket: str | None = None) -> None:
         self.provider = provider
         self.base = provider.admin_url.rstrip("/")
+        self.local_socket = local_socket or (self.base[len(UNIX) :] if self.base.startswith(UNIX) else None)
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
+        if self.local_socket is not None:
+            where = self.base[len(UNIX) :] if self.base.startswith(UNIX) else self.base
+            return unix_http_json(self.local_socket, method, path, what=WHAT, where=where, body=body)[1]
         return http_json(method, self.base + path, what=WHAT, body=body)[1]
 
     def _routes_path(self) -> str:

@@ -1,0 +1,144 @@
+"""Certs and routes on the node that runs the proxy, reached through its SSH connection:
+Caddy (l7, :443) and HAProxy (l4 SNI, :8443) run inside lab node3; Pebble issues the cert,
+which lands in node3's /srv/mc-proxy/certs (key 0600, owned by the proxy's user); curl
+from outside reaches both services through node3's address."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from mcfleet.fleet.load import load_fleet
+from mcfleet.fleet.models import AcmeProvider, CaddyProvider, HaproxyProvider
+from mcfleet.lab.peers.nodeproxy import NodeProxies, start_node_proxies
+from mcfleet.lab.proc import spawn, start_time, stop, which
+from mcfleet.providers.cert.acme import AcmeCert
+from mcfleet.providers.cert.install import issue_and_install, key_path, remove_cert
+from mcfleet.providers.route.base import ProxyRoute
+from mcfleet.providers.route.caddy import CaddyRoutes
+from mcfleet.providers.route.haproxy import HaproxyRoutes
+from mcfleet.transport.ssh import SshPool
+from tests.fixtures_lab import LabFleet
+
+pytestmark = pytest.mark.lab
+
+ZONE = "svc.mcp.example.test"
+WEB = f"nodeweb.{ZONE}"
+SNI = f"nodesni.{ZONE}"
+PAGE = "served by node1 through the node3 proxy"
+
+
+@pytest.fixture(scope="module")
+def proxies(lab_fleet: LabFleet) -> NodeProxies:
+    lab = lab_fleet.lab
+    return asyncio.run(start_node_proxies(lab.state, lab.run_dir, lab.node("node3")))
+
+
+def _self_signed(hostname: str, out: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    crt, k = out / "sni.pem", out / "sni.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    k.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))  # fmt: skip
+    return crt, k
+
+
+@pytest.fixture(scope="module")
+def backends(lab_fleet: LabFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    """An HTTP page on node1:18081 and a TLS server (its own cert) on node2:18443."""
+    d = tmp_path_factory.mktemp("nodebackends")
+    (d / "www").mkdir()
+    (d / "www" / "index.html").write_text(PAGE + "\n")
+    crt, key = _self_signed(SNI, d)
+    n1, n2 = lab_fleet.node("node1"), lab_fleet.node("node2")
+    web = spawn([*n1.nsenter(), "/usr/bin/python3", "-m", "http.server", "18081", "--bind", n1.address,
+                 "--directory", str(d / "www")], log=d / "web.log")  # fmt: skip
+    tls = spawn([*n2.nsenter(), which("openssl"), "s_server", "-accept", f"{n2.address}:18443", "-cert", str(crt),
+                 "-key", str(key), "-www", "-quiet"], log=d / "tls.log")  # fmt: skip
+    started = {pid: start_time(pid) for pid in (web, tls)}
+    time.sleep(1.0)
+    yield f"{n1.address}:18081", f"{n2.address}:18443", crt
+    for pid, when in started.items():
+        stop(pid, when)
+
+
+def _curl(host: str, port: int, address: str, ca: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "--resolve", f"{host}:{port}:{address}", "--cacert", str(ca),
+         f"https://{host}:{port}/"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
+def test_cert_and_routes_on_the_proxy_node(
+    lab_fleet: LabFleet, proxies: NodeProxies, backends: tuple[str, str, Path], tmp_path: Path
+) -> None:
+    web_backend, tls_backend, tls_cert = backends
+    pebble = lab_fleet.pebble
+    root = tmp_path / "pebble-root.pem"
+    root.write_text(pebble.root_pem())
+    loaded = load_fleet(lab_fleet.fleet_dir)
+    cert_path = "/srv/mc-proxy/certs/nodeweb.pem"
+
+    async def scenario() -> float:
+        async with SshPool(hosts=loaded.hosts) as pool:
+            node = await pool.connect(loaded.hosts["node3"])
+            account = str(tmp_path / "account.key")
+            acme = AcmeCert(AcmeProvider(kind="acme", directory=pebble.directory, account_key_file=account,
+                                         ca_file=pebble.ca_file))  # fmt: skip
+            installed = await issue_and_install(node, acme, WEB, cert_path, "root")
+            caddy = CaddyRoutes(CaddyProvider(kind="caddy", admin_url=f"unix:{proxies.caddy_admin}"),
+                                local_socket=await node.forward_unix(proxies.caddy_admin))  # fmt: skip
+            await caddy.add_route(ProxyRoute(443, WEB, web_backend, "l7", cert_path, key_path(cert_path)))
+            l4 = HaproxyRoutes(HaproxyProvider(kind="haproxy", admin_socket=proxies.haproxy_admin,
+                                               map_file=proxies.map_file, backends=proxies.backends),
+                               listener=8443)  # fmt: skip
+            l4.provider = l4.provider.model_copy(
+                update={"admin_socket": await node.forward_unix(proxies.haproxy_admin)}
+            )
+            await l4.add_route(ProxyRoute(8443, SNI, tls_backend, "l4"))
+            assert set(await caddy.list_routes()) == {f"443/{WEB}"}
+            assert set(await l4.list_routes()) == {f"8443/{SNI}"}
+            return installed.seconds
+
+    seconds = asyncio.run(scenario())
+    print(f"issue + install on node3: {seconds:.2f} s")
+    stat = lab_fleet.exec_in("node3", ["stat", "-c", "%a %U", cert_path, key_path(cert_path)]).stdout.split("\n")
+    assert stat[0] == "644 root" and stat[1] == "600 root"
+
+    page = _curl(WEB, 443, proxies.address, root)
+    assert page.returncode == 0 and PAGE in page.stdout, page.stderr
+    sni = _curl(SNI, 8443, proxies.address, tls_cert)  # the service's own TLS, end to end
+    assert sni.returncode == 0 and "s_server" in sni.stdout, sni.stderr
+
+    async def teardown() -> None:
+        async with SshPool(hosts=loaded.hosts) as pool:
+            node = await pool.connect(loaded.hosts["node3"])
+            caddy = CaddyRoutes(CaddyProvider(kind="caddy", admin_url=f"unix:{proxies.caddy_admin}"),
+                                local_socket=await node.forward_unix(proxies.caddy_admin))  # fmt: skip
+            await caddy.remove_route(443, WEB)
+            await remove_cert(node, cert_path)
+
+    asyncio.run(teardown())
+    assert _curl(WEB, 443, proxies.address, root).returncode != 0 or PAGE not in _curl(WEB, 443, proxies.address,
+                                                                                      root).stdout  # fmt: skip
