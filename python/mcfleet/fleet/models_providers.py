@@ -72,6 +72,7 @@ class HaproxyProvider(Model):
     kind: Literal["haproxy"]
     admin_socket: str = Field(description="the runtime API socket on the proxy node (reached over SSH)")
     map_file: str
+    listener: Port = Field(default=443, description="the port of the SNI frontend")
     backends: list[str] = Field(default_factory=list, description="pre-declared backend slots")
 
 

@@ -134,6 +134,7 @@ def providers_json(proxies: NodeProxies) -> dict[str, Any]:
             "kind": "haproxy",
             "admin_socket": HAPROXY_ADMIN,
             "map_file": SNI_MAP,
+            "listener": L4_PORT,
             "backends": proxies.backends,
         },
     }

@@ -1,0 +1,274 @@
+"""The cert, DNS and route steps of apply: carry out a plan's actions with the fleet's providers.
+
+Each function runs exactly the actions it is given (what the plan showed) on one host and
+returns a `StepOutcome`; a provider that is down or refuses fails that action with the
+provider's message and hint, the host's other actions of the step still run, and the step
+is `failed` so that apply stops this host's later steps (other hosts go on).  Re-running
+converges: every call is idempotent (replace-style DNS updates, upserting routes, certs
+issued again only when the plan says so).
+
+Subjects, as the plan writes them: `cert <stem>`, `dns <name>`, `route <listener>/<hostname>`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mcfleet.fleet.load import LoadedFleet
+from mcfleet.fleet.models import CaddyProvider, HaproxyProvider, McProxyProvider, RouteProvider
+from mcfleet.observe.manifest import ManifestCert, ManifestRecord, ManifestRoute
+from mcfleet.plan.model import Action
+from mcfleet.providers.base import ProviderError
+from mcfleet.providers.cert.install import issue_and_install, key_path, remove_cert
+from mcfleet.providers.route.base import ProxyRoute, RouteBackend
+from mcfleet.providers.route.caddy import UNIX, CaddyRoutes
+from mcfleet.providers.route.haproxy import HaproxyRoutes
+from mcfleet.providers.route.mcproxy import McProxyRoutes
+from mcfleet.providers.select import cert_backend, dns_backend, route_provider
+from mcfleet.transport.base import Command, RunResult
+
+
+class Node(Protocol):
+    name: str
+
+    async def run(self, command: Command, *, input: str | None = None, timeout: float | None = None) -> RunResult: ...  # noqa: ASYNC109
+
+
+class CertLike(Protocol):
+    name: str
+    path: str
+    sans: tuple[str, ...]
+
+
+class RecordLike(Protocol):
+    name: str
+    value: str
+    type: str
+
+
+class RouteLike(Protocol):
+    hostname: str
+    mode: str
+    service: str | None
+    backend: str
+    listener: int
+
+
+class DesiredLike(Protocol):
+    name: str
+    certs: Mapping[str, CertLike]
+    records: Mapping[str, RecordLike]
+    routes: Mapping[str, RouteLike]
+
+
+@dataclass
+class StepOutcome:
+    status: str  # changed | unchanged | failed | blocked
+    message: str = ""
+    timings: dict[str, float] = field(default_factory=dict)  # subject -> seconds
+    renewed: set[str] = field(default_factory=set)  # cert paths written by this step
+
+
+def _subject(action: Action, label: str) -> str:
+    return action.subject[len(label) + 1 :] if action.subject.startswith(label + " ") else action.subject
+
+
+def _finish(done: list[str], failed: list[str], timings: dict[str, float], what: str) -> StepOutcome:
+    if failed:
+        return StepOutcome("failed", "; ".join(failed), timings)
+    if not done:
+        return StepOutcome("unchanged", f"no {what} to change", timings)
+    return StepOutcome("changed", ", ".join(done), timings)
+
+
+def _error(subject: str, exc: ProviderError) -> str:
+    return f"{subject}: {exc.message}" + (f" (what to do: {exc.hint})" if exc.hint else "")
+
+
+async def local_socket(node: Node, remote: str) -> str:
+    """A local path that reaches the node's unix socket `remote` (forwarded through SSH)."""
+    forward: Any = getattr(node, "forward_unix", None)
+    return remote if forward is None else str(await forward(remote))
+
+
+async def open_route_backend(provider: RouteProvider, node: Node) -> RouteBackend:
+    if isinstance(provider, CaddyProvider):
+        if provider.admin_url.startswith(UNIX):
+            return CaddyRoutes(provider, await local_socket(node, provider.admin_url[len(UNIX) :]))
+        return CaddyRoutes(provider)
+    if isinstance(provider, HaproxyProvider):
+        local = await local_socket(node, provider.admin_socket)
+        return HaproxyRoutes(provider.model_copy(update={"admin_socket": local}), provider.listener)
+    if isinstance(provider, McProxyProvider):
+        return McProxyRoutes(await local_socket(node, provider.socket), provider.socket)
+    raise AssertionError(provider)
+
+
+def proxy_user(loaded: LoadedFleet) -> str:
+    provider = loaded.fleet.providers.route if loaded.fleet else None
+    return getattr(provider, "user", "root") if provider is not None else "root"
+
+
+# --------------------------------------------------------------------------- cert
+
+
+async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredLike, actions: Iterable[Action]) -> StepOutcome:
+    backend = cert_backend(loaded.fleet) if loaded.fleet else None
+    if backend is None:
+        return StepOutcome("blocked", "no cert provider configured (providers.cert in fleet.json)")
+    done: list[str] = []
+    failed: list[str] = []
+    timings: dict[str, float] = {}
+    renewed: set[str] = set()
+    owner = proxy_user(loaded)
+    for action in actions:
+        name = _subject(action, "cert")
+        try:
+            if action.kind in ("create", "replace", "update"):
+                cert = desired.certs[name]
+                installed = await issue_and_install(node, backend, cert.sans[0], cert.path, owner)
+                timings[action.subject] = installed.seconds
+                renewed.add(cert.path)
+                done.append(f"{name} issued (until {installed.not_after[:10]})")
+            elif action.kind == "delete":
+                path = (action.before or {}).get("path") if isinstance(action.before, dict) else None
+                if path:
+                    await remove_cert(node, str(path))
+                done.append(f"{name} removed")
+        except ProviderError as exc:
+            failed.append(_error(action.subject, exc))
+    out = _finish(done, failed, timings, "certificates")
+    out.renewed = renewed
+    return out
+
+
+def record_certs(desired: DesiredLike) -> list[ManifestCert]:
+    return [ManifestCert(name=c.name, path=c.path, sans=list(c.sans)) for _k, c in sorted(desired.certs.items())]
+
+
+# --------------------------------------------------------------------------- dns
+
+
+async def apply_dns(loaded: LoadedFleet, desired: DesiredLike, actions: Iterable[Action]) -> StepOutcome:
+    backend = dns_backend(loaded.fleet) if loaded.fleet else None
+    if backend is None:
+        return StepOutcome("blocked", "no dns provider configured (providers.dns in fleet.json)")
+    done: list[str] = []
+    failed: list[str] = []
+    timings: dict[str, float] = {}
+    written: dict[str, list[str]] = {}
+    for action in actions:
+        name = _subject(action, "dns")
+        started = time.monotonic()
+        try:
+            if action.kind in ("create", "update", "replace"):
+                value = desired.records[name].value
+                await backend.set_a(name, value)
+                written[name] = [value]
+                done.append(f"{name} -> {value}")
+            elif action.kind == "delete":
+                await backend.delete_a(name)
+                written[name] = []
+                done.append(f"{name} removed")
+        except ProviderError as exc:
+            failed.append(_error(action.subject, exc))
+        timings[action.subject] = time.monotonic() - started
+    if written and not failed:  # verified at the server that answers for the zone
+        try:
+            seen = await backend.answers(sorted(written))
+        except ProviderError as exc:
+            failed.append(_error("dns verify", exc))
+        else:
+            wrong = [f"{n} answers {seen.get(n) or 'nothing'}" for n, want in written.items() if seen.get(n) != want]
+            if wrong:
+                failed.append("the DNS server does not answer what was written: " + "; ".join(wrong))
+    return _finish(done, failed, timings, "DNS records")
+
+
+def record_dns(desired: DesiredLike) -> list[ManifestRecord]:
+    return [ManifestRecord(name=r.name, type=r.type, value=r.value) for _n, r in sorted(desired.records.items())]
+
+
+# --------------------------------------------------------------------------- route
+
+
+def _cert_for(desired: DesiredLike, hostname: str) -> str:
+    return next((c.path for c in desired.certs.values() if hostname in c.sans), "")
+
+
+async def apply_routes(
+    loaded: LoadedFleet,
+    node: Node,
+    desired: DesiredLike,
+    actions: Iterable[Action],
+    renewed: set[str] | None = None,
+) -> StepOutcome:
+    """`renewed`: cert paths the cert step wrote; routes using them are given to the proxy again (reload)."""
+    fleet = loaded.fleet
+    if fleet is None or fleet.providers.route is None:
+        return StepOutcome("blocked", "no route provider configured (providers.route in fleet.json)")
+    backends: dict[int, RouteBackend] = {}
+
+    async def backend_for(mode: str) -> RouteBackend:
+        provider = route_provider(fleet, mode)
+        assert provider is not None
+        if id(provider) not in backends:
+            backends[id(provider)] = await open_route_backend(provider, node)
+        return backends[id(provider)]
+
+    done: list[str] = []
+    failed: list[str] = []
+    timings: dict[str, float] = {}
+    todo = list(actions)
+    planned = {_subject(a, "route") for a in todo}
+    for key, route in sorted(desired.routes.items()):  # a renewed cert is read again by re-adding its routes
+        if key not in planned and _cert_for(desired, route.hostname) in (renewed or set()):
+            todo.append(Action(host=desired.name, phase="route", kind="update",
+                               subject=f"route {key}", reason="its certificate was renewed"))  # fmt: skip
+    for action in todo:
+        key = _subject(action, "route")
+        listener_text, _, hostname = key.partition("/")
+        started = time.monotonic()
+        try:
+            if action.kind in ("create", "update", "replace"):
+                r = desired.routes[key]
+                cert = _cert_for(desired, r.hostname) if r.mode != "l4" else ""
+                proxy_route = ProxyRoute(
+                    r.listener, r.hostname, r.backend, r.mode, cert, key_path(cert) if cert else ""
+                )
+                await (await backend_for(r.mode)).add_route(proxy_route)
+                done.append(f"{key} -> {r.backend} ({r.mode})")
+            elif action.kind == "delete":
+                before = action.before if isinstance(action.before, dict) else {}
+                mode = str(before.get("mode", "l7"))
+                await (await backend_for(mode)).remove_route(int(listener_text or 443), hostname)
+                done.append(f"{key} removed")
+        except ProviderError as exc:
+            failed.append(_error(action.subject, exc))
+        timings[action.subject] = time.monotonic() - started
+    return _finish(done, failed, timings, "routes")
+
+
+def record_routes(desired: DesiredLike) -> list[ManifestRoute]:
+    return [
+        ManifestRoute(hostname=r.hostname, listener=r.listener, mode=r.mode, service=r.service, backend=r.backend)
+        for _k, r in sorted(desired.routes.items())
+    ]
+
+
+async def live_routes(loaded: LoadedFleet, node: Node) -> dict[str, ProxyRoute]:
+    """Every route the proxy (or proxies: route and route_l4) on this node serves now."""
+    fleet = loaded.fleet
+    out: dict[str, ProxyRoute] = {}
+    if fleet is None:
+        return out
+    seen: set[int] = set()
+    for provider in (fleet.providers.route, fleet.providers.route_l4):
+        if provider is None or id(provider) in seen:
+            continue
+        seen.add(id(provider))
+        out.update(await (await open_route_backend(provider, node)).list_routes())
+    return out

@@ -1,0 +1,143 @@
+"""The cert, DNS and route steps with the seed-native backends, against their contract fakes:
+Metacrypt issues, the cert lands on the (local) proxy node, mc-proxy gets the routes, MCNS the
+records; a second run with no actions touches nothing; removal deletes only what was recorded;
+a provider that is down fails the step with its message and what to do.  Every secret file
+holds a poison value that must appear in no outcome message."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mcfleet.fleet.load import load_fleet
+from mcfleet.plan.model import Action
+from mcfleet.providers.steps import apply_certs, apply_dns, apply_routes, live_routes, record_routes
+from mcfleet.transport.local import LocalRunner
+from tests.contract_fakes.mcns import run_mcns
+from tests.contract_fakes.mcproxy import start_mcproxy
+from tests.contract_fakes.metacrypt import run_metacrypt
+
+ZONE = "svc.mcp.example.test"
+POISON = "POISON-7f3a9c-secret-never-printed"
+
+
+@dataclass(frozen=True)
+class Cert:
+    name: str
+    path: str
+    sans: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    value: str
+    type: str = "A"
+
+
+@dataclass(frozen=True)
+class Route:
+    hostname: str
+    mode: str
+    service: str | None
+    backend: str
+    listener: int = 443
+
+
+@dataclass
+class Desired:
+    name: str = "rift"
+    certs: dict[str, Cert] = field(default_factory=dict)
+    records: dict[str, Record] = field(default_factory=dict)
+    routes: dict[str, Route] = field(default_factory=dict)
+
+
+def _fleet(root: Path, mcns: str, metacrypt: str, sock: str) -> None:
+    token = root / "mcias-token"
+    token.write_text(POISON + "\n")
+    token.chmod(0o600)
+    fleet = {
+        "zone": ZONE,
+        "providers": {
+            "dns": {"kind": "mcns", "url": mcns, "token_file": str(token)},
+            "cert": {"kind": "metacrypt", "url": metacrypt, "token_file": str(token)},
+            "route": {"kind": "mc-proxy", "socket": sock, "user": str(os.getuid())},
+        },
+    }
+    (root / "fleet.json").write_text(json.dumps(fleet))
+    (root / "hosts").mkdir()
+
+
+def _act(phase: str, kind: str, subject: str, before: object = None) -> Action:
+    return Action(host="rift", phase=phase, kind=kind, subject=subject, before=before)  # type: ignore[arg-type]
+
+
+def test_native_steps_issue_route_register_and_remove(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    web, api = f"mcr.{ZONE}", f"mcr.{ZONE}"
+    desired = Desired(
+        certs={"mcr": Cert("mcr", str(certs / "mcr.pem"), (web,))},
+        records={web: Record(web, "10.0.0.1")},
+        routes={
+            f"443/{web}": Route(web, "l7", "mcr", "127.0.0.1:28080"),
+            f"8443/{api}": Route(api, "l4", "mcr", "127.0.0.1:28443", 8443),
+            f"9443/{api}": Route(api, "l4", "mcr", "127.0.0.1:29443", 9443),
+        },
+    )
+    node = LocalRunner()
+    sock = str(tmp_path / "mc-proxy.sock")
+
+    async def scenario() -> None:
+        server, proxy = await start_mcproxy(sock)
+        try:
+            with run_mcns(ZONE, POISON) as (mcns_url, mcns), run_metacrypt(POISON, (f".{ZONE}",)) as (mc_url, ca):
+                _fleet(tmp_path, mcns_url, mc_url, sock)
+                loaded = load_fleet(tmp_path)
+                cert = await apply_certs(loaded, node, desired, [_act("cert", "create", "cert mcr")])
+                assert cert.status == "changed", cert.message
+                assert ca.issued == [web]
+                assert (certs / "mcr.key").stat().st_mode & 0o777 == 0o600
+                route_actions = [_act("route", "create", f"route {k}") for k in desired.routes]
+                routes = await apply_routes(loaded, node, desired, route_actions)
+                assert routes.status == "changed", routes.message
+                live = await live_routes(loaded, node)
+                assert {k: (r.backend, r.mode) for k, r in live.items()} == {
+                    k: (r.backend, r.mode) for k, r in desired.routes.items()
+                }
+                assert live[f"443/{web}"].cert == str(certs / "mcr.pem")
+                dns = await apply_dns(loaded, desired, [_act("dns", "create", f"dns {web}")])
+                assert dns.status == "changed", dns.message
+                assert [r["value"] for r in mcns.records.values()] == ["10.0.0.1"]
+
+                # converged: no actions -> no provider call that writes
+                writes = (len(proxy.calls), len(ca.issued), mcns.serial)
+                for step in (
+                    apply_certs(loaded, node, desired, []),
+                    apply_routes(loaded, node, desired, []),
+                    apply_dns(loaded, desired, []),
+                ):
+                    assert (await step).status == "unchanged"
+                assert (len(proxy.calls), len(ca.issued), mcns.serial) == writes
+
+                # removal: DNS, then routes, then (the deploy step) containers; only recorded names
+                mcns.records[99] = {"id": 99, "name": f"manual.{ZONE}", "type": "A", "value": "10.9.9.9", "ttl": 60}
+                gone = Desired()
+                assert (await apply_dns(loaded, gone, [_act("dns", "delete", f"dns {web}")])).status == "changed"
+                recorded = {f"{r.listener}/{r.hostname}": r for r in record_routes(desired)}
+                deletes = [_act("route", "delete", f"route {k}", {"mode": r.mode}) for k, r in recorded.items()]
+                assert (await apply_routes(loaded, node, gone, deletes)).status == "changed"
+                assert await live_routes(loaded, node) == {}
+                assert [r["name"] for r in mcns.records.values()] == [f"manual.{ZONE}"]  # never created by us
+
+                # down: the step fails with the provider's message and what to do, no secret in it
+                mcns.down = True
+                failed = await apply_dns(loaded, desired, [_act("dns", "create", f"dns {web}")])
+                assert failed.status == "failed" and "503" in failed.message and "what to do" in failed.message
+                assert POISON not in failed.message + cert.message + routes.message + dns.message
+        finally:
+            await server.stop(None)
+
+    asyncio.run(scenario())
