@@ -1,0 +1,47 @@
+"""What the plan reads from the providers: the DNS server's answers and each proxy's live routes.
+
+Both return an error text instead of raising, so a provider that is down is a line in the
+plan ("cannot read …") rather than the end of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from mcfleet.errors import McfleetError
+from mcfleet.fleet.load import LoadedFleet
+from mcfleet.providers.base import ProviderError
+from mcfleet.providers.route.base import ProxyRoute
+from mcfleet.providers.select import dns_backend
+from mcfleet.providers.steps import Node, live_routes
+from mcfleet.transport.ssh import SshPool
+
+
+async def dns_answers(loaded: LoadedFleet, names: Iterable[str]) -> tuple[dict[str, list[str]], str | None]:
+    backend = dns_backend(loaded.fleet) if loaded.fleet else None
+    wanted = sorted(set(names))
+    if backend is None or not wanted:
+        return {}, None
+    try:
+        return await backend.answers(wanted), None
+    except ProviderError as exc:
+        return {}, exc.message
+
+
+LiveRoutes = dict[str, ProxyRoute] | str  # the routes, or why they could not be read
+
+
+async def proxy_routes(loaded: LoadedFleet, pool: SshPool, hosts: Iterable[str]) -> dict[str, LiveRoutes]:
+    """host -> its proxy's live routes (keyed `<listener>/<hostname>`), or why they could not be read."""
+
+    async def one(name: str) -> LiveRoutes:
+        try:
+            node: Node = await pool.connect(loaded.hosts[name])
+            return await live_routes(loaded, node)
+        except McfleetError as exc:
+            return exc.message
+
+    names = sorted(set(hosts))
+    found = await asyncio.gather(*(one(n) for n in names))
+    return dict(zip(names, found, strict=True))
