@@ -1,15 +1,17 @@
-"""Fuzzing the facts parsers: whatever a node prints, parsing never raises."""
+"""Fuzzing the facts parsers: whatever a node prints, parsing returns facts or refuses the host, never crashes."""
 
 from __future__ import annotations
+
+import contextlib
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcfleet.observe.parse import parse_facts
-from mcfleet.observe.script import FILE, SECTION
+from mcfleet.observe.parse import FactsRefused, encode_framed, parse_facts
+from mcfleet.observe.script import MAGIC
 
-SECTIONS = ["os", "uname", "euid", "passwd", "group", "subuid", "subgid", "resolv", "agent", "unit", "nixos",
-            "manifest", "certs", "containers", "end"]  # fmt: skip
+PROBES = ["os", "uname", "euid", "passwd", "group", "subuid", "subgid", "resolv", "agent", "unit", "nixos",
+          "manifest", "containers"]  # fmt: skip
 LINES = st.one_of(
     st.text(max_size=60),
     st.sampled_from(
@@ -20,6 +22,7 @@ LINES = st.one_of(
             "nameserver",
             "sha256",
             "active",
+            "no-systemd",
             "ID=",
             '{"version": 1}',
             '{"services": {"a": {}}}',
@@ -30,20 +33,32 @@ LINES = st.one_of(
             '[{"Names": [], "Labels": [1]}]',
             '[{"Names": 3}]',
             "-----BEGIN CERTIFICATE-----",
-            FILE,
-            FILE + "/srv/mc-proxy/certs/x.pem",
+            "@@mcfleet-facts:agent",
+            MAGIC,
+            "end",
         ]
     ),
 )
-SECTION_TEXT = st.tuples(st.sampled_from(SECTIONS), st.lists(LINES, max_size=6)).map(
-    lambda t: "\n".join([SECTION + t[0], *t[1]])
-)
-OUTPUT = st.lists(SECTION_TEXT, max_size=16).map("\n".join)
+VALUES = st.dictionaries(st.sampled_from(PROBES), st.lists(LINES, max_size=6).map("\n".join), max_size=13)
+CERTS = st.lists(st.tuples(st.sampled_from(["/c/a.pem", "/c/b.pem"]), LINES.map(str.encode)), max_size=3)
 
 
 @settings(max_examples=300, deadline=None)
-@given(OUTPUT)
-def test_parse_never_raises(output: str) -> None:
-    facts = parse_facts("fuzz", output, agent_path="/srv/mcp/mcp-agent")
+@given(VALUES, CERTS, st.booleans())
+def test_parse_never_raises_on_well_framed_output(
+    values: dict[str, str], certs: list[tuple[str, bytes]], end: bool
+) -> None:
+    try:
+        facts = parse_facts("fuzz", encode_framed(dict(values), certs, end=end), agent_path="/srv/mcp/mcp-agent")
+    except FactsRefused as exc:
+        assert "twice" in exc.message  # the only refusal well-framed values can earn: a repeated certificate path
+        return
     assert facts.host == "fuzz"
     facts.model_dump_json()  # and the result always serialises (plans digest it)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(LINES, max_size=20).map("\n".join))
+def test_raw_noise_is_facts_or_a_refusal(output: str) -> None:
+    with contextlib.suppress(FactsRefused):
+        parse_facts("fuzz", output, agent_path="/srv/mcp/mcp-agent").model_dump_json()

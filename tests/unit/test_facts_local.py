@@ -6,7 +6,7 @@ import asyncio
 import os
 import platform
 
-from mcfleet.observe.parse import parse_facts, split_sections
+from mcfleet.observe.parse import parse_facts, read_framed
 from mcfleet.observe.script import ScriptInputs, facts_script
 from mcfleet.transport.local import LocalRunner
 
@@ -17,7 +17,7 @@ def test_local_facts_round_trip() -> None:
     )
     result = asyncio.run(LocalRunner().run(facts_script(inp), timeout=30))
     assert result.exit_status == 0, result.stderr
-    assert "end" in split_sections(result.stdout)
+    assert read_framed(result.stdout).complete
     facts = parse_facts("local", result.stdout, agent_path=inp.agent_path)
     assert facts.arch_raw == platform.machine()
     assert facts.hostname == platform.node()

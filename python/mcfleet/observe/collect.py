@@ -22,9 +22,9 @@ from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import CaddyProvider, Rfc2136Provider
 from mcfleet.observe.dns import query_names
 from mcfleet.observe.facts import Facts, Unreachable
-from mcfleet.observe.parse import parse_facts, split_sections
+from mcfleet.observe.parse import FactsRefused, facts_from, read_framed
 from mcfleet.observe.routes import observed_hostnames
-from mcfleet.observe.script import ScriptInputs, facts_script
+from mcfleet.observe.script import OUTPUT_CAP, ScriptInputs, facts_script, probes
 from mcfleet.plan.desired import DesiredHost, desired_state, dns_names
 from mcfleet.report.progress import NullProgress, Progress
 from mcfleet.transport.base import HostKeyMismatch
@@ -58,22 +58,30 @@ async def gather_host(
     try:
         conn = await pool.connect(entry)
         progress.update(name, "gathering", conn.address)
-        result = await conn.run(facts_script(script_inputs(loaded, entry, desired)), timeout=FACTS_TIMEOUT)
+        inputs = script_inputs(loaded, entry, desired)
+        result = await conn.run(facts_script(inputs), timeout=FACTS_TIMEOUT, max_output=OUTPUT_CAP)
     except HostKeyMismatch as exc:
         progress.done(name, ok=False, detail="host key mismatch")
         return Unreachable(host=name, reason=exc.message, cause="host-key", hint=exc.hint)
     except UnreachableError as exc:
         progress.done(name, ok=False, detail="unreachable")
         return Unreachable(host=name, reason=exc.message, cause="unreachable", hint=exc.hint)
-    except McfleetError as exc:
+    except McfleetError as exc:  # a timeout, or output past OUTPUT_CAP: this host fails, the others go on
         progress.done(name, ok=False, detail=exc.message)
         return Unreachable(host=name, reason=exc.message, cause="error", hint=exc.hint)
-    if "end" not in split_sections(result.stdout):
-        reason = f"the facts script stopped early (exit {result.exit_status}): {result.stderr.strip()[-300:]}"
-        progress.done(name, ok=False, detail="facts script failed")
-        return Unreachable(host=name, reason=reason, cause="error", hint="run it with `mcfleet --debug plan`")
     try:
-        facts = parse_facts(name, result.stdout, agent_path=entry.host.agent.path, address=conn.address)
+        framed = read_framed(result.stdout)
+        if not framed.complete:
+            reason = f"the facts script stopped early (exit {result.exit_status}): {result.stderr.strip()[-300:]}"
+            progress.done(name, ok=False, detail="facts script failed")
+            return Unreachable(host=name, reason=reason, cause="error", hint="run it with `mcfleet --debug plan`")
+        facts = facts_from(name, framed, agent_path=entry.host.agent.path, address=conn.address)
+    except FactsRefused as exc:  # forged or oversized records: nothing this host said is trusted
+        progress.done(name, ok=False, detail="facts refused")
+        source = {p.name: p.source for p in probes(inputs)}.get(exc.probe or "", "")
+        reason = f"refused the node's facts: {exc.message}" + (f" (read from {source})" if source else "")
+        hint = "check that file on the node: mcfleet reads at most 1 MiB per value and trusts no forged record"
+        return Unreachable(host=name, reason=reason, cause="error", hint=hint)
     except Exception as exc:  # a parser bug must cost one host, not the run: report it as that host's error
         progress.done(name, ok=False, detail="unparsable facts")
         reason = f"could not parse the facts: {type(exc).__name__}: {exc}"

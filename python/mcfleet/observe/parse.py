@@ -1,13 +1,17 @@
 """Pure parsers: the facts script's output (see observe.script) -> `Facts`.
 
 Every function here takes text and returns data; no I/O.  The data-driven
-cases in tests/data/facts/parse/ feed recorded script output through
-`parse_facts` and compare the result.
+cases in tests/data/facts/parse/ hold each value as readable text; the test
+frames them as the script does and compares what `parse_facts` returns.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,18 +27,83 @@ from mcfleet.observe.facts import (
     IdRangeFact,
 )
 from mcfleet.observe.manifest import Manifest
-from mcfleet.observe.script import FILE, SECTION
+from mcfleet.observe.script import CERT, CERT_CAP, END, MAGIC, PROBE_NAME, VALUE_CAP
 
 
-def split_sections(output: str) -> dict[str, str]:
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in output.splitlines():
-        if line.startswith(SECTION):
-            current = sections.setdefault(line[len(SECTION) :].strip(), [])
-        elif current is not None:
-            current.append(line)
-    return {k: "\n".join(v).strip("\n") for k, v in sections.items()}
+class FactsRefused(ValueError):
+    """The facts output breaks the wire format (forged, duplicated or oversized records): the host fails."""
+
+    def __init__(self, message: str, probe: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.probe = probe
+
+
+@dataclass
+class FramedOutput:
+    """The records of one facts run, decoded (see observe.script for the format)."""
+
+    values: dict[str, bytes] = field(default_factory=dict)
+    certs: list[tuple[str, bytes]] = field(default_factory=list)
+    complete: bool = False
+
+    def text(self, name: str) -> str:
+        return self.values.get(name, b"").decode("utf-8", "replace")
+
+
+def encode_framed(values: dict[str, str | bytes], certs: Sequence[tuple[str, bytes]] = (), *, end: bool = True) -> str:
+    """What the facts script prints for these values (tests, fuzzing and recorded cases use it)."""
+
+    def b64(data: str | bytes) -> str:
+        return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+    lines = [MAGIC, *(f"{k} {b64(v)}" for k, v in values.items())]
+    lines += [f"{CERT} {b64(path)} {b64(body)}" for path, body in certs]
+    return "\n".join([*lines, *([END] if end else [])]) + "\n"
+
+
+def _b64(token: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(token, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise FactsRefused(f"the facts output has a malformed {what} record (not base64)") from exc
+
+
+def read_framed(output: str) -> FramedOutput:
+    """Decode the records after the `mcfleet-facts 2` line; refuse anything the script cannot have printed.
+
+    Lines before the first record line are login noise (a shell rc file's echo) and ignored.
+    Raises FactsRefused on a duplicate value, an unknown record, text after `end`, or a value
+    over its cap (a cut value must not pass for the whole file).
+    """
+    framed = FramedOutput()
+    lines = output.split("\n")[:-1]  # the last piece is "" or a line cut short (an incomplete run)
+    try:
+        first = lines.index(MAGIC)
+    except ValueError:
+        return framed  # never started: the caller reports the script as stopped early
+    for line in lines[first + 1 :]:
+        if not line:
+            continue
+        if framed.complete:
+            raise FactsRefused("the facts output continues after its end record")
+        if line == END:
+            framed.complete = True
+            continue
+        parts = line.split(" ")
+        if parts[0] == CERT and len(parts) == 3:
+            path = _b64(parts[1], "certificate").decode("utf-8", "replace")
+            framed.certs.append((path, _b64(parts[2], "certificate")))
+        elif len(parts) == 2 and PROBE_NAME.match(parts[0]):
+            name = parts[0]
+            if name in framed.values:
+                raise FactsRefused(f"the facts output has the value {name!r} twice", probe=name)
+            framed.values[name] = _b64(parts[1], name)
+            if len(framed.values[name]) > VALUE_CAP:
+                raise FactsRefused(f"value {name!r} is larger than {VALUE_CAP // 1024} KiB", probe=name)
+        else:
+            raise FactsRefused(f"the facts output has a line the facts script cannot print: {line[:60]!r}")
+    return framed
 
 
 def parse_os_release(text: str) -> dict[str, str]:
@@ -80,21 +149,27 @@ def parse_resolv(text: str) -> list[str]:
     return [line.split()[1] for line in text.splitlines() if line.startswith("nameserver") and len(line.split()) > 1]
 
 
-def parse_agent(path: str, agent_text: str, unit_text: str) -> AgentFacts:
+def _fields(text: str) -> dict[str, str]:
+    """`key value` lines; the first line of a key counts (each probe prints each key once)."""
     fields: dict[str, str] = {}
-    for line in (agent_text + "\n" + unit_text).splitlines():
+    for line in text.splitlines():
         key, _, value = line.strip().partition(" ")
         if key:
-            fields[key] = value.strip()
+            fields.setdefault(key, value.strip())
+    return fields
+
+
+def parse_agent(path: str, agent_text: str, unit_text: str) -> AgentFacts:
+    fields, unit = _fields(agent_text), _fields(unit_text)
     sha = fields.get("sha256") or None
-    systemd = False if "no-systemd" in fields else (True if "active" in fields else None)
+    systemd = False if "no-systemd" in unit else (True if "active" in unit else None)
     return AgentFacts(
         path=path,
         present=sha is not None,
         sha256=sha,
         version=fields.get("version") or None,
-        unit_active=fields.get("active") or None,
-        unit_enabled=fields.get("enabled") or None,
+        unit_active=unit.get("active") or None,
+        unit_enabled=unit.get("enabled") or None,
         systemd=systemd,
     )
 
@@ -109,18 +184,16 @@ def parse_manifest(text: str) -> tuple[Manifest | None, str | None]:
         return None, f"unreadable manifest: {first}"
 
 
-def parse_certs(text: str) -> list[CertFacts]:
-    found: list[CertFacts] = []
-    path: str | None = None
-    body: list[str] = []
-    for line in [*text.splitlines(), FILE]:
-        if line.startswith(FILE):
-            if path is not None:
-                found.append(parse_cert(path, "\n".join(body)))
-            path, body = line[len(FILE) :].strip() or None, []
+def parse_certs(files: list[tuple[str, bytes]]) -> list[CertFacts]:
+    seen: dict[str, CertFacts] = {}
+    for path, body in files:
+        if path in seen:
+            raise FactsRefused(f"the facts output has the certificate {path} twice", probe=CERT)
+        if len(body) > CERT_CAP:  # cut on the node: a certificate of that size is not one mcfleet issued
+            seen[path] = CertFacts(path=path, error=f"larger than {CERT_CAP // 1024} KiB: not read")
         else:
-            body.append(line)
-    return found
+            seen[path] = parse_cert(path, body.decode("utf-8", "replace"))
+    return list(seen.values())
 
 
 def parse_containers(text: str) -> list[ContainerFacts] | None:
@@ -149,11 +222,15 @@ def parse_containers(text: str) -> list[ContainerFacts] | None:
 
 
 def parse_facts(host: str, output: str, *, agent_path: str, address: str | None = None) -> Facts:
-    s = split_sections(output)
-    osr = parse_os_release(s.get("os", ""))
-    uname = s.get("uname", "").splitlines()
-    manifest, manifest_error = parse_manifest(s.get("manifest", ""))
-    euid = s.get("euid", "").strip()
+    """Facts from the script's output; raises FactsRefused when the output breaks the format."""
+    return facts_from(host, read_framed(output), agent_path=agent_path, address=address)
+
+
+def facts_from(host: str, v: FramedOutput, *, agent_path: str, address: str | None = None) -> Facts:
+    osr = parse_os_release(v.text("os"))
+    uname = v.text("uname").splitlines()
+    manifest, manifest_error = parse_manifest(v.text("manifest"))
+    euid = v.text("euid").strip()
     return Facts(
         host=host,
         address=address,
@@ -163,15 +240,15 @@ def parse_facts(host: str, output: str, *, agent_path: str, address: str | None 
         arch_raw=uname[0].strip() if uname else None,
         hostname=uname[1].strip() if len(uname) > 1 else None,
         euid=int(euid) if euid.isdigit() else None,
-        accounts=sorted(parse_passwd(s.get("passwd", "")), key=lambda a: a.name),
-        groups=sorted(parse_group(s.get("group", "")), key=lambda g: g.name),
-        subuid=parse_subids(s.get("subuid", "")),
-        subgid=parse_subids(s.get("subgid", "")),
-        resolvers=parse_resolv(s.get("resolv", "")),
-        agent=parse_agent(agent_path, s.get("agent", ""), s.get("unit", "")),
-        nixos_system=s.get("nixos", "").strip() or None,
+        accounts=sorted(parse_passwd(v.text("passwd")), key=lambda a: a.name),
+        groups=sorted(parse_group(v.text("group")), key=lambda g: g.name),
+        subuid=parse_subids(v.text("subuid")),
+        subgid=parse_subids(v.text("subgid")),
+        resolvers=parse_resolv(v.text("resolv")),
+        agent=parse_agent(agent_path, v.text("agent"), v.text("unit")),
+        nixos_system=v.text("nixos").strip() or None,
         manifest=manifest,
         manifest_error=manifest_error,
-        certs=parse_certs(s.get("certs", "")),
-        containers=parse_containers(s.get("containers", "")),
+        certs=parse_certs(v.certs),
+        containers=parse_containers(v.text("containers")),
     )

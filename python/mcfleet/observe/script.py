@@ -1,22 +1,44 @@
 """The one facts script run per host (one round trip), generated from the host file.
 
 Plain POSIX sh (Debian's dash, NixOS's bash), read-only, no secrets: private
-keys are never read (only `*.pem` files that are not `*key*`).  Output is a
-series of sections, each introduced by a line `@@mcfleet-facts:<name>`; certificate
-files inside the `certs` section each start with `@@mcfleet-file:<path>`.
-`observe.parse.parse_facts` turns that text into `Facts`; nothing here parses.
+keys are never read (only `*.pem` files that are not `*key*`).  `observe.parse`
+turns the output into `Facts`; nothing here parses.
+
+Wire format (version 2).  A node's content must never be able to forge or end a
+record, so every value read on the node is base64-encoded (no newline, no space)
+and capped on the node (`head -c`) before it leaves:
+
+    mcfleet-facts 2                 first line of ours; anything before it is login noise
+    <probe> <base64 value>          one line per probe; the value is the probe's stdout
+    cert <base64 path> <base64 pem> one line per certificate file (the only repeated record)
+    end                             the script ran to its end
+
+A value longer than `VALUE_CAP` bytes arrives as `VALUE_CAP + 1` bytes, so the
+parser knows it was cut and fails that host with the probe's name.
+
+Adding a value: append a `Probe(name, body)` to `probes()` (name: lowercase,
+digits, `-`; body: POSIX sh whose stdout is the value, run with stderr
+discarded), add a field to `Facts`, and read it in `parse.parse_facts` with
+`values.text("<name>")`.  Quote every host-file value with `shlex.quote`.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 
 from mcfleet.observe.manifest import MANIFEST_PATH
 
-SECTION = "@@mcfleet-facts:"
-FILE = "@@mcfleet-file:"
+MAGIC = "mcfleet-facts 2"
+END = "end"
+CERT = "cert"
 CERT_DIR = "/srv/mc-proxy/certs"
+VALUE_CAP = 1024 * 1024  # bytes per value read on the node
+CERT_CAP = 64 * 1024  # bytes per certificate file (a fullchain is a few KiB)
+CERT_FILES_CAP = 512  # certificate files read per host
+OUTPUT_CAP = 16 * 1024 * 1024  # bytes of script output the operator's machine reads per host
+PROBE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
 
 @dataclass(frozen=True)
@@ -31,34 +53,76 @@ class ScriptInputs:
     manifest_path: str = MANIFEST_PATH
 
 
-def facts_script(inp: ScriptInputs) -> str:
+@dataclass(frozen=True)
+class Probe:
+    """One value read on the node: `body` is POSIX sh; its stdout (capped, base64) is the value."""
+
+    name: str
+    body: str
+    source: str = ""  # what the value is read from, for error messages ("/etc/resolv.conf")
+
+    def __post_init__(self) -> None:
+        if not PROBE_NAME.match(self.name) or self.name in (CERT, END):
+            raise ValueError(f"bad probe name {self.name!r}")
+
+
+def probes(inp: ScriptInputs) -> list[Probe]:
     q = shlex.quote
     users = " ".join(q(u) for u in inp.users)
     uids = " ".join(str(u) for u in inp.uids)
     gids = " ".join(str(g) for g in inp.gids)
     agent, unit = q(inp.agent_path), q(inp.agent_unit)
-    names_re = q("^(" + "|".join(inp.users) + "):") if inp.users else "'^$'"
+    names_re = q("^(" + "|".join(re.escape(u) for u in inp.users) + "):") if inp.users else "'^$'"
+    return [
+        Probe("os", "cat /etc/os-release", "/etc/os-release"),
+        Probe("uname", "uname -m; uname -n", "uname"),
+        Probe("euid", "id -u", "id -u"),
+        Probe("passwd", f'for k in {users} {uids}; do getent passwd "$k"; done', "getent passwd"),
+        Probe("group", f'for k in {users} {gids}; do getent group "$k"; done', "getent group"),
+        Probe("subuid", f"grep -E {names_re} /etc/subuid", "/etc/subuid"),
+        Probe("subgid", f"grep -E {names_re} /etc/subgid", "/etc/subgid"),
+        Probe("resolv", "cat /etc/resolv.conf", "/etc/resolv.conf"),
+        Probe(
+            "agent",
+            f"if [ -f {agent} ]; then echo \"sha256 $(sha256sum < {agent} | cut -d' ' -f1)\"; "
+            f'[ -f {agent}.version ] && echo "version $(head -c 200 {agent}.version | head -n 1)"; '
+            "else echo absent; fi",
+            inp.agent_path,
+        ),
+        Probe(
+            "unit",
+            "if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then "
+            f'echo "active $(systemctl is-active {unit})"; echo "enabled $(systemctl is-enabled {unit})"; '
+            "else echo no-systemd; fi",
+            "systemctl",
+        ),
+        Probe("nixos", "readlink /run/current-system", "/run/current-system"),
+        Probe("manifest", f"cat {q(inp.manifest_path)}", inp.manifest_path),
+        Probe(
+            "containers",
+            f"if [ {1 if inp.containers else 0} = 1 ] && command -v podman >/dev/null 2>&1; then "
+            "podman ps -a --format json || echo '[]'; else echo absent; fi",
+            "podman ps",
+        ),
+    ]
+
+
+def facts_script(inp: ScriptInputs) -> str:
+    funcs = "\n".join(f"p_{p.name.replace('-', '_')}() {{\n{p.body}\n}}" for p in probes(inp))
+    calls = "\n".join(f"v {p.name} p_{p.name.replace('-', '_')}" for p in probes(inp))
     return f"""\
 LC_ALL=C; export LC_ALL
-s() {{ printf '\\n{SECTION}%s\\n' "$1"; }}
-s os; cat /etc/os-release 2>/dev/null
-s uname; uname -m; uname -n
-s euid; id -u
-s passwd; for k in {users} {uids}; do getent passwd "$k"; done
-s group; for k in {users} {gids}; do getent group "$k"; done
-s subuid; grep -E {names_re} /etc/subuid 2>/dev/null
-s subgid; grep -E {names_re} /etc/subgid 2>/dev/null
-s resolv; cat /etc/resolv.conf 2>/dev/null
-s agent; if [ -f {agent} ]; then echo "sha256 $(sha256sum < {agent} | cut -d' ' -f1)"; \
-[ -f {agent}.version ] && echo "version $(head -c 200 {agent}.version)"; else echo absent; fi
-s unit; if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then \
-echo "active $(systemctl is-active {unit} 2>/dev/null)"; echo "enabled $(systemctl is-enabled {unit} 2>/dev/null)"; \
-else echo no-systemd; fi
-s nixos; readlink /run/current-system 2>/dev/null
-s manifest; cat {q(inp.manifest_path)} 2>/dev/null
-s certs; for f in {q(inp.cert_dir)}/*.pem; do [ -f "$f" ] || continue; case "$f" in *key*) continue;; esac; \
-printf '{FILE}%s\\n' "$f"; head -c 65536 "$f"; echo; done
-s containers; if [ {1 if inp.containers else 0} = 1 ] && command -v podman >/dev/null 2>&1; then \
-podman ps -a --format json 2>/dev/null || echo '[]'; else echo absent; fi
-s end
+b() {{ base64 | tr -d '\\n'; }}
+v() {{ printf '%s ' "$1"; "$2" 2>/dev/null </dev/null | head -c {VALUE_CAP + 1} | b; echo; }}
+{funcs}
+echo '{MAGIC}'
+{calls}
+n=0
+for f in {shlex.quote(inp.cert_dir)}/*.pem; do
+  [ -f "$f" ] || continue
+  case "$f" in *key*) continue;; esac
+  n=$((n + 1)); [ "$n" -gt {CERT_FILES_CAP} ] && break
+  printf '{CERT} '; printf '%s' "$f" | b; printf ' '; head -c {CERT_CAP + 1} "$f" 2>/dev/null | b; echo
+done
+echo {END}
 """

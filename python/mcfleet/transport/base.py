@@ -9,17 +9,24 @@
 - `LocalSshConfigError`: a known_hosts or identity file named by the host file is
   missing or unreadable here (reported before any address is tried);
 - `CommandTimeout`: a command ran longer than its timeout;
-- `CommandFailed`: `RunResult.check()` on a non-zero exit status.
+- `CommandFailed`: `RunResult.check()` on a non-zero exit status;
+- `OutputTooLarge`: a command printed more than its output cap (`OUTPUT_CAP` by
+  default): reading stops there, so a flooding node costs bounded memory.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shlex
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from mcfleet.errors import McfleetError, PeerError
+
+OUTPUT_CAP = 16 * 1024 * 1024  # bytes read from one command's stdout (and again from its stderr)
+READ_CHUNK = 64 * 1024
 
 Command = Sequence[str] | str
 
@@ -51,7 +58,14 @@ class Runner(Protocol):
 
     name: str
 
-    async def run(self, command: Command, *, input: str | None = None, timeout: float | None = None) -> RunResult: ...  # noqa: ASYNC109 (a per-command limit is the API)
+    async def run(
+        self,
+        command: Command,
+        *,
+        input: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (a per-command limit is the API)
+        max_output: int = OUTPUT_CAP,
+    ) -> RunResult: ...
 
 
 class Unreachable(PeerError):
@@ -86,3 +100,53 @@ def shell_line(command: Command, *, become: str | None) -> str:
     """
     line = shlex.join(command) if not isinstance(command, str) else shlex.join(["sh", "-c", command])
     return f"{become} -n -- {line}" if become else line
+
+
+class OutputTooLarge(PeerError):
+    kind = "output too large"
+
+
+class _Readable(Protocol):
+    async def read(self, n: int = -1, /) -> bytes: ...
+
+
+async def read_capped(stream: _Readable, cap: int, *, what: str, host: str) -> bytes:
+    """Everything `stream` yields up to EOF, or OutputTooLarge as soon as it passes `cap` bytes.
+
+    Reads in chunks, so memory stays near `cap` whatever the other side sends.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await stream.read(READ_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > cap:
+            raise OutputTooLarge(
+                f"{what} printed more than {cap // 1024} KiB; mcfleet stopped reading it",
+                location=host,
+                hint="a node's output is capped so that one node cannot exhaust this machine: "
+                "find what on the node produces so much output (an oversized file, a looping command)",
+            )
+        chunks.append(chunk)
+
+
+async def read_both(out: Coroutine[Any, Any, bytes], err: Coroutine[Any, Any, bytes]) -> tuple[bytes, bytes]:
+    """stdout and stderr read at once (either may fill while the other is awaited); the first error wins.
+
+    When one read fails (its cap passed) the other is cancelled, so nothing is left reading.
+    """
+    tasks = [asyncio.ensure_future(out), asyncio.ensure_future(err)]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            failed = task.exception() if task.done() else None
+            if failed is not None:
+                raise failed  # the read that passed its cap
+        return tasks[0].result(), tasks[1].result()
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task

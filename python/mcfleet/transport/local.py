@@ -12,7 +12,7 @@ import os
 import signal
 from dataclasses import dataclass
 
-from mcfleet.transport.base import Command, CommandTimeout, RunResult
+from mcfleet.transport.base import OUTPUT_CAP, Command, CommandTimeout, RunResult, read_both, read_capped
 
 
 @dataclass
@@ -20,7 +20,14 @@ class LocalRunner:
     name: str = "local"
     command_timeout: float = 120.0
 
-    async def run(self, command: Command, *, input: str | None = None, timeout: float | None = None) -> RunResult:  # noqa: ASYNC109 (a per-command limit is the API)
+    async def run(
+        self,
+        command: Command,
+        *,
+        input: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (a per-command limit is the API)
+        max_output: int = OUTPUT_CAP,
+    ) -> RunResult:
         argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -31,10 +38,26 @@ class LocalRunner:
         )
         limit = timeout if timeout is not None else self.command_timeout
         try:
-            out, err = await asyncio.wait_for(proc.communicate(input.encode() if input is not None else None), limit)
+            out, err = await asyncio.wait_for(self._collect(proc, input, max_output), limit)
         except TimeoutError as exc:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.communicate()  # drain to EOF so the pipes are closed, not left to the GC
             raise CommandTimeout(f"command did not finish within {limit:g} s", location=self.name) from exc
+        finally:
+            if proc.returncode is None:  # timed out or flooded: the whole group goes
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.communicate()  # the group is dead: what is left in the pipes is bounded; EOF closes them
         return RunResult(proc.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+    async def _collect(self, proc: asyncio.subprocess.Process, input: str | None, cap: int) -> tuple[bytes, bytes]:
+        assert proc.stdout is not None and proc.stderr is not None  # both are PIPEs above
+        if input is not None and proc.stdin is not None:
+            proc.stdin.write(input.encode())
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                await proc.stdin.drain()
+            proc.stdin.close()
+        out, err = await read_both(
+            read_capped(proc.stdout, cap, what="the local command", host=self.name),
+            read_capped(proc.stderr, cap, what="the local command (stderr)", host=self.name),
+        )
+        await proc.wait()
+        return out, err

@@ -35,12 +35,15 @@ import asyncssh
 
 from mcfleet.fleet.load import HostEntry
 from mcfleet.transport.base import (
+    OUTPUT_CAP,
     Command,
     CommandTimeout,
     HostKeyMismatch,
     LocalSshConfigError,
     RunResult,
     Unreachable,
+    read_both,
+    read_capped,
     shell_line,
 )
 
@@ -75,11 +78,18 @@ class SshConnection:
     _forwards: list[Any] = field(default_factory=list)
     _tmpdirs: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
 
-    async def run(self, command: Command, *, input: str | None = None, timeout: float | None = None) -> RunResult:  # noqa: ASYNC109 (a per-command limit is the API)
+    async def run(
+        self,
+        command: Command,
+        *,
+        input: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (a per-command limit is the API)
+        max_output: int = OUTPUT_CAP,
+    ) -> RunResult:
         line = shell_line(command, become=self.become)
         limit = timeout if timeout is not None else self.command_timeout
         try:
-            proc = await self.conn.run(line, input=input, check=False, timeout=limit)
+            status, out, err = await asyncio.wait_for(self._collect(line, command, input, max_output), limit)
         except (asyncssh.TimeoutError, TimeoutError) as exc:
             raise CommandTimeout(
                 f"command did not finish within {limit:g} s: {_short(command)}",
@@ -88,8 +98,24 @@ class SshConnection:
             ) from exc
         except (asyncssh.Error, OSError) as exc:
             raise Unreachable(f"connection lost while running {_short(command)}: {exc}", location=self.name) from exc
-        status = proc.exit_status if proc.exit_status is not None else 255
-        return RunResult(status, _text(proc.stdout), _text(proc.stderr))
+        return RunResult(status, _text(out), _text(err))
+
+    async def _collect(self, line: str, command: Command, input: str | None, cap: int) -> tuple[int, bytes, bytes]:
+        """Run `line`; read its stdout and stderr (each at most `cap` bytes) until the channel closes."""
+        proc = await self.conn.create_process(line, encoding=None)
+        try:
+            if input is not None:
+                proc.stdin.write(input.encode())
+            proc.stdin.write_eof()
+            what = f"the command `{_short(command)}`"
+            out, err = await read_both(
+                read_capped(proc.stdout, cap, what=what, host=self.name),
+                read_capped(proc.stderr, cap, what=f"{what} (stderr)", host=self.name),
+            )
+            await proc.wait_closed()
+        finally:
+            proc.close()  # past the cap: closing the channel stops the node's output at once
+        return (proc.exit_status if proc.exit_status is not None else 255), out, err
 
     async def sftp(self) -> asyncssh.SFTPClient:
         if self._sftp is None:

@@ -1,0 +1,74 @@
+"""A node that floods, tried for real on lab nodes: /etc/resolv.conf of 300 MB, or linked
+to /dev/zero, fails only that host with a reason naming the file; the healthy host is
+still planned; the operator's memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.apply_lab import mcfleet_argv
+
+pytestmark = pytest.mark.lab
+
+FLOOD_NODES = ["floodn1", "floodn2"]
+
+
+def measured_cli(*args: str, timeout: float = 600) -> tuple[int, str, str, int, float]:
+    """Run the CLI; return (code, stdout, stderr, peak RSS in MiB, seconds).
+
+    The RSS is this test process's largest waited-for child so far: an upper bound of the CLI's.
+    """
+    started = time.monotonic()
+    done = subprocess.run([*mcfleet_argv(), *args], capture_output=True, text=True, timeout=timeout, check=False)
+    rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    return done.returncode, done.stdout, done.stderr, rss_mib, time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def flood_lab(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
+    async def up() -> None:
+        await asyncio.gather(*(lab.add_fast_node(n, with_podman=False) for n in FLOOD_NODES))
+
+    asyncio.run(up())
+    yield lab, lab.write_fleet(tmp_path_factory.mktemp("floodlab") / "fleet", nodes=FLOOD_NODES)
+
+
+def node_sh(lab: Any, node: str, script: str) -> None:
+    code, _out, err = asyncio.run(lab.exec_in(node, ["sh", "-c", script]))
+    assert code == 0, f"{script!r} on {node}: {err}"
+
+
+@pytest.mark.parametrize(
+    ("flood", "what"),
+    [
+        ("truncate -s 300M /etc/resolv.conf", "a 300 MB /etc/resolv.conf"),
+        ("rm -f /etc/resolv.conf && ln -s /dev/zero /etc/resolv.conf", "/etc/resolv.conf linked to /dev/zero"),
+    ],
+)
+def test_a_flooding_file_fails_only_its_host_with_the_file_named(
+    flood_lab: tuple[Any, Path], flood: str, what: str
+) -> None:
+    lab, root = flood_lab
+    node_sh(lab, "floodn1", f"cp -P /etc/resolv.conf /root/resolv.keep && {{ {flood}; }}")
+    try:
+        code, out, err, rss_mib, seconds = measured_cli("plan", str(root), "--json")
+    finally:
+        node_sh(lab, "floodn1", "rm -f /etc/resolv.conf && cp -P /root/resolv.keep /etc/resolv.conf")
+    print(f"{what}: plan exit {code}, peak RSS {rss_mib} MiB, {seconds:.1f} s")
+    assert "Traceback" not in out + err and "internal error" not in out + err, err
+    data = json.loads(out)
+    assert set(data["unreachable"]) == {"floodn1"}, data["unreachable"]
+    reason = json.dumps(data["unreachable"]["floodn1"])
+    assert "'resolv' is larger than 1024 KiB" in reason and "/etc/resolv.conf" in reason, reason
+    assert [a["subject"] for a in data["actions"] if a["host"] == "floodn2"][:1] == ["user mcp"]  # still planned
+    assert rss_mib < 400, f"{what}: the operator's machine peaked at {rss_mib} MiB"
