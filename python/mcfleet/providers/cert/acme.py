@@ -68,6 +68,8 @@ class AcmeCert:
                 net.account = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
             order = acme.new_order(csr_pem)
             for authz in order.authorizations:
+                if authz.body.status != messages.STATUS_PENDING:
+                    continue  # an authorization the CA reuses (already valid) takes no answer
                 for chall in authz.body.challenges:
                     if isinstance(chall.chall, challenges.HTTP01):
                         acme.answer_challenge(chall, chall.chall.response(account))

@@ -85,12 +85,14 @@ class CaddyRoutes:
         return out
 
     def _remove(self, listener: int, hostname: str) -> None:
+        # The certificate entry goes first: every change makes Caddy load the whole config
+        # again, which fails while an entry names a file that is gone.
         ident = route_id(listener, hostname)
-        if ident in {str(r.get("@id")) for r in self._call("GET", self._routes_path()) or [] if isinstance(r, dict)}:
-            self._call("DELETE", f"/id/{urllib.parse.quote(ident)}")
         for index, cert in reversed(list(enumerate(self._certs()))):
             if ident in cert.get("tags", []):
                 self._call("DELETE", f"/config/apps/tls/certificates/load_files/{index}")
+        if ident in {str(r.get("@id")) for r in self._call("GET", self._routes_path()) or [] if isinstance(r, dict)}:
+            self._call("DELETE", f"/id/{urllib.parse.quote(ident)}")
 
     def _add(self, route: ProxyRoute) -> None:
         if route.mode not in ("l7", "re-encrypt"):

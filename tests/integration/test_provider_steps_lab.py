@@ -1,0 +1,249 @@
+"""The cert, DNS and route steps against the real lab: Pebble issues, Knot holds the records,
+Caddy and HAProxy run inside the nodes (node3 is the edge).  Three services on node1 (their
+backends are plain processes here; containers are the deploy step's job): a public l7 route
+through the edge, an internal l7 route on node1's own proxy, an l4 SNI route on node1.
+
+Shows: one run issues every cert, writes every record and route, and curl through the proxies
+returns each page with a certificate that verifies (and the l4 service's own TLS); a cert 20
+days from expiry is renewed and one 60 days out is kept; removal takes DNS, then routes away;
+Knot and the proxies no longer know the names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from mcfleet.fleet.load import LoadedFleet, load_fleet
+from mcfleet.fleet.rules import check
+from mcfleet.lab.peers.nodeproxy import NodeProxies, providers_json, start_node_proxies
+from mcfleet.lab.proc import spawn, start_time, stop
+from mcfleet.plan.desired import DesiredHost, desired_state
+from mcfleet.plan.model import Action
+from mcfleet.providers.cert.base import cert_info
+from mcfleet.providers.read import dns_answers, proxy_routes
+from mcfleet.providers.steps import apply_certs, apply_dns, apply_routes
+from mcfleet.transport.ssh import SshPool
+from tests.fixtures_lab import LabFleet
+
+pytestmark = pytest.mark.lab
+
+PAGES = {"pub": 18181, "int": 18182}
+SNI_PORT = 18443
+
+
+@pytest.fixture(scope="module")
+def proxies(lab_fleet: LabFleet) -> dict[str, NodeProxies]:
+    lab = lab_fleet.lab
+
+    async def both() -> list[NodeProxies]:
+        return list(await asyncio.gather(*(start_node_proxies(lab.state, lab.run_dir, lab.node(n))
+                                           for n in ("node1", "node3"))))  # fmt: skip
+
+    return {p.node: p for p in asyncio.run(both())}
+
+
+def _service(name: str, route: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "components": [{"name": name, "image": "registry.lab:5000/demo:v1", "routes": [route]}]}
+
+
+def _fleet_dir(lab_fleet: LabFleet, proxies: dict[str, NodeProxies], dest: Path) -> Path:
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(lab_fleet.fleet_dir, dest, ignore=shutil.ignore_patterns("services", ".mcfleet", ".lab"))
+    fleet = json.loads((dest / "fleet.json").read_text())
+    zone = fleet["zone"]
+    fleet["public_domains"] = [zone]
+    fleet["providers"].update(providers_json(proxies["node1"]))
+    (dest / "fleet.json").write_text(json.dumps(fleet, indent=2))
+    edge = json.loads((dest / "hosts/node3/host.json").read_text())
+    edge["roles"] = ["edge"]
+    (dest / "hosts/node3/host.json").write_text(json.dumps(edge, indent=2))
+    node1 = lab_fleet.node("node1").address
+    services = dest / "hosts/node1/services"
+    services.mkdir(parents=True)
+    routes = {
+        "pub": {"port": 8080, "mode": "l7", "public": True, "hostname": f"pub.{zone}", "host_port": PAGES["pub"],
+                "bind": ["127.0.0.1", node1]},
+        "int": {"port": 8080, "mode": "l7", "host_port": PAGES["int"]},
+        "sni": {"port": 8443, "mode": "l4", "listener": 8443, "host_port": SNI_PORT},
+    }  # fmt: skip
+    for name, route in routes.items():
+        (services / f"{name}.json").write_text(json.dumps(_service(name, route), indent=2))
+    return dest
+
+
+def _self_signed(hostname: str, days: int, out: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    crt, k = out / f"{hostname}.pem", out / f"{hostname}.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    k.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))  # fmt: skip
+    return crt, k
+
+
+@pytest.fixture(scope="module")
+def backends(lab_fleet: LabFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The services' processes on node1: two pages and a TLS server with its own certificate."""
+    d = tmp_path_factory.mktemp("stepbackends")
+    n1 = lab_fleet.node("node1")
+    pids = []
+    for name, port in PAGES.items():
+        (d / name).mkdir()
+        (d / name / "index.html").write_text(f"this is the {name} service\n")
+        pids.append(spawn([*n1.nsenter(), "/usr/bin/python3", "-m", "http.server", str(port), "--bind", "0.0.0.0",
+                           "--directory", str(d / name)], log=d / f"{name}.log"))  # fmt: skip
+    crt, key = _self_signed(f"sni.{lab_fleet.knot.zone}", 365, d / "sni")
+    pids.append(spawn([*n1.nsenter(), "/usr/bin/openssl", "s_server", "-accept", str(SNI_PORT), "-cert", str(crt),
+                       "-key", str(key), "-www", "-quiet"], log=d / "sni.log"))  # fmt: skip
+    started = {pid: start_time(pid) for pid in pids}
+    time.sleep(1.0)
+    yield crt
+    for pid, when in started.items():
+        stop(pid, when)
+
+
+def _creates(d: DesiredHost) -> dict[str, list[Action]]:
+    def act(phase: str, subject: str) -> Action:
+        return Action(host=d.name, phase=phase, kind="create", subject=subject)
+
+    return {
+        "cert": [act("cert", f"cert {k}") for k in sorted(d.certs)],
+        "dns": [act("dns", f"dns {k}") for k in sorted(d.records)],
+        "route": [act("route", f"route {k}") for k in sorted(d.routes)],
+    }
+
+
+async def _apply(loaded: LoadedFleet, desired: dict[str, DesiredHost], plan: dict[str, dict[str, list[Action]]],
+                 renewed: set[str] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+    out: dict[str, dict[str, Any]] = {}
+    async with SshPool(hosts=loaded.hosts) as pool:
+        for host, steps in sorted(plan.items()):
+            node = await pool.connect(loaded.hosts[host])
+            d = desired[host]
+            # the apply order: cert -> (containers) -> routes -> DNS; removals: DNS -> routes -> certs
+            adds = {k: [a for a in v if a.kind != "delete"] for k, v in steps.items()}
+            drops = {k: [a for a in v if a.kind == "delete"] for k, v in steps.items()}
+            dns_gone = await apply_dns(loaded, d, drops.get("dns", []))
+            routes_gone = await apply_routes(loaded, node, d, drops.get("route", []))
+            certs_gone = await apply_certs(loaded, node, d, drops.get("cert", []))
+            cert = await apply_certs(loaded, node, d, adds.get("cert", []))
+            route = await apply_routes(loaded, node, d, adds.get("route", []), cert.renewed | (renewed or set()))
+            dns = await apply_dns(loaded, d, adds.get("dns", []))
+            out[host] = {"cert": cert, "route": route, "dns": dns, "dns-": dns_gone, "route-": routes_gone,
+                         "cert-": certs_gone}  # fmt: skip
+    return out
+
+
+def _curl(host: str, port: int, address: str, ca: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "--resolve", f"{host}:{port}:{address}", "--cacert", str(ca),
+         f"https://{host}:{port}/"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
+def test_steps_issue_register_route_renew_and_remove(
+    lab_fleet: LabFleet, proxies: dict[str, NodeProxies], backends: Path, tmp_path: Path
+) -> None:
+    root = _fleet_dir(lab_fleet, proxies, tmp_path / "fleet")
+    loaded = load_fleet(root)
+    assert [f.format() for f in check(loaded)] == []
+    zone = lab_fleet.knot.zone
+    desired = desired_state(loaded)
+    assert set(desired["node3"].routes) == {f"443/pub.{zone}"}
+    assert set(desired["node1"].routes) == {f"443/int.{zone}", f"8443/sni.{zone}"}
+    pebble_root = tmp_path / "pebble-root.pem"
+    pebble_root.write_text(lab_fleet.pebble.root_pem())
+
+    started = time.monotonic()
+    first = asyncio.run(_apply(loaded, desired, {h: _creates(desired[h]) for h in ("node1", "node3")}))
+    took = time.monotonic() - started
+    for host, steps in first.items():
+        for step, outcome in steps.items():
+            assert outcome.status in ("changed", "unchanged"), f"{host} {step}: {outcome.message}"
+    print(f"first run (2 certs from Pebble, 3 routes, 3 records): {took:.2f} s")
+
+    edge, worker = proxies["node3"].address, proxies["node1"].address
+    pub = _curl(f"pub.{zone}", 443, edge, pebble_root)
+    assert "this is the pub service" in pub.stdout, pub.stderr
+    internal = _curl(f"int.{zone}", 443, worker, pebble_root)
+    assert "this is the int service" in internal.stdout, internal.stderr
+    sni = _curl(f"sni.{zone}", 8443, worker, backends)  # the service's own certificate, end to end
+    assert sni.returncode == 0 and "s_server" in sni.stdout, sni.stderr
+
+    answers, error = asyncio.run(dns_answers(loaded, [f"pub.{zone}", f"int.{zone}", f"sni.{zone}"]))
+    assert error is None and answers == {f"{n}.{zone}": [worker] for n in ("pub", "int", "sni")}
+    live = asyncio.run(_live(loaded, ["node1", "node3"]))
+    assert {h: sorted(r) for h, r in live.items()} == {h: sorted(desired[h].routes) for h in live}
+
+    # renewal: plant a cert 20 days from expiry on node1 (renewed) and one 60 days out on node3 (kept)
+    near, _ = _self_signed(f"int.{zone}", 20, tmp_path / "planted")
+    far, _ = _self_signed(f"pub.{zone}", 60, tmp_path / "planted")
+    int_path, pub_path = desired["node1"].certs["int"].path, desired["node3"].certs["pub"].path
+    lab_fleet.exec_in("node1", ["cp", str(near), int_path])
+    lab_fleet.exec_in("node3", ["cp", str(far), pub_path])
+    days = {p: cert_info(lab_fleet.exec_in(h, ["cat", p]).stdout).days_left() for h, p in
+            (("node1", int_path), ("node3", pub_path))}  # fmt: skip
+    renew = {p for p, left in days.items() if left < 30}
+    assert renew == {int_path}
+    plan = {"node1": {"cert": [Action(host="node1", phase="cert", kind="replace", subject="cert int")]}}
+    again = asyncio.run(_apply(loaded, desired, plan))
+    assert again["node1"]["cert"].status == "changed", again["node1"]["cert"].message
+    assert "int" in again["node1"]["route"].message  # its route was given to Caddy again: the new cert is read
+    renewed = cert_info(lab_fleet.exec_in("node1", ["cat", int_path]).stdout)
+    assert renewed.days_left() > 60 and "this is the int service" in _curl(f"int.{zone}", 443, worker,
+                                                                         pebble_root).stdout  # fmt: skip
+    assert 55 <= cert_info(lab_fleet.exec_in("node3", ["cat", pub_path]).stdout).days_left() <= 60
+
+    # removal of pub: DNS first, then the edge's route (and the cert on the edge)
+    gone = {h: DesiredHost(**{**vars(d), "routes": {}, "certs": {}, "records": {}}) for h, d in desired.items()}
+    removal = {
+        "node1": {"dns": [Action(host="node1", phase="dns", kind="delete", subject=f"dns pub.{zone}")]},
+        "node3": {
+            "route": [Action(host="node3", phase="route", kind="delete", subject=f"route 443/pub.{zone}",
+                             before={"mode": "l7"})],
+            "cert": [Action(host="node3", phase="cert", kind="delete", subject="cert pub", before={"path": pub_path})],
+        },
+    }  # fmt: skip
+    removed = asyncio.run(_apply(loaded, gone, removal))
+    failures = [f"{h} {k}: {o.message}" for h, s in removed.items() for k, o in s.items() if o.status == "failed"]
+    assert failures == []
+    answers, _ = asyncio.run(dns_answers(loaded, [f"pub.{zone}", f"int.{zone}"]))
+    assert answers == {f"pub.{zone}": [], f"int.{zone}": [worker]}
+    assert asyncio.run(_live(loaded, ["node3"])) == {"node3": []}
+    assert "this is the pub service" not in _curl(f"pub.{zone}", 443, edge, pebble_root).stdout
+
+
+async def _live(loaded: LoadedFleet, hosts: list[str]) -> dict[str, list[str]]:
+    async with SshPool(hosts=loaded.hosts) as pool:
+        found = await proxy_routes(loaded, pool, hosts)
+    out = {}
+    for host, routes in found.items():
+        assert not isinstance(routes, str), routes
+        out[host] = sorted(routes)
+    return out
