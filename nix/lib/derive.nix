@@ -99,23 +99,46 @@ rec {
 
   tmpfiles = entry: map (d: "d ${d.path} ${d.mode} ${d.owner} ${d.group} -") (srvDirs entry);
 
-  # Ports opened to the network: declared firewall_ports and fixed publishes not
-  # bound to loopback (routes publish on 127.0.0.1 by default and are reached
-  # through the proxy, so they are not opened).  The agent has no network port:
-  # mcfleet reaches its unix socket through SSH.
+  # The host (name) whose proxy serves a route declared on `h`: the first edge host
+  # (by name) for a public route of a non-edge host, else `h` itself (fleet/routes.py).
+  proxyOf =
+    fleet: h: public:
+    let
+      edges = builtins.filter (n: builtins.elem "edge" fleet.hosts.${n}.data.roles) (
+        builtins.sort builtins.lessThan (builtins.attrNames fleet.hosts)
+      );
+    in
+    if public && edges != [ ] && !(builtins.elem "edge" h.data.roles) then builtins.head edges else h.name;
+
+  # Every route's (listener, public, declaring host): host-native routes and active services'.
+  allRoutes =
+    fleet:
+    u.concatMap (
+      h:
+      map (r: {
+        inherit (r) listener public;
+        host = h;
+      }) (h.data.routes ++ u.concatMap (s: u.concatMap (c: c.routes) s.data.components) (builtins.filter (s: s.data.active) h.services))
+    ) (builtins.attrValues fleet.hosts);
+
+  # Ports opened to the network: declared firewall_ports, fixed publishes not bound
+  # to loopback, and the listeners of every route this host's proxy serves (its own
+  # routes; on the edge, the fleet's public ones).  Route backends publish on
+  # 127.0.0.1 by default and are reached through the proxy.  The agent has no
+  # network port: mcfleet reaches its unix socket through SSH.
   firewall =
-    entry:
+    fleet: entry:
     let
       publishes = u.concatMap (s: u.concatMap (c: c.publish) s.data.components) (
         builtins.filter (s: s.data.active) entry.services
       );
       open = builtins.filter (p: !(isLoopback p.host_ip)) publishes;
+      listeners = map (r: r.listener) (builtins.filter (r: proxyOf fleet r.host r.public == entry.name) (allRoutes fleet));
       sortInts = xs: builtins.sort builtins.lessThan (u.unique xs);
     in
     {
       tcp = sortInts (
-        entry.data.firewall_ports
-        ++ map (p: p.host_port) (builtins.filter (p: p.protocol != "udp") open)
+        entry.data.firewall_ports ++ map (p: p.host_port) (builtins.filter (p: p.protocol != "udp") open) ++ listeners
       );
       udp = sortInts (map (p: p.host_port) (builtins.filter (p: p.protocol == "udp") open));
     };
@@ -133,7 +156,7 @@ rec {
     agentUnitText = agentUnitText entry;
     srvDirs = srvDirs entry;
     tmpfiles = tmpfiles entry;
-    firewall = firewall entry;
+    firewall = firewall fleet entry;
     edge = isEdge entry;
   };
 }

@@ -30,12 +30,13 @@ PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,iproute2"
 # Then apt inside the new root adds what a full node may need: rootless podman as mcp (podman,
 # uidmap, catatonit, slirp4netns, fuse-overlayfs, dbus-user-session), sudo and doas for
 # non-root logins, nix-bin for NixOS deploy mechanics, zstd for service snapshots, curl for
-# health checks.  debootstrap alone fails configuring this set (its dependency resolution is
+# health checks, systemd-resolved (installed but disabled) for the nodes that test resolver failover.
+# debootstrap alone fails configuring this set (its dependency resolution is
 # minimal), apt does not.  A node in the lab's private network cannot reach apt itself, so
 # everything it may need is baked in here.
 EXTRA_PACKAGES = (
     "podman uidmap catatonit slirp4netns fuse-overlayfs dbus-user-session "
-    "sudo opendoas nix-bin zstd curl ca-certificates"
+    "sudo opendoas nix-bin zstd curl ca-certificates systemd-resolved"
 )
 MIRROR = os.environ.get("MCFLEET_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
@@ -94,6 +95,12 @@ async def _apt_install(root: Path, progress: Callable[[str], None], packages: li
             limit_s=1200,
         )
         await run(["chroot", str(root), "apt-get", "clean"])
+        if "systemd-resolved" in packages:
+            # Its postinst enables it and points /etc/resolv.conf at its stub: a node runs it only
+            # when a test turns it on, so every other node keeps a plain resolv.conf.
+            await run(["chroot", str(root), "systemctl", "disable", "systemd-resolved.service"])
+            (root / "etc/resolv.conf").unlink(missing_ok=True)
+            shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
     finally:
         for m in reversed(mounted):
             await run(["umount", "-R", "-l", str(m)], check=False)

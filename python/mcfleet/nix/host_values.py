@@ -16,6 +16,7 @@ from typing import Any
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import Role
 from mcfleet.fleet.resolvers import GLIBC_OPTIONS, written_servers
+from mcfleet.fleet.routes import declared_routes
 from mcfleet.nix.attrs import system_for
 
 UNIT_DESCRIPTION = "mcp-agent: mcfleet node agent"
@@ -130,14 +131,15 @@ def tmpfiles(entry: HostEntry) -> list[str]:
     return [f"d {d['path']} {d['mode']} {d['owner']} {d['group']} -" for d in srv_dirs(entry)]
 
 
-def firewall(entry: HostEntry) -> dict[str, list[int]]:
-    """Declared ports and fixed publishes not bound to loopback.
-
-    The agent has no network port: mcfleet reaches its unix socket through SSH.
+def firewall(loaded: LoadedFleet, entry: HostEntry) -> dict[str, list[int]]:
+    """Ports opened to the network: declared ports, fixed publishes not bound to loopback, and the
+    listeners of every route this host's proxy serves (its own routes; on the edge, the fleet's
+    public ones).  The agent has no network port: mcfleet reaches its unix socket through SSH.
     """
     publishes = [p for svc in entry.services if svc.active for c in svc.components for p in c.publish]
     opened = [p for p in publishes if not _loopback(p.host_ip)]
-    tcp = set(entry.host.firewall_ports) | {p.host_port for p in opened if p.protocol != "udp"}
+    listeners = {r.listener for r in declared_routes(loaded) if r.proxy_host == entry.host.name}
+    tcp = set(entry.host.firewall_ports) | {p.host_port for p in opened if p.protocol != "udp"} | listeners
     udp = {p.host_port for p in opened if p.protocol == "udp"}
     return {"tcp": sorted(tcp), "udp": sorted(udp)}
 
@@ -159,6 +161,6 @@ def host_values(loaded: LoadedFleet, name: str) -> dict[str, Any]:
         "agentUnitText": agent_unit_text(entry),
         "srvDirs": srv_dirs(entry),
         "tmpfiles": tmpfiles(entry),
-        "firewall": firewall(entry),
+        "firewall": firewall(loaded, entry),
         "edge": Role.edge in host.roles,
     }
