@@ -238,6 +238,25 @@ def test_steps_issue_register_route_renew_and_remove(
     assert asyncio.run(_live(loaded, ["node3"])) == {"node3": []}
     assert "this is the pub service" not in _curl(f"pub.{zone}", 443, edge, pebble_root).stdout
 
+    _no_secret_anywhere(lab_fleet, root, int_path, [first, again, removed])
+
+
+def _no_secret_anywhere(lab_fleet: LabFleet, root: Path, key_of: str, runs: list[dict[str, dict[str, Any]]]) -> None:
+    """No secret in any outcome nor in the proxies' logs: the TSIG secret, the ACME account key, a private key."""
+    key_pem = lab_fleet.exec_in("node1", ["cat", key_of[: -len(".pem")] + ".key"]).stdout
+    secrets = [lab_fleet.knot.secret(), _body(key_pem)]
+    account = json.loads((root / "fleet.json").read_text())["providers"]["cert"]["account_key_file"]
+    secrets.append(_body(Path(account).read_text()))
+    said = " ".join(o.message for run in runs for steps in run.values() for o in steps.values())
+    logs = " ".join(p.read_text() for p in (lab_fleet.lab.run_dir / "nodeproxy").glob("*/*.log"))
+    for secret in secrets:
+        assert secret and secret not in said and secret not in logs
+
+
+def _body(pem: str) -> str:
+    """The base64 body of a PEM block, joined (what a leak would show)."""
+    return "".join(line for line in pem.splitlines() if line and not line.startswith("-----"))[:64]
+
 
 async def _live(loaded: LoadedFleet, hosts: list[str]) -> dict[str, list[str]]:
     async with SshPool(hosts=loaded.hosts) as pool:
