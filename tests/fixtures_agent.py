@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from mcfleet.fleet.derive import assign_ports_in, service_ports
 from mcfleet.fleet.models import Service
 
 REPO = Path(__file__).resolve().parent.parent
@@ -323,6 +324,12 @@ def web_service(
             ],
         }
     )
+
+
+def with_ports(services: list[Service], host: str = "lab") -> list[tuple[Service, dict[str, int]]]:
+    """Each service with the host ports mcfleet assigns it (the agent takes the ports it is given)."""
+    assigned = assign_ports_in(host, services, 20000, 29999)
+    return [(s, service_ports(s, assigned)) for s in services]
 
 
 def three_stages(root: Path, image: str) -> list[Service]:

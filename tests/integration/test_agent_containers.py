@@ -10,7 +10,7 @@ import pytest
 
 from mcfleet.agent.client import AgentClient
 from mcfleet.fleet.models import Service
-from tests.fixtures_agent import AgentRunner, PodmanLab, three_stages, web_service
+from tests.fixtures_agent import AgentRunner, PodmanLab, three_stages, web_service, with_ports
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -25,7 +25,7 @@ def test_reconcile_runs_desired_containers(agent_podman: PodmanLab, agent_runner
 
     async def scenario() -> None:
         async with AgentClient(str(agent.socket)) as client:
-            result = await client.reconcile(services, stage_timeout_s=30)
+            result = await client.reconcile(with_ports(services), stage_timeout_s=30)
             assert result.ok, result.error
             assert list(result.stages_healthy) == ["foundation", "core", "services"]
             ports = {p.service: dict(p.ports) for p in result.ports}
@@ -58,7 +58,7 @@ def test_reconcile_runs_desired_containers(agent_podman: PodmanLab, agent_runner
             assert config["dns"]["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
 
             # Same desired state again: nothing is touched, ports stay.
-            again = await client.reconcile(services, stage_timeout_s=30)
+            again = await client.reconcile(with_ports(services), stage_timeout_s=30)
             assert again.ok, again.error
             assert {a.kind for a in again.actions} == {"unchanged"}
             assert {p.service: dict(p.ports) for p in again.ports} == ports
@@ -77,7 +77,7 @@ def test_reconcile_runs_desired_containers(agent_podman: PodmanLab, agent_runner
                     restart="on-failure",
                 ),
             ]
-            third = await client.reconcile(changed, stage_timeout_s=30)
+            third = await client.reconcile(with_ports(changed), stage_timeout_s=30)
             assert third.ok, (third.error, list(third.actions))
             kinds = {a.container: a.kind for a in third.actions}
             assert kinds == {"dns": "unchanged", "proxy": "unchanged", "app": "recreate"}
@@ -102,7 +102,7 @@ async def _lifecycle(client: AgentClient, agent_podman: PodmanLab, tmp_path: Pat
     assert (tmp_path / "data/proxy/starts").read_text().count("start") == 3
 
     # A service no longer desired is removed (its data stays).
-    pruned = await client.reconcile(changed[:2], stage_timeout_s=30)
+    pruned = await client.reconcile(with_ports(changed[:2]), stage_timeout_s=30)
     assert pruned.ok, pruned.error
     assert [(a.container, a.kind) for a in pruned.actions if a.kind == "remove"] == [("app", "remove")]
     names = agent_podman.remote("ps", "-a", "--format", "{{.Names}}").split()

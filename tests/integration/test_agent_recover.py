@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mcfleet.agent.client import AgentClient
-from tests.fixtures_agent import AgentRunner, PodmanLab, three_stages, web_service
+from tests.fixtures_agent import AgentRunner, PodmanLab, three_stages, web_service, with_ports
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 STAGES = ["foundation", "core", "services"]
@@ -32,7 +32,7 @@ def _expected(kind: str) -> list[tuple[str, str]]:
 
 
 async def _deploy(client: AgentClient, root: Path, image: str) -> dict[str, int]:
-    result = await client.reconcile(three_stages(root, image), stage_timeout_s=30)
+    result = await client.reconcile(with_ports(three_stages(root, image)), stage_timeout_s=30)
     assert result.ok, result.error
     return {p.service: next(iter(p.ports.values())) for p in result.ports}
 
@@ -129,7 +129,7 @@ def test_unhealthy_stage_stops_the_sequence(agent_podman: PodmanLab, agent_runne
 
     async def scenario() -> None:
         async with AgentClient(str(agent.socket)) as client:
-            result = await client.reconcile(services, stage_timeout_s=3)
+            result = await client.reconcile(with_ports(services), stage_timeout_s=3)
             assert not result.ok
             assert result.error.startswith("stage core did not get healthy: proxy not healthy (tcp check)")
             assert result.error.endswith("not started: management, services")

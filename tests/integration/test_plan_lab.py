@@ -231,7 +231,7 @@ def _caddy(caddy: Any, method: str, path: str, body: object = None) -> None:
 
 
 def test_route_drift_is_seen_at_the_proxy(plan_lab: tuple[Any, Path], caddy: Any) -> None:
-    from mcfleet.plan.desired import desired_state
+    from mcfleet.fleet.desired import desired_state
 
     lab, root = plan_lab
     hostname = "planweb.svc.mcp.example.test"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import pytest
 
-from mcfleet.agent.ports import assign_ports
+from mcfleet.agent.ports import take_ports
 from mcfleet.agent.spec import PortMap, VolumeMap, container_specs
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.models import Service
@@ -46,31 +45,22 @@ def test_spec_hash_changes_with_the_container_shape_only() -> None:
     assert len(one.spec_hash) == 16
 
 
-def test_ports_are_stable_pinned_and_unique() -> None:
+def test_the_agent_takes_the_ports_it_is_given_then_pinned_then_registered() -> None:
     a = svc("a", routes=[{"port": 80, "mode": "l7"}])
     b = svc("b", routes=[{"port": 80, "mode": "l7", "host_port": 10000}])
-    first = assign_ports([(a, {}), (b, {})], {}, low=10000, high=10100)
-    assert first["b"] == {"api/0": 10000}  # pinned
-    assert first["a"]["api/0"] != 10000  # never hands out a taken port
-    again = assign_ports([(a, {}), (b, {})], first, low=10000, high=10100)
-    assert again == first  # stable across applies
-    asked = assign_ports([(a, {"api/0": 10050})], first, low=10000, high=10100)
+    first = take_ports([(a, {"api/0": 20001}), (b, {})], {})
+    assert first == {"a": {"api/0": 20001}, "b": {"api/0": 10000}}  # given; pinned
+    again = take_ports([(a, {}), (b, {})], first)
+    assert again == first  # the registry's ports when the request names none (boot, Recover)
+    asked = take_ports([(a, {"api/0": 10050})], first)
     assert asked["a"] == {"api/0": 10050}  # what the request names wins
 
 
-def test_port_in_use_by_another_program_is_skipped() -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        port = busy.getsockname()[1]
-        result = assign_ports([(svc(routes=[{"port": 80, "mode": "l7"}]), {})], {}, low=port, high=port + 50)
-        assert result["mcq"]["api/0"] != port
-
-
-def test_port_conflicts_and_exhaustion_are_errors() -> None:
+def test_port_conflicts_and_missing_ports_are_errors() -> None:
     a = svc("a", routes=[{"port": 80, "mode": "l7", "host_port": 12000}])
     b = svc("b", routes=[{"port": 80, "mode": "l7", "host_port": 12000}])
     with pytest.raises(McfleetError, match="host port 12000 is given to both a/api/0 and b/api/0"):
-        assign_ports([(a, {}), (b, {})], {})
+        take_ports([(a, {}), (b, {})], {})
     c = svc("c", routes=[{"port": 80, "mode": "l7"}, {"port": 81, "mode": "l7"}])
-    with pytest.raises(McfleetError, match="no free host port left in 12001-12001"):
-        assign_ports([(c, {"api/0": 12001})], {}, low=12001, high=12001)
+    with pytest.raises(McfleetError, match="no host port given for route api/1 of service c"):
+        take_ports([(c, {"api/0": 12001})], {})

@@ -11,15 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from mcfleet.apply import manifest as manifest_mod
-from mcfleet.apply.activate import needs_activation, render_unit, sha256_text
+from mcfleet.apply.activate import desired_agent, needs_activation, render_unit, sha256_text
 from mcfleet.apply.confirm import rollback_script
 from mcfleet.apply.nodeio import write_text
-from mcfleet.apply.probe import AgentState, probe
+from mcfleet.apply.probe import AgentProbe, probe
 from mcfleet.apply.provision import parse_output, provision_script
 from mcfleet.apply.push import install_script, push_agent
+from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import Host
+from mcfleet.kinds import ApplyContext
+from mcfleet.kinds.agent import AgentKind
+from mcfleet.observe.manifest import Manifest, ManifestCorrupt
 from mcfleet.transport.local import LocalRunner
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
@@ -104,12 +107,25 @@ def test_probe_removes_leftovers_of_a_killed_run(tmp_path: Path) -> None:
     (srv / "mcp-agent").write_text("x")
     for leftover in (".mcp-agent.1a2b.tmp", ".mcfleet-state.json.9f.tmp", "mcp-agent.rollback.tmp"):
         (srv / leftover).write_text("half")
-    (srv / "mcfleet-state.json").write_text("{not json")
+    (srv / "mcfleet-state.json").write_text('{"version": 1}')
     state = run(probe(LocalRunner("n1"), host))
     assert sorted(p.name for p in srv.iterdir()) == ["mcfleet-state.json", "mcp-agent"]
     assert state.binary_sha256 == hashlib.sha256(b"x").hexdigest()
     assert state.prev_sha256 is None and state.unit_sha256 is None
-    assert state.manifest == {}  # a corrupt manifest reads as absent; the next apply rewrites it
+    assert state.manifest == Manifest()
+
+
+def test_a_corrupt_manifest_is_an_error_naming_the_file_never_read_as_empty(tmp_path: Path) -> None:
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    host = make_host(srv)
+    (srv / "mcfleet-state.json").write_text("{not json")
+    with pytest.raises(ManifestCorrupt, match="unreadable manifest") as err:
+        run(probe(LocalRunner("n1"), host))
+    assert err.value.location == f"n1:{srv}/mcfleet-state.json"
+    (srv / "mcfleet-state.json").write_text('{"agent": {"sha256": 5}}')
+    with pytest.raises(ManifestCorrupt, match="schema at agent/sha256"):
+        run(probe(LocalRunner("n1"), host))
 
 
 def test_write_text_replaces_atomically(tmp_path: Path) -> None:
@@ -174,32 +190,41 @@ def test_unit_runs_the_agent_from_srv_as_mcp_exactly_as_on_nixos() -> None:
 def test_activation_is_skipped_only_when_everything_is_as_applied() -> None:
     host = make_host(Path("/srv/mcp"))
     unit = sha256_text(render_unit(host))
-    good = AgentState("a" * 64, None, unit, "active", "enabled", {"agent": {"sha256": "a" * 64}})
+    recorded = Manifest.model_validate({"agent": {"sha256": "a" * 64}})
+    good = AgentProbe("a" * 64, None, unit, "active", "enabled", recorded)
     assert needs_activation(good, host, pushed=False) is None
     assert needs_activation(good, host, pushed=True) == "new agent binary"
-    assert needs_activation(AgentState("a" * 64, None, "x", "active", "enabled", good.manifest), host, False)
+    assert needs_activation(AgentProbe("a" * 64, None, "x", "active", "enabled", good.manifest), host, False)
     assert "failed" in (
-        needs_activation(AgentState("a" * 64, None, unit, "failed", "", good.manifest), host, False) or ""
+        needs_activation(AgentProbe("a" * 64, None, unit, "failed", "", good.manifest), host, False) or ""
     )
-    unconfirmed = AgentState("b" * 64, None, unit, "active", "enabled", good.manifest)
+    unconfirmed = AgentProbe("b" * 64, None, unit, "active", "enabled", good.manifest)
     assert needs_activation(unconfirmed, host, pushed=False) == "binary not confirmed by an earlier apply"
 
 
 def test_manifest_keeps_other_parts_and_ignores_timestamps() -> None:
     host = make_host(Path("/srv/mcp"))
-    current = {
-        "version": 1,
-        "applied_at": "2026-01-01T00:00:00Z",
-        "agent": {"path": "/srv/mcp/mcp-agent", "sha256": "a" * 64, "version": "0.1"},
-        "users": {"mcp": {"uid": 850, "gid": 850}},
-        "services": {"web": {"hash": "h"}},
-    }
-    same = manifest_mod.updated(current, host, agent_sha="a" * 64, agent_version=None)
-    assert not manifest_mod.differs(current, same)
-    assert same["agent"]["version"] == "0.1"
-    new = manifest_mod.updated(current, host, agent_sha="b" * 64, agent_version="0.2")
-    assert manifest_mod.differs(current, new)
-    assert new["services"] == {"web": {"hash": "h"}}
+    current = Manifest.model_validate(
+        {
+            "version": 1,
+            "applied_at": "2026-01-01T00:00:00Z",
+            "agent": {"path": "/srv/mcp/mcp-agent", "sha256": "a" * 64, "version": "0.1"},
+            "users": {"mcp": {"uid": 850, "gid": 850}},
+            "services": {"web": {"hash": "h"}},
+        }
+    )
+    want = DesiredHost("n1", "debian", "amd64", desired_agent(host, "a" * 64))
+    ctx = ApplyContext(HostEntry(host, (), Path(".")), LocalRunner("n1"), want, current)
+    ctx.data.update(agent_sha256="a" * 64, agent_version=None)
+    same = AgentKind().record(current, ctx, [])
+    assert same.agent is not None and same.agent.version == "0.1"
+    assert same.agent.user == "mcp" and same.agent.unit == "mcp-agent.service"  # what it runs as, recorded
+    restamped = same.model_copy(update={"applied_at": "2027-01-01T00:00:00Z", "agent": current.agent})
+    assert restamped.content() == current.content()  # the write stamp is not content
+    ctx.data.update(agent_sha256="b" * 64, agent_version="0.2")
+    new = AgentKind().record(current, ctx, [])
+    assert new.content() != current.content()
+    assert new.services == current.services
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,15 @@ from pathlib import Path
 import pytest
 
 from mcfleet.apply.artifacts import BuildBlocked, Builder
-from mcfleet.apply.events import EventLog, Phase, Status
+from mcfleet.apply.events import ApplyEvents, Phase, Status
 from mcfleet.apply.pipeline import ApplyOptions, HostWork, Limits, Pipeline
-from mcfleet.apply.steps import StepContext, StepOutcome
-from mcfleet.fleet.load import HostEntry, load_fleet
+from mcfleet.fleet.desired import desired_state
+from mcfleet.fleet.load import HostEntry, LoadedFleet, load_fleet
 from mcfleet.fleet.models import Host
+from mcfleet.kinds import ApplyContext, Outcome
+from mcfleet.observe.manifest import Manifest
+from mcfleet.phase import Phase as PlanPhase
+from mcfleet.plan.model import Action
 from mcfleet.transport.base import Unreachable
 from mcfleet.transport.local import LocalRunner
 
@@ -38,27 +42,53 @@ def entry(name: str, srv: Path, os: str = "debian") -> HostEntry:
     return HostEntry(host, (), srv)
 
 
+def work(e: HostEntry, *phases: str, agent: bool = False, provision: bool = False) -> HostWork:
+    """A host's work as a plan gives it: one action per phase, with the desired state of its entry."""
+    desired = desired_state(LoadedFleet(root=e.dir, fleet=None, hosts={e.host.name: e}))[e.host.name]
+    actions = tuple(
+        Action(host=e.host.name, phase=PlanPhase(p), kind="create", subject=f"{p} thing", reason="test") for p in phases
+    )
+    return HostWork(e, desired, actions, agent=agent, provision=provision)
+
+
 @dataclass
 class RecordingStep:
-    """A real step (it writes a file on the node) that records the order it ran in."""
+    """A real resource kind (its apply writes a file on the node) that records the order it ran in."""
 
     phase: Phase
     trace: list[str]
     fail_on: set[str] = field(default_factory=set)
     running: int = 0
     peak: int = 0
+    name: str = "recording"
 
-    async def run(self, ctx: StepContext) -> StepOutcome:
+    def blocked(self, loaded: LoadedFleet) -> str | None:
+        return None
+
+    async def read(self, ctx: object, facts: dict) -> dict:  # type: ignore[type-arg]
+        return facts
+
+    def diff(self, *args: object, **kw: object) -> list[Action]:
+        return []
+
+    async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
+        assert [a.phase for a in actions] == [self.phase]  # exactly its planned actions, no diffing again
         self.running += 1
         self.peak = max(self.peak, self.running)
         await asyncio.sleep(0.05)
         self.running -= 1
         self.trace.append(f"{ctx.entry.host.name}:{self.phase}")
         if ctx.entry.host.name in self.fail_on:
-            return StepOutcome("failed", "boom")
+            return Outcome("failed", "boom")
         res = await ctx.node.run(f"mkdir -p {ctx.entry.dir}/{ctx.entry.host.name} && echo ok")
-        ctx.manifest.setdefault("steps", []).append(str(self.phase))
-        return StepOutcome("changed", res.stdout.strip())
+        ctx.data[str(self.phase)] = True
+        return Outcome("changed", res.stdout.strip())
+
+    def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
+        if not ctx.data.get(str(self.phase)):
+            return m
+        steps = [*(getattr(m, "steps", None) or []), str(self.phase)]
+        return m.model_copy(update={"steps": steps})
 
 
 async def connect(e: HostEntry) -> LocalRunner:
@@ -67,18 +97,17 @@ async def connect(e: HostEntry) -> LocalRunner:
     return LocalRunner(e.host.name)
 
 
-def run_pipeline(work: list[HostWork], steps: list[RecordingStep], **opts: object) -> tuple[EventLog, object]:
-    log = EventLog()
+def run_pipeline(work: list[HostWork], steps: list[RecordingStep], **opts: object) -> tuple[ApplyEvents, object]:
+    log = ApplyEvents()
     options = ApplyOptions(**opts)  # type: ignore[arg-type]
-    pipe = Pipeline(work, connect=connect, builder=Builder(), options=options, log=log, steps=list(steps))
+    pipe = Pipeline(work, connect=connect, builder=Builder(), options=options, log=log, kinds=list(steps))  # type: ignore[arg-type]
     return log, asyncio.run(pipe.run())
 
 
 def test_steps_run_in_phase_order_per_host_and_write_the_manifest(tmp_path: Path) -> None:
     trace: list[str] = []
     steps = [RecordingStep(p, trace) for p in (Phase.route, Phase.deploy, Phase.dns, Phase.cert)]
-    work = [HostWork(entry("a", tmp_path), agent=False, steps=frozenset({"deploy", "cert", "dns", "route"}))]
-    log, summary = run_pipeline(work, steps)
+    log, summary = run_pipeline([work(entry("a", tmp_path), "deploy", "cert", "dns", "route")], steps)
     assert [t for t in trace if t.startswith("a:")] == ["a:deploy", "a:cert", "a:dns", "a:route"]
     assert summary.exit_code == 0  # type: ignore[attr-defined]
     assert log.outcome("a", Phase.manifest).status == Status.changed  # type: ignore[union-attr]
@@ -89,8 +118,7 @@ def test_steps_run_in_phase_order_per_host_and_write_the_manifest(tmp_path: Path
 def test_keep_going_lets_other_hosts_finish_and_exits_1(tmp_path: Path) -> None:
     trace: list[str] = []
     steps = [RecordingStep(Phase.deploy, trace, fail_on={"b"}), RecordingStep(Phase.dns, trace)]
-    work = [HostWork(entry(n, tmp_path), agent=False, steps=frozenset({"deploy", "dns"})) for n in "abc"]
-    log, summary = run_pipeline(work, steps)
+    log, summary = run_pipeline([work(entry(n, tmp_path), "deploy", "dns") for n in "abc"], steps)
     assert "a:dns" in trace and "c:dns" in trace and "b:dns" not in trace
     assert log.outcome("b", Phase.dns).status == Status.skipped  # type: ignore[union-attr]
     assert "earlier phase" in log.outcome("b", Phase.dns).message  # type: ignore[union-attr]
@@ -101,8 +129,8 @@ def test_fail_fast_stops_phases_not_yet_started(tmp_path: Path) -> None:
     trace: list[str] = []
     # every host would fail; with one step at a time, the first failure must stop the other three
     steps = [RecordingStep(Phase.deploy, trace, fail_on=set("abcd")), RecordingStep(Phase.dns, trace)]
-    work = [HostWork(entry(n, tmp_path), agent=False, steps=frozenset({"deploy", "dns"})) for n in "abcd"]
-    log, summary = run_pipeline(work, steps, fail_fast=True, limits=Limits(steps=1))
+    hosts = [work(entry(n, tmp_path), "deploy", "dns") for n in "abcd"]
+    log, summary = run_pipeline(hosts, steps, fail_fast=True, limits=Limits(steps=1))
     assert len(trace) == 1 and trace[0].endswith(":deploy")
     stopped = {e.host for e in log.events if e.status == Status.skipped and "fail-fast" in e.message}
     assert stopped == set("abcd") - {trace[0][0]}, [e.line() for e in log.events]
@@ -112,31 +140,29 @@ def test_fail_fast_stops_phases_not_yet_started(tmp_path: Path) -> None:
 def test_phase_limit_bounds_concurrency(tmp_path: Path) -> None:
     trace: list[str] = []
     step = RecordingStep(Phase.deploy, trace)
-    work = [HostWork(entry(f"h{i}", tmp_path), agent=False, steps=frozenset({"deploy"})) for i in range(6)]
-    run_pipeline(work, [step], limits=Limits(steps=2))
+    run_pipeline([work(entry(f"h{i}", tmp_path), "deploy") for i in range(6)], [step], limits=Limits(steps=2))
     assert len(trace) == 6 and step.peak == 2
 
 
 def test_unreachable_host_fails_alone(tmp_path: Path) -> None:
     trace: list[str] = []
-    work = [HostWork(entry(n, tmp_path), agent=False, steps=frozenset({"deploy"})) for n in ("a", "down1")]
-    log, summary = run_pipeline(work, [RecordingStep(Phase.deploy, trace)])
+    hosts = [work(entry(n, tmp_path), "deploy") for n in ("a", "down1")]
+    log, summary = run_pipeline(hosts, [RecordingStep(Phase.deploy, trace)])
     assert trace == ["a:deploy"]
     assert "no address answered" in log.outcome("down1", Phase.manifest).message  # type: ignore[union-attr]
     assert summary.exit_code == 1  # type: ignore[attr-defined]
 
 
 def test_planned_step_without_implementation_is_blocked_not_faked(tmp_path: Path) -> None:
-    work = [HostWork(entry("a", tmp_path), agent=False, steps=frozenset({"route"}))]
-    log, summary = run_pipeline(work, [])
+    log, summary = run_pipeline([work(entry("a", tmp_path), "route")], [])
     event = log.outcome("a", Phase.route)
-    assert event is not None and event.status == Status.blocked and "no route step" in event.message
+    assert event is not None and event.status == Status.blocked and "no route backend" in event.message
     assert summary.exit_code == 1  # type: ignore[attr-defined]
 
 
 def test_nixos_build_is_blocked_and_nothing_is_activated_before_builds_end(tmp_path: Path) -> None:
-    work = [HostWork(entry("rift", tmp_path, os="nixos")), HostWork(entry("deb", tmp_path))]
-    log, summary = run_pipeline(work, [], fail_fast=True)
+    hosts = [work(entry("rift", tmp_path, os="nixos"), agent=True), work(entry("deb", tmp_path), agent=True)]
+    log, summary = run_pipeline(hosts, [], fail_fast=True)
     rift = log.outcome("rift", Phase.build)
     assert rift is not None and rift.status == Status.blocked and "flake" in rift.message
     deb = log.outcome("deb", Phase.build)
@@ -166,9 +192,9 @@ def test_planned_user_changes_on_nixos_are_blocked_not_done(tmp_path: Path) -> N
     async def provisioner(node: LocalRunner, e: HostEntry) -> tuple[bool, str]:
         return await provision_host(node, e, None)
 
-    log = EventLog()
-    work = [HostWork(entry("rift", tmp_path, os="nixos"), agent=False, provision=True)]
-    pipe = Pipeline(work, connect=connect, builder=Builder(), options=ApplyOptions(), log=log, provisioner=provisioner)
+    log = ApplyEvents()
+    hosts = [work(entry("rift", tmp_path, os="nixos"), "host", provision=True)]
+    pipe = Pipeline(hosts, connect=connect, builder=Builder(), options=ApplyOptions(), log=log, provisioner=provisioner)
     summary = asyncio.run(pipe.run())
     event = log.outcome("rift", Phase.provision)
     assert event is not None and event.status == Status.blocked and "NixOS configuration" in event.message

@@ -8,8 +8,10 @@ import pytest
 
 from mcfleet.apply.planwork import Override, check_refusals, planned_agent_sha, work_from_plan
 from mcfleet.errors import InputError, Refused
+from mcfleet.fleet.desired import desired_state
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import Host
+from mcfleet.phase import Phase
 from mcfleet.plan.model import Action, Plan
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
@@ -81,7 +83,8 @@ def test_override_text_must_be_host_colon_what() -> None:
 
 def test_overridden_refusal_is_never_executed() -> None:
     p = plan(UID_REFUSAL, Action(host="orion", phase="agent", kind="update", subject="agent"))
-    work = work_from_plan(p, fleet(entry("orion")))
+    loaded = fleet(entry("orion"))
+    work = work_from_plan(p, loaded, desired_state(loaded))
     assert len(work) == 1
     assert work[0].agent and not work[0].provision  # the refused user action gives no provision work
 
@@ -94,10 +97,12 @@ def test_work_from_plan_maps_phases() -> None:
         Action(host="n", phase="host", kind="create", subject="user mcp"),
         hosts=["a", "idle", "n"],
     )
-    work = work_from_plan(p, fleet(entry("a"), entry("idle"), entry("n", os="nixos")))
+    loaded = fleet(entry("a"), entry("idle"), entry("n", os="nixos"))
+    work = work_from_plan(p, loaded, desired_state(loaded))
     by = {w.name: w for w in work}
     assert set(by) == {"a", "n"}  # a host with no action gets no work
-    assert by["a"].agent and by["a"].provision and by["a"].steps == frozenset({"dns"})
+    assert by["a"].agent and by["a"].provision and by["a"].step_phases == [Phase.dns]
+    assert [a.subject for a in by["a"].actions_for(Phase.dns)] == ["record web"]  # the actions themselves
     assert by["n"].provision  # on NixOS the pipeline reports it blocked (the node's configuration owns users)
     assert planned_agent_sha(p, "a") == "ab" * 32
     assert planned_agent_sha(p, "n") is None

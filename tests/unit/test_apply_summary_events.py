@@ -5,14 +5,14 @@ from __future__ import annotations
 import io
 import json
 
-from mcfleet.apply.events import EventLog, Phase, Status, ndjson_writer
+from mcfleet.apply.events import ApplyEvents, Phase, Status, ndjson_writer
 from mcfleet.apply.summary import summarize
 
 PHASES = [Phase.build, Phase.push, Phase.activate, Phase.manifest]
 
 
 def test_rolled_back_host_makes_exit_1_and_says_so() -> None:
-    log = EventLog()
+    log = ApplyEvents()
     log.emit("a", Phase.build, Status.unchanged, "pex 1234")
     log.emit("a", Phase.push, Status.changed, "old -> new", bytes_sent=100)
     log.emit("a", Phase.activate, Status.rolled_back, "new agent not healthy; previous agent serves again")
@@ -35,7 +35,7 @@ def test_rolled_back_host_makes_exit_1_and_says_so() -> None:
 
 
 def test_all_unchanged_is_exit_0_with_nothing_sent() -> None:
-    log = EventLog()
+    log = ApplyEvents()
     for phase in PHASES:
         log.emit("a", phase, Status.unchanged)
     summary = summarize(log, ["a"], PHASES, 0.2)
@@ -45,7 +45,7 @@ def test_all_unchanged_is_exit_0_with_nothing_sent() -> None:
 
 
 def test_blocked_build_is_a_failure_and_phase_never_ended_is_skipped() -> None:
-    log = EventLog()
+    log = ApplyEvents()
     log.emit("rift", Phase.build, Status.start)
     log.emit("rift", Phase.build, Status.blocked, "the NixOS agent closure needs nixpkgs")
     summary = summarize(log, ["rift"], PHASES, 0.1)
@@ -57,7 +57,7 @@ def test_blocked_build_is_a_failure_and_phase_never_ended_is_skipped() -> None:
 
 def test_ndjson_stream_is_one_json_object_per_event_and_redacts_secrets() -> None:
     out = io.StringIO()
-    log = EventLog([ndjson_writer(out)])
+    log = ApplyEvents([ndjson_writer(out)])
     log.emit("a", Phase.push, Status.start)
     log.emit("a", Phase.dns, Status.changed, "record", tsig_secret="c2VjcmV0", bytes_sent=0)
     lines = out.getvalue().splitlines()
@@ -69,7 +69,7 @@ def test_ndjson_stream_is_one_json_object_per_event_and_redacts_secrets() -> Non
 
 
 def test_event_line_is_prefixed_by_host() -> None:
-    log = EventLog()
+    log = ApplyEvents()
     event = log.emit("node1", Phase.push, Status.changed, "abc -> def")
     assert event.line() == "[node1] push: changed: abc -> def"
 

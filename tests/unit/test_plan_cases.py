@@ -24,10 +24,11 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
+from mcfleet.fleet.desired import desired_state, spec_hash
 from mcfleet.fleet.load import LoadedFleet, load_fleet
 from mcfleet.observe.facts import HostFacts
-from mcfleet.plan.desired import spec_hash
 from mcfleet.plan.planner import build
+from mcfleet.plan.render import render_text
 
 CASES = Path(__file__).resolve().parent.parent / "data" / "plan"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBWZRO9QS8rs2nD4rWBAJO66ergx6C1wxmrprZvKMhQE"
@@ -51,7 +52,8 @@ BASE_FACTS: dict[str, Any] = {
     "os_version": "12",
     "arch_raw": "x86_64",
     "euid": 0,
-    "agent": {"path": "/srv/mcp/mcp-agent", "present": False},
+    # the unit file on the node is the one apply installs unless a case says otherwise
+    "agent": {"path": "/srv/mcp/mcp-agent", "present": False, "unit_sha256": "<unit>"},
 }
 
 
@@ -80,6 +82,8 @@ def write_case_fleet(root: Path, case: dict[str, Any]) -> LoadedFleet:
 def substitute(value: Any, hashes: dict[str, str]) -> Any:
     if isinstance(value, str) and value.startswith("<spec:"):
         return hashes[value[6:-1]]
+    if value == "<unit>":
+        return hashes["<unit>"]
     if isinstance(value, dict):
         return {k: substitute(v, hashes) for k, v in value.items()}
     if isinstance(value, list):
@@ -91,9 +95,11 @@ def case_facts(loaded: LoadedFleet, case: dict[str, Any]) -> dict[str, Any]:
     hashes = {s.name: spec_hash(s) for e in loaded.hosts.values() for s in e.services}
     adapter: TypeAdapter[Any] = TypeAdapter(HostFacts)
     facts = {}
+    desired = desired_state(loaded)
     for name, over in case["facts"].items():
         raw = over if over.get("kind") == "unreachable" else merge(BASE_FACTS, over)
-        facts[name] = adapter.validate_python(substitute({"host": name, **raw}, hashes))
+        own = {**hashes, "<unit>": desired[name].agent.unit_sha256}
+        facts[name] = adapter.validate_python(substitute({"host": name, **raw}, own))
     return facts
 
 
@@ -102,7 +108,9 @@ def test_plan_case(case_name: str, tmp_path: Path) -> None:
     case = json.loads((CASES / f"{case_name}.json").read_text())
     loaded = write_case_fleet(tmp_path, case)
     now = datetime.fromisoformat(case["now"])
-    plan = build(loaded, case_facts(loaded, case), now=now, agent_hashes=case.get("agent_hashes"))
+    # the kinds' diffs as they are once every backend is configured (blocked kinds: see the test below)
+    facts = case_facts(loaded, case)
+    plan = build(loaded, facts, now=now, agent_hashes=case.get("agent_hashes"), check_backends=False)
     got = [f"{a.host} {a.phase} {a.kind} {a.subject}" for a in plan.actions]
     assert got == case["expected"], "\n".join(got)
     assert sorted(plan.unreachable) == sorted(case.get("unreachable", []))
@@ -111,3 +119,17 @@ def test_plan_case(case_name: str, tmp_path: Path) -> None:
         text = by_id[action_id].reason + " " + (by_id[action_id].hint or "")
         for needle in needles:
             assert needle in text, f"{action_id}: {needle!r} not in {text!r}"
+
+
+def test_a_kind_without_a_backend_shows_one_blocked_line_not_actions(tmp_path: Path) -> None:
+    case = json.loads((CASES / "drift.json").read_text())
+    loaded = write_case_fleet(tmp_path, case)
+    plan = build(loaded, case_facts(loaded, case), now=datetime.fromisoformat(case["now"]))
+    phases = {a.phase for a in plan.actions}
+    assert phases == {"agent", "deploy", "manifest"}  # no cert/dns/route actions apply could not perform
+    blocked = {b.phase: b.reason for b in plan.blocked if b.host == "rift"}
+    assert sorted(blocked) == ["cert", "dns", "route"]
+    assert blocked["dns"].startswith("no dns backend in this version of mcfleet (no providers.dns in fleet.json)")
+    assert "1 change(s) not planned" in blocked["route"]
+    text = render_text(plan)
+    assert "    blocked: no cert backend" in text

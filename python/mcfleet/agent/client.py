@@ -7,7 +7,7 @@ e.g. with asyncssh `forward_local_path`, then talks to the local path):
         await agent.wait_serving(30)          # retries until health says SERVING
         info = await agent.info()             # version, arch, os_*, boot_id, users, bundle_sha256, boot
         facts = await agent.facts()           # dict: info, registry, containers, boot, events
-        result = await agent.reconcile([(service, {})])   # fleet Service models (+ pinned ports)
+        result = await agent.reconcile([(service, ports)])  # ports: fleet.derive.service_ports
         if not result.ok: print(result.error)
         await agent.stop("mcq"); await agent.start("mcq"); await agent.restart("mcq")
         await agent.recover()                 # rebuild every container from the registry
@@ -102,24 +102,18 @@ class AgentClient:
 
     async def reconcile(
         self,
-        services: Sequence[tuple[Service, dict[str, int]] | Service],
+        services: Sequence[tuple[Service, dict[str, int]]],
         *,
         prune: bool = True,
         stage_timeout_s: float = 0.0,
-        port_range: tuple[int, int] = (10000, 60000),
     ) -> pb.ReconcileResponse:
-        """Make the node run exactly `services` (its full desired set when prune=True)."""
-        desired = []
-        for item in services:
-            service, ports = item if isinstance(item, tuple) else (item, {})
-            desired.append(pb.DesiredService(spec_json=service.model_dump_json(by_alias=True), ports=ports))
-        request = pb.ReconcileRequest(
-            services=desired,
-            prune=prune,
-            stage_timeout_s=stage_timeout_s,
-            port_min=port_range[0],
-            port_max=port_range[1],
-        )
+        """Make the node run exactly `services` (its full desired set when prune=True), each with
+        the host ports mcfleet assigned to its routes (`fleet.derive.service_ports`)."""
+        desired = [
+            pb.DesiredService(spec_json=service.model_dump_json(by_alias=True), ports=ports)
+            for service, ports in services
+        ]
+        request = pb.ReconcileRequest(services=desired, prune=prune, stage_timeout_s=stage_timeout_s)
         return await self._call(
             "ReconcileServices", lambda: self._agent.ReconcileServices(request, timeout=self.long_timeout)
         )

@@ -1,15 +1,15 @@
-"""Host port assignment: stable across applies, unique on the node, free when first given.
+"""Host ports: the agent takes the ports it is given.
 
-Precedence per route: the port the request names > the route's pinned `host_port` > the
-port the registry already holds for it > a new free port from the range.  A new port is
-checked free by binding it once on 127.0.0.1 (TCP), so a port some other program holds
-is skipped rather than handed to a container that would then fail to start.
+mcfleet assigns every route's host port once (`fleet.derive.assign_ports`, the one
+allocator; `mcfleet render` shows the same numbers) and sends them with each service.
+The agent keeps them in its registry, so boot and Recover use the same ports.  Per
+route: the port the request names > the route's pinned `host_port` > the port the
+registry already holds.  A route with none of these is an error: the agent never
+invents a port, so the node cannot disagree with `render` or the plan.
 """
 
 from __future__ import annotations
 
-import contextlib
-import socket
 from collections.abc import Iterable
 
 from mcfleet.agent.spec import route_keys
@@ -17,66 +17,30 @@ from mcfleet.errors import McfleetError
 from mcfleet.fleet.models import Service
 
 
-def _is_free(port: int) -> bool:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def assign_ports(
-    services: Iterable[tuple[Service, dict[str, int]]],
-    previous: dict[str, dict[str, int]],
-    *,
-    low: int = 10000,
-    high: int = 60000,
-    in_use: set[int] | None = None,
+def take_ports(
+    services: Iterable[tuple[Service, dict[str, int]]], previous: dict[str, dict[str, int]]
 ) -> dict[str, dict[str, int]]:
-    """Return `{service: {"<component>/<route>": host_port}}` for every route of every service.
-
-    `services` pairs each service with the ports its request named; `previous` is what the
-    registry holds (keeps ports stable); `in_use` are ports already published on the node by
-    containers that keep running.
-    """
-    items = list(services)
-    taken: set[int] = set(in_use or ())
+    """Return `{service: {"<component>/<route>": host_port}}` for every route of every service."""
     result: dict[str, dict[str, int]] = {}
-    pending: list[tuple[str, str]] = []
-    # First pass: every port that is already decided (requested, pinned, remembered).
-    for service, requested in items:
+    seen: dict[int, str] = {}
+    for service, requested in services:
         mine: dict[str, int] = {}
         old = previous.get(service.name, {})
         for component, index, key in route_keys(service):
-            pinned = component.routes[index].host_port
-            port = requested.get(key) or pinned or old.get(key)
+            port = requested.get(key) or component.routes[index].host_port or old.get(key)
             if port is None:
-                pending.append((service.name, key))
-                continue
-            mine[key] = port
-        result[service.name] = mine
-    seen: dict[int, str] = {}
-    for name, mine in result.items():
-        for key, port in mine.items():
+                raise McfleetError(
+                    f"no host port given for route {key} of service {service.name}",
+                    location=f"service {service.name}",
+                    hint="mcfleet apply sends every route's port (fleet.derive.assign_ports); pass `ports`",
+                )
             if port in seen:
                 raise McfleetError(
-                    f"host port {port} is given to both {seen[port]} and {name}/{key}",
-                    location=f"service {name}",
+                    f"host port {port} is given to both {seen[port]} and {service.name}/{key}",
+                    location=f"service {service.name}",
                     hint="give each route its own host_port, or leave it out to have one assigned",
                 )
-            seen[port] = f"{name}/{key}"
-            taken.add(port)
-    # Second pass: new ports, lowest free first, so repeated runs give the same answer.
-    candidate = low
-    for name, key in pending:
-        while candidate <= high and (candidate in taken or not _is_free(candidate)):
-            candidate += 1
-        if candidate > high:
-            raise McfleetError(
-                f"no free host port left in {low}-{high} for {name}/{key}",
-                hint="widen the fleet's port range or remove unused routes",
-            )
-        result[name][key] = candidate
-        taken.add(candidate)
+            seen[port] = f"{service.name}/{key}"
+            mine[key] = port
+        result[service.name] = mine
     return result

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from mcfleet.agent.events import BootStatus, EventLog
 from mcfleet.agent.health import wait_healthy
 from mcfleet.agent.podman_ops import Managed, Podman
-from mcfleet.agent.ports import assign_ports
+from mcfleet.agent.ports import take_ports
 from mcfleet.agent.registry import RUNNING, STOPPED, Entry, Registry
 from mcfleet.agent.spec import LABEL_HASH, ContainerSpec, container_specs
 from mcfleet.errors import McfleetError
@@ -62,17 +62,12 @@ class Reconciler:
         *,
         prune: bool = True,
         stage_timeout: float | None = None,
-        low: int = 10000,
-        high: int = 60000,
     ) -> Outcome:
         async with self._lock:
             try:
                 registered = self.registry.entries()
                 before = {e.name: e.ports for e in registered}
-                # Without prune, services outside this request keep running: their ports are taken.
-                asked = {s.name for s, _ in desired}
-                keep = set() if prune else {p for e in registered if e.name not in asked for p in e.ports.values()}
-                ports = assign_ports(desired, before, low=low, high=high, in_use=keep)
+                ports = take_ports(desired, before)
                 entries = [Entry(s, ports[s.name], RUNNING if s.active else STOPPED) for s, _ in desired]
                 # The registry is written first, in one transaction: if the agent dies mid-way,
                 # boot sequencing finishes the job from it.

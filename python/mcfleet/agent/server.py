@@ -147,8 +147,6 @@ class AgentServicer(pb_grpc.AgentServicer):
             desired,
             prune=request.prune,
             stage_timeout=request.stage_timeout_s or None,
-            low=request.port_min or 10000,
-            high=request.port_max or 60000,
         )
         return pb.ReconcileResponse(
             ok=outcome.ok,

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from mcfleet.fleet.derive import port_env as derive_port_env
+from mcfleet.fleet.derive import route_port_key as route_key
 from mcfleet.fleet.models import Component, Health, Service, Stage
 
 LABEL_MANAGED = "io.mcfleet.managed"
@@ -77,12 +78,6 @@ class ContainerSpec:
                 ip = port.host_ip if port.host_ip not in ("", "0.0.0.0", "::") else "127.0.0.1"
                 return ip, port.host_port
         return None
-
-
-def route_key(component: Component, index: int) -> str:
-    """The registry key of a route's host port: `<component>/<route name or index>`."""
-    route = component.routes[index]
-    return f"{component.name}/{route.name or index}"
 
 
 def route_keys(service: Service) -> list[tuple[Component, int, str]]:

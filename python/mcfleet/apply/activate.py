@@ -11,7 +11,6 @@ unit file, unit active.  The unit text is the one the NixOS module declares.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 from dataclasses import dataclass
@@ -20,10 +19,12 @@ from pathlib import Path
 from mcfleet.apply import confirm
 from mcfleet.apply.health import AgentHealth, wait_healthy
 from mcfleet.apply.nodeio import Node, write_text
-from mcfleet.apply.probe import AgentState, probe, unit_path
+from mcfleet.apply.probe import AgentProbe, probe, unit_path
 from mcfleet.errors import ApplyError, McfleetError
+from mcfleet.fleet.desired import DesiredAgent, sha256_text
 from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import Host
+from mcfleet.kinds.agent import AgentSeen, agent_change
 from mcfleet.nix.host_values import agent_unit_text
 
 
@@ -33,8 +34,9 @@ def render_unit(host: Host) -> str:
     return agent_unit_text(HostEntry(host=host, services=(), dir=Path(".")))
 
 
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+def desired_agent(host: Host, sha256: str | None) -> DesiredAgent:
+    a = host.agent
+    return DesiredAgent(a.path, a.unit, a.user, a.socket, sha256_text(render_unit(host)), sha256)
 
 
 @dataclass(frozen=True)
@@ -54,20 +56,20 @@ class ActivateResult:
     health: AgentHealth | None = None
 
 
-def needs_activation(state: AgentState, host: Host, pushed: bool) -> str | None:
-    """Why the agent must be (re)started, or None when it already runs what is wanted."""
+def needs_activation(state: AgentProbe, host: Host, pushed: bool) -> str | None:
+    """Why the agent must be (re)started, or None when it already runs what is wanted.
+
+    The same decision the plan makes (kinds.agent.agent_change), from the node's state
+    read right now; a binary just pushed always restarts."""
     if pushed:
         return "new agent binary"
-    if state.unit_sha256 != sha256_text(render_unit(host)):
-        return "unit file changed" if state.unit_sha256 else "unit file missing"
-    if state.active != "active":
-        return f"unit is {state.active}"
-    if state.confirmed_sha256 != state.binary_sha256:
-        return "binary not confirmed by an earlier apply"
-    return None
+    want = desired_agent(host, state.binary_sha256)
+    seen = AgentSeen(state.binary_sha256 is not None, state.binary_sha256, state.unit_sha256, state.active)
+    change = agent_change(want, seen, state.manifest.agent if state.manifest else None)
+    return change.reason if change else None
 
 
-async def _install_unit(node: Node, host: Host, state: AgentState) -> None:
+async def _install_unit(node: Node, host: Host, state: AgentProbe) -> None:
     text = render_unit(host)
     path = unit_path(host)
     q = shlex.quote(path)
@@ -119,7 +121,7 @@ def no_systemd(host: Host, phase: str) -> ApplyError:
     )
 
 
-async def probe_ready(node: Node, host: Host, phase: str) -> AgentState:
+async def probe_ready(node: Node, host: Host, phase: str) -> AgentProbe:
     """The agent's state, read before anything is written (provisioning does not change it);
     a node that cannot run the agent's unit is refused here, untouched."""
     state = await probe(node, host)
@@ -129,7 +131,7 @@ async def probe_ready(node: Node, host: Host, phase: str) -> AgentState:
 
 
 async def activate(
-    node: Node, host: Host, state: AgentState, *, pushed: bool, sha: str, opts: ActivateOptions
+    node: Node, host: Host, state: AgentProbe, *, pushed: bool, sha: str, opts: ActivateOptions
 ) -> ActivateResult:
     reason = needs_activation(state, host, pushed)
     if reason is None:

@@ -16,37 +16,9 @@ from enum import StrEnum
 from typing import IO, Any
 
 from mcfleet.apply.journal import redact
+from mcfleet.phase import PHASE_ORDER, Phase
 
-
-class Phase(StrEnum):
-    """Per-host phases, in the order they run (SPEC §6)."""
-
-    build = "build"
-    push = "push"
-    activate = "activate"
-    deploy = "deploy"
-    cert = "cert"
-    dns = "dns"
-    route = "route"
-    manifest = "manifest"
-    provision = "provision"
-
-    @property
-    def order(self) -> int:
-        return PHASE_ORDER.index(self)
-
-
-PHASE_ORDER = [
-    Phase.provision,
-    Phase.build,
-    Phase.push,
-    Phase.activate,
-    Phase.deploy,
-    Phase.cert,
-    Phase.dns,
-    Phase.route,
-    Phase.manifest,
-]
+__all__ = ["PHASE_ORDER", "ApplyEvents", "Event", "Listener", "Phase", "Status", "ndjson_writer"]
 
 
 class Status(StrEnum):
@@ -95,7 +67,7 @@ class Event:
 Listener = Callable[[Event], None]
 
 
-class EventLog:
+class ApplyEvents:
     """Collects events and hands each to the listeners (progress view, NDJSON writer)."""
 
     def __init__(self, listeners: list[Listener] | None = None) -> None:

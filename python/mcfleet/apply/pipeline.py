@@ -2,7 +2,11 @@
 
     [provision] → push → activate (+health, rollback) → deploy → cert → dns → route → manifest
 
-Reads as plain code, one step after another.  Each phase has its own concurrency
+The host kind runs as `provision`, the agent kind as build/push/activate (every
+build ends before any activation, so a build error never leaves half a fleet
+upgraded); then every other resource kind with planned actions runs its `apply`
+with exactly those actions, in phase order; at the end every kind's `record`
+writes its part of the manifest.  Reads as plain code, one step after another.  Each phase has its own concurrency
 limit (a semaphore); every phase start and end is an event (see events.py), and
 the summary is built from those events.  A failure stops the later phases of that
 host only (`--keep-going`, the default) or every host's phases that have not
@@ -13,40 +17,59 @@ or was reported blocked, so a build error never leaves half a fleet upgraded.
 from __future__ import annotations
 
 import asyncio
+import getpass
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcfleet.apply import manifest as manifest_mod
 from mcfleet.apply.activate import ActivateOptions, activate, probe_ready
 from mcfleet.apply.artifacts import Artifact, BuildBlocked, Builder
-from mcfleet.apply.events import EventLog, Phase, Status
-from mcfleet.apply.nodeio import Node
-from mcfleet.apply.probe import probe
+from mcfleet.apply.events import ApplyEvents, Phase, Status
+from mcfleet.apply.nodeio import Node, write_text
+from mcfleet.apply.probe import manifest_path, probe
 from mcfleet.apply.push import push_agent
-from mcfleet.apply.steps import STEPS, Step, StepContext
 from mcfleet.apply.summary import Summary, summarize
 from mcfleet.errors import McfleetError, Refused
+from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import HostEntry
+from mcfleet.kinds import KINDS, ApplyContext, ResourceKind
+from mcfleet.kinds.host import read_users
+from mcfleet.observe.manifest import Manifest
+from mcfleet.plan.model import Action
 
 Connect = Callable[[HostEntry], Awaitable[Node]]
 # provision(node, entry) -> (changed?, message); raises McfleetError (Refused...) on failure
 Provisioner = Callable[[Node, HostEntry], Awaitable[tuple[bool, str]]]
 
 
+# The kinds apply runs after the agent is active (host and agent have their own phases above).
+HEAD_KINDS: list[ResourceKind] = [k for k in KINDS if k.phase in (Phase.host, Phase.agent)]
+STEP_KINDS: list[ResourceKind] = [k for k in KINDS if k.phase not in (Phase.host, Phase.agent)]
+
+
 @dataclass(frozen=True)
 class HostWork:
-    """What the apply does on one host (from a plan, or everything for `agent upgrade`)."""
+    """What the apply does on one host: the planned actions (a step never diffs again)."""
 
     entry: HostEntry
-    agent: bool = True
-    provision: bool = False
-    steps: frozenset[str] = frozenset()  # post-activation phases with planned actions
+    desired: DesiredHost
+    actions: tuple[Action, ...] = ()
+    agent: bool = True  # run the agent kind's build, push, activate
+    provision: bool = False  # run the host kind's provisioning
 
     @property
     def name(self) -> str:
         return self.entry.host.name
+
+    def actions_for(self, phase: Phase) -> list[Action]:
+        return [a for a in self.actions if a.phase == phase and a.kind != "refuse"]
+
+    @property
+    def step_phases(self) -> list[Phase]:
+        return sorted({a.phase for a in self.actions if a.kind != "refuse"} - {Phase.host, Phase.agent, Phase.manifest},
+                      key=lambda p: p.order)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -84,9 +107,9 @@ class Pipeline:
         connect: Connect,
         builder: Builder,
         options: ApplyOptions,
-        log: EventLog,
+        log: ApplyEvents,
         provisioner: Provisioner | None = None,
-        steps: list[Step] | None = None,
+        kinds: Sequence[ResourceKind] | None = None,
     ) -> None:
         self.work = work
         self.connect = connect
@@ -94,7 +117,7 @@ class Pipeline:
         self.options = options
         self.log = log
         self.provisioner = provisioner
-        self.steps = {s.phase: s for s in (STEPS if steps is None else steps)}
+        self.kinds = {k.phase: k for k in (STEP_KINDS if kinds is None else kinds)}
         limits = options.limits
         self.sem = {
             Phase.build: asyncio.Semaphore(limits.build),
@@ -109,7 +132,7 @@ class Pipeline:
         out = [Phase.provision] if w.provision else []
         if w.agent:
             out += [Phase.build, Phase.push, Phase.activate]
-        return [*out, *sorted((Phase(p) for p in w.steps), key=lambda p: p.order), Phase.manifest]
+        return [*out, *w.step_phases, Phase.manifest]
 
     async def run(self) -> Summary:
         started = time.monotonic()
@@ -149,55 +172,64 @@ class Pipeline:
     # ------------------------------------------------------------------ one host
 
     async def _host(self, w: HostWork, art: Artifact | None) -> None:
-        ctx_manifest: dict[str, Any] = {}
         try:
             if w.agent and art is None:
                 raise HostFailed  # build failed or blocked: already reported
             first = self._first_phase(w)
             node = await self._phase(w, first, self.connect(w.entry))
-            state = None
-            if w.agent:  # read (and refuse a node without systemd) before anything is written
-                state = await self._phase(w, first, probe_ready(node, w.entry.host, first.value))
+            # read (and refuse a node without systemd, or with a corrupt manifest) before anything is written
+            check = probe_ready(node, w.entry.host, first.value) if w.agent else probe(node, w.entry.host)
+            state = await self._phase(w, first, check)
+            ctx = ApplyContext(w.entry, node, w.desired, state.manifest or Manifest())
             if w.provision:
                 await self._provision(w, node)
-            agent_sha, agent_version = None, None
-            if state is not None and art is not None:
-                ctx_manifest = dict(state.manifest)
-                async with self.sem[Phase.push]:
-                    self._check_stop()
-                    self.log.emit(w.name, Phase.push, Status.start)
-                    pushed = await self._phase(
-                        w, Phase.push, push_agent(node, w.entry.host, art.path, art.sha256, state)
-                    )
-                status = Status.changed if pushed.changed else Status.unchanged
-                self.log.emit(w.name, Phase.push, status, pushed.message, bytes_sent=pushed.bytes_sent)
-                async with self.sem[Phase.activate]:
-                    self._check_stop()
-                    self.log.emit(w.name, Phase.activate, Status.start)
-                    result = await self._phase(
-                        w,
-                        Phase.activate,
-                        activate(
-                            node, w.entry.host, state, pushed=pushed.changed, sha=art.sha256, opts=self.options.activate
-                        ),
-                    )
-                self.log.emit(w.name, Phase.activate, Status(result.status), result.message)
-                if result.status not in ("changed", "unchanged"):
-                    self._failed()
-                    raise HostFailed
-                agent_sha = art.sha256
-                agent_version = result.health.version if result.health else None
-            else:
-                ctx_manifest = dict((await self._phase(w, Phase.manifest, probe(node, w.entry.host))).manifest)
-            await self._steps(w, node, ctx_manifest)
-            new = manifest_mod.updated(ctx_manifest, w.entry.host, agent_sha=agent_sha, agent_version=agent_version)
-            if manifest_mod.differs(ctx_manifest, new):
-                await self._phase(w, Phase.manifest, manifest_mod.write_manifest(node, w.entry.host, new))
-                self.log.emit(w.name, Phase.manifest, Status.changed, "written")
-            else:
-                self.log.emit(w.name, Phase.manifest, Status.unchanged, "as applied")
+            if w.agent and art is not None:
+                await self._agent(w, node, state, art, ctx)
+            await self._steps(w, ctx)
+            await self._record(w, ctx, state.manifest)
         except HostFailed:
             self._skip_rest(w)
+
+    async def _agent(self, w: HostWork, node: Node, state: Any, art: Artifact, ctx: ApplyContext) -> None:
+        async with self.sem[Phase.push]:
+            self._check_stop()
+            self.log.emit(w.name, Phase.push, Status.start)
+            pushed = await self._phase(w, Phase.push, push_agent(node, w.entry.host, art.path, art.sha256, state))
+        status = Status.changed if pushed.changed else Status.unchanged
+        self.log.emit(w.name, Phase.push, status, pushed.message, bytes_sent=pushed.bytes_sent)
+        async with self.sem[Phase.activate]:
+            self._check_stop()
+            self.log.emit(w.name, Phase.activate, Status.start)
+            result = await self._phase(
+                w,
+                Phase.activate,
+                activate(node, w.entry.host, state, pushed=pushed.changed, sha=art.sha256, opts=self.options.activate),
+            )
+        self.log.emit(w.name, Phase.activate, Status(result.status), result.message)
+        if result.status not in ("changed", "unchanged"):
+            self._failed()
+            raise HostFailed
+        ctx.data["agent_sha256"] = art.sha256
+        ctx.data["agent_version"] = result.health.version if result.health else None
+
+    async def _record(self, w: HostWork, ctx: ApplyContext, before: Manifest | None) -> None:
+        """Every kind writes its part; the users are read back from the node (what it has, not what was asked)."""
+        ctx.data["users"] = await self._phase(w, Phase.manifest, read_users(ctx))
+        new = ctx.manifest
+        for kind in [*HEAD_KINDS, *self.kinds.values()]:
+            new = kind.record(new, ctx, w.actions_for(kind.phase))
+        if before is not None and new.content() == before.content():
+            self.log.emit(w.name, Phase.manifest, Status.unchanged, "as applied")
+            return
+        stamped = new.model_copy(
+            update={
+                "applied_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "applied_by": f"{getpass.getuser()}@{socket.gethostname()}",
+            }
+        )
+        path = manifest_path(w.entry.host)
+        await self._phase(w, Phase.manifest, write_text(ctx.node, path, stamped.to_text(), mode="0644"))
+        self.log.emit(w.name, Phase.manifest, Status.changed, "written")
 
     def _first_phase(self, w: HostWork) -> Phase:
         return Phase.provision if w.provision else (Phase.push if w.agent else Phase.manifest)
@@ -212,20 +244,19 @@ class Pipeline:
             changed, message = await self._phase(w, Phase.provision, self.provisioner(node, w.entry))
         self.log.emit(w.name, Phase.provision, Status.changed if changed else Status.unchanged, message)
 
-    async def _steps(self, w: HostWork, node: Node, manifest: dict[str, Any]) -> None:
-        ctx = StepContext(w.entry, node, manifest)
-        for phase in sorted((Phase(p) for p in w.steps), key=lambda p: p.order):
-            step = self.steps.get(phase)
-            if step is None:  # planned, but this mcfleet has no such step yet: say so, never pretend
-                self.log.emit(w.name, phase, Status.blocked, f"no {phase} step in this version of mcfleet")
+    async def _steps(self, w: HostWork, ctx: ApplyContext) -> None:
+        for phase in w.step_phases:
+            kind = self.kinds.get(phase)
+            if kind is None:  # planned, but this mcfleet cannot do it: say so, never pretend
+                self.log.emit(w.name, phase, Status.blocked, f"no {phase} backend in this version of mcfleet")
                 self._failed()
                 continue
             async with self.step_sem:
                 self._check_stop()
-                self.log.emit(w.name, step.phase, Status.start)
-                outcome = await self._phase(w, step.phase, step.run(ctx))
-            self.log.emit(w.name, step.phase, Status(outcome.status), outcome.message)
-            if outcome.status == "failed":
+                self.log.emit(w.name, phase, Status.start)
+                outcome = await self._phase(w, phase, kind.apply(ctx, w.actions_for(phase)))
+            self.log.emit(w.name, phase, Status(outcome.status), outcome.message)
+            if outcome.status in ("failed", "blocked"):
                 self._failed()
                 raise HostFailed
 

@@ -7,20 +7,23 @@
   is never executed (a live UID is never changed); the override only lets the
   rest of the plan run.  An override that matches no refusal is an input error,
   so a typo cannot silently pass.
-- `host` actions → the provision step (user, subids, folder, resolvers) on a
-  Debian host; on NixOS it is reported blocked (the node's configuration owns them).
-- `agent` actions → build, push, activate.
-- `deploy`/`cert`/`dns`/`route` → the registered post-activation steps.
+- A host's actions go to the apply as they are (`HostWork.actions`): the host
+  kind's become provisioning (user, subids, folder, resolvers) on a Debian host
+  (on NixOS it is reported blocked: the node's configuration owns them), the agent
+  kind's build, push and activate, every other kind's its own `apply`.
 - Every host with any action gets its manifest rewritten at the end.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mcfleet.apply.pipeline import HostWork
 from mcfleet.errors import InputError, Refused
+from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import LoadedFleet
+from mcfleet.phase import Phase
 from mcfleet.plan.model import Action, Plan
 
 
@@ -71,21 +74,21 @@ def check_refusals(plan: Plan, overrides: list[Override]) -> list[Action]:
     return [a for a in refusals if any(o.matches(a) for o in overrides)]
 
 
-def work_from_plan(plan: Plan, loaded: LoadedFleet) -> list[HostWork]:
-    """One HostWork per host that has something to do, in the plan's host order."""
+def work_from_plan(plan: Plan, loaded: LoadedFleet, desired: Mapping[str, DesiredHost]) -> list[HostWork]:
+    """One HostWork per host that has something to do, in the plan's host order, carrying its actions."""
     out = []
     for name in plan.hosts:
-        actions = [a for a in plan.for_host(name) if a.kind != "refuse"]
+        actions = tuple(a for a in plan.for_host(name) if a.kind != "refuse")
         if not actions or name not in loaded.hosts:
             continue
-        entry = loaded.hosts[name]
         phases = {a.phase for a in actions}
         out.append(
             HostWork(
-                entry,
-                agent="agent" in phases,
-                provision="host" in phases,
-                steps=frozenset(phases & {"deploy", "cert", "dns", "route"}),
+                loaded.hosts[name],
+                desired[name],
+                actions,
+                agent=Phase.agent in phases,
+                provision=Phase.host in phases,
             )
         )
     return out
@@ -94,6 +97,6 @@ def work_from_plan(plan: Plan, loaded: LoadedFleet) -> list[HostWork]:
 def planned_agent_sha(plan: Plan, host: str) -> str | None:
     """The agent hash the plan was made for (apply refuses a bundle that differs: stale plan)."""
     for a in plan.for_host(host):
-        if a.phase == "agent" and isinstance(a.after, dict) and a.after.get("sha256"):
+        if a.phase == Phase.agent and isinstance(a.after, dict) and a.after.get("sha256"):
             return str(a.after["sha256"])
     return None

@@ -10,15 +10,13 @@ never the only copy of anything).
 
 from __future__ import annotations
 
-import json
 import shlex
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from mcfleet.apply.nodeio import Node, stale_temp_glob
 from mcfleet.fleet.models import Host
-
-MANIFEST_NAME = "mcfleet-state.json"
+from mcfleet.observe.manifest import Manifest, parse_manifest
+from mcfleet.observe.manifest import manifest_path as manifest_beside
 
 
 def unit_path(host: Host) -> str:
@@ -30,24 +28,25 @@ def agent_dir(host: Host) -> str:
 
 
 def manifest_path(host: Host) -> str:
-    return f"{agent_dir(host)}/{MANIFEST_NAME}"
+    return manifest_beside(host.agent.path)
 
 
 @dataclass(frozen=True)
-class AgentState:
+class AgentProbe:
+    """The agent's files and unit on a node, read right before apply acts on them."""
+
     binary_sha256: str | None
     prev_sha256: str | None
     unit_sha256: str | None
     active: str  # systemctl is-active: active, inactive, failed, activating, unknown
     enabled: str  # systemctl is-enabled: enabled, disabled, not-found...
-    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest: Manifest | None = None
     has_systemd: bool = True
 
     @property
     def confirmed_sha256(self) -> str | None:
         """The agent hash the last successful apply confirmed healthy (from the manifest)."""
-        agent = self.manifest.get("agent")
-        return str(agent["sha256"]) if isinstance(agent, dict) and agent.get("sha256") else None
+        return self.manifest.agent.sha256 if self.manifest and self.manifest.agent else None
 
 
 def probe_script(host: Host) -> str:
@@ -66,13 +65,14 @@ def probe_script(host: Host) -> str:
             f"echo active=$(systemctl is-active {q(host.agent.unit)} 2>/dev/null); "
             f"echo enabled=$(systemctl is-enabled {q(host.agent.unit)} 2>/dev/null); "
             "else echo systemd=0; echo active=unknown; echo enabled=unknown; fi",
-            f"echo manifest=$(cat {q(m)} 2>/dev/null | tr -d '\\n')",
+            f"echo manifest=$(cat {q(m)} 2>/dev/null | tr -d '\\n' | head -c 1048576)",
             "true",
         ]
     )
 
 
-def parse_probe(stdout: str) -> AgentState:
+def parse_probe(stdout: str, *, manifest_at: str = "the manifest") -> AgentProbe:
+    """The probe's answer; a corrupt manifest is an error (ManifestCorrupt), never read as absent."""
     values: dict[str, str] = {}
     for line in stdout.splitlines():
         key, sep, value = line.partition("=")
@@ -83,22 +83,19 @@ def parse_probe(stdout: str) -> AgentState:
         v = values.get(key, "-")
         return None if v in ("-", "") else v
 
-    try:
-        manifest = json.loads(values.get("manifest") or "{}")
-    except ValueError:
-        manifest = {}  # a corrupt manifest is treated as absent: the next apply rewrites it
-    return AgentState(
+    manifest = parse_manifest(values.get("manifest") or "", where=manifest_at)
+    return AgentProbe(
         binary_sha256=sha("bin"),
         prev_sha256=sha("prev"),
         unit_sha256=sha("unit"),
         active=values.get("active") or "unknown",
         enabled=values.get("enabled") or "unknown",
-        manifest=manifest if isinstance(manifest, dict) else {},
+        manifest=manifest,
         has_systemd=values.get("systemd") == "1",
     )
 
 
-async def probe(node: Node, host: Host) -> AgentState:
+async def probe(node: Node, host: Host) -> AgentProbe:
     res = await node.run(probe_script(host), timeout=30)
     res.check("reading the agent's state", node.name)
-    return parse_probe(res.stdout)
+    return parse_probe(res.stdout, manifest_at=f"{node.name}:{manifest_path(host)}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mcfleet.apply.nodeio import Node, temp_name, upload
-from mcfleet.apply.probe import AgentState
+from mcfleet.apply.probe import AgentProbe
 from mcfleet.errors import ApplyError
 from mcfleet.fleet.models import Host
 
@@ -58,7 +58,7 @@ def install_script(binary: str, tmp: str, want: str, confirmed: str | None) -> s
     )
 
 
-async def push_agent(node: Node, host: Host, bundle: Path, sha: str, state: AgentState) -> PushResult:
+async def push_agent(node: Node, host: Host, bundle: Path, sha: str, state: AgentProbe) -> PushResult:
     """Make the node's agent binary be `bundle` (hash `sha`); nothing is sent when it already is."""
     if state.binary_sha256 == sha:
         return PushResult(False, 0, sha, f"already has {sha[:12]}")

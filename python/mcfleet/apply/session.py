@@ -1,14 +1,19 @@
 """One apply run from start to end, as a library call (the CLI commands are thin over this).
 
-    async with ApplySession(loaded, options=..., bundle=...) as s:
-        summary = await s.apply_plan(plan, overrides)      # apply, deploy
-        summary = await s.run(work, provision=False)       # agent upgrade, provision
+    async with ApplySession(loaded, options) as s:
+        summary = await s.plan_and_apply(names, overrides)        # apply, deploy
+        summary = await s.apply_plan(plan, overrides, saved=True)  # apply PLAN
+        summary = await s.upgrade(names, overrides)               # agent upgrade
+        summary = await s.provision(name, overrides)              # provision
 
-The session owns what a run shares: the SSH pool (one connection per host, used
-for observing and applying), the builder (each target built once), the event
-log with its listeners (progress view, NDJSON), and the journal record written
-at the end, whatever the outcome.  The fleet lock is taken by the caller around
-the whole session.
+Every run that changes a node goes through the same refusal gate: the hosts are
+observed and planned first (plan.planner.plan_fleet) and a plan with an open
+refusal is refused before anything is written.  The session owns what a run
+shares: the SSH pool (one connection per host, used for observing and applying),
+the builder (each target built once), the desired state (computed once, with the
+agent hashes of the build), the event log with its listeners (progress view,
+NDJSON), and the journal record written at the end, whatever the outcome.  The
+fleet lock is taken by the caller around the whole session.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 from mcfleet.apply import journal
 from mcfleet.apply.artifacts import Artifact, Builder, build_key
-from mcfleet.apply.events import EventLog, Listener, Phase, Status
+from mcfleet.apply.events import ApplyEvents, Listener, Phase, Status
 from mcfleet.apply.nodeio import Node
 from mcfleet.apply.pipeline import ApplyOptions, HostWork, Pipeline
 from mcfleet.apply.planwork import Override, check_refusals, planned_agent_sha, work_from_plan
@@ -30,11 +35,13 @@ from mcfleet.apply.provision import provision_host
 from mcfleet.apply.summary import Summary, summarize
 from mcfleet.bundle.build import build_agent_bundle_async
 from mcfleet.errors import McfleetError, Refused
+from mcfleet.fleet.desired import DesiredHost, desired_state
 from mcfleet.fleet.load import HostEntry, LoadedFleet
+from mcfleet.kinds import KINDS, ResourceKind
 from mcfleet.observe.collect import gather
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.plan.model import Plan
-from mcfleet.plan.planner import build as build_plan
+from mcfleet.plan.planner import plan_fleet
 from mcfleet.plan.saved import REPLAN_HINT, ensure_fresh
 from mcfleet.report.progress import NullProgress, Progress
 from mcfleet.transport.ssh import SshOptions, SshPool
@@ -62,10 +69,11 @@ class ApplySession:
         self.options = options
         self.pool = SshPool(options.ssh, hosts=loaded.hosts)
         self.builder = Builder(bundle=options.bundle, build_pex=build_pex, flake=loaded.root)
-        self.log = EventLog([*options.listeners, self._to_progress])
+        self.log = ApplyEvents([*options.listeners, self._to_progress])
         self.started = time.monotonic()
         self.plan: Plan | None = None
         self.agent_hashes: dict[str, str] = {}  # host -> sha256 of the agent built for it
+        self.desired: dict[str, DesiredHost] = desired_state(loaded)
 
     async def __aenter__(self) -> ApplySession:
         return self
@@ -104,11 +112,51 @@ class ApplySession:
             for name in names
             if build_key(self.loaded.hosts[name].host) in built
         }
+        self.desired = desired_state(self.loaded, self.agent_hashes)
         return built
 
-    async def observe_and_plan(self, names: list[str]) -> tuple[Plan, dict[str, Facts | Unreachable]]:
-        facts = await gather(self.loaded, names, pool=self.pool, progress=self.options.progress)
-        return build_plan(self.loaded, facts, agent_hashes=self.agent_hashes), facts
+    async def observe_and_plan(
+        self, names: list[str], kinds: list[ResourceKind] | None = None
+    ) -> tuple[Plan, dict[str, Facts | Unreachable]]:
+        return await plan_fleet(
+            self.loaded, names, pool=self.pool, progress=self.options.progress, desired=self.desired,
+            kinds=KINDS if kinds is None else kinds,
+        )  # fmt: skip
+
+    async def plan_and_apply(self, names: list[str], overrides: list[Override]) -> Summary:
+        """Build, observe, plan and apply in one go (`apply` without a plan file, `deploy`)."""
+        await self.prebuild(names)
+        plan, _facts = await self.observe_and_plan(names)
+        return await self.apply_plan(plan, overrides, saved=False)
+
+    async def _gate(self, names: list[str], overrides: list[Override]) -> Plan:
+        """The refusal gate for commands that change a node without a full plan (host and agent kinds)."""
+        plan, _facts = await self.observe_and_plan(names, [k for k in KINDS if k.phase in (Phase.host, Phase.agent)])
+        self.plan = plan
+        check_refusals(plan, overrides)
+        if plan.unreachable:
+            name, why = next(iter(plan.unreachable.items()))
+            raise Refused(f"{name} is unreachable: {why.reason}", location=name, hint=why.hint)
+        return plan
+
+    async def upgrade(self, names: list[str], overrides: list[Override]) -> Summary:
+        """`agent upgrade`: push and activate the agent on every host, after the refusal gate."""
+        await self.prebuild(names)
+        plan = await self._gate(names, overrides)
+        work = [
+            HostWork(
+                self.loaded.hosts[n], self.desired[n], tuple(a for a in plan.for_host(n) if a.phase == Phase.agent)
+            )
+            for n in names
+        ]
+        return await self.run(work)
+
+    async def provision(self, name: str, overrides: list[Override]) -> Summary:
+        """`provision`: users, folders, resolvers, then the agent, after the refusal gate."""
+        await self.prebuild([name])
+        plan = await self._gate([name], overrides)
+        actions = tuple(a for a in plan.for_host(name) if a.kind != "refuse")
+        return await self.run([HostWork(self.loaded.hosts[name], self.desired[name], actions, provision=True)])
 
     # ------------------------------------------------------------------ runs
 
@@ -121,7 +169,7 @@ class ApplySession:
             ensure_fresh(plan, facts)
             self._check_planned_bundle(plan)
         check_refusals(plan, overrides)
-        work = work_from_plan(plan, self.loaded)
+        work = work_from_plan(plan, self.loaded, self.desired)
         summary = await self.run(work)
         return self._with_idle_and_unreachable(summary, plan, {w.name for w in work})
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcfleet.apply.events import PHASE_ORDER, EventLog, Phase, Status
+from mcfleet.apply.events import PHASE_ORDER, ApplyEvents, Phase, Status
 from mcfleet.errors import EXIT_FAILURE, EXIT_OK
 
 
@@ -92,7 +92,9 @@ class Summary:
         return "\n".join(lines)
 
 
-def summarize(log: EventLog, hosts: list[str], phases: list[Phase] | dict[str, list[Phase]], seconds: float) -> Summary:
+def summarize(
+    log: ApplyEvents, hosts: list[str], phases: list[Phase] | dict[str, list[Phase]], seconds: float
+) -> Summary:
     """Per host, the outcome of each phase it was meant to run (a phase that never ended is `skipped`).
 
     `phases` is one list for every host, or each host's own list.

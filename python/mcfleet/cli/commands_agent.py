@@ -2,7 +2,7 @@
 
 `upgrade` pushes and activates the agent bundle on every selected host — all hosts
 by default, because an agent and a CLI of different versions fail with
-`Unimplemented` (seed item #11) — with the same push/activate/rollback as `apply`.
+`Unimplemented` — with the same push/activate/rollback as `apply`.
 Content-addressed: hosts that already run the bundle get nothing sent.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from mcfleet.apply.pipeline import HostWork
+from mcfleet.apply.planwork import Override
 from mcfleet.apply.status import AgentStatus, agent_status, render
 from mcfleet.cli.commands_apply import (
     BUNDLE,
@@ -56,6 +56,7 @@ def upgrade(  # noqa: PLR0917 (typer maps parameters to options)
     on: list[str] | None = ON_OPT,
     yes: bool = YES_OPT,
     path: Path | None = ROOT,
+    override: list[str] = typer.Option([], "--override", help="Run despite the refusal HOST:WHAT (repeatable)."),
     fail_fast: bool = FAIL_FAST,
     json_out: bool = JSON,
     bundle: Path | None = BUNDLE,
@@ -67,7 +68,9 @@ def upgrade(  # noqa: PLR0917 (typer maps parameters to options)
     """Push the agent bundle to the hosts and restart it there, with health check and rollback.
 
     All hosts by default (avoids version skew between agents and the CLI); more than one
-    host asks first (--yes to skip).
+    host asks first (--yes to skip).  The hosts are observed first and a refusal (a
+    pinned UID held by another account, ...) refuses the upgrade before anything is
+    pushed, as for `apply`.
 
     Examples:
 
@@ -76,6 +79,8 @@ def upgrade(  # noqa: PLR0917 (typer maps parameters to options)
       mcfleet agent upgrade --on svc --on hyperborea
 
       mcfleet agent upgrade --bundle dist/mcp-agent.pex --json
+
+      mcfleet agent upgrade --on orion --override 'orion:user mcp'
     """
     loaded = load_fleet_for_hosts(path, hosts)
     entries = selected(loaded, [*(hosts or []), *(on or [])])
@@ -83,8 +88,9 @@ def upgrade(  # noqa: PLR0917 (typer maps parameters to options)
     opts = session_options(command="agent upgrade", json_out=json_out, fail_fast=fail_fast, bundle=bundle,
                            health=health_timeout, deadman=confirm_timeout, parallel=parallel,
                            connect=connect_timeout)  # fmt: skip
-    work = [HostWork(e, agent=True) for e in entries]
-    run_session(loaded, opts, lambda s: s.run(work))
+    overrides = [Override.parse(o) for o in override]
+    names = [e.host.name for e in entries]
+    run_session(loaded, opts, lambda s: s.upgrade(names, overrides))
 
 
 def status(

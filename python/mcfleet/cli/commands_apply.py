@@ -19,7 +19,7 @@ import typer
 from mcfleet.apply.activate import ActivateOptions
 from mcfleet.apply.events import ndjson_writer
 from mcfleet.apply.lock import fleet_lock
-from mcfleet.apply.pipeline import ApplyOptions, HostWork, Limits
+from mcfleet.apply.pipeline import ApplyOptions, Limits
 from mcfleet.apply.planwork import Override
 from mcfleet.apply.session import ApplySession, SessionOptions
 from mcfleet.apply.summary import Summary
@@ -176,13 +176,7 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
         return
     loaded = load_valid(deprecated_folder(target, "the fleet folder as an argument") or root)
     names = confirm_whole_fleet(loaded, on, all_, yes)
-    run_session(loaded, session_options(command="apply", **opts), lambda s: _plan_and_apply(s, names, overrides))  # type: ignore[arg-type]
-
-
-async def _plan_and_apply(session: ApplySession, names: list[str], overrides: list[Override]) -> Summary:
-    await session.prebuild(names)
-    plan, _facts = await session.observe_and_plan(names)
-    return await session.apply_plan(plan, overrides, saved=False)
+    run_session(loaded, session_options(command="apply", **opts), lambda s: s.plan_and_apply(names, overrides))  # type: ignore[arg-type]
 
 
 def deploy(  # noqa: PLR0917
@@ -209,12 +203,13 @@ def deploy(  # noqa: PLR0917
     overrides = [Override.parse(o) for o in override]
     opts = session_options(command=f"deploy {host}", json_out=json_out, fail_fast=False, bundle=bundle,
                            health=health_timeout, deadman=confirm_timeout, parallel=1, connect=10.0)  # fmt: skip
-    run_session(loaded, opts, lambda s: _plan_and_apply(s, names, overrides))
+    run_session(loaded, opts, lambda s: s.plan_and_apply(names, overrides))
 
 
 def provision(  # noqa: PLR0917
     host: str = typer.Argument(..., help="The one Debian host to provision (a host name)."),
     path: Path | None = ROOT_ALIAS,
+    override: list[str] = typer.Option([], "--override", help="Run despite the refusal HOST:WHAT (repeatable)."),
     json_out: bool = JSON,
     bundle: Path | None = BUNDLE,
     health_timeout: float = HEALTH,
@@ -225,10 +220,10 @@ def provision(  # noqa: PLR0917
     In detail: the `mcp` user at its pinned UID/GID, subuid/subgid, /srv/mcp/, resolvers with
     fallbacks, the unit and the agent bundle, started and health-checked.
 
-    Idempotent: a second run changes nothing and says so.  Refused before any change
-    (exit 1, the summary says "refused: ...") when the pinned UID/GID belongs to
-    another account or `mcp` exists with other ids.  NixOS nodes are provisioned by
-    their configuration (refused, exit 1).
+    Idempotent: a second run changes nothing and says so.  Goes through the plan's
+    refusal gate first: refused before any change (exit 1) when the pinned UID/GID
+    belongs to another account or `mcp` exists with other ids.  NixOS nodes are
+    provisioned by their configuration (refused, exit 1).
 
     Examples:
 
@@ -246,8 +241,8 @@ def provision(  # noqa: PLR0917
         )
     opts = session_options(command=f"provision {host}", json_out=json_out, fail_fast=True, bundle=bundle,
                            health=health_timeout, deadman=confirm_timeout, parallel=1, connect=10.0)  # fmt: skip
-    work = [HostWork(entry, agent=True, provision=True)]
-    run_session(loaded, opts, lambda s: s.run(work))
+    overrides = [Override.parse(o) for o in override]
+    run_session(loaded, opts, lambda s: s.provision(entry.host.name, overrides))
 
 
 def register(app: typer.Typer) -> None:

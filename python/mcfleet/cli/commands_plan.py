@@ -16,9 +16,8 @@ from mcfleet.errors import EXIT_CHANGES, EXIT_FAILURE, EXIT_OK, FleetInvalid
 from mcfleet.fleet.load import LoadedFleet, load_fleet
 from mcfleet.fleet.rules import check
 from mcfleet.fleet.select import select_hosts
-from mcfleet.observe.collect import gather
 from mcfleet.plan.model import Plan
-from mcfleet.plan.planner import build
+from mcfleet.plan.planner import plan_fleet
 from mcfleet.plan.render import render_text
 from mcfleet.plan.saved import save_plan
 from mcfleet.report.progress import make_progress
@@ -89,10 +88,11 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
         raise FleetInvalid(list(findings), root=str(loaded.root))
     hosts = select(loaded, on)
     options = SshOptions(connect_timeout=connect_timeout)
-    with make_progress(title="gathering facts", quiet=json_out) as progress:
-        facts = asyncio.run(gather(loaded, hosts, progress=progress, options=options))
     agent_hashes, note = bundle_hashes(loaded, hosts)
-    result = build(loaded, facts, agent_hashes=agent_hashes)
+    with make_progress(title="gathering facts", quiet=json_out) as progress:
+        result, _facts = asyncio.run(
+            plan_fleet(loaded, hosts, options=options, progress=progress, agent_hashes=agent_hashes)
+        )
     if out is not None:
         save_plan(result, out)
     if json_out:

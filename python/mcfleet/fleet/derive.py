@@ -4,7 +4,10 @@
 - `image_problem`: why an image reference is not pinned (None when it is).
 - `port_env`: the `$PORT` / `$PORT_<NAME>` variable a route is passed as (seed convention).
 - `assign_ports`: the host port of every route on a host: its pinned `host_port`, else a
-  deterministic port from the fleet range (see the function for the exact scheme).
+  deterministic port from the fleet range (see the function for the exact scheme).  The
+  one port allocator: `render`, the plan and the agent all use its answer.
+- `route_port_key` / `service_ports`: the same ports keyed the way the agent's registry
+  keys them (`<component>/<route name or index>`).
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ def under_domain(hostname: str, domains: Iterable[str]) -> bool:
 
 
 def port_env(route: Route) -> str:
-    """`PORT` for an unnamed route, `PORT_<NAME>` (upper case, '-' -> '_') for a named one."""
+    """`PORT` for an unnamed route, `PORT_<NAME>` (upper case, '-' -> '_') for a named one:
+    the variable a program reads its listening port from."""
     return "PORT" if route.name is None else "PORT_" + route.name.upper().replace("-", "_")
 
 
@@ -67,7 +71,11 @@ def assign_ports(host_name: str, services: Iterable[Service], fleet: Fleet) -> d
     port across runs and file orderings; it can only move if another route is added whose
     hash lands on the same port before it in key order.
     """
-    low, high = fleet.ports.min, fleet.ports.max
+    return assign_ports_in(host_name, services, fleet.ports.min, fleet.ports.max)
+
+
+def assign_ports_in(host_name: str, services: Iterable[Service], low: int, high: int) -> dict[RouteKey, int]:
+    """`assign_ports` with the range given directly (`fleet.json#/ports` for a fleet)."""
     span = high - low + 1
     entries = _route_keys(services)
     taken: set[int] = set()
@@ -96,3 +104,19 @@ def assign_ports(host_name: str, services: Iterable[Service], fleet: Fleet) -> d
         free -= 1
         result[key] = port
     return result
+
+
+def route_port_key(component: Component, index: int) -> str:
+    """The agent's key of a route's host port: `<component>/<route name or index>`."""
+    route = component.routes[index]
+    return f"{component.name}/{route.name or index}"
+
+
+def service_ports(service: Service, ports: dict[RouteKey, int]) -> dict[str, int]:
+    """One service's ports from `assign_ports`, keyed as the agent keys them."""
+    return {
+        route_port_key(comp, index): ports[(service.name, comp.name, index)]
+        for comp in service.components
+        for index in range(len(comp.routes))
+        if (service.name, comp.name, index) in ports
+    }

@@ -6,26 +6,26 @@ Interface (keep stable; apply uses it too):
     facts["rift"]   # Facts | Unreachable — never an exception for a host that fails
 
 `pool` is reused when given (apply keeps its connections); otherwise one is
-opened and closed here.  After the hosts answer, the fleet's DNS names are asked
-at the authoritative server (rfc2136 provider) and the route provider (caddy) is
-asked which hostnames it serves; both are stored on the owning host's facts.
+opened and closed here.  After the hosts answer, each resource kind reads what it
+needs beyond the batch (mcfleet.kinds: the service kind asks the agent for its
+containers, the dns kind the authoritative server, the route kind the proxy) and
+adds it to the owning host's facts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 from mcfleet.errors import McfleetError
+from mcfleet.fleet.desired import DesiredHost, desired_state
 from mcfleet.fleet.load import HostEntry, LoadedFleet
-from mcfleet.fleet.models import CaddyProvider, Rfc2136Provider
-from mcfleet.observe.dns import query_names
+from mcfleet.kinds import KINDS, ReadContext, ResourceKind
 from mcfleet.observe.facts import Facts, Unreachable
+from mcfleet.observe.manifest import manifest_path
 from mcfleet.observe.parse import FactsRefused, facts_from, read_framed
-from mcfleet.observe.routes import observed_hostnames
 from mcfleet.observe.script import OUTPUT_CAP, ScriptInputs, facts_script, probes
-from mcfleet.plan.desired import DesiredHost, desired_state, dns_names
 from mcfleet.report.progress import NullProgress, Progress
 from mcfleet.transport.base import HostKeyMismatch
 from mcfleet.transport.base import Unreachable as UnreachableError
@@ -44,8 +44,9 @@ def script_inputs(loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -
         gids=tuple(sorted({u.gid for u in desired.users})),
         agent_path=entry.host.agent.path,
         agent_unit=entry.host.agent.unit,
-        # podman is asked only where services are declared (or may linger from the manifest): it is slow.
-        containers=bool(entry.services),
+        # containers come from the agent (the service kind's read), never from a root `podman ps`
+        containers=False,
+        manifest_path=manifest_path(entry.host.agent.path),
     )
 
 
@@ -92,50 +93,6 @@ async def gather_host(
     return facts
 
 
-async def add_dns(loaded: LoadedFleet, desired: dict[str, DesiredHost], facts: GatherResult) -> GatherResult:
-    provider = loaded.fleet.providers.dns if loaded.fleet else None
-    if not isinstance(provider, Rfc2136Provider):
-        return facts
-    wanted: dict[str, set[str]] = {}
-    for host, item in facts.items():
-        if isinstance(item, Facts):
-            wanted[host] = set(dns_names(desired[host])) | {
-                r.name for r in (item.manifest.dns if item.manifest else [])
-            }
-    every = sorted(set().union(*wanted.values())) if wanted else []
-    if not every:
-        return facts
-    answers, error = await query_names(every, provider.server, provider.port)  # all names at once, in parallel
-    out = dict(facts)
-    for host, names in wanted.items():
-        item = out[host]
-        if names and isinstance(item, Facts):
-            mine = {n: answers[n] for n in sorted(names) if n in answers}
-            out[host] = item.model_copy(update={"dns": mine, "dns_error": error if len(mine) < len(names) else None})
-    return out
-
-
-async def add_routes(loaded: LoadedFleet, desired: dict[str, DesiredHost], facts: GatherResult) -> GatherResult:
-    provider = loaded.fleet.providers.route if loaded.fleet else None
-    if not isinstance(provider, CaddyProvider):
-        return facts
-    wanted: dict[str, set[str]] = {}
-    for host, item in facts.items():
-        if isinstance(item, Facts):
-            recorded = {r.hostname for r in (item.manifest.routes if item.manifest else [])}
-            wanted[host] = {r.hostname for r in desired[host].routes.values()} | recorded
-    if not any(wanted.values()):
-        return facts
-    served, error = await observed_hostnames(provider.admin_url, provider.server)
-    out = dict(facts)
-    for host, names in wanted.items():
-        item = out[host]
-        if names and isinstance(item, Facts):
-            seen = sorted(names & served) if served is not None else None
-            out[host] = item.model_copy(update={"routes": seen, "routes_error": error})
-    return out
-
-
 async def gather(
     loaded: LoadedFleet,
     hosts: Iterable[str],
@@ -143,9 +100,12 @@ async def gather(
     pool: SshPool | None = None,
     progress: Progress | None = None,
     options: SshOptions | None = None,
+    desired: Mapping[str, DesiredHost] | None = None,
+    kinds: Sequence[ResourceKind] = KINDS,
 ) -> GatherResult:
+    """Every host's facts batch in parallel, then each kind's own reads (agent, DNS server, proxy)."""
     names = list(hosts)
-    desired = desired_state(loaded)
+    desired = desired if desired is not None else desired_state(loaded)
     progress = progress or NullProgress()
     own_pool = pool is None
     active = pool or SshPool(options, hosts=loaded.hosts)
@@ -153,8 +113,11 @@ async def gather(
         results = await asyncio.gather(
             *(gather_host(active, loaded, loaded.hosts[n], desired[n], progress) for n in names)
         )
+        observed: GatherResult = dict(zip(names, results, strict=True))
+        ctx = ReadContext(loaded, desired, active)
+        for kind in kinds:
+            observed = await kind.read(ctx, observed)
     finally:
         if own_pool:
             await active.close()
-    observed = dict(zip(names, results, strict=True))
-    return await add_routes(loaded, desired, await add_dns(loaded, desired, observed))
+    return observed

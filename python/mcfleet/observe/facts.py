@@ -44,6 +44,7 @@ class AgentFacts(_Fact):
     version: str | None = None
     unit_active: str | None = Field(default=None, description="`systemctl is-active`; None without systemd")
     unit_enabled: str | None = None
+    unit_sha256: str | None = Field(default=None, description="sha256 of the unit file; None when absent")
     systemd: bool | None = Field(default=None, description="PID 1 is systemd; None when not observed")
 
 

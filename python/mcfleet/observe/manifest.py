@@ -1,18 +1,41 @@
-"""The applied-state manifest, `/srv/mcp/mcfleet-state.json` on every node (SPEC §5).
+"""The applied-state manifest: what mcfleet manages on a node, one file beside the agent.
 
-`apply` writes it atomically as its last step; `plan` reads it to know what
-mcfleet manages on the node, so that what the files no longer declare becomes
-`delete` actions, and drift (a hash on the node that differs from the one
-recorded) becomes `update` actions.  Unknown fields are kept (a newer mcfleet
-may add some) so reading never loses data.
+The one manifest store.  Its path is derived from `agent.path` (the agent's folder,
+`mcfleet-state.json`, so `/srv/mcp/mcfleet-state.json` by default); the facts script reads
+it there and apply writes it there, as its last step, atomically and only when its
+content changes.  Each resource kind writes its own part (`record`); the parts are typed.
+
+It records what the node has (ids read back from the node, the agent hash that answered
+its health check), not what the files wanted: the plan compares the files with it, so
+what the files no longer declare becomes `delete` actions.  Unknown fields are kept (a
+newer mcfleet may add some).  The file crosses a trust boundary (anything on the node can
+write it): it is checked against its JSON schema before it is used, and a corrupt one is
+an error naming the file, never "no manifest".
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import json
+from functools import cache
+from typing import Any
 
-MANIFEST_PATH = "/srv/mcp/mcfleet-state.json"
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mcfleet.errors import McfleetError
+
+MANIFEST_NAME = "mcfleet-state.json"
 MANIFEST_VERSION = 1
+VOLATILE = frozenset({"applied_at", "applied_by"})  # change on every write; not a change of content
+
+
+def manifest_path(agent_path: str) -> str:
+    """Where the manifest of a host whose agent lives at `agent_path` is."""
+    return f"{agent_path.rpartition('/')[0] or ''}/{MANIFEST_NAME}"
+
+
+class ManifestCorrupt(McfleetError):
+    kind = "corrupt manifest"
 
 
 class _Part(BaseModel):
@@ -23,6 +46,9 @@ class ManifestAgent(_Part):
     path: str = "/srv/mcp/mcp-agent"
     sha256: str
     version: str | None = None
+    unit: str | None = None
+    user: str | None = None
+    unit_sha256: str | None = Field(default=None, description="sha256 of the unit file as installed")
 
 
 class ManifestUser(_Part):
@@ -34,7 +60,8 @@ class ManifestService(_Part):
     hash: str = Field(description="spec_hash() of the service as applied")
     stage: str = "services"
     containers: list[str] = Field(default_factory=list)
-    ports: dict[str, int] = Field(default_factory=dict, description="route name -> assigned host port")
+    images: dict[str, str] = Field(default_factory=dict, description="container -> image as applied")
+    ports: dict[str, int] = Field(default_factory=dict, description="route key -> assigned host port")
 
 
 class ManifestRecord(_Part):
@@ -67,3 +94,40 @@ class Manifest(_Part):
     dns: list[ManifestRecord] = Field(default_factory=list)
     routes: list[ManifestRoute] = Field(default_factory=list)
     certs: list[ManifestCert] = Field(default_factory=list)
+
+    def content(self) -> dict[str, Any]:
+        """The manifest without its write stamp: two manifests with equal content are the same."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in VOLATILE}
+
+    def to_text(self) -> str:
+        return json.dumps(self.model_dump(mode="json", exclude_none=False), indent=2, sort_keys=True) + "\n"
+
+
+@cache
+def _validator() -> Any:
+    schema = Manifest.model_json_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema)
+
+
+def parse_manifest(text: str, *, where: str) -> Manifest | None:
+    """The manifest in `text` (None when the file is absent or empty); ManifestCorrupt otherwise."""
+    if not text.strip():
+        return None
+    hint = f"move {where} aside and re-apply (mcfleet then records the node again), or restore it from a backup"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestCorrupt(f"unreadable manifest: {exc}", location=where, hint=hint) from exc
+    first = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+    if first is not None:
+        at = "/".join(str(p) for p in first.absolute_path) or "(top)"
+        raise ManifestCorrupt(
+            f"the manifest does not match its schema at {at}: {first.message}", location=where, hint=hint
+        )
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:  # the schema and the model agree; this is a belt for the braces
+        raise ManifestCorrupt(
+            f"the manifest is invalid: {str(exc).splitlines()[0]}", location=where, hint=hint
+        ) from exc

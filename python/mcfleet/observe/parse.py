@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from mcfleet.observe.certs import parse_cert
 from mcfleet.observe.facts import (
     Account,
@@ -26,7 +24,8 @@ from mcfleet.observe.facts import (
     Group,
     IdRangeFact,
 )
-from mcfleet.observe.manifest import Manifest
+from mcfleet.observe.manifest import Manifest, ManifestCorrupt, manifest_path
+from mcfleet.observe.manifest import parse_manifest as parse_store_manifest
 from mcfleet.observe.script import CERT, CERT_CAP, END, MAGIC, PROBE_NAME, VALUE_CAP
 
 
@@ -170,18 +169,17 @@ def parse_agent(path: str, agent_text: str, unit_text: str) -> AgentFacts:
         version=fields.get("version") or None,
         unit_active=unit.get("active") or None,
         unit_enabled=unit.get("enabled") or None,
+        unit_sha256=unit.get("unitsha") or None,
         systemd=systemd,
     )
 
 
-def parse_manifest(text: str) -> tuple[Manifest | None, str | None]:
-    if not text.strip():
-        return None, None
+def parse_manifest(text: str, where: str) -> tuple[Manifest | None, str | None]:
+    """The manifest, or why it is corrupt (the plan turns that into a refusal)."""
     try:
-        return Manifest.model_validate(json.loads(text)), None
-    except (json.JSONDecodeError, ValidationError) as exc:
-        first = str(exc).splitlines()[0]
-        return None, f"unreadable manifest: {first}"
+        return parse_store_manifest(text, where=where), None
+    except ManifestCorrupt as exc:
+        return None, exc.message
 
 
 def parse_certs(files: list[tuple[str, bytes]]) -> list[CertFacts]:
@@ -229,7 +227,7 @@ def parse_facts(host: str, output: str, *, agent_path: str, address: str | None 
 def facts_from(host: str, v: FramedOutput, *, agent_path: str, address: str | None = None) -> Facts:
     osr = parse_os_release(v.text("os"))
     uname = v.text("uname").splitlines()
-    manifest, manifest_error = parse_manifest(v.text("manifest"))
+    manifest, manifest_error = parse_manifest(v.text("manifest"), manifest_path(agent_path))
     euid = v.text("euid").strip()
     return Facts(
         host=host,

@@ -28,12 +28,12 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from mcfleet.observe.manifest import MANIFEST_PATH
+from mcfleet.fleet.desired import CERT_DIR
+from mcfleet.observe.manifest import manifest_path as manifest_beside
 
 MAGIC = "mcfleet-facts 2"
 END = "end"
 CERT = "cert"
-CERT_DIR = "/srv/mc-proxy/certs"
 VALUE_CAP = 1024 * 1024  # bytes per value read on the node
 CERT_CAP = 64 * 1024  # bytes per certificate file (a fullchain is a few KiB)
 CERT_FILES_CAP = 512  # certificate files read per host
@@ -50,7 +50,7 @@ class ScriptInputs:
     agent_unit: str
     containers: bool = False  # ask podman (only when the host runs or ran services)
     cert_dir: str = CERT_DIR
-    manifest_path: str = MANIFEST_PATH
+    manifest_path: str = manifest_beside("/srv/mcp/mcp-agent")  # collect passes the host's own
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ def probes(inp: ScriptInputs) -> list[Probe]:
     uids = " ".join(str(u) for u in inp.uids)
     gids = " ".join(str(g) for g in inp.gids)
     agent, unit = q(inp.agent_path), q(inp.agent_unit)
+    unit_file = q(f"/etc/systemd/system/{inp.agent_unit}")
     names_re = q("^(" + "|".join(re.escape(u) for u in inp.users) + "):") if inp.users else "'^$'"
     return [
         Probe("os", "cat /etc/os-release", "/etc/os-release"),
@@ -93,7 +94,8 @@ def probes(inp: ScriptInputs) -> list[Probe]:
             "unit",
             "if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then "
             f'echo "active $(systemctl is-active {unit})"; echo "enabled $(systemctl is-enabled {unit})"; '
-            "else echo no-systemd; fi",
+            "else echo no-systemd; fi; "
+            f"if [ -f {unit_file} ]; then echo \"unitsha $(sha256sum < {unit_file} | cut -d' ' -f1)\"; fi",
             "systemctl",
         ),
         Probe("nixos", "readlink /run/current-system", "/run/current-system"),

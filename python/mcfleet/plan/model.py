@@ -1,12 +1,14 @@
 """The Plan: ordered actions per host and phase, plus what it was made from.
 
 An `Action` is `(host, phase, kind, subject, before, after, reason)`:
-- `phase` is one of PHASES, in apply order.  `host` holds the checks that gate a
-  host (pinned users, OS/arch, host key); then the apply phases agent (build,
-  push, activate), deploy, cert, dns, route, manifest.
+- `phase` is the `Phase` of the resource kind that made it (see mcfleet.kinds),
+  one of PHASES, in apply order: `host` (pinned users, OS/arch, host key), agent,
+  deploy, cert, dns, route, manifest.
 - `kind` is create | update | delete | replace | refuse.  A refusal is part of
   the plan: apply refuses to run a plan with one unless it is overridden by its
   `id` (stable: host/phase/subject).
+`Plan.blocked` lists, per host, the kinds that cannot act here ("blocked: why"),
+in place of actions apply could not perform.
 - `before` / `after` are plain JSON values (observed / desired), never secrets.
 
 `Plan.unreachable` lists the hosts that could not be observed (host -> reason);
@@ -21,7 +23,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PHASES: tuple[str, ...] = ("host", "agent", "deploy", "cert", "dns", "route", "manifest")
+from mcfleet.phase import Phase
+
+PHASES: tuple[Phase, ...] = (
+    Phase.host,
+    Phase.agent,
+    Phase.deploy,
+    Phase.cert,
+    Phase.dns,
+    Phase.route,
+    Phase.manifest,
+)
 Kind = Literal["create", "update", "delete", "replace", "refuse"]
 KINDS: tuple[str, ...] = ("create", "update", "delete", "replace", "refuse")
 PLAN_FORMAT = 1
@@ -31,7 +43,7 @@ class Action(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     host: str
-    phase: str
+    phase: Phase
     kind: Kind
     subject: str = Field(description="what the action is about, e.g. 'user mcp', 'service web'")
     before: Any = None
@@ -51,6 +63,14 @@ class UnreachableHost(BaseModel):
     hint: str | None = None
 
 
+class Blocked(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str
+    phase: Phase
+    reason: str
+
+
 class Plan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -62,6 +82,7 @@ class Plan(BaseModel):
     facts_digests: dict[str, str] = Field(default_factory=dict, description="host -> digest of its facts")
     actions: list[Action] = Field(default_factory=list)
     unreachable: dict[str, UnreachableHost] = Field(default_factory=dict)
+    blocked: list[Blocked] = Field(default_factory=list, description="kinds that cannot act on a host, and why")
 
     def counts(self) -> dict[str, int]:
         c: Counter[str] = Counter(a.kind for a in self.actions)

@@ -1,22 +1,86 @@
-"""`build(loaded, facts) -> Plan`: the whole plan for the observed hosts.
+"""Making a plan: every resource kind's diff for the observed hosts.
 
-Hosts that answered are diffed (plan.diff); a host whose key did not match
-becomes a `refuse` action (never connect to it); other unreachable hosts are
-listed in `Plan.unreachable` and get no actions.  The plan records the fleet
-files' hash and a digest of each host's facts (plan.saved checks them).
+    plan, facts = await plan_fleet(loaded, names, pool=pool)   # observe + build: the one library call
+    plan = build(loaded, facts)                                  # pure: facts -> Plan
+
+Per host that answered: first the host kind's platform check (wrong OS/arch: only
+refusals, planning more would be guesswork), then a corrupt manifest is a refusal
+(never read as "nothing managed"), then each kind's diff in registry order.  A kind
+that cannot act in this fleet (`blocked`) contributes one `Plan.blocked` line instead
+of actions apply could not perform.  A host whose key did not match becomes a
+`refuse` action (never connect to it); other unreachable hosts are listed in
+`Plan.unreachable`.  The plan records the fleet files' hash and a digest of each
+host's facts (plan.saved checks them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+from mcfleet.fleet.desired import DesiredHost, desired_state
 from mcfleet.fleet.load import LoadedFleet
+from mcfleet.kinds import KINDS, ResourceKind
+from mcfleet.kinds.host import HostKind
+from mcfleet.observe.collect import GatherResult, gather
 from mcfleet.observe.facts import Facts, Unreachable
-from mcfleet.plan.desired import desired_state
-from mcfleet.plan.diff import diff_host
-from mcfleet.plan.model import Action, Plan, UnreachableHost, sort_actions
+from mcfleet.observe.manifest import Manifest, manifest_path
+from mcfleet.phase import Phase
+from mcfleet.plan.model import Action, Blocked, Plan, UnreachableHost, sort_actions
 from mcfleet.plan.saved import facts_digest, fleet_hash
+from mcfleet.report.progress import Progress
+from mcfleet.transport.ssh import SshOptions, SshPool
+
+
+def diff_host(
+    loaded: LoadedFleet,
+    d: DesiredHost,
+    f: Facts,
+    *,
+    now: datetime,
+    kinds: Sequence[ResourceKind] = KINDS,
+    check_backends: bool = True,
+) -> tuple[list[Action], list[Blocked]]:
+    platform = HostKind().platform(d, f)
+    if platform:
+        return platform, []
+    where = manifest_path(d.agent.path)
+    if f.manifest_error:
+        refusal = Action(
+            host=d.name,
+            phase=Phase.manifest,
+            kind="refuse",
+            subject="manifest",
+            before=where,
+            reason=f"the manifest at {where} is corrupt: {f.manifest_error}",
+            hint=f"move {where} aside (mcfleet then records the node again) or restore it from a backup",
+        )
+        return [refusal], []
+    manifest = f.manifest or Manifest()
+    acts: list[Action] = []
+    blocked: list[Blocked] = []
+    for kind in kinds:
+        found = kind.diff(d, f, manifest, now=now)
+        why = kind.blocked(loaded) if check_backends and found else None
+        if why:
+            n = len([a for a in found if a.kind != "refuse"])
+            blocked.append(Blocked(host=d.name, phase=kind.phase, reason=f"{why}; {n} change(s) not planned"))
+            acts += [a for a in found if a.kind == "refuse"]
+        else:
+            acts += found
+    if any(a.kind != "refuse" for a in acts):
+        what = "create" if f.manifest is None else "update"
+        acts.append(
+            Action(
+                host=d.name,
+                phase=Phase.manifest,
+                kind=what,
+                subject="manifest",
+                after=where,
+                reason="record what mcfleet manages on the host",
+            )
+        )
+    return acts, blocked
 
 
 def build(
@@ -25,21 +89,29 @@ def build(
     *,
     now: datetime | None = None,
     agent_hashes: Mapping[str, str] | None = None,
+    kinds: Sequence[ResourceKind] = KINDS,
+    check_backends: bool = True,
+    desired: Mapping[str, DesiredHost] | None = None,
 ) -> Plan:
-    """The plan for the observed hosts; `agent_hashes` (host -> sha256) is the agent build to compare with."""
+    """The plan for the observed hosts; `agent_hashes` (host -> sha256) is the agent build to compare with
+    (or `desired`, computed by the caller with those hashes)."""
     now = now or datetime.now(UTC)
-    desired = desired_state(loaded, agent_hashes)
+    desired = desired if desired is not None else desired_state(loaded, agent_hashes)
     actions: list[Action] = []
+    blocked: list[Blocked] = []
     unreachable: dict[str, UnreachableHost] = {}
     for host, item in facts.items():
         if isinstance(item, Facts):
-            actions += diff_host(desired[host], item, now=now)
+            found, stuck = diff_host(loaded, desired[host], item, now=now, kinds=kinds, check_backends=check_backends)
+            actions += found
+            blocked += stuck
         elif item.cause == "host-key":
             actions.append(
                 Action(
-                    host=host, phase="host", kind="refuse", subject="ssh host key", reason=item.reason, hint=item.hint
+                    host=host, phase=Phase.host, kind="refuse", subject="ssh host key", reason=item.reason,
+                    hint=item.hint,
                 )
-            )
+            )  # fmt: skip
         else:
             unreachable[host] = UnreachableHost(reason=item.reason, hint=item.hint)
     return Plan(
@@ -50,4 +122,22 @@ def build(
         facts_digests={h: facts_digest(f) for h, f in facts.items()},
         actions=sort_actions(actions, list(facts)),
         unreachable=unreachable,
+        blocked=blocked,
     )
+
+
+async def plan_fleet(
+    loaded: LoadedFleet,
+    names: list[str],
+    *,
+    pool: SshPool | None = None,
+    options: SshOptions | None = None,
+    progress: Progress | None = None,
+    agent_hashes: Mapping[str, str] | None = None,
+    kinds: Sequence[ResourceKind] = KINDS,
+    desired: Mapping[str, DesiredHost] | None = None,
+) -> tuple[Plan, GatherResult]:
+    """Observe the hosts (every kind's read) and diff them (every kind's diff): the one way to make a plan."""
+    desired = desired if desired is not None else desired_state(loaded, agent_hashes)
+    facts = await gather(loaded, names, pool=pool, options=options, progress=progress, desired=desired, kinds=kinds)
+    return build(loaded, facts, kinds=kinds, desired=desired), facts

@@ -60,14 +60,17 @@ def render_text(plan: Plan, *, detailed: bool = False) -> str:
                 out.append(f"  hint: {item.hint}")
             continue
         actions = plan.for_host(host)
-        if not actions:
+        stuck = {b.phase: b.reason for b in plan.blocked if b.host == host}
+        if not actions and not stuck:
             out.append(f"{host}: no changes")
             continue
         out.append(host)
         for phase in PHASES:
             in_phase = [a for a in actions if a.phase == phase]
-            if in_phase:
+            if in_phase or phase in stuck:
                 out.append(f"  {phase}")
+                if phase in stuck:
+                    out.append(f"    blocked: {stuck[phase]}")
                 for a in in_phase:
                     out += render_action(a, detailed=detailed)
     out += ["", summary_line(plan)]

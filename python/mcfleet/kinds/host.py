@@ -1,17 +1,23 @@
-"""The pure diff: desired (from the files) vs observed (facts) -> actions for one host.
+"""The host kind: the machine itself (OS, arch) and its pinned users and subordinate ids.
 
-No I/O here; `now` is passed in so cert expiry is testable.  Each area is a
-small function; the data-driven cases in tests/data/plan/ pin their behaviour.
+diff: a wrong OS/arch or a pinned UID/GID held by someone else is a refusal (a live
+UID is never changed); a missing user or subid range is created.  apply: the
+provisioning script on Debian (NixOS nodes get their users from their configuration,
+so apply reports that blocked).  record: the users' ids as the node has them, read
+back after provisioning.
 """
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime
 
+from mcfleet.fleet.desired import DesiredHost, DesiredUser
+from mcfleet.fleet.load import LoadedFleet
+from mcfleet.kinds.base import ApplyContext, NoRead, Outcome
 from mcfleet.observe.facts import Facts
-from mcfleet.observe.manifest import MANIFEST_PATH, Manifest
-from mcfleet.plan.desired import DesiredHost, DesiredUser
-from mcfleet.plan.diff_resources import certs_diff, dns_diff, routes_diff, services_diff
+from mcfleet.observe.manifest import Manifest, ManifestUser
+from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
 
 UID_HINT = (
@@ -19,20 +25,45 @@ UID_HINT = (
 )
 
 
-def diff_host(d: DesiredHost, f: Facts, *, now: datetime) -> list[Action]:
-    platform = _platform(d, f)
-    if platform:  # wrong machine (or wrong file): planning anything else would be guesswork
-        return platform
-    manifest = f.manifest or Manifest()
-    acts = _users(d, f) + _agent(d, f, manifest) + services_diff(d, f, manifest)
-    acts += certs_diff(d, f, manifest, now) + dns_diff(d, f, manifest) + routes_diff(d, f, manifest)
-    if any(a.kind != "refuse" for a in acts) or f.manifest_error:
-        reason = f.manifest_error or "record what mcfleet manages on the host"
-        kind = "create" if f.manifest is None and not f.manifest_error else "update"
-        acts.append(
-            Action(host=d.name, phase="manifest", kind=kind, subject="manifest", after=MANIFEST_PATH, reason=reason)
-        )
-    return acts
+class HostKind(NoRead):
+    name = "host"
+    phase = Phase.host
+
+    def blocked(self, loaded: LoadedFleet) -> str | None:
+        return None
+
+    def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]:
+        return _users(d, f)
+
+    def platform(self, d: DesiredHost, f: Facts) -> list[Action]:
+        """Refusals when the node is not the machine the files describe (checked before every kind)."""
+        return _platform(d, f)
+
+    async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
+        """Provisioning runs through the pipeline's provisioner (apply.provision); this reads back the ids."""
+        ctx.data["users"] = await read_users(ctx)
+        return Outcome("unchanged", "users read back")
+
+    def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
+        users: dict[str, tuple[int, int]] | None = ctx.data.get("users")
+        if users is None:
+            return m
+        return m.model_copy(update={"users": {n: ManifestUser(uid=u, gid=g) for n, (u, g) in sorted(users.items())}})
+
+
+async def read_users(ctx: ApplyContext) -> dict[str, tuple[int, int]]:
+    """The pinned users' (uid, gid) as the node has them now (users absent on the node are left out)."""
+    names = [u.name for u in ctx.desired.users]
+    if not names:
+        return {}
+    script = "; ".join(f"getent passwd {shlex.quote(n)} || true" for n in names)
+    res = await ctx.node.run(script, timeout=30)
+    found: dict[str, tuple[int, int]] = {}
+    for line in res.stdout.splitlines():
+        parts = line.split(":")
+        if len(parts) >= 4 and parts[0] in names and parts[2].isdigit() and parts[3].isdigit():
+            found[parts[0]] = (int(parts[2]), int(parts[3]))
+    return found
 
 
 def _platform(d: DesiredHost, f: Facts) -> list[Action]:
@@ -41,7 +72,7 @@ def _platform(d: DesiredHost, f: Facts) -> list[Action]:
         acts.append(
             Action(
                 host=d.name,
-                phase="host",
+                phase=Phase.host,
                 kind="refuse",
                 subject="os",
                 before=f.os_id,
@@ -54,7 +85,7 @@ def _platform(d: DesiredHost, f: Facts) -> list[Action]:
         acts.append(
             Action(
                 host=d.name,
-                phase="host",
+                phase=Phase.host,
                 kind="refuse",
                 subject="arch",
                 before=f.arch_raw,
@@ -69,7 +100,7 @@ def _platform(d: DesiredHost, f: Facts) -> list[Action]:
 def _refuse_user(d: DesiredHost, u: DesiredUser, reason: str, before: object) -> Action:
     return Action(
         host=d.name,
-        phase="host",
+        phase=Phase.host,
         kind="refuse",
         subject=f"user {u.name}",
         before=before,
@@ -110,7 +141,7 @@ def _users(d: DesiredHost, f: Facts) -> list[Action]:
             if u.subuid:
                 after["subuid"] = u.subuid.start
             acts.append(
-                Action(host=d.name, phase="host", kind="create", subject=f"user {u.name}", after=after, reason=how)
+                Action(host=d.name, phase=Phase.host, kind="create", subject=f"user {u.name}", after=after, reason=how)
             )
     return acts
 
@@ -125,7 +156,7 @@ def _subids(d: DesiredHost, f: Facts, u: DesiredUser) -> list[Action]:
             acts.append(
                 Action(
                     host=d.name,
-                    phase="host",
+                    phase=Phase.host,
                     kind="create",
                     subject=f"{label} {u.name}",
                     after=wanted,
@@ -136,7 +167,7 @@ def _subids(d: DesiredHost, f: Facts, u: DesiredUser) -> list[Action]:
             acts.append(
                 Action(
                     host=d.name,
-                    phase="host",
+                    phase=Phase.host,
                     kind="refuse",
                     subject=f"{label} {u.name}",
                     before=[r.model_dump() for r in have],
@@ -146,37 +177,3 @@ def _subids(d: DesiredHost, f: Facts, u: DesiredUser) -> list[Action]:
                 )
             )
     return acts
-
-
-def _agent(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
-    seen = f.agent
-    if seen is None:
-        return []
-    recorded = manifest.agent.sha256 if manifest.agent else None
-    want = d.agent_sha256 or recorded
-    after = {"path": d.agent_path, "sha256": want}
-    if not seen.present:
-        return [
-            Action(
-                host=d.name,
-                phase="agent",
-                kind="create",
-                subject="agent",
-                after=after,
-                reason=f"no agent binary at {d.agent_path}",
-            )
-        ]
-    before = {"path": d.agent_path, "sha256": seen.sha256, "unit": seen.unit_active}
-    if want is None:
-        reason = "the agent on the node is not recorded in the manifest"
-    elif seen.sha256 != want:
-        reason = (
-            "a new agent bundle" if d.agent_sha256 else "the binary on the node differs from the one applied (drift)"
-        )
-    elif seen.unit_active not in (None, "active"):
-        reason = f"{d.agent_unit} is {seen.unit_active}"
-    else:
-        return []
-    return [
-        Action(host=d.name, phase="agent", kind="update", subject="agent", before=before, after=after, reason=reason)
-    ]

@@ -1,8 +1,8 @@
-"""Diff of the resources a host carries: services (deploy), certs, DNS records, routes.
+"""The provider-backed kinds: certificates, DNS records, proxy routes.
 
-Pure functions (see plan.diff): what the files declare vs what the node, the
-DNS server and the manifest show.  What the manifest lists but the files no
-longer declare becomes a `delete`.
+Their diffs are complete (desired vs what the DNS server, the proxy and the manifest
+show); their backends come with the providers, so until one is configured and
+implemented each kind is `blocked` and the plan says why instead of listing actions.
 """
 
 from __future__ import annotations
@@ -10,64 +10,33 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 from datetime import datetime, timedelta
 
+from mcfleet.fleet.desired import DesiredHost, dns_names
+from mcfleet.fleet.load import LoadedFleet
+from mcfleet.fleet.models import CaddyProvider, Rfc2136Provider
+from mcfleet.kinds.base import ApplyContext, GatherResult, NoRead, Outcome, ReadContext
+from mcfleet.observe.dns import query_names
 from mcfleet.observe.facts import Facts
 from mcfleet.observe.manifest import Manifest
-from mcfleet.plan.desired import DesiredHost
+from mcfleet.observe.routes import observed_hostnames
+from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
 
 CERT_RENEW_BEFORE = timedelta(days=30)
 
 
-def services_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
-    acts = []
-    running = {c.name: c.state for c in f.containers} if f.containers is not None else None
-    for name, svc in sorted(d.services.items()):
-        after = {"stage": svc.stage, "containers": list(svc.containers), "hash": svc.hash}
-        had = manifest.services.get(name)
-        subject = f"service {name}"
-        if had is None:
-            acts.append(
-                Action(
-                    host=d.name,
-                    phase="deploy",
-                    kind="create",
-                    subject=subject,
-                    after=after,
-                    reason="declared in the files",
-                )
-            )
-            continue
-        before = {"stage": had.stage, "containers": had.containers, "hash": had.hash}
-        if had.hash != svc.hash:
-            acts.append(
-                Action(
-                    host=d.name,
-                    phase="deploy",
-                    kind="update",
-                    subject=subject,
-                    before=before,
-                    after=after,
-                    reason="the service definition changed",
-                )
-            )
-        elif running is not None:
-            down = [c for c in svc.containers if running.get(c) != "running"]
-            if down:
-                states = ", ".join(f"{c} is {running.get(c) or 'missing'}" for c in down)
-                acts.append(
-                    Action(
-                        host=d.name,
-                        phase="deploy",
-                        kind="update",
-                        subject=subject,
-                        before=before,
-                        after=after,
-                        reason=f"drift: {states}",
-                    )
-                )
-    recorded = {n: {"stage": h.stage, "containers": h.containers} for n, h in manifest.services.items()}
-    acts += removals(d.name, "deploy", "service", recorded, d.services)
-    return acts
+def no_backend(loaded: LoadedFleet, what: str, provider: object) -> str:
+    configured = f"providers.{what} is {getattr(provider, 'kind', 'set')}" if provider else f"no providers.{what}"
+    return f"no {what} backend in this version of mcfleet ({configured} in fleet.json)"
+
+
+class _Unapplied:
+    """Until a backend exists: apply has nothing to run (the plan shows the kind blocked)."""
+
+    async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
+        return Outcome("blocked", "no backend")
+
+    def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
+        return m
 
 
 def certs_diff(d: DesiredHost, f: Facts, manifest: Manifest, now: datetime) -> list[Action]:
@@ -80,7 +49,7 @@ def certs_diff(d: DesiredHost, f: Facts, manifest: Manifest, now: datetime) -> l
             acts.append(
                 Action(
                     host=d.name,
-                    phase="cert",
+                    phase=Phase.cert,
                     kind="create",
                     subject=subject,
                     after=after,
@@ -107,7 +76,7 @@ def certs_diff(d: DesiredHost, f: Facts, manifest: Manifest, now: datetime) -> l
             acts.append(
                 Action(
                     host=d.name,
-                    phase="cert",
+                    phase=Phase.cert,
                     kind="replace",
                     subject=subject,
                     before=before,
@@ -116,7 +85,7 @@ def certs_diff(d: DesiredHost, f: Facts, manifest: Manifest, now: datetime) -> l
                 )
             )
     issued = {h.name: {"path": h.path, "sans": h.sans} for h in manifest.certs}
-    acts += removals(d.name, "cert", "cert", issued, d.certs)
+    acts += removals(d.name, Phase.cert, "cert", issued, d.certs)
     return acts
 
 
@@ -141,10 +110,10 @@ def dns_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
             before = {"type": old.type, "value": old.value} if old else None
             reason = "not in the manifest" if old is None else "the address changed"
         acts.append(
-            Action(host=d.name, phase="dns", kind=kind, subject=subject, before=before, after=after, reason=reason)
+            Action(host=d.name, phase=Phase.dns, kind=kind, subject=subject, before=before, after=after, reason=reason)
         )
     records = {n: {"type": r.type, "value": r.value} for n, r in recorded.items()}
-    acts += removals(d.name, "dns", "dns", records, d.records)
+    acts += removals(d.name, Phase.dns, "dns", records, d.records)
     return acts
 
 
@@ -167,7 +136,7 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
             acts.append(
                 Action(
                     host=d.name,
-                    phase="route",
+                    phase=Phase.route,
                     kind="create",
                     subject=subject,
                     after=after,
@@ -181,7 +150,7 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
             acts.append(
                 Action(
                     host=d.name,
-                    phase="route",
+                    phase=Phase.route,
                     kind="update",
                     subject=subject,
                     before=before,
@@ -194,7 +163,7 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
             acts.append(
                 Action(
                     host=d.name,
-                    phase="route",
+                    phase=Phase.route,
                     kind="update",
                     subject=subject,
                     before=before,
@@ -203,12 +172,12 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
                 )
             )
     routes = {h: {"mode": r.mode, "backend": r.backend} for h, r in recorded.items()}
-    acts += removals(d.name, "route", "route", routes, d.routes)
+    acts += removals(d.name, Phase.route, "route", routes, d.routes)
     return acts
 
 
 def removals(
-    host: str, phase: str, label: str, recorded: Mapping[str, object], declared: Container[str]
+    host: str, phase: Phase, label: str, recorded: Mapping[str, object], declared: Container[str]
 ) -> list[Action]:
     """What the manifest says mcfleet manages here but the files no longer declare: delete it."""
     return [
@@ -223,3 +192,86 @@ def removals(
         for key, before in sorted(recorded.items())
         if key not in declared
     ]
+
+
+async def add_dns(loaded: LoadedFleet, desired: Mapping[str, DesiredHost], facts: GatherResult) -> GatherResult:
+    provider = loaded.fleet.providers.dns if loaded.fleet else None
+    if not isinstance(provider, Rfc2136Provider):
+        return facts
+    wanted: dict[str, set[str]] = {}
+    for host, item in facts.items():
+        if isinstance(item, Facts):
+            wanted[host] = set(dns_names(desired[host])) | {
+                r.name for r in (item.manifest.dns if item.manifest else [])
+            }
+    every = sorted(set().union(*wanted.values())) if wanted else []
+    if not every:
+        return facts
+    answers, error = await query_names(every, provider.server, provider.port)  # all names at once, in parallel
+    out = dict(facts)
+    for host, names in wanted.items():
+        item = out[host]
+        if names and isinstance(item, Facts):
+            mine = {n: answers[n] for n in sorted(names) if n in answers}
+            out[host] = item.model_copy(update={"dns": mine, "dns_error": error if len(mine) < len(names) else None})
+    return out
+
+
+async def add_routes(loaded: LoadedFleet, desired: Mapping[str, DesiredHost], facts: GatherResult) -> GatherResult:
+    provider = loaded.fleet.providers.route if loaded.fleet else None
+    if not isinstance(provider, CaddyProvider):
+        return facts
+    wanted: dict[str, set[str]] = {}
+    for host, item in facts.items():
+        if isinstance(item, Facts):
+            recorded = {r.hostname for r in (item.manifest.routes if item.manifest else [])}
+            wanted[host] = {r.hostname for r in desired[host].routes.values()} | recorded
+    if not any(wanted.values()):
+        return facts
+    served, error = await observed_hostnames(provider.admin_url, provider.server)
+    out = dict(facts)
+    for host, names in wanted.items():
+        item = out[host]
+        if names and isinstance(item, Facts):
+            seen = sorted(names & served) if served is not None else None
+            out[host] = item.model_copy(update={"routes": seen, "routes_error": error})
+    return out
+
+
+class CertKind(_Unapplied, NoRead):
+    name = "cert"
+    phase = Phase.cert
+
+    def blocked(self, loaded: LoadedFleet) -> str | None:
+        return no_backend(loaded, "cert", loaded.fleet.providers.cert if loaded.fleet else None)
+
+    def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]:
+        return certs_diff(d, f, m, now)
+
+
+class DnsKind(_Unapplied):
+    name = "dns"
+    phase = Phase.dns
+
+    def blocked(self, loaded: LoadedFleet) -> str | None:
+        return no_backend(loaded, "dns", loaded.fleet.providers.dns if loaded.fleet else None)
+
+    async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
+        return await add_dns(ctx.loaded, ctx.desired, facts)
+
+    def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]:
+        return dns_diff(d, f, m)
+
+
+class RouteKind(_Unapplied):
+    name = "route"
+    phase = Phase.route
+
+    def blocked(self, loaded: LoadedFleet) -> str | None:
+        return no_backend(loaded, "route", loaded.fleet.providers.route if loaded.fleet else None)
+
+    async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
+        return await add_routes(ctx.loaded, ctx.desired, facts)
+
+    def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]:
+        return routes_diff(d, f, m)

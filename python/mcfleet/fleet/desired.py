@@ -1,9 +1,10 @@
-"""What the files say each host should have, derived purely from the loaded fleet.
+"""What the files say each host should have, computed once from the loaded fleet.
 
-This module depends only on `fleet/` (observe uses it to know which DNS names
-to ask about), so it sits upstream of observation despite living in plan/.
+It depends only on `fleet/` (and the unit text the NixOS module also declares),
+so observation (which DNS names to ask, which agent files to hash) and the plan
+both read it without importing each other.
 
-Placement decisions (documented, shared with apply):
+Placement decisions (shared with apply):
 - DNS: an A record `<svc>.<zone>` (and each route hostname inside the zone) ->
   the first IPv4 address of the host that runs the service; owned by that host.
 - Routes and certs live on the proxy host (`fleet.routes`: the first edge host for
@@ -11,9 +12,11 @@ Placement decisions (documented, shared with apply):
   Every hostname of an l7 or re-encrypt route gets its own cert (no wildcard) at
   `/srv/mc-proxy/certs/<svc>.pem` (the service's first such hostname) or
   `<hostname>.pem` (any other, and host-native routes).
-- The agent binary's hash to install comes from `agent_hash_source`, which the
-  apply layer sets (bundle/closure hash); until then it is None and the plan
-  compares the node against its manifest instead.
+- Ports: every route's host port comes from `fleet.derive.assign_ports` (the one
+  allocator); the agent is sent exactly these ports.
+- The agent binary's hash to install is passed in by the caller (the bundle or
+  closure built for the host); without it the plan compares the node with the
+  hash its manifest records.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mcfleet.fleet.derive import RouteKey, assign_ports, service_ports
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import IdRange, Service
 from mcfleet.fleet.routes import DeclaredRoute, declared_routes
-from mcfleet.observe.script import CERT_DIR
+from mcfleet.nix.host_values import agent_unit_text
+
+CERT_DIR = "/srv/mc-proxy/certs"  # where the proxy host keeps one PEM per TLS-terminating hostname
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,19 @@ class DesiredService:
     stage: str
     hash: str
     containers: tuple[str, ...]
+    images: dict[str, str] = field(default_factory=dict)  # container -> image
+    ports: dict[str, int] = field(default_factory=dict)  # "<component>/<route>" -> host port (sent to the agent)
+    spec: Service | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class DesiredAgent:
+    path: str
+    unit: str
+    user: str
+    socket: str
+    unit_sha256: str  # sha256 of the unit file text apply installs
+    sha256: str | None  # the agent build to install; None when not built yet
 
 
 @dataclass(frozen=True)
@@ -82,14 +101,16 @@ class DesiredHost:
     name: str
     os: str
     arch: str
-    agent_path: str
-    agent_unit: str
-    agent_sha256: str | None
+    agent: DesiredAgent
     users: list[DesiredUser] = field(default_factory=list)
     services: dict[str, DesiredService] = field(default_factory=dict)
     records: dict[str, DesiredRecord] = field(default_factory=dict)
     routes: dict[str, DesiredRoute] = field(default_factory=dict)  # key: "<listener>/<hostname>"
     certs: dict[str, DesiredCert] = field(default_factory=dict)  # key: file stem; one hostname each, no wildcard
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def spec_hash(service: Service) -> str:
@@ -137,20 +158,35 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
             name=name,
             os=e.host.os.value,
             arch=e.host.arch.value,
-            agent_path=e.host.agent.path,
-            agent_unit=e.host.agent.unit,
-            agent_sha256=agent_hashes.get(name),
+            agent=DesiredAgent(
+                path=e.host.agent.path,
+                unit=e.host.agent.unit,
+                user=e.host.agent.user,
+                socket=e.host.agent.socket,
+                unit_sha256=sha256_text(agent_unit_text(e)),
+                sha256=agent_hashes.get(name),
+            ),
             users=_users(loaded, e),
         )
         for name, e in sorted(loaded.hosts.items())
     }
+    fleet = loaded.fleet
+    ports = {n: assign_ports(n, e.services, fleet) for n, e in loaded.hosts.items()} if fleet else {}
     for name, entry in sorted(loaded.hosts.items()):
         address = ipv4_address(entry)
         for svc in entry.services:
             if not svc.active:
                 continue
             containers = tuple(svc.container_name(c) for c in svc.components)
-            hosts[name].services[svc.name] = DesiredService(svc.name, svc.stage.value, spec_hash(svc), containers)
+            hosts[name].services[svc.name] = DesiredService(
+                svc.name,
+                svc.stage.value,
+                spec_hash(svc),
+                containers,
+                images={svc.container_name(c): c.image for c in svc.components},
+                ports=service_ports(svc, ports.get(name, {})),
+                spec=svc,
+            )
             default_name = f"{svc.name}.{zone}" if zone else None
             if default_name:
                 hosts[name].records[default_name] = DesiredRecord(default_name, address)
@@ -159,7 +195,7 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
                     hostname = route.hostname or default_name
                     if zone and hostname and hostname.endswith("." + zone):
                         hosts[name].records[hostname] = DesiredRecord(hostname, address)
-    add_routes(loaded, hosts)
+    add_routes(loaded, hosts, ports)
     return hosts
 
 
@@ -170,10 +206,10 @@ def cert_stem(route: DeclaredRoute, first_hostname: dict[str, str]) -> str:
     return route.hostname
 
 
-def add_routes(loaded: LoadedFleet, hosts: dict[str, DesiredHost]) -> None:
+def add_routes(loaded: LoadedFleet, hosts: dict[str, DesiredHost], ports: dict[str, dict[RouteKey, int]]) -> None:
     """Routes on their proxy host, keyed `<listener>/<hostname>`; certs for TLS-terminating ones."""
     first_hostname: dict[str, str] = {}
-    for route in declared_routes(loaded):
+    for route in declared_routes(loaded, ports):
         proxy = hosts[route.proxy_host]
         proxy.routes[route.key] = DesiredRoute(
             route.hostname, route.mode, route.service, route.backend_host, route.backend, route.listener

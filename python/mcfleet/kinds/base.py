@@ -1,0 +1,90 @@
+"""The shape every resource kind has: read, diff, apply, record.
+
+A resource kind (host, agent, service, cert, dns, route, ...) is one object that
+knows one kind of thing on a node or at a provider:
+
+- `read(ctx, facts)`: what it needs to observe beyond the host's one-batch facts
+  (the facts script already read users, agent files, manifest, ...), one batch per
+  host or per provider, added to the facts (`Facts.model_copy(update=...)`);
+- `diff(desired, facts, manifest, now)`: pure, the actions that would make the node
+  match the files, each with before/after values and a reason;
+- `apply(ctx, actions)`: carry out exactly those actions on one host, idempotent;
+- `record(manifest, ctx, actions)`: the kind's part of the one typed manifest after
+  apply (what the node has now).
+
+`plan` runs every kind's read and diff; `apply` runs the same actions through the
+same kinds' apply and record.  A kind whose backend is not configured says so once
+per host (`blocked`): the plan shows that line and no actions apply could not do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mcfleet.fleet.desired import DesiredHost
+from mcfleet.fleet.load import HostEntry, LoadedFleet
+from mcfleet.observe.facts import Facts, Unreachable
+from mcfleet.observe.manifest import Manifest
+from mcfleet.phase import Phase
+from mcfleet.plan.model import Action
+from mcfleet.transport.base import Runner
+
+if TYPE_CHECKING:
+    from mcfleet.transport.ssh import SshPool
+
+GatherResult = dict[str, Facts | Unreachable]
+
+
+@dataclass(frozen=True)
+class ReadContext:
+    loaded: LoadedFleet
+    desired: Mapping[str, DesiredHost]
+    pool: SshPool | None  # None for reads that need no node connection
+
+
+@dataclass
+class ApplyContext:
+    """One host's apply: what the kinds' apply and record see."""
+
+    entry: HostEntry
+    node: Runner
+    desired: DesiredHost
+    manifest: Manifest  # as read at the start of this host's apply
+    data: dict[str, Any] = field(default_factory=dict)  # values a kind's apply hands to its record
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # "changed" | "unchanged" | "failed" | "skipped" | "blocked"
+    message: str = ""
+
+
+class ResourceKind(Protocol):
+    name: str
+    phase: Phase  # the plan phase of its actions (and the apply phase of its events)
+
+    def blocked(self, loaded: LoadedFleet) -> str | None:
+        """Why this kind cannot act in this fleet (backend not configured), or None."""
+        ...
+
+    async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult: ...
+
+    def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]: ...
+
+    async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome: ...
+
+    def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest: ...
+
+
+class NoRead:
+    """Mixin for kinds whose facts come from the host's facts batch alone."""
+
+    async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
+        return facts
+
+
+def action(d: DesiredHost, phase: Phase, kind: str, subject: str, reason: str, **values: Any) -> Action:
+    return Action(host=d.name, phase=phase, kind=kind, subject=subject, reason=reason, **values)
