@@ -68,11 +68,13 @@ def test_fresh_lab_plans_the_expected_creates(plan_lab: tuple[Any, Path]) -> Non
         "host create user mcp",
         "agent create agent",
         "deploy create service planweb",
-        "cert create cert planweb",
         "dns create dns planweb.svc.mcp.example.test",
-        "route create route planweb.svc.mcp.example.test",
+        "route create route 443/planweb.svc.mcp.example.test",
         "manifest create manifest",
     ]
+    # the lab fleet has no cert provider: one blocked line instead of a cert action nothing could perform
+    assert [(b["host"], b["phase"]) for b in data["blocked"]] == [("plann2", "cert")]
+    assert data["blocked"][0]["reason"].startswith("no cert provider configured (providers.cert in fleet.json)")
     dns = next(a for a in data["actions"] if a["phase"] == "dns")
     assert dns["reason"] == "no A record at the authoritative server"  # knot was asked
 

@@ -98,10 +98,10 @@ def test_provision_refuses_when_the_pinned_uid_belongs_to_another_account(
     name = fleet.names[0]
     fleet.sh(name, "groupadd -g 1850 other && useradd -u 850 -g 1850 -M other")
     run = cli("provision", name, "--root", str(fleet.fleet_dir), "--bundle", str(agent_bundle), "--json")
-    assert run.code == 1
-    message = run.phase(name, "provision")["message"]
-    assert message.startswith("refused: UID 850 belongs to user other")
-    assert run.phase(name, "push")["status"] == "skipped"
+    # the plan's refusal gate, as for apply: refused before any change (exit 2), saying who holds the UID
+    assert run.code == 2, run.stdout + run.stderr
+    assert f"UID 850 pinned for user mcp on {name} is held by account other (UID 850)" in run.stderr
+    assert f"--override '{name}:user mcp'" in run.stderr
     # nothing was changed: no mcp group, no folder, no agent
     assert fleet.sh(name, "getent group mcp", check=False).returncode == 2
     assert fleet.sh(name, "test -e /srv/mcp", check=False).returncode == 1

@@ -129,7 +129,7 @@ def test_a_kind_without_a_backend_shows_one_blocked_line_not_actions(tmp_path: P
     assert phases == {"agent", "deploy", "manifest"}  # no cert/dns/route actions apply could not perform
     blocked = {b.phase: b.reason for b in plan.blocked if b.host == "rift"}
     assert sorted(blocked) == ["cert", "dns", "route"]
-    assert blocked["dns"].startswith("no dns backend in this version of mcfleet (no providers.dns in fleet.json)")
+    assert blocked["dns"].startswith("no dns provider configured (providers.dns in fleet.json)")
     assert "1 change(s) not planned" in blocked["route"]
     text = render_text(plan)
-    assert "    blocked: no cert backend" in text
+    assert "    blocked: no cert provider configured" in text

@@ -36,6 +36,7 @@ from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import HostEntry
 from mcfleet.kinds import KINDS, ApplyContext, ResourceKind
 from mcfleet.kinds.host import read_users
+from mcfleet.kinds.stages import StageGate
 from mcfleet.observe.manifest import Manifest
 from mcfleet.plan.model import Action
 
@@ -127,6 +128,7 @@ class Pipeline:
         }
         self.step_sem = asyncio.Semaphore(limits.steps)
         self.stop = asyncio.Event()  # set on the first failure under --fail-fast
+        self.stages = StageGate(w.name for w in work if Phase.deploy in w.step_phases)
 
     def phases(self, w: HostWork) -> list[Phase]:
         out = [Phase.provision] if w.provision else []
@@ -180,7 +182,7 @@ class Pipeline:
             # read (and refuse a node without systemd, or with a corrupt manifest) before anything is written
             check = probe_ready(node, w.entry.host, first.value) if w.agent else probe(node, w.entry.host)
             state = await self._phase(w, first, check)
-            ctx = ApplyContext(w.entry, node, w.desired, state.manifest or Manifest())
+            ctx = ApplyContext(w.entry, node, w.desired, state.manifest or Manifest(), {"stage_gate": self.stages})
             if w.provision:
                 await self._provision(w, node)
             if w.agent and art is not None:
@@ -189,6 +191,8 @@ class Pipeline:
             await self._record(w, ctx, state.manifest)
         except HostFailed:
             self._skip_rest(w)
+        finally:
+            await self.stages.withdraw(w.name)  # nobody waits at a boot stage for a host that is done
 
     async def _agent(self, w: HostWork, node: Node, state: Any, art: Artifact, ctx: ApplyContext) -> None:
         async with self.sem[Phase.push]:

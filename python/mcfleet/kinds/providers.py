@@ -2,7 +2,8 @@
 
 Their diffs are complete (desired vs what the DNS server, the proxy and the manifest
 show); their backends come with the providers, so until one is configured and
-implemented each kind is `blocked` and the plan says why instead of listing actions.
+implemented apply reports them blocked.  Without a provider in fleet.json a kind is
+`blocked` in the plan: one line saying why, instead of actions nothing could perform.
 """
 
 from __future__ import annotations
@@ -24,16 +25,20 @@ from mcfleet.plan.model import Action
 CERT_RENEW_BEFORE = timedelta(days=30)
 
 
-def no_backend(loaded: LoadedFleet, what: str, provider: object) -> str:
-    configured = f"providers.{what} is {getattr(provider, 'kind', 'set')}" if provider else f"no providers.{what}"
-    return f"no {what} backend in this version of mcfleet ({configured} in fleet.json)"
+def not_configured(what: str, provider: object) -> str | None:
+    """Why the kind cannot act: no provider for it in fleet.json (None when one is configured)."""
+    if provider is not None:
+        return None
+    return f"no {what} provider configured (providers.{what} in fleet.json)"
 
 
 class _Unapplied:
-    """Until a backend exists: apply has nothing to run (the plan shows the kind blocked)."""
+    """Until the provider backends exist: apply says so (blocked), never pretends."""
+
+    phase: Phase
 
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
-        return Outcome("blocked", "no backend")
+        return Outcome("blocked", f"no {self.phase} backend in this version of mcfleet")
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
         return m
@@ -243,7 +248,7 @@ class CertKind(_Unapplied, NoRead):
     phase = Phase.cert
 
     def blocked(self, loaded: LoadedFleet) -> str | None:
-        return no_backend(loaded, "cert", loaded.fleet.providers.cert if loaded.fleet else None)
+        return not_configured("cert", loaded.fleet.providers.cert if loaded.fleet else None)
 
     def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]:
         return certs_diff(d, f, m, now)
@@ -254,7 +259,7 @@ class DnsKind(_Unapplied):
     phase = Phase.dns
 
     def blocked(self, loaded: LoadedFleet) -> str | None:
-        return no_backend(loaded, "dns", loaded.fleet.providers.dns if loaded.fleet else None)
+        return not_configured("dns", loaded.fleet.providers.dns if loaded.fleet else None)
 
     async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
         return await add_dns(ctx.loaded, ctx.desired, facts)
@@ -268,7 +273,7 @@ class RouteKind(_Unapplied):
     phase = Phase.route
 
     def blocked(self, loaded: LoadedFleet) -> str | None:
-        return no_backend(loaded, "route", loaded.fleet.providers.route if loaded.fleet else None)
+        return not_configured("route", loaded.fleet.providers.route if loaded.fleet else None)
 
     async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
         return await add_routes(ctx.loaded, ctx.desired, facts)

@@ -7,9 +7,11 @@ diff: a service the files declare and the node does not run is `+`; an image bum
 node differs from the files is `-/+`; a missing or stopped container is `~` (drift);
 a service the manifest lists and the files no longer declare is `-` (stopped and
 removed; its volumes are kept).
-apply: one `ReconcileServices` call with every service of the host and the ports
-`fleet.derive` assigned; the agent records them in its registry first (so an agent
-restart or `Recover` brings them back) and starts them stage by stage.
+apply: `ReconcileServices` with the host's services and the ports `fleet.derive`
+assigned, one boot stage at a time across the fleet (kinds.stages: every host's
+foundation before any host's core), then once with all of them and prune.  The
+agent records them in its registry first (so an agent restart or `Recover` brings
+them back).  A service whose stage predecessor failed is skipped, with the reason.
 record: each service's hash, stage, containers, images and ports as applied.
 """
 
@@ -23,7 +25,9 @@ from mcfleet.agent.spec import LABEL_HASH, container_specs
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.desired import DesiredHost, DesiredService
 from mcfleet.fleet.load import LoadedFleet
+from mcfleet.fleet.models import Stage
 from mcfleet.kinds.base import ApplyContext, GatherResult, Outcome, ReadContext
+from mcfleet.kinds.stages import STAGES, StageGate
 from mcfleet.observe.facts import ContainerFacts, Facts
 from mcfleet.observe.manifest import Manifest, ManifestService
 from mcfleet.phase import Phase
@@ -150,25 +154,62 @@ class ServiceKind:
         return acts
 
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
-        services = [(s.spec, s.ports) for s in ctx.desired.services.values() if s.spec is not None]
+        """Stage by stage (waiting for the whole fleet at each stage), then once more with every
+        service and prune, which stops and removes what the files no longer declare (volumes stay)."""
+        gate: StageGate | None = ctx.data.get("stage_gate")
+        wanted = sorted(
+            (s for s in ctx.desired.services.values() if s.spec is not None), key=lambda s: Stage(s.stage).order
+        )
         target = await agent_socket(ctx.node, ctx.entry.host.agent.socket)
+        notes: list[str] = []
+        changed = False
         async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
-            result = await client.reconcile(services, prune=True)
-        done = [a for a in result.actions if a.kind != "unchanged"]
-        summary = ", ".join(f"{a.kind} {a.container}" for a in done) or "nothing to change"
-        if not result.ok:
-            return Outcome("failed", f"{result.error} ({summary})")
-        ctx.data["deployed"] = True
-        healthy = ", ".join(result.stages_healthy)
-        return Outcome("changed" if done else "unchanged", f"{summary}; healthy stages: {healthy or 'none'}")
+            for stage in STAGES:
+                upto = [s for s in wanted if Stage(s.stage).order <= stage.order]
+                stopped = await gate.ready(stage) if gate else None
+                if stopped:
+                    later = [s.name for s in wanted if Stage(s.stage).order >= stage.order]
+                    ctx.data["deployed"] = [s.name for s in wanted if Stage(s.stage).order < stage.order]
+                    if not later:
+                        break
+                    return Outcome("skipped", f"{', '.join(later)} skipped: {stopped}")
+                if not any(s.stage == stage for s in wanted):
+                    if gate:
+                        await gate.done(ctx.entry.host.name, stage)
+                    continue
+                result = await client.reconcile([(s.spec, s.ports) for s in upto if s.spec], prune=False)
+                done = [f"{a.kind} {a.container}" for a in result.actions if a.kind not in ("unchanged", "start")]
+                changed = changed or bool(done)
+                if not result.ok:
+                    if gate:
+                        await gate.done(ctx.entry.host.name, stage, result.error)
+                    ctx.data["deployed"] = [s.name for s in wanted if Stage(s.stage).order < stage.order]
+                    later = [s.name for s in wanted if Stage(s.stage).order > stage.order]
+                    skipped = f"; skipped: {', '.join(later)} (stage {stage} failed)" if later else ""
+                    return Outcome("failed", f"stage {stage}: {result.error}{skipped}")
+                if gate:
+                    await gate.done(ctx.entry.host.name, stage)
+                notes.append(f"{stage}: {', '.join(done) or 'as declared'}")
+            final = await client.reconcile([(s.spec, s.ports) for s in wanted if s.spec], prune=True)
+        removed = [f"removed {a.container}" for a in final.actions if a.kind == "remove"]
+        if not final.ok:
+            return Outcome("failed", final.error)
+        ctx.data["deployed"] = [s.name for s in wanted]
+        if removed:
+            notes.append(", ".join(removed) + " (volumes kept)")
+        return Outcome("changed" if changed or removed else "unchanged", "; ".join(notes) or "nothing declared")
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
-        if not ctx.data.get("deployed"):
+        deployed: list[str] | None = ctx.data.get("deployed")
+        if deployed is None:
             return m
         services = {
             name: ManifestService(
                 hash=s.hash, stage=s.stage, containers=list(s.containers), images=dict(s.images), ports=dict(s.ports)
             )
             for name, s in sorted(ctx.desired.services.items())
+            if name in deployed
         }
+        if len(deployed) < len(ctx.desired.services):  # a stage failed: what was there before stays recorded
+            services = {**m.services, **services}
         return m.model_copy(update={"services": services})
