@@ -33,7 +33,10 @@ CASES = {
     **{f"bad-fleets/{p.name}": p for p in sorted((DATA / "bad-fleets").glob("*")) if p.is_dir()},
 }
 # Python's job alone: nix cannot catch a JSON parse error, and the schema is pydantic's.
-LOAD_LEVEL = {"json-syntax", "schema", "missing-file", "name-mismatch"}
+# Reading the files safely is Python's too: builtins.readFile has no size limit and does not
+# say what a path is (device, FIFO, dangling link), and builtins.fromJSON keeps the last of
+# two equal keys without telling (unreadable, file-too-large, duplicate-key).
+LOAD_LEVEL = {"json-syntax", "schema", "missing-file", "name-mismatch", "unreadable", "file-too-large", "duplicate-key"}
 
 Key = tuple[Any, ...]
 

@@ -33,6 +33,10 @@ RULES: dict[str, str] = {
     "json-syntax": "a fleet file is not valid JSON",
     "schema": "a fleet file does not match its JSON Schema",
     "missing-file": "fleet.json or a host.json is missing",
+    "unreadable": "a fleet file or folder cannot be read: a dangling or looping link, no permission, "
+    "a device or FIFO, or a file where a folder belongs",
+    "file-too-large": "a fleet file is larger than the size limit",
+    "duplicate-key": "a JSON object in a fleet file has the same key twice",
     "name-mismatch": "a host's `name` differs from its folder, or a service's from its file name",
     "pin-mismatch": "a host's pinned user differs from the fleet-wide pin without a documented exception",
     "pin-missing": "a host lacks a user that the fleet pins",

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -55,24 +58,96 @@ def _pointer(loc: tuple[int | str, ...]) -> str:
     return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in loc) if loc else ""
 
 
-def _read_text(path: Path, rel: str) -> tuple[str | None, list[Finding]]:
+MAX_FILE_BYTES = 256 * 1024  # a host file is a few KiB; anything this big is a mistake or an attack
+MAX_FINDINGS_PER_FILE = 20
+
+
+def _unreadable(rel: str, what: str, host: str | None = None) -> Finding:
+    return Finding("unreadable", rel, "", what, "make it a readable regular file (or folder), or remove it", host)
+
+
+def _read_text(path: Path, rel: str, host: str | None = None) -> tuple[str | None, list[Finding]]:
+    """The file's text, or a finding: never blocks (a FIFO), never reads past MAX_FILE_BYTES (/dev/zero)."""
     try:
-        return path.read_text(encoding="utf-8"), []
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        return None, [
-            Finding(
-                "missing-file", rel, "", f"cannot read the file: {exc.strerror}", "create it or fix its permissions"
-            )
-        ]
-    except UnicodeDecodeError:
-        return None, [Finding("json-syntax", rel, "", "the file is not UTF-8 text", "save it as UTF-8 JSON")]
-
-
-def _decode(text: str, rel: str) -> tuple[Any, list[Finding]]:
+        return None, [_unreadable(rel, f"cannot read the file: {exc.strerror}", host)]
     try:
-        return json.loads(text), []
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, [_unreadable(rel, "not a regular file (a device, FIFO, socket or folder)", host)]
+        if info.st_size > MAX_FILE_BYTES:
+            return None, [_too_large(rel, host)]
+        data = os.read(fd, MAX_FILE_BYTES + 1)  # a regular file returns what it has (st_size may lie: /proc)
+        while data and len(data) <= MAX_FILE_BYTES and (more := os.read(fd, MAX_FILE_BYTES + 1 - len(data))):
+            data += more
+    except OSError as exc:
+        return None, [_unreadable(rel, f"cannot read the file: {exc.strerror}", host)]
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        return None, [_too_large(rel, host)]
+    try:
+        return data.decode("utf-8"), []
+    except UnicodeDecodeError:
+        return None, [Finding("json-syntax", rel, "", "the file is not UTF-8 text", "save it as UTF-8 JSON", host)]
+
+
+def _too_large(rel: str, host: str | None) -> Finding:
+    return Finding(
+        "file-too-large",
+        rel,
+        "",
+        f"the file is larger than {MAX_FILE_BYTES // 1024} KiB",
+        "fleet files are small JSON documents: check that this is the file you meant",
+        host,
+    )
+
+
+Twice = dict[int, tuple[dict[str, Any], list[str]]]  # id -> (the object, kept alive so no id is reused; keys)
+
+
+def _object_pairs_hook(twice: Twice) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """A json object hook that notes, by object id, the keys an object holds twice (plain dicts: it is hot)."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            twice[id(obj)] = obj, sorted(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        return obj
+
+    return hook
+
+
+def _duplicate_keys(data: Any, twice: Twice, rel: str, host: str | None, at: str = "") -> list[Finding]:
+    """A `duplicate-key` finding for each object holding a key twice (JSON parsers keep only the last)."""
+    found: list[Finding] = []
+    if isinstance(data, dict):
+        for key in twice[id(data)][1] if id(data) in twice else []:
+            found.append(
+                Finding(
+                    "duplicate-key",
+                    rel,
+                    at,
+                    f"the key {key!r} appears more than once in this object (only the last would count)",
+                    "keep one of them",
+                    host,
+                )
+            )
+        for key, value in data.items():
+            found += _duplicate_keys(value, twice, rel, host, f"{at}/{_pointer((key,))[1:]}")
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found += _duplicate_keys(value, twice, rel, host, f"{at}/{i}")
+    return found[:MAX_FINDINGS_PER_FILE]
+
+
+def _decode(text: str, rel: str, host: str | None = None) -> tuple[Any, list[Finding]]:
+    twice: Twice = {}
+    try:
+        data = json.loads(text, object_pairs_hook=_object_pairs_hook(twice))
     except RecursionError:
-        return None, [Finding("json-syntax", rel, "", "the JSON is nested too deeply", "flatten the file")]
+        return None, [Finding("json-syntax", rel, "", "the JSON is nested too deeply", "flatten the file", host)]
     except json.JSONDecodeError as exc:
         return None, [
             Finding(
@@ -81,8 +156,10 @@ def _decode(text: str, rel: str) -> tuple[Any, list[Finding]]:
                 "",
                 f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
                 "fix the JSON syntax (a trailing comma or a missing quote is the usual cause)",
+                host,
             )
         ]
+    return data, _duplicate_keys(data, twice, rel, host) if twice else []  # the walk only when a key repeats
 
 
 def read_json(path: Path, rel: str) -> tuple[Any, list[Finding]]:
@@ -92,22 +169,15 @@ def read_json(path: Path, rel: str) -> tuple[Any, list[Finding]]:
 
 
 def read_model(model: type[M], path: Path, rel: str, host: str | None = None) -> tuple[M | None, list[Finding]]:
-    """Read and validate a file in one step (pydantic parses the JSON itself: the fast path).
-
-    Only when the text is not valid JSON for pydantic is it decoded again with `json`,
-    whose error names the line and column (and which, unlike pydantic, accepts NaN, so
-    such a value is then reported by the schema check with its pointer).
-    """
-    text, errs = _read_text(path, rel)
+    """Read and validate a file: decoded with `json` (line and column of a syntax error, duplicate
+    keys found), then validated by the model; every problem is a finding."""
+    text, errs = _read_text(path, rel, host)
     if text is None:
         return None, errs
-    try:
-        return model.model_validate_json(text), []
-    except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors(include_url=False)):
-            data, errs = _decode(text, rel)
-            return (None, errs) if errs else parse_model(model, data, rel, host)
-        return None, _schema_findings(exc, rel, host)
+    data, errs = _decode(text, rel, host)
+    if errs:
+        return None, errs
+    return parse_model(model, data, rel, host)
 
 
 def parse_model(model: type[M], data: Any, rel: str, host: str | None = None) -> tuple[M | None, list[Finding]]:
@@ -120,7 +190,8 @@ def parse_model(model: type[M], data: Any, rel: str, host: str | None = None) ->
 
 def _schema_findings(exc: ValidationError, rel: str, host: str | None) -> list[Finding]:
     found = []
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for err in errors[:MAX_FINDINGS_PER_FILE]:
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
@@ -132,6 +203,11 @@ def _schema_findings(exc: ValidationError, rel: str, host: str | None) -> list[F
         else:
             hint = "fix the value (the schema in schemas/ lists what is allowed)"
         found.append(Finding("schema", rel, _pointer(loc), msg, hint, host))
+    if len(errors) > MAX_FINDINGS_PER_FILE:
+        more = len(errors) - MAX_FINDINGS_PER_FILE
+        found.append(
+            Finding("schema", rel, "", f"and {more} more schema errors in this file", "fix the ones above first", host)
+        )
     return found
 
 
@@ -139,11 +215,38 @@ def _schema_findings(exc: ValidationError, rel: str, host: str | None) -> list[F
 _UNION_TAGS = {"rfc2136", "mcns", "acme", "metacrypt", "caddy", "haproxy", "mc-proxy"}
 
 
+def _list_dir(path: Path, rel: str, host: str | None = None) -> tuple[list[os.DirEntry[str]] | None, list[Finding]]:
+    """The entries of a folder sorted by name, or a finding: a folder that cannot be listed is never empty."""
+    try:
+        with os.scandir(path) as it:
+            return sorted(it, key=lambda e: e.name), []
+    except NotADirectoryError:
+        return None, [_unreadable(rel, "expected a folder, found a file", host)]
+    except OSError as exc:
+        return None, [_unreadable(rel, f"cannot list the folder: {exc.strerror}", host)]
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool | None:
+    """True/False, or None for a link that leads nowhere (dangling, a loop) or cannot be followed."""
+    try:
+        return entry.is_dir()  # follows links
+    except OSError:
+        return None
+
+
+def _link_finding(rel: str, path: Path, host: str | None = None) -> Finding:
+    try:
+        path.stat()
+    except OSError as exc:
+        return _unreadable(rel, f"cannot follow the link: {exc.strerror}", host)
+    return _unreadable(rel, "cannot be read", host)
+
+
 def load_fleet(root: Path) -> LoadedFleet:
     root = root.resolve()
     result = LoadedFleet(root=root, fleet=None)
     fleet_path = root / "fleet.json"
-    if not fleet_path.exists():
+    if not os.path.lexists(fleet_path):
         result.findings.append(
             Finding(
                 "missing-file",
@@ -158,17 +261,39 @@ def load_fleet(root: Path) -> LoadedFleet:
         result.findings += errs
 
     hosts_dir = root / "hosts"
-    for host_dir in sorted(p for p in hosts_dir.iterdir() if p.is_dir()) if hosts_dir.is_dir() else []:
-        entry = _load_host(result, host_dir)
-        if entry is not None:
-            result.hosts[entry.host.name] = entry
+    if not os.path.lexists(hosts_dir):
+        return result
+    entries, errs = _list_dir(hosts_dir, "hosts")
+    result.findings += errs
+    for item in entries or []:
+        if item.name.startswith("."):
+            continue  # editor and OS droppings (.DS_Store, .swp) are not hosts
+        kind = _is_dir(item)
+        rel = f"hosts/{item.name}"
+        if kind is None or (item.is_symlink() and not os.path.exists(item.path)):
+            result.findings.append(_link_finding(rel, Path(item.path), item.name))
+        elif not kind:
+            result.findings.append(
+                Finding(
+                    "unreadable",
+                    rel,
+                    "",
+                    "a file where a host folder belongs (hosts/ holds one folder per host)",
+                    f"move it out of hosts/, or make it the folder hosts/{item.name}/ with a host.json",
+                    item.name,
+                )
+            )
+        else:
+            entry = _load_host(result, Path(item.path))
+            if entry is not None:
+                result.hosts[entry.host.name] = entry
     return result
 
 
 def _load_host(result: LoadedFleet, host_dir: Path) -> HostEntry | None:
     host_file = host_dir / "host.json"
     rel = result.rel(host_file)
-    if not host_file.exists():
+    if not os.path.lexists(host_file):
         result.findings.append(
             Finding(
                 "missing-file",
@@ -198,7 +323,16 @@ def _load_host(result: LoadedFleet, host_dir: Path) -> HostEntry | None:
     services = []
     paths = []
     svc_dir = host_dir / "services"
-    for svc_file in sorted(svc_dir.glob("*.json")) if svc_dir.is_dir() else []:
+    entries: list[os.DirEntry[str]] | None = []
+    if os.path.lexists(svc_dir):  # no services/ folder: no services; one that cannot be listed: a finding
+        entries, errs = _list_dir(svc_dir, result.rel(svc_dir), host.name)
+        if errs and svc_dir.is_symlink() and not svc_dir.exists():
+            errs = [_link_finding(result.rel(svc_dir), svc_dir, host.name)]
+        result.findings += errs
+    for item in entries or []:
+        if not item.name.endswith(".json") or item.name.startswith("."):
+            continue
+        svc_file = Path(item.path)
         srel = result.rel(svc_file)
         svc, errs = read_model(Service, svc_file, srel, host.name)
         result.findings += errs

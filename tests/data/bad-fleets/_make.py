@@ -118,6 +118,13 @@ DEFECTS: dict[str, Defect] = {
         "/components/0/routes/0/mode",
     ),
     "missing-file": (_add("hosts/gamma/configuration.nix", "{ ... }: { }\n"), "hosts/gamma/host.json", ""),
+    "unreadable": (_add("hosts/gamma", "a file where a host folder belongs\n"), "hosts/gamma", ""),
+    "duplicate-key": (lambda f: _as_text(f, "hosts/beta/host.json", '{\n  "os": "nixos",'), "hosts/beta/host.json", ""),
+    "file-too-large": (
+        lambda f: _as_text(f, "hosts/beta/host.json", "{" + " " * 256 * 1024),
+        "hosts/beta/host.json",
+        "",
+    ),
     "name-mismatch": (lambda f: _set(f, "hosts/edge1/host.json", ["name"], "edge2"), "hosts/edge1/host.json", "/name"),
     "pin-mismatch": (
         lambda f: _set(f, "hosts/edge1/host.json", ["users", "mcp", "uid"], 851),
@@ -233,6 +240,11 @@ DEFECTS: dict[str, Defect] = {
         "/depends_on/0",
     ),
 }
+
+
+def _as_text(files: Files, rel: str, opening: str) -> None:
+    """Replace a JSON file by its text with `opening` in place of its first `{` (a repeated key, padding)."""
+    files[rel] = opening + (json.dumps(files[rel], indent=2) + "\n")[1:]
 
 
 def write(root: Path, files: Files) -> None:
