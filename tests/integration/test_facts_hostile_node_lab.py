@@ -72,3 +72,32 @@ def test_a_flooding_file_fails_only_its_host_with_the_file_named(
     assert "'resolv' is larger than 1024 KiB" in reason and "/etc/resolv.conf" in reason, reason
     assert [a["subject"] for a in data["actions"] if a["host"] == "floodn2"][:1] == ["user mcp"]  # still planned
     assert rss_mib < 400, f"{what}: the operator's machine peaked at {rss_mib} MiB"
+
+
+@pytest.mark.parametrize(
+    ("setup", "undo", "says"),
+    [
+        (
+            "groupadd -g 850 mcp && useradd -u 850 -g 850 mcp && useradd -o -u 850 -g 850 shadowmcp",
+            "userdel shadowmcp; userdel mcp; groupdel mcp 2>/dev/null; true",
+            "UID 850 pinned for user mcp on floodn2 is also held by account shadowmcp",
+        ),
+        (
+            "groupadd -g 850 docker2 && useradd -u 850 -g 850 -N mcp",
+            "userdel mcp; groupdel docker2 2>/dev/null; true",
+            "GID 850 pinned for user mcp on floodn2 is held by group docker2",
+        ),
+    ],
+)
+def test_a_second_holder_of_a_pinned_id_is_a_refusal(
+    flood_lab: tuple[Any, Path], setup: str, undo: str, says: str
+) -> None:
+    lab, root = flood_lab
+    node_sh(lab, "floodn2", setup)
+    try:
+        code, out, err, _rss, _s = measured_cli("plan", str(root), "--on", "floodn2", "--json")
+    finally:
+        node_sh(lab, "floodn2", undo)
+    assert code == 1, out + err
+    refusals = [a for a in json.loads(out)["actions"] if a["kind"] == "refuse" and a["subject"] == "user mcp"]
+    assert len(refusals) == 1 and says in refusals[0]["reason"], refusals

@@ -113,6 +113,10 @@ def _refuse_user(d: DesiredHost, u: DesiredUser, reason: str, before: object) ->
 def _users(d: DesiredHost, f: Facts) -> list[Action]:
     acts: list[Action] = []
     for u in d.users:
+        clash = _id_clash(d, f, u)
+        if clash is not None:
+            acts.append(clash)
+            continue
         acct = f.account(u.name)
         pinned_by = "host.json pins" if u.exception else "the fleet pins"
         if acct is not None:
@@ -144,6 +148,27 @@ def _users(d: DesiredHost, f: Facts) -> list[Action]:
                 Action(host=d.name, phase=Phase.host, kind="create", subject=f"user {u.name}", after=after, reason=how)
             )
     return acts
+
+
+def _id_clash(d: DesiredHost, f: Facts, u: DesiredUser) -> Action | None:
+    """A refusal when another account holds the pinned UID, another group the pinned GID, or the user's own
+    group has another GID (read from getent and from /etc/passwd and /etc/group: a second holder shows)."""
+    others = [a for a in f.accounts_with_uid(u.uid) if a.name != u.name]
+    if others:
+        names = ", ".join(a.name for a in others)
+        also = "also " if any(a.name == u.name for a in f.accounts_with_uid(u.uid)) else ""
+        reason = f"UID {u.uid} pinned for user {u.name} on {d.name} is {also}held by account {names} (UID {u.uid})"
+        return _refuse_user(d, u, reason, {"holder": names, "uid": u.uid})
+    groups = [g for g in f.groups_with_gid(u.gid) if g.name != u.name]
+    if groups:
+        names = ", ".join(g.name for g in groups)
+        reason = f"GID {u.gid} pinned for user {u.name} on {d.name} is held by group {names} (GID {u.gid})"
+        return _refuse_user(d, u, reason, {"holder": names, "gid": u.gid})
+    own = [g for g in [*f.group_file, *f.groups] if g.name == u.name and g.gid != u.gid]
+    if own and f.account(u.name) is None:  # an existing user's GID is compared with the pin below
+        reason = f"group {u.name} on {d.name} has GID {own[0].gid} but the pin is GID {u.gid}"
+        return _refuse_user(d, u, reason, {"group": u.name, "gid": own[0].gid})
+    return None
 
 
 def _subids(d: DesiredHost, f: Facts, u: DesiredUser) -> list[Action]:

@@ -75,6 +75,12 @@ class Facts(_Fact):
     euid: int | None = None
     accounts: list[Account] = Field(default_factory=list, description="pinned names and whoever holds pinned UIDs")
     groups: list[Group] = Field(default_factory=list)
+    passwd_file: list[Account] = Field(
+        default_factory=list, description="/etc/passwd lines of pinned names and UIDs, all of them (not getent)"
+    )
+    group_file: list[Group] = Field(
+        default_factory=list, description="/etc/group lines of pinned names and GIDs, all of them (not getent)"
+    )
     subuid: dict[str, list[IdRangeFact]] = Field(default_factory=dict)
     subgid: dict[str, list[IdRangeFact]] = Field(default_factory=dict)
     resolvers: list[str] = Field(default_factory=list)
@@ -100,6 +106,16 @@ class Facts(_Fact):
 
     def account_by_uid(self, uid: int) -> Account | None:
         return next((a for a in self.accounts if a.uid == uid), None)
+
+    def accounts_with_uid(self, uid: int) -> list[Account]:
+        """Every account holding `uid`, from getent and from /etc/passwd (one per name)."""
+        found = {a.name: a for a in [*self.passwd_file, *self.accounts] if a.uid == uid}
+        return sorted(found.values(), key=lambda a: a.name)
+
+    def groups_with_gid(self, gid: int) -> list[Group]:
+        """Every group holding `gid`, from getent and from /etc/group (one per name)."""
+        found = {g.name: g for g in [*self.group_file, *self.groups] if g.gid == gid}
+        return sorted(found.values(), key=lambda g: g.name)
 
     def group(self, name: str) -> Group | None:
         return next((g for g in self.groups if g.name == name), None)

@@ -126,6 +126,24 @@ def parse_passwd(text: str) -> list[Account]:
     return list(seen.values())
 
 
+def parse_passwd_file(text: str) -> list[Account]:
+    """/etc/passwd lines as they are: a name or UID twice stays twice (that is what this read is for)."""
+    found = []
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) >= 7 and parts[2].isdigit() and parts[3].isdigit():
+            found.append(Account(name=parts[0], uid=int(parts[2]), gid=int(parts[3]), home=parts[5], shell=parts[6]))
+    return found
+
+
+def parse_group_file(text: str) -> list[Group]:
+    return [
+        Group(name=parts[0], gid=int(parts[2]))
+        for parts in (line.split(":") for line in text.splitlines())
+        if len(parts) >= 3 and parts[2].isdigit()
+    ]
+
+
 def parse_group(text: str) -> list[Group]:
     seen: dict[str, Group] = {}
     for line in text.splitlines():
@@ -240,6 +258,8 @@ def facts_from(host: str, v: FramedOutput, *, agent_path: str, address: str | No
         euid=int(euid) if euid.isdigit() else None,
         accounts=sorted(parse_passwd(v.text("passwd")), key=lambda a: a.name),
         groups=sorted(parse_group(v.text("group")), key=lambda g: g.name),
+        passwd_file=parse_passwd_file(v.text("passwd-file")),
+        group_file=parse_group_file(v.text("group-file")),
         subuid=parse_subids(v.text("subuid")),
         subgid=parse_subids(v.text("subgid")),
         resolvers=parse_resolv(v.text("resolv")),
