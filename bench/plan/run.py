@@ -1,17 +1,24 @@
 """Benchmark: `mcfleet plan` vs pyinfra (--dry) vs Ansible (--check) vs the floor, on N lab nodes.
 
-Every tool gathers the same facts from the same real nodes (netns + sshd, LAB.md 1b/1c):
-os-release, arch, hostname, the pinned user/group and whoever holds UID 850, resolvers,
-sha256 of a 5 MB agent binary, the agent unit, /run/current-system, the manifest and the
-cert directory.  `plan-only` is mcfleet's plan command without the start-up imports of
-every other command (cli/main.py imports them all).  The floor is parallel bare asyncssh
-connect + one command.  Wall time and the client's CPU (user+sys of the whole process
-tree, orphans included: this process is a subreaper) are the median over interleaved runs; ratios are against mcfleet.
+Like for like: every tool gathers the same facts from the same real nodes (netns + own sshd):
+os-release, arch, hostname, the pinned user/group by name and id, subordinate ids,
+resolvers, sha256 of a 5 MB agent binary, the agent unit, /run/current-system, the manifest
+and the cert directory — each with the same cost on the node (no tool walks every account).
+The node CPU column proves it: it is measured on the nodes' sshd (its own and its reaped
+sessions' CPU), separately from the client's.  The floor is parallel bare asyncssh running
+mcfleet's own facts script, so mcfleet's ratio to it is its own overhead only.
 
-    .venv/bin/python bench/plan/run.py --n 5,10,20 --runs 3
-    pyinfra lives in its own venv ($MCFLEET_BENCH_VENV, default /var/tmp/mcfleet-bench-venv,
-    created with `pip install pyinfra` when missing); ansible-playbook comes from apt.
-Needs root (the lab).  Leaves nothing running: the lab is torn down at the end.
+Reported per tool and N, over `--runs` interleaved repetitions (after one warm-up):
+median and min of wall time, client CPU (user+sys of the whole process tree, orphans
+included: this process is a subreaper), node CPU, and the client's peak RSS.  The lab's
+nodes share the client's cores, so node-side work shows up in wall time here; client CPU is
+the figure that carries over to a real fleet.
+
+    .venv/bin/python bench/plan/run.py --n 5,10,20,50,100 --runs 7 --results bench/plan/RESULTS.md
+
+pyinfra lives in its own venv ($MCFLEET_BENCH_VENV, default /var/tmp/mcfleet-bench-venv,
+created with `pip install pyinfra` when missing); ansible-playbook comes from apt
+(`apt-get install ansible-core`).  Needs root (the lab).  Leaves nothing running.
 """
 
 from __future__ import annotations
@@ -20,15 +27,16 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import datetime
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from mcfleet.lab.lab import Lab, lab_down
@@ -36,7 +44,16 @@ from mcfleet.lab.lab import Lab, lab_down
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 BENCH_VENV = Path(os.environ.get("MCFLEET_BENCH_VENV", "/var/tmp/mcfleet-bench-venv"))
-TOOLS = ("floor", "mcfleet", "plan-only", "pyinfra", "ansible")
+TOOLS = ("floor", "mcfleet", "pyinfra", "ansible")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Sample:
+    wall: float
+    cpu: float  # client: user+sys of the tool's whole process tree
+    node_cpu: float  # the nodes' sshd and everything it ran for the tool
+    rss_mb: float  # the tool's peak RSS (largest process of its tree)
 
 
 def become_subreaper() -> None:
@@ -44,31 +61,62 @@ def become_subreaper() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
 
-def reap(limit_s: float = 3.0) -> None:
+def reap_orphans(limit_s: float = 3.0) -> tuple[float, int]:
+    """Wait for re-parented orphans; return their CPU seconds and peak RSS (KiB)."""
+    cpu, rss = 0.0, 0
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, _status, ru = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            break
         if pid == 0:
             time.sleep(0.02)
+            continue
+        cpu += ru.ru_utime + ru.ru_stime
+        rss = max(rss, ru.ru_maxrss)
+    return cpu, rss
 
 
-def measure(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
-            after: list[list[str]] | None = None) -> tuple[float, float, int]:  # fmt: skip
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def sshd_cpu(pids: list[int]) -> float:
+    """CPU seconds of the nodes' sshd daemons including their reaped sessions (utime+stime+cutime+cstime)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime (fields 14-17)
+    return total / TICK
+
+
+def sessions_open(pids: list[int]) -> bool:
+    """True while any node sshd still has a session child (its CPU is not yet in cutime)."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+                return True
+    return False
+
+
+def measure(argv: list[str], sshd_pids: list[int], *, env: dict[str, str] | None = None,
+            cwd: Path | None = None, after: list[list[str]] | None = None) -> Sample:  # fmt: skip
+    node_before = sshd_cpu(sshd_pids)
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _pid, status, ru = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
     for cmd in after or []:
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    reap()
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (used.ru_utime - before.ru_utime) + (used.ru_stime - before.ru_stime)
+    orphan_cpu, orphan_rss = reap_orphans()
+    deadline = time.monotonic() + 3.0
+    while sessions_open(sshd_pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    cpu = ru.ru_utime + ru.ru_stime + orphan_cpu
     if proc.returncode not in (0, 2):
-        sys.stderr.write(f"  {argv[0]} exited {proc.returncode}: {proc.stderr.decode()[-800:]}\n")
-    return wall, cpu, proc.returncode
+        sys.stderr.write(f"  {argv[0]} exited {proc.returncode}: {err.decode()[-800:]}\n")
+    return Sample(wall, cpu, sshd_cpu(sshd_pids) - node_before, max(ru.ru_maxrss, orphan_rss) / 1024)
 
 
 def ensure_pyinfra() -> Path:
@@ -79,19 +127,41 @@ def ensure_pyinfra() -> Path:
     return exe
 
 
+def tool_versions(pyinfra: Path) -> dict[str, str]:
+    def first_line(argv: list[str]) -> str:
+        with contextlib.suppress(OSError):
+            out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+            return out.strip().splitlines()[0] if out.strip() else "?"
+        return "?"
+
+    return {
+        "pyinfra": first_line([str(pyinfra), "--version"]),
+        "ansible": first_line(["ansible-playbook", "--version"]),
+    }
+
+
+def facts_scripts(fleet_dir: Path) -> dict[str, str]:
+    """mcfleet's own facts script for every host of the fleet, as `mcfleet plan` would send it."""
+    argv = [sys.executable, str(HERE / "facts_scripts.py"), str(fleet_dir)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout))
+
+
 class Setup:
     """Files each tool needs for the first n nodes."""
 
     def __init__(self, lab: Lab, names: list[str], work: Path) -> None:
         self.lab, self.names, self.work = lab, names, work
         nodes = [lab.node(n) for n in names]
+        self.sshd_pids = [n.sshd_pid for n in nodes if n.sshd_pid is not None]
         work.mkdir(parents=True, exist_ok=True)
         self.fleet = lab.write_fleet(work / "fleet", nodes=names)
+        scripts = facts_scripts(self.fleet)
         key = str(lab.client_key)
         self.known_hosts = work / "known_hosts"
         self.known_hosts.write_text("".join(f"{n.address} {n.host_key}\n" for n in nodes))
-        hosts = [{"address": n.address, "port": n.ssh_port, "user": "root", "host_key": n.host_key, "key": key}
-                 for n in nodes]  # fmt: skip
+        hosts = [{"address": n.address, "port": n.ssh_port, "user": "root", "host_key": n.host_key, "key": key,
+                  "script": scripts[n.name]} for n in nodes]  # fmt: skip
         (work / "hosts.json").write_text(json.dumps(hosts))
         data = {"ssh_user": "root", "ssh_key": key, "ssh_known_hosts_file": str(self.known_hosts),
                 "ssh_strict_host_key_checking": "yes"}  # fmt: skip
@@ -106,18 +176,17 @@ class Setup:
         self.control_dir = work / "cp"
         self.control_dir.mkdir(exist_ok=True)
 
-    def run(self, tool: str, pyinfra: Path) -> tuple[float, float, int]:
+    def run(self, tool: str, pyinfra: Path) -> Sample:
         n = str(len(self.names))
+        pids = self.sshd_pids
         if tool == "floor":
-            return measure([sys.executable, str(HERE / "floor.py"), str(self.work / "hosts.json")])
+            return measure([sys.executable, str(HERE / "floor.py"), str(self.work / "hosts.json")], pids)
         if tool == "mcfleet":
-            return measure([str(REPO / ".venv" / "bin" / "mcfleet"), "plan", str(self.fleet), "--json"])
-        if tool == "plan-only":  # the same plan without the start-up imports of the other commands
-            return measure([sys.executable, str(HERE / "plan_only.py"), str(self.fleet), "--json"])
+            return measure([str(REPO / ".venv" / "bin" / "mcfleet"), "plan", "-C", str(self.fleet), "--json"], pids)
         if tool == "pyinfra":
             shutil.copy(HERE / "pyinfra_facts.py", self.work / "pyinfra_facts.py")
             return measure([str(pyinfra), "-y", "--dry", "--parallel", n, "inventory.py", "pyinfra_facts.py"],
-                           cwd=self.work)  # fmt: skip
+                           pids, cwd=self.work)  # fmt: skip
         env = {
             **os.environ,
             "ANSIBLE_HOST_KEY_CHECKING": "True",
@@ -130,7 +199,7 @@ class Setup:
         }
         argv = ["ansible-playbook", "-i", str(self.work / "inventory.ini"), "--check", "-f", n,
                 str(HERE / "ansible_facts.yml")]  # fmt: skip
-        return measure(argv, env=env, after=self._close_masters())
+        return measure(argv, pids, env=env, after=self._close_masters())
 
     def _close_masters(self) -> list[list[str]]:
         # evaluated lazily: the sockets exist only after the run
@@ -147,12 +216,25 @@ async def bring_up(lab: Lab, count: int) -> list[str]:
     return names
 
 
+Stats = dict[str, dict[str, float]]
+
+
+def summarize(samples: list[Sample]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for field in ("wall", "cpu", "node_cpu", "rss_mb"):
+        values = [getattr(s, field) for s in samples]
+        out[field] = statistics.median(values)
+        out[f"{field}_min"] = min(values)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", default="5,10,20", help="node counts, comma-separated")
-    ap.add_argument("--runs", type=int, default=3, help="interleaved runs per tool and N (median reported)")
+    ap.add_argument("--n", default="5,10,20,50,100", help="node counts, comma-separated")
+    ap.add_argument("--runs", type=int, default=7, help="interleaved runs per tool and N (median and min reported)")
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--results", type=Path, help="write the markdown report here (e.g. bench/plan/RESULTS.md)")
     args = ap.parse_args()
     counts = [int(x) for x in args.n.split(",")]
     tools = [t for t in args.tools.split(",") if t]
@@ -160,43 +242,81 @@ def main() -> int:
         sys.exit("the bench needs root (lab nodes are network namespaces)")
     pyinfra = ensure_pyinfra() if "pyinfra" in tools else Path("pyinfra")
     if "ansible" in tools and not shutil.which("ansible-playbook"):
-        sys.exit("ansible-playbook is missing: apt-get install -y ansible")
+        sys.exit("ansible-playbook is missing: apt-get install -y ansible-core")
     become_subreaper()
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="mcfleet-bench-"))
     lab = Lab(work / "lab")
-    results: dict[int, dict[str, dict[str, float]]] = {}
+    results: dict[int, Stats] = {}
     try:
         names = asyncio.run(bring_up(lab, max(counts)))
         for count in counts:
             setup = Setup(lab, names[:count], work / f"n{count}")
-            samples: dict[str, list[tuple[float, float]]] = {t: [] for t in tools}
+            samples: dict[str, list[Sample]] = {t: [] for t in tools}
             for t in tools:  # warm-up (page cache, first-run imports), not counted
                 setup.run(t, pyinfra)
             for _ in range(args.runs):
                 for t in tools:
-                    wall, cpu, _rc = setup.run(t, pyinfra)
-                    samples[t].append((wall, cpu))
-            results[count] = {t: {"wall": statistics.median(w for w, _ in s), "cpu": statistics.median(c for _, c in s)}
-                              for t, s in samples.items()}  # fmt: skip
-            print_table(count, results[count])
+                    samples[t].append(setup.run(t, pyinfra))
+            results[count] = {t: summarize(s) for t, s in samples.items()}
+            print(table(count, results[count]))
+            sys.stdout.flush()
     finally:
         asyncio.run(lab_down(lab))
         with contextlib.suppress(OSError):
             shutil.rmtree(work)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.results:
+        meta = {
+            "command": " ".join(["bench/plan/run.py", *sys.argv[1:]]),
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "load": f"{load_before:.1f}",
+            "cores": str(os.cpu_count()),
+            **tool_versions(pyinfra),
+        }
+        args.results.write_text(report(results, meta))
     return 0
 
 
-def print_table(count: int, res: dict[str, dict[str, float]]) -> None:
+def table(count: int, res: Stats) -> str:
     base = res.get("mcfleet")
-    print(f"\nN={count}   (median; ratios = tool / mcfleet)")
-    print(f"  {'tool':8} {'wall s':>8} {'cpu s':>8} {'wall x':>8} {'cpu x':>8}")
+    floor = res.get("floor")
+    lines = [
+        f"\n### N = {count}\n",
+        "| tool | wall s median (min) | client CPU s median (min) | node CPU s | peak RSS MB | wall × mcfleet | "
+        "client CPU × mcfleet |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for tool, r in res.items():
         wx = f"{r['wall'] / base['wall']:.2f}" if base else "-"
         cx = f"{r['cpu'] / base['cpu']:.2f}" if base else "-"
-        print(f"  {tool:8} {r['wall']:8.2f} {r['cpu']:8.2f} {wx:>8} {cx:>8}")
-    sys.stdout.flush()
+        lines.append(
+            f"| {tool} | {r['wall']:.2f} ({r['wall_min']:.2f}) | {r['cpu']:.2f} ({r['cpu_min']:.2f}) | "
+            f"{r['node_cpu']:.2f} | {r['rss_mb']:.0f} | {wx} | {cx} |"
+        )
+    if base and floor:
+        lines.append(
+            f"\nmcfleet / floor: wall {base['wall'] / floor['wall']:.2f}×, client CPU {base['cpu'] / floor['cpu']:.2f}×"
+        )
+    return "\n".join(lines)
+
+
+def report(results: dict[int, Stats], meta: dict[str, str]) -> str:
+    head = [
+        "# `mcfleet plan` vs pyinfra vs Ansible vs the floor",
+        "",
+        "Generated by `bench/plan/run.py` (do not edit by hand; re-run it).",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- date: {meta['date']}; {meta['cores']} cores; load average at the start: {meta['load']}",
+        f"- pyinfra: {meta['pyinfra']}; Ansible: {meta['ansible']}",
+        "- every tool gathers the same facts at the same node cost (see the node CPU column); the floor is",
+        "  bare asyncssh running mcfleet's own facts script; client CPU is the figure that carries over to",
+        "  a real fleet (the lab's nodes share the client's cores, so node work also shows in wall time).",
+    ]
+    body = [table(n, r) for n, r in sorted(results.items())]
+    return "\n".join(head + body) + "\n"
 
 
 if __name__ == "__main__":
