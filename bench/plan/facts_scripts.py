@@ -12,10 +12,10 @@ import json
 import sys
 from pathlib import Path
 
+from mcfleet.fleet.desired import desired_state
 from mcfleet.fleet.load import load_fleet
 from mcfleet.observe.collect import script_inputs
 from mcfleet.observe.script import facts_script
-from mcfleet.plan.desired import desired_state
 
 
 def scripts(fleet_dir: Path) -> dict[str, str]:
