@@ -92,8 +92,8 @@ def agent_bundle_fixture() -> Path:
 
     try:
         return build_agent_bundle().path
-    except McfleetError as exc:
-        pytest.skip(f"the agent bundle cannot be built here: {exc.format()}")
+    except McfleetError as exc:  # a bundle that stops building is a regression, never a skip
+        pytest.fail(f"the agent bundle could not be built: {exc.format()}")
 
 
 @pytest.fixture(name="make_nodes")

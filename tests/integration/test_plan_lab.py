@@ -191,8 +191,7 @@ def test_dns_answers_come_from_the_authoritative_server(plan_lab: tuple[Any, Pat
 
 
 def test_non_root_user_escalates_with_sudo_n(plan_lab: tuple[Any, Path], tmp_path: Path) -> None:
-    if shutil.which("sudo") is None:
-        pytest.skip("sudo is not installed (apt-get install -y sudo)")
+    assert shutil.which("sudo"), "sudo is not installed: scripts/setup.sh installs it (apt-get install -y sudo)"
     lab, root = plan_lab
     copy = tmp_path / "fleet"
     shutil.copytree(root, copy)

@@ -84,8 +84,7 @@ def test_provision_refuses_a_nixos_host_without_touching_it(fleet: Path) -> None
     from mcfleet.fleet.load import load_fleet
 
     nixos = [n for n, e in load_fleet(fleet).hosts.items() if e.host.os == "nixos"]
-    if not nixos:
-        pytest.skip("the minimal fleet has no NixOS host")
+    assert nixos, "the minimal fleet must keep a NixOS host for this test"
     code, out, err = run_cli("-C", str(fleet), "provision", nixos[0], "--bundle", str(fleet / "fleet.json"))
     assert code == 1  # a refusal
     assert "NixOS nodes are provisioned by their modules" in err
