@@ -4,7 +4,10 @@ A plan action belongs to the phase of the resource kind that made it (`host`,
 `agent`, `deploy`, `cert`, `dns`, `route`, `manifest`).  Apply reports events
 per phase too; the host kind runs as `provision` and the agent kind as `build`,
 `push` and `activate` (each kind says which apply phases it runs as).  The
-member order is the order things happen on a host.
+member order is the order things happen on a host: a service's cert before its
+containers, its containers before the proxy routes to them, the routes before
+the DNS names that lead there.  Removals run the other way round (DNS, routes,
+then containers), so nothing ever points at what is already gone.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ class Phase(StrEnum):
     build = "build"
     push = "push"
     activate = "activate"
-    deploy = "deploy"
     cert = "cert"
-    dns = "dns"
+    deploy = "deploy"
     route = "route"
+    dns = "dns"
     manifest = "manifest"
 
     @property

@@ -18,7 +18,7 @@ from mcfleet.apply.probe import AgentProbe, probe
 from mcfleet.apply.provision import parse_output, provision_script
 from mcfleet.apply.push import install_script, push_agent
 from mcfleet.fleet.desired import DesiredHost
-from mcfleet.fleet.load import HostEntry
+from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import Host
 from mcfleet.kinds import ApplyContext
 from mcfleet.kinds.agent import AgentKind
@@ -214,7 +214,9 @@ def test_manifest_keeps_other_parts_and_ignores_timestamps() -> None:
         }
     )
     want = DesiredHost("n1", "debian", "amd64", desired_agent(host, "a" * 64))
-    ctx = ApplyContext(HostEntry(host, (), Path(".")), LocalRunner("n1"), want, current)
+    entry = HostEntry(host, (), Path("."))
+    loaded = LoadedFleet(root=Path("."), fleet=None, hosts={"n1": entry})
+    ctx = ApplyContext(loaded, entry, LocalRunner("n1"), want, current)
     ctx.data.update(agent_sha256="a" * 64, agent_version=None)
     same = AgentKind().record(current, ctx, [])
     assert same.agent is not None and same.agent.version == "0.1"

@@ -6,6 +6,7 @@ import asyncio
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,12 +44,23 @@ def entry(name: str, srv: Path, os: str = "debian") -> HostEntry:
 
 
 def work(e: HostEntry, *phases: str, agent: bool = False, provision: bool = False) -> HostWork:
-    """A host's work as a plan gives it: one action per phase, with the desired state of its entry."""
+    """A host's work as a plan gives it: one action per phase ("delete:<phase>" for a removal)."""
     desired = desired_state(LoadedFleet(root=e.dir, fleet=None, hosts={e.host.name: e}))[e.host.name]
     actions = tuple(
-        Action(host=e.host.name, phase=PlanPhase(p), kind="create", subject=f"{p} thing", reason="test") for p in phases
+        Action(
+            host=e.host.name,
+            phase=PlanPhase(p.removeprefix("delete:")),
+            kind="delete" if p.startswith("delete:") else "create",
+            subject=f"{p} thing",
+            reason="test",
+        )
+        for p in phases
     )
     return HostWork(e, desired, actions, agent=agent, provision=provision)
+
+
+def fleet_of(work: list[HostWork]) -> LoadedFleet:
+    return LoadedFleet(root=work[0].entry.dir, fleet=None, hosts={w.name: w.entry for w in work})
 
 
 @dataclass
@@ -77,7 +89,8 @@ class RecordingStep:
         self.peak = max(self.peak, self.running)
         await asyncio.sleep(0.05)
         self.running -= 1
-        self.trace.append(f"{ctx.entry.host.name}:{self.phase}")
+        removal = "-" if actions[0].kind == "delete" else ""
+        self.trace.append(f"{ctx.entry.host.name}:{removal}{self.phase}")
         if ctx.entry.host.name in self.fail_on:
             return Outcome("failed", "boom")
         res = await ctx.node.run(f"mkdir -p {ctx.entry.dir}/{ctx.entry.host.name} && echo ok")
@@ -100,7 +113,10 @@ async def connect(e: HostEntry) -> LocalRunner:
 def run_pipeline(work: list[HostWork], steps: list[RecordingStep], **opts: object) -> tuple[ApplyEvents, object]:
     log = ApplyEvents()
     options = ApplyOptions(**opts)  # type: ignore[arg-type]
-    pipe = Pipeline(work, connect=connect, builder=Builder(), options=options, log=log, kinds=list(steps))  # type: ignore[arg-type]
+    kinds: list[Any] = list(steps)
+    pipe = Pipeline(
+        work, loaded=fleet_of(work), connect=connect, builder=Builder(), options=options, log=log, kinds=kinds
+    )
     return log, asyncio.run(pipe.run())
 
 
@@ -108,11 +124,20 @@ def test_steps_run_in_phase_order_per_host_and_write_the_manifest(tmp_path: Path
     trace: list[str] = []
     steps = [RecordingStep(p, trace) for p in (Phase.route, Phase.deploy, Phase.dns, Phase.cert)]
     log, summary = run_pipeline([work(entry("a", tmp_path), "deploy", "cert", "dns", "route")], steps)
-    assert [t for t in trace if t.startswith("a:")] == ["a:deploy", "a:cert", "a:dns", "a:route"]
+    assert [t for t in trace if t.startswith("a:")] == ["a:cert", "a:deploy", "a:route", "a:dns"]
     assert summary.exit_code == 0  # type: ignore[attr-defined]
     assert log.outcome("a", Phase.manifest).status == Status.changed  # type: ignore[union-attr]
     manifest = (tmp_path / "a" / "mcfleet-state.json").read_text()
     assert '"steps": [' in manifest and '"deploy"' in manifest
+
+
+def test_removals_run_after_the_changes_dns_then_routes_then_containers(tmp_path: Path) -> None:
+    trace: list[str] = []
+    steps = [RecordingStep(p, trace) for p in (Phase.route, Phase.deploy, Phase.dns, Phase.cert)]
+    planned = ["delete:deploy", "delete:dns", "cert", "delete:route", "deploy"]
+    _log, summary = run_pipeline([work(entry("a", tmp_path), *planned)], steps)
+    assert trace == ["a:cert", "a:deploy", "a:-dns", "a:-route", "a:-deploy"]
+    assert summary.exit_code == 0  # type: ignore[attr-defined]
 
 
 def test_keep_going_lets_other_hosts_finish_and_exits_1(tmp_path: Path) -> None:
@@ -194,7 +219,15 @@ def test_planned_user_changes_on_nixos_are_blocked_not_done(tmp_path: Path) -> N
 
     log = ApplyEvents()
     hosts = [work(entry("rift", tmp_path, os="nixos"), "host", provision=True)]
-    pipe = Pipeline(hosts, connect=connect, builder=Builder(), options=ApplyOptions(), log=log, provisioner=provisioner)
+    pipe = Pipeline(
+        hosts,
+        loaded=fleet_of(hosts),
+        connect=connect,
+        builder=Builder(),
+        options=ApplyOptions(),
+        log=log,
+        provisioner=provisioner,
+    )
     summary = asyncio.run(pipe.run())
     event = log.outcome("rift", Phase.provision)
     assert event is not None and event.status == Status.blocked and "NixOS configuration" in event.message

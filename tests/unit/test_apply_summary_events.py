@@ -74,8 +74,11 @@ def test_event_line_is_prefixed_by_host() -> None:
     assert event.line() == "[node1] push: changed: abc -> def"
 
 
-def test_phase_order_follows_the_spec() -> None:
+def test_phase_order_is_cert_containers_routes_dns() -> None:
     order = sorted(
-        [Phase.manifest, Phase.route, Phase.push, Phase.build, Phase.dns, Phase.activate], key=lambda p: p.order
+        [Phase.manifest, Phase.route, Phase.push, Phase.build, Phase.dns, Phase.activate, Phase.deploy, Phase.cert],
+        key=lambda p: p.order,
     )
-    assert order == [Phase.build, Phase.push, Phase.activate, Phase.dns, Phase.route, Phase.manifest]
+    assert order == [
+        Phase.build, Phase.push, Phase.activate, Phase.cert, Phase.deploy, Phase.route, Phase.dns, Phase.manifest
+    ]  # fmt: skip

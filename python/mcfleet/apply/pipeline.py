@@ -33,7 +33,7 @@ from mcfleet.apply.push import push_agent
 from mcfleet.apply.summary import Summary, summarize
 from mcfleet.errors import McfleetError, Refused
 from mcfleet.fleet.desired import DesiredHost
-from mcfleet.fleet.load import HostEntry
+from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.kinds import KINDS, ApplyContext, ResourceKind
 from mcfleet.kinds.host import read_users
 from mcfleet.kinds.stages import StageGate
@@ -46,8 +46,9 @@ Provisioner = Callable[[Node, HostEntry], Awaitable[tuple[bool, str]]]
 
 
 # The kinds apply runs after the agent is active (host and agent have their own phases above).
-HEAD_KINDS: list[ResourceKind] = [k for k in KINDS if k.phase in (Phase.host, Phase.agent)]
-STEP_KINDS: list[ResourceKind] = [k for k in KINDS if k.phase not in (Phase.host, Phase.agent)]
+HEAD_PHASES = (Phase.host, Phase.agent, Phase.manifest)
+HEAD_KINDS: list[ResourceKind] = [k for k in KINDS if k.phase in HEAD_PHASES]
+STEP_KINDS: list[ResourceKind] = [k for k in KINDS if k.phase not in HEAD_PHASES]
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,18 @@ class HostWork:
         return [a for a in self.actions if a.phase == phase and a.kind != "refuse"]
 
     @property
+    def step_passes(self) -> list[tuple[Phase, list[Action]]]:
+        """The post-activation kinds' actions as apply runs them: changes in phase order, then
+        removals in reverse phase order (DNS, routes, then containers)."""
+        steps = [a for a in self.actions if a.kind != "refuse" and a.phase not in HEAD_PHASES]
+        phases = sorted({a.phase for a in steps}, key=lambda p: p.order)
+        changes = [(p, [a for a in steps if a.phase == p and a.kind != "delete"]) for p in phases]
+        removals = [(p, [a for a in steps if a.phase == p and a.kind == "delete"]) for p in reversed(phases)]
+        return [(p, acts) for p, acts in [*changes, *removals] if acts]
+
+    @property
     def step_phases(self) -> list[Phase]:
-        return sorted({a.phase for a in self.actions if a.kind != "refuse"} - {Phase.host, Phase.agent, Phase.manifest},
-                      key=lambda p: p.order)  # fmt: skip
+        return sorted({p for p, _acts in self.step_passes}, key=lambda p: p.order)
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,7 @@ class Pipeline:
         self,
         work: list[HostWork],
         *,
+        loaded: LoadedFleet,
         connect: Connect,
         builder: Builder,
         options: ApplyOptions,
@@ -113,6 +124,7 @@ class Pipeline:
         kinds: Sequence[ResourceKind] | None = None,
     ) -> None:
         self.work = work
+        self.loaded = loaded
         self.connect = connect
         self.builder = builder
         self.options = options
@@ -128,7 +140,9 @@ class Pipeline:
         }
         self.step_sem = asyncio.Semaphore(limits.steps)
         self.stop = asyncio.Event()  # set on the first failure under --fail-fast
-        self.stages = StageGate(w.name for w in work if Phase.deploy in w.step_phases)
+        self.stages = StageGate(
+            w.name for w in work if any(p == Phase.deploy and a[0].kind != "delete" for p, a in w.step_passes)
+        )
 
     def phases(self, w: HostWork) -> list[Phase]:
         out = [Phase.provision] if w.provision else []
@@ -182,7 +196,9 @@ class Pipeline:
             # read (and refuse a node without systemd, or with a corrupt manifest) before anything is written
             check = probe_ready(node, w.entry.host, first.value) if w.agent else probe(node, w.entry.host)
             state = await self._phase(w, first, check)
-            ctx = ApplyContext(w.entry, node, w.desired, state.manifest or Manifest(), {"stage_gate": self.stages})
+            ctx = ApplyContext(
+                self.loaded, w.entry, node, w.desired, state.manifest or Manifest(), {"stage_gate": self.stages}
+            )
             if w.provision:
                 await self._provision(w, node)
             if w.agent and art is not None:
@@ -249,7 +265,7 @@ class Pipeline:
         self.log.emit(w.name, Phase.provision, Status.changed if changed else Status.unchanged, message)
 
     async def _steps(self, w: HostWork, ctx: ApplyContext) -> None:
-        for phase in w.step_phases:
+        for phase, actions in w.step_passes:
             kind = self.kinds.get(phase)
             if kind is None:  # planned, but this mcfleet cannot do it: say so, never pretend
                 self.log.emit(w.name, phase, Status.blocked, f"no {phase} backend in this version of mcfleet")
@@ -258,7 +274,7 @@ class Pipeline:
             async with self.step_sem:
                 self._check_stop()
                 self.log.emit(w.name, phase, Status.start)
-                outcome = await self._phase(w, phase, kind.apply(ctx, w.actions_for(phase)))
+                outcome = await self._phase(w, phase, kind.apply(ctx, actions))
             self.log.emit(w.name, phase, Status(outcome.status), outcome.message)
             if outcome.status in ("failed", "blocked"):
                 self._failed()

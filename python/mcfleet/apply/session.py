@@ -195,6 +195,7 @@ class ApplySession:
 
         pipeline = Pipeline(
             work,
+            loaded=self.loaded,
             connect=self.connect,
             builder=self.builder,
             options=self.options.apply,

@@ -49,6 +49,7 @@ class ReadContext:
 class ApplyContext:
     """One host's apply: what the kinds' apply and record see."""
 
+    loaded: LoadedFleet  # the fleet (providers, zone) for kinds that need more than their host
     entry: HostEntry
     node: Runner
     desired: DesiredHost

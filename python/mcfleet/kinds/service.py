@@ -9,7 +9,8 @@ a service the manifest lists and the files no longer declare is `-` (stopped and
 removed; its volumes are kept).
 apply: `ReconcileServices` with the host's services and the ports `fleet.derive`
 assigned, one boot stage at a time across the fleet (kinds.stages: every host's
-foundation before any host's core), then once with all of them and prune.  The
+foundation before any host's core); removals, after the routes and DNS records to
+them, are one more call with every declared service and prune.  The
 agent records them in its registry first (so an agent restart or `Recover` brings
 them back).  A service whose stage predecessor failed is skipped, with the reason.
 record: each service's hash, stage, containers, images and ports as applied.
@@ -154,62 +155,75 @@ class ServiceKind:
         return acts
 
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
-        """Stage by stage (waiting for the whole fleet at each stage), then once more with every
-        service and prune, which stops and removes what the files no longer declare (volumes stay)."""
+        """Changes: stage by stage, waiting for the whole fleet at each stage.  Removals (a second
+        call, after the routes and DNS records to them are gone): one call with every declared
+        service and prune, which stops and removes the others (their volumes stay)."""
+        target = await agent_socket(ctx.node, ctx.entry.host.agent.socket)
+        async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
+            if all(a.kind == "delete" for a in actions):
+                return await self._remove(ctx, client, actions)
+            return await self._deploy(ctx, client)
+
+    async def _remove(self, ctx: ApplyContext, client: AgentClient, actions: list[Action]) -> Outcome:
+        wanted = [(s.spec, s.ports) for s in ctx.desired.services.values() if s.spec is not None]
+        result = await client.reconcile(wanted, prune=True)
+        if not result.ok:
+            return Outcome("failed", result.error)
+        ctx.data["pruned"] = True
+        removed = [a.container for a in result.actions if a.kind == "remove"]
+        gone = ", ".join(a.subject.removeprefix("service ") for a in actions)
+        return Outcome("changed", f"removed {gone} ({', '.join(removed) or 'no containers left'}); volumes kept")
+
+    async def _deploy(self, ctx: ApplyContext, client: AgentClient) -> Outcome:
         gate: StageGate | None = ctx.data.get("stage_gate")
+        host = ctx.entry.host.name
         wanted = sorted(
             (s for s in ctx.desired.services.values() if s.spec is not None), key=lambda s: Stage(s.stage).order
         )
-        target = await agent_socket(ctx.node, ctx.entry.host.agent.socket)
         notes: list[str] = []
         changed = False
-        async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
-            for stage in STAGES:
-                upto = [s for s in wanted if Stage(s.stage).order <= stage.order]
-                stopped = await gate.ready(stage) if gate else None
-                if stopped:
-                    later = [s.name for s in wanted if Stage(s.stage).order >= stage.order]
-                    ctx.data["deployed"] = [s.name for s in wanted if Stage(s.stage).order < stage.order]
-                    if not later:
-                        break
-                    return Outcome("skipped", f"{', '.join(later)} skipped: {stopped}")
-                if not any(s.stage == stage for s in wanted):
-                    if gate:
-                        await gate.done(ctx.entry.host.name, stage)
-                    continue
-                result = await client.reconcile([(s.spec, s.ports) for s in upto if s.spec], prune=False)
-                done = [f"{a.kind} {a.container}" for a in result.actions if a.kind not in ("unchanged", "start")]
-                changed = changed or bool(done)
-                if not result.ok:
-                    if gate:
-                        await gate.done(ctx.entry.host.name, stage, result.error)
-                    ctx.data["deployed"] = [s.name for s in wanted if Stage(s.stage).order < stage.order]
-                    later = [s.name for s in wanted if Stage(s.stage).order > stage.order]
-                    skipped = f"; skipped: {', '.join(later)} (stage {stage} failed)" if later else ""
-                    return Outcome("failed", f"stage {stage}: {result.error}{skipped}")
+        for stage in STAGES:
+            before = [s.name for s in wanted if Stage(s.stage).order < stage.order]
+            stopped = await gate.ready(stage) if gate else None
+            if stopped:
+                ctx.data["deployed"] = before
+                later = [s.name for s in wanted if Stage(s.stage).order >= stage.order]
+                if not later:
+                    break
+                return Outcome("skipped", f"{', '.join(later)} skipped: {stopped}")
+            if not any(s.stage == stage for s in wanted):
                 if gate:
-                    await gate.done(ctx.entry.host.name, stage)
-                notes.append(f"{stage}: {', '.join(done) or 'as declared'}")
-            final = await client.reconcile([(s.spec, s.ports) for s in wanted if s.spec], prune=True)
-        removed = [f"removed {a.container}" for a in final.actions if a.kind == "remove"]
-        if not final.ok:
-            return Outcome("failed", final.error)
+                    await gate.done(host, stage)
+                continue
+            upto = [(s.spec, s.ports) for s in wanted if Stage(s.stage).order <= stage.order and s.spec]
+            result = await client.reconcile(upto, prune=False)
+            done = [f"{a.kind} {a.container}" for a in result.actions if a.kind not in ("unchanged", "start")]
+            changed = changed or bool(done)
+            if not result.ok:
+                if gate:
+                    await gate.done(host, stage, result.error)
+                ctx.data["deployed"] = before
+                later = [s.name for s in wanted if Stage(s.stage).order > stage.order]
+                skipped = f"; skipped: {', '.join(later)} (stage {stage} failed)" if later else ""
+                return Outcome("failed", f"stage {stage}: {result.error}{skipped}")
+            if gate:
+                await gate.done(host, stage)
+            notes.append(f"{stage}: {', '.join(done) or 'as declared'}")
         ctx.data["deployed"] = [s.name for s in wanted]
-        if removed:
-            notes.append(", ".join(removed) + " (volumes kept)")
-        return Outcome("changed" if changed or removed else "unchanged", "; ".join(notes) or "nothing declared")
+        return Outcome("changed" if changed else "unchanged", "; ".join(notes) or "nothing declared")
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
-        deployed: list[str] | None = ctx.data.get("deployed")
-        if deployed is None:
+        """Each deployed service as applied; removed ones leave the manifest only once pruned."""
+        deployed: list[str] = ctx.data.get("deployed") or []
+        pruned = bool(ctx.data.get("pruned"))
+        if not deployed and not pruned:
             return m
-        services = {
-            name: ManifestService(
+        services = dict(m.services)
+        for name in deployed:
+            s = ctx.desired.services[name]
+            services[name] = ManifestService(
                 hash=s.hash, stage=s.stage, containers=list(s.containers), images=dict(s.images), ports=dict(s.ports)
             )
-            for name, s in sorted(ctx.desired.services.items())
-            if name in deployed
-        }
-        if len(deployed) < len(ctx.desired.services):  # a stage failed: what was there before stays recorded
-            services = {**m.services, **services}
-        return m.model_copy(update={"services": services})
+        if pruned:
+            services = {n: v for n, v in services.items() if n in ctx.desired.services}
+        return m.model_copy(update={"services": dict(sorted(services.items()))})

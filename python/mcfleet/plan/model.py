@@ -3,7 +3,7 @@
 An `Action` is `(host, phase, kind, subject, before, after, reason)`:
 - `phase` is the `Phase` of the resource kind that made it (see mcfleet.kinds),
   one of PHASES, in apply order: `host` (pinned users, OS/arch, host key), agent,
-  deploy, cert, dns, route, manifest.
+  cert, deploy, route, dns, manifest (removals: dns, route, deploy).
 - `kind` is create | update | delete | replace | refuse.  A refusal is part of
   the plan: apply refuses to run a plan with one unless it is overridden by its
   `id` (stable: host/phase/subject).
@@ -28,10 +28,10 @@ from mcfleet.phase import Phase
 PHASES: tuple[Phase, ...] = (
     Phase.host,
     Phase.agent,
-    Phase.deploy,
     Phase.cert,
-    Phase.dns,
+    Phase.deploy,
     Phase.route,
+    Phase.dns,
     Phase.manifest,
 )
 Kind = Literal["create", "update", "delete", "replace", "refuse"]
@@ -101,6 +101,16 @@ class Plan(BaseModel):
 
 
 def sort_actions(actions: list[Action], host_order: list[str]) -> list[Action]:
-    """Hosts in selection order, phases in apply order, then subjects (stable, deterministic)."""
+    """Per host in selection order, the order apply runs them: changes by phase, then removals by
+    phase in reverse (DNS, routes, then containers), then the manifest; subjects within a phase."""
     rank = {h: i for i, h in enumerate(host_order)}
-    return sorted(actions, key=lambda a: (rank.get(a.host, len(rank)), PHASES.index(a.phase), a.subject))
+
+    def key(a: Action) -> tuple[int, int, int, str]:
+        index = PHASES.index(a.phase)
+        if a.phase == Phase.manifest:
+            return rank.get(a.host, len(rank)), 2, 0, a.subject
+        if a.kind == "delete":
+            return rank.get(a.host, len(rank)), 1, -index, a.subject
+        return rank.get(a.host, len(rank)), 0, index, a.subject
+
+    return sorted(actions, key=key)
