@@ -68,8 +68,8 @@ def test_fresh_lab_plans_the_expected_creates(plan_lab: tuple[Any, Path]) -> Non
         "host create user mcp",
         "agent create agent",
         "deploy create service planweb",
-        "dns create dns planweb.svc.mcp.example.test",
         "route create route 443/planweb.svc.mcp.example.test",
+        "dns create dns planweb.svc.mcp.example.test",
         "manifest create manifest",
     ]
     # the lab fleet has no cert provider: one blocked line instead of a cert action nothing could perform
