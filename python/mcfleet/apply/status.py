@@ -58,8 +58,18 @@ async def host_status(pool: SshPool, entry: HostEntry) -> AgentStatus:
         confirmed_sha256=state.confirmed_sha256,
         version=health.version or None,
         unit=state.active if state.has_systemd else "unknown",
-        health="SERVING" if health.serving else health.error or "NOT_SERVING",
+        health="SERVING" if health.serving else _health_text(health.error, state),
     )
+
+
+def _health_text(error: str, state: Any) -> str:
+    """What a failed health check means for a person: a closed socket is an agent that is not running."""
+    if error and ("UNAVAILABLE" in error or "Socket closed" in error or "No such file" in error):
+        if not getattr(state, "binary_sha256", None):
+            return "no agent running (not installed: `mcfleet agent upgrade` or `mcfleet apply`)"
+        active = getattr(state, "active", "") if getattr(state, "has_systemd", False) else ""
+        return f"no agent running (unit {active})" if active else "no agent running"
+    return error or "NOT_SERVING"
 
 
 def mark_skew(rows: list[AgentStatus]) -> list[AgentStatus]:

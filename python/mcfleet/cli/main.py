@@ -39,7 +39,7 @@ def _args_before_dashdash(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = hoist_globals(list(sys.argv[1:] if argv is None else argv))
-    quick = _fast_path(args)
+    quick = None if "_MCFLEET_COMPLETE" in os.environ else _fast_path(args)  # completion asks typer
     if quick is not None:
         return quick
     code = _run_app(args)
@@ -57,7 +57,7 @@ def _run_app(args: list[str]) -> int:
     detailed = "--detailed-exitcode" in _args_before_dashdash(args)
     try:
         # standalone_mode=False: typer returns the exit code instead of calling sys.exit.
-        result = app(args=args, standalone_mode=False)
+        result = app(args=args, prog_name="mcfleet", standalone_mode=False)
     except McfleetError as exc:
         if STATE.debug:
             traceback.print_exc()

@@ -11,20 +11,28 @@ from mcfleet import __version__
 
 # name -> (module under mcfleet.cli that registers it, one-line summary); in --help order.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("commands_init", "Create a new fleet folder: fleet.json, one host, schemas wired, .gitignore."),
     "validate": ("commands_fleet", "Check every host and service file, then the fleet-wide rules."),
     "hosts": ("commands_fleet", "List the inventory from the files alone (no SSH, no Nix)."),
     "render": ("commands_fleet", "Print the exact `podman run` command of each component of a service."),
     "plan": ("commands_plan", "Observe the selected hosts and show what `apply` would change."),
+    "show": ("commands_show", "Render a plan saved by `mcfleet plan -o` (text, or --json)."),
     "apply": (
         "commands_apply",
         "Converge the selected hosts: build, push, activate (health check, rollback), then the later steps.",
     ),
     "deploy": ("commands_apply", "Validate, plan and apply one host: what `nix run .#deploy -- HOST` runs."),
     "provision": ("commands_apply", "Prepare a Debian node: the pinned `mcp` user, resolvers, /srv/mcp/, the agent."),
+    "status": ("commands_status", "One table of the fleet: reachable, agent version and health, services up, drift."),
+    "ssh": ("commands_ops", "Open a shell (or run a command) on one host, with its pinned host key."),
+    "exec": ("commands_ops", "Run a command on the selected hosts in parallel; output prefixed by host."),
+    "logs": ("commands_ops", "Show the agent's or a service's logs on one host (-f to follow)."),
+    "journal": ("commands_journal", "Show the local apply journal (.mcfleet/journal.jsonl) as a table."),
     "agent": ("commands_agent", "The node agent: upgrade it, see its status."),
     "lab": ("commands_lab", "A real local fleet to try mcfleet on (root needed)."),
     "nix": ("commands_nix", "The Nix side: pure nix/lib validation, per-host values, flake attributes."),
     "schema": ("commands_fleet", "JSON Schemas of the fleet files."),
+    "completion": ("commands_completion", "Print the shell completion script (bash, zsh, fish)."),
 }
 
 LAZY_COMMANDS: dict[str, str] = {name: module for name, (module, _summary) in COMMANDS.items()}

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import typer
 
+from mcfleet.cli.complete import complete_host, complete_selector
 from mcfleet.errors import EXIT_FAILURE, InputError, Refused, SelectionError
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.select import did_you_mean, select_hosts
@@ -21,7 +22,9 @@ ON_HELP = "Hosts: names, globs ('orion*'), @role or @tag, !exclude; comma-separa
 YES_HELP = "Do not ask before changing more than one host."
 
 
-ON_OPT = typer.Option(None, "--on", help=ON_HELP, metavar="SEL")
+ON_OPT = typer.Option(None, "--on", help=ON_HELP, metavar="SEL", autocompletion=complete_selector)
+HOST_HELP = "One host, by name."
+HOST_ARG = typer.Argument(..., help=HOST_HELP, autocompletion=complete_host)
 YES_OPT = typer.Option(False, "--yes", "-y", help=YES_HELP)
 
 

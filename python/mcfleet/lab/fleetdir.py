@@ -13,6 +13,7 @@ from typing import Any
 from mcfleet.errors import LabError
 from mcfleet.fleet.load import load_fleet
 from mcfleet.fleet.rules import check
+from mcfleet.fleet.sshfiles import write_ssh_files
 from mcfleet.lab.nodes import LabNode
 from mcfleet.util.files import atomic_write_text
 
@@ -117,11 +118,13 @@ def write_fleet_dir(
     for i, node in enumerate(nodes):  # the first node of a fleet is its (one) master
         text = json.dumps(host_json(node, client_key, nameserver, master=i == 0), indent=2) + "\n"
         atomic_write_text(hosts / node.name / "host.json", text)
-    findings = check(load_fleet(dest))
+    loaded = load_fleet(dest)
+    findings = check(loaded)
     if findings:
         raise LabError(
             f"the lab fleet directory does not validate: {findings[0].format()}",
             location=str(dest),
             hint="this is a bug in mcfleet lab; please report it",
         )
+    write_ssh_files(loaded)  # .mcfleet/known_hosts + ssh_config: plain `ssh -F` reaches the nodes, strictly
     return dest

@@ -1,0 +1,72 @@
+"""`mcfleet journal`: the local apply journal (`<fleet>/.mcfleet/journal.jsonl`) as a table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from mcfleet.cli.fleetdir import fleet_root
+from mcfleet.cli.output import emit_json, table
+
+
+def _outcome(record: dict[str, Any]) -> str:
+    if "error" in record:
+        error = record["error"] or {}
+        return f"{error.get('kind', 'error')}: {error.get('message', '')}"
+    result = record.get("result") or {}
+    hosts = result.get("hosts") or {}
+    counts: dict[str, int] = {}
+    for info in hosts.values():
+        counts[str(info.get("status"))] = counts.get(str(info.get("status")), 0) + 1
+    text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do"
+    return ("ok: " if result.get("ok") else "failed: ") + text
+
+
+def _row(record: dict[str, Any]) -> list[object]:
+    result = record.get("result") or {}
+    hosts = sorted((result.get("hosts") or {}).keys())
+    seconds = result.get("seconds")
+    return [
+        record.get("when", "?"),
+        record.get("who", "?"),
+        "mcfleet " + " ".join(record.get("argv") or [str(record.get("command", "?"))]),
+        ",".join(hosts) or "-",
+        f"{seconds:.1f}" if isinstance(seconds, int | float) else "-",
+        _outcome(record),
+    ]
+
+
+def journal(
+    last: int = typer.Option(20, "--last", "-n", min=0, help="Show the last N applies (0: all)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the records as JSON (secrets already blanked)."),
+) -> None:
+    """Show the local apply journal (.mcfleet/journal.jsonl) as a table.
+
+    One record per apply, deploy, provision and agent upgrade, refused and failed ones too:
+    when, who, the command, the hosts, seconds and the outcome.
+
+    Examples:
+
+      mcfleet journal
+
+      mcfleet journal --last 5
+
+      mcfleet journal --json | jq '.records[] | select(.result.ok == false)'
+    """
+    from mcfleet.apply.journal import journal_path, read
+
+    root = fleet_root()
+    records = read(root)
+    shown = records[-last:] if last else records
+    if json_out:
+        emit_json({"journal": str(journal_path(root)), "total": len(records), "records": shown})
+        return
+    if not records:
+        typer.echo(f"no applies recorded yet ({journal_path(root)} does not exist or is empty)", err=True)
+        return
+    typer.echo(table(["WHEN", "WHO", "COMMAND", "HOSTS", "SECONDS", "OUTCOME"], [_row(r) for r in shown]), nl=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("journal")(journal)

@@ -1,0 +1,289 @@
+"""`mcfleet ssh HOST`, `mcfleet exec --on SEL -- CMD`, `mcfleet logs HOST [SERVICE|agent]`.
+
+`ssh` hands over to OpenSSH with the fleet's own ssh_config and known_hosts (written from the
+pinned host keys into .mcfleet/), so the host-key check is as strict as mcfleet's.  `exec` runs
+over mcfleet's own connections (asyncssh, same checks), all hosts at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import typer
+
+from mcfleet.cli.complete import complete_service
+from mcfleet.cli.fleetdir import fleet_root
+from mcfleet.cli.output import emit_json, use_color
+from mcfleet.cli.targets import HOST_ARG, ON_OPT, YES_OPT, confirm_hosts, one_host, selected
+from mcfleet.errors import EXIT_FAILURE, InputError, McfleetError, ToolMissing
+from mcfleet.fleet.load import HostEntry, LoadedFleet, load_fleet
+from mcfleet.fleet.sshfiles import write_ssh_files
+from mcfleet.transport.ssh import SshOptions, SshPool
+
+SERVICE_USER = "mcp"  # services run as rootless podman containers of the mcp account
+PASS_THROUGH = {"allow_interspersed_args": False, "ignore_unknown_options": True}
+
+
+def _loaded() -> LoadedFleet:
+    loaded = load_fleet(fleet_root())
+    if loaded.fleet is None:
+        first = loaded.findings[0]
+        raise InputError(first.message, location=first.location(), hint=first.hint)
+    return loaded
+
+
+def ssh_argv(loaded: LoadedFleet, entry: HostEntry, command: list[str], *, batch: bool) -> list[str]:
+    """The OpenSSH command line for `mcfleet ssh` (after writing the fleet's ssh files)."""
+    _known_hosts, config = write_ssh_files(loaded)
+    argv = ["ssh", "-F", str(config)]
+    if batch:
+        argv += ["-o", "BatchMode=yes"]
+    argv.append(entry.host.name)
+    if command:
+        argv += ["--", *command]
+    return argv
+
+
+def ssh(
+    host: str = HOST_ARG,
+    command: list[str] | None = typer.Argument(None, help="A command to run instead of a shell."),
+    print_only: bool = typer.Option(False, "--print", help="Print the ssh command instead of running it."),
+    json_out: bool = typer.Option(False, "--json", help="With --print: the command and files as JSON."),
+) -> None:
+    """Open a shell (or run a command) on one host, with its pinned host key.
+
+    Writes .mcfleet/known_hosts (the pinned keys) and .mcfleet/ssh_config (address, port,
+    user, identity, jump per host) and runs OpenSSH with them: a changed host key is refused
+    exactly as mcfleet refuses it.  Without a terminal, BatchMode=yes (never a password prompt).
+
+    Examples:
+
+      mcfleet ssh rift
+
+      mcfleet ssh rift systemctl status mcp-agent
+
+      ssh -F .mcfleet/ssh_config rift      # after one `mcfleet ssh`, plain OpenSSH works too
+
+      mcfleet ssh --print --json rift      # options before the host: after it, all goes to ssh
+    """
+    loaded = _loaded()
+    entry = one_host(loaded, host, "ssh")
+    argv = ssh_argv(loaded, entry, list(command or []), batch=not sys.stdin.isatty())
+    if print_only:
+        if json_out:
+            emit_json({"host": entry.host.name, "argv": argv, "ssh_config": argv[2]})
+        else:
+            typer.echo(shlex.join(argv))
+        return
+    if shutil.which("ssh") is None:
+        raise ToolMissing("the OpenSSH client (ssh) is not installed", hint="apt-get install -y openssh-client")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvp("ssh", argv)  # replaces this process: ssh's exit code is the command's
+
+
+@dataclass
+class ExecResult:
+    host: str
+    exit: int | None = None
+    stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "exit": self.exit,
+            "ok": self.exit == 0,
+            "stdout": "".join(self.stdout),
+            "stderr": "".join(self.stderr),
+            "error": self.error,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class Prefixer:
+    """Writes each host's lines as `host | line` (stderr: `host ! line`), whole lines only."""
+
+    def __init__(self, names: list[str], *, quiet: bool) -> None:
+        self.width = max((len(n) for n in names), default=0)
+        self.quiet = quiet
+        self.color = use_color()
+
+    def line(self, host: str, text: str, *, err: bool = False) -> None:
+        if self.quiet:
+            return
+        mark = "!" if err else "|"
+        head = f"{host:<{self.width}} {mark} "
+        if self.color:
+            head = f"\x1b[{'31' if err else '36'}m{head}\x1b[0m"
+        (sys.stderr if err else sys.stdout).write(head + text.rstrip("\n") + "\n")
+
+
+async def _pump(stream: Any, sink: list[str], emit: Any) -> None:
+    async for line in stream:
+        if not line:  # asyncssh may yield one empty read at end of stream
+            continue
+        sink.append(line)
+        emit(line)
+
+
+async def run_on(pool: SshPool, entry: HostEntry, line: str, out: Prefixer, limit: float) -> ExecResult:
+    name = entry.host.name
+    result = ExecResult(name)
+    started = time.monotonic()
+    try:
+        node = await pool.connect(entry)
+        proc = await node.conn.create_process(line)
+        async with asyncio.timeout(limit or None):
+            await asyncio.gather(
+                _pump(proc.stdout, result.stdout, lambda t: out.line(name, t)),
+                _pump(proc.stderr, result.stderr, lambda t: out.line(name, t, err=True)),
+            )
+            completed = await proc.wait()
+        result.exit = completed.exit_status if completed.exit_status is not None else 255
+    except TimeoutError:
+        result.error = f"did not finish within {limit:g} s"
+    except McfleetError as exc:
+        result.error = exc.message
+    except OSError as exc:
+        result.error = f"connection lost: {exc}"
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def exec_(  # noqa: PLR0917 (typer maps parameters to options)
+    command: list[str] = typer.Argument(..., help="The command (after --); one argument is a shell line."),
+    on: list[str] | None = ON_OPT,
+    yes: bool = YES_OPT,
+    json_out: bool = typer.Option(False, "--json", help="Print each host's exit code and output as JSON."),
+    timeout: float = typer.Option(0.0, "--timeout", help="Seconds per host before giving up (0: no limit)."),
+    connect_timeout: float = typer.Option(10.0, "--connect-timeout", help="Seconds per address."),
+) -> None:
+    """Run a command on the selected hosts in parallel; output prefixed by host.
+
+    Runs as each host's ssh user (`ssh.user` in host.json), with its pinned host key.  Every
+    output line is prefixed `HOST | ` (stderr: `HOST ! `); then one line per host with its exit
+    code.  Exit 0 when every host exited 0, else 1.  More than one host asks first (--yes).
+
+    Examples:
+
+      mcfleet exec --on @edge --yes -- uptime
+
+      mcfleet exec --on rift -- 'systemctl is-active mcp-agent'
+
+      mcfleet exec --on 'node*' --yes --json -- cat /etc/hostname | jq '.hosts[] | {host, exit}'
+    """
+    if not command:
+        raise InputError("no command to run", location="mcfleet exec", hint="e.g. mcfleet exec --on rift -- uptime")
+    loaded = _loaded()
+    entries = selected(loaded, on)
+    names = [e.host.name for e in entries]
+    confirm_hosts(names, action="exec", yes=yes)
+    line = command[0] if len(command) == 1 else shlex.join(command)
+    out = Prefixer(names, quiet=json_out)
+
+    async def go() -> list[ExecResult]:
+        async with SshPool(SshOptions(connect_timeout=connect_timeout), hosts=loaded.hosts) as pool:
+            return list(await asyncio.gather(*(run_on(pool, e, line, out, timeout) for e in entries)))
+
+    results = asyncio.run(go())
+    ok = all(r.exit == 0 for r in results)
+    if json_out:
+        emit_json({"command": line, "ok": ok, "hosts": [r.as_dict() for r in results]})
+    else:
+        for r in results:
+            status = f"exit {r.exit}" if r.error is None else f"failed: {r.error}"
+            typer.echo(f"{r.host:<{out.width}} = {status} ({r.seconds:.1f} s)", err=True)
+    if not ok:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def logs_command(entry: HostEntry, what: str, *, lines: int, follow: bool) -> str:
+    """The remote shell line that prints the agent's or a service's log."""
+    if what == "agent":
+        unit = shlex.quote(entry.host.agent.unit)
+        return f"journalctl -u {unit} -n {lines} --no-pager -o short-iso{' -f' if follow else ''}"
+    svc = next((s for s in entry.services if s.name == what), None)
+    if svc is None:
+        names = ", ".join(sorted(s.name for s in entry.services)) or "none"
+        raise InputError(
+            f"{entry.host.name} runs no service named {what!r}",
+            location=f"mcfleet logs {entry.host.name} {what}",
+            hint=f"services on {entry.host.name}: {names}; or `agent` for the agent's own log",
+        )
+    user = SERVICE_USER
+    label = shlex.quote(f"label=io.mcfleet.service={what}")
+    podman = f"runuser -u {shlex.quote(user)} -- env XDG_RUNTIME_DIR=/run/user/$(id -u {shlex.quote(user)}) podman"
+    follow_flag = " -f" if follow else ""
+    return (
+        f'names=$({podman} ps -a --filter {label} --format "{{{{.Names}}}}"); '
+        f'[ -n "$names" ] || {{ echo "no container of {what} on this node (not deployed yet?)" >&2; exit 3; }}; '
+        f"{podman} logs --tail {lines}{follow_flag} $names"
+    )
+
+
+def logs(
+    host: str = HOST_ARG,
+    what: str = typer.Argument(
+        "agent", help="A service on that host, or `agent` (the default).", autocompletion=complete_service
+    ),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C stops)."),
+    lines: int = typer.Option(100, "--lines", "-n", min=1, help="How many of the last lines to show."),
+) -> None:
+    """Show the agent's or a service's logs on one host (-f to follow).
+
+    The agent's log is its systemd unit's journal; a service's log is its containers' output
+    (podman logs, as the service user).  Read-only.
+
+    Examples:
+
+      mcfleet logs rift
+
+      mcfleet logs rift mcns -n 50
+
+      mcfleet logs rift agent -f
+    """
+    loaded = _loaded()
+    entry = one_host(loaded, host, "logs")
+    line = logs_command(entry, what, lines=lines, follow=follow)
+
+    async def go() -> ExecResult:
+        async with SshPool(SshOptions(), hosts=loaded.hosts) as pool:
+            node = await pool.connect(entry)
+            remote = f"{node.become} -n sh -c {shlex.quote(line)}" if node.become else line
+            proc = await node.conn.create_process(remote)
+            result = ExecResult(entry.host.name)
+            await asyncio.gather(
+                _pump(proc.stdout, result.stdout, lambda t: sys.stdout.write(t) and sys.stdout.flush()),
+                _pump(proc.stderr, result.stderr, lambda t: None),
+            )
+            done = await proc.wait()
+            result.exit = done.exit_status
+            return result
+
+    result = asyncio.run(go())
+    if result.exit:
+        detail = "".join(result.stderr).strip().splitlines()
+        what_failed = "the agent's journal" if what == "agent" else f"the logs of {what}"
+        raise McfleetError(
+            f"could not read {what_failed}: {detail[-1] if detail else f'exit {result.exit}'}",
+            location=f"{entry.host.name}: logs",
+            hint="the agent's log needs systemd's journal on the node (`mcfleet ssh HOST` to look around)"
+            if what == "agent"
+            else "deploy the service first (`mcfleet apply --on HOST`), or check `mcfleet status`",
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ssh", context_settings=PASS_THROUGH)(ssh)
+    app.command("exec")(exec_)
+    app.command("logs")(logs)

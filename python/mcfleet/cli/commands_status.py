@@ -1,0 +1,149 @@
+"""`mcfleet status`: one table of the fleet — reachable, agent, services, drift — read-only."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import typer
+
+from mcfleet.cli.fleetdir import fleet_root
+from mcfleet.cli.output import emit_json, table, use_color
+from mcfleet.cli.targets import ON_OPT, selected
+from mcfleet.errors import EXIT_FAILURE, FleetInvalid
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    host: str
+    reachable: bool
+    error: str | None = None
+    agent_version: str | None = None
+    agent_health: str | None = None  # SERVING | NOT_SERVING | what went wrong
+    services_up: int | None = None
+    services_total: int = 0
+    drift: bool | None = None  # pending changes in a plan; None when the host could not be observed
+    changes: int = 0
+    refused: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.reachable and self.agent_health == "SERVING" and not self.drift and not self.refused
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+    def row(self) -> list[object]:
+        if not self.reachable:
+            return [self.host, "no", "-", "-", "-", "?", f"unreachable: {self.error}"]
+        services = (
+            f"{self.services_up}/{self.services_total}" if self.services_up is not None else f"?/{self.services_total}"
+        )
+        drift = "refused" if self.refused else ("yes" if self.drift else "no")
+        if self.drift:
+            drift += f" ({self.changes} change{'s' if self.changes != 1 else ''})"
+        return [self.host, "yes", self.agent_version or "-", self.agent_health or "-", services, drift, ""]
+
+
+def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostStatus]:
+    """Facts (one round trip per host), the agent's health, and a plan for the drift column."""
+    from mcfleet.apply.status import host_status
+    from mcfleet.cli.commands_plan import bundle_hashes
+    from mcfleet.observe.collect import gather
+    from mcfleet.observe.facts import Facts
+    from mcfleet.plan.planner import build
+    from mcfleet.transport.ssh import SshOptions, SshPool
+
+    async def go() -> tuple[Any, list[Any]]:
+        async with SshPool(SshOptions(connect_timeout=connect_timeout), hosts=loaded.hosts) as pool:
+            facts = await gather(loaded, names, pool=pool)
+            reachable = [n for n in names if isinstance(facts[n], Facts)]
+            agents = await asyncio.gather(*(host_status(pool, loaded.hosts[n]) for n in reachable))
+            return facts, list(agents)
+
+    facts, agents = asyncio.run(go())
+    by_host = {a.host: a for a in agents}
+    hashes, _note = bundle_hashes(loaded, names)
+    plan = build(loaded, facts, agent_hashes=hashes)
+    rows = []
+    for name in names:
+        item = facts[name]
+        entry = loaded.hosts[name]
+        if not isinstance(item, Facts):
+            rows.append(HostStatus(name, False, error=item.reason, services_total=len(entry.services)))
+            continue
+        agent = by_host.get(name)
+        wanted = {s.name for s in entry.services}
+        up = None
+        if item.containers is not None:
+            running = {c.labels.get("io.mcfleet.service") for c in item.containers if c.state == "running"}
+            up = len(wanted & {s for s in running if s})
+        actions = plan.for_host(name)
+        changes = [a for a in actions if a.kind != "refuse"]
+        rows.append(
+            HostStatus(
+                name,
+                True,
+                agent_version=(agent.version if agent else None) or (item.agent.version if item.agent else None),
+                agent_health=agent.health if agent else None,
+                services_up=up,
+                services_total=len(wanted),
+                drift=bool(changes),
+                changes=len(changes),
+                refused=len(actions) - len(changes),
+            )
+        )
+    return rows
+
+
+def status(
+    on: list[str] | None = ON_OPT,
+    json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Redraw every --interval seconds until Ctrl-C."),
+    interval: float = typer.Option(5.0, "--interval", min=1.0, help="Seconds between redraws with --watch."),
+    connect_timeout: float = typer.Option(10.0, "--connect-timeout", help="Seconds per address."),
+) -> None:
+    """One table of the fleet: reachable, agent version and health, services up, drift.
+
+    DRIFT is what `mcfleet plan` would change on the host (yes/no and how many changes;
+    "refused" when the plan has a refusal).  Read-only.  Exit 0 when every host is reachable,
+    its agent serving and nothing drifted, else 1.
+
+    Examples:
+
+      mcfleet status
+
+      mcfleet status --on @edge --watch
+
+      mcfleet status --json | jq '.hosts[] | select(.drift)'
+    """
+    from mcfleet.fleet.load import load_fleet
+    from mcfleet.fleet.rules import check
+
+    loaded = load_fleet(fleet_root())
+    findings = check(loaded)
+    if findings:
+        raise FleetInvalid(list(findings), root=str(loaded.root))
+    names = [e.host.name for e in selected(loaded, on)]
+    headers = ["HOST", "REACHABLE", "AGENT", "HEALTH", "SERVICES", "DRIFT", "NOTE"]
+    while True:
+        rows = collect(loaded, names, connect_timeout)
+        if json_out:
+            emit_json({"hosts": [r.as_dict() for r in rows], "ok": all(r.ok for r in rows)})
+        else:
+            if watch and use_color():
+                typer.echo("\x1b[2J\x1b[H", nl=False)  # clear the screen, cursor home
+            if watch:
+                typer.echo(f"mcfleet status — {time.strftime('%H:%M:%S')} (every {interval:g} s, Ctrl-C stops)")
+            typer.echo(table(headers, [r.row() for r in rows]), nl=False)
+        if not watch:
+            break
+        time.sleep(interval)
+    if not all(r.ok for r in rows):
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)

@@ -1,0 +1,59 @@
+"""Shell completion of host, role/tag and service names, read from the fleet's files.
+
+Completion runs without the global options taking effect, so the fleet is $MCFLEET_FLEET or
+the nearest fleet.json upward; a broken or missing fleet completes nothing (never an error).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _loaded() -> Any:
+    from mcfleet.cli.fleetdir import ENV_VAR, find_fleet
+    from mcfleet.fleet.load import load_fleet
+
+    env = os.environ.get(ENV_VAR)
+    root = Path(env) if env else find_fleet(Path.cwd())
+    return load_fleet(root) if root is not None else None
+
+
+def complete_host(incomplete: str) -> list[str]:
+    try:
+        loaded = _loaded()
+    except Exception:  # completion must never break the shell
+        return []
+    return sorted(n for n in (loaded.hosts if loaded else {}) if n.startswith(incomplete))
+
+
+def complete_selector(incomplete: str) -> list[str]:
+    """Host names, and @role/@tag; after a comma, completes the last term of the list."""
+    try:
+        loaded = _loaded()
+    except Exception:
+        return []
+    if loaded is None:
+        return []
+    head, _, term = incomplete.rpartition(",")
+    prefix = f"{head}," if head else ""
+    negate = "!" if term.startswith("!") else ""
+    term = term.removeprefix("!")
+    labels = {str(r) for e in loaded.hosts.values() for r in e.host.roles} | {
+        t for e in loaded.hosts.values() for t in e.host.tags
+    }
+    words = sorted(loaded.hosts) + sorted(f"@{label}" for label in labels)
+    return [f"{prefix}{negate}{w}" for w in words if w.startswith(term)]
+
+
+def complete_service(ctx: Any, incomplete: str) -> list[str]:
+    """`agent` and the services placed on the host named earlier on the line."""
+    try:
+        loaded = _loaded()
+    except Exception:
+        return []
+    host = (ctx.params or {}).get("host") if ctx is not None else None
+    entries = [loaded.hosts[host]] if loaded and host in loaded.hosts else list(loaded.hosts.values() if loaded else [])
+    names = {"agent"} | {s.name for e in entries for s in e.services}
+    return sorted(n for n in names if n.startswith(incomplete))

@@ -1,0 +1,121 @@
+"""The operator's file-only commands: init, show, journal, completion, and ssh's files and command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mcfleet.apply import journal
+from tests.conftest import REPO, run_cli
+
+MINIMAL = REPO / "tests" / "data" / "fleets" / "minimal"
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Path:
+    dest = tmp_path / "fleet"
+    shutil.copytree(MINIMAL, dest)
+    return dest
+
+
+def test_init_writes_a_fleet_that_validates(tmp_path: Path) -> None:
+    new = tmp_path / "new"
+    code, out, err = run_cli("init", str(new), "--host", "rift", "--address", "10.0.0.5")
+    assert code == 0, err
+    assert "ok: a fleet with one host (rift)" in out
+    assert run_cli("-C", str(new), "validate")[0] == 0
+    host = json.loads((new / "hosts" / "rift" / "host.json").read_text())
+    assert host["$schema"] == "../../schemas/host.schema.json" and (new / "schemas" / "host.schema.json").is_file()
+    assert ".mcfleet/" in (new / ".gitignore").read_text()
+    code, _out, err = run_cli("init", str(new))  # never overwrites
+    assert code == 2 and "exists and is not empty" in err
+
+
+def test_show_renders_a_saved_plan(fleet: Path, tmp_path: Path) -> None:
+    from mcfleet.plan.model import Action, Plan
+    from mcfleet.plan.saved import save_plan
+
+    plan = Plan(
+        created_at="2026-12-01T00:00:00+00:00",
+        root=str(fleet),
+        hosts=["alpha"],
+        actions=[Action(host="alpha", phase="deploy", kind="create", subject="service web", reason="declared")],
+    )
+    path = tmp_path / "plan.json"
+    save_plan(plan, path)
+    code, out, _err = run_cli("show", str(path))
+    assert code == 0
+    assert "+ service web" in out and "1 to create" in out
+    code, out, _err = run_cli("show", str(path), "--json")
+    assert code == 0 and json.loads(out)["actions"][0]["subject"] == "service web"
+    (tmp_path / "bad.json").write_text("{")
+    code, _out, err = run_cli("show", str(tmp_path / "bad.json"))
+    assert code == 2 and "not a plan file" in err
+
+
+def test_journal_lists_the_applies_newest_last(fleet: Path) -> None:
+    code, _out, err = run_cli("-C", str(fleet), "journal")
+    assert code == 0 and "no applies recorded yet" in err
+    ok = {"ok": True, "seconds": 3.25, "hosts": {"alpha": {"status": "changed", "phases": {}}}}
+    journal.append(fleet, {"command": "apply", "argv": ["apply", "--on", "alpha"], "result": ok})
+    refused = {"kind": "refused", "message": "the plan contains a refusal"}
+    journal.append(fleet, {"command": "apply", "argv": ["apply", "--all"], "error": refused})
+    code, out, _err = run_cli("-C", str(fleet), "journal")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["WHEN", "WHO", "COMMAND", "HOSTS", "SECONDS", "OUTCOME"]
+    assert "mcfleet apply --on alpha" in lines[2] and "3.2" in lines[2] and "ok: 1 changed" in lines[2]
+    assert "refused: the plan contains a refusal" in lines[3]
+    code, out, _err = run_cli("-C", str(fleet), "journal", "--last", "1", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["total"] == 2 and [r["argv"] for r in data["records"]] == [["apply", "--all"]]
+
+
+def test_ssh_writes_the_pinned_known_hosts_and_a_config(fleet: Path) -> None:
+    code, out, err = run_cli("-C", str(fleet), "ssh", "--print", "--json", "alpha")
+    assert code == 0, err
+    data = json.loads(out)
+    config = Path(data["ssh_config"])
+    assert data["argv"][:3] == ["ssh", "-F", str(config)] and "alpha" in data["argv"]
+    known = (fleet / ".mcfleet" / "known_hosts").read_text()
+    alpha = json.loads((fleet / "hosts" / "alpha" / "host.json").read_text())
+    assert f"10.0.0.1 {alpha['ssh']['host_key']} alpha" in known
+    text = config.read_text()
+    assert "Host alpha\n  HostName 10.0.0.1" in text and "StrictHostKeyChecking yes" in text
+    assert f"UserKnownHostsFile {(fleet / '.mcfleet' / 'known_hosts').resolve()}" in text
+    code, _out, err = run_cli("-C", str(fleet), "ssh", "@edge")
+    assert code == 2 and "takes exactly one host name" in err
+
+
+def test_logs_of_a_service_the_host_does_not_run_lists_what_it_runs(fleet: Path) -> None:
+    code, _out, err = run_cli("-C", str(fleet), "logs", "alpha", "nosuch")
+    assert code == 2
+    assert "alpha runs no service named 'nosuch'" in err and "`agent`" in err
+
+
+def test_exec_needs_a_command(fleet: Path) -> None:
+    code, _out, err = run_cli("-C", str(fleet), "exec", "--on", "alpha")
+    assert code == 2 and "Missing argument" in err
+
+
+def test_completion_offers_hosts_roles_and_services(fleet: Path) -> None:
+    def complete(words: str, cword: int) -> list[str]:
+        env = {**os.environ, "_MCFLEET_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+        env.pop("MCFLEET_FLEET", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "mcfleet"], cwd=fleet / "hosts", env=env, capture_output=True, text=True, check=False
+        )
+        return done.stdout.split()
+
+    assert complete("mcfleet ssh ", 2) == ["alpha", "beta", "edge1"]
+    assert complete("mcfleet hosts --on alpha,@e", 3) == ["alpha,@edge"]
+    services = sorted(p.stem for p in (fleet / "hosts" / "edge1" / "services").glob("*.json"))
+    assert complete("mcfleet logs edge1 ", 3) == sorted(["agent", *services])
+    code, out, _err = run_cli("completion", "bash")
+    assert code == 0 and "_MCFLEET_COMPLETE=complete_bash" in out
