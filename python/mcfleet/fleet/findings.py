@@ -60,5 +60,7 @@ RULES: dict[str, str] = {
     "public-loopback": "a public route's backend is only on loopback of a node that is not the edge",
     "name-claimed-twice": "a DNS name, route hostname or service name is claimed twice",
     "unknown-reference": "a reference names a host or service that does not exist",
+    "host-port-duplicate": "one host port is pinned twice on a host (routes' or publishes' host_port)",
+    "port-range-exhausted": "a host has more routes without a pinned host_port than free ports in fleet.json `ports`",
     "stage-cycle": "service dependencies form a cycle or point to a later boot stage",
 }

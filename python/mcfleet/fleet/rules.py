@@ -10,6 +10,7 @@ are written at the top of the module that implements it:
                        dns-unreachable
     rules_services.py  image-unpinned, route-duplicate, public-no-edge, public-domain, core-off-master,
                        route-listener-duplicate, public-loopback
+    rules_ports.py     host-port-duplicate, port-range-exhausted
     rules_names.py     name-claimed-twice, unknown-reference, stage-cycle
 
 Every rule is linear in the size of the fleet (dicts, no pairwise comparisons), so a
@@ -18,7 +19,7 @@ Every rule is linear in the size of the fleet (dicts, no pairwise comparisons), 
 
 from __future__ import annotations
 
-from mcfleet.fleet import rules_dns, rules_hosts, rules_names, rules_services, rules_users
+from mcfleet.fleet import rules_dns, rules_hosts, rules_names, rules_ports, rules_services, rules_users
 from mcfleet.fleet.findings import Finding
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.rules_base import Rule
@@ -28,6 +29,7 @@ RULE_FUNCS: list[Rule] = [
     *rules_hosts.RULES,
     *rules_dns.RULES,
     *rules_services.RULES,
+    *rules_ports.RULES,
     *rules_names.RULES,
 ]
 

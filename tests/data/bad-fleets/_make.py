@@ -234,6 +234,32 @@ DEFECTS: dict[str, Defect] = {
         "/name",
     ),
     "unknown-reference": (lambda f: _set(f, WEB, ["depends_on"], ["dns", "nosuch"]), WEB, "/depends_on/1"),
+    "host-port-duplicate": (
+        lambda f: (
+            _set(
+                f,
+                "hosts/alpha/services/dns.json",
+                ["components", 0, "publish"],
+                [{"host_port": 20080, "container_port": 8053}],
+            ),
+            _set(f, WEB, ["components", 0, "routes", 0, "host_port"], 20080),
+        ),
+        WEB,
+        "/components/0/routes/0/host_port",
+    ),
+    "port-range-exhausted": (
+        lambda f: (
+            _set(f, "fleet.json", ["ports"], {"min": 20000, "max": 20000}),
+            _set(
+                f,
+                "hosts/alpha/services/dns.json",
+                ["components", 0, "publish"],
+                [{"host_port": 20000, "container_port": 53, "protocol": "udp"}],
+            ),
+        ),
+        "fleet.json",
+        "/ports",
+    ),
     "stage-cycle": (
         lambda f: _set(f, "hosts/alpha/services/dns.json", ["depends_on"], ["web"]),
         "hosts/alpha/services/dns.json",
