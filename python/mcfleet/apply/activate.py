@@ -64,7 +64,9 @@ def needs_activation(state: AgentProbe, host: Host, pushed: bool) -> str | None:
     if pushed:
         return "new agent binary"
     want = desired_agent(host, state.binary_sha256)
-    seen = AgentSeen(state.binary_sha256 is not None, state.binary_sha256, state.unit_sha256, state.active)
+    seen = AgentSeen(
+        state.binary_sha256 is not None, state.binary_sha256, state.unit_sha256, state.active, state.enabled
+    )
     change = agent_change(want, seen, state.manifest.agent if state.manifest else None)
     return change.reason if change else None
 

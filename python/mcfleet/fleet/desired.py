@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mcfleet.fleet.derive import RouteKey, assign_ports, service_ports
+from mcfleet.fleet.host_level import HostLevelWant, host_level_want
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import IdRange, Service
 from mcfleet.fleet.routes import DeclaredRoute, declared_routes
@@ -107,6 +108,7 @@ class DesiredHost:
     records: dict[str, DesiredRecord] = field(default_factory=dict)
     routes: dict[str, DesiredRoute] = field(default_factory=dict)  # key: "<listener>/<hostname>"
     certs: dict[str, DesiredCert] = field(default_factory=dict)  # key: file stem; one hostname each, no wildcard
+    host_level: HostLevelWant | None = None  # resolver file, agent folder (fleet/host_level.py)
 
 
 def sha256_text(text: str) -> str:
@@ -167,6 +169,7 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
                 sha256=agent_hashes.get(name),
             ),
             users=_users(loaded, e),
+            host_level=host_level_want(e, loaded.fleet),
         )
         for name, e in sorted(loaded.hosts.items())
     }

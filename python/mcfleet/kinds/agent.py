@@ -33,6 +33,7 @@ class AgentSeen:
     binary_sha256: str | None
     unit_sha256: str | None
     active: str | None  # systemctl is-active; None when the node has no systemd answer
+    enabled: str | None = None  # systemctl is-enabled; None/"unknown" when not read
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ def agent_change(want: DesiredAgent, seen: AgentSeen, recorded: ManifestAgent | 
         return AgentChange("update", "unit file changed" if seen.unit_sha256 else "unit file missing")
     if seen.active not in (None, "active"):
         return AgentChange("update", f"{want.unit} is {seen.active}")
+    if seen.enabled not in (None, "", "unknown", "enabled"):  # activation enables it again
+        return AgentChange("update", f"{want.unit} is {seen.enabled} at boot (activation enables it)")
     if confirmed != seen.binary_sha256:
         return AgentChange("update", "binary not confirmed by an earlier apply")
     return None
@@ -96,7 +99,7 @@ class AgentKind(NoRead):
         if got is None:
             return []
         want = d.agent
-        seen = AgentSeen(got.present, got.sha256, got.unit_sha256, got.unit_active)
+        seen = AgentSeen(got.present, got.sha256, got.unit_sha256, got.unit_active, got.unit_enabled)
         change = agent_change(want, seen, m.agent)
         if change is None:
             return []
@@ -110,7 +113,10 @@ class AgentKind(NoRead):
                 "unit": recorded.unit if recorded and recorded.unit else want.unit,
                 "user": recorded.user if recorded else None,
                 "state": got.unit_active,
+                "enabled": got.unit_enabled,
+                "unit_sha256": got.unit_sha256,
             }
+            after = {**after, "state": "active", "enabled": "enabled", "unit_sha256": want.unit_sha256}
         return [
             Action(
                 host=d.name,

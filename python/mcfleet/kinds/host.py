@@ -15,6 +15,7 @@ from datetime import datetime
 from mcfleet.fleet.desired import DesiredHost, DesiredUser
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.kinds.base import ApplyContext, NoRead, Outcome
+from mcfleet.kinds.host_level import host_level_diff
 from mcfleet.observe.facts import Facts
 from mcfleet.observe.manifest import Manifest, ManifestUser
 from mcfleet.phase import Phase
@@ -33,7 +34,10 @@ class HostKind(NoRead):
         return None
 
     def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]:
-        return _users(d, f)
+        acts = _users(d, f)
+        if d.host_level is not None:  # resolver file, agent folder: drift shows as ~ (kinds/host_level.py)
+            acts += host_level_diff(d.name, d.os, d.host_level, f)
+        return acts
 
     def platform(self, d: DesiredHost, f: Facts) -> list[Action]:
         """Refusals when the node is not the machine the files describe (checked before every kind)."""

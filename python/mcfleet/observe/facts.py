@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mcfleet.observe.hostlevel import HostLevelFacts
 from mcfleet.observe.manifest import Manifest
 
 ARCH_FROM_UNAME = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -96,6 +97,9 @@ class Facts(_Fact):
         default=None, description="this host's route hostnames the route provider serves; None: not asked"
     )
     routes_error: str | None = None
+    host_level: HostLevelFacts | None = Field(
+        default=None, description="resolver file, agent folder (observe/hostlevel.py); None: not read"
+    )
 
     @property
     def arch(self) -> str | None:

@@ -24,6 +24,7 @@ from mcfleet.observe.facts import (
     Group,
     IdRangeFact,
 )
+from mcfleet.observe.hostlevel import host_level_from
 from mcfleet.observe.manifest import Manifest, ManifestCorrupt, manifest_path
 from mcfleet.observe.manifest import parse_manifest as parse_store_manifest
 from mcfleet.observe.script import CERT, CERT_CAP, END, MAGIC, PROBE_NAME, VALUE_CAP
@@ -263,6 +264,7 @@ def facts_from(host: str, v: FramedOutput, *, agent_path: str, address: str | No
         subuid=parse_subids(v.text("subuid")),
         subgid=parse_subids(v.text("subgid")),
         resolvers=parse_resolv(v.text("resolv")),
+        host_level=host_level_from(v),
         agent=parse_agent(agent_path, v.text("agent"), v.text("unit")),
         nixos_system=v.text("nixos").strip() or None,
         manifest=manifest,

@@ -29,6 +29,7 @@ import shlex
 from dataclasses import dataclass
 
 from mcfleet.fleet.desired import CERT_DIR
+from mcfleet.observe.hostlevel import host_level_probes
 from mcfleet.observe.manifest import manifest_path as manifest_beside
 
 MAGIC = "mcfleet-facts 2"
@@ -108,6 +109,7 @@ def probes(inp: ScriptInputs) -> list[Probe]:
             "podman ps -a --format json || echo '[]'; else echo absent; fi",
             "podman ps",
         ),
+        *host_level_probes(inp),
     ]
 
 

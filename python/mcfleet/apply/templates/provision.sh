@@ -80,13 +80,13 @@ subids "$ETC/subuid" "$SUBUID"
 subids "$ETC/subgid" "$SUBGID"
 
 # --- the agent's folder
-if [ -d "$HOME_DIR" ] && [ "$(stat -c %u:%g "$HOME_DIR")" = "$UID_WANT:$GID_WANT" ]; then
+if [ -d "$HOME_DIR" ] && [ "$(stat -c '%u:%g %a' "$HOME_DIR")" = "$UID_WANT:$GID_WANT 750" ]; then
     echo "ok: $HOME_DIR"
 else
     mkdir -p "$HOME_DIR"
     chown "$UID_WANT:$GID_WANT" "$HOME_DIR"
     chmod 0750 "$HOME_DIR"
-    echo "changed: $HOME_DIR owned by $NAME"
+    echo "changed: $HOME_DIR owned by $NAME, mode 0750"
 fi
 
 # --- resolvers (incident lesson 2): the fleet's nameservers, then a public fallback, written so that

@@ -1,0 +1,49 @@
+"""What a host should have beyond its pinned ids: the resolver file and the agent's folder.
+
+Pure values from the files (the plan's host kind compares them with the node's facts; the
+Debian provisioning script writes exactly these): the file for the host's resolver
+mechanism (`fleet.resolvers.resolver_file`), and the agent's folder owned by the agent
+user's pinned ids, mode 0750.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from mcfleet.fleet.load import HostEntry
+from mcfleet.fleet.models import Fleet
+from mcfleet.fleet.resolvers import ResolverFile, resolver_file
+
+AGENT_DIR_MODE = "750"
+
+
+@dataclass(frozen=True)
+class WantedDir:
+    path: str
+    uid: int
+    gid: int
+    mode: str  # octal permission bits as `stat -c %a` prints them
+
+    def show(self) -> str:
+        return f"{self.uid}:{self.gid} {self.mode}"
+
+
+@dataclass(frozen=True)
+class HostLevelWant:
+    resolver: str  # "resolv.conf" | "systemd-resolved"
+    resolver_file: ResolverFile
+    agent_dir: WantedDir | None  # None when the agent user has no pinned ids
+
+
+def host_level_want(entry: HostEntry, fleet: Fleet | None) -> HostLevelWant:
+    host = entry.host
+    user = host.users.get(host.agent.user)
+    pin = fleet.pins.get(host.agent.user) if fleet else None
+    ids = (user.uid, user.gid) if user else (pin.uid, pin.gid) if pin else None
+    folder = str(PurePosixPath(host.agent.path).parent)
+    return HostLevelWant(
+        resolver=host.dns.resolver,
+        resolver_file=resolver_file(host.dns),
+        agent_dir=WantedDir(folder, ids[0], ids[1], AGENT_DIR_MODE) if ids else None,
+    )

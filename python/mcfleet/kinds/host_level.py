@@ -1,0 +1,99 @@
+"""Host-level drift: the resolver file and the agent's folder, as the node has them vs the files.
+
+Every value mcfleet writes on a Debian host outside the users shows here, so a hand edit is
+a `~` with the old and new values, and a fresh node's plan lists what provisioning will do.
+NixOS hosts get these from their configuration (networking.nameservers, tmpfiles), so only
+Debian hosts are compared.  A resolver mechanism that differs from host.json (resolv.conf
+managed by systemd-resolved, or the reverse) is a refusal: the file mcfleet would write is
+never read there.
+"""
+
+from __future__ import annotations
+
+from mcfleet.fleet.host_level import HostLevelWant
+from mcfleet.observe.facts import Facts
+from mcfleet.phase import Phase
+from mcfleet.plan.model import Action
+
+RESOLVED_STUB = "systemd/resolve"
+
+
+def significant(text: str | None) -> list[str]:
+    """The lines of a resolver file that change behaviour (no comments, no blank lines)."""
+    if text is None:
+        return []
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith(("#", ";"))]
+
+
+def host_level_diff(name: str, os: str, want: HostLevelWant, f: Facts) -> list[Action]:
+    seen = f.host_level
+    if seen is None or os != "debian":
+        return []
+    acts: list[Action] = []
+    on_stub = seen.resolv_link is not None and RESOLVED_STUB in seen.resolv_link
+    path = want.resolver_file.path
+    if want.resolver == "systemd-resolved" and not on_stub:
+        acts.append(_refuse_mechanism(name, "systemd-resolved", f"a plain file ({seen.resolv_link or 'not a link'})"))
+    elif want.resolver == "resolv.conf" and on_stub:
+        acts.append(_refuse_mechanism(name, "resolv.conf", f"systemd-resolved's stub ({seen.resolv_link})"))
+    else:
+        have = seen.resolved_conf if want.resolver == "systemd-resolved" else seen.resolv_conf
+        if have != want.resolver_file.text:
+            acts.append(
+                Action(
+                    host=name,
+                    phase=Phase.host,
+                    kind="create" if have is None else "update",
+                    subject="resolvers",
+                    before=significant(have) if have is not None else None,
+                    after=significant(want.resolver_file.text),
+                    reason=f"{path}: the fleet's nameservers, then a fallback that fails over"
+                    if have is None
+                    else f"{path} differs from what host.json makes it (changed on the node, or a new host.json)",
+                )
+            )
+    d = want.agent_dir
+    if d is not None:
+        have_dir = seen.agent_dir
+        if have_dir is None:
+            acts.append(
+                Action(
+                    host=name,
+                    phase=Phase.host,
+                    kind="create",
+                    subject=f"dir {d.path}",
+                    after=d.show(),
+                    reason=f"the agent's folder, owned by the agent user, mode {d.mode}",
+                )
+            )
+        elif (have_dir.uid, have_dir.gid, have_dir.mode) != (d.uid, d.gid, d.mode):
+            acts.append(
+                Action(
+                    host=name,
+                    phase=Phase.host,
+                    kind="update",
+                    subject=f"dir {d.path}",
+                    before=f"{have_dir.uid}:{have_dir.gid} {have_dir.mode}",
+                    after=d.show(),
+                    reason=f"owner or mode of {d.path} changed on the node",
+                )
+            )
+    return acts
+
+
+def _refuse_mechanism(name: str, want: str, have: str) -> Action:
+    hint = (
+        'set dns.resolver in host.json to what the node runs ("resolv.conf" or "systemd-resolved"), '
+        "or switch the node first"
+    )
+    return Action(
+        host=name,
+        phase=Phase.host,
+        kind="refuse",
+        subject="resolvers",
+        before=have,
+        after=want,
+        reason=f"host.json says {want} but /etc/resolv.conf on {name} is {have}: the file mcfleet would write "
+        "is never read there",
+        hint=hint,
+    )

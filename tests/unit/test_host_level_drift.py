@@ -1,0 +1,99 @@
+"""Host-level drift: the resolver file and the agent's folder, node vs files (pure diff + facts parsing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mcfleet.fleet.host_level import HostLevelWant, WantedDir, host_level_want
+from mcfleet.fleet.load import load_fleet
+from mcfleet.fleet.models import Dns
+from mcfleet.fleet.resolvers import resolver_file
+from mcfleet.kinds.host_level import host_level_diff
+from mcfleet.observe.facts import Facts
+from mcfleet.observe.hostlevel import DirFacts, HostLevelFacts, host_level_from
+from mcfleet.observe.parse import FramedOutput
+from mcfleet.observe.script import ScriptInputs, probes
+
+DNS = Dns(nameservers=["10.0.0.53", "10.0.1.53"], fallback=["1.1.1.1", "8.8.8.8"])
+WANT = HostLevelWant("resolv.conf", resolver_file(DNS), WantedDir("/srv/mcp", 850, 850, "750"))
+GOOD = HostLevelFacts(resolv_conf=WANT.resolver_file.text, agent_dir=DirFacts(uid=850, gid=850, mode="750"))
+
+
+def _facts(seen: HostLevelFacts | None) -> Facts:
+    return Facts(host="n1", host_level=seen)
+
+
+def _subjects(seen: HostLevelFacts | None, want: HostLevelWant = WANT, os: str = "debian") -> list[tuple[str, str]]:
+    return [(a.kind, a.subject) for a in host_level_diff("n1", os, want, _facts(seen))]
+
+
+def test_in_sync_is_no_action() -> None:
+    assert _subjects(GOOD) == []
+
+
+def test_resolvers_edited_by_hand_show_old_and_new() -> None:
+    edited = GOOD.model_copy(update={"resolv_conf": "nameserver 10.0.0.53\n"})
+    [act] = host_level_diff("n1", "debian", WANT, _facts(edited))
+    assert (act.kind, act.subject) == ("update", "resolvers")
+    assert act.before == ["nameserver 10.0.0.53"]
+    assert act.after == [
+        "nameserver 10.0.0.53",
+        "nameserver 10.0.1.53",
+        "nameserver 1.1.1.1",
+        "options timeout:1 attempts:2",
+    ]
+
+
+def test_a_fresh_node_gets_the_resolver_file_and_the_folder() -> None:
+    fresh = HostLevelFacts(resolv_conf="nameserver 10.255.255.53\n")
+    assert _subjects(fresh) == [("update", "resolvers"), ("create", "dir /srv/mcp")]
+
+
+def test_folder_owner_or_mode_changed() -> None:
+    [act] = host_level_diff(
+        "n1", "debian", WANT, _facts(GOOD.model_copy(update={"agent_dir": DirFacts(uid=0, gid=0, mode="755")}))
+    )
+    assert (act.kind, act.subject, act.before, act.after) == ("update", "dir /srv/mcp", "0:0 755", "850:850 750")
+
+
+def test_resolver_mechanism_mismatch_is_a_refusal() -> None:
+    stub = GOOD.model_copy(update={"resolv_link": "../run/systemd/resolve/stub-resolv.conf"})
+    assert _subjects(stub) == [("refuse", "resolvers")]
+    resolved = HostLevelWant(
+        "systemd-resolved", resolver_file(DNS.model_copy(update={"resolver": "systemd-resolved"})), None
+    )
+    assert _subjects(GOOD, resolved) == [("refuse", "resolvers")]
+    assert _subjects(stub.model_copy(update={"resolved_conf": resolved.resolver_file.text}), resolved) == []
+
+
+def test_nixos_and_old_facts_are_not_compared() -> None:
+    assert _subjects(HostLevelFacts(), os="nixos") == []
+    assert _subjects(None) == []
+
+
+def test_probes_parse_back(tmp_path: Path) -> None:
+    inp = ScriptInputs(users=("mcp",), uids=(850,), gids=(850,), agent_path="/srv/mcp/mcp-agent", agent_unit="u")
+    names = {p.name for p in probes(inp)}
+    assert {"resolv-file", "resolv-link", "resolved-conf", "agent-dir"} <= names
+    framed = FramedOutput(
+        values={
+            "resolv-file": b"file\nnameserver 1.1.1.1\n",
+            "resolv-link": b"",
+            "resolved-conf": b"absent\n",
+            "agent-dir": b"850 850 750\n",
+        }
+    )
+    seen = host_level_from(framed)
+    assert seen == HostLevelFacts(resolv_conf="nameserver 1.1.1.1\n", agent_dir=DirFacts(uid=850, gid=850, mode="750"))
+    assert host_level_from(FramedOutput(values={})) is None
+
+
+def test_real_fleet_wants(tmp_path: Path) -> None:
+    from tests.conftest import REPO
+
+    loaded = load_fleet(REPO)
+    svc = host_level_want(loaded.hosts["svc"], loaded.fleet)
+    assert svc.agent_dir == WantedDir("/srv/mcp", 992, 991, "750")  # svc's own ids (pin exception)
+    assert host_level_want(loaded.hosts["rift"], loaded.fleet).resolver_file.path.endswith(
+        "resolved.conf.d/mcfleet.conf"
+    )
