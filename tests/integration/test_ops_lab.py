@@ -123,3 +123,27 @@ def test_logs_reads_the_agent_journal_and_a_service_error_names_the_cause(ops_fl
     assert "opsn1: logs: could not read the logs of opsweb: " in failed.stderr
     assert "user mcp" in failed.stderr or "no container of opsweb" in failed.stderr  # not provisioned yet
     assert "hint: deploy the service first" in failed.stderr
+
+
+def test_plan_under_a_terminal_colours_the_symbols_and_shows_old_to_new(ops_fleet: Path, lab: Any) -> None:
+    """`mcfleet plan` run the way a person runs it: a pty, colours, `field: old → new`, summaries."""
+    from tests.pty_run import run_in_pty
+
+    # an agent binary nobody recorded: the plan updates it, showing what differs
+    code, _out, err = asyncio.run(
+        lab.exec_in("opsn1", ["sh", "-c", "mkdir -p /srv/mcp && echo not-the-agent > /srv/mcp/mcp-agent"])
+    )
+    assert code == 0, err
+    try:
+        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "MCFLEET_FLEET")} | {"TERM": "xterm"}
+        code, screen = run_in_pty([*mcfleet_argv(), "-C", str(ops_fleet), "plan", "--on", "opsn1"], env=env)
+    finally:
+        asyncio.run(lab.exec_in("opsn1", ["rm", "-f", "/srv/mcp/mcp-agent"]))
+    assert code == 0, screen
+    esc = "\x1b["
+    assert f"{esc}33m~{esc}0m agent" in screen, screen  # update in yellow
+    assert f"{esc}32m+{esc}0m user mcp" in screen  # create in green
+    assert f"{esc}1mopsn1{esc}0m" in screen
+    plain = screen.replace("\r\n", "\n")
+    assert any(" → " in line and line.startswith("        sha256: ") for line in plain.splitlines()), plain
+    assert "  opsn1: " in plain and " to create, 1 to update, 0 to delete" in plain

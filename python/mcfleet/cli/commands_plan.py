@@ -10,7 +10,7 @@ import typer
 from mcfleet.apply.artifacts import build_key
 from mcfleet.bundle.build import cached_bundle_sha256
 from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
-from mcfleet.cli.output import emit_json
+from mcfleet.cli.output import emit_json, use_color
 from mcfleet.cli.targets import ON_OPT
 from mcfleet.errors import EXIT_CHANGES, EXIT_FAILURE, EXIT_OK, FleetInvalid
 from mcfleet.fleet.load import LoadedFleet, load_fleet
@@ -98,7 +98,7 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
     if json_out:
         emit_json(result.model_dump(mode="json"))
     else:
-        typer.echo(render_text(result, detailed=show_values), nl=False)
+        typer.echo(render_text(result, detailed=show_values, color=use_color()), nl=False)
         if note:
             typer.echo(note, err=True)
         if out is not None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mcfleet.cli.output import emit_json
+from mcfleet.cli.output import emit_json, use_color
 
 
 def show(
@@ -34,7 +34,7 @@ def show(
         emit_json(plan.model_dump(mode="json"))
         return
     typer.echo(f"plan {plan_file} (made {plan.created_at or '?'} for {plan.root or '?'})")
-    typer.echo(render_text(plan, detailed=show_values), nl=False)
+    typer.echo(render_text(plan, detailed=show_values, color=use_color()), nl=False)
 
 
 def register(app: typer.Typer) -> None:

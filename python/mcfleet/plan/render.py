@@ -1,41 +1,101 @@
-"""Rendering a plan for people: `+ ~ - -/+ !` per host, grouped by phase, with a summary.
+"""Rendering a plan for people: `+ ~ - -/+ !` per host, grouped by phase, with summaries.
 
-The JSON view is `plan.saved.plan_json` (the same data).  Example:
+The JSON view is `plan.saved.plan_json` (the same data).  An update shows the fields that change
+as `old → new` (hashes shortened, nested values by dotted path); `--values` adds the whole
+before/after.  Colour (symbols, host names) only when asked for: the CLI asks on a terminal
+without NO_COLOR.  Example:
 
     rift
       host
         ! user mcp  user mcp on rift has UID 995 but the fleet pins UID 850: never change ...
       deploy
-        + service web  declared in the files
+        ~ service web  image web: reg/web:v1 → reg/web:v2
+            images.web: reg/web:v1 → reg/web:v2
+      rift: 0 to create, 1 to update, 0 to delete, 1 refused
     orion: unreachable: no address answered: 10.0.0.2: connection refused
 
-    Plan: 1 to create, 0 to update, 0 to replace, 0 to delete, 1 refused; 1 host unreachable.
+    Plan: 0 to create, 1 to update, 0 to replace, 0 to delete, 1 refused; 1 host unreachable (orion).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from typing import Any
 
 from mcfleet.plan.model import PHASES, Action, Plan
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-", "replace": "-/+", "refuse": "!"}
+COLOUR = {"create": "32", "update": "33", "delete": "31", "replace": "35", "refuse": "1;31"}  # ANSI SGR codes
+ARROW = "→"
+MAX_CHANGED_LINES = 8
+_HEX = re.compile(r"\b(?:sha256:)?([0-9a-f]{12})[0-9a-f]{20,}\b")
+
+
+def _paint(text: str, code: str, color: bool) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if color else text
 
 
 def _value(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
 
 
-def render_action(a: Action, *, detailed: bool = False) -> list[str]:
-    lines = [f"    {SYMBOL[a.kind]} {a.subject}  {a.reason}".rstrip()]
+def _short(v: Any) -> str:
+    """A value on one line: hashes cut to 12 hex digits, lists comma-separated, absent as '(none)'."""
+    if v is None:
+        return "(none)"
+    if isinstance(v, list) and all(not isinstance(x, dict | list) for x in v):
+        text = ", ".join(str(x) for x in v) or "[]"
+    elif isinstance(v, str):
+        text = v
+    else:
+        text = json.dumps(v, sort_keys=True, ensure_ascii=False)
+    text = _HEX.sub(lambda m: m.group(1) + "…", text)
+    return text if len(text) <= 100 else text[:99] + "…"
+
+
+def changed_fields(before: Any, after: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted path, old, new) for every leaf that differs; dicts are walked, other values compared whole."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out: list[tuple[str, Any, Any]] = []
+        for key in sorted(set(before) | set(after), key=str):
+            if before.get(key) != after.get(key):
+                out += changed_fields(before.get(key), after.get(key), f"{path}.{key}" if path else str(key))
+        return out
+    return [(path, before, after)] if before != after else []
+
+
+def change_lines(a: Action) -> list[str]:
+    """`field: old → new` lines for an update or replace that has both values."""
+    if a.kind not in ("update", "replace") or a.before is None or a.after is None:
+        return []
+    fields = changed_fields(a.before, a.after)
+    pairs = [(p, f"{_short(old)} {ARROW} {_short(new)}") for p, old, new in fields]
+    lines = [f"{p + ': ' if p else ''}{change}" for p, change in pairs if change not in a.reason]  # said already
+    if len(lines) > MAX_CHANGED_LINES:
+        lines = [*lines[:MAX_CHANGED_LINES], f"… and {len(lines) - MAX_CHANGED_LINES} more (--values shows all)"]
+    return lines
+
+
+def render_action(a: Action, *, detailed: bool = False, color: bool = False) -> list[str]:
+    symbol = _paint(SYMBOL[a.kind], COLOUR[a.kind], color)
+    lines = [f"    {symbol} {a.subject}  {a.reason}".rstrip()]
     if a.kind == "refuse" and a.hint and a.hint not in a.reason:
         lines.append(f"        hint: {a.hint}")
+    lines += [f"        {line}" for line in change_lines(a)]
     if detailed:
         if a.before is not None:
             lines.append(f"        before: {_value(a.before)}")
         if a.after is not None:
             lines.append(f"        after:  {_value(a.after)}")
     return lines
+
+
+def counts_text(actions: list[Action]) -> str:
+    c = Counter(a.kind for a in actions)
+    text = f"{c['create']} to create, {c['update'] + c['replace']} to update, {c['delete']} to delete"
+    return text + (f", {c['refuse']} refused" if c["refuse"] else "")
 
 
 def summary_line(plan: Plan) -> str:
@@ -50,28 +110,30 @@ def summary_line(plan: Plan) -> str:
     return text + "."
 
 
-def render_text(plan: Plan, *, detailed: bool = False) -> str:
+def render_text(plan: Plan, *, detailed: bool = False, color: bool = False) -> str:
     out: list[str] = []
     for host in plan.hosts:
+        name = _paint(host, "1", color)
         if host in plan.unreachable:
             item = plan.unreachable[host]
-            out.append(f"{host}: unreachable: {item.reason}")
+            out.append(f"{name}: {_paint('unreachable', '1;31', color)}: {item.reason}")
             if item.hint:
                 out.append(f"  hint: {item.hint}")
             continue
         actions = plan.for_host(host)
         stuck = {b.phase: b.reason for b in plan.blocked if b.host == host}
         if not actions and not stuck:
-            out.append(f"{host}: no changes")
+            out.append(f"{name}: no changes")
             continue
-        out.append(host)
+        out.append(name)
         for phase in PHASES:
             in_phase = [a for a in actions if a.phase == phase]
             if in_phase or phase in stuck:
-                out.append(f"  {phase}")
+                out.append(f"  {_paint(phase, '2', color)}")
                 if phase in stuck:
-                    out.append(f"    blocked: {stuck[phase]}")
+                    out.append(f"    {_paint('blocked', '33', color)}: {stuck[phase]}")
                 for a in in_phase:
-                    out += render_action(a, detailed=detailed)
-    out += ["", summary_line(plan)]
+                    out += render_action(a, detailed=detailed, color=color)
+        out.append(f"  {host}: {counts_text(actions)}")
+    out += ["", _paint(summary_line(plan), "1", color)]
     return "\n".join(out) + "\n"
