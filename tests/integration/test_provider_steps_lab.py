@@ -27,14 +27,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from mcfleet.fleet.desired import DesiredHost, desired_state
 from mcfleet.fleet.load import LoadedFleet, load_fleet
 from mcfleet.fleet.rules import check
 from mcfleet.lab.peers.nodeproxy import NodeProxies, providers_json, start_node_proxies
 from mcfleet.lab.proc import spawn, start_time, stop
-from mcfleet.plan.desired import DesiredHost, desired_state
 from mcfleet.plan.model import Action
 from mcfleet.providers.cert.base import cert_info
 from mcfleet.providers.read import dns_answers, proxy_routes
+from mcfleet.providers.select import dns_backend
 from mcfleet.providers.steps import apply_certs, apply_dns, apply_routes
 from mcfleet.transport.ssh import SshPool
 from tests.fixtures_lab import LabFleet
@@ -68,6 +69,10 @@ def _fleet_dir(lab_fleet: LabFleet, proxies: dict[str, NodeProxies], dest: Path)
     zone = fleet["zone"]
     fleet["public_domains"] = [zone]
     fleet["providers"].update(providers_json(proxies["node1"]))
+    # our own ACME account key (made on first use): the lab's fleet says no cert provider until it has one
+    fleet["providers"]["cert"] = {"kind": "acme", "directory": lab_fleet.pebble.directory,
+                                  "account_key_file": str(dest.parent / "acme-account.key"),
+                                  "ca_file": lab_fleet.pebble.ca_file}  # fmt: skip
     (dest / "fleet.json").write_text(json.dumps(fleet, indent=2))
     edge = json.loads((dest / "hosts/node3/host.json").read_text())
     edge["roles"] = ["edge"]
@@ -167,6 +172,21 @@ def _curl(host: str, port: int, address: str, ca: Path) -> subprocess.CompletedP
     )  # fmt: skip
 
 
+@pytest.fixture
+def cleanup(lab_fleet: LabFleet) -> Iterator[None]:
+    """Other tests share the lab: leave no cert file on the nodes and no record in Knot."""
+    yield
+    for node in ("node1", "node3"):
+        lab_fleet.exec_in(node, ["sh", "-c", "rm -f /srv/mc-proxy/certs/*"])
+    root = lab_fleet.fleet_dir
+    loaded = load_fleet(root)
+    backend = dns_backend(loaded.fleet) if loaded.fleet else None
+    for name in ("pub", "int", "sni"):
+        if backend is not None:
+            asyncio.run(backend.delete_a(f"{name}.{lab_fleet.knot.zone}"))
+
+
+@pytest.mark.usefixtures("cleanup")
 def test_steps_issue_register_route_renew_and_remove(
     lab_fleet: LabFleet, proxies: dict[str, NodeProxies], backends: Path, tmp_path: Path
 ) -> None:

@@ -1,15 +1,17 @@
 """The provider-backed kinds: certificates, DNS records, proxy routes.
 
 Their diffs are complete (desired vs what the DNS server, the proxy and the manifest
-show); their backends come with the providers, so until one is configured and
-implemented apply reports them blocked.  Without a provider in fleet.json a kind is
-`blocked` in the plan: one line saying why, instead of actions nothing could perform.
+show); apply runs the actions with the fleet's providers (`mcfleet.providers.steps`).
+Without a provider in fleet.json a kind is `blocked` in the plan: one line saying why,
+instead of actions nothing could perform.
 """
 
 from __future__ import annotations
 
 from collections.abc import Container, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from mcfleet.fleet.desired import DesiredHost, dns_names
 from mcfleet.fleet.load import LoadedFleet
@@ -21,6 +23,19 @@ from mcfleet.observe.manifest import Manifest
 from mcfleet.observe.routes import observed_hostnames
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
+from mcfleet.providers.read import dns_answers, proxy_routes
+from mcfleet.providers.steps import (
+    StepOutcome,
+    apply_certs,
+    apply_dns,
+    apply_routes,
+    record_certs,
+    record_dns,
+    record_routes,
+)
+
+if TYPE_CHECKING:
+    from mcfleet.transport.ssh import SshPool
 
 CERT_RENEW_BEFORE = timedelta(days=30)
 
@@ -32,16 +47,8 @@ def not_configured(what: str, provider: object) -> str | None:
     return f"no {what} provider configured (providers.{what} in fleet.json)"
 
 
-class _Unapplied:
-    """Until the provider backends exist: apply says so (blocked), never pretends."""
-
-    phase: Phase
-
-    async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
-        return Outcome("blocked", f"no {self.phase} backend in this version of mcfleet")
-
-    def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
-        return m
+def _outcome(step: StepOutcome) -> Outcome:
+    return Outcome(step.status, step.message)
 
 
 def certs_diff(d: DesiredHost, f: Facts, manifest: Manifest, now: datetime) -> list[Action]:
@@ -150,7 +157,15 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
             )
             continue
         changed = old.mode != route.mode or old.service != route.service or old.backend != route.backend
-        if not changed and served is not None and hostname not in served:
+        live = f.live_routes.get(key) if f.live_routes is not None else None
+        if not changed and f.live_routes is not None and live != route.backend:
+            before = {"mode": old.mode, "service": old.service, "backend": live, "served": live is not None}
+            reason = f"drift: the proxy sends it to {live}" if live else "drift: the proxy serves no route for it"
+            acts.append(
+                Action(host=d.name, phase=Phase.route, kind="update", subject=subject, before=before, after=after,
+                       reason=reason)
+            )  # fmt: skip
+        elif not changed and served is not None and hostname not in served:
             before = {"mode": old.mode, "service": old.service, "backend": old.backend, "served": False}
             acts.append(
                 Action(
@@ -243,7 +258,7 @@ async def add_routes(loaded: LoadedFleet, desired: Mapping[str, DesiredHost], fa
     return out
 
 
-class CertKind(_Unapplied, NoRead):
+class CertKind(NoRead):
     name = "cert"
     phase = Phase.cert
 
@@ -253,8 +268,25 @@ class CertKind(_Unapplied, NoRead):
     def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]:
         return certs_diff(d, f, m, now)
 
+    async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
+        loaded = ctx.loaded
+        step = await apply_certs(loaded, ctx.node, ctx.desired, actions)
+        renewed = step.renewed & {c.path for c in ctx.manifest.certs}
+        if step.status == "changed" and renewed:  # a proxy keeps a cert in memory: give it its live routes again
+            live = {f"{r.listener}/{r.hostname}" for r in ctx.manifest.routes}
+            kept = {k: r for k, r in ctx.desired.routes.items() if k in live}
+            refresh = await apply_routes(loaded, ctx.node, replace(ctx.desired, routes=kept), [], renewed)
+            if refresh.status == "failed":
+                return Outcome("failed", f"{step.message}; reloading the proxy: {refresh.message}")
+        return _outcome(step)
 
-class DnsKind(_Unapplied):
+    def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
+        if self.blocked(ctx.loaded):
+            return m
+        return m.model_copy(update={"certs": record_certs(ctx.desired)})
+
+
+class DnsKind:
     name = "dns"
     phase = Phase.dns
 
@@ -262,13 +294,24 @@ class DnsKind(_Unapplied):
         return not_configured("dns", loaded.fleet.providers.dns if loaded.fleet else None)
 
     async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
-        return await add_dns(ctx.loaded, ctx.desired, facts)
+        provider = ctx.loaded.fleet.providers.dns if ctx.loaded.fleet else None
+        if isinstance(provider, Rfc2136Provider) or provider is None:
+            return await add_dns(ctx.loaded, ctx.desired, facts)
+        return await add_provider_dns(ctx.loaded, ctx.desired, facts)
 
     def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]:
         return dns_diff(d, f, m)
 
+    async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
+        return _outcome(await apply_dns(ctx.loaded, ctx.desired, actions))
 
-class RouteKind(_Unapplied):
+    def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
+        if self.blocked(ctx.loaded):
+            return m
+        return m.model_copy(update={"dns": record_dns(ctx.desired)})
+
+
+class RouteKind:
     name = "route"
     phase = Phase.route
 
@@ -276,7 +319,61 @@ class RouteKind(_Unapplied):
         return not_configured("route", loaded.fleet.providers.route if loaded.fleet else None)
 
     async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
-        return await add_routes(ctx.loaded, ctx.desired, facts)
+        provider = ctx.loaded.fleet.providers.route if ctx.loaded.fleet else None
+        if isinstance(provider, CaddyProvider) and not provider.admin_url.startswith("unix:"):
+            return await add_routes(ctx.loaded, ctx.desired, facts)
+        if provider is None or ctx.pool is None:
+            return facts
+        return await add_live_routes(ctx.loaded, ctx.desired, facts, ctx.pool)
 
     def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]:
         return routes_diff(d, f, m)
+
+    async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
+        return _outcome(await apply_routes(ctx.loaded, ctx.node, ctx.desired, actions))
+
+    def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
+        if self.blocked(ctx.loaded):
+            return m
+        return m.model_copy(update={"routes": record_routes(ctx.desired)})
+
+
+async def add_provider_dns(
+    loaded: LoadedFleet, desired: Mapping[str, DesiredHost], facts: GatherResult
+) -> GatherResult:
+    """The answers of a DNS provider that is not a plain DNS server (MCNS: its record API)."""
+    wanted = {
+        host: set(dns_names(desired[host])) | {r.name for r in (item.manifest.dns if item.manifest else [])}
+        for host, item in facts.items()
+        if isinstance(item, Facts)
+    }
+    answers, error = await dns_answers(loaded, set().union(*wanted.values()) if wanted else set())
+    out = dict(facts)
+    for host, names in wanted.items():
+        item = out[host]
+        if names and isinstance(item, Facts):
+            mine = {n: answers[n] for n in sorted(names) if n in answers}
+            out[host] = item.model_copy(update={"dns": mine, "dns_error": error})
+    return out
+
+
+async def add_live_routes(
+    loaded: LoadedFleet, desired: Mapping[str, DesiredHost], facts: GatherResult, pool: SshPool
+) -> GatherResult:
+    """Each proxy host's live routes, read on the node through its SSH connection."""
+    hosts = [
+        h
+        for h, item in facts.items()
+        if isinstance(item, Facts) and (desired[h].routes or (item.manifest and item.manifest.routes))
+    ]
+    found = await proxy_routes(loaded, pool, hosts)
+    out = dict(facts)
+    for host, live in found.items():
+        item = out[host]
+        if not isinstance(item, Facts):
+            continue
+        if isinstance(live, str):
+            out[host] = item.model_copy(update={"routes_error": live})
+        else:
+            out[host] = item.model_copy(update={"live_routes": {k: r.backend for k, r in live.items()}})
+    return out

@@ -100,6 +100,9 @@ class Facts(_Fact):
     host_level: HostLevelFacts | None = Field(
         default=None, description="resolver file, agent folder (observe/hostlevel.py); None: not read"
     )
+    live_routes: dict[str, str] | None = Field(
+        default=None, description="'<listener>/<hostname>' -> backend the proxy on this host serves; None: not asked"
+    )
 
     @property
     def arch(self) -> str | None:

@@ -13,10 +13,11 @@ Subjects, as the plan writes them: `cert <stem>`, `dns <name>`, `route <listener
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import CaddyProvider, HaproxyProvider, McProxyProvider, RouteProvider
 from mcfleet.observe.manifest import ManifestCert, ManifestRecord, ManifestRoute
@@ -35,33 +36,6 @@ class Node(Protocol):
     name: str
 
     async def run(self, command: Command, *, input: str | None = None, timeout: float | None = None) -> RunResult: ...  # noqa: ASYNC109
-
-
-class CertLike(Protocol):
-    name: str
-    path: str
-    sans: tuple[str, ...]
-
-
-class RecordLike(Protocol):
-    name: str
-    value: str
-    type: str
-
-
-class RouteLike(Protocol):
-    hostname: str
-    mode: str
-    service: str | None
-    backend: str
-    listener: int
-
-
-class DesiredLike(Protocol):
-    name: str
-    certs: Mapping[str, CertLike]
-    records: Mapping[str, RecordLike]
-    routes: Mapping[str, RouteLike]
 
 
 @dataclass
@@ -115,7 +89,7 @@ def proxy_user(loaded: LoadedFleet) -> str:
 # --------------------------------------------------------------------------- cert
 
 
-async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredLike, actions: Iterable[Action]) -> StepOutcome:
+async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, actions: Iterable[Action]) -> StepOutcome:
     backend = cert_backend(loaded.fleet) if loaded.fleet else None
     if backend is None:
         return StepOutcome("blocked", "no cert provider configured (providers.cert in fleet.json)")
@@ -145,14 +119,14 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredLike, act
     return out
 
 
-def record_certs(desired: DesiredLike) -> list[ManifestCert]:
+def record_certs(desired: DesiredHost) -> list[ManifestCert]:
     return [ManifestCert(name=c.name, path=c.path, sans=list(c.sans)) for _k, c in sorted(desired.certs.items())]
 
 
 # --------------------------------------------------------------------------- dns
 
 
-async def apply_dns(loaded: LoadedFleet, desired: DesiredLike, actions: Iterable[Action]) -> StepOutcome:
+async def apply_dns(loaded: LoadedFleet, desired: DesiredHost, actions: Iterable[Action]) -> StepOutcome:
     backend = dns_backend(loaded.fleet) if loaded.fleet else None
     if backend is None:
         return StepOutcome("blocked", "no dns provider configured (providers.dns in fleet.json)")
@@ -188,21 +162,21 @@ async def apply_dns(loaded: LoadedFleet, desired: DesiredLike, actions: Iterable
     return _finish(done, failed, timings, "DNS records")
 
 
-def record_dns(desired: DesiredLike) -> list[ManifestRecord]:
+def record_dns(desired: DesiredHost) -> list[ManifestRecord]:
     return [ManifestRecord(name=r.name, type=r.type, value=r.value) for _n, r in sorted(desired.records.items())]
 
 
 # --------------------------------------------------------------------------- route
 
 
-def _cert_for(desired: DesiredLike, hostname: str) -> str:
+def _cert_for(desired: DesiredHost, hostname: str) -> str:
     return next((c.path for c in desired.certs.values() if hostname in c.sans), "")
 
 
 async def apply_routes(
     loaded: LoadedFleet,
     node: Node,
-    desired: DesiredLike,
+    desired: DesiredHost,
     actions: Iterable[Action],
     renewed: set[str] | None = None,
 ) -> StepOutcome:
@@ -252,7 +226,7 @@ async def apply_routes(
     return _finish(done, failed, timings, "routes")
 
 
-def record_routes(desired: DesiredLike) -> list[ManifestRoute]:
+def record_routes(desired: DesiredHost) -> list[ManifestRoute]:
     return [
         ManifestRoute(hostname=r.hostname, listener=r.listener, mode=r.mode, service=r.service, backend=r.backend)
         for _k, r in sorted(desired.routes.items())
