@@ -14,7 +14,7 @@ from typing import Any
 
 from mcfleet.errors import LabError
 from mcfleet.lab.nodes import LabNode
-from mcfleet.lab.proc import run_status, spawn, start_time, which
+from mcfleet.lab.proc import alive, run_status, spawn, start_time, which
 from mcfleet.lab.state import LabState, Resource
 
 PROXY_DIR = "/srv/mc-proxy"
@@ -100,7 +100,16 @@ async def _wait_socket(node: LabNode, path: str, what: str, log: Path) -> None:
     raise LabError(f"{what} in {node.name} did not open {path}", hint=f"see {log}")
 
 
+def _running(state: LabState, name: str) -> int | None:
+    found = next((r for r in state.resources if r.kind == "process" and r.name == name), None)
+    return found.pid if found and found.pid and alive(found.pid, found.started) else None
+
+
 async def start_node_proxies(state: LabState, base: Path, node: LabNode) -> NodeProxies:
+    """Start them, or return the ones already running in that node (one pair per node)."""
+    caddy, haproxy = _running(state, f"caddy@{node.name}"), _running(state, f"haproxy@{node.name}")
+    if caddy and haproxy:
+        return NodeProxies(node.name, node.address, caddy, haproxy)
     which("caddy")
     which("haproxy")
     d = base / "nodeproxy" / node.name
