@@ -61,7 +61,15 @@ in
           }
         ];
       }
-      { services.resolved.enable = cfg.resolver == "systemd-resolved"; }
+      {
+        services.resolved.enable = lib.mkDefault (cfg.resolver == "systemd-resolved");
+        assertions = [
+          {
+            assertion = config.services.resolved.enable == (cfg.resolver == "systemd-resolved");
+            message = "mcfleet: host.json says dns.resolver = ${cfg.resolver}, but services.resolved.enable is ${lib.boolToString config.services.resolved.enable}: set the one that matches the node.";
+          }
+        ];
+      }
       (lib.mkIf (cfg.resolver == "resolv.conf") { networking.resolvconf.extraOptions = resolvers.glibcOptions; })
       (lib.mkIf (cfg.resolver == "systemd-resolved" && cfg.fallbackDns != [ ]) {
         services.resolved.fallbackDns = cfg.fallbackDns;

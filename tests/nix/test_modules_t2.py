@@ -64,7 +64,9 @@ def test_nixos_hosts_get_pinned_user_resolvers_and_agent_unit(nixpkgs_lib: Path,
     assert cfg["failedAssertions"] == []
     assert cfg["hostName"] == host
     mcp = cfg["users"]["mcp"]
-    assert (mcp["uid"], cfg["groups"]["mcp"]["gid"], mcp["group"]) == (850, 850, "mcp")
+    # orion's group kept 988 in the incident (only `usermod -u 850` ran): its host file says so
+    gid = 988 if host == "orion" else 850
+    assert (mcp["uid"], cfg["groups"]["mcp"]["gid"], mcp["group"]) == (850, gid, "mcp")
     assert mcp["isSystemUser"] is True and mcp["home"] == "/srv/mcp"
     assert mcp["subUidRanges"] == [{"startUid": 100000, "count": 65536}]
     assert mcp["subGidRanges"] == [{"startGid": 100000, "count": 65536}]
@@ -128,3 +130,21 @@ def test_a_wrong_option_type_is_an_error(nixpkgs_lib: Path) -> None:
     expr_extra = '({ lib, ... }: { users.users.mcp.uid = lib.mkForce "850"; })'
     with pytest.raises(AssertionError, match="is not of type"):
         _eval(nixpkgs_lib, "rift", extra=expr_extra)
+
+
+def test_resolvers_fail_over_for_each_mechanism(nixpkgs_lib: Path) -> None:
+    # rift runs systemd-resolved: every server in DNS= (it moves to the next one that answers)
+    rift = _eval(nixpkgs_lib, "rift")
+    assert rift["failedAssertions"] == []
+    assert rift["resolved"] is True
+    assert rift["nameservers"] == ["192.168.88.181", "100.95.252.120", "1.1.1.1", "8.8.8.8"]
+    # orion: glibc reads resolv.conf: at most 3 servers, the fallback among them, short timeouts
+    orion = _eval(nixpkgs_lib, "orion")
+    assert orion["resolved"] is False
+    assert orion["nameservers"] == ["192.168.88.181", "1.1.1.1", "8.8.8.8"]
+    assert orion["resolvconfOptions"] == ["timeout:1", "attempts:2"]
+
+
+def test_resolved_enabled_against_host_json_fails_the_assertion(nixpkgs_lib: Path) -> None:
+    cfg = _eval(nixpkgs_lib, "orion", extra="({ lib, ... }: { services.resolved.enable = lib.mkForce true; })")
+    assert len(cfg["failedAssertions"]) == 1 and "dns.resolver = resolv.conf" in cfg["failedAssertions"][0]

@@ -24,6 +24,8 @@ in
   users = cfg.users.users;
   groups = cfg.users.groups;
   inherit (cfg.networking) hostName nameservers;
+  resolved = cfg.services.resolved.enable;
+  resolvconfOptions = cfg.networking.resolvconf.extraOptions;
   firewall = {
     inherit (cfg.networking.firewall) allowedTCPPorts allowedUDPPorts;
   };
