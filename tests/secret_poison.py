@@ -1,0 +1,95 @@
+"""Secret poison: find every secret file a fleet references, know its content as a needle, and
+look for it in everything mcfleet shows or leaves behind.
+
+    needles = secret_needles(fleet_root)          # field path -> the text that must never appear
+    leaks = find_leaks(needles, {"plan --json": out, "journal": journal_text(root), "ps": local_ps()})
+    assert leaks == [], leaks
+
+A secret file that does not exist yet (a provider the lab does not run) gets a poison value
+written into it, so a code path that reads it still carries a recognisable needle.
+
+Extending (new providers, new secret fields): a provider model field that names a file is
+classified below, in SECRET_FILE_FIELDS or NOT_SECRET_FILE_FIELDS; tests/unit/test_secret_poison_fields.py
+fails for a `*_file` field in neither, so a new secret cannot be forgotten.  Providers that
+put secrets elsewhere (e.g. a key written onto a node) add its text to the needles with
+`needles["<what>"] = text` and the node's files to the sources with `node_texts(...)`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+# Fields of the provider models (fleet/models_providers.py) that hold the path of a secret.
+SECRET_FILE_FIELDS = {"key_file", "token_file", "account_key_file"}
+# Fields that hold the path of a file that is not secret (CA bundles are public; a map is routing).
+NOT_SECRET_FILE_FIELDS = {"ca_file", "map_file"}
+MIN_NEEDLE = 16  # shorter text could appear by chance
+
+
+def _secret_paths(node: Any, where: str) -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in SECRET_FILE_FIELDS and isinstance(value, str):
+                yield f"{where}/{key}", value
+            else:
+                yield from _secret_paths(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _secret_paths(value, f"{where}/{i}")
+
+
+def _needle(text: str) -> str:
+    """The most telling part of a secret: a PEM's longest base64 line, else the whole stripped text."""
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("-----")]
+    return max(lines, key=len) if len(lines) > 1 else text.strip()
+
+
+def secret_needles(fleet_root: Path) -> dict[str, str]:
+    """`fleet.json#/providers/.../<field>` -> the secret's needle (a poison written where the file is missing)."""
+    data = json.loads((fleet_root / "fleet.json").read_text())
+    needles: dict[str, str] = {}
+    for where, name in _secret_paths(data.get("providers", {}), "fleet.json#/providers"):
+        path = Path(name).expanduser()
+        if not path.is_absolute():
+            path = fleet_root / path
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"mcfleet-poison-{secrets.token_hex(16)}\n")
+            path.chmod(0o600)
+        needle = _needle(path.read_text())
+        assert len(needle) >= MIN_NEEDLE, f"{where}: the secret in {path} is too short to search for"
+        needles[where] = needle
+    return needles
+
+
+def find_leaks(needles: Mapping[str, str], sources: Mapping[str, str]) -> list[str]:
+    """`<secret> in <source>` for each needle found in a source."""
+    return [f"{what} in {src}" for what, needle in needles.items() for src, text in sources.items() if needle in text]
+
+
+def secret_paths(fleet_root: Path) -> set[Path]:
+    """The secret files themselves (left out when a folder holding them is searched)."""
+    data = json.loads((fleet_root / "fleet.json").read_text())
+    return {Path(name).expanduser().resolve() for _, name in _secret_paths(data.get("providers", {}), "")}
+
+
+def tree_texts(root: Path, *, skip: Iterable[Path] = ()) -> dict[str, str]:
+    """Every regular file under root but `skip`, by path (journal, saved plans, logs, state)."""
+    skipped = {p.resolve() for p in skip}
+    found: dict[str, str] = {}
+    for path in sorted(root.rglob("*")) if root.exists() else []:
+        if path.is_symlink() or not path.is_file() or path.resolve() in skipped:
+            continue
+        if path.stat().st_size < 16 * 1024 * 1024:
+            found[str(path)] = path.read_text(errors="replace")
+    return found
+
+
+def local_ps() -> str:
+    """Every process's command line on this machine (a secret passed as an argument shows here)."""
+    return subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
