@@ -2,6 +2,11 @@
 real node: they listen on the node's address, read certificates from the node's own
 /srv/mc-proxy/certs, and their admin sockets live under /srv/mc-proxy on the node, so mcfleet
 reaches them through the node's SSH connection like any node-side proxy.
+
+They run in the node's network namespace with this machine's programs (a full node's rootfs has
+no caddy or haproxy) and a private mount namespace in which /srv/mc-proxy is a link to the
+node's own folder, /proc/<node pid>/root/srv/mc-proxy (a bind mount across mount namespaces is
+refused), so fast and full nodes work alike.
 """
 
 from __future__ import annotations
@@ -84,6 +89,13 @@ def caddy_config(address: str, storage: Path) -> dict[str, Any]:
     }
 
 
+def _in_node_net(node: LabNode, argv: list[str]) -> list[str]:
+    """argv run in the node's network namespace, with the node's /srv/mc-proxy at /srv/mc-proxy."""
+    script = f'mount -t tmpfs mcfleet-proxy /srv && ln -s /proc/{node.ns_pid}/root{PROXY_DIR} {PROXY_DIR} && exec "$@"'
+    return ["nsenter", "-t", str(node.ns_pid), "-n", "-u", "--", "unshare", "-m", "--propagation", "private",
+            "sh", "-c", script, "node-proxy", *argv]  # fmt: skip
+
+
 async def _in_node(node: LabNode, argv: list[str]) -> str:
     code, out, err = await run_status([*node.nsenter(), *argv])
     if code != 0:
@@ -119,7 +131,7 @@ async def start_node_proxies(state: LabState, base: Path, node: LabNode) -> Node
     conf.write_text(json.dumps(caddy_config(node.address, d / "storage"), indent=2))
     env = {"XDG_DATA_HOME": str(d / "data"), "XDG_CONFIG_HOME": str(d / "config"), "HOME": str(d)}
     caddy_log = d / "caddy.log"
-    caddy_pid = spawn([*node.nsenter(), which("caddy"), "run", "--config", str(conf)], log=caddy_log, env=env)
+    caddy_pid = spawn(_in_node_net(node, [which("caddy"), "run", "--config", str(conf)]), log=caddy_log, env=env)
     state.add(Resource("process", f"caddy@{node.name}", caddy_pid, start_time(caddy_pid), str(caddy_log)))
     slots = "".join(
         f"\nbackend be_slot{i}\n    server-template s 1 127.0.0.1:1 disabled\n" for i in range(1, SLOTS + 1)
@@ -128,7 +140,7 @@ async def start_node_proxies(state: LabState, base: Path, node: LabNode) -> Node
     text = HAPROXY_CFG.format(sock=HAPROXY_ADMIN, address=node.address, port=L4_PORT, map=SNI_MAP, slots=slots)
     cfg.write_text(text)
     ha_log = d / "haproxy.log"
-    ha_pid = spawn([*node.nsenter(), which("haproxy"), "-W", "-db", "-f", str(cfg)], log=ha_log)
+    ha_pid = spawn(_in_node_net(node, [which("haproxy"), "-W", "-db", "-f", str(cfg)]), log=ha_log)
     state.add(Resource("process", f"haproxy@{node.name}", ha_pid, start_time(ha_pid), str(ha_log)))
     await _wait_socket(node, CADDY_ADMIN, "caddy", caddy_log)
     await _wait_socket(node, HAPROXY_ADMIN, "haproxy", ha_log)
