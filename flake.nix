@@ -74,6 +74,14 @@
             self.nixosModules.default
             (mcfleetLib.hostModule root name)
             (hostConfig name)
+            # The agent is part of the system closure: /srv/mcp/mcp-agent links into it.
+            {
+              mcfleet.agent.package =
+                (import ./nix/packages {
+                  pkgs = nixpkgs.legacyPackages.${system};
+                  src = root;
+                }).mcfleet-agent;
+            }
           ];
         };
     in
@@ -102,6 +110,7 @@
         dns = ./nix/modules/dns.nix;
         firewall = ./nix/modules/firewall.nix;
         edge = ./nix/modules/edge.nix;
+        nix-trust = ./nix/modules/nix-trust.nix;
       };
 
       nixosConfigurations = builtins.listToAttrs (
@@ -115,7 +124,6 @@
         inherit (packagesFor system)
           mcfleet
           mcfleet-agent
-          agent-bundle
           default
           ;
       });

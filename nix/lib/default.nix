@@ -90,6 +90,7 @@ rec {
           inherit (h.firewall) tcp udp;
         };
         edge.enable = h.edge;
+        nixTrust = h.nixTrust;
       };
     };
 }

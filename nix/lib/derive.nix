@@ -145,6 +145,18 @@ rec {
 
   isEdge = entry: builtins.elem "edge" entry.data.roles;
 
+  # host.json `nix`: what the NixOS module declares so the node accepts `nix copy`.
+  nixTrust =
+    entry:
+    let
+      n = entry.data.nix or { };
+      trust = n.trust or null;
+    in
+    {
+      trustedUsers = if trust == "trusted-user" then [ (entry.data.ssh.user or "root") ] else [ ];
+      publicKeys = if trust == "signed" then n.public_keys or [ ] else [ ];
+    };
+
   # Everything above for one host, as plain data (what `nix eval .#lib.hosts.<h>` shows).
   host = fleet: entry: {
     inherit (entry.data) name os arch roles;
@@ -158,5 +170,6 @@ rec {
     tmpfiles = tmpfiles entry;
     firewall = firewall fleet entry;
     edge = isEdge entry;
+    nixTrust = nixTrust entry;
   };
 }

@@ -222,6 +222,60 @@ let
       ) (sortedNames h.data.users)
     ) (hostList fleet);
 
+  # NixOS autoSubUidGidRange gives the first normal user 100000:65536 (rules_users.py).
+  subidOverlap =
+    fleet:
+    concatMap (
+      h:
+      let
+        login = h.data.ssh.user or "root";
+        auto =
+          optional (h.data.os == "nixos" && login != "root" && !(h.data.users ? ${login}))
+            {
+              user = login;
+              start = 100000;
+              count = 65536;
+              auto = true;
+            };
+        forKind =
+          kind:
+          let
+            declared = concatMap (
+              user:
+              let
+                r = h.data.users.${user}.${kind} or null;
+              in
+              optional (r != null) {
+                inherit user;
+                inherit (r) start count;
+                auto = false;
+              }
+            ) (sortedNames h.data.users);
+            ranges = auto ++ declared;
+            n = builtins.length ranges;
+            overlaps = a: b: a.start <= b.start + b.count - 1 && b.start <= a.start + a.count - 1;
+            at = builtins.elemAt ranges;
+          in
+          concatMap (
+            i:
+            let
+              r = at i;
+              before = builtins.filter (o: overlaps r o) (builtins.genList at i);
+              o = builtins.head before;
+              endOf = x: toString (x.start + x.count - 1);
+              how = if o.auto then ", which NixOS gives the first normal user automatically" else "";
+            in
+            optional (!r.auto && before != [ ]) (
+              finding "subid-overlap" h.file "/users/${r.user}/${kind}"
+                "${kind} range ${toString r.start}-${endOf r} of ${r.user} on ${h.name} overlaps ${o.user}'s ${toString o.start}-${endOf o}${how}"
+                "give ${r.user} a ${kind} range no other account on ${h.name} uses, e.g. start 2000000000 count ${toString r.count}; never move a range rootless podman already uses without migrating its storage"
+                h.name
+            )
+          ) (builtins.genList (i: i) n);
+      in
+      forKind "subuid" ++ forKind "subgid"
+    ) (hostList fleet);
+
   # -------------------------------------------------------------- rules_hosts.py
 
   addressDuplicate =
@@ -726,6 +780,7 @@ rec {
     "id-duplicate" = idDuplicate;
     "id-dynamic-range" = idDynamicRange;
     "id-system-collision" = idSystemCollision;
+    "subid-overlap" = subidOverlap;
     "dns-no-fallback" = only "dns-no-fallback" dnsRules.dns;
     "dns-fallback-unused" = only "dns-fallback-unused" dnsRules.dns;
     "dns-fallback-internal" = only "dns-fallback-internal" dnsRules.dns;

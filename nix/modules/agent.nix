@@ -1,6 +1,9 @@
-# mcp-agent.service.  Seed Phase E item #10: NixOS owns the user, the unit and
-# the directories, NOT the binary: ExecStart is /srv/mcp/mcp-agent, which
-# `mcfleet` pushes and upgrades on every node alike (NixOS and Debian).
+# mcp-agent.service.  Seed Phase E item #10: the unit's ExecStart is
+# /srv/mcp/mcp-agent on every node, never a store path.  On NixOS that path is a
+# symlink (tmpfiles `L+`) to the agent package of THIS system: the package is in
+# environment.systemPackages, so the system profile keeps it alive (no garbage
+# collection can delete it under the running unit), and a new agent arrives with
+# a new system generation (switch restarts the unit; rollback brings the old one).
 { config, lib, ... }:
 let
   inherit (lib) mkOption types;
@@ -42,6 +45,11 @@ in
       type = types.listOf types.str;
       default = [ "/srv/mcp" ];
     };
+    package = mkOption {
+      type = types.nullOr types.package;
+      default = null;
+      description = "The mcfleet-agent package (bin/mcp-agent); the flake sets it to packages.<system>.mcfleet-agent.";
+    };
   };
 
   config = lib.mkIf (config.mcfleet.enable && cfg.enable) {
@@ -61,7 +69,11 @@ in
         ProtectSystem = "strict";
         ReadWritePaths = cfg.readWritePaths;
       };
+      restartTriggers = lib.optional (cfg.package != null) cfg.package;
     };
+
+    environment.systemPackages = lib.optional (cfg.package != null) cfg.package;
+    systemd.tmpfiles.rules = lib.optional (cfg.package != null) "L+ ${cfg.execStart} - - - - ${cfg.package}/bin/mcp-agent";
 
     assertions = [
       {

@@ -10,5 +10,6 @@
     ./dns.nix
     ./firewall.nix
     ./edge.nix
+    ./nix-trust.nix
   ];
 }

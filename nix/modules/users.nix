@@ -54,6 +54,11 @@ let
           default = null;
           description = "Documented reason this node keeps ids that differ from the pin.";
         };
+        linger = mkOption {
+          type = types.bool;
+          default = true;
+          description = "Keep the account's systemd user manager running without a login: rootless podman needs it (and /run/user/<uid>/podman/podman.sock). NixOS turns lingering off at every activation for users not declared with linger = true.";
+        };
       };
     }
   );
@@ -73,6 +78,7 @@ in
       group = x.group;
       isSystemUser = true;
       home = x.home;
+      linger = x.linger;
       # /srv/mcp is also a tmpfiles directory (srv-dirs.nix, mode 0750); letting
       # createHome apply its own mode (700) too would make the two fight.
       createHome = !(lib.any (d: d.path == x.home) cfg.srvDirs);

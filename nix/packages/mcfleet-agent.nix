@@ -1,6 +1,7 @@
-# The node agent alone: bin/mcfleet-agent from the mcfleet package.  On NixOS
-# nodes `mcfleet` pushes this closure and links it to /srv/mcp/mcp-agent (seed
-# item #10); the systemd unit from nix/modules/agent.nix never names a store path.
+# The node agent alone: bin/mcfleet-agent (and bin/mcp-agent) from the mcfleet
+# package.  On NixOS it is part of the system closure (nix/modules/agent.nix puts it
+# in environment.systemPackages and links /srv/mcp/mcp-agent to it); the unit's
+# ExecStart is /srv/mcp/mcp-agent, never a store path.
 { runCommand, mcfleet }:
 runCommand "mcfleet-agent-${mcfleet.version}"
   {

@@ -33,6 +33,9 @@ python3Packages.buildPythonApplication {
     protobuf
     podman
     requests
+    # the wheel requires it (mcfleet.bundle builds the Debian agent PEX); without it
+    # pythonRuntimeDepsCheckHook fails the build
+    pex
   ];
   # pyproject's lower bounds are for pip; nixpkgs' release carries its own versions.
   pythonRelaxDeps = true;

@@ -38,7 +38,7 @@ def test_eval_copy_and_ssh_argv() -> None:
     assert nixargv.eval_argv(".", "x", raw=True, apply="f: f")[3:] == ["--raw", "--apply", "f: f"]
     paths = ["/nix/store/a-x"]
     assert nixargv.copy_argv("ssh://root@rift", paths) == ["nix", "copy", "--to", "ssh://root@rift", *paths]
-    assert nixargv.ssh_store_uri("root", "fd00::1") == "ssh://root@[fd00::1]"
+    assert nixargv.ssh_store_uri("root", "fd00::1") == "ssh-ng://root@[fd00::1]"
     opts = nixargv.ssh_opts(2222, "/k", "/kh")
     assert "StrictHostKeyChecking=yes" in opts and "-p 2222" in opts and "UserKnownHostsFile=/kh" in opts
 

@@ -58,16 +58,14 @@ def test_pure_outputs_evaluate_offline(flake_repo: Path) -> None:
     assert _eval(flake_repo, "nixosConfigurations", "builtins.attrNames") == NIXOS_HOSTS
     assert set(_eval(flake_repo, "packages", "builtins.attrNames")) == set(SYSTEM_LIST)
     for system in SYSTEM_LIST:
-        assert {"mcfleet", "mcfleet-agent", "agent-bundle"} <= set(
-            _eval(flake_repo, f"packages.{system}", "builtins.attrNames")
-        )
+        assert {"mcfleet", "mcfleet-agent"} <= set(_eval(flake_repo, f"packages.{system}", "builtins.attrNames"))
         assert _eval(flake_repo, f"apps.{system}.deploy.type") == "app"
         checks = set(_eval(flake_repo, f"checks.{system}", "builtins.attrNames"))
         assert {"fleet", "validate"} <= checks
     x86 = set(_eval(flake_repo, "checks.x86_64-linux", "builtins.attrNames"))
     assert {f"toplevel-{h}" for h in NIXOS_HOSTS} <= x86
     modules = set(_eval(flake_repo, "nixosModules", "builtins.attrNames"))
-    assert {"default", "users", "podman", "srv-dirs", "agent", "dns", "firewall", "edge"} <= modules
+    assert {"default", "users", "podman", "srv-dirs", "agent", "dns", "firewall", "edge", "nix-trust"} <= modules
     rift = _eval(flake_repo, "lib.hosts.rift")
     assert rift["users"]["mcp"]["uid"] == 850
     assert rift["agentUnit"]["execStart"] == "/srv/mcp/mcp-agent"

@@ -64,12 +64,12 @@ def test_nixos_hosts_get_pinned_user_resolvers_and_agent_unit(nixpkgs_lib: Path,
     assert cfg["failedAssertions"] == []
     assert cfg["hostName"] == host
     mcp = cfg["users"]["mcp"]
-    # orion's group kept 988 in the incident (only `usermod -u 850` ran): its host file says so
-    gid = 988 if host == "orion" else 850
-    assert (mcp["uid"], cfg["groups"]["mcp"]["gid"], mcp["group"]) == (850, gid, "mcp")
+    declared = load_fleet(REPO).hosts[host].host.users["mcp"]
+    assert (mcp["uid"], cfg["groups"]["mcp"]["gid"], mcp["group"]) == (declared.uid, declared.gid, "mcp")
+    assert mcp["linger"] is True  # rootless podman needs mcp's user manager without a login
     assert mcp["isSystemUser"] is True and mcp["home"] == "/srv/mcp"
-    assert mcp["subUidRanges"] == [{"startUid": 100000, "count": 65536}]
-    assert mcp["subGidRanges"] == [{"startGid": 100000, "count": 65536}]
+    assert mcp["subUidRanges"] == [{"startUid": 2000000000, "count": 65536}]
+    assert mcp["subGidRanges"] == [{"startGid": 2000000000, "count": 65536}]
     assert cfg["podman"] is True
     # MCNS first, then the public fallbacks (incident lesson 2).
     assert cfg["nameservers"][-2:] == ["1.1.1.1", "8.8.8.8"]
@@ -148,3 +148,43 @@ def test_resolvers_fail_over_for_each_mechanism(nixpkgs_lib: Path) -> None:
 def test_resolved_enabled_against_host_json_fails_the_assertion(nixpkgs_lib: Path) -> None:
     cfg = _eval(nixpkgs_lib, "orion", extra="({ lib, ... }: { services.resolved.enable = lib.mkForce true; })")
     assert len(cfg["failedAssertions"]) == 1 and "dns.resolver = resolv.conf" in cfg["failedAssertions"][0]
+
+
+def test_nix_trust_from_the_host_file_adds_to_the_nixos_defaults(nixpkgs_lib: Path, tmp_path: Path) -> None:
+    root = tmp_path / "fleet"
+    shutil.copytree(REPO / "hosts", root / "hosts")
+    shutil.copy2(REPO / "fleet.json", root / "fleet.json")
+    key = "mcfleet-1:5MVRgFZ8Cz8bRNKOl1Dpxn0PqL7TJb5SNDNjRSpr8sU="
+    for host, nix in (("rift", {"trust": "signed", "public_keys": [key]}), ("orion", {"trust": "trusted-user"})):
+        path = root / "hosts" / host / "host.json"
+        data = json.loads(path.read_text())
+        data["nix"] = nix
+        path.write_text(json.dumps(data))
+    rift = _eval(nixpkgs_lib, "rift", root=root)["nixSettings"]
+    assert rift["extra-trusted-public-keys"] == [key]
+    assert "extra-trusted-users" not in rift
+    assert rift["trusted-users"] == ["root"]  # NixOS' defaults are kept, not replaced
+    assert len(rift["trusted-public-keys"]) == 1
+    orion = _eval(nixpkgs_lib, "orion", root=root)["nixSettings"]
+    assert orion["extra-trusted-users"] == ["kyle"]
+    assert "extra-trusted-public-keys" not in orion
+    # Without `nix` in host.json (the real fleet: pushes go through sudo/doas as root) nothing is added.
+    plain = _eval(nixpkgs_lib, "rift")["nixSettings"]
+    assert "extra-trusted-users" not in plain and "extra-trusted-public-keys" not in plain
+
+
+def test_the_agent_package_is_in_the_system_and_linked_from_srv_mcp(nixpkgs_lib: Path) -> None:
+    fake = (
+        '({ lib, ... }: { mcfleet.agent.package = { type = "derivation"; name = "mcfleet-agent-0.1.0"; '
+        'outPath = "/nix/store/00000000000000000000000000000000-mcfleet-agent-0.1.0"; }; })'
+    )
+    cfg = _eval(nixpkgs_lib, "rift", extra=fake)
+    assert cfg["failedAssertions"] == []
+    assert cfg["systemPackages"] == ["mcfleet-agent-0.1.0"]  # in the closure: a GC root while it is the system
+    link = "L+ /srv/mcp/mcp-agent - - - - /nix/store/00000000000000000000000000000000-mcfleet-agent-0.1.0/bin/mcp-agent"
+    assert link in cfg["tmpfiles"]
+    unit = cfg["services"]["mcp-agent"]
+    assert unit["serviceConfig"]["ExecStart"] == "/srv/mcp/mcp-agent"  # never a store path
+    assert len(unit["restartTriggers"]) == 1  # a new agent package restarts the unit on switch
+    # Without a package (nix/lib alone, no nixpkgs) nothing is linked.
+    assert not [r for r in _eval(nixpkgs_lib, "rift")["tmpfiles"] if r.startswith("L+")]

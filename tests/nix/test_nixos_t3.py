@@ -73,7 +73,7 @@ def test_nixos_configuration_has_the_mcfleet_values(flake_repo: Path, nixpkgs: P
 
 @pytest.mark.parametrize("system", ["x86_64-linux", "aarch64-linux"])
 def test_packages_and_deploy_app_evaluate(flake_repo: Path, nixpkgs: Path, system: str) -> None:
-    for name in ("mcfleet", "mcfleet-agent", "agent-bundle"):
+    for name in ("mcfleet", "mcfleet-agent"):
         drv = _eval(flake_repo, nixpkgs, f"packages.{system}.{name}.drvPath")
         assert isinstance(drv, str) and drv.endswith(".drv")
     program = _eval(flake_repo, nixpkgs, f"apps.{system}.deploy.program")

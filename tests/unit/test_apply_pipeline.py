@@ -198,8 +198,8 @@ def test_nixos_build_is_blocked_and_nothing_is_activated_before_builds_end(tmp_p
 
 
 @pytest.mark.nix
-def test_nixos_agent_closure_is_really_built_with_nix_or_reported_blocked(repo_root: Path) -> None:
-    """The real `nix build` of the flake's agent closure: here nixpkgs cannot be fetched, so: blocked, with why."""
+def test_nixos_system_is_really_built_with_nix_or_reported_blocked(repo_root: Path) -> None:
+    """The real `nix build` of rift's toplevel: here nixpkgs cannot be fetched, so: blocked, with why."""
     if shutil.which("nix") is None:
         pytest.skip("nix is not installed (apt-get install nix-bin)")
     loaded = load_fleet(repo_root)
@@ -208,7 +208,8 @@ def test_nixos_agent_closure_is_really_built_with_nix_or_reported_blocked(repo_r
         asyncio.run(Builder(flake=repo_root).build(rift))
     text = err.value.format()
     assert "rift: build" in text
-    assert "`nix build` of the agent closure cannot run here" in text  # nixpkgs cannot be fetched here
+    assert "`nix build` of rift's system cannot run here: nixpkgs cannot be fetched here" in text
+    assert "where nix can fetch nixpkgs" in text
 
 
 def test_planned_user_changes_on_nixos_are_blocked_not_done(tmp_path: Path) -> None:

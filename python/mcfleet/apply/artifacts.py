@@ -3,9 +3,11 @@
 - Debian hosts get the agent PEX bundle: one file that carries the native wheels of
   both x86_64 and aarch64, so one build serves every Debian host.  Its sha256 is its
   identity (content-addressed: nothing is re-sent when the node has that hash).
-- NixOS hosts get the agent closure from `nix build`, which needs nixpkgs.  Where
-  Nix cannot build (this workplace: no nixpkgs), the build is reported as
-  **blocked** with the reason; it is never faked.
+- NixOS hosts get their system toplevel from `nix build` of the fleet's flake
+  (`nixosConfigurations.<host>.config.system.build.toplevel`; the agent is part of that
+  closure).  Its store path is its identity.  Where Nix cannot build (a real NixOS
+  configuration needs nixpkgs), the build is reported as **blocked** with nix's
+  reason; it is never faked.
 
 `--bundle FILE` replaces the Debian build with a given file (a release artefact, or
 a deliberately broken one in the rollback test).
@@ -21,7 +23,7 @@ from pathlib import Path
 from mcfleet.apply.push import sha256_file
 from mcfleet.errors import McfleetError, ToolMissing
 from mcfleet.fleet.models import OS, Host
-from mcfleet.nix.closures import build_agent
+from mcfleet.nix.closures import build_toplevel, needs_nixpkgs
 from mcfleet.nix.runner import NixError
 
 NIX_BUILD_TIMEOUT = 600.0
@@ -34,6 +36,7 @@ class Artifact:
     sha256: str
     version: str = ""
     cached: bool = True  # False: built by this run
+    store_path: str | None = None  # NixOS: the system toplevel to copy and switch to
 
 
 class BuildBlocked(McfleetError):
@@ -91,27 +94,26 @@ class Builder:
         return Artifact(key, path, sha)
 
     async def _build_nix(self, host: Host) -> Artifact:
-        """`nix build` of the agent closure (mcfleet.nix); blocked, with nix's reason, where it cannot run."""
+        """`nix build` of the host's system toplevel (mcfleet.nix); blocked, with nix's reason, where it cannot run."""
         where = f"{host.name}: build"
         if self._flake is None or not (self._flake / "flake.nix").is_file():
             raise BuildBlocked(
-                "the NixOS agent closure comes from the flake, and this fleet folder has no flake.nix",
+                "a NixOS host's system comes from the fleet's flake, and this fleet folder has no flake.nix",
                 location=where,
                 hint="run mcfleet from the flake's root (where flake.nix is)",
             )
         try:
             async with asyncio.timeout(NIX_BUILD_TIMEOUT):
-                path = await build_agent(str(self._flake), str(host.arch))
+                path = await build_toplevel(str(self._flake), host.name)
         except (NixError, ToolMissing, TimeoutError) as exc:
             reason = exc.message if isinstance(exc, McfleetError) else f"no result within {NIX_BUILD_TIMEOUT:g} s"
+            first = reason.splitlines()[0][:300]
+            if isinstance(exc, NixError) and needs_nixpkgs(exc):
+                first = f"nixpkgs cannot be fetched here ({first})"
             raise BuildBlocked(
-                f"`nix build` of the agent closure cannot run here: {reason.splitlines()[0][:300]}",
+                f"`nix build` of {host.name}'s system cannot run here: {first}",
                 location=where,
-                hint="apply NixOS hosts from a machine where nix can fetch nixpkgs; Debian hosts are unaffected",
+                hint="run the apply where nix can fetch nixpkgs (or has it in its store); Debian hosts are unaffected",
             ) from exc
-        # Built (a machine with nixpkgs): pushing a closure and switching a NixOS node is later work.
-        raise BuildBlocked(
-            f"agent closure built ({path}), but pushing closures to NixOS nodes is not implemented yet",
-            location=where,
-            hint="deploy NixOS hosts with nixos-rebuild for now",
-        )
+        digest = path.rsplit("/", 1)[-1].partition("-")[0]
+        return Artifact(f"nix:{host.name}", Path(path), digest, store_path=path)

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mcfleet.apply import nixos
 from mcfleet.apply.activate import ActivateOptions, activate, probe_ready
 from mcfleet.apply.artifacts import Artifact, BuildBlocked, Builder
 from mcfleet.apply.events import ApplyEvents, Phase, Status
@@ -95,6 +96,7 @@ class Limits:
 class ApplyOptions:
     fail_fast: bool = False
     activate: ActivateOptions = field(default_factory=ActivateOptions)
+    nixos_goal: str = "switch"  # switch-to-configuration goal on NixOS hosts: switch, boot, test, dry-activate
     limits: Limits = field(default_factory=Limits)
 
 
@@ -122,10 +124,12 @@ class Pipeline:
         log: ApplyEvents,
         provisioner: Provisioner | None = None,
         kinds: Sequence[ResourceKind] | None = None,
+        fresh_connect: Connect | None = None,
     ) -> None:
         self.work = work
         self.loaded = loaded
         self.connect = connect
+        self.fresh_connect = fresh_connect or connect  # NixOS confirms over a NEW connection
         self.builder = builder
         self.options = options
         self.log = log
@@ -201,7 +205,9 @@ class Pipeline:
             )
             if w.provision:
                 await self._provision(w, node)
-            if w.agent and art is not None:
+            if w.agent and art is not None and art.store_path is not None:
+                await self._nixos(w, node, art.store_path)
+            elif w.agent and art is not None:
                 await self._agent(w, node, state, art, ctx)
             await self._steps(w, ctx)
             await self._record(w, ctx, state.manifest)
@@ -209,6 +215,35 @@ class Pipeline:
             self._skip_rest(w)
         finally:
             await self.stages.withdraw(w.name)  # nobody waits at a boot stage for a host that is done
+
+    async def _nixos(self, w: HostWork, node: Node, toplevel: str) -> None:
+        """NixOS: copy the system closure (push), then profile + switch + health + confirm (activate)."""
+        entry = w.entry
+        async with self.sem[Phase.push]:
+            self._check_stop()
+            self.log.emit(w.name, Phase.push, Status.start)
+            address = str(getattr(node, "address", "") or entry.host.addresses[0])
+            copied = await self._phase(w, Phase.push, nixos.copy_system(node, entry, toplevel, address=address))
+        self.log.emit(w.name, Phase.push, Status.changed if copied.changed else Status.unchanged, copied.message)
+        opts = nixos.NixosOptions(
+            goal=self.options.nixos_goal,
+            health_timeout=self.options.activate.health_timeout,
+            confirm_timeout=self.options.activate.deadline,
+        )
+
+        async def fresh() -> Node:
+            return await self.fresh_connect(entry)
+
+        async with self.sem[Phase.activate]:
+            self._check_stop()
+            self.log.emit(w.name, Phase.activate, Status.start)
+            result = await self._phase(
+                w, Phase.activate, nixos.switch_system(node, entry, toplevel, opts=opts, fresh_connect=fresh)
+            )
+        self.log.emit(w.name, Phase.activate, Status(result.status), result.message)
+        if result.status not in ("changed", "unchanged"):
+            self._failed()
+            raise HostFailed
 
     async def _agent(self, w: HostWork, node: Node, state: Any, art: Artifact, ctx: ApplyContext) -> None:
         async with self.sem[Phase.push]:

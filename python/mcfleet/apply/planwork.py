@@ -9,7 +9,7 @@
   so a typo cannot silently pass.
 - A host's actions go to the apply as they are (`HostWork.actions`): the host
   kind's become provisioning (user, subids, folder, resolvers) on a Debian host
-  (on NixOS it is reported blocked: the node's configuration owns them), the agent
+  (on NixOS the system switch: the node's configuration owns them), the agent
   kind's build, push and activate, every other kind's its own `apply`.
 - Every host with any action gets its manifest rewritten at the end.
 """
@@ -82,13 +82,15 @@ def work_from_plan(plan: Plan, loaded: LoadedFleet, desired: Mapping[str, Desire
         if not actions or name not in loaded.hosts:
             continue
         phases = {a.phase for a in actions}
+        # NixOS: users, subids and the agent come from the system closure; switching it does both.
+        nixos = loaded.hosts[name].host.os.value == "nixos"
         out.append(
             HostWork(
                 loaded.hosts[name],
                 desired[name],
                 actions,
-                agent=Phase.agent in phases,
-                provision=Phase.host in phases,
+                agent=Phase.agent in phases or (nixos and Phase.host in phases),
+                provision=Phase.host in phases and not nixos,
             )
         )
     return out

@@ -38,6 +38,7 @@ from mcfleet.errors import McfleetError, Refused
 from mcfleet.fleet.desired import DesiredHost, desired_state
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.kinds import KINDS, ResourceKind
+from mcfleet.kinds.system import add_closure_diffs
 from mcfleet.observe.collect import gather
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.plan.model import Plan
@@ -63,6 +64,11 @@ async def build_pex() -> Artifact:
     return Artifact("pex", bundle.path, bundle.sha256, bundle.version, cached=bundle.cached)
 
 
+def _identity(art: Artifact) -> str:
+    """What the plan compares with the node: the agent's sha256, or a NixOS system's store path."""
+    return art.store_path or art.sha256
+
+
 class ApplySession:
     def __init__(self, loaded: LoadedFleet, options: SessionOptions) -> None:
         self.loaded = loaded
@@ -72,7 +78,8 @@ class ApplySession:
         self.log = ApplyEvents([*options.listeners, self._to_progress])
         self.started = time.monotonic()
         self.plan: Plan | None = None
-        self.agent_hashes: dict[str, str] = {}  # host -> sha256 of the agent built for it
+        self.agent_hashes: dict[str, str] = {}  # host -> sha256 of the agent built for it (NixOS: toplevel path)
+        self._fresh_pools: list[SshPool] = []
         self.desired: dict[str, DesiredHost] = desired_state(loaded)
 
     async def __aenter__(self) -> ApplySession:
@@ -82,6 +89,8 @@ class ApplySession:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.pool.close()
+        for pool in self._fresh_pools:
+            await pool.close()
 
     def _to_progress(self, event: Any) -> None:
         if event.status == Status.start:
@@ -96,6 +105,13 @@ class ApplySession:
     async def connect(self, entry: HostEntry) -> Node:
         return await self.pool.connect(entry)
 
+    async def fresh_connect(self, entry: HostEntry) -> Node:
+        """A NEW SSH connection (its own pool, closed with the session): NixOS confirms over it,
+        which proves the newly activated system still accepts SSH logins."""
+        pool = SshPool(self.options.ssh, hosts=self.loaded.hosts)
+        self._fresh_pools.append(pool)
+        return await pool.connect(entry)
+
     # ------------------------------------------------------------------ building before planning
 
     async def prebuild(self, names: list[str]) -> dict[str, Artifact]:
@@ -108,7 +124,7 @@ class ApplySession:
             except McfleetError:
                 continue  # reported per host by the pipeline's build phase
         self.agent_hashes = {
-            name: built[build_key(self.loaded.hosts[name].host)].sha256
+            name: _identity(built[build_key(self.loaded.hosts[name].host)])
             for name in names
             if build_key(self.loaded.hosts[name].host) in built
         }
@@ -118,10 +134,12 @@ class ApplySession:
     async def observe_and_plan(
         self, names: list[str], kinds: list[ResourceKind] | None = None
     ) -> tuple[Plan, dict[str, Facts | Unreachable]]:
-        return await plan_fleet(
+        plan, facts = await plan_fleet(
             self.loaded, names, pool=self.pool, progress=self.options.progress, desired=self.desired,
             kinds=KINDS if kinds is None else kinds,
         )  # fmt: skip
+        await add_closure_diffs(plan)  # NixOS: package changes when both systems are in the local store
+        return plan, facts
 
     async def plan_and_apply(self, names: list[str], overrides: list[Override]) -> Summary:
         """Build, observe, plan and apply in one go (`apply` without a plan file, `deploy`)."""
@@ -201,6 +219,7 @@ class ApplySession:
             options=self.options.apply,
             log=self.log,
             provisioner=provisioner,
+            fresh_connect=self.fresh_connect,
         )
         return await pipeline.run()
 

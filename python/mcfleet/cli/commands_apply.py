@@ -46,12 +46,22 @@ HEALTH = typer.Option(60.0, "--health-timeout", help="Seconds for the new agent 
 DEADMAN = typer.Option(0, "--confirm-timeout", help="Seconds before an unconfirmed node rolls back (0: health+60).")
 PARALLEL = typer.Option(4, "--parallel", help="Hosts pushed/activated at once.")
 CONNECT = typer.Option(10.0, "--connect-timeout", help="Seconds per address before trying the next.")
+GOAL = typer.Option(
+    "switch",
+    "--goal",
+    help="NixOS hosts: switch-to-configuration goal: switch (activate and make default), test (activate only), "
+    "boot (default at next boot, no activation), dry-activate (show what would change).",
+)
+GOALS = ("switch", "test", "boot", "dry-activate")
 
 
 def session_options(
     *, command: str, json_out: bool, fail_fast: bool, bundle: Path | None, health: float, deadman: int, parallel: int,
-    connect: float,
+    connect: float, goal: str = "switch",
 ) -> SessionOptions:  # fmt: skip
+    if goal not in GOALS:
+        raise InputError(f"--goal {goal!r} is not one of {', '.join(GOALS)}", location="--goal",
+                         hint="e.g. --goal test to activate without making it the boot default")  # fmt: skip
     if deadman and deadman <= health:
         raise InputError(
             f"--confirm-timeout {deadman} must be longer than --health-timeout {health:g}",
@@ -63,6 +73,7 @@ def session_options(
         apply=ApplyOptions(
             fail_fast=fail_fast,
             activate=ActivateOptions(health_timeout=health, deadman_s=deadman),
+            nixos_goal=goal,
             limits=Limits(push=parallel, activate=parallel, steps=parallel),
         ),
         ssh=SshOptions(connect_timeout=connect),
@@ -141,6 +152,7 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
     confirm_timeout: int = DEADMAN,
     parallel: int = PARALLEL,
     connect_timeout: float = CONNECT,
+    goal: str = GOAL,
 ) -> None:
     """Converge the selected hosts: build, push, activate (health check, rollback), then the later steps.
 
@@ -158,10 +170,12 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
       mcfleet plan -o plan.json && mcfleet apply plan.json
 
       mcfleet apply --on orion --override 'orion:user mcp'
+
+      mcfleet apply --on rift --goal test        # NixOS: activate, but keep the boot default
     """
     overrides = [Override.parse(o) for o in override]
     opts = dict(json_out=json_out, fail_fast=fail_fast, bundle=bundle, health=health_timeout, deadman=confirm_timeout,
-                parallel=parallel, connect=connect_timeout)  # fmt: skip
+                parallel=parallel, connect=connect_timeout, goal=goal)  # fmt: skip
     if target is not None and target.is_file():
         if on:
             raise InputError("--on cannot narrow a saved plan", location="--on", hint="make a new plan with --on")
@@ -187,6 +201,7 @@ def deploy(  # noqa: PLR0917
     bundle: Path | None = BUNDLE,
     health_timeout: float = HEALTH,
     confirm_timeout: int = DEADMAN,
+    goal: str = GOAL,
 ) -> None:
     """Validate, plan and apply one host: what `nix run .#deploy -- HOST` runs.
 
@@ -202,7 +217,8 @@ def deploy(  # noqa: PLR0917
     names = [one_host(loaded, host, "deploy").host.name]
     overrides = [Override.parse(o) for o in override]
     opts = session_options(command=f"deploy {host}", json_out=json_out, fail_fast=False, bundle=bundle,
-                           health=health_timeout, deadman=confirm_timeout, parallel=1, connect=10.0)  # fmt: skip
+                           health=health_timeout, deadman=confirm_timeout, parallel=1, connect=10.0,
+                           goal=goal)  # fmt: skip
     run_session(loaded, opts, lambda s: s.plan_and_apply(names, overrides))
 
 

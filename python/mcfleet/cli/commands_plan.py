@@ -16,6 +16,7 @@ from mcfleet.errors import EXIT_CHANGES, EXIT_FAILURE, EXIT_OK, FleetInvalid
 from mcfleet.fleet.load import LoadedFleet, load_fleet
 from mcfleet.fleet.rules import check
 from mcfleet.fleet.select import select_hosts
+from mcfleet.kinds.system import add_closure_diffs, evaluated_toplevels
 from mcfleet.plan.model import Plan
 from mcfleet.plan.planner import plan_fleet
 from mcfleet.plan.render import render_text
@@ -89,18 +90,21 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
     hosts = select(loaded, on)
     options = SshOptions(connect_timeout=connect_timeout)
     agent_hashes, note = bundle_hashes(loaded, hosts)
+    systems, system_note = asyncio.run(evaluated_toplevels(loaded, hosts))  # NixOS: `~ system old → new`
     with make_progress(title="gathering facts", quiet=json_out) as progress:
         result, _facts = asyncio.run(
-            plan_fleet(loaded, hosts, options=options, progress=progress, agent_hashes=agent_hashes)
+            plan_fleet(loaded, hosts, options=options, progress=progress, agent_hashes={**agent_hashes, **systems})
         )
+    asyncio.run(add_closure_diffs(result))
     if out is not None:
         save_plan(result, out)
     if json_out:
         emit_json(result.model_dump(mode="json"))
     else:
         typer.echo(render_text(result, detailed=show_values, color=use_color()), nl=False)
-        if note:
-            typer.echo(note, err=True)
+        for line in (note, system_note):
+            if line:
+                typer.echo(line, err=True)
         if out is not None:
             typer.echo(f"saved to {out}; apply it with `mcfleet apply {out}`")
     code = exit_code(result, detailed=detailed_exitcode)

@@ -109,6 +109,7 @@ class DesiredHost:
     routes: dict[str, DesiredRoute] = field(default_factory=dict)  # key: "<listener>/<hostname>"
     certs: dict[str, DesiredCert] = field(default_factory=dict)  # key: file stem; one hostname each, no wildcard
     host_level: HostLevelWant | None = None  # resolver file, agent folder (fleet/host_level.py)
+    system: str | None = None  # NixOS: the toplevel store path built (or evaluated) for it; None: not known
 
 
 def sha256_text(text: str) -> str:
@@ -152,7 +153,8 @@ def _users(loaded: LoadedFleet, entry: HostEntry) -> list[DesiredUser]:
 
 
 def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = None) -> dict[str, DesiredHost]:
-    """What each host should have.  `agent_hashes`: host -> sha256 of the agent to install (from the build)."""
+    """What each host should have.  `agent_hashes`: host -> sha256 of the agent to install (from the build);
+    for a NixOS host, the store path of its system toplevel (the agent is part of that closure)."""
     agent_hashes = agent_hashes or {}
     zone = loaded.fleet.zone if loaded.fleet else None
     hosts = {
@@ -166,10 +168,11 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
                 user=e.host.agent.user,
                 socket=e.host.agent.socket,
                 unit_sha256=sha256_text(agent_unit_text(e)),
-                sha256=agent_hashes.get(name),
+                sha256=None if e.host.os.value == "nixos" else agent_hashes.get(name),
             ),
             users=_users(loaded, e),
             host_level=host_level_want(e, loaded.fleet),
+            system=agent_hashes.get(name) if e.host.os.value == "nixos" else None,
         )
         for name, e in sorted(loaded.hosts.items())
     }

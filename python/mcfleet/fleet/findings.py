@@ -43,6 +43,7 @@ RULES: dict[str, str] = {
     "id-duplicate": "two pinned users on one host share a UID or a GID",
     "id-dynamic-range": "a pinned id lies in the OS's dynamic system range without a stated reason",
     "id-system-collision": "a pinned id is held by a well-known system account on that host",
+    "subid-overlap": "two accounts on one host have overlapping subuid or subgid ranges",
     "dns-no-fallback": "a host has no fallback resolver outside the fleet",
     "dns-fallback-unused": "a host's public resolvers are only in FallbackDNS=, which resolved never fails over to",
     "dns-fallback-internal": "a host lists a fleet-internal resolver as a fallback",

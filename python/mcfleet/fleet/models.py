@@ -54,6 +54,7 @@ __all__ = [
     "MetacryptProvider",
     "Model",
     "Name",
+    "NixDeploy",
     "Port",
     "PortRange",
     "Providers",
@@ -209,6 +210,36 @@ class Agent(Model):
     )
 
 
+class NixDeploy(Model):
+    """How `mcfleet apply` pushes a NixOS system closure to this node (`nix copy`)."""
+
+    trust: Literal["root", "trusted-user", "signed"] | None = Field(
+        default=None,
+        description="why the node's store accepts the push: root (ssh.user is root, or ssh.sudo runs the "
+        "store as root), trusted-user (ssh.user is in the node's nix trusted-users), signed (paths are "
+        "signed with signing_key_file and the node trusts public_keys); default: root when that applies",
+    )
+    public_keys: list[str] = Field(
+        default_factory=list, description="nix signing public keys the node trusts ('name:base64'), for trust=signed"
+    )
+    signing_key_file: str | None = Field(
+        default=None, description="the local nix secret key file that signs pushes (trust=signed); never committed"
+    )
+    store_scheme: Literal["ssh-ng", "ssh"] = Field(
+        default="ssh-ng", description="ssh-ng (nix daemon protocol) or ssh (nix-store --serve, older remote nix)"
+    )
+
+    @field_validator("public_keys")
+    @classmethod
+    def _key_shape(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.match(r"^[A-Za-z0-9._-]+:[A-Za-z0-9+/=]+$", value):
+                raise ValueError(
+                    f"{value!r} is not a nix public key 'name:base64' (from `nix key convert-secret-to-public`)"
+                )
+        return values
+
+
 RouteMode = Literal["l4", "l7", "re-encrypt"]
 ROUTE_MODE_HELP = (
     "l4: the proxy passes TLS through by SNI; l7: TLS ends at the proxy (certificate issued by mcfleet); "
@@ -246,6 +277,7 @@ class Host(Model):
     system_accounts: dict[str, SystemAccount] = Field(default_factory=dict)
     dns: Dns
     agent: Agent = Agent()
+    nix: NixDeploy = NixDeploy()
     firewall_ports: list[Port] = Field(default_factory=list)
     routes: list[HostRoute] = Field(
         default_factory=list, description="routes to programs this host runs outside mcfleet (host-native backends)"

@@ -13,6 +13,11 @@ Semantics (mirrored by nix/lib, keep them in step):
   (A host user equal to the pin is covered by the pin's own finding, so it is not repeated.)
 - id-system-collision: a host user's uid equals the uid of a different account in that host's
   `system_accounts` (the orion sshd/995 case) -> /users/<name>/uid.
+- subid-overlap: two accounts on one host whose subuid (subgid) ranges overlap.  The ranges
+  are the declared users' (by name) and, on NixOS, the one NixOS gives the SSH login user
+  when it is a normal user not declared in `users` (autoSubUidGidRange: the first normal
+  user gets 100000:65536), which comes first.  A declared user whose range overlaps one
+  before it -> /users/<name>/subuid (subgid), against the first such range.
 """
 
 from __future__ import annotations
@@ -167,4 +172,48 @@ def rule_system_collision(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding
                 )
 
 
-RULES = [rule_pins, rule_id_duplicate, rule_dynamic_range, rule_system_collision]
+# NixOS autoSubUidGidRange: the first normal user gets 100000:65536 (the next one 165536...).
+NIXOS_AUTO_SUBID = (100000, 65536)
+SUBID_HINT_START = 2000000000  # above NixOS' and Debian's automatic ranges, below 2^31
+
+
+def _subid_ranges(host: Host, kind: str) -> list[tuple[str, int, int, bool]]:
+    """(account, start, count, automatic) in the order the rule compares them."""
+    out: list[tuple[str, int, int, bool]] = []
+    login = host.ssh.user
+    if host.os == OS.nixos and login != "root" and login not in host.users:
+        out.append((login, *NIXOS_AUTO_SUBID, True))
+    for user, spec in sorted(host.users.items()):
+        rng = getattr(spec, kind)
+        if rng is not None:
+            out.append((user, rng.start, rng.count, False))
+    return out
+
+
+def rule_subid_overlap(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
+    for name in sorted(loaded.hosts):
+        host = loaded.hosts[name].host
+        for kind in ("subuid", "subgid"):
+            ranges = _subid_ranges(host, kind)
+            for i, (user, start, count, auto) in enumerate(ranges):
+                if auto:
+                    continue
+                end = start + count - 1
+                for other, ostart, ocount, oauto in ranges[:i]:
+                    oend = ostart + ocount - 1
+                    if start <= oend and ostart <= end:
+                        how = ", which NixOS gives the first normal user automatically" if oauto else ""
+                        yield Finding(
+                            "subid-overlap",
+                            host_file(loaded, name),
+                            f"/users/{user}/{kind}",
+                            f"{kind} range {start}-{end} of {user} on {name} overlaps {other}'s {ostart}-{oend}{how}",
+                            f"give {user} a {kind} range no other account on {name} uses, e.g. start "
+                            f"{SUBID_HINT_START} count {count}; never move a range rootless podman already uses "
+                            "without migrating its storage",
+                            name,
+                        )
+                        break
+
+
+RULES = [rule_pins, rule_id_duplicate, rule_dynamic_range, rule_system_collision, rule_subid_overlap]

@@ -19,6 +19,7 @@ from typing import Any
 from mcfleet.fleet.desired import DesiredAgent, DesiredHost
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.kinds.base import ApplyContext, NoRead, Outcome
+from mcfleet.kinds.system import system_diff
 from mcfleet.observe.facts import Facts
 from mcfleet.observe.manifest import Manifest, ManifestAgent
 from mcfleet.phase import Phase
@@ -95,6 +96,8 @@ class AgentKind(NoRead):
         return None
 
     def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]:
+        if d.os == "nixos":  # the agent is a package of the system closure: one `~ system old → new` line
+            return system_diff(d, f)
         got = f.agent
         if got is None:
             return []

@@ -142,6 +142,9 @@ async def ensure_rootfs(
 ) -> Path:
     """The unpacked base rootfs (shared, read-only lower dir of every full node's overlay)."""
     os.makedirs(cache, exist_ok=True)
+    if (cache / _flavour(arch, include) / ".mcfleet-complete").exists():
+        # complete (the stamp is written last): no need to wait behind a builder of another flavour
+        return cache / _flavour(arch, include)
     lock_fd = os.open(cache / f".rootfs-{arch}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         # blocking flock in a thread: another worker may be building right now

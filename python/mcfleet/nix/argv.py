@@ -88,7 +88,10 @@ def build_argv(
 def copy_argv(
     store_uri: str, paths: Sequence[str], *, substitute_on_destination: bool = False, no_check_sigs: bool = False
 ) -> list[str]:
-    """`nix copy --to ssh://host path...`: push a closure to a node's store."""
+    """`nix copy --to ssh-ng://user@host path...`: push a closure to a node's store.
+
+    Paths the node already holds are not sent again (nix asks the node which are valid).
+    """
     argv = ["nix", "copy", "--to", store_uri]
     if substitute_on_destination:
         argv.append("--substitute-on-destination")
@@ -97,20 +100,104 @@ def copy_argv(
     return [*argv, *paths]
 
 
-def ssh_store_uri(user: str, address: str) -> str:
-    """`ssh://user@host` for `nix copy`; port and key go through NIX_SSHOPTS (`ssh_opts`)."""
+def ssh_store_uri(user: str, address: str, *, scheme: str = "ssh-ng", become: str | None = None) -> str:
+    """`ssh-ng://user@host` (or `ssh://` for an old remote nix) for `nix copy`.
+
+    Port, key, host key file and jump host go through NIX_SSHOPTS (`ssh_opts`).  With
+    `become` (sudo/doas, non-interactive) the remote store program runs as root: the
+    daemon (`nix-daemon --stdio`) for ssh-ng, `nix-store --serve --write` for ssh.
+    """
+    if scheme not in ("ssh-ng", "ssh"):
+        raise ValueError(f"store scheme must be ssh-ng or ssh, not {scheme!r}")
     host = f"[{address}]" if ":" in address and not address.startswith("[") else address
-    return f"ssh://{user}@{host}"
+    uri = f"{scheme}://{user}@{host}"
+    if become:
+        program = "nix-daemon" if scheme == "ssh-ng" else "nix-store"
+        uri += f"?remote-program={become}%20-n%20{program}"
+    return uri
 
 
-def ssh_opts(port: int = 22, identity_file: str | None = None, known_hosts: str | None = None) -> str:
-    """NIX_SSHOPTS for `nix copy`: strict host key checking always (never trust on first use)."""
-    opts = ["-o", "StrictHostKeyChecking=yes", "-p", str(port)]
+def ssh_opts(
+    port: int = 22,
+    identity_file: str | None = None,
+    known_hosts: str | None = None,
+    jump: str | None = None,
+) -> str:
+    """NIX_SSHOPTS for `nix copy`: strict host key checking always (never trust on first use).
+
+    `known_hosts` is a file holding exactly the keys host.json pins (the node's and the jump
+    host's), so the user's ~/.ssh/known_hosts cannot widen or shadow them.  `jump` is
+    OpenSSH's `-J user@host:port`.  Nix splits NIX_SSHOPTS on spaces, so no value may hold one.
+    """
+    opts = ["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-p", str(port)]
     if identity_file:
-        opts += ["-i", identity_file]
+        opts += ["-i", identity_file, "-o", "IdentitiesOnly=yes"]
     if known_hosts:
-        opts += ["-o", f"UserKnownHostsFile={known_hosts}"]
+        opts += ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null"]
+    if jump:
+        opts += ["-J", jump]
+    for value in opts:
+        if " " in value:
+            raise ValueError(f"NIX_SSHOPTS cannot carry a value with a space: {value!r}")
     return " ".join(opts)
+
+
+def known_hosts_line(address: str, port: int, key: str) -> str:
+    """One known_hosts line for `key` at `address:port` (OpenSSH's `[host]:port` form off port 22)."""
+    host = address if port == 22 else f"[{address}]:{port}"
+    return f"{host} {key}\n"
+
+
+def sign_argv(key_file: str, paths: Sequence[str]) -> list[str]:
+    """`nix store sign --key-file K --recursive`: sign a closure locally before pushing it."""
+    return ["nix", "store", "sign", "--key-file", key_file, "--recursive", *paths]
+
+
+def diff_closures_argv(before: str, after: str) -> list[str]:
+    """`nix store diff-closures OLD NEW`: package version and size changes between two systems."""
+    return ["nix", "store", "diff-closures", before, after]
+
+
+def path_info_argv(paths: Sequence[str], *, store_uri: str | None = None, recursive: bool = False) -> list[str]:
+    """`nix path-info --json`: validity, references, signatures of paths (locally or in a node's store)."""
+    argv = ["nix", "path-info", "--json"]
+    if recursive:
+        argv.append("--recursive")
+    if store_uri:
+        argv += ["--store", store_uri]
+    return [*argv, *paths]
+
+
+# The commands below run ON the node (over the SSH connection, as root).  They are the
+# classic commands every NixOS has, so they need no flakes on the node.
+
+SYSTEM_PROFILE = "/nix/var/nix/profiles/system"
+SWITCH_GOALS = ("switch", "boot", "test", "dry-activate")
+
+
+def check_validity_argv(paths: Sequence[str]) -> list[str]:
+    """`nix-store --check-validity` on the node: exit 0 when every path is already in its store."""
+    return ["nix-store", "--check-validity", *paths]
+
+
+def set_profile_argv(path: str, profile: str = SYSTEM_PROFILE) -> list[str]:
+    """`nix-env -p /nix/var/nix/profiles/system --set <toplevel>`: a new system generation."""
+    return ["nix-env", "-p", profile, "--set", path]
+
+
+def switch_generation_argv(generation: int, profile: str = SYSTEM_PROFILE) -> list[str]:
+    return ["nix-env", "-p", profile, "--switch-generation", str(generation)]
+
+
+def delete_generations_argv(generations: Sequence[int], profile: str = SYSTEM_PROFILE) -> list[str]:
+    return ["nix-env", "-p", profile, "--delete-generations", *(str(g) for g in generations)]
+
+
+def switch_argv(toplevel: str, goal: str) -> list[str]:
+    """`<toplevel>/bin/switch-to-configuration <goal>` (goal: switch, boot, test, dry-activate)."""
+    if goal not in SWITCH_GOALS:
+        raise ValueError(f"goal must be one of {', '.join(SWITCH_GOALS)}, not {goal!r}")
+    return [f"{toplevel}/bin/switch-to-configuration", goal]
 
 
 def instantiate_eval_argv(expr: str) -> list[str]:

@@ -42,8 +42,7 @@ ATTRS: dict[str, FlakeAttr] = {
             "what `mcfleet apply` builds, pushes and activates on a NixOS host",
         ),
         FlakeAttr("cli", "packages.{system}.mcfleet", False, "the mcfleet CLI"),
-        FlakeAttr("agent", "packages.{system}.mcfleet-agent", False, "the agent closure for NixOS nodes"),
-        FlakeAttr("agent_bundle", "packages.{system}.agent-bundle", False, "the agent tarball for Debian nodes"),
+        FlakeAttr("agent", "packages.{system}.mcfleet-agent", False, "the agent package in each NixOS system closure"),
         FlakeAttr("deploy_app", "apps.{system}.deploy", False, "`nix run .#deploy -- <host>`"),
     )
 }

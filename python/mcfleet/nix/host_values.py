@@ -144,6 +144,15 @@ def firewall(loaded: LoadedFleet, entry: HostEntry) -> dict[str, list[int]]:
     return {"tcp": sorted(tcp), "udp": sorted(udp)}
 
 
+def nix_trust(entry: HostEntry) -> dict[str, list[str]]:
+    """What the NixOS module declares so the node's nix daemon accepts `nix copy` (host.json `nix`)."""
+    n = entry.host.nix
+    return {
+        "trustedUsers": [entry.host.ssh.user] if n.trust == "trusted-user" else [],
+        "publicKeys": list(n.public_keys) if n.trust == "signed" else [],
+    }
+
+
 def host_values(loaded: LoadedFleet, name: str) -> dict[str, Any]:
     """Everything above for one host, shaped like `nix eval .#lib.hosts.<name>`."""
     entry = loaded.hosts[name]
@@ -163,4 +172,5 @@ def host_values(loaded: LoadedFleet, name: str) -> dict[str, Any]:
         "tmpfiles": tmpfiles(entry),
         "firewall": firewall(loaded, entry),
         "edge": Role.edge in host.roles,
+        "nixTrust": nix_trust(entry),
     }

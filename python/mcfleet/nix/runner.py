@@ -33,7 +33,7 @@ class NixResult:
 
 def _error_text(stderr: str) -> str:
     """nix's `error: …` block without the `warning:` lines (dirty tree, experimental)."""
-    lines = [ln for ln in stderr.splitlines() if not ln.startswith("warning:")]
+    lines = [ln for ln in stderr.splitlines() if not ln.startswith(("warning:", "building '", "copying path '"))]
     text = "\n".join(lines).strip()
     return text.removeprefix("error: ") if text else "nix failed without an error message"
 

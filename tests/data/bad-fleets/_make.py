@@ -143,6 +143,14 @@ DEFECTS: dict[str, Defect] = {
         "hosts/alpha/host.json",
         "/users/mcp/uid",
     ),
+    "subid-overlap": (
+        lambda f: (
+            _set(f, "hosts/alpha/host.json", ["ssh"], {"user": "kyle", "sudo": True, "host_key": KEY}),
+            _set(f, "hosts/alpha/host.json", ["users", "mcp", "subuid"], {"start": 100000, "count": 65536}),
+        ),
+        "hosts/alpha/host.json",
+        "/users/mcp/subuid",
+    ),
     "dns-no-fallback": (
         lambda f: _set(f, "hosts/beta/host.json", ["dns", "fallback"], ["10.0.0.2"]),
         "hosts/beta/host.json",

@@ -32,4 +32,6 @@ in
   podman = cfg.virtualisation.podman.enable;
   tmpfiles = cfg.systemd.tmpfiles.rules;
   services = cfg.systemd.services;
+  nixSettings = cfg.nix.settings;
+  systemPackages = map (p: p.name) cfg.environment.systemPackages;
 }

@@ -82,6 +82,10 @@ in
               type = with types; listOf (submodule subordinateGidRange);
               default = [ ];
             };
+            linger = mkOption {
+              type = types.bool;
+              default = false;
+            };
           };
         }
       );
@@ -137,9 +141,39 @@ in
               type = types.attrsOf unitOption;
               default = { };
             };
+            restartTriggers = mkOption {
+              type = types.listOf types.unspecified;
+              default = [ ];
+            };
           };
         }
       );
+    };
+
+    # nixos/modules/config/system-path.nix
+    environment.systemPackages = mkOption {
+      type = types.listOf types.package;
+      default = [ ];
+    };
+
+    # nixos/modules/config/nix.nix: nix.settings (a freeform submodule of nix.conf settings)
+    nix.settings = mkOption {
+      default = { };
+      type = types.submodule {
+        freeformType =
+          let
+            confAtom = types.nullOr (types.oneOf [ types.bool types.int types.float types.str types.path types.package ]);
+          in
+          types.attrsOf (types.either confAtom (types.listOf confAtom));
+        options.trusted-users = mkOption {
+          type = types.listOf types.str;
+          default = [ "root" ];
+        };
+        options.trusted-public-keys = mkOption {
+          type = types.listOf types.str;
+          default = [ "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=" ];
+        };
+      };
     };
 
     # nixos/modules/tasks/network-interfaces.nix

@@ -1,0 +1,179 @@
+"""NixOS-mechanics tier: the real NixOS deploy path against a lab node with its own nix store.
+
+No nixpkgs: the node's system is a tiny closure built with builtins.derivation (see
+tests/nix/nixos_lab.py).  Everything else is real: `nix build` of the fleet flake's
+`nixosConfigurations.<node>.config.system.build.toplevel`, `nix copy --to ssh-ng://root@…`
+into the node's store over SSH with the pinned host key, `nix-env -p …/system --set`,
+`switch-to-configuration switch`, the agent's gRPC health check, the confirmation over a
+fresh SSH connection, and the node-side deadman that switches back by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from mcfleet.nix.argv import nix_env
+from tests.integration.apply_lab import (  # noqa: F401 (fixtures)
+    MakeNodes,
+    Nodes,
+    agent_bundle_fixture,
+    cli,
+    make_nodes_fixture,
+    mcfleet_argv,
+)
+from tests.nix.nixos_lab import current_system, make_nixos_node, set_variant, switch_log
+
+pytestmark = [pytest.mark.nixos_mechanics, pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
+
+
+def _nix_build(root: Path, name: str) -> str:
+    """The toplevel path the flake gives `name` now (evaluated only: apply builds it)."""
+    run = subprocess.run(
+        ["nix", "eval", "--raw", f"{root}#nixosConfigurations.{name}.config.system.build.toplevel.outPath"],
+        capture_output=True,
+        text=True,
+        env=nix_env(),
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip()
+
+
+def _serving(fleet: Nodes, name: str) -> bool:
+    status = cli("agent", "status", name, "--root", str(fleet.fleet_dir), "--json")
+    return '"SERVING"' in status.stdout
+
+
+def _deployed(make_nodes: MakeNodes, agent_bundle: Path, prefix: str) -> tuple[Nodes, str, str]:
+    fleet = make_nodes(1, prefix)
+    name = fleet.names[0]
+    root = make_nixos_node(fleet, name, agent_bundle)
+    first = cli("apply", str(root), "--on", name, "--json", "--health-timeout", "60")
+    assert first.code == 0, first.stdout + first.stderr
+    assert first.phase(name, "push")["status"] == "changed"
+    assert first.phase(name, "activate")["status"] == "changed"
+    v1 = _nix_build(root, name)
+    assert current_system(fleet, name) == v1
+    print(f"first apply {first.seconds:.1f} s: push: {first.phase(name, 'push')['message']}; "
+          f"activate: {first.phase(name, 'activate')['message']}")  # fmt: skip
+    return fleet, name, v1
+
+
+def test_apply_copies_switches_is_idempotent_and_rolls_back_an_unhealthy_generation(
+    make_nodes: MakeNodes, agent_bundle: Path
+) -> None:
+    fleet, name, v1 = _deployed(make_nodes, agent_bundle, "nx")
+    root = fleet.fleet_dir
+    assert switch_log(fleet, name)[-1].endswith(f"switch {v1}")
+    assert fleet.sh(name, "readlink -f /nix/var/nix/profiles/system").stdout.strip() == v1
+    assert fleet.sh(name, "readlink -f /srv/mcp/mcp-agent").stdout.strip().startswith("/nix/store/")
+    assert _serving(fleet, name)
+
+    # Second apply: the store has it, the system is current: nothing copied, nothing switched.
+    again = cli("apply", str(root), "--on", name, "--json")
+    assert again.code == 0, again.stdout + again.stderr
+    print(f"second apply (nothing to do): {again.seconds:.1f} s")
+    assert again.summary["hosts"][name]["status"] in ("unchanged", "ok"), again.stdout
+    assert not [e for e in again.events if e.get("phase") in ("push", "activate") and e["status"] == "changed"]
+    assert len(switch_log(fleet, name)) == 1
+
+    # A generation whose agent never becomes healthy: rolled back to v1, exit 1, "rolled back".
+    set_variant(root, name, "broken")
+    broken = _nix_build(root, name)
+    bad = cli("apply", str(root), "--on", name, "--health-timeout", "30", "--json")
+    assert bad.code == 1, bad.stdout + bad.stderr
+    print(f"unhealthy generation: {bad.seconds:.1f} s: {bad.phase(name, 'activate')['message']}")
+    assert bad.phase(name, "activate")["status"] == "rolled back"
+    bad = cli("apply", str(root), "--on", name, "--health-timeout", "30")  # the text view says it too
+    assert bad.code == 1, bad.stdout + bad.stderr
+    assert "rolled back" in bad.stdout
+    assert current_system(fleet, name) == v1
+    assert fleet.sh(name, "readlink -f /nix/var/nix/profiles/system").stdout.strip() == v1
+    generations = fleet.sh(name, "ls /nix/var/nix/profiles/").stdout
+    assert generations.count("system-") == 1, generations  # the failed generation is deleted
+    assert switch_log(fleet, name)[-2:] == [
+        switch_log(fleet, name)[-2].split(" ", 1)[0] + f" switch {broken}",
+        switch_log(fleet, name)[-1].split(" ", 1)[0] + f" switch {v1}",
+    ]
+    assert _serving(fleet, name)
+    assert fleet.sh(name, "stat -c '%U %a' /var/lib/mcfleet /var/lib/mcfleet/nixos-rollback.sh").stdout.split() == [
+        "root", "700", "root", "700",
+    ]  # fmt: skip
+
+    # The plan: /run/current-system vs the toplevel the flake evaluates to, with the package
+    # changes from `nix store diff-closures` once both closures are in the local store.
+    set_variant(root, name, "good-2")
+    v2 = _nix_build(root, name)
+    subprocess.run(["nix", "build", "--no-link", f"{root}#nixosConfigurations.{name}.config.system.build.toplevel"],
+                   env=nix_env(), check=True, capture_output=True)  # fmt: skip
+    planned = cli("plan", "-C", str(root), "--on", name, "--json")
+    assert planned.code == 0, planned.stdout + planned.stderr
+    (system,) = [a for a in json.loads(planned.stdout)["actions"] if a["subject"] == "system"]
+    assert system["before"]["system"] == v1 and system["after"]["system"] == v2
+    assert system["reason"].startswith("system ") and "→" in system["reason"]
+    assert system["after"]["packages"], system  # diff-closures lines
+    text = cli("plan", "-C", str(root), "--on", name)
+    assert "system" in text.stdout and "→" in text.stdout, text.stdout
+
+    # `nix run .#deploy -- <node>` is `mcfleet deploy <node>`: the same path, from the flake.
+    ran = subprocess.run(["nix", "run", ".#deploy", "--", name, "--json"], cwd=root, capture_output=True,
+                         text=True, env=nix_env(), timeout=600, check=False)  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert '"phase": "activate", "status": "changed"' in ran.stdout.replace('"phase":"activate"', '"phase": "activate"')
+    assert current_system(fleet, name) == v2
+    assert fleet.sh(name, "ls /nix/var/nix/profiles/").stdout.count("system-") == 2
+
+
+def test_killing_mcfleet_after_the_switch_leaves_the_node_on_the_previous_generation(
+    make_nodes: MakeNodes, agent_bundle: Path
+) -> None:
+    fleet, name, v1 = _deployed(make_nodes, agent_bundle, "nk")
+    root = fleet.fleet_dir
+    set_variant(root, name, "good-3")
+    v3 = _nix_build(root, name)
+    argv = [*mcfleet_argv(), "apply", str(root), "--on", name, "--health-timeout", "40", "--confirm-timeout", "45"]
+    env = {**os.environ, "MCFLEET_TEST_HOLD_BEFORE_CONFIRM": "300"}
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 300
+        seen = ""
+        while "holding before confirm" not in seen:
+            assert time.monotonic() < deadline, f"the apply never got healthy: {seen}"
+            ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+            if ready:
+                line = proc.stderr.readline()
+                assert line, f"the apply ended early ({proc.wait()}): {seen}"
+                seen += line
+        assert current_system(fleet, name) == v3  # switched and healthy, never confirmed
+        assert fleet.sh(name, "ls /var/lib/mcfleet/.nixos-deadman.* | wc -l").stdout.strip() == "1"
+        killed_at = time.monotonic()
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    logged = "deadman: no confirmation, rolled back to " + v1
+    deadline = time.monotonic() + 150
+    while logged not in fleet.sh(name, "cat /var/lib/mcfleet/nixos-deadman.log 2>/dev/null; true").stdout:
+        assert time.monotonic() < deadline, "the node did not switch back by itself"
+        time.sleep(1)
+    print(f"node back on the previous generation {time.monotonic() - killed_at:.1f} s after the kill")
+    assert current_system(fleet, name) == v1
+    assert fleet.sh(name, "readlink -f /nix/var/nix/profiles/system").stdout.strip() == v1
+    assert fleet.sh(name, "ls /var/lib/mcfleet/.nixos-deadman.* 2>/dev/null | wc -l").stdout.strip() == "0"
+    deadline = time.monotonic() + 60
+    while not _serving(fleet, name):
+        assert time.monotonic() < deadline, "the previous agent does not serve again"
+        time.sleep(1)
