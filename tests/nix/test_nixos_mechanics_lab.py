@@ -60,6 +60,7 @@ def _deployed(make_nodes: MakeNodes, agent_bundle: Path, prefix: str) -> tuple[N
     assert first.code == 0, first.stdout + first.stderr
     assert first.phase(name, "push")["status"] == "changed"
     assert first.phase(name, "activate")["status"] == "changed"
+    assert first.phase(name, "activate")["message"].startswith("system none → ")  # first deploy: no old system
     v1 = _nix_build(root, name)
     assert current_system(fleet, name) == v1
     print(f"first apply {first.seconds:.1f} s: push: {first.phase(name, 'push')['message']}; "

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mcfleet.apply.nixos import parse_state, rollback_script, state_script
+from mcfleet.apply.nixos import jump_of, parse_state, rollback_script, state_script
 from mcfleet.errors import InputError
 from mcfleet.fleet.desired import DesiredAgent, DesiredHost
 from mcfleet.fleet.load import HostEntry
@@ -101,6 +101,7 @@ def test_unsigned_push_as_a_normal_user_is_refused_before_copying(tmp_path: Path
 def test_node_state_is_parsed_from_one_round_trip() -> None:
     host = entry({}).host
     assert "nix-store --check-validity" in state_script(host, TOP)
+    assert "[ -e /run/current-system ] && echo current=" in state_script(host, TOP)
     state = parse_state(
         f"current={TOP}\ngeneration=system-7-link\ntarget={TOP}\nhas=1\nactive=active\nnix_env=/run/current-system/sw/bin/nix-env\n"
     )
@@ -140,3 +141,19 @@ def test_plan_shows_the_system_change() -> None:
     assert system_diff(_desired(None), _facts(old)) == []  # not evaluated here: nothing claimed
     (first,) = system_diff(_desired(TOP), _facts(None))
     assert first.kind == "create"
+
+
+def test_nix_copy_through_a_jump_host_pins_both_keys() -> None:
+    node = entry({"jump": "gw"})
+    gw_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Qta2V5LW9ubHktZm9yLXRoZS1taW5pbWFsLWZsZWV0"
+    gw = HostEntry(
+        Host.model_validate({**node.host.model_dump(mode="json", by_alias=True, exclude_none=True), "name": "gw",
+                             "ssh": {"host_key": gw_key, "port": 2200}, "addresses": ["192.0.2.1"]}),
+        (), Path("."),
+    )  # fmt: skip
+    jump = jump_of(node, {"gw": gw, "rift": node})
+    assert jump is not None and jump[1] == "192.0.2.1"
+    assert known_hosts_text(node, "10.0.0.1", jump) == f"10.0.0.1 {KEY}\n[192.0.2.1]:2200 {gw_key}\n"
+    assert "-J root@192.0.2.1:2200" in push_plan(node, "10.0.0.1", "/kh", jump).ssh_opts
+    with pytest.raises(InputError, match="not a host of this fleet"):
+        jump_of(node, {})

@@ -21,13 +21,13 @@ from __future__ import annotations
 import secrets
 import shlex
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from mcfleet.apply import confirm
 from mcfleet.apply.health import AgentHealth, wait_healthy
 from mcfleet.apply.nodeio import Node, write_text
-from mcfleet.errors import ApplyError, McfleetError
+from mcfleet.errors import ApplyError, InputError, McfleetError
 from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import Host
 from mcfleet.nix import argv as nixargv
@@ -92,9 +92,10 @@ def state_script(host: Host, toplevel: str) -> str:
     validity = " ".join(q(a) for a in nixargv.check_validity_argv([toplevel]))
     return "\n".join(
         [
-            f"echo current=$(readlink -f {CURRENT_SYSTEM} 2>/dev/null)",
-            f"echo generation=$(readlink {profile} 2>/dev/null)",
-            f"echo target=$(readlink -f {profile} 2>/dev/null)",
+            # readlink -f prints a missing last component as is: test for existence first
+            f"[ -e {CURRENT_SYSTEM} ] && echo current=$(readlink -f {CURRENT_SYSTEM})",
+            f"[ -e {profile} ] && echo generation=$(readlink {profile})",
+            f"[ -e {profile} ] && echo target=$(readlink -f {profile})",
             f"if {validity} >/dev/null 2>&1; then echo has=1; else echo has=0; fi",
             f"echo active=$(systemctl is-active {q(host.agent.unit)} 2>/dev/null)",
             "echo nix_env=$(command -v nix-env 2>/dev/null)",
@@ -133,6 +134,22 @@ async def read_state(node: Node, host: Host, toplevel: str) -> SystemState:
 
 
 # ---------------------------------------------------------------------- copy
+
+
+def jump_of(entry: HostEntry, hosts: Mapping[str, HostEntry]) -> tuple[HostEntry, str] | None:
+    """The jump host of `entry` when `ssh.jump` names a fleet host (its first address, its pinned key)."""
+    name = entry.host.ssh.jump
+    if not name:
+        return None
+    via = hosts.get(name)
+    if via is None:
+        raise InputError(
+            f"{entry.host.name}: nix copy goes through the jump host {name!r}, which is not a host of this fleet, "
+            "so its host key is not pinned anywhere",
+            location=f"hosts/{entry.host.name}/host.json#/ssh/jump",
+            hint="add the jump host to the fleet (hosts/<name>/host.json with its ssh.host_key) and name it here",
+        )
+    return via, via.host.addresses[0]
 
 
 async def copy_system(

@@ -20,7 +20,7 @@ import asyncio
 import getpass
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,11 +125,13 @@ class Pipeline:
         provisioner: Provisioner | None = None,
         kinds: Sequence[ResourceKind] | None = None,
         fresh_connect: Connect | None = None,
+        hosts: Mapping[str, HostEntry] | None = None,
     ) -> None:
         self.work = work
         self.loaded = loaded
         self.connect = connect
         self.fresh_connect = fresh_connect or connect  # NixOS confirms over a NEW connection
+        self.hosts = hosts or {}  # the fleet: an `ssh.jump` naming a fleet host (nix copy goes through it too)
         self.builder = builder
         self.options = options
         self.log = log
@@ -223,7 +225,10 @@ class Pipeline:
             self._check_stop()
             self.log.emit(w.name, Phase.push, Status.start)
             address = str(getattr(node, "address", "") or entry.host.addresses[0])
-            copied = await self._phase(w, Phase.push, nixos.copy_system(node, entry, toplevel, address=address))
+            jump = nixos.jump_of(entry, self.hosts)
+            copied = await self._phase(
+                w, Phase.push, nixos.copy_system(node, entry, toplevel, address=address, jump=jump)
+            )
         self.log.emit(w.name, Phase.push, Status.changed if copied.changed else Status.unchanged, copied.message)
         opts = nixos.NixosOptions(
             goal=self.options.nixos_goal,

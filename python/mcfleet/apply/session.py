@@ -220,6 +220,7 @@ class ApplySession:
             log=self.log,
             provisioner=provisioner,
             fresh_connect=self.fresh_connect,
+            hosts=self.loaded.hosts,
         )
         return await pipeline.run()
 
