@@ -215,8 +215,13 @@ def cert_stem(route: DeclaredRoute, first_hostname: dict[str, str]) -> str:
 def add_routes(loaded: LoadedFleet, hosts: dict[str, DesiredHost], ports: dict[str, dict[RouteKey, int]]) -> None:
     """Routes on their proxy host, keyed `<listener>/<hostname>`; certs for TLS-terminating ones."""
     first_hostname: dict[str, str] = {}
+    zone = loaded.fleet.zone if loaded.fleet else None
     for route in declared_routes(loaded, ports):
         proxy = hosts[route.proxy_host]
+        if route.service is None and zone and route.hostname.endswith("." + zone):
+            # a host-native route's name in the zone points at its host, as a service's does
+            address = ipv4_address(loaded.hosts[route.backend_host])
+            hosts[route.backend_host].records[route.hostname] = DesiredRecord(route.hostname, address)
         proxy.routes[route.key] = DesiredRoute(
             route.hostname, route.mode, route.service, route.backend_host, route.backend, route.listener
         )

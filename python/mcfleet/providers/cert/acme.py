@@ -35,9 +35,18 @@ def load_account_key(path: str) -> JWKRSA:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole to a private temp file, then linked into place: hosts issuing in parallel
+        # never read a half-written key, and the first one to link wins (the others read it).
+        tmp = file.with_name(f".{file.name}.{os.getpid()}.{id(key)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(pem)
+        try:
+            os.link(tmp, file)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     try:
         loaded = serialization.load_pem_private_key(file.read_bytes(), password=None)
     except (OSError, ValueError, TypeError):

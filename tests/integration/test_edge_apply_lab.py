@@ -1,0 +1,176 @@
+"""`mcfleet apply` end to end through the edge, on full (systemd) lab nodes with real Knot,
+Pebble, Caddy and HAProxy: the certs, DNS records and routes of three routes, then a second
+apply that changes nothing, then a removal.
+
+The backends are host-native programs on the first node (host.json `routes`), so this test
+needs no container image: a public l7 route served by the edge node's Caddy, an internal l7
+route served by the node's own Caddy, and an l4 route to a TLS server through the node's
+HAProxy (SNI passthrough, the server's own certificate).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from mcfleet.lab.lab import Lab
+from mcfleet.lab.nodes import LabNode
+from mcfleet.lab.peers.knot import KnotInfo
+from mcfleet.lab.peers.nodeproxy import providers_json, start_node_proxies
+from mcfleet.lab.peers.pebble import PebbleInfo
+from mcfleet.lab.proc import spawn, start_time, stop
+from tests.integration.apply_lab import MakeNodes, Nodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401
+
+pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
+
+PUB, INT, SNI = 18181, 18182, 18443
+
+
+def _tls_server_cert(hostname: str, out: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    crt, k = out / "sni.pem", out / "sni.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    k.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))  # fmt: skip
+    return crt, k
+
+
+def _in_net(node: LabNode, argv: list[str]) -> list[str]:
+    return ["nsenter", "-t", str(node.ns_pid), "-n", "--", *argv]
+
+
+@pytest.fixture
+def backends(lab: Lab, tmp_path: Path) -> Iterator[tuple[Path, list[int]]]:
+    """Started by the test once its nodes exist: (the TLS server's cert, pids to stop)."""
+    pids: list[int] = []
+    yield tmp_path, pids
+    for pid in pids:
+        stop(pid, None)
+
+
+def _start_backends(node: LabNode, d: Path, zone: str, pids: list[int]) -> Path:
+    for name, port in (("pub", PUB), ("int", INT)):
+        (d / name).mkdir()
+        (d / name / "index.html").write_text(f"this is the {name} page\n")
+        pids.append(spawn(_in_net(node, ["/usr/bin/python3", "-m", "http.server", str(port), "--directory",
+                                         str(d / name)]), log=d / f"{name}.log"))  # fmt: skip
+    crt, key = _tls_server_cert(f"sni.{zone}", d)
+    pids.append(spawn(_in_net(node, ["/usr/bin/openssl", "s_server", "-accept", str(SNI), "-cert", str(crt), "-key",
+                                     str(key), "-www", "-quiet"]), log=d / "sni.log"))  # fmt: skip
+    for pid in pids:
+        assert start_time(pid) is not None
+    return crt
+
+
+def _fleet(nodes: Nodes, pebble: PebbleInfo, zone: str, proxies: dict[str, Any], account: Path) -> Path:
+    root = nodes.fleet_dir
+    fleet = json.loads((root / "fleet.json").read_text())
+    fleet["public_domains"] = [zone]
+    fleet["providers"].update(proxies)
+    fleet["providers"]["cert"] = {"kind": "acme", "directory": pebble.directory, "account_key_file": str(account),
+                                  "ca_file": pebble.ca_file}  # fmt: skip
+    (root / "fleet.json").write_text(json.dumps(fleet, indent=2))
+    worker, edge = nodes.names
+    edge_file = root / "hosts" / edge / "host.json"
+    host = json.loads(edge_file.read_text())
+    host["roles"] = ["edge"]
+    edge_file.write_text(json.dumps(host, indent=2))
+    worker_file = root / "hosts" / worker / "host.json"
+    host = json.loads(worker_file.read_text())
+    address = nodes.nodes[0].address
+    host["routes"] = [
+        {"hostname": f"pub.{zone}", "mode": "l7", "backend": f"{address}:{PUB}", "public": True},
+        {"hostname": f"int.{zone}", "mode": "l7", "backend": f"127.0.0.1:{INT}"},
+        {"hostname": f"sni.{zone}", "mode": "l4", "listener": 8443, "backend": f"127.0.0.1:{SNI}"},
+    ]
+    worker_file.write_text(json.dumps(host, indent=2))
+    return root
+
+
+def _curl(host: str, port: int, address: str, ca: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "--resolve", f"{host}:{port}:{address}", "--cacert", str(ca),
+         f"https://{host}:{port}/"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
+def _knot(knot: KnotInfo, name: str) -> list[str]:
+    from dnslib import DNSRecord
+
+    reply = DNSRecord.parse(DNSRecord.question(name, "A").send(knot.server, knot.port, timeout=5))
+    return [str(rr.rdata) for rr in reply.rr]
+
+
+def test_apply_through_the_edge_converges_and_removes(  # noqa: PLR0917 (pytest fixtures)
+    lab: Lab, knot: KnotInfo, pebble: PebbleInfo, make_nodes: MakeNodes, agent_bundle: Path,
+    backends: tuple[Path, list[int]], tmp_path: Path,
+) -> None:  # fmt: skip
+    import asyncio
+
+    nodes = make_nodes(2, "edge")
+    worker, edge = nodes.nodes
+    zone = knot.zone
+    d, pids = backends
+    sni_cert = _start_backends(worker, d, zone, pids)
+    proxies = {n.name: asyncio.run(start_node_proxies(lab.state, lab.run_dir, n)) for n in (worker, edge)}
+    root = _fleet(nodes, pebble, zone, providers_json(proxies[worker.name]), tmp_path / "acme-account.key")
+    pebble_root = tmp_path / "pebble-root.pem"
+    pebble_root.write_text(pebble.root_pem())
+
+    started = time.monotonic()
+    run = cli("apply", str(root), "--all", "--yes", "--bundle", str(agent_bundle), "--json")
+    took = time.monotonic() - started
+    assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    print(f"first apply (2 nodes, agent, 2 certs, 3 routes, 3 records): {took:.1f} s")
+
+    assert "this is the pub page" in _curl(f"pub.{zone}", 443, edge.address, pebble_root).stdout
+    assert "this is the int page" in _curl(f"int.{zone}", 443, worker.address, pebble_root).stdout
+    sni = _curl(f"sni.{zone}", 8443, worker.address, sni_cert)
+    assert sni.returncode == 0 and "s_server" in sni.stdout, sni.stderr
+    assert {n: _knot(knot, f"{n}.{zone}") for n in ("pub", "int", "sni")} == {
+        n: [worker.address] for n in ("pub", "int", "sni")
+    }
+    key_mode = nodes.sh(edge.name, "stat -c '%a %U' /srv/mc-proxy/certs/pub.svc.mcp.example.test.key").stdout
+    assert key_mode.strip() == "600 root"
+
+    again = cli("plan", str(root), "--detailed-exitcode", "--json")
+    assert again.code == 0, again.stdout[-3000:] + again.stderr[-2000:]  # converged: nothing to do
+
+    # remove the public route: - dns, - route, - cert; Knot and the edge's Caddy forget it
+    host_file = root / "hosts" / worker.name / "host.json"
+    host = json.loads(host_file.read_text())
+    host["routes"] = host["routes"][1:]
+    host_file.write_text(json.dumps(host, indent=2))
+    plan = cli("plan", str(root), "--json")
+    data = json.loads(plan.stdout)
+    removed = [f"{a['host']} {a['phase']} {a['kind']} {a['subject']}" for a in data["actions"]]
+    assert f"{worker.name} dns delete dns pub.{zone}" in removed
+    assert f"{edge.name} route delete route 443/pub.{zone}" in removed
+    assert f"{edge.name} cert delete cert pub.{zone}" in removed
+    gone = cli("apply", str(root), "--all", "--yes", "--bundle", str(agent_bundle), "--json")
+    assert gone.code == 0, gone.stdout[-3000:] + gone.stderr[-3000:]
+    assert _knot(knot, f"pub.{zone}") == []
+    assert "this is the pub page" not in _curl(f"pub.{zone}", 443, edge.address, pebble_root).stdout
+    assert "this is the int page" in _curl(f"int.{zone}", 443, worker.address, pebble_root).stdout
