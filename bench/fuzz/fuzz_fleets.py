@@ -122,7 +122,9 @@ def build(rng: random.Random, base: dict[str, Any]) -> dict[str, str | bytes]:
     elif op == 3:
         rel = rng.choice(sorted(files))
         text = files[rel]
-        files[rel] = (text.encode() if isinstance(text, str) else text) + bytes(rng.randrange(256) for _ in range(64))
+        files[rel] = (text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text) + bytes(
+            rng.randrange(256) for _ in range(64)
+        )
     return files
 
 

@@ -70,7 +70,7 @@ def test_a_flooding_file_fails_only_its_host_with_the_file_named(
     assert set(data["unreachable"]) == {"floodn1"}, data["unreachable"]
     reason = json.dumps(data["unreachable"]["floodn1"])
     assert "'resolv' is larger than 1024 KiB" in reason and "/etc/resolv.conf" in reason, reason
-    assert [a["subject"] for a in data["actions"] if a["host"] == "floodn2"][:1] == ["user mcp"]  # still planned
+    assert "user mcp" in [a["subject"] for a in data["actions"] if a["host"] == "floodn2"]  # still planned
     assert rss_mib < 400, f"{what}: the operator's machine peaked at {rss_mib} MiB"
 
 

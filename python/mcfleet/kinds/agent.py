@@ -102,6 +102,19 @@ class AgentKind(NoRead):
         if got is None:
             return []
         want = d.agent
+        if got.systemd is False:  # the facts saw PID 1 is not systemd (or no systemctl): no unit can run
+            return [
+                Action(
+                    host=d.name,
+                    phase=Phase.agent,
+                    kind="refuse",
+                    subject="agent",
+                    before={"systemd": False},
+                    after=_values(want, want.sha256),
+                    reason=f"{d.name} does not run systemd: the agent runs as the systemd unit {want.unit}",
+                    hint="boot the node with systemd (PID 1), or take the host out of the fleet",
+                )
+            ]
         seen = AgentSeen(got.present, got.sha256, got.unit_sha256, got.unit_active, got.unit_enabled)
         change = agent_change(want, seen, m.agent)
         if change is None:
