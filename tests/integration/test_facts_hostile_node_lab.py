@@ -101,3 +101,27 @@ def test_a_second_holder_of_a_pinned_id_is_a_refusal(
     assert code == 1, out + err
     refusals = [a for a in json.loads(out)["actions"] if a["kind"] == "refuse" and a["subject"] == "user mcp"]
     assert len(refusals) == 1 and says in refusals[0]["reason"], refusals
+
+
+def test_the_transport_stops_reading_a_flooding_command(flood_lab: tuple[Any, Path]) -> None:
+    """Client side: whatever a node's shell prints, the SSH transport reads at most its cap."""
+    from mcfleet.fleet.load import load_fleet
+    from mcfleet.transport.base import OutputTooLarge
+    from mcfleet.transport.ssh import SshPool
+
+    _lab, root = flood_lab
+    entry = load_fleet(root).hosts["floodn1"]
+
+    async def flood() -> str:
+        async with SshPool() as pool:
+            conn = await pool.connect(entry)
+            with pytest.raises(OutputTooLarge, match="printed more than 1024 KiB") as info:
+                await conn.run("cat /dev/zero", timeout=120, max_output=1024 * 1024)
+            after = await conn.run("echo still-connected", timeout=60)  # the connection survives
+            return f"{info.value.location} {after.stdout.strip()}"
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert asyncio.run(flood()) == "floodn1 still-connected"
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024
+    print(f"cat /dev/zero over SSH with a 1 MiB cap: this process grew {grown_mib} MiB")
+    assert grown_mib < 64
