@@ -91,20 +91,7 @@ def _fleet(nodes: Nodes, pebble: PebbleInfo, zone: str, proxies: dict[str, Any],
     fleet["providers"]["cert"] = {"kind": "acme", "directory": pebble.directory, "account_key_file": str(account),
                                   "ca_file": pebble.ca_file}  # fmt: skip
     (root / "fleet.json").write_text(json.dumps(fleet, indent=2))
-    worker, edge = nodes.names
-    edge_file = root / "hosts" / edge / "host.json"
-    host = json.loads(edge_file.read_text())
-    host["roles"] = ["edge"]
-    edge_file.write_text(json.dumps(host, indent=2))
-    worker_file = root / "hosts" / worker / "host.json"
-    host = json.loads(worker_file.read_text())
-    address = nodes.nodes[0].address
-    host["routes"] = [
-        {"hostname": f"pub.{zone}", "mode": "l7", "backend": f"{address}:{PUB}", "public": True},
-        {"hostname": f"int.{zone}", "mode": "l7", "backend": f"127.0.0.1:{INT}"},
-        {"hostname": f"sni.{zone}", "mode": "l4", "listener": 8443, "backend": f"127.0.0.1:{SNI}"},
-    ]
-    worker_file.write_text(json.dumps(host, indent=2))
+    _fleet_roles_and_routes(nodes, zone)
     return root
 
 
@@ -174,3 +161,96 @@ def test_apply_through_the_edge_converges_and_removes(  # noqa: PLR0917 (pytest 
     assert _knot(knot, f"pub.{zone}") == []
     assert "this is the pub page" not in _curl(f"pub.{zone}", 443, edge.address, pebble_root).stdout
     assert "this is the int page" in _curl(f"int.{zone}", 443, worker.address, pebble_root).stdout
+
+
+def test_apply_with_the_seed_native_backends_against_their_contract_fakes(
+    lab: Lab, make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path
+) -> None:
+    """The same flow with MCNS, Metacrypt and mc-proxy (contract fakes): the mc-proxy fake listens
+    on the node's /srv/mc-proxy/mc-proxy.sock, so mcfleet reaches it through the node's SSH
+    connection as it would the real one."""
+    import asyncio
+    import threading
+
+    from tests.contract_fakes.mcns import run_mcns
+    from tests.contract_fakes.mcproxy import start_mcproxy
+    from tests.contract_fakes.metacrypt import run_metacrypt
+
+    nodes = make_nodes(2, "seed")
+    worker, edge = nodes.nodes
+    zone = "svc.mcp.example.test"
+    token = tmp_path / "mcias-token"
+    token.write_text("POISON-mcias-token-never-printed\n")
+    token.chmod(0o600)
+    for n in (worker, edge):
+        nodes.sh(n.name, "mkdir -p /srv/mc-proxy/certs")
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    fakes = [asyncio.run_coroutine_threadsafe(start_mcproxy(f"/proc/{n.ns_pid}/root/srv/mc-proxy/mc-proxy.sock"),
+                                              loop).result(30) for n in (worker, edge)]  # fmt: skip
+    try:
+        with run_mcns(zone, token.read_text().strip()) as (mcns_url, mcns), \
+                run_metacrypt(token.read_text().strip(), (f".{zone}",)) as (mc_url, ca):  # fmt: skip
+            root = _native_fleet(nodes, zone, token, mcns_url, mc_url)
+
+            run = cli("apply", str(root), "--all", "--yes", "--bundle", str(agent_bundle), "--json")
+            assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
+            assert sorted(ca.issued) == [f"int.{zone}", f"pub.{zone}"]
+            worker_routes = {f"{k[0]}/{k[1]}": r.backend for k, r in fakes[0][1].routes.items()}
+            edge_routes = {f"{k[0]}/{k[1]}": r.backend for k, r in fakes[1][1].routes.items()}
+            assert worker_routes == {f"443/int.{zone}": f"127.0.0.1:{INT}", f"8443/sni.{zone}": f"127.0.0.1:{SNI}"}
+            assert edge_routes == {f"443/pub.{zone}": f"{worker.address}:{PUB}"}
+            assert sorted(r["name"] for r in mcns.records.values()) == [f"{n}.{zone}" for n in ("int", "pub", "sni")]
+            assert "POISON" not in run.stdout + run.stderr
+
+            writes = (len(ca.issued), mcns.serial, [len(f[1].calls) for f in fakes])
+            again = cli("plan", str(root), "--detailed-exitcode", "--json")
+            assert again.code == 0, again.stdout[-3000:] + again.stderr[-2000:]
+            assert (len(ca.issued), mcns.serial) == writes[:2]  # the plan only read
+            assert all(c.startswith("ListRoutes") for f in fakes for c in f[1].calls[len(f[1].calls) - 1 :])
+
+            host_file = root / "hosts" / worker.name / "host.json"
+            host = json.loads(host_file.read_text())
+            host["routes"] = host["routes"][1:]
+            host_file.write_text(json.dumps(host, indent=2))
+            gone = cli("apply", str(root), "--all", "--yes", "--bundle", str(agent_bundle), "--json")
+            assert gone.code == 0, gone.stdout[-3000:] + gone.stderr[-3000:]
+            assert f"pub.{zone}" not in {r["name"] for r in mcns.records.values()}
+            assert fakes[1][1].routes == {}
+    finally:
+        for server, _state in fakes:
+            asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+
+
+def _native_fleet(nodes: Nodes, zone: str, token: Path, mcns_url: str, metacrypt_url: str) -> Path:
+    root = nodes.fleet_dir
+    fleet = json.loads((root / "fleet.json").read_text())
+    fleet["zone"] = zone
+    fleet["public_domains"] = [zone]
+    fleet["providers"] = {
+        "dns": {"kind": "mcns", "url": mcns_url, "token_file": str(token)},
+        "cert": {"kind": "metacrypt", "url": metacrypt_url, "token_file": str(token)},
+        "route": {"kind": "mc-proxy", "socket": "/srv/mc-proxy/mc-proxy.sock", "user": "root"},
+    }
+    (root / "fleet.json").write_text(json.dumps(fleet, indent=2))
+    _fleet_roles_and_routes(nodes, zone)
+    return root
+
+
+def _fleet_roles_and_routes(nodes: Nodes, zone: str) -> None:
+    root = nodes.fleet_dir
+    worker, edge = nodes.nodes
+    edge_file = root / "hosts" / edge.name / "host.json"
+    host = json.loads(edge_file.read_text())
+    host["roles"] = ["edge"]
+    edge_file.write_text(json.dumps(host, indent=2))
+    worker_file = root / "hosts" / worker.name / "host.json"
+    host = json.loads(worker_file.read_text())
+    host["routes"] = [
+        {"hostname": f"pub.{zone}", "mode": "l7", "backend": f"{worker.address}:{PUB}", "public": True},
+        {"hostname": f"int.{zone}", "mode": "l7", "backend": f"127.0.0.1:{INT}"},
+        {"hostname": f"sni.{zone}", "mode": "l4", "listener": 8443, "backend": f"127.0.0.1:{SNI}"},
+    ]
+    worker_file.write_text(json.dumps(host, indent=2))
