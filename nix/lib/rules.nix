@@ -438,6 +438,99 @@ let
       ) (indexed s.data.components)
     ) (placed fleet);
 
+  # -------------------------------------------------------------- rules_ports.py
+
+  # Every pinned host port of a host: services by file, components, publishes before routes.
+  pinnedPorts =
+    h:
+    concatMap (
+      s:
+      concatMap (
+        c:
+        map (p: {
+          port = p.v.host_port;
+          protocol = if p.v.protocol == null then "tcp" else p.v.protocol;
+          addresses = [ (if p.v.host_ip == null then "*" else p.v.host_ip) ];
+          inherit (s) file;
+          pointer = "/components/${toString c.i}/publish/${toString p.i}/host_port";
+          label = "${s.data.name}/${c.v.name} publish ${toString p.i}";
+        }) (indexed c.v.publish)
+        ++ map (r: {
+          port = r.v.host_port;
+          protocol = "tcp";
+          addresses = r.v.bind;
+          inherit (s) file;
+          pointer = "/components/${toString c.i}/routes/${toString r.i}/host_port";
+          label = "${s.data.name}/${c.v.name} route ${if truthy r.v.name then r.v.name else toString r.i}";
+        }) (builtins.filter (r: r.v.host_port != null) (indexed c.v.routes))
+      ) (indexed s.data.components)
+    ) h.services;
+
+  hostPortDuplicate =
+    fleet:
+    concatMap (
+      h:
+      (builtins.foldl' (
+        acc: p:
+        let
+          key = "${p.protocol}/${toString p.port}";
+          held = acc.held.${key} or [ ];
+          hits = builtins.filter (
+            x: x.addr == "*" || builtins.elem "*" p.addresses || builtins.elem x.addr p.addresses
+          ) held;
+        in
+        if hits != [ ] then
+          acc
+          // {
+            out = acc.out ++ [
+              (finding "host-port-duplicate" p.file p.pointer
+                "${p.protocol} host port ${toString p.port} on ${h.name} is pinned by ${p.label} and already by ${(builtins.head hits).label}"
+                "give each pinned host port on a host (protocol and address) to one route or publish"
+                h.name
+              )
+            ];
+          }
+        else
+          acc
+          // {
+            held = acc.held // {
+              ${key} =
+                held
+                ++ map (a: {
+                  addr = a;
+                  inherit (p) label;
+                }) p.addresses;
+            };
+          }
+      ) {
+        held = { };
+        out = [ ];
+      } (pinnedPorts h)).out
+    ) (hostList fleet);
+
+  portRangeExhausted =
+    fleet:
+    let
+      low = fleet.fleet.ports.min;
+      high = fleet.fleet.ports.max;
+    in
+    concatMap (
+      h:
+      let
+        taken = u.unique (map (p: p.port) (builtins.filter (p: p.port >= low && p.port <= high) (pinnedPorts h)));
+        wanted = builtins.length (
+          concatMap (s: concatMap (c: builtins.filter (r: r.host_port == null) c.routes) s.data.components) h.services
+        );
+        free = high - low + 1 - builtins.length taken;
+      in
+      optional (wanted > free) (
+        finding "port-range-exhausted" "fleet.json" "/ports"
+          "the port range ${toString low}-${toString high} has ${toString free} free port(s) on ${h.name} but ${toString wanted} route(s) need one"
+          "widen `ports` in fleet.json or pin `host_port` on some routes"
+          h.name
+      )
+    ) (hostList fleet);
+
   publicRoutes =
     fleet:
     let
@@ -796,6 +889,8 @@ rec {
     "core-off-master" = coreOffMaster;
     "route-listener-duplicate" = routeListenerDuplicate;
     "public-loopback" = publicLoopback;
+    "host-port-duplicate" = hostPortDuplicate;
+    "port-range-exhausted" = portRangeExhausted;
     "name-claimed-twice" = names;
     "unknown-reference" = only "unknown-reference" dependencies;
     "stage-cycle" = only "stage-cycle" dependencies;

@@ -37,10 +37,7 @@ CASES = {
 # say what a path is (device, FIFO, dangling link), and builtins.fromJSON keeps the last of
 # two equal keys without telling (unreadable, file-too-large, duplicate-key).
 LOAD_LEVEL = {"json-syntax", "schema", "missing-file", "name-mismatch", "unreadable", "file-too-large", "duplicate-key"}
-# Python-only rules, by choice: host ports are placed by Python alone (fleet/derive.assign_ports,
-# the one allocator render, plan and agent share; nix/lib places none), so the two checks of
-# what that allocator can place sit beside it.  A NixOS host gets its ports from that same answer.
-PYTHON_ONLY = {"host-port-duplicate", "port-range-exhausted"}
+PYTHON_ONLY: set[str] = set()  # every rule nix/lib can express, it implements
 
 Key = tuple[Any, ...]
 
