@@ -178,3 +178,23 @@ def test_killing_mcfleet_after_the_switch_leaves_the_node_on_the_previous_genera
     while not _serving(fleet, name):
         assert time.monotonic() < deadline, "the previous agent does not serve again"
         time.sleep(1)
+
+
+def test_goals_dry_activate_and_boot_do_not_activate(make_nodes: MakeNodes, agent_bundle: Path) -> None:
+    fleet, name, v1 = _deployed(make_nodes, agent_bundle, "ng")
+    root = fleet.fleet_dir
+    set_variant(root, name, "good-4")
+    v4 = _nix_build(root, name)
+    dry = cli("apply", str(root), "--on", name, "--goal", "dry-activate", "--json")
+    assert dry.code == 0, dry.stdout + dry.stderr
+    assert dry.phase(name, "activate")["message"].startswith("dry-activate: would activate " + v4)
+    assert switch_log(fleet, name)[-1].endswith(f"dry-activate {v4}")
+    assert current_system(fleet, name) == v1
+    assert fleet.sh(name, "readlink -f /nix/var/nix/profiles/system").stdout.strip() == v1
+    boot = cli("apply", str(root), "--on", name, "--goal", "boot", "--json")
+    assert boot.code == 0, boot.stdout + boot.stderr
+    assert switch_log(fleet, name)[-1].endswith(f"boot {v4}")
+    assert fleet.sh(name, "readlink -f /nix/var/nix/profiles/system").stdout.strip() == v4  # the next boot's
+    assert current_system(fleet, name) == v1  # nothing activated now
+    bad = cli("apply", str(root), "--on", name, "--goal", "reboot")
+    assert bad.code == 2 and "--goal 'reboot' is not one of switch, test, boot, dry-activate" in bad.stderr
