@@ -68,6 +68,16 @@ in
         NoNewPrivileges = true;
         ProtectSystem = "strict";
         ReadWritePaths = cfg.readWritePaths;
+        # hardening that rootless podman still allows (what it needs is left open: user/mount
+        # namespaces, /dev/fuse and /dev/net/tun, procfs mounts, setuid files in images)
+        CapabilityBoundingSet = "";
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        RestrictRealtime = true;
+        LockPersonality = true;
+        SystemCallArchitectures = "native";
+        UMask = "0027";
+        KeyringMode = "private";
       };
       restartTriggers = lib.optional (cfg.package != null) cfg.package;
     };

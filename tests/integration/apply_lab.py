@@ -14,16 +14,18 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
 from mcfleet.errors import McfleetError, ToolMissing
 from mcfleet.lab.lab import Lab
+from mcfleet.lab.login import Login
 from mcfleet.lab.nodes import LabNode
+from mcfleet.observe.manifest import MANIFEST_PATH
 
 _COUNTER = iter(range(1, 1000))
 
@@ -53,11 +55,15 @@ class Nodes:
         return out or None
 
     def temp_files(self, name: str) -> list[str]:
-        out = self.sh(name, "find /srv/mcp /etc/systemd/system -maxdepth 1 -name '*.tmp' 2>/dev/null", check=False)
-        return out.stdout.split()
+        """Temp files and upload folders a run may have left (none may be left)."""
+        find = (
+            "find /srv/mcp /etc/systemd/system /var/lib/mcfleet -maxdepth 2 -name '*.tmp' 2>/dev/null; "
+            "find /root /home -maxdepth 2 -name '.mcfleet-upload.*' 2>/dev/null"
+        )
+        return self.sh(name, find, check=False).stdout.split()
 
     def manifest(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads(self.sh(name, "cat /srv/mcp/mcfleet-state.json").stdout)
+        result: dict[str, Any] = json.loads(self.sh(name, f"cat {MANIFEST_PATH}").stdout)
         return result
 
 
@@ -82,7 +88,12 @@ def stop_nodes(lab: Lab, nodes: list[LabNode]) -> None:
         list(pool.map(one, nodes))
 
 
-MakeNodes = Callable[[int, str], "Nodes"]
+class MakeNodes(Protocol):
+    def __call__(self, count: int, prefix: str, *, login: Login = "root") -> Nodes: ...
+
+
+# Every way the real fleet logs in: the tests of what changes a node run under each.
+LOGINS = ["root", "sudo", "doas"]
 
 
 @pytest.fixture(name="agent_bundle", scope="session")
@@ -101,8 +112,8 @@ def make_nodes_fixture(lab: Lab) -> Iterator[MakeNodes]:
     """`make_nodes(count, prefix)`: fresh full nodes for one test, shut down when it ends."""
     made: list[Nodes] = []
 
-    def make(count: int, prefix: str) -> Nodes:
-        made.append(full_nodes(lab, count, prefix))
+    def make(count: int, prefix: str, *, login: Login = "root") -> Nodes:
+        made.append(full_nodes(lab, count, prefix, login=login))
         return made[-1]
 
     yield make
@@ -110,13 +121,13 @@ def make_nodes_fixture(lab: Lab) -> Iterator[MakeNodes]:
         stop_nodes(lab, fleet.nodes)
 
 
-def full_nodes(lab: Lab, count: int, prefix: str) -> Nodes:
-    """`count` fresh full (systemd) nodes and a fleet directory naming only them."""
+def full_nodes(lab: Lab, count: int, prefix: str, *, login: Login = "root") -> Nodes:
+    """`count` fresh full (systemd) nodes and a fleet directory naming only them, reached by `login`."""
     n = next(_COUNTER)
     names = [f"{prefix}{n}x{i}" for i in range(1, count + 1)]
 
     async def boot() -> list[LabNode]:
-        return list(await asyncio.gather(*(lab.add_full_node(name) for name in names)))
+        return list(await asyncio.gather(*(lab.add_full_node(name, login=login) for name in names)))
 
     try:
         nodes = asyncio.run(boot())

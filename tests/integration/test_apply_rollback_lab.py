@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.apply_lab import (  # noqa: F401 (fixtures)
+    LOGINS,
     MakeNodes,
     Nodes,
     agent_bundle_fixture,
@@ -33,8 +34,8 @@ from tests.integration.apply_lab import (  # noqa: F401 (fixtures)
 pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
 
 
-def provisioned(make_nodes: MakeNodes, bundle: Path, prefix: str) -> tuple[Nodes, str]:
-    fleet = make_nodes(1, prefix)
+def provisioned(make_nodes: MakeNodes, bundle: Path, prefix: str, login: str = "root") -> tuple[Nodes, str]:
+    fleet = make_nodes(1, prefix, login=login)  # type: ignore[arg-type]
     name = fleet.names[0]
     run = cli("provision", name, "--root", str(fleet.fleet_dir), "--bundle", str(bundle), "--json")
     assert run.code == 0, run.stdout + run.stderr
@@ -47,10 +48,11 @@ def agent_serving(fleet: Nodes, name: str) -> dict[str, object]:
     return rows[0]
 
 
+@pytest.mark.parametrize("login", LOGINS)
 def test_a_broken_bundle_is_rolled_back_and_the_old_agent_serves_again(
-    make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path
+    make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path, login: str
 ) -> None:
-    fleet, name = provisioned(make_nodes, agent_bundle, "rb")
+    fleet, name = provisioned(make_nodes, agent_bundle, f"rb{login[0]}", login)
     good = sha256(agent_bundle)
     bad = broken_bundle(tmp_path / "broken.pex")
 
@@ -69,10 +71,11 @@ def test_a_broken_bundle_is_rolled_back_and_the_old_agent_serves_again(
     assert json.loads(journal[-1])["result"]["hosts"][name]["status"] == "rolled back"
 
 
+@pytest.mark.parametrize("login", LOGINS)
 def test_the_deadman_reverts_a_node_whose_orchestrator_vanished(
-    make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path
+    make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path, login: str
 ) -> None:
-    fleet, name = provisioned(make_nodes, agent_bundle, "dm")
+    fleet, name = provisioned(make_nodes, agent_bundle, f"dm{login[0]}", login)
     good = sha256(agent_bundle)
     v2 = variant(agent_bundle, tmp_path / "v2.pex", "dm")
     argv = [*mcfleet_argv(), "agent", "upgrade", name, "--root", str(fleet.fleet_dir), "--bundle", str(v2),
@@ -92,7 +95,7 @@ def test_the_deadman_reverts_a_node_whose_orchestrator_vanished(
                 seen += line
         # the new agent is active and healthy, and nobody will ever confirm it
         assert fleet.file_sha(name, "/srv/mcp/mcp-agent") == sha256(v2)
-        assert fleet.sh(name, "ls /srv/mcp/.mcfleet-deadman.* | wc -l").stdout.strip() == "1"
+        assert fleet.sh(name, "ls /var/lib/mcfleet/deadman-token.* | wc -l").stdout.strip() == "1"
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
@@ -105,11 +108,11 @@ def test_the_deadman_reverts_a_node_whose_orchestrator_vanished(
     # end of the rollback), not for the binary (its start), or a loaded machine races the check.
     deadline = time.monotonic() + 120
     logged = "deadman: no confirmation within 45 s, rolled back"
-    while logged not in fleet.sh(name, "cat /srv/mcp/mcfleet-deadman.log 2>/dev/null; true").stdout:
+    while logged not in fleet.sh(name, "cat /var/lib/mcfleet/deadman.log 2>/dev/null; true").stdout:
         assert time.monotonic() < deadline, "the node did not roll back by itself"
         time.sleep(1)
     assert fleet.file_sha(name, "/srv/mcp/mcp-agent") == good
-    assert fleet.sh(name, "ls /srv/mcp/.mcfleet-deadman.* 2>/dev/null | wc -l").stdout.strip() == "0"
+    assert fleet.sh(name, "ls /var/lib/mcfleet/deadman-token.* 2>/dev/null | wc -l").stdout.strip() == "0"
     deadline = time.monotonic() + 60
     while (row := agent_serving(fleet, name))["health"] != "SERVING":
         assert time.monotonic() < deadline, f"the old agent does not serve again: {row}"
@@ -139,7 +142,7 @@ def test_sigkill_mid_upload_then_rerun_converges_without_temp_files(
                 break
         # wait until the upload's temp file exists on the node, then kill mid-transfer
         deadline = time.monotonic() + 30
-        while not fleet.sh(name, "ls /srv/mcp/.mcp-agent.*.tmp 2>/dev/null", check=False).stdout.strip():
+        while not fleet.sh(name, "ls /root/.mcfleet-upload.*/mcp-agent 2>/dev/null", check=False).stdout.strip():
             assert time.monotonic() < deadline, "the upload never started"
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
@@ -159,6 +162,6 @@ def test_sigkill_mid_upload_then_rerun_converges_without_temp_files(
     assert rerun.phase(name, "activate")["status"] == "changed"
     assert fleet.temp_files(name) == []
     assert fleet.file_sha(name, "/srv/mcp/mcp-agent") == sha256(v2)
-    assert fleet.file_sha(name, "/srv/mcp/mcp-agent.prev") == good
+    assert fleet.file_sha(name, "/var/lib/mcfleet/agent/prev") == good
     assert fleet.manifest(name)["agent"]["sha256"] == sha256(v2)
     assert agent_serving(fleet, name)["running_sha256"] == sha256(v2)

@@ -20,6 +20,7 @@ import pytest
 from mcfleet.errors import Refused
 from mcfleet.fleet.load import load_fleet
 from mcfleet.observe.collect import gather
+from mcfleet.observe.manifest import MANIFEST_PATH
 from mcfleet.plan.model import Plan
 from mcfleet.plan.saved import ensure_fresh, load_plan
 from tests.conftest import run_cli
@@ -238,8 +239,8 @@ def test_route_drift_is_seen_at_the_proxy(plan_lab: tuple[Any, Path], caddy: Any
     hostname = "planweb.svc.mcp.example.test"
     route = desired_state(load_fleet(root))["plann2"].routes[f"443/{hostname}"]
     manifest = {"routes": [{"hostname": hostname, "mode": "l7", "service": "planweb", "backend": route.backend}]}
-    path = "/srv/mcp/mcfleet-state.json"
-    write = f"mkdir -p /srv/mcp && cat > {path}"
+    path = MANIFEST_PATH
+    write = f"mkdir -p $(dirname {path}) && cat > {path}"
     asyncio.run(lab.exec_in("plann2", ["sh", "-c", write], input_=json.dumps(manifest).encode()))
     caddy_route = {
         "@id": "plan-test-planweb",

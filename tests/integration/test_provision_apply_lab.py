@@ -8,15 +8,22 @@ from pathlib import Path
 import pytest
 
 import mcfleet
-from tests.integration.apply_lab import MakeNodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401 (fixtures)
+from tests.integration.apply_lab import (  # noqa: F401 (fixtures)
+    LOGINS,
+    MakeNodes,
+    agent_bundle_fixture,
+    cli,
+    make_nodes_fixture,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
 
 
+@pytest.mark.parametrize("login", LOGINS)
 def test_provision_installs_and_starts_the_agent_and_a_second_run_changes_nothing(
-    make_nodes: MakeNodes, agent_bundle: Path
+    make_nodes: MakeNodes, agent_bundle: Path, login: str
 ) -> None:
-    fleet = make_nodes(1, "prov")
+    fleet = make_nodes(1, f"prov{login[0]}", login=login)  # type: ignore[arg-type]
     name = fleet.names[0]
     root = str(fleet.fleet_dir)
     host_file = fleet.fleet_dir / "hosts" / name / "host.json"
@@ -37,6 +44,11 @@ def test_provision_installs_and_starts_the_agent_and_a_second_run_changes_nothin
     assert fleet.sh(name, "systemctl show -p User --value mcp-agent").stdout.strip() == "mcp"
     assert "ExecStart=/srv/mcp/mcp-agent" in fleet.sh(name, "cat /etc/systemd/system/mcp-agent.service").stdout
     assert fleet.file_sha(name, "/srv/mcp/mcp-agent") == fleet.manifest(name)["agent"]["sha256"]
+    # root's own files are root's: the agent's account can neither write nor replace them
+    assert fleet.sh(name, "stat -c '%U %a' /var/lib/mcfleet /srv/mcp/mcp-agent").stdout.split("\n")[:2] == [
+        "root 700",
+        "root 755",
+    ]
     assert fleet.sh(name, "grep ^mcp: /etc/subuid /etc/subgid").stdout.split() == [
         "/etc/subuid:mcp:100000:65536",
         "/etc/subgid:mcp:100000:65536",

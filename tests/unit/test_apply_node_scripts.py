@@ -1,10 +1,10 @@
-"""The node-side parts of apply, run for real on a plain local folder (LocalRunner, /bin/sh)."""
+"""The node-side parts of apply that run on a plain local folder (LocalRunner, /bin/sh); the rest
+runs on lab nodes (tests/integration/test_nodesec_lab.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -13,10 +13,9 @@ import pytest
 
 from mcfleet.apply.activate import desired_agent, needs_activation, render_unit, sha256_text
 from mcfleet.apply.confirm import rollback_script
-from mcfleet.apply.nodeio import write_text
-from mcfleet.apply.probe import AgentProbe, probe
+from mcfleet.apply.nodeio import STORE, helper_source, write_text
+from mcfleet.apply.probe import AgentProbe, parse_probe, probe
 from mcfleet.apply.provision import parse_output, provision_script
-from mcfleet.apply.push import install_script, push_agent
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import Host
@@ -29,7 +28,7 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh
 
 
 def make_host(srv: Path, **users: dict[str, int]) -> Host:
-    return Host.model_validate(
+    host = Host.model_validate(
         {
             "name": "n1",
             "os": "debian",
@@ -39,9 +38,11 @@ def make_host(srv: Path, **users: dict[str, int]) -> Host:
             "addresses": ["127.0.0.1"],
             "users": users or {"mcp": {"uid": 850, "gid": 850}},
             "dns": {"nameservers": ["10.0.0.53"], "fallback": ["1.1.1.1", "9.9.9.9"]},
-            "agent": {"path": f"{srv}/mcp-agent", "socket": f"{srv}/mcp-agent.sock"},
         }
     )
+    # a scratch folder is not a valid agent folder on a node: set it past validation, for local runs
+    agent = host.agent.model_copy(update={"path": f"{srv}/mcp-agent", "socket": f"{srv}/mcp-agent.sock"})
+    return host.model_copy(update={"agent": agent})
 
 
 def bundle(tmp: Path, name: str, text: str) -> tuple[Path, str]:
@@ -54,78 +55,37 @@ def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
-def test_push_is_atomic_content_addressed_and_keeps_a_confirmed_prev(tmp_path: Path) -> None:
-    srv = tmp_path / "srv"
-    host = make_host(srv)
-    node = LocalRunner("n1")
-    v1, sha1 = bundle(tmp_path, "v1", "#!/bin/sh\necho v1\n")
-    v2, sha2 = bundle(tmp_path, "v2", "#!/bin/sh\necho v2\n")
-
-    state = run(probe(node, host))
-    first = run(push_agent(node, host, v1, sha1, state))
-    assert first.changed and first.bytes_sent == v1.stat().st_size
-    assert (srv / "mcp-agent").read_text() == v1.read_text()
-    assert os.access(srv / "mcp-agent", os.X_OK)
-    assert not (srv / "mcp-agent.prev").exists()
-
-    # same hash: nothing sent
-    again = run(push_agent(node, host, v1, sha1, run(probe(node, host))))
-    assert not again.changed and again.bytes_sent == 0
-
-    # v1 confirmed (manifest), v2 pushed: v1 becomes .prev
-    (srv / "mcfleet-state.json").write_text(json.dumps({"agent": {"sha256": sha1}}))
-    state = run(probe(node, host))
-    assert state.confirmed_sha256 == sha1 and state.binary_sha256 == sha1
-    run(push_agent(node, host, v2, sha2, state))
-    assert (srv / "mcp-agent").read_text() == v2.read_text()
-    assert (srv / "mcp-agent.prev").read_text() == v1.read_text()
-
-    # v3 pushed over the unconfirmed v2: .prev stays the confirmed v1
-    v3, sha3 = bundle(tmp_path, "v3", "#!/bin/sh\necho v3\n")
-    run(push_agent(node, host, v3, sha3, run(probe(node, host))))
-    assert (srv / "mcp-agent.prev").read_text() == v1.read_text()
-    assert sorted(p.name for p in srv.iterdir()) == ["mcfleet-state.json", "mcp-agent", "mcp-agent.prev"]
-
-
-def test_install_refuses_a_corrupted_upload_and_leaves_the_binary(tmp_path: Path) -> None:
-    binary = tmp_path / "mcp-agent"
-    binary.write_text("good")
-    tmp = tmp_path / ".mcp-agent.abc.tmp"
-    tmp.write_text("corrupted")
-    script = install_script(str(binary), str(tmp), "0" * 64, None)
-    res = subprocess.run(["sh", "-c", script], check=False, capture_output=True, text=True)
-    assert res.returncode == 3
-    assert "hash mismatch" in res.stderr
-    assert binary.read_text() == "good"
-    assert not tmp.exists()
-
-
 def test_probe_removes_leftovers_of_a_killed_run(tmp_path: Path) -> None:
-    srv = tmp_path / "srv"
+    srv, store = tmp_path / "srv", tmp_path / "store"
     srv.mkdir()
     host = make_host(srv)
     (srv / "mcp-agent").write_text("x")
-    for leftover in (".mcp-agent.1a2b.tmp", ".mcfleet-state.json.9f.tmp", "mcp-agent.rollback.tmp"):
-        (srv / leftover).write_text("half")
-    (srv / "mcfleet-state.json").write_text('{"version": 1}')
-    state = run(probe(LocalRunner("n1"), host))
-    assert sorted(p.name for p in srv.iterdir()) == ["mcfleet-state.json", "mcp-agent"]
+    (srv / ".mcp-agent.1a2b.tmp").write_text("half")
+    store.mkdir(mode=0o700)
+    for leftover in (".manifest.json.9f.tmp", "rollback.sh.tmp"):
+        (store / leftover).write_text("half")
+    (store / "manifest.json").write_text('{"version": 1}')
+    state = run(probe(LocalRunner("n1", store=str(store)), host))
+    assert sorted(p.name for p in srv.iterdir()) == ["mcp-agent"]
+    assert sorted(p.name for p in store.iterdir()) == ["manifest.json", "mcfleet-node.py"]
     assert state.binary_sha256 == hashlib.sha256(b"x").hexdigest()
-    assert state.prev_sha256 is None and state.unit_sha256 is None
+    assert state.prev_sha256 is None and state.unit_sha256 is None and state.store_sha256 is None
     assert state.manifest == Manifest()
 
 
 def test_a_corrupt_manifest_is_an_error_naming_the_file_never_read_as_empty(tmp_path: Path) -> None:
-    srv = tmp_path / "srv"
+    srv, store = tmp_path / "srv", tmp_path / "store"
     srv.mkdir()
     host = make_host(srv)
-    (srv / "mcfleet-state.json").write_text("{not json")
+    node = LocalRunner("n1", store=str(store))
+    store.mkdir(mode=0o700)
+    (store / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestCorrupt, match="unreadable manifest") as err:
-        run(probe(LocalRunner("n1"), host))
-    assert err.value.location == f"n1:{srv}/mcfleet-state.json"
-    (srv / "mcfleet-state.json").write_text('{"agent": {"sha256": 5}}')
+        run(probe(node, host))
+    assert err.value.location == f"n1:{store}/manifest.json"
+    (store / "manifest.json").write_text('{"agent": {"sha256": 5}}')
     with pytest.raises(ManifestCorrupt, match="schema at agent/sha256"):
-        run(probe(LocalRunner("n1"), host))
+        run(probe(node, host))
 
 
 def test_write_text_replaces_atomically(tmp_path: Path) -> None:
@@ -137,44 +97,59 @@ def test_write_text_replaces_atomically(tmp_path: Path) -> None:
 
 
 def _rollback(tmp_path: Path, token: Path) -> subprocess.CompletedProcess[str]:
-    srv = tmp_path / "srv"
-    host = make_host(srv)
-    script = tmp_path / "rollback.sh"
-    # the unit file lives in /etc/systemd/system on a node; point it into the scratch folder
-    script.write_text(rollback_script(host, 30).replace("/etc/systemd/system", str(tmp_path / "units")))
+    """The deadman script as rendered, pointed at scratch folders for root's store, /srv/mcp and the units."""
+    host = make_host(Path("/srv/mcp"))
+    store = tmp_path / "store"
+    (store / "mcfleet-node.py").write_text(helper_source())
+    text = rollback_script(host, 30)
+    for real, scratch in ((STORE, store), ("/etc/systemd/system", tmp_path / "units"), ("/srv/mcp", tmp_path / "srv")):
+        text = text.replace(real, str(scratch))
+    script = store / "rollback.sh"
+    script.write_text(text)
     env = {**os.environ, "MCFLEET_SYSTEMCTL": "true"}
     return subprocess.run(["sh", str(script), str(token)], check=False, capture_output=True, text=True, env=env)
 
 
-def test_deadman_script_restores_prev_when_not_confirmed(tmp_path: Path) -> None:
-    srv = tmp_path / "srv"
-    (tmp_path / "units").mkdir()
-    srv.mkdir()
+def _scratch_node(tmp_path: Path) -> tuple[Path, Path]:
+    srv, store = tmp_path / "srv", tmp_path / "store"
+    for folder in (tmp_path / "units", srv, store / "agent"):
+        folder.mkdir(parents=True)
     (srv / "mcp-agent").write_text("new")
-    (srv / "mcp-agent.prev").write_text("old")
+    (store / "agent" / "current").write_text("new")
+    (store / "agent" / "prev").write_text("old")
     (tmp_path / "units" / "mcp-agent.service").write_text("new unit")
-    (tmp_path / "units" / "mcp-agent.service.prev").write_text("old unit")
-    token = srv / ".mcfleet-deadman.x"
+    (store / "unit.prev").write_text("old unit")
+    return srv, store
+
+
+def test_deadman_script_restores_roots_prev_when_not_confirmed(tmp_path: Path) -> None:
+    srv, store = _scratch_node(tmp_path)
+    token = store / "deadman-token.x"
     token.write_text("armed")
     res = _rollback(tmp_path, token)
     assert res.returncode == 0, res.stderr
     assert (srv / "mcp-agent").read_text() == "old"
-    assert (srv / "mcp-agent.prev").read_text() == "old"
+    assert (store / "agent" / "current").read_text() == "old"
+    assert (store / "agent" / "prev").read_text() == "old"
     assert (tmp_path / "units" / "mcp-agent.service").read_text() == "old unit"
     assert not token.exists()
-    assert "rolled back" in (srv / "mcfleet-deadman.log").read_text()
-    assert not list(srv.glob("*.tmp"))
+    assert "rolled back" in (store / "deadman.log").read_text()
+    assert not list(srv.glob("*.tmp")) and not list(store.rglob("*.tmp"))
 
 
 def test_deadman_script_does_nothing_once_confirmed(tmp_path: Path) -> None:
-    srv = tmp_path / "srv"
-    srv.mkdir()
-    (srv / "mcp-agent").write_text("new")
-    (srv / "mcp-agent.prev").write_text("old")
-    res = _rollback(tmp_path, srv / ".mcfleet-deadman.gone")  # token deleted = confirmed
+    srv, store = _scratch_node(tmp_path)
+    res = _rollback(tmp_path, store / "deadman-token.gone")  # token deleted = confirmed
     assert res.returncode == 0
     assert (srv / "mcp-agent").read_text() == "new"
-    assert not (srv / "mcfleet-deadman.log").exists()
+    assert not (store / "deadman.log").exists()
+
+
+def test_deadman_script_quotes_every_value() -> None:
+    host = make_host(Path("/srv/mcp"))
+    text = rollback_script(host, 30)
+    assert "STORE=/var/lib/mcfleet\n" in text and "BIN=/srv/mcp/mcp-agent\n" in text
+    assert "@" not in text.replace("@DEADLINE@", "")  # every placeholder filled
 
 
 def test_unit_runs_the_agent_from_srv_as_mcp_exactly_as_on_nixos() -> None:
@@ -257,12 +232,9 @@ def test_activation_on_a_node_without_systemd_fails_clearly(tmp_path: Path) -> N
     from mcfleet.apply.activate import ActivateOptions, activate
     from mcfleet.errors import ApplyError
 
-    if Path("/run/systemd/system").is_dir():
-        pytest.skip("this machine runs systemd")
     host = make_host(tmp_path / "srv")
-    node = LocalRunner("n1")
-    state = run(probe(node, host))
+    state = parse_probe("systemd=0\nactive=unknown\nenabled=unknown\n")
     assert not state.has_systemd
     with pytest.raises(ApplyError, match="does not run systemd"):
-        run(activate(node, host, state, pushed=True, sha="a" * 64, opts=ActivateOptions()))
+        run(activate(LocalRunner("n1"), host, state, pushed=True, sha="a" * 64, opts=ActivateOptions()))
     assert not (tmp_path / "srv").exists()  # nothing was written before refusing

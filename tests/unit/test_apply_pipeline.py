@@ -37,10 +37,11 @@ def entry(name: str, srv: Path, os: str = "debian") -> HostEntry:
             "addresses": ["127.0.0.1"],
             "users": {"mcp": {"uid": 850, "gid": 850}},
             "dns": {"nameservers": ["10.0.0.53"], "fallback": ["1.1.1.1"]},
-            "agent": {"path": f"{srv}/{name}/mcp-agent", "socket": f"{srv}/{name}/mcp-agent.sock"},
         }
     )
-    return HostEntry(host, (), srv)
+    # a scratch folder is not a valid agent folder on a node: set it past validation, for local runs
+    agent = host.agent.model_copy(update={"path": f"{srv}/{name}/mcp-agent", "socket": f"{srv}/{name}/mcp-agent.sock"})
+    return HostEntry(host.model_copy(update={"agent": agent}), (), srv)
 
 
 def work(e: HostEntry, *phases: str, agent: bool = False, provision: bool = False) -> HostWork:
@@ -107,7 +108,7 @@ class RecordingStep:
 async def connect(e: HostEntry) -> LocalRunner:
     if e.host.name.startswith("down"):
         raise Unreachable("no address answered", location=e.host.name)
-    return LocalRunner(e.host.name)
+    return LocalRunner(e.host.name, store=str(e.dir / e.host.name / "store"))  # root's store, in scratch
 
 
 def run_pipeline(work: list[HostWork], steps: list[RecordingStep], **opts: object) -> tuple[ApplyEvents, object]:
@@ -127,7 +128,7 @@ def test_steps_run_in_phase_order_per_host_and_write_the_manifest(tmp_path: Path
     assert [t for t in trace if t.startswith("a:")] == ["a:cert", "a:deploy", "a:route", "a:dns"]
     assert summary.exit_code == 0  # type: ignore[attr-defined]
     assert log.outcome("a", Phase.manifest).status == Status.changed  # type: ignore[union-attr]
-    manifest = (tmp_path / "a" / "mcfleet-state.json").read_text()
+    manifest = (tmp_path / "a" / "store" / "manifest.json").read_text()
     assert '"steps": [' in manifest and '"deploy"' in manifest
 
 

@@ -1,8 +1,8 @@
 """Activate (Debian): install/refresh the unit, restart, health-check; roll back on failure.
 
-    unit file (kept as .prev when it changes) → daemon-reload → arm the deadman
-    → restart → health check (gRPC over SSH) → disarm (confirm)
-    on failure: restore .prev (binary and unit) → restart → health check → disarm
+    unit file (the old one kept in root's store when it changes) → daemon-reload
+    → arm the deadman → restart → health check (gRPC over SSH) → disarm (confirm)
+    on failure: restore root's `prev` (binary and unit) → restart → health check → disarm
                 → "rolled back" (the apply still fails: exit 1)
 
 Skipped when nothing changed: same binary as the manifest's confirmed one, same
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mcfleet.apply import confirm
 from mcfleet.apply.health import AgentHealth, wait_healthy
-from mcfleet.apply.nodeio import Node, write_text
+from mcfleet.apply.nodeio import AGENT_CURRENT, AGENT_PREV, UNIT_PREV, Node, put_file, write_text
 from mcfleet.apply.probe import AgentProbe, probe, unit_path
 from mcfleet.errors import ApplyError, McfleetError
 from mcfleet.fleet.desired import DesiredAgent, sha256_text
@@ -76,31 +76,55 @@ async def _install_unit(node: Node, host: Host, state: AgentProbe) -> None:
     path = unit_path(host)
     q = shlex.quote(path)
     if state.unit_sha256 != sha256_text(text):
-        if state.unit_sha256:  # keep the unit that ran, for the rollback
-            await node.run(f"cp -p {q} {q}.prev.tmp && mv -f {q}.prev.tmp {q}.prev")
+        if state.unit_sha256:  # keep the unit that ran, for the rollback, in root's store
+            p = shlex.quote(UNIT_PREV)
+            res = await node.run(f"cp {q} {p}.tmp && mv -f {p}.tmp {p} || {{ rm -f {p}.tmp; exit 1; }}")
+            res.check(f"keeping the previous unit as {UNIT_PREV}", node.name)
         await write_text(node, path, text)
     res = await node.run(f"systemctl daemon-reload && systemctl enable --quiet {shlex.quote(host.agent.unit)}")
     res.check("reloading systemd", node.name)
 
 
-async def _restart(node: Node, host: Host) -> None:
-    # restart is synchronous: the old process is gone when it returns, so a later answer is the new one's
-    res = await node.run(["systemctl", "restart", host.agent.unit], timeout=120)
-    res.check(f"restarting {host.agent.unit}", node.name)
+async def _restart(node: Node, host: Host) -> int:
+    """Restart the unit; returns its restart counter right after, the base health is measured from.
 
-
-async def _restore_prev(node: Node, host: Host) -> bool:
-    b, u = shlex.quote(host.agent.path), shlex.quote(unit_path(host))
-    script = (
-        f"[ -f {b}.prev ] || exit 4; "
-        f"cp -p {b}.prev {b}.rollback.tmp && mv -f {b}.rollback.tmp {b} && "
-        f"if [ -f {u}.prev ]; then cp -p {u}.prev {u}.rollback.tmp && mv -f {u}.rollback.tmp {u}; fi && "
-        "systemctl daemon-reload"
+    restart is synchronous: the old process is gone when it returns, so a later answer is the
+    new one's.  `reset-failed` first clears what an old crash-looping process left (its failed
+    state and, on systemd versions that keep it, its restart counter).
+    """
+    unit = shlex.quote(host.agent.unit)
+    res = await node.run(
+        f"systemctl reset-failed {unit} 2>/dev/null; systemctl restart {unit} && "
+        f"systemctl show -p NRestarts --value {unit}",
+        timeout=120,
     )
-    res = await node.run(script, timeout=60)
+    res.check(f"restarting {host.agent.unit}", node.name)
+    count = res.stdout.strip().splitlines()[-1:] if res.stdout.strip() else []
+    return int(count[0]) if count and count[0].isdigit() else 0
+
+
+def restore_script(host: Host) -> str:
+    """Root shell: root's `prev` back to `current` and the unit back from the store (exit 4: no prev)."""
+    u, up = shlex.quote(unit_path(host)), shlex.quote(UNIT_PREV)
+    cur, prev = shlex.quote(AGENT_CURRENT), shlex.quote(AGENT_PREV)
+    return "\n".join(
+        [
+            "set -eu",
+            f"[ -f {prev} ] || exit 4",
+            f"cp {prev} {cur}.tmp && mv -f {cur}.tmp {cur}",
+            f"if [ -f {up} ]; then cp {up} {u}.rollback.tmp && mv -f {u}.rollback.tmp {u}; fi",
+        ]
+    )
+
+
+async def _restore_prev(node: Node, host: Host, state: AgentProbe) -> bool:
+    res = await node.run(restore_script(host), timeout=60)
     if res.exit_status == 4:
         return False
-    res.check("restoring the previous agent", node.name)
+    res.check("restoring the previous agent in root's store", node.name)
+    await put_file(node, host.agent.path, source=AGENT_CURRENT, mode="0755")
+    res = await node.run(["systemctl", "daemon-reload"], timeout=60)
+    res.check("reloading systemd", node.name)
     return True
 
 
@@ -144,7 +168,7 @@ async def activate(
     # from here until disarm, the deadman reverts the node if we vanish or lose the connection
     deadman = await confirm.arm(node, host, opts.deadline)
     try:
-        return await _restart_and_check(node, host, deadman, reason=reason, sha=sha, opts=opts)
+        return await _restart_and_check(node, host, state, deadman, reason=reason, sha=sha, opts=opts)
     except McfleetError as exc:
         raise ApplyError(
             f"{exc.message}; the node restores its previous agent by itself within {deadman.deadline} s "
@@ -155,21 +179,28 @@ async def activate(
 
 
 async def _restart_and_check(
-    node: Node, host: Host, deadman: confirm.Deadman, *, reason: str, sha: str, opts: ActivateOptions
+    node: Node,
+    host: Host,
+    state: AgentProbe,
+    deadman: confirm.Deadman,
+    *,
+    reason: str,
+    sha: str,
+    opts: ActivateOptions,
 ) -> ActivateResult:
-    await _restart(node, host)
-    health = await wait_healthy(node, host, timeout=opts.health_timeout, expect_sha=sha)
+    base = await _restart(node, host)
+    health = await wait_healthy(node, host, timeout=opts.health_timeout, expect_sha=sha, restarts_before=base)
     if health.serving:
         _hold_before_confirm()
         await confirm.disarm(node, deadman)
         return ActivateResult("changed", f"{reason}: agent {health.version or '?'} serving", health)
     # failed: roll back now rather than wait for the deadman
-    if not await _restore_prev(node, host):
+    if not await _restore_prev(node, host, state):
         await node.run(["systemctl", "stop", host.agent.unit])
         await confirm.disarm(node, deadman)
         return ActivateResult("failed", f"agent not healthy ({health.error}); no previous agent to roll back to")
-    await _restart(node, host)
-    old = await wait_healthy(node, host, timeout=opts.health_timeout)
+    base = await _restart(node, host)
+    old = await wait_healthy(node, host, timeout=opts.health_timeout, restarts_before=base)
     await confirm.disarm(node, deadman)
     if old.serving:
         return ActivateResult(

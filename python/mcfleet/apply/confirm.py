@@ -17,11 +17,12 @@ import shlex
 from dataclasses import dataclass
 from importlib import resources
 
-from mcfleet.apply.nodeio import Node, write_text
-from mcfleet.apply.probe import agent_dir, unit_path
+from mcfleet.apply.nodeio import STORE, Node, write_text
+from mcfleet.apply.probe import unit_path
 from mcfleet.fleet.models import Host
 
-ROLLBACK_SCRIPT = "mcfleet-rollback.sh"
+# In root's own store (root-owned 0700), never in the agent's folder: root runs it.
+ROLLBACK_SCRIPT = f"{STORE}/rollback.sh"
 
 
 def template(name: str) -> str:
@@ -29,7 +30,7 @@ def template(name: str) -> str:
 
 
 def render(text: str, values: dict[str, str]) -> str:
-    """Fill `@NAME@` placeholders; every value is shell-quoted where the template needs it."""
+    """Fill `@NAME@` placeholders with values the caller has shell-quoted (or that are digits)."""
     for key, value in values.items():
         text = text.replace(f"@{key}@", value)
     return text
@@ -43,7 +44,7 @@ def rollback_script(host: Host, deadline: int) -> str:
             "BIN": q(host.agent.path),
             "UNIT_FILE": q(unit_path(host)),
             "UNIT": q(host.agent.unit),
-            "DIR": agent_dir(host),
+            "STORE": q(STORE),
             "DEADLINE": str(deadline),
         },
     )
@@ -58,10 +59,9 @@ class Deadman:
 
 async def arm(node: Node, host: Host, deadline: int) -> Deadman:
     """Install the rollback script and start the countdown; returns what `disarm` needs."""
-    directory = agent_dir(host)
-    script = f"{directory}/{ROLLBACK_SCRIPT}"
+    script = ROLLBACK_SCRIPT
     ident = secrets.token_hex(4)
-    token = f"{directory}/.mcfleet-deadman.{ident}"
+    token = f"{STORE}/deadman-token.{ident}"
     await write_text(node, script, rollback_script(host, deadline), mode="0700")
     q = shlex.quote
     unit = f"mcfleet-deadman-{ident}"
@@ -75,8 +75,19 @@ async def arm(node: Node, host: Host, deadline: int) -> Deadman:
 
 
 async def disarm(node: Node, deadman: Deadman) -> None:
-    """Confirm: the token goes first (so a timer firing right now does nothing), then the timer."""
+    """Confirm: the tokens go first (so a timer firing right now does nothing), then the timers.
+
+    Every pending deadman of this node is cancelled, not only ours: the node now runs an
+    agent confirmed healthy, so an older apply's countdown (one that was killed, or one a
+    re-run superseded) must not roll it back later.
+    """
     # (a rollback already running is left to finish: interrupting it could leave the unit stopped)
-    cmd = f"rm -f {shlex.quote(deadman.token)}; systemctl stop {deadman.unit}.timer 2>/dev/null; true"
+    store = shlex.quote(STORE)
+    cmd = (
+        f"rm -f {shlex.quote(deadman.token)} {store}/deadman-token.*; "
+        "for t in $(systemctl list-units --plain --no-legend 'mcfleet-deadman-*.timer' | cut -d' ' -f1); do "
+        'systemctl stop "$t" 2>/dev/null; done; '
+        f"systemctl stop {deadman.unit}.timer 2>/dev/null; true"
+    )
     res = await node.run(cmd, timeout=30)
     res.check("confirming the activation (disarming the deadman)", node.name)

@@ -74,16 +74,22 @@ async def wait_healthy(
     timeout: float,  # noqa: ASYNC109 (the overall wait is the API)
     expect_sha: str | None = None,
     watch_unit: bool = True,
+    restarts_before: int = 0,
 ) -> AgentHealth:
-    """Retry until the agent serves (and runs `expect_sha` when given) or `timeout`; never raises."""
+    """Retry until the agent serves (and runs `expect_sha` when given) or `timeout`; never raises.
+
+    A crash counts from this start: `restarts_before` is the unit's restart counter right
+    after the restart, so restarts of an earlier, crash-looping process do not count.
+    """
     deadline = time.monotonic() + timeout
     target = await local_socket(node, host.agent.socket)
     last = AgentHealth(False, error="not checked yet")
     while True:
         if watch_unit:
             active, sub, restarts = await unit_state(node, host)
-            if active == "failed" or sub == "auto-restart" or restarts > 0:
-                return AgentHealth(False, error=f"the unit is {active} ({sub}) after {restarts} restart(s)")
+            crashed = restarts - restarts_before
+            if active == "failed" or sub == "auto-restart" or crashed > 0:
+                return AgentHealth(False, error=f"the unit is {active} ({sub}) after {crashed} restart(s)")
         last = await check_once(target, timeout=min(5.0, max(1.0, deadline - time.monotonic())))
         if last.serving:
             if expect_sha and last.bundle_sha256 and last.bundle_sha256 != expect_sha:

@@ -1,13 +1,21 @@
-"""The fleet lock: two applies on one fleet at once would race on every node.
+"""The locks that keep two applies apart.
 
-An exclusive, non-blocking `flock` on `<fleet>/.mcfleet/apply.lock`.  The kernel
-drops the lock when the holder dies (even by SIGKILL), so a crashed apply never
-leaves the fleet locked; the file's content (pid, user, start time, argv) only
+The fleet lock: an exclusive, non-blocking `flock` on `<fleet>/.mcfleet/apply.lock`.
+The kernel drops the lock when the holder dies (even by SIGKILL), so a crashed apply
+never leaves the fleet locked; the file's content (pid, user, start time, argv) only
 serves the error message of the apply that is refused.
+
+The node lock: the fleet lock covers one checkout, so two copies of the fleet could
+still apply to one node at once.  Each node therefore holds its own lock for the
+whole apply of that node: the root helper on the node takes an exclusive `flock` on
+`/var/lib/mcfleet/apply.lock` and keeps it until its stdin closes, which happens when
+the orchestrator's SSH session ends in any way (done, killed, network gone).  A second
+orchestrator is refused with who holds it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import getpass
 import json
@@ -17,9 +25,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from mcfleet.errors import Refused
+from mcfleet.errors import ApplyError, Refused
+from mcfleet.transport.base import become_refused
 from mcfleet.util.statedir import state_dir
+
+if TYPE_CHECKING:
+    from mcfleet.apply.nodeio import Node
 
 
 def lock_path(fleet_root: Path) -> Path:
@@ -60,3 +73,55 @@ def fleet_lock(fleet_root: Path, command: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+# The lock-holding processes of this run (kept referenced until the connections close).
+node_locks: list[Any] = []
+
+
+def holder_text() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"
+
+
+async def hold_node_lock(node: Node, who: str | None = None) -> None:
+    """Take the node's apply lock for as long as `node`'s SSH connection lives, or raise Refused.
+
+    A node without `start` (the local runner of unit tests) has no other orchestrator: no lock.
+    """
+    from mcfleet.apply.nodeio import NODE_LOCK, ensure_store, helper
+
+    start: Any = getattr(node, "start", None)
+    if start is None:
+        return
+    await ensure_store(node)
+    proc = await start(helper("lock", NODE_LOCK, who or holder_text()))
+    try:
+        first = await asyncio.wait_for(proc.stdout.readline(), 60)
+    except TimeoutError:
+        proc.close()
+        raise ApplyError(
+            f"taking the node's apply lock {NODE_LOCK} got no answer within 60 s", location=node.name
+        ) from None
+    if first.strip() == "locked":
+        node_locks.append(proc)  # the process lives with the connection; closing either releases the lock
+        return
+    proc.close()
+    if first.startswith("busy="):
+        raise Refused(
+            f"another orchestrator is applying to this node: {_node_holder(first[5:].strip())}",
+            location=f"{node.name}: lock",
+            hint="wait for it to finish; the lock is released when that apply ends or its connection drops",
+        )
+    err = (await proc.stderr.read()).strip() if first == "" else first
+    refused = become_refused(getattr(node, "become", None), getattr(node, "user", "?"), err, node.name)
+    if refused is not None:
+        raise refused
+    raise ApplyError(f"could not take the node's apply lock {NODE_LOCK}: {err or 'no answer'}", location=node.name)
+
+
+def _node_holder(raw: str) -> str:
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return raw
+    return f"{info.get('who', '?')}, since {info.get('since', '?')}"

@@ -12,10 +12,23 @@ import asyncio
 import secrets
 import shlex
 import shutil
+from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
+from mcfleet.errors import ApplyError
 from mcfleet.transport.base import Command, RunResult
+
+# Root's own store on the node: everything root executes or reads to decide lives here
+# (the rollback script, the agent binaries it restores, the previous unit, the deadman's
+# tokens, the node lock, the manifest).  Root-owned 0700: the agent's account cannot
+# write, rename or plant links here, unlike its data folder /srv/mcp.
+STORE = "/var/lib/mcfleet"
+HELPER = f"{STORE}/mcfleet-node.py"
+AGENT_CURRENT = f"{STORE}/agent/current"  # the binary the unit should run (copied to agent.path)
+AGENT_PREV = f"{STORE}/agent/prev"  # the last binary an apply confirmed healthy
+UNIT_PREV = f"{STORE}/unit.prev"
+NODE_LOCK = f"{STORE}/apply.lock"
 
 
 class Node(Protocol):
@@ -23,7 +36,72 @@ class Node(Protocol):
 
     name: str
 
-    async def run(self, command: Command, *, input: str | None = None, timeout: float | None = None) -> RunResult: ...  # noqa: ASYNC109
+    async def run(
+        self,
+        command: Command,
+        *,
+        input: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+        login: bool = False,
+    ) -> RunResult: ...
+
+
+def helper_source() -> str:
+    return resources.files("mcfleet.apply").joinpath("node_helper.py").read_text()
+
+
+def store_of(node: object) -> str:
+    """Root's store on this node: STORE, except on a local runner a test pointed at a scratch folder."""
+    return str(getattr(node, "store", None) or STORE)
+
+
+def store_script(store: str = STORE) -> str:
+    """Shell (run as root) that makes the store a root-owned 0700 folder and installs the helper from stdin.
+
+    A store that is a link, not a folder, or not root's is refused: root must not follow it.
+    """
+    s, h = shlex.quote(store), shlex.quote(f"{store}/mcfleet-node.py")
+    return "\n".join(
+        [
+            "set -eu",
+            f"if [ -L {s} ] || {{ [ -e {s} ] && [ ! -d {s} ]; }}; then "
+            f'echo "mcfleet-node: {store} is not a folder (a link or a file): refusing to use it" >&2; exit 3; fi',
+            f"mkdir -p -m 0700 {s}",
+            f'if [ "$(stat -c %u {s})" != 0 ]; then '
+            f'echo "mcfleet-node: {store} is not owned by root: refusing to use it" >&2; exit 3; fi',
+            f"chmod 0700 {s}",
+            f"umask 077; cat > {h}.tmp && mv -f {h}.tmp {h}",
+        ]
+    )
+
+
+async def ensure_store(node: Node) -> None:
+    store = store_of(node)
+    res = await node.run(store_script(store), input=helper_source(), timeout=60)
+    res.check(f"preparing {store}", node.name)
+
+
+def helper(*args: str) -> list[str]:
+    """The argv that runs the installed root helper (see node_helper.py) on the node."""
+    return ["python3", HELPER, *args]
+
+
+async def put_file(
+    node: Node, dest: str, *, source: str, mode: str = "0644", owner: str = "0:0", sha: str | None = None
+) -> str:
+    """Copy node file `source` to `dest` as root, never following a link; returns the sha256 written."""
+    args = ["put", dest, mode, owner, "--from", source]
+    if sha:
+        args += ["--sha", sha]
+    res = await node.run(helper(*args), timeout=300)
+    if not res.ok:
+        raise ApplyError(_helper_error(res), location=node.name)
+    return res.stdout.strip().partition("sha256=")[2]
+
+
+def _helper_error(res: RunResult) -> str:
+    text = (res.stderr.strip() or res.stdout.strip() or f"exit {res.exit_status}")[-400:]
+    return text.removeprefix("mcfleet-node: ")
 
 
 def temp_name(path: str) -> str:
@@ -57,12 +135,54 @@ async def write_text(node: Node, path: str, text: str, mode: str = "0644", owner
     res.check(f"writing {path}", node.name)
 
 
+async def make_staging(node: Node) -> str:
+    """A fresh private folder (0700) of the SSH login user in its home, for uploads.
+
+    Uploads go there as the login user, never into a folder the agent's account can
+    write; a root step then copies the file out, checking its hash.
+    """
+    # a killed run's upload folders go first (the node lock keeps a second orchestrator out)
+    script = 'umask 077; rm -rf "${HOME:-/tmp}"/.mcfleet-upload.*; mktemp -d "${HOME:-/tmp}/.mcfleet-upload.XXXXXXXX"'
+    res = await node.run(script, login=True, timeout=60)
+    res.check("creating a private upload folder for the login user", node.name)
+    return res.stdout.strip()
+
+
+async def drop_staging(node: Node, staging: str) -> None:
+    if staging.rpartition("/")[2].startswith(".mcfleet-upload."):
+        await node.run(["rm", "-rf", "--", staging], login=True, timeout=60)
+
+
 async def upload(node: Node, local: Path, remote: str) -> int:
-    """Copy a local file to `remote` (SFTP on SSH connections); returns the bytes sent."""
+    """Copy a local file to `remote` as the login user (SFTP on SSH connections); returns the bytes sent.
+
+    A failure says why: permission (with the path and the user) or no space left (with
+    the mount and the free bytes), not SFTP's bare "Failure".
+    """
+    size = (await asyncio.to_thread(local.stat)).st_size
     sftp_factory: Any = getattr(node, "sftp", None)
-    if sftp_factory is not None:
-        sftp = await sftp_factory()
-        await sftp.put(str(local), remote)
-    else:
-        await asyncio.to_thread(shutil.copyfile, local, remote)
-    return (await asyncio.to_thread(local.stat)).st_size
+    try:
+        if sftp_factory is not None:
+            sftp = await sftp_factory()
+            await sftp.put(str(local), remote)
+        else:
+            await asyncio.to_thread(shutil.copyfile, local, remote)
+    except Exception as exc:  # asyncssh.SFTPError is not an OSError
+        raise ApplyError(await _upload_failure(node, remote, size, exc), location=node.name) from exc
+    return size
+
+
+async def _upload_failure(node: Node, remote: str, size: int, exc: BaseException) -> str:
+    text = str(getattr(exc, "reason", "") or exc)
+    user = getattr(node, "user", None) or "the login user"
+    if "ermission denied" in text or isinstance(exc, PermissionError):
+        return f"permission denied writing {remote} as {user}"
+    folder = remote.rpartition("/")[0] or "/"
+    res = await node.run(["df", "-Pk", folder], login=True, timeout=30)
+    rows = res.stdout.split("\n")[1:] if res.ok else []
+    fields = rows[0].split() if rows else []
+    if len(fields) >= 6 and fields[3].isdigit():
+        free = int(fields[3]) * 1024
+        if free < size:
+            return f"no space left on {fields[5]} ({free} bytes free, {size} needed) uploading {remote} as {user}"
+    return f"uploading {remote} as {user} failed: {text}"

@@ -28,7 +28,8 @@ from mcfleet.apply import nixos
 from mcfleet.apply.activate import ActivateOptions, activate, probe_ready
 from mcfleet.apply.artifacts import Artifact, BuildBlocked, Builder
 from mcfleet.apply.events import ApplyEvents, Phase, Status
-from mcfleet.apply.nodeio import Node, write_text
+from mcfleet.apply.lock import hold_node_lock
+from mcfleet.apply.nodeio import Node, store_of, write_text
 from mcfleet.apply.probe import manifest_path, probe
 from mcfleet.apply.push import push_agent
 from mcfleet.apply.summary import Summary, summarize
@@ -199,6 +200,7 @@ class Pipeline:
                 raise HostFailed  # build failed or blocked: already reported
             first = self._first_phase(w)
             node = await self._phase(w, first, self.connect(w.entry))
+            await self._phase(w, first, hold_node_lock(node))  # held until the connection closes
             # read (and refuse a node without systemd, or with a corrupt manifest) before anything is written
             check = probe_ready(node, w.entry.host, first.value) if w.agent else probe(node, w.entry.host)
             state = await self._phase(w, first, check)
@@ -287,8 +289,8 @@ class Pipeline:
                 "applied_by": f"{getpass.getuser()}@{socket.gethostname()}",
             }
         )
-        path = manifest_path(w.entry.host)
-        await self._phase(w, Phase.manifest, write_text(ctx.node, path, stamped.to_text(), mode="0644"))
+        path = manifest_path(store_of(ctx.node))  # root's store: the agent's account cannot rewrite it
+        await self._phase(w, Phase.manifest, write_text(ctx.node, path, stamped.to_text(), mode="0600"))
         self.log.emit(w.name, Phase.manifest, Status.changed, "written")
 
     def _first_phase(self, w: HostWork) -> Phase:

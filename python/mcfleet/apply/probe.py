@@ -13,10 +13,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from mcfleet.apply.nodeio import Node, stale_temp_glob
+from mcfleet.apply.nodeio import STORE, Node, helper_source, stale_temp_glob, store_of, store_script
 from mcfleet.fleet.models import Host
-from mcfleet.observe.manifest import Manifest, parse_manifest
-from mcfleet.observe.manifest import manifest_path as manifest_beside
+from mcfleet.observe.manifest import MANIFEST_NAME, MANIFEST_PATH, Manifest, parse_manifest
 
 
 def unit_path(host: Host) -> str:
@@ -27,21 +26,23 @@ def agent_dir(host: Host) -> str:
     return host.agent.path.rpartition("/")[0] or "/"
 
 
-def manifest_path(host: Host) -> str:
-    return manifest_beside(host.agent.path)
+def manifest_path(store: str = STORE) -> str:
+    """One place per node, whatever the host file says: in root's store."""
+    return MANIFEST_PATH if store == STORE else f"{store}/{MANIFEST_NAME}"
 
 
 @dataclass(frozen=True)
 class AgentProbe:
     """The agent's files and unit on a node, read right before apply acts on them."""
 
-    binary_sha256: str | None
-    prev_sha256: str | None
+    binary_sha256: str | None  # the file the unit runs (agent.path)
+    prev_sha256: str | None  # root's copy of the last confirmed binary
     unit_sha256: str | None
     active: str  # systemctl is-active: active, inactive, failed, activating, unknown
     enabled: str  # systemctl is-enabled: enabled, disabled, not-found...
     manifest: Manifest | None = None
     has_systemd: bool = True
+    store_sha256: str | None = None  # root's copy of the binary it installed last
 
     @property
     def confirmed_sha256(self) -> str | None:
@@ -49,18 +50,24 @@ class AgentProbe:
         return self.manifest.agent.sha256 if self.manifest and self.manifest.agent else None
 
 
-def probe_script(host: Host) -> str:
-    b, u, m = host.agent.path, unit_path(host), manifest_path(host)
+def probe_script(host: Host, store: str = STORE) -> str:
+    """Run as root with the node helper on stdin: prepares the root store, then reads.
+
+    Hashes come from the helper, which reads only regular files and follows no link
+    (`/srv/mcp` is the agent account's to write).
+    """
+    b, u, m = host.agent.path, unit_path(host), manifest_path(store)
     q = shlex.quote
-    sha = 'h() { if [ -f "$1" ]; then sha256sum "$1" | cut -d" " -f1; else echo -; fi; }'
+    current, prev, helper = f"{store}/agent/current", f"{store}/agent/prev", f"{store}/mcfleet-node.py"
+    hashed = {"bin": b, "store": current, "prev": prev, "unit": u}
+    globs = [stale_temp_glob(p) for p in (b, u, m, current, prev, f"{store}/unit.prev")]
     return "\n".join(
         [
-            sha,
-            # leftovers of a killed run: temp files are never the only copy of anything
-            f"rm -f {stale_temp_glob(b)} {stale_temp_glob(u)} {stale_temp_glob(m)} {q(b)}.rollback.tmp 2>/dev/null",
-            f"echo bin=$(h {q(b)})",
-            f"echo prev=$(h {q(b + '.prev')})",
-            f"echo unit=$(h {q(u)})",
+            store_script(store),
+            "set +e",
+            # leftovers of a killed run: temp files are never the only copy of anything (rm never follows a link)
+            f"rm -f {' '.join(globs)} {q(store)}/*.tmp 2>/dev/null",
+            *(f"echo {key}=$(python3 {helper} hash {q(path)} | cut -d= -f2-)" for key, path in hashed.items()),
             "if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then echo systemd=1; "
             f"echo active=$(systemctl is-active {q(host.agent.unit)} 2>/dev/null); "
             f"echo enabled=$(systemctl is-enabled {q(host.agent.unit)} 2>/dev/null); "
@@ -81,7 +88,7 @@ def parse_probe(stdout: str, *, manifest_at: str = "the manifest") -> AgentProbe
 
     def sha(key: str) -> str | None:
         v = values.get(key, "-")
-        return None if v in ("-", "") else v
+        return None if v in ("-", "") else v  # "!link"/"!other": never equal to a real hash
 
     manifest = parse_manifest(values.get("manifest") or "", where=manifest_at)
     return AgentProbe(
@@ -92,10 +99,12 @@ def parse_probe(stdout: str, *, manifest_at: str = "the manifest") -> AgentProbe
         enabled=values.get("enabled") or "unknown",
         manifest=manifest,
         has_systemd=values.get("systemd") == "1",
+        store_sha256=sha("store"),
     )
 
 
 async def probe(node: Node, host: Host) -> AgentProbe:
-    res = await node.run(probe_script(host), timeout=30)
+    store = store_of(node)
+    res = await node.run(probe_script(host, store), input=helper_source(), timeout=60)
     res.check("reading the agent's state", node.name)
-    return parse_probe(res.stdout, manifest_at=f"{node.name}:{manifest_path(host)}")
+    return parse_probe(res.stdout, manifest_at=f"{node.name}:{manifest_path(store)}")

@@ -1,25 +1,42 @@
-"""Push (Debian): the agent bundle to `/srv/mcp/mcp-agent`, content-addressed and atomic.
+"""Push (Debian): the agent bundle to the node, content-addressed, checked and atomic.
 
-    SFTP to `.mcp-agent.<nonce>.tmp` beside the binary → sha256 verified on the node
-    → the current binary saved as `mcp-agent.prev` (copy + rename) → rename into place.
+    SFTP as the login user into a fresh private folder in its home (0700; the agent's
+    account cannot write there) → root copies it into its own store, hashing the bytes
+    it copies (`/var/lib/mcfleet/agent/new`, refused on a hash mismatch) → the store's
+    current binary becomes `prev` when it is the confirmed one → `new` becomes `current`
+    → root installs `current` at `agent.path` (root-owned 0755), never following a link
+    → the upload folder is removed.
 
-Nothing is sent when the node already has that hash.  `.prev` only ever holds a
-binary that an apply confirmed healthy (its hash is the manifest's), so a run that
-was killed after pushing an unproven binary cannot make that binary the rollback
-target of the next one.
+Root never reads a binary from `/srv/mcp` to decide or to restore: the rollback target
+(`prev`) is root's own copy, and it only ever holds a binary that an apply confirmed
+healthy (its hash is the manifest's), so a run that was killed after pushing an
+unproven binary cannot make that binary the rollback target of the next one.
+Keeping `prev` is a rename inside the store: it needs no free space.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from mcfleet.apply.nodeio import Node, temp_name, upload
+from mcfleet.apply.nodeio import (
+    AGENT_CURRENT,
+    AGENT_PREV,
+    Node,
+    drop_staging,
+    ensure_store,
+    make_staging,
+    put_file,
+    upload,
+)
 from mcfleet.apply.probe import AgentProbe
-from mcfleet.errors import ApplyError
+from mcfleet.errors import ApplyError, McfleetError
 from mcfleet.fleet.models import Host
+
+AGENT_NEW = AGENT_CURRENT.rpartition("/")[0] + "/new"
 
 
 @dataclass(frozen=True)
@@ -38,49 +55,55 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def install_script(binary: str, tmp: str, want: str, confirmed: str | None) -> str:
-    """Verify the uploaded temp file and move it into place, keeping a proven `.prev`."""
-    b, t, p = shlex.quote(binary), shlex.quote(tmp), shlex.quote(binary + ".prev")
+def rotate_script(confirmed: str | None) -> str:
+    """Root shell inside its own store: keep the confirmed binary as `prev`, make `new` current.
+
+    Every step is checked (`set -e`); renames inside one root-owned folder need no space.
+    """
+    cur, prev, new = shlex.quote(AGENT_CURRENT), shlex.quote(AGENT_PREV), shlex.quote(AGENT_NEW)
     return "\n".join(
         [
             "set -eu",
-            f"got=$(sha256sum {t} | cut -d' ' -f1)",
-            f'if [ "$got" != {shlex.quote(want)} ]; then rm -f {t}; '
-            'echo "hash mismatch after upload: $got" >&2; exit 3; fi',
-            f"chmod 0755 {t}",
-            # keep the running binary as .prev when it is the confirmed one (or when there is no .prev yet)
-            f"if [ -f {b} ]; then cur=$(sha256sum {b} | cut -d' ' -f1); "
-            f'if [ "$cur" = {shlex.quote(confirmed or "")} ] || [ ! -f {p} ]; then '
-            f"cp -p {b} {p}.tmp && mv -f {p}.tmp {p}; fi; fi",
-            f"sync {t} 2>/dev/null || true",
-            f"mv -f {t} {b}",
+            f"if [ -f {cur} ]; then cur=$(sha256sum {cur} | cut -d' ' -f1); "
+            f'if [ "$cur" = {shlex.quote(confirmed or "-")} ] || [ ! -f {prev} ]; then mv -f {cur} {prev}; fi; fi',
+            f"mv -f {new} {cur}",
         ]
     )
 
 
+async def _adopt_confirmed(node: Node, host: Host, state: AgentProbe) -> None:
+    """A node from before the root store: take its confirmed binary as `prev`, if it still is that one.
+
+    The copy is hashed as it is written, so a binary the agent's account swapped in is refused.
+    """
+    if state.store_sha256 or state.prev_sha256 or not state.confirmed_sha256:
+        return
+    if state.binary_sha256 == state.confirmed_sha256:
+        # changed under us: no rollback target rather than an unproven one
+        with contextlib.suppress(ApplyError):
+            await put_file(node, AGENT_PREV, source=host.agent.path, mode="0700", sha=state.confirmed_sha256)
+
+
 async def push_agent(node: Node, host: Host, bundle: Path, sha: str, state: AgentProbe) -> PushResult:
     """Make the node's agent binary be `bundle` (hash `sha`); nothing is sent when it already is."""
-    if state.binary_sha256 == sha:
+    where = f"{host.name}: push"
+    if state.binary_sha256 == sha and state.store_sha256 == sha:
         return PushResult(False, 0, sha, f"already has {sha[:12]}")
-    binary = host.agent.path
-    tmp = temp_name(binary)
-    res = await node.run(["mkdir", "-p", binary.rpartition("/")[0] or "/"])
-    res.check("creating the agent's folder", node.name)
     try:
-        sent = await upload(node, bundle, tmp)
-    except (OSError, Exception) as exc:  # asyncssh.SFTPError is not an OSError
-        await node.run(["rm", "-f", tmp])
-        raise ApplyError(
-            f"uploading the agent bundle failed: {exc}",
-            location=f"{host.name}: push",
-            hint="check free space in the agent's folder on the node",
-        ) from exc
-    res = await node.run(install_script(binary, tmp, sha, state.confirmed_sha256), timeout=120)
-    if not res.ok:
-        raise ApplyError(
-            f"installing the agent bundle failed: {res.stderr.strip() or res.stdout.strip()}",
-            location=f"{host.name}: push",
-            hint="a hash mismatch means the upload was corrupted: re-run the apply",
-        )
+        await ensure_store(node)
+        await _adopt_confirmed(node, host, state)
+        sent = 0
+        if state.store_sha256 != sha:
+            staging = await make_staging(node)
+            try:
+                sent = await upload(node, bundle, f"{staging}/mcp-agent")
+                await put_file(node, AGENT_NEW, source=f"{staging}/mcp-agent", mode="0700", sha=sha)
+            finally:
+                await drop_staging(node, staging)
+            res = await node.run(rotate_script(state.confirmed_sha256), timeout=60)
+            res.check("keeping the confirmed agent as the rollback target", node.name)
+        await put_file(node, host.agent.path, source=AGENT_CURRENT, mode="0755", sha=sha)
+    except McfleetError as exc:
+        raise ApplyError(f"installing the agent bundle failed: {exc.message}", location=where, hint=exc.hint) from exc
     was = state.binary_sha256[:12] if state.binary_sha256 else "none"
     return PushResult(True, sent, sha, f"{was} -> {sha[:12]} ({sent} bytes)")

@@ -234,7 +234,8 @@ class ApplySession:
             note = f" (overridden refusal: {', '.join(refused)})" if refused else ""
             self.log.emit(name, Phase.manifest, Status.unchanged, f"nothing to do{note}")
         for name, why in plan.unreachable.items():
-            self.log.emit(name, Phase.manifest, Status.failed, f"unreachable: {why.reason}")
+            hint = f" (hint: {why.hint})" if why.hint else ""  # e.g. the sudo/doas rule to add
+            self.log.emit(name, Phase.manifest, Status.failed, f"unreachable: {why.reason}{hint}")
         hosts = [h for h in plan.hosts if h in busy or h in idle or h in plan.unreachable]
         phases = {h.host: [p.phase for p in h.phases] for h in summary.hosts}
         phases.update({h: [Phase.manifest] for h in [*idle, *plan.unreachable]})

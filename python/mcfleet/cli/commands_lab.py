@@ -7,14 +7,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import typer
 
 from mcfleet.cli.fleetdir import find_fleet
 from mcfleet.cli.output import emit_json
-from mcfleet.errors import LabError, Refused
+from mcfleet.errors import InputError, LabError, Refused
 from mcfleet.lab import arm64, rootfs
 from mcfleet.lab.lab import Lab, lab_down
+from mcfleet.lab.login import LOGINS, Login
 from mcfleet.lab.proc import require_root
 from mcfleet.lab.state import DirLock, LabState
 from mcfleet.lab.status import lab_status
@@ -59,6 +61,12 @@ def up(  # noqa: PLR0917 (typer options)
     full: int = typer.Option(0, "--full", min=0, max=8, help="Full nodes: Debian with systemd (systemd-nspawn)."),
     arm64: bool = typer.Option(False, "--arm64", help="Add an arm64 node (needs binfmt qemu-aarch64)."),
     no_peers: bool = typer.Option(False, "--no-peers", help="Skip Knot, Pebble, Caddy and HAProxy."),
+    login: str = typer.Option(
+        "root",
+        "--login",
+        help="How mcfleet logs in to the full nodes: root, or the user kyle escalating with sudo or doas "
+        "(one NOPASSWD rule, as on the real fleet); a comma list gives one per full node, the last repeats.",
+    ),
     directory: Path = DIR_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -75,10 +83,19 @@ def up(  # noqa: PLR0917 (typer options)
 
       sudo mcfleet lab up --nodes 3 --full 1    # plus a systemd node
 
+      sudo mcfleet lab up --nodes 0 --full 2 --login doas   # reached as kyle with doas -n
+
+      sudo mcfleet lab up --full 3 --login root,sudo,doas   # one node of each
+
       sudo mcfleet lab up -d /tmp/lab --json && mcfleet validate /tmp/lab
     """
 
     refuse_nesting(directory)
+    logins = [part.strip() for part in login.split(",")]
+    if not all(part in LOGINS for part in logins):
+        raise InputError(
+            f"--login takes {', '.join(LOGINS)} (or a comma list of them), not {login!r}", location="--login"
+        )
     require_root()
     started, show = _progress_printer()
     with DirLock(directory.resolve() / ".lab" / "lock"):
@@ -90,7 +107,7 @@ def up(  # noqa: PLR0917 (typer options)
                 hint=f"use it, or run `mcfleet lab down --dir {directory}` first",
             )
         try:
-            asyncio.run(lab.up(fast=nodes, full=full, arm64=arm64, peers=not no_peers))
+            asyncio.run(lab.up(fast=nodes, full=full, arm64=arm64, peers=not no_peers, login=cast(list[Login], logins)))
         except BaseException as exc:
             # A failed or interrupted `up` removes what it made (logs stay in <dir>/.lab);
             # only a hard crash leaves the state file for `lab down`.

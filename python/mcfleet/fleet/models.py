@@ -115,8 +115,38 @@ class Fleet(Model):
 # --------------------------------------------------------------------------- host.json
 
 
+# Everything below reaches a root shell, a unit file or a root file operation on the node,
+# so each is a strict pattern, not free text (a newline in a user name would add unit lines).
+ACCOUNT_RE = r"^[a-z_][a-z0-9_-]{0,31}$"
+UNIT_RE = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,200}\.service$"
+SAFE_PATH_RE = r"^(/[A-Za-z0-9_][A-Za-z0-9_.+-]*)+$"
+# Where the agent's own folder may be: never a system folder root would then give to the agent.
+AGENT_ROOTS = ("/srv/", "/opt/", "/var/lib/", "/home/")
+SOCKET_ROOTS = (*AGENT_ROOTS, "/run/")
+
+
+def _node_path(value: str, roots: tuple[str, ...], what: str) -> str:
+    """`value` as an absolute, normalised path in a folder of its own under one of `roots`."""
+    import posixpath
+
+    if not re.match(SAFE_PATH_RE, value) or posixpath.normpath(value) != value or "/." in value:
+        raise ValueError(
+            f"{what} must be an absolute, normalised path of letters, digits and . _ + - "
+            f"(no '..', '//' or trailing '/'), got {value!r}"
+        )
+    if not any(value.startswith(r) for r in roots) or value.count("/") < 3:
+        raise ValueError(
+            f"{what} must be in a folder of its own under {', '.join(roots)} (e.g. /srv/mcp/mcp-agent), got {value!r}"
+        )
+    if value.startswith("/var/lib/mcfleet/") or value == "/var/lib/mcfleet":
+        raise ValueError(f"{what} must not be in /var/lib/mcfleet (root's own store on the node)")
+    return value
+
+
 class Ssh(Model):
-    user: str = "root"
+    user: Annotated[str, Field(pattern=ACCOUNT_RE, description="the login; not root: escalates with sudo/doas")] = (
+        "root"
+    )
     port: Port = 22
     host_key: str | None = Field(
         default=None,
@@ -201,13 +231,35 @@ class Dns(Model):
 
 
 class Agent(Model):
-    path: str = "/srv/mcp/mcp-agent"
-    unit: str = "mcp-agent.service"
+    path: str = Field(
+        default="/srv/mcp/mcp-agent",
+        description="the binary the unit runs; its folder is the agent's own (under /srv, /opt, /var/lib or /home)",
+    )
+    unit: str = Field(default="mcp-agent.service", pattern=UNIT_RE, description="a unit name, no folder")
     socket: str = "/srv/mcp/mcp-agent.sock"
-    user: str = "mcp"
+    user: str = Field(
+        default="mcp", pattern=ACCOUNT_RE, description="the agent's own unprivileged account (never root)"
+    )
     listen: str | None = Field(
         default=None, description="address:port of the agent's network API, if it has one (seed: 100.106.232.4:9555)"
     )
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _node_path(value, AGENT_ROOTS, "agent.path")
+
+    @field_validator("socket")
+    @classmethod
+    def _socket(cls, value: str) -> str:
+        return _node_path(value, SOCKET_ROOTS, "agent.socket")
+
+    @field_validator("user")
+    @classmethod
+    def _not_root(cls, value: str) -> str:
+        if value == "root":
+            raise ValueError("the agent must not run as root: give it its own account (e.g. mcp) pinned in fleet.json")
+        return value
 
 
 class NixDeploy(Model):

@@ -14,6 +14,7 @@ from mcfleet.errors import LabError
 from mcfleet.fleet.load import load_fleet
 from mcfleet.fleet.rules import check
 from mcfleet.fleet.sshfiles import write_ssh_files
+from mcfleet.lab.login import ssh_fields
 from mcfleet.lab.nodes import LabNode
 from mcfleet.util.files import atomic_write_text
 
@@ -69,7 +70,7 @@ def host_json(node: LabNode, client_key: Path, nameserver: str, *, master: bool)
         "roles": roles,
         "tags": ["lab", node.kind],
         "ssh": {
-            "user": "root",
+            **ssh_fields(node.login),
             "port": node.ssh_port,
             "host_key": node.host_key,
             "identity_file": str(client_key),

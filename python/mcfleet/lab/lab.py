@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from mcfleet.errors import LabError
 from mcfleet.lab import netns, podman, sshd
 from mcfleet.lab.fleetdir import write_fleet_dir
 from mcfleet.lab.keys import make_account_key, make_key
+from mcfleet.lab.login import Login, login_script
 from mcfleet.lab.netns import LabNet
 from mcfleet.lab.nodes import LabNode, NodeKind
 from mcfleet.lab.peers import start_one
@@ -176,8 +177,13 @@ class Lab:
         self.progress(f"node {name}: fast, {address}, sshd pid {sshd_pid}")
         return node
 
-    async def add_full_node(self, name: str | None = None) -> LabNode:
-        """A Debian node booted with systemd under systemd-nspawn (rootfs cached; LAB.md 1d)."""
+    async def add_full_node(self, name: str | None = None, *, login: Login = "root") -> LabNode:
+        """A Debian node booted with systemd under systemd-nspawn (rootfs cached).
+
+        `login`: how mcfleet reaches it: as root, or as a non-root user with sudo or doas.
+        """
+        from dataclasses import replace
+
         from mcfleet.lab import nspawn, rootfs
 
         net = await self.network()
@@ -199,8 +205,13 @@ class Lab:
             host_key=host_key,
             client_key=self.client_key,
         )
+        if login != "root":
+            code, _, err = await self.exec_in_node(node, ["sh", "-c", login_script(login)])
+            if code != 0:
+                raise LabError(f"setting up the {login} login on {name} failed: {err.strip()}", location=name)
+            node = replace(node, login=login)
         self._record("nodes", name, node.as_dict())
-        self.progress(f"node {name}: full (systemd), {address}, nspawn pid {node.main_pid}")
+        self.progress(f"node {name}: full (systemd), {address}, nspawn pid {node.main_pid}, login {login}")
         return node
 
     async def start_peer(self, peer: str) -> dict[str, Any]:
@@ -230,9 +241,13 @@ class Lab:
 
     async def exec_in(self, name: str, argv: list[str], *, input_: bytes | None = None) -> tuple[int, str, str]:
         """Run a command inside a node's namespaces (not over SSH); return (code, stdout, stderr)."""
+        return await self.exec_in_node(self.node(name), argv, input_=input_)
+
+    @staticmethod
+    async def exec_in_node(node: LabNode, argv: list[str], *, input_: bytes | None = None) -> tuple[int, str, str]:
         from mcfleet.lab.proc import run_status
 
-        return await run_status([*self.node(name).nsenter(), *argv], input_=input_)
+        return await run_status([*node.nsenter(), *argv], input_=input_)
 
     async def stop_sshd(self, name: str) -> None:
         """Make a node unreachable over SSH (its files and other processes stay)."""
@@ -280,8 +295,19 @@ class Lab:
             nameserver=net.gateway if net else "127.0.0.1",
         )
 
-    async def up(self, *, fast: int = 3, full: int = 0, arm64: bool = False, peers: bool = True) -> None:
-        """Everything `mcfleet lab up` brings: network, nodes, peers, fleet directory."""
+    async def up(
+        self,
+        *,
+        fast: int = 3,
+        full: int = 0,
+        arm64: bool = False,
+        peers: bool = True,
+        login: Sequence[Login] = ("root",),
+    ) -> None:
+        """Everything `mcfleet lab up` brings: network, nodes, peers, fleet directory.
+
+        `login`: how each full node is reached, in order (the last one repeats); fast nodes are
+        always reached as root."""
         await self.network()
         if peers:
             await self.start_peers()
@@ -292,8 +318,8 @@ class Lab:
                     group.create_task(self.add_fast_node())
         except BaseExceptionGroup as failed:
             raise failed.exceptions[0] from None  # the first error, as it was raised
-        for _ in range(full):
-            await self.add_full_node()
+        for i in range(full):
+            await self.add_full_node(login=login[min(i, len(login) - 1)] if login else "root")
         if arm64:
             from mcfleet.lab import arm64 as arm
 

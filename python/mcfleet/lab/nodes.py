@@ -23,6 +23,7 @@ class LabNode:
     sshd_pid: int | None  # fast/arm64: our sshd; full: None (sshd is a unit inside)
     arch: Literal["amd64", "arm64"] = "amd64"
     podman: bool = False
+    login: str = "root"  # root, sudo or doas (lab/login.py)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

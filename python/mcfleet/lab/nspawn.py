@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from mcfleet.errors import LabError
+from mcfleet.lab.login import etc_hosts
 from mcfleet.lab.nodes import LabNode
 from mcfleet.lab.proc import log_tail, read_text, run, spawn, start_time, which
 from mcfleet.lab.sshd import wait_port
@@ -41,6 +42,7 @@ def prepare_upper(node_dir: Path, name: str, client_pub: str) -> Path:
     (node_dir / "work").mkdir(parents=True, exist_ok=True)
     (node_dir / "merged").mkdir(parents=True, exist_ok=True)
     _put(upper, "etc/hostname", f"{name}\n".encode())
+    _put(upper, "etc/hosts", etc_hosts(name).encode())
     _put(upper, "etc/ssh/sshd_config.d/mcfleet.conf", SSHD_DROPIN.encode())
     key = node_dir / "ssh_host_ed25519_key"
     _put(upper, "etc/ssh/ssh_host_ed25519_key", key.read_bytes(), 0o600)

@@ -1,7 +1,7 @@
 """Fast nodes: a netns, a private mount+UTS namespace and an sshd of their own (LAB.md 1b/1c).
 
 A *holder* process (`sleep infinity`) owns the node's mount and UTS namespaces: own hostname,
-tmpfs /srv and /root, copy-on-write /etc (overlay, so useradd and /etc/mcfleet land in the
+tmpfs /srv, /root and /var/lib/mcfleet, copy-on-write /etc (overlay, so useradd and /etc/mcfleet land in the
 node's upper dir).  sshd is started into those namespaces with nsenter, so it can be stopped
 and started again (tests of unreachable hosts) without losing the node's files.
 """
@@ -43,6 +43,9 @@ hostname "$1"
 mount -t tmpfs -o size=256m,mode=0755 mcfleet-srv /srv
 mount -t overlay mcfleet-etc -o lowerdir=/etc,upperdir="$2/etc-upper",workdir="$2/etc-work" /etc
 mount -t tmpfs -o size=64m,mode=0700 mcfleet-root /root
+# apply's root store (/var/lib/mcfleet): per node, not the real host's
+mkdir -p -m 0700 /var/lib/mcfleet
+mount -t tmpfs -o size=64m,mode=0700 mcfleet-store /var/lib/mcfleet
 cp -a /etc/skel/. /root/
 mkdir -m 0700 /root/.ssh
 # podman's CNI IPAM state: per node, not on the real host

@@ -99,6 +99,18 @@ def agent_unit_text(entry: HostEntry) -> str:
             "NoNewPrivileges=true",
             "ProtectSystem=strict",
             f"ReadWritePaths={' '.join(u['readWritePaths'])}",
+            # hardening rootless podman still allows; left open because it needs them: user/mount
+            # namespaces (RestrictNamespaces, PrivateUsers), /dev/fuse + /dev/net/tun (PrivateDevices),
+            # procfs/sysfs mounts in its namespace (ProtectKernelTunables, ProtectControlGroups, ProtectProc),
+            # mount/unshare/setns (SystemCallFilter), setuid files in images (RestrictSUIDSGID)
+            "CapabilityBoundingSet=",
+            "ProtectKernelModules=true",
+            "ProtectKernelLogs=true",
+            "RestrictRealtime=true",
+            "LockPersonality=true",
+            "SystemCallArchitectures=native",
+            "UMask=0027",
+            "KeyringMode=private",
             "",
             "[Install]",
             f"WantedBy={' '.join(u['wantedBy'])}",

@@ -1,9 +1,10 @@
-"""The applied-state manifest: what mcfleet manages on a node, one file beside the agent.
+"""The applied-state manifest: what mcfleet manages on a node, in root's own store.
 
-The one manifest store.  Its path is derived from `agent.path` (the agent's folder,
-`mcfleet-state.json`, so `/srv/mcp/mcfleet-state.json` by default); the facts script reads
-it there and apply writes it there, as its last step, atomically and only when its
-content changes.  Each resource kind writes its own part (`record`); the parts are typed.
+The one manifest store: `/var/lib/mcfleet/manifest.json` (root-owned folder, 0700), never
+the agent's folder, which the agent's account owns and could rewrite to hide drift.  The
+facts script reads it there (as root) and apply writes it there, as its last step,
+atomically and only when its content changes.  Each resource kind writes its own part
+(`record`); the parts are typed.
 
 It records what the node has (ids read back from the node, the agent hash that answered
 its health check), not what the files wanted: the plan compares the files with it, so
@@ -24,14 +25,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcfleet.errors import McfleetError
 
-MANIFEST_NAME = "mcfleet-state.json"
+MANIFEST_NAME = "manifest.json"
+MANIFEST_PATH = f"/var/lib/mcfleet/{MANIFEST_NAME}"
 MANIFEST_VERSION = 1
 VOLATILE = frozenset({"applied_at", "applied_by"})  # change on every write; not a change of content
 
 
-def manifest_path(agent_path: str) -> str:
-    """Where the manifest of a host whose agent lives at `agent_path` is."""
-    return f"{agent_path.rpartition('/')[0] or ''}/{MANIFEST_NAME}"
+def manifest_path(agent_path: str = "", store: str | None = None) -> str:
+    """Where a node's manifest is: root's store, whatever the agent's path (kept for callers)."""
+    return f"{store}/{MANIFEST_NAME}" if store else MANIFEST_PATH
 
 
 class ManifestCorrupt(McfleetError):

@@ -35,7 +35,14 @@ from mcfleet.transport.base import Command, RunResult
 class Node(Protocol):
     name: str
 
-    async def run(self, command: Command, *, input: str | None = None, timeout: float | None = None) -> RunResult: ...  # noqa: ASYNC109
+    async def run(
+        self,
+        command: Command,
+        *,
+        input: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+        login: bool = False,  # True: as the SSH user, without sudo/doas
+    ) -> RunResult: ...
 
 
 @dataclass

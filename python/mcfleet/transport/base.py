@@ -65,6 +65,7 @@ class Runner(Protocol):
         input: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (a per-command limit is the API)
         max_output: int = OUTPUT_CAP,
+        login: bool = False,
     ) -> RunResult: ...
 
 
@@ -88,6 +89,47 @@ class CommandTimeout(PeerError):
 
 class CommandFailed(PeerError):
     kind = "command failed"
+
+
+class BecomeRefused(PeerError):
+    """`sudo -n` / `doas -n` would ask for a password (or the user has no rule at all)."""
+
+    kind = "escalation refused"
+
+
+# What sudo/doas print when `-n` meets a rule that needs a password, or no rule.
+_BECOME_REFUSALS = (
+    "a password is required",
+    "a terminal is required",
+    "is not in the sudoers file",
+    "is not allowed to execute",
+    "may not run sudo",
+    "authorization required",
+    "authentication failed",
+    "operation not permitted",
+)
+
+
+def become_rule(become: str, user: str) -> str:
+    """The line that lets `user` escalate without a password, in the program's own syntax."""
+    if become == "doas":
+        return f"permit nopass {user} as root   (in /etc/doas.conf)"
+    return f"{user} ALL=(ALL) NOPASSWD: ALL   (in /etc/sudoers.d/{user}, mode 0440)"
+
+
+def become_refused(become: str | None, user: str, stderr: str, host: str) -> BecomeRefused | None:
+    """The error for a run that failed because escalation asked for a password, else None."""
+    if not become:
+        return None
+    said = [line.strip().lower() for line in stderr.splitlines() if line.lower().startswith(f"{become}:")]
+    first = next((line for line in said if any(text in line for text in _BECOME_REFUSALS)), None)
+    if first is None:
+        return None
+    return BecomeRefused(
+        f"`{become} -n` refuses to run commands as root for {user} without a password ({first})",
+        location=host,
+        hint=f"add the rule: {become_rule(become, user)}",
+    )
 
 
 def shell_line(command: Command, *, become: str | None) -> str:
@@ -150,3 +192,23 @@ async def read_both(out: Coroutine[Any, Any, bytes], err: Coroutine[Any, Any, by
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+
+
+PGID_MARK = "mcfleet-pgid="
+# Runs the command as the leader of its own process group and says which on stderr's first
+# line, so a timed-out command can be killed on the node with all its children.
+_GROUP_WRAPPER = f'echo "{PGID_MARK}$$" >&2; exec "$@"'
+
+
+def grouped(command: Command) -> list[str]:
+    """`command` as an argv run by `setsid -w` in a new process group whose id it prints first."""
+    argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
+    return ["setsid", "-w", "sh", "-c", _GROUP_WRAPPER, "sh", *argv]
+
+
+def split_pgid(stderr: str) -> tuple[int | None, str]:
+    """(the process group id the wrapper printed, stderr without that line)."""
+    head, sep, rest = stderr.partition("\n")
+    if head.startswith(PGID_MARK) and head[len(PGID_MARK) :].isdigit():
+        return int(head[len(PGID_MARK) :]), rest if sep else ""
+    return None, stderr

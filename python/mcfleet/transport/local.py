@@ -19,6 +19,7 @@ from mcfleet.transport.base import OUTPUT_CAP, Command, CommandTimeout, RunResul
 class LocalRunner:
     name: str = "local"
     command_timeout: float = 120.0
+    store: str | None = None  # root's store of apply (nodeio.STORE); tests point it at a scratch folder
 
     async def run(
         self,
@@ -27,6 +28,7 @@ class LocalRunner:
         input: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (a per-command limit is the API)
         max_output: int = OUTPUT_CAP,
+        login: bool = False,  # no escalation here: the same user either way
     ) -> RunResult:
         argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
         proc = await asyncio.create_subprocess_exec(

@@ -42,10 +42,28 @@ from mcfleet.transport.base import (
     LocalSshConfigError,
     RunResult,
     Unreachable,
+    become_refused,
+    grouped,
     read_both,
     read_capped,
     shell_line,
+    split_pgid,
 )
+
+# Copies stdin to the unix socket argv[1] and the socket to stdout (run escalated on the node).
+RELAY = """
+import os, socket, sys, threading
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+def up():
+    while data := os.read(0, 65536):
+        s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+threading.Thread(target=up, daemon=True).start()
+while data := s.recv(65536):
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+"""
 
 KEX_ALGS = ["curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256", "diffie-hellman-group14-sha256"]
 HOST_KEY_HINT = (
@@ -72,6 +90,7 @@ class SshConnection:
     address: str
     conn: asyncssh.SSHClientConnection
     become: str | None  # 'sudo' / 'doas' for non-root users (or ssh.sudo), else None
+    user: str  # the SSH login
     command_timeout: float
     seen_host_key: str | None = None
     _sftp: asyncssh.SFTPClient | None = None
@@ -85,22 +104,37 @@ class SshConnection:
         input: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (a per-command limit is the API)
         max_output: int = OUTPUT_CAP,
+        login: bool = False,
     ) -> RunResult:
-        line = shell_line(command, become=self.become)
+        """Run `command` on the node: escalated (sudo/doas) unless `login`, which runs it as the SSH user.
+
+        The command runs in its own process group; on timeout that whole group is killed
+        on the node, so nothing it started keeps running there.
+        """
+        become = None if login else self.become
+        line = shell_line(grouped(command), become=become)
         limit = timeout if timeout is not None else self.command_timeout
+        group = _GroupSniffer()
         try:
-            status, out, err = await asyncio.wait_for(self._collect(line, command, input, max_output), limit)
+            status, out, err = await asyncio.wait_for(self._collect(line, command, input, max_output, group), limit)
         except (asyncssh.TimeoutError, TimeoutError) as exc:
+            killed = await self._kill_group(group.pgid, become)
             raise CommandTimeout(
-                f"command did not finish within {limit:g} s: {_short(command)}",
+                f"command did not finish within {limit:g} s: {_short(command)}"
+                + ("; it was killed on the node" if killed else "; it may still run on the node"),
                 location=self.name,
                 hint="raise the timeout or check the node's load",
             ) from exc
         except (asyncssh.Error, OSError) as exc:
             raise Unreachable(f"connection lost while running {_short(command)}: {exc}", location=self.name) from exc
-        return RunResult(status, _text(out), _text(err))
+        stderr = _text(err)
+        if status != 0 and (refused := become_refused(become, self.user, stderr, self.name)) is not None:
+            raise refused
+        return RunResult(status, _text(out), stderr)
 
-    async def _collect(self, line: str, command: Command, input: str | None, cap: int) -> tuple[int, bytes, bytes]:
+    async def _collect(
+        self, line: str, command: Command, input: str | None, cap: int, group: _GroupSniffer
+    ) -> tuple[int, bytes, bytes]:
         """Run `line`; read its stdout and stderr (each at most `cap` bytes) until the channel closes."""
         proc = await self.conn.create_process(line, encoding=None)
         try:
@@ -108,14 +142,34 @@ class SshConnection:
                 proc.stdin.write(input.encode())
             proc.stdin.write_eof()
             what = f"the command `{_short(command)}`"
+            group.stream = proc.stderr
             out, err = await read_both(
                 read_capped(proc.stdout, cap, what=what, host=self.name),
-                read_capped(proc.stderr, cap, what=f"{what} (stderr)", host=self.name),
+                read_capped(group, cap, what=f"{what} (stderr)", host=self.name),
             )
             await proc.wait_closed()
         finally:
             proc.close()  # past the cap: closing the channel stops the node's output at once
         return (proc.exit_status if proc.exit_status is not None else 255), out, err
+
+    async def start(self, command: Command) -> asyncssh.SSHClientProcess[str]:
+        """Start a long-running escalated command; it lives until its stdin closes or this connection ends."""
+        line = shell_line(command, become=self.become)
+        try:
+            return await self.conn.create_process(line)
+        except (asyncssh.Error, OSError) as exc:
+            raise Unreachable(f"connection lost while starting {_short(command)}: {exc}", location=self.name) from exc
+
+    async def _kill_group(self, pgid: int | None, become: str | None) -> bool:
+        """SIGKILL the process group `pgid` on the node (as the user that started it)."""
+        if pgid is None or pgid <= 1:
+            return False
+        line = shell_line(["kill", "-KILL", "--", f"-{pgid}"], become=become)
+        try:
+            res = await asyncio.wait_for(self.conn.run(line, check=False), 15)
+        except (asyncssh.Error, OSError, TimeoutError):
+            return False
+        return res.exit_status == 0
 
     async def sftp(self) -> asyncssh.SFTPClient:
         if self._sftp is None:
@@ -123,13 +177,48 @@ class SshConnection:
         return self._sftp
 
     async def forward_unix(self, remote_path: str) -> str:
-        """Forward a remote unix socket to a new local one; returns the local path."""
+        """Forward a remote unix socket to a new local one; returns the local path.
+
+        As root, sshd forwards the socket itself.  A non-root login usually may not open the
+        agent's socket (it is the agent account's), so each connection is relayed through an
+        escalated command on the node instead: the same bytes, with the login's sudo/doas rule.
+        """
         tmp = tempfile.TemporaryDirectory(prefix="mcfleet-fwd-")
         self._tmpdirs.append(tmp)
         local = str(Path(tmp.name) / "sock")
-        listener = await self.conn.forward_local_path(local, remote_path)
-        self._forwards.append(listener)
+        if self.become is None:
+            self._forwards.append(await self.conn.forward_local_path(local, remote_path))
+        else:
+            self._forwards.append(await asyncio.start_unix_server(self._relay_to(remote_path), local))
         return local
+
+    def _relay_to(self, remote_path: str) -> Any:
+        line = shell_line(["python3", "-c", RELAY, remote_path], become=self.become)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                proc = await self.conn.create_process(line, encoding=None)
+            except (asyncssh.Error, OSError):
+                writer.close()
+                return
+
+            async def up() -> None:
+                while data := await reader.read(65536):
+                    proc.stdin.write(data)
+                proc.stdin.write_eof()
+
+            async def down() -> None:
+                while data := await proc.stdout.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+                writer.close()
+
+            with contextlib.suppress(Exception):
+                await asyncio.gather(up(), down())
+            proc.close()
+            writer.close()
+
+        return handle
 
     async def close(self) -> None:
         for listener in self._forwards:
@@ -141,6 +230,31 @@ class SshConnection:
             await self.conn.wait_closed()
         for tmp in self._tmpdirs:
             tmp.cleanup()
+
+
+class _GroupSniffer:
+    """The command's stderr, minus the first line the group wrapper prints (its process group id)."""
+
+    def __init__(self) -> None:
+        self.stream: Any = None
+        self.pgid: int | None = None
+        self._head = b""
+        self._done = False
+
+    async def read(self, n: int = -1, /) -> bytes:
+        while not self._done:
+            chunk: bytes = await self.stream.read(n)
+            self._head += chunk
+            if chunk and b"\n" not in self._head:
+                continue
+            self._done = True
+            pgid, rest = split_pgid(self._head.decode("utf-8", "replace"))
+            self.pgid = pgid
+            out = rest.encode() if pgid is not None else self._head
+            if out or not chunk:
+                return out
+        data: bytes = await self.stream.read(n)
+        return data
 
 
 def _text(data: str | bytes | None) -> str:
@@ -254,6 +368,7 @@ class SshPool:
                     address=address,
                     conn=conn,
                     become=host.ssh.become if host.ssh.sudo or host.ssh.user != "root" else None,
+                    user=host.ssh.user,
                     command_timeout=opts.command_timeout,
                     seen_host_key=seen.export_public_key().decode().strip() if seen is not None else None,
                 )

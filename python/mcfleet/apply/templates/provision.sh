@@ -19,13 +19,28 @@ ETC="${MCFLEET_ETC:-/etc}"  # tests point this at a scratch folder
 refuse() { echo "refuse: $*"; exit 3; }
 field() { echo "$1" | cut -d: -f"$2"; }
 
+# --- the account database, read twice: through the name service (getent) and straight from
+# /etc/passwd and /etc/group by a fixed parser.  A name service that answers other ids than
+# the files (a lying or shadowing NSS module) is refused: ids are decided from both or not at all.
+PASSWD_FILE="${MCFLEET_PASSWD:-/etc/passwd}"
+GROUP_FILE="${MCFLEET_GROUP:-/etc/group}"
+byname() { awk -F: -v k="$2" '$1 == k { print; exit }' "$1" 2>/dev/null || true; }
+byid() { awk -F: -v k="$2" '$3 == k { print; exit }' "$1" 2>/dev/null || true; }
+agree() {  # agree <what> <getent line> <file line> <first field> <last field>
+    a=$(echo "$2" | cut -d: -f"$4-$5"); b=$(echo "$3" | cut -d: -f"$4-$5")
+    [ "$a" = "$b" ] || refuse "$1: getent answers '${a:-nothing}', the file says '${b:-nothing}'; the name service disagrees with /etc/passwd or /etc/group, so no id is trusted (check /etc/nsswitch.conf)"
+}
+
 # --- check every refusal before changing anything: a refused run leaves the node as it was
 g=$(getent group "$NAME" || true)
 u=$(getent passwd "$NAME" || true)
+agree "group $NAME" "$g" "$(byname "$GROUP_FILE" "$NAME")" 1 3
+agree "user $NAME" "$u" "$(byname "$PASSWD_FILE" "$NAME")" 1 4
 if [ -n "$g" ]; then
     [ "$(field "$g" 3)" = "$GID_WANT" ] || refuse "group $NAME exists with GID $(field "$g" 3), the pin is $GID_WANT; a GID is never changed on a live node"
 else
     other=$(getent group "$GID_WANT" || true)
+    agree "GID $GID_WANT" "$other" "$(byid "$GROUP_FILE" "$GID_WANT")" 1 3
     [ -z "$other" ] || refuse "GID $GID_WANT belongs to group $(field "$other" 1)"
 fi
 if [ -n "$u" ]; then
@@ -33,6 +48,7 @@ if [ -n "$u" ]; then
     [ "$(field "$u" 4)" = "$GID_WANT" ] || refuse "user $NAME has primary GID $(field "$u" 4), the pin is $GID_WANT"
 else
     other=$(getent passwd "$UID_WANT" || true)
+    agree "UID $UID_WANT" "$other" "$(byid "$PASSWD_FILE" "$UID_WANT")" 1 4
     [ -z "$other" ] || refuse "UID $UID_WANT belongs to user $(field "$other" 1)"
 fi
 check_subids() {  # check_subids <file> <start:count>
@@ -80,14 +96,19 @@ subids "$ETC/subuid" "$SUBUID"
 subids "$ETC/subgid" "$SUBGID"
 
 # --- the agent's folder
+# (its parent is root's: the path is checked to be in a folder of its own under /srv, /opt, …;
+# a link where the folder should be is refused, never followed)
+[ ! -L "$HOME_DIR" ] || refuse "$HOME_DIR is a symbolic link; the agent's folder must be a real folder"
 if [ -d "$HOME_DIR" ] && [ "$(stat -c '%u:%g %a' "$HOME_DIR")" = "$UID_WANT:$GID_WANT 750" ]; then
     echo "ok: $HOME_DIR"
 else
     mkdir -p "$HOME_DIR"
-    chown "$UID_WANT:$GID_WANT" "$HOME_DIR"
+    chown -h "$UID_WANT:$GID_WANT" "$HOME_DIR"
     chmod 0750 "$HOME_DIR"
     echo "changed: $HOME_DIR owned by $NAME, mode 0750"
 fi
+# the ids just used, read back from the files: what the caller records is what the node has
+echo "ids: $(field "$(byname "$PASSWD_FILE" "$NAME")" 3):$(field "$(byname "$GROUP_FILE" "$NAME")" 3)"
 
 # --- resolvers (incident lesson 2): the fleet's nameservers, then a public fallback, written so that
 # the node's resolver really fails over: glibc gets 3 servers and `options timeout:1 attempts:2`,

@@ -1,0 +1,72 @@
+"""The root helper that does every root file operation on a node (apply/node_helper.py), on scratch folders.
+
+Each case is an attack of the agent's account on root's file operations in its folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mcfleet.apply.nodeio import helper_source
+
+
+def helper(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-c", helper_source(), *args], input=stdin, capture_output=True, check=False)
+
+
+def test_put_replaces_a_planted_link_instead_of_writing_through_it(tmp_path: Path) -> None:
+    victim = tmp_path / "etc-shadow"
+    victim.write_text("root's secret\n")
+    folder = tmp_path / "srv"
+    folder.mkdir()
+    (folder / "mcp-agent").symlink_to(victim)  # planted at the name root installs to
+    res = helper("put", str(folder / "mcp-agent"), "0755", f"{os.getuid()}:{os.getgid()}", stdin=b"agent")
+    assert res.returncode == 0, res.stderr
+    assert victim.read_text() == "root's secret\n"  # not written through the link
+    assert not (folder / "mcp-agent").is_symlink() and (folder / "mcp-agent").read_bytes() == b"agent"
+    assert sorted(p.name for p in folder.iterdir()) == ["mcp-agent"]
+
+
+def test_put_refuses_a_folder_that_is_a_link(tmp_path: Path) -> None:
+    real = tmp_path / "etc"
+    real.mkdir()
+    (tmp_path / "srv").symlink_to(real)
+    res = helper("put", str(tmp_path / "srv" / "x"), "0644", "0:0", stdin=b"x")
+    assert res.returncode == 2
+    assert b"not a folder (a link or a file): refusing to follow it" in res.stderr
+    assert list(real.iterdir()) == []
+
+
+def test_put_from_a_link_or_a_fifo_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("s")
+    (tmp_path / "link").symlink_to(tmp_path / "secret")
+    os.mkfifo(tmp_path / "fifo")
+    for source in ("link", "fifo"):
+        res = helper("put", str(tmp_path / "out"), "0644", "0:0", "--from", str(tmp_path / source))
+        assert res.returncode == 2, source
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_hash_mismatch_installs_nothing_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    (tmp_path / "dest").write_text("good")
+    res = helper("put", str(tmp_path / "dest"), "0755", "0:0", "--sha", "0" * 64, stdin=b"changed upload")
+    assert res.returncode == 2
+    assert b"hash mismatch" in res.stderr
+    assert (tmp_path / "dest").read_text() == "good"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
+
+
+def test_hash_reads_only_regular_files(tmp_path: Path) -> None:
+    (tmp_path / "bin").write_bytes(b"abc")
+    (tmp_path / "link").symlink_to(tmp_path / "bin")
+    os.mkfifo(tmp_path / "fifo")
+    res = helper("hash", *(str(tmp_path / n) for n in ("bin", "link", "fifo", "none")))
+    lines = dict(line.split("=", 1) for line in res.stdout.decode().splitlines())
+    assert lines[str(tmp_path / "bin")] == hashlib.sha256(b"abc").hexdigest()
+    assert lines[str(tmp_path / "link")] == "!link"
+    assert lines[str(tmp_path / "fifo")] == "!other"
+    assert lines[str(tmp_path / "none")] == "-"
