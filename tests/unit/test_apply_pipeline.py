@@ -108,7 +108,7 @@ class RecordingStep:
 async def connect(e: HostEntry) -> LocalRunner:
     if e.host.name.startswith("down"):
         raise Unreachable("no address answered", location=e.host.name)
-    return LocalRunner(e.host.name, store=str(e.dir / e.host.name / "store"))  # root's store, in scratch
+    return LocalRunner(e.host.name, store=str(e.dir / ".stores" / e.host.name))  # root's store, in scratch
 
 
 def run_pipeline(work: list[HostWork], steps: list[RecordingStep], **opts: object) -> tuple[ApplyEvents, object]:
@@ -128,7 +128,7 @@ def test_steps_run_in_phase_order_per_host_and_write_the_manifest(tmp_path: Path
     assert [t for t in trace if t.startswith("a:")] == ["a:cert", "a:deploy", "a:route", "a:dns"]
     assert summary.exit_code == 0  # type: ignore[attr-defined]
     assert log.outcome("a", Phase.manifest).status == Status.changed  # type: ignore[union-attr]
-    manifest = (tmp_path / "a" / "store" / "manifest.json").read_text()
+    manifest = (tmp_path / ".stores" / "a" / "manifest.json").read_text()
     assert '"steps": [' in manifest and '"deploy"' in manifest
 
 
