@@ -111,8 +111,8 @@ def test_provision_refuses_when_the_pinned_uid_belongs_to_another_account(
     name = fleet.names[0]
     fleet.sh(name, "groupadd -g 1850 other && useradd -u 850 -g 1850 -M other")
     run = cli("provision", name, "--root", str(fleet.fleet_dir), "--bundle", str(agent_bundle), "--json")
-    # the plan's refusal gate, as for apply: refused before any change (exit 2), saying who holds the UID
-    assert run.code == 2, run.stdout + run.stderr
+    # the plan's refusal gate, as for apply: refused before any change (exit 1), saying who holds the UID
+    assert run.code == 1, run.stdout + run.stderr
     assert f"UID 850 pinned for user mcp on {name} is held by account other (UID 850)" in run.stderr
     assert f"--override '{name}:user mcp'" in run.stderr
     # nothing was changed: no mcp group, no folder, no agent
