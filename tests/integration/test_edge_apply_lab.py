@@ -144,6 +144,7 @@ def test_apply_through_the_edge_converges_and_removes(  # noqa: PLR0917 (pytest 
 
     again = cli("plan", str(root), "--detailed-exitcode", "--json")
     assert again.code == 0, again.stdout[-3000:] + again.stderr[-2000:]  # converged: nothing to do
+    _no_secret_leaks(lab, nodes, root, [run, again], tmp_path)
 
     # remove the public route: - dns, - route, - cert; Knot and the edge's Caddy forget it
     host_file = root / "hosts" / worker.name / "host.json"
@@ -222,6 +223,30 @@ def test_apply_with_the_seed_native_backends_against_their_contract_fakes(
         for server, _state in fakes:
             asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
+
+
+def _no_secret_leaks(lab: Lab, nodes: Nodes, root: Path, runs: list[Any], tmp_path: Path) -> None:
+    """The TSIG key, the ACME account key and the private keys written on the nodes appear nowhere:
+    not in the output (also with --debug), the saved plan, the journal and state under the fleet,
+    the proxies' logs, the nodes' journals, nor any process's argv."""
+    from tests.secret_poison import find_leaks, local_ps, secret_needles, secret_paths, tree_texts
+
+    needles = secret_needles(root)
+    for n in nodes.nodes:
+        for key in nodes.sh(n.name, "ls /srv/mc-proxy/certs/*.key").stdout.split():
+            text = nodes.sh(n.name, f"cat {key}").stdout
+            needles[f"{n.name}:{key}"] = max((ln for ln in text.splitlines() if not ln.startswith("-----")), key=len)
+    plan_file = tmp_path / "plan.json"
+    debug = cli("--debug", "plan", str(root), "-o", str(plan_file))
+    assert debug.code == 0, debug.stderr[-2000:]
+    sources = {f"run {i} output": r.stdout + r.stderr for i, r in enumerate([*runs, debug])}
+    sources["saved plan"] = plan_file.read_text()
+    sources.update(tree_texts(root, skip=secret_paths(root)))
+    sources.update(tree_texts(lab.run_dir / "nodeproxy"))
+    for n in nodes.nodes:
+        sources[f"{n.name} journal"] = nodes.sh(n.name, "journalctl --no-pager -o cat", check=False).stdout
+    sources["ps"] = local_ps()
+    assert find_leaks(needles, sources) == []
 
 
 def _native_fleet(nodes: Nodes, zone: str, token: Path, mcns_url: str, metacrypt_url: str) -> Path:
