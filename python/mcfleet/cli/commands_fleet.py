@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -11,10 +12,11 @@ from mcfleet.cli.output import emit_json
 from mcfleet.cli.targets import ON_OPT, selected
 from mcfleet.errors import EXIT_INVALID, InputError
 from mcfleet.fleet.load import HostEntry, LoadedFleet, load_fleet
-from mcfleet.fleet.models import Fleet
-from mcfleet.fleet.render import Rendered, find_host, find_service, render_host, render_service
 from mcfleet.fleet.rules import check
-from mcfleet.fleet.schema import render_schemas, write_schemas
+
+if TYPE_CHECKING:
+    from mcfleet.fleet.models import Fleet
+    from mcfleet.fleet.render import Rendered
 
 # Deprecated: the fleet folder as an argument (use the global -C DIR); hidden from --help.
 ROOT_ARG = typer.Argument(None, hidden=True, show_default=False)
@@ -145,6 +147,8 @@ def render(
 
       mcfleet render --host rift > recover-rift.sh
     """
+    from mcfleet.fleet.render import find_host, find_service, render_host, render_service  # only render needs it
+
     loaded, fleet = _load_usable(deprecated_folder(root, "--root DIR"))
     rendered: list[Rendered]
     if service:
@@ -177,6 +181,8 @@ def schema_dump(
 
       mcfleet schema dump --check --json | jq '.stale'
     """
+    from mcfleet.fleet.schema import render_schemas, write_schemas  # pydantic's JSON Schema generator: only here
+
     if check_only:
         stale = [n for n, t in render_schemas().items() if not (out / n).exists() or (out / n).read_text() != t]
         if json_out:

@@ -4,31 +4,29 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from mcfleet.apply.artifacts import build_key
-from mcfleet.bundle.build import cached_bundle_sha256
 from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
 from mcfleet.cli.output import emit_json, use_color
 from mcfleet.cli.targets import ON_OPT
 from mcfleet.errors import EXIT_CHANGES, EXIT_FAILURE, EXIT_OK, FleetInvalid
-from mcfleet.fleet.load import LoadedFleet, load_fleet
-from mcfleet.fleet.rules import check
-from mcfleet.fleet.select import select_hosts
-from mcfleet.kinds.system import add_closure_diffs, evaluated_toplevels
-from mcfleet.plan.model import Plan
-from mcfleet.plan.planner import plan_fleet
-from mcfleet.plan.render import render_text
-from mcfleet.plan.saved import save_plan
-from mcfleet.report.progress import make_progress
-from mcfleet.transport.ssh import SshOptions
+
+if TYPE_CHECKING:
+    from mcfleet.fleet.load import LoadedFleet
+    from mcfleet.plan.model import Plan
+
+# asyncssh, grpc, the planner and the bundle code are imported where a plan is made, so that
+# `mcfleet plan --help` (and the command list) cost none of them.
 
 # Deprecated: the fleet folder as an argument (use the global -C DIR); hidden from --help.
 ROOT_ARG = typer.Argument(None, hidden=True, show_default=False)
 
 
 def select(loaded: LoadedFleet, selector: str | list[str] | None) -> list[str]:
+    from mcfleet.fleet.select import select_hosts
+
     return [e.host.name for e in select_hosts(loaded, selector)]
 
 
@@ -38,6 +36,9 @@ def bundle_hashes(loaded: LoadedFleet, hosts: list[str]) -> tuple[dict[str, str]
     Returns the hashes and, when the bundle is not built yet, a note saying so: the plan then
     compares the node with what the last apply recorded, and `apply` builds and compares again.
     """
+    from mcfleet.apply.artifacts import build_key
+    from mcfleet.bundle.build import cached_bundle_sha256
+
     debian = [h for h in hosts if build_key(loaded.hosts[h].host) == "pex"]  # the hosts apply gives the PEX
     if not debian:
         return {}, None
@@ -83,6 +84,15 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
 
       mcfleet plan --json | jq '.actions[] | select(.kind == "refuse")'
     """
+    from mcfleet.fleet.load import load_fleet
+    from mcfleet.fleet.rules import check
+    from mcfleet.kinds.system import add_closure_diffs, evaluated_toplevels
+    from mcfleet.plan.planner import plan_fleet
+    from mcfleet.plan.render import render_text
+    from mcfleet.plan.saved import save_plan
+    from mcfleet.report.progress import make_progress
+    from mcfleet.transport.ssh import SshOptions
+
     loaded = load_fleet(fleet_root(deprecated_folder(path, "the fleet folder as an argument")))
     findings = check(loaded)
     if findings:

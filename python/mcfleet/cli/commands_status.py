@@ -51,22 +51,21 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
     """Facts (one round trip per host), the agent's health, and a plan for the drift column."""
     from mcfleet.apply.status import host_status
     from mcfleet.cli.commands_plan import bundle_hashes
-    from mcfleet.observe.collect import gather
     from mcfleet.observe.facts import Facts
-    from mcfleet.plan.planner import build
+    from mcfleet.plan.planner import plan_fleet
     from mcfleet.transport.ssh import SshOptions, SshPool
 
-    async def go() -> tuple[Any, list[Any]]:
+    hashes, _note = bundle_hashes(loaded, names)
+
+    async def go() -> tuple[Any, Any, list[Any]]:
         async with SshPool(SshOptions(connect_timeout=connect_timeout), hosts=loaded.hosts) as pool:
-            facts = await gather(loaded, names, pool=pool)
+            plan, facts = await plan_fleet(loaded, names, pool=pool, agent_hashes=hashes)
             reachable = [n for n in names if isinstance(facts[n], Facts)]
             agents = await asyncio.gather(*(host_status(pool, loaded.hosts[n]) for n in reachable))
-            return facts, list(agents)
+            return plan, facts, list(agents)
 
-    facts, agents = asyncio.run(go())
+    plan, facts, agents = asyncio.run(go())
     by_host = {a.host: a for a in agents}
-    hashes, _note = bundle_hashes(loaded, names)
-    plan = build(loaded, facts, agent_hashes=hashes)
     rows = []
     for name in names:
         item = facts[name]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 
 from mcfleet.cli.registry import COMMANDS, LAZY_COMMANDS, hoist_globals, root_help, version_text
 from mcfleet.cli.state import STATE
@@ -33,6 +32,12 @@ def _fast_path(argv: list[str]) -> int | None:
     return None
 
 
+def _print_traceback() -> None:
+    import traceback
+
+    traceback.print_exc()
+
+
 def _args_before_dashdash(argv: list[str]) -> list[str]:
     return argv[: argv.index("--")] if "--" in argv else argv
 
@@ -49,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_app(args: list[str]) -> int:
+    # pydantic looks for plugins by scanning every installed distribution's metadata the first
+    # time a model is built (~40 ms); the CLI uses none (child processes inherit this: harmless).
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     import typer
     from typer.exceptions import Abort, TyperException
 
@@ -60,7 +68,7 @@ def _run_app(args: list[str]) -> int:
         result = app(args=args, prog_name="mcfleet", standalone_mode=False)
     except McfleetError as exc:
         if STATE.debug:
-            traceback.print_exc()
+            _print_traceback()
         typer.echo(exc.format(), err=True)
         return EXIT_FAILURE if detailed else exc.exit_code
     except KeyboardInterrupt:
@@ -82,7 +90,7 @@ def _run_app(args: list[str]) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
     except Exception as exc:  # the one boundary that catches everything
         if STATE.debug:
-            traceback.print_exc()
+            _print_traceback()
         typer.echo(f"internal error: {type(exc).__name__}: {exc}\n  hint: re-run with --debug and report it", err=True)
         return EXIT_FAILURE
     return result if isinstance(result, int) else 0

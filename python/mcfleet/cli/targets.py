@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import typer
 
 from mcfleet.cli.complete import complete_host, complete_selector
 from mcfleet.errors import EXIT_FAILURE, InputError, Refused, SelectionError
-from mcfleet.fleet.load import HostEntry, LoadedFleet
-from mcfleet.fleet.select import did_you_mean, select_hosts
+
+if TYPE_CHECKING:
+    from mcfleet.fleet.load import HostEntry, LoadedFleet
 
 ON_HELP = "Hosts: names, globs ('orion*'), @role or @tag, !exclude; comma-separated, repeatable (merged)."
 YES_HELP = "Do not ask before changing more than one host."
@@ -30,11 +32,15 @@ YES_OPT = typer.Option(False, "--yes", "-y", help=YES_HELP)
 
 def selected(loaded: LoadedFleet, on: Sequence[str] | None) -> list[HostEntry]:
     """Every host when `on` is empty, else what the merged selectors name."""
+    from mcfleet.fleet.select import select_hosts
+
     return select_hosts(loaded, list(on or []))
 
 
 def one_host(loaded: LoadedFleet, name: str, command: str) -> HostEntry:
     """The single host a one-host command (deploy, provision, ssh, logs) names: a plain host name."""
+    from mcfleet.fleet.select import did_you_mean
+
     if not name or any(c in name for c in "*?[@!,"):
         raise InputError(
             f"`mcfleet {command}` takes exactly one host name, not the selector {name!r}",
