@@ -125,25 +125,21 @@ def test_logs_reads_the_agent_journal_and_a_service_error_names_the_cause(ops_fl
     assert "hint: deploy the service first" in failed.stderr
 
 
-def test_plan_under_a_terminal_colours_the_symbols_and_shows_old_to_new(ops_fleet: Path, lab: Any) -> None:
+def test_plan_under_a_terminal_colours_the_symbols_and_shows_old_to_new(ops_fleet: Path) -> None:
     """`mcfleet plan` run the way a person runs it: a pty, colours, `field: old → new`, summaries."""
     from tests.pty_run import run_in_pty
 
-    # an agent binary nobody recorded: the plan updates it, showing what differs
-    code, _out, err = asyncio.run(
-        lab.exec_in("opsn1", ["sh", "-c", "mkdir -p /srv/mcp && echo not-the-agent > /srv/mcp/mcp-agent"])
-    )
-    assert code == 0, err
-    try:
-        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "MCFLEET_FLEET")} | {"TERM": "xterm"}
-        code, screen = run_in_pty([*mcfleet_argv(), "-C", str(ops_fleet), "plan", "--on", "opsn1"], env=env)
-    finally:
-        asyncio.run(lab.exec_in("opsn1", ["rm", "-f", "/srv/mcp/mcp-agent"]))
-    assert code == 0, screen
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "MCFLEET_FLEET")} | {"TERM": "xterm"}
+    code, screen = run_in_pty([*mcfleet_argv(), "-C", str(ops_fleet), "plan", "--on", "opsn1"], env=env)
+    assert code == 1, screen  # a fresh netns node: the agent needs systemd, which is a refusal
     esc = "\x1b["
-    assert f"{esc}33m~{esc}0m agent" in screen, screen  # update in yellow
-    assert f"{esc}32m+{esc}0m user mcp" in screen  # create in green
-    assert f"{esc}1mopsn1{esc}0m" in screen
     plain = screen.replace("\r\n", "\n")
-    assert any(" → " in line and line.startswith("        sha256: ") for line in plain.splitlines()), plain
-    assert "  opsn1: " in plain and " to create, 1 to update, 0 to delete" in plain
+    assert f"{esc}33m~{esc}0m resolvers" in screen, plain  # update: yellow (the node's resolv.conf differs)
+    assert f"{esc}32m+{esc}0m user mcp" in screen  # create: green
+    assert f"{esc}1;31m!{esc}0m agent" in screen  # refusal: bold red
+    assert f"{esc}1mopsn1{esc}0m" in screen  # host name bold
+    lines = plain.splitlines()
+    resolvers = lines.index(next(line for line in lines if " resolvers " in line))
+    assert " → nameserver " in lines[resolvers + 1], plain  # the old value, an arrow, the new value
+    assert any(line.startswith("  opsn1: ") and " to create, " in line and " refused" in line for line in lines)
+    assert any("Plan: " in line and " refused." in line for line in lines)
