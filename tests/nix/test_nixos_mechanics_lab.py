@@ -198,3 +198,40 @@ def test_goals_dry_activate_and_boot_do_not_activate(make_nodes: MakeNodes, agen
     assert current_system(fleet, name) == v1  # nothing activated now
     bad = cli("apply", str(root), "--on", name, "--goal", "reboot")
     assert bad.code == 2 and "--goal 'reboot' is not one of switch, test, boot, dry-activate" in bad.stderr
+
+
+def test_a_signed_push_is_checked_by_the_node_against_the_key_it_trusts(
+    make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path
+) -> None:
+    """trust=signed: mcfleet signs the closure (`nix store sign`) and copies WITHOUT --no-check-sigs, so the
+    node's nix verifies every path against its trusted-public-keys (what the NixOS module declares)."""
+    fleet = make_nodes(1, "ns")
+    name = fleet.names[0]
+    root = make_nixos_node(fleet, name, agent_bundle)
+    secret, public = tmp_path / "lab-signing.sec", tmp_path / "lab-signing.pub"
+    key_name = f"mcfleet-lab-{os.getpid()}"  # fresh per run: the local store keeps earlier runs' signatures
+    made = subprocess.run(["nix", "key", "generate-secret", "--key-name", key_name], capture_output=True,
+                          text=True, env=nix_env(), check=True)  # fmt: skip
+    secret.write_text(made.stdout)
+    pub = subprocess.run(["nix", "key", "convert-secret-to-public"], input=made.stdout, capture_output=True,
+                         text=True, env=nix_env(), check=True).stdout.strip()  # fmt: skip
+    public.write_text(pub)
+    host_file = root / "hosts" / name / "host.json"
+    data = json.loads(host_file.read_text())
+    data["nix"] = {"trust": "signed", "public_keys": [pub], "signing_key_file": str(secret)}
+    host_file.write_text(json.dumps(data, indent=2) + "\n")
+
+    # A node that does not trust the key refuses the unsigned-for-it paths: nix's own check, on the node.
+    refused = cli("apply", str(root), "--on", name, "--json")
+    assert refused.code == 1, refused.stdout + refused.stderr
+    assert "lacks a valid signature" in refused.phase(name, "push")["message"]
+    assert current_system(fleet, name) == ""
+
+    fleet.sh(name, f"mkdir -p /etc/nix && echo 'trusted-public-keys = {pub}' >> /etc/nix/nix.conf")
+    ok = cli("apply", str(root), "--on", name, "--json")
+    assert ok.code == 0, ok.stdout + ok.stderr
+    v1 = _nix_build(root, name)
+    assert current_system(fleet, name) == v1
+    sigs = fleet.sh(name, f"nix-store --query --requisites {v1} | xargs nix path-info --sigs "
+                          "--extra-experimental-features nix-command").stdout  # fmt: skip
+    assert sigs.count(f"{key_name}:") == 2, sigs  # the system and the agent, each signed with our key

@@ -31,7 +31,7 @@ from mcfleet.errors import ApplyError, InputError, McfleetError
 from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import Host
 from mcfleet.nix import argv as nixargv
-from mcfleet.nix.closures import push
+from mcfleet.nix.closures import push, trust_of
 
 STATE_DIR = "/var/lib/mcfleet"
 ROLLBACK_SCRIPT = f"{STATE_DIR}/nixos-rollback.sh"
@@ -162,6 +162,7 @@ async def copy_system(
 ) -> CopyResult:
     """Make the node's store hold the toplevel's closure; nothing is sent when it already does."""
     started = time.monotonic()
+    trust_of(entry)  # a push the node would refuse is an input error here, before anything is copied
     state = await read_state(node, entry.host, toplevel)
     if state.has_path:
         return CopyResult(False, f"the node's store already has {_short(toplevel)}", time.monotonic() - started)

@@ -32,8 +32,14 @@ class NixResult:
 
 
 def _error_text(stderr: str) -> str:
-    """nix's `error: …` block without the `warning:` lines (dirty tree, experimental)."""
-    lines = [ln for ln in stderr.splitlines() if not ln.startswith(("warning:", "building '", "copying path '"))]
+    """nix's `error: …` block, without the `warning:` and progress lines before it (dirty tree,
+    experimental, `building '…'`, `copying 2 paths...`)."""
+    lines = stderr.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("error:")), None)
+    if start is None:
+        lines = [ln for ln in lines if not ln.startswith(("warning:", "building '", "copying "))]
+    else:
+        lines = lines[start:]
     text = "\n".join(lines).strip()
     return text.removeprefix("error: ") if text else "nix failed without an error message"
 
