@@ -74,10 +74,10 @@ def test_nixos_and_old_facts_are_not_compared() -> None:
 def test_probes_parse_back(tmp_path: Path) -> None:
     inp = ScriptInputs(users=("mcp",), uids=(850,), gids=(850,), agent_path="/srv/mcp/mcp-agent", agent_unit="u")
     names = {p.name for p in probes(inp)}
-    assert {"resolv-file", "resolv-link", "resolved-conf", "agent-dir"} <= names
+    assert {"resolv", "resolv-link", "resolved-conf", "agent-dir"} <= names
     framed = FramedOutput(
         values={
-            "resolv-file": b"file\nnameserver 1.1.1.1\n",
+            "resolv": b"nameserver 1.1.1.1\n",
             "resolv-link": b"",
             "resolved-conf": b"absent\n",
             "agent-dir": b"850 850 750\n",

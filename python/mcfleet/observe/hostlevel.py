@@ -4,10 +4,10 @@ Read in the same facts batch (one round trip) by the probes below; the host kind
 them with what the files want (`kinds/host_level.py`), so a hand edit on the node shows in the
 plan as `~` with the old and new values instead of being rewritten silently by apply.
 
-Values: the file mcfleet writes for the resolvers (`/etc/resolv.conf` is already read by the
-`resolv` probe; `resolved-conf` reads the systemd-resolved drop-in), where `/etc/resolv.conf`
-links to (systemd-resolved's stub or a plain file), and owner, group and mode of the agent's
-folder (`/srv/mcp`).  A file that does not exist is told apart from an empty one.
+Values: the file mcfleet writes for the resolvers (`/etc/resolv.conf` is read once, by the
+`resolv` probe; `resolved-conf` reads the systemd-resolved drop-in, telling a missing file
+from an empty one), where `/etc/resolv.conf` links to (systemd-resolved's stub or a plain
+file), and owner, group and mode of the agent's folder (`/srv/mcp`).
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ def host_level_probes(inp: ScriptInputs) -> list[Probe]:
 
     agent_dir = shlex.quote(inp.agent_path.rsplit("/", 1)[0] or "/")
     return [
-        Probe("resolv-file", _file("/etc/resolv.conf"), "/etc/resolv.conf"),
         Probe("resolv-link", "readlink /etc/resolv.conf", "/etc/resolv.conf"),
         Probe("resolved-conf", _file(RESOLVED_DROPIN), RESOLVED_DROPIN),
         Probe("agent-dir", f"stat -c '%u %g %a' {agent_dir}", inp.agent_path.rsplit("/", 1)[0]),
@@ -72,10 +71,10 @@ def _dir(text: str) -> DirFacts | None:
 
 def host_level_from(v: FramedOutput) -> HostLevelFacts | None:
     """None when the node ran a facts script without these probes (an older mcfleet)."""
-    if "resolv-file" not in v.values:
+    if "agent-dir" not in v.values:
         return None
     return HostLevelFacts(
-        resolv_conf=_content(v.text("resolv-file")),
+        resolv_conf=v.text("resolv") or None,  # the `resolv` probe's file (empty: absent or empty)
         resolv_link=v.text("resolv-link").strip() or None,
         resolved_conf=_content(v.text("resolved-conf")),
         agent_dir=_dir(v.text("agent-dir")),
