@@ -1,8 +1,9 @@
 """The agent runs exactly what `mcfleet render` prints (incident lesson 5: manual recovery).
 
-For every service of the real fleet, the agent's container spec (given the ports the
-orchestrator assigns) must equal the parsed `podman run` argv of `mcfleet render`: same name,
-image, command, user, restart policy, volumes, env (incl. $PORT) and published ports.
+For every service of the real fleet, the agent's container spec (with exactly the ports apply
+sends it: the desired state's, from the one allocator, none passed by hand) must equal the
+parsed `podman run` argv of `mcfleet render`: same name, image, command, user, restart policy,
+volumes, env (incl. $PORT) and published ports.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from mcfleet.agent.spec import container_specs, route_key
-from mcfleet.fleet.derive import assign_ports
+from mcfleet.agent.spec import container_specs
+from mcfleet.fleet.desired import desired_state
 from mcfleet.fleet.load import load_fleet
 from mcfleet.fleet.render import render_service
 
 REPO = Path(__file__).resolve().parents[2]
 LOADED = load_fleet(REPO)
+DESIRED = desired_state(LOADED)
 CASES = [(entry, svc) for entry in LOADED.hosts.values() for svc in entry.services]
 
 
@@ -49,13 +51,10 @@ def test_agent_spec_equals_rendered_command(entry: object, service: object) -> N
 
     assert isinstance(entry, HostEntry) and isinstance(service, Service)
     assert LOADED.fleet is not None
-    assigned = assign_ports(entry.host.name, entry.services, LOADED.fleet)
-    ports = {
-        route_key(comp, index): assigned[(service.name, comp.name, index)]
-        for comp in service.components
-        for index in range(len(comp.routes))
-    }
-    specs = {s.name: s for s in container_specs(service, ports)}
+    wanted = DESIRED[entry.host.name].services[service.name]  # every real-fleet service is active
+    assert wanted.spec == service
+    assert len(wanted.ports) == sum(len(c.routes) for c in service.components)  # a port for every route
+    specs = {s.name: s for s in container_specs(service, wanted.ports)}
     for rendered in render_service(entry, service, LOADED.fleet):
         parsed = _parse(rendered.argv)
         spec = specs[rendered.container]

@@ -37,7 +37,7 @@ from mcfleet.errors import McfleetError, Refused
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.kinds import KINDS, ApplyContext, ResourceKind
-from mcfleet.kinds.host import read_users
+from mcfleet.kinds.host import HostKind, read_users
 from mcfleet.kinds.stages import StageGate
 from mcfleet.observe.manifest import Manifest
 from mcfleet.plan.model import Action
@@ -208,7 +208,7 @@ class Pipeline:
                 self.loaded, w.entry, node, w.desired, state.manifest or Manifest(), {"stage_gate": self.stages}
             )
             if w.provision:
-                await self._provision(w, node)
+                await self._provision(w, node, ctx)
             if w.agent and art is not None and art.store_path is not None:
                 await self._nixos(w, node, art.store_path)
             elif w.agent and art is not None:
@@ -296,7 +296,7 @@ class Pipeline:
     def _first_phase(self, w: HostWork) -> Phase:
         return Phase.provision if w.provision else (Phase.push if w.agent else Phase.manifest)
 
-    async def _provision(self, w: HostWork, node: Node) -> None:
+    async def _provision(self, w: HostWork, node: Node, ctx: ApplyContext) -> None:
         if self.provisioner is None:  # a caller bug, reported as this host's failure
             self.log.emit(w.name, Phase.provision, Status.failed, "no provisioner for a host that needs provisioning")
             raise HostFailed
@@ -304,6 +304,9 @@ class Pipeline:
             self._check_stop()
             self.log.emit(w.name, Phase.provision, Status.start)
             changed, message = await self._phase(w, Phase.provision, self.provisioner(node, w.entry))
+            dirs = await self._phase(w, Phase.provision, HostKind().apply(ctx, w.actions_for(Phase.host)))
+        if dirs.status == "changed":
+            changed, message = True, f"{message}; folders: {dirs.message}"
         self.log.emit(w.name, Phase.provision, Status.changed if changed else Status.unchanged, message)
 
     async def _steps(self, w: HostWork, ctx: ApplyContext) -> None:

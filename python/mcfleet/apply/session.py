@@ -147,7 +147,7 @@ class ApplySession:
         plan, _facts = await self.observe_and_plan(names)
         return await self.apply_plan(plan, overrides, saved=False)
 
-    async def _gate(self, names: list[str], overrides: list[Override]) -> Plan:
+    async def gate(self, names: list[str], overrides: list[Override]) -> Plan:
         """The refusal gate for commands that change a node without a full plan (host and agent kinds)."""
         plan, _facts = await self.observe_and_plan(names, [k for k in KINDS if k.phase in (Phase.host, Phase.agent)])
         self.plan = plan
@@ -160,7 +160,7 @@ class ApplySession:
     async def upgrade(self, names: list[str], overrides: list[Override]) -> Summary:
         """`agent upgrade`: push and activate the agent on every host, after the refusal gate."""
         await self.prebuild(names)
-        plan = await self._gate(names, overrides)
+        plan = await self.gate(names, overrides)
         work = [
             HostWork(
                 self.loaded.hosts[n], self.desired[n], tuple(a for a in plan.for_host(n) if a.phase == Phase.agent)
@@ -172,7 +172,7 @@ class ApplySession:
     async def provision(self, name: str, overrides: list[Override]) -> Summary:
         """`provision`: users, folders, resolvers, then the agent, after the refusal gate."""
         await self.prebuild([name])
-        plan = await self._gate([name], overrides)
+        plan = await self.gate([name], overrides)
         actions = tuple(a for a in plan.for_host(name) if a.kind != "refuse")
         return await self.run([HostWork(self.loaded.hosts[name], self.desired[name], actions, provision=True)])
 

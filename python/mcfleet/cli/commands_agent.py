@@ -1,9 +1,11 @@
-"""`mcfleet agent upgrade [HOST…]` and `mcfleet agent status`.
+"""`mcfleet agent upgrade|status|recover|restart|stop|start`.
 
 `upgrade` pushes and activates the agent bundle on every selected host — all hosts
 by default, because an agent and a CLI of different versions fail with
 `Unimplemented` — with the same push/activate/rollback as `apply`.
-Content-addressed: hosts that already run the bundle get nothing sent.
+Content-addressed: hosts that already run the bundle get nothing sent.  `recover`,
+`restart`, `stop` and `start` ask one host's agent (apply.agentops), after the same
+refusal gate as apply.
 """
 
 from __future__ import annotations
@@ -126,8 +128,138 @@ def status(
         raise typer.Exit(1)
 
 
+OVERRIDE = typer.Option([], "--override", help="Run despite the refusal HOST:WHAT (repeatable).")
+JSON_REPORT = typer.Option(False, "--json", help="Print the report as JSON.")
+
+
+def _agent_op(host: str, operation: str, service: str | None, *, override: list[str], json_out: bool,
+              connect_timeout: float) -> None:  # fmt: skip
+    import sys
+
+    from mcfleet.apply import journal
+    from mcfleet.apply.agentops import AgentOpReport, agent_op
+    from mcfleet.apply.lock import fleet_lock
+    from mcfleet.apply.session import ApplySession, SessionOptions
+    from mcfleet.cli.targets import one_host
+    from mcfleet.errors import McfleetError
+    from mcfleet.report.progress import make_progress
+
+    loaded = load_valid(deprecated_folder(None, "--root DIR"))
+    entry = one_host(loaded, host, f"agent {operation}")
+    overrides = [Override.parse(o) for o in override]
+    command = " ".join(["agent", operation, entry.host.name, *([service] if service else [])])
+    options = SessionOptions(
+        ssh=SshOptions(connect_timeout=connect_timeout),
+        command=command,
+        progress=make_progress(title=command, quiet=json_out),
+    )
+    with fleet_lock(loaded.root, " ".join(["mcfleet", *sys.argv[1:]])):
+
+        async def go() -> AgentOpReport:
+            async with ApplySession(loaded, options) as session:
+                try:
+                    return await agent_op(session, entry.host.name, operation, service=service, overrides=overrides)
+                finally:
+                    options.progress.close()
+
+        try:
+            report = asyncio.run(go())
+        except McfleetError as exc:
+            journal.append(loaded.root, {"command": command, "argv": sys.argv[1:], "error": exc.as_dict()})
+            raise
+        journal.append(loaded.root, {"command": command, "argv": sys.argv[1:], "result": report.as_dict()})
+    if json_out:
+        emit_json(report.as_dict())
+    else:
+        typer.echo(report.render())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def recover(
+    host: str = typer.Argument(..., help="The host whose containers to recreate."),
+    override: list[str] = OVERRIDE,
+    json_out: bool = JSON_REPORT,
+    connect_timeout: float = CONNECT,
+) -> None:
+    """Recreate every container of a host from its agent's registry, in boot-stage order.
+
+    For a node whose podman state was lost (e.g. `podman system reset`): the agent
+    recreates each registered service's containers stage by stage (foundation, core,
+    management, services), waiting for each stage to be healthy; volumes are not
+    touched.  Prints what was recreated per stage.  Exit 1 when a stage does not get
+    healthy or the plan has a refusal for the host.
+
+    Examples:
+
+      mcfleet agent recover rift
+
+      mcfleet agent recover rift --json | jq '.stages[] | select(.healthy | not)'
+    """
+    _agent_op(host, "recover", None, override=override, json_out=json_out, connect_timeout=connect_timeout)
+
+
+def restart(
+    host: str = typer.Argument(..., help="The host the service runs on."),
+    service: str = typer.Argument(..., help="The service to restart."),
+    override: list[str] = OVERRIDE,
+    json_out: bool = JSON_REPORT,
+    connect_timeout: float = CONNECT,
+) -> None:
+    """Restart one service's containers on a host (its health check must pass again).
+
+    Examples:
+
+      mcfleet agent restart rift mcq
+
+      mcfleet agent restart rift mcq --json
+    """
+    _agent_op(host, "restart", service, override=override, json_out=json_out, connect_timeout=connect_timeout)
+
+
+def stop(
+    host: str = typer.Argument(..., help="The host the service runs on."),
+    service: str = typer.Argument(..., help="The service to stop."),
+    override: list[str] = OVERRIDE,
+    json_out: bool = JSON_REPORT,
+    connect_timeout: float = CONNECT,
+) -> None:
+    """Stop one service on a host; it stays stopped across agent restarts until `start`.
+
+    Examples:
+
+      mcfleet agent stop rift mcq
+
+      mcfleet agent stop rift mcq --json
+    """
+    _agent_op(host, "stop", service, override=override, json_out=json_out, connect_timeout=connect_timeout)
+
+
+def start(
+    host: str = typer.Argument(..., help="The host the service runs on."),
+    service: str = typer.Argument(..., help="The service to start."),
+    override: list[str] = OVERRIDE,
+    json_out: bool = JSON_REPORT,
+    connect_timeout: float = CONNECT,
+) -> None:
+    """Start a stopped service on a host (and wait for its health check).
+
+    Examples:
+
+      mcfleet agent start rift mcq
+
+      mcfleet agent start rift mcq --json
+    """
+    _agent_op(host, "start", service, override=override, json_out=json_out, connect_timeout=connect_timeout)
+
+
 def register(app: typer.Typer) -> None:
-    agent = typer.Typer(help="The node agent: upgrade it, see its status.", no_args_is_help=True)
+    agent = typer.Typer(help="The node agent: upgrade, status, recover, restart/stop/start a service.",
+                        no_args_is_help=True)  # fmt: skip
     agent.command("upgrade")(upgrade)
     agent.command("status")(status)
+    agent.command("recover")(recover)
+    agent.command("restart")(restart)
+    agent.command("stop")(stop)
+    agent.command("start")(start)
     app.add_typer(agent, name="agent")

@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exec": ("commands_ops", "Run a command on the selected hosts in parallel; output prefixed by host."),
     "logs": ("commands_ops", "Show the agent's or a service's logs on one host (-f to follow)."),
     "journal": ("commands_journal", "Show the local apply journal (.mcfleet/journal.jsonl) as a table."),
-    "agent": ("commands_agent", "The node agent: upgrade it, see its status."),
+    "agent": ("commands_agent", "The node agent: upgrade, status, recover, restart/stop/start a service."),
     "lab": ("commands_lab", "A real local fleet to try mcfleet on (root needed)."),
     "nix": ("commands_nix", "The Nix side: pure nix/lib validation, per-host values, flake attributes."),
     "schema": ("commands_fleet", "JSON Schemas of the fleet files."),

@@ -32,7 +32,7 @@ from mcfleet.fleet.host_level import HostLevelWant, host_level_want
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import IdRange, Service
 from mcfleet.fleet.routes import DeclaredRoute, declared_routes
-from mcfleet.nix.host_values import agent_unit_text
+from mcfleet.nix.host_values import agent_unit_text, srv_dirs
 
 CERT_DIR = "/srv/mc-proxy/certs"  # where the proxy host keeps one PEM per TLS-terminating hostname
 
@@ -57,6 +57,14 @@ class DesiredService:
     images: dict[str, str] = field(default_factory=dict)  # container -> image
     ports: dict[str, int] = field(default_factory=dict)  # "<component>/<route>" -> host port (sent to the agent)
     spec: Service | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class DesiredDir:
+    path: str
+    owner: str
+    group: str
+    mode: str  # octal, e.g. "0750"
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,7 @@ class DesiredHost:
     arch: str
     agent: DesiredAgent
     users: list[DesiredUser] = field(default_factory=list)
+    dirs: list[DesiredDir] = field(default_factory=list)  # the services' volume folders under /srv/
     services: dict[str, DesiredService] = field(default_factory=dict)
     records: dict[str, DesiredRecord] = field(default_factory=dict)
     routes: dict[str, DesiredRoute] = field(default_factory=dict)  # key: "<listener>/<hostname>"
@@ -173,6 +182,11 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
             users=_users(loaded, e),
             host_level=host_level_want(e, loaded.fleet),
             system=agent_hashes.get(name) if e.host.os.value == "nixos" else None,
+            dirs=[
+                DesiredDir(d["path"], d["owner"], d["group"], d["mode"])
+                for d in srv_dirs(e)
+                if d["path"] != e.host.agent.path.rpartition("/")[0]  # the agent's own: host_level
+            ],
         )
         for name, e in sorted(loaded.hosts.items())
     }

@@ -1,10 +1,12 @@
-"""The host kind: the machine itself (OS, arch) and its pinned users and subordinate ids.
+"""The host kind: the machine itself (OS, arch), its pinned users and subordinate ids,
+and the folders mcfleet manages (the agent's, and each service's volumes under /srv/).
 
 diff: a wrong OS/arch or a pinned UID/GID held by someone else is a refusal (a live
-UID is never changed); a missing user or subid range is created.  apply: the
-provisioning script on Debian (NixOS nodes get their users from their configuration,
-so apply reports that blocked).  record: the users' ids as the node has them, read
-back after provisioning.
+UID is never changed); a missing user or subid range is created; a missing folder is
+created, one with another owner, group or mode is corrected.  apply: the provisioning
+script on Debian (users, subids, resolvers), then the folders (NixOS nodes get all of
+these from their configuration, so apply reports that blocked).  record: the users'
+ids as the node has them, read back after provisioning.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class HostKind(NoRead):
         return None
 
     def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]:
-        acts = _users(d, f)
+        acts = _users(d, f) + _dirs(d, f)
         if d.host_level is not None:  # resolver file, agent folder: drift shows as ~ (kinds/host_level.py)
             acts += host_level_diff(d.name, d.os, d.host_level, f)
         return acts
@@ -44,9 +46,20 @@ class HostKind(NoRead):
         return _platform(d, f)
 
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
-        """Provisioning runs through the pipeline's provisioner (apply.provision); this reads back the ids."""
-        ctx.data["users"] = await read_users(ctx)
-        return Outcome("unchanged", "users read back")
+        """The folders (after the pipeline's provisioner made the users: apply.provision)."""
+        want = {d.path: d for d in ctx.desired.dirs}
+        todo = [want[a.subject.removeprefix("dir ")] for a in actions if a.subject.removeprefix("dir ") in want]
+        if not todo:
+            return Outcome("unchanged", "")
+        q = shlex.quote
+        script = " && ".join(
+            f"install -d -o {q(d.owner)} -g {q(d.group)} -m {q(d.mode)} {q(d.path)} && "
+            f"chown {q(d.owner)}:{q(d.group)} {q(d.path)} && chmod {q(d.mode)} {q(d.path)}"
+            for d in todo
+        )
+        res = await ctx.node.run(script, timeout=60)
+        res.check("creating the service folders", ctx.entry.host.name)
+        return Outcome("changed", ", ".join(f"{d.path} ({d.owner}:{d.group} {d.mode})" for d in todo))
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
         users: dict[str, tuple[int, int]] | None = ctx.data.get("users")
@@ -205,4 +218,27 @@ def _subids(d: DesiredHost, f: Facts, u: DesiredUser) -> list[Action]:
                     hint=f"make users.{u.name}.{label} in host.json match the node; never move a live user's range",
                 )
             )
+    return acts
+
+
+def _dirs(d: DesiredHost, f: Facts) -> list[Action]:
+    if f.dirs is None:  # not asked
+        return []
+    seen = {x.path: x for x in f.dirs}
+    acts = []
+    for want in d.dirs:
+        have = seen.get(want.path)
+        after = {"owner": want.owner, "group": want.group, "mode": want.mode}
+        if have is None or not have.present:
+            acts.append(
+                Action(host=d.name, phase=Phase.host, kind="create", subject=f"dir {want.path}", after=after,
+                       reason="a folder the agent or a service's volume needs")
+            )  # fmt: skip
+            continue
+        before = {"owner": have.owner, "group": have.group, "mode": have.mode.zfill(4)}
+        if (have.owner, have.group) != (want.owner, want.group) or int(have.mode or "0", 8) != int(want.mode, 8):
+            acts.append(
+                Action(host=d.name, phase=Phase.host, kind="update", subject=f"dir {want.path}", before=before,
+                       after=after, reason="owner, group or mode differ")
+            )  # fmt: skip
     return acts

@@ -33,12 +33,11 @@ from mcfleet.observe.facts import ContainerFacts, Facts
 from mcfleet.observe.manifest import Manifest, ManifestService
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
-from mcfleet.transport.base import Runner
 
 AGENT_TIMEOUT = 15.0
 
 
-async def agent_socket(node: Runner, remote: str) -> str:
+async def agent_socket(node: object, remote: str) -> str:
     """A local path that reaches the node's `remote` unix socket (the socket itself for a local node)."""
     forward: Any = getattr(node, "forward_unix", None)
     if forward is None:

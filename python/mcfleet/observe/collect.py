@@ -47,6 +47,7 @@ def script_inputs(loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -
         # containers come from the agent (the service kind's read), never from a root `podman ps`
         containers=False,
         manifest_path=manifest_path(entry.host.agent.path),
+        dirs=tuple(d.path for d in desired.dirs),
     )
 
 

@@ -49,6 +49,14 @@ class AgentFacts(_Fact):
     systemd: bool | None = Field(default=None, description="PID 1 is systemd; None when not observed")
 
 
+class DirFacts(_Fact):
+    path: str
+    present: bool = True
+    owner: str = ""
+    group: str = ""
+    mode: str = ""  # octal as `stat -c %a` prints it, e.g. "750"
+
+
 class CertFacts(_Fact):
     path: str
     subject: str | None = None
@@ -87,6 +95,7 @@ class Facts(_Fact):
     resolvers: list[str] = Field(default_factory=list)
     agent: AgentFacts | None = None
     nixos_system: str | None = None
+    dirs: list[DirFacts] | None = Field(default=None, description="the managed folders; None: not asked")
     manifest: Manifest | None = None
     manifest_error: str | None = None
     certs: list[CertFacts] = Field(default_factory=list)

@@ -20,6 +20,7 @@ from mcfleet.observe.facts import (
     AgentFacts,
     CertFacts,
     ContainerFacts,
+    DirFacts,
     Facts,
     Group,
     IdRangeFact,
@@ -193,6 +194,18 @@ def parse_agent(path: str, agent_text: str, unit_text: str) -> AgentFacts:
     )
 
 
+def parse_dirs(text: str) -> list[DirFacts]:
+    """`<path> <owner> <group> <mode>` per folder, `<path> -` for one that does not exist."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1] == "-":
+            out.append(DirFacts(path=parts[0], present=False))
+        elif len(parts) == 4:
+            out.append(DirFacts(path=parts[0], owner=parts[1], group=parts[2], mode=parts[3]))
+    return out
+
+
 def parse_manifest(text: str, where: str) -> tuple[Manifest | None, str | None]:
     """The manifest, or why it is corrupt (the plan turns that into a refusal)."""
     try:
@@ -267,6 +280,7 @@ def facts_from(host: str, v: FramedOutput, *, agent_path: str, address: str | No
         host_level=host_level_from(v),
         agent=parse_agent(agent_path, v.text("agent"), v.text("unit")),
         nixos_system=v.text("nixos").strip() or None,
+        dirs=parse_dirs(v.text("dirs")) if "dirs" in v.values else None,
         manifest=manifest,
         manifest_error=manifest_error,
         certs=parse_certs(v.certs),

@@ -52,6 +52,7 @@ class ScriptInputs:
     containers: bool = False  # ask podman (only when the host runs or ran services)
     cert_dir: str = CERT_DIR
     manifest_path: str = manifest_beside("/srv/mcp/mcp-agent")  # collect passes the host's own
+    dirs: tuple[str, ...] = ()  # folders whose owner, group and mode the host kind checks
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,12 @@ def probes(inp: ScriptInputs) -> list[Probe]:
             "systemctl",
         ),
         Probe("nixos", "readlink /run/current-system", "/run/current-system"),
+        Probe(
+            "dirs",
+            f"for d in {' '.join(q(d) for d in inp.dirs)}; do "
+            'stat -c "%n %U %G %a" "$d" 2>/dev/null || echo "$d -"; done',
+            "stat of the managed folders",
+        ),
         Probe("manifest", f"cat {q(inp.manifest_path)}", inp.manifest_path),
         Probe(
             "containers",

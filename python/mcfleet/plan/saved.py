@@ -13,8 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 from pydantic import ValidationError
 
 from mcfleet.errors import InputError, Refused
@@ -55,6 +58,12 @@ def save_plan(plan: Plan, path: Path) -> None:
     atomic_write_text(path, plan_json(plan))
 
 
+@cache
+def _plan_validator() -> Any:
+    schema = Plan.model_json_schema()
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
 def read_plan(path: Path) -> Plan:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -66,6 +75,10 @@ def read_plan(path: Path) -> Plan:
         raise InputError(
             f"not a plan file of format {PLAN_FORMAT}", location=str(path), hint="make it with this mcfleet's `plan -o`"
         )
+    problem = jsonschema.exceptions.best_match(_plan_validator().iter_errors(data))
+    if problem is not None:  # a saved plan is read back from disk: checked against its schema first
+        at = "/".join(str(p) for p in problem.absolute_path) or "(top)"
+        raise InputError(f"the plan file is damaged at {at}: {problem.message}", location=str(path), hint=REPLAN_HINT)
     try:
         return Plan.model_validate(data)
     except ValidationError as exc:
