@@ -21,4 +21,12 @@ $M -C "$DIR" apply --on @full --yes
 echo "--- second apply: the fleet has converged, nothing is sent"
 $M -C "$DIR" apply --on @full --yes
 $M -C "$DIR" agent status --on @full
+echo "--- through the edge: the last full node becomes the edge; the first runs three programs with routes"
+eval "$(.venv/bin/python -m mcfleet.lab.edgedemo "$DIR")"   # sets EDGE WORKER PUB INT SNI PEBBLE_ROOT SNI_CA
+$M -C "$DIR" plan --on @full
+$M -C "$DIR" apply --on @full --yes   # certs from Pebble, A records into Knot, routes into Caddy/HAProxy
+curl -sS --resolve "$PUB:443:$EDGE" --cacert "$PEBBLE_ROOT" "https://$PUB/"      # public l7 via the edge
+curl -sS --resolve "$INT:443:$WORKER" --cacert "$PEBBLE_ROOT" "https://$INT/"    # internal l7 on its node
+curl -sS --resolve "$SNI:8443:$WORKER" --cacert "$SNI_CA" -o "$DIR/sni.html" "https://$SNI:8443/"  # l4: its own TLS
+head -n 2 "$DIR/sni.html"
 echo "lab is up: $M lab status --dir $DIR   ·   $M lab down --dir $DIR"
