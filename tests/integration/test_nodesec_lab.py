@@ -238,6 +238,33 @@ def test_no_space_for_the_install_fails_clearly_and_keeps_the_rollback_target(
     assert fleet.temp_files(name) == []
 
 
+def test_a_full_or_unwritable_upload_folder_is_named_with_the_login_user(
+    make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path
+) -> None:
+    """#12.16/#17: SFTP's bare "Failure" becomes "no space left on …"; a permission error names path and user."""
+    fleet, name = provisioned(make_nodes, agent_bundle, "atkup", login="sudo")
+    good = sha256(agent_bundle)
+    fleet.sh(
+        name,
+        "cp -a /home/kyle /var/tmp/kyle-keep && mount -t tmpfs -o size=2m,mode=0755 mcfleet-home /home/kyle && "
+        "cp -a /var/tmp/kyle-keep/. /home/kyle/ && chown kyle:kyle /home/kyle",
+    )
+    v2 = variant(agent_bundle, tmp_path / "v2.pex", "atkup")
+    run = cli("agent", "upgrade", name, "--root", str(fleet.fleet_dir), "--bundle", str(v2), "--json")
+    assert run.code == 1, run.stdout + run.stderr
+    message = run.phase(name, "push")["message"]
+    assert "no space left on /home/kyle" in message and "as kyle" in message, message
+    assert fleet.file_sha(name, "/srv/mcp/mcp-agent") == good
+    assert fleet.temp_files(name) == []
+
+    fleet.sh(name, "umount /home/kyle && chmod 0555 /home/kyle")
+    run = cli("agent", "upgrade", name, "--root", str(fleet.fleet_dir), "--bundle", str(v2), "--json")
+    assert run.code == 1, run.stdout + run.stderr
+    message = run.phase(name, "push")["message"]
+    assert "/home/kyle" in message and "kyle" in message and "Permission denied" in message, message
+    assert "free space" not in message
+
+
 def leave(fleet: Nodes, name: str, free: int) -> None:
     """Fill /srv/mcp (a filler file of mcp's) so that about `free` bytes stay free."""
     fleet.sh(name, "rm -f /srv/mcp/filler")

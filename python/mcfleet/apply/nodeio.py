@@ -144,7 +144,8 @@ async def make_staging(node: Node) -> str:
     # a killed run's upload folders go first (the node lock keeps a second orchestrator out)
     script = 'umask 077; rm -rf "${HOME:-/tmp}"/.mcfleet-upload.*; mktemp -d "${HOME:-/tmp}/.mcfleet-upload.XXXXXXXX"'
     res = await node.run(script, login=True, timeout=60)
-    res.check("creating a private upload folder for the login user", node.name)
+    user = getattr(node, "user", None) or "the login user"
+    res.check(f"creating a private upload folder in the home of {user}", node.name)
     return res.stdout.strip()
 
 
