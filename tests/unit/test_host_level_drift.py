@@ -97,3 +97,13 @@ def test_real_fleet_wants(tmp_path: Path) -> None:
     assert host_level_want(loaded.hosts["rift"], loaded.fleet).resolver_file.path.endswith(
         "resolved.conf.d/mcfleet.conf"
     )
+
+
+def test_linger_is_planned_only_where_it_is_wanted() -> None:
+    assert _subjects(GOOD) == []  # not wanted (the default): never shown
+    want = HostLevelWant(WANT.resolver, WANT.resolver_file, WANT.agent_dir, linger=("mcp",))
+    assert _subjects(GOOD, want) == [("create", "linger mcp")]
+    assert _subjects(GOOD.model_copy(update={"linger": ["mcp"]}), want) == []
+    framed = FramedOutput(values={"agent-dir": b"850 850 750\n", "linger": b"mcp\nkyle\n"})
+    seen = host_level_from(framed)
+    assert seen is not None and seen.linger == ["kyle", "mcp"]

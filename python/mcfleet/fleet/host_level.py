@@ -34,6 +34,9 @@ class HostLevelWant:
     resolver: str  # "resolv.conf" | "systemd-resolved"
     resolver_file: ResolverFile
     agent_dir: WantedDir | None  # None when the agent user has no pinned ids
+    # users whose systemd user manager runs from boot (rootless podman's socket); empty until the
+    # Debian provisioning script enables linger, so the plan never shows what apply would not do
+    linger: tuple[str, ...] = ()
 
 
 def host_level_want(entry: HostEntry, fleet: Fleet | None) -> HostLevelWant:

@@ -78,6 +78,19 @@ def host_level_diff(name: str, os: str, want: HostLevelWant, f: Facts) -> list[A
                     reason=f"owner or mode of {d.path} changed on the node",
                 )
             )
+    for user in want.linger:
+        if user not in seen.linger:
+            acts.append(
+                Action(
+                    host=name,
+                    phase=Phase.host,
+                    kind="create",
+                    subject=f"linger {user}",
+                    before=False,
+                    after=True,
+                    reason=f"{user}'s user manager (and its podman socket) must run from boot, without a login",
+                )
+            )
     return acts
 
 

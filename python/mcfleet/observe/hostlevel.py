@@ -7,7 +7,7 @@ plan as `~` with the old and new values instead of being rewritten silently by a
 Values: the file mcfleet writes for the resolvers (`/etc/resolv.conf` is read once, by the
 `resolv` probe; `resolved-conf` reads the systemd-resolved drop-in, telling a missing file
 from an empty one), where `/etc/resolv.conf` links to (systemd-resolved's stub or a plain
-file), and owner, group and mode of the agent's folder (`/srv/mcp`).
+file), owner, group and mode of the agent's folder (`/srv/mcp`), and which users linger.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class HostLevelFacts(BaseModel):
     resolv_link: str | None = Field(default=None, description="where /etc/resolv.conf links to; None: a plain file")
     resolved_conf: str | None = Field(default=None, description="mcfleet's systemd-resolved drop-in; None when absent")
     agent_dir: DirFacts | None = Field(default=None, description="the agent's folder; None when absent")
+    linger: list[str] = Field(default_factory=list, description="users with linger (/var/lib/systemd/linger)")
 
 
 def _file(path: str) -> str:
@@ -54,6 +55,7 @@ def host_level_probes(inp: ScriptInputs) -> list[Probe]:
         Probe("resolv-link", "readlink /etc/resolv.conf", "/etc/resolv.conf"),
         Probe("resolved-conf", _file(RESOLVED_DROPIN), RESOLVED_DROPIN),
         Probe("agent-dir", f"stat -c '%u %g %a' {agent_dir}", inp.agent_path.rsplit("/", 1)[0]),
+        Probe("linger", "ls -1 /var/lib/systemd/linger", "/var/lib/systemd/linger"),
     ]
 
 
@@ -78,4 +80,5 @@ def host_level_from(v: FramedOutput) -> HostLevelFacts | None:
         resolv_link=v.text("resolv-link").strip() or None,
         resolved_conf=_content(v.text("resolved-conf")),
         agent_dir=_dir(v.text("agent-dir")),
+        linger=sorted(v.text("linger").split()),
     )
