@@ -30,6 +30,7 @@ from mcfleet.lab.peers.knot import KnotInfo
 from mcfleet.lab.peers.nodeproxy import providers_json, start_node_proxies
 from mcfleet.lab.peers.pebble import PebbleInfo
 from mcfleet.lab.proc import spawn, start_time, stop
+from mcfleet.providers.cert.base import cert_info
 from tests.integration.apply_lab import MakeNodes, Nodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
@@ -37,14 +38,15 @@ pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
 PUB, INT, SNI = 18181, 18182, 18443
 
 
-def _tls_server_cert(hostname: str, out: Path) -> tuple[Path, Path]:
+def _tls_server_cert(hostname: str, out: Path, days: int = 30) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
@@ -145,6 +147,7 @@ def test_apply_through_the_edge_converges_and_removes(  # noqa: PLR0917 (pytest 
     again = cli("plan", str(root), "--detailed-exitcode", "--json")
     assert again.code == 0, again.stdout[-3000:] + again.stderr[-2000:]  # converged: nothing to do
     _no_secret_leaks(lab, nodes, root, [run, again], tmp_path)
+    _renews_near_expiry_and_keeps_the_rest(nodes, root, zone, agent_bundle, tmp_path)
 
     # remove the public route: - dns, - route, - cert; Knot and the edge's Caddy forget it
     host_file = root / "hosts" / worker.name / "host.json"
@@ -223,6 +226,25 @@ def test_apply_with_the_seed_native_backends_against_their_contract_fakes(
         for server, _state in fakes:
             asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
+
+
+def _renews_near_expiry_and_keeps_the_rest(nodes: Nodes, root: Path, zone: str, bundle: Path, d: Path) -> None:
+    """A cert 20 days from expiry is `~ (expires in N days)` and renewed; one 60 days out is kept."""
+    worker, edge = nodes.nodes
+    near, _ = _tls_server_cert(f"int.{zone}", d / "near", days=20)
+    far, _ = _tls_server_cert(f"pub.{zone}", d / "far", days=60)
+    nodes.sh(worker.name, f"cat > /srv/mc-proxy/certs/int.{zone}.pem <<'EOF'\n{near.read_text()}EOF")
+    nodes.sh(edge.name, f"cat > /srv/mc-proxy/certs/pub.{zone}.pem <<'EOF'\n{far.read_text()}EOF")
+    plan = cli("plan", str(root), "--json")
+    certs = [a for a in json.loads(plan.stdout)["actions"] if a["phase"] == "cert"]
+    assert [(a["host"], a["kind"], a["subject"]) for a in certs] == [(worker.name, "replace", f"cert int.{zone}")]
+    assert certs[0]["reason"].startswith("expires in 19 days")
+    renew = cli("apply", str(root), "--all", "--yes", "--bundle", str(bundle), "--json")
+    assert renew.code == 0, renew.stdout[-3000:] + renew.stderr[-3000:]
+    renewed = cert_info(nodes.sh(worker.name, f"cat /srv/mc-proxy/certs/int.{zone}.pem").stdout)
+    assert renewed.days_left() > 60 and renewed.sans == (f"int.{zone}",)  # a new one from Pebble
+    kept = nodes.sh(edge.name, f"cat /srv/mc-proxy/certs/pub.{zone}.pem").stdout
+    assert kept == far.read_text()
 
 
 def _no_secret_leaks(lab: Lab, nodes: Nodes, root: Path, runs: list[Any], tmp_path: Path) -> None:
