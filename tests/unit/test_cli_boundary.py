@@ -8,10 +8,10 @@ from tests.conftest import run_cli
 
 
 def test_missing_fleet_is_invalid_input_without_traceback(tmp_path: Path) -> None:
-    code, _out, err = run_cli("validate", str(tmp_path))
+    code, out, err = run_cli("validate", str(tmp_path))
     assert code == 2
-    assert "missing-file: fleet.json" in err
-    assert "Traceback" not in err
+    assert "missing-file: fleet.json" in out
+    assert "Traceback" not in out + err
 
 
 def test_unknown_command_is_usage_error() -> None:

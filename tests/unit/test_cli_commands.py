@@ -70,8 +70,8 @@ def test_journal_lists_the_applies_newest_last(fleet: Path) -> None:
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["WHEN", "WHO", "COMMAND", "HOSTS", "SECONDS", "OUTCOME"]
-    assert "mcfleet apply --on alpha" in lines[2] and "3.2" in lines[2] and "ok: 1 changed" in lines[2]
-    assert "refused: the plan contains a refusal" in lines[3]
+    assert "mcfleet apply --on alpha" in lines[1] and "3.2" in lines[1] and "ok: 1 changed" in lines[1]
+    assert "refused: the plan contains a refusal" in lines[2]
     code, out, _err = run_cli("-C", str(fleet), "journal", "--last", "1", "--json")
     data = json.loads(out)
     assert code == 0 and data["total"] == 2 and [r["argv"] for r in data["records"]] == [["apply", "--all"]]

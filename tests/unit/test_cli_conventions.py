@@ -190,3 +190,34 @@ def test_no_tracebacks_and_documented_codes_for_each_command(fleet: Path) -> Non
         assert code == expected, (argv, err)
         assert "Traceback" not in err and not re.search(r"internal error", err), (argv, err)
     assert os.path.isdir(fleet)
+
+
+def test_validate_reports_a_misspelt_key_once_with_did_you_mean(fleet: Path) -> None:
+    """One typo in the master's host.json: one finding (not "missing roles" + "unknown rolse" + "no master")."""
+    host = fleet / "hosts" / "alpha" / "host.json"
+    host.write_text(host.read_text().replace('"roles"', '"rolse"', 1))
+    code, out, err = run_cli("-C", str(fleet), "validate")
+    assert code == 2
+    assert out.splitlines() == [
+        "schema: hosts/alpha/host.json#/rolse: unknown field 'rolse': did you mean 'roles'? (roles is required)",
+        "  hint: rename 'rolse' to 'roles'",
+    ]
+    assert "1 problem(s)" in err and "1 finding(s) of the fleet rules held back" in err
+    code, out, _err = run_cli("-C", str(fleet), "validate", "--json")
+    data = json.loads(out)
+    assert [f["code"] for f in data["findings"]] == ["schema"]
+    assert [f["code"] for f in data["held_back"]] == ["master-count"]
+
+
+def test_hosts_shows_a_broken_host_instead_of_leaving_it_out(fleet: Path) -> None:
+    host = fleet / "hosts" / "alpha" / "host.json"
+    host.write_text(host.read_text().replace('"roles"', '"rolse"', 1))
+    code, out, err = run_cli("-C", str(fleet), "hosts")
+    assert code == 0
+    alpha = next(line for line in out.splitlines() if line.startswith("alpha"))
+    assert "invalid: hosts/alpha/host.json#/rolse: unknown field" in alpha
+    assert "1 host file(s) do not load" in err and "mcfleet validate" in err
+    code, out, _err = run_cli("-C", str(fleet), "hosts", "--json")
+    data = json.loads(out)
+    assert [h["name"] for h in data["hosts"]] == ["beta", "edge1"]
+    assert data["invalid"][0]["name"] == "alpha" and "rolse" in data["invalid"][0]["problems"][0]

@@ -86,8 +86,9 @@ def test_hosts_on_a_partly_broken_fleet_warns_and_lists_the_rest() -> None:
     broken = REPO / "tests" / "data" / "bad-fleets" / "missing-file"
     code, out, err = run_cli("hosts", str(broken))
     assert code == 0
-    assert "warning: 1 file(s) have problems" in err and "mcfleet validate" in err
-    assert [line.split()[0] for line in out.splitlines()[1:]] == ["alpha", "beta", "edge1"]
+    assert "warning: 1 host file(s) do not load and are listed as invalid" in err and "mcfleet validate" in err
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["alpha", "beta", "edge1", "gamma"]
+    assert "invalid: hosts/gamma/host.json: folder hosts/gamma has no host.json" in out.splitlines()[-1]
 
 
 def test_hosts_without_fleet_json_is_invalid_input(tmp_path: object) -> None:

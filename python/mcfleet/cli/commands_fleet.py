@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 import typer
 
 from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
-from mcfleet.cli.output import emit_json
+from mcfleet.cli.output import emit_json, table
 from mcfleet.cli.targets import ON_OPT, selected
 from mcfleet.errors import EXIT_INVALID, InputError
+from mcfleet.fleet.causes import merge_typos, root_causes
 from mcfleet.fleet.load import HostEntry, LoadedFleet, load_fleet
 from mcfleet.fleet.rules import check
 
@@ -27,8 +28,11 @@ def validate(path: Path | None = ROOT_ARG, json_out: bool = JSON_OPT) -> None:
     """Check every host and service file, then the fleet-wide rules.
 
     Schema problems come first (file + JSON pointer; line and column for JSON syntax
-    errors), then each rule's findings with a stable code, a message and a hint.
-    Exit 0 when valid, 2 when there are findings.
+    errors), then each rule's findings with a stable code, a message and a hint.  The
+    findings go to stdout, the summary to stderr.  While a file does not load, the fleet
+    rules' findings are held back (they may only follow from it; --json lists them under
+    "held_back"); a misspelt key is one finding with "did you mean".  Exit 0 when valid,
+    2 when there are findings.
 
     Examples:
 
@@ -38,19 +42,27 @@ def validate(path: Path | None = ROOT_ARG, json_out: bool = JSON_OPT) -> None:
     """
     loaded = load_fleet(fleet_root(deprecated_folder(path, "the fleet folder as an argument")))
     findings = check(loaded)
+    causes = root_causes(list(findings))
     if json_out:
         emit_json(
             {
                 "root": str(loaded.root),
                 "valid": not findings,
                 "hosts": sorted(loaded.hosts),
-                "findings": [f.as_dict() for f in findings],
+                "findings": [f.as_dict() for f in causes.shown],
+                "held_back": [f.as_dict() for f in causes.held_back],
             }
         )
     elif findings:
-        for finding in findings:
-            typer.echo(finding.format(), err=True)
-        typer.echo(f"{len(findings)} problem(s) in {loaded.root}", err=True)
+        for finding in causes.shown:  # the findings are the output: stdout, so `| grep` and `| cat` see them
+            typer.echo(finding.format())
+        summary = f"{len(causes.shown)} problem(s) in {loaded.root}"
+        if causes.held_back:
+            summary += (
+                f"; {len(causes.held_back)} finding(s) of the fleet rules held back: they may follow from the "
+                "files above, which did not load (fix those, then validate again)"
+            )
+        typer.echo(summary, err=True)
     else:
         services = sum(len(e.services) for e in loaded.hosts.values())
         typer.echo(f"ok: {len(loaded.hosts)} hosts, {services} services valid")
@@ -58,13 +70,13 @@ def validate(path: Path | None = ROOT_ARG, json_out: bool = JSON_OPT) -> None:
         raise typer.Exit(EXIT_INVALID)
 
 
-def _load_usable(path: Path | None) -> tuple[LoadedFleet, Fleet]:
+def _load_usable(path: Path | None, *, warn: bool = True) -> tuple[LoadedFleet, Fleet]:
     """A fleet good enough to read from: fleet.json must load; other problems are a warning."""
     loaded = load_fleet(fleet_root(path))
     if loaded.fleet is None:
         first = loaded.findings[0]
         raise InputError(first.message, location=first.location(), hint=first.hint)
-    if loaded.findings:
+    if loaded.findings and warn:
         typer.echo(
             f"warning: {len(loaded.findings)} file(s) have problems and are left out; run `mcfleet validate`",
             err=True,
@@ -103,28 +115,45 @@ def hosts(
 
       mcfleet hosts --on 'rift,orion*' --json
     """
-    loaded, _ = _load_usable(deprecated_folder(path, "the fleet folder as an argument"))
+    loaded, _ = _load_usable(deprecated_folder(path, "the fleet folder as an argument"), warn=False)
     chosen = selected(loaded, on)
+    broken = {} if on else broken_hosts(loaded)  # a selector cannot match what did not load
+    if broken:
+        typer.echo(
+            f"warning: {len(broken)} host file(s) do not load and are listed as invalid; run `mcfleet validate`",
+            err=True,
+        )
     if json_out:
-        emit_json({"root": str(loaded.root), "hosts": [_host_row(e) for e in chosen]})
+        emit_json(
+            {
+                "root": str(loaded.root),
+                "hosts": [_host_row(e) for e in chosen],
+                "invalid": [{"name": n, "problems": p} for n, p in sorted(broken.items())],
+            }
+        )
         return
-    table = [["NAME", "OS", "ARCH", "ROLES", "TAGS", "ADDRESSES", "SERVICES"]]
+    rows: list[list[object]] = []
     for e in chosen:
         h = e.host
-        table.append(
-            [
-                h.name,
-                str(h.os),
-                str(h.arch),
-                ",".join(map(str, h.roles)),
-                ",".join(h.tags) or "-",
-                ",".join(h.addresses),
-                str(len(e.services)),
-            ]
-        )
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        labels = [",".join(map(str, h.roles)), ",".join(h.tags)]
+        rows.append([h.name, h.os, h.arch, *labels, ",".join(h.addresses), len(e.services)])
+    headers = ["NAME", "OS", "ARCH", "ROLES", "TAGS", "ADDRESSES", "SERVICES"]
+    if broken:  # a NOTE column only when there is something to note
+        headers.append("NOTE")
+        rows = [[*r, ""] for r in rows]
+        rows += [[name, "?", "?", "", "", "", "", f"invalid: {problems[0]}"] for name, problems in broken.items()]
+    rows.sort(key=lambda r: str(r[0]))
+    typer.echo(table(headers, rows), nl=False)
+
+
+def broken_hosts(loaded: LoadedFleet) -> dict[str, list[str]]:
+    """Host folders whose host.json did not load -> their problems, one line each."""
+    out: dict[str, list[str]] = {}
+    for f in merge_typos(list(loaded.findings)):
+        parts = f.file.split("/")
+        if len(parts) >= 3 and parts[0] == "hosts" and parts[1] not in loaded.hosts:
+            out.setdefault(parts[1], []).append(f"{f.location()}: {f.message}")
+    return out
 
 
 def render(

@@ -28,11 +28,10 @@ def use_color(stream: Any = None) -> bool:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain table for a terminal or a pipe: rich lays it out, no borders, never truncated."""
-    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    grid = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold" if use_color() else "")
+    grid = Table(box=None, pad_edge=False, header_style="bold" if use_color() else "")
     for head in headers:
         grid.add_column(head, overflow="fold", no_wrap=False)
     for row in rows:
