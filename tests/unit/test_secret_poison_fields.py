@@ -20,3 +20,12 @@ def test_every_file_field_of_a_provider_is_classified() -> None:
 def test_a_leak_is_named_by_secret_and_source() -> None:
     leaks = find_leaks({"tsig": "c2VjcmV0LXNlY3JldC1zZWNyZXQ="}, {"plan": "x c2VjcmV0LXNlY3JldC1zZWNyZXQ= y", "ps": ""})
     assert leaks == ["tsig in plan"]
+
+
+def test_a_base64_encoded_leak_is_found_too() -> None:
+    import base64
+
+    secret = "mcfleet-poison-0123456789abcdef"
+    for prefix in ("", "x", "xy"):  # every alignment of the secret inside a longer encoded value
+        framed = base64.b64encode(f"{prefix}{secret} trailing".encode()).decode()
+        assert find_leaks({"token": secret}, {"--debug": f"agent {framed}"}) == ["token in --debug"], prefix
