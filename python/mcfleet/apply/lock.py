@@ -7,7 +7,7 @@ serves the error message of the apply that is refused.
 
 The node lock: the fleet lock covers one checkout, so two copies of the fleet could
 still apply to one node at once.  Each node therefore holds its own lock for the
-whole apply of that node: the root helper on the node takes an exclusive `flock` on
+whole apply of that node: a root shell on the node takes an exclusive `flock` on
 `/var/lib/mcfleet/apply.lock` and keeps it until its stdin closes, which happens when
 the orchestrator's SSH session ends in any way (done, killed, network gone).  A second
 orchestrator is refused with who holds it.
@@ -20,6 +20,7 @@ import fcntl
 import getpass
 import json
 import os
+import shlex
 import socket
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mcfleet.apply.nodeio import NODE_LOCK
 from mcfleet.errors import ApplyError, Refused
 from mcfleet.transport.base import become_refused
 from mcfleet.util.statedir import state_dir
@@ -83,18 +85,39 @@ def holder_text() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"
 
 
+def node_lock_script(who: str) -> str:
+    """Root shell: take the node's lock (util-linux flock) and hold it until stdin closes.
+
+    Plain sh + flock, so it runs on every node (a NixOS node may have no python3).  The lock
+    file and the holder's name live in root's store; root's `>>` there follows no link mcp
+    could plant (the folder is root's, 0700).
+    """
+    lock, holder = shlex.quote(NODE_LOCK), shlex.quote(NODE_LOCK + ".holder")
+    info = json.dumps({"who": who, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    return "\n".join(
+        [
+            "umask 077",
+            f"exec 9>>{lock}",
+            f'if ! flock -n 9; then echo "busy=$(head -c 1000 {holder} 2>/dev/null)"; exit 9; fi',
+            f"printf '%s' {shlex.quote(info)} > {holder}",
+            "echo locked",
+            "cat >/dev/null",  # until the orchestrator's session ends, however it ends
+        ]
+    )
+
+
 async def hold_node_lock(node: Node, who: str | None = None) -> None:
     """Take the node's apply lock for as long as `node`'s SSH connection lives, or raise Refused.
 
     A node without `start` (the local runner of unit tests) has no other orchestrator: no lock.
     """
-    from mcfleet.apply.nodeio import NODE_LOCK, ensure_store, helper
+    from mcfleet.apply.nodeio import ensure_store
 
     start: Any = getattr(node, "start", None)
     if start is None:
         return
     await ensure_store(node)
-    proc = await start(helper("lock", NODE_LOCK, who or holder_text()))
+    proc = await start(node_lock_script(who or holder_text()))
     try:
         first = await asyncio.wait_for(proc.stdout.readline(), 60)
     except TimeoutError:

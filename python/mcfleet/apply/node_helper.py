@@ -17,9 +17,8 @@ program, which:
 
 Commands (stdout is `key=value` lines; errors go to stderr as `mcfleet-node: …`, exit 2):
 
-    put DEST MODE UID:GID [--sha SHA] [--from SRC] [--keep-prev PREV --prev-if SHA]
+    put DEST MODE UID:GID [--sha SHA] [--from SRC]
     hash PATH…            sha256 of each regular file, `-` if absent, `!<kind>` if not regular
-    lock PATH WHO         hold an exclusive lock until stdin closes (prints `locked`)
     rm PATH…              unlink (never following a link), missing is fine
 
 Standard library only, Python 3.10+: it runs under the node's own python3.
@@ -29,18 +28,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
-import json
 import os
 import secrets
 import stat
 import sys
-import time
 
 CHUNK = 1 << 20
 EXIT_ERROR = 2
-EXIT_BUSY = 9
 
 
 class NodeError(Exception):
@@ -228,34 +223,6 @@ def remove(path: str) -> None:
         os.close(dfd)
 
 
-def hold_lock(path: str, who: str) -> int:
-    """Hold an exclusive flock on `path` until stdin closes (the orchestrator's session ends).
-
-    The kernel drops the lock when this process exits, however it ends; the holder's
-    identity is kept beside the lock only for the message of the one refused.
-    """
-    parent, name = _split(path)
-    dfd = open_dir(parent, create_mode=0o700)
-    try:
-        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600, dir_fd=dfd)
-    finally:
-        os.close(dfd)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        held = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-        print(f"busy={held or 'another orchestrator'}", flush=True)
-        return EXIT_BUSY
-    info = json.dumps({"who": who, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "pid": os.getpid()})
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, info.encode(), 0)
-    print("locked", flush=True)
-    while sys.stdin.buffer.read(4096):
-        pass
-    os.ftruncate(fd, 0)
-    return 0
-
-
 def main(argv: list[str]) -> int:
     try:
         cmd, args = argv[0], argv[1:]
@@ -275,8 +242,6 @@ def main(argv: list[str]) -> int:
         elif cmd == "rm":
             for path in args:
                 remove(path)
-        elif cmd == "lock":
-            return hold_lock(args[0], args[1])
         else:
             raise NodeError(f"unknown command {cmd!r}")
     except NodeError as exc:
