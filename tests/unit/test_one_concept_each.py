@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from mcfleet.apply import events as apply_events
 from mcfleet.apply.activate import desired_agent, needs_activation
-from mcfleet.apply.probe import AgentProbe, manifest_path, probe
+from mcfleet.apply.probe import AgentProbe, probe
 from mcfleet.errors import InputError
 from mcfleet.fleet.desired import desired_state
 from mcfleet.fleet.load import HostEntry, LoadedFleet
@@ -22,7 +23,7 @@ from mcfleet.kinds.agent import AgentKind
 from mcfleet.nix.host_values import agent_unit_text
 from mcfleet.observe.collect import script_inputs
 from mcfleet.observe.facts import AgentFacts, Facts
-from mcfleet.observe.manifest import Manifest
+from mcfleet.observe.manifest import Manifest, manifest_path
 from mcfleet.observe.parse import parse_facts
 from mcfleet.observe.script import facts_script
 from mcfleet.phase import Phase
@@ -44,27 +45,33 @@ def host(srv: Path, **agent: str) -> HostEntry:
             "addresses": ["127.0.0.1"],
             "users": {"mcp": {"uid": 850, "gid": 850}, "mcq": {"uid": 851, "gid": 851}},
             "dns": {"nameservers": ["10.0.0.1"], "fallback": ["1.1.1.1"]},
-            "agent": {"path": f"{srv}/mcp-agent", "socket": f"{srv}/mcp-agent.sock", **agent},
+            "agent": agent,
         }
     )
-    return HostEntry(h, (), srv)
+    # a scratch folder is not a valid agent folder on a node: set it past validation, for local runs
+    moved = h.agent.model_copy(update={"path": f"{srv}/mcp-agent", "socket": f"{srv}/mcp-agent.sock"})
+    return HostEntry(h.model_copy(update={"agent": moved}), (), srv)
 
 
 def test_one_manifest_path_plan_reads_where_apply_writes(tmp_path: Path) -> None:
-    srv = tmp_path / "opt" / "agent"  # not the default /srv/mcp: the path follows agent.path
-    srv.mkdir(parents=True)
-    entry = host(srv)
+    """One function says where a node's manifest is (root's store, whatever agent.path says);
+    apply's probe and the plan's facts script both read it there."""
+    store = tmp_path / "store"  # a local runner's stand-in for /var/lib/mcfleet
+    store.mkdir()
+    entry = host(tmp_path / "opt" / "agent")
     loaded = LoadedFleet(root=tmp_path, fleet=None, hosts={"n1": entry})
-    where = manifest_path(entry.host)
-    assert where == f"{srv}/mcfleet-state.json"
+    assert manifest_path() == "/var/lib/mcfleet/manifest.json"
+    where = manifest_path(str(store))
     written = Manifest.model_validate({"agent": {"path": entry.host.agent.path, "sha256": "a" * 64, "user": "mcp"}})
     Path(where).write_text(written.to_text())
+    node = LocalRunner("n1", store=str(store))
     # what apply reads before acting ...
-    assert asyncio.run(probe(LocalRunner("n1"), entry.host)).manifest == written
-    # ... is what the plan's facts script reads (run for real by sh here)
+    assert asyncio.run(probe(node, entry.host)).manifest == written
+    # ... is what the plan's facts script reads (run for real by sh here), at the same path
     inputs = script_inputs(loaded, entry, desired_state(loaded)["n1"])
-    assert inputs.manifest_path == where
-    out = asyncio.run(LocalRunner("n1").run(facts_script(inputs), timeout=60))
+    assert inputs.manifest_path == manifest_path()
+    local = replace(inputs, manifest_path=where)
+    out = asyncio.run(node.run(facts_script(local), timeout=60))
     facts = parse_facts("n1", out.stdout, agent_path=entry.host.agent.path)
     assert facts.manifest == written and facts.manifest_error is None
 

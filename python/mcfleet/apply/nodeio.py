@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mcfleet.errors import ApplyError
+from mcfleet.observe.manifest import NODE_STORE
 from mcfleet.transport.base import Command, RunResult
 
 # Root's own store on the node: everything root executes or reads to decide lives here
 # (the rollback script, the agent binaries it restores, the previous unit, the deadman's
 # tokens, the node lock, the manifest).  Root-owned 0700: the agent's account cannot
 # write, rename or plant links here, unlike its data folder /srv/mcp.
-STORE = "/var/lib/mcfleet"
+STORE = NODE_STORE
 HELPER = f"{STORE}/mcfleet-node.py"
 AGENT_CURRENT = f"{STORE}/agent/current"  # the binary the unit should run (copied to agent.path)
 AGENT_PREV = f"{STORE}/agent/prev"  # the last binary an apply confirmed healthy

@@ -30,7 +30,7 @@ from mcfleet.apply.artifacts import Artifact, BuildBlocked, Builder
 from mcfleet.apply.events import ApplyEvents, Phase, Status
 from mcfleet.apply.lock import hold_node_lock
 from mcfleet.apply.nodeio import Node, store_of, write_text
-from mcfleet.apply.probe import manifest_path, probe
+from mcfleet.apply.probe import probe
 from mcfleet.apply.push import push_agent
 from mcfleet.apply.summary import Summary, summarize
 from mcfleet.errors import McfleetError, Refused
@@ -39,7 +39,7 @@ from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.kinds import KINDS, ApplyContext, ResourceKind
 from mcfleet.kinds.host import HostKind, read_users
 from mcfleet.kinds.stages import StageGate
-from mcfleet.observe.manifest import Manifest
+from mcfleet.observe.manifest import Manifest, manifest_path
 from mcfleet.plan.model import Action
 
 Connect = Callable[[HostEntry], Awaitable[Node]]

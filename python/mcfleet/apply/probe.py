@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from mcfleet.apply.nodeio import STORE, Node, helper_source, stale_temp_glob, store_of, store_script
 from mcfleet.fleet.models import Host
-from mcfleet.observe.manifest import MANIFEST_NAME, MANIFEST_PATH, Manifest, parse_manifest
+from mcfleet.observe.manifest import Manifest, manifest_path, parse_manifest
 
 
 def unit_path(host: Host) -> str:
@@ -24,11 +24,6 @@ def unit_path(host: Host) -> str:
 
 def agent_dir(host: Host) -> str:
     return host.agent.path.rpartition("/")[0] or "/"
-
-
-def manifest_path(store: str = STORE) -> str:
-    """One place per node, whatever the host file says: in root's store."""
-    return MANIFEST_PATH if store == STORE else f"{store}/{MANIFEST_NAME}"
 
 
 @dataclass(frozen=True)

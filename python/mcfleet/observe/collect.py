@@ -46,7 +46,7 @@ def script_inputs(loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -
         agent_unit=entry.host.agent.unit,
         # containers come from the agent (the service kind's read), never from a root `podman ps`
         containers=False,
-        manifest_path=manifest_path(entry.host.agent.path),
+        manifest_path=manifest_path(),
         dirs=tuple(d.path for d in desired.dirs),
     )
 

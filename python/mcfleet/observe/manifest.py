@@ -25,15 +25,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcfleet.errors import McfleetError
 
+NODE_STORE = "/var/lib/mcfleet"  # root's folder on every node: the agent's account cannot write it
 MANIFEST_NAME = "manifest.json"
-MANIFEST_PATH = f"/var/lib/mcfleet/{MANIFEST_NAME}"
+MANIFEST_PATH = f"{NODE_STORE}/{MANIFEST_NAME}"
 MANIFEST_VERSION = 1
 VOLATILE = frozenset({"applied_at", "applied_by"})  # change on every write; not a change of content
 
 
-def manifest_path(agent_path: str = "", store: str | None = None) -> str:
-    """Where a node's manifest is: root's store, whatever the agent's path (kept for callers)."""
-    return f"{store}/{MANIFEST_NAME}" if store else MANIFEST_PATH
+def manifest_path(store: str = NODE_STORE) -> str:
+    """Where a node's manifest is: in root's store, whatever the host file says (plan and apply
+    both ask here; `store` differs only for a local runner a test points at a scratch folder)."""
+    return f"{store}/{MANIFEST_NAME}"
 
 
 class ManifestCorrupt(McfleetError):

@@ -259,7 +259,7 @@ def parse_facts(host: str, output: str, *, agent_path: str, address: str | None 
 def facts_from(host: str, v: FramedOutput, *, agent_path: str, address: str | None = None) -> Facts:
     osr = parse_os_release(v.text("os"))
     uname = v.text("uname").splitlines()
-    manifest, manifest_error = parse_manifest(v.text("manifest"), manifest_path(agent_path))
+    manifest, manifest_error = parse_manifest(v.text("manifest"), manifest_path())
     euid = v.text("euid").strip()
     return Facts(
         host=host,

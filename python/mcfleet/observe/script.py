@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from mcfleet.fleet.desired import CERT_DIR
 from mcfleet.observe.hostlevel import host_level_probes
-from mcfleet.observe.manifest import manifest_path as manifest_beside
+from mcfleet.observe.manifest import MANIFEST_PATH
 
 MAGIC = "mcfleet-facts 2"
 END = "end"
@@ -51,7 +51,7 @@ class ScriptInputs:
     agent_unit: str
     containers: bool = False  # ask podman (only when the host runs or ran services)
     cert_dir: str = CERT_DIR
-    manifest_path: str = manifest_beside("/srv/mcp/mcp-agent")  # collect passes the host's own
+    manifest_path: str = MANIFEST_PATH
     dirs: tuple[str, ...] = ()  # folders whose owner, group and mode the host kind checks
 
 

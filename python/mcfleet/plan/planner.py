@@ -44,7 +44,7 @@ def diff_host(
     platform = HostKind().platform(d, f)
     if platform:
         return platform, []
-    where = manifest_path(d.agent.path)
+    where = manifest_path()
     if f.manifest_error:
         refusal = Action(
             host=d.name,
