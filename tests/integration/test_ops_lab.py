@@ -70,6 +70,15 @@ def test_ssh_refuses_a_host_whose_key_changed(ops_fleet: Path, tmp_path: Path) -
     done = mcfleet(other, "ssh", "opsn1", "true")
     assert done.returncode == 255
     assert "Host key verification failed" in done.stderr
+    # mcfleet's own connections say which key was pinned and which one the node showed
+    import asyncssh
+
+    pinned = asyncssh.import_public_key(data["ssh"]["host_key"]).get_fingerprint()
+    real = json.loads((ops_fleet / "hosts" / "opsn1" / "host.json").read_text())["ssh"]["host_key"]
+    presented = asyncssh.import_public_key(real).get_fingerprint()
+    done = mcfleet(other, "exec", "--on", "opsn1", "--", "true")
+    assert done.returncode == 1
+    assert f"pinned {pinned}, the node presented {presented}" in done.stderr, done.stderr
 
 
 def test_exec_runs_everywhere_in_parallel_with_prefixes_and_exit_codes(ops_fleet: Path) -> None:

@@ -221,3 +221,11 @@ def test_hosts_shows_a_broken_host_instead_of_leaving_it_out(fleet: Path) -> Non
     data = json.loads(out)
     assert [h["name"] for h in data["hosts"]] == ["beta", "edge1"]
     assert data["invalid"][0]["name"] == "alpha" and "rolse" in data["invalid"][0]["problems"][0]
+
+
+def test_a_service_on_another_host_is_not_suggested_as_its_own_name() -> None:
+    code, _out, err = run_cli("-C", str(REPO), "render", "mcns", "--host", "orion")
+    assert code == 2
+    assert "no service named 'mcns' on orion" in err
+    assert "did you mean 'mcns'" not in err
+    assert "mcns is placed on rift: drop --host, or use --host rift" in err

@@ -133,15 +133,16 @@ def find_service(loaded: LoadedFleet, name: str, host: str | None = None) -> tup
     ]
     if not found:
         known = sorted({s.name for e in loaded.hosts.values() for s in e.services})
-        close = difflib.get_close_matches(name, known, n=3)
         where = f" on {host}" if host else ""
-        raise InputError(
-            f"no service named {name!r}{where}",
-            location=loaded.rel(loaded.root / "hosts"),
-            hint=f"did you mean {' or '.join(map(repr, close))}?"
-            if close
-            else f"services: {', '.join(known) or 'none'}",
-        )
+        elsewhere = sorted(e.host.name for e in loaded.hosts.values() for s in e.services if s.name == name)
+        if elsewhere:  # the name is right, the host is not: never "did you mean" the name just typed
+            hint = f"{name} is placed on {', '.join(elsewhere)}: drop --host, or use --host {elsewhere[0]}"
+        else:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = (
+                f"did you mean {' or '.join(map(repr, close))}?" if close else f"services: {', '.join(known) or 'none'}"
+            )
+        raise InputError(f"no service named {name!r}{where}", location=loaded.rel(loaded.root / "hosts"), hint=hint)
     if len(found) > 1:
         raise InputError(
             f"service {name!r} is placed on several hosts: {', '.join(e.host.name for e, _ in found)}",

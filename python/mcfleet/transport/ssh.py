@@ -302,6 +302,29 @@ def _client_keys(entry: HostEntry, opts: SshOptions) -> tuple[str, ...] | None:
     return opts.client_keys
 
 
+async def _fingerprints(entry: HostEntry, address: str, kwargs: dict[str, Any]) -> str:
+    """`: pinned SHA256:…, the node presented SHA256:…` — what a person compares out of band.
+
+    The presented key is fetched again without authenticating (the key exchange alone shows it);
+    if that fails too, the message goes without it.
+    """
+    ssh = entry.host.ssh
+    pinned = asyncssh.import_public_key(ssh.host_key).get_fingerprint() if ssh.host_key else None
+    try:
+        fetch = asyncssh.get_server_host_key(
+            address,
+            ssh.port,
+            tunnel=kwargs.get("tunnel", ()),
+            server_host_key_algs=kwargs.get("server_host_key_algs", ()),
+        )
+        key = await asyncio.wait_for(fetch, timeout=kwargs.get("connect_timeout") or 10.0)
+    except (asyncssh.Error, OSError, TimeoutError):
+        key = None
+    seen = key.get_fingerprint() if key is not None else None
+    parts = ([f"pinned {pinned}"] if pinned else []) + ([f"the node presented {seen}"] if seen else [])
+    return ": " + ", ".join(parts) if parts else ""
+
+
 def _host_key_algs(host_key: str) -> list[str]:
     kind = host_key.split(maxsplit=1)[0]
     return ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] if kind == "ssh-rsa" else [kind]
@@ -352,8 +375,10 @@ class SshPool:
             try:
                 conn = await asyncssh.connect(address, **kwargs)
             except asyncssh.HostKeyNotVerifiable as exc:
+                prints = await _fingerprints(entry, address, kwargs)
                 raise HostKeyMismatch(
-                    f"{address}:{host.ssh.port} presented a host key that does not match the pinned one ({exc.reason})",
+                    f"{address}:{host.ssh.port} presented a host key that does not match the pinned one "
+                    f"({exc.reason}){prints}",
                     location=host.name,
                     hint=HOST_KEY_HINT,
                 ) from exc
