@@ -70,7 +70,10 @@ def test_fresh_lab_plans_the_expected_creates(plan_lab: tuple[Any, Path]) -> Non
             "agent refuse agent",
         ]
         assert actions(data, node)[-1] == "manifest create manifest"
+    # A cert is planned when the session's lab runs Pebble (fleet.json then names a cert provider).
+    cert = ["cert create cert planweb"] if "cert" in json.loads((root / "fleet.json").read_text())["providers"] else []
     assert actions(data, "plann2")[4:] == [
+        *cert,
         "deploy create service planweb",
         "route create route 443/planweb.svc.mcp.example.test",
         "dns create dns planweb.svc.mcp.example.test",
