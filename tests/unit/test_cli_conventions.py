@@ -229,3 +229,30 @@ def test_a_service_on_another_host_is_not_suggested_as_its_own_name() -> None:
     assert "no service named 'mcns' on orion" in err
     assert "did you mean 'mcns'" not in err
     assert "mcns is placed on rift: drop --host, or use --host rift" in err
+
+
+def test_an_unreachable_host_fails_in_the_host_phase_not_manifest(fleet: Path) -> None:
+    """Nothing listens on 127.0.0.1:1: apply says it could not observe the host, before any change."""
+    import asyncssh
+
+    host = fleet / "hosts" / "edge1" / "host.json"
+    data = json.loads(host.read_text())
+    key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().split()[:2]
+    data |= {"addresses": ["127.0.0.1"], "ssh": {**data["ssh"], "port": 1, "host_key": " ".join(key)}}
+    host.write_text(json.dumps(data))
+    code, out, _err = run_cli(
+        "-C", str(fleet), "apply", "--on", "edge1", "--bundle", str(fleet / "fleet.json"), "--connect-timeout", "2"
+    )
+    assert code == 1
+    assert "  host      failed      could not observe the host, nothing changed: no address answered" in out
+    assert "manifest" not in out
+
+
+def test_a_host_key_that_is_not_a_key_is_a_clear_error(fleet: Path) -> None:
+    host = fleet / "hosts" / "edge1" / "host.json"
+    data = json.loads(host.read_text())
+    data["ssh"]["host_key"] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Q="  # the right shape, not a key
+    host.write_text(json.dumps(data))
+    code, out, err = run_cli("-C", str(fleet), "apply", "--on", "edge1", "--bundle", str(fleet / "fleet.json"))
+    assert code == 1 and "internal error" not in err
+    assert "ssh.host_key is not a public key OpenSSH can read" in out

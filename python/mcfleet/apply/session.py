@@ -235,10 +235,14 @@ class ApplySession:
             self.log.emit(name, Phase.manifest, Status.unchanged, f"nothing to do{note}")
         for name, why in plan.unreachable.items():
             hint = f" (hint: {why.hint})" if why.hint else ""  # e.g. the sudo/doas rule to add
-            self.log.emit(name, Phase.manifest, Status.failed, f"unreachable: {why.reason}{hint}")
+            # the failure is observing the host (its first phase), before any change: say so, not "manifest"
+            self.log.emit(
+                name, Phase.host, Status.failed, f"could not observe the host, nothing changed: {why.reason}{hint}"
+            )
         hosts = [h for h in plan.hosts if h in busy or h in idle or h in plan.unreachable]
         phases = {h.host: [p.phase for p in h.phases] for h in summary.hosts}
-        phases.update({h: [Phase.manifest] for h in [*idle, *plan.unreachable]})
+        phases.update({h: [Phase.manifest] for h in idle})
+        phases.update({h: [Phase.host] for h in plan.unreachable})
         return summarize(self.log, hosts, phases, time.monotonic() - self.started)
 
     # ------------------------------------------------------------------ journal

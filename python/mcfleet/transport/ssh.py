@@ -273,7 +273,15 @@ def _trust(entry: HostEntry) -> dict[str, Any]:
     """asyncssh keyword arguments that implement the host's host-key policy."""
     ssh = entry.host.ssh
     if ssh.host_key:
-        key = asyncssh.import_public_key(ssh.host_key)
+        try:
+            key = asyncssh.import_public_key(ssh.host_key)
+        except (asyncssh.KeyImportError, ValueError) as exc:
+            raise LocalSshConfigError(
+                f"ssh.host_key is not a public key OpenSSH can read ({exc})",
+                location=f"hosts/{entry.host.name}/host.json#/ssh/host_key",
+                hint="copy the key from the node's /etc/ssh/ssh_host_ed25519_key.pub ('ssh-ed25519 AAAA…'), "
+                "verified out of band",
+            ) from exc
         # Ask the server for the pinned key's type, else it may offer another one it holds.
         return {"known_hosts": ([key], [], []), "server_host_key_algs": _host_key_algs(ssh.host_key)}
     if ssh.known_hosts:
