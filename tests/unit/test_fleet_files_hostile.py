@@ -131,8 +131,8 @@ def test_validate_exits_2_and_plan_refuses_instead_of_planning_deletions(fleet: 
     services = fleet / "hosts/alpha/services"
     shutil.rmtree(services)
     services.symlink_to(fleet / "nowhere")
-    code, _out, err = run_cli("validate", str(fleet))
-    assert code == 2 and "unreadable: hosts/alpha/services: cannot follow the link" in err, err
+    code, out, err = run_cli("validate", str(fleet))
+    assert code == 2 and "unreadable: hosts/alpha/services: cannot follow the link" in out + err, out + err
     code, out, err = run_cli("plan", str(fleet), "--json")
     assert code == 2 and "Traceback" not in out + err, err
     assert "unreadable" in err and '"actions"' not in out
