@@ -256,3 +256,34 @@ def test_a_host_key_that_is_not_a_key_is_a_clear_error(fleet: Path) -> None:
     code, out, err = run_cli("-C", str(fleet), "apply", "--on", "edge1", "--bundle", str(fleet / "fleet.json"))
     assert code == 1 and "internal error" not in err
     assert "ssh.host_key is not a public key OpenSSH can read" in out
+
+
+def test_ctrl_c_exits_130_with_a_message(fleet: Path) -> None:
+    """A node that accepts TCP but never says hello keeps `exec` waiting; Ctrl-C ends it cleanly."""
+    import signal
+    import socket
+    import time
+
+    import asyncssh
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # never accepts: the client waits for the SSH banner
+    try:
+        host = fleet / "hosts" / "edge1" / "host.json"
+        data = json.loads(host.read_text())
+        key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().split()[:2]
+        port = listener.getsockname()[1]
+        data |= {"addresses": ["127.0.0.1"], "ssh": {**data["ssh"], "port": port, "host_key": " ".join(key)}}
+        host.write_text(json.dumps(data))
+        argv = [sys.executable, "-m", "mcfleet", "-C", str(fleet), "exec", "--on", "edge1", "--connect-timeout", "120"]
+        proc = subprocess.Popen([*argv, "--", "true"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(4)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        listener.close()
+    assert proc.returncode == 130, err
+    assert "interrupted: stopped at Ctrl-C" in err
+    assert "Traceback" not in err

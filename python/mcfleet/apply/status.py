@@ -90,6 +90,17 @@ async def agent_status(pool: SshPool, entries: list[HostEntry]) -> list[AgentSta
     return mark_skew(list(rows))
 
 
+def status_row(r: AgentStatus) -> list[object]:
+    """HOST, VERSION, SHA256 (12), UNIT, HEALTH, NOTE: one row of `mcfleet agent status`."""
+    if not r.reachable:
+        return [r.host, "-", "-", "-", "-", f"unreachable: {r.error}"]
+    notes = ["version skew"] if r.skew else []
+    if r.binary_sha256 and r.running_sha256 and r.binary_sha256 != r.running_sha256:
+        notes.append("binary on disk differs from the running one")
+    sha = (r.running_sha256 or r.binary_sha256 or "-")[:12]
+    return [r.host, r.version or "-", sha, r.unit, r.health, "; ".join(notes)]
+
+
 def render(rows: list[AgentStatus]) -> str:
     lines = [f"{'HOST':<12} {'VERSION':<10} {'SHA256':<12} {'UNIT':<10} HEALTH"]
     for r in rows:

@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 
 from mcfleet.apply.planwork import Override
-from mcfleet.apply.status import AgentStatus, agent_status, render
+from mcfleet.apply.status import AgentStatus, agent_status, status_row
 from mcfleet.cli.commands_apply import (
     BUNDLE,
     CONNECT,
@@ -30,7 +30,7 @@ from mcfleet.cli.commands_apply import (
     session_options,
 )
 from mcfleet.cli.fleetdir import deprecated_folder
-from mcfleet.cli.output import emit_json
+from mcfleet.cli.output import emit_json, table
 from mcfleet.cli.targets import ON_OPT, YES_OPT, confirm_hosts, selected
 from mcfleet.errors import InputError
 from mcfleet.fleet.load import LoadedFleet
@@ -123,7 +123,9 @@ def status(
     if json_out:
         emit_json({"hosts": [r.as_dict() for r in typed], "ok": all(r.ok for r in typed)})
     else:
-        typer.echo(render(typed))
+        typer.echo(
+            table(["HOST", "VERSION", "SHA256", "UNIT", "HEALTH", "NOTE"], [status_row(r) for r in typed]), nl=False
+        )
     if not all(r.ok for r in typed):
         raise typer.Exit(1)
 

@@ -12,7 +12,7 @@ from typing import cast
 import typer
 
 from mcfleet.cli.fleetdir import find_fleet
-from mcfleet.cli.output import emit_json
+from mcfleet.cli.output import emit_json, table
 from mcfleet.errors import InputError, LabError, Refused
 from mcfleet.lab import arm64, rootfs
 from mcfleet.lab.lab import Lab, lab_down
@@ -149,12 +149,13 @@ def status(directory: Path = DIR_OPT, json_out: bool = JSON_OPT) -> None:
     else:
         net = result["network"] or {}
         typer.echo(f"lab in {directory.resolve()}  bridge {net.get('bridge')}  gateway {net.get('gateway')}")
+        rows: list[list[object]] = []
         for n in result["nodes"]:
-            mark = "ok  " if n["healthy"] else "DOWN"
-            typer.echo(f"  {mark} node {n['name']:8} {n['kind']:5} {n['address']:15} pid {n['pid']}  ssh {n['ssh']}")
+            sshd = "answers" if n["ssh"] else "no answer"
+            rows.append(["ok" if n["healthy"] else "DOWN", "node", n["name"], n["kind"], n["address"], n["pid"], sshd])
         for p in result["peers"]:
-            mark = "ok  " if p["healthy"] else "DOWN"
-            typer.echo(f"  {mark} peer {p['name']:8} pid {p['pid']:<7} {p['endpoint']}")
+            rows.append(["ok" if p["healthy"] else "DOWN", "peer", p["name"], "", p["endpoint"], p["pid"], ""])
+        typer.echo(table(["STATE", "WHAT", "NAME", "KIND", "ADDRESS", "PID", "SSH"], rows), nl=False)
     if not result["healthy"]:
         raise typer.Exit(1)
 

@@ -20,6 +20,8 @@ from mcfleet.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_INVALID, Mcfleet
 
 __all__ = ["COMMANDS", "LAZY_COMMANDS", "main", "run"]
 
+INTERRUPTED = "interrupted: stopped at Ctrl-C (what finished is kept; run the command again to go on)"
+
 
 def _fast_path(argv: list[str]) -> int | None:
     """Answers that need no command module and no typer: the top-level help and the version."""
@@ -72,7 +74,7 @@ def _run_app(args: list[str]) -> int:
         typer.echo(exc.format(), err=True)
         return EXIT_FAILURE if detailed else exc.exit_code
     except KeyboardInterrupt:
-        typer.echo("interrupted: stopped at Ctrl-C (what finished is kept; run the command again to go on)", err=True)
+        typer.echo(INTERRUPTED, err=True)
         return EXIT_INTERRUPTED
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
@@ -93,6 +95,9 @@ def _run_app(args: list[str]) -> int:
             _print_traceback()
         typer.echo(f"internal error: {type(exc).__name__}: {exc}\n  hint: re-run with --debug and report it", err=True)
         return EXIT_FAILURE
+    if result == EXIT_INTERRUPTED:  # typer turns Ctrl-C into a silent return of 130
+        typer.echo(INTERRUPTED, err=True)
+        return EXIT_FAILURE if detailed else EXIT_INTERRUPTED
     return result if isinstance(result, int) else 0
 
 
