@@ -138,6 +138,11 @@ def test_cert_and_routes_on_the_proxy_node(
                                 local_socket=await node.forward_unix(proxies.caddy_admin))  # fmt: skip
             await caddy.remove_route(443, WEB)
             await remove_cert(node, cert_path)
+            local = await node.forward_unix(proxies.haproxy_admin)
+            l4 = HaproxyRoutes(HaproxyProvider(kind="haproxy", admin_socket=local, map_file=proxies.map_file,
+                                               backends=proxies.backends), listener=8443)  # fmt: skip
+            await l4.remove_route(8443, SNI)
+            assert await l4.list_routes() == {}  # the node's proxies are shared with other tests
 
     asyncio.run(teardown())
     assert _curl(WEB, 443, proxies.address, root).returncode != 0 or PAGE not in _curl(WEB, 443, proxies.address,

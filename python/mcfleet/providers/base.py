@@ -44,7 +44,45 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
 
 
+RETRIED = ("GET", "DELETE")  # idempotent calls, tried once more when the connection was dropped
+
+
 def http_json(
+    method: str,
+    url: str,
+    *,
+    what: str,
+    token: str | None = None,
+    body: Any = None,
+    ca_file: str | None = None,
+    timeout: float = HTTP_TIMEOUT,
+) -> tuple[int, Any]:
+    """One JSON call (blocking).  Returns (status, decoded body); raises ProviderError when down or >= 400.
+
+    A GET or DELETE whose connection is reset (a server busy reloading) is sent once more."""
+    try:
+        return _http_json(method, url, what=what, token=token, body=body, ca_file=ca_file, timeout=timeout)
+    except _Dropped:
+        if method not in RETRIED:
+            raise _dropped_error(what, url) from None
+    try:
+        return _http_json(method, url, what=what, token=token, body=body, ca_file=ca_file, timeout=timeout)
+    except _Dropped:
+        raise _dropped_error(what, url) from None
+
+
+class _Dropped(Exception):
+    pass
+
+
+def _dropped_error(what: str, url: str) -> ProviderError:
+    return ProviderError(
+        f"{what} at {_origin(url)} dropped the connection",
+        hint=f"check that {what} is running and not restarting, then re-run apply",
+    )
+
+
+def _http_json(
     method: str,
     url: str,
     *,
@@ -74,8 +112,12 @@ def http_json(
             f"{what} answered {exc.code} to {method} {_path(url)}: {detail}",
             hint=f"check the {what} log and fleet.json `providers`; re-run apply once it is fixed",
         ) from None
+    except (ConnectionResetError, http.client.RemoteDisconnected):
+        raise _Dropped from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ConnectionResetError):
+            raise _Dropped from None
         raise ProviderError(
             f"{what} at {_origin(url)} is unreachable: {reason}",
             hint=f"start {what} (or fix its URL in fleet.json `providers`), then re-run apply",
