@@ -11,7 +11,7 @@ import pytest
 
 from mcfleet.fleet.load import HostEntry, load_fleet
 from mcfleet.transport.base import CommandTimeout, HostKeyMismatch, Unreachable
-from mcfleet.transport.ssh import SshPool
+from mcfleet.transport.ssh import SshOptions, SshPool
 from tests.integration import plan_nodes
 
 pytestmark = pytest.mark.lab
@@ -157,3 +157,26 @@ def test_trust_on_first_use_only_when_asked_and_the_key_is_reported(
             return (await pool.connect(entry)).seen_host_key
 
     assert asyncio.run(go()) == nodes[1].host_key  # what to pin in host.json afterwards
+
+
+def test_aes128_gcm_is_negotiated_although_sshd_prefers_chacha20(
+    node_fleet: tuple[Path, list[plan_nodes.Node]],
+) -> None:
+    """OpenSSH lists chacha20-poly1305 first; the client's order decides, and ours puts aes128-gcm
+    first (cheaper per packet in asyncssh).  Both directions use it."""
+    root, _nodes = node_fleet
+    entry = load_fleet(root).hosts["tp1"]
+
+    async def go() -> tuple[str, str]:
+        async with SshPool() as pool:
+            conn = await pool.connect(entry)
+            return conn.conn.get_extra_info("send_cipher"), conn.conn.get_extra_info("recv_cipher")
+
+    assert asyncio.run(go()) == ("aes128-gcm@openssh.com", "aes128-gcm@openssh.com")
+
+
+def test_default_options_keep_chacha20_as_a_fallback() -> None:
+    """A server without AES-GCM still connects: chacha20 and the CTR modes stay offered, after aes128-gcm."""
+    algs = SshOptions().encryption_algs
+    assert algs[0] == "aes128-gcm@openssh.com"
+    assert "chacha20-poly1305@openssh.com" in algs and "aes128-ctr" in algs

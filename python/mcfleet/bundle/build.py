@@ -35,6 +35,7 @@ from importlib import metadata
 from pathlib import Path
 
 import mcfleet
+from mcfleet.bundle.inputs_cache import cached_inputs_hash
 from mcfleet.errors import McfleetError, ToolMissing
 
 PLATFORMS = Path(__file__).parent / "platforms"
@@ -194,8 +195,10 @@ def _inputs(cache_dir: Path | None) -> tuple[Path, list[Path], list[str], str, P
     package = Path(mcfleet.__file__).parent
     platforms = [PLATFORMS / name for name in PLATFORM_FILES]
     requirements = agent_requirements()
-    key = inputs_hash(package, requirements, platforms)
-    return package, platforms, requirements, key, (cache_dir or default_cache()) / key[:24]
+    cache = cache_dir or default_cache()
+    salt = "\n".join([*requirements, metadata.version("pex")])
+    key = cached_inputs_hash(cache, package, platforms, salt, lambda: inputs_hash(package, requirements, platforms))
+    return package, platforms, requirements, key, cache / key[:24]
 
 
 def cached_bundle_sha256(cache_dir: Path | None = None) -> str | None:

@@ -66,6 +66,17 @@ while data := s.recv(65536):
 """
 
 KEX_ALGS = ["curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256", "diffie-hellman-group14-sha256"]
+# aes128-gcm first: with AES-NI it costs least CPU per packet, while asyncssh's chacha20-poly1305
+# (OpenSSH's first choice, so the one negotiated by default) builds new cipher contexts for
+# every packet; the server takes the client's first algorithm it also offers.
+ENCRYPTION_ALGS = [
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+]
 HOST_KEY_HINT = (
     "if the node was reinstalled, verify its new key out of band and update ssh.host_key in its host.json; "
     "otherwise treat this as a possible attack and do not connect"
@@ -80,6 +91,7 @@ class SshOptions:
     keepalive_count_max: int = 3
     client_keys: tuple[str, ...] | None = None  # None: the host's identity_file, else ~/.ssh defaults + agent
     kex_algs: tuple[str, ...] = tuple(KEX_ALGS)
+    encryption_algs: tuple[str, ...] = tuple(ENCRYPTION_ALGS)
 
 
 @dataclass
@@ -372,6 +384,7 @@ class SshPool:
             "keepalive_interval": opts.keepalive_interval,
             "keepalive_count_max": opts.keepalive_count_max,
             "kex_algs": list(opts.kex_algs),
+            "encryption_algs": list(opts.encryption_algs),
             **_trust(entry),
         }
         if keys is not None:

@@ -1,0 +1,66 @@
+"""The agent's inputs hash is remembered between runs, and still follows every change."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import mcfleet
+from mcfleet.bundle.build import PLATFORM_FILES, PLATFORMS, agent_requirements, inputs_hash
+from mcfleet.bundle.inputs_cache import cached_inputs_hash, index_path
+
+PACKAGE = Path(mcfleet.__file__).parent
+
+
+def _copy(tmp_path: Path) -> tuple[Path, list[Path]]:
+    package = tmp_path / "src" / "mcfleet"
+    shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    platforms = [tmp_path / name for name in PLATFORM_FILES]
+    for name in PLATFORM_FILES:
+        shutil.copy2(PLATFORMS / name, tmp_path / name)
+    return package, platforms
+
+
+def test_a_changed_source_still_changes_the_cached_hash(tmp_path: Path) -> None:
+    package, platforms = _copy(tmp_path)
+    cache = tmp_path / "cache"
+    reqs = agent_requirements()
+    calls: list[str] = []
+
+    def cached() -> str:
+        def compute() -> str:
+            calls.append("walk")
+            return inputs_hash(package, reqs, platforms)
+
+        return cached_inputs_hash(cache, package, platforms, "\n".join(reqs), compute)
+
+    base = cached()
+    assert base == inputs_hash(package, reqs, platforms) and index_path(cache, package).is_file()
+    assert cached() == base and calls == ["walk"]  # second run: no walk of the sources
+
+    server = package / "agent/server.py"
+    st = server.stat()
+    # same size, mtime put back: the ctime still moves with the write
+    text = server.read_text()
+    assert text.startswith('"""')  # the edit lands in the docstring
+    server.write_text(text[:3] + text[3:].swapcase()[0] + text[4:])
+    os.utime(server, ns=(st.st_atime_ns, st.st_mtime_ns))
+    edited = cached()
+    assert edited != base and edited == inputs_hash(package, reqs, platforms) and len(calls) == 2
+
+    (package / "agent" / "new_module.py").write_text("x = 1\n")  # a new file in the agent
+    assert cached() == inputs_hash(package, reqs, platforms) != edited and len(calls) == 3
+
+    platforms[0].write_text(platforms[0].read_text() + " ")
+    assert cached() == inputs_hash(package, reqs, platforms) and len(calls) == 4
+
+
+def test_other_requirements_or_a_broken_index_recompute(tmp_path: Path) -> None:
+    package, platforms = _copy(tmp_path)
+    cache = tmp_path / "cache"
+    assert cached_inputs_hash(cache, package, platforms, "a==1", lambda: "one") == "one"
+    assert cached_inputs_hash(cache, package, platforms, "a==2", lambda: "two") == "two"
+    index_path(cache, package).write_text("{not json")
+    assert cached_inputs_hash(cache, package, platforms, "a==2", lambda: "three") == "three"
+    assert cached_inputs_hash(cache, package, platforms, "a==2", lambda: "four") == "three"
