@@ -61,6 +61,7 @@ def test_a_broken_bundle_is_rolled_back_and_the_old_agent_serves_again(
     assert f"{name}: rolled back" in run.stdout
     assert "activate  rolled back" in run.stdout
     assert "previous agent serves again" in run.stdout
+    assert "its last log lines:" in run.stdout and "this agent is broken on purpose" in run.stdout  # why it failed
 
     assert fleet.file_sha(name, "/srv/mcp/mcp-agent") == good
     row = agent_serving(fleet, name)

@@ -178,6 +178,20 @@ async def activate(
         ) from exc
 
 
+LOG_LINES = 8
+
+
+async def last_log_lines(node: Node, host: Host) -> str:
+    """The unit's last journal lines, as `; its last log lines: | …` — or "" when there are none to read."""
+    res = await node.run(
+        ["journalctl", "-u", host.agent.unit, "-n", str(LOG_LINES), "--no-pager", "-o", "cat"], timeout=15
+    )
+    lines = [line.rstrip() for line in res.stdout.splitlines() if line.strip() and not line.startswith("-- ")]
+    if res.exit_status != 0 or not lines:
+        return ""
+    return "; its last log lines:\n" + "\n".join(f"      | {line[:200]}" for line in lines[-LOG_LINES:])
+
+
 async def _restart_and_check(
     node: Node,
     host: Host,
@@ -194,7 +208,9 @@ async def _restart_and_check(
         _hold_before_confirm()
         await confirm.disarm(node, deadman)
         return ActivateResult("changed", f"{reason}: agent {health.version or '?'} serving", health)
-    # failed: roll back now rather than wait for the deadman
+    # failed: roll back now rather than wait for the deadman; keep what the new agent said first
+    said = await last_log_lines(node, host)
+    health = AgentHealth(False, error=f"{health.error}{said}") if said else health
     if not await _restore_prev(node, host, state):
         await node.run(["systemctl", "stop", host.agent.unit])
         await confirm.disarm(node, deadman)
