@@ -214,14 +214,7 @@ def test_apply_with_the_seed_native_backends_against_their_contract_fakes(
             assert (len(ca.issued), mcns.serial) == writes[:2]  # the plan only read
             assert all(c.startswith("ListRoutes") for f in fakes for c in f[1].calls[len(f[1].calls) - 1 :])
 
-            host_file = root / "hosts" / worker.name / "host.json"
-            host = json.loads(host_file.read_text())
-            host["routes"] = host["routes"][1:]
-            host_file.write_text(json.dumps(host, indent=2))
-            gone = cli("apply", str(root), "--all", "--yes", "--bundle", str(agent_bundle), "--json")
-            assert gone.code == 0, gone.stdout[-3000:] + gone.stderr[-3000:]
-            assert f"pub.{zone}" not in {r["name"] for r in mcns.records.values()}
-            assert fakes[1][1].routes == {}
+            _remove_while_mcns_is_down(nodes, root, zone, agent_bundle, mcns=mcns, edge_proxy=fakes[1][1])
     finally:
         for server, _state in fakes:
             asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(30)
@@ -269,6 +262,30 @@ def _no_secret_leaks(lab: Lab, nodes: Nodes, root: Path, runs: list[Any], tmp_pa
         sources[f"{n.name} journal"] = nodes.sh(n.name, "journalctl --no-pager -o cat", check=False).stdout
     sources["ps"] = local_ps()
     assert find_leaks(needles, sources) == []
+
+
+def _remove_while_mcns_is_down(
+    nodes: Nodes, root: Path, zone: str, bundle: Path, *, mcns: Any, edge_proxy: Any
+) -> None:
+    """Removing pub while MCNS is down: the worker's DNS step fails with MCNS's message and what to
+    do, the edge host goes on (its route is removed); once MCNS is back, re-running converges."""
+    worker, edge = nodes.nodes
+    host_file = root / "hosts" / worker.name / "host.json"
+    host = json.loads(host_file.read_text())
+    host["routes"] = host["routes"][1:]
+    host_file.write_text(json.dumps(host, indent=2))
+    mcns.down = True
+    down = cli("apply", str(root), "--all", "--yes", "--bundle", str(bundle), "--json")
+    assert down.code == 1, down.stdout[-3000:] + down.stderr[-3000:]
+    dns_phase = down.phase(worker.name, "dns")
+    assert dns_phase["status"] == "failed" and "MCNS answered 503" in dns_phase["message"]
+    assert "what to do" in dns_phase["message"]
+    assert down.summary["hosts"][edge.name]["status"] == "changed" and edge_proxy.routes == {}
+    mcns.down = False
+    gone = cli("apply", str(root), "--all", "--yes", "--bundle", str(bundle), "--json")
+    assert gone.code == 0, gone.stdout[-3000:] + gone.stderr[-3000:]
+    assert f"pub.{zone}" not in {r["name"] for r in mcns.records.values()}
+    assert cli("plan", str(root), "--detailed-exitcode").code == 0
 
 
 def _native_fleet(nodes: Nodes, zone: str, token: Path, mcns_url: str, metacrypt_url: str) -> Path:
