@@ -10,7 +10,7 @@ APT_PACKAGES=(
   openssh-server openssh-client sudo
   iproute2 iptables iputils-ping netcat-openbsd socat curl file binutils zstd
   debootstrap systemd-container busybox-static
-  podman runc uidmap slirp4netns fuse-overlayfs containernetworking-plugins
+  podman runc uidmap slirp4netns fuse-overlayfs catatonit containernetworking-plugins docker-registry
   knot knot-dnsutils bind9 dnsutils pebble caddy haproxy
   qemu-user-static binfmt-support
   nix-bin

@@ -25,8 +25,10 @@ def test_health_info_and_facts(agent_runner: AgentRunner) -> None:
 
     async def scenario() -> None:
         async with AgentClient(str(agent.socket)) as client:
-            assert await client.health_status() == "SERVING"
+            # The agent's API answers; the node as a whole does not serve while podman is unreachable.
             assert await client.health_status("mcfleet.agent.v1.Agent") == "SERVING"
+            assert await client.health_status() == "NOT_SERVING"
+            assert await client.health_status("podman") == "NOT_SERVING"
             with pytest.raises(PeerError, match="NOT_FOUND"):
                 await client.health_status("no.such.Service")
             info = await client.info()
@@ -41,6 +43,9 @@ def test_health_info_and_facts(agent_runner: AgentRunner) -> None:
             assert not users["nosuchuser"].exists
             # Nothing registered: boot finishes at once without touching podman.
             assert info.boot.state == "ok" and info.services == 0
+            assert info.health_reason == (
+                "podman API not reachable at unix:///nonexistent/podman.sock: No such file or directory"
+            )
             facts = await client.facts()
             assert facts["info"]["boot_id"] == info.boot_id
             assert facts["registry"] == [] and facts["containers"] == []
@@ -58,7 +63,10 @@ def test_health_info_and_facts(agent_runner: AgentRunner) -> None:
         timeout=60,
         check=False,
     )
-    assert (done.returncode, done.stdout.strip()) == (0, "SERVING")
+    assert done.returncode == 1
+    assert done.stdout.strip() == "NOT_SERVING: " + (
+        "podman API not reachable at unix:///nonexistent/podman.sock: No such file or directory"
+    )
     agent.stop()
     assert agent.proc.returncode == 0
     assert not agent.socket.exists()  # removed on a clean stop

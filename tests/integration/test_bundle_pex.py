@@ -67,7 +67,7 @@ def test_bundle_is_content_addressed_and_cached(agent_bundle: Any, tmp_path: Pat
 
 async def _health_and_info(socket: Path, wait_s: float) -> Any:
     async with AgentClient(str(socket), timeout=60) as client:
-        assert await client.wait_serving(wait_s) == "SERVING"
+        assert await client.wait_serving(wait_s, "mcfleet.agent.v1.Agent") == "SERVING"  # no podman here
         return await client.info()
 
 

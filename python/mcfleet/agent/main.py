@@ -4,7 +4,7 @@ Examples:
   mcfleet-agent                                   # serve on /srv/mcp/mcp-agent.sock
   mcfleet-agent --socket /tmp/a.sock --podman unix:///run/podman/podman.sock --registry /tmp/a.db
   mcfleet-agent --version                         # version, arch, bundle hash
-  mcfleet-agent --probe                           # ask the running agent's health; exit 0 if SERVING
+  mcfleet-agent --probe                           # the running agent's health (and why not); 0 if SERVING
 
 Every flag has an environment variable (MCFLEET_AGENT_SOCKET, MCFLEET_PODMAN_URL,
 MCFLEET_AGENT_REGISTRY, MCFLEET_AGENT_USERS=mcp,..., MCFLEET_AGENT_STAGE_TIMEOUT,
@@ -79,7 +79,8 @@ async def _probe(socket: str) -> int:
 
     async with AgentClient(socket, timeout=5) as client:
         status = await client.health_status()
-    print(status)
+        reason = (await client.info()).health_reason if status != "SERVING" else ""
+    print(f"{status}: {reason}" if reason else status)
     return 0 if status == "SERVING" else EXIT_FAILURE
 
 

@@ -40,10 +40,16 @@ class Podman:
         )
 
     def ping(self) -> bool:
+        return not self.unreachable()
+
+    def unreachable(self) -> str:
+        """'' when the podman API answers its ping, else why not (one line, for health and Facts)."""
         try:
-            return bool(self._client.ping())
-        except Exception:
-            return False
+            if self._client.ping():
+                return ""
+            return f"podman API at {self.url} did not answer its ping"
+        except Exception as exc:
+            return f"podman API not reachable at {self.url}: {_root_cause(exc)}"
 
     def list_managed(self) -> list[Managed]:
         try:
@@ -156,3 +162,16 @@ class Podman:
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost error of a requests/urllib3 chain (e.g. 'No such file or directory'),
+    which says more than the wrapper's 'Connection aborted' with its nested reprs."""
+    seen = exc
+    while True:
+        inner = seen.__cause__ or seen.__context__
+        if inner is None or inner is seen:
+            break
+        seen = inner
+    text = getattr(seen, "strerror", None) or str(seen) or type(seen).__name__
+    return str(text).splitlines()[0][:200]

@@ -1,8 +1,13 @@
 """The agent's gRPC server: grpc.health.v1 + mcfleet.agent.v1.Agent on a unix socket.
 
-Health answers SERVING as soon as the socket is up (so an apply can tell the new binary
-works even while a long boot sequence is still running); the health service name "boot"
-answers SERVING only once the boot sequence finished with every stage healthy.
+Health service names:
+  ""                        the node's agent as a whole: SERVING while podman's API answers,
+                            NOT_SERVING while it does not (the reason is Info.health_reason)
+  "mcfleet.agent.v1.Agent"  the agent's own API: SERVING as soon as the socket is up, so an
+                            apply can tell the new binary works even while podman or a long
+                            boot sequence is not ready
+  "podman"                  the same answer as ""
+  "boot"                    SERVING once the boot sequence finished with every stage healthy
 """
 
 from __future__ import annotations
@@ -50,6 +55,11 @@ class AgentConfig:
     boot: bool = True
 
 
+# How long one podman reachability answer is reused, and how long one ping may take.
+PODMAN_CHECK_TTL_S = 2.0
+PODMAN_PING_TIMEOUT_S = 5.0
+
+
 @dataclass
 class AgentState:
     config: AgentConfig
@@ -57,6 +67,24 @@ class AgentState:
     events: EventLog
     started_at: float = field(default_factory=time.time)
     bundle_sha256: str = ""
+    podman_reason: str = "podman not checked yet"
+    podman_checked_at: float = 0.0
+
+    async def health_reason(self) -> str:
+        """'' while podman's API answers, else why not (cached for PODMAN_CHECK_TTL_S)."""
+        now = time.monotonic()
+        if now - self.podman_checked_at < PODMAN_CHECK_TTL_S:
+            return self.podman_reason
+        podman = self.reconciler.podman
+        try:
+            reason = await asyncio.wait_for(asyncio.to_thread(podman.unreachable), PODMAN_PING_TIMEOUT_S)
+        except TimeoutError:
+            reason = f"podman API at {podman.url} did not answer within {PODMAN_PING_TIMEOUT_S:g}s"
+        if reason != self.podman_reason:
+            self.events.add("podman-down" if reason else "podman-up", reason or f"podman API answers at {podman.url}",
+                            error=bool(reason))  # fmt: skip
+        self.podman_reason, self.podman_checked_at = reason, time.monotonic()
+        return reason
 
 
 def _actions(outcome: Outcome) -> list[pb.Action]:
@@ -67,15 +95,17 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
     def __init__(self, state: AgentState) -> None:
         self.state = state
 
-    def _status(self, service: str) -> int | None:
-        if service in ("", AGENT_SERVICE):
+    async def _status(self, service: str) -> int | None:
+        if service == AGENT_SERVICE:
             return SERVING
+        if service in ("", "podman"):
+            return NOT_SERVING if await self.state.health_reason() else SERVING
         if service == "boot":
             return SERVING if self.state.reconciler.boot.state == "ok" else NOT_SERVING
         return None
 
     async def Check(self, request: health_pb2.HealthCheckRequest, context: Ctx) -> health_pb2.HealthCheckResponse:
-        status = self._status(request.service)
+        status = await self._status(request.service)
         if status is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
         return health_pb2.HealthCheckResponse(status=status)  # type: ignore[arg-type]
@@ -85,7 +115,7 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
     ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
         last: int | None = -1
         while True:
-            status = self._status(request.service)
+            status = await self._status(request.service)
             if status != last:
                 last = status
                 yield health_pb2.HealthCheckResponse(
@@ -99,7 +129,7 @@ class AgentServicer(pb_grpc.AgentServicer):
         self.state = state
         self.rec = state.reconciler
 
-    def _info(self) -> pb.InfoResponse:
+    def _info(self, health_reason: str) -> pb.InfoResponse:
         info = node_info(self.state.config.users)
         boot = self.rec.boot
         return pb.InfoResponse(
@@ -109,10 +139,11 @@ class AgentServicer(pb_grpc.AgentServicer):
             started_at=self.state.started_at,
             boot=pb.BootState(state=boot.state, stage=boot.stage, error=boot.error, finished_at=boot.finished_at),
             services=len(self.rec.registry.entries()),
+            health_reason=health_reason,
         )
 
     async def Info(self, request: pb.InfoRequest, context: Ctx) -> pb.InfoResponse:
-        return await asyncio.to_thread(self._info)
+        return await asyncio.to_thread(self._info, await self.state.health_reason())
 
     async def Facts(self, request: pb.FactsRequest, context: Ctx) -> pb.FactsResponse:
         podman = self.rec.podman

@@ -14,6 +14,7 @@ only delay the rollback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -44,13 +45,22 @@ async def local_socket(node: Node, remote: str) -> str:
     return str(await forward(remote))
 
 
-async def check_once(target: str, timeout: float = 5.0) -> AgentHealth:  # noqa: ASYNC109 (per-call limit)
+# The agent's own API (answers as soon as the new binary runs) vs the node as a whole ("":
+# NOT_SERVING while podman cannot be reached, with the reason in Info.health_reason).
+AGENT_API = "mcfleet.agent.v1.Agent"
+NODE = ""
+
+
+async def check_once(target: str, timeout: float = 5.0, service: str = NODE) -> AgentHealth:  # noqa: ASYNC109
     """One health Check + Info over the (forwarded) socket `target`, with the agent's client."""
     async with AgentClient(target, timeout=timeout) as client:
         try:
-            status = await client.health_status()
+            status = await client.health_status(service)
             if status != "SERVING":
-                return AgentHealth(False, error=f"health status {status}")
+                reason = ""
+                with contextlib.suppress(PeerError):
+                    reason = (await client.info()).health_reason
+                return AgentHealth(False, error=f"health status {status}" + (f": {reason}" if reason else ""))
             info = await client.info()
         except PeerError as exc:
             return AgentHealth(False, error=exc.message)
@@ -76,8 +86,10 @@ async def wait_healthy(
     watch_unit: bool = True,
     restarts_before: int = 0,
 ) -> AgentHealth:
-    """Retry until the agent serves (and runs `expect_sha` when given) or `timeout`; never raises.
+    """Retry until the agent's API serves (and runs `expect_sha` when given) or `timeout`; never raises.
 
+    This is activation's check that the new binary works: podman being unreachable is the
+    node's problem (shown by `agent status`), not a reason to roll the agent back.
     A crash counts from this start: `restarts_before` is the unit's restart counter right
     after the restart, so restarts of an earlier, crash-looping process do not count.
     """
@@ -90,7 +102,7 @@ async def wait_healthy(
             crashed = restarts - restarts_before
             if active == "failed" or sub == "auto-restart" or crashed > 0:
                 return AgentHealth(False, error=f"the unit is {active} ({sub}) after {crashed} restart(s)")
-        last = await check_once(target, timeout=min(5.0, max(1.0, deadline - time.monotonic())))
+        last = await check_once(target, timeout=min(5.0, max(1.0, deadline - time.monotonic())), service=AGENT_API)
         if last.serving:
             if expect_sha and last.bundle_sha256 and last.bundle_sha256 != expect_sha:
                 last = AgentHealth(False, last.version, last.bundle_sha256, error="an old agent is still answering")

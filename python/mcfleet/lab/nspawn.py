@@ -37,6 +37,35 @@ def _put(upper: Path, rel: str, data: bytes, mode: int = 0o644) -> None:
     os.chmod(target, mode)
 
 
+# Rootless podman publishes ports through slirp4netns, which opens /dev/net/tun as the container
+# user.  The machine's own /dev/net/tun is 0600 and a bind of it stays 0600, so nspawn binds it
+# (and allows the device), then this unit replaces it early in boot with the node's own 0666 node.
+TUN_UNIT = """\
+# written by mcfleet lab: a /dev/net/tun that rootless podman (slirp4netns) can open
+[Unit]
+Description=mcfleet lab: /dev/net/tun usable by every user
+DefaultDependencies=no
+Before=sysinit.target
+ConditionPathExists=/dev/net/tun
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'umount /dev/net/tun 2>/dev/null; rm -f /dev/net/tun; mknod -m 666 /dev/net/tun c 10 200'
+
+[Install]
+WantedBy=sysinit.target
+"""
+TUN_UNIT_NAME = "mcfleet-lab-tun.service"
+
+
+def _tun_args() -> list[str]:
+    """nspawn flags that hand the node /dev/net/tun (rootless podman's port publishing; TUN_UNIT)."""
+    if not os.path.exists("/dev/net/tun"):
+        return []
+    return ["--bind=/dev/net/tun", "--property=DeviceAllow=/dev/net/tun rwm"]
+
+
 def prepare_upper(node_dir: Path, name: str, client_pub: str) -> Path:
     upper = node_dir / "upper"
     (node_dir / "work").mkdir(parents=True, exist_ok=True)
@@ -51,6 +80,12 @@ def prepare_upper(node_dir: Path, name: str, client_pub: str) -> Path:
     os.chmod(upper / "root", 0o700)
     _put(upper, "root/.ssh/authorized_keys", client_pub.encode(), 0o600)
     os.chmod(upper / "root/.ssh", 0o700)
+    _put(upper, f"etc/systemd/system/{TUN_UNIT_NAME}", TUN_UNIT.encode())
+    wants = upper / "etc/systemd/system/sysinit.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / TUN_UNIT_NAME
+    if not link.is_symlink():
+        link.symlink_to(f"/etc/systemd/system/{TUN_UNIT_NAME}")
     return upper
 
 
@@ -90,6 +125,7 @@ async def boot(
     log = node_dir / "nspawn.log"
     argv = ["systemd-nspawn", "-q", "-D", str(merged), "-b", "-M", netns, f"--hostname={name}"]
     argv += ["--register=no", "--keep-unit", "--console=passive", f"--network-namespace-path=/run/netns/{netns}"]
+    argv += _tun_args()
     pid = spawn(argv, log=log)
     state.add(Resource("process", f"{name}/nspawn", pid, start_time(pid), str(log)))
     try:

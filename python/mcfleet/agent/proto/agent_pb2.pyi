@@ -131,6 +131,7 @@ class InfoResponse(_message.Message):
     STARTED_AT_FIELD_NUMBER: _builtins.int
     BOOT_FIELD_NUMBER: _builtins.int
     SERVICES_FIELD_NUMBER: _builtins.int
+    HEALTH_REASON_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     arch: _builtins.str
     """uname -m: x86_64, aarch64"""
@@ -151,6 +152,8 @@ class InfoResponse(_message.Message):
     started_at: _builtins.float
     services: _builtins.int
     """services in the registry"""
+    health_reason: _builtins.str
+    """why overall health is NOT_SERVING (e.g. podman unreachable); "" when SERVING"""
     @_builtins.property
     def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___PinnedUser]: ...
     @_builtins.property
@@ -173,10 +176,11 @@ class InfoResponse(_message.Message):
         started_at: _builtins.float = ...,
         boot: Global___BootState | None = ...,
         services: _builtins.int = ...,
+        health_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["boot", b"boot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arch", b"arch", "boot", b"boot", "boot_id", b"boot_id", "bundle_sha256", b"bundle_sha256", "hostname", b"hostname", "kernel", b"kernel", "os_id", b"os_id", "os_pretty", b"os_pretty", "os_version", b"os_version", "pid", b"pid", "python", b"python", "services", b"services", "started_at", b"started_at", "users", b"users", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arch", b"arch", "boot", b"boot", "boot_id", b"boot_id", "bundle_sha256", b"bundle_sha256", "health_reason", b"health_reason", "hostname", b"hostname", "kernel", b"kernel", "os_id", b"os_id", "os_pretty", b"os_pretty", "os_version", b"os_version", "pid", b"pid", "python", b"python", "services", b"services", "started_at", b"started_at", "users", b"users", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -110,6 +110,76 @@ fi
 # the ids just used, read back from the files: what the caller records is what the node has
 echo "ids: $(field "$(byname "$PASSWD_FILE" "$NAME")" 3):$(field "$(byname "$GROUP_FILE" "$NAME")" 3)"
 
+# --- rootless podman for $NAME: its packages, subordinate ids, linger and the user's API socket
+# (the agent talks to /run/user/<uid>/podman/podman.sock, never to root's podman).
+# Skipped when MCFLEET_ETC points at a scratch folder: these steps change the machine itself.
+if [ -z "${MCFLEET_ETC:-}" ]; then
+    PODMAN_PKGS="podman uidmap catatonit slirp4netns fuse-overlayfs dbus-user-session"
+    missing=""
+    for p in $PODMAN_PKGS; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+    done
+    if [ -z "$missing" ]; then
+        echo "ok: rootless podman packages"
+    else
+        export DEBIAN_FRONTEND=noninteractive
+        # shellcheck disable=SC2086 # one word per package
+        if ! apt-get install -y -q --no-install-recommends $missing >&2; then
+            apt-get update -q >&2 || true
+            apt-get install -y -q --no-install-recommends $missing >&2 \
+                || { echo "cannot install$missing (apt-get failed; see above): rootless podman needs them" >&2; exit 1; }
+        fi
+        echo "changed: installed$missing"
+    fi
+    # Rootless podman maps container ids onto a subordinate range: when the host file names
+    # none and the node has none, the next free 65536 ids after every existing range are taken.
+    for f in "$ETC/subuid" "$ETC/subgid"; do
+        if grep -q "^$NAME:" "$f" 2>/dev/null; then
+            echo "ok: $f has a range for $NAME"
+            continue
+        fi
+        start=$(awk -F: 'BEGIN { m = 100000 } NF == 3 && $2 + $3 > m { m = $2 + $3 } END { print m }' "$f" 2>/dev/null || echo 100000)
+        touch "$f"
+        cp -p "$f" "$f.mcfleet.tmp" && echo "$NAME:$start:65536" >> "$f.mcfleet.tmp" && mv -f "$f.mcfleet.tmp" "$f"
+        echo "changed: $f $NAME:$start:65536 added (rootless podman)"
+    done
+    # linger: mcp's user manager (and with it the podman socket) runs from boot, without a login
+    if [ -e "/var/lib/systemd/linger/$NAME" ]; then
+        echo "ok: linger for $NAME"
+    else
+        if [ -d /run/systemd/system ]; then
+            loginctl enable-linger "$NAME"
+        else
+            mkdir -p /var/lib/systemd/linger && touch "/var/lib/systemd/linger/$NAME"
+        fi
+        echo "changed: linger enabled for $NAME"
+    fi
+    # the user's podman.socket, enabled for $NAME and started now (systemd nodes only)
+    HOME_OF=$(getent passwd "$NAME" | cut -d: -f6)
+    wants="$HOME_OF/.config/systemd/user/sockets.target.wants"
+    if [ -L "$wants/podman.socket" ]; then
+        echo "ok: podman.socket enabled for $NAME"
+    else
+        mkdir -p "$wants"
+        ln -sfn /usr/lib/systemd/user/podman.socket "$wants/podman.socket"
+        chown -R "$UID_WANT:$GID_WANT" "$HOME_OF/.config"
+        echo "changed: podman.socket enabled for $NAME"
+    fi
+    sock="/run/user/$UID_WANT/podman/podman.sock"
+    if [ -S "$sock" ]; then
+        echo "ok: $sock"
+    elif [ -d /run/systemd/system ]; then
+        bus="/run/user/$UID_WANT/bus"
+        i=0
+        while [ ! -S "$bus" ] && [ "$i" -lt 60 ]; do sleep 0.5; i=$((i + 1)); done
+        [ -S "$bus" ] || { echo "the user manager of $NAME did not start (no $bus after 30 s): see systemctl status user@$UID_WANT" >&2; exit 1; }
+        runuser -u "$NAME" -- env XDG_RUNTIME_DIR="/run/user/$UID_WANT" DBUS_SESSION_BUS_ADDRESS="unix:path=$bus" \
+            systemctl --user start podman.socket >&2
+        [ -S "$sock" ] || { echo "podman.socket of $NAME started but $sock is missing" >&2; exit 1; }
+        echo "changed: $sock listening"
+    fi
+fi
+
 # --- resolvers (incident lesson 2): the fleet's nameservers, then a public fallback, written so that
 # the node's resolver really fails over: glibc gets 3 servers and `options timeout:1 attempts:2`,
 # systemd-resolved gets every server in DNS= (it switches to the next one that answers)
