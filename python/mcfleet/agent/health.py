@@ -1,8 +1,12 @@
 """Health checks for a component: tcp connect, HTTP GET (2xx/3xx), or a command in the container.
 
+tcp and http checks run from the node against the container's published port, so they need
+nothing inside the image; a command check runs in the container (podman exec).
 `Health.timeout_s` bounds each attempt; the caller's deadline bounds the whole wait
-(a stage gets `stage_timeout` seconds to become healthy).  A component without a health
-check counts as healthy once its container is running.
+(a stage gets `stage_timeout` seconds to become healthy).  A command the image does not have
+(exit 126/127: e.g. no `dig` or `curl` in a distroless image) can never pass, so it ends the
+wait at once with that reason instead of stalling the boot sequence until the stage timeout.
+A component without a health check counts as healthy once its container is running.
 """
 
 from __future__ import annotations
@@ -15,6 +19,12 @@ from mcfleet.agent.spec import ContainerSpec
 from mcfleet.fleet.models import Health
 
 RETRY_S = 0.25
+# Exit codes of the OCI runtime/shell for "cannot execute" and "command not found".
+NOT_EXECUTABLE = (126, 127)
+
+
+class CheckCannotPass(RuntimeError):
+    """A health check that no retry can fix (its command is missing from the image)."""
 
 
 async def _tcp(host: str, port: int) -> None:
@@ -43,8 +53,14 @@ async def check_once(spec: ContainerSpec, health: Health, podman: Podman) -> Non
     """One attempt; raises with a readable reason when unhealthy."""
     if health.kind == "command":
         code, output = await asyncio.to_thread(podman.exec, spec.name, health.command)
+        said = output.strip()[:200]
+        if code in NOT_EXECUTABLE or "executable file not found" in output:
+            raise CheckCannotPass(
+                f"health command `{health.command[0]}` cannot run in image {spec.image} (exit {code}: {said}); "
+                "use a tcp or http check on the published port, or a command the image has"
+            )
         if code != 0:
-            raise RuntimeError(f"`{' '.join(health.command)}` exited {code}: {output.strip()[:200]}")
+            raise RuntimeError(f"`{' '.join(health.command)}` exited {code}: {said}")
         return
     assert health.port is not None  # the model guarantees it for tcp/http
     host, port = spec.host_port_for(health.port) or ("127.0.0.1", health.port)
@@ -65,6 +81,8 @@ async def wait_healthy(spec: ContainerSpec, podman: Podman, deadline: float) -> 
             if spec.health is not None:
                 await asyncio.wait_for(check_once(spec, spec.health, podman), spec.health.timeout_s)
             return
+        except CheckCannotPass as exc:
+            raise TimeoutError(f"{spec.name} cannot get healthy: {exc}") from exc
         except (OSError, RuntimeError, TimeoutError, ConnectionError) as exc:
             last = str(exc) or type(exc).__name__
         remaining = deadline - time.monotonic()

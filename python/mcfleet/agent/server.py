@@ -81,7 +81,7 @@ class AgentState:
         except TimeoutError:
             reason = f"podman API at {podman.url} did not answer within {PODMAN_PING_TIMEOUT_S:g}s"
         if reason != self.podman_reason:
-            self.events.add("podman-down" if reason else "podman-up", reason or f"podman API answers at {podman.url}",
+            self.events.add("not-serving" if reason else "serving", reason or f"podman API answers at {podman.url}",
                             error=bool(reason))  # fmt: skip
         self.podman_reason, self.podman_checked_at = reason, time.monotonic()
         return reason

@@ -19,8 +19,10 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     atomic_write_bytes(path, pem, mode=0o600)
 
 
-def make_ca_and_leaf(out: Path, common_name: str = "mcfleet lab CA") -> tuple[Path, Path, Path]:
-    """Write ca.pem, listener.pem and listener.key (SAN localhost, 127.0.0.1); return their paths."""
+def make_ca_and_leaf(
+    out: Path, common_name: str = "mcfleet lab CA", *, extra_ips: tuple[str, ...] = ()
+) -> tuple[Path, Path, Path]:
+    """Write ca.pem, listener.pem and listener.key (SAN localhost, 127.0.0.1 and `extra_ips`)."""
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -46,7 +48,12 @@ def make_ca_and_leaf(out: Path, common_name: str = "mcfleet lab CA") -> tuple[Pa
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=825))
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", *extra_ips)),
+                ]
+            ),
             critical=False,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

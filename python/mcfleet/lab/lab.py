@@ -211,6 +211,7 @@ class Lab:
                 raise LabError(f"setting up the {login} login on {name} failed: {err.strip()}", location=name)
             node = replace(node, login=login)
         self._record("nodes", name, node.as_dict())
+        self.trust_registry(name)
         self.progress(f"node {name}: full (systemd), {address}, nspawn pid {node.main_pid}, login {login}")
         return node
 
@@ -220,18 +221,37 @@ class Lab:
             return self.peers[peer]
         require_root()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        # knot also answers on the gateway: it is the nodes' nameserver in host.json
-        gateway = (await self.network()).gateway if peer == "knot" else None
+        # knot also answers on the gateway (the nodes' nameserver in host.json); the registry
+        # listens only there (every node reaches it)
+        gateway = (await self.network()).gateway if peer in ("knot", "registry") else None
         knot_port = self.peers.get("knot", {}).get("port")
-        info = await start_one(peer, self.state, self.run_dir, zone=self.zone, gateway=gateway,
-                               knot_port=knot_port, sock_dir=self.sock_dir if peer == "haproxy" else None)  # fmt: skip
+        info = await start_one(peer, self.state, self.run_dir, zone=self.zone, gateway=gateway, knot_port=knot_port,
+                               sock_dir=self.sock_dir if peer in ("haproxy", "registry") else None)  # fmt: skip
         self._record("peers", peer, asdict(info))
         self.progress(f"peer {peer}: pid {info.pid}")
+        if peer == "registry":
+            self.progress(f"registry {info.address}: pushed {', '.join(i.split('/', 1)[1] for i in info.images)}")
+            for name, node in self.nodes.items():
+                if node.kind == "full":
+                    self.trust_registry(name)
         return self.peers[peer]
 
     async def start_peers(self) -> None:
         await self.start_peer("knot")
-        await asyncio.gather(self.start_peer("pebble"), self.start_peer("caddy"), self.start_peer("haproxy"))
+        await asyncio.gather(self.start_peer("pebble"), self.start_peer("caddy"), self.start_peer("haproxy"),
+                             self.start_peer("registry"))  # fmt: skip
+
+    def trust_registry(self, name: str) -> None:
+        """Let podman on a full node pull from the lab registry: its CA in the node's
+        /etc/containers/certs.d/<host:port>/ca.crt (written through the node's live root)."""
+        registry = self.peers.get("registry")
+        node = self.node(name)
+        if registry is None or node.kind != "full":
+            return
+        target = Path(node.dir) / "merged" / "etc/containers/certs.d" / registry["address"] / "ca.crt"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(Path(registry["ca_file"]).read_bytes())
+        target.chmod(0o644)
 
     def node(self, name: str) -> LabNode:
         try:

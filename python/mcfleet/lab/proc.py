@@ -45,6 +45,7 @@ APT_PACKAGE = {
     "qemu-aarch64-static": "qemu-user-static",
     "update-binfmts": "binfmt-support",
     "openssl": "openssl",
+    "docker-registry": "docker-registry",
 }
 
 SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")

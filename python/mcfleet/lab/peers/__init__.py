@@ -1,4 +1,5 @@
-"""The lab's peers: Knot (DNS), Pebble (ACME), Caddy (L7 routes), HAProxy (L4 SNI routes)."""
+"""The lab's peers: Knot (DNS), Pebble (ACME), Caddy (L7 routes), HAProxy (L4 SNI routes), and an OCI
+registry with the demo images (plays the platform's MCR)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from mcfleet.errors import LabError
 from mcfleet.lab.state import LabState
 
-PEERS = ("knot", "pebble", "caddy", "haproxy")
+PEERS = ("knot", "pebble", "caddy", "haproxy", "registry")
 
 
 async def start_one(
@@ -21,7 +22,7 @@ async def start_one(
     knot_port: int | None,
     sock_dir: Path | None,
 ) -> Any:
-    """Start one peer; return its info dataclass (KnotInfo, PebbleInfo, CaddyInfo, HaproxyInfo)."""
+    """Start one peer; return its info dataclass (KnotInfo, PebbleInfo, CaddyInfo, HaproxyInfo, RegistryInfo)."""
     if peer == "knot":
         from mcfleet.lab.peers.knot import start_knot
 
@@ -38,4 +39,8 @@ async def start_one(
         from mcfleet.lab.peers.haproxy import start_haproxy
 
         return await start_haproxy(state, run_dir, sock_dir)
+    if peer == "registry" and gateway is not None and sock_dir is not None:
+        from mcfleet.lab.peers.registry import start_registry
+
+        return await start_registry(state, run_dir, gateway, sock_dir)
     raise LabError(f"unknown peer {peer!r}", hint=f"one of: {', '.join(PEERS)}")
