@@ -20,6 +20,8 @@ API (see the dataclasses below for every field):
     pebble    PebbleInfo: directory (URL), ca_file (listener CA), root_pem(), intermediate_pem()
     caddy     CaddyInfo: admin_url, server ("edge"), https_port, base_config()
     haproxy   HaproxyInfo: admin_socket, map_file, port (SNI frontend), backends, await admin(cmd)
+    registry  RegistryInfo: address (gateway:port), ca_file, images (demo/hello:1 ...), catalog(), tags(repo);
+              full nodes booted by this lab trust its CA (/etc/containers/certs.d/<address>/ca.crt)
     podman_node   PodmanNode: node (LabNode), socket/url of its podman API, image "localhost/mcfleet-bb:test"
     full_node     FullNode: node (systemd under nspawn), fleet_dir with just that node  [mark tests `full`]
     arm64_node    skipped unless binfmt qemu-aarch64 is enabled                            [mark tests `arm64`]
@@ -44,6 +46,7 @@ from mcfleet.lab.peers.caddy import CaddyInfo
 from mcfleet.lab.peers.haproxy import HaproxyInfo
 from mcfleet.lab.peers.knot import KnotInfo
 from mcfleet.lab.peers.pebble import PebbleInfo
+from mcfleet.lab.peers.registry import RegistryInfo
 from mcfleet.lab.podman import PodmanService
 
 T = TypeVar("T")
@@ -159,6 +162,12 @@ def caddy(lab: Lab) -> CaddyInfo:
 @pytest.fixture(scope="session")
 def haproxy(lab: Lab) -> HaproxyInfo:
     return HaproxyInfo(**_or_skip(lab.start_peer("haproxy")))
+
+
+@pytest.fixture(scope="session")
+def registry(lab: Lab) -> RegistryInfo:
+    """The lab's OCI registry with the demo images pushed (docker-registry, TLS from a lab CA)."""
+    return RegistryInfo(**_or_skip(lab.start_peer("registry")))
 
 
 @pytest.fixture(scope="session")

@@ -65,7 +65,7 @@ def test_up_status_down_leaves_nothing(tmp_path: Path, full: int) -> None:
     report = json.loads(out)
     assert report["healthy"] is True
     assert [n["name"] for n in report["nodes"]] == ["node1", "node2"] + (["full1"] if full else [])
-    assert {p["name"] for p in report["peers"]} == {"knot", "pebble", "caddy", "haproxy"}
+    assert {p["name"] for p in report["peers"]} == {"knot", "pebble", "caddy", "haproxy", "registry"}
     assert run_cli("validate", str(d))[0] == 0
 
     # a second `lab up` on the same directory refuses clearly

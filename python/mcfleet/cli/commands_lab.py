@@ -60,7 +60,7 @@ def up(  # noqa: PLR0917 (typer options)
     nodes: int = typer.Option(3, "--nodes", "-n", min=0, max=40, help="Fast nodes (netns + own sshd)."),
     full: int = typer.Option(0, "--full", min=0, max=8, help="Full nodes: Debian with systemd (systemd-nspawn)."),
     arm64: bool = typer.Option(False, "--arm64", help="Add an arm64 node (needs binfmt qemu-aarch64)."),
-    no_peers: bool = typer.Option(False, "--no-peers", help="Skip Knot, Pebble, Caddy and HAProxy."),
+    no_peers: bool = typer.Option(False, "--no-peers", help="Skip Knot, Pebble, Caddy, HAProxy and the registry."),
     login: str = typer.Option(
         "root",
         "--login",
@@ -75,7 +75,8 @@ def up(  # noqa: PLR0917 (typer options)
     A failed or interrupted `up` removes what it made; after a hard crash, run `lab down`.
     Fast nodes are network namespaces with their own sshd, hostname, /srv and copy-on-write
     /etc; full nodes boot Debian with systemd (the first one builds a rootfs with debootstrap,
-    ~75 s, cached in /var/cache/mcfleet).  Peers: Knot (DNS), Pebble (ACME), Caddy, HAProxy.
+    ~75 s, cached in /var/cache/mcfleet).  Peers: Knot (DNS), Pebble (ACME), Caddy, HAProxy, and an
+    OCI registry (docker-registry, TLS) holding the demo images (demo/hello:1, demo/api:1, ...).
 
     Examples:
 

@@ -374,7 +374,9 @@ class Health(Model):
         "the port the program binds)",
     )
     path: str = "/"
-    command: list[str] = Field(default_factory=list, description="command: argv run on the host, exit 0 = healthy")
+    command: list[str] = Field(
+        default_factory=list, description="command: argv run inside the container (podman exec), exit 0 = healthy"
+    )
     timeout_s: float = Field(default=5.0, gt=0, le=600)
 
     @model_validator(mode="after")

@@ -81,21 +81,82 @@ def host_json(node: LabNode, client_key: Path, nameserver: str, *, master: bool)
     }
 
 
+# Marks the service files mcfleet lab writes (it rewrites or removes only those).
+DEMO_DESCRIPTION = "mcfleet lab demo: busybox httpd from the lab registry, answers with its name and version"
+
+
+def demo_service(name: str, stage: str, image: str, address: str, *, volume: str | None = None) -> dict[str, Any]:
+    """One demo service: the image answers HTTP on $PORT; published on the node's loopback and
+    its lab address (so the edge and a curl from this machine reach it); an http health check."""
+    component: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "routes": [{"port": 8080, "mode": "l7", "bind": ["127.0.0.1", address]}],
+        "health": {"kind": "http", "port": 8080, "path": "/", "timeout_s": 2},
+    }
+    if volume:
+        component["volumes"] = [f"{volume}:/data"]
+    return {"name": name, "description": DEMO_DESCRIPTION, "stage": stage, "components": [component]}
+
+
+def demo_services(full_nodes: list[LabNode], registry: str) -> dict[str, list[dict[str, Any]]]:
+    """host -> its demo services: three services over (at most) the first two full nodes, in two
+    boot stages (db in foundation; hello and api in services), images from the lab registry."""
+    if not full_nodes:
+        return {}
+    first, second = full_nodes[0], full_nodes[1] if len(full_nodes) > 1 else full_nodes[0]
+    plan: dict[str, list[dict[str, Any]]] = {first.name: [], second.name: []}
+    plan[first.name].append(demo_service("db", "foundation", f"{registry}/demo/db:1", first.address,
+                                         volume="/srv/db"))  # fmt: skip
+    plan[first.name].append(demo_service("hello", "services", f"{registry}/demo/hello:1", first.address))
+    plan[second.name].append(demo_service("api", "services", f"{registry}/demo/api:1", second.address))
+    return plan
+
+
+def _is_demo(path: Path) -> bool:
+    try:
+        return bool(json.loads(path.read_text()).get("description") == DEMO_DESCRIPTION)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _write_services(folder: Path, services: list[dict[str, Any]]) -> None:
+    """Write this host's demo services; remove demo files it no longer has (a user's files stay)."""
+    target = folder / "services"
+    wanted = {svc["name"] for svc in services}
+    if target.is_dir():
+        for old in target.glob("*.json"):
+            if old.stem not in wanted and _is_demo(old):
+                old.unlink()
+    for svc in services:
+        path = target / f"{svc['name']}.json"
+        if path.exists() and not _is_demo(path):
+            continue  # the user's own file of that name wins
+        target.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(svc, indent=2) + "\n")
+
+
 def _drop_stale_hosts(hosts: Path, keep: set[str]) -> None:
     """Remove lab hosts of an earlier `lab up` that this lab does not have (their keys are dead).
 
-    Only host folders mcfleet lab wrote (tag "lab") that hold nothing but host.json: a user's
-    services are never deleted.
+    Only host folders mcfleet lab wrote (tag "lab") that hold nothing but host.json and demo
+    services: a user's services are never deleted.
     """
     for host_file in hosts.glob("*/host.json"):
         folder = host_file.parent
-        if folder.name in keep or [p.name for p in folder.iterdir()] != ["host.json"]:
+        services = sorted((folder / "services").glob("*")) if (folder / "services").is_dir() else []
+        others = [p.name for p in folder.iterdir() if p.name not in ("host.json", "services")]
+        if folder.name in keep or others or not all(p.suffix == ".json" and _is_demo(p) for p in services):
             continue
         try:
             tags = json.loads(host_file.read_text()).get("tags", [])
         except (OSError, ValueError):
             continue
         if "lab" in tags:
+            for svc in services:
+                svc.unlink()
+            if (folder / "services").is_dir():
+                (folder / "services").rmdir()
             host_file.unlink()
             folder.rmdir()
 
@@ -109,16 +170,22 @@ def write_fleet_dir(
     client_key: Path,
     account_key: Path | None,
     nameserver: str,
+    services: bool = False,
 ) -> Path:
-    """Write (or rewrite) a complete fleet directory; raise if `validate` would not accept it."""
+    """Write (or rewrite) a complete fleet directory; raise if `validate` would not accept it.
+
+    With `services` and a lab registry, the full nodes get the demo services (demo_services)."""
     dest.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dest / "fleet.json", json.dumps(fleet_json(zone, peers, account_key), indent=2) + "\n")
     hosts = dest / "hosts"
     hosts.mkdir(exist_ok=True)
     _drop_stale_hosts(hosts, {n.name for n in nodes})
+    registry = peers.get("registry", {}).get("address")
+    demo = demo_services([n for n in nodes if n.kind == "full"], registry) if services and registry else {}
     for i, node in enumerate(nodes):  # the first node of a fleet is its (one) master
         text = json.dumps(host_json(node, client_key, nameserver, master=i == 0), indent=2) + "\n"
         atomic_write_text(hosts / node.name / "host.json", text)
+        _write_services(hosts / node.name, demo.get(node.name, []))
     loaded = load_fleet(dest)
     findings = check(loaded)
     if findings:

@@ -300,8 +300,9 @@ class Lab:
         )
         self._record("nodes", name, {**node.as_dict(), "sshd_pid": pid})
 
-    def write_fleet(self, dest: Path | None = None, nodes: list[str] | None = None) -> Path:
-        """Write the fleet directory (default: the lab root) for the given nodes (default: all)."""
+    def write_fleet(self, dest: Path | None = None, nodes: list[str] | None = None, *, services: bool = False) -> Path:
+        """Write the fleet directory (default: the lab root) for the given nodes (default: all);
+        with `services`, the full nodes get the demo services from the lab registry."""
         net = self.net
         chosen = [n for name, n in sorted(self.nodes.items(), key=lambda kv: kv[1].index)
                   if nodes is None or name in nodes]  # fmt: skip
@@ -313,6 +314,7 @@ class Lab:
             client_key=self.client_key,
             account_key=self.account_key if self.account_key.exists() else None,
             nameserver=net.gateway if net else "127.0.0.1",
+            services=services,
         )
 
     async def up(

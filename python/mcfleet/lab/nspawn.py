@@ -57,6 +57,15 @@ ExecStart=/bin/sh -c 'umount /dev/net/tun 2>/dev/null; rm -f /dev/net/tun; mknod
 WantedBy=sysinit.target
 """
 TUN_UNIT_NAME = "mcfleet-lab-tun.service"
+# Inside nspawn, keyctl is filtered by its seccomp policy and /proc/sys is read-only: crun's
+# session keyring and podman's default sysctl (net.ipv4.ping_group_range) would fail every
+# container start ("create keyring: Operation not permitted", "ping_group_range: Read-only").
+CONTAINERS_CONF = """\
+# written by mcfleet lab: what a container under systemd-nspawn cannot have
+[containers]
+keyring = false
+default_sysctls = []
+"""
 
 
 def _tun_args() -> list[str]:
@@ -80,6 +89,7 @@ def prepare_upper(node_dir: Path, name: str, client_pub: str) -> Path:
     os.chmod(upper / "root", 0o700)
     _put(upper, "root/.ssh/authorized_keys", client_pub.encode(), 0o600)
     os.chmod(upper / "root/.ssh", 0o700)
+    _put(upper, "etc/containers/containers.conf.d/mcfleet-lab.conf", CONTAINERS_CONF.encode())
     _put(upper, f"etc/systemd/system/{TUN_UNIT_NAME}", TUN_UNIT.encode())
     wants = upper / "etc/systemd/system/sysinit.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
