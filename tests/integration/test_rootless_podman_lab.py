@@ -24,15 +24,15 @@ AS_MCP = ("cd / && runuser -u mcp -- env XDG_RUNTIME_DIR=/run/user/850 "
 
 
 def _until(what: str, probe: object, within_s: float = 60) -> str:
-    """Poll `probe()` (returns the text seen, or '' to retry) until it answers or time runs out."""
+    """Poll `probe()` (returns (text seen, done?)) until done or time runs out."""
     deadline = time.monotonic() + within_s
     seen = ""
     while time.monotonic() < deadline:
-        seen = probe()  # type: ignore[operator]
-        if seen:
+        seen, ok = probe()  # type: ignore[operator]
+        if ok:
             return str(seen)
         time.sleep(0.5)
-    raise AssertionError(f"{what}: nothing within {within_s:g}s")
+    raise AssertionError(f"{what}: not seen within {within_s:g}s (last: {seen!r})")
 
 
 def _health(root: str, name: str) -> str:
@@ -87,15 +87,24 @@ def test_provisioned_node_runs_rootless_podman_as_mcp_and_the_agent_follows_its_
     # A container from the lab registry through mcp's socket, its port published on the node.
     fleet.sh(name, f"{podman} run -d --init --name web -p 127.0.0.1:18080:8080 -e PORT=8080 "
                    f"{registry.address}/demo/hello:2")  # fmt: skip
-    answer = _until("GET :18080", lambda: fleet.sh(name, "curl -sf http://127.0.0.1:18080/", check=False).stdout)
+    answer = _until(
+        "GET :18080",
+        lambda: ((out := fleet.sh(name, "curl -sf http://127.0.0.1:18080/", check=False).stdout), bool(out)),
+    )
     assert answer == "hello 2 port=8080\n"
     # rootless: the service's process belongs to mcp on the node, not to root
     assert fleet.sh(name, "ps -o user= -C httpd").stdout.split() == ["mcp"]
 
     assert _health(root, name) == "SERVING"
     # podman's socket goes away: the agent says NOT_SERVING, and why
-    fleet.sh(name, f"{AS_MCP} systemctl --user stop podman.socket podman.service")
-    health = _until("NOT_SERVING", lambda: (h := _health(root, name)) != "SERVING" and h)
+    # (the socket first: while it listens, the agent's next ping would start podman.service again)
+    fleet.sh(name, f"{AS_MCP} systemctl --user stop podman.socket && {AS_MCP} systemctl --user stop podman.service")
+    try:
+        health = _until("NOT_SERVING", lambda: ((h := _health(root, name)), h != "SERVING"))
+    except AssertionError as exc:
+        state = fleet.sh(name, f"{AS_MCP} systemctl --user status podman.socket podman.service --no-pager; "
+                         "ps -ef; journalctl -u mcp-agent --no-pager | tail -20", check=False)  # fmt: skip
+        raise AssertionError(f"{exc}\n{state.stdout}") from None
     assert health.startswith(f"health status NOT_SERVING: podman API not reachable at unix://{SOCK}: "), health
     fleet.sh(name, f"{AS_MCP} systemctl --user start podman.socket")
-    assert _until("SERVING again", lambda: (h := _health(root, name)) == "SERVING" and h) == "SERVING"
+    assert _until("SERVING again", lambda: ((h := _health(root, name)), h == "SERVING")) == "SERVING"
