@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mcfleet.agent.client import AgentClient
-from tests.fixtures_agent import AgentRunner, PodmanLab, web_service
+from tests.fixtures_agent import AgentRunner, PodmanLab, web_service, with_ports
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -57,7 +57,7 @@ def test_a_health_command_missing_from_the_image_fails_the_stage_at_once(
     async def scenario() -> tuple[str, float]:
         async with AgentClient(str(agent.socket)) as client:
             started = time.monotonic()
-            result = await client.reconcile([svc], stage_timeout_s=120)
+            result = await client.reconcile(with_ports([svc]), stage_timeout_s=120)
             assert not result.ok
             return result.error, time.monotonic() - started
 
