@@ -71,8 +71,6 @@ def test_nixos_hosts_get_pinned_user_resolvers_and_agent_unit(nixpkgs_lib: Path,
     assert mcp["subUidRanges"] == [{"startUid": 2000000000, "count": 65536}]
     assert mcp["subGidRanges"] == [{"startGid": 2000000000, "count": 65536}]
     assert cfg["podman"] is True
-    # linger keeps mcp's user manager, and so its podman socket, up without a login session
-    assert mcp["linger"] is True
     # MCNS first, then the public fallbacks (incident lesson 2).
     assert cfg["nameservers"][-2:] == ["1.1.1.1", "8.8.8.8"]
     unit = cfg["services"]["mcp-agent"]
