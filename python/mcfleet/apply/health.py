@@ -57,10 +57,13 @@ async def check_once(target: str, timeout: float = 5.0, service: str = NODE) -> 
         try:
             status = await client.health_status(service)
             if status != "SERVING":
-                reason = ""
+                # The agent answers but the node does not serve (e.g. podman unreachable): say
+                # which agent runs, and why.
                 with contextlib.suppress(PeerError):
-                    reason = (await client.info()).health_reason
-                return AgentHealth(False, error=f"health status {status}" + (f": {reason}" if reason else ""))
+                    seen = await client.info()
+                    why = f"health status {status}" + (f": {seen.health_reason}" if seen.health_reason else "")
+                    return AgentHealth(False, seen.version, seen.bundle_sha256, seen.arch, int(seen.pid), error=why)
+                return AgentHealth(False, error=f"health status {status}")
             info = await client.info()
         except PeerError as exc:
             return AgentHealth(False, error=exc.message)
