@@ -117,12 +117,17 @@ class ApplySession:
     async def prebuild(self, names: list[str]) -> dict[str, Artifact]:
         """Build what the selected hosts need, so the plan knows the agent hash to compare with."""
         built: dict[str, Artifact] = {}
+        progress = self.options.progress
         for name in names:
             entry = self.loaded.hosts[name]
+            key = build_key(entry.host)
+            if key not in built:  # the live view says what the wait is for (a first bundle build takes ~15 s)
+                progress.update(name, "building", f"{key} (built once, then cached)")
             try:
-                built[build_key(entry.host)] = await self.builder.build(entry.host)
+                built[key] = await self.builder.build(entry.host)
             except McfleetError:
                 continue  # reported per host by the pipeline's build phase
+            progress.update(name, "built", key)
         self.agent_hashes = {
             name: _identity(built[build_key(self.loaded.hosts[name].host)])
             for name in names
