@@ -2,7 +2,7 @@
 
 Podman runs inside a network namespace the fixture creates (its CNI bridge, iptables rules
 and published ports live and die with that namespace), with its own --root/--runroot/--tmpdir
-and the three workarounds of LAB.md §2 (runc, cgroupfs + file events, lowered ulimits).
+and three workarounds podman needs on this machine (runc, cgroupfs + file events, lowered ulimits).
 The agent under test runs in the same namespace, so its health checks see the published
 ports; the test process reaches the agent through its unix socket (a plain file path).
 """

@@ -1,4 +1,4 @@
-"""Loopback SSH nodes for the plan tests and bench (LAB.md 1b + 1c, without netns).
+"""Loopback SSH nodes for the plan tests and bench (sshd on loopback addresses, without netns).
 
 Each node is a real `sshd` on 127.0.0.1:<free port>, started under `unshare` with
 its own hostname, a tmpfs /srv and /root, and a copy-on-write /etc (overlay), so

@@ -37,7 +37,7 @@ def test_reconcile_runs_desired_containers(agent_podman: PodmanLab, agent_runner
             # The container answers on its published port with the volume's content.
             assert agent_podman.http_get(dns_port) == "hello from dns\n"
             assert agent_podman.http_get(app_port) == "hello from app\n"
-            # Env: the service's own variables plus $PORT / $PORT_<NAME> (seed convention).
+            # Env: the service's own variables plus $PORT / $PORT_<NAME>.
             dns_env = _env(tmp_path / "data/dns/env")
             assert dns_env["GREETING"] == "hello-dns"
             assert dns_env["PORT"] == "8080"  # the container port the program listens on

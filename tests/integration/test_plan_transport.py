@@ -1,4 +1,4 @@
-"""The SSH transport against real sshd processes (loopback nodes, LAB.md 1b/1c)."""
+"""The SSH transport against real sshd processes (loopback nodes)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The agent runs exactly what `mcfleet render` prints (incident lesson 5: manual recovery).
+"""The agent runs exactly what `mcfleet render` prints (so a recovery by hand runs what the agent runs).
 
 For every service of the real fleet, the agent's container spec (with exactly the ports apply
 sends it: the desired state's, from the one allocator, none passed by hand) must equal the

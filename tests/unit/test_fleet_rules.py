@@ -64,7 +64,7 @@ def test_real_fleet_pins_match_the_seed() -> None:
     assert (loaded.fleet.pins["mcp"].uid, loaded.fleet.pins["mcp"].gid) == (850, 850)
     users = {n: e.host.users["mcp"] for n, e in loaded.hosts.items()}
     assert (users["rift"].uid, users["orion"].uid, users["hyperborea"].uid) == (850, 850, 850)
-    # svc's account predates the pin (useradd --system -> 992/991) and must keep it (incident lesson 1)
+    # svc's account predates the pin (useradd --system -> 992/991) and must keep it: its podman storage is its own
     assert (users["svc"].uid, users["svc"].gid) == (992, 991)
     assert users["svc"].pin_exception
     assert loaded.hosts["orion"].host.system_accounts["sshd"].uid == 995

@@ -2,7 +2,8 @@
 
 Read straight from the kernel and /etc (no subprocesses): `uname`, /etc/os-release, the
 boot id, and the pinned users through the passwd/group databases (what `getent` shows)
-plus /etc/subuid and /etc/subgid, so a UID that drifted is visible (incident lesson 1).
+plus /etc/subuid and /etc/subgid, so a UID that drifted from its pin is visible (rootless
+podman's storage belongs to the old UID).
 """
 
 from __future__ import annotations

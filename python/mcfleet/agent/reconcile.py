@@ -1,4 +1,4 @@
-"""Desired services → podman containers, stage by stage (incident lessons 3 and 4).
+"""Desired services → podman containers, stage by stage, each stage healthy before the next starts.
 
 Every path that starts containers — ReconcileServices, boot at agent start, Recover,
 StartService — goes through `_converge`: for each stage in order (foundation → core →
@@ -28,7 +28,7 @@ class UnknownService(McfleetError):
 
 
 @dataclass(frozen=True)
-class Action:
+class ContainerAction:
     service: str
     component: str
     container: str
@@ -40,7 +40,7 @@ class Action:
 class Outcome:
     ok: bool = True
     error: str = ""
-    actions: list[Action] = field(default_factory=list)
+    actions: list[ContainerAction] = field(default_factory=list)
     ports: dict[str, dict[str, int]] = field(default_factory=dict)
     stages_healthy: list[str] = field(default_factory=list)
 
@@ -132,7 +132,7 @@ class Reconciler:
         return entry
 
     def _act(self, outcome: Outcome, spec: ContainerSpec, kind: str, reason: str) -> None:
-        outcome.actions.append(Action(spec.service, spec.component, spec.name, kind, reason))
+        outcome.actions.append(ContainerAction(spec.service, spec.component, spec.name, kind, reason))
         if kind != "unchanged":
             self.events.add(kind, reason, stage=spec.stage.value, service=spec.service, component=spec.component)
 
@@ -195,7 +195,9 @@ class Reconciler:
                 for name, managed in existing.items():
                     if name not in wanted:
                         await asyncio.to_thread(self.podman.remove, name)
-                        outcome.actions.append(Action(_label(managed, "service"), "", name, "remove", "not desired"))
+                        outcome.actions.append(
+                            ContainerAction(_label(managed, "service"), "", name, "remove", "not desired")
+                        )
                         self.events.add("remove", f"{name}: no longer desired", service=_label(managed, "service"))
             for stage in Stage:
                 staged = [(e, specs) for e, specs in plan if e.service.stage == stage]

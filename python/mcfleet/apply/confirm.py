@@ -29,7 +29,7 @@ def template(name: str) -> str:
     return resources.files("mcfleet.apply").joinpath("templates", name).read_text()
 
 
-def render(text: str, values: dict[str, str]) -> str:
+def fill_template(text: str, values: dict[str, str]) -> str:
     """Fill `@NAME@` placeholders with values the caller has shell-quoted (or that are digits)."""
     for key, value in values.items():
         text = text.replace(f"@{key}@", value)
@@ -38,7 +38,7 @@ def render(text: str, values: dict[str, str]) -> str:
 
 def rollback_script(host: Host, deadline: int) -> str:
     q = shlex.quote
-    return render(
+    return fill_template(
         template("rollback.sh"),
         {
             "BIN": q(host.agent.path),

@@ -197,7 +197,7 @@ class Deadman:
 
 
 def rollback_script(nix_env: str) -> str:
-    return confirm.render(
+    return confirm.fill_template(
         confirm.template("nixos-rollback.sh"),
         {"NIX_ENV": shlex.quote(nix_env), "PROFILE": nixargv.SYSTEM_PROFILE, "DIR": STATE_DIR},
     )

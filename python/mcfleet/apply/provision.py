@@ -1,10 +1,10 @@
-"""`mcfleet provision HOST` (Debian): what a node needs before its first agent (seed item #12).
+"""`mcfleet provision HOST` (Debian): what a node needs before its first agent.
 
 The node-side part is one script (`templates/provision.sh`, one round trip): the
 `mcp` group and user with their pinned GID/UID (refused, not changed, when the name
-has other ids or the ids belong to another account: incident lesson 1), the
+has other ids or the ids belong to another account: a rootless podman user's UID never moves), the
 subordinate id ranges for rootless podman, `/srv/mcp/`, and the resolvers (the
-host's nameservers, then the public fallbacks: incident lesson 2).  The unit, the
+host's nameservers, then the public fallbacks, so a dead fleet DNS does not stop lookups).  The unit, the
 bundle, the start and the health check are the apply pipeline's push and activate,
 so a provisioned node is exactly what `apply` would make it.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import shlex
 
 from mcfleet.apply.artifacts import BuildBlocked
-from mcfleet.apply.confirm import render, template
+from mcfleet.apply.confirm import fill_template, template
 from mcfleet.apply.nodeio import Node
 from mcfleet.apply.probe import agent_dir
 from mcfleet.errors import ApplyError, Refused
@@ -47,7 +47,7 @@ def provision_script(entry: HostEntry, fleet: Fleet | None) -> str:
     user = pinned_user(entry, fleet)
     resolv = resolver_file(host.dns)
     q = shlex.quote
-    return render(
+    return fill_template(
         template("provision.sh"),
         {
             "NAME": q(host.agent.user),

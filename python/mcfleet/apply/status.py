@@ -3,7 +3,7 @@
 Per host: the binary's hash on disk, the unit's state, the manifest's confirmed
 hash, and the agent's own answer over the forwarded socket (health, version,
 the hash of the bundle it runs).  `skew` flags hosts whose agent differs from the
-others' (version skew is what `agent upgrade` of all hosts prevents, seed #11).
+others' (an agent and a CLI of different versions fail with `Unimplemented`: `agent upgrade` of all hosts prevents it).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def status_row(r: AgentStatus) -> list[object]:
     return [r.host, r.version or "-", sha, r.unit, r.health, "; ".join(notes)]
 
 
-def render(rows: list[AgentStatus]) -> str:
+def render_status(rows: list[AgentStatus]) -> str:
     lines = [f"{'HOST':<12} {'VERSION':<10} {'SHA256':<12} {'UNIT':<10} HEALTH"]
     for r in rows:
         if not r.reachable:

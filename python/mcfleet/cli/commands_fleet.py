@@ -164,7 +164,7 @@ def render(
 ) -> None:
     """Print the exact `podman run` command of each component of a service.
 
-    For recovery by hand (incident lesson 5): run the commands as the service user
+    For recovery by hand, when mcfleet itself is not at hand: run the commands as the service user
     (e.g. mcp) on the host.  Without SERVICE, --host renders every service of that
     host in boot-stage order (foundation, core, management, services).
 

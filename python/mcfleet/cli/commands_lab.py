@@ -1,4 +1,4 @@
-"""`mcfleet lab up|status|down`: a real local fleet on this machine (root needed; SPEC §10)."""
+"""`mcfleet lab up|status|down`: a real local fleet on this machine (root needed)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 - `route_hostname`: a route's name in DNS: its `hostname`, else `<service>.<zone>`.
 - `image_problem`: why an image reference is not pinned (None when it is).
-- `port_env`: the `$PORT` / `$PORT_<NAME>` variable a route is passed as (seed convention).
+- `port_env`: the `$PORT` / `$PORT_<NAME>` variable a route is passed as.
 - `assign_ports`: the host port of every route on a host: its pinned `host_port`, else a
   deterministic port from the fleet range (see the function for the exact scheme).  The
   one port allocator: `render`, the plan and the agent all use its answer.

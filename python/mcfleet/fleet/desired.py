@@ -220,7 +220,7 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
 
 
 def cert_stem(route: DeclaredRoute, first_hostname: dict[str, str]) -> str:
-    """`<svc>` for a service's first TLS-terminating hostname (the seed's `<svc>.pem`), else the hostname."""
+    """`<svc>` for a service's first TLS-terminating hostname (`<svc>.pem`, where mc-proxy looks), else the hostname."""
     if route.service is not None and first_hostname.setdefault(route.service, route.hostname) == route.hostname:
         return route.service
     return route.hostname

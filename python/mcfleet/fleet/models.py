@@ -159,7 +159,7 @@ class Ssh(Model):
     jump: str | None = None
     sudo: bool = Field(default=False, description="prefix remote commands with `sudo -n`")
     become: Literal["sudo", "doas"] = Field(
-        default="sudo", description="the program that escalates when `sudo` applies (rift uses doas, per the seed)"
+        default="sudo", description="the program that escalates when `sudo` applies (e.g. doas on hosts without sudo)"
     )
     identity_file: str | None = None
 
@@ -220,7 +220,7 @@ class Dns(Model):
     nameservers: list[Address] = Field(min_length=1, description="the fleet's own resolvers (MCNS), asked first")
     fallback: list[Address] = Field(
         default_factory=list,
-        description="public resolvers outside the fleet (incident lesson 2), asked when the nameservers do "
+        description="public resolvers outside the fleet, asked when the nameservers do "
         "not answer: written right after them (resolv.conf) or into DNS= (systemd-resolved)",
     )
     fallback_dns: list[Address] = Field(
@@ -241,7 +241,7 @@ class Agent(Model):
         default="mcp", pattern=ACCOUNT_RE, description="the agent's own unprivileged account (never root)"
     )
     listen: str | None = Field(
-        default=None, description="address:port of the agent's network API, if it has one (seed: 100.106.232.4:9555)"
+        default=None, description="address:port of the agent's network API, if it has one (e.g. 100.106.232.4:9555)"
     )
 
     @field_validator("path")
@@ -431,5 +431,5 @@ class Service(Model):
     components: list[Component] = Field(min_length=1)
 
     def container_name(self, component: Component) -> str:
-        """`mcns` for a component named like its service, else `<service>-<component>` (seed convention)."""
+        """`mcns` for a component named like its service, else `<service>-<component>`."""
         return self.name if component.name == self.name else f"{self.name}-{component.name}"

@@ -44,7 +44,7 @@ class Role(StrEnum):
 
 
 class Stage(StrEnum):
-    """Boot stages, in the order the agent brings them up (incident lesson 3)."""
+    """Boot stages, in the order the agent brings them up (each needs the ones before it)."""
 
     foundation = "foundation"
     core = "core"

@@ -1,4 +1,4 @@
-"""The exact `podman run` command of each component (incident lesson 5: recovery without the tool).
+"""The exact `podman run` command of each component (for recovery by hand, without mcfleet).
 
 For a component the command is, in this order:
 

@@ -1,4 +1,4 @@
-"""Fleet-wide rules (SPEC §3): pure functions from a loaded fleet to findings.
+"""Fleet-wide rules: pure functions from a loaded fleet to findings.
 
 Each rule has a stable code listed in `findings.RULES`; the pure-Nix validator in nix/lib
 implements the same codes and a test compares the two.  The exact semantics of each code

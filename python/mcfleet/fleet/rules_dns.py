@@ -57,7 +57,7 @@ def rule_dns(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
                     rel,
                     "/dns/fallback",
                     f"host {name} has no fallback resolver outside the fleet",
-                    'add public resolvers, e.g. "fallback": ["1.1.1.1", "8.8.8.8"] (incident lesson 2)',
+                    'add public resolvers, e.g. "fallback": ["1.1.1.1", "8.8.8.8"]',
                     name,
                 )
             continue

@@ -1,4 +1,4 @@
-"""The arm64 node: an aarch64 Debian rootfs run through qemu-user (binfmt), chroot sshd (LAB.md 6).
+"""The arm64 node: an aarch64 Debian rootfs run through qemu-user (binfmt), chroot sshd.
 
 systemd does not run here (no nspawn under emulation), so the node is like a fast node whose
 root is an aarch64 Debian: its own netns, mount/UTS/PID namespaces, an overlay on the cached

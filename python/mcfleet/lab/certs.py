@@ -1,4 +1,4 @@
-"""A throwaway CA and listener certificate for the lab's HTTPS peers (Pebble ships none; LAB.md 3)."""
+"""A throwaway CA and listener certificate for the lab's HTTPS peers (Pebble ships none)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Full nodes: Debian booted with real systemd under systemd-nspawn in the node's netns (LAB.md 1d).
+"""Full nodes: Debian booted with real systemd under systemd-nspawn in the node's netns.
 
 PID 1 of this machine is not systemd and there is no machined/dbus on the host, so nspawn
 runs with `--register=no --keep-unit`.  Each node is an overlay on the shared cached rootfs;

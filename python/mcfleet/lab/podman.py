@@ -1,4 +1,4 @@
-"""Podman on a fast node: the node's own storage and config, run in the node's namespaces (LAB.md 2).
+"""Podman on a fast node: the node's own storage and config, run in the node's namespaces.
 
 The three workarounds for this kind of machine live in the node's /etc/containers (written
 into its copy-on-write /etc, so `podman` run over SSH on the node picks them up too):

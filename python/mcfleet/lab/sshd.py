@@ -1,4 +1,4 @@
-"""Fast nodes: a netns, a private mount+UTS namespace and an sshd of their own (LAB.md 1b/1c).
+"""Fast nodes: a netns, a private mount+UTS namespace and an sshd of their own.
 
 A *holder* process (`sleep infinity`) owns the node's mount and UTS namespaces: own hostname,
 tmpfs /srv, /root and /var/lib/mcfleet, copy-on-write /etc (overlay, so useradd and /etc/mcfleet land in the
@@ -102,7 +102,7 @@ async def start_holder(state: LabState, netns: str, hostname: str, node_dir: Pat
 
 
 async def start_sshd(state: LabState, name: str, *, holder_pid: int, node_dir: Path, address: str, port: int) -> int:
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation dir (LAB.md 1b)
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd refuses to start without its privilege separation dir
     log = node_dir / "sshd.log"
     argv = ["nsenter", "-t", str(holder_pid), "-m", "-u", "-n", which("sshd"), "-D", "-e", "-f"]
     pid = spawn([*argv, str(node_dir / "sshd_config")], log=log)

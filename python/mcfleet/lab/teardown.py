@@ -49,7 +49,7 @@ async def _undo(resource: Resource, nodes: dict[str, LabNode]) -> None:
             await remove_all(node.ns_pid)
         proc.stop(resource.pid, resource.started, timeout=15)
         if node is not None and resource.name.endswith("/nspawn"):
-            # nspawn leaves its propagation dir behind when /run is not a tmpfs (LAB.md 1d)
+            # nspawn leaves its propagation dir behind when /run is not a tmpfs
             shutil.rmtree(f"/run/systemd/nspawn/propagate/{node.netns}", ignore_errors=True)
     elif resource.kind == "mount":
         if _is_mounted(resource.name):

@@ -1,7 +1,7 @@
 """Per-host values the NixOS modules set, computed in Python from the same files.
 
 This is the Python twin of nix/lib/derive.nix: users with the fleet pin, resolvers
-with their fallbacks, the mcp-agent unit (ExecStart=/srv/mcp/mcp-agent, seed item #10),
+with their fallbacks, the mcp-agent unit (ExecStart=/srv/mcp/mcp-agent),
 /srv directories and tmpfiles lines, firewall ports.  Debian nodes get these from
 mcfleet directly (no NixOS), so both sides must agree; a T1 test compares them for
 every host of the real fleet and the test fleets.  The dict shapes and key names are
@@ -45,7 +45,7 @@ def users(loaded: LoadedFleet, entry: HostEntry) -> dict[str, Any]:
 
 
 def nameservers(entry: HostEntry) -> list[str]:
-    """The fleet's resolvers first, then the public fallbacks (incident lesson 2), each once,
+    """The fleet's resolvers first, then the public fallbacks, each once,
     as many as the host's resolver asks (glibc: 3)."""
     return written_servers(entry.host.dns)
 

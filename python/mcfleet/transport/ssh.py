@@ -17,7 +17,7 @@ tried in order; a key mismatch stops at once (`HostKeyMismatch`), other failures
 move on to the next address and end as `Unreachable` listing every attempt.
 Non-root users (or `ssh.sudo`) run commands through `ssh.become -n` (sudo or doas).  The key
 exchange prefers curve25519-sha256: the post-quantum default of OpenSSH 9 costs
-~0.13 s of client CPU per connection (LAB.md §7).
+~0.13 s of client CPU per connection (measured on the lab).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Caddy: L7 routes through its admin API, HTTPS on a loopback port (LAB.md 5)."""
+"""Caddy: L7 routes through its admin API, HTTPS on a loopback port."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HAProxy: L4 SNI passthrough, changed at runtime through its admin socket (LAB.md 5).
+"""HAProxy: L4 SNI passthrough, changed at runtime through its admin socket.
 
 HAProxy 2.6 cannot add backends at runtime, so the config pre-declares `be_slot1..N`, each
 with one disabled server `s1`; a route claims a slot (`set server … addr`, `state ready`)

@@ -1,4 +1,4 @@
-"""Knot DNS: authoritative for the lab zone, RFC 2136 updates signed with a TSIG key (LAB.md 4)."""
+"""Knot DNS: authoritative for the lab zone, RFC 2136 updates signed with a TSIG key."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pebble: a test ACME CA, with a listener certificate we make ourselves (LAB.md 3)."""
+"""Pebble: a test ACME CA, with a listener certificate we make ourselves (Pebble ships none that our clients trust)."""
 
 from __future__ import annotations
 
