@@ -88,13 +88,23 @@ def helper(*args: str) -> list[str]:
 
 
 async def put_file(
-    node: Node, dest: str, *, source: str, mode: str = "0644", owner: str = "0:0", sha: str | None = None
+    node: Node,
+    dest: str,
+    *,
+    source: str | None = None,
+    text: str | None = None,
+    mode: str = "0644",
+    owner: str = "0:0",
+    sha: str | None = None,
 ) -> str:
-    """Copy node file `source` to `dest` as root, never following a link; returns the sha256 written."""
-    args = ["put", dest, mode, owner, "--from", source]
+    """Copy node file `source` (or `text`, sent on stdin, never in argv) to `dest` as root, never following
+    a link; returns the sha256 written."""
+    if (source is None) == (text is None):
+        raise ValueError("put_file needs exactly one of source and text")
+    args = ["put", dest, mode, owner, *(["--from", source] if source is not None else [])]
     if sha:
         args += ["--sha", sha]
-    res = await node.run(helper(*args), timeout=300)
+    res = await node.run(helper(*args), input=text, timeout=300)
     if not res.ok:
         raise ApplyError(_helper_error(res), location=node.name)
     return res.stdout.strip().partition("sha256=")[2]

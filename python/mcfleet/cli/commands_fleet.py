@@ -16,6 +16,7 @@ from mcfleet.fleet.load import HostEntry, LoadedFleet, load_fleet
 from mcfleet.fleet.rules import check
 
 if TYPE_CHECKING:
+    from mcfleet.fleet.files import RenderedFile
     from mcfleet.fleet.models import Fleet
     from mcfleet.fleet.render import Rendered
 
@@ -166,7 +167,9 @@ def render(
 
     For recovery by hand, when mcfleet itself is not at hand: run the commands as the service user
     (e.g. mcp) on the host.  Without SERVICE, --host renders every service of that
-    host in boot-stage order (foundation, core, management, services).
+    host in boot-stage order (foundation, core, management, services).  A service's
+    declared files come first, rendered (templates filled), as `install` commands
+    with a here-document (run those as root).
 
     Examples:
 
@@ -187,12 +190,29 @@ def render(
         rendered = render_host(find_host(loaded, host), fleet)
     else:
         raise InputError("name a service, or a host with --host", hint="e.g. `mcfleet render mcns`")
+    files = _rendered_files(loaded, {(r.host, r.service) for r in rendered})
     if json_out:
-        emit_json([r.as_dict() for r in rendered])
+        emit_json([*[f.as_dict() for f in files], *[r.as_dict() for r in rendered]])
         return
+    for f in files:
+        typer.echo(f.script())
     for r in rendered:
         typer.echo(f"# {r.service}/{r.component} on {r.host}")
         typer.echo(r.command(multiline=True))
+
+
+def _rendered_files(loaded: LoadedFleet, placed: set[tuple[str, str]]) -> list[RenderedFile]:
+    from mcfleet.fleet.desired import desired_state
+    from mcfleet.fleet.files import RenderedFile
+
+    if not any(svc.files for e in loaded.hosts.values() for svc in e.services):
+        return []
+    return [
+        RenderedFile(host, f)
+        for host, d in desired_state(loaded).items()
+        for f in d.files.values()
+        if (host, f.service) in placed
+    ]
 
 
 def schema_dump(

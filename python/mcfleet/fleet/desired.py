@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mcfleet.fleet.derive import RouteKey, assign_ports, service_ports
+from mcfleet.fleet.files import DesiredFile, service_dir, service_files
 from mcfleet.fleet.host_level import HostLevelWant, host_level_want
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import IdRange, Service
@@ -119,6 +120,7 @@ class DesiredHost:
     certs: dict[str, DesiredCert] = field(default_factory=dict)  # key: file stem; one hostname each, no wildcard
     host_level: HostLevelWant | None = None  # resolver file, agent folder (fleet/host_level.py)
     system: str | None = None  # NixOS: the toplevel store path built (or evaluated) for it; None: not known
+    files: dict[str, DesiredFile] = field(default_factory=dict)  # key: absolute path under /srv/<svc>/
 
 
 def sha256_text(text: str) -> str:
@@ -126,7 +128,7 @@ def sha256_text(text: str) -> str:
 
 
 def spec_hash(service: Service) -> str:
-    data = service.model_dump(mode="json", exclude={"schema_"})
+    data = service.model_dump(mode="json", exclude={"schema_", "files"})  # files: the files kind
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -194,19 +196,22 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
     ports = {n: assign_ports(n, e.services, fleet) for n, e in loaded.hosts.items()} if fleet else {}
     for name, entry in sorted(loaded.hosts.items()):
         address = ipv4_address(entry)
-        for svc in entry.services:
+        for index, svc in enumerate(entry.services):
             if not svc.active:
                 continue
             containers = tuple(svc.container_name(c) for c in svc.components)
+            svc_ports = service_ports(svc, ports.get(name, {}))
             hosts[name].services[svc.name] = DesiredService(
                 svc.name,
                 svc.stage.value,
                 spec_hash(svc),
                 containers,
                 images={svc.container_name(c): c.image for c in svc.components},
-                ports=service_ports(svc, ports.get(name, {})),
+                ports=svc_ports,
                 spec=svc,
             )
+            if svc.files:
+                _add_files(loaded, hosts[name], entry, index, ports=svc_ports, address=address)
             default_name = f"{svc.name}.{zone}" if zone else None
             if default_name:
                 hosts[name].records[default_name] = DesiredRecord(default_name, address)
@@ -217,6 +222,20 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
                         hosts[name].records[hostname] = DesiredRecord(hostname, address)
     add_routes(loaded, hosts, ports)
     return hosts
+
+
+def _add_files(
+    loaded: LoadedFleet, host: DesiredHost, entry: HostEntry, index: int, *, ports: dict[str, int], address: str
+) -> None:
+    """The service's declared files, and its folder (the host kind creates it before the files phase)."""
+    agent = next((u for u in host.users if u.name == host.agent.user), None)
+    ids = (agent.uid, agent.gid) if agent else (0, 0)
+    for f in service_files(loaded, entry, index=index, ports=ports, address=address, mcp_ids=ids):
+        host.files[f.path] = f
+    folder = service_dir(entry.services[index].name)
+    if not any(d.path == folder for d in host.dirs):
+        user = host.agent.user
+        host.dirs.append(DesiredDir(folder, user, user, "0750"))
 
 
 def cert_stem(route: DeclaredRoute, first_hostname: dict[str, str]) -> str:

@@ -65,6 +65,7 @@ __all__ = [
     "RouteMode",
     "RouteProvider",
     "Service",
+    "ServiceFile",
     "Ssh",
     "Stage",
     "SystemAccount",
@@ -419,6 +420,41 @@ class Component(Model):
         return values
 
 
+FILE_NAME_RE = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
+
+
+class ServiceFile(Model):
+    """A file the service needs in its own folder `/srv/<svc>/` on its node (a config file, a CA cert)."""
+
+    path: str = Field(
+        pattern=FILE_NAME_RE,
+        description="file name inside /srv/<svc>/ (no sub-folders, no leading dot), e.g. 'mcq.toml'",
+    )
+    source: str = Field(
+        min_length=1,
+        description="the content: a file in the fleet repository, relative to the fleet folder (e.g. "
+        "'files/mcq/mcq.toml')",
+    )
+    template: bool = Field(
+        default=False,
+        description="fill {{ name }} placeholders with values mcfleet knows: host, address, zone, service, "
+        "hostname (the service's first route hostname), port.<component>/<route> (assigned host ports)",
+    )
+    owner: Literal["mcp"] | Annotated[int, Field(ge=0, le=65535)] = Field(
+        default="mcp",
+        description="'mcp' (the agent's user) or a uid inside the service's containers (rootless podman maps "
+        "container uid N>0 to the agent user's subuid start + N - 1; 0 is the agent user)",
+    )
+    mode: str = Field(default="0640", pattern=r"^0?[0-7]{3}$", description="octal permission bits")
+
+    @field_validator("source")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError(f"{value!r} must be a path inside the fleet folder (relative, no '..')")
+        return value
+
+
 class Service(Model):
     """hosts/<host>/services/<svc>.json"""
 
@@ -429,6 +465,7 @@ class Service(Model):
     active: bool = True
     depends_on: list[Name] = Field(default_factory=list)
     components: list[Component] = Field(min_length=1)
+    files: list[ServiceFile] = Field(default_factory=list, description="files written to /srv/<svc>/ on its node")
 
     def container_name(self, component: Component) -> str:
         """`mcns` for a component named like its service, else `<service>-<component>`."""

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from mcfleet.kinds.agent import AgentKind
 from mcfleet.kinds.base import ApplyContext, GatherResult, Outcome, ReadContext, ResourceKind
+from mcfleet.kinds.files import FilesKind
 from mcfleet.kinds.host import HostKind
 from mcfleet.kinds.providers import CertKind, DnsKind, RouteKind
 from mcfleet.kinds.service import ServiceKind
 
-KINDS: list[ResourceKind] = [HostKind(), AgentKind(), ServiceKind(), CertKind(), DnsKind(), RouteKind()]
+KINDS: list[ResourceKind] = [HostKind(), AgentKind(), FilesKind(), ServiceKind(), CertKind(), DnsKind(), RouteKind()]
 
 __all__ = ["KINDS", "ApplyContext", "GatherResult", "Outcome", "ReadContext", "ResourceKind", "kind_for"]
 

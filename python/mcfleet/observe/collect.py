@@ -48,6 +48,7 @@ def script_inputs(loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -
         containers=False,
         manifest_path=manifest_path(),
         dirs=tuple(d.path for d in desired.dirs),
+        files=tuple(sorted(desired.files)),
     )
 
 

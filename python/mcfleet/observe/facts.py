@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mcfleet.observe.files import FileFacts
 from mcfleet.observe.hostlevel import HostLevelFacts
 from mcfleet.observe.manifest import Manifest
 
@@ -96,6 +97,7 @@ class Facts(_Fact):
     agent: AgentFacts | None = None
     nixos_system: str | None = None
     dirs: list[DirFacts] | None = Field(default=None, description="the managed folders; None: not asked")
+    files: list[FileFacts] | None = Field(default=None, description="the declared files; None: not asked")
     manifest: Manifest | None = None
     manifest_error: str | None = None
     certs: list[CertFacts] = Field(default_factory=list)

@@ -88,6 +88,13 @@ class ManifestCert(_Part):
     sans: list[str] = Field(default_factory=list)
 
 
+class ManifestFile(_Part):
+    service: str
+    sha256: str
+    owner: str = Field(description="uid:gid as written")
+    mode: str
+
+
 class Manifest(_Part):
     version: int = MANIFEST_VERSION
     applied_at: str | None = None
@@ -98,6 +105,7 @@ class Manifest(_Part):
     dns: list[ManifestRecord] = Field(default_factory=list)
     routes: list[ManifestRoute] = Field(default_factory=list)
     certs: list[ManifestCert] = Field(default_factory=list)
+    files: dict[str, ManifestFile] = Field(default_factory=dict, description="path -> the file as written")
 
     def content(self) -> dict[str, Any]:
         """The manifest without its write stamp: two manifests with equal content are the same."""

@@ -25,6 +25,7 @@ from mcfleet.observe.facts import (
     Group,
     IdRangeFact,
 )
+from mcfleet.observe.files import parse_files
 from mcfleet.observe.hostlevel import host_level_from
 from mcfleet.observe.manifest import Manifest, ManifestCorrupt, manifest_path
 from mcfleet.observe.manifest import parse_manifest as parse_store_manifest
@@ -281,6 +282,7 @@ def facts_from(host: str, v: FramedOutput, *, agent_path: str, address: str | No
         agent=parse_agent(agent_path, v.text("agent"), v.text("unit")),
         nixos_system=v.text("nixos").strip() or None,
         dirs=parse_dirs(v.text("dirs")) if "dirs" in v.values else None,
+        files=parse_files(v.text("files")) if "files" in v.values else None,
         manifest=manifest,
         manifest_error=manifest_error,
         certs=parse_certs(v.certs),

@@ -29,6 +29,7 @@ import shlex
 from dataclasses import dataclass
 
 from mcfleet.fleet.desired import CERT_DIR
+from mcfleet.observe.files import files_probe_body
 from mcfleet.observe.hostlevel import host_level_probes
 from mcfleet.observe.manifest import MANIFEST_PATH
 
@@ -53,6 +54,7 @@ class ScriptInputs:
     cert_dir: str = CERT_DIR
     manifest_path: str = MANIFEST_PATH
     dirs: tuple[str, ...] = ()  # folders whose owner, group and mode the host kind checks
+    files: tuple[str, ...] = ()  # the services' declared files (observe/files.py)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ def probes(inp: ScriptInputs) -> list[Probe]:
             'stat -c "%n %U %G %a" "$d" 2>/dev/null || echo "$d -"; done',
             "stat of the managed folders",
         ),
+        Probe("files", files_probe_body(inp.files), "stat and sha256 of the declared files"),
         Probe("manifest", f"cat {q(inp.manifest_path)}", inp.manifest_path),
         Probe(
             "containers",

@@ -29,6 +29,7 @@ PHASES: tuple[Phase, ...] = (
     Phase.host,
     Phase.agent,
     Phase.cert,
+    Phase.files,
     Phase.deploy,
     Phase.route,
     Phase.dns,

@@ -70,12 +70,18 @@ def change_lines(a: Action) -> list[str]:
     """`field: old → new` lines for an update or replace that has both values."""
     if a.kind not in ("update", "replace") or a.before is None or a.after is None:
         return []
-    fields = changed_fields(a.before, a.after)
+    fields = [f for f in changed_fields(a.before, a.after) if f[0] != "diff"]  # a file's diff: file_diff_lines
     pairs = [(p, f"{_short(old)} {ARROW} {_short(new)}") for p, old, new in fields]
     lines = [f"{p + ': ' if p else ''}{change}" for p, change in pairs if change not in a.reason]  # said already
     if len(lines) > MAX_CHANGED_LINES:
         lines = [*lines[:MAX_CHANGED_LINES], f"… and {len(lines) - MAX_CHANGED_LINES} more (--values shows all)"]
     return lines
+
+
+def file_diff_lines(a: Action) -> list[str]:
+    """The unified diff of a file's content (the files kind puts it in `after.diff`; never for a secret)."""
+    diff = a.after.get("diff") if isinstance(a.after, dict) else None
+    return [str(line) for line in diff] if isinstance(diff, list) else []
 
 
 def render_action(a: Action, *, detailed: bool = False, color: bool = False) -> list[str]:
@@ -84,6 +90,7 @@ def render_action(a: Action, *, detailed: bool = False, color: bool = False) -> 
     if a.kind == "refuse" and a.hint and a.hint not in a.reason:
         lines.append(f"        hint: {a.hint}")
     lines += [f"        {line}" for line in change_lines(a)]
+    lines += [f"        {line}" for line in file_diff_lines(a)]
     if detailed:
         if a.before is not None:
             lines.append(f"        before: {_value(a.before)}")

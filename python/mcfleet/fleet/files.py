@@ -1,0 +1,151 @@
+"""The files a service declares (`files` in its service file), as they should be on its node.
+
+Each file lands at `/srv/<svc>/<path>` with a numeric owner: the agent's user (`mcp`), or a
+uid inside the service's rootless containers, mapped the way rootless podman maps it
+(container uid 0 is the agent user itself, uid N > 0 is the agent user's subuid start + N - 1;
+groups the same through the subgid range).  The content comes from a file in the fleet
+repository; a template's `{{ name }}` placeholders are filled from `template_values`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from mcfleet.errors import InputError
+from mcfleet.fleet.load import HostEntry, LoadedFleet
+from mcfleet.fleet.models import Service, ServiceFile
+
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_./-]+)\s*\}\}")
+SOURCE_CAP = 256 * 1024  # bytes of one declared file; larger content belongs in a volume, not the plan
+
+
+@dataclass(frozen=True)
+class DesiredFile:
+    path: str  # absolute, /srv/<svc>/<name>
+    service: str
+    uid: int
+    gid: int
+    mode: str  # octal, 4 digits
+    sha256: str
+    content: str = field(repr=False, compare=False)
+
+    @property
+    def owner(self) -> str:
+        return f"{self.uid}:{self.gid}"
+
+
+def service_dir(service: str) -> str:
+    return f"/srv/{service}"
+
+
+def template_values(
+    loaded: LoadedFleet, entry: HostEntry, svc: Service, ports: dict[str, int], address: str
+) -> dict[str, str]:
+    """The values a template may use; `ports` is the service's '<component>/<route>' -> host port."""
+    zone = loaded.fleet.zone if loaded.fleet else None
+    hostnames = [r.hostname or (f"{svc.name}.{zone}" if zone else "") for c in svc.components for r in c.routes]
+    values = {"host": entry.host.name, "address": address, "service": svc.name, "zone": zone or ""}
+    values["hostname"] = next((h for h in hostnames if h), f"{svc.name}.{zone}" if zone else "")
+    values.update({f"port.{key}": str(port) for key, port in ports.items()})
+    return values
+
+
+def fill(text: str, values: dict[str, str], where: str) -> str:
+    """`text` with every `{{ name }}` replaced; an unknown name is an error naming the file."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            known = ", ".join(sorted(values))
+            raise InputError(f"unknown template value {{{{ {name} }}}}", location=where, hint=f"known: {known}")
+        return values[name]
+
+    return PLACEHOLDER.sub(one, text)
+
+
+def _owner(entry: HostEntry, want: ServiceFile, mcp_uid: int, mcp_gid: int, where: str) -> tuple[int, int]:
+    if want.owner in {"mcp", 0}:
+        return mcp_uid, mcp_gid
+    user = entry.host.users.get(entry.host.agent.user)
+    if user is None or user.subuid is None or user.subgid is None:
+        raise InputError(
+            f"file {want.path}: owner {want.owner} is a container uid, but {entry.host.agent.user} has no "
+            "subuid/subgid range on this host",
+            location=where,
+            hint=f"set users.{entry.host.agent.user}.subuid and subgid in host.json, or use owner 'mcp'",
+        )
+    n = int(want.owner)
+    if n > user.subuid.count or n > user.subgid.count:
+        raise InputError(f"file {want.path}: owner {n} is outside the subuid/subgid range", location=where)
+    return user.subuid.start + n - 1, user.subgid.start + n - 1
+
+
+def service_files(
+    loaded: LoadedFleet,
+    entry: HostEntry,
+    *,
+    index: int,
+    ports: dict[str, int],
+    address: str,
+    mcp_ids: tuple[int, int],
+) -> list[DesiredFile]:
+    """Service `index` of `entry`'s files, rendered.  A missing or unreadable source is an InputError."""
+    svc = entry.services[index]
+    where = loaded.rel(entry.service_path(index))
+    values = template_values(loaded, entry, svc, ports, address)
+    out = []
+    for i, want in enumerate(svc.files):
+        at = f"{where}#/files/{i}/source"
+        src = loaded.root / want.source
+        try:
+            raw = src.read_bytes()
+        except OSError as exc:
+            raise InputError(
+                f"cannot read {want.source}: {exc.strerror}", location=at, hint="the path is relative to the fleet"
+            ) from None
+        if len(raw) > SOURCE_CAP:
+            raise InputError(f"{want.source} is larger than {SOURCE_CAP} bytes", location=at)
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            raise InputError(f"{want.source} is not UTF-8 text", location=at) from None
+        if want.template:
+            text = fill(text, values, f"{want.source} (template of {where})")
+        uid, gid = _owner(entry, want, *mcp_ids, f"{where}#/files/{i}/owner")
+        out.append(
+            DesiredFile(
+                path=f"{service_dir(svc.name)}/{want.path}",
+                service=svc.name,
+                uid=uid,
+                gid=gid,
+                mode=want.mode.zfill(4),
+                sha256=hashlib.sha256(text.encode()).hexdigest(),
+                content=text,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """A declared file as `mcfleet render` prints it: a shell command that writes it (run as root)."""
+
+    host: str
+    file: DesiredFile
+
+    def as_dict(self) -> dict[str, object]:
+        f = self.file
+        return {"host": self.host, "service": f.service, "file": f.path, "owner": f.owner, "mode": f.mode,
+                "sha256": f.sha256, "content": f.content}  # fmt: skip
+
+    def script(self) -> str:
+        f = self.file
+        end = "MCFLEET_EOF"
+        while end in f.content.splitlines():
+            end += "_"
+        body = f.content if f.content.endswith("\n") or not f.content else f.content + "\n"
+        head = f"# file {f.path} of {f.service} on {self.host} (owner {f.owner}, mode {f.mode})"
+        install = f"install -m {f.mode} -o {f.uid} -g {f.gid} /dev/stdin {f.path} <<'{end}'"
+        return f"{head}\n{install}\n{body}{end}"

@@ -1,0 +1,118 @@
+"""The files kind: each service's declared files in its folder `/srv/<svc>/` (fleet/files.py).
+
+read: the facts batch's `files` probe (owner, mode, sha256 and text of every declared path).
+diff: a declared file the node lacks is `+`; one whose content differs is `~` with a unified
+diff of the text (old from the node, new as rendered); owner or mode drift is `~` too.
+apply: each file is written as root through the node helper (`apply.nodeio.put_file`: no link
+followed, an exclusive temp file beside it, the hash checked, then renamed), content on stdin
+(never in a process's arguments); the files phase runs before deploy, so new containers start
+with their files.  A service that already runs and whose files changed is restarted
+(`Restart` on the agent: its containers only).
+record: every declared file as written (path -> service, sha256, owner, mode).
+"""
+
+from __future__ import annotations
+
+import difflib
+from datetime import datetime
+from typing import Any
+
+from mcfleet.agent.client import AgentClient
+from mcfleet.apply.nodeio import put_file
+from mcfleet.errors import ApplyError
+from mcfleet.fleet.desired import DesiredHost
+from mcfleet.fleet.files import DesiredFile
+from mcfleet.fleet.load import LoadedFleet
+from mcfleet.kinds.base import ApplyContext, NoRead, Outcome
+from mcfleet.observe.facts import Facts
+from mcfleet.observe.files import FileFacts
+from mcfleet.observe.manifest import Manifest, ManifestFile
+from mcfleet.phase import Phase
+from mcfleet.plan.model import Action
+
+DIFF_LINES = 200  # lines of unified diff a plan shows per file
+AGENT_TIMEOUT = 120.0
+
+
+def unified_diff(path: str, old: str, new: str) -> list[str]:
+    lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(), f"{path} (node)", path, lineterm=""))
+    if len(lines) > DIFF_LINES:
+        lines = [*lines[:DIFF_LINES], f"… {len(lines) - DIFF_LINES} more lines"]
+    return lines
+
+
+def _file_action(d: DesiredHost, want: DesiredFile, have: FileFacts | None) -> Action | None:
+    subject = f"file {want.path}"
+    after: dict[str, Any] = {"service": want.service, "owner": want.owner, "mode": want.mode, "sha256": want.sha256}
+    if have is None or not have.present:
+        return Action(host=d.name, phase=Phase.files, kind="create", subject=subject, after=after,
+                      reason=f"declared by service {want.service}")  # fmt: skip
+    before: dict[str, Any] = {
+        "service": want.service,
+        "owner": f"{have.uid}:{have.gid}",
+        "mode": (have.mode or "").zfill(4),
+        "sha256": have.sha256,
+    }
+    if have.sha256 != want.sha256:
+        diff = unified_diff(want.path, have.text or "", want.content) if have.text is not None else []
+        return Action(host=d.name, phase=Phase.files, kind="update", subject=subject, before=before,
+                      after={**after, "diff": diff}, reason="content changed")  # fmt: skip
+    if before["owner"] != want.owner or int(before["mode"] or "0", 8) != int(want.mode, 8):
+        return Action(host=d.name, phase=Phase.files, kind="update", subject=subject, before=before,
+                      after=after, reason="owner or mode differ")  # fmt: skip
+    return None
+
+
+class FilesKind(NoRead):
+    name = "files"
+    phase = Phase.files
+
+    def blocked(self, loaded: LoadedFleet) -> str | None:
+        return None
+
+    def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]:
+        if f.files is None:  # not asked (an older facts script)
+            return []
+        seen = {x.path: x for x in f.files}
+        acts = [_file_action(d, want, seen.get(path)) for path, want in sorted(d.files.items())]
+        return [a for a in acts if a is not None]
+
+    async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
+        written: list[str] = []
+        for a in actions:
+            want = ctx.desired.files[a.subject.removeprefix("file ")]
+            await put_file(ctx.node, want.path, text=want.content, mode=want.mode, owner=want.owner, sha=want.sha256)
+            written.append(want.path)
+        ctx.data["files"] = written
+        restarted = await self._restart(ctx, actions)
+        note = f"; restarted {', '.join(restarted)}" if restarted else ""
+        return Outcome("changed" if written else "unchanged", f"wrote {', '.join(written) or 'nothing'}{note}")
+
+    async def _restart(self, ctx: ApplyContext, actions: list[Action]) -> list[str]:
+        """Restart the services that already run and whose content changed (a new one starts with its files)."""
+        from mcfleet.kinds.service import agent_socket
+
+        changed = sorted(
+            {ctx.desired.files[a.subject.removeprefix("file ")].service for a in actions if a.kind == "update"}
+        )
+        running = [s for s in changed if s in ctx.manifest.services]
+        if not running:
+            return []
+        target = await agent_socket(ctx.node, ctx.entry.host.agent.socket)
+        async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
+            for name in running:
+                answer = await client.restart(name)
+                if not answer.ok:
+                    raise ApplyError(f"restarting {name} after its files changed: {answer.error}",
+                                     location=ctx.entry.host.name)  # fmt: skip
+        return running
+
+    def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
+        if "files" not in ctx.data and not (set(m.files) - set(ctx.desired.files)):
+            return m
+        files = {
+            p: ManifestFile(service=f.service, sha256=f.sha256, owner=f.owner, mode=f.mode)
+            for p, f in sorted(ctx.desired.files.items())
+            if p in ctx.data.get("files", []) or p in m.files
+        }
+        return m.model_copy(update={"files": files})

@@ -1,0 +1,57 @@
+"""Facts about the files services declare (`fleet/files.py`): owner, mode, sha256, and the text.
+
+Read in the facts batch (one round trip) by the `files` probe: per file one line
+`F <path> <uid> <gid> <mode> <sha256> <base64 of the first TEXT_CAP bytes>` (the text feeds
+the plan's unified diff), or `- <path>` for a path that is absent or not a regular file (a
+link is never followed: the files phase replaces it).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import shlex
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TEXT_CAP = 64 * 1024  # bytes of each file's current text read for the plan's diff
+
+
+class FileFacts(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: str
+    present: bool = True
+    uid: int | None = None
+    gid: int | None = None
+    mode: str | None = Field(default=None, description="octal permission bits, e.g. 640")
+    sha256: str | None = None
+    text: str | None = Field(default=None, description="the first bytes as text, for the plan's diff")
+
+
+def files_probe_body(paths: tuple[str, ...]) -> str:
+    q = " ".join(shlex.quote(p) for p in paths)
+    return (
+        f"for f in {q}; do "
+        'if [ -f "$f" ] && [ ! -L "$f" ]; then '
+        'printf "F %s %s %s %s\\n" "$f" "$(stat -c "%u %g %a" "$f")" "$(sha256sum < "$f" | cut -d" " -f1)" '
+        f'"$(head -c {TEXT_CAP} "$f" | base64 | tr -d "\\n")"; '
+        'else echo "- $f"; fi; done'
+    )
+
+
+def parse_files(text: str) -> list[FileFacts]:
+    out = []
+    for line in text.splitlines():
+        parts = line.split(" ")
+        if len(parts) == 2 and parts[0] == "-":
+            out.append(FileFacts(path=parts[1], present=False))
+        elif len(parts) in (6, 7) and parts[0] == "F" and parts[2].isdigit() and parts[3].isdigit():
+            try:
+                body = base64.b64decode(parts[6]).decode(errors="replace") if len(parts) == 7 else ""
+            except binascii.Error:
+                body = None
+            out.append(
+                FileFacts(path=parts[1], uid=int(parts[2]), gid=int(parts[3]), mode=parts[4], sha256=parts[5],
+                          text=body)
+            )  # fmt: skip
+    return out

@@ -1,0 +1,166 @@
+"""The files kind: declared files rendered from the repository, probed, diffed, written as root, recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from mcfleet.cli.app import app
+from mcfleet.errors import InputError
+from mcfleet.fleet.desired import desired_state
+from mcfleet.fleet.load import load_fleet
+from mcfleet.kinds.base import ApplyContext
+from mcfleet.kinds.files import FilesKind
+from mcfleet.observe.facts import Facts
+from mcfleet.observe.files import files_probe_body, parse_files
+from mcfleet.observe.manifest import Manifest
+from mcfleet.plan.render import render_action
+from mcfleet.transport.local import LocalRunner
+
+MINIMAL = Path(__file__).parent.parent / "data" / "fleets" / "minimal"
+HELPER_SOURCE = Path(__file__).parent.parent.parent / "python" / "mcfleet" / "apply" / "node_helper.py"
+TEMPLATE = 'listen = "{{ address }}:{{ port.web/0 }}"\nname = "{{ hostname }}"\nzone = "{{zone}}"\n'
+NOW = __import__("datetime").datetime(2026, 1, 1)
+
+
+def fleet_with_files(tmp_path: Path, template: str = TEMPLATE, owner: Any = "mcp") -> Path:
+    root = tmp_path / "fleet"
+    shutil.copytree(MINIMAL, root)
+    (root / "files" / "web").mkdir(parents=True)
+    (root / "files" / "web" / "web.toml").write_text(template)
+    (root / "files" / "web" / "motd").write_text("hello\n")
+    svc_path = root / "hosts" / "alpha" / "services" / "web.json"
+    svc = json.loads(svc_path.read_text())
+    svc["files"] = [
+        {"path": "web.toml", "source": "files/web/web.toml", "template": True, "owner": owner, "mode": "0640"},
+        {"path": "motd", "source": "files/web/motd"},
+    ]
+    svc_path.write_text(json.dumps(svc, indent=2))
+    return root
+
+
+def test_template_is_rendered_with_the_values_mcfleet_knows(tmp_path: Path) -> None:
+    loaded = load_fleet(fleet_with_files(tmp_path))
+    alpha = desired_state(loaded)["alpha"]
+    port = alpha.services["web"].ports["web/0"]
+    toml = alpha.files["/srv/web/web.toml"]
+    assert toml.content == f'listen = "10.0.0.1:{port}"\nname = "www.example.test"\nzone = "svc.example.test"\n'
+    assert (toml.uid, toml.gid, toml.mode, toml.service) == (850, 850, "0640", "web")
+    assert alpha.files["/srv/web/motd"].content == "hello\n"
+    assert any(d.path == "/srv/web" and d.owner == "mcp" for d in alpha.dirs)
+    # the files do not change the service's hash: a content change restarts, it does not redeploy
+    plain = desired_state(load_fleet(MINIMAL))["alpha"].services["web"].hash
+    assert alpha.services["web"].hash == plain
+
+
+def test_unknown_placeholder_is_an_error_naming_the_file_and_the_known_values(tmp_path: Path) -> None:
+    loaded = load_fleet(fleet_with_files(tmp_path, template="x = {{ nope }}\n"))
+    with pytest.raises(InputError) as err:
+        desired_state(loaded)
+    assert "{{ nope }}" in err.value.message
+    assert "files/web/web.toml" in (err.value.location or "")
+    assert "port.web/0" in (err.value.hint or "")
+
+
+def test_container_owner_maps_through_the_agent_users_subuid_range(tmp_path: Path) -> None:
+    root = fleet_with_files(tmp_path, owner=1000)
+    with pytest.raises(InputError, match="no subuid/subgid range"):
+        desired_state(load_fleet(root))
+    host_path = root / "hosts" / "alpha" / "host.json"
+    host = json.loads(host_path.read_text())
+    host["users"]["mcp"]["subuid"] = {"start": 200000, "count": 65536}
+    host["users"]["mcp"]["subgid"] = {"start": 300000, "count": 65536}
+    host_path.write_text(json.dumps(host))
+    toml = desired_state(load_fleet(root))["alpha"].files["/srv/web/web.toml"]
+    assert (toml.uid, toml.gid) == (200999, 300999)
+
+
+def test_probe_then_diff_plans_create_update_with_a_unified_diff_and_nothing_in_sync(tmp_path: Path) -> None:
+    loaded = load_fleet(fleet_with_files(tmp_path))
+    alpha = desired_state(loaded)["alpha"]
+    node = tmp_path / "node"
+    node.mkdir()
+    toml = alpha.files["/srv/web/web.toml"]
+    here = {p: str(node / Path(p).name) for p in alpha.files}
+    (node / "web.toml").write_text(toml.content.replace("zone", "old_zone"))
+    os.chmod(node / "web.toml", 0o640)
+    os.chown(node / "web.toml", 850, 850)
+    os.symlink("/etc/passwd", node / "motd")  # a link is never read nor followed: absent
+    out = subprocess.run(
+        ["sh", "-c", files_probe_body(tuple(here.values()))], check=True, capture_output=True, text=True
+    )
+    seen = {f.path: f for f in parse_files(out.stdout)}
+    facts_files = [seen[here[p]].model_copy(update={"path": p}) for p in sorted(alpha.files)]
+    facts = Facts(host="alpha", files=facts_files)
+    acts = {a.subject: a for a in FilesKind().diff(alpha, facts, Manifest(), now=NOW)}
+    assert acts["file /srv/web/motd"].kind == "create"
+    upd = acts["file /srv/web/web.toml"]
+    assert (upd.kind, upd.reason) == ("update", "content changed")
+    assert '-old_zone = "svc.example.test"' in upd.after["diff"]
+    assert '+zone = "svc.example.test"' in upd.after["diff"]
+    assert upd.before["owner"] == "850:850" and upd.before["mode"] == "0640"
+    shown = "\n".join(render_action(upd))
+    assert '        +zone = "svc.example.test"' in shown and "diff:" not in shown
+    in_sync = [f.model_copy(update={"sha256": alpha.files[f.path].sha256}) for f in facts_files]
+    in_sync = [f.model_copy(update={"present": True, "uid": 850, "gid": 850, "mode": "640"}) for f in in_sync]
+    assert FilesKind().diff(alpha, Facts(host="alpha", files=in_sync), Manifest(), now=NOW) == []
+
+
+class HelperHere(LocalRunner):
+    """A local node whose root helper is the package's source file (not the node's installed copy)."""
+
+    async def run(self, command: Any, **kw: Any) -> Any:
+        if isinstance(command, list) and command[:1] == ["python3"]:
+            command = ["python3", str(HELPER_SOURCE), *command[2:]]
+        return await super().run(command, **kw)
+
+
+def test_apply_writes_each_file_through_the_node_helper_and_records_it(tmp_path: Path) -> None:
+    loaded = load_fleet(fleet_with_files(tmp_path))
+    alpha = desired_state(loaded)["alpha"]
+    node = tmp_path / "srv-web"
+    node.mkdir()
+    moved = {
+        str(node / Path(p).name): dataclasses.replace(f, path=str(node / Path(p).name)) for p, f in alpha.files.items()
+    }
+    alpha.files = moved
+    facts = Facts(host="alpha", files=[])
+    acts = FilesKind().diff(alpha, facts, Manifest(), now=NOW)
+    assert [a.kind for a in acts] == ["create", "create"]
+    ctx = ApplyContext(loaded, loaded.hosts["alpha"], HelperHere("alpha"), alpha, Manifest())
+    outcome = asyncio.run(FilesKind().apply(ctx, acts))
+    assert outcome.status == "changed"
+    toml = node / "web.toml"
+    st = toml.stat()
+    assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o777)) == (850, 850, "0o640")
+    assert toml.read_text() == moved[str(toml)].content
+    assert not [p for p in node.iterdir() if p.name.endswith(".tmp")]
+    m = FilesKind().record(Manifest(), ctx, acts)
+    assert m.files[str(toml)].sha256 == moved[str(toml)].sha256
+    # a link planted where a file goes is replaced, never followed
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    toml.unlink()
+    toml.symlink_to(victim)
+    asyncio.run(FilesKind().apply(ctx, [a for a in acts if a.subject.endswith("web.toml")]))
+    assert victim.read_text() == "keep" and not toml.is_symlink()
+
+
+def test_render_prints_the_rendered_files_as_install_commands(tmp_path: Path) -> None:
+    root = fleet_with_files(tmp_path)
+    res = CliRunner().invoke(app, ["-C", str(root), "render", "web"])
+    assert res.exit_code == 0, res.output
+    assert "install -m 0640 -o 850 -g 850 /dev/stdin /srv/web/web.toml <<'MCFLEET_EOF'" in res.output
+    assert 'zone = "svc.example.test"' in res.output
+    res = CliRunner().invoke(app, ["-C", str(root), "render", "web", "--json"])
+    files = [x for x in json.loads(res.output) if "file" in x]
+    assert {f["file"] for f in files} == {"/srv/web/web.toml", "/srv/web/motd"}
