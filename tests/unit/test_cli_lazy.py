@@ -48,3 +48,20 @@ def test_top_level_help_lists_every_command_with_its_summary() -> None:
     for name, (_module, summary) in COMMANDS.items():
         assert f"  {name}" in out and summary in out
     assert "-C, --fleet DIR" in out and "Examples:" in out
+
+
+def test_help_examples_are_printed_line_for_line_not_rewrapped() -> None:
+    """Every example line of every command's docstring appears whole in its --help (click re-wraps prose)."""
+    for name, (module, _summary) in COMMANDS.items():
+        command = commands_of(module)[name]
+        subs = getattr(command, "commands", None) or {name: command}
+        for sub_name, sub in subs.items():
+            argv = [name] if sub is command else [name, sub_name]
+            code, out, _err = run_cli(*argv, "--help")
+            assert code == 0, argv
+            doc = (sub.callback.__doc__ or "") if sub.callback else ""
+            if "Examples:" not in doc:
+                continue
+            for line in doc.split("Examples:", 1)[1].splitlines():
+                if line.strip():
+                    assert "  " + line.strip() in out, (argv, line.strip())
