@@ -118,3 +118,12 @@ def test_provision_refuses_when_the_pinned_uid_belongs_to_another_account(
     # nothing was changed: no mcp group, no folder, no agent
     assert fleet.sh(name, "getent group mcp", check=False).returncode == 2
     assert fleet.sh(name, "test -e /srv/mcp", check=False).returncode == 1
+    # `agent upgrade` goes through the same gate: refused, nothing pushed, nothing recorded
+    upgrade = cli("agent", "upgrade", "--on", name, "--yes", "--root", str(fleet.fleet_dir), "--bundle",
+                  str(agent_bundle), "--json")  # fmt: skip
+    assert upgrade.code == 1, upgrade.stdout + upgrade.stderr
+    assert f"UID 850 pinned for user mcp on {name} is held by account other" in upgrade.stderr
+    assert (
+        fleet.sh(name, "test -e /srv/mcp/mcp-agent || test -e /var/lib/mcfleet/manifest.json", check=False).returncode
+        == 1
+    )
