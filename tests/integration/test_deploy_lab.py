@@ -1,0 +1,155 @@
+"""`mcfleet apply` deploys the services on a systemd lab node: rootless podman as mcp, images
+from the lab registry, the agent's registry filled by apply.
+
+Real programs only: systemd-nspawn node, sshd, the agent bundle run by mcp-agent.service,
+rootless podman, Debian's docker-registry with the demo images (each answers HTTP with
+`<name> <version> port=<$PORT>`).  The fleet has no providers here (cert/dns/route show as
+blocked lines in the plan): this test is about the containers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcfleet.fleet.desired import desired_state
+from mcfleet.fleet.load import load_fleet
+from mcfleet.lab.peers.registry import RegistryInfo
+from tests.integration.apply_lab import MakeNodes, Nodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401
+
+pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
+
+AS_MCP = ("cd / && runuser -u mcp -- env XDG_RUNTIME_DIR=/run/user/850 "
+          "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/850/bus podman")  # fmt: skip
+
+
+def service(name: str, stage: str, image: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "stage": stage,
+        "components": [
+            {
+                "name": name,
+                "image": image,
+                "volumes": [f"/srv/{name}:/data"],
+                "routes": [{"port": 8080, "mode": "l7"}],
+                "health": {"kind": "http", "port": 8080, "path": "/", "timeout_s": 2},
+            }
+        ],
+    }
+
+
+def write_service(fleet: Nodes, host: str, svc: dict[str, Any]) -> None:
+    folder = fleet.fleet_dir / "hosts" / host / "services"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{svc['name']}.json").write_text(json.dumps(svc, indent=2))
+
+
+def host_port(fleet: Nodes, host: str, svc: str) -> int:
+    ports = desired_state(load_fleet(fleet.fleet_dir))[host].services[svc].ports
+    [port] = ports.values()
+    return port
+
+
+def answer(fleet: Nodes, host: str, port: int, within_s: float = 60) -> str:
+    deadline = time.monotonic() + within_s
+    out = ""
+    while time.monotonic() < deadline:
+        out = fleet.sh(host, f"curl -sf http://127.0.0.1:{port}/", check=False).stdout
+        if out:
+            return out
+        time.sleep(0.5)
+    raise AssertionError(f"nothing answered on {host}:{port} within {within_s:g}s")
+
+
+def containers(fleet: Nodes, host: str) -> dict[str, dict[str, str]]:
+    out = fleet.sh(host, f"{AS_MCP} ps -a --format json").stdout
+    return {c["Names"][0]: {"id": c["Id"], "image": c["Image"], "state": c["State"]} for c in json.loads(out or "[]")}
+
+
+def plan(root: str, *args: str) -> tuple[int, dict[str, Any]]:
+    run = cli("plan", root, "--json", *args)
+    assert "Traceback" not in run.stdout + run.stderr, run.stderr
+    return run.code, json.loads(run.stdout)
+
+
+def test_apply_deploys_replans_clean_bumps_one_image_and_removes_a_service_keeping_its_volume(
+    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo
+) -> None:
+    fleet = make_nodes(1, "dep")
+    name, root = fleet.names[0], str(fleet.fleet_dir)
+    fleet_json = json.loads((fleet.fleet_dir / "fleet.json").read_text())
+    fleet_json["providers"] = {}
+    (fleet.fleet_dir / "fleet.json").write_text(json.dumps(fleet_json, indent=2))
+    hello1, hello2 = f"{registry.address}/demo/hello:1", f"{registry.address}/demo/hello:2"
+    write_service(fleet, name, service("db", "foundation", f"{registry.address}/demo/db:1"))
+    write_service(fleet, name, service("hello", "services", hello1))
+
+    first = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json")
+    assert first.code == 0, first.stdout + first.stderr
+    deploy = first.phase(name, "deploy")
+    assert deploy["status"] == "changed", deploy
+    assert "foundation: create db" in deploy["message"] and "services: create hello" in deploy["message"]
+    # each service answers on the port fleet.derive assigned it, and its program got $PORT (the container port)
+    assert answer(fleet, name, host_port(fleet, name, "db")) == "db 1 port=8080\n"
+    assert answer(fleet, name, host_port(fleet, name, "hello")) == "hello 1 port=8080\n"
+    manifest = fleet.manifest(name)
+    assert sorted(manifest["services"]) == ["db", "hello"]
+    assert manifest["services"]["hello"]["images"] == {"hello": hello1}
+    # the agent's registry holds what apply sent (so a restart or Recover brings them back)
+    status = cli("agent", "status", "--on", name, "--json", "-C", root)
+    assert status.code == 0, status.stdout + status.stderr
+
+    code, data = plan(root, "--detailed-exitcode")
+    assert code == 0, [a for a in data["actions"]]
+
+    # an image bump: `~` with old -> new, and apply replaces only that container
+    before = containers(fleet, name)
+    write_service(fleet, name, service("hello", "services", hello2))
+    code, data = plan(root, "--detailed-exitcode")
+    assert code == 2
+    [bump] = [a for a in data["actions"] if a["phase"] == "deploy"]
+    assert bump["kind"] == "update" and bump["subject"] == "service hello"
+    assert bump["reason"] == f"image hello: {hello1} → {hello2}"
+    assert bump["before"]["images"] == {"hello": hello1} and bump["after"]["images"] == {"hello": hello2}
+    second = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json")
+    assert second.code == 0, second.stdout + second.stderr
+    after = containers(fleet, name)
+    assert after["db"]["id"] == before["db"]["id"]  # untouched
+    assert after["hello"]["id"] != before["hello"]["id"] and after["hello"]["image"] == hello2
+    assert answer(fleet, name, host_port(fleet, name, "hello")) == "hello 2 port=8080\n"
+
+    remove_db_keeping_its_volume(fleet, name, root, agent_bundle)
+    recover_hello(fleet, name, root)
+
+
+def remove_db_keeping_its_volume(fleet: Nodes, name: str, root: str, agent_bundle: Path) -> None:
+    # a service file deleted: `-` (volumes kept), its container stopped and removed, its data still there
+    starts = fleet.sh(name, "cat /srv/db/starts").stdout
+    assert starts.strip()
+    (fleet.fleet_dir / "hosts" / name / "services" / "db.json").unlink()
+    code, data = plan(root, "--detailed-exitcode")
+    [gone] = [a for a in data["actions"] if a["phase"] == "deploy"]
+    assert gone["kind"] == "delete" and gone["subject"] == "service db" and "volumes are kept" in gone["reason"]
+    third = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json")
+    assert third.code == 0, third.stdout + third.stderr
+    assert "db" not in containers(fleet, name) and "hello" in containers(fleet, name)
+    assert fleet.sh(name, "cat /srv/db/starts").stdout == starts
+    assert sorted(fleet.manifest(name)["services"]) == ["hello"]
+    code, data = plan(root, "--detailed-exitcode")
+    assert code == 0, data["actions"]
+
+
+def recover_hello(fleet: Nodes, name: str, root: str) -> None:
+    # podman's state lost for hello: `agent recover` recreates it from the agent's registry
+    fleet.sh(name, f"{AS_MCP} rm -f hello")
+    recovered = cli("agent", "recover", name, "--json", "-C", root)
+    assert recovered.code == 0, recovered.stdout + recovered.stderr
+    report = json.loads(recovered.stdout)
+    assert [(s["stage"], s["healthy"]) for s in report["stages"]] == [("services", True)]
+    assert any(c.endswith(" hello") for c in report["stages"][0]["containers"])
+    assert answer(fleet, name, host_port(fleet, name, "hello")) == "hello 2 port=8080\n"
