@@ -65,6 +65,20 @@ def secret_needles(fleet_root: Path) -> dict[str, str]:
         needle = _needle(path.read_text())
         assert len(needle) >= MIN_NEEDLE, f"{where}: the secret in {path} is too short to search for"
         needles[where] = needle
+    needles.update(fleet_secret_needles(fleet_root))
+    return needles
+
+
+def fleet_secret_needles(fleet_root: Path) -> dict[str, str]:
+    """`secrets/<name>.age` -> its value, decrypted with the operator's identity ($MCFLEET_AGE_IDENTITY),
+    for every age-encrypted secret of the fleet (files a service declares with `"secret": NAME`)."""
+    from mcfleet.fleet.secrets import SECRETS_DIR, decrypt_secret
+
+    needles = {}
+    for age in sorted((fleet_root / SECRETS_DIR).glob("*.age")):
+        needle = _needle(decrypt_secret(fleet_root, age.stem).decode())
+        assert len(needle) >= MIN_NEEDLE, f"secret {age.stem} is too short to search for"
+        needles[f"{SECRETS_DIR}/{age.name}"] = needle
     return needles
 
 

@@ -96,7 +96,10 @@ def test_probe_then_diff_plans_create_update_with_a_unified_diff_and_nothing_in_
     os.chown(node / "web.toml", 850, 850)
     os.symlink("/etc/passwd", node / "motd")  # a link is never read nor followed: absent
     out = subprocess.run(
-        ["sh", "-c", files_probe_body(tuple(here.values()))], check=True, capture_output=True, text=True
+        ["sh", "-c", files_probe_body(tuple(here.values()), tuple(here.values()))],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     seen = {f.path: f for f in parse_files(out.stdout)}
     facts_files = [seen[here[p]].model_copy(update={"path": p}) for p in sorted(alpha.files)]

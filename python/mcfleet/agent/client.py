@@ -110,7 +110,8 @@ class AgentClient:
         """Make the node run exactly `services` (its full desired set when prune=True), each with
         the host ports mcfleet assigned to its routes (`fleet.derive.service_ports`)."""
         desired = [
-            pb.DesiredService(spec_json=service.model_dump_json(by_alias=True), ports=ports)
+            # `files` are written by mcfleet (the files kind), not the agent: never sent
+            pb.DesiredService(spec_json=service.model_dump_json(by_alias=True, exclude={"files"}), ports=ports)
             for service, ports in services
         ]
         request = pb.ReconcileRequest(services=desired, prune=prune, stage_timeout_s=stage_timeout_s)

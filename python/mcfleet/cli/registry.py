@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("commands_lab", "A real local fleet to try mcfleet on (root needed)."),
     "nix": ("commands_nix", "The Nix side: pure nix/lib validation, per-host values, flake attributes."),
     "schema": ("commands_fleet", "JSON Schemas of the fleet files."),
+    "secret": ("commands_secret", "The fleet's age-encrypted secrets."),
     "completion": ("commands_completion", "Print the shell completion script (bash, zsh, fish)."),
 }
 

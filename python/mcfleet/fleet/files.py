@@ -28,8 +28,10 @@ class DesiredFile:
     uid: int
     gid: int
     mode: str  # octal, 4 digits
-    sha256: str
-    content: str = field(repr=False, compare=False)
+    sha256: str  # of the content; "" for a secret (a hash of a short secret would give it away)
+    content: str | None = field(repr=False, compare=False)  # None: a secret that could not be decrypted
+    secret: str | None = None  # the secret's name: the plan never shows its content, diff or hash
+    error: str | None = None  # why a secret's content is not known (the plan refuses its file)
 
     @property
     def owner(self) -> str:
@@ -97,6 +99,13 @@ def service_files(
     values = template_values(loaded, entry, svc, ports, address)
     out = []
     for i, want in enumerate(svc.files):
+        uid, gid = _owner(entry, want, *mcp_ids, f"{where}#/files/{i}/owner")
+        path = f"{service_dir(svc.name)}/{want.path}"
+        mode = want.mode.zfill(4)
+        if want.secret is not None:
+            out.append(_secret_file(loaded, path, svc.name, ids=(uid, gid), mode=mode, name=want.secret))
+            continue
+        assert want.source is not None  # the model requires source or secret
         at = f"{where}#/files/{i}/source"
         src = loaded.root / want.source
         try:
@@ -113,19 +122,33 @@ def service_files(
             raise InputError(f"{want.source} is not UTF-8 text", location=at) from None
         if want.template:
             text = fill(text, values, f"{want.source} (template of {where})")
-        uid, gid = _owner(entry, want, *mcp_ids, f"{where}#/files/{i}/owner")
         out.append(
             DesiredFile(
-                path=f"{service_dir(svc.name)}/{want.path}",
+                path=path,
                 service=svc.name,
                 uid=uid,
                 gid=gid,
-                mode=want.mode.zfill(4),
+                mode=mode,
                 sha256=hashlib.sha256(text.encode()).hexdigest(),
                 content=text,
             )
         )
     return out
+
+
+def _secret_file(
+    loaded: LoadedFleet, path: str, service: str, *, ids: tuple[int, int], mode: str, name: str
+) -> DesiredFile:
+    from mcfleet.fleet.secrets import decrypt_secret
+
+    try:
+        content: str | None = decrypt_secret(loaded.root, name).decode()
+        error = None
+    except InputError as exc:
+        content, error = None, exc.message + (f" ({exc.hint})" if exc.hint else "")
+    except UnicodeDecodeError:
+        content, error = None, f"secret {name} is not UTF-8 text"
+    return DesiredFile(path, service, ids[0], ids[1], mode, "", content, secret=name, error=error)
 
 
 @dataclass(frozen=True)
@@ -137,11 +160,17 @@ class RenderedFile:
 
     def as_dict(self) -> dict[str, object]:
         f = self.file
+        if f.secret is not None:
+            return {"host": self.host, "service": f.service, "file": f.path, "owner": f.owner, "mode": f.mode,
+                    "secret": f.secret}  # fmt: skip
         return {"host": self.host, "service": f.service, "file": f.path, "owner": f.owner, "mode": f.mode,
                 "sha256": f.sha256, "content": f.content}  # fmt: skip
 
     def script(self) -> str:
         f = self.file
+        if f.secret is not None or f.content is None:
+            return (f"# file {f.path} of {f.service} on {self.host} (owner {f.owner}, mode {f.mode}): secret "
+                    f"{f.secret}, not shown (mcfleet secret show {f.secret})")  # fmt: skip
         end = "MCFLEET_EOF"
         while end in f.content.splitlines():
             end += "_"

@@ -64,4 +64,5 @@ RULES: dict[str, str] = {
     "host-port-duplicate": "one host port is pinned twice on a host (routes' or publishes' host_port)",
     "port-range-exhausted": "a host has more routes without a pinned host_port than free ports in fleet.json `ports`",
     "stage-cycle": "service dependencies form a cycle or point to a later boot stage",
+    "secret-recipient-missing": "a host needs a secret it cannot decrypt (missing, or not encrypted to its host key)",
 }

@@ -111,6 +111,11 @@ class Fleet(Model):
         default_factory=dict, description="pinned system accounts, fleet-wide (e.g. mcp: 850/850)"
     )
     providers: Providers = Providers()
+    secret_recipients: list[str] = Field(
+        default_factory=list,
+        description="the operators' public keys (age 'age1…' or 'ssh-ed25519 …'): every secret is encrypted to "
+        "them and to the host keys of the hosts that use it",
+    )
 
 
 # --------------------------------------------------------------------------- host.json
@@ -430,10 +435,17 @@ class ServiceFile(Model):
         pattern=FILE_NAME_RE,
         description="file name inside /srv/<svc>/ (no sub-folders, no leading dot), e.g. 'mcq.toml'",
     )
-    source: str = Field(
+    source: str | None = Field(
+        default=None,
         min_length=1,
         description="the content: a file in the fleet repository, relative to the fleet folder (e.g. "
         "'files/mcq/mcq.toml')",
+    )
+    secret: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        description="instead of source: the secret of that name (secrets/<name>.age, age-encrypted; "
+        "`mcfleet secret set`); its mode must not grant group or others anything",
     )
     template: bool = Field(
         default=False,
@@ -449,10 +461,22 @@ class ServiceFile(Model):
 
     @field_validator("source")
     @classmethod
-    def _inside(cls, value: str) -> str:
-        if value.startswith("/") or ".." in value.split("/"):
+    def _inside(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith("/") or ".." in value.split("/")):
             raise ValueError(f"{value!r} must be a path inside the fleet folder (relative, no '..')")
         return value
+
+    @model_validator(mode="after")
+    def _one_content(self) -> ServiceFile:
+        if (self.source is None) == (self.secret is None):
+            raise ValueError("a file needs exactly one of `source` and `secret`")
+        if self.secret is not None and int(self.mode, 8) & 0o077:
+            raise ValueError(
+                f"secret file {self.path}: mode {self.mode} lets group or others read it; use 0600 or 0400"
+            )
+        if self.secret is not None and self.template:
+            raise ValueError(f"secret file {self.path}: a secret is written as it is, never a template")
+        return self
 
 
 class Service(Model):

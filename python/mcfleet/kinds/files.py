@@ -14,6 +14,7 @@ record: every declared file as written (path -> service, sha256, owner, mode).
 from __future__ import annotations
 
 import difflib
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -41,20 +42,32 @@ def unified_diff(path: str, old: str, new: str) -> list[str]:
     return lines
 
 
+def content_sha(want: DesiredFile) -> str:
+    """The sha256 the node's file must have (a secret's is computed here, never put in the plan)."""
+    return want.sha256 or hashlib.sha256((want.content or "").encode()).hexdigest()
+
+
 def _file_action(d: DesiredHost, want: DesiredFile, have: FileFacts | None) -> Action | None:
     subject = f"file {want.path}"
-    after: dict[str, Any] = {"service": want.service, "owner": want.owner, "mode": want.mode, "sha256": want.sha256}
+    after: dict[str, Any] = {"service": want.service, "owner": want.owner, "mode": want.mode}
+    after.update({"secret": want.secret} if want.secret else {"sha256": want.sha256})
+    if want.error is not None:
+        return Action(host=d.name, phase=Phase.files, kind="refuse", subject=subject, reason=want.error,
+                      hint=f"mcfleet secret show {want.secret} must work for you")  # fmt: skip
     if have is None or not have.present:
         return Action(host=d.name, phase=Phase.files, kind="create", subject=subject, after=after,
-                      reason=f"declared by service {want.service}")  # fmt: skip
+                      reason=f"declared by service {want.service}" + (" (secret)" if want.secret else ""))  # fmt: skip
     before: dict[str, Any] = {
         "service": want.service,
         "owner": f"{have.uid}:{have.gid}",
         "mode": (have.mode or "").zfill(4),
-        "sha256": have.sha256,
     }
-    if have.sha256 != want.sha256:
-        diff = unified_diff(want.path, have.text or "", want.content) if have.text is not None else []
+    before.update({"secret": want.secret} if want.secret else {"sha256": have.sha256})
+    if want.secret and have.sha256 != content_sha(want):
+        return Action(host=d.name, phase=Phase.files, kind="update", subject=subject, before=before, after=after,
+                      reason="secret changed")  # fmt: skip
+    if not want.secret and have.sha256 != want.sha256:
+        diff = unified_diff(want.path, have.text, want.content or "") if have.text is not None else []
         return Action(host=d.name, phase=Phase.files, kind="update", subject=subject, before=before,
                       after={**after, "diff": diff}, reason="content changed")  # fmt: skip
     if before["owner"] != want.owner or int(before["mode"] or "0", 8) != int(want.mode, 8):
@@ -81,7 +94,10 @@ class FilesKind(NoRead):
         written: list[str] = []
         for a in actions:
             want = ctx.desired.files[a.subject.removeprefix("file ")]
-            await put_file(ctx.node, want.path, text=want.content, mode=want.mode, owner=want.owner, sha=want.sha256)
+            if want.content is None:  # planned as a refusal; apply never runs a plan with one
+                raise ApplyError(f"{want.path}: {want.error}", location=ctx.entry.host.name)
+            await put_file(ctx.node, want.path, text=want.content, mode=want.mode, owner=want.owner,
+                           sha=content_sha(want))  # fmt: skip
             written.append(want.path)
         ctx.data["files"] = written
         restarted = await self._restart(ctx, actions)
@@ -111,7 +127,7 @@ class FilesKind(NoRead):
         if "files" not in ctx.data and not (set(m.files) - set(ctx.desired.files)):
             return m
         files = {
-            p: ManifestFile(service=f.service, sha256=f.sha256, owner=f.owner, mode=f.mode)
+            p: ManifestFile(service=f.service, sha256=f.sha256 or f"secret {f.secret}", owner=f.owner, mode=f.mode)
             for p, f in sorted(ctx.desired.files.items())
             if p in ctx.data.get("files", []) or p in m.files
         }

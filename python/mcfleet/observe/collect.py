@@ -49,6 +49,7 @@ def script_inputs(loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -
         manifest_path=manifest_path(),
         dirs=tuple(d.path for d in desired.dirs),
         files=tuple(sorted(desired.files)),
+        file_texts=tuple(sorted(p for p, f in desired.files.items() if f.secret is None)),
     )
 
 

@@ -28,13 +28,16 @@ class FileFacts(BaseModel):
     text: str | None = Field(default=None, description="the first bytes as text, for the plan's diff")
 
 
-def files_probe_body(paths: tuple[str, ...]) -> str:
+def files_probe_body(paths: tuple[str, ...], texts: tuple[str, ...] = ()) -> str:
+    """Stat and hash `paths`; read the text of those also in `texts` (never a secret's)."""
     q = " ".join(shlex.quote(p) for p in paths)
+    t = " ".join(shlex.quote(p) for p in texts)
     return (
         f"for f in {q}; do "
-        'if [ -f "$f" ] && [ ! -L "$f" ]; then '
+        'if [ -f "$f" ] && [ ! -L "$f" ]; then text=; '
+        f'for x in {t}; do [ "$x" = "$f" ] && text=$(head -c {TEXT_CAP} "$f" | base64 | tr -d "\\n"); done; '
         'printf "F %s %s %s %s\\n" "$f" "$(stat -c "%u %g %a" "$f")" "$(sha256sum < "$f" | cut -d" " -f1)" '
-        f'"$(head -c {TEXT_CAP} "$f" | base64 | tr -d "\\n")"; '
+        '"$text"; '
         'else echo "- $f"; fi; done'
     )
 
@@ -47,7 +50,7 @@ def parse_files(text: str) -> list[FileFacts]:
             out.append(FileFacts(path=parts[1], present=False))
         elif len(parts) in (6, 7) and parts[0] == "F" and parts[2].isdigit() and parts[3].isdigit():
             try:
-                body = base64.b64decode(parts[6]).decode(errors="replace") if len(parts) == 7 else ""
+                body = base64.b64decode(parts[6]).decode(errors="replace") if len(parts) == 7 and parts[6] else None
             except binascii.Error:
                 body = None
             out.append(

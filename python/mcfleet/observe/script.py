@@ -55,6 +55,7 @@ class ScriptInputs:
     manifest_path: str = MANIFEST_PATH
     dirs: tuple[str, ...] = ()  # folders whose owner, group and mode the host kind checks
     files: tuple[str, ...] = ()  # the services' declared files (observe/files.py)
+    file_texts: tuple[str, ...] = ()  # those whose text the plan diffs (never a secret's)
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def probes(inp: ScriptInputs) -> list[Probe]:
             'stat -c "%n %U %G %a" "$d" 2>/dev/null || echo "$d -"; done',
             "stat of the managed folders",
         ),
-        Probe("files", files_probe_body(inp.files), "stat and sha256 of the declared files"),
+        Probe("files", files_probe_body(inp.files, inp.file_texts), "stat and sha256 of the declared files"),
         Probe("manifest", f"cat {q(inp.manifest_path)}", inp.manifest_path),
         Probe(
             "containers",

@@ -268,6 +268,11 @@ DEFECTS: dict[str, Defect] = {
         "fleet.json",
         "/ports",
     ),
+    "secret-recipient-missing": (
+        lambda f: _set(f, WEB, ["files"], [{"path": "token", "secret": "web-token", "mode": "0600"}]),
+        WEB,
+        "/files/0/secret",
+    ),
     "stage-cycle": (
         lambda f: _set(f, "hosts/alpha/services/dns.json", ["depends_on"], ["web"]),
         "hosts/alpha/services/dns.json",

@@ -1,0 +1,134 @@
+"""`mcfleet secret set|show|edit|rekey`: the fleet's age-encrypted secrets (fleet/secrets.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+
+from mcfleet.cli.fleetdir import fleet_root
+from mcfleet.cli.output import emit_json
+from mcfleet.errors import InputError
+from mcfleet.fleet.load import LoadedFleet, load_fleet
+
+JSON_OPT = typer.Option(False, "--json", help="Print JSON (names and recipients, never a value).")
+
+
+def _loaded() -> LoadedFleet:
+    loaded = load_fleet(fleet_root())
+    if loaded.fleet is None:
+        first = loaded.findings[0]
+        raise InputError(first.message, location=first.location(), hint=first.hint)
+    return loaded
+
+
+def _said(name: str, recipients: list[str], json_out: bool) -> None:
+    if json_out:
+        emit_json({"secret": name, "recipients": recipients})
+    else:
+        typer.echo(f"secret {name}: encrypted to {len(recipients)} recipient(s)")
+
+
+def secret_set(
+    name: str = typer.Argument(..., help="The secret's name (secrets/NAME.age)."),
+    from_file: Path | None = typer.Option(None, "--from", help="Read the value from this file (default: stdin)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Encrypt a value (stdin or --from FILE) as secret NAME to the operators and the hosts that use it.
+
+    The value is never an argument (it would show in the process list).
+
+    Examples:
+
+      mcfleet secret set mcq-token < token.txt
+
+      mcfleet secret set metacrypt-ca-key --from ca.key --json
+    """
+    from mcfleet.fleet.secrets import encrypt_secret
+
+    value = from_file.read_bytes() if from_file else sys.stdin.buffer.read()
+    _said(name, encrypt_secret(_loaded(), name, value), json_out)
+
+
+def secret_show(name: str = typer.Argument(..., help="The secret's name.")) -> None:
+    """Decrypt secret NAME with your identity ($MCFLEET_AGE_IDENTITY) and print it to stdout.
+
+    Examples:
+
+      mcfleet secret show mcq-token
+
+      MCFLEET_AGE_IDENTITY=~/.ssh/id_ed25519 mcfleet secret show mcq-token | wc -c
+    """
+    from mcfleet.fleet.secrets import decrypt_secret
+
+    sys.stdout.buffer.write(decrypt_secret(_loaded().root, name))
+    sys.stdout.flush()
+
+
+def secret_edit(name: str = typer.Argument(..., help="The secret's name (created when new).")) -> None:
+    """Edit secret NAME in $EDITOR (a private temp file, removed after), then encrypt it again.
+
+    Examples:
+
+      mcfleet secret edit mcq-token
+
+      EDITOR=nano mcfleet secret edit new-secret
+    """
+    from mcfleet.fleet.secrets import decrypt_secret, encrypt_secret, secret_paths
+
+    loaded = _loaded()
+    old = decrypt_secret(loaded.root, name) if secret_paths(loaded.root, name)[0].exists() else b""
+    with tempfile.TemporaryDirectory(prefix="mcfleet-secret.") as folder:  # 0700
+        path = Path(folder) / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(old)
+        editor = os.environ.get("EDITOR") or "vi"
+        if subprocess.run([*editor.split(), str(path)], check=False).returncode != 0:
+            raise InputError(f"{editor} exited with an error: secret {name} not changed")
+        new = path.read_bytes()
+    if new == old:
+        typer.echo(f"secret {name}: unchanged")
+        return
+    _said(name, encrypt_secret(loaded, name, new), False)
+
+
+def secret_rekey(
+    names: list[str] = typer.Argument(None, help="Secrets to rekey (default: all)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Encrypt secrets again to today's recipients (after a host key or an operator changed).
+
+    Needs your identity to decrypt them first ($MCFLEET_AGE_IDENTITY).
+
+    Examples:
+
+      mcfleet secret rekey
+
+      mcfleet secret rekey mcq-token --json
+    """
+    from mcfleet.fleet.secrets import declared_secrets, decrypt_secret, encrypt_secret, identities
+
+    loaded = _loaded()
+    keys = identities()
+    done = {}
+    for name in names or [n for n in declared_secrets(loaded) if (loaded.root / "secrets" / f"{n}.age").exists()]:
+        done[name] = encrypt_secret(loaded, name, decrypt_secret(loaded.root, name, keys))
+    if json_out:
+        emit_json({"rekeyed": done})
+        return
+    for name, recipients in done.items():
+        typer.echo(f"secret {name}: encrypted to {len(recipients)} recipient(s)")
+
+
+def register(app: typer.Typer) -> None:
+    secret = typer.Typer(help="The fleet's age-encrypted secrets.", no_args_is_help=True)
+    secret.command("set")(secret_set)
+    secret.command("show")(secret_show)
+    secret.command("edit")(secret_edit)
+    secret.command("rekey")(secret_rekey)
+    app.add_typer(secret, name="secret")

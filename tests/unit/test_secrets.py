@@ -1,0 +1,132 @@
+"""Secrets: age-encrypted in the repository to the operators and the hosts that use them; a host's own
+key decrypts exactly its secrets; the value never in plan, render, validate or the CLI's output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pyrage  # type: ignore[import-untyped]
+import pytest
+from typer.testing import CliRunner
+
+from mcfleet.cli.app import app
+from mcfleet.fleet.desired import desired_state
+from mcfleet.fleet.load import load_fleet
+from mcfleet.fleet.rules import check
+from mcfleet.kinds.files import FilesKind
+from mcfleet.observe.facts import Facts
+from mcfleet.observe.files import FileFacts
+from mcfleet.observe.manifest import Manifest
+from mcfleet.plan.model import Plan
+from mcfleet.plan.render import render_text
+from tests.secret_poison import find_leaks, secret_needles
+
+MINIMAL = Path(__file__).parent.parent / "data" / "fleets" / "minimal"
+POISON = "poison-7f3a9c-never-print-me"
+NOW = __import__("datetime").datetime(2026, 1, 1)
+
+
+def ssh_key(folder: Path, name: str) -> tuple[Path, str]:
+    key = folder / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(key)], check=True)
+    return key, " ".join(key.with_suffix(".pub").read_text().split()[:2])
+
+
+@pytest.fixture(name="fleet")
+def fleet_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
+    """The minimal fleet with an operator key, alpha's real host key, and web using secret web-token.
+    Returns (root, operator identity file, alpha's host private key)."""
+    root = tmp_path / "fleet"
+    shutil.copytree(MINIMAL, root)
+    operator = pyrage.x25519.Identity.generate()
+    ident = tmp_path / "operator.key"
+    ident.write_text(f"{operator}\n")
+    monkeypatch.setenv("MCFLEET_AGE_IDENTITY", str(ident))
+    fleet = json.loads((root / "fleet.json").read_text())
+    fleet["secret_recipients"] = [str(operator.to_public())]
+    (root / "fleet.json").write_text(json.dumps(fleet))
+    host_priv, host_pub = ssh_key(tmp_path, "alpha_host")
+    host_path = root / "hosts" / "alpha" / "host.json"
+    host = json.loads(host_path.read_text())
+    host["ssh"]["host_key"] = host_pub
+    host_path.write_text(json.dumps(host))
+    svc_path = root / "hosts" / "alpha" / "services" / "web.json"
+    svc = json.loads(svc_path.read_text())
+    svc["files"] = [{"path": "token", "secret": "web-token", "mode": "0600"}]
+    svc_path.write_text(json.dumps(svc))
+    return root, ident, host_priv
+
+
+def cli(root: Path, *args: str, stdin: str | None = None) -> str:
+    res = CliRunner().invoke(app, ["-C", str(root), *args], input=stdin)
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def test_a_missing_secret_is_a_finding_then_set_encrypts_to_operator_and_host(fleet: tuple[Path, Path, Path]) -> None:
+    root, _, host_priv = fleet
+    codes = [(f.code, f.host, f.pointer) for f in check(load_fleet(root))]
+    assert ("secret-recipient-missing", "alpha", "/files/0/secret") in codes
+    said = cli(root, "secret", "set", "web-token", "--json", stdin=POISON)
+    assert POISON not in said
+    recipients = json.loads(said)["recipients"]
+    assert len(recipients) == 2 and any(r.startswith("ssh-ed25519 ") for r in recipients)
+    assert not [f for f in check(load_fleet(root)) if f.code == "secret-recipient-missing"]
+    age = (root / "secrets" / "web-token.age").read_bytes()
+    assert POISON.encode() not in age
+    # the node's own host key decrypts it (what the node is given is exactly its own secrets)
+    node = pyrage.ssh.Identity.from_buffer(host_priv.read_bytes())
+    assert pyrage.decrypt(age, [node]) == POISON.encode()
+    assert cli(root, "secret", "show", "web-token") == POISON
+
+
+def test_a_host_not_among_the_recipients_is_a_finding_until_rekeyed(fleet: tuple[Path, Path, Path]) -> None:
+    root, _, _ = fleet
+    cli(root, "secret", "set", "web-token", stdin=POISON)
+    rec = root / "secrets" / "web-token.recipients"
+    rec.write_text("".join(line + "\n" for line in rec.read_text().splitlines() if not line.startswith("ssh-")))
+    found = [f for f in check(load_fleet(root)) if f.code == "secret-recipient-missing"]
+    assert [f.message for f in found] == ["secret web-token is not encrypted to alpha's host key"]
+    assert "mcfleet secret rekey web-token" in found[0].hint
+    assert POISON not in cli(root, "secret", "rekey")
+    assert not [f for f in check(load_fleet(root)) if f.code == "secret-recipient-missing"]
+
+
+def test_plan_shows_a_secret_file_as_changed_only_and_render_never_prints_it(
+    fleet: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, _, _ = fleet
+    cli(root, "secret", "set", "web-token", stdin=POISON)
+    alpha = desired_state(load_fleet(root))["alpha"]
+    want = alpha.files["/srv/web/token"]
+    assert want.content == POISON and want.sha256 == "" and want.secret == "web-token"
+    old = FileFacts(path=want.path, uid=850, gid=850, mode="600", sha256="0" * 64)
+    acts = FilesKind().diff(alpha, Facts(host="alpha", files=[old]), Manifest(), now=NOW)
+    assert [(a.kind, a.reason) for a in acts] == [("update", "secret changed")]
+    create = FilesKind().diff(alpha, Facts(host="alpha", files=[]), Manifest(), now=NOW)
+    plan = Plan(hosts=["alpha"], actions=[*acts, *create])
+    assert "sha256" not in json.dumps([a.after for a in acts])
+    needles = secret_needles(root)
+    assert needles["secrets/web-token.age"] == POISON
+    sources = {"plan text": render_text(plan, detailed=True), "plan json": plan.model_dump_json()}
+    for args in (["render", "web"], ["render", "web", "--json"], ["validate"], ["secret", "rekey", "--json"]):
+        sources[" ".join(args)] = cli(root, *args)
+    assert find_leaks(needles, sources) == []
+    # without an identity that decrypts it, the file is a refusal (never written empty)
+    monkeypatch.setenv("MCFLEET_AGE_IDENTITY", str(root / "nosuch.key"))
+    alpha = desired_state(load_fleet(root))["alpha"]
+    refused = FilesKind().diff(alpha, Facts(host="alpha", files=[]), Manifest(), now=NOW)
+    assert [a.kind for a in refused] == ["refuse"] and "no operator identity" in refused[0].reason
+
+
+def test_a_secret_file_readable_by_group_or_others_is_invalid(fleet: tuple[Path, Path, Path]) -> None:
+    root, _, _ = fleet
+    svc_path = root / "hosts" / "alpha" / "services" / "web.json"
+    svc = json.loads(svc_path.read_text())
+    svc["files"][0]["mode"] = "0640"
+    svc_path.write_text(json.dumps(svc))
+    messages = [f.message for f in load_fleet(root).findings]
+    assert any("lets group or others read it" in m for m in messages), messages
