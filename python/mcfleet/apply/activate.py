@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mcfleet.apply import confirm
-from mcfleet.apply.health import AgentHealth, wait_healthy
+from mcfleet.apply.health import AgentHealth, wait_agent_serving
 from mcfleet.apply.nodeio import AGENT_CURRENT, AGENT_PREV, UNIT_PREV, Node, put_file, write_text
 from mcfleet.apply.probe import AgentProbe, probe, unit_path
 from mcfleet.errors import ApplyError, McfleetError
@@ -203,7 +203,7 @@ async def _restart_and_check(
     opts: ActivateOptions,
 ) -> ActivateResult:
     base = await _restart(node, host)
-    health = await wait_healthy(node, host, timeout=opts.health_timeout, expect_sha=sha, restarts_before=base)
+    health = await wait_agent_serving(node, host, timeout=opts.health_timeout, expect_sha=sha, restarts_before=base)
     if health.serving:
         _hold_before_confirm()
         await confirm.disarm(node, deadman)
@@ -216,7 +216,7 @@ async def _restart_and_check(
         await confirm.disarm(node, deadman)
         return ActivateResult("failed", f"agent not healthy ({health.error}); no previous agent to roll back to")
     base = await _restart(node, host)
-    old = await wait_healthy(node, host, timeout=opts.health_timeout, restarts_before=base)
+    old = await wait_agent_serving(node, host, timeout=opts.health_timeout, restarts_before=base)
     await confirm.disarm(node, deadman)
     if old.serving:
         return ActivateResult(

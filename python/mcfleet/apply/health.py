@@ -80,7 +80,7 @@ async def unit_state(node: Node, host: Host) -> tuple[str, str, int]:
     return values.get("ActiveState", "unknown"), values.get("SubState", ""), int(restarts) if restarts.isdigit() else 0
 
 
-async def wait_healthy(
+async def wait_agent_serving(
     node: Node,
     host: Host,
     *,

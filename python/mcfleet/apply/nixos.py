@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from mcfleet.apply import confirm
-from mcfleet.apply.health import AgentHealth, wait_healthy
+from mcfleet.apply.health import AgentHealth, wait_agent_serving
 from mcfleet.apply.nodeio import Node, write_text
 from mcfleet.errors import ApplyError, InputError, McfleetError
 from mcfleet.fleet.load import HostEntry
@@ -294,7 +294,7 @@ async def switch_system(
         deadman = await _arm(node, state, new_gen, goal, opts.deadline)
     try:
         await _switch(node, host, toplevel, goal)
-        health = await wait_healthy(node, host, timeout=opts.health_timeout)
+        health = await wait_agent_serving(node, host, timeout=opts.health_timeout)
         if health.serving:
             hold_before_confirm()
             if deadman is not None:
@@ -320,7 +320,7 @@ async def switch_system(
         return SwitchResult("failed", f"agent not healthy ({health.error}); no previous system to roll back to")
     error = await _rollback_now(node, deadman)
     back = await read_state(node, host, toplevel)
-    old = await wait_healthy(node, host, timeout=opts.health_timeout)
+    old = await wait_agent_serving(node, host, timeout=opts.health_timeout)
     took = time.monotonic() - started
     if not error and back.current == state.current and old.serving:
         return SwitchResult(
