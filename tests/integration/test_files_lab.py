@@ -4,12 +4,20 @@ start, a template change rewrites the file and restarts that service's container
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from mcfleet.lab.peers.registry import RegistryInfo
-from tests.integration.apply_lab import MakeNodes, Nodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401
+from tests.integration.apply_lab import (  # noqa: F401
+    MakeNodes,
+    Nodes,
+    agent_bundle_fixture,
+    cli,
+    make_nodes_fixture,
+    mcfleet_argv,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
 
@@ -63,3 +71,77 @@ def test_template_file_is_deployed_and_a_change_restarts_only_its_service(
     again = cli("plan", "-C", str(root), "--detailed-exitcode")
     assert again.code == 0, again.stdout
     assert fleet.temp_files(name) == []
+
+
+POISON = "mcfleet-secret-poison-5d0c1e9a7b"
+
+
+def _secret_fleet(fleet: Nodes, tmp_path: Path) -> tuple[Path, Path]:
+    """Both nodes with the demo services, an operator key, and hello (on the first) using secret hello-token."""
+    import pyrage  # type: ignore[import-untyped]
+
+    root = fleet.lab.write_fleet(fleet.fleet_dir, nodes=fleet.names, services=True)
+    operator = pyrage.x25519.Identity.generate()
+    ident = tmp_path / "operator.key"
+    ident.write_text(f"{operator}\n")
+    data = json.loads((root / "fleet.json").read_text())
+    data["secret_recipients"] = [str(operator.to_public())]
+    (root / "fleet.json").write_text(json.dumps(data))
+    svc_path = root / "hosts" / fleet.names[0] / "services" / "hello.json"
+    svc = json.loads(svc_path.read_text())
+    svc["description"] = "secret lab test"
+    svc["files"] = [{"path": "token", "secret": "hello-token", "mode": "0600"}]
+    svc_path.write_text(json.dumps(svc))
+    return root, ident
+
+
+def test_a_secret_reaches_only_its_node_as_0600_mcp_and_never_any_output(
+    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo, tmp_path: Path
+) -> None:
+    from tests.integration.test_secret_poison_lab import run_sampling_ps
+    from tests.secret_poison import find_leaks, secret_needles, tree_texts
+
+    fleet = make_nodes(2, "secret")
+    first, second = fleet.names
+    root, ident = _secret_fleet(fleet, tmp_path)
+    env = {"MCFLEET_AGE_IDENTITY": str(ident)}
+
+    invalid = cli("validate", "-C", str(root), env=env)
+    assert invalid.code == 2 and "secret-recipient-missing" in invalid.stdout, invalid.stdout + invalid.stderr
+    value = tmp_path / "value.txt"
+    value.write_text(POISON)
+    made = cli("secret", "set", "hello-token", "--from", str(value), "-C", str(root), env=env)
+    assert made.code == 0, made.stderr
+    value.unlink()
+    assert cli("validate", "-C", str(root), env=env).code == 0
+    recipients = (root / "secrets" / "hello-token.recipients").read_text()
+    assert fleet.nodes[0].host_key in recipients and fleet.nodes[1].host_key not in recipients
+
+    plan_file = tmp_path / "plan.json"
+    planned = cli("plan", "-C", str(root), "-o", str(plan_file), env=env)
+    assert planned.code == 0, planned.stdout + planned.stderr
+    assert "+ file /srv/hello/token" in planned.stdout
+    os.environ["MCFLEET_AGE_IDENTITY"] = str(ident)  # run_sampling_ps runs with this process's environment
+    try:
+        said, ps = run_sampling_ps(
+            [*mcfleet_argv(), "-C", str(root), "apply", "--yes", "--json", "--bundle", str(agent_bundle)], root
+        )
+        needles = secret_needles(root)
+    finally:
+        del os.environ["MCFLEET_AGE_IDENTITY"]
+    assert needles == {"secrets/hello-token.age": POISON}
+    assert '"type": "summary", "ok": true' in said, said[-3000:]
+
+    assert fleet.sh(first, "stat -c '%U %G %a' /srv/hello/token").stdout.split() == ["mcp", "mcp", "600"]
+    assert fleet.sh(first, "cat /srv/hello/token").stdout == POISON
+    assert fleet.sh(first, "stat -c '%a' /srv/hello").stdout.strip() == "750"  # never a world-readable folder
+    assert fleet.sh(second, "ls /srv/hello/token", check=False).returncode != 0
+    elsewhere = fleet.sh(second, f"grep -rl {POISON} /srv /var/lib/mcfleet /root /home /tmp", check=False)
+    assert elsewhere.stdout == ""
+
+    sources = {"apply output": said, "ps during apply": ps, "plan": planned.stdout, "plan file": plan_file.read_text()}
+    sources.update(tree_texts(root / ".mcfleet"))  # the journal and state
+    for name in fleet.names:
+        logs = fleet.sh(name, "journalctl -b --no-pager; cat /var/lib/mcfleet/manifest.json", check=False)
+        sources[f"{name}: journal and manifest"] = logs.stdout
+    assert find_leaks(needles, sources) == []
