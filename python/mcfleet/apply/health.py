@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,17 @@ from mcfleet.apply.nodeio import Node
 from mcfleet.errors import PeerError
 from mcfleet.fleet.models import Host
 
+# Between checks: 0.1 s, doubling up to 0.5 s.  A warm agent serves within a few tenths of a
+# second of its restart, so a fixed 0.5 s wait would be most of the health phase.
+RETRY_FIRST_S = 0.1
 RETRY_S = 0.5
+
+
+def retry_delays() -> Iterator[float]:
+    delay = RETRY_FIRST_S
+    while True:
+        yield delay
+        delay = min(RETRY_S, delay * 2)
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,7 @@ async def wait_agent_serving(
     deadline = time.monotonic() + timeout
     target = await local_socket(node, host.agent.socket)
     last = AgentHealth(False, error="not checked yet")
+    delays = retry_delays()
     while True:
         if watch_unit:
             active, sub, restarts = await unit_state(node, host)
@@ -116,4 +128,4 @@ async def wait_agent_serving(
             return AgentHealth(
                 False, last.version, last.bundle_sha256, error=f"no health within {timeout:g} s: {last.error}"
             )
-        await asyncio.sleep(min(RETRY_S, remaining))
+        await asyncio.sleep(min(next(delays), remaining))

@@ -32,6 +32,7 @@ from mcfleet.apply.nodeio import (
     put_file,
     upload,
 )
+from mcfleet.apply.prewarm import prewarm
 from mcfleet.apply.probe import AgentProbe
 from mcfleet.errors import ApplyError, McfleetError
 from mcfleet.fleet.models import Host
@@ -105,5 +106,7 @@ async def push_agent(node: Node, host: Host, bundle: Path, sha: str, state: Agen
         await put_file(node, host.agent.path, source=AGENT_CURRENT, mode="0755", sha=sha)
     except McfleetError as exc:
         raise ApplyError(f"installing the agent bundle failed: {exc.message}", location=where, hint=exc.hint) from exc
+    unpacked = await prewarm(node, host)  # so the restart in activate starts warm
     was = state.binary_sha256[:12] if state.binary_sha256 else "none"
-    return PushResult(True, sent, sha, f"{was} -> {sha[:12]} ({sent} bytes)")
+    note = f", unpacked in {unpacked:.1f} s" if unpacked is not None else ""
+    return PushResult(True, sent, sha, f"{was} -> {sha[:12]} ({sent} bytes{note})")

@@ -41,6 +41,10 @@ from mcfleet.errors import McfleetError, ToolMissing
 PLATFORMS = Path(__file__).parent / "platforms"
 PLATFORM_FILES = ("linux-x86_64-cp311.json", "linux-aarch64-cp311.json")
 ENTRY_POINT = "mcfleet.agent.main:main"
+# --venv: the first start on a node unpacks the PEX into a venv under $PEX_ROOT and every later
+# start runs that venv's python directly (a warm start costs ~0.7 s CPU instead of ~2.1 s for a
+# zipapp PEX, which re-checks its wheels each time); push runs it once so activation starts warm.
+PEX_OPTIONS = ("--venv",)
 BUNDLE_NAME = "mcfleet-agent.pex"
 # What the agent imports, with every dependency spelled out so each one is pinned.
 AGENT_DISTS = (
@@ -149,6 +153,7 @@ def inputs_hash(package: Path, requirements: list[str], platforms: list[Path]) -
     for path in platforms:
         feed(f"platform:{path.name}", path.read_bytes())
     feed("pex", metadata.version("pex").encode())
+    feed("pex-options", "\0".join(PEX_OPTIONS).encode())
     return digest.hexdigest()
 
 
@@ -177,7 +182,7 @@ def _run_pex(requirements: list[str], package: Path, platforms: list[Path], out:
         argv = [sys.executable, "-m", "pex", *requirements, "-D", str(src), "-e", ENTRY_POINT]
         for platform in platforms:
             argv += ["--complete-platform", str(platform)]
-        argv += ["--python-shebang", "/usr/bin/env python3", "--no-emit-warnings", "-o", str(out)]
+        argv += [*PEX_OPTIONS, "--python-shebang", "/usr/bin/env python3", "--no-emit-warnings", "-o", str(out)]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
         except subprocess.TimeoutExpired as exc:
