@@ -5,7 +5,9 @@ services with routes on each worker), then times:
 
 - the whole command, `mcfleet validate DIR`, as a user runs it (best of 3), and `mcfleet --version`
   beside it (process start + imports of every command module, the fixed part);
-- load + rules in-process (best of 3), the part that grows with the fleet.
+- load + rules in-process (best of 3), the part that grows with the fleet;
+- the pure-Nix check of nix/lib on the same fleet (`mcfleet nix check`, what
+  `checks.<system>.fleet` evaluates): client CPU of nix-instantiate and its peak RSS.
 
 Usage:  .venv/bin/python bench/validate_1000.py [HOSTS]
 """
@@ -13,6 +15,7 @@ Usage:  .venv/bin/python bench/validate_1000.py [HOSTS]
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -84,8 +87,10 @@ def generate(root: Path, count: int) -> None:
                                     "mode": "l7",
                                     "public": kind == "web",
                                     "hostname": f"{svc}.bench.test" if kind == "web" else None,
+                                    # a public route's backend must be reachable from the edge
+                                    "bind": [f"10.{n // 256}.{n % 256}.1"] if kind == "web" else ["127.0.0.1"],
                                 },
-                                {"name": "grpc", "port": 9443, "mode": "l4"},
+                                {"name": "grpc", "port": 9443, "mode": "l4", "listener": 9443},
                             ],
                         }
                     ],
@@ -124,6 +129,14 @@ def main() -> None:
         print(f"  all runs: {', '.join(f'{r:.3f}' for r in runs)} s")
         print(f"  of which process start + imports (`mcfleet --version`): {startup_s:.3f} s")
         print(f"load + rules in-process (best of 3):       {best:.3f} s")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        nix = subprocess.run([str(exe), "nix", "check", str(root)], capture_output=True, text=True, check=False)
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = used.ru_utime - before.ru_utime + used.ru_stime - before.ru_stime
+        print(
+            f"mcfleet nix check (CPU of the command and nix-instantiate): {cpu:.2f} s, peak RSS "
+            f"{used.ru_maxrss / 1024:.0f} MB   [{nix.stdout.strip() or nix.stderr.strip()[-200:]}]"
+        )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ rec {
       pinException = x.pin_exception;
     }) entry.data.users;
 
-  # Fleet resolvers first, then the public fallbacks (incident lesson 2), each once,
-  # as many as the host's resolver asks (glibc: 3); see resolvers.nix.
+  # Fleet resolvers first, then the public fallbacks (a node that asks only the fleet's
+  # resolvers loses every name when they die), each once, as many as the host's resolver
+  # asks (glibc: 3); see resolvers.nix.
   nameservers = entry: resolvers.written entry.data.dns;
 
   agentUnit =

@@ -114,7 +114,7 @@ in
           else
             [
               (finding "dns-no-fallback" h.file "/dns/fallback" "host ${name} has no fallback resolver outside the fleet"
-                ''add public resolvers, e.g. "fallback": ["1.1.1.1", "8.8.8.8"] (incident lesson 2)''
+                ''add public resolvers, e.g. "fallback": ["1.1.1.1", "8.8.8.8"]''
                 name
               )
             ]

@@ -280,47 +280,45 @@ let
 
   addressDuplicate =
     fleet:
-    (builtins.foldl' (
-      acc: x:
+    let
+      all = u.indexed (
+        concatMap (
+          h:
+          map (a: {
+            host = h;
+            inherit (a) i;
+            address = a.v;
+            key = u.toLower a.v;
+          }) (indexed h.data.addresses)
+        ) (hostList fleet)
+      );
+      # the first host listing each address, and the first position of each (host, address)
+      owner = u.firstByKey (x: x.v.key) all;
+      firstOnHost = u.firstByKey (x: "${x.v.host.name}\n${x.v.key}") all;
+    in
+    concatMap (
+      e:
       let
-        key = u.toLower x.address;
-        first = acc.owner.${key} or x.host.name;
-        # (host, address) already seen: the same host lists it twice
-        again = acc.seen ? "${x.host.name}\n${key}";
+        x = e.v;
+        first = owner.${x.key}.v.host.name;
+        again = firstOnHost."${x.host.name}\n${x.key}".i != e.i;
       in
-      {
-        owner = acc.owner // { ${key} = first; };
-        seen = acc.seen // { "${x.host.name}\n${key}" = true; };
-        out =
-          acc.out
-          ++ (
-            if again then
-              [
-                (finding "address-duplicate" x.host.file "/addresses/${toString x.i}"
-                  "address ${x.address} is listed twice by ${x.host.name}"
-                  "remove the copy: addresses are tried in order, a second copy only delays the next one"
-                  x.host.name
-                )
-              ]
-            else
-              optional (first != x.host.name) (
-                finding "address-duplicate" x.host.file "/addresses/${toString x.i}"
-                  "address ${x.address} of ${x.host.name} is already an address of ${first}"
-                  "each address must reach exactly one host: fix the copy-pasted address"
-                  x.host.name
-              )
-          );
-      }
-    ) { owner = { }; seen = { }; out = [ ]; } (
-      concatMap (
-        h:
-        map (a: {
-          host = h;
-          inherit (a) i;
-          address = a.v;
-        }) (indexed h.data.addresses)
-      ) (hostList fleet)
-    )).out;
+      if again then
+        [
+          (finding "address-duplicate" x.host.file "/addresses/${toString x.i}"
+            "address ${x.address} is listed twice by ${x.host.name}"
+            "remove the copy: addresses are tried in order, a second copy only delays the next one"
+            x.host.name
+          )
+        ]
+      else
+        optional (first != x.host.name) (
+          finding "address-duplicate" x.host.file "/addresses/${toString x.i}"
+            "address ${x.address} of ${x.host.name} is already an address of ${first}"
+            "each address must reach exactly one host: fix the copy-pasted address"
+            x.host.name
+        )
+    ) all;
 
   edgeContainers =
     fleet:
@@ -580,7 +578,7 @@ let
     fleet:
     let
       # service name -> file of its first definition; a second definition claims nothing.
-      firstFile = builtins.foldl' (acc: s: acc // { ${s.data.name} = acc.${s.data.name} or s.file; }) { } (placed fleet);
+      firstFile = builtins.mapAttrs (_: s: s.file) (u.firstByKey (s: s.data.name) (placed fleet));
     in
     concatMap (
       h:
@@ -609,26 +607,24 @@ let
 
   routeListenerDuplicate =
     fleet:
-    (builtins.foldl' (
-      acc: x:
+    let
+      claims = u.indexed (listenerClaims fleet);
+      keyOf = x: "${toString x.listener}/${x.hostname}";
+      first = u.firstByKey (e: keyOf e.v) claims;
+    in
+    concatMap (
+      e:
       let
-        key = "${toString x.listener}/${x.hostname}";
-        owner = acc.first.${key} or null;
+        x = e.v;
+        owner = first.${keyOf x};
       in
-      if owner == null then
-        acc // { first = acc.first // { ${key} = x; }; }
-      else
-        acc
-        // {
-          out = acc.out ++ [
-            (finding "route-listener-duplicate" x.file "${x.where}/listener"
-              "${x.hostname} on listener ${toString x.listener} is routed twice: by ${x.what} and by ${owner.what} (${owner.file})"
-              "a listener carries a hostname once: give one route another `listener` (e.g. 443 web, 8443 API, 9443 gRPC) or another hostname"
-              x.host
-            )
-          ];
-        }
-    ) { first = { }; out = [ ]; } (listenerClaims fleet)).out;
+      optional (owner.i != e.i) (
+        finding "route-listener-duplicate" x.file "${x.where}/listener"
+          "${x.hostname} on listener ${toString x.listener} is routed twice: by ${x.what} and by ${owner.v.what} (${owner.v.file})"
+          "a listener carries a hostname once: give one route another `listener` (e.g. 443 web, 8443 API, 9443 gRPC) or another hostname"
+          x.host
+      )
+    ) claims;
 
   publicLoopback =
     fleet:
@@ -685,29 +681,19 @@ let
   # First definition of each service name (in placed order), and the later copies.
   uniqueServices =
     fleet:
-    builtins.foldl' (
-      acc: s:
-      if acc.first ? ${s.data.name} then
-        acc
-        // {
-          dups = acc.dups ++ [
-            {
-              dup = s;
-              owner = acc.first.${s.data.name};
-            }
-          ];
-        }
-      else
-        acc
-        // {
-          first = acc.first // { ${s.data.name} = s; };
-          order = acc.order ++ [ s.data.name ];
-        }
-    ) {
-      first = { };
-      order = [ ];
-      dups = [ ];
-    } (placed fleet);
+    let
+      all = u.indexed (placed fleet);
+      firsts = u.firstByKey (e: e.v.data.name) all;
+      isFirst = e: firsts.${e.v.data.name}.i == e.i;
+    in
+    {
+      first = builtins.mapAttrs (_: e: e.v) firsts;
+      order = map (e: e.v.data.name) (builtins.filter isFirst all);
+      dups = map (e: {
+        dup = e.v;
+        owner = firsts.${e.v.data.name}.v;
+      }) (builtins.filter (e: !isFirst e) all);
+    };
 
   names =
     fleet:
@@ -740,26 +726,22 @@ let
           value = n;
         }) (u.reverseList us.order)
       );
+      # a service's own default name is its own; otherwise the first claim owns a hostname
+      owners = builtins.mapAttrs (_: c: c.name) (u.firstByKey (c: c.hostname) claims) // initial;
     in
     dupFindings
-    ++
-      (builtins.foldl' (
-        acc: x:
-        let
-          claimant = acc.owners.${x.hostname} or x.name;
-        in
-        {
-          owners = acc.owners // { ${x.hostname} = claimant; };
-          out =
-            acc.out
-            ++ optional (claimant != x.name) (
-              finding "name-claimed-twice" x.s.file x.where
-                "hostname ${x.hostname} of ${x.name} is already claimed by service ${claimant}"
-                "every DNS name, route and certificate has one owner: pick another hostname"
-                x.s.host.name
-            );
-        }
-      ) { owners = initial; out = [ ]; } claims).out;
+    ++ concatMap (
+      x:
+      let
+        claimant = owners.${x.hostname};
+      in
+      optional (claimant != x.name) (
+        finding "name-claimed-twice" x.s.file x.where
+          "hostname ${x.hostname} of ${x.name} is already claimed by service ${claimant}"
+          "every DNS name, route and certificate has one owner: pick another hostname"
+          x.s.host.name
+      )
+    ) claims;
 
   dependencies =
     fleet:

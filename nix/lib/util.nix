@@ -8,9 +8,17 @@ rec {
   duplicates =
     xs:
     let
-      counts = builtins.foldl' (acc: x: acc // { ${toString x} = (acc.${toString x} or 0) + 1; }) { } xs;
+      groups = builtins.groupBy toString xs;
     in
-    builtins.sort builtins.lessThan (builtins.filter (k: counts.${k} > 1) (builtins.attrNames counts));
+    builtins.sort builtins.lessThan (builtins.filter (k: builtins.length groups.${k} > 1) (builtins.attrNames groups));
+
+  # name -> the FIRST element of `xs` with that key.  `listToAttrs` keeps the first of equal
+  # names, so this is O(n log n); a foldl' whose step does `acc // { … }` copies the whole set
+  # at every element and makes a fleet-wide rule quadratic (3,000 hosts took 18 s).
+  firstByKey = key: xs: builtins.listToAttrs (map (x: { name = key x; value = x; }) xs);
+
+  # The elements of `xs` paired with their position: [ { i; v; } ].
+  indexed = xs: builtins.genList (i: { inherit i; v = builtins.elemAt xs i; }) (builtins.length xs);
 
   unique = xs: builtins.foldl' (acc: x: if builtins.elem x acc then acc else acc ++ [ x ]) [ ] xs;
 

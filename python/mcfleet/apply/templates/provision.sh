@@ -180,7 +180,8 @@ if [ -z "${MCFLEET_ETC:-}" ]; then
     fi
 fi
 
-# --- resolvers (incident lesson 2): the fleet's nameservers, then a public fallback, written so that
+# --- resolvers: the fleet's nameservers, then a public fallback (a node that asks only the fleet's
+# resolvers loses every name when they die), written so that
 # the node's resolver really fails over: glibc gets 3 servers and `options timeout:1 attempts:2`,
 # systemd-resolved gets every server in DNS= (it switches to the next one that answers)
 if [ -n "$RESOLV_FILE" ]; then
