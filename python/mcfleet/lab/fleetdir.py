@@ -176,12 +176,19 @@ def write_fleet_dir(
 
     With `services` and a lab registry, the full nodes get the demo services (demo_services)."""
     dest.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(dest / "fleet.json", json.dumps(fleet_json(zone, peers, account_key), indent=2) + "\n")
+    registry = peers.get("registry", {}).get("address")
+    demo = demo_services([n for n in nodes if n.kind == "full"], registry) if services and registry else {}
+    fleet = fleet_json(zone, peers, account_key)
+    if demo:
+        # The lab's Caddy and HAProxy run on this machine, not on a fleet host, so they cannot read
+        # the certificates the cert step installs on the nodes: with services, the route kind
+        # stays "blocked" (no route provider) until the lab has an edge node of its own.
+        for key in ("route", "route_l4"):
+            fleet["providers"].pop(key, None)
+    atomic_write_text(dest / "fleet.json", json.dumps(fleet, indent=2) + "\n")
     hosts = dest / "hosts"
     hosts.mkdir(exist_ok=True)
     _drop_stale_hosts(hosts, {n.name for n in nodes})
-    registry = peers.get("registry", {}).get("address")
-    demo = demo_services([n for n in nodes if n.kind == "full"], registry) if services and registry else {}
     for i, node in enumerate(nodes):  # the first node of a fleet is its (one) master
         text = json.dumps(host_json(node, client_key, nameserver, master=i == 0), indent=2) + "\n"
         atomic_write_text(hosts / node.name / "host.json", text)

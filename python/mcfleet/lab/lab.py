@@ -346,7 +346,7 @@ class Lab:
             from mcfleet.lab import arm64 as arm
 
             await arm.add_arm64_node(self, self._node_name("arm64"))
-        self.write_fleet()
+        self.write_fleet(services=True)  # with a registry and full nodes: the demo services on them
 
 
 async def lab_down(lab: Lab) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -77,6 +78,10 @@ def _tun_args() -> list[str]:
 
 def prepare_upper(node_dir: Path, name: str, client_pub: str) -> Path:
     upper = node_dir / "upper"
+    # A new node starts from the base rootfs: what an earlier lab of this directory left in its
+    # upper layer (users, agent, containers) must not come back.
+    for layer in (upper, node_dir / "work"):
+        shutil.rmtree(layer, ignore_errors=True)
     (node_dir / "work").mkdir(parents=True, exist_ok=True)
     (node_dir / "merged").mkdir(parents=True, exist_ok=True)
     _put(upper, "etc/hostname", f"{name}\n".encode())
