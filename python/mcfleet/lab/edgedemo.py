@@ -102,6 +102,12 @@ async def setup(directory: Path) -> dict[str, str]:
     fleet.setdefault("providers", {}).update(providers_json(proxies[0]))
     fleet_file.write_text(json.dumps(fleet, indent=2) + "\n")
     _edit(lab.root / "hosts" / edge.name / "host.json", roles=["edge"])
+    # An edge node runs no containers: its services (the lab's demo services) move to the worker.
+    for svc in sorted((lab.root / "hosts" / edge.name / "services").glob("*.json")):
+        target = lab.root / "hosts" / worker.name / "services" / svc.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(svc.read_text().replace(f'"{edge.address}"', f'"{worker.address}"'))  # its publish address
+        svc.unlink()
     routes = [
         {"hostname": f"pub.{zone}", "mode": "l7", "backend": f"{worker.address}:{PORTS['pub']}", "public": True},
         {"hostname": f"int.{zone}", "mode": "l7", "backend": f"127.0.0.1:{PORTS['int']}"},
