@@ -145,3 +145,34 @@ def test_a_secret_reaches_only_its_node_as_0600_mcp_and_never_any_output(
         logs = fleet.sh(name, "journalctl -b --no-pager; cat /var/lib/mcfleet/manifest.json", check=False)
         sources[f"{name}: journal and manifest"] = logs.stdout
     assert find_leaks(needles, sources) == []
+
+
+def test_snapshot_and_restore_a_services_folder_with_numeric_owners(
+    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo
+) -> None:
+    fleet = make_nodes(1, "snap")
+    name = fleet.names[0]
+    root = str(fleet.lab.write_fleet(fleet.fleet_dir, nodes=[name], services=True))
+    _apply(root, agent_bundle)
+    # data written by the service's account, one file owned by a mapped container uid
+    fleet.sh(name, "echo before > /srv/db/marker && chown mcp:mcp /srv/db/marker && "
+                   "echo mapped > /srv/db/mapped && chown 100999:100999 /srv/db/mapped")  # fmt: skip
+    run = cli("snapshot", name, "db", "-C", root, "--json")
+    assert run.code == 0, run.stdout + run.stderr
+    taken = json.loads(run.stdout)
+    assert taken["path"].startswith("/var/lib/mcfleet/snapshots/db-") and taken["bytes"] > 0
+    assert fleet.sh(name, f"stat -c '%U %a' {taken['path']}").stdout.split() == ["root", "600"]
+    assert fleet.sh(name, f"sha256sum < {taken['path']}").stdout.split()[0] == taken["sha256"]
+    assert "running" in fleet.sh(name, f"{AS_MCP} podman inspect --format '{{{{.State.Status}}}}' db").stdout
+
+    fleet.sh(name, "echo after > /srv/db/marker && rm /srv/db/mapped")
+    back = cli("restore", name, "db", taken["path"], "-C", root)
+    assert back.code == 0, back.stdout + back.stderr
+    assert fleet.sh(name, "cat /srv/db/marker").stdout == "before\n"
+    assert fleet.sh(name, "stat -c '%u %g' /srv/db/mapped /srv/db/marker").stdout.split() == [
+        "100999", "100999", "850", "850"
+    ]  # fmt: skip
+    assert fleet.sh(name, "cat /srv/.db.before-restore.*/marker").stdout == "after\n"  # the folder before: kept
+    assert "running" in fleet.sh(name, f"{AS_MCP} podman inspect --format '{{{{.State.Status}}}}' db").stdout
+    refused = cli("restore", name, "db", "/etc/shadow", "-C", root)
+    assert refused.code != 0 and "is not a snapshot of db" in refused.stderr

@@ -29,6 +29,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("commands_ops", "Show the agent's or a service's logs on one host (-f to follow)."),
     "journal": ("commands_journal", "Show the local apply journal (.mcfleet/journal.jsonl) as a table."),
     "agent": ("commands_agent", "The node agent: upgrade, status, recover, restart/stop/start a service."),
+    "snapshot": (
+        "commands_snapshot",
+        "Snapshot a service's folder /srv/SERVICE/ on its node (stopped meanwhile, started again).",
+    ),
+    "restore": (
+        "commands_snapshot",
+        "Restore /srv/SERVICE/ on its node from a snapshot there (the current folder is kept aside).",
+    ),
     "lab": ("commands_lab", "A real local fleet to try mcfleet on (root needed)."),
     "nix": ("commands_nix", "The Nix side: pure nix/lib validation, per-host values, flake attributes."),
     "schema": ("commands_fleet", "JSON Schemas of the fleet files."),

@@ -1,0 +1,107 @@
+"""`mcfleet snapshot HOST SERVICE` and `mcfleet restore HOST SERVICE PATH` (apply/snapshot.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+
+import typer
+
+from mcfleet.apply.planwork import Override
+from mcfleet.cli.commands_apply import CONNECT, load_valid
+from mcfleet.cli.fleetdir import deprecated_folder
+from mcfleet.cli.output import emit_json
+
+OVERRIDE = typer.Option([], "--override", help="Run despite the refusal HOST:WHAT (repeatable).")
+JSON_REPORT = typer.Option(False, "--json", help="Print the report as JSON.")
+
+
+def _run(command: str, host: str, op: Callable[..., Awaitable[object]], *args: str, override: list[str],
+         json_out: bool, connect_timeout: float) -> None:  # fmt: skip
+    from mcfleet.apply import journal
+    from mcfleet.apply.lock import fleet_lock
+    from mcfleet.apply.session import ApplySession, SessionOptions
+    from mcfleet.apply.snapshot import SnapshotReport
+    from mcfleet.cli.targets import one_host
+    from mcfleet.errors import McfleetError
+    from mcfleet.report.progress import make_progress
+    from mcfleet.transport.ssh import SshOptions
+
+    loaded = load_valid(deprecated_folder(None, "--root DIR"))
+    entry = one_host(loaded, host, command)
+    overrides = [Override.parse(o) for o in override]
+    line = " ".join([command, entry.host.name, *args])
+    options = SessionOptions(ssh=SshOptions(connect_timeout=connect_timeout), command=line,
+                             progress=make_progress(title=line, quiet=json_out))  # fmt: skip
+    with fleet_lock(loaded.root, " ".join(["mcfleet", *sys.argv[1:]])):
+
+        async def go() -> SnapshotReport:
+            async with ApplySession(loaded, options) as session:
+                try:
+                    report = await op(session, entry.host.name, *args, overrides=overrides)
+                    assert isinstance(report, SnapshotReport)
+                    return report
+                finally:
+                    options.progress.close()
+
+        try:
+            report = asyncio.run(go())
+        except McfleetError as exc:
+            journal.append(loaded.root, {"command": line, "argv": sys.argv[1:], "error": exc.as_dict()})
+            raise
+        journal.append(loaded.root, {"command": line, "argv": sys.argv[1:], "result": report.as_dict()})
+    if json_out:
+        emit_json(report.as_dict())
+    else:
+        typer.echo(report.render())
+
+
+def snapshot(
+    host: str = typer.Argument(..., help="The host the service runs on."),
+    service: str = typer.Argument(..., help="The service whose /srv/<service>/ folder to snapshot."),
+    override: list[str] = OVERRIDE,
+    json_out: bool = JSON_REPORT,
+    connect_timeout: float = CONNECT,
+) -> None:
+    """Snapshot a service's folder /srv/SERVICE/ on its node (stopped meanwhile, started again).
+
+    The snapshot is a zstd tar with numeric owners in root's store on the node
+    (/var/lib/mcfleet/snapshots/SERVICE-<UTC time>.tar.zst); it is kept until you remove it.
+
+    Examples:
+
+      mcfleet snapshot rift mcq
+
+      mcfleet snapshot rift mcq --json | jq -r .path
+    """
+    from mcfleet.apply.snapshot import snapshot as take
+
+    _run("snapshot", host, take, service, override=override, json_out=json_out, connect_timeout=connect_timeout)
+
+
+def restore(  # noqa: PLR0917 (typer: one parameter per argument and option)
+    host: str = typer.Argument(..., help="The host the service runs on."),
+    service: str = typer.Argument(..., help="The service whose folder to restore."),
+    path: str = typer.Argument(..., help="The snapshot on the node, as `mcfleet snapshot` printed it."),
+    override: list[str] = OVERRIDE,
+    json_out: bool = JSON_REPORT,
+    connect_timeout: float = CONNECT,
+) -> None:
+    """Restore /srv/SERVICE/ on its node from a snapshot there (the current folder is kept aside).
+
+    Examples:
+
+      mcfleet restore rift mcq /var/lib/mcfleet/snapshots/mcq-20260101T120000Z.tar.zst
+
+      mcfleet restore rift mcq "$(mcfleet snapshot rift mcq --json | jq -r .path)" --json
+    """
+    from mcfleet.apply.snapshot import restore as put_back
+
+    _run("restore", host, put_back, service, path, override=override, json_out=json_out,
+         connect_timeout=connect_timeout)  # fmt: skip
+
+
+def register(app: typer.Typer) -> None:
+    app.command("snapshot")(snapshot)
+    app.command("restore")(restore)
