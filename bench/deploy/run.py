@@ -1,0 +1,168 @@
+"""Deploy and recovery times on one systemd lab node: 10 services from empty, no-op re-apply, recover.
+
+    sudo .venv/bin/python bench/deploy/run.py [--reps 3] [--out bench/deploy/RESULTS.md]
+
+One full lab node (systemd-nspawn, sshd, rootless podman as mcp), the lab registry with the
+demo images, a fleet with 10 services in two stages (no providers: this is about containers).
+Measured with the real `mcfleet` CLI: wall time and client CPU (user+sys of the mcfleet process,
+from getrusage of the children) of
+  - the first `apply` (agent push + activate + 10 containers), with its phases' wall times;
+  - `plan` and a no-op re-`apply` (min and median of --reps runs; goal: apply <= 1.2x plan);
+  - `agent recover` after every container was removed (`podman rm -af` as mcp; goal < 10 s).
+The machine's load is printed beside them: on a shared machine wall time carries the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mcfleet.bundle.build import build_agent_bundle
+from mcfleet.lab.lab import Lab, lab_down
+
+SERVICES = 10
+AS_MCP = (
+    "cd / && runuser -u mcp -- env XDG_RUNTIME_DIR=/run/user/850 "
+    "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/850/bus podman"
+)
+MCFLEET = str(Path(sys.executable).parent / "mcfleet")
+
+
+def service(name: str, stage: str, image: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "stage": stage,
+        "components": [
+            {
+                "name": name,
+                "image": image,
+                "routes": [{"port": 8080, "mode": "l7"}],
+                "health": {"kind": "http", "port": 8080, "path": "/", "timeout_s": 2},
+            }
+        ],
+    }
+
+
+def timed(*args: str) -> tuple[subprocess.CompletedProcess[str], float, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    done = subprocess.run([MCFLEET, *args], capture_output=True, text=True, timeout=900, check=False)
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return done, wall, cpu
+
+
+def phase_times(stdout: str) -> dict[str, float]:
+    starts: dict[str, float] = {}
+    out: dict[str, float] = {}
+    for line in stdout.splitlines():
+        event = json.loads(line) if line.startswith("{") else {}
+        if event.get("type") != "event":
+            continue
+        if event["status"] == "start":
+            starts[event["phase"]] = event["ts"]
+        elif event["status"] != "progress" and event["phase"] in starts:
+            out[event["phase"]] = event["ts"] - starts[event["phase"]]
+    return out
+
+
+def ok(done: subprocess.CompletedProcess[str], what: str, codes: tuple[int, ...] = (0,)) -> None:
+    if done.returncode not in codes:
+        raise SystemExit(f"{what} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+
+
+def stats(samples: list[tuple[float, float]]) -> str:
+    walls, cpus = [s[0] for s in samples], [s[1] for s in samples]
+    return f"{statistics.median(walls):.2f} s ({min(walls):.2f}) | {statistics.median(cpus):.2f} s ({min(cpus):.2f})"
+
+
+def bench(root: Path, reps: int) -> list[str]:
+    lab = Lab(root / "lab")
+    try:
+        registry = asyncio.run(lab.start_peer("registry"))
+        node = asyncio.run(lab.add_full_node("dep1"))
+        fleet = lab.write_fleet(root / "fleet", nodes=[node.name])
+        data = json.loads((fleet / "fleet.json").read_text())
+        data["providers"] = {}
+        (fleet / "fleet.json").write_text(json.dumps(data, indent=2))
+        folder = fleet / "hosts" / node.name / "services"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(SERVICES):
+            stage, image = ("foundation", "demo/db:1") if i == 0 else ("services", "demo/hello:1")
+            svc = service(f"s{i:02d}", stage, f"{registry['address']}/{image}")
+            (folder / f"{svc['name']}.json").write_text(json.dumps(svc, indent=2))
+        bundle = build_agent_bundle().path
+        common = ["-C", str(fleet), "--on", node.name]
+        first, wall, cpu = timed("apply", *common, "--bundle", str(bundle), "--json", "--yes")
+        ok(first, "first apply")
+        phases = phase_times(first.stdout)
+        plans, noops = [], []
+        for _ in range(reps):
+            p, w, c = timed("plan", *common, "--detailed-exitcode")
+            ok(p, "plan", (0,))
+            plans.append((w, c))
+            a, w, c = timed("apply", *common, "--bundle", str(bundle), "--yes")
+            ok(a, "no-op apply")
+            noops.append((w, c))
+        code, _, err = asyncio.run(lab.exec_in(node.name, ["sh", "-c", f"{AS_MCP} rm -af >/dev/null"]))
+        if code != 0:
+            raise SystemExit(f"podman rm -af on the node failed: {err}")
+        rec, rwall, rcpu = timed("agent", "recover", node.name, "-C", str(fleet), "--json")
+        ok(rec, "agent recover")
+        code, out, _ = asyncio.run(lab.exec_in(node.name, ["sh", "-c", f"{AS_MCP} ps -q | wc -l"]))
+        running = out.strip()
+    finally:
+        asyncio.run(lab_down(lab))
+    ratio = statistics.median(w for w, _ in noops) / statistics.median(w for w, _ in plans)
+    ratio_cpu = statistics.median(c for _, c in noops) / statistics.median(c for _, c in plans)
+    shown = ", ".join(f"{k} {v:.2f} s" for k, v in phases.items())
+    return [
+        "# Deploy and recovery on one systemd lab node",
+        "",
+        f"Generated by `bench/deploy/run.py --reps {reps}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (the node shares them, "
+        "so wall time carries the load; client CPU is the mcfleet process's user+sys).",
+        "",
+        f"{SERVICES} services (1 foundation + 9 in a second stage), demo images from the lab registry.",
+        "",
+        "| run | wall median (min) | client CPU median (min) |",
+        "|---|---|---|",
+        f"| first apply from empty (push, activate, {SERVICES} containers) | {wall:.2f} s | {cpu:.2f} s |",
+        f"| plan, nothing to do | {stats(plans)} |",
+        f"| no-op re-apply | {stats(noops)} |",
+        f"| agent recover after `podman rm -af` ({running} containers running after) | {rwall:.2f} s | {rcpu:.2f} s |",
+        "",
+        f"First apply phases (wall): {shown}.",
+        "",
+        f"Goals: no-op re-apply <= 1.2x plan: {ratio:.2f}x wall, {ratio_cpu:.2f}x client CPU "
+        f"({'met' if ratio <= 1.2 else 'NOT met'} on wall); recover {SERVICES} services < 10 s: {rwall:.2f} s "
+        f"({'met' if rwall < 10 else 'NOT met'}).",
+        "",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "RESULTS.md")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mcfleet-bench-deploy-") as tmp:
+        lines = bench(Path(tmp), args.reps)
+    text = "\n".join(lines)
+    print(text)
+    args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
