@@ -19,7 +19,7 @@ STARTED=$(date +%s)
 
 ./scripts/setup.sh
 $M lab down --dir "$DIR" >/dev/null 2>&1 || true   # idempotent: a previous demo's lab goes first
-$M lab up --nodes 2 --full 2 --dir "$DIR"
+$M lab up --nodes 2 --full 2 --login root,sudo --dir "$DIR"   # the second systemd node is reached as kyle with sudo, as the real fleet is
 $M -C "$DIR" validate
 $M -C "$DIR" plan --on @full
 $M -C "$DIR" apply --on @full --yes

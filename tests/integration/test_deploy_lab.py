@@ -18,6 +18,7 @@ import pytest
 
 from mcfleet.fleet.desired import desired_state
 from mcfleet.fleet.load import load_fleet
+from mcfleet.lab.login import Login
 from mcfleet.lab.peers.registry import RegistryInfo
 from tests.integration.apply_lab import MakeNodes, Nodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401
 
@@ -144,7 +145,7 @@ def remove_db_keeping_its_volume(fleet: Nodes, name: str, root: str, agent_bundl
     assert code == 0, data["actions"]
 
 
-def recover_hello(fleet: Nodes, name: str, root: str) -> None:
+def recover_hello(fleet: Nodes, name: str, root: str, version: int = 2) -> None:
     # podman's state lost for hello: `agent recover` recreates it from the agent's registry
     fleet.sh(name, f"{AS_MCP} rm -f hello")
     recovered = cli("agent", "recover", name, "--json", "-C", root)
@@ -152,4 +153,28 @@ def recover_hello(fleet: Nodes, name: str, root: str) -> None:
     report = json.loads(recovered.stdout)
     assert [(s["stage"], s["healthy"]) for s in report["stages"]] == [("services", True)]
     assert any(c.endswith(" hello") for c in report["stages"][0]["containers"])
-    assert answer(fleet, name, host_port(fleet, name, "hello")) == "hello 2 port=8080\n"
+    assert answer(fleet, name, host_port(fleet, name, "hello")) == f"hello {version} port=8080\n"
+
+
+@pytest.mark.parametrize("login", ["sudo", "doas"])
+def test_deploy_and_recover_through_a_non_root_login(
+    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo, login: Login
+) -> None:
+    # the real fleet logs in as a user with sudo (orion, svc) or doas (rift): deploy, the
+    # converged re-plan and `agent recover` all go through that escalation
+    fleet = make_nodes(1, f"dep{login[0]}", login=login)
+    name, root = fleet.names[0], str(fleet.fleet_dir)
+    host = json.loads((fleet.fleet_dir / "hosts" / name / "host.json").read_text())
+    assert host["ssh"]["user"] != "root", host["ssh"]
+    fleet_json = json.loads((fleet.fleet_dir / "fleet.json").read_text())
+    fleet_json["providers"] = {}
+    (fleet.fleet_dir / "fleet.json").write_text(json.dumps(fleet_json, indent=2))
+    write_service(fleet, name, service("hello", "services", f"{registry.address}/demo/hello:1"))
+
+    first = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json")
+    assert first.code == 0, first.stdout + first.stderr
+    assert first.phase(name, "deploy")["status"] == "changed"
+    assert answer(fleet, name, host_port(fleet, name, "hello")) == "hello 1 port=8080\n"
+    code, data = plan(root, "--detailed-exitcode")
+    assert code == 0, data["actions"]
+    recover_hello(fleet, name, root, version=1)

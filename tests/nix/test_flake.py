@@ -119,9 +119,11 @@ def test_uid_change_fails_the_fleet_check_and_validate(flake_copy: Callable[[], 
     assert "the fleet is invalid (1 finding)" in result.stderr
     # `mcfleet validate` says the same sentence for the same files.
     assert [f.message for f in check(load_fleet(repo))] == [sentence]
-    code, _out, err = run_cli("validate", str(repo))
+    code, out, err = run_cli("validate", str(repo))
     assert code == 2
-    assert f"pin-mismatch: hosts/rift/host.json#/users/mcp/uid: {sentence}" in err
+    # findings on stdout (they are the command's data), the count on stderr
+    assert f"pin-mismatch: hosts/rift/host.json#/users/mcp/uid: {sentence}" in out
+    assert "1 problem(s)" in err
 
 
 def test_removed_fallback_resolvers_fail_the_fleet_check(flake_copy: Callable[[], Path]) -> None:
