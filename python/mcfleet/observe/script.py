@@ -92,8 +92,11 @@ def probes(inp: ScriptInputs) -> list[Probe]:
         Probe("resolv", "cat /etc/resolv.conf", "/etc/resolv.conf"),
         Probe(
             "agent",
-            f"if [ -f {agent} ]; then echo \"sha256 $(sha256sum < {agent} | cut -d' ' -f1)\"; "
-            f'[ -f {agent}.version ] && echo "version $(head -c 200 {agent}.version | head -n 1)"; '
+            # /srv/mcp is mcp's: a link planted there is never followed by this root-run read
+            # (it reads as absent, so the plan re-installs the binary, which never follows it either)
+            f"if [ -f {agent} ] && [ ! -L {agent} ]; then echo \"sha256 $(sha256sum < {agent} | cut -d' ' -f1)\"; "
+            f"[ -f {agent}.version ] && [ ! -L {agent}.version ] && "
+            f'echo "version $(head -c 200 {agent}.version | head -n 1)"; '
             "else echo absent; fi",
             inp.agent_path,
         ),
