@@ -4,6 +4,7 @@ services) and the observed facts; the plan must be exactly the expected actions.
 Case format (see any file there):
     fleet            fleet.json overrides (merged into BASE_FLEET)
     hosts            name -> {"host": host.json overrides, "services": {svc: service.json}}
+    files            repository path -> text (the sources of services' `files`)
     facts            name -> Facts overrides (merged into BASE_FACTS) or {"kind": "unreachable", ...}
     now              the clock for cert expiry (ISO 8601)
     expected         ["<host> <phase> <kind> <subject>", ...] in plan order
@@ -66,6 +67,9 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def write_case_fleet(root: Path, case: dict[str, Any]) -> LoadedFleet:
     root.mkdir(parents=True, exist_ok=True)
+    for rel, text in case.get("files", {}).items():  # repository files a service's `files` read
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
     (root / "fleet.json").write_text(json.dumps(merge(BASE_FLEET, case.get("fleet", {}))))
     for i, (name, spec) in enumerate(case["hosts"].items()):
         hdir = root / "hosts" / name

@@ -29,6 +29,7 @@ from mcfleet.apply.activate import ActivateOptions, activate, probe_ready
 from mcfleet.apply.artifacts import Artifact, BuildBlocked, Builder
 from mcfleet.apply.events import ApplyEvents, Phase, Status
 from mcfleet.apply.lock import hold_node_lock
+from mcfleet.apply.migrate import MoveWork, carry_out
 from mcfleet.apply.nodeio import Node, store_of, write_text
 from mcfleet.apply.probe import probe
 from mcfleet.apply.push import push_agent
@@ -127,8 +128,12 @@ class Pipeline:
         kinds: Sequence[ResourceKind] | None = None,
         fresh_connect: Connect | None = None,
         hosts: Mapping[str, HostEntry] | None = None,
+        moves: Sequence[MoveWork] = (),
+        desired: Mapping[str, DesiredHost] | None = None,
     ) -> None:
         self.work = work
+        self.moves = list(moves)  # services moved between hosts: after every host's own apply
+        self.desired = desired or {w.name: w.desired for w in work}  # the whole desired state (moves need it)
         self.loaded = loaded
         self.connect = connect
         self.fresh_connect = fresh_connect or connect  # NixOS confirms over a NEW connection
@@ -162,7 +167,13 @@ class Pipeline:
         artifacts = await self._build_all()
         if not (self.options.fail_fast and self.stop.is_set()):
             await asyncio.gather(*(self._host(w, artifacts.get(w.name)) for w in self.work))
+        if self.moves:
+            await carry_out(self.moves, loaded=self.loaded, desired=self.desired, connect=self.connect, log=self.log,
+                            ready=self._move_ready)  # fmt: skip
         per_host = {w.name: self.phases(w) for w in self.work}
+        for move in self.moves:
+            for host in (move.source, move.dest):
+                per_host[host] = [*per_host.get(host, []), Phase.migrate]
         return summarize(self.log, list(per_host), per_host, time.monotonic() - started)
 
     # ------------------------------------------------------------------ build (all before any activation)
@@ -187,6 +198,17 @@ class Pipeline:
 
         results = await asyncio.gather(*(one(w) for w in self.work if w.agent))
         return dict(results)
+
+    def _move_ready(self, move: MoveWork) -> str | None:
+        """Why a move cannot run now: the source's or the destination's own apply did not succeed."""
+        if self.options.fail_fast and self.stop.is_set():
+            return "stopped: a host failed (--fail-fast)"
+        for w in self.work:
+            if w.name in (move.source, move.dest) and any(
+                (e := self.log.outcome(w.name, p)) is not None and e.status.bad for p in self.phases(w)
+            ):
+                return f"the apply on {w.name} did not succeed"
+        return None
 
     def _failed(self) -> None:
         if self.options.fail_fast:

@@ -12,6 +12,9 @@
   (on NixOS the system switch: the node's configuration owns them), the agent
   kind's build, push and activate, every other kind's its own `apply`.
 - Every host with any action gets its manifest rewritten at the end.
+- A `move` and the actions that are part of it (kinds.migrate.move_parts) are not in any
+  host's work: apply/migrate.py carries them out after the hosts' own applies, and each
+  host's desired state leaves the moved service out until then (`without_moved`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from mcfleet.apply.pipeline import HostWork
 from mcfleet.errors import InputError, Refused
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import LoadedFleet
+from mcfleet.kinds.migrate import move_parts, moves_in, without_moved
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action, Plan
 
@@ -77,8 +81,10 @@ def check_refusals(plan: Plan, overrides: list[Override]) -> list[Action]:
 def work_from_plan(plan: Plan, loaded: LoadedFleet, desired: Mapping[str, DesiredHost]) -> list[HostWork]:
     """One HostWork per host that has something to do, in the plan's host order, carrying its actions."""
     out = []
+    moves = moves_in(plan.actions)
+    carried = {a.id for m in moves for a in [m, *move_parts(plan.actions, m)]}
     for name in plan.hosts:
-        actions = tuple(a for a in plan.for_host(name) if a.kind != "refuse")
+        actions = tuple(a for a in plan.for_host(name) if a.kind != "refuse" and a.id not in carried)
         if not actions or name not in loaded.hosts:
             continue
         phases = {a.phase for a in actions}
@@ -87,7 +93,7 @@ def work_from_plan(plan: Plan, loaded: LoadedFleet, desired: Mapping[str, Desire
         out.append(
             HostWork(
                 loaded.hosts[name],
-                desired[name],
+                without_moved(desired[name], moves),
                 actions,
                 agent=Phase.agent in phases or (nixos and Phase.host in phases),
                 provision=Phase.host in phases and not nixos,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +29,7 @@ from typing import Any
 from mcfleet.apply import journal
 from mcfleet.apply.artifacts import Artifact, Builder, build_key
 from mcfleet.apply.events import ApplyEvents, Listener, Phase, Status
+from mcfleet.apply.migrate import MoveWork, moves_from_plan
 from mcfleet.apply.nodeio import Node
 from mcfleet.apply.pipeline import ApplyOptions, HostWork, Pipeline
 from mcfleet.apply.planwork import Override, check_refusals, planned_agent_sha, work_from_plan
@@ -193,7 +195,7 @@ class ApplySession:
             self._check_planned_bundle(plan)
         check_refusals(plan, overrides)
         work = work_from_plan(plan, self.loaded, self.desired)
-        summary = await self.run(work)
+        summary = await self.run(work, moves_from_plan(plan))
         return self._with_idle_and_unreachable(summary, plan, {w.name for w in work})
 
     def _check_planned_bundle(self, plan: Plan) -> None:
@@ -210,7 +212,7 @@ class ApplySession:
                     hint=REPLAN_HINT,
                 )
 
-    async def run(self, work: list[HostWork]) -> Summary:
+    async def run(self, work: list[HostWork], moves: Sequence[MoveWork] = ()) -> Summary:
         fleet = self.loaded.fleet
 
         async def provisioner(node: Node, entry: HostEntry) -> tuple[bool, str]:
@@ -226,6 +228,8 @@ class ApplySession:
             provisioner=provisioner,
             fresh_connect=self.fresh_connect,
             hosts=self.loaded.hosts,
+            moves=moves,
+            desired=self.desired,
         )
         return await pipeline.run()
 

@@ -21,14 +21,16 @@ import shlex
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcfleet.agent.client import AgentClient
 from mcfleet.apply.nodeio import Node, store_of
-from mcfleet.apply.planwork import Override
-from mcfleet.apply.session import ApplySession
 from mcfleet.errors import ApplyError, InputError
 from mcfleet.kinds.service import agent_socket
+
+if TYPE_CHECKING:  # apply/migrate.py (which the pipeline imports) uses this module's scripts
+    from mcfleet.apply.planwork import Override
+    from mcfleet.apply.session import ApplySession
 
 LONG_TIMEOUT = 900.0
 

@@ -4,7 +4,9 @@ An `Action` is `(host, phase, kind, subject, before, after, reason)`:
 - `phase` is the `Phase` of the resource kind that made it (see mcfleet.kinds),
   one of PHASES, in apply order: `host` (pinned users, OS/arch, host key), agent,
   cert, deploy, route, dns, manifest (removals: dns, route, deploy).
-- `kind` is create | update | delete | replace | refuse.  A refusal is part of
+- `kind` is create | update | delete | replace | move | refuse.  A `move` (phase migrate, on
+  the destination host) is a service that leaves one host's folder for another's: its data
+  goes with it (kinds.migrate).  A refusal is part of
   the plan: apply refuses to run a plan with one unless it is overridden by its
   `id` (stable: host/phase/subject).
 `Plan.blocked` lists, per host, the kinds that cannot act here ("blocked: why"),
@@ -29,14 +31,15 @@ PHASES: tuple[Phase, ...] = (
     Phase.host,
     Phase.agent,
     Phase.cert,
+    Phase.migrate,
     Phase.files,
     Phase.deploy,
     Phase.route,
     Phase.dns,
     Phase.manifest,
 )
-Kind = Literal["create", "update", "delete", "replace", "refuse"]
-KINDS: tuple[str, ...] = ("create", "update", "delete", "replace", "refuse")
+Kind = Literal["create", "update", "delete", "replace", "move", "refuse"]
+KINDS: tuple[str, ...] = ("create", "update", "delete", "replace", "move", "refuse")
 PLAN_FORMAT = 1
 
 

@@ -9,7 +9,8 @@ refusals, planning more would be guesswork), then a corrupt manifest is a refusa
 that cannot act in this fleet (`blocked`) contributes one `Plan.blocked` line instead
 of actions apply could not perform.  A host whose key did not match becomes a
 `refuse` action (never connect to it); other unreachable hosts are listed in
-`Plan.unreachable`.  The plan records the fleet files' hash and a digest of each
+`Plan.unreachable`.  A service removed on one host and created on another becomes one
+`move` (kinds.migrate).  The plan records the fleet files' hash and a digest of each
 host's facts (plan.saved checks them).
 """
 
@@ -22,6 +23,7 @@ from mcfleet.fleet.desired import DesiredHost, desired_state
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.kinds import KINDS, ResourceKind
 from mcfleet.kinds.host import HostKind
+from mcfleet.kinds.migrate import detect_moves
 from mcfleet.observe.collect import GatherResult, gather
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.observe.manifest import Manifest, manifest_path
@@ -114,6 +116,8 @@ def build(
             )  # fmt: skip
         else:
             unreachable[host] = UnreachableHost(reason=item.reason, hint=item.hint)
+    # a service that left one observed host's files for another's: one move, its data carried along
+    actions = detect_moves(actions, desired, loaded.fleet.zone if loaded.fleet else None)
     return Plan(
         created_at=now.isoformat(timespec="seconds"),
         root=str(loaded.root),

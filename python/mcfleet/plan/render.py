@@ -1,4 +1,4 @@
-"""Rendering a plan for people: `+ ~ - -/+ !` per host, grouped by phase, with summaries.
+"""Rendering a plan for people: `+ ~ - -/+ > !` per host (`>`: a service moved here), grouped by phase, with summaries.
 
 The JSON view is `plan.saved.plan_json` (the same data).  An update shows the fields that change
 as `old → new` (hashes shortened, nested values by dotted path); `--values` adds the whole
@@ -26,8 +26,15 @@ from typing import Any
 
 from mcfleet.plan.model import PHASES, Action, Plan
 
-SYMBOL = {"create": "+", "update": "~", "delete": "-", "replace": "-/+", "refuse": "!"}
-COLOUR = {"create": "32", "update": "33", "delete": "31", "replace": "35", "refuse": "1;31"}  # ANSI SGR codes
+SYMBOL = {"create": "+", "update": "~", "delete": "-", "replace": "-/+", "move": ">", "refuse": "!"}
+COLOUR = {
+    "create": "32",
+    "update": "33",
+    "delete": "31",
+    "replace": "35",
+    "move": "36",
+    "refuse": "1;31",
+}  # ANSI SGR codes
 ARROW = "→"
 MAX_CHANGED_LINES = 8
 _HEX = re.compile(r"\b(?:sha256:)?([0-9a-f]{12})[0-9a-f]{20,}\b")
@@ -102,6 +109,7 @@ def render_action(a: Action, *, detailed: bool = False, color: bool = False) -> 
 def counts_text(actions: list[Action]) -> str:
     c = Counter(a.kind for a in actions)
     text = f"{c['create']} to create, {c['update'] + c['replace']} to update, {c['delete']} to delete"
+    text += f", {c['move']} to move here" if c["move"] else ""
     return text + (f", {c['refuse']} refused" if c["refuse"] else "")
 
 
@@ -111,6 +119,8 @@ def summary_line(plan: Plan) -> str:
         f"Plan: {c['create']} to create, {c['update']} to update, {c['replace']} to replace, "
         f"{c['delete']} to delete, {c['refuse']} refused"
     )
+    if c["move"]:
+        text = text.replace(" to delete,", f" to delete, {c['move']} to move,")
     if plan.unreachable:
         n = len(plan.unreachable)
         text += f"; {n} host{'s' if n != 1 else ''} unreachable ({', '.join(sorted(plan.unreachable))})"

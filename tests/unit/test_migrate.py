@@ -1,0 +1,124 @@
+"""Moving a service between hosts: the planned move (pure), apply's split of the plan, and the
+destination's owner mapping (run for real on this machine's filesystem)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mcfleet.apply.migrate import Ids, moves_from_plan, parse_ids, restore_script
+from mcfleet.apply.planwork import work_from_plan
+from mcfleet.fleet.desired import desired_state
+from mcfleet.phase import Phase
+from mcfleet.plan.planner import build
+from mcfleet.plan.render import render_text
+from mcfleet.plan.saved import read_plan, save_plan
+from tests.unit.test_plan_cases import CASES, case_facts, write_case_fleet
+
+
+def _moved_plan(tmp_path: Path):  # type: ignore[no-untyped-def]
+    case = json.loads((CASES / "service-moved-between-hosts.json").read_text())
+    loaded = write_case_fleet(tmp_path / "fleet", case)
+    from datetime import datetime
+
+    plan = build(loaded, case_facts(loaded, case), now=datetime.fromisoformat(case["now"]), check_backends=False)
+    return loaded, plan
+
+
+def test_the_move_is_one_action_and_the_plan_says_the_order(tmp_path: Path) -> None:
+    _loaded, plan = _moved_plan(tmp_path)
+    moves = [a for a in plan.actions if a.kind == "move"]
+    assert [(m.host, m.phase, m.subject) for m in moves] == [("orion", Phase.migrate, "service web")]
+    move = moves[0]
+    assert move.before["host"] == "rift" and move.after["host"] == "orion"
+    assert move.after["dns"] == ["web.svc.mcp.example.test"]
+    assert move.after["routes"] == ["443/web.svc.mcp.example.test"]
+    assert not [a for a in plan.actions if a.phase == Phase.deploy and a.subject == "service web"]
+    text = render_text(plan)
+    assert "> service web  moved rift → orion: stop on rift, snapshot /srv/web/" in text
+    assert "only then remove it from rift" in text
+    assert "1 to move" in text
+    # a saved plan carries it (and passes the saved-plan schema check)
+    save_plan(plan, tmp_path / "plan.json")
+    again = read_plan(tmp_path / "plan.json")
+    assert [a.kind for a in again.actions if a.subject == "service web"] == ["move"]
+    works = moves_from_plan(again)
+    assert [(w.service, w.source, w.dest) for w in works] == [("web", "rift", "orion")]
+    assert sorted(f"{p.host} {p.phase} {p.kind} {p.subject}" for p in works[0].parts) == [
+        "orion dns create dns web.svc.mcp.example.test",
+        "orion files create file /srv/web/web.conf",
+        "orion route create route 443/web.svc.mcp.example.test",
+        "rift cert delete cert web",
+        "rift deploy delete service old",
+        "rift dns delete dns web.svc.mcp.example.test",
+        "rift route delete route 443/web.svc.mcp.example.test",
+    ]
+
+
+def test_the_hosts_own_apply_leaves_the_moved_service_to_the_move(tmp_path: Path) -> None:
+    loaded, plan = _moved_plan(tmp_path)
+    work = {w.name: w for w in work_from_plan(plan, loaded, desired_state(loaded))}
+    assert [f"{a.phase} {a.kind} {a.subject}" for a in work["orion"].actions] == [
+        "cert create cert web",
+        "manifest update manifest",
+    ]
+    assert [f"{a.phase} {a.kind} {a.subject}" for a in work["rift"].actions] == ["manifest update manifest"]
+    orion = work["orion"].desired
+    assert "web" not in orion.services and not orion.files and not orion.routes
+    assert "web.svc.mcp.example.test" not in orion.records
+
+
+def test_ids_are_read_from_the_nodes_answer() -> None:
+    said = "uid=850 gid=850\nsubuid=100000:65536\nsubgid=\n"
+    assert parse_ids(said) == Ids(850, 850, (100000, 65536), None)
+
+
+@pytest.mark.lab
+def test_restore_maps_owners_between_subuid_ranges(tmp_path: Path) -> None:
+    """Needs root (chown): A's agent uid and subuid range become B's; other ids stay."""
+    if os.geteuid() != 0:
+        pytest.fail("this test runs as root (it chowns files), as the lab tests do")
+    src = tmp_path / "src" / "web"
+    (src / "certs").mkdir(parents=True)
+    owners = {"mcp.txt": (850, 850), "certs/ca.pem": (100999, 100999), "root.txt": (0, 0), "edge.txt": (165535, 850)}
+    for rel, (uid, gid) in owners.items():
+        (src / rel).write_text(rel)
+        os.chown(src / rel, uid, gid)
+    os.chown(src, 850, 850)
+    os.chown(src / "certs", 100000, 100000)
+    archive = tmp_path / "web.tar.zst"
+    subprocess.run(["tar", "--numeric-owner", "--zstd", "-C", str(src.parent), "-cf", str(archive), "web"], check=True)
+    srv = tmp_path / "srv"
+    (srv / "web").mkdir(parents=True)  # what the host kind made on B: kept aside
+    a = Ids(850, 850, (100000, 65536), (100000, 65536))
+    b = Ids(901, 902, (200000, 65536), (300000, 65536))
+    script = restore_script("web", str(archive), "T", a, b, srv=str(srv))
+    done = subprocess.run(["sh", "-c", script], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "mapped=" in done.stdout and (srv / ".web.before-migrate.T").is_dir()
+    assert not archive.exists()  # B's copy of the archive is removed once restored
+
+    def ids(rel: str) -> tuple[int, int]:
+        st = os.lstat(srv / "web" / rel)
+        return st.st_uid, st.st_gid
+
+    assert ids("") == (901, 902)
+    assert ids("mcp.txt") == (901, 902)
+    assert ids("certs") == (200000, 300000)
+    assert ids("certs/ca.pem") == (200999, 300999)
+    assert ids("root.txt") == (0, 0)
+    assert ids("edge.txt") == (265535, 902)
+    assert (srv / "web" / "certs" / "ca.pem").read_text() == "certs/ca.pem"
+
+    # a destination range too small for an id in use: refused, nothing put in place
+    (srv / "web").rename(srv / "kept")
+    subprocess.run(["tar", "--numeric-owner", "--zstd", "-C", str(src.parent), "-cf", str(archive), "web"], check=True)
+    small = Ids(901, 902, (200000, 1000), (300000, 65536))
+    done = subprocess.run(["sh", "-c", restore_script("web", str(archive), "U", a, small, srv=str(srv))],
+                          check=False, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode != 0 and "has no place in the destination range 200000:1000" in done.stderr
+    assert not (srv / "web").exists()
