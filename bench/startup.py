@@ -2,7 +2,11 @@
 
 Each run is a fresh process (what a person or a script pays per call), timed wall-clock
 from spawn to exit.  The minimum is the figure that carries over between machines (the
-others add the noise of whatever else runs); the median is printed beside it.
+others add the noise of whatever else runs); the median and the child's CPU time are
+printed beside it, with the goal.  On a shared, loaded machine every figure grows; the
+second table is steadier: the import time Python itself reports (`-X importtime`, the sum
+of every module's self time, min of N runs), split by package, so a regression shows which
+import it came from.
 
     .venv/bin/python bench/startup.py            # 10 runs each
     .venv/bin/python bench/startup.py --runs 20 --json
@@ -12,34 +16,81 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MCFLEET = Path(sys.executable).parent / "mcfleet"
+
+
+# What `mcfleet plan` imports before it connects (cli/commands_plan.py: its module, then the
+# imports inside plan()); timed as one `python -c "import ..."`, so no node is needed.
+PLAN_IMPORTS = (
+    "typer, mcfleet.cli.app, mcfleet.cli.commands_plan, mcfleet.fleet.load, mcfleet.fleet.rules, "
+    "mcfleet.kinds.system, mcfleet.plan.planner, mcfleet.plan.render, mcfleet.plan.saved, "
+    "mcfleet.report.progress, mcfleet.transport.ssh"
+)
 
 
 def cases(root: Path) -> list[tuple[str, list[str], float]]:
     """(label, arguments, goal in seconds); `validate` checks the checkout's own fleet (4 hosts)."""
     return [
         ("mcfleet --help", ["--help"], 0.100),
-        ("mcfleet validate", ["validate", str(root)], 0.120),
+        ("mcfleet validate", ["-C", str(root), "validate"], 0.120),
+        ("validate --no-cache", ["-C", str(root), "validate", "--no-cache"], 0.120),
         ("mcfleet plan --help", ["plan", "--help"], 0.150),
     ]
+
+
+# What an installed mcfleet runs with: its modules' bytecode cached (pip compiles at install; an
+# editable checkout writes __pycache__ on its first run).  PYTHONDONTWRITEBYTECODE in the
+# environment would make every run compile mcfleet's sources again (~60 ms).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def time_once(argv: list[str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the child: user + system)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=ENV)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+GROUPS = ("mcfleet", "typer", "pydantic", "pydantic_core", "rich", "asyncssh", "jsonschema", "grpc", "asyncio")
+
+
+def import_times(argv: list[str]) -> dict[str, float]:
+    """Seconds of import self time per top-level package (`-X importtime`), plus "total"."""
+    cmd = [sys.executable, "-X", "importtime", *(argv[1:] if argv[0] == sys.executable else argv)]
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False, env=ENV)
+    out: dict[str, float] = {"total": 0.0}
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, _cumulative, name = line.removeprefix("import time:").split("|", 2)
+        top = name.strip().split(".")[0]
+        group = top if top in GROUPS else "other"
+        out[group] = out.get(group, 0.0) + int(self_us) / 1e6
+        out["total"] += int(self_us) / 1e6
+    return out
+
+
+def import_table(todo: list[tuple[str, list[str], float | None]], runs: int) -> list[tuple[str, dict[str, float]]]:
+    """(command, seconds per package, largest first) from the run with the least total."""
+    rows: list[tuple[str, dict[str, float]]] = []
+    for label, argv, _goal in todo:
+        samples = [import_times(argv) for _ in range(runs)]
+        best = min(samples, key=lambda s: s["total"])
+        rows.append((label, {k: round(v, 4) for k, v in sorted(best.items(), key=lambda kv: -kv[1])}))
+    return rows
 
 
 def main() -> int:
@@ -55,14 +106,23 @@ def main() -> int:
     root = Path(args.src).resolve().parent if args.src else ROOT
     todo: list[tuple[str, list[str], float | None]] = [("python -c pass", [sys.executable, "-c", "pass"], None)]
     todo += [(label, [*exe, *argv], goal) for label, argv, goal in cases(root)]
-    rows = []
+    todo.append(("plan's imports", [sys.executable, "-c", f"import {PLAN_IMPORTS}"], 0.150))
+    rows: list[dict[str, Any]] = []
     for label, argv, goal in todo:
+        time_once(argv)  # warm-up: writes bytecode and the remembered validate result
         runs = [time_once(argv) for _ in range(args.runs)]
         walls, cpus = [w for w, _ in runs], [c for _, c in runs]
         rows.append({"command": label, "min_s": min(walls), "median_s": statistics.median(walls),
                      "cpu_min_s": min(cpus), "goal_s": goal})  # fmt: skip
+    script = str(MCFLEET) if MCFLEET.exists() else None
+    imports = import_table(
+        [(label, [sys.executable, script, *argv[1:]] if script and argv[0] == script else argv, goal)
+         for label, argv, goal in todo[1:]],
+        args.runs,
+    )  # fmt: skip
     if args.json:
-        print(json.dumps({"runs": args.runs, "rows": rows}, indent=2))
+        out = {"runs": args.runs, "rows": rows, "import_self_times": [{"command": c, **t} for c, t in imports]}
+        print(json.dumps(out, indent=2))
         return 0
     print(f"{'command':<22} {'min':>7} {'median':>7} {'CPU min':>8} {'goal':>6}  (wall, min of {args.runs} runs)")
     for r in rows:
@@ -71,6 +131,10 @@ def main() -> int:
         shown = "-" if goal is None else f"{goal * 1000:.0f}ms"
         print(f"{r['command']:<22} {r['min_s'] * 1000:5.0f}ms {r['median_s'] * 1000:5.0f}ms "
               f"{r['cpu_min_s'] * 1000:6.0f}ms {shown:>6}  {verdict}")  # fmt: skip
+    print(f"\nimport self time (-X importtime, the run with the least total of {args.runs}), by package:")
+    for command, times in imports:
+        parts = ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in times.items() if k != "total" and v >= 0.001)
+        print(f"{command:<22} {times['total'] * 1000:5.0f}ms  ({parts})")
     return 0
 
 

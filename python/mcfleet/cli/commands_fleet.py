@@ -10,10 +10,9 @@ import typer
 from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
 from mcfleet.cli.output import emit_json, table
 from mcfleet.cli.targets import ON_OPT, selected
-from mcfleet.errors import EXIT_INVALID, InputError
-from mcfleet.fleet.causes import merge_typos, root_causes
+from mcfleet.errors import InputError
+from mcfleet.fleet.causes import merge_typos
 from mcfleet.fleet.load import HostEntry, LoadedFleet, load_fleet
-from mcfleet.fleet.rules import check
 
 if TYPE_CHECKING:
     from mcfleet.fleet.files import RenderedFile
@@ -25,7 +24,10 @@ ROOT_ARG = typer.Argument(None, hidden=True, show_default=False)
 JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of text.")
 
 
-def validate(path: Path | None = ROOT_ARG, json_out: bool = JSON_OPT) -> None:
+NO_CACHE = typer.Option(False, "--no-cache", help="Validate from scratch (ignore the remembered valid result).")
+
+
+def validate(path: Path | None = ROOT_ARG, json_out: bool = JSON_OPT, no_cache: bool = NO_CACHE) -> None:
     """Check every host and service file, then the fleet-wide rules.
 
     Schema problems come first (file + JSON pointer; line and column for JSON syntax
@@ -33,42 +35,23 @@ def validate(path: Path | None = ROOT_ARG, json_out: bool = JSON_OPT) -> None:
     findings go to stdout, the summary to stderr.  While a file does not load, the fleet
     rules' findings are held back (they may only follow from it; --json lists them under
     "held_back"); a misspelt key is one finding with "did you mean".  Exit 0 when valid,
-    2 when there are findings.
+    2 when there are findings.  A valid result is remembered (in ~/.cache/mcfleet) until a
+    file of the fleet or mcfleet itself changes, so validating again is quick.
 
     Examples:
 
       mcfleet validate
 
       mcfleet -C ./fleet validate --json | jq '.findings[].code'
+
+      mcfleet validate --no-cache
     """
-    loaded = load_fleet(fleet_root(deprecated_folder(path, "the fleet folder as an argument")))
-    findings = check(loaded)
-    causes = root_causes(list(findings))
-    if json_out:
-        emit_json(
-            {
-                "root": str(loaded.root),
-                "valid": not findings,
-                "hosts": sorted(loaded.hosts),
-                "findings": [f.as_dict() for f in causes.shown],
-                "held_back": [f.as_dict() for f in causes.held_back],
-            }
-        )
-    elif findings:
-        for finding in causes.shown:  # the findings are the output: stdout, so `| grep` and `| cat` see them
-            typer.echo(finding.format())
-        summary = f"{len(causes.shown)} problem(s) in {loaded.root}"
-        if causes.held_back:
-            summary += (
-                f"; {len(causes.held_back)} finding(s) of the fleet rules held back: they may follow from the "
-                "files above, which did not load (fix those, then validate again)"
-            )
-        typer.echo(summary, err=True)
-    else:
-        services = sum(len(e.services) for e in loaded.hosts.values())
-        typer.echo(f"ok: {len(loaded.hosts)} hosts, {services} services valid")
-    if findings:
-        raise typer.Exit(EXIT_INVALID)
+    from mcfleet.cli.validate_report import run_validate
+
+    given = deprecated_folder(path, "the fleet folder as an argument")
+    code = run_validate(given, json_out=json_out, use_cache=not no_cache)
+    if code:
+        raise typer.Exit(code)
 
 
 def _load_usable(path: Path | None, *, warn: bool = True) -> tuple[LoadedFleet, Fleet]:

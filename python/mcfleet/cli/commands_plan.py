@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,6 +83,8 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
 
       mcfleet plan --json | jq '.actions[] | select(.kind == "refuse")'
     """
+    import asyncio
+
     from mcfleet.fleet.load import load_fleet
     from mcfleet.fleet.rules import check
     from mcfleet.kinds.system import add_closure_diffs, evaluated_toplevels

@@ -6,7 +6,8 @@ or usage, 130 interrupted.  With `--detailed-exitcode` every outcome other than 
 (0) and "changes pending" (2) is 1, so a script can tell pending changes from bad input.
 
 `mcfleet`, `mcfleet --help` and `--version` are answered from the registry before typer is
-imported (start-up of the help is the Python interpreter's and little else).
+imported (start-up of the help is the Python interpreter's and little else); the plain forms
+of `validate` run without typer too (cli/validate_report.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,65 @@ def _fast_path(argv: list[str]) -> int | None:
     return None
 
 
+def _validate_fast(argv: list[str]) -> int | None:
+    """`[--debug] [--no-color] [-C DIR] validate [--json] [--no-cache]` without typer; any other form -> None (typer).
+
+    typer 0.29 builds a pydantic TypeAdapter per parameter at start-up; validate needs none of it.
+    """
+    fleet: str | None = os.environ.get("MCFLEET_FLEET") or None
+    debug = no_color = json_out = False
+    i = 0
+    while i < len(argv) and argv[i] != "validate":
+        arg = argv[i]
+        if arg == "--debug":
+            debug = True
+        elif arg == "--no-color":
+            no_color = True
+        elif arg in ("-C", "--fleet") and i + 1 < len(argv):
+            fleet, i = argv[i + 1], i + 1
+        elif arg.startswith("--fleet="):
+            fleet = arg.partition("=")[2]
+        else:
+            return None
+        i += 1
+    rest = argv[i + 1 :]
+    if i == len(argv) or not set(rest) <= {"--json", "--no-cache"} or len(set(rest)) != len(rest):
+        return None
+    json_out = "--json" in rest
+    STATE.debug, STATE.no_color = debug, no_color
+    from pathlib import Path
+
+    STATE.fleet = Path(fleet) if fleet else None
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    _skip_pydantic_plugin_scan()
+    try:
+        from mcfleet.cli.validate_report import run_validate
+
+        return run_validate(None, json_out=json_out, use_cache="--no-cache" not in rest)
+    except McfleetError as exc:
+        if STATE.debug:
+            _print_traceback()
+        sys.stderr.write(exc.format() + "\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(INTERRUPTED + "\n")
+        return EXIT_INTERRUPTED
+
+
+def _skip_pydantic_plugin_scan() -> None:
+    """With PYDANTIC_DISABLE_PLUGINS=__all__, pydantic's plugin loader returns no plugins, but importing it
+    still imports importlib.metadata (~25 ms).  Its one function that pydantic calls, get_plugins(),
+    is provided here as that answer, before pydantic is imported."""
+    name = "pydantic.plugin._loader"
+    if os.environ.get("PYDANTIC_DISABLE_PLUGINS") != "__all__" or name in sys.modules or "pydantic" in sys.modules:
+        return
+    import types
+
+    stub = types.ModuleType(name)
+    stub.get_plugins = lambda: ()  # type: ignore[attr-defined]
+    sys.modules[name] = stub
+
+
 def _print_traceback() -> None:
     import traceback
 
@@ -49,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     quick = None if "_MCFLEET_COMPLETE" in os.environ else _fast_path(args)  # completion asks typer
     if quick is not None:
         return quick
+    if "_MCFLEET_COMPLETE" not in os.environ:
+        quick = _validate_fast(args)
+        if quick is not None:
+            return quick
     code = _run_app(args)
     if "--detailed-exitcode" in _args_before_dashdash(args) and code not in (0, 2):
         return EXIT_FAILURE
@@ -59,6 +123,7 @@ def _run_app(args: list[str]) -> int:
     # pydantic looks for plugins by scanning every installed distribution's metadata the first
     # time a model is built (~40 ms); the CLI uses none (child processes inherit this: harmless).
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    _skip_pydantic_plugin_scan()
     import typer
     from typer.exceptions import Abort, TyperException
 

@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyrage  # type: ignore[import-untyped]  # no type information shipped
-
 from mcfleet.errors import InputError
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.util.files import atomic_write_text
@@ -68,6 +66,13 @@ def recorded_recipients(root: Path, name: str) -> list[str] | None:
         return None
 
 
+def _age() -> Any:
+    """pyrage, imported when a secret is encrypted or decrypted (`validate` reads only the recipient files)."""
+    import pyrage  # type: ignore[import-untyped]  # no type information shipped
+
+    return pyrage
+
+
 def declared_secrets(loaded: LoadedFleet) -> list[str]:
     names = {f.secret for e in loaded.hosts.values() for svc in e.services for f in svc.files if f.secret}
     on_disk = {p.stem for p in (loaded.root / SECRETS_DIR).glob("*.age")}
@@ -75,6 +80,7 @@ def declared_secrets(loaded: LoadedFleet) -> list[str]:
 
 
 def _recipient(text: str) -> Any:
+    pyrage = _age()
     try:
         if text.startswith("age1"):
             return pyrage.x25519.Recipient.from_str(text)
@@ -96,7 +102,7 @@ def encrypt_secret(loaded: LoadedFleet, name: str, value: bytes) -> list[str]:
         )
     age, rec = secret_paths(loaded.root, name)
     age.parent.mkdir(parents=True, exist_ok=True)
-    data = pyrage.encrypt(value, [_recipient(r) for r in recipients])
+    data = _age().encrypt(value, [_recipient(r) for r in recipients])
     tmp = age.with_name(f".{age.name}.tmp")
     tmp.write_bytes(data)
     tmp.replace(age)
@@ -113,6 +119,7 @@ def identities() -> list[Any]:
             f"no operator identity to decrypt secrets: {path}: {exc.strerror}",
             hint=f"set ${IDENTITY_ENV} to your age identity file (age-keygen) or ssh ed25519 private key",
         ) from None
+    pyrage = _age()
     if "OPENSSH PRIVATE KEY" in text:
         return [pyrage.ssh.Identity.from_buffer(text.encode())]
     keys = [line.strip() for line in text.splitlines() if line.strip().startswith("AGE-SECRET-KEY-")]
@@ -129,6 +136,7 @@ def decrypt_secret(root: Path, name: str, keys: list[Any] | None = None) -> byte
         raise InputError(
             f"secret {name} does not exist ({SECRETS_DIR}/{name}.age)", hint=f"mcfleet secret set {name}"
         ) from None
+    pyrage = _age()
     try:
         value: bytes = pyrage.decrypt(data, keys if keys is not None else identities())
     except pyrage.DecryptError:

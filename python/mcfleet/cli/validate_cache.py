@@ -1,0 +1,142 @@
+"""A remembered "valid" for `mcfleet validate`: unchanged files and code give the same answer.
+
+Validating imports pydantic and builds the fleet's models (most of the command's time); an
+editor, a pre-commit hook or a shell prompt runs it again and again on files that did not
+change.  After a run that found nothing, the answer is kept in the user's cache folder
+(`$XDG_CACHE_HOME/mcfleet/validate/`, never in the fleet checkout) under a key made of:
+
+- every file the loader reads (fleet.json, hosts/**, secrets/**): its path, size and CRC-32
+  of its content (so an edit within the file system's timestamp granularity still counts);
+- the code that decides: mcfleet's version and the size and mtime of every module of
+  mcfleet.fleet, the validate command's modules and errors.py; Python's and pydantic's versions.
+
+Only a valid result is kept (findings are always computed afresh), and a fleet tree with a
+symbolic link or any other non-regular file is never cached: those are exactly the cases the
+loader treats specially.  `mcfleet validate --no-cache` ignores and rewrites the entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+INPUT_DIRS = ("hosts", "secrets")
+CODE_DIRS = ("fleet",)
+CODE_FILES = ("errors.py", "cli/validate_report.py", "cli/validate_cache.py", "__init__.py")
+
+
+def _cache_file(root: Path) -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    name = f"{zlib.crc32(str(root).encode()):08x}.json"
+    return base / "mcfleet" / "validate" / name
+
+
+def _file_entry(path: Path, rel: str) -> list[Any] | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return [rel, len(data), zlib.crc32(data)]
+
+
+def _walk(root: Path, rel: str, out: list[list[Any]]) -> bool:
+    """Append every file under root/rel; False when something is not a plain file or folder."""
+    try:
+        entries = sorted(os.scandir(root / rel), key=lambda e: e.name)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    for entry in entries:
+        child = f"{rel}/{entry.name}"
+        if entry.is_symlink():
+            return False
+        if entry.is_dir(follow_symlinks=False):
+            if not _walk(root, child, out):
+                return False
+        elif entry.is_file(follow_symlinks=False):
+            item = _file_entry(Path(entry.path), child)
+            if item is None:
+                return False
+            out.append(item)
+        else:
+            return False
+    return True
+
+
+def _code_key() -> list[Any]:
+    import mcfleet
+
+    package = Path(mcfleet.__file__).parent
+    files = [package / f for f in CODE_FILES]
+    for folder in CODE_DIRS:
+        files += sorted((package / folder).glob("*.py"))
+    stats = []
+    for path in files:
+        st = path.stat()
+        stats.append([str(path), st.st_size, st.st_mtime_ns])
+    pydantic_version = ""
+    for entry in sys.path:
+        candidate = Path(entry or ".") / "pydantic" / "version.py"
+        if candidate.is_file():
+            st = candidate.stat()
+            pydantic_version = f"{candidate}:{st.st_size}:{st.st_mtime_ns}"
+            break
+    return [mcfleet.__version__, sys.version, pydantic_version, stats]
+
+
+def cache_key(root: Path) -> list[Any] | None:
+    """The key of a validation of `root`, or None when this tree must not be cached."""
+    fleet = root / "fleet.json"
+    if fleet.is_symlink() or not fleet.is_file():
+        return None
+    inputs: list[list[Any]] = []
+    item = _file_entry(fleet, "fleet.json")
+    if item is None:
+        return None
+    inputs.append(item)
+    for folder in INPUT_DIRS:
+        if (root / folder).is_symlink() or not _walk(root, folder, inputs):
+            return None
+    return [_code_key(), inputs]
+
+
+def remembered(root: Path) -> dict[str, Any] | None:
+    """The remembered valid result for `root`, if its key still matches, else None."""
+    key = cache_key(root)
+    if key is None:
+        return None
+    try:
+        data = json.loads(_cache_file(root).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != json.loads(json.dumps(key)):
+        return None
+    result = data.get("result")
+    return result if isinstance(result, dict) else None
+
+
+def remember(root: Path, result: dict[str, Any]) -> None:
+    """Keep a valid result; a cache that cannot be written is simply not used."""
+    key = cache_key(root)
+    if key is None:
+        return
+    path = _cache_file(root)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, "result": result}))
+        tmp.replace(path)
+    except OSError:
+        return
+
+
+def forget(root: Path) -> None:
+    try:
+        _cache_file(root).unlink()
+    except OSError:
+        return
