@@ -80,6 +80,7 @@ rec {
         dns = {
           inherit (r.fleet.hosts.${name}.data.dns) resolver nameservers fallback;
           fallbackDns = r.fleet.hosts.${name}.data.dns.fallback_dns;
+          inherit (r.fleet.fleet) zone;
         };
         agent = {
           inherit (h.agentUnit) execStart user group workingDirectory description readWritePaths;

@@ -172,7 +172,7 @@ rec {
     system = if entry.data.arch == "arm64" then "aarch64-linux" else "x86_64-linux";
     users = users fleet entry;
     nameservers = nameservers entry;
-    resolvers = resolvers.forHost entry;
+    resolvers = resolvers.forHost fleet.fleet.zone entry;
     agentUnit = agentUnit entry;
     agentUnitText = agentUnitText entry;
     srvDirs = srvDirs entry;

@@ -4,8 +4,12 @@
 # - resolv.conf: NixOS writes networking.nameservers into /etc/resolv.conf and glibc
 #   asks at most 3 of them, each `timeout` seconds, so it gets the first 3 (a
 #   fallback among them) and `options timeout:1 attempts:2`;
-# - systemd-resolved: networking.nameservers become resolved's DNS=, which switches
-#   to the next server when one does not answer, so every server goes there;
+# - systemd-resolved: networking.nameservers become resolved's global DNS=.  resolved
+#   (systemd 252) waits ~5 s on each silent server before the next one, so DNS= gets
+#   the public fallbacks, and names under the fleet's zone go to the fleet's
+#   nameservers per link: mcfleet-dns-zone.service runs resolvectl dns/domain
+#   ~<zone>/default-route no on the link that routes to each (the same unit as on
+#   Debian).  No lookup outside the zone waits on a silent MCNS.
 #   FallbackDNS= (services.resolved.fallbackDns) is asked only while DNS= is empty.
 { config, lib, ... }:
 let
@@ -16,6 +20,8 @@ let
     inherit (cfg) resolver nameservers fallback;
   };
   public = builtins.filter (a: !(lib.elem a cfg.nameservers)) cfg.fallback;
+  routed = cfg.zone != null && resolvers.zoneRouted dns;
+  zoneServers = resolvers.zoneServers dns;
   position = lib.lists.findFirstIndex (s: public != [ ] && s == lib.head public) null (resolvers.ordered dns);
 in
 {
@@ -39,6 +45,11 @@ in
       default = [ ];
       description = "Public resolvers outside the fleet, e.g. 1.1.1.1 and 8.8.8.8.";
     };
+    zone = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "The fleet's zone: with systemd-resolved, names under it go to the nameservers (per link), every other name to the fallbacks.";
+    };
     fallbackDns = mkOption {
       type = types.listOf types.str;
       default = [ ];
@@ -49,7 +60,8 @@ in
   config = lib.mkIf config.mcfleet.enable (
     lib.mkMerge [
       {
-        networking.nameservers = resolvers.written dns;
+        networking.nameservers =
+          if cfg.resolver == "systemd-resolved" && !routed then resolvers.ordered dns else resolvers.written dns;
         assertions = [
           {
             assertion = public != [ ];
@@ -71,6 +83,23 @@ in
         ];
       }
       (lib.mkIf (cfg.resolver == "resolv.conf") { networking.resolvconf.extraOptions = resolvers.glibcOptions; })
+      (lib.mkIf routed {
+        systemd.services.mcfleet-dns-zone = {
+          description = "mcfleet: resolve ${cfg.zone} through the fleet's nameservers";
+          wantedBy = [ "multi-user.target" ];
+          wants = [ "network-online.target" ];
+          after = [
+            "network-online.target"
+            "systemd-resolved.service"
+            "tailscaled.service"
+          ];
+          serviceConfig = {
+            Type = "oneshot";
+            RemainAfterExit = true;
+            ExecStart = resolvers.zoneExec cfg.zone zoneServers;
+          };
+        };
+      })
       (lib.mkIf (cfg.resolver == "systemd-resolved" && cfg.fallbackDns != [ ]) {
         services.resolved.fallbackDns = cfg.fallbackDns;
       })

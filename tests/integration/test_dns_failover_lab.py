@@ -9,11 +9,14 @@ through the C library:
 
 - glibc reading resolv.conf (a netns node): today's configuration (4 nameservers, no
   options) answers only after ~8 s; mcfleet's (3 servers, `timeout:1 attempts:2`) < 3 s.
-- systemd-resolved (a systemd-nspawn node): today's configuration (`DNS=` MCNS,
-  `FallbackDNS=` public) never answers; mcfleet's (all in `DNS=`) answers.  resolved
-  (systemd 252) waits 5 s for each silent server and has no setting for it, so the first
-  lookup after MCNS went silent takes ~10 s; it then stays with the server that answered,
-  and every later lookup is answered at once (< 3 s, asserted).
+- systemd-resolved (a systemd-nspawn node, systemd 252): with every server in `DNS=` (what
+  mcfleet wrote before) resolved waits ~5 s on each silent server, so the first lookup after
+  MCNS went silent takes ~10 s.  mcfleet's configuration gives the global `DNS=` the public
+  fallbacks and routes only the fleet's zone to MCNS per link (mcfleet-dns-zone.service:
+  `resolvectl dns/domain ~<zone>/default-route no`), so every public lookup, the first
+  included, is answered < 3 s with MCNS silent.  A second BIND on MCNS's first address plays
+  MCNS: the zone is answered by it before, fails while it is silent (nobody else knows the
+  zone), and is answered again once it is back.
 
 The figures are printed (run with -s to see them).
 """
@@ -70,9 +73,9 @@ ns1 A   {address}
 """
 
 # What mcfleet wrote before: every server in order, no options (glibc asks only the first 3,
-# 5 s each), and for resolved the public servers only in FallbackDNS=.
+# 5 s each), and for resolved every server in DNS= (resolved waits ~5 s on each silent one).
 TODAY_RESOLV_CONF = "nameserver {0}\nnameserver {1}\nnameserver {2}\nnameserver 1.1.1.1\n"
-TODAY_RESOLVED = "[Resolve]\nDNS={0} {1}\nFallbackDNS={2} 1.1.1.1\n"
+TODAY_RESOLVED = "[Resolve]\nDNS={0} {1} {2} 1.1.1.1\n"
 
 LOOKUP = """\
 import socket, sys, time
@@ -92,28 +95,38 @@ def _run(coro):  # type: ignore[no-untyped-def]
 
 
 @dataclass(frozen=True)
-class Fallback:
+class Named:
     address: str
     pid: int
 
 
-@pytest.fixture(scope="module")
-def fallback(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fallback]:
-    """BIND on <lab prefix>.2 (an extra address on the lab bridge), authoritative for ZONE."""
+def _named(lab: Lab, d: Path, address: str, zone: str, what: str) -> Iterator[Named]:
+    """A BIND on `address` (an extra address on the lab bridge), authoritative for `zone`."""
     net = _run(lab.network())
-    address = net.gateway.rsplit(".", 1)[0] + ".2"
-    d = tmp_path_factory.mktemp("named")
-    (d / "named.conf").write_text(NAMED_CONF.format(dir=d, address=address, zone=ZONE))
-    (d / f"{ZONE}.zone").write_text(ZONE_FILE.format(zone=ZONE, address=address))
+    (d / "named.conf").write_text(NAMED_CONF.format(dir=d, address=address, zone=zone))
+    (d / f"{zone}.zone").write_text(ZONE_FILE.format(zone=zone, address=address))
     subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", net.bridge], check=True)
     pid = spawn(["named", "-g", "-u", "root", "-c", str(d / "named.conf")], log=d / "named.log")
-    lab.state.add(Resource("process", "named-fallback", pid, start_time(pid), str(d / "named.log")))
+    lab.state.add(Resource("process", f"named-{what}", pid, start_time(pid), str(d / "named.log")))
     try:
-        _run(wait_port(address, 53, limit_s=20, what="named (the public fallback)", pid=pid, log=d / "named.log"))
-        yield Fallback(address, pid)
+        _run(wait_port(address, 53, limit_s=20, what=f"named ({what})", pid=pid, log=d / "named.log"))
+        yield Named(address, pid)
     finally:
         subprocess.run(["kill", "-TERM", str(pid)], check=False)
         subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", net.bridge], check=False)
+
+
+@pytest.fixture(scope="module")
+def fallback(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Named]:
+    """The public fallback: BIND on <lab prefix>.2, authoritative for ZONE (recursion on)."""
+    address = _run(lab.network()).gateway.rsplit(".", 1)[0] + ".2"
+    yield from _named(lab, tmp_path_factory.mktemp("named"), address, ZONE, "the public fallback")
+
+
+@pytest.fixture(scope="module")
+def mcns(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Named]:
+    """MCNS: BIND on MCNS[0], authoritative for the lab fleet's zone (a node reaches it via the gateway)."""
+    yield from _named(lab, tmp_path_factory.mktemp("mcns"), MCNS[0], lab.zone, "MCNS")
 
 
 def _silence_mcns(lab: Lab, node: LabNode) -> None:
@@ -123,6 +136,12 @@ def _silence_mcns(lab: Lab, node: LabNode) -> None:
     subprocess.run([*ns, "neigh", "replace", hole, "lladdr", DEAD_MAC, "dev", "eth0", "nud", "permanent"], check=True)
     for address in MCNS:
         subprocess.run([*ns, "route", "replace", f"{address}/32", "via", hole, "dev", "eth0"], check=True)
+
+
+def _revive_mcns(lab: Lab, node: LabNode) -> None:
+    """MCNS[0] answers again (routed to the lab bridge, where BIND listens); MCNS[1] stays silent."""
+    gateway = _run(lab.network()).gateway
+    subprocess.run(["ip", "-n", node.netns, "route", "replace", f"{MCNS[0]}/32", "via", gateway], check=True)
 
 
 def _fleet_for(lab: Lab, node: LabNode, dest: Path, dns: dict[str, object]) -> Path:
@@ -162,7 +181,7 @@ def _report(what: str, results: list[tuple[bool, float]]) -> str:
     return f"{what}: " + ", ".join(f"{s:.2f} s" + ("" if ok else " (failed)") for ok, s in results)
 
 
-def test_glibc_node_reaches_the_fallback_within_3s(lab: Lab, fallback: Fallback, tmp_path: Path) -> None:
+def test_glibc_node_reaches_the_fallback_within_3s(lab: Lab, fallback: Named, tmp_path: Path) -> None:
     node = _run(lab.add_fast_node("dnsg1", with_podman=False))
     _silence_mcns(lab, node)
 
@@ -188,9 +207,10 @@ def test_glibc_node_reaches_the_fallback_within_3s(lab: Lab, fallback: Fallback,
 
 
 @pytest.mark.full
-def test_resolved_node_reaches_the_fallback_within_3s(lab: Lab, fallback: Fallback, tmp_path: Path) -> None:
+def test_resolved_node_reaches_the_fallback_within_3s(lab: Lab, fallback: Named, mcns: Named, tmp_path: Path) -> None:
     node = _run(lab.add_full_node("dnsr1"))
     _silence_mcns(lab, node)
+    _revive_mcns(lab, node)
 
     def sh(script: str) -> str:
         code, out, err = _run(lab.exec_in(node.name, ["sh", "-c", script]))
@@ -203,19 +223,40 @@ def test_resolved_node_reaches_the_fallback_within_3s(lab: Lab, fallback: Fallba
     dropin = "/etc/systemd/resolved.conf.d/mcfleet.conf"
     _write_in(lab, node, dropin, TODAY_RESOLVED.format(*MCNS, fallback.address))
     sh("systemctl restart systemd-resolved.service")
-    before = _lookups(lab, node, [f"before.{ZONE}"])
-    print("\n" + _report("resolved, today's DNS= MCNS + FallbackDNS= public", before))
-    assert not before[0][0]  # FallbackDNS= is never asked while DNS= servers are configured
+    [(ok, _s)] = _lookups(lab, node, [f"before.{lab.zone}"])
+    assert ok  # MCNS answers the zone
+    _silence_mcns(lab, node)
+    before = _lookups(lab, node, [f"b{i}.{ZONE}" for i in range(3)])
+    print("\n" + _report("resolved, before: every server in DNS=, MCNS silent", before))
+    assert all(ok for ok, _s in before), before
+    assert before[0][1] >= LIMIT_S  # the measurement tells the two apart: the first lookup waits on MCNS
 
+    _revive_mcns(lab, node)
     dns = {"resolver": "systemd-resolved", "nameservers": MCNS, "fallback": [fallback.address, "1.1.1.1"]}
     root = _fleet_for(lab, node, tmp_path / "fleet", dns)
     message = _run(_provision(root, node.name))
-    assert dropin in message
-    assert f"DNS={' '.join(MCNS)} {fallback.address} 1.1.1.1" in sh(f"cat {shlex.quote(dropin)}")
+    assert dropin in message and "mcfleet-dns-zone.service" in message, message
+    assert f"DNS={fallback.address} 1.1.1.1" in sh(f"cat {shlex.quote(dropin)}")
+    assert f"~{lab.zone}" in sh("resolvectl domain")
+    assert sh("systemctl is-enabled mcfleet-dns-zone.service").strip() == "enabled"
+    sh("systemctl restart systemd-resolved.service")  # forget which server answered last
+    [(ok, zone_s)] = _lookups(lab, node, [f"up.{lab.zone}"])
+    print(_report("resolved, mcfleet's: the zone with MCNS up", [(ok, zone_s)]))
+    assert ok  # the zone goes to MCNS
 
+    _silence_mcns(lab, node)
     start = time.monotonic()
     after = _lookups(lab, node, [f"n{i}.{ZONE}" for i in range(4)])
-    print(_report("resolved, mcfleet's DNS= (every server)", after) + f" [{time.monotonic() - start:.2f} s in all]")
+    print(
+        _report("resolved, mcfleet's: public names, MCNS silent", after) + f" [{time.monotonic() - start:.2f} s in all]"
+    )
     assert all(ok for ok, _s in after), after
-    # the first lookup pays resolved's fixed wait on the two silent servers; then it is on the fallback
-    assert max(s for _ok, s in after[1:]) < LIMIT_S, after
+    assert max(s for _ok, s in after) < LIMIT_S, after  # the first lookup included
+    down = _lookups(lab, node, [f"down.{lab.zone}"])
+    print(_report("resolved, mcfleet's: the zone, MCNS silent (nobody else knows it)", down))
+    assert not down[0][0]
+
+    _revive_mcns(lab, node)
+    back = _lookups(lab, node, [f"back.{lab.zone}"])
+    print(_report("resolved, mcfleet's: the zone, MCNS back", back))
+    assert back[0][0]  # never stuck on a public server that does not know the zone

@@ -1,5 +1,8 @@
 """Host-level drift on a full lab node: a fresh node's plan lists what apply does; a hand edit
-of each managed host fact shows as `~` with old -> new, apply converges it, and the plan is clean."""
+of each managed host fact shows as `~` (or `+` when removed) with old -> new, apply converges it,
+and the plan is clean.  Facts: resolvers (resolv.conf, or systemd-resolved's drop-in, zone unit
+and live per-link routing), /srv/mcp owner and mode, the agent unit's content and enabled state,
+linger and the podman socket of mcp."""
 
 from __future__ import annotations
 
@@ -43,7 +46,10 @@ def test_host_level_drift_is_planned_as_changes_and_apply_converges_it(
     assert fresh["host resolvers"]["kind"] == "update"  # the node's own resolv.conf is rewritten
     assert fresh["host resolvers"]["after"][-1] == "options timeout:1 attempts:2"
     assert fresh["host dir /srv/mcp"]["kind"] == "create"
+    assert fresh["host linger mcp"]["kind"] == "create"
+    assert fresh["host podman.socket mcp"]["kind"] == "create"
     assert fresh["agent agent"]["kind"] == "create"
+    assert "host dns zone " + fleet.lab.zone not in fresh  # glibc: no per-domain routing
     _apply(root, name, agent_bundle)
     _clean(root, name)
 
@@ -73,3 +79,56 @@ def test_host_level_drift_is_planned_as_changes_and_apply_converges_it(
     _apply(root, name, agent_bundle)
     _clean(root, name)
     assert "RestartSec=30" not in fleet.sh(name, "cat /etc/systemd/system/mcp-agent.service").stdout
+
+    # linger and mcp's podman socket removed by hand
+    fleet.sh(name, "loginctl disable-linger mcp && rm /srv/mcp/.config/systemd/user/sockets.target.wants/podman.socket")
+    gone = _plan(root, name)
+    assert (gone["host linger mcp"]["kind"], gone["host linger mcp"]["before"]) == ("create", False)
+    assert gone["host podman.socket mcp"]["kind"] == "create"
+    _apply(root, name, agent_bundle)
+    _clean(root, name)
+    assert fleet.sh(name, "ls /var/lib/systemd/linger").stdout.split() == ["mcp"]
+    assert fleet.sh(name, "test -S /run/user/850/podman/podman.sock", check=False).returncode == 0
+
+
+def test_resolved_zone_routing_is_planned_and_converged(make_nodes: MakeNodes, agent_bundle: Path) -> None:
+    fleet = make_nodes(1, "dnsz")
+    name = fleet.names[0]
+    root = str(fleet.fleet_dir)
+    zone = fleet.lab.zone
+    node = fleet.nodes[0]
+    mcns = node.address.rsplit(".", 1)[0] + ".53"  # on the lab link: `ip route get` names eth0
+    host_file = fleet.fleet_dir / "hosts" / name / "host.json"
+    host = json.loads(host_file.read_text())
+    host["dns"] = {"resolver": "systemd-resolved", "nameservers": [mcns], "fallback": ["1.1.1.1"]}
+    host_file.write_text(json.dumps(host, indent=2))
+    fleet.sh(name, "systemctl enable --now systemd-resolved.service")
+    fleet.sh(name, "ln -sf ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf")
+
+    fresh = _plan(root, name)
+    assert fresh["host resolvers"]["kind"] == "create"
+    assert fresh["host resolvers"]["after"][-1] == "DNS=1.1.1.1"
+    routing = fresh[f"host dns zone {zone}"]
+    assert (routing["kind"], routing["before"]["routed"], routing["after"]["routed"]) == ("create", "nothing", mcns)
+    _apply(root, name, agent_bundle)
+    _clean(root, name)
+    assert f"~{zone}" in fleet.sh(name, "resolvectl domain eth0").stdout
+    assert mcns in fleet.sh(name, "resolvectl dns eth0").stdout
+
+    # the link's DNS reset by hand: the unit is still there, the running routing is not
+    fleet.sh(name, "resolvectl revert eth0")
+    drift = _plan(root, name)[f"host dns zone {zone}"]
+    assert drift["kind"] == "update" and f"resolved does not send {zone} to {mcns}" in drift["reason"]
+    assert (drift["before"]["routed"], drift["after"]["routed"]) == ("nothing", mcns)
+    _apply(root, name, agent_bundle)
+    _clean(root, name)
+    assert f"~{zone}" in fleet.sh(name, "resolvectl domain eth0").stdout
+
+    # the unit edited and disabled by hand
+    unit_file = "/etc/systemd/system/mcfleet-dns-zone.service"
+    fleet.sh(name, f"systemctl disable --quiet mcfleet-dns-zone.service && echo '# x' >> {unit_file}")
+    unit = _plan(root, name)[f"host dns zone {zone}"]
+    assert "changed on the node" in unit["reason"] and "disabled at boot" in unit["reason"]
+    _apply(root, name, agent_bundle)
+    _clean(root, name)
+    assert fleet.sh(name, "systemctl is-enabled mcfleet-dns-zone.service").stdout.strip() == "enabled"

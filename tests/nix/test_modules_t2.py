@@ -133,16 +133,23 @@ def test_a_wrong_option_type_is_an_error(nixpkgs_lib: Path) -> None:
 
 
 def test_resolvers_fail_over_for_each_mechanism(nixpkgs_lib: Path) -> None:
-    # rift runs systemd-resolved: every server in DNS= (it moves to the next one that answers)
+    # rift runs systemd-resolved: the public fallbacks in the global DNS=, the fleet's zone to MCNS
+    # per link (mcfleet-dns-zone.service, the same ExecStart as the Debian unit)
     rift = _eval(nixpkgs_lib, "rift")
     assert rift["failedAssertions"] == []
     assert rift["resolved"] is True
-    assert rift["nameservers"] == ["192.168.88.181", "100.95.252.120", "1.1.1.1", "8.8.8.8"]
+    assert rift["nameservers"] == ["1.1.1.1", "8.8.8.8"]
+    unit = rift["services"]["mcfleet-dns-zone"]
+    zone = host_values(load_fleet(REPO), "rift")["resolvers"]["zone"]
+    assert zone["servers"] == ["192.168.88.181", "100.95.252.120"]
+    assert unit["serviceConfig"]["ExecStart"] == zone["exec"]
+    assert unit["serviceConfig"]["Type"] == "oneshot" and "multi-user.target" in unit["wantedBy"]
     # orion: glibc reads resolv.conf: at most 3 servers, the fallback among them, short timeouts
     orion = _eval(nixpkgs_lib, "orion")
     assert orion["resolved"] is False
     assert orion["nameservers"] == ["192.168.88.181", "1.1.1.1", "8.8.8.8"]
     assert orion["resolvconfOptions"] == ["timeout:1", "attempts:2"]
+    assert "mcfleet-dns-zone" not in orion["services"]  # glibc has no per-domain routing
 
 
 def test_resolved_enabled_against_host_json_fails_the_assertion(nixpkgs_lib: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from mcfleet.fleet.load import load_fleet
 from mcfleet.fleet.models import Dns
-from mcfleet.fleet.resolvers import resolver_file, written_servers
+from mcfleet.fleet.resolvers import resolver_file, written_servers, zone_servers, zone_unit_text
 from mcfleet.fleet.rules import check
 from tests.conftest import REPO
 
@@ -46,24 +46,43 @@ def test_glibc_gets_three_servers_with_the_fallback_third_and_short_timeouts() -
     assert "# not written, glibc would never ask them: 8.8.8.8" in lines
 
 
-def test_resolved_gets_every_server_in_dns_and_fallback_dns_only_when_given() -> None:
+def test_resolved_gets_the_fallbacks_globally_and_the_zone_per_link() -> None:
     dns = Dns(resolver="systemd-resolved", nameservers=["10.0.0.1", "10.0.0.2"], fallback=["1.1.1.1", "8.8.8.8"])
     f = resolver_file(dns)
     assert f.path == "/etc/systemd/resolved.conf.d/mcfleet.conf"
-    assert "DNS=10.0.0.1 10.0.0.2 1.1.1.1 8.8.8.8" in f.text.splitlines()
+    assert "DNS=1.1.1.1 8.8.8.8" in f.text.splitlines()
     assert "FallbackDNS" not in f.text.replace("# FallbackDNS=", "")
-    assert written_servers(dns) == ["10.0.0.1", "10.0.0.2", "1.1.1.1", "8.8.8.8"]
+    assert written_servers(dns) == ["1.1.1.1", "8.8.8.8"]
+    assert zone_servers(dns) == ["10.0.0.1", "10.0.0.2"]
+    unit = zone_unit_text(dns, "svc.example.test")
+    assert unit is not None
+    execs = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    assert len(execs) == 1
+    assert 'zone=svc.example.test; servers="10.0.0.1 10.0.0.2"' in execs[0]
+    assert 'resolvectl domain $$d "~$$zone"' in execs[0] and "default-route $$d no" in execs[0]
+    # systemd would expand a single `$`, and a backslash or `%` would be unescaped or a specifier
+    body = execs[0].replace("$$", "")
+    assert "$" not in body and "\\" not in body and "%" not in body
+    # glibc has no per-domain routing: no unit
+    assert zone_unit_text(Dns(nameservers=["10.0.0.1"], fallback=["1.1.1.1"]), "svc.example.test") is None
+
+
+def test_resolved_without_a_public_fallback_keeps_every_server_in_dns() -> None:
+    dns = Dns(resolver="systemd-resolved", nameservers=["10.0.0.1"], fallback=["10.0.0.1"])
+    assert written_servers(dns) == ["10.0.0.1"]
+    assert zone_unit_text(dns, "svc.example.test") is None
 
 
 def test_real_fleet_every_host_reaches_a_public_fallback() -> None:
     loaded = load_fleet(REPO)
     assert check(loaded) == []
     for name, entry in loaded.hosts.items():
-        servers = written_servers(entry.host.dns)
+        servers = written_servers(entry.host.dns)  # glibc's resolv.conf, or resolved's global DNS=
         assert "1.1.1.1" in servers, name
-    # rift runs systemd-resolved (it holds port 53 on localhost): all four in DNS=
+    # rift runs systemd-resolved (it holds port 53 on localhost): the public ones in DNS=, the zone per link
     rift = resolver_file(loaded.hosts["rift"].host.dns)
-    assert "DNS=192.168.88.181 100.95.252.120 1.1.1.1 8.8.8.8" in rift.text
+    assert "DNS=1.1.1.1 8.8.8.8" in rift.text
+    assert zone_servers(loaded.hosts["rift"].host.dns) == ["192.168.88.181", "100.95.252.120"]
     # svc is a VPS: rift's LAN address is not one of its resolvers
     assert "192.168.88.181" not in loaded.hosts["svc"].host.dns.nameservers
 

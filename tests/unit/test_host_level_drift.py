@@ -107,3 +107,83 @@ def test_linger_is_planned_only_where_it_is_wanted() -> None:
     framed = FramedOutput(values={"agent-dir": b"850 850 750\n", "linger": b"mcp\nkyle\n"})
     seen = host_level_from(framed)
     assert seen is not None and seen.linger == ["kyle", "mcp"]
+
+
+RESOLVED_DNS = DNS.model_copy(update={"resolver": "systemd-resolved"})
+STUB = "../run/systemd/resolve/stub-resolv.conf"
+LINKS = (
+    b"Global: 1.1.1.1 8.8.8.8\nLink 2 (eth0): 10.0.0.53 10.0.1.53\nLink 3 (wg0):\n"
+    b"--\nGlobal:\nLink 2 (eth0): ~svc.example.test\nLink 3 (wg0):\n"
+)
+
+
+def _resolved_want() -> HostLevelWant:
+    from mcfleet.fleet.resolvers import ZONE_UNIT_PATH, ResolverFile, zone_unit_text
+
+    unit = zone_unit_text(RESOLVED_DNS, "svc.example.test")
+    assert unit is not None
+    return HostLevelWant(
+        "systemd-resolved",
+        resolver_file(RESOLVED_DNS),
+        None,
+        zone="svc.example.test",
+        zone_servers=("10.0.0.53", "10.0.1.53"),
+        zone_unit=ResolverFile(ZONE_UNIT_PATH, unit),
+    )
+
+
+def test_resolved_links_parse_and_route_the_zone() -> None:
+    framed = FramedOutput(values={"agent-dir": b"850 850 750\n", "resolved-links": LINKS})
+    seen = host_level_from(framed)
+    assert seen is not None
+    assert [(link.link, link.servers, link.domains) for link in seen.links] == [
+        ("Link 2 (eth0)", ["10.0.0.53", "10.0.1.53"], ["~svc.example.test"])
+    ]
+    assert seen.routed("svc.example.test") == ["10.0.0.53", "10.0.1.53"]
+    assert seen.routed("other.test") == []
+
+
+def test_zone_routing_drift_shows_the_unit_and_the_live_routing() -> None:
+    want = _resolved_want()
+    assert want.zone_unit is not None
+    links = host_level_from(FramedOutput(values={"agent-dir": b"850 850 750\n", "resolved-links": LINKS}))
+    assert links is not None
+    good = HostLevelFacts(
+        resolv_link=STUB,
+        resolved_conf=want.resolver_file.text,
+        zone_unit=want.zone_unit.text,
+        zone_unit_enabled="enabled",
+        links=links.links,
+    )
+    assert _subjects(good, want) == []
+    # a fresh node: no unit, nothing routed
+    fresh = good.model_copy(update={"zone_unit": None, "zone_unit_enabled": "", "links": []})
+    [act] = host_level_diff("n1", "debian", want, _facts(fresh))
+    assert (act.kind, act.subject) == ("create", "dns zone svc.example.test")
+    assert act.before == {"unit_sha256": None, "enabled": "absent", "routed": "nothing"}
+    assert act.after["routed"] == "10.0.0.53 10.0.1.53"
+    # the link's setting reset by hand (resolvectl revert eth0): the unit is there, the routing is not
+    [act] = host_level_diff("n1", "debian", want, _facts(good.model_copy(update={"links": []})))
+    assert act.kind == "update" and "resolved does not send svc.example.test to 10.0.0.53 10.0.1.53" in act.reason
+    # the unit edited and disabled
+    edited = good.model_copy(update={"zone_unit": want.zone_unit.text + "# x\n", "zone_unit_enabled": "disabled"})
+    [act] = host_level_diff("n1", "debian", want, _facts(edited))
+    assert "changed on the node" in act.reason and "disabled at boot" in act.reason
+    assert act.before["unit_sha256"] != act.after["unit_sha256"]
+
+
+def test_real_fleet_wants_linger_for_the_agent_user() -> None:
+    from tests.conftest import REPO
+
+    loaded = load_fleet(REPO)
+    assert host_level_want(loaded.hosts["svc"], loaded.fleet).linger == ("mcp",)
+
+
+def test_podman_socket_disabled_is_planned() -> None:
+    want = HostLevelWant(WANT.resolver, WANT.resolver_file, WANT.agent_dir, podman_socket="mcp")
+    assert _subjects(GOOD.model_copy(update={"podman_socket": False}), want) == [("create", "podman.socket mcp")]
+    assert _subjects(GOOD.model_copy(update={"podman_socket": True}), want) == []
+    assert _subjects(GOOD, want) == []  # an older facts script: unknown, not planned
+    framed = FramedOutput(values={"agent-dir": b"850 850 750\n", "podman-socket": b"absent\n"})
+    seen = host_level_from(framed)
+    assert seen is not None and seen.podman_socket is False

@@ -20,7 +20,7 @@ from mcfleet.apply.probe import agent_dir
 from mcfleet.errors import ApplyError, Refused
 from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import OS, Fleet, HostUser, IdRange
-from mcfleet.fleet.resolvers import resolver_file
+from mcfleet.fleet.resolvers import ZONE_UNIT_PATH, resolver_file, zone_servers, zone_unit_text
 
 
 def _range(r: IdRange | None) -> str:
@@ -46,6 +46,8 @@ def provision_script(entry: HostEntry, fleet: Fleet | None) -> str:
     host = entry.host
     user = pinned_user(entry, fleet)
     resolv = resolver_file(host.dns)
+    zone = fleet.zone if fleet else ""
+    unit = zone_unit_text(host.dns, zone) if zone else None
     q = shlex.quote
     return fill_template(
         template("provision.sh"),
@@ -59,6 +61,10 @@ def provision_script(entry: HostEntry, fleet: Fleet | None) -> str:
             "RESOLVER": q(host.dns.resolver),
             "RESOLV_FILE": q(resolv.path),
             "RESOLV_TEXT": q(resolv.text),
+            "ZONE": q(zone),
+            "ZONE_SERVERS": q(" ".join(zone_servers(host.dns))),
+            "ZONE_UNIT_PATH": q(ZONE_UNIT_PATH if unit else ""),
+            "ZONE_UNIT_TEXT": q(unit or ""),
         },
     )
 

@@ -2,8 +2,10 @@
 
 Pure values from the files (the plan's host kind compares them with the node's facts; the
 Debian provisioning script writes exactly these): the file for the host's resolver
-mechanism (`fleet.resolvers.resolver_file`), and the agent's folder owned by the agent
-user's pinned ids, mode 0750.
+mechanism (`fleet.resolvers.resolver_file`) and, with systemd-resolved, the unit that routes
+the fleet's zone to its nameservers per link (`zone_unit_text`); the agent's folder owned by
+the agent user's pinned ids, mode 0750; linger for the agent user (its user manager runs the
+rootless podman socket from boot).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import PurePosixPath
 
 from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import Fleet
-from mcfleet.fleet.resolvers import ResolverFile, resolver_file
+from mcfleet.fleet.resolvers import ZONE_UNIT_PATH, ResolverFile, resolver_file, zone_servers, zone_unit_text
 
 AGENT_DIR_MODE = "750"
 
@@ -34,9 +36,13 @@ class HostLevelWant:
     resolver: str  # "resolv.conf" | "systemd-resolved"
     resolver_file: ResolverFile
     agent_dir: WantedDir | None  # None when the agent user has no pinned ids
-    # users whose systemd user manager runs from boot (rootless podman's socket); empty until the
-    # Debian provisioning script enables linger, so the plan never shows what apply would not do
+    # users whose systemd user manager runs from boot (rootless podman's socket; the Debian
+    # provisioning script enables it)
     linger: tuple[str, ...] = ()
+    podman_socket: str | None = None  # the user whose podman.socket is enabled (provisioning does it)
+    zone: str = ""  # the fleet's zone
+    zone_servers: tuple[str, ...] = ()  # its nameservers, routed per link (systemd-resolved)
+    zone_unit: ResolverFile | None = None  # the oneshot unit that sets that routing
 
 
 def host_level_want(entry: HostEntry, fleet: Fleet | None) -> HostLevelWant:
@@ -45,8 +51,15 @@ def host_level_want(entry: HostEntry, fleet: Fleet | None) -> HostLevelWant:
     pin = fleet.pins.get(host.agent.user) if fleet else None
     ids = (user.uid, user.gid) if user else (pin.uid, pin.gid) if pin else None
     folder = str(PurePosixPath(host.agent.path).parent)
+    zone = fleet.zone if fleet else ""
+    unit = zone_unit_text(host.dns, zone) if zone else None
     return HostLevelWant(
         resolver=host.dns.resolver,
         resolver_file=resolver_file(host.dns),
         agent_dir=WantedDir(folder, ids[0], ids[1], AGENT_DIR_MODE) if ids else None,
+        linger=(host.agent.user,),
+        podman_socket=host.agent.user,
+        zone=zone,
+        zone_servers=tuple(zone_servers(host.dns)) if unit else (),
+        zone_unit=ResolverFile(ZONE_UNIT_PATH, unit) if unit else None,
     )

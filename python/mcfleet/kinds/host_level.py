@@ -1,4 +1,4 @@
-"""Host-level drift: the resolver file and the agent's folder, as the node has them vs the files.
+"""Host-level drift: resolvers, the agent's folder and linger, as the node has them vs the files.
 
 Every value mcfleet writes on a Debian host outside the users shows here, so a hand edit is
 a `~` with the old and new values, and a fresh node's plan lists what provisioning will do.
@@ -10,8 +10,11 @@ never read there.
 
 from __future__ import annotations
 
+import hashlib
+
 from mcfleet.fleet.host_level import HostLevelWant
 from mcfleet.observe.facts import Facts
+from mcfleet.observe.hostlevel import HostLevelFacts
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
 
@@ -52,6 +55,9 @@ def host_level_diff(name: str, os: str, want: HostLevelWant, f: Facts) -> list[A
                     else f"{path} differs from what host.json makes it (changed on the node, or a new host.json)",
                 )
             )
+        zone = _zone_diff(name, want, seen)
+        if zone is not None:
+            acts.append(zone)
     d = want.agent_dir
     if d is not None:
         have_dir = seen.agent_dir
@@ -91,7 +97,62 @@ def host_level_diff(name: str, os: str, want: HostLevelWant, f: Facts) -> list[A
                     reason=f"{user}'s user manager (and its podman socket) must run from boot, without a login",
                 )
             )
+    if want.podman_socket is not None and seen.podman_socket is False:
+        acts.append(
+            Action(
+                host=name,
+                phase=Phase.host,
+                kind="create",
+                subject=f"podman.socket {want.podman_socket}",
+                before="absent",
+                after="enabled",
+                reason=f"the agent talks to {want.podman_socket}'s rootless podman through this socket "
+                "(enabled in its user manager, started now)",
+            )
+        )
     return acts
+
+
+def _sha(text: str | None) -> str | None:
+    return hashlib.sha256(text.encode()).hexdigest()[:12] if text is not None else None
+
+
+def _zone_diff(name: str, want: HostLevelWant, seen: HostLevelFacts) -> Action | None:
+    """systemd-resolved: the zone unit's file, its enabled state, and the routing resolved runs with now."""
+    unit = want.zone_unit
+    if unit is None:
+        return None
+    routed = seen.routed(want.zone)
+    missing = [s for s in want.zone_servers if s not in routed]
+    why = []
+    if seen.zone_unit is None:
+        why.append(f"{unit.path} is missing")
+    elif seen.zone_unit != unit.text:
+        why.append(f"{unit.path} changed on the node (or host.json changed)")
+    if seen.zone_unit_enabled != "enabled":
+        why.append(f"the unit is {seen.zone_unit_enabled or 'not installed'} at boot")
+    if missing:
+        why.append(
+            f"resolved does not send {want.zone} to {' '.join(missing)} now (the link's settings were reset: "
+            "resolvectl revert, the link re-created, or another manager set its DNS)"
+        )
+    if not why:
+        return None
+    return Action(
+        host=name,
+        phase=Phase.host,
+        kind="create" if seen.zone_unit is None else "update",
+        subject=f"dns zone {want.zone}",
+        before={
+            "unit_sha256": _sha(seen.zone_unit),
+            "enabled": seen.zone_unit_enabled or "absent",
+            "routed": " ".join(routed) or "nothing",
+        },
+        after={"unit_sha256": _sha(unit.text), "enabled": "enabled", "routed": " ".join(want.zone_servers)},
+        reason="; ".join(why)
+        + f": names under {want.zone} go to the fleet's nameservers per link, every other name to the public "
+        "resolvers, so no lookup waits on a silent fleet nameserver",
+    )
 
 
 def _refuse_mechanism(name: str, want: str, have: str) -> Action:

@@ -15,7 +15,7 @@ from typing import Any
 
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import Role
-from mcfleet.fleet.resolvers import GLIBC_OPTIONS, written_servers
+from mcfleet.fleet.resolvers import GLIBC_OPTIONS, written_servers, zone_exec, zone_routed, zone_servers
 from mcfleet.fleet.routes import declared_routes
 from mcfleet.nix.attrs import system_for
 
@@ -50,13 +50,18 @@ def nameservers(entry: HostEntry) -> list[str]:
     return written_servers(entry.host.dns)
 
 
-def resolvers(entry: HostEntry) -> dict[str, Any]:
+def resolvers(loaded: LoadedFleet, entry: HostEntry) -> dict[str, Any]:
     dns = entry.host.dns
+    zone = loaded.fleet.zone if loaded.fleet else ""
     return {
         "resolver": dns.resolver,
         "servers": written_servers(dns),
         "options": list(GLIBC_OPTIONS) if dns.resolver == "resolv.conf" else [],
         "fallbackDns": list(dns.fallback_dns),
+        # systemd-resolved: the fleet's zone goes to its nameservers per link (fleet/resolvers.py)
+        "zone": {"name": zone, "servers": zone_servers(dns), "exec": zone_exec(zone, zone_servers(dns))}
+        if zone_routed(dns)
+        else None,
     }
 
 
@@ -177,7 +182,7 @@ def host_values(loaded: LoadedFleet, name: str) -> dict[str, Any]:
         "system": system_for(str(host.arch)),
         "users": users(loaded, entry),
         "nameservers": nameservers(entry),
-        "resolvers": resolvers(entry),
+        "resolvers": resolvers(loaded, entry),
         "agentUnit": agent_unit(entry),
         "agentUnitText": agent_unit_text(entry),
         "srvDirs": srv_dirs(entry),

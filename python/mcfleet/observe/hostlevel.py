@@ -7,7 +7,10 @@ plan as `~` with the old and new values instead of being rewritten silently by a
 Values: the file mcfleet writes for the resolvers (`/etc/resolv.conf` is read once, by the
 `resolv` probe; `resolved-conf` reads the systemd-resolved drop-in, telling a missing file
 from an empty one), where `/etc/resolv.conf` links to (systemd-resolved's stub or a plain
-file), owner, group and mode of the agent's folder (`/srv/mcp`), and which users linger.
+file), owner, group and mode of the agent's folder (`/srv/mcp`), and which users linger; with
+systemd-resolved also the zone unit's file and enabled state and the per-link DNS servers and
+domains resolved runs with now (`resolvectl`, only while resolved is active: a link's
+settings set by the unit are lost when the link goes away or another manager replaces them).
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcfleet.fleet.resolvers import RESOLVED_DROPIN
+from mcfleet.fleet.resolvers import RESOLVED_DROPIN, ZONE_UNIT, ZONE_UNIT_PATH
 
 if TYPE_CHECKING:
     from mcfleet.observe.parse import FramedOutput
     from mcfleet.observe.script import Probe, ScriptInputs
 
 ABSENT = "absent"
+PODMAN_SOCKET_LINK = ".config/systemd/user/sockets.target.wants/podman.socket"
 
 
 class DirFacts(BaseModel):
@@ -33,6 +37,13 @@ class DirFacts(BaseModel):
     mode: str = Field(description="octal permission bits, e.g. 750")
 
 
+class ResolvedLink(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    link: str = Field(description='as resolvectl names it, e.g. "Link 2 (eth0)"')
+    servers: list[str] = Field(default_factory=list)
+    domains: list[str] = Field(default_factory=list, description="~name: a routing-only domain")
+
+
 class HostLevelFacts(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     resolv_conf: str | None = Field(default=None, description="/etc/resolv.conf; None when absent")
@@ -40,6 +51,22 @@ class HostLevelFacts(BaseModel):
     resolved_conf: str | None = Field(default=None, description="mcfleet's systemd-resolved drop-in; None when absent")
     agent_dir: DirFacts | None = Field(default=None, description="the agent's folder; None when absent")
     linger: list[str] = Field(default_factory=list, description="users with linger (/var/lib/systemd/linger)")
+    podman_socket: bool | None = Field(
+        default=None, description="the agent user's podman.socket enabled (its sockets.target.wants link)"
+    )
+    zone_unit: str | None = Field(default=None, description="mcfleet's zone unit file; None when absent")
+    zone_unit_enabled: str = Field(default="", description="systemctl is-enabled of the zone unit")
+    links: list[ResolvedLink] = Field(
+        default_factory=list, description="systemd-resolved's links with DNS servers or domains (empty: not running)"
+    )
+
+    def routed(self, zone: str) -> list[str]:
+        """The DNS servers of every link that routes `zone` (domain `~zone`), in link order."""
+        out: list[str] = []
+        for link in self.links:
+            if f"~{zone}".lower() in (d.lower() for d in link.domains):
+                out += [s for s in link.servers if s not in out]
+        return out
 
 
 def _file(path: str) -> str:
@@ -51,11 +78,22 @@ def host_level_probes(inp: ScriptInputs) -> list[Probe]:
     from mcfleet.observe.script import Probe
 
     agent_dir = shlex.quote(inp.agent_path.rsplit("/", 1)[0] or "/")
+    # the agent user's home is the agent's folder (provisioning creates it so)
+    socket_link = shlex.quote(f"{inp.agent_path.rsplit('/', 1)[0]}/{PODMAN_SOCKET_LINK}")
     return [
         Probe("resolv-link", "readlink /etc/resolv.conf", "/etc/resolv.conf"),
         Probe("resolved-conf", _file(RESOLVED_DROPIN), RESOLVED_DROPIN),
         Probe("agent-dir", f"stat -c '%u %g %a' {agent_dir}", inp.agent_path.rsplit("/", 1)[0]),
         Probe("linger", "ls -1 /var/lib/systemd/linger", "/var/lib/systemd/linger"),
+        Probe("podman-socket", f"if [ -L {socket_link} ]; then echo enabled; else echo absent; fi", socket_link),
+        Probe("zone-unit", _file(ZONE_UNIT_PATH), ZONE_UNIT_PATH),
+        Probe("zone-enabled", f"systemctl is-enabled {ZONE_UNIT} 2>/dev/null || true", ZONE_UNIT),
+        Probe(
+            "resolved-links",
+            "if systemctl is-active --quiet systemd-resolved.service 2>/dev/null; then "
+            "resolvectl dns 2>/dev/null; echo '--'; resolvectl domain 2>/dev/null; fi",
+            "resolvectl",
+        ),
     ]
 
 
@@ -71,6 +109,27 @@ def _dir(text: str) -> DirFacts | None:
     return DirFacts(uid=int(parts[0]), gid=int(parts[1]), mode=parts[2])
 
 
+def _links(text: str) -> list[ResolvedLink]:
+    """`resolvectl dns`, `--`, `resolvectl domain` ("Link 2 (eth0): a b") -> the links (not Global)."""
+    servers: dict[str, list[str]] = {}
+    domains: dict[str, list[str]] = {}
+    into = servers
+    for line in text.splitlines():
+        if line.strip() == "--":
+            into = domains
+            continue
+        key, sep, rest = line.partition(": ")
+        if not sep and line.endswith(":"):
+            key, rest = line[:-1], ""
+        if key.startswith("Link "):
+            into[key] = rest.split()
+    return [
+        ResolvedLink(link=k, servers=servers.get(k, []), domains=domains.get(k, []))
+        for k in dict.fromkeys([*servers, *domains])
+        if servers.get(k) or domains.get(k)
+    ]
+
+
 def host_level_from(v: FramedOutput) -> HostLevelFacts | None:
     """None when the node ran a facts script without these probes (an older mcfleet)."""
     if "agent-dir" not in v.values:
@@ -81,4 +140,8 @@ def host_level_from(v: FramedOutput) -> HostLevelFacts | None:
         resolved_conf=_content(v.text("resolved-conf")),
         agent_dir=_dir(v.text("agent-dir")),
         linger=sorted(v.text("linger").split()),
+        podman_socket={"enabled": True, ABSENT: False}.get(v.text("podman-socket").strip()),
+        zone_unit=_content(v.text("zone-unit")),
+        zone_unit_enabled=v.text("zone-enabled").strip(),
+        links=_links(v.text("resolved-links")),
     )

@@ -14,6 +14,10 @@ SUBGID=@SUBGID@
 RESOLVER=@RESOLVER@        # resolv.conf | systemd-resolved
 RESOLV_FILE=@RESOLV_FILE@  # the file mcfleet writes for it (empty: resolvers left alone)
 RESOLV_TEXT=@RESOLV_TEXT@  # its exact content
+ZONE=@ZONE@                # the fleet's zone (systemd-resolved: routed to ZONE_SERVERS per link)
+ZONE_SERVERS=@ZONE_SERVERS@
+ZONE_UNIT_PATH=@ZONE_UNIT_PATH@  # the oneshot unit that sets it (empty: not zone-routed)
+ZONE_UNIT_TEXT=@ZONE_UNIT_TEXT@
 ETC="${MCFLEET_ETC:-/etc}"  # tests point this at a scratch folder
 
 refuse() { echo "refuse: $*"; exit 3; }
@@ -198,5 +202,49 @@ if [ -n "$RESOLV_FILE" ]; then
             systemctl try-reload-or-restart systemd-resolved.service
         fi
         echo "changed: $target (fleet nameservers, then fallbacks that fail over)"
+    fi
+fi
+
+# --- systemd-resolved: the fleet's zone goes to its nameservers per link (set by a oneshot unit on
+# the link the kernel routes each one through), every other name to the public resolvers of the
+# global DNS=, so no lookup waits ~5 s on each silent fleet nameserver (systemd 252's fixed wait)
+zone_routed() {  # every zone server is a DNS server of a link whose domains include ~ZONE
+    { resolvectl domain; echo --; resolvectl dns; } 2>/dev/null | awk -v zone="~$ZONE" -v want="$ZONE_SERVERS" '
+        $0 == "--" { part = 2; next }
+        { i = index($0, ": "); if (i == 0) next; k = substr($0, 1, i - 1); n = split(substr($0, i + 2), w, " ") }
+        part != 2 { for (j = 1; j <= n; j++) if (w[j] == zone) z[k] = 1; next }
+        z[k] { for (j = 1; j <= n; j++) got[w[j]] = 1 }
+        END { n = split(want, s, " "); for (j = 1; j <= n; j++) if (!(s[j] in got)) exit 1 }'
+}
+if [ -n "$ZONE_UNIT_PATH" ]; then
+    unit_name=$(basename "$ZONE_UNIT_PATH")
+    target="$ETC${ZONE_UNIT_PATH#/etc}"
+    mkdir -p "$(dirname "$target")"
+    printf '%s' "$ZONE_UNIT_TEXT" > "$target.mcfleet.tmp"
+    unit_changed=""
+    if [ -f "$target" ] && [ ! -L "$target" ] && cmp -s "$target.mcfleet.tmp" "$target"; then
+        rm -f "$target.mcfleet.tmp"
+        echo "ok: $target"
+    else
+        chmod 0644 "$target.mcfleet.tmp"
+        mv -f "$target.mcfleet.tmp" "$target"
+        unit_changed=1
+        echo "changed: $target ($ZONE to $ZONE_SERVERS per link)"
+    fi
+    if [ -z "${MCFLEET_ETC:-}" ] && [ -d /run/systemd/system ]; then
+        [ -z "$unit_changed" ] || systemctl daemon-reload
+        if systemctl is-enabled --quiet "$unit_name"; then
+            echo "ok: $unit_name enabled"
+        else
+            systemctl enable --quiet "$unit_name"
+            echo "changed: $unit_name enabled at boot"
+        fi
+        if [ -z "$unit_changed" ] && zone_routed; then
+            echo "ok: $ZONE routed to $ZONE_SERVERS"
+        else
+            systemctl restart "$unit_name" || { echo "$unit_name failed: see journalctl -u $unit_name" >&2; exit 1; }
+            zone_routed || { echo "$unit_name ran but resolvectl does not route $ZONE to $ZONE_SERVERS" >&2; exit 1; }
+            echo "changed: $ZONE routed to $ZONE_SERVERS (resolvectl)"
+        fi
     fi
 fi
