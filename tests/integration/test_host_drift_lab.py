@@ -132,3 +132,57 @@ def test_resolved_zone_routing_is_planned_and_converged(make_nodes: MakeNodes, a
     _apply(root, name, agent_bundle)
     _clean(root, name)
     assert fleet.sh(name, "systemctl is-enabled mcfleet-dns-zone.service").stdout.strip() == "enabled"
+
+
+def _set_subids(fleet: Any, name: str, start: int) -> None:
+    host_file = fleet.fleet_dir / "hosts" / name / "host.json"
+    host = json.loads(host_file.read_text())
+    host["users"]["mcp"].update(subuid={"start": start, "count": 65536}, subgid={"start": start, "count": 65536})
+    host_file.write_text(json.dumps(host, indent=2))
+
+
+def test_subid_range_moves_only_while_nothing_lives_in_it(make_nodes: MakeNodes, agent_bundle: Path) -> None:
+    fleet = make_nodes(1, "subid")
+    name = fleet.names[0]
+    root = str(fleet.fleet_dir)
+    _set_subids(fleet, name, 100000)
+    _apply(root, name, agent_bundle)
+    _clean(root, name)
+
+    # mcp's podman storage is empty and /srv holds nothing of the range: `~` old -> new, apply moves it
+    _set_subids(fleet, name, 300000)
+    plan = _plan(root, name)
+    for label in ("subuid", "subgid"):
+        move = plan[f"host {label} mcp"]
+        assert move["kind"] == "update", move
+        assert (move["before"], move["after"]) == (
+            [{"start": 100000, "count": 65536}],
+            {"start": 300000, "count": 65536},
+        )
+    _apply(root, name, agent_bundle)
+    _clean(root, name)
+    assert fleet.sh(name, "grep ^mcp: /etc/subuid /etc/subgid").stdout.split() == [
+        "/etc/subuid:mcp:300000:65536",
+        "/etc/subgid:mcp:300000:65536",
+    ]
+
+    # an image layer in mcp's storage (a file of container uid 1000, owned by 300999 on the node): refused
+    fleet.sh(
+        name,
+        "d=$(mktemp -d) && mkdir $d/data && echo hi > $d/data/f && chown -R 1000:1000 $d/data "
+        "&& tar -C $d --numeric-owner -cf /tmp/layer.tar . && chmod 644 /tmp/layer.tar "
+        "&& cd / && runuser -u mcp -- env XDG_RUNTIME_DIR=/run/user/850 HOME=/srv/mcp podman import -q "
+        "/tmp/layer.tar localhost/subid-test:1",
+    )
+    assert fleet.sh(name, "find /srv/mcp/.local/share/containers -uid 300999 | head -n1").stdout.strip()
+    _set_subids(fleet, name, 500000)
+    refused = cli("plan", root, "--on", name, "--json")
+    assert refused.code == 1, refused.stdout + refused.stderr
+    acts = {f"{a['phase']} {a['subject']}": a for a in json.loads(refused.stdout)["actions"]}
+    move = acts["host subuid mcp"]
+    assert move["kind"] == "refuse"
+    assert "podman storage holds 1 image layers" in move["reason"] and "files under /srv" in move["reason"]
+    assert "podman system reset -f" in move["hint"] and "start" in move["hint"]
+    run = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json")
+    assert run.code == 1, run.stdout + run.stderr
+    assert "300000:65536" in fleet.sh(name, "grep ^mcp: /etc/subuid").stdout  # nothing moved

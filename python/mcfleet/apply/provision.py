@@ -21,6 +21,7 @@ from mcfleet.errors import ApplyError, Refused
 from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import OS, Fleet, HostUser, IdRange
 from mcfleet.fleet.resolvers import ZONE_UNIT_PATH, resolver_file, zone_servers, zone_unit_text
+from mcfleet.observe.hostlevel import SUBID_USE_SH
 
 
 def _range(r: IdRange | None) -> str:
@@ -65,6 +66,7 @@ def provision_script(entry: HostEntry, fleet: Fleet | None) -> str:
             "ZONE_SERVERS": q(" ".join(zone_servers(host.dns))),
             "ZONE_UNIT_PATH": q(ZONE_UNIT_PATH if unit else ""),
             "ZONE_UNIT_TEXT": q(unit or ""),
+            "SUBID_USE_FN": SUBID_USE_SH,  # shell code, not a value
         },
     )
 

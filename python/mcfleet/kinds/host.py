@@ -206,19 +206,50 @@ def _subids(d: DesiredHost, f: Facts, u: DesiredUser) -> list[Action]:
                 )
             )
         elif not any(r.start == want.start and r.count == want.count for r in have):
-            acts.append(
-                Action(
-                    host=d.name,
-                    phase=Phase.host,
-                    kind="refuse",
-                    subject=f"{label} {u.name}",
-                    before=[r.model_dump() for r in have],
-                    after=wanted,
-                    reason=f"{label} of {u.name} on {d.name} differs from host.json (podman storage uses it)",
-                    hint=f"make users.{u.name}.{label} in host.json match the node; never move a live user's range",
-                )
-            )
+            acts.append(_move_subids(d, f, u, label, have=[r.model_dump() for r in have], wanted=wanted))
     return acts
+
+
+def _move_subids(
+    d: DesiredHost, f: Facts, u: DesiredUser, label: str, *, have: list[dict[str, int]], wanted: dict[str, int]
+) -> Action:
+    """A range that differs: moved (`~`) on Debian when nothing lives in the node's ranges, else refused.
+
+    After a move and `podman system migrate`, what the old range owns (image layers, files under /srv
+    of container users other than root) shows as nobody (65534) in the containers and cannot be written;
+    `podman system reset` run after the move cannot delete it.  So a range moves only while the user's
+    podman storage is empty and no file under /srv is owned by it; the provisioning script checks the
+    same (one shell function, observe/hostlevel.SUBID_USE_SH) before it rewrites /etc/subuid.
+    """
+    use = f.host_level.subid_use.get(u.name) if f.host_level is not None else None
+    base = dict(host=d.name, phase=Phase.host, subject=f"{label} {u.name}", before=have, after=wanted)
+    if d.os == "debian" and use is not None and use.empty:
+        return Action(
+            **base,
+            kind="update",
+            reason=f"{label} of {u.name} on {d.name} differs from host.json; nothing lives in the node's range "
+            f"(no image layer or container in {u.name}'s podman storage, no file under /srv owned by it), so apply "
+            "moves it and runs `podman system migrate`",
+        )
+    found = (
+        f"{u.name}'s podman storage holds {use.layers} image layers and {use.containers} containers"
+        + (", and files under /srv are owned by ids of the range" if use.files else "")
+        if use is not None
+        else "the node's storage was not read (an older facts script, or NixOS)"
+    )
+    hint = (
+        f"keep the node's range: set users.{u.name}.{label} in host.json to {have[0] if have else 'it'}; or, to move "
+        f"it: stop {u.name}'s services (mcfleet agent stop {d.name}), run `podman system reset -f` as {u.name} while "
+        f"the old range is still in /etc/{label} (after the move it cannot delete the old files), re-own what the "
+        "old range owns under /srv/<service>, then apply (images are pulled and containers recreated)"
+    )
+    return Action(
+        **base,
+        kind="refuse",
+        reason=f"{label} of {u.name} on {d.name} differs from host.json and {found}: after a move they show as "
+        "nobody (65534) inside the containers and cannot be written",
+        hint=hint,
+    )
 
 
 def _dirs(d: DesiredHost, f: Facts) -> list[Action]:

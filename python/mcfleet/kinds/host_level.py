@@ -2,10 +2,16 @@
 
 Every value mcfleet writes on a Debian host outside the users shows here, so a hand edit is
 a `~` with the old and new values, and a fresh node's plan lists what provisioning will do.
-NixOS hosts get these from their configuration (networking.nameservers, tmpfiles), so only
-Debian hosts are compared.  A resolver mechanism that differs from host.json (resolv.conf
-managed by systemd-resolved, or the reverse) is a refusal: the file mcfleet would write is
-never read there.
+Only Debian hosts are compared.  A NixOS host gets all of these from its system configuration
+(networking.nameservers, services.resolved and mcfleet-dns-zone.service, tmpfiles for /srv,
+users.users.mcp.linger, the units): a change in the files is one `~ system old → new` (the
+toplevel store path, kinds/system.py) and apply's switch activates it.  A hand edit on a NixOS
+node is not shown: the switch to an unchanged system does not undo it (tmpfiles and oneshot
+units run again only when they change), so a `~` there would promise what apply does not do.
+On NixOS the host kind compares the users' ids and subordinate ranges only.
+
+A resolver mechanism that differs from host.json (resolv.conf managed by systemd-resolved, or
+the reverse) is a refusal: the file mcfleet would write is never read there.
 """
 
 from __future__ import annotations

@@ -27,6 +27,28 @@ if TYPE_CHECKING:
     from mcfleet.observe.script import Probe, ScriptInputs
 
 ABSENT = "absent"
+
+# What lives in a user's subordinate id ranges now (shared by the facts probe and the Debian
+# provisioning script, so the plan and apply decide a range move alike): image layers and
+# containers in the user's rootless podman storage, and whether any file under /srv is owned
+# by an id (or group) of the ranges.  Measured on podman 4.3: after a move and `podman
+# system migrate`, a file of container uid 1000 in an image shows as 65534 and cannot be
+# written, and `podman system reset` run after the move cannot delete the old files.
+SUBID_USE_SH = r"""subid_use() {  # subid_use <user> <uid start:count> <gid start:count>
+    h=$(getent passwd "$1" | cut -d: -f6); l=0; c=0; f=0
+    st="$h/.local/share/containers/storage"
+    if [ -n "$h" ] && [ -d "$st" ]; then
+        l=$(cat "$st"/*-layers/layers.json 2>/dev/null | grep -o '"id"' | wc -l)
+        c=$(cat "$st"/*-containers/containers.json 2>/dev/null | grep -o '"id"' | wc -l)
+    fi
+    for r in "u $2" "g $3"; do
+        k=${r%% *}; r=${r#* }; a=${r%:*}; n=${r#*:}
+        case "$a$n" in *[!0-9]*|"") continue ;; esac
+        hit=$(find /srv -xdev -"${k}id" +$((a - 1)) -"${k}id" -$((a + n)) -print -quit 2>/dev/null || true)
+        [ -z "$hit" ] || f=1
+    done
+    echo "$1 layers $l containers $c files $f"
+}"""
 PODMAN_SOCKET_LINK = ".config/systemd/user/sockets.target.wants/podman.socket"
 
 
@@ -35,6 +57,17 @@ class DirFacts(BaseModel):
     uid: int
     gid: int
     mode: str = Field(description="octal permission bits, e.g. 750")
+
+
+class SubidUse(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    layers: int = Field(description="image layers in the user's rootless podman storage")
+    containers: int = Field(description="containers in that storage")
+    files: bool = Field(description="a file under /srv is owned by an id or group of the node's ranges")
+
+    @property
+    def empty(self) -> bool:
+        return not (self.layers or self.containers or self.files)
 
 
 class ResolvedLink(BaseModel):
@@ -51,6 +84,10 @@ class HostLevelFacts(BaseModel):
     resolved_conf: str | None = Field(default=None, description="mcfleet's systemd-resolved drop-in; None when absent")
     agent_dir: DirFacts | None = Field(default=None, description="the agent's folder; None when absent")
     linger: list[str] = Field(default_factory=list, description="users with linger (/var/lib/systemd/linger)")
+    subid_use: dict[str, SubidUse] = Field(
+        default_factory=dict,
+        description="per user whose node ranges differ from the files: what lives in the node's ranges",
+    )
     podman_socket: bool | None = Field(
         default=None, description="the agent user's podman.socket enabled (its sockets.target.wants link)"
     )
@@ -85,6 +122,7 @@ def host_level_probes(inp: ScriptInputs) -> list[Probe]:
         Probe("resolved-conf", _file(RESOLVED_DROPIN), RESOLVED_DROPIN),
         Probe("agent-dir", f"stat -c '%u %g %a' {agent_dir}", inp.agent_path.rsplit("/", 1)[0]),
         Probe("linger", "ls -1 /var/lib/systemd/linger", "/var/lib/systemd/linger"),
+        Probe("subid-use", _subid_use_body(inp.subids), "podman storage and /srv owners in the subid ranges"),
         Probe("podman-socket", f"if [ -L {socket_link} ]; then echo enabled; else echo absent; fi", socket_link),
         Probe("zone-unit", _file(ZONE_UNIT_PATH), ZONE_UNIT_PATH),
         Probe("zone-enabled", f"systemctl is-enabled {ZONE_UNIT} 2>/dev/null || true", ZONE_UNIT),
@@ -95,6 +133,37 @@ def host_level_probes(inp: ScriptInputs) -> list[Probe]:
             "resolvectl",
         ),
     ]
+
+
+def _subid_use_body(subids: tuple[str, ...]) -> str:
+    """For each wanted "<user> <uid range> <gid range>" the node does not have: what lives in the node's ranges."""
+    if not subids:
+        return "true"
+    checks = []
+    for line in subids:
+        user, want_u, want_g = line.split(" ")
+        q = shlex.quote(user)
+        checks.append(
+            f"hu=$(grep '^'{q}: /etc/subuid | head -n1 | cut -d: -f2,3); "
+            f"hg=$(grep '^'{q}: /etc/subgid | head -n1 | cut -d: -f2,3); "
+            f'if [ -n "$hu$hg" ] && {{ [ "$hu" != {shlex.quote(want_u)} ] || '
+            f'{{ [ {shlex.quote(want_g)} != ":" ] && [ "$hg" != {shlex.quote(want_g)} ]; }}; }}; then '
+            f'subid_use {q} "$hu" "$hg"; fi'
+        )
+    return SUBID_USE_SH + "\n" + "\n".join(checks)
+
+
+def _subid_use(text: str) -> dict[str, SubidUse]:
+    out: dict[str, SubidUse] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if (
+            len(parts) == 7
+            and parts[1::2] == ["layers", "containers", "files"]
+            and all(x.isdigit() for x in parts[2::2])
+        ):
+            out[parts[0]] = SubidUse(layers=int(parts[2]), containers=int(parts[4]), files=parts[6] != "0")
+    return out
 
 
 def _content(text: str) -> str | None:
@@ -140,6 +209,7 @@ def host_level_from(v: FramedOutput) -> HostLevelFacts | None:
         resolved_conf=_content(v.text("resolved-conf")),
         agent_dir=_dir(v.text("agent-dir")),
         linger=sorted(v.text("linger").split()),
+        subid_use=_subid_use(v.text("subid-use")),
         podman_socket={"enabled": True, ABSENT: False}.get(v.text("podman-socket").strip()),
         zone_unit=_content(v.text("zone-unit")),
         zone_unit_enabled=v.text("zone-enabled").strip(),

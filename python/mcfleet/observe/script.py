@@ -56,6 +56,7 @@ class ScriptInputs:
     dirs: tuple[str, ...] = ()  # folders whose owner, group and mode the host kind checks
     files: tuple[str, ...] = ()  # the services' declared files (observe/files.py)
     file_texts: tuple[str, ...] = ()  # those whose text the plan diffs (never a secret's)
+    subids: tuple[str, ...] = ()  # "<user> <start:count> <start:count>": wanted subuid, subgid (observe/hostlevel.py)
 
 
 @dataclass(frozen=True)

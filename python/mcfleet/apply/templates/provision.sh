@@ -55,13 +55,19 @@ else
     agree "UID $UID_WANT" "$other" "$(byid "$PASSWD_FILE" "$UID_WANT")" 1 4
     [ -z "$other" ] || refuse "UID $UID_WANT belongs to user $(field "$other" 1)"
 fi
-check_subids() {  # check_subids <file> <start:count>
-    [ -n "$2" ] || return 0
-    have=$(grep "^$NAME:" "$1" 2>/dev/null | head -n1 | cut -d: -f2,3 || true)
-    [ -z "$have" ] || [ "$have" = "$2" ] || refuse "$1 gives $NAME $have, the host file says $2; moving subordinate ids breaks rootless podman storage"
-}
-check_subids "$ETC/subuid" "$SUBUID"
-check_subids "$ETC/subgid" "$SUBGID"
+# subordinate ids: a range that differs moves only while nothing lives in it (no image layer or
+# container in the user's podman storage, no file under /srv owned by it): after a move podman
+# shows what the old range owns as nobody (65534), unwritable (the plan decides with the same function)
+@SUBID_USE_FN@
+have_u=$(grep "^$NAME:" "$ETC/subuid" 2>/dev/null | head -n1 | cut -d: -f2,3 || true)
+have_g=$(grep "^$NAME:" "$ETC/subgid" 2>/dev/null | head -n1 | cut -d: -f2,3 || true)
+moving=""
+{ [ -z "$SUBUID" ] || [ -z "$have_u" ] || [ "$have_u" = "$SUBUID" ]; } || moving=1
+{ [ -z "$SUBGID" ] || [ -z "$have_g" ] || [ "$have_g" = "$SUBGID" ]; } || moving=1
+if [ -n "$moving" ]; then
+    use=$(subid_use "$NAME" "$have_u" "$have_g")
+    [ "$use" = "$NAME layers 0 containers 0 files 0" ] || refuse "$NAME has subuid $have_u subgid $have_g on this node, the host file says $SUBUID $SUBGID, and the old range is in use (${use#"$NAME" }): after a move podman shows what it owns as nobody; keep the node's range in host.json, or run podman system reset -f as $NAME before moving it"
+fi
 # resolvers: the mechanism in host.json must be the one the node runs, or the file is never read
 resolved_link() { [ -L "$ETC/resolv.conf" ] && readlink "$ETC/resolv.conf" | grep -q 'systemd/resolve'; }
 if [ -n "$RESOLV_FILE" ]; then
@@ -93,8 +99,10 @@ subids() {  # subids <file> <start:count>
     have=$(grep "^$NAME:" "$1" 2>/dev/null | head -n1 | cut -d: -f2,3 || true)
     if [ "$have" = "$2" ]; then echo "ok: $1 $NAME:$2"; return 0; fi
     touch "$1"
-    cp -p "$1" "$1.mcfleet.tmp" && echo "$NAME:$2" >> "$1.mcfleet.tmp" && mv -f "$1.mcfleet.tmp" "$1"
-    echo "changed: $1 $NAME:$2 added"
+    cp -p "$1" "$1.mcfleet.tmp"
+    awk -F: -v n="$NAME" '$1 != n' "$1" > "$1.mcfleet.tmp"  # keeps the copy's owner and mode
+    echo "$NAME:$2" >> "$1.mcfleet.tmp" && mv -f "$1.mcfleet.tmp" "$1"
+    if [ -n "$have" ]; then echo "changed: $1 $NAME moved $have -> $2 (nothing lived in the old range)"; else echo "changed: $1 $NAME:$2 added"; fi
 }
 subids "$ETC/subuid" "$SUBUID"
 subids "$ETC/subgid" "$SUBGID"
@@ -181,6 +189,12 @@ if [ -z "${MCFLEET_ETC:-}" ]; then
             systemctl --user start podman.socket >&2
         [ -S "$sock" ] || { echo "podman.socket of $NAME started but $sock is missing" >&2; exit 1; }
         echo "changed: $sock listening"
+    fi
+    # a moved range: podman's pause process still runs in a namespace of the old range until
+    # `podman system migrate` (measured: before it, containers keep the old mapping)
+    if [ -n "$moving" ] && [ -d "/run/user/$UID_WANT" ] && command -v podman >/dev/null 2>&1; then
+        (cd / && runuser -u "$NAME" -- env XDG_RUNTIME_DIR="/run/user/$UID_WANT" HOME="$HOME_OF" podman system migrate >&2)
+        echo "changed: podman system migrate for $NAME (new subordinate ids)"
     fi
 fi
 
