@@ -21,6 +21,7 @@ from mcfleet.fleet.load import load_fleet
 from mcfleet.lab.login import Login
 from mcfleet.lab.peers.registry import RegistryInfo
 from tests.integration.apply_lab import MakeNodes, Nodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401
+from tests.integration.logs_lab import check_logs, check_push_progress
 
 pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
 
@@ -98,6 +99,8 @@ def test_apply_deploys_replans_clean_bumps_one_image_and_removes_a_service_keepi
     # each service answers on the port fleet.derive assigned it, and its program got $PORT (the container port)
     assert answer(fleet, name, host_port(fleet, name, "db")) == "db 1 port=8080\n"
     assert answer(fleet, name, host_port(fleet, name, "hello")) == "hello 1 port=8080\n"
+    check_push_progress(first, name, agent_bundle)  # ux: the push's bytes as progress events
+    check_logs(fleet, name, root, "hello", host_port(fleet, name, "hello"))  # ux: `mcfleet logs` of a container
     manifest = fleet.manifest(name)
     assert sorted(manifest["services"]) == ["db", "hello"]
     assert manifest["services"]["hello"]["images"] == {"hello": hello1}

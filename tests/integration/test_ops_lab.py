@@ -152,3 +152,38 @@ def test_plan_under_a_terminal_colours_the_symbols_and_shows_old_to_new(ops_flee
     assert " → nameserver " in lines[resolvers + 1], plain  # the old value, an arrow, the new value
     assert any(line.startswith("  opsn1: ") and " to create, " in line and " refused" in line for line in lines)
     assert any("Plan: " in line and " refused." in line for line in lines)
+
+
+def test_agent_status_on_a_node_without_an_agent_says_no_agent_running(ops_fleet: Path) -> None:
+    done = mcfleet(ops_fleet, "agent", "status", "--on", "opsn1", "--json")
+    assert done.returncode == 1, done.stderr  # its agent does not answer
+    [row] = json.loads(done.stdout)["hosts"]
+    text = json.dumps(row)
+    assert "no agent running" in text and "Socket closed" not in text and "version skew" not in text, row
+    table = mcfleet(ops_fleet, "agent", "status", "--on", "opsn1")
+    assert table.returncode == 1 and "no agent running" in table.stdout, table.stdout + table.stderr
+
+
+def test_status_watch_redraws_until_ctrl_c(ops_fleet: Path) -> None:
+    """`status --watch`: a new table every --interval seconds; Ctrl-C stops it (exit 130, a message)."""
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "MCFLEET_FLEET"}
+    argv = [*mcfleet_argv(), "-C", str(ops_fleet), "status", "--on", "opsn1", "--watch", "--interval", "1"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    titles: list[str] = []
+    deadline = time.monotonic() + 180
+    try:
+        for line in proc.stdout:  # a pipe: no screen clearing, one titled table after another
+            if line.startswith("mcfleet status — "):
+                titles.append(line)
+            if len(titles) == 2 or time.monotonic() > deadline:
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _rest, err = proc.communicate(timeout=60)
+    assert len(titles) == 2, titles
+    assert "(every 1 s, Ctrl-C stops)" in titles[0]
+    assert proc.returncode == 130 and "interrupted" in err, err

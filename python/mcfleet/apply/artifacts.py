@@ -11,6 +11,10 @@
 
 `--bundle FILE` replaces the Debian build with a given file (a release artefact, or
 a deliberately broken one in the rollback test).
+
+A build can take long (a first bundle build ~15 s, a NixOS system minutes), so the builder
+reports what it is doing through `report(key, message)`: the bundle's steps, and nix's own
+stderr lines (what it builds or fetches, the builders' log lines), at most one a second.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from mcfleet.errors import McfleetError, ToolMissing
 from mcfleet.fleet.models import OS, Host
 from mcfleet.nix.closures import build_toplevel, needs_nixpkgs
 from mcfleet.nix.runner import NixError
+from mcfleet.report.rate import Every
 
 NIX_BUILD_TIMEOUT = 600.0
 
@@ -49,18 +54,31 @@ def build_key(host: Host) -> str:
     return "pex" if host.os == OS.debian else f"nix:{host.name}"
 
 
-BundleFactory = Callable[[], Awaitable[Artifact]]
+# build_pex(step): `step(text)` says which step of the bundle build is running
+BundleFactory = Callable[[Callable[[str], None]], Awaitable[Artifact]]
+# report(key, message): progress of the build of `key` ("pex", "nix:<host>")
+BuildReport = Callable[[str, str], None]
+
+
+def _no_report(key: str, message: str) -> None:
+    return None
 
 
 class Builder:
     """Builds each distinct target once per run (concurrent callers share the result)."""
 
     def __init__(
-        self, *, bundle: Path | None = None, build_pex: BundleFactory | None = None, flake: Path | None = None
+        self,
+        *,
+        bundle: Path | None = None,
+        build_pex: BundleFactory | None = None,
+        flake: Path | None = None,
+        report: BuildReport | None = None,
     ) -> None:
         self._bundle = bundle
         self._build_pex = build_pex
         self._flake = flake
+        self.report = report or _no_report
         self._tasks: dict[str, asyncio.Task[Artifact]] = {}
 
     async def build(self, host: Host) -> Artifact:
@@ -87,7 +105,7 @@ class Builder:
                     location=f"{host.name}: build",
                     hint="pass --bundle FILE with a built agent PEX",
                 )
-            return await self._build_pex()
+            return await self._build_pex(lambda text: self.report(key, text))
         if not path.is_file():
             raise McfleetError(f"agent bundle {path} does not exist", location=f"{host.name}: build")
         sha = await asyncio.to_thread(sha256_file, path)
@@ -102,9 +120,24 @@ class Builder:
                 location=where,
                 hint="run mcfleet from the flake's root (where flake.nix is)",
             )
+        key = build_key(host)
+        every = Every()
+        held: list[str] = []  # the last line not reported yet (thinned out)
+
+        def on_line(line: str) -> None:
+            held[:] = [line]
+            if every.due():
+                self.report(key, f"nix: {line[:200]}")
+                held.clear()
+
+        self.report(key, f"nix build of {host.name}'s system: running (its log lines follow)")
         try:
             async with asyncio.timeout(NIX_BUILD_TIMEOUT):
-                path = await build_toplevel(str(self._flake), host.name)
+                try:
+                    path = await build_toplevel(str(self._flake), host.name, on_line=on_line)
+                finally:
+                    if held:  # nix's last line is always shown
+                        self.report(key, f"nix: {held[0][:200]}")
         except (NixError, ToolMissing, TimeoutError) as exc:
             reason = exc.message if isinstance(exc, McfleetError) else f"no result within {NIX_BUILD_TIMEOUT:g} s"
             first = reason.splitlines()[0][:300]

@@ -159,15 +159,18 @@ async def copy_system(
     *,
     address: str,
     jump: tuple[HostEntry, str] | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> CopyResult:
-    """Make the node's store hold the toplevel's closure; nothing is sent when it already does."""
+    """Make the node's store hold the toplevel's closure; nothing is sent when it already does.
+
+    `on_line` gets nix copy's stderr lines (which path it is copying) as they come."""
     started = time.monotonic()
     trust_of(entry)  # a push the node would refuse is an input error here, before anything is copied
     state = await read_state(node, entry.host, toplevel)
     if state.has_path:
         return CopyResult(False, f"the node's store already has {_short(toplevel)}", time.monotonic() - started)
     try:
-        plan = await push(entry, [toplevel], address=address, jump=jump)
+        plan = await push(entry, [toplevel], address=address, jump=jump, on_line=on_line)
     except McfleetError as exc:
         raise ApplyError(
             f"nix copy to the node failed: {exc.message.splitlines()[0][:300]}",

@@ -12,6 +12,7 @@ import asyncio
 import secrets
 import shlex
 import shutil
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -165,22 +166,31 @@ async def drop_staging(node: Node, staging: str) -> None:
         await node.run(["rm", "-rf", "--", staging], login=True, timeout=60)
 
 
-async def upload(node: Node, local: Path, remote: str) -> int:
+async def upload(node: Node, local: Path, remote: str, *, progress: Callable[[int, int], None] | None = None) -> int:
     """Copy a local file to `remote` as the login user (SFTP on SSH connections); returns the bytes sent.
 
+    `progress(done, total)` is called with 0 first, as the bytes go, and with total at the end.
     A failure says why: permission (with the path and the user) or no space left (with
     the mount and the free bytes), not SFTP's bare "Failure".
     """
     size = (await asyncio.to_thread(local.stat)).st_size
     sftp_factory: Any = getattr(node, "sftp", None)
+    tell = progress or (lambda done, total: None)
+    tell(0, size)
     try:
         if sftp_factory is not None:
             sftp = await sftp_factory()
-            await sftp.put(str(local), remote)
+
+            def handler(_src: bytes, _dst: bytes, done: int, total: int) -> None:
+                if 0 < done < size:  # 0 and the end are told here, exactly once each
+                    tell(done, size)
+
+            await sftp.put(str(local), remote, progress_handler=handler)
         else:
             await asyncio.to_thread(shutil.copyfile, local, remote)
     except Exception as exc:  # asyncssh.SFTPError is not an OSError
         raise ApplyError(await _upload_failure(node, remote, size, exc), location=node.name) from exc
+    tell(size, size)
     return size
 
 

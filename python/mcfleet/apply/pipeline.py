@@ -32,7 +32,7 @@ from mcfleet.apply.lock import hold_node_lock
 from mcfleet.apply.migrate import MoveWork, carry_out
 from mcfleet.apply.nodeio import Node, store_of, write_text
 from mcfleet.apply.probe import probe
-from mcfleet.apply.push import push_agent
+from mcfleet.apply.push import PushReport, push_agent
 from mcfleet.apply.summary import Summary, summarize
 from mcfleet.errors import McfleetError, Refused
 from mcfleet.fleet.desired import DesiredHost
@@ -42,6 +42,7 @@ from mcfleet.kinds.host import HostKind, read_users
 from mcfleet.kinds.stages import StageGate
 from mcfleet.observe.manifest import Manifest, manifest_path
 from mcfleet.plan.model import Action
+from mcfleet.report.rate import Every
 
 Connect = Callable[[HostEntry], Awaitable[Node]]
 # provision(node, entry) -> (changed?, message); raises McfleetError (Refused...) on failure
@@ -250,8 +251,14 @@ class Pipeline:
             self.log.emit(w.name, Phase.push, Status.start)
             address = str(getattr(node, "address", "") or entry.host.addresses[0])
             jump = nixos.jump_of(entry, self.hosts)
+            every = Every()
+
+            def on_line(line: str) -> None:  # nix copy: which path it is copying
+                if every.due():
+                    self.log.emit(w.name, Phase.push, Status.progress, f"nix: {line[:200]}")
+
             copied = await self._phase(
-                w, Phase.push, nixos.copy_system(node, entry, toplevel, address=address, jump=jump)
+                w, Phase.push, nixos.copy_system(node, entry, toplevel, address=address, jump=jump, on_line=on_line)
             )
         self.log.emit(w.name, Phase.push, Status.changed if copied.changed else Status.unchanged, copied.message)
         opts = nixos.NixosOptions(
@@ -278,7 +285,9 @@ class Pipeline:
         async with self.sem[Phase.push]:
             self._check_stop()
             self.log.emit(w.name, Phase.push, Status.start)
-            pushed = await self._phase(w, Phase.push, push_agent(node, w.entry.host, art.path, art.sha256, state))
+            pushed = await self._phase(
+                w, Phase.push, push_agent(node, w.entry.host, art.path, art.sha256, state, report=self._reporter(w))
+            )
         status = Status.changed if pushed.changed else Status.unchanged
         self.log.emit(w.name, Phase.push, status, pushed.message, bytes_sent=pushed.bytes_sent)
         async with self.sem[Phase.activate]:
@@ -295,6 +304,16 @@ class Pipeline:
             raise HostFailed
         ctx.data["agent_sha256"] = art.sha256
         ctx.data["agent_version"] = result.health.version if result.health else None
+
+    def _reporter(self, w: HostWork) -> PushReport:
+        """The push's progress as events: the first and the last always, in between one a second."""
+        every = Every()
+
+        def report(message: str, *, final: bool = False, **data: Any) -> None:
+            if every.due(force=final):
+                self.log.emit(w.name, Phase.push, Status.progress, message, **data)
+
+        return report
 
     async def _record(self, w: HostWork, ctx: ApplyContext, before: Manifest | None) -> None:
         """Every kind writes its part; the users are read back from the node (what it has, not what was asked)."""

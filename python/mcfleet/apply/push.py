@@ -21,6 +21,7 @@ import hashlib
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from mcfleet.apply.nodeio import (
     AGENT_CURRENT,
@@ -36,8 +37,19 @@ from mcfleet.apply.prewarm import prewarm
 from mcfleet.apply.probe import AgentProbe
 from mcfleet.errors import ApplyError, McfleetError
 from mcfleet.fleet.models import Host
+from mcfleet.report.rate import megabytes
 
 AGENT_NEW = AGENT_CURRENT.rpartition("/")[0] + "/new"
+
+
+class PushReport(Protocol):
+    """Progress of a push: `report("12.3/22.0 MB", bytes_done=…, bytes_total=…)`; `final=True` must go out."""
+
+    def __call__(self, message: str, *, final: bool = False, **data: Any) -> None: ...
+
+
+def _no_report(message: str, *, final: bool = False, **data: Any) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -85,8 +97,13 @@ async def _adopt_confirmed(node: Node, host: Host, state: AgentProbe) -> None:
             await put_file(node, AGENT_PREV, source=host.agent.path, mode="0700", sha=state.confirmed_sha256)
 
 
-async def push_agent(node: Node, host: Host, bundle: Path, sha: str, state: AgentProbe) -> PushResult:
-    """Make the node's agent binary be `bundle` (hash `sha`); nothing is sent when it already is."""
+async def push_agent(
+    node: Node, host: Host, bundle: Path, sha: str, state: AgentProbe, *, report: PushReport = _no_report
+) -> PushResult:
+    """Make the node's agent binary be `bundle` (hash `sha`); nothing is sent when it already is.
+
+    `report` is told the bytes sent as they go (`12.3/22.0 MB`) and the slow steps after the upload.
+    """
     where = f"{host.name}: push"
     if state.binary_sha256 == sha and state.store_sha256 == sha:
         return PushResult(False, 0, sha, f"already has {sha[:12]}")
@@ -96,8 +113,12 @@ async def push_agent(node: Node, host: Host, bundle: Path, sha: str, state: Agen
         sent = 0
         if state.store_sha256 != sha:
             staging = await make_staging(node)
+
+            def on_bytes(done: int, total: int) -> None:
+                report(megabytes(done, total), final=done in (0, total), bytes_done=done, bytes_total=total)
+
             try:
-                sent = await upload(node, bundle, f"{staging}/mcp-agent")
+                sent = await upload(node, bundle, f"{staging}/mcp-agent", progress=on_bytes)
                 await put_file(node, AGENT_NEW, source=f"{staging}/mcp-agent", mode="0700", sha=sha)
             finally:
                 await drop_staging(node, staging)
@@ -106,6 +127,7 @@ async def push_agent(node: Node, host: Host, bundle: Path, sha: str, state: Agen
         await put_file(node, host.agent.path, source=AGENT_CURRENT, mode="0755", sha=sha)
     except McfleetError as exc:
         raise ApplyError(f"installing the agent bundle failed: {exc.message}", location=where, hint=exc.hint) from exc
+    report("installed; unpacking the new bundle on the node once (so the agent starts warm)", final=True)
     unpacked = await prewarm(node, host)  # so the restart in activate starts warm
     was = state.binary_sha256[:12] if state.binary_sha256 else "none"
     note = f", unpacked in {unpacked:.1f} s" if unpacked is not None else ""

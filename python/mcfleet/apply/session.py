@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -60,9 +60,9 @@ class SessionOptions:
     progress: Progress = field(default_factory=NullProgress)
 
 
-async def build_pex() -> Artifact:
+async def build_pex(step: Callable[[str], None]) -> Artifact:
     """The agent PEX from mcfleet.bundle (cached by its inputs hash: rebuilt only when they change)."""
-    bundle = await build_agent_bundle_async()
+    bundle = await build_agent_bundle_async(step=step)
     return Artifact("pex", bundle.path, bundle.sha256, bundle.version, cached=bundle.cached)
 
 
@@ -76,7 +76,8 @@ class ApplySession:
         self.loaded = loaded
         self.options = options
         self.pool = SshPool(options.ssh, hosts=loaded.hosts)
-        self.builder = Builder(bundle=options.bundle, build_pex=build_pex, flake=loaded.root)
+        self.builder = Builder(bundle=options.bundle, build_pex=build_pex, flake=loaded.root, report=self._build_report)
+        self._waiting: dict[str, list[str]] = {}  # build key -> the hosts that wait for that build
         self.log = ApplyEvents([*options.listeners, self._to_progress])
         self.started = time.monotonic()
         self.plan: Plan | None = None
@@ -95,7 +96,9 @@ class ApplySession:
             await pool.close()
 
     def _to_progress(self, event: Any) -> None:
-        if event.status == Status.start:
+        if event.status == Status.progress:  # a long step's progress: `push 12.3/22.0 MB`, nix's last line
+            self.options.progress.update(event.host, str(event.phase), event.message)
+        elif event.status == Status.start:
             self.options.progress.update(event.host, f"{event.phase}…")
         elif event.status.bad:
             self.options.progress.done(event.host, ok=False, detail=f"{event.phase} {event.status}: {event.message}")
@@ -103,6 +106,11 @@ class ApplySession:
             self.options.progress.done(event.host, ok=True, detail=f"manifest {event.status}")
         else:
             self.options.progress.update(event.host, f"{event.phase} {event.status}", event.message)
+
+    def _build_report(self, key: str, message: str) -> None:
+        """A build's progress (bundle steps, nix's lines) is an event of every host waiting for it."""
+        for name in self._waiting.get(key, ()):
+            self.log.emit(name, Phase.build, Status.progress, message)
 
     async def connect(self, entry: HostEntry) -> Node:
         return await self.pool.connect(entry)
@@ -119,17 +127,23 @@ class ApplySession:
     async def prebuild(self, names: list[str]) -> dict[str, Artifact]:
         """Build what the selected hosts need, so the plan knows the agent hash to compare with."""
         built: dict[str, Artifact] = {}
-        progress = self.options.progress
+        for name in names:
+            waiting = self._waiting.setdefault(build_key(self.loaded.hosts[name].host), [])
+            if name not in waiting:
+                waiting.append(name)
         for name in names:
             entry = self.loaded.hosts[name]
             key = build_key(entry.host)
-            if key not in built:  # the live view says what the wait is for (a first bundle build takes ~15 s)
-                progress.update(name, "building", f"{key} (built once, then cached)")
+            # the live view says what the wait is for (a first bundle build takes ~15 s)
+            news = key not in built and self.builder.built(entry.host) is None
+            if news:
+                self.log.emit(name, Phase.build, Status.progress, f"{key}: preparing (built once, then cached)")
             try:
                 built[key] = await self.builder.build(entry.host)
             except McfleetError:
                 continue  # reported per host by the pipeline's build phase
-            progress.update(name, "built", key)
+            if news:
+                self.log.emit(name, Phase.build, Status.progress, f"{key}: ready")
         self.agent_hashes = {
             name: _identity(built[build_key(self.loaded.hosts[name].host)])
             for name in names

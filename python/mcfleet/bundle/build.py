@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -218,24 +219,45 @@ def cached_bundle_sha256(cache_dir: Path | None = None) -> str | None:
     return sha_file.read_text().split()[0]
 
 
-def build_agent_bundle(out_dir: Path | None = None, *, cache_dir: Path | None = None, force: bool = False) -> Bundle:
+def _quiet(text: str) -> None:
+    return None
+
+
+def build_agent_bundle(
+    out_dir: Path | None = None,
+    *,
+    cache_dir: Path | None = None,
+    force: bool = False,
+    step: Callable[[str], None] = _quiet,
+) -> Bundle:
     """Return the agent bundle for the current sources, building it only if its inputs changed.
 
-    With `out_dir`, the .pex and its .sha256 are also copied there (atomically).
+    With `out_dir`, the .pex and its .sha256 are also copied there (atomically).  `step(text)`
+    is told each step as it starts (a first build takes ~15 s: the caller shows what it waits for).
     """
     started = time.monotonic()
+    step("agent bundle: hashing its inputs")
     package, platforms, requirements, key, slot = _inputs(cache_dir)
     slot.mkdir(parents=True, exist_ok=True)
     pex, sha_file = slot / BUNDLE_NAME, slot / f"{BUNDLE_NAME}.sha256"
     with (slot / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build per inputs hash, even across processes
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            step("agent bundle: waiting for another mcfleet building the same bundle")
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one build per inputs hash, even across processes
         cached = not force and pex.is_file() and sha_file.is_file()
         if cached and sha_file.read_text().split()[0] != sha256_file(pex):
             cached = False  # a damaged cache entry is rebuilt, never served
         if not cached:
+            step(
+                f"agent bundle: building {BUNDLE_NAME} with pex (wheels for {len(platforms)} platforms; "
+                "the first build takes ~15 s, then it is cached)"
+            )
             tmp = slot / f".{BUNDLE_NAME}.{os.getpid()}.tmp"
             try:
                 _run_pex(requirements, package, platforms, tmp)
+                step("agent bundle: hashing the built bundle")
                 digest = sha256_file(tmp)
                 os.replace(tmp, pex)
             finally:
@@ -256,10 +278,19 @@ def build_agent_bundle(out_dir: Path | None = None, *, cache_dir: Path | None = 
 
 
 async def build_agent_bundle_async(
-    out_dir: Path | None = None, *, cache_dir: Path | None = None, force: bool = False
+    out_dir: Path | None = None,
+    *,
+    cache_dir: Path | None = None,
+    force: bool = False,
+    step: Callable[[str], None] = _quiet,
 ) -> Bundle:
-    """`build_agent_bundle` off the event loop (pex runs as a subprocess)."""
-    return await asyncio.to_thread(build_agent_bundle, out_dir, cache_dir=cache_dir, force=force)
+    """`build_agent_bundle` off the event loop (pex runs as a subprocess); `step` is called on the loop."""
+    loop = asyncio.get_running_loop()
+
+    def on_loop(text: str) -> None:
+        loop.call_soon_threadsafe(step, text)
+
+    return await asyncio.to_thread(build_agent_bundle, out_dir, cache_dir=cache_dir, force=force, step=on_loop)
 
 
 def main(argv: list[str] | None = None) -> int:

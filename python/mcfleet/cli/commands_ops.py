@@ -224,10 +224,12 @@ def logs_command(entry: HostEntry, what: str, *, lines: int, follow: bool) -> st
     label = shlex.quote(f"label=io.mcfleet.service={what}")
     podman = f"runuser -u {shlex.quote(user)} -- env XDG_RUNTIME_DIR=/run/user/$(id -u {shlex.quote(user)}) podman"
     follow_flag = " -f" if follow else ""
+    # a container's stderr is part of its log (podman logs writes it to its own stderr): 2>&1 keeps
+    # both in one stream, in order
     return (
         f'names=$({podman} ps -a --filter {label} --format "{{{{.Names}}}}"); '
         f'[ -n "$names" ] || {{ echo "no container of {what} on this node (not deployed yet?)" >&2; exit 3; }}; '
-        f"{podman} logs --tail {lines}{follow_flag} $names"
+        f"{podman} logs --tail {lines}{follow_flag} $names 2>&1"
     )
 
 
@@ -238,11 +240,12 @@ def logs(
     ),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C stops)."),
     lines: int = typer.Option(100, "--lines", "-n", min=1, help="How many of the last lines to show."),
+    json_out: bool = typer.Option(False, "--json", help='One JSON object per line: {"host", "source", "line"}.'),
 ) -> None:
     """Show the agent's or a service's logs on one host (-f to follow).
 
-    The agent's log is its systemd unit's journal; a service's log is its containers' output
-    (podman logs, as the service user).  Read-only.
+    The agent's log is its systemd unit's journal; a service's log is its containers' output,
+    stdout and stderr (podman logs, as the service user).  Read-only.  Ctrl-C stops -f (exit 130).
 
     Examples:
 
@@ -251,10 +254,22 @@ def logs(
       mcfleet logs rift mcns -n 50
 
       mcfleet logs rift agent -f
+
+      mcfleet logs rift mcns -f --json | jq -r .line
     """
     loaded = _loaded()
     entry = one_host(loaded, host, "logs")
     line = logs_command(entry, what, lines=lines, follow=follow)
+
+    def show(text: str) -> None:
+        if json_out:
+            import json
+
+            record = {"host": entry.host.name, "source": what, "line": text.rstrip("\n")}
+            sys.stdout.write(json.dumps(record) + "\n")
+        else:
+            sys.stdout.write(text)
+        sys.stdout.flush()
 
     async def go() -> ExecResult:
         async with SshPool(SshOptions(), hosts=loaded.hosts) as pool:
@@ -263,7 +278,7 @@ def logs(
             proc = await node.conn.create_process(remote)
             result = ExecResult(entry.host.name)
             await asyncio.gather(
-                _pump(proc.stdout, result.stdout, lambda t: sys.stdout.write(t) and sys.stdout.flush()),
+                _pump(proc.stdout, result.stdout, show),
                 _pump(proc.stderr, result.stderr, lambda t: None),
             )
             done = await proc.wait()

@@ -25,10 +25,13 @@ DEMO_IMAGES: dict[str, tuple[str, str]] = {
     "demo/api:2": ("api", "2"),
     "demo/db:1": ("db", "1"),
 }
+# The container's output is a log to read back (`mcfleet logs`): a start line on stdout, then
+# httpd -vv logs each request's URL and response on stderr.
 START = (
     'mkdir -p /www && printf "%s %s port=%s\\n" "$APP" "$VERSION" "${PORT:-8080}" > /www/index.html'
     " && { [ ! -d /data ] || date >> /data/starts || true; }"
-    ' && exec httpd -f -p "${PORT:-8080}" -h /www'
+    ' && echo "$APP $VERSION listening on port ${PORT:-8080}"'
+    ' && exec httpd -f -vv -p "${PORT:-8080}" -h /www'
 )
 
 

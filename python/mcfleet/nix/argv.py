@@ -74,9 +74,15 @@ def build_argv(
     out_link: str | None = None,
     offline: bool = False,
     keep_going: bool = False,
+    print_build_logs: bool = False,
 ) -> list[str]:
-    """`nix build --json` for one or more attributes; output paths come from the JSON."""
+    """`nix build --json` for one or more attributes; output paths come from the JSON.
+
+    `print_build_logs`: `-L`, the builders' output on stderr (`name> line`), for progress.
+    """
     argv = ["nix", "build", "--json", *(flake_ref(flake, a) for a in attrs)]
+    if print_build_logs:
+        argv.append("-L")
     argv += ["--out-link", out_link] if out_link else ["--no-link"]
     if offline:
         argv.append("--offline")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +34,11 @@ async def build_agent(flake: str, arch: str, *, offline: bool = False) -> str:
     return path
 
 
-async def build_toplevel(flake: str, host: str, *, offline: bool = False) -> str:
-    """A NixOS host's system toplevel (what `switch-to-configuration` activates)."""
-    (path,) = await build(flake, [attr("toplevel", host=host)], offline=offline)
+async def build_toplevel(
+    flake: str, host: str, *, offline: bool = False, on_line: Callable[[str], None] | None = None
+) -> str:
+    """A NixOS host's system toplevel (what `switch-to-configuration` activates); `on_line`: nix's stderr lines."""
+    (path,) = await build(flake, [attr("toplevel", host=host)], offline=offline, on_line=on_line)
     return path
 
 
@@ -135,9 +137,15 @@ def _known_hosts_file(entry: HostEntry, address: str, jump: tuple[HostEntry, str
 
 
 async def push(
-    entry: HostEntry, paths: Sequence[str], *, address: str, jump: tuple[HostEntry, str] | None = None
+    entry: HostEntry,
+    paths: Sequence[str],
+    *,
+    address: str,
+    jump: tuple[HostEntry, str] | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> PushPlan:
-    """`nix copy` the closures of `paths` to the node (signing them first for trust=signed)."""
+    """`nix copy` the closures of `paths` to the node (signing them first for trust=signed); `on_line`: nix's
+    stderr lines (`copying path '…' to 'ssh-ng://…'`)."""
     with tempfile.TemporaryDirectory(prefix="mcfleet-nixcopy-") as tmp:
         plan = push_plan(entry, address, _known_hosts_file(entry, address, jump, Path(tmp)), jump)
         if plan.sign_with:
@@ -145,6 +153,7 @@ async def push(
         await run_nix(
             nixargv.copy_argv(plan.store_uri, paths, no_check_sigs=plan.no_check_sigs),
             extra_env={"NIX_SSHOPTS": plan.ssh_opts},
+            on_line=on_line,
         )
     return plan
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,9 +51,12 @@ async def run_nix(
     settings: Mapping[str, str] | None = None,
     extra_env: Mapping[str, str] | None = None,
     check: bool = True,
+    on_line: Callable[[str], None] | None = None,
 ) -> NixResult:
     """Run one nix command with mcfleet's NIX_CONFIG; raise NixError on failure when `check`.
 
+    `on_line` gets each non-empty stderr line as nix writes it (what it is building or copying,
+    build log lines with `-L`), so a long build shows what it does.
     Bound it with `async with asyncio.timeout(...)`; on cancellation the process is killed.
     """
     if shutil.which(argv[0]) is None:
@@ -72,7 +75,7 @@ async def run_nix(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await proc.communicate()
+        out, err = await (proc.communicate() if on_line is None else _communicate_lines(proc, on_line))
     except asyncio.CancelledError:
         # A caller's asyncio.timeout() expired: do not leave nix running.
         proc.kill()
@@ -84,14 +87,43 @@ async def run_nix(
     return result
 
 
+async def _communicate_lines(proc: asyncio.subprocess.Process, on_line: Callable[[str], None]) -> tuple[bytes, bytes]:
+    """(stdout, stderr) like communicate(), handing each stderr line to `on_line` as it arrives."""
+    assert proc.stdout is not None and proc.stderr is not None
+    out_task = asyncio.ensure_future(proc.stdout.read())
+    err = bytearray()
+    pending = b""
+    try:
+        while chunk := await proc.stderr.read(65536):
+            err += chunk
+            *lines, pending = (pending + chunk).split(b"\n")
+            for raw in lines:
+                text = raw.decode(errors="replace").rstrip()
+                if text:
+                    on_line(text)
+        if pending.strip():
+            on_line(pending.decode(errors="replace").rstrip())
+        out = await out_task
+    finally:
+        out_task.cancel()
+    await proc.wait()
+    return out, bytes(err)
+
+
 async def eval_json(flake: str, attr: str, *, apply: str | None = None, offline: bool = False) -> Any:
     result = await run_nix(nixargv.eval_argv(flake, attr, apply=apply, offline=offline))
     return json.loads(result.stdout)
 
 
-async def build(flake: str, attrs: Sequence[str], *, offline: bool = False) -> list[str]:
-    """Build attributes; return their `out` paths (from `--json`, which Nix 2.8 has)."""
-    result = await run_nix(nixargv.build_argv(flake, attrs, offline=offline))
+async def build(
+    flake: str, attrs: Sequence[str], *, offline: bool = False, on_line: Callable[[str], None] | None = None
+) -> list[str]:
+    """Build attributes; return their `out` paths (from `--json`, which Nix 2.8 has).
+
+    With `on_line`, nix prints the builders' log lines too (`-L`) and each stderr line goes to it.
+    """
+    argv = nixargv.build_argv(flake, attrs, offline=offline, print_build_logs=on_line is not None)
+    result = await run_nix(argv, on_line=on_line)
     return [item["outputs"]["out"] for item in json.loads(result.stdout)]
 
 
