@@ -67,7 +67,7 @@ def _wait_for(lines: queue.Queue[str], needle: str, within_s: float) -> list[str
 def check_logs(fleet: Nodes, host: str, root: str, service: str, port: int) -> None:
     """`mcfleet logs HOST SERVICE` shows the container's output; --json; -f follows a new line; agent."""
     text = cli("-C", root, "logs", host, service)
-    assert text.code == 0, text.stderr
+    assert text.code == 0, text.stdout + text.stderr
     assert f"{service} 1 listening on port 8080" in text.stdout, text.stdout
 
     probe = f"/logs-probe-{secrets.token_hex(4)}"

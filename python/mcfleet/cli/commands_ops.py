@@ -224,12 +224,20 @@ def logs_command(entry: HostEntry, what: str, *, lines: int, follow: bool) -> st
     label = shlex.quote(f"label=io.mcfleet.service={what}")
     podman = f"runuser -u {shlex.quote(user)} -- env XDG_RUNTIME_DIR=/run/user/$(id -u {shlex.quote(user)}) podman"
     follow_flag = " -f" if follow else ""
-    # a container's stderr is part of its log (podman logs writes it to its own stderr): 2>&1 keeps
-    # both in one stream, in order
+    fmt = shlex.quote("{{.HostConfig.LogConfig.Type}}")
+    # - cd /: podman stats its working folder, and root's home is not the service user's to read.
+    # - journald log driver (podman's default under systemd): the lines are journal entries with
+    #   CONTAINER_NAME=<name>, read by root (the service user may not read a volatile journal);
+    #   several matches of one field are OR-ed.  Other drivers (k8s-file): `podman logs`, its
+    #   stderr (the container's stderr) merged into stdout, in order.
     return (
-        f'names=$({podman} ps -a --filter {label} --format "{{{{.Names}}}}"); '
+        f'cd / && names=$({podman} ps -a --filter {label} --format "{{{{.Names}}}}") || exit 4; '
         f'[ -n "$names" ] || {{ echo "no container of {what} on this node (not deployed yet?)" >&2; exit 3; }}; '
-        f"{podman} logs --tail {lines}{follow_flag} $names 2>&1"
+        f"driver=$({podman} container inspect --format {fmt} $names | head -n 1) || exit 4; "
+        'if [ "$driver" = journald ]; then '
+        'set --; for n in $names; do set -- "$@" "CONTAINER_NAME=$n"; done; '
+        f'exec journalctl "$@" -n {lines} --no-pager -o cat{follow_flag}; '
+        f"else exec {podman} logs --tail {lines}{follow_flag} $names 2>&1; fi"
     )
 
 
@@ -287,7 +295,8 @@ def logs(
 
     result = asyncio.run(go())
     if result.exit:
-        detail = "".join(result.stderr).strip().splitlines()
+        # podman's own error is in the merged stream (2>&1) when it is not on stderr
+        detail = "".join(result.stderr).strip().splitlines() or "".join(result.stdout).strip().splitlines()
         what_failed = "the agent's journal" if what == "agent" else f"the logs of {what}"
         raise McfleetError(
             f"could not read {what_failed}: {detail[-1] if detail else f'exit {result.exit}'}",
