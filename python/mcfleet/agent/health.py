@@ -52,7 +52,7 @@ async def _http(host: str, port: int, path: str) -> None:
 async def check_once(spec: ContainerSpec, health: Health, podman: Podman) -> None:
     """One attempt; raises with a readable reason when unhealthy."""
     if health.kind == "command":
-        code, output = await asyncio.to_thread(podman.exec, spec.name, health.command)
+        code, output = await podman.in_thread(podman.exec, spec.name, health.command)
         said = output.strip()[:200]
         if code in NOT_EXECUTABLE or "executable file not found" in output:
             raise CheckCannotPass(
@@ -75,7 +75,7 @@ async def wait_healthy(spec: ContainerSpec, podman: Podman, deadline: float) -> 
     last = "not checked yet"
     while True:
         try:
-            state = await asyncio.to_thread(podman.state, spec.name)
+            state = await podman.in_thread(podman.state, spec.name)
             if state != "running":
                 raise RuntimeError(f"container is {state}")
             if spec.health is not None:

@@ -1,21 +1,41 @@
 """podman through podman-py, reduced to what the agent needs.
 
-podman-py is blocking (requests over the podman API socket); callers run these methods in
-a thread (`asyncio.to_thread`).  Only containers labelled `io.mcfleet.managed=true` are
-ever listed, changed or removed: anything else on the node is not ours.
+podman-py is blocking (requests over the podman API socket); async callers run these
+methods on the agent's podman threads (`await podman.in_thread(podman.list_managed)`), so a
+slow podman never holds up the threads Info and health use.  Every call is bounded: quick
+calls (list, inspect, create, start) by `quick_timeout`, stop/remove by the stop timeout
+plus that, a pull by PULL_TIMEOUT_S.  Only containers labelled `io.mcfleet.managed=true`
+are ever listed, changed or removed: anything else on the node is not ours.
+
+A stale API service (it answers its ping, but its storage was wiped under it, or its calls
+no longer answer: what `podman system reset` leaves behind) is restarted once
+(`podman_service.restart_user_service`) and the call tried again on a fresh connection.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from podman import PodmanClient
 from podman.errors import APIError, NotFound
+from requests.exceptions import ReadTimeout
 
+from mcfleet.agent.podman_service import restart_user_service, stale_namespace
 from mcfleet.agent.spec import LABEL_MANAGED, ContainerSpec
 from mcfleet.errors import PeerError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+QUICK_TIMEOUT_S = 20.0
+PULL_TIMEOUT_S = 600.0
+# What a podman API service says when its storage was deleted under it.
+LOST_STORAGE = ("opening database", "bolt_state.db", "layer not known")
 
 
 @dataclass(frozen=True)
@@ -27,35 +47,125 @@ class Managed:
 
 
 class Podman:
-    def __init__(self, url: str, *, stop_timeout: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        stop_timeout: int = 10,
+        quick_timeout: float = QUICK_TIMEOUT_S,
+        notify: Callable[[str], object] | None = None,
+    ) -> None:
         self.url = url if "://" in url else f"unix://{url}"
         self.stop_timeout = stop_timeout
-        self._client = PodmanClient(base_url=self.url, timeout=60)
+        self.quick_timeout = quick_timeout
+        self.notify = notify or (lambda _message: None)
+        self.restarts = 0  # how often the API service was restarted: a call retries only after one
+        self._restart_lock = threading.Lock()
+        self._threads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="podman")
+        self._open()
+
+    def _open(self) -> None:
+        self._client = PodmanClient(base_url=self.url, timeout=self.quick_timeout)
+        self._stopping = PodmanClient(base_url=self.url, timeout=self.stop_timeout + self.quick_timeout)
+        self._pulling = PodmanClient(base_url=self.url, timeout=PULL_TIMEOUT_S)
+
+    async def in_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run one of these blocking methods on the podman threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, lambda: fn(*args, **kwargs))
 
     def _fail(self, what: str, exc: Exception) -> PeerError:
         return PeerError(
-            f"podman {what} failed: {exc}",
+            f"podman {what} failed: {_root_cause(exc) if isinstance(exc, OSError) else exc}",
             location=self.url,
             hint="is the podman API service running (podman system service) and the socket reachable?",
         )
+
+    def _call(self, what: str, call: Callable[[], T]) -> T:
+        """One API call; on a stale service, restart it and try once more.  NotFound passes through."""
+        generation = self.restarts
+        try:
+            return call()
+        except NotFound:
+            raise
+        except (APIError, OSError) as exc:
+            if not self._restart_if_stale(exc, generation):
+                raise self._fail(what, exc) from exc
+        try:
+            return call()
+        except NotFound:
+            raise
+        except (APIError, OSError) as exc:
+            raise self._fail(what, exc) from exc
+
+    def stale_reason(self, exc: BaseException) -> str:
+        """Why `exc` shows a stale API service ('' when it does not)."""
+        by_namespace = stale_namespace(self.url)
+        if by_namespace:
+            return by_namespace
+        if any(sign in f"{exc} {_root_cause(exc)}" for sign in LOST_STORAGE):
+            return f"podman's API service lost its storage (wiped under it: podman system reset?): {_root_cause(exc)}"
+        if isinstance(exc, ReadTimeout):
+            try:
+                answers = bool(self._client.ping())
+            except (APIError, OSError):
+                answers = False
+            if answers:
+                return f"podman's API service answers its ping but not a call within {self.quick_timeout:g} s"
+        return ""
+
+    def heal(self) -> None:
+        """Restart the API service now if it is stale by its namespace (cheap: reads /proc)."""
+        if stale_namespace(self.url):
+            with self._restart_lock:
+                reason = stale_namespace(self.url)  # again: another thread may have restarted it
+                if reason:
+                    self._restart(reason)
+
+    def _restart_if_stale(self, exc: BaseException, generation: int) -> bool:
+        """True when the call is worth one more try: the service was restarted since it began."""
+        reason = self.stale_reason(exc)
+        if not reason:
+            return False
+        with self._restart_lock:
+            if self.restarts != generation:
+                return True  # another call restarted it meanwhile: try the fresh service
+            return self._restart(reason)
+
+    def _restart(self, reason: str) -> bool:
+        """Restart the API service (the caller holds the restart lock)."""
+        done = restart_user_service(self.url)
+        if not done:
+            self.notify(f"{reason}; not restarted (not this user's rootless podman socket)")
+            return False
+        for client in (self._client, self._stopping, self._pulling):
+            client.close()  # type: ignore[no-untyped-call]
+        self._open()
+        self.restarts += 1
+        self.notify(f"{reason}: {done}")
+        return True
 
     def ping(self) -> bool:
         return not self.unreachable()
 
     def unreachable(self) -> str:
-        """'' when the podman API answers its ping, else why not (one line, for health and Facts)."""
+        """'' when podman's API answers its ping and a container list, else why not (one line, for
+        health and Facts).  The list matters: a stale service answers the ping alone."""
         try:
-            if self._client.ping():
-                return ""
-            return f"podman API at {self.url} did not answer its ping"
+            if not self._client.ping():
+                return f"podman API at {self.url} did not answer its ping"
         except Exception as exc:
             return f"podman API not reachable at {self.url}: {_root_cause(exc)}"
+        try:
+            self.list_managed()
+        except PeerError as exc:
+            return exc.message
+        return ""
 
     def list_managed(self) -> list[Managed]:
-        try:
-            found = self._client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
-        except (APIError, OSError) as exc:
-            raise self._fail("list", exc) from exc
+        self.heal()  # every read of the node's containers starts with it (Facts, health, converge)
+        found = self._call(
+            "list", lambda: self._client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
+        )
         result = []
         for item in found:
             attrs: dict[str, Any] = item.attrs
@@ -74,11 +184,8 @@ class Podman:
         return result
 
     def ensure_image(self, image: str) -> None:
-        try:
-            if not self._client.images.exists(image):
-                self._client.images.pull(image)
-        except (APIError, OSError) as exc:
-            raise self._fail(f"pull of {image}", exc) from exc
+        if not self._call(f"inspect of {image}", lambda: self._client.images.exists(image)):
+            self._call(f"pull of {image}", lambda: self._pulling.images.pull(image))
 
     def create(self, spec: ContainerSpec) -> None:
         ports: dict[str, list[tuple[str, int]]] = {}
@@ -107,61 +214,47 @@ class Podman:
             kwargs["restart_policy"] = {"Name": spec.restart}
         if spec.network:
             kwargs["network_mode"] = spec.network
-        try:
-            self._client.containers.create(spec.image, **kwargs)
-        except (APIError, OSError) as exc:
-            raise self._fail(f"create of {spec.name}", exc) from exc
+        self._call(f"create of {spec.name}", lambda: self._stopping.containers.create(spec.image, **kwargs))
 
     def start(self, name: str) -> None:
-        try:
-            self._client.containers.get(name).start()
-        except (APIError, OSError) as exc:
-            raise self._fail(f"start of {name}", exc) from exc
+        self._call(f"start of {name}", lambda: self._stopping.containers.get(name).start())
 
     def stop(self, name: str) -> None:
         try:
-            self._client.containers.get(name).stop(timeout=self.stop_timeout)
+            self._call(f"stop of {name}", lambda: self._stopping.containers.get(name).stop(timeout=self.stop_timeout))
         except NotFound:
             return
-        except (APIError, OSError) as exc:
-            raise self._fail(f"stop of {name}", exc) from exc
 
     def restart(self, name: str) -> None:
-        try:
-            self._client.containers.get(name).restart(timeout=self.stop_timeout)
-        except (APIError, OSError) as exc:
-            raise self._fail(f"restart of {name}", exc) from exc
+        self._call(f"restart of {name}", lambda: self._stopping.containers.get(name).restart(timeout=self.stop_timeout))
 
     def remove(self, name: str) -> None:
         """Remove the container only; its volumes (host dirs, named volumes) stay."""
         try:
-            self._client.containers.get(name).remove(force=True, v=False)
+            self._call(f"remove of {name}", lambda: self._stopping.containers.get(name).remove(force=True, v=False))
         except NotFound:
             return
-        except (APIError, OSError) as exc:
-            raise self._fail(f"remove of {name}", exc) from exc
 
     def state(self, name: str) -> str:
         try:
-            container = self._client.containers.get(name)
+            container = self._call(f"inspect of {name}", lambda: self._client.containers.get(name))
         except NotFound:
             return "missing"
-        except (APIError, OSError) as exc:
-            raise self._fail(f"inspect of {name}", exc) from exc
         state = container.attrs.get("State")
         return str(state.get("Status", "unknown")) if isinstance(state, dict) else str(state)
 
     def exec(self, name: str, command: list[str]) -> tuple[int, str]:
-        try:
-            code, output = self._client.containers.get(name).exec_run(command, demux=True)
-        except (APIError, OSError) as exc:
-            raise self._fail(f"exec in {name}", exc) from exc
+        code, output = self._call(
+            f"exec in {name}", lambda: self._stopping.containers.get(name).exec_run(command, demux=True)
+        )
         out, err = output if isinstance(output, tuple) else (output, None)
         text = b"".join(x for x in (out, err) if x).decode(errors="replace")
         return int(code or 0), text
 
     def close(self) -> None:
-        self._client.close()  # type: ignore[no-untyped-call]
+        for client in (self._client, self._stopping, self._pulling):
+            client.close()  # type: ignore[no-untyped-call]
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
 
 def _root_cause(exc: BaseException) -> str:

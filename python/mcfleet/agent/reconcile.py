@@ -95,7 +95,7 @@ class Reconciler:
             self.registry.set_desired(name, STOPPED)
             outcome = Outcome()
             for spec in reversed(container_specs(entry.service, entry.ports)):
-                await asyncio.to_thread(self.podman.stop, spec.name)
+                await self.podman.in_thread(self.podman.stop, spec.name)
                 self._act(outcome, spec, "stop", "stopped on request")
             return outcome
 
@@ -113,10 +113,10 @@ class Reconciler:
             specs = container_specs(entry.service, entry.ports)
             try:
                 for spec in specs:
-                    if await asyncio.to_thread(self.podman.state, spec.name) == "missing":
+                    if await self.podman.in_thread(self.podman.state, spec.name) == "missing":
                         await self._create(spec, outcome, "create", "missing at restart")
                     else:
-                        await asyncio.to_thread(self.podman.restart, spec.name)
+                        await self.podman.in_thread(self.podman.restart, spec.name)
                         self._act(outcome, spec, "restart", "restarted on request")
                 await self._wait_stage(entry.service.stage, specs, stage_timeout)
             except (McfleetError, TimeoutError) as exc:
@@ -146,8 +146,8 @@ class Reconciler:
             outcome = await self._wait_podman(stage_timeout or self.stage_timeout)
         if recreate and outcome.ok:
             try:
-                for managed in await asyncio.to_thread(self.podman.list_managed):
-                    await asyncio.to_thread(self.podman.remove, managed.name)
+                for managed in await self.podman.in_thread(self.podman.list_managed):
+                    await self.podman.in_thread(self.podman.remove, managed.name)
                     self.events.add("remove", f"{what}: removed {managed.name} to recreate it from the registry")
             except McfleetError as exc:
                 outcome.ok, outcome.error = False, exc.message
@@ -163,20 +163,20 @@ class Reconciler:
 
     async def _wait_podman(self, within_s: float) -> Outcome:
         deadline = time.monotonic() + within_s
-        if await asyncio.to_thread(self.podman.ping):
+        if await self.podman.in_thread(self.podman.ping):
             return Outcome()
         self.events.add("podman-wait", f"podman API not answering at {self.podman.url}; waiting up to {within_s:g}s")
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-            if await asyncio.to_thread(self.podman.ping):
+            if await self.podman.in_thread(self.podman.ping):
                 self.events.add("podman-up", f"podman API answers at {self.podman.url}")
                 return Outcome()
         return Outcome(ok=False, error=f"podman API not reachable at {self.podman.url} within {within_s:g}s")
 
     async def _create(self, spec: ContainerSpec, outcome: Outcome, kind: str, reason: str) -> None:
-        await asyncio.to_thread(self.podman.ensure_image, spec.image)
-        await asyncio.to_thread(self.podman.create, spec)
-        await asyncio.to_thread(self.podman.start, spec.name)
+        await self.podman.in_thread(self.podman.ensure_image, spec.image)
+        await self.podman.in_thread(self.podman.create, spec)
+        await self.podman.in_thread(self.podman.start, spec.name)
         self._act(outcome, spec, kind, reason)
 
     async def _wait_stage(self, stage: Stage, specs: list[ContainerSpec], stage_timeout: float | None) -> None:
@@ -188,13 +188,13 @@ class Reconciler:
         if not entries and not prune:
             return outcome  # nothing registered: podman need not even be up
         try:
-            existing = {m.name: m for m in await asyncio.to_thread(self.podman.list_managed)}
+            existing = {m.name: m for m in await self.podman.in_thread(self.podman.list_managed)}
             plan = [(e, container_specs(e.service, e.ports)) for e in entries]
             if prune:
                 wanted = {spec.name for _, specs in plan for spec in specs}
                 for name, managed in existing.items():
                     if name not in wanted:
-                        await asyncio.to_thread(self.podman.remove, name)
+                        await self.podman.in_thread(self.podman.remove, name)
                         outcome.actions.append(
                             ContainerAction(_label(managed, "service"), "", name, "remove", "not desired")
                         )
@@ -231,10 +231,10 @@ class Reconciler:
         """Bring one container to its desired shape; True when it should now be running."""
         changed = managed is not None and managed.labels.get(LABEL_HASH) != spec.spec_hash
         if changed:
-            await asyncio.to_thread(self.podman.remove, spec.name)
+            await self.podman.in_thread(self.podman.remove, spec.name)
         if entry.desired != RUNNING:
             if managed is not None and not changed and managed.state == "running":
-                await asyncio.to_thread(self.podman.stop, spec.name)
+                await self.podman.in_thread(self.podman.stop, spec.name)
                 self._act(outcome, spec, "stop", "service is stopped or inactive")
             return False
         if managed is None:
@@ -242,7 +242,7 @@ class Reconciler:
         elif changed:
             await self._create(spec, outcome, "recreate", "spec changed")
         elif managed.state != "running":
-            await asyncio.to_thread(self.podman.start, spec.name)
+            await self.podman.in_thread(self.podman.start, spec.name)
             self._act(outcome, spec, "start", f"was {managed.state}")
         else:
             self._act(outcome, spec, "unchanged", "running with the desired spec")

@@ -55,9 +55,11 @@ class AgentConfig:
     boot: bool = True
 
 
-# How long one podman reachability answer is reused, and how long one ping may take.
+# How long one podman reachability answer is reused, how long a caller waits for one, and how
+# long Facts waits for the container list: all well inside the client's 10 s deadline.
 PODMAN_CHECK_TTL_S = 2.0
 PODMAN_PING_TIMEOUT_S = 5.0
+FACTS_PODMAN_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -69,17 +71,26 @@ class AgentState:
     bundle_sha256: str = ""
     podman_reason: str = "podman not checked yet"
     podman_checked_at: float = 0.0
+    _check: asyncio.Task[str] | None = None
 
     async def health_reason(self) -> str:
-        """'' while podman's API answers, else why not (cached for PODMAN_CHECK_TTL_S)."""
-        now = time.monotonic()
-        if now - self.podman_checked_at < PODMAN_CHECK_TTL_S:
+        """'' while podman's API answers, else why not (cached for PODMAN_CHECK_TTL_S).
+
+        One check runs at a time; a caller waits for it at most PODMAN_PING_TIMEOUT_S (a check
+        that takes longer keeps running and updates the answer when it ends)."""
+        if time.monotonic() - self.podman_checked_at < PODMAN_CHECK_TTL_S:
             return self.podman_reason
-        podman = self.reconciler.podman
+        if self._check is None or self._check.done():
+            self._check = asyncio.create_task(self._check_podman())
         try:
-            reason = await asyncio.wait_for(asyncio.to_thread(podman.unreachable), PODMAN_PING_TIMEOUT_S)
+            return await asyncio.wait_for(asyncio.shield(self._check), PODMAN_PING_TIMEOUT_S)
         except TimeoutError:
-            reason = f"podman API at {podman.url} did not answer within {PODMAN_PING_TIMEOUT_S:g}s"
+            url = self.reconciler.podman.url
+            return f"podman API at {url} did not answer within {PODMAN_PING_TIMEOUT_S:g} s"
+
+    async def _check_podman(self) -> str:
+        podman = self.reconciler.podman
+        reason = await podman.in_thread(podman.unreachable)
         if reason != self.podman_reason:
             self.events.add("not-serving" if reason else "serving", reason or f"podman API answers at {podman.url}",
                             error=bool(reason))  # fmt: skip
@@ -148,8 +159,11 @@ class AgentServicer(pb_grpc.AgentServicer):
     async def Facts(self, request: pb.FactsRequest, context: Ctx) -> pb.FactsResponse:
         podman = self.rec.podman
         try:
-            containers = [asdict(m) for m in await asyncio.to_thread(podman.list_managed)]
-            podman_error = ""
+            listed = await asyncio.wait_for(podman.in_thread(podman.list_managed), FACTS_PODMAN_TIMEOUT_S)
+            containers, podman_error = [asdict(m) for m in listed], ""
+        except TimeoutError:
+            containers = []
+            podman_error = f"podman API at {podman.url} did not list the containers within {FACTS_PODMAN_TIMEOUT_S:g} s"
         except Exception as exc:  # a dead podman is a fact, not a failure of Facts
             containers, podman_error = [], str(exc)
         facts = {
@@ -158,11 +172,19 @@ class AgentServicer(pb_grpc.AgentServicer):
             "started_at": self.state.started_at,
             "boot": asdict(self.rec.boot),
             "registry": [
-                {"name": e.name, "stage": e.service.stage.value, "desired": e.desired, "ports": e.ports}
+                {
+                    "name": e.name,
+                    "stage": e.service.stage.value,
+                    "desired": e.desired,
+                    "ports": e.ports,
+                    "spec": e.service.model_dump(mode="json", by_alias=True, exclude={"files"}),
+                }
                 for e in self.rec.registry.entries()
             ],
             "containers": containers,
+            # "error" set: the containers are unknown (not "none"); health says the same
             "podman": {"url": podman.url, "error": podman_error},
+            "health": {"status": "NOT_SERVING" if podman_error else "SERVING", "reason": podman_error},
             "events": self.state.events.recent(request.events or 200),
         }
         return pb.FactsResponse(json=json.dumps(facts, sort_keys=True))
@@ -225,7 +247,11 @@ async def serve(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
         )
     events = EventLog()
     registry = Registry(config.registry)
-    podman = Podman(config.podman_url, stop_timeout=config.stop_timeout)
+    podman = Podman(
+        config.podman_url,
+        stop_timeout=config.stop_timeout,
+        notify=lambda message: events.add("podman-restart", message, error=True),
+    )
     state = AgentState(config, Reconciler(registry, podman, events, stage_timeout=config.stage_timeout), events)
     # Hashed before serving: the first Info an apply sees already names the running bundle.
     state.bundle_sha256 = await asyncio.to_thread(bundle_sha256)

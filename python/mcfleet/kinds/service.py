@@ -18,6 +18,7 @@ record: each service's hash, stage, containers, images and ports as applied.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +59,31 @@ def container_facts(agent_facts: dict[str, Any]) -> list[ContainerFacts]:
     ]
 
 
+def service_specs(agent_facts: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """service -> its definition as the agent last received it (older agents send none)."""
+    return {
+        str(e["name"]): e["spec"]
+        for e in agent_facts.get("registry", [])
+        if isinstance(e, dict) and isinstance(e.get("spec"), dict)
+    }
+
+
+def spec_changes(before: Any, after: Any, path: str = "") -> list[str]:
+    """Each value that differs between two service definitions: 'components[0].env.GREETING: "hi" → "hey"'."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [
+            change
+            for key in sorted(set(before) | set(after), key=str)
+            for change in spec_changes(before.get(key), after.get(key), f"{path}.{key}" if path else str(key))
+        ]
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        pairs = enumerate(zip(before, after, strict=True))
+        return [c for i, (b, a) in pairs for c in spec_changes(b, a, f"{path}[{i}]")]
+    if before == after:
+        return []
+    return [f"{path}: {json.dumps(before)} → {json.dumps(after)}"]
+
+
 def spec_hashes(svc: DesiredService) -> dict[str, str]:
     """container -> the spec hash the agent labels it with, for the files' service and ports."""
     if svc.spec is None:
@@ -65,8 +91,15 @@ def spec_hashes(svc: DesiredService) -> dict[str, str]:
     return {s.name: s.spec_hash for s in container_specs(svc.spec, svc.ports)}
 
 
-def _service_actions(d: DesiredHost, name: str, svc: DesiredService, had: ManifestService | None,
-                     seen: dict[str, ContainerFacts] | None) -> list[Action]:  # fmt: skip
+def _service_actions(
+    d: DesiredHost,
+    name: str,
+    svc: DesiredService,
+    had: ManifestService | None,
+    seen: dict[str, ContainerFacts] | None,
+    *,
+    old_spec: dict[str, Any] | None,
+) -> list[Action]:
     subject = f"service {name}"
     after = {"stage": svc.stage, "containers": list(svc.containers), "images": svc.images, "ports": svc.ports}
 
@@ -91,7 +124,15 @@ def _service_actions(d: DesiredHost, name: str, svc: DesiredService, had: Manife
     if bumped:
         return act("update", "image " + "; ".join(bumped), before)
     if had is not None and had.hash != svc.hash:
-        return act("update", "the service definition changed", before)
+        new_spec = svc.spec.model_dump(mode="json", by_alias=True, exclude={"files"}) if svc.spec else None
+        changes = spec_changes(old_spec, new_spec) if old_spec is not None and new_spec is not None else []
+        what = f": {'; '.join(changes)}" if changes else ""
+        wanted = spec_hashes(svc)
+        # a container whose spec changes is removed and created again: -/+, not ~
+        recreated = [c for c in mine if mine[c].labels.get(LABEL_HASH) not in (None, wanted.get(c))]
+        if recreated:
+            return act("replace", f"the service definition changed{what} (recreates {', '.join(recreated)})", before)
+        return act("update", f"the service definition changed{what}", before)
     if seen is not None:
         wanted = spec_hashes(svc)
         differs = [c for c in mine if mine[c].labels.get(LABEL_HASH) not in (None, wanted.get(c))]
@@ -127,17 +168,20 @@ class ServiceKind:
                 node = await ctx.pool.connect(entry)
                 target = await agent_socket(node, entry.host.agent.socket)
                 async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
-                    seen = container_facts(await client.facts(events=0))
+                    agent_facts = await client.facts(events=0)
             except McfleetError:
                 continue  # the agent does not answer: containers stay unknown (the agent kind shows why)
-            out[host] = item.model_copy(update={"containers": seen})
+            out[host] = item.model_copy(
+                update={"containers": container_facts(agent_facts), "service_specs": service_specs(agent_facts)}
+            )
         return out
 
     def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]:
         seen = {c.name: c for c in f.containers} if f.containers is not None else None
+        specs = f.service_specs or {}
         acts: list[Action] = []
         for name, svc in sorted(d.services.items()):
-            acts += _service_actions(d, name, svc, m.services.get(name), seen)
+            acts += _service_actions(d, name, svc, m.services.get(name), seen, old_spec=specs.get(name))
         for name, had in sorted(m.services.items()):
             if name not in d.services:
                 acts.append(

@@ -6,7 +6,7 @@ key did not match): an unreachable host is a value, never an exception.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -102,6 +102,9 @@ class Facts(_Fact):
     manifest_error: str | None = None
     certs: list[CertFacts] = Field(default_factory=list)
     containers: list[ContainerFacts] | None = Field(default=None, description="None: podman absent or not asked")
+    service_specs: dict[str, dict[str, Any]] | None = Field(
+        default=None, description="service -> its definition as the agent last received it; None: not asked"
+    )
     dns: dict[str, list[str]] = Field(default_factory=dict, description="name -> A answers at the authoritative server")
     dns_error: str | None = None
     routes: list[str] | None = Field(

@@ -1,0 +1,92 @@
+"""The DR drill: podman's whole state wiped on a node, one `mcfleet agent recover HOST` brings
+every service back from the registry, stage by stage, with its volume data intact.
+
+The wipe is what the incident did: `podman system reset --force` as mcp (containers, images,
+networks, podman's database and storage all gone; the services' bind-mounted /srv/<svc>
+folders stay).  It also leaves mcp's running podman API service stale (its storage deleted
+under it, its user namespace abandoned): the agent must notice and restart it, or recover
+hangs.  The wipe and recover run twice in a row, as an operator retrying a drill would.
+
+Real programs only: a systemd-nspawn node, sshd, mcp-agent.service, rootless podman as mcp,
+images from the lab registry (docker-registry, TLS).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from mcfleet.lab.peers.registry import RegistryInfo
+from tests.integration.apply_lab import MakeNodes, Nodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401
+from tests.integration.test_deploy_lab import AS_MCP, answer, containers, host_port, plan, service, write_service
+
+pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
+
+STAGES = {"foundation": ["db0", "db1", "db2"], "core": ["core0", "core1", "core2"],
+          "services": ["web0", "web1", "web2", "web3"]}  # fmt: skip
+IMAGES = {"foundation": "demo/db:1", "core": "demo/api:1", "services": "demo/hello:1"}
+NAMES = [name for names in STAGES.values() for name in names]
+APP = {name: IMAGES[stage].split("/")[1].split(":")[0] for stage, names in STAGES.items() for name in names}
+
+
+def started_at(fleet: Nodes, host: str) -> dict[str, str]:
+    """container -> when its current run started (RFC 3339 with nanoseconds: sortable as text
+    within one day and one zone, which one drill on one node is)."""
+    out = fleet.sh(host, f"{AS_MCP} inspect --format '{{{{.Name}}}} {{{{.State.StartedAt}}}}' {' '.join(NAMES)}")
+    return {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in out.stdout.splitlines() if line}
+
+
+def wipe(fleet: Nodes, host: str) -> None:
+    # The reset races the containers' own exit handlers (`podman container cleanup` writes to
+    # the database the reset is deleting: "unlinkat …/libpod: directory not empty"); an
+    # operator runs it again, and so does the drill.
+    fleet.sh(host, f"for try in 1 2 3; do {AS_MCP} system reset --force && exit 0; sleep 1; done; exit 1")
+    assert containers(fleet, host) == {}
+    assert fleet.sh(host, f"{AS_MCP} images -q").stdout.strip() == ""
+
+
+def test_recover_after_podman_system_reset_brings_every_service_back_in_stage_order_with_its_data(
+    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo
+) -> None:
+    fleet = make_nodes(1, "drill")
+    host, root = fleet.names[0], str(fleet.fleet_dir)
+    fleet_json = json.loads((fleet.fleet_dir / "fleet.json").read_text())
+    fleet_json["providers"] = {}
+    (fleet.fleet_dir / "fleet.json").write_text(json.dumps(fleet_json, indent=2))
+    for stage, names in STAGES.items():
+        for name in names:
+            write_service(fleet, host, service(name, stage, f"{registry.address}/{IMAGES[stage]}"))
+    first = cli("apply", root, "--on", host, "--bundle", str(agent_bundle), "--json")
+    assert first.code == 0, first.stdout + first.stderr
+    ports = {name: host_port(fleet, host, name) for name in NAMES}
+    for name in NAMES:  # what each service wrote into its volume before the disaster
+        fleet.sh(host, f"{AS_MCP} exec {name} sh -c 'echo precious {name} > /data/precious'")
+
+    for drill in (1, 2):
+        wipe(fleet, host)
+        recovered = cli("agent", "recover", host, "--json", "-C", root, timeout=300)
+        assert recovered.code == 0, recovered.stdout + recovered.stderr
+        report = json.loads(recovered.stdout)
+        print(f"drill {drill}: recover of {len(NAMES)} services after podman system reset: "
+              f"{recovered.seconds:.1f} s (CLI), {report['seconds']:.1f} s (report)")  # fmt: skip
+        assert [(s["stage"], s["healthy"]) for s in report["stages"]] == [(s, True) for s in STAGES]
+        for stage in report["stages"]:
+            assert sorted(stage["containers"]) == sorted(f"create {n}" for n in STAGES[stage["stage"]])
+
+        running = containers(fleet, host)
+        assert sorted(running) == sorted(NAMES) and {c["state"] for c in running.values()} == {"running"}
+        # stage order: every container of a stage started after the whole previous stage
+        started = started_at(fleet, host)
+        for before, after in itertools.pairwise(STAGES.values()):
+            assert max(started[n] for n in before) < min(started[n] for n in after), started
+        for name in NAMES:  # the data, read back through the recovered service's own mount
+            assert answer(fleet, host, ports[name]) == f"{APP[name]} 1 port=8080\n"  # the image says its name
+            read = fleet.sh(host, f"{AS_MCP} exec {name} cat /data/precious").stdout
+            assert read == f"precious {name}\n"
+
+    # the node is as the files say: nothing left to do
+    code, data = plan(root, "--detailed-exitcode")
+    assert code == 0, data["actions"]

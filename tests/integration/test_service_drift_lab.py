@@ -1,0 +1,99 @@
+"""Service drift on a deployed systemd lab node: what someone did by hand shows in the plan, with
+the values, and `apply` converges it (a re-plan exits 0 after each).
+
+  - a container removed by hand (`podman rm`): `~ service … drift: one is missing`
+  - a container stopped by hand (`podman stop`): `~ service … drift: two is exited`
+  - the service file changes a container's spec (an env value): `-/+ service …` naming the
+    value old → new, and apply recreates that container only, with the new value
+
+The plan reads the containers from the agent (`Facts` over the forwarded socket), not root
+`podman ps`.  Real programs: systemd-nspawn node, sshd, mcp-agent.service, rootless podman
+as mcp, images from the lab registry.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcfleet.lab.peers.registry import RegistryInfo
+from tests.integration.apply_lab import MakeNodes, Nodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401
+from tests.integration.test_deploy_lab import AS_MCP, containers, plan, service, write_service
+
+pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
+
+
+def deploy_actions(root: str) -> list[dict[str, Any]]:
+    code, data = plan(root, "--detailed-exitcode")
+    acts = [a for a in data["actions"] if a["phase"] == "deploy"]
+    assert code == 2, data["actions"]
+    return acts
+
+
+def converge(fleet: Nodes, host: str, root: str, bundle: Path) -> None:
+    run = cli("apply", root, "--on", host, "--bundle", str(bundle), "--json")
+    assert run.code == 0, run.stdout + run.stderr
+    code, data = plan(root, "--detailed-exitcode")
+    assert code == 0, data["actions"]
+
+
+def env_of(fleet: Nodes, host: str, name: str) -> list[str]:
+    out = fleet.sh(host, f"{AS_MCP} inspect --format '{{{{json .Config.Env}}}}' {name}").stdout
+    env: list[str] = json.loads(out)
+    return env
+
+
+def test_plan_shows_a_removed_a_stopped_and_a_changed_container_and_apply_converges_each(
+    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo
+) -> None:
+    fleet = make_nodes(1, "drift")
+    host, root = fleet.names[0], str(fleet.fleet_dir)
+    fleet_json = json.loads((fleet.fleet_dir / "fleet.json").read_text())
+    fleet_json["providers"] = {}
+    (fleet.fleet_dir / "fleet.json").write_text(json.dumps(fleet_json, indent=2))
+    image = f"{registry.address}/demo/hello:1"
+    one = service("one", "services", image)
+    one["components"][0]["env"] = ["GREETING=hi"]
+    write_service(fleet, host, one)
+    write_service(fleet, host, service("two", "services", image))
+    converge(fleet, host, root, agent_bundle)
+    deployed = containers(fleet, host)
+    assert {n: c["state"] for n, c in deployed.items()} == {"one": "running", "two": "running"}
+
+    # (a) removed by hand
+    fleet.sh(host, f"{AS_MCP} rm -f one")
+    [act] = deploy_actions(root)
+    assert (act["kind"], act["subject"], act["reason"]) == ("update", "service one", "drift: one is missing")
+    converge(fleet, host, root, agent_bundle)
+    assert containers(fleet, host)["one"]["state"] == "running"
+
+    # (b) stopped by hand
+    fleet.sh(host, f"{AS_MCP} stop two")
+    [act] = deploy_actions(root)
+    assert (act["kind"], act["subject"], act["reason"]) == ("update", "service two", "drift: two is exited")
+    two_id = containers(fleet, host)["two"]["id"]
+    converge(fleet, host, root, agent_bundle)
+    assert containers(fleet, host)["two"] == {
+        "id": two_id,
+        "image": image,
+        "state": "running",
+    }  # started, not recreated
+
+    # (c) the service file changes one container's spec: -/+ with the value old -> new
+    before = containers(fleet, host)
+    one["components"][0]["env"] = ["GREETING=hey"]
+    write_service(fleet, host, one)
+    [act] = deploy_actions(root)
+    assert act["kind"] == "replace" and act["subject"] == "service one", act
+    assert act["reason"] == (
+        'the service definition changed: components[0].env[0]: "GREETING=hi" → "GREETING=hey" (recreates one)'
+    )
+    shown = cli("plan", root)
+    assert "-/+" in shown.stdout and '"GREETING=hi" → "GREETING=hey"' in shown.stdout, shown.stdout
+    converge(fleet, host, root, agent_bundle)
+    after = containers(fleet, host)
+    assert after["one"]["id"] != before["one"]["id"] and "GREETING=hey" in env_of(fleet, host, "one")
+    assert after["two"]["id"] == before["two"]["id"]

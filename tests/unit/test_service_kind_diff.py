@@ -1,0 +1,69 @@
+"""The service kind's plan for a changed service file: which values changed, and `-/+` when the
+change recreates a container (its spec hash on the node differs), `~` when it does not."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from mcfleet.agent.spec import LABEL_HASH
+from mcfleet.fleet.desired import DesiredService
+from mcfleet.fleet.models import Service
+from mcfleet.kinds.service import _service_actions, spec_changes, spec_hashes
+from mcfleet.observe.facts import ContainerFacts
+from mcfleet.observe.manifest import ManifestService
+
+
+def doc(env: list[str], stage: str = "services") -> dict[str, Any]:
+    return {
+        "name": "hello",
+        "stage": stage,
+        "components": [
+            {"name": "hello", "image": "r/demo/hello:1", "env": env, "routes": [{"port": 8080, "mode": "l7"}]}
+        ],
+    }
+
+
+def desired(data: dict[str, Any], hash_: str) -> DesiredService:
+    spec = Service.model_validate(data)
+    return DesiredService(
+        "hello", data["stage"], hash_, ("hello",), {"hello": "r/demo/hello:1"}, {"hello/8080": 20001}, spec
+    )
+
+
+def test_spec_changes_name_each_changed_value_with_old_and_new() -> None:
+    before, after = doc(["GREETING=hi", "KEEP=1"]), doc(["GREETING=hey", "KEEP=1"], stage="core")
+    assert spec_changes(before, after) == [
+        'components[0].env[0]: "GREETING=hi" → "GREETING=hey"',
+        'stage: "services" → "core"',
+    ]
+    assert spec_changes(before, doc(["GREETING=hi"])) == [
+        'components[0].env: ["GREETING=hi", "KEEP=1"] → ["GREETING=hi"]'
+    ]
+    assert spec_changes(before, before) == []
+
+
+def test_a_changed_env_recreates_the_container_so_the_plan_says_replace_with_the_values() -> None:
+    old = desired(doc(["GREETING=hi"]), "old")
+    new = desired(doc(["GREETING=hey"]), "new")
+    on_node = {"hello": ContainerFacts(name="hello", state="running", image="r/demo/hello:1",
+                                       labels={LABEL_HASH: spec_hashes(old)["hello"]})}  # fmt: skip
+    had = ManifestService(hash="old", stage="services", containers=["hello"], images={"hello": "r/demo/hello:1"})
+    old_spec = old.spec.model_dump(mode="json", by_alias=True, exclude={"files"}) if old.spec else None
+    [action] = _service_actions(SimpleNamespace(name="n1"), "hello", new, had, on_node, old_spec=old_spec)  # type: ignore[arg-type]
+    assert action.kind == "replace"
+    assert action.reason == (
+        'the service definition changed: components[0].env[0]: "GREETING=hi" → "GREETING=hey" (recreates hello)'
+    )
+
+
+def test_a_change_that_keeps_the_container_spec_is_an_update() -> None:
+    old = desired(doc([]), "old")
+    new = desired(doc([], stage="core"), "new")  # the stage is not part of the container
+    on_node = {"hello": ContainerFacts(name="hello", state="running", image="r/demo/hello:1",
+                                       labels={LABEL_HASH: spec_hashes(new)["hello"]})}  # fmt: skip
+    had = ManifestService(hash="old", stage="services", containers=["hello"], images={"hello": "r/demo/hello:1"})
+    old_spec = old.spec.model_dump(mode="json", by_alias=True, exclude={"files"}) if old.spec else None
+    [action] = _service_actions(SimpleNamespace(name="n1"), "hello", new, had, on_node, old_spec=old_spec)  # type: ignore[arg-type]
+    assert action.kind == "update"
+    assert action.reason == 'the service definition changed: stage: "services" → "core"'
