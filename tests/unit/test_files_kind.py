@@ -167,3 +167,74 @@ def test_render_prints_the_rendered_files_as_install_commands(tmp_path: Path) ->
     res = CliRunner().invoke(app, ["-C", str(root), "render", "web", "--json"])
     files = [x for x in json.loads(res.output) if "file" in x]
     assert {f["file"] for f in files} == {"/srv/web/web.toml", "/srv/web/motd"}
+
+
+def test_a_file_no_longer_declared_is_removed_by_the_helper_and_leaves_the_manifest(tmp_path: Path) -> None:
+    loaded = load_fleet(fleet_with_files(tmp_path))
+    alpha = desired_state(loaded)["alpha"]
+    node = tmp_path / "srv-web"
+    node.mkdir()
+    gone, linked = node / "old.conf", node / "planted.conf"
+    gone.write_text("old")
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    linked.symlink_to(victim)  # the service's account planted a link where a recorded file was
+    recorded = Manifest.model_validate(
+        {
+            "files": {
+                str(p): {"service": "web", "sha256": "00", "owner": "850:850", "mode": "0640"} for p in (gone, linked)
+            }
+        }
+    )
+    alpha.files = {}
+    acts = FilesKind().diff(alpha, Facts(host="alpha", files=[]), recorded, now=NOW)
+    assert sorted((a.kind, a.subject) for a in acts) == [("delete", f"file {gone}"), ("delete", f"file {linked}")]
+    ctx = ApplyContext(loaded, loaded.hosts["alpha"], HelperHere("alpha"), alpha, recorded)
+    assert FilesKind().record(recorded, ctx, acts).files == recorded.files  # not removed yet: still recorded
+    outcome = asyncio.run(FilesKind().apply(ctx, acts))
+    assert outcome.status == "changed" and "removed" in outcome.message
+    assert not gone.exists() and not linked.is_symlink() and victim.read_text() == "keep"
+    assert FilesKind().record(recorded, ctx, acts).files == {}
+
+
+def test_a_file_in_a_sub_folder_gets_its_folder_owned_like_the_file(tmp_path: Path, monkeypatch: Any) -> None:
+    import mcfleet.kinds.files as files_kind
+
+    root = fleet_with_files(tmp_path, owner=1000)
+    svc_path = root / "hosts" / "alpha" / "services" / "web.json"
+    svc = json.loads(svc_path.read_text())
+    svc["files"] = [{"path": "certs/ca/ca.pem", "source": "files/web/motd", "owner": 1000, "mode": "0640"}]
+    svc_path.write_text(json.dumps(svc))
+    host_path = root / "hosts" / "alpha" / "host.json"
+    host = json.loads(host_path.read_text())
+    host["users"]["mcp"].update(
+        {"subuid": {"start": 200000, "count": 65536}, "subgid": {"start": 300000, "count": 65536}}
+    )
+    host_path.write_text(json.dumps(host))
+    loaded = load_fleet(root)
+    alpha = desired_state(loaded)["alpha"]
+    base = tmp_path / "srv-web"
+    base.mkdir()
+    monkeypatch.setattr(files_kind, "service_dir", lambda name: str(base))
+    ((path, want),) = alpha.files.items()
+    assert path == "/srv/web/certs/ca/ca.pem"
+    here = str(base / "certs" / "ca" / "ca.pem")
+    alpha.files = {here: dataclasses.replace(want, path=here)}
+    acts = FilesKind().diff(alpha, Facts(host="alpha", files=[]), Manifest(), now=NOW)
+    ctx = ApplyContext(loaded, loaded.hosts["alpha"], HelperHere("alpha"), alpha, Manifest())
+    assert asyncio.run(FilesKind().apply(ctx, acts)).status == "changed"
+    for folder in (base / "certs", base / "certs" / "ca"):
+        st = folder.stat()
+        assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o777)) == (want.uid, want.gid, "0o750")
+    assert (base / "certs" / "ca" / "ca.pem").read_text() == "hello\n"
+
+
+@pytest.mark.parametrize("path", ["../etc/passwd", "certs/../../x", ".hidden", "certs/.x", "/abs", "a/b/c/d/e", "a//b"])
+def test_a_file_path_never_leaves_its_service_folder(path: str) -> None:
+    from pydantic import ValidationError
+
+    from mcfleet.fleet.models import ServiceFile
+
+    with pytest.raises(ValidationError):
+        ServiceFile(path=path, source="files/x")
+    assert ServiceFile(path="certs/ca.pem", source="files/x").path == "certs/ca.pem"

@@ -93,13 +93,14 @@ def test_restore_maps_owners_between_subuid_ranges(tmp_path: Path) -> None:
     archive = tmp_path / "web.tar.zst"
     subprocess.run(["tar", "--numeric-owner", "--zstd", "-C", str(src.parent), "-cf", str(archive), "web"], check=True)
     srv = tmp_path / "srv"
-    (srv / "web").mkdir(parents=True)  # what the host kind made on B: kept aside
+    (srv / "web").mkdir(parents=True)  # a folder B had, with content: kept aside
+    (srv / "web" / "old.txt").write_text("B's own")
     a = Ids(850, 850, (100000, 65536), (100000, 65536))
     b = Ids(901, 902, (200000, 65536), (300000, 65536))
     script = restore_script("web", str(archive), "T", a, b, srv=str(srv))
     done = subprocess.run(["sh", "-c", script], check=False, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "mapped=" in done.stdout and (srv / ".web.before-migrate.T").is_dir()
+    assert "mapped=" in done.stdout and (srv / ".web.before-migrate.T" / "old.txt").read_text() == "B's own"
     assert not archive.exists()  # B's copy of the archive is removed once restored
 
     def ids(rel: str) -> tuple[int, int]:
@@ -114,7 +115,7 @@ def test_restore_maps_owners_between_subuid_ranges(tmp_path: Path) -> None:
     assert ids("edge.txt") == (265535, 902)
     assert (srv / "web" / "certs" / "ca.pem").read_text() == "certs/ca.pem"
 
-    # a destination range too small for an id in use: refused, nothing put in place
+    # a destination range too small for an id in use: refused, nothing put in place (an empty folder: replaced)
     (srv / "web").rename(srv / "kept")
     subprocess.run(["tar", "--numeric-owner", "--zstd", "-C", str(src.parent), "-cf", str(archive), "web"], check=True)
     small = Ids(901, 902, (200000, 1000), (300000, 65536))

@@ -5,7 +5,7 @@ same SSH connections (both node locks are held), one move at a time:
 
 1. stop the service on A (its agent), snapshot `/srv/<svc>/` there as a zstd tar with numeric
    owners into root's store (`<store>/snapshots/<svc>-<UTC time>.tar.zst`, kept: the operator
-   prunes it with `mcfleet snapshot prune A`);
+   prunes it with `mcfleet snapshots A <svc> --prune --keep 0`);
 2. copy it to B through this machine over the two SSH connections (root's side of each: the
    file is read and written by root through sudo/doas for a non-root login, written 0600 in
    B's 0700 store, its sha256 checked);
@@ -17,7 +17,8 @@ same SSH connections (both node locks are held), one move at a time:
 5. start it on B (its agent, which waits for its health check);
 6. its routes and DNS records: the changes (now pointing at B) first, then the removals on
    A's side (a DNS name B now holds is not deleted at the server, only from A's manifest);
-7. only then remove it from A (with A's other planned removals), then A's certs for it;
+7. only then remove it from A (with A's other planned removals), then its files there and A's
+   certs for it;
 8. both manifests record the result.
 
 A failure at any step before 7 stops there: the service is removed from B again if it was
@@ -172,6 +173,8 @@ def restore_script(service: str, archive: str, stamp: str, src: Ids, dst: Ids, *
             'xargs -0 -r chgrp -h "$new" < "$list"; done',
             'rm -rf "$lists"',
             "cd /",
+            f'if [ -d {q(folder)} ] && [ ! -L {q(folder)} ] && [ -z "$(ls -A {q(folder)})" ]; then '
+            f"rmdir {q(folder)}; fi",
             f"if [ -e {q(folder)} ] || [ -L {q(folder)} ]; then mv {q(folder)} {q(aside)}; echo aside={q(aside)}; fi",
             f"mv {q(work + '/' + service)} {q(folder)}",
             f"rmdir {q(work)}",
@@ -389,6 +392,9 @@ class Mover:
                 await self._per_host(phase, kind, removal)
             removals = [p for p in w.parts if p.phase == Phase.deploy and p.host == a] or [self._gone(a)]
             await self._step(ServiceKind().apply(contexts[a], removals), f"removing {name} from {a}")
+            stale = [p for p in w.parts if p.phase == Phase.files and p.host == a and p.kind == "delete"]
+            if stale:
+                await self._step(FilesKind().apply(contexts[a], stale), f"removing {name}'s files on {a}")
             await self._per_host(Phase.cert, CertKind(), lambda p: p.kind == "delete")
         except (MoveFailed, McfleetError, OSError, TimeoutError) as exc:
             why = exc.message if isinstance(exc, McfleetError) else str(exc)
@@ -410,7 +416,7 @@ class Mover:
         self.log.emit(
             a, Phase.migrate, Status.changed,
             f"{name} moved to {b} and removed here; snapshot kept at {st.snapshot} "
-            f"(`mcfleet snapshot prune {a}` removes it)",
+            f"(`mcfleet snapshots {a} {name} --prune --keep 0` removes it)",
             snapshot=st.snapshot,
         )  # fmt: skip
         return True

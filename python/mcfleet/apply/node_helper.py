@@ -207,6 +207,28 @@ def put(dest: str, mode: int, owner: tuple[int, int], *, source_fd: int, want_sh
     return got
 
 
+def make_dir(path: str, mode: int, owner: tuple[int, int]) -> None:
+    """Folder `path` (its parent must exist; no link followed), created when absent; owner and mode set."""
+    parent, name = _split(path)
+    dfd = open_dir(parent)
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o700, dir_fd=dfd)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise NodeError(f"{path} is not a folder (a link or a file): refusing to follow it") from None
+            raise NodeError(_describe(exc, path)) from None
+        try:
+            os.fchown(fd, *owner)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dfd)
+
+
 def remove(path: str) -> None:
     parent, name = _split(path)
     try:
@@ -242,6 +264,8 @@ def main(argv: list[str]) -> int:
         elif cmd == "rm":
             for path in args:
                 remove(path)
+        elif cmd == "mkdir":
+            make_dir(args[0], int(args[1], 8), _owner(args[2]))
         else:
             raise NodeError(f"unknown command {cmd!r}")
     except NodeError as exc:

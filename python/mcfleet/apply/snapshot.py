@@ -3,15 +3,18 @@
     report = await snapshot(session, "rift", "mcq", overrides=[])
     report = await restore(session, "rift", "mcq", report.path, overrides=[])
 
-Both go through apply's refusal gate first.  A snapshot stops the service (through its
-agent), writes `/srv/<svc>/` as a zstd tar with numeric owners (GNU tar `--numeric-owner`,
-so rootless podman's mapped uids come back as they were) into root's store on the node,
-`<store>/snapshots/<svc>-<UTC time>.tar.zst` (root 0700: never where the service's account
-can write), and starts the service again, also when the archive failed.  Snapshots are
-kept until the operator removes them.  A restore stops the service, unpacks the snapshot
-beside `/srv/<svc>` in a private folder, moves the current folder aside to
-`/srv/.<svc>.before-restore.<time>` (kept), puts the unpacked one in its place and starts
-the service.
+    listing = await snapshots(session, "rift", "mcq", prune=True, keep=1, overrides=[])
+
+Both go through apply's refusal gate first (and so does a prune).  A snapshot stops the
+service (through its agent), writes `/srv/<svc>/` as a zstd tar with numeric owners (GNU tar
+`--numeric-owner`, so rootless podman's mapped uids come back as they were) into root's store
+on the node, `<store>/snapshots/<svc>-<UTC time>.tar.zst` (root 0700: never where the
+service's account can write), and starts the service again, also when the archive failed.
+Snapshots are kept until the operator removes them (`snapshots HOST [SERVICE] --prune
+[--keep N]` keeps each service's newest N; a move between hosts leaves its snapshot on the
+source).  A restore stops the service, unpacks the snapshot beside `/srv/<svc>` in a private
+folder, moves the current folder aside to `/srv/.<svc>.before-restore.<time>` (kept), puts
+the unpacked one in its place and starts the service.
 """
 
 from __future__ import annotations
@@ -150,3 +153,75 @@ async def restore(
     report.sha256 = ""
     report.path = f"{path} (the folder before: {aside.splitlines()[-1] if aside else 'none'})"
     return report
+
+
+SNAPSHOT_NAME = r"[a-z0-9][a-z0-9-]*-[0-9]{8}T[0-9]{6}Z[.]tar[.]zst"
+
+
+@dataclass
+class SnapshotList:
+    host: str
+    snapshots: list[dict[str, Any]]  # path, service, taken (UTC), bytes
+    removed: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def render(self) -> str:
+        rows = [f"{s['path']}  {s['bytes']} bytes" for s in self.snapshots] or ["no snapshots"]
+        gone = [f"removed {p}" for p in self.removed]
+        return "\n".join([f"{self.host}:", *(f"  {r}" for r in [*rows, *gone])])
+
+
+def list_script(store: str) -> str:
+    q = shlex.quote
+    folder = f"{store}/snapshots"
+    return (
+        f"[ -d {q(folder)} ] || exit 0; cd {q(folder)} && "
+        f'for f in *; do [ -f "$f" ] && [ ! -L "$f" ] && echo "$(stat -c %s "$f") $f"; done; true'
+    )
+
+
+def select_pruned(names: list[str], service: str | None, keep: int) -> list[str]:
+    """The snapshots a prune removes: per service, all but its newest `keep` (names sort by time)."""
+    by_service: dict[str, list[str]] = {}
+    for name in sorted(names):
+        svc = name.rsplit("-", 1)[0]
+        if service is None or svc == service:
+            by_service.setdefault(svc, []).append(name)
+    return [n for group in by_service.values() for n in (group[:-keep] if keep else group)]
+
+
+async def snapshots(
+    session: ApplySession, host: str, service: str | None, *, prune: bool, keep: int, overrides: list[Override]
+) -> SnapshotList:
+    """The snapshots in root's store on `host` (one service's, or all); with `prune`, remove the older ones."""
+    if keep < 0:
+        raise InputError(f"--keep {keep} is negative", hint="--keep N keeps each service's newest N snapshots")
+    entry = session.loaded.hosts[host]
+    node = await session.connect(entry)
+    store = store_of(node)
+    res = await node.run(list_script(store), timeout=60)
+    res.check("listing the snapshots", host)
+    found: dict[str, int] = {}
+    for line in res.stdout.splitlines():
+        size, _, name = line.partition(" ")
+        if re.fullmatch(SNAPSHOT_NAME, name) and size.isdigit():
+            found[name] = int(size)
+    removed: list[str] = []
+    if prune:
+        await session.gate([host], overrides)
+        doomed = select_pruned(list(found), service, keep)
+        if doomed:
+            paths = [f"{store}/snapshots/{n}" for n in doomed]
+            gone = await node.run(["rm", "-f", "--", *paths], timeout=300)
+            gone.check("removing snapshots", host)
+            removed = paths
+            found = {n: b for n, b in found.items() if n not in doomed}
+    rows = [
+        {"path": f"{store}/snapshots/{n}", "service": n.rsplit("-", 1)[0], "taken": n.rsplit("-", 1)[1][:16],
+         "bytes": b}
+        for n, b in sorted(found.items())
+        if service is None or n.rsplit("-", 1)[0] == service
+    ]  # fmt: skip
+    return SnapshotList(host, rows, removed)

@@ -1,4 +1,5 @@
-"""`mcfleet snapshot HOST SERVICE` and `mcfleet restore HOST SERVICE PATH` (apply/snapshot.py)."""
+"""`mcfleet snapshot HOST SERVICE`, `mcfleet restore HOST SERVICE PATH` and `mcfleet snapshots HOST
+[SERVICE] [--prune]` (apply/snapshot.py)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ OVERRIDE = typer.Option([], "--override", help="Run despite the refusal HOST:WHA
 JSON_REPORT = typer.Option(False, "--json", help="Print the report as JSON.")
 
 
-def _run(command: str, host: str, op: Callable[..., Awaitable[object]], *args: str, override: list[str],
+def _run(command: str, host: str, op: Callable[..., Awaitable[object]], *args: object, override: list[str],
          json_out: bool, connect_timeout: float) -> None:  # fmt: skip
     from mcfleet.apply import journal
     from mcfleet.apply.lock import fleet_lock
     from mcfleet.apply.session import ApplySession, SessionOptions
-    from mcfleet.apply.snapshot import SnapshotReport
+    from mcfleet.apply.snapshot import SnapshotList, SnapshotReport
     from mcfleet.cli.targets import one_host
     from mcfleet.errors import McfleetError
     from mcfleet.report.progress import make_progress
@@ -31,16 +32,16 @@ def _run(command: str, host: str, op: Callable[..., Awaitable[object]], *args: s
     loaded = load_valid(deprecated_folder(None, "--root DIR"))
     entry = one_host(loaded, host, command)
     overrides = [Override.parse(o) for o in override]
-    line = " ".join([command, entry.host.name, *args])
+    line = " ".join([command, entry.host.name, *(str(a) for a in args if a is not None)])
     options = SessionOptions(ssh=SshOptions(connect_timeout=connect_timeout), command=line,
                              progress=make_progress(title=line, quiet=json_out))  # fmt: skip
     with fleet_lock(loaded.root, " ".join(["mcfleet", *sys.argv[1:]])):
 
-        async def go() -> SnapshotReport:
+        async def go() -> SnapshotReport | SnapshotList:
             async with ApplySession(loaded, options) as session:
                 try:
                     report = await op(session, entry.host.name, *args, overrides=overrides)
-                    assert isinstance(report, SnapshotReport)
+                    assert isinstance(report, SnapshotReport | SnapshotList)
                     return report
                 finally:
                     options.progress.close()
@@ -102,6 +103,37 @@ def restore(  # noqa: PLR0917 (typer: one parameter per argument and option)
          connect_timeout=connect_timeout)  # fmt: skip
 
 
+def list_snapshots(  # noqa: PLR0917 (typer: one parameter per argument and option)
+    host: str = typer.Argument(..., help="The host whose snapshots to list."),
+    service: str | None = typer.Argument(None, help="Only this service's snapshots."),
+    prune: bool = typer.Option(False, "--prune", help="Remove the older snapshots (each service keeps --keep)."),
+    keep: int = typer.Option(1, "--keep", min=0, help="With --prune: the newest snapshots kept per service."),
+    override: list[str] = OVERRIDE,
+    json_out: bool = JSON_REPORT,
+    connect_timeout: float = CONNECT,
+) -> None:
+    """List the snapshots in root's store on a node; --prune removes the older ones.
+
+    Snapshots (from `mcfleet snapshot`, and the source's copy a move between hosts
+    leaves behind) are kept until you prune them.
+
+    Examples:
+
+      mcfleet snapshots rift
+
+      mcfleet snapshots rift mcq --prune --keep 0      # remove all of mcq's snapshots on rift
+
+      mcfleet snapshots rift --prune --json | jq -r '.removed[]'
+    """
+    from mcfleet.apply.snapshot import snapshots
+
+    async def op(session: object, name: str, svc: str | None, **kw: object) -> object:
+        return await snapshots(session, name, svc, prune=prune, keep=keep, **kw)  # type: ignore[arg-type]
+
+    _run("snapshots", host, op, service, override=override, json_out=json_out, connect_timeout=connect_timeout)
+
+
 def register(app: typer.Typer) -> None:
     app.command("snapshot")(snapshot)
     app.command("restore")(restore)
+    app.command("snapshots")(list_snapshots)

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "commands_snapshot",
         "Restore /srv/SERVICE/ on its node from a snapshot there (the current folder is kept aside).",
     ),
+    "snapshots": ("commands_snapshot", "List the snapshots in root's store on a node; --prune removes the older ones."),
     "lab": ("commands_lab", "A real local fleet to try mcfleet on (root needed)."),
     "nix": ("commands_nix", "The Nix side: pure nix/lib validation, per-host values, flake attributes."),
     "schema": ("commands_fleet", "JSON Schemas of the fleet files."),

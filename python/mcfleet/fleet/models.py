@@ -425,7 +425,7 @@ class Component(Model):
         return values
 
 
-FILE_NAME_RE = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
+FILE_NAME_RE = r"^(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}/){0,3}[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
 
 
 class ServiceFile(Model):
@@ -433,7 +433,8 @@ class ServiceFile(Model):
 
     path: str = Field(
         pattern=FILE_NAME_RE,
-        description="file name inside /srv/<svc>/ (no sub-folders, no leading dot), e.g. 'mcq.toml'",
+        description="path inside /srv/<svc>/, at most 3 sub-folders deep, no part starting with a dot, e.g. "
+        "'mcq.toml' or 'certs/ca.pem' (a sub-folder is made with the owner of its first file, mode 0750)",
     )
     source: str | None = Field(
         default=None,

@@ -2,13 +2,14 @@
 
 read: the facts batch's `files` probe (owner, mode, sha256 and text of every declared path).
 diff: a declared file the node lacks is `+`; one whose content differs is `~` with a unified
-diff of the text (old from the node, new as rendered); owner or mode drift is `~` too.
+diff of the text (old from the node, new as rendered); owner or mode drift is `~` too; a file the
+manifest records and no service declares any more is `-` (removed after the containers).
 apply: each file is written as root through the node helper (`apply.nodeio.put_file`: no link
 followed, an exclusive temp file beside it, the hash checked, then renamed), content on stdin
 (never in a process's arguments); the files phase runs before deploy, so new containers start
 with their files.  A service that already runs and whose files changed is restarted
 (`Restart` on the agent: its containers only).
-record: every declared file as written (path -> service, sha256, owner, mode).
+record: every declared file as written (path -> service, sha256, owner, mode); a removed one leaves.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from datetime import datetime
 from typing import Any
 
 from mcfleet.agent.client import AgentClient
-from mcfleet.apply.nodeio import put_file
+from mcfleet.apply.nodeio import helper, put_file
 from mcfleet.errors import ApplyError
 from mcfleet.fleet.desired import DesiredHost
-from mcfleet.fleet.files import DesiredFile
+from mcfleet.fleet.files import DesiredFile, service_dir
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.kinds.base import ApplyContext, NoRead, Outcome
 from mcfleet.observe.facts import Facts
@@ -88,14 +89,32 @@ class FilesKind(NoRead):
             return []
         seen = {x.path: x for x in f.files}
         acts = [_file_action(d, want, seen.get(path)) for path, want in sorted(d.files.items())]
+        for path, had in sorted(m.files.items()):  # recorded as written by mcfleet, no longer declared
+            if path not in d.files:
+                before = {"service": had.service, "owner": had.owner, "mode": had.mode}
+                why = "no longer declared in the files: removed from the node"
+                acts.append(Action(host=d.name, phase=Phase.files, kind="delete", subject=f"file {path}",
+                                   before=before, reason=why))  # fmt: skip
         return [a for a in acts if a is not None]
 
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
+        doomed = [a.subject.removeprefix("file ") for a in actions if a.kind == "delete"]
+        if doomed:  # the removal pass (after the containers): root's helper unlinks, never following a link
+            res = await ctx.node.run(helper("rm", *doomed), timeout=120)
+            if not res.ok:
+                raise ApplyError(f"removing {', '.join(doomed)}: {(res.stderr or res.stdout).strip()[-300:]}",
+                                 location=ctx.entry.host.name)  # fmt: skip
+            ctx.data["files_removed"] = [*ctx.data.get("files_removed", []), *doomed]
+            actions = [a for a in actions if a.kind != "delete"]
+            if not actions:
+                return Outcome("changed", f"removed {', '.join(doomed)}")
         written: list[str] = []
+        made: set[str] = set()
         for a in actions:
             want = ctx.desired.files[a.subject.removeprefix("file ")]
             if want.content is None:  # planned as a refusal; apply never runs a plan with one
                 raise ApplyError(f"{want.path}: {want.error}", location=ctx.entry.host.name)
+            await self._folders(ctx, want, made)
             await put_file(ctx.node, want.path, text=want.content, mode=want.mode, owner=want.owner,
                            sha=content_sha(want))  # fmt: skip
             written.append(want.path)
@@ -103,6 +122,23 @@ class FilesKind(NoRead):
         restarted = await self._restart(ctx, actions)
         note = f"; restarted {', '.join(restarted)}" if restarted else ""
         return Outcome("changed" if written else "unchanged", f"wrote {', '.join(written) or 'nothing'}{note}")
+
+    async def _folders(self, ctx: ApplyContext, want: DesiredFile, made: set[str]) -> None:
+        """The sub-folders between /srv/<svc> and the file, made by root's helper (no link followed),
+        owned like the file (the first one there), 0750."""
+        base = service_dir(want.service)
+        if not want.path.startswith(base + "/"):
+            return
+        parts = want.path.removeprefix(base + "/").split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            folder = f"{base}/{'/'.join(parts[:depth])}"
+            if folder in made:
+                continue
+            res = await ctx.node.run(helper("mkdir", folder, "0750", want.owner), timeout=60)
+            if not res.ok:
+                raise ApplyError(f"making {folder}: {(res.stderr or res.stdout).strip()[-300:]}",
+                                 location=ctx.entry.host.name)  # fmt: skip
+            made.add(folder)
 
     async def _restart(self, ctx: ApplyContext, actions: list[Action]) -> list[str]:
         """Restart the services that already run and whose content changed (a new one starts with its files)."""
@@ -124,11 +160,14 @@ class FilesKind(NoRead):
         return running
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
-        if "files" not in ctx.data and not (set(m.files) - set(ctx.desired.files)):
-            return m
+        """The declared files written now or before; a file no longer declared stays until it is removed."""
+        written, removed = set(ctx.data.get("files", [])), set(ctx.data.get("files_removed", []))
         files = {
             p: ManifestFile(service=f.service, sha256=f.sha256 or f"secret {f.secret}", owner=f.owner, mode=f.mode)
-            for p, f in sorted(ctx.desired.files.items())
-            if p in ctx.data.get("files", []) or p in m.files
+            for p, f in ctx.desired.files.items()
+            if p in written or p in m.files
         }
-        return m.model_copy(update={"files": files})
+        files.update({p: had for p, had in m.files.items() if p not in ctx.desired.files and p not in removed})
+        if files == m.files:
+            return m
+        return m.model_copy(update={"files": dict(sorted(files.items()))})

@@ -110,6 +110,8 @@ def belongs(a: Action, move: Action) -> bool:
     name, source, dest = _service(move), move.before.get("host"), move.host
     if a.phase == Phase.files:
         value = a.after if isinstance(a.after, dict) else a.before if isinstance(a.before, dict) else {}
+        if a.kind == "delete":  # the source's copies of its files: removed once B answers
+            return a.host == source and value.get("service") == name
         return a.host == dest and value.get("service") == name
     if a.phase == Phase.route:
         return a.subject.removeprefix("route ") in move.after.get("routes", [])
