@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -88,8 +88,12 @@ def stop_nodes(lab: Lab, nodes: list[LabNode]) -> None:
         list(pool.map(one, nodes))
 
 
+# One login for every node, or one per node (in order; the last one repeats).
+Logins = Login | Sequence[Login]
+
+
 class MakeNodes(Protocol):
-    def __call__(self, count: int, prefix: str, *, login: Login = "root") -> Nodes: ...
+    def __call__(self, count: int, prefix: str, *, login: Logins = "root") -> Nodes: ...
 
 
 # Every way the real fleet logs in: the tests of what changes a node run under each.
@@ -112,7 +116,7 @@ def make_nodes_fixture(lab: Lab) -> Iterator[MakeNodes]:
     """`make_nodes(count, prefix)`: fresh full nodes for one test, shut down when it ends."""
     made: list[Nodes] = []
 
-    def make(count: int, prefix: str, *, login: Login = "root") -> Nodes:
+    def make(count: int, prefix: str, *, login: Logins = "root") -> Nodes:
         made.append(full_nodes(lab, count, prefix, login=login))
         return made[-1]
 
@@ -121,13 +125,19 @@ def make_nodes_fixture(lab: Lab) -> Iterator[MakeNodes]:
         stop_nodes(lab, fleet.nodes)
 
 
-def full_nodes(lab: Lab, count: int, prefix: str, *, login: Login = "root") -> Nodes:
-    """`count` fresh full (systemd) nodes and a fleet directory naming only them, reached by `login`."""
+def full_nodes(lab: Lab, count: int, prefix: str, *, login: Logins = "root") -> Nodes:
+    """`count` fresh full (systemd) nodes and a fleet directory naming only them, reached by `login`
+    (one for all, or one per node in order, the last one repeating)."""
     n = next(_COUNTER)
     names = [f"{prefix}{n}x{i}" for i in range(1, count + 1)]
+    logins: list[Login] = [login] if isinstance(login, str) else list(login)
 
     async def boot() -> list[LabNode]:
-        return list(await asyncio.gather(*(lab.add_full_node(name, login=login) for name in names)))
+        return list(
+            await asyncio.gather(
+                *(lab.add_full_node(name, login=logins[min(i, len(logins) - 1)]) for i, name in enumerate(names))
+            )
+        )
 
     try:
         nodes = asyncio.run(boot())

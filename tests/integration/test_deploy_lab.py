@@ -181,3 +181,35 @@ def test_deploy_and_recover_through_a_non_root_login(
     code, data = plan(root, "--detailed-exitcode")
     assert code == 0, data["actions"]
     recover_hello(fleet, name, root, version=1)
+    agent_ops_logs_and_exec(fleet, name, root)
+
+
+def agent_ops_logs_and_exec(fleet: Nodes, name: str, root: str) -> None:
+    """`agent stop|start|restart`, `logs` and `exec --as-root` through the host's escalation."""
+    port = host_port(fleet, name, "hello")
+    stopped = cli("agent", "stop", name, "hello", "--json", "-C", root)
+    assert stopped.code == 0, stopped.stdout + stopped.stderr
+    assert containers(fleet, name)["hello"]["state"] != "running"
+    started = cli("agent", "start", name, "hello", "--json", "-C", root)
+    assert started.code == 0, started.stdout + started.stderr
+    assert answer(fleet, name, port) == "hello 1 port=8080\n"
+    before = fleet.sh(name, f"{AS_MCP} inspect --format '{{{{.State.StartedAt}}}}' hello").stdout
+    restarted = cli("agent", "restart", name, "hello", "--json", "-C", root)
+    assert restarted.code == 0, restarted.stdout + restarted.stderr
+    assert fleet.sh(name, f"{AS_MCP} inspect --format '{{{{.State.StartedAt}}}}' hello").stdout != before
+    assert answer(fleet, name, port) == "hello 1 port=8080\n"
+
+    agent_log = cli("logs", name, "agent", "-n", "50", "-C", root)
+    assert agent_log.code == 0 and "mcp-agent" in agent_log.stdout, agent_log.stdout + agent_log.stderr
+    # a line on the container's stdout (podman's journald log driver: read as root by container id)
+    fleet.sh(name, f"{AS_MCP} exec hello sh -c 'echo mcfleet-logs-marker > /proc/1/fd/1'")
+    hello_log = cli("logs", name, "hello", "-n", "20", "-C", root)
+    assert hello_log.code == 0 and "mcfleet-logs-marker" in hello_log.stdout, hello_log.stdout + hello_log.stderr
+
+    as_login = cli("exec", "--on", name, "--json", "-C", root, "--", "id -un")
+    assert json.loads(as_login.stdout)["hosts"][0]["stdout"] == "kyle\n", as_login.stdout + as_login.stderr
+    as_root = cli(
+        "exec", "--on", name, "--as-root", "--json", "-C", root, "--", "id -un; cat /var/lib/mcfleet/manifest.json"
+    )
+    said = json.loads(as_root.stdout)["hosts"][0]
+    assert as_root.code == 0 and said["stdout"].startswith("root\n{"), said

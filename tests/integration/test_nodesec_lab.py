@@ -318,22 +318,43 @@ def test_a_timed_out_command_is_killed_on_the_node(make_nodes: MakeNodes, login:
     assert fleet.sh(name, "pgrep -f 'sleep 471[12]'", check=False).stdout.strip() == ""
 
 
-def test_a_missing_sudo_rule_fails_that_host_only_and_names_the_rule(make_nodes: MakeNodes, agent_bundle: Path) -> None:
-    """#17: plan says which host lacks its rule; apply fails that host with the rule and goes on."""
-    fleet = make_nodes(2, "norule", login="sudo")
-    ok, bad = fleet.names
-    fleet.sh(bad, "rm /etc/sudoers.d/kyle")
-    plan = cli("plan", str(fleet.fleet_dir), "--json")
-    text = plan.stdout + plan.stderr
-    assert "kyle ALL=(ALL) NOPASSWD: ALL" in text, text
-    assert bad in text
+def test_a_missing_sudo_or_doas_rule_fails_that_host_only_and_names_the_rule(
+    make_nodes: MakeNodes, agent_bundle: Path
+) -> None:
+    """#17: plan says which host lacks its rule; apply fails that host with the rule and goes on.
+
+    Three nodes reached as kyle: one with its sudo rule, one whose sudo rule is gone, one whose doas
+    rule is gone.  `logs` and `exec --as-root` (which escalate) name the missing rule too.
+    """
+    fleet = make_nodes(3, "norule", login=["sudo", "sudo", "doas"])
+    ok, no_sudo, no_doas = fleet.names
+    fleet.sh(no_sudo, "rm /etc/sudoers.d/kyle")
+    fleet.sh(no_doas, "rm /etc/doas.conf")
+    rules = {no_sudo: "kyle ALL=(ALL) NOPASSWD: ALL", no_doas: "permit nopass kyle as root"}
+
+    plan = cli("plan", str(fleet.fleet_dir))
+    lines = (plan.stdout + plan.stderr).splitlines()
+    for host, rule in rules.items():  # the host's own entry: what refused, then its hint with the rule
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"{host}: "))
+        assert "refuses to run commands as root for kyle" in lines[at], lines[at]
+        assert rule in lines[at + 1] and lines[at + 1].lstrip().startswith("hint: add the rule"), lines[at + 1]
+    assert not [line for line in lines if ok in line and "NOPASSWD" in line]
+
     run = cli("apply", str(fleet.fleet_dir), "--all", "--bundle", str(agent_bundle), "--json")
     assert run.code == 1, run.stdout + run.stderr
     hosts = run.summary["hosts"]
     assert hosts[ok]["status"] in ("changed", "ok"), hosts[ok]
-    failed = json.dumps(hosts[bad])
-    assert "kyle ALL=(ALL) NOPASSWD: ALL" in failed and "check free space" not in failed, failed
+    for host, rule in rules.items():
+        failed = json.dumps(hosts[host])
+        assert hosts[host]["status"] == "failed" and rule in failed and "check free space" not in failed, failed
     assert fleet.sh(ok, "systemctl is-active mcp-agent").stdout.strip() == "active"
+
+    for host, rule in rules.items():
+        logs = cli("logs", host, "agent", "-C", str(fleet.fleet_dir))
+        assert logs.code == 1 and rule in logs.stderr and host in logs.stderr, logs.stderr
+        run_as_root = cli("exec", "--on", host, "--as-root", "--json", "-C", str(fleet.fleet_dir), "--", "id -u")
+        said = json.loads(run_as_root.stdout)["hosts"][0]
+        assert run_as_root.code == 1 and rule in (said["error"] or ""), said
 
 
 def test_the_agent_unit_security_score(make_nodes: MakeNodes, agent_bundle: Path) -> None:

@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent / "lab_nixos"
 REPO = Path(__file__).resolve().parents[2]
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static... or busybox: statically linked either way
 
+NIX_DAEMON_UNIT = "[Unit]\nDescription=Nix daemon (as on NixOS)\n[Service]\nExecStart=/usr/bin/nix-daemon\n"
 OS_RELEASE = 'NAME=NixOS\nID=nixos\nVERSION_ID="24.11"\nPRETTY_NAME="NixOS 24.11 (mcfleet lab stand-in)"\n'
 
 
@@ -36,6 +37,11 @@ def make_nixos_node(fleet: Nodes, name: str, agent_pex: Path, variant: str = "go
     """Turn lab node `name` of `fleet` into a NixOS stand-in and give its fleet folder the flake."""
     fleet.sh(name, f"rm -f /etc/os-release && printf '%s' '{OS_RELEASE}' > /etc/os-release")
     assert fleet.sh(name, "for p in nix-env nix-store nix-daemon; do command -v $p; done | wc -l").stdout.strip() == "3"
+    # NixOS runs the nix daemon; a non-root user's `nix copy` (trust signed / trusted-user) talks to it
+    fleet.sh(name, f"printf '%s' '{NIX_DAEMON_UNIT}' > /etc/systemd/system/nix-daemon.service && "
+                   "systemctl daemon-reload && systemctl start nix-daemon && "
+                   "for i in $(seq 50); do [ -S /nix/var/nix/daemon-socket/socket ] && break; sleep 0.2; done && "
+                   "[ -S /nix/var/nix/daemon-socket/socket ]")  # fmt: skip
     root = fleet.fleet_dir
     host_file = root / "hosts" / name / "host.json"
     data = json.loads(host_file.read_text())

@@ -6,6 +6,13 @@ tests/nix/nixos_lab.py).  Everything else is real: `nix build` of the fleet flak
 into the node's store over SSH with the pinned host key, `nix-env -p …/system --set`,
 `switch-to-configuration switch`, the agent's gRPC health check, the confirmation over a
 fresh SSH connection, and the node-side deadman that switches back by itself.
+
+Logins, as the real fleet's hosts are reached: the whole apply / idempotent re-apply / rollback /
+plan test runs as root, as kyle with `sudo -n` and as kyle with `doas -n` (`nix copy` then runs the
+node's store as root through `remote-program=sudo -n nix-daemon`); the deadman after a kill runs as
+root and sudo, the goals as root and doas; the signed push as root, and as kyle WITHOUT escalation
+for the copy (the node's daemon checks the signatures of an untrusted user, then trusts kyle as a
+trusted-user) with the switch through doas.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from mcfleet.lab.login import LOGINS, Login
 from mcfleet.nix.argv import nix_env
 from tests.integration.apply_lab import (  # noqa: F401 (fixtures)
     MakeNodes,
@@ -55,8 +63,8 @@ def _serving(fleet: Nodes, name: str) -> bool:
     return bool(rows) and bool(rows[0].get("version"))
 
 
-def _deployed(make_nodes: MakeNodes, agent_bundle: Path, prefix: str) -> tuple[Nodes, str, str]:
-    fleet = make_nodes(1, prefix)
+def _deployed(make_nodes: MakeNodes, agent_bundle: Path, prefix: str, login: Login = "root") -> tuple[Nodes, str, str]:
+    fleet = make_nodes(1, prefix, login=login)
     name = fleet.names[0]
     root = make_nixos_node(fleet, name, agent_bundle)
     first = cli("apply", str(root), "--on", name, "--json", "--health-timeout", "60")
@@ -71,10 +79,11 @@ def _deployed(make_nodes: MakeNodes, agent_bundle: Path, prefix: str) -> tuple[N
     return fleet, name, v1
 
 
+@pytest.mark.parametrize("login", LOGINS)
 def test_apply_copies_switches_is_idempotent_and_rolls_back_an_unhealthy_generation(
-    make_nodes: MakeNodes, agent_bundle: Path
+    make_nodes: MakeNodes, agent_bundle: Path, login: Login
 ) -> None:
-    fleet, name, v1 = _deployed(make_nodes, agent_bundle, "nx")
+    fleet, name, v1 = _deployed(make_nodes, agent_bundle, f"nx{login[0]}", login)
     root = fleet.fleet_dir
     assert switch_log(fleet, name)[-1].endswith(f"switch {v1}")
     assert fleet.sh(name, "readlink -f /nix/var/nix/profiles/system").stdout.strip() == v1
@@ -136,10 +145,11 @@ def test_apply_copies_switches_is_idempotent_and_rolls_back_an_unhealthy_generat
     assert fleet.sh(name, "ls /nix/var/nix/profiles/").stdout.count("system-") == 2
 
 
+@pytest.mark.parametrize("login", ["root", "sudo"])
 def test_killing_mcfleet_after_the_switch_leaves_the_node_on_the_previous_generation(
-    make_nodes: MakeNodes, agent_bundle: Path
+    make_nodes: MakeNodes, agent_bundle: Path, login: Login
 ) -> None:
-    fleet, name, v1 = _deployed(make_nodes, agent_bundle, "nk")
+    fleet, name, v1 = _deployed(make_nodes, agent_bundle, f"nk{login[0]}", login)
     root = fleet.fleet_dir
     set_variant(root, name, "good-3")
     v3 = _nix_build(root, name)
@@ -183,8 +193,9 @@ def test_killing_mcfleet_after_the_switch_leaves_the_node_on_the_previous_genera
         time.sleep(1)
 
 
-def test_goals_dry_activate_and_boot_do_not_activate(make_nodes: MakeNodes, agent_bundle: Path) -> None:
-    fleet, name, v1 = _deployed(make_nodes, agent_bundle, "ng")
+@pytest.mark.parametrize("login", ["root", "doas"])
+def test_goals_dry_activate_and_boot_do_not_activate(make_nodes: MakeNodes, agent_bundle: Path, login: Login) -> None:
+    fleet, name, v1 = _deployed(make_nodes, agent_bundle, f"ng{login[0]}", login)
     root = fleet.fleet_dir
     set_variant(root, name, "good-4")
     v4 = _nix_build(root, name)
@@ -203,16 +214,22 @@ def test_goals_dry_activate_and_boot_do_not_activate(make_nodes: MakeNodes, agen
     assert bad.code == 2 and "--goal 'reboot' is not one of switch, test, boot, dry-activate" in bad.stderr
 
 
+@pytest.mark.parametrize("login", ["root", "doas"])
 def test_a_signed_push_is_checked_by_the_node_against_the_key_it_trusts(
-    make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path
+    make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path, login: Login
 ) -> None:
     """trust=signed: mcfleet signs the closure (`nix store sign`) and copies WITHOUT --no-check-sigs, so the
-    node's nix verifies every path against its trusted-public-keys (what the NixOS module declares)."""
-    fleet = make_nodes(1, "ns")
+    node's nix verifies every path against its trusted-public-keys (what the NixOS module declares).
+
+    root: the copy reaches the node's store as root.  doas: kyle with "sudo": false, so `nix copy` talks to
+    the node's nix daemon as kyle, an untrusted user, with no escalation at all (only the switch runs
+    through `doas -n`); afterwards trust=trusted-user (kyle in the node's trusted-users) takes an unsigned
+    system the same way."""
+    fleet = make_nodes(1, f"ns{login[0]}", login=login)
     name = fleet.names[0]
     root = make_nixos_node(fleet, name, agent_bundle)
     secret, public = tmp_path / "lab-signing.sec", tmp_path / "lab-signing.pub"
-    key_name = f"mcfleet-lab-{os.getpid()}"  # fresh per run: the local store keeps earlier runs' signatures
+    key_name = f"mcfleet-lab-{os.getpid()}-{time.time_ns()}"  # fresh per run: the local store keeps old signatures
     made = subprocess.run(["nix", "key", "generate-secret", "--key-name", key_name], capture_output=True,
                           text=True, env=nix_env(), check=True)  # fmt: skip
     secret.write_text(made.stdout)
@@ -222,15 +239,20 @@ def test_a_signed_push_is_checked_by_the_node_against_the_key_it_trusts(
     host_file = root / "hosts" / name / "host.json"
     data = json.loads(host_file.read_text())
     data["nix"] = {"trust": "signed", "public_keys": [pub], "signing_key_file": str(secret)}
+    if login != "root":
+        data["ssh"]["sudo"] = False  # the copy runs as kyle; commands still escalate through ssh.become
     host_file.write_text(json.dumps(data, indent=2) + "\n")
 
     # A node that does not trust the key refuses the unsigned-for-it paths: nix's own check, on the node.
     refused = cli("apply", str(root), "--on", name, "--json")
     assert refused.code == 1, refused.stdout + refused.stderr
     assert "lacks a valid signature" in refused.phase(name, "push")["message"]
+    assert f"extra-trusted-public-keys = {pub}" in refused.stdout, refused.stdout
     assert current_system(fleet, name) == ""
 
-    fleet.sh(name, f"mkdir -p /etc/nix && echo 'trusted-public-keys = {pub}' >> /etc/nix/nix.conf")
+    # as the NixOS module would: the key in nix.conf, and the daemon restarted to read it
+    fleet.sh(name, f"mkdir -p /etc/nix && echo 'trusted-public-keys = {pub}' >> /etc/nix/nix.conf && "
+                   "systemctl restart nix-daemon && sleep 1")  # fmt: skip
     ok = cli("apply", str(root), "--on", name, "--json")
     assert ok.code == 0, ok.stdout + ok.stderr
     v1 = _nix_build(root, name)
@@ -238,3 +260,18 @@ def test_a_signed_push_is_checked_by_the_node_against_the_key_it_trusts(
     sigs = fleet.sh(name, f"nix-store --query --requisites {v1} | xargs nix path-info --sigs "
                           "--extra-experimental-features nix-command").stdout  # fmt: skip
     assert sigs.count(f"{key_name}:") == 2, sigs  # the system and the agent, each signed with our key
+    if login == "root":
+        return
+
+    # trust=trusted-user: the node's nix trusts kyle, so an unsigned system is taken as it is (--no-check-sigs)
+    set_variant(root, name, "good-5")
+    data["nix"] = {"trust": "trusted-user"}
+    host_file.write_text(json.dumps(data, indent=2) + "\n")
+    untrusted = cli("apply", str(root), "--on", name, "--json")
+    assert untrusted.code == 1, untrusted.stdout + untrusted.stderr
+    said = untrusted.stdout  # the message, and the hint naming the line the node's nix.conf lacks
+    assert "lacks a valid signature" in said and "extra-trusted-users = kyle" in said, said
+    fleet.sh(name, "echo 'trusted-users = root kyle' >> /etc/nix/nix.conf && systemctl restart nix-daemon")
+    trusted = cli("apply", str(root), "--on", name, "--json")
+    assert trusted.code == 0, trusted.stdout + trusted.stderr
+    assert current_system(fleet, name) == _nix_build(root, name)

@@ -15,7 +15,12 @@ def test_a_sudo_password_prompt_names_the_rule_to_add() -> None:
 
 
 def test_doas_without_a_nopass_rule_names_the_rule_to_add() -> None:
-    for said in ("doas: Authorization required", "doas: Operation not permitted"):
+    for said in (
+        "doas: Authorization required",
+        "doas: Authentication required",
+        "doas: Operation not permitted",
+        "doas: doas is not enabled, /etc/doas.conf: No such file or directory",
+    ):
         err = become_refused("doas", "kyle", said, "rift")
         assert err is not None and "permit nopass kyle as root" in (err.hint or ""), said
 

@@ -175,10 +175,38 @@ async def copy_system(
         raise ApplyError(
             f"nix copy to the node failed: {exc.message.splitlines()[0][:300]}",
             location=f"{entry.host.name}: push",
-            hint=exc.hint or "check the node's SSH settings in host.json and its nix trust (nix.trust)",
+            hint=untrusted_push_hint(entry, exc.message)
+            or exc.hint
+            or "check the node's SSH settings in host.json and its nix trust (nix.trust)",
         ) from exc
     took = time.monotonic() - started
     return CopyResult(True, f"copied {_short(toplevel)} ({plan.store_uri.split('?')[0]}, {took:.1f} s)", took)
+
+
+def untrusted_push_hint(entry: HostEntry, message: str) -> str | None:
+    """What the node's nix.conf lacks when its daemon refused the paths ("lacks a valid signature").
+
+    The node's nix daemon decides: for a user it does not trust, every path needs a signature by a
+    key in trusted-public-keys; a trusted user (or root) may push unsigned paths.
+    """
+    if "lacks a valid signature" not in message:
+        return None
+    host = entry.host
+    first = (
+        'the first switch needs the line added by hand, or "ssh": {"sudo": true} (the store is then written as root)'
+    )
+    if host.nix.trust == "signed":
+        keys = " ".join(host.nix.public_keys)
+        return (
+            f"the node's nix does not trust the signing key: its nix.conf needs `extra-trusted-public-keys = {keys}` "
+            f"(the NixOS module writes it from nix.public_keys once such a system runs; {first})"
+        )
+    if host.nix.trust == "trusted-user":
+        return (
+            f"the node's nix does not trust {host.ssh.user}: its nix.conf needs `extra-trusted-users = "
+            f"{host.ssh.user}` (the NixOS module writes it for nix.trust trusted-user once such a system runs; {first})"
+        )
+    return None
 
 
 def _short(path: str) -> str:

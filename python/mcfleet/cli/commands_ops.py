@@ -25,7 +25,8 @@ from mcfleet.cli.targets import HOST_ARG, ON_OPT, YES_OPT, confirm_hosts, one_ho
 from mcfleet.errors import EXIT_FAILURE, InputError, McfleetError, ToolMissing
 from mcfleet.fleet.load import HostEntry, LoadedFleet, load_fleet
 from mcfleet.fleet.sshfiles import write_ssh_files
-from mcfleet.transport.ssh import SshOptions, SshPool
+from mcfleet.transport.base import BecomeRefused, become_refused
+from mcfleet.transport.ssh import SshConnection, SshOptions, SshPool
 
 SERVICE_USER = "mcp"  # services run as rootless podman containers of the mcp account
 PASS_THROUGH = {"allow_interspersed_args": False, "ignore_unknown_options": True}
@@ -136,13 +137,25 @@ async def _pump(stream: Any, sink: list[str], emit: Any) -> None:
         emit(line)
 
 
-async def run_on(pool: SshPool, entry: HostEntry, line: str, out: Prefixer, limit: float) -> ExecResult:
+def escalated(node: SshConnection, line: str) -> str:
+    """`line` run as root: through the host's `sudo -n` / `doas -n` when the login is not root."""
+    return f"{node.become} -n sh -c {shlex.quote(line)}" if node.become else line
+
+
+def refused_rule(node: SshConnection, stderr: list[str]) -> BecomeRefused | None:
+    """The missing sudo/doas rule, when escalation is what failed."""
+    return become_refused(node.become, node.user, "".join(stderr), node.name)
+
+
+async def run_on(  # noqa: PLR0917 (one host's run: every part is needed)
+    pool: SshPool, entry: HostEntry, line: str, out: Prefixer, limit: float, as_root: bool = False
+) -> ExecResult:
     name = entry.host.name
     result = ExecResult(name)
     started = time.monotonic()
     try:
         node = await pool.connect(entry)
-        proc = await node.conn.create_process(line)
+        proc = await node.conn.create_process(escalated(node, line) if as_root else line)
         async with asyncio.timeout(limit or None):
             await asyncio.gather(
                 _pump(proc.stdout, result.stdout, lambda t: out.line(name, t)),
@@ -150,6 +163,8 @@ async def run_on(pool: SshPool, entry: HostEntry, line: str, out: Prefixer, limi
             )
             completed = await proc.wait()
         result.exit = completed.exit_status if completed.exit_status is not None else 255
+        if as_root and result.exit and (refused := refused_rule(node, result.stderr)) is not None:
+            result.error = f"{refused.message}; {refused.hint}"
     except TimeoutError:
         result.error = f"did not finish within {limit:g} s"
     except McfleetError as exc:
@@ -167,18 +182,25 @@ def exec_(  # noqa: PLR0917 (typer maps parameters to options)
     json_out: bool = typer.Option(False, "--json", help="Print each host's exit code and output as JSON."),
     timeout: float = typer.Option(0.0, "--timeout", help="Seconds per host before giving up (0: no limit)."),
     connect_timeout: float = typer.Option(10.0, "--connect-timeout", help="Seconds per address."),
+    as_root: bool = typer.Option(
+        False, "--as-root", help="Run as root: through the host's `sudo -n` / `doas -n` when its login is not root."
+    ),
 ) -> None:
     """Run a command on the selected hosts in parallel; output prefixed by host.
 
-    Runs as each host's ssh user (`ssh.user` in host.json), with its pinned host key.  Every
-    output line is prefixed `HOST | ` (stderr: `HOST ! `); then one line per host with its exit
-    code.  Exit 0 when every host exited 0, else 1.  More than one host asks first (--yes).
+    Runs as each host's ssh user (`ssh.user` in host.json), with its pinned host key; with
+    --as-root as root, escalating the way mcfleet itself does (`ssh.become -n`, never a
+    password prompt; a missing rule is named).  Every output line is prefixed `HOST | `
+    (stderr: `HOST ! `); then one line per host with its exit code.  Exit 0 when every host
+    exited 0, else 1.  More than one host asks first (--yes).
 
     Examples:
 
       mcfleet exec --on @edge --yes -- uptime
 
       mcfleet exec --on rift -- 'systemctl is-active mcp-agent'
+
+      mcfleet exec --on rift --as-root -- systemctl restart mcp-agent
 
       mcfleet exec --on 'node*' --yes --json -- cat /etc/hostname | jq '.hosts[] | {host, exit}'
     """
@@ -193,7 +215,7 @@ def exec_(  # noqa: PLR0917 (typer maps parameters to options)
 
     async def go() -> list[ExecResult]:
         async with SshPool(SshOptions(connect_timeout=connect_timeout), hosts=loaded.hosts) as pool:
-            return list(await asyncio.gather(*(run_on(pool, e, line, out, timeout) for e in entries)))
+            return list(await asyncio.gather(*(run_on(pool, e, line, out, timeout, as_root) for e in entries)))
 
     results = asyncio.run(go())
     ok = all(r.exit == 0 for r in results)
@@ -220,9 +242,9 @@ def logs_command(entry: HostEntry, what: str, *, lines: int, follow: bool) -> st
             location=f"mcfleet logs {entry.host.name} {what}",
             hint=f"services on {entry.host.name}: {names}; or `agent` for the agent's own log",
         )
-    user = SERVICE_USER
+    user = shlex.quote(SERVICE_USER)
     label = shlex.quote(f"label=io.mcfleet.service={what}")
-    podman = f"runuser -u {shlex.quote(user)} -- env XDG_RUNTIME_DIR=/run/user/$(id -u {shlex.quote(user)}) podman"
+    podman = f"runuser -u {user} -- env XDG_RUNTIME_DIR=/run/user/$(id -u {user}) podman"
     follow_flag = " -f" if follow else ""
     fmt = shlex.quote("{{.HostConfig.LogConfig.Type}}")
     # - cd /: podman stats its working folder, and root's home is not the service user's to read.
@@ -282,8 +304,7 @@ def logs(
     async def go() -> ExecResult:
         async with SshPool(SshOptions(), hosts=loaded.hosts) as pool:
             node = await pool.connect(entry)
-            remote = f"{node.become} -n sh -c {shlex.quote(line)}" if node.become else line
-            proc = await node.conn.create_process(remote)
+            proc = await node.conn.create_process(escalated(node, line))
             result = ExecResult(entry.host.name)
             await asyncio.gather(
                 _pump(proc.stdout, result.stdout, show),
@@ -291,6 +312,8 @@ def logs(
             )
             done = await proc.wait()
             result.exit = done.exit_status
+            if result.exit and (refused := refused_rule(node, result.stderr)) is not None:
+                raise refused
             return result
 
     result = asyncio.run(go())

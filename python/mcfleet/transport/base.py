@@ -97,7 +97,9 @@ class BecomeRefused(PeerError):
     kind = "escalation refused"
 
 
-# What sudo/doas print when `-n` meets a rule that needs a password, or no rule.
+# What sudo/doas print when `-n` meets a rule that needs a password, or no rule (OpenBSD's doas
+# says "Authorization required", opendoas "Authentication required"; opendoas without any
+# /etc/doas.conf: "doas is not enabled, /etc/doas.conf: No such file or directory").
 _BECOME_REFUSALS = (
     "a password is required",
     "a terminal is required",
@@ -105,8 +107,10 @@ _BECOME_REFUSALS = (
     "is not allowed to execute",
     "may not run sudo",
     "authorization required",
+    "authentication required",
     "authentication failed",
     "operation not permitted",
+    "doas is not enabled",
 )
 
 
