@@ -205,6 +205,14 @@ def test_glibc_node_reaches_the_fallback_within_3s(lab: Lab, fallback: Named, tm
     assert all(ok for ok, _s in after), after
     assert max(s for _ok, s in after) < LIMIT_S, after
 
+    # one fleet nameserver, as the real fleet's glibc hosts have: one silent server ahead of the fallback
+    one = {"nameservers": MCNS[:1], "fallback": [fallback.address, "1.1.1.1"]}
+    _run(_provision(_fleet_for(lab, node, tmp_path / "fleet1", one), node.name))
+    single = _lookups(lab, node, [f"s{i}.{ZONE}" for i in range(3)])
+    print(_report("glibc, mcfleet's resolv.conf with one fleet nameserver", single))
+    assert all(ok for ok, _s in single), single
+    assert max(s for _ok, s in single) < LIMIT_S, single
+
 
 @pytest.mark.full
 def test_resolved_node_reaches_the_fallback_within_3s(lab: Lab, fallback: Named, mcns: Named, tmp_path: Path) -> None:

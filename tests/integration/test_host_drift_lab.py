@@ -98,9 +98,13 @@ def test_resolved_zone_routing_is_planned_and_converged(make_nodes: MakeNodes, a
     zone = fleet.lab.zone
     node = fleet.nodes[0]
     mcns = node.address.rsplit(".", 1)[0] + ".53"  # on the lab link: `ip route get` names eth0
+    # and one of the node's own addresses, as on MCNS's own host (rift): routed through lo, which
+    # resolved refuses, so the unit takes the link holding it
+    own = "192.0.2.99"
+    fleet.sh(name, f"ip addr add {own}/32 dev eth0")
     host_file = fleet.fleet_dir / "hosts" / name / "host.json"
     host = json.loads(host_file.read_text())
-    host["dns"] = {"resolver": "systemd-resolved", "nameservers": [mcns], "fallback": ["1.1.1.1"]}
+    host["dns"] = {"resolver": "systemd-resolved", "nameservers": [mcns, own], "fallback": ["1.1.1.1"]}
     host_file.write_text(json.dumps(host, indent=2))
     fleet.sh(name, "systemctl enable --now systemd-resolved.service")
     fleet.sh(name, "ln -sf ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf")
@@ -109,17 +113,18 @@ def test_resolved_zone_routing_is_planned_and_converged(make_nodes: MakeNodes, a
     assert fresh["host resolvers"]["kind"] == "create"
     assert fresh["host resolvers"]["after"][-1] == "DNS=1.1.1.1"
     routing = fresh[f"host dns zone {zone}"]
-    assert (routing["kind"], routing["before"]["routed"], routing["after"]["routed"]) == ("create", "nothing", mcns)
+    assert (routing["kind"], routing["before"]["routed"]) == ("create", "nothing")
+    assert routing["after"]["routed"] == f"{mcns} {own}"
     _apply(root, name, agent_bundle)
     _clean(root, name)
     assert f"~{zone}" in fleet.sh(name, "resolvectl domain eth0").stdout
-    assert mcns in fleet.sh(name, "resolvectl dns eth0").stdout
+    assert fleet.sh(name, "resolvectl dns eth0").stdout.split()[-2:] == [mcns, own]
 
     # the link's DNS reset by hand: the unit is still there, the running routing is not
     fleet.sh(name, "resolvectl revert eth0")
     drift = _plan(root, name)[f"host dns zone {zone}"]
-    assert drift["kind"] == "update" and f"resolved does not send {zone} to {mcns}" in drift["reason"]
-    assert (drift["before"]["routed"], drift["after"]["routed"]) == ("nothing", mcns)
+    assert drift["kind"] == "update" and f"resolved does not send {zone} to {mcns} {own}" in drift["reason"]
+    assert (drift["before"]["routed"], drift["after"]["routed"]) == ("nothing", f"{mcns} {own}")
     _apply(root, name, agent_bundle)
     _clean(root, name)
     assert f"~{zone}" in fleet.sh(name, "resolvectl domain eth0").stdout

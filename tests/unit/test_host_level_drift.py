@@ -187,3 +187,10 @@ def test_podman_socket_disabled_is_planned() -> None:
     framed = FramedOutput(values={"agent-dir": b"850 850 750\n", "podman-socket": b"absent\n"})
     seen = host_level_from(framed)
     assert seen is not None and seen.podman_socket is False
+
+
+def test_a_zone_unit_left_from_an_earlier_configuration_is_removed() -> None:
+    left = GOOD.model_copy(update={"zone_unit": "# managed by mcfleet\n", "zone_unit_enabled": "enabled"})
+    [act] = host_level_diff("n1", "debian", WANT, _facts(left))
+    assert (act.kind, act.subject, act.after) == ("delete", "dns zone", None)
+    assert act.before["enabled"] == "enabled"

@@ -64,7 +64,7 @@ def provision_script(entry: HostEntry, fleet: Fleet | None) -> str:
             "RESOLV_TEXT": q(resolv.text),
             "ZONE": q(zone),
             "ZONE_SERVERS": q(" ".join(zone_servers(host.dns))),
-            "ZONE_UNIT_PATH": q(ZONE_UNIT_PATH if unit else ""),
+            "ZONE_UNIT_PATH": q(ZONE_UNIT_PATH),
             "ZONE_UNIT_TEXT": q(unit or ""),
             "SUBID_USE_FN": SUBID_USE_SH,  # shell code, not a value
         },

@@ -36,7 +36,10 @@ from mcfleet.fleet.models import Dns
 GLIBC_MAXNS = 3
 # Per-server wait in seconds and rounds over the servers; measured in the lab (see
 # tests/integration/test_dns_failover_lab.py): 1 s per silent server keeps a lookup that
-# the fallback answers under 3 s.
+# the fallback answers under 3 s (one silent fleet server: 1.0 s, two: 2.0 s; glibc waits
+# whole seconds, 1 at least).  `rotate` was measured too (0, 1 or 2 s by turns) but starts a
+# third of the lookups at the public server, which answers NXDOMAIN for names only the
+# fleet's servers know, so it is not written.
 GLIBC_OPTIONS = ("timeout:1", "attempts:2")
 
 RESOLV_CONF = "/etc/resolv.conf"
@@ -87,11 +90,15 @@ def zone_servers(dns: Dns) -> list[str]:
 
 
 # Sets resolved's per-link DNS for the zone on the link that routes to each nameserver (`ip route
-# get`), and makes that link no default route, so only names under the zone go there.  One line
+# get`; a nameserver on this host itself, as on MCNS's own host, is routed through lo, which
+# resolved refuses, so the link holding that address), and makes that link no default route,
+# so only names under the zone go there.  One line
 # for the unit's ExecStart: no backslash, `%` or single quote; `$` is doubled by zone_exec.
 ZONE_SCRIPT = (
     'PATH=@PATH@; zone=@ZONE@; servers="@SERVERS@"; '
-    'dev_of() { set -- $(ip -o route get "$1" 2>/dev/null); while [ $# -gt 1 ]; do '
+    'dev_of() { set -- $(ip -o route get "$1" 2>/dev/null); '
+    'if [ "$1" = local ]; then set -- $(ip -o addr show to "$2/32" 2>/dev/null); '
+    '[ -n "$2" ] || return 1; echo "$2"; return 0; fi; while [ $# -gt 1 ]; do '
     'if [ "$1" = dev ]; then echo "$2"; return 0; fi; shift; done; return 1; }; '
     'links=; for a in $servers; do d=$(dev_of $a) || { echo "no route to $a" >&2; continue; }; '
     'case " $links " in *" $d "*) ;; *) links="$links $d" ;; esac; done; '

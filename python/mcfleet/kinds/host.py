@@ -11,6 +11,7 @@ ids as the node has them, read back after provisioning.
 
 from __future__ import annotations
 
+import json
 import shlex
 from datetime import datetime
 
@@ -238,7 +239,8 @@ def _move_subids(
         else "the node's storage was not read (an older facts script, or NixOS)"
     )
     hint = (
-        f"keep the node's range: set users.{u.name}.{label} in host.json to {have[0] if have else 'it'}; or, to move "
+        f"keep the node's range: set users.{u.name}.{label} in host.json to {json.dumps(have[0]) if have else 'it'}; "
+        "or, to move "
         f"it: stop {u.name}'s services (mcfleet agent stop {d.name}), run `podman system reset -f` as {u.name} while "
         f"the old range is still in /etc/{label} (after the move it cannot delete the old files), re-own what the "
         "old range owns under /srv/<service>, then apply (images are pulled and containers recreated)"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 
 from mcfleet.fleet.host_level import HostLevelWant
+from mcfleet.fleet.resolvers import ZONE_UNIT_PATH
 from mcfleet.observe.facts import Facts
 from mcfleet.observe.hostlevel import HostLevelFacts
 from mcfleet.phase import Phase
@@ -127,7 +128,17 @@ def _zone_diff(name: str, want: HostLevelWant, seen: HostLevelFacts) -> Action |
     """systemd-resolved: the zone unit's file, its enabled state, and the routing resolved runs with now."""
     unit = want.zone_unit
     if unit is None:
-        return None
+        if seen.zone_unit is None:
+            return None
+        return Action(
+            host=name,
+            phase=Phase.host,
+            kind="delete",
+            subject="dns zone",
+            before={"unit_sha256": _sha(seen.zone_unit), "enabled": seen.zone_unit_enabled or "absent"},
+            after=None,
+            reason=f"{ZONE_UNIT_PATH} is left from an earlier configuration: this host's resolver routes no zone",
+        )
     routed = seen.routed(want.zone)
     missing = [s for s in want.zone_servers if s not in routed]
     why = []
@@ -140,7 +151,7 @@ def _zone_diff(name: str, want: HostLevelWant, seen: HostLevelFacts) -> Action |
     if missing:
         why.append(
             f"resolved does not send {want.zone} to {' '.join(missing)} now (the link's settings were reset: "
-            "resolvectl revert, the link re-created, or another manager set its DNS)"
+            "resolvectl revert, the link re-created, another manager set its DNS; or the host has no route to it)"
         )
     if not why:
         return None
@@ -155,9 +166,8 @@ def _zone_diff(name: str, want: HostLevelWant, seen: HostLevelFacts) -> Action |
             "routed": " ".join(routed) or "nothing",
         },
         after={"unit_sha256": _sha(unit.text), "enabled": "enabled", "routed": " ".join(want.zone_servers)},
-        reason="; ".join(why)
-        + f": names under {want.zone} go to the fleet's nameservers per link, every other name to the public "
-        "resolvers, so no lookup waits on a silent fleet nameserver",
+        reason="; ".join(why) + f" (names under {want.zone} go to the fleet's nameservers per link, the rest to "
+        "the public resolvers)",
     )
 
 
