@@ -19,7 +19,7 @@ API (see the dataclasses below for every field):
               node_server (the lab gateway: knot answers there on :53 for the nodes)
     pebble    PebbleInfo: directory (URL), ca_file (listener CA), root_pem(), intermediate_pem()
     caddy     CaddyInfo: admin_url, server ("edge"), https_port, base_config()
-    haproxy   HaproxyInfo: admin_socket, map_file, port (SNI frontend), backends, await admin(cmd)
+    haproxy   HaproxyInfo: admin_socket, map_file, port (SNI frontend), await admin(cmd)
     registry  RegistryInfo: address (gateway:port), ca_file, images (demo/hello:1 ...), catalog(), tags(repo);
               full nodes booted by this lab trust its CA (/etc/containers/certs.d/<address>/ca.crt)
     podman_node   PodmanNode: node (LabNode), socket/url of its podman API, image "localhost/mcfleet-bb:test"

@@ -188,12 +188,9 @@ def test_caddy_route_added_via_api_serves_https_with_the_pebble_cert(caddy: Cadd
 
 
 def test_haproxy_passes_sni_through_to_a_backend(haproxy: HaproxyInfo, caddy: CaddyInfo, caddy_route: Issued) -> None:
-    slot = haproxy.backends[0]
-
-    async def route() -> None:
-        await haproxy.admin(f"set server {slot}/s1 addr 127.0.0.1 port {caddy.https_port}")
-        await haproxy.admin(f"set server {slot}/s1 state ready")
-        await haproxy.admin(f"add map {haproxy.map_file} {caddy_route.hostname} {slot}")
+    async def route() -> None:  # the map's key: <the port it listens on>/<SNI name>
+        key = f"{haproxy.port}/{caddy_route.hostname}"
+        await haproxy.admin(f"add map {haproxy.map_file} {key} 127.0.0.1:{caddy.https_port}")
 
     asyncio.run(route())
     # TLS is end to end: the certificate seen through HAProxy is the one Caddy serves.

@@ -128,15 +128,14 @@ def test_acme_cert_into_caddy_l7_and_haproxy_l4(
     assert asyncio.run(caddy_routes.list_routes())[route.key_id] == route
     assert "provider test page" in _get(caddy.https_port, hostname, root)
 
-    l4 = HaproxyRoutes(HaproxyProvider(kind="haproxy", admin_socket=haproxy.admin_socket, map_file=haproxy.map_file,
-                                       backends=haproxy.backends))  # fmt: skip
-    through = ProxyRoute(443, hostname, f"127.0.0.1:{caddy.https_port}", "l4")
+    l4 = HaproxyRoutes(HaproxyProvider(kind="haproxy", admin_socket=haproxy.admin_socket, map_file=haproxy.map_file))
+    through = ProxyRoute(haproxy.port, hostname, f"127.0.0.1:{caddy.https_port}", "l4")  # its one listener
     asyncio.run(l4.add_route(through))
     asyncio.run(l4.add_route(through))
     assert asyncio.run(l4.list_routes())[through.key_id] == through
     assert "provider test page" in _get(haproxy.port, hostname, root)  # TLS end to end through the SNI map
 
-    asyncio.run(l4.remove_route(443, hostname))
+    asyncio.run(l4.remove_route(haproxy.port, hostname))
     assert through.key_id not in asyncio.run(l4.list_routes())
     with pytest.raises(OSError):
         _get(haproxy.port, hostname, root)  # unknown SNI: rejected

@@ -67,13 +67,14 @@ class CaddyProvider(Model):
 
 
 class HaproxyProvider(Model):
-    """Standard L4 route backend: HAProxy runtime API (SNI passthrough)."""
+    """Standard L4 route backend: HAProxy runtime API (SNI passthrough on every listener port)."""
 
     kind: Literal["haproxy"]
     admin_socket: str = Field(description="the runtime API socket on the proxy node (reached over SSH)")
-    map_file: str
-    listener: Port = Field(default=443, description="the port of the SNI frontend")
-    backends: list[str] = Field(default_factory=list, description="pre-declared backend slots")
+    map_file: str = Field(
+        description="the map file on the proxy node that HAProxy's frontend reads, one route a line "
+        "('<listener>/<sni-name> <address>:<port>'); mcfleet changes the running map and rewrites this file"
+    )
 
 
 class McProxyProvider(Model):

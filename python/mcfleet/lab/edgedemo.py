@@ -1,15 +1,25 @@
-"""Give a lab with two or more full nodes an edge, for the demo: `python -m mcfleet.lab.edgedemo DIR`.
+"""Give a lab fleet an edge and three container services routed through it: `python -m mcfleet.lab.edgedemo DIR`.
 
-The last full node becomes the edge (roles ["edge"]); Caddy (:443) and HAProxy (:8443) start
-inside the full nodes (lab/peers/nodeproxy.py) and become the fleet's route providers; the
-first full node runs three host-native programs, declared as routes in its host.json:
-`pub.<zone>` (public l7, served by the edge's Caddy), `int.<zone>` (internal l7, served by the
-node's own Caddy) and `sni.<zone>` (l4 on :8443: HAProxy passes TLS through to the program,
-which has its own certificate).  The next `mcfleet apply` issues their certificates from Pebble,
-writes their A records into Knot and their routes into the proxies.
+The last full node becomes the edge (roles ["edge"]; it runs no containers: the lab's demo
+services on it move to the first full node, the worker).  HAProxy and Caddy start inside both
+nodes (lab/peers/nodeproxy.py) and become the fleet's route providers.  The worker runs three
+services from the lab registry:
 
-Prints shell assignments (EDGE, WORKER, PUB, INT, SNI, PEBBLE_ROOT, SNI_CA) for the curl lines.
-Every process started here is recorded in the lab's state, so `mcfleet lab down` stops it.
+- `hello` — public l7: the edge's proxy ends TLS for `hello.<zone>` with a Pebble
+  certificate and forwards to the container's port published on the worker's address;
+- `api` — internal l7: the worker's own proxy ends TLS for `api.<zone>`;
+- `sni` — l4 on listener 8443: HAProxy passes TLS through by SNI to the container, which ends
+  TLS itself (demo/sni, Caddy in the image).  Its certificate is the service's own, not
+  issued by the fleet's cert provider (that one issues for the routes a proxy ends): a
+  certificate made here, delivered by the files kind into /srv/sni (mounted at /tls) — the
+  certificate as a plain file of the fleet repository, the private key as an age-encrypted
+  secret (secrets/sni-tls-key.age, to an operator key made here and the worker's host key).
+
+The next `mcfleet apply` (with $MCFLEET_AGE_IDENTITY set to the printed identity) deploys the
+containers, issues the certificates from Pebble, writes the A records into Knot and the
+routes into the proxies.  Prints shell assignments for the curl lines: EDGE, WORKER, PUB,
+INT, SNI, PEBBLE_ROOT, SNI_CA, MCFLEET_AGE_IDENTITY.  Every process started here is
+recorded in the lab's state, so `mcfleet lab down` stops it.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,17 +38,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mcfleet.errors import LabError
+from mcfleet.lab.fleetdir import DEMO_DESCRIPTION, demo_service
 from mcfleet.lab.lab import Lab
 from mcfleet.lab.nodes import LabNode
 from mcfleet.lab.peers.nodeproxy import providers_json, start_node_proxies
 from mcfleet.lab.peers.pebble import PebbleInfo
-from mcfleet.lab.proc import spawn, start_time
-from mcfleet.lab.state import Resource
+from mcfleet.util.files import atomic_write_bytes, atomic_write_text
 
-PORTS = {"pub": 18181, "int": 18182, "sni": 18443}
+SNI_SECRET = "sni-tls-key"
+SNI_PORT = 8443  # the port demo/sni listens on in its container, and its route's listener
+SNI_CERT_SOURCE = "files/sni/tls.pem"
 
 
-def _self_signed(hostname: str, out: Path) -> tuple[Path, Path]:
+def self_signed(hostname: str, days: int = 365) -> tuple[bytes, bytes]:
+    """(certificate PEM, private key PEM) for `hostname`, self-signed: a client trusts exactly it."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = dt.datetime.now(dt.UTC)
@@ -48,41 +62,113 @@ def _self_signed(hostname: str, out: Path) -> tuple[Path, Path]:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    crt, k = out / "sni.pem", out / "sni.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    k.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    k.chmod(0o600)
-    return crt, k
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM), pem
 
 
-def _programs(lab: Lab, node: LabNode, d: Path, zone: str) -> Path:
-    """The worker's three programs, in its network namespace; returns the TLS server's certificate."""
-    net = ["nsenter", "-t", str(node.ns_pid), "-n", "--"]
-    for name in ("pub", "int"):
-        (d / name).mkdir(parents=True, exist_ok=True)
-        (d / name / "index.html").write_text(f"this is the {name} page, served on {node.name}\n")
-        argv = [*net, "/usr/bin/python3", "-m", "http.server", str(PORTS[name]), "--directory", str(d / name)]
-        pid = spawn(argv, log=d / f"{name}.log")
-        lab.state.add(Resource("process", f"edgedemo-{name}@{node.name}", pid, start_time(pid), str(d / f"{name}.log")))
-    crt, key = _self_signed(f"sni.{zone}", d)
-    argv = [*net, "/usr/bin/openssl", "s_server", "-accept", str(PORTS["sni"]), "-cert", str(crt), "-key", str(key),
-            "-www", "-quiet"]  # fmt: skip
-    pid = spawn(argv, log=d / "sni.log")
-    lab.state.add(Resource("process", f"edgedemo-sni@{node.name}", pid, start_time(pid), str(d / "sni.log")))
-    return crt
+def sni_service(image: str, address: str) -> dict[str, Any]:
+    """demo/sni behind an l4 route on listener 8443; its certificate and key land in /srv/sni (-> /tls)."""
+    return {
+        "name": "sni",
+        "description": DEMO_DESCRIPTION,
+        "stage": "services",
+        "files": [
+            {"path": "tls.pem", "source": SNI_CERT_SOURCE, "mode": "0644"},
+            {"path": "tls.key", "secret": SNI_SECRET, "mode": "0600"},
+        ],
+        "components": [
+            {
+                "name": "sni",
+                "image": image,
+                "volumes": ["/srv/sni:/tls:ro"],
+                "routes": [{"port": SNI_PORT, "mode": "l4", "listener": SNI_PORT, "bind": ["127.0.0.1", address]}],
+                "health": {"kind": "tcp", "port": SNI_PORT, "timeout_s": 5},
+            }
+        ],
+    }
 
 
-def _edit(path: Path, **changes: object) -> None:
-    data = json.loads(path.read_text())
-    data.update(changes)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+def _json(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def _operator_identity(d: Path) -> tuple[Path, str]:
+    """The lab operator's age identity (made once): its file and public key."""
+    import pyrage  # type: ignore[import-untyped]  # no type information shipped
+
+    path = d / "age.key"
+    if not path.exists():
+        atomic_write_text(path, f"{pyrage.x25519.Identity.generate()}\n", mode=0o600)
+    identity = pyrage.x25519.Identity.from_str(path.read_text().strip())
+    return path, str(identity.to_public())
+
+
+def _worker_services(root: Path, worker: LabNode, edge: LabNode, registry: str) -> None:
+    """Move the edge's services to the worker; hello public, api internal (kept or made), sni made."""
+    services = root / "hosts" / worker.name / "services"
+    for svc in sorted((root / "hosts" / edge.name / "services").glob("*.json")):
+        text = svc.read_text().replace(f'"{edge.address}"', f'"{worker.address}"')  # its publish address
+        atomic_write_text(services / svc.name, text)
+        svc.unlink()
+    for name, public in (("hello", True), ("api", False)):
+        path = services / f"{name}.json"
+        data = _json(path) if path.exists() else demo_service(name, "services", f"{registry}/demo/{name}:1",
+                                                              worker.address)  # fmt: skip
+        for comp in data["components"]:
+            for route in comp.get("routes", []):
+                route["public"] = public
+        _write(path, data)
+    _write(services / "sni.json", sni_service(f"{registry}/demo/sni:1", worker.address))
+
+
+async def edge_fleet(lab: Lab, root: Path, worker: LabNode, edge: LabNode) -> dict[str, str]:
+    """Make the fleet at `root` (whose hosts include `worker` and `edge`) the edge demo; return the values."""
+    from mcfleet.fleet.load import load_fleet
+    from mcfleet.fleet.secrets import encrypt_secret
+
+    registry = lab.peers.get("registry", {}).get("address")
+    if not registry:
+        raise LabError("the edge demo needs the lab registry (its demo images)", hint="mcfleet lab up (with peers)")
+    d = lab.run_dir / "edgedemo" / root.name
+    d.mkdir(parents=True, exist_ok=True)
+    zone = lab.zone
+    await asyncio.gather(*(start_node_proxies(lab.state, lab.run_dir, n) for n in (worker, edge)))
+    identity, public_key = _operator_identity(d)
+    fleet = _json(root / "fleet.json")
+    fleet["public_domains"] = sorted({*fleet.get("public_domains", []), zone})
+    fleet["secret_recipients"] = sorted({*fleet.get("secret_recipients", []), public_key})
+    fleet.setdefault("providers", {}).update(providers_json())
+    _write(root / "fleet.json", fleet)
+    edge_file = root / "hosts" / edge.name / "host.json"
+    _write(edge_file, {**_json(edge_file), "roles": ["edge"]})
+    _worker_services(root, worker, edge, registry)
+    cert, key = self_signed(f"sni.{zone}")
+    atomic_write_bytes(root / SNI_CERT_SOURCE, cert, mode=0o644)
+    encrypt_secret(load_fleet(root), SNI_SECRET, key)  # to the operator key and the worker's host key
+    root_pem = d / "pebble-root.pem"
+    if "pebble" in lab.peers:
+        atomic_write_text(root_pem, PebbleInfo(**lab.peers["pebble"]).root_pem())
+    return {
+        "EDGE": edge.address,
+        "WORKER": worker.address,
+        "PUB": f"hello.{zone}",
+        "INT": f"api.{zone}",
+        "SNI": f"sni.{zone}",
+        "PEBBLE_ROOT": str(root_pem),
+        "SNI_CA": str(root / SNI_CERT_SOURCE),
+        "MCFLEET_AGE_IDENTITY": str(identity),
+    }
 
 
 async def setup(directory: Path) -> dict[str, str]:
@@ -90,42 +176,7 @@ async def setup(directory: Path) -> dict[str, str]:
     full = sorted((n for n in lab.nodes.values() if n.kind == "full"), key=lambda n: n.index)
     if len(full) < 2:
         raise LabError("the edge demo needs two full nodes", hint="mcfleet lab up --full 2 --dir DIR")
-    worker, edge = full[0], full[-1]
-    d = lab.run_dir / "edgedemo"
-    d.mkdir(parents=True, exist_ok=True)
-    zone = lab.zone
-    sni_ca = _programs(lab, worker, d, zone)
-    proxies = await asyncio.gather(*(start_node_proxies(lab.state, lab.run_dir, n) for n in (worker, edge)))
-    fleet_file = lab.root / "fleet.json"
-    fleet = json.loads(fleet_file.read_text())
-    fleet["public_domains"] = sorted({*fleet.get("public_domains", []), zone})
-    fleet.setdefault("providers", {}).update(providers_json(proxies[0]))
-    fleet_file.write_text(json.dumps(fleet, indent=2) + "\n")
-    _edit(lab.root / "hosts" / edge.name / "host.json", roles=["edge"])
-    # An edge node runs no containers: its services (the lab's demo services) move to the worker.
-    for svc in sorted((lab.root / "hosts" / edge.name / "services").glob("*.json")):
-        target = lab.root / "hosts" / worker.name / "services" / svc.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(svc.read_text().replace(f'"{edge.address}"', f'"{worker.address}"'))  # its publish address
-        svc.unlink()
-    routes = [
-        {"hostname": f"pub.{zone}", "mode": "l7", "backend": f"{worker.address}:{PORTS['pub']}", "public": True},
-        {"hostname": f"int.{zone}", "mode": "l7", "backend": f"127.0.0.1:{PORTS['int']}"},
-        {"hostname": f"sni.{zone}", "mode": "l4", "listener": 8443, "backend": f"127.0.0.1:{PORTS['sni']}"},
-    ]
-    _edit(lab.root / "hosts" / worker.name / "host.json", routes=routes)
-    root_pem = d / "pebble-root.pem"
-    if "pebble" in lab.peers:
-        root_pem.write_text(PebbleInfo(**lab.peers["pebble"]).root_pem())
-    return {
-        "EDGE": edge.address,
-        "WORKER": worker.address,
-        "PUB": f"pub.{zone}",
-        "INT": f"int.{zone}",
-        "SNI": f"sni.{zone}",
-        "PEBBLE_ROOT": str(root_pem),
-        "SNI_CA": str(sni_ca),
-    }
+    return await edge_fleet(lab, lab.root, full[0], full[-1])
 
 
 def main() -> None:

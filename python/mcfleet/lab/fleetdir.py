@@ -16,6 +16,7 @@ from mcfleet.fleet.rules import check
 from mcfleet.fleet.sshfiles import write_ssh_files
 from mcfleet.lab.login import ssh_fields
 from mcfleet.lab.nodes import LabNode
+from mcfleet.lab.peers.nodeproxy import providers_json as node_providers
 from mcfleet.util.files import atomic_write_text
 
 FALLBACK_RESOLVERS = ["1.1.1.1", "9.9.9.9"]
@@ -46,12 +47,7 @@ def fleet_json(zone: str, peers: dict[str, dict[str, Any]], account_key: Path | 
         providers["route"] = {"kind": "caddy", "admin_url": peers["caddy"]["admin_url"], "server": "edge"}
     if "haproxy" in peers:
         h = peers["haproxy"]
-        providers["route_l4"] = {
-            "kind": "haproxy",
-            "admin_socket": h["admin_socket"],
-            "map_file": h["map_file"],
-            "backends": h["backends"],
-        }
+        providers["route_l4"] = {"kind": "haproxy", "admin_socket": h["admin_socket"], "map_file": h["map_file"]}
     return {
         "name": "lab",
         "zone": zone,
@@ -171,18 +167,22 @@ def write_fleet_dir(
     account_key: Path | None,
     nameserver: str,
     services: bool = False,
+    node_proxies: bool = False,
 ) -> Path:
     """Write (or rewrite) a complete fleet directory; raise if `validate` would not accept it.
 
-    With `services` and a lab registry, the full nodes get the demo services (demo_services)."""
+    With `services` and a lab registry, the full nodes get the demo services (demo_services).
+    With `node_proxies` (HAProxy + Caddy run inside every full node), they are the route providers."""
     dest.mkdir(parents=True, exist_ok=True)
     registry = peers.get("registry", {}).get("address")
     demo = demo_services([n for n in nodes if n.kind == "full"], registry) if services and registry else {}
     fleet = fleet_json(zone, peers, account_key)
-    if demo:
-        # The lab's Caddy and HAProxy run on this machine, not on a fleet host, so they cannot read
-        # the certificates the cert step installs on the nodes: with services, the route kind
-        # stays "blocked" (no route provider) until the lab has an edge node of its own.
+    if node_proxies:
+        fleet["providers"].update(node_providers())  # the proxies inside the nodes serve the routes
+    elif demo:
+        # The lab's own Caddy and HAProxy run on this machine, not on a fleet host, so they cannot
+        # read the certificates the cert step installs on the nodes: without proxies in the nodes,
+        # the route kind stays "blocked" (no route provider).
         for key in ("route", "route_l4"):
             fleet["providers"].pop(key, None)
     atomic_write_text(dest / "fleet.json", json.dumps(fleet, indent=2) + "\n")

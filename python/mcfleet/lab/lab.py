@@ -306,6 +306,7 @@ class Lab:
         net = self.net
         chosen = [n for name, n in sorted(self.nodes.items(), key=lambda kv: kv[1].index)
                   if nodes is None or name in nodes]  # fmt: skip
+        full = [n for n in chosen if n.kind == "full"]
         return write_fleet_dir(
             dest or self.root,
             zone=self.zone,
@@ -315,7 +316,14 @@ class Lab:
             account_key=self.account_key if self.account_key.exists() else None,
             nameserver=net.gateway if net else "127.0.0.1",
             services=services,
+            node_proxies=bool(full) and all(self._proxies_running(n.name) for n in full),
         )
+
+    def _proxies_running(self, node: str) -> bool:
+        """HAProxy and Caddy run inside that node (lab/peers/nodeproxy.py)."""
+        names = {f"caddy@{node}", f"haproxy@{node}"}
+        found = [r for r in self.state.resources if r.kind == "process" and r.name in names]
+        return len(found) == len(names) and all(r.pid and proc_alive(r.pid, r.started) for r in found)
 
     async def up(
         self,
@@ -346,6 +354,11 @@ class Lab:
             from mcfleet.lab import arm64 as arm
 
             await arm.add_arm64_node(self, self._node_name("arm64"))
+        if "registry" in self.peers:  # the demo services on the full nodes get their routes there
+            from mcfleet.lab.peers.nodeproxy import start_node_proxies
+
+            full_nodes = [n for n in self.nodes.values() if n.kind == "full"]
+            await asyncio.gather(*(start_node_proxies(self.state, self.run_dir, n) for n in full_nodes))
         self.write_fleet(services=True)  # with a registry and full nodes: the demo services on them
 
 

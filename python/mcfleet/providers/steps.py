@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mcfleet.apply.nodeio import put_file
+from mcfleet.errors import McfleetError
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import CaddyProvider, HaproxyProvider, McProxyProvider, RouteProvider
@@ -26,7 +28,7 @@ from mcfleet.providers.base import ProviderError
 from mcfleet.providers.cert.install import issue_and_install, key_path, remove_cert
 from mcfleet.providers.route.base import ProxyRoute, RouteBackend
 from mcfleet.providers.route.caddy import UNIX, CaddyRoutes
-from mcfleet.providers.route.haproxy import HaproxyRoutes
+from mcfleet.providers.route.haproxy import HaproxyRoutes, SaveMap
 from mcfleet.providers.route.mcproxy import McProxyRoutes
 from mcfleet.providers.select import cert_backend, dns_backend, route_provider
 from mcfleet.transport.base import Command, RunResult
@@ -75,6 +77,21 @@ async def local_socket(node: Node, remote: str) -> str:
     return remote if forward is None else str(await forward(remote))
 
 
+def map_saver(node: Node, path: str) -> SaveMap:
+    """Writes HAProxy's map file on the proxy's node, atomically, as root (HAProxy reads it at start)."""
+
+    async def save(text: str) -> None:
+        try:
+            await put_file(node, path, text=text, mode="0644")
+        except McfleetError as exc:
+            raise ProviderError(
+                f"the route is live in HAProxy but its map file {path} was not written: {exc.message}",
+                hint="fix the folder on the proxy node and re-run apply (a restarted HAProxy would lose the route)",
+            ) from None
+
+    return save
+
+
 async def open_route_backend(provider: RouteProvider, node: Node) -> RouteBackend:
     if isinstance(provider, CaddyProvider):
         if provider.admin_url.startswith(UNIX):
@@ -82,7 +99,7 @@ async def open_route_backend(provider: RouteProvider, node: Node) -> RouteBacken
         return CaddyRoutes(provider)
     if isinstance(provider, HaproxyProvider):
         local = await local_socket(node, provider.admin_socket)
-        return HaproxyRoutes(provider.model_copy(update={"admin_socket": local}), provider.listener)
+        return HaproxyRoutes(provider.model_copy(update={"admin_socket": local}), map_saver(node, provider.map_file))
     if isinstance(provider, McProxyProvider):
         return McProxyRoutes(await local_socket(node, provider.socket), provider.socket)
     raise AssertionError(provider)

@@ -1,7 +1,7 @@
-"""Caddy (l7, :443) and HAProxy (l4 SNI, :8443) running INSIDE a lab node, as mc-proxy runs on a
-real node: they listen on the node's address, read certificates from the node's own
-/srv/mc-proxy/certs, and their admin sockets live under /srv/mc-proxy on the node, so mcfleet
-reaches them through the node's SSH connection like any node-side proxy.
+"""HAProxy (every listener: l4 SNI passthrough, other names to Caddy) and Caddy (l7) running
+INSIDE a lab node, as mc-proxy runs on a real node: they listen on the node's address, read
+certificates from the node's own /srv/mc-proxy/certs, and their admin sockets live under
+/srv/mc-proxy on the node, so mcfleet reaches them through the node's SSH connection like any node-side proxy.
 
 They run in the node's network namespace with this machine's programs (a full node's rootfs has
 no caddy or haproxy) and a private mount namespace in which /srv/mc-proxy is a link to the
@@ -13,46 +13,34 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mcfleet.errors import LabError
 from mcfleet.lab.nodes import LabNode
-from mcfleet.lab.proc import alive, run_status, spawn, start_time, which
+from mcfleet.lab.peers.haproxy import sni_config
+from mcfleet.lab.proc import alive, run_status, spawn, start_time, stop, which
 from mcfleet.lab.state import LabState, Resource
 
 PROXY_DIR = "/srv/mc-proxy"
 CADDY_ADMIN = f"{PROXY_DIR}/caddy-admin.sock"
 HAPROXY_ADMIN = f"{PROXY_DIR}/haproxy.sock"
 SNI_MAP = f"{PROXY_DIR}/sni.map"
-L7_PORT = 443
-L4_PORT = 8443
-SLOTS = 8
+# The listener ports of the route model (web, API, gRPC), all served on the node's address.
+LISTENERS = (443, 8443, 9443)
+# Caddy ends TLS for l7 routes behind HAProxy, on this loopback address (the same port numbers;
+# containers publish on 127.0.0.1 and the node's address, so nothing else binds it).
+CADDY_ADDRESS = "127.0.0.2"
 SERVER = "edge"
-
-HAPROXY_CFG = """\
-global
-    stats socket {sock} mode 600 level admin
-    maxconn 256
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-frontend sni_in
-    bind {address}:{port}
-    tcp-request inspect-delay 5s
-    tcp-request content accept if {{ req_ssl_hello_type 1 }}
-    use_backend %[req.ssl_sni,lower,map({map},be_reject)]
-backend be_reject
-    tcp-request content reject
-{slots}
-"""
 
 
 @dataclass(frozen=True)
 class NodeProxies:
+    """HAProxy on <address>:443/8443/9443 takes every connection: a name in its map (an l4 route)
+    goes, TLS untouched, to its backend; any other name goes to Caddy's server for that
+    listener (`edge-<port>` on 127.0.0.2:<port>), which ends TLS for the l7 routes."""
+
     node: str
     address: str
     caddy_pid: int
@@ -60,33 +48,38 @@ class NodeProxies:
     caddy_admin: str = CADDY_ADMIN
     haproxy_admin: str = HAPROXY_ADMIN
     map_file: str = SNI_MAP
-    l7_port: int = L7_PORT
-    l4_port: int = L4_PORT
-    backends: list[str] = field(default_factory=lambda: [f"be_slot{i}" for i in range(1, SLOTS + 1)])
+    listeners: tuple[int, ...] = LISTENERS
 
 
-def caddy_config(address: str, storage: Path) -> dict[str, Any]:
+def caddy_config(storage: Path) -> dict[str, Any]:
+    servers = {
+        f"{SERVER}-{port}": {
+            "listen": [f"{CADDY_ADDRESS}:{port}"],
+            "automatic_https": {"disable": True},
+            "tls_connection_policies": [{}],
+            "protocols": ["h1", "h2"],
+            "routes": [],
+        }
+        for port in LISTENERS
+    }
     return {
         "admin": {"listen": f"unix/{CADDY_ADMIN}"},
         "storage": {"module": "file_system", "root": str(storage)},
         "apps": {
             "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
             "tls": {"certificates": {"load_files": []}},
-            "http": {
-                "http_port": 18080,
-                "https_port": L7_PORT,
-                "servers": {
-                    SERVER: {
-                        "listen": [f"{address}:{L7_PORT}"],
-                        "automatic_https": {"disable": True},
-                        "tls_connection_policies": [{}],
-                        "protocols": ["h1", "h2"],
-                        "routes": [],
-                    }
-                },
-            },
+            "http": {"http_port": 18080, "https_port": LISTENERS[0], "servers": servers},
         },
     }
+
+
+def haproxy_config(address: str) -> str:
+    return sni_config(
+        HAPROXY_ADMIN,
+        [f"{address}:{port}" for port in LISTENERS],
+        SNI_MAP,
+        {port: f"{CADDY_ADDRESS}:{port}" for port in LISTENERS},
+    )
 
 
 def _in_node_net(node: LabNode, argv: list[str]) -> list[str]:
@@ -126,36 +119,47 @@ async def start_node_proxies(state: LabState, base: Path, node: LabNode) -> Node
     which("haproxy")
     d = base / "nodeproxy" / node.name
     d.mkdir(parents=True, exist_ok=True)
-    await _in_node(node, ["sh", "-c", f"mkdir -p {PROXY_DIR}/certs && chmod 0750 {PROXY_DIR} && : > {SNI_MAP}"])
+    # The map file is HAProxy's route table across restarts: kept when the proxies start again.
+    await _in_node(node, ["sh", "-c", f"mkdir -p {PROXY_DIR}/certs && chmod 0750 {PROXY_DIR} && touch {SNI_MAP}"])
     conf = d / "caddy.json"
-    conf.write_text(json.dumps(caddy_config(node.address, d / "storage"), indent=2))
+    conf.write_text(json.dumps(caddy_config(d / "storage"), indent=2))
     env = {"XDG_DATA_HOME": str(d / "data"), "XDG_CONFIG_HOME": str(d / "config"), "HOME": str(d)}
     caddy_log = d / "caddy.log"
     caddy_pid = spawn(_in_node_net(node, [which("caddy"), "run", "--config", str(conf)]), log=caddy_log, env=env)
     state.add(Resource("process", f"caddy@{node.name}", caddy_pid, start_time(caddy_pid), str(caddy_log)))
-    slots = "".join(
-        f"\nbackend be_slot{i}\n    server-template s 1 127.0.0.1:1 disabled\n" for i in range(1, SLOTS + 1)
-    )
     cfg = d / "haproxy.cfg"
-    text = HAPROXY_CFG.format(sock=HAPROXY_ADMIN, address=node.address, port=L4_PORT, map=SNI_MAP, slots=slots)
-    cfg.write_text(text)
-    ha_log = d / "haproxy.log"
-    ha_pid = spawn(_in_node_net(node, [which("haproxy"), "-W", "-db", "-f", str(cfg)]), log=ha_log)
-    state.add(Resource("process", f"haproxy@{node.name}", ha_pid, start_time(ha_pid), str(ha_log)))
+    cfg.write_text(haproxy_config(node.address))
+    ha_pid = _spawn_haproxy(state, node, cfg, d / "haproxy.log")
     await _wait_socket(node, CADDY_ADMIN, "caddy", caddy_log)
-    await _wait_socket(node, HAPROXY_ADMIN, "haproxy", ha_log)
+    await _wait_socket(node, HAPROXY_ADMIN, "haproxy", d / "haproxy.log")
     return NodeProxies(node.name, node.address, caddy_pid, ha_pid)
 
 
-def providers_json(proxies: NodeProxies) -> dict[str, Any]:
-    """fleet.json `providers.route` / `route_l4` for proxies started by `start_node_proxies`."""
+def _spawn_haproxy(state: LabState, node: LabNode, cfg: Path, log: Path) -> int:
+    pid = spawn(_in_node_net(node, [which("haproxy"), "-W", "-db", "-f", str(cfg)]), log=log)
+    state.add(Resource("process", f"haproxy@{node.name}", pid, start_time(pid), str(log)))
+    return pid
+
+
+async def restart_haproxy(state: LabState, base: Path, node: LabNode) -> int:
+    """Stop the node's HAProxy and start it again from its config (it reads the map file anew)."""
+    name = f"haproxy@{node.name}"
+    found = next((r for r in state.resources if r.kind == "process" and r.name == name), None)
+    if found is None or not found.pid:
+        raise LabError(f"no HAProxy runs in {node.name}", hint="start the node proxies first")
+    await asyncio.to_thread(stop, found.pid, found.started)
+    state.drop(found)
+    await _in_node(node, ["rm", "-f", HAPROXY_ADMIN])
+    d = base / "nodeproxy" / node.name
+    pid = _spawn_haproxy(state, node, d / "haproxy.cfg", d / "haproxy.log")
+    await _wait_socket(node, HAPROXY_ADMIN, "haproxy", d / "haproxy.log")
+    return pid
+
+
+def providers_json(_proxies: NodeProxies | None = None) -> dict[str, Any]:
+    """fleet.json `providers.route` / `route_l4` for proxies started by `start_node_proxies` (the same
+    paths on every node; the argument is accepted for older callers)."""
     return {
         "route": {"kind": "caddy", "admin_url": f"unix:{CADDY_ADMIN}", "server": SERVER, "user": "root"},
-        "route_l4": {
-            "kind": "haproxy",
-            "admin_socket": HAPROXY_ADMIN,
-            "map_file": SNI_MAP,
-            "listener": L4_PORT,
-            "backends": proxies.backends,
-        },
+        "route_l4": {"kind": "haproxy", "admin_socket": HAPROXY_ADMIN, "map_file": SNI_MAP},
     }

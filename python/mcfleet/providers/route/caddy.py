@@ -3,10 +3,12 @@
 The admin API is an HTTP URL, or `unix:<path>` for a socket on the proxy node (reached
 through the node's SSH connection).
 
-Each route is one entry of the server's routes with `@id` `mcfleet-<listener>-<hostname>`
+Each listener port is one Caddy server: `<server>-<listener>` (e.g. `edge-8443`); a fleet
+whose Caddy has only `<server>` uses it for listener 443.  A route on another listener with
+no server for it is refused (naming the server to add), never put on the wrong port.
+Each route is one entry of its server's routes with `@id` `mcfleet-<listener>-<hostname>`
 (dots kept) matching the hostname, and one `tls.certificates.load_files` entry tagged with
-the same id.  Caddy's server carries every listener (one server in the lab), so the
-listener is recorded in the id.  Re-encrypt dials the backend over TLS.
+the same id.  Re-encrypt dials the backend over TLS.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def parse_id(value: str) -> tuple[int, str] | None:
 
 
 UNIX = "unix:"
+DEFAULT_LISTENER = 443
 
 
 class CaddyRoutes:
@@ -51,8 +54,30 @@ class CaddyRoutes:
             return unix_http_json(self.local_socket, method, path, what=WHAT, where=where, body=body)[1]
         return http_json(method, self.base + path, what=WHAT, body=body)[1]
 
-    def _routes_path(self) -> str:
-        return f"/config/apps/http/servers/{urllib.parse.quote(self.provider.server)}/routes"
+    def _servers(self) -> list[str]:
+        servers = self._call("GET", "/config/apps/http/servers") or {}
+        return sorted(servers) if isinstance(servers, dict) else []
+
+    def _server_for(self, listener: int, servers: list[str]) -> str:
+        own = f"{self.provider.server}-{listener}"
+        if own in servers:
+            return own
+        if listener == DEFAULT_LISTENER and self.provider.server in servers:
+            return self.provider.server
+        raise ProviderError(
+            f"Caddy has no server for listener {listener} (looked for {own!r}; it has {', '.join(servers) or 'none'})",
+            hint=f"add a server {own!r} listening on port {listener} to Caddy's config, or use another listener",
+        )
+
+    def _routes_path(self, server: str) -> str:
+        return f"/config/apps/http/servers/{urllib.parse.quote(server)}/routes"
+
+    def _all_routes(self) -> list[dict[str, Any]]:
+        """The route entries of every server."""
+        out: list[dict[str, Any]] = []
+        for server in self._servers():
+            out.extend(r for r in self._call("GET", self._routes_path(server)) or [] if isinstance(r, dict))
+        return out
 
     def _certs(self) -> list[dict[str, Any]]:
         try:
@@ -62,7 +87,7 @@ class CaddyRoutes:
         return [c for c in data or [] if isinstance(c, dict)]
 
     def _list(self) -> dict[str, ProxyRoute]:
-        routes = self._call("GET", self._routes_path()) or []
+        routes = self._all_routes()
         certs = {tag: c for c in self._certs() for tag in c.get("tags", []) if isinstance(tag, str)}
         out: dict[str, ProxyRoute] = {}
         for r in routes:
@@ -91,7 +116,7 @@ class CaddyRoutes:
         for index, cert in reversed(list(enumerate(self._certs()))):
             if ident in cert.get("tags", []):
                 self._call("DELETE", f"/config/apps/tls/certificates/load_files/{index}")
-        if ident in {str(r.get("@id")) for r in self._call("GET", self._routes_path()) or [] if isinstance(r, dict)}:
+        if ident in {str(r.get("@id")) for r in self._all_routes()}:
             self._call("DELETE", f"/id/{urllib.parse.quote(ident)}")
 
     def _add(self, route: ProxyRoute) -> None:
@@ -101,6 +126,7 @@ class CaddyRoutes:
                 hint="configure providers.route_l4 (haproxy or mc-proxy) for l4 routes",
             )
         ident = route_id(route.listener, route.hostname)
+        server = self._server_for(route.listener, self._servers())
         self._remove(route.listener, route.hostname)  # replace: a changed cert file is read again
         if route.cert:
             entry = {"certificate": route.cert, "key": route.key, "tags": [ident]}
@@ -109,7 +135,7 @@ class CaddyRoutes:
         if route.mode == "re-encrypt":
             handler["transport"] = {"protocol": "http", "tls": {}}
         body = {"@id": ident, "match": [{"host": [route.hostname]}], "handle": [handler], "terminal": True}
-        self._call("POST", self._routes_path(), body)
+        self._call("POST", self._routes_path(server), body)
 
     async def list_routes(self) -> dict[str, ProxyRoute]:
         return await asyncio.to_thread(self._list)

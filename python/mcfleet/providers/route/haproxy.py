@@ -1,17 +1,22 @@
-"""HAProxy's runtime API: l4 routes, TLS passed through by SNI.
+"""HAProxy's runtime API: l4 routes, TLS passed through by SNI, on every listener of the proxy.
 
-HAProxy 2.6 cannot add backends at runtime, so its config pre-declares backend slots
-(fleet.json `backends`), each with one server `s1`.  A route claims a free slot (`set
-server <slot>/s1 addr`, `state ready`) and maps its SNI name to it in the map file
-(`add map` / `set map`); removal deletes the map entry and puts the server in maint.
-The frontend carries one listener; the listener is kept in the route's key only.
-Runtime changes are not written back to the map file (a restart forgets them; re-running
-apply restores them).
+The routes are one map file, one line per route: `<listener>/<sni-name> <address>:<port>`.
+HAProxy's frontend binds every listener port; for a connection it looks up
+`<the port it arrived on>/<the SNI name>` in the map and sends the bytes, TLS untouched, to
+that address (`set-dst`/`set-dst-port` on a server `0.0.0.0:0`).  A name the map does not
+hold goes to the proxy's TLS-ending side for that listener (Caddy, l7 routes), so l4 and l7
+routes share a listener as they do on mc-proxy.  The config this expects is in
+`mcfleet.lab.peers.nodeproxy.haproxy_config`.
+
+A change is made in the running HAProxy (`add map` / `set map` / `del map`, at once, no
+reload) and then the whole map is written back to the map file on the proxy's node,
+atomically (`save`), so a restarted HAProxy serves the same routes.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from mcfleet.fleet.models import HaproxyProvider
 from mcfleet.providers.base import ProviderError
@@ -20,11 +25,24 @@ from mcfleet.providers.route.base import ProxyRoute
 WHAT = "HAProxy"
 TIMEOUT = 10.0
 
+SaveMap = Callable[[str], Awaitable[None]]
+
+
+def map_key(listener: int, hostname: str) -> str:
+    return f"{listener}/{hostname.lower()}"
+
+
+def map_text(entries: dict[str, str]) -> str:
+    """The map file's content: one `key value` line per route, sorted (the same routes, the same bytes)."""
+    return "".join(f"{key} {value}\n" for key, value in sorted(entries.items()))
+
 
 class HaproxyRoutes:
-    def __init__(self, provider: HaproxyProvider, listener: int = 443) -> None:
+    """`save`: writes the map file's new content on the proxy's node (None: the runtime API only)."""
+
+    def __init__(self, provider: HaproxyProvider, save: SaveMap | None = None) -> None:
         self.provider = provider
-        self.listener = listener
+        self.save = save
 
     async def _cmd(self, command: str) -> str:
         try:
@@ -42,11 +60,13 @@ class HaproxyRoutes:
         bad = [ln for ln in answer.splitlines() if ln.lower().startswith(("unknown", "no such", "can't", "invalid"))]
         if bad:
             raise ProviderError(
-                f"{WHAT} refused `{command.split(maxsplit=1)[0]} …`: {bad[0]}", hint="check the HAProxy config"
+                f"{WHAT} refused `{command.split(maxsplit=1)[0]} …`: {bad[0]}",
+                hint=f"check that HAProxy's config loads the map {self.provider.map_file}",
             )
         return answer
 
     async def _map(self) -> dict[str, str]:
+        """key -> backend, as the running HAProxy holds them (`show map` lines are `<id> <key> <value>`)."""
         answer = await self._cmd(f"show map {self.provider.map_file}")
         out = {}
         for line in answer.splitlines():
@@ -55,20 +75,16 @@ class HaproxyRoutes:
                 out[parts[1]] = parts[2]
         return out
 
-    async def _server_addr(self, slot: str) -> str:
-        answer = await self._cmd(f"show servers state {slot}")
-        for line in answer.splitlines():
-            parts = line.split()
-            # be_id be_name srv_id srv_name srv_addr srv_op_state ... srv_port at index 18
-            if len(parts) > 18 and parts[1] == slot and parts[3] == "s1":
-                return f"{parts[4]}:{parts[18]}"
-        return ""
+    async def _persist(self) -> None:
+        if self.save is not None:
+            await self.save(map_text(await self._map()))
 
     async def list_routes(self) -> dict[str, ProxyRoute]:
         out = {}
-        for hostname, slot in (await self._map()).items():
-            if slot in self.provider.backends:
-                route = ProxyRoute(self.listener, hostname, await self._server_addr(slot), "l4")
+        for key, backend in (await self._map()).items():
+            listener, _, hostname = key.partition("/")
+            if listener.isdigit() and hostname:
+                route = ProxyRoute(int(listener), hostname, backend, "l4")
                 out[route.key_id] = route
         return out
 
@@ -78,25 +94,23 @@ class HaproxyRoutes:
                 f"HAProxy carries only l4 routes, not {route.mode} {route.hostname}",
                 hint="set providers.route (caddy or mc-proxy) for routes that end TLS",
             )
-        mapping = await self._map()
-        slot = mapping.get(route.hostname)
-        if slot is None:
-            used = set(mapping.values())
-            slot = next((b for b in self.provider.backends if b not in used), None)
-            if slot is None:
-                raise ProviderError(
-                    f"{WHAT} has no free backend slot for {route.hostname} ({len(self.provider.backends)} declared)",
-                    hint="declare more `backend be_slotN` in haproxy.cfg and list them in providers.route_l4.backends",
-                )
         address, _, port = route.backend.rpartition(":")
-        await self._cmd(f"set server {slot}/s1 addr {address.strip('[]')} port {port}")
-        await self._cmd(f"set server {slot}/s1 state ready")
-        verb = "set" if route.hostname in mapping else "add"
-        await self._cmd(f"{verb} map {self.provider.map_file} {route.hostname} {slot}")
+        if not address or not port.isdigit() or ":" in address:
+            raise ProviderError(
+                f"{WHAT} route {route.key_id}: backend {route.backend!r} is not <IPv4 address>:<port>",
+                hint="publish the route's port on an IPv4 address",
+            )
+        key = map_key(route.listener, route.hostname)
+        mapping = await self._map()
+        if mapping.get(key) == route.backend:
+            return
+        verb = "set" if key in mapping else "add"
+        await self._cmd(f"{verb} map {self.provider.map_file} {key} {route.backend}")
+        await self._persist()
 
     async def remove_route(self, listener: int, hostname: str) -> None:
-        slot = (await self._map()).get(hostname)
-        if slot is None:
+        key = map_key(listener, hostname)
+        if key not in await self._map():
             return
-        await self._cmd(f"del map {self.provider.map_file} {hostname}")
-        await self._cmd(f"set server {slot}/s1 state maint")
+        await self._cmd(f"del map {self.provider.map_file} {key}")
+        await self._persist()

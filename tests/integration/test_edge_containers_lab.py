@@ -1,0 +1,223 @@
+"""Containers through the edge: from an empty lab, ONE `mcfleet apply` deploys three container
+services from the lab registry on a worker node and makes them reachable with verified TLS:
+
+- `hello` (public l7): Pebble certificate on the edge node, route in the edge's Caddy;
+- `api` (internal l7, on listener 9443): certificate and route on the worker's proxy;
+- `sni` (l4 on listener 8443): HAProxy passes TLS through to the container, which ends it with
+  its own certificate (the files kind puts it in /srv/sni; its key is an age secret).
+
+Real programs: systemd-nspawn nodes, sshd, rootless podman, the lab registry, Knot, Pebble,
+and HAProxy + Caddy running inside the nodes (HAProxy on <node>:443/8443/9443, names it does
+not pass through go to Caddy's server of that listener).  The setup is the demo's own
+(`mcfleet.lab.edgedemo.edge_fleet`).  Then: a second apply touches nothing (no certificate,
+DNS update nor route call), a restarted HAProxy keeps its routes (map file on the node), and
+removing a service file removes its DNS record, routes and container, in that order.
+
+Parametrised over how mcfleet logs in: both nodes as root, or the worker with sudo and the
+edge with doas (the real fleet's logins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcfleet.lab.edgedemo import edge_fleet
+from mcfleet.lab.lab import Lab
+from mcfleet.lab.login import Login
+from mcfleet.lab.nodes import LabNode
+from mcfleet.lab.peers.knot import KnotInfo
+from mcfleet.lab.peers.nodeproxy import restart_haproxy
+from mcfleet.lab.peers.pebble import PebbleInfo
+from mcfleet.lab.peers.registry import RegistryInfo
+from tests.integration.apply_lab import CliRun, Nodes, agent_bundle_fixture, cli, stop_nodes  # noqa: F401
+
+pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
+
+_SEQ = count(1)
+CERTS = "/srv/mc-proxy/certs"
+SNI_MAP = "/srv/mc-proxy/sni.map"
+CADDY_CONFIG = "curl -sS --unix-socket /srv/mc-proxy/caddy-admin.sock http://localhost/config/"
+# HAProxy's live map, read on the node over its runtime API (python3 is in every Debian node)
+SHOW_MAP = (
+    "python3 -c \"import socket; s = socket.socket(socket.AF_UNIX); s.connect('/srv/mc-proxy/haproxy.sock'); "
+    "s.sendall(b'show map /srv/mc-proxy/sni.map\\n'); print(s.makefile().read())\""
+)
+AS_MCP = ("cd / && runuser -u mcp -- env XDG_RUNTIME_DIR=/run/user/850 "
+          "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/850/bus podman")  # fmt: skip
+
+
+@pytest.fixture
+def edge_nodes(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """`boot(worker_login, edge_login)`: two fresh full nodes and a fleet folder naming only them."""
+    made: list[LabNode] = []
+
+    def boot(worker_login: Login, edge_login: Login) -> Nodes:
+        n = next(_SEQ)
+        tag = "r" if worker_login == "root" else "s"
+        names = [f"ec{tag}{n}w", f"ec{tag}{n}e"]
+
+        async def both() -> list[LabNode]:
+            return list(await asyncio.gather(lab.add_full_node(names[0], login=worker_login),
+                                             lab.add_full_node(names[1], login=edge_login)))  # fmt: skip
+
+        nodes = asyncio.run(both())
+        made.extend(nodes)
+        return Nodes(lab, lab.write_fleet(lab.run_dir / "fleets" / f"edgec-{names[0]}", nodes=names), nodes)
+
+    yield boot
+    stop_nodes(lab, made)
+
+
+def _curl(host: str, port: int, address: str, ca: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "--resolve", f"{host}:{port}:{address}", "--cacert", ca,
+         f"https://{host}:{port}/"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
+def _answer(host: str, port: int, address: str, ca: str, within_s: float = 60) -> str:
+    """The page once it answers (a container's port is published a moment after its start)."""
+    deadline = time.monotonic() + within_s
+    got = _curl(host, port, address, ca)
+    while got.returncode != 0 and time.monotonic() < deadline:
+        time.sleep(1)
+        got = _curl(host, port, address, ca)
+    assert got.returncode == 0, f"https://{host}:{port}/ via {address}: {got.stderr}"
+    return got.stdout
+
+
+def _knot(knot: KnotInfo, name: str, rtype: str = "A") -> list[str]:
+    from dnslib import DNSRecord
+
+    reply = DNSRecord.parse(DNSRecord.question(name, rtype).send(knot.server, knot.port, timeout=5))
+    return [str(rr.rdata) for rr in reply.rr]
+
+
+def _snapshot(nodes: Nodes, knot: KnotInfo) -> dict[str, Any]:
+    """Everything a no-op apply must leave alone: proxies' config, map files, SOA serial, cert files."""
+    out: dict[str, Any] = {"soa": _knot(knot, knot.zone, "SOA")}
+    for node in nodes.nodes:
+        caddy = nodes.sh(node.name, CADDY_CONFIG).stdout
+        out[f"{node.name} caddy"] = json.loads(caddy)
+        out[f"{node.name} map file"] = nodes.sh(node.name, f"cat {SNI_MAP}").stdout
+        out[f"{node.name} live map"] = sorted(nodes.sh(node.name, SHOW_MAP).stdout.split("\n"))
+        out[f"{node.name} certs"] = nodes.sh(node.name, f"stat -c '%n %Y %s' {CERTS}/* 2>/dev/null",
+                                             check=False).stdout  # fmt: skip
+    return out
+
+
+def _actions(run: CliRun) -> list[str]:
+    assert "Traceback" not in run.stdout + run.stderr and run.stdout.startswith("{"), run.stdout + run.stderr[-3000:]
+    return [f"{a['host']} {a['phase']} {a['kind']} {a['subject']}" for a in json.loads(run.stdout)["actions"]]
+
+
+def _containers(nodes: Nodes, host: str) -> list[str]:
+    out = nodes.sh(host, f"{AS_MCP} ps -a --format json").stdout
+    return sorted(c["Names"][0] for c in json.loads(out or "[]"))
+
+
+@pytest.mark.parametrize(
+    ("worker_login", "edge_login"), [("root", "root"), ("sudo", "doas")], ids=["root", "sudo-doas"]
+)
+def test_one_apply_serves_three_containers_through_the_edge(  # noqa: PLR0917 (pytest fixtures)
+    lab: Lab, knot: KnotInfo, pebble: PebbleInfo, registry: RegistryInfo, agent_bundle: Path,
+    edge_nodes: Any, tmp_path: Path, worker_login: Login, edge_login: Login,
+) -> None:  # fmt: skip
+    nodes: Nodes = edge_nodes(worker_login, edge_login)
+    worker, edge = nodes.nodes
+    root = nodes.fleet_dir
+    zone = lab.zone
+    values = asyncio.run(edge_fleet(lab, root, worker, edge))
+    fleet = json.loads((root / "fleet.json").read_text())
+    account = str(tmp_path / "acme-account.key")
+    fleet["providers"]["cert"] = {"kind": "acme", "directory": pebble.directory, "account_key_file": account,
+                                  "ca_file": pebble.ca_file}  # fmt: skip
+    (root / "fleet.json").write_text(json.dumps(fleet, indent=2))
+    _api_on_listener_9443(root, worker.name)
+    env = {"MCFLEET_AGE_IDENTITY": values["MCFLEET_AGE_IDENTITY"]}
+    pebble_root, sni_ca = values["PEBBLE_ROOT"], values["SNI_CA"]
+    hello, api, sni = f"hello.{zone}", f"api.{zone}", f"sni.{zone}"
+
+    plan = _actions(cli("plan", "-C", str(root), "--json", env=env))
+    for wanted in (f"{edge.name} cert create cert hello", f"{edge.name} route create route 443/{hello}",
+                   f"{worker.name} cert create cert api", f"{worker.name} route create route 9443/{api}",
+                   f"{worker.name} route create route 8443/{sni}", f"{worker.name} dns create dns {sni}"):  # fmt: skip
+        assert wanted in plan, plan
+
+    run = cli("-C", str(root), "apply", "--yes", "--bundle", str(agent_bundle), "--json", env=env)
+    assert run.code == 0, run.stdout[-4000:] + run.stderr[-3000:]
+    print(f"[{worker_login}/{edge_login}] one apply (agent, 3 containers, 2 certs, 3 routes, 3 records): "
+          f"{run.seconds:.1f} s")  # fmt: skip
+    assert _containers(nodes, worker.name) == ["api", "hello", "sni"]
+    assert _containers(nodes, edge.name) == []
+
+    # each page comes from its container (name + version), with a certificate that verifies
+    assert _answer(hello, 443, edge.address, pebble_root).startswith("hello 1 ")  # public, through the edge
+    assert _answer(api, 9443, worker.address, pebble_root).startswith("api 1 ")  # internal, the worker's proxy
+    assert _answer(sni, 8443, worker.address, sni_ca).startswith("sni 1 port=8443 tls")  # its own TLS, via HAProxy
+    # a listener carries only its own routes (Caddy may still end TLS there: the page is what counts)
+    assert "api 1" not in _curl(api, 443, worker.address, pebble_root).stdout
+    assert "sni 1" not in _curl(sni, 443, worker.address, sni_ca).stdout
+    assert "hello 1" not in _curl(hello, 8443, edge.address, pebble_root).stdout
+    assert {n: _knot(knot, n) for n in (hello, api, sni)} == {n: [worker.address] for n in (hello, api, sni)}
+    assert f"8443/{sni} 127.0.0.1:" in nodes.sh(worker.name, f"cat {SNI_MAP}").stdout  # persisted on the node
+
+    # second apply: converged, and nothing is touched
+    before = _snapshot(nodes, knot)
+    again = cli("plan", "-C", str(root), "--detailed-exitcode", "--json", env=env)
+    assert again.code == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    second = cli("-C", str(root), "apply", "--yes", "--bundle", str(agent_bundle), "--json", env=env)
+    assert second.code == 0, second.stdout[-3000:] + second.stderr[-2000:]
+    assert _snapshot(nodes, knot) == before
+    print(f"[{worker_login}/{edge_login}] no-op apply: {second.seconds:.1f} s")
+
+    # HAProxy restarted: the routes come back from the map file on the node
+    asyncio.run(restart_haproxy(lab.state, lab.run_dir, worker))
+    assert _answer(sni, 8443, worker.address, sni_ca).startswith("sni 1 ")
+    assert _answer(api, 9443, worker.address, pebble_root).startswith("api 1 ")
+    assert cli("plan", "-C", str(root), "--detailed-exitcode", "--json", env=env).code == 0
+
+    _removing_a_service_file_removes_dns_routes_container(nodes, knot, root, agent_bundle, env=env, values=values)
+
+
+def _api_on_listener_9443(root: Path, worker: str) -> None:
+    """api's route moves to listener 9443 (the model's gRPC port): Caddy's server edge-9443 serves it."""
+    path = root / "hosts" / worker / "services" / "api.json"
+    svc = json.loads(path.read_text())
+    svc["components"][0]["routes"][0]["listener"] = 9443
+    path.write_text(json.dumps(svc, indent=2))
+
+
+def _removing_a_service_file_removes_dns_routes_container(
+    nodes: Nodes, knot: KnotInfo, root: Path, agent_bundle: Path, *, env: dict[str, str], values: dict[str, str]
+) -> None:
+    worker, edge = nodes.nodes
+    hello, api, sni = values["PUB"], values["INT"], values["SNI"]
+    pebble_root, sni_ca = values["PEBBLE_ROOT"], values["SNI_CA"]
+    # removing api's service file: - dns, - routes, - container (in that order), then gone everywhere
+    (root / "hosts" / worker.name / "services" / "api.json").unlink()
+    removal = [a for a in _actions(cli("plan", "-C", str(root), "--json", env=env)) if a.startswith(worker.name)]
+    order = [
+        removal.index(f"{worker.name} dns delete dns {api}"),
+        removal.index(f"{worker.name} route delete route 9443/{api}"),
+        next(i for i, a in enumerate(removal) if a.startswith(f"{worker.name} deploy delete") and "api" in a),
+    ]
+    assert order == sorted(order), removal
+    gone = cli("-C", str(root), "apply", "--yes", "--bundle", str(agent_bundle), "--json", env=env)
+    assert gone.code == 0, gone.stdout[-3000:] + gone.stderr[-3000:]
+    assert _knot(knot, api) == []
+    assert "api 1" not in _curl(api, 9443, worker.address, pebble_root).stdout
+    assert "mcfleet-9443-" + api not in nodes.sh(worker.name, CADDY_CONFIG).stdout
+    assert _containers(nodes, worker.name) == ["hello", "sni"]
+    assert _answer(hello, 443, edge.address, pebble_root).startswith("hello 1 ")
+    assert _answer(sni, 8443, worker.address, sni_ca).startswith("sni 1 ")
