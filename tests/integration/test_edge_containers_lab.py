@@ -14,7 +14,8 @@ DNS update nor route call), a restarted HAProxy keeps its routes (map file on th
 removing a service file removes its DNS record, routes and container, in that order.
 
 Parametrised over how mcfleet logs in: both nodes as root, or the worker with sudo and the
-edge with doas (the real fleet's logins).
+edge with doas (the real fleet's logins).  The second test runs the same services with the
+seed-native backends (MCNS, Metacrypt, mc-proxy) against their contract fakes.
 """
 
 from __future__ import annotations
@@ -221,3 +222,89 @@ def _removing_a_service_file_removes_dns_routes_container(
     assert _containers(nodes, worker.name) == ["hello", "sni"]
     assert _answer(hello, 443, edge.address, pebble_root).startswith("hello 1 ")
     assert _answer(sni, 8443, worker.address, sni_ca).startswith("sni 1 ")
+
+
+def test_the_same_containers_with_the_seed_native_backends_against_their_contract_fakes(
+    lab: Lab, registry: RegistryInfo, agent_bundle: Path, edge_nodes: Any, tmp_path: Path
+) -> None:
+    """MCNS, Metacrypt and mc-proxy (contract fakes; the mc-proxy fake listens on each node's
+    /srv/mc-proxy/mc-proxy.sock, reached through the node's SSH connection): one apply issues
+    hello's and api's certificates from Metacrypt, writes the records into MCNS and the routes into
+    the edge's and the worker's mc-proxy, each route's backend being the container's published
+    port (it answers); a second plan reads only; removing api removes its record, route, container."""
+    import threading
+
+    from tests.contract_fakes.mcns import run_mcns
+    from tests.contract_fakes.mcproxy import start_mcproxy
+    from tests.contract_fakes.metacrypt import run_metacrypt
+
+    nodes: Nodes = edge_nodes("root", "root")
+    worker, edge = nodes.nodes
+    root, zone = nodes.fleet_dir, lab.zone
+    values = asyncio.run(edge_fleet(lab, root, worker, edge))
+    env = {"MCFLEET_AGE_IDENTITY": values["MCFLEET_AGE_IDENTITY"]}
+    hello, api, sni = values["PUB"], values["INT"], values["SNI"]
+    token = tmp_path / "mcias-token"
+    token.write_text("POISON-mcias-token-never-printed\n")
+    token.chmod(0o600)
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    sockets = [f"/proc/{n.ns_pid}/root/srv/mc-proxy/mc-proxy.sock" for n in (worker, edge)]
+    fakes = [asyncio.run_coroutine_threadsafe(start_mcproxy(s), loop).result(30) for s in sockets]
+    try:
+        with run_mcns(zone, token.read_text().strip()) as (mcns_url, mcns), \
+                run_metacrypt(token.read_text().strip(), (f".{zone}",)) as (mc_url, ca):  # fmt: skip
+            fleet = json.loads((root / "fleet.json").read_text())
+            fleet["providers"] = {
+                "dns": {"kind": "mcns", "url": mcns_url, "token_file": str(token)},
+                "cert": {"kind": "metacrypt", "url": mc_url, "token_file": str(token)},
+                "route": {"kind": "mc-proxy", "socket": "/srv/mc-proxy/mc-proxy.sock", "user": "root"},
+            }
+            (root / "fleet.json").write_text(json.dumps(fleet, indent=2))
+
+            run = cli("-C", str(root), "apply", "--yes", "--bundle", str(agent_bundle), "--json", env=env)
+            assert run.code == 0, run.stdout[-4000:] + run.stderr[-3000:]
+            assert "POISON" not in run.stdout + run.stderr
+            assert sorted(ca.issued) == [api, hello]
+            worker_routes = {f"{k[0]}/{k[1]}": (r.mode, r.backend) for k, r in fakes[0][1].routes.items()}
+            edge_routes = {f"{k[0]}/{k[1]}": (r.mode, r.backend) for k, r in fakes[1][1].routes.items()}
+            assert sorted(worker_routes) == [f"443/{api}", f"8443/{sni}"] and sorted(edge_routes) == [f"443/{hello}"]
+            assert sorted(r["name"] for r in mcns.records.values()) == sorted([api, hello, sni])
+            _backends_answer(nodes, worker_routes, edge_routes, values)
+
+            writes, calls = (len(ca.issued), mcns.serial), [len(f[1].calls) for f in fakes]
+            again = cli("plan", "-C", str(root), "--detailed-exitcode", "--json", env=env)
+            assert again.code == 0, again.stdout[-3000:] + again.stderr[-2000:]
+            assert (len(ca.issued), mcns.serial) == writes  # the plan only read
+            assert all(c.startswith("ListRoutes") for f, n in zip(fakes, calls, strict=True) for c in f[1].calls[n:])
+
+            (root / "hosts" / worker.name / "services" / "api.json").unlink()
+            gone = cli("-C", str(root), "apply", "--yes", "--bundle", str(agent_bundle), "--json", env=env)
+            assert gone.code == 0, gone.stdout[-3000:] + gone.stderr[-3000:]
+            assert api not in {r["name"] for r in mcns.records.values()}
+            assert sorted(f"{k[0]}/{k[1]}" for k in fakes[0][1].routes) == [f"8443/{sni}"]
+            assert _containers(nodes, worker.name) == ["hello", "sni"]
+            assert cli("plan", "-C", str(root), "--detailed-exitcode", env=env).code == 0
+    finally:
+        for server, _state in fakes:
+            asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+
+
+def _backends_answer(
+    nodes: Nodes, worker_routes: dict[str, tuple[str, str]], edge_routes: dict[str, tuple[str, str]],
+    values: dict[str, str],
+) -> None:  # fmt: skip
+    """Each backend the proxies were given is the container answering."""
+    worker, edge = nodes.nodes
+    hello, api, sni = values["PUB"], values["INT"], values["SNI"]
+    mode, backend = edge_routes[f"443/{hello}"]
+    assert mode == "l7" and backend.startswith(f"{worker.address}:")
+    assert nodes.sh(edge.name, f"curl -sS --max-time 10 http://{backend}/").stdout.startswith("hello 1 ")
+    assert nodes.sh(worker.name, f"curl -sS http://{worker_routes[f'443/{api}'][1]}/").stdout.startswith("api 1")
+    port = worker_routes[f"8443/{sni}"][1].rpartition(":")[2]
+    ca_file = "/srv/sni/tls.pem"  # the service's own certificate: what a client trusts for it
+    got = nodes.sh(worker.name, f"curl -sS --resolve {sni}:{port}:127.0.0.1 --cacert {ca_file} "
+                                f"https://{sni}:{port}/").stdout  # fmt: skip
+    assert got.startswith("sni 1 ")
