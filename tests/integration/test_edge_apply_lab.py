@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mcfleet.lab.lab import Lab
+from mcfleet.lab.login import Login
 from mcfleet.lab.nodes import LabNode
 from mcfleet.lab.peers.knot import KnotInfo
 from mcfleet.lab.peers.nodeproxy import providers_json, start_node_proxies
@@ -112,13 +113,16 @@ def _knot(knot: KnotInfo, name: str) -> list[str]:
     return [str(rr.rdata) for rr in reply.rr]
 
 
+@pytest.mark.parametrize("logins", [["root"], ["sudo", "doas"]], ids=["root", "sudo+doas"])
 def test_apply_through_the_edge_converges_and_removes(  # noqa: PLR0917 (pytest fixtures)
     lab: Lab, knot: KnotInfo, pebble: PebbleInfo, make_nodes: MakeNodes, agent_bundle: Path,
-    backends: tuple[Path, list[int]], tmp_path: Path,
+    backends: tuple[Path, list[int]], tmp_path: Path, logins: list[Login],
 ) -> None:  # fmt: skip
+    """Both nodes as root; or the worker as kyle with sudo and the edge as kyle with doas (cert keys,
+    Caddy/HAProxy admin sockets and their files on the nodes then all go through the escalation)."""
     import asyncio
 
-    nodes = make_nodes(2, "edge")
+    nodes = make_nodes(2, f"edge{logins[0][0]}", login=logins)
     worker, edge = nodes.nodes
     zone = knot.zone
     d, pids = backends

@@ -1,5 +1,10 @@
 """A service's declared files on a systemd node with rootless podman: written before its containers
-start, a template change rewrites the file and restarts that service's containers only."""
+start, a template change rewrites the file and restarts that service's containers only.
+
+Logins (the real fleet is reached as kyle with sudo or doas): the template test runs as root and as
+kyle with sudo, the secret test on one node reached as kyle with doas (it gets the secret) and one
+as root, the snapshot test as root and as kyle with doas.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mcfleet.lab.login import Login
 from mcfleet.lab.peers.registry import RegistryInfo
 from tests.integration.apply_lab import (  # noqa: F401
     MakeNodes,
@@ -34,10 +40,11 @@ def _apply(root: str, bundle: Path) -> None:
     assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
 
+@pytest.mark.parametrize("login", ["root", "sudo"])
 def test_template_file_is_deployed_and_a_change_restarts_only_its_service(
-    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo
+    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo, login: Login
 ) -> None:
-    fleet = make_nodes(1, "files")
+    fleet = make_nodes(1, f"files{login[0]}", login=login)
     name = fleet.names[0]
     root = fleet.lab.write_fleet(fleet.fleet_dir, nodes=[name], services=True)
     template = root / "files" / "hello.conf"
@@ -101,7 +108,7 @@ def test_a_secret_reaches_only_its_node_as_0600_mcp_and_never_any_output(
     from tests.integration.test_secret_poison_lab import run_sampling_ps
     from tests.secret_poison import find_leaks, secret_needles, tree_texts
 
-    fleet = make_nodes(2, "secret")
+    fleet = make_nodes(2, "secret", login=["doas", "root"])  # the secret's node is reached as kyle with doas
     first, second = fleet.names
     root, ident = _secret_fleet(fleet, tmp_path)
     env = {"MCFLEET_AGE_IDENTITY": str(ident)}
@@ -153,10 +160,11 @@ def test_a_secret_reaches_only_its_node_as_0600_mcp_and_never_any_output(
     assert find_leaks(needles, sources) == []
 
 
+@pytest.mark.parametrize("login", ["root", "doas"])
 def test_snapshot_and_restore_a_services_folder_with_numeric_owners(
-    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo
+    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo, login: Login
 ) -> None:
-    fleet = make_nodes(1, "snap")
+    fleet = make_nodes(1, f"snap{login[0]}", login=login)
     name = fleet.names[0]
     root = str(fleet.lab.write_fleet(fleet.fleet_dir, nodes=[name], services=True))
     _apply(root, agent_bundle)
