@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mcfleet.cli.registry import COMMANDS
 from mcfleet.errors import DETAILED_EXIT_TABLE, EXIT_TABLE
 from tests.conftest import REPO, run_cli
 from tests.pty_run import run_in_pty
@@ -184,12 +185,29 @@ def test_no_tracebacks_and_documented_codes_for_each_command(fleet: Path) -> Non
         (["agent", "upgrade"], 1),
         (["nix", "host", "nosuch"], 2),
         (["schema", "dump", "--check", "--out", str(fleet)], 1),
+        (["init", str(fleet)], 2),  # never overwrites
+        (["show", str(fleet / "nosuch.json")], 2),
+        (["status", "--on", "nosuch"], 2),
+        (["ssh", "nosuch"], 2),
+        (["exec", "--on", "nosuch", "--", "true"], 2),
+        (["logs", "nosuch"], 2),
+        (["logs", "alpha", "nosuch"], 2),
+        (["journal", "--json"], 0),  # no applies yet: an empty list
+        (["agent", "recover", "nosuch"], 2),
+        (["agent", "restart", "nosuch", "web"], 2),
+        (["snapshot", "nosuch", "web"], 2),
+        (["restore", "nosuch", "web", "/var/lib/mcfleet/snapshots/x.tar.zst"], 2),
+        (["secret", "show", "nosuch"], 2),
+        (["lab", "status", "--dir", str(fleet / "nolab")], 1),  # no lab up there
+        (["completion", "nosh"], 2),
     ]
     for argv, expected in cases:
         code, _out, err = run_cli("-C", str(fleet), *argv)
         assert code == expected, (argv, err)
         assert "Traceback" not in err and not re.search(r"internal error", err), (argv, err)
     assert os.path.isdir(fleet)
+    missing = set(COMMANDS) - {argv[0] for argv, _code in cases}
+    assert not missing, f"add a bad call with its documented exit code for: {sorted(missing)}"
 
 
 def test_validate_reports_a_misspelt_key_once_with_did_you_mean(fleet: Path) -> None:

@@ -78,3 +78,14 @@ def test_missing_known_hosts_or_identity_file_is_named_not_blamed_on_the_address
     assert f"beta: unreachable: cannot read the identity file {tmp_path / 'no-key'}" in out
     assert "pin ssh.host_key in host.json" in out
     assert "Traceback" not in out + err
+
+
+def test_the_nix_eval_before_observing_a_nixos_host_is_shown() -> None:
+    """plan evaluates each NixOS host's system (seconds) before connecting: the progress says so first."""
+    from tests.conftest import REPO
+
+    code, _out, err = run_cli("-C", str(REPO), "plan", "--on", "rift", "--connect-timeout", "1")
+    assert code == 1  # rift is not reachable from here
+    lines = err.splitlines()
+    assert lines[0] == "[rift] nix eval: its system's store path, offline (for `~ system old → new`)", err
+    assert lines.index("[rift] connecting") > 0

@@ -101,8 +101,11 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
     hosts = select(loaded, on)
     options = SshOptions(connect_timeout=connect_timeout)
     agent_hashes, note = bundle_hashes(loaded, hosts)
-    systems, system_note = asyncio.run(evaluated_toplevels(loaded, hosts))  # NixOS: `~ system old → new`
     with make_progress(title="gathering facts", quiet=json_out) as progress:
+        if (loaded.root / "flake.nix").is_file():  # `nix eval` of each NixOS system first: say so, it takes seconds
+            for name in (h for h in hosts if str(loaded.hosts[h].host.os) == "nixos"):
+                progress.update(name, "nix eval", "its system's store path, offline (for `~ system old → new`)")
+        systems, system_note = asyncio.run(evaluated_toplevels(loaded, hosts))  # NixOS: `~ system old → new`
         result, _facts = asyncio.run(
             plan_fleet(loaded, hosts, options=options, progress=progress, agent_hashes={**agent_hashes, **systems})
         )

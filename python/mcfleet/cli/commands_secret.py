@@ -65,7 +65,8 @@ def secret_show(name: str = typer.Argument(..., help="The secret's name.")) -> N
     """
     from mcfleet.fleet.secrets import decrypt_secret
 
-    sys.stdout.buffer.write(decrypt_secret(_loaded().root, name))
+    value = decrypt_secret(_loaded().root, name)  # errors first: nothing is written before it decrypts
+    sys.stdout.buffer.write(value)
     sys.stdout.flush()
 
 
