@@ -65,3 +65,23 @@ def test_help_examples_are_printed_line_for_line_not_rewrapped() -> None:
             for line in doc.split("Examples:", 1)[1].splitlines():
                 if line.strip():
                     assert "  " + line.strip() in out, (argv, line.strip())
+
+
+# Imported where a command connects or applies, never for its --help.  `lab` is left out: its
+# commands need root and the lab machinery (they are not an operator's everyday commands).
+HEAVY = {"asyncssh", "grpc", "jsonschema", "acme", "dns", "mcfleet.apply.session", "mcfleet.plan.planner"}
+
+
+def test_no_command_help_imports_ssh_grpc_or_the_apply_machinery() -> None:
+    heavy: dict[str, set[str]] = {}
+    for name, (module, _summary) in COMMANDS.items():
+        if name == "lab":
+            continue
+        command = commands_of(module)[name]
+        subs = getattr(command, "commands", None) or {name: command}
+        for sub_name, sub in subs.items():
+            argv = [name] if sub is command else [name, sub_name]
+            found = _imported_after([*argv, "--help"]) & HEAVY
+            if found:
+                heavy[" ".join(argv)] = found
+    assert not heavy, heavy

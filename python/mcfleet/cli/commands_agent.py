@@ -10,13 +10,11 @@ refusal gate as apply.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from mcfleet.apply.planwork import Override
-from mcfleet.apply.status import AgentStatus, agent_status, status_row
 from mcfleet.cli.commands_apply import (
     BUNDLE,
     CONNECT,
@@ -33,8 +31,12 @@ from mcfleet.cli.fleetdir import deprecated_folder
 from mcfleet.cli.output import emit_json, table
 from mcfleet.cli.targets import ON_OPT, YES_OPT, confirm_hosts, selected
 from mcfleet.errors import InputError
-from mcfleet.fleet.load import LoadedFleet
-from mcfleet.transport.ssh import SshOptions, SshPool
+
+if TYPE_CHECKING:
+    from mcfleet.apply.status import AgentStatus
+    from mcfleet.fleet.load import LoadedFleet
+
+# SSH, gRPC and the apply machinery are imported where a command runs (`agent … --help` stays light).
 
 ROOT = typer.Option(None, "--root", hidden=True)  # deprecated: the global -C DIR
 # Deprecated: hosts as arguments (use --on); hidden from --help.
@@ -90,6 +92,8 @@ def upgrade(  # noqa: PLR0917 (typer maps parameters to options)
     opts = session_options(command="agent upgrade", json_out=json_out, fail_fast=fail_fast, bundle=bundle,
                            health=health_timeout, deadman=confirm_timeout, parallel=parallel,
                            connect=connect_timeout)  # fmt: skip
+    from mcfleet.apply.planwork import Override
+
     overrides = [Override.parse(o) for o in override]
     names = [e.host.name for e in entries]
     run_session(loaded, opts, lambda s: s.upgrade(names, overrides))
@@ -115,6 +119,11 @@ def status(
     loaded = load_fleet_for_hosts(path, hosts)
     entries = selected(loaded, [*(hosts or []), *(on or [])])
 
+    import asyncio
+
+    from mcfleet.apply.status import agent_status, status_row
+    from mcfleet.transport.ssh import SshOptions, SshPool
+
     async def go() -> list[AgentStatus]:
         async with SshPool(SshOptions(connect_timeout=connect_timeout), hosts=loaded.hosts) as pool:
             return await agent_status(pool, entries)
@@ -136,15 +145,18 @@ JSON_REPORT = typer.Option(False, "--json", help="Print the report as JSON.")
 
 def _agent_op(host: str, operation: str, service: str | None, *, override: list[str], json_out: bool,
               connect_timeout: float) -> None:  # fmt: skip
+    import asyncio
     import sys
 
     from mcfleet.apply import journal
     from mcfleet.apply.agentops import AgentOpReport, agent_op
     from mcfleet.apply.lock import fleet_lock
+    from mcfleet.apply.planwork import Override
     from mcfleet.apply.session import ApplySession, SessionOptions
     from mcfleet.cli.targets import one_host
     from mcfleet.errors import McfleetError
     from mcfleet.report.progress import make_progress
+    from mcfleet.transport.ssh import SshOptions
 
     loaded = load_valid(deprecated_folder(None, "--root DIR"))
     entry = one_host(loaded, host, f"agent {operation}")

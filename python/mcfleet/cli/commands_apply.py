@@ -8,31 +8,25 @@ line per event as it happens, then one `{"type": "summary"}` line.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from mcfleet.apply.activate import ActivateOptions
-from mcfleet.apply.events import ndjson_writer
-from mcfleet.apply.lock import fleet_lock
-from mcfleet.apply.pipeline import ApplyOptions, Limits
-from mcfleet.apply.planwork import Override
-from mcfleet.apply.session import ApplySession, SessionOptions
-from mcfleet.apply.summary import Summary
 from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
 from mcfleet.cli.state import STATE
 from mcfleet.cli.targets import ON_OPT, YES_OPT, confirm_hosts, one_host, selected
 from mcfleet.errors import FleetInvalid, InputError, McfleetError, Refused
-from mcfleet.fleet.load import LoadedFleet, load_fleet
-from mcfleet.fleet.models import OS
-from mcfleet.fleet.rules import check
-from mcfleet.plan.saved import load_plan, read_plan
-from mcfleet.report.progress import make_progress
-from mcfleet.transport.ssh import SshOptions
+
+if TYPE_CHECKING:
+    from mcfleet.apply.session import ApplySession, SessionOptions
+    from mcfleet.apply.summary import Summary
+    from mcfleet.fleet.load import LoadedFleet
+
+# The apply machinery (asyncssh, grpc, the planner, the providers) is imported where a command
+# runs, so that `apply --help` and the commands that only reuse the options below stay light.
 
 TARGET_ARG = typer.Argument(None, help="A plan file saved by `mcfleet plan -o` (a folder here: deprecated, use -C).")
 ON = ON_OPT
@@ -68,6 +62,13 @@ def session_options(
             location="--confirm-timeout",
             hint="else a node would roll back while its health check is still running",
         )
+    from mcfleet.apply.activate import ActivateOptions
+    from mcfleet.apply.events import ndjson_writer
+    from mcfleet.apply.pipeline import ApplyOptions, Limits
+    from mcfleet.apply.session import SessionOptions
+    from mcfleet.report.progress import make_progress
+    from mcfleet.transport.ssh import SshOptions
+
     listeners = [ndjson_writer(sys.stdout)] if json_out else []
     return SessionOptions(
         apply=ApplyOptions(
@@ -86,6 +87,9 @@ def session_options(
 
 def load_valid(given: Path | None) -> LoadedFleet:
     """The fleet (`given` is a deprecated folder alias, else -C or the upward search), validated."""
+    from mcfleet.fleet.load import load_fleet
+    from mcfleet.fleet.rules import check
+
     loaded = load_fleet(fleet_root(given))
     findings = check(loaded)
     if findings:
@@ -109,6 +113,11 @@ def run_session(
     loaded: LoadedFleet, options: SessionOptions, body: Callable[[ApplySession], Coroutine[Any, Any, Summary]]
 ) -> None:
     """Lock, run, journal, print the summary, exit with its code."""
+    import asyncio
+
+    from mcfleet.apply.lock import fleet_lock
+    from mcfleet.apply.session import ApplySession
+
     with fleet_lock(loaded.root, " ".join(["mcfleet", *sys.argv[1:]])):
 
         async def go() -> Summary:
@@ -173,6 +182,9 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
 
       mcfleet apply --on rift --goal test        # NixOS: activate, but keep the boot default
     """
+    from mcfleet.apply.planwork import Override
+    from mcfleet.plan.saved import load_plan, read_plan
+
     overrides = [Override.parse(o) for o in override]
     opts = dict(json_out=json_out, fail_fast=fail_fast, bundle=bundle, health=health_timeout, deadman=confirm_timeout,
                 parallel=parallel, connect=connect_timeout, goal=goal)  # fmt: skip
@@ -213,6 +225,8 @@ def deploy(  # noqa: PLR0917
 
       mcfleet -C ./fleet deploy svc --json
     """
+    from mcfleet.apply.planwork import Override
+
     loaded = load_valid(deprecated_folder(path, "--root DIR"))
     names = [one_host(loaded, host, "deploy").host.name]
     overrides = [Override.parse(o) for o in override]
@@ -247,6 +261,9 @@ def provision(  # noqa: PLR0917
 
       mcfleet -C ./fleet provision svc --bundle dist/mcp-agent.pex
     """
+    from mcfleet.apply.planwork import Override
+    from mcfleet.fleet.models import OS
+
     loaded = load_valid(deprecated_folder(path, "--root DIR"))
     entry = one_host(loaded, host, "provision")
     if entry.host.os != OS.debian:

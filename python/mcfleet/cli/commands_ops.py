@@ -7,14 +7,13 @@ over mcfleet's own connections (asyncssh, same checks), all hosts at once.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shlex
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -23,16 +22,21 @@ from mcfleet.cli.fleetdir import fleet_root
 from mcfleet.cli.output import emit_json, use_color
 from mcfleet.cli.targets import HOST_ARG, ON_OPT, YES_OPT, confirm_hosts, one_host, selected
 from mcfleet.errors import EXIT_FAILURE, InputError, McfleetError, ToolMissing
-from mcfleet.fleet.load import HostEntry, LoadedFleet, load_fleet
-from mcfleet.fleet.sshfiles import write_ssh_files
-from mcfleet.transport.base import BecomeRefused, become_refused
-from mcfleet.transport.ssh import SshConnection, SshOptions, SshPool
+
+if TYPE_CHECKING:
+    from mcfleet.fleet.load import HostEntry, LoadedFleet
+    from mcfleet.transport.base import BecomeRefused
+    from mcfleet.transport.ssh import SshConnection, SshPool
+
+# asyncssh is imported where a command connects (`exec --help`, `logs --help` stay light).
 
 SERVICE_USER = "mcp"  # services run as rootless podman containers of the mcp account
 PASS_THROUGH = {"allow_interspersed_args": False, "ignore_unknown_options": True}
 
 
 def _loaded() -> LoadedFleet:
+    from mcfleet.fleet.load import load_fleet
+
     loaded = load_fleet(fleet_root())
     if loaded.fleet is None:
         first = loaded.findings[0]
@@ -42,6 +46,8 @@ def _loaded() -> LoadedFleet:
 
 def ssh_argv(loaded: LoadedFleet, entry: HostEntry, command: list[str], *, batch: bool) -> list[str]:
     """The OpenSSH command line for `mcfleet ssh` (after writing the fleet's ssh files)."""
+    from mcfleet.fleet.sshfiles import write_ssh_files
+
     _known_hosts, config = write_ssh_files(loaded)
     argv = ["ssh", "-F", str(config)]
     if batch:
@@ -144,12 +150,16 @@ def escalated(node: SshConnection, line: str) -> str:
 
 def refused_rule(node: SshConnection, stderr: list[str]) -> BecomeRefused | None:
     """The missing sudo/doas rule, when escalation is what failed."""
+    from mcfleet.transport.base import become_refused
+
     return become_refused(node.become, node.user, "".join(stderr), node.name)
 
 
 async def run_on(  # noqa: PLR0917 (one host's run: every part is needed)
     pool: SshPool, entry: HostEntry, line: str, out: Prefixer, limit: float, as_root: bool = False
 ) -> ExecResult:
+    import asyncio
+
     name = entry.host.name
     result = ExecResult(name)
     started = time.monotonic()
@@ -212,6 +222,10 @@ def exec_(  # noqa: PLR0917 (typer maps parameters to options)
     confirm_hosts(names, action="exec", yes=yes)
     line = command[0] if len(command) == 1 else shlex.join(command)
     out = Prefixer(names, quiet=json_out)
+
+    import asyncio
+
+    from mcfleet.transport.ssh import SshOptions, SshPool
 
     async def go() -> list[ExecResult]:
         async with SshPool(SshOptions(connect_timeout=connect_timeout), hosts=loaded.hosts) as pool:
@@ -300,6 +314,10 @@ def logs(
         else:
             sys.stdout.write(text)
         sys.stdout.flush()
+
+    import asyncio
+
+    from mcfleet.transport.ssh import SshOptions, SshPool
 
     async def go() -> ExecResult:
         async with SshPool(SshOptions(), hosts=loaded.hosts) as pool:

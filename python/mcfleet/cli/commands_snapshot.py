@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 
 import typer
 
-from mcfleet.apply.planwork import Override
 from mcfleet.cli.commands_apply import CONNECT, load_valid
 from mcfleet.cli.fleetdir import deprecated_folder
 from mcfleet.cli.output import emit_json
@@ -22,6 +21,7 @@ def _run(command: str, host: str, op: Callable[..., Awaitable[object]], *args: o
          json_out: bool, connect_timeout: float) -> None:  # fmt: skip
     from mcfleet.apply import journal
     from mcfleet.apply.lock import fleet_lock
+    from mcfleet.apply.planwork import Override
     from mcfleet.apply.session import ApplySession, SessionOptions
     from mcfleet.apply.snapshot import SnapshotList, SnapshotReport
     from mcfleet.cli.targets import one_host
