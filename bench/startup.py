@@ -124,10 +124,15 @@ def main() -> int:
         out = {"runs": args.runs, "rows": rows, "import_self_times": [{"command": c, **t} for c, t in imports]}
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{'command':<22} {'min':>7} {'median':>7} {'CPU min':>8} {'goal':>6}  (wall, min of {args.runs} runs)")
+    # The goals are wall times on a quiet machine; on a loaded one the wall time mostly measures the
+    # wait for a core, so the verdict is given for both: wall min, and CPU min (the process's own work).
+    print(f"{'command':<22} {'min':>7} {'median':>7} {'CPU min':>8} {'goal':>6}  wall / CPU vs goal "
+          f"(min of {args.runs} runs)")  # fmt: skip
     for r in rows:
         goal = r["goal_s"]
-        verdict = "" if goal is None else ("ok" if r["min_s"] < goal else "over")
+        verdict = "" if goal is None else " / ".join(
+            "ok" if r[key] < goal else "over" for key in ("min_s", "cpu_min_s")
+        )  # fmt: skip
         shown = "-" if goal is None else f"{goal * 1000:.0f}ms"
         print(f"{r['command']:<22} {r['min_s'] * 1000:5.0f}ms {r['median_s'] * 1000:5.0f}ms "
               f"{r['cpu_min_s'] * 1000:6.0f}ms {shown:>6}  {verdict}")  # fmt: skip
