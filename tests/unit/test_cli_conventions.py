@@ -196,6 +196,7 @@ def test_no_tracebacks_and_documented_codes_for_each_command(fleet: Path) -> Non
         (["agent", "recover", "nosuch"], 2),
         (["agent", "restart", "nosuch", "web"], 2),
         (["snapshot", "nosuch", "web"], 2),
+        (["snapshots", "nosuch"], 2),
         (["restore", "nosuch", "web", "/var/lib/mcfleet/snapshots/x.tar.zst"], 2),
         (["secret", "show", "nosuch"], 2),
         (["lab", "status", "--dir", str(fleet / "nolab")], 1),  # no lab up there
