@@ -52,45 +52,100 @@
         src = root;
       };
 
-      # hosts/<name>/configuration.nix when present; otherwise eval-only defaults
-      # (root filesystem, boot loader, stateVersion) so the toplevel evaluates
-      # before the host's hardware configuration is committed.
+      # hosts/<name>/configuration.nix of the fleet folder when present; otherwise
+      # eval-only defaults (root filesystem, boot loader, stateVersion) so the toplevel
+      # evaluates before the host's hardware configuration is committed.
       hostConfig =
-        name:
+        fleetDir: name:
         let
-          path = root + "/hosts/${name}/configuration.nix";
+          path = fleetDir + "/hosts/${name}/configuration.nix";
         in
         if builtins.pathExists path then path else ./nix/modules/eval-defaults.nix;
 
-      mkNixosSystem =
+      # One NixOS system from an evaluated fleet folder (mcfleetLib.forRoot), so that
+      # building every host of a fleet reads and checks its files once.
+      systemOf =
+        evaluated:
         {
+          fleet,
           name,
-          system ? fleet.hosts.${name}.system,
+          system ? null,
           nixpkgs ? self.inputs.nixpkgs,
+          modules ? [ ],
         }:
-        nixpkgs.lib.nixosSystem {
-          inherit system;
+        let
+          hosts = builtins.attrNames evaluated.hosts;
+          host =
+            if !(evaluated.hosts ? ${name}) then
+              throw "mcfleet.lib.mkNixosSystem: ${toString fleet}/hosts has no host named '${name}' (hosts: ${builtins.concatStringsSep ", " hosts}); the name is host.json's \"name\""
+            else if evaluated.hosts.${name}.os != "nixos" then
+              throw "mcfleet.lib.mkNixosSystem: host '${name}' of ${toString fleet} has \"os\": \"${evaluated.hosts.${name}.os}\" in its host.json; only NixOS hosts get a NixOS system"
+            else
+              evaluated.hosts.${name};
+          hostSystem = if system == null then host.system else system;
+        in
+        # the host is checked first: a wrong name is reported without fetching nixpkgs
+        builtins.seq host nixpkgs.lib.nixosSystem {
+          system = hostSystem;
           modules = [
             self.nixosModules.default
-            (mcfleetLib.hostModule root name)
-            (hostConfig name)
+            (mcfleetLib.hostModuleOf evaluated name)
+            (hostConfig fleet name)
             # The agent is part of the system closure: /srv/mcp/mcp-agent links into it.
+            # It is built from this flake's source (root), not from the fleet folder.
             {
               mcfleet.agent.package =
                 (import ./nix/packages {
-                  pkgs = nixpkgs.legacyPackages.${system};
+                  pkgs = nixpkgs.legacyPackages.${hostSystem};
                   src = root;
                 }).mcfleet-agent;
             }
-          ];
+          ] ++ modules;
         };
+
+      # mkNixosSystem { fleet = ./.; name = "rift"; }: the NixOS system of one host of a
+      # fleet folder (yours: fleet.json + hosts/<name>/host.json [+ configuration.nix]).
+      # Optional: system (default from host.json's arch), nixpkgs (default: mcfleet's
+      # pinned one), modules (added to the host's modules).
+      mkNixosSystem = args: systemOf (mcfleetLib.forRoot (args.fleet or root)) ({ fleet = root; } // args);
+
+      # mkNixosConfigurations { fleet = ./.; }: nixosConfigurations for every host whose
+      # host.json says "os": "nixos" (same optional nixpkgs and modules for all).
+      mkNixosConfigurations =
+        {
+          fleet ? root,
+          nixpkgs ? self.inputs.nixpkgs,
+          modules ? [ ],
+        }:
+        let
+          evaluated = mcfleetLib.forRoot fleet;
+        in
+        builtins.listToAttrs (
+          map (name: {
+            inherit name;
+            value = systemOf evaluated {
+              inherit
+                fleet
+                name
+                nixpkgs
+                modules
+                ;
+            };
+          }) evaluated.nixosHosts
+        );
+
+      # mkFleetChecks { fleet = ./.; }: checks.<system>.fleet for a fleet folder, the pure
+      # rules (builtins only, no nixpkgs): `nix build .#checks.x86_64-linux.fleet` fails
+      # with the findings, as `mcfleet validate` reports them.
+      mkFleetChecks =
+        { fleet }: forSystems (system: { fleet = mcfleetLib.fleetCheck { inherit system; root = fleet; }; });
     in
     {
       # Pure Nix (builtins only): the fleet as values, derived per-host values,
       # rule findings; plus the helpers used by the outputs below.
       lib = mcfleetLib // {
         inherit (fleet) findings hosts nixosHosts valid report;
-        inherit mkNixosSystem;
+        inherit mkNixosSystem mkNixosConfigurations mkFleetChecks;
         deployScriptText = deploy.scriptText;
       };
 
@@ -113,12 +168,7 @@
         nix-trust = ./nix/modules/nix-trust.nix;
       };
 
-      nixosConfigurations = builtins.listToAttrs (
-        map (name: {
-          inherit name;
-          value = mkNixosSystem { inherit name; };
-        }) fleet.nixosHosts
-      );
+      nixosConfigurations = mkNixosConfigurations { fleet = root; };
 
       packages = forSystems (system: {
         inherit (packagesFor system)
@@ -159,6 +209,24 @@
           }) (builtins.filter (name: fleet.hosts.${name}.system == system) fleet.nixosHosts)
         )
       );
+
+      # `nix develop`: the mcfleet CLI, nix, and what the test suite and the linters run
+      # (the Python dependencies, pytest, ruff, mypy, and the real peers the tests start).
+      devShells = forSystems (system: {
+        default = import ./nix/packages/dev-shell.nix {
+          pkgs = pkgsFor system;
+          inherit (packagesFor system) mcfleet;
+        };
+      });
+
+      # `nix flake init -t <mcfleet>`: a new fleet folder (fleet.json, one NixOS host)
+      # with a flake.nix that takes mcfleet as an input.
+      templates = {
+        default = {
+          path = ./nix/templates/fleet;
+          description = "A fleet managed with mcfleet: fleet.json, one NixOS host, flake.nix wiring mcfleet";
+        };
+      };
 
       formatter = forSystems (system: (pkgsFor system).nixfmt-rfc-style);
     };

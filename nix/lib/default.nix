@@ -31,7 +31,7 @@ rec {
       inherit fleet findings;
       valid = findings == [ ];
       report = builtins.concatStringsSep "\n" (map formatFinding findings);
-      hosts = builtins.mapAttrs (_: derive.host fleet) fleet.hosts;
+      hosts = derive.hosts fleet;
       nixosHosts = builtins.filter (n: fleet.hosts.${n}.data.os == "nixos") (
         builtins.sort builtins.lessThan (builtins.attrNames fleet.hosts)
       );
@@ -62,10 +62,13 @@ rec {
 
   # A NixOS module carrying one host's derived values into the mcfleet.* options
   # (nix/modules/ turns those into users, units, directories, resolvers, ports).
-  hostModule =
-    root: name:
+  hostModule = root: hostModuleOf (forRoot root);
+
+  # The same from an evaluated fleet folder (forRoot's result), so that the modules of
+  # every host of a fleet share one reading of its files.
+  hostModuleOf =
+    r: name:
     let
-      r = forRoot root;
       h = r.hosts.${name};
     in
     {

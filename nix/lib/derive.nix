@@ -108,41 +108,44 @@ rec {
 
   tmpfiles = entry: map (d: "d ${d.path} ${d.mode} ${d.owner} ${d.group} -") (srvDirs entry);
 
-  # The host (name) whose proxy serves a route declared on `h`: the first edge host
-  # (by name) for a public route of a non-edge host, else `h` itself (fleet/routes.py).
-  proxyOf =
-    fleet: h: public:
-    let
-      edges = builtins.filter (n: builtins.elem "edge" fleet.hosts.${n}.data.roles) (
-        builtins.sort builtins.lessThan (builtins.attrNames fleet.hosts)
-      );
-    in
-    if public && edges != [ ] && !(builtins.elem "edge" h.data.roles) then builtins.head edges else h.name;
-
-  # Every route's (listener, public, declaring host): host-native routes and active services'.
-  allRoutes =
+  # What every host's values need from the whole fleet, computed once for all hosts
+  # (recomputing it per host made deriving 300 hosts take 16 s):
+  #  - the first edge host by name: the proxy of a public route declared on a
+  #    non-edge host (fleet/routes.py); every other route is served by its own host;
+  #  - the listeners of every route (host-native and active services'), grouped by
+  #    the host whose proxy serves them.
+  context =
     fleet:
-    u.concatMap (
-      h:
-      map (r: {
-        inherit (r) listener public;
-        host = h;
-      }) (h.data.routes ++ u.concatMap (s: u.concatMap (c: c.routes) s.data.components) (builtins.filter (s: s.data.active) h.services))
-    ) (builtins.attrValues fleet.hosts);
+    let
+      edges = builtins.filter (n: builtins.elem "edge" fleet.hosts.${n}.data.roles) (builtins.attrNames fleet.hosts);
+      proxyOf =
+        h: public: if public && edges != [ ] && !(builtins.elem "edge" h.data.roles) then builtins.head edges else h.name;
+      routes = u.concatMap (
+        h:
+        map (r: {
+          proxy = proxyOf h r.public;
+          inherit (r) listener;
+        }) (h.data.routes ++ u.concatMap (s: u.concatMap (c: c.routes) s.data.components) (builtins.filter (s: s.data.active) h.services))
+      ) (builtins.attrValues fleet.hosts);
+    in
+    {
+      inherit fleet;
+      listenersByProxy = builtins.mapAttrs (_: rs: map (r: r.listener) rs) (builtins.groupBy (r: r.proxy) routes);
+    };
 
   # Ports opened to the network: declared firewall_ports, fixed publishes not bound
   # to loopback, and the listeners of every route this host's proxy serves (its own
   # routes; on the edge, the fleet's public ones).  Route backends publish on
   # 127.0.0.1 by default and are reached through the proxy.  The agent has no
   # network port: mcfleet reaches its unix socket through SSH.
-  firewall =
-    fleet: entry:
+  firewallIn =
+    ctx: entry:
     let
       publishes = u.concatMap (s: u.concatMap (c: c.publish) s.data.components) (
         builtins.filter (s: s.data.active) entry.services
       );
       open = builtins.filter (p: !(isLoopback p.host_ip)) publishes;
-      listeners = map (r: r.listener) (builtins.filter (r: proxyOf fleet r.host r.public == entry.name) (allRoutes fleet));
+      listeners = ctx.listenersByProxy.${entry.name} or [ ];
       sortInts = xs: builtins.sort builtins.lessThan (u.unique xs);
     in
     {
@@ -151,6 +154,7 @@ rec {
       );
       udp = sortInts (map (p: p.host_port) (builtins.filter (p: p.protocol == "udp") open));
     };
+  firewall = fleet: firewallIn (context fleet);
 
   isEdge = entry: builtins.elem "edge" entry.data.roles;
 
@@ -167,7 +171,18 @@ rec {
     };
 
   # Everything above for one host, as plain data (what `nix eval .#lib.hosts.<h>` shows).
-  host = fleet: entry: {
+  host = fleet: hostIn (context fleet);
+
+  # Every host's values: hosts fleet == mapAttrs (_: host fleet) fleet.hosts, with the
+  # fleet-wide part computed once.
+  hosts =
+    fleet:
+    let
+      ctx = context fleet;
+    in
+    builtins.mapAttrs (_: hostIn ctx) fleet.hosts;
+
+  hostIn = ctx: entry: let fleet = ctx.fleet; in {
     inherit (entry.data) name os arch roles;
     system = if entry.data.arch == "arm64" then "aarch64-linux" else "x86_64-linux";
     users = users fleet entry;
@@ -177,7 +192,7 @@ rec {
     agentUnitText = agentUnitText entry;
     srvDirs = srvDirs entry;
     tmpfiles = tmpfiles entry;
-    firewall = firewall fleet entry;
+    firewall = firewallIn ctx entry;
     edge = isEdge entry;
     nixTrust = nixTrust entry;
   };

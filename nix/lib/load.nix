@@ -125,7 +125,7 @@ let
 
 in
 {
-  # loadFleet :: path -> { fleet; hosts = { <name> = { name; dir; file; data; services = [ { file; stem; data } ]; }; }; }
+  # loadFleet :: path -> { fleet; hosts = { <name> = { name; dir; file; data; services = [ { file; stem; data } ]; }; }; hostList; placed; }
   loadFleet =
     root:
     let
@@ -148,14 +148,19 @@ in
           }) (u.jsonFiles (root + "/${rel}/services"));
         };
       entries = map loadHost hostDirs;
-    in
-    {
-      fleet = normFleet (readJSON (root + "/fleet.json"));
       hosts = builtins.listToAttrs (
         map (e: {
           name = e.name;
           value = e;
         }) entries
       );
+      # Shared by every rule (computed once, lazily): hosts in name order (attrNames is
+      # sorted), and every service in that order with its host (rules_base.placed_services).
+      hostList = map (n: hosts.${n}) (builtins.attrNames hosts);
+    in
+    {
+      fleet = normFleet (readJSON (root + "/fleet.json"));
+      inherit hosts hostList;
+      placed = u.concatMap (h: map (s: s // { host = h; }) h.services) hostList;
     };
 }

@@ -6,7 +6,7 @@ let
   inherit (u) concatMap finding optional;
 
   sortedNames = attrs: builtins.sort builtins.lessThan (builtins.attrNames attrs);
-  hostList = fleet: map (n: fleet.hosts.${n}) (sortedNames fleet.hosts);
+  hostList = fleet: fleet.hostList or (map (n: fleet.hosts.${n}) (sortedNames fleet.hosts));
   indexed =
     xs:
     builtins.genList (i: {
@@ -88,8 +88,10 @@ in
   dns =
     fleet:
     let
-      internal = map u.toLower (concatMap (h: h.data.addresses ++ h.data.dns.nameservers) (hostList fleet));
-      isInternal = a: builtins.elem (u.toLower a) internal;
+      # a set, not a list: each host asks about its fallbacks, and elem over every
+      # address of the fleet made the rule quadratic
+      internal = u.toSet (map u.toLower (concatMap (h: h.data.addresses ++ h.data.dns.nameservers) (hostList fleet)));
+      isInternal = a: internal ? ${u.toLower a};
     in
     concatMap (
       h:

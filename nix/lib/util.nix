@@ -2,7 +2,7 @@
 # nix/lib must evaluate without nixpkgs (the flake's pure checks and T1 tests
 # run where nixpkgs cannot be fetched), so nothing here may import <nixpkgs>.
 rec {
-  concatMap = f: xs: builtins.concatLists (map f xs);
+  concatMap = builtins.concatMap;
 
   # Values that occur more than once in a list of strings/ints, each reported once, sorted.
   duplicates =
@@ -20,7 +20,21 @@ rec {
   # The elements of `xs` paired with their position: [ { i; v; } ].
   indexed = xs: builtins.genList (i: { inherit i; v = builtins.elemAt xs i; }) (builtins.length xs);
 
-  unique = xs: builtins.foldl' (acc: x: if builtins.elem x acc then acc else acc ++ [ x ]) [ ] xs;
+  # Each element once, first occurrence kept, in order: O(n log n) for strings and ints
+  # (listToAttrs keeps the first of equal names); other values fall back to elem.
+  unique =
+    xs:
+    if builtins.all (x: builtins.isString x || builtins.isInt x) xs then
+      let
+        keyed = indexed xs;
+        firstAt = builtins.listToAttrs (map (e: { name = "${builtins.typeOf e.v}:${toString e.v}"; value = e.i; }) keyed);
+      in
+      map (e: e.v) (builtins.filter (e: firstAt."${builtins.typeOf e.v}:${toString e.v}" == e.i) keyed)
+    else
+      builtins.foldl' (acc: x: if builtins.elem x acc then acc else acc ++ [ x ]) [ ] xs;
+
+  # A set of strings as an attrset (membership `set ? ${x}` in O(log n), unlike elem's O(n)).
+  toSet = xs: builtins.listToAttrs (map (x: { name = x; value = true; }) xs);
 
   hasPrefix = pre: s: builtins.substring 0 (builtins.stringLength pre) s == pre;
 
@@ -48,27 +62,24 @@ rec {
   pointerPart = p: builtins.replaceStrings [ "~" "/" ] [ "~0" "~1" ] (toString p);
   pointer = parts: if parts == [ ] then "" else "/" + builtins.concatStringsSep "/" (map pointerPart parts);
 
-  # Subdirectories of a path, sorted; [] when the path does not exist.
-  subdirs =
-    dir:
+  # Entries of a folder whose type satisfies `pred`, sorted ([] when the folder does not
+  # exist).  readDir is bound once: a call per entry re-reads the folder every time, which
+  # made loading 3,000 hosts quadratic.
+  entriesWhere =
+    pred: dir:
     if builtins.pathExists dir then
-      builtins.sort builtins.lessThan (
-        builtins.filter (n: (builtins.readDir dir).${n} == "directory") (builtins.attrNames (builtins.readDir dir))
-      )
+      let
+        entries = builtins.readDir dir;
+      in
+      builtins.filter (n: pred n entries.${n}) (builtins.attrNames entries)
     else
       [ ];
 
+  # Subdirectories of a path, sorted (attrNames is sorted); [] when the path does not exist.
+  subdirs = entriesWhere (_: type: type == "directory");
+
   # `*.json` files directly in a path, sorted; [] when the path does not exist.
-  jsonFiles =
-    dir:
-    if builtins.pathExists dir then
-      builtins.sort builtins.lessThan (
-        builtins.filter (n: hasSuffix ".json" n && (builtins.readDir dir).${n} != "directory") (
-          builtins.attrNames (builtins.readDir dir)
-        )
-      )
-    else
-      [ ];
+  jsonFiles = entriesWhere (n: type: hasSuffix ".json" n && type != "directory");
 
   # Sort findings the way Python does (dataclass order: code, file, pointer, message).
   sortFindings = builtins.sort (

@@ -18,25 +18,7 @@ python3Packages.buildPythonApplication {
     ];
   };
   build-system = [ python3Packages.setuptools ];
-  dependencies = with python3Packages; [
-    pydantic
-    jsonschema
-    typer
-    rich
-    asyncssh
-    cryptography
-    dnspython
-    dnslib
-    acme
-    josepy
-    grpcio
-    protobuf
-    podman
-    requests
-    # the wheel requires it (mcfleet.bundle builds the Debian agent PEX); without it
-    # pythonRuntimeDepsCheckHook fails the build
-    pex
-  ];
+  dependencies = import ./python-deps.nix python3Packages;
   # pyproject's lower bounds are for pip; nixpkgs' release carries its own versions.
   pythonRelaxDeps = true;
   # The test suite starts real sshd/podman/knot peers; it runs in CI, not in the build.

@@ -195,3 +195,92 @@ def test_the_agent_package_is_in_the_system_and_linked_from_srv_mcp(nixpkgs_lib:
     assert len(unit["restartTriggers"]) == 1  # a new agent package restarts the unit on switch
     # Without a package (nix/lib alone, no nixpkgs) nothing is linked.
     assert not [r for r in _eval(nixpkgs_lib, "rift")["tmpfiles"] if r.startswith("L+")]
+
+
+# A stand-in for the nixpkgs flake: nixpkgs' lib, with nixosSystem = lib.evalModules over the
+# NixOS option stand-ins, and packages that are fake derivations (the agent package is only
+# linked, never built, when the module system evaluates).
+STUB_NIXPKGS_FLAKE = """{
+  outputs = { self }:
+    let
+      lib = import ./lib;
+      fake = name: {
+        type = "derivation";
+        inherit name;
+        outPath = "/nix/store/00000000000000000000000000000000-${name}";
+      };
+      pkgs = {
+        inherit lib;
+        callPackage = _: _: fake "mcfleet-agent-0.1.0";
+        writeShellScriptBin = name: _: fake name;
+      };
+      # the options eval-defaults.nix sets for a host without configuration.nix
+      systemOptions = { lib, ... }: {
+        options.fileSystems = lib.mkOption { type = lib.types.attrsOf lib.types.anything; default = { }; };
+        options.boot.loader.grub.device = lib.mkOption { type = lib.types.str; };
+        options.system.stateVersion = lib.mkOption { type = lib.types.str; };
+      };
+    in
+    {
+      lib = lib // {
+        nixosSystem = { system, modules }: lib.evalModules {
+          modules = [ ./nixos-stand-ins.nix systemOptions ] ++ modules;
+        };
+      };
+      legacyPackages.x86_64-linux = pkgs;
+      legacyPackages.aarch64-linux = pkgs;
+    };
+}
+"""
+
+
+def test_a_users_flake_gets_nixos_systems_from_the_users_fleet_folder(
+    nixpkgs_lib: Path, flake_repo: Path, tmp_path: Path
+) -> None:
+    from tests.fixtures_nix import run_nix
+    from tests.nix.test_template import init_user_flake, override
+
+    stub = tmp_path / "nixpkgs"
+    stub.mkdir()
+    (stub / "flake.nix").write_text(STUB_NIXPKGS_FLAKE)
+    shutil.copytree(nixpkgs_lib, stub / "lib")
+    shutil.copy2(REPO / "tests" / "nix" / "t2" / "nixos-stand-ins.nix", stub)
+    user = init_user_flake(flake_repo, tmp_path / "myfleet")
+    # values only the user's folder has: a second NixOS host with its own resolvers and ids
+    second = user / "hosts" / "node2"
+    second.mkdir()
+    host = json.loads((user / "hosts" / "node1" / "host.json").read_text())
+    host.update(name="node2", roles=["worker"], addresses=["192.0.2.11"], arch="arm64")
+    host["users"]["deploy"] = {"uid": 30001, "gid": 30001}
+    host["dns"] = {"nameservers": ["192.0.2.10"], "fallback": ["9.9.9.9"]}
+    (second / "host.json").write_text(json.dumps(host, indent=2) + "\n")
+
+    apply = (
+        "cs: builtins.mapAttrs (_: c: { host = c.config.networking.hostName; "
+        "ns = c.config.networking.nameservers; uids = builtins.mapAttrs (_: u: u.uid) c.config.users.users; "
+        "assertions = map (a: a.message) (builtins.filter (a: !a.assertion) c.config.assertions); "
+        'agent = c.config.systemd.services."mcp-agent".serviceConfig.ExecStart; }) cs'
+    )
+    argv = [
+        "nix",
+        "eval",
+        "--json",
+        ".#nixosConfigurations",
+        "--apply",
+        apply,
+        "--offline",
+        *override(flake_repo),
+        "--override-input",
+        "mcfleet/nixpkgs",
+        f"path:{stub}",
+    ]
+    result = run_nix(user, *argv)
+    assert result.returncode == 0, result.stderr
+    systems = json.loads(result.stdout)
+    assert sorted(systems) == ["node1", "node2"]
+    assert systems["node2"]["host"] == "node2"
+    assert systems["node2"]["ns"][:1] == ["192.0.2.10"] and "9.9.9.9" in systems["node2"]["ns"]
+    assert systems["node2"]["uids"] == {"deploy": 30001, "mcp": 850}
+    assert systems["node1"]["uids"] == {"mcp": 850}
+    assert systems["node1"]["agent"] == "/srv/mcp/mcp-agent"
+    assert systems["node1"]["assertions"] == [] and systems["node2"]["assertions"] == []
