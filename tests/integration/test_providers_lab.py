@@ -127,16 +127,28 @@ def test_acme_cert_into_caddy_l7_and_haproxy_l4(
     asyncio.run(caddy_routes.add_route(route))  # upsert: still one
     assert asyncio.run(caddy_routes.list_routes())[route.key_id] == route
     assert "provider test page" in _get(caddy.https_port, hostname, root)
+    # this Caddy has one server ("edge": listener 443): a route on 8443 is refused, never put on 443
+    with pytest.raises(ProviderError, match=r"no server for listener 8443.*'edge-8443'"):
+        asyncio.run(caddy_routes.add_route(ProxyRoute(8443, hostname, route.backend, "l7", str(cert), str(key))))
+    assert set(asyncio.run(caddy_routes.list_routes())) == {route.key_id}
 
     l4 = HaproxyRoutes(HaproxyProvider(kind="haproxy", admin_socket=haproxy.admin_socket, map_file=haproxy.map_file))
     through = ProxyRoute(haproxy.port, hostname, f"127.0.0.1:{caddy.https_port}", "l4")  # its one listener
+    saved: list[str] = []
+
+    async def save(text: str) -> None:
+        saved.append(text)
+
+    l4.save = save
     asyncio.run(l4.add_route(through))
-    asyncio.run(l4.add_route(through))
+    asyncio.run(l4.add_route(through))  # unchanged: no runtime call, nothing saved
     assert asyncio.run(l4.list_routes())[through.key_id] == through
+    assert saved == [f"{haproxy.port}/{hostname} 127.0.0.1:{caddy.https_port}\n"]  # the map file's new content
     assert "provider test page" in _get(haproxy.port, hostname, root)  # TLS end to end through the SNI map
 
     asyncio.run(l4.remove_route(haproxy.port, hostname))
     assert through.key_id not in asyncio.run(l4.list_routes())
+    assert saved[-1] == ""  # the map file empty again
     with pytest.raises(OSError):
         _get(haproxy.port, hostname, root)  # unknown SNI: rejected
     asyncio.run(caddy_routes.remove_route(443, hostname))
