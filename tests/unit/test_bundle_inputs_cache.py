@@ -6,8 +6,10 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 import mcfleet
-from mcfleet.bundle.build import PLATFORM_FILES, PLATFORMS, agent_requirements, inputs_hash
+from mcfleet.bundle.build import PLATFORM_FILES, PLATFORMS, agent_requirements, inputs_hash, installed_dists_stamp
 from mcfleet.bundle.inputs_cache import cached_inputs_hash, index_path
 
 PACKAGE = Path(mcfleet.__file__).parent
@@ -64,3 +66,19 @@ def test_other_requirements_or_a_broken_index_recompute(tmp_path: Path) -> None:
     index_path(cache, package).write_text("{not json")
     assert cached_inputs_hash(cache, package, platforms, "a==2", lambda: "three") == "three"
     assert cached_inputs_hash(cache, package, platforms, "a==2", lambda: "four") == "three"
+
+
+def test_the_installed_dists_stamp_names_every_pinned_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache key stands for the pins: each pin's `<name>-<version>.dist-info`, and a new version changes it."""
+    stamp = installed_dists_stamp()
+    first: dict[str, str] = {}
+    for line in stamp.splitlines():
+        name, version = Path(line).name.removesuffix(".dist-info").split("-", 1)
+        first.setdefault(name.lower().replace("-", "_"), version)
+    for pin in agent_requirements():
+        name, version = pin.split("==")
+        assert first[name.lower().replace("-", "_")] == version, pin
+    shadow = tmp_path / "site"
+    (shadow / "grpcio-0.0.1.dist-info").mkdir(parents=True)  # an older grpcio first on the path
+    monkeypatch.syspath_prepend(str(shadow))
+    assert installed_dists_stamp() != stamp and installed_dists_stamp().startswith(f"{shadow}/grpcio-0.0.1.dist-info")

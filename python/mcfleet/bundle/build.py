@@ -95,6 +95,29 @@ def agent_requirements() -> list[str]:
     return pins
 
 
+def _canonical(name: str) -> str:
+    return name.lower().replace("-", "_").replace(".", "_")
+
+
+def installed_dists_stamp(names: tuple[str, ...] = (*AGENT_DISTS, "pex")) -> str:
+    """The `<name>-<version>.dist-info` folders of `names` on sys.path, in path order: what the pins
+    are made of (`metadata.version` reads the first one), from one directory listing per path entry.
+
+    `metadata.version` parses each distribution's METADATA with the email parser (~1 ms each);
+    a plan only needs to know whether any pin could have changed.
+    """
+    wanted = {_canonical(n) for n in names}
+    found: list[str] = []
+    for entry in sys.path:
+        with contextlib.suppress(OSError), os.scandir(entry or ".") as listing:
+            found += sorted(
+                f"{entry}/{e.name}"
+                for e in listing
+                if e.name.endswith(".dist-info") and _canonical(e.name.split("-", 1)[0]) in wanted
+            )
+    return "\n".join(found)
+
+
 def _module_file(package: Path, module: str) -> Path | None:
     parts = module.split(".")[1:]
     if not parts:
@@ -196,15 +219,21 @@ def _run_pex(requirements: list[str], package: Path, platforms: list[Path], out:
             )
 
 
-def _inputs(cache_dir: Path | None) -> tuple[Path, list[Path], list[str], str, Path]:
-    """The bundle's inputs, their hash, and the cache slot that holds the bundle built from them."""
+def _inputs(cache_dir: Path | None) -> tuple[Path, list[Path], str, Path]:
+    """The bundle's inputs (package, platform files), their hash, and the cache slot of its bundle.
+
+    The requirement pins enter the hash; they are read (`agent_requirements`) only when the
+    cached hash is stale: the installed distributions' folder names stand for them in the key.
+    """
     package = Path(mcfleet.__file__).parent
     platforms = [PLATFORMS / name for name in PLATFORM_FILES]
-    requirements = agent_requirements()
     cache = cache_dir or default_cache()
-    salt = "\n".join([*requirements, metadata.version("pex")])
-    key = cached_inputs_hash(cache, package, platforms, salt, lambda: inputs_hash(package, requirements, platforms))
-    return package, platforms, requirements, key, cache / key[:24]
+
+    def compute() -> str:
+        return inputs_hash(package, agent_requirements(), platforms)
+
+    key = cached_inputs_hash(cache, package, platforms, installed_dists_stamp(), compute)
+    return package, platforms, key, cache / key[:24]
 
 
 def cached_bundle_sha256(cache_dir: Path | None = None) -> str | None:
@@ -237,7 +266,8 @@ def build_agent_bundle(
     """
     started = time.monotonic()
     step("agent bundle: hashing its inputs")
-    package, platforms, requirements, key, slot = _inputs(cache_dir)
+    package, platforms, key, slot = _inputs(cache_dir)
+    requirements = agent_requirements()
     slot.mkdir(parents=True, exist_ok=True)
     pex, sha_file = slot / BUNDLE_NAME, slot / f"{BUNDLE_NAME}.sha256"
     with (slot / ".lock").open("w") as lock:

@@ -166,6 +166,27 @@ def _run_app(args: list[str]) -> int:
     return result if isinstance(result, int) else 0
 
 
+# The cyclic garbage collector is off for a command's first seconds: a plan's imports and
+# its pydantic models allocate ~300,000 objects that live until the process ends, and the
+# collector's passes over them cost ~10 % of the plan's CPU (~70 ms at 20 hosts).  A command
+# still running after GC_PAUSE_S gets it back, without re-scanning what exists by then.
+GC_PAUSE_S = 20.0
+
+
+def _pause_gc() -> None:
+    import gc
+    import threading
+
+    def resume() -> None:
+        gc.freeze()  # what the start-up built lives until exit: never scanned again
+        gc.enable()
+
+    gc.disable()
+    timer = threading.Timer(GC_PAUSE_S, resume)
+    timer.daemon = True
+    timer.start()
+
+
 def run() -> None:
     """The console script: main(), then exit without the interpreter's teardown.
 
@@ -173,6 +194,7 @@ def run() -> None:
     sockets and their temp folders, the fleet lock); what is left for the teardown is freeing
     module objects, about 60 ms of CPU.  Output is flushed first, so nothing printed is lost.
     """
+    _pause_gc()
     code = main()
     try:
         sys.stdout.flush()

@@ -19,7 +19,6 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from mcfleet.agent.client import AgentClient
 from mcfleet.apply.nodeio import helper, put_file
 from mcfleet.errors import ApplyError
 from mcfleet.fleet.desired import DesiredHost
@@ -142,6 +141,7 @@ class FilesKind(NoRead):
 
     async def _restart(self, ctx: ApplyContext, actions: list[Action]) -> list[str]:
         """Restart the services that already run and whose content changed (a new one starts with its files)."""
+        from mcfleet.agent.client import AgentClient  # grpc + protobuf: only where an RPC is made
         from mcfleet.kinds.service import agent_socket
 
         changed = sorted(

@@ -18,11 +18,11 @@ record: each service's hash, stage, containers, images and ports as applied.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mcfleet.agent.client import AgentClient
 from mcfleet.agent.spec import LABEL_HASH, container_specs
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.desired import DesiredHost, DesiredService
@@ -34,6 +34,9 @@ from mcfleet.observe.facts import ContainerFacts, Facts
 from mcfleet.observe.manifest import Manifest, ManifestService
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
+
+if TYPE_CHECKING:
+    from mcfleet.agent.client import AgentClient
 
 AGENT_TIMEOUT = 15.0
 
@@ -153,27 +156,38 @@ class ServiceKind:
         return None
 
     async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
-        """Ask each host's agent (over the SSH connection) which containers it runs."""
-        if ctx.pool is None:
+        """Ask each host's agent (over the SSH connection) which containers it runs, all hosts at once."""
+        pool = ctx.pool
+        if pool is None:
             return facts
-        out = dict(facts)
-        for host, item in facts.items():
-            if not isinstance(item, Facts) or item.agent is None or not item.agent.present:
-                continue
-            recorded = item.manifest.services if item.manifest else {}
-            if not ctx.desired[host].services and not recorded:
-                continue
+        asked = [
+            host
+            for host, item in facts.items()
+            if isinstance(item, Facts)
+            and item.agent is not None
+            and item.agent.present
+            and (ctx.desired[host].services or (item.manifest is not None and item.manifest.services))
+        ]
+        if not asked:
+            return facts
+        from mcfleet.agent.client import AgentClient  # grpc + protobuf: only where an RPC is made
+
+        async def containers(host: str) -> dict[str, Any] | None:
             entry = ctx.loaded.hosts[host]
             try:
-                node = await ctx.pool.connect(entry)
+                node = await pool.connect(entry)
                 target = await agent_socket(node, entry.host.agent.socket)
                 async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
-                    agent_facts = await client.facts(events=0)
+                    return await client.facts(events=0)
             except McfleetError:
-                continue  # the agent does not answer: containers stay unknown (the agent kind shows why)
-            out[host] = item.model_copy(
-                update={"containers": container_facts(agent_facts), "service_specs": service_specs(agent_facts)}
-            )
+                return None  # the agent does not answer: containers stay unknown (the agent kind shows why)
+
+        out = dict(facts)
+        for host, agent_facts in zip(asked, await asyncio.gather(*(containers(h) for h in asked)), strict=True):
+            item = facts[host]
+            if agent_facts is not None and isinstance(item, Facts):
+                update = {"containers": container_facts(agent_facts), "service_specs": service_specs(agent_facts)}
+                out[host] = item.model_copy(update=update)
         return out
 
     def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]:
@@ -201,6 +215,8 @@ class ServiceKind:
         """Changes: stage by stage, waiting for the whole fleet at each stage.  Removals (a second
         call, after the routes and DNS records to them are gone): one call with every declared
         service and prune, which stops and removes the others (their volumes stay)."""
+        from mcfleet.agent.client import AgentClient  # grpc + protobuf: only where an RPC is made
+
         target = await agent_socket(ctx.node, ctx.entry.host.agent.socket)
         async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
             if all(a.kind == "delete" for a in actions):

@@ -10,8 +10,9 @@ It records what the node has (ids read back from the node, the agent hash that a
 its health check), not what the files wanted: the plan compares the files with it, so
 what the files no longer declare becomes `delete` actions.  Unknown fields are kept (a
 newer mcfleet may add some).  The file crosses a trust boundary (anything on the node can
-write it): it is checked against its JSON schema before it is used, and a corrupt one is
-an error naming the file, never "no manifest".
+write it): it is validated strictly (no coercion) against its model before it is used, and
+one that fails is checked against the JSON schema made from that model, whose first
+complaint names the field; a corrupt one is an error naming the file, never "no manifest".
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import json
 from functools import cache
 from typing import Any
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcfleet.errors import McfleetError
@@ -117,6 +117,8 @@ class Manifest(_Part):
 
 @cache
 def _validator() -> Any:
+    import jsonschema  # ~40 ms of imports: paid only for a manifest the model rejects
+
     schema = Manifest.model_json_schema()
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema)
@@ -131,6 +133,12 @@ def parse_manifest(text: str, *, where: str) -> Manifest | None:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestCorrupt(f"unreadable manifest: {exc}", location=where, hint=hint) from exc
+    try:  # strict: no coercion, so what passes here also matches the schema (which is made from the model)
+        return Manifest.model_validate(data, strict=True)
+    except ValidationError:
+        pass  # the schema check below names the first problem the way the schema spells it
+    import jsonschema
+
     first = jsonschema.exceptions.best_match(_validator().iter_errors(data))
     if first is not None:
         at = "/".join(str(p) for p in first.absolute_path) or "(top)"

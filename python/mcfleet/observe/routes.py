@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 from typing import Any
 
 TIMEOUT_S = 3.0
@@ -18,6 +17,8 @@ TIMEOUT_S = 3.0
 
 def caddy_hostnames(admin_url: str, server: str) -> set[str]:
     """Every host matcher of the server's routes (blocking; raises OSError/ValueError)."""
+    import urllib.request  # here: a fleet without a Caddy route provider never pays for http.client
+
     url = f"{admin_url.rstrip('/')}/config/apps/http/servers/{server}/routes"
     with urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp:
         routes: Any = json.loads(resp.read() or b"null")

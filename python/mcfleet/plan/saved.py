@@ -17,7 +17,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 from pydantic import ValidationError
 
 from mcfleet.errors import InputError, Refused
@@ -60,6 +59,8 @@ def save_plan(plan: Plan, path: Path) -> None:
 
 @cache
 def _plan_validator() -> Any:
+    import jsonschema  # here: writing a plan (the common case) never pays for it
+
     schema = Plan.model_json_schema()
     return jsonschema.validators.validator_for(schema)(schema)
 
@@ -75,6 +76,8 @@ def read_plan(path: Path) -> Plan:
         raise InputError(
             f"not a plan file of format {PLAN_FORMAT}", location=str(path), hint="make it with this mcfleet's `plan -o`"
         )
+    import jsonschema
+
     problem = jsonschema.exceptions.best_match(_plan_validator().iter_errors(data))
     if problem is not None:  # a saved plan is read back from disk: checked against its schema first
         at = "/".join(str(p) for p in problem.absolute_path) or "(top)"

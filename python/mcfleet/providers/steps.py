@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mcfleet.apply.nodeio import put_file
 from mcfleet.errors import McfleetError
@@ -25,13 +25,12 @@ from mcfleet.fleet.models import CaddyProvider, HaproxyProvider, McProxyProvider
 from mcfleet.observe.manifest import ManifestCert, ManifestRecord, ManifestRoute
 from mcfleet.plan.model import Action
 from mcfleet.providers.base import ProviderError
-from mcfleet.providers.cert.install import issue_and_install, key_path, remove_cert
 from mcfleet.providers.route.base import ProxyRoute, RouteBackend
-from mcfleet.providers.route.caddy import UNIX, CaddyRoutes
-from mcfleet.providers.route.haproxy import HaproxyRoutes, SaveMap
-from mcfleet.providers.route.mcproxy import McProxyRoutes
 from mcfleet.providers.select import cert_backend, dns_backend, route_provider
 from mcfleet.transport.base import Command, RunResult
+
+if TYPE_CHECKING:
+    from mcfleet.providers.route.haproxy import SaveMap
 
 
 class Node(Protocol):
@@ -93,14 +92,21 @@ def map_saver(node: Node, path: str) -> SaveMap:
 
 
 async def open_route_backend(provider: RouteProvider, node: Node) -> RouteBackend:
+    # imported here: a fleet pays for the route backends it configures only (mc-proxy's is grpc)
     if isinstance(provider, CaddyProvider):
+        from mcfleet.providers.route.caddy import UNIX, CaddyRoutes
+
         if provider.admin_url.startswith(UNIX):
             return CaddyRoutes(provider, await local_socket(node, provider.admin_url[len(UNIX) :]))
         return CaddyRoutes(provider)
     if isinstance(provider, HaproxyProvider):
+        from mcfleet.providers.route.haproxy import HaproxyRoutes
+
         local = await local_socket(node, provider.admin_socket)
         return HaproxyRoutes(provider.model_copy(update={"admin_socket": local}), map_saver(node, provider.map_file))
     if isinstance(provider, McProxyProvider):
+        from mcfleet.providers.route.mcproxy import McProxyRoutes
+
         return McProxyRoutes(await local_socket(node, provider.socket), provider.socket)
     raise AssertionError(provider)
 
@@ -117,6 +123,8 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, act
     backend = cert_backend(loaded.fleet) if loaded.fleet else None
     if backend is None:
         return StepOutcome("blocked", "no cert provider configured (providers.cert in fleet.json)")
+    from mcfleet.providers.cert.install import issue_and_install, remove_cert  # cryptography's x509
+
     done: list[str] = []
     failed: list[str] = []
     timings: dict[str, float] = {}
@@ -208,6 +216,8 @@ async def apply_routes(
     fleet = loaded.fleet
     if fleet is None or fleet.providers.route is None:
         return StepOutcome("blocked", "no route provider configured (providers.route in fleet.json)")
+    from mcfleet.providers.cert.install import key_path
+
     backends: dict[int, RouteBackend] = {}
 
     async def backend_for(mode: str) -> RouteBackend:

@@ -1,0 +1,61 @@
+"""`mcfleet plan` imports only what the fleet uses: no provider client, no grpc, no jsonschema by default.
+
+The ACME client alone brings requests, urllib3 and josepy; grpc and protobuf cost ~40 ms;
+jsonschema ~40 ms.  A fleet without providers or services never needs them, so a plan of
+such a fleet must not import them (each one is imported where it is used).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from mcfleet.observe.manifest import Manifest, ManifestAgent
+
+HEAVY = ("acme", "josepy", "requests", "urllib3", "dns", "grpc", "google.protobuf", "jsonschema", "podman")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens there once the socket is closed
+
+
+def _modules_after(code: str, cwd: Path) -> set[str]:
+    script = f"import sys\n{code}\nprint('MODS=' + ','.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=cwd)
+    return set(out.stdout.strip().splitlines()[-1].removeprefix("MODS=").split(","))
+
+
+def _heavy(mods: set[str]) -> list[str]:
+    return sorted(m for m in mods if any(m == h or m.startswith(h + ".") for h in HEAVY))
+
+
+def test_a_plan_without_providers_or_services_imports_no_provider_client_grpc_or_jsonschema(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet"
+    subprocess.run([sys.executable, "-m", "mcfleet", "init", str(fleet)], check=True, capture_output=True)
+    host_file = fleet / "hosts" / "node1" / "host.json"
+    host = json.loads(host_file.read_text())
+    host["addresses"] = ["127.0.0.1"]
+    host["ssh"]["port"] = _closed_port()
+    host_file.write_text(json.dumps(host))
+    code = (
+        "import sys, io, contextlib\nfrom mcfleet.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out: code = main(['plan', '--json'])\n"
+        "assert code == 1 and 'node1' in out.getvalue(), (code, out.getvalue())  # unreachable: reported\n"
+    )
+    mods = _modules_after(code, fleet)
+    assert "mcfleet.plan.planner" in mods and "asyncssh" in mods  # the plan was made
+    assert _heavy(mods) == []
+
+
+def test_a_valid_manifest_is_read_without_jsonschema(tmp_path: Path) -> None:
+    text = Manifest(agent=ManifestAgent(sha256="ab" * 32)).to_text()
+    code = (
+        "from mcfleet.observe.manifest import parse_manifest\n"
+        f"assert parse_manifest({text!r}, where='m').agent.sha256 == {'ab' * 32!r}\n"
+    )
+    assert "jsonschema" not in _modules_after(code, tmp_path)
