@@ -89,6 +89,21 @@ def test_fresh_lab_plans_the_expected_creates(plan_lab: tuple[Any, Path]) -> Non
     assert dns["reason"] == "no A record at the authoritative server"  # knot was asked
 
 
+def test_skip_agent_plans_the_rest_and_says_the_agent_was_not_planned(plan_lab: tuple[Any, Path]) -> None:
+    """`--skip agent`: what a host without systemd can have planned, exit 2 (changes), never a refusal."""
+    _lab, root = plan_lab
+    code, data, _err = plan_json(root, "--detailed-exitcode", "--skip", "agent")
+    assert code == 2 and data["unreachable"] == {}, data
+    assert not [a for a in data["actions"] if a["kind"] == "refuse" or a["phase"] == "agent"]
+    for node in NODES:
+        assert "host create user mcp" in actions(data, node)
+        assert {"host": node, "phase": "agent", "reason": "not planned (--skip agent)"} in data["blocked"]
+    code, _out, err = run_cli("plan", str(root), "--skip", "agent", "-o", str(root / "partial.json"))
+    assert code == 2 and "cannot be saved" in err and not (root / "partial.json").exists()
+    code, _out, err = run_cli("plan", str(root), "--skip", "agnet")
+    assert code == 2 and "not a kind: agnet" in err and "one of host, agent" in err
+
+
 def test_uid_changed_on_the_node_is_refused(plan_lab: tuple[Any, Path]) -> None:
     lab, root = plan_lab
     asyncio.run(lab.exec_in("plann3", ["useradd", "-u", "2850", "-U", "mcp"]))

@@ -57,7 +57,9 @@ def refuse_nesting(directory: Path) -> None:
 
 
 def up(  # noqa: PLR0917 (typer options)
-    nodes: int = typer.Option(3, "--nodes", "-n", min=0, max=40, help="Fast nodes (netns + own sshd)."),
+    nodes: int = typer.Option(
+        3, "--nodes", "-n", min=0, max=200, help="Fast nodes (netns + own sshd); at most 200: a lab has one /24."
+    ),
     full: int = typer.Option(0, "--full", min=0, max=8, help="Full nodes: Debian with systemd (systemd-nspawn)."),
     arm64: bool = typer.Option(False, "--arm64", help="Add an arm64 node (needs binfmt qemu-aarch64)."),
     no_peers: bool = typer.Option(False, "--no-peers", help="Skip Knot, Pebble, Caddy, HAProxy and the registry."),

@@ -10,10 +10,11 @@ import typer
 from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
 from mcfleet.cli.output import emit_json, use_color
 from mcfleet.cli.targets import ON_OPT
-from mcfleet.errors import EXIT_CHANGES, EXIT_FAILURE, EXIT_OK, FleetInvalid
+from mcfleet.errors import EXIT_CHANGES, EXIT_FAILURE, EXIT_OK, FleetInvalid, InputError
 
 if TYPE_CHECKING:
     from mcfleet.fleet.load import LoadedFleet
+    from mcfleet.kinds.base import ResourceKind
     from mcfleet.plan.model import Plan
 
 # asyncssh, grpc, the planner and the bundle code are imported where a plan is made, so that
@@ -47,6 +48,32 @@ def bundle_hashes(loaded: LoadedFleet, hosts: list[str]) -> tuple[dict[str, str]
     return dict.fromkeys(debian, sha), None
 
 
+def kinds_kept(skip: list[str], *, saving: bool) -> tuple[list[ResourceKind], list[str]]:
+    """The kinds to plan and the phases left out (`--skip`); a partial plan is never saved."""
+    from mcfleet.kinds import KINDS
+
+    phases = [str(k.phase) for k in KINDS]
+    wanted = [p.strip() for item in skip for p in item.split(",") if p.strip()]
+    unknown = [p for p in wanted if p not in phases]
+    if unknown:
+        raise InputError(f"not a kind: {', '.join(unknown)}", location="--skip", hint=f"one of {', '.join(phases)}")
+    if wanted and saving:
+        raise InputError("a plan with --skip leaves kinds out, so it cannot be saved for apply",
+                         location="--skip", hint="save a full plan: drop --skip (or -o)")  # fmt: skip
+    return [k for k in KINDS if str(k.phase) not in wanted], [p for p in phases if p in wanted]
+
+
+def mark_skipped(plan: Plan, skipped: list[str]) -> Plan:
+    """Each observed host lists the skipped kinds as not planned (the plan says it is partial)."""
+    from mcfleet.plan.model import Blocked
+
+    if not skipped:
+        return plan
+    observed = [h for h in plan.hosts if h not in plan.unreachable]
+    extra = [Blocked(host=h, phase=p, reason=f"not planned (--skip {p})") for h in observed for p in skipped]
+    return plan.model_copy(update={"blocked": [*plan.blocked, *extra]})
+
+
 def exit_code(plan: Plan, *, detailed: bool) -> int:
     """1 when hosts were unreachable or something is refused; 2 for pending changes with --detailed-exitcode."""
     if plan.unreachable or plan.refusals:
@@ -66,6 +93,12 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
     connect_timeout: float = typer.Option(
         10.0, "--connect-timeout", help="Seconds per address before trying the next."
     ),
+    skip: list[str] = typer.Option(
+        [],
+        "--skip",
+        help="Leave a kind out of the plan: host, agent, files, deploy, cert, dns or route (repeatable). "
+        "The facts are gathered all the same; the plan lists the kind as not planned and cannot be saved.",
+    ),
 ) -> None:
     """Observe the selected hosts and show what `apply` would change.
 
@@ -82,6 +115,8 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
       mcfleet plan -o plan.json && mcfleet apply plan.json
 
       mcfleet plan --json | jq '.actions[] | select(.kind == "refuse")'
+
+      mcfleet plan --skip agent      # hosts without systemd (e.g. the lab's fast nodes)
     """
     import asyncio
 
@@ -99,6 +134,7 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
     if findings:
         raise FleetInvalid(list(findings), root=str(loaded.root))
     hosts = select(loaded, on)
+    kinds, skipped = kinds_kept(skip, saving=out is not None)
     options = SshOptions(connect_timeout=connect_timeout)
     agent_hashes, note = bundle_hashes(loaded, hosts)
     with make_progress(title="gathering facts", quiet=json_out) as progress:
@@ -106,10 +142,11 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
             for name in (h for h in hosts if str(loaded.hosts[h].host.os) == "nixos"):
                 progress.update(name, "nix eval", "its system's store path, offline (for `~ system old → new`)")
         systems, system_note = asyncio.run(evaluated_toplevels(loaded, hosts))  # NixOS: `~ system old → new`
-        result, _facts = asyncio.run(
-            plan_fleet(loaded, hosts, options=options, progress=progress, agent_hashes={**agent_hashes, **systems})
-        )
+        hashes = {**agent_hashes, **systems}
+        made = plan_fleet(loaded, hosts, options=options, progress=progress, agent_hashes=hashes, kinds=kinds)
+        result, _facts = asyncio.run(made)
     asyncio.run(add_closure_diffs(result))
+    result = mark_skipped(result, skipped)
     if out is not None:
         save_plan(result, out)
     if json_out:
