@@ -181,6 +181,7 @@ def test_one_apply_serves_three_containers_through_the_edge(  # noqa: PLR0917 (p
     assert second.code == 0, second.stdout[-3000:] + second.stderr[-2000:]
     assert _snapshot(nodes, knot) == before
     print(f"[{worker_login}/{edge_login}] no-op apply: {second.seconds:.1f} s")
+    _no_secret_leaks(nodes, root, [run, again, second], env, tmp_path)
 
     # HAProxy restarted: the routes come back from the map file on the node
     asyncio.run(restart_haproxy(lab.state, lab.run_dir, worker))
@@ -308,3 +309,35 @@ def _backends_answer(
     got = nodes.sh(worker.name, f"curl -sS --resolve {sni}:{port}:127.0.0.1 --cacert {ca_file} "
                                 f"https://{sni}:{port}/").stdout  # fmt: skip
     assert got.startswith("sni 1 ")
+
+
+def _no_secret_leaks(nodes: Nodes, root: Path, runs: list[CliRun], env: dict[str, str], tmp_path: Path) -> None:
+    """sni's private key (an age secret), the TSIG and ACME account keys and the proxies' private keys
+    appear nowhere: not in the output (also with --debug), the saved plan, the fleet folder, the
+    proxies' logs, the nodes' journals (sudo's and doas' logs included), nor any process's argv."""
+    import os
+
+    from tests.secret_poison import find_leaks, local_ps, secret_needles, secret_paths, tree_texts
+
+    os.environ.update(env)  # the needles decrypt the fleet's secrets with the operator key
+    try:
+        needles = secret_needles(root)
+    finally:
+        for key in env:
+            os.environ.pop(key, None)
+    assert "secrets/sni-tls-key.age" in needles
+    for n in nodes.nodes:
+        for key in nodes.sh(n.name, f"ls {CERTS}/*.key").stdout.split():
+            text = nodes.sh(n.name, f"cat {key}").stdout
+            needles[f"{n.name}:{key}"] = max((ln for ln in text.splitlines() if not ln.startswith("-----")), key=len)
+    plan_file = tmp_path / "plan.json"
+    debug = cli("--debug", "plan", "-C", str(root), "-o", str(plan_file), env=env)
+    assert debug.code == 0, debug.stderr[-2000:]
+    sources = {f"run {i} output": r.stdout + r.stderr for i, r in enumerate([*runs, debug])}
+    sources["saved plan"] = plan_file.read_text()
+    sources.update(tree_texts(root, skip=secret_paths(root)))
+    sources.update(tree_texts(nodes.lab.run_dir / "nodeproxy"))
+    for n in nodes.nodes:
+        sources[f"{n.name} journal"] = nodes.sh(n.name, "journalctl --no-pager -o cat", check=False).stdout
+    sources["ps"] = local_ps()
+    assert find_leaks(needles, sources) == []
