@@ -1,0 +1,35 @@
+"""HAProxy's route map: its file content, and the routes it refuses before calling HAProxy at all."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mcfleet.fleet.models import HaproxyProvider
+from mcfleet.providers.base import ProviderError
+from mcfleet.providers.route.base import ProxyRoute
+from mcfleet.providers.route.haproxy import HaproxyRoutes, map_key, map_text
+
+# No HAProxy answers here: a call that reached the socket would fail with "does not answer".
+ROUTES = HaproxyRoutes(HaproxyProvider(kind="haproxy", admin_socket="/nonexistent/haproxy.sock", map_file="/m"))
+
+
+def test_the_map_file_is_one_sorted_line_per_route_keyed_by_listener_and_lower_case_name() -> None:
+    entries = {map_key(8443, "SNI.example.test"): "10.0.0.2:4443", map_key(443, "a.example.test"): "10.0.0.3:443"}
+    assert map_text(entries) == "443/a.example.test 10.0.0.3:443\n8443/sni.example.test 10.0.0.2:4443\n"
+    assert map_text({}) == ""
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        (ProxyRoute(443, "web.example.test", "127.0.0.1:8080", "l7"), "carries only l4 routes"),
+        (ProxyRoute(8443, "sni.example.test", "[::1]:8443", "l4"), "is not <IPv4 address>:<port>"),
+        (ProxyRoute(8443, "sni.example.test", "10.0.0.2", "l4"), "is not <IPv4 address>:<port>"),
+    ],
+)
+def test_routes_haproxy_cannot_carry_are_refused_with_what_to_do(route: ProxyRoute, message: str) -> None:
+    with pytest.raises(ProviderError, match=message) as raised:
+        asyncio.run(ROUTES.add_route(route))
+    assert raised.value.hint
