@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from mcfleet.lab.login import Login
 from mcfleet.lab.peers.knot import KnotInfo
 from mcfleet.lab.peers.registry import RegistryInfo
 from tests.integration.apply_lab import (  # noqa: F401
@@ -118,10 +119,13 @@ def _migrate_event(run: CliRun, host: str) -> dict[str, Any]:
     return ends[-1]
 
 
-def test_a_moved_service_serves_its_data_from_the_destination_and_a_failed_move_stays_put(
-    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo, knot: KnotInfo, tmp_path: Path
+@pytest.mark.parametrize("login", ["root", "sudo"])
+def test_a_moved_service_serves_its_data_from_the_destination_and_a_failed_move_stays_put(  # noqa: PLR0917
+    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo, knot: KnotInfo, tmp_path: Path, login: Login
 ) -> None:
-    nodes = make_nodes(2, "mig")
+    """`login`: both nodes reached as root, or as a non-root user through sudo (the copy between the
+    nodes then reads and writes root's stores through sudo on each side)."""
+    nodes = make_nodes(2, f"mg{login[0]}", login=login)
     a, b = nodes.nodes
     root = _fleet(nodes, registry)
     zone = json.loads((root / "fleet.json").read_text())["zone"]

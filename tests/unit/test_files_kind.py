@@ -21,7 +21,7 @@ from mcfleet.fleet.load import load_fleet
 from mcfleet.kinds.base import ApplyContext
 from mcfleet.kinds.files import FilesKind
 from mcfleet.observe.facts import Facts
-from mcfleet.observe.files import files_probe_body, parse_files
+from mcfleet.observe.files import FileFacts, files_probe_body, parse_files
 from mcfleet.observe.manifest import Manifest
 from mcfleet.plan.render import render_action
 from mcfleet.transport.local import LocalRunner
@@ -238,3 +238,30 @@ def test_a_file_path_never_leaves_its_service_folder(path: str) -> None:
     with pytest.raises(ValidationError):
         ServiceFile(path=path, source="files/x")
     assert ServiceFile(path="certs/ca.pem", source="files/x").path == "certs/ca.pem"
+
+
+def test_a_binary_file_is_planned_without_a_diff_and_written_byte_for_byte(tmp_path: Path, monkeypatch: Any) -> None:
+    from mcfleet.fleet.files import RenderedFile
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the upload folder of this (local) login
+    (tmp_path / "home").mkdir()
+    root = fleet_with_files(tmp_path)
+    blob = bytes(range(256)) * 4
+    (root / "files" / "web" / "motd").write_bytes(blob)
+    loaded = load_fleet(root)
+    alpha = desired_state(loaded)["alpha"]
+    want = alpha.files["/srv/web/motd"]
+    assert want.content is None and want.data == blob
+    assert "binary, 1024 bytes" in RenderedFile("alpha", want).script()
+    node = tmp_path / "srv-web"
+    node.mkdir()
+    here = str(node / "motd")
+    alpha.files = {here: dataclasses.replace(want, path=here)}
+    (act,) = FilesKind().diff(alpha, Facts(host="alpha", files=[]), Manifest(), now=NOW)
+    ctx = ApplyContext(loaded, loaded.hosts["alpha"], HelperHere("alpha"), alpha, Manifest())
+    assert asyncio.run(FilesKind().apply(ctx, [act])).status == "changed"
+    assert (node / "motd").read_bytes() == blob
+    assert list((tmp_path / "home").iterdir()) == []  # the upload folder is gone
+    seen = FileFacts(path=here, uid=850, gid=850, mode="640", sha256="0" * 64, text="garbage")
+    (upd,) = FilesKind().diff(alpha, Facts(host="alpha", files=[seen]), Manifest(), now=NOW)
+    assert upd.reason == "content changed (binary, 1024 bytes)" and "diff" not in upd.after

@@ -32,6 +32,7 @@ class DesiredFile:
     content: str | None = field(repr=False, compare=False)  # None: a secret that could not be decrypted
     secret: str | None = None  # the secret's name: the plan never shows its content, diff or hash
     error: str | None = None  # why a secret's content is not known (the plan refuses its file)
+    data: bytes | None = field(default=None, repr=False, compare=False)  # a binary file's bytes (content None)
 
     @property
     def owner(self) -> str:
@@ -119,7 +120,11 @@ def service_files(
         try:
             text = raw.decode()
         except UnicodeDecodeError:
-            raise InputError(f"{want.source} is not UTF-8 text", location=at) from None
+            if want.template:
+                raise InputError(f"{want.source} is not UTF-8 text, so it cannot be a template", location=at) from None
+            out.append(DesiredFile(path=path, service=svc.name, uid=uid, gid=gid, mode=mode,
+                                   sha256=hashlib.sha256(raw).hexdigest(), content=None, data=raw))  # fmt: skip
+            continue
         if want.template:
             text = fill(text, values, f"{want.source} (template of {where})")
         out.append(
@@ -163,11 +168,17 @@ class RenderedFile:
         if f.secret is not None:
             return {"host": self.host, "service": f.service, "file": f.path, "owner": f.owner, "mode": f.mode,
                     "secret": f.secret}  # fmt: skip
+        if f.data is not None:
+            return {"host": self.host, "service": f.service, "file": f.path, "owner": f.owner, "mode": f.mode,
+                    "sha256": f.sha256, "binary": len(f.data)}  # fmt: skip
         return {"host": self.host, "service": f.service, "file": f.path, "owner": f.owner, "mode": f.mode,
                 "sha256": f.sha256, "content": f.content}  # fmt: skip
 
     def script(self) -> str:
         f = self.file
+        if f.data is not None:
+            return (f"# file {f.path} of {f.service} on {self.host} (owner {f.owner}, mode {f.mode}): binary, "
+                    f"{len(f.data)} bytes, sha256 {f.sha256}")  # fmt: skip
         if f.secret is not None or f.content is None:
             return (f"# file {f.path} of {f.service} on {self.host} (owner {f.owner}, mode {f.mode}): secret "
                     f"{f.secret}, not shown (mcfleet secret show {f.secret})")  # fmt: skip

@@ -19,7 +19,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from mcfleet.apply.nodeio import helper, put_file
+from mcfleet.apply.nodeio import drop_staging, helper, make_staging, put_file, upload
 from mcfleet.errors import ApplyError
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.files import DesiredFile, service_dir
@@ -67,6 +67,9 @@ def _file_action(d: DesiredHost, want: DesiredFile, have: FileFacts | None) -> A
         return Action(host=d.name, phase=Phase.files, kind="update", subject=subject, before=before, after=after,
                       reason="secret changed")  # fmt: skip
     if not want.secret and have.sha256 != want.sha256:
+        if want.data is not None:  # binary: no text diff
+            return Action(host=d.name, phase=Phase.files, kind="update", subject=subject, before=before,
+                          after=after, reason=f"content changed (binary, {len(want.data)} bytes)")  # fmt: skip
         diff = unified_diff(want.path, have.text, want.content or "") if have.text is not None else []
         return Action(host=d.name, phase=Phase.files, kind="update", subject=subject, before=before,
                       after={**after, "diff": diff}, reason="content changed")  # fmt: skip
@@ -74,6 +77,24 @@ def _file_action(d: DesiredHost, want: DesiredFile, have: FileFacts | None) -> A
         return Action(host=d.name, phase=Phase.files, kind="update", subject=subject, before=before,
                       after=after, reason="owner or mode differ")  # fmt: skip
     return None
+
+
+async def put_binary(node: Any, want: DesiredFile) -> None:
+    """A binary file: uploaded by SFTP as the login user into a private folder in its home, then
+    copied into place by root's helper (its sha256 checked), as the agent binary is."""
+    import tempfile
+    from pathlib import Path
+
+    assert want.data is not None
+    staging = await make_staging(node)
+    try:
+        with tempfile.TemporaryDirectory(prefix="mcfleet-file-") as tmp:
+            local = Path(tmp) / "data"
+            local.write_bytes(want.data)
+            await upload(node, local, f"{staging}/data")
+        await put_file(node, want.path, source=f"{staging}/data", mode=want.mode, owner=want.owner, sha=want.sha256)
+    finally:
+        await drop_staging(node, staging)
 
 
 class FilesKind(NoRead):
@@ -111,9 +132,13 @@ class FilesKind(NoRead):
         made: set[str] = set()
         for a in actions:
             want = ctx.desired.files[a.subject.removeprefix("file ")]
-            if want.content is None:  # planned as a refusal; apply never runs a plan with one
+            if want.content is None and want.data is None:  # planned as a refusal; apply never runs a plan with one
                 raise ApplyError(f"{want.path}: {want.error}", location=ctx.entry.host.name)
             await self._folders(ctx, want, made)
+            if want.data is not None:
+                await put_binary(ctx.node, want)
+                written.append(want.path)
+                continue
             await put_file(ctx.node, want.path, text=want.content, mode=want.mode, owner=want.owner,
                            sha=content_sha(want))  # fmt: skip
             written.append(want.path)

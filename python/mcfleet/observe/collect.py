@@ -49,7 +49,7 @@ def script_inputs(loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -
         manifest_path=manifest_path(),
         dirs=tuple(d.path for d in desired.dirs),
         files=tuple(sorted(desired.files)),
-        file_texts=tuple(sorted(p for p, f in desired.files.items() if f.secret is None)),
+        file_texts=tuple(sorted(p for p, f in desired.files.items() if f.secret is None and f.data is None)),
         subids=tuple(
             f"{u.name} {u.subuid.start}:{u.subuid.count} {u.subgid.start if u.subgid else ''}:"
             f"{u.subgid.count if u.subgid else ''}"
