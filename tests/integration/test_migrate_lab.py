@@ -140,6 +140,8 @@ def test_a_moved_service_serves_its_data_from_the_destination_and_a_failed_move_
                      "echo ca > /srv/web/certs/ca.pem")  # fmt: skip
     assert _get(a.address, port_a, "data.txt").stdout == DATA
     assert _knot(knot, f"web.{zone}") == [a.address]
+    nodes.sh(a.name, "head -c 16777216 /dev/urandom > /srv/web/blob.bin")  # streamed in many chunks
+    blob_sha = nodes.file_sha(a.name, "/srv/web/blob.bin")
 
     # --- the move, planned as one action and carried by a saved plan
     _move(root, a.name, b.name, b.address)
@@ -155,13 +157,15 @@ def test_a_moved_service_serves_its_data_from_the_destination_and_a_failed_move_
     moved = _apply(root, agent_bundle, str(plan_file))
     assert moved.code == 0, moved.stdout[-4000:] + moved.stderr[-3000:]
     event = _migrate_event(moved, b.name)
-    print(f"migration: {event['message']}")
+    print(f"migration ({login}): {event['message']}; the whole apply took {moved.seconds:.1f} s")
     assert event["status"] == "changed" and event["data"]["bytes_sent"] > 0
     port_b = _port(nodes, b.name)
     assert _get(b.address, port_b, "data.txt").stdout == DATA  # read back through the service
     assert _get(b.address, port_b, "index.html").stdout == f"web on {b.name}\n"  # its file, rendered for B
     assert nodes.sh(b.name, "stat -c '%u %g %a' /srv/web/data.txt").stdout.split() == ["300999", "300999", "600"]
     assert nodes.sh(b.name, "cat /srv/web/certs/ca.pem").stdout == "ca\n"
+    assert nodes.file_sha(b.name, "/srv/web/blob.bin") == blob_sha
+    assert event["data"]["bytes_sent"] > 16_000_000  # random data does not compress
     assert "web" in _running(nodes, b.name)
     assert "web" not in _running(nodes, a.name)  # the source no longer runs it
     assert "web" not in nodes.manifest(a.name)["services"]
