@@ -50,9 +50,9 @@ answer_all
 
 # Through the proxies, by name, with certificates that verify (the containers answer "<name> <version> ...").
 through_proxies() {
-  printf '  %-22s via the edge   %s:443  -> %s\n' "$PUB" "$EDGE" "$(curl -sS --resolve "$PUB:443:$EDGE" --cacert "$PEBBLE_ROOT" "https://$PUB/")"
-  printf '  %-22s via its node   %s:443  -> %s\n' "$INT" "$WORKER" "$(curl -sS --resolve "$INT:443:$WORKER" --cacert "$PEBBLE_ROOT" "https://$INT/")"
-  printf '  %-22s l4 passthrough %s:8443 -> %s\n' "$SNI" "$WORKER" "$(curl -sS --resolve "$SNI:8443:$WORKER" --cacert "$SNI_CA" "https://$SNI:8443/")"
+  printf '  %-22s via the edge   %s:443  -> %s\n' "$PUB" "$EDGE" "$(curl -sS --max-time 10 --resolve "$PUB:443:$EDGE" --cacert "$PEBBLE_ROOT" "https://$PUB/")"
+  printf '  %-22s via its node   %s:443  -> %s\n' "$INT" "$WORKER" "$(curl -sS --max-time 10 --resolve "$INT:443:$WORKER" --cacert "$PEBBLE_ROOT" "https://$INT/")"
+  printf '  %-22s l4 passthrough %s:8443 -> %s\n' "$SNI" "$WORKER" "$(curl -sS --max-time 10 --resolve "$SNI:8443:$WORKER" --cacert "$SNI_CA" "https://$SNI:8443/")"
 }
 echo "--- through the proxies with verified TLS: Pebble certs for hello and api, sni's own cert"
 through_proxies

@@ -79,6 +79,8 @@ def up(  # noqa: PLR0917 (typer options)
     /etc; full nodes boot Debian with systemd (the first one builds a rootfs with debootstrap,
     ~75 s, cached in /var/cache/mcfleet).  Peers: Knot (DNS), Pebble (ACME), Caddy, HAProxy, and an
     OCI registry (docker-registry, TLS) holding the demo images (demo/hello:1, demo/api:1, ...).
+    With the registry, every full node gets the demo services and runs its own HAProxy + Caddy
+    (on its address, listeners 443/8443/9443): the fleet's route providers.
 
     Examples:
 
