@@ -38,6 +38,9 @@ def test_not_serving_with_the_reason_while_the_podman_socket_is_gone(
             assert await client.health_status("mcfleet.agent.v1.Agent") == "SERVING"  # the API itself answers
             facts = await client.facts()
             assert any(e["kind"] == "not-serving" and e["message"] == reason for e in facts["events"])
+            # Facts still answers, and says the containers are unknown and why
+            assert facts["health"]["status"] == "NOT_SERVING" and facts["health"]["reason"], facts["health"]
+            assert facts["podman"]["error"] == facts["health"]["reason"] and facts["containers"] == []
 
             agent_podman.start()
             await _wait_status(client, "SERVING")

@@ -16,7 +16,8 @@ hung, and is killed here by pid.  Containers (conmon and its children) are never
 A stale service is recognised before any call hangs on it: its worker lives in a user
 namespace that is no longer podman's (rootless podman keeps its user namespace open with
 a pause process, whose pid is in $XDG_RUNTIME_DIR/libpod/tmp/pause.pid; the reset kills it
-and the next podman command makes a new one).
+and the next podman command makes a new one).  This relies on the agent itself running in
+the host's user namespace, as mcp-agent.service does (it sets no PrivateUsers=).
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 from mcfleet.agent.events import BootStatus, EventLog
 from mcfleet.agent.health import wait_healthy
@@ -21,6 +23,8 @@ from mcfleet.agent.registry import RUNNING, STOPPED, Entry, Registry
 from mcfleet.agent.spec import LABEL_HASH, ContainerSpec, container_specs
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.models import Service, Stage
+
+T = TypeVar("T")
 
 
 class UnknownService(McfleetError):
@@ -146,9 +150,10 @@ class Reconciler:
             outcome = await self._wait_podman(stage_timeout or self.stage_timeout)
         if recreate and outcome.ok:
             try:
-                for managed in await self.podman.in_thread(self.podman.list_managed):
-                    await self.podman.in_thread(self.podman.remove, managed.name)
-                    self.events.add("remove", f"{what}: removed {managed.name} to recreate it from the registry")
+                managed = await self.podman.in_thread(self.podman.list_managed)
+                await self._all(self.podman.in_thread(self.podman.remove, m.name) for m in managed)
+                for m in managed:
+                    self.events.add("remove", f"{what}: removed {m.name} to recreate it from the registry")
             except McfleetError as exc:
                 outcome.ok, outcome.error = False, exc.message
         if outcome.ok:
@@ -205,11 +210,7 @@ class Reconciler:
                     continue
                 self.boot.stage = stage.value
                 self.events.add("stage-start", f"starting {len(staged)} service(s)", stage=stage.value)
-                to_wait: list[ContainerSpec] = []
-                for entry, specs in staged:
-                    for spec in specs:
-                        if await self._converge_one(entry, spec, existing.get(spec.name), outcome):
-                            to_wait.append(spec)
+                to_wait = await self._converge_stage(staged, existing, outcome)
                 try:
                     await self._wait_stage(stage, to_wait, stage_timeout)
                 except TimeoutError as exc:
@@ -226,6 +227,33 @@ class Reconciler:
             outcome.ok, outcome.error = False, exc.message
             self.events.add("error", exc.message, error=True)
         return outcome
+
+    async def _converge_stage(
+        self, staged: list[tuple[Entry, list[ContainerSpec]]], existing: dict[str, Managed], outcome: Outcome
+    ) -> list[ContainerSpec]:
+        """One stage's containers at once (podman's API serves calls in parallel): each image is
+        pulled once first, then every container converges concurrently; their actions are
+        recorded in the files' order.  Returns the containers that should now be running."""
+        jobs = [(entry, spec) for entry, specs in staged for spec in specs]
+        images = sorted({spec.image for entry, spec in jobs if entry.desired == RUNNING})
+        await self._all(self.podman.in_thread(self.podman.ensure_image, image) for image in images)
+        parts = [Outcome() for _ in jobs]
+        running = await self._all(
+            self._converge_one(entry, spec, existing.get(spec.name), part)
+            for (entry, spec), part in zip(jobs, parts, strict=True)
+        )
+        for part in parts:
+            outcome.actions += part.actions
+        return [spec for (_, spec), run in zip(jobs, running, strict=True) if run]
+
+    @staticmethod
+    async def _all(calls: Iterable[Awaitable[T]]) -> list[T]:
+        """Await every call; the first failure is raised once all have ended (none left running)."""
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return cast(list[T], results)
 
     async def _converge_one(self, entry: Entry, spec: ContainerSpec, managed: Managed | None, outcome: Outcome) -> bool:
         """Bring one container to its desired shape; True when it should now be running."""

@@ -44,14 +44,18 @@ class AgentOpReport:
     service: str | None = None
     stages: list[StageReport] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole command: connect, observe and plan (the refusal gate), the agent's work
+    agent_seconds: float = 0.0  # the agent's own work (the one RPC)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def render(self) -> str:
         what = f"{self.operation} {self.service}" if self.service else self.operation
-        lines = [f"{self.host}: {what}: {'ok' if self.ok else 'FAILED'} in {self.seconds:.1f} s"]
+        lines = [
+            f"{self.host}: {what}: {'ok' if self.ok else 'FAILED'} in {self.seconds:.1f} s "
+            f"(the agent's part {self.agent_seconds:.1f} s)"
+        ]
         for s in self.stages:
             state = "healthy" if s.healthy else "not healthy"
             lines.append(f"  {s.stage}: {state}: {', '.join(s.containers) or 'nothing to do'}")
@@ -87,8 +91,10 @@ async def agent_op(
     node = await session.connect(entry)
     target = await agent_socket(node, entry.host.agent.socket)
     async with AgentClient(target, long_timeout=LONG_TIMEOUT) as client:
+        asked = time.monotonic()
         if operation == "recover":
             reply = await client.recover()
+            agent_seconds = time.monotonic() - asked
             registry = (await client.facts(events=0)).get("registry", [])
             report = AgentOpReport(host, operation, reply.ok, reply.error)
             report.stages = stage_reports(registry, list(reply.actions), list(reply.stages_healthy))
@@ -98,8 +104,9 @@ async def agent_op(
                 raise ApplyError(f"agent {operation} needs a service", location=host)
             call = {"restart": client.restart, "stop": client.stop, "start": client.start}[operation]
             answer = await call(service)
+            agent_seconds = time.monotonic() - asked
             report = AgentOpReport(host, operation, answer.ok, answer.error, service=service)
             actions = list(answer.actions)
         report.actions = [f"{a.kind} {a.container}" for a in actions]
-    report.seconds = time.monotonic() - started
+    report.seconds, report.agent_seconds = time.monotonic() - started, agent_seconds
     return report
