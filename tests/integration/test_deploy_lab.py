@@ -185,8 +185,11 @@ def test_deploy_and_recover_through_a_non_root_login(
 
 
 def agent_ops_logs_and_exec(fleet: Nodes, name: str, root: str) -> None:
-    """`agent stop|start|restart`, `logs` and `exec --as-root` through the host's escalation."""
+    """`status`, `agent stop|start|restart`, `logs` and `exec --as-root` through the host's escalation."""
     port = host_port(fleet, name, "hello")
+    status = cli("status", "--json", "-C", root)  # the agent's socket is mcp's: reached through sudo/doas
+    [row] = json.loads(status.stdout)["hosts"]
+    assert status.code == 0 and row["agent_health"] == "SERVING" and row["services_up"] == 1, row
     stopped = cli("agent", "stop", name, "hello", "--json", "-C", root)
     assert stopped.code == 0, stopped.stdout + stopped.stderr
     assert containers(fleet, name)["hello"]["state"] != "running"
