@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,30 @@ def test_the_installed_dists_stamp_names_every_pinned_version(tmp_path: Path, mo
     (shadow / "grpcio-0.0.1.dist-info").mkdir(parents=True)  # an older grpcio first on the path
     monkeypatch.syspath_prepend(str(shadow))
     assert installed_dists_stamp() != stamp and installed_dists_stamp().startswith(f"{shadow}/grpcio-0.0.1.dist-info")
+
+
+def test_a_cached_bundle_is_hashed_once_and_again_after_any_rewrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from mcfleet.bundle import build
+
+    pex, sha_file = tmp_path / "mcfleet-agent.pex", tmp_path / "mcfleet-agent.pex.sha256"
+    pex.write_bytes(b"x" * 4096)
+    sha_file.write_text(f"{hashlib.sha256(pex.read_bytes()).hexdigest()}  mcfleet-agent.pex\n")
+    hashed: list[Path] = []
+    real = build.sha256_file
+
+    def counting(path: Path) -> str:
+        hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(build, "sha256_file", counting)
+    assert build.cache_entry_intact(pex, sha_file) and len(hashed) == 1
+    assert build.cache_entry_intact(pex, sha_file) and len(hashed) == 1  # remembered: not hashed again
+    st = pex.stat()
+    time.sleep(0.05)  # file times move with the kernel's coarse clock (a few ms per tick)
+    pex.write_bytes(b"y" * 4096)  # same size, mtime put back: the ctime still moves
+    os.utime(pex, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert not build.cache_entry_intact(pex, sha_file) and len(hashed) == 2

@@ -75,6 +75,8 @@ async def _install_unit(node: Node, host: Host, state: AgentProbe) -> None:
     text = render_unit(host)
     path = unit_path(host)
     q = shlex.quote(path)
+    if state.unit_sha256 == sha256_text(text) and state.enabled == "enabled":
+        return  # nothing to write, reload or enable (the restart reloads if systemd holds an older text)
     if state.unit_sha256 != sha256_text(text):
         if state.unit_sha256:  # keep the unit that ran, for the rollback, in root's store
             p = shlex.quote(UNIT_PREV)
@@ -90,10 +92,12 @@ async def _restart(node: Node, host: Host) -> int:
 
     restart is synchronous: the old process is gone when it returns, so a later answer is the
     new one's.  `reset-failed` first clears what an old crash-looping process left (its failed
-    state and, on systemd versions that keep it, its restart counter).
+    state and, on systemd versions that keep it, its restart counter).  systemd is reloaded
+    first when it still holds an older text of the unit than the file (NeedDaemonReload).
     """
     unit = shlex.quote(host.agent.unit)
     res = await node.run(
+        f'if [ "$(systemctl show -p NeedDaemonReload --value {unit})" = yes ]; then systemctl daemon-reload; fi; '
         f"systemctl reset-failed {unit} 2>/dev/null; systemctl restart {unit} && "
         f"systemctl show -p NRestarts --value {unit}",
         timeout=120,
