@@ -54,6 +54,13 @@ def cases(root: Path) -> list[tuple[str, list[str], float]]:
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
+def works(argv: list[str]) -> bool:
+    """One run first (it writes the bytecode and the remembered validate result); False when the
+    command fails (e.g. an option an older mcfleet given with --src does not have)."""
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=ENV)
+    return done.returncode == 0
+
+
 def time_once(argv: list[str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the child: user + system)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -106,10 +113,11 @@ def main() -> int:
     root = Path(args.src).resolve().parent if args.src else ROOT
     todo: list[tuple[str, list[str], float | None]] = [("python -c pass", [sys.executable, "-c", "pass"], None)]
     todo += [(label, [*exe, *argv], goal) for label, argv, goal in cases(root)]
-    todo.append(("plan's imports", [sys.executable, "-c", f"import {PLAN_IMPORTS}"], 0.150))
+    path = f"import sys; sys.path.insert(0, {args.src!r}); " if args.src else ""
+    todo.append(("plan's imports", [sys.executable, "-c", f"{path}import {PLAN_IMPORTS}"], 0.150))
+    todo = [case for case in todo if works(case[1])]
     rows: list[dict[str, Any]] = []
     for label, argv, goal in todo:
-        time_once(argv)  # warm-up: writes bytecode and the remembered validate result
         runs = [time_once(argv) for _ in range(args.runs)]
         walls, cpus = [w for w, _ in runs], [c for _, c in runs]
         rows.append({"command": label, "min_s": min(walls), "median_s": statistics.median(walls),
