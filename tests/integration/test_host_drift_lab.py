@@ -92,7 +92,7 @@ def test_host_level_drift_is_planned_as_changes_and_apply_converges_it(
 
 
 def test_resolved_zone_routing_is_planned_and_converged(make_nodes: MakeNodes, agent_bundle: Path) -> None:
-    fleet = make_nodes(1, "dnsz")
+    fleet = make_nodes(1, "dnsz", login="doas")  # reached as kyle with doas: facts and provisioning escalate
     name = fleet.names[0]
     root = str(fleet.fleet_dir)
     zone = fleet.lab.zone
@@ -147,7 +147,7 @@ def _set_subids(fleet: Any, name: str, start: int) -> None:
 
 
 def test_subid_range_moves_only_while_nothing_lives_in_it(make_nodes: MakeNodes, agent_bundle: Path) -> None:
-    fleet = make_nodes(1, "subid")
+    fleet = make_nodes(1, "subid", login="sudo")  # reached as kyle with sudo
     name = fleet.names[0]
     root = str(fleet.fleet_dir)
     _set_subids(fleet, name, 100000)
