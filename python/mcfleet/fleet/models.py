@@ -213,21 +213,24 @@ class Dns(Model):
 
     `resolver` is the mechanism that reads the servers, because failover differs: glibc reads
     at most 3 `nameserver` lines of /etc/resolv.conf and asks them in order, each for
-    `options timeout:` seconds; systemd-resolved moves to the next `DNS=` server when one
-    fails, but asks `FallbackDNS=` only while no `DNS=` server is configured at all.
+    `options timeout:` seconds; systemd-resolved (252) waits ~5 s on each silent `DNS=` server
+    before the next, and asks `FallbackDNS=` only while no `DNS=` server is configured at all,
+    so its global `DNS=` gets the public fallbacks and the fleet's zone goes to `nameservers`
+    per link (mcfleet-dns-zone.service).
     """
 
     resolver: Literal["resolv.conf", "systemd-resolved"] = Field(
         default="resolv.conf",
         description="resolv.conf: glibc reads /etc/resolv.conf written by mcfleet (Debian) or by NixOS "
-        "networking.nameservers; systemd-resolved: the servers go to resolved's DNS= (Debian drop-in, or "
-        "NixOS services.resolved)",
+        "networking.nameservers; systemd-resolved: the fallbacks go to resolved's global DNS= (Debian drop-in, "
+        "or NixOS networking.nameservers) and the fleet's zone to the nameservers per link "
+        "(mcfleet-dns-zone.service)",
     )
     nameservers: list[Address] = Field(min_length=1, description="the fleet's own resolvers (MCNS), asked first")
     fallback: list[Address] = Field(
         default_factory=list,
-        description="public resolvers outside the fleet, asked when the nameservers do "
-        "not answer: written right after them (resolv.conf) or into DNS= (systemd-resolved)",
+        description="public resolvers outside the fleet: written right after the nameservers (resolv.conf, "
+        "asked when they do not answer) or as resolved's global DNS= (every name outside the fleet's zone)",
     )
     fallback_dns: list[Address] = Field(
         default_factory=list,
