@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
 def test_a_saved_plan_runs_exactly_and_is_refused_once_the_node_changed(
     make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path
 ) -> None:
-    fleet = make_nodes(2, "plan")
+    fleet = make_nodes(2, "plan", login=["sudo", "root"])  # the applied node is reached as kyle with sudo
     first, second = fleet.names
     root = str(fleet.fleet_dir)
     plan_file = tmp_path / "plan.json"
@@ -67,7 +67,7 @@ def test_a_plan_with_a_refusal_is_refused_unless_overridden_and_the_uid_is_never
 
 
 def test_deploy_one_host_validates_plans_and_applies_it(make_nodes: MakeNodes, agent_bundle: Path) -> None:
-    fleet = make_nodes(2, "dep")
+    fleet = make_nodes(2, "dep", login=["doas", "root"])  # the deployed node is reached as kyle with doas
     name, other = fleet.names
     # no --bundle: the real path, the bundle builder (cached by its inputs hash, so no rebuild here)
     run = cli("deploy", name, "--root", str(fleet.fleet_dir), "--json")

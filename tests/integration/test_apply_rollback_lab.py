@@ -127,10 +127,13 @@ def test_the_deadman_reverts_a_node_whose_orchestrator_vanished(
     assert again.phase(name, "activate")["status"] == "unchanged"
 
 
+@pytest.mark.parametrize("login", ["root", "sudo"])
 def test_sigkill_mid_upload_then_rerun_converges_without_temp_files(
-    make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path
+    make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path, login: str
 ) -> None:
-    fleet, name = provisioned(make_nodes, agent_bundle, "kill")
+    """The upload goes to the login's own staging folder (/root or /home/kyle), never where mcp writes."""
+    fleet, name = provisioned(make_nodes, agent_bundle, f"kill{login[0]}", login)
+    home = "/root" if login == "root" else "/home/kyle"
     good = sha256(agent_bundle)
     v2 = variant(agent_bundle, tmp_path / "v2.pex", "kill")
     argv = [*mcfleet_argv(), "agent", "upgrade", name, "--root", str(fleet.fleet_dir), "--bundle", str(v2), "--json"]
@@ -143,7 +146,7 @@ def test_sigkill_mid_upload_then_rerun_converges_without_temp_files(
                 break
         # wait until the upload's temp file exists on the node, then kill mid-transfer
         deadline = time.monotonic() + 30
-        while not fleet.sh(name, "ls /root/.mcfleet-upload.*/mcp-agent 2>/dev/null", check=False).stdout.strip():
+        while not fleet.sh(name, f"ls {home}/.mcfleet-upload.*/mcp-agent 2>/dev/null", check=False).stdout.strip():
             assert time.monotonic() < deadline, "the upload never started"
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)

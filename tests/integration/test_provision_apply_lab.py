@@ -74,7 +74,7 @@ def fleet_nameservers(fleet: object, name: str) -> list[str]:
 def test_apply_converges_three_fresh_nodes_then_changes_nothing_and_status_shows_every_agent(
     make_nodes: MakeNodes, agent_bundle: Path
 ) -> None:
-    fleet = make_nodes(3, "app")
+    fleet = make_nodes(3, "app", login=["root", "sudo", "doas"])  # one node per way the real fleet logs in
     root = str(fleet.fleet_dir)
 
     first = cli("apply", root, "--all", "--bundle", str(agent_bundle), "--json")
