@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,3 +23,29 @@ def test_a_first_build_reports_its_steps_and_a_cached_one_only_the_lookup(tmp_pa
     second = build_agent_bundle(cache_dir=tmp_path / "cache", step=again.append)
     assert second.cached and second.sha256 == first.sha256
     assert again == ["agent bundle: hashing its inputs"]
+
+
+def test_apply_shows_the_bundle_steps_as_build_progress_of_the_hosts_waiting(
+    agent_bundle: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session's prebuild (what `apply` runs first): each step is a `build` progress event."""
+    import asyncio
+    import io
+
+    from mcfleet.apply.session import ApplySession, SessionOptions
+    from mcfleet.fleet.load import load_fleet
+    from mcfleet.report.progress import Progress
+
+    monkeypatch.setenv("MCFLEET_BUNDLE_CACHE", str(agent_bundle.path.parent.parent))  # the session's bundle cache
+    loaded = load_fleet(Path(__file__).resolve().parents[1] / "data" / "fleets" / "minimal")
+    lines = io.StringIO()
+    session = ApplySession(loaded, SessionOptions(progress=Progress(lines)))
+    debian = sorted(n for n, e in loaded.hosts.items() if str(e.host.os) == "debian")
+    built = asyncio.run(session.prebuild(debian))
+    assert built["pex"].sha256 == agent_bundle.sha256
+    progress = [(e.host, e.message) for e in session.log.events if str(e.status) == "progress"]
+    first = debian[0]
+    assert progress[0] == (first, "pex: preparing (built once, then cached)")
+    assert {(h, "agent bundle: hashing its inputs") for h in debian} <= set(progress)  # every host waiting for it
+    assert progress[-1] == (first, "pex: ready")
+    assert f"[{first}] build: agent bundle: hashing its inputs\n" in lines.getvalue()
