@@ -98,3 +98,12 @@ def test_forms_the_fast_path_does_not_know_go_through_typer(fleet: Path, tmp_pat
     assert code == 0 and "--no-cache" in out and "typer" in mods
     code, _out, err, _mods = validate(fleet, "--bogus", cache=tmp_path / "cache")
     assert code == 2 and "--bogus" in err
+
+
+def test_a_cache_folder_that_cannot_be_written_is_not_used(fleet: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    for _ in range(2):
+        code, out, err, mods = validate(fleet, cache=blocked / "cache")
+        assert code == 0 and out.startswith("ok: ") and "Traceback" not in err
+        assert "pydantic" in mods  # validated each time

@@ -12,7 +12,8 @@ change.  After a run that found nothing, the answer is kept in the user's cache 
 
 Only a valid result is kept (findings are always computed afresh), and a fleet tree with a
 symbolic link or any other non-regular file is never cached: those are exactly the cases the
-loader treats specially.  `mcfleet validate --no-cache` ignores and rewrites the entry.
+loader treats specially.  `mcfleet validate --no-cache` ignores and rewrites the entry; a cache
+folder that cannot be written is not used (validate works as without it).
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ CODE_DIRS = ("fleet",)
 CODE_FILES = ("errors.py", "cli/validate_report.py", "cli/validate_cache.py", "__init__.py")
 
 
-def _cache_file(root: Path) -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+def _cache_file(root: Path) -> Path | None:
+    """Where the result for `root` is kept; None without a cache folder (no $XDG_CACHE_HOME, no home)."""
+    try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except (RuntimeError, KeyError):  # Path.home() without $HOME nor a passwd entry
+        return None
     name = f"{zlib.crc32(str(root).encode()):08x}.json"
     return base / "mcfleet" / "validate" / name
 
@@ -108,10 +113,11 @@ def cache_key(root: Path) -> list[Any] | None:
 def remembered(root: Path) -> dict[str, Any] | None:
     """The remembered valid result for `root`, if its key still matches, else None."""
     key = cache_key(root)
-    if key is None:
+    path = _cache_file(root)
+    if key is None or path is None:
         return None
     try:
-        data = json.loads(_cache_file(root).read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("key") != json.loads(json.dumps(key)):
@@ -123,20 +129,13 @@ def remembered(root: Path) -> dict[str, Any] | None:
 def remember(root: Path, result: dict[str, Any]) -> None:
     """Keep a valid result; a cache that cannot be written is simply not used."""
     key = cache_key(root)
-    if key is None:
-        return
     path = _cache_file(root)
+    if key is None or path is None:
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"key": key, "result": result}))
         tmp.replace(path)
-    except OSError:
-        return
-
-
-def forget(root: Path) -> None:
-    try:
-        _cache_file(root).unlink()
     except OSError:
         return
