@@ -112,17 +112,17 @@ async def wait_agent_serving(
     last = AgentHealth(False, error="not checked yet")
     delays = retry_delays()
     while True:
-        if watch_unit:
-            active, sub, restarts = await unit_state(node, host)
-            crashed = restarts - restarts_before
-            if active == "failed" or sub == "auto-restart" or crashed > 0:
-                return AgentHealth(False, error=f"the unit is {active} ({sub}) after {crashed} restart(s)")
         last = await check_once(target, timeout=min(5.0, max(1.0, deadline - time.monotonic())), service=AGENT_API)
         if last.serving:
             if expect_sha and last.bundle_sha256 and last.bundle_sha256 != expect_sha:
                 last = AgentHealth(False, last.version, last.bundle_sha256, error="an old agent is still answering")
             else:
-                return last
+                return last  # an agent that answers runs: the unit is not asked (one round trip less)
+        if watch_unit:
+            active, sub, restarts = await unit_state(node, host)
+            crashed = restarts - restarts_before
+            if active == "failed" or sub == "auto-restart" or crashed > 0:
+                return AgentHealth(False, error=f"the unit is {active} ({sub}) after {crashed} restart(s)")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return AgentHealth(
