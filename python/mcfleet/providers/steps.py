@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mcfleet.apply.nodeio import put_file
+from mcfleet.apply.nodeio import ensure_store, put_file
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import LoadedFleet
@@ -78,9 +78,13 @@ async def local_socket(node: Node, remote: str) -> str:
 
 def map_saver(node: Node, path: str) -> SaveMap:
     """Writes HAProxy's map file on the proxy's node, atomically, as root (HAProxy reads it at start)."""
+    ready: list[bool] = []
 
     async def save(text: str) -> None:
         try:
+            if not ready:  # the root helper that writes files (installed by apply; here when called alone)
+                await ensure_store(node)
+                ready.append(True)
             await put_file(node, path, text=text, mode="0644")
         except McfleetError as exc:
             raise ProviderError(

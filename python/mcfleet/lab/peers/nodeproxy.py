@@ -7,6 +7,10 @@ They run in the node's network namespace with this machine's programs (a full no
 no caddy or haproxy) and a private mount namespace in which /srv/mc-proxy is a link to the
 node's own folder, /proc/<node pid>/root/srv/mc-proxy (a bind mount across mount namespaces is
 refused), so fast and full nodes work alike.
+
+Both keep their routes on the node across a restart: HAProxy reads the map file mcfleet
+rewrites (/srv/mc-proxy/sni.map); Caddy saves every admin-API change to
+/srv/mc-proxy/caddy/caddy/autosave.json and starts with `--resume` (that config, when present).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ PROXY_DIR = "/srv/mc-proxy"
 CADDY_ADMIN = f"{PROXY_DIR}/caddy-admin.sock"
 HAPROXY_ADMIN = f"{PROXY_DIR}/haproxy.sock"
 SNI_MAP = f"{PROXY_DIR}/sni.map"
+CADDY_CONFIG_HOME = f"{PROXY_DIR}/caddy"  # Caddy's XDG_CONFIG_HOME: its autosaved config lives on the node
 # The listener ports of the route model (web, API, gRPC), all served on the node's address.
 LISTENERS = (443, 8443, 9443)
 # Caddy ends TLS for l7 routes behind HAProxy, on this loopback address (the same port numbers;
@@ -119,41 +124,49 @@ async def start_node_proxies(state: LabState, base: Path, node: LabNode) -> Node
     which("haproxy")
     d = base / "nodeproxy" / node.name
     d.mkdir(parents=True, exist_ok=True)
-    # The map file is HAProxy's route table across restarts: kept when the proxies start again.
-    await _in_node(node, ["sh", "-c", f"mkdir -p {PROXY_DIR}/certs && chmod 0750 {PROXY_DIR} && touch {SNI_MAP}"])
-    conf = d / "caddy.json"
-    conf.write_text(json.dumps(caddy_config(d / "storage"), indent=2))
-    env = {"XDG_DATA_HOME": str(d / "data"), "XDG_CONFIG_HOME": str(d / "config"), "HOME": str(d)}
-    caddy_log = d / "caddy.log"
-    caddy_pid = spawn(_in_node_net(node, [which("caddy"), "run", "--config", str(conf)]), log=caddy_log, env=env)
-    state.add(Resource("process", f"caddy@{node.name}", caddy_pid, start_time(caddy_pid), str(caddy_log)))
-    cfg = d / "haproxy.cfg"
-    cfg.write_text(haproxy_config(node.address))
-    ha_pid = _spawn_haproxy(state, node, cfg, d / "haproxy.log")
-    await _wait_socket(node, CADDY_ADMIN, "caddy", caddy_log)
+    # The map file and Caddy's autosave are the routes across restarts: kept when the proxies start again.
+    prepare = f"mkdir -p {PROXY_DIR}/certs {CADDY_CONFIG_HOME} && chmod 0750 {PROXY_DIR} && touch {SNI_MAP}"
+    await _in_node(node, ["sh", "-c", prepare])
+    (d / "caddy.json").write_text(json.dumps(caddy_config(d / "storage"), indent=2))
+    (d / "haproxy.cfg").write_text(haproxy_config(node.address))
+    caddy_pid = _spawn(state, node, "caddy", d)
+    ha_pid = _spawn(state, node, "haproxy", d)
+    await _wait_socket(node, CADDY_ADMIN, "caddy", d / "caddy.log")
     await _wait_socket(node, HAPROXY_ADMIN, "haproxy", d / "haproxy.log")
     return NodeProxies(node.name, node.address, caddy_pid, ha_pid)
 
 
-def _spawn_haproxy(state: LabState, node: LabNode, cfg: Path, log: Path) -> int:
-    pid = spawn(_in_node_net(node, [which("haproxy"), "-W", "-db", "-f", str(cfg)]), log=log)
-    state.add(Resource("process", f"haproxy@{node.name}", pid, start_time(pid), str(log)))
+def _spawn(state: LabState, node: LabNode, program: str, d: Path) -> int:
+    """Start caddy or haproxy in the node from the config in `d`; recorded in the lab's state."""
+    log = d / f"{program}.log"
+    if program == "caddy":
+        argv = [which("caddy"), "run", "--config", str(d / "caddy.json"), "--resume"]
+        env = {"XDG_DATA_HOME": str(d / "data"), "XDG_CONFIG_HOME": CADDY_CONFIG_HOME, "HOME": str(d)}
+        pid = spawn(_in_node_net(node, argv), log=log, env=env)
+    else:
+        pid = spawn(_in_node_net(node, [which("haproxy"), "-W", "-db", "-f", str(d / "haproxy.cfg")]), log=log)
+    state.add(Resource("process", f"{program}@{node.name}", pid, start_time(pid), str(log)))
+    return pid
+
+
+async def restart_proxy(state: LabState, base: Path, node: LabNode, program: str) -> int:
+    """Stop the node's caddy or haproxy and start it again (from what it kept on the node)."""
+    name = f"{program}@{node.name}"
+    found = next((r for r in state.resources if r.kind == "process" and r.name == name), None)
+    if found is None or not found.pid:
+        raise LabError(f"no {program} runs in {node.name}", hint="start the node proxies first")
+    await asyncio.to_thread(stop, found.pid, found.started)
+    state.drop(found)
+    sock = CADDY_ADMIN if program == "caddy" else HAPROXY_ADMIN
+    await _in_node(node, ["rm", "-f", sock])
+    d = base / "nodeproxy" / node.name
+    pid = _spawn(state, node, program, d)
+    await _wait_socket(node, sock, program, d / f"{program}.log")
     return pid
 
 
 async def restart_haproxy(state: LabState, base: Path, node: LabNode) -> int:
-    """Stop the node's HAProxy and start it again from its config (it reads the map file anew)."""
-    name = f"haproxy@{node.name}"
-    found = next((r for r in state.resources if r.kind == "process" and r.name == name), None)
-    if found is None or not found.pid:
-        raise LabError(f"no HAProxy runs in {node.name}", hint="start the node proxies first")
-    await asyncio.to_thread(stop, found.pid, found.started)
-    state.drop(found)
-    await _in_node(node, ["rm", "-f", HAPROXY_ADMIN])
-    d = base / "nodeproxy" / node.name
-    pid = _spawn_haproxy(state, node, d / "haproxy.cfg", d / "haproxy.log")
-    await _wait_socket(node, HAPROXY_ADMIN, "haproxy", d / "haproxy.log")
-    return pid
+    return await restart_proxy(state, base, node, "haproxy")
 
 
 def providers_json(_proxies: NodeProxies | None = None) -> dict[str, Any]:
