@@ -1,15 +1,18 @@
-"""Moving a service with data to another systemd node (rootless podman, lab registry, Knot).
+"""Moving a service with data to another systemd node (rootless podman, lab registry, Knot, Pebble,
+each node's own Caddy as the route provider).
 
 The service is busybox httpd serving its own volume (/srv/web mounted at /data): a file written
 into the volume before the move, owned by a container uid and readable only by it (0600), is
 read back THROUGH THE SERVICE on the destination.  The two nodes have different subuid ranges,
 so the restore must map the file's owner (uid 100999 on A is container uid 1000; on B that is
-300999), or the container could not read it.  Then a move whose destination fails its health
+300999), or the container could not read it.  DNS (Knot) and the service's route (now on B's
+Caddy, with a Pebble certificate) point at the destination afterwards.  Then a move whose destination fails its health
 check leaves the service serving where it was.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from pathlib import Path
@@ -19,6 +22,8 @@ import pytest
 
 from mcfleet.lab.login import Login
 from mcfleet.lab.peers.knot import KnotInfo
+from mcfleet.lab.peers.nodeproxy import providers_json, start_node_proxies
+from mcfleet.lab.peers.pebble import PebbleInfo
 from mcfleet.lab.peers.registry import RegistryInfo
 from tests.integration.apply_lab import (  # noqa: F401
     CliRun,
@@ -55,12 +60,16 @@ def _web(registry: str, address: str) -> dict[str, Any]:
     }
 
 
-def _fleet(nodes: Nodes, registry: RegistryInfo) -> Path:
+def _fleet(nodes: Nodes, registry: RegistryInfo, pebble: PebbleInfo, account_key: Path) -> Path:
+    """Both nodes run their own Caddy (the route provider, reached over SSH); Pebble issues the certs."""
+    for node in nodes.nodes:
+        asyncio.run(start_node_proxies(nodes.lab.state, nodes.lab.run_dir, node))
     root = nodes.lab.write_fleet(nodes.fleet_dir, nodes=nodes.names)
     fleet = json.loads((root / "fleet.json").read_text())
     assert "dns" in fleet["providers"], fleet  # Knot runs: the DNS kind acts
-    for key in ("cert", "route", "route_l4"):  # the lab's proxies run on this machine, not on a node
-        fleet["providers"].pop(key, None)
+    fleet["providers"].update(providers_json())
+    fleet["providers"]["cert"] = {"kind": "acme", "directory": pebble.directory,
+                                  "account_key_file": str(account_key), "ca_file": pebble.ca_file}  # fmt: skip
     (root / "fleet.json").write_text(json.dumps(fleet, indent=2))
     for name, (start, count) in zip(nodes.names, RANGES, strict=True):
         path = root / "hosts" / name / "host.json"
@@ -85,6 +94,14 @@ def _move(root: Path, src: str, dst: str, address: str) -> None:
     svc["components"][0]["routes"][0]["bind"] = ["127.0.0.1", address]
     (root / "hosts" / dst / "services" / "web.json").write_text(json.dumps(svc))
     old.unlink()
+
+
+def _https(hostname: str, address: str, ca: Path, path: str) -> str:
+    """GET through the route: the node's Caddy on 443 (TLS with the Pebble certificate)."""
+    done = subprocess.run(["curl", "-sS", "--max-time", "10", "--resolve", f"{hostname}:443:{address}", "--cacert",
+                           str(ca), f"https://{hostname}/{path}"], capture_output=True, text=True, timeout=30,
+                          check=False)  # fmt: skip
+    return done.stdout if done.returncode == 0 else f"curl exit {done.returncode}: {done.stderr.strip()}"
 
 
 def _get(address: str, port: int, path: str) -> subprocess.CompletedProcess[str]:
@@ -120,15 +137,18 @@ def _migrate_event(run: CliRun, host: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("login", ["root", "sudo"])
-def test_a_moved_service_serves_its_data_from_the_destination_and_a_failed_move_stays_put(  # noqa: PLR0917
-    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo, knot: KnotInfo, tmp_path: Path, login: Login
-) -> None:
+def test_a_moved_service_serves_its_data_from_the_destination_and_a_failed_move_stays_put(  # noqa: PLR0915, PLR0917
+    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo, knot: KnotInfo, pebble: PebbleInfo,
+    tmp_path: Path, login: Login,
+) -> None:  # fmt: skip
     """`login`: both nodes reached as root, or as a non-root user through sudo (the copy between the
     nodes then reads and writes root's stores through sudo on each side)."""
     nodes = make_nodes(2, f"mg{login[0]}", login=login)
     a, b = nodes.nodes
-    root = _fleet(nodes, registry)
+    root = _fleet(nodes, registry, pebble, tmp_path / "acme-account.key")
     zone = json.loads((root / "fleet.json").read_text())["zone"]
+    ca = tmp_path / "pebble-root.pem"
+    ca.write_text(pebble.root_pem())
 
     first = _apply(root, agent_bundle)
     assert first.code == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -140,6 +160,7 @@ def test_a_moved_service_serves_its_data_from_the_destination_and_a_failed_move_
                      "echo ca > /srv/web/certs/ca.pem")  # fmt: skip
     assert _get(a.address, port_a, "data.txt").stdout == DATA
     assert _knot(knot, f"web.{zone}") == [a.address]
+    assert _https(f"web.{zone}", a.address, ca, "data.txt") == DATA  # through A's route
     nodes.sh(a.name, "head -c 16777216 /dev/urandom > /srv/web/blob.bin")  # streamed in many chunks
     blob_sha = nodes.file_sha(a.name, "/srv/web/blob.bin")
 
@@ -172,6 +193,8 @@ def test_a_moved_service_serves_its_data_from_the_destination_and_a_failed_move_
     assert nodes.manifest(a.name)["files"] == {}  # its file there, no longer declared on A: removed
     assert nodes.sh(a.name, "ls /srv/web/index.html", check=False).returncode != 0
     assert _knot(knot, f"web.{zone}") == [b.address]  # DNS points at the destination
+    assert _https(f"web.{zone}", b.address, ca, "data.txt") == DATA  # and its route: B's Caddy
+    assert DATA not in _https(f"web.{zone}", a.address, ca, "data.txt")  # A's route is gone
     snapshot = _migrate_event(moved, a.name)["data"]["snapshot"]
     assert nodes.sh(a.name, f"stat -c '%U %a' {snapshot}").stdout.split() == ["root", "600"]  # kept on A
     assert nodes.sh(b.name, "ls /var/lib/mcfleet/snapshots/").stdout.strip() == ""  # B's copy: removed

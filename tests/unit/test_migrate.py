@@ -123,3 +123,19 @@ def test_restore_maps_owners_between_subuid_ranges(tmp_path: Path) -> None:
                           check=False, capture_output=True, text=True)  # fmt: skip
     assert done.returncode != 0 and "has no place in the destination range 200000:1000" in done.stderr
     assert not (srv / "web").exists()
+
+
+def test_prune_keeps_each_services_newest_snapshots() -> None:
+    from mcfleet.apply.snapshot import SNAPSHOT_NAME, select_pruned
+
+    names = [
+        "web-20260101T000000Z.tar.zst",
+        "web-20260102T000000Z.tar.zst",
+        "web-20260103T000000Z.tar.zst",
+        "db-data-20260101T000000Z.tar.zst",
+    ]
+    assert all(__import__("re").fullmatch(SNAPSHOT_NAME, n) for n in names)
+    assert sorted(select_pruned(names, None, 1)) == names[:2]
+    assert sorted(select_pruned(names, "web", 0)) == names[:3]
+    assert select_pruned(names, "db-data", 0) == [names[3]]
+    assert select_pruned(names, "db", 0) == []  # a service name is matched whole, not as a prefix
