@@ -30,6 +30,7 @@ from pathlib import Path
 
 USER_SOCKET = re.compile(r"^unix://(/run/user/(\d+))/podman/podman\.sock$")
 SYSTEMCTL_TIMEOUT_S = 30.0
+STARTUP_GRACE_S = 10.0
 
 
 def user_runtime_dir(url: str) -> str | None:
@@ -64,13 +65,30 @@ def _userns(pid: int | str) -> str:
         return ""
 
 
+def _age_s(pid: int) -> float:
+    """Seconds since the process started (0 when it cannot be read)."""
+    try:
+        start_ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
 def stale_namespace(url: str) -> str:
-    """Why the user's running API service is stale ('' when it is not, or none runs)."""
+    """Why the user's running API service is stale ('' when it is not, or none runs).
+
+    A worker younger than STARTUP_GRACE_S is left alone: a service that is starting has its
+    worker in the new namespace a moment before its pause process writes pause.pid."""
     runtime = user_runtime_dir(url)
     if runtime is None:
         return ""
     own = _userns("self")
-    workers = {pid: ns for pid in service_pids(os.getuid()) if (ns := _userns(pid)) and ns != own}
+    workers = {
+        pid: ns
+        for pid in service_pids(os.getuid())
+        if (ns := _userns(pid)) and ns != own and _age_s(pid) >= STARTUP_GRACE_S
+    }
     if not workers:
         return ""  # no service running (or not yet inside its namespace): nothing stale to talk to
     try:
