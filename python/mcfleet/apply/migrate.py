@@ -369,7 +369,9 @@ class Mover:
         else:
             notes.append(f"still running on {a}")
         kept = f"; snapshot kept at {a}:{st.snapshot}" if st.snapshot else ""
-        self._failed(f"{name} not moved: {why}; {', '.join(notes)}{kept}; nothing was removed from {a}")
+        held = [p.subject for p in w.parts if p.host == a and p.kind == "delete" and p.phase == Phase.deploy]
+        later = f" (its planned removals there wait for the move too: {', '.join(held)})" if held else ""
+        self._failed(f"{name} not moved: {why}; {', '.join(notes)}{kept}; nothing was removed from {a}{later}")
 
     async def _switch_and_clean(self, st: _State) -> bool:
         """B answers its health check: routes and DNS to B, then the removals on A's side."""
