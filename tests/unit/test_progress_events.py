@@ -107,3 +107,26 @@ def test_a_nix_build_says_it_runs_and_shows_the_builders_log_lines(tmp_path: Pat
     lines = [msg for key, msg in reports[1:] if key == "nix:rift"]
     assert lines and all(m.startswith("nix: ") for m in lines)
     assert "progress-probe" in lines[-1]  # the last line always shows: the builder's own (`-L`): `…> compiling…`
+
+
+def test_the_live_view_under_a_real_terminal_shows_the_steps_of_a_long_apply() -> None:
+    """A pty, as a person sees it: the bundle step, then the push's bytes, in the host's row."""
+    import os
+    import sys
+
+    from tests.pty_run import run_in_pty
+
+    script = (
+        "import sys\n"
+        "from mcfleet.apply.events import Phase, Status\n"
+        "from tests.unit.test_progress_events import _session\n"
+        "session = _session(sys.stderr)\n"
+        "session.log.emit('alpha', Phase.build, Status.progress, 'agent bundle: building with pex')\n"
+        "session.log.emit('alpha', Phase.push, Status.progress, '12.3/22.0 MB')\n"
+        "session.options.progress.close()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"TERM": "xterm", "PYTHONPATH": str(REPO)}
+    code, screen = run_in_pty([sys.executable, "-c", script], env=env, cwd=REPO)
+    assert code == 0, screen
+    assert "\x1b[33mbuild\x1b[0m" in screen and "agent bundle: building with pex" in screen, screen
+    assert "\x1b[33mpush\x1b[0m" in screen and "12.3/22.0 MB" in screen, screen

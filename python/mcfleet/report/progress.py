@@ -61,23 +61,31 @@ class LiveProgress(Progress):
         from rich.console import Console  # only on a terminal: rich costs start-up time
         from rich.live import Live
 
-        self.live = Live(self._table(), console=Console(file=self.stream), refresh_per_second=10, transient=False)
+        # get_renderable: redrawn at every refresh, so a long step's clock keeps running between updates
+        self.live = Live(
+            console=Console(file=self.stream),
+            refresh_per_second=4,
+            transient=False,
+            get_renderable=self._table,
+        )
         self.live.start()
 
     def _line(self, host: str, status: str, detail: str) -> None:
-        self.live.update(self._table())
+        self.live.refresh()  # every update is drawn (steps report at most once a second each)
 
     def _table(self) -> Table:
         from rich.table import Table
 
         table = Table(title=self.title or None, show_header=False, box=None, pad_edge=False)
+        now = time.monotonic()
         for host, (status, detail, at, ok) in sorted(self.rows.items()):
             style = "green" if ok else "red" if ok is False else "yellow"
-            table.add_row(host, f"[{style}]{status}[/{style}]", detail, f"{at - self.started:.1f}s")
+            clock = at if ok is not None else now  # a host still working: its clock runs
+            table.add_row(host, f"[{style}]{status}[/{style}]", detail, f"{clock - self.started:.1f}s")
         return table
 
     def close(self) -> None:
-        self.live.update(self._table())
+        self.live.refresh()
         self.live.stop()
 
 
