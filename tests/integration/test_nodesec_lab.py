@@ -336,9 +336,11 @@ def test_a_missing_sudo_or_doas_rule_fails_that_host_only_and_names_the_rule(
     lines = (plan.stdout + plan.stderr).splitlines()
     for host, rule in rules.items():  # the host's own entry: what refused, then its hint with the rule
         at = next(i for i, line in enumerate(lines) if line.startswith(f"{host}: "))
+        assert lines[at].startswith(f"{host}: cannot run as root: "), lines[at]
         assert "refuses to run commands as root for kyle" in lines[at], lines[at]
         assert rule in lines[at + 1] and lines[at + 1].lstrip().startswith("hint: add the rule"), lines[at + 1]
     assert not [line for line in lines if ok in line and "NOPASSWD" in line]
+    assert f"; 2 hosts without a sudo/doas rule ({no_sudo}, {no_doas})." in plan.stdout, plan.stdout
 
     run = cli("apply", str(fleet.fleet_dir), "--all", "--bundle", str(agent_bundle), "--json")
     assert run.code == 1, run.stdout + run.stderr

@@ -242,7 +242,7 @@ def test_non_root_user_escalates_with_sudo_n(plan_lab: tuple[Any, Path], tmp_pat
         asyncio.run(lab.exec_in("plann3", ["sh", "-c", f"rm -f {rule}; userdel -r deploy"]))
     assert facts.kind == "facts", facts
     assert facts.euid == 0  # the script ran as root through `sudo -n`
-    assert denied.kind == "unreachable" and denied.cause == "error"
+    assert denied.kind == "unreachable" and denied.cause == "escalation"  # reached; the sudo rule is missing
     assert "password is required" in denied.reason  # sudo -n fails fast instead of prompting
 
 

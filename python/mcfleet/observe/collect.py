@@ -27,7 +27,7 @@ from mcfleet.observe.manifest import manifest_path
 from mcfleet.observe.parse import FactsRefused, facts_from, read_framed
 from mcfleet.observe.script import OUTPUT_CAP, ScriptInputs, facts_script, probes
 from mcfleet.report.progress import NullProgress, Progress
-from mcfleet.transport.base import HostKeyMismatch
+from mcfleet.transport.base import BecomeRefused, HostKeyMismatch
 from mcfleet.transport.base import Unreachable as UnreachableError
 from mcfleet.transport.ssh import SshOptions, SshPool
 
@@ -76,6 +76,9 @@ async def gather_host(
     except UnreachableError as exc:
         progress.done(name, ok=False, detail="unreachable")
         return Unreachable(host=name, reason=exc.message, cause="unreachable", hint=exc.hint)
+    except BecomeRefused as exc:  # reached, but `sudo -n`/`doas -n` refused: the hint names the rule to add
+        progress.done(name, ok=False, detail=exc.message)
+        return Unreachable(host=name, reason=exc.message, cause="escalation", hint=exc.hint)
     except McfleetError as exc:  # a timeout, or output past OUTPUT_CAP: this host fails, the others go on
         progress.done(name, ok=False, detail=exc.message)
         return Unreachable(host=name, reason=exc.message, cause="error", hint=exc.hint)

@@ -152,7 +152,7 @@ class Unreachable(_Fact):
     kind: Literal["unreachable"] = "unreachable"
     host: str
     reason: str
-    cause: Literal["unreachable", "host-key", "error"] = "unreachable"
+    cause: Literal["unreachable", "host-key", "escalation", "error"] = "unreachable"  # escalation: sudo/doas rule
     hint: str | None = None
 
 

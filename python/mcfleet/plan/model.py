@@ -65,6 +65,9 @@ class UnreachableHost(BaseModel):
 
     reason: str
     hint: str | None = None
+    escalation: bool = Field(
+        default=False, description="reached, but sudo/doas refused to run commands as root (the hint names the rule)"
+    )
 
 
 class Blocked(BaseModel):

@@ -115,7 +115,9 @@ def build(
                 )
             )  # fmt: skip
         else:
-            unreachable[host] = UnreachableHost(reason=item.reason, hint=item.hint)
+            unreachable[host] = UnreachableHost(
+                reason=item.reason, hint=item.hint, escalation=item.cause == "escalation"
+            )
     # a service that left one observed host's files for another's: one move, its data carried along
     actions = detect_moves(actions, desired, loaded.fleet.zone if loaded.fleet else None)
     return Plan(

@@ -121,9 +121,13 @@ def summary_line(plan: Plan) -> str:
     )
     if c["move"]:
         text = text.replace(" to delete,", f" to delete, {c['move']} to move,")
-    if plan.unreachable:
-        n = len(plan.unreachable)
-        text += f"; {n} host{'s' if n != 1 else ''} unreachable ({', '.join(sorted(plan.unreachable))})"
+    gone = sorted(h for h, u in plan.unreachable.items() if not u.escalation)
+    rootless = sorted(h for h, u in plan.unreachable.items() if u.escalation)
+    if gone:
+        text += f"; {len(gone)} host{'s' if len(gone) != 1 else ''} unreachable ({', '.join(gone)})"
+    if rootless:
+        n = len(rootless)
+        text += f"; {n} host{'s' if n != 1 else ''} without a sudo/doas rule ({', '.join(rootless)})"
     return text + "."
 
 
@@ -133,7 +137,8 @@ def render_text(plan: Plan, *, detailed: bool = False, color: bool = False) -> s
         name = _paint(host, "1", color)
         if host in plan.unreachable:
             item = plan.unreachable[host]
-            out.append(f"{name}: {_paint('unreachable', '1;31', color)}: {item.reason}")
+            label = "cannot run as root" if item.escalation else "unreachable"
+            out.append(f"{name}: {_paint(label, '1;31', color)}: {item.reason}")
             if item.hint:
                 out.append(f"  hint: {item.hint}")
             continue
