@@ -78,6 +78,29 @@ let
   # Every service, hosts in name order, services in file order (rules_base.placed_services).
   placed = fleet: fleet.placed or (concatMap (h: map (s: s // { host = h; }) h.services) (hostList fleet));
 
+  # What several rules read, computed once per fleet (`check` adds it; a rule called on a
+  # bare loaded fleet computes it itself): the first definition of each service name,
+  # each host's pinned host ports, and every service route with its component and indices.
+  contextOf = fleet: {
+    unique = uniqueServices fleet;
+    pinned = builtins.mapAttrs (_: pinnedPorts) fleet.hosts;
+    routes = concatMap (
+      s:
+      concatMap (
+        c:
+        map (r: {
+          inherit s;
+          c = c.v;
+          ci = c.i;
+          r = r.v;
+          ri = r.i;
+        }) (indexed c.v.routes)
+      ) (indexed s.data.components)
+    ) (placed fleet);
+  };
+  ctx = fleet: fleet.ctx or (contextOf fleet);
+  withContext = fleet: if fleet ? ctx then fleet else fleet // { ctx = contextOf fleet; };
+
   routeHostname = fleet: s: r: if r.hostname != null && r.hostname != "" then r.hostname else "${s.data.name}.${fleet.fleet.zone}";
 
   # -------------------------------------------------------------- rules_users.py
@@ -258,6 +281,9 @@ let
             overlaps = a: b: a.start <= b.start + b.count - 1 && b.start <= a.start + a.count - 1;
             at = builtins.elemAt ranges;
           in
+          if n < 2 then
+            [ ]
+          else
           concatMap (
             i:
             let
@@ -280,10 +306,13 @@ let
 
   # -------------------------------------------------------------- rules_hosts.py
 
+  # Addresses grouped case-insensitively, in host-name order; in a group with more than
+  # one entry, the first names the owner and each later one is a finding (findings are
+  # sorted afterwards, so only which entry comes first matters).
   addressDuplicate =
     fleet:
     let
-      all = u.indexed (
+      groups = builtins.groupBy (x: x.key) (
         concatMap (
           h:
           map (a: {
@@ -294,33 +323,36 @@ let
           }) (indexed h.data.addresses)
         ) (hostList fleet)
       );
-      # the first host listing each address, and the first position of each (host, address)
-      owner = u.firstByKey (x: x.v.key) all;
-      firstOnHost = u.firstByKey (x: "${x.v.host.name}\n${x.v.key}") all;
     in
     concatMap (
-      e:
+      key:
       let
-        x = e.v;
-        first = owner.${x.key}.v.host.name;
-        again = firstOnHost."${x.host.name}\n${x.key}".i != e.i;
+        group = groups.${key};
+        first = (builtins.head group).host.name;
       in
-      if again then
-        [
-          (finding "address-duplicate" x.host.file "/addresses/${toString x.i}"
-            "address ${x.address} is listed twice by ${x.host.name}"
-            "remove the copy: addresses are tried in order, a second copy only delays the next one"
-            x.host.name
+      concatMap (
+        j:
+        let
+          x = builtins.elemAt group j;
+          again = builtins.any (p: p.host.name == x.host.name) (builtins.genList (builtins.elemAt group) j);
+        in
+        if again then
+          [
+            (finding "address-duplicate" x.host.file "/addresses/${toString x.i}"
+              "address ${x.address} is listed twice by ${x.host.name}"
+              "remove the copy: addresses are tried in order, a second copy only delays the next one"
+              x.host.name
+            )
+          ]
+        else
+          optional (first != x.host.name) (
+            finding "address-duplicate" x.host.file "/addresses/${toString x.i}"
+              "address ${x.address} of ${x.host.name} is already an address of ${first}"
+              "each address must reach exactly one host: fix the copy-pasted address"
+              x.host.name
           )
-        ]
-      else
-        optional (first != x.host.name) (
-          finding "address-duplicate" x.host.file "/addresses/${toString x.i}"
-            "address ${x.address} of ${x.host.name} is already an address of ${first}"
-            "each address must reach exactly one host: fix the copy-pasted address"
-            x.host.name
-        )
-    ) all;
+      ) (builtins.genList (j: j + 1) (builtins.length group - 1))
+    ) (builtins.filter (key: builtins.length groups.${key} > 1) (builtins.attrNames groups));
 
   edgeContainers =
     fleet:
@@ -402,18 +434,25 @@ let
       ) (indexed s.data.components)
     ) (placed fleet);
 
+  # A component whose route names and ports are all distinct (the usual case) is
+  # answered by two set sizes; the fold runs only where there is a duplicate.
+  distinct = keys: builtins.length (builtins.attrNames (u.toSet keys)) == builtins.length keys;
+  routeNameKey = r: if r.name == null then "\n" else r.name;
   routeDuplicate =
     fleet:
     concatMap (
       s:
       concatMap (
         c:
+        if distinct (map routeNameKey c.v.routes) && distinct (map (r: toString r.port) c.v.routes) then
+          [ ]
+        else
         (builtins.foldl' (
           acc: r:
           let
             where = "/components/${toString c.i}/routes/${toString r.i}";
             # null is a name too: two unnamed routes would both be $PORT.
-            nameKey = if r.v.name == null then "\n" else r.v.name;
+            nameKey = routeNameKey r.v;
             portKey = toString r.v.port;
           in
           {
@@ -505,7 +544,7 @@ let
       ) {
         held = { };
         out = [ ];
-      } (pinnedPorts h)).out
+      } (ctx fleet).pinned.${h.name}).out
     ) (hostList fleet);
 
   portRangeExhausted =
@@ -517,7 +556,7 @@ let
     concatMap (
       h:
       let
-        taken = u.unique (map (p: p.port) (builtins.filter (p: p.port >= low && p.port <= high) (pinnedPorts h)));
+        taken = u.unique (map (p: p.port) (builtins.filter (p: p.port >= low && p.port <= high) (ctx fleet).pinned.${h.name}));
         wanted = builtins.length (
           concatMap (s: concatMap (c: builtins.filter (r: r.host_port == null) c.routes) s.data.components) h.services
         );
@@ -540,31 +579,24 @@ let
       allowed = if domains == [ ] then "none declared" else builtins.concatStringsSep ", " domains;
     in
     concatMap (
-      s:
-      concatMap (
-        c:
-        concatMap (
-          r:
-          let
-            where = "/components/${toString c.i}/routes/${toString r.i}";
-            name = routeHostname fleet s r.v;
-          in
-          optionals r.v.public (
-            optional (!hasEdge) (
-              finding "public-no-edge" s.file "${where}/public" "${name} is public but no host has the edge role to carry it"
-                ''add "edge" to the roles of the host that takes public traffic, or set "public": false''
-                s.host.name
-            )
-            ++ optional (!(underDomain name)) (
-              finding "public-domain" s.file "${where}/hostname"
-                "public hostname ${name} is not under the fleet's public domains (${allowed})"
-                "set `hostname` to a name under public_domains, or add its domain to fleet.json"
-                s.host.name
-            )
-          )
-        ) (indexed c.v.routes)
-      ) (indexed s.data.components)
-    ) (placed fleet);
+      x:
+      let
+        s = x.s;
+        where = "/components/${toString x.ci}/routes/${toString x.ri}";
+        name = routeHostname fleet s x.r;
+      in
+      optional (!hasEdge) (
+        finding "public-no-edge" s.file "${where}/public" "${name} is public but no host has the edge role to carry it"
+          ''add "edge" to the roles of the host that takes public traffic, or set "public": false''
+          s.host.name
+      )
+      ++ optional (!(underDomain name)) (
+        finding "public-domain" s.file "${where}/hostname"
+          "public hostname ${name} is not under the fleet's public domains (${allowed})"
+          "set `hostname` to a name under public_domains, or add its domain to fleet.json"
+          s.host.name
+      )
+    ) (builtins.filter (x: x.r.public) (ctx fleet).routes);
 
   # "localhost", "::1" or 127.x, brackets stripped (routes.is_loopback).
   isLoopback =
@@ -575,12 +607,22 @@ let
     in
     bare == "localhost" || bare == "::1" || u.hasPrefix "127." bare;
 
-  # Every route in rule order: hosts by name, host.json routes, then services' routes.
+  # Every route in rule order: hosts by name, each host's host.json routes, then the
+  # routes of its services (first definitions only: a second definition claims nothing).
   listenerClaims =
     fleet:
     let
-      # service name -> file of its first definition; a second definition claims nothing.
-      firstFile = builtins.mapAttrs (_: s: s.file) (u.firstByKey (s: s.data.name) (placed fleet));
+      us = (ctx fleet).unique;
+      serviceClaims = builtins.groupBy (c: c.host) (
+        map (x: {
+          file = x.s.file;
+          where = "/components/${toString x.ci}/routes/${toString x.ri}";
+          host = x.s.host.name;
+          inherit (x.r) listener;
+          hostname = routeHostname fleet x.s x.r;
+          what = "${x.s.data.name}/${x.c.name}";
+        }) (builtins.filter (x: us.first.${x.s.data.name}.file == x.s.file) (ctx fleet).routes)
+      );
     in
     concatMap (
       h:
@@ -591,42 +633,30 @@ let
         inherit (r.v) listener hostname;
         what = "${h.name} host route";
       }) (indexed h.data.routes)
-      ++ concatMap (
-        s:
-        concatMap (
-          c:
-          map (r: {
-            file = s.file;
-            where = "/components/${toString c.i}/routes/${toString r.i}";
-            host = h.name;
-            inherit (r.v) listener;
-            hostname = routeHostname fleet s r.v;
-            what = "${s.data.name}/${c.v.name}";
-          }) (indexed c.v.routes)
-        ) (indexed s.data.components)
-      ) (builtins.filter (s: firstFile.${s.data.name} == s.file) h.services)
+      ++ serviceClaims.${h.name} or [ ]
     ) (hostList fleet);
 
+  # Claims of one (listener, hostname) after the first are reported; findings are sorted
+  # afterwards, so only which claim is first matters.
   routeListenerDuplicate =
     fleet:
     let
-      claims = u.indexed (listenerClaims fleet);
-      keyOf = x: "${toString x.listener}/${x.hostname}";
-      first = u.firstByKey (e: keyOf e.v) claims;
+      groups = builtins.groupBy (x: "${toString x.listener}/${x.hostname}") (listenerClaims fleet);
     in
     concatMap (
-      e:
+      key:
       let
-        x = e.v;
-        owner = first.${keyOf x};
+        claims = groups.${key};
+        owner = builtins.head claims;
       in
-      optional (owner.i != e.i) (
+      map (
+        x:
         finding "route-listener-duplicate" x.file "${x.where}/listener"
-          "${x.hostname} on listener ${toString x.listener} is routed twice: by ${x.what} and by ${owner.v.what} (${owner.v.file})"
+          "${x.hostname} on listener ${toString x.listener} is routed twice: by ${x.what} and by ${owner.what} (${owner.file})"
           "a listener carries a hostname once: give one route another `listener` (e.g. 443 web, 8443 API, 9443 gRPC) or another hostname"
           x.host
-      )
-    ) claims;
+      ) (builtins.tail claims)
+    ) (builtins.filter (key: builtins.length groups.${key} > 1) (builtins.attrNames groups));
 
   publicLoopback =
     fleet:
@@ -647,23 +677,21 @@ let
                 h.name
             )
           ) (indexed h.data.routes)
-          ++ concatMap (
-            s:
-            concatMap (
-              c:
-              concatMap (
-                r:
-                optional (r.v.public && builtins.all isLoopback r.v.bind) (
-                  finding "public-loopback" s.file "/components/${toString c.i}/routes/${toString r.i}/bind"
-                    "public route ${routeHostname fleet s r.v} of ${s.data.name}/${c.v.name} is published only on loopback of ${h.name} (${builtins.concatStringsSep ", " r.v.bind}), which the edge's proxy cannot reach"
-                    ''add an address of ${h.name} that the edge reaches to "bind" (e.g. its Tailnet address), or set "public": false''
-                    h.name
-                )
-              ) (indexed c.v.routes)
-            ) (indexed s.data.components)
-          ) h.services
         )
       ) (hostList fleet)
+      ++ concatMap (
+        x:
+        let
+          s = x.s;
+          h = s.host;
+        in
+        optional (!(builtins.elem "edge" h.data.roles) && builtins.all isLoopback x.r.bind) (
+          finding "public-loopback" s.file "/components/${toString x.ci}/routes/${toString x.ri}/bind"
+            "public route ${routeHostname fleet s x.r} of ${s.data.name}/${x.c.name} is published only on loopback of ${h.name} (${builtins.concatStringsSep ", " x.r.bind}), which the edge's proxy cannot reach"
+            ''add an address of ${h.name} that the edge reaches to "bind" (e.g. its Tailnet address), or set "public": false''
+            h.name
+        )
+      ) (builtins.filter (x: x.r.public) (ctx fleet).routes)
     );
 
   coreOffMaster =
@@ -700,7 +728,7 @@ let
   names =
     fleet:
     let
-      us = uniqueServices fleet;
+      us = (ctx fleet).unique;
       dupFindings = map (
         d:
         finding "name-claimed-twice" d.dup.file "/name"
@@ -708,20 +736,13 @@ let
           "a service is placed on exactly one host: delete one of the two files"
           d.dup.host.name
       ) us.dups;
-      claims = concatMap (
-        name:
-        let
-          s = us.first.${name};
-        in
-        concatMap (
-          c:
-          map (r: {
-            inherit s name;
-            hostname = routeHostname fleet s r.v;
-            where = "/components/${toString c.i}/routes/${toString r.i}/hostname";
-          }) (indexed c.v.routes)
-        ) (indexed s.data.components)
-      ) us.order;
+      # the routes of each name's first definition, in placed order
+      claims = map (x: {
+        inherit (x) s;
+        name = x.s.data.name;
+        hostname = routeHostname fleet x.s x.r;
+        where = "/components/${toString x.ci}/routes/${toString x.ri}/hostname";
+      }) (builtins.filter (x: us.first.${x.s.data.name}.file == x.s.file) (ctx fleet).routes);
       initial = builtins.listToAttrs (
         map (n: {
           name = "${n}.${fleet.fleet.zone}";
@@ -748,7 +769,7 @@ let
   dependencies =
     fleet:
     let
-      us = uniqueServices fleet;
+      us = (ctx fleet).unique;
       services = us.first;
       direct = concatMap (
         name:
@@ -798,6 +819,9 @@ let
         }
       ) services;
       mark = st: n: (let k = slots.${n}; in st.${k.a}.${k.b}.${k.c}.${n} or 0);
+      # A service none of whose dependencies is defined can be on no cycle: the search
+      # neither marks nor enters it (half the services of a typical fleet).
+      leaf = builtins.mapAttrs (_: s: !(builtins.any (d: services ? ${d}) s.data.depends_on)) services;
       setMark =
         st: n: v:
         let
@@ -825,7 +849,7 @@ let
               dep = d.v;
               m = mark acc.state dep;
             in
-            if !(services ? ${dep}) then
+            if !(services ? ${dep}) || leaf.${dep} then
               acc
             else if m == 1 then
               let
@@ -864,7 +888,7 @@ let
       cycles =
         (builtins.foldl' (
           acc: root:
-          if mark acc.state root != 0 then
+          if leaf.${root} || mark acc.state root != 0 then
             acc
           else
             let
@@ -917,13 +941,16 @@ rec {
       r:
       map (code: {
         name = code;
-        value = fleet: builtins.filter (x: x.code == code) (r.rule fleet);
+        value = fleet: builtins.filter (x: x.code == code) (r.rule (withContext fleet));
       }) r.codes
     ) rules
   );
   codes = builtins.attrNames byCode;
   check =
-    fleet:
+    loaded:
+    let
+      fleet = withContext loaded;
+    in
     u.sortFindings (
       u.concatMap (
         r:
