@@ -103,14 +103,4 @@ rec {
   toLower = builtins.replaceStrings upper lower;
 
   reverseList = xs: builtins.genList (i: builtins.elemAt xs (builtins.length xs - 1 - i)) (builtins.length xs);
-
-  # The suffix of a list starting at the first element for which `pred` holds.
-  dropUntil =
-    pred: xs:
-    if xs == [ ] then
-      [ ]
-    else if pred (builtins.head xs) then
-      xs
-    else
-      dropUntil pred (builtins.tail xs);
 }

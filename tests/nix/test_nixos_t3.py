@@ -79,3 +79,9 @@ def test_packages_and_deploy_app_evaluate(flake_repo: Path, nixpkgs: Path, syste
     program = _eval(flake_repo, nixpkgs, f"apps.{system}.deploy.program")
     assert isinstance(program, str) and program.endswith("/bin/mcfleet-deploy")
     assert isinstance(_eval(flake_repo, nixpkgs, f"checks.{system}.validate.drvPath"), str)
+
+
+@pytest.mark.parametrize("system", ["x86_64-linux", "aarch64-linux"])
+def test_dev_shell_evaluates(flake_repo: Path, nixpkgs: Path, system: str) -> None:
+    drv = _eval(flake_repo, nixpkgs, f"devShells.{system}.default.drvPath")
+    assert isinstance(drv, str) and drv.endswith(".drv")
