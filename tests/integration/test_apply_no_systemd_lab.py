@@ -3,6 +3,7 @@ refuses before provisioning or pushing anything (a lab fast node is exactly such
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -26,5 +27,8 @@ def test_apply_leaves_a_node_without_systemd_untouched(lab_fleet: LabFleet, tmp_
     # The plan refuses the agent (no systemd on the node), so apply refuses the plan: nothing runs.
     assert code == 1, err
     assert f"refused: {node}: agent agent: the plan contains a refusal: {node} does not run systemd" in err, err
-    assert out == ""
+    # stdout carries only the bundle build's progress lines (the plan hashes the agent's inputs);
+    # no phase started, changed or failed anything
+    events = [json.loads(line) for line in out.splitlines()]
+    assert all(e["type"] == "event" and e["status"] == "progress" and e["phase"] == "build" for e in events), out
     assert lab_fleet.exec_in(node, ["sh", "-c", "ls -A /srv; getent passwd mcp || true"]).stdout == before

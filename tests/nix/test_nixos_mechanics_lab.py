@@ -58,9 +58,16 @@ def _nix_build(root: Path, name: str) -> str:
 def _serving(fleet: Nodes, name: str) -> bool:
     """The agent answers (this node has no rootless podman for mcp, so its health is NOT_SERVING
     with that reason; the version it reports shows the agent itself is up)."""
-    status = cli("agent", "status", name, "--root", str(fleet.fleet_dir), "--json")
-    rows = json.loads(status.stdout or "{}").get("hosts", []) if status.stdout.startswith("{") else []
-    return bool(rows) and bool(rows[0].get("version"))
+    # asked a few times: on a loaded machine the first `agent status` can time out while the
+    # freshly (re)started agent still imports its modules
+    for _ in range(5):
+        status = cli("agent", "status", name, "--root", str(fleet.fleet_dir), "--json")
+        rows = json.loads(status.stdout or "{}").get("hosts", []) if status.stdout.startswith("{") else []
+        if rows and rows[0].get("version"):
+            return True
+        time.sleep(3)
+    print(f"agent status never answered with a version: {status.stdout} {status.stderr}")
+    return False
 
 
 def _deployed(make_nodes: MakeNodes, agent_bundle: Path, prefix: str, login: Login = "root") -> tuple[Nodes, str, str]:
