@@ -1,4 +1,4 @@
-"""The node-side parts of apply that run on a plain local folder (LocalRunner, /bin/sh); the rest
+"""The node-side parts of apply that run on a plain local folder (LocalNode, /bin/sh); the rest
 runs on lab nodes (tests/integration/test_nodesec_lab.py)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from mcfleet.fleet.models import Host
 from mcfleet.kinds import ApplyContext
 from mcfleet.kinds.agent import AgentKind
 from mcfleet.observe.manifest import Manifest, ManifestCorrupt
-from mcfleet.transport.local import LocalRunner
+from mcfleet.transport.local import LocalNode
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 
@@ -65,7 +65,7 @@ def test_probe_removes_leftovers_of_a_killed_run(tmp_path: Path) -> None:
     for leftover in (".manifest.json.9f.tmp", "rollback.sh.tmp"):
         (store / leftover).write_text("half")
     (store / "manifest.json").write_text('{"version": 1}')
-    state = run(probe(LocalRunner("n1", store=str(store)), host))
+    state = run(probe(LocalNode("n1", store=str(store)), host))
     assert sorted(p.name for p in srv.iterdir()) == ["mcp-agent"]
     assert sorted(p.name for p in store.iterdir()) == ["manifest.json", "mcfleet-node.py"]
     assert state.binary_sha256 == hashlib.sha256(b"x").hexdigest()
@@ -77,7 +77,7 @@ def test_a_corrupt_manifest_is_an_error_naming_the_file_never_read_as_empty(tmp_
     srv, store = tmp_path / "srv", tmp_path / "store"
     srv.mkdir()
     host = make_host(srv)
-    node = LocalRunner("n1", store=str(store))
+    node = LocalNode("n1", store=str(store))
     store.mkdir(mode=0o700)
     (store / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestCorrupt, match="unreadable manifest") as err:
@@ -90,7 +90,7 @@ def test_a_corrupt_manifest_is_an_error_naming_the_file_never_read_as_empty(tmp_
 
 def test_write_text_replaces_atomically(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "file.json"
-    run(write_text(LocalRunner("n1"), str(target), '{"a": 1}\n', mode="0600"))
+    run(write_text(LocalNode("n1"), str(target), '{"a": 1}\n', mode="0600"))
     assert target.read_text() == '{"a": 1}\n'
     assert oct(target.stat().st_mode & 0o777) == "0o600"
     assert [p.name for p in target.parent.iterdir()] == ["file.json"]
@@ -191,7 +191,7 @@ def test_manifest_keeps_other_parts_and_ignores_timestamps() -> None:
     want = DesiredHost("n1", "debian", "amd64", desired_agent(host, "a" * 64))
     entry = HostEntry(host, (), Path("."))
     loaded = LoadedFleet(root=Path("."), fleet=None, hosts={"n1": entry})
-    ctx = ApplyContext(loaded, entry, LocalRunner("n1"), want, current)
+    ctx = ApplyContext(loaded, entry, LocalNode("n1"), want, current)
     ctx.data.update(agent_sha256="a" * 64, agent_version=None)
     same = AgentKind().record(current, ctx, [])
     assert same.agent is not None and same.agent.version == "0.1"
@@ -236,5 +236,5 @@ def test_activation_on_a_node_without_systemd_fails_clearly(tmp_path: Path) -> N
     state = parse_probe("systemd=0\nactive=unknown\nenabled=unknown\n")
     assert not state.has_systemd
     with pytest.raises(ApplyError, match="does not run systemd"):
-        run(activate(LocalRunner("n1"), host, state, pushed=True, sha="a" * 64, opts=ActivateOptions()))
+        run(activate(LocalNode("n1"), host, state, pushed=True, sha="a" * 64, opts=ActivateOptions()))
     assert not (tmp_path / "srv").exists()  # nothing was written before refusing

@@ -21,7 +21,7 @@ from mcfleet.observe.manifest import Manifest
 from mcfleet.phase import Phase as PlanPhase
 from mcfleet.plan.model import Action
 from mcfleet.transport.base import Unreachable
-from mcfleet.transport.local import LocalRunner
+from mcfleet.transport.local import LocalNode
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 
@@ -105,10 +105,10 @@ class RecordingStep:
         return m.model_copy(update={"steps": steps})
 
 
-async def connect(e: HostEntry) -> LocalRunner:
+async def connect(e: HostEntry) -> LocalNode:
     if e.host.name.startswith("down"):
         raise Unreachable("no address answered", location=e.host.name)
-    return LocalRunner(e.host.name, store=str(e.dir / ".stores" / e.host.name))  # root's store, in scratch
+    return LocalNode(e.host.name, store=str(e.dir / ".stores" / e.host.name))  # root's store, in scratch
 
 
 def run_pipeline(work: list[HostWork], steps: list[RecordingStep], **opts: object) -> tuple[ApplyEvents, object]:
@@ -216,7 +216,7 @@ def test_nixos_system_is_really_built_with_nix_or_reported_blocked(repo_root: Pa
 def test_planned_user_changes_on_nixos_are_blocked_not_done(tmp_path: Path) -> None:
     from mcfleet.apply.provision import provision_host
 
-    async def provisioner(node: LocalRunner, e: HostEntry) -> tuple[bool, str]:
+    async def provisioner(node: LocalNode, e: HostEntry) -> tuple[bool, str]:
         return await provision_host(node, e, None)
 
     log = ApplyEvents()

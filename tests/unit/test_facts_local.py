@@ -8,14 +8,14 @@ import platform
 
 from mcfleet.observe.parse import parse_facts, read_framed
 from mcfleet.observe.script import ScriptInputs, facts_script
-from mcfleet.transport.local import LocalRunner
+from mcfleet.transport.local import LocalNode
 
 
 def test_local_facts_round_trip() -> None:
     inp = ScriptInputs(
         users=("root",), uids=(0,), gids=(0,), agent_path="/nonexistent/agent", agent_unit="none.service"
     )
-    result = asyncio.run(LocalRunner().run(facts_script(inp), timeout=30))
+    result = asyncio.run(LocalNode().run(facts_script(inp), timeout=30))
     assert result.exit_status == 0, result.stderr
     assert read_framed(result.stdout).complete
     facts = parse_facts("local", result.stdout, agent_path=inp.agent_path)

@@ -24,7 +24,7 @@ from mcfleet.observe.facts import Facts
 from mcfleet.observe.files import FileFacts, files_probe_body, parse_files
 from mcfleet.observe.manifest import Manifest
 from mcfleet.plan.render import render_action
-from mcfleet.transport.local import LocalRunner
+from mcfleet.transport.local import LocalNode
 
 MINIMAL = Path(__file__).parent.parent / "data" / "fleets" / "minimal"
 HELPER_SOURCE = Path(__file__).parent.parent.parent / "python" / "mcfleet" / "apply" / "node_helper.py"
@@ -118,7 +118,7 @@ def test_probe_then_diff_plans_create_update_with_a_unified_diff_and_nothing_in_
     assert FilesKind().diff(alpha, Facts(host="alpha", files=in_sync), Manifest(), now=NOW) == []
 
 
-class HelperHere(LocalRunner):
+class HelperHere(LocalNode):
     """A local node whose root helper is the package's source file (not the node's installed copy)."""
 
     async def run(self, command: Any, **kw: Any) -> Any:

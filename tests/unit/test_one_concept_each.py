@@ -29,7 +29,7 @@ from mcfleet.observe.script import facts_script
 from mcfleet.phase import Phase
 from mcfleet.plan import model as plan_model
 from mcfleet.plan.saved import read_plan
-from mcfleet.transport.local import LocalRunner
+from mcfleet.transport.local import LocalNode
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 
@@ -56,7 +56,7 @@ def host(srv: Path, **agent: str) -> HostEntry:
 def test_one_manifest_path_plan_reads_where_apply_writes(tmp_path: Path) -> None:
     """One function says where a node's manifest is (root's store, whatever agent.path says);
     apply's probe and the plan's facts script both read it there."""
-    store = tmp_path / "store"  # a local runner's stand-in for /var/lib/mcfleet
+    store = tmp_path / "store"  # a local node's stand-in for /var/lib/mcfleet
     store.mkdir()
     entry = host(tmp_path / "opt" / "agent")
     loaded = LoadedFleet(root=tmp_path, fleet=None, hosts={"n1": entry})
@@ -64,7 +64,7 @@ def test_one_manifest_path_plan_reads_where_apply_writes(tmp_path: Path) -> None
     where = manifest_path(str(store))
     written = Manifest.model_validate({"agent": {"path": entry.host.agent.path, "sha256": "a" * 64, "user": "mcp"}})
     Path(where).write_text(written.to_text())
-    node = LocalRunner("n1", store=str(store))
+    node = LocalNode("n1", store=str(store))
     # what apply reads before acting ...
     assert asyncio.run(probe(node, entry.host)).manifest == written
     # ... is what the plan's facts script reads (run for real by sh here), at the same path

@@ -8,7 +8,7 @@ import shlex
 import pytest
 
 from mcfleet.transport.base import CommandFailed, CommandTimeout, RunResult, shell_line
-from mcfleet.transport.local import LocalRunner
+from mcfleet.transport.local import LocalNode
 
 
 def test_argv_items_are_quoted_and_survive_the_remote_shell() -> None:
@@ -23,12 +23,12 @@ def test_a_script_runs_under_sh_c_and_escalation_is_non_interactive() -> None:
 
 
 def test_the_same_line_runs_locally() -> None:
-    res = asyncio.run(LocalRunner().run(["sh", "-c", shell_line(["printf", "%s", "a b"], become=None)]))
+    res = asyncio.run(LocalNode().run(["sh", "-c", shell_line(["printf", "%s", "a b"], become=None)]))
     assert res == RunResult(0, "a b", "")
 
 
 def test_local_runner_timeout_and_input() -> None:
-    runner = LocalRunner()
+    runner = LocalNode()
     assert asyncio.run(runner.run("read x; echo got-$x", input="hi\n")).stdout == "got-hi\n"
     with pytest.raises(CommandTimeout):
         asyncio.run(runner.run(["sleep", "5"], timeout=0.2))

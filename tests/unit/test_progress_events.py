@@ -22,7 +22,7 @@ from mcfleet.apply.session import ApplySession, SessionOptions
 from mcfleet.fleet.load import load_fleet
 from mcfleet.report.progress import LiveProgress, Progress, make_progress
 from mcfleet.report.rate import Every, megabytes
-from mcfleet.transport.local import LocalRunner
+from mcfleet.transport.local import LocalNode
 from tests.unit.test_apply_pipeline import entry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ def test_an_upload_reports_zero_first_and_the_whole_size_last(tmp_path: Path) ->
     src = tmp_path / "bundle.pex"
     src.write_bytes(secrets.token_bytes(3_000_000))
     seen: list[tuple[int, int]] = []
-    sent = asyncio.run(upload(LocalRunner("n"), src, str(tmp_path / "copy"), progress=lambda d, t: seen.append((d, t))))
+    sent = asyncio.run(upload(LocalNode("n"), src, str(tmp_path / "copy"), progress=lambda d, t: seen.append((d, t))))
     assert sent == 3_000_000 and (tmp_path / "copy").read_bytes() == src.read_bytes()
     assert seen[0] == (0, 3_000_000) and seen[-1] == (3_000_000, 3_000_000)
     assert megabytes(1_234_567, 22_000_000) == "1.2/22.0 MB"

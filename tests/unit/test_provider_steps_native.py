@@ -15,7 +15,7 @@ from pathlib import Path
 from mcfleet.fleet.load import load_fleet
 from mcfleet.plan.model import Action
 from mcfleet.providers.steps import apply_certs, apply_dns, apply_routes, live_routes, record_routes
-from mcfleet.transport.local import LocalRunner
+from mcfleet.transport.local import LocalNode
 from tests.contract_fakes.mcns import run_mcns
 from tests.contract_fakes.mcproxy import start_mcproxy
 from tests.contract_fakes.metacrypt import run_metacrypt
@@ -87,7 +87,7 @@ def test_native_steps_issue_route_register_and_remove(tmp_path: Path) -> None:
             f"9443/{api}": Route(api, "l4", "mcr", "127.0.0.1:29443", 9443),
         },
     )
-    node = LocalRunner()
+    node = LocalNode()
     sock = str(tmp_path / "mc-proxy.sock")
 
     async def scenario() -> None:

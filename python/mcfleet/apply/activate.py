@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mcfleet.apply import confirm
 from mcfleet.apply.health import AgentHealth, wait_agent_serving
-from mcfleet.apply.nodeio import AGENT_CURRENT, AGENT_PREV, UNIT_PREV, Node, put_file, write_text
+from mcfleet.apply.nodeio import AGENT_CURRENT, AGENT_PREV, UNIT_PREV, put_file, write_text
 from mcfleet.apply.probe import AgentProbe, probe, unit_path
 from mcfleet.errors import ApplyError, McfleetError
 from mcfleet.fleet.desired import DesiredAgent, sha256_text
@@ -26,6 +26,7 @@ from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import Host
 from mcfleet.kinds.agent import AgentSeen, agent_change
 from mcfleet.nix.host_values import agent_unit_text
+from mcfleet.transport.base import Node
 
 
 def render_unit(host: Host) -> str:

@@ -17,9 +17,10 @@ import shlex
 from dataclasses import dataclass
 from importlib import resources
 
-from mcfleet.apply.nodeio import STORE, Node, write_text
+from mcfleet.apply.nodeio import STORE, write_text
 from mcfleet.apply.probe import unit_path
 from mcfleet.fleet.models import Host
+from mcfleet.transport.base import Node
 
 # In root's own store (root-owned 0700), never in the agent's folder: root runs it.
 ROLLBACK_SCRIPT = f"{STORE}/rollback.sh"

@@ -3,7 +3,7 @@
 The agent listens only on a unix socket on the node; the transport forwards it to
 a local socket (`SshConnection.forward_unix`) and we speak gRPC to that: the
 standard `grpc.health.v1` Check, then `Info` for the version and the hash of the
-bundle that is actually running.  A node reached through the local runner (tests)
+bundle that is actually running.  A node reached through the local node (tests)
 is talked to on its socket directly.
 
 The wait loop also watches the unit: a binary that crashes at start makes systemd
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcfleet.agent.client import AgentClient
-from mcfleet.apply.nodeio import Node
 from mcfleet.errors import PeerError
 from mcfleet.fleet.models import Host
+from mcfleet.transport.base import Node
 
 # Between checks: 0.1 s, doubling up to 0.5 s.  A warm agent serves within a few tenths of a
 # second of its restart, so a fixed 0.5 s wait would be most of the health phase.
@@ -52,7 +52,7 @@ async def local_socket(node: Node, remote: str) -> str:
     """A local path that reaches the node's `remote` unix socket."""
     forward: Any = getattr(node, "forward_unix", None)
     if forward is None:
-        return remote  # local runner: the socket is on this machine
+        return remote  # local node: the socket is on this machine
     return str(await forward(remote))
 
 

@@ -34,7 +34,7 @@ from mcfleet.transport.base import become_refused
 from mcfleet.util.statedir import state_dir
 
 if TYPE_CHECKING:
-    from mcfleet.apply.nodeio import Node
+    from mcfleet.transport.base import Node
 
 
 def lock_path(fleet_root: Path) -> Path:
@@ -109,7 +109,7 @@ def node_lock_script(who: str) -> str:
 async def hold_node_lock(node: Node, who: str | None = None) -> None:
     """Take the node's apply lock for as long as `node`'s SSH connection lives, or raise Refused.
 
-    A node without `start` (the local runner of unit tests) has no other orchestrator: no lock.
+    A node without `start` (the local node of unit tests) has no other orchestrator: no lock.
     """
     from mcfleet.apply.nodeio import ensure_store
 

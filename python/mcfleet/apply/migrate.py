@@ -41,7 +41,7 @@ from typing import Any
 
 from mcfleet.agent.client import AgentClient
 from mcfleet.apply.events import ApplyEvents, Phase, Status
-from mcfleet.apply.nodeio import Node, store_of, write_text
+from mcfleet.apply.nodeio import store_of, write_text
 from mcfleet.apply.probe import probe
 from mcfleet.apply.snapshot import snapshot_script
 from mcfleet.errors import ApplyError, McfleetError
@@ -54,7 +54,7 @@ from mcfleet.kinds.providers import CertKind, DnsKind, RouteKind
 from mcfleet.kinds.service import ServiceKind, agent_socket
 from mcfleet.observe.manifest import Manifest, manifest_path
 from mcfleet.plan.model import Action, Plan
-from mcfleet.transport.base import shell_line
+from mcfleet.transport.base import Node, shell_line
 
 Connect = Callable[[HostEntry], Awaitable[Node]]
 LONG_TIMEOUT = 900.0

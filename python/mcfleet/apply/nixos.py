@@ -26,12 +26,13 @@ from dataclasses import dataclass
 
 from mcfleet.apply import confirm
 from mcfleet.apply.health import AgentHealth, wait_agent_serving
-from mcfleet.apply.nodeio import Node, write_text
+from mcfleet.apply.nodeio import write_text
 from mcfleet.errors import ApplyError, InputError, McfleetError
 from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import Host
 from mcfleet.nix import argv as nixargv
 from mcfleet.nix.closures import push, trust_of
+from mcfleet.transport.base import Node
 
 STATE_DIR = "/var/lib/mcfleet"
 ROLLBACK_SCRIPT = f"{STATE_DIR}/nixos-rollback.sh"

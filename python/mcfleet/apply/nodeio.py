@@ -1,9 +1,9 @@
 """Thin helpers over the transport for apply: atomic remote writes and file upload.
 
 Not a second SSH layer: everything goes through the transport's `run()` (both
-`transport.ssh.SshConnection` and `transport.local.LocalRunner` satisfy `Node`),
+`transport.ssh.SshConnection` and `transport.local.LocalNode` are a `transport.base.Node`),
 and uploads through the SSH connection's SFTP client when there is one.  A node
-without SFTP (the local runner used by tests of the pure parts) gets a local copy.
+without SFTP (the local node used by tests of the pure parts) gets a local copy.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import shutil
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from mcfleet.errors import ApplyError
 from mcfleet.observe.manifest import NODE_STORE
-from mcfleet.transport.base import Command, RunResult
+from mcfleet.transport.base import Node, RunResult
 
 # Root's own store on the node: everything root executes or reads to decide lives here
 # (the rollback script, the agent binaries it restores, the previous unit, the deadman's
@@ -33,27 +33,12 @@ UNIT_PREV = f"{STORE}/unit.prev"
 NODE_LOCK = f"{STORE}/apply.lock"
 
 
-class Node(Protocol):
-    """What apply needs from a connection: a name and `run()` (see transport.base.Runner)."""
-
-    name: str
-
-    async def run(
-        self,
-        command: Command,
-        *,
-        input: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
-        login: bool = False,
-    ) -> RunResult: ...
-
-
 def helper_source() -> str:
     return resources.files("mcfleet.apply").joinpath("node_helper.py").read_text()
 
 
 def store_of(node: object) -> str:
-    """Root's store on this node: STORE, except on a local runner a test pointed at a scratch folder."""
+    """Root's store on this node: STORE, except on a local node a test pointed at a scratch folder."""
     return str(getattr(node, "store", None) or STORE)
 
 

@@ -30,7 +30,7 @@ from mcfleet.apply.artifacts import Artifact, BuildBlocked, Builder
 from mcfleet.apply.events import ApplyEvents, Phase, Status
 from mcfleet.apply.lock import hold_node_lock
 from mcfleet.apply.migrate import MoveWork, carry_out
-from mcfleet.apply.nodeio import Node, store_of, write_text
+from mcfleet.apply.nodeio import store_of, write_text
 from mcfleet.apply.probe import probe
 from mcfleet.apply.push import PushReport, push_agent
 from mcfleet.apply.summary import Summary, summarize
@@ -43,6 +43,7 @@ from mcfleet.kinds.stages import StageGate
 from mcfleet.observe.manifest import Manifest, manifest_path
 from mcfleet.plan.model import Action
 from mcfleet.report.rate import Every
+from mcfleet.transport.base import Node
 
 Connect = Callable[[HostEntry], Awaitable[Node]]
 # provision(node, entry) -> (changed?, message); raises McfleetError (Refused...) on failure

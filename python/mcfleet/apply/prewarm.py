@@ -18,9 +18,9 @@ import contextlib
 import shlex
 import time
 
-from mcfleet.apply.nodeio import Node
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.models import Host
+from mcfleet.transport.base import Node
 
 PREWARM_TIMEOUT_S = 300.0
 # Importing the agent's modules (their import has no side effect: `main()` is what starts the

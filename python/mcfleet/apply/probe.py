@@ -13,9 +13,10 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from mcfleet.apply.nodeio import STORE, Node, helper_source, stale_temp_glob, store_of, store_script
+from mcfleet.apply.nodeio import STORE, helper_source, stale_temp_glob, store_of, store_script
 from mcfleet.fleet.models import Host
 from mcfleet.observe.manifest import Manifest, manifest_path, parse_manifest
+from mcfleet.transport.base import Node
 
 
 def unit_path(host: Host) -> str:

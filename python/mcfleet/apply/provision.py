@@ -15,13 +15,13 @@ import shlex
 
 from mcfleet.apply.artifacts import BuildBlocked
 from mcfleet.apply.confirm import fill_template, template
-from mcfleet.apply.nodeio import Node
 from mcfleet.apply.probe import agent_dir
 from mcfleet.errors import ApplyError, Refused
 from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import OS, Fleet, HostUser, IdRange
 from mcfleet.fleet.resolvers import ZONE_UNIT_PATH, resolver_file, zone_servers, zone_unit_text
 from mcfleet.observe.hostlevel import SUBID_USE_SH
+from mcfleet.transport.base import Node
 
 
 def _range(r: IdRange | None) -> str:

@@ -23,21 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from mcfleet.apply.nodeio import (
-    AGENT_CURRENT,
-    AGENT_PREV,
-    Node,
-    drop_staging,
-    ensure_store,
-    make_staging,
-    put_file,
-    upload,
-)
+from mcfleet.apply.nodeio import AGENT_CURRENT, AGENT_PREV, drop_staging, ensure_store, make_staging, put_file, upload
 from mcfleet.apply.prewarm import prewarm
 from mcfleet.apply.probe import AgentProbe
 from mcfleet.errors import ApplyError, McfleetError
 from mcfleet.fleet.models import Host
 from mcfleet.report.rate import megabytes
+from mcfleet.transport.base import Node
 
 AGENT_NEW = AGENT_CURRENT.rpartition("/")[0] + "/new"
 

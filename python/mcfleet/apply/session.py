@@ -30,7 +30,6 @@ from mcfleet.apply import journal
 from mcfleet.apply.artifacts import Artifact, Builder, build_key
 from mcfleet.apply.events import ApplyEvents, Listener, Phase, Status
 from mcfleet.apply.migrate import MoveWork, moves_from_plan
-from mcfleet.apply.nodeio import Node
 from mcfleet.apply.pipeline import ApplyOptions, HostWork, Pipeline
 from mcfleet.apply.planwork import Override, check_refusals, planned_agent_sha, work_from_plan
 from mcfleet.apply.provision import provision_host
@@ -47,6 +46,7 @@ from mcfleet.plan.model import Plan
 from mcfleet.plan.planner import plan_fleet
 from mcfleet.plan.saved import REPLAN_HINT, ensure_fresh
 from mcfleet.report.progress import NullProgress, Progress
+from mcfleet.transport.base import Node
 from mcfleet.transport.ssh import SshOptions, SshPool
 
 

@@ -27,9 +27,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mcfleet.agent.client import AgentClient
-from mcfleet.apply.nodeio import Node, store_of
+from mcfleet.apply.nodeio import store_of
 from mcfleet.errors import ApplyError, InputError
 from mcfleet.kinds.service import agent_socket
+from mcfleet.transport.base import Node
 
 if TYPE_CHECKING:  # apply/migrate.py (which the pipeline imports) uses this module's scripts
     from mcfleet.apply.planwork import Override

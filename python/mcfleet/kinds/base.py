@@ -30,7 +30,7 @@ from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.observe.manifest import Manifest
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
-from mcfleet.transport.base import Runner
+from mcfleet.transport.base import Node
 
 if TYPE_CHECKING:
     from mcfleet.transport.ssh import SshPool
@@ -51,7 +51,7 @@ class ApplyContext:
 
     loaded: LoadedFleet  # the fleet (providers, zone) for kinds that need more than their host
     entry: HostEntry
-    node: Runner
+    node: Node
     desired: DesiredHost
     manifest: Manifest  # as read at the start of this host's apply
     data: dict[str, Any] = field(default_factory=dict)  # values a kind's apply hands to its record

@@ -34,7 +34,7 @@ VOLATILE = frozenset({"applied_at", "applied_by"})  # change on every write; not
 
 def manifest_path(store: str = NODE_STORE) -> str:
     """Where a node's manifest is: in root's store, whatever the host file says (plan and apply
-    both ask here; `store` differs only for a local runner a test points at a scratch folder)."""
+    both ask here; `store` differs only for a local node a test points at a scratch folder)."""
     return f"{store}/{MANIFEST_NAME}"
 
 

@@ -14,7 +14,8 @@ from mcfleet.fleet.load import LoadedFleet
 from mcfleet.providers.base import ProviderError
 from mcfleet.providers.route.base import ProxyRoute
 from mcfleet.providers.select import dns_backend
-from mcfleet.providers.steps import Node, live_routes
+from mcfleet.providers.steps import live_routes
+from mcfleet.transport.base import Node
 from mcfleet.transport.ssh import SshPool
 
 

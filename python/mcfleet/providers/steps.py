@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from mcfleet.apply.nodeio import ensure_store, put_file
 from mcfleet.errors import McfleetError
@@ -27,23 +27,10 @@ from mcfleet.plan.model import Action
 from mcfleet.providers.base import ProviderError
 from mcfleet.providers.route.base import ProxyRoute, RouteBackend
 from mcfleet.providers.select import cert_backend, dns_backend, route_provider
-from mcfleet.transport.base import Command, RunResult
+from mcfleet.transport.base import Node
 
 if TYPE_CHECKING:
     from mcfleet.providers.route.haproxy import SaveMap
-
-
-class Node(Protocol):
-    name: str
-
-    async def run(
-        self,
-        command: Command,
-        *,
-        input: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
-        login: bool = False,  # True: as the SSH user, without sudo/doas
-    ) -> RunResult: ...
 
 
 @dataclass

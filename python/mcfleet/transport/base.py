@@ -53,8 +53,10 @@ class RunResult:
         return self
 
 
-class Runner(Protocol):
-    """Anything that runs commands on one host (an SSH connection, the local machine)."""
+class Node(Protocol):
+    """One host mcfleet runs commands on: an SSH connection to it (`transport.ssh.SshConnection`)
+    or this machine (`transport.local.LocalNode`).  `run(..., login=True)` runs as the login
+    user without sudo/doas; everything else is escalated."""
 
     name: str
 

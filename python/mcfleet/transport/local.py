@@ -16,7 +16,7 @@ from mcfleet.transport.base import OUTPUT_CAP, Command, CommandTimeout, RunResul
 
 
 @dataclass
-class LocalRunner:
+class LocalNode:
     name: str = "local"
     command_timeout: float = 120.0
     store: str | None = None  # root's store of apply (nodeio.STORE); tests point it at a scratch folder

@@ -12,9 +12,10 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from mcfleet.apply.nodeio import Node, temp_name
+from mcfleet.apply.nodeio import temp_name
 from mcfleet.providers.base import ProviderError
 from mcfleet.providers.cert.base import CertBackend, cert_info, new_key_and_csr
+from mcfleet.transport.base import Node
 
 SEPARATOR = "--mcfleet-chain-follows--"
 
