@@ -106,8 +106,11 @@ def drills(lab: Lab, node: str, fleet: Path, count: int) -> list[tuple[float, fl
         on_node(lab, node, f"{AS_MCP} exec {name} sh -c 'echo precious {name} > /data/precious'")
     out = []
     for _ in range(count):
-        # again when it races the containers' exit handlers ("unlinkat …/libpod: directory not empty")
-        on_node(lab, node, f"for t in 1 2 3; do {AS_MCP} system reset --force >/dev/null 2>&1 && exit 0; done; exit 1")
+        # again until podman lists nothing: the reset races the containers' exit handlers (it fails
+        # with "unlinkat …/libpod: directory not empty", or leaves a container whose netns is gone)
+        listed = f'[ -z "$({AS_MCP} ps -aq 2>&1)" ] && [ -z "$({AS_MCP} images -q 2>&1)" ]'
+        on_node(lab, node, f"for t in 1 2 3 4 5; do {AS_MCP} system reset --force >/dev/null 2>&1; {listed} && exit 0; "
+                           "sleep 1; done; exit 1")  # fmt: skip
         left = on_node(lab, node, f"{AS_MCP} ps -aq | wc -l; {AS_MCP} images -q | wc -l").split()
         rec, wall, cpu = timed("agent", "recover", node, "-C", str(fleet), "--json")
         ok(rec, "agent recover after podman system reset")

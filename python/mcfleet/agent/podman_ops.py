@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from podman import PodmanClient
 from podman.errors import APIError, NotFound
 from requests.exceptions import ReadTimeout
 
-from mcfleet.agent.podman_service import restart_user_service, stale_namespace
+from mcfleet.agent.podman_service import CONFIRM_S, restart_user_service, stale_namespace
 from mcfleet.agent.spec import LABEL_MANAGED, ContainerSpec
 from mcfleet.errors import PeerError
 
@@ -117,7 +118,8 @@ class Podman:
         """Restart the API service now if it is stale by its namespace (cheap: reads /proc)."""
         if stale_namespace(self.url):
             with self._restart_lock:
-                reason = stale_namespace(self.url)  # again: another thread may have restarted it
+                time.sleep(CONFIRM_S)  # still so a moment later: not a service caught starting
+                reason = stale_namespace(self.url)  # (nor one another thread restarted meanwhile)
                 if reason:
                     self._restart(reason)
 

@@ -30,7 +30,8 @@ from pathlib import Path
 
 USER_SOCKET = re.compile(r"^unix://(/run/user/(\d+))/podman/podman\.sock$")
 SYSTEMCTL_TIMEOUT_S = 30.0
-STARTUP_GRACE_S = 10.0
+STARTUP_GRACE_S = 1.0
+CONFIRM_S = 1.0
 
 
 def user_runtime_dir(url: str) -> str | None:
@@ -79,7 +80,10 @@ def stale_namespace(url: str) -> str:
     """Why the user's running API service is stale ('' when it is not, or none runs).
 
     A worker younger than STARTUP_GRACE_S is left alone: a service that is starting has its
-    worker in the new namespace a moment before its pause process writes pause.pid."""
+    worker in the new namespace a moment before its pause process writes pause.pid (callers
+    also look twice, CONFIRM_S apart, before they restart anything).  The grace is short on
+    purpose: a service stale since a reset seconds after it started must still be found, or
+    it goes on creating containers in namespaces no other podman command can see."""
     runtime = user_runtime_dir(url)
     if runtime is None:
         return ""
