@@ -13,12 +13,13 @@ let
       inherit i;
       v = builtins.elemAt xs i;
     }) (builtins.length xs);
+  # Position of the first x in xs (it is there), without building an indexed copy.
   indexOf =
     x: xs:
     let
-      hits = builtins.filter (e: e.v == x) (indexed xs);
+      go = i: if builtins.elemAt xs i == x then i else go (i + 1);
     in
-    (builtins.head hits).i;
+    go 0;
   networkTags = [
     "tailnet"
     "lan"

@@ -401,9 +401,9 @@ let
   imageProblem =
     image:
     let
-      lastPart = u.last (u.splitOn "/" image);
-      colon = builtins.match "(.*):([^:]*)" lastPart;
-      tag = if colon == null then null else builtins.elemAt colon 1;
+      # the text after the last ':' of the last path part (after the last '/'), if any
+      colon = builtins.match ".*:([^:/]*)" image;
+      tag = if colon == null then null else builtins.head colon;
     in
     if builtins.match ".*@sha256:.*" image != null then
       null
@@ -444,7 +444,17 @@ let
       s:
       concatMap (
         c:
-        if distinct (map routeNameKey c.v.routes) && distinct (map (r: toString r.port) c.v.routes) then
+        let
+          rs = c.v.routes;
+          n = builtins.length rs;
+          a = builtins.elemAt rs 0;
+          b = builtins.elemAt rs 1;
+        in
+        if
+          n < 2
+          || (n == 2 && routeNameKey a != routeNameKey b && toString a.port != toString b.port)
+          || (n > 2 && distinct (map routeNameKey rs) && distinct (map (r: toString r.port) rs))
+        then
           [ ]
         else
         (builtins.foldl' (
