@@ -1,4 +1,4 @@
-"""The flake attributes Python relies on, in one registry.
+"""The flake attributes Python relies on and the README documents, in one registry.
 
 A T1 test checks that every entry exists in flake.nix (tests/nix/test_flake.py), so a
 renamed output fails CI instead of a deploy.  `pure` entries evaluate with no nixpkgs
@@ -44,6 +44,12 @@ ATTRS: dict[str, FlakeAttr] = {
         FlakeAttr("cli", "packages.{system}.mcfleet", False, "the mcfleet CLI"),
         FlakeAttr("agent", "packages.{system}.mcfleet-agent", False, "the agent package in each NixOS system closure"),
         FlakeAttr("deploy_app", "apps.{system}.deploy", False, "`nix run .#deploy -- <host>`"),
+        # what the README tells NixOS users to call from their own flake
+        FlakeAttr("mk_nixos_system", "lib.mkNixosSystem", True, "one host's system from a fleet folder"),
+        FlakeAttr("mk_nixos_configurations", "lib.mkNixosConfigurations", True, "every NixOS host of a fleet folder"),
+        FlakeAttr("mk_fleet_checks", "lib.mkFleetChecks", True, "checks.<system>.fleet for a fleet folder"),
+        FlakeAttr("template", "templates.default", True, "`nix flake init -t <mcfleet>`: a new fleet folder"),
+        FlakeAttr("dev_shell", "devShells.{system}.default", False, "`nix develop`: mcfleet, nix, the test tools"),
     )
 }
 
