@@ -41,6 +41,8 @@ def _put(upper: Path, rel: str, data: bytes, mode: int = 0o644) -> None:
 # Rootless podman publishes ports through slirp4netns, which opens /dev/net/tun as the container
 # user.  The machine's own /dev/net/tun is 0600 and a bind of it stays 0600, so nspawn binds it
 # (and allows the device), then this unit replaces it early in boot with the node's own 0666 node.
+# umount is repeated until nothing is mounted there (rm of a path still mounted fails), and the
+# unit fails, visibly in the node's journal, unless the node ends up with a 0666 device.
 TUN_UNIT = """\
 # written by mcfleet lab: a /dev/net/tun that rootless podman (slirp4netns) can open
 [Unit]
@@ -52,7 +54,8 @@ ConditionPathExists=/dev/net/tun
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/bin/sh -c 'umount /dev/net/tun 2>/dev/null; rm -f /dev/net/tun; mknod -m 666 /dev/net/tun c 10 200'
+ExecStart=/bin/sh -c 'while umount /dev/net/tun 2>/dev/null; do :; done; rm -f /dev/net/tun && \\
+  mknod -m 666 /dev/net/tun c 10 200 && test "$$(stat -c %%a /dev/net/tun)" = 666'
 
 [Install]
 WantedBy=sysinit.target
