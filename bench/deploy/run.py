@@ -210,6 +210,9 @@ def main() -> None:
     parser.add_argument("--drills", type=int, default=5, help="DR drills (podman system reset + recover)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "RESULTS.md")
     args = parser.parse_args()
+    # checked before the lab comes up: the report needs at least one of each (medians, slowest drill)
+    if args.reps < 1 or args.drills < 1:
+        parser.error("--reps and --drills must be at least 1")
     with tempfile.TemporaryDirectory(prefix="mcfleet-bench-deploy-") as tmp:
         lines = bench(Path(tmp), args.reps, args.drills)
     text = "\n".join(lines)
