@@ -169,6 +169,12 @@ def test_a_moved_service_serves_its_data_from_the_destination_and_a_failed_move_
     shown = cli("plan", "-C", str(root))
     assert f"> service web  moved {a.name} → {b.name}" in shown.stdout, shown.stdout
     assert "- service web" not in shown.stdout and "+ service web" not in shown.stdout, shown.stdout
+    # planned for the destination alone, the move's source is left out: refused, never a start in half
+    half = cli("plan", "-C", str(root), "--on", b.name, "--json")
+    assert half.code == 1, half.stdout[-2000:] + half.stderr[-2000:]
+    [refused] = [x for x in json.loads(half.stdout)["actions"] if x["kind"] == "refuse"]
+    assert (refused["host"], refused["subject"], refused["before"]["host"]) == (b.name, "service web", a.name)
+    assert f"--on {a.name} --on {b.name}" in refused["hint"], refused
     plan_file = tmp_path / "move.json"
     saved = cli("plan", "-C", str(root), "--json", "-o", str(plan_file))
     assert saved.code == 0, saved.stdout[-2000:] + saved.stderr[-2000:]

@@ -139,3 +139,27 @@ def test_prune_keeps_each_services_newest_snapshots() -> None:
     assert sorted(select_pruned(names, "web", 0)) == names[:3]
     assert select_pruned(names, "db-data", 0) == [names[3]]
     assert select_pruned(names, "db", 0) == []  # a service name is matched whole, not as a prefix
+
+
+def test_a_move_planned_for_the_destination_alone_is_refused(tmp_path: Path) -> None:
+    """Planned for orion only, web's `+ service` there would start it empty while rift, left out of
+    the plan, keeps running it with its data: plan_fleet reads rift's manifest and refuses."""
+    from datetime import datetime
+
+    from mcfleet.kinds.migrate import moves_left_out
+    from mcfleet.observe.facts import Facts
+
+    case = json.loads((CASES / "service-moved-between-hosts.json").read_text())
+    loaded = write_case_fleet(tmp_path / "fleet", case)
+    facts = case_facts(loaded, case)
+    desired = desired_state(loaded)
+    only_dest = build(loaded, {"orion": facts["orion"]}, now=datetime.fromisoformat(case["now"]), check_backends=False)
+    assert [a.kind for a in only_dest.actions if a.subject == "service web"] == ["create"]
+    rift = facts["rift"]
+    assert isinstance(rift, Facts)
+    [refusal] = moves_left_out(only_dest.actions, {"rift": rift.manifest}, desired)
+    assert (refusal.host, refusal.kind, refusal.phase) == ("orion", "refuse", Phase.migrate)
+    assert refusal.before == {"host": "rift"} and refusal.subject == "service web"
+    assert refusal.hint == "plan both hosts so that it is one move: --on rift --on orion"
+    # a host that does not record web (or did not answer) is no reason to refuse
+    assert moves_left_out(only_dest.actions, {"rift": None}, desired) == []

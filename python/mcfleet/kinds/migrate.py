@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mcfleet.fleet.desired import DesiredHost
+from mcfleet.observe.manifest import Manifest
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
 
@@ -151,3 +152,39 @@ def without_moved(d: DesiredHost, moves: Sequence[Action]) -> DesiredHost:
         records={n: r for n, r in d.records.items() if n not in dns},
         routes={k: r for k, r in d.routes.items() if k not in keys},
     )
+
+
+def moves_left_out(
+    actions: Sequence[Action], recorded_elsewhere: Mapping[str, Manifest | None], desired: Mapping[str, DesiredHost]
+) -> list[Action]:
+    """A refusal for each service this plan creates that a host left out of it still records.
+
+    Planned for some hosts only, a move's source may be outside the selection: B's `+ service S`
+    would start S empty on B while A keeps running it with its data.  `recorded_elsewhere` is
+    the manifest of each host outside the selection that answered; a service A records and its
+    files no longer declare is refused on B with the selection that plans it as one move.
+    """
+    refusals: list[Action] = []
+    for made in actions:
+        if made.phase != Phase.deploy or made.kind != "create":
+            continue
+        name = _service(made)
+        for source, manifest in sorted(recorded_elsewhere.items()):
+            still_there = source in desired and name in desired[source].services
+            if manifest is None or name not in manifest.services or still_there:
+                continue
+            refusals.append(
+                Action(
+                    host=made.host,
+                    phase=Phase.migrate,
+                    kind="refuse",
+                    subject=made.subject,
+                    before={"host": source},
+                    reason=(
+                        f"{name} is recorded on {source}, which this plan leaves out: on its own {made.host} would "
+                        f"start {name} without the data in /srv/{name}/ while {source} keeps running it"
+                    ),
+                    hint=f"plan both hosts so that it is one move: --on {source} --on {made.host}",
+                )
+            )
+    return refusals

@@ -23,7 +23,7 @@ from mcfleet.fleet.desired import DesiredHost, desired_state
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.kinds import KINDS, ResourceKind
 from mcfleet.kinds.host import HostKind
-from mcfleet.kinds.migrate import detect_moves
+from mcfleet.kinds.migrate import detect_moves, moves_left_out
 from mcfleet.observe.collect import GatherResult, gather
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.observe.manifest import Manifest, manifest_path
@@ -146,4 +146,14 @@ async def plan_fleet(
     """Observe the hosts (every kind's read) and diff them (every kind's diff): the one way to make a plan."""
     desired = desired if desired is not None else desired_state(loaded, agent_hashes)
     facts = await gather(loaded, names, pool=pool, options=options, progress=progress, desired=desired, kinds=kinds)
-    return build(loaded, facts, kinds=kinds, desired=desired), facts
+    plan = build(loaded, facts, kinds=kinds, desired=desired)
+    # A service created on a selected host may be moving from a host left out of the selection:
+    # only then, read the other hosts' manifests (the facts batch alone) to refuse a move in half.
+    others = [h for h in loaded.hosts if h not in facts]
+    if others and any(a.phase == Phase.deploy and a.kind == "create" for a in plan.actions):
+        elsewhere = await gather(loaded, others, pool=pool, options=options, desired=desired, kinds=())
+        manifests = {h: f.manifest for h, f in elsewhere.items() if isinstance(f, Facts)}
+        refusals = moves_left_out(plan.actions, manifests, desired)
+        if refusals:
+            plan = plan.model_copy(update={"actions": sort_actions([*plan.actions, *refusals], list(facts))})
+    return plan, facts
