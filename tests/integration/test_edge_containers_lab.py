@@ -22,8 +22,10 @@ seed-native backends (MCNS, Metacrypt, mc-proxy) against their contract fakes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from itertools import count
@@ -239,10 +241,7 @@ def test_the_same_containers_with_the_seed_native_backends_against_their_contrac
     hello's and api's certificates from Metacrypt, writes the records into MCNS and the routes into
     the edge's and the worker's mc-proxy, each route's backend being the container's published
     port (it answers); a second plan reads only; removing api removes its record, route, container."""
-    import threading
-
     from tests.contract_fakes.mcns import run_mcns
-    from tests.contract_fakes.mcproxy import start_mcproxy
     from tests.contract_fakes.metacrypt import run_metacrypt
 
     nodes: Nodes = edge_nodes("root", "root")
@@ -255,48 +254,40 @@ def test_the_same_containers_with_the_seed_native_backends_against_their_contrac
     token.write_text("POISON-mcias-token-never-printed\n")
     token.chmod(0o600)
 
-    loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, daemon=True).start()
     sockets = [f"/proc/{n.ns_pid}/root/srv/mc-proxy/mc-proxy.sock" for n in (worker, edge)]
-    fakes = [asyncio.run_coroutine_threadsafe(start_mcproxy(s), loop).result(30) for s in sockets]
-    try:
-        with run_mcns(zone, token.read_text().strip()) as (mcns_url, mcns), \
-                run_metacrypt(token.read_text().strip(), (f".{zone}",)) as (mc_url, ca):  # fmt: skip
-            fleet = json.loads((root / "fleet.json").read_text())
-            fleet["providers"] = {
-                "dns": {"kind": "mcns", "url": mcns_url, "token_file": str(token)},
-                "cert": {"kind": "metacrypt", "url": mc_url, "token_file": str(token)},
-                "route": {"kind": "mc-proxy", "socket": "/srv/mc-proxy/mc-proxy.sock", "user": "root"},
-            }
-            (root / "fleet.json").write_text(json.dumps(fleet, indent=2))
+    with _mcproxy_fakes(sockets) as fakes, run_mcns(zone, token.read_text().strip()) as (mcns_url, mcns), \
+            run_metacrypt(token.read_text().strip(), (f".{zone}",)) as (mc_url, ca):  # fmt: skip
+        fleet = json.loads((root / "fleet.json").read_text())
+        fleet["providers"] = {
+            "dns": {"kind": "mcns", "url": mcns_url, "token_file": str(token)},
+            "cert": {"kind": "metacrypt", "url": mc_url, "token_file": str(token)},
+            "route": {"kind": "mc-proxy", "socket": "/srv/mc-proxy/mc-proxy.sock", "user": "root"},
+        }
+        (root / "fleet.json").write_text(json.dumps(fleet, indent=2))
 
-            run = cli("-C", str(root), "apply", "--yes", "--bundle", str(agent_bundle), "--json", env=env)
-            assert run.code == 0, run.stdout[-4000:] + run.stderr[-3000:]
-            assert "POISON" not in run.stdout + run.stderr
-            assert sorted(ca.issued) == [api, hello]
-            worker_routes = {f"{k[0]}/{k[1]}": (r.mode, r.backend) for k, r in fakes[0][1].routes.items()}
-            edge_routes = {f"{k[0]}/{k[1]}": (r.mode, r.backend) for k, r in fakes[1][1].routes.items()}
-            assert sorted(worker_routes) == [f"443/{api}", f"8443/{sni}"] and sorted(edge_routes) == [f"443/{hello}"]
-            assert sorted(r["name"] for r in mcns.records.values()) == sorted([api, hello, sni])
-            _backends_answer(nodes, worker_routes, edge_routes, values)
+        run = cli("-C", str(root), "apply", "--yes", "--bundle", str(agent_bundle), "--json", env=env)
+        assert run.code == 0, run.stdout[-4000:] + run.stderr[-3000:]
+        assert "POISON" not in run.stdout + run.stderr
+        assert sorted(ca.issued) == [api, hello]
+        worker_routes = {f"{k[0]}/{k[1]}": (r.mode, r.backend) for k, r in fakes[0][1].routes.items()}
+        edge_routes = {f"{k[0]}/{k[1]}": (r.mode, r.backend) for k, r in fakes[1][1].routes.items()}
+        assert sorted(worker_routes) == [f"443/{api}", f"8443/{sni}"] and sorted(edge_routes) == [f"443/{hello}"]
+        assert sorted(r["name"] for r in mcns.records.values()) == sorted([api, hello, sni])
+        _backends_answer(nodes, worker_routes, edge_routes, values)
 
-            writes, calls = (len(ca.issued), mcns.serial), [len(f[1].calls) for f in fakes]
-            again = cli("plan", "-C", str(root), "--detailed-exitcode", "--json", env=env)
-            assert again.code == 0, again.stdout[-3000:] + again.stderr[-2000:]
-            assert (len(ca.issued), mcns.serial) == writes  # the plan only read
-            assert all(c.startswith("ListRoutes") for f, n in zip(fakes, calls, strict=True) for c in f[1].calls[n:])
+        writes, calls = (len(ca.issued), mcns.serial), [len(f[1].calls) for f in fakes]
+        again = cli("plan", "-C", str(root), "--detailed-exitcode", "--json", env=env)
+        assert again.code == 0, again.stdout[-3000:] + again.stderr[-2000:]
+        assert (len(ca.issued), mcns.serial) == writes  # the plan only read
+        assert all(c.startswith("ListRoutes") for f, n in zip(fakes, calls, strict=True) for c in f[1].calls[n:])
 
-            (root / "hosts" / worker.name / "services" / "api.json").unlink()
-            gone = cli("-C", str(root), "apply", "--yes", "--bundle", str(agent_bundle), "--json", env=env)
-            assert gone.code == 0, gone.stdout[-3000:] + gone.stderr[-3000:]
-            assert api not in {r["name"] for r in mcns.records.values()}
-            assert sorted(f"{k[0]}/{k[1]}" for k in fakes[0][1].routes) == [f"8443/{sni}"]
-            assert _containers(nodes, worker.name) == ["hello", "sni"]
-            assert cli("plan", "-C", str(root), "--detailed-exitcode", env=env).code == 0
-    finally:
-        for server, _state in fakes:
-            asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
+        (root / "hosts" / worker.name / "services" / "api.json").unlink()
+        gone = cli("-C", str(root), "apply", "--yes", "--bundle", str(agent_bundle), "--json", env=env)
+        assert gone.code == 0, gone.stdout[-3000:] + gone.stderr[-3000:]
+        assert api not in {r["name"] for r in mcns.records.values()}
+        assert sorted(f"{k[0]}/{k[1]}" for k in fakes[0][1].routes) == [f"8443/{sni}"]
+        assert _containers(nodes, worker.name) == ["hello", "sni"]
+        assert cli("plan", "-C", str(root), "--detailed-exitcode", env=env).code == 0
 
 
 def _backends_answer(
@@ -347,3 +338,23 @@ def _no_secret_leaks(nodes: Nodes, root: Path, runs: list[CliRun], env: dict[str
         sources[f"{n.name} journal"] = nodes.sh(n.name, "journalctl --no-pager -o cat", check=False).stdout
     sources["ps"] = local_ps()
     assert find_leaks(needles, sources) == []
+
+
+@contextlib.contextmanager
+def _mcproxy_fakes(sockets: list[str]) -> Iterator[list[Any]]:
+    """mc-proxy contract fakes on `sockets`, served by an event loop on its own thread; stopped,
+    and the loop closed (its self-pipe sockets too), whatever the test did."""
+    from tests.contract_fakes.mcproxy import start_mcproxy
+
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    fakes = [asyncio.run_coroutine_threadsafe(start_mcproxy(s), loop).result(30) for s in sockets]
+    try:
+        yield fakes
+    finally:
+        for server, _state in fakes:
+            asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(30)
+        loop.close()
