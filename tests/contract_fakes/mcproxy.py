@@ -9,6 +9,10 @@ the modes that end TLS; listeners 443, 8443, 9443.  The message set is reconstru
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -67,3 +71,23 @@ async def start_mcproxy(socket_path: str) -> tuple[grpc.aio.Server, McProxyState
     server.add_insecure_port(f"unix://{socket_path}")
     await server.start()
     return server, state
+
+
+@contextlib.contextmanager
+def mcproxy_fakes(sockets: list[str]) -> Iterator[list[tuple[grpc.aio.Server, McProxyState]]]:
+    """An mc-proxy contract fake on each of `sockets`, served by an event loop on its own thread
+    (the test itself runs synchronous CLI calls); stopped, and the loop closed with its self-pipe
+    sockets, whatever the test did (an unclosed loop surfaces as a ResourceWarning in a later test)."""
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    fakes: list[tuple[grpc.aio.Server, McProxyState]] = []
+    try:
+        fakes += [asyncio.run_coroutine_threadsafe(start_mcproxy(s), loop).result(30) for s in sockets]
+        yield fakes
+    finally:
+        for server, _state in fakes:
+            asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(30)
+        loop.close()

@@ -177,11 +177,8 @@ def test_apply_with_the_seed_native_backends_against_their_contract_fakes(
     """The same flow with MCNS, Metacrypt and mc-proxy (contract fakes): the mc-proxy fake listens
     on the node's /srv/mc-proxy/mc-proxy.sock, so mcfleet reaches it through the node's SSH
     connection as it would the real one."""
-    import asyncio
-    import threading
-
     from tests.contract_fakes.mcns import run_mcns
-    from tests.contract_fakes.mcproxy import start_mcproxy
+    from tests.contract_fakes.mcproxy import mcproxy_fakes
     from tests.contract_fakes.metacrypt import run_metacrypt
 
     nodes = make_nodes(2, "seed")
@@ -193,36 +190,28 @@ def test_apply_with_the_seed_native_backends_against_their_contract_fakes(
     for n in (worker, edge):
         nodes.sh(n.name, "mkdir -p /srv/mc-proxy/certs")
 
-    loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, daemon=True).start()
-    fakes = [asyncio.run_coroutine_threadsafe(start_mcproxy(f"/proc/{n.ns_pid}/root/srv/mc-proxy/mc-proxy.sock"),
-                                              loop).result(30) for n in (worker, edge)]  # fmt: skip
-    try:
-        with run_mcns(zone, token.read_text().strip()) as (mcns_url, mcns), \
-                run_metacrypt(token.read_text().strip(), (f".{zone}",)) as (mc_url, ca):  # fmt: skip
-            root = _native_fleet(nodes, zone, token, mcns_url, mc_url)
+    sockets = [f"/proc/{n.ns_pid}/root/srv/mc-proxy/mc-proxy.sock" for n in (worker, edge)]
+    with mcproxy_fakes(sockets) as fakes, run_mcns(zone, token.read_text().strip()) as (mcns_url, mcns), \
+            run_metacrypt(token.read_text().strip(), (f".{zone}",)) as (mc_url, ca):  # fmt: skip
+        root = _native_fleet(nodes, zone, token, mcns_url, mc_url)
 
-            run = cli("apply", str(root), "--all", "--yes", "--bundle", str(agent_bundle), "--json")
-            assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
-            assert sorted(ca.issued) == [f"int.{zone}", f"pub.{zone}"]
-            worker_routes = {f"{k[0]}/{k[1]}": r.backend for k, r in fakes[0][1].routes.items()}
-            edge_routes = {f"{k[0]}/{k[1]}": r.backend for k, r in fakes[1][1].routes.items()}
-            assert worker_routes == {f"443/int.{zone}": f"127.0.0.1:{INT}", f"8443/sni.{zone}": f"127.0.0.1:{SNI}"}
-            assert edge_routes == {f"443/pub.{zone}": f"{worker.address}:{PUB}"}
-            assert sorted(r["name"] for r in mcns.records.values()) == [f"{n}.{zone}" for n in ("int", "pub", "sni")]
-            assert "POISON" not in run.stdout + run.stderr
+        run = cli("apply", str(root), "--all", "--yes", "--bundle", str(agent_bundle), "--json")
+        assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert sorted(ca.issued) == [f"int.{zone}", f"pub.{zone}"]
+        worker_routes = {f"{k[0]}/{k[1]}": r.backend for k, r in fakes[0][1].routes.items()}
+        edge_routes = {f"{k[0]}/{k[1]}": r.backend for k, r in fakes[1][1].routes.items()}
+        assert worker_routes == {f"443/int.{zone}": f"127.0.0.1:{INT}", f"8443/sni.{zone}": f"127.0.0.1:{SNI}"}
+        assert edge_routes == {f"443/pub.{zone}": f"{worker.address}:{PUB}"}
+        assert sorted(r["name"] for r in mcns.records.values()) == [f"{n}.{zone}" for n in ("int", "pub", "sni")]
+        assert "POISON" not in run.stdout + run.stderr
 
-            writes = (len(ca.issued), mcns.serial, [len(f[1].calls) for f in fakes])
-            again = cli("plan", str(root), "--detailed-exitcode", "--json")
-            assert again.code == 0, again.stdout[-3000:] + again.stderr[-2000:]
-            assert (len(ca.issued), mcns.serial) == writes[:2]  # the plan only read
-            assert all(c.startswith("ListRoutes") for f in fakes for c in f[1].calls[len(f[1].calls) - 1 :])
+        writes = (len(ca.issued), mcns.serial, [len(f[1].calls) for f in fakes])
+        again = cli("plan", str(root), "--detailed-exitcode", "--json")
+        assert again.code == 0, again.stdout[-3000:] + again.stderr[-2000:]
+        assert (len(ca.issued), mcns.serial) == writes[:2]  # the plan only read
+        assert all(c.startswith("ListRoutes") for f in fakes for c in f[1].calls[len(f[1].calls) - 1 :])
 
-            _remove_while_mcns_is_down(nodes, root, zone, agent_bundle, mcns=mcns, edge_proxy=fakes[1][1])
-    finally:
-        for server, _state in fakes:
-            asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
+        _remove_while_mcns_is_down(nodes, root, zone, agent_bundle, mcns=mcns, edge_proxy=fakes[1][1])
 
 
 def _renews_near_expiry_and_keeps_the_rest(nodes: Nodes, root: Path, zone: str, bundle: Path, d: Path) -> None:

@@ -22,10 +22,8 @@ seed-native backends (MCNS, Metacrypt, mc-proxy) against their contract fakes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from itertools import count
@@ -242,6 +240,7 @@ def test_the_same_containers_with_the_seed_native_backends_against_their_contrac
     the edge's and the worker's mc-proxy, each route's backend being the container's published
     port (it answers); a second plan reads only; removing api removes its record, route, container."""
     from tests.contract_fakes.mcns import run_mcns
+    from tests.contract_fakes.mcproxy import mcproxy_fakes
     from tests.contract_fakes.metacrypt import run_metacrypt
 
     nodes: Nodes = edge_nodes("root", "root")
@@ -255,7 +254,7 @@ def test_the_same_containers_with_the_seed_native_backends_against_their_contrac
     token.chmod(0o600)
 
     sockets = [f"/proc/{n.ns_pid}/root/srv/mc-proxy/mc-proxy.sock" for n in (worker, edge)]
-    with _mcproxy_fakes(sockets) as fakes, run_mcns(zone, token.read_text().strip()) as (mcns_url, mcns), \
+    with mcproxy_fakes(sockets) as fakes, run_mcns(zone, token.read_text().strip()) as (mcns_url, mcns), \
             run_metacrypt(token.read_text().strip(), (f".{zone}",)) as (mc_url, ca):  # fmt: skip
         fleet = json.loads((root / "fleet.json").read_text())
         fleet["providers"] = {
@@ -338,23 +337,3 @@ def _no_secret_leaks(nodes: Nodes, root: Path, runs: list[CliRun], env: dict[str
         sources[f"{n.name} journal"] = nodes.sh(n.name, "journalctl --no-pager -o cat", check=False).stdout
     sources["ps"] = local_ps()
     assert find_leaks(needles, sources) == []
-
-
-@contextlib.contextmanager
-def _mcproxy_fakes(sockets: list[str]) -> Iterator[list[Any]]:
-    """mc-proxy contract fakes on `sockets`, served by an event loop on its own thread; stopped,
-    and the loop closed (its self-pipe sockets too), whatever the test did."""
-    from tests.contract_fakes.mcproxy import start_mcproxy
-
-    loop = asyncio.new_event_loop()
-    runner = threading.Thread(target=loop.run_forever, daemon=True)
-    runner.start()
-    fakes = [asyncio.run_coroutine_threadsafe(start_mcproxy(s), loop).result(30) for s in sockets]
-    try:
-        yield fakes
-    finally:
-        for server, _state in fakes:
-            asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        runner.join(30)
-        loop.close()
