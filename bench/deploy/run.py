@@ -29,33 +29,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from mcfleet.bundle.build import build_agent_bundle
+from mcfleet.lab.fleetdir import volume_service
 from mcfleet.lab.lab import Lab, lab_down
+from mcfleet.lab.podman import PODMAN_AS_MCP
 
 SERVICES = 10
-AS_MCP = (
-    "cd / && runuser -u mcp -- env XDG_RUNTIME_DIR=/run/user/850 "
-    "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/850/bus podman"
-)
+AS_MCP = PODMAN_AS_MCP
 MCFLEET = str(Path(sys.executable).parent / "mcfleet")
-
-
-def service(name: str, stage: str, image: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "stage": stage,
-        "components": [
-            {
-                "name": name,
-                "image": image,
-                "volumes": [f"/srv/{name}:/data"],
-                "routes": [{"port": 8080, "mode": "l7"}],
-                "health": {"kind": "http", "port": 8080, "path": "/", "timeout_s": 2},
-            }
-        ],
-    }
 
 
 def timed(*args: str) -> tuple[subprocess.CompletedProcess[str], float, float]:
@@ -135,7 +117,7 @@ def bench(root: Path, reps: int, count: int) -> list[str]:
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(SERVICES):
             stage, image = ("foundation", "demo/db:1") if i == 0 else ("services", "demo/hello:1")
-            svc = service(f"s{i:02d}", stage, f"{registry['address']}/{image}")
+            svc = volume_service(f"s{i:02d}", stage, f"{registry['address']}/{image}")
             (folder / f"{svc['name']}.json").write_text(json.dumps(svc, indent=2))
         bundle = build_agent_bundle().path
         common = ["-C", str(fleet), "--on", node.name]

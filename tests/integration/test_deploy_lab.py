@@ -18,31 +18,17 @@ import pytest
 
 from mcfleet.fleet.desired import desired_state
 from mcfleet.fleet.load import load_fleet
+from mcfleet.lab.fleetdir import volume_service
 from mcfleet.lab.login import Login
 from mcfleet.lab.peers.registry import RegistryInfo
+from mcfleet.lab.podman import PODMAN_AS_MCP
 from tests.integration.apply_lab import MakeNodes, Nodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401
 from tests.integration.logs_lab import check_logs, check_push_progress
 
 pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
 
-AS_MCP = ("cd / && runuser -u mcp -- env XDG_RUNTIME_DIR=/run/user/850 "
-          "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/850/bus podman")  # fmt: skip
-
-
-def service(name: str, stage: str, image: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "stage": stage,
-        "components": [
-            {
-                "name": name,
-                "image": image,
-                "volumes": [f"/srv/{name}:/data"],
-                "routes": [{"port": 8080, "mode": "l7"}],
-                "health": {"kind": "http", "port": 8080, "path": "/", "timeout_s": 2},
-            }
-        ],
-    }
+AS_MCP = PODMAN_AS_MCP
+service = volume_service  # the other deploy lab tests import both from here
 
 
 def write_service(fleet: Nodes, host: str, svc: dict[str, Any]) -> None:

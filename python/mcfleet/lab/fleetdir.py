@@ -95,6 +95,19 @@ def demo_service(name: str, stage: str, image: str, address: str, *, volume: str
     return {"name": name, "description": DEMO_DESCRIPTION, "stage": stage, "components": [component]}
 
 
+def volume_service(name: str, stage: str, image: str) -> dict[str, Any]:
+    """A demo-image service with its data in /srv/<name> (mounted at /data), published on the
+    node's default address, with an http health check: what the deploy tests and bench use."""
+    component: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "volumes": [f"/srv/{name}:/data"],
+        "routes": [{"port": 8080, "mode": "l7"}],
+        "health": {"kind": "http", "port": 8080, "path": "/", "timeout_s": 2},
+    }
+    return {"name": name, "stage": stage, "components": [component]}
+
+
 def demo_services(full_nodes: list[LabNode], registry: str) -> dict[str, list[dict[str, Any]]]:
     """host -> its demo services: three services over (at most) the first two full nodes, in two
     boot stages (db in foundation; hello and api in services), images from the lab registry."""

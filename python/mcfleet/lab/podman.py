@@ -23,6 +23,12 @@ BB_APPLETS = ("sh", "ls", "cat", "echo", "sleep", "httpd", "true", "env", "wget"
 
 
 RUN_BASE = Path("/run/mcfleet-lab")
+# podman as the agent's user mcp inside a lab systemd node (root's shell there): its rootless
+# storage and its user bus, as the agent sees them
+PODMAN_AS_MCP = (
+    "cd / && runuser -u mcp -- env XDG_RUNTIME_DIR=/run/user/850 "
+    "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/850/bus podman"
+)
 
 
 def short_run_dir(netns: str) -> Path:
