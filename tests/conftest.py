@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -16,6 +19,16 @@ pytest_plugins = sorted(f"tests.{p.stem}" for p in Path(__file__).parent.glob("f
 @pytest.fixture
 def repo_root() -> Path:
     return REPO
+
+
+def load_script(relpath: str, name: str) -> ModuleType:
+    """A script of this repository that is not a package (e.g. under bench/), imported as module `name`."""
+    spec = importlib.util.spec_from_file_location(name, REPO / relpath)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_cli(*args: str) -> tuple[int, str, str]:

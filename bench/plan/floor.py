@@ -7,7 +7,8 @@ The node does exactly the work it does for `mcfleet plan` (the same script, gene
 mcfleet for that host), and the client talks SSH the way mcfleet does (the same key
 exchange and cipher preference, and asyncssh imported without its library-search processes,
 see mcfleet/transport/libprobe.py), so what mcfleet spends above this is its own overhead:
-start-up, fleet loading, parsing, diffing, rendering.
+start-up, fleet loading, parsing, diffing, rendering.  Prints {address: bytes of output} as
+JSON; a host whose output does not end with the script's last line (`end`) fails the run.
 """
 
 from __future__ import annotations
@@ -35,12 +36,16 @@ async def one(h: dict[str, Any]) -> int:
         kex_algs=h["kex_algs"],
         encryption_algs=h["encryption_algs"],
     ) as conn:
-        return len(str((await conn.run(h["script"], check=True)).stdout))
+        out = str((await conn.run(h["script"], check=True)).stdout)
+    if out.rstrip("\n").rsplit("\n", 1)[-1] != "end":
+        raise SystemExit(f"{h['address']}: the facts script's output does not end with `end`")
+    return len(out)
 
 
 async def main() -> None:
     hosts = json.loads(open(sys.argv[1]).read())  # noqa: ASYNC230, SIM115 (tiny file, before any I/O)
-    print(await asyncio.gather(*(one(h) for h in hosts)))
+    lengths = await asyncio.gather(*(one(h) for h in hosts))
+    print(json.dumps({h["address"]: n for h, n in zip(hosts, lengths, strict=True)}))
 
 
 asyncio.run(main())

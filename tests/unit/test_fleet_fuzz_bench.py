@@ -3,29 +3,22 @@ mutated fleets and every hostile special file end in findings, never a traceback
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import resource
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import load_script
 
 pytestmark = pytest.mark.slow
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fuzz_fleets", REPO / "bench" / "fuzz" / "fuzz_fleets.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fuzz_fleets"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/fuzz/fuzz_fleets.py", "fuzz_fleets")
 
 
 def test_mutated_fleets_give_findings_not_tracebacks(tmp_path: Path) -> None:
