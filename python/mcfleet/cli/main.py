@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
-from mcfleet.cli.registry import COMMANDS, LAZY_COMMANDS, hoist_globals, root_help, version_text
+from mcfleet.cli.registry import COMMANDS, GLOBAL_FLAGS, LAZY_COMMANDS, hoist_globals, root_help, version_text
 from mcfleet.cli.state import STATE
 from mcfleet.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_INVALID, McfleetError
 
@@ -32,7 +32,26 @@ def _fast_path(argv: list[str]) -> int | None:
     if argv == ["--version"]:
         sys.stdout.write(version_text() + "\n")
         return 0
-    return None
+    return _command_help(argv)
+
+
+def _command_help(argv: list[str]) -> int | None:
+    """`mcfleet <command> [<sub>] --help` from the pre-rendered text (cli/help_render.py), when the
+    terminal is at least 80 columns wide: typer renders exactly that text there (click caps help at
+    80 columns).  Any other form, or a narrower terminal, goes through typer."""
+    words = [a for a in argv if a not in GLOBAL_FLAGS]
+    if len(words) < 2 or words[-1] not in ("--help", "-h"):
+        return None
+    import shutil
+
+    from mcfleet.cli.help_render import HELP_WIDTH
+    from mcfleet.cli.help_text import HELP
+
+    text = HELP.get(" ".join(words[:-1]))
+    if text is None or shutil.get_terminal_size().columns < HELP_WIDTH:
+        return None
+    sys.stdout.write(text)
+    return 0
 
 
 def _validate_fast(argv: list[str]) -> int | None:
