@@ -13,7 +13,6 @@ order (hosts sorted by name) and names each host once.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from collections.abc import Iterable, Sequence
 
@@ -24,6 +23,8 @@ _GLOB_CHARS = set("*?[")
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    import difflib  # only for an unknown name (the suggestion)
+
     close = difflib.get_close_matches(word, sorted(set(choices)), n=3, cutoff=0.5)
     return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 

@@ -14,7 +14,6 @@ record: every declared file as written (path -> service, sha256, owner, mode); a
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from datetime import datetime
 from typing import Any
@@ -36,6 +35,8 @@ AGENT_TIMEOUT = 120.0
 
 
 def unified_diff(path: str, old: str, new: str) -> list[str]:
+    import difflib  # only when a declared file's text differs
+
     lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(), f"{path} (node)", path, lineterm=""))
     if len(lines) > DIFF_LINES:
         lines = [*lines[:DIFF_LINES], f"… {len(lines) - DIFF_LINES} more lines"]

@@ -1,25 +1,16 @@
-"""What every provider shares: its error, reading a secret file at the moment of use, HTTP JSON calls.
+"""What every provider shares: its error, and reading a secret file at the moment of use.
 
 Secrets (TSIG keys, MCIAS tokens, ACME account keys, private keys) are read from their
 files only when a call needs them and are never put in a message, an exception or a log:
-an error names the file, never its content.
+an error names the file, never its content.  HTTP JSON calls are in providers/http.py
+(urllib and http.client cost ~10 ms to import; a plan without HTTP providers never needs them).
 """
 
 from __future__ import annotations
 
-import http.client
-import json
-import socket
-import ssl
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from mcfleet.errors import McfleetError
-
-HTTP_TIMEOUT = 20.0
-MAX_ANSWER = 4 * 1024 * 1024  # bytes read from a provider's answer at most
 
 
 class ProviderError(McfleetError):
@@ -38,150 +29,3 @@ def read_secret(path: str, what: str) -> str:
     if not value:
         raise ProviderError(f"the {what} file {path} is empty", hint=f"write the {what} into {path}")
     return value
-
-
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
-
-
-RETRIED = ("GET", "DELETE")  # idempotent calls, tried once more when the connection was dropped
-
-
-def http_json(
-    method: str,
-    url: str,
-    *,
-    what: str,
-    token: str | None = None,
-    body: Any = None,
-    ca_file: str | None = None,
-    timeout: float = HTTP_TIMEOUT,
-) -> tuple[int, Any]:
-    """One JSON call (blocking).  Returns (status, decoded body); raises ProviderError when down or >= 400.
-
-    A GET or DELETE whose connection is reset (a server busy reloading) is sent once more."""
-    try:
-        return _http_json(method, url, what=what, token=token, body=body, ca_file=ca_file, timeout=timeout)
-    except _Dropped:
-        if method not in RETRIED:
-            raise _dropped_error(what, url) from None
-    try:
-        return _http_json(method, url, what=what, token=token, body=body, ca_file=ca_file, timeout=timeout)
-    except _Dropped:
-        raise _dropped_error(what, url) from None
-
-
-class _Dropped(Exception):
-    pass
-
-
-def _dropped_error(what: str, url: str) -> ProviderError:
-    return ProviderError(
-        f"{what} at {_origin(url)} dropped the connection",
-        hint=f"check that {what} is running and not restarting, then re-run apply",
-    )
-
-
-def _http_json(
-    method: str,
-    url: str,
-    *,
-    what: str,
-    token: str | None = None,
-    body: Any = None,
-    ca_file: str | None = None,
-    timeout: float = HTTP_TIMEOUT,
-) -> tuple[int, Any]:
-    """One JSON call (blocking).  Returns (status, decoded body); raises ProviderError when down or >= 400."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Accept", "application/json")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token is not None:
-        request.add_header("Authorization", f"Bearer {token}")
-    context = tls_context(ca_file) if url.startswith("https:") else None
-    try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
-            raw = resp.read(MAX_ANSWER)
-            return resp.status, json.loads(raw) if raw.strip() else None
-    except urllib.error.HTTPError as exc:
-        with exc:  # an HTTPError holds the connection open until closed
-            detail = _error_text(exc.read(MAX_ANSWER))
-        raise ProviderError(
-            f"{what} answered {exc.code} to {method} {_path(url)}: {detail}",
-            hint=f"check the {what} log and fleet.json `providers`; re-run apply once it is fixed",
-        ) from None
-    except (ConnectionResetError, http.client.RemoteDisconnected):
-        raise _Dropped from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        if isinstance(reason, ConnectionResetError):
-            raise _Dropped from None
-        raise ProviderError(
-            f"{what} at {_origin(url)} is unreachable: {reason}",
-            hint=f"start {what} (or fix its URL in fleet.json `providers`), then re-run apply",
-        ) from None
-
-
-def _error_text(raw: bytes) -> str:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return raw.decode(errors="replace").strip()[:300] or "(no message)"
-    if isinstance(data, dict):
-        return str(data.get("error") or data.get("message") or data.get("detail") or data)[:300]
-    return str(data)[:300]
-
-
-def _origin(url: str) -> str:
-    return url.split("/", 3)[2] if "://" in url else url
-
-
-def _path(url: str) -> str:
-    return "/" + url.split("/", 3)[3] if url.count("/") >= 3 else url
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.unix_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-def unix_http_json(
-    socket_path: str, method: str, path: str, *, what: str, where: str, body: Any = None, timeout: float = HTTP_TIMEOUT
-) -> tuple[int, Any]:
-    """One JSON call over HTTP on a unix socket (blocking); `where` names the socket in messages."""
-    conn = _UnixHTTPConnection(socket_path, timeout)
-    data = json.dumps(body).encode() if body is not None else None
-    # Caddy accepts only an empty Host on a unix admin socket (its DNS-rebinding guard).
-    headers = {"Accept": "application/json", "Host": ""}
-    if data is not None:
-        headers["Content-Type"] = "application/json"
-    try:
-        conn.request(method, path, body=data, headers=headers)
-        resp = conn.getresponse()
-        raw = resp.read(MAX_ANSWER)
-    except OSError as exc:
-        raise ProviderError(
-            f"{what} at {where} is unreachable: {exc.strerror or exc}",
-            hint=f"start {what} on the proxy node (or fix its admin socket in fleet.json `providers`); re-run apply",
-        ) from None
-    finally:
-        conn.close()
-    if resp.status >= 400:
-        raise ProviderError(
-            f"{what} answered {resp.status} to {method} {path}: {_error_text(raw)}",
-            hint=f"check the {what} log and fleet.json `providers`; re-run apply once it is fixed",
-        )
-    return resp.status, json.loads(raw) if raw.strip() else None

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 
 from mcfleet.fleet.models import MetacryptProvider
-from mcfleet.providers.base import ProviderError, http_json, read_secret
+from mcfleet.providers.base import ProviderError, read_secret
+from mcfleet.providers.http import http_json
 
 WHAT = "Metacrypt"
 

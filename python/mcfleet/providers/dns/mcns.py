@@ -12,8 +12,9 @@ import urllib.parse
 from typing import Any
 
 from mcfleet.fleet.models import McnsProvider
-from mcfleet.providers.base import ProviderError, http_json, read_secret
+from mcfleet.providers.base import ProviderError, read_secret
 from mcfleet.providers.dns.base import in_zone
+from mcfleet.providers.http import http_json
 
 WHAT = "MCNS"
 

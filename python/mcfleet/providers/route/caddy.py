@@ -18,7 +18,8 @@ import urllib.parse
 from typing import Any
 
 from mcfleet.fleet.models import CaddyProvider
-from mcfleet.providers.base import ProviderError, http_json, unix_http_json
+from mcfleet.providers.base import ProviderError
+from mcfleet.providers.http import http_json, unix_http_json
 from mcfleet.providers.route.base import ProxyRoute
 
 WHAT = "Caddy"
