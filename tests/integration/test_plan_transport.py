@@ -146,6 +146,52 @@ def test_addresses_are_tried_in_order(node_fleet: tuple[Path, list[plan_nodes.No
     assert "127.0.0.254: connection refused; 127.0.0.253: connection refused" in err.value.message
 
 
+class _DroppingRelay:
+    """A TCP relay to a node's sshd that closes the first `drop` connections at once, as an sshd
+    past MaxStartups (or restarting) does; later ones are relayed byte for byte."""
+
+    def __init__(self, target: plan_nodes.Node, drop: int) -> None:
+        self.target, self.drop, self.accepted = target, drop, 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        if self.accepted <= self.drop:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(self.target.address, self.target.port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+
+@pytest.mark.parametrize("drop", [1, 2])
+def test_a_connection_dropped_before_the_handshake_is_tried_once_more(
+    node_fleet: tuple[Path, list[plan_nodes.Node]], drop: int
+) -> None:
+    root, nodes = node_fleet
+    relay = _DroppingRelay(nodes[0], drop)
+    address, port = "127.0.0.1", plan_nodes.free_port("127.0.0.1")
+    entry = _entry(root, "tp1", addresses=[address], port=port)
+
+    async def go() -> str:
+        server = await asyncio.start_server(relay.handle, address, port)
+        async with server, SshPool() as pool:
+            conn = await pool.connect(entry)
+            return (await conn.run(["hostname"])).stdout.strip()
+
+    if drop == 1:  # dropped once: the second try reaches the node
+        assert asyncio.run(go()) == "tp1" and relay.accepted == 2
+        return
+    with pytest.raises(Unreachable) as err:  # dropped twice: the node is reported, not tried forever
+        asyncio.run(go())
+    assert relay.accepted == 2 and "sshd dropped the connection before the handshake ended" in err.value.message
+
+
 def test_trust_on_first_use_only_when_asked_and_the_key_is_reported(
     node_fleet: tuple[Path, list[plan_nodes.Node]],
 ) -> None:
