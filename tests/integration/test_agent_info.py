@@ -50,7 +50,7 @@ def test_health_info_and_facts(agent_runner: AgentRunner) -> None:
             assert facts["info"]["boot_id"] == info.boot_id
             assert facts["registry"] == [] and facts["containers"] == []
             assert "podman list failed" in facts["podman"]["error"]  # a dead podman is a fact, not a failure
-            assert [e["kind"] for e in facts["events"]][:2] == ["listening", "boot-start"]
+            assert [e["kind"] for e in facts["events"]][:3] == ["listening", "loaded", "boot-start"]
             with pytest.raises(PeerError, match="NOT_FOUND"):
                 await client.stop("nope")
 
@@ -98,3 +98,27 @@ def test_too_long_socket_path_is_a_clear_error(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "socket path is too long for a unix socket" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_agent_api_answers_before_the_agent_loads_its_heavy_modules(agent_runner: AgentRunner) -> None:
+    """Started by an apply, the agent's health answer must not wait for podman's client and the
+    service models: the server serves first, the rest loads after (and Info waits for it)."""
+    agent = agent_runner.start("--podman", "unix:///nonexistent/podman.sock", "--no-boot")
+
+    async def scenario() -> None:
+        async with AgentClient(str(agent.socket)) as client:
+            assert await client.health_status("mcfleet.agent.v1.Agent") == "SERVING"
+            info = await client.info()  # waits for the load: the apply confirms only after it
+            assert info.pid == agent.proc.pid
+            facts = await client.facts()
+        startup = facts["startup"]
+        # none of the heavy modules was imported when the server started answering ...
+        assert startup["loaded_when_serving"] == [], startup
+        # ... which happened after the process started, and before the load ended
+        assert 0 < startup["serving_s"] <= startup["loaded_s"], startup
+        kinds = [e["kind"] for e in facts["events"]]
+        assert kinds.index("listening") < kinds.index("loaded"), kinds
+
+    asyncio.run(scenario())
+    agent.stop()
+    assert agent.proc.returncode == 0

@@ -79,6 +79,19 @@ def bundle_sha256() -> str:
     return digest.hexdigest()
 
 
+def process_age() -> float:
+    """Seconds since this process started (the kernel's start time: a PEX's bootstrap, which
+    execs the venv's python in the same process, counts), or 0.0 when /proc cannot tell."""
+    try:
+        # /proc/self/stat: field 22 is the start time in clock ticks since boot; the command
+        # name before it (in parentheses) may hold spaces, so the fields are counted after ')'
+        ticks = int(_read("/proc/self/stat").rpartition(")")[2].split()[19])
+        uptime = float(_read("/proc/uptime").split()[0])
+    except (IndexError, ValueError):
+        return 0.0
+    return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
 def node_info(users: list[str]) -> dict[str, Any]:
     release = os_release()
     uname = platform.uname()
