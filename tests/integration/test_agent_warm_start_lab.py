@@ -17,6 +17,9 @@ def test_push_unpacks_the_bundle_before_the_agent_starts(make_nodes: MakeNodes, 
     run = cli("apply", "-C", str(fleet.fleet_dir), "--on", name, "--bundle", str(agent_bundle), "--json", "--yes")
     assert run.code == 0, run.stdout + run.stderr
     assert "unpacked in" in run.phase(name, "push")["message"]
+    # the summary times each phase: activation (restart to the new agent healthy and confirmed) among them
+    activate = run.phase(name, "activate")
+    assert activate["status"] == "changed" and 0 < activate["seconds"] < run.seconds, activate
     # the agent runs the venv's python under mcp's ~/.cache/pex (a --venv PEX) ...
     pid = fleet.sh(name, "systemctl show -p MainPID --value mcp-agent").stdout.strip()
     exe = fleet.sh(name, f"readlink /proc/{pid}/exe; tr '\\0' ' ' < /proc/{pid}/cmdline").stdout

@@ -88,6 +88,13 @@ class ApplyEvents:
                 return event
         return None
 
+    def started(self, host: str, phase: Phase) -> Event | None:
+        """The event that started `phase` on `host` (the last `start`), if any."""
+        for event in reversed(self.events):
+            if event.host == host and event.phase == phase and event.status == Status.start:
+                return event
+        return None
+
     def count(self, status: Status | None = None, phase: Phase | None = None) -> int:
         return sum(
             1

@@ -21,6 +21,7 @@ class PhaseResult:
     status: Status
     message: str
     data: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None  # wall time from the phase's start event to its end (None: it never started)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,14 @@ class Summary:
             "hosts": {
                 h.host: {
                     "status": str(h.status),
-                    "phases": {str(p.phase): {"status": str(p.status), "message": p.message} for p in h.phases},
+                    "phases": {
+                        str(p.phase): {
+                            "status": str(p.status),
+                            "message": p.message,
+                            **({"seconds": round(p.seconds, 3)} if p.seconds is not None else {}),
+                        }
+                        for p in h.phases
+                    },
                 }
                 for h in self.hosts
             },
@@ -108,7 +116,9 @@ def summarize(
             if event is None:
                 rows.append(PhaseResult(phase, Status.skipped, "not run"))
             else:
-                rows.append(PhaseResult(phase, event.status, event.message, dict(event.data)))
+                began = log.started(host, phase)
+                took = event.ts - began.ts if began is not None else None
+                rows.append(PhaseResult(phase, event.status, event.message, dict(event.data), took))
         results.append(HostResult(host, tuple(rows)))
     files = sum(1 for e in log.events if e.phase == Phase.push and e.status == Status.changed)
     return Summary(tuple(results), log.total("bytes_sent"), files, seconds)
