@@ -117,7 +117,21 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    return 0
+    _exit_now()
+    return 0  # not reached
+
+
+def _exit_now() -> None:
+    """Exit 0 without the interpreter's teardown, once serve() has closed everything it opened.
+
+    serve() has stopped the server, removed the socket and closed podman's client and the
+    registry, and asyncio.run() has ended every task and thread; what is left is freeing the
+    modules (grpc, pydantic...): 64-94 ms -> 7-10 ms from SIGTERM to exit on a lab node, time
+    an upgrade waits with the agent down.  Logs and output are flushed first."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
