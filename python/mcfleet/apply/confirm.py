@@ -17,7 +17,7 @@ import shlex
 from dataclasses import dataclass
 from importlib import resources
 
-from mcfleet.apply.nodeio import STORE, write_text
+from mcfleet.apply.nodeio import STORE, write_text_script
 from mcfleet.apply.probe import unit_path
 from mcfleet.fleet.models import Host
 from mcfleet.transport.base import Node
@@ -63,14 +63,16 @@ async def arm(node: Node, host: Host, deadline: int) -> Deadman:
     script = ROLLBACK_SCRIPT
     ident = secrets.token_hex(4)
     token = f"{STORE}/deadman-token.{ident}"
-    await write_text(node, script, rollback_script(host, deadline), mode="0700")
     q = shlex.quote
     unit = f"mcfleet-deadman-{ident}"
+    # one round trip: the script is written (atomically; a failure exits before the next line),
+    # then the token and the timer
     cmd = (
+        f"{write_text_script(script, '0700')}\n"
         f"echo armed > {q(token)} && systemd-run --quiet --unit={unit} --on-active={deadline}s "
         f"--timer-property=AccuracySec=1s /bin/sh {q(script)} {q(token)}"
     )
-    res = await node.run(cmd, timeout=30)
+    res = await node.run(cmd, input=rollback_script(host, deadline), timeout=30)
     res.check("arming the rollback deadman", node.name)
     return Deadman(token, unit, deadline)
 
