@@ -3,10 +3,10 @@
 let
   u = import ./util.nix;
   r = import ./resolvers.nix;
-  inherit (u) concatMap finding optional;
+  inherit (u) concatMap finding optional optionals;
 
-  sortedNames = attrs: builtins.sort builtins.lessThan (builtins.attrNames attrs);
-  hostList = fleet: fleet.hostList or (map (n: fleet.hosts.${n}) (sortedNames fleet.hosts));
+  # hosts in name order (computed once by loadFleet)
+  hostList = fleet: fleet.hostList;
   indexed =
     xs:
     builtins.genList (i: {
@@ -91,15 +91,28 @@ in
     let
       # a set, not a list: each host asks about its fallbacks, and elem over every
       # address of the fleet made the rule quadratic
-      internal = u.toSet (map u.toLower (concatMap (h: h.data.addresses ++ h.data.dns.nameservers) (hostList fleet)));
+      # (lowering costs a regex match: each nameserver and fallback text is lowered once
+      # per fleet, though most hosts list the same few)
+      hosts = hostList fleet;
+      distinct = xs: builtins.attrNames (u.toSet xs);
+      internal = u.toSet (
+        builtins.concatLists (builtins.catAttrs "addressKeys" hosts)
+        ++ map u.toLower (distinct (u.concatMap (h: h.data.dns.nameservers) hosts))
+      );
       isInternal = a: internal ? ${u.toLower a};
+      fallbackInternal = builtins.listToAttrs (
+        map (a: {
+          name = a;
+          value = isInternal a;
+        }) (distinct (u.concatMap (h: h.data.dns.fallback) hosts))
+      );
     in
     concatMap (
       h:
       let
         dns = h.data.dns;
         name = h.name;
-        public = builtins.filter (a: !(isInternal a)) dns.fallback;
+        public = builtins.filter (a: !fallbackInternal.${a}) dns.fallback;
         first = builtins.head public;
         servers = map u.toLower (r.ordered dns);
         position = indexOf (u.toLower first) servers;
@@ -123,16 +136,23 @@ in
             ]
         )
       else
-        concatMap (
+        # every fallback is public on the usual host: nothing to point at
+        optionals (builtins.length public != builtins.length dns.fallback) (concatMap (
           x:
-          optional (isInternal x.v) (
+          optional fallbackInternal.${x.v} (
             finding "dns-fallback-internal" h.file "/dns/fallback/${toString x.i}"
               "fallback ${x.v} of ${name} is a fleet-internal resolver: it fails together with the fleet's DNS"
               "list it under `nameservers` and keep only resolvers outside the fleet (e.g. 1.1.1.1) in `fallback`"
               name
           )
-        ) (indexed dns.fallback)
-        ++ optional (dns.resolver == "resolv.conf" && position >= r.glibcMaxNs) (
+        ) (indexed dns.fallback))
+        # `servers` holds at most as many entries as nameservers and fallbacks together, so
+        # with no more than glibcMaxNs of them the position is below it (the usual host)
+        ++ optional (
+          dns.resolver == "resolv.conf"
+          && builtins.length dns.nameservers + builtins.length dns.fallback > r.glibcMaxNs
+          && position >= r.glibcMaxNs
+        ) (
           finding "dns-fallback-unreached" h.file "/dns/fallback/${toString (indexOf first dns.fallback)}"
             "host ${name} resolves through /etc/resolv.conf, where glibc asks only the first ${toString r.glibcMaxNs} nameservers: its first public fallback ${first} would be number ${toString (position + 1)}, so it is never asked"
             ''keep at most ${toString (r.glibcMaxNs - 1)} fleet nameservers ahead of the fallback, or set "resolver": "systemd-resolved" if the node runs it''

@@ -62,10 +62,12 @@ let
     "gid"
   ];
   truthy = s: s != null && s != "";
-  sortedNames = attrs: builtins.sort builtins.lessThan (builtins.attrNames attrs);
-  # Hosts in name order and every placed service: computed once by loadFleet (a fleet
-  # built by hand without them gets them here).
-  hostList = fleet: fleet.hostList or (map (n: fleet.hosts.${n}) (sortedNames fleet.hosts));
+  # attrNames is already sorted, by strcmp: the order `builtins.sort builtins.lessThan`
+  # gives strings (sorting it again cost a comparator call per comparison).
+  sortedNames = builtins.attrNames;
+  # Hosts in name order, and every placed service (with its `host` and its indexed
+  # `comps`): computed once by loadFleet, the only producer of the fleets rules read.
+  hostList = fleet: fleet.hostList;
   indexed =
     xs:
     builtins.genList (i: {
@@ -76,28 +78,117 @@ let
   repr = s: "'${s}'";
 
   # Every service, hosts in name order, services in file order (rules_base.placed_services).
-  placed = fleet: fleet.placed or (concatMap (h: map (s: s // { host = h; }) h.services) (hostList fleet));
+  placed = fleet: fleet.placed;
 
   # What several rules read, computed once per fleet (`check` adds it; a rule called on a
-  # bare loaded fleet computes it itself): the first definition of each service name,
-  # each host's pinned host ports, and every service route with its component and indices.
-  contextOf = fleet: {
-    unique = uniqueServices fleet;
-    pinned = builtins.mapAttrs (_: pinnedPorts) fleet.hosts;
-    routes = concatMap (
-      s:
-      concatMap (
-        c:
-        map (r: {
-          inherit s;
-          c = c.v;
-          ci = c.i;
-          r = r.v;
-          ri = r.i;
-        }) (indexed c.v.routes)
-      ) (indexed s.data.components)
-    ) (placed fleet);
-  };
+  # bare loaded fleet computes it itself), in one pass over the placed services:
+  # - unique: the first definition of each service name (`first`, name -> service), their
+  #   names in placed order (`order`) and the later copies (`dups`);
+  # - pinned: each host's pinned host ports;
+  # - routes: every service route with its component, indices, JSON pointer and hostname
+  #   (four rules read them; building them in each rule was a fifth of the check), the
+  #   public ones, and those of first definitions (`firstRoutes`);
+  # - ready-made `{ name; value; }` pairs for the name and listener rules, so that their
+  #   common case (no clash) is a few listToAttrs/catAttrs over the whole fleet.
+  # The pairs join a hostname and a service name with a newline, which neither can hold
+  # (both are DNS-style names in the schema, fleet/models_base.py).
+  contextOf =
+    fleet:
+    let
+      zone = fleet.fleet.zone;
+      all = placed fleet;
+      # listToAttrs keeps the first of equal names: name -> its first definition
+      first = builtins.listToAttrs (
+        map (s: {
+          name = s.data.name;
+          value = s;
+        }) all
+      );
+      per = map (
+        s:
+        let
+          n = s.data.name;
+          isFirst = first.${n}.file == s.file;
+          # routeHostname, with the default computed once per service
+          defaultName = "${n}.${zone}";
+          routes = concatMap (
+            c:
+            map (
+              r:
+              let
+                hostname = if r.v.hostname != null && r.v.hostname != "" then r.v.hostname else defaultName;
+              in
+              {
+                inherit s hostname;
+                c = c.v;
+                ci = c.i;
+                r = r.v;
+                ri = r.i;
+                where = "/components/${toString c.i}/routes/${toString r.i}";
+                owner = {
+                  name = hostname;
+                  value = n;
+                };
+                pair = {
+                  name = "${hostname}\n${n}";
+                  value = true;
+                };
+                listenerKey = {
+                  name = "${toString r.v.listener}/${hostname}";
+                  value = true;
+                };
+              }
+            ) c.routes
+          ) s.comps;
+        in
+        if isFirst then
+          {
+            inherit routes;
+            firstRoutes = routes;
+            firstService = [ s ];
+            dupService = [ ];
+            ownName = [
+              {
+                name = defaultName;
+                value = n;
+              }
+            ];
+            ownPair = [
+              {
+                name = "${defaultName}\n${n}";
+                value = true;
+              }
+            ];
+          }
+        else
+          {
+            inherit routes;
+            firstRoutes = [ ];
+            firstService = [ ];
+            dupService = [ s ];
+            ownName = [ ];
+            ownPair = [ ];
+          }
+      ) all;
+      gather = attr: builtins.concatLists (builtins.catAttrs attr per);
+      routes = gather "routes";
+    in
+    {
+      unique = {
+        inherit first;
+        order = builtins.catAttrs "name" (builtins.catAttrs "data" (gather "firstService"));
+        dups = map (s: {
+          dup = s;
+          owner = first.${s.data.name};
+        }) (gather "dupService");
+      };
+      pinned = builtins.mapAttrs (_: pinnedPorts) fleet.hosts;
+      inherit routes;
+      publicRoutes = builtins.filter (x: x.r.public) routes;
+      firstRoutes = gather "firstRoutes";
+      ownNames = gather "ownName";
+      ownPairs = gather "ownPair";
+    };
   ctx = fleet: fleet.ctx or (contextOf fleet);
   withContext = fleet: if fleet ? ctx then fleet else fleet // { ctx = contextOf fleet; };
 
@@ -107,6 +198,9 @@ let
 
   pins =
     fleet:
+    let
+      pinned = sortedNames fleet.fleet.pins;
+    in
     concatMap (
       h:
       concatMap (
@@ -123,7 +217,7 @@ let
               h.name
             )
           ]
-        else if truthy have.pin_exception then
+        else if truthy have.pin_exception || (pin.uid == have.uid && pin.gid == have.gid) then
           [ ]
         else
           concatMap (
@@ -135,7 +229,7 @@ let
                 h.name
             )
           ) kinds
-      ) (sortedNames fleet.fleet.pins)
+      ) pinned
     ) (hostList fleet);
 
   # Attribute order is alphabetical in Nix but file order in Python, so with
@@ -144,7 +238,8 @@ let
     fleet:
     concatMap (
       h:
-      concatMap (
+      # one user shares an id with nobody (most hosts have only mcp)
+      optionals (builtins.length (builtins.attrNames h.data.users) > 1) (concatMap (
         kind:
         (builtins.foldl' (
           acc: user:
@@ -165,13 +260,14 @@ let
           else
             acc // { seen = acc.seen // { ${value} = user; }; }
         ) { seen = { }; out = [ ]; } (sortedNames h.data.users)).out
-      ) kinds
+      ) kinds)
     ) (hostList fleet);
 
   idDynamicRange =
     fleet:
     let
-      oses = builtins.sort builtins.lessThan (u.unique (map (h: h.data.os) (hostList fleet)));
+      # each OS once, sorted
+      oses = builtins.attrNames (u.toSet (builtins.catAttrs "os" (builtins.catAttrs "data" (hostList fleet))));
       fromPins = concatMap (
         user:
         let
@@ -203,7 +299,8 @@ let
             spec = h.data.users.${user};
             pin = fleet.fleet.pins.${user} or null;
           in
-          if truthy spec.pin_exception then
+          # a pin with a reason covers both ids
+          if truthy spec.pin_exception || (pin != null && truthy pin.reason) then
             [ ]
           else
             concatMap (
@@ -232,7 +329,7 @@ let
         sys = h.data.system_accounts;
         holders = uid: builtins.filter (a: sys.${a}.uid == uid) (sortedNames sys);
       in
-      concatMap (
+      optionals (sys != { }) (concatMap (
         user:
         let
           have = h.data.users.${user};
@@ -244,7 +341,7 @@ let
             "resolve it on the node (${builtins.head other} keeps its uid); give ${user} a free pinned uid, before rootless podman ever runs as it"
             h.name
         )
-      ) (sortedNames h.data.users)
+      ) (sortedNames h.data.users))
     ) (hostList fleet);
 
   # NixOS autoSubUidGidRange gives the first normal user 100000:65536 (rules_users.py).
@@ -301,7 +398,10 @@ let
             )
           ) (builtins.genList (i: i) n);
       in
-      forKind "subuid" ++ forKind "subgid"
+      # a range overlaps only another one: one user and no automatic range is never a finding
+      optionals (builtins.length auto + builtins.length (builtins.attrNames h.data.users) > 1) (
+        forKind "subuid" ++ forKind "subgid"
+      )
     ) (hostList fleet);
 
   # -------------------------------------------------------------- rules_hosts.py
@@ -319,12 +419,15 @@ let
             host = h;
             inherit (a) i;
             address = a.v;
-            key = u.toLower a.v;
+            key = builtins.elemAt h.addressKeys a.i;
           }) (indexed h.data.addresses)
         ) (hostList fleet)
       );
+      # the common case: every lowered address is there once
+      keys = builtins.concatLists (builtins.catAttrs "addressKeys" (hostList fleet));
+      clean = builtins.length (builtins.attrNames (u.toSet keys)) == builtins.length keys;
     in
-    concatMap (
+    optionals (!clean) (concatMap (
       key:
       let
         group = groups.${key};
@@ -352,13 +455,14 @@ let
               x.host.name
           )
       ) (builtins.genList (j: j + 1) (builtins.length group - 1))
-    ) (builtins.filter (key: builtins.length groups.${key} > 1) (builtins.attrNames groups));
+    ) (builtins.filter (key: builtins.length groups.${key} > 1) (builtins.attrNames groups)));
 
   edgeContainers =
     fleet:
     concatMap (
       h:
-      optionals (u.unique h.data.roles == [ "edge" ]) (
+      # its roles, each once, are exactly [ "edge" ]
+      optionals (h.data.roles != [ ] && builtins.all (r: r == "edge") h.data.roles) (
         map (
           s:
           finding "edge-containers" s.file "/components"
@@ -431,7 +535,7 @@ let
             "pin an explicit version tag, e.g. `…/name:v1.2.0` (or a @sha256: digest)"
             s.host.name
         )
-      ) (indexed s.data.components)
+      ) s.comps
     ) (placed fleet);
 
   # A component whose route names and ports are all distinct (the usual case) is
@@ -483,8 +587,8 @@ let
                   s.host.name
               );
           }
-        ) { names = { }; ports = { }; out = [ ]; } (indexed c.v.routes)).out
-      ) (indexed s.data.components)
+        ) { names = { }; ports = { }; out = [ ]; } c.routes).out
+      ) s.comps
     ) (placed fleet);
 
   # -------------------------------------------------------------- rules_ports.py
@@ -503,7 +607,7 @@ let
           inherit (s) file;
           pointer = "/components/${toString c.i}/publish/${toString p.i}/host_port";
           label = "${s.data.name}/${c.v.name} publish ${toString p.i}";
-        }) (indexed c.v.publish)
+        }) c.publish
         ++ map (r: {
           port = r.v.host_port;
           protocol = "tcp";
@@ -511,8 +615,8 @@ let
           inherit (s) file;
           pointer = "/components/${toString c.i}/routes/${toString r.i}/host_port";
           label = "${s.data.name}/${c.v.name} route ${if truthy r.v.name then r.v.name else toString r.i}";
-        }) (builtins.filter (r: r.v.host_port != null) (indexed c.v.routes))
-      ) (indexed s.data.components)
+        }) (builtins.filter (r: r.v.host_port != null) c.routes)
+      ) s.comps
     ) h.services;
 
   hostPortDuplicate =
@@ -566,13 +670,15 @@ let
     concatMap (
       h:
       let
-        taken = u.unique (map (p: p.port) (builtins.filter (p: p.port >= low && p.port <= high) (ctx fleet).pinned.${h.name}));
+        inside = builtins.filter (p: p.port >= low && p.port <= high) (ctx fleet).pinned.${h.name};
+        taken = u.unique (map (p: p.port) inside);
         wanted = builtins.length (
           concatMap (s: concatMap (c: builtins.filter (r: r.host_port == null) c.routes) s.data.components) h.services
         );
         free = high - low + 1 - builtins.length taken;
       in
-      optional (wanted > free) (
+      # taken is at most `inside`: when the range has room for both, no need to count it
+      optional (wanted + builtins.length inside > high - low + 1 && wanted > free) (
         finding "port-range-exhausted" "fleet.json" "/ports"
           "the port range ${toString low}-${toString high} has ${toString free} free port(s) on ${h.name} but ${toString wanted} route(s) need one"
           "widen `ports` in fleet.json or pin `host_port` on some routes"
@@ -592,8 +698,8 @@ let
       x:
       let
         s = x.s;
-        where = "/components/${toString x.ci}/routes/${toString x.ri}";
-        name = routeHostname fleet s x.r;
+        inherit (x) where;
+        name = x.hostname;
       in
       optional (!hasEdge) (
         finding "public-no-edge" s.file "${where}/public" "${name} is public but no host has the edge role to carry it"
@@ -606,7 +712,7 @@ let
           "set `hostname` to a name under public_domains, or add its domain to fleet.json"
           s.host.name
       )
-    ) (builtins.filter (x: x.r.public) (ctx fleet).routes);
+    ) (ctx fleet).publicRoutes;
 
   # "localhost", "::1" or 127.x, brackets stripped (routes.is_loopback).
   isLoopback =
@@ -622,16 +728,14 @@ let
   listenerClaims =
     fleet:
     let
-      us = (ctx fleet).unique;
       serviceClaims = builtins.groupBy (c: c.host) (
         map (x: {
           file = x.s.file;
-          where = "/components/${toString x.ci}/routes/${toString x.ri}";
+          inherit (x) where hostname;
           host = x.s.host.name;
           inherit (x.r) listener;
-          hostname = routeHostname fleet x.s x.r;
           what = "${x.s.data.name}/${x.c.name}";
-        }) (builtins.filter (x: us.first.${x.s.data.name}.file == x.s.file) (ctx fleet).routes)
+        }) (ctx fleet).firstRoutes
       );
     in
     concatMap (
@@ -652,8 +756,19 @@ let
     fleet:
     let
       groups = builtins.groupBy (x: "${toString x.listener}/${x.hostname}") (listenerClaims fleet);
+      # the common case: as many distinct (listener, hostname) keys as claims
+      hostRoutes = builtins.concatLists (builtins.catAttrs "routes" (builtins.catAttrs "data" (hostList fleet)));
+      firstRoutes = (ctx fleet).firstRoutes;
+      keys = builtins.listToAttrs (
+        map (r: {
+          name = "${toString r.listener}/${r.hostname}";
+          value = true;
+        }) hostRoutes
+        ++ builtins.catAttrs "listenerKey" firstRoutes
+      );
+      clean = builtins.length (builtins.attrNames keys) == builtins.length hostRoutes + builtins.length firstRoutes;
     in
-    concatMap (
+    optionals (!clean) (concatMap (
       key:
       let
         claims = groups.${key};
@@ -666,7 +781,7 @@ let
           "a listener carries a hostname once: give one route another `listener` (e.g. 443 web, 8443 API, 9443 gRPC) or another hostname"
           x.host
       ) (builtins.tail claims)
-    ) (builtins.filter (key: builtins.length groups.${key} > 1) (builtins.attrNames groups));
+    ) (builtins.filter (key: builtins.length groups.${key} > 1) (builtins.attrNames groups)));
 
   publicLoopback =
     fleet:
@@ -677,7 +792,7 @@ let
     optionals hasEdge (
       concatMap (
         h:
-        optionals (!(builtins.elem "edge" h.data.roles)) (
+        optionals (h.data.routes != [ ] && !(builtins.elem "edge" h.data.roles)) (
           concatMap (
             r:
             optional (r.v.public && isLoopback (backendAddress r.v.backend)) (
@@ -697,11 +812,11 @@ let
         in
         optional (!(builtins.elem "edge" h.data.roles) && builtins.all isLoopback x.r.bind) (
           finding "public-loopback" s.file "/components/${toString x.ci}/routes/${toString x.ri}/bind"
-            "public route ${routeHostname fleet s x.r} of ${s.data.name}/${x.c.name} is published only on loopback of ${h.name} (${builtins.concatStringsSep ", " x.r.bind}), which the edge's proxy cannot reach"
+            "public route ${x.hostname} of ${s.data.name}/${x.c.name} is published only on loopback of ${h.name} (${builtins.concatStringsSep ", " x.r.bind}), which the edge's proxy cannot reach"
             ''add an address of ${h.name} that the edge reaches to "bind" (e.g. its Tailnet address), or set "public": false''
             h.name
         )
-      ) (builtins.filter (x: x.r.public) (ctx fleet).routes)
+      ) (ctx fleet).publicRoutes
     );
 
   coreOffMaster =
@@ -718,23 +833,6 @@ let
 
   # -------------------------------------------------------------- rules_names.py
 
-  # First definition of each service name (in placed order), and the later copies.
-  uniqueServices =
-    fleet:
-    let
-      all = u.indexed (placed fleet);
-      firsts = u.firstByKey (e: e.v.data.name) all;
-      isFirst = e: firsts.${e.v.data.name}.i == e.i;
-    in
-    {
-      first = builtins.mapAttrs (_: e: e.v) firsts;
-      order = map (e: e.v.data.name) (builtins.filter isFirst all);
-      dups = map (e: {
-        dup = e.v;
-        owner = firsts.${e.v.data.name}.v;
-      }) (builtins.filter (e: !isFirst e) all);
-    };
-
   names =
     fleet:
     let
@@ -746,35 +844,32 @@ let
           "a service is placed on exactly one host: delete one of the two files"
           d.dup.host.name
       ) us.dups;
+      c = ctx fleet;
       # the routes of each name's first definition, in placed order
-      claims = map (x: {
-        inherit (x) s;
-        name = x.s.data.name;
-        hostname = routeHostname fleet x.s x.r;
-        where = "/components/${toString x.ci}/routes/${toString x.ri}/hostname";
-      }) (builtins.filter (x: us.first.${x.s.data.name}.file == x.s.file) (ctx fleet).routes);
-      initial = builtins.listToAttrs (
-        map (n: {
-          name = "${n}.${fleet.fleet.zone}";
-          value = n;
-        }) (u.reverseList us.order)
-      );
-      # a service's own default name is its own; otherwise the first claim owns a hostname
-      owners = builtins.mapAttrs (_: c: c.name) (u.firstByKey (c: c.hostname) claims) // initial;
+      claims = c.firstRoutes;
+      # A service's own default name is its own; otherwise the first claim owns a hostname.
+      # listToAttrs keeps the first of equal names, so the default names (distinct: one per
+      # service name) go first, then the claims in placed order.
+      owners = builtins.listToAttrs (c.ownNames ++ builtins.catAttrs "owner" claims);
+      # No claim is reported when every hostname goes with one service name only: then
+      # there are as many (hostname, name) pairs as hostnames.
+      pairs = builtins.listToAttrs (c.ownPairs ++ builtins.catAttrs "pair" claims);
+      clean = builtins.length (builtins.attrNames owners) == builtins.length (builtins.attrNames pairs);
     in
     dupFindings
-    ++ concatMap (
+    ++ optionals (!clean) (concatMap (
       x:
       let
         claimant = owners.${x.hostname};
+        name = x.s.data.name;
       in
-      optional (claimant != x.name) (
-        finding "name-claimed-twice" x.s.file x.where
-          "hostname ${x.hostname} of ${x.name} is already claimed by service ${claimant}"
+      optional (claimant != name) (
+        finding "name-claimed-twice" x.s.file "${x.where}/hostname"
+          "hostname ${x.hostname} of ${name} is already claimed by service ${claimant}"
           "every DNS name, route and certificate has one owner: pick another hostname"
           x.s.host.name
       )
-    ) claims;
+    ) claims);
 
   dependencies =
     fleet:
@@ -829,9 +924,13 @@ let
         }
       ) services;
       mark = st: n: (let k = slots.${n}; in st.${k.a}.${k.b}.${k.c}.${n} or 0);
-      # A service none of whose dependencies is defined can be on no cycle: the search
-      # neither marks nor enters it (half the services of a typical fleet).
-      leaf = builtins.mapAttrs (_: s: !(builtins.any (d: services ? ${d}) s.data.depends_on)) services;
+      # A service none of whose dependencies is defined can be on no cycle, and nor can one
+      # whose defined dependencies are all such services (a cycle through it would go on
+      # through one of them): the search neither marks nor enters either (visiting one
+      # reports nothing, since each of its dependencies is skipped), which leaves it only
+      # the services of longer chains.
+      bare = builtins.mapAttrs (_: s: !(builtins.any (d: services ? ${d}) s.data.depends_on)) services;
+      leaf = builtins.mapAttrs (_: s: builtins.all (d: !(services ? ${d}) || bare.${d}) s.data.depends_on) services;
       setMark =
         st: n: v:
         let
