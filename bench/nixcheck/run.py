@@ -1,6 +1,6 @@
 """The pure Nix check (nix/lib, builtins only) on generated fleets of growing size.
 
-    .venv/bin/python bench/nixcheck/run.py [--hosts 300,1000,2000,3000] [--runs 3]
+    .venv/bin/python bench/nixcheck/run.py [--hosts 300,1000,2000,3000] [--runs 5]
         [--rev GITREV] [--timeout 120] [--results bench/nixcheck/RESULTS.md]
 
 For each size a valid fleet is generated (bench/validate_1000.py's generator: 1 master, 20
@@ -12,7 +12,9 @@ evaluated with `nix-instantiate --eval --strict` (what `mcfleet nix check` runs)
   dirs, firewall), i.e. what the NixOS configurations of all hosts read.
 
 Each is run --runs times; the minimum CPU time (user + sys of nix-instantiate, from wait4)
-and the peak RSS are reported, with CPU per host to show how it grows.  Nix's own evaluation
+and the peak RSS are reported, with CPU and RSS per host to show how they grow, the 1-minute
+load average when each size was measured, and the issue's goal (3,000 hosts under 1 s of CPU
+for the check) beside the largest size.  Nix's own evaluation
 counters (function calls, values; NIX_SHOW_STATS) are printed too: unlike time they do not
 depend on the machine's load, so they show linear growth even on a busy machine (work done
 inside one builtin, e.g. `elem` over a long list, is not counted in them).
@@ -46,6 +48,9 @@ KINDS = {
     "check": "{ valid = r.valid; findings = builtins.length r.findings; hosts = builtins.attrNames r.hosts; }",
     "derived": "builtins.deepSeq r.hosts { valid = r.valid; hosts = builtins.attrNames r.hosts; }",
 }
+
+
+GOAL_HOSTS, GOAL_CPU_S = 3000, 1.0
 
 
 @dataclass
@@ -130,7 +135,7 @@ def cell(run: Run | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hosts", default="300,1000,2000,3000", help="fleet sizes, comma-separated")
-    parser.add_argument("--runs", type=int, default=3, help="evaluations per size and kind (the minimum is kept)")
+    parser.add_argument("--runs", type=int, default=5, help="evaluations per size and kind (the minimum is kept)")
     parser.add_argument("--rev", help="also measure nix/lib of this git revision (before/after)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before an evaluation is stopped")
     parser.add_argument("--results", type=Path, help="write a RESULTS.md here")
@@ -142,12 +147,14 @@ def main() -> None:
     ).stdout.strip()
     load_before = os.getloadavg()[0]
     rows: list[tuple[int, int, dict[str, Run], dict[str, Run]]] = []
+    loads: list[float] = []
     with tempfile.TemporaryDirectory(prefix="mcfleet-nixcheck-") as tmp:
         old_lib = export_lib(args.rev, Path(tmp) / "old") if args.rev else None
         for hosts in sizes:
             root = Path(tmp) / f"fleet-{hosts}"
             generate(root, hosts)
             files = sum(1 for _ in root.rglob("*.json"))
+            loads.append(os.getloadavg()[0])
             now = {kind: best_of(lib, root, body, args.runs, args.timeout) for kind, body in KINDS.items()}
             before: dict[str, Run] = {}
             if old_lib is not None:
@@ -155,19 +162,31 @@ def main() -> None:
             rows.append((hosts, files, now, before))
             c, d = now["check"], now["derived"]
             print(
-                f"{hosts:>5} hosts ({files} files): check {c.cpu_s:.2f} s CPU ({c.cpu_s / hosts * 1e3:.3f} ms/host), "
-                f"{c.rss_mb:.0f} MB, {c.calls} calls; derived {d.cpu_s:.2f} s CPU, {d.rss_mb:.0f} MB, {d.calls} calls"
+                f"{hosts:>5} hosts ({files} files, load {loads[-1]:.1f}): check {c.cpu_s:.2f} s CPU "
+                f"({c.cpu_s / hosts * 1e3:.3f} ms/host), {c.rss_mb:.0f} MB ({c.rss_mb / hosts * 1e3:.0f} KB/host), "
+                f"{c.calls} calls; derived {d.cpu_s:.2f} s CPU, {d.rss_mb:.0f} MB, {d.calls} calls"
                 + (f"; {args.rev}: check {cell(before['check'])}, derived {cell(before['derived'])}" if before else ""),
                 flush=True,
             )
     load_after = os.getloadavg()[0]
     if args.results:
-        args.results.write_text(render(rows, args, nix_version, (load_before, load_after)))
+        args.results.write_text(render(rows, loads, args, nix_version, (load_before, load_after)))
         print(f"wrote {args.results}")
+
+
+def goal_line(rows: list[tuple[int, int, dict[str, Run], dict[str, Run]]]) -> str:
+    """The issue's goal beside the measurement at its size."""
+    goal = f"Goal: {GOAL_HOSTS:,} hosts checked in under {GOAL_CPU_S:g} s of CPU"
+    at_goal = [now["check"] for hosts, _, now, _ in rows if hosts == GOAL_HOSTS]
+    if not at_goal:
+        return f"{goal} — not measured (no {GOAL_HOSTS:,}-host fleet in --hosts)."
+    cpu = at_goal[0].cpu_s
+    return f"{goal} — {'met' if cpu < GOAL_CPU_S else 'not met'} ({cpu:.2f} s)."
 
 
 def render(
     rows: list[tuple[int, int, dict[str, Run], dict[str, Run]]],
+    loads: list[float],
     args: argparse.Namespace,
     nix_version: str,
     load: tuple[float, float],
@@ -186,17 +205,21 @@ def render(
         "the NixOS configurations of all hosts read). Function calls and values are Nix's own counters",
         "(NIX_SHOW_STATS): they do not depend on the machine's load.",
         f"Load average (1 min) on this shared machine: {load[0]:.1f} at the start, {load[1]:.1f} at the end;",
-        "CPU time is inflated by it, the counters are not.",
+        "CPU time is inflated by it, the counters are not; *load* is the 1-minute load average when",
+        "each size was measured.",
         "",
-        "| hosts | files | check CPU | CPU / host | check RSS | check calls "
+        goal_line(rows),
+        "",
+        "| hosts | files | load | check CPU | CPU / host | check RSS | RSS / host | check calls "
         "| derived CPU | derived RSS | derived calls |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for hosts, files, now, _ in rows:
+    for (hosts, files, now, _), load_then in zip(rows, loads, strict=True):
         c, d = now["check"], now["derived"]
         lines.append(
-            f"| {hosts:,} | {files:,} | {c.cpu_s:.2f} s | {c.cpu_s / hosts * 1e3:.3f} ms | {c.rss_mb:.0f} MB | "
-            f"{c.calls:,} | {d.cpu_s:.2f} s | {d.rss_mb:.0f} MB | {d.calls:,} |"
+            f"| {hosts:,} | {files:,} | {load_then:.1f} | {c.cpu_s:.2f} s | {c.cpu_s / hosts * 1e3:.3f} ms | "
+            f"{c.rss_mb:.0f} MB | {c.rss_mb / hosts * 1e3:.0f} KB | {c.calls:,} | {d.cpu_s:.2f} s | "
+            f"{d.rss_mb:.0f} MB | {d.calls:,} |"
         )
     if args.rev:
         lines += [
