@@ -666,8 +666,12 @@ let
     let
       low = fleet.fleet.ports.min;
       high = fleet.fleet.ports.max;
+      c = ctx fleet;
+      # A host wants at most all the fleet's routes and has taken at most all its pinned
+      # ports: when the range holds both (the usual fleet), no host can run out.
+      roomy = builtins.length c.routes + builtins.length (builtins.concatLists (builtins.attrValues c.pinned)) <= high - low + 1;
     in
-    concatMap (
+    optionals (!roomy) (concatMap (
       h:
       let
         inside = builtins.filter (p: p.port >= low && p.port <= high) (ctx fleet).pinned.${h.name};
@@ -684,7 +688,7 @@ let
           "widen `ports` in fleet.json or pin `host_port` on some routes"
           h.name
       )
-    ) (hostList fleet);
+    ) (hostList fleet));
 
   publicRoutes =
     fleet:

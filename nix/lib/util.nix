@@ -62,24 +62,33 @@ rec {
   pointerPart = p: builtins.replaceStrings [ "~" "/" ] [ "~0" "~1" ] (toString p);
   pointer = parts: if parts == [ ] then "" else "/" + builtins.concatStringsSep "/" (map pointerPart parts);
 
-  # Entries of a folder whose type satisfies `pred`, sorted ([] when the folder does not
-  # exist).  readDir is bound once: a call per entry re-reads the folder every time, which
-  # made loading 3,000 hosts quadratic.
-  entriesWhere =
-    pred: dir:
-    if builtins.pathExists dir then
-      let
-        entries = builtins.readDir dir;
-      in
-      builtins.filter (n: pred n entries.${n}) (builtins.attrNames entries)
-    else
-      [ ];
+  # The entries of a folder (readDir: name -> type), {} when it does not exist.  readDir is
+  # bound once: a call per entry re-reads the folder every time, which made loading 3,000
+  # hosts quadratic.
+  entriesOf = dir: if builtins.pathExists dir then builtins.readDir dir else { };
 
   # Subdirectories of a path, sorted (attrNames is sorted); [] when the path does not exist.
-  subdirs = entriesWhere (_: type: type == "directory");
+  subdirs =
+    dir:
+    let
+      entries = entriesOf dir;
+    in
+    builtins.filter (n: entries.${n} == "directory") (builtins.attrNames entries);
 
-  # `*.json` files directly in a path, sorted; [] when the path does not exist.
-  jsonFiles = entriesWhere (n: type: hasSuffix ".json" n && type != "directory");
+  # `*.json` files directly in a path, sorted; [] when the path does not exist.  One lambda
+  # per entry (hasSuffix inlined): a folder per host is listed.
+  jsonFiles =
+    dir:
+    let
+      entries = entriesOf dir;
+    in
+    builtins.filter (
+      n:
+      let
+        l = builtins.stringLength n;
+      in
+      l >= 5 && builtins.substring (l - 5) 5 n == ".json" && entries.${n} != "directory"
+    ) (builtins.attrNames entries);
 
   # Sort findings the way Python does (dataclass order: code, file, pointer, message).
   sortFindings = builtins.sort (
