@@ -90,8 +90,6 @@ let
   #   public ones, and those of first definitions (`firstRoutes`);
   # - ready-made `{ name; value; }` pairs for the name and listener rules, so that their
   #   common case (no clash) is a few listToAttrs/catAttrs over the whole fleet.
-  # The pairs join a hostname and a service name with a newline, which neither can hold
-  # (both are DNS-style names in the schema, fleet/models_base.py).
   contextOf =
     fleet:
     let
@@ -117,27 +115,26 @@ let
               r:
               let
                 hostname = if r.v.hostname != null && r.v.hostname != "" then r.v.hostname else defaultName;
+                x = {
+                  inherit s hostname;
+                  c = c.v;
+                  ci = c.i;
+                  r = r.v;
+                  ri = r.i;
+                  where = "/components/${toString c.i}/routes/${toString r.i}";
+                  owner = {
+                    name = hostname;
+                    value = n;
+                  };
+                  listenerKey = {
+                    name = "${toString r.v.listener}/${hostname}";
+                    value = true;
+                  };
+                  # [ this route ] when it names a hostname other than its service's default
+                  explicit = if hostname == defaultName then [ ] else [ x ];
+                };
               in
-              {
-                inherit s hostname;
-                c = c.v;
-                ci = c.i;
-                r = r.v;
-                ri = r.i;
-                where = "/components/${toString c.i}/routes/${toString r.i}";
-                owner = {
-                  name = hostname;
-                  value = n;
-                };
-                pair = {
-                  name = "${hostname}\n${n}";
-                  value = true;
-                };
-                listenerKey = {
-                  name = "${toString r.v.listener}/${hostname}";
-                  value = true;
-                };
-              }
+              x
             ) c.routes
           ) s.comps;
         in
@@ -153,12 +150,6 @@ let
                 value = n;
               }
             ];
-            ownPair = [
-              {
-                name = "${defaultName}\n${n}";
-                value = true;
-              }
-            ];
           }
         else
           {
@@ -167,7 +158,6 @@ let
             firstService = [ ];
             dupService = [ s ];
             ownName = [ ];
-            ownPair = [ ];
           }
       ) all;
       gather = attr: builtins.concatLists (builtins.catAttrs attr per);
@@ -187,7 +177,6 @@ let
       publicRoutes = builtins.filter (x: x.r.public) routes;
       firstRoutes = gather "firstRoutes";
       ownNames = gather "ownName";
-      ownPairs = gather "ownPair";
     };
   ctx = fleet: fleet.ctx or (contextOf fleet);
   withContext = fleet: if fleet ? ctx then fleet else fleet // { ctx = contextOf fleet; };
@@ -849,19 +838,17 @@ let
           d.dup.host.name
       ) us.dups;
       c = ctx fleet;
-      # the routes of each name's first definition, in placed order
-      claims = c.firstRoutes;
+      # The routes of each name's first definition that name another hostname than their
+      # service's default, in placed order: a route on its own default name is never
+      # reported (that name is its service's), nor does it change who owns another name.
+      claims = builtins.concatLists (builtins.catAttrs "explicit" c.firstRoutes);
       # A service's own default name is its own; otherwise the first claim owns a hostname.
       # listToAttrs keeps the first of equal names, so the default names (distinct: one per
       # service name) go first, then the claims in placed order.
       owners = builtins.listToAttrs (c.ownNames ++ builtins.catAttrs "owner" claims);
-      # No claim is reported when every hostname goes with one service name only: then
-      # there are as many (hostname, name) pairs as hostnames.
-      pairs = builtins.listToAttrs (c.ownPairs ++ builtins.catAttrs "pair" claims);
-      clean = builtins.length (builtins.attrNames owners) == builtins.length (builtins.attrNames pairs);
     in
     dupFindings
-    ++ optionals (!clean) (concatMap (
+    ++ concatMap (
       x:
       let
         claimant = owners.${x.hostname};
@@ -873,7 +860,7 @@ let
           "every DNS name, route and certificate has one owner: pick another hostname"
           x.s.host.name
       )
-    ) claims);
+    ) claims;
 
   dependencies =
     fleet:
