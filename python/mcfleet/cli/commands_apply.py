@@ -113,10 +113,9 @@ def run_session(
     loaded: LoadedFleet, options: SessionOptions, body: Callable[[ApplySession], Coroutine[Any, Any, Summary]]
 ) -> None:
     """Lock, run, journal, print the summary, exit with its code."""
-    import asyncio
-
     from mcfleet.apply.lock import fleet_lock
     from mcfleet.apply.session import ApplySession
+    from mcfleet.util.aio import run as run_async
 
     with fleet_lock(loaded.root, " ".join(["mcfleet", *sys.argv[1:]])):
 
@@ -132,7 +131,7 @@ def run_session(
                 session.record(result)
                 return result
 
-        summary = asyncio.run(go())
+        summary = run_async(go())
     print_summary(summary, json_out=bool(options.listeners))
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)

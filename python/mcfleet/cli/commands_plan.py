@@ -118,8 +118,6 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
 
       mcfleet plan --skip agent      # hosts without systemd (e.g. the lab's fast nodes)
     """
-    import asyncio
-
     from mcfleet.fleet.load import load_fleet
     from mcfleet.fleet.rules import check
     from mcfleet.kinds.system import add_closure_diffs, evaluated_toplevels
@@ -128,6 +126,7 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
     from mcfleet.plan.saved import save_plan
     from mcfleet.report.progress import make_progress
     from mcfleet.transport.ssh import SshOptions
+    from mcfleet.util.aio import run as run_async
 
     loaded = load_fleet(fleet_root(deprecated_folder(path, "the fleet folder as an argument")))
     findings = check(loaded)
@@ -137,15 +136,21 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
     kinds, skipped = kinds_kept(skip, saving=out is not None)
     options = SshOptions(connect_timeout=connect_timeout)
     agent_hashes, note = bundle_hashes(loaded, hosts)
-    with make_progress(title="gathering facts", quiet=json_out) as progress:
-        if (loaded.root / "flake.nix").is_file():  # `nix eval` of each NixOS system first: say so, it takes seconds
-            for name in (h for h in hosts if str(loaded.hosts[h].host.os) == "nixos"):
-                progress.update(name, "nix eval", "its system's store path, offline (for `~ system old → new`)")
-        systems, system_note = asyncio.run(evaluated_toplevels(loaded, hosts))  # NixOS: `~ system old → new`
-        hashes = {**agent_hashes, **systems}
-        made = plan_fleet(loaded, hosts, options=options, progress=progress, agent_hashes=hashes, kinds=kinds)
-        result, _facts = asyncio.run(made)
-    asyncio.run(add_closure_diffs(result))
+
+    async def observe_and_diff() -> tuple[Plan, str | None]:  # one event loop for the whole plan
+        with make_progress(title="gathering facts", quiet=json_out) as progress:
+            if (loaded.root / "flake.nix").is_file():  # `nix eval` of each NixOS system first: it takes seconds
+                for name in (h for h in hosts if str(loaded.hosts[h].host.os) == "nixos"):
+                    progress.update(name, "nix eval", "its system's store path, offline (for `~ system old → new`)")
+            systems, system_note = await evaluated_toplevels(loaded, hosts)  # NixOS: `~ system old → new`
+            hashes = {**agent_hashes, **systems}
+            made, _facts = await plan_fleet(
+                loaded, hosts, options=options, progress=progress, agent_hashes=hashes, kinds=kinds
+            )
+        await add_closure_diffs(made)
+        return made, system_note
+
+    result, system_note = run_async(observe_and_diff())
     result = mark_skipped(result, skipped)
     if out is not None:
         save_plan(result, out)

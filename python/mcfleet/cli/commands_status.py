@@ -13,6 +13,7 @@ from mcfleet.cli.fleetdir import fleet_root
 from mcfleet.cli.output import emit_json, table, use_color
 from mcfleet.cli.targets import ON_OPT, selected
 from mcfleet.errors import EXIT_FAILURE, FleetInvalid
+from mcfleet.util.aio import run as run_async
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
             agents = await asyncio.gather(*(host_status(pool, loaded.hosts[n]) for n in reachable))
             return plan, facts, list(agents)
 
-    plan, facts, agents = asyncio.run(go())
+    plan, facts, agents = run_async(go())
     by_host = {a.host: a for a in agents}
     rows = []
     for name in names:
