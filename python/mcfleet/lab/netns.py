@@ -81,7 +81,15 @@ async def add_node_netns(state: LabState, net: LabNet, index: int) -> tuple[str,
     # (safe: the name is derived from our claimed <n>, no other lab uses it)
     state.add(Resource("netns", ns))
     await run(["ip", "netns", "add", ns])
-    await run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
+    add_veth = ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns]
+    code, _, err = await run_status(add_veth)
+    if code != 0:
+        if "File exists" in err:
+            # The host end of a veth whose netns was just deleted (a lab that went down a moment
+            # ago in this slot): the kernel destroys a deleted netns's devices asynchronously, so
+            # it can outlive `ip netns del`.  Deleting one end of a veth pair deletes both, at once.
+            await run_status(["ip", "link", "del", veth])
+        await run(add_veth)  # a second failure raises with the command's own message
     await run(["ip", "link", "set", veth, "master", net.bridge, "up"])
     await run(["ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0"])
     await run(["ip", "-n", ns, "link", "set", "eth0", "up"])
