@@ -15,6 +15,7 @@ no longer answer: what `podman system reset` leaves behind) is restarted once
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -151,7 +152,14 @@ class Podman:
 
     def unreachable(self) -> str:
         """'' when podman's API answers its ping and a container list, else why not (one line, for
-        health and Facts).  The list matters: a stale service answers the ping alone."""
+        health and Facts).  The list matters: a stale service answers the ping alone.
+
+        The socket is connected to afresh first: the client keeps its connection to the service
+        alive, and a worker of a stopped `podman.service` (its unit kills the main process only)
+        answers on that old connection after the socket itself is gone."""
+        refused = _socket_refuses(self.url)
+        if refused:
+            return f"podman API not reachable at {self.url}: {refused}"
         try:
             if not self._client.ping():
                 return f"podman API at {self.url} did not answer its ping"
@@ -257,6 +265,21 @@ class Podman:
         for client in (self._client, self._stopping, self._pulling):
             client.close()  # type: ignore[no-untyped-call]
         self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _socket_refuses(url: str) -> str:
+    """'' when a new connection to a unix-socket URL is accepted (or the URL is not a unix socket)."""
+    if not url.startswith("unix://"):
+        return ""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(url.removeprefix("unix://"))
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    finally:
+        probe.close()
+    return ""
 
 
 def _root_cause(exc: BaseException) -> str:
