@@ -394,7 +394,7 @@ class SshPool:
         attempts: list[str] = []
         for address in host.addresses:
             try:
-                conn = await _connect_once_more_if_dropped(address, kwargs)
+                conn = await _connect_retrying_drops(address, kwargs)
             except asyncssh.HostKeyNotVerifiable as exc:
                 prints = await _fingerprints(entry, address, kwargs)
                 raise HostKeyMismatch(
@@ -455,30 +455,33 @@ class SshPool:
 
 # An sshd drops a connection before the handshake ends when it is restarting or already holds
 # MaxStartups unauthenticated connections (OpenSSH's default 10:30:100 drops new ones at random
-# past 10): a node under load.  One more try, like OpenSSH's ConnectionAttempts, tells that from
-# a node that is down; a refused or timed-out connection is not tried again.
-DROPPED_RETRY_PAUSE_S = 0.5
+# past 10): a node under load, or one that just booted.  Two more tries, after 0.5 s and then
+# 1.5 s (like OpenSSH's ConnectionAttempts), tell that from a node that is down; a refused or
+# timed-out connection is not tried again.
+DROPPED_RETRY_PAUSES_S = (0.5, 1.5)
 
 
-async def _connect_once_more_if_dropped(address: str, kwargs: dict[str, Any]) -> asyncssh.SSHClientConnection:
-    try:
-        return await asyncssh.connect(address, **kwargs)
-    except (asyncssh.ConnectionLost, ConnectionResetError, BrokenPipeError):
-        await asyncio.sleep(DROPPED_RETRY_PAUSE_S)
+async def _connect_retrying_drops(address: str, kwargs: dict[str, Any]) -> asyncssh.SSHClientConnection:
+    for pause in DROPPED_RETRY_PAUSES_S:
+        try:
+            return await asyncssh.connect(address, **kwargs)
+        except (asyncssh.ConnectionLost, ConnectionResetError, BrokenPipeError):
+            await asyncio.sleep(pause)
     try:
         return await asyncssh.connect(address, **kwargs)
     except (asyncssh.ConnectionLost, ConnectionResetError, BrokenPipeError) as exc:
-        raise _DroppedTwice(
-            f"{_describe(exc)} (twice: sshd dropped the connection before the handshake ended)"
+        tries = len(DROPPED_RETRY_PAUSES_S) + 1
+        raise _DroppedEveryTry(
+            f"{_describe(exc)} ({tries} times: sshd dropped the connection before the handshake ended)"
         ) from exc
 
 
-class _DroppedTwice(OSError):
-    """Both tries were dropped by the node's sshd."""
+class _DroppedEveryTry(OSError):
+    """Every try was dropped by the node's sshd."""
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, _DroppedTwice):
+    if isinstance(exc, _DroppedEveryTry):
         return str(exc)
     if isinstance(exc, TimeoutError):
         return "timed out"
