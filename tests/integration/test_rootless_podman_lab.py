@@ -108,3 +108,25 @@ def test_provisioned_node_runs_rootless_podman_as_mcp_and_the_agent_follows_its_
     assert health.startswith(f"health status NOT_SERVING: podman API not reachable at unix://{SOCK}: "), health
     fleet.sh(name, f"{AS_MCP} systemctl --user start podman.socket")
     assert _until("SERVING again", lambda: ((h := _health(root, name)), h == "SERVING")) == "SERVING"
+
+
+def test_provision_starts_a_lingering_users_manager_that_has_stopped(
+    make_nodes: MakeNodes, agent_bundle: Path
+) -> None:
+    """Linger enabled earlier is not enough: a user manager that stopped since (here: stopped by
+    hand) is started again by the next provision, not waited for until it gives up."""
+    fleet = make_nodes(1, "relinger")
+    name, root = fleet.names[0], str(fleet.fleet_dir)
+    first = cli("provision", name, "--root", root, "--bundle", str(agent_bundle), "--json")
+    assert first.code == 0, first.stdout + first.stderr
+    fleet.sh(name, "systemctl stop user@850.service")
+    # stopped, and podman.sock may stay behind as a file nobody listens on
+    assert fleet.sh(name, "systemctl is-active user@850.service", check=False).stdout.strip() != "active"
+
+    again = cli("provision", name, "--root", root, "--bundle", str(agent_bundle), "--json")
+    assert again.code == 0, again.stdout + again.stderr
+    said = again.phase(name, "provision")["message"]
+    assert f"{SOCK} listening" in said, said
+    assert again.seconds < 60, again.seconds  # the old wait gave up after 30 s of polling
+    assert fleet.sh(name, "systemctl is-active user@850.service").stdout.strip() == "active"
+    assert fleet.sh(name, f"stat -c '%U %F' {SOCK}").stdout.strip() == "mcp socket"

@@ -178,17 +178,29 @@ if [ -z "${MCFLEET_ETC:-}" ]; then
         echo "changed: podman.socket enabled for $NAME"
     fi
     sock="/run/user/$UID_WANT/podman/podman.sock"
-    if [ -S "$sock" ]; then
+    bus="/run/user/$UID_WANT/bus"
+    as_user="runuser -u $NAME -- env XDG_RUNTIME_DIR=/run/user/$UID_WANT DBUS_SESSION_BUS_ADDRESS=unix:path=$bus"
+    # A socket file alone proves nothing: a stopped user manager leaves podman.sock behind.
+    if [ -d /run/systemd/system ] && systemctl is-active --quiet "user@$UID_WANT.service" && [ -S "$sock" ] \
+        && $as_user systemctl --user is-active --quiet podman.socket; then
         echo "ok: $sock"
     elif [ -d /run/systemd/system ]; then
-        bus="/run/user/$UID_WANT/bus"
+        # Linger only asks logind to start the user manager, asynchronously, and an earlier linger
+        # leaves it stopped if it died since: starting it here waits until it is up (a no-op when
+        # it runs; the unit is Type=notify) and, when it cannot start, says why.
+        if ! timeout 120 systemctl start "user@$UID_WANT.service" >&2; then
+            echo "the user manager of $NAME (user@$UID_WANT.service) did not start:" >&2
+            systemctl status --no-pager --lines=20 "user@$UID_WANT.service" "user-runtime-dir@$UID_WANT.service" >&2 || true
+            exit 1
+        fi
         i=0
-        while [ ! -S "$bus" ] && [ "$i" -lt 60 ]; do sleep 0.5; i=$((i + 1)); done
-        [ -S "$bus" ] || { echo "the user manager of $NAME did not start (no $bus after 30 s): see systemctl status user@$UID_WANT" >&2; exit 1; }
-        runuser -u "$NAME" -- env XDG_RUNTIME_DIR="/run/user/$UID_WANT" DBUS_SESSION_BUS_ADDRESS="unix:path=$bus" \
-            systemctl --user start podman.socket >&2
+        while [ ! -S "$bus" ] && [ "$i" -lt 20 ]; do sleep 0.5; i=$((i + 1)); done
+        [ -S "$bus" ] || { echo "the user manager of $NAME runs but $bus is missing (is dbus-user-session installed?)" >&2; exit 1; }
+        $as_user systemctl --user start podman.socket >&2
         [ -S "$sock" ] || { echo "podman.socket of $NAME started but $sock is missing" >&2; exit 1; }
         echo "changed: $sock listening"
+    elif [ -S "$sock" ]; then
+        echo "ok: $sock"
     fi
     # a moved range: podman's pause process still runs in a namespace of the old range until
     # `podman system migrate` (measured: before it, containers keep the old mapping)
