@@ -67,12 +67,26 @@ def _skip_reason(report: pytest.TestReport) -> str:
     return str(longrepr)
 
 
+def _add_lab_journals(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A failed test that made full lab nodes reports their journals (read while they still run):
+    a flake seen once in CI then says what the node was doing."""
+    if "tests.integration.apply_lab" not in sys.modules:
+        return
+    from tests.integration.apply_lab import NODES_KEY, node_journals
+
+    made = item.stash.get(NODES_KEY, None)
+    if made:
+        report.sections.extend(node_journals(made))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
     """With CI=true (set by .ci/run), a skip outside the Nix tiers T2/T3 is a failure: a missing
     program belongs in scripts/setup.sh, not in a skip that hides an untested feature."""
     outcome = yield
     report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call" and report.failed:
+        _add_lab_journals(item, report)
     if os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
         return
     if not report.skipped or hasattr(report, "wasxfail"):

@@ -111,10 +111,35 @@ def agent_bundle_fixture() -> Path:
         pytest.fail(f"the agent bundle could not be built: {exc.format()}")
 
 
+# The full nodes a test made, kept on its item so that a failure report can carry their journals.
+NODES_KEY = pytest.StashKey[list["Nodes"]]()
+# What a failed lab test's report shows of each of its nodes: the units behind the flakes seen so
+# far on freshly booted nodes (sshd dropping connections, mcp's user manager not starting).
+JOURNAL_SCRIPT = (
+    "journalctl -b --no-pager -o short-monotonic -u ssh.service -u systemd-logind.service "
+    "-u 'user@*.service' -u 'user-runtime-dir@*.service' | tail -n 60; "
+    "systemctl --failed --no-pager --no-legend; uptime"
+)
+
+
+def node_journals(nodes: list[Nodes]) -> list[tuple[str, str]]:
+    """(section title, text) per node: its journal for the units above, read through nsenter."""
+    sections = []
+    for fleet in nodes:
+        for node in fleet.nodes:
+            try:
+                text = fleet.sh(node.name, JOURNAL_SCRIPT, check=False).stdout
+            except Exception as exc:  # a report must never fail on its diagnostics
+                text = f"(could not read the journal: {exc})"
+            sections.append((f"lab node {node.name}: journal", text))
+    return sections
+
+
 @pytest.fixture(name="make_nodes")
-def make_nodes_fixture(lab: Lab) -> Iterator[MakeNodes]:
+def make_nodes_fixture(lab: Lab, request: pytest.FixtureRequest) -> Iterator[MakeNodes]:
     """`make_nodes(count, prefix)`: fresh full nodes for one test, shut down when it ends."""
     made: list[Nodes] = []
+    request.node.stash[NODES_KEY] = made
 
     def make(count: int, prefix: str, *, login: Logins = "root") -> Nodes:
         made.append(full_nodes(lab, count, prefix, login=login))

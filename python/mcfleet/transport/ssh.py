@@ -455,10 +455,11 @@ class SshPool:
 
 # An sshd drops a connection before the handshake ends when it is restarting or already holds
 # MaxStartups unauthenticated connections (OpenSSH's default 10:30:100 drops new ones at random
-# past 10): a node under load, or one that just booted.  Two more tries, after 0.5 s and then
-# 1.5 s (like OpenSSH's ConnectionAttempts), tell that from a node that is down; a refused or
-# timed-out connection is not tried again.
-DROPPED_RETRY_PAUSES_S = (0.5, 1.5)
+# past 10): a node under load, or one that just booted.  Three more tries, after 0.5, 1.5 and
+# 3 s (like OpenSSH's ConnectionAttempts), tell that from a node that is down: a freshly booted
+# node under load was seen dropping every connection for about 2 s.  A refused or timed-out
+# connection is not tried again.
+DROPPED_RETRY_PAUSES_S = (0.5, 1.5, 3.0)
 
 
 async def _connect_retrying_drops(address: str, kwargs: dict[str, Any]) -> asyncssh.SSHClientConnection:
