@@ -29,12 +29,21 @@ ROOT = Path(__file__).resolve().parent.parent
 MCFLEET = Path(sys.executable).parent / "mcfleet"
 
 
-# What `mcfleet plan` imports before it connects (cli/commands_plan.py: its module, then the
-# imports inside plan()); timed as one `python -c "import ..."`, so no node is needed.
+# What `mcfleet plan` imports before it connects (cli/main.py's _plan_fast: cli/plan_fast.py, then
+# cli/plan_run.py and the imports inside run_plan()); timed as one `python -c`, so no node is needed.
+# PLAN_BOOT first does what mcfleet does before importing them: the cyclic GC paused (main.run) and
+# pydantic's plugin scan skipped (it would import importlib.metadata, zipfile and csv).
+PLAN_BOOT = (
+    "import gc, os\n"
+    "gc.disable()\n"
+    "os.environ['PYDANTIC_DISABLE_PLUGINS'] = '__all__'\n"
+    "import mcfleet.cli.main as m\n"
+    "m._skip_pydantic_plugin_scan()\n"
+)
 PLAN_IMPORTS = (
-    "typer, mcfleet.cli.app, mcfleet.cli.commands_plan, mcfleet.fleet.load, mcfleet.fleet.rules, "
+    "mcfleet.cli.plan_fast, mcfleet.cli.plan_run, mcfleet.fleet.load, mcfleet.fleet.rules, "
     "mcfleet.kinds.system, mcfleet.plan.planner, mcfleet.plan.render, mcfleet.plan.saved, "
-    "mcfleet.report.progress, mcfleet.transport.ssh"
+    "mcfleet.report.progress, mcfleet.transport.ssh, mcfleet.util.aio"
 )
 
 
@@ -113,8 +122,8 @@ def main() -> int:
     root = Path(args.src).resolve().parent if args.src else ROOT
     todo: list[tuple[str, list[str], float | None]] = [("python -c pass", [sys.executable, "-c", "pass"], None)]
     todo += [(label, [*exe, *argv], goal) for label, argv, goal in cases(root)]
-    path = f"import sys; sys.path.insert(0, {args.src!r}); " if args.src else ""
-    todo.append(("plan's imports", [sys.executable, "-c", f"{path}import {PLAN_IMPORTS}"], 0.150))
+    path = f"import sys; sys.path.insert(0, {args.src!r})\n" if args.src else ""
+    todo.append(("plan's imports", [sys.executable, "-c", f"{path}{PLAN_BOOT}import {PLAN_IMPORTS}"], 0.150))
     todo = [case for case in todo if works(case[1])]
     rows: list[dict[str, Any]] = []
     for label, argv, goal in todo:

@@ -7,11 +7,12 @@ or usage, 130 interrupted.  With `--detailed-exitcode` every outcome other than 
 
 `mcfleet`, `mcfleet --help` and `--version` are answered from the registry before typer is
 imported (start-up of the help is the Python interpreter's and little else); the plain forms
-of `validate` run without typer too (cli/validate_report.py).
+of `validate` (cli/validate_report.py) and `plan` (cli/plan_fast.py) run without typer too.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -99,6 +100,68 @@ def _validate_fast(argv: list[str]) -> int | None:
         return EXIT_INTERRUPTED
 
 
+def _plan_fast(argv: list[str]) -> int | None:
+    """The plain forms of `plan` (cli/plan_fast.py parses them as typer would) run without typer;
+    what happens on errors is what _run_app does with them."""
+    if "plan" not in argv:
+        return None
+    from mcfleet.cli.echo import click_uses_as_is
+    from mcfleet.cli.plan_fast import parse
+
+    parsed = parse(argv)
+    if parsed is None or not (click_uses_as_is(sys.stdout) and click_uses_as_is(sys.stderr)):
+        return None
+    (debug, no_color, fleet), args = parsed
+    STATE.debug, STATE.no_color, STATE.fleet = debug, no_color, fleet
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    _skip_pydantic_plugin_scan()
+    from mcfleet.cli.echo import echo
+
+    detailed = args.detailed_exitcode
+    try:
+        from mcfleet.cli.plan_run import run_plan
+
+        code = run_plan(*args)
+    except McfleetError as exc:
+        if STATE.debug:
+            _print_traceback()
+        echo(exc.format(), err=True)
+        return EXIT_FAILURE if detailed else exc.exit_code
+    except KeyboardInterrupt:  # typer: Exit(130), which _run_app reports as below
+        echo(INTERRUPTED, err=True)
+        return EXIT_FAILURE if detailed else EXIT_INTERRUPTED
+    except EOFError:  # typer: a newline on stderr, then Abort
+        echo(err=True)
+        echo("interrupted: aborted", err=True)
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:  # typer: stdout and stderr made quiet on flush, then exit 1
+            _pacify_streams()
+            return EXIT_FAILURE
+        return _internal_error(exc)
+    except Exception as exc:  # the one boundary that catches everything
+        return _internal_error(exc)
+    return code
+
+
+def _internal_error(exc: Exception) -> int:
+    from mcfleet.cli.echo import echo
+
+    if STATE.debug:
+        _print_traceback()
+    echo(f"internal error: {type(exc).__name__}: {exc}\n  hint: re-run with --debug and report it", err=True)
+    return EXIT_FAILURE
+
+
+def _pacify_streams() -> None:
+    from typer._click.utils import PacifyFlushWrapper
+
+    sys.stdout = PacifyFlushWrapper(sys.stdout)
+    sys.stderr = PacifyFlushWrapper(sys.stderr)
+
+
 def _skip_pydantic_plugin_scan() -> None:
     """With PYDANTIC_DISABLE_PLUGINS=__all__, pydantic's plugin loader returns no plugins, but importing it
     still imports importlib.metadata (~25 ms).  Its one function that pydantic calls, get_plugins(),
@@ -132,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         quick = _validate_fast(args)
         if quick is not None:
             return quick
-    code = _run_app(args)
+    code = None if "_MCFLEET_COMPLETE" in os.environ else _plan_fast(args)
+    if code is None:
+        code = _run_app(args)
     if "--detailed-exitcode" in _args_before_dashdash(args) and code not in (0, 2):
         return EXIT_FAILURE
     return code

@@ -8,13 +8,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import typer
-
+from mcfleet.cli.echo import echo
 from mcfleet.cli.state import STATE
 
 
 def emit_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
 def use_color(stream: Any = None) -> bool:

@@ -1,0 +1,136 @@
+"""`mcfleet plan`'s work, without typer: cli/commands_plan.py maps the options to `run_plan`, and
+cli/plan_fast.py calls it directly for the forms of the command it parses itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mcfleet.cli.echo import echo
+from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
+from mcfleet.cli.output import emit_json, use_color
+from mcfleet.errors import EXIT_CHANGES, EXIT_FAILURE, EXIT_OK, FleetInvalid, InputError
+
+if TYPE_CHECKING:
+    from mcfleet.fleet.load import LoadedFleet
+    from mcfleet.kinds.base import ResourceKind
+    from mcfleet.plan.model import Plan
+
+# asyncssh, grpc, the planner and the bundle code are imported where a plan is made, so that
+# `mcfleet plan --help` (and the command list) cost none of them.
+
+
+def select(loaded: LoadedFleet, selector: str | list[str] | None) -> list[str]:
+    from mcfleet.fleet.select import select_hosts
+
+    return [e.host.name for e in select_hosts(loaded, selector)]
+
+
+def bundle_hashes(loaded: LoadedFleet, hosts: list[str]) -> tuple[dict[str, str], str | None]:
+    """The agent each Debian host should run: the bundle already built for these sources (never builds).
+
+    Returns the hashes and, when the bundle is not built yet, a note saying so: the plan then
+    compares the node with what the last apply recorded, and `apply` builds and compares again.
+    """
+    from mcfleet.apply.artifacts import build_key
+    from mcfleet.bundle.build import cached_bundle_sha256
+
+    debian = [h for h in hosts if build_key(loaded.hosts[h].host) == "pex"]  # the hosts apply gives the PEX
+    if not debian:
+        return {}, None
+    sha = cached_bundle_sha256()
+    if sha is None:
+        return {}, "note: the agent bundle for these sources is not built yet, so an agent upgrade shows at apply time"
+    return dict.fromkeys(debian, sha), None
+
+
+def kinds_kept(skip: list[str], *, saving: bool) -> tuple[list[ResourceKind], list[str]]:
+    """The kinds to plan and the phases left out (`--skip`); a partial plan is never saved."""
+    from mcfleet.kinds import KINDS
+
+    phases = [str(k.phase) for k in KINDS]
+    wanted = [p.strip() for item in skip for p in item.split(",") if p.strip()]
+    unknown = [p for p in wanted if p not in phases]
+    if unknown:
+        raise InputError(f"not a kind: {', '.join(unknown)}", location="--skip", hint=f"one of {', '.join(phases)}")
+    if wanted and saving:
+        raise InputError("a plan with --skip leaves kinds out, so it cannot be saved for apply",
+                         location="--skip", hint="save a full plan: drop --skip (or -o)")  # fmt: skip
+    return [k for k in KINDS if str(k.phase) not in wanted], [p for p in phases if p in wanted]
+
+
+def mark_skipped(plan: Plan, skipped: list[str]) -> Plan:
+    """Each observed host lists the skipped kinds as not planned (the plan says it is partial)."""
+    from mcfleet.plan.model import Blocked
+
+    if not skipped:
+        return plan
+    observed = [h for h in plan.hosts if h not in plan.unreachable]
+    extra = [Blocked(host=h, phase=p, reason=f"not planned (--skip {p})") for h in observed for p in skipped]
+    return plan.model_copy(update={"blocked": [*plan.blocked, *extra]})
+
+
+def exit_code(plan: Plan, *, detailed: bool) -> int:
+    """1 when hosts were unreachable or something is refused; 2 for pending changes with --detailed-exitcode."""
+    if plan.unreachable or plan.refusals:
+        return EXIT_FAILURE
+    return EXIT_CHANGES if detailed and plan.has_changes else EXIT_OK
+
+
+def run_plan(  # noqa: PLR0917 (one parameter per option of the command)
+    path: Path | None,
+    on: list[str] | None,
+    out: Path | None,
+    json_out: bool,
+    detailed_exitcode: bool,
+    show_values: bool,
+    connect_timeout: float,
+    skip: list[str],
+) -> int:
+    """Observe the selected hosts and show (or save) what `apply` would change; returns the exit code."""
+    from mcfleet.fleet.load import load_fleet
+    from mcfleet.fleet.rules import check
+    from mcfleet.kinds.system import add_closure_diffs, evaluated_toplevels
+    from mcfleet.plan.planner import plan_fleet
+    from mcfleet.plan.render import render_text
+    from mcfleet.plan.saved import save_plan
+    from mcfleet.report.progress import make_progress
+    from mcfleet.transport.ssh import SshOptions
+    from mcfleet.util.aio import run as run_async
+
+    loaded = load_fleet(fleet_root(deprecated_folder(path, "the fleet folder as an argument")))
+    findings = check(loaded)
+    if findings:
+        raise FleetInvalid(list(findings), root=str(loaded.root))
+    hosts = select(loaded, on)
+    kinds, skipped = kinds_kept(skip, saving=out is not None)
+    options = SshOptions(connect_timeout=connect_timeout)
+    agent_hashes, note = bundle_hashes(loaded, hosts)
+
+    async def observe_and_diff() -> tuple[Plan, str | None]:  # one event loop for the whole plan
+        with make_progress(title="gathering facts", quiet=json_out) as progress:
+            if (loaded.root / "flake.nix").is_file():  # `nix eval` of each NixOS system first: it takes seconds
+                for name in (h for h in hosts if str(loaded.hosts[h].host.os) == "nixos"):
+                    progress.update(name, "nix eval", "its system's store path, offline (for `~ system old → new`)")
+            systems, system_note = await evaluated_toplevels(loaded, hosts)  # NixOS: `~ system old → new`
+            hashes = {**agent_hashes, **systems}
+            made, _facts = await plan_fleet(
+                loaded, hosts, options=options, progress=progress, agent_hashes=hashes, kinds=kinds
+            )
+        await add_closure_diffs(made)
+        return made, system_note
+
+    result, system_note = run_async(observe_and_diff())
+    result = mark_skipped(result, skipped)
+    if out is not None:
+        save_plan(result, out)
+    if json_out:
+        emit_json(result.model_dump(mode="json"))
+    else:
+        echo(render_text(result, detailed=show_values, color=use_color()), nl=False)
+        for line in (note, system_note):
+            if line:
+                echo(line, err=True)
+        if out is not None:
+            echo(f"saved to {out}; apply it with `mcfleet apply {out}`")
+    return exit_code(result, detailed=detailed_exitcode)
