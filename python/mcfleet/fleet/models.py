@@ -26,6 +26,7 @@ from mcfleet.fleet.models_providers import (
     Rfc2136Provider,
     RouteProvider,
 )
+from mcfleet.util.empty import empty_list
 
 # Re-exported: callers import every model from here.
 __all__ = [
@@ -105,14 +106,14 @@ class Fleet(Model):
     description: str | None = None
     zone: Hostname = Field(description="internal zone: <svc>.<zone> records")
     ports: PortRange = PortRange()
-    public_domains: list[Hostname] = Field(default_factory=list)
+    public_domains: list[Hostname] = Field(default_factory=empty_list)
     registry: str | None = Field(default=None, description="default image registry prefix")
     pins: dict[Name, UserPin] = Field(
         default_factory=dict, description="pinned system accounts, fleet-wide (e.g. mcp: 850/850)"
     )
     providers: Providers = Providers()
     secret_recipients: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="the operators' public keys (age 'age1…' or 'ssh-ed25519 …'): every secret is encrypted to "
         "them and to the host keys of the hosts that use it",
     )
@@ -228,12 +229,12 @@ class Dns(Model):
     )
     nameservers: list[Address] = Field(min_length=1, description="the fleet's own resolvers (MCNS), asked first")
     fallback: list[Address] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="public resolvers outside the fleet: written right after the nameservers (resolv.conf, "
         "asked when they do not answer) or as resolved's global DNS= (every name outside the fleet's zone)",
     )
     fallback_dns: list[Address] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="systemd-resolved FallbackDNS= only: used while no DNS= server is known, so never as a "
         "failover; a public resolver listed only here does not count as a fallback",
     )
@@ -281,7 +282,8 @@ class NixDeploy(Model):
         "signed with signing_key_file and the node trusts public_keys); default: root when that applies",
     )
     public_keys: list[str] = Field(
-        default_factory=list, description="nix signing public keys the node trusts ('name:base64'), for trust=signed"
+        default_factory=empty_list,
+        description="nix signing public keys the node trusts ('name:base64'), for trust=signed",
     )
     signing_key_file: str | None = Field(
         default=None, description="the local nix secret key file that signs pushes (trust=signed); never committed"
@@ -331,7 +333,7 @@ class Host(Model):
     os: OS
     arch: Arch
     roles: list[Role] = Field(min_length=1)
-    tags: list[Name] = Field(default_factory=list)
+    tags: list[Name] = Field(default_factory=empty_list)
     ssh: Ssh
     addresses: list[Address] = Field(min_length=1, description="tried in order")
     users: dict[Name, HostUser] = Field(default_factory=dict)
@@ -339,9 +341,10 @@ class Host(Model):
     dns: Dns
     agent: Agent = Agent()
     nix: NixDeploy = NixDeploy()
-    firewall_ports: list[Port] = Field(default_factory=list)
+    firewall_ports: list[Port] = Field(default_factory=empty_list)
     routes: list[HostRoute] = Field(
-        default_factory=list, description="routes to programs this host runs outside mcfleet (host-native backends)"
+        default_factory=empty_list,
+        description="routes to programs this host runs outside mcfleet (host-native backends)",
     )
 
 
@@ -384,7 +387,7 @@ class Health(Model):
     )
     path: str = "/"
     command: list[str] = Field(
-        default_factory=list, description="command: argv run inside the container (podman exec), exit 0 = healthy"
+        default_factory=empty_list, description="command: argv run inside the container (podman exec), exit 0 = healthy"
     )
     timeout_s: float = Field(default=5.0, gt=0, le=600)
 
@@ -400,15 +403,15 @@ class Health(Model):
 class Component(Model):
     name: Name
     image: str = Field(min_length=1, description="full image reference with a pinned tag (never :latest)")
-    volumes: list[str] = Field(default_factory=list, description="host:container[:opts]")
-    cmd: list[str] = Field(default_factory=list)
-    env: list[str] = Field(default_factory=list, description="KEY=VALUE")
+    volumes: list[str] = Field(default_factory=empty_list, description="host:container[:opts]")
+    cmd: list[str] = Field(default_factory=empty_list)
+    env: list[str] = Field(default_factory=empty_list, description="KEY=VALUE")
     network: str | None = None
     user: str | None = None
     restart: Literal["no", "always", "on-failure", "unless-stopped"] | None = "unless-stopped"
-    publish: list[Publish] = Field(default_factory=list)
+    publish: list[Publish] = Field(default_factory=empty_list)
     health: Health | None = None
-    routes: list[Route] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=empty_list)
 
     @field_validator("env")
     @classmethod
@@ -491,9 +494,9 @@ class Service(Model):
     description: str | None = None
     stage: Stage = Stage.services
     active: bool = True
-    depends_on: list[Name] = Field(default_factory=list)
+    depends_on: list[Name] = Field(default_factory=empty_list)
     components: list[Component] = Field(min_length=1)
-    files: list[ServiceFile] = Field(default_factory=list, description="files written to /srv/<svc>/ on its node")
+    files: list[ServiceFile] = Field(default_factory=empty_list, description="files written to /srv/<svc>/ on its node")
 
     def container_name(self, component: Component) -> str:
         """`mcns` for a component named like its service, else `<service>-<component>`."""

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mcfleet.observe.files import FileFacts
 from mcfleet.observe.hostlevel import HostLevelFacts
 from mcfleet.observe.manifest import Manifest
+from mcfleet.util.empty import empty_list
 
 ARCH_FROM_UNAME = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -61,7 +62,7 @@ class DirFacts(_Fact):
 class CertFacts(_Fact):
     path: str
     subject: str | None = None
-    sans: list[str] = Field(default_factory=list)
+    sans: list[str] = Field(default_factory=empty_list)
     not_after: str | None = Field(default=None, description="ISO 8601, UTC")
     error: str | None = None
 
@@ -83,24 +84,26 @@ class Facts(_Fact):
     arch_raw: str | None = None
     hostname: str | None = None
     euid: int | None = None
-    accounts: list[Account] = Field(default_factory=list, description="pinned names and whoever holds pinned UIDs")
-    groups: list[Group] = Field(default_factory=list)
+    accounts: list[Account] = Field(
+        default_factory=empty_list, description="pinned names and whoever holds pinned UIDs"
+    )
+    groups: list[Group] = Field(default_factory=empty_list)
     passwd_file: list[Account] = Field(
-        default_factory=list, description="/etc/passwd lines of pinned names and UIDs, all of them (not getent)"
+        default_factory=empty_list, description="/etc/passwd lines of pinned names and UIDs, all of them (not getent)"
     )
     group_file: list[Group] = Field(
-        default_factory=list, description="/etc/group lines of pinned names and GIDs, all of them (not getent)"
+        default_factory=empty_list, description="/etc/group lines of pinned names and GIDs, all of them (not getent)"
     )
     subuid: dict[str, list[IdRangeFact]] = Field(default_factory=dict)
     subgid: dict[str, list[IdRangeFact]] = Field(default_factory=dict)
-    resolvers: list[str] = Field(default_factory=list)
+    resolvers: list[str] = Field(default_factory=empty_list)
     agent: AgentFacts | None = None
     nixos_system: str | None = None
     dirs: list[DirFacts] | None = Field(default=None, description="the managed folders; None: not asked")
     files: list[FileFacts] | None = Field(default=None, description="the declared files; None: not asked")
     manifest: Manifest | None = None
     manifest_error: str | None = None
-    certs: list[CertFacts] = Field(default_factory=list)
+    certs: list[CertFacts] = Field(default_factory=empty_list)
     containers: list[ContainerFacts] | None = Field(default=None, description="None: podman absent or not asked")
     service_specs: dict[str, dict[str, Any]] | None = Field(
         default=None, description="service -> its definition as the agent last received it; None: not asked"

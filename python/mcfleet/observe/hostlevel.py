@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcfleet.fleet.resolvers import RESOLVED_DROPIN, ZONE_UNIT, ZONE_UNIT_PATH
+from mcfleet.util.empty import empty_list
 
 if TYPE_CHECKING:
     from mcfleet.observe.parse import FramedOutput
@@ -73,8 +74,8 @@ class SubidUse(BaseModel):
 class ResolvedLink(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     link: str = Field(description='as resolvectl names it, e.g. "Link 2 (eth0)"')
-    servers: list[str] = Field(default_factory=list)
-    domains: list[str] = Field(default_factory=list, description="~name: a routing-only domain")
+    servers: list[str] = Field(default_factory=empty_list)
+    domains: list[str] = Field(default_factory=empty_list, description="~name: a routing-only domain")
 
 
 class HostLevelFacts(BaseModel):
@@ -83,7 +84,7 @@ class HostLevelFacts(BaseModel):
     resolv_link: str | None = Field(default=None, description="where /etc/resolv.conf links to; None: a plain file")
     resolved_conf: str | None = Field(default=None, description="mcfleet's systemd-resolved drop-in; None when absent")
     agent_dir: DirFacts | None = Field(default=None, description="the agent's folder; None when absent")
-    linger: list[str] = Field(default_factory=list, description="users with linger (/var/lib/systemd/linger)")
+    linger: list[str] = Field(default_factory=empty_list, description="users with linger (/var/lib/systemd/linger)")
     subid_use: dict[str, SubidUse] = Field(
         default_factory=dict,
         description="per user whose node ranges differ from the files: what lives in the node's ranges",
@@ -94,7 +95,8 @@ class HostLevelFacts(BaseModel):
     zone_unit: str | None = Field(default=None, description="mcfleet's zone unit file; None when absent")
     zone_unit_enabled: str = Field(default="", description="systemctl is-enabled of the zone unit")
     links: list[ResolvedLink] = Field(
-        default_factory=list, description="systemd-resolved's links with DNS servers or domains (empty: not running)"
+        default_factory=empty_list,
+        description="systemd-resolved's links with DNS servers or domains (empty: not running)",
     )
 
     def routed(self, zone: str) -> list[str]:

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcfleet.errors import McfleetError
+from mcfleet.util.empty import empty_list
 
 NODE_STORE = "/var/lib/mcfleet"  # root's folder on every node: the agent's account cannot write it
 MANIFEST_NAME = "manifest.json"
@@ -63,7 +64,7 @@ class ManifestUser(_Part):
 class ManifestService(_Part):
     hash: str = Field(description="spec_hash() of the service as applied")
     stage: str = "services"
-    containers: list[str] = Field(default_factory=list)
+    containers: list[str] = Field(default_factory=empty_list)
     images: dict[str, str] = Field(default_factory=dict, description="container -> image as applied")
     ports: dict[str, int] = Field(default_factory=dict, description="route key -> assigned host port")
 
@@ -85,7 +86,7 @@ class ManifestRoute(_Part):
 class ManifestCert(_Part):
     name: str
     path: str
-    sans: list[str] = Field(default_factory=list)
+    sans: list[str] = Field(default_factory=empty_list)
 
 
 class ManifestFile(_Part):
@@ -102,9 +103,9 @@ class Manifest(_Part):
     agent: ManifestAgent | None = None
     users: dict[str, ManifestUser] = Field(default_factory=dict)
     services: dict[str, ManifestService] = Field(default_factory=dict)
-    dns: list[ManifestRecord] = Field(default_factory=list)
-    routes: list[ManifestRoute] = Field(default_factory=list)
-    certs: list[ManifestCert] = Field(default_factory=list)
+    dns: list[ManifestRecord] = Field(default_factory=empty_list)
+    routes: list[ManifestRoute] = Field(default_factory=empty_list)
+    certs: list[ManifestCert] = Field(default_factory=empty_list)
     files: dict[str, ManifestFile] = Field(default_factory=dict, description="path -> the file as written")
 
     def content(self) -> dict[str, Any]:

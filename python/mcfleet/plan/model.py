@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcfleet.phase import Phase
+from mcfleet.util.empty import empty_list
 
 PHASES: tuple[Phase, ...] = (
     Phase.host,
@@ -84,12 +85,12 @@ class Plan(BaseModel):
     format: int = PLAN_FORMAT
     created_at: str = ""
     root: str = ""
-    hosts: list[str] = Field(default_factory=list, description="the selection the plan covers")
+    hosts: list[str] = Field(default_factory=empty_list, description="the selection the plan covers")
     fleet_hash: str = ""
     facts_digests: dict[str, str] = Field(default_factory=dict, description="host -> digest of its facts")
-    actions: list[Action] = Field(default_factory=list)
+    actions: list[Action] = Field(default_factory=empty_list)
     unreachable: dict[str, UnreachableHost] = Field(default_factory=dict)
-    blocked: list[Blocked] = Field(default_factory=list, description="kinds that cannot act on a host, and why")
+    blocked: list[Blocked] = Field(default_factory=empty_list, description="kinds that cannot act on a host, and why")
 
     def counts(self) -> dict[str, int]:
         c: Counter[str] = Counter(a.kind for a in self.actions)
