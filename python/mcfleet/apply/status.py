@@ -58,12 +58,17 @@ async def host_status(pool: SshPool, entry: HostEntry) -> AgentStatus:
         confirmed_sha256=state.confirmed_sha256,
         version=health.version or None,
         unit=state.active if state.has_systemd else "unknown",
-        health="SERVING" if health.serving else _health_text(health.error, state),
+        health="SERVING" if health.serving else _health_text(health.error, state, answered=bool(health.version)),
     )
 
 
-def _health_text(error: str, state: Any) -> str:
-    """What a failed health check means for a person: a closed socket is an agent that is not running."""
+def _health_text(error: str, state: Any, *, answered: bool = False) -> str:
+    """What a failed health check means for a person: a closed socket is an agent that is not running.
+
+    An agent that `answered` runs, whatever its reason says: "health status NOT_SERVING: podman API
+    not reachable at unix://…: No such file or directory" is podman's socket missing, not the agent's."""
+    if answered or error.startswith("health status "):
+        return error or "NOT_SERVING"
     if error and ("UNAVAILABLE" in error or "Socket closed" in error or "No such file" in error):
         if not getattr(state, "binary_sha256", None):
             return "no agent running (not installed: `mcfleet agent upgrade` or `mcfleet apply`)"

@@ -1,0 +1,26 @@
+"""`mcfleet agent status`'s HEALTH text: an agent that answered is running, whatever its reason says."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from mcfleet.apply.status import _health_text
+
+INSTALLED = SimpleNamespace(binary_sha256="ab" * 32, has_systemd=True, active="active")
+
+
+def test_an_agent_that_answers_not_serving_is_reported_with_its_reason() -> None:
+    # the agent runs; podman's socket file is gone (its reason carries "No such file or directory")
+    why = ("health status NOT_SERVING: podman API not reachable at unix:///run/user/850/podman/podman.sock: "
+           "No such file or directory")  # fmt: skip
+    assert _health_text(why, INSTALLED, answered=True) == why
+    assert _health_text(why, INSTALLED) == why  # its form alone says the agent answered
+
+
+def test_an_agent_socket_that_is_missing_or_closed_is_no_agent_running() -> None:
+    missing = ("agent not reachable: failed to connect to all addresses; last error: UNKNOWN: "
+               "unix:/srv/mcp/mcp-agent.sock: No such file or directory")  # fmt: skip
+    assert _health_text(missing, INSTALLED) == "no agent running (unit active)"
+    assert _health_text("UNAVAILABLE: Socket closed", SimpleNamespace(binary_sha256=None)) == (
+        "no agent running (not installed: `mcfleet agent upgrade` or `mcfleet apply`)"
+    )
