@@ -24,6 +24,8 @@ LABEL_HASH = "io.mcfleet.spec-hash"
 
 @dataclass(frozen=True)
 class PortMap:
+    """A published port: host address and port to the container's port."""
+
     host_ip: str
     host_port: int
     container_port: int
@@ -32,6 +34,8 @@ class PortMap:
 
 @dataclass(frozen=True)
 class VolumeMap:
+    """A volume of a container: host path or named volume, mount point, mode."""
+
     source: str  # absolute host path, or a named podman volume
     target: str
     mode: str = "rw"
@@ -39,6 +43,8 @@ class VolumeMap:
 
 @dataclass(frozen=True)
 class ContainerSpec:
+    """One container the agent runs for a service component."""
+
     name: str
     service: str
     component: str

@@ -13,7 +13,6 @@ import secrets
 import shlex
 import shutil
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,8 @@ NODE_LOCK = f"{STORE}/apply.lock"
 
 
 def helper_source() -> str:
+    from importlib import resources  # here: plan imports this module (kinds/files.py) and never uploads
+
     return resources.files("mcfleet.apply").joinpath("node_helper.py").read_text()
 
 

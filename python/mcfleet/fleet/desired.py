@@ -40,6 +40,8 @@ CERT_DIR = "/srv/mc-proxy/certs"  # where the proxy host keeps one PEM per TLS-t
 
 @dataclass(frozen=True)
 class DesiredUser:
+    """A user account the host should have, with its ids and subordinate ranges."""
+
     name: str
     uid: int
     gid: int
@@ -51,6 +53,8 @@ class DesiredUser:
 
 @dataclass(frozen=True)
 class DesiredService:
+    """A service the host should run: its stage, spec hash, containers, images and ports."""
+
     name: str
     stage: str
     hash: str
@@ -62,6 +66,8 @@ class DesiredService:
 
 @dataclass(frozen=True)
 class DesiredDir:
+    """A folder the host should have, with its owner, group and mode."""
+
     path: str
     owner: str
     group: str
@@ -70,6 +76,8 @@ class DesiredDir:
 
 @dataclass(frozen=True)
 class DesiredAgent:
+    """The agent the host should run: binary, unit, user, socket and build."""
+
     path: str
     unit: str
     user: str
@@ -80,6 +88,8 @@ class DesiredAgent:
 
 @dataclass(frozen=True)
 class DesiredRecord:
+    """A DNS record the fleet's zone should hold."""
+
     name: str
     value: str
     type: str = "A"
@@ -87,6 +97,8 @@ class DesiredRecord:
 
 @dataclass(frozen=True)
 class DesiredRoute:
+    """A route the proxy should serve: hostname, mode and backend."""
+
     hostname: str
     mode: str
     service: str | None  # None for a host-native route (host.json `routes`)
@@ -101,6 +113,8 @@ class DesiredRoute:
 
 @dataclass(frozen=True)
 class DesiredCert:
+    """A certificate the proxy host should hold: its path and names."""
+
     name: str
     path: str
     sans: tuple[str, ...]
@@ -108,6 +122,8 @@ class DesiredCert:
 
 @dataclass
 class DesiredHost:
+    """Everything the host files say one host should have, for the kinds to diff against its facts."""
+
     name: str
     os: str
     arch: str

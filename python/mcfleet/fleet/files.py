@@ -23,6 +23,8 @@ SOURCE_CAP = 256 * 1024  # bytes of one declared file; larger content belongs in
 
 @dataclass(frozen=True)
 class DesiredFile:
+    """A file a service declares, as it should be on the node."""
+
     path: str  # absolute, /srv/<svc>/<name>
     service: str
     uid: int

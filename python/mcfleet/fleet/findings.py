@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True, order=True)
 class Finding:
+    """One problem in the fleet's files: where it is, what is wrong and how to fix it."""
+
     code: str
     file: str
     pointer: str

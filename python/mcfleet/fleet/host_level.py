@@ -22,6 +22,8 @@ AGENT_DIR_MODE = "750"
 
 @dataclass(frozen=True)
 class WantedDir:
+    """A folder as the host should have it: owner ids and mode."""
+
     path: str
     uid: int
     gid: int
@@ -33,6 +35,8 @@ class WantedDir:
 
 @dataclass(frozen=True)
 class HostLevelWant:
+    """What host.json asks of the host itself: resolver, agent folder, lingering users."""
+
     resolver: str  # "resolv.conf" | "systemd-resolved"
     resolver_file: ResolverFile
     agent_dir: WantedDir | None  # None when the agent user has no pinned ids

@@ -27,6 +27,8 @@ M = TypeVar("M", bound=BaseModel)
 
 @dataclass(frozen=True)
 class HostEntry:
+    """One host as loaded: its host.json, its services and the files they came from."""
+
     host: Host
     services: tuple[Service, ...]
     dir: Path
@@ -41,6 +43,8 @@ class HostEntry:
 
 @dataclass
 class LoadedFleet:
+    """A fleet folder as loaded: fleet.json, the hosts, and every finding on the way."""
+
     root: Path
     fleet: Fleet | None
     hosts: dict[str, HostEntry] = field(default_factory=dict)

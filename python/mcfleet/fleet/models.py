@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from mcfleet.fleet.models_base import NAME_RE, OS, Address, Arch, Hostname, Id, Model, Name, Port, Role, Stage
 from mcfleet.fleet.models_providers import (
@@ -351,7 +351,15 @@ class Host(Model):
 # --------------------------------------------------------------------------- services/<svc>.json
 
 
-class Publish(Model):
+class ServiceModel(Model):
+    """A model of services/<svc>.json only: pydantic builds its validator when the first service file
+    is validated (defer_build), not when this module is imported, so commands on hosts without
+    services (a plan of such a fleet) never build it.  Validating costs the same either way."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class Publish(ServiceModel):
     """A fixed port publish that is not a route (e.g. DNS on :53)."""
 
     host_ip: Address | None = None
@@ -362,7 +370,7 @@ class Publish(Model):
     )
 
 
-class Route(Model):
+class Route(ServiceModel):
     """A route of a component: (listener, hostname) on the proxy -> the component's host port.
 
     A hostname may have several routes on different listeners (mcr: web on 443, API on 8443,
@@ -378,7 +386,7 @@ class Route(Model):
     bind: list[Address] = Field(default_factory=lambda: ["127.0.0.1"], description="host addresses to publish on")
 
 
-class Health(Model):
+class Health(ServiceModel):
     kind: Literal["tcp", "http", "command"]
     port: Port | None = Field(
         default=None,
@@ -400,7 +408,7 @@ class Health(Model):
         return self
 
 
-class Component(Model):
+class Component(ServiceModel):
     name: Name
     image: str = Field(min_length=1, description="full image reference with a pinned tag (never :latest)")
     volumes: list[str] = Field(default_factory=empty_list, description="host:container[:opts]")
@@ -434,7 +442,7 @@ class Component(Model):
 FILE_NAME_RE = r"^(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}/){0,3}[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
 
 
-class ServiceFile(Model):
+class ServiceFile(ServiceModel):
     """A file the service needs in its own folder `/srv/<svc>/` on its node (a config file, a CA cert)."""
 
     path: str = Field(
@@ -486,7 +494,7 @@ class ServiceFile(Model):
         return self
 
 
-class Service(Model):
+class Service(ServiceModel):
     """hosts/<host>/services/<svc>.json"""
 
     schema_: str | None = Field(default=None, alias="$schema")

@@ -32,6 +32,8 @@ WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 
 @dataclass(frozen=True)
 class DeclaredRoute:
+    """A route a service or host declares, with the proxy host that serves it."""
+
     listener: int
     hostname: str
     mode: str

@@ -26,6 +26,8 @@ ANY = "*"  # a publish without host_ip listens on every address
 
 @dataclass(frozen=True)
 class Pinned:
+    """A host port something asks for, and where it is asked."""
+
     port: int
     protocol: str
     addresses: tuple[str, ...]

@@ -39,6 +39,8 @@ class AgentSeen:
 
 @dataclass(frozen=True)
 class AgentChange:
+    """What the agent kind would do to a host's agent, and why."""
+
     kind: str  # "create" | "update"
     reason: str
 

@@ -40,6 +40,8 @@ GatherResult = dict[str, Facts | Unreachable]
 
 @dataclass(frozen=True)
 class ReadContext:
+    """What a kind's read sees: the fleet, the desired hosts and the connections."""
+
     loaded: LoadedFleet
     desired: Mapping[str, DesiredHost]
     pool: SshPool | None  # None for reads that need no node connection
@@ -59,6 +61,8 @@ class ApplyContext:
 
 @dataclass(frozen=True)
 class Outcome:
+    """How a kind's apply on one host ended."""
+
     status: str  # "changed" | "unchanged" | "failed" | "skipped" | "blocked"
     message: str = ""
 

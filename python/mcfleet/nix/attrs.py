@@ -15,6 +15,8 @@ SYSTEMS: dict[str, str] = {"amd64": "x86_64-linux", "arm64": "aarch64-linux"}
 
 @dataclass(frozen=True)
 class FlakeAttr:
+    """A flake output mcfleet evaluates or builds, by key."""
+
     key: str
     template: str  # with {system} and/or {host}
     pure: bool

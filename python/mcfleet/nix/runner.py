@@ -25,6 +25,8 @@ class NixError(McfleetError):
 
 @dataclass(frozen=True)
 class NixResult:
+    """A finished nix command: its argv, exit code and output."""
+
     argv: tuple[str, ...]
     returncode: int
     stdout: str

@@ -45,6 +45,8 @@ PROBE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
 @dataclass(frozen=True)
 class ScriptInputs:
+    """What the facts script of one host asks the node about."""
+
     users: tuple[str, ...]
     uids: tuple[int, ...]
     gids: tuple[int, ...]

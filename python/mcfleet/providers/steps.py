@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class StepOutcome:
+    """How one provider step ended, with its timings and renewed certificates."""
+
     status: str  # changed | unchanged | failed | blocked
     message: str = ""
     timings: dict[str, float] = field(default_factory=dict)  # subject -> seconds

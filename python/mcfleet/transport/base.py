@@ -33,6 +33,8 @@ Command = Sequence[str] | str
 
 @dataclass(frozen=True)
 class RunResult:
+    """A finished command on a node: exit status and output."""
+
     exit_status: int
     stdout: str
     stderr: str

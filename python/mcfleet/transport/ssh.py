@@ -85,6 +85,8 @@ HOST_KEY_HINT = (
 
 @dataclass(frozen=True)
 class SshOptions:
+    """How mcfleet connects over SSH: timeouts, keepalives, keys and algorithms."""
+
     connect_timeout: float = 10.0
     command_timeout: float = 120.0
     keepalive_interval: float = 15.0

@@ -8,6 +8,8 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class ProxyRoute:
+    """A route as a proxy provider serves it."""
+
     listener: int
     hostname: str
     backend: str  # address:port

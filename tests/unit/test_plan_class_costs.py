@@ -1,0 +1,80 @@
+"""What plan's imports build: no service model validator for a fleet without services, no
+generated dataclass docstrings, no importlib.resources.
+
+A plan imports ~40 dataclasses and ~55 pydantic models; building them is most of what it does
+above a bare SSH client.  Each case runs in a fresh process (what a command pays).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MINIMAL = REPO / "tests" / "data" / "fleets" / "minimal"
+# what `mcfleet plan` does and imports before it connects (bench/startup.py: PLAN_BOOT, PLAN_IMPORTS)
+PLAN_IMPORTS = (
+    "import os\nos.environ['PYDANTIC_DISABLE_PLUGINS'] = '__all__'\n"
+    "import mcfleet.cli.main as m\nm._skip_pydantic_plugin_scan()\n"
+    "import mcfleet.cli.plan_fast, mcfleet.cli.plan_run, mcfleet.fleet.load, mcfleet.fleet.rules, "
+    "mcfleet.kinds.system, mcfleet.plan.planner, mcfleet.plan.render, mcfleet.plan.saved, "
+    "mcfleet.report.progress, mcfleet.transport.ssh, mcfleet.util.aio\n"
+)
+
+
+def _run(code: str) -> dict[str, object]:
+    out = subprocess.run([sys.executable, "-c", PLAN_IMPORTS + code], capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_a_fleet_without_services_never_builds_the_service_validator(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet"
+    shutil.copytree(MINIMAL, fleet)
+    for folder in fleet.glob("hosts/*/services"):
+        shutil.rmtree(folder)
+    code = (
+        "import json\nfrom pathlib import Path\nfrom mcfleet.fleet.load import load_fleet\n"
+        "from mcfleet.fleet.rules import check\nfrom mcfleet.fleet.models import Service\n"
+        "from mcfleet.fleet.desired import desired_state\n"
+        f"loaded = load_fleet(Path({str(fleet)!r}))\nfindings = check(loaded)\ndesired_state(loaded)\n"
+        "print(json.dumps({'hosts': len(loaded.hosts), 'findings': len(findings) + len(loaded.findings), "
+        "'built': Service.__pydantic_complete__}))\n"
+    )
+    assert _run(code) == {"hosts": 3, "findings": 0, "built": False}
+
+
+def test_service_files_are_validated_as_before(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet"
+    shutil.copytree(MINIMAL, fleet)
+    bad = fleet / "hosts" / "alpha" / "services" / "web.json"
+    data = json.loads(bad.read_text())
+    data["componentz"] = data.pop("components")
+    bad.write_text(json.dumps(data))
+    code = (
+        "import json\nfrom pathlib import Path\nfrom mcfleet.fleet.load import load_fleet\n"
+        f"loaded = load_fleet(Path({str(fleet)!r}))\n"
+        "print(json.dumps({'services': sum(len(e.services) for e in loaded.hosts.values()), "
+        "'findings': sorted((f.file, f.pointer, f.message) for f in loaded.findings)}))\n"
+    )
+    assert _run(code) == {
+        "services": 1,
+        "findings": [
+            ["hosts/alpha/services/web.json", "/components", "required field is missing"],
+            ["hosts/alpha/services/web.json", "/componentz", "unknown field"],
+        ],
+    }
+
+
+def test_plan_imports_build_no_dataclass_docstring_and_no_resources() -> None:
+    # A dataclass without a docstring gets one made from inspect.signature() when it is created.
+    code = (
+        "import json, sys, dataclasses\n"
+        "made = sorted(f'{n}.{k}' for n, m in list(sys.modules.items()) if n.startswith('mcfleet')\n"
+        "    for k, v in vars(m).items() if isinstance(v, type) and dataclasses.is_dataclass(v)\n"
+        "    and v.__module__ == n and (v.__doc__ or '').startswith(v.__name__ + '('))\n"
+        "print(json.dumps({'generated': made, 'resources': 'importlib.resources' in sys.modules}))\n"
+    )
+    assert _run(code) == {"generated": [], "resources": False}
