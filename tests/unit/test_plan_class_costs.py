@@ -1,5 +1,5 @@
 """What plan's imports build: no service model validator for a fleet without services, no
-generated dataclass docstrings, no importlib.resources.
+generated dataclass docstrings, no NamedTuple class, no importlib.resources nor container specs.
 
 A plan imports ~40 dataclasses and ~55 pydantic models; building them is most of what it does
 above a bare SSH client.  Each case runs in a fresh process (what a command pays).
@@ -68,13 +68,15 @@ def test_service_files_are_validated_as_before(tmp_path: Path) -> None:
     }
 
 
-def test_plan_imports_build_no_dataclass_docstring_and_no_resources() -> None:
+def test_plan_imports_build_no_dataclass_docstring_no_resources_no_container_specs() -> None:
     # A dataclass without a docstring gets one made from inspect.signature() when it is created.
     code = (
         "import json, sys, dataclasses\n"
         "made = sorted(f'{n}.{k}' for n, m in list(sys.modules.items()) if n.startswith('mcfleet')\n"
         "    for k, v in vars(m).items() if isinstance(v, type) and dataclasses.is_dataclass(v)\n"
         "    and v.__module__ == n and (v.__doc__ or '').startswith(v.__name__ + '('))\n"
-        "print(json.dumps({'generated': made, 'resources': 'importlib.resources' in sys.modules}))\n"
+        "print(json.dumps({'generated': made, 'resources': 'importlib.resources' in sys.modules,\n"
+        "    'specs': 'mcfleet.agent.spec' in sys.modules, 'nt': 'NamedTuple' in vars(mcfleet.cli.plan_fast)}))\n"
     )
-    assert _run(code) == {"generated": [], "resources": False}
+    # the agent's container specs are imported by the service kind when a host has services
+    assert _run(code) == {"generated": [], "resources": False, "specs": False, "nt": False}

@@ -117,7 +117,7 @@ def _plan_fast(argv: list[str]) -> int | None:
     _skip_pydantic_plugin_scan()
     from mcfleet.cli.echo import echo
 
-    detailed = args.detailed_exitcode
+    detailed = args[4]  # --detailed-exitcode
     try:
         from mcfleet.cli.plan_run import run_plan
 

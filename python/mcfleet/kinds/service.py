@@ -23,7 +23,6 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mcfleet.agent.spec import LABEL_HASH, container_specs
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.desired import DesiredHost, DesiredService
 from mcfleet.fleet.load import LoadedFleet
@@ -91,6 +90,8 @@ def spec_hashes(svc: DesiredService) -> dict[str, str]:
     """container -> the spec hash the agent labels it with, for the files' service and ports."""
     if svc.spec is None:
         return {}
+    from mcfleet.agent.spec import container_specs  # here: a plan of hosts without services never needs it
+
     return {s.name: s.spec_hash for s in container_specs(svc.spec, svc.ports)}
 
 
@@ -115,6 +116,8 @@ def _service_actions(
     mine = {c: seen[c] for c in svc.containers if seen is not None and c in seen}
     if had is None and not mine:
         return act("create", "declared in the files")
+    from mcfleet.agent.spec import LABEL_HASH  # here: a plan of hosts without services never needs the module
+
     old_images = {c: mine[c].image if c in mine and mine[c].image else (had.images.get(c) if had else None)
                   for c in svc.containers}  # fmt: skip
     before: dict[str, Any] = {
