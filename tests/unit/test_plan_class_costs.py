@@ -8,6 +8,7 @@ above a bare SSH client.  Each case runs in a fresh process (what a command pays
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -25,8 +26,18 @@ PLAN_IMPORTS = (
 )
 
 
-def _run(code: str) -> dict[str, object]:
-    out = subprocess.run([sys.executable, "-c", PLAN_IMPORTS + code], capture_output=True, text=True, check=True)
+LAZY = (
+    "mcfleet.providers",
+    "mcfleet.nix.closures",
+    "mcfleet.nix.runner",
+    "mcfleet.observe.dns",
+    "mcfleet.observe.routes",
+)
+
+
+def _run(code: str, env: dict[str, str] | None = None) -> dict[str, object]:
+    argv = [sys.executable, "-c", f"LAZY = {LAZY!r}\n" + PLAN_IMPORTS + code]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, env=env)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -76,7 +87,25 @@ def test_plan_imports_build_no_dataclass_docstring_no_resources_no_container_spe
         "    for k, v in vars(m).items() if isinstance(v, type) and dataclasses.is_dataclass(v)\n"
         "    and v.__module__ == n and (v.__doc__ or '').startswith(v.__name__ + '('))\n"
         "print(json.dumps({'generated': made, 'resources': 'importlib.resources' in sys.modules,\n"
-        "    'specs': 'mcfleet.agent.spec' in sys.modules, 'nt': 'NamedTuple' in vars(mcfleet.cli.plan_fast)}))\n"
+        "    'specs': 'mcfleet.agent.spec' in sys.modules, 'nt': 'NamedTuple' in vars(mcfleet.cli.plan_fast),\n"
+        "    'lazy': sorted(n for n in sys.modules if n.startswith(LAZY))}))\n"
     )
-    # the agent's container specs are imported by the service kind when a host has services
-    assert _run(code) == {"generated": [], "resources": False, "specs": False, "nt": False}
+    # imported where they are used: the agent's container specs by the service kind for a host
+    # with services, nix for NixOS hosts, the providers' clients for a fleet with providers
+    assert _run(code) == {"generated": [], "resources": False, "specs": False, "nt": False, "lazy": []}
+
+
+def test_asking_for_the_built_bundle_imports_no_builder_and_no_package_metadata(tmp_path: Path) -> None:
+    # plan asks which Debian hosts get the bundle and its sha256 (never builds): the builder (nix,
+    # the push code) and importlib.metadata (zipfile, csv, email) are for a build.
+    code = (
+        "import json, sys\nfrom pathlib import Path\nfrom mcfleet.fleet.load import load_fleet\n"
+        "from mcfleet.cli.plan_run import bundle_hashes\n"
+        f"hashes, note = bundle_hashes(load_fleet(Path({str(REPO)!r})), ['svc', 'rift', 'hyperborea'])\n"
+        "heavy = ('importlib.metadata', 'zipfile', 'mcfleet.apply.artifacts', 'mcfleet.nix.closures')\n"
+        "print(json.dumps({'debian': bool(hashes) or note is not None,\n"
+        "    'imported': sorted(m for m in heavy if m in sys.modules)}))\n"
+    )
+    env = {**os.environ, "MCFLEET_BUNDLE_CACHE": str(tmp_path)}
+    _run(code, env)  # the first run after a change of the sources hashes them (and reads the pins' versions)
+    assert _run(code, env) == {"debian": True, "imported": []}

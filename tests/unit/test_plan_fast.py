@@ -172,6 +172,8 @@ def test_plan_without_typer_prints_what_typer_prints(fleet: Path, extra: list[st
     fast = mcfleet("-C", str(fleet), "plan", *extra)
     slow = mcfleet("-C", str(fleet), "plan", *extra, extra[0])  # a repeated flag: typer's form, same meaning
     assert "typer" not in fast[3] and "typer" in slow[3]
+    lazy = ("mcfleet.providers", "mcfleet.agent.spec", "mcfleet.observe.dns", "mcfleet.observe.routes")
+    assert sorted(m for m in fast[3] if m.startswith(lazy)) == []  # neither providers nor services
     assert "node1" in fast[1] and fast[0] == 1  # unreachable: listed, exit 1
     assert (fast[0], _without_dates(fast[1]), fast[2]) == (slow[0], _without_dates(slow[1]), slow[2])
 

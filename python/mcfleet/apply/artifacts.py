@@ -24,9 +24,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcfleet.apply.artifact_key import build_key
 from mcfleet.apply.push import sha256_file
 from mcfleet.errors import McfleetError, ToolMissing
-from mcfleet.fleet.models import OS, Host
+from mcfleet.fleet.models import Host
 from mcfleet.nix.closures import build_toplevel, needs_nixpkgs
 from mcfleet.nix.runner import NixError
 from mcfleet.report.rate import Every
@@ -48,10 +49,6 @@ class BuildBlocked(McfleetError):
     """The build cannot run on this machine (e.g. a NixOS closure without nixpkgs)."""
 
     kind = "blocked"
-
-
-def build_key(host: Host) -> str:
-    return "pex" if host.os == OS.debian else f"nix:{host.name}"
 
 
 # build_pex(step): `step(text)` says which step of the bundle build is running

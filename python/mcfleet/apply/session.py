@@ -27,7 +27,8 @@ from types import TracebackType
 from typing import Any
 
 from mcfleet.apply import journal
-from mcfleet.apply.artifacts import Artifact, Builder, build_key
+from mcfleet.apply.artifact_key import build_key
+from mcfleet.apply.artifacts import Artifact, Builder
 from mcfleet.apply.events import ApplyEvents, Listener, Phase, Status
 from mcfleet.apply.migrate import MoveWork, moves_from_plan
 from mcfleet.apply.pipeline import ApplyOptions, HostWork, Pipeline

@@ -32,7 +32,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 
 import mcfleet
@@ -87,6 +86,8 @@ class Bundle:
 
 
 def agent_requirements() -> list[str]:
+    from importlib import metadata  # here: only a stale inputs hash reads it (zipfile, csv, email: ~25 M instructions)
+
     pins = []
     for dist in AGENT_DISTS:
         try:
@@ -179,6 +180,8 @@ def inputs_hash(package: Path, requirements: list[str], platforms: list[Path]) -
     feed("requirements", "\n".join(requirements).encode())
     for path in platforms:
         feed(f"platform:{path.name}", path.read_bytes())
+    from importlib import metadata
+
     feed("pex", metadata.version("pex").encode())
     feed("pex-options", "\0".join(PEX_OPTIONS).encode())
     return digest.hexdigest()

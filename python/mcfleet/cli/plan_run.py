@@ -32,7 +32,7 @@ def bundle_hashes(loaded: LoadedFleet, hosts: list[str]) -> tuple[dict[str, str]
     Returns the hashes and, when the bundle is not built yet, a note saying so: the plan then
     compares the node with what the last apply recorded, and `apply` builds and compares again.
     """
-    from mcfleet.apply.artifacts import build_key
+    from mcfleet.apply.artifact_key import build_key
     from mcfleet.bundle.build import cached_bundle_sha256
 
     debian = [h for h in hosts if build_key(loaded.hosts[h].host) == "pex"]  # the hosts apply gives the PEX

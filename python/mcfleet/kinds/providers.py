@@ -17,25 +17,17 @@ from mcfleet.fleet.desired import DesiredHost, dns_names
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import CaddyProvider, Rfc2136Provider
 from mcfleet.kinds.base import ApplyContext, GatherResult, NoRead, Outcome, ReadContext
-from mcfleet.observe.dns import query_names
 from mcfleet.observe.facts import Facts
 from mcfleet.observe.manifest import Manifest
-from mcfleet.observe.routes import observed_hostnames
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
-from mcfleet.providers.read import dns_answers, proxy_routes
-from mcfleet.providers.steps import (
-    StepOutcome,
-    apply_certs,
-    apply_dns,
-    apply_routes,
-    record_certs,
-    record_dns,
-    record_routes,
-)
 
 if TYPE_CHECKING:
+    from mcfleet.providers.steps import StepOutcome
     from mcfleet.transport.ssh import SshPool
+
+# The providers' clients (mcfleet.providers.*, observe.dns, observe.routes) are imported in the
+# functions that call them: a fleet without providers (each kind blocked) never imports them.
 
 CERT_RENEW_BEFORE = timedelta(days=30)
 
@@ -227,6 +219,8 @@ async def add_dns(loaded: LoadedFleet, desired: Mapping[str, DesiredHost], facts
     every = sorted(set().union(*wanted.values())) if wanted else []
     if not every:
         return facts
+    from mcfleet.observe.dns import query_names
+
     answers, error = await query_names(every, provider.server, provider.port)  # all names at once, in parallel
     out = dict(facts)
     for host, names in wanted.items():
@@ -248,6 +242,8 @@ async def add_routes(loaded: LoadedFleet, desired: Mapping[str, DesiredHost], fa
             wanted[host] = {r.hostname for r in desired[host].routes.values()} | recorded
     if not any(wanted.values()):
         return facts
+    from mcfleet.observe.routes import observed_hostnames
+
     served, error = await observed_hostnames(provider.admin_url, provider.server)
     out = dict(facts)
     for host, names in wanted.items():
@@ -270,6 +266,8 @@ class CertKind(NoRead):
 
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
         loaded = ctx.loaded
+        from mcfleet.providers.steps import apply_certs, apply_routes
+
         step = await apply_certs(loaded, ctx.node, ctx.desired, actions)
         renewed = step.renewed & {c.path for c in ctx.manifest.certs}
         if step.status == "changed" and renewed:  # a proxy keeps a cert in memory: give it its live routes again
@@ -283,6 +281,8 @@ class CertKind(NoRead):
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
         if self.blocked(ctx.loaded):
             return m
+        from mcfleet.providers.steps import record_certs
+
         return m.model_copy(update={"certs": record_certs(ctx.desired)})
 
 
@@ -303,11 +303,15 @@ class DnsKind:
         return dns_diff(d, f, m)
 
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
+        from mcfleet.providers.steps import apply_dns
+
         return _outcome(await apply_dns(ctx.loaded, ctx.desired, actions))
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
         if self.blocked(ctx.loaded):
             return m
+        from mcfleet.providers.steps import record_dns
+
         return m.model_copy(update={"dns": record_dns(ctx.desired)})
 
 
@@ -330,11 +334,15 @@ class RouteKind:
         return routes_diff(d, f, m)
 
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
+        from mcfleet.providers.steps import apply_routes
+
         return _outcome(await apply_routes(ctx.loaded, ctx.node, ctx.desired, actions))
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
         if self.blocked(ctx.loaded):
             return m
+        from mcfleet.providers.steps import record_routes
+
         return m.model_copy(update={"routes": record_routes(ctx.desired)})
 
 
@@ -347,6 +355,8 @@ async def add_provider_dns(
         for host, item in facts.items()
         if isinstance(item, Facts)
     }
+    from mcfleet.providers.read import dns_answers
+
     answers, error = await dns_answers(loaded, set().union(*wanted.values()) if wanted else set())
     out = dict(facts)
     for host, names in wanted.items():
@@ -366,6 +376,8 @@ async def add_live_routes(
         for h, item in facts.items()
         if isinstance(item, Facts) and (desired[h].routes or (item.manifest and item.manifest.routes))
     ]
+    from mcfleet.providers.read import proxy_routes
+
     found = await proxy_routes(loaded, pool, hosts)
     out = dict(facts)
     for host, live in found.items():

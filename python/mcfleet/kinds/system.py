@@ -19,7 +19,6 @@ from mcfleet.errors import McfleetError
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import OS
-from mcfleet.nix.closures import diff_closures, eval_toplevel
 from mcfleet.observe.facts import Facts
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action, Plan
@@ -69,6 +68,8 @@ async def add_closure_diffs(plan: Plan, limit: int = 40) -> None:
         pair = _both_local(action)
         if pair is None:
             continue
+        from mcfleet.nix.closures import diff_closures  # here: only a NixOS system change needs nix
+
         try:
             lines = await diff_closures(*pair)
         except McfleetError:
@@ -87,6 +88,7 @@ async def evaluated_toplevels(loaded: LoadedFleet, hosts: list[str]) -> tuple[di
     nixos = [h for h in hosts if loaded.hosts[h].host.os == OS.nixos]
     if not nixos or not _has_flake(loaded):
         return {}, None
+    from mcfleet.nix.closures import eval_toplevel  # here: a fleet without NixOS hosts never needs nix
 
     async def one(host: str) -> str | None:
         try:
