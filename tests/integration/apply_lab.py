@@ -114,11 +114,13 @@ def agent_bundle_fixture() -> Path:
 # The full nodes a test made, kept on its item so that a failure report can carry their journals.
 NODES_KEY = pytest.StashKey[list["Nodes"]]()
 # What a failed lab test's report shows of each of its nodes: the units behind the flakes seen so
-# far on freshly booted nodes (sshd dropping connections, mcp's user manager not starting).
+# far on freshly booted nodes (sshd dropping connections, mcp's user manager not starting), and
+# what runs there (a command that hangs).
 JOURNAL_SCRIPT = (
     "journalctl -b --no-pager -o short-monotonic -u ssh.service -u systemd-logind.service "
     "-u 'user@*.service' -u 'user-runtime-dir@*.service' | tail -n 60; "
-    "systemctl --failed --no-pager --no-legend; uptime"
+    "systemctl --failed --no-pager --no-legend; uptime; "
+    "ps -eo pid,etime,stat,wchan:18,args --sort=start_time | cut -c1-200 | tail -n 25"
 )
 
 

@@ -39,8 +39,8 @@ def _leftovers(d: Path, state: dict[str, Any]) -> list[str]:
             left.append(f"netns {r['name']}")
         if r["kind"] == "bridge" and os.path.exists(f"/sys/class/net/{r['name']}"):
             left.append(f"bridge {r['name']}")
-        if r["kind"] == "dir" and os.path.exists(r["name"]):
-            left.append(f"dir {r['name']}")
+        if r["kind"] in ("dir", "cgroup") and os.path.exists(r["name"]):
+            left.append(f"{r['kind']} {r['name']}")
     n = state["info"]["network"]["n"]
     left += [f"link {link}" for link in os.listdir("/sys/class/net") if link.startswith(f"mcl{n}")]
     with open("/proc/self/mountinfo") as handle:

@@ -1,8 +1,9 @@
 """Full nodes: Debian booted with real systemd under systemd-nspawn in the node's netns.
 
 PID 1 of this machine is not systemd and there is no machined/dbus on the host, so nspawn
-runs with `--register=no --keep-unit`.  Each node is an overlay on the shared cached rootfs;
-its own files (hostname, host key, root's authorized_keys) go into the overlay's upper dir.
+runs with `--register=no --keep-unit`, each node in a cgroup of its own (lab/cgroups.py).
+Each node is an overlay on the shared cached rootfs; its own files (hostname, host key,
+root's authorized_keys) go into the overlay's upper dir.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 from mcfleet.errors import LabError
+from mcfleet.lab import cgroups
 from mcfleet.lab.login import etc_hosts
 from mcfleet.lab.nodes import LabNode
 from mcfleet.lab.proc import log_tail, read_text, run, spawn, start_time, which
@@ -144,7 +146,11 @@ async def boot(
     argv = ["systemd-nspawn", "-q", "-D", str(merged), "-b", "-M", netns, f"--hostname={name}"]
     argv += ["--register=no", "--keep-unit", "--console=passive", f"--network-namespace-path=/run/netns/{netns}"]
     argv += _tun_args()
-    pid = spawn(argv, log=log)
+    cgroup_dirs = cgroups.node_dirs(netns)
+    for d in cgroup_dirs:  # recorded first, and undone after the process (newest first)
+        state.add(Resource("cgroup", str(d)))
+    cgroups.create(cgroup_dirs)
+    pid = spawn(cgroups.exec_in(cgroup_dirs, argv), log=log)
     state.add(Resource("process", f"{name}/nspawn", pid, start_time(pid), str(log)))
     try:
         await wait_port(address, 22, limit_s=60, what=f"sshd of full node {name}", pid=pid, log=log)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from mcfleet.errors import LabError
 from mcfleet.util.files import atomic_write_text
 
-Kind = Literal["process", "netns", "bridge", "mount", "iptables", "binfmt", "dir"]
+Kind = Literal["process", "netns", "bridge", "mount", "iptables", "binfmt", "dir", "cgroup"]
 
 
 @dataclass

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from pathlib import Path
 
-from mcfleet.lab import proc
+from mcfleet.lab import cgroups, proc
 from mcfleet.lab.nodes import LabNode
 from mcfleet.lab.state import LabState, Resource
 
@@ -70,6 +71,8 @@ async def _undo(resource: Resource, nodes: dict[str, LabNode]) -> None:
         await proc.run(["iptables", "-t", table, "-X", chain], check=False)
     elif resource.kind == "dir":
         shutil.rmtree(resource.name, ignore_errors=True)
+    elif resource.kind == "cgroup":
+        cgroups.remove(Path(resource.name))
     elif resource.kind == "binfmt":
         await proc.run(["update-binfmts", "--disable", resource.name], check=False)
 
