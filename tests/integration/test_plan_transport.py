@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,9 +153,19 @@ class _DroppingRelay:
 
     def __init__(self, target: plan_nodes.Node, drop: int) -> None:
         self.target, self.drop, self.accepted = target, drop, 0
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def closed(self) -> None:
+        """Every accepted connection closed for good: the loop must not end while a close is
+        still pending (its transport would be collected unclosed: a ResourceWarning)."""
+        for writer in self.writers:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        self.writers.append(writer)
         if self.accepted <= self.drop:
             writer.close()
             return
@@ -180,9 +191,12 @@ def test_a_connection_dropped_before_the_handshake_is_tried_again(
 
     async def go() -> str:
         server = await asyncio.start_server(relay.handle, address, port)
-        async with server, SshPool() as pool:
-            conn = await pool.connect(entry)
-            return (await conn.run(["hostname"])).stdout.strip()
+        try:
+            async with server, SshPool() as pool:
+                conn = await pool.connect(entry)
+                return (await conn.run(["hostname"])).stdout.strip()
+        finally:
+            await relay.closed()
 
     if drop == 3:  # dropped three times: the fourth try reaches the node
         assert asyncio.run(go()) == "tp1" and relay.accepted == 4

@@ -115,9 +115,7 @@ def test_provisioned_node_runs_rootless_podman_as_mcp_and_the_agent_follows_its_
     assert _until("SERVING again", lambda: ((h := _health(root, name)), h == "SERVING")) == "SERVING"
 
 
-def test_provision_starts_a_lingering_users_manager_that_has_stopped(
-    make_nodes: MakeNodes, agent_bundle: Path
-) -> None:
+def test_provision_starts_a_lingering_users_manager_that_has_stopped(make_nodes: MakeNodes, agent_bundle: Path) -> None:
     """Linger enabled earlier is not enough: a user manager that stopped since (here: stopped by
     hand) is started again by the next provision, not waited for until it gives up."""
     fleet = make_nodes(1, "relinger")

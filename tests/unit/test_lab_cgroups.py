@@ -25,9 +25,7 @@ def test_hybrid_host_the_named_systemd_and_the_unified_hierarchy_under_our_own_c
 
 
 def test_unified_host_and_a_host_without_cgroups() -> None:
-    assert node_dirs("mcl3n1", mountinfo=UNIFIED, proc_cgroup="0::/\n") == [
-        Path("/sys/fs/cgroup/mcfleet-lab-mcl3n1")
-    ]
+    assert node_dirs("mcl3n1", mountinfo=UNIFIED, proc_cgroup="0::/\n") == [Path("/sys/fs/cgroup/mcfleet-lab-mcl3n1")]
     assert node_dirs("mcl3n1", mountinfo="", proc_cgroup="") == []
 
 

@@ -54,8 +54,7 @@ def node_dirs(netns: str, *, mountinfo: str | None = None, proc_cgroup: str | No
     mountinfo = mountinfo if mountinfo is not None else Path("/proc/self/mountinfo").read_text()
     proc_cgroup = proc_cgroup if proc_cgroup is not None else Path("/proc/self/cgroup").read_text()
     return [
-        mount / _own_path(proc_cgroup, key).lstrip("/") / f"{PREFIX}{netns}"
-        for mount, key in _hierarchies(mountinfo)
+        mount / _own_path(proc_cgroup, key).lstrip("/") / f"{PREFIX}{netns}" for mount, key in _hierarchies(mountinfo)
     ]
 
 
