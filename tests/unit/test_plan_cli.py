@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 from tests.conftest import run_cli
 from tests.unit.test_plan_cases import write_case_fleet
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again when the block ends: connections are refused
+from tests.unit.unreachable import closed_port
 
 
 def _fleet(tmp_path: Path) -> Path:
-    port = _closed_port()
+    port = closed_port()
     case = {
         "hosts": {
             "alpha": {"host": {"roles": ["master"], "addresses": ["127.0.0.1"], "ssh": {"port": port}}},

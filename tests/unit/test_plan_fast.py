@@ -8,10 +8,8 @@ typer gives it (and the same global state), and each form it does not take must 
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +23,7 @@ from mcfleet.cli.echo import echo
 from mcfleet.cli.plan_fast import parse
 from mcfleet.cli.registry import hoist_globals
 from mcfleet.cli.state import STATE
+from tests.unit.unreachable import init_unreachable_fleet
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -135,22 +134,9 @@ def test_echo_writes_what_typer_echo_writes(text: str, nl: bool, terminal: bool,
 # --- the same plan through both paths, on a real fleet (a host nothing listens for) ---
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def fleet(tmp_path: Path) -> Path:
-    root = tmp_path / "fleet"
-    subprocess.run([sys.executable, "-m", "mcfleet", "init", str(root)], check=True, capture_output=True)
-    host_file = root / "hosts" / "node1" / "host.json"
-    host = json.loads(host_file.read_text())
-    host["addresses"] = ["127.0.0.1"]
-    host["ssh"]["port"] = _closed_port()
-    host_file.write_text(json.dumps(host))
-    return root
+    return init_unreachable_fleet(tmp_path / "fleet")
 
 
 def mcfleet(*argv: str) -> tuple[int, str, str, set[str]]:

@@ -7,21 +7,14 @@ such a fleet must not import them (each one is imported where it is used).
 
 from __future__ import annotations
 
-import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from mcfleet.observe.manifest import Manifest, ManifestAgent
+from tests.unit.unreachable import init_unreachable_fleet
 
 HEAVY = ("acme", "josepy", "requests", "urllib3", "dns", "grpc", "google.protobuf", "jsonschema", "podman")
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # nothing listens there once the socket is closed
 
 
 def _modules_after(code: str, cwd: Path) -> set[str]:
@@ -35,13 +28,7 @@ def _heavy(mods: set[str]) -> list[str]:
 
 
 def test_a_plan_without_providers_or_services_imports_no_provider_client_grpc_or_jsonschema(tmp_path: Path) -> None:
-    fleet = tmp_path / "fleet"
-    subprocess.run([sys.executable, "-m", "mcfleet", "init", str(fleet)], check=True, capture_output=True)
-    host_file = fleet / "hosts" / "node1" / "host.json"
-    host = json.loads(host_file.read_text())
-    host["addresses"] = ["127.0.0.1"]
-    host["ssh"]["port"] = _closed_port()
-    host_file.write_text(json.dumps(host))
+    fleet = init_unreachable_fleet(tmp_path / "fleet")
     code = (
         "import sys, io, contextlib\nfrom mcfleet.cli.main import main\n"
         "with contextlib.redirect_stdout(io.StringIO()) as out: code = main(['plan', '--json'])\n"
