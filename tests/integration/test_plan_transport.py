@@ -204,7 +204,8 @@ def test_a_connection_dropped_before_the_handshake_is_tried_again(
     with pytest.raises(Unreachable) as err:  # dropped four times: the node is reported, not tried forever
         asyncio.run(go())
     assert relay.accepted == 4
-    assert "4 times: sshd dropped the connection before the handshake ended" in err.value.message
+    assert "4 times: sshd closed the connection before login completed" in err.value.message
+    assert "/run/nologin" in err.value.hint  # what to look for on the node
 
 
 def test_trust_on_first_use_only_when_asked_and_the_key_is_reported(

@@ -15,10 +15,15 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from mcfleet.cli.registry import COMMANDS, GLOBAL_FLAGS, LAZY_COMMANDS, hoist_globals, root_help, version_text
 from mcfleet.cli.state import STATE
 from mcfleet.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_INVALID, McfleetError
+
+if TYPE_CHECKING:  # annotations only: `mcfleet --help` imports as little as it can
+    from collections.abc import Callable
+    from pathlib import Path
 
 __all__ = ["COMMANDS", "LAZY_COMMANDS", "main", "run"]
 
@@ -60,49 +65,25 @@ def _validate_fast(argv: list[str]) -> int | None:
 
     typer 0.29 builds a pydantic TypeAdapter per parameter at start-up; validate needs none of it.
     """
-    fleet: str | None = os.environ.get("MCFLEET_FLEET") or None
-    debug = no_color = json_out = False
-    i = 0
-    while i < len(argv) and argv[i] != "validate":
-        arg = argv[i]
-        if arg == "--debug":
-            debug = True
-        elif arg == "--no-color":
-            no_color = True
-        elif arg in ("-C", "--fleet") and i + 1 < len(argv):
-            fleet, i = argv[i + 1], i + 1
-        elif arg.startswith("--fleet="):
-            fleet = arg.partition("=")[2]
-        else:
-            return None
-        i += 1
-    rest = argv[i + 1 :]
-    if i == len(argv) or not set(rest) <= {"--json", "--no-cache"} or len(set(rest)) != len(rest):
-        return None
-    json_out = "--json" in rest
-    STATE.debug, STATE.no_color = debug, no_color
-    from pathlib import Path
+    from mcfleet.cli.plan_fast import parse_globals
 
-    STATE.fleet = Path(fleet) if fleet else None
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    _skip_pydantic_plugin_scan()
-    try:
+    found = parse_globals(argv, "validate")
+    if found is None:
+        return None
+    globals_, rest = found
+    if not set(rest) <= {"--json", "--no-cache"} or len(set(rest)) != len(rest):
+        return None
+
+    def validate() -> int:
         from mcfleet.cli.validate_report import run_validate
 
-        return run_validate(None, json_out=json_out, use_cache="--no-cache" not in rest)
-    except McfleetError as exc:
-        if STATE.debug:
-            _print_traceback()
-        sys.stderr.write(exc.format() + "\n")
-        return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write(INTERRUPTED + "\n")
-        return EXIT_INTERRUPTED
+        return run_validate(None, json_out="--json" in rest, use_cache="--no-cache" not in rest)
+
+    return _without_typer(globals_, validate, detailed=False)
 
 
 def _plan_fast(argv: list[str]) -> int | None:
-    """The plain forms of `plan` (cli/plan_fast.py parses them as typer would) run without typer;
-    what happens on errors is what _run_app does with them."""
+    """The plain forms of `plan` (cli/plan_fast.py parses them as typer would) run without typer."""
     if "plan" not in argv:
         return None
     from mcfleet.cli.echo import click_uses_as_is
@@ -111,17 +92,25 @@ def _plan_fast(argv: list[str]) -> int | None:
     parsed = parse(argv)
     if parsed is None or not (click_uses_as_is(sys.stdout) and click_uses_as_is(sys.stderr)):
         return None
-    (debug, no_color, fleet), args = parsed
-    STATE.debug, STATE.no_color, STATE.fleet = debug, no_color, fleet
+    globals_, args = parsed
+
+    def plan() -> int:
+        from mcfleet.cli.plan_run import run_plan
+
+        return run_plan(*args)
+
+    return _without_typer(globals_, plan, detailed=args[4])  # args[4]: --detailed-exitcode
+
+
+def _without_typer(globals_: tuple[bool, bool, Path | None], command: Callable[[], int], *, detailed: bool) -> int:
+    """Run a command parsed without typer; its errors end as _run_app ends them."""
+    STATE.debug, STATE.no_color, STATE.fleet = globals_
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     _skip_pydantic_plugin_scan()
     from mcfleet.cli.echo import echo
 
-    detailed = args[4]  # --detailed-exitcode
     try:
-        from mcfleet.cli.plan_run import run_plan
-
-        code = run_plan(*args)
+        return command()
     except McfleetError as exc:
         if STATE.debug:
             _print_traceback()
@@ -143,7 +132,6 @@ def _plan_fast(argv: list[str]) -> int | None:
         return _internal_error(exc)
     except Exception as exc:  # the one boundary that catches everything
         return _internal_error(exc)
-    return code
 
 
 def _internal_error(exc: Exception) -> int:

@@ -420,12 +420,13 @@ class SshPool:
                     command_timeout=opts.command_timeout,
                     seen_host_key=seen.export_public_key().decode().strip() if seen is not None else None,
                 )
-        raise Unreachable(
-            "no address answered: " + "; ".join(attempts),
-            location=host.name,
-            hint="check that the node is up and sshd listens on port "
-            f"{host.ssh.port}; addresses are tried in the order of `addresses` in host.json",
+        hint = (
+            f"check that the node is up and sshd listens on port {host.ssh.port}; addresses are tried "
+            "in the order of `addresses` in host.json"
         )
+        if any(DROPPED_EVERY_TRY in a for a in attempts):
+            hint += f"; {DROPPED_HINT}"
+        raise Unreachable("no address answered: " + "; ".join(attempts), location=host.name, hint=hint)
 
     async def _jump(self, entry: HostEntry) -> Any:
         """The tunnel to reach `entry` through.
@@ -455,13 +456,20 @@ class SshPool:
         await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
 
 
-# An sshd drops a connection before the handshake ends when it is restarting or already holds
-# MaxStartups unauthenticated connections (OpenSSH's default 10:30:100 drops new ones at random
-# past 10): a node under load, or one that just booted.  Three more tries, after 0.5, 1.5 and
-# 3 s (like OpenSSH's ConnectionAttempts), tell that from a node that is down: a freshly booted
-# node under load was seen dropping every connection for about 2 s.  A refused or timed-out
-# connection is not tried again.
+# sshd closes a connection before login completes, with no message the client can read, when it
+# is restarting, when it already holds MaxStartups unauthenticated connections (OpenSSH's default
+# 10:30:100 drops new ones at random past 10), and while a node boots: until
+# systemd-user-sessions.service has run, /run/nologin makes PAM refuse every login but root's
+# ("Access denied ... by PAM account configuration" in the node's log).  Three more tries, after
+# 0.5, 1.5 and 3 s (like OpenSSH's ConnectionAttempts), outlast those moments and tell them from a
+# node that is down.  A refused or timed-out connection is not tried again.
 DROPPED_RETRY_PAUSES_S = (0.5, 1.5, 3.0)
+DROPPED_EVERY_TRY = "sshd closed the connection before login completed"
+DROPPED_HINT = (
+    "an sshd that closes every connection before login is restarting, past its MaxStartups, or "
+    "refusing logins other than root's while /run/nologin exists (a booting node, or one whose "
+    "systemd-user-sessions.service failed: see its journal)"
+)
 
 
 async def _connect_retrying_drops(address: str, kwargs: dict[str, Any]) -> asyncssh.SSHClientConnection:
@@ -474,9 +482,7 @@ async def _connect_retrying_drops(address: str, kwargs: dict[str, Any]) -> async
         return await asyncssh.connect(address, **kwargs)
     except (asyncssh.ConnectionLost, ConnectionResetError, BrokenPipeError) as exc:
         tries = len(DROPPED_RETRY_PAUSES_S) + 1
-        raise _DroppedEveryTry(
-            f"{_describe(exc)} ({tries} times: sshd dropped the connection before the handshake ended)"
-        ) from exc
+        raise _DroppedEveryTry(f"{_describe(exc)} ({tries} times: {DROPPED_EVERY_TRY})") from exc
 
 
 class _DroppedEveryTry(OSError):
