@@ -2,7 +2,7 @@
 look for it in everything mcfleet shows or leaves behind.
 
     needles = secret_needles(fleet_root)          # field path -> the text that must never appear
-    leaks = find_leaks(needles, {"plan --json": out, "journal": journal_text(root), "ps": local_ps()})
+    leaks = find_leaks(needles, {"plan --json": out, "ps": local_ps()}) + tree_leaks(needles, root / ".mcfleet")
     assert leaks == [], leaks
 
 A secret file that does not exist yet (a provider the lab does not run) gets a poison value
@@ -12,7 +12,7 @@ Extending (new providers, new secret fields): a provider model field that names 
 classified below, in SECRET_FILE_FIELDS or NOT_SECRET_FILE_FIELDS; tests/unit/test_secret_poison_fields.py
 fails for a `*_file` field in neither, so a new secret cannot be forgotten.  Providers that
 put secrets elsewhere (e.g. a key written onto a node) add its text to the needles with
-`needles["<what>"] = text` and the node's files to the sources with `node_texts(...)`.
+`needles["<what>"] = text`, and what the node shows (its files, its journal) to the sources.
 """
 
 from __future__ import annotations
@@ -108,15 +108,41 @@ def secret_paths(fleet_root: Path) -> set[Path]:
     return {Path(name).expanduser().resolve() for _, name in _secret_paths(data.get("providers", {}), "")}
 
 
-def tree_texts(root: Path, *, skip: Iterable[Path] = ()) -> dict[str, str]:
-    """Every regular file under root but `skip`, by path (journal, saved plans, logs, state)."""
+# Trees are searched a chunk at a time: a lab's run folder holds every full node's root file
+# system (~7 GB with a dozen nodes), which read whole into memory took a worker to 13 GB.
+CHUNK = 4 * 1024 * 1024
+
+
+def tree_leaks(needles: Mapping[str, str], root: Path, *, skip: Iterable[Path] = ()) -> list[str]:
+    """`<secret> in <file>` for each needle found (plain or base64) in a regular file under root but `skip`.
+
+    Every file is searched whatever its size or content, as bytes (a needle is ASCII, so it is in
+    a file's bytes exactly when it is in its text), in chunks that overlap by one needle's length,
+    so memory stays near CHUNK however large the tree.
+    """
     skipped = {p.resolve() for p in skip}
-    found: dict[str, str] = {}
+    forms = {what: [f.encode() for f in _forms(needle)] for what, needle in needles.items()}
+    overlap = max((len(f) for fs in forms.values() for f in fs), default=1) - 1
+    leaks: list[str] = []
     for path in sorted(root.rglob("*")) if root.exists() else []:
         if path.is_symlink() or not path.is_file() or path.resolve() in skipped:
             continue
-        if path.stat().st_size < 16 * 1024 * 1024:
-            found[str(path)] = path.read_text(errors="replace")
+        found = _found_in_file(path, forms, overlap)
+        leaks += [f"{what} in {path}" for what in forms if what in found]
+    return leaks
+
+
+def _found_in_file(path: Path, forms: Mapping[str, list[bytes]], overlap: int) -> set[str]:
+    found: set[str] = set()
+    tail = b""
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(CHUNK):
+                window = tail + chunk
+                found |= {what for what, fs in forms.items() if what not in found and any(x in window for x in fs)}
+                tail = window[-overlap:] if overlap else b""
+    except FileNotFoundError:  # a running node removed it (a temp file): nothing is left behind there
+        pass
     return found
 
 

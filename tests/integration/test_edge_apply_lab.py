@@ -237,7 +237,7 @@ def _no_secret_leaks(lab: Lab, nodes: Nodes, root: Path, runs: list[Any], tmp_pa
     """The TSIG key, the ACME account key and the private keys written on the nodes appear nowhere:
     not in the output (also with --debug), the saved plan, the journal and state under the fleet,
     the proxies' logs, the nodes' journals, nor any process's argv."""
-    from tests.secret_poison import find_leaks, local_ps, secret_needles, secret_paths, tree_texts
+    from tests.secret_poison import find_leaks, local_ps, secret_needles, secret_paths, tree_leaks
 
     needles = secret_needles(root)
     for n in nodes.nodes:
@@ -249,12 +249,11 @@ def _no_secret_leaks(lab: Lab, nodes: Nodes, root: Path, runs: list[Any], tmp_pa
     assert debug.code == 0, debug.stderr[-2000:]
     sources = {f"run {i} output": r.stdout + r.stderr for i, r in enumerate([*runs, debug])}
     sources["saved plan"] = plan_file.read_text()
-    sources.update(tree_texts(root, skip=secret_paths(root)))
-    sources.update(tree_texts(lab.run_dir / "nodeproxy"))
     for n in nodes.nodes:
         sources[f"{n.name} journal"] = nodes.sh(n.name, "journalctl --no-pager -o cat", check=False).stdout
     sources["ps"] = local_ps()
-    assert find_leaks(needles, sources) == []
+    trees = tree_leaks(needles, root, skip=secret_paths(root)) + tree_leaks(needles, lab.run_dir / "nodeproxy")
+    assert find_leaks(needles, sources) + trees == []
 
 
 def _remove_while_mcns_is_down(

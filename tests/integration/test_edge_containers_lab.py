@@ -313,7 +313,7 @@ def _no_secret_leaks(nodes: Nodes, root: Path, runs: list[CliRun], env: dict[str
     proxies' logs, the nodes' journals (sudo's and doas' logs included), nor any process's argv."""
     import os
 
-    from tests.secret_poison import find_leaks, local_ps, secret_needles, secret_paths, tree_texts
+    from tests.secret_poison import find_leaks, local_ps, secret_needles, secret_paths, tree_leaks
 
     os.environ.update(env)  # the needles decrypt the fleet's secrets with the operator key
     try:
@@ -331,9 +331,8 @@ def _no_secret_leaks(nodes: Nodes, root: Path, runs: list[CliRun], env: dict[str
     assert debug.code == 0, debug.stderr[-2000:]
     sources = {f"run {i} output": r.stdout + r.stderr for i, r in enumerate([*runs, debug])}
     sources["saved plan"] = plan_file.read_text()
-    sources.update(tree_texts(root, skip=secret_paths(root)))
-    sources.update(tree_texts(nodes.lab.run_dir / "nodeproxy"))
     for n in nodes.nodes:
         sources[f"{n.name} journal"] = nodes.sh(n.name, "journalctl --no-pager -o cat", check=False).stdout
     sources["ps"] = local_ps()
-    assert find_leaks(needles, sources) == []
+    trees = tree_leaks(needles, root, skip=secret_paths(root)) + tree_leaks(needles, nodes.lab.run_dir / "nodeproxy")
+    assert find_leaks(needles, sources) + trees == []

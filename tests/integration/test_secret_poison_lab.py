@@ -21,7 +21,7 @@ import pytest
 
 from tests.fixtures_lab import LabFleet
 from tests.integration.apply_lab import mcfleet_argv
-from tests.secret_poison import find_leaks, local_ps, secret_needles, secret_paths, tree_texts
+from tests.secret_poison import find_leaks, local_ps, secret_needles, secret_paths, tree_leaks
 
 pytestmark = pytest.mark.lab
 
@@ -84,9 +84,9 @@ def test_no_secret_in_any_output_log_file_or_command_line(lab_fleet: LabFleet, t
         leaks += check_run(lab_fleet, root, needles, [a.format(tmp=tmp_path, node=node) for a in argv])
     # The peers' own configuration must hold the secret they check (Knot's key): not a leak.
     peer_config = {lab_fleet.lab.run_dir / "knot" / "tsig.conf"}
-    leaks += find_leaks(needles, tree_texts(root / ".mcfleet"))  # the journal and state
+    leaks += tree_leaks(needles, root / ".mcfleet")  # the journal and state
     leaks += find_leaks(needles, {"the saved plan": (tmp_path / "plan.json").read_text()})
-    leaks += find_leaks(needles, tree_texts(lab_fleet.lab.run_dir, skip=secret_paths(root) | peer_config))
+    leaks += tree_leaks(needles, lab_fleet.lab.run_dir, skip=secret_paths(root) | peer_config)
     for name in lab_fleet.names:
         seen: Any = lab_fleet.exec_in(
             name, ["sh", "-c", "ps -eo args; cat /srv/mcp/* /var/lib/mcfleet/* 2>/dev/null; true"], check=False
