@@ -79,6 +79,14 @@ def _add_lab_journals(item: pytest.Item, report: pytest.TestReport) -> None:
         report.sections.extend(node_journals(made))
 
 
+def _add_agent_logs(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A failed test that started agents reports whether each still runs and the end of its log."""
+    runner = getattr(item, "funcargs", {}).get("agent_runner")
+    sections = getattr(runner, "report_sections", None)
+    if callable(sections):
+        report.sections.extend(sections())
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
     """With CI=true (set by .ci/run), a skip outside the Nix tiers T2/T3 is a failure: a missing
@@ -87,6 +95,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
     if report.when == "call" and report.failed:
         _add_lab_journals(item, report)
+        _add_agent_logs(item, report)
     if os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
         return
     if not report.skipped or hasattr(report, "wasxfail"):

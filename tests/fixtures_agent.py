@@ -268,6 +268,20 @@ class AgentRunner:
         return agent
 
 
+    def report_sections(self, tail: int = 6000) -> list[tuple[str, str]]:
+        """Each agent's state and the end of its log, for a failed test's report (read before teardown)."""
+        sections = []
+        for agent in self.started:
+            code = agent.proc.poll()
+            state = "running" if code is None else f"exited {code}"
+            try:
+                text = agent.log_text()[-tail:]
+            except OSError as exc:
+                text = f"(log unreadable: {exc})"
+            sections.append((f"agent {agent.socket.name} ({state}, pid {agent.proc.pid})", text))
+        return sections
+
+
 @pytest.fixture
 def agent_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentRunner]:
     runner = AgentRunner(tmp_path_factory.mktemp("ag"))
