@@ -267,7 +267,6 @@ class AgentRunner:
         _wait_path(sock, proc, log, within=300)
         return agent
 
-
     def report_sections(self, tail: int = 6000) -> list[tuple[str, str]]:
         """Each agent's state and the end of its log, for a failed test's report (read before teardown)."""
         sections = []

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping
@@ -117,18 +118,22 @@ def tree_leaks(needles: Mapping[str, str], root: Path, *, skip: Iterable[Path] =
     """`<secret> in <file>` for each needle found (plain or base64) in a regular file under root but `skip`.
 
     Every file is searched whatever its size or content, as bytes (a needle is ASCII, so it is in
-    a file's bytes exactly when it is in its text), in chunks that overlap by one needle's length,
-    so memory stays near CHUNK however large the tree.
+    a file's bytes exactly when it is in its text), in chunks that overlap by one needle's length;
+    the tree is walked a folder at a time (symlinks never followed), so memory stays near CHUNK
+    however large the tree.
     """
     skipped = {p.resolve() for p in skip}
     forms = {what: [f.encode() for f in _forms(needle)] for what, needle in needles.items()}
     overlap = max((len(f) for fs in forms.values() for f in fs), default=1) - 1
     leaks: list[str] = []
-    for path in sorted(root.rglob("*")) if root.exists() else []:
-        if path.is_symlink() or not path.is_file() or path.resolve() in skipped:
-            continue
-        found = _found_in_file(path, forms, overlap)
-        leaks += [f"{what} in {path}" for what in forms if what in found]
+    for folder, subfolders, names in os.walk(root):
+        subfolders.sort()
+        for name in sorted(names):
+            path = Path(folder) / name
+            if path.is_symlink() or not path.is_file() or path.resolve() in skipped:
+                continue
+            found = _found_in_file(path, forms, overlap)
+            leaks += [f"{what} in {path}" for what in forms if what in found]
     return leaks
 
 

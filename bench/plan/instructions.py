@@ -10,7 +10,8 @@ So this is the figure to compare two commits with, or to see where mcfleet's ove
   what the floor imports (mcfleet's package, asyncio, asyncssh, json); both end with os._exit, as plan does;
 - the cost of each added host: the difference between the largest and the smallest N, per host.
 
-    .venv/bin/python bench/plan/instructions.py --n 20,100 --results bench/plan/INSTRUCTIONS.md
+    .venv/bin/python bench/plan/instructions.py --n 20,100 --runs 3 --results bench/plan/INSTRUCTIONS.md
+    .venv/bin/python bench/plan/instructions.py --n 5 --runs 1 --json /tmp/counts.json   # a quick look
 
 Needs root (the lab) and valgrind (`apt-get install valgrind`).  Every run must exit 0 and bring
 back every host's facts (checks.py), or the bench stops.  Leaves nothing running.
@@ -20,8 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime
+import json
 import os
 import re
 import shutil
@@ -34,9 +35,7 @@ from functools import partial
 from pathlib import Path
 
 from checks import Incomplete, check_floor, check_mcfleet
-from run import MCFLEET_PLAN_ARGS, REPO, Setup, bring_up
-
-from mcfleet.lab.lab import Lab, lab_down
+from run import MCFLEET_PLAN_ARGS, REPO, Setup, bench_lab, bring_up, first_line
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO / "bench"))
@@ -92,10 +91,6 @@ def measure(argv: list[str], out: Path, runs: int, check: Callable[[str], None] 
 
 
 def versions() -> dict[str, str]:
-    def first_line(argv: list[str]) -> str:
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
-        return (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else "?"
-
     commit = first_line(["git", "-C", str(REPO), "log", "-1", "--format=%h (%cs)"])
     return {"mcfleet": commit, "valgrind": first_line(["valgrind", "--version"]),
             "python": sys.version.split()[0]}  # fmt: skip
@@ -142,6 +137,7 @@ def main() -> int:
     ap.add_argument("--n", default="20,100", help="node counts, comma-separated")
     ap.add_argument("--runs", type=int, default=2, help="runs per case (the lowest is reported, with the spread)")
     ap.add_argument("--results", type=Path, help="write the markdown report here (e.g. bench/plan/INSTRUCTIONS.md)")
+    ap.add_argument("--json", type=Path, help="also write the counts here (millions of instructions, every run)")
     args = ap.parse_args()
     counts = sorted({int(x) for x in args.n.split(",")})
     if args.runs < 1 or counts[0] < 1:
@@ -151,30 +147,26 @@ def main() -> int:
     if not shutil.which("valgrind"):
         sys.exit("valgrind is missing: apt-get install -y valgrind")
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "python")], check=True, env=ENV)
-    work = Path(tempfile.mkdtemp(prefix="mcfleet-instr-"))
-    lab = Lab(work / "lab")
     rows: dict[str, Counts] = {}
     mcfleet = str(REPO / ".venv" / "bin" / "mcfleet")
-    try:
-        plan_imports = f"{PLAN_BOOT}import {PLAN_IMPORTS}\nos._exit(0)\n"
-        rows["imports mcfleet"] = measure([sys.executable, "-c", plan_imports], work / "imp.out", args.runs)
-        rows["imports floor"] = measure([sys.executable, "-c", FLOOR_IMPORTS], work / "imp.out", args.runs)
-        names = asyncio.run(bring_up(lab, counts[-1]))
-        for n in counts:
-            setup = Setup(lab, names[:n], work / f"n{n}", Path("pyinfra"))
-            addresses, wanted = setup.addresses, set(names[:n])
-            floor = [sys.executable, str(HERE / "floor.py"), str(setup.work / "hosts.json")]
-            plan = [mcfleet, "plan", "-C", str(setup.fleet), "--json", *MCFLEET_PLAN_ARGS]
-            rows[f"floor {n}"] = measure(floor, work / "floor.out", args.runs, partial(check_floor, hosts=addresses))
-            rows[f"mcfleet {n}"] = measure(plan, work / "plan.out", args.runs, partial(check_mcfleet, hosts=wanted))
-            print(f"N = {n}: floor {rows[f'floor {n}'].low:,.0f} M, mcfleet {rows[f'mcfleet {n}'].low:,.0f} M",
-                  flush=True)  # fmt: skip
-    except BenchFailed as e:
-        sys.exit(f"bench stopped: {e}")
-    finally:
-        asyncio.run(lab_down(lab))
-        with contextlib.suppress(OSError):
-            shutil.rmtree(work)
+    with bench_lab("mcfleet-instr-") as (lab, work):
+        try:
+            plan_imports = f"{PLAN_BOOT}import {PLAN_IMPORTS}\nos._exit(0)\n"
+            rows["imports mcfleet"] = measure([sys.executable, "-c", plan_imports], work / "imp.out", args.runs)
+            rows["imports floor"] = measure([sys.executable, "-c", FLOOR_IMPORTS], work / "imp.out", args.runs)
+            names = asyncio.run(bring_up(lab, counts[-1]))
+            for n in counts:
+                setup = Setup(lab, names[:n], work / f"n{n}", Path("pyinfra"))
+                floor = [sys.executable, str(HERE / "floor.py"), str(setup.work / "hosts.json")]
+                plan = [mcfleet, "plan", "-C", str(setup.fleet), "--json", *MCFLEET_PLAN_ARGS]
+                floor_ok = partial(check_floor, hosts=setup.addresses)
+                plan_ok = partial(check_mcfleet, hosts=set(names[:n]))
+                rows[f"floor {n}"] = measure(floor, work / "floor.out", args.runs, floor_ok)
+                rows[f"mcfleet {n}"] = measure(plan, work / "plan.out", args.runs, plan_ok)
+                print(f"N = {n}: floor {rows[f'floor {n}'].low:,.0f} M, mcfleet {rows[f'mcfleet {n}'].low:,.0f} M",
+                      flush=True)  # fmt: skip
+        except BenchFailed as e:
+            sys.exit(f"bench stopped: {e}")
     meta = {
         "command": " ".join(["bench/plan/instructions.py", *sys.argv[1:]]),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -184,6 +176,8 @@ def main() -> int:
     print("\n" + text)
     if args.results:
         args.results.write_text(text)
+    if args.json:
+        args.json.write_text(json.dumps({case: list(c.runs) for case, c in rows.items()}, indent=2) + "\n")
     return 0
 
 

@@ -47,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,14 +162,30 @@ def ensure_pyinfra() -> Path:
     return exe
 
 
-def tool_versions(pyinfra: Path) -> dict[str, str]:
-    def first_line(argv: list[str], *, stderr: bool = False) -> str:
-        with contextlib.suppress(OSError):
-            res = subprocess.run(argv, capture_output=True, text=True, check=False)
-            out = (res.stderr if stderr else res.stdout).strip()
-            return out.splitlines()[0] if out else "?"
-        return "?"
+def first_line(argv: list[str], *, stderr: bool = False) -> str:
+    """The first line a program prints (a version), or "?"."""
+    with contextlib.suppress(OSError):
+        res = subprocess.run(argv, capture_output=True, text=True, check=False)
+        out = (res.stderr if stderr else res.stdout).strip()
+        return out.splitlines()[0] if out else "?"
+    return "?"
 
+
+@contextlib.contextmanager
+def bench_lab(prefix: str) -> Iterator[tuple[Lab, Path]]:
+    """A lab in a new temporary folder (the lab's own and the tools' files); brought down and
+    removed however the bench ends."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    lab = Lab(work / "lab")
+    try:
+        yield lab, work
+    finally:
+        asyncio.run(lab_down(lab))
+        with contextlib.suppress(OSError):
+            shutil.rmtree(work)
+
+
+def tool_versions(pyinfra: Path) -> dict[str, str]:
     import asyncssh  # only for its version, after the runs
 
     return {
@@ -331,23 +347,18 @@ def main() -> int:
     compile_sources = [sys.executable, "-m", "compileall", "-q", str(REPO / "python")]
     subprocess.run(compile_sources, check=True, stdout=subprocess.DEVNULL)
     started, load_before = time.monotonic(), os.getloadavg()
-    work = Path(tempfile.mkdtemp(prefix="mcfleet-bench-"))
-    lab = Lab(work / "lab")
     results: dict[int, Stats] = {}
-    try:
-        names = asyncio.run(bring_up(lab, max(counts)))
-        for count in counts:
-            setup = Setup(lab, names[:count], work / f"n{count}", pyinfra)
-            here = [t for t in tools if t != "ansible" or not args.ansible_max or count <= args.ansible_max]
-            results[count] = {t: summarize(s) for t, s in interleaved(setup, here, args.runs).items()}
-            print(table(count, results[count]), f"\n\n(N = {count} done after {time.monotonic() - started:.0f} s)")
-            sys.stdout.flush()
-    except RunFailed as e:
-        sys.exit(f"bench stopped: {e}")
-    finally:
-        asyncio.run(lab_down(lab))
-        with contextlib.suppress(OSError):
-            shutil.rmtree(work)
+    with bench_lab("mcfleet-bench-") as (lab, work):
+        try:
+            names = asyncio.run(bring_up(lab, max(counts)))
+            for count in counts:
+                setup = Setup(lab, names[:count], work / f"n{count}", pyinfra)
+                here = [t for t in tools if t != "ansible" or not args.ansible_max or count <= args.ansible_max]
+                results[count] = {t: summarize(s) for t, s in interleaved(setup, here, args.runs).items()}
+                print(table(count, results[count]), f"\n\n(N = {count} done after {time.monotonic() - started:.0f} s)")
+                sys.stdout.flush()
+        except RunFailed as e:
+            sys.exit(f"bench stopped: {e}")
     took = time.monotonic() - started
     load_after = os.getloadavg()
     print(f"\nthe bench took {took / 60:.1f} min")
