@@ -15,12 +15,14 @@ Usage:  .venv/bin/python bench/validate_1000.py [HOSTS]
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "plan"))
+from launch import launched
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJlbmNoLWtleS1ub3QtYS1yZWFsLWtleS1hdC1hbGwtLS0t"
 
@@ -129,13 +131,14 @@ def main() -> None:
         print(f"  all runs: {', '.join(f'{r:.3f}' for r in runs)} s")
         print(f"  of which process start + imports (`mcfleet --version`): {startup_s:.3f} s")
         print(f"load + rules in-process (best of 3):       {best:.3f} s")
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        nix = subprocess.run([str(exe), "nix", "check", str(root)], capture_output=True, text=True, check=False)
-        used = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = used.ru_utime - before.ru_utime + used.ru_stime - before.ru_stime
+        # through the launcher: started from here (holding the fleet), its peak RSS would start at ours
+        with tempfile.TemporaryFile() as out:
+            _wall, cpu, rss_kib, _code = launched([str(exe), "nix", "check", str(root)], stdout=out, stderr=out)
+            out.seek(0)
+            said = out.read().decode(errors="replace").strip()
         print(
             f"mcfleet nix check (CPU of the command and nix-instantiate): {cpu:.2f} s, peak RSS "
-            f"{used.ru_maxrss / 1024:.0f} MB   [{nix.stdout.strip() or nix.stderr.strip()[-200:]}]"
+            f"{rss_kib / 1024:.0f} MB   [{said[-200:]}]"
         )
 
 

@@ -26,6 +26,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plan"))
+from launch import LaunchFailed, launched
+
 REPO = Path(__file__).resolve().parents[2]
 MINIMAL = REPO / "tests" / "data" / "fleets" / "minimal"
 LIMIT_S = 5.0
@@ -188,25 +191,29 @@ def run_special(name: str, script: str, top: Path) -> tuple[str, float, int, str
         subprocess.run(["chmod", "-R", "a+rX", str(top)], check=True)
         subprocess.run(["sh", "-c", script.format(h=h, s=s, root=root)], check=True)
     code = (
-        "import json, resource, sys, time, pathlib\n"
+        "import json, sys, time, pathlib\n"
         "from mcfleet.fleet.load import load_fleet\nfrom mcfleet.fleet.rules import check\n"
         "t = time.perf_counter(); found = check(load_fleet(pathlib.Path(sys.argv[1])))\n"
-        "print(json.dumps({'s': time.perf_counter() - t, 'codes': sorted({f.code for f in found}),"
-        " 'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))\n"
+        "print(json.dumps({'s': time.perf_counter() - t, 'codes': sorted({f.code for f in found})}))\n"
     )
     argv = [sys.executable, "-c", code, str(root)]
     if "nobody" in name:  # root reads through chmod 000; a user does not
         argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, cwd="/")
-    except subprocess.TimeoutExpired:
-        return name, 60.0, 0, "HUNG (killed after 60 s)"
-    finally:
-        subprocess.run(["chmod", "-R", "u+rwX", str(root)], check=False)
-    if done.returncode != 0:
-        return name, 0.0, 0, "TRACEBACK: " + done.stderr.strip().splitlines()[-1]
-    out = json.loads(done.stdout)
-    return name, out["s"], out["rss"], ", ".join(out["codes"]) or "no finding"
+    # through the launcher: a child of this process would begin its peak-RSS count at our size
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            _wall, _cpu, rss_kib, returncode = launched(argv, timeout=60, stdout=out, stderr=err, cwd="/")
+        except LaunchFailed:
+            return name, 60.0, 0, "HUNG (killed after 60 s)"
+        finally:
+            subprocess.run(["chmod", "-R", "u+rwX", str(root)], check=False)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode(errors="replace")
+    if returncode != 0:
+        return name, 0.0, 0, "TRACEBACK: " + (stderr.strip().splitlines() or ["(no output)"])[-1]
+    found = json.loads(stdout)
+    return name, found["s"], rss_kib // 1024, ", ".join(found["codes"]) or "no finding"
 
 
 def main() -> None:

@@ -32,13 +32,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "bench" / "plan"))
 
+from launch import LaunchFailed, launched  # noqa: E402
 from validate_1000 import generate  # noqa: E402
 
 from mcfleet.nix.argv import instantiate_eval_argv  # noqa: E402
@@ -68,32 +69,25 @@ def evaluate(lib: Path, root: Path, body: str, timeout: float) -> Run:
     with tempfile.NamedTemporaryFile(suffix=".json") as stats:
         env = {**os.environ, "NIX_SHOW_STATS": "1", "NIX_SHOW_STATS_PATH": stats.name}
         argv = instantiate_eval_argv(lib_expr(lib, root, body))
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        deadline = start + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                _, status, usage = os.wait4(proc.pid, 0)
-                return Run(usage.ru_utime + usage.ru_stime, timeout, usage.ru_maxrss / 1024, 0, 0, timed_out=True)
-            time.sleep(0.01)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out = proc.stdout.read().decode() if proc.stdout else ""
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        if proc.returncode != 0:
-            sys.exit(f"nix-instantiate failed ({proc.returncode}):\n{err[-2000:]}")
-        result = json.loads(out)
+        # through the launcher: started from here, its peak RSS would begin at this process's size
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                wall, cpu, rss_kib, code = launched(argv, timeout=timeout, stdout=out, stderr=err, env=env)
+            except LaunchFailed:
+                return Run(timeout, timeout, 0, 0, 0, timed_out=True)
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read().decode(), err.read().decode(errors="replace")
+        if code != 0:
+            sys.exit(f"nix-instantiate failed ({code}):\n{stderr[-2000:]}")
+        result = json.loads(stdout)
         if not result["valid"]:
             sys.exit(f"the generated fleet is not valid for nix/lib at {lib}: {result}")
         counters = json.loads(Path(stats.name).read_text() or "{}")
     return Run(
-        cpu_s=usage.ru_utime + usage.ru_stime,
+        cpu_s=cpu,
         wall_s=wall,
-        rss_mb=usage.ru_maxrss / 1024,
+        rss_mb=rss_kib / 1024,
         calls=int(counters.get("nrFunctionCalls", 0)),
         values=int(counters.get("values", {}).get("number", 0)),
     )

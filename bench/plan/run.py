@@ -21,7 +21,8 @@ byte-compiled first, as an installed package is.
 Reported per tool and N, over `--runs` interleaved repetitions (after one warm-up; the order
 rotates, each tool in turn runs first):
 median and min of wall time, client CPU (user+sys of the whole process tree, orphans
-included: this process is a subreaper), node CPU and the client's peak RSS.  The lab's nodes
+included: this process is a subreaper), node CPU and the client's peak RSS (its own: tools start from
+the small bench/plan/launch.py, see there).  The lab's nodes
 share the client's cores, so node-side work shows up in wall time here; client CPU is the
 figure that carries over to a real fleet.
 
@@ -52,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from checks import Incomplete, check_ansible, check_done, check_floor, check_mcfleet
+from launch import LaunchFailed, launched
 
 from mcfleet.lab.lab import Lab, lab_down
 from mcfleet.transport.ssh import ENCRYPTION_ALGS, KEX_ALGS
@@ -134,11 +136,10 @@ def measure(argv: list[str], sshd_pids: list[int], out: Path, *, env: dict[str, 
     keep = children()  # the lab's daemons
     node_before = sshd_cpu(sshd_pids)
     with out.open("wb") as stdout, tempfile.TemporaryFile() as stderr:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
-        _pid, status, ru = os.wait4(proc.pid, 0)  # wait4, not wait: its rusage is the run's CPU
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        try:
+            wall, cpu, rss_kib, returncode = launched(argv, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
+        except LaunchFailed as e:
+            raise RunFailed(str(e)) from e
         stderr.seek(0)
         err = stderr.read()
     for cmd in after or []:
@@ -147,11 +148,10 @@ def measure(argv: list[str], sshd_pids: list[int], out: Path, *, env: dict[str, 
     deadline = time.monotonic() + 3.0
     while sessions_open(sshd_pids) and time.monotonic() < deadline:
         time.sleep(0.02)
-    cpu = ru.ru_utime + ru.ru_stime + orphan_cpu
-    if proc.returncode != 0:
+    if returncode != 0:
         tail = (err or out.read_bytes()).decode(errors="replace")[-800:]
-        raise RunFailed(f"{' '.join(argv[:3])} ... exited {proc.returncode}: {tail}")
-    return Sample(wall, cpu, sshd_cpu(sshd_pids) - node_before, max(ru.ru_maxrss, orphan_rss) / 1024)
+        raise RunFailed(f"{' '.join(argv[:3])} ... exited {returncode}: {tail}")
+    return Sample(wall, cpu + orphan_cpu, sshd_cpu(sshd_pids) - node_before, max(rss_kib, orphan_rss) / 1024)
 
 
 def ensure_pyinfra() -> Path:

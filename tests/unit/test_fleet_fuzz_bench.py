@@ -46,3 +46,6 @@ def test_each_special_file_is_a_finding(case: str) -> None:
     print(f"{name}: {seconds:.3f} s, {rss} MiB, {codes}")
     assert "unreadable" in codes or "file-too-large" in codes, codes
     assert seconds < bench.LIMIT_S
+    # the validating process's own peak (~30 MiB: Python and the fleet code); reading the 300 MB file,
+    # /dev/zero or /dev/urandom into memory would go far past this
+    assert 0 < rss < 64, f"{name}: peak RSS {rss} MiB"
