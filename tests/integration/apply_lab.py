@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import pytest
 
+from mcfleet.apply.events import Status
 from mcfleet.errors import McfleetError, ToolMissing
 from mcfleet.lab.lab import Lab
 from mcfleet.lab.login import Login
@@ -205,6 +206,22 @@ class CliRun:
         for line in self.stdout.splitlines():
             if line.startswith("{"):
                 yield json.loads(line)
+
+    @property
+    def why(self) -> str:
+        """A failed run's story for an assertion message: what failed first, then the output's tails.
+
+        CI keeps only the end of a long assertion message, and the end of apply's output is the
+        summary's "an earlier phase did not succeed" lines: the failed events lead here.
+        """
+        bad = {s.value for s in Status if s.bad}  # the outcomes that make apply exit 1
+        try:
+            failed = [e for e in self._lines() if e.get("status") in bad]
+        except json.JSONDecodeError:
+            failed = []
+        lead = "\n".join(f"{e.get('host')} {e.get('phase')} {e.get('status')}: {e.get('message')}" for e in failed)
+        tails = f"--- stderr:\n{self.stderr[-2000:]}\n--- stdout:\n{self.stdout[-2500:]}"
+        return f"exit {self.code}; failed:\n{lead}\n{tails}"
 
     def phase(self, host: str, phase: str) -> dict[str, Any]:
         result: dict[str, Any] = self.summary["hosts"][host]["phases"][phase]

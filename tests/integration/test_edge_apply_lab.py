@@ -135,7 +135,7 @@ def test_apply_through_the_edge_converges_and_removes(  # noqa: PLR0917 (pytest 
     started = time.monotonic()
     run = cli("apply", str(root), "--all", "--yes", "--bundle", str(agent_bundle), "--json")
     took = time.monotonic() - started
-    assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.code == 0, run.why
     print(f"first apply (2 nodes, agent, 2 certs, 3 routes, 3 records): {took:.1f} s")
 
     assert "this is the pub page" in _curl(f"pub.{zone}", 443, edge.address, pebble_root).stdout
@@ -149,7 +149,7 @@ def test_apply_through_the_edge_converges_and_removes(  # noqa: PLR0917 (pytest 
     assert key_mode.strip() == "600 root"
 
     again = cli("plan", str(root), "--detailed-exitcode", "--json")
-    assert again.code == 0, again.stdout[-3000:] + again.stderr[-2000:]  # converged: nothing to do
+    assert again.code == 0, again.why  # converged: nothing to do
     _no_secret_leaks(lab, nodes, root, [run, again], tmp_path)
     _renews_near_expiry_and_keeps_the_rest(nodes, root, zone, agent_bundle, tmp_path)
 
@@ -165,7 +165,7 @@ def test_apply_through_the_edge_converges_and_removes(  # noqa: PLR0917 (pytest 
     assert f"{edge.name} route delete route 443/pub.{zone}" in removed
     assert f"{edge.name} cert delete cert pub.{zone}" in removed
     gone = cli("apply", str(root), "--all", "--yes", "--bundle", str(agent_bundle), "--json")
-    assert gone.code == 0, gone.stdout[-3000:] + gone.stderr[-3000:]
+    assert gone.code == 0, gone.why
     assert _knot(knot, f"pub.{zone}") == []
     assert "this is the pub page" not in _curl(f"pub.{zone}", 443, edge.address, pebble_root).stdout
     assert "this is the int page" in _curl(f"int.{zone}", 443, worker.address, pebble_root).stdout
@@ -196,7 +196,7 @@ def test_apply_with_the_seed_native_backends_against_their_contract_fakes(
         root = _native_fleet(nodes, zone, token, mcns_url, mc_url)
 
         run = cli("apply", str(root), "--all", "--yes", "--bundle", str(agent_bundle), "--json")
-        assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert run.code == 0, run.why
         assert sorted(ca.issued) == [f"int.{zone}", f"pub.{zone}"]
         worker_routes = {f"{k[0]}/{k[1]}": r.backend for k, r in fakes[0][1].routes.items()}
         edge_routes = {f"{k[0]}/{k[1]}": r.backend for k, r in fakes[1][1].routes.items()}
@@ -207,7 +207,7 @@ def test_apply_with_the_seed_native_backends_against_their_contract_fakes(
 
         writes = (len(ca.issued), mcns.serial, [len(f[1].calls) for f in fakes])
         again = cli("plan", str(root), "--detailed-exitcode", "--json")
-        assert again.code == 0, again.stdout[-3000:] + again.stderr[-2000:]
+        assert again.code == 0, again.why
         assert (len(ca.issued), mcns.serial) == writes[:2]  # the plan only read
         assert all(c.startswith("ListRoutes") for f in fakes for c in f[1].calls[len(f[1].calls) - 1 :])
 
@@ -226,7 +226,7 @@ def _renews_near_expiry_and_keeps_the_rest(nodes: Nodes, root: Path, zone: str, 
     assert [(a["host"], a["kind"], a["subject"]) for a in certs] == [(worker.name, "replace", f"cert int.{zone}")]
     assert certs[0]["reason"].startswith("expires in 19 days")
     renew = cli("apply", str(root), "--all", "--yes", "--bundle", str(bundle), "--json")
-    assert renew.code == 0, renew.stdout[-3000:] + renew.stderr[-3000:]
+    assert renew.code == 0, renew.why
     renewed = cert_info(nodes.sh(worker.name, f"cat /srv/mc-proxy/certs/int.{zone}.pem").stdout)
     assert renewed.days_left() > 60 and renewed.sans == (f"int.{zone}",)  # a new one from Pebble
     kept = nodes.sh(edge.name, f"cat /srv/mc-proxy/certs/pub.{zone}.pem").stdout
@@ -268,14 +268,14 @@ def _remove_while_mcns_is_down(
     host_file.write_text(json.dumps(host, indent=2))
     mcns.down = True
     down = cli("apply", str(root), "--all", "--yes", "--bundle", str(bundle), "--json")
-    assert down.code == 1, down.stdout[-3000:] + down.stderr[-3000:]
+    assert down.code == 1, down.why
     dns_phase = down.phase(worker.name, "dns")
     assert dns_phase["status"] == "failed" and "MCNS answered 503" in dns_phase["message"]
     assert "what to do" in dns_phase["message"]
     assert down.summary["hosts"][edge.name]["status"] == "changed" and edge_proxy.routes == {}
     mcns.down = False
     gone = cli("apply", str(root), "--all", "--yes", "--bundle", str(bundle), "--json")
-    assert gone.code == 0, gone.stdout[-3000:] + gone.stderr[-3000:]
+    assert gone.code == 0, gone.why
     assert f"pub.{zone}" not in {r["name"] for r in mcns.records.values()}
     assert cli("plan", str(root), "--detailed-exitcode").code == 0
 

@@ -159,7 +159,7 @@ def test_one_apply_serves_three_containers_through_the_edge(  # noqa: PLR0917 (p
     assert {f"{worker.name} dns create dns {sni}", f"{worker.name} dns update dns {sni}"} & set(plan), plan
 
     run = cli("-C", str(root), "apply", "--yes", "--bundle", str(agent_bundle), "--json", env=env)
-    assert run.code == 0, run.stdout[-4000:] + run.stderr[-3000:]
+    assert run.code == 0, run.why
     print(f"[{worker_login}/{edge_login}] one apply (agent, 3 containers, 2 certs, 3 routes, 3 records): "
           f"{run.seconds:.1f} s")  # fmt: skip
     assert _containers(nodes, worker.name) == ["api", "hello", "sni"]
@@ -179,9 +179,9 @@ def test_one_apply_serves_three_containers_through_the_edge(  # noqa: PLR0917 (p
     # second apply: converged, and nothing is touched
     before = _snapshot(nodes, knot)
     again = cli("plan", "-C", str(root), "--detailed-exitcode", "--json", env=env)
-    assert again.code == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    assert again.code == 0, again.why
     second = cli("-C", str(root), "apply", "--yes", "--bundle", str(agent_bundle), "--json", env=env)
-    assert second.code == 0, second.stdout[-3000:] + second.stderr[-2000:]
+    assert second.code == 0, second.why
     assert _snapshot(nodes, knot) == before
     print(f"[{worker_login}/{edge_login}] no-op apply: {second.seconds:.1f} s")
     _no_secret_leaks(nodes, root, [run, again, second], env, tmp_path)
@@ -222,7 +222,7 @@ def _removing_a_service_file_removes_dns_routes_container(
     ]
     assert order == sorted(order), removal
     gone = cli("-C", str(root), "apply", "--yes", "--bundle", str(agent_bundle), "--json", env=env)
-    assert gone.code == 0, gone.stdout[-3000:] + gone.stderr[-3000:]
+    assert gone.code == 0, gone.why
     assert _knot(knot, api) == []
     assert "api 1" not in _curl(api, 9443, worker.address, pebble_root).stdout
     assert "mcfleet-9443-" + api not in nodes.sh(worker.name, CADDY_CONFIG).stdout
@@ -265,7 +265,7 @@ def test_the_same_containers_with_the_seed_native_backends_against_their_contrac
         (root / "fleet.json").write_text(json.dumps(fleet, indent=2))
 
         run = cli("-C", str(root), "apply", "--yes", "--bundle", str(agent_bundle), "--json", env=env)
-        assert run.code == 0, run.stdout[-4000:] + run.stderr[-3000:]
+        assert run.code == 0, run.why
         assert "POISON" not in run.stdout + run.stderr
         assert sorted(ca.issued) == [api, hello]
         worker_routes = {f"{k[0]}/{k[1]}": (r.mode, r.backend) for k, r in fakes[0][1].routes.items()}
@@ -276,13 +276,13 @@ def test_the_same_containers_with_the_seed_native_backends_against_their_contrac
 
         writes, calls = (len(ca.issued), mcns.serial), [len(f[1].calls) for f in fakes]
         again = cli("plan", "-C", str(root), "--detailed-exitcode", "--json", env=env)
-        assert again.code == 0, again.stdout[-3000:] + again.stderr[-2000:]
+        assert again.code == 0, again.why
         assert (len(ca.issued), mcns.serial) == writes  # the plan only read
         assert all(c.startswith("ListRoutes") for f, n in zip(fakes, calls, strict=True) for c in f[1].calls[n:])
 
         (root / "hosts" / worker.name / "services" / "api.json").unlink()
         gone = cli("-C", str(root), "apply", "--yes", "--bundle", str(agent_bundle), "--json", env=env)
-        assert gone.code == 0, gone.stdout[-3000:] + gone.stderr[-3000:]
+        assert gone.code == 0, gone.why
         assert api not in {r["name"] for r in mcns.records.values()}
         assert sorted(f"{k[0]}/{k[1]}" for k in fakes[0][1].routes) == [f"8443/{sni}"]
         assert _containers(nodes, worker.name) == ["hello", "sni"]

@@ -37,7 +37,7 @@ def _started(fleet: Nodes, name: str, container: str) -> str:
 
 def _apply(root: str, bundle: Path) -> None:
     run = cli("apply", "-C", root, "--yes", "--bundle", str(bundle), "--json", timeout=900)
-    assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.code == 0, run.why
 
 
 @pytest.mark.parametrize("login", ["root", "sudo"])
