@@ -124,7 +124,11 @@ def test_the_transport_stops_reading_a_flooding_command(flood_lab: tuple[Any, Pa
             conn = await pool.connect(entry)
             with pytest.raises(OutputTooLarge, match="printed more than 1024 KiB") as info:
                 await conn.run("cat /dev/zero", timeout=120, max_output=1024 * 1024)
-            after = await conn.run("echo still-connected", timeout=60)  # the connection survives
+            # stderr too, and a first line that never ends (the group id line comes before it)
+            with pytest.raises(OutputTooLarge, match=r"\(stderr\) printed more than 1024 KiB"):
+                await conn.run("cat /dev/zero >&2", timeout=120, max_output=1024 * 1024)
+            after = await conn.run("echo still-connected; printf 'warn\\n\\377' >&2", timeout=60)  # it survives
+            assert after.stderr == "warn\n\ufffd", after.stderr  # the group id line taken off, nothing else
             return f"{info.value.location} {after.stdout.strip()}"
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mcfleet.fleet.desired import CERT_DIR
 from mcfleet.observe.files import files_probe_body
@@ -140,9 +141,11 @@ def _awk_select(path: str, names: tuple[str, ...], ids: tuple[int, ...]) -> str:
     return f"awk -F: -v n={wanted_names} -v i={wanted_ids} {program} {path}"
 
 
+@lru_cache(maxsize=64)  # hosts of one role ask the same questions: their script is made once
 def facts_script(inp: ScriptInputs) -> str:
-    funcs = "\n".join(f"p_{p.name.replace('-', '_')}() {{\n{p.body}\n}}" for p in probes(inp))
-    calls = "\n".join(f"v {p.name} p_{p.name.replace('-', '_')}" for p in probes(inp))
+    asked = probes(inp)
+    funcs = "\n".join(f"p_{p.name.replace('-', '_')}() {{\n{p.body}\n}}" for p in asked)
+    calls = "\n".join(f"v {p.name} p_{p.name.replace('-', '_')}" for p in asked)
     return f"""\
 LC_ALL=C; export LC_ALL
 b() {{ base64 | tr -d '\\n'; }}

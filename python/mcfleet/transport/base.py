@@ -173,13 +173,18 @@ async def read_capped(stream: _Readable, cap: int, *, what: str, host: str) -> b
             return b"".join(chunks)
         size += len(chunk)
         if size > cap:
-            raise OutputTooLarge(
-                f"{what} printed more than {cap // 1024} KiB; mcfleet stopped reading it",
-                location=host,
-                hint="a node's output is capped so that one node cannot exhaust this machine: "
-                "find what on the node produces so much output (an oversized file, a looping command)",
-            )
+            raise output_too_large(what, cap, host)
         chunks.append(chunk)
+
+
+def output_too_large(what: str, cap: int, host: str) -> OutputTooLarge:
+    """The error for output past its cap (`what`: "the command `…`", with " (stderr)" for stderr)."""
+    return OutputTooLarge(
+        f"{what} printed more than {cap // 1024} KiB; mcfleet stopped reading it",
+        location=host,
+        hint="a node's output is capped so that one node cannot exhaust this machine: "
+        "find what on the node produces so much output (an oversized file, a looping command)",
+    )
 
 
 async def read_both(out: Coroutine[Any, Any, bytes], err: Coroutine[Any, Any, bytes]) -> tuple[bytes, bytes]:

@@ -44,8 +44,7 @@ from mcfleet.transport.base import (
     Unreachable,
     become_refused,
     grouped,
-    read_both,
-    read_capped,
+    output_too_large,
     shell_line,
     split_pgid,
 )
@@ -128,7 +127,7 @@ class SshConnection:
         become = None if login else self.become
         line = shell_line(grouped(command), become=become)
         limit = timeout if timeout is not None else self.command_timeout
-        group = _GroupSniffer()
+        group = _Collector()
         try:
             status, out, err = await asyncio.wait_for(self._collect(line, command, input, max_output, group), limit)
         except (asyncssh.TimeoutError, TimeoutError) as exc:
@@ -147,24 +146,20 @@ class SshConnection:
         return RunResult(status, _text(out), stderr)
 
     async def _collect(
-        self, line: str, command: Command, input: str | None, cap: int, group: _GroupSniffer
+        self, line: str, command: Command, input: str | None, cap: int, group: _Collector
     ) -> tuple[int, bytes, bytes]:
-        """Run `line`; read its stdout and stderr (each at most `cap` bytes) until the channel closes."""
-        proc = await self.conn.create_process(line, encoding=None)
+        """Run `line`; collect its stdout and stderr (each at most `cap` bytes) until the channel closes."""
+        what = f"the command `{_short(command)}`"
+        group.setup(cap, what, self.name)
+        chan, _session = await self.conn.create_session(lambda: group, line, encoding=None)
         try:
             if input is not None:
-                proc.stdin.write(input.encode())
-            proc.stdin.write_eof()
-            what = f"the command `{_short(command)}`"
-            group.stream = proc.stderr
-            out, err = await read_both(
-                read_capped(proc.stdout, cap, what=what, host=self.name),
-                read_capped(group, cap, what=f"{what} (stderr)", host=self.name),
-            )
-            await proc.wait_closed()
+                chan.write(input.encode())
+            chan.write_eof()
+            await chan.wait_closed()
         finally:
-            proc.close()  # past the cap: closing the channel stops the node's output at once
-        return (proc.exit_status if proc.exit_status is not None else 255), out, err
+            chan.close()  # past the cap: closing the channel stops the node's output at once
+        return group.result()
 
     async def start(self, command: Command) -> asyncssh.SSHClientProcess[str]:
         """Start a long-running escalated command; it lives until its stdin closes or this connection ends."""
@@ -246,29 +241,63 @@ class SshConnection:
             tmp.cleanup()
 
 
-class _GroupSniffer:
-    """The command's stderr, minus the first line the group wrapper prints (its process group id)."""
+class _Collector(asyncssh.SSHClientSession[bytes]):
+    """A command's stdout and stderr gathered as the channel delivers them (no reader tasks), each
+    at most `cap` bytes: past it the channel is closed.  The first stderr line the group wrapper
+    prints (its process group id) is taken off as soon as it arrives, for a kill on timeout."""
 
     def __init__(self) -> None:
-        self.stream: Any = None
         self.pgid: int | None = None
-        self._head = b""
-        self._done = False
+        self._chan: Any = None
+        self._out = bytearray()
+        self._err = bytearray()
+        self._head_done = False
+        self._error: BaseException | None = None
+        self._status: int | None = None
+        self._cap, self._what, self._host = 0, "", ""
 
-    async def read(self, n: int = -1, /) -> bytes:
-        while not self._done:
-            chunk: bytes = await self.stream.read(n)
-            self._head += chunk
-            if chunk and b"\n" not in self._head:
-                continue
-            self._done = True
-            pgid, rest = split_pgid(self._head.decode("utf-8", "replace"))
+    def setup(self, cap: int, what: str, host: str) -> None:
+        self._cap, self._what, self._host = cap, what, host
+
+    def connection_made(self, chan: Any) -> None:
+        self._chan = chan
+
+    def data_received(self, data: bytes, datatype: int | None) -> None:
+        if self._error is not None:
+            return
+        if datatype == asyncssh.EXTENDED_DATA_STDERR:
+            self._err += data
+            if not self._head_done and b"\n" in data:  # the new chunk only: scanning the buffer again is quadratic
+                self._take_head()
+            buf, what = self._err, f"{self._what} (stderr)"
+        else:
+            self._out += data
+            buf, what = self._out, self._what
+        if len(buf) > self._cap:
+            self._error = output_too_large(what, self._cap, self._host)
+            self._chan.close()
+
+    def _take_head(self) -> None:
+        self._head_done = True
+        head, _sep, rest = bytes(self._err).partition(b"\n")
+        pgid, _ = split_pgid(head.decode("utf-8", "replace"))
+        if pgid is not None:
             self.pgid = pgid
-            out = rest.encode() if pgid is not None else self._head
-            if out or not chunk:
-                return out
-        data: bytes = await self.stream.read(n)
-        return data
+            self._err = bytearray(rest)
+
+    def exit_status_received(self, status: int) -> None:
+        self._status = status
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self._error is None:
+            self._error = exc
+
+    def result(self) -> tuple[int, bytes, bytes]:
+        if self._error is not None:
+            raise self._error
+        if not self._head_done:
+            self._take_head()
+        return (self._status if self._status is not None else 255), bytes(self._out), bytes(self._err)
 
 
 def _text(data: str | bytes | None) -> str:
