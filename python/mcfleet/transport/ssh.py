@@ -127,11 +127,11 @@ class SshConnection:
         become = None if login else self.become
         line = shell_line(grouped(command), become=become)
         limit = timeout if timeout is not None else self.command_timeout
-        group = _Collector()
+        collector = _Collector(max_output, f"the command `{_short(command)}`", self.name)
         try:
-            status, out, err = await asyncio.wait_for(self._collect(line, command, input, max_output, group), limit)
+            status, out, err = await asyncio.wait_for(self._collect(line, input, collector), limit)
         except (asyncssh.TimeoutError, TimeoutError) as exc:
-            killed = await self._kill_group(group.pgid, become)
+            killed = await self._kill_group(collector.pgid, become)
             raise CommandTimeout(
                 f"command did not finish within {limit:g} s: {_short(command)}"
                 + ("; it was killed on the node" if killed else "; it may still run on the node"),
@@ -145,13 +145,9 @@ class SshConnection:
             raise refused
         return RunResult(status, _text(out), stderr)
 
-    async def _collect(
-        self, line: str, command: Command, input: str | None, cap: int, group: _Collector
-    ) -> tuple[int, bytes, bytes]:
-        """Run `line`; collect its stdout and stderr (each at most `cap` bytes) until the channel closes."""
-        what = f"the command `{_short(command)}`"
-        group.setup(cap, what, self.name)
-        chan, _session = await self.conn.create_session(lambda: group, line, encoding=None)
+    async def _collect(self, line: str, input: str | None, collector: _Collector) -> tuple[int, bytes, bytes]:
+        """Run `line`; `collector` gathers its stdout and stderr (each capped) until the channel closes."""
+        chan, _session = await self.conn.create_session(lambda: collector, line, encoding=None)
         try:
             if input is not None:
                 chan.write(input.encode())
@@ -159,7 +155,7 @@ class SshConnection:
             await chan.wait_closed()
         finally:
             chan.close()  # past the cap: closing the channel stops the node's output at once
-        return group.result()
+        return collector.result()
 
     async def start(self, command: Command) -> asyncssh.SSHClientProcess[str]:
         """Start a long-running escalated command; it lives until its stdin closes or this connection ends."""
@@ -246,7 +242,7 @@ class _Collector(asyncssh.SSHClientSession[bytes]):
     at most `cap` bytes: past it the channel is closed.  The first stderr line the group wrapper
     prints (its process group id) is taken off as soon as it arrives, for a kill on timeout."""
 
-    def __init__(self) -> None:
+    def __init__(self, cap: int, what: str, host: str) -> None:
         self.pgid: int | None = None
         self._chan: Any = None
         self._out = bytearray()
@@ -254,9 +250,6 @@ class _Collector(asyncssh.SSHClientSession[bytes]):
         self._head_done = False
         self._error: BaseException | None = None
         self._status: int | None = None
-        self._cap, self._what, self._host = 0, "", ""
-
-    def setup(self, cap: int, what: str, host: str) -> None:
         self._cap, self._what, self._host = cap, what, host
 
     def connection_made(self, chan: Any) -> None:
@@ -265,15 +258,15 @@ class _Collector(asyncssh.SSHClientSession[bytes]):
     def data_received(self, data: bytes, datatype: int | None) -> None:
         if self._error is not None:
             return
-        if datatype == asyncssh.EXTENDED_DATA_STDERR:
+        stderr = datatype == asyncssh.EXTENDED_DATA_STDERR
+        if stderr:
             self._err += data
             if not self._head_done and b"\n" in data:  # the new chunk only: scanning the buffer again is quadratic
                 self._take_head()
-            buf, what = self._err, f"{self._what} (stderr)"
         else:
             self._out += data
-            buf, what = self._out, self._what
-        if len(buf) > self._cap:
+        if len(self._err if stderr else self._out) > self._cap:
+            what = f"{self._what} (stderr)" if stderr else self._what
             self._error = output_too_large(what, self._cap, self._host)
             self._chan.close()
 
