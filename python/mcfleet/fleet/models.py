@@ -5,10 +5,11 @@ error naming the field rather than a silently ignored key.  The JSON Schemas in
 `schemas/` are generated from these classes (`mcfleet schema dump`).
 """
 
-from __future__ import annotations
+# Annotations are evaluated when each class is created (no `from __future__ import annotations`):
+# from strings, pydantic would compile every field's annotation again to build the model.
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -92,7 +93,7 @@ class PortRange(Model):
     max: Port = 60000
 
     @model_validator(mode="after")
-    def _ordered(self) -> PortRange:
+    def _ordered(self) -> Self:
         if self.min > self.max:
             raise ValueError(f"min ({self.min}) is above max ({self.max})")
         return self
@@ -178,7 +179,7 @@ class Ssh(Model):
         return value
 
     @model_validator(mode="after")
-    def _some_trust(self) -> Ssh:
+    def _some_trust(self) -> Self:
         if self.host_key is None and self.known_hosts is None and not self.trust_on_first_use:
             raise ValueError("set ssh.host_key (pinned) or ssh.known_hosts; trust_on_first_use must be explicit")
         return self
@@ -400,7 +401,7 @@ class Health(ServiceModel):
     timeout_s: float = Field(default=5.0, gt=0, le=600)
 
     @model_validator(mode="after")
-    def _complete(self) -> Health:
+    def _complete(self) -> Self:
         if self.kind in ("tcp", "http") and self.port is None:
             raise ValueError(f"a {self.kind} health check needs `port`")
         if self.kind == "command" and not self.command:
@@ -482,7 +483,7 @@ class ServiceFile(ServiceModel):
         return value
 
     @model_validator(mode="after")
-    def _one_content(self) -> ServiceFile:
+    def _one_content(self) -> Self:
         if (self.source is None) == (self.secret is None):
             raise ValueError("a file needs exactly one of `source` and `secret`")
         if self.secret is not None and int(self.mode, 8) & 0o077:

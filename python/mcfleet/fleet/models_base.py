@@ -1,6 +1,7 @@
 """Building blocks of the fleet models: constrained scalar types, the frozen base, enums."""
 
-from __future__ import annotations
+# Annotations are evaluated when each class is created (no `from __future__ import annotations`):
+# from strings, pydantic would compile every field's annotation again to build the model.
 
 from enum import StrEnum
 from typing import Annotated

@@ -3,7 +3,8 @@
 Secrets are never values here: only the paths of the files that hold them.
 """
 
-from __future__ import annotations
+# Annotations are evaluated when each class is created (no `from __future__ import annotations`):
+# from strings, pydantic would compile every field's annotation again to build the model.
 
 from typing import Annotated, Literal
 

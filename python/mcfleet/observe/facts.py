@@ -4,7 +4,8 @@ A host is either `Facts` (it answered) or `Unreachable` (it did not, or its host
 key did not match): an unreachable host is a value, never an exception.
 """
 
-from __future__ import annotations
+# Annotations are evaluated when each class is created (no `from __future__ import annotations`):
+# from strings, pydantic would compile every field's annotation again to build the model.
 
 from typing import Annotated, Any, Literal
 

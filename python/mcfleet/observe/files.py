@@ -6,7 +6,8 @@ the plan's unified diff), or `- <path>` for a path that is absent or not a regul
 link is never followed: the files phase replaces it).
 """
 
-from __future__ import annotations
+# Annotations are evaluated when each class is created (no `from __future__ import annotations`):
+# from strings, pydantic would compile every field's annotation again to build the model.
 
 import base64
 import binascii

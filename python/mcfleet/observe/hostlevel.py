@@ -13,7 +13,8 @@ domains resolved runs with now (`resolvectl`, only while resolved is active: a l
 settings set by the unit are lost when the link goes away or another manager replaces them).
 """
 
-from __future__ import annotations
+# Annotations are evaluated when each class is created (no `from __future__ import annotations`):
+# from strings, pydantic would compile every field's annotation again to build the model.
 
 import shlex
 from typing import TYPE_CHECKING
@@ -113,7 +114,7 @@ def _file(path: str) -> str:
     return f"if [ -f {q} ]; then echo file; cat {q}; else echo {ABSENT}; fi"
 
 
-def host_level_probes(inp: ScriptInputs) -> list[Probe]:
+def host_level_probes(inp: "ScriptInputs") -> "list[Probe]":
     from mcfleet.observe.script import Probe
 
     agent_dir = shlex.quote(inp.agent_path.rsplit("/", 1)[0] or "/")
@@ -201,7 +202,7 @@ def _links(text: str) -> list[ResolvedLink]:
     ]
 
 
-def host_level_from(v: FramedOutput) -> HostLevelFacts | None:
+def host_level_from(v: "FramedOutput") -> HostLevelFacts | None:
     """None when the node ran a facts script without these probes (an older mcfleet)."""
     if "agent-dir" not in v.values:
         return None

@@ -15,7 +15,8 @@ one that fails is checked against the JSON schema made from that model, whose fi
 complaint names the field; a corrupt one is an error naming the file, never "no manifest".
 """
 
-from __future__ import annotations
+# Annotations are evaluated when each class is created (no `from __future__ import annotations`):
+# from strings, pydantic would compile every field's annotation again to build the model.
 
 import json
 from functools import cache

@@ -18,7 +18,8 @@ they have no actions.  `fleet_hash` and `facts_digests` make a saved plan
 checkable for staleness (see plan.saved).
 """
 
-from __future__ import annotations
+# Annotations are evaluated when each class is created (no `from __future__ import annotations`):
+# from strings, pydantic would compile every field's annotation again to build the model.
 
 from collections import Counter
 from typing import Any, Literal
