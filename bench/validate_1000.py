@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "plan"))
-from launch import launched
+from launch import captured
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJlbmNoLWtleS1ub3QtYS1yZWFsLWtleS1hdC1hbGwtLS0t"
 
@@ -132,10 +132,8 @@ def main() -> None:
         print(f"  of which process start + imports (`mcfleet --version`): {startup_s:.3f} s")
         print(f"load + rules in-process (best of 3):       {best:.3f} s")
         # through the launcher: started from here (holding the fleet), its peak RSS would start at ours
-        with tempfile.TemporaryFile() as out:
-            _wall, cpu, rss_kib, _code = launched([str(exe), "nix", "check", str(root)], stdout=out, stderr=out)
-            out.seek(0)
-            said = out.read().decode(errors="replace").strip()
+        _wall, cpu, rss_kib, _code, stdout, stderr = captured([str(exe), "nix", "check", str(root)])
+        said = stdout.strip() or stderr.strip()
         print(
             f"mcfleet nix check (CPU of the command and nix-instantiate): {cpu:.2f} s, peak RSS "
             f"{rss_kib / 1024:.0f} MB   [{said[-200:]}]"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plan"))
-from launch import LaunchFailed, launched
+from launch import LaunchFailed, captured
 
 REPO = Path(__file__).resolve().parents[2]
 MINIMAL = REPO / "tests" / "data" / "fleets" / "minimal"
@@ -200,16 +200,12 @@ def run_special(name: str, script: str, top: Path) -> tuple[str, float, int, str
     if "nobody" in name:  # root reads through chmod 000; a user does not
         argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
     # through the launcher: a child of this process would begin its peak-RSS count at our size
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        try:
-            _wall, _cpu, rss_kib, returncode = launched(argv, timeout=60, stdout=out, stderr=err, cwd="/")
-        except LaunchFailed:
-            return name, 60.0, 0, "HUNG (killed after 60 s)"
-        finally:
-            subprocess.run(["chmod", "-R", "u+rwX", str(root)], check=False)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode(errors="replace")
+    try:
+        _wall, _cpu, rss_kib, returncode, stdout, stderr = captured(argv, timeout=60, cwd="/")
+    except LaunchFailed:
+        return name, 60.0, 0, "HUNG (killed after 60 s)"
+    finally:
+        subprocess.run(["chmod", "-R", "u+rwX", str(root)], check=False)
     if returncode != 0:
         return name, 0.0, 0, "TRACEBACK: " + (stderr.strip().splitlines() or ["(no output)"])[-1]
     found = json.loads(stdout)

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "bench" / "plan"))
 
-from launch import LaunchFailed, launched  # noqa: E402
+from launch import LaunchFailed, captured  # noqa: E402
 from validate_1000 import generate  # noqa: E402
 
 from mcfleet.nix.argv import instantiate_eval_argv  # noqa: E402
@@ -70,14 +70,10 @@ def evaluate(lib: Path, root: Path, body: str, timeout: float) -> Run:
         env = {**os.environ, "NIX_SHOW_STATS": "1", "NIX_SHOW_STATS_PATH": stats.name}
         argv = instantiate_eval_argv(lib_expr(lib, root, body))
         # through the launcher: started from here, its peak RSS would begin at this process's size
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            try:
-                wall, cpu, rss_kib, code = launched(argv, timeout=timeout, stdout=out, stderr=err, env=env)
-            except LaunchFailed:
-                return Run(timeout, timeout, 0, 0, 0, timed_out=True)
-            out.seek(0)
-            err.seek(0)
-            stdout, stderr = out.read().decode(), err.read().decode(errors="replace")
+        try:
+            wall, cpu, rss_kib, code, stdout, stderr = captured(argv, timeout=timeout, env=env)
+        except LaunchFailed:
+            return Run(timeout, timeout, 0, 0, 0, timed_out=True)
         if code != 0:
             sys.exit(f"nix-instantiate failed ({code}):\n{stderr[-2000:]}")
         result = json.loads(stdout)

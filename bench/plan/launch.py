@@ -2,6 +2,7 @@
 
     python -I -S launch.py FD ARGV...   # writes "STATUS WALL_S UTIME_S STIME_S MAXRSS_KIB" to FD
     from launch import launched         # the same from a bench: (wall s, CPU s, peak RSS KiB, exit code)
+    from launch import captured         # and the command's stdout and stderr as text
 
 Linux starts a new process's peak-RSS count (ru_maxrss) at the resident size of the process that
 forked it: a tool started straight from a bench (a Python process of ~60 MB, more once it holds a
@@ -57,6 +58,21 @@ def launched(argv: list[str], *, timeout: float | None = None, **popen: Any) -> 
         raise LaunchFailed(f"{__file__} could not run {argv[0]} (exit {proc.returncode}, report {report})")
     status, wall, utime, stime, maxrss = report
     return float(wall), float(utime) + float(stime), int(maxrss), os.waitstatus_to_exitcode(int(status))
+
+
+def captured(argv: list[str], *, timeout: float | None = None, **popen: Any) -> tuple[float, float, int, int, str, str]:
+    """launched() with the command's output: (wall s, CPU s, peak RSS KiB, exit code, stdout, stderr).
+
+    The output goes to temporary files, not pipes: a pipe nobody reads while waiting would stop a
+    command that prints more than the pipe holds.
+    """
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        wall, cpu, rss_kib, code = launched(argv, timeout=timeout, stdout=out, stderr=err, **popen)
+        out.seek(0)
+        err.seek(0)
+        return wall, cpu, rss_kib, code, out.read().decode(errors="replace"), err.read().decode(errors="replace")
 
 
 def _main() -> None:

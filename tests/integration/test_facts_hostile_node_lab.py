@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,12 +31,8 @@ def measured_cli(*args: str, timeout: float = 600) -> tuple[int, str, str, int, 
     would begin its peak-RSS count at this process's size, and getrusage(RUSAGE_CHILDREN) holds
     the largest of every child this worker ever waited for.
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        seconds, _cpu, rss_kib, code = launch.launched([*mcfleet_argv(), *args], stdout=out, stderr=err,
-                                                       timeout=timeout)  # fmt: skip
-        out.seek(0)
-        err.seek(0)
-        return code, out.read().decode(), err.read().decode(), rss_kib // 1024, seconds
+    seconds, _cpu, rss_kib, code, stdout, stderr = launch.captured([*mcfleet_argv(), *args], timeout=timeout)
+    return code, stdout, stderr, rss_kib // 1024, seconds
 
 
 @pytest.fixture(scope="module")

@@ -80,3 +80,15 @@ def test_past_its_timeout_the_command_is_killed_with_its_children() -> None:
     assert "did not finish within 0.5 s" in done.stdout
     sleeper = int(done.stderr.split()[0])
     assert not Path(f"/proc/{sleeper}").exists() or "Z" in Path(f"/proc/{sleeper}/stat").read_text().split()[2]
+
+
+def test_captured_gives_the_output_of_a_command_that_prints_more_than_a_pipe_holds() -> None:
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'bench' / 'plan')!r})\n"
+        "from launch import captured\n"
+        "wall, cpu, rss, status, out, err = captured(['sh', '-c', 'head -c 300000 /dev/zero | tr \"\\\\0\" x; "
+        "echo oops >&2; exit 4'], timeout=20)\n"
+        "print(status, len(out), set(out), repr(err))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
+    assert done.stdout.split(maxsplit=3) == ["4", "300000", "{'x'}", "'oops\\n'\n"]
