@@ -211,6 +211,42 @@ def test_no_tracebacks_and_documented_codes_for_each_command(fleet: Path) -> Non
     assert not missing, f"add a bad call with its documented exit code for: {sorted(missing)}"
 
 
+OUT_OF_RANGE = [
+    (["plan", "--connect-timeout", "-1"], "--connect-timeout"),  # asyncssh: ValueError (was an internal error)
+    (["plan", "--connect-timeout", "0"], "--connect-timeout"),  # asyncssh: no timeout at all
+    (["plan", "--connect-timeout=0.0", "--json"], "--connect-timeout"),  # a form the fast parser would take
+    (["status", "--connect-timeout", "nan"], "--connect-timeout"),
+    (["exec", "--on", "alpha", "--connect-timeout", "inf", "--", "true"], "--connect-timeout"),
+    (["exec", "--on", "alpha", "--timeout", "-5", "--", "true"], "--timeout"),  # was "did not finish within -5 s"
+    (["apply", "--on", "alpha", "--parallel", "0"], "--parallel"),  # was a wait for a free slot, forever
+    (["apply", "--on", "alpha", "--health-timeout", "0"], "--health-timeout"),
+    (["apply", "--on", "alpha", "--confirm-timeout", "-1"], "--confirm-timeout"),
+    (["agent", "upgrade", "--on", "alpha", "--parallel", "-2"], "--parallel"),
+    (["agent", "recover", "alpha", "--connect-timeout", "-3"], "--connect-timeout"),
+    (["snapshots", "alpha", "--connect-timeout", "0"], "--connect-timeout"),
+]
+
+
+@pytest.mark.parametrize(("argv", "option"), OUT_OF_RANGE, ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_a_number_no_run_can_work_with_is_a_usage_error_naming_the_option(
+    fleet: Path, argv: list[str], option: str
+) -> None:
+    """Refused when parsed (exit 2, the option named), before any host is tried (no host in the output)."""
+    code, out, err = run_cli("-C", str(fleet), *argv)
+    assert code == 2, (argv, out, err)
+    assert f"Invalid value for '{option}'" in err and "greater than" in err, err
+    assert out == "" and "alpha" not in err and "edge1" not in err, err
+    assert "Traceback" not in err and "internal error" not in err
+
+
+def test_apply_of_a_plan_file_that_is_not_there_says_so(fleet: Path) -> None:
+    code, _out, err = run_cli("-C", str(fleet), "apply", str(fleet / "plan.json"))
+    assert code == 2
+    assert f"{fleet / 'plan.json'}: no such plan file" in err and "mcfleet plan -o FILE" in err
+    assert "fleet.json" not in err  # not the loader's "no fleet.json in …/plan.json"
+    assert not (fleet / "plan.json").exists()
+
+
 def test_validate_reports_a_misspelt_key_once_with_did_you_mean(fleet: Path) -> None:
     """One typo in the master's host.json: one finding (not "missing roles" + "unknown rolse" + "no master")."""
     host = fleet / "hosts" / "alpha" / "host.json"

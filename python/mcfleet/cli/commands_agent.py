@@ -15,19 +15,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from mcfleet.cli.commands_apply import (
-    BUNDLE,
-    CONNECT,
-    DEADMAN,
-    FAIL_FAST,
-    HEALTH,
-    JSON,
-    PARALLEL,
-    load_valid,
-    run_session,
-    session_options,
-)
+from mcfleet.cli.commands_apply import BUNDLE, FAIL_FAST, JSON, load_valid, run_session, session_options
 from mcfleet.cli.fleetdir import deprecated_folder
+from mcfleet.cli.options import CONNECT, DEADMAN, HEALTH, PARALLEL
 from mcfleet.cli.output import emit_json, table
 from mcfleet.cli.targets import ON_OPT, YES_OPT, confirm_hosts, selected
 from mcfleet.errors import InputError

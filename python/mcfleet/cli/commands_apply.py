@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
+from mcfleet.cli.options import CONNECT, DEADMAN, HEALTH, PARALLEL
 from mcfleet.cli.state import STATE
 from mcfleet.cli.targets import ON_OPT, YES_OPT, confirm_hosts, one_host, selected
 from mcfleet.errors import FleetInvalid, InputError, McfleetError, Refused
@@ -36,10 +37,6 @@ ROOT_ALIAS = typer.Option(None, "--root", hidden=True)  # deprecated: the global
 FAIL_FAST = typer.Option(False, "--fail-fast/--keep-going", help="Stop every host at the first failure.")
 JSON = typer.Option(False, "--json", help="NDJSON events on stdout, then the summary.")
 BUNDLE = typer.Option(None, "--bundle", help="Push this agent bundle instead of building one.")
-HEALTH = typer.Option(60.0, "--health-timeout", help="Seconds for the new agent to answer its health check.")
-DEADMAN = typer.Option(0, "--confirm-timeout", help="Seconds before an unconfirmed node rolls back (0: health+60).")
-PARALLEL = typer.Option(4, "--parallel", help="Hosts pushed/activated at once.")
-CONNECT = typer.Option(10.0, "--connect-timeout", help="Seconds per address before trying the next.")
 GOAL = typer.Option(
     "switch",
     "--goal",
@@ -187,6 +184,13 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
     overrides = [Override.parse(o) for o in override]
     opts = dict(json_out=json_out, fail_fast=fail_fast, bundle=bundle, health=health_timeout, deadman=confirm_timeout,
                 parallel=parallel, connect=connect_timeout, goal=goal)  # fmt: skip
+    if target is not None and not target.exists():  # else the loader's "no fleet.json in plan.json"
+        raise InputError(
+            "no such plan file (nor fleet folder)",
+            location=str(target),
+            hint="save a plan with `mcfleet plan -o FILE`; the fleet folder goes before the command: "
+            "`mcfleet -C DIR apply`",
+        )
     if target is not None and target.is_file():
         if on:
             raise InputError("--on cannot narrow a saved plan", location="--on", hint="make a new plan with --on")

@@ -19,6 +19,7 @@ import typer
 
 from mcfleet.cli.complete import complete_service
 from mcfleet.cli.fleetdir import fleet_root
+from mcfleet.cli.options import COMMAND_TIMEOUT, CONNECT
 from mcfleet.cli.output import emit_json, use_color
 from mcfleet.cli.targets import HOST_ARG, ON_OPT, YES_OPT, confirm_hosts, one_host, selected
 from mcfleet.errors import EXIT_FAILURE, InputError, McfleetError, ToolMissing
@@ -190,8 +191,8 @@ def exec_(  # noqa: PLR0917 (typer maps parameters to options)
     on: list[str] | None = ON_OPT,
     yes: bool = YES_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print each host's exit code and output as JSON."),
-    timeout: float = typer.Option(0.0, "--timeout", help="Seconds per host before giving up (0: no limit)."),
-    connect_timeout: float = typer.Option(10.0, "--connect-timeout", help="Seconds per address."),
+    timeout: float = COMMAND_TIMEOUT,
+    connect_timeout: float = CONNECT,
     as_root: bool = typer.Option(
         False, "--as-root", help="Run as root: through the host's `sudo -n` / `doas -n` when its login is not root."
     ),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from mcfleet.cli.options import CONNECT
 from mcfleet.cli.plan_run import bundle_hashes, exit_code, kinds_kept, mark_skipped, run_plan, select
 from mcfleet.cli.targets import ON_OPT
 
@@ -26,9 +27,7 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
         False, "--detailed-exitcode", help="Exit 2 when changes are pending (0: none, 1: error)."
     ),
     show_values: bool = typer.Option(False, "--values", help="Show each action's before/after values."),
-    connect_timeout: float = typer.Option(
-        10.0, "--connect-timeout", help="Seconds per address before trying the next."
-    ),
+    connect_timeout: float = CONNECT,
     skip: list[str] = typer.Option(
         [],
         "--skip",

@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 
 import typer
 
-from mcfleet.cli.commands_apply import CONNECT, load_valid
+from mcfleet.cli.commands_apply import load_valid
 from mcfleet.cli.fleetdir import deprecated_folder
+from mcfleet.cli.options import CONNECT
 from mcfleet.cli.output import emit_json
 
 OVERRIDE = typer.Option([], "--override", help="Run despite the refusal HOST:WHAT (repeatable).")

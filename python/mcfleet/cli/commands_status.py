@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from mcfleet.cli.fleetdir import fleet_root
+from mcfleet.cli.options import CONNECT
 from mcfleet.cli.output import emit_json, table, use_color
 from mcfleet.cli.targets import ON_OPT, selected
 from mcfleet.errors import EXIT_FAILURE, FleetInvalid
@@ -103,7 +104,7 @@ def status(
     json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
     watch: bool = typer.Option(False, "--watch", "-w", help="Redraw every --interval seconds until Ctrl-C."),
     interval: float = typer.Option(5.0, "--interval", min=1.0, help="Seconds between redraws with --watch."),
-    connect_timeout: float = typer.Option(10.0, "--connect-timeout", help="Seconds per address."),
+    connect_timeout: float = CONNECT,
 ) -> None:
     """One table of the fleet: reachable, agent version and health, services up, drift.
 

@@ -1,7 +1,7 @@
 """`mcfleet plan`'s plain forms parsed without typer (typer and its parameter set-up: ~70 M instructions).
 
 Only what typer would accept and read the same way is taken; any other form (a help flag, an
-unknown or repeated option, a missing or dash-led value, `-oFILE`, an unusual number, the
+unknown or repeated option, a missing or dash-led value, `-oFILE`, an unusual number or 0, the
 deprecated folder argument) gives None, and the command goes through typer, which answers it
 (usage errors included) as always.  tests/unit/test_plan_fast.py holds both parsers to the same
 result for every form this one takes, and to None for the others.
@@ -92,7 +92,7 @@ def parse(argv: list[str]) -> tuple[Globals, PlanArgs] | None:
     if values is None:
         return None
     timeout = str(values.get("connect_timeout", "10.0"))
-    if not PLAIN_NUMBER.match(timeout):
+    if not PLAIN_NUMBER.match(timeout) or float(timeout) == 0:  # 0: typer refuses it (cli/options.py)
         return None
     out = values.get("out")
     on = values.get("on")

@@ -1,0 +1,42 @@
+"""Numeric options of the commands that reach hosts, checked when the command line is parsed.
+
+A value no run can work with is a usage error (exit 2) that names the option, not a hang or an
+internal error later: `--parallel 0` would make every host wait for a free slot forever,
+asyncssh reads a connect timeout of 0 as no timeout at all and refuses a negative one with a
+ValueError, and a health check or a command given no time can only fail.
+"""
+
+from __future__ import annotations
+
+import math
+
+import typer
+
+
+def more_than_zero(value: float) -> float:
+    """A number of seconds that leaves time to do something: finite and above 0."""
+    if not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter("Input should be a number of seconds greater than 0")
+    return value
+
+
+def zero_or_more(value: float) -> float:
+    """0 (no limit) or a finite number of seconds."""
+    if not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter("Input should be 0 (no limit) or a number of seconds greater than 0")
+    return value
+
+
+CONNECT = typer.Option(
+    10.0, "--connect-timeout", callback=more_than_zero, help="Seconds per address before trying the next."
+)
+HEALTH = typer.Option(
+    60.0, "--health-timeout", callback=more_than_zero, help="Seconds for the new agent to answer its health check."
+)
+DEADMAN = typer.Option(
+    0, "--confirm-timeout", min=0, help="Seconds before an unconfirmed node rolls back (0: health+60)."
+)
+PARALLEL = typer.Option(4, "--parallel", min=1, help="Hosts pushed/activated at once.")
+COMMAND_TIMEOUT = typer.Option(
+    0.0, "--timeout", callback=zero_or_more, help="Seconds per host before giving up (0: no limit)."
+)
