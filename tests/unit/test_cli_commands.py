@@ -37,6 +37,46 @@ def test_init_writes_a_fleet_that_validates(tmp_path: Path) -> None:
     assert code == 2 and "exists and is not empty" in err
 
 
+def test_init_into_an_empty_folder_keeps_its_mode_rules(tmp_path: Path) -> None:
+    new = tmp_path / "empty"
+    new.mkdir()
+    code, _out, err = run_cli("init", str(new))
+    assert code == 0, err
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (new / "fleet.json").is_file() and new.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700
+    assert [p.name for p in tmp_path.iterdir()] == ["empty"]  # no staging folder left beside it
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--os", "bogus"], "schema: hosts/node1/host.json#/os: Input should be 'nixos' or 'debian'"),
+        (["--host-key", "garbage"], "schema: hosts/node1/host.json#/ssh/host_key: must be '<type> <base64>'"),
+    ],
+)
+def test_init_that_does_not_validate_leaves_nothing_behind(tmp_path: Path, options: list[str], said: str) -> None:
+    """Was: the invalid fleet stayed on disk, and `init` again refused the now non-empty folder."""
+    new = tmp_path / "a" / "b" / "fleet"
+    code, out, err = run_cli("init", str(new), *options)
+    assert code == 2 and out == ""
+    assert f"invalid input: {new}: the new fleet does not validate: {said}" in err and "nothing was written" in err
+    assert "master-count" not in err  # the broken host file is the cause; "no master" only follows from it
+    assert list(tmp_path.iterdir()) == []  # neither the fleet, nor its staging folder, nor the folders above it
+    assert run_cli("init", str(new))[0] == 0  # so the corrected command just works
+
+
+def test_init_refuses_a_host_name_that_is_a_path_and_a_file_in_the_way(tmp_path: Path) -> None:
+    code, _out, err = run_cli("init", str(tmp_path / "f"), "--host", "../../etc")
+    assert code == 2 and "--host: '../../etc' is not a host name" in err
+    assert list(tmp_path.iterdir()) == []  # was: tmp_path/etc/host.json, outside the fleet
+    (tmp_path / "file").write_text("x")
+    for target in (tmp_path / "file", tmp_path / "file" / "sub"):
+        code, _out, err = run_cli("init", str(target))
+        assert code == 2 and f"{tmp_path / 'file'} is a file, not a folder" in err, err  # was an internal error
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
 def test_show_renders_a_saved_plan(fleet: Path, tmp_path: Path) -> None:
     from mcfleet.plan.model import Action, Plan
     from mcfleet.plan.saved import save_plan

@@ -58,3 +58,13 @@ def test_schema_dump_check_json_reports_stale_files(tmp_path: Path) -> None:
     assert code == 0 and len(json.loads(out)["written"]) == 3
     code, out, _err = run_cli("schema", "dump", "--check", "--out", str(tmp_path), "--json")
     assert code == 0 and json.loads(out) == {"dir": str(tmp_path), "stale": [], "up_to_date": True}
+
+
+def test_dump_into_a_file_says_so(tmp_path: Path) -> None:
+    """--out naming a file (or a path under one) is an input error naming it (was an internal FileExistsError)."""
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "schemas"):
+        code, _out, err = run_cli("schema", "dump", "--out", str(out))
+        assert code == 2, err
+        assert f"invalid input: --out {out}: {tmp_path / 'file'} is a file, not a folder" in err
+    assert (tmp_path / "file").read_text() == "x"

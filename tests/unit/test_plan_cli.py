@@ -83,3 +83,28 @@ def test_the_nix_eval_before_observing_a_nixos_host_is_shown() -> None:
     lines = err.splitlines()
     assert lines[0] == "[rift] nix eval: its system's store path, offline (for `~ system old → new`)", err
     assert lines.index("[rift] connecting") > 0
+
+
+def test_an_out_path_that_cannot_be_a_file_is_refused_before_any_host_is_tried(tmp_path: Path) -> None:
+    """A folder, or a path under a file: exit 2 naming it, nothing observed (was an internal IsADirectoryError
+    after observing every host)."""
+    root = _fleet(tmp_path / "f")
+    (tmp_path / "a-file").write_text("x")
+    cases = [
+        (tmp_path, "is a folder: -o names the plan file"),
+        (tmp_path / "a-file" / "p.json", f"{tmp_path / 'a-file'} is a file, so no folder can hold the plan"),
+    ]
+    for out, said in cases:
+        code, stdout, err = run_cli("plan", str(root), "-o", str(out))
+        assert code == 2, err
+        assert f"invalid input: {out}: {said}" in err
+        assert stdout == "" and "[alpha]" not in err and "unreachable" not in err  # no host was tried
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "f"]  # no temporary file left behind
+
+
+def test_a_plan_that_cannot_be_written_says_why(tmp_path: Path) -> None:
+    """/proc takes no new files: the write fails after the hosts were observed, with the path and the reason."""
+    code, _out, err = run_cli("plan", str(_fleet(tmp_path)), "--on", "beta", "-o", "/proc/mcfleet-plan.json")
+    assert code == 2
+    assert "invalid input: /proc/mcfleet-plan.json: cannot write the plan: No such file or directory" in err
+    assert "internal error" not in err and "Traceback" not in err

@@ -226,6 +226,12 @@ def schema_dump(
         if stale:
             raise typer.Exit(1)
         return
+    from mcfleet.util.files import file_in_the_way
+
+    blocking = out if out.exists() and not out.is_dir() else file_in_the_way(out)
+    if blocking is not None:  # was an internal FileExistsError
+        raise InputError(f"{blocking} is a file, not a folder", location=f"--out {out}",
+                         hint="--out names the folder the schemas go to")  # fmt: skip
     written = write_schemas(out)
     if json_out:
         emit_json({"dir": str(out), "written": [str(p) for p in written]})

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +15,7 @@ import typer
 
 from mcfleet.cli.output import emit_json
 from mcfleet.errors import InputError
-from mcfleet.util.files import atomic_write_text
+from mcfleet.util.files import atomic_write_text, file_in_the_way
 
 GITIGNORE = "# mcfleet's local state (journal, apply lock, ssh files)\n.mcfleet/\n# saved plans\nplan*.json\n"
 PIN_UID = 850  # the `mcp` account's pinned UID/GID: one value on every node, checked before any change
@@ -73,38 +78,77 @@ def init(  # noqa: PLR0917 (typer maps parameters to options)
 
       cd ~/fleet && mcfleet validate && mcfleet plan
     """
-    from mcfleet.fleet.load import load_fleet
-    from mcfleet.fleet.rules import check
-    from mcfleet.fleet.schema import write_schemas
+    from mcfleet.fleet.models_base import NAME_RE
 
-    if directory.exists() and any(directory.iterdir()):
-        raise InputError(
-            f"{directory} exists and is not empty",
-            location=f"mcfleet init {directory}",
-            hint="pick a new folder; `mcfleet init` never overwrites files",
-        )
-    hosts_dir = directory / "hosts" / host
-    hosts_dir.mkdir(parents=True, exist_ok=True)
-    written = [directory / "fleet.json", hosts_dir / "host.json", directory / ".gitignore"]
-    atomic_write_text(written[0], json.dumps(fleet_file(zone), indent=2) + "\n")
-    data = host_file(host, os_name=os_name, arch=arch, address=address, host_key=host_key, user=user)
-    atomic_write_text(written[1], json.dumps(data, indent=2) + "\n")
-    atomic_write_text(written[2], GITIGNORE)
-    written += write_schemas(directory / "schemas")
-    findings = check(load_fleet(directory))
-    if findings:
-        listed = "; ".join(f.format().splitlines()[0] for f in findings[:3])
-        raise InputError(
-            f"the new fleet does not validate: {listed}",
-            location=str(directory),
-            hint="fix the option the finding names (e.g. --os, --arch, --host-key); run init in a new folder",
-        )
+    if not re.match(NAME_RE, host):  # it names a folder: "../x" would write outside the fleet
+        raise InputError(f"{host!r} is not a host name", location="--host",
+                         hint="lower-case letters, digits and '-', starting with a letter (e.g. rift)")  # fmt: skip
+    free_folder(directory)
+    made = missing_parents(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.init-"))
+    try:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700; a fleet folder is made as mkdir would
+        data = host_file(host, os_name=os_name, arch=arch, address=address, host_key=host_key, user=user)
+        written = [directory / p.relative_to(staging) for p in write_fleet(staging, host, zone, data, directory)]
+        if directory.exists():
+            directory.rmdir()  # empty (free_folder): the staged fleet takes its place
+        os.rename(staging, directory)  # same folder, so the whole fleet appears at once
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for parent in made:  # the folders init made above it, if nothing else was put there
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        raise
     if json_out:
         emit_json({"dir": str(directory), "written": [str(p) for p in written], "valid": True})
         return
     for path in written:
         typer.echo(f"wrote {path}")
     typer.echo(f"ok: a fleet with one host ({host}); next: cd {directory} && mcfleet validate && mcfleet plan")
+
+
+def free_folder(directory: Path) -> None:
+    """The new fleet's folder: absent, or an empty folder; never a file or a folder with files in it."""
+    if directory.is_dir() and any(directory.iterdir()):
+        raise InputError(f"{directory} exists and is not empty", location=f"mcfleet init {directory}",
+                         hint="pick a new folder; `mcfleet init` never overwrites files")  # fmt: skip
+    blocking = directory if directory.exists() and not directory.is_dir() else file_in_the_way(directory)
+    if blocking is not None:
+        raise InputError(f"{blocking} is a file, not a folder", location=f"mcfleet init {directory}",
+                         hint="pick a new folder for the fleet")  # fmt: skip
+
+
+def missing_parents(directory: Path) -> list[Path]:
+    """The folders above `directory` that do not exist yet, deepest first."""
+    return [p for p in directory.parents if not p.exists()]
+
+
+def write_fleet(root: Path, host: str, zone: str, data: dict[str, Any], shown: Path) -> list[Path]:
+    """fleet.json, the host's file, .gitignore and the schemas under `root`, checked as a fleet (named `shown`)."""
+    from mcfleet.fleet.causes import root_causes
+    from mcfleet.fleet.load import load_fleet
+    from mcfleet.fleet.rules import check
+    from mcfleet.fleet.schema import write_schemas
+
+    hosts_dir = root / "hosts" / host
+    hosts_dir.mkdir(parents=True)
+    written = [root / "fleet.json", hosts_dir / "host.json", root / ".gitignore"]
+    atomic_write_text(written[0], json.dumps(fleet_file(zone), indent=2) + "\n")
+    atomic_write_text(written[1], json.dumps(data, indent=2) + "\n")
+    atomic_write_text(written[2], GITIGNORE)
+    written += write_schemas(root / "schemas")
+    findings = root_causes(list(check(load_fleet(root)))).shown  # not the rules' knock-on findings
+    if findings:
+        listed = "; ".join(f.format().splitlines()[0] for f in findings[:3])
+        raise InputError(
+            f"the new fleet does not validate: {listed}",
+            location=str(shown),
+            hint="fix the option the finding names (e.g. --os, --arch, --host-key); nothing was written",
+        )
+    return written
 
 
 def register(app: typer.Typer) -> None:

@@ -59,6 +59,31 @@ def kinds_kept(skip: list[str], *, saving: bool) -> tuple[list[ResourceKind], li
     return [k for k in KINDS if str(k.phase) not in wanted], [p for p in phases if p in wanted]
 
 
+def writable_plan_path(out: Path | None) -> None:
+    """Refuse an `-o` that cannot become a file before any host is observed (folders above it are made)."""
+    if out is None:
+        return
+    if out.is_dir():
+        raise InputError("is a folder: -o names the plan file", location=str(out), hint=f"e.g. -o {out / 'plan.json'}")
+    from mcfleet.util.files import file_in_the_way
+
+    blocking = file_in_the_way(out)
+    if blocking is not None:
+        raise InputError(f"{blocking} is a file, so no folder can hold the plan there", location=str(out),
+                         hint="choose another path for -o")  # fmt: skip
+
+
+def save_or_say(plan: Plan, out: Path) -> None:
+    """Save the plan (atomically); a failed write names the path and why, not an internal error."""
+    from mcfleet.plan.saved import save_plan
+
+    try:
+        save_plan(plan, out)
+    except OSError as exc:
+        raise InputError(f"cannot write the plan: {exc.strerror or exc}", location=str(out),
+                         hint="choose a path you can write for -o") from exc  # fmt: skip
+
+
 def mark_skipped(plan: Plan, skipped: list[str]) -> Plan:
     """Each observed host lists the skipped kinds as not planned (the plan says it is partial)."""
     from mcfleet.plan.model import Blocked
@@ -93,7 +118,6 @@ def run_plan(  # noqa: PLR0917 (one parameter per option of the command)
     from mcfleet.kinds.system import add_closure_diffs, evaluated_toplevels
     from mcfleet.plan.planner import plan_fleet
     from mcfleet.plan.render import render_text
-    from mcfleet.plan.saved import save_plan
     from mcfleet.report.progress import make_progress
     from mcfleet.transport.ssh import SshOptions
     from mcfleet.util.aio import run as run_async
@@ -104,6 +128,7 @@ def run_plan(  # noqa: PLR0917 (one parameter per option of the command)
         raise FleetInvalid(list(findings), root=str(loaded.root))
     hosts = select(loaded, on)
     kinds, skipped = kinds_kept(skip, saving=out is not None)
+    writable_plan_path(out)
     options = SshOptions(connect_timeout=connect_timeout)
     agent_hashes, note = bundle_hashes(loaded, hosts)
 
@@ -123,7 +148,7 @@ def run_plan(  # noqa: PLR0917 (one parameter per option of the command)
     result, system_note = run_async(observe_and_diff())
     result = mark_skipped(result, skipped)
     if out is not None:
-        save_plan(result, out)
+        save_or_say(result, out)
     if json_out:
         emit_json(result.model_dump(mode="json"))
     else:

@@ -257,7 +257,8 @@ def load_fleet(root: Path) -> LoadedFleet:
                 "fleet.json",
                 "",
                 f"no fleet.json in {root}",
-                "run mcfleet in the fleet's root folder, or pass the folder as an argument",
+                "run mcfleet in the fleet's folder or below it, pass -C DIR (or set MCFLEET_FLEET), "
+                "or create a fleet with `mcfleet init DIR`",
             )
         )
     else:

@@ -26,3 +26,8 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode)
+
+
+def file_in_the_way(path: Path) -> Path | None:
+    """A file standing where a folder above `path` would have to be (so nothing can be made at `path`)."""
+    return next((p for p in path.parents if p.exists() and not p.is_dir()), None)
