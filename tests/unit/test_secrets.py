@@ -130,3 +130,44 @@ def test_a_secret_file_readable_by_group_or_others_is_invalid(fleet: tuple[Path,
     svc_path.write_text(json.dumps(svc))
     messages = [f.message for f in load_fleet(root).findings]
     assert any("lets group or others read it" in m for m in messages), messages
+
+
+def secret_list(root: Path) -> tuple[int, dict[str, dict[str, object]], str]:
+    """`secret list --json` by name, its exit code, and the table."""
+    res = CliRunner().invoke(app, ["-C", str(root), "secret", "list", "--json"])
+    text = CliRunner().invoke(app, ["-C", str(root), "secret", "list"])
+    assert res.exit_code == text.exit_code
+    return res.exit_code, {r["name"]: r for r in json.loads(res.output)["secrets"]}, text.output
+
+
+def test_secret_list_says_what_each_secret_needs(fleet: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """missing -> set: ok -> alpha's host key changes: rekey (naming the key) -> rekey: ok -> the key is
+    not pinned any more: host-key; a secret no service uses: unused.  Never a value, no identity needed."""
+    root, _, _ = fleet
+    code, rows, text = secret_list(root)
+    assert code == 1 and rows["web-token"]["state"] == "missing" and rows["web-token"]["used_by"] == ["alpha/web"]
+    cli(root, "secret", "set", "web-token", stdin=POISON)
+    cli(root, "secret", "set", "old-token", stdin=POISON)  # encrypted to the operators only: nothing uses it
+    code, rows, text = secret_list(root)
+    assert code == 0 and {n: r["state"] for n, r in rows.items()} == {"old-token": "unused", "web-token": "ok"}
+    assert len(rows["web-token"]["recipients"]) == 2 and "web-token  ok      alpha/web  2" in text
+    host_path = root / "hosts" / "alpha" / "host.json"
+    host = json.loads(host_path.read_text())
+    old_key = host["ssh"]["host_key"]
+    host["ssh"]["host_key"] = ssh_key(tmp_path, "alpha_new")[1]  # the node was reinstalled
+    host_path.write_text(json.dumps(host))
+    code, rows, text = secret_list(root)
+    assert code == 1 and rows["web-token"]["state"] == "rekey"
+    assert rows["web-token"]["not_encrypted_to"] == [host["ssh"]["host_key"]]
+    assert rows["web-token"]["no_longer_wanted"] == [old_key]
+    assert f"not encrypted to ssh-ed25519 …{host['ssh']['host_key'][-8:]}" in text
+    cli(root, "secret", "rekey", "web-token")
+    assert secret_list(root)[1]["web-token"]["state"] == "ok"
+    del host["ssh"]["host_key"]
+    host["ssh"]["known_hosts"] = "~/.ssh/known_hosts"
+    host_path.write_text(json.dumps(host))
+    code, rows, text = secret_list(root)
+    assert code == 1 and rows["web-token"]["state"] == "host-key"
+    assert rows["web-token"]["hosts_without_key"] == ["alpha"]
+    assert "alpha has no pinned ssh-ed25519 ssh.host_key" in text
+    assert POISON not in text + json.dumps(rows)

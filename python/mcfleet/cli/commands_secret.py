@@ -1,4 +1,4 @@
-"""`mcfleet secret set|show|edit|rekey`: the fleet's age-encrypted secrets (fleet/secrets.py)."""
+"""`mcfleet secret list|set|show|edit|rekey`: the fleet's age-encrypted secrets (fleet/secrets.py)."""
 
 from __future__ import annotations
 
@@ -126,8 +126,51 @@ def secret_rekey(
         typer.echo(f"secret {name}: encrypted to {len(recipients)} recipient(s)")
 
 
+def _short_key(key: str) -> str:
+    """A recipient as people compare them: its type and the end of the key (public, but long)."""
+    kind, _, body = key.partition(" ")
+    return f"{kind} …{body[-8:]}" if body else f"{key[:12]}…{key[-6:]}"
+
+
+def secret_list(json_out: bool = typer.Option(False, "--json", help="Print JSON (never a value).")) -> None:
+    """List the secrets: which services use each, whom it is encrypted to, and what needs doing.
+
+    STATE is ok; missing (a service uses it, secrets/NAME.age does not exist: `mcfleet
+    secret set NAME`); host-key (a host using it has no pinned ssh-ed25519 ssh.host_key
+    to encrypt it to); rekey (not encrypted to today's recipients, after a host key or
+    an operator changed: `mcfleet secret rekey NAME`); unused (no active service uses
+    it).  Reads only the recipient files: no identity needed, never a value.  Exit 0
+    when every secret is ok or unused, else 1.
+
+    Examples:
+
+      mcfleet secret list
+
+      mcfleet secret list --json | jq -r '.secrets[] | select(.state == "rekey") | .name'
+    """
+    from mcfleet.cli.output import table
+    from mcfleet.fleet.secrets import secret_states
+
+    rows = secret_states(_loaded())
+    if json_out:
+        emit_json({"secrets": rows})
+    elif not rows:
+        typer.echo('no secrets (a service file with "secret": NAME declares one)')
+    else:
+        lines = []
+        for r in rows:
+            note = [f"not encrypted to {_short_key(k)}" for k in r["not_encrypted_to"]]
+            note += [f"still encrypted to {_short_key(k)}" for k in r["no_longer_wanted"]]
+            note += [f"{h} has no pinned ssh-ed25519 ssh.host_key" for h in r["hosts_without_key"]]
+            lines.append([r["name"], r["state"], ", ".join(r["used_by"]), len(r["recipients"]), "; ".join(note)])
+        typer.echo(table(["SECRET", "STATE", "USED BY", "RECIPIENTS", "NOTE"], lines), nl=False)
+    if any(r["state"] not in ("ok", "unused") for r in rows):
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     secret = typer.Typer(help="The fleet's age-encrypted secrets.", no_args_is_help=True)
+    secret.command("list")(secret_list)
     secret.command("set")(secret_set)
     secret.command("show")(secret_show)
     secret.command("edit")(secret_edit)

@@ -148,6 +148,41 @@ def decrypt_secret(root: Path, name: str, keys: list[Any] | None = None) -> byte
     return value
 
 
+def secret_states(loaded: LoadedFleet) -> list[dict[str, Any]]:
+    """Each secret with who uses it, whom it is encrypted to and what needs doing, from the recipient
+    files alone (no identity, never a value).
+
+    state: "ok"; "missing" (a service uses it, NAME.age does not exist); "host-key" (a host using it
+    has no pinned ssh-ed25519 host key to encrypt it to); "rekey" (its recipients are not today's: a
+    host key or an operator changed); "unused" (no active service uses it).
+    """
+    used_by: dict[str, list[str]] = {}
+    for host, entry in sorted(loaded.hosts.items()):
+        for svc in entry.services:
+            for name in sorted({f.secret for f in svc.files if f.secret and svc.active}):
+                used_by.setdefault(name, []).append(f"{host}/{svc.name}")
+    keyless = {(name, host) for name, host, _ in missing_recipients(loaded) if host_recipient(loaded, host) is None}
+    rows = []
+    for name in declared_secrets(loaded):
+        recorded = recorded_recipients(loaded.root, name)
+        wanted = wanted_recipients(loaded, name)
+        exists = (loaded.root / SECRETS_DIR / f"{name}.age").exists()
+        lacking = sorted(set(wanted) - set(recorded or [])) if exists else []
+        extra = sorted(set(recorded or []) - set(wanted))
+        no_key = sorted(host for n, host in keyless if n == name)
+        if name not in used_by:
+            state = "unused"
+        elif not exists:
+            state = "missing"
+        elif no_key:
+            state = "host-key"
+        else:
+            state = "rekey" if lacking or extra or recorded is None else "ok"
+        rows.append({"name": name, "state": state, "used_by": used_by.get(name, []), "recipients": recorded or [],
+                     "not_encrypted_to": lacking, "no_longer_wanted": extra, "hosts_without_key": no_key})  # fmt: skip
+    return rows
+
+
 def missing_recipients(loaded: LoadedFleet) -> Iterator[tuple[str, str, str]]:
     """(secret, host, why) for every host that needs a secret it could not decrypt."""
     for name in declared_secrets(loaded):
