@@ -41,6 +41,8 @@ def test_ssh_logs_in_with_the_pinned_key_and_plain_openssh_works_too(ops_fleet: 
     done = mcfleet(ops_fleet, "ssh", "opsn1", "hostname")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "opsn1"
+    done = mcfleet(ops_fleet, "ssh", "opsn1", "--", "echo", "-n", "x")  # `--` and a dash-led word reach the node
+    assert (done.returncode, done.stdout) == (0, "x"), done.stderr
     # what `lab up` wrote: plain OpenSSH, batch mode, strict host-key checking, no mcfleet in between
     config = ops_fleet / ".mcfleet" / "ssh_config"
     plain = subprocess.run(

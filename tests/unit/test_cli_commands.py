@@ -133,10 +133,33 @@ def test_ssh_writes_the_pinned_known_hosts_and_a_config(fleet: Path) -> None:
     assert code == 2 and "takes exactly one host name" in err
 
 
+@pytest.mark.parametrize(
+    "words", [["ls", "-la"], ["--", "ls", "-la"]], ids=["mcfleet ssh alpha ls -la", "mcfleet ssh alpha -- ls -la"]
+)
+def test_ssh_gives_openssh_the_remote_command_after_one_double_dash(fleet: Path, words: list[str]) -> None:
+    """Was: `ssh alpha -- ls` ran `-- ls` on the node (bash: --: invalid option)."""
+    code, out, err = run_cli("-C", str(fleet), "ssh", "--print", "--json", "alpha", *words)
+    assert code == 0, err
+    argv = json.loads(out)["argv"]
+    assert argv[argv.index("alpha") :] == ["alpha", "--", "ls", "-la"]
+
+
 def test_logs_of_a_service_the_host_does_not_run_lists_what_it_runs(fleet: Path) -> None:
     code, _out, err = run_cli("-C", str(fleet), "logs", "alpha", "nosuch")
     assert code == 2
     assert "alpha runs no service named 'nosuch'" in err and "`agent`" in err
+
+
+@pytest.mark.parametrize("operation", ["restart", "stop", "start"])
+def test_an_agent_operation_on_a_service_the_host_does_not_run_is_refused_before_connecting(
+    fleet: Path, operation: str
+) -> None:
+    """Was: a connection, then the agent's NOT_FOUND with the hint "is mcp-agent running on the node?"."""
+    code, out, err = run_cli("-C", str(fleet), "agent", operation, "alpha", "wbe")
+    assert (code, out) == (2, "")
+    assert f"mcfleet agent {operation} alpha wbe: alpha runs no service named 'wbe'" in err
+    assert "did you mean 'web'?" in err and "[alpha]" not in err  # no connection was tried
+    assert not (fleet / ".mcfleet" / "journal.jsonl").exists()
 
 
 def test_exec_needs_a_command(fleet: Path) -> None:

@@ -78,15 +78,16 @@ def _health_text(error: str, state: Any, *, answered: bool = False) -> str:
 
 
 def mark_skew(rows: list[AgentStatus]) -> list[AgentStatus]:
-    """Flag hosts whose running agent is not the most common one."""
-    seen = Counter(r.running_sha256 or r.binary_sha256 for r in rows if r.reachable)
+    """Flag hosts whose agent is not the most common one.  A host with no agent at all is not skew
+    (its HEALTH says so), and does not count: else two new nodes would flag two up-to-date ones."""
+    seen = Counter(h for r in rows if r.reachable and (h := r.running_sha256 or r.binary_sha256))
     if len(seen) <= 1:
         return rows
     common = seen.most_common(1)[0][0]
     out = []
     for r in rows:
         mine = r.running_sha256 or r.binary_sha256
-        out.append(AgentStatus(**{**asdict(r), "skew": r.reachable and mine != common}))
+        out.append(AgentStatus(**{**asdict(r), "skew": r.reachable and mine is not None and mine != common}))
     return out
 
 
@@ -104,17 +105,3 @@ def status_row(r: AgentStatus) -> list[object]:
         notes.append("binary on disk differs from the running one")
     sha = (r.running_sha256 or r.binary_sha256 or "-")[:12]
     return [r.host, r.version or "-", sha, r.unit, r.health, "; ".join(notes)]
-
-
-def render_status(rows: list[AgentStatus]) -> str:
-    lines = [f"{'HOST':<12} {'VERSION':<10} {'SHA256':<12} {'UNIT':<10} HEALTH"]
-    for r in rows:
-        if not r.reachable:
-            lines.append(f"{r.host:<12} {'-':<10} {'-':<12} {'-':<10} unreachable: {r.error}")
-            continue
-        sha = (r.running_sha256 or r.binary_sha256 or "-")[:12]
-        note = "  (version skew)" if r.skew else ""
-        if r.binary_sha256 and r.running_sha256 and r.binary_sha256 != r.running_sha256:
-            note += "  (binary on disk differs from the running one)"
-        lines.append(f"{r.host:<12} {r.version or '-':<10} {sha:<12} {r.unit:<10} {r.health}{note}")
-    return "\n".join(lines)

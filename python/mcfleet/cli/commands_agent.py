@@ -143,13 +143,15 @@ def _agent_op(host: str, operation: str, service: str | None, *, override: list[
     from mcfleet.apply.lock import fleet_lock
     from mcfleet.apply.planwork import Override
     from mcfleet.apply.session import ApplySession, SessionOptions
-    from mcfleet.cli.targets import one_host
+    from mcfleet.cli.targets import one_host, one_service
     from mcfleet.errors import McfleetError
     from mcfleet.report.progress import make_progress
     from mcfleet.transport.ssh import SshOptions
 
     loaded = load_valid(deprecated_folder(None, "--root DIR"))
     entry = one_host(loaded, host, f"agent {operation}")
+    if service is not None:  # before connecting: the agent would only say NOT_FOUND
+        one_service(entry, service, f"agent {operation}")
     overrides = [Override.parse(o) for o in override]
     command = " ".join(["agent", operation, entry.host.name, *([service] if service else [])])
     options = SessionOptions(

@@ -21,7 +21,7 @@ from mcfleet.cli.complete import complete_service
 from mcfleet.cli.fleetdir import fleet_root
 from mcfleet.cli.options import COMMAND_TIMEOUT, CONNECT
 from mcfleet.cli.output import emit_json, use_color
-from mcfleet.cli.targets import HOST_ARG, ON_OPT, YES_OPT, confirm_hosts, one_host, selected
+from mcfleet.cli.targets import HOST_ARG, ON_OPT, YES_OPT, confirm_hosts, one_host, one_service, selected
 from mcfleet.errors import EXIT_FAILURE, InputError, McfleetError, ToolMissing
 
 if TYPE_CHECKING:
@@ -77,13 +77,18 @@ def ssh(
 
       mcfleet ssh rift systemctl status mcp-agent
 
+      mcfleet ssh rift -- ls -la /srv      # `--` after the host is optional
+
       ssh -F .mcfleet/ssh_config rift      # after one `mcfleet ssh`, plain OpenSSH works too
 
       mcfleet ssh --print --json rift      # options before the host: after it, all goes to ssh
     """
     loaded = _loaded()
     entry = one_host(loaded, host, "ssh")
-    argv = ssh_argv(loaded, entry, list(command or []), batch=not sys.stdin.isatty())
+    words = list(command or [])
+    if words[:1] == ["--"]:  # `ssh HOST -- cmd`: everything after the host comes here as is, `--` included
+        words = words[1:]
+    argv = ssh_argv(loaded, entry, words, batch=not sys.stdin.isatty())
     if print_only:
         if json_out:
             emit_json({"host": entry.host.name, "argv": argv, "ssh_config": argv[2]})
@@ -249,14 +254,7 @@ def logs_command(entry: HostEntry, what: str, *, lines: int, follow: bool) -> st
     if what == "agent":
         unit = shlex.quote(entry.host.agent.unit)
         return f"journalctl -u {unit} -n {lines} --no-pager -o short-iso{' -f' if follow else ''}"
-    svc = next((s for s in entry.services if s.name == what), None)
-    if svc is None:
-        names = ", ".join(sorted(s.name for s in entry.services)) or "none"
-        raise InputError(
-            f"{entry.host.name} runs no service named {what!r}",
-            location=f"mcfleet logs {entry.host.name} {what}",
-            hint=f"services on {entry.host.name}: {names}; or `agent` for the agent's own log",
-        )
+    one_service(entry, what, "logs", also="; or `agent` for the agent's own log")
     user = shlex.quote(SERVICE_USER)
     label = shlex.quote(f"label=io.mcfleet.service={what}")
     podman = f"runuser -u {user} -- env XDG_RUNTIME_DIR=/run/user/$(id -u {user}) podman"

@@ -58,6 +58,19 @@ def one_host(loaded: LoadedFleet, name: str, command: str) -> HostEntry:
     return loaded.hosts[name]
 
 
+def one_service(entry: HostEntry, name: str, command: str, *, also: str = "") -> None:
+    """Refuse a service the host does not run in the fleet's files, naming the ones it does."""
+    from mcfleet.fleet.select import did_you_mean
+
+    names = sorted(s.name for s in entry.services)
+    if name not in names:
+        raise InputError(
+            f"{entry.host.name} runs no service named {name!r}",
+            location=f"mcfleet {command} {entry.host.name} {name}",
+            hint=(did_you_mean(name, names) or f"services on {entry.host.name}: {', '.join(names) or 'none'}") + also,
+        )
+
+
 def confirm_hosts(names: list[str], *, action: str, yes: bool) -> None:
     """Ask before `action` changes more than one host; --yes (or a single host) skips the question."""
     if yes or len(names) <= 1:
