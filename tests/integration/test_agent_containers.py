@@ -108,3 +108,28 @@ async def _lifecycle(client: AgentClient, agent_podman: PodmanLab, tmp_path: Pat
     names = agent_podman.remote("ps", "-a", "--format", "{{.Names}}").split()
     assert sorted(names) == ["dns", "proxy"]
     assert (tmp_path / "data/app/env").exists()
+
+
+def test_a_registered_service_that_cannot_start_does_not_fail_a_deploy_of_others(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
+) -> None:
+    """A deploy whose image does not exist leaves its service in the registry (written first).  A later
+    deploy asks for the others only: it converges those alone (was: every registered service, so the
+    ghost failed every later deploy on the host).  A prune then drops the ghost from the registry."""
+    agent = agent_runner.start(podman=agent_podman)
+    dns = web_service(tmp_path, "dns", "foundation", agent_podman.image)
+    ghost = web_service(tmp_path, "ghost", "services", "localhost:1/mcfleet-test/no-such-image:1")
+
+    async def scenario() -> None:
+        async with AgentClient(str(agent.socket)) as client:
+            failed = await client.reconcile(with_ports([dns, ghost]), prune=False, stage_timeout_s=30)
+            assert not failed.ok and "no-such-image" in failed.error
+            assert sorted(e["name"] for e in (await client.facts(events=0))["registry"]) == ["dns", "ghost"]
+            again = await client.reconcile(with_ports([dns]), prune=False, stage_timeout_s=30)
+            assert again.ok, again.error
+            assert {a.service for a in again.actions} == {"dns"}
+            pruned = await client.reconcile(with_ports([dns]), prune=True, stage_timeout_s=30)
+            assert pruned.ok, pruned.error
+            assert [e["name"] for e in (await client.facts(events=0))["registry"]] == ["dns"]
+
+    asyncio.run(scenario())

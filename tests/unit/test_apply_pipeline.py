@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from mcfleet.fleet.desired import desired_state
 from mcfleet.fleet.load import HostEntry, LoadedFleet, load_fleet
 from mcfleet.fleet.models import Host
 from mcfleet.kinds import ApplyContext, Outcome
-from mcfleet.observe.manifest import Manifest
+from mcfleet.observe.manifest import Manifest, ManifestCert
 from mcfleet.phase import Phase as PlanPhase
 from mcfleet.plan.model import Action
 from mcfleet.transport.base import Unreachable
@@ -74,6 +75,7 @@ class RecordingStep:
     running: int = 0
     peak: int = 0
     name: str = "recording"
+    records_desired_set: bool = False  # it records what its apply did (ctx.data)
 
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return None
@@ -149,6 +151,50 @@ def test_keep_going_lets_other_hosts_finish_and_exits_1(tmp_path: Path) -> None:
     assert log.outcome("b", Phase.dns).status == Status.skipped  # type: ignore[union-attr]
     assert "earlier phase" in log.outcome("b", Phase.dns).message  # type: ignore[union-attr]
     assert summary.exit_code == 1  # type: ignore[attr-defined]
+
+
+@dataclass
+class CertsAsDeclared(RecordingStep):
+    """A kind that records its whole desired set (as cert, dns and route do): the certificate `new`."""
+
+    records_desired_set: bool = True
+
+    def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
+        return m.model_copy(update={"certs": [ManifestCert(name="new", path="/srv/mc-proxy/certs/new.pem")]})
+
+
+def manifest_on(tmp_path: Path, host: str) -> dict[str, Any]:
+    return json.loads((tmp_path / ".stores" / host / "manifest.json").read_text())
+
+
+def test_what_succeeded_before_a_failure_is_recorded(tmp_path: Path) -> None:
+    """The cert was issued, then the deploy failed: the manifest lists the cert (else removing its service
+    later would leave the key on the node, unknown to every plan); dns never ran and is not recorded."""
+    trace: list[str] = []
+    steps = [CertsAsDeclared(Phase.cert, trace), RecordingStep(Phase.deploy, trace, fail_on={"a"}),
+             CertsAsDeclared(Phase.dns, trace)]  # fmt: skip
+    store = tmp_path / ".stores" / "a"
+    store.mkdir(parents=True)
+    old = Manifest(certs=[ManifestCert(name="old", path="/srv/mc-proxy/certs/old.pem")])
+    (store / "manifest.json").write_text(old.to_text())
+    log, summary = run_pipeline([work(entry("a", tmp_path), "cert", "deploy", "dns", "delete:cert")], steps)
+    assert trace == ["a:cert", "a:deploy"] and summary.exit_code == 1  # type: ignore[attr-defined]
+    manifest = log.outcome("a", Phase.manifest)
+    assert manifest is not None and manifest.status == Status.changed
+    assert manifest.message == "recorded what succeeded before the failure (cert)"
+    assert log.outcome("a", Phase.dns).status == Status.skipped  # type: ignore[union-attr]
+    # `new` issued; `old`'s removal never ran, so it stays listed (a plan will remove it later)
+    assert [c["name"] for c in manifest_on(tmp_path, "a")["certs"]] == ["new", "old"]
+    assert "steps" not in manifest_on(tmp_path, "a")  # the failed deploy recorded nothing
+
+
+def test_a_failure_before_anything_was_made_writes_no_manifest(tmp_path: Path) -> None:
+    trace: list[str] = []
+    steps = [RecordingStep(Phase.deploy, trace, fail_on={"a"}), CertsAsDeclared(Phase.dns, trace)]
+    log, summary = run_pipeline([work(entry("a", tmp_path), "deploy", "dns")], steps)
+    assert summary.exit_code == 1  # type: ignore[attr-defined]
+    assert log.outcome("a", Phase.manifest).status == Status.skipped  # type: ignore[union-attr]
+    assert not (tmp_path / ".stores" / "a" / "manifest.json").exists()
 
 
 def test_fail_fast_stops_phases_not_yet_started(tmp_path: Path) -> None:

@@ -67,3 +67,30 @@ def test_a_change_that_keeps_the_container_spec_is_an_update() -> None:
     [action] = _service_actions(SimpleNamespace(name="n1"), "hello", new, had, on_node, old_spec=old_spec)  # type: ignore[arg-type]
     assert action.kind == "update"
     assert action.reason == 'the service definition changed: stage: "services" → "core"'
+
+
+def test_a_service_the_agent_registered_and_the_files_dropped_is_removed_even_if_never_recorded() -> None:
+    """Its first deploy failed (its image is missing), so the manifest never listed it, but the agent's
+    registry does: once its file is deleted the plan removes it (was: nothing, and the agent kept trying
+    to start it at every boot and recover)."""
+    from datetime import datetime
+
+    from mcfleet.fleet.desired import DesiredAgent, DesiredHost
+    from mcfleet.kinds.service import ServiceKind
+    from mcfleet.observe.facts import Facts
+    from mcfleet.observe.manifest import Manifest
+
+    hello = desired(doc(["GREETING=hi"]), "h1")
+    agent = DesiredAgent(path="/srv/mcp/mcp-agent", unit="mcp-agent.service", user="mcp", socket="/srv/mcp/s",
+                         unit_sha256="", sha256=None)  # fmt: skip
+    host = DesiredHost(name="n1", os="debian", arch="amd64", agent=agent, services={"hello": hello})
+    had = ManifestService(hash="h1", stage="services", containers=["hello"], images={"hello": "r/demo/hello:1"})
+    seen = [ContainerFacts(name="hello", state="running", image="r/demo/hello:1",
+                           labels={LABEL_HASH: spec_hashes(hello)["hello"]})]  # fmt: skip
+    facts = Facts(host="n1", containers=seen, service_specs={"hello": doc(["GREETING=hi"]), "ghost": doc([])})
+    acts = ServiceKind().diff(host, facts, Manifest(services={"hello": had}), now=datetime(2026, 1, 1))
+    assert [(a.kind, a.subject, a.before) for a in acts] == [("delete", "service ghost", {"stage": "services"})]
+    assert acts[0].reason.startswith("registered with the agent, not declared in the files")
+    gone = ServiceKind().diff(host, facts.model_copy(update={"service_specs": {}}), Manifest(services={"hello": had}),
+                              now=datetime(2026, 1, 1))  # fmt: skip
+    assert gone == []

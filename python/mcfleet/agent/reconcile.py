@@ -79,7 +79,12 @@ class Reconciler:
                 self.events.add("registry", f"{len(entries)} service(s) recorded (prune={prune})")
             except McfleetError as exc:
                 return Outcome(ok=False, error=exc.message)
-            outcome = await self._converge(self.registry.entries(), prune=prune, stage_timeout=stage_timeout)
+            # With prune the registry now holds exactly `desired`.  Without it only the services asked
+            # for are converged: a deploy asks stage by stage for the stages done so far, and another
+            # registered service (one whose own deploy failed: a missing image) must not fail the call.
+            asked = {e.name for e in entries}
+            todo = [e for e in self.registry.entries() if prune or e.name in asked]
+            outcome = await self._converge(todo, prune=prune, stage_timeout=stage_timeout)
             outcome.ports = {e.name: e.ports for e in entries}
             return outcome
 

@@ -219,6 +219,8 @@ class Pipeline:
     # ------------------------------------------------------------------ one host
 
     async def _host(self, w: HostWork, art: Artifact | None) -> None:
+        ctx: ApplyContext | None = None
+        before: Manifest | None = None
         try:
             if w.agent and art is None:
                 raise HostFailed  # build failed or blocked: already reported
@@ -228,9 +230,8 @@ class Pipeline:
             # read (and refuse a node without systemd, or with a corrupt manifest) before anything is written
             check = probe_ready(node, w.entry.host, first.value) if w.agent else probe(node, w.entry.host)
             state = await self._phase(w, first, check)
-            ctx = ApplyContext(
-                self.loaded, w.entry, node, w.desired, state.manifest or Manifest(), {"stage_gate": self.stages}
-            )
+            before = state.manifest
+            ctx = ApplyContext(self.loaded, w.entry, node, w.desired, before or Manifest(), {"stage_gate": self.stages})
             if w.provision:
                 await self._provision(w, node, ctx)
             if w.agent and art is not None and art.store_path is not None:
@@ -238,8 +239,10 @@ class Pipeline:
             elif w.agent and art is not None:
                 await self._agent(w, node, state, art, ctx)
             await self._steps(w, ctx)
-            await self._record(w, ctx, state.manifest)
+            await self._record(w, ctx, before)
         except HostFailed:
+            if ctx is not None and self.log.outcome(w.name, Phase.manifest) is None:
+                await self._record_after_failure(w, ctx, before)
             self._skip_rest(w)
         finally:
             await self.stages.withdraw(w.name)  # nobody waits at a boot stage for a host that is done
@@ -325,15 +328,37 @@ class Pipeline:
         if before is not None and new.content() == before.content():
             self.log.emit(w.name, Phase.manifest, Status.unchanged, "as applied")
             return
-        stamped = new.model_copy(
-            update={
-                "applied_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "applied_by": f"{getpass.getuser()}@{socket.gethostname()}",
-            }
-        )
+        stamped = new.model_copy(update={"applied_at": _now(), "applied_by": _operator()})
         path = manifest_path(store_of(ctx.node))  # root's store: the agent's account cannot rewrite it
         await self._phase(w, Phase.manifest, write_text(ctx.node, path, stamped.to_text(), mode="0600"))
         self.log.emit(w.name, Phase.manifest, Status.changed, "written")
+
+    async def _record_after_failure(self, w: HostWork, ctx: ApplyContext, before: Manifest | None) -> None:
+        """Record what did succeed before the failure, so that no later plan forgets it: a certificate
+        issued, a file written or a service deployed in an earlier stage, whose declaration is then
+        removed, would stay on the node with nothing left to say it is mcfleet's.
+
+        A kind that records its whole desired set counts only when its phase succeeded; and what the
+        manifest had beside that set stays listed, since its removal may not have run (a removal
+        planned again later finds nothing to do; a forgotten entry is never removed)."""
+        ok = (Status.changed, Status.unchanged)
+        succeeded = {p for p in self.phases(w) if (e := self.log.outcome(w.name, p)) and e.status in ok}
+        try:
+            ctx.data["users"] = await read_users(ctx)
+            new = ctx.manifest
+            for kind in [*HEAD_KINDS, *self.kinds.values()]:
+                if not kind.records_desired_set or kind.phase in succeeded:
+                    new = kind.record(new, ctx, w.actions_for(kind.phase))
+            new = kept_for_removal(new, ctx.manifest)
+            if {**new.content(), "users": None} == {**ctx.manifest.content(), "users": None}:
+                return  # nothing made (the users alone are not worth a manifest): `_skip_rest` says why
+            stamped = new.model_copy(update={"applied_at": _now(), "applied_by": _operator()})
+            await write_text(ctx.node, manifest_path(store_of(ctx.node)), stamped.to_text(), mode="0600")
+        except (McfleetError, TimeoutError, OSError) as exc:
+            self.log.emit(w.name, Phase.manifest, Status.failed, f"what succeeded was not recorded: {_reason(exc)}")
+            return
+        done = ", ".join(sorted({str(k.phase) for k in self.kinds.values() if k.phase in succeeded})) or "nothing"
+        self.log.emit(w.name, Phase.manifest, Status.changed, f"recorded what succeeded before the failure ({done})")
 
     def _first_phase(self, w: HostWork) -> Phase:
         return Phase.provision if w.provision else (Phase.push if w.agent else Phase.manifest)
@@ -394,3 +419,26 @@ class Pipeline:
         for phase in self.phases(w):
             if self.log.outcome(w.name, phase) is None:
                 self.log.emit(w.name, phase, Status.skipped, why)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _operator() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def kept_for_removal(new: Manifest, had: Manifest) -> Manifest:
+    """`new` with the certificates, DNS records and routes `had` listed that `new` no longer does (by
+    name, by name and type, by listener and hostname): after a failure their removals may not have run."""
+    certs = {c.name for c in new.certs}
+    records = {(r.name, r.type) for r in new.dns}
+    routes = {(r.listener, r.hostname) for r in new.routes}
+    return new.model_copy(
+        update={
+            "certs": [*new.certs, *(c for c in had.certs if c.name not in certs)],
+            "dns": [*new.dns, *(r for r in had.dns if (r.name, r.type) not in records)],
+            "routes": [*new.routes, *(r for r in had.routes if (r.listener, r.hostname) not in routes)],
+        }
+    )

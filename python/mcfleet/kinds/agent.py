@@ -92,6 +92,7 @@ def _values(want: DesiredAgent, sha: str | None) -> dict[str, Any]:
 class AgentKind(NoRead):
     name = "agent"
     phase = Phase.agent
+    records_desired_set = False  # it records what its apply did
     apply_phases = (Phase.build, Phase.push, Phase.activate)
 
     def blocked(self, loaded: LoadedFleet) -> str | None:

@@ -70,6 +70,9 @@ class Outcome:
 class ResourceKind(Protocol):
     name: str
     phase: Phase  # the plan phase of its actions (and the apply phase of its events)
+    # True when record() writes the desired set as a whole rather than what apply did: after a failed
+    # run such a kind is recorded only if its own phase succeeded (apply/pipeline.py).
+    records_desired_set: bool
 
     def blocked(self, loaded: LoadedFleet) -> str | None:
         """Why this kind cannot act in this fleet (backend not configured), or None."""

@@ -101,6 +101,7 @@ async def put_binary(node: Any, want: DesiredFile) -> None:
 class FilesKind(NoRead):
     name = "files"
     phase = Phase.files
+    records_desired_set = False  # it records what its apply did
 
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return None

@@ -32,6 +32,7 @@ UID_HINT = (
 class HostKind(NoRead):
     name = "host"
     phase = Phase.host
+    records_desired_set = False  # it records what its apply did
 
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return None

@@ -257,6 +257,7 @@ async def add_routes(loaded: LoadedFleet, desired: Mapping[str, DesiredHost], fa
 class CertKind(NoRead):
     name = "cert"
     phase = Phase.cert
+    records_desired_set = True
 
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return not_configured("cert", loaded.fleet.providers.cert if loaded.fleet else None)
@@ -289,6 +290,7 @@ class CertKind(NoRead):
 class DnsKind:
     name = "dns"
     phase = Phase.dns
+    records_desired_set = True
 
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return not_configured("dns", loaded.fleet.providers.dns if loaded.fleet else None)
@@ -318,6 +320,7 @@ class DnsKind:
 class RouteKind:
     name = "route"
     phase = Phase.route
+    records_desired_set = True
 
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return not_configured("route", loaded.fleet.providers.route if loaded.fleet else None)

@@ -5,8 +5,8 @@ manages, with image, state and spec-hash label), not a root `podman ps`.
 diff: a service the files declare and the node does not run is `+`; an image bump is
 `~` with old → new image; a definition change is `~`; a container whose spec on the
 node differs from the files is `-/+`; a missing or stopped container is `~` (drift);
-a service the manifest lists and the files no longer declare is `-` (stopped and
-removed; its volumes are kept).
+a service the manifest lists or the agent has registered and the files no longer
+declare is `-` (stopped and removed; its volumes are kept).
 apply: `ReconcileServices` with the host's services and the ports `fleet.derive`
 assigned, one boot stage at a time across the fleet (kinds.stages: every host's
 foundation before any host's core); removals, after the routes and DNS records to
@@ -154,6 +154,7 @@ def _service_actions(
 class ServiceKind:
     name = "service"
     phase = Phase.deploy
+    records_desired_set = False  # it records what its apply did
 
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return None
@@ -199,19 +200,16 @@ class ServiceKind:
         acts: list[Action] = []
         for name, svc in sorted(d.services.items()):
             acts += _service_actions(d, name, svc, m.services.get(name), seen, old_spec=specs.get(name))
-        for name, had in sorted(m.services.items()):
-            if name not in d.services:
-                acts.append(
-                    Action(
-                        host=d.name,
-                        phase=Phase.deploy,
-                        kind="delete",
-                        subject=f"service {name}",
-                        before={"stage": had.stage, "containers": had.containers},
-                        reason="no longer declared in the files: its containers are stopped and removed, "
-                        "its volumes are kept",
-                    )
-                )
+        # Removed: what the manifest lists, and what the agent has registered (a service whose first
+        # deploy failed is registered, never recorded as applied), that the files no longer declare.
+        for name in sorted((set(m.services) | set(specs)) - set(d.services)):
+            had = m.services.get(name)
+            before = {"stage": had.stage, "containers": had.containers} if had else {"stage": specs[name].get("stage")}
+            why = "no longer declared in the files" if had else "registered with the agent, not declared in the files"
+            acts.append(
+                Action(host=d.name, phase=Phase.deploy, kind="delete", subject=f"service {name}", before=before,
+                       reason=f"{why}: its containers are stopped and removed, its volumes are kept")
+            )  # fmt: skip
         return acts
 
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
