@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,28 @@ def test_journal_skips_torn_last_line(tmp_path: Path) -> None:
     with journal.journal_path(tmp_path).open("a") as handle:
         handle.write('{"command": "ap')
     assert [r["command"] for r in journal.read(tmp_path)] == ["apply"]
+
+
+def test_a_journal_edited_by_hand_is_shown_with_what_it_holds(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8, JSON that is not a record, records with parts of the wrong type: the
+    readable records are shown and the others counted (was: internal errors, UnicodeDecodeError and
+    AttributeError)."""
+    import json
+
+    from tests.conftest import run_cli
+
+    shutil.copytree(Path(__file__).parents[1] / "data" / "fleets" / "minimal", tmp_path / "fleet")
+    root = tmp_path / "fleet"
+    journal.append(root, {"command": "apply", "argv": ["apply", "--all"], "result": {"ok": True, "hosts": {}}})
+    with journal.journal_path(root).open("ab") as handle:
+        handle.write(b'[1, 2]\n"text"\n\xff\xfe not utf-8\n\n')
+        handle.write(b'{"command": "apply", "argv": "apply", "result": [1], "when": "w1"}\n')
+        handle.write(b'{"error": "boom", "when": "w2"}\n{"result": {"hosts": {"a": "ok"}}, "when": "w3"}\n')
+    code, out, err = run_cli("-C", str(root), "journal")
+    assert code == 0, err
+    assert f"note: 3 line(s) of {journal.journal_path(root)} are not records: skipped" in err
+    rows = out.splitlines()[1:]
+    assert len(rows) == 4 and rows[0].endswith("mcfleet apply --all  -      -        ok: nothing to do")
+    assert rows[1].startswith("w1") and rows[2].startswith("w2") and rows[3].startswith("w3")
+    code, out, _err = run_cli("-C", str(root), "journal", "--json")
+    assert code == 0 and json.loads(out)["unreadable"] == 3 and json.loads(out)["total"] == 4

@@ -60,13 +60,23 @@ def append(fleet_root: Path, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def read(fleet_root: Path) -> list[dict[str, Any]]:
+    return read_counting(fleet_root)[0]
+
+
+def read_counting(fleet_root: Path) -> tuple[list[dict[str, Any]], int]:
+    """The records, and how many lines were not one (a torn last line after a crash, an edit gone
+    wrong, bytes that are not UTF-8): those are skipped, the rest kept."""
     path = journal_path(fleet_root)
     if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
+        return [], 0
+    records, unreadable = [], 0
+    for line in path.read_bytes().splitlines():
         try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue  # a torn last line from a machine crash: skip it, keep the rest
-    return records
+            record = json.loads(line.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError is a ValueError too
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        elif line.strip():
+            unreadable += 1
+    return records, unreadable

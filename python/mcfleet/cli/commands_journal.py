@@ -10,27 +10,34 @@ from mcfleet.cli.fleetdir import fleet_root
 from mcfleet.cli.output import emit_json, table
 
 
+def _mapping(value: object) -> dict[str, Any]:
+    """A record's part as a dict: a journal edited by hand (or torn) may hold anything there."""
+    return value if isinstance(value, dict) else {}
+
+
 def _outcome(record: dict[str, Any]) -> str:
     if "error" in record:
-        error = record["error"] or {}
+        error = _mapping(record["error"])
         return f"{error.get('kind', 'error')}: {error.get('message', '')}"
-    result = record.get("result") or {}
-    hosts = result.get("hosts") or {}
+    result = _mapping(record.get("result"))
     counts: dict[str, int] = {}
-    for info in hosts.values():
-        counts[str(info.get("status"))] = counts.get(str(info.get("status")), 0) + 1
+    for info in _mapping(result.get("hosts")).values():
+        status = str(_mapping(info).get("status"))
+        counts[status] = counts.get(status, 0) + 1
     text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do"
     return ("ok: " if result.get("ok") else "failed: ") + text
 
 
 def _row(record: dict[str, Any]) -> list[object]:
-    result = record.get("result") or {}
-    hosts = sorted((result.get("hosts") or {}).keys())
+    result = _mapping(record.get("result"))
+    hosts = sorted(str(h) for h in _mapping(result.get("hosts")))
     seconds = result.get("seconds")
+    argv = record.get("argv")
+    words = [str(a) for a in argv] if isinstance(argv, list) else [str(record.get("command", "?"))]
     return [
         record.get("when", "?"),
         record.get("who", "?"),
-        "mcfleet " + " ".join(record.get("argv") or [str(record.get("command", "?"))]),
+        "mcfleet " + " ".join(words),
         ",".join(hosts) or "-",
         f"{seconds:.1f}" if isinstance(seconds, int | float) else "-",
         _outcome(record),
@@ -54,13 +61,16 @@ def journal(
 
       mcfleet journal --json | jq '.records[] | select(.result.ok == false)'
     """
-    from mcfleet.apply.journal import journal_path, read
+    from mcfleet.apply.journal import journal_path, read_counting
 
     root = fleet_root()
-    records = read(root)
+    records, unreadable = read_counting(root)
     shown = records[-last:] if last else records
+    if unreadable:
+        typer.echo(f"note: {unreadable} line(s) of {journal_path(root)} are not records: skipped", err=True)
     if json_out:
-        emit_json({"journal": str(journal_path(root)), "total": len(records), "records": shown})
+        emit_json({"journal": str(journal_path(root)), "total": len(records), "unreadable": unreadable,
+                   "records": shown})  # fmt: skip
         return
     if not records:
         typer.echo(f"no applies recorded yet ({journal_path(root)} does not exist or is empty)", err=True)
