@@ -132,7 +132,7 @@ def test_unhealthy_stage_stops_the_sequence(agent_podman: PodmanLab, agent_runne
             result = await client.reconcile(with_ports(services), stage_timeout_s=3)
             assert not result.ok
             assert result.error.startswith("stage core did not get healthy: proxy not healthy (tcp check)")
-            assert result.error.endswith("not started: management, services")
+            assert result.error.endswith("; not started: app")  # the services of later stages, by name
             assert list(result.stages_healthy) == ["foundation"]
             names = agent_podman.remote("ps", "-a", "--format", "{{.Names}}").split()
             assert sorted(names) == ["dns", "proxy"]  # app (services stage) was never started

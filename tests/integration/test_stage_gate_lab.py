@@ -39,7 +39,9 @@ def test_a_failed_foundation_on_one_host_skips_core_on_another_with_the_reason(
     assert run.code != 0, run.stdout + run.stderr
     failed, skipped = run.phase(other, "deploy"), run.phase(master, "deploy")
     assert failed["status"] == "failed", failed
-    assert failed["message"].startswith("stage foundation: ") and "no-such-probe" in failed["message"], failed
+    assert (
+        failed["message"].startswith("stage foundation did not get healthy: ") and "no-such-probe" in failed["message"]
+    ), failed
     assert skipped["status"] == "skipped", skipped
     assert skipped["message"].startswith(f"api skipped: stage foundation failed on {other}: "), skipped
     assert "no-such-probe" in skipped["message"], skipped

@@ -94,3 +94,50 @@ def test_a_service_the_agent_registered_and_the_files_dropped_is_removed_even_if
     gone = ServiceKind().diff(host, facts.model_copy(update={"service_specs": {}}), Manifest(services={"hello": had}),
                               now=datetime(2026, 1, 1))  # fmt: skip
     assert gone == []
+
+
+def test_a_long_deploy_call_says_what_it_waits_for_and_since_when(monkeypatch: Any) -> None:
+    """The agent's ReconcileServices waits for the stage's health checks (up to 120 s) in one call: the
+    apply shows a line every HEARTBEAT_S meanwhile (was: nothing for two minutes), and returns its answer."""
+    import asyncio
+
+    from mcfleet.kinds import service
+
+    monkeypatch.setattr(service, "HEARTBEAT_S", 0.05)
+    said: list[str] = []
+
+    async def slow() -> str:
+        await asyncio.sleep(0.18)
+        return "answer"
+
+    async def run() -> str:
+        return await service._heartbeat(slow(), said.append, "stage services: sick starting")
+
+    assert asyncio.run(run()) == "answer"
+    assert len(said) == 3 and all(s.startswith("stage services: sick starting, waiting for their health") for s in said)
+    assert said[-1].endswith("(0 s)")
+
+    async def cancelled() -> bool:
+        inner = asyncio.ensure_future(asyncio.sleep(10))
+        outer = asyncio.ensure_future(service._heartbeat(inner, None, "x"))
+        await asyncio.sleep(0.01)
+        outer.cancel()
+        await asyncio.gather(outer, return_exceptions=True)
+        await asyncio.sleep(0)
+        return inner.cancelled()
+
+    assert asyncio.run(cancelled())  # an interrupted apply does not leave the call running
+
+
+def test_a_service_running_but_never_recorded_as_deployed_is_deployed_again() -> None:
+    """Its container runs with the right spec, but its stage never got healthy, so no apply recorded it:
+    the plan deploys it again (was: no change, so the next apply routed traffic to it and published its
+    DNS name while it failed its health checks)."""
+    sick = desired(doc(["GREETING=hi"]), "h1")
+    on_node = {"hello": ContainerFacts(name="hello", state="running", image="r/demo/hello:1",
+                                       labels={LABEL_HASH: spec_hashes(sick)["hello"]})}  # fmt: skip
+    [action] = _service_actions(SimpleNamespace(name="n1"), "hello", sick, None, on_node, old_spec=None)  # type: ignore[arg-type]
+    assert (action.kind, action.subject) == ("update", "service hello")
+    assert action.reason.startswith("on the node, but no apply finished deploying it")
+    had = ManifestService(hash="h1", stage="services", containers=["hello"], images={"hello": "r/demo/hello:1"})
+    assert _service_actions(SimpleNamespace(name="n1"), "hello", sick, had, on_node, old_spec=None) == []  # type: ignore[arg-type]

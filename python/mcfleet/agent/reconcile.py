@@ -219,10 +219,10 @@ class Reconciler:
                 try:
                     await self._wait_stage(stage, to_wait, stage_timeout)
                 except TimeoutError as exc:
-                    later = [s.value for s in Stage if s.order > stage.order]
+                    later = sorted({e.service.name for e, _ in plan if Stage(e.service.stage).order > stage.order})
                     outcome.ok = False
-                    outcome.error = (
-                        f"stage {stage.value} did not get healthy: {exc}; not started: {', '.join(later) or '-'}"
+                    outcome.error = f"stage {stage.value} did not get healthy: {exc}" + (
+                        f"; not started: {', '.join(later)}" if later else ""
                     )
                     self.events.add("stage-failed", outcome.error, error=True, stage=stage.value)
                     return outcome

@@ -309,6 +309,12 @@ class Pipeline:
         ctx.data["agent_sha256"] = art.sha256
         ctx.data["agent_version"] = result.health.version if result.health else None
 
+    def _progress_of(self, host: str, phase: Phase) -> Callable[[str], None]:
+        def say(message: str) -> None:
+            self.log.emit(host, phase, Status.progress, message)
+
+        return say
+
     def _reporter(self, w: HostWork) -> PushReport:
         """The push's progress as events: the first and the last always, in between one a second."""
         every = Every()
@@ -386,6 +392,7 @@ class Pipeline:
             async with self.step_sem:
                 self._check_stop()
                 self.log.emit(w.name, phase, Status.start)
+                ctx.data["progress"] = self._progress_of(w.name, phase)  # for a kind that waits long
                 outcome = await self._phase(w, phase, kind.apply(ctx, actions))
             self.log.emit(w.name, phase, Status(outcome.status), outcome.message)
             if outcome.status in ("failed", "blocked"):

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.desired import DesiredHost, DesiredService
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from mcfleet.agent.client import AgentClient
 
 AGENT_TIMEOUT = 15.0
+T = TypeVar("T")
 
 
 async def agent_socket(node: object, remote: str) -> str:
@@ -129,6 +132,9 @@ def _service_actions(
     bumped = [f"{c}: {old} → {svc.images[c]}" for c, old in old_images.items() if old and old != svc.images[c]]
     if bumped:
         return act("update", "image " + "; ".join(bumped), before)
+    if had is None:  # its containers run, but no apply recorded it as deployed: its stage never got healthy
+        return act("update", "on the node, but no apply finished deploying it (its health checks did not pass?)",
+                   before)  # fmt: skip
     if had is not None and had.hash != svc.hash:
         new_spec = svc.spec.model_dump(mode="json", by_alias=True, exclude={"files"}) if svc.spec else None
         changes = spec_changes(old_spec, new_spec) if old_spec is not None and new_spec is not None else []
@@ -149,6 +155,25 @@ def _service_actions(
             states = ", ".join(f"{c} is {mine[c].state if c in mine else 'missing'}" for c in down)
             return act("update", f"drift: {states}", before)
     return []
+
+
+HEARTBEAT_S = 10.0
+
+
+async def _heartbeat(work: Awaitable[T], say: Callable[[str], None] | None, what: str) -> T:
+    """Await `work`, saying every HEARTBEAT_S what it waits for and since when: the agent brings a
+    stage up and waits for its health checks (up to its stage timeout, 120 s) in one silent call."""
+    task = asyncio.ensure_future(work)
+    began = time.monotonic()
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_S)
+            if done:
+                return task.result()
+            if say is not None:
+                say(f"{what}, waiting for their health checks ({time.monotonic() - began:.0f} s)")
+    finally:
+        task.cancel()  # only when this wait itself was cancelled: a finished task ignores it
 
 
 class ServiceKind:
@@ -256,7 +281,10 @@ class ServiceKind:
                     await gate.done(host, stage)
                 continue
             upto = [(s.spec, s.ports) for s in wanted if Stage(s.stage).order <= stage.order and s.spec]
-            result = await client.reconcile(upto, prune=False)
+            starting = ", ".join(s.name for s in wanted if s.stage == stage)
+            result = await _heartbeat(
+                client.reconcile(upto, prune=False), ctx.data.get("progress"), f"stage {stage}: {starting} starting"
+            )
             done = [f"{a.kind} {a.container}" for a in result.actions if a.kind not in ("unchanged", "start")]
             changed = changed or bool(done)
             if not result.ok:
@@ -265,7 +293,8 @@ class ServiceKind:
                 ctx.data["deployed"] = before
                 later = [s.name for s in wanted if Stage(s.stage).order > stage.order]
                 skipped = f"; skipped: {', '.join(later)} (stage {stage} failed)" if later else ""
-                return Outcome("failed", f"stage {stage}: {result.error}{skipped}")
+                said = result.error if result.error.startswith(f"stage {stage} ") else f"stage {stage}: {result.error}"
+                return Outcome("failed", f"{said}{skipped}")
             if gate:
                 await gate.done(host, stage)
             notes.append(f"{stage}: {', '.join(done) or 'as declared'}")
