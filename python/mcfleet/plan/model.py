@@ -80,6 +80,16 @@ class Blocked(BaseModel):
     reason: str
 
 
+class Unobserved(BaseModel):
+    """A backend the plan could not read for a host: its kind was compared with the manifest alone."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str
+    phase: Phase
+    reason: str
+
+
 class Plan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -92,6 +102,9 @@ class Plan(BaseModel):
     actions: list[Action] = Field(default_factory=empty_list)
     unreachable: dict[str, UnreachableHost] = Field(default_factory=dict)
     blocked: list[Blocked] = Field(default_factory=empty_list, description="kinds that cannot act on a host, and why")
+    unobserved: list[Unobserved] = Field(
+        default_factory=empty_list, description="backends that did not answer: compared with the manifest alone"
+    )
 
     def counts(self) -> dict[str, int]:
         c: Counter[str] = Counter(a.kind for a in self.actions)

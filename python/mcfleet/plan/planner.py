@@ -28,7 +28,7 @@ from mcfleet.observe.collect import GatherResult, gather
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.observe.manifest import Manifest, manifest_path
 from mcfleet.phase import Phase
-from mcfleet.plan.model import Action, Blocked, Plan, UnreachableHost, sort_actions
+from mcfleet.plan.model import Action, Blocked, Plan, Unobserved, UnreachableHost, sort_actions
 from mcfleet.plan.saved import facts_digest, fleet_hash
 from mcfleet.report.progress import Progress
 from mcfleet.transport.ssh import SshOptions, SshPool
@@ -120,6 +120,7 @@ def build(
             )
     # a service that left one observed host's files for another's: one move, its data carried along
     actions = detect_moves(actions, desired, loaded.fleet.zone if loaded.fleet else None)
+    unobserved = [u for host, item in facts.items() if isinstance(item, Facts) for u in not_read(host, item)]
     return Plan(
         created_at=now.isoformat(timespec="seconds"),
         root=str(loaded.root),
@@ -129,7 +130,20 @@ def build(
         actions=sort_actions(actions, list(facts)),
         unreachable=unreachable,
         blocked=blocked,
+        unobserved=unobserved,
     )
+
+
+def not_read(host: str, f: Facts) -> list[Unobserved]:
+    """The backends that did not answer for this host: their kinds were compared with the manifest only."""
+    out = []
+    if f.dns_error:
+        out.append(Unobserved(host=host, phase=Phase.dns, reason=f"the DNS server did not answer ({f.dns_error}): "
+                              "records compared with what the last apply recorded"))  # fmt: skip
+    if f.routes_error:
+        out.append(Unobserved(host=host, phase=Phase.route, reason=f"the proxy was not read ({f.routes_error}): "
+                              "routes compared with what the last apply recorded, drift not seen"))  # fmt: skip
+    return out
 
 
 async def plan_fleet(

@@ -144,16 +144,19 @@ def render_text(plan: Plan, *, detailed: bool = False, color: bool = False) -> s
             continue
         actions = plan.for_host(host)
         stuck = {b.phase: b.reason for b in plan.blocked if b.host == host}
-        if not actions and not stuck:
+        unread = {u.phase: u.reason for u in plan.unobserved if u.host == host}
+        if not actions and not stuck and not unread:
             out.append(f"{name}: no changes")
             continue
         out.append(name)
         for phase in PHASES:
             in_phase = [a for a in actions if a.phase == phase]
-            if in_phase or phase in stuck:
+            if in_phase or phase in stuck or phase in unread:
                 out.append(f"  {_paint(phase, '2', color)}")
                 if phase in stuck:
                     out.append(f"    {_paint('blocked', '33', color)}: {stuck[phase]}")
+                if phase in unread:
+                    out.append(f"    {_paint('not read', '33', color)}: {unread[phase]}")
                 for a in in_phase:
                     out += render_action(a, detailed=detailed, color=color)
         out.append(f"  {host}: {counts_text(actions)}")
