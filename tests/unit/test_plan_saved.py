@@ -79,6 +79,15 @@ def test_digest_ignores_which_address_answered() -> None:
     assert facts_digest(a) != facts_digest(Facts(host="h", os_id="nixos"))
 
 
+def test_digest_ignores_why_a_backend_did_not_answer() -> None:
+    """The agent's error names a socket forwarded for that run: a plan saved while the agent was down
+    would otherwise always be stale at apply."""
+    down = "agent Facts failed: UNAVAILABLE: unix:/tmp/mcfleet-fwd-{}/sock: Socket closed"
+    a = Facts(host="h", os_id="debian", services_error=down.format("7z4g4q3k"), dns_error="timed out")
+    b = Facts(host="h", os_id="debian", services_error=down.format("q1w2e3r4"))
+    assert facts_digest(a) == facts_digest(b) == facts_digest(Facts(host="h", os_id="debian"))
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [("{not json", "invalid JSON"), ('{"format": 99}', "not a plan file"), ('{"format": 1, "actions": 3}', "damaged")],

@@ -20,11 +20,15 @@ def test_a_backend_that_did_not_answer_is_named_under_its_kind_even_without_chan
     facts = {
         "alpha": Facts(host="alpha", dns_error="127.0.0.1:1: TimeoutError: timed out", **NODE),
         "beta": Facts(host="beta", routes_error="caddy admin: connection refused", **NODE),
+        "edge1": Facts(
+            host="edge1", services_error="agent Facts failed: UNAVAILABLE", os_id="debian", arch_raw="x86_64"
+        ),
     }
     plan = build(loaded, facts, kinds=[], check_backends=False)  # no kind: no actions, only what was not read
     assert [(u.host, u.phase, u.reason.split(":")[0]) for u in plan.unobserved] == [
         ("alpha", "dns", "the DNS server did not answer (127.0.0.1"),
         ("beta", "route", "the proxy was not read (caddy admin"),
+        ("edge1", "deploy", "the agent did not answer (agent Facts failed"),
     ]
     lines = render_text(plan).splitlines()
     assert "alpha: no changes" not in lines  # was: "no changes", though the records were never asked
@@ -42,3 +46,31 @@ def test_a_backend_that_did_not_answer_is_named_under_its_kind_even_without_chan
 def test_backends_that_answered_leave_no_note() -> None:
     plan = build(load_fleet(MINIMAL), {"alpha": Facts(host="alpha", **NODE)}, kinds=[], check_backends=False)
     assert plan.unobserved == [] and render_text(plan).startswith("alpha: no changes")
+
+
+def test_an_agent_that_does_not_answer_leaves_its_reason_in_the_facts(tmp_path: Path) -> None:
+    """The service kind's read against a real gRPC client whose socket nobody listens on."""
+    import asyncio
+
+    from mcfleet.fleet.desired import desired_state
+    from mcfleet.kinds import ReadContext
+    from mcfleet.kinds.service import ServiceKind
+    from mcfleet.observe.facts import AgentFacts
+    from mcfleet.transport.local import LocalNode
+
+    loaded = load_fleet(MINIMAL)
+    entry = loaded.hosts["alpha"]
+    agent = entry.host.agent.model_copy(update={"socket": str(tmp_path / "nobody-listens.sock")})
+    loaded.hosts["alpha"] = type(entry)(entry.host.model_copy(update={"agent": agent}), entry.services, entry.dir)
+
+    class Pool:  # the one thing the read asks of a pool: a connection to the host
+        async def connect(self, _entry: object) -> LocalNode:
+            return LocalNode("alpha", store=str(tmp_path / "store"))
+
+    facts = {"alpha": Facts(host="alpha", agent=AgentFacts(path=agent.path, present=True), **NODE)}
+    ctx = ReadContext(loaded=loaded, desired=desired_state(loaded), pool=Pool())  # type: ignore[arg-type]
+    read = asyncio.run(ServiceKind().read(ctx, facts))["alpha"]
+    assert isinstance(read, Facts) and read.containers is None
+    assert read.services_error is not None and "nobody-listens.sock" in read.services_error
+    plan = build(loaded, {"alpha": read}, kinds=[], check_backends=False)
+    assert [u.phase for u in plan.unobserved] == ["deploy"]

@@ -201,20 +201,22 @@ class ServiceKind:
             return facts
         from mcfleet.agent.client import AgentClient  # grpc + protobuf: only where an RPC is made
 
-        async def containers(host: str) -> dict[str, Any] | None:
+        async def containers(host: str) -> dict[str, Any] | str:
             entry = ctx.loaded.hosts[host]
             try:
                 node = await pool.connect(entry)
                 target = await agent_socket(node, entry.host.agent.socket)
                 async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
                     return await client.facts(events=0)
-            except McfleetError:
-                return None  # the agent does not answer: containers stay unknown (the agent kind shows why)
+            except McfleetError as exc:
+                return exc.message  # containers stay unknown: the plan says so (the agent kind shows why)
 
         out = dict(facts)
         for host, agent_facts in zip(asked, await asyncio.gather(*(containers(h) for h in asked)), strict=True):
             item = facts[host]
-            if agent_facts is not None and isinstance(item, Facts):
+            if isinstance(agent_facts, str) and isinstance(item, Facts):
+                out[host] = item.model_copy(update={"services_error": agent_facts})
+            elif isinstance(agent_facts, dict) and isinstance(item, Facts):
                 update = {"containers": container_facts(agent_facts), "service_specs": service_specs(agent_facts)}
                 out[host] = item.model_copy(update=update)
         return out

@@ -109,6 +109,7 @@ class Facts(_Fact):
     service_specs: dict[str, dict[str, Any]] | None = Field(
         default=None, description="service -> its definition as the agent last received it; None: not asked"
     )
+    services_error: str | None = Field(default=None, description="why the agent did not say what it runs")
     dns: dict[str, list[str]] = Field(default_factory=dict, description="name -> A answers at the authoritative server")
     dns_error: str | None = None
     routes: list[str] | None = Field(

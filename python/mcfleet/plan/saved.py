@@ -44,8 +44,13 @@ def fleet_hash(root: Path) -> str:
     return h.hexdigest()
 
 
+# Not the node's state: which address answered, and why a backend did not (a message that may name a
+# socket path made for this run): a saved plan is stale when the node changed, not when these did.
+NOT_STATE = {"address", "services_error", "dns_error", "routes_error"}
+
+
 def facts_digest(item: Facts | Unreachable) -> str:
-    data = item.model_dump(mode="json", exclude={"address"} if isinstance(item, Facts) else None)
+    data = item.model_dump(mode="json", exclude=NOT_STATE if isinstance(item, Facts) else None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
