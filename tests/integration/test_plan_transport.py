@@ -242,3 +242,36 @@ def test_default_options_keep_chacha20_as_a_fallback() -> None:
     algs = SshOptions().encryption_algs
     assert algs[0] == "aes128-gcm@openssh.com"
     assert "chacha20-poly1305@openssh.com" in algs and "aes128-ctr" in algs
+
+
+def test_a_key_the_node_refuses_and_a_file_that_is_no_key_say_which_and_what_to_fix(
+    node_fleet: tuple[Path, list[plan_nodes.Node]], tmp_path: Path
+) -> None:
+    """Real sshd: another key (not in authorized_keys) is refused, and the hint is about the key and the
+    user, not "check that the node is up".  A .pub given as the identity, or a key with a passphrase,
+    is this machine's setup error with its path (was: an internal KeyImportError)."""
+    import subprocess
+
+    from mcfleet.transport.base import LocalSshConfigError
+
+    root, _nodes = node_fleet
+    for name, passphrase in (("other", ""), ("locked", "secret")):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-f", str(tmp_path / name)], check=True)
+
+    async def go(entry: HostEntry) -> None:
+        async with SshPool() as pool:
+            await pool.connect(entry)
+
+    with pytest.raises(Unreachable) as refused:
+        asyncio.run(go(_entry(root, "tp1", identity_file=str(tmp_path / "other"))))
+    assert "authentication refused for user" in refused.value.message
+    assert refused.value.hint == (
+        f"check ssh.user (root), and that the public key of {tmp_path / 'other'} is in its "
+        "~/.ssh/authorized_keys on the node"
+    )
+    cases = [("other.pub", "Invalid private key", "not its .pub"), ("locked", "Passphrase", "ssh-agent")]
+    for file, said, hint in cases:
+        with pytest.raises(LocalSshConfigError) as bad:
+            asyncio.run(go(_entry(root, "tp1", identity_file=str(tmp_path / file))))
+        assert bad.value.message.startswith(f"the identity file {tmp_path / file} is not a private key")
+        assert said in bad.value.message and bad.value.hint and hint in bad.value.hint

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Mapping
@@ -333,17 +334,42 @@ def _trust(entry: HostEntry) -> dict[str, Any]:
     return {"known_hosts": None}  # trust_on_first_use: the only way the model allows no key
 
 
-def _client_keys(entry: HostEntry, opts: SshOptions) -> tuple[str, ...] | None:
-    if opts.client_keys is None and entry.host.ssh.identity_file:
-        path = os.path.expanduser(entry.host.ssh.identity_file)
-        if not os.access(path, os.R_OK):
-            raise LocalSshConfigError(
-                f"cannot read the identity file {path}",
-                location=entry.host.name,
-                hint="fix ssh.identity_file in host.json, or remove it to use ~/.ssh keys and the ssh agent",
-            )
-        return (path,)
-    return opts.client_keys
+AUTH_REFUSED = "authentication refused for user"
+IDENTITY_HINT = "fix ssh.identity_file in host.json, or remove it to use ~/.ssh keys and the ssh agent"
+
+
+def _client_keys(entry: HostEntry, opts: SshOptions) -> tuple[asyncssh.SSHKey, ...] | None:
+    """The keys to offer, read here: a file that is not a private key is this machine's setup error,
+    named with its path (asyncssh would raise its KeyImportError out of connect())."""
+    paths = opts.client_keys
+    if paths is None and entry.host.ssh.identity_file:
+        paths = (os.path.expanduser(entry.host.ssh.identity_file),)
+    if paths is None:
+        return None
+    return tuple(_private_key(path, entry.host.name) for path in paths)
+
+
+def _private_key(path: str, host: str) -> asyncssh.SSHKey:
+    try:
+        st = os.stat(path)
+        return _read_key(path, st.st_mtime_ns, st.st_size)
+    except OSError as exc:
+        raise LocalSshConfigError(f"cannot read the identity file {path}", location=host, hint=IDENTITY_HINT) from exc
+    except asyncssh.KeyImportError as exc:
+        hint = (
+            "load the key into ssh-agent (ssh-add) and remove ssh.identity_file: mcfleet never asks for a passphrase"
+            if "assphrase" in str(exc)
+            else "ssh.identity_file names the private key (not its .pub), in OpenSSH or PEM form"
+        )
+        raise LocalSshConfigError(
+            f"the identity file {path} is not a private key mcfleet can use ({exc})", location=host, hint=hint
+        ) from exc
+
+
+@functools.lru_cache(maxsize=16)
+def _read_key(path: str, _mtime_ns: int, _size: int) -> asyncssh.SSHKey:
+    """One parse per key file (as it is now) for the whole run, however many hosts use it."""
+    return asyncssh.read_private_key(path)
 
 
 async def _fingerprints(entry: HostEntry, address: str, kwargs: dict[str, Any]) -> str:
@@ -428,7 +454,7 @@ class SshPool:
                     hint=HOST_KEY_HINT,
                 ) from exc
             except asyncssh.PermissionDenied as exc:
-                attempts.append(f"{address}: authentication refused for user {host.ssh.user} ({exc.reason})")
+                attempts.append(f"{address}: {AUTH_REFUSED} {host.ssh.user} ({exc.reason})")
             except (asyncssh.Error, OSError, TimeoutError) as exc:
                 attempts.append(f"{address}: {_describe(exc)}")
             else:
@@ -446,6 +472,9 @@ class SshPool:
             f"check that the node is up and sshd listens on port {host.ssh.port}; addresses are tried "
             "in the order of `addresses` in host.json"
         )
+        if attempts and all(AUTH_REFUSED in a for a in attempts):  # the node answered: it is the key or the user
+            key = f"the public key of {host.ssh.identity_file}" if host.ssh.identity_file else "your key"
+            hint = f"check ssh.user ({host.ssh.user}), and that {key} is in its ~/.ssh/authorized_keys on the node"
         if any(DROPPED_EVERY_TRY in a for a in attempts):
             hint += f"; {DROPPED_HINT}"
         raise Unreachable("no address answered: " + "; ".join(attempts), location=host.name, hint=hint)
