@@ -189,3 +189,11 @@ def test_snapshot_and_restore_a_services_folder_with_numeric_owners(
     assert "running" in fleet.sh(name, f"{AS_MCP} podman inspect --format '{{{{.State.Status}}}}' db").stdout
     refused = cli("restore", name, "db", "/etc/shadow", "-C", root)
     assert refused.code != 0 and "is not a snapshot of db" in refused.stderr
+    # the folder set aside is listed beside the snapshots, and a prune removes it by the same rule
+    listed = json.loads(cli("snapshots", name, "-C", root, "--json").stdout)
+    [aside] = listed["set_aside"]
+    assert aside["path"].startswith("/srv/.db.before-restore.") and aside["service"] == "db" and aside["bytes"] > 0
+    pruned = cli("snapshots", name, "--prune", "--keep", "0", "-C", root, "--json")
+    assert pruned.code == 0, pruned.stdout + pruned.stderr
+    assert sorted(json.loads(pruned.stdout)["removed"]) == sorted([taken["path"], aside["path"]])
+    assert not [d for d in fleet.sh(name, "ls -a /srv").stdout.split() if "before-restore" in d]  # was: kept forever

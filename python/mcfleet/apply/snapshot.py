@@ -13,8 +13,9 @@ service's account can write), and starts the service again, also when the archiv
 Snapshots are kept until the operator removes them (`snapshots HOST [SERVICE] --prune
 [--keep N]` keeps each service's newest N; a move between hosts leaves its snapshot on the
 source).  A restore stops the service, unpacks the snapshot beside `/srv/<svc>` in a private
-folder, moves the current folder aside to `/srv/.<svc>.before-restore.<time>` (kept), puts
-the unpacked one in its place and starts the service.
+folder, moves the current folder aside to `/srv/.<svc>.before-restore.<time>` (kept, listed
+by `snapshots` and pruned with the snapshots, by the same rule), puts the unpacked one in its
+place and starts the service.
 """
 
 from __future__ import annotations
@@ -159,27 +160,35 @@ async def restore(
 SNAPSHOT_NAME = r"[a-z0-9][a-z0-9-]*-[0-9]{8}T[0-9]{6}Z[.]tar[.]zst"
 
 
+ASIDE_NAME = r"[.]([a-z0-9][a-z0-9-]*)[.]before-restore[.]([0-9]{8}T[0-9]{6}Z)"  # in /srv: what a restore replaced
+
+
 @dataclass
 class SnapshotList:
     host: str
     snapshots: list[dict[str, Any]]  # path, service, taken (UTC), bytes
     removed: list[str]
+    set_aside: list[dict[str, Any]]  # the folders restores replaced: path, service, taken (UTC), bytes
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def render(self) -> str:
         rows = [f"{s['path']}  {s['bytes']} bytes" for s in self.snapshots] or ["no snapshots"]
+        rows += [f"{a['path']}  {a['bytes']} bytes (the folder a restore replaced)" for a in self.set_aside]
         gone = [f"removed {p}" for p in self.removed]
         return "\n".join([f"{self.host}:", *(f"  {r}" for r in [*rows, *gone])])
 
 
 def list_script(store: str) -> str:
+    """`<bytes> <name>` per snapshot, then `aside <bytes> <name>` per folder a restore set aside in /srv."""
     q = shlex.quote
     folder = f"{store}/snapshots"
     return (
-        f"[ -d {q(folder)} ] || exit 0; cd {q(folder)} && "
-        f'for f in *; do [ -f "$f" ] && [ ! -L "$f" ] && echo "$(stat -c %s "$f") $f"; done; true'
+        f"if [ -d {q(folder)} ]; then cd {q(folder)} && "
+        f'for f in *; do [ -f "$f" ] && [ ! -L "$f" ] && echo "$(stat -c %s "$f") $f"; done; fi; '
+        'cd /srv 2>/dev/null && for d in .*.before-restore.*; do [ -d "$d" ] && [ ! -L "$d" ] && '
+        'echo "aside $(du -sb "$d" | cut -f1) $d"; done; true'
     )
 
 
@@ -205,24 +214,36 @@ async def snapshots(
     res = await node.run(list_script(store), timeout=60)
     res.check("listing the snapshots", host)
     found: dict[str, int] = {}
+    aside: dict[str, tuple[str, str, int]] = {}  # name -> service, taken, bytes
     for line in res.stdout.splitlines():
         size, _, name = line.partition(" ")
         if re.fullmatch(SNAPSHOT_NAME, name) and size.isdigit():
             found[name] = int(size)
+        elif size == "aside" and (m := re.fullmatch(rf"([0-9]+) {ASIDE_NAME}", name)):
+            aside[name.split(" ", 1)[1]] = (m[2], m[3], int(m[1]))
     removed: list[str] = []
     if prune:
         await session.gate([host], overrides)
         doomed = select_pruned(list(found), service, keep)
-        if doomed:
-            paths = [f"{store}/snapshots/{n}" for n in doomed]
-            gone = await node.run(["rm", "-f", "--", *paths], timeout=300)
+        # the folders restores replaced, by the same rule: per service, all but the newest `keep`
+        old_aside = select_pruned([f"{a[0]}-{a[1]}" for a in aside.values()], service, keep)
+        doomed_aside = [n for n, a in aside.items() if f"{a[0]}-{a[1]}" in old_aside]
+        paths = [f"{store}/snapshots/{n}" for n in doomed] + [f"/srv/{n}" for n in doomed_aside]
+        if paths:
+            gone = await node.run(["rm", "-rf", "--", *paths], timeout=300)
             gone.check("removing snapshots", host)
             removed = paths
             found = {n: b for n, b in found.items() if n not in doomed}
+            aside = {n: a for n, a in aside.items() if n not in doomed_aside}
     rows = [
         {"path": f"{store}/snapshots/{n}", "service": n.rsplit("-", 1)[0], "taken": n.rsplit("-", 1)[1][:16],
          "bytes": b}
         for n, b in sorted(found.items())
         if service is None or n.rsplit("-", 1)[0] == service
     ]  # fmt: skip
-    return SnapshotList(host, rows, removed)
+    set_aside = [
+        {"path": f"/srv/{n}", "service": svc, "taken": taken, "bytes": b}
+        for n, (svc, taken, b) in sorted(aside.items())
+        if service is None or svc == service
+    ]
+    return SnapshotList(host, rows, removed, set_aside)

@@ -107,7 +107,9 @@ def restore(  # noqa: PLR0917 (typer: one parameter per argument and option)
 def list_snapshots(  # noqa: PLR0917 (typer: one parameter per argument and option)
     host: str = typer.Argument(..., help="The host whose snapshots to list."),
     service: str | None = typer.Argument(None, help="Only this service's snapshots."),
-    prune: bool = typer.Option(False, "--prune", help="Remove the older snapshots (each service keeps --keep)."),
+    prune: bool = typer.Option(
+        False, "--prune", help="Remove the older snapshots and set-aside folders (each service keeps --keep)."
+    ),
     keep: int = typer.Option(1, "--keep", min=0, help="With --prune: the newest snapshots kept per service."),
     override: list[str] = OVERRIDE,
     json_out: bool = JSON_REPORT,
@@ -116,7 +118,9 @@ def list_snapshots(  # noqa: PLR0917 (typer: one parameter per argument and opti
     """List the snapshots in root's store on a node; --prune removes the older ones.
 
     Snapshots (from `mcfleet snapshot`, and the source's copy a move between hosts
-    leaves behind) are kept until you prune them.
+    leaves behind) are kept until you prune them; so are the folders restores set
+    aside (/srv/.SERVICE.before-restore.<UTC>), listed here and pruned by the same
+    rule (--json: "set_aside").
 
     Examples:
 
