@@ -29,6 +29,7 @@ class HostStatus:
     drift: bool | None = None  # pending changes in a plan; None when the host could not be observed
     changes: int = 0
     refused: int = 0
+    note: str | None = None  # the first refusal, or a backend the plan could not read
 
     @property
     def ok(self) -> bool:
@@ -46,7 +47,7 @@ class HostStatus:
         drift = "refused" if self.refused else ("yes" if self.drift else "no")
         if self.drift:
             drift += f" ({self.changes} change{'s' if self.changes != 1 else ''})"
-        return [self.host, "yes", self.agent_version or "-", self.agent_health or "-", services, drift, ""]
+        return [self.host, "yes", self.agent_version or "-", self.agent_health or "-", services, drift, self.note]
 
 
 def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostStatus]:
@@ -94,9 +95,23 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
                 drift=bool(changes),
                 changes=len(changes),
                 refused=len(actions) - len(changes),
+                note=status_note(name, actions, plan),
             )
         )
     return rows
+
+
+def status_note(host: str, actions: list[Any], plan: Any) -> str | None:
+    """Why DRIFT says "refused" (the first refusal, shortened), else what the plan could not read:
+    the table's one line says where to look, `mcfleet plan --on HOST` says it all."""
+    refusals = [a for a in actions if a.kind == "refuse"]
+    if refusals:
+        first = refusals[0]
+        reason = first.reason if len(first.reason) <= 80 else first.reason[:79] + "…"
+        more = f" (+{len(refusals) - 1} more)" if len(refusals) > 1 else ""
+        return f"{first.subject}: {reason}{more}"
+    unread = [u for u in plan.unobserved if u.host == host]
+    return f"{unread[0].phase} not read: see `mcfleet plan --on {host}`" if unread else None
 
 
 def status(
