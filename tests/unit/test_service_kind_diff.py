@@ -107,15 +107,17 @@ def test_a_long_deploy_call_says_what_it_waits_for_and_since_when(monkeypatch: A
     said: list[str] = []
 
     async def slow() -> str:
-        await asyncio.sleep(0.18)
+        await asyncio.sleep(0.4)
         return "answer"
 
     async def run() -> str:
         return await service._heartbeat(slow(), said.append, "stage services: sick starting")
 
     assert asyncio.run(run()) == "answer"
-    assert len(said) == 3 and all(s.startswith("stage services: sick starting, waiting for their health") for s in said)
-    assert said[-1].endswith("(0 s)")
+    # one line per HEARTBEAT_S while it waits (fewer when a loaded machine wakes the loop late)
+    assert 2 <= len(said) <= 8, said
+    assert all(s.startswith("stage services: sick starting, waiting for their health") for s in said)
+    assert said[0].endswith("(0 s)")
 
     async def cancelled() -> bool:
         inner = asyncio.ensure_future(asyncio.sleep(10))

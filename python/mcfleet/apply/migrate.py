@@ -29,10 +29,8 @@ is.  Nothing is removed from A before B answered the health check.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import hashlib
 import shlex
-import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +39,7 @@ from typing import Any
 
 from mcfleet.agent.client import AgentClient
 from mcfleet.apply.events import ApplyEvents, Phase, Status
-from mcfleet.apply.nodeio import store_of, write_text
+from mcfleet.apply.nodeio import store_of, write_manifest
 from mcfleet.apply.probe import probe
 from mcfleet.apply.snapshot import snapshot_script
 from mcfleet.errors import ApplyError, McfleetError
@@ -52,7 +50,7 @@ from mcfleet.kinds.files import FilesKind
 from mcfleet.kinds.migrate import move_parts, moves_in
 from mcfleet.kinds.providers import CertKind, DnsKind, RouteKind
 from mcfleet.kinds.service import ServiceKind, agent_socket
-from mcfleet.observe.manifest import Manifest, manifest_path
+from mcfleet.observe.manifest import Manifest
 from mcfleet.plan.model import Action, Plan
 from mcfleet.transport.base import Node, shell_line
 
@@ -234,15 +232,8 @@ async def _manifest(node: Node, entry: HostEntry) -> Manifest:
 
 
 async def _write_manifest(node: Node, before: Manifest, new: Manifest) -> None:
-    if new.content() == before.content():
-        return
-    stamped = new.model_copy(
-        update={
-            "applied_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "applied_by": f"{getpass.getuser()}@{socket.gethostname()}",
-        }
-    )
-    await write_text(node, manifest_path(store_of(node)), stamped.to_text(), mode="0600")
+    if new.content() != before.content():
+        await write_manifest(node, new)
 
 
 @dataclass

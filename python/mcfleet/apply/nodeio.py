@@ -9,15 +9,18 @@ without SFTP (the local node used by tests of the pure parts) gets a local copy.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import secrets
 import shlex
 import shutil
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mcfleet.errors import ApplyError
-from mcfleet.observe.manifest import NODE_STORE
+from mcfleet.observe.manifest import NODE_STORE, Manifest, manifest_path
 from mcfleet.transport.base import Node, RunResult
 
 # Root's own store on the node: everything root executes or reads to decide lives here
@@ -125,6 +128,17 @@ def write_text_script(path: str, mode: str = "0644", owner: str | None = None) -
         f"mkdir -p $(dirname {q}) && cat > {tmp} && chmod {mode} {tmp}{chown} "
         f"&& {{ sync {tmp} 2>/dev/null || true; }} && mv -f {tmp} {q} || {{ rm -f {tmp}; exit 1; }}"
     )
+
+
+async def write_manifest(node: Node, manifest: Manifest) -> None:
+    """The manifest, stamped with when and by whom, into root's store (the agent's account cannot rewrite it)."""
+    stamped = manifest.model_copy(
+        update={
+            "applied_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "applied_by": f"{getpass.getuser()}@{socket.gethostname()}",
+        }
+    )
+    await write_text(node, manifest_path(store_of(node)), stamped.to_text(), mode="0600")
 
 
 async def write_text(node: Node, path: str, text: str, mode: str = "0644", owner: str | None = None) -> None:

@@ -17,8 +17,6 @@ or was reported blocked, so a build error never leaves half a fleet upgraded.
 from __future__ import annotations
 
 import asyncio
-import getpass
-import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ from mcfleet.apply.artifacts import Artifact, BuildBlocked, Builder
 from mcfleet.apply.events import ApplyEvents, Phase, Status
 from mcfleet.apply.lock import hold_node_lock
 from mcfleet.apply.migrate import MoveWork, carry_out
-from mcfleet.apply.nodeio import store_of, write_text
+from mcfleet.apply.nodeio import write_manifest
 from mcfleet.apply.probe import probe
 from mcfleet.apply.push import PushReport, push_agent
 from mcfleet.apply.summary import Summary, summarize
@@ -40,7 +38,7 @@ from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.kinds import KINDS, ApplyContext, ResourceKind
 from mcfleet.kinds.host import HostKind, read_users
 from mcfleet.kinds.stages import StageGate
-from mcfleet.observe.manifest import Manifest, manifest_path
+from mcfleet.observe.manifest import Manifest
 from mcfleet.plan.model import Action
 from mcfleet.report.rate import Every
 from mcfleet.transport.base import Node
@@ -219,8 +217,7 @@ class Pipeline:
     # ------------------------------------------------------------------ one host
 
     async def _host(self, w: HostWork, art: Artifact | None) -> None:
-        ctx: ApplyContext | None = None
-        before: Manifest | None = None
+        ctx: ApplyContext | None = None  # set once the node is read: what a failure can still record
         try:
             if w.agent and art is None:
                 raise HostFailed  # build failed or blocked: already reported
@@ -230,8 +227,9 @@ class Pipeline:
             # read (and refuse a node without systemd, or with a corrupt manifest) before anything is written
             check = probe_ready(node, w.entry.host, first.value) if w.agent else probe(node, w.entry.host)
             state = await self._phase(w, first, check)
-            before = state.manifest
-            ctx = ApplyContext(self.loaded, w.entry, node, w.desired, before or Manifest(), {"stage_gate": self.stages})
+            ctx = ApplyContext(
+                self.loaded, w.entry, node, w.desired, state.manifest or Manifest(), {"stage_gate": self.stages}
+            )
             if w.provision:
                 await self._provision(w, node, ctx)
             if w.agent and art is not None and art.store_path is not None:
@@ -239,10 +237,10 @@ class Pipeline:
             elif w.agent and art is not None:
                 await self._agent(w, node, state, art, ctx)
             await self._steps(w, ctx)
-            await self._record(w, ctx, before)
+            await self._record(w, ctx, state.manifest)
         except HostFailed:
             if ctx is not None and self.log.outcome(w.name, Phase.manifest) is None:
-                await self._record_after_failure(w, ctx, before)
+                await self._record_after_failure(w, ctx)
             self._skip_rest(w)
         finally:
             await self.stages.withdraw(w.name)  # nobody waits at a boot stage for a host that is done
@@ -325,21 +323,23 @@ class Pipeline:
 
         return report
 
+    def _recorded(self, w: HostWork, ctx: ApplyContext, kinds: list[ResourceKind]) -> Manifest:
+        new = ctx.manifest
+        for kind in kinds:
+            new = kind.record(new, ctx, w.actions_for(kind.phase))
+        return new
+
     async def _record(self, w: HostWork, ctx: ApplyContext, before: Manifest | None) -> None:
         """Every kind writes its part; the users are read back from the node (what it has, not what was asked)."""
         ctx.data["users"] = await self._phase(w, Phase.manifest, read_users(ctx))
-        new = ctx.manifest
-        for kind in [*HEAD_KINDS, *self.kinds.values()]:
-            new = kind.record(new, ctx, w.actions_for(kind.phase))
+        new = self._recorded(w, ctx, [*HEAD_KINDS, *self.kinds.values()])
         if before is not None and new.content() == before.content():
             self.log.emit(w.name, Phase.manifest, Status.unchanged, "as applied")
             return
-        stamped = new.model_copy(update={"applied_at": _now(), "applied_by": _operator()})
-        path = manifest_path(store_of(ctx.node))  # root's store: the agent's account cannot rewrite it
-        await self._phase(w, Phase.manifest, write_text(ctx.node, path, stamped.to_text(), mode="0600"))
+        await self._phase(w, Phase.manifest, write_manifest(ctx.node, new))
         self.log.emit(w.name, Phase.manifest, Status.changed, "written")
 
-    async def _record_after_failure(self, w: HostWork, ctx: ApplyContext, before: Manifest | None) -> None:
+    async def _record_after_failure(self, w: HostWork, ctx: ApplyContext) -> None:
         """Record what did succeed before the failure, so that no later plan forgets it: a certificate
         issued, a file written or a service deployed in an earlier stage, whose declaration is then
         removed, would stay on the node with nothing left to say it is mcfleet's.
@@ -349,17 +349,13 @@ class Pipeline:
         planned again later finds nothing to do; a forgotten entry is never removed)."""
         ok = (Status.changed, Status.unchanged)
         succeeded = {p for p in self.phases(w) if (e := self.log.outcome(w.name, p)) and e.status in ok}
+        kinds = [k for k in [*HEAD_KINDS, *self.kinds.values()] if not k.records_desired_set or k.phase in succeeded]
         try:
             ctx.data["users"] = await read_users(ctx)
-            new = ctx.manifest
-            for kind in [*HEAD_KINDS, *self.kinds.values()]:
-                if not kind.records_desired_set or kind.phase in succeeded:
-                    new = kind.record(new, ctx, w.actions_for(kind.phase))
-            new = kept_for_removal(new, ctx.manifest)
+            new = kept_for_removal(self._recorded(w, ctx, kinds), ctx.manifest)
             if {**new.content(), "users": None} == {**ctx.manifest.content(), "users": None}:
                 return  # nothing made (the users alone are not worth a manifest): `_skip_rest` says why
-            stamped = new.model_copy(update={"applied_at": _now(), "applied_by": _operator()})
-            await write_text(ctx.node, manifest_path(store_of(ctx.node)), stamped.to_text(), mode="0600")
+            await write_manifest(ctx.node, new)
         except (McfleetError, TimeoutError, OSError) as exc:
             self.log.emit(w.name, Phase.manifest, Status.failed, f"what succeeded was not recorded: {_reason(exc)}")
             return
@@ -426,14 +422,6 @@ class Pipeline:
         for phase in self.phases(w):
             if self.log.outcome(w.name, phase) is None:
                 self.log.emit(w.name, phase, Status.skipped, why)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _operator() -> str:
-    return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 def kept_for_removal(new: Manifest, had: Manifest) -> Manifest:

@@ -228,7 +228,7 @@ def schema_dump(
         return
     from mcfleet.util.files import file_in_the_way
 
-    blocking = out if out.exists() and not out.is_dir() else file_in_the_way(out)
+    blocking = file_in_the_way(out, itself=True)
     if blocking is not None:  # was an internal FileExistsError
         raise InputError(f"{blocking} is a file, not a folder", location=f"--out {out}",
                          hint="--out names the folder the schemas go to")  # fmt: skip

@@ -115,7 +115,7 @@ def free_folder(directory: Path) -> None:
     if directory.is_dir() and any(directory.iterdir()):
         raise InputError(f"{directory} exists and is not empty", location=f"mcfleet init {directory}",
                          hint="pick a new folder; `mcfleet init` never overwrites files")  # fmt: skip
-    blocking = directory if directory.exists() and not directory.is_dir() else file_in_the_way(directory)
+    blocking = file_in_the_way(directory, itself=True)
     if blocking is not None:
         raise InputError(f"{blocking} is a file, not a folder", location=f"mcfleet init {directory}",
                          hint="pick a new folder for the fleet")  # fmt: skip

@@ -161,7 +161,6 @@ def secret_states(loaded: LoadedFleet) -> list[dict[str, Any]]:
         for svc in entry.services:
             for name in sorted({f.secret for f in svc.files if f.secret and svc.active}):
                 used_by.setdefault(name, []).append(f"{host}/{svc.name}")
-    keyless = {(name, host) for name, host, _ in missing_recipients(loaded) if host_recipient(loaded, host) is None}
     rows = []
     for name in declared_secrets(loaded):
         recorded = recorded_recipients(loaded.root, name)
@@ -169,7 +168,7 @@ def secret_states(loaded: LoadedFleet) -> list[dict[str, Any]]:
         exists = (loaded.root / SECRETS_DIR / f"{name}.age").exists()
         lacking = sorted(set(wanted) - set(recorded or [])) if exists else []
         extra = sorted(set(recorded or []) - set(wanted))
-        no_key = sorted(host for n, host in keyless if n == name)
+        no_key = [host for host in users_of(loaded, name) if host_recipient(loaded, host) is None]
         if name not in used_by:
             state = "unused"
         elif not exists:

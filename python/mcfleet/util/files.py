@@ -28,6 +28,7 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
-def file_in_the_way(path: Path) -> Path | None:
-    """A file standing where a folder above `path` would have to be (so nothing can be made at `path`)."""
-    return next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+def file_in_the_way(path: Path, *, itself: bool = False) -> Path | None:
+    """A file standing where a folder above `path` (with `itself`, or `path` itself) would have to be."""
+    folders = (path, *path.parents) if itself else path.parents
+    return next((p for p in folders if p.exists() and not p.is_dir()), None)
