@@ -97,6 +97,35 @@ def _get(port: int, hostname: str, root: Path) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
+def test_acme_hosts_issuing_at_once_register_the_account_once(
+    pebble: PebbleInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hosts of one apply issue in parallel threads with one new account key. Pebble fails all but one of
+    simultaneous first registrations of a key ("Error saving account"), so the run registers it once."""
+    from acme import client
+
+    registered: list[str] = []
+    real_new_account = client.ClientV2.new_account
+
+    def counting_new_account(self: client.ClientV2, new_account: object) -> object:
+        registered.append(threading.current_thread().name)
+        return real_new_account(self, new_account)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client.ClientV2, "new_account", counting_new_account)
+    acme = AcmeCert(AcmeProvider(kind="acme", directory=pebble.directory, account_key_file=str(tmp_path / "a.key"),
+                                 ca_file=pebble.ca_file))  # fmt: skip
+    names = [f"par{i}.svc.mcp.example.test" for i in range(4)]
+
+    async def all_at_once() -> list[str]:
+        return await asyncio.gather(*(acme.issue(n, new_key_and_csr(n).csr_pem) for n in names))
+
+    chains = asyncio.run(all_at_once())
+    assert [cert_info(c).sans for c in chains] == [(n,) for n in names]
+    assert len(registered) == 1, registered
+    asyncio.run(acme.issue(names[0], new_key_and_csr(names[0]).csr_pem))
+    assert len(registered) == 1  # later issuances in the run reuse the account
+
+
 def test_acme_cert_into_caddy_l7_and_haproxy_l4(
     pebble: PebbleInfo, caddy: CaddyInfo, haproxy: HaproxyInfo, backend: int, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,14 @@ from mcfleet.providers.base import ProviderError
 
 USER_AGENT = "mcfleet"
 TIMEOUT_S = 90
+
+# One account per (ACME directory, account key) for the whole run.  Hosts issue in parallel
+# threads with the same key; an ACME server may fail all but one of simultaneous first
+# registrations of a key (Pebble answers serverInternal "Error saving account": it checks
+# for the key, then saves, without a lock).  So the first thread registers, the others wait
+# for it and reuse the account's URL.
+_accounts: dict[tuple[str, str], messages.RegistrationResource] = {}
+_accounts_lock = threading.Lock()
 
 
 def load_account_key(path: str) -> JWKRSA:
@@ -70,11 +79,7 @@ class AcmeCert:
             net = client.ClientNetwork(account, user_agent=USER_AGENT, verify_ssl=verify)
             directory = client.ClientV2.get_directory(self.provider.directory, net)
             acme = client.ClientV2(directory, net)
-            registration = messages.NewRegistration.from_data(email=self.provider.email, terms_of_service_agreed=True)
-            try:
-                acme.new_account(registration)
-            except errors.ConflictError as exc:  # the key already has an account: use it
-                net.account = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
+            net.account = self._account(acme, account)
             order = acme.new_order(csr_pem)
             for authz in order.authorizations:
                 if authz.body.status != messages.STATUS_PENDING:
@@ -100,6 +105,22 @@ class AcmeCert:
                 hint="start it or fix providers.cert.directory, then re-run apply",
             ) from None
         return str(done.fullchain_pem)
+
+    def _account(self, acme: client.ClientV2, key: JWKRSA) -> messages.RegistrationResource:
+        """The account of `key` at this directory: registered on first use in this run, then reused."""
+        which = (self.provider.directory, key.thumbprint().hex())
+        with _accounts_lock:
+            known = _accounts.get(which)
+            if known is None:
+                registration = messages.NewRegistration.from_data(
+                    email=self.provider.email, terms_of_service_agreed=True
+                )
+                try:
+                    known = acme.new_account(registration)
+                except errors.ConflictError as exc:  # the key already has an account: use it
+                    known = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
+                _accounts[which] = known
+        return known
 
     async def issue(self, hostname: str, csr_pem: bytes) -> str:
         return await asyncio.to_thread(self._issue, hostname, csr_pem)
