@@ -145,6 +145,36 @@ def recover_hello(fleet: Nodes, name: str, root: str, version: int = 2) -> None:
     assert answer(fleet, name, host_port(fleet, name, "hello")) == f"hello {version} port=8080\n"
 
 
+def test_a_failed_first_deploy_whose_file_is_then_deleted_is_removed_from_the_agent(
+    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo
+) -> None:
+    """The node's only service fails its first deploy (its image does not exist): the agent has it in its
+    registry (it would start it again at every boot), the manifest does not. Its file deleted, the plan
+    must still see it (the host then declares no service and records none) and apply remove it."""
+    fleet = make_nodes(1, "ghost")
+    name, root = fleet.names[0], str(fleet.fleet_dir)
+    fleet_json = json.loads((fleet.fleet_dir / "fleet.json").read_text())
+    fleet_json["providers"] = {}
+    (fleet.fleet_dir / "fleet.json").write_text(json.dumps(fleet_json, indent=2))
+    write_service(fleet, name, service("ghost", "services", f"{registry.address}/demo/no-such-image:1"))
+    first = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json")
+    assert first.code == 1 and first.phase(name, "deploy")["status"] == "failed", first.stdout + first.stderr
+    assert fleet.manifest(name).get("services", {}) == {}
+
+    (fleet.fleet_dir / "hosts" / name / "services" / "ghost.json").unlink()
+    code, data = plan(root, "--detailed-exitcode")
+    assert code == 2, data
+    [gone] = [a for a in data["actions"] if a["phase"] == "deploy"]
+    assert (gone["kind"], gone["subject"]) == ("delete", "service ghost"), gone
+    assert gone["reason"].startswith("registered with the agent, not declared in the files")
+    second = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json")
+    assert second.code == 0, second.stdout + second.stderr
+    assert second.phase(name, "deploy")["status"] == "changed"
+    assert "ghost" not in containers(fleet, name)
+    code, data = plan(root, "--detailed-exitcode")
+    assert code == 0, data["actions"]  # the agent, asked again, no longer holds it
+
+
 @pytest.mark.parametrize("login", ["sudo", "doas"])
 def test_deploy_and_recover_through_a_non_root_login(
     make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo, login: Login

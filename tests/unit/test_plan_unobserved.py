@@ -74,3 +74,36 @@ def test_an_agent_that_does_not_answer_leaves_its_reason_in_the_facts(tmp_path: 
     assert read.services_error is not None and "nobody-listens.sock" in read.services_error
     plan = build(loaded, {"alpha": read}, kinds=[], check_backends=False)
     assert [u.phase for u in plan.unobserved] == ["deploy"]
+
+
+def test_the_agent_of_a_host_without_services_is_asked_too(tmp_path: Path) -> None:
+    """beta declares no service and its manifest lists none; its agent may still hold one (a first deploy
+    that failed, whose file was then deleted), so the read asks it: here its socket has nobody."""
+    import asyncio
+
+    from mcfleet.fleet.desired import desired_state
+    from mcfleet.fleet.load import HostEntry
+    from mcfleet.kinds import ReadContext
+    from mcfleet.kinds.service import ServiceKind
+    from mcfleet.observe.facts import AgentFacts
+    from mcfleet.transport.local import LocalNode
+
+    loaded = load_fleet(MINIMAL)
+    entry = loaded.hosts["beta"]
+    assert not entry.services
+    agent = entry.host.agent.model_copy(update={"socket": str(tmp_path / "beta-agent.sock")})
+    loaded.hosts["beta"] = type(entry)(entry.host.model_copy(update={"agent": agent}), entry.services, entry.dir)
+    asked: list[str] = []
+
+    class Pool:
+        async def connect(self, e: HostEntry) -> LocalNode:
+            asked.append(e.host.name)
+            return LocalNode("beta", store=str(tmp_path / "store"))
+
+    facts = {"beta": Facts(host="beta", agent=AgentFacts(path=agent.path, present=True), **NODE)}
+    ctx = ReadContext(loaded=loaded, desired=desired_state(loaded), pool=Pool())  # type: ignore[arg-type]
+    read = asyncio.run(ServiceKind().read(ctx, facts))["beta"]
+    assert asked == ["beta"]
+    assert isinstance(read, Facts) and read.services_error is not None and "beta-agent.sock" in read.services_error
+    no_agent = {"beta": Facts(host="beta", agent=AgentFacts(path=agent.path, present=False), **NODE)}
+    assert asyncio.run(ServiceKind().read(ctx, no_agent)) == no_agent and asked == ["beta"]  # nothing to ask

@@ -189,13 +189,13 @@ class ServiceKind:
         pool = ctx.pool
         if pool is None:
             return facts
+        # Every host whose agent runs, services declared or not: an agent can hold a service that no
+        # file and no manifest names (its first deploy failed, then its file was deleted), and only
+        # its registry says so; left there, the agent would start it again at every boot.
         asked = [
             host
             for host, item in facts.items()
-            if isinstance(item, Facts)
-            and item.agent is not None
-            and item.agent.present
-            and (ctx.desired[host].services or (item.manifest is not None and item.manifest.services))
+            if isinstance(item, Facts) and item.agent is not None and item.agent.present
         ]
         if not asked:
             return facts
