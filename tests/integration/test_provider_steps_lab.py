@@ -36,7 +36,7 @@ from mcfleet.plan.model import Action
 from mcfleet.providers.cert.base import cert_info
 from mcfleet.providers.read import dns_answers, proxy_routes
 from mcfleet.providers.select import dns_backend
-from mcfleet.providers.steps import apply_certs, apply_dns, apply_routes
+from mcfleet.providers.steps import StepOutcome, apply_certs, apply_dns, apply_routes
 from mcfleet.transport.ssh import SshPool
 from tests.fixtures_lab import LabFleet
 
@@ -203,10 +203,8 @@ def test_steps_issue_register_route_renew_and_remove(
     started = time.monotonic()
     first = asyncio.run(_apply(loaded, desired, {h: _creates(desired[h]) for h in ("node1", "node3")}))
     took = time.monotonic() - started
-    for host, steps in first.items():
-        for step, outcome in steps.items():
-            assert outcome.status in ("changed", "unchanged"), f"{host} {step}: {outcome.message}"
     print(f"first run (2 certs from Pebble, 3 routes, 3 records): {took:.2f} s")
+    made_before_a_failure(loaded, desired, first, zone)
 
     edge, worker = proxies["node3"].address, proxies["node1"].address
     pub = _curl(f"pub.{zone}", 443, edge, pebble_root)
@@ -259,6 +257,45 @@ def test_steps_issue_register_route_renew_and_remove(
     assert "this is the pub service" not in _curl(f"pub.{zone}", 443, edge, pebble_root).stdout
 
     _no_secret_anywhere(lab_fleet, root, int_path, [first, again, removed])
+
+
+def made_before_a_failure(
+    loaded: LoadedFleet, desired: dict[str, DesiredHost], first: dict[str, dict[str, Any]], zone: str
+) -> None:
+    """Each step says which items it put in place: all of them in the first run; and a step that fails on
+    one item still names the others (apply records those): a record outside the zone (Knot refuses it)
+    beside one in it, a route on a listener Caddy has no server for (10443) beside one it serves."""
+    from dataclasses import replace
+
+    for host, steps in first.items():
+        for step, outcome in steps.items():
+            assert outcome.status in ("changed", "unchanged"), f"{host} {step}: {outcome.message}"
+        d = desired[host]
+        assert (steps["cert"].made, steps["route"].made, steps["dns"].made) == (
+            set(d.certs), set(d.routes), set(d.records)), host  # fmt: skip
+    d = desired["node1"]
+
+    good_name = f"int.{zone}"
+    bad_name = "int.elsewhere.test"
+    records = {**d.records, bad_name: replace(d.records[good_name], name=bad_name)}
+    dns = asyncio.run(apply_dns(loaded, replace(d, records=records), [
+        Action(host=d.name, phase="dns", kind="create", subject=f"dns {bad_name}"),
+        Action(host=d.name, phase="dns", kind="update", subject=f"dns {good_name}"),
+    ]))  # fmt: skip
+    assert dns.status == "failed" and bad_name in dns.message and dns.made == {good_name}, dns
+    good_route = d.routes[f"443/{good_name}"]
+    bad_route = replace(good_route, listener=10443)  # the node proxies serve 443, 8443 and 9443
+
+    async def routes() -> StepOutcome:
+        async with SshPool(hosts=loaded.hosts) as pool:
+            node = await pool.connect(loaded.hosts[d.name])
+            return await apply_routes(loaded, node, replace(d, routes={**d.routes, bad_route.key: bad_route}), [
+                Action(host=d.name, phase="route", kind="create", subject=f"route {bad_route.key}"),
+                Action(host=d.name, phase="route", kind="update", subject=f"route {good_route.key}"),
+            ])  # fmt: skip
+
+    route = asyncio.run(routes())
+    assert route.status == "failed" and "10443" in route.message and route.made == {good_route.key}, route
 
 
 def _no_secret_anywhere(lab_fleet: LabFleet, root: Path, key_of: str, runs: list[dict[str, dict[str, Any]]]) -> None:

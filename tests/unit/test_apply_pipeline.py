@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,11 @@ import pytest
 from mcfleet.apply.artifacts import BuildBlocked, Builder
 from mcfleet.apply.events import ApplyEvents, Phase, Status
 from mcfleet.apply.pipeline import ApplyOptions, HostWork, Limits, Pipeline
-from mcfleet.fleet.desired import desired_state
+from mcfleet.fleet.desired import DesiredCert, desired_state
 from mcfleet.fleet.load import HostEntry, LoadedFleet, load_fleet
 from mcfleet.fleet.models import Host
 from mcfleet.kinds import ApplyContext, Outcome
+from mcfleet.kinds.base import MADE
 from mcfleet.observe.manifest import Manifest, ManifestCert
 from mcfleet.phase import Phase as PlanPhase
 from mcfleet.plan.model import Action
@@ -186,6 +187,40 @@ def test_what_succeeded_before_a_failure_is_recorded(tmp_path: Path) -> None:
     # `new` issued; `old`'s removal never ran, so it stays listed (a plan will remove it later)
     assert [c["name"] for c in manifest_on(tmp_path, "a")["certs"]] == ["new", "old"]
     assert "steps" not in manifest_on(tmp_path, "a")  # the failed deploy recorded nothing
+
+
+@dataclass
+class CertsPartly(RecordingStep):
+    """The cert kind's way: record the desired certs; its apply issues `new`, then fails on `other`, and
+    leaves the desired state narrowed to what it made under MADE."""
+
+    records_desired_set: bool = True
+
+    async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
+        self.trace.append(f"{ctx.entry.host.name}:{self.phase}")
+        made = DesiredCert(name="new", path="/srv/mc-proxy/certs/new.pem", sans=("new.example.test",))
+        ctx.data.setdefault(MADE, {})[self.phase] = replace(ctx.desired, certs={"new": made})
+        return Outcome("failed", "cert other: the ACME server refused it")
+
+    def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
+        certs = [ManifestCert(name=c.name, path=c.path) for c in ctx.desired.certs.values()]
+        return m.model_copy(update={"certs": certs})
+
+
+def test_a_phase_that_failed_midway_records_the_part_it_made(tmp_path: Path) -> None:
+    """Two certificates planned, one issued: the issued one is recorded (its key is on the node: removing
+    its service later must remove it), with the manifest's earlier entries; nothing after the cert phase."""
+    trace: list[str] = []
+    steps = [CertsPartly(Phase.cert, trace), CertsAsDeclared(Phase.dns, trace)]
+    store = tmp_path / ".stores" / "a"
+    store.mkdir(parents=True)
+    old = Manifest(certs=[ManifestCert(name="old", path="/srv/mc-proxy/certs/old.pem")])
+    (store / "manifest.json").write_text(old.to_text())
+    log, summary = run_pipeline([work(entry("a", tmp_path), "cert", "dns")], steps)
+    assert trace == ["a:cert"] and summary.exit_code == 1  # type: ignore[attr-defined]
+    manifest = log.outcome("a", Phase.manifest)
+    assert manifest is not None and manifest.message == "recorded what succeeded before the failure (part of cert)"
+    assert [c["name"] for c in manifest_on(tmp_path, "a")["certs"]] == ["new", "old"]
 
 
 def test_a_failure_before_anything_was_made_writes_no_manifest(tmp_path: Path) -> None:

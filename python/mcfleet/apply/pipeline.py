@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mcfleet.apply import nixos
@@ -36,6 +36,7 @@ from mcfleet.errors import McfleetError, Refused
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.kinds import KINDS, ApplyContext, ResourceKind
+from mcfleet.kinds.base import MADE
 from mcfleet.kinds.host import HostKind, read_users
 from mcfleet.kinds.stages import StageGate
 from mcfleet.observe.manifest import Manifest
@@ -344,22 +345,32 @@ class Pipeline:
         issued, a file written or a service deployed in an earlier stage, whose declaration is then
         removed, would stay on the node with nothing left to say it is mcfleet's.
 
-        A kind that records its whole desired set counts only when its phase succeeded; and what the
+        A kind that records its whole desired set counts when its phase succeeded, and when it failed
+        with the part it did put in place (MADE: two certificates of three issued); and what the
         manifest had beside that set stays listed, since its removal may not have run (a removal
         planned again later finds nothing to do; a forgotten entry is never removed)."""
         ok = (Status.changed, Status.unchanged)
         succeeded = {p for p in self.phases(w) if (e := self.log.outcome(w.name, p)) and e.status in ok}
         kinds = [k for k in [*HEAD_KINDS, *self.kinds.values()] if not k.records_desired_set or k.phase in succeeded]
+        made: dict[Phase, DesiredHost] = ctx.data.get(MADE, {})
+        partly = [k for k in self.kinds.values() if k.records_desired_set and k.phase not in succeeded
+                  and made.get(k.phase) is not None]  # fmt: skip
         try:
             ctx.data["users"] = await read_users(ctx)
-            new = kept_for_removal(self._recorded(w, ctx, kinds), ctx.manifest)
+            new = self._recorded(w, ctx, kinds)
+            for kind in partly:
+                new = kind.record(new, replace(ctx, desired=made[kind.phase]), w.actions_for(kind.phase))
+            new = kept_for_removal(new, ctx.manifest)
             if {**new.content(), "users": None} == {**ctx.manifest.content(), "users": None}:
                 return  # nothing made (the users alone are not worth a manifest): `_skip_rest` says why
             await write_manifest(ctx.node, new)
         except (McfleetError, TimeoutError, OSError) as exc:
             self.log.emit(w.name, Phase.manifest, Status.failed, f"what succeeded was not recorded: {_reason(exc)}")
             return
-        done = ", ".join(sorted({str(k.phase) for k in self.kinds.values() if k.phase in succeeded})) or "nothing"
+        done = ", ".join(
+            [*sorted({str(k.phase) for k in self.kinds.values() if k.phase in succeeded}),
+             *(f"part of {k.phase}" for k in partly)]
+        ) or "nothing"  # fmt: skip
         self.log.emit(w.name, Phase.manifest, Status.changed, f"recorded what succeeded before the failure ({done})")
 
     def _first_phase(self, w: HostWork) -> Phase:

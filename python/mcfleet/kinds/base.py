@@ -47,6 +47,11 @@ class ReadContext:
     pool: SshPool | None  # None for reads that need no node connection
 
 
+# ApplyContext.data key: phase -> the host's desired state narrowed to what that phase put in place
+# before it failed (a kind that records its whole desired set is recorded after a failure with it).
+MADE = "made"
+
+
 @dataclass
 class ApplyContext:
     """One host's apply: what the kinds' apply and record see."""
@@ -71,7 +76,7 @@ class ResourceKind(Protocol):
     name: str
     phase: Phase  # the plan phase of its actions (and the apply phase of its events)
     # True when record() writes the desired set as a whole rather than what apply did: after a failed
-    # run such a kind is recorded only if its own phase succeeded (apply/pipeline.py).
+    # run such a kind is recorded if its own phase succeeded, or else with the part it left under MADE.
     records_desired_set: bool
 
     def blocked(self, loaded: LoadedFleet) -> str | None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from mcfleet.fleet.desired import DesiredHost, dns_names
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import CaddyProvider, Rfc2136Provider
-from mcfleet.kinds.base import ApplyContext, GatherResult, NoRead, Outcome, ReadContext
+from mcfleet.kinds.base import MADE, ApplyContext, GatherResult, NoRead, Outcome, ReadContext
 from mcfleet.observe.facts import Facts
 from mcfleet.observe.manifest import Manifest
 from mcfleet.phase import Phase
@@ -39,7 +39,11 @@ def not_configured(what: str, provider: object) -> str | None:
     return f"no {what} provider configured (providers.{what} in fleet.json)"
 
 
-def _outcome(step: StepOutcome) -> Outcome:
+def _outcome(step: StepOutcome, ctx: ApplyContext, phase: Phase, made: DesiredHost) -> Outcome:
+    """The kind's outcome; when the step failed, the host's desired state narrowed to what it still put
+    in place is left for the record after the failure (under MADE)."""
+    if step.status == "failed":
+        ctx.data.setdefault(MADE, {})[phase] = made
     return Outcome(step.status, step.message)
 
 
@@ -270,14 +274,15 @@ class CertKind(NoRead):
         from mcfleet.providers.steps import apply_certs, apply_routes
 
         step = await apply_certs(loaded, ctx.node, ctx.desired, actions)
+        made = replace(ctx.desired, certs={k: c for k, c in ctx.desired.certs.items() if k in step.made})
         renewed = step.renewed & {c.path for c in ctx.manifest.certs}
         if step.status == "changed" and renewed:  # a proxy keeps a cert in memory: give it its live routes again
             live = {f"{r.listener}/{r.hostname}" for r in ctx.manifest.routes}
             kept = {k: r for k, r in ctx.desired.routes.items() if k in live}
             refresh = await apply_routes(loaded, ctx.node, replace(ctx.desired, routes=kept), [], renewed)
             if refresh.status == "failed":
-                return Outcome("failed", f"{step.message}; reloading the proxy: {refresh.message}")
-        return _outcome(step)
+                step = replace(step, status="failed", message=f"{step.message}; reloading the proxy: {refresh.message}")
+        return _outcome(step, ctx, self.phase, made)
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
         if self.blocked(ctx.loaded):
@@ -307,7 +312,9 @@ class DnsKind:
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
         from mcfleet.providers.steps import apply_dns
 
-        return _outcome(await apply_dns(ctx.loaded, ctx.desired, actions))
+        step = await apply_dns(ctx.loaded, ctx.desired, actions)
+        records = {k: r for k, r in ctx.desired.records.items() if k in step.made}
+        return _outcome(step, ctx, self.phase, replace(ctx.desired, records=records))
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
         if self.blocked(ctx.loaded):
@@ -339,7 +346,9 @@ class RouteKind:
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
         from mcfleet.providers.steps import apply_routes
 
-        return _outcome(await apply_routes(ctx.loaded, ctx.node, ctx.desired, actions))
+        step = await apply_routes(ctx.loaded, ctx.node, ctx.desired, actions)
+        routes = {k: r for k, r in ctx.desired.routes.items() if k in step.made}
+        return _outcome(step, ctx, self.phase, replace(ctx.desired, routes=routes))
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
         if self.blocked(ctx.loaded):

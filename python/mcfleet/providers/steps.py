@@ -41,6 +41,9 @@ class StepOutcome:
     message: str = ""
     timings: dict[str, float] = field(default_factory=dict)  # subject -> seconds
     renewed: set[str] = field(default_factory=set)  # cert paths written by this step
+    # keys of the host's desired certs / records / routes this step put in place (cert names, DNS
+    # names, "listener/hostname"): what a failed step still did, for the manifest
+    made: set[str] = field(default_factory=set)
 
 
 def _subject(action: Action, label: str) -> str:
@@ -122,6 +125,7 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, act
     failed: list[str] = []
     timings: dict[str, float] = {}
     renewed: set[str] = set()
+    made: set[str] = set()
     owner = proxy_user(loaded)
     for action in actions:
         name = _subject(action, "cert")
@@ -131,6 +135,7 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, act
                 installed = await issue_and_install(node, backend, cert.sans[0], cert.path, owner)
                 timings[action.subject] = installed.seconds
                 renewed.add(cert.path)
+                made.add(name)
                 done.append(f"{name} issued (until {installed.not_after[:10]})")
             elif action.kind == "delete":
                 path = (action.before or {}).get("path") if isinstance(action.before, dict) else None
@@ -140,7 +145,7 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, act
         except ProviderError as exc:
             failed.append(_error(action.subject, exc))
     out = _finish(done, failed, timings, "certificates")
-    out.renewed = renewed
+    out.renewed, out.made = renewed, made
     return out
 
 
@@ -184,7 +189,9 @@ async def apply_dns(loaded: LoadedFleet, desired: DesiredHost, actions: Iterable
             wrong = [f"{n} answers {seen.get(n) or 'nothing'}" for n, want in written.items() if seen.get(n) != want]
             if wrong:
                 failed.append("the DNS server does not answer what was written: " + "; ".join(wrong))
-    return _finish(done, failed, timings, "DNS records")
+    out = _finish(done, failed, timings, "DNS records")
+    out.made = {n for n, values in written.items() if values}  # sent and taken by the server (verified or not)
+    return out
 
 
 def record_dns(desired: DesiredHost) -> list[ManifestRecord]:
@@ -223,6 +230,7 @@ async def apply_routes(
     done: list[str] = []
     failed: list[str] = []
     timings: dict[str, float] = {}
+    made: set[str] = set()
     todo = list(actions)
     planned = {_subject(a, "route") for a in todo}
     for key, route in sorted(desired.routes.items()):  # a renewed cert is read again by re-adding its routes
@@ -241,6 +249,7 @@ async def apply_routes(
                     r.listener, r.hostname, r.backend, r.mode, cert, key_path(cert) if cert else ""
                 )
                 await (await backend_for(r.mode)).add_route(proxy_route)
+                made.add(key)
                 done.append(f"{key} -> {r.backend} ({r.mode})")
             elif action.kind == "delete":
                 before = action.before if isinstance(action.before, dict) else {}
@@ -250,7 +259,9 @@ async def apply_routes(
         except ProviderError as exc:
             failed.append(_error(action.subject, exc))
         timings[action.subject] = time.monotonic() - started
-    return _finish(done, failed, timings, "routes")
+    out = _finish(done, failed, timings, "routes")
+    out.made = made
+    return out
 
 
 def record_routes(desired: DesiredHost) -> list[ManifestRoute]:
