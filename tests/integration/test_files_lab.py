@@ -187,13 +187,25 @@ def test_snapshot_and_restore_a_services_folder_with_numeric_owners(
     ]  # fmt: skip
     assert fleet.sh(name, "cat /srv/.db.before-restore.*/marker").stdout == "after\n"  # the folder before: kept
     assert "running" in fleet.sh(name, f"{AS_MCP} podman inspect --format '{{{{.State.Status}}}}' db").stdout
-    refused = cli("restore", name, "db", "/etc/shadow", "-C", root)
-    assert refused.code != 0 and "is not a snapshot of db" in refused.stderr
-    # the folder set aside is listed beside the snapshots, and a prune removes it by the same rule
+    for refused_path in ("/etc/shadow", "../../etc/shadow", "db-20260101T000000Z.tar"):
+        refused = cli("restore", name, "db", refused_path, "-C", root)
+        assert refused.code == 2 and "is not a snapshot of db" in refused.stderr, refused.stderr
+    # `latest` and the file name alone, back to back: each restore sets the folder before aside under
+    # its own name (two in one second: the second waits for a new one, never moves into the first's)
+    fleet.sh(name, "echo third > /srv/db/marker")
+    for given in ("latest", taken["path"].rsplit("/", 1)[1]):
+        again = cli("restore", name, "db", given, "-C", root, "--json")
+        assert again.code == 0 and json.loads(again.stdout)["path"].startswith(taken["path"]), again.stderr
+        assert fleet.sh(name, "cat /srv/db/marker").stdout == "before\n"
+    # the folders set aside are listed beside the snapshots, and a prune removes them by the same rule
     listed = json.loads(cli("snapshots", name, "-C", root, "--json").stdout)
-    [aside] = listed["set_aside"]
-    assert aside["path"].startswith("/srv/.db.before-restore.") and aside["service"] == "db" and aside["bytes"] > 0
+    asides = [a["path"] for a in listed["set_aside"]]
+    assert len(asides) == 3 and all(a["service"] == "db" and a["bytes"] > 0 for a in listed["set_aside"]), asides
+    markers = [fleet.sh(name, f"cat {a}/marker").stdout for a in sorted(asides)]
+    assert markers == ["after\n", "third\n", "before\n"]  # each folder before, in the order they were replaced
     pruned = cli("snapshots", name, "--prune", "--keep", "0", "-C", root, "--json")
     assert pruned.code == 0, pruned.stdout + pruned.stderr
-    assert sorted(json.loads(pruned.stdout)["removed"]) == sorted([taken["path"], aside["path"]])
+    assert sorted(json.loads(pruned.stdout)["removed"]) == sorted([taken["path"], *asides])
     assert not [d for d in fleet.sh(name, "ls -a /srv").stdout.split() if "before-restore" in d]  # was: kept forever
+    nothing = cli("restore", name, "db", "latest", "-C", root)
+    assert nothing.code == 2 and f"{name} has no snapshot of db" in nothing.stderr, nothing.stderr

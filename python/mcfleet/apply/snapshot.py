@@ -88,10 +88,15 @@ def restore_script(service: str, path: str, stamp: str) -> str:
             f"tar --numeric-owner --zstd -C {q(work)} -xpf {q(path)}",
             f"if [ ! -d {q(work + '/' + service)} ]; then "
             f"echo 'the snapshot holds no {service} folder' >&2; exit 3; fi",
-            f"if [ -e {q(folder)} ] || [ -L {q(folder)} ]; then mv {q(folder)} {q(aside)}; fi",
+            f"aside={q(aside)}",
+            # a restore in the same second as the last one: wait for a name of its own (mv into an
+            # existing folder would put the current one inside the earlier one)
+            'while [ -e "$aside" ] || [ -L "$aside" ]; do sleep 1; '
+            f'aside={q(f"/srv/.{service}.before-restore.")}"$(date -u +%Y%m%dT%H%M%SZ)"; done',
+            f'if [ -e {q(folder)} ] || [ -L {q(folder)} ]; then mv {q(folder)} "$aside"; fi',
             f"mv {q(work + '/' + service)} {q(folder)}",
             f"rmdir {q(work)}",
-            f"echo {q(aside)}",
+            'echo "$aside"',
         ]
     )
 
@@ -143,18 +148,36 @@ async def restore(
     _placed(session, host, service)
     entry = session.loaded.hosts[host]
     node = await session.connect(entry)
-    pattern = rf"^{re.escape(store_of(node))}/snapshots/{re.escape(service)}-\d{{8}}T\d{{6}}Z\.tar\.zst$"
-    if not re.match(pattern, path):
-        raise InputError(
-            f"{path} is not a snapshot of {service} on {host}",
-            hint=f"the path `mcfleet snapshot {host} {service}` printed",
-        )
+    path = await _snapshot_path(node, host, service, path)
     await session.gate([host], overrides)
     aside = await _stopped(node, entry.host.agent.socket, service, restore_script(service, path, _stamp()), host)
     report = SnapshotReport(host, "restore", service, path, seconds=time.monotonic() - began)
     report.sha256 = ""
     report.path = f"{path} (the folder before: {aside.splitlines()[-1] if aside else 'none'})"
     return report
+
+
+LATEST = "latest"
+
+
+async def _snapshot_path(node: Node, host: str, service: str, given: str) -> str:
+    """The snapshot's path in root's store: `given` as printed by `snapshot`, its file name alone, or
+    `latest` (the service's newest snapshot on the node).  Nothing outside the store is accepted."""
+    store = store_of(node)
+    if given == LATEST:
+        found, _aside = await _listing(node, host)
+        mine = sorted(n for n in found if n.rsplit("-", 1)[0] == service)
+        if not mine:
+            raise InputError(f"{host} has no snapshot of {service}", hint=f"mcfleet snapshot {host} {service}")
+        return f"{store}/snapshots/{mine[-1]}"
+    path = given if "/" in given else f"{store}/snapshots/{given}"
+    pattern = rf"^{re.escape(store)}/snapshots/{re.escape(service)}-\d{{8}}T\d{{6}}Z\.tar\.zst$"
+    if not re.match(pattern, path):
+        raise InputError(
+            f"{given} is not a snapshot of {service} on {host}",
+            hint=f"`latest`, or a path `mcfleet snapshots {host} {service}` lists",
+        )
+    return path
 
 
 SNAPSHOT_NAME = r"[a-z0-9][a-z0-9-]*-[0-9]{8}T[0-9]{6}Z[.]tar[.]zst"
@@ -192,6 +215,22 @@ def list_script(store: str) -> str:
     )
 
 
+async def _listing(node: Node, host: str) -> tuple[dict[str, int], dict[str, tuple[str, str, int]]]:
+    """The snapshots in root's store (name -> bytes) and the folders restores set aside in /srv
+    (name -> service, taken, bytes); names that match neither pattern are ignored."""
+    res = await node.run(list_script(store_of(node)), timeout=60)
+    res.check("listing the snapshots", host)
+    found: dict[str, int] = {}
+    aside: dict[str, tuple[str, str, int]] = {}
+    for line in res.stdout.splitlines():
+        size, _, name = line.partition(" ")
+        if re.fullmatch(SNAPSHOT_NAME, name) and size.isdigit():
+            found[name] = int(size)
+        elif size == "aside" and (m := re.fullmatch(rf"([0-9]+) {ASIDE_NAME}", name)):
+            aside[name.split(" ", 1)[1]] = (m[2], m[3], int(m[1]))
+    return found, aside
+
+
 def select_pruned(names: list[str], service: str | None, keep: int) -> list[str]:
     """The snapshots a prune removes: per service, all but its newest `keep` (names sort by time)."""
     by_service: dict[str, list[str]] = {}
@@ -211,16 +250,7 @@ async def snapshots(
     entry = session.loaded.hosts[host]
     node = await session.connect(entry)
     store = store_of(node)
-    res = await node.run(list_script(store), timeout=60)
-    res.check("listing the snapshots", host)
-    found: dict[str, int] = {}
-    aside: dict[str, tuple[str, str, int]] = {}  # name -> service, taken, bytes
-    for line in res.stdout.splitlines():
-        size, _, name = line.partition(" ")
-        if re.fullmatch(SNAPSHOT_NAME, name) and size.isdigit():
-            found[name] = int(size)
-        elif size == "aside" and (m := re.fullmatch(rf"([0-9]+) {ASIDE_NAME}", name)):
-            aside[name.split(" ", 1)[1]] = (m[2], m[3], int(m[1]))
+    found, aside = await _listing(node, host)
     removed: list[str] = []
     if prune:
         await session.gate([host], overrides)

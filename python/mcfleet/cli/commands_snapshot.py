@@ -85,7 +85,9 @@ def snapshot(
 def restore(  # noqa: PLR0917 (typer: one parameter per argument and option)
     host: str = typer.Argument(..., help="The host the service runs on."),
     service: str = typer.Argument(..., help="The service whose folder to restore."),
-    path: str = typer.Argument(..., help="The snapshot on the node, as `mcfleet snapshot` printed it."),
+    path: str = typer.Argument(
+        ..., help="The snapshot on the node: `latest`, its path as `snapshot` printed it, or its file name."
+    ),
     override: list[str] = OVERRIDE,
     json_out: bool = JSON_REPORT,
     connect_timeout: float = CONNECT,
@@ -93,6 +95,10 @@ def restore(  # noqa: PLR0917 (typer: one parameter per argument and option)
     """Restore /srv/SERVICE/ on its node from a snapshot there (the current folder is kept aside).
 
     Examples:
+
+      mcfleet restore rift mcq latest             # the newest snapshot of mcq on rift
+
+      mcfleet restore rift mcq mcq-20260101T120000Z.tar.zst
 
       mcfleet restore rift mcq /var/lib/mcfleet/snapshots/mcq-20260101T120000Z.tar.zst
 
