@@ -36,17 +36,18 @@ async def _node_status(node: LabNode) -> dict[str, Any]:
     }
 
 
-PEER_PORT_KEYS = {"knot": "port", "haproxy": "port"}
-
-
 async def _peer_status(name: str, info: dict[str, Any]) -> dict[str, Any]:
     running = proc.alive(int(info["pid"]))
-    endpoint = (
-        info.get("directory") or info.get("admin_url") or info.get("admin_socket") or f"127.0.0.1:{info.get('port')}"
-    )
+    # where it listens: a port on 127.0.0.1 (Knot, HAProxy) or a host:port (the registry, on the bridge)
+    if "port" in info:
+        host, port = "127.0.0.1", str(info["port"])
+    else:
+        host, _, port = str(info.get("address", "")).rpartition(":")
+    where = info.get("directory") or info.get("admin_url") or info.get("admin_socket")
+    endpoint = where or (f"{host}:{port}" if port else "-")
     listening = running
-    if running and "port" in info:
-        listening = await _port_open("127.0.0.1", int(info["port"]))
+    if running and port.isdigit():
+        listening = await _port_open(host, int(port))
     return {"name": name, "pid": info["pid"], "endpoint": endpoint, "running": running, "healthy": listening}
 
 
