@@ -136,3 +136,10 @@ class Refused(McfleetError):
 
     exit_code = EXIT_FAILURE
     kind = "refused"
+
+
+class Interrupted(McfleetError):
+    """The run was stopped at Ctrl-C (journalled as such; the CLI prints its own line and exits 130)."""
+
+    exit_code = EXIT_INTERRUPTED
+    kind = "interrupted"

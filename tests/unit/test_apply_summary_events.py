@@ -82,3 +82,20 @@ def test_phase_order_is_cert_containers_routes_dns() -> None:
     assert order == [
         Phase.build, Phase.push, Phase.activate, Phase.cert, Phase.deploy, Phase.route, Phase.dns, Phase.manifest
     ]  # fmt: skip
+
+
+def test_a_run_stopped_midway_says_which_phase_never_ended() -> None:
+    """What an interrupted run is journalled with: the phase that had begun (a progress line) is 'started,
+    never ended', the later ones 'not run', and the run is neither ok nor exit 0."""
+    from dataclasses import replace
+
+    log = ApplyEvents()
+    log.emit("a", Phase.build, Status.unchanged, "pex 1234")
+    log.emit("a", Phase.push, Status.progress, "1 MB of 22 MB")
+    summary = summarize(log, ["a"], PHASES, 3.0)
+    rows = {str(p.phase): (p.status, p.message) for p in summary.hosts[0].phases}
+    assert rows["push"] == (Status.skipped, "started, never ended")
+    assert rows["activate"] == (Status.skipped, "not run")
+    assert summary.exit_code == 0  # as far as it went, nothing failed; stopped, it is not a success:
+    stopped = replace(summary, interrupted=True)
+    assert (stopped.ok, stopped.exit_code, stopped.as_dict()["exit_code"]) == (False, 130, 130)

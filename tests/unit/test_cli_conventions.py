@@ -313,8 +313,9 @@ def test_a_host_key_that_is_not_a_key_is_a_clear_error(fleet: Path) -> None:
     assert "ssh.host_key is not a public key OpenSSH can read" in out
 
 
-def test_ctrl_c_exits_130_with_a_message(fleet: Path) -> None:
-    """A node that accepts TCP but never says hello keeps `exec` waiting; Ctrl-C ends it cleanly."""
+def _interrupted(fleet: Path, *args: str, tail: tuple[str, ...] = ()) -> str:
+    """Run mcfleet against edge1 pointed at a port that accepts TCP but never says the SSH hello (the
+    client waits), press Ctrl-C after 4 s, and return stderr once it exited 130."""
     import signal
     import socket
     import time
@@ -331,8 +332,8 @@ def test_ctrl_c_exits_130_with_a_message(fleet: Path) -> None:
         port = listener.getsockname()[1]
         data |= {"addresses": ["127.0.0.1"], "ssh": {**data["ssh"], "port": port, "host_key": " ".join(key)}}
         host.write_text(json.dumps(data))
-        argv = [sys.executable, "-m", "mcfleet", "-C", str(fleet), "exec", "--on", "edge1", "--connect-timeout", "120"]
-        proc = subprocess.Popen([*argv, "--", "true"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        argv = [sys.executable, "-m", "mcfleet", "-C", str(fleet), *args, "--on", "edge1", "--connect-timeout", "120"]
+        proc = subprocess.Popen([*argv, *tail], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(4)
         assert proc.poll() is None
         proc.send_signal(signal.SIGINT)
@@ -342,3 +343,24 @@ def test_ctrl_c_exits_130_with_a_message(fleet: Path) -> None:
     assert proc.returncode == 130, err
     assert "interrupted: stopped at Ctrl-C" in err
     assert "Traceback" not in err
+    return err
+
+
+def test_ctrl_c_exits_130_with_a_message(fleet: Path) -> None:
+    """A node that accepts TCP but never says hello keeps `exec` waiting; Ctrl-C ends it cleanly."""
+    _interrupted(fleet, "exec", tail=("--", "true"))
+
+
+def test_an_apply_stopped_at_ctrl_c_is_in_the_journal(fleet: Path) -> None:
+    """The journal is where an operator looks for what each run did: one stopped at Ctrl-C is there, as
+    interrupted, with the hosts it reached and how far (was: no record at all)."""
+    _interrupted(fleet, "apply", "--yes", "--bundle", str(fleet / "fleet.json"))
+    code, out, err = run_cli("-C", str(fleet), "journal", "--json")
+    assert code == 0, err
+    [record] = json.loads(out)["records"]
+    assert record["error"]["kind"] == "interrupted" and record["error"]["exit_code"] == 130, record
+    assert record["error"]["message"].startswith("stopped at Ctrl-C after ")
+    assert record["argv"][-4:] == ["--on", "edge1", "--connect-timeout", "120"]
+    assert (record["result"]["ok"], record["result"]["exit_code"]) == (False, 130)  # never "ok"
+    code, out, _ = run_cli("-C", str(fleet), "journal")
+    assert "interrupted: stopped at Ctrl-C" in out

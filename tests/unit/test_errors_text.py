@@ -34,7 +34,7 @@ def test_error_text_has_message_location_and_hint(cls: type[McfleetError]) -> No
     assert err.location and f": {err.location}: " in text.splitlines()[0]
     assert err.message in text.splitlines()[0]
     assert err.hint and text.splitlines()[1] == f"  hint: {err.hint}"
-    assert err.exit_code in (errors.EXIT_FAILURE, errors.EXIT_INVALID)
+    assert err.exit_code in (errors.EXIT_FAILURE, errors.EXIT_INVALID, errors.EXIT_INTERRUPTED)
     data = err.as_dict()
     assert (data["message"], data["location"], data["hint"], data["exit_code"]) == (
         err.message,
@@ -54,7 +54,14 @@ def test_without_location_or_hint_the_text_is_one_line() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cls", "code"), [(errors.InputError, 2), (errors.SelectionError, 2), (errors.Refused, 1), (errors.PeerError, 1)]
+    ("cls", "code"),
+    [
+        (errors.InputError, 2),
+        (errors.SelectionError, 2),
+        (errors.Refused, 1),
+        (errors.PeerError, 1),
+        (errors.Interrupted, 130),
+    ],
 )
 def test_documented_exit_codes(cls: type[McfleetError], code: int) -> None:
     assert cls("x").exit_code == code

@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,7 +36,7 @@ from mcfleet.apply.planwork import Override, check_refusals, planned_agent_sha, 
 from mcfleet.apply.provision import provision_host
 from mcfleet.apply.summary import Summary, summarize
 from mcfleet.bundle.build import build_agent_bundle_async
-from mcfleet.errors import McfleetError, Refused
+from mcfleet.errors import Interrupted, McfleetError, Refused
 from mcfleet.fleet.desired import DesiredHost, desired_state
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.kinds import KINDS, ResourceKind
@@ -284,3 +284,12 @@ class ApplySession:
         if error is not None:
             entry["error"] = error.as_dict()
         return journal.append(self.loaded.root, entry)
+
+    def record_interrupted(self) -> dict[str, Any]:
+        """Journal a run stopped at Ctrl-C, with each host's phases as far as they got (one that started
+        and never ended says so): the journal is where an operator looks for what a run did."""
+        hosts = list(dict.fromkeys(e.host for e in self.log.events if e.host))
+        phases = {h: [e.phase for e in self.log.events if e.host == h] for h in hosts}
+        seconds = time.monotonic() - self.started
+        summary = replace(summarize(self.log, hosts, phases, seconds), interrupted=True)
+        return self.record(summary, Interrupted(f"stopped at Ctrl-C after {seconds:.1f} s (what finished is kept)"))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcfleet.apply.events import PHASE_ORDER, ApplyEvents, Phase, Status
-from mcfleet.errors import EXIT_FAILURE, EXIT_OK
+from mcfleet.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,16 @@ class Summary:
     bytes_sent: int
     files_sent: int
     seconds: float
+    interrupted: bool = False  # stopped at Ctrl-C: the hosts' phases as far as they got
 
     @property
     def ok(self) -> bool:
-        return all(h.ok for h in self.hosts)
+        return not self.interrupted and all(h.ok for h in self.hosts)
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         return EXIT_OK if self.ok else EXIT_FAILURE
 
     def counts(self) -> dict[str, int]:
@@ -114,7 +117,9 @@ def summarize(
         for phase in sorted(set(mine), key=PHASE_ORDER.index):
             event = log.outcome(host, phase)
             if event is None:
-                rows.append(PhaseResult(phase, Status.skipped, "not run"))
+                seen = any(e.host == host and e.phase == phase for e in log.events)  # a start or progress
+                said = "started, never ended" if seen else "not run"
+                rows.append(PhaseResult(phase, Status.skipped, said))
             else:
                 began = log.started(host, phase)
                 took = event.ts - began.ts if began is not None else None

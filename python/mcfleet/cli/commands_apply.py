@@ -110,6 +110,8 @@ def run_session(
     loaded: LoadedFleet, options: SessionOptions, body: Callable[[ApplySession], Coroutine[Any, Any, Summary]]
 ) -> None:
     """Lock, run, journal, print the summary, exit with its code."""
+    import asyncio
+
     from mcfleet.apply.lock import fleet_lock
     from mcfleet.apply.session import ApplySession
     from mcfleet.util.aio import run as run_async
@@ -122,6 +124,9 @@ def run_session(
                     result = await body(session)
                 except McfleetError as exc:
                     session.record(None, exc)  # a refused or failed run is journalled too
+                    raise
+                except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels this task
+                    session.record_interrupted()
                     raise
                 finally:
                     options.progress.close()
