@@ -133,3 +133,40 @@ def test_a_registered_service_that_cannot_start_does_not_fail_a_deploy_of_others
             assert [e["name"] for e in (await client.facts(events=0))["registry"]] == ["dns"]
 
     asyncio.run(scenario())
+
+
+def test_a_deploy_does_not_wait_for_a_boot_stuck_on_a_health_check_it_fixes(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
+) -> None:
+    """A registered service's health check can never pass (a wrong path, since fixed in the files). At the
+    agent's next start its boot waits on it for the whole stage timeout while holding the reconcile lock,
+    so the deploy bringing the fix waited too (measured on the lab: 120 s). The boot now gives way to it."""
+    broken = web_service(tmp_path, "web", "services", agent_podman.image,
+                         health={"kind": "http", "port": 8080, "path": "/nope", "timeout_s": 1})  # fmt: skip
+    fixed = web_service(tmp_path, "web", "services", agent_podman.image)
+    first = agent_runner.start(podman=agent_podman, name="boot")
+
+    async def register_broken() -> None:
+        async with AgentClient(str(first.socket)) as client:
+            failed = await client.reconcile(with_ports([broken]), prune=False, stage_timeout_s=3)
+            assert not failed.ok and "/nope" in failed.error
+
+    asyncio.run(register_broken())
+    first.stop()
+    again = agent_runner.start("--stage-timeout", "120", podman=agent_podman, name="boot")
+
+    async def deploy_the_fix() -> dict[str, object]:
+        async with AgentClient(str(again.socket)) as client:
+            for _ in range(100):  # the boot is under way: its stage waits on the broken check
+                if (await client.facts(events=0))["boot"]["state"] == "running":
+                    break
+                await asyncio.sleep(0.1)
+            done = await client.reconcile(with_ports([fixed]), prune=False, stage_timeout_s=30)
+            assert done.ok, done.error
+            boot: dict[str, object] = (await client.facts(events=0))["boot"]
+            return boot
+
+    boot = asyncio.run(deploy_the_fix())
+    # without giving way, the deploy gets the lock only once the boot ended: "failed" after its 120 s
+    assert boot["state"] == "superseded" and boot["stage"] == "services", boot
+    assert "gave way at stage services to a deploy" in str(boot["error"])

@@ -28,10 +28,11 @@ class Event:
 
 @dataclass
 class BootStatus:
-    state: str = "pending"  # pending | running | ok | failed
+    state: str = "pending"  # pending | running | ok | failed | superseded (gave way to a deploy)
     stage: str = ""
     error: str = ""
     finished_at: float = 0.0
+    what: str = ""  # the sequence: boot (agent start) or recover
 
 
 @dataclass

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from mcfleet.agent.events import BootStatus, EventLog
 from mcfleet.agent.health import wait_healthy
@@ -29,6 +29,10 @@ T = TypeVar("T")
 
 class UnknownService(McfleetError):
     kind = "unknown service"
+
+
+class Superseded(Exception):
+    """The boot sequence gave way to a ReconcileServices call while it waited on health checks."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,12 @@ class Reconciler:
         self.stage_timeout = stage_timeout
         self.boot = BootStatus()
         self._lock = asyncio.Lock()
+        # Set by ReconcileServices while the boot sequence runs: the boot brings the registry's
+        # definitions up, and a deploy brings newer ones.  A registered service whose health check
+        # can never pass (a wrong path, fixed in the files since) would otherwise hold the lock for
+        # the whole stage timeout before the fix may even be sent.  The boot gives way only while it
+        # waits on health checks, never amid a podman call.
+        self._yield_boot = asyncio.Event()
 
     # ------------------------------------------------------------------ public operations
 
@@ -67,7 +77,10 @@ class Reconciler:
         prune: bool = True,
         stage_timeout: float | None = None,
     ) -> Outcome:
+        if self.boot.state == "running" and self.boot.what == "boot":
+            self._yield_boot.set()
         async with self._lock:
+            self._yield_boot.clear()
             try:
                 registered = self.registry.entries()
                 before = {e.name: e.ports for e in registered}
@@ -146,7 +159,7 @@ class Reconciler:
             self.events.add(kind, reason, stage=spec.stage.value, service=spec.service, component=spec.component)
 
     async def _sequence(self, what: str, *, recreate: bool, stage_timeout: float | None) -> Outcome:
-        self.boot = BootStatus(state="running")
+        self.boot = BootStatus(state="running", what=what)
         self.events.add(f"{what}-start", f"{what}: bringing registered services up stage by stage")
         outcome = Outcome()
         if self.registry.entries():
@@ -161,9 +174,16 @@ class Reconciler:
                     self.events.add("remove", f"{what}: removed {m.name} to recreate it from the registry")
             except McfleetError as exc:
                 outcome.ok, outcome.error = False, exc.message
+        superseded = False
         if outcome.ok:
-            outcome = await self._converge(self.registry.entries(), prune=False, stage_timeout=stage_timeout)
-        self.boot.state = "ok" if outcome.ok else "failed"
+            try:
+                outcome = await self._converge(
+                    self.registry.entries(), prune=False, stage_timeout=stage_timeout, yields=what == "boot"
+                )
+            except Superseded:
+                superseded = True
+                outcome = Outcome(ok=False, error=f"{what}: gave way at stage {self.boot.stage} to a deploy")
+        self.boot.state = "superseded" if superseded else "ok" if outcome.ok else "failed"
         self.boot.error = outcome.error
         self.boot.finished_at = time.time()
         self.events.add(
@@ -189,11 +209,31 @@ class Reconciler:
         await self.podman.in_thread(self.podman.start, spec.name)
         self._act(outcome, spec, kind, reason)
 
-    async def _wait_stage(self, stage: Stage, specs: list[ContainerSpec], stage_timeout: float | None) -> None:
+    async def _wait_stage(
+        self, stage: Stage, specs: list[ContainerSpec], stage_timeout: float | None, *, yields: bool = False
+    ) -> None:
+        """Until every container of the stage is healthy (TimeoutError at the deadline); with `yields`,
+        raise Superseded as soon as a ReconcileServices call asks the boot to give way."""
         deadline = time.monotonic() + (stage_timeout or self.stage_timeout)
-        await asyncio.gather(*(wait_healthy(spec, self.podman, deadline) for spec in specs))
+        healthy = asyncio.ensure_future(asyncio.gather(*(wait_healthy(spec, self.podman, deadline) for spec in specs)))
+        if not yields:
+            await healthy
+            return
+        asked = asyncio.ensure_future(self._yield_boot.wait())
+        either: set[asyncio.Future[Any]] = {healthy, asked}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            asked.cancel()
+        if not healthy.done():
+            healthy.cancel()
+            await asyncio.gather(healthy, return_exceptions=True)
+            raise Superseded
+        await healthy
 
-    async def _converge(self, entries: list[Entry], *, prune: bool, stage_timeout: float | None) -> Outcome:
+    async def _converge(
+        self, entries: list[Entry], *, prune: bool, stage_timeout: float | None, yields: bool = False
+    ) -> Outcome:
         outcome = Outcome()
         if not entries and not prune:
             return outcome  # nothing registered: podman need not even be up
@@ -217,7 +257,7 @@ class Reconciler:
                 self.events.add("stage-start", f"starting {len(staged)} service(s)", stage=stage.value)
                 to_wait = await self._converge_stage(staged, existing, outcome)
                 try:
-                    await self._wait_stage(stage, to_wait, stage_timeout)
+                    await self._wait_stage(stage, to_wait, stage_timeout, yields=yields)
                 except TimeoutError as exc:
                     later = sorted({e.service.name for e, _ in plan if Stage(e.service.stage).order > stage.order})
                     outcome.ok = False
