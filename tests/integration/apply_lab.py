@@ -253,7 +253,7 @@ def variant(bundle: Path, dest: Path, tag: str) -> Path:
 
 
 def broken_bundle(dest: Path) -> Path:
-    """A 'bundle' that dies at start, as a bad release would."""
-    dest.write_text("#!/bin/sh\necho 'this agent is broken on purpose' >&2\nexit 1\n")
-    dest.chmod(0o755)
-    return dest
+    """A 'bundle' that dies at start, as a bad release would (shaped as a PEX: --bundle takes only those)."""
+    from tests.pex_shaped import pex_shaped
+
+    return pex_shaped(dest, "#!/bin/sh\necho 'this agent is broken on purpose' >&2\nexit 1\n")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.pex_shaped import pex_shaped
 
 MINIMAL = Path(__file__).resolve().parent.parent / "data" / "fleets" / "minimal"
 
@@ -85,7 +86,7 @@ def test_provision_refuses_a_nixos_host_without_touching_it(fleet: Path) -> None
 
     nixos = [n for n, e in load_fleet(fleet).hosts.items() if e.host.os == "nixos"]
     assert nixos, "the minimal fleet must keep a NixOS host for this test"
-    code, out, err = run_cli("-C", str(fleet), "provision", nixos[0], "--bundle", str(fleet / "fleet.json"))
+    code, out, err = run_cli("-C", str(fleet), "provision", nixos[0], "--bundle", str(pex_shaped(fleet / "agent.pex")))
     assert code == 1  # a refusal
     assert "NixOS nodes are provisioned by their modules" in err
     assert out == ""
@@ -116,3 +117,19 @@ def test_agent_status_with_a_fleet_folder_as_host_says_use_root(
     assert code == 2
     assert "'lab-fleet' is a fleet folder, but the arguments here are host names" in err
     assert "hint: pass the folder with -C: mcfleet -C lab-fleet agent …" in err
+
+
+@pytest.mark.parametrize(
+    "command", [["apply", "--on", "edge1", "--yes"], ["agent", "upgrade", "edge1", "--yes"], ["provision", "edge1"]]
+)
+def test_a_bundle_that_is_not_a_pex_is_refused_before_any_host(fleet: Path, command: list[str]) -> None:
+    """Pushed, a file that is not a PEX would replace the agent, fail its health check and be rolled back
+    on every node: refused at the command line instead (exit 2), the hosts never tried."""
+    text = fleet / "notes.txt"
+    text.write_text("not an agent\n")
+    for given, said in ((text, "is not an agent PEX"), (fleet / "missing.pex", "no such file")):
+        code, out, err = run_cli("-C", str(fleet), *command, "--bundle", str(given))
+        assert code == 2 and said in err and "--bundle" in err, err
+        assert "connecting" not in out + err
+    code, _out, err = run_cli("-C", str(fleet), *command, "--bundle", str(pex_shaped(fleet / "a.pex")), "--help")
+    assert code == 0, err

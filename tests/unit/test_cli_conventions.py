@@ -16,6 +16,7 @@ import pytest
 from mcfleet.cli.registry import COMMANDS
 from mcfleet.errors import DETAILED_EXIT_TABLE, EXIT_TABLE
 from tests.conftest import REPO, run_cli
+from tests.pex_shaped import pex_shaped
 from tests.pty_run import run_in_pty
 
 MINIMAL = REPO / "tests" / "data" / "fleets" / "minimal"
@@ -295,9 +296,8 @@ def test_an_unreachable_host_fails_in_the_host_phase_not_manifest(fleet: Path) -
     key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().split()[:2]
     data |= {"addresses": ["127.0.0.1"], "ssh": {**data["ssh"], "port": 1, "host_key": " ".join(key)}}
     host.write_text(json.dumps(data))
-    code, out, _err = run_cli(
-        "-C", str(fleet), "apply", "--on", "edge1", "--bundle", str(fleet / "fleet.json"), "--connect-timeout", "2"
-    )
+    bundle = str(pex_shaped(fleet / "agent.pex"))
+    code, out, _err = run_cli("-C", str(fleet), "apply", "--on", "edge1", "--bundle", bundle, "--connect-timeout", "2")
     assert code == 1
     assert "  host      failed      could not observe the host, nothing changed: no address answered" in out
     assert "manifest" not in out
@@ -308,7 +308,8 @@ def test_a_host_key_that_is_not_a_key_is_a_clear_error(fleet: Path) -> None:
     data = json.loads(host.read_text())
     data["ssh"]["host_key"] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Q="  # the right shape, not a key
     host.write_text(json.dumps(data))
-    code, out, err = run_cli("-C", str(fleet), "apply", "--on", "edge1", "--bundle", str(fleet / "fleet.json"))
+    bundle = str(pex_shaped(fleet / "agent.pex"))
+    code, out, err = run_cli("-C", str(fleet), "apply", "--on", "edge1", "--bundle", bundle)
     assert code == 1 and "internal error" not in err
     assert "ssh.host_key is not a public key OpenSSH can read" in out
 
@@ -354,7 +355,7 @@ def test_ctrl_c_exits_130_with_a_message(fleet: Path) -> None:
 def test_an_apply_stopped_at_ctrl_c_is_in_the_journal(fleet: Path) -> None:
     """The journal is where an operator looks for what each run did: one stopped at Ctrl-C is there, as
     interrupted, with the hosts it reached and how far (was: no record at all)."""
-    _interrupted(fleet, "apply", "--yes", "--bundle", str(fleet / "fleet.json"))
+    _interrupted(fleet, "apply", "--yes", "--bundle", str(pex_shaped(fleet / "agent.pex")))
     code, out, err = run_cli("-C", str(fleet), "journal", "--json")
     assert code == 0, err
     [record] = json.loads(out)["records"]

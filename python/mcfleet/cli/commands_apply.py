@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
-from mcfleet.cli.options import CONNECT, DEADMAN, HEALTH, PARALLEL
+from mcfleet.cli.options import CONNECT, DEADMAN, HEALTH, PARALLEL, agent_pex
 from mcfleet.cli.state import STATE
 from mcfleet.cli.targets import ON_OPT, YES_OPT, confirm_hosts, one_host, selected
 from mcfleet.errors import FleetInvalid, InputError, McfleetError, Refused
@@ -36,7 +36,9 @@ YES = YES_OPT
 ROOT_ALIAS = typer.Option(None, "--root", hidden=True)  # deprecated: the global -C DIR
 FAIL_FAST = typer.Option(False, "--fail-fast/--keep-going", help="Stop every host at the first failure.")
 JSON = typer.Option(False, "--json", help="NDJSON events on stdout, then the summary.")
-BUNDLE = typer.Option(None, "--bundle", help="Push this agent bundle instead of building one.")
+BUNDLE = typer.Option(
+    None, "--bundle", callback=agent_pex, help="Push this agent bundle (a PEX) instead of building one."
+)
 GOAL = typer.Option(
     "switch",
     "--goal",

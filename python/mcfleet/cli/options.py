@@ -9,6 +9,7 @@ ValueError, and a health check or a command given no time can only fail.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import typer
 
@@ -24,6 +25,26 @@ def zero_or_more(value: float) -> float:
     """0 (no limit) or a finite number of seconds."""
     if not (math.isfinite(value) and value >= 0):
         raise typer.BadParameter("Input should be 0 (no limit) or a number of seconds greater than 0")
+    return value
+
+
+def agent_pex(value: Path | None) -> Path | None:
+    """--bundle: a file that is a PEX (a zip archive with PEX-INFO at its root), checked before any host
+    is touched: pushed, anything else would replace the agent, fail its health check and roll back."""
+    if value is None:
+        return None
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(value) as archive:
+            archive.getinfo("PEX-INFO")
+    except FileNotFoundError:
+        raise typer.BadParameter(f"{value}: no such file") from None
+    except (OSError, zipfile.BadZipFile, KeyError):
+        raise typer.BadParameter(
+            f"{value} is not an agent PEX (a zip archive with PEX-INFO): build one with "
+            "`python -m mcfleet.bundle --out DIR`, or leave --bundle out and mcfleet builds it"
+        ) from None
     return value
 
 
