@@ -252,8 +252,11 @@ def variant(bundle: Path, dest: Path, tag: str) -> Path:
     return dest
 
 
+BROKEN_AGENT = "#!/bin/sh\necho 'this agent is broken on purpose' >&2\nexit 1\n"
+
+
 def broken_bundle(dest: Path) -> Path:
     """A 'bundle' that dies at start, as a bad release would (shaped as a PEX: --bundle takes only those)."""
     from tests.pex_shaped import pex_shaped
 
-    return pex_shaped(dest, "#!/bin/sh\necho 'this agent is broken on purpose' >&2\nexit 1\n")
+    return pex_shaped(dest, BROKEN_AGENT)

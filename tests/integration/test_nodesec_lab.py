@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.integration.apply_lab import (  # noqa: F401 (fixtures)
+    BROKEN_AGENT,
     MakeNodes,
     Nodes,
     agent_bundle_fixture,
-    broken_bundle,
     cli,
     make_nodes_fixture,
     mcfleet_argv,
@@ -192,8 +192,7 @@ def test_a_good_bundle_is_not_rolled_back_for_the_old_units_crash_loop(
 ) -> None:
     """#12.15: health counts from the new start, not from the crash-looping old process's restarts."""
     fleet, name = provisioned(make_nodes, agent_bundle, "atkcl")
-    broken = broken_bundle(tmp_path / "broken.pex").read_text()
-    fleet.sh(name, f"printf '%s' {json.dumps(broken)} > /srv/mcp/mcp-agent && systemctl restart mcp-agent")
+    fleet.sh(name, f"printf '%s' {json.dumps(BROKEN_AGENT)} > /srv/mcp/mcp-agent && systemctl restart mcp-agent")
     wait_for(
         lambda: int(fleet.sh(name, "systemctl show -p NRestarts --value mcp-agent").stdout.strip() or 0) >= 2,
         "the old unit did not crash-loop",
