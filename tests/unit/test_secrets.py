@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pyrage  # type: ignore[import-untyped]
@@ -171,3 +172,20 @@ def test_secret_list_says_what_each_secret_needs(fleet: tuple[Path, Path, Path],
     assert rows["web-token"]["hosts_without_key"] == ["alpha"]
     assert "alpha has no pinned ssh-ed25519 ssh.host_key" in text
     assert POISON not in text + json.dumps(rows)
+
+
+def test_set_refuses_an_empty_value_and_an_unreadable_file(fleet: tuple[Path, Path, Path]) -> None:
+    """`cat missing.txt | mcfleet secret set x` pipes nothing: storing "" would deploy an empty token.
+    --from naming no readable file is an input error (was: an internal error)."""
+    root, _, _ = fleet
+    for args, stdin, said in (
+        ([], "", "the value for secret web-token is empty (stdin gave no bytes)"),
+        (["--from", str(root / "missing.txt")], None, "cannot read it: No such file or directory"),
+        (["--from", str(root)], None, "cannot read it: Is a directory"),
+    ):
+        argv = [sys.executable, "-m", "mcfleet", "-C", str(root), "secret", "set", "web-token", *args]
+        res = subprocess.run(argv, input=stdin or "", capture_output=True, text=True, check=False)
+        assert res.returncode == 2 and said in res.stderr and "internal error" not in res.stderr, res.stderr
+        assert not (root / "secrets" / "web-token.age").exists()
+    cli(root, "secret", "set", "web-token", "--allow-empty", stdin="")
+    assert cli(root, "secret", "show", "web-token") == ""

@@ -36,6 +36,7 @@ def _said(name: str, recipients: list[str], json_out: bool) -> None:
 def secret_set(
     name: str = typer.Argument(..., help="The secret's name (secrets/NAME.age)."),
     from_file: Path | None = typer.Option(None, "--from", help="Read the value from this file (default: stdin)."),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help="Store an empty value (refused otherwise)."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Encrypt a value (stdin or --from FILE) as secret NAME to the operators and the hosts that use it.
@@ -50,8 +51,24 @@ def secret_set(
     """
     from mcfleet.fleet.secrets import encrypt_secret
 
-    value = from_file.read_bytes() if from_file else sys.stdin.buffer.read()
-    _said(name, encrypt_secret(_loaded(), name, value), json_out)
+    loaded = _loaded()
+    value = _read_value(from_file)
+    if not value and not allow_empty:  # e.g. `cat missing.txt | mcfleet secret set x`: the pipe gave nothing
+        where = from_file or "stdin"
+        raise InputError(f"the value for secret {name} is empty ({where} gave no bytes)",
+                         hint="check what you piped in, or pass --allow-empty to store an empty value")  # fmt: skip
+    _said(name, encrypt_secret(loaded, name, value), json_out)
+
+
+def _read_value(from_file: Path | None) -> bytes:
+    if from_file is None:
+        if sys.stdin.isatty():
+            typer.echo("reading the value from the terminal: type or paste it, then Ctrl-D", err=True)
+        return sys.stdin.buffer.read()
+    try:
+        return from_file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"--from {from_file}: cannot read it: {exc.strerror}", hint="give a readable file") from None
 
 
 def secret_show(name: str = typer.Argument(..., help="The secret's name.")) -> None:
