@@ -26,3 +26,15 @@ def test_local_facts_round_trip() -> None:
     assert root is not None and root.uid == 0
     assert facts.agent is not None and not facts.agent.present
     assert facts.os_id is not None
+
+
+def test_the_nodes_addresses_are_read_only_when_asked() -> None:
+    """A service publishing on one of the node's addresses makes the script ask for them (`ip -o addr`);
+    otherwise the probe says `absent` and the facts hold None (not "no address")."""
+    base = {"users": ("root",), "uids": (0,), "gids": (0,), "agent_path": "/nonexistent/agent",
+            "agent_unit": "none.service"}  # fmt: skip
+    asked = asyncio.run(LocalNode().run(facts_script(ScriptInputs(**base, addresses=True)), timeout=30))  # type: ignore[arg-type]
+    facts = parse_facts("local", asked.stdout, agent_path="/nonexistent/agent")
+    assert facts.addresses is not None and "127.0.0.1" in facts.addresses
+    plain = asyncio.run(LocalNode().run(facts_script(ScriptInputs(**base)), timeout=30))  # type: ignore[arg-type]
+    assert parse_facts("local", plain.stdout, agent_path="/nonexistent/agent").addresses is None

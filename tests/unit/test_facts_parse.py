@@ -133,3 +133,15 @@ def test_a_value_over_its_cap_is_refused_by_name() -> None:
 def test_a_certificate_over_its_cap_is_a_cert_error_not_a_cut_file() -> None:
     facts = parse_facts("h", encode_framed({}, [("/c/big.pem", b"x" * (CERT_CAP + 1))]), agent_path="/a")
     assert [(c.path, c.error) for c in facts.certs] == [("/c/big.pem", "larger than 64 KiB: not read")]
+
+
+def test_addresses_from_ip_or_hostname_keep_only_valid_ip_addresses() -> None:
+    from mcfleet.observe.parse import parse_addresses
+
+    ip_output = "127.0.0.1/8\n::1/128\n10.77.39.13/24\nfe80::bc46:2fff:fe64:206e/64\n"
+    assert parse_addresses(ip_output) == sorted(["127.0.0.1", "::1", "10.77.39.13", "fe80::bc46:2fff:fe64:206e"])
+    assert parse_addresses("10.0.0.5 fd00:0:0::1 \n") == ["10.0.0.5", "fd00::1"]  # hostname -I; normalised
+    # what a hostile or broken node could print is dropped, never trusted as an address
+    assert parse_addresses("10.0.0.5/24 $(reboot) 999.1.1.1 fe80::1%eth0/64 ;rm") == ["10.0.0.5", "fe80::1"]
+    assert parse_addresses("absent\n") is None  # not asked
+    assert parse_addresses("") is None and parse_addresses("junk only") is None  # no tool: unknown

@@ -143,3 +143,34 @@ def test_a_service_running_but_never_recorded_as_deployed_is_deployed_again() ->
     assert action.reason.startswith("on the node, but no apply finished deploying it")
     had = ManifestService(hash="h1", stage="services", containers=["hello"], images={"hello": "r/demo/hello:1"})
     assert _service_actions(SimpleNamespace(name="n1"), "hello", sick, had, on_node, old_spec=None) == []  # type: ignore[arg-type]
+
+
+def test_a_service_published_on_an_address_the_node_lacks_is_refused() -> None:
+    """podman would fail to bind it in the middle of its stage, after the stages before it changed: the
+    plan refuses it instead (loopback and wildcards are every node's; a name is not checked)."""
+    from datetime import datetime
+
+    from mcfleet.fleet.desired import DesiredAgent, DesiredHost
+    from mcfleet.kinds.service import ServiceKind
+    from mcfleet.observe.facts import Facts
+    from mcfleet.observe.manifest import Manifest
+
+    def host_with(binds: list[str]) -> DesiredHost:
+        data = doc(["GREETING=hi"])
+        data["components"][0]["routes"][0]["bind"] = binds
+        agent = DesiredAgent(path="/srv/mcp/mcp-agent", unit="mcp-agent.service", user="mcp", socket="/srv/mcp/s",
+                             unit_sha256="", sha256=None)  # fmt: skip
+        return DesiredHost(name="n1", os="debian", arch="amd64", agent=agent, services={"hello": desired(data, "h1")})
+
+    def acts(binds: list[str], addresses: list[str] | None) -> list[tuple[str, str]]:
+        facts = Facts(host="n1", containers=[], service_specs={}, addresses=addresses)
+        return [(a.kind, a.reason) for a in ServiceKind().diff(host_with(binds), facts, Manifest(),
+                                                               now=datetime(2026, 1, 1))]  # fmt: skip
+
+    node = ["127.0.0.1", "10.0.0.5", "fd00::1"]
+    [(kind, reason)] = acts(["127.0.0.1", "10.0.0.9"], node)
+    assert kind == "refuse" and reason.startswith("service hello publishes on 10.0.0.9, which n1 does not have")
+    assert "(its addresses: 10.0.0.5, fd00::1)" in reason
+    for fine in (["127.0.0.1", "10.0.0.5"], ["0.0.0.0"], ["fd00:0::1"], ["::"], ["myhost.lan"]):
+        assert [k for k, _ in acts(fine, node)] == ["create"], fine
+    assert [k for k, _ in acts(["10.0.0.9"], None)] == ["create"]  # addresses unknown: nothing to refuse on

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from mcfleet.fleet.derive import RouteKey, assign_ports, route_hostname
 from mcfleet.fleet.load import HostEntry, LoadedFleet
-from mcfleet.fleet.models import Role
+from mcfleet.fleet.models import Role, Service
 
 # The mode names whose TLS ends at the proxy: they need a certificate on the proxy host.
 TERMINATING = frozenset({"l7", "re-encrypt"})
@@ -59,6 +59,16 @@ def is_loopback(address: str) -> bool:
     """`localhost`, `::1` or 127.x (textual, so that nix/lib can apply the same test)."""
     bare = address[1:-1] if address.startswith("[") and address.endswith("]") else address
     return bare in ("localhost", "::1") or bare.startswith("127.")
+
+
+WILDCARDS = ("0.0.0.0", "::", "[::]")
+
+
+def node_binds(service: Service) -> list[str]:
+    """The addresses a service publishes on that must be the node's own: not loopback, not a wildcard."""
+    return sorted(
+        {b for c in service.components for r in c.routes for b in r.bind if not is_loopback(b) and b not in WILDCARDS}
+    )
 
 
 def first_ipv4(entry: HostEntry) -> str:

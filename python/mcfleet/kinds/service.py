@@ -157,6 +157,33 @@ def _service_actions(
     return []
 
 
+def _bind_refusal(d: DesiredHost, name: str, svc: DesiredService, addresses: list[str] | None) -> Action | None:
+    """A service that publishes on an address the node does not have: podman would fail to bind it in
+    the middle of its stage (the stages before it already changed); refused before anything runs."""
+    if svc.spec is None or addresses is None:
+        return None
+    import ipaddress
+
+    from mcfleet.fleet.routes import node_binds
+
+    def ip(text: str) -> str | None:  # as the facts normalise them (a name cannot be checked: None)
+        try:
+            return str(ipaddress.ip_address(text.strip("[]")))
+        except ValueError:
+            return None
+
+    missing = [b for b in node_binds(svc.spec) if (a := ip(b)) is not None and a not in addresses]
+    if not missing:
+        return None
+    return Action(
+        host=d.name, phase=Phase.deploy, kind="refuse", subject=f"service {name}", before={"addresses": addresses},
+        after={"bind": node_binds(svc.spec)},
+        reason=f"service {name} publishes on {', '.join(missing)}, which {d.name} does not have "
+               f"(its addresses: {', '.join(a for a in addresses if a not in ('127.0.0.1', '::1')) or 'none'})",
+        hint=f'fix "bind" in {name}.json to one of the node\'s addresses, or give the node that address',
+    )  # fmt: skip
+
+
 HEARTBEAT_S = 10.0
 
 
@@ -226,7 +253,9 @@ class ServiceKind:
         specs = f.service_specs or {}
         acts: list[Action] = []
         for name, svc in sorted(d.services.items()):
-            acts += _service_actions(d, name, svc, m.services.get(name), seen, old_spec=specs.get(name))
+            refused = _bind_refusal(d, name, svc, f.addresses)
+            acts += [refused] if refused else _service_actions(d, name, svc, m.services.get(name), seen,
+                                                               old_spec=specs.get(name))  # fmt: skip
         # Removed: what the manifest lists, and what the agent has registered (a service whose first
         # deploy failed is registered, never recorded as applied), that the files no longer declare.
         for name in sorted((set(m.services) | set(specs)) - set(d.services)):

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.desired import DesiredHost, desired_state
 from mcfleet.fleet.load import HostEntry, LoadedFleet
+from mcfleet.fleet.routes import node_binds
 from mcfleet.kinds import KINDS, ReadContext, ResourceKind
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.observe.manifest import manifest_path
@@ -56,6 +57,7 @@ def script_inputs(loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -
             for u in desired.users
             if u.subuid
         ),
+        addresses=any(node_binds(s.spec) for s in desired.services.values() if s.spec is not None),
     )
 
 

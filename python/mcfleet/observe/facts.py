@@ -105,6 +105,7 @@ class Facts(_Fact):
     manifest: Manifest | None = None
     manifest_error: str | None = None
     certs: list[CertFacts] = Field(default_factory=empty_list)
+    addresses: list[str] | None = Field(default=None, description="the node's IP addresses; None: not asked or unknown")
     containers: list[ContainerFacts] | None = Field(default=None, description="None: podman absent or not asked")
     service_specs: dict[str, dict[str, Any]] | None = Field(
         default=None, description="service -> its definition as the agent last received it; None: not asked"

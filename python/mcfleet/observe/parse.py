@@ -252,6 +252,26 @@ def parse_containers(text: str) -> list[ContainerFacts] | None:
     return sorted(out, key=lambda c: c.name)
 
 
+ADDRESSES_CAP = 4096  # addresses kept per node (more is not a machine mcfleet manages)
+
+
+def parse_addresses(text: str) -> list[str] | None:
+    """The node's addresses from `ip -o addr show` ("10.0.0.5/24") or `hostname -I`; None when not asked
+    or when nothing came back (no tool: unknown, never "no address").  Only valid IP addresses count."""
+    import ipaddress
+
+    if text.strip() in ("", "absent"):
+        return None
+    out: set[str] = set()
+    for token in text.split()[:ADDRESSES_CAP]:
+        bare = token.split("/", 1)[0].split("%", 1)[0]  # a prefix length; an IPv6 zone (fe80::1%eth0)
+        try:
+            out.add(str(ipaddress.ip_address(bare)))
+        except ValueError:
+            continue
+    return sorted(out) or None
+
+
 def parse_facts(host: str, output: str, *, agent_path: str, address: str | None = None) -> Facts:
     """Facts from the script's output; raises FactsRefused when the output breaks the format."""
     return facts_from(host, read_framed(output), agent_path=agent_path, address=address)
@@ -287,4 +307,5 @@ def facts_from(host: str, v: FramedOutput, *, agent_path: str, address: str | No
         manifest_error=manifest_error,
         certs=parse_certs(v.certs),
         containers=parse_containers(v.text("containers")),
+        addresses=parse_addresses(v.text("addrs")) if "addrs" in v.values else None,
     )

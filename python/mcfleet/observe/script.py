@@ -60,6 +60,7 @@ class ScriptInputs:
     files: tuple[str, ...] = ()  # the services' declared files (observe/files.py)
     file_texts: tuple[str, ...] = ()  # those whose text the plan diffs (never a secret's)
     subids: tuple[str, ...] = ()  # "<user> <start:count> <start:count>": wanted subuid, subgid (observe/hostlevel.py)
+    addresses: bool = False  # the node's IP addresses (only when a service publishes on one of them)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,14 @@ def probes(inp: ScriptInputs) -> list[Probe]:
             "stat of the managed folders",
         ),
         Probe("files", files_probe_body(inp.files, inp.file_texts), "stat and sha256 of the declared files"),
+        Probe(
+            "addrs",
+            # `ip` (iproute2) on Debian and NixOS; Debian's `hostname -I` where it is missing; else unknown
+            f"if [ {1 if inp.addresses else 0} = 0 ]; then echo absent; "
+            "elif command -v ip >/dev/null 2>&1; then ip -o addr show | awk '{print $4}'; "
+            "else hostname -I; fi",
+            "ip -o addr show",
+        ),
         Probe("manifest", f"cat {q(inp.manifest_path)}", inp.manifest_path),
         Probe(
             "containers",
