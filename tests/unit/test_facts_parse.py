@@ -144,4 +144,5 @@ def test_addresses_from_ip_or_hostname_keep_only_valid_ip_addresses() -> None:
     # what a hostile or broken node could print is dropped, never trusted as an address
     assert parse_addresses("10.0.0.5/24 $(reboot) 999.1.1.1 fe80::1%eth0/64 ;rm") == ["10.0.0.5", "fe80::1"]
     assert parse_addresses("absent\n") is None  # not asked
+    assert parse_addresses("nonlocal\n") is None  # ip_nonlocal_bind: any address binds there
     assert parse_addresses("") is None and parse_addresses("junk only") is None  # no tool: unknown

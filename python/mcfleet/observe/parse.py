@@ -256,11 +256,12 @@ ADDRESSES_CAP = 4096  # addresses kept per node (more is not a machine mcfleet m
 
 
 def parse_addresses(text: str) -> list[str] | None:
-    """The node's addresses from `ip -o addr show` ("10.0.0.5/24") or `hostname -I`; None when not asked
-    or when nothing came back (no tool: unknown, never "no address").  Only valid IP addresses count."""
+    """The node's addresses from `ip -o addr show` ("10.0.0.5/24") or `hostname -I`; None when not asked,
+    when the node binds any address (`nonlocal`: ip_nonlocal_bind) or when nothing came back (no tool:
+    unknown, never "no address").  Only valid IP addresses count."""
     import ipaddress
 
-    if text.strip() in ("", "absent"):
+    if text.strip() in ("", "absent", "nonlocal"):
         return None
     out: set[str] = set()
     for token in text.split()[:ADDRESSES_CAP]:

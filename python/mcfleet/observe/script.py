@@ -123,8 +123,11 @@ def probes(inp: ScriptInputs) -> list[Probe]:
         Probe("files", files_probe_body(inp.files, inp.file_texts), "stat and sha256 of the declared files"),
         Probe(
             "addrs",
-            # `ip` (iproute2) on Debian and NixOS; Debian's `hostname -I` where it is missing; else unknown
+            # `ip` (iproute2) on Debian and NixOS; Debian's `hostname -I` where it is missing; else unknown.
+            # With ip_nonlocal_bind set (a floating address, keepalived) any address binds: unknown too.
             f"if [ {1 if inp.addresses else 0} = 0 ]; then echo absent; "
+            "elif grep -qx 1 /proc/sys/net/ipv4/ip_nonlocal_bind /proc/sys/net/ipv6/ip_nonlocal_bind; "
+            "then echo nonlocal; "
             "elif command -v ip >/dev/null 2>&1; then ip -o addr show | awk '{print $4}'; "
             "else hostname -I; fi",
             "ip -o addr show",
