@@ -123,7 +123,9 @@ def test_a_registered_service_that_cannot_start_does_not_fail_a_deploy_of_others
     async def scenario() -> None:
         async with AgentClient(str(agent.socket)) as client:
             failed = await client.reconcile(with_ports([dns, ghost]), prune=False, stage_timeout_s=30)
-            assert not failed.ok and "no-such-image" in failed.error
+            # podman's own reason for the failed pull (was: the create after it, "image not known")
+            assert failed.error.startswith("podman could not pull localhost:1/mcfleet-test/no-such-image:1: ")
+            assert "image not known" not in failed.error, failed.error
             assert sorted(e["name"] for e in (await client.facts(events=0))["registry"]) == ["dns", "ghost"]
             again = await client.reconcile(with_ports([dns]), prune=False, stage_timeout_s=30)
             assert again.ok, again.error
@@ -131,6 +133,15 @@ def test_a_registered_service_that_cannot_start_does_not_fail_a_deploy_of_others
             pruned = await client.reconcile(with_ports([dns]), prune=True, stage_timeout_s=30)
             assert pruned.ok, pruned.error
             assert [e["name"] for e in (await client.facts(events=0))["registry"]] == ["dns"]
+            # an image bump to a tag that does not exist fails at the pull, before the running container
+            # is touched (was: the pull "succeeded", the old container was removed, then the create
+            # failed: the service was down until the next good deploy)
+            before = agent_podman.remote("inspect", "--format", "{{.Id}}", "dns").strip()
+            bumped = web_service(tmp_path, "dns", "foundation", "localhost:1/mcfleet-test/dns:no-such-tag")
+            failed_bump = await client.reconcile(with_ports([bumped]), prune=False, stage_timeout_s=30)
+            assert not failed_bump.ok and "could not pull" in failed_bump.error, failed_bump.error
+            assert agent_podman.remote("inspect", "--format", "{{.Id}} {{.State.Status}}", "dns").split() == [
+                before, "running"]  # fmt: skip
 
     asyncio.run(scenario())
 

@@ -18,7 +18,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,7 +195,20 @@ class Podman:
 
     def ensure_image(self, image: str) -> None:
         if not self._call(f"inspect of {image}", lambda: self._client.images.exists(image)):
-            self._call(f"pull of {image}", lambda: self._pulling.images.pull(image))
+            self._call(f"pull of {image}", lambda: self._pull(image))
+
+    def _pull(self, image: str) -> None:
+        """podman's pull endpoint answers 200 and then streams the pull; a failed pull is an `error` line
+        in that stream (podman-py then returns an empty image, and the create after it failed with
+        "image not known"): read the stream and fail with podman's own reason."""
+        lines: Iterable[object] = self._pulling.images.pull(image, stream=True, decode=True)  # type: ignore[assignment]
+        errors = [str(line["error"]) for line in lines if isinstance(line, dict) and line.get("error")]
+        if errors:
+            raise PeerError(
+                f"podman could not pull {image}: {errors[-1].strip()}",
+                location=self.url,
+                hint="check the image's name and tag, and that the node reaches its registry",
+            )
 
     def create(self, spec: ContainerSpec) -> None:
         ports: dict[str, list[tuple[str, int]]] = {}
