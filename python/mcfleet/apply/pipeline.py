@@ -367,8 +367,9 @@ class Pipeline:
         except (McfleetError, TimeoutError, OSError) as exc:
             self.log.emit(w.name, Phase.manifest, Status.failed, f"what succeeded was not recorded: {_reason(exc)}")
             return
+        agent = ["agent"] if new.agent != ctx.manifest.agent else []  # a new agent, pushed and confirmed
         done = ", ".join(
-            [*sorted({str(k.phase) for k in self.kinds.values() if k.phase in succeeded}),
+            [*agent, *sorted({str(k.phase) for k in self.kinds.values() if k.phase in succeeded}),
              *(f"part of {k.phase}" for k in partly)]
         ) or "nothing"  # fmt: skip
         self.log.emit(w.name, Phase.manifest, Status.changed, f"recorded what succeeded before the failure ({done})")
