@@ -62,6 +62,15 @@ def test_a_refusal_refuses_the_whole_plan_and_says_how_to_override() -> None:
     assert "orion: host user mcp" in text
     assert "--override 'orion:user mcp'" in text
     assert err.value.exit_code == 1  # a refusal is 1 everywhere
+    assert text.count("never change a rootless podman user's UID") == 1  # the hint, once
+
+
+def test_a_hint_the_reason_already_ends_with_is_said_once() -> None:
+    said = UID_REFUSAL.model_copy(update={"reason": f"{UID_REFUSAL.reason}: {UID_REFUSAL.hint}"})
+    with pytest.raises(Refused) as err:
+        check_refusals(plan(said), [])
+    assert err.value.format().count("never change a rootless podman user's UID") == 1
+    assert err.value.hint == "to run the rest of the plan anyway: --override 'orion:user mcp'"
 
 
 @pytest.mark.parametrize("what", ["user mcp", "host/user mcp", "orion/host/user mcp"])

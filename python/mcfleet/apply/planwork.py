@@ -72,7 +72,8 @@ def check_refusals(plan: Plan, overrides: list[Override]) -> list[Action]:
         raise Refused(
             f"the plan contains a refusal: {first.reason}{more}",
             location=f"{first.host}: {first.phase} {first.subject}",
-            hint=(first.hint + "; " if first.hint else "")
+            # the hint once: a reason may already end with it (the UID rule, said on the plan's line too)
+            hint=(first.hint + "; " if first.hint and first.hint not in first.reason else "")
             + f"to run the rest of the plan anyway: --override '{first.host}:{first.subject}'",
         )
     return [a for a in refusals if any(o.matches(a) for o in overrides)]
