@@ -209,3 +209,8 @@ def test_snapshot_and_restore_a_services_folder_with_numeric_owners(
     assert not [d for d in fleet.sh(name, "ls -a /srv").stdout.split() if "before-restore" in d]  # was: kept forever
     nothing = cli("restore", name, "db", "latest", "-C", root)
     assert nothing.code == 2 and f"{name} has no snapshot of db" in nothing.stderr, nothing.stderr
+    # a service with no folder in /srv: said so, and never stopped for it (was: stopped, then "exited 3")
+    started = fleet.sh(name, f"{AS_MCP} podman inspect --format '{{{{.State.StartedAt}}}}' hello").stdout
+    none = cli("snapshot", name, "hello", "-C", root)
+    assert none.code == 1 and "hello has no folder /srv/hello" in none.stderr, none.stderr
+    assert fleet.sh(name, f"{AS_MCP} podman inspect --format '{{{{.State.StartedAt}}}}' hello").stdout == started

@@ -111,6 +111,17 @@ def _placed(session: ApplySession, host: str, service: str) -> None:
         raise InputError(f"{host} has no service {service}", hint=f"mcfleet hosts --on {host}")
 
 
+async def _has_folder(node: Node, host: str, service: str) -> None:
+    folder = shlex.quote(f"/srv/{service}")
+    res = await node.run(f"[ -d {folder} ] && [ ! -L {folder} ]", timeout=60)
+    if res.exit_status != 0:
+        raise ApplyError(
+            f"{service} has no folder /srv/{service} on {host}: nothing to snapshot",
+            location=host,
+            hint=f"a service's data is the folder /srv/{service}/ its volumes mount; {service} mounts none there",
+        )
+
+
 async def _stopped(node: Node, socket: str, service: str, script: str, host: str) -> str:
     """Run `script` as root with the service stopped; start it again whatever happened."""
     target = await agent_socket(node, socket)
@@ -134,6 +145,7 @@ async def snapshot(session: ApplySession, host: str, service: str, *, overrides:
     await session.gate([host], overrides)
     entry = session.loaded.hosts[host]
     node = await session.connect(entry)
+    await _has_folder(node, host, service)  # before the service is stopped for nothing
     said = await _stopped(node, entry.host.agent.socket, service, snapshot_script(store_of(node), service, _stamp()),
                           host)  # fmt: skip
     fields = dict(part.split("=", 1) for part in said.splitlines()[-1].split() if "=" in part)
