@@ -109,7 +109,12 @@ def dns_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
                 continue
             kind = "create" if not answers else "update"
             before = {"type": "A", "values": answers} if answers else None
-            reason = "no A record at the authoritative server" if not answers else "the server answers other addresses"
+            if not answers:
+                reason = "no A record at the authoritative server"
+            elif name in recorded:
+                reason = f"the server answers {', '.join(answers)}: changed since apply wrote it"
+            else:  # a record some other hand or tool made: replacing it is a change to review
+                reason = f"the server answers {', '.join(answers)}, a record mcfleet did not make: apply replaces it"
         else:
             old = recorded.get(name)
             if old is not None and old.value == rec.value:
