@@ -146,14 +146,19 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
         old = recorded.get(key)
         subject = f"route {key}"
         if old is None:
+            theirs = f.live_routes.get(key) if f.live_routes is not None else None
+            reason = "declared in the files"
+            if theirs is not None:  # a route some other hand made: replacing it is a change to review
+                reason += f"; the proxy already sends it to {theirs}, a route mcfleet did not make: apply replaces it"
             acts.append(
                 Action(
                     host=d.name,
                     phase=Phase.route,
                     kind="create",
                     subject=subject,
+                    before={"backend": theirs} if theirs is not None else None,
                     after=after,
-                    reason="declared in the files",
+                    reason=reason,
                 )
             )
             continue

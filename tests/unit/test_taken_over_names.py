@@ -1,4 +1,4 @@
-"""The DNS kind's plan when the authoritative server already answers for a name the fleet declares."""
+"""The DNS and route kinds' plans when the server or proxy already holds a name the fleet declares."""
 
 from __future__ import annotations
 
@@ -28,3 +28,19 @@ def test_a_record_another_hand_made_is_replaced_visibly_and_one_apply_wrote_says
     assert dns_diff(_host(), Facts(host="n1", dns={NAME: ["10.0.0.5"]}), Manifest()) == []
     [missing] = dns_diff(_host(), Facts(host="n1", dns={NAME: []}), ours)
     assert (missing.kind, missing.reason) == ("create", "no A record at the authoritative server")
+
+
+def test_a_route_the_proxy_serves_that_mcfleet_did_not_make_is_named_in_the_create() -> None:
+    from dataclasses import replace
+
+    from mcfleet.fleet.desired import DesiredRoute
+    from mcfleet.kinds.providers import routes_diff
+
+    route = DesiredRoute(hostname=NAME, mode="l7", service="web", service_host="n1", backend="10.0.0.5:20001")
+    host = replace(_host(), routes={route.key: route})
+    [theirs] = routes_diff(host, Facts(host="n1", live_routes={route.key: "10.0.0.9:80"}), Manifest())
+    assert (theirs.kind, theirs.before) == ("create", {"backend": "10.0.0.9:80"})
+    assert theirs.reason == ("declared in the files; the proxy already sends it to 10.0.0.9:80, a route mcfleet "
+                             "did not make: apply replaces it")  # fmt: skip
+    [fresh] = routes_diff(host, Facts(host="n1", live_routes={}), Manifest())
+    assert (fresh.reason, fresh.before) == ("declared in the files", None)
