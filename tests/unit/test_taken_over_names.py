@@ -44,3 +44,5 @@ def test_a_route_the_proxy_serves_that_mcfleet_did_not_make_is_named_in_the_crea
                              "did not make: apply replaces it")  # fmt: skip
     [fresh] = routes_diff(host, Facts(host="n1", live_routes={}), Manifest())
     assert (fresh.reason, fresh.before) == ("declared in the files", None)
+    [by_name] = routes_diff(host, Facts(host="n1", routes=[NAME]), Manifest())  # a proxy read by hostname
+    assert by_name.reason.endswith("; the proxy already serves it, a route mcfleet did not make: apply replaces it")

@@ -150,6 +150,8 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
             reason = "declared in the files"
             if theirs is not None:  # a route some other hand made: replacing it is a change to review
                 reason += f"; the proxy already sends it to {theirs}, a route mcfleet did not make: apply replaces it"
+            elif served is not None and hostname in served:  # a proxy read by hostname only
+                reason += "; the proxy already serves it, a route mcfleet did not make: apply replaces it"
             acts.append(
                 Action(
                     host=d.name,
