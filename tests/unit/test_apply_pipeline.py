@@ -316,3 +316,21 @@ def test_planned_user_changes_on_nixos_are_blocked_not_done(tmp_path: Path) -> N
     assert event is not None and event.status == Status.blocked and "NixOS configuration" in event.message
     assert summary.exit_code == 1
     assert not (tmp_path / "rift").exists()
+
+
+def test_what_a_phase_made_adds_up_over_its_two_passes() -> None:
+    """Changes, then removals: the removals pass of the cert phase fails after its changes pass issued
+    `new`; the record after the failure still has `new` (MADE holds both passes' items)."""
+    from mcfleet.fleet.desired import DesiredAgent, DesiredHost
+    from mcfleet.kinds.providers import _outcome
+    from mcfleet.providers.steps import StepOutcome
+
+    agent = DesiredAgent(path="/srv/mcp/mcp-agent", unit="mcp-agent.service", user="mcp", socket="/s",
+                         unit_sha256="", sha256=None)  # fmt: skip
+    certs = {n: DesiredCert(name=n, path=f"/srv/mc-proxy/certs/{n}.pem", sans=(f"{n}.example.test",))
+             for n in ("new", "other")}  # fmt: skip
+    desired = DesiredHost(name="a", os="debian", arch="amd64", agent=agent, certs=certs)
+    ctx = ApplyContext(loaded=None, entry=None, node=None, desired=desired, manifest=Manifest())  # type: ignore[arg-type]
+    _outcome(StepOutcome("changed", "new issued", made={"new"}), ctx, PlanPhase.cert, "certs")
+    _outcome(StepOutcome("failed", "cert old: the proxy refused"), ctx, PlanPhase.cert, "certs")
+    assert set(ctx.data[MADE][PlanPhase.cert].certs) == {"new"}

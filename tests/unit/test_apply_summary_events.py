@@ -99,3 +99,21 @@ def test_a_run_stopped_midway_says_which_phase_never_ended() -> None:
     assert summary.exit_code == 0  # as far as it went, nothing failed; stopped, it is not a success:
     stopped = replace(summary, interrupted=True)
     assert (stopped.ok, stopped.exit_code, stopped.as_dict()["exit_code"]) == (False, 130, 130)
+
+
+def test_a_phase_that_ran_twice_shows_both_its_changes_and_its_removals() -> None:
+    """A renamed service: the deploy phase creates `greet` (changes first) and later removes `hello` (the
+    removals pass). The summary said only the last ("removed hello"), as if nothing had been created."""
+    log = ApplyEvents()
+    log.emit("a", Phase.deploy, Status.start)
+    log.emit("a", Phase.deploy, Status.changed, "services: create greet")
+    log.emit("a", Phase.deploy, Status.start)
+    log.emit("a", Phase.deploy, Status.changed, "removed hello (hello); volumes kept")
+    [row] = summarize(log, ["a"], [Phase.deploy], 1.0).hosts[0].phases
+    assert (row.status, row.message) == (Status.changed, "services: create greet; removed hello (hello); volumes kept")
+    log.emit("a", Phase.dns, Status.changed, "greet.svc.example.test -> 10.0.0.5")
+    log.emit("a", Phase.dns, Status.failed, "dns hello.svc.example.test: the server refused the update")
+    dns = summarize(log, ["a"], [Phase.dns], 1.0).hosts[0].phases[0]
+    assert dns.status == Status.failed  # the worst of the two
+    assert dns.message == ("greet.svc.example.test -> 10.0.0.5; "
+                           "dns hello.svc.example.test: the server refused the update")  # fmt: skip

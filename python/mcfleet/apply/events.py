@@ -88,6 +88,11 @@ class ApplyEvents:
                 return event
         return None
 
+    def outcomes(self, host: str, phase: Phase) -> list[Event]:
+        """Every event that ended `phase` on `host`, in order: a phase runs twice when a host has both
+        changes and removals in it (the changes first; the removals after the later phases' changes)."""
+        return [e for e in self.events if e.host == host and e.phase == phase and e.status.terminal]
+
     def started(self, host: str, phase: Phase) -> Event | None:
         """The event that started `phase` on `host` (the last `start`), if any."""
         for event in reversed(self.events):

@@ -8,10 +8,10 @@ with their outcome; a phase that never ended (the run was cut short) shows as
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mcfleet.apply.events import PHASE_ORDER, ApplyEvents, Phase, Status
+from mcfleet.apply.events import PHASE_ORDER, ApplyEvents, Event, Phase, Status
 from mcfleet.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
 
 
@@ -103,6 +103,33 @@ class Summary:
         return "\n".join(lines)
 
 
+# Which of a phase's outcomes names it, when it ran more than once: the worst, else the busiest.
+_RANK = [Status.rolled_back, Status.failed, Status.blocked, Status.changed, Status.unchanged, Status.skipped]
+
+
+def _combined(ended: list[Event]) -> Event:
+    """One outcome for a phase that ended more than once (its changes, then its removals): the worst
+    status, every distinct message (was: the last alone, so `create greet` vanished behind `removed hello`)."""
+    if len(ended) == 1:
+        return ended[0]
+    worst = min(ended, key=lambda e: _RANK.index(e.status) if e.status in _RANK else len(_RANK))
+    said = [e.message for e in ended if e.message and e.status != Status.unchanged] or [ended[-1].message]
+    data: dict[str, Any] = {}
+    for e in ended:
+        data.update(e.data)
+    return replace(worst, message="; ".join(dict.fromkeys(said)), data=data)
+
+
+def _took(log: ApplyEvents, host: str, ended: list[Event]) -> float | None:
+    """Seconds from each start of the phase to its end, summed (None when it ended without a start)."""
+    starts = [e for e in log.events if e.host == host and e.phase == ended[0].phase and e.status == Status.start]
+    if not starts:
+        return None
+    if len(starts) != len(ended):
+        return ended[-1].ts - starts[-1].ts
+    return sum(end.ts - start.ts for start, end in zip(starts, ended, strict=True))
+
+
 def summarize(
     log: ApplyEvents, hosts: list[str], phases: list[Phase] | dict[str, list[Phase]], seconds: float
 ) -> Summary:
@@ -115,15 +142,14 @@ def summarize(
         mine = phases.get(host, []) if isinstance(phases, dict) else phases
         rows = []
         for phase in sorted(set(mine), key=PHASE_ORDER.index):
-            event = log.outcome(host, phase)
+            ended = log.outcomes(host, phase)
+            event = _combined(ended) if ended else None
             if event is None:
                 seen = any(e.host == host and e.phase == phase for e in log.events)  # a start or progress
                 said = "started, never ended" if seen else "not run"
                 rows.append(PhaseResult(phase, Status.skipped, said))
             else:
-                began = log.started(host, phase)
-                took = event.ts - began.ts if began is not None else None
-                rows.append(PhaseResult(phase, event.status, event.message, dict(event.data), took))
+                rows.append(PhaseResult(phase, event.status, event.message, dict(event.data), _took(log, host, ended)))
         results.append(HostResult(host, tuple(rows)))
     files = sum(1 for e in log.events if e.phase == Phase.push and e.status == Status.changed)
     return Summary(tuple(results), log.total("bytes_sent"), files, seconds)

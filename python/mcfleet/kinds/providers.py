@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mcfleet.fleet.desired import DesiredHost, dns_names
 from mcfleet.fleet.load import LoadedFleet
@@ -39,11 +39,15 @@ def not_configured(what: str, provider: object) -> str | None:
     return f"no {what} provider configured (providers.{what} in fleet.json)"
 
 
-def _outcome(step: StepOutcome, ctx: ApplyContext, phase: Phase, made: DesiredHost) -> Outcome:
-    """The kind's outcome; when the step failed, the host's desired state narrowed to what it still put
-    in place is left for the record after the failure (under MADE)."""
-    if step.status == "failed":
-        ctx.data.setdefault(MADE, {})[phase] = made
+def _outcome(step: StepOutcome, ctx: ApplyContext, phase: Phase, field: str) -> Outcome:
+    """The kind's outcome; and the host's desired state narrowed to the items of `field` (certs, records,
+    routes) this phase put in place so far (a phase runs twice: changes, then removals), under MADE for
+    the record after a failure."""
+    made: dict[Phase, DesiredHost] = ctx.data.setdefault(MADE, {})
+    before = made.get(phase)
+    keys = step.made | (set(getattr(before, field)) if before is not None else set())
+    narrowed: dict[str, Any] = {field: {k: v for k, v in getattr(ctx.desired, field).items() if k in keys}}
+    made[phase] = replace(ctx.desired, **narrowed)
     return Outcome(step.status, step.message)
 
 
@@ -286,7 +290,6 @@ class CertKind(NoRead):
         from mcfleet.providers.steps import apply_certs, apply_routes
 
         step = await apply_certs(loaded, ctx.node, ctx.desired, actions)
-        made = replace(ctx.desired, certs={k: c for k, c in ctx.desired.certs.items() if k in step.made})
         renewed = step.renewed & {c.path for c in ctx.manifest.certs}
         if step.status == "changed" and renewed:  # a proxy keeps a cert in memory: give it its live routes again
             live = {f"{r.listener}/{r.hostname}" for r in ctx.manifest.routes}
@@ -294,7 +297,7 @@ class CertKind(NoRead):
             refresh = await apply_routes(loaded, ctx.node, replace(ctx.desired, routes=kept), [], renewed)
             if refresh.status == "failed":
                 step = replace(step, status="failed", message=f"{step.message}; reloading the proxy: {refresh.message}")
-        return _outcome(step, ctx, self.phase, made)
+        return _outcome(step, ctx, self.phase, "certs")
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
         if self.blocked(ctx.loaded):
@@ -325,8 +328,7 @@ class DnsKind:
         from mcfleet.providers.steps import apply_dns
 
         step = await apply_dns(ctx.loaded, ctx.desired, actions)
-        records = {k: r for k, r in ctx.desired.records.items() if k in step.made}
-        return _outcome(step, ctx, self.phase, replace(ctx.desired, records=records))
+        return _outcome(step, ctx, self.phase, "records")
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
         if self.blocked(ctx.loaded):
@@ -359,8 +361,7 @@ class RouteKind:
         from mcfleet.providers.steps import apply_routes
 
         step = await apply_routes(ctx.loaded, ctx.node, ctx.desired, actions)
-        routes = {k: r for k, r in ctx.desired.routes.items() if k in step.made}
-        return _outcome(step, ctx, self.phase, replace(ctx.desired, routes=routes))
+        return _outcome(step, ctx, self.phase, "routes")
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
         if self.blocked(ctx.loaded):
