@@ -223,6 +223,9 @@ class Reconciler:
         either: set[asyncio.Future[Any]] = {healthy, asked}
         try:
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # this task cancelled (the agent stops): leave no health check running
+            healthy.cancel()
+            raise
         finally:
             asked.cancel()
         if not healthy.done():
