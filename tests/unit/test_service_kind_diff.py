@@ -174,3 +174,22 @@ def test_a_service_published_on_an_address_the_node_lacks_is_refused() -> None:
     for fine in (["127.0.0.1", "10.0.0.5"], ["0.0.0.0"], ["fd00:0::1"], ["::"], ["myhost.lan"]):
         assert [k for k, _ in acts(fine, node)] == ["create"], fine
     assert [k for k, _ in acts(["10.0.0.9"], None)] == ["create"]  # addresses unknown: nothing to refuse on
+
+
+def test_a_service_stopped_by_hand_says_so_and_how_to_keep_it_stopped() -> None:
+    """`mcfleet agent stop` keeps a service stopped across agent restarts, but the files still say it runs:
+    the plan's drift says who stopped it and that apply starts it again (was: only "hello is exited")."""
+    from mcfleet.kinds.service import held_stopped
+
+    hello = desired(doc(["GREETING=hi"]), "h1")
+    d = SimpleNamespace(name="n1")
+    had = ManifestService(hash="h1", stage="services", containers=["hello"], images={"hello": "r/demo/hello:1"})
+    seen = {"hello": ContainerFacts(name="hello", state="exited", image="r/demo/hello:1",
+                                    labels={LABEL_HASH: spec_hashes(hello)["hello"]})}  # fmt: skip
+    registry = {"registry": [{"name": "hello", "desired": "stopped"}, {"name": "db", "desired": "running"}, "junk"]}
+    assert held_stopped(registry) == ["hello"]
+    [act] = _service_actions(d, "hello", hello, had, seen, old_spec=None, held=held_stopped(registry))  # type: ignore[arg-type]
+    assert act.reason == ('drift: hello is exited (stopped with `mcfleet agent stop`: apply starts it again; '
+                          '"active": false in hello.json keeps it stopped)')  # fmt: skip
+    [plain] = _service_actions(d, "hello", hello, had, seen, old_spec=None)  # type: ignore[arg-type]
+    assert plain.reason == "drift: hello is exited"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -73,6 +73,13 @@ def service_specs(agent_facts: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def held_stopped(agent_facts: dict[str, Any]) -> list[str]:
+    """The services the agent keeps stopped: stopped by hand (`mcfleet agent stop`), not by the files."""
+    return sorted(
+        str(e["name"]) for e in agent_facts.get("registry", []) if isinstance(e, dict) and e.get("desired") == "stopped"
+    )
+
+
 def spec_changes(before: Any, after: Any, path: str = "") -> list[str]:
     """Each value that differs between two service definitions: 'components[0].env.GREETING: "hi" → "hey"'."""
     if isinstance(before, dict) and isinstance(after, dict):
@@ -106,6 +113,7 @@ def _service_actions(
     seen: dict[str, ContainerFacts] | None,
     *,
     old_spec: dict[str, Any] | None,
+    held: Container[str] = (),
 ) -> list[Action]:
     subject = f"service {name}"
     after = {"stage": svc.stage, "containers": list(svc.containers), "images": svc.images, "ports": svc.ports}
@@ -153,7 +161,9 @@ def _service_actions(
         down = [c for c in svc.containers if c not in mine or mine[c].state != "running"]
         if down:
             states = ", ".join(f"{c} is {mine[c].state if c in mine else 'missing'}" for c in down)
-            return act("update", f"drift: {states}", before)
+            why = (f" (stopped with `mcfleet agent stop`: apply starts it again; \"active\": false in {name}.json "
+                   "keeps it stopped)" if name in held else "")  # fmt: skip
+            return act("update", f"drift: {states}{why}", before)
     return []
 
 
@@ -244,7 +254,8 @@ class ServiceKind:
             if isinstance(agent_facts, str) and isinstance(item, Facts):
                 out[host] = item.model_copy(update={"services_error": agent_facts})
             elif isinstance(agent_facts, dict) and isinstance(item, Facts):
-                update = {"containers": container_facts(agent_facts), "service_specs": service_specs(agent_facts)}
+                update = {"containers": container_facts(agent_facts), "service_specs": service_specs(agent_facts),
+                          "services_held_stopped": held_stopped(agent_facts)}  # fmt: skip
                 out[host] = item.model_copy(update=update)
         return out
 
@@ -255,7 +266,8 @@ class ServiceKind:
         for name, svc in sorted(d.services.items()):
             refused = _bind_refusal(d, name, svc, f.addresses)
             acts += [refused] if refused else _service_actions(d, name, svc, m.services.get(name), seen,
-                                                               old_spec=specs.get(name))  # fmt: skip
+                                                               old_spec=specs.get(name),
+                                                               held=f.services_held_stopped)  # fmt: skip
         # Removed: what the manifest lists, and what the agent has registered (a service whose first
         # deploy failed is registered, never recorded as applied), that the files no longer declare.
         for name in sorted((set(m.services) | set(specs)) - set(d.services)):

@@ -107,6 +107,9 @@ class Facts(_Fact):
     certs: list[CertFacts] = Field(default_factory=empty_list)
     addresses: list[str] | None = Field(default=None, description="the node's IP addresses; None: not asked or unknown")
     containers: list[ContainerFacts] | None = Field(default=None, description="None: podman absent or not asked")
+    services_held_stopped: list[str] = Field(
+        default_factory=empty_list, description="services the agent keeps stopped (`mcfleet agent stop`)"
+    )
     service_specs: dict[str, dict[str, Any]] | None = Field(
         default=None, description="service -> its definition as the agent last received it; None: not asked"
     )
