@@ -209,6 +209,9 @@ def agent_ops_logs_and_exec(fleet: Nodes, name: str, root: str) -> None:
     stopped = cli("agent", "stop", name, "hello", "--json", "-C", root)
     assert stopped.code == 0, stopped.stdout + stopped.stderr
     assert containers(fleet, name)["hello"]["state"] != "running"
+    _code, data = plan(root)  # the files still say it runs: the drift says who stopped it
+    [drift] = [a for a in data["actions"] if a["phase"] == "deploy"]
+    assert "(stopped with `mcfleet agent stop`: apply starts it again" in drift["reason"], drift
     started = cli("agent", "start", name, "hello", "--json", "-C", root)
     assert started.code == 0, started.stdout + started.stderr
     assert answer(fleet, name, port) == "hello 1 port=8080\n"
