@@ -235,10 +235,11 @@ def test_a_failure_before_anything_was_made_writes_no_manifest(tmp_path: Path) -
 def test_fail_fast_stops_phases_not_yet_started(tmp_path: Path) -> None:
     trace: list[str] = []
     # every host would fail; with one step at a time, the first failure must stop the other three
-    steps = [RecordingStep(Phase.deploy, trace, fail_on=set("abcd")), RecordingStep(Phase.dns, trace)]
-    hosts = [work(entry(n, tmp_path), "deploy", "dns") for n in "abcd"]
+    # (cert: a step that takes a --parallel slot; deploy takes none, see the stage-gate test below)
+    steps = [RecordingStep(Phase.cert, trace, fail_on=set("abcd")), RecordingStep(Phase.dns, trace)]
+    hosts = [work(entry(n, tmp_path), "cert", "dns") for n in "abcd"]
     log, summary = run_pipeline(hosts, steps, fail_fast=True, limits=Limits(steps=1))
-    assert len(trace) == 1 and trace[0].endswith(":deploy")
+    assert len(trace) == 1 and trace[0].endswith(":cert")
     stopped = {e.host for e in log.events if e.status == Status.skipped and "fail-fast" in e.message}
     assert stopped == set("abcd") - {trace[0][0]}, [e.line() for e in log.events]
     assert summary.exit_code == 1  # type: ignore[attr-defined]
@@ -246,8 +247,8 @@ def test_fail_fast_stops_phases_not_yet_started(tmp_path: Path) -> None:
 
 def test_phase_limit_bounds_concurrency(tmp_path: Path) -> None:
     trace: list[str] = []
-    step = RecordingStep(Phase.deploy, trace)
-    run_pipeline([work(entry(f"h{i}", tmp_path), "deploy") for i in range(6)], [step], limits=Limits(steps=2))
+    step = RecordingStep(Phase.dns, trace)
+    run_pipeline([work(entry(f"h{i}", tmp_path), "dns") for i in range(6)], [step], limits=Limits(steps=2))
     assert len(trace) == 6 and step.peak == 2
 
 
@@ -334,3 +335,41 @@ def test_what_a_phase_made_adds_up_over_its_two_passes() -> None:
     _outcome(StepOutcome("changed", "new issued", made={"new"}), ctx, PlanPhase.cert, "certs")
     _outcome(StepOutcome("failed", "cert old: the proxy refused"), ctx, PlanPhase.cert, "certs")
     assert set(ctx.data[MADE][PlanPhase.cert].certs) == {"new"}
+
+
+@dataclass
+class StagedDeploy(RecordingStep):
+    """The service kind's way through the boot stages: foundation, then wait at the fleet-wide gate until
+    every host finished it, then services (kinds/service.py)."""
+
+    async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
+        from mcfleet.fleet.models import Stage
+
+        gate = ctx.data["stage_gate"]
+        host = ctx.entry.host.name
+        for stage in Stage:
+            stopped = await gate.ready(stage)
+            if stopped:
+                return Outcome("skipped", stopped)
+            await gate.done(host, stage)
+        self.trace.append(f"{host}:deploy")
+        return Outcome("changed", "every stage")
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_more_hosts_deploying_than_parallel_slots_do_not_wait_on_each_other_forever(tmp_path: Path, steps: int) -> None:
+    """Each host waits at the boot-stage gate for every other host's earlier stages. Holding one of the
+    --parallel slots while waiting there, the hosts beyond the slots never started: 5 hosts with
+    services and the default --parallel 4 (or --parallel 1 and 2 hosts) hung for ever."""
+    trace: list[str] = []
+    hosts = [work(entry(n, tmp_path), "deploy") for n in "abcde"]
+    log = ApplyEvents()
+    pipe = Pipeline(hosts, loaded=fleet_of(hosts), connect=connect, builder=Builder(),
+                    options=ApplyOptions(limits=Limits(steps=steps)), log=log,
+                    kinds=[StagedDeploy(Phase.deploy, trace)])  # fmt: skip
+
+    async def bounded() -> object:
+        return await asyncio.wait_for(pipe.run(), timeout=30)
+
+    summary = asyncio.run(bounded())
+    assert sorted(trace) == [f"{n}:deploy" for n in "abcde"] and summary.exit_code == 0  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ or was reported blocked, so a build error never leaves half a fleet upgraded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -397,7 +398,11 @@ class Pipeline:
                 self.log.emit(w.name, phase, Status.blocked, f"no {phase} backend in this version of mcfleet")
                 self._failed()
                 continue
-            async with self.step_sem:
+            # Deploy takes no --parallel slot: it waits at the boot-stage gate for every other host's
+            # earlier stages, and holding a slot there, the hosts beyond the slots never started (five
+            # hosts with services and the default 4 hung for ever).  The gate orders the deploys; each
+            # one's work is the agent's on its own node.
+            async with self.step_sem if phase != Phase.deploy else contextlib.nullcontext():
                 self._check_stop()
                 self.log.emit(w.name, phase, Status.start)
                 ctx.data["progress"] = self._progress_of(w.name, phase)  # for a kind that waits long

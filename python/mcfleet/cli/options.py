@@ -57,7 +57,9 @@ HEALTH = typer.Option(
 DEADMAN = typer.Option(
     0, "--confirm-timeout", min=0, help="Seconds before an unconfirmed node rolls back (0: health+60)."
 )
-PARALLEL = typer.Option(4, "--parallel", min=1, help="Hosts pushed/activated at once.")
+PARALLEL = typer.Option(
+    4, "--parallel", min=1, help="Hosts pushed, activated, or in a cert/DNS/route step at once (deploy: by stage)."
+)
 COMMAND_TIMEOUT = typer.Option(
     0.0, "--timeout", callback=zero_or_more, help="Seconds per host before giving up (0: no limit)."
 )
