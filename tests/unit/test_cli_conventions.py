@@ -314,8 +314,8 @@ def test_a_host_key_that_is_not_a_key_is_a_clear_error(fleet: Path) -> None:
     assert "ssh.host_key is not a public key OpenSSH can read" in out
 
 
-def _interrupted(fleet: Path, *args: str, tail: tuple[str, ...] = ()) -> str:
-    """Run mcfleet against edge1 pointed at a port that accepts TCP but never says the SSH hello (the
+def _interrupted(fleet: Path, *args: str, tail: tuple[str, ...] = (), host_name: str = "edge1", on: bool = True) -> str:
+    """Run mcfleet against `host_name` pointed at a port that accepts TCP but never says the SSH hello (the
     client waits), press Ctrl-C after 4 s, and return stderr once it exited 130."""
     import signal
     import socket
@@ -327,13 +327,14 @@ def _interrupted(fleet: Path, *args: str, tail: tuple[str, ...] = ()) -> str:
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)  # never accepts: the client waits for the SSH banner
     try:
-        host = fleet / "hosts" / "edge1" / "host.json"
+        host = fleet / "hosts" / host_name / "host.json"
         data = json.loads(host.read_text())
         key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().split()[:2]
         port = listener.getsockname()[1]
         data |= {"addresses": ["127.0.0.1"], "ssh": {**data["ssh"], "port": port, "host_key": " ".join(key)}}
         host.write_text(json.dumps(data))
-        argv = [sys.executable, "-m", "mcfleet", "-C", str(fleet), *args, "--on", "edge1", "--connect-timeout", "120"]
+        select = ["--on", host_name] if on else []
+        argv = [sys.executable, "-m", "mcfleet", "-C", str(fleet), *args, *select, "--connect-timeout", "120"]
         proc = subprocess.Popen([*argv, *tail], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(4)
         assert proc.poll() is None
@@ -365,3 +366,12 @@ def test_an_apply_stopped_at_ctrl_c_is_in_the_journal(fleet: Path) -> None:
     assert (record["result"]["ok"], record["result"]["exit_code"]) == (False, 130)  # never "ok"
     code, out, _ = run_cli("-C", str(fleet), "journal")
     assert "interrupted: stopped at Ctrl-C" in out
+
+
+@pytest.mark.parametrize("command", [["snapshot", "alpha", "web"], ["agent", "recover", "alpha"]])
+def test_a_snapshot_or_agent_operation_stopped_at_ctrl_c_is_in_the_journal(fleet: Path, command: list[str]) -> None:
+    _interrupted(fleet, *command, host_name="alpha", on=False)
+    code, out, err = run_cli("-C", str(fleet), "journal", "--json")
+    assert code == 0, err
+    [record] = json.loads(out)["records"]
+    assert record["error"]["kind"] == "interrupted" and record["argv"][2 : 2 + len(command)] == command, record

@@ -26,7 +26,7 @@ def _run(command: str, host: str, op: Callable[..., Awaitable[object]], *args: o
     from mcfleet.apply.session import ApplySession, SessionOptions
     from mcfleet.apply.snapshot import SnapshotList, SnapshotReport
     from mcfleet.cli.targets import one_host
-    from mcfleet.errors import McfleetError
+    from mcfleet.errors import Interrupted, McfleetError
     from mcfleet.report.progress import make_progress
     from mcfleet.transport.ssh import SshOptions
 
@@ -51,6 +51,10 @@ def _run(command: str, host: str, op: Callable[..., Awaitable[object]], *args: o
             report = asyncio.run(go())
         except McfleetError as exc:
             journal.append(loaded.root, {"command": line, "argv": sys.argv[1:], "error": exc.as_dict()})
+            raise
+        except KeyboardInterrupt:  # Ctrl-C: a restore or recover cut short is what the journal must show
+            stopped = Interrupted("stopped at Ctrl-C (what finished is kept)").as_dict()
+            journal.append(loaded.root, {"command": line, "argv": sys.argv[1:], "error": stopped})
             raise
         journal.append(loaded.root, {"command": line, "argv": sys.argv[1:], "result": report.as_dict()})
     if json_out:
