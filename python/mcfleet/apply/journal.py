@@ -13,10 +13,13 @@ import json
 import os
 import re
 import socket
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+from mcfleet.errors import Interrupted, McfleetError
 from mcfleet.util.statedir import state_dir
 
 SECRET_KEYS = re.compile(r"(secret|token|password|private|tsig|key_material|privkey)", re.IGNORECASE)
@@ -36,6 +39,29 @@ def redact(value: Any) -> Any:
     if isinstance(value, str):
         return PEM_BLOCK.sub(REDACTED, value)
     return value
+
+
+class Report(Protocol):
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", bound=Report)
+
+
+def run_journalled(fleet_root: Path, command: str, run: Callable[[], R]) -> R:
+    """Run a one-host operation (snapshot, restore, agent recover …) and journal it: its report, its
+    error, or that Ctrl-C stopped it (a restore cut short is what the journal must show)."""
+    record: dict[str, Any] = {"command": command, "argv": sys.argv[1:]}
+    try:
+        report = run()
+    except McfleetError as exc:
+        append(fleet_root, {**record, "error": exc.as_dict()})
+        raise
+    except KeyboardInterrupt:
+        append(fleet_root, {**record, "error": Interrupted("stopped at Ctrl-C (what finished is kept)").as_dict()})
+        raise
+    append(fleet_root, {**record, "result": report.as_dict()})
+    return report
 
 
 def journal_path(fleet_root: Path) -> Path:

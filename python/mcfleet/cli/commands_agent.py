@@ -144,7 +144,6 @@ def _agent_op(host: str, operation: str, service: str | None, *, override: list[
     from mcfleet.apply.planwork import Override
     from mcfleet.apply.session import ApplySession, SessionOptions
     from mcfleet.cli.targets import one_host, one_service
-    from mcfleet.errors import Interrupted, McfleetError
     from mcfleet.report.progress import make_progress
     from mcfleet.transport.ssh import SshOptions
 
@@ -168,16 +167,7 @@ def _agent_op(host: str, operation: str, service: str | None, *, override: list[
                 finally:
                     options.progress.close()
 
-        try:
-            report = asyncio.run(go())
-        except McfleetError as exc:
-            journal.append(loaded.root, {"command": command, "argv": sys.argv[1:], "error": exc.as_dict()})
-            raise
-        except KeyboardInterrupt:  # Ctrl-C: a restore or recover cut short is what the journal must show
-            stopped = Interrupted("stopped at Ctrl-C (what finished is kept)").as_dict()
-            journal.append(loaded.root, {"command": command, "argv": sys.argv[1:], "error": stopped})
-            raise
-        journal.append(loaded.root, {"command": command, "argv": sys.argv[1:], "result": report.as_dict()})
+        report = journal.run_journalled(loaded.root, command, lambda: asyncio.run(go()))
     if json_out:
         emit_json(report.as_dict())
     else:

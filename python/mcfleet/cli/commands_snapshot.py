@@ -26,7 +26,6 @@ def _run(command: str, host: str, op: Callable[..., Awaitable[object]], *args: o
     from mcfleet.apply.session import ApplySession, SessionOptions
     from mcfleet.apply.snapshot import SnapshotList, SnapshotReport
     from mcfleet.cli.targets import one_host
-    from mcfleet.errors import Interrupted, McfleetError
     from mcfleet.report.progress import make_progress
     from mcfleet.transport.ssh import SshOptions
 
@@ -47,16 +46,7 @@ def _run(command: str, host: str, op: Callable[..., Awaitable[object]], *args: o
                 finally:
                     options.progress.close()
 
-        try:
-            report = asyncio.run(go())
-        except McfleetError as exc:
-            journal.append(loaded.root, {"command": line, "argv": sys.argv[1:], "error": exc.as_dict()})
-            raise
-        except KeyboardInterrupt:  # Ctrl-C: a restore or recover cut short is what the journal must show
-            stopped = Interrupted("stopped at Ctrl-C (what finished is kept)").as_dict()
-            journal.append(loaded.root, {"command": line, "argv": sys.argv[1:], "error": stopped})
-            raise
-        journal.append(loaded.root, {"command": line, "argv": sys.argv[1:], "result": report.as_dict()})
+        report = journal.run_journalled(loaded.root, line, lambda: asyncio.run(go()))
     if json_out:
         emit_json(report.as_dict())
     else:

@@ -64,6 +64,16 @@ def is_loopback(address: str) -> bool:
 WILDCARDS = ("0.0.0.0", "::", "[::]")
 
 
+def canonical_ip(text: str) -> str | None:
+    """`text` as an IP address in canonical form ("fd00:0::1/64" and "[fd00::1]" are "fd00::1"; a prefix
+    length and an IPv6 zone are dropped); None when it is not an address (a name)."""
+    bare = text.strip("[]").split("/", 1)[0].split("%", 1)[0]
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        return None
+
+
 def node_binds(service: Service) -> list[str]:
     """The addresses a service publishes on that must be the node's own: not loopback, not a wildcard."""
     return sorted(

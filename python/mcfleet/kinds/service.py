@@ -172,22 +172,15 @@ def _bind_refusal(d: DesiredHost, name: str, svc: DesiredService, addresses: lis
     the middle of its stage (the stages before it already changed); refused before anything runs."""
     if svc.spec is None or addresses is None:
         return None
-    import ipaddress
+    from mcfleet.fleet.routes import canonical_ip, node_binds
 
-    from mcfleet.fleet.routes import node_binds
-
-    def ip(text: str) -> str | None:  # as the facts normalise them (a name cannot be checked: None)
-        try:
-            return str(ipaddress.ip_address(text.strip("[]")))
-        except ValueError:
-            return None
-
-    missing = [b for b in node_binds(svc.spec) if (a := ip(b)) is not None and a not in addresses]
+    binds = node_binds(svc.spec)  # a name cannot be checked against addresses: only IP addresses are
+    missing = [b for b in binds if (a := canonical_ip(b)) is not None and a not in addresses]
     if not missing:
         return None
     return Action(
         host=d.name, phase=Phase.deploy, kind="refuse", subject=f"service {name}", before={"addresses": addresses},
-        after={"bind": node_binds(svc.spec)},
+        after={"bind": binds},
         reason=f"service {name} publishes on {', '.join(missing)}, which {d.name} does not have "
                f"(its addresses: {', '.join(a for a in addresses if a not in ('127.0.0.1', '::1')) or 'none'})",
         hint=f'fix "bind" in {name}.json to one of the node\'s addresses, or give the node that address',

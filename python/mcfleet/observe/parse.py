@@ -259,18 +259,11 @@ def parse_addresses(text: str) -> list[str] | None:
     """The node's addresses from `ip -o addr show` ("10.0.0.5/24") or `hostname -I`; None when not asked,
     when the node binds any address (`nonlocal`: ip_nonlocal_bind) or when nothing came back (no tool:
     unknown, never "no address").  Only valid IP addresses count."""
-    import ipaddress
+    from mcfleet.fleet.routes import canonical_ip
 
     if text.strip() in ("", "absent", "nonlocal"):
         return None
-    out: set[str] = set()
-    for token in text.split()[:ADDRESSES_CAP]:
-        bare = token.split("/", 1)[0].split("%", 1)[0]  # a prefix length; an IPv6 zone (fe80::1%eth0)
-        try:
-            out.add(str(ipaddress.ip_address(bare)))
-        except ValueError:
-            continue
-    return sorted(out) or None
+    return sorted({a for token in text.split()[:ADDRESSES_CAP] if (a := canonical_ip(token)) is not None}) or None
 
 
 def parse_facts(host: str, output: str, *, agent_path: str, address: str | None = None) -> Facts:
