@@ -107,3 +107,43 @@ def test_the_agent_of_a_host_without_services_is_asked_too(tmp_path: Path) -> No
     assert isinstance(read, Facts) and read.services_error is not None and "beta-agent.sock" in read.services_error
     no_agent = {"beta": Facts(host="beta", agent=AgentFacts(path=agent.path, present=False), **NODE)}
     assert asyncio.run(ServiceKind().read(ctx, no_agent)) == no_agent and asked == ["beta"]  # nothing to ask
+
+
+def test_the_agent_of_a_host_without_services_is_not_asked_when_its_unit_cannot_be_running(tmp_path: Path) -> None:
+    """No systemd, or the unit inactive or failed: the call could only fail (and would import gRPC);
+    a host that declares services is asked whatever its unit's state (the plan then says why it
+    could not read the containers)."""
+    import asyncio
+
+    from mcfleet.fleet.desired import desired_state
+    from mcfleet.fleet.load import HostEntry
+    from mcfleet.kinds import ReadContext
+    from mcfleet.kinds.service import ServiceKind
+    from mcfleet.observe.facts import AgentFacts, Unreachable
+    from mcfleet.transport.local import LocalNode
+
+    loaded = load_fleet(MINIMAL)
+    assert not loaded.hosts["beta"].services and loaded.hosts["alpha"].services
+    asked: list[str] = []
+
+    class Pool:
+        async def connect(self, e: HostEntry) -> LocalNode:
+            asked.append(e.host.name)
+            return LocalNode(e.host.name, store=str(tmp_path / "store"))
+
+    ctx = ReadContext(loaded=loaded, desired=desired_state(loaded), pool=Pool())  # type: ignore[arg-type]
+    path = loaded.hosts["beta"].host.agent.path
+    for state in ({"systemd": False}, {"systemd": True, "unit_active": "inactive"},
+                  {"systemd": True, "unit_active": "failed"}):  # fmt: skip
+        facts: dict[str, Facts | Unreachable] = {
+            "beta": Facts(host="beta", agent=AgentFacts(path=path, present=True, **state), **NODE)
+        }
+        assert asyncio.run(ServiceKind().read(ctx, facts)) == facts and asked == [], state
+    for state in ({"systemd": True, "unit_active": "active"}, {"systemd": True, "unit_active": "activating"}, {}):
+        may_run = AgentFacts(path=path, present=True, **state)
+        asyncio.run(ServiceKind().read(ctx, {"beta": Facts(host="beta", agent=may_run, **NODE)}))
+        assert asked == ["beta"], state
+        asked.clear()
+    no_systemd = AgentFacts(path=path, present=True, systemd=False)
+    read = asyncio.run(ServiceKind().read(ctx, {"alpha": Facts(host="alpha", agent=no_systemd, **NODE)}))["alpha"]
+    assert asked == ["alpha"] and isinstance(read, Facts) and read.services_error is not None

@@ -206,6 +206,33 @@ async def _heartbeat(work: Awaitable[T], say: Callable[[str], None] | None, what
         task.cancel()  # only when this wait itself was cancelled: a finished task ignores it
 
 
+# `systemctl is-active` states in which the agent's process may be up and answering.
+_UNIT_MAY_RUN = frozenset({"active", "activating", "reloading", "deactivating"})
+
+
+def _ask_agent(ctx: ReadContext, host: str, item: Facts) -> bool:
+    """Whether the plan asks this host's agent for its containers and registry.
+
+    Only a host whose agent is installed (before its first apply, every declared service is new).
+    A host with services declared or recorded: always (when its agent does not answer, the plan
+    says the containers are unknown, never that they are missing).  Any other host, when its agent
+    may run: an agent can hold a service that no file and no manifest names (its first deploy
+    failed, then its file was deleted), and only its registry says so; left there, the agent would
+    start it again at every boot.  Not when its unit cannot be running (no systemd, or the unit
+    inactive or failed): the call could only fail, and it would cost the plan the gRPC client's
+    import (~50 ms of CPU, 16 MB) and a connection per host.
+    """
+    agent = item.agent
+    if agent is None or not agent.present:
+        return False
+    desired = ctx.desired.get(host)
+    if (desired is not None and desired.services) or (item.manifest is not None and item.manifest.services):
+        return True
+    if agent.systemd is False:
+        return False
+    return agent.unit_active is None or agent.unit_active in _UNIT_MAY_RUN
+
+
 class ServiceKind:
     name = "service"
     phase = Phase.deploy
@@ -219,14 +246,7 @@ class ServiceKind:
         pool = ctx.pool
         if pool is None:
             return facts
-        # Every host whose agent runs, services declared or not: an agent can hold a service that no
-        # file and no manifest names (its first deploy failed, then its file was deleted), and only
-        # its registry says so; left there, the agent would start it again at every boot.
-        asked = [
-            host
-            for host, item in facts.items()
-            if isinstance(item, Facts) and item.agent is not None and item.agent.present
-        ]
+        asked = [host for host, item in facts.items() if isinstance(item, Facts) and _ask_agent(ctx, host, item)]
         if not asked:
             return facts
         from mcfleet.agent.client import AgentClient  # grpc + protobuf: only where an RPC is made
