@@ -181,3 +181,46 @@ def test_a_deploy_does_not_wait_for_a_boot_stuck_on_a_health_check_it_fixes(
     # without giving way, the deploy gets the lock only once the boot ended: "failed" after its 120 s
     assert boot["state"] == "superseded" and boot["stage"] == "services", boot
     assert "gave way at stage services to a deploy" in str(boot["error"])
+
+
+def test_a_changed_definition_that_cannot_start_keeps_the_old_container_running(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
+) -> None:
+    """A spec change whose new container podman cannot create (its volume cannot be made) or start (its
+    user does not exist) puts the old container back, running, under its name: the service stays up on
+    its previous definition (was: the old container was removed first, and the service was down until
+    the next good deploy).  A good change then replaces it and leaves no set-aside container."""
+    agent = agent_runner.start(podman=agent_podman)
+    web = web_service(tmp_path, "web", "services", agent_podman.image)
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    cannot_create = web.model_copy(update={"components": [web.components[0].model_copy(
+        update={"volumes": [*web.components[0].volumes, f"{not_a_dir}/data:/more"]})]})  # fmt: skip
+    cannot_start = web_service(tmp_path, "web", "services", agent_podman.image, user="no-such-user")
+    changed = web_service(tmp_path, "web", "services", agent_podman.image, env=["GREETING=v2"])
+
+    def container() -> list[str]:
+        names = agent_podman.remote("ps", "-a", "--format", "{{.Names}}").split()
+        return [*sorted(names), *agent_podman.remote("inspect", "--format", "{{.Id}} {{.State.Status}}", "web").split()]
+
+    async def scenario() -> None:
+        async with AgentClient(str(agent.socket)) as client:
+            first = await client.reconcile(with_ports([web]), stage_timeout_s=30)
+            assert first.ok, first.error
+            before = container()
+            assert before[0] == "web" and before[-1] == "running", before
+            port = {p.service: dict(p.ports) for p in first.ports}["web"]["web/0"]
+            for bad, why in ((cannot_create, "cannot create the data directory"), (cannot_start, "no-such-user")):
+                failed = await client.reconcile(with_ports([bad]), stage_timeout_s=30)
+                assert not failed.ok and why in failed.error, failed.error
+                assert "web keeps running on its previous definition" in failed.error, failed.error
+                assert container() == before  # the same container, running, and no other
+                assert agent_podman.http_get(port) == "hello from web\n"
+            good = await client.reconcile(with_ports([changed]), stage_timeout_s=30)
+            assert good.ok, good.error
+            assert [a.kind for a in good.actions] == ["recreate"]
+            after = container()
+            assert after[0] == "web" and len(after) == 3 and after[1] != before[1] and after[2] == "running", after
+            assert _env(tmp_path / "data/web/env")["GREETING"] == "v2"
+
+    asyncio.run(scenario())

@@ -218,7 +218,7 @@ class Podman:
         for vol in spec.volumes:
             if vol.source.startswith("/"):
                 # Data directories are created when missing and never removed (volumes untouched).
-                Path(vol.source).mkdir(parents=True, exist_ok=True)
+                _data_dir(spec.name, vol.source)
             volumes[vol.source] = {"bind": vol.target, "mode": vol.mode}
         kwargs: dict[str, Any] = {
             "name": spec.name,
@@ -238,6 +238,9 @@ class Podman:
         if spec.network:
             kwargs["network_mode"] = spec.network
         self._call(f"create of {spec.name}", lambda: self._stopping.containers.create(spec.image, **kwargs))
+
+    def rename(self, name: str, new_name: str) -> None:
+        self._call(f"rename of {name}", lambda: self._client.containers.get(name).rename(new_name))
 
     def start(self, name: str) -> None:
         self._call(f"start of {name}", lambda: self._stopping.containers.get(name).start())
@@ -278,6 +281,16 @@ class Podman:
         for client in (self._client, self._stopping, self._pulling):
             client.close()  # type: ignore[no-untyped-call]
         self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _data_dir(container: str, path: str) -> None:
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PeerError(
+            f"cannot create the data directory {path} of {container}: {exc.strerror or exc}",
+            hint="a volume's source must be a directory, or a path where one can be made",
+        ) from exc
 
 
 def _socket_refuses(url: str) -> str:

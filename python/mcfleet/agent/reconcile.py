@@ -306,23 +306,65 @@ class Reconciler:
     async def _converge_one(self, entry: Entry, spec: ContainerSpec, managed: Managed | None, outcome: Outcome) -> bool:
         """Bring one container to its desired shape; True when it should now be running."""
         changed = managed is not None and managed.labels.get(LABEL_HASH) != spec.spec_hash
-        if changed:
-            await self.podman.in_thread(self.podman.remove, spec.name)
         if entry.desired != RUNNING:
-            if managed is not None and not changed and managed.state == "running":
+            if changed:
+                await self.podman.in_thread(self.podman.remove, spec.name)
+            elif managed is not None and managed.state == "running":
                 await self.podman.in_thread(self.podman.stop, spec.name)
                 self._act(outcome, spec, "stop", "service is stopped or inactive")
             return False
         if managed is None:
             await self._create(spec, outcome, "create", "missing")
         elif changed:
-            await self._create(spec, outcome, "recreate", "spec changed")
+            await self._replace(spec, managed, outcome)
         elif managed.state != "running":
             await self.podman.in_thread(self.podman.start, spec.name)
             self._act(outcome, spec, "start", f"was {managed.state}")
         else:
             self._act(outcome, spec, "unchanged", "running with the desired spec")
         return True
+
+    async def _replace(self, spec: ContainerSpec, old: Managed, outcome: Outcome) -> None:
+        """A changed definition: the new container is made beside the old one, renamed aside, which
+        keeps running until the new one is created and is stopped only for it to start (they publish
+        the same ports); it is removed once the new one has started.  A create or start that fails
+        (a volume that cannot be made, an unknown user) puts the old container back under its name,
+        as it was: the service keeps running on its previous definition (was: removed first, so the
+        service was down until the next good deploy)."""
+        podman, aside = self.podman, spec.name + ASIDE
+        await podman.in_thread(podman.remove, aside)  # left by an agent that died amid a replace
+        await podman.in_thread(podman.rename, spec.name, aside)
+        stopped = False
+        try:
+            await podman.in_thread(podman.create, spec)
+            if old.state == "running":
+                stopped = True
+                await podman.in_thread(podman.stop, aside)
+            await podman.in_thread(podman.start, spec.name)
+        except McfleetError as exc:
+            kept = await self._put_back(spec.name, running=old.state == "running", start=stopped)
+            raise type(exc)(f"{exc.message}; {kept}", hint=exc.hint) from exc
+        await podman.in_thread(podman.remove, aside)
+        self._act(outcome, spec, "recreate", "spec changed")
+
+    async def _put_back(self, name: str, *, running: bool, start: bool) -> str:
+        """The old container back under its name (started again if it was stopped for its replacement);
+        what became of it, for the error."""
+        podman = self.podman
+        try:
+            await podman.in_thread(podman.remove, name)
+            await podman.in_thread(podman.rename, name + ASIDE, name)
+            if start:
+                await podman.in_thread(podman.start, name)
+        except McfleetError as exc:
+            return f"and the previous {name} could not be put back ({exc.message}): it is down"
+        self.events.add("restore", f"{name}: its previous definition kept", error=True)
+        return f"{name} keeps {'running' if running else 'its state'} on its previous definition"
+
+
+# A changed container's old self is renamed to `<name>.old` while its replacement is made: a name no
+# declared container can have (mcfleet's names are letters, digits and '-').
+ASIDE = ".old"
 
 
 def _label(managed: Managed, key: str) -> str:
