@@ -224,3 +224,28 @@ def test_a_changed_definition_that_cannot_start_keeps_the_old_container_running(
             assert _env(tmp_path / "data/web/env")["GREETING"] == "v2"
 
     asyncio.run(scenario())
+
+
+def test_facts_can_run_each_running_containers_health_check_now(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
+) -> None:
+    """`mcfleet status` asks for it: a container that runs but fails its check (its page gone: HTTP 404)
+    is named with podman's and the check's reason; a plain Facts call runs no check."""
+    agent = agent_runner.start(podman=agent_podman)
+    web = web_service(tmp_path, "web", "services", agent_podman.image)
+    plain = web_service(tmp_path, "plain", "services", agent_podman.image)
+    plain = plain.model_copy(update={"components": [plain.components[0].model_copy(update={"health": None})]})
+
+    async def scenario() -> None:
+        async with AgentClient(str(agent.socket)) as client:
+            done = await client.reconcile(with_ports([web, plain]), stage_timeout_s=30)
+            assert done.ok, done.error
+            assert "checks" not in await client.facts(events=0)
+            assert (await client.facts(events=0, check_health=True))["checks"] == {"web": "", "plain": ""}
+            (tmp_path / "www" / "web" / "index.html").unlink()
+            checks = (await client.facts(events=0, check_health=True))["checks"]
+            assert checks["plain"] == "" and checks["web"] == "http check: HTTP 404 from /index.html", checks
+            agent_podman.remote("stop", "plain")
+            assert (await client.facts(events=0, check_health=True))["checks"] == {"web": checks["web"]}
+
+    asyncio.run(scenario())

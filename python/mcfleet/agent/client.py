@@ -93,10 +93,10 @@ class AgentClient:
     async def info(self) -> pb.InfoResponse:
         return await self._call("Info", lambda: self._agent.Info(pb.InfoRequest(), timeout=self.timeout))
 
-    async def facts(self, events: int = 200) -> dict[str, Any]:
-        reply = await self._call(
-            "Facts", lambda: self._agent.Facts(pb.FactsRequest(events=events), timeout=self.timeout)
-        )
+    async def facts(self, events: int = 200, *, check_health: bool = False) -> dict[str, Any]:
+        """The agent's facts; with `check_health`, also "checks": each running container's health now."""
+        request = pb.FactsRequest(events=events, check_health=check_health)
+        reply = await self._call("Facts", lambda: self._agent.Facts(request, timeout=self.timeout))
         result: dict[str, Any] = json.loads(reply.json)
         return result
 

@@ -15,7 +15,8 @@ import asyncio
 import time
 
 from mcfleet.agent.podman_ops import Podman
-from mcfleet.agent.spec import ContainerSpec
+from mcfleet.agent.registry import RUNNING, Entry
+from mcfleet.agent.spec import ContainerSpec, container_specs
 from mcfleet.fleet.models import Health
 
 RETRY_S = 0.25
@@ -90,3 +91,35 @@ async def wait_healthy(spec: ContainerSpec, podman: Podman, deadline: float) -> 
             kind = spec.health.kind if spec.health else "running"
             raise TimeoutError(f"{spec.name} not healthy ({kind} check): {last}")
         await asyncio.sleep(min(RETRY_S, remaining))
+
+
+CHECK_NOW_MAX_S = 5.0  # a status asks for every container's health at once: one slow check caps it
+
+
+async def check_now(entries: list[Entry], running: set[str], podman: Podman) -> dict[str, str]:
+    """Each running container of a service meant to run: "" when its health check passes now (or it
+    has none), else why not.  One attempt each, all at once, each within its check's timeout (at
+    most CHECK_NOW_MAX_S): a container can run and fail its check (its program hangs, or answers
+    500), which its state alone does not show."""
+    specs = [
+        spec
+        for entry in entries
+        if entry.desired == RUNNING
+        for spec in container_specs(entry.service, entry.ports)
+        if spec.name in running
+    ]
+
+    async def one(spec: ContainerSpec) -> str:
+        if spec.health is None:
+            return ""
+        limit = min(spec.health.timeout_s, CHECK_NOW_MAX_S)
+        try:
+            await asyncio.wait_for(check_once(spec, spec.health, podman), limit)
+        except TimeoutError:
+            return f"{spec.health.kind} check: no answer within {limit:g} s"
+        except (OSError, RuntimeError, ConnectionError) as exc:
+            return f"{spec.health.kind} check: {exc or type(exc).__name__}"
+        return ""
+
+    results = await asyncio.gather(*(one(spec) for spec in specs))
+    return {spec.name: result for spec, result in zip(specs, results, strict=True)}

@@ -261,6 +261,12 @@ class AgentServicer(pb_grpc.AgentServicer):
             podman_error = f"podman API at {podman.url} did not list the containers within {FACTS_PODMAN_TIMEOUT_S:g} s"
         except Exception as exc:  # a dead podman is a fact, not a failure of Facts
             containers, podman_error = [], str(exc)
+        checks: dict[str, str] | None = None
+        if request.check_health and not podman_error:
+            from mcfleet.agent.health import check_now  # loaded with the agent (`_load_modules`)
+
+            running = {c["name"] for c in containers if c["state"] == "running"}
+            checks = await check_now(rec.registry.entries(), running, podman)
         facts = {
             "info": node_info(self.state.config.users),
             "bundle_sha256": self.state.bundle_sha256,
@@ -285,6 +291,7 @@ class AgentServicer(pb_grpc.AgentServicer):
             "podman": {"url": podman.url, "error": podman_error},
             "health": {"status": "NOT_SERVING" if podman_error else "SERVING", "reason": podman_error},
             "events": self.state.events.recent(request.events or 200),
+            **({"checks": checks} if checks is not None else {}),
         }
         return pb.FactsResponse(json=json.dumps(facts, sort_keys=True))
 

@@ -13,7 +13,7 @@ from mcfleet.cli.fleetdir import fleet_root
 from mcfleet.cli.options import CONNECT
 from mcfleet.cli.output import emit_json, table, use_color
 from mcfleet.cli.targets import ON_OPT, selected
-from mcfleet.errors import EXIT_FAILURE, FleetInvalid
+from mcfleet.errors import EXIT_FAILURE, FleetInvalid, McfleetError
 from mcfleet.util.aio import run as run_async
 
 
@@ -30,10 +30,12 @@ class HostStatus:
     changes: int = 0
     refused: int = 0
     note: str | None = None  # the first refusal, or a backend the plan could not read
+    unhealthy: tuple[str, ...] = ()  # "container: why" for each running container failing its health check
 
     @property
     def ok(self) -> bool:
-        return self.reachable and self.agent_health == "SERVING" and not self.drift and not self.refused
+        healthy = not self.unhealthy
+        return self.reachable and self.agent_health == "SERVING" and not self.drift and not self.refused and healthy
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -47,7 +49,30 @@ class HostStatus:
         drift = "refused" if self.refused else ("yes" if self.drift else "no")
         if self.drift:
             drift += f" ({self.changes} change{'s' if self.changes != 1 else ''})"
-        return [self.host, "yes", self.agent_version or "-", self.agent_health or "-", services, drift, self.note]
+        note = self.note
+        if self.unhealthy and not note:
+            first = self.unhealthy[0] if len(self.unhealthy[0]) <= 80 else self.unhealthy[0][:79] + "…"
+            more = f" (+{len(self.unhealthy) - 1} more)" if len(self.unhealthy) > 1 else ""
+            note = f"unhealthy: {first}{more}"
+        return [self.host, "yes", self.agent_version or "-", self.agent_health or "-", services, drift, note]
+
+
+def services_up(wanted: set[str], containers: list[Any], checks: dict[str, str] | None) -> tuple[int, list[str]]:
+    """How many of the wanted services are up, and each failing check ("container: why").
+
+    A service is up when every container of it runs and passes its health check (`checks`: the
+    agent's answer, container -> "" or why; None from an agent too old to check: running counts)."""
+    by_service: dict[str, list[Any]] = {}
+    for c in containers:
+        by_service.setdefault(c.labels.get("io.mcfleet.service", ""), []).append(c)
+    failing = sorted(f"{name}: {why}" for name, why in (checks or {}).items() if why)
+    sick = {c.name for c in containers if (checks or {}).get(c.name)}
+    up = [
+        s
+        for s in wanted
+        if by_service.get(s) and all(c.state == "running" and c.name not in sick for c in by_service[s])
+    ]
+    return len(up), failing
 
 
 def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostStatus]:
@@ -60,14 +85,18 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
 
     hashes, _note = bundle_hashes(loaded, names)
 
-    async def go() -> tuple[Any, Any, list[Any]]:
+    async def go() -> tuple[Any, Any, list[Any], dict[str, dict[str, str] | None]]:
         async with SshPool(SshOptions(connect_timeout=connect_timeout), hosts=loaded.hosts) as pool:
             plan, facts = await plan_fleet(loaded, names, pool=pool, agent_hashes=hashes)
             reachable = [n for n in names if isinstance(facts[n], Facts)]
-            agents = await asyncio.gather(*(host_status(pool, loaded.hosts[n]) for n in reachable))
-            return plan, facts, list(agents)
+            checked = [n for n in reachable if loaded.hosts[n].services and getattr(facts[n], "containers", None)]
+            agents, checks = await asyncio.gather(
+                asyncio.gather(*(host_status(pool, loaded.hosts[n]) for n in reachable)),
+                asyncio.gather(*(health_checks(pool, loaded.hosts[n]) for n in checked)),
+            )
+            return plan, facts, list(agents), dict(zip(checked, checks, strict=True))
 
-    plan, facts, agents = run_async(go())
+    plan, facts, agents, checks = run_async(go())
     by_host = {a.host: a for a in agents}
     rows = []
     for name in names:
@@ -78,10 +107,10 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
             continue
         agent = by_host.get(name)
         wanted = {s.name for s in entry.services}
-        up = None
+        up: int | None = None
+        unhealthy: list[str] = []
         if item.containers is not None:
-            running = {c.labels.get("io.mcfleet.service") for c in item.containers if c.state == "running"}
-            up = len(wanted & {s for s in running if s})
+            up, unhealthy = services_up(wanted, item.containers, checks.get(name))
         actions = plan.for_host(name)
         changes = [a for a in actions if a.kind != "refuse"]
         rows.append(
@@ -96,9 +125,25 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
                 changes=len(changes),
                 refused=len(actions) - len(changes),
                 note=status_note(name, actions, plan),
+                unhealthy=tuple(unhealthy),
             )
         )
     return rows
+
+
+async def health_checks(pool: Any, entry: Any) -> dict[str, str] | None:
+    """The agent's health check of each running container, run now (None when it cannot tell)."""
+    from mcfleet.agent.client import AgentClient
+    from mcfleet.kinds.service import AGENT_TIMEOUT, agent_socket
+
+    try:
+        node = await pool.connect(entry)
+        target = await agent_socket(node, entry.host.agent.socket)
+        async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
+            got = (await client.facts(events=0, check_health=True)).get("checks")
+    except McfleetError:
+        return None  # the plan's read of the same agent already says why
+    return {str(k): str(v) for k, v in got.items()} if isinstance(got, dict) else None
 
 
 def status_note(host: str, actions: list[Any], plan: Any) -> str | None:
@@ -123,9 +168,11 @@ def status(
 ) -> None:
     """One table of the fleet: reachable, agent version and health, services up, drift.
 
-    DRIFT is what `mcfleet plan` would change on the host (yes/no and how many changes;
-    "refused" when the plan has a refusal).  Read-only.  Exit 0 when every host is reachable,
-    its agent serving and nothing drifted, else 1.
+    SERVICES counts the services whose containers all run and pass their health check, run
+    once now by the agent (NOTE names a failing one).  DRIFT is what `mcfleet plan` would
+    change on the host (yes/no and how many changes; "refused" when the plan has a refusal).
+    Read-only.  Exit 0 when every host is reachable, its agent serving, every service healthy
+    and nothing drifted, else 1.
 
     Examples:
 

@@ -191,16 +191,22 @@ class FactsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENTS_FIELD_NUMBER: _builtins.int
+    CHECK_HEALTH_FIELD_NUMBER: _builtins.int
     events: _builtins.int
     """how many recent events to include (0 = default 200)"""
+    check_health: _builtins.bool
+    """Run each running container's health check once now and report it ("checks" in the JSON:
+    container -> "" when it passes, else why); an older agent ignores it and sends no "checks".
+    """
     def __init__(
         self,
         *,
         events: _builtins.int = ...,
+        check_health: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_health", b"check_health", "events", b"events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
