@@ -222,6 +222,15 @@ def test_a_changed_definition_that_cannot_start_keeps_the_old_container_running(
             after = container()
             assert after[0] == "web" and len(after) == 3 and after[1] != before[1] and after[2] == "running", after
             assert _env(tmp_path / "data/web/env")["GREETING"] == "v2"
+            # an agent that died amid a replace left the old container set aside, running on the ports:
+            # the next converge removes it before it brings the service up (a deploy's stage-by-stage
+            # calls do not prune: they would have left it, and the new container could not bind its port)
+            agent_podman.remote("rename", "web", "web.old")
+            healed = await client.reconcile(with_ports([changed]), prune=False, stage_timeout_s=30)
+            assert healed.ok, healed.error
+            assert [(a.container, a.kind) for a in healed.actions] == [("web.old", "remove"), ("web", "create")]
+            assert container()[0] == "web" and len(container()) == 3, container()
+            assert agent_podman.http_get(port) == "hello from web\n"
 
     asyncio.run(scenario())
 

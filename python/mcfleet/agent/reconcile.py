@@ -20,7 +20,7 @@ from mcfleet.agent.health import wait_healthy
 from mcfleet.agent.podman_ops import Managed, Podman
 from mcfleet.agent.ports import take_ports
 from mcfleet.agent.registry import RUNNING, STOPPED, Entry, Registry
-from mcfleet.agent.spec import LABEL_HASH, ContainerSpec, container_specs
+from mcfleet.agent.spec import ASIDE, LABEL_HASH, ContainerSpec, container_specs
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.models import Service, Stage
 
@@ -242,6 +242,14 @@ class Reconciler:
             return outcome  # nothing registered: podman need not even be up
         try:
             existing = {m.name: m for m in await self.podman.in_thread(self.podman.list_managed)}
+            for name in [n for n in existing if n.endswith(ASIDE)]:
+                # A replace runs within one converge, under the lock: a set-aside container seen here was
+                # left by an agent that died amid one; it would hold its ports against its replacement.
+                await self.podman.in_thread(self.podman.remove, name)
+                service = _label(existing.pop(name), "service")
+                why = "left by a replace that did not finish"
+                outcome.actions.append(ContainerAction(service, "", name, "remove", why))
+                self.events.add("remove", f"{name}: {why}", service=service)
             plan = [(e, container_specs(e.service, e.ports)) for e in entries]
             if prune:
                 wanted = {spec.name for _, specs in plan for spec in specs}
@@ -360,11 +368,6 @@ class Reconciler:
             return f"and the previous {name} could not be put back ({exc.message}): it is down"
         self.events.add("restore", f"{name}: its previous definition kept", error=True)
         return f"{name} keeps {'running' if running else 'its state'} on its previous definition"
-
-
-# A changed container's old self is renamed to `<name>.old` while its replacement is made: a name no
-# declared container can have (mcfleet's names are letters, digits and '-').
-ASIDE = ".old"
 
 
 def _label(managed: Managed, key: str) -> str:

@@ -20,6 +20,9 @@ LABEL_SERVICE = "io.mcfleet.service"
 LABEL_COMPONENT = "io.mcfleet.component"
 LABEL_STAGE = "io.mcfleet.stage"
 LABEL_HASH = "io.mcfleet.spec-hash"
+# A changed container's old self is renamed to `<name>.old` while its replacement is made: a name no
+# declared container can have (mcfleet's names are letters, digits and '-').
+ASIDE = ".old"
 
 
 @dataclass(frozen=True)

@@ -62,8 +62,12 @@ def services_up(wanted: set[str], containers: list[Any], checks: dict[str, str] 
 
     A service is up when every container of it runs and passes its health check (`checks`: the
     agent's answer, container -> "" or why; None from an agent too old to check: running counts)."""
+    from mcfleet.agent.spec import ASIDE
+
     by_service: dict[str, list[Any]] = {}
     for c in containers:
+        if c.name.endswith(ASIDE):
+            continue  # the old container of a replace under way (removed at the agent's next converge)
         by_service.setdefault(c.labels.get("io.mcfleet.service", ""), []).append(c)
     failing = sorted(f"{name}: {why}" for name, why in (checks or {}).items() if why)
     sick = {c.name for c in containers if (checks or {}).get(c.name)}
