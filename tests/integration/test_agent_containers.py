@@ -187,9 +187,10 @@ def test_a_changed_definition_that_cannot_start_keeps_the_old_container_running(
     agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
 ) -> None:
     """A spec change whose new container podman cannot create (its volume cannot be made) or start (its
-    user does not exist) puts the old container back, running, under its name: the service stays up on
-    its previous definition (was: the old container was removed first, and the service was down until
-    the next good deploy).  A good change then replaces it and leaves no set-aside container."""
+    user does not exist), or that does not get healthy, puts the old container back, running, under its
+    name: the service stays up on its previous definition (was: the old container was removed first, and
+    the service was down until the next good deploy).  A good change then replaces it and leaves no
+    set-aside container."""
     agent = agent_runner.start(podman=agent_podman)
     web = web_service(tmp_path, "web", "services", agent_podman.image)
     not_a_dir = tmp_path / "a-file"
@@ -197,6 +198,11 @@ def test_a_changed_definition_that_cannot_start_keeps_the_old_container_running(
     cannot_create = web.model_copy(update={"components": [web.components[0].model_copy(
         update={"volumes": [*web.components[0].volumes, f"{not_a_dir}/data:/more"]})]})  # fmt: skip
     cannot_start = web_service(tmp_path, "web", "services", agent_podman.image, user="no-such-user")
+    empty = tmp_path / "empty-www"
+    empty.mkdir()
+    # serves an empty folder: its check's /index.html is a 404 (a health change alone recreates nothing)
+    never_healthy = web.model_copy(update={"components": [web.components[0].model_copy(
+        update={"volumes": [web.components[0].volumes[0], f"{empty}:/www:ro"]})]})  # fmt: skip
     changed = web_service(tmp_path, "web", "services", agent_podman.image, env=["GREETING=v2"])
 
     def container() -> list[str]:
@@ -210,8 +216,9 @@ def test_a_changed_definition_that_cannot_start_keeps_the_old_container_running(
             before = container()
             assert before[0] == "web" and before[-1] == "running", before
             port = {p.service: dict(p.ports) for p in first.ports}["web"]["web/0"]
-            for bad, why in ((cannot_create, "cannot create the data directory"), (cannot_start, "no-such-user")):
-                failed = await client.reconcile(with_ports([bad]), stage_timeout_s=30)
+            for bad, why in ((cannot_create, "cannot create the data directory"), (cannot_start, "no-such-user"),
+                             (never_healthy, "HTTP 404 from /index.html")):  # fmt: skip
+                failed = await client.reconcile(with_ports([bad]), stage_timeout_s=4)
                 assert not failed.ok and why in failed.error, failed.error
                 assert "web keeps running on its previous definition" in failed.error, failed.error
                 assert container() == before  # the same container, running, and no other

@@ -67,6 +67,9 @@ class Reconciler:
         # the whole stage timeout before the fix may even be sent.  The boot gives way only while it
         # waits on health checks, never amid a podman call.
         self._yield_boot = asyncio.Event()
+        # The current stage's replaced containers: name -> the old container, set aside (`<name>.old`)
+        # until the stage is healthy, then removed; put back if the stage does not get healthy.
+        self._asides: dict[str, Managed] = {}
 
     # ------------------------------------------------------------------ public operations
 
@@ -240,6 +243,7 @@ class Reconciler:
         outcome = Outcome()
         if not entries and not prune:
             return outcome  # nothing registered: podman need not even be up
+        self._asides = {}
         try:
             existing = {m.name: m for m in await self.podman.in_thread(self.podman.list_managed)}
             for name in [n for n in existing if n.endswith(ASIDE)]:
@@ -270,19 +274,52 @@ class Reconciler:
                 try:
                     await self._wait_stage(stage, to_wait, stage_timeout, yields=yields)
                 except TimeoutError as exc:
+                    kept = await self._put_back_asides(outcome)
                     later = sorted({e.service.name for e, _ in plan if Stage(e.service.stage).order > stage.order})
                     outcome.ok = False
-                    outcome.error = f"stage {stage.value} did not get healthy: {exc}" + (
-                        f"; not started: {', '.join(later)}" if later else ""
+                    outcome.error = (
+                        f"stage {stage.value} did not get healthy: {exc}"
+                        + (f"; {kept}" if kept else "")
+                        + (f"; not started: {', '.join(later)}" if later else "")
                     )
                     self.events.add("stage-failed", outcome.error, error=True, stage=stage.value)
                     return outcome
+                except Superseded:
+                    await self._drop_asides()  # the deploy it gave way to brings newer definitions
+                    raise
+                await self._drop_asides()
                 outcome.stages_healthy.append(stage.value)
                 self.events.add("stage-healthy", f"{len(to_wait)} container(s) healthy", stage=stage.value)
         except McfleetError as exc:
             outcome.ok, outcome.error = False, exc.message
             self.events.add("error", exc.message, error=True)
+            await self._drop_asides(quiet=True)  # the replacements that did start are kept
         return outcome
+
+    async def _drop_asides(self, *, quiet: bool = False) -> None:
+        """The stage's replacements stay: remove the old containers set aside for them."""
+        asides, self._asides = self._asides, {}
+        for name in asides:
+            try:
+                await self.podman.in_thread(self.podman.remove, name + ASIDE)
+            except McfleetError:
+                if not quiet:
+                    raise
+                # left for the next converge, which removes it first
+
+    async def _put_back_asides(self, outcome: Outcome) -> str:
+        """The stage did not get healthy: every container it replaced gets its old self back (a bad
+        definition, e.g. an env value the program rejects, keeps the service running on the one
+        before).  What was put back, for the error."""
+        asides, self._asides = self._asides, {}
+        said = []
+        for name, old in sorted(asides.items()):
+            said.append(await self._put_back(name, running=old.state == "running", start=old.state == "running"))
+            outcome.actions.append(
+                ContainerAction(_label(old, "service"), _label(old, "component"), name, "restore",
+                                "the new definition did not get healthy: the previous one put back")
+            )  # fmt: skip
+        return "; ".join(said)
 
     async def _converge_stage(
         self, staged: list[tuple[Entry, list[ContainerSpec]]], existing: dict[str, Managed], outcome: Outcome
@@ -335,10 +372,10 @@ class Reconciler:
     async def _replace(self, spec: ContainerSpec, old: Managed, outcome: Outcome) -> None:
         """A changed definition: the new container is made beside the old one, renamed aside, which
         keeps running until the new one is created and is stopped only for it to start (they publish
-        the same ports); it is removed once the new one has started.  A create or start that fails
-        (a volume that cannot be made, an unknown user) puts the old container back under its name,
-        as it was: the service keeps running on its previous definition (was: removed first, so the
-        service was down until the next good deploy)."""
+        the same ports); it is removed once the stage is healthy.  A create or start that fails (a
+        volume that cannot be made, an unknown user), or a stage that does not get healthy, puts the
+        old container back under its name, as it was: the service keeps running on its previous
+        definition (was: removed first, so the service was down until the next good deploy)."""
         podman, aside = self.podman, spec.name + ASIDE
         await podman.in_thread(podman.remove, aside)  # left by an agent that died amid a replace
         await podman.in_thread(podman.rename, spec.name, aside)
@@ -352,7 +389,7 @@ class Reconciler:
         except McfleetError as exc:
             kept = await self._put_back(spec.name, running=old.state == "running", start=stopped)
             raise type(exc)(f"{exc.message}; {kept}", hint=exc.hint) from exc
-        await podman.in_thread(podman.remove, aside)
+        self._asides[spec.name] = old
         self._act(outcome, spec, "recreate", "spec changed")
 
     async def _put_back(self, name: str, *, running: bool, start: bool) -> str:
