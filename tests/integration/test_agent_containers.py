@@ -222,6 +222,9 @@ def test_a_changed_definition_that_cannot_start_keeps_the_old_container_running(
                 assert not failed.ok and why in failed.error, failed.error
                 assert "web keeps running on its previous definition" in failed.error, failed.error
                 assert container() == before  # the same container, running, and no other
+                # and the registry holds the definition that runs (the agent's next boot brings it up)
+                [registered] = (await client.facts(events=0))["registry"]
+                assert registered["spec"] == web.model_dump(mode="json", by_alias=True, exclude={"files"})
                 assert agent_podman.http_get(port) == "hello from web\n"
             good = await client.reconcile(with_ports([changed]), stage_timeout_s=30)
             assert good.ok, good.error

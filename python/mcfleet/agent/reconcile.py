@@ -70,6 +70,9 @@ class Reconciler:
         # The current stage's replaced containers: name -> the old container, set aside (`<name>.old`)
         # until the stage is healthy, then removed; put back if the stage does not get healthy.
         self._asides: dict[str, Managed] = {}
+        # During a ReconcileServices call: each service's registry entry before it (what a container put
+        # back runs, so the registry is restored with it: the next boot brings that definition up).
+        self._previous: dict[str, Entry] = {}
 
     # ------------------------------------------------------------------ public operations
 
@@ -100,7 +103,11 @@ class Reconciler:
             # registered service (one whose own deploy failed: a missing image) must not fail the call.
             asked = {e.name for e in entries}
             todo = [e for e in self.registry.entries() if prune or e.name in asked]
-            outcome = await self._converge(todo, prune=prune, stage_timeout=stage_timeout)
+            self._previous = {e.name: e for e in registered}
+            try:
+                outcome = await self._converge(todo, prune=prune, stage_timeout=stage_timeout)
+            finally:
+                self._previous = {}
             outcome.ports = {e.name: e.ports for e in entries}
             return outcome
 
@@ -314,7 +321,7 @@ class Reconciler:
         asides, self._asides = self._asides, {}
         said = []
         for name, old in sorted(asides.items()):
-            said.append(await self._put_back(name, running=old.state == "running", start=old.state == "running"))
+            said.append(await self._put_back(name, old, start=old.state == "running"))
             outcome.actions.append(
                 ContainerAction(_label(old, "service"), _label(old, "component"), name, "restore",
                                 "the new definition did not get healthy: the previous one put back")
@@ -387,14 +394,14 @@ class Reconciler:
                 await podman.in_thread(podman.stop, aside)
             await podman.in_thread(podman.start, spec.name)
         except McfleetError as exc:
-            kept = await self._put_back(spec.name, running=old.state == "running", start=stopped)
+            kept = await self._put_back(spec.name, old, start=stopped)
             raise type(exc)(f"{exc.message}; {kept}", hint=exc.hint) from exc
         self._asides[spec.name] = old
         self._act(outcome, spec, "recreate", "spec changed")
 
-    async def _put_back(self, name: str, *, running: bool, start: bool) -> str:
-        """The old container back under its name (started again if it was stopped for its replacement);
-        what became of it, for the error."""
+    async def _put_back(self, name: str, old: Managed, *, start: bool) -> str:
+        """The old container back under its name (started again if it was stopped for its replacement),
+        and its service's registry entry as it was before this call; what became of it, for the error."""
         podman = self.podman
         try:
             await podman.in_thread(podman.remove, name)
@@ -403,8 +410,11 @@ class Reconciler:
                 await podman.in_thread(podman.start, name)
         except McfleetError as exc:
             return f"and the previous {name} could not be put back ({exc.message}): it is down"
+        previous = self._previous.get(_label(old, "service"))
+        if previous is not None:
+            self.registry.upsert([previous])
         self.events.add("restore", f"{name}: its previous definition kept", error=True)
-        return f"{name} keeps {'running' if running else 'its state'} on its previous definition"
+        return f"{name} keeps {'running' if old.state == 'running' else 'its state'} on its previous definition"
 
 
 def _label(managed: Managed, key: str) -> str:
