@@ -268,3 +268,41 @@ def test_facts_can_run_each_running_containers_health_check_now(
             assert (await client.facts(events=0, check_health=True))["checks"] == {"web": checks["web"]}
 
     asyncio.run(scenario())
+
+
+def test_a_stage_that_fails_puts_back_every_container_it_replaced(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
+) -> None:
+    """Two containers of one service both change; one cannot be created (its volume cannot be made). The
+    other was replaced meanwhile: it goes back too, so the service runs one definition, the previous one,
+    which is also the one its registry holds (was: the new one kept running beside the old one)."""
+    agent = agent_runner.start(podman=agent_podman)
+    base = web_service(tmp_path, "pair", "services", agent_podman.image)
+    one = base.components[0]
+    pair = base.model_copy(update={"components": [one.model_copy(update={"name": "a"}),
+                                                  one.model_copy(update={"name": "b"})]})  # fmt: skip
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    changed = base.model_copy(update={"components": [
+        one.model_copy(update={"name": "a", "env": ["GREETING=v2"]}),
+        one.model_copy(update={"name": "b", "volumes": [*one.volumes, f"{not_a_dir}/data:/more"]}),
+    ]})  # fmt: skip
+
+    def ids() -> list[str]:
+        names = sorted(agent_podman.remote("ps", "-a", "--format", "{{.Names}}").split())
+        return [*names, *agent_podman.remote("inspect", "--format", "{{.Id}} {{.State.Status}}", *names).split()]
+
+    async def scenario() -> None:
+        async with AgentClient(str(agent.socket)) as client:
+            first = await client.reconcile(with_ports([pair]), stage_timeout_s=30)
+            assert first.ok, first.error
+            before = ids()
+            assert before[:2] == ["pair-a", "pair-b"] and before.count("running") == 2, before
+            failed = await client.reconcile(with_ports([changed]), stage_timeout_s=30)
+            assert not failed.ok and "cannot create the data directory" in failed.error, failed.error
+            assert "pair-a keeps running on its previous definition" in failed.error, failed.error
+            assert ids() == before
+            [registered] = (await client.facts(events=0))["registry"]
+            assert registered["spec"] == pair.model_dump(mode="json", by_alias=True, exclude={"files"})
+
+    asyncio.run(scenario())

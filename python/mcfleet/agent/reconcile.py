@@ -21,7 +21,7 @@ from mcfleet.agent.podman_ops import Managed, Podman
 from mcfleet.agent.ports import take_ports
 from mcfleet.agent.registry import RUNNING, STOPPED, Entry, Registry
 from mcfleet.agent.spec import ASIDE, LABEL_HASH, ContainerSpec, container_specs
-from mcfleet.errors import McfleetError
+from mcfleet.errors import McfleetError, PeerError
 from mcfleet.fleet.models import Service, Stage
 
 T = TypeVar("T")
@@ -292,15 +292,16 @@ class Reconciler:
                     self.events.add("stage-failed", outcome.error, error=True, stage=stage.value)
                     return outcome
                 except Superseded:
-                    await self._drop_asides()  # the deploy it gave way to brings newer definitions
+                    await self._drop_asides(quiet=True)  # the deploy it gave way to brings newer definitions
                     raise
                 await self._drop_asides()
                 outcome.stages_healthy.append(stage.value)
                 self.events.add("stage-healthy", f"{len(to_wait)} container(s) healthy", stage=stage.value)
         except McfleetError as exc:
-            outcome.ok, outcome.error = False, exc.message
-            self.events.add("error", exc.message, error=True)
-            await self._drop_asides(quiet=True)  # the replacements that did start are kept
+            # a container of the stage could not be made: what the stage replaced goes back with it
+            kept = await self._put_back_asides(outcome)
+            outcome.ok, outcome.error = False, exc.message + (f"; {kept}" if kept else "")
+            self.events.add("error", outcome.error, error=True)
         return outcome
 
     async def _drop_asides(self, *, quiet: bool = False) -> None:
@@ -315,16 +316,16 @@ class Reconciler:
                 # left for the next converge, which removes it first
 
     async def _put_back_asides(self, outcome: Outcome) -> str:
-        """The stage did not get healthy: every container it replaced gets its old self back (a bad
-        definition, e.g. an env value the program rejects, keeps the service running on the one
-        before).  What was put back, for the error."""
+        """The stage failed (not healthy, or a container of it could not be made): every container it
+        replaced gets its old self back (a bad definition, e.g. an env value the program rejects,
+        keeps the service running on the one before).  What was put back, for the error."""
         asides, self._asides = self._asides, {}
         said = []
         for name, old in sorted(asides.items()):
             said.append(await self._put_back(name, old, start=old.state == "running"))
             outcome.actions.append(
                 ContainerAction(_label(old, "service"), _label(old, "component"), name, "restore",
-                                "the new definition did not get healthy: the previous one put back")
+                                "the stage failed: the previous definition put back")
             )  # fmt: skip
         return "; ".join(said)
 
@@ -395,7 +396,7 @@ class Reconciler:
             await podman.in_thread(podman.start, spec.name)
         except McfleetError as exc:
             kept = await self._put_back(spec.name, old, start=stopped)
-            raise type(exc)(f"{exc.message}; {kept}", hint=exc.hint) from exc
+            raise PeerError(f"{exc.message}; {kept}", location=exc.location, hint=exc.hint) from exc
         self._asides[spec.name] = old
         self._act(outcome, spec, "recreate", "spec changed")
 
@@ -409,7 +410,7 @@ class Reconciler:
             if start:
                 await podman.in_thread(podman.start, name)
         except McfleetError as exc:
-            return f"and the previous {name} could not be put back ({exc.message}): it is down"
+            return f"the previous {name} could not be put back ({exc.message}): it is down"
         previous = self._previous.get(_label(old, "service"))
         if previous is not None:
             self.registry.upsert([previous])
