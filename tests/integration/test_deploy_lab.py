@@ -112,9 +112,35 @@ def test_apply_deploys_replans_clean_bumps_one_image_and_removes_a_service_keepi
     assert after["db"]["id"] == before["db"]["id"]  # untouched
     assert after["hello"]["id"] != before["hello"]["id"] and after["hello"]["image"] == hello2
     assert answer(fleet, name, host_port(fleet, name, "hello")) == "hello 2 port=8080\n"
+    a_definition_that_cannot_start_keeps_the_previous_one(fleet, name, root, agent_bundle, hello2)
 
     remove_db_keeping_its_volume(fleet, name, root, agent_bundle)
     recover_hello(fleet, name, root)
+
+
+def a_definition_that_cannot_start_keeps_the_previous_one(
+    fleet: Nodes, name: str, root: str, agent_bundle: Path, image: str
+) -> None:
+    """An unknown user: podman cannot start the new container; the old one is put back and answers (was:
+    removed first, hello down until the next good deploy).  Rootless podman's port forwarder of the failed
+    start outlives it for seconds: the put-back start waits for the port."""
+    running = containers(fleet, name)["hello"]["id"]
+    bad = service("hello", "services", image)
+    bad["components"][0]["user"] = "nosuchuser"
+    write_service(fleet, name, bad)
+    failed = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json")
+    assert failed.code == 1, failed.stdout + failed.stderr
+    deploy = failed.phase(name, "deploy")
+    assert deploy["status"] == "failed" and "unable to find user nosuchuser" in deploy["message"], deploy
+    assert deploy["message"].endswith("hello keeps running on its previous definition"), deploy
+    assert containers(fleet, name)["hello"] == {"id": running, "image": image, "state": "running"}
+    assert answer(fleet, name, host_port(fleet, name, "hello")) == "hello 2 port=8080\n"
+    _code, data = plan(root)  # the agent's registry holds what runs: the plan names the change
+    [again] = [a for a in data["actions"] if a["phase"] == "deploy"]
+    assert again["kind"] == "replace" and 'components[0].user: null → "nosuchuser"' in again["reason"], again
+    write_service(fleet, name, service("hello", "services", image))
+    code, data = plan(root, "--detailed-exitcode")
+    assert code == 0, data["actions"]
 
 
 def remove_db_keeping_its_volume(fleet: Nodes, name: str, root: str, agent_bundle: Path) -> None:
