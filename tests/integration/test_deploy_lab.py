@@ -112,18 +112,19 @@ def test_apply_deploys_replans_clean_bumps_one_image_and_removes_a_service_keepi
     assert after["db"]["id"] == before["db"]["id"]  # untouched
     assert after["hello"]["id"] != before["hello"]["id"] and after["hello"]["image"] == hello2
     assert answer(fleet, name, host_port(fleet, name, "hello")) == "hello 2 port=8080\n"
-    a_definition_that_cannot_start_keeps_the_previous_one(fleet, name, root, agent_bundle, hello2)
+    a_definition_that_cannot_start_or_get_healthy_keeps_the_previous_one(fleet, name, root, agent_bundle, hello2)
 
     remove_db_keeping_its_volume(fleet, name, root, agent_bundle)
     recover_hello(fleet, name, root)
 
 
-def a_definition_that_cannot_start_keeps_the_previous_one(
+def a_definition_that_cannot_start_or_get_healthy_keeps_the_previous_one(
     fleet: Nodes, name: str, root: str, agent_bundle: Path, image: str
 ) -> None:
     """An unknown user: podman cannot start the new container; the old one is put back and answers (was:
     removed first, hello down until the next good deploy).  Rootless podman's port forwarder of the failed
-    start outlives it for seconds: the put-back start waits for the port."""
+    start outlives it for seconds: the put-back start waits for the port.  A definition that starts and
+    never gets healthy is put back too, after `--stage-timeout`."""
     running = containers(fleet, name)["hello"]["id"]
     bad = service("hello", "services", image)
     bad["components"][0]["user"] = "nosuchuser"
@@ -138,6 +139,20 @@ def a_definition_that_cannot_start_keeps_the_previous_one(
     _code, data = plan(root)  # the agent's registry holds what runs: the plan names the change
     [again] = [a for a in data["actions"] if a["phase"] == "deploy"]
     assert again["kind"] == "replace" and 'components[0].user: null → "nosuchuser"' in again["reason"], again
+    # started, never healthy (it listens nowhere): with --stage-timeout 5 (the agent's own is 120 s) the
+    # apply fails in seconds, and hello is put back on its previous definition once more
+    asleep = service("hello", "services", image)
+    asleep["components"][0]["cmd"] = ["sleep", "600"]
+    write_service(fleet, name, asleep)
+    began = time.monotonic()
+    unhealthy = cli("apply", root, "--on", name, "--stage-timeout", "5", "--bundle", str(agent_bundle), "--json")
+    took = time.monotonic() - began
+    assert unhealthy.code == 1 and took < 60, (took, unhealthy.stdout + unhealthy.stderr)
+    deploy = unhealthy.phase(name, "deploy")
+    assert deploy["message"].startswith("stage services did not get healthy: hello not healthy (http check)"), deploy
+    assert deploy["message"].endswith("hello keeps running on its previous definition"), deploy
+    assert containers(fleet, name)["hello"] == {"id": running, "image": image, "state": "running"}
+    assert answer(fleet, name, host_port(fleet, name, "hello")) == "hello 2 port=8080\n"
     write_service(fleet, name, service("hello", "services", image))
     code, data = plan(root, "--detailed-exitcode")
     assert code == 0, data["actions"]

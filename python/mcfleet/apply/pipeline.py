@@ -101,6 +101,7 @@ class ApplyOptions:
     fail_fast: bool = False
     activate: ActivateOptions = field(default_factory=ActivateOptions)
     nixos_goal: str = "switch"  # switch-to-configuration goal on NixOS hosts: switch, boot, test, dry-activate
+    stage_timeout: float = 0.0  # seconds a deploy's boot stage may take to get healthy; 0: the agent's default
     limits: Limits = field(default_factory=Limits)
 
 
@@ -230,8 +231,9 @@ class Pipeline:
             check = probe_ready(node, w.entry.host, first.value) if w.agent else probe(node, w.entry.host)
             state = await self._phase(w, first, check)
             ctx = ApplyContext(
-                self.loaded, w.entry, node, w.desired, state.manifest or Manifest(), {"stage_gate": self.stages}
-            )
+                self.loaded, w.entry, node, w.desired, state.manifest or Manifest(),
+                {"stage_gate": self.stages, "stage_timeout": self.options.stage_timeout},
+            )  # fmt: skip
             if w.provision:
                 await self._provision(w, node, ctx)
             if w.agent and art is not None and art.store_path is not None:

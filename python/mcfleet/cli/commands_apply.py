@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
-from mcfleet.cli.options import CONNECT, DEADMAN, HEALTH, PARALLEL, agent_pex
+from mcfleet.cli.options import CONNECT, DEADMAN, HEALTH, PARALLEL, STAGE_TIMEOUT, agent_pex
 from mcfleet.cli.state import STATE
 from mcfleet.cli.targets import ON_OPT, YES_OPT, confirm_hosts, one_host, selected
 from mcfleet.errors import FleetInvalid, InputError, McfleetError, Refused
@@ -50,7 +50,7 @@ GOALS = ("switch", "test", "boot", "dry-activate")
 
 def session_options(
     *, command: str, json_out: bool, fail_fast: bool, bundle: Path | None, health: float, deadman: int, parallel: int,
-    connect: float, goal: str = "switch",
+    connect: float, goal: str = "switch", stage_timeout: float = 0.0,
 ) -> SessionOptions:  # fmt: skip
     if goal not in GOALS:
         raise InputError(f"--goal {goal!r} is not one of {', '.join(GOALS)}", location="--goal",
@@ -75,6 +75,7 @@ def session_options(
             activate=ActivateOptions(health_timeout=health, deadman_s=deadman),
             nixos_goal=goal,
             limits=Limits(push=parallel, activate=parallel, steps=parallel),
+            stage_timeout=stage_timeout,
         ),
         ssh=SshOptions(connect_timeout=connect),
         bundle=bundle.resolve() if bundle else None,
@@ -165,6 +166,7 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
     parallel: int = PARALLEL,
     connect_timeout: float = CONNECT,
     goal: str = GOAL,
+    stage_timeout: float = STAGE_TIMEOUT,
 ) -> None:
     """Converge the selected hosts: build, push, activate (health check, rollback), then the later steps.
 
@@ -184,13 +186,15 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
       mcfleet apply --on orion --override 'orion:user mcp'
 
       mcfleet apply --on rift --goal test        # NixOS: activate, but keep the boot default
+
+      mcfleet apply --on svc --stage-timeout 30  # a definition not healthy in 30 s is put back
     """
     from mcfleet.apply.planwork import Override
     from mcfleet.plan.saved import load_plan, read_plan
 
     overrides = [Override.parse(o) for o in override]
     opts = dict(json_out=json_out, fail_fast=fail_fast, bundle=bundle, health=health_timeout, deadman=confirm_timeout,
-                parallel=parallel, connect=connect_timeout, goal=goal)  # fmt: skip
+                parallel=parallel, connect=connect_timeout, goal=goal, stage_timeout=stage_timeout)  # fmt: skip
     if target is not None and not target.exists():  # else the loader's "no fleet.json in plan.json"
         raise InputError(
             "no such plan file (nor fleet folder)",
@@ -224,6 +228,7 @@ def deploy(  # noqa: PLR0917
     health_timeout: float = HEALTH,
     confirm_timeout: int = DEADMAN,
     goal: str = GOAL,
+    stage_timeout: float = STAGE_TIMEOUT,
 ) -> None:
     """Validate, plan and apply one host: what `nix run .#deploy -- HOST` runs.
 
@@ -242,7 +247,7 @@ def deploy(  # noqa: PLR0917
     overrides = [Override.parse(o) for o in override]
     opts = session_options(command=f"deploy {host}", json_out=json_out, fail_fast=False, bundle=bundle,
                            health=health_timeout, deadman=confirm_timeout, parallel=1, connect=10.0,
-                           goal=goal)  # fmt: skip
+                           goal=goal, stage_timeout=stage_timeout)  # fmt: skip
     run_session(loaded, opts, lambda s: s.plan_and_apply(names, overrides))
 
 

@@ -60,6 +60,14 @@ DEADMAN = typer.Option(
 PARALLEL = typer.Option(
     4, "--parallel", min=1, help="Hosts pushed, activated, or in a cert/DNS/route step at once (deploy: by stage)."
 )
+STAGE_TIMEOUT = typer.Option(
+    0.0,
+    "--stage-timeout",
+    min=0.0,
+    max=3600.0,
+    help="Seconds each boot stage of a deploy may take to get healthy (0: the agent's own, 120 s); a changed "
+    "definition that does not is put back on the previous one.",
+)
 COMMAND_TIMEOUT = typer.Option(
     0.0, "--timeout", callback=zero_or_more, help="Seconds per host before giving up (0: no limit)."
 )

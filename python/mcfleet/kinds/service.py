@@ -307,7 +307,7 @@ class ServiceKind:
 
     async def _remove(self, ctx: ApplyContext, client: AgentClient, actions: list[Action]) -> Outcome:
         wanted = [(s.spec, s.ports) for s in ctx.desired.services.values() if s.spec is not None]
-        result = await client.reconcile(wanted, prune=True)
+        result = await client.reconcile(wanted, prune=True, stage_timeout_s=ctx.data.get("stage_timeout") or 0.0)
         if not result.ok:
             return Outcome("failed", result.error)
         ctx.data["pruned"] = True
@@ -338,8 +338,11 @@ class ServiceKind:
                 continue
             upto = [(s.spec, s.ports) for s in wanted if Stage(s.stage).order <= stage.order and s.spec]
             starting = ", ".join(s.name for s in wanted if s.stage == stage)
+            within = ctx.data.get("stage_timeout") or 0.0
             result = await _heartbeat(
-                client.reconcile(upto, prune=False), ctx.data.get("progress"), f"stage {stage}: {starting} starting"
+                client.reconcile(upto, prune=False, stage_timeout_s=within),
+                ctx.data.get("progress"),
+                f"stage {stage}: {starting} starting",
             )
             done = [f"{a.kind} {a.container}" for a in result.actions if a.kind not in ("unchanged", "start")]
             changed = changed or bool(done)
