@@ -306,3 +306,59 @@ def test_a_stage_that_fails_puts_back_every_container_it_replaced(
             assert registered["spec"] == pair.model_dump(mode="json", by_alias=True, exclude={"files"})
 
     asyncio.run(scenario())
+
+
+def test_a_boot_that_gives_way_to_a_deploy_puts_back_what_it_replaced(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
+) -> None:
+    """The registry holds a definition the container does not run (an agent stopped between writing its
+    registry and converging).  At the next start the boot replaces the container and waits on a check that
+    never passes; a deploy arrives and the boot gives way, putting the old container back first.  So a
+    deploy that then fails leaves the old container running (was: the boot's unhealthy replacement)."""
+    from mcfleet.agent.registry import Entry, Registry
+
+    good = web_service(tmp_path, "web", "services", agent_podman.image)
+    empty = tmp_path / "empty-www"
+    empty.mkdir()
+    never = good.model_copy(update={"components": [good.components[0].model_copy(
+        update={"volumes": [good.components[0].volumes[0], f"{empty}:/www:ro"]})]})  # fmt: skip
+    cannot_start = web_service(tmp_path, "web", "services", agent_podman.image, user="no-such-user")
+    first = agent_runner.start(podman=agent_podman, name="giveway")
+
+    async def deploy_good() -> int:
+        async with AgentClient(str(first.socket)) as client:
+            done = await client.reconcile(with_ports([good]), stage_timeout_s=30)
+            assert done.ok, done.error
+            return {p.service: dict(p.ports) for p in done.ports}["web"]["web/0"]
+
+    port = asyncio.run(deploy_good())
+    running = agent_podman.remote("inspect", "--format", "{{.Id}}", "web").strip()
+    first.stop()
+    registry = Registry(agent_runner.base / "giveway.db")
+    [(service, ports)] = with_ports([never])
+    registry.upsert([Entry(service, ports)])
+    registry.close()
+    again = agent_runner.start("--stage-timeout", "120", podman=agent_podman, name="giveway")
+
+    async def deploy_while_the_boot_waits() -> tuple[dict[str, object], str]:
+        async with AgentClient(str(again.socket)) as client:
+            for _ in range(200):  # the boot has replaced web and waits on its check
+                facts = await client.facts(events=0)
+                names = {c["name"] for c in facts["containers"]}
+                if facts["boot"]["state"] == "running" and "web.old" in names:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"the boot did not replace web: {facts['boot']}, {names}")
+            failed = await client.reconcile(with_ports([cannot_start]), prune=False, stage_timeout_s=30)
+            assert not failed.ok and "no-such-user" in failed.error, failed.error
+            boot: dict[str, object] = (await client.facts(events=0))["boot"]
+            return boot, failed.error
+
+    boot, error = asyncio.run(deploy_while_the_boot_waits())
+    assert boot["state"] == "superseded", boot
+    assert error.endswith("web keeps running on its previous definition"), error
+    assert agent_podman.remote("ps", "-a", "--format", "{{.Names}}").split() == ["web"]
+    assert agent_podman.remote("inspect", "--format", "{{.Id}} {{.State.Status}}", "web").split() == [
+        running, "running"]  # fmt: skip
+    assert agent_podman.http_get(port) == "hello from web\n"

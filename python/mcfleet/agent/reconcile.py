@@ -292,7 +292,9 @@ class Reconciler:
                     self.events.add("stage-failed", outcome.error, error=True, stage=stage.value)
                     return outcome
                 except Superseded:
-                    await self._drop_asides(quiet=True)  # the deploy it gave way to brings newer definitions
+                    # A replacement is kept only once its stage is healthy: the deploy the boot gave way
+                    # to starts from the containers as they were, and replaces them with its own checks.
+                    await self._put_back_asides(Outcome())
                     raise
                 await self._drop_asides()
                 outcome.stages_healthy.append(stage.value)
@@ -304,16 +306,11 @@ class Reconciler:
             self.events.add("error", outcome.error, error=True)
         return outcome
 
-    async def _drop_asides(self, *, quiet: bool = False) -> None:
-        """The stage's replacements stay: remove the old containers set aside for them."""
+    async def _drop_asides(self) -> None:
+        """The stage is healthy: its replacements stay, and the old containers set aside for them go."""
         asides, self._asides = self._asides, {}
         for name in asides:
-            try:
-                await self.podman.in_thread(self.podman.remove, name + ASIDE)
-            except McfleetError:
-                if not quiet:
-                    raise
-                # left for the next converge, which removes it first
+            await self.podman.in_thread(self.podman.remove, name + ASIDE)
 
     async def _put_back_asides(self, outcome: Outcome) -> str:
         """The stage failed (not healthy, or a container of it could not be made): every container it
