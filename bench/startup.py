@@ -3,10 +3,11 @@
 Each run is a fresh process (what a person or a script pays per call), timed wall-clock
 from spawn to exit.  The minimum is the figure that carries over between machines (the
 others add the noise of whatever else runs); the median and the child's CPU time are
-printed beside it, with the goal.  On a shared, loaded machine every figure grows; the
-second table is steadier: the import time Python itself reports (`-X importtime`, the sum
-of every module's self time, min of N runs), split by package, so a regression shows which
-import it came from.
+printed beside it, with the goal.  "floor: asyncssh" is what any asyncssh client imports
+before it connects (the bench's bare-SSH floor, and `plan`): plan's own share is the
+difference.  On a shared, loaded machine every figure grows; the second table is steadier:
+the import time Python itself reports (`-X importtime`, the sum of every module's self time,
+min of N runs), split by package, so a regression shows which import it came from.
 
     .venv/bin/python bench/startup.py            # 10 runs each
     .venv/bin/python bench/startup.py --runs 20 --json
@@ -121,6 +122,8 @@ def main() -> int:
         exe = [sys.executable, "-c", boot]
     root = Path(args.src).resolve().parent if args.src else ROOT
     todo: list[tuple[str, list[str], float | None]] = [("python -c pass", [sys.executable, "-c", "pass"], None)]
+    # What the bare-SSH floor imports before it connects: any asyncssh client pays it (plan's too).
+    todo.append(("floor: asyncssh", [sys.executable, "-c", "import asyncio, asyncssh"], None))
     todo += [(label, [*exe, *argv], goal) for label, argv, goal in cases(root)]
     path = f"import sys; sys.path.insert(0, {args.src!r})\n" if args.src else ""
     todo.append(("plan's imports", [sys.executable, "-c", f"{path}{PLAN_BOOT}import {PLAN_IMPORTS}"], 0.150))
