@@ -30,21 +30,31 @@ def test_a_backend_not_read_is_pointed_at_and_a_clean_host_has_no_note() -> None
 
 def test_a_running_container_that_fails_its_health_check_is_not_up_and_is_named() -> None:
     """SERVICES counted running containers: one that ran and answered 500 counted as up, and status
-    exited 0.  Now the agent's check decides; an agent too old to check leaves the running count."""
+    exited 0.  Now the agent's check decides; an agent too old to check leaves the running count.
+    NOTE names why a service is not up: its check, its container's state, or no container."""
     from mcfleet.cli.commands_status import services_up
     from mcfleet.observe.facts import ContainerFacts
 
     def c(name: str, service: str, state: str = "running") -> ContainerFacts:
         return ContainerFacts(name=name, image="i", state=state, labels={"io.mcfleet.service": service})
 
-    running = [c("web", "web"), c("api-app", "api"), c("api-db", "api"), c("old", "gone")]
+    running = [
+        c("web", "web"),
+        c("api-app", "api"),
+        c("api-db", "api"),
+        c("old", "gone"),
+        c("web.old", "web", "exited"),
+    ]
     assert services_up({"web", "api"}, running, None) == (2, [])
     assert services_up({"web", "api"}, running, {"web": "", "api-app": "", "api-db": ""}) == (2, [])
     sick = {"web": "", "api-app": "", "api-db": "tcp check: [Errno 111] Connect call failed"}
     assert services_up({"web", "api"}, running, sick) == (1, ["api-db: tcp check: [Errno 111] Connect call failed"])
-    assert services_up({"web", "api"}, [c("web", "web"), c("api-app", "api", "exited")], None) == (1, [])
-    assert services_up({"web", "api"}, [], None) == (0, [])
+    assert services_up({"web", "api"}, [c("web", "web"), c("api-app", "api", "exited")], None) == (
+        1,
+        ["api-app: exited"],
+    )
+    assert services_up({"web", "api"}, [], None) == (0, ["api: no container", "web: no container"])
     row = HostStatus("full1", True, agent_health="SERVING", services_up=1, services_total=2,
-                     unhealthy=("api-db: tcp check: refused",))  # fmt: skip
-    assert row.row()[4] == "1/2" and row.row()[6] == "unhealthy: api-db: tcp check: refused" and not row.ok
+                     not_up=("api-db: tcp check: refused",))  # fmt: skip
+    assert row.row()[4] == "1/2" and row.row()[6] == "not up: api-db: tcp check: refused" and not row.ok
     assert HostStatus("full1", True, agent_health="SERVING", services_up=2, services_total=2).ok

@@ -30,11 +30,13 @@ class HostStatus:
     changes: int = 0
     refused: int = 0
     note: str | None = None  # the first refusal, or a backend the plan could not read
-    unhealthy: tuple[str, ...] = ()  # "container: why" for each running container failing its health check
+    not_up: tuple[
+        str, ...
+    ] = ()  # why each declared service is not up: a container missing, stopped or failing its check
 
     @property
     def ok(self) -> bool:
-        healthy = not self.unhealthy
+        healthy = not self.not_up
         return self.reachable and self.agent_health == "SERVING" and not self.drift and not self.refused and healthy
 
     def as_dict(self) -> dict[str, Any]:
@@ -50,15 +52,16 @@ class HostStatus:
         if self.drift:
             drift += f" ({self.changes} change{'s' if self.changes != 1 else ''})"
         note = self.note
-        if self.unhealthy and not note:
-            first = self.unhealthy[0] if len(self.unhealthy[0]) <= 80 else self.unhealthy[0][:79] + "…"
-            more = f" (+{len(self.unhealthy) - 1} more)" if len(self.unhealthy) > 1 else ""
-            note = f"unhealthy: {first}{more}"
+        if self.not_up and not note:
+            first = self.not_up[0] if len(self.not_up[0]) <= 80 else self.not_up[0][:79] + "…"
+            more = f" (+{len(self.not_up) - 1} more)" if len(self.not_up) > 1 else ""
+            note = f"not up: {first}{more}"
         return [self.host, "yes", self.agent_version or "-", self.agent_health or "-", services, drift, note]
 
 
 def services_up(wanted: set[str], containers: list[Any], checks: dict[str, str] | None) -> tuple[int, list[str]]:
-    """How many of the wanted services are up, and each failing check ("container: why").
+    """How many of the wanted services are up, and why each other one is not: "hello: no container",
+    "hello: exited" (a container's state), "api-db: tcp check: …" (a failing check).
 
     A service is up when every container of it runs and passes its health check (`checks`: the
     agent's answer, container -> "" or why; None from an agent too old to check: running counts)."""
@@ -69,14 +72,17 @@ def services_up(wanted: set[str], containers: list[Any], checks: dict[str, str] 
         if c.name.endswith(ASIDE):
             continue  # the old container of a replace under way (removed at the agent's next converge)
         by_service.setdefault(c.labels.get("io.mcfleet.service", ""), []).append(c)
-    failing = sorted(f"{name}: {why}" for name, why in (checks or {}).items() if why)
-    sick = {c.name for c in containers if (checks or {}).get(c.name)}
-    up = [
-        s
-        for s in wanted
-        if by_service.get(s) and all(c.state == "running" and c.name not in sick for c in by_service[s])
-    ]
-    return len(up), failing
+    checks = checks or {}
+    up, why_not = 0, []
+    for service in sorted(wanted):
+        mine = by_service.get(service, [])
+        said = [f"{c.name}: {c.state}" for c in mine if c.state != "running"]
+        said += [f"{c.name}: {checks[c.name]}" for c in mine if c.state == "running" and checks.get(c.name)]
+        if not mine:
+            said = [f"{service}: no container"]
+        up += not said
+        why_not += said
+    return up, why_not
 
 
 def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostStatus]:
@@ -112,9 +118,9 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
         agent = by_host.get(name)
         wanted = {s.name for s in entry.services}
         up: int | None = None
-        unhealthy: list[str] = []
+        not_up: list[str] = []
         if item.containers is not None:
-            up, unhealthy = services_up(wanted, item.containers, checks.get(name))
+            up, not_up = services_up(wanted, item.containers, checks.get(name))
         actions = plan.for_host(name)
         changes = [a for a in actions if a.kind != "refuse"]
         rows.append(
@@ -129,7 +135,7 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
                 changes=len(changes),
                 refused=len(actions) - len(changes),
                 note=status_note(name, actions, plan),
-                unhealthy=tuple(unhealthy),
+                not_up=tuple(not_up),
             )
         )
     return rows
@@ -173,10 +179,10 @@ def status(
     """One table of the fleet: reachable, agent version and health, services up, drift.
 
     SERVICES counts the services whose containers all run and pass their health check, run
-    once now by the agent (NOTE names a failing one).  DRIFT is what `mcfleet plan` would
-    change on the host (yes/no and how many changes; "refused" when the plan has a refusal).
-    Read-only.  Exit 0 when every host is reachable, its agent serving, every service healthy
-    and nothing drifted, else 1.
+    once now by the agent (NOTE says why one is not up: its check, its container's state).
+    DRIFT is what `mcfleet plan` would change on the host (yes/no and how many changes;
+    "refused" when the plan has a refusal).  Read-only.  Exit 0 when every host is reachable,
+    its agent serving, every service up and nothing drifted, else 1.
 
     Examples:
 
