@@ -30,14 +30,13 @@ class HostStatus:
     changes: int = 0
     refused: int = 0
     note: str | None = None  # the first refusal, or a backend the plan could not read
-    not_up: tuple[
-        str, ...
-    ] = ()  # why each declared service is not up: a container missing, stopped or failing its check
+    # why each declared service is not up: no container, a container not running or failing its check
+    not_up: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        healthy = not self.not_up
-        return self.reachable and self.agent_health == "SERVING" and not self.drift and not self.refused and healthy
+        serving = self.reachable and self.agent_health == "SERVING"
+        return serving and not self.drift and not self.refused and not self.not_up
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
