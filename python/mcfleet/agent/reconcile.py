@@ -382,7 +382,7 @@ class Reconciler:
         old container back under its name, running: the service keeps its previous definition (was:
         removed first, so the service was down until the next good deploy)."""
         podman, aside = self.podman, spec.name + ASIDE
-        await podman.in_thread(podman.remove, aside)  # left by an agent that died amid a replace
+        # no `aside` can exist here: this converge removed any left by an agent that died amid a replace
         await podman.in_thread(podman.rename, spec.name, aside)
         try:
             await podman.in_thread(podman.create, spec)
