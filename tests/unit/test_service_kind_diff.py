@@ -193,3 +193,15 @@ def test_a_service_stopped_by_hand_says_so_and_how_to_keep_it_stopped() -> None:
                           '"active": false in hello.json keeps it stopped)')  # fmt: skip
     [plain] = _service_actions(d, "hello", hello, had, seen, old_spec=None)  # type: ignore[arg-type]
     assert plain.reason == "drift: hello is exited"
+
+
+def test_the_progress_line_names_what_a_stage_deploys_and_what_it_only_checks() -> None:
+    """A stage's other services are only checked again: the line no longer calls them all "starting"."""
+    from mcfleet.fleet.models import Stage
+    from mcfleet.kinds.service import stage_line
+
+    assert stage_line(Stage("services"), ["hello", "web", "api"], {"web"}) == (
+        "stage services: deploying web; checking hello, api"
+    )
+    assert stage_line(Stage("services"), ["hello"], {"hello"}) == "stage services: deploying hello"
+    assert stage_line(Stage("services"), ["hello", "web"], {"db"}) == "stage services: checking hello, web"

@@ -190,6 +190,17 @@ def _bind_refusal(d: DesiredHost, name: str, svc: DesiredService, addresses: lis
 HEARTBEAT_S = 10.0
 
 
+def stage_line(stage: Stage, names: list[str], changing: set[str]) -> str:
+    """What the deploy's progress line says of one stage: the services this apply changes are
+    deployed, the others (already as declared) only have their health checked again."""
+    deploying = [n for n in names if n in changing]
+    checking = [n for n in names if n not in changing]
+    said = ([f"deploying {', '.join(deploying)}"] if deploying else []) + (
+        [f"checking {', '.join(checking)}"] if checking else []
+    )
+    return f"stage {stage}: {'; '.join(said)}"
+
+
 async def _heartbeat(work: Awaitable[T], say: Callable[[str], None] | None, what: str) -> T:
     """Await `work`, saying every HEARTBEAT_S what it waits for and since when: the agent brings a
     stage up and waits for its health checks (up to its stage timeout, 120 s) in one silent call."""
@@ -303,7 +314,7 @@ class ServiceKind:
         async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
             if all(a.kind == "delete" for a in actions):
                 return await self._remove(ctx, client, actions)
-            return await self._deploy(ctx, client)
+            return await self._deploy(ctx, client, {a.subject.removeprefix("service ") for a in actions})
 
     async def _remove(self, ctx: ApplyContext, client: AgentClient, actions: list[Action]) -> Outcome:
         wanted = [(s.spec, s.ports) for s in ctx.desired.services.values() if s.spec is not None]
@@ -315,7 +326,7 @@ class ServiceKind:
         gone = ", ".join(a.subject.removeprefix("service ") for a in actions)
         return Outcome("changed", f"removed {gone} ({', '.join(removed) or 'no containers left'}); volumes kept")
 
-    async def _deploy(self, ctx: ApplyContext, client: AgentClient) -> Outcome:
+    async def _deploy(self, ctx: ApplyContext, client: AgentClient, changing: set[str]) -> Outcome:
         gate: StageGate | None = ctx.data.get("stage_gate")
         host = ctx.entry.host.name
         wanted = sorted(
@@ -337,12 +348,11 @@ class ServiceKind:
                     await gate.done(host, stage)
                 continue
             upto = [(s.spec, s.ports) for s in wanted if Stage(s.stage).order <= stage.order and s.spec]
-            starting = ", ".join(s.name for s in wanted if s.stage == stage)
             within = ctx.data.get("stage_timeout") or 0.0
             result = await _heartbeat(
                 client.reconcile(upto, prune=False, stage_timeout_s=within),
                 ctx.data.get("progress"),
-                f"stage {stage}: {starting} starting",
+                stage_line(stage, [s.name for s in wanted if s.stage == stage], changing),
             )
             done = [f"{a.kind} {a.container}" for a in result.actions if a.kind not in ("unchanged", "start")]
             changed = changed or bool(done)
