@@ -66,3 +66,26 @@ def test_the_records_leave_the_node_at_once_after_the_last_probe(tmp_path: Path)
     framed = read_framed(out.decode())
     assert framed.complete
     assert parse_facts("local", out.decode(), agent_path=inp.agent_path).os_id is not None
+
+
+def test_a_base64_without_the_wrap_option_gives_the_same_facts(tmp_path: Path) -> None:
+    """The script encodes with `base64 -w 0` where base64 takes it, else with `base64 | tr -d '\\n'`:
+    the same records either way (a base64 refusing -w is put first on PATH here)."""
+    real = subprocess.run(["sh", "-c", "command -v base64"], capture_output=True, text=True, check=True).stdout.strip()
+    bare = tmp_path / "base64"
+    bare.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = -w ] && exit 1; done\nexec {real} "$@"\n')
+    bare.chmod(0o755)
+    inp = ScriptInputs(
+        users=("root",), uids=(0,), gids=(0,), agent_path="/nonexistent/agent", agent_unit="none.service"
+    )
+    script = facts_script(inp)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+
+    def facts_text(env: dict[str, str]) -> str:
+        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=30, check=True)
+        assert read_framed(done.stdout).complete
+        assert len(done.stdout.splitlines()) > 20  # one record per probe: no value wrapped onto a line of its own
+        return done.stdout
+
+    assert facts_text(env) == facts_text(dict(os.environ))
+    assert parse_facts("local", facts_text(env), agent_path=inp.agent_path).os_id is not None
