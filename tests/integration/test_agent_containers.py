@@ -245,6 +245,37 @@ def test_a_changed_definition_that_cannot_start_keeps_the_old_container_running(
     asyncio.run(scenario())
 
 
+def test_a_changed_health_check_that_does_not_pass_keeps_the_previous_definition(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
+) -> None:
+    """Only the health check changes (to a 404): the container is not touched, and when the stage does not
+    get healthy the registry gets the previous definition back (was: the new one stayed, so `status` called
+    a serving service down by a check it never passed, the plan could not say what changed, and the next
+    boot waited on the failing check)."""
+    agent = agent_runner.start(podman=agent_podman)
+    web = web_service(tmp_path, "web", "services", agent_podman.image)
+    missing = {"kind": "http", "port": 8080, "path": "/missing.html", "timeout_s": 2}
+    bad_check = web_service(tmp_path, "web", "services", agent_podman.image, health=missing)
+
+    def container() -> list[str]:
+        return agent_podman.remote("inspect", "--format", "{{.Id}} {{.State.Status}}", "web").split()
+
+    async def scenario() -> None:
+        async with AgentClient(str(agent.socket)) as client:
+            first = await client.reconcile(with_ports([web]), stage_timeout_s=30)
+            assert first.ok, first.error
+            before = container()
+            failed = await client.reconcile(with_ports([bad_check]), prune=False, stage_timeout_s=4)
+            assert not failed.ok and "HTTP 404 from /missing.html" in failed.error, failed.error
+            assert "web keeps its previous definition" in failed.error, failed.error
+            assert container() == before and before[-1] == "running"
+            [registered] = (await client.facts(events=0))["registry"]
+            assert registered["spec"] == web.model_dump(mode="json", by_alias=True, exclude={"files"})
+            assert (await client.facts(events=0, check_health=True))["checks"] == {"web": ""}
+
+    asyncio.run(scenario())
+
+
 def test_facts_can_run_each_running_containers_health_check_now(
     agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
 ) -> None:

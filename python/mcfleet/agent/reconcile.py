@@ -251,6 +251,7 @@ class Reconciler:
         if not entries and not prune:
             return outcome  # nothing registered: podman need not even be up
         self._asides = {}
+        current: list[Entry] = []  # the services of the stage being converged
         try:
             existing = {m.name: m for m in await self.podman.in_thread(self.podman.list_managed)}
             for name in [n for n in existing if n.endswith(ASIDE)]:
@@ -275,13 +276,14 @@ class Reconciler:
                 staged = [(e, specs) for e, specs in plan if e.service.stage == stage]
                 if not staged:
                     continue
+                current = [e for e, _ in staged]
                 self.boot.stage = stage.value
                 self.events.add("stage-start", f"starting {len(staged)} service(s)", stage=stage.value)
                 to_wait = await self._converge_stage(staged, existing, outcome)
                 try:
                     await self._wait_stage(stage, to_wait, stage_timeout, yields=yields)
                 except TimeoutError as exc:
-                    kept = await self._put_back_asides(outcome)
+                    kept = _joined(await self._put_back_asides(outcome), self._keep_previous_entries(current))
                     later = sorted({e.service.name for e, _ in plan if Stage(e.service.stage).order > stage.order})
                     outcome.ok = False
                     outcome.error = (
@@ -301,7 +303,7 @@ class Reconciler:
                 self.events.add("stage-healthy", f"{len(to_wait)} container(s) healthy", stage=stage.value)
         except McfleetError as exc:
             # a container of the stage could not be made: what the stage replaced goes back with it
-            kept = await self._put_back_asides(outcome)
+            kept = _joined(await self._put_back_asides(outcome), self._keep_previous_entries(current))
             outcome.ok, outcome.error = False, exc.message + (f"; {kept}" if kept else "")
             self.events.add("error", outcome.error, error=True)
         return outcome
@@ -325,6 +327,26 @@ class Reconciler:
                                 "the stage failed: the previous definition put back")
             )  # fmt: skip
         return "; ".join(said)
+
+    def _keep_previous_entries(self, entries: list[Entry]) -> str:
+        """The stage failed: each of its services whose containers this call left as they were (only
+        its health check, description or another field outside the containers changed) gets its
+        previous registry entry back, so the registry describes what runs: `status` judges it by the
+        check it passed before, the plan names the change again, and the next boot brings that
+        definition up (was: the new entry stayed, failing check and all).  Replaced containers are
+        put back with their entries by `_put_back`; new services keep theirs."""
+        kept = []
+        for entry in entries:
+            before = self._previous.get(entry.name)
+            if before is None or before == entry or before.desired != entry.desired:
+                continue
+            if _shape(before) == _shape(entry):
+                kept.append(before)
+        if kept:
+            self.registry.upsert(kept)
+            for entry in kept:
+                self.events.add("restore", f"{entry.name}: its previous definition kept", error=True)
+        return "; ".join(f"{e.name} keeps its previous definition" for e in kept)
 
     async def _converge_stage(
         self, staged: list[tuple[Entry, list[ContainerSpec]]], existing: dict[str, Managed], outcome: Outcome
@@ -435,6 +457,15 @@ class Reconciler:
 
 
 PORTS_FREE_WITHIN_S = 60.0
+
+
+def _shape(entry: Entry) -> list[str]:
+    """What the containers of an entry are made from (their spec hashes, which leave out the health check)."""
+    return [spec.spec_hash for spec in container_specs(entry.service, entry.ports)]
+
+
+def _joined(*said: str) -> str:
+    return "; ".join(s for s in said if s)
 
 
 def _label(managed: Managed, key: str) -> str:
