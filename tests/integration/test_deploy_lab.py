@@ -153,7 +153,40 @@ def a_definition_that_cannot_start_or_get_healthy_keeps_the_previous_one(
     assert deploy["message"].endswith("hello keeps running on its previous definition"), deploy
     assert containers(fleet, name)["hello"] == {"id": running, "image": image, "state": "running"}
     assert answer(fleet, name, host_port(fleet, name, "hello")) == "hello 2 port=8080\n"
+    a_changed_health_check_alone_is_kept_or_sent(fleet, name, root, agent_bundle, image)
+
+
+def a_changed_health_check_alone_is_kept_or_sent(
+    fleet: Nodes, name: str, root: str, agent_bundle: Path, image: str
+) -> None:
+    """Only the health check changes, to a 404: no container is touched; the apply fails and the agent keeps
+    the previous definition (was: the failing one, so the plan could not say what changed)."""
+    running = containers(fleet, name)["hello"]["id"]
+    wrong = service("hello", "services", image)
+    wrong["components"][0]["health"]["path"] = "/missing"
+    write_service(fleet, name, wrong)
+    failed = cli("apply", root, "--on", name, "--stage-timeout", "5", "--bundle", str(agent_bundle), "--json")
+    deploy = failed.phase(name, "deploy")
+    assert failed.code == 1 and deploy["message"].endswith("hello keeps its previous definition"), deploy
+    assert containers(fleet, name)["hello"] == {"id": running, "image": image, "state": "running"}
+    _code, data = plan(root)
+    [again] = [a for a in data["actions"] if a["phase"] == "deploy"]
+    assert again["kind"] == "update" and 'components[0].health.path: "/" → "/missing"' in again["reason"], again
+    # a check that passes changes no container either: the apply sends it and says so
+    slower = service("hello", "services", image)
+    slower["components"][0]["health"]["timeout_s"] = 3
+    write_service(fleet, name, slower)
+    sent = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json")
+    deploy = sent.phase(name, "deploy")
+    assert sent.code == 0 and deploy["status"] == "changed", deploy
+    assert "hello updated (containers as they were)" in deploy["message"], deploy
+    assert containers(fleet, name)["hello"]["id"] == running
     write_service(fleet, name, service("hello", "services", image))
+    code, data = plan(root, "--detailed-exitcode")
+    assert code == 2 and [a["reason"] for a in data["actions"] if a["phase"] == "deploy"] == [
+        "the service definition changed: components[0].health.timeout_s: 3.0 → 2.0"
+    ], data["actions"]
+    assert cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json").code == 0
     code, data = plan(root, "--detailed-exitcode")
     assert code == 0, data["actions"]
 

@@ -87,7 +87,9 @@ def test_a_service_the_agent_registered_and_the_files_dropped_is_removed_even_if
     had = ManifestService(hash="h1", stage="services", containers=["hello"], images={"hello": "r/demo/hello:1"})
     seen = [ContainerFacts(name="hello", state="running", image="r/demo/hello:1",
                            labels={LABEL_HASH: spec_hashes(hello)["hello"]})]  # fmt: skip
-    facts = Facts(host="n1", containers=seen, service_specs={"hello": doc(["GREETING=hi"]), "ghost": doc([])})
+    # the registry's definition as agents send it
+    sent = hello.spec.model_dump(mode="json", by_alias=True, exclude={"files"}) if hello.spec else {}
+    facts = Facts(host="n1", containers=seen, service_specs={"hello": sent, "ghost": doc([])})
     acts = ServiceKind().diff(host, facts, Manifest(services={"hello": had}), now=datetime(2026, 1, 1))
     assert [(a.kind, a.subject, a.before) for a in acts] == [("delete", "service ghost", {"stage": "services"})]
     assert acts[0].reason.startswith("registered with the agent, not declared in the files")
@@ -205,3 +207,22 @@ def test_the_progress_line_names_what_a_stage_deploys_and_what_it_only_checks() 
     )
     assert stage_line(Stage("services"), ["hello"], {"hello"}) == "stage services: deploying hello"
     assert stage_line(Stage("services"), ["hello", "web"], {"db"}) == "stage services: checking hello, web"
+
+
+def test_a_definition_the_agent_holds_but_the_files_do_not_is_drift() -> None:
+    """The manifest records the files' definition, the containers match it, but the agent's registry holds
+    another (a later deploy failed under an agent that kept it): an update naming the values, not "no
+    changes" (the agent's next boot would run what it holds)."""
+    files = desired(doc(["GREETING=hi"]), "h1")
+    data = doc(["GREETING=hi"])
+    data["components"][0]["health"] = {"kind": "http", "port": 8080, "path": "/missing"}
+    held = desired(data, "h2")
+    on_node = {"hello": ContainerFacts(name="hello", state="running", image="r/demo/hello:1",
+                                       labels={LABEL_HASH: spec_hashes(files)["hello"]})}  # fmt: skip
+    had = ManifestService(hash="h1", stage="services", containers=["hello"], images={"hello": "r/demo/hello:1"})
+    registered = held.spec.model_dump(mode="json", by_alias=True, exclude={"files"}) if held.spec else None
+    [action] = _service_actions(SimpleNamespace(name="n1"), "hello", files, had, on_node, old_spec=registered)  # type: ignore[arg-type]
+    assert action.kind == "update"
+    assert action.reason.startswith("drift: the agent holds another definition: components[0].health: {"), action
+    same = files.spec.model_dump(mode="json", by_alias=True, exclude={"files"}) if files.spec else None
+    assert _service_actions(SimpleNamespace(name="n1"), "hello", files, had, on_node, old_spec=same) == []  # type: ignore[arg-type]

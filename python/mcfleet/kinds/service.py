@@ -158,6 +158,13 @@ def _service_actions(
         differs = [c for c in mine if mine[c].labels.get(LABEL_HASH) not in (None, wanted.get(c))]
         if differs:
             return act("replace", f"drift: the container spec on the node differs ({', '.join(differs)})", before)
+        if old_spec is not None and svc.spec is not None:
+            # Recorded as deployed, but the agent holds another definition (a later deploy of it failed
+            # under an agent that kept what it was sent): its next boot runs that one, and `status`
+            # judges the service by its health check.  Apply sends the files' definition again.
+            other = spec_changes(old_spec, svc.spec.model_dump(mode="json", by_alias=True, exclude={"files"}))
+            if other:
+                return act("update", f"drift: the agent holds another definition: {'; '.join(other)}", before)
         down = [c for c in svc.containers if c not in mine or mine[c].state != "running"]
         if down:
             states = ", ".join(f"{c} is {mine[c].state if c in mine else 'missing'}" for c in down)
@@ -354,7 +361,7 @@ class ServiceKind:
                 ctx.data.get("progress"),
                 stage_line(stage, [s.name for s in wanted if s.stage == stage], changing),
             )
-            done = [f"{a.kind} {a.container}" for a in result.actions if a.kind not in ("unchanged", "start")]
+            done = [f"{a.kind} {a.container}" for a in result.actions if a.kind != "unchanged"]
             changed = changed or bool(done)
             if not result.ok:
                 if gate:
@@ -366,7 +373,12 @@ class ServiceKind:
                 return Outcome("failed", f"{said}{skipped}")
             if gate:
                 await gate.done(host, stage)
-            notes.append(f"{stage}: {', '.join(done) or 'as declared'}")
+            # a definition that changes no container (a health check) is changed all the same: the agent holds it now
+            acted = {a.service for a in result.actions if a.kind != "unchanged"}
+            sent = [s.name for s in wanted if s.stage == stage and s.name in changing and s.name not in acted]
+            changed = changed or bool(sent)
+            parts = done + ([f"{', '.join(sent)} updated (containers as they were)"] if sent else [])
+            notes.append(f"{stage}: {', '.join(parts) or 'as declared'}")
         ctx.data["deployed"] = [s.name for s in wanted]
         return Outcome("changed" if changed else "unchanged", "; ".join(notes) or "nothing declared")
 
