@@ -57,7 +57,12 @@ rec {
           "-c"
           ''printf '%s\n' "$summary" > "$out"''
         ];
-        summary = "ok: ${toString (builtins.length (builtins.attrNames r.hosts))} hosts valid (${builtins.concatStringsSep ", " (builtins.attrNames r.hosts)}); rules: ${builtins.concatStringsSep " " rules.codes}";
+        summary =
+          let
+            names = builtins.attrNames r.hosts;
+            n = builtins.length names;
+          in
+          "ok: ${toString n} host${if n == 1 then "" else "s"} valid (${builtins.concatStringsSep ", " names}); rules: ${builtins.concatStringsSep " " rules.codes}";
       };
 
   # A NixOS module carrying one host's derived values into the mcfleet.* options

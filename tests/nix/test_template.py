@@ -82,7 +82,7 @@ def test_the_users_flake_checks_the_users_folder_offline(flake_repo: Path, tmp_p
     result = run_nix(user, *build)
     assert result.returncode == 0, result.stderr
     out = Path(json.loads(result.stdout)[0]["outputs"]["out"]).read_text()
-    assert out.startswith("ok: 1 hosts valid (node1)"), out
+    assert out.startswith("ok: 1 host valid (node1)"), out
 
     host = user / "hosts" / "node1" / "host.json"
     data = json.loads(host.read_text())

@@ -23,8 +23,13 @@ def _print_valid(result: dict[str, Any], *, json_out: bool) -> None:
         data = {"root": result["root"], "valid": True, "hosts": result["hosts"], "findings": [], "held_back": []}
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
     else:
-        sys.stdout.write(f"ok: {len(result['hosts'])} hosts, {result['services']} services valid\n")
+        hosts, services = len(result["hosts"]), int(result["services"])
+        sys.stdout.write(f"ok: {_count(hosts, 'host')}, {_count(services, 'service')} valid\n")
     sys.stdout.flush()
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def run_validate(given: Path | None, *, json_out: bool, use_cache: bool = True) -> int:
