@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -274,6 +275,51 @@ def test_a_changed_health_check_that_does_not_pass_keeps_the_previous_definition
             assert (await client.facts(events=0, check_health=True))["checks"] == {"web": ""}
 
     asyncio.run(scenario())
+
+
+def test_a_deploy_whose_caller_goes_away_still_ends_with_its_put_back(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
+) -> None:
+    """The caller of a replace goes away while the agent waits for the new container's check (apply
+    interrupted, its SSH connection lost): the agent finishes the call all the same, so a stage that
+    does not get healthy still puts the old container back, running, with its registry entry (was: the
+    call was cancelled there, leaving `web.old` stopped and the new definition running unchecked; the
+    next converge then removed the old container)."""
+    agent = agent_runner.start(podman=agent_podman)
+    web = web_service(tmp_path, "web", "services", agent_podman.image)
+    empty = tmp_path / "empty-www"
+    empty.mkdir()
+    never_healthy = web.model_copy(update={"components": [web.components[0].model_copy(
+        update={"volumes": [web.components[0].volumes[0], f"{empty}:/www:ro"]})]})  # fmt: skip
+
+    def container() -> list[str]:
+        names = agent_podman.remote("ps", "-a", "--format", "{{.Names}}").split()
+        return [*sorted(names), *agent_podman.remote("inspect", "--format", "{{.Id}} {{.State.Status}}", "web").split()]
+
+    async def deploy_then_leave() -> list[str]:
+        async with AgentClient(str(agent.socket)) as client:
+            first = await client.reconcile(with_ports([web]), stage_timeout_s=30)
+            assert first.ok, first.error
+            before = container()
+        async with AgentClient(str(agent.socket)) as client:
+            call = asyncio.ensure_future(client.reconcile(with_ports([never_healthy]), stage_timeout_s=4))
+            await asyncio.sleep(2)  # the new container runs; its check fails (404) until the stage timeout
+            assert not call.done()
+            call.cancel()
+            await asyncio.gather(call, return_exceptions=True)
+        return before
+
+    async def registered() -> dict[str, object]:
+        async with AgentClient(str(agent.socket)) as client:
+            [entry] = (await client.facts(events=0))["registry"]
+            return dict(entry["spec"])
+
+    before = asyncio.run(deploy_then_leave())
+    deadline = time.monotonic() + 60
+    while container() != before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert container() == before  # the old container, running, and no other
+    assert asyncio.run(registered()) == web.model_dump(mode="json", by_alias=True, exclude={"files"})
 
 
 def test_facts_can_run_each_running_containers_health_check_now(

@@ -29,7 +29,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -232,6 +232,18 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
 class AgentServicer(pb_grpc.AgentServicer):
     def __init__(self, state: AgentState) -> None:
         self.state = state
+        self._unfinished: set[asyncio.Task[Outcome]] = set()
+
+    async def _to_the_end(self, work: Coroutine[Any, Any, Outcome]) -> Outcome:
+        """Run a change of the containers to its end even when the caller goes away (apply
+        interrupted, its SSH connection lost): grpc cancels the handler then, and a cancelled
+        converge would stop amid a replace, leaving the old container set aside and stopped and the
+        new one running unchecked.  Finished, a stage that does not get healthy puts back what it
+        replaced, as when the caller waits; the answer is only dropped."""
+        task = asyncio.ensure_future(work)
+        self._unfinished.add(task)
+        task.add_done_callback(self._unfinished.discard)
+        return await asyncio.shield(task)
 
     def _info(self, rec: Reconciler, health_reason: str) -> pb.InfoResponse:
         info = node_info(self.state.config.users)
@@ -305,10 +317,8 @@ class AgentServicer(pb_grpc.AgentServicer):
                 desired.append((Service.model_validate_json(item.spec_json), dict(item.ports)))
             except ValueError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad service spec: {exc}")
-        outcome = await rec.reconcile(
-            desired,
-            prune=request.prune,
-            stage_timeout=request.stage_timeout_s or None,
+        outcome = await self._to_the_end(
+            rec.reconcile(desired, prune=request.prune, stage_timeout=request.stage_timeout_s or None)
         )
         return pb.ReconcileResponse(
             ok=outcome.ok,
@@ -323,12 +333,13 @@ class AgentServicer(pb_grpc.AgentServicer):
         from mcfleet.agent.reconcile import UnknownService
 
         try:
+            within = request.stage_timeout_s or None
             if op == "stop":
-                outcome = await rec.stop_service(request.name)
+                outcome = await self._to_the_end(rec.stop_service(request.name))
             elif op == "start":
-                outcome = await rec.start_service(request.name, stage_timeout=request.stage_timeout_s or None)
+                outcome = await self._to_the_end(rec.start_service(request.name, stage_timeout=within))
             else:
-                outcome = await rec.restart_service(request.name, stage_timeout=request.stage_timeout_s or None)
+                outcome = await self._to_the_end(rec.restart_service(request.name, stage_timeout=within))
         except UnknownService as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, exc.message)
         return pb.ServiceResponse(ok=outcome.ok, error=outcome.error, actions=_actions(outcome))
