@@ -226,3 +226,33 @@ def test_a_definition_the_agent_holds_but_the_files_do_not_is_drift() -> None:
     assert action.reason.startswith("drift: the agent holds another definition: components[0].health: {"), action
     same = files.spec.model_dump(mode="json", by_alias=True, exclude={"files"}) if files.spec else None
     assert _service_actions(SimpleNamespace(name="n1"), "hello", files, had, on_node, old_spec=same) == []  # type: ignore[arg-type]
+
+
+def test_an_interrupted_deploy_says_the_agent_finishes_the_stage() -> None:
+    """Ctrl-C while the agent works on a stage: the agent goes on with the call (it puts back what the stage
+    replaced if it does not get healthy), and the apply says so before it stops."""
+    import asyncio
+
+    from mcfleet.kinds.service import ServiceKind
+
+    hello = desired(doc(["GREETING=hi"]), "h1")
+    said: list[str] = []
+    ctx = SimpleNamespace(data={"progress": said.append}, entry=SimpleNamespace(host=SimpleNamespace(name="n1")),
+                          desired=SimpleNamespace(services={"hello": hello}))  # fmt: skip
+
+    class Waiting:
+        async def reconcile(self, *args: Any, **kwargs: Any) -> None:
+            await asyncio.sleep(60)
+
+    async def run() -> None:
+        deploy = asyncio.ensure_future(ServiceKind()._deploy(ctx, Waiting(), {"hello"}))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        deploy.cancel()
+        await asyncio.gather(deploy, return_exceptions=True)
+        assert deploy.cancelled()
+
+    asyncio.run(run())
+    assert said == [
+        "stage services: interrupted here; the agent finishes it (a stage that does not get healthy puts back "
+        "what it replaced), and the next apply waits for it"
+    ]

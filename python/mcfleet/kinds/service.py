@@ -356,11 +356,18 @@ class ServiceKind:
                 continue
             upto = [(s.spec, s.ports) for s in wanted if Stage(s.stage).order <= stage.order and s.spec]
             within = ctx.data.get("stage_timeout") or 0.0
-            result = await _heartbeat(
-                client.reconcile(upto, prune=False, stage_timeout_s=within),
-                ctx.data.get("progress"),
-                stage_line(stage, [s.name for s in wanted if s.stage == stage], changing),
-            )
+            say = ctx.data.get("progress")
+            try:
+                result = await _heartbeat(
+                    client.reconcile(upto, prune=False, stage_timeout_s=within),
+                    say,
+                    stage_line(stage, [s.name for s in wanted if s.stage == stage], changing),
+                )
+            except asyncio.CancelledError:  # Ctrl-C: the agent goes on with the call it was given
+                if say is not None:
+                    say(f"stage {stage}: interrupted here; the agent finishes it (a stage that does not get healthy "
+                        "puts back what it replaced), and the next apply waits for it")  # fmt: skip
+                raise
             done = [f"{a.kind} {a.container}" for a in result.actions if a.kind != "unchanged"]
             changed = changed or bool(done)
             if not result.ok:
