@@ -10,6 +10,9 @@ blocked lines in the plan): this test is about the containers.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,14 @@ from mcfleet.lab.fleetdir import volume_service
 from mcfleet.lab.login import Login
 from mcfleet.lab.peers.registry import RegistryInfo
 from mcfleet.lab.podman import PODMAN_AS_MCP
-from tests.integration.apply_lab import MakeNodes, Nodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401
+from tests.integration.apply_lab import (  # noqa: F401
+    MakeNodes,
+    Nodes,
+    agent_bundle_fixture,
+    cli,
+    make_nodes_fixture,
+    mcfleet_argv,
+)
 from tests.integration.logs_lab import check_logs, check_push_progress
 
 pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
@@ -187,6 +197,46 @@ def a_changed_health_check_alone_is_kept_or_sent(
         "the service definition changed: components[0].health.timeout_s: 3.0 → 2.0"
     ], data["actions"]
     assert cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json").code == 0
+    code, data = plan(root, "--detailed-exitcode")
+    assert code == 0, data["actions"]
+    an_interrupted_deploy_is_finished_by_the_agent(fleet, name, root, agent_bundle, image)
+
+
+def an_interrupted_deploy_is_finished_by_the_agent(
+    fleet: Nodes, name: str, root: str, agent_bundle: Path, image: str
+) -> None:
+    """Ctrl-C while the agent waits for a replacement that never gets healthy: apply stops (130) and says the
+    agent finishes the stage; the agent does, and puts hello back on its previous definition (was: the call
+    was cancelled amid the replace, hello.old left stopped and the new definition running unchecked)."""
+    running = containers(fleet, name)["hello"]["id"]
+    asleep = service("hello", "services", image)
+    asleep["components"][0]["cmd"] = ["sleep", "600"]
+    write_service(fleet, name, asleep)
+    argv = [*mcfleet_argv(), "apply", root, "--on", name, "--stage-timeout", "20", "--bundle", str(agent_bundle)]
+    # as from a terminal: SIGINT at its default (a test runner's worker may ignore it, and children inherit that)
+    undo_ignore = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"  # noqa: E501
+    )
+    apply = subprocess.Popen([sys.executable, "-c", undo_ignore, *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert apply.stderr is not None
+    seen = []
+    for line in apply.stderr:  # the heartbeat: the stage is waiting on the agent's health checks
+        seen.append(line)
+        if "waiting for their health checks" in line:
+            break
+    apply.send_signal(signal.SIGINT)
+    _out, rest = apply.communicate(timeout=60)
+    said = "".join(seen) + rest
+    assert apply.returncode == 130, said
+    assert "stage services: interrupted here; the agent finishes it" in said, said
+    deadline = time.monotonic() + 90  # the agent's own wait: the 20 s stage timeout, then the put-back
+    while containers(fleet, name).get("hello") != {"id": running, "image": image, "state": "running"}:
+        assert time.monotonic() < deadline, containers(fleet, name)
+        time.sleep(1)
+    assert answer(fleet, name, host_port(fleet, name, "hello")) == "hello 2 port=8080\n"
+    assert "hello.old" not in containers(fleet, name)
+    write_service(fleet, name, service("hello", "services", image))
     code, data = plan(root, "--detailed-exitcode")
     assert code == 0, data["actions"]
 

@@ -31,6 +31,21 @@ def desired(data: dict[str, Any], hash_: str) -> DesiredService:
     )
 
 
+def running(svc: DesiredService) -> dict[str, ContainerFacts]:
+    """Its container on the node, labelled with its spec hash."""
+    return {"hello": ContainerFacts(name="hello", state="running", image="r/demo/hello:1",
+                                    labels={LABEL_HASH: spec_hashes(svc)["hello"]})}  # fmt: skip
+
+
+def recorded(hash_: str) -> ManifestService:
+    return ManifestService(hash=hash_, stage="services", containers=["hello"], images={"hello": "r/demo/hello:1"})
+
+
+def sent(svc: DesiredService) -> dict[str, Any] | None:
+    """Its definition as the agent's registry holds it."""
+    return svc.spec.model_dump(mode="json", by_alias=True, exclude={"files"}) if svc.spec else None
+
+
 def test_spec_changes_name_each_changed_value_with_old_and_new() -> None:
     before, after = doc(["GREETING=hi", "KEEP=1"]), doc(["GREETING=hey", "KEEP=1"], stage="core")
     assert spec_changes(before, after) == [
@@ -46,11 +61,8 @@ def test_spec_changes_name_each_changed_value_with_old_and_new() -> None:
 def test_a_changed_env_recreates_the_container_so_the_plan_says_replace_with_the_values() -> None:
     old = desired(doc(["GREETING=hi"]), "old")
     new = desired(doc(["GREETING=hey"]), "new")
-    on_node = {"hello": ContainerFacts(name="hello", state="running", image="r/demo/hello:1",
-                                       labels={LABEL_HASH: spec_hashes(old)["hello"]})}  # fmt: skip
-    had = ManifestService(hash="old", stage="services", containers=["hello"], images={"hello": "r/demo/hello:1"})
-    old_spec = old.spec.model_dump(mode="json", by_alias=True, exclude={"files"}) if old.spec else None
-    [action] = _service_actions(SimpleNamespace(name="n1"), "hello", new, had, on_node, old_spec=old_spec)  # type: ignore[arg-type]
+    [action] = _service_actions(SimpleNamespace(name="n1"), "hello", new, recorded("old"), running(old),  # type: ignore[arg-type]
+                                old_spec=sent(old))  # fmt: skip
     assert action.kind == "replace"
     assert action.reason == (
         'the service definition changed: components[0].env[0]: "GREETING=hi" → "GREETING=hey" (recreates hello)'
@@ -60,11 +72,8 @@ def test_a_changed_env_recreates_the_container_so_the_plan_says_replace_with_the
 def test_a_change_that_keeps_the_container_spec_is_an_update() -> None:
     old = desired(doc([]), "old")
     new = desired(doc([], stage="core"), "new")  # the stage is not part of the container
-    on_node = {"hello": ContainerFacts(name="hello", state="running", image="r/demo/hello:1",
-                                       labels={LABEL_HASH: spec_hashes(new)["hello"]})}  # fmt: skip
-    had = ManifestService(hash="old", stage="services", containers=["hello"], images={"hello": "r/demo/hello:1"})
-    old_spec = old.spec.model_dump(mode="json", by_alias=True, exclude={"files"}) if old.spec else None
-    [action] = _service_actions(SimpleNamespace(name="n1"), "hello", new, had, on_node, old_spec=old_spec)  # type: ignore[arg-type]
+    [action] = _service_actions(SimpleNamespace(name="n1"), "hello", new, recorded("old"), running(new),  # type: ignore[arg-type]
+                                old_spec=sent(old))  # fmt: skip
     assert action.kind == "update"
     assert action.reason == 'the service definition changed: stage: "services" → "core"'
 
@@ -217,42 +226,8 @@ def test_a_definition_the_agent_holds_but_the_files_do_not_is_drift() -> None:
     data = doc(["GREETING=hi"])
     data["components"][0]["health"] = {"kind": "http", "port": 8080, "path": "/missing"}
     held = desired(data, "h2")
-    on_node = {"hello": ContainerFacts(name="hello", state="running", image="r/demo/hello:1",
-                                       labels={LABEL_HASH: spec_hashes(files)["hello"]})}  # fmt: skip
-    had = ManifestService(hash="h1", stage="services", containers=["hello"], images={"hello": "r/demo/hello:1"})
-    registered = held.spec.model_dump(mode="json", by_alias=True, exclude={"files"}) if held.spec else None
-    [action] = _service_actions(SimpleNamespace(name="n1"), "hello", files, had, on_node, old_spec=registered)  # type: ignore[arg-type]
+    on_node, had = running(files), recorded("h1")
+    [action] = _service_actions(SimpleNamespace(name="n1"), "hello", files, had, on_node, old_spec=sent(held))  # type: ignore[arg-type]
     assert action.kind == "update"
     assert action.reason.startswith("drift: the agent holds another definition: components[0].health: {"), action
-    same = files.spec.model_dump(mode="json", by_alias=True, exclude={"files"}) if files.spec else None
-    assert _service_actions(SimpleNamespace(name="n1"), "hello", files, had, on_node, old_spec=same) == []  # type: ignore[arg-type]
-
-
-def test_an_interrupted_deploy_says_the_agent_finishes_the_stage() -> None:
-    """Ctrl-C while the agent works on a stage: the agent goes on with the call (it puts back what the stage
-    replaced if it does not get healthy), and the apply says so before it stops."""
-    import asyncio
-
-    from mcfleet.kinds.service import ServiceKind
-
-    hello = desired(doc(["GREETING=hi"]), "h1")
-    said: list[str] = []
-    ctx = SimpleNamespace(data={"progress": said.append}, entry=SimpleNamespace(host=SimpleNamespace(name="n1")),
-                          desired=SimpleNamespace(services={"hello": hello}))  # fmt: skip
-
-    class Waiting:
-        async def reconcile(self, *args: Any, **kwargs: Any) -> None:
-            await asyncio.sleep(60)
-
-    async def run() -> None:
-        deploy = asyncio.ensure_future(ServiceKind()._deploy(ctx, Waiting(), {"hello"}))  # type: ignore[arg-type]
-        await asyncio.sleep(0.05)
-        deploy.cancel()
-        await asyncio.gather(deploy, return_exceptions=True)
-        assert deploy.cancelled()
-
-    asyncio.run(run())
-    assert said == [
-        "stage services: interrupted here; the agent finishes it (a stage that does not get healthy puts back "
-        "what it replaced), and the next apply waits for it"
-    ]
+    assert _service_actions(SimpleNamespace(name="n1"), "hello", files, had, on_node, old_spec=sent(files)) == []  # type: ignore[arg-type]

@@ -283,7 +283,7 @@ class Reconciler:
                 try:
                     await self._wait_stage(stage, to_wait, stage_timeout, yields=yields)
                 except TimeoutError as exc:
-                    kept = _joined(await self._put_back_asides(outcome), self._keep_previous_entries(current))
+                    kept = await self._put_back_asides(outcome, current)
                     later = sorted({e.service.name for e, _ in plan if Stage(e.service.stage).order > stage.order})
                     outcome.ok = False
                     outcome.error = (
@@ -296,14 +296,14 @@ class Reconciler:
                 except Superseded:
                     # A replacement is kept only once its stage is healthy: the deploy the boot gave way
                     # to starts from the containers as they were, and replaces them with its own checks.
-                    await self._put_back_asides(Outcome())
+                    await self._put_back_asides(Outcome(), current)
                     raise
                 await self._drop_asides()
                 outcome.stages_healthy.append(stage.value)
                 self.events.add("stage-healthy", f"{len(to_wait)} container(s) healthy", stage=stage.value)
         except McfleetError as exc:
             # a container of the stage could not be made: what the stage replaced goes back with it
-            kept = _joined(await self._put_back_asides(outcome), self._keep_previous_entries(current))
+            kept = await self._put_back_asides(outcome, current)
             outcome.ok, outcome.error = False, exc.message + (f"; {kept}" if kept else "")
             self.events.add("error", outcome.error, error=True)
         return outcome
@@ -314,10 +314,15 @@ class Reconciler:
         for name in asides:
             await self.podman.in_thread(self.podman.remove, name + ASIDE)
 
-    async def _put_back_asides(self, outcome: Outcome) -> str:
+    async def _put_back_asides(self, outcome: Outcome, staged: list[Entry]) -> str:
         """The stage failed (not healthy, or a container of it could not be made): every container it
         replaced gets its old self back (a bad definition, e.g. an env value the program rejects,
-        keeps the service running on the one before).  What was put back, for the error."""
+        keeps the service running on the one before), its registry entry with it (`_put_back`).  A
+        service of the stage whose containers this call left as they were (only its health check or
+        another field outside them changed) gets its previous entry back too: the registry says what
+        runs, so `status` judges it by the check it passed, the plan names the change again, and the
+        next boot brings that definition up (was: the failing one stayed).  New services keep theirs.
+        What was put back, for the error."""
         asides, self._asides = self._asides, {}
         said = []
         for name, old in sorted(asides.items()):
@@ -326,27 +331,20 @@ class Reconciler:
                 ContainerAction(_label(old, "service"), _label(old, "component"), name, "restore",
                                 "the stage failed: the previous definition put back")
             )  # fmt: skip
+        unmade = [
+            before
+            for entry in staged
+            if (before := self._previous.get(entry.name)) is not None
+            and before != entry
+            and before.desired == entry.desired
+            and _shape(before) == _shape(entry)
+        ]
+        if unmade:
+            self.registry.upsert(unmade)
+        for entry in unmade:
+            self.events.add("restore", f"{entry.name}: its previous definition kept", error=True)
+            said.append(f"{entry.name} keeps its previous definition")
         return "; ".join(said)
-
-    def _keep_previous_entries(self, entries: list[Entry]) -> str:
-        """The stage failed: each of its services whose containers this call left as they were (only
-        its health check, description or another field outside the containers changed) gets its
-        previous registry entry back, so the registry describes what runs: `status` judges it by the
-        check it passed before, the plan names the change again, and the next boot brings that
-        definition up (was: the new entry stayed, failing check and all).  Replaced containers are
-        put back with their entries by `_put_back`; new services keep theirs."""
-        kept = []
-        for entry in entries:
-            before = self._previous.get(entry.name)
-            if before is None or before == entry or before.desired != entry.desired:
-                continue
-            if _shape(before) == _shape(entry):
-                kept.append(before)
-        if kept:
-            self.registry.upsert(kept)
-            for entry in kept:
-                self.events.add("restore", f"{entry.name}: its previous definition kept", error=True)
-        return "; ".join(f"{e.name} keeps its previous definition" for e in kept)
 
     async def _converge_stage(
         self, staged: list[tuple[Entry, list[ContainerSpec]]], existing: dict[str, Managed], outcome: Outcome
@@ -462,10 +460,6 @@ PORTS_FREE_WITHIN_S = 60.0
 def _shape(entry: Entry) -> list[str]:
     """What the containers of an entry are made from (their spec hashes, which leave out the health check)."""
     return [spec.spec_hash for spec in container_specs(entry.service, entry.ports)]
-
-
-def _joined(*said: str) -> str:
-    return "; ".join(s for s in said if s)
 
 
 def _label(managed: Managed, key: str) -> str:

@@ -15,9 +15,10 @@ and capped on the node (`head -c`) before it leaves:
 
 The records are gathered in the shell (`out=$(…)`) and printed at once at the end: printed
 probe by probe they left the node as ~60 small SSH data packets per host, each decrypted and
-dispatched by the client (measured at 20 hosts: client CPU −25% for `plan`, and for the bare-SSH
-floor running the same script).  The node holds them meanwhile: at most the caps below, a few
-KiB on a normal host.
+dispatched by the client (with `b()` below, measured at 20 lab hosts: `plan`'s client CPU went
+from 0.38 to 0.25 s, the bare-SSH floor's running the same script from 0.32 to 0.20 s, the nodes'
+from 3.30 to 2.14 s).  The node holds them meanwhile: at most the caps below, a few KiB on a
+normal host.
 
 A value longer than `VALUE_CAP` bytes arrives as `VALUE_CAP + 1` bytes, so the
 parser knows it was cut and fails that host with the probe's name.
