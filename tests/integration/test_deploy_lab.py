@@ -215,7 +215,7 @@ def an_interrupted_deploy_is_finished_by_the_agent(
     argv = [*mcfleet_argv(), "apply", root, "--on", name, "--stage-timeout", "20", "--bundle", str(agent_bundle)]
     # as from a terminal: SIGINT at its default (a test runner's worker may ignore it, and children inherit that)
     undo_ignore = (
-        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"  # noqa: E501
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
     )
     apply = subprocess.Popen([sys.executable, "-c", undo_ignore, *argv], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)  # fmt: skip
