@@ -45,3 +45,22 @@ def test_the_quick_lookup_finds_a_library_file_and_leaves_other_names_alone(tmp_
     assert quick("c") == "libc.so.6" and asked == ["c"]
     quick("oqs")
     assert asked == ["c"]  # answered from the folders, not by the standard search
+
+
+def test_asyncssh_after_mcfleet_has_no_x509_keys_and_x509_still_imports_for_others() -> None:
+    done = _python(
+        "import sys, mcfleet.transport.ssh, asyncssh\n"
+        "loaded = [m for m in ('cryptography.x509', 'OpenSSL', 'asyncssh.crypto.x509') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+        "algs = [a.decode() for a in asyncssh.public_key.get_x509_certificate_algs()]\n"
+        "assert not algs, algs\n"
+        "assert b'ssh-ed25519' in asyncssh.public_key.get_public_key_algs()\n"
+        "from cryptography import x509\n"
+        "import OpenSSL.crypto\n"
+        "from mcfleet.transport import libprobe\n"
+        "assert libprobe._BeforeCrypto not in sys.meta_path  # gone once asyncssh's crypto is loaded\n"
+    )
+    assert done.returncode == 0, done.stderr
+    # without mcfleet first, asyncssh loads its X.509 support (what the refusal saves)
+    plain = _python("import sys, asyncssh\nassert 'asyncssh.crypto.x509' in sys.modules\n")
+    assert plain.returncode == 0, plain.stderr
