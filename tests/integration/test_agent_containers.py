@@ -11,6 +11,7 @@ import pytest
 
 from mcfleet.agent.client import AgentClient
 from mcfleet.fleet.models import Service
+from mcfleet.kinds.service import waiting_behind
 from tests.fixtures_agent import AgentRunner, PodmanLab, three_stages, web_service, with_ports
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -284,7 +285,8 @@ def test_a_deploy_whose_caller_goes_away_still_ends_with_its_put_back(
     interrupted, its SSH connection lost): the agent finishes the call all the same, so a stage that
     does not get healthy still puts the old container back, running, with its registry entry (was: the
     call was cancelled there, leaving `web.old` stopped and the new definition running unchecked; the
-    next converge then removed the old container)."""
+    next converge then removed the old container).  Meanwhile Info says what the agent is finishing, and
+    a deploy sent then says what it waits behind."""
     agent = agent_runner.start(podman=agent_podman)
     web = web_service(tmp_path, "web", "services", agent_podman.image)
     empty = tmp_path / "empty-www"
@@ -302,11 +304,24 @@ def test_a_deploy_whose_caller_goes_away_still_ends_with_its_put_back(
             assert first.ok, first.error
             before = container()
         async with AgentClient(str(agent.socket)) as client:
-            call = asyncio.ensure_future(client.reconcile(with_ports([never_healthy]), stage_timeout_s=4))
+            call = asyncio.ensure_future(client.reconcile(with_ports([never_healthy]), stage_timeout_s=8))
             await asyncio.sleep(2)  # the new container runs; its check fails (404) until the stage timeout
             assert not call.done()
             call.cancel()
             await asyncio.gather(call, return_exceptions=True)
+        async with AgentClient(str(agent.socket)) as client:
+            # Info says what the agent is still doing; the next deploy waits for it, and can say so
+            work = await client.busy()
+            assert work is not None and (work.what, list(work.services), work.waiting) == ("deploy", ["web"], 0)
+            assert await waiting_behind(client) is None  # nothing waits behind it yet
+            again = asyncio.ensure_future(client.reconcile(with_ports([web]), prune=False, stage_timeout_s=30))
+            await asyncio.sleep(0.5)
+            said = await waiting_behind(client)
+            assert said is not None and said.startswith("waiting for the agent to finish an earlier deploy of web ("), (
+                said
+            )
+            assert (await again).ok  # after the put-back: the old container has this definition, left as it is
+            assert await client.busy() is None
         return before
 
     async def registered() -> dict[str, object]:

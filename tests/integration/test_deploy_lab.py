@@ -207,7 +207,8 @@ def an_interrupted_deploy_is_finished_by_the_agent(
 ) -> None:
     """Ctrl-C while the agent waits for a replacement that never gets healthy: apply stops (130) and says the
     agent finishes the stage; the agent does, and puts hello back on its previous definition (was: the call
-    was cancelled amid the replace, hello.old left stopped and the new definition running unchecked)."""
+    was cancelled amid the replace, hello.old left stopped and the new definition running unchecked).  The
+    next apply waits for that and says so (was: silent, or "waiting for their health checks")."""
     running = containers(fleet, name)["hello"]["id"]
     asleep = service("hello", "services", image)
     asleep["components"][0]["cmd"] = ["sleep", "600"]
@@ -230,13 +231,25 @@ def an_interrupted_deploy_is_finished_by_the_agent(
     said = "".join(seen) + rest
     assert apply.returncode == 130, said
     assert "stage services: interrupted here; the agent finishes it" in said, said
-    deadline = time.monotonic() + 90  # the agent's own wait: the 20 s stage timeout, then the put-back
-    while containers(fleet, name).get("hello") != {"id": running, "image": image, "state": "running"}:
-        assert time.monotonic() < deadline, containers(fleet, name)
-        time.sleep(1)
+    # the file put right at once: the next apply sends it (the agent holds the sleeping definition until
+    # its stage ends), waits for the agent to end the interrupted stage, and says that is what it waits for
+    write_service(fleet, name, service("hello", "services", image))
+    _code, data = plan(root)  # the plan says the agent is still at it
+    [drift] = [a for a in data["actions"] if a["phase"] == "deploy"]
+    assert drift["reason"].startswith("drift: the container spec on the node differs (hello); the agent is still "
+                                      "finishing a deploy of db, hello ("), drift  # fmt: skip
+    began = time.monotonic()
+    fixed = cli("apply", root, "--on", name, "--bundle", str(agent_bundle))
+    assert fixed.code == 0, fixed.stdout + fixed.stderr
+    # its first stage (foundation: db) is the call that waits; the interrupted call had asked for both
+    assert "stage foundation: checking db: waiting for the agent to finish an earlier deploy of db, hello (" in (
+        fixed.stderr
+    ), fixed.stderr
+    assert time.monotonic() - began < 90  # the 20 s stage timeout, then the put-back, then this deploy
+    # the put-back container has the definition sent, so it is left as it is
+    assert containers(fleet, name).get("hello") == {"id": running, "image": image, "state": "running"}
     assert answer(fleet, name, host_port(fleet, name, "hello")) == "hello 2 port=8080\n"
     assert "hello.old" not in containers(fleet, name)
-    write_service(fleet, name, service("hello", "services", image))
     code, data = plan(root, "--detailed-exitcode")
     assert code == 0, data["actions"]
 

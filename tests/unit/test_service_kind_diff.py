@@ -231,3 +231,79 @@ def test_a_definition_the_agent_holds_but_the_files_do_not_is_drift() -> None:
     assert action.kind == "update"
     assert action.reason.startswith("drift: the agent holds another definition: components[0].health: {"), action
     assert _service_actions(SimpleNamespace(name="n1"), "hello", files, had, on_node, old_spec=sent(files)) == []  # type: ignore[arg-type]
+
+
+def test_a_deploy_call_queued_behind_an_earlier_change_says_so_then_waits_for_its_checks(monkeypatch: Any) -> None:
+    """A stage call the agent has not answered after FIRST_LOOK_S asks whether it waits behind an earlier
+    change (an interrupted apply's stage); while it does, that is the progress line (was: "waiting for
+    their health checks" for a stage not even begun); once the agent is at this call, the usual line."""
+    import asyncio
+
+    from mcfleet.kinds import service
+
+    monkeypatch.setattr(service, "FIRST_LOOK_S", 0.02)
+    monkeypatch.setattr(service, "HEARTBEAT_S", 0.1)
+    said: list[str] = []
+    answers = ["waiting for the agent to finish an earlier deploy of hello (3 s so far)", None]
+    asked: list[float] = []
+
+    async def behind() -> str | None:
+        asked.append(asyncio.get_running_loop().time())
+        return answers.pop(0) if answers else None
+
+    async def slow() -> str:
+        await asyncio.sleep(0.45)
+        return "answer"
+
+    async def run() -> str:
+        return await service._heartbeat(slow(), said.append, "stage services: deploying hello", behind)
+
+    assert asyncio.run(run()) == "answer"
+    assert (
+        said[0]
+        == "stage services: deploying hello: waiting for the agent to finish an earlier deploy of hello (3 s so far)"
+    )
+    rest = said[1:]
+    assert rest and all(
+        s.startswith("stage services: deploying hello, waiting for their health checks (") for s in rest
+    )
+    assert len(asked) == 2  # asked at the first look and at the next heartbeat; then no more
+    # not queued at the first look: nothing said then, the usual heartbeat after
+    said.clear()
+    answers[:] = [None]
+    asked.clear()
+    assert asyncio.run(run()) == "answer"
+    assert len(asked) == 1 and said and all(", waiting for their health checks (" in s for s in said), said
+
+
+def test_drift_seen_while_the_agent_finishes_an_earlier_change_says_it_may_still_change() -> None:
+    from datetime import datetime
+
+    from mcfleet.fleet.desired import DesiredAgent, DesiredHost
+    from mcfleet.kinds.service import ServiceKind, busy_text
+    from mcfleet.observe.facts import Facts
+    from mcfleet.observe.manifest import Manifest
+
+    hello = desired(doc(["GREETING=hi"]), "h1")
+    agent = DesiredAgent(path="/srv/mcp/mcp-agent", unit="mcp-agent.service", user="mcp", socket="/srv/mcp/s",
+                         unit_sha256="", sha256=None)  # fmt: skip
+    host = DesiredHost(name="n1", os="debian", arch="amd64", agent=agent, services={"hello": hello})
+    other = desired(doc(["GREETING=bye"]), "h2")
+    busy = busy_text({"busy": {"what": "deploy", "services": ["db", "hello"], "running_s": 3.4, "waiting": 0}})
+    assert busy == "deploy of db, hello (3 s so far)"
+    assert busy_text({}) is None  # an agent that sends no "busy"
+    facts = Facts(host="n1", containers=list(running(other).values()), service_specs={"hello": sent(other)},
+                  agent_busy=busy)  # fmt: skip
+    [action] = ServiceKind().diff(host, facts, Manifest(services={"hello": recorded("h1")}), now=datetime(2026, 1, 1))
+    assert action.reason == (
+        "drift: the container spec on the node differs (hello); "
+        "the agent is still finishing a deploy of db, hello (3 s so far): this may change when it ends"
+    )
+    # a change from the files is not drift: said as it is
+    facts = facts.model_copy(
+        update={"containers": list(running(hello).values()), "service_specs": {"hello": sent(hello)}}
+    )
+    changed = desired(doc(["GREETING=new"]), "h3")
+    host.services["hello"] = changed
+    [action] = ServiceKind().diff(host, facts, Manifest(services={"hello": recorded("h1")}), now=datetime(2026, 1, 1))
+    assert "still finishing" not in action.reason and action.reason.startswith("the service definition changed")

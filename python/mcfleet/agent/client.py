@@ -93,6 +93,11 @@ class AgentClient:
     async def info(self) -> pb.InfoResponse:
         return await self._call("Info", lambda: self._agent.Info(pb.InfoRequest(), timeout=self.timeout))
 
+    async def busy(self) -> pb.Work | None:
+        """The change of the containers the agent is making now (None: none), from Info."""
+        info = await self.info()
+        return info.busy if info.HasField("busy") else None
+
     async def facts(self, events: int = 200, *, check_health: bool = False) -> dict[str, Any]:
         """The agent's facts; with `check_health`, also "checks": each running container's health now."""
         request = pb.FactsRequest(events=events, check_health=check_health)

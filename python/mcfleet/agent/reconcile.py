@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -44,6 +45,15 @@ class ContainerAction:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class Work:
+    """The change of the containers the agent is making (one at a time, under its lock)."""
+
+    what: str  # deploy | boot | recover | stop | start | restart
+    services: tuple[str, ...]  # those asked for (none for boot and recover: every registered one)
+    started: float  # time.monotonic() of the agent
+
+
 @dataclass
 class Outcome:
     ok: bool = True
@@ -61,6 +71,11 @@ class Reconciler:
         self.stage_timeout = stage_timeout
         self.boot = BootStatus()
         self._lock = asyncio.Lock()
+        # What holds the lock, and how many calls wait for it: Info says so, so that an apply
+        # that waits behind an earlier one (interrupted, its stage still waiting on health
+        # checks) can say what it waits for instead of seeming to hang.
+        self.working: Work | None = None
+        self.waiting = 0
         # Set by ReconcileServices while the boot sequence runs: the boot brings the registry's
         # definitions up, and a deploy brings newer ones.  A registered service whose health check
         # can never pass (a wrong path, fixed in the files since) would otherwise hold the lock for
@@ -74,6 +89,20 @@ class Reconciler:
         # back runs, so the registry is restored with it: the next boot brings that definition up).
         self._previous: dict[str, Entry] = {}
 
+    @asynccontextmanager
+    async def _exclusive(self, what: str, services: Iterable[str]) -> AsyncIterator[None]:
+        self.waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self.waiting -= 1
+        self.working = Work(what, tuple(services), time.monotonic())
+        try:
+            yield
+        finally:
+            self.working = None
+            self._lock.release()
+
     # ------------------------------------------------------------------ public operations
 
     async def reconcile(
@@ -85,7 +114,7 @@ class Reconciler:
     ) -> Outcome:
         if self.boot.state == "running" and self.boot.what == "boot":
             self._yield_boot.set()
-        async with self._lock:
+        async with self._exclusive("deploy", (s.name for s, _ in desired)):
             self._yield_boot.clear()
             try:
                 registered = self.registry.entries()
@@ -113,16 +142,16 @@ class Reconciler:
 
     async def run_boot(self, *, stage_timeout: float | None = None) -> Outcome:
         """Agent start: bring every registered service up, stage by stage."""
-        async with self._lock:
+        async with self._exclusive("boot", ()):
             return await self._sequence("boot", recreate=False, stage_timeout=stage_timeout)
 
     async def recover(self, *, stage_timeout: float | None = None) -> Outcome:
         """Recreate every container from the registry (podman state lost); volumes untouched."""
-        async with self._lock:
+        async with self._exclusive("recover", ()):
             return await self._sequence("recover", recreate=True, stage_timeout=stage_timeout)
 
     async def stop_service(self, name: str) -> Outcome:
-        async with self._lock:
+        async with self._exclusive("stop", [name]):
             entry = self._entry(name)
             self.registry.set_desired(name, STOPPED)
             outcome = Outcome()
@@ -132,13 +161,13 @@ class Reconciler:
             return outcome
 
     async def start_service(self, name: str, *, stage_timeout: float | None = None) -> Outcome:
-        async with self._lock:
+        async with self._exclusive("start", [name]):
             self._entry(name)
             self.registry.set_desired(name, RUNNING)
             return await self._converge([self._entry(name)], prune=False, stage_timeout=stage_timeout)
 
     async def restart_service(self, name: str, *, stage_timeout: float | None = None) -> Outcome:
-        async with self._lock:
+        async with self._exclusive("restart", [name]):
             entry = self._entry(name)
             self.registry.set_desired(name, RUNNING)
             outcome = Outcome()

@@ -229,6 +229,15 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
             await asyncio.sleep(0.5)
 
 
+def _busy(rec: Reconciler) -> dict[str, Any] | None:
+    """The change of the containers under way (pb.Work's fields), or None."""
+    work = rec.working
+    if work is None:
+        return None
+    running_s = round(time.monotonic() - work.started, 1)
+    return {"what": work.what, "services": list(work.services), "running_s": running_s, "waiting": rec.waiting}
+
+
 class AgentServicer(pb_grpc.AgentServicer):
     def __init__(self, state: AgentState) -> None:
         self.state = state
@@ -248,7 +257,7 @@ class AgentServicer(pb_grpc.AgentServicer):
     def _info(self, rec: Reconciler, health_reason: str) -> pb.InfoResponse:
         info = node_info(self.state.config.users)
         boot = rec.boot
-        return pb.InfoResponse(
+        answer = pb.InfoResponse(
             **{k: v for k, v in info.items() if k != "users"},
             users=[pb.PinnedUser(**u) for u in info["users"]],
             bundle_sha256=self.state.bundle_sha256,
@@ -257,6 +266,10 @@ class AgentServicer(pb_grpc.AgentServicer):
             services=len(rec.registry.entries()),
             health_reason=health_reason,
         )
+        busy = _busy(rec)
+        if busy is not None:
+            answer.busy.CopyFrom(pb.Work(**busy))
+        return answer
 
     async def Info(self, request: pb.InfoRequest, context: Ctx) -> pb.InfoResponse:
         rec = await _loaded(self.state, context)
@@ -303,6 +316,7 @@ class AgentServicer(pb_grpc.AgentServicer):
             "podman": {"url": podman.url, "error": podman_error},
             "health": {"status": "NOT_SERVING" if podman_error else "SERVING", "reason": podman_error},
             "events": self.state.events.recent(request.events or 200),
+            "busy": _busy(rec),
             **({"checks": checks} if checks is not None else {}),
         }
         return pb.FactsResponse(json=json.dumps(facts, sort_keys=True))

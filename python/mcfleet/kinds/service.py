@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Container
+from collections.abc import Awaitable, Callable, Container, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -208,18 +208,73 @@ def stage_line(stage: Stage, names: list[str], changing: set[str]) -> str:
     return f"stage {stage}: {'; '.join(said)}"
 
 
-async def _heartbeat(work: Awaitable[T], say: Callable[[str], None] | None, what: str) -> T:
+FIRST_LOOK_S = 1.0  # a stage call not answered by then may be queued behind an earlier change
+
+
+async def waiting_behind(client: AgentClient) -> str | None:
+    """What a call to the agent waits behind, when it does: the agent makes one change of the
+    containers at a time, and one that an interrupted apply left it (its stage waiting for health
+    checks, up to the stage timeout) is finished first."""
+    try:
+        work = await client.busy()
+    except McfleetError:  # the question is for the progress line only; the call itself says what fails
+        return None
+    if work is None or work.waiting == 0:  # nothing, or our own call: nothing waits for it
+        return None
+    return (
+        f"waiting for the agent to finish an earlier {work_text(work.what, work.services)} "
+        f"({work.running_s:.0f} s so far; it makes one change at a time)"
+    )
+
+
+def work_text(what: str, services: Iterable[str]) -> str:
+    """A change the agent is making: "deploy of db, hello", "recover"."""
+    of = ", ".join(services)
+    return f"{what} of {of}" if of else what
+
+
+def busy_text(agent_facts: dict[str, Any]) -> str | None:
+    """The change the agent's facts say it is making, with how long it has run; None: none."""
+    work = agent_facts.get("busy")  # absent from an older agent's facts
+    if not isinstance(work, dict):
+        return None
+    return f"{work_text(work['what'], work['services'])} ({work['running_s']:.0f} s so far)"
+
+
+async def _heartbeat(
+    work: Awaitable[T],
+    say: Callable[[str], None] | None,
+    what: str,
+    behind: Callable[[], Awaitable[str | None]] | None = None,
+) -> T:
     """Await `work`, saying every HEARTBEAT_S what it waits for and since when: the agent brings a
-    stage up and waits for its health checks (up to its stage timeout, 120 s) in one silent call."""
+    stage up and waits for its health checks (up to its stage timeout, 120 s) in one silent call.
+    With `behind`, a call still unanswered after FIRST_LOOK_S is checked for an earlier change it
+    waits for, and that is said instead."""
     task = asyncio.ensure_future(work)
     began = time.monotonic()
+    next_say = began + HEARTBEAT_S
+    look = began + FIRST_LOOK_S if behind is not None and say is not None else None
     try:
         while True:
-            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_S)
+            wake = min(next_say, look) if look is not None else next_say
+            done, _ = await asyncio.wait({task}, timeout=max(0.0, wake - time.monotonic()))
             if done:
                 return task.result()
-            if say is not None:
+            if say is None:
+                next_say = time.monotonic() + HEARTBEAT_S
+                continue
+            queued = await behind() if behind is not None and look is not None else None
+            if queued:
+                say(f"{what}: {queued}")
+                next_say = time.monotonic() + HEARTBEAT_S
+                look = next_say  # asked again at each heartbeat while it waits
+            elif time.monotonic() >= next_say:
                 say(f"{what}, waiting for their health checks ({time.monotonic() - began:.0f} s)")
+                next_say = time.monotonic() + HEARTBEAT_S
+                look = None  # the agent is at this call's work: no earlier one left to wait for
+            else:
+                look = None  # not queued at the first look: this call has the agent
     finally:
         task.cancel()  # only when this wait itself was cancelled: a finished task ignores it
 
@@ -286,7 +341,8 @@ class ServiceKind:
                 out[host] = item.model_copy(update={"services_error": agent_facts})
             elif isinstance(agent_facts, dict) and isinstance(item, Facts):
                 update = {"containers": container_facts(agent_facts), "service_specs": service_specs(agent_facts),
-                          "services_held_stopped": held_stopped(agent_facts)}  # fmt: skip
+                          "services_held_stopped": held_stopped(agent_facts),
+                          "agent_busy": busy_text(agent_facts)}  # fmt: skip
                 out[host] = item.model_copy(update=update)
         return out
 
@@ -309,6 +365,12 @@ class ServiceKind:
                 Action(host=d.name, phase=Phase.deploy, kind="delete", subject=f"service {name}", before=before,
                        reason=f"{why}: its containers are stopped and removed, its volumes are kept")
             )  # fmt: skip
+        if f.agent_busy:
+            # An interrupted apply's stage the agent still finishes: what it holds may change when it ends (a
+            # stage that does not get healthy puts back what it replaced), and apply waits for it first.
+            still = f"; the agent is still finishing a {f.agent_busy}: this may change when it ends"
+            acts = [a.model_copy(update={"reason": a.reason + still}) if a.reason.startswith("drift:") else a
+                    for a in acts]  # fmt: skip
         return acts
 
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
@@ -362,6 +424,7 @@ class ServiceKind:
                     client.reconcile(upto, prune=False, stage_timeout_s=within),
                     say,
                     stage_line(stage, [s.name for s in wanted if s.stage == stage], changing),
+                    lambda: waiting_behind(client),
                 )
             except asyncio.CancelledError:  # Ctrl-C: the agent goes on with the call it was given
                 if say is not None:

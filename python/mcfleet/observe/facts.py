@@ -114,6 +114,10 @@ class Facts(_Fact):
         default=None, description="service -> its definition as the agent last received it; None: not asked"
     )
     services_error: str | None = Field(default=None, description="why the agent did not say what it runs")
+    agent_busy: str | None = Field(
+        default=None,
+        description="the change of the containers the agent is still making (e.g. of an interrupted apply)",
+    )
     dns: dict[str, list[str]] = Field(default_factory=dict, description="name -> A answers at the authoritative server")
     dns_error: str | None = None
     routes: list[str] | None = Field(

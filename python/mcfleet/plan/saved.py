@@ -47,7 +47,8 @@ def fleet_hash(root: Path) -> str:
 # Not the node's state: which address answered, and why a backend did not (a message that may name a
 # socket path made for this run): a saved plan is stale when the node changed, not when these did.
 # Nor its IP addresses: temporary IPv6 addresses come and go by the hour (a plan checks binds with them).
-NOT_STATE = {"address", "services_error", "dns_error", "routes_error", "addresses"}
+# Nor a change the agent is making (it names how long it has run).
+NOT_STATE = {"address", "services_error", "dns_error", "routes_error", "addresses", "agent_busy"}
 
 
 def facts_digest(item: Facts | Unreachable) -> str:

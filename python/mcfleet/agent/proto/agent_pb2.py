@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmcfleet/agent/proto/agent.proto\x12\x10mcfleet.agent.v1\"\r\n\x0bInfoRequest\"\x81\x01\n\nPinnedUser\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x65xists\x18\x02 \x01(\x08\x12\x0b\n\x03uid\x18\x03 \x01(\r\x12\x0b\n\x03gid\x18\x04 \x01(\r\x12\x0c\n\x04home\x18\x05 \x01(\t\x12\r\n\x05shell\x18\x06 \x01(\t\x12\x0e\n\x06subuid\x18\x07 \x01(\t\x12\x0e\n\x06subgid\x18\x08 \x01(\t\"M\n\tBootState\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x04 \x01(\x01\"\xdf\x02\n\x0cInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04\x61rch\x18\x02 \x01(\t\x12\r\n\x05os_id\x18\x03 \x01(\t\x12\x12\n\nos_version\x18\x04 \x01(\t\x12\x11\n\tos_pretty\x18\x05 \x01(\t\x12\x0e\n\x06kernel\x18\x06 \x01(\t\x12\x10\n\x08hostname\x18\x07 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x08 \x01(\t\x12+\n\x05users\x18\t \x03(\x0b\x32\x1c.mcfleet.agent.v1.PinnedUser\x12\x15\n\rbundle_sha256\x18\n \x01(\t\x12\x0e\n\x06python\x18\x0b \x01(\t\x12\x0b\n\x03pid\x18\x0c \x01(\x03\x12\x12\n\nstarted_at\x18\r \x01(\x01\x12)\n\x04\x62oot\x18\x0e \x01(\x0b\x32\x1b.mcfleet.agent.v1.BootState\x12\x10\n\x08services\x18\x0f \x01(\x05\x12\x15\n\rhealth_reason\x18\x10 \x01(\t\"4\n\x0c\x46\x61\x63tsRequest\x12\x0e\n\x06\x65vents\x18\x01 \x01(\x05\x12\x14\n\x0c\x63heck_health\x18\x02 \x01(\x08\"\x1d\n\rFactsResponse\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x8d\x01\n\x0e\x44\x65siredService\x12\x11\n\tspec_json\x18\x01 \x01(\t\x12:\n\x05ports\x18\x02 \x03(\x0b\x32+.mcfleet.agent.v1.DesiredService.PortsEntry\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\x92\x01\n\x10ReconcileRequest\x12\x32\n\x08services\x18\x01 \x03(\x0b\x32 .mcfleet.agent.v1.DesiredService\x12\r\n\x05prune\x18\x02 \x01(\x08\x12\x17\n\x0fstage_timeout_s\x18\x03 \x01(\x01\x12\x10\n\x08port_min\x18\x04 \x01(\x05\x12\x10\n\x08port_max\x18\x05 \x01(\x05\"]\n\x06\x41\x63tion\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x11\n\tcomponent\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x87\x01\n\x0cServicePorts\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x38\n\x05ports\x18\x02 \x03(\x0b\x32).mcfleet.agent.v1.ServicePorts.PortsEntry\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\xa0\x01\n\x11ReconcileResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12)\n\x07\x61\x63tions\x18\x03 \x03(\x0b\x32\x18.mcfleet.agent.v1.Action\x12-\n\x05ports\x18\x04 \x03(\x0b\x32\x1e.mcfleet.agent.v1.ServicePorts\x12\x16\n\x0estages_healthy\x18\x05 \x03(\t\"7\n\x0eServiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0fstage_timeout_s\x18\x02 \x01(\x01\"W\n\x0fServiceResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12)\n\x07\x61\x63tions\x18\x03 \x03(\x0b\x32\x18.mcfleet.agent.v1.Action\")\n\x0eRecoverRequest\x12\x17\n\x0fstage_timeout_s\x18\x01 \x01(\x01\"o\n\x0fRecoverResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12)\n\x07\x61\x63tions\x18\x03 \x03(\x0b\x32\x18.mcfleet.agent.v1.Action\x12\x16\n\x0estages_healthy\x18\x04 \x03(\t2\xc6\x04\n\x05\x41gent\x12\x45\n\x04Info\x12\x1d.mcfleet.agent.v1.InfoRequest\x1a\x1e.mcfleet.agent.v1.InfoResponse\x12H\n\x05\x46\x61\x63ts\x12\x1e.mcfleet.agent.v1.FactsRequest\x1a\x1f.mcfleet.agent.v1.FactsResponse\x12\\\n\x11ReconcileServices\x12\".mcfleet.agent.v1.ReconcileRequest\x1a#.mcfleet.agent.v1.ReconcileResponse\x12R\n\x0bStopService\x12 .mcfleet.agent.v1.ServiceRequest\x1a!.mcfleet.agent.v1.ServiceResponse\x12S\n\x0cStartService\x12 .mcfleet.agent.v1.ServiceRequest\x1a!.mcfleet.agent.v1.ServiceResponse\x12U\n\x0eRestartService\x12 .mcfleet.agent.v1.ServiceRequest\x1a!.mcfleet.agent.v1.ServiceResponse\x12N\n\x07Recover\x12 .mcfleet.agent.v1.RecoverRequest\x1a!.mcfleet.agent.v1.RecoverResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmcfleet/agent/proto/agent.proto\x12\x10mcfleet.agent.v1\"\r\n\x0bInfoRequest\"\x81\x01\n\nPinnedUser\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x65xists\x18\x02 \x01(\x08\x12\x0b\n\x03uid\x18\x03 \x01(\r\x12\x0b\n\x03gid\x18\x04 \x01(\r\x12\x0c\n\x04home\x18\x05 \x01(\t\x12\r\n\x05shell\x18\x06 \x01(\t\x12\x0e\n\x06subuid\x18\x07 \x01(\t\x12\x0e\n\x06subgid\x18\x08 \x01(\t\"M\n\tBootState\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x04 \x01(\x01\"J\n\x04Work\x12\x0c\n\x04what\x18\x01 \x01(\t\x12\x10\n\x08services\x18\x02 \x03(\t\x12\x11\n\trunning_s\x18\x03 \x01(\x01\x12\x0f\n\x07waiting\x18\x04 \x01(\x05\"\x85\x03\n\x0cInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04\x61rch\x18\x02 \x01(\t\x12\r\n\x05os_id\x18\x03 \x01(\t\x12\x12\n\nos_version\x18\x04 \x01(\t\x12\x11\n\tos_pretty\x18\x05 \x01(\t\x12\x0e\n\x06kernel\x18\x06 \x01(\t\x12\x10\n\x08hostname\x18\x07 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x08 \x01(\t\x12+\n\x05users\x18\t \x03(\x0b\x32\x1c.mcfleet.agent.v1.PinnedUser\x12\x15\n\rbundle_sha256\x18\n \x01(\t\x12\x0e\n\x06python\x18\x0b \x01(\t\x12\x0b\n\x03pid\x18\x0c \x01(\x03\x12\x12\n\nstarted_at\x18\r \x01(\x01\x12)\n\x04\x62oot\x18\x0e \x01(\x0b\x32\x1b.mcfleet.agent.v1.BootState\x12\x10\n\x08services\x18\x0f \x01(\x05\x12\x15\n\rhealth_reason\x18\x10 \x01(\t\x12$\n\x04\x62usy\x18\x11 \x01(\x0b\x32\x16.mcfleet.agent.v1.Work\"4\n\x0c\x46\x61\x63tsRequest\x12\x0e\n\x06\x65vents\x18\x01 \x01(\x05\x12\x14\n\x0c\x63heck_health\x18\x02 \x01(\x08\"\x1d\n\rFactsResponse\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x8d\x01\n\x0e\x44\x65siredService\x12\x11\n\tspec_json\x18\x01 \x01(\t\x12:\n\x05ports\x18\x02 \x03(\x0b\x32+.mcfleet.agent.v1.DesiredService.PortsEntry\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\x92\x01\n\x10ReconcileRequest\x12\x32\n\x08services\x18\x01 \x03(\x0b\x32 .mcfleet.agent.v1.DesiredService\x12\r\n\x05prune\x18\x02 \x01(\x08\x12\x17\n\x0fstage_timeout_s\x18\x03 \x01(\x01\x12\x10\n\x08port_min\x18\x04 \x01(\x05\x12\x10\n\x08port_max\x18\x05 \x01(\x05\"]\n\x06\x41\x63tion\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x11\n\tcomponent\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x87\x01\n\x0cServicePorts\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x38\n\x05ports\x18\x02 \x03(\x0b\x32).mcfleet.agent.v1.ServicePorts.PortsEntry\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\xa0\x01\n\x11ReconcileResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12)\n\x07\x61\x63tions\x18\x03 \x03(\x0b\x32\x18.mcfleet.agent.v1.Action\x12-\n\x05ports\x18\x04 \x03(\x0b\x32\x1e.mcfleet.agent.v1.ServicePorts\x12\x16\n\x0estages_healthy\x18\x05 \x03(\t\"7\n\x0eServiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0fstage_timeout_s\x18\x02 \x01(\x01\"W\n\x0fServiceResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12)\n\x07\x61\x63tions\x18\x03 \x03(\x0b\x32\x18.mcfleet.agent.v1.Action\")\n\x0eRecoverRequest\x12\x17\n\x0fstage_timeout_s\x18\x01 \x01(\x01\"o\n\x0fRecoverResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12)\n\x07\x61\x63tions\x18\x03 \x03(\x0b\x32\x18.mcfleet.agent.v1.Action\x12\x16\n\x0estages_healthy\x18\x04 \x03(\t2\xc6\x04\n\x05\x41gent\x12\x45\n\x04Info\x12\x1d.mcfleet.agent.v1.InfoRequest\x1a\x1e.mcfleet.agent.v1.InfoResponse\x12H\n\x05\x46\x61\x63ts\x12\x1e.mcfleet.agent.v1.FactsRequest\x1a\x1f.mcfleet.agent.v1.FactsResponse\x12\\\n\x11ReconcileServices\x12\".mcfleet.agent.v1.ReconcileRequest\x1a#.mcfleet.agent.v1.ReconcileResponse\x12R\n\x0bStopService\x12 .mcfleet.agent.v1.ServiceRequest\x1a!.mcfleet.agent.v1.ServiceResponse\x12S\n\x0cStartService\x12 .mcfleet.agent.v1.ServiceRequest\x1a!.mcfleet.agent.v1.ServiceResponse\x12U\n\x0eRestartService\x12 .mcfleet.agent.v1.ServiceRequest\x1a!.mcfleet.agent.v1.ServiceResponse\x12N\n\x07Recover\x12 .mcfleet.agent.v1.RecoverRequest\x1a!.mcfleet.agent.v1.RecoverResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,34 +41,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PINNEDUSER']._serialized_end=198
   _globals['_BOOTSTATE']._serialized_start=200
   _globals['_BOOTSTATE']._serialized_end=277
-  _globals['_INFORESPONSE']._serialized_start=280
-  _globals['_INFORESPONSE']._serialized_end=631
-  _globals['_FACTSREQUEST']._serialized_start=633
-  _globals['_FACTSREQUEST']._serialized_end=685
-  _globals['_FACTSRESPONSE']._serialized_start=687
-  _globals['_FACTSRESPONSE']._serialized_end=716
-  _globals['_DESIREDSERVICE']._serialized_start=719
-  _globals['_DESIREDSERVICE']._serialized_end=860
-  _globals['_DESIREDSERVICE_PORTSENTRY']._serialized_start=816
-  _globals['_DESIREDSERVICE_PORTSENTRY']._serialized_end=860
-  _globals['_RECONCILEREQUEST']._serialized_start=863
-  _globals['_RECONCILEREQUEST']._serialized_end=1009
-  _globals['_ACTION']._serialized_start=1011
-  _globals['_ACTION']._serialized_end=1104
-  _globals['_SERVICEPORTS']._serialized_start=1107
-  _globals['_SERVICEPORTS']._serialized_end=1242
-  _globals['_SERVICEPORTS_PORTSENTRY']._serialized_start=816
-  _globals['_SERVICEPORTS_PORTSENTRY']._serialized_end=860
-  _globals['_RECONCILERESPONSE']._serialized_start=1245
-  _globals['_RECONCILERESPONSE']._serialized_end=1405
-  _globals['_SERVICEREQUEST']._serialized_start=1407
-  _globals['_SERVICEREQUEST']._serialized_end=1462
-  _globals['_SERVICERESPONSE']._serialized_start=1464
-  _globals['_SERVICERESPONSE']._serialized_end=1551
-  _globals['_RECOVERREQUEST']._serialized_start=1553
-  _globals['_RECOVERREQUEST']._serialized_end=1594
-  _globals['_RECOVERRESPONSE']._serialized_start=1596
-  _globals['_RECOVERRESPONSE']._serialized_end=1707
-  _globals['_AGENT']._serialized_start=1710
-  _globals['_AGENT']._serialized_end=2292
+  _globals['_WORK']._serialized_start=279
+  _globals['_WORK']._serialized_end=353
+  _globals['_INFORESPONSE']._serialized_start=356
+  _globals['_INFORESPONSE']._serialized_end=745
+  _globals['_FACTSREQUEST']._serialized_start=747
+  _globals['_FACTSREQUEST']._serialized_end=799
+  _globals['_FACTSRESPONSE']._serialized_start=801
+  _globals['_FACTSRESPONSE']._serialized_end=830
+  _globals['_DESIREDSERVICE']._serialized_start=833
+  _globals['_DESIREDSERVICE']._serialized_end=974
+  _globals['_DESIREDSERVICE_PORTSENTRY']._serialized_start=930
+  _globals['_DESIREDSERVICE_PORTSENTRY']._serialized_end=974
+  _globals['_RECONCILEREQUEST']._serialized_start=977
+  _globals['_RECONCILEREQUEST']._serialized_end=1123
+  _globals['_ACTION']._serialized_start=1125
+  _globals['_ACTION']._serialized_end=1218
+  _globals['_SERVICEPORTS']._serialized_start=1221
+  _globals['_SERVICEPORTS']._serialized_end=1356
+  _globals['_SERVICEPORTS_PORTSENTRY']._serialized_start=930
+  _globals['_SERVICEPORTS_PORTSENTRY']._serialized_end=974
+  _globals['_RECONCILERESPONSE']._serialized_start=1359
+  _globals['_RECONCILERESPONSE']._serialized_end=1519
+  _globals['_SERVICEREQUEST']._serialized_start=1521
+  _globals['_SERVICEREQUEST']._serialized_end=1576
+  _globals['_SERVICERESPONSE']._serialized_start=1578
+  _globals['_SERVICERESPONSE']._serialized_end=1665
+  _globals['_RECOVERREQUEST']._serialized_start=1667
+  _globals['_RECOVERREQUEST']._serialized_end=1708
+  _globals['_RECOVERRESPONSE']._serialized_start=1710
+  _globals['_RECOVERRESPONSE']._serialized_end=1821
+  _globals['_AGENT']._serialized_start=1824
+  _globals['_AGENT']._serialized_end=2406
 # @@protoc_insertion_point(module_scope)

@@ -113,6 +113,45 @@ class BootState(_message.Message):
 Global___BootState: _TypeAlias = BootState  # noqa: Y015
 
 @_typing.final
+class Work(_message.Message):
+    """A change of the containers the agent is making: it makes one at a time, and a call that
+    changes containers waits until the one before it has ended (a stage waits for its health
+    checks up to its timeout, also when the caller went away).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WHAT_FIELD_NUMBER: _builtins.int
+    SERVICES_FIELD_NUMBER: _builtins.int
+    RUNNING_S_FIELD_NUMBER: _builtins.int
+    WAITING_FIELD_NUMBER: _builtins.int
+    what: _builtins.str
+    """deploy | boot | recover | stop | start | restart"""
+    running_s: _builtins.float
+    """how long it has run so far, by the agent's clock"""
+    waiting: _builtins.int
+    """calls waiting for it to end"""
+    @_builtins.property
+    def services(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the services it was asked for (empty for boot and recover: all)"""
+
+    def __init__(
+        self,
+        *,
+        what: _builtins.str = ...,
+        services: _abc.Iterable[_builtins.str] | None = ...,
+        running_s: _builtins.float = ...,
+        waiting: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["running_s", b"running_s", "services", b"services", "waiting", b"waiting", "what", b"what"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Work: _TypeAlias = Work  # noqa: Y015
+
+@_typing.final
 class InfoResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -132,6 +171,7 @@ class InfoResponse(_message.Message):
     BOOT_FIELD_NUMBER: _builtins.int
     SERVICES_FIELD_NUMBER: _builtins.int
     HEALTH_REASON_FIELD_NUMBER: _builtins.int
+    BUSY_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     arch: _builtins.str
     """uname -m: x86_64, aarch64"""
@@ -158,6 +198,10 @@ class InfoResponse(_message.Message):
     def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___PinnedUser]: ...
     @_builtins.property
     def boot(self) -> Global___BootState: ...
+    @_builtins.property
+    def busy(self) -> Global___Work:
+        """unset while no change of the containers is under way"""
+
     def __init__(
         self,
         *,
@@ -177,10 +221,11 @@ class InfoResponse(_message.Message):
         boot: Global___BootState | None = ...,
         services: _builtins.int = ...,
         health_reason: _builtins.str = ...,
+        busy: Global___Work | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["boot", b"boot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["boot", b"boot", "busy", b"busy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arch", b"arch", "boot", b"boot", "boot_id", b"boot_id", "bundle_sha256", b"bundle_sha256", "health_reason", b"health_reason", "hostname", b"hostname", "kernel", b"kernel", "os_id", b"os_id", "os_pretty", b"os_pretty", "os_version", b"os_version", "pid", b"pid", "python", b"python", "services", b"services", "started_at", b"started_at", "users", b"users", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arch", b"arch", "boot", b"boot", "boot_id", b"boot_id", "bundle_sha256", b"bundle_sha256", "busy", b"busy", "health_reason", b"health_reason", "hostname", b"hostname", "kernel", b"kernel", "os_id", b"os_id", "os_pretty", b"os_pretty", "os_version", b"os_version", "pid", b"pid", "python", b"python", "services", b"services", "started_at", b"started_at", "users", b"users", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
