@@ -247,6 +247,57 @@ def test_a_changed_definition_that_cannot_start_keeps_the_old_container_running(
     asyncio.run(scenario())
 
 
+def test_a_deploy_ends_the_wait_for_a_container_that_keeps_stopping(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
+) -> None:
+    """A replacement that exits at once: podman restarts it again and again (restart unless-stopped) while
+    the service it replaced is down.  The deploy ends the wait once it has stopped a few times (was: the
+    whole stage timeout, 120 s by default, with only "connection refused" to say why) and puts the old
+    container back; one that podman does not restart (restart "no") ends it at once.  Outside a deploy
+    (a restart, the boot) the wait goes on to the stage timeout, whose message counts the restarts."""
+    agent = agent_runner.start(podman=agent_podman)
+    web = web_service(tmp_path, "web", "services", agent_podman.image)
+
+    def exits(name: str, restart: str) -> Service:
+        svc = web_service(tmp_path, name, "services", agent_podman.image, restart=restart)
+        return svc.model_copy(update={"components": [svc.components[0].model_copy(
+            update={"cmd": ["sh", "-c", "exit 3"]})]})  # fmt: skip
+
+    def running_web() -> list[str]:
+        return agent_podman.remote("inspect", "--format", "{{.Id}} {{.State.Status}}", "web").split()
+
+    async def scenario() -> None:
+        async with AgentClient(str(agent.socket)) as client:
+            assert (await client.reconcile(with_ports([web]), stage_timeout_s=30)).ok
+            before = running_web()
+            began = time.monotonic()
+            looping = await client.reconcile(with_ports([exits("web", "unless-stopped")]), stage_timeout_s=90)
+            took = time.monotonic() - began
+            assert not looping.ok and took < 45, (took, looping.error)
+            assert "web cannot get healthy: its container keeps stopping (restarted " in looping.error, looping.error
+            assert "last exit code 3)" in looping.error and "web keeps running on its previous definition" in (
+                looping.error
+            ), looping.error
+            assert running_web() == before
+            began = time.monotonic()
+            once = await client.reconcile(with_ports([exits("web", "no")]), stage_timeout_s=90)
+            assert not once.ok and time.monotonic() - began < 30, once.error
+            assert "its container stopped (exit code 3); its restart policy (no) does not start it" in once.error
+            assert running_web() == before
+            # a new service (nothing to put back) that keeps stopping: registered all the same; a restart of
+            # it waits to the end of its stage timeout, and says how often podman restarted it meanwhile
+            both = with_ports([web, exits("bad", "unless-stopped")])
+            first = await client.reconcile(both, prune=False, stage_timeout_s=90)
+            assert not first.ok and "bad cannot get healthy: its container keeps stopping" in first.error
+            began = time.monotonic()
+            again = await client.restart("bad", stage_timeout_s=4)
+            assert not again.ok and time.monotonic() - began >= 4, again.error
+            assert "bad not healthy (http check): " in again.error, again.error
+            assert "; meanwhile its container stopped and was restarted " in again.error, again.error
+
+    asyncio.run(scenario())
+
+
 def test_a_changed_health_check_that_does_not_pass_keeps_the_previous_definition(
     agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
 ) -> None:

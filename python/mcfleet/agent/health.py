@@ -7,6 +7,16 @@ nothing inside the image; a command check runs in the container (podman exec).
 (exit 126/127: e.g. no `dig` or `curl` in a distroless image) can never pass, so it ends the
 wait at once with that reason instead of stalling the boot sequence until the stage timeout.
 A component without a health check counts as healthy once its container is running.
+
+A container that stops while it is waited for is judged by what podman does next.  Not
+restarted (restart "no", or "on-failure" after exit 0): it cannot get healthy, and the wait
+ends at once.  Restarted: podman restarts it at once, again and again (~16 times a second
+measured for a command the image lacks), and the service it replaces is down meanwhile; a
+deploy's wait (`crash_loop_ends`) ends once it has stopped CRASH_LOOP_EXITS times and
+CRASH_LOOP_AFTER_S have passed, so that a container that exits a few times while something
+it needs comes up is still waited for.  The boot sequence waits the stage timeout all the
+same (at node boot what a service needs may come up late, and nothing older is there to put
+back); its timeout message counts the restarts.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from mcfleet.agent.podman_ops import Podman
+from mcfleet.agent.podman_ops import Podman, RunState
 from mcfleet.agent.registry import RUNNING, Entry
 from mcfleet.agent.spec import ContainerSpec, container_specs
 from mcfleet.fleet.models import Health
@@ -22,6 +32,8 @@ from mcfleet.fleet.models import Health
 RETRY_S = 0.25
 # Exit codes of the OCI runtime/shell for "cannot execute" and "command not found".
 NOT_EXECUTABLE = (126, 127)
+CRASH_LOOP_EXITS = 5
+CRASH_LOOP_AFTER_S = 3.0
 
 
 class CheckCannotPass(RuntimeError):
@@ -71,14 +83,45 @@ async def check_once(spec: ContainerSpec, health: Health, podman: Podman) -> Non
         await _http(host, port, health.path)
 
 
-async def wait_healthy(spec: ContainerSpec, podman: Podman, deadline: float) -> None:
+def _restarted_by_podman(restart: str | None, exit_code: int) -> bool:
+    return restart in ("always", "unless-stopped") or (restart == "on-failure" and exit_code != 0)
+
+
+def _cannot_pass(
+    spec: ContainerSpec, seen: RunState, *, restarts: int, exit_code: int | None, waited_s: float, crash_loop_ends: bool
+) -> str:
+    """Why the wait for this container ends now ("" to wait on); `exit_code`: the last seen stopped."""
+    if seen.status in ("exited", "stopped") and not _restarted_by_podman(spec.restart, seen.exit_code):
+        policy = spec.restart or "no"
+        return f"its container stopped (exit code {seen.exit_code}); its restart policy ({policy}) does not start it"
+    if crash_loop_ends and restarts >= CRASH_LOOP_EXITS and waited_s >= CRASH_LOOP_AFTER_S:
+        code = f", last exit code {exit_code}" if exit_code is not None else ""
+        return f"its container keeps stopping (restarted {restarts} times in {waited_s:.0f} s{code})"
+    return ""
+
+
+async def wait_healthy(spec: ContainerSpec, podman: Podman, deadline: float, *, crash_loop_ends: bool = False) -> None:
     """Retry until healthy or `deadline` (monotonic); raise TimeoutError naming the last failure."""
     last = "not checked yet"
+    began = time.monotonic()
+    first: RunState | None = None
+    restarts = 0
+    exit_code: int | None = None  # the last seen stopped: a restarted container's inspect says 0 while it runs
     while True:
         try:
-            state = await podman.in_thread(podman.state, spec.name)
-            if state != "running":
-                raise RuntimeError(f"container is {state}")
+            seen = await podman.in_thread(podman.run_state, spec.name)
+            first = first or seen
+            restarts = seen.restarts - first.restarts
+            if seen.status in ("exited", "stopped"):
+                exit_code = seen.exit_code
+            waited_s = time.monotonic() - began
+            why = _cannot_pass(
+                spec, seen, restarts=restarts, exit_code=exit_code, waited_s=waited_s, crash_loop_ends=crash_loop_ends
+            )
+            if why:
+                raise CheckCannotPass(why)
+            if seen.status != "running":
+                raise RuntimeError(f"container is {seen.status}")
             if spec.health is not None:
                 await asyncio.wait_for(check_once(spec, spec.health, podman), spec.health.timeout_s)
             return
@@ -89,7 +132,8 @@ async def wait_healthy(spec: ContainerSpec, podman: Podman, deadline: float) -> 
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             kind = spec.health.kind if spec.health else "running"
-            raise TimeoutError(f"{spec.name} not healthy ({kind} check): {last}")
+            also = f"; meanwhile its container stopped and was restarted {restarts} times" if restarts else ""
+            raise TimeoutError(f"{spec.name} not healthy ({kind} check): {last}{also}")
         await asyncio.sleep(min(RETRY_S, remaining))
 
 

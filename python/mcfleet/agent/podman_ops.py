@@ -48,6 +48,18 @@ class Managed:
     image: str
 
 
+INSPECT_RACE_TRIES = 5
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A container's state as podman inspects it."""
+
+    status: str  # running | exited | stopped | created | missing | ...
+    exit_code: int = 0  # of its last run
+    restarts: int = 0  # by its restart policy, since it was created
+
+
 class Podman:
     def __init__(
         self,
@@ -262,12 +274,31 @@ class Podman:
             return
 
     def state(self, name: str) -> str:
-        try:
-            container = self._call(f"inspect of {name}", lambda: self._client.containers.get(name))
-        except NotFound:
-            return "missing"
+        return self.run_state(name).status
+
+    def run_state(self, name: str) -> RunState:
+        for attempt in range(INSPECT_RACE_TRIES):
+            try:
+                container = self._call(f"inspect of {name}", lambda: self._client.containers.get(name))
+                break
+            except NotFound:
+                return RunState("missing")
+            except PeerError as exc:
+                # podman reads the container process's /proc/PID/cgroup to inspect it, and a process that
+                # exits meanwhile (a container being restarted: ~16 times a second for one that exits at
+                # once) fails the call with "read /proc/PID/cgroup: no such process"; asked again, it answers
+                if "no such process" not in exc.message or attempt == INSPECT_RACE_TRIES - 1:
+                    raise
+                time.sleep(0.05)
         state = container.attrs.get("State")
-        return str(state.get("Status", "unknown")) if isinstance(state, dict) else str(state)
+        if not isinstance(state, dict):
+            return RunState(str(state))
+        restarts = container.attrs.get("RestartCount")
+        return RunState(
+            str(state.get("Status", "unknown")),
+            int(state.get("ExitCode") or 0),
+            restarts if isinstance(restarts, int) else 0,
+        )
 
     def exec(self, name: str, command: list[str]) -> tuple[int, str]:
         code, output = self._call(

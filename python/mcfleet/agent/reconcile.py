@@ -134,7 +134,8 @@ class Reconciler:
             todo = [e for e in self.registry.entries() if prune or e.name in asked]
             self._previous = {e.name: e for e in registered}
             try:
-                outcome = await self._converge(todo, prune=prune, stage_timeout=stage_timeout)
+                # a deploy ends the wait for a container that keeps stopping: what it replaced is put back
+                outcome = await self._converge(todo, prune=prune, stage_timeout=stage_timeout, crash_loop_ends=True)
             finally:
                 self._previous = {}
             outcome.ports = {e.name: e.ports for e in entries}
@@ -249,12 +250,22 @@ class Reconciler:
         self._act(outcome, spec, kind, reason)
 
     async def _wait_stage(
-        self, stage: Stage, specs: list[ContainerSpec], stage_timeout: float | None, *, yields: bool = False
+        self,
+        stage: Stage,
+        specs: list[ContainerSpec],
+        stage_timeout: float | None,
+        *,
+        yields: bool = False,
+        crash_loop_ends: bool = False,
     ) -> None:
         """Until every container of the stage is healthy (TimeoutError at the deadline); with `yields`,
         raise Superseded as soon as a ReconcileServices call asks the boot to give way."""
         deadline = time.monotonic() + (stage_timeout or self.stage_timeout)
-        healthy = asyncio.ensure_future(asyncio.gather(*(wait_healthy(spec, self.podman, deadline) for spec in specs)))
+        healthy = asyncio.ensure_future(
+            asyncio.gather(
+                *(wait_healthy(spec, self.podman, deadline, crash_loop_ends=crash_loop_ends) for spec in specs)
+            )
+        )
         if not yields:
             await healthy
             return
@@ -274,7 +285,13 @@ class Reconciler:
         await healthy
 
     async def _converge(
-        self, entries: list[Entry], *, prune: bool, stage_timeout: float | None, yields: bool = False
+        self,
+        entries: list[Entry],
+        *,
+        prune: bool,
+        stage_timeout: float | None,
+        yields: bool = False,
+        crash_loop_ends: bool = False,
     ) -> Outcome:
         outcome = Outcome()
         if not entries and not prune:
@@ -310,7 +327,9 @@ class Reconciler:
                 self.events.add("stage-start", f"starting {len(staged)} service(s)", stage=stage.value)
                 to_wait = await self._converge_stage(staged, existing, outcome)
                 try:
-                    await self._wait_stage(stage, to_wait, stage_timeout, yields=yields)
+                    await self._wait_stage(
+                        stage, to_wait, stage_timeout, yields=yields, crash_loop_ends=crash_loop_ends
+                    )
                 except TimeoutError as exc:
                     kept = await self._put_back_asides(outcome, current)
                     later = sorted({e.service.name for e, _ in plan if Stage(e.service.stage).order > stage.order})
