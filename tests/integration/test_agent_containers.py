@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -296,6 +298,37 @@ def test_a_deploy_ends_the_wait_for_a_container_that_keeps_stopping(
             assert "; meanwhile its container stopped and was restarted " in again.error, again.error
 
     asyncio.run(scenario())
+
+
+def test_a_port_another_program_holds_is_named_with_what_to_do(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
+) -> None:
+    """A program on the node listens on the host port assigned to a new service: its start fails, and the
+    deploy says which address is taken and what to do (was: podman's error alone)."""
+    agent = agent_runner.start(podman=agent_podman)
+    web = with_ports([web_service(tmp_path, "web", "services", agent_podman.image)])
+    port = web[0][1]["web/0"]
+    hold = (
+        f"import socket, time; s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(); "
+        "print(1, flush=True); time.sleep(120)"
+    )
+    squatter = subprocess.Popen(agent_podman.in_ns(sys.executable, "-c", hold), stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout is not None and squatter.stdout.readline() == "1\n"
+
+        async def deploy() -> str:
+            async with AgentClient(str(agent.socket)) as client:
+                answer = await client.reconcile(web, stage_timeout_s=30)
+                assert not answer.ok
+                return answer.error
+
+        error = asyncio.run(deploy())
+        assert "address already in use" in error, error
+        assert f": another program on the node listens on 127.0.0.1:{port}; `ss -ltnp` there names it: " in error, error
+        assert error.endswith("stop it, or give the route another port (`host_port` in web.json)"), error
+    finally:
+        squatter.kill()
+        squatter.communicate()  # reaps it and closes its pipe
 
 
 def test_a_changed_health_check_that_does_not_pass_keeps_the_previous_definition(

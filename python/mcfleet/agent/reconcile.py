@@ -10,6 +10,7 @@ healthy in time ends the sequence with an error naming the stage, container and 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
@@ -246,7 +247,10 @@ class Reconciler:
     async def _create(self, spec: ContainerSpec, outcome: Outcome, kind: str, reason: str) -> None:
         await self.podman.in_thread(self.podman.ensure_image, spec.image)
         await self.podman.in_thread(self.podman.create, spec)
-        await self.podman.in_thread(self.podman.start, spec.name)
+        try:
+            await self.podman.in_thread(self.podman.start, spec.name)
+        except McfleetError as exc:
+            raise _port_taken(spec, exc) or exc from exc
         self._act(outcome, spec, kind, reason)
 
     async def _wait_stage(
@@ -473,8 +477,10 @@ class Reconciler:
             try:
                 await self.podman.in_thread(self.podman.start, name)
             except McfleetError as exc:
-                if "address already in use" not in exc.message or time.monotonic() - began >= PORTS_FREE_WITHIN_S:
+                if "address already in use" not in exc.message:
                     raise
+                if time.monotonic() - began >= PORTS_FREE_WITHIN_S:
+                    raise _port_taken(None, exc, waited_s=PORTS_FREE_WITHIN_S) or exc from exc
                 await asyncio.sleep(0.5)
                 continue
             if time.monotonic() - began >= 1:
@@ -503,6 +509,26 @@ class Reconciler:
 
 
 PORTS_FREE_WITHIN_S = 60.0
+# rootless podman's port forwarder: "rootlessport listen tcp 127.0.0.1:55826: bind: address already in use"
+_IN_USE = re.compile(r"listen (?:tcp|udp)\S* (\S+): bind: address already in use")
+
+
+def _port_taken(spec: ContainerSpec | None, exc: McfleetError, *, waited_s: float = 0.0) -> PeerError | None:
+    """A start that failed because a published port is taken, said as such, with what to do (None:
+    another failure).  The agent gives each service ports no other of its services has, so what
+    holds one is another program on the node.  The advice is in the message: the deploy's answer
+    carries only that."""
+    if "address already in use" not in exc.message:
+        return None
+    found = _IN_USE.search(exc.message)
+    where = found.group(1) if found else "one of its ports"
+    still = f" (still after {waited_s:.0f} s)" if waited_s else ""
+    file = f"{spec.service}.json" if spec else "the service file"
+    return PeerError(
+        f"{exc.message}: another program on the node listens on {where}{still}; `ss -ltnp` there names it: "
+        f"stop it, or give the route another port (`host_port` in {file})",
+        location=exc.location,
+    )
 
 
 def _shape(entry: Entry) -> list[str]:
