@@ -292,6 +292,7 @@ def test_drift_seen_while_the_agent_finishes_an_earlier_change_says_it_may_still
     busy = busy_text({"busy": {"what": "deploy", "services": ["db", "hello"], "running_s": 3.4, "waiting": 0}})
     assert busy == "deploy of db, hello (3 s so far)"
     assert busy_text({}) is None  # an agent that sends no "busy"
+    assert busy_text({"busy": {"services": "x", "running_s": "?"}}) == "change"  # a malformed one: no traceback
     facts = Facts(host="n1", containers=list(running(other).values()), service_specs={"hello": sent(other)},
                   agent_busy=busy)  # fmt: skip
     [action] = ServiceKind().diff(host, facts, Manifest(services={"hello": recorded("h1")}), now=datetime(2026, 1, 1))

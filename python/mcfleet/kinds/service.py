@@ -238,7 +238,11 @@ def busy_text(agent_facts: dict[str, Any]) -> str | None:
     work = agent_facts.get("busy")  # absent from an older agent's facts
     if not isinstance(work, dict):
         return None
-    return f"{work_text(work['what'], work['services'])} ({work['running_s']:.0f} s so far)"
+    listed = work.get("services")
+    services = [s for s in listed if isinstance(s, str)] if isinstance(listed, list) else []
+    running_s = work.get("running_s")
+    took = f" ({running_s:.0f} s so far)" if isinstance(running_s, int | float) else ""
+    return f"{work_text(str(work.get('what') or 'change'), services)}{took}"
 
 
 async def _heartbeat(
