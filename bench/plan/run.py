@@ -4,7 +4,8 @@ Same facts, same node cost, by construction: every tool runs the command line `m
 sends each host (its facts script in a `setsid -w` process group; bench/plan/facts_scripts.py
 prints them) on the same real nodes (a network namespace and its own sshd each), once per host
 over one SSH connection:
-- the floor: parallel bare asyncssh (floor.py) with mcfleet's SSH algorithms;
+- the floor: parallel bare asyncssh (floor.py) with mcfleet's SSH algorithms (and its garbage
+  collector paused, as mcfleet pauses it);
 - mcfleet: `mcfleet plan --json --skip agent` (the lab's fast nodes run no systemd, where the
   agent kind could only refuse; every fact is still gathered, the agent's unit included);
 - pyinfra (`--dry`): one `Command` fact per host whose command is that line (pyinfra adds `sh -c`);
