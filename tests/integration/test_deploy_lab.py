@@ -160,7 +160,25 @@ def a_definition_that_cannot_start_or_get_healthy_keeps_the_previous_one(
     assert unhealthy.code == 1 and took < 60, (took, unhealthy.stdout + unhealthy.stderr)
     deploy = unhealthy.phase(name, "deploy")
     assert deploy["message"].startswith("stage services did not get healthy: hello not healthy (http check)"), deploy
-    assert deploy["message"].endswith("hello keeps running on its previous definition"), deploy
+    assert deploy["message"].endswith(
+        f"hello keeps running on its previous definition (see `mcfleet logs {name} hello`)"
+    ), deploy
+    assert containers(fleet, name)["hello"] == {"id": running, "image": image, "state": "running"}
+    assert answer(fleet, name, host_port(fleet, name, "hello")) == "hello 2 port=8080\n"
+    # exits at once: podman restarts it again and again; the deploy stops waiting after a few seconds (not the
+    # stage timeout: the default 120 s here), puts hello back, and says where its output is
+    exiting = service("hello", "services", image)
+    exiting["components"][0]["cmd"] = ["sh", "-c", "echo cannot start; exit 3"]
+    write_service(fleet, name, exiting)
+    began = time.monotonic()
+    looping = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json")
+    took = time.monotonic() - began
+    deploy = looping.phase(name, "deploy")
+    assert looping.code == 1 and took < 60, (took, deploy)
+    assert "hello cannot get healthy: its container keeps stopping (restarted " in deploy["message"], deploy
+    assert deploy["message"].endswith(
+        f"hello keeps running on its previous definition (see `mcfleet logs {name} hello`)"
+    ), deploy
     assert containers(fleet, name)["hello"] == {"id": running, "image": image, "state": "running"}
     assert answer(fleet, name, host_port(fleet, name, "hello")) == "hello 2 port=8080\n"
     a_changed_health_check_alone_is_kept_or_sent(fleet, name, root, agent_bundle, image)
@@ -177,7 +195,9 @@ def a_changed_health_check_alone_is_kept_or_sent(
     write_service(fleet, name, wrong)
     failed = cli("apply", root, "--on", name, "--stage-timeout", "5", "--bundle", str(agent_bundle), "--json")
     deploy = failed.phase(name, "deploy")
-    assert failed.code == 1 and deploy["message"].endswith("hello keeps its previous definition"), deploy
+    assert failed.code == 1 and deploy["message"].endswith(
+        f"hello keeps its previous definition (see `mcfleet logs {name} hello`)"
+    ), deploy
     assert containers(fleet, name)["hello"] == {"id": running, "image": image, "state": "running"}
     _code, data = plan(root)
     [again] = [a for a in data["actions"] if a["phase"] == "deploy"]

@@ -308,3 +308,15 @@ def test_drift_seen_while_the_agent_finishes_an_earlier_change_says_it_may_still
     host.services["hello"] = changed
     [action] = ServiceKind().diff(host, facts, Manifest(services={"hello": recorded("h1")}), now=datetime(2026, 1, 1))
     assert "still finishing" not in action.reason and action.reason.startswith("the service definition changed")
+
+
+def test_a_deploy_that_fails_on_a_container_says_where_its_output_is() -> None:
+    from mcfleet.kinds.service import logs_hint
+
+    hello, api = desired(doc([]), "h1"), DesiredService("api", "services", "h2", ("api-web", "api-db"))
+    loop = "stage services did not get healthy: api-db cannot get healthy: its container keeps stopping (restarted 44"
+    assert logs_hint(loop, "full1", [hello, api]) == " (see `mcfleet logs full1 api`)"
+    both = "stage services did not get healthy: hello not healthy (http check): refused; api-web not healthy (tcp"
+    assert logs_hint(both, "full1", [hello, api]) == " (see `mcfleet logs full1 hello`, `mcfleet logs full1 api`)"
+    assert logs_hint("stage services: podman start of hello failed: ...", "full1", [hello, api]) == ""
+    assert logs_hint("xhello not healthy", "full1", [hello]) == ""  # another container's name that ends alike

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Container, Iterable
 from datetime import datetime
@@ -206,6 +207,16 @@ def stage_line(stage: Stage, names: list[str], changing: set[str]) -> str:
         [f"checking {', '.join(checking)}"] if checking else []
     )
     return f"stage {stage}: {'; '.join(said)}"
+
+
+def logs_hint(error: str, host: str, services: Iterable[DesiredService]) -> str:
+    """Where to read why the containers an agent's error names did not get healthy: their output."""
+
+    def named(container: str) -> bool:
+        return re.search(rf"(?:^|[\s:;]){re.escape(container)} (?:cannot get healthy|not healthy)", error) is not None
+
+    found = [s.name for s in services if any(named(c) for c in s.containers)]
+    return f" (see {', '.join(f'`mcfleet logs {host} {n}`' for n in found)})" if found else ""
 
 
 FIRST_LOOK_S = 1.0  # a stage call not answered by then may be queued behind an earlier change
@@ -444,7 +455,7 @@ class ServiceKind:
                 later = [s.name for s in wanted if Stage(s.stage).order > stage.order]
                 skipped = f"; skipped: {', '.join(later)} (stage {stage} failed)" if later else ""
                 said = result.error if result.error.startswith(f"stage {stage} ") else f"stage {stage}: {result.error}"
-                return Outcome("failed", f"{said}{skipped}")
+                return Outcome("failed", f"{said}{skipped}{logs_hint(result.error, host, wanted)}")
             if gate:
                 await gate.done(host, stage)
             # a definition that changes no container (a health check) is changed all the same: the agent holds it now
