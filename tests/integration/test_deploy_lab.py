@@ -105,7 +105,8 @@ def test_apply_deploys_replans_clean_bumps_one_image_and_removes_a_service_keepi
     assert status.code == 0, status.stdout + status.stderr
 
     code, data = plan(root, "--detailed-exitcode")
-    assert code == 0, [a for a in data["actions"]]
+    assert code == 0, [a for a in data["actions"]]  # the ports db and hello hold are theirs, not a conflict
+    a_port_another_program_holds_is_refused_by_the_plan(fleet, name, root, agent_bundle, hello1)
 
     # an image bump: `~` with old -> new, and apply replaces only that container
     before = containers(fleet, name)
@@ -126,6 +127,49 @@ def test_apply_deploys_replans_clean_bumps_one_image_and_removes_a_service_keepi
 
     remove_db_keeping_its_volume(fleet, name, root, agent_bundle)
     recover_hello(fleet, name, root)
+
+
+SQUATTED = 28181
+
+
+def a_port_another_program_holds_is_refused_by_the_plan(
+    fleet: Nodes, name: str, root: str, agent_bundle: Path, image: str
+) -> None:
+    """A program outside mcfleet listens on the port a new service publishes: the plan refuses the service,
+    saying where and what to do, and apply changes nothing (was: `+ service extra` in the plan, then
+    podman's "address already in use" in the middle of the apply's stage).  Once the program is gone,
+    the plan creates it."""
+    extra = service("extra", "services", image)
+    extra["components"][0]["routes"][0]["host_port"] = SQUATTED
+    write_service(fleet, name, extra)
+    hold = f"import socket, time; s = socket.socket(); s.bind(('127.0.0.1', {SQUATTED})); s.listen(); time.sleep(300)"
+    pid = fleet.sh(name, f'setsid python3 -c "{hold}" </dev/null >/dev/null 2>&1 & echo $!').stdout.strip()
+    try:
+        deadline = time.monotonic() + 10
+        while f":{SQUATTED} " not in fleet.sh(name, "ss -ltnH", check=False).stdout:
+            assert time.monotonic() < deadline, "the squatting program did not listen"
+            time.sleep(0.2)
+        code, data = plan(root, "--detailed-exitcode")
+        assert code != 0, data
+        [refused] = [a for a in data["actions"] if a["phase"] == "deploy"]
+        assert (refused["kind"], refused["subject"]) == ("refuse", "service extra"), refused
+        assert refused["reason"] == (f"service extra publishes on a port another program on {name} listens on "
+                                     f"(127.0.0.1:{SQUATTED}): podman could not start its container")  # fmt: skip
+        assert f"ss -tulpn '( sport = :{SQUATTED} )'" in refused["hint"], refused
+        run = cli("apply", root, "--on", name, "--yes", "--bundle", str(agent_bundle), "--json")
+        assert run.code != 0 and "refuse" in run.stdout + run.stderr, run.stdout + run.stderr
+        assert "extra" not in containers(fleet, name)
+    finally:
+        fleet.sh(name, f"kill {pid}", check=False)
+    deadline = time.monotonic() + 10
+    while True:
+        _, data = plan(root)
+        kinds = {a["subject"]: a["kind"] for a in data["actions"] if a["phase"] == "deploy"}
+        if kinds == {"service extra": "create"} or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert kinds == {"service extra": "create"}, kinds
+    (fleet.fleet_dir / "hosts" / name / "services" / "extra.json").unlink()
 
 
 def a_definition_that_cannot_start_or_get_healthy_keeps_the_previous_one(

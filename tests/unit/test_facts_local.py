@@ -89,3 +89,31 @@ def test_a_base64_without_the_wrap_option_gives_the_same_facts(tmp_path: Path) -
 
     assert facts_text(env) == facts_text(dict(os.environ))
     assert parse_facts("local", facts_text(env), agent_path=inp.agent_path).os_id is not None
+
+
+def test_the_listeners_on_the_services_ports_are_read_from_the_kernels_tables() -> None:
+    """Sockets listening on the asked ports show, with their address (IPv4, IPv6 and UDP decoded from
+    /proc/net/*); a port not asked does not; nothing is asked without ports (None, not "none")."""
+    import socket
+
+    base = {"users": ("root",), "uids": (0,), "gids": (0,), "agent_path": "/nonexistent/agent",
+            "agent_unit": "none.service"}  # fmt: skip
+    with socket.socket() as v4, socket.socket(socket.AF_INET6) as v6, socket.socket(type=socket.SOCK_DGRAM) as udp:
+        v4.bind(("127.0.0.1", 0))
+        v4.listen()
+        v6.bind(("::1", 0))
+        v6.listen()
+        udp.bind(("127.0.0.1", 0))
+        unasked = socket.create_server(("127.0.0.1", 0))
+        ports = [s.getsockname()[1] for s in (v4, v6, udp)]
+        asked = ScriptInputs(**base, ports=tuple(f"{p:04X}" for p in ports))  # type: ignore[arg-type]
+        out = asyncio.run(LocalNode().run(facts_script(asked), timeout=30))
+        unasked.close()
+    listening = parse_facts("local", out.stdout, agent_path="/nonexistent/agent").listening
+    assert listening is not None
+    mine = [e for e in listening if e[2] in ports]
+    assert sorted(mine) == sorted([("tcp", "127.0.0.1", ports[0]), ("tcp", "::1", ports[1]),
+                                   ("udp", "127.0.0.1", ports[2])])  # fmt: skip
+    assert all(e[2] in ports for e in listening)  # only the asked ports come back
+    plain = asyncio.run(LocalNode().run(facts_script(ScriptInputs(**base)), timeout=30))  # type: ignore[arg-type]
+    assert parse_facts("local", plain.stdout, agent_path="/nonexistent/agent").listening is None

@@ -31,6 +31,7 @@ from mcfleet.fleet.desired import DesiredHost, DesiredService
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import Stage
 from mcfleet.kinds.base import ApplyContext, GatherResult, Outcome, ReadContext
+from mcfleet.kinds.service_ports import held_by_services, port_refusal
 from mcfleet.kinds.stages import STAGES, StageGate
 from mcfleet.observe.facts import ContainerFacts, Facts
 from mcfleet.observe.manifest import Manifest, ManifestService
@@ -195,6 +196,16 @@ def _bind_refusal(d: DesiredHost, name: str, svc: DesiredService, addresses: lis
     )  # fmt: skip
 
 
+def _ports_held(f: Facts) -> list[tuple[str, int]] | None:
+    """The ports the agent's running services hold; none before the agent is installed (nothing of
+    mcfleet's runs), unknown when it is and did not answer."""
+    if f.services_error is not None:
+        return None
+    if f.ports_held is None and f.agent is not None and f.agent.present:
+        return None
+    return f.ports_held or []
+
+
 HEARTBEAT_S = 10.0
 
 
@@ -356,8 +367,8 @@ class ServiceKind:
                 out[host] = item.model_copy(update={"services_error": agent_facts})
             elif isinstance(agent_facts, dict) and isinstance(item, Facts):
                 update = {"containers": container_facts(agent_facts), "service_specs": service_specs(agent_facts),
-                          "services_held_stopped": held_stopped(agent_facts),
-                          "agent_busy": busy_text(agent_facts)}  # fmt: skip
+                          "services_held_stopped": held_stopped(agent_facts), "agent_busy": busy_text(agent_facts),
+                          "ports_held": held_by_services(agent_facts)}  # fmt: skip
                 out[host] = item.model_copy(update=update)
         return out
 
@@ -366,7 +377,9 @@ class ServiceKind:
         specs = f.service_specs or {}
         acts: list[Action] = []
         for name, svc in sorted(d.services.items()):
-            refused = _bind_refusal(d, name, svc, f.addresses)
+            refused = _bind_refusal(d, name, svc, f.addresses) or port_refusal(
+                d, name, svc, f.listening, _ports_held(f)
+            )
             acts += [refused] if refused else _service_actions(d, name, svc, m.services.get(name), seen,
                                                                old_spec=specs.get(name),
                                                                held=f.services_held_stopped)  # fmt: skip

@@ -23,6 +23,7 @@ from mcfleet.fleet.desired import DesiredHost, desired_state
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.routes import node_binds
 from mcfleet.kinds import KINDS, ReadContext, ResourceKind
+from mcfleet.kinds.service_ports import wanted_ports
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.observe.manifest import manifest_path
 from mcfleet.observe.parse import FactsRefused, facts_from, read_framed
@@ -58,6 +59,7 @@ def script_inputs(loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -
             if u.subuid
         ),
         addresses=any(node_binds(s.spec) for s in desired.services.values() if s.spec is not None),
+        ports=wanted_ports(desired.services.values()),
     )
 
 

@@ -106,12 +106,18 @@ class Facts(_Fact):
     manifest_error: str | None = None
     certs: list[CertFacts] = Field(default_factory=empty_list)
     addresses: list[str] | None = Field(default=None, description="the node's IP addresses; None: not asked or unknown")
+    listening: list[tuple[str, str, int]] | None = Field(
+        default=None, description="(protocol, address, port) listening on the services' host ports; None: not asked"
+    )
     containers: list[ContainerFacts] | None = Field(default=None, description="None: podman absent or not asked")
     services_held_stopped: list[str] = Field(
         default_factory=empty_list, description="services the agent keeps stopped (`mcfleet agent stop`)"
     )
     service_specs: dict[str, dict[str, Any]] | None = Field(
         default=None, description="service -> its definition as the agent last received it; None: not asked"
+    )
+    ports_held: list[tuple[str, int]] | None = Field(
+        default=None, description="(protocol, port) the agent's running services publish; None: not asked"
     )
     services_error: str | None = Field(default=None, description="why the agent did not say what it runs")
     agent_busy: str | None = Field(

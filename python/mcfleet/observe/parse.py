@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -266,6 +267,31 @@ def parse_addresses(text: str) -> list[str] | None:
     return sorted({a for token in text.split()[:ADDRESSES_CAP] if (a := canonical_ip(token)) is not None}) or None
 
 
+LISTENING_CAP = 4096  # listening sockets kept per node (the script sends only those on the services' ports)
+
+
+def parse_listening(text: str) -> list[tuple[str, str, int]] | None:
+    """`<tcp|udp> <hex address>:<hex port>` lines (the kernel's /proc/net/{tcp,udp}[6] local_address) as
+    (protocol, address, port); None when not asked.  The kernel prints each 32-bit word of the address
+    in the node's byte order: little-endian on amd64 and arm64, the machines mcfleet manages."""
+    if text.strip() == "absent":
+        return None
+    out: set[tuple[str, str, int]] = set()
+    for line in text.splitlines()[:LISTENING_CAP]:
+        proto, _, local = line.strip().partition(" ")
+        hex_address, _, hex_port = local.partition(":")
+        if proto not in ("tcp", "udp") or len(hex_address) not in (8, 32):
+            continue
+        try:
+            raw = b"".join(bytes.fromhex(hex_address[i : i + 8])[::-1] for i in range(0, len(hex_address), 8))
+            address = str(ipaddress.ip_address(raw))
+            port = int(hex_port, 16)
+        except ValueError:
+            continue
+        out.add((proto, address, port))
+    return sorted(out)
+
+
 def parse_facts(host: str, output: str, *, agent_path: str, address: str | None = None) -> Facts:
     """Facts from the script's output; raises FactsRefused when the output breaks the format."""
     return facts_from(host, read_framed(output), agent_path=agent_path, address=address)
@@ -302,4 +328,5 @@ def facts_from(host: str, v: FramedOutput, *, agent_path: str, address: str | No
         certs=parse_certs(v.certs),
         containers=parse_containers(v.text("containers")),
         addresses=parse_addresses(v.text("addrs")) if "addrs" in v.values else None,
+        listening=parse_listening(v.text("listen")) if "listen" in v.values else None,
     )

@@ -68,6 +68,9 @@ class ScriptInputs:
     file_texts: tuple[str, ...] = ()  # those whose text the plan diffs (never a secret's)
     subids: tuple[str, ...] = ()  # "<user> <start:count> <start:count>": wanted subuid, subgid (observe/hostlevel.py)
     addresses: bool = False  # the node's IP addresses (only when a service publishes on one of them)
+    ports: tuple[
+        str, ...
+    ] = ()  # host ports the services publish, 4 hex digits: who listens there (kinds/service_ports.py)
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,21 @@ def probes(inp: ScriptInputs) -> list[Probe]:
             "elif command -v ip >/dev/null 2>&1; then ip -o addr show | awk '{print $4}'; "
             "else hostname -I; fi",
             "ip -o addr show",
+        ),
+        Probe(
+            "listen",
+            # the kernel's socket tables, read as any user: TCP sockets in LISTEN (st 0A) and unconnected bound
+            # UDP sockets (st 07, no remote address) on the asked ports only, so a busy node sends a few lines
+            f"if [ -z {q(' '.join(inp.ports))} ]; then echo absent; else set --; "
+            'for t in tcp tcp6 udp udp6; do [ -r "/proc/net/$t" ] && set -- "$@" "/proc/net/$t"; done; '
+            f"awk -v want={q(' ' + ' '.join(inp.ports) + ' ')} "
+            + q(
+                'FNR > 1 { n = split($2, a, ":"); if (!index(want, " " a[n] " ")) next; '
+                'p = FILENAME; sub("^/proc/net/", "", p); sub(/6$/, "", p); '
+                'if ((p == "tcp" && $4 == "0A") || (p == "udp" && $4 == "07" && $3 ~ /^0+:0000$/)) print p, $2 }'
+            )
+            + ' "$@"; fi',
+            "/proc/net/tcp, /proc/net/udp",
         ),
         Probe("manifest", f"cat {q(inp.manifest_path)}", inp.manifest_path),
         Probe(
