@@ -197,8 +197,8 @@ def _bind_refusal(d: DesiredHost, name: str, svc: DesiredService, addresses: lis
 
 
 def _ports_held(f: Facts) -> list[tuple[str, int]] | None:
-    """The ports the agent's running services hold; none before the agent is installed (nothing of
-    mcfleet's runs), unknown when it is and did not answer."""
+    """The ports the agent's services hold; none before the agent is installed (nothing of mcfleet's
+    runs), unknown when it is and did not answer."""
     if f.services_error is not None:
         return None
     if f.ports_held is None and f.agent is not None and f.agent.present:

@@ -4,7 +4,7 @@ podman cannot publish a port that a program outside mcfleet holds ("address alre
 without this check the plan showed `+ service extra` and apply failed in the middle of its stage,
 after the stages before it had changed.  The facts script lists the node's listening sockets on
 the ports the host's services publish (`/proc/net/tcp*`, `/proc/net/udp*`); the agent's facts say
-which ports its running services hold (rootless podman's port forwarder, or conmon, listens on
+which ports its registered services hold (rootless podman's port forwarder, or conmon, listens on
 them for the container).  Any other listener on a wanted port is foreign, and the service is
 refused before anything runs, as an address the node lacks is.
 """
@@ -51,15 +51,12 @@ def _address(text: str) -> str | None:
 
 
 def held_by_services(agent_facts: dict[str, Any]) -> list[tuple[str, int]]:
-    """(protocol, port) of every port a service the agent runs publishes: those with a running container."""
-    running = {
-        str((c.get("labels") or {}).get("io.mcfleet.service", ""))
-        for c in agent_facts.get("containers", [])
-        if isinstance(c, dict) and c.get("state") == "running" and isinstance(c.get("labels"), dict)
-    }
+    """(protocol, port) of every port a service registered with the agent publishes, whatever its containers'
+    state: podman's forwarder of a container that podman restarts (a crash loop), or that is stopping, holds
+    the port between its runs, and the agent's start waits for its own ports to be free."""
     held: set[tuple[str, int]] = set()
     for entry in agent_facts.get("registry", []):
-        if not isinstance(entry, dict) or entry.get("name") not in running:
+        if not isinstance(entry, dict):
             continue
         ports = entry.get("ports")
         held |= {("tcp", p) for p in (ports.values() if isinstance(ports, dict) else ()) if isinstance(p, int)}

@@ -117,7 +117,7 @@ class Facts(_Fact):
         default=None, description="service -> its definition as the agent last received it; None: not asked"
     )
     ports_held: list[tuple[str, int]] | None = Field(
-        default=None, description="(protocol, port) the agent's running services publish; None: not asked"
+        default=None, description="(protocol, port) the services registered with the agent publish; None: not asked"
     )
     services_error: str | None = Field(default=None, description="why the agent did not say what it runs")
     agent_busy: str | None = Field(
