@@ -1,4 +1,5 @@
-"""Health checks for a component: tcp connect, HTTP GET (2xx/3xx), or a command in the container.
+"""Health checks for a component: tcp connect (that the far end keeps), HTTP GET (2xx/3xx), or a
+command in the container.
 
 tcp and http checks run from the node against the container's published port, so they need
 nothing inside the image; a command check runs in the container (podman exec).
@@ -22,6 +23,7 @@ back); its timeout message counts the restarts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from mcfleet.agent.podman_ops import Podman, RunState
@@ -30,10 +32,12 @@ from mcfleet.agent.spec import ContainerSpec, container_specs
 from mcfleet.fleet.models import Health
 
 RETRY_S = 0.25
+CATCH_EXIT_S = 0.02
 # Exit codes of the OCI runtime/shell for "cannot execute" and "command not found".
 NOT_EXECUTABLE = (126, 127)
 CRASH_LOOP_EXITS = 5
 CRASH_LOOP_AFTER_S = 3.0
+TCP_SETTLE_S = 0.3  # a tcp check's connection must stay open this long (or bring data)
 
 
 class CheckCannotPass(RuntimeError):
@@ -41,9 +45,30 @@ class CheckCannotPass(RuntimeError):
 
 
 async def _tcp(host: str, port: int) -> None:
-    _, writer = await asyncio.open_connection(host, port)
-    writer.close()
-    await writer.wait_closed()
+    """Connected, and not closed at once.  Rootless podman's port forwarder (rootlessport) accepts every
+    connection to a published port itself and only then dials the container: with nothing listening in
+    there it closes the connection within milliseconds (measured on a lab node), so a bare connect passed
+    for a container whose program had crashed.  A program that is there either waits for the client (a
+    TLS or HTTP server) or greets it first (SSH, SMTP): either keeps the connection for TCP_SETTLE_S."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        try:
+            first = await asyncio.wait_for(reader.read(1), TCP_SETTLE_S)
+        except TimeoutError:
+            return  # open and silent: a server waiting for its client
+        except ConnectionError as exc:  # reset: the forwarder found nothing to connect to
+            first, reason = b"", str(exc)
+        else:
+            reason = ""
+        if not first:
+            raise ConnectionError(
+                f"port {port} accepted the connection and closed it at once{f' ({reason})' if reason else ''}: "
+                "nothing listens behind podman's port forwarder"
+            )
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 async def _http(host: str, port: int, path: str) -> None:
@@ -54,6 +79,8 @@ async def _http(host: str, port: int, path: str) -> None:
         status = await reader.readline()
     finally:
         writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
     parts = status.decode("latin-1").split()
     if len(parts) < 2 or not parts[1].isdigit():
         raise ConnectionError(f"no HTTP status line (got {status[:60]!r})")
@@ -134,7 +161,9 @@ async def wait_healthy(spec: ContainerSpec, podman: Podman, deadline: float, *, 
             kind = spec.health.kind if spec.health else "running"
             also = f"; meanwhile its container stopped and was restarted {restarts} times" if restarts else ""
             raise TimeoutError(f"{spec.name} not healthy ({kind} check): {last}{also}")
-        await asyncio.sleep(min(RETRY_S, remaining))
+        # restarted and no exit code seen yet: podman restarts at once and its inspect says 0 while the
+        # container runs, so only a quick look catches it stopped, with the code its message gives
+        await asyncio.sleep(min(CATCH_EXIT_S if restarts and exit_code is None else RETRY_S, remaining))
 
 
 CHECK_NOW_MAX_S = 5.0  # a status asks for every container's health at once: one slow check caps it
