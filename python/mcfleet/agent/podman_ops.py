@@ -259,12 +259,14 @@ class Podman:
 
     def stop(self, name: str) -> None:
         try:
-            self._call(f"stop of {name}", lambda: self._stopping.containers.get(name).stop(timeout=self.stop_timeout))
+            # ignore: one already stopped is what was asked (podman answers 304, which podman-py raises
+            # as an error "0" without it; hit when a container podman restarts in a loop is between runs)
+            self._call(
+                f"stop of {name}",
+                lambda: self._stopping.containers.get(name).stop(timeout=self.stop_timeout, ignore=True),
+            )
         except NotFound:
             return
-
-    def restart(self, name: str) -> None:
-        self._call(f"restart of {name}", lambda: self._stopping.containers.get(name).restart(timeout=self.stop_timeout))
 
     def remove(self, name: str) -> None:
         """Remove the container only; its volumes (host dirs, named volumes) stay."""

@@ -178,10 +178,14 @@ class Reconciler:
                 for spec in specs:
                     if await self.podman.in_thread(self.podman.state, spec.name) == "missing":
                         await self._create(spec, outcome, "create", "missing at restart")
-                    else:
-                        await self.podman.in_thread(self.podman.restart, spec.name)
+                    else:  # stopped, then started once its ports are free (not `podman restart`)
+                        await self.podman.in_thread(self.podman.stop, spec.name)
+                        await _released(spec)
+                        await self._start_when_ports_free(spec.name)
                         self._act(outcome, spec, "restart", "restarted on request")
-                await self._wait_stage(entry.service.stage, specs, stage_timeout)
+                # a person or apply (after a files change) waits for the answer: a container that keeps
+                # stopping ends it, as in a deploy (the boot, at which a dependency may come up late, waits on)
+                await self._wait_stage(entry.service.stage, specs, stage_timeout, crash_loop_ends=True)
             except (McfleetError, TimeoutError) as exc:
                 outcome.ok, outcome.error = False, _text(exc)
             return outcome
@@ -509,6 +513,33 @@ class Reconciler:
 
 
 PORTS_FREE_WITHIN_S = 60.0
+
+
+async def _released(spec: ContainerSpec) -> None:
+    """Until nothing accepts connections on a stopped container's published tcp ports (at most
+    PORTS_FREE_WITHIN_S).  Rootless podman's forwarder can outlive its container, and `podman restart`
+    of a container that podman was restarting in a loop once left it running with no forwarder at all
+    (seen on a lab node, podman 4.3: its port refused connections until the stage timeout)."""
+    deadline = time.monotonic() + PORTS_FREE_WITHIN_S
+    for port in spec.ports:
+        if port.protocol != "tcp" or spec.network == "host":
+            continue
+        host = port.host_ip if port.host_ip not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        while await _accepts(host, port.host_port):
+            if time.monotonic() >= deadline:
+                return  # the start then says who holds it
+            await asyncio.sleep(0.2)
+
+
+async def _accepts(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
 # rootless podman's port forwarder: "rootlessport listen tcp 127.0.0.1:55826: bind: address already in use"
 _IN_USE = re.compile(r"listen (?:tcp|udp)\S* (\S+): bind: address already in use")
 
