@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
+from mcfleet.lab.images import START
 from mcfleet.lab.login import Login
 from mcfleet.lab.peers.registry import RegistryInfo
 from tests.integration.apply_lab import (  # noqa: F401
@@ -54,6 +56,12 @@ def test_template_file_is_deployed_and_a_change_restarts_only_its_service(
     svc = json.loads(svc_path.read_text())
     svc["description"] = "files lab test"  # no longer the lab's demo file: `lab` keeps its hands off it
     svc["files"] = [{"path": "hello.conf", "source": "files/hello.conf", "template": True, "mode": "0640"}]
+    # hello reads its file: it starts only when the file has a version line (a config it can reject), and its
+    # health check is tcp (through rootless podman's port forwarder, which accepts for a stopped container)
+    component = svc["components"][0]
+    component["volumes"] = ["/srv/hello:/conf:ro"]
+    component["cmd"] = ["sh", "-c", f"grep -q '^version' /conf/hello.conf || exit 1; {START}"]
+    component["health"] = {"kind": "tcp", "port": 8080, "timeout_s": 2}
     svc_path.write_text(json.dumps(svc))
 
     plan = cli("plan", "-C", str(root), "--json")
@@ -78,6 +86,35 @@ def test_template_file_is_deployed_and_a_change_restarts_only_its_service(
     again = cli("plan", "-C", str(root), "--detailed-exitcode")
     assert again.code == 0, again.stdout
     assert fleet.temp_files(name) == []
+    a_file_the_service_rejects_is_put_back(fleet, name, root, template, agent_bundle, port=int(port))
+
+
+def a_file_the_service_rejects_is_put_back(
+    fleet: Nodes, name: str, root: Path, template: Path, agent_bundle: Path, *, port: int
+) -> None:
+    """A new file hello cannot start with: apply fails within seconds, hello gets its previous file back
+    (content, owner, mode) and runs on it (was: "restarted hello" reported as a success while podman
+    restarted it in a loop, hello down with the bad file until someone looked)."""
+    template.write_text("broken\n")
+    plan = cli("plan", "-C", str(root))
+    assert "content changed; hello restarts on it" in plan.stdout, plan.stdout
+    began = time.monotonic()
+    run = cli("apply", "-C", str(root), "--yes", "--bundle", str(agent_bundle), "--json", timeout=900)
+    took = time.monotonic() - began
+    assert run.code != 0, run.why
+    failed = run.phase(name, "files")
+    assert failed["status"] == "failed", failed
+    assert failed["message"].startswith("hello did not get healthy after its files changed: hello cannot get "
+                                        "healthy: its container keeps stopping (restarted "), failed  # fmt: skip
+    assert failed["message"].endswith(f"; its previous /srv/hello/hello.conf put back, and hello runs on them "
+                                      f"(see `mcfleet logs {name} hello`)"), failed  # fmt: skip
+    assert took < 60, took
+    assert fleet.sh(name, "cat /srv/hello/hello.conf").stdout.endswith("version 2\n")
+    assert fleet.sh(name, "stat -c '%U %G %a' /srv/hello/hello.conf").stdout.split() == ["mcp", "mcp", "640"]
+    assert fleet.sh(name, f"curl -sf http://127.0.0.1:{port}/").stdout.startswith("hello 1 port=8080")
+    assert fleet.sh(name, "ls /var/lib/mcfleet/").stdout.count("previous.") == 0  # its copy is gone
+    replan = cli("plan", "-C", str(root))
+    assert "~ file /srv/hello/hello.conf" in replan.stdout and "+broken" in replan.stdout, replan.stdout
 
 
 POISON = "mcfleet-secret-poison-5d0c1e9a7b"

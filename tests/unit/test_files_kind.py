@@ -22,7 +22,7 @@ from mcfleet.kinds.base import ApplyContext
 from mcfleet.kinds.files import FilesKind
 from mcfleet.observe.facts import Facts
 from mcfleet.observe.files import FileFacts, files_probe_body, parse_files
-from mcfleet.observe.manifest import Manifest
+from mcfleet.observe.manifest import Manifest, ManifestService
 from mcfleet.plan.render import render_action
 from mcfleet.transport.local import LocalNode
 
@@ -111,6 +111,11 @@ def test_probe_then_diff_plans_create_update_with_a_unified_diff_and_nothing_in_
     assert '-old_zone = "svc.example.test"' in upd.after["diff"]
     assert '+zone = "svc.example.test"' in upd.after["diff"]
     assert upd.before["owner"] == "850:850" and upd.before["mode"] == "0640"
+    # the service already runs: apply restarts it on the new file, and the plan says so
+    ran = Manifest(services={"web": ManifestService(hash="h", stage="services", containers=["web"])})
+    restarts = {a.subject: a for a in FilesKind().diff(alpha, facts, ran, now=NOW)}
+    assert restarts["file /srv/web/web.toml"].reason == "content changed; web restarts on it"
+    assert restarts["file /srv/web/motd"].reason == acts["file /srv/web/motd"].reason  # a new file: no restart
     shown = "\n".join(render_action(upd))
     assert '        +zone = "svc.example.test"' in shown and "diff:" not in shown
     in_sync = [f.model_copy(update={"sha256": alpha.files[f.path].sha256}) for f in facts_files]

@@ -8,17 +8,20 @@ apply: each file is written as root through the node helper (`apply.nodeio.put_f
 followed, an exclusive temp file beside it, the hash checked, then renamed), content on stdin
 (never in a process's arguments); the files phase runs before deploy, so new containers start
 with their files.  A service that already runs and whose files changed is restarted
-(`Restart` on the agent: its containers only).
+(`Restart` on the agent: its containers only); when it does not get healthy on them, its
+previous files (copied to root's store before the write) are put back and it is restarted on
+those, so a config it rejects fails the apply without leaving it down.
 record: every declared file as written (path -> service, sha256, owner, mode); a removed one leaves.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from mcfleet.apply.nodeio import drop_staging, helper, make_staging, put_file, upload
+from mcfleet.apply.nodeio import drop_staging, helper, make_staging, put_file, store_of, upload
 from mcfleet.errors import ApplyError
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.files import DesiredFile, service_dir
@@ -98,6 +101,23 @@ async def put_binary(node: Any, want: DesiredFile) -> None:
         await drop_staging(node, staging)
 
 
+@dataclass(frozen=True)
+class Kept:
+    """A file's content before this apply (`copy`, in root's store), with the owner and mode it had."""
+
+    copy: str
+    owner: str
+    mode: str
+
+
+def _restarting(ctx: ApplyContext, actions: list[Action]) -> list[Action]:
+    """The changes to files of services that already run: apply restarts those services."""
+    return [
+        a for a in actions
+        if a.kind == "update" and ctx.desired.files[a.subject.removeprefix("file ")].service in ctx.manifest.services
+    ]  # fmt: skip
+
+
 class FilesKind(NoRead):
     name = "files"
     phase = Phase.files
@@ -111,6 +131,12 @@ class FilesKind(NoRead):
             return []
         seen = {x.path: x for x in f.files}
         acts = [_file_action(d, want, seen.get(path)) for path, want in sorted(d.files.items())]
+        acts = [  # apply restarts a running service whose files change: the plan says so
+            a.model_copy(update={"reason": f"{a.reason}; {svc} restarts on it"})
+            if a is not None and a.kind == "update" and (svc := d.files[a.subject.removeprefix("file ")].service)
+            in m.services else a
+            for a in acts
+        ]  # fmt: skip
         for path, had in sorted(m.files.items()):  # recorded as written by mcfleet, no longer declared
             if path not in d.files:
                 before = {"service": had.service, "owner": had.owner, "mode": had.mode}
@@ -130,6 +156,14 @@ class FilesKind(NoRead):
             actions = [a for a in actions if a.kind != "delete"]
             if not actions:
                 return Outcome("changed", f"removed {', '.join(doomed)}")
+        kept = await self._keep_previous(ctx, actions)
+        try:
+            return await self._write(ctx, actions, kept)
+        finally:
+            if kept:
+                await ctx.node.run(helper("rm", *(k.copy for k in kept.values())), timeout=120)
+
+    async def _write(self, ctx: ApplyContext, actions: list[Action], kept: dict[str, Kept]) -> Outcome:
         written: list[str] = []
         made: set[str] = set()
         for a in actions:
@@ -145,7 +179,7 @@ class FilesKind(NoRead):
                            sha=content_sha(want))  # fmt: skip
             written.append(want.path)
         ctx.data["files"] = written
-        restarted = await self._restart(ctx, actions)
+        restarted = await self._restart(ctx, actions, kept)
         note = f"; restarted {', '.join(restarted)}" if restarted else ""
         return Outcome("changed" if written else "unchanged", f"wrote {', '.join(written) or 'nothing'}{note}")
 
@@ -166,24 +200,49 @@ class FilesKind(NoRead):
                                  location=ctx.entry.host.name)  # fmt: skip
             made.add(folder)
 
-    async def _restart(self, ctx: ApplyContext, actions: list[Action]) -> list[str]:
-        """Restart the services that already run and whose content changed (a new one starts with its files)."""
+    async def _keep_previous(self, ctx: ApplyContext, actions: list[Action]) -> dict[str, Kept]:
+        """A copy, in root's store, of each file about to change under a service that runs: put back if the
+        service does not get healthy on the new ones (a config it rejects must not leave it down)."""
+        kept: dict[str, Kept] = {}
+        for a in _restarting(ctx, actions):
+            path = a.subject.removeprefix("file ")
+            copy = f"{store_of(ctx.node)}/previous.{hashlib.sha256(path.encode()).hexdigest()[:16]}"
+            before = a.before if isinstance(a.before, dict) else {}
+            await put_file(ctx.node, copy, source=path, mode="0600", owner="0:0")
+            kept[path] = Kept(copy, str(before.get("owner") or "0:0"), str(before.get("mode") or "0600"))
+        return kept
+
+    async def _restart(self, ctx: ApplyContext, actions: list[Action], kept: dict[str, Kept]) -> list[str]:
+        """Restart the services that already run and whose content changed (a new one starts with its files).
+        One that does not get healthy gets its previous files back and is restarted on them."""
         from mcfleet.agent.client import AgentClient  # grpc + protobuf: only where an RPC is made
         from mcfleet.kinds.service import agent_socket
 
-        changed = sorted(
-            {ctx.desired.files[a.subject.removeprefix("file ")].service for a in actions if a.kind == "update"}
+        running = sorted(
+            {ctx.desired.files[a.subject.removeprefix("file ")].service for a in _restarting(ctx, actions)}
         )
-        running = [s for s in changed if s in ctx.manifest.services]
         if not running:
             return []
+        failures: list[str] = []
         target = await agent_socket(ctx.node, ctx.entry.host.agent.socket)
         async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
             for name in running:
                 answer = await client.restart(name)
-                if not answer.ok:
-                    raise ApplyError(f"restarting {name} after its files changed: {answer.error}",
-                                     location=ctx.entry.host.name)  # fmt: skip
+                if answer.ok:
+                    continue
+                back = sorted(p for p in kept if ctx.desired.files[p].service == name)
+                for path in back:
+                    k = kept[path]
+                    await put_file(ctx.node, path, source=k.copy, mode=k.mode, owner=k.owner)
+                ctx.data["files"] = [p for p in ctx.data.get("files", []) if p not in back]
+                again = await client.restart(name)
+                now = (f"its previous {', '.join(back)} put back, and {name} runs on them" if again.ok else
+                       f"its previous {', '.join(back)} put back, and {name} did not get healthy on them "
+                       f"either: {again.error}")  # fmt: skip
+                failures.append(f"{name} did not get healthy after its files changed: {answer.error}; {now} "
+                                f"(see `mcfleet logs {ctx.entry.host.name} {name}`)")  # fmt: skip
+        if failures:
+            raise ApplyError("; ".join(failures), location=ctx.entry.host.name)
         return running
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
