@@ -232,7 +232,9 @@ def test_snapshot_and_restore_a_services_folder_with_numeric_owners(
     fleet.sh(name, "echo third > /srv/db/marker")
     for given in ("latest", taken["path"].rsplit("/", 1)[1]):
         again = cli("restore", name, "db", given, "-C", root, "--json")
-        assert again.code == 0 and json.loads(again.stdout)["path"].startswith(taken["path"]), again.stderr
+        report = json.loads(again.stdout)
+        assert again.code == 0 and report["path"] == taken["path"], again.stderr  # was: with a note appended
+        assert report["set_aside"].startswith("/srv/.db.before-restore."), report
         assert fleet.sh(name, "cat /srv/db/marker").stdout == "before\n"
     # the folders set aside are listed beside the snapshots, and a prune removes them by the same rule
     listed = json.loads(cli("snapshots", name, "-C", root, "--json").stdout)

@@ -90,3 +90,28 @@ def test_a_journal_edited_by_hand_is_shown_with_what_it_holds(tmp_path: Path) ->
     assert rows[1].startswith("w1") and rows[2].startswith("w2") and rows[3].startswith("w3")
     code, out, _err = run_cli("-C", str(root), "journal", "--json")
     assert code == 0 and json.loads(out)["unreadable"] == 3 and json.loads(out)["total"] == 4
+
+
+def test_one_host_operations_show_their_host_and_what_they_did(tmp_path: Path) -> None:
+    """A snapshot, a restore, a list of snapshots and an agent restart are journalled with their own
+    reports (no `hosts`): shown with their host and outcome (was: host "-" and "failed: nothing to do"
+    for each of them, though they had succeeded)."""
+    from tests.conftest import run_cli
+
+    shutil.copytree(Path(__file__).parents[1] / "data" / "fleets" / "minimal", tmp_path / "fleet")
+    root = tmp_path / "fleet"
+    snapshot = {"host": "n1", "operation": "snapshot", "service": "db", "path": "/x.tar.zst", "bytes": 136,
+                "sha256": "ab", "seconds": 0.6}  # fmt: skip
+    journal.append(root, {"command": "snapshot n1 db", "argv": ["snapshot", "n1", "db"], "result": snapshot})
+    listed = {"host": "n1", "snapshots": [{"path": "/x.tar.zst"}], "set_aside": [], "removed": []}
+    journal.append(root, {"command": "snapshots n1", "argv": ["snapshots", "n1"], "result": listed})
+    failed = {"host": "n1", "operation": "restart", "service": "web", "ok": False, "error": "web not healthy",
+              "seconds": 4.0}  # fmt: skip
+    journal.append(root, {"command": "agent restart n1 web", "argv": ["agent", "restart", "n1", "web"],
+                          "result": failed})  # fmt: skip
+    code, out, err = run_cli("-C", str(root), "journal")
+    assert code == 0, err
+    rows = [" ".join(r.split()) for r in out.splitlines()[1:]]
+    assert rows[0].endswith("mcfleet snapshot n1 db n1 0.6 ok: snapshot db (136 bytes)"), rows
+    assert rows[1].endswith("mcfleet snapshots n1 n1 - ok: 1 snapshot(s)"), rows
+    assert rows[2].endswith("mcfleet agent restart n1 web n1 4.0 failed: restart web: web not healthy"), rows

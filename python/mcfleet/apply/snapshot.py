@@ -49,13 +49,15 @@ class SnapshotReport:
     bytes: int = 0
     sha256: str = ""
     seconds: float = 0.0
+    set_aside: str = ""  # a restore: where the folder it replaced is kept ("" when there was none)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def render(self) -> str:
         size = f" ({self.bytes} bytes, sha256 {self.sha256[:12]})" if self.bytes else ""
-        return f"{self.host}: {self.operation} {self.service}: {self.path}{size} in {self.seconds:.1f} s"
+        before = f" (the folder before: {self.set_aside or 'none'})" if self.operation == "restore" else ""
+        return f"{self.host}: {self.operation} {self.service}: {self.path}{size}{before} in {self.seconds:.1f} s"
 
 
 def snapshot_script(store: str, service: str, stamp: str) -> str:
@@ -163,10 +165,8 @@ async def restore(
     path = await _snapshot_path(node, host, service, path)
     await session.gate([host], overrides)
     aside = await _stopped(node, entry.host.agent.socket, service, restore_script(service, path, _stamp()), host)
-    report = SnapshotReport(host, "restore", service, path, seconds=time.monotonic() - began)
-    report.sha256 = ""
-    report.path = f"{path} (the folder before: {aside.splitlines()[-1] if aside else 'none'})"
-    return report
+    return SnapshotReport(host, "restore", service, path, seconds=time.monotonic() - began,
+                          set_aside=aside.splitlines()[-1] if aside else "")  # fmt: skip
 
 
 LATEST = "latest"

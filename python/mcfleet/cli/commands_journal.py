@@ -20,6 +20,8 @@ def _outcome(record: dict[str, Any]) -> str:
         error = _mapping(record["error"])
         return f"{error.get('kind', 'error')}: {error.get('message', '')}"
     result = _mapping(record.get("result"))
+    if "hosts" not in result and "host" in result:
+        return _one_host_outcome(result)
     counts: dict[str, int] = {}
     for info in _mapping(result.get("hosts")).values():
         status = str(_mapping(info).get("status"))
@@ -28,9 +30,26 @@ def _outcome(record: dict[str, Any]) -> str:
     return ("ok: " if result.get("ok") else "failed: ") + text
 
 
+def _one_host_outcome(result: dict[str, Any]) -> str:
+    """A one-host operation's report (snapshot, restore, snapshots, agent restart …): it has no `hosts`;
+    a failed one that raised is an `error` record instead, so one without `ok` succeeded."""
+    listed, removed = result.get("snapshots"), result.get("removed")
+    if isinstance(listed, list):
+        what = f"{len(listed)} snapshot(s)" + (
+            f", removed {len(removed)}" if isinstance(removed, list) and removed else ""
+        )
+    else:
+        what = " ".join(str(result[k]) for k in ("operation", "service") if result.get(k)) or "done"
+        if isinstance(result.get("bytes"), int) and result["bytes"]:
+            what += f" ({result['bytes']} bytes)"
+    if result.get("error"):
+        what += f": {result['error']}"
+    return ("ok: " if result.get("ok", True) else "failed: ") + what
+
+
 def _row(record: dict[str, Any]) -> list[object]:
     result = _mapping(record.get("result"))
-    hosts = sorted(str(h) for h in _mapping(result.get("hosts")))
+    hosts = sorted(str(h) for h in _mapping(result.get("hosts"))) or ([str(result["host"])] if "host" in result else [])
     seconds = result.get("seconds")
     argv = record.get("argv")
     words = [str(a) for a in argv] if isinstance(argv, list) else [str(record.get("command", "?"))]
@@ -50,8 +69,8 @@ def journal(
 ) -> None:
     """Show the local apply journal (.mcfleet/journal.jsonl) as a table.
 
-    One record per apply, deploy, provision and agent upgrade, refused and failed ones too:
-    when, who, the command, the hosts, seconds and the outcome.
+    One record per apply, deploy, provision, agent operation, snapshot and restore, refused and
+    failed ones too: when, who, the command, the hosts, seconds and the outcome.
 
     Examples:
 
