@@ -556,3 +556,36 @@ def test_a_boot_that_gives_way_to_a_deploy_puts_back_what_it_replaced(
     assert agent_podman.remote("inspect", "--format", "{{.Id}} {{.State.Status}}", "web").split() == [
         running, "running"]  # fmt: skip
     assert agent_podman.http_get(port) == "hello from web\n"
+
+
+def test_a_deploy_whose_image_cannot_be_pulled_keeps_the_previous_definition_registered(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
+) -> None:
+    """Nothing is changed when an image of the stage cannot be pulled: the registry keeps the definition
+    that runs, for this stage and the later ones (was: the new one stayed registered, so the plan saw
+    "the agent holds another definition" and the next boot would ask for the image that is not there)."""
+    agent = agent_runner.start(podman=agent_podman)
+    web = web_service(tmp_path, "web", "foundation", agent_podman.image)
+    app = web_service(tmp_path, "app", "services", agent_podman.image)
+
+    def with_image(svc: Service, image: str, greeting: str = "") -> Service:
+        component = svc.components[0]
+        env = [*component.env, f"GREETING={greeting}"] if greeting else component.env
+        return svc.model_copy(update={"components": [component.model_copy(update={"image": image, "env": env})]})
+
+    async def scenario() -> None:
+        async with AgentClient(str(agent.socket)) as client:
+            assert (await client.reconcile(with_ports([web, app]), stage_timeout_s=30)).ok
+            before = agent_podman.remote("inspect", "--format", "{{.Id}}", "web").strip()
+            missing = with_image(web, "localhost:9/mcfleet-test/nosuch:1")
+            changed_app = with_image(app, agent_podman.image, greeting="v2")
+            failed = await client.reconcile(with_ports([missing, changed_app]), stage_timeout_s=30)
+            assert not failed.ok and "could not pull localhost:9/mcfleet-test/nosuch:1" in failed.error, failed.error
+            assert "web keeps its previous definition" in failed.error, failed.error
+            assert "app keeps its previous definition" in failed.error, failed.error
+            registry = {e["name"]: e["spec"] for e in (await client.facts())["registry"]}
+            assert registry["web"]["components"][0]["image"] == agent_podman.image
+            assert "GREETING=v2" not in registry["app"]["components"][0]["env"]
+            assert agent_podman.remote("inspect", "--format", "{{.Id}}", "web").strip() == before
+
+    asyncio.run(scenario())

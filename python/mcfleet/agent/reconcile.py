@@ -306,6 +306,7 @@ class Reconciler:
             return outcome  # nothing registered: podman need not even be up
         self._asides = {}
         current: list[Entry] = []  # the services of the stage being converged
+        pending: list[Entry] = []  # those of that stage and the later ones: not healthy yet
         try:
             existing = {m.name: m for m in await self.podman.in_thread(self.podman.list_managed)}
             for name in [n for n in existing if n.endswith(ASIDE)]:
@@ -331,6 +332,7 @@ class Reconciler:
                 if not staged:
                     continue
                 current = [e for e, _ in staged]
+                pending = [e for e, _ in plan if Stage(e.service.stage).order >= stage.order]
                 self.boot.stage = stage.value
                 self.events.add("stage-start", f"starting {len(staged)} service(s)", stage=stage.value)
                 to_wait = await self._converge_stage(staged, existing, outcome)
@@ -339,7 +341,7 @@ class Reconciler:
                         stage, to_wait, stage_timeout, yields=yields, crash_loop_ends=crash_loop_ends
                     )
                 except TimeoutError as exc:
-                    kept = await self._put_back_asides(outcome, current)
+                    kept = await self._put_back_asides(outcome, pending)
                     later = sorted({e.service.name for e, _ in plan if Stage(e.service.stage).order > stage.order})
                     outcome.ok = False
                     outcome.error = (
@@ -359,7 +361,7 @@ class Reconciler:
                 self.events.add("stage-healthy", f"{len(to_wait)} container(s) healthy", stage=stage.value)
         except McfleetError as exc:
             # a container of the stage could not be made: what the stage replaced goes back with it
-            kept = await self._put_back_asides(outcome, current)
+            kept = await self._put_back_asides(outcome, pending)
             outcome.ok, outcome.error = False, exc.message + (f"; {kept}" if kept else "")
             self.events.add("error", outcome.error, error=True)
         return outcome
@@ -375,10 +377,13 @@ class Reconciler:
         replaced gets its old self back (a bad definition, e.g. an env value the program rejects,
         keeps the service running on the one before), its registry entry with it (`_put_back`).  A
         service of the stage whose containers this call left as they were (only its health check or
-        another field outside them changed) gets its previous entry back too: the registry says what
-        runs, so `status` judges it by the check it passed, the plan names the change again, and the
-        next boot brings that definition up (was: the failing one stayed).  New services keep theirs.
-        What was put back, for the error."""
+        another field outside them changed), and one this call never got to (an image of its stage
+        that could not be pulled, or a later stage), gets its previous entry back too: the registry
+        says what runs, so `status` judges it by the check it passed, the plan names the change
+        again, and the next boot brings that definition up (was: the failing one stayed, so after a
+        failed pull the next boot would have asked for the image that could not be pulled).  New
+        services keep theirs.  What was put back, for the error."""
+        acted = {a.service for a in outcome.actions}
         asides, self._asides = self._asides, {}
         said = []
         for name, old in sorted(asides.items()):
@@ -392,8 +397,9 @@ class Reconciler:
             for entry in staged
             if (before := self._previous.get(entry.name)) is not None
             and before != entry
+            and self.registry.get(entry.name) != before  # not already put back with its container
             and before.desired == entry.desired
-            and _shape(before) == _shape(entry)
+            and (_shape(before) == _shape(entry) or entry.name not in acted)
         ]
         if unmade:
             self.registry.upsert(unmade)
