@@ -87,6 +87,43 @@ def test_template_file_is_deployed_and_a_change_restarts_only_its_service(
     assert again.code == 0, again.stdout
     assert fleet.temp_files(name) == []
     a_file_the_service_rejects_is_put_back(fleet, name, root, template, agent_bundle, port=int(port))
+    an_image_and_the_file_it_needs_change_together(fleet, name, root, template, agent_bundle, port=int(port))
+
+
+def an_image_and_the_file_it_needs_change_together(
+    fleet: Nodes, name: str, root: Path, template: Path, agent_bundle: Path, *, port: int
+) -> None:
+    """A new image that needs a new file, the old image rejecting it: the files phase leaves hello to the
+    deploy, which starts the new container on the new file (was: the files phase restarted the old image
+    on the new file, that failed, and the deploy never ran: the change could not be applied).  Then the
+    same with a new container that does not get healthy: the agent puts the old one back, and its file
+    goes back with it."""
+    svc_path = root / "hosts" / name / "services" / "hello.json"
+    svc = json.loads(svc_path.read_text())
+    component = svc["components"][0]
+    old_image = component["image"]
+
+    def change(image: str, needs: str) -> None:
+        component["image"] = image
+        component["cmd"] = ["sh", "-c", f'grep -qx "needs $VERSION" /conf/hello.conf || exit 1; {START}']
+        svc_path.write_text(json.dumps(svc))
+        template.write_text(f"listen {{{{ address }}}}:{{{{ port.hello/0 }}}}\n{needs}\n")
+
+    change(old_image.replace(":1", ":2"), "needs 2")
+    run = cli("apply", "-C", str(root), "--yes", "--bundle", str(agent_bundle), "--json", timeout=900)
+    assert run.code == 0, run.why
+    assert run.phase(name, "files")["message"] == "wrote /srv/hello/hello.conf", run.phase(name, "files")
+    assert fleet.sh(name, f"curl -sf http://127.0.0.1:{port}/").stdout.startswith("hello 2 port=8080")
+
+    change(old_image, "needs 9")  # hello:1 needs "needs 1": its container keeps stopping
+    run = cli("apply", "-C", str(root), "--yes", "--bundle", str(agent_bundle), "--json", timeout=900)
+    assert run.code != 0, run.why
+    failed = run.phase(name, "deploy")
+    assert "hello keeps running on its previous definition" in failed["message"], failed
+    assert "; their previous files put back (/srv/hello/hello.conf)" in failed["message"], failed
+    assert fleet.sh(name, "cat /srv/hello/hello.conf").stdout.endswith("needs 2\n")
+    assert fleet.sh(name, f"curl -sf http://127.0.0.1:{port}/").stdout.startswith("hello 2 port=8080")
+    assert fleet.sh(name, "ls /var/lib/mcfleet/").stdout.count("previous.") == 0  # the copies are gone
 
 
 def a_file_the_service_rejects_is_put_back(

@@ -270,3 +270,31 @@ def test_a_binary_file_is_planned_without_a_diff_and_written_byte_for_byte(tmp_p
     seen = FileFacts(path=here, uid=850, gid=850, mode="640", sha256="0" * 64, text="garbage")
     (upd,) = FilesKind().diff(alpha, Facts(host="alpha", files=[seen]), Manifest(), now=NOW)
     assert upd.reason == "content changed (binary, 1024 bytes)" and "diff" not in upd.after
+
+
+def test_the_services_whose_containers_the_deploy_recreates_are_left_to_it() -> None:
+    """A changed image or container spec: the deploy starts the new containers on the new files, so the files
+    phase does not restart the old ones on them first; a definition change that keeps the containers, a new
+    service or a removal does not count."""
+    from types import SimpleNamespace
+
+    from mcfleet.kinds.base import PLANNED
+    from mcfleet.kinds.files import recreated_by_deploy
+    from mcfleet.phase import Phase
+    from mcfleet.plan.model import Action
+
+    def deploy(kind: str, subject: str, before: object = None, after: object = None) -> Action:
+        return Action(host="n1", phase=Phase.deploy, kind=kind, subject=subject, before=before, after=after,
+                      reason="r")  # fmt: skip
+
+    planned = [
+        deploy("update", "service web", {"images": {"web": "w:1"}}, {"images": {"web": "w:2"}}),
+        deploy("replace", "service db", {"images": {"db": "d:1"}}, {"images": {"db": "d:1"}}),
+        deploy("update", "service api", {"images": {"api": "a:1"}}, {"images": {"api": "a:1"}}),
+        deploy("create", "service new"),
+        deploy("delete", "service old"),
+        Action(host="n1", phase=Phase.files, kind="update", subject="file /srv/web/web.toml", reason="r"),
+    ]
+    ctx = SimpleNamespace(data={PLANNED: planned})
+    assert recreated_by_deploy(ctx) == {"web", "db"}  # type: ignore[arg-type]
+    assert recreated_by_deploy(SimpleNamespace(data={})) == set()  # type: ignore[arg-type]

@@ -37,7 +37,7 @@ from mcfleet.errors import McfleetError, Refused
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.kinds import KINDS, ApplyContext, ResourceKind
-from mcfleet.kinds.base import MADE
+from mcfleet.kinds.base import MADE, PLANNED
 from mcfleet.kinds.host import HostKind, read_users
 from mcfleet.kinds.stages import StageGate
 from mcfleet.observe.manifest import Manifest
@@ -394,6 +394,7 @@ class Pipeline:
         self.log.emit(w.name, Phase.provision, Status.changed if changed else Status.unchanged, message)
 
     async def _steps(self, w: HostWork, ctx: ApplyContext) -> None:
+        ctx.data[PLANNED] = [a for _, actions in w.step_passes for a in actions]  # what the others will do
         for phase, actions in w.step_passes:
             kind = self.kinds.get(phase)
             if kind is None:  # planned, but this mcfleet cannot do it: say so, never pretend

@@ -50,6 +50,7 @@ class ReadContext:
 # ApplyContext.data key: phase -> the host's desired state narrowed to what that phase put in place
 # before it failed (a kind that records its whole desired set is recorded after a failure with it).
 MADE = "made"
+PLANNED = "planned"  # ctx.data: every action of this host's apply, all phases (the pipeline sets it)
 
 
 @dataclass

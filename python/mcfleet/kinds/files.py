@@ -10,7 +10,10 @@ followed, an exclusive temp file beside it, the hash checked, then renamed), con
 with their files.  A service that already runs and whose files changed is restarted
 (`Restart` on the agent: its containers only); when it does not get healthy on them, its
 previous files (copied to root's store before the write) are put back and it is restarted on
-those, so a config it rejects fails the apply without leaving it down.
+those, so a config it rejects fails the apply without leaving it down.  A service whose containers
+the deploy recreates (a new image or container spec) is not restarted here: its new containers start
+on the new files in the deploy, and when its stage does not get healthy (the agent puts the old
+containers back) its previous files go back too and it is restarted on them.
 record: every declared file as written (path -> service, sha256, owner, mode); a removed one leaves.
 """
 
@@ -26,7 +29,7 @@ from mcfleet.errors import ApplyError
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.files import DesiredFile, service_dir
 from mcfleet.fleet.load import LoadedFleet
-from mcfleet.kinds.base import ApplyContext, NoRead, Outcome
+from mcfleet.kinds.base import PLANNED, ApplyContext, NoRead, Outcome
 from mcfleet.observe.facts import Facts
 from mcfleet.observe.files import FileFacts
 from mcfleet.observe.manifest import Manifest, ManifestFile
@@ -110,6 +113,52 @@ class Kept:
     mode: str
 
 
+DEFERRED = "files_kept_for_deploy"  # ctx.data: path -> Kept, of services the deploy recreates
+
+
+def recreated_by_deploy(ctx: ApplyContext) -> set[str]:
+    """The services this apply's deploy makes new containers for (a changed image or container spec): they
+    start on their new files there, so the files phase does not restart them first.  Restarted here, the old
+    image would meet the new files, and a config only the new version reads would fail the files phase
+    before the deploy could run (an image bump that needs a new config could then never be applied)."""
+    planned: list[Action] = ctx.data.get(PLANNED) or []
+    return {
+        a.subject.removeprefix("service ")
+        for a in planned
+        if a.phase == Phase.deploy
+        and (a.kind == "replace" or (a.kind == "update" and isinstance(a.before, dict)
+                                     and isinstance(a.after, dict) and a.before.get("images") != a.after.get("images")))
+    }  # fmt: skip
+
+
+async def put_back_deferred(ctx: ApplyContext, services: set[str], *, restart: Any = None) -> str:
+    """After a deploy whose stage failed (its old containers put back by the agent) or that never ran for
+    these services: their previous files back, and with `restart` (the agent client) each restarted on
+    them; what was done, for the deploy's message."""
+    kept: dict[str, Kept] = ctx.data.get(DEFERRED) or {}
+    back = sorted(p for p in kept if ctx.desired.files[p].service in services)
+    for path in back:
+        k = kept[path]
+        await put_file(ctx.node, path, source=k.copy, mode=k.mode, owner=k.owner)
+    ctx.data["files"] = [p for p in ctx.data.get("files", []) if p not in back]
+    said = f"; their previous files put back ({', '.join(back)})" if back else ""
+    for name in sorted({ctx.desired.files[p].service for p in back}) if restart is not None else []:
+        answer = await restart.restart(name)
+        if not answer.ok:
+            said += f"; {name} did not get healthy on them either: {answer.error}"
+    return said
+
+
+async def drop_deferred(ctx: ApplyContext) -> None:
+    """The deploy is over: the copies it might have needed go."""
+    await _drop(ctx, list((ctx.data.pop(DEFERRED, None) or {}).values()))
+
+
+async def _drop(ctx: ApplyContext, kept: list[Kept]) -> None:
+    if kept:
+        await ctx.node.run(helper("rm", *(k.copy for k in kept)), timeout=120)
+
+
 def _restarting(ctx: ApplyContext, actions: list[Action]) -> list[Action]:
     """The changes to files of services that already run: apply restarts those services."""
     return [
@@ -157,11 +206,15 @@ class FilesKind(NoRead):
             if not actions:
                 return Outcome("changed", f"removed {', '.join(doomed)}")
         kept = await self._keep_previous(ctx, actions)
+        deferred = recreated_by_deploy(ctx)
         try:
             return await self._write(ctx, actions, kept)
         finally:
-            if kept:
-                await ctx.node.run(helper("rm", *(k.copy for k in kept.values())), timeout=120)
+            # the copies of a service the deploy recreates wait for its outcome (`put_back_deferred`)
+            later = {p: k for p, k in kept.items() if ctx.desired.files[p].service in deferred}
+            ctx.data[DEFERRED] = later
+            if len(later) < len(kept):
+                await _drop(ctx, [k for p, k in kept.items() if p not in later])
 
     async def _write(self, ctx: ApplyContext, actions: list[Action], kept: dict[str, Kept]) -> Outcome:
         written: list[str] = []
@@ -218,8 +271,9 @@ class FilesKind(NoRead):
         from mcfleet.agent.client import AgentClient  # grpc + protobuf: only where an RPC is made
         from mcfleet.kinds.service import agent_socket
 
+        deferred = recreated_by_deploy(ctx)
         running = sorted(
-            {ctx.desired.files[a.subject.removeprefix("file ")].service for a in _restarting(ctx, actions)}
+            {ctx.desired.files[a.subject.removeprefix("file ")].service for a in _restarting(ctx, actions)} - deferred
         )
         if not running:
             return []

@@ -31,6 +31,7 @@ from mcfleet.fleet.desired import DesiredHost, DesiredService
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import Stage
 from mcfleet.kinds.base import ApplyContext, GatherResult, Outcome, ReadContext
+from mcfleet.kinds.files import drop_deferred, put_back_deferred
 from mcfleet.kinds.service_ports import held_by_services, port_refusal
 from mcfleet.kinds.stages import STAGES, StageGate
 from mcfleet.observe.facts import ContainerFacts, Facts
@@ -408,10 +409,13 @@ class ServiceKind:
         from mcfleet.agent.client import AgentClient  # grpc + protobuf: only where an RPC is made
 
         target = await agent_socket(ctx.node, ctx.entry.host.agent.socket)
-        async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
-            if all(a.kind == "delete" for a in actions):
-                return await self._remove(ctx, client, actions)
-            return await self._deploy(ctx, client, {a.subject.removeprefix("service ") for a in actions})
+        try:
+            async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
+                if all(a.kind == "delete" for a in actions):
+                    return await self._remove(ctx, client, actions)
+                return await self._deploy(ctx, client, {a.subject.removeprefix("service ") for a in actions})
+        finally:
+            await drop_deferred(ctx)
 
     async def _remove(self, ctx: ApplyContext, client: AgentClient, actions: list[Action]) -> Outcome:
         wanted = [(s.spec, s.ports) for s in ctx.desired.services.values() if s.spec is not None]
@@ -439,7 +443,8 @@ class ServiceKind:
                 later = [s.name for s in wanted if Stage(s.stage).order >= stage.order]
                 if not later:
                     break
-                return Outcome("skipped", f"{', '.join(later)} skipped: {stopped}")
+                back = await put_back_deferred(ctx, set(later))  # their old containers run on: no restart
+                return Outcome("skipped", f"{', '.join(later)} skipped: {stopped}{back}")
             if not any(s.stage == stage for s in wanted):
                 if gate:
                     await gate.done(host, stage)
@@ -468,7 +473,10 @@ class ServiceKind:
                 later = [s.name for s in wanted if Stage(s.stage).order > stage.order]
                 skipped = f"; skipped: {', '.join(later)} (stage {stage} failed)" if later else ""
                 said = result.error if result.error.startswith(f"stage {stage} ") else f"stage {stage}: {result.error}"
-                return Outcome("failed", f"{said}{skipped}{logs_hint(result.error, host, wanted)}")
+                # the agent put back the old containers of this stage: the files they were made for go back too
+                unhealthy = {s.name for s in wanted if Stage(s.stage).order >= stage.order}
+                back = await put_back_deferred(ctx, unhealthy, restart=client)
+                return Outcome("failed", f"{said}{skipped}{back}{logs_hint(result.error, host, wanted)}")
             if gate:
                 await gate.done(host, stage)
             # a definition that changes no container (a health check) is changed all the same: the agent holds it now
