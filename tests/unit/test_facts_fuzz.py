@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mcfleet.observe.parse import FactsRefused, encode_framed, parse_facts
 from mcfleet.observe.script import MAGIC
 
 PROBES = ["os", "uname", "euid", "passwd", "group", "subuid", "subgid", "resolv", "agent", "unit", "nixos",
-          "manifest", "containers"]  # fmt: skip
+          "manifest", "containers", "passwd-file", "group-file", "dirs", "files", "addrs", "listen"]  # fmt: skip
 LINES = st.one_of(
     st.text(max_size=60),
     st.sampled_from(
@@ -45,6 +45,9 @@ CERTS = st.lists(st.tuples(st.sampled_from(["/c/a.pem", "/c/b.pem"]), LINES.map(
 
 @settings(max_examples=300, deadline=None)
 @given(VALUES, CERTS, st.booleans())
+# a superscript digit is a digit to str.isdigit() and not to int(): found by this test (was: ValueError)
+@example({"euid": "¹"}, [], False)
+@example({"files": "F /srv/a/b ² 0 644 -", "listen": "tcp 0100007F:¹"}, [], True)
 def test_parse_never_raises_on_well_framed_output(
     values: dict[str, str], certs: list[tuple[str, bytes]], end: bool
 ) -> None:

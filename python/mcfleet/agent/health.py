@@ -82,7 +82,7 @@ async def _http(host: str, port: int, path: str) -> None:
         with contextlib.suppress(OSError):
             await writer.wait_closed()
     parts = status.decode("latin-1").split()
-    if len(parts) < 2 or not parts[1].isdigit():
+    if len(parts) < 2 or not parts[1].isdecimal():
         raise ConnectionError(f"no HTTP status line (got {status[:60]!r})")
     code = int(parts[1])
     if not 200 <= code < 400:

@@ -46,7 +46,7 @@ def service_pids(uid: int, proc: Path = Path("/proc")) -> list[int]:
     """Our `podman … system service` processes (main and worker), by their command line."""
     found = []
     for entry in proc.iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdecimal():
             continue
         try:
             if entry.stat().st_uid != uid:

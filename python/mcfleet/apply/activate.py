@@ -135,7 +135,7 @@ async def _restart(node: Node, host: Host) -> int:
     res.check(f"restarting {host.agent.unit}", node.name)
     for line in res.stdout.splitlines():
         key, _, value = line.strip().partition("=")
-        if key == "restarts" and value.isdigit():
+        if key == "restarts" and value.isdecimal():
             return int(value)
     return 0
 

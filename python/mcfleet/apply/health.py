@@ -88,7 +88,11 @@ async def unit_state(node: Node, host: Host) -> tuple[str, str, int]:
     )
     values = dict(line.partition("=")[::2] for line in res.stdout.splitlines())
     restarts = values.get("NRestarts", "0")
-    return values.get("ActiveState", "unknown"), values.get("SubState", ""), int(restarts) if restarts.isdigit() else 0
+    return (
+        values.get("ActiveState", "unknown"),
+        values.get("SubState", ""),
+        int(restarts) if restarts.isdecimal() else 0,
+    )
 
 
 async def wait_agent_serving(

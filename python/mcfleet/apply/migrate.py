@@ -109,12 +109,12 @@ def ids_script(user: str) -> str:
 
 def parse_ids(text: str) -> Ids:
     said = {k: v for k, _, v in (part.partition("=") for part in text.split()) if _}
-    if not said.get("uid", "").isdigit() or not said.get("gid", "").isdigit():
+    if not said.get("uid", "").isdecimal() or not said.get("gid", "").isdecimal():
         raise ApplyError(f"unexpected answer reading the agent account's ids: {text.strip()[:200]!r}")
 
     def span(value: str) -> tuple[int, int] | None:
         start, _, count = value.strip().partition(":")
-        return (int(start), int(count)) if start.isdigit() and count.isdigit() else None
+        return (int(start), int(count)) if start.isdecimal() and count.isdecimal() else None
 
     return Ids(int(said["uid"]), int(said["gid"]), span(said.get("subuid", "")), span(said.get("subgid", "")))
 

@@ -84,7 +84,7 @@ class NixosOptions:
 def _generation(link: str) -> int | None:
     """`system-12-link` → 12."""
     parts = link.rsplit("/", 1)[-1].split("-")
-    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
+    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdecimal() else None
 
 
 def state_script(host: Host, toplevel: str) -> str:

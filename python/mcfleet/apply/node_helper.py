@@ -155,7 +155,7 @@ def hash_path(path: str) -> str:
 
 def _owner(spec: str) -> tuple[int, int]:
     uid, _, gid = spec.partition(":")
-    if not (uid.isdigit() and gid.isdigit()):
+    if not (uid.isdecimal() and gid.isdecimal()):
         raise NodeError(f"owner must be numeric uid:gid, not {spec!r}")
     return int(uid), int(gid)
 

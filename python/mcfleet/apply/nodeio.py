@@ -203,7 +203,7 @@ async def _upload_failure(node: Node, remote: str, size: int, exc: BaseException
     res = await node.run(["df", "-Pk", folder], login=True, timeout=30)
     rows = res.stdout.split("\n")[1:] if res.ok else []
     fields = rows[0].split() if rows else []
-    if len(fields) >= 6 and fields[3].isdigit():
+    if len(fields) >= 6 and fields[3].isdecimal():
         free = int(fields[3]) * 1024
         if free < size:
             return f"no space left on {fields[5]} ({free} bytes free, {size} needed) uploading {remote} as {user}"

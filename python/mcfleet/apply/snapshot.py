@@ -236,7 +236,7 @@ async def _listing(node: Node, host: str) -> tuple[dict[str, int], dict[str, tup
     aside: dict[str, tuple[str, str, int]] = {}
     for line in res.stdout.splitlines():
         size, _, name = line.partition(" ")
-        if re.fullmatch(SNAPSHOT_NAME, name) and size.isdigit():
+        if re.fullmatch(SNAPSHOT_NAME, name) and size.isdecimal():
             found[name] = int(size)
         elif size == "aside" and (m := re.fullmatch(rf"([0-9]+) {ASIDE_NAME}", name)):
             aside[name.split(" ", 1)[1]] = (m[2], m[3], int(m[1]))

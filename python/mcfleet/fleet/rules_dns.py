@@ -96,7 +96,7 @@ NETWORK_TAGS = ("tailnet", "lan", "public")
 def network_of(address: str) -> tuple[str, str] | None:
     """(tag a host needs to reach `address`, the range) for a Tailnet or private IPv4 address."""
     parts = address.split(".")
-    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+    if len(parts) != 4 or not all(p.isdecimal() for p in parts):
         return None
     a, b = int(parts[0]), int(parts[1])
     if a == 100 and 64 <= b <= 127:

@@ -80,7 +80,7 @@ async def read_users(ctx: ApplyContext) -> dict[str, tuple[int, int]]:
     found: dict[str, tuple[int, int]] = {}
     for line in res.stdout.splitlines():
         parts = line.split(":")
-        if len(parts) >= 4 and parts[0] in names and parts[2].isdigit() and parts[3].isdigit():
+        if len(parts) >= 4 and parts[0] in names and parts[2].isdecimal() and parts[3].isdecimal():
             found[parts[0]] = (int(parts[2]), int(parts[3]))
     return found
 

@@ -46,7 +46,7 @@ async def _peer_status(name: str, info: dict[str, Any]) -> dict[str, Any]:
     where = info.get("directory") or info.get("admin_url") or info.get("admin_socket")
     endpoint = where or (f"{host}:{port}" if port else "-")
     listening = running
-    if running and port.isdigit():
+    if running and port.isdecimal():
         listening = await _port_open(host, int(port))
     return {"name": name, "pid": info["pid"], "endpoint": endpoint, "running": running, "healthy": listening}
 

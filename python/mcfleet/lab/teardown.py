@@ -30,7 +30,7 @@ def pids_in_netns(netns: str) -> list[int]:
         return []
     found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and _ns_inode(f"/proc/{entry}/ns/net") == inode and int(entry) != os.getpid():
+        if entry.isdecimal() and _ns_inode(f"/proc/{entry}/ns/net") == inode and int(entry) != os.getpid():
             found.append(int(entry))
     return found
 

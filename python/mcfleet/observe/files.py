@@ -49,7 +49,7 @@ def parse_files(text: str) -> list[FileFacts]:
         parts = line.split(" ")
         if len(parts) == 2 and parts[0] == "-":
             out.append(FileFacts(path=parts[1], present=False))
-        elif len(parts) in (6, 7) and parts[0] == "F" and parts[2].isdigit() and parts[3].isdigit():
+        elif len(parts) in (6, 7) and parts[0] == "F" and parts[2].isdecimal() and parts[3].isdecimal():
             try:
                 body = base64.b64decode(parts[6]).decode(errors="replace") if len(parts) == 7 and parts[6] else None
             except binascii.Error:

@@ -163,7 +163,7 @@ def _subid_use(text: str) -> dict[str, SubidUse]:
         if (
             len(parts) == 7
             and parts[1::2] == ["layers", "containers", "files"]
-            and all(x.isdigit() for x in parts[2::2])
+            and all(x.isdecimal() for x in parts[2::2])
         ):
             out[parts[0]] = SubidUse(layers=int(parts[2]), containers=int(parts[4]), files=parts[6] != "0")
     return out
@@ -176,7 +176,7 @@ def _content(text: str) -> str | None:
 
 def _dir(text: str) -> DirFacts | None:
     parts = text.split()
-    if len(parts) != 3 or not (parts[0].isdigit() and parts[1].isdigit()) or not parts[2].isdigit():
+    if len(parts) != 3 or not (parts[0].isdecimal() and parts[1].isdecimal()) or not parts[2].isdecimal():
         return None
     return DirFacts(uid=int(parts[0]), gid=int(parts[1]), mode=parts[2])
 

@@ -123,7 +123,7 @@ def parse_passwd(text: str) -> list[Account]:
     seen: dict[str, Account] = {}
     for line in text.splitlines():
         parts = line.split(":")
-        if len(parts) >= 7 and parts[2].isdigit() and parts[3].isdigit():
+        if len(parts) >= 7 and parts[2].isdecimal() and parts[3].isdecimal():
             seen.setdefault(
                 parts[0], Account(name=parts[0], uid=int(parts[2]), gid=int(parts[3]), home=parts[5], shell=parts[6])
             )
@@ -135,7 +135,7 @@ def parse_passwd_file(text: str) -> list[Account]:
     found = []
     for line in text.splitlines():
         parts = line.split(":")
-        if len(parts) >= 7 and parts[2].isdigit() and parts[3].isdigit():
+        if len(parts) >= 7 and parts[2].isdecimal() and parts[3].isdecimal():
             found.append(Account(name=parts[0], uid=int(parts[2]), gid=int(parts[3]), home=parts[5], shell=parts[6]))
     return found
 
@@ -144,7 +144,7 @@ def parse_group_file(text: str) -> list[Group]:
     return [
         Group(name=parts[0], gid=int(parts[2]))
         for parts in (line.split(":") for line in text.splitlines())
-        if len(parts) >= 3 and parts[2].isdigit()
+        if len(parts) >= 3 and parts[2].isdecimal()
     ]
 
 
@@ -152,7 +152,7 @@ def parse_group(text: str) -> list[Group]:
     seen: dict[str, Group] = {}
     for line in text.splitlines():
         parts = line.split(":")
-        if len(parts) >= 3 and parts[2].isdigit():
+        if len(parts) >= 3 and parts[2].isdecimal():
             seen.setdefault(parts[0], Group(name=parts[0], gid=int(parts[2])))
     return list(seen.values())
 
@@ -161,7 +161,7 @@ def parse_subids(text: str) -> dict[str, list[IdRangeFact]]:
     ranges: dict[str, list[IdRangeFact]] = {}
     for line in text.splitlines():
         parts = line.strip().split(":")
-        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        if len(parts) == 3 and parts[1].isdecimal() and parts[2].isdecimal():
             ranges.setdefault(parts[0], []).append(IdRangeFact(start=int(parts[1]), count=int(parts[2])))
     return ranges
 
@@ -310,7 +310,7 @@ def facts_from(host: str, v: FramedOutput, *, agent_path: str, address: str | No
         os_pretty=osr.get("PRETTY_NAME"),
         arch_raw=uname[0].strip() if uname else None,
         hostname=uname[1].strip() if len(uname) > 1 else None,
-        euid=int(euid) if euid.isdigit() else None,
+        euid=int(euid) if euid.isdecimal() else None,
         accounts=sorted(parse_passwd(v.text("passwd")), key=lambda a: a.name),
         groups=sorted(parse_group(v.text("group")), key=lambda g: g.name),
         passwd_file=parse_passwd_file(v.text("passwd-file")),

@@ -222,6 +222,6 @@ def grouped(command: Command) -> list[str]:
 def split_pgid(stderr: str) -> tuple[int | None, str]:
     """(the process group id the wrapper printed, stderr without that line)."""
     head, sep, rest = stderr.partition("\n")
-    if head.startswith(PGID_MARK) and head[len(PGID_MARK) :].isdigit():
+    if head.startswith(PGID_MARK) and head[len(PGID_MARK) :].isdecimal():
         return int(head[len(PGID_MARK) :]), rest if sep else ""
     return None, stderr

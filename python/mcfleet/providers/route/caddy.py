@@ -34,7 +34,7 @@ def parse_id(value: str) -> tuple[int, str] | None:
     if not value.startswith(PREFIX):
         return None
     listener, _, hostname = value[len(PREFIX) :].partition("-")
-    return (int(listener), hostname) if listener.isdigit() and hostname else None
+    return (int(listener), hostname) if listener.isdecimal() and hostname else None
 
 
 UNIX = "unix:"

@@ -83,7 +83,7 @@ class HaproxyRoutes:
         out = {}
         for key, backend in (await self._map()).items():
             listener, _, hostname = key.partition("/")
-            if listener.isdigit() and hostname:
+            if listener.isdecimal() and hostname:
                 route = ProxyRoute(int(listener), hostname, backend, "l4")
                 out[route.key_id] = route
         return out
@@ -95,7 +95,7 @@ class HaproxyRoutes:
                 hint="set providers.route (caddy or mc-proxy) for routes that end TLS",
             )
         address, _, port = route.backend.rpartition(":")
-        if not address or not port.isdigit() or ":" in address:
+        if not address or not port.isdecimal() or ":" in address:
             raise ProviderError(
                 f"{WHAT} route {route.key_id}: backend {route.backend!r} is not <IPv4 address>:<port>",
                 hint="publish the route's port on an IPv4 address",
