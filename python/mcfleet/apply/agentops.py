@@ -63,6 +63,8 @@ class AgentOpReport:
             lines.append("  " + ", ".join(self.actions))
         if self.error:
             lines.append(f"  error: {self.error}")
+            if self.service and "healthy" in self.error:  # its container's output says why
+                lines.append(f"  see: mcfleet logs {self.host} {self.service}")
         return "\n".join(lines)
 
 
