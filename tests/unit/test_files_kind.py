@@ -298,3 +298,47 @@ def test_the_services_whose_containers_the_deploy_recreates_are_left_to_it() -> 
     ctx = SimpleNamespace(data={PLANNED: planned})
     assert recreated_by_deploy(ctx) == {"web", "db"}  # type: ignore[arg-type]
     assert recreated_by_deploy(SimpleNamespace(data={})) == set()  # type: ignore[arg-type]
+
+
+def test_the_files_of_a_service_the_deploy_recreates_are_kept_for_it_and_a_planted_link_is_not(
+    tmp_path: Path,
+) -> None:
+    """Before the write, each changed file of a running service is copied to root's store (put back if its
+    service does not get healthy); a link planted at its path is replaced as before, never read into the
+    store; the deploy's end removes the copies it kept."""
+    from mcfleet.kinds.base import PLANNED
+    from mcfleet.kinds.files import DEFERRED, drop_deferred
+    from mcfleet.phase import Phase
+    from mcfleet.plan.model import Action
+
+    loaded = load_fleet(fleet_with_files(tmp_path))
+    alpha = desired_state(loaded)["alpha"]
+    node = tmp_path / "srv-web"
+    node.mkdir()
+    alpha.files = {str(node / Path(p).name): dataclasses.replace(f, path=str(node / Path(p).name))
+                   for p, f in alpha.files.items()}  # fmt: skip
+    here = HelperHere("alpha")
+    store = tmp_path / "store"
+    store.mkdir(mode=0o700)
+    here.store = str(store)
+    created = FilesKind().diff(alpha, Facts(host="alpha", files=[]), Manifest(), now=NOW)
+    asyncio.run(FilesKind().apply(ApplyContext(loaded, loaded.hosts["alpha"], here, alpha, Manifest()), created))
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    toml, motd = node / "web.toml", node / "motd"
+    toml.unlink()
+    toml.symlink_to(victim)
+    motd.write_text("the previous motd\n")
+    updates = [Action(host="alpha", phase=Phase.files, kind="update", subject=f"file {p}", reason="content changed",
+                      before={"owner": "850:850", "mode": "0640"}) for p in (str(toml), str(motd))]  # fmt: skip
+    recreate = Action(host="alpha", phase=Phase.deploy, kind="replace", subject="service web", reason="r")
+    ran = Manifest(services={"web": ManifestService(hash="h", stage="services", containers=["web"])})
+    ctx = ApplyContext(loaded, loaded.hosts["alpha"], here, alpha, ran, {PLANNED: [recreate]})
+    outcome = asyncio.run(FilesKind().apply(ctx, updates))
+    assert outcome.status == "changed" and "restarted" not in outcome.message  # left to the deploy
+    assert victim.read_text() == "keep" and not toml.is_symlink()
+    assert list(ctx.data[DEFERRED]) == [str(motd)]  # the link had nothing to keep
+    [copy] = [p for p in store.iterdir() if p.name.startswith("previous.")]
+    assert copy.read_text() == "the previous motd\n" and oct(copy.stat().st_mode & 0o777) == "0o600"
+    asyncio.run(drop_deferred(ctx))
+    assert not [p for p in store.iterdir() if p.name.startswith("previous.")]

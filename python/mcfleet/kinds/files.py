@@ -19,13 +19,14 @@ record: every declared file as written (path -> service, sha256, owner, mode); a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from mcfleet.apply.nodeio import drop_staging, helper, make_staging, put_file, store_of, upload
-from mcfleet.errors import ApplyError
+from mcfleet.errors import ApplyError, McfleetError
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.files import DesiredFile, service_dir
 from mcfleet.fleet.load import LoadedFleet
@@ -207,14 +208,20 @@ class FilesKind(NoRead):
                 return Outcome("changed", f"removed {', '.join(doomed)}")
         kept = await self._keep_previous(ctx, actions)
         deferred = recreated_by_deploy(ctx)
+        # the copies of a service the deploy recreates wait for its outcome (`put_back_deferred`)
+        ctx.data[DEFERRED] = {p: k for p, k in kept.items() if ctx.desired.files[p].service in deferred}
         try:
-            return await self._write(ctx, actions, kept)
-        finally:
-            # the copies of a service the deploy recreates wait for its outcome (`put_back_deferred`)
-            later = {p: k for p, k in kept.items() if ctx.desired.files[p].service in deferred}
-            ctx.data[DEFERRED] = later
-            if len(later) < len(kept):
-                await _drop(ctx, [k for p, k in kept.items() if p not in later])
+            outcome = await self._write(ctx, actions, kept)
+        except BaseException:
+            # the host's apply ends here, its deploy never runs: those services' old containers keep running,
+            # so their previous files go back (they would meet the new ones at their next start otherwise)
+            with contextlib.suppress(McfleetError, OSError):
+                await put_back_deferred(ctx, deferred)
+            await _drop(ctx, list(kept.values()))
+            ctx.data.pop(DEFERRED, None)
+            raise
+        await _drop(ctx, [k for p, k in kept.items() if p not in ctx.data[DEFERRED]])
+        return outcome
 
     async def _write(self, ctx: ApplyContext, actions: list[Action], kept: dict[str, Kept]) -> Outcome:
         written: list[str] = []
@@ -261,7 +268,10 @@ class FilesKind(NoRead):
             path = a.subject.removeprefix("file ")
             copy = f"{store_of(ctx.node)}/previous.{hashlib.sha256(path.encode()).hexdigest()[:16]}"
             before = a.before if isinstance(a.before, dict) else {}
-            await put_file(ctx.node, copy, source=path, mode="0600", owner="0:0")
+            try:
+                await put_file(ctx.node, copy, source=path, mode="0600", owner="0:0")
+            except ApplyError:  # not a regular file (a link planted there is replaced, never read): none to keep
+                continue
             kept[path] = Kept(copy, str(before.get("owner") or "0:0"), str(before.get("mode") or "0600"))
         return kept
 
