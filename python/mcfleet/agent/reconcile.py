@@ -530,8 +530,7 @@ async def _released(spec: ContainerSpec) -> None:
     for port in spec.ports:
         if port.protocol != "tcp" or spec.network == "host":
             continue
-        host = port.host_ip if port.host_ip not in ("", "0.0.0.0", "::") else "127.0.0.1"
-        while await _accepts(host, port.host_port):
+        while await _accepts(*port.reached_at):
             if time.monotonic() >= deadline:
                 return  # the start then says who holds it
             await asyncio.sleep(0.2)

@@ -34,6 +34,11 @@ class PortMap:
     container_port: int
     protocol: str = "tcp"
 
+    @property
+    def reached_at(self) -> tuple[str, int]:
+        """Where the node itself connects to it: its address, or 127.0.0.1 for a wildcard."""
+        return (self.host_ip if self.host_ip not in ("", "0.0.0.0", "::") else "127.0.0.1"), self.host_port
+
 
 @dataclass(frozen=True)
 class VolumeMap:
@@ -84,8 +89,7 @@ class ContainerSpec:
         """Where the host reaches `container_port` (for tcp/http health checks)."""
         for port in self.ports:
             if port.container_port == container_port and port.protocol == "tcp":
-                ip = port.host_ip if port.host_ip not in ("", "0.0.0.0", "::") else "127.0.0.1"
-                return ip, port.host_port
+                return port.reached_at
         return None
 
 

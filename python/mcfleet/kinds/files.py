@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcfleet.apply.nodeio import drop_staging, helper, make_staging, put_file, store_of, upload
 from mcfleet.errors import ApplyError, McfleetError
@@ -36,6 +36,9 @@ from mcfleet.observe.files import FileFacts
 from mcfleet.observe.manifest import Manifest, ManifestFile
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
+
+if TYPE_CHECKING:
+    from mcfleet.agent.client import AgentClient
 
 DIFF_LINES = 200  # lines of unified diff a plan shows per file
 AGENT_TIMEOUT = 120.0
@@ -132,18 +135,26 @@ def recreated_by_deploy(ctx: ApplyContext) -> set[str]:
     }  # fmt: skip
 
 
-async def put_back_deferred(ctx: ApplyContext, services: set[str], *, restart: Any = None) -> str:
-    """After a deploy whose stage failed (its old containers put back by the agent) or that never ran for
-    these services: their previous files back, and with `restart` (the agent client) each restarted on
-    them; what was done, for the deploy's message."""
-    kept: dict[str, Kept] = ctx.data.get(DEFERRED) or {}
+async def _put_back(ctx: ApplyContext, kept: dict[str, Kept], services: set[str]) -> list[str]:
+    """The kept files of `services` written back as they were (content, owner, mode), through root's helper;
+    they are no longer recorded as written by this apply."""
     back = sorted(p for p in kept if ctx.desired.files[p].service in services)
     for path in back:
         k = kept[path]
         await put_file(ctx.node, path, source=k.copy, mode=k.mode, owner=k.owner)
     ctx.data["files"] = [p for p in ctx.data.get("files", []) if p not in back]
+    return back
+
+
+async def put_back_deferred(ctx: ApplyContext, services: set[str], *, restart: AgentClient | None = None) -> str:
+    """After a deploy whose stage failed (its old containers put back by the agent) or that never ran for
+    these services: their previous files back, and with `restart` (the agent client) each restarted on
+    them; what was done, for the deploy's message."""
+    back = await _put_back(ctx, ctx.data.get(DEFERRED) or {}, services)
     said = f"; their previous files put back ({', '.join(back)})" if back else ""
-    for name in sorted({ctx.desired.files[p].service for p in back}) if restart is not None else []:
+    if restart is None:
+        return said
+    for name in sorted({ctx.desired.files[p].service for p in back}):
         answer = await restart.restart(name)
         if not answer.ok:
             said += f"; {name} did not get healthy on them either: {answer.error}"
@@ -211,7 +222,7 @@ class FilesKind(NoRead):
         # the copies of a service the deploy recreates wait for its outcome (`put_back_deferred`)
         ctx.data[DEFERRED] = {p: k for p, k in kept.items() if ctx.desired.files[p].service in deferred}
         try:
-            outcome = await self._write(ctx, actions, kept)
+            outcome = await self._write(ctx, actions, kept, deferred)
         except BaseException:
             # the host's apply ends here, its deploy never runs: those services' old containers keep running,
             # so their previous files go back (they would meet the new ones at their next start otherwise)
@@ -223,7 +234,8 @@ class FilesKind(NoRead):
         await _drop(ctx, [k for p, k in kept.items() if p not in ctx.data[DEFERRED]])
         return outcome
 
-    async def _write(self, ctx: ApplyContext, actions: list[Action], kept: dict[str, Kept]) -> Outcome:
+    async def _write(self, ctx: ApplyContext, actions: list[Action], kept: dict[str, Kept], deferred: set[str]
+                     ) -> Outcome:  # fmt: skip
         written: list[str] = []
         made: set[str] = set()
         for a in actions:
@@ -239,7 +251,7 @@ class FilesKind(NoRead):
                            sha=content_sha(want))  # fmt: skip
             written.append(want.path)
         ctx.data["files"] = written
-        restarted = await self._restart(ctx, actions, kept)
+        restarted = await self._restart(ctx, actions, kept, deferred)
         note = f"; restarted {', '.join(restarted)}" if restarted else ""
         return Outcome("changed" if written else "unchanged", f"wrote {', '.join(written) or 'nothing'}{note}")
 
@@ -275,13 +287,14 @@ class FilesKind(NoRead):
             kept[path] = Kept(copy, str(before.get("owner") or "0:0"), str(before.get("mode") or "0600"))
         return kept
 
-    async def _restart(self, ctx: ApplyContext, actions: list[Action], kept: dict[str, Kept]) -> list[str]:
-        """Restart the services that already run and whose content changed (a new one starts with its files).
-        One that does not get healthy gets its previous files back and is restarted on them."""
+    async def _restart(self, ctx: ApplyContext, actions: list[Action], kept: dict[str, Kept], deferred: set[str]
+                       ) -> list[str]:  # fmt: skip
+        """Restart the services that already run and whose content changed (a new one starts with its files;
+        one the deploy recreates, there).  One that does not get healthy gets its previous files back and is
+        restarted on them."""
         from mcfleet.agent.client import AgentClient  # grpc + protobuf: only where an RPC is made
         from mcfleet.kinds.service import agent_socket
 
-        deferred = recreated_by_deploy(ctx)
         running = sorted(
             {ctx.desired.files[a.subject.removeprefix("file ")].service for a in _restarting(ctx, actions)} - deferred
         )
@@ -294,11 +307,7 @@ class FilesKind(NoRead):
                 answer = await client.restart(name)
                 if answer.ok:
                     continue
-                back = sorted(p for p in kept if ctx.desired.files[p].service == name)
-                for path in back:
-                    k = kept[path]
-                    await put_file(ctx.node, path, source=k.copy, mode=k.mode, owner=k.owner)
-                ctx.data["files"] = [p for p in ctx.data.get("files", []) if p not in back]
+                back = await _put_back(ctx, kept, {name})
                 again = await client.restart(name)
                 now = (f"its previous {', '.join(back)} put back, and {name} runs on them" if again.ok else
                        f"its previous {', '.join(back)} put back, and {name} did not get healthy on them "

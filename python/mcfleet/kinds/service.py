@@ -473,9 +473,10 @@ class ServiceKind:
                 later = [s.name for s in wanted if Stage(s.stage).order > stage.order]
                 skipped = f"; skipped: {', '.join(later)} (stage {stage} failed)" if later else ""
                 said = result.error if result.error.startswith(f"stage {stage} ") else f"stage {stage}: {result.error}"
-                # the agent put back the old containers of this stage: the files they were made for go back too
-                unhealthy = {s.name for s in wanted if Stage(s.stage).order >= stage.order}
-                back = await put_back_deferred(ctx, unhealthy, restart=client)
+                # the agent put back (and started) the old containers of this stage: the files they were made
+                # for go back too, and they are restarted on them; a later stage's were never touched
+                back = await put_back_deferred(ctx, {s.name for s in wanted if s.stage == stage}, restart=client)
+                back += await put_back_deferred(ctx, set(later))
                 return Outcome("failed", f"{said}{skipped}{back}{logs_hint(result.error, host, wanted)}")
             if gate:
                 await gate.done(host, stage)

@@ -91,11 +91,11 @@ def port_refusal(
     way or the node's sockets or the agent's ports are unknown (nothing is refused on a guess)."""
     if not listening or held is None:
         return None
-    ours = set(held)
+    ours, wanted = set(held), wanted_endpoints(svc)
     taken = sorted(
         {
             (proto, address, port)
-            for proto, want, port in wanted_endpoints(svc)
+            for proto, want, port in wanted
             if (proto, port) not in ours
             for lproto, address, lport in listening
             if lproto == proto and lport == port and overlaps(want, address)
@@ -109,7 +109,7 @@ def port_refusal(
     return Action(
         host=d.name, phase=Phase.deploy, kind="refuse", subject=f"service {name}",
         before={"listening": [f"{proto} {_endpoint(a, p)}" for proto, a, p in taken]},
-        after={"ports": sorted({p for _, _, p in wanted_endpoints(svc)})},
+        after={"ports": sorted({p for _, _, p in wanted})},
         reason=f"service {name} publishes on a port another program on {d.name} listens on ({where}): "
                "podman could not start its container",
         hint=f"`ss -tulpn '( {filters} )'` on {d.name} names the program: stop it, or give the route or "

@@ -68,9 +68,7 @@ class ScriptInputs:
     file_texts: tuple[str, ...] = ()  # those whose text the plan diffs (never a secret's)
     subids: tuple[str, ...] = ()  # "<user> <start:count> <start:count>": wanted subuid, subgid (observe/hostlevel.py)
     addresses: bool = False  # the node's IP addresses (only when a service publishes on one of them)
-    ports: tuple[
-        str, ...
-    ] = ()  # host ports the services publish, 4 hex digits: who listens there (kinds/service_ports.py)
+    ports: tuple[str, ...] = ()  # the services' host ports, 4 hex digits: who listens on them (listen probe)
 
 
 @dataclass(frozen=True)
