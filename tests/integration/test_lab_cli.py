@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,7 +43,9 @@ def _leftovers(d: Path, state: dict[str, Any]) -> list[str]:
         if r["kind"] in ("dir", "cgroup") and os.path.exists(r["name"]):
             left.append(f"{r['kind']} {r['name']}")
     n = state["info"]["network"]["n"]
-    left += [f"link {link}" for link in os.listdir("/sys/class/net") if link.startswith(f"mcl{n}")]
+    # exactly this lab's names: lab 4's prefix `mcl4` also starts lab 49's `mcl49v0`
+    ours = re.compile(rf"\bmcl{n}(br|v\d+|n\d+)\b")
+    left += [f"link {link}" for link in os.listdir("/sys/class/net") if ours.fullmatch(link)]
     with open("/proc/self/mountinfo") as handle:
         left += [f"mount {line.split()[4]}" for line in handle if str(d) in line]
     for pid in (p for p in os.listdir("/proc") if p.isdigit()):
@@ -51,7 +54,7 @@ def _leftovers(d: Path, state: dict[str, Any]) -> list[str]:
             left.append(f"process {pid}: {cmdline.replace(chr(0), ' ')[:80]}")
     saved = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
     subnet = f"10.77.{n}."
-    left += [f"iptables: {line}" for line in saved.splitlines() if subnet in line or f"mcl{n}" in line]
+    left += [f"iptables: {line}" for line in saved.splitlines() if subnet in line or ours.search(line)]
     return left
 
 
