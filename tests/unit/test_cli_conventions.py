@@ -375,3 +375,12 @@ def test_a_snapshot_or_agent_operation_stopped_at_ctrl_c_is_in_the_journal(fleet
     assert code == 0, err
     [record] = json.loads(out)["records"]
     assert record["error"]["kind"] == "interrupted" and record["argv"][2 : 2 + len(command)] == command, record
+
+
+@pytest.mark.parametrize("command", ["deploy", "provision"])
+def test_one_host_commands_accept_yes_as_apply_does(fleet: Path, command: str) -> None:
+    """A script passes `--yes` to every changing command; deploy and provision never ask (one host), and
+    rejected it as an unknown option (exit 2, "No such option: --yes") before naming the host."""
+    code, _out, err = run_cli("-C", str(fleet), command, "alpah", "--yes")
+    assert code == 2 and f"mcfleet {command} alpah: no host named 'alpah'" in err, err
+    assert "No such option" not in err

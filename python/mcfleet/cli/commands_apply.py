@@ -219,6 +219,11 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
     run_session(loaded, session_options(command="apply", **opts), lambda s: s.plan_and_apply(names, overrides))  # type: ignore[arg-type]
 
 
+# `deploy` and `provision` change the one host they are given and never ask; `--yes` is accepted so a
+# script that passes it as it does to `apply` works with them too.
+ONE_HOST_YES = typer.Option(False, "--yes", "-y", help="Accepted for scripts written for apply: one host, never asks.")
+
+
 def deploy(  # noqa: PLR0917
     host: str = typer.Argument(..., help="The one host to deploy (a host name)."),
     path: Path | None = ROOT_ALIAS,
@@ -229,6 +234,7 @@ def deploy(  # noqa: PLR0917
     confirm_timeout: int = DEADMAN,
     goal: str = GOAL,
     stage_timeout: float = STAGE_TIMEOUT,
+    yes: bool = ONE_HOST_YES,
 ) -> None:
     """Validate, plan and apply one host: what `nix run .#deploy -- HOST` runs.
 
@@ -242,6 +248,7 @@ def deploy(  # noqa: PLR0917
     """
     from mcfleet.apply.planwork import Override
 
+    del yes  # one host: nothing to confirm
     loaded = load_valid(deprecated_folder(path, "--root DIR"))
     names = [one_host(loaded, host, "deploy").host.name]
     overrides = [Override.parse(o) for o in override]
@@ -259,6 +266,7 @@ def provision(  # noqa: PLR0917
     bundle: Path | None = BUNDLE,
     health_timeout: float = HEALTH,
     confirm_timeout: int = DEADMAN,
+    yes: bool = ONE_HOST_YES,
 ) -> None:
     """Prepare a Debian node: the pinned `mcp` user, resolvers, /srv/mcp/, the agent.
 
@@ -279,6 +287,7 @@ def provision(  # noqa: PLR0917
     from mcfleet.apply.planwork import Override
     from mcfleet.fleet.models import OS
 
+    del yes  # one host: nothing to confirm
     loaded = load_valid(deprecated_folder(path, "--root DIR"))
     entry = one_host(loaded, host, "provision")
     if entry.host.os != OS.debian:
