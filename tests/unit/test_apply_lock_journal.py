@@ -115,3 +115,35 @@ def test_one_host_operations_show_their_host_and_what_they_did(tmp_path: Path) -
     assert rows[0].endswith("mcfleet snapshot n1 db n1 0.6 ok: snapshot db (136 bytes)"), rows
     assert rows[1].endswith("mcfleet snapshots n1 n1 - ok: 1 snapshot(s)"), rows
     assert rows[2].endswith("mcfleet agent restart n1 web n1 4.0 failed: restart web: web not healthy"), rows
+
+
+def test_the_node_lock_removes_copies_an_apply_that_died_left_and_only_once_it_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    """The files kind copies a running service's files to root's store (`previous.*`) before writing new
+    ones, and removes them when its apply ends; an apply killed in between left them there for good (a
+    secret's earlier content among them).  The next holder of the node's lock removes them; an apply
+    refused because another holds the lock leaves that one's copies alone."""
+    from mcfleet.apply.lock import node_lock_script
+
+    lock = str(tmp_path / "apply.lock")
+    left = tmp_path / "previous.0123456789abcdef"
+    left.write_text("old secret")
+    (tmp_path / "manifest.json").write_text("{}")
+
+    def take() -> subprocess.Popen[str]:
+        return subprocess.Popen(["sh", "-c", node_lock_script("me", lock)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+
+    first = take()
+    assert first.stdout is not None and first.stdin is not None
+    assert first.stdout.readline().strip() == "locked"
+    assert not left.exists() and (tmp_path / "manifest.json").exists()
+    left.write_text("copy the holder needs")
+    second = take()
+    out, _ = second.communicate(timeout=10)
+    assert second.returncode == 9 and out.startswith("busy="), out
+    assert left.read_text() == "copy the holder needs"
+    first.stdin.close()
+    assert first.wait(10) == 0
+    first.stdout.close()

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mcfleet.apply.nodeio import NODE_LOCK
+from mcfleet.apply.nodeio import KEPT_PREFIX, NODE_LOCK
 from mcfleet.errors import ApplyError, Refused
 from mcfleet.transport.base import become_refused
 from mcfleet.util.statedir import state_dir
@@ -85,14 +85,17 @@ def holder_text() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"
 
 
-def node_lock_script(who: str) -> str:
+def node_lock_script(who: str, lock_file: str = NODE_LOCK) -> str:
     """Root shell: take the node's lock (util-linux flock) and hold it until stdin closes.
 
     Plain sh + flock, so it runs on every node (a NixOS node may have no python3).  The lock
     file and the holder's name live in root's store; root's `>>` there follows no link mcp
-    could plant (the folder is root's, 0700).
+    could plant (the folder is root's, 0700).  Once it holds the lock, the files an apply that
+    died (killed, its connection gone) had copied to put back are removed: no other apply can
+    still need them, and they may be a secret's earlier content.
     """
-    lock, holder = shlex.quote(NODE_LOCK), shlex.quote(NODE_LOCK + ".holder")
+    lock, holder = shlex.quote(lock_file), shlex.quote(lock_file + ".holder")
+    kept = shlex.quote(f"{os.path.dirname(lock_file)}/{KEPT_PREFIX}") + "*"
     info = json.dumps({"who": who, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return "\n".join(
         [
@@ -100,6 +103,7 @@ def node_lock_script(who: str) -> str:
             f"exec 9>>{lock}",
             f'if ! flock -n 9; then echo "busy=$(head -c 1000 {holder} 2>/dev/null)"; exit 9; fi',
             f"printf '%s' {shlex.quote(info)} > {holder}",
+            f"rm -f -- {kept}",
             "echo locked",
             "cat >/dev/null",  # until the orchestrator's session ends, however it ends
         ]

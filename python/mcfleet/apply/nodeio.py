@@ -33,6 +33,9 @@ AGENT_CURRENT = f"{STORE}/agent/current"  # the binary the unit should run (copi
 AGENT_PREV = f"{STORE}/agent/prev"  # the last binary an apply confirmed healthy
 UNIT_PREV = f"{STORE}/unit.prev"
 NODE_LOCK = f"{STORE}/apply.lock"
+# Root's copies of files an apply may put back (a service that does not get healthy on new ones):
+# needed only while that apply holds the node lock, so the next holder removes any left behind.
+KEPT_PREFIX = "previous."
 
 
 def helper_source() -> str:

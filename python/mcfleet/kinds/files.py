@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mcfleet.apply.nodeio import drop_staging, helper, make_staging, put_file, store_of, upload
+from mcfleet.apply.nodeio import KEPT_PREFIX, drop_staging, helper, make_staging, put_file, store_of, upload
 from mcfleet.errors import ApplyError, McfleetError
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.files import DesiredFile, service_dir
@@ -278,7 +278,7 @@ class FilesKind(NoRead):
         kept: dict[str, Kept] = {}
         for a in _restarting(ctx, actions):
             path = a.subject.removeprefix("file ")
-            copy = f"{store_of(ctx.node)}/previous.{hashlib.sha256(path.encode()).hexdigest()[:16]}"
+            copy = f"{store_of(ctx.node)}/{KEPT_PREFIX}{hashlib.sha256(path.encode()).hexdigest()[:16]}"
             before = a.before if isinstance(a.before, dict) else {}
             try:
                 await put_file(ctx.node, copy, source=path, mode="0600", owner="0:0")
