@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -587,5 +590,57 @@ def test_a_deploy_whose_image_cannot_be_pulled_keeps_the_previous_definition_reg
             assert registry["web"]["components"][0]["image"] == agent_podman.image
             assert "GREETING=v2" not in registry["app"]["components"][0]["env"]
             assert agent_podman.remote("inspect", "--format", "{{.Id}}", "web").strip() == before
+
+    asyncio.run(scenario())
+
+
+def test_a_container_that_crash_loops_is_recreated_from_its_image(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
+) -> None:
+    """A container that its own writable layer makes fail (here its /bin/sh replaced by a script that
+    exits) loops under podman's restart policy with its definition unchanged.  The agent's facts count
+    podman's restarts, which a plan reads as a crash loop whatever state the container is caught in,
+    and a reconcile of the same definition makes a new container from the image, which serves (was:
+    started again, it failed again, and the deploy ended on "keeps stopping")."""
+    from mcfleet.kinds.service import container_facts
+
+    agent = agent_runner.start(podman=agent_podman)
+    web = web_service(tmp_path, "web", "services", agent_podman.image)
+
+    def container(field: str) -> str:
+        return agent_podman.remote("inspect", "--format", "{{." + field + "}}", "web").strip()
+
+    async def web_facts(client: AgentClient) -> Any:
+        [seen] = [c for c in container_facts(await client.facts(events=0)) if c.name == "web"]
+        return seen
+
+    async def scenario() -> None:
+        async with AgentClient(str(agent.socket)) as client:
+            done = await client.reconcile(with_ports([web]), stage_timeout_s=30)
+            assert done.ok, done.error
+            assert (await web_facts(client)).crash_loop is None
+            first = container("Id")
+            broken = (
+                "busybox rm /bin/sh && busybox printf '#!/bin/busybox false\\n' > /bin/sh && busybox chmod +x /bin/sh"
+            )
+            agent_podman.remote("exec", "web", "/bin/busybox", "sh", "-c", broken)
+            os.kill(int(container("State.Pid")), signal.SIGKILL)  # a crash: podman's policy restarts it
+            for _ in range(100):  # up to 20 s
+                seen = await web_facts(client)
+                if seen.crash_loop:
+                    break
+                await asyncio.sleep(0.2)
+            assert seen.crash_loop and seen.crash_loop.startswith("crash loop: podman restarted it "), seen
+            assert seen.restarts >= 3 and seen.up_s is not None and seen.up_s < 60, seen
+
+            again = await client.reconcile(with_ports([web]), stage_timeout_s=30)
+            assert again.ok, again.error
+            [recreated] = [a for a in again.actions if a.container == "web"]
+            assert recreated.kind == "recreate" and recreated.reason.startswith("crash loop:"), recreated
+            assert container("Id") != first
+            port = int(agent_podman.remote("port", "web").split(":")[-1])
+            assert agent_podman.http_get(port) == "hello from web\n"
+            assert (await web_facts(client)).crash_loop is None
+            assert "web.old" not in agent_podman.remote("ps", "-a", "--format", "{{.Names}}").split()
 
     asyncio.run(scenario())

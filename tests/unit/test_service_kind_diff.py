@@ -320,3 +320,41 @@ def test_a_deploy_that_fails_on_a_container_says_where_its_output_is() -> None:
     assert logs_hint(both, "full1", [hello, api]) == " (see `mcfleet logs full1 hello`, `mcfleet logs full1 api`)"
     assert logs_hint("stage services: podman start of hello failed: ...", "full1", [hello, api]) == ""
     assert logs_hint("xhello not healthy", "full1", [hello]) == ""  # another container's name that ends alike
+
+
+def test_a_container_podman_keeps_restarting_is_a_crash_loop_the_plan_replaces_whatever_its_state() -> None:
+    """Between two runs of a crash loop the container reads "running" one moment and "stopped" the next:
+    the plan said "no changes" or "drift: hello is stopped" by turns, and apply's start met the loop
+    again.  podman's restart count since the agent last started it, with a start a moment ago, is the
+    loop whatever the state; apply recreates the container from its image (the agent does the same)."""
+    from mcfleet.kinds.service import container_facts
+
+    hello = desired(doc(["GREETING=hi"]), "h1")
+    d = SimpleNamespace(name="n1")
+    label = {LABEL_HASH: spec_hashes(hello)["hello"]}
+
+    def seen(**fields: Any) -> dict[str, ContainerFacts]:
+        return {"hello": ContainerFacts(name="hello", image="r/demo/hello:1", labels=label, **fields)}
+
+    for state in ("running", "stopped"):
+        [act] = _service_actions(d, "hello", hello, recorded("h1"), seen(state=state, restarts=41, exit_code=1,  # type: ignore[arg-type]
+                                 up_s=0.2), old_spec=None)  # fmt: skip
+        assert act.kind == "replace", state
+        assert act.reason == (
+            "hello: crash loop: podman restarted it 41 times, last exit code 1 (apply recreates it from its image)"
+        )
+    # stopped with `mcfleet agent stop` right after its loop: the count stays, but the hold is what to say
+    [held] = _service_actions(d, "hello", hello, recorded("h1"), seen(state="exited", restarts=41, up_s=5.0),  # type: ignore[arg-type]
+                              old_spec=None, held=["hello"])  # fmt: skip
+    assert held.kind == "update" and held.reason.startswith("drift: hello is exited (stopped with `mcfleet agent stop`")
+    # one crash weeks ago, running since; two quick restarts; a count from an agent that started it long ago
+    calm = [seen(state="running", restarts=1, up_s=0.5), seen(state="running", restarts=2, up_s=0.5),
+            seen(state="running", restarts=40, up_s=3600.0), seen(state="running", restarts=9, up_s=None)]  # fmt: skip
+    for facts in calm:
+        assert _service_actions(d, "hello", hello, recorded("h1"), facts, old_spec=None) == [], facts  # type: ignore[arg-type]
+    # the agent's answer, and an older agent's without the fields (no loop seen)
+    agent = {"containers": [{"name": "hello", "state": "stopped", "restarts": 5, "exit_code": 2, "up_s": 1.5},
+                            {"name": "old", "state": "running", "labels": {}}]}  # fmt: skip
+    looping, old = container_facts(agent)
+    assert looping.crash_loop == "crash loop: podman restarted it 5 times, last exit code 2"
+    assert old.crash_loop is None and old.restarts == 0 and old.up_s is None

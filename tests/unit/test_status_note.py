@@ -54,6 +54,13 @@ def test_a_running_container_that_fails_its_health_check_is_not_up_and_is_named(
         ["api-app: exited"],
     )
     assert services_up({"web", "api"}, [], None) == (0, ["api: no container", "web: no container"])
+    # a crash loop, caught running or stopped: named as one (was "api-app: stopped" or up, by turns)
+    for state in ("running", "stopped"):
+        looping = c("api-app", "api", state).model_copy(update={"restarts": 7, "up_s": 0.1})
+        assert services_up({"web", "api"}, [c("web", "web"), looping, c("api-db", "api")], {"api-app": ""}) == (
+            1,
+            ["api-app: crash loop: podman restarted it 7 times"],
+        ), state
     row = HostStatus("full1", True, agent_health="SERVING", services_up=1, services_total=2,
                      not_up=("api-db: tcp check: refused",))  # fmt: skip
     assert row.row()[4] == "1/2" and row.row()[6] == "not up: api-db: tcp check: refused" and not row.ok

@@ -28,6 +28,7 @@ from podman import PodmanClient
 from podman.errors import APIError, NotFound
 from requests.exceptions import ReadTimeout
 
+from mcfleet.agent.crash_loop import CRASH_LOOP_WITHIN_S
 from mcfleet.agent.podman_service import CONFIRM_S, restart_user_service, stale_namespace
 from mcfleet.agent.spec import LABEL_MANAGED, ContainerSpec
 from mcfleet.errors import PeerError
@@ -46,6 +47,9 @@ class Managed:
     state: str  # running | exited | created | ...
     labels: dict[str, str]
     image: str
+    restarts: int = 0  # by podman's policy since its last deliberate start (counted only if up_s is short)
+    exit_code: int = 0  # of its last run
+    up_s: float | None = None  # seconds since its last start, by the node's clock (None: never started)
 
 
 INSPECT_RACE_TRIES = 5
@@ -189,21 +193,34 @@ class Podman:
             "list", lambda: self._client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
         )
         result = []
+        now = time.time()
         for item in found:
             attrs: dict[str, Any] = item.attrs
             if (attrs.get("Labels") or {}).get(LABEL_MANAGED) != "true":
                 continue  # belt and braces: never touch a container that is not ours
             state = attrs.get("State")
-            names = attrs.get("Names") or [item.name]
+            name = str((attrs.get("Names") or [item.name])[0]).lstrip("/")
+            started, exit_code = attrs.get("StartedAt"), attrs.get("ExitCode")
+            up_s = max(0.0, now - started) if isinstance(started, int | float) and started > 0 else None
             result.append(
                 Managed(
-                    name=str(names[0]).lstrip("/"),
+                    name=name,
                     state=state if isinstance(state, str) else str((state or {}).get("Status", "unknown")),
                     labels=dict(attrs.get("Labels") or {}),
                     image=str(attrs.get("Image", "")),
+                    # the list does not carry the restart count: inspected only for a recent start
+                    restarts=self._restarts(name) if up_s is not None and up_s < CRASH_LOOP_WITHIN_S else 0,
+                    exit_code=exit_code if isinstance(exit_code, int) else 0,
+                    up_s=None if up_s is None else round(up_s, 1),
                 )
             )
         return result
+
+    def _restarts(self, name: str) -> int:
+        try:
+            return self.run_state(name).restarts
+        except PeerError:  # removed meanwhile, or podman's answer unreadable: no loop seen
+            return 0
 
     def ensure_image(self, image: str) -> None:
         if not self._call(f"inspect of {image}", lambda: self._client.images.exists(image)):

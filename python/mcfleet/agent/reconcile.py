@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from mcfleet.agent.crash_loop import crash_loop_text, is_crash_loop
 from mcfleet.agent.events import BootStatus, EventLog
 from mcfleet.agent.health import wait_healthy
 from mcfleet.agent.podman_ops import Managed, Podman
@@ -448,7 +449,13 @@ class Reconciler:
         if managed is None:
             await self._create(spec, outcome, "create", "missing")
         elif changed:
-            await self._replace(spec, managed, outcome)
+            await self._replace(spec, managed, outcome, "spec changed")
+        elif is_crash_loop(managed.restarts, managed.up_s):
+            # started again it fails again: a new container from the image (its own writable layer,
+            # where the fault may be, is gone; the service's volumes are kept)
+            await self._replace(
+                spec, managed, outcome, crash_loop_text(managed.restarts, managed.exit_code), keep_old=False
+            )
         elif managed.state != "running":
             await self.podman.in_thread(self.podman.start, spec.name)
             self._act(outcome, spec, "start", f"was {managed.state}")
@@ -456,26 +463,34 @@ class Reconciler:
             self._act(outcome, spec, "unchanged", "running with the desired spec")
         return True
 
-    async def _replace(self, spec: ContainerSpec, old: Managed, outcome: Outcome) -> None:
+    async def _replace(
+        self, spec: ContainerSpec, old: Managed, outcome: Outcome, reason: str, *, keep_old: bool = True
+    ) -> None:
         """A changed definition: the new container is made beside the old one, renamed aside, which
         keeps running until the new one is created and is stopped only for it to start (they publish
         the same ports); it is removed once the stage is healthy.  A create or start that fails (a
         volume that cannot be made, an unknown user), or a stage that does not get healthy, puts the
         old container back under its name, running: the service keeps its previous definition (was:
-        removed first, so the service was down until the next good deploy)."""
+        removed first, so the service was down until the next good deploy).  A crash-looping container
+        of an unchanged definition is replaced the same way with `keep_old=False`: its old self goes
+        once the new one has started, as a failed stage putting it back would bring the loop back."""
         podman, aside = self.podman, spec.name + ASIDE
         # no `aside` can exist here: this converge removed any left by an agent that died amid a replace
         await podman.in_thread(podman.rename, spec.name, aside)
         try:
             await podman.in_thread(podman.create, spec)
-            if old.state == "running":
+            # a looping one reads "stopped" between two runs, and podman would start it again
+            if old.state == "running" or old.restarts:
                 await podman.in_thread(podman.stop, aside)
             await self._start_when_ports_free(spec.name)
         except McfleetError as exc:
             kept = await self._put_back(spec.name, old)
             raise PeerError(f"{exc.message}; {kept}", location=exc.location, hint=exc.hint) from exc
-        self._asides[spec.name] = old
-        self._act(outcome, spec, "recreate", "spec changed")
+        if keep_old:
+            self._asides[spec.name] = old
+        else:  # a crash-looping container: what a stage that does not get healthy must not put back
+            await podman.in_thread(podman.remove, aside)
+        self._act(outcome, spec, "recreate", reason)
 
     async def _start_when_ports_free(self, name: str) -> None:
         """Start a container whose ports another one held a moment ago.  Rootless podman forwards them

@@ -75,8 +75,13 @@ def services_up(wanted: set[str], containers: list[Any], checks: dict[str, str] 
     up, why_not = 0, []
     for service in sorted(wanted):
         mine = by_service.get(service, [])
-        said = [f"{c.name}: {c.state}" for c in mine if c.state != "running"]
-        said += [f"{c.name}: {checks[c.name]}" for c in mine if c.state == "running" and checks.get(c.name)]
+        said = [f"{c.name}: {c.crash_loop}" for c in mine if c.crash_loop]
+        said += [f"{c.name}: {c.state}" for c in mine if c.state != "running" and not c.crash_loop]
+        said += [
+            f"{c.name}: {checks[c.name]}"
+            for c in mine
+            if c.state == "running" and checks.get(c.name) and not c.crash_loop
+        ]
         if not mine:
             said = [f"{service}: no container"]
         up += not said

@@ -61,6 +61,9 @@ def container_facts(agent_facts: dict[str, Any]) -> list[ContainerFacts]:
             image=str(c.get("image", "")),
             state=str(c.get("state", "")),
             labels={str(k): str(v) for k, v in (c.get("labels") or {}).items()},
+            restarts=c["restarts"] if isinstance(c.get("restarts"), int) else 0,  # absent from older agents
+            exit_code=c["exit_code"] if isinstance(c.get("exit_code"), int) else 0,
+            up_s=c["up_s"] if isinstance(c.get("up_s"), int | float) else None,
         )
         for c in agent_facts.get("containers", [])
         if isinstance(c, dict)
@@ -168,6 +171,9 @@ def _service_actions(
             other = spec_changes(old_spec, svc.spec.model_dump(mode="json", by_alias=True, exclude={"files"}))
             if other:
                 return act("update", f"drift: the agent holds another definition: {'; '.join(other)}", before)
+        looping = [f"{c}: {why}" for c in svc.containers if c in mine and (why := mine[c].crash_loop)]
+        if looping and name not in held:  # it flips between running and stopped: the loop, whatever it reads now
+            return act("replace", f"{'; '.join(looping)} (apply recreates it from its image)", before)
         down = [c for c in svc.containers if c not in mine or mine[c].state != "running"]
         if down:
             states = ", ".join(f"{c} is {mine[c].state if c in mine else 'missing'}" for c in down)

@@ -73,6 +73,16 @@ class ContainerFacts(_Fact):
     image: str = ""
     state: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
+    restarts: int = 0  # by podman since the agent last started it (counted for a recent start only)
+    exit_code: int = 0
+    up_s: float | None = None  # since its last start, by the node's clock
+
+    @property
+    def crash_loop(self) -> str | None:
+        """Why podman's restarts of it are a crash loop, or None."""
+        from mcfleet.agent.crash_loop import crash_loop_text, is_crash_loop
+
+        return crash_loop_text(self.restarts, self.exit_code) if is_crash_loop(self.restarts, self.up_s) else None
 
 
 class Facts(_Fact):
