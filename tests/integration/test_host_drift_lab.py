@@ -90,6 +90,27 @@ def test_host_level_drift_is_planned_as_changes_and_apply_converges_it(
     assert fleet.sh(name, "ls /var/lib/systemd/linger").stdout.split() == ["mcp"]
     assert fleet.sh(name, "test -S /run/user/850/podman/podman.sock", check=False).returncode == 0
 
+    _a_stopped_podman_socket_is_started(fleet, root, name, agent_bundle)
+
+
+def _a_stopped_podman_socket_is_started(fleet: Any, root: str, name: str, agent_bundle: Path) -> None:
+    """mcp's podman socket stopped by hand (enabled still; its socket file stays behind): the agent cannot
+    reach podman, so the plan says the socket is to be started and that the containers are unknown (was:
+    no host change, and every container "missing"; apply then failed on "podman list failed")."""
+    user = "runuser -u mcp -- env XDG_RUNTIME_DIR=/run/user/850 systemctl --user"
+    fleet.sh(name, f"cd / && {user} stop podman.socket podman.service")
+    stopped = cli("plan", root, "--on", name, "--json")
+    assert stopped.code == 0, stopped.stdout + stopped.stderr
+    report = json.loads(stopped.stdout)
+    [socket] = [a for a in report["actions"] if a["subject"] == "podman.socket mcp"]
+    assert (socket["kind"], socket["before"], socket["after"]) == ("update", "stopped", "listening"), socket
+    [unknown] = [u for u in report["unobserved"] if u["phase"] == "deploy"]
+    assert unknown["reason"].startswith("podman's API did not answer the agent ("), unknown
+    assert "\n" not in unknown["reason"]
+    _apply(root, name, agent_bundle)
+    _clean(root, name)
+    assert fleet.sh(name, f"cd / && {user} is-active podman.socket").stdout.strip() == "active"
+
 
 def test_resolved_zone_routing_is_planned_and_converged(make_nodes: MakeNodes, agent_bundle: Path) -> None:
     fleet = make_nodes(1, "dnsz", login="doas")  # reached as kyle with doas: facts and provisioning escalate

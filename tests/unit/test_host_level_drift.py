@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
 from pathlib import Path
 
 from mcfleet.fleet.host_level import HostLevelWant, WantedDir, host_level_want
@@ -187,6 +191,53 @@ def test_podman_socket_disabled_is_planned() -> None:
     framed = FramedOutput(values={"agent-dir": b"850 850 750\n", "podman-socket": b"absent\n"})
     seen = host_level_from(framed)
     assert seen is not None and seen.podman_socket is False
+
+
+def test_a_podman_socket_stopped_on_a_systemd_node_is_planned_to_start(tmp_path: Path) -> None:
+    """Enabled but stopped (by hand): nothing listened on mcp's podman.sock, the agent could not reach
+    podman, and the plan had no host change (provisioning starts it).  The probe reads the listening
+    sockets (/proc/net/unix), as the socket file outlives a stopped unit; only a systemd node has it."""
+    from mcfleet.observe.facts import AgentFacts
+    from mcfleet.observe.hostlevel import _podman_socket_body
+
+    want = HostLevelWant(WANT.resolver, WANT.resolver_file, WANT.agent_dir, podman_socket="mcp")
+    stopped = GOOD.model_copy(update={"podman_socket": True, "podman_listening": False})
+    systemd = AgentFacts(path="/srv/mcp/mcp-agent", systemd=True)
+    facts = Facts(host="n1", host_level=stopped, agent=systemd)
+    [act] = host_level_diff("n1", "debian", want, facts)
+    assert (act.kind, act.subject, act.before, act.after) == ("update", "podman.socket mcp", "stopped", "listening")
+    no_systemd = facts.model_copy(update={"agent": AgentFacts(path="/srv/mcp/mcp-agent", systemd=False)})
+    assert host_level_diff("n1", "debian", want, no_systemd) == []  # nothing could start it there
+    listening = stopped.model_copy(update={"podman_listening": True})
+    assert host_level_diff("n1", "debian", want, facts.model_copy(update={"host_level": listening})) == []
+    for text, enabled, on in (("enabled listening", True, True), ("enabled", True, False), ("absent", False, False)):
+        framed = FramedOutput(values={"agent-dir": b"850 850 750\n", "podman-socket": text.encode() + b"\n"})
+        seen = host_level_from(framed)
+        assert seen is not None and (seen.podman_socket, seen.podman_listening) == (enabled, on), text
+    # the probe itself: the home's owner names the runtime folder; a socket bound and listening there
+    # counts, the same path left as a file after it closed does not
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "link").symlink_to("/nonexistent")
+    uid = 4242 if os.geteuid() == 0 else os.getuid()
+    os.chown(home, uid, -1)
+    folder = Path(f"/run/user/{uid}/podman")
+    made = not folder.parent.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    body = _podman_socket_body(str(home / "link"), str(home))
+
+    def probe() -> list[str]:
+        return subprocess.run(["sh", "-c", body], capture_output=True, text=True, check=True).stdout.split()
+
+    try:
+        with socket.socket(socket.AF_UNIX) as server:
+            server.bind(str(folder / "podman.sock"))
+            server.listen()
+            assert probe() == ["enabled", "listening"]
+        assert (folder / "podman.sock").exists() and probe() == ["enabled"]
+    finally:
+        (folder / "podman.sock").unlink(missing_ok=True)
+        shutil.rmtree(folder.parent if made else folder, ignore_errors=True)
 
 
 def test_a_zone_unit_left_from_an_earlier_configuration_is_removed() -> None:

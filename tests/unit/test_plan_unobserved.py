@@ -21,7 +21,10 @@ def test_a_backend_that_did_not_answer_is_named_under_its_kind_even_without_chan
         "alpha": Facts(host="alpha", dns_error="127.0.0.1:1: TimeoutError: timed out", **NODE),
         "beta": Facts(host="beta", routes_error="caddy admin: connection refused", **NODE),
         "edge1": Facts(
-            host="edge1", services_error="agent Facts failed: UNAVAILABLE", os_id="debian", arch_raw="x86_64"
+            host="edge1",
+            services_error="the agent did not answer (agent Facts failed: UNAVAILABLE)",
+            os_id="debian",
+            arch_raw="x86_64",
         ),
     }
     plan = build(loaded, facts, kinds=[], check_backends=False)  # no kind: no actions, only what was not read

@@ -284,7 +284,9 @@ class AgentServicer(pb_grpc.AgentServicer):
         except TimeoutError:
             containers = []
             podman_error = f"podman API at {podman.url} did not list the containers within {FACTS_PODMAN_TIMEOUT_S:g} s"
-        except Exception as exc:  # a dead podman is a fact, not a failure of Facts
+        except McfleetError as exc:  # a dead podman is a fact, not a failure of Facts: one line, no hint
+            containers, podman_error = [], exc.message
+        except Exception as exc:
             containers, podman_error = [], str(exc)
         checks: dict[str, str] | None = None
         if request.check_health and not podman_error:

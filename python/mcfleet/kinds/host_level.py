@@ -104,20 +104,29 @@ def host_level_diff(name: str, os: str, want: HostLevelWant, f: Facts) -> list[A
                     reason=f"{user}'s user manager (and its podman socket) must run from boot, without a login",
                 )
             )
-    if want.podman_socket is not None and seen.podman_socket is False:
-        acts.append(
-            Action(
-                host=name,
-                phase=Phase.host,
-                kind="create",
-                subject=f"podman.socket {want.podman_socket}",
-                before="absent",
-                after="enabled",
-                reason=f"the agent talks to {want.podman_socket}'s rootless podman through this socket "
-                "(enabled in its user manager, started now)",
-            )
-        )
+    socket = _podman_socket(want.podman_socket, seen, f)
+    if socket is not None:
+        kind, before, after, why = socket
+        acts.append(Action(host=name, phase=Phase.host, kind=kind, subject=f"podman.socket {want.podman_socket}",
+                           before=before, after=after, reason=why))  # fmt: skip
     return acts
+
+
+def _podman_socket(user: str | None, seen: HostLevelFacts, f: Facts) -> tuple[str, str, str, str] | None:
+    """(kind, before, after, reason) when the agent user's podman.socket is not enabled, or enabled and
+    stopped (by hand, or its user manager restarted without it) on a systemd node: the agent cannot reach
+    podman then, while the containers run on under conmon.  Provisioning enables and starts it."""
+    if user is None:
+        return None
+    if seen.podman_socket is False:
+        why = f"the agent talks to {user}'s rootless podman through this socket "
+        why += "(enabled in its user manager, started now)"
+        return "create", "absent", "enabled", why
+    if seen.podman_listening is False and f.agent is not None and f.agent.systemd:
+        why = f"nothing listens on {user}'s podman socket: the agent cannot reach podman "
+        why += "(the containers run on); started now"
+        return "update", "stopped", "listening", why
+    return None
 
 
 def _sha(text: str | None) -> str | None:

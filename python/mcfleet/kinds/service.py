@@ -363,9 +363,15 @@ class ServiceKind:
                 node = await pool.connect(entry)
                 target = await agent_socket(node, entry.host.agent.socket)
                 async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
-                    return await client.facts(events=0)
-            except McfleetError as exc:
-                return exc.message  # containers stay unknown: the plan says so (the agent kind shows why)
+                    answer = await client.facts(events=0)
+            except McfleetError as exc:  # containers stay unknown: the plan says so (the agent kind shows why)
+                return f"the agent did not answer ({exc.message})"
+            podman = answer.get("podman")
+            if isinstance(podman, dict) and podman.get("error"):
+                # the agent answers but podman does not: its empty list is not "every container missing"
+                # (they run on under conmon; the host kind starts a podman.socket that stopped)
+                return f"podman's API did not answer the agent ({str(podman['error']).splitlines()[0]})"
+            return answer
 
         out = dict(facts)
         for host, agent_facts in zip(asked, await asyncio.gather(*(containers(h) for h in asked)), strict=True):

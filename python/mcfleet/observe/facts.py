@@ -129,7 +129,9 @@ class Facts(_Fact):
     ports_held: list[tuple[str, int]] | None = Field(
         default=None, description="(protocol, port) the services registered with the agent publish; None: not asked"
     )
-    services_error: str | None = Field(default=None, description="why the agent did not say what it runs")
+    services_error: str | None = Field(
+        default=None, description="why the containers are unknown: the agent or its podman did not answer"
+    )
     agent_busy: str | None = Field(
         default=None,
         description="the change of the containers the agent is still making (e.g. of an interrupted apply)",

@@ -93,6 +93,9 @@ class HostLevelFacts(BaseModel):
     podman_socket: bool | None = Field(
         default=None, description="the agent user's podman.socket enabled (its sockets.target.wants link)"
     )
+    podman_listening: bool | None = Field(
+        default=None, description="a socket bound at the agent user's podman.sock (podman.socket started)"
+    )
     zone_unit: str | None = Field(default=None, description="mcfleet's zone unit file; None when absent")
     zone_unit_enabled: str = Field(default="", description="systemctl is-enabled of the zone unit")
     links: list[ResolvedLink] = Field(
@@ -114,6 +117,18 @@ def _file(path: str) -> str:
     return f"if [ -f {q} ]; then echo file; cat {q}; else echo {ABSENT}; fi"
 
 
+def _podman_socket_body(link: str, home: str) -> str:
+    """`enabled`/`absent` (the unit's wants link), then `listening` when a socket is bound at the agent
+    user's podman.sock: a listening unix socket shows its path in /proc/net/unix, which a stopped
+    podman.socket leaves behind as a file (so `[ -S ]` cannot tell).  The user's uid is its home's
+    owner (the agent's folder)."""
+    return (
+        f"if [ -L {link} ]; then s=enabled; else s=absent; fi; "
+        f'u=$(stat -c %u {home} 2>/dev/null) && grep -q " /run/user/$u/podman/podman.sock$" /proc/net/unix '
+        '&& s="$s listening"; echo "$s"'
+    )
+
+
 def host_level_probes(inp: "ScriptInputs") -> "list[Probe]":
     from mcfleet.observe.script import Probe
 
@@ -126,7 +141,7 @@ def host_level_probes(inp: "ScriptInputs") -> "list[Probe]":
         Probe("agent-dir", f"stat -c '%u %g %a' {agent_dir}", inp.agent_path.rsplit("/", 1)[0]),
         Probe("linger", "ls -1 /var/lib/systemd/linger", "/var/lib/systemd/linger"),
         Probe("subid-use", _subid_use_body(inp.subids), "podman storage and /srv owners in the subid ranges"),
-        Probe("podman-socket", f"if [ -L {socket_link} ]; then echo enabled; else echo absent; fi", socket_link),
+        Probe("podman-socket", _podman_socket_body(socket_link, agent_dir), socket_link),
         Probe("zone-unit", _file(ZONE_UNIT_PATH), ZONE_UNIT_PATH),
         Probe("zone-enabled", f"systemctl is-enabled {ZONE_UNIT} 2>/dev/null || true", ZONE_UNIT),
         Probe(
@@ -206,6 +221,7 @@ def host_level_from(v: "FramedOutput") -> HostLevelFacts | None:
     """None when the node ran a facts script without these probes (an older mcfleet)."""
     if "agent-dir" not in v.values:
         return None
+    socket = v.text("podman-socket").split()
     return HostLevelFacts(
         resolv_conf=v.text("resolv") or None,  # the `resolv` probe's file (empty: absent or empty)
         resolv_link=v.text("resolv-link").strip() or None,
@@ -213,7 +229,8 @@ def host_level_from(v: "FramedOutput") -> HostLevelFacts | None:
         agent_dir=_dir(v.text("agent-dir")),
         linger=sorted(v.text("linger").split()),
         subid_use=_subid_use(v.text("subid-use")),
-        podman_socket={"enabled": True, ABSENT: False}.get(v.text("podman-socket").strip()),
+        podman_socket={"enabled": True, ABSENT: False}.get(socket[0] if socket else ""),
+        podman_listening="listening" in socket if socket else None,
         zone_unit=_content(v.text("zone-unit")),
         zone_unit_enabled=v.text("zone-enabled").strip(),
         links=_links(v.text("resolved-links")),

@@ -138,7 +138,7 @@ def not_read(host: str, f: Facts) -> list[Unobserved]:
     """The backends that did not answer for this host: their kinds were compared with the manifest only."""
     out = []
     if f.services_error:
-        out.append(Unobserved(host=host, phase=Phase.deploy, reason=f"the agent did not answer ({f.services_error}): "
+        out.append(Unobserved(host=host, phase=Phase.deploy, reason=f"{f.services_error}: "
                               "services compared with what the last apply recorded, drift not seen"))  # fmt: skip
     if f.dns_error:
         out.append(Unobserved(host=host, phase=Phase.dns, reason=f"the DNS server did not answer ({f.dns_error}): "
