@@ -97,3 +97,17 @@ def test_plan_shows_a_removed_a_stopped_and_a_changed_container_and_apply_conver
     after = containers(fleet, host)
     assert after["one"]["id"] != before["one"]["id"] and "GREETING=hey" in env_of(fleet, host, "one")
     assert after["two"]["id"] == before["two"]["id"]
+
+    # (d) mcp's user manager stopped by hand: it takes the containers and podman's socket with it, and the
+    # agent (a system unit) stays.  The plan cannot see the containers (podman does not answer): it starts
+    # the socket in the host phase and brings every deployed service up in the deploy, in one apply (was:
+    # every container "missing" and apply failing on podman; then, two applies)
+    fleet.sh(host, "systemctl stop user@850.service")
+    code, data = plan(root, "--detailed-exitcode")
+    assert code == 2, data
+    kinds = {a["subject"]: (a["kind"], a["reason"]) for a in data["actions"] if a["phase"] in ("host", "deploy")}
+    assert kinds["podman.socket mcp"][0] == "update", kinds
+    unknown = "podman did not answer the agent, so what runs is unknown: apply brings it up once podman answers"
+    assert kinds["service one"] == kinds["service two"] == ("update", unknown)
+    converge(fleet, host, root, agent_bundle)
+    assert {n: c["state"] for n, c in containers(fleet, host).items()} == {"one": "running", "two": "running"}

@@ -358,3 +358,31 @@ def test_a_container_podman_keeps_restarting_is_a_crash_loop_the_plan_replaces_w
     looping, old = container_facts(agent)
     assert looping.crash_loop == "crash loop: podman restarted it 5 times, last exit code 2"
     assert old.crash_loop is None and old.restarts == 0 and old.up_s is None
+
+
+def test_with_podman_not_answering_each_deployed_service_is_brought_up_by_apply() -> None:
+    """The agent answers, its podman does not (a stopped socket, or mcp's user manager restarted, which
+    takes the containers down): what runs is unknown, so each deployed service is an update that apply's
+    deploy makes once the host phase has podman back (was: nothing, and a second apply after the first).
+    A new service stays a create; an agent that does not answer at all changes nothing."""
+    from datetime import datetime
+
+    from mcfleet.fleet.desired import DesiredAgent, DesiredHost
+    from mcfleet.kinds.service import PODMAN_DOWN, ServiceKind
+    from mcfleet.observe.facts import Facts
+    from mcfleet.observe.manifest import Manifest
+
+    hello, new = desired(doc(["GREETING=hi"]), "h1"), desired(doc([]), "n1")
+    agent = DesiredAgent(path="/srv/mcp/mcp-agent", unit="mcp-agent.service", user="mcp", socket="/srv/mcp/s",
+                         unit_sha256="", sha256=None)  # fmt: skip
+    host = DesiredHost(name="n1", os="debian", arch="amd64", agent=agent, services={"hello": hello, "new": new})
+    recorded_ = Manifest(services={"hello": recorded("h1")})
+    down = Facts(host="n1", services_error=f"{PODMAN_DOWN} (podman list failed: Connection refused)")
+    acts = ServiceKind().diff(host, down, recorded_, now=datetime(2026, 1, 1))
+    by_subject = {a.subject: a for a in acts}
+    assert sorted((a.kind, a.subject) for a in acts) == [("create", "service new"), ("update", "service hello")]
+    assert by_subject["service hello"].reason.endswith("apply brings it up once podman answers")
+    silent = down.model_copy(update={"services_error": "the agent did not answer (timed out)"})
+    assert [(a.kind, a.subject) for a in ServiceKind().diff(host, silent, recorded_, now=datetime(2026, 1, 1))] == [
+        ("create", "service new")
+    ]

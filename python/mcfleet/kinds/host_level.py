@@ -123,8 +123,7 @@ def _podman_socket(user: str | None, seen: HostLevelFacts, f: Facts) -> tuple[st
         why += "(enabled in its user manager, started now)"
         return "create", "absent", "enabled", why
     if seen.podman_listening is False and f.agent is not None and f.agent.systemd:
-        why = f"nothing listens on {user}'s podman socket: the agent cannot reach podman "
-        why += "(the containers run on); started now"
+        why = f"nothing listens on {user}'s podman socket: the agent cannot reach podman; started now"
         return "update", "stopped", "listening", why
     return None
 

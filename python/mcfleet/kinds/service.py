@@ -183,6 +183,23 @@ def _service_actions(
     return []
 
 
+# The agent answers, podman does not: a stopped podman.socket (which the host phase starts) or a user
+# manager restarted (which took the containers down with it).
+PODMAN_DOWN = "podman's API did not answer the agent"
+
+
+def _podman_down(d: DesiredHost, f: Facts, m: Manifest) -> list[Action]:
+    """With podman not answering, what runs is unknown: each deployed service is brought up again by
+    apply's deploy once podman answers (its containers are started if stopped, left if running)."""
+    if not (f.services_error or "").startswith(PODMAN_DOWN):
+        return []
+    return [
+        Action(host=d.name, phase=Phase.deploy, kind="update", subject=f"service {name}", reason=(
+            "podman did not answer the agent, so what runs is unknown: apply brings it up once podman answers"))
+        for name in sorted(d.services) if name in m.services
+    ]  # fmt: skip
+
+
 def _bind_refusal(d: DesiredHost, name: str, svc: DesiredService, addresses: list[str] | None) -> Action | None:
     """A service that publishes on an address the node does not have: podman would fail to bind it in
     the middle of its stage (the stages before it already changed); refused before anything runs."""
@@ -370,7 +387,7 @@ class ServiceKind:
             if isinstance(podman, dict) and podman.get("error"):
                 # the agent answers but podman does not: its empty list is not "every container missing"
                 # (they run on under conmon; the host kind starts a podman.socket that stopped)
-                return f"podman's API did not answer the agent ({str(podman['error']).splitlines()[0]})"
+                return f"{PODMAN_DOWN} ({str(podman['error']).splitlines()[0]})"
             return answer
 
         out = dict(facts)
@@ -396,6 +413,8 @@ class ServiceKind:
             acts += [refused] if refused else _service_actions(d, name, svc, m.services.get(name), seen,
                                                                old_spec=specs.get(name),
                                                                held=f.services_held_stopped)  # fmt: skip
+        todo = {a.subject for a in acts}
+        acts += [a for a in _podman_down(d, f, m) if a.subject not in todo]
         # Removed: what the manifest lists, and what the agent has registered (a service whose first
         # deploy failed is registered, never recorded as applied), that the files no longer declare.
         for name in sorted((set(m.services) | set(specs)) - set(d.services)):
