@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -323,3 +325,42 @@ async def _live(loaded: LoadedFleet, hosts: list[str]) -> dict[str, list[str]]:
         assert not isinstance(routes, str), routes
         out[host] = sorted(routes)
     return out
+
+
+def test_a_record_sent_to_a_hung_dns_server_is_kept_as_unconfirmed(lab_fleet: LabFleet, tmp_path: Path) -> None:
+    """Knot stopped (SIGSTOP) while an update is sent: the step fails with "did not answer", and the
+    server carries the update out once it resumes.  The step names the record as unconfirmed, so the
+    manifest lists it (value "?") and the next plan sends it again, or deletes it once its service is
+    gone (was: not recorded at all, so a removed service left its record in the zone for good)."""
+    from dataclasses import replace
+
+    from mcfleet.fleet.desired import DesiredRecord
+
+    root = lab_fleet.fleet_dir
+    loaded = load_fleet(root)
+    zone, knot = lab_fleet.knot.zone, lab_fleet.knot
+    name = f"hung-{tmp_path.name[-6:].lower().replace('_', '-')}.{zone}"
+    d = replace(desired_state(loaded)["node1"], records={name: DesiredRecord(name, "10.9.8.7")})
+    create = Action(host="node1", phase="dns", kind="create", subject=f"dns {name}")
+    backend = dns_backend(loaded.fleet) if loaded.fleet else None
+    assert backend is not None
+    os.kill(knot.pid, signal.SIGSTOP)
+    try:
+        out = asyncio.run(apply_dns(loaded, d, [create]))
+    finally:
+        os.kill(knot.pid, signal.SIGCONT)
+    try:
+        assert out.status == "failed" and "did not answer the update" in out.message, out.message
+        assert out.unsure == {name} and out.made == {name}, out
+        for _ in range(50):  # the server takes the update it had queued once it runs again
+            if asyncio.run(backend.answers([name]))[name] == ["10.9.8.7"]:
+                break
+            time.sleep(0.1)
+        assert asyncio.run(backend.answers([name]))[name] == ["10.9.8.7"]
+        # refused (outside the zone): answered, so not unconfirmed
+        outside = replace(d, records={"x.elsewhere.test": DesiredRecord("x.elsewhere.test", "10.9.8.7")})
+        refused = asyncio.run(apply_dns(loaded, outside, [Action(host="node1", phase="dns", kind="create",
+                                                                 subject="dns x.elsewhere.test")]))  # fmt: skip
+        assert refused.status == "failed" and refused.unsure == set() and refused.made == set()
+    finally:
+        asyncio.run(backend.delete_a(name))

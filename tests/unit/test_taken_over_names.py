@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 from mcfleet.fleet.desired import DesiredAgent, DesiredHost, DesiredRecord
 from mcfleet.kinds.providers import dns_diff
 from mcfleet.observe.facts import Facts
@@ -46,3 +49,37 @@ def test_a_route_the_proxy_serves_that_mcfleet_did_not_make_is_named_in_the_crea
     assert (fresh.reason, fresh.before) == ("declared in the files", None)
     [by_name] = routes_diff(host, Facts(host="n1", routes=[NAME]), Manifest())  # a proxy read by hostname
     assert by_name.reason.endswith("; the proxy already serves it, a route mcfleet did not make: apply replaces it")
+
+
+def test_a_change_the_peer_did_not_confirm_is_recorded_unknown_and_sent_again_or_removed() -> None:
+    """A DNS update or a route that got no answer (a hung server may still carry it out) is recorded with
+    the value "?" from the step's `unsure`: the next plan sends it again when the server cannot be read,
+    follows the server when it can, and removes it once it is no longer declared (was: not recorded, so a
+    record the server took late outlived its service)."""
+    from dataclasses import replace
+
+    from mcfleet.fleet.desired import DesiredRoute
+    from mcfleet.kinds.base import MADE
+    from mcfleet.kinds.providers import _outcome, routes_diff
+    from mcfleet.observe.manifest import NO_ANSWER, ManifestRoute
+    from mcfleet.phase import Phase
+    from mcfleet.providers.steps import StepOutcome, record_dns, record_routes
+
+    route = DesiredRoute(hostname=NAME, mode="l7", service="web", service_host="n1", backend="10.0.0.5:20001")
+    host = replace(_host(), routes={route.key: route})
+    ctx: Any = SimpleNamespace(desired=host, data={})  # what _outcome reads of the apply's context
+    _outcome(StepOutcome("failed", "no answer", made={NAME}, unsure={NAME}), ctx, Phase.dns, "records")
+    _outcome(StepOutcome("failed", "no answer", made={route.key}, unsure={route.key}), ctx, Phase.route, "routes")
+    assert record_dns(ctx.data[MADE][Phase.dns]) == [ManifestRecord(name=NAME, value=NO_ANSWER)]
+    [recorded_route] = record_routes(ctx.data[MADE][Phase.route])
+    assert recorded_route.backend == NO_ANSWER
+
+    unsure = Manifest(dns=[ManifestRecord(name=NAME, value=NO_ANSWER)])
+    [again] = dns_diff(_host(), Facts(host="n1"), unsure)  # the server not read
+    assert (again.kind, again.reason) == ("update", "the server did not confirm an earlier apply's change: sent again")
+    assert dns_diff(_host(), Facts(host="n1", dns={NAME: ["10.0.0.5"]}), unsure) == []  # it did take it
+    [gone] = dns_diff(replace(_host(), records={}), Facts(host="n1"), unsure)
+    assert (gone.kind, gone.subject) == ("delete", f"dns {NAME}")
+    routed = Manifest(routes=[ManifestRoute(hostname=NAME, mode="l7", service="web", backend=NO_ANSWER)])
+    [resent] = routes_diff(host, Facts(host="n1"), routed)
+    assert resent.reason == "the proxy did not confirm an earlier apply's change: sent again"

@@ -18,7 +18,7 @@ from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import CaddyProvider, Rfc2136Provider
 from mcfleet.kinds.base import MADE, ApplyContext, GatherResult, NoRead, Outcome, ReadContext
 from mcfleet.observe.facts import Facts
-from mcfleet.observe.manifest import Manifest
+from mcfleet.observe.manifest import NO_ANSWER, Manifest
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
 
@@ -46,9 +46,21 @@ def _outcome(step: StepOutcome, ctx: ApplyContext, phase: Phase, field: str) -> 
     made: dict[Phase, DesiredHost] = ctx.data.setdefault(MADE, {})
     before = made.get(phase)
     keys = step.made | (set(getattr(before, field)) if before is not None else set())
-    narrowed: dict[str, Any] = {field: {k: v for k, v in getattr(ctx.desired, field).items() if k in keys}}
+    narrowed: dict[str, Any] = {field: {k: _unsure(v) if k in step.unsure else v
+                                        for k, v in getattr(ctx.desired, field).items() if k in keys}}  # fmt: skip
     made[phase] = replace(ctx.desired, **narrowed)
     return Outcome(step.status, step.message)
+
+
+def _unsure(item: Any) -> Any:
+    """A record or route whose change got no confirmation, as the manifest lists it: value unknown."""
+    from mcfleet.fleet.desired import DesiredRecord, DesiredRoute
+
+    if isinstance(item, DesiredRecord):
+        return replace(item, value=NO_ANSWER)
+    if isinstance(item, DesiredRoute):
+        return replace(item, backend=NO_ANSWER)
+    return item
 
 
 def certs_diff(d: DesiredHost, f: Facts, manifest: Manifest, now: datetime) -> list[Action]:
@@ -126,6 +138,8 @@ def dns_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
             kind = "create" if old is None else "update"
             before = {"type": old.type, "value": old.value} if old else None
             reason = "not in the manifest" if old is None else "the address changed"
+            if old is not None and old.value == NO_ANSWER:
+                reason = "the server did not confirm an earlier apply's change: sent again"
         acts.append(
             Action(host=d.name, phase=Phase.dns, kind=kind, subject=subject, before=before, after=after, reason=reason)
         )
@@ -192,6 +206,9 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
             )
         elif changed:
             before = {"mode": old.mode, "service": old.service, "backend": old.backend}
+            why = "the route changed"
+            if old.backend == NO_ANSWER:
+                why = "the proxy did not confirm an earlier apply's change: sent again"
             acts.append(
                 Action(
                     host=d.name,
@@ -200,7 +217,7 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
                     subject=subject,
                     before=before,
                     after=after,
-                    reason="the route changed",
+                    reason=why,
                 )
             )
     routes = {h: {"mode": r.mode, "backend": r.backend} for h, r in recorded.items()}

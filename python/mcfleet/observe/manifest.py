@@ -70,6 +70,11 @@ class ManifestService(_Part):
     ports: dict[str, int] = Field(default_factory=dict, description="route key -> assigned host port")
 
 
+# A record's value or a route's backend whose change the peer did not confirm (an error, a timeout):
+# what it holds is not known, so the next plan sends it again (or removes it once undeclared).
+NO_ANSWER = "?"
+
+
 class ManifestRecord(_Part):
     name: str
     type: str = "A"

@@ -17,6 +17,11 @@ class ProviderError(McfleetError):
     """A provider is down or refused a call: its own message, and what to do."""
 
 
+class NoAnswer(ProviderError):
+    """A change was sent and no answer came (a timeout, a connection dropped after the request): the
+    peer may still carry it out, as a DNS server that was hung does when it resumes."""
+
+
 def read_secret(path: str, what: str) -> str:
     """The content of a secret file, stripped; an error names the file, never the content."""
     try:

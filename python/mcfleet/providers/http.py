@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from mcfleet.providers.base import ProviderError
+from mcfleet.providers.base import NoAnswer, ProviderError
 
 HTTP_TIMEOUT = 20.0
 MAX_ANSWER = 4 * 1024 * 1024  # bytes read from a provider's answer at most
@@ -56,7 +56,7 @@ class _Dropped(Exception):
 
 
 def _dropped_error(what: str, url: str) -> ProviderError:
-    return ProviderError(
+    return NoAnswer(  # the request was sent: whether it was carried out is not known
         f"{what} at {_origin(url)} dropped the connection",
         hint=f"check that {what} is running and not restarting, then re-run apply",
     )
@@ -98,6 +98,11 @@ def _http_json(
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, ConnectionResetError):
             raise _Dropped from None
+        if isinstance(reason, TimeoutError) and method not in RETRIED:
+            raise NoAnswer(
+                f"{what} at {_origin(url)} did not answer {method} {_path(url)} within {timeout:g} s",
+                hint=f"check that {what} runs and is not overloaded, then re-run apply",
+            ) from None
         raise ProviderError(
             f"{what} at {_origin(url)} is unreachable: {reason}",
             hint=f"start {what} (or fix its URL in fleet.json `providers`), then re-run apply",
@@ -152,6 +157,11 @@ def unix_http_json(
         conn.request(method, path, body=data, headers=headers)
         resp = conn.getresponse()
         raw = resp.read(MAX_ANSWER)
+    except TimeoutError:
+        raise NoAnswer(
+            f"{what} at {where} did not answer {method} {path} within {timeout:g} s",
+            hint=f"check that {what} runs on the proxy node and is not overloaded, then re-run apply",
+        ) from None
     except OSError as exc:
         raise ProviderError(
             f"{what} at {where} is unreachable: {exc.strerror or exc}",

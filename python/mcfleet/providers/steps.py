@@ -24,7 +24,7 @@ from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import CaddyProvider, HaproxyProvider, McProxyProvider, RouteProvider
 from mcfleet.observe.manifest import ManifestCert, ManifestRecord, ManifestRoute
 from mcfleet.plan.model import Action
-from mcfleet.providers.base import ProviderError
+from mcfleet.providers.base import NoAnswer, ProviderError
 from mcfleet.providers.route.base import ProxyRoute, RouteBackend
 from mcfleet.providers.select import cert_backend, dns_backend, route_provider
 from mcfleet.transport.base import Node
@@ -44,6 +44,10 @@ class StepOutcome:
     # keys of the host's desired certs / records / routes this step put in place (cert names, DNS
     # names, "listener/hostname"): what a failed step still did, for the manifest
     made: set[str] = field(default_factory=set)
+    # of those, the ones whose change got no answer (NoAnswer: a timeout), which the peer may still carry
+    # out (a DNS server that was hung takes it when it resumes): the manifest lists them with the value
+    # NO_ANSWER (observe/manifest.py), and the next plan sends them again, or removes them
+    unsure: set[str] = field(default_factory=set)
 
 
 def _subject(action: Action, label: str) -> str:
@@ -164,6 +168,7 @@ async def apply_dns(loaded: LoadedFleet, desired: DesiredHost, actions: Iterable
     failed: list[str] = []
     timings: dict[str, float] = {}
     written: dict[str, list[str]] = {}
+    unsure: set[str] = set()
     for action in actions:
         name = _subject(action, "dns")
         started = time.monotonic()
@@ -179,6 +184,8 @@ async def apply_dns(loaded: LoadedFleet, desired: DesiredHost, actions: Iterable
                 done.append(f"{name} removed")
         except ProviderError as exc:
             failed.append(_error(action.subject, exc))
+            if isinstance(exc, NoAnswer) and action.kind != "delete":
+                unsure.add(name)
         timings[action.subject] = time.monotonic() - started
     if written and not failed:  # verified at the server that answers for the zone
         try:
@@ -190,7 +197,8 @@ async def apply_dns(loaded: LoadedFleet, desired: DesiredHost, actions: Iterable
             if wrong:
                 failed.append("the DNS server does not answer what was written: " + "; ".join(wrong))
     out = _finish(done, failed, timings, "DNS records")
-    out.made = {n for n, values in written.items() if values}  # sent and taken by the server (verified or not)
+    out.made = {n for n, values in written.items() if values} | unsure  # taken by the server (verified or not)
+    out.unsure = unsure
     return out
 
 
@@ -231,6 +239,7 @@ async def apply_routes(
     failed: list[str] = []
     timings: dict[str, float] = {}
     made: set[str] = set()
+    unsure: set[str] = set()
     todo = list(actions)
     planned = {_subject(a, "route") for a in todo}
     for key, route in sorted(desired.routes.items()):  # a renewed cert is read again by re-adding its routes
@@ -258,9 +267,12 @@ async def apply_routes(
                 done.append(f"{key} removed")
         except ProviderError as exc:
             failed.append(_error(action.subject, exc))
+            if isinstance(exc, NoAnswer) and action.kind != "delete" and key in desired.routes:
+                unsure.add(key)
         timings[action.subject] = time.monotonic() - started
     out = _finish(done, failed, timings, "routes")
-    out.made = made
+    out.made = made | unsure
+    out.unsure = unsure
     return out
 
 

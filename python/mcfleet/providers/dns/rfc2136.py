@@ -19,7 +19,7 @@ import dns.update
 from dnslib import QTYPE, DNSRecord
 
 from mcfleet.fleet.models import Rfc2136Provider
-from mcfleet.providers.base import ProviderError, read_secret
+from mcfleet.providers.base import NoAnswer, ProviderError, read_secret
 from mcfleet.providers.dns.base import in_zone
 
 TIMEOUT = 10.0
@@ -61,6 +61,11 @@ class Rfc2136Dns:
                 f"the DNS server at {self._where()} rejected the TSIG signature of {what}: {type(exc).__name__}",
                 hint=f"check that key_file holds the secret of key {self.provider.key_name!r} the server "
                 "knows, and that its ACL allows A updates",
+            ) from None
+        except dns.exception.Timeout as exc:
+            raise NoAnswer(
+                f"the DNS server at {self._where()} did not answer {what} within {TIMEOUT:g} s: {exc}",
+                hint="check that the DNS server runs and is not overloaded, then re-run apply",
             ) from None
         except (OSError, dns.exception.DNSException) as exc:
             raise ProviderError(

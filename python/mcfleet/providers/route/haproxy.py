@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from mcfleet.fleet.models import HaproxyProvider
-from mcfleet.providers.base import ProviderError
+from mcfleet.providers.base import NoAnswer, ProviderError
 from mcfleet.providers.route.base import ProxyRoute
 
 WHAT = "HAProxy"
@@ -52,7 +52,13 @@ class HaproxyRoutes:
                 await writer.drain()
                 answer = (await reader.read(1 << 20)).decode(errors="replace")
                 writer.close()
-        except (OSError, TimeoutError) as exc:
+        except TimeoutError:
+            raise NoAnswer(
+                f"{WHAT}'s admin socket {self.provider.admin_socket} did not answer `{command.split(maxsplit=1)[0]} …` "
+                f"within {TIMEOUT:g} s",
+                hint="check that HAProxy runs and is not overloaded, then re-run apply",
+            ) from None
+        except OSError as exc:
             raise ProviderError(
                 f"{WHAT}'s admin socket {self.provider.admin_socket} does not answer: {exc}",
                 hint="start HAProxy with `stats socket … level admin`, or fix providers.route_l4.admin_socket",
