@@ -158,7 +158,9 @@ def unix_http_json(
         resp = conn.getresponse()
         raw = resp.read(MAX_ANSWER)
     except TimeoutError:
-        raise NoAnswer(
+        # a change sent and not answered may still be carried out; a read or a removal is a plain failure
+        error = ProviderError if method in RETRIED else NoAnswer
+        raise error(
             f"{what} at {where} did not answer {method} {path} within {timeout:g} s",
             hint=f"check that {what} runs on the proxy node and is not overloaded, then re-run apply",
         ) from None

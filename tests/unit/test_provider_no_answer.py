@@ -1,0 +1,53 @@
+"""A change sent to a peer that does not answer is NoAnswer (it may still be carried out, so the steps
+record it as unconfirmed); a read that does not answer, or a peer that refuses, is a plain failure."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mcfleet.providers.base import NoAnswer, ProviderError
+from mcfleet.providers.http import unix_http_json
+
+
+@pytest.fixture
+def silent_socket(tmp_path: Path) -> Iterator[str]:
+    """A unix socket that accepts connections and reads requests, and never answers (a hung proxy)."""
+    path = str(tmp_path / "admin.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield path
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+def test_a_change_that_gets_no_answer_is_no_answer_and_a_read_is_a_plain_failure(silent_socket: str) -> None:
+    with pytest.raises(NoAnswer, match=r"did not answer POST /config/x within 0\.3 s"):
+        unix_http_json(silent_socket, "POST", "/config/x", what="Caddy", where="s", body={}, timeout=0.3)
+    with pytest.raises(ProviderError, match="did not answer GET /config/x") as read:
+        unix_http_json(silent_socket, "GET", "/config/x", what="Caddy", where="s", timeout=0.3)
+    assert not isinstance(read.value, NoAnswer)
+
+
+def test_a_peer_that_is_not_there_is_a_plain_failure(tmp_path: Path) -> None:
+    with pytest.raises(ProviderError, match="is unreachable") as gone:
+        unix_http_json(str(tmp_path / "none.sock"), "POST", "/x", what="Caddy", where="s", body={}, timeout=0.3)
+    assert not isinstance(gone.value, NoAnswer)
