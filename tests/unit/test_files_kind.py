@@ -342,3 +342,29 @@ def test_the_files_of_a_service_the_deploy_recreates_are_kept_for_it_and_a_plant
     assert copy.read_text() == "the previous motd\n" and oct(copy.stat().st_mode & 0o777) == "0o600"
     asyncio.run(drop_deferred(ctx))
     assert not [p for p in store.iterdir() if p.name.startswith("previous.")]
+
+
+def test_a_file_put_back_after_its_service_failed_keeps_its_earlier_manifest_entry(tmp_path: Path) -> None:
+    """The record after a failed files phase listed the new sha256 of a file that was put back (the node
+    holds the old content), so the apply said 'recorded what succeeded before the failure (nothing)' and
+    changed the manifest.  A planned change not left in place keeps the entry it had."""
+    from mcfleet.observe.manifest import ManifestFile
+    from mcfleet.phase import Phase
+    from mcfleet.plan.model import Action
+
+    loaded = load_fleet(fleet_with_files(tmp_path))
+    alpha = desired_state(loaded)["alpha"]
+    old = {
+        p: ManifestFile(service=f.service, sha256="0" * 64, owner=f.owner, mode=f.mode) for p, f in alpha.files.items()
+    }
+    had = Manifest(files=old)
+    acts = [Action(host="alpha", phase=Phase.files, kind="update", subject=f"file {p}", reason="content changed")
+            for p in alpha.files]  # fmt: skip
+    ctx = ApplyContext(loaded, loaded.hosts["alpha"], HelperHere("alpha"), alpha, had)
+    ctx.data["files"] = []  # written, then put back (files.py _put_back drops them from the list)
+    assert FilesKind().record(had, ctx, acts) == had
+    [first, *_] = sorted(alpha.files)
+    ctx.data["files"] = [first]  # this one stayed
+    recorded = FilesKind().record(had, ctx, acts).files
+    assert recorded[first].sha256 == alpha.files[first].sha256
+    assert all(recorded[p] == old[p] for p in alpha.files if p != first)

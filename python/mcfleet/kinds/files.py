@@ -319,13 +319,17 @@ class FilesKind(NoRead):
         return running
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
-        """The declared files written now or before; a file no longer declared stays until it is removed."""
+        """The declared files written now or before; a file no longer declared stays until it is removed.
+        A change this apply planned and did not leave in place (not written, or put back when its service
+        did not get healthy on it) keeps its earlier entry: the node holds the earlier content."""
         written, removed = set(ctx.data.get("files", [])), set(ctx.data.get("files_removed", []))
+        not_done = {a.subject.removeprefix("file ") for a in actions} - written
         files = {
-            p: ManifestFile(service=f.service, sha256=f.sha256 or f"secret {f.secret}", owner=f.owner, mode=f.mode)
+            p: m.files[p] if p in not_done and p in m.files else
+            ManifestFile(service=f.service, sha256=f.sha256 or f"secret {f.secret}", owner=f.owner, mode=f.mode)
             for p, f in ctx.desired.files.items()
             if p in written or p in m.files
-        }
+        }  # fmt: skip
         files.update({p: had for p, had in m.files.items() if p not in ctx.desired.files and p not in removed})
         if files == m.files:
             return m
