@@ -386,3 +386,17 @@ def test_with_podman_not_answering_each_deployed_service_is_brought_up_by_apply(
     assert [(a.kind, a.subject) for a in ServiceKind().diff(host, silent, recorded_, now=datetime(2026, 1, 1))] == [
         ("create", "service new")
     ]
+
+
+def test_a_definition_the_node_runs_but_the_manifest_does_not_record_yet_says_so() -> None:
+    """The agent was killed mid-deploy; restarted, its boot brought the new definition up, and the apply
+    ended before its record: the plan said only "the service definition changed", with nothing changed
+    to show.  It says the node runs it and apply only records it."""
+    new = desired(doc(["GREETING=hey"]), "new")
+    [act] = _service_actions(SimpleNamespace(name="n1"), "hello", new, recorded("old"), running(new),  # type: ignore[arg-type]
+                             old_spec=sent(new))  # fmt: skip
+    assert act.kind == "update" and act.reason.startswith("the node already runs this definition;")
+    stopped = {"hello": running(new)["hello"].model_copy(update={"state": "exited"})}
+    [act] = _service_actions(SimpleNamespace(name="n1"), "hello", new, recorded("old"), stopped,  # type: ignore[arg-type]
+                             old_spec=sent(new))  # fmt: skip
+    assert act.reason == "the service definition changed"

@@ -158,6 +158,12 @@ def _service_actions(
         recreated = [c for c in mine if mine[c].labels.get(LABEL_HASH) not in (None, wanted.get(c))]
         if recreated:
             return act("replace", f"the service definition changed{what} (recreates {', '.join(recreated)})", before)
+        running = all(c in mine and mine[c].state == "running" for c in svc.containers)
+        if old_spec is not None and not changes and running:
+            # the agent holds and runs the files' definition: an apply that ended before its record (its
+            # agent restarted mid-deploy and its boot finished the job), so only the record is behind
+            return act("update", "the node already runs this definition; the apply that sent it ended before "
+                                 "recording it: apply checks it and records it", before)  # fmt: skip
         return act("update", f"the service definition changed{what}", before)
     if seen is not None:
         wanted = spec_hashes(svc)
