@@ -373,3 +373,44 @@ def test_more_hosts_deploying_than_parallel_slots_do_not_wait_on_each_other_fore
 
     summary = asyncio.run(bounded())
     assert sorted(trace) == [f"{n}:deploy" for n in "abcde"] and summary.exit_code == 0  # type: ignore[attr-defined]
+
+
+@dataclass
+class SlowOn(RecordingStep):
+    """A step that takes longer on some hosts (a proxy far away)."""
+
+    slow: set[str] = field(default_factory=set)
+
+    async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
+        if ctx.entry.host.name in self.slow:
+            await asyncio.sleep(0.3)
+        return await super().apply(ctx, actions)
+
+
+def test_a_route_moving_to_another_proxy_leaves_its_old_one_only_once_the_new_one_took_it(tmp_path: Path) -> None:
+    """A service made public: its route leaves its node's proxy (a) for the edge's (b).  Hosts run in
+    parallel, so a removed it while b was adding it, and when b failed the name was served by neither.
+    a's removal now waits for b's route phase, and is kept (a's route phase fails, so it stays recorded
+    and the next plan removes it again) when b did not take the route."""
+
+    def moving(name: str, kind: str) -> HostWork:
+        e = entry(name, tmp_path)
+        desired = desired_state(LoadedFleet(root=e.dir, fleet=None, hosts={name: e}))[name]
+        action = Action(host=name, phase=PlanPhase.route, kind=kind, subject="route 443/api.example.test", reason="t")
+        return HostWork(e, desired, (action,), agent=False)
+
+    trace: list[str] = []
+    log, summary = run_pipeline(
+        [moving("a", "delete"), moving("b", "create")], [SlowOn(Phase.route, trace, slow={"b"})]
+    )
+    assert trace == ["b:route", "a:-route"]  # was: a's quick removal first
+    assert summary.exit_code == 0  # type: ignore[attr-defined]
+
+    trace.clear()
+    failing = SlowOn(Phase.route, trace, fail_on={"b"}, slow={"b"})
+    log, summary = run_pipeline([moving("a", "delete"), moving("b", "create")], [failing])
+    assert trace == ["b:route"]  # a's removal never ran
+    kept = log.outcome("a", Phase.route)
+    assert kept is not None and kept.status == Status.failed, kept
+    assert kept.message == "route 443/api.example.test kept on a: it moves to b's proxy, which did not take it"
+    assert summary.exit_code == 1  # type: ignore[attr-defined]

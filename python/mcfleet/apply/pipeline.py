@@ -158,6 +158,14 @@ class Pipeline:
         self.stages = StageGate(
             w.name for w in work if any(p == Phase.deploy and a[0].kind != "delete" for p, a in w.step_passes)
         )
+        # A route that moves between proxies (a service made public goes from its node's proxy to the
+        # edge's): its old host removes it only once its new host's proxy took it, or the name would be
+        # served by neither.  route key -> the host adding it; host -> whether its route changes succeeded.
+        self.route_dest = {
+            a.subject.removeprefix("route "): w.name for w in work for a in w.actions_for(Phase.route)
+            if a.kind != "delete"
+        }  # fmt: skip
+        self.routes_added: dict[str, asyncio.Future[bool]] = {}
 
     def phases(self, w: HostWork) -> list[Phase]:
         out = [Phase.provision] if w.provision else []
@@ -167,6 +175,8 @@ class Pipeline:
 
     async def run(self) -> Summary:
         started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        self.routes_added = {host: loop.create_future() for host in set(self.route_dest.values())}
         artifacts = await self._build_all()
         if not (self.options.fail_fast and self.stop.is_set()):
             await asyncio.gather(*(self._host(w, artifacts.get(w.name)) for w in self.work))
@@ -248,6 +258,7 @@ class Pipeline:
             self._skip_rest(w)
         finally:
             await self.stages.withdraw(w.name)  # nobody waits at a boot stage for a host that is done
+            self._routes_settled(w.name, ok=False)  # nobody waits for routes of a host that never added them
 
     async def _nixos(self, w: HostWork, node: Node, toplevel: str) -> None:
         """NixOS: copy the system closure (push), then profile + switch + health + confirm (activate)."""
@@ -395,12 +406,16 @@ class Pipeline:
 
     async def _steps(self, w: HostWork, ctx: ApplyContext) -> None:
         ctx.data[PLANNED] = [a for _, actions in w.step_passes for a in actions]  # what the others will do
-        for phase, actions in w.step_passes:
+        for phase, planned in w.step_passes:
+            actions = planned
             kind = self.kinds.get(phase)
             if kind is None:  # planned, but this mcfleet cannot do it: say so, never pretend
                 self.log.emit(w.name, phase, Status.blocked, f"no {phase} backend in this version of mcfleet")
                 self._failed()
                 continue
+            kept: list[str] = []
+            if phase == Phase.route and actions[0].kind == "delete":  # before taking a slot: it may wait
+                actions, kept = await self._moved_routes(w.name, actions)
             # Deploy takes no --parallel slot: it waits at the boot-stage gate for every other host's
             # earlier stages, and holding a slot there, the hosts beyond the slots never started (five
             # hosts with services and the default 4 hung for ever).  The gate orders the deploys; each
@@ -409,11 +424,36 @@ class Pipeline:
                 self._check_stop()
                 self.log.emit(w.name, phase, Status.start)
                 ctx.data["progress"] = self._progress_of(w.name, phase)  # for a kind that waits long
-                outcome = await self._phase(w, phase, kind.apply(ctx, actions))
+                outcome = await self._phase(w, phase, kind.apply(ctx, actions)) if actions else None
+            if phase == Phase.route and actions and actions[0].kind != "delete":
+                self._routes_settled(w.name, ok=outcome is not None and outcome.status in ("changed", "unchanged"))
+            if kept:  # not removed: still recorded, so the next plan removes them again
+                said = f"{outcome.message}; " if outcome is not None and outcome.message else ""
+                self.log.emit(w.name, phase, Status.failed, said + "; ".join(kept))
+                self._failed()
+                raise HostFailed
+            assert outcome is not None
             self.log.emit(w.name, phase, Status(outcome.status), outcome.message)
             if outcome.status in ("failed", "blocked"):
                 self._failed()
                 raise HostFailed
+
+    def _routes_settled(self, host: str, *, ok: bool) -> None:
+        added = self.routes_added.get(host)
+        if added is not None and not added.done():
+            added.set_result(ok)
+
+    async def _moved_routes(self, host: str, deletes: list[Action]) -> tuple[list[Action], list[str]]:
+        """The removals to make now, and why each route moving to another host's proxy is kept here: that
+        proxy did not take it (its route phase failed, or its host did not get that far)."""
+        go, kept = [], []
+        for action in deletes:
+            dest = self.route_dest.get(action.subject.removeprefix("route "))
+            if dest is None or dest == host or await self.routes_added[dest]:
+                go.append(action)
+            else:
+                kept.append(f"{action.subject} kept on {host}: it moves to {dest}'s proxy, which did not take it")
+        return go, kept
 
     async def _phase(self, w: HostWork, phase: Phase, work: Awaitable[Any]) -> Any:
         """Await one piece of a phase; an error ends the phase as failed and the host's run."""
