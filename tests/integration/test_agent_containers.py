@@ -137,6 +137,10 @@ def test_a_registered_service_that_cannot_start_does_not_fail_a_deploy_of_others
             # podman's own reason for the failed pull (was: the create after it, "image not known")
             assert failed.error.startswith("podman could not pull localhost:1/mcfleet-test/no-such-image:1: ")
             assert "image not known" not in failed.error, failed.error
+            # with what to do (was: podman's reason alone, in the deploy's failure line)
+            assert "(what to do: check the image's name and tag, and that the node reaches its registry)" in (
+                failed.error
+            ), failed.error
             assert sorted(e["name"] for e in (await client.facts(events=0))["registry"]) == ["dns", "ghost"]
             again = await client.reconcile(with_ports([dns]), prune=False, stage_timeout_s=30)
             assert again.ok, again.error

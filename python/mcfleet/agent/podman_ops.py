@@ -92,10 +92,14 @@ class Podman:
         return await asyncio.get_running_loop().run_in_executor(self._threads, lambda: fn(*args, **kwargs))
 
     def _fail(self, what: str, exc: Exception) -> PeerError:
+        # podman answered (an APIError, which requests makes an OSError too): its error says what is wrong
+        unreachable = isinstance(exc, OSError) and not isinstance(exc, APIError)
         return PeerError(
             f"podman {what} failed: {_root_cause(exc) if isinstance(exc, OSError) else exc}",
             location=self.url,
-            hint="is the podman API service running (podman system service) and the socket reachable?",
+            hint="is the podman API service running (podman system service) and the socket reachable?"
+            if unreachable
+            else None,
         )
 
     def _call(self, what: str, call: Callable[[], T]) -> T:

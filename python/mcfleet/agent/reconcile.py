@@ -363,7 +363,8 @@ class Reconciler:
         except McfleetError as exc:
             # a container of the stage could not be made: what the stage replaced goes back with it
             kept = await self._put_back_asides(outcome, pending)
-            outcome.ok, outcome.error = False, exc.message + (f"; {kept}" if kept else "")
+            what_to_do = f" (what to do: {exc.hint})" if exc.hint else ""  # e.g. a pull: check the name and tag
+            outcome.ok, outcome.error = False, exc.message + what_to_do + (f"; {kept}" if kept else "")
             self.events.add("error", outcome.error, error=True)
         return outcome
 
