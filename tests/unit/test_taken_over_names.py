@@ -68,6 +68,8 @@ def test_a_change_the_peer_did_not_confirm_is_recorded_unknown_and_sent_again_or
     route = DesiredRoute(hostname=NAME, mode="l7", service="web", service_host="n1", backend="10.0.0.5:20001")
     host = replace(_host(), routes={route.key: route})
     ctx: Any = SimpleNamespace(desired=host, data={})  # what _outcome reads of the apply's context
+    _outcome(StepOutcome("failed", "refused"), ctx, Phase.dns, "records")  # nothing put in place
+    assert Phase.dns not in ctx.data.get(MADE, {})  # so the record after the failure says no "part of dns"
     _outcome(StepOutcome("failed", "no answer", made={NAME}, unsure={NAME}), ctx, Phase.dns, "records")
     _outcome(StepOutcome("failed", "no answer", made={route.key}, unsure={route.key}), ctx, Phase.route, "routes")
     assert record_dns(ctx.data[MADE][Phase.dns]) == [ManifestRecord(name=NAME, value=NO_ANSWER)]

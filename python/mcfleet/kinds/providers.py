@@ -46,6 +46,8 @@ def _outcome(step: StepOutcome, ctx: ApplyContext, phase: Phase, field: str) -> 
     made: dict[Phase, DesiredHost] = ctx.data.setdefault(MADE, {})
     before = made.get(phase)
     keys = step.made | (set(getattr(before, field)) if before is not None else set())
+    if not keys:  # nothing put in place: no "part of <phase>" to record after a failure
+        return Outcome(step.status, step.message)
     narrowed: dict[str, Any] = {field: {k: _unsure(v) if k in step.unsure else v
                                         for k, v in getattr(ctx.desired, field).items() if k in keys}}  # fmt: skip
     made[phase] = replace(ctx.desired, **narrowed)

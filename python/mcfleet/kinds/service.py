@@ -392,7 +392,7 @@ class ServiceKind:
             podman = answer.get("podman")
             if isinstance(podman, dict) and podman.get("error"):
                 # the agent answers but podman does not: its empty list is not "every container missing"
-                # (they run on under conmon; the host kind starts a podman.socket that stopped)
+                # (they may run on under conmon; the host kind starts a podman.socket that stopped)
                 return f"{PODMAN_DOWN} ({str(podman['error']).splitlines()[0]})"
             return answer
 
