@@ -79,6 +79,22 @@ def test_digest_ignores_which_address_answered() -> None:
     assert facts_digest(a) != facts_digest(Facts(host="h", os_id="nixos"))
 
 
+def test_digest_ignores_the_seconds_a_container_has_run_and_where_a_crash_loop_is_caught() -> None:
+    """The agent reports each container's seconds since its start and podman's restart count: both grow
+    between plan and apply, and a saved plan was refused as stale every time (the migrate lab test).
+    A crash loop counts as one state whether the container was caught running or stopped."""
+    from mcfleet.observe.facts import ContainerFacts
+
+    def seen(**fields: object) -> Facts:
+        return Facts(host="h", os_id="debian", containers=[ContainerFacts(name="web", image="i", **fields)])  # type: ignore[arg-type]
+
+    assert facts_digest(seen(state="running", up_s=5.0)) == facts_digest(seen(state="running", up_s=65.2))
+    looping = facts_digest(seen(state="running", restarts=4, up_s=0.1, exit_code=1))
+    assert looping == facts_digest(seen(state="stopped", restarts=90, up_s=0.3, exit_code=1))
+    assert looping != facts_digest(seen(state="running", up_s=0.1))  # a loop that started since the plan
+    assert facts_digest(seen(state="running")) != facts_digest(seen(state="exited"))
+
+
 def test_digest_ignores_why_a_backend_did_not_answer() -> None:
     """The agent's error names a socket forwarded for that run: a plan saved while the agent was down
     would otherwise always be stale at apply."""

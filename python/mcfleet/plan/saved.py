@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mcfleet.errors import InputError, Refused
-from mcfleet.observe.facts import Facts, Unreachable
+from mcfleet.observe.facts import ContainerFacts, Facts, Unreachable
 from mcfleet.plan.model import PLAN_FORMAT, Plan
 from mcfleet.util.files import atomic_write_text
 
@@ -53,7 +53,18 @@ NOT_STATE = {"address", "services_error", "dns_error", "routes_error", "addresse
 
 def facts_digest(item: Facts | Unreachable) -> str:
     data = item.model_dump(mode="json", exclude=NOT_STATE if isinstance(item, Facts) else None)
+    if isinstance(item, Facts) and item.containers:
+        data["containers"] = [_container_state(c) for c in item.containers]
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _container_state(c: ContainerFacts) -> dict[str, Any]:
+    """A container as the saved plan's staleness sees it: not its seconds since start (they grow between
+    plan and apply) nor its restart count; a crash loop as one state (it reads running, then stopped)."""
+    state: dict[str, Any] = c.model_dump(mode="json", exclude={"up_s", "restarts", "exit_code"})
+    if c.crash_loop:
+        state["state"] = "crash loop"
+    return state
 
 
 def plan_json(plan: Plan) -> str:
