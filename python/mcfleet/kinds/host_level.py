@@ -115,7 +115,7 @@ def host_level_diff(name: str, os: str, want: HostLevelWant, f: Facts) -> list[A
 def _podman_socket(user: str | None, seen: HostLevelFacts, f: Facts) -> tuple[str, str, str, str] | None:
     """(kind, before, after, reason) when the agent user's podman.socket is not enabled, or enabled and
     stopped (by hand, or its user manager restarted without it) on a systemd node: the agent cannot reach
-    podman then, while the containers run on under conmon.  Provisioning enables and starts it."""
+    podman then.  Provisioning enables and starts it."""
     if user is None:
         return None
     if seen.podman_socket is False:

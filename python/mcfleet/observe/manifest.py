@@ -70,7 +70,7 @@ class ManifestService(_Part):
     ports: dict[str, int] = Field(default_factory=dict, description="route key -> assigned host port")
 
 
-# A record's value or a route's backend whose change the peer did not confirm (an error, a timeout):
+# A record's value or a route's backend whose change got no answer (a timeout, a dropped connection):
 # what it holds is not known, so the next plan sends it again (or removes it once undeclared).
 NO_ANSWER = "?"
 
