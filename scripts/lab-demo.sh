@@ -25,7 +25,7 @@ STARTED=$(date +%s)
 $M lab down --dir "$DIR" >/dev/null 2>&1 || true   # idempotent: a previous demo's lab goes first
 $M lab up --nodes 2 --full 2 --login root,sudo --dir "$DIR"   # the second systemd node is reached as kyle with sudo, as the real fleet is
 # The last systemd node becomes the edge; the first (the worker) runs hello (public), api, db and sni.
-eval "$(.venv/bin/python -m mcfleet.lab.edgedemo "$DIR")"   # sets EDGE WORKER PUB INT SNI PEBBLE_ROOT SNI_CA MCFLEET_AGE_IDENTITY
+eval "$(.venv/bin/python -m mcfleet.lab.edgedemo "$DIR")"   # sets EDGE WORKER PUB INT SNI PEBBLE_ROOT SNI_CA MCFLEET_AGE_IDENTITY KNOT KNOT_PORT
 export MCFLEET_AGE_IDENTITY   # the lab operator's age key: decrypts sni's private key (secrets/sni-tls-key.age)
 $M -C "$DIR" validate
 $M -C "$DIR" plan --on @full
@@ -49,12 +49,17 @@ echo "--- the services answer on their assigned ports"
 answer_all
 
 # Through the proxies, by name, with certificates that verify (the containers answer "<name> <version> ...").
+# Each name is looked up in the zone's server (Knot), where the apply wrote its A record: hello's
+# leads to the edge (its proxy alone carries the public route), api's and sni's to their node.
+a_record() { dig +short +time=2 -p "$KNOT_PORT" "@$KNOT" "$1" A | head -n1; }
 through_proxies() {
-  printf '  %-22s via the edge   %s:443  -> %s\n' "$PUB" "$EDGE" "$(curl -sS --max-time 10 --resolve "$PUB:443:$EDGE" --cacert "$PEBBLE_ROOT" "https://$PUB/")"
-  printf '  %-22s via its node   %s:443  -> %s\n' "$INT" "$WORKER" "$(curl -sS --max-time 10 --resolve "$INT:443:$WORKER" --cacert "$PEBBLE_ROOT" "https://$INT/")"
-  printf '  %-22s l4 passthrough %s:8443 -> %s\n' "$SNI" "$WORKER" "$(curl -sS --max-time 10 --resolve "$SNI:8443:$WORKER" --cacert "$SNI_CA" "https://$SNI:8443/")"
+  local pub int sni
+  pub=$(a_record "$PUB"); int=$(a_record "$INT"); sni=$(a_record "$SNI")
+  printf '  %-22s A %-12s the edge (%s)      :443  -> %s\n' "$PUB" "$pub" "$EDGE" "$(curl -sS --max-time 10 --resolve "$PUB:443:$pub" --cacert "$PEBBLE_ROOT" "https://$PUB/")"
+  printf '  %-22s A %-12s its node (%s)      :443  -> %s\n' "$INT" "$int" "$WORKER" "$(curl -sS --max-time 10 --resolve "$INT:443:$int" --cacert "$PEBBLE_ROOT" "https://$INT/")"
+  printf '  %-22s A %-12s l4 passthrough (%s):8443 -> %s\n' "$SNI" "$sni" "$WORKER" "$(curl -sS --max-time 10 --resolve "$SNI:8443:$sni" --cacert "$SNI_CA" "https://$SNI:8443/")"
 }
-echo "--- through the proxies with verified TLS: Pebble certs for hello and api, sni's own cert"
+echo "--- by their names in Knot, through the proxies with verified TLS: Pebble certs for hello and api, sni's own cert"
 through_proxies
 
 echo "--- second apply: the fleet has converged, nothing is sent"

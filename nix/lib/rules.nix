@@ -726,8 +726,9 @@ let
           file = x.s.file;
           inherit (x) where hostname;
           host = x.s.host.name;
-          inherit (x.r) listener;
+          inherit (x.r) listener public;
           what = "${x.s.data.name}/${x.c.name}";
+          owner = x.s.data.name;
         }) (ctx fleet).firstRoutes
       );
     in
@@ -737,8 +738,9 @@ let
         file = h.file;
         where = "/routes/${toString r.i}";
         host = h.name;
-        inherit (r.v) listener hostname;
+        inherit (r.v) listener hostname public;
         what = "${h.name} host route";
+        owner = "${h.name} host routes";
       }) (indexed h.data.routes)
       ++ serviceClaims.${h.name} or [ ]
     ) (hostList fleet);
@@ -775,6 +777,37 @@ let
           x.host
       ) (builtins.tail claims)
     ) (builtins.filter (key: builtins.length groups.${key} > 1) (builtins.attrNames groups)));
+
+  # One owner (a service, or a host's host routes) on a host without the edge role that routes
+  # a hostname inside the zone both as public (the edge's proxy) and not (its host's proxy):
+  # every route of it whose `public` differs from the owner's first route of that hostname.
+  routeNameSplit =
+    fleet:
+    let
+      edges = map (h: h.name) (builtins.filter (h: builtins.elem "edge" h.data.roles) (hostList fleet));
+      suffix = ".${fleet.fleet.zone}";
+      claims = builtins.filter (x: !(builtins.elem x.host edges) && u.hasSuffix suffix x.hostname) (
+        listenerClaims fleet
+      );
+      groups = builtins.groupBy (x: "${x.owner}/${x.hostname}") claims;
+    in
+    optionals (edges != [ ]) (concatMap (
+      key:
+      let
+        first = builtins.head groups.${key};
+      in
+      map (
+        x:
+        let
+          public = if x.public then x else first;
+          internal = if x.public then first else x;
+        in
+        finding "route-name-split" x.file "${x.where}/public"
+          "${x.hostname} is routed by ${builtins.head edges}'s proxy (public, listener ${toString public.listener}) and by ${x.host}'s (listener ${toString internal.listener}), but its A record can lead to one host only"
+          ''give the public route a hostname of its own (e.g. under public_domains), or set the same "public" on every route of this hostname''
+          x.host
+      ) (builtins.filter (x: x.public != first.public) (builtins.tail groups.${key}))
+    ) (builtins.attrNames groups));
 
   publicLoopback =
     fleet:
@@ -1027,6 +1060,7 @@ let
     { rule = publicRoutes; codes = [ "public-no-edge" "public-domain" ]; }
     { rule = coreOffMaster; codes = [ "core-off-master" ]; }
     { rule = routeListenerDuplicate; codes = [ "route-listener-duplicate" ]; }
+    { rule = routeNameSplit; codes = [ "route-name-split" ]; }
     { rule = publicLoopback; codes = [ "public-loopback" ]; }
     { rule = hostPortDuplicate; codes = [ "host-port-duplicate" ]; }
     { rule = portRangeExhausted; codes = [ "port-range-exhausted" ]; }

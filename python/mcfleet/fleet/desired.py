@@ -5,8 +5,10 @@ so observation (which DNS names to ask, which agent files to hash) and the plan
 both read it without importing each other.
 
 Placement decisions (shared with apply):
-- DNS: an A record `<svc>.<zone>` (and each route hostname inside the zone) ->
-  the first IPv4 address of the host that runs the service; owned by that host.
+- DNS: an A record `<svc>.<zone>` -> the first IPv4 address of the host that runs the
+  service; each route hostname inside the zone -> that of the host whose proxy serves it
+  (the edge, for a `public` route: the name must lead to a proxy that routes it); all owned
+  by the host that runs the service (a host-native route's: by its host).
 - Routes and certs live on the proxy host (`fleet.routes`: the first edge host for
   `public` routes, the backend's own host otherwise), keyed `<listener>/<hostname>`.
   Every hostname of an l7 or re-encrypt route gets its own cert (no wildcard) at
@@ -228,14 +230,9 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
             )
             if svc.files:
                 _add_files(loaded, hosts[name], entry, index, ports=svc_ports, address=address)
-            default_name = f"{svc.name}.{zone}" if zone else None
-            if default_name:
+            if zone:
+                default_name = f"{svc.name}.{zone}"
                 hosts[name].records[default_name] = DesiredRecord(default_name, address)
-            for comp in svc.components:
-                for route in comp.routes:
-                    hostname = route.hostname or default_name
-                    if zone and hostname and hostname.endswith("." + zone):
-                        hosts[name].records[hostname] = DesiredRecord(hostname, address)
     add_routes(loaded, hosts, ports)
     return hosts
 
@@ -267,9 +264,10 @@ def add_routes(loaded: LoadedFleet, hosts: dict[str, DesiredHost], ports: dict[s
     zone = loaded.fleet.zone if loaded.fleet else None
     for route in declared_routes(loaded, ports):
         proxy = hosts[route.proxy_host]
-        if route.service is None and zone and route.hostname.endswith("." + zone):
-            # a host-native route's name in the zone points at its host, as a service's does
-            address = ipv4_address(loaded.hosts[route.backend_host])
+        if zone and route.hostname.endswith("." + zone):
+            # the name leads to the proxy that routes it: a public route's to the edge, whose proxy
+            # alone carries it (rule route-name-split keeps one hostname on one proxy)
+            address = ipv4_address(loaded.hosts[route.proxy_host])
             hosts[route.backend_host].records[route.hostname] = DesiredRecord(route.hostname, address)
         proxy.routes[route.key] = DesiredRoute(
             route.hostname, route.mode, route.service, route.backend_host, route.backend, route.listener

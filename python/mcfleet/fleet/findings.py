@@ -60,6 +60,7 @@ RULES: dict[str, str] = {
     "master-count": "the fleet does not have exactly one master",
     "core-off-master": "a core-stage service is placed off the master",
     "route-listener-duplicate": "two routes share a (listener, hostname)",
+    "route-name-split": "a hostname in the zone is routed by the edge's proxy (public) and by its host's",
     "public-loopback": "a public route's backend is only on loopback of a node that is not the edge",
     "name-claimed-twice": "a DNS name, route hostname or service name is claimed twice",
     "unknown-reference": "a reference names a host or service that does not exist",

@@ -14,6 +14,11 @@ Semantics (mirrored by nix/lib, keep them in step):
   the order: hosts by name, each host's host.json `routes` then its services' routes (file,
   component, route order; a service defined a second time claims nothing) -> the later route's /routes/<k>/listener or
   /components/<i>/routes/<j>/listener.
+- route-name-split: while some host has the edge role, one owner (a service, or a host's
+  host.json `routes`) on a host without it routes a hostname inside the zone both as public
+  and not: the public route is on the edge's proxy, the other on its host's, and the name's A
+  record leads to one host -> every route of that hostname whose `public` differs from the
+  owner's first route of it (route order): .../routes/<j>/public or /routes/<k>/public.
 - public-loopback: a public route whose backend host has no edge role (so the edge's proxy
   must connect to it over the network) while some host has the edge role, and whose backend
   is only on loopback: a component route whose every `bind` address is loopback (127.0.0.0/8,
@@ -24,6 +29,7 @@ Semantics (mirrored by nix/lib, keep them in step):
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from mcfleet.fleet.derive import image_problem, route_hostname, under_domain
 from mcfleet.fleet.findings import Finding
@@ -121,13 +127,31 @@ def rule_core_off_master(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]
             )
 
 
-def _listener_claims(loaded: LoadedFleet, fleet: Fleet) -> Iterator[tuple[str, str, str, int, str, str]]:
-    """(file, pointer, host, listener, hostname, what) for every route, in the rule's order."""
+@dataclass(frozen=True)
+class RouteClaim:
+    """A route as the listener and name rules see it."""
+
+    file: str
+    where: str  # JSON pointer of the route in `file`
+    host: str
+    listener: int
+    hostname: str
+    what: str  # "<svc>/<component>" or "<host> host route"
+    public: bool
+    owner: str  # the service's name, or "<host> host routes"
+
+
+def _listener_claims(loaded: LoadedFleet, fleet: Fleet) -> Iterator[RouteClaim]:
+    """Every route, in the rules' order."""
     defined: set[str] = set()
     for name in sorted(loaded.hosts):
         entry = loaded.hosts[name]
+        file = host_file(loaded, name)
         for k, native in enumerate(entry.host.routes):
-            yield host_file(loaded, name), f"/routes/{k}", name, native.listener, native.hostname, f"{name} host route"
+            yield RouteClaim(
+                file, f"/routes/{k}", name, native.listener, native.hostname, f"{name} host route", native.public,
+                f"{name} host routes",
+            )  # fmt: skip
         for index, svc in enumerate(entry.services):
             if svc.name in defined:
                 continue  # a second definition claims nothing (name-claimed-twice reports it)
@@ -136,25 +160,52 @@ def _listener_claims(loaded: LoadedFleet, fleet: Fleet) -> Iterator[tuple[str, s
             for i, comp in enumerate(svc.components):
                 for j, route in enumerate(comp.routes):
                     hostname = route_hostname(svc, route, fleet.zone)
-                    yield file, f"/components/{i}/routes/{j}", name, route.listener, hostname, f"{svc.name}/{comp.name}"
+                    yield RouteClaim(
+                        file, f"/components/{i}/routes/{j}", name, route.listener, hostname, f"{svc.name}/{comp.name}",
+                        route.public, svc.name,
+                    )  # fmt: skip
 
 
 def rule_route_listener(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
     first: dict[tuple[int, str], tuple[str, str]] = {}
-    for file, where, host, listener, hostname, what in _listener_claims(loaded, fleet):
-        owner = first.get((listener, hostname))
+    for c in _listener_claims(loaded, fleet):
+        owner = first.get((c.listener, c.hostname))
         if owner is None:
-            first[(listener, hostname)] = (file, what)
+            first[(c.listener, c.hostname)] = (c.file, c.what)
         else:
             yield Finding(
                 "route-listener-duplicate",
-                file,
-                f"{where}/listener",
-                f"{hostname} on listener {listener} is routed twice: by {what} and by {owner[1]} ({owner[0]})",
+                c.file,
+                f"{c.where}/listener",
+                f"{c.hostname} on listener {c.listener} is routed twice: by {c.what} and by {owner[1]} ({owner[0]})",
                 "a listener carries a hostname once: give one route another `listener` "
                 "(e.g. 443 web, 8443 API, 9443 gRPC) or another hostname",
-                host,
+                c.host,
             )
+
+
+def rule_route_name_split(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
+    edges = sorted(n for n, e in loaded.hosts.items() if Role.edge in e.host.roles)
+    if not edges:
+        return  # every route stays on its own host's proxy
+    first: dict[tuple[str, str], RouteClaim] = {}
+    for claim in _listener_claims(loaded, fleet):
+        if claim.host in edges or not claim.hostname.endswith("." + fleet.zone):
+            continue  # one proxy for all its routes; a name outside the zone gets no record from mcfleet
+        was = first.setdefault((claim.owner, claim.hostname), claim)
+        if was.public == claim.public:
+            continue
+        public, internal = (claim, was) if claim.public else (was, claim)
+        yield Finding(
+            "route-name-split",
+            claim.file,
+            f"{claim.where}/public",
+            f"{claim.hostname} is routed by {edges[0]}'s proxy (public, listener {public.listener}) and by "
+            f"{claim.host}'s (listener {internal.listener}), but its A record can lead to one host only",
+            "give the public route a hostname of its own (e.g. under public_domains), or set the same "
+            '"public" on every route of this hostname',
+            claim.host,
+        )
 
 
 def rule_public_loopback(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
@@ -201,5 +252,6 @@ RULES = [
     rule_public_routes,
     rule_core_off_master,
     rule_route_listener,
+    rule_route_name_split,
     rule_public_loopback,
 ]

@@ -6,7 +6,8 @@ nodes (lab/peers/nodeproxy.py) and become the fleet's route providers.  The work
 services from the lab registry:
 
 - `hello` — public l7: the edge's proxy ends TLS for `hello.<zone>` with a Pebble
-  certificate and forwards to the container's port published on the worker's address;
+  certificate and forwards to the container's port published on the worker's address (the
+  name's A record leads to the edge);
 - `api` — internal l7: the worker's own proxy ends TLS for `api.<zone>`;
 - `sni` — l4 on listener 8443: HAProxy passes TLS through by SNI to the container, which ends
   TLS itself (demo/sni, Caddy in the image).  Its certificate is the service's own, not
@@ -18,7 +19,8 @@ services from the lab registry:
 The next `mcfleet apply` (with $MCFLEET_AGE_IDENTITY set to the printed identity) deploys the
 containers, issues the certificates from Pebble, writes the A records into Knot and the
 routes into the proxies.  Prints shell assignments for the curl lines: EDGE, WORKER, PUB,
-INT, SNI, PEBBLE_ROOT, SNI_CA, MCFLEET_AGE_IDENTITY.  Every process started here is
+INT, SNI, PEBBLE_ROOT, SNI_CA, MCFLEET_AGE_IDENTITY, and KNOT, KNOT_PORT (the zone's server,
+where the curl lines look the names up).  Every process started here is
 recorded in the lab's state, so `mcfleet lab down` stops it.
 """
 
@@ -159,7 +161,10 @@ async def edge_fleet(lab: Lab, root: Path, worker: LabNode, edge: LabNode) -> di
     root_pem = d / "pebble-root.pem"
     if "pebble" in lab.peers:
         atomic_write_text(root_pem, PebbleInfo(**lab.peers["pebble"]).root_pem())
+    knot = lab.peers.get("knot", {})
     return {
+        "KNOT": str(knot.get("server", "")),
+        "KNOT_PORT": str(knot.get("port", "")),
         "EDGE": edge.address,
         "WORKER": worker.address,
         "PUB": f"hello.{zone}",

@@ -208,6 +208,16 @@ DEFECTS: dict[str, Defect] = {
         WEB,
         "/components/0/routes/1/listener",
     ),
+    "route-name-split": (
+        lambda f: f[WEB]["components"][0]["routes"].extend(
+            [
+                {"name": "app", "port": 8081, "mode": "l7", "listener": 8443},
+                {"name": "site", "port": 8082, "mode": "l7", "public": True, "bind": ["10.0.0.1"]},
+            ]
+        ),
+        WEB,
+        "/components/0/routes/2/public",
+    ),
     "public-loopback": (
         lambda f: _set(f, WEB, ["components", 0, "routes", 0, "bind"], ["127.0.0.1"]),
         WEB,
