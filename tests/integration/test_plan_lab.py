@@ -212,7 +212,7 @@ def test_dns_answers_come_from_the_authoritative_server(plan_lab: tuple[Any, Pat
         _knot_update(knot, "planweb", None)
     assert not [a for a in right["actions"] if a["phase"] == "dns"]  # the server already answers the node
     dns = [a for a in wrong["actions"] if a["phase"] == "dns"]
-    assert [(a["kind"], a["before"]) for a in dns] == [("update", {"type": "A", "values": ["10.99.99.99"]})]
+    assert [(a["kind"], a["before"]) for a in dns] == [("update", {"type": "A", "value": "10.99.99.99"})]
 
 
 def test_non_root_user_escalates_with_sudo_n(plan_lab: tuple[Any, Path], tmp_path: Path) -> None:

@@ -414,3 +414,37 @@ def test_a_route_moving_to_another_proxy_leaves_its_old_one_only_once_the_new_on
     assert kept is not None and kept.status == Status.failed, kept
     assert kept.message == "route 443/api.example.test kept on a: it moves to b's proxy, which did not take it"
     assert summary.exit_code == 1  # type: ignore[attr-defined]
+
+
+def test_a_name_is_pointed_at_another_proxy_only_once_that_proxy_took_its_route(tmp_path: Path) -> None:
+    """A service made public: its name's A record (owned by its node a) is pointed at the edge b, whose
+    proxy takes the route.  Routes come before the names that lead to them on one host; across hosts a's
+    record change now waits for b's route phase, and is left as it was when b did not take the route
+    (the name keeps leading to a, whose proxy still carries the route: its removal is kept too)."""
+
+    def host_with(name: str, *acts: tuple[PlanPhase, str, str]) -> HostWork:
+        e = entry(name, tmp_path)
+        desired = desired_state(LoadedFleet(root=e.dir, fleet=None, hosts={name: e}))[name]
+        actions = tuple(Action(host=name, phase=p, kind=k, subject=s, reason="t") for p, k, s in acts)
+        return HostWork(e, desired, actions, agent=False)
+
+    def moving() -> list[HostWork]:
+        return [
+            host_with("a", (PlanPhase.dns, "update", "dns api.example.test")),
+            host_with("b", (PlanPhase.route, "create", "route 443/api.example.test")),
+        ]
+
+    trace: list[str] = []
+    steps = [SlowOn(Phase.route, trace, slow={"b"}), SlowOn(Phase.dns, trace)]
+    log, summary = run_pipeline(moving(), steps)
+    assert trace == ["b:route", "a:dns"]  # was: a's record changed first
+    assert summary.exit_code == 0  # type: ignore[attr-defined]
+
+    trace.clear()
+    steps = [SlowOn(Phase.route, trace, fail_on={"b"}, slow={"b"}), SlowOn(Phase.dns, trace)]
+    log, summary = run_pipeline(moving(), steps)
+    assert trace == ["b:route"]  # a's record was not changed
+    kept = log.outcome("a", Phase.dns)
+    assert kept is not None and kept.status == Status.failed, kept
+    assert kept.message == "dns api.example.test left as it was: its route moves to b's proxy, which did not take it"
+    assert summary.exit_code == 1  # type: ignore[attr-defined]

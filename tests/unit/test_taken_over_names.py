@@ -23,12 +23,18 @@ def _host() -> DesiredHost:
 def test_a_record_another_hand_made_is_replaced_visibly_and_one_apply_wrote_says_it_drifted() -> None:
     facts = Facts(host="n1", dns={NAME: ["10.0.0.9"]})
     [theirs] = dns_diff(_host(), facts, Manifest())
-    assert (theirs.kind, theirs.before) == ("update", {"type": "A", "values": ["10.0.0.9"]})
+    assert (theirs.kind, theirs.before) == ("update", {"type": "A", "value": "10.0.0.9"})
     assert theirs.reason == "the server answers 10.0.0.9, a record mcfleet did not make: apply replaces it"
     ours = Manifest(dns=[ManifestRecord(name=NAME, value="10.0.0.5")])
     [drifted] = dns_diff(_host(), facts, ours)
     assert drifted.reason == "the server answers 10.0.0.9: changed since apply wrote it"
     assert dns_diff(_host(), Facts(host="n1", dns={NAME: ["10.0.0.5"]}), Manifest()) == []
+    # the files moved the name (a service made public: to the edge) while the server holds what apply wrote
+    moved = Manifest(dns=[ManifestRecord(name=NAME, value="10.0.0.9")])
+    [changed] = dns_diff(_host(), facts, moved)
+    assert (changed.reason, changed.before, changed.after) == (
+        "the address changed", {"type": "A", "value": "10.0.0.9"}, {"type": "A", "value": "10.0.0.5"}
+    )  # fmt: skip
     [missing] = dns_diff(_host(), Facts(host="n1", dns={NAME: []}), ours)
     assert (missing.kind, missing.reason) == ("create", "no A record at the authoritative server")
 

@@ -166,6 +166,9 @@ class Pipeline:
             if a.kind != "delete"
         }  # fmt: skip
         self.routes_added: dict[str, asyncio.Future[bool]] = {}
+        # Likewise a name's A record, which leads to the proxy that routes it (the edge's, once public):
+        # it is pointed at another host only once that host's proxy took the route.  hostname -> host.
+        self.name_dest = {key.partition("/")[2]: host for key, host in self.route_dest.items()}
 
     def phases(self, w: HostWork) -> list[Phase]:
         out = [Phase.provision] if w.provision else []
@@ -414,8 +417,8 @@ class Pipeline:
                 self._failed()
                 continue
             kept: list[str] = []
-            if phase == Phase.route and actions[0].kind == "delete":  # before taking a slot: it may wait
-                actions, kept = await self._moved_routes(w.name, actions)
+            if (phase, actions[0].kind == "delete") in ((Phase.route, True), (Phase.dns, False)):
+                actions, kept = await self._after_moved_routes(w.name, phase, actions)  # before a slot: it may wait
             # Deploy takes no --parallel slot: it waits at the boot-stage gate for every other host's
             # earlier stages, and holding a slot there, the hosts beyond the slots never started (five
             # hosts with services and the default 4 hung for ever).  The gate orders the deploys; each
@@ -427,7 +430,7 @@ class Pipeline:
                 outcome = await self._phase(w, phase, kind.apply(ctx, actions)) if actions else None
             if phase == Phase.route and actions and actions[0].kind != "delete":
                 self._routes_settled(w.name, ok=outcome is not None and outcome.status in ("changed", "unchanged"))
-            if kept:  # not removed: still recorded, so the next plan removes them again
+            if kept:  # not changed: still recorded as they were, so the next plan changes them again
                 said = f"{outcome.message}; " if outcome is not None and outcome.message else ""
                 self.log.emit(w.name, phase, Status.failed, said + "; ".join(kept))
                 self._failed()
@@ -443,16 +446,22 @@ class Pipeline:
         if added is not None and not added.done():
             added.set_result(ok)
 
-    async def _moved_routes(self, host: str, deletes: list[Action]) -> tuple[list[Action], list[str]]:
-        """The removals to make now, and why each route moving to another host's proxy is kept here: that
-        proxy did not take it (its route phase failed, or its host did not get that far)."""
+    async def _after_moved_routes(
+        self, host: str, phase: Phase, actions: list[Action]
+    ) -> tuple[list[Action], list[str]]:
+        """What to do now of a route removal pass or a record change pass, and why each action that follows a
+        route moving to another host's proxy in this apply is held back: that proxy did not take the route
+        (its route phase failed, or its host did not get that far).  The route stays on `host`, the name
+        keeps leading to it."""
         go, kept = [], []
-        for action in deletes:
-            dest = self.route_dest.get(action.subject.removeprefix("route "))
+        for action in actions:
+            name = action.subject.partition(" ")[2]
+            dest = (self.route_dest if phase == Phase.route else self.name_dest).get(name)
             if dest is None or dest == host or await self.routes_added[dest]:
                 go.append(action)
             else:
-                kept.append(f"{action.subject} kept on {host}: it moves to {dest}'s proxy, which did not take it")
+                held = f"kept on {host}: it" if phase == Phase.route else "left as it was: its route"
+                kept.append(f"{action.subject} {held} moves to {dest}'s proxy, which did not take it")
         return go, kept
 
     async def _phase(self, w: HostWork, phase: Phase, work: Awaitable[Any]) -> Any:

@@ -126,9 +126,11 @@ def dns_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
             if answers == [rec.value]:
                 continue
             kind = "create" if not answers else "update"
-            before = {"type": "A", "values": answers} if answers else None
+            before = {"type": "A", "value": ", ".join(answers)} if answers else None  # a set, shown as `after`
             if not answers:
                 reason = "no A record at the authoritative server"
+            elif name in recorded and answers == [recorded[name].value]:  # what apply wrote: the files changed
+                reason = "the address changed"
             elif name in recorded:
                 reason = f"the server answers {', '.join(answers)}: changed since apply wrote it"
             else:  # a record some other hand or tool made: replacing it is a change to review
