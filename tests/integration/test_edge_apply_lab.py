@@ -153,6 +153,7 @@ def test_apply_through_the_edge_converges_and_removes(  # noqa: PLR0917 (pytest 
     assert again.code == 0, again.why  # converged: nothing to do
     _no_secret_leaks(lab, nodes, root, [run, again], tmp_path)
     _renews_near_expiry_and_keeps_the_rest(nodes, root, zone, agent_bundle, tmp_path)
+    _a_route_moves_between_proxies_whole(nodes, knot, root, agent_bundle, pebble_root)
 
     # remove the public route: - dns, - route, - cert; Knot and the edge's Caddy forget it
     host_file = root / "hosts" / worker.name / "host.json"
@@ -170,6 +171,49 @@ def test_apply_through_the_edge_converges_and_removes(  # noqa: PLR0917 (pytest 
     assert _knot(knot, f"pub.{zone}") == []
     assert "this is the pub page" not in _curl(f"pub.{zone}", 443, edge.address, pebble_root).stdout
     assert "this is the int page" in _curl(f"int.{zone}", 443, worker.address, pebble_root).stdout
+
+
+def _set_pub_public(nodes: Nodes, root: Path, public: bool) -> None:
+    host_file = root / "hosts" / nodes.nodes[0].name / "host.json"
+    host = json.loads(host_file.read_text())
+    host["routes"][0]["public"] = public
+    host_file.write_text(json.dumps(host, indent=2))
+
+
+def _a_route_moves_between_proxies_whole(
+    nodes: Nodes, knot: KnotInfo, root: Path, agent_bundle: Path, pebble_root: Path
+) -> None:
+    """pub made internal: its route moves from the edge's proxy to the worker's, its name to the worker.
+    A plan of the edge alone would remove it while nothing adds it on the worker: refused, with the
+    selection that makes the move whole, until the worker's proxy has it; then it goes ahead.  Made
+    public again with both hosts in one apply, the edge takes it back before the worker lets it go."""
+    worker, edge = nodes.nodes
+    pub = f"pub.{knot.zone}"
+    _set_pub_public(nodes, root, public=False)
+    alone = cli("plan", str(root), "--on", edge.name, "--json")
+    assert alone.code == 1, alone.why  # refusals count as errors
+    refused = {a["subject"]: a for a in json.loads(alone.stdout)["actions"] if a["kind"] == "refuse"}
+    assert sorted(refused) == [f"cert {pub}", f"route 443/{pub}"], refused
+    assert (
+        refused[f"route 443/{pub}"]["hint"]
+        == f"plan both hosts so that the move is whole: --on {edge.name} --on {worker.name}"
+    )
+    assert "this is the pub page" in _curl(pub, 443, edge.address, pebble_root).stdout  # nothing was removed
+
+    first = cli("apply", str(root), "--on", worker.name, "--yes", "--bundle", str(agent_bundle), "--json")
+    assert first.code == 0, first.why
+    assert _knot(knot, pub) == [worker.address]
+    assert "this is the pub page" in _curl(pub, 443, worker.address, pebble_root).stdout
+    then = cli("apply", str(root), "--on", edge.name, "--yes", "--bundle", str(agent_bundle), "--json")
+    assert then.code == 0, then.why  # the worker's proxy has it now: the edge lets it go
+    assert "this is the pub page" not in _curl(pub, 443, edge.address, pebble_root).stdout
+
+    _set_pub_public(nodes, root, public=True)
+    back = cli("apply", str(root), "--all", "--yes", "--bundle", str(agent_bundle), "--json")
+    assert back.code == 0, back.why
+    assert _knot(knot, pub) == [edge.address]
+    assert "this is the pub page" in _curl(pub, 443, edge.address, pebble_root).stdout
+    assert cli("plan", str(root), "--detailed-exitcode").code == 0
 
 
 def test_apply_with_the_seed_native_backends_against_their_contract_fakes(

@@ -65,6 +65,13 @@ def test_a_refusal_refuses_the_whole_plan_and_says_how_to_override() -> None:
     assert text.count("never change a rootless podman user's UID") == 1  # the hint, once
 
 
+def test_a_refusal_whose_subject_names_its_phase_is_located_without_saying_it_twice() -> None:
+    cert = Action(host="full1", phase="cert", kind="refuse", subject="cert api", reason="needed by a route it keeps")
+    with pytest.raises(Refused) as err:
+        check_refusals(plan(cert), [])
+    assert err.value.location == "full1: cert api"  # was "full1: cert cert api"
+
+
 def test_a_hint_the_reason_already_ends_with_is_said_once() -> None:
     said = UID_REFUSAL.model_copy(update={"reason": f"{UID_REFUSAL.reason}: {UID_REFUSAL.hint}"})
     with pytest.raises(Refused) as err:

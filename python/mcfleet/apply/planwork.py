@@ -71,7 +71,9 @@ def check_refusals(plan: Plan, overrides: list[Override]) -> list[Action]:
         more = f" (and {len(open_) - 1} more)" if len(open_) > 1 else ""
         raise Refused(
             f"the plan contains a refusal: {first.reason}{more}",
-            location=f"{first.host}: {first.phase} {first.subject}",
+            # "rift: deploy service web", but "rift: cert api" (not "cert cert api")
+            location=f"{first.host}: "
+            + (first.subject if first.subject.startswith(f"{first.phase} ") else f"{first.phase} {first.subject}"),
             # the hint once: a reason may already end with it (the UID rule, said on the plan's line too)
             hint=(first.hint + "; " if first.hint and first.hint not in first.reason else "")
             + f"to run the rest of the plan anyway: --override '{first.host}:{first.subject}'",

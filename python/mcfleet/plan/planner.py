@@ -29,6 +29,7 @@ from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.observe.manifest import Manifest, manifest_path
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action, Blocked, Plan, Unobserved, UnreachableHost, sort_actions
+from mcfleet.plan.route_moves import hold_moves, moving_to_left_out
 from mcfleet.plan.saved import facts_digest, fleet_hash
 from mcfleet.report.progress import Progress
 from mcfleet.transport.ssh import SshOptions, SshPool
@@ -164,13 +165,18 @@ async def plan_fleet(
     desired = desired if desired is not None else desired_state(loaded, agent_hashes)
     facts = await gather(loaded, names, pool=pool, options=options, progress=progress, desired=desired, kinds=kinds)
     plan = build(loaded, facts, kinds=kinds, desired=desired)
-    # A service created on a selected host may be moving from a host left out of the selection:
-    # only then, read the other hosts' manifests (the facts batch alone) to refuse a move in half.
+    # A service created on a selected host may be moving from a host left out of the selection, a
+    # route moving to a proxy left out: only then, read those hosts' manifests (the facts batch
+    # alone) to refuse a move in half.
     others = [h for h in loaded.hosts if h not in facts]
-    if others and any(a.phase == Phase.deploy and a.kind == "create" for a in plan.actions):
-        elsewhere = await gather(loaded, others, pool=pool, options=options, desired=desired, kinds=())
-        manifests = {h: f.manifest for h, f in elsewhere.items() if isinstance(f, Facts)}
-        refusals = moves_left_out(plan.actions, manifests, desired)
-        if refusals:
-            plan = plan.model_copy(update={"actions": sort_actions([*plan.actions, *refusals], list(facts))})
+    creates = any(a.phase == Phase.deploy and a.kind == "create" for a in plan.actions)
+    moving = moving_to_left_out(plan.actions, desired, facts) if others else {}
+    wanted = others if creates else sorted({dest for dest, _name in moving.values()})
+    if others and wanted:
+        elsewhere = await gather(loaded, wanted, pool=pool, options=options, desired=desired, kinds=())
+        manifests = {h: f.manifest if isinstance(f, Facts) else None for h, f in elsewhere.items()}
+        refusals = moves_left_out(plan.actions, manifests, desired) if creates else []
+        actions = hold_moves(plan.actions, moving, manifests)
+        if refusals or actions != plan.actions:
+            plan = plan.model_copy(update={"actions": sort_actions([*actions, *refusals], list(facts))})
     return plan, facts
