@@ -448,3 +448,36 @@ def test_a_name_is_pointed_at_another_proxy_only_once_that_proxy_took_its_route(
     assert kept is not None and kept.status == Status.failed, kept
     assert kept.message == "dns api.example.test left as it was: its route moves to b's proxy, which did not take it"
     assert summary.exit_code == 1  # type: ignore[attr-defined]
+
+
+def test_a_removal_waits_for_the_new_proxy_by_name_and_not_when_its_proxy_keeps_the_name(tmp_path: Path) -> None:
+    """Made public on another listener at once (9443 on a's proxy -> 443 on b's): matched by the route key,
+    a's removal did not wait.  Matched by name, it waits; a name a's proxy keeps a route of does not."""
+    from dataclasses import replace as swap
+
+    from mcfleet.fleet.desired import DesiredRoute
+
+    def host_with(name: str, kind: str, key: str, keeps: bool = False) -> HostWork:
+        e = entry(name, tmp_path)
+        desired = desired_state(LoadedFleet(root=e.dir, fleet=None, hosts={name: e}))[name]
+        if keeps:
+            own = DesiredRoute("api.example.test", "l4", "api", name, "127.0.0.1:1", 8443)
+            desired = swap(desired, routes={own.key: own})
+        action = Action(host=name, phase=PlanPhase.route, kind=kind, subject=f"route {key}", reason="t")
+        return HostWork(e, desired, (action,), agent=False)
+
+    trace: list[str] = []
+    steps = [SlowOn(Phase.route, trace, slow={"b"})]
+    run_pipeline(
+        [host_with("a", "delete", "9443/api.example.test"), host_with("b", "create", "443/api.example.test")], steps
+    )
+    assert trace == ["b:route", "a:-route"]  # was: a's removal first
+
+    trace.clear()
+    steps = [SlowOn(Phase.route, trace, slow={"b"})]
+    work = [
+        host_with("a", "delete", "9443/api.example.test", keeps=True),
+        host_with("b", "create", "443/api.example.test"),
+    ]
+    run_pipeline(work, steps)
+    assert trace == ["a:-route", "b:route"]  # a keeps serving the name: nothing to wait for

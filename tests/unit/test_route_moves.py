@@ -65,3 +65,26 @@ def test_a_move_the_left_out_proxy_already_made_or_a_plan_with_both_hosts_goes_a
     taken = Manifest(routes=[ManifestRoute(hostname=NAME, mode="l7", backend="10.0.0.1:20001")])
     assert hold_moves(ACTIONS, moving, {"full2": taken}) == ACTIONS  # an earlier `apply --on full2` added it
     assert moving_to_left_out(ACTIONS, _desired(), planned={"full1", "full2"}) == {}
+
+
+def test_a_move_that_also_changes_the_listener_is_held_and_a_name_the_old_proxy_keeps_is_not() -> None:
+    """Made public on another listener at once: full1 removes 9443/api while full2 adds 443/api.  Matched
+    by name, the removal is a move; when full1 keeps a route of the name (another listener), it is not."""
+    removal = Action(host="full1", phase=Phase.route, kind="delete", subject=f"route 9443/{NAME}", reason="r")
+    assert moving_to_left_out([removal], _desired(), planned={"full1"}) == {removal.id: ("full2", NAME)}
+    keeps = _desired()
+    own = DesiredRoute(
+        hostname=NAME, mode="l4", service="api", service_host="full1", backend="127.0.0.1:1", listener=8443
+    )
+    keeps["full1"] = DesiredHost(name="full1", os="debian", arch="amd64", agent=AGENT, routes={own.key: own})
+    assert moving_to_left_out([removal], keeps, planned={"full1"}) == {}
+
+
+def test_a_move_to_a_proxy_host_that_did_not_answer_says_so() -> None:
+    moving = moving_to_left_out(ACTIONS, _desired(), planned={"full1"})
+    [route, *_rest] = hold_moves(ACTIONS, moving, {}, unreachable={"full2"})
+    assert (route.kind, route.hint) == (
+        "refuse",
+        "plan again once full2 answers; its route phase takes the route first",
+    )
+    assert "moves to full2's proxy, which did not answer this plan and which has not taken it yet" in route.reason

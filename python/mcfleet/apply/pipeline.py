@@ -159,16 +159,14 @@ class Pipeline:
             w.name for w in work if any(p == Phase.deploy and a[0].kind != "delete" for p, a in w.step_passes)
         )
         # A route that moves between proxies (a service made public goes from its node's proxy to the
-        # edge's): its old host removes it only once its new host's proxy took it, or the name would be
-        # served by neither.  route key -> the host adding it; host -> whether its route changes succeeded.
-        self.route_dest = {
-            a.subject.removeprefix("route "): w.name for w in work for a in w.actions_for(Phase.route)
-            if a.kind != "delete"
+        # edge's): its old host removes it, and points the name's A record at the new host, only once
+        # the new host's proxy took it, or the name would be served by neither.  hostname -> the host
+        # adding a route of it; host -> whether its route changes succeeded.
+        self.name_dest = {
+            a.subject.removeprefix("route ").partition("/")[2]: w.name for w in work
+            for a in w.actions_for(Phase.route) if a.kind != "delete"
         }  # fmt: skip
         self.routes_added: dict[str, asyncio.Future[bool]] = {}
-        # Likewise a name's A record, which leads to the proxy that routes it (the edge's, once public):
-        # it is pointed at another host only once that host's proxy took the route.  hostname -> host.
-        self.name_dest = {key.partition("/")[2]: host for key, host in self.route_dest.items()}
 
     def phases(self, w: HostWork) -> list[Phase]:
         out = [Phase.provision] if w.provision else []
@@ -179,7 +177,7 @@ class Pipeline:
     async def run(self) -> Summary:
         started = time.monotonic()
         loop = asyncio.get_running_loop()
-        self.routes_added = {host: loop.create_future() for host in set(self.route_dest.values())}
+        self.routes_added = {host: loop.create_future() for host in set(self.name_dest.values())}
         artifacts = await self._build_all()
         if not (self.options.fail_fast and self.stop.is_set()):
             await asyncio.gather(*(self._host(w, artifacts.get(w.name)) for w in self.work))
@@ -454,9 +452,13 @@ class Pipeline:
         (its route phase failed, or its host did not get that far).  The route stays on `host`, the name
         keeps leading to it."""
         go, kept = [], []
+        here = {r.hostname for r in self.desired[host].routes.values()} if phase == Phase.route else set()
         for action in actions:
-            name = action.subject.partition(" ")[2]
-            dest = (self.route_dest if phase == Phase.route else self.name_dest).get(name)
+            # by name, whatever the listener (a move may change it too); a name this proxy keeps another
+            # route of does not leave it
+            name = action.subject.partition(" ")[2]  # "443/<hostname>" or "<hostname>"
+            name = name.partition("/")[2] if phase == Phase.route else name
+            dest = None if name in here else self.name_dest.get(name)
             if dest is None or dest == host or await self.routes_added[dest]:
                 go.append(action)
             else:

@@ -166,17 +166,21 @@ async def plan_fleet(
     facts = await gather(loaded, names, pool=pool, options=options, progress=progress, desired=desired, kinds=kinds)
     plan = build(loaded, facts, kinds=kinds, desired=desired)
     # A service created on a selected host may be moving from a host left out of the selection, a
-    # route moving to a proxy left out: only then, read those hosts' manifests (the facts batch
-    # alone) to refuse a move in half.
+    # route moving to a proxy left out (or unreachable: nothing is planned on it either): only then,
+    # read those hosts' manifests (the facts batch alone) to refuse a move in half.
     others = [h for h in loaded.hosts if h not in facts]
-    creates = any(a.phase == Phase.deploy and a.kind == "create" for a in plan.actions)
-    moving = moving_to_left_out(plan.actions, desired, facts) if others else {}
-    wanted = others if creates else sorted({dest for dest, _name in moving.values()})
-    if others and wanted:
-        elsewhere = await gather(loaded, wanted, pool=pool, options=options, desired=desired, kinds=())
-        manifests = {h: f.manifest if isinstance(f, Facts) else None for h, f in elsewhere.items()}
-        refusals = moves_left_out(plan.actions, manifests, desired) if creates else []
-        actions = hold_moves(plan.actions, moving, manifests)
-        if refusals or actions != plan.actions:
-            plan = plan.model_copy(update={"actions": sort_actions([*actions, *refusals], list(facts))})
+    creates = bool(others) and any(a.phase == Phase.deploy and a.kind == "create" for a in plan.actions)
+    observed = [h for h, f in facts.items() if isinstance(f, Facts)]
+    moving = moving_to_left_out(plan.actions, desired, observed)
+    wanted = set(others if creates else ()) | {dest for dest, _name in moving.values() if dest in others}
+    if not (creates or moving):
+        return plan, facts
+    elsewhere = (
+        await gather(loaded, sorted(wanted), pool=pool, options=options, desired=desired, kinds=()) if wanted else {}
+    )
+    manifests = {h: f.manifest if isinstance(f, Facts) else None for h, f in elsewhere.items()}
+    refusals = moves_left_out(plan.actions, manifests, desired) if creates else []
+    actions = hold_moves(plan.actions, moving, manifests, unreachable=[h for h in facts if h not in observed])
+    if refusals or actions != plan.actions:
+        plan = plan.model_copy(update={"actions": sort_actions([*actions, *refusals], list(facts))})
     return plan, facts

@@ -25,13 +25,14 @@ def moving_to_left_out(
 ) -> dict[str, tuple[str, str]]:
     """Action id -> (the proxy host outside `planned` that the route moves to, its hostname), for each
     route removal and each A record sent to such a proxy."""
-    proxy_of_key = {key: host for host, d in desired.items() for key in d.routes}
     proxy_of_name = {r.hostname: host for host, d in desired.items() for r in d.routes.values()}
     out: dict[str, tuple[str, str]] = {}
     for a in actions:
         if a.phase == Phase.route and a.kind == "delete":
-            key = a.subject.removeprefix("route ")
-            dest, hostname = proxy_of_key.get(key), key.partition("/")[2]
+            # by name, whatever the listener: the name leaves this proxy unless it keeps another route of it
+            hostname = a.subject.removeprefix("route ").partition("/")[2]
+            stays = a.host in desired and any(r.hostname == hostname for r in desired[a.host].routes.values())
+            dest = None if stays else proxy_of_name.get(hostname)
         elif a.phase == Phase.dns and a.kind in ("create", "update"):
             hostname = a.subject.removeprefix("dns ")
             dest = proxy_of_name.get(hostname)
@@ -48,10 +49,14 @@ def _has_route(manifest: Manifest | None, hostname: str) -> bool:
 
 
 def hold_moves(
-    actions: Sequence[Action], moving: Mapping[str, tuple[str, str]], manifests: Mapping[str, Manifest | None]
+    actions: Sequence[Action],
+    moving: Mapping[str, tuple[str, str]],
+    manifests: Mapping[str, Manifest | None],
+    unreachable: Collection[str] = (),
 ) -> list[Action]:
     """`actions` with each move to a left-out proxy that has not taken the route turned into a refusal,
-    and with it the old proxy's removal of a certificate for that name."""
+    and with it the old proxy's removal of a certificate for that name.  `unreachable`: proxy hosts
+    the plan selected but could not observe."""
     held: dict[str, tuple[str, str]] = {}  # action id -> (dest, hostname)
     for action_id, (dest, hostname) in moving.items():
         if not _has_route(manifests.get(dest), hostname):
@@ -61,16 +66,22 @@ def hold_moves(
     for a in actions:
         if a.id in held:
             dest, hostname = held[a.id]
-            out.append(_refusal(a, dest, hostname))
+            out.append(_refusal(a, dest, hostname, dest in unreachable))
         elif a.phase == Phase.cert and a.kind == "delete" and isinstance(a.before, dict):
             names = [n for n in a.before.get("sans", []) if (a.host, n) in kept_names]
-            out.append(_refusal(a, kept_names[(a.host, names[0])], names[0]) if names else a)
+            dest = kept_names[(a.host, names[0])] if names else ""
+            out.append(_refusal(a, dest, names[0], dest in unreachable) if names else a)
         else:
             out.append(a)
     return out
 
 
-def _refusal(a: Action, dest: str, hostname: str) -> Action:
+def _refusal(a: Action, dest: str, hostname: str, unreachable: bool) -> Action:
+    where, hint = (
+        ("which did not answer this plan", f"plan again once {dest} answers; its route phase takes the route first")
+        if unreachable
+        else ("which this plan leaves out", f"plan both hosts so that the move is whole: --on {a.host} --on {dest}")
+    )
     what = {
         Phase.route: f"removed here, {hostname} would be served by no proxy",
         Phase.dns: f"{hostname} would lead to a proxy that does not route it",
@@ -79,8 +90,7 @@ def _refusal(a: Action, dest: str, hostname: str) -> Action:
     return a.model_copy(
         update={
             "kind": "refuse",
-            "reason": f"{hostname}'s route moves to {dest}'s proxy, which this plan leaves out and which "
-            f"has not taken it yet: {what}",
-            "hint": f"plan both hosts so that the move is whole: --on {a.host} --on {dest}",
+            "reason": f"{hostname}'s route moves to {dest}'s proxy, {where} and which has not taken it yet: {what}",
+            "hint": hint,
         }
     )
