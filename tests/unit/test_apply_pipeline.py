@@ -481,3 +481,36 @@ def test_a_removal_waits_for_the_new_proxy_by_name_and_not_when_its_proxy_keeps_
     ]
     run_pipeline(work, steps)
     assert trace == ["a:-route", "b:route"]  # a keeps serving the name: nothing to wait for
+
+
+@dataclass
+class Buggy(RecordingStep):
+    """A kind with a bug on some hosts (an unexpected exception, not a McfleetError)."""
+
+    async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
+        if ctx.entry.host.name in self.fail_on:
+            raise KeyError("backend")
+        return await super().apply(ctx, actions)
+
+
+def test_a_bug_on_one_host_fails_that_host_saying_where_and_the_others_finish_and_record(tmp_path: Path) -> None:
+    """Was: the exception left the gather at once, the apply ended with a traceback while the other hosts
+    were mid-way, unrecorded (a test harness hung there for ever)."""
+    trace: list[str] = []
+    hosts = [work(entry(n, tmp_path), "deploy") for n in "abc"]
+
+    async def bounded() -> tuple[ApplyEvents, object]:
+        log = ApplyEvents()
+        pipe = Pipeline(hosts, loaded=fleet_of(hosts), connect=connect, builder=Builder(), options=ApplyOptions(),
+                        log=log, kinds=[Buggy(Phase.deploy, trace, fail_on={"b"})])  # fmt: skip
+        return log, await asyncio.wait_for(pipe.run(), timeout=30)
+
+    log, summary = asyncio.run(bounded())
+    assert sorted(trace) == ["a:deploy", "c:deploy"]
+    failed = log.outcome("b", Phase.deploy)
+    assert failed is not None and failed.status == Status.failed
+    assert failed.message.startswith("internal error at ") and "KeyError: 'backend' (a bug in mcfleet" in failed.message
+    for ok in "ac":
+        written = log.outcome(ok, Phase.manifest)
+        assert written is not None and written.status == Status.changed, written
+    assert summary.exit_code == 1  # type: ignore[attr-defined]

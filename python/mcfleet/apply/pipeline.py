@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -111,6 +112,14 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, McfleetError):
         return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
     return f"{type(exc).__name__}: {exc}"
+
+
+def _internal(exc: Exception) -> str:
+    """An unexpected error, with the innermost mcfleet line it came from (for the report)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/mcfleet/" in f.filename]
+    where = f" at {frames[-1].filename.rpartition('/mcfleet/')[2]}:{frames[-1].lineno}" if frames else ""
+    said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"internal error{where}: {said} (a bug in mcfleet: please report it with this line)"
 
 
 class HostFailed(Exception):
@@ -476,6 +485,8 @@ class Pipeline:
             self.log.emit(w.name, phase, Status.failed, _reason(exc))
         except (TimeoutError, OSError) as exc:
             self.log.emit(w.name, phase, Status.failed, _reason(exc))
+        except Exception as exc:  # a bug: this host fails saying where, the others go on and record
+            self.log.emit(w.name, phase, Status.failed, _internal(exc))
         self._failed()
         raise HostFailed
 
