@@ -185,6 +185,7 @@ def test_no_tracebacks_and_documented_codes_for_each_command(fleet: Path) -> Non
         (["agent", "status", "--on", "nosuch"], 2),
         (["agent", "upgrade"], 1),
         (["nix", "host", "nosuch"], 2),
+        (["routes", "--on", "nosuch"], 2),
         (["schema", "dump", "--check", "--out", str(fleet)], 1),
         (["init", str(fleet)], 2),  # never overwrites
         (["show", str(fleet / "nosuch.json")], 2),

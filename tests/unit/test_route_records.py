@@ -99,3 +99,30 @@ def test_without_an_edge_or_outside_the_zone_a_mixed_name_is_not_split(tmp_path:
     outside = {"name": "api", "port": 8081, "mode": "l7", "listener": 8443, "hostname": "www.example.test"}
     root = _fleet(tmp_path, (WEB, lambda d: d["components"][0]["routes"].append(outside)))
     assert _split_codes(root) == []  # www.example.test: mcfleet makes no record for it
+
+
+def test_routes_lists_each_route_with_its_proxy_certificate_and_the_record_its_name_gets(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    extra = {"name": "admin", "port": 9090, "mode": "l4", "listener": 8443, "hostname": "admin.svc.example.test"}
+    root = _fleet(
+        tmp_path,
+        (WEB, _web_route(hostname="www.svc.example.test", public=True)),
+        (WEB, lambda d: d["components"][0]["routes"].append(extra)),
+    )
+    code, out, err = run_cli("-C", str(root), "routes", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    got = {r["route"]: (r["proxy"], r["public"], r["cert"], r["a_record"]) for r in data["routes"]}
+    assert got == {
+        "443/www.svc.example.test": ("edge1", True, "/srv/mc-proxy/certs/web.pem", "10.0.0.2"),  # the edge's
+        "8443/admin.svc.example.test": ("alpha", False, None, "10.0.0.1"),  # l4: no certificate of the proxy's
+        "443/git.example.test": ("edge1", True, "/srv/mc-proxy/certs/git.example.test.pem", None),  # outside the zone
+    }
+    assert {(n["name"], n["a_record"]) for n in data["names"]} == {
+        ("web.svc.example.test", "10.0.0.1"), ("dns.svc.example.test", "10.0.0.1"),
+    }  # fmt: skip
+    code, out, _err = run_cli("-C", str(root), "routes", "--on", "beta")
+    assert (code, out) == (0, "no routes or DNS names declared for these hosts\n")
+    code, out, _err = run_cli("-C", str(root), "routes", "--on", "@edge")
+    assert "443/www.svc.example.test" in out and "10.0.0.2" in out and "dns.svc.example.test" not in out

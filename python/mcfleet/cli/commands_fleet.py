@@ -130,6 +130,73 @@ def hosts(
     typer.echo(table(headers, rows), nl=False)
 
 
+def routes(
+    on: list[str] | None = ON_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """List every route and DNS name the files declare: its proxy, backend, certificate and A record.
+
+    From the files alone (no SSH): what `apply` makes, not what runs.  A public route is on the
+    edge's proxy and its name (inside the zone) leads there; another route is on its service's
+    own host.  A CERT or A RECORD of "-": an l4 route (its backend ends TLS), or a name
+    outside the zone (mcfleet makes no record for it).  --on keeps the routes whose proxy or
+    backend host is selected, and the names those hosts own.
+
+    Examples:
+
+      mcfleet routes
+
+      mcfleet routes --on @edge
+
+      mcfleet routes --json | jq '.routes[] | select(.public)'
+    """
+    from mcfleet.fleet.desired import desired_state
+    from mcfleet.fleet.routes import declared_routes
+
+    loaded, _fleet = _load_usable(None)
+    chosen = {e.host.name for e in selected(loaded, on)}
+    desired = desired_state(loaded)
+    owner = {name: host for host, d in desired.items() for name in d.records}
+    found = []  # (route, its certificate's path, its name's A record)
+    for r in declared_routes(loaded):
+        if r.proxy_host in chosen or r.backend_host in chosen:
+            certs = desired[r.proxy_host].certs.values() if r.terminates_tls else ()  # l4: the backend's own TLS
+            cert = next((c.path for c in certs if r.hostname in c.sans), None)
+            record = desired[owner[r.hostname]].records[r.hostname].value if r.hostname in owner else None
+            found.append((r, cert, record))
+    routed = {r.hostname for r, _cert, _record in found}
+    names = [
+        (n, rec.value, host)
+        for host, d in sorted(desired.items()) if host in chosen
+        for n, rec in sorted(d.records.items()) if n not in routed
+    ]  # fmt: skip
+    if json_out:
+        emit_json({
+            "root": str(loaded.root),
+            "routes": [
+                {"route": r.key, "mode": r.mode, "public": r.public, "proxy": r.proxy_host, "backend": r.backend,
+                 "backend_host": r.backend_host, "service": r.service, "cert": cert, "a_record": record,
+                 "file": r.file}
+                for r, cert, record in found
+            ],
+            "names": [{"name": n, "a_record": value, "owner": host} for n, value, host in names],
+        })  # fmt: skip
+        return
+    if not found and not names:
+        typer.echo("no routes or DNS names declared" + (" for these hosts" if on else ""))
+        return
+    if found:
+        rows: list[list[object]] = [
+            [r.key, r.mode + (" public" if r.public else ""), r.proxy_host, f"{r.backend} ({r.backend_host})",
+             cert or "-", record or "-"]
+            for r, cert, record in found
+        ]  # fmt: skip
+        typer.echo(table(["ROUTE", "MODE", "PROXY", "BACKEND", "CERT", "A RECORD"], rows), nl=False)
+    if names:
+        typer.echo(("\n" if found else "") + "names without a route:")
+        typer.echo(table(["NAME", "A RECORD", "OWNER"], [list(n) for n in names]), nl=False)
+
+
 def broken_hosts(loaded: LoadedFleet) -> dict[str, list[str]]:
     """Host folders whose host.json did not load -> their problems, one line each."""
     out: dict[str, list[str]] = {}
@@ -243,6 +310,7 @@ def schema_dump(
 def register(app: typer.Typer) -> None:
     app.command("validate")(validate)
     app.command("hosts")(hosts)
+    app.command("routes")(routes)
     app.command("render")(render)
     schema = typer.Typer(help="JSON Schemas of the fleet files.", no_args_is_help=True)
     schema.command("dump")(schema_dump)

@@ -14,6 +14,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("commands_init", "Create a new fleet folder: fleet.json, one host, schemas wired, .gitignore."),
     "validate": ("commands_fleet", "Check every host and service file, then the fleet-wide rules."),
     "hosts": ("commands_fleet", "List the inventory from the files alone (no SSH, no Nix)."),
+    "routes": (
+        "commands_fleet",
+        "List every route and DNS name the files declare: its proxy, backend, certificate and A record.",
+    ),
     "render": ("commands_fleet", "Print the exact `podman run` command of each component of a service."),
     "plan": ("commands_plan", "Observe the selected hosts and show what `apply` would change."),
     "show": ("commands_show", "Render a plan saved by `mcfleet plan -o` (text, or --json)."),
