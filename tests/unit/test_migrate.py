@@ -54,7 +54,6 @@ def test_the_move_is_one_action_and_the_plan_says_the_order(tmp_path: Path) -> N
         "orion route create route 443/web.svc.mcp.example.test",
         "rift cert delete cert web",
         "rift deploy delete service old",
-        "rift dns delete dns web.svc.mcp.example.test",
         "rift route delete route 443/web.svc.mcp.example.test",
     ]
 

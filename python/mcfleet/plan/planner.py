@@ -86,6 +86,20 @@ def diff_host(
     return acts, blocked
 
 
+def without_handed_over_names(actions: list[Action], desired: Mapping[str, DesiredHost]) -> list[Action]:
+    """Without the removal of a DNS name that another host now declares (its service moved there): the
+    name stays at the server, the new owner's record step writes it (a value that changes is its own
+    update), and the old owner's manifest lets it go when it records what it manages.  Deleted, the
+    name of a public route (whose value, the edge's address, stays when its service moves) was gone
+    until the next apply: the new owner saw the server already answering and planned nothing."""
+    owner = {name: host for host, d in desired.items() for name in d.records}
+
+    def handed_over(a: Action) -> bool:
+        return a.phase == Phase.dns and a.kind == "delete" and owner.get(a.subject[4:], a.host) != a.host
+
+    return [a for a in actions if not handed_over(a)]
+
+
 def build(
     loaded: LoadedFleet,
     facts: Mapping[str, Facts | Unreachable],
@@ -119,6 +133,7 @@ def build(
             unreachable[host] = UnreachableHost(
                 reason=item.reason, hint=item.hint, escalation=item.cause == "escalation"
             )
+    actions = without_handed_over_names(actions, desired)
     # a service that left one observed host's files for another's: one move, its data carried along
     actions = detect_moves(actions, desired, loaded.fleet.zone if loaded.fleet else None)
     unobserved = [u for host, item in facts.items() if isinstance(item, Facts) for u in not_read(host, item)]
