@@ -373,16 +373,12 @@ class Mover:
             for host in sorted(({p.host for p in w.parts} | {a}) - {b}):
                 node = st.src if host == a else await self.connect(self.loaded.hosts[host])
                 contexts[host] = self._ctx(host, node, await _manifest(node, self.loaded.hosts[host]))
-            pointed = {p.subject.removeprefix("dns ") for p in w.parts if p.phase == Phase.dns and p.kind != "delete"}
-
-            def removal(p: Action) -> bool:  # a DNS name B now holds is not deleted at the server
-                return p.kind == "delete" and p.subject.removeprefix("dns ") not in pointed
-
             kinds: list[tuple[Phase, ResourceKind]] = [(Phase.route, RouteKind()), (Phase.dns, DnsKind())]
             for phase, kind in kinds:  # the changes: now pointing at B
                 await self._per_host(phase, kind, lambda p: p.kind != "delete")
-            for phase, kind in reversed(kinds):  # then the removals on A's side
-                await self._per_host(phase, kind, removal)
+            # then the removals on A's side (a DNS name B now declares is none: plan.planner drops it)
+            for phase, kind in reversed(kinds):
+                await self._per_host(phase, kind, lambda p: p.kind == "delete")
             removals = [p for p in w.parts if p.phase == Phase.deploy and p.host == a] or [self._gone(a)]
             await self._step(ServiceKind().apply(contexts[a], removals), f"removing {name} from {a}")
             stale = [p for p in w.parts if p.phase == Phase.files and p.host == a and p.kind == "delete"]

@@ -43,6 +43,7 @@ from mcfleet.kinds.host import HostKind, read_users
 from mcfleet.kinds.stages import StageGate
 from mcfleet.observe.manifest import Manifest
 from mcfleet.plan.model import Action
+from mcfleet.plan.route_moves import keeps_name, named
 from mcfleet.report.rate import Every
 from mcfleet.transport.base import Node
 
@@ -171,10 +172,7 @@ class Pipeline:
         # edge's): its old host removes it, and points the name's A record at the new host, only once
         # the new host's proxy took it, or the name would be served by neither.  hostname -> the host
         # adding a route of it; host -> whether its route changes succeeded.
-        self.name_dest = {
-            a.subject.removeprefix("route ").partition("/")[2]: w.name for w in work
-            for a in w.actions_for(Phase.route) if a.kind != "delete"
-        }  # fmt: skip
+        self.name_dest = {named(a): w.name for w in work for a in w.actions_for(Phase.route) if a.kind != "delete"}
         self.routes_added: dict[str, asyncio.Future[bool]] = {}
 
     def phases(self, w: HostWork) -> list[Phase]:
@@ -417,7 +415,7 @@ class Pipeline:
     async def _steps(self, w: HostWork, ctx: ApplyContext) -> None:
         ctx.data[PLANNED] = [a for _, actions in w.step_passes for a in actions]  # what the others will do
         for phase, planned in w.step_passes:
-            actions = planned
+            actions = planned  # narrowed below when a route moves
             kind = self.kinds.get(phase)
             if kind is None:  # planned, but this mcfleet cannot do it: say so, never pretend
                 self.log.emit(w.name, phase, Status.blocked, f"no {phase} backend in this version of mcfleet")
@@ -461,13 +459,10 @@ class Pipeline:
         (its route phase failed, or its host did not get that far).  The route stays on `host`, the name
         keeps leading to it."""
         go, kept = [], []
-        here = {r.hostname for r in self.desired[host].routes.values()} if phase == Phase.route else set()
         for action in actions:
-            # by name, whatever the listener (a move may change it too); a name this proxy keeps another
-            # route of does not leave it
-            name = action.subject.partition(" ")[2]  # "443/<hostname>" or "<hostname>"
-            name = name.partition("/")[2] if phase == Phase.route else name
-            dest = None if name in here else self.name_dest.get(name)
+            name = named(action)  # by name, whatever the listener (a move may change it too)
+            stays = phase == Phase.route and keeps_name(self.desired[host], name)
+            dest = None if stays else self.name_dest.get(name)
             if dest is None or dest == host or await self.routes_added[dest]:
                 go.append(action)
             else:

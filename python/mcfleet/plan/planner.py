@@ -29,7 +29,7 @@ from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.observe.manifest import Manifest, manifest_path
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action, Blocked, Plan, Unobserved, UnreachableHost, sort_actions
-from mcfleet.plan.route_moves import hold_moves, moving_to_left_out
+from mcfleet.plan.route_moves import hold_moves, moving_to_left_out, named
 from mcfleet.plan.saved import facts_digest, fleet_hash
 from mcfleet.report.progress import Progress
 from mcfleet.transport.ssh import SshOptions, SshPool
@@ -95,7 +95,7 @@ def without_handed_over_names(actions: list[Action], desired: Mapping[str, Desir
     owner = {name: host for host, d in desired.items() for name in d.records}
 
     def handed_over(a: Action) -> bool:
-        return a.phase == Phase.dns and a.kind == "delete" and owner.get(a.subject[4:], a.host) != a.host
+        return a.phase == Phase.dns and a.kind == "delete" and owner.get(named(a), a.host) != a.host
 
     return [a for a in actions if not handed_over(a)]
 

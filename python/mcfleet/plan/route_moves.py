@@ -20,6 +20,18 @@ from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
 
 
+def named(a: Action) -> str:
+    """The hostname a route or DNS action is about: its subject is "route <listener>/<hostname>" or
+    "dns <hostname>"."""
+    rest = a.subject.partition(" ")[2]
+    return rest.partition("/")[2] if a.phase == Phase.route else rest
+
+
+def keeps_name(d: DesiredHost, hostname: str) -> bool:
+    """The host's proxy still routes the name (on some listener): removing one of its routes is no move."""
+    return any(r.hostname == hostname for r in d.routes.values())
+
+
 def moving_to_left_out(
     actions: Sequence[Action], desired: Mapping[str, DesiredHost], planned: Collection[str]
 ) -> dict[str, tuple[str, str]]:
@@ -28,16 +40,11 @@ def moving_to_left_out(
     proxy_of_name = {r.hostname: host for host, d in desired.items() for r in d.routes.values()}
     out: dict[str, tuple[str, str]] = {}
     for a in actions:
-        if a.phase == Phase.route and a.kind == "delete":
-            # by name, whatever the listener: the name leaves this proxy unless it keeps another route of it
-            hostname = a.subject.removeprefix("route ").partition("/")[2]
-            stays = a.host in desired and any(r.hostname == hostname for r in desired[a.host].routes.values())
-            dest = None if stays else proxy_of_name.get(hostname)
-        elif a.phase == Phase.dns and a.kind in ("create", "update"):
-            hostname = a.subject.removeprefix("dns ")
-            dest = proxy_of_name.get(hostname)
-        else:
+        if (a.phase, a.kind == "delete") not in ((Phase.route, True), (Phase.dns, False)) or a.kind == "refuse":
             continue
+        hostname = named(a)  # by name, whatever the listener (a move may change it too)
+        stays = a.phase == Phase.route and a.host in desired and keeps_name(desired[a.host], hostname)
+        dest = None if stays else proxy_of_name.get(hostname)
         if dest is not None and dest != a.host and dest not in planned:
             out[a.id] = (dest, hostname)
     return out
