@@ -10,6 +10,7 @@ blocked lines in the plan): this test is about the containers.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -399,6 +400,7 @@ def test_deploy_and_recover_through_a_non_root_login(
     assert code == 0, data["actions"]
     recover_hello(fleet, name, root, version=1)
     agent_ops_logs_and_exec(fleet, name, root)
+    a_lost_port_forwarder_is_brought_back(fleet, name, root)
 
 
 def agent_ops_logs_and_exec(fleet: Nodes, name: str, root: str) -> None:
@@ -436,3 +438,26 @@ def agent_ops_logs_and_exec(fleet: Nodes, name: str, root: str) -> None:
     )
     said = json.loads(as_root.stdout)["hosts"][0]
     assert as_root.code == 0 and said["stdout"].startswith("root\n{"), said
+
+
+def a_lost_port_forwarder_is_brought_back(fleet: Nodes, name: str, root: str) -> None:
+    """Rootless podman's forwarder of hello's port ends while hello runs (seen after podman had restarted a
+    crash-looping container: hello ran, its port refused every connection, apply failed at the stage timeout
+    and left it so).  The next wait for hello's health, here `agent start`, restarts it, and it answers."""
+    port = host_port(fleet, name, "hello")
+    listening = fleet.sh(name, f"ss -Hltnp 'sport = :{port}'").stdout
+    forwarders = sorted(set(re.findall(r'"rootlessport",pid=(\d+)', listening)))
+    assert forwarders, listening
+    fleet.sh(name, f"kill {' '.join(forwarders)}")
+    refused = fleet.sh(name, f"curl -s -o /dev/null http://127.0.0.1:{port}/", check=False)
+    assert refused.returncode == 7, refused  # curl: "failed to connect"
+    assert containers(fleet, name)["hello"]["state"] == "running"
+
+    started = cli("agent", "start", name, "hello", "--json", "-C", root)
+    assert started.code == 0, started.stdout + started.stderr
+    assert answer(fleet, name, port, within_s=5) == "hello 1 port=8080\n"
+    actions = json.loads(started.stdout)["actions"]
+    assert any(a.startswith("restart hello") for a in actions), actions  # said, not "unchanged"
+    agent_log = cli("logs", name, "agent", "-n", "30", "-C", root)
+    assert "restart [services/hello/hello]: its published port refused connections while it ran (podman's port " \
+        "forwarder was gone)" in agent_log.stdout, agent_log.stdout  # fmt: skip

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 
 from mcfleet.agent.podman_ops import Podman, RunState
 from mcfleet.agent.registry import RUNNING, Entry
@@ -38,6 +39,12 @@ NOT_EXECUTABLE = (126, 127)
 CRASH_LOOP_EXITS = 5
 CRASH_LOOP_AFTER_S = 3.0
 TCP_SETTLE_S = 0.3  # a tcp check's connection must stay open this long (or bring data)
+# Rootless podman publishes a port with a `rootlessport` process that listens on it from before the
+# container's start returns until the container stops, and accepts even while nothing listens inside.
+# A published port that *refuses* connections while the container runs has lost that forwarder: seen
+# after a restart of a container podman was restarting in a loop (podman 4.3, lab node), its service
+# unreachable until someone restarted it.  Only a restart of the container brings the forwarder back.
+FORWARDER_GONE_AFTER_S = 3.0
 
 
 class CheckCannotPass(RuntimeError):
@@ -127,14 +134,27 @@ def _cannot_pass(
     return ""
 
 
-async def wait_healthy(spec: ContainerSpec, podman: Podman, deadline: float, *, crash_loop_ends: bool = False) -> None:
-    """Retry until healthy or `deadline` (monotonic); raise TimeoutError naming the last failure."""
+async def wait_healthy(
+    spec: ContainerSpec,
+    podman: Podman,
+    deadline: float,
+    *,
+    crash_loop_ends: bool = False,
+    reforward: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Retry until healthy or `deadline` (monotonic); raise TimeoutError naming the last failure.
+
+    `reforward` (given for rootless podman) restarts the container once when its published port has
+    refused connections for FORWARDER_GONE_AFTER_S while it runs (its forwarder is gone)."""
     last = "not checked yet"
     began = time.monotonic()
     first: RunState | None = None
     restarts = 0
     exit_code: int | None = None  # the last seen stopped: a restarted container's inspect says 0 while it runs
+    refused_since: float | None = None
+    reforwarded = False
     while True:
+        refused = False
         try:
             seen = await podman.in_thread(podman.run_state, spec.name)
             first = first or seen
@@ -150,20 +170,43 @@ async def wait_healthy(spec: ContainerSpec, podman: Podman, deadline: float, *, 
             if seen.status != "running":
                 raise RuntimeError(f"container is {seen.status}")
             if spec.health is not None:
-                await asyncio.wait_for(check_once(spec, spec.health, podman), spec.health.timeout_s)
+                try:
+                    await asyncio.wait_for(check_once(spec, spec.health, podman), spec.health.timeout_s)
+                except ConnectionRefusedError:
+                    refused = _forwarded(spec)
+                    raise
             return
         except CheckCannotPass as exc:
             raise TimeoutError(f"{spec.name} cannot get healthy: {exc}") from exc
         except (OSError, RuntimeError, TimeoutError, ConnectionError) as exc:
             last = str(exc) or type(exc).__name__
+        now = time.monotonic()
+        refused_since = (refused_since or now) if refused else None
+        forwarder_gone = refused_since is not None and now - refused_since >= FORWARDER_GONE_AFTER_S
+        if forwarder_gone and reforward is not None and not reforwarded:
+            reforwarded, refused_since, first = True, None, None  # its restart count starts again
+            await reforward()
+            continue
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             kind = spec.health.kind if spec.health else "running"
             also = f"; meanwhile its container stopped and was restarted {restarts} times" if restarts else ""
+            if reforwarded:
+                also += "; its published port refused connections while it ran, and a restart did not bring it back"
             raise TimeoutError(f"{spec.name} not healthy ({kind} check): {last}{also}")
         # restarted and no exit code seen yet: podman restarts at once and its inspect says 0 while the
         # container runs, so only a quick look catches it stopped, with the code its message gives
         await asyncio.sleep(min(CATCH_EXIT_S if restarts and exit_code is None else RETRY_S, remaining))
+
+
+def _forwarded(spec: ContainerSpec) -> bool:
+    """Whether the health check goes through a port podman publishes (not the host's network)."""
+    return (
+        spec.network != "host"
+        and spec.health is not None
+        and spec.health.port is not None
+        and (spec.host_port_for(spec.health.port) is not None)
+    )
 
 
 CHECK_NOW_MAX_S = 5.0  # a status asks for every container's health at once: one slow check caps it

@@ -15,6 +15,7 @@ no longer answer: what `podman system reset` leaves behind) is restarted once
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -29,7 +30,7 @@ from podman.errors import APIError, NotFound
 from requests.exceptions import ReadTimeout
 
 from mcfleet.agent.crash_loop import CRASH_LOOP_WITHIN_S
-from mcfleet.agent.podman_service import CONFIRM_S, restart_user_service, stale_namespace
+from mcfleet.agent.podman_service import CONFIRM_S, restart_user_service, stale_namespace, user_runtime_dir
 from mcfleet.agent.spec import LABEL_MANAGED, ContainerSpec
 from mcfleet.errors import PeerError
 
@@ -166,6 +167,11 @@ class Podman:
         self.restarts += 1
         self.notify(f"{reason}: {done}")
         return True
+
+    @property
+    def rootless(self) -> bool:
+        """Whether this is our own rootless podman (its ports are published by a forwarder process)."""
+        return os.getuid() != 0 and user_runtime_dir(self.url) is not None
 
     def ping(self) -> bool:
         return not self.unreachable()

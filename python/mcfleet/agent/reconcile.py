@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -186,7 +186,7 @@ class Reconciler:
                         self._act(outcome, spec, "restart", "restarted on request")
                 # a person or apply (after a files change) waits for the answer: a container that keeps
                 # stopping ends it, as in a deploy (the boot, at which a dependency may come up late, waits on)
-                await self._wait_stage(entry.service.stage, specs, stage_timeout, crash_loop_ends=True)
+                await self._wait_stage(entry.service.stage, specs, stage_timeout, outcome, crash_loop_ends=True)
             except (McfleetError, TimeoutError) as exc:
                 outcome.ok, outcome.error = False, _text(exc)
             return outcome
@@ -263,6 +263,7 @@ class Reconciler:
         stage: Stage,
         specs: list[ContainerSpec],
         stage_timeout: float | None,
+        outcome: Outcome,
         *,
         yields: bool = False,
         crash_loop_ends: bool = False,
@@ -272,7 +273,16 @@ class Reconciler:
         deadline = time.monotonic() + (stage_timeout or self.stage_timeout)
         healthy = asyncio.ensure_future(
             asyncio.gather(
-                *(wait_healthy(spec, self.podman, deadline, crash_loop_ends=crash_loop_ends) for spec in specs)
+                *(
+                    wait_healthy(
+                        spec,
+                        self.podman,
+                        deadline,
+                        crash_loop_ends=crash_loop_ends,
+                        reforward=self._reforwarder(spec, outcome),
+                    )
+                    for spec in specs
+                )
             )
         )
         if not yields:
@@ -339,7 +349,7 @@ class Reconciler:
                 to_wait = await self._converge_stage(staged, existing, outcome)
                 try:
                     await self._wait_stage(
-                        stage, to_wait, stage_timeout, yields=yields, crash_loop_ends=crash_loop_ends
+                        stage, to_wait, stage_timeout, outcome, yields=yields, crash_loop_ends=crash_loop_ends
                     )
                 except TimeoutError as exc:
                     kept = await self._put_back_asides(outcome, pending)
@@ -492,6 +502,21 @@ class Reconciler:
         else:  # a crash-looping container: what a stage that does not get healthy must not put back
             await podman.in_thread(podman.remove, aside)
         self._act(outcome, spec, "recreate", reason)
+
+    def _reforwarder(self, spec: ContainerSpec, outcome: Outcome) -> Callable[[], Awaitable[None]] | None:
+        """For rootless podman: restart a running container whose published port lost its forwarder
+        (the port refuses connections), the one thing that brings the forwarder back."""
+        if not self.podman.rootless:
+            return None
+
+        async def restart() -> None:
+            await self.podman.in_thread(self.podman.stop, spec.name)
+            await _released(spec)
+            await self._start_when_ports_free(spec.name)
+            reason = "its published port refused connections while it ran (podman's port forwarder was gone)"
+            self._act(outcome, spec, "restart", reason)
+
+        return restart
 
     async def _start_when_ports_free(self, name: str) -> None:
         """Start a container whose ports another one held a moment ago.  Rootless podman forwards them

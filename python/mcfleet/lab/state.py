@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -66,24 +67,37 @@ class LabState:
 
 
 class DirLock:
-    """An exclusive, non-blocking flock on <dir>/.lab/lock for the duration of `up`/`down`."""
+    """An exclusive flock on <dir>/.lab/lock for the duration of `up`/`down`.
 
-    def __init__(self, path: Path) -> None:
+    It waits up to `wait` seconds for the lock before refusing.  A lock can outlive the command
+    that took it by a moment: a helper forked by a killed `lab up` shares the lock's open file
+    until it has exec'd (the descriptor is close-on-exec), and a killed process blocked in a
+    namespace or mount call closes its files only when that call returns.  `down` right after a
+    crash would otherwise be refused for nothing.
+    """
+
+    def __init__(self, path: Path, *, wait: float = 10.0) -> None:
         self.path = path
+        self.wait = wait
         self.fd: int | None = None
 
     def __enter__(self) -> DirLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LabError(
-                "another `mcfleet lab` command is working on this directory",
-                location=str(self.path.parent.parent),
-                hint="wait for it to finish, or use another --dir",
-            ) from None
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LabError(
+                        f"another `mcfleet lab` command is working on this directory (waited {self.wait:g} s)",
+                        location=str(self.path.parent.parent),
+                        hint=f"wait for it to finish, or use another --dir; its PID is in {self.path}",
+                    ) from None
+                time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
