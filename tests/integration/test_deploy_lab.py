@@ -23,6 +23,7 @@ import pytest
 from mcfleet.fleet.desired import desired_state
 from mcfleet.fleet.load import load_fleet
 from mcfleet.lab.fleetdir import volume_service
+from mcfleet.lab.images import START
 from mcfleet.lab.login import Login
 from mcfleet.lab.peers.registry import RegistryInfo
 from mcfleet.lab.podman import PODMAN_AS_MCP
@@ -400,7 +401,7 @@ def test_deploy_and_recover_through_a_non_root_login(
     assert code == 0, data["actions"]
     recover_hello(fleet, name, root, version=1)
     agent_ops_logs_and_exec(fleet, name, root)
-    a_lost_port_forwarder_is_brought_back(fleet, name, root)
+    a_lost_port_forwarder_is_brought_back(fleet, name, root, agent_bundle, registry)
 
 
 def agent_ops_logs_and_exec(fleet: Nodes, name: str, root: str) -> None:
@@ -440,24 +441,79 @@ def agent_ops_logs_and_exec(fleet: Nodes, name: str, root: str) -> None:
     assert as_root.code == 0 and said["stdout"].startswith("root\n{"), said
 
 
-def a_lost_port_forwarder_is_brought_back(fleet: Nodes, name: str, root: str) -> None:
-    """Rootless podman's forwarder of hello's port ends while hello runs (seen after podman had restarted a
-    crash-looping container: hello ran, its port refused every connection, apply failed at the stage timeout
-    and left it so).  The next wait for hello's health, here `agent start`, restarts it, and it answers."""
-    port = host_port(fleet, name, "hello")
+def _forwarder_pids(fleet: Nodes, name: str, port: int) -> list[str]:
+    """The rootlessport processes listening on a published port of the node."""
     listening = fleet.sh(name, f"ss -Hltnp 'sport = :{port}'").stdout
-    forwarders = sorted(set(re.findall(r'"rootlessport",pid=(\d+)', listening)))
-    assert forwarders, listening
+    return sorted(set(re.findall(r'"rootlessport",pid=(\d+)', listening)))
+
+
+def _kill_forwarder(fleet: Nodes, name: str, port: int) -> None:
+    forwarders = _forwarder_pids(fleet, name, port)
+    assert forwarders, f"nothing forwards port {port} on {name}"
     fleet.sh(name, f"kill {' '.join(forwarders)}")
     refused = fleet.sh(name, f"curl -s -o /dev/null http://127.0.0.1:{port}/", check=False)
     assert refused.returncode == 7, refused  # curl: "failed to connect"
-    assert containers(fleet, name)["hello"]["state"] == "running"
 
-    started = cli("agent", "start", name, "hello", "--json", "-C", root)
-    assert started.code == 0, started.stdout + started.stderr
+
+def a_lost_port_forwarder_is_brought_back(
+    fleet: Nodes, name: str, root: str, agent_bundle: Path, registry: RegistryInfo
+) -> None:
+    """Rootless podman's forwarder of a published port ends while its container runs (seen after podman had
+    restarted a crash-looping container: hello ran, its port refused every connection, and apply failed at
+    the stage timeout and left it so).  The plan and `status` say so, and apply restarts it."""
+    port = host_port(fleet, name, "hello")
+    _kill_forwarder(fleet, name, port)
+    assert containers(fleet, name)["hello"]["state"] == "running"
+    code, data = plan(root, "--detailed-exitcode")
+    assert code == 2, data["actions"]
+    [drift] = [a for a in data["actions"] if a["phase"] == "deploy"]
+    assert drift["subject"] == "service hello" and drift["reason"].startswith(
+        f"drift: nothing listens on the published port of hello (127.0.0.1:{port}"
+    ), drift
+    assert drift["reason"].endswith("(podman's port forwarder is gone): apply restarts it"), drift
+    status = cli("status", "--json", "-C", root)
+    [row] = json.loads(status.stdout)["hosts"]
+    assert row["services_up"] == 0 and any(
+        n.startswith(f"hello: nothing listens on 127.0.0.1:{port}") for n in row["not_up"]
+    ), row
+
+    applied = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json")
+    assert applied.code == 0, applied.stdout + applied.stderr
+    deploy = applied.phase(name, "deploy")
+    assert deploy["message"] == "services: restart hello", deploy
     assert answer(fleet, name, port, within_s=5) == "hello 1 port=8080\n"
-    actions = json.loads(started.stdout)["actions"]
-    assert any(a.startswith("restart hello") for a in actions), actions  # said, not "unchanged"
+    assert plan(root, "--detailed-exitcode")[0] == 0
+    a_forwarder_lost_while_a_restart_waits_is_brought_back(fleet, name, root, agent_bundle, registry)
+
+
+def a_forwarder_lost_while_a_restart_waits_is_brought_back(
+    fleet: Nodes, name: str, root: str, agent_bundle: Path, registry: RegistryInfo
+) -> None:
+    """The forwarder ends after the restart that made it, while the agent waits for the service's health
+    check: after FORWARDER_GONE_AFTER_S of refused connections the agent restarts it once more (was: the
+    wait ran to the stage timeout, 120 s, and the service stayed unreachable)."""
+    slow = service("slow", "services", f"{registry.address}/demo/hello:1")
+    slow["components"][0]["cmd"] = ["sh", "-c", f"sleep 4; {START}"]  # healthy 4 s after each start
+    write_service(fleet, name, slow)
+    first = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json")
+    assert first.code == 0, first.stdout + first.stderr
+    port = host_port(fleet, name, "slow")
+    before = _forwarder_pids(fleet, name, port)
+    restart = subprocess.Popen(
+        [*mcfleet_argv(), "agent", "restart", name, "slow", "--json", "-C", root], stdout=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while (now := _forwarder_pids(fleet, name, port)) in ([], before):  # the restart's own forwarder
+        assert time.monotonic() < deadline and restart.poll() is None, "the restart made no new forwarder"
+        time.sleep(0.1)
+    _kill_forwarder(fleet, name, port)
+    out, _ = restart.communicate(timeout=120)
+    report = json.loads(out)
+    assert restart.returncode == 0, report
+    assert any(a.startswith("restart slow") for a in report["actions"]), report
+    assert report["seconds"] < 30, report  # not the stage timeout
+    assert answer(fleet, name, port, within_s=5) == "hello 1 port=8080\n"
     agent_log = cli("logs", name, "agent", "-n", "30", "-C", root)
-    assert "restart [services/hello/hello]: its published port refused connections while it ran (podman's port " \
-        "forwarder was gone)" in agent_log.stdout, agent_log.stdout  # fmt: skip
+    assert "restart [services/slow/slow]: nothing listened on its published port while it ran (podman's port " \
+        "forwarder was gone) (its port refused connections)" in agent_log.stdout, agent_log.stdout  # fmt: skip
+    assert now != before

@@ -400,3 +400,25 @@ def test_a_definition_the_node_runs_but_the_manifest_does_not_record_yet_says_so
     [act] = _service_actions(SimpleNamespace(name="n1"), "hello", new, recorded("old"), stopped,  # type: ignore[arg-type]
                              old_spec=sent(new))  # fmt: skip
     assert act.reason == "the service definition changed"
+
+
+def test_a_running_container_whose_published_port_nothing_listens_on_is_restarted_by_apply() -> None:
+    """The agent names the published ports of a running container that nothing listens on (rootless
+    podman's forwarder is gone: the service is unreachable while podman says it runs).  The plan said
+    "no changes" while `status` said the service was down; now it is drift that apply fixes."""
+    from mcfleet.kinds.service import container_facts
+
+    hello = desired(doc(["GREETING=hi"]), "h1")
+    d = SimpleNamespace(name="n1")
+    [seen] = container_facts({"containers": [{"name": "hello", "state": "running", "up_s": 900.0,
+                                              "labels": {LABEL_HASH: spec_hashes(hello)["hello"]},
+                                              "unforwarded": ["127.0.0.1:20001", "10.0.0.5:20001"]}]})  # fmt: skip
+    assert seen.unforwarded == ["127.0.0.1:20001", "10.0.0.5:20001"]
+    [act] = _service_actions(d, "hello", hello, recorded("h1"), {"hello": seen}, old_spec=None)  # type: ignore[arg-type]
+    assert (act.kind, act.subject) == ("update", "service hello")
+    assert act.reason == ("drift: nothing listens on the published port of hello (127.0.0.1:20001, 10.0.0.5:20001) "
+                          "while it runs (podman's port forwarder is gone): apply restarts it")  # fmt: skip
+    # an agent that does not look (rootful podman, or older): nothing said
+    [quiet] = container_facts({"containers": [{"name": "hello", "state": "running",
+                                               "labels": {LABEL_HASH: spec_hashes(hello)["hello"]}}]})  # fmt: skip
+    assert _service_actions(d, "hello", hello, recorded("h1"), {"hello": quiet}, old_spec=None) == []  # type: ignore[arg-type]

@@ -61,6 +61,13 @@ def test_a_running_container_that_fails_its_health_check_is_not_up_and_is_named(
             1,
             ["api-app: crash loop: podman restarted it 7 times"],
         ), state
+    # its port forwarder gone: said as such, not as the failing check it causes
+    cut_off = c("api-app", "api").model_copy(update={"unforwarded": ["127.0.0.1:20001"]})
+    refused = {"api-app": "tcp check: [Errno 111] Connect call failed", "api-db": ""}
+    assert services_up({"api"}, [cut_off, c("api-db", "api")], refused) == (
+        0,
+        ["api-app: nothing listens on 127.0.0.1:20001 (its port forwarder is gone)"],
+    )
     row = HostStatus("full1", True, agent_health="SERVING", services_up=1, services_total=2,
                      not_up=("api-db: tcp check: refused",))  # fmt: skip
     assert row.row()[4] == "1/2" and row.row()[6] == "not up: api-db: tcp check: refused" and not row.ok

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -30,6 +30,7 @@ from podman.errors import APIError, NotFound
 from requests.exceptions import ReadTimeout
 
 from mcfleet.agent.crash_loop import CRASH_LOOP_WITHIN_S
+from mcfleet.agent.listeners import listening_ports, unforwarded
 from mcfleet.agent.podman_service import CONFIRM_S, restart_user_service, stale_namespace, user_runtime_dir
 from mcfleet.agent.spec import LABEL_MANAGED, ContainerSpec
 from mcfleet.errors import PeerError
@@ -51,6 +52,9 @@ class Managed:
     restarts: int = 0  # by podman's policy since its last deliberate start (counted only if up_s is short)
     exit_code: int = 0  # of its last run
     up_s: float | None = None  # seconds since its last start, by the node's clock (None: never started)
+    # published tcp ports ("address:port") nothing listens on while it runs: rootless podman's forwarder
+    # is gone (only looked for with our own rootless podman)
+    unforwarded: list[str] = field(default_factory=list)
 
 
 INSPECT_RACE_TRIES = 5
@@ -204,24 +208,29 @@ class Podman:
         )
         result = []
         now = time.time()
+        listening = listening_ports() if self.rootless else None
         for item in found:
             attrs: dict[str, Any] = item.attrs
             if (attrs.get("Labels") or {}).get(LABEL_MANAGED) != "true":
                 continue  # belt and braces: never touch a container that is not ours
-            state = attrs.get("State")
+            raw_state = attrs.get("State")
+            state = raw_state if isinstance(raw_state, str) else str((raw_state or {}).get("Status", "unknown"))
             name = str((attrs.get("Names") or [item.name])[0]).lstrip("/")
             started, exit_code = attrs.get("StartedAt"), attrs.get("ExitCode")
             up_s = max(0.0, now - started) if isinstance(started, int | float) and started > 0 else None
             result.append(
                 Managed(
                     name=name,
-                    state=state if isinstance(state, str) else str((state or {}).get("Status", "unknown")),
+                    state=state,
                     labels=dict(attrs.get("Labels") or {}),
                     image=str(attrs.get("Image", "")),
                     # the list does not carry the restart count: inspected only for a recent start
                     restarts=self._restarts(name) if up_s is not None and up_s < CRASH_LOOP_WITHIN_S else 0,
                     exit_code=exit_code if isinstance(exit_code, int) else 0,
                     up_s=None if up_s is None else round(up_s, 1),
+                    unforwarded=unforwarded(attrs.get("Ports") or [], listening)
+                    if listening is not None and state == "running"
+                    else [],
                 )
             )
         return result

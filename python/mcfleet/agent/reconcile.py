@@ -470,6 +470,9 @@ class Reconciler:
         elif managed.state != "running":
             await self.podman.in_thread(self.podman.start, spec.name)
             self._act(outcome, spec, "start", f"was {managed.state}")
+        elif managed.unforwarded:
+            await self._restart_for_forwarder(spec)
+            self._act(outcome, spec, "restart", f"{UNFORWARDED}: {', '.join(managed.unforwarded)}")
         else:
             self._act(outcome, spec, "unchanged", "running with the desired spec")
         return True
@@ -510,13 +513,15 @@ class Reconciler:
             return None
 
         async def restart() -> None:
-            await self.podman.in_thread(self.podman.stop, spec.name)
-            await _released(spec)
-            await self._start_when_ports_free(spec.name)
-            reason = "its published port refused connections while it ran (podman's port forwarder was gone)"
-            self._act(outcome, spec, "restart", reason)
+            await self._restart_for_forwarder(spec)
+            self._act(outcome, spec, "restart", f"{UNFORWARDED} (its port refused connections)")
 
         return restart
+
+    async def _restart_for_forwarder(self, spec: ContainerSpec) -> None:
+        await self.podman.in_thread(self.podman.stop, spec.name)
+        await _released(spec)
+        await self._start_when_ports_free(spec.name)
 
     async def _start_when_ports_free(self, name: str) -> None:
         """Start a container whose ports another one held a moment ago.  Rootless podman forwards them
@@ -585,6 +590,9 @@ async def _accepts(host: str, port: int) -> bool:
     writer.close()
     return True
 
+
+# why a running container is restarted when its published ports have no listener (see agent.listeners)
+UNFORWARDED = "nothing listened on its published port while it ran (podman's port forwarder was gone)"
 
 # rootless podman's port forwarder: "rootlessport listen tcp 127.0.0.1:55826: bind: address already in use"
 _IN_USE = re.compile(r"listen (?:tcp|udp)\S* (\S+): bind: address already in use")

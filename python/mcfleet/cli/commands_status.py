@@ -78,9 +78,14 @@ def services_up(wanted: set[str], containers: list[Any], checks: dict[str, str] 
         said = [f"{c.name}: {c.crash_loop}" for c in mine if c.crash_loop]
         said += [f"{c.name}: {c.state}" for c in mine if c.state != "running" and not c.crash_loop]
         said += [
+            f"{c.name}: nothing listens on {', '.join(c.unforwarded)} (its port forwarder is gone)"
+            for c in mine
+            if c.state == "running" and c.unforwarded and not c.crash_loop
+        ]
+        said += [
             f"{c.name}: {checks[c.name]}"
             for c in mine
-            if c.state == "running" and checks.get(c.name) and not c.crash_loop
+            if c.state == "running" and checks.get(c.name) and not c.crash_loop and not c.unforwarded
         ]
         if not mine:
             said = [f"{service}: no container"]

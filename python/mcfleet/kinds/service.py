@@ -64,6 +64,7 @@ def container_facts(agent_facts: dict[str, Any]) -> list[ContainerFacts]:
             restarts=c["restarts"] if isinstance(c.get("restarts"), int) else 0,  # absent from older agents
             exit_code=c["exit_code"] if isinstance(c.get("exit_code"), int) else 0,
             up_s=c["up_s"] if isinstance(c.get("up_s"), int | float) else None,
+            unforwarded=[str(p) for p in c.get("unforwarded") or [] if isinstance(p, str)],
         )
         for c in agent_facts.get("containers", [])
         if isinstance(c, dict)
@@ -180,6 +181,11 @@ def _service_actions(
         looping = [f"{c}: {why}" for c in svc.containers if c in mine and (why := mine[c].crash_loop)]
         if looping and name not in held:  # it flips between running and stopped: the loop, whatever it reads now
             return act("replace", f"{'; '.join(looping)} (apply recreates it from its image)", before)
+        cut_off = [f"{c} ({', '.join(mine[c].unforwarded)})" for c in svc.containers if c in mine and
+                   mine[c].state == "running" and mine[c].unforwarded]  # fmt: skip
+        if cut_off:
+            return act("update", f"drift: nothing listens on the published port of {', '.join(cut_off)} while it "
+                                 "runs (podman's port forwarder is gone): apply restarts it", before)  # fmt: skip
         down = [c for c in svc.containers if c not in mine or mine[c].state != "running"]
         if down:
             states = ", ".join(f"{c} is {mine[c].state if c in mine else 'missing'}" for c in down)

@@ -76,6 +76,8 @@ class ContainerFacts(_Fact):
     restarts: int = 0  # by podman since the agent last started it (counted for a recent start only)
     exit_code: int = 0
     up_s: float | None = None  # since its last start, by the node's clock
+    # published ports ("address:port") nothing listens on while it runs: its port forwarder is gone
+    unforwarded: list[str] = Field(default_factory=empty_list)
 
     @property
     def crash_loop(self) -> str | None:

@@ -1,0 +1,44 @@
+"""The TCP ports something listens on in the agent's network namespace, from /proc/net/tcp{,6}.
+
+Rootless podman publishes a container's port with a `rootlessport` process that listens on it in
+the node's namespace from before the container's start returns until the container stops.  A
+running container whose published port nothing listens on has lost that forwarder: seen after
+podman restarted a crash-looping container (podman 4.3), its service unreachable while podman
+said it ran.  Reading the kernel's socket table sees that without connecting to anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+TCP_LISTEN = "0A"  # the `st` column of /proc/net/tcp: TCP_LISTEN
+
+
+def listening_ports(net: Path = Path("/proc/net")) -> set[int]:
+    """Local ports of the listening TCP sockets (IPv4 and IPv6, any address)."""
+    ports: set[int] = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (net / table).read_text().splitlines()[1:]
+        except OSError:
+            continue  # no IPv6 in this kernel: no tcp6 table
+        for line in lines:
+            fields = line.split()  # sl local_address rem_address st ...
+            if len(fields) > 3 and fields[3] == TCP_LISTEN:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def unforwarded(published: Iterable[Mapping[str, Any]], listening: set[int]) -> list[str]:
+    """ "address:port" of each published TCP port (podman's `Ports` of a container) nothing listens on."""
+    missing: set[tuple[str, int]] = set()
+    for p in published:
+        if str(p.get("protocol") or "tcp") != "tcp" or not isinstance(p.get("host_port"), int):
+            continue
+        first, count = int(p["host_port"]), int(p.get("range") or 1)
+        for port in range(first, first + max(count, 1)):
+            if port not in listening:
+                missing.add((str(p.get("host_ip") or "0.0.0.0"), port))
+    return [f"{address}:{port}" for address, port in sorted(missing)]
