@@ -886,7 +886,25 @@ let
       # A service's own default name is its own; otherwise the first claim owns a hostname.
       # listToAttrs keeps the first of equal names, so the default names (distinct: one per
       # service name) go first, then the claims in placed order.
-      owners = builtins.listToAttrs (c.ownNames ++ builtins.catAttrs "owner" claims);
+      # Then each host's own routes, hosts in name order: a host's routes are one owner.
+      hostClaims = concatMap (
+        h:
+        map (r: {
+          inherit h;
+          inherit (r.v) hostname;
+          where = "/routes/${toString r.i}";
+          mine = "${h.name}'s host routes";
+        }) (indexed h.data.routes)
+      ) (hostList fleet);
+      owners = builtins.listToAttrs (
+        c.ownNames
+        ++ builtins.catAttrs "owner" claims
+        ++ map (x: {
+          name = x.hostname;
+          value = x.mine;
+        }) hostClaims
+      );
+      claimedBy = who: if u.hasSuffix " host routes" who then who else "service ${who}";
     in
     dupFindings
     ++ concatMap (
@@ -901,7 +919,19 @@ let
           "every DNS name, route and certificate has one owner: pick another hostname"
           x.s.host.name
       )
-    ) claims;
+    ) claims
+    ++ concatMap (
+      x:
+      let
+        claimant = owners.${x.hostname};
+      in
+      optional (claimant != x.mine) (
+        finding "name-claimed-twice" x.h.file "${x.where}/hostname"
+          "hostname ${x.hostname} of ${x.mine} is already claimed by ${claimedBy claimant}"
+          "every DNS name, route and certificate has one owner: pick another hostname"
+          x.h.name
+      )
+    ) hostClaims;
 
   dependencies =
     fleet:

@@ -110,6 +110,34 @@ def test_route_hostname_claimed_by_two_services(tmp_path: Path) -> None:
     assert _codes(root) == [("name-claimed-twice", "hosts/alpha/services/dns.json", "/components/0/routes/0/hostname")]
 
 
+def test_a_host_route_on_a_name_another_owner_claims(tmp_path: Path) -> None:
+    """A host route on a service's name gave that DNS name two A records to write, one per host (apply flipped
+    it between them); two hosts' routes on one name the same.  One host's routes may share a name."""
+    root = _copy(tmp_path)
+    route = {"hostname": "web.svc.example.test", "listener": 9443, "mode": "l7", "backend": "127.0.0.1:3000"}
+    _edit(root / "hosts/beta/host.json", lambda d: d.update(routes=[route, {**route, "listener": 9444}]))
+    assert _codes(root) == [("name-claimed-twice", "hosts/beta/host.json", "/routes/0/hostname"),
+                            ("name-claimed-twice", "hosts/beta/host.json", "/routes/1/hostname")]  # fmt: skip
+    [first, _] = check(load_fleet(root))
+    assert first.message == "hostname web.svc.example.test of beta's host routes is already claimed by service web"
+    other = {**route, "hostname": "git.svc.example.test"}
+    _edit(root / "hosts/beta/host.json", lambda d: d.update(routes=[other, {**other, "listener": 9444}]))
+    assert _codes(root) == []
+    _edit(
+        root / "hosts/edge1/host.json", lambda d: d.update(routes=[*d.get("routes", []), {**other, "listener": 9445}])
+    )
+    [clash] = [f for f in check(load_fleet(root)) if f.code == "name-claimed-twice"]
+    assert (clash.file, clash.pointer) == (
+        "hosts/edge1/host.json",
+        f"/routes/{len(_routes(root, 'edge1')) - 1}/hostname",
+    )
+    assert clash.message.endswith("is already claimed by beta's host routes"), clash.message
+
+
+def _routes(root: Path, host: str) -> list[dict[str, object]]:
+    return list(json.loads((root / "hosts" / host / "host.json").read_text())["routes"])
+
+
 def test_two_unnamed_routes_collide_on_port_env(tmp_path: Path) -> None:
     root = _copy(tmp_path)
     web = root / "hosts/alpha/services/web.json"

@@ -5,7 +5,10 @@ Semantics (mirrored by nix/lib, keep them in step):
   (the later copy then claims nothing else); a DNS name claimed by two services: every
   service claims `<svc>.<zone>` first, then each route claims its hostname (default
   `<svc>.<zone>`); a route hostname owned by another service ->
-  /components/<i>/routes/<j>/hostname.  Routes of one service may share a hostname.
+  /components/<i>/routes/<j>/hostname.  Routes of one service may share a hostname.  Then
+  each host's own routes (hosts in name order) claim theirs; one owned by a service or by
+  another host's routes -> hosts/<host>/host.json /routes/<k>/hostname (a host's routes may
+  share a hostname: they are one owner, like a service's).
 - unknown-reference: `depends_on` names a service that no host defines -> /depends_on/<k>.
 - stage-cycle: `depends_on` on a service of a later boot stage -> /depends_on/<k>; a
   dependency cycle (depth-first from services in name order, reported once per back edge)
@@ -60,6 +63,20 @@ def rule_names(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
                         "every DNS name, route and certificate has one owner: pick another hostname",
                         p.host.name,
                     )
+    for host_name, entry in sorted(loaded.hosts.items()):
+        mine = f"{host_name}'s host routes"
+        for k, native in enumerate(entry.host.routes):
+            claimant = owners.setdefault(native.hostname, mine)
+            if claimant != mine:
+                yield Finding(
+                    "name-claimed-twice",
+                    loaded.rel(entry.dir / "host.json"),
+                    f"/routes/{k}/hostname",
+                    f"hostname {native.hostname} of {mine} is already claimed by "
+                    f"{claimant if claimant.endswith(' host routes') else f'service {claimant}'}",
+                    "every DNS name, route and certificate has one owner: pick another hostname",
+                    host_name,
+                )
 
 
 def rule_dependencies(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:

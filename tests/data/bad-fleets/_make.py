@@ -247,7 +247,16 @@ DEFECTS: dict[str, Defect] = {
         "/stage",
     ),
     "name-claimed-twice": (
-        lambda f: f.__setitem__("hosts/beta/services/web.json", copy.deepcopy(f[WEB])),
+        lambda f: (
+            f.__setitem__("hosts/beta/services/web.json", copy.deepcopy(f[WEB])),
+            # and a host route on a service's name (another listener: not a route-listener-duplicate)
+            _set(
+                f,
+                "hosts/beta/host.json",
+                ["routes"],
+                [{"hostname": "dns.svc.example.test", "listener": 9443, "mode": "l7", "backend": "127.0.0.1:3000"}],
+            ),
+        ),
         "hosts/beta/services/web.json",
         "/name",
     ),
