@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -36,10 +37,10 @@ WIPE = (
 APP = {name: IMAGES[stage].split("/")[1].split(":")[0] for stage, names in STAGES.items() for name in names}
 
 
-def started_at(fleet: Nodes, host: str) -> dict[str, str]:
+def started_at(fleet: Nodes, host: str, names: list[str] = NAMES) -> dict[str, str]:
     """container -> when its current run started (RFC 3339 with nanoseconds: sortable as text
     within one day and one zone, which one drill on one node is)."""
-    out = fleet.sh(host, f"{AS_MCP} inspect --format '{{{{.Name}}}} {{{{.State.StartedAt}}}}' {' '.join(NAMES)}")
+    out = fleet.sh(host, f"{AS_MCP} inspect --format '{{{{.Name}}}} {{{{.State.StartedAt}}}}' {' '.join(names)}")
     return {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in out.stdout.splitlines() if line}
 
 
@@ -98,3 +99,45 @@ def test_recover_after_podman_system_reset_brings_every_service_back_in_stage_or
     # the node is as the files say: nothing left to do
     code, data = plan(root, "--detailed-exitcode")
     assert code == 0, data["actions"]
+
+
+REBOOTED = {"foundation": "db0", "core": "core0", "services": "web0"}
+
+
+def test_a_rebooted_node_brings_its_services_back_by_itself_in_stage_order_with_its_data(
+    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo
+) -> None:
+    """The incident's reboot: /run is new (podman's runtime state and mcp's user session with it), the
+    containers are stopped, and nobody runs a command.  The agent's unit starts at boot and its boot
+    sequence starts each stage once the one before is healthy; the plan then has nothing to do."""
+    fleet = make_nodes(1, "reboot")
+    host, root, node = fleet.names[0], str(fleet.fleet_dir), fleet.nodes[0]
+    fleet_json = json.loads((fleet.fleet_dir / "fleet.json").read_text())
+    fleet_json["providers"] = {}
+    (fleet.fleet_dir / "fleet.json").write_text(json.dumps(fleet_json, indent=2))
+    for stage, name in REBOOTED.items():
+        write_service(fleet, host, service(name, stage, f"{registry.address}/{IMAGES[stage]}"))
+    first = cli("apply", root, "--on", host, "--bundle", str(agent_bundle), "--json")
+    assert first.code == 0, first.stdout + first.stderr
+    fleet.sh(host, f"{AS_MCP} exec db0 sh -c 'echo precious > /data/precious'")
+    fleet.sh(host, "touch /run/before-reboot")  # /run is a new tmpfs at each boot
+    before = node.live_pid()
+
+    fleet.sh(host, "systemctl reboot", check=False)
+    deadline = time.monotonic() + 90
+    while node.live_pid() in (before, node.ns_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)  # nspawn exits 133 and the node's runner boots it again
+    assert node.live_pid() not in (before, node.ns_pid), "the node did not come back from its reboot"
+    assert fleet.sh(host, "test -e /run/before-reboot", check=False).returncode == 1
+    for name in REBOOTED.values():
+        assert answer(fleet, host, host_port(fleet, host, name), within_s=120).endswith("1 port=8080\n"), name
+    assert fleet.sh(host, f"{AS_MCP} exec db0 cat /data/precious").stdout == "precious\n"
+    started = started_at(fleet, host, list(REBOOTED.values()))
+    assert started["db0"] < started["core0"] < started["web0"], started
+    status = cli("agent", "status", "--on", host, "--json", "-C", root)
+    [row] = json.loads(status.stdout)["hosts"]
+    assert status.code == 0 and row["health"] == "SERVING", row
+    log = cli("logs", host, "agent", "-n", "80", "-C", root).stdout
+    assert "boot-ok" in log, log
+    code, data = plan(root, "--detailed-exitcode")
+    assert code == 0, [(a["subject"], a["reason"], a.get("before"), a.get("after")) for a in data["actions"]]

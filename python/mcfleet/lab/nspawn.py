@@ -91,6 +91,10 @@ def prepare_upper(node_dir: Path, name: str, client_pub: str) -> Path:
     (node_dir / "merged").mkdir(parents=True, exist_ok=True)
     _put(upper, "etc/hostname", f"{name}\n".encode())
     _put(upper, "etc/hosts", etc_hosts(name).encode())
+    # The node's own resolv.conf (the machine's at first, what mcfleet writes later), kept across the
+    # node's reboots as a statically addressed server keeps it: nspawn's default (--resolv-conf=auto)
+    # copies the machine's over it at every boot, undoing the fleet's resolvers.
+    _put(upper, "etc/resolv.conf", Path("/etc/resolv.conf").read_bytes())
     _put(upper, "etc/ssh/sshd_config.d/mcfleet.conf", SSHD_DROPIN.encode())
     key = node_dir / "ssh_host_ed25519_key"
     _put(upper, "etc/ssh/ssh_host_ed25519_key", key.read_bytes(), 0o600)
@@ -109,15 +113,44 @@ def prepare_upper(node_dir: Path, name: str, client_pub: str) -> Path:
     return upper
 
 
-async def _container_init(nspawn_pid: int, limit_s: float = 20) -> int:
-    """The container's PID 1 (systemd): a child of the nspawn process."""
+# systemd-nspawn exits with 133 when the container reboots (`systemctl reboot` inside): the
+# node's runner starts it again on the same overlay and network namespace, as systemd's own
+# systemd-nspawn@.service does (RestartForceExitStatus=133), so a full node can be rebooted.
+# SIGTERM to the runner is passed to nspawn (which powers the container off) and waited for,
+# so `down` stopping the runner still returns once the node is gone.
+REBOOT_EXIT = 133
+RUNNER = (
+    'trap \'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 143\' TERM INT; '
+    f'while :; do "$@" & child=$!; wait "$child"; rc=$?; [ "$rc" -eq {REBOOT_EXIT} ] || exit "$rc"; done'
+)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in (read_text(f"/proc/{pid}/task/{pid}/children") or "").split()]
+
+
+def _comm(pid: int) -> str:
+    return (read_text(f"/proc/{pid}/comm") or "").strip()
+
+
+def container_init(runner_pid: int) -> int | None:
+    """The node's PID 1 (systemd) now: the child of the runner's systemd-nspawn (a new one after each
+    reboot); None while it boots or is down."""
+    for nspawn in _children(runner_pid):
+        if _comm(nspawn) == "systemd-nspawn":
+            for child in _children(nspawn):
+                if _comm(child) == "systemd":
+                    return child
+    return None
+
+
+async def _container_init(runner_pid: int, limit_s: float = 20) -> int:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        children = read_text(f"/proc/{nspawn_pid}/task/{nspawn_pid}/children") or ""
-        for child in (int(p) for p in children.split()):
-            if (read_text(f"/proc/{child}/comm") or "").strip() == "systemd":
-                return child
-        if start_time(nspawn_pid) is None:
+        init = container_init(runner_pid)
+        if init is not None:
+            return init
+        if start_time(runner_pid) is None:
             break
         await asyncio.sleep(0.05)
     raise LabError("systemd did not start inside the full node", hint="see the node's nspawn.log")
@@ -145,12 +178,13 @@ async def boot(
     log = node_dir / "nspawn.log"
     argv = ["systemd-nspawn", "-q", "-D", str(merged), "-b", "-M", netns, f"--hostname={name}"]
     argv += ["--register=no", "--keep-unit", "--console=passive", f"--network-namespace-path=/run/netns/{netns}"]
+    argv += ["--resolv-conf=off"]
     argv += _tun_args()
     cgroup_dirs = cgroups.node_dirs(netns)
     for d in cgroup_dirs:  # recorded first, and undone after the process (newest first)
         state.add(Resource("cgroup", str(d)))
     cgroups.create(cgroup_dirs)
-    pid = spawn(cgroups.exec_in(cgroup_dirs, argv), log=log)
+    pid = spawn(cgroups.exec_in(cgroup_dirs, ["sh", "-c", RUNNER, "nspawn-runner", *argv]), log=log)
     state.add(Resource("process", f"{name}/nspawn", pid, start_time(pid), str(log)))
     try:
         await wait_port(address, 22, limit_s=60, what=f"sshd of full node {name}", pid=pid, log=log)

@@ -89,7 +89,9 @@ def haproxy_config(address: str) -> str:
 
 def _in_node_net(node: LabNode, argv: list[str]) -> list[str]:
     """argv run in the node's network namespace, with the node's /srv/mc-proxy at /srv/mc-proxy."""
-    script = f'mount -t tmpfs mcfleet-proxy /srv && ln -s /proc/{node.ns_pid}/root{PROXY_DIR} {PROXY_DIR} && exec "$@"'
+    # a full node's root is its overlay (its init, and so /proc/<pid>/root, changes when it reboots)
+    root = f"{node.dir}/merged" if node.kind == "full" else f"/proc/{node.ns_pid}/root"
+    script = f'mount -t tmpfs mcfleet-proxy /srv && ln -s {root}{PROXY_DIR} {PROXY_DIR} && exec "$@"'
     return ["nsenter", "-t", str(node.ns_pid), "-n", "-u", "--", "unshare", "-m", "--propagation", "private",
             "sh", "-c", script, "node-proxy", *argv]  # fmt: skip
 
