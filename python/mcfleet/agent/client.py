@@ -36,6 +36,19 @@ from mcfleet.fleet.models import Service
 T = TypeVar("T")
 
 
+# grpc's words for a connection that closed while a call was under way (measured: the agent killed
+# during ReconcileServices gives UNAVAILABLE "Stream removed (Socket closed)"), as when the node reboots
+LOST_MID_CALL = (
+    "the connection to the agent closed during the call: mcp-agent or the node restarted. What the agent "
+    "finished stays; `mcfleet plan` shows what is left, and apply again finishes it"
+)
+
+
+def _lost_mid_call(exc: grpc.aio.AioRpcError) -> bool:
+    details = exc.details() or ""
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and ("Socket closed" in details or "Stream removed" in details)
+
+
 class AgentClient:
     """One channel to one agent.  `timeout` bounds quick calls (health, Info, Facts);
     `long_timeout` bounds calls that wait for containers to get healthy."""
@@ -66,7 +79,9 @@ class AgentClient:
             raise PeerError(
                 f"agent {what} failed: {exc.code().name}: {exc.details()}",
                 location=f"unix:{self.socket_path}",
-                hint="is mcp-agent running on the node (systemctl status mcp-agent)?",
+                hint=LOST_MID_CALL
+                if _lost_mid_call(exc)
+                else "is mcp-agent running on the node (systemctl status mcp-agent)?",
             ) from exc
 
     async def health_status(self, service: str = "") -> str:
