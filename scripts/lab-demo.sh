@@ -9,7 +9,8 @@
 # hello (public, through the edge), api (internal, on its node's proxy), sni (l4: HAProxy
 # passes TLS through; the container ends it with its own certificate).  Then apply again
 # (converged: nothing sent), bump one image tag (only that container is replaced; the edge
-# serves the new version) and show every agent.
+# serves the new version) and show every agent.  Last, reboot the worker, as rift was in the incident:
+# nobody runs a command, its agent brings its services back stage by stage, and the edge serves them again.
 # The lab stays up afterwards for you to explore:
 #   mcfleet lab status --dir /var/tmp/mcfleet-lab   ·   mcfleet lab down --dir /var/tmp/mcfleet-lab
 # The fast (namespace) nodes do not boot systemd, so plan and apply target the systemd
@@ -25,7 +26,7 @@ STARTED=$(date +%s)
 $M lab down --dir "$DIR" >/dev/null 2>&1 || true   # idempotent: a previous demo's lab goes first
 $M lab up --nodes 2 --full 2 --login root,sudo --dir "$DIR"   # the second systemd node is reached as kyle with sudo, as the real fleet is
 # The last systemd node becomes the edge; the first (the worker) runs hello (public), api, db and sni.
-eval "$(.venv/bin/python -m mcfleet.lab.edgedemo "$DIR")"   # sets EDGE WORKER PUB INT SNI PEBBLE_ROOT SNI_CA MCFLEET_AGE_IDENTITY KNOT KNOT_PORT
+eval "$(.venv/bin/python -m mcfleet.lab.edgedemo "$DIR")"   # sets EDGE WORKER WORKER_NAME PUB INT SNI PEBBLE_ROOT SNI_CA MCFLEET_AGE_IDENTITY KNOT KNOT_PORT
 export MCFLEET_AGE_IDENTITY   # the lab operator's age key: decrypts sni's private key (secrets/sni-tls-key.age)
 $M -C "$DIR" validate
 $M -C "$DIR" plan --on @full
@@ -73,5 +74,14 @@ $M -C "$DIR" apply --on @full --yes
 answer_all
 $M -C "$DIR" agent status --on @full
 echo "--- the edge serves the new hello"
+through_proxies
+
+echo "--- $WORKER_NAME reboots: a new /run (podman's runtime state and mcp's session gone, as in the incident), and nobody runs a command"
+$M lab reboot "$WORKER_NAME" --dir "$DIR"
+for _ in $(seq 120); do   # the agent's boot sequence brings its services back, stage by stage
+  $M -C "$DIR" status --on "$WORKER_NAME" > /dev/null 2>&1 && break
+  sleep 0.5
+done
+$M -C "$DIR" status --on @full
 through_proxies
 echo "demo done in $(( $(date +%s) - STARTED )) s; lab is up: $M lab status --dir $DIR   ·   $M lab down --dir $DIR"

@@ -202,6 +202,7 @@ def test_no_tracebacks_and_documented_codes_for_each_command(fleet: Path) -> Non
         (["restore", "nosuch", "web", "/var/lib/mcfleet/snapshots/x.tar.zst"], 2),
         (["secret", "show", "nosuch"], 2),
         (["lab", "status", "--dir", str(fleet / "nolab")], 1),  # no lab up there
+        (["lab", "reboot", "full1", "--dir", str(fleet / "nolab")], 1),  # no lab up there (root) or not root
         (["completion", "nosh"], 2),
     ]
     for argv, expected in cases:

@@ -1,4 +1,4 @@
-"""`mcfleet lab up|status|down`: a real local fleet on this machine (root needed)."""
+"""`mcfleet lab up|status|down|reboot`: a real local fleet on this machine (root needed)."""
 
 from __future__ import annotations
 
@@ -190,6 +190,38 @@ def down(directory: Path = DIR_OPT, json_out: bool = JSON_OPT) -> None:
         typer.echo(f"no lab was up in {directory}")
 
 
+def reboot(
+    node: str = typer.Argument(..., help="The full node to reboot (see `mcfleet lab status`)."),
+    directory: Path = DIR_OPT,
+    within: float = typer.Option(90.0, "--within", min=1, help="Seconds to wait for the node to be back."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Reboot a full node (`systemctl reboot` inside it) and wait until it is back, sshd answering.
+
+    The node gets a new /run, as a real machine does: podman's runtime state and mcp's user session
+    start afresh, and the agent's boot sequence brings its services back by itself, stage by stage
+    (`mcfleet status` shows when they are up).
+
+    Examples:
+
+      sudo mcfleet lab reboot full1
+
+      sudo mcfleet lab reboot full1 --dir /tmp/lab --json
+    """
+
+    require_root()
+    state = LabState.load(directory.resolve() / ".lab" / "state.json")
+    if not state.resources:
+        raise LabError(f"no lab is up in {directory}", hint=f"mcfleet lab up --dir {directory}")
+    _started, show = _progress_printer()
+    lab = Lab(directory, progress=show if not json_out else lambda _line: None)
+    took = asyncio.run(lab.reboot(node, within_s=within))
+    if json_out:
+        emit_json({"node": node, "rebooted": True, "seconds": round(took, 1)})
+    else:
+        typer.echo(f"{node} rebooted and back in {took:.1f} s; its agent brings its services back: mcfleet status")
+
+
 def build_rootfs(
     arch: str = typer.Option("amd64", "--arch", help="amd64 (full nodes) or arm64 (the arm64 node)."),
     json_out: bool = JSON_OPT,
@@ -226,5 +258,6 @@ def register(app: typer.Typer) -> None:
     lab.command("up")(up)
     lab.command("status")(status)
     lab.command("down")(down)
+    lab.command("reboot")(reboot)
     lab.command("build-rootfs")(build_rootfs)
     app.add_typer(lab, name="lab")

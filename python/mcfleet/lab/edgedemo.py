@@ -18,7 +18,7 @@ services from the lab registry:
 
 The next `mcfleet apply` (with $MCFLEET_AGE_IDENTITY set to the printed identity) deploys the
 containers, issues the certificates from Pebble, writes the A records into Knot and the
-routes into the proxies.  Prints shell assignments for the curl lines: EDGE, WORKER, PUB,
+routes into the proxies.  Prints shell assignments for the curl lines: EDGE, WORKER, WORKER_NAME, PUB,
 INT, SNI, PEBBLE_ROOT, SNI_CA, MCFLEET_AGE_IDENTITY, and KNOT, KNOT_PORT (the zone's server,
 where the curl lines look the names up).  Every process started here is
 recorded in the lab's state, so `mcfleet lab down` stops it.
@@ -167,6 +167,7 @@ async def edge_fleet(lab: Lab, root: Path, worker: LabNode, edge: LabNode) -> di
         "KNOT_PORT": str(knot.get("port", "")),
         "EDGE": edge.address,
         "WORKER": worker.address,
+        "WORKER_NAME": worker.name,
         "PUB": f"hello.{zone}",
         "INT": f"api.{zone}",
         "SNI": f"sni.{zone}",

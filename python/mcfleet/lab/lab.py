@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -268,6 +269,32 @@ class Lab:
         from mcfleet.lab.proc import run_status
 
         return await run_status([*node.nsenter(), *argv], input_=input_)
+
+    async def reboot(self, name: str, *, within_s: float = 90.0) -> float:
+        """Reboot a full node (`systemctl reboot` inside) and wait until it is back: a new init, sshd
+        answering.  Returns the seconds it took."""
+        node = self.node(name)
+        if node.kind != "full":
+            full = ", ".join(n for n, x in sorted(self.nodes.items()) if x.kind == "full") or "none"
+            raise LabError(f"{name} is a {node.kind} node: only full nodes (systemd under nspawn) reboot",
+                           hint=f"full nodes: {full}")  # fmt: skip
+        from mcfleet.lab.nspawn import container_init
+
+        began = time.monotonic()
+        before = container_init(node.main_pid)
+        if before is None:
+            raise LabError(f"{name} is not running", hint="see `mcfleet lab status`")
+        await self.exec_in(name, ["systemctl", "reboot"])  # it may end before it can answer: its code says nothing
+        deadline = began + within_s
+        while (now := container_init(node.main_pid)) in (None, before):
+            if time.monotonic() >= deadline or not proc_alive(node.main_pid):
+                raise LabError(f"{name} did not come back from its reboot within {within_s:g} s",
+                               location=f"{node.dir}/nspawn.log", hint="see the node's nspawn.log")  # fmt: skip
+            await asyncio.sleep(0.1)
+        left = max(1.0, deadline - time.monotonic())
+        await sshd.wait_port(node.address, node.ssh_port, limit_s=left, what=f"sshd of {name} after its reboot")
+        self.progress(f"node {name}: rebooted (init {before} -> {now})")
+        return time.monotonic() - began
 
     async def stop_sshd(self, name: str) -> None:
         """Make a node unreachable over SSH (its files and other processes stay)."""
