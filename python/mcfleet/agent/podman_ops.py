@@ -201,14 +201,16 @@ class Podman:
             return exc.message
         return ""
 
-    def list_managed(self) -> list[Managed]:
+    def list_managed(self, *, forwarders: bool = False) -> list[Managed]:
+        """Our containers; with `forwarders` (Facts, converge), also the published ports of each running one
+        that nothing listens on (one read of the node's socket table, our own rootless podman only)."""
         self.heal()  # every read of the node's containers starts with it (Facts, health, converge)
         found = self._call(
             "list", lambda: self._client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
         )
         result = []
         now = time.time()
-        listening = listening_ports() if self.rootless else None
+        listening = listening_ports() if forwarders and self.rootless else None
         for item in found:
             attrs: dict[str, Any] = item.attrs
             if (attrs.get("Labels") or {}).get(LABEL_MANAGED) != "true":

@@ -319,7 +319,7 @@ class Reconciler:
         current: list[Entry] = []  # the services of the stage being converged
         pending: list[Entry] = []  # those of that stage and the later ones: not healthy yet
         try:
-            existing = {m.name: m for m in await self.podman.in_thread(self.podman.list_managed)}
+            existing = {m.name: m for m in await self.podman.in_thread(self.podman.list_managed, forwarders=True)}
             for name in [n for n in existing if n.endswith(ASIDE)]:
                 # A replace runs within one converge, under the lock: a set-aside container seen here was
                 # left by an agent that died amid one; it would hold its ports against its replacement.

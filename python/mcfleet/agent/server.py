@@ -279,7 +279,9 @@ class AgentServicer(pb_grpc.AgentServicer):
         rec = await _loaded(self.state, context)
         podman = rec.podman
         try:
-            listed = await asyncio.wait_for(podman.in_thread(podman.list_managed), FACTS_PODMAN_TIMEOUT_S)
+            listed = await asyncio.wait_for(
+                podman.in_thread(podman.list_managed, forwarders=True), FACTS_PODMAN_TIMEOUT_S
+            )
             containers, podman_error = [asdict(m) for m in listed], ""
         except TimeoutError:
             containers = []
