@@ -11,7 +11,7 @@ APT_PACKAGES=(
   iproute2 iptables iputils-ping netcat-openbsd socat curl file binutils zstd
   debootstrap systemd-container busybox-static
   podman runc uidmap slirp4netns fuse-overlayfs catatonit containernetworking-plugins docker-registry
-  knot knot-dnsutils bind9 dnsutils pebble caddy haproxy
+  knot knot-dnsutils bind9 dnsutils pebble caddy haproxy dnsmasq-base
   qemu-user-static binfmt-support
   nix-bin
 )

@@ -1,17 +1,24 @@
 """Host-level drift on a full lab node: a fresh node's plan lists what apply does; a hand edit
 of each managed host fact shows as `~` (or `+` when removed) with old -> new, apply converges it,
 and the plan is clean.  Facts: resolvers (resolv.conf, or systemd-resolved's drop-in, zone unit
-and live per-link routing), /srv/mcp owner and mode, the agent unit's content and enabled state,
+and live per-link routing, dhclient's hook), /srv/mcp owner and mode, the agent unit's content and enabled state,
 linger and the podman socket of mcp."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mcfleet.fleet.resolvers import DHCLIENT_HOOK, DHCLIENT_HOOK_TEXT
 from tests.integration.apply_lab import MakeNodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
@@ -212,3 +219,95 @@ def test_subid_range_moves_only_while_nothing_lives_in_it(make_nodes: MakeNodes,
     run = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json")
     assert run.code == 1, run.stdout + run.stderr
     assert "300000:65536" in fleet.sh(name, "grep ^mcp: /etc/subuid").stdout  # nothing moved
+
+
+# The DHCP server's network (TEST-NET-2) and the nameserver its leases name.
+DHCP_NET = "198.51.100"
+DHCP_DNS = f"{DHCP_NET}.53"
+
+
+@contextlib.contextmanager
+def dhcp_server(node_netns: str, tmp: Path) -> Iterator[str]:
+    """A real DHCP server (dnsmasq, DNS off) in a network namespace of its own, on a veth pair whose
+    other end is in the node's namespace; yields that end's name.  Its leases name DHCP_DNS as the
+    nameserver and no router, so the node's own routes stay."""
+    dnsmasq = shutil.which("dnsmasq")
+    assert dnsmasq, "dnsmasq is not installed: scripts/setup.sh installs dnsmasq-base (the DHCP server)"
+    tag = str(os.getpid())[-7:]
+    netns, ours, theirs = f"mcfdh{tag}", f"dh{tag}s", f"dh{tag}n"
+    log = tmp / "dnsmasq.log"
+
+    def ip(*argv: str) -> None:
+        subprocess.run(["ip", *argv], check=True, capture_output=True)
+
+    ip("netns", "add", netns)
+    server = None
+    errors = (tmp / "dnsmasq.err").open("wb")
+    try:
+        ip("link", "add", ours, "type", "veth", "peer", "name", theirs)
+        ip("link", "set", theirs, "netns", node_netns)
+        ip("link", "set", ours, "netns", netns)
+        ip("-n", netns, "addr", "add", f"{DHCP_NET}.1/24", "dev", ours)
+        ip("-n", netns, "link", "set", ours, "up")
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", netns, dnsmasq, "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
+             "--bind-interfaces", f"--interface={ours}", f"--dhcp-range={DHCP_NET}.50,{DHCP_NET}.99,255.255.255.0,1h",
+             "--dhcp-option=option:router", f"--dhcp-option=option:dns-server,{DHCP_DNS}",
+             f"--dhcp-leasefile={tmp / 'leases'}", "--pid-file=", "--user=root", f"--log-facility={log}"],
+            stdout=subprocess.DEVNULL, stderr=errors,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while "sockets bound" not in (log.read_text() if log.exists() else ""):
+            assert server.poll() is None, f"dnsmasq exited: {(tmp / 'dnsmasq.err').read_text()}"
+            assert time.monotonic() < deadline, "dnsmasq did not bind its DHCP socket within 10 s"
+            time.sleep(0.05)
+        yield theirs
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
+        errors.close()
+        ip("netns", "del", netns)  # takes the veth pair with it
+
+
+def test_a_dhcp_lease_leaves_the_fleets_resolvers_alone(
+    make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path
+) -> None:
+    """Debian 12's DHCP client (isc-dhcp-client) rewrites /etc/resolv.conf with the lease's nameserver at
+    every bind and renewal, which drops the fallbacks until the next apply.  A resolv.conf host gets a
+    dhclient hook that stops it: planned, applied, and tried with a real lease (dhclient on the node,
+    dnsmasq serving); without the hook the same lease replaces the resolvers."""
+    fleet = make_nodes(1, "dhcp")
+    name = fleet.names[0]
+    root = str(fleet.fleet_dir)
+
+    fresh = _plan(root, name)
+    hook = fresh["host dhclient hook"]
+    assert (hook["kind"], hook["after"]) == ("create", ["make_resolv_conf() {", ":", "}"]), hook
+    _apply(root, name, agent_bundle)
+    _clean(root, name)
+    assert fleet.sh(name, f"cat {DHCLIENT_HOOK}").stdout == DHCLIENT_HOOK_TEXT
+    fleets = fleet.sh(name, "cat /etc/resolv.conf").stdout
+    assert "nameserver 1.1.1.1" in fleets
+
+    with dhcp_server(fleet.nodes[0].netns, tmp_path) as link:
+        # -1: one try, then in the background holding the lease; -x stops it without a release
+        lease = f"timeout 60 dhclient -1 -v -lf /run/dhcp-test.leases -pf /run/dhcp-test.pid {link} 2>&1"
+        stop = "dhclient -x -pf /run/dhcp-test.pid"
+        got = fleet.sh(name, f"{lease}; {stop}").stdout
+        assert f"DHCPACK of {DHCP_NET}." in got, got  # a real lease, bound
+        assert f"{DHCP_NET}." in fleet.sh(name, f"ip -4 -br addr show {link}").stdout
+        assert fleet.sh(name, "cat /etc/resolv.conf").stdout == fleets
+        _clean(root, name)
+
+        # the hook removed by hand: the next lease (a reboot's REQUEST of the same address) rewrites resolv.conf
+        fleet.sh(name, f"rm {DHCLIENT_HOOK}")
+        fleet.sh(name, f"{lease}; {stop}")
+        assert fleet.sh(name, "grep ^nameserver /etc/resolv.conf").stdout == f"nameserver {DHCP_DNS}\n"
+        drift = _plan(root, name)
+        assert drift["host resolvers"]["before"] == [f"nameserver {DHCP_DNS}"]
+        assert drift["host dhclient hook"]["kind"] == "create"
+        _apply(root, name, agent_bundle)
+        _clean(root, name)
+        fleet.sh(name, f"{lease}; {stop}")
+        assert fleet.sh(name, "cat /etc/resolv.conf").stdout == fleets

@@ -11,7 +11,7 @@ from pathlib import Path
 from mcfleet.fleet.host_level import HostLevelWant, WantedDir, host_level_want
 from mcfleet.fleet.load import load_fleet
 from mcfleet.fleet.models import Dns
-from mcfleet.fleet.resolvers import resolver_file
+from mcfleet.fleet.resolvers import DHCLIENT_HOOK, DHCLIENT_HOOK_TEXT, ResolverFile, dhclient_hook, resolver_file
 from mcfleet.kinds.host_level import host_level_diff
 from mcfleet.observe.facts import Facts
 from mcfleet.observe.hostlevel import DirFacts, HostLevelFacts, host_level_from
@@ -245,3 +245,63 @@ def test_a_zone_unit_left_from_an_earlier_configuration_is_removed() -> None:
     [act] = host_level_diff("n1", "debian", WANT, _facts(left))
     assert (act.kind, act.subject, act.after) == ("delete", "dns zone", None)
     assert act.before["enabled"] == "enabled"
+
+
+# resolv.conf on a node with Debian's DHCP client: the hook that keeps a lease from rewriting it
+HOOKED = HostLevelWant(
+    "resolv.conf", resolver_file(DNS), WantedDir("/srv/mcp", 850, 850, "750"), dhclient_hook=dhclient_hook(DNS)
+)
+
+
+def test_a_node_with_dhclient_gets_the_hook_that_keeps_leases_off_resolv_conf() -> None:
+    [act] = host_level_diff("n1", "debian", HOOKED, _facts(GOOD.model_copy(update={"dhclient": True})))
+    assert (act.kind, act.subject, act.before) == ("create", "dhclient hook", None)
+    assert act.after == ["make_resolv_conf() {", ":", "}"]
+    assert "rewrites /etc/resolv.conf" in act.reason and DHCLIENT_HOOK in act.reason
+    hooked = GOOD.model_copy(update={"dhclient": True, "dhclient_hook": DHCLIENT_HOOK_TEXT})
+    assert _subjects(hooked, HOOKED) == []
+    edited = hooked.model_copy(update={"dhclient_hook": "# emptied by hand\n"})
+    [act] = host_level_diff("n1", "debian", HOOKED, _facts(edited))
+    assert (act.kind, act.before) == ("update", []) and "changed on the node" in act.reason
+
+
+def test_no_hook_without_dhclient_nor_from_an_older_facts_script() -> None:
+    assert _subjects(GOOD.model_copy(update={"dhclient": False}), HOOKED) == []
+    assert _subjects(GOOD, HOOKED) == []  # dhclient None: not looked for
+
+
+def test_a_hook_left_from_resolv_conf_goes_with_systemd_resolved() -> None:
+    dns = DNS.model_copy(update={"resolver": "systemd-resolved"})
+    assert dhclient_hook(dns) is None
+    resolved = HostLevelWant("systemd-resolved", resolver_file(dns), None)
+    stub = GOOD.model_copy(
+        update={
+            "resolv_link": "../run/systemd/resolve/stub-resolv.conf",
+            "resolved_conf": resolved.resolver_file.text,
+            "dhclient": True,
+            "dhclient_hook": DHCLIENT_HOOK_TEXT,
+        }
+    )
+    [act] = host_level_diff("n1", "debian", resolved, _facts(stub))
+    assert (act.kind, act.subject, act.after) == ("delete", "dhclient hook", None)
+
+
+def test_the_dhclient_probe_parses_back() -> None:
+    base = {"resolv": b"", "resolv-link": b"", "resolved-conf": b"absent\n", "agent-dir": b"850 850 750\n"}
+    present = host_level_from(
+        FramedOutput(values={**base, "dhclient": f"dhclient\nfile\n{DHCLIENT_HOOK_TEXT}".encode()})
+    )
+    assert present is not None and (present.dhclient, present.dhclient_hook) == (True, DHCLIENT_HOOK_TEXT)
+    absent = host_level_from(FramedOutput(values={**base, "dhclient": b"none\nabsent\n"}))
+    assert absent is not None and (absent.dhclient, absent.dhclient_hook) == (False, None)
+    older = host_level_from(FramedOutput(values=base))
+    assert older is not None and (older.dhclient, older.dhclient_hook) == (None, None)
+
+
+def test_the_real_fleets_resolv_conf_hosts_want_the_hook() -> None:
+    from tests.conftest import REPO
+
+    loaded = load_fleet(REPO)
+    wants = {name: host_level_want(e, loaded.fleet).dhclient_hook for name, e in loaded.hosts.items()}
+    assert wants["svc"] == ResolverFile(DHCLIENT_HOOK, DHCLIENT_HOOK_TEXT)  # Debian, resolv.conf
+    assert wants["rift"] is None  # systemd-resolved

@@ -4,7 +4,8 @@ The node-side part is one script (`templates/provision.sh`, one round trip): the
 `mcp` group and user with their pinned GID/UID (refused, not changed, when the name
 has other ids or the ids belong to another account: a rootless podman user's UID never moves), the
 subordinate id ranges for rootless podman, `/srv/mcp/`, and the resolvers (the
-host's nameservers, then the public fallbacks, so a dead fleet DNS does not stop lookups).  The unit, the
+host's nameservers, then the public fallbacks, so a dead fleet DNS does not stop lookups;
+with resolv.conf, a dhclient hook keeps DHCP leases from rewriting it).  The unit, the
 bundle, the start and the health check are the apply pipeline's push and activate,
 so a provisioned node is exactly what `apply` would make it.
 """
@@ -19,7 +20,14 @@ from mcfleet.apply.probe import agent_dir
 from mcfleet.errors import ApplyError, Refused
 from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import OS, Fleet, HostUser, IdRange
-from mcfleet.fleet.resolvers import ZONE_UNIT_PATH, resolver_file, zone_servers, zone_unit_text
+from mcfleet.fleet.resolvers import (
+    DHCLIENT_HOOK,
+    ZONE_UNIT_PATH,
+    dhclient_hook,
+    resolver_file,
+    zone_servers,
+    zone_unit_text,
+)
 from mcfleet.observe.hostlevel import SUBID_USE_SH
 from mcfleet.transport.base import Node
 
@@ -49,6 +57,7 @@ def provision_script(entry: HostEntry, fleet: Fleet | None) -> str:
     resolv = resolver_file(host.dns)
     zone = fleet.zone if fleet else ""
     unit = zone_unit_text(host.dns, zone) if zone else None
+    hook = dhclient_hook(host.dns)
     q = shlex.quote
     return fill_template(
         template("provision.sh"),
@@ -66,6 +75,8 @@ def provision_script(entry: HostEntry, fleet: Fleet | None) -> str:
             "ZONE_SERVERS": q(" ".join(zone_servers(host.dns))),
             "ZONE_UNIT_PATH": q(ZONE_UNIT_PATH),
             "ZONE_UNIT_TEXT": q(unit or ""),
+            "DHCLIENT_HOOK": q(DHCLIENT_HOOK),
+            "DHCLIENT_HOOK_TEXT": q(hook.text if hook else ""),
             "SUBID_USE_FN": SUBID_USE_SH,  # shell code, not a value
         },
     )

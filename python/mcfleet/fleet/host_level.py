@@ -1,9 +1,10 @@
-"""What a host should have beyond its pinned ids: the resolver file and the agent's folder.
+"""What a host should have beyond its pinned ids: the resolver files and the agent's folder.
 
 Pure values from the files (the plan's host kind compares them with the node's facts; the
 Debian provisioning script writes exactly these): the file for the host's resolver
 mechanism (`fleet.resolvers.resolver_file`) and, with systemd-resolved, the unit that routes
-the fleet's zone to its nameservers per link (`zone_unit_text`); the agent's folder owned by
+the fleet's zone to its nameservers per link (`zone_unit_text`), with resolv.conf the hook that
+keeps Debian's DHCP client from rewriting it (`dhclient_hook`); the agent's folder owned by
 the agent user's pinned ids, mode 0750; linger for the agent user (its user manager runs the
 rootless podman socket from boot).
 """
@@ -15,7 +16,14 @@ from pathlib import PurePosixPath
 
 from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import Fleet
-from mcfleet.fleet.resolvers import ZONE_UNIT_PATH, ResolverFile, resolver_file, zone_servers, zone_unit_text
+from mcfleet.fleet.resolvers import (
+    ZONE_UNIT_PATH,
+    ResolverFile,
+    dhclient_hook,
+    resolver_file,
+    zone_servers,
+    zone_unit_text,
+)
 
 AGENT_DIR_MODE = "750"
 
@@ -47,6 +55,8 @@ class HostLevelWant:
     zone: str = ""  # the fleet's zone
     zone_servers: tuple[str, ...] = ()  # its nameservers, routed per link (systemd-resolved)
     zone_unit: ResolverFile | None = None  # the oneshot unit that sets that routing
+    # keeps Debian's DHCP client from rewriting resolv.conf (written where dhclient is installed)
+    dhclient_hook: ResolverFile | None = None
 
 
 def host_level_want(entry: HostEntry, fleet: Fleet | None) -> HostLevelWant:
@@ -66,4 +76,5 @@ def host_level_want(entry: HostEntry, fleet: Fleet | None) -> HostLevelWant:
         zone=zone,
         zone_servers=tuple(zone_servers(host.dns)) if unit else (),
         zone_unit=ResolverFile(ZONE_UNIT_PATH, unit) if unit else None,
+        dhclient_hook=dhclient_hook(host.dns),
     )

@@ -43,6 +43,19 @@ GLIBC_MAXNS = 3
 GLIBC_OPTIONS = ("timeout:1", "attempts:2")
 
 RESOLV_CONF = "/etc/resolv.conf"
+# Debian's DHCP client (isc-dhcp-client, ifupdown's default on Debian 12) rewrites /etc/resolv.conf
+# with the lease's servers at every bind and renewal, which drops the fallbacks until the next
+# apply: the outage the fallbacks exist for.  dhclient-script sources every file of this folder
+# (run-parts order) before it acts, and a `make_resolv_conf` defined there replaces its own; the
+# name sorts last so that this definition also wins over resolvconf's and systemd-resolved's hooks.
+DHCLIENT_HOOK = "/etc/dhcp/dhclient-enter-hooks.d/zz-mcfleet-resolvers"
+DHCLIENT_HOOK_TEXT = (
+    "# managed by mcfleet: /etc/resolv.conf holds the fleet's nameservers, then public fallbacks\n"
+    "# (host.json's dns); a DHCP lease must not replace them, so dhclient-script writes no resolv.conf\n"
+    "make_resolv_conf() {\n"
+    "    :\n"
+    "}\n"
+)
 RESOLVED_DROPIN = "/etc/systemd/resolved.conf.d/mcfleet.conf"
 ZONE_UNIT = "mcfleet-dns-zone.service"
 ZONE_UNIT_PATH = f"/etc/systemd/system/{ZONE_UNIT}"
@@ -152,6 +165,12 @@ def resolved_dropin_text(dns: Dns) -> str:
     if dns.fallback_dns:
         lines.append(f"FallbackDNS={' '.join(dns.fallback_dns)}")
     return "\n".join(lines) + "\n"
+
+
+def dhclient_hook(dns: Dns) -> ResolverFile | None:
+    """The dhclient hook a Debian node with the resolv.conf resolver gets (when dhclient is installed);
+    None with systemd-resolved, whose own hook hands the lease's servers to resolved."""
+    return ResolverFile(DHCLIENT_HOOK, DHCLIENT_HOOK_TEXT) if dns.resolver == "resolv.conf" else None
 
 
 def resolver_file(dns: Dns) -> ResolverFile:

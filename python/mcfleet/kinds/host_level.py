@@ -1,4 +1,4 @@
-"""Host-level drift: resolvers, the agent's folder and linger, as the node has them vs the files.
+"""Host-level drift: resolvers (and dhclient's hook), the agent's folder and linger, as the node has them vs the files.
 
 Every value mcfleet writes on a Debian host outside the users shows here, so a hand edit is
 a `~` with the old and new values, and a fresh node's plan lists what provisioning will do.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 
 from mcfleet.fleet.host_level import HostLevelWant
-from mcfleet.fleet.resolvers import ZONE_UNIT_PATH
+from mcfleet.fleet.resolvers import DHCLIENT_HOOK, ZONE_UNIT_PATH
 from mcfleet.observe.facts import Facts
 from mcfleet.observe.hostlevel import HostLevelFacts
 from mcfleet.phase import Phase
@@ -65,6 +65,9 @@ def host_level_diff(name: str, os: str, want: HostLevelWant, f: Facts) -> list[A
         zone = _zone_diff(name, want, seen)
         if zone is not None:
             acts.append(zone)
+        hook = _dhclient_diff(name, want, seen)
+        if hook is not None:
+            acts.append(hook)
     d = want.agent_dir
     if d is not None:
         have_dir = seen.agent_dir
@@ -176,6 +179,36 @@ def _zone_diff(name: str, want: HostLevelWant, seen: HostLevelFacts) -> Action |
         after={"unit_sha256": _sha(unit.text), "enabled": "enabled", "routed": " ".join(want.zone_servers)},
         reason="; ".join(why) + f" (names under {want.zone} go to the fleet's nameservers per link, the rest to "
         "the public resolvers)",
+    )
+
+
+def _dhclient_diff(name: str, want: HostLevelWant, seen: HostLevelFacts) -> Action | None:
+    """resolv.conf on a node with Debian's DHCP client: the hook that keeps a lease from rewriting it.
+    No hook is wanted where dhclient is not installed; one left from an earlier resolv.conf host goes."""
+    hook = want.dhclient_hook
+    if hook is None:
+        if seen.dhclient_hook is None:
+            return None
+        return Action(host=name, phase=Phase.host, kind="delete", subject="dhclient hook",
+                      before=significant(seen.dhclient_hook), after=None,
+                      reason=f"{DHCLIENT_HOOK} is left from an earlier configuration: with systemd-resolved, "
+                      "the lease's servers go to resolved")  # fmt: skip
+    if not seen.dhclient or seen.dhclient_hook == hook.text:
+        return None
+    why = (
+        "Debian's DHCP client rewrites /etc/resolv.conf with the lease's nameservers at every bind and renewal, "
+        f"dropping the fallbacks: {hook.path} stops it"
+    )
+    if seen.dhclient_hook is not None:
+        why = f"{hook.path} changed on the node (or mcfleet's hook changed): {why}"
+    return Action(
+        host=name,
+        phase=Phase.host,
+        kind="create" if seen.dhclient_hook is None else "update",
+        subject="dhclient hook",
+        before=significant(seen.dhclient_hook) if seen.dhclient_hook is not None else None,
+        after=significant(hook.text),
+        reason=why,
     )
 
 

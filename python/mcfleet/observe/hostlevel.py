@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcfleet.fleet.resolvers import RESOLVED_DROPIN, ZONE_UNIT, ZONE_UNIT_PATH
+from mcfleet.fleet.resolvers import DHCLIENT_HOOK, RESOLVED_DROPIN, ZONE_UNIT, ZONE_UNIT_PATH
 from mcfleet.util.empty import empty_list
 
 if TYPE_CHECKING:
@@ -102,6 +102,10 @@ class HostLevelFacts(BaseModel):
         default_factory=empty_list,
         description="systemd-resolved's links with DNS servers or domains (empty: not running)",
     )
+    dhclient: bool | None = Field(
+        default=None, description="Debian's DHCP client script is installed (None: not looked for)"
+    )
+    dhclient_hook: str | None = Field(default=None, description="mcfleet's dhclient hook; None when absent")
 
     def routed(self, zone: str) -> list[str]:
         """The DNS servers of every link that routes `zone` (domain `~zone`), in link order."""
@@ -144,6 +148,7 @@ def host_level_probes(inp: "ScriptInputs") -> "list[Probe]":
         Probe("podman-socket", _podman_socket_body(socket_link, agent_dir), socket_link),
         Probe("zone-unit", _file(ZONE_UNIT_PATH), ZONE_UNIT_PATH),
         Probe("zone-enabled", f"systemctl is-enabled {ZONE_UNIT} 2>/dev/null || true", ZONE_UNIT),
+        Probe("dhclient", _dhclient_body(), DHCLIENT_HOOK),
         Probe(
             "resolved-links",
             "if systemctl is-active --quiet systemd-resolved.service 2>/dev/null; then "
@@ -151,6 +156,14 @@ def host_level_probes(inp: "ScriptInputs") -> "list[Probe]":
             "resolvectl",
         ),
     ]
+
+
+def _dhclient_body() -> str:
+    """`dhclient` or `none` (is dhclient-script installed), then mcfleet's hook as `_file` prints it."""
+    installed = (
+        "if [ -x /sbin/dhclient-script ] || [ -x /usr/sbin/dhclient-script ]; then echo dhclient; else echo none; fi"
+    )
+    return f"{installed}; {_file(DHCLIENT_HOOK)}"
 
 
 def _subid_use_body(subids: tuple[str, ...]) -> str:
@@ -222,6 +235,9 @@ def host_level_from(v: "FramedOutput") -> HostLevelFacts | None:
     if "agent-dir" not in v.values:
         return None
     socket = v.text("podman-socket").split()
+    installed, _, hook_file = v.text("dhclient").partition("\n")
+    dhclient = {"dhclient": True, "none": False}.get(installed.strip())
+    hook = _content(hook_file) if dhclient is not None else None
     return HostLevelFacts(
         resolv_conf=v.text("resolv") or None,  # the `resolv` probe's file (empty: absent or empty)
         resolv_link=v.text("resolv-link").strip() or None,
@@ -234,4 +250,6 @@ def host_level_from(v: "FramedOutput") -> HostLevelFacts | None:
         zone_unit=_content(v.text("zone-unit")),
         zone_unit_enabled=v.text("zone-enabled").strip(),
         links=_links(v.text("resolved-links")),
+        dhclient=dhclient,
+        dhclient_hook=hook,
     )

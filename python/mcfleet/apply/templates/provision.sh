@@ -18,9 +18,26 @@ ZONE=@ZONE@                # the fleet's zone (systemd-resolved: routed to ZONE_
 ZONE_SERVERS=@ZONE_SERVERS@
 ZONE_UNIT_PATH=@ZONE_UNIT_PATH@  # the oneshot unit that sets it
 ZONE_UNIT_TEXT=@ZONE_UNIT_TEXT@  # its exact content (empty: not zone-routed, an old unit is removed)
+DHCLIENT_HOOK=@DHCLIENT_HOOK@    # dhclient's enter hook that keeps DHCP from rewriting resolv.conf
+DHCLIENT_HOOK_TEXT=@DHCLIENT_HOOK_TEXT@  # its exact content (empty: not wanted, an old hook is removed)
 ETC="${MCFLEET_ETC:-/etc}"  # tests point this at a scratch folder
 
 refuse() { echo "refuse: $*"; exit 3; }
+# put_file <path> <text>: the file holds exactly <text>, mode 0644, replaced atomically (temp +
+# rename; a link in its place is replaced too).  Returns 0 when it changed the file; prints
+# `ok: <path>` and returns 1 when it already held that.  Called as an `if` condition, where
+# `set -e` does not act, so a failed step exits by itself.
+put_file() {
+    mkdir -p "$(dirname "$1")" || exit 1
+    printf '%s' "$2" > "$1.mcfleet.tmp" || exit 1
+    if [ -f "$1" ] && [ ! -L "$1" ] && cmp -s "$1.mcfleet.tmp" "$1"; then
+        rm -f "$1.mcfleet.tmp"
+        echo "ok: $1"
+        return 1
+    fi
+    chmod 0644 "$1.mcfleet.tmp" || exit 1
+    mv -f "$1.mcfleet.tmp" "$1" || exit 1
+}
 field() { echo "$1" | cut -d: -f"$2"; }
 
 # --- the account database, read twice: through the name service (getent) and straight from
@@ -216,18 +233,24 @@ fi
 # systemd-resolved gets every server in DNS= (it switches to the next one that answers)
 if [ -n "$RESOLV_FILE" ]; then
     target="$ETC${RESOLV_FILE#/etc}"
-    mkdir -p "$(dirname "$target")"
-    printf '%s' "$RESOLV_TEXT" > "$target.mcfleet.tmp"
-    if [ -f "$target" ] && [ ! -L "$target" ] && cmp -s "$target.mcfleet.tmp" "$target"; then
-        rm -f "$target.mcfleet.tmp"
-        echo "ok: $target"
-    else
-        chmod 0644 "$target.mcfleet.tmp"
-        mv -f "$target.mcfleet.tmp" "$target"
+    if put_file "$target" "$RESOLV_TEXT"; then
         if [ "$RESOLVER" = systemd-resolved ] && [ -z "${MCFLEET_ETC:-}" ]; then
             systemctl try-reload-or-restart systemd-resolved.service
         fi
         echo "changed: $target (fleet nameservers, then fallbacks that fail over)"
+    fi
+fi
+
+# --- Debian's DHCP client rewrites /etc/resolv.conf with the lease's servers at every bind and renewal,
+# dropping the fallbacks; dhclient-script sources its enter hooks first, and this one's
+# make_resolv_conf replaces its own.  Written only where dhclient is installed.
+target="$ETC${DHCLIENT_HOOK#/etc}"
+if [ -z "$DHCLIENT_HOOK_TEXT" ] && [ -f "$target" ]; then
+    rm -f "$target"
+    echo "changed: $target removed (this host's resolver is not resolv.conf)"
+elif [ -n "$DHCLIENT_HOOK_TEXT" ] && { [ -x /sbin/dhclient-script ] || [ -x /usr/sbin/dhclient-script ]; }; then
+    if put_file "$target" "$DHCLIENT_HOOK_TEXT"; then
+        echo "changed: $target (DHCP leases leave resolv.conf alone)"
     fi
 fi
 
@@ -253,15 +276,8 @@ if [ -z "$ZONE_UNIT_TEXT" ] && [ -f "$target" ]; then
     echo "changed: $target removed (this host's resolver routes no zone)"
 fi
 if [ -n "$ZONE_UNIT_TEXT" ]; then
-    mkdir -p "$(dirname "$target")"
-    printf '%s' "$ZONE_UNIT_TEXT" > "$target.mcfleet.tmp"
     unit_changed=""
-    if [ -f "$target" ] && [ ! -L "$target" ] && cmp -s "$target.mcfleet.tmp" "$target"; then
-        rm -f "$target.mcfleet.tmp"
-        echo "ok: $target"
-    else
-        chmod 0644 "$target.mcfleet.tmp"
-        mv -f "$target.mcfleet.tmp" "$target"
+    if put_file "$target" "$ZONE_UNIT_TEXT"; then
         unit_changed=1
         echo "changed: $target ($ZONE to $ZONE_SERVERS per link)"
     fi
