@@ -114,8 +114,8 @@ def test_the_agent_of_a_host_without_services_is_asked_too(tmp_path: Path) -> No
 
 def test_the_agent_of_a_host_without_services_is_not_asked_when_its_unit_cannot_be_running(tmp_path: Path) -> None:
     """No systemd, or the unit inactive or failed: the call could only fail (and would import gRPC);
-    a host that declares services is asked whatever its unit's state (the plan then says why it
-    could not read the containers)."""
+    a host that declares services is asked without systemd (the plan then says why it could not read
+    the containers), and with its unit inactive or failed the plan says that instead of a failed call."""
     import asyncio
 
     from mcfleet.fleet.desired import desired_state
@@ -150,3 +150,9 @@ def test_the_agent_of_a_host_without_services_is_not_asked_when_its_unit_cannot_
     no_systemd = AgentFacts(path=path, present=True, systemd=False)
     read = asyncio.run(ServiceKind().read(ctx, {"alpha": Facts(host="alpha", agent=no_systemd, **NODE)}))["alpha"]
     assert asked == ["alpha"] and isinstance(read, Facts) and read.services_error is not None
+    asked.clear()
+    for down in ("inactive", "failed"):  # was: a connection refused at a forwarded socket's temp path
+        stopped = AgentFacts(path=path, present=True, systemd=True, unit_active=down)
+        read = asyncio.run(ServiceKind().read(ctx, {"alpha": Facts(host="alpha", agent=stopped, **NODE)}))["alpha"]
+        assert asked == [] and isinstance(read, Facts) and read.containers is None
+        assert read.services_error == f"the agent is not running (mcp-agent.service is {down}; apply starts it first)"

@@ -368,6 +368,14 @@ def _ask_agent(ctx: ReadContext, host: str, item: Facts) -> bool:
     return agent.unit_active is None or agent.unit_active in _UNIT_MAY_RUN
 
 
+def _agent_down(item: Facts) -> str | None:
+    """The agent unit's state when its process cannot be running in it (inactive, failed); None otherwise."""
+    agent = item.agent
+    if agent is None or agent.systemd is False or agent.unit_active in (None, *_UNIT_MAY_RUN):
+        return None
+    return agent.unit_active
+
+
 class ServiceKind:
     name = "service"
     phase = Phase.deploy
@@ -382,8 +390,17 @@ class ServiceKind:
         if pool is None:
             return facts
         asked = [host for host, item in facts.items() if isinstance(item, Facts) and _ask_agent(ctx, host, item)]
+        out = dict(facts)
+        for host in asked[:]:
+            item = facts[host]
+            down = _agent_down(item) if isinstance(item, Facts) else None
+            if down is not None and isinstance(item, Facts):  # the call could only fail: say why instead
+                unit = ctx.loaded.hosts[host].host.agent.unit
+                why = f"the agent is not running ({unit} is {down}; apply starts it first)"
+                out[host] = item.model_copy(update={"services_error": why})
+                asked.remove(host)
         if not asked:
-            return facts
+            return out
         from mcfleet.agent.client import AgentClient  # grpc + protobuf: only where an RPC is made
 
         async def containers(host: str) -> dict[str, Any] | str:
@@ -402,7 +419,6 @@ class ServiceKind:
                 return f"{PODMAN_DOWN} ({str(podman['error']).splitlines()[0]})"
             return answer
 
-        out = dict(facts)
         for host, agent_facts in zip(asked, await asyncio.gather(*(containers(h) for h in asked)), strict=True):
             item = facts[host]
             if isinstance(agent_facts, str) and isinstance(item, Facts):
@@ -504,8 +520,8 @@ class ServiceKind:
                 )
             except asyncio.CancelledError:  # Ctrl-C: the agent goes on with the call it was given
                 if say is not None:
-                    say(f"stage {stage}: interrupted here; the agent finishes it (a stage that does not get healthy "
-                        "puts back what it replaced), and the next apply waits for it")  # fmt: skip
+                    said = f"stage {stage}: interrupted here; if the call reached the agent, it finishes it (a stage "
+                    say(said + "that does not get healthy puts back what it replaced), and the next apply waits for it")
                 raise
             done = [f"{a.kind} {a.container}" for a in result.actions if a.kind != "unchanged"]
             changed = changed or bool(done)
