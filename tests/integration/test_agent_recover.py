@@ -139,8 +139,9 @@ def test_unhealthy_stage_stops_the_sequence(agent_podman: PodmanLab, agent_runne
 
     asyncio.run(scenario())
     agent.stop()
-    # At the next start, boot stops at the same stage and says so in Info, Facts and the log.
-    again = agent_runner.start("--stage-timeout", "3", podman=agent_podman, name="a1")
+    # At the next start, boot stops at the same stage and says so in Info, Facts and the log (not
+    # tried again here: test_a_failed_boot_is_tried_again_until_every_stage_is_healthy does that).
+    again = agent_runner.start("--stage-timeout", "3", "--boot-retry", "0", podman=agent_podman, name="a1")
 
     async def boot() -> None:
         async with AgentClient(str(again.socket)) as client:
@@ -189,3 +190,105 @@ def test_boot_waits_for_podman_to_come_up(agent_podman: PodmanLab, agent_runner:
                 assert agent_podman.http_get(port) == f"hello from {name}\n"
 
     asyncio.run(check())
+
+
+def _kinds(facts: dict[str, Any]) -> list[str]:
+    return [e["kind"] for e in facts["events"]]
+
+
+async def _until(client: AgentClient, done: Any, what: str, within: float = 60) -> dict[str, Any]:
+    """The agent's facts once `done(facts)` holds."""
+    deadline = time.monotonic() + within
+    while True:
+        facts = await client.facts()
+        if done(facts):
+            return facts
+        assert time.monotonic() < deadline, f"{what} not seen within {within} s: {_kinds(facts)[-12:]}"
+        await asyncio.sleep(0.2)
+
+
+def _reboot_with_proxy_not_ready(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path, name: str
+) -> tuple[dict[str, int], Path]:
+    """dns, proxy and app deployed, proxy healthy only while www/proxy/ready.html exists (a dependency
+    that is up or not); then the node "reboots" (every container stopped) with proxy not ready."""
+    image = agent_podman.image
+    health = {"kind": "http", "port": 8080, "path": "/ready.html", "timeout_s": 1}
+    services = [
+        web_service(tmp_path, "dns", "foundation", image),
+        web_service(tmp_path, "proxy", "core", image, health=health),
+        web_service(tmp_path, "app", "services", image),
+    ]
+    ready = tmp_path / "www" / "proxy" / "ready.html"
+    ready.write_text("ready\n")
+    first = agent_runner.start(podman=agent_podman, name=name)
+
+    async def deploy() -> dict[str, int]:
+        async with AgentClient(str(first.socket)) as client:
+            result = await client.reconcile(with_ports(services), stage_timeout_s=30)
+            assert result.ok, result.error
+            return {p.service: next(iter(p.ports.values())) for p in result.ports}
+
+    ports = asyncio.run(deploy())
+    first.stop()
+    agent_podman.remote("stop", "-a", "-t", "0")
+    ready.unlink()
+    return ports, ready
+
+
+def test_a_failed_boot_is_tried_again_until_every_stage_is_healthy(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
+) -> None:
+    """core does not get healthy at boot (its dependency is late): the boot fails there and app (a later
+    stage) is not started, then the agent tries the boot again (after 1 s, 2 s, 4 s ... here), and once
+    proxy is healthy every stage comes up, in order; nobody runs a command.  Before, the boot stopped
+    for good and app stayed down until someone applied or recovered."""
+    ports, ready = _reboot_with_proxy_not_ready(agent_podman, agent_runner, tmp_path, "r1")
+    agent = agent_runner.start("--stage-timeout", "2", "--boot-retry", "1", podman=agent_podman, name="r1")
+
+    async def scenario() -> None:
+        async with AgentClient(str(agent.socket)) as client:
+            failed = await _until(client, lambda f: "boot-retry" in _kinds(f), "a boot retry after the failed boot")
+            assert "boot-failed" in _kinds(failed) and failed["boot"]["stage"] == "core"
+            assert failed["boot"]["retry_at"] > 0 or failed["boot"]["state"] == "running"
+            assert "app" not in agent_podman.remote("ps", "--format", "{{.Names}}").split()
+            assert await client.health_status("boot") == "NOT_SERVING"
+            ready.write_text("ready\n")  # the dependency is up: the next attempt gets through
+            done = await _until(client, lambda f: f["boot"]["state"] == "ok", "the boot getting healthy")
+            assert done["boot"]["attempt"] >= 2, done["boot"]
+            kinds = _kinds(done)
+            assert (
+                kinds.index("boot-failed") < kinds.index("boot-retry") < len(kinds) - 1 - kinds[::-1].index("boot-ok")
+            )
+            assert await client.health_status("boot") == "SERVING"
+            last = max(i for i, e in enumerate(done["events"]) if e["kind"] == "boot-start")
+            assert _order(done["events"], done["events"][last]["seq"]) == [
+                ("stage-start", "foundation"), ("stage-healthy", "foundation"),
+                ("stage-start", "core"), ("stage-healthy", "core"),
+                ("stage-start", "services"), ("start", "app"), ("stage-healthy", "services"),
+            ]  # fmt: skip
+            for name, port in ports.items():
+                assert agent_podman.http_get(port) == f"hello from {name}\n"
+
+    asyncio.run(scenario())
+
+
+def test_a_boot_retry_gives_way_to_an_operation(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
+) -> None:
+    """After a failed boot, an operator's or apply's call (here `stop app`) decides what runs: the boot
+    is not tried again behind it."""
+    _ports, ready = _reboot_with_proxy_not_ready(agent_podman, agent_runner, tmp_path, "r2")
+    agent = agent_runner.start("--stage-timeout", "2", "--boot-retry", "2", podman=agent_podman, name="r2")
+
+    async def scenario() -> None:
+        async with AgentClient(str(agent.socket)) as client:
+            await _until(client, lambda f: "boot-retry" in _kinds(f), "a boot retry after the failed boot")
+            stopped = await client.stop("app")
+            assert stopped.ok, stopped.error
+            ready.write_text("ready\n")
+            ended = await _until(client, lambda f: "boot-retry-ended" in _kinds(f), "the retry giving way")
+            assert _kinds(ended).count("boot-start") == 1 and ended["boot"]["state"] == "failed"
+            assert "app" not in agent_podman.remote("ps", "--format", "{{.Names}}").split()
+
+    asyncio.run(scenario())

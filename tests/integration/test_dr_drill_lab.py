@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -103,6 +105,18 @@ def test_recover_after_podman_system_reset_brings_every_service_back_in_stage_or
 REBOOTED = {"foundation": "db0", "core": "core0", "services": "web0"}
 
 
+def deploy_one_per_stage(fleet: Nodes, agent_bundle: Path, registry: RegistryInfo) -> None:
+    """REBOOTED's services applied on the fleet's one node (no DNS, cert or route providers)."""
+    host, root = fleet.names[0], str(fleet.fleet_dir)
+    fleet_json = json.loads((fleet.fleet_dir / "fleet.json").read_text())
+    fleet_json["providers"] = {}
+    (fleet.fleet_dir / "fleet.json").write_text(json.dumps(fleet_json, indent=2))
+    for stage, name in REBOOTED.items():
+        write_service(fleet, host, service(name, stage, f"{registry.address}/{IMAGES[stage]}"))
+    first = cli("apply", root, "--on", host, "--bundle", str(agent_bundle), "--json")
+    assert first.code == 0, first.stdout + first.stderr
+
+
 def test_a_rebooted_node_brings_its_services_back_by_itself_in_stage_order_with_its_data(
     make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo
 ) -> None:
@@ -111,13 +125,7 @@ def test_a_rebooted_node_brings_its_services_back_by_itself_in_stage_order_with_
     sequence starts each stage once the one before is healthy; the plan then has nothing to do."""
     fleet = make_nodes(1, "reboot")
     host, root, node = fleet.names[0], str(fleet.fleet_dir), fleet.nodes[0]
-    fleet_json = json.loads((fleet.fleet_dir / "fleet.json").read_text())
-    fleet_json["providers"] = {}
-    (fleet.fleet_dir / "fleet.json").write_text(json.dumps(fleet_json, indent=2))
-    for stage, name in REBOOTED.items():
-        write_service(fleet, host, service(name, stage, f"{registry.address}/{IMAGES[stage]}"))
-    first = cli("apply", root, "--on", host, "--bundle", str(agent_bundle), "--json")
-    assert first.code == 0, first.stdout + first.stderr
+    deploy_one_per_stage(fleet, agent_bundle, registry)
     fleet.sh(host, f"{AS_MCP} exec db0 sh -c 'echo precious > /data/precious'")
     fleet.sh(host, "touch /run/before-reboot")  # /run is a new tmpfs at each boot
     before = node.live_pid()
@@ -138,5 +146,42 @@ def test_a_rebooted_node_brings_its_services_back_by_itself_in_stage_order_with_
     assert status.code == 0 and row["health"] == "SERVING", row
     log = cli("logs", host, "agent", "-n", "80", "-C", root).stdout
     assert "boot-ok" in log, log
+    code, data = plan(root, "--detailed-exitcode")
+    assert code == 0, [(a["subject"], a["reason"], a.get("before"), a.get("after")) for a in data["actions"]]
+
+
+def test_a_node_that_boots_before_its_image_registry_brings_its_services_up_once_the_registry_answers(
+    make_nodes: MakeNodes, agent_bundle: Path, registry: RegistryInfo
+) -> None:
+    """A power cut: the node comes back before the image registry (MCR, on another node), and its images
+    are gone (the incident's `podman system reset`).  The boot fails at once at foundation (the pull is
+    refused) and core and services are not started; the agent tries the boot again by itself (5 s,
+    10 s, ... with the unit's defaults), and once the registry answers every stage comes up, in order,
+    with nobody running a command.  Before, the node stayed down until someone applied or recovered."""
+    fleet = make_nodes(1, "late")
+    host, root, node = fleet.names[0], str(fleet.fleet_dir), fleet.nodes[0]
+    deploy_one_per_stage(fleet, agent_bundle, registry)
+    wipe(fleet, host)
+    address, port = registry.address.rsplit(":", 1)
+    # the registry refuses the node's connections (from the node's own network namespace, outside it)
+    block = ["OUTPUT", "-p", "tcp", "-d", address, "--dport", port, "-j", "REJECT", "--reject-with", "tcp-reset"]
+    subprocess.run(["ip", "netns", "exec", node.netns, "iptables", "-I", *block], check=True)
+    try:
+        rebooted = cli("lab", "reboot", host, "--dir", str(fleet.lab.root), "--json")
+        assert rebooted.code == 0, rebooted.stdout + rebooted.stderr
+        deadline = time.monotonic() + 90
+        log = ""
+        while "boot-retry" not in log:
+            assert time.monotonic() < deadline, f"the failed boot was not tried again:\n{log}"
+            time.sleep(1)
+            log = cli("logs", host, "agent", "-n", "200", "-C", root).stdout
+        assert "boot-failed" in log and containers(fleet, host) == {}, log
+    finally:
+        subprocess.run(["ip", "netns", "exec", node.netns, "iptables", "-D", *block], check=True)
+    for name in REBOOTED.values():  # the next attempt (at most ~40 s later) pulls and starts every stage
+        assert answer(fleet, host, host_port(fleet, host, name), within_s=150).endswith("1 port=8080\n"), name
+    started = started_at(fleet, host, list(REBOOTED.values()))
+    assert started["db0"] < started["core0"] < started["web0"], started
+    assert "boot-ok" in cli("logs", host, "agent", "-n", "200", "-C", root).stdout
     code, data = plan(root, "--detailed-exitcode")
     assert code == 0, [(a["subject"], a["reason"], a.get("before"), a.get("after")) for a in data["actions"]]

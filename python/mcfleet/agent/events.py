@@ -26,6 +26,12 @@ class Event:
     component: str = ""
 
 
+# A failed boot is tried again after 5 s, then 10, 20, ... up to every 5 minutes: a quick retry
+# catches what was merely late, and a long outage costs one podman ping and an image check a while.
+BOOT_RETRY_S = 5.0
+BOOT_RETRY_MAX_S = 300.0
+
+
 @dataclass
 class BootStatus:
     state: str = "pending"  # pending | running | ok | failed | superseded (gave way to a deploy)
@@ -33,6 +39,8 @@ class BootStatus:
     error: str = ""
     finished_at: float = 0.0
     what: str = ""  # the sequence: boot (agent start) or recover
+    attempt: int = 1  # a failed boot is tried again (Reconciler.boot_until_healthy)
+    retry_at: float = 0.0  # when the next attempt starts (time.time()); 0: none is due
 
 
 @dataclass

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from mcfleet import __version__
+from mcfleet.agent.events import BOOT_RETRY_S
 from mcfleet.agent.facts import bundle_sha256
 from mcfleet.errors import EXIT_FAILURE, EXIT_INTERRUPTED, McfleetError
 
@@ -67,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
         default=int(env("MCFLEET_AGENT_STOP_TIMEOUT", "10")),
         help="seconds podman waits after SIGTERM before SIGKILL (default 10)",
     )
+    p.add_argument(
+        "--boot-retry",
+        type=float,
+        default=float(env("MCFLEET_AGENT_BOOT_RETRY", str(BOOT_RETRY_S))),
+        help="seconds before a failed boot sequence is tried again, doubling up to 300 (default 5; 0: never)",
+    )
     p.add_argument("--no-boot", action="store_true", help="do not start registered services at start-up")
     p.add_argument("--log-level", default=env("MCFLEET_AGENT_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING...")
     p.add_argument("--version", action="store_true", help="print version, arch and bundle hash, then exit")
@@ -107,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         stage_timeout=args.stage_timeout,
         stop_timeout=args.stop_timeout,
         boot=not args.no_boot,
+        boot_retry_s=args.boot_retry,
     )
     try:
         if args.probe:

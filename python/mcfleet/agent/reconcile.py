@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from mcfleet.agent.crash_loop import crash_loop_text, is_crash_loop
-from mcfleet.agent.events import BootStatus, EventLog
+from mcfleet.agent.events import BOOT_RETRY_MAX_S, BOOT_RETRY_S, BootStatus, EventLog
 from mcfleet.agent.health import wait_healthy
 from mcfleet.agent.podman_ops import Managed, Podman
 from mcfleet.agent.ports import take_ports
@@ -78,6 +78,9 @@ class Reconciler:
         # checks) can say what it waits for instead of seeming to hang.
         self.working: Work | None = None
         self.waiting = 0
+        # Operations that held the lock so far: a failed boot is tried again only while nothing
+        # else has run since (a deploy, recover, start or stop then decides what runs).
+        self.operations = 0
         # Set by ReconcileServices while the boot sequence runs: the boot brings the registry's
         # definitions up, and a deploy brings newer ones.  A registered service whose health check
         # can never pass (a wrong path, fixed in the files since) would otherwise hold the lock for
@@ -99,6 +102,7 @@ class Reconciler:
         finally:
             self.waiting -= 1
         self.working = Work(what, tuple(services), time.monotonic())
+        self.operations += 1
         try:
             yield
         finally:
@@ -147,6 +151,34 @@ class Reconciler:
         """Agent start: bring every registered service up, stage by stage."""
         async with self._exclusive("boot", ()):
             return await self._sequence("boot", recreate=False, stage_timeout=stage_timeout)
+
+    async def _boot_again(self, attempt: int, mark: int) -> Outcome | None:
+        """The boot sequence once more; None, doing nothing, when another operation ran after `mark`."""
+        async with self._exclusive("boot", ()):
+            if self.operations != mark + 1:
+                return None
+            return await self._sequence("boot", recreate=False, stage_timeout=None, attempt=attempt)
+
+    async def boot_until_healthy(self, *, retry_s: float = BOOT_RETRY_S) -> Outcome:
+        """The boot sequence, and while it fails, again after a wait that doubles from `retry_s` up to
+        BOOT_RETRY_MAX_S (0: no retry).  What fails at boot often passes by itself: an image registry
+        on another node that is not up yet after a power cut, a dependency slower than the stage
+        timeout.  Left failed, the later stages would stay down until someone applies or recovers.
+        Retrying ends once any other operation ran (a deploy, recover, start or stop decides then)."""
+        outcome = await self.run_boot()
+        wait, mark = retry_s, self.operations
+        while not outcome.ok and self.boot.state == "failed" and retry_s > 0:
+            attempt = self.boot.attempt + 1
+            self.boot.retry_at = time.time() + wait
+            self.events.add("boot-retry", f"boot: trying again in {wait:g} s (attempt {attempt})")
+            await asyncio.sleep(wait)
+            again = await self._boot_again(attempt, mark)
+            if again is None:
+                self.boot.retry_at = 0.0
+                self.events.add("boot-retry-ended", "boot: not tried again: a later operation decides what runs")
+                return outcome
+            outcome, wait, mark = again, min(wait * 2, BOOT_RETRY_MAX_S), self.operations
+        return outcome
 
     async def recover(self, *, stage_timeout: float | None = None) -> Outcome:
         """Recreate every container from the registry (podman state lost); volumes untouched."""
@@ -204,8 +236,8 @@ class Reconciler:
         if kind != "unchanged":
             self.events.add(kind, reason, stage=spec.stage.value, service=spec.service, component=spec.component)
 
-    async def _sequence(self, what: str, *, recreate: bool, stage_timeout: float | None) -> Outcome:
-        self.boot = BootStatus(state="running", what=what)
+    async def _sequence(self, what: str, *, recreate: bool, stage_timeout: float | None, attempt: int = 1) -> Outcome:
+        self.boot = BootStatus(state="running", what=what, attempt=attempt)
         self.events.add(f"{what}-start", f"{what}: bringing registered services up stage by stage")
         outcome = Outcome()
         if self.registry.entries():

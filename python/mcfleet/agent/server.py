@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from mcfleet.agent.events import EventLog
+from mcfleet.agent.events import BOOT_RETRY_S, EventLog
 from mcfleet.agent.facts import bundle_sha256, node_info, process_age
 from mcfleet.agent.proto import agent_pb2 as pb
 from mcfleet.agent.proto import agent_pb2_grpc as pb_grpc
@@ -62,6 +62,7 @@ class AgentConfig:
     stage_timeout: float = 120.0
     stop_timeout: int = 10
     boot: bool = True
+    boot_retry_s: float = BOOT_RETRY_S  # first wait before a failed boot is tried again (doubling); 0: never
 
 
 # How long one podman reachability answer is reused, how long a caller waits for one, and how
@@ -429,7 +430,7 @@ async def serve(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
         if load.done():
             events.add("loaded", f"agent loaded {state.startup['loaded']:.2f} s after its start")
             if config.boot:
-                boot_task = asyncio.create_task(load.result().run_boot())
+                boot_task = asyncio.create_task(load.result().boot_until_healthy(retry_s=config.boot_retry_s))
         await stopped
     finally:
         events.add("stopping", "signal received, shutting down" if stop.is_set() else "shutting down")
