@@ -176,6 +176,10 @@ def test_a_node_that_boots_before_its_image_registry_brings_its_services_up_once
             time.sleep(1)
             log = cli("logs", host, "agent", "-n", "200", "-C", root).stdout
         assert "boot-failed" in log and containers(fleet, host) == {}, log
+        status = cli("status", "--on", host, "--json", "-C", root)
+        [row] = json.loads(status.stdout)["hosts"]
+        assert status.code == 1 and row["services_up"] == 0, row
+        assert row["boot"].startswith("failed at stage foundation") or row["boot"].startswith("running stage"), row
     finally:
         subprocess.run(["ip", "netns", "exec", node.netns, "iptables", "-D", *block], check=True)
     for name in REBOOTED.values():  # the next attempt (at most ~40 s later) pulls and starts every stage

@@ -72,3 +72,25 @@ def test_a_running_container_that_fails_its_health_check_is_not_up_and_is_named(
                      not_up=("api-db: tcp check: refused",))  # fmt: skip
     assert row.row()[4] == "1/2" and row.row()[6] == "not up: api-db: tcp check: refused" and not row.ok
     assert HostStatus("full1", True, agent_health="SERVING", services_up=2, services_total=2).ok
+
+
+def test_a_boot_that_failed_or_is_tried_again_is_said_before_what_is_not_up() -> None:
+    """A failed boot leaves later stages down while the agent tries it again: NOTE says so (was: only
+    "not up: web0: no container", as if nothing would bring it back)."""
+    from mcfleet.cli.commands_status import boot_note
+
+    failed = {"state": "failed", "stage": "core", "what": "boot", "attempt": 3, "retry_at": 1035.2}
+    assert boot_note(failed, now=1000.0) == "failed at stage core, next try in 35 s (attempt 3)"
+    assert boot_note({**failed, "retry_at": 0.0, "attempt": 1}, now=1000.0) == "failed at stage core"
+    assert boot_note({**failed, "state": "running", "attempt": 2}, now=0) == "running stage core (attempt 2)"
+    assert boot_note({**failed, "state": "running", "attempt": 1}, now=0) is None  # the first boot, under way
+    assert boot_note({**failed, "state": "ok"}, now=0) is None
+    assert boot_note({**failed, "what": "recover"}, now=0) is None
+    assert boot_note(None, now=0) is None  # an agent that does not say
+    down = ("core0: no container", "web0: no container")
+    row = HostStatus("full1", True, agent_health="SERVING", services_up=1, services_total=3, not_up=down,
+                     boot=boot_note(failed, now=1000.0))  # fmt: skip
+    assert row.row()[6] == (
+        "boot failed at stage core, next try in 35 s (attempt 3); not up: core0: no container (+1 more)"
+    )
+    assert not row.ok and row.as_dict()["boot"] == "failed at stage core, next try in 35 s (attempt 3)"

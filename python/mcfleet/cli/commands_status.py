@@ -32,6 +32,8 @@ class HostStatus:
     note: str | None = None  # the first refusal, or a backend the plan could not read
     # why each declared service is not up: no container, a container not running or failing its check
     not_up: tuple[str, ...] = ()
+    # the agent's boot sequence while it has not ended healthy (boot_note): why later stages are down
+    boot: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -55,6 +57,8 @@ class HostStatus:
             first = self.not_up[0] if len(self.not_up[0]) <= 80 else self.not_up[0][:79] + "…"
             more = f" (+{len(self.not_up) - 1} more)" if len(self.not_up) > 1 else ""
             note = f"not up: {first}{more}"
+            if self.boot:
+                note = f"boot {self.boot}; {note}"
         return [self.host, "yes", self.agent_version or "-", self.agent_health or "-", services, drift, note]
 
 
@@ -94,6 +98,25 @@ def services_up(wanted: set[str], containers: list[Any], checks: dict[str, str] 
     return up, why_not
 
 
+def boot_note(boot: Any, now: float) -> str | None:
+    """The agent's boot sequence in a few words while it has not ended healthy (Facts' `boot`): "failed
+    at stage core, next try in 35 s (attempt 3)", "running stage core (attempt 2)"; None once it is ok,
+    superseded by a deploy, or from an agent that does not say."""
+    if not isinstance(boot, dict) or boot.get("what", "boot") != "boot":
+        return None
+    state, stage, attempt = boot.get("state"), boot.get("stage") or "?", boot.get("attempt") or 1
+    retry_at = boot.get("retry_at") or 0.0
+    tries = f" (attempt {attempt})" if isinstance(attempt, int) and attempt > 1 else ""
+    if state == "failed":
+        when = (
+            f", next try in {max(0, round(retry_at - now))} s" if isinstance(retry_at, int | float) and retry_at else ""
+        )
+        return f"failed at stage {stage}{when}{tries}"
+    if state == "running" and tries:
+        return f"running stage {stage}{tries}"
+    return None
+
+
 def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostStatus]:
     """Facts (one round trip per host), the agent's health, and a plan for the drift column."""
     from mcfleet.apply.status import host_status
@@ -104,11 +127,14 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
 
     hashes, _note = bundle_hashes(loaded, names)
 
-    async def go() -> tuple[Any, Any, list[Any], dict[str, dict[str, str] | None]]:
+    async def go() -> tuple[Any, Any, list[Any], dict[str, tuple[dict[str, str] | None, Any]]]:
         async with SshPool(SshOptions(connect_timeout=connect_timeout), hosts=loaded.hosts) as pool:
             plan, facts = await plan_fleet(loaded, names, pool=pool, agent_hashes=hashes)
             reachable = [n for n in names if isinstance(facts[n], Facts)]
-            checked = [n for n in reachable if loaded.hosts[n].services and getattr(facts[n], "containers", None)]
+            # every host with services whose agent answered: its checks, and its boot when they are not up
+            checked = [
+                n for n in reachable if loaded.hosts[n].services and getattr(facts[n], "containers", None) is not None
+            ]
             agents, checks = await asyncio.gather(
                 asyncio.gather(*(host_status(pool, loaded.hosts[n]) for n in reachable)),
                 asyncio.gather(*(health_checks(pool, loaded.hosts[n]) for n in checked)),
@@ -128,8 +154,9 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
         wanted = {s.name for s in entry.services}
         up: int | None = None
         not_up: list[str] = []
+        checked, boot = checks.get(name, (None, None))
         if item.containers is not None:
-            up, not_up = services_up(wanted, item.containers, checks.get(name))
+            up, not_up = services_up(wanted, item.containers, checked)
         actions = plan.for_host(name)
         changes = [a for a in actions if a.kind != "refuse"]
         rows.append(
@@ -145,13 +172,15 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
                 refused=len(actions) - len(changes),
                 note=status_note(name, actions, plan),
                 not_up=tuple(not_up),
+                boot=boot_note(boot, time.time()) if not_up else None,
             )
         )
     return rows
 
 
-async def health_checks(pool: Any, entry: Any) -> dict[str, str] | None:
-    """The agent's health check of each running container, run now (None when it cannot tell)."""
+async def health_checks(pool: Any, entry: Any) -> tuple[dict[str, str] | None, Any]:
+    """The agent's health check of each running container, run now (None when it cannot tell), and
+    its boot sequence's state (Facts' `boot`)."""
     from mcfleet.agent.client import AgentClient
     from mcfleet.kinds.service import AGENT_TIMEOUT, agent_socket
 
@@ -159,10 +188,11 @@ async def health_checks(pool: Any, entry: Any) -> dict[str, str] | None:
         node = await pool.connect(entry)
         target = await agent_socket(node, entry.host.agent.socket)
         async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
-            got = (await client.facts(events=0, check_health=True)).get("checks")
+            answer = await client.facts(events=0, check_health=True)
     except McfleetError:
-        return None  # the plan's read of the same agent already says why
-    return {str(k): str(v) for k, v in got.items()} if isinstance(got, dict) else None
+        return None, None  # the plan's read of the same agent already says why
+    got = answer.get("checks")
+    return ({str(k): str(v) for k, v in got.items()} if isinstance(got, dict) else None), answer.get("boot")
 
 
 def status_note(host: str, actions: list[Any], plan: Any) -> str | None:
