@@ -56,3 +56,36 @@ def test_other_inspect_failures_and_a_race_that_persists_still_fail() -> None:
     with pytest.raises(PeerError, match="database is locked"):
         podman.run_state("hello")
     assert inspections.calls == 1
+
+
+class Removals:
+    """podman-py's `containers.get(name).remove(...)`: the removal answers from a list, as above."""
+
+    def __init__(self, answers: list[Exception | None]) -> None:
+        self.answers = answers
+        self.calls = 0
+
+    def get(self, name: str) -> SimpleNamespace:
+        def remove(**_options: object) -> None:
+            self.calls += 1
+            answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+            if answer is not None:
+                raise answer
+
+        return SimpleNamespace(remove=remove)
+
+
+def test_a_remove_that_meets_an_exiting_process_is_asked_again() -> None:
+    """Seen in CI: a failed deploy removes the replacement podman restarts in a loop to put the old
+    container back, the remove met the exiting process, and the service was left down ("the previous
+    web could not be put back (podman remove of web failed: … no such process): it is down")."""
+    podman, _ = _podman([{}])
+    removals = Removals([APIError(RACE), APIError(RACE), None])
+    podman._stopping = SimpleNamespace(containers=removals)  # type: ignore[assignment]
+    podman.remove("web")
+    assert removals.calls == 3
+    stuck = Removals([APIError("500 Server Error: device or resource busy")])
+    podman._stopping = SimpleNamespace(containers=stuck)  # type: ignore[assignment]
+    with pytest.raises(PeerError, match="resource busy"):
+        podman.remove("web")
+    assert stuck.calls == 1

@@ -57,7 +57,11 @@ class Managed:
     unforwarded: list[str] = field(default_factory=list)
 
 
+# podman reads a container process's /proc/PID/cgroup to inspect or remove it, and a process that
+# exits meanwhile (a container being restarted: ~16 times a second for one that exits at once) fails
+# the call with "read /proc/PID/cgroup: no such process"; asked again, it answers.
 INSPECT_RACE_TRIES = 5
+PROCESS_RACE = "no such process"
 
 
 @dataclass(frozen=True)
@@ -299,17 +303,33 @@ class Podman:
         try:
             # ignore: one already stopped is what was asked (podman answers 304, which podman-py raises
             # as an error "0" without it; hit when a container podman restarts in a loop is between runs)
-            self._call(
+            self._past_exits(
                 f"stop of {name}",
                 lambda: self._stopping.containers.get(name).stop(timeout=self.stop_timeout, ignore=True),
             )
         except NotFound:
             return
 
+    def _past_exits(self, what: str, call: Callable[[], T]) -> T:
+        """`_call`, asked again (up to INSPECT_RACE_TRIES times) while podman trips over a container
+        process that exits meanwhile.  NotFound passes through."""
+        for _ in range(INSPECT_RACE_TRIES - 1):
+            try:
+                return self._call(what, call)
+            except PeerError as exc:
+                if PROCESS_RACE not in exc.message:
+                    raise
+                time.sleep(0.05)
+        return self._call(what, call)
+
     def remove(self, name: str) -> None:
-        """Remove the container only; its volumes (host dirs, named volumes) stay."""
+        """Remove the container only; its volumes (host dirs, named volumes) stay.  A container podman
+        restarts in a loop (the replacement a failed deploy removes to put the old one back) is
+        removed all the same: when its exiting process trips the call, it is asked again."""
         try:
-            self._call(f"remove of {name}", lambda: self._stopping.containers.get(name).remove(force=True, v=False))
+            self._past_exits(
+                f"remove of {name}", lambda: self._stopping.containers.get(name).remove(force=True, v=False)
+            )
         except NotFound:
             return
 
@@ -317,19 +337,10 @@ class Podman:
         return self.run_state(name).status
 
     def run_state(self, name: str) -> RunState:
-        for attempt in range(INSPECT_RACE_TRIES):
-            try:
-                container = self._call(f"inspect of {name}", lambda: self._client.containers.get(name))
-                break
-            except NotFound:
-                return RunState("missing")
-            except PeerError as exc:
-                # podman reads the container process's /proc/PID/cgroup to inspect it, and a process that
-                # exits meanwhile (a container being restarted: ~16 times a second for one that exits at
-                # once) fails the call with "read /proc/PID/cgroup: no such process"; asked again, it answers
-                if "no such process" not in exc.message or attempt == INSPECT_RACE_TRIES - 1:
-                    raise
-                time.sleep(0.05)
+        try:
+            container = self._past_exits(f"inspect of {name}", lambda: self._client.containers.get(name))
+        except NotFound:
+            return RunState("missing")
         state = container.attrs.get("State")
         if not isinstance(state, dict):
             return RunState(str(state))
