@@ -136,8 +136,13 @@ def test_resolved_zone_routing_is_planned_and_converged(make_nodes: MakeNodes, a
     host_file.write_text(json.dumps(host, indent=2))
     fleet.sh(name, "systemctl enable --now systemd-resolved.service")
     fleet.sh(name, "ln -sf ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf")
+    # the node used resolv.conf before: mcfleet's dhclient hook is left, and would keep the leases'
+    # servers from resolved
+    fleet.sh(name, f"cat > {DHCLIENT_HOOK} <<'EOF'\n{DHCLIENT_HOOK_TEXT}EOF")
 
     fresh = _plan(root, name)
+    hook = fresh["host dhclient hook"]
+    assert (hook["kind"], hook["after"]) == ("delete", None) and "earlier configuration" in hook["reason"], hook
     assert fresh["host resolvers"]["kind"] == "create"
     assert fresh["host resolvers"]["after"][-1] == "DNS=1.1.1.1"
     routing = fresh[f"host dns zone {zone}"]
@@ -147,6 +152,7 @@ def test_resolved_zone_routing_is_planned_and_converged(make_nodes: MakeNodes, a
     _clean(root, name)
     assert f"~{zone}" in fleet.sh(name, "resolvectl domain eth0").stdout
     assert fleet.sh(name, "resolvectl dns eth0").stdout.split()[-2:] == [mcns, own]
+    assert fleet.sh(name, f"test -e {DHCLIENT_HOOK}", check=False).returncode == 1
 
     # the link's DNS reset by hand: the unit is still there, the running routing is not
     fleet.sh(name, "resolvectl revert eth0")
