@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from mcfleet.agent.client import AgentClient
+from mcfleet.apply.health import check_once
 from tests.fixtures_agent import AgentRunner, PodmanLab, three_stages, web_service, with_ports
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -253,6 +254,8 @@ def test_a_failed_boot_is_tried_again_until_every_stage_is_healthy(
             assert failed["boot"]["retry_at"] > 0 or failed["boot"]["state"] == "running"
             assert "app" not in agent_podman.remote("ps", "--format", "{{.Names}}").split()
             assert await client.health_status("boot") == "NOT_SERVING"
+            said = (await check_once(str(agent.socket))).boot  # what `mcfleet agent status` shows in NOTE
+            assert said.startswith(("failed at stage core, next try in ", "running stage core (attempt ")), said
             ready.write_text("ready\n")  # the dependency is up: the next attempt gets through
             done = await _until(client, lambda f: f["boot"]["state"] == "ok", "the boot getting healthy")
             assert done["boot"]["attempt"] >= 2, done["boot"]
@@ -261,6 +264,7 @@ def test_a_failed_boot_is_tried_again_until_every_stage_is_healthy(
                 kinds.index("boot-failed") < kinds.index("boot-retry") < len(kinds) - 1 - kinds[::-1].index("boot-ok")
             )
             assert await client.health_status("boot") == "SERVING"
+            assert (await check_once(str(agent.socket))).boot == ""
             last = max(i for i, e in enumerate(done["events"]) if e["kind"] == "boot-start")
             assert _order(done["events"], done["events"][last]["seq"]) == [
                 ("stage-start", "foundation"), ("stage-healthy", "foundation"),

@@ -94,3 +94,12 @@ def test_a_boot_that_failed_or_is_tried_again_is_said_before_what_is_not_up() ->
         "boot failed at stage core, next try in 35 s (attempt 3); not up: core0: no container (+1 more)"
     )
     assert not row.ok and row.as_dict()["boot"] == "failed at stage core, next try in 35 s (attempt 3)"
+
+
+def test_agent_status_notes_a_boot_that_has_not_ended_healthy() -> None:
+    from mcfleet.apply.status import AgentStatus, status_row
+
+    row = status_row(AgentStatus("full1", True, version="0.1.0", unit="active", health="SERVING",
+                                 boot="failed at stage core, next try in 35 s (attempt 3)"))  # fmt: skip
+    assert row[5] == "boot failed at stage core, next try in 35 s (attempt 3)"
+    assert status_row(AgentStatus("full1", True, version="0.1.0", unit="active", health="SERVING"))[5] == ""

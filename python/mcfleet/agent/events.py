@@ -61,3 +61,18 @@ class EventLog:
 
     def recent(self, count: int = 200) -> list[dict[str, Any]]:
         return [asdict(e) for e in list(self._events)[-count:]]
+
+
+def boot_text(state: str, stage: str, *, what: str = "", attempt: int = 0, retry_at: float = 0.0, now: float) -> str:
+    """The agent's boot sequence in a few words while it has not ended healthy: "failed at stage core, next
+    try in 35 s (attempt 3)", "running stage core (attempt 2)"; '' once it is ok, gave way to a deploy, or
+    was a recover.  An older agent says neither `what` nor the attempts ('', 0)."""
+    if what not in ("", "boot"):
+        return ""
+    tries = f" (attempt {attempt})" if attempt > 1 else ""
+    if state == "failed":
+        when = f", next try in {max(0, round(retry_at - now))} s" if retry_at else ""
+        return f"failed at stage {stage or '?'}{when}{tries}"
+    if state == "running" and tries:
+        return f"running stage {stage or '?'}{tries}"
+    return ""

@@ -263,7 +263,15 @@ class AgentServicer(pb_grpc.AgentServicer):
             users=[pb.PinnedUser(**u) for u in info["users"]],
             bundle_sha256=self.state.bundle_sha256,
             started_at=self.state.started_at,
-            boot=pb.BootState(state=boot.state, stage=boot.stage, error=boot.error, finished_at=boot.finished_at),
+            boot=pb.BootState(
+                state=boot.state,
+                stage=boot.stage,
+                error=boot.error,
+                finished_at=boot.finished_at,
+                what=boot.what,
+                attempt=boot.attempt,
+                retry_at=boot.retry_at,
+            ),
             services=len(rec.registry.entries()),
             health_reason=health_reason,
         )

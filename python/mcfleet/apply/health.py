@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcfleet.agent.client import AgentClient
+from mcfleet.agent.events import boot_text
 from mcfleet.errors import PeerError
 from mcfleet.fleet.models import Host
 from mcfleet.transport.base import Node
@@ -46,6 +47,16 @@ class AgentHealth:
     arch: str = ""
     pid: int = 0
     error: str = ""
+    boot: str = ""  # why the agent's boot sequence has not ended healthy ("failed at stage core"); "" when it did
+
+
+def info_boot_text(info: Any) -> str:
+    """`boot_text` of an Info answer ('' without one)."""
+    boot = getattr(info, "boot", None)
+    if boot is None:
+        return ""
+    return boot_text(boot.state, boot.stage, what=boot.what, attempt=boot.attempt, retry_at=boot.retry_at,
+                     now=time.time())  # fmt: skip
 
 
 async def local_socket(node: Node, remote: str) -> str:
@@ -73,12 +84,13 @@ async def check_once(target: str, timeout: float = 5.0, service: str = NODE) -> 
                 with contextlib.suppress(PeerError):
                     seen = await client.info()
                     why = f"health status {status}" + (f": {seen.health_reason}" if seen.health_reason else "")
-                    return AgentHealth(False, seen.version, seen.bundle_sha256, seen.arch, int(seen.pid), error=why)
+                    return AgentHealth(False, seen.version, seen.bundle_sha256, seen.arch, int(seen.pid), error=why,
+                                       boot=info_boot_text(seen))  # fmt: skip
                 return AgentHealth(False, error=f"health status {status}")
             info = await client.info()
         except PeerError as exc:
             return AgentHealth(False, error=exc.message)
-    return AgentHealth(True, info.version, info.bundle_sha256, info.arch, int(info.pid))
+    return AgentHealth(True, info.version, info.bundle_sha256, info.arch, int(info.pid), boot=info_boot_text(info))
 
 
 async def unit_state(node: Node, host: Host) -> tuple[str, str, int]:

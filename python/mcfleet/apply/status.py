@@ -32,6 +32,7 @@ class AgentStatus:
     health: str = "unknown"  # SERVING | NOT_SERVING | the error
     error: str | None = None
     skew: bool = False
+    boot: str = ""  # the agent's boot sequence while it has not ended healthy (apply.health.boot_text)
 
     @property
     def ok(self) -> bool:
@@ -59,6 +60,7 @@ async def host_status(pool: SshPool, entry: HostEntry) -> AgentStatus:
         version=health.version or None,
         unit=state.active if state.has_systemd else "unknown",
         health="SERVING" if health.serving else _health_text(health.error, state, answered=bool(health.version)),
+        boot=health.boot,
     )
 
 
@@ -103,5 +105,7 @@ def status_row(r: AgentStatus) -> list[object]:
     notes = ["version skew"] if r.skew else []
     if r.binary_sha256 and r.running_sha256 and r.binary_sha256 != r.running_sha256:
         notes.append("binary on disk differs from the running one")
+    if r.boot:
+        notes.append(f"boot {r.boot}")
     sha = (r.running_sha256 or r.binary_sha256 or "-")[:12]
     return [r.host, r.version or "-", sha, r.unit, r.health, "; ".join(notes)]

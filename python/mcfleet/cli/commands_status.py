@@ -99,22 +99,16 @@ def services_up(wanted: set[str], containers: list[Any], checks: dict[str, str] 
 
 
 def boot_note(boot: Any, now: float) -> str | None:
-    """The agent's boot sequence in a few words while it has not ended healthy (Facts' `boot`): "failed
-    at stage core, next try in 35 s (attempt 3)", "running stage core (attempt 2)"; None once it is ok,
-    superseded by a deploy, or from an agent that does not say."""
-    if not isinstance(boot, dict) or boot.get("what", "boot") != "boot":
+    """`boot_text` of Facts' `boot` (a dict; None from an agent that does not say, or when there is nothing to say)."""
+    from mcfleet.agent.events import boot_text
+
+    if not isinstance(boot, dict):
         return None
-    state, stage, attempt = boot.get("state"), boot.get("stage") or "?", boot.get("attempt") or 1
-    retry_at = boot.get("retry_at") or 0.0
-    tries = f" (attempt {attempt})" if isinstance(attempt, int) and attempt > 1 else ""
-    if state == "failed":
-        when = (
-            f", next try in {max(0, round(retry_at - now))} s" if isinstance(retry_at, int | float) and retry_at else ""
-        )
-        return f"failed at stage {stage}{when}{tries}"
-    if state == "running" and tries:
-        return f"running stage {stage}{tries}"
-    return None
+    attempt, retry_at = boot.get("attempt"), boot.get("retry_at")
+    text = boot_text(str(boot.get("state", "")), str(boot.get("stage") or ""), what=str(boot.get("what") or ""),
+                     attempt=attempt if isinstance(attempt, int) else 0,
+                     retry_at=retry_at if isinstance(retry_at, int | float) else 0.0, now=now)  # fmt: skip
+    return text or None
 
 
 def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostStatus]:

@@ -88,14 +88,23 @@ class BootState(_message.Message):
     STAGE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
+    WHAT_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    RETRY_AT_FIELD_NUMBER: _builtins.int
     state: _builtins.str
-    """"pending" | "running" | "ok" | "failed" """
+    """"pending" | "running" | "ok" | "failed" | "superseded" """
     stage: _builtins.str
     """the stage being started, or the one that failed"""
     error: _builtins.str
     """why the sequence stopped ("" unless failed)"""
     finished_at: _builtins.float
     """unix seconds, 0 while not finished"""
+    what: _builtins.str
+    """the sequence: "boot" (agent start) or "recover" """
+    attempt: _builtins.int
+    """a failed boot is tried again: 1, 2, ..."""
+    retry_at: _builtins.float
+    """unix seconds of the next attempt, 0 when none is due"""
     def __init__(
         self,
         *,
@@ -103,10 +112,13 @@ class BootState(_message.Message):
         stage: _builtins.str = ...,
         error: _builtins.str = ...,
         finished_at: _builtins.float = ...,
+        what: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        retry_at: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "finished_at", b"finished_at", "stage", b"stage", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "error", b"error", "finished_at", b"finished_at", "retry_at", b"retry_at", "stage", b"stage", "state", b"state", "what", b"what"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
