@@ -173,8 +173,10 @@ class Reconciler:
             self.events.add("boot-retry", f"boot: trying again in {wait:g} s (attempt {attempt})")
             await asyncio.sleep(wait)
             again = await self._boot_again(attempt, mark)
-            if again is None:
+            if again is None:  # the boot gave way, as to a deploy that arrives while it runs
                 self.boot.retry_at = 0.0
+                if self.boot.what == "boot":  # (a recover since has its own state)
+                    self.boot.state = "superseded"
                 self.events.add("boot-retry-ended", "boot: not tried again: a later operation decides what runs")
                 return outcome
             outcome, wait, mark = again, min(wait * 2, BOOT_RETRY_MAX_S), self.operations
