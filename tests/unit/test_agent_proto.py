@@ -37,3 +37,15 @@ def test_every_rpc_of_the_proto_is_served() -> None:
     }  # fmt: skip
     for name in methods:
         assert name in AgentServicer.__dict__, f"{name} is not implemented by the agent"
+
+
+def test_the_boot_state_of_info_carries_every_field_the_agent_keeps() -> None:
+    """Info builds BootState from the agent's BootStatus field for field (`pb.BootState(**asdict(boot))`)."""
+    from dataclasses import asdict, fields
+
+    from mcfleet.agent.events import BootStatus
+    from mcfleet.agent.proto import agent_pb2
+
+    assert {f.name for f in fields(BootStatus)} == set(agent_pb2.BootState.DESCRIPTOR.fields_by_name)
+    sent = agent_pb2.BootState(**asdict(BootStatus(state="failed", stage="core", what="boot", attempt=3, retry_at=9.5)))
+    assert (sent.state, sent.stage, sent.what, sent.attempt, sent.retry_at) == ("failed", "core", "boot", 3, 9.5)

@@ -257,21 +257,12 @@ class AgentServicer(pb_grpc.AgentServicer):
 
     def _info(self, rec: Reconciler, health_reason: str) -> pb.InfoResponse:
         info = node_info(self.state.config.users)
-        boot = rec.boot
         answer = pb.InfoResponse(
             **{k: v for k, v in info.items() if k != "users"},
             users=[pb.PinnedUser(**u) for u in info["users"]],
             bundle_sha256=self.state.bundle_sha256,
             started_at=self.state.started_at,
-            boot=pb.BootState(
-                state=boot.state,
-                stage=boot.stage,
-                error=boot.error,
-                finished_at=boot.finished_at,
-                what=boot.what,
-                attempt=boot.attempt,
-                retry_at=boot.retry_at,
-            ),
+            boot=pb.BootState(**asdict(rec.boot)),  # the same fields, one for one
             services=len(rec.registry.entries()),
             health_reason=health_reason,
         )

@@ -363,9 +363,7 @@ def _ask_agent(ctx: ReadContext, host: str, item: Facts) -> bool:
     desired = ctx.desired.get(host)
     if (desired is not None and desired.services) or (item.manifest is not None and item.manifest.services):
         return True
-    if agent.systemd is False:
-        return False
-    return agent.unit_active is None or agent.unit_active in _UNIT_MAY_RUN
+    return agent.systemd is not False and _agent_down(item) is None
 
 
 def _agent_down(item: Facts) -> str | None:
@@ -389,16 +387,18 @@ class ServiceKind:
         pool = ctx.pool
         if pool is None:
             return facts
-        asked = [host for host, item in facts.items() if isinstance(item, Facts) and _ask_agent(ctx, host, item)]
         out = dict(facts)
-        for host in asked[:]:
-            item = facts[host]
-            down = _agent_down(item) if isinstance(item, Facts) else None
-            if down is not None and isinstance(item, Facts):  # the call could only fail: say why instead
+        asked = []
+        for host, item in facts.items():
+            if not isinstance(item, Facts) or not _ask_agent(ctx, host, item):
+                continue
+            down = _agent_down(item)
+            if down is None:
+                asked.append(host)
+            else:  # a host with services whose unit cannot be running: the call could only fail, say why
                 unit = ctx.loaded.hosts[host].host.agent.unit
                 why = f"the agent is not running ({unit} is {down}; apply starts it first)"
                 out[host] = item.model_copy(update={"services_error": why})
-                asked.remove(host)
         if not asked:
             return out
         from mcfleet.agent.client import AgentClient  # grpc + protobuf: only where an RPC is made
