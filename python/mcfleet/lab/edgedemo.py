@@ -22,6 +22,11 @@ routes into the proxies.  Prints shell assignments for the curl lines: EDGE, WOR
 INT, SNI, PEBBLE_ROOT, SNI_CA, MCFLEET_AGE_IDENTITY, and KNOT, KNOT_PORT (the zone's server,
 where the curl lines look the names up).  Every process started here is
 recorded in the lab's state, so `mcfleet lab down` stops it.
+
+Running it again on the same lab prints the same values and changes nothing the operator made or
+applied: the proxies already running are kept, service files that exist are kept, and sni's
+certificate and key are kept while they still serve (else the next apply would replace sni's
+files and restart it).
 """
 
 from __future__ import annotations
@@ -131,14 +136,65 @@ def _worker_services(root: Path, worker: LabNode, edge: LabNode, registry: str) 
             for route in comp.get("routes", []):
                 route["public"] = public
         _write(path, data)
-    _write(services / "sni.json", sni_service(f"{registry}/demo/sni:1", worker.address))
+    sni = services / "sni.json"
+    if not sni.exists():  # kept as the operator may have changed it (e.g. its image tag)
+        _write(sni, sni_service(f"{registry}/demo/sni:1", worker.address))
+
+
+# A certificate this close to its end is made anew (the demo's run would otherwise outlive it).
+SNI_CERT_MIN_LEFT = dt.timedelta(days=30)
+
+
+def _sni_material_serves(root: Path, hostname: str, identity: Path) -> bool:
+    """Whether an earlier run's sni certificate and key still serve: the certificate names `hostname`
+    and has 30 days or more left, the secret decrypts with this lab's operator identity to the key of
+    that certificate, and it is encrypted to exactly the recipients the fleet wants now (a lab brought
+    up again gives the worker a new host key)."""
+    from mcfleet.errors import InputError
+    from mcfleet.fleet.load import load_fleet
+    from mcfleet.fleet.secrets import decrypt_secret, recorded_recipients, wanted_recipients
+
+    try:
+        cert = x509.load_pem_x509_certificate((root / SNI_CERT_SOURCE).read_bytes())
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName
+        )
+        pem = decrypt_secret(root, SNI_SECRET, _identity_keys(identity))
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (OSError, ValueError, x509.ExtensionNotFound, InputError):
+        return False
+    public = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return (
+        names == [hostname]
+        and cert.not_valid_after_utc - dt.datetime.now(dt.UTC) >= SNI_CERT_MIN_LEFT
+        and key.public_key().public_bytes(*public) == cert.public_key().public_bytes(*public)
+        and recorded_recipients(root, SNI_SECRET) == wanted_recipients(load_fleet(root), SNI_SECRET)
+    )
+
+
+def _identity_keys(identity: Path) -> list[Any]:
+    import pyrage
+
+    return [pyrage.x25519.Identity.from_str(identity.read_text().strip())]
+
+
+def sni_material(root: Path, hostname: str, identity: Path) -> bool:
+    """sni's certificate (a plain file of the fleet) and its key (an age secret to the operator and the
+    worker): kept when an earlier run's still serve, so running the demo's set-up again changes
+    nothing; else made anew.  True when made."""
+    from mcfleet.fleet.load import load_fleet
+    from mcfleet.fleet.secrets import encrypt_secret
+
+    if _sni_material_serves(root, hostname, identity):
+        return False
+    cert, key = self_signed(hostname)
+    atomic_write_bytes(root / SNI_CERT_SOURCE, cert, mode=0o644)
+    encrypt_secret(load_fleet(root), SNI_SECRET, key)  # to the operator key and the worker's host key
+    return True
 
 
 async def edge_fleet(lab: Lab, root: Path, worker: LabNode, edge: LabNode) -> dict[str, str]:
     """Make the fleet at `root` (whose hosts include `worker` and `edge`) the edge demo; return the values."""
-    from mcfleet.fleet.load import load_fleet
-    from mcfleet.fleet.secrets import encrypt_secret
-
     registry = lab.peers.get("registry", {}).get("address")
     if not registry:
         raise LabError("the edge demo needs the lab registry (its demo images)", hint="mcfleet lab up (with peers)")
@@ -155,9 +211,7 @@ async def edge_fleet(lab: Lab, root: Path, worker: LabNode, edge: LabNode) -> di
     edge_file = root / "hosts" / edge.name / "host.json"
     _write(edge_file, {**_json(edge_file), "roles": ["edge"]})
     _worker_services(root, worker, edge, registry)
-    cert, key = self_signed(f"sni.{zone}")
-    atomic_write_bytes(root / SNI_CERT_SOURCE, cert, mode=0o644)
-    encrypt_secret(load_fleet(root), SNI_SECRET, key)  # to the operator key and the worker's host key
+    sni_material(root, f"sni.{zone}", identity)
     root_pem = d / "pebble-root.pem"
     if "pebble" in lab.peers:
         atomic_write_text(root_pem, PebbleInfo(**lab.peers["pebble"]).root_pem())
