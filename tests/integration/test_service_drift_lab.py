@@ -33,9 +33,16 @@ def deploy_actions(root: str) -> list[dict[str, Any]]:
     return acts
 
 
-def converge(fleet: Nodes, host: str, root: str, bundle: Path) -> None:
+def converge(fleet: Nodes, host: str, root: str, bundle: Path, *, records: bool) -> None:
+    """Apply, then a clean re-plan.  `records`: whether the apply changes what the manifest records (a
+    new or changed service) or only repairs drift; the plan lists `~ manifest` exactly when the apply
+    then writes it, so plan and apply agree."""
+    _, before = plan(root)
+    listed = [a["kind"] for a in before["actions"] if a["phase"] == "manifest"]
+    assert bool(listed) == records, before["actions"]
     run = cli("apply", root, "--on", host, "--bundle", str(bundle), "--json")
     assert run.code == 0, run.stdout + run.stderr
+    assert run.phase(host, "manifest")["status"] == ("changed" if records else "unchanged"), run.stdout
     code, data = plan(root, "--detailed-exitcode")
     assert code == 0, data["actions"]
 
@@ -59,7 +66,7 @@ def test_plan_shows_a_removed_a_stopped_and_a_changed_container_and_apply_conver
     one["components"][0]["env"] = ["GREETING=hi"]
     write_service(fleet, host, one)
     write_service(fleet, host, service("two", "services", image))
-    converge(fleet, host, root, agent_bundle)
+    converge(fleet, host, root, agent_bundle, records=True)
     deployed = containers(fleet, host)
     assert {n: c["state"] for n, c in deployed.items()} == {"one": "running", "two": "running"}
 
@@ -67,7 +74,7 @@ def test_plan_shows_a_removed_a_stopped_and_a_changed_container_and_apply_conver
     fleet.sh(host, f"{AS_MCP} rm -f one")
     [act] = deploy_actions(root)
     assert (act["kind"], act["subject"], act["reason"]) == ("update", "service one", "drift: one is missing")
-    converge(fleet, host, root, agent_bundle)
+    converge(fleet, host, root, agent_bundle, records=False)
     assert containers(fleet, host)["one"]["state"] == "running"
 
     # (b) stopped by hand
@@ -75,7 +82,7 @@ def test_plan_shows_a_removed_a_stopped_and_a_changed_container_and_apply_conver
     [act] = deploy_actions(root)
     assert (act["kind"], act["subject"], act["reason"]) == ("update", "service two", "drift: two is exited")
     two_id = containers(fleet, host)["two"]["id"]
-    converge(fleet, host, root, agent_bundle)
+    converge(fleet, host, root, agent_bundle, records=False)
     assert containers(fleet, host)["two"] == {
         "id": two_id,
         "image": image,
@@ -93,7 +100,7 @@ def test_plan_shows_a_removed_a_stopped_and_a_changed_container_and_apply_conver
     )
     shown = cli("plan", root)
     assert "-/+" in shown.stdout and '"GREETING=hi" → "GREETING=hey"' in shown.stdout, shown.stdout
-    converge(fleet, host, root, agent_bundle)
+    converge(fleet, host, root, agent_bundle, records=True)
     after = containers(fleet, host)
     assert after["one"]["id"] != before["one"]["id"] and "GREETING=hey" in env_of(fleet, host, "one")
     assert after["two"]["id"] == before["two"]["id"]
@@ -109,5 +116,5 @@ def test_plan_shows_a_removed_a_stopped_and_a_changed_container_and_apply_conver
     assert kinds["podman.socket mcp"][0] == "update", kinds
     unknown = "podman did not answer the agent, so what runs is unknown: apply brings it up once podman answers"
     assert kinds["service one"] == kinds["service two"] == ("update", unknown)
-    converge(fleet, host, root, agent_bundle)
+    converge(fleet, host, root, agent_bundle, records=False)
     assert {n: c["state"] for n, c in containers(fleet, host).items()} == {"one": "running", "two": "running"}

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcfleet.fleet.load import load_fleet
+from mcfleet.kinds.providers import record_routes
 from mcfleet.plan.model import Action
-from mcfleet.providers.steps import apply_certs, apply_dns, apply_routes, live_routes, record_routes
+from mcfleet.providers.steps import apply_certs, apply_dns, apply_routes, live_routes
 from mcfleet.transport.local import LocalNode
 from tests.contract_fakes.mcns import run_mcns
 from tests.contract_fakes.mcproxy import start_mcproxy

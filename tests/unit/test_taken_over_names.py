@@ -66,10 +66,10 @@ def test_a_change_the_peer_did_not_confirm_is_recorded_unknown_and_sent_again_or
 
     from mcfleet.fleet.desired import DesiredRoute
     from mcfleet.kinds.base import MADE
-    from mcfleet.kinds.providers import _outcome, routes_diff
+    from mcfleet.kinds.providers import _outcome, record_dns, record_routes, routes_diff
     from mcfleet.observe.manifest import NO_ANSWER, ManifestRoute
     from mcfleet.phase import Phase
-    from mcfleet.providers.steps import StepOutcome, record_dns, record_routes
+    from mcfleet.providers.steps import StepOutcome
 
     route = DesiredRoute(hostname=NAME, mode="l7", service="web", service_host="n1", backend="10.0.0.5:20001")
     host = replace(_host(), routes={route.key: route})

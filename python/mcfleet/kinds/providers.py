@@ -18,7 +18,7 @@ from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import CaddyProvider, Rfc2136Provider
 from mcfleet.kinds.base import MADE, ApplyContext, GatherResult, NoRead, Outcome, ReadContext
 from mcfleet.observe.facts import Facts
-from mcfleet.observe.manifest import NO_ANSWER, Manifest
+from mcfleet.observe.manifest import NO_ANSWER, Manifest, ManifestCert, ManifestRecord, ManifestRoute
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
 
@@ -30,6 +30,23 @@ if TYPE_CHECKING:
 # functions that call them: a fleet without providers (each kind blocked) never imports them.
 
 CERT_RENEW_BEFORE = timedelta(days=30)
+
+
+# What each kind records is its whole desired set (records_desired_set): pure functions of the desired host,
+# which the planner also runs to tell whether an apply would change the manifest (plan/manifest_after.py).
+def record_certs(desired: DesiredHost) -> list[ManifestCert]:
+    return [ManifestCert(name=c.name, path=c.path, sans=list(c.sans)) for _k, c in sorted(desired.certs.items())]
+
+
+def record_dns(desired: DesiredHost) -> list[ManifestRecord]:
+    return [ManifestRecord(name=r.name, type=r.type, value=r.value) for _n, r in sorted(desired.records.items())]
+
+
+def record_routes(desired: DesiredHost) -> list[ManifestRoute]:
+    return [
+        ManifestRoute(hostname=r.hostname, listener=r.listener, mode=r.mode, service=r.service, backend=r.backend)
+        for _k, r in sorted(desired.routes.items())
+    ]
 
 
 def not_configured(what: str, provider: object) -> str | None:
@@ -323,8 +340,6 @@ class CertKind(NoRead):
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
         if self.blocked(ctx.loaded):
             return m
-        from mcfleet.providers.steps import record_certs
-
         return m.model_copy(update={"certs": record_certs(ctx.desired)})
 
 
@@ -354,8 +369,6 @@ class DnsKind:
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
         if self.blocked(ctx.loaded):
             return m
-        from mcfleet.providers.steps import record_dns
-
         return m.model_copy(update={"dns": record_dns(ctx.desired)})
 
 
@@ -387,8 +400,6 @@ class RouteKind:
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
         if self.blocked(ctx.loaded):
             return m
-        from mcfleet.providers.steps import record_routes
-
         return m.model_copy(update={"routes": record_routes(ctx.desired)})
 
 

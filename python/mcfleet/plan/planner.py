@@ -28,6 +28,7 @@ from mcfleet.observe.collect import GatherResult, gather
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.observe.manifest import Manifest, manifest_path
 from mcfleet.phase import Phase
+from mcfleet.plan.manifest_after import manifest_changes
 from mcfleet.plan.model import Action, Blocked, Plan, Unobserved, UnreachableHost, sort_actions
 from mcfleet.plan.route_moves import hold_moves, moving_to_left_out, named
 from mcfleet.plan.saved import facts_digest, fleet_hash
@@ -71,7 +72,7 @@ def diff_host(
             acts += [a for a in found if a.kind == "refuse"]
         else:
             acts += found
-    if any(a.kind != "refuse" for a in acts):
+    if any(a.kind != "refuse" for a in acts) and manifest_changes(loaded, d, f, acts, kinds):
         what = "create" if f.manifest is None else "update"
         acts.append(
             Action(

@@ -22,7 +22,6 @@ from mcfleet.errors import McfleetError
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import CaddyProvider, HaproxyProvider, McProxyProvider, RouteProvider
-from mcfleet.observe.manifest import ManifestCert, ManifestRecord, ManifestRoute
 from mcfleet.plan.model import Action
 from mcfleet.providers.base import NoAnswer, ProviderError
 from mcfleet.providers.route.base import ProxyRoute, RouteBackend
@@ -153,10 +152,6 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, act
     return out
 
 
-def record_certs(desired: DesiredHost) -> list[ManifestCert]:
-    return [ManifestCert(name=c.name, path=c.path, sans=list(c.sans)) for _k, c in sorted(desired.certs.items())]
-
-
 # --------------------------------------------------------------------------- dns
 
 
@@ -200,10 +195,6 @@ async def apply_dns(loaded: LoadedFleet, desired: DesiredHost, actions: Iterable
     out.made = {n for n, values in written.items() if values} | unsure  # taken by the server (verified or not)
     out.unsure = unsure
     return out
-
-
-def record_dns(desired: DesiredHost) -> list[ManifestRecord]:
-    return [ManifestRecord(name=r.name, type=r.type, value=r.value) for _n, r in sorted(desired.records.items())]
 
 
 # --------------------------------------------------------------------------- route
@@ -274,13 +265,6 @@ async def apply_routes(
     out.made = made | unsure
     out.unsure = unsure
     return out
-
-
-def record_routes(desired: DesiredHost) -> list[ManifestRoute]:
-    return [
-        ManifestRoute(hostname=r.hostname, listener=r.listener, mode=r.mode, service=r.service, backend=r.backend)
-        for _k, r in sorted(desired.routes.items())
-    ]
 
 
 async def live_routes(loaded: LoadedFleet, node: Node) -> dict[str, ProxyRoute]:
