@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from mcfleet.fleet.resolvers import DHCLIENT_HOOK, DHCLIENT_HOOK_TEXT
+from mcfleet.fleet.resolvers import DHCLIENT_HOOK, DHCLIENT_HOOK_TEXT, DHCPCD_HOOK, DHCPCD_HOOK_TEXT
 from tests.integration.apply_lab import MakeNodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
@@ -139,10 +139,12 @@ def test_resolved_zone_routing_is_planned_and_converged(make_nodes: MakeNodes, a
     # the node used resolv.conf before: mcfleet's dhclient hook is left, and would keep the leases'
     # servers from resolved
     fleet.sh(name, f"cat > {DHCLIENT_HOOK} <<'EOF'\n{DHCLIENT_HOOK_TEXT}EOF")
+    fleet.sh(name, f"cat > {DHCPCD_HOOK} <<'EOF'\n{DHCPCD_HOOK_TEXT}EOF")  # and dhcpcd's, as mcfleet wrote it
 
     fresh = _plan(root, name)
     hook = fresh["host dhclient hook"]
     assert (hook["kind"], hook["after"]) == ("delete", None) and "earlier configuration" in hook["reason"], hook
+    assert fresh["host dhcpcd hook"]["kind"] == "delete", fresh["host dhcpcd hook"]
     assert fresh["host resolvers"]["kind"] == "create"
     assert fresh["host resolvers"]["after"][-1] == "DNS=1.1.1.1"
     routing = fresh[f"host dns zone {zone}"]
@@ -153,6 +155,7 @@ def test_resolved_zone_routing_is_planned_and_converged(make_nodes: MakeNodes, a
     assert f"~{zone}" in fleet.sh(name, "resolvectl domain eth0").stdout
     assert fleet.sh(name, "resolvectl dns eth0").stdout.split()[-2:] == [mcns, own]
     assert fleet.sh(name, f"test -e {DHCLIENT_HOOK}", check=False).returncode == 1
+    assert fleet.sh(name, f"test -e {DHCPCD_HOOK}", check=False).returncode == 1
 
     # the link's DNS reset by hand: the unit is still there, the running routing is not
     fleet.sh(name, "resolvectl revert eth0")
@@ -317,3 +320,62 @@ def test_a_dhcp_lease_leaves_the_fleets_resolvers_alone(
         _clean(root, name)
         fleet.sh(name, f"{lease}; {stop}")
         assert fleet.sh(name, "cat /etc/resolv.conf").stdout == fleets
+
+
+def test_a_dhcpcd_lease_leaves_the_fleets_resolvers_alone(
+    make_nodes: MakeNodes, agent_bundle: Path, tmp_path: Path
+) -> None:
+    """dhcpcd (Debian 13's DHCP client, in Debian 12 as well) rewrites /etc/resolv.conf with the lease's
+    nameserver just as dhclient does.  A resolv.conf host gets dhcpcd's enter hook, which makes it skip
+    its resolv.conf hook: planned, applied, and tried with a real lease (dhcpcd on the node, dnsmasq
+    serving).  An enter hook the operator wrote is never replaced: the plan refuses, a lease shows why,
+    and once the operator turns the hook off in /etc/dhcpcd.conf (the refusal's hint) the host converges."""
+    fleet = make_nodes(1, "dhcpcd")
+    name = fleet.names[0]
+    root = str(fleet.fleet_dir)
+    # Without a resolvconf command dhcpcd writes /etc/resolv.conf itself, as on a Debian server without
+    # systemd-resolved (the lab's nodes have it installed, disabled, and its resolvconf link).
+    fleet.sh(name, 'mv "$(command -v resolvconf)" /root/resolvconf.aside')
+
+    fresh = _plan(root, name)
+    hook = fresh["host dhcpcd hook"]
+    assert (hook["kind"], hook["after"]) == ("create", ['skip_hooks="$skip_hooks resolv.conf"']), hook
+    _apply(root, name, agent_bundle)
+    _clean(root, name)
+    assert fleet.sh(name, f"cat {DHCPCD_HOOK}").stdout == DHCPCD_HOOK_TEXT
+    fleets = fleet.sh(name, "cat /etc/resolv.conf").stdout
+    assert "nameserver 1.1.1.1" in fleets
+
+    netns = fleet.nodes[0].netns
+    with dhcp_server(netns, tmp_path) as link:
+        # dhcpcd sets the link's promote_secondaries, which a container cannot write (/proc/sys is read-only
+        # there); set from outside first, dhcpcd leaves it
+        sysctl = f"net.ipv4.conf.{link}.promote_secondaries=1"
+        subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", sysctl], check=True)
+        lease = f"timeout 60 dhcpcd --oneshot --ipv4only --waitip=4 {link} 2>&1"  # exits once bound
+        got = fleet.sh(name, lease).stdout
+        assert f"leased {DHCP_NET}." in got, got  # a real lease, bound
+        assert f"{DHCP_NET}." in fleet.sh(name, f"ip -4 -br addr show {link}").stdout
+        assert fleet.sh(name, "cat /etc/resolv.conf").stdout == fleets
+        _clean(root, name)
+
+        # an enter hook of the operator's own: not replaced, refused with the way out
+        fleet.sh(name, f"printf '# site: the MTU of the uplink\\nifmtu=1400\\n' > {DHCPCD_HOOK}")
+        run = cli("plan", root, "--on", name, "--json")
+        refused = {f"{a['phase']} {a['subject']}": a for a in json.loads(run.stdout)["actions"]}["host dhcpcd hook"]
+        assert refused["kind"] == "refuse" and "is not mcfleet's" in refused["reason"], refused
+        assert "nohook resolv.conf" in refused["hint"]
+        # ... and it is what keeps the fallbacks: the next lease replaces them
+        fleet.sh(name, lease)
+        assert fleet.sh(name, "grep ^nameserver /etc/resolv.conf").stdout == f"nameserver {DHCP_DNS}\n"
+        assert cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json").code == 1
+
+        # the operator follows the hint: dhcpcd.conf turns the hook off; their enter hook stays as it was
+        fleet.sh(name, "echo 'nohook resolv.conf' >> /etc/dhcpcd.conf")
+        drift = _plan(root, name)
+        assert "host dhcpcd hook" not in drift and drift["host resolvers"]["kind"] == "update", drift
+        _apply(root, name, agent_bundle)
+        _clean(root, name)
+        fleet.sh(name, lease)
+        assert fleet.sh(name, "cat /etc/resolv.conf").stdout == fleets
+        assert "ifmtu=1400" in fleet.sh(name, f"cat {DHCPCD_HOOK}").stdout

@@ -11,7 +11,16 @@ from pathlib import Path
 from mcfleet.fleet.host_level import HostLevelWant, WantedDir, host_level_want
 from mcfleet.fleet.load import load_fleet
 from mcfleet.fleet.models import Dns
-from mcfleet.fleet.resolvers import DHCLIENT_HOOK, DHCLIENT_HOOK_TEXT, ResolverFile, dhclient_hook, resolver_file
+from mcfleet.fleet.resolvers import (
+    DHCLIENT_HOOK,
+    DHCLIENT_HOOK_TEXT,
+    DHCPCD_HOOK,
+    DHCPCD_HOOK_TEXT,
+    ResolverFile,
+    dhclient_hook,
+    dhcpcd_hook,
+    resolver_file,
+)
 from mcfleet.kinds.host_level import host_level_diff
 from mcfleet.observe.facts import Facts
 from mcfleet.observe.hostlevel import DirFacts, HostLevelFacts, host_level_from
@@ -305,3 +314,61 @@ def test_the_real_fleets_resolv_conf_hosts_want_the_hook() -> None:
     wants = {name: host_level_want(e, loaded.fleet).dhclient_hook for name, e in loaded.hosts.items()}
     assert wants["svc"] == ResolverFile(DHCLIENT_HOOK, DHCLIENT_HOOK_TEXT)  # Debian, resolv.conf
     assert wants["rift"] is None  # systemd-resolved
+
+
+# resolv.conf on a node with dhcpcd: its enter hook skips dhcpcd's resolv.conf hook; that file may be the operator's
+DHCPCD = HostLevelWant(
+    "resolv.conf", resolver_file(DNS), WantedDir("/srv/mcp", 850, 850, "750"), dhcpcd_hook=dhcpcd_hook(DNS)
+)
+WITH_DHCPCD = GOOD.model_copy(update={"dhcpcd": True})
+
+
+def test_a_node_with_dhcpcd_gets_the_enter_hook_that_skips_its_resolv_conf_hook() -> None:
+    [act] = host_level_diff("n1", "debian", DHCPCD, _facts(WITH_DHCPCD))
+    assert (act.kind, act.subject, act.before) == ("create", "dhcpcd hook", None)
+    assert act.after == ['skip_hooks="$skip_hooks resolv.conf"']
+    assert "dhcpcd rewrites /etc/resolv.conf" in act.reason and DHCPCD_HOOK in act.reason
+    assert _subjects(WITH_DHCPCD.model_copy(update={"dhcpcd_hook": DHCPCD_HOOK_TEXT}), DHCPCD) == []
+    # mcfleet's own hook (its first line) edited on the node: written again
+    ours_edited = WITH_DHCPCD.model_copy(update={"dhcpcd_hook": DHCPCD_HOOK_TEXT.splitlines()[0] + "\n"})
+    assert _subjects(ours_edited, DHCPCD) == [("update", "dhcpcd hook")]
+
+
+def test_an_operators_enter_hook_is_never_replaced() -> None:
+    theirs = WITH_DHCPCD.model_copy(update={"dhcpcd_hook": "# site: set the MTU\nifmtu=1400\n"})
+    [act] = host_level_diff("n1", "debian", DHCPCD, _facts(theirs))
+    assert (act.kind, act.subject) == ("refuse", "dhcpcd hook")
+    assert act.before == ["ifmtu=1400"] and "is not mcfleet's" in act.reason
+    assert act.hint is not None and 'skip_hooks="$skip_hooks resolv.conf"' in act.hint and "nohook" in act.hint
+    # the operator turned the resolv.conf hook off already: in their enter hook, or in dhcpcd.conf
+    skipping = theirs.model_copy(update={"dhcpcd_hook": 'ifmtu=1400\nskip_hooks="$skip_hooks resolv.conf"\n'})
+    assert _subjects(skipping, DHCPCD) == []
+    assert _subjects(theirs.model_copy(update={"dhcpcd_nohook": True}), DHCPCD) == []
+
+
+def test_no_dhcpcd_hook_without_dhcpcd_and_mcfleets_own_goes_with_systemd_resolved() -> None:
+    assert _subjects(GOOD.model_copy(update={"dhcpcd": False}), DHCPCD) == []
+    assert _subjects(GOOD, DHCPCD) == []  # dhcpcd None: not looked for (an older facts script)
+    dns = DNS.model_copy(update={"resolver": "systemd-resolved"})
+    assert dhcpcd_hook(dns) is None
+    resolved = HostLevelWant("systemd-resolved", resolver_file(dns), None)
+    stub = WITH_DHCPCD.model_copy(
+        update={"resolv_link": "../run/systemd/resolve/stub-resolv.conf", "resolved_conf": resolved.resolver_file.text}
+    )
+    left = stub.model_copy(update={"dhcpcd_hook": DHCPCD_HOOK_TEXT})
+    [act] = host_level_diff("n1", "debian", resolved, _facts(left))
+    assert (act.kind, act.subject, act.after) == ("delete", "dhcpcd hook", None)
+    assert _subjects(stub.model_copy(update={"dhcpcd_hook": "ifmtu=1400\n"}), resolved) == []  # the operator's stays
+
+
+def test_the_dhcpcd_probe_parses_back() -> None:
+    base = {"resolv": b"", "resolv-link": b"", "resolved-conf": b"absent\n", "agent-dir": b"850 850 750\n"}
+    present = host_level_from(
+        FramedOutput(values={**base, "dhcpcd": f"dhcpcd\nhook\nfile\n{DHCPCD_HOOK_TEXT}".encode()})
+    )
+    assert present is not None
+    assert (present.dhcpcd, present.dhcpcd_hook, present.dhcpcd_nohook) == (True, DHCPCD_HOOK_TEXT, False)
+    nohook = host_level_from(FramedOutput(values={**base, "dhcpcd": b"dhcpcd\nnohook\nabsent\n"}))
+    assert nohook is not None and (nohook.dhcpcd, nohook.dhcpcd_hook, nohook.dhcpcd_nohook) == (True, None, True)
+    older = host_level_from(FramedOutput(values=base))
+    assert older is not None and (older.dhcpcd, older.dhcpcd_hook) == (None, None)

@@ -5,7 +5,7 @@ The node-side part is one script (`templates/provision.sh`, one round trip): the
 has other ids or the ids belong to another account: a rootless podman user's UID never moves), the
 subordinate id ranges for rootless podman, `/srv/mcp/`, and the resolvers (the
 host's nameservers, then the public fallbacks, so a dead fleet DNS does not stop lookups;
-with resolv.conf, a dhclient hook keeps DHCP leases from rewriting it).  The unit, the
+with resolv.conf, dhclient's and dhcpcd's hooks keep DHCP leases from rewriting it).  The unit, the
 bundle, the start and the health check are the apply pipeline's push and activate,
 so a provisioned node is exactly what `apply` would make it.
 """
@@ -22,8 +22,11 @@ from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import OS, Fleet, HostUser, IdRange
 from mcfleet.fleet.resolvers import (
     DHCLIENT_HOOK,
+    DHCPCD_HOOK,
+    MANAGED_MARK,
     ZONE_UNIT_PATH,
     dhclient_hook,
+    dhcpcd_hook,
     resolver_file,
     zone_servers,
     zone_unit_text,
@@ -58,6 +61,7 @@ def provision_script(entry: HostEntry, fleet: Fleet | None) -> str:
     zone = fleet.zone if fleet else ""
     unit = zone_unit_text(host.dns, zone) if zone else None
     hook = dhclient_hook(host.dns)
+    dhcpcd = dhcpcd_hook(host.dns)
     q = shlex.quote
     return fill_template(
         template("provision.sh"),
@@ -77,6 +81,9 @@ def provision_script(entry: HostEntry, fleet: Fleet | None) -> str:
             "ZONE_UNIT_TEXT": q(unit or ""),
             "DHCLIENT_HOOK": q(DHCLIENT_HOOK),
             "DHCLIENT_HOOK_TEXT": q(hook.text if hook else ""),
+            "DHCPCD_HOOK": q(DHCPCD_HOOK),
+            "DHCPCD_HOOK_TEXT": q(dhcpcd.text if dhcpcd else ""),
+            "MANAGED_MARK": q(MANAGED_MARK),
             "SUBID_USE_FN": SUBID_USE_SH,  # shell code, not a value
         },
     )

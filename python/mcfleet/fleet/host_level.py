@@ -4,7 +4,7 @@ Pure values from the files (the plan's host kind compares them with the node's f
 Debian provisioning script writes exactly these): the file for the host's resolver
 mechanism (`fleet.resolvers.resolver_file`) and, with systemd-resolved, the unit that routes
 the fleet's zone to its nameservers per link (`zone_unit_text`), with resolv.conf the hook that
-keeps Debian's DHCP client from rewriting it (`dhclient_hook`); the agent's folder owned by
+keeps Debian's DHCP clients from rewriting it (`dhclient_hook`, `dhcpcd_hook`); the agent's folder owned by
 the agent user's pinned ids, mode 0750; linger for the agent user (its user manager runs the
 rootless podman socket from boot).
 """
@@ -20,6 +20,7 @@ from mcfleet.fleet.resolvers import (
     ZONE_UNIT_PATH,
     ResolverFile,
     dhclient_hook,
+    dhcpcd_hook,
     resolver_file,
     zone_servers,
     zone_unit_text,
@@ -57,6 +58,7 @@ class HostLevelWant:
     zone_unit: ResolverFile | None = None  # the oneshot unit that sets that routing
     # keeps Debian's DHCP client from rewriting resolv.conf (written where dhclient is installed)
     dhclient_hook: ResolverFile | None = None
+    dhcpcd_hook: ResolverFile | None = None  # the same for dhcpcd (written where it is installed)
 
 
 def host_level_want(entry: HostEntry, fleet: Fleet | None) -> HostLevelWant:
@@ -77,4 +79,5 @@ def host_level_want(entry: HostEntry, fleet: Fleet | None) -> HostLevelWant:
         zone_servers=tuple(zone_servers(host.dns)) if unit else (),
         zone_unit=ResolverFile(ZONE_UNIT_PATH, unit) if unit else None,
         dhclient_hook=dhclient_hook(host.dns),
+        dhcpcd_hook=dhcpcd_hook(host.dns),
     )

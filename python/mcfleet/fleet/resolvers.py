@@ -56,6 +56,18 @@ DHCLIENT_HOOK_TEXT = (
     "    :\n"
     "}\n"
 )
+# dhcpcd (Debian 13's default DHCP client, also in Debian 12) does the same through its resolv.conf
+# hook.  dhcpcd-run-hooks sources /etc/dhcpcd.enter-hook first, then each hook of its folder unless
+# its name is in $skip_hooks, which it checks for every hook after the enter hook ran.  That file is
+# one the operator may already use for something else: mcfleet writes it only when absent or its
+# own (the first line), and says so in the plan otherwise.
+DHCPCD_HOOK = "/etc/dhcpcd.enter-hook"
+DHCPCD_HOOK_TEXT = (
+    "# managed by mcfleet: /etc/resolv.conf holds the fleet's nameservers, then public fallbacks\n"
+    "# (host.json's dns); a DHCP lease must not replace them, so dhcpcd-run-hooks skips its resolv.conf hook\n"
+    'skip_hooks="$skip_hooks resolv.conf"\n'
+)
+MANAGED_MARK = "# managed by mcfleet"  # the first line of every file mcfleet writes whole
 RESOLVED_DROPIN = "/etc/systemd/resolved.conf.d/mcfleet.conf"
 ZONE_UNIT = "mcfleet-dns-zone.service"
 ZONE_UNIT_PATH = f"/etc/systemd/system/{ZONE_UNIT}"
@@ -171,6 +183,11 @@ def dhclient_hook(dns: Dns) -> ResolverFile | None:
     """The dhclient hook a Debian node with the resolv.conf resolver gets (when dhclient is installed);
     None with systemd-resolved, whose own hook hands the lease's servers to resolved."""
     return ResolverFile(DHCLIENT_HOOK, DHCLIENT_HOOK_TEXT) if dns.resolver == "resolv.conf" else None
+
+
+def dhcpcd_hook(dns: Dns) -> ResolverFile | None:
+    """The dhcpcd enter hook a node with the resolv.conf resolver gets (where dhcpcd is installed)."""
+    return ResolverFile(DHCPCD_HOOK, DHCPCD_HOOK_TEXT) if dns.resolver == "resolv.conf" else None
 
 
 def resolver_file(dns: Dns) -> ResolverFile:

@@ -1,4 +1,4 @@
-"""Host-level drift: resolvers (and dhclient's hook), the agent's folder and linger, as the node has them vs the files.
+"""Host-level drift: resolvers (and DHCP clients' hooks), the agent's folder and linger, node vs files.
 
 Every value mcfleet writes on a Debian host outside the users shows here, so a hand edit is
 a `~` with the old and new values, and a fresh node's plan lists what provisioning will do.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 
 from mcfleet.fleet.host_level import HostLevelWant
-from mcfleet.fleet.resolvers import DHCLIENT_HOOK, ZONE_UNIT_PATH
+from mcfleet.fleet.resolvers import DHCLIENT_HOOK, DHCPCD_HOOK, MANAGED_MARK, ZONE_UNIT_PATH
 from mcfleet.observe.facts import Facts
 from mcfleet.observe.hostlevel import HostLevelFacts
 from mcfleet.phase import Phase
@@ -68,6 +68,9 @@ def host_level_diff(name: str, os: str, want: HostLevelWant, f: Facts) -> list[A
         hook = _dhclient_diff(name, want, seen)
         if hook is not None:
             acts.append(hook)
+        dhcpcd = _dhcpcd_diff(name, want, seen)
+        if dhcpcd is not None:
+            acts.append(dhcpcd)
     d = want.agent_dir
     if d is not None:
         have_dir = seen.agent_dir
@@ -210,6 +213,58 @@ def _dhclient_diff(name: str, want: HostLevelWant, seen: HostLevelFacts) -> Acti
         after=significant(hook.text),
         reason=why,
     )
+
+
+def _dhcpcd_diff(name: str, want: HostLevelWant, seen: HostLevelFacts) -> Action | None:
+    """resolv.conf on a node with dhcpcd: its enter hook skips dhcpcd's resolv.conf hook.  The enter hook
+    is one file the operator may use too: mcfleet writes it when absent or its own (its first line), and
+    leaves an operator's alone: fine when it or /etc/dhcpcd.conf already turns that hook off, refused
+    otherwise (a lease would drop the fallbacks)."""
+    hook, have = want.dhcpcd_hook, seen.dhcpcd_hook
+    ours = have is not None and have.startswith(MANAGED_MARK)
+    if hook is None:
+        if not ours:
+            return None
+        return Action(host=name, phase=Phase.host, kind="delete", subject="dhcpcd hook",
+                      before=significant(have or ""), after=None,
+                      reason=f"{DHCPCD_HOOK} is left from an earlier configuration: with systemd-resolved, "
+                      "mcfleet writes no resolv.conf")  # fmt: skip
+    if not seen.dhcpcd or have == hook.text or seen.dhcpcd_nohook:
+        return None
+    why = (
+        "dhcpcd rewrites /etc/resolv.conf with the lease's nameservers at every bind and renewal, dropping the "
+        f"fallbacks: {hook.path} makes it skip its resolv.conf hook"
+    )
+    if have is not None and not ours:
+        if _skips_resolv_conf(have):
+            return None
+        return Action(
+            host=name,
+            phase=Phase.host,
+            kind="refuse",
+            subject="dhcpcd hook",
+            before=significant(have),
+            after=significant(hook.text),
+            reason=f"{why}; {hook.path} is not mcfleet's (no '{MANAGED_MARK}' first line): it is left as it is",
+            hint=f'add the line skip_hooks="$skip_hooks resolv.conf" to {hook.path}, or `nohook resolv.conf` to '
+            "/etc/dhcpcd.conf; or remove the file and let mcfleet write its own",
+        )
+    if have is not None:
+        why = f"{hook.path} changed on the node (or mcfleet's hook changed): {why}"
+    return Action(
+        host=name,
+        phase=Phase.host,
+        kind="create" if have is None else "update",
+        subject="dhcpcd hook",
+        before=significant(have) if have is not None else None,
+        after=significant(hook.text),
+        reason=why,
+    )
+
+
+def _skips_resolv_conf(enter_hook: str) -> bool:
+    """An operator's enter hook that already puts resolv.conf in $skip_hooks."""
+    return any(line.strip().startswith("skip_hooks=") and "resolv.conf" in line for line in enter_hook.splitlines())
 
 
 def _refuse_mechanism(name: str, want: str, have: str) -> Action:

@@ -31,13 +31,14 @@ PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,iproute2"
 # uidmap, catatonit, slirp4netns, fuse-overlayfs, dbus-user-session), sudo and doas for
 # non-root logins, nix-bin for NixOS deploy mechanics, zstd for service snapshots, curl for
 # health checks, systemd-resolved (installed but disabled) for the nodes that test resolver failover,
-# isc-dhcp-client (Debian 12's DHCP client; nothing runs it at boot here) for the lease test.
+# isc-dhcp-client (Debian 12's DHCP client) and dhcpcd-base (Debian 13's; neither runs at boot
+# here) for the lease tests.
 # debootstrap alone fails configuring this set (its dependency resolution is
 # minimal), apt does not.  A node in the lab's private network cannot reach apt itself, so
 # everything it may need is baked in here.
 EXTRA_PACKAGES = (
     "podman uidmap catatonit slirp4netns fuse-overlayfs dbus-user-session "
-    "sudo opendoas nix-bin zstd curl ca-certificates systemd-resolved isc-dhcp-client"
+    "sudo opendoas nix-bin zstd curl ca-certificates systemd-resolved isc-dhcp-client dhcpcd-base"
 )
 MIRROR = os.environ.get("MCFLEET_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 

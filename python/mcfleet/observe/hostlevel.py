@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcfleet.fleet.resolvers import DHCLIENT_HOOK, RESOLVED_DROPIN, ZONE_UNIT, ZONE_UNIT_PATH
+from mcfleet.fleet.resolvers import DHCLIENT_HOOK, DHCPCD_HOOK, RESOLVED_DROPIN, ZONE_UNIT, ZONE_UNIT_PATH
 from mcfleet.util.empty import empty_list
 
 if TYPE_CHECKING:
@@ -106,6 +106,13 @@ class HostLevelFacts(BaseModel):
         default=None, description="Debian's DHCP client script is installed (None: not looked for)"
     )
     dhclient_hook: str | None = Field(default=None, description="mcfleet's dhclient hook; None when absent")
+    dhcpcd: bool | None = Field(default=None, description="dhcpcd's hook runner is installed (None: not looked for)")
+    dhcpcd_hook: str | None = Field(
+        default=None, description="/etc/dhcpcd.enter-hook, whoever wrote it; None when absent"
+    )
+    dhcpcd_nohook: bool = Field(
+        default=False, description="/etc/dhcpcd.conf has `nohook resolv.conf`: dhcpcd leaves resolv.conf alone"
+    )
 
     def routed(self, zone: str) -> list[str]:
         """The DNS servers of every link that routes `zone` (domain `~zone`), in link order."""
@@ -149,6 +156,7 @@ def host_level_probes(inp: "ScriptInputs") -> "list[Probe]":
         Probe("zone-unit", _file(ZONE_UNIT_PATH), ZONE_UNIT_PATH),
         Probe("zone-enabled", f"systemctl is-enabled {ZONE_UNIT} 2>/dev/null || true", ZONE_UNIT),
         Probe("dhclient", _dhclient_body(), DHCLIENT_HOOK),
+        Probe("dhcpcd", _dhcpcd_body(), DHCPCD_HOOK),
         Probe(
             "resolved-links",
             "if systemctl is-active --quiet systemd-resolved.service 2>/dev/null; then "
@@ -164,6 +172,17 @@ def _dhclient_body() -> str:
         "if [ -x /sbin/dhclient-script ] || [ -x /usr/sbin/dhclient-script ]; then echo dhclient; else echo none; fi"
     )
     return f"{installed}; {_file(DHCLIENT_HOOK)}"
+
+
+def _dhcpcd_body() -> str:
+    """`dhcpcd` or `none` (is dhcpcd-run-hooks installed), `nohook` when /etc/dhcpcd.conf turns its
+    resolv.conf hook off, then /etc/dhcpcd.enter-hook as `_file` prints it."""
+    installed = (
+        "if [ -x /usr/lib/dhcpcd/dhcpcd-run-hooks ] || [ -x /lib/dhcpcd/dhcpcd-run-hooks ]; then echo dhcpcd; "
+        "else echo none; fi"
+    )
+    nohook = r"grep -qsE '^[[:space:]]*nohook([[:space:]]+|.*[[:space:],])resolv\.conf' /etc/dhcpcd.conf"
+    return f"{installed}; if {nohook}; then echo nohook; else echo hook; fi; {_file(DHCPCD_HOOK)}"
 
 
 def _subid_use_body(subids: tuple[str, ...]) -> str:
@@ -238,6 +257,9 @@ def host_level_from(v: "FramedOutput") -> HostLevelFacts | None:
     installed, _, hook_file = v.text("dhclient").partition("\n")
     dhclient = {"dhclient": True, "none": False}.get(installed.strip())
     hook = _content(hook_file) if dhclient is not None else None
+    dhcpcd_installed, _, rest = v.text("dhcpcd").partition("\n")
+    nohook, _, dhcpcd_file = rest.partition("\n")
+    dhcpcd = {"dhcpcd": True, "none": False}.get(dhcpcd_installed.strip())
     return HostLevelFacts(
         resolv_conf=v.text("resolv") or None,  # the `resolv` probe's file (empty: absent or empty)
         resolv_link=v.text("resolv-link").strip() or None,
@@ -252,4 +274,7 @@ def host_level_from(v: "FramedOutput") -> HostLevelFacts | None:
         links=_links(v.text("resolved-links")),
         dhclient=dhclient,
         dhclient_hook=hook,
+        dhcpcd=dhcpcd,
+        dhcpcd_hook=_content(dhcpcd_file) if dhcpcd is not None else None,
+        dhcpcd_nohook=nohook.strip() == "nohook",
     )

@@ -20,6 +20,9 @@ ZONE_UNIT_PATH=@ZONE_UNIT_PATH@  # the oneshot unit that sets it
 ZONE_UNIT_TEXT=@ZONE_UNIT_TEXT@  # its exact content (empty: not zone-routed, an old unit is removed)
 DHCLIENT_HOOK=@DHCLIENT_HOOK@    # dhclient's enter hook that keeps DHCP from rewriting resolv.conf
 DHCLIENT_HOOK_TEXT=@DHCLIENT_HOOK_TEXT@  # its exact content (empty: not wanted, an old hook is removed)
+DHCPCD_HOOK=@DHCPCD_HOOK@        # dhcpcd's enter hook, the same for dhcpcd (written when absent or mcfleet's)
+DHCPCD_HOOK_TEXT=@DHCPCD_HOOK_TEXT@  # its exact content (empty: not wanted, mcfleet's old one is removed)
+MANAGED_MARK=@MANAGED_MARK@      # the first line of a file mcfleet wrote whole
 ETC="${MCFLEET_ETC:-/etc}"  # tests point this at a scratch folder
 
 refuse() { echo "refuse: $*"; exit 3; }
@@ -250,6 +253,24 @@ if [ -z "$DHCLIENT_HOOK_TEXT" ] && [ -f "$target" ]; then
     echo "changed: $target removed (this host's resolver is not resolv.conf)"
 elif [ -n "$DHCLIENT_HOOK_TEXT" ] && { [ -x /sbin/dhclient-script ] || [ -x /usr/sbin/dhclient-script ]; }; then
     if put_file "$target" "$DHCLIENT_HOOK_TEXT"; then
+        echo "changed: $target (DHCP leases leave resolv.conf alone)"
+    fi
+fi
+
+# --- dhcpcd does the same through its resolv.conf hook, which its enter hook can skip.  That file may
+# be the operator's: only an absent one or mcfleet's own (its first line) is written or removed, and
+# not at all where /etc/dhcpcd.conf already says `nohook resolv.conf`.
+target="$ETC${DHCPCD_HOOK#/etc}"
+ours=no
+if [ -f "$target" ] && [ "$(head -n 1 "$target" | cut -c1-${#MANAGED_MARK})" = "$MANAGED_MARK" ]; then ours=yes; fi
+if [ -z "$DHCPCD_HOOK_TEXT" ] && [ "$ours" = yes ]; then
+    rm -f "$target"
+    echo "changed: $target removed (this host's resolver is not resolv.conf)"
+elif [ -n "$DHCPCD_HOOK_TEXT" ] && { [ -x /usr/lib/dhcpcd/dhcpcd-run-hooks ] || [ -x /lib/dhcpcd/dhcpcd-run-hooks ]; } \
+    && ! grep -qsE '^[[:space:]]*nohook([[:space:]]+|.*[[:space:],])resolv\.conf' "$ETC/dhcpcd.conf"; then
+    if [ -e "$target" ] && [ "$ours" = no ]; then
+        echo "ok: $target (the operator's; left as it is)"
+    elif put_file "$target" "$DHCPCD_HOOK_TEXT"; then
         echo "changed: $target (DHCP leases leave resolv.conf alone)"
     fi
 fi
