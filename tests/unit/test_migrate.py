@@ -162,3 +162,20 @@ def test_a_move_planned_for_the_destination_alone_is_refused(tmp_path: Path) -> 
     assert refusal.hint == "plan both hosts so that it is one move: --on rift --on orion"
     # a host that does not record web (or did not answer) is no reason to refuse
     assert moves_left_out(only_dest.actions, {"rift": None}, desired) == []
+
+
+def test_the_moved_services_record_is_named_as_the_sources_not_as_a_stranger(tmp_path: Path) -> None:
+    """The destination's manifest does not list the name (the source's does): its DNS part of the move says
+    whose record it replaces, not "a record mcfleet did not make"."""
+    case = json.loads((CASES / "service-moved-between-hosts.json").read_text())
+    case["facts"]["orion"]["dns"] = {"web.svc.mcp.example.test": ["10.0.0.10"]}  # rift's address, at the server
+    loaded = write_case_fleet(tmp_path / "fleet", case)
+    from datetime import datetime
+
+    plan = build(loaded, case_facts(loaded, case), now=datetime.fromisoformat(case["now"]), check_backends=False)
+    [dns] = [a for a in plan.actions if a.phase == Phase.dns]
+    assert (dns.host, dns.kind) == ("orion", "update")
+    assert dns.reason == (
+        "the server answers 10.0.0.10, rift's record, which moves with web; "
+        "part of moving web to orion: applied after its health check there"
+    )

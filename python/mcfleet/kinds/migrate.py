@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mcfleet.fleet.desired import DesiredHost
+from mcfleet.kinds.providers import NOT_RECORDED_HERE
 from mcfleet.observe.manifest import Manifest
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
@@ -97,7 +98,9 @@ def _annotated(a: Action, moves: Sequence[Action]) -> Action:
             elif a.kind == "delete":
                 why = f"{name} moved to {dest}: removed from {source} once {dest} answers its health check"
             else:
-                why = f"{a.reason}; part of moving {name} to {dest}: applied after its health check there"
+                # the name is the source's record, which this host's manifest cannot know about
+                base = a.reason.replace(NOT_RECORDED_HERE, f"{source}'s record, which moves with {name}")
+                why = f"{base}; part of moving {name} to {dest}: applied after its health check there"
                 if a.phase == Phase.files:
                     why = f"{a.reason}; part of moving {name} to {dest}: written over the restored folder"
             return a.model_copy(update={"reason": why})

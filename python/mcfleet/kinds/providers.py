@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 # functions that call them: a fleet without providers (each kind blocked) never imports them.
 
 CERT_RENEW_BEFORE = timedelta(days=30)
+# Why a name this host's manifest does not list is replaced (a move says whose it was instead: kinds/migrate.py).
+NOT_RECORDED_HERE = "a record mcfleet did not make: apply replaces it"
 
 
 # What each kind records is its whole desired set (records_desired_set): pure functions of the desired host,
@@ -151,7 +153,7 @@ def dns_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
             elif name in recorded:
                 reason = f"the server answers {', '.join(answers)}: changed since apply wrote it"
             else:  # a record some other hand or tool made: replacing it is a change to review
-                reason = f"the server answers {', '.join(answers)}, a record mcfleet did not make: apply replaces it"
+                reason = f"the server answers {', '.join(answers)}, {NOT_RECORDED_HERE}"
         else:
             old = recorded.get(name)
             if old is not None and old.value == rec.value:
