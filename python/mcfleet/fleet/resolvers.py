@@ -67,7 +67,8 @@ DHCPCD_HOOK_TEXT = (
     "# (host.json's dns); a DHCP lease must not replace them, so dhcpcd-run-hooks skips its resolv.conf hook\n"
     'skip_hooks="$skip_hooks resolv.conf"\n'
 )
-MANAGED_MARK = "# managed by mcfleet"  # the first line of every file mcfleet writes whole
+# The first line of each file mcfleet writes whole under /etc (resolver files, DHCP hooks, the zone unit).
+MANAGED_MARK = "# managed by mcfleet"
 RESOLVED_DROPIN = "/etc/systemd/resolved.conf.d/mcfleet.conf"
 ZONE_UNIT = "mcfleet-dns-zone.service"
 ZONE_UNIT_PATH = f"/etc/systemd/system/{ZONE_UNIT}"
