@@ -106,6 +106,14 @@ def _a_stopped_podman_socket_is_started(fleet: Any, root: str, name: str, agent_
     no host change, and every container "missing"; apply then failed on "podman list failed")."""
     user = "runuser -u mcp -- env XDG_RUNTIME_DIR=/run/user/850 systemctl --user"
     fleet.sh(name, f"cd / && {user} stop podman.socket podman.service")
+    # podman.service stops with KillMode=process: its worker (re-executed in the rootless user namespace)
+    # lives on with the inherited listening socket until its idle timeout (5 s), and what it serves is not
+    # the stopped state yet; a loaded machine plans within that window
+    listens = 'awk \'$4 == "00010000" && $8 == "/run/user/850/podman/podman.sock"\' /proc/net/unix'
+    deadline = time.monotonic() + 30
+    while fleet.sh(name, listens).stdout.strip():
+        assert time.monotonic() < deadline, "podman's worker still listens 30 s after podman.service stopped"
+        time.sleep(0.2)
     stopped = cli("plan", root, "--on", name, "--json")
     assert stopped.code == 0, stopped.stdout + stopped.stderr
     report = json.loads(stopped.stdout)

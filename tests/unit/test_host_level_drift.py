@@ -243,6 +243,15 @@ def test_a_podman_socket_stopped_on_a_systemd_node_is_planned_to_start(tmp_path:
             server.bind(str(folder / "podman.sock"))
             server.listen()
             assert probe() == ["enabled", "listening"]
+            # the listener closed while a connection it accepted lives on (podman's worker can outlive the
+            # stopped unit holding the agent's connection): /proc/net/unix still lists that path, but
+            # nothing listens there
+            with socket.socket(socket.AF_UNIX) as client:
+                client.connect(str(folder / "podman.sock"))
+                accepted, _ = server.accept()
+                with accepted:
+                    server.close()
+                    assert probe() == ["enabled"]
         assert (folder / "podman.sock").exists() and probe() == ["enabled"]
     finally:
         (folder / "podman.sock").unlink(missing_ok=True)

@@ -129,13 +129,15 @@ def _file(path: str) -> str:
 
 
 def _podman_socket_body(link: str, home: str) -> str:
-    """`enabled`/`absent` (the unit's wants link), then `listening` when a socket is bound at the agent
-    user's podman.sock: a listening unix socket shows its path in /proc/net/unix, which a stopped
-    podman.socket leaves behind as a file (so `[ -S ]` cannot tell).  The user's uid is its home's
-    owner (the agent's folder)."""
+    """`enabled`/`absent` (the unit's wants link), then `listening` when a socket listens at the agent
+    user's podman.sock: /proc/net/unix lists it, which a stopped podman.socket leaves behind as a file
+    (so `[ -S ]` cannot tell).  It lists a connection the listener accepted under the same path too, and
+    podman's worker can outlive a stopped unit holding one: only a line with the listening flag
+    (__SO_ACCEPTCON, 00010000) counts.  The user's uid is its home's owner (the agent's folder)."""
+    listens = 'awk -v p="/run/user/$u/podman/podman.sock" \'$4 == "00010000" && $8 == p { f = 1 } END { exit !f }\''
     return (
         f"if [ -L {link} ]; then s=enabled; else s=absent; fi; "
-        f'u=$(stat -c %u {home} 2>/dev/null) && grep -q " /run/user/$u/podman/podman.sock$" /proc/net/unix '
+        f"u=$(stat -c %u {home} 2>/dev/null) && {listens} /proc/net/unix "
         '&& s="$s listening"; echo "$s"'
     )
 
