@@ -381,3 +381,16 @@ def test_the_dhcpcd_probe_parses_back() -> None:
     assert nohook is not None and (nohook.dhcpcd, nohook.dhcpcd_hook, nohook.dhcpcd_nohook) == (True, None, True)
     older = host_level_from(FramedOutput(values=base))
     assert older is not None and (older.dhcpcd, older.dhcpcd_hook) == (None, None)
+
+
+def test_the_nohook_line_is_found_as_dhcpcd_reads_it(tmp_path: Path) -> None:
+    """The one pattern the probe and the provisioning script give `grep -E`: dhcpcd.conf's own syntax."""
+    from mcfleet.fleet.resolvers import DHCPCD_NOHOOK_RE
+
+    def found(line: str) -> bool:
+        conf = tmp_path / "dhcpcd.conf"
+        conf.write_text(f"option rapid_commit\n{line}\n")
+        return subprocess.run(["grep", "-qsE", DHCPCD_NOHOOK_RE, str(conf)], check=False).returncode == 0
+
+    assert found("nohook resolv.conf") and found("  nohook\tresolv.conf") and found("nohook 30-hostname,resolv.conf")
+    assert not found("# nohook resolv.conf") and not found("nohook 30-hostname") and not found("hook resolv.conf")

@@ -37,7 +37,7 @@ from mcfleet.apply.summary import Summary, summarize
 from mcfleet.errors import McfleetError, Refused
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import HostEntry, LoadedFleet
-from mcfleet.kinds import KINDS, ApplyContext, ResourceKind
+from mcfleet.kinds import HEAD_PHASES, KINDS, ApplyContext, ResourceKind
 from mcfleet.kinds.base import MADE, PLANNED
 from mcfleet.kinds.host import HostKind, read_users
 from mcfleet.kinds.stages import StageGate
@@ -53,7 +53,6 @@ Provisioner = Callable[[Node, HostEntry], Awaitable[tuple[bool, str]]]
 
 
 # The kinds apply runs after the agent is active (host and agent have their own phases above).
-HEAD_PHASES = (Phase.host, Phase.agent, Phase.manifest)
 HEAD_KINDS: list[ResourceKind] = [k for k in KINDS if k.phase in HEAD_PHASES]
 STEP_KINDS: list[ResourceKind] = [k for k in KINDS if k.phase not in HEAD_PHASES]
 

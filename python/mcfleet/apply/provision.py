@@ -23,6 +23,7 @@ from mcfleet.fleet.models import OS, Fleet, HostUser, IdRange
 from mcfleet.fleet.resolvers import (
     DHCLIENT_HOOK,
     DHCPCD_HOOK,
+    DHCPCD_NOHOOK_RE,
     MANAGED_MARK,
     ZONE_UNIT_PATH,
     dhclient_hook,
@@ -84,6 +85,7 @@ def provision_script(entry: HostEntry, fleet: Fleet | None) -> str:
             "DHCPCD_HOOK": q(DHCPCD_HOOK),
             "DHCPCD_HOOK_TEXT": q(dhcpcd.text if dhcpcd else ""),
             "MANAGED_MARK": q(MANAGED_MARK),
+            "DHCPCD_NOHOOK_RE": q(DHCPCD_NOHOOK_RE),
             "SUBID_USE_FN": SUBID_USE_SH,  # shell code, not a value
         },
     )

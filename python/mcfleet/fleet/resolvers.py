@@ -67,6 +67,9 @@ DHCPCD_HOOK_TEXT = (
     "# (host.json's dns); a DHCP lease must not replace them, so dhcpcd-run-hooks skips its resolv.conf hook\n"
     'skip_hooks="$skip_hooks resolv.conf"\n'
 )
+# A line of /etc/dhcpcd.conf that turns dhcpcd's resolv.conf hook off (`nohook resolv.conf`, alone or in a
+# list): then no enter hook is needed.  An ERE, for `grep -E` in the facts probe and the provisioning script.
+DHCPCD_NOHOOK_RE = r"^[[:space:]]*nohook([[:space:]]+|.*[[:space:],])resolv\.conf"
 # The first line of each file mcfleet writes whole under /etc (resolver files, DHCP hooks, the zone unit).
 MANAGED_MARK = "# managed by mcfleet"
 RESOLVED_DROPIN = "/etc/systemd/resolved.conf.d/mcfleet.conf"

@@ -110,8 +110,9 @@ def encrypt_secret(loaded: LoadedFleet, name: str, value: bytes) -> list[str]:
     return recipients
 
 
-def identities() -> list[Any]:
-    path = Path(os.environ.get(IDENTITY_ENV) or DEFAULT_IDENTITY).expanduser()
+def identities(path: Path | None = None) -> list[Any]:
+    """The keys of the operator's identity file: `path`, else $MCFLEET_AGE_IDENTITY, else the default."""
+    path = path or Path(os.environ.get(IDENTITY_ENV) or DEFAULT_IDENTITY).expanduser()
     try:
         text = path.read_text()
     except OSError as exc:

@@ -152,14 +152,14 @@ def _sni_material_serves(root: Path, hostname: str, identity: Path) -> bool:
     up again gives the worker a new host key)."""
     from mcfleet.errors import InputError
     from mcfleet.fleet.load import load_fleet
-    from mcfleet.fleet.secrets import decrypt_secret, recorded_recipients, wanted_recipients
+    from mcfleet.fleet.secrets import decrypt_secret, identities, recorded_recipients, wanted_recipients
 
     try:
         cert = x509.load_pem_x509_certificate((root / SNI_CERT_SOURCE).read_bytes())
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
             x509.DNSName
         )
-        pem = decrypt_secret(root, SNI_SECRET, _identity_keys(identity))
+        pem = decrypt_secret(root, SNI_SECRET, identities(identity))
         key = serialization.load_pem_private_key(pem, password=None)
     except (OSError, ValueError, x509.ExtensionNotFound, InputError):
         return False
@@ -170,12 +170,6 @@ def _sni_material_serves(root: Path, hostname: str, identity: Path) -> bool:
         and key.public_key().public_bytes(*public) == cert.public_key().public_bytes(*public)
         and recorded_recipients(root, SNI_SECRET) == wanted_recipients(load_fleet(root), SNI_SECRET)
     )
-
-
-def _identity_keys(identity: Path) -> list[Any]:
-    import pyrage
-
-    return [pyrage.x25519.Identity.from_str(identity.read_text().strip())]
 
 
 def sni_material(root: Path, hostname: str, identity: Path) -> bool:

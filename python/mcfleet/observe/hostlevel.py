@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcfleet.fleet.resolvers import DHCLIENT_HOOK, DHCPCD_HOOK, RESOLVED_DROPIN, ZONE_UNIT, ZONE_UNIT_PATH
+from mcfleet.fleet.resolvers import (
+    DHCLIENT_HOOK,
+    DHCPCD_HOOK,
+    DHCPCD_NOHOOK_RE,
+    RESOLVED_DROPIN,
+    ZONE_UNIT,
+    ZONE_UNIT_PATH,
+)
 from mcfleet.util.empty import empty_list
 
 if TYPE_CHECKING:
@@ -183,7 +190,7 @@ def _dhcpcd_body() -> str:
         "if [ -x /usr/lib/dhcpcd/dhcpcd-run-hooks ] || [ -x /lib/dhcpcd/dhcpcd-run-hooks ]; then echo dhcpcd; "
         "else echo none; fi"
     )
-    nohook = r"grep -qsE '^[[:space:]]*nohook([[:space:]]+|.*[[:space:],])resolv\.conf' /etc/dhcpcd.conf"
+    nohook = f"grep -qsE {shlex.quote(DHCPCD_NOHOOK_RE)} /etc/dhcpcd.conf"
     return f"{installed}; if {nohook}; then echo nohook; else echo hook; fi; {_file(DHCPCD_HOOK)}"
 
 

@@ -16,16 +16,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import LoadedFleet
-from mcfleet.kinds import KINDS, ApplyContext, ResourceKind
+from mcfleet.kinds import HEAD_PHASES, KINDS, ApplyContext, ResourceKind
 from mcfleet.observe.facts import Facts
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
 
 if TYPE_CHECKING:
     from mcfleet.transport.base import Node
-
-# Recorded by every apply whatever was selected (the pipeline's head kinds); the others only when they run.
-ALWAYS_RECORDED = (Phase.host, Phase.agent)
 
 
 def manifest_changes(
@@ -44,7 +41,7 @@ def manifest_changes(
         return True
     # no kind's record touches the node: it makes the manifest's part from ctx.desired and ctx.data
     ctx = ApplyContext(loaded, loaded.hosts[d.name], cast("Node", None), d, f.manifest, data)
-    recorded = [k for k in KINDS if k.phase in ALWAYS_RECORDED or k in kinds]
+    recorded = [k for k in KINDS if k.phase in HEAD_PHASES or k in kinds]  # as apply records them
     after = f.manifest
     for kind in recorded:
         after = kind.record(after, ctx, [a for a in doing if a.phase == kind.phase])

@@ -23,6 +23,7 @@ DHCLIENT_HOOK_TEXT=@DHCLIENT_HOOK_TEXT@  # its exact content (empty: not wanted,
 DHCPCD_HOOK=@DHCPCD_HOOK@        # dhcpcd's enter hook, the same for dhcpcd (written when absent or mcfleet's)
 DHCPCD_HOOK_TEXT=@DHCPCD_HOOK_TEXT@  # its exact content (empty: not wanted, mcfleet's old one is removed)
 MANAGED_MARK=@MANAGED_MARK@      # the first line of a file mcfleet wrote whole
+DHCPCD_NOHOOK_RE=@DHCPCD_NOHOOK_RE@  # a dhcpcd.conf line that turns its resolv.conf hook off (grep -E)
 ETC="${MCFLEET_ETC:-/etc}"  # tests point this at a scratch folder
 
 refuse() { echo "refuse: $*"; exit 3; }
@@ -267,7 +268,7 @@ if [ -z "$DHCPCD_HOOK_TEXT" ] && [ "$ours" = yes ]; then
     rm -f "$target"
     echo "changed: $target removed (this host's resolver is not resolv.conf)"
 elif [ -n "$DHCPCD_HOOK_TEXT" ] && { [ -x /usr/lib/dhcpcd/dhcpcd-run-hooks ] || [ -x /lib/dhcpcd/dhcpcd-run-hooks ]; } \
-    && ! grep -qsE '^[[:space:]]*nohook([[:space:]]+|.*[[:space:],])resolv\.conf' "$ETC/dhcpcd.conf"; then
+    && ! grep -qsE "$DHCPCD_NOHOOK_RE" "$ETC/dhcpcd.conf"; then
     if [ -e "$target" ] && [ "$ours" = no ]; then
         echo "ok: $target (the operator's; left as it is)"
     elif put_file "$target" "$DHCPCD_HOOK_TEXT"; then
