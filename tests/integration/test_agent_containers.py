@@ -260,6 +260,14 @@ def test_a_changed_definition_that_cannot_start_keeps_the_old_container_running(
     asyncio.run(scenario())
 
 
+def _with_cmd(svc: Service, cmd: list[str]) -> Service:
+    return svc.model_copy(update={"components": [svc.components[0].model_copy(update={"cmd": cmd})]})
+
+
+def _id_and_status(podman: PodmanLab, container: str) -> list[str]:
+    return podman.remote("inspect", "--format", "{{.Id}} {{.State.Status}}", container).split()
+
+
 def test_a_deploy_ends_the_wait_for_a_container_that_keeps_stopping(
     agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
 ) -> None:
@@ -272,17 +280,14 @@ def test_a_deploy_ends_the_wait_for_a_container_that_keeps_stopping(
     web = web_service(tmp_path, "web", "services", agent_podman.image)
 
     def exits(name: str, restart: str) -> Service:
-        svc = web_service(tmp_path, name, "services", agent_podman.image, restart=restart)
-        return svc.model_copy(update={"components": [svc.components[0].model_copy(
-            update={"cmd": ["sh", "-c", "exit 3"]})]})  # fmt: skip
-
-    def running_web() -> list[str]:
-        return agent_podman.remote("inspect", "--format", "{{.Id}} {{.State.Status}}", "web").split()
+        return _with_cmd(
+            web_service(tmp_path, name, "services", agent_podman.image, restart=restart), ["sh", "-c", "exit 3"]
+        )
 
     async def scenario() -> None:
         async with AgentClient(str(agent.socket)) as client:
             assert (await client.reconcile(with_ports([web]), stage_timeout_s=30)).ok
-            before = running_web()
+            before = _id_and_status(agent_podman, "web")
             began = time.monotonic()
             looping = await client.reconcile(with_ports([exits("web", "unless-stopped")]), stage_timeout_s=90)
             took = time.monotonic() - began
@@ -291,12 +296,12 @@ def test_a_deploy_ends_the_wait_for_a_container_that_keeps_stopping(
             assert "last exit code 3)" in looping.error and "web keeps running on its previous definition" in (
                 looping.error
             ), looping.error
-            assert running_web() == before
+            assert _id_and_status(agent_podman, "web") == before
             began = time.monotonic()
             once = await client.reconcile(with_ports([exits("web", "no")]), stage_timeout_s=90)
             assert not once.ok and time.monotonic() - began < 30, once.error
             assert "its container stopped (exit code 3); its restart policy (no) does not start it" in once.error
-            assert running_web() == before
+            assert _id_and_status(agent_podman, "web") == before
             # a new service (nothing to put back) that keeps stopping: registered all the same; a restart of
             # it ends as soon as it keeps stopping too (was: the whole stage timeout), saying so
             both = with_ports([web, exits("bad", "unless-stopped")])
@@ -323,6 +328,38 @@ def test_a_deploy_ends_the_wait_for_a_container_that_keeps_stopping(
             assert "; meanwhile its container stopped and was restarted " in info.boot.error, info.boot.error
 
     asyncio.run(boot())
+
+
+def test_a_container_that_passes_its_check_and_then_exits_is_not_healthy(
+    agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
+) -> None:
+    """A replacement whose program serves for half a second and then exits: its http check passes at once,
+    yet it is not healthy.  Restarted by podman, the deploy ends on "keeps stopping" and the old container
+    stays; not restarted, on its exit.  (Was: the deploy reported it applied as soon as the first check
+    passed; on a loaded CI machine the same happened to a restarted container whose program had already
+    failed, podman's port forwarder holding the check's connection open.)"""
+    agent = agent_runner.start(podman=agent_podman)
+    web = web_service(tmp_path, "web", "services", agent_podman.image)
+
+    def brief(restart: str) -> Service:
+        serve_then_exit = ["sh", "-c", "httpd -p ${PORT:-$PORT_WEB} -h /www; sleep 0.5; exit 3"]
+        return _with_cmd(web_service(tmp_path, "web", "services", agent_podman.image, restart=restart), serve_then_exit)
+
+    async def scenario() -> None:
+        async with AgentClient(str(agent.socket)) as client:
+            assert (await client.reconcile(with_ports([web]), stage_timeout_s=30)).ok
+            before = _id_and_status(agent_podman, "web")
+            looping = await client.reconcile(with_ports([brief("unless-stopped")]), stage_timeout_s=60)
+            assert not looping.ok, "a container that exits half a second after its check passed was called healthy"
+            assert "web cannot get healthy: its container keeps stopping (restarted " in looping.error, looping.error
+            assert "web keeps running on its previous definition" in looping.error, looping.error
+            assert _id_and_status(agent_podman, "web") == before
+            once = await client.reconcile(with_ports([brief("no")]), stage_timeout_s=60)
+            assert not once.ok, "a container that exits half a second after its check passed was called healthy"
+            assert "its container stopped (exit code 3); its restart policy (no) does not start it" in once.error
+            assert _id_and_status(agent_podman, "web") == before
+
+    asyncio.run(scenario())
 
 
 def test_a_port_another_program_holds_is_named_with_what_to_do(

@@ -18,14 +18,22 @@ CRASH_LOOP_AFTER_S have passed, so that a container that exits a few times while
 it needs comes up is still waited for.  The boot sequence waits the stage timeout all the
 same (at node boot what a service needs may come up late, and nothing older is there to put
 back); its timeout message counts the restarts.
+
+A check that passes counts only for a run of the container that has lasted STEADY_S and is still
+the same run (podman's StartedAt) afterwards.  A program that answers and then exits, and a
+restarted container whose port podman's forwarder answers while the program behind it is already
+failing (the forwarder accepts for it, and on a loaded machine took longer than TCP_SETTLE_S to
+drop the connection: a file the program rejects was reported applied), both show up as a new run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from mcfleet.agent.podman_ops import Podman, RunState
 from mcfleet.agent.registry import RUNNING, Entry
@@ -39,6 +47,9 @@ NOT_EXECUTABLE = (126, 127)
 CRASH_LOOP_EXITS = 5
 CRASH_LOOP_AFTER_S = 3.0
 TCP_SETTLE_S = 0.3  # a tcp check's connection must stay open this long (or bring data)
+# a passed check counts for a run that has lasted this long: podman restarts a container that exits at
+# once ~16 times a second, so within it a crash loop always shows a new run
+STEADY_S = 1.0
 # Rootless podman publishes a port with a `rootlessport` process that listens on it from before the
 # container's start returns until the container stops, and accepts even while nothing listens inside.
 # A published port that *refuses* connections while the container runs has lost that forwarder: seen
@@ -175,6 +186,7 @@ async def wait_healthy(
                 except ConnectionRefusedError:
                     refused = _forwarded(spec)
                     raise
+            await _same_run_after(spec, podman, seen)
             return
         except CheckCannotPass as exc:
             raise TimeoutError(f"{spec.name} cannot get healthy: {exc}") from exc
@@ -197,6 +209,38 @@ async def wait_healthy(
         # restarted and no exit code seen yet: podman restarts at once and its inspect says 0 while the
         # container runs, so only a quick look catches it stopped, with the code its message gives
         await asyncio.sleep(min(CATCH_EXIT_S if restarts and exit_code is None else RETRY_S, remaining))
+
+
+_STARTED_AT = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+def run_age_s(started_at: str, now: float) -> float | None:
+    """Seconds since podman's StartedAt (RFC 3339 with nanoseconds, "Z" or an offset); None if unreadable."""
+    found = _STARTED_AT.match(started_at.strip())
+    if found is None:
+        return None
+    whole, fraction, zone = found.groups()
+    stamp = f"{whole}.{(fraction or '0')[:6]:0<6}{'+00:00' if zone == 'Z' else zone}"
+    try:
+        return now - datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
+
+
+async def _same_run_after(spec: ContainerSpec, podman: Podman, seen: RunState) -> None:
+    """Return once the run `seen` (checked healthy) has lasted STEADY_S and is still running; raise if it
+    ended meanwhile.  A run of unknown age (no StartedAt) is given the whole STEADY_S from now."""
+    age = run_age_s(seen.started_at, time.time())
+    wait = STEADY_S - age if age is not None else STEADY_S
+    if wait <= 0:
+        return
+    await asyncio.sleep(wait)
+    now = await podman.in_thread(podman.run_state, spec.name)
+    if now.status != "running" or (now.started_at, now.restarts) != (seen.started_at, seen.restarts):
+        ended = f"exit code {now.exit_code}, " if now.status in ("exited", "stopped") else ""
+        raise RuntimeError(
+            f"its check passed, then its container stopped within {STEADY_S:g} s of starting ({ended}now {now.status})"
+        )
 
 
 def _forwarded(spec: ContainerSpec) -> bool:

@@ -71,6 +71,7 @@ class RunState:
     status: str  # running | exited | stopped | created | missing | ...
     exit_code: int = 0  # of its last run
     restarts: int = 0  # by its restart policy, since it was created
+    started_at: str = ""  # when its current (or last) run began, as podman says: each run has its own
 
 
 class Podman:
@@ -349,6 +350,7 @@ class Podman:
             str(state.get("Status", "unknown")),
             int(state.get("ExitCode") or 0),
             restarts if isinstance(restarts, int) else 0,
+            str(state.get("StartedAt") or ""),
         )
 
     def exec(self, name: str, command: list[str]) -> tuple[int, str]:
