@@ -22,6 +22,19 @@ def test_the_first_refusal_is_named_shortened_with_how_many_more() -> None:
     assert row[5] == "refused" and row[6] == note
 
 
+def test_json_has_every_refusal_in_full() -> None:
+    """The table's NOTE is shortened; a script reading --json gets each refusal whole (was: only the
+    shortened note, cut at 80 characters with "…")."""
+    from mcfleet.cli.commands_status import refusal_lines
+
+    change = Action(host="full1", phase="deploy", kind="update", subject="service api", reason="image")
+    actions = [refuse("file /srv/sni/tls.key", LONG), change, refuse("file /srv/db/key", "x")]
+    status = HostStatus("full1", True, refused=2, note=status_note("full1", actions, Plan(hosts=["full1"])),
+                        refusals=refusal_lines(actions))  # fmt: skip
+    assert status.as_dict()["refusals"] == (f"file /srv/sni/tls.key: {LONG}", "file /srv/db/key: x")
+    assert status.row()[6] == status.note and "…" in status.row()[6]
+
+
 def test_a_backend_not_read_is_pointed_at_and_a_clean_host_has_no_note() -> None:
     plan = Plan(hosts=["full1"], unobserved=[Unobserved(host="full1", phase="dns", reason="timed out")])
     assert status_note("full1", [], plan) == "dns not read: see `mcfleet plan --on full1`"

@@ -29,7 +29,8 @@ class HostStatus:
     drift: bool | None = None  # pending changes in a plan; None when the host could not be observed
     changes: int = 0
     refused: int = 0
-    note: str | None = None  # the first refusal, or a backend the plan could not read
+    note: str | None = None  # the first refusal (shortened for the table), or a backend the plan could not read
+    refusals: tuple[str, ...] = ()  # every refusal in full ("subject: reason"), for --json
     # why each declared service is not up: no container, a container not running or failing its check
     not_up: tuple[str, ...] = ()
     # the agent's boot sequence while it has not ended healthy (boot_note): why later stages are down
@@ -165,6 +166,7 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
                 changes=len(changes),
                 refused=len(actions) - len(changes),
                 note=status_note(name, actions, plan),
+                refusals=refusal_lines(actions),
                 not_up=tuple(not_up),
                 boot=boot_note(boot, time.time()) if not_up else None,
             )
@@ -187,6 +189,11 @@ async def health_checks(pool: Any, entry: Any) -> tuple[dict[str, str] | None, A
         return None, None  # the plan's read of the same agent already says why
     got = answer.get("checks")
     return ({str(k): str(v) for k, v in got.items()} if isinstance(got, dict) else None), answer.get("boot")
+
+
+def refusal_lines(actions: list[Any]) -> tuple[str, ...]:
+    """Every refusal in full, "subject: reason" (the JSON's `refusals`; NOTE shows the first, shortened)."""
+    return tuple(f"{a.subject}: {a.reason}" for a in actions if a.kind == "refuse")
 
 
 def status_note(host: str, actions: list[Any], plan: Any) -> str | None:
