@@ -147,9 +147,12 @@ def _service_actions(
     bumped = [f"{c}: {old} → {svc.images[c]}" for c, old in old_images.items() if old and old != svc.images[c]]
     if bumped:
         return act("update", "image " + "; ".join(bumped), before)
-    if had is None:  # its containers run, but no apply recorded it as deployed: its stage never got healthy
-        return act("update", "on the node, but no apply finished deploying it (its health checks did not pass?)",
-                   before)  # fmt: skip
+    if had is None:  # its containers run, but no apply recorded it as deployed
+        reason = (
+            "on the node, but no apply finished deploying it (the apply that sent it was interrupted, "
+            "or its stage did not get healthy): apply deploys it again and waits for its health checks"
+        )
+        return act("update", reason, before)
     if had is not None and had.hash != svc.hash:
         new_spec = svc.spec.model_dump(mode="json", by_alias=True, exclude={"files"}) if svc.spec else None
         changes = spec_changes(old_spec, new_spec) if old_spec is not None and new_spec is not None else []
