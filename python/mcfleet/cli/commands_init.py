@@ -60,7 +60,7 @@ def init(  # noqa: PLR0917 (typer maps parameters to options)
     os_name: str = typer.Option("debian", "--os", help="debian or nixos."),
     arch: str = typer.Option("amd64", "--arch", help="amd64 or arm64."),
     host_key: str | None = typer.Option(None, "--host-key", help="Pin this host key ('ssh-ed25519 AAAA…')."),
-    user: str = typer.Option("root", "--user", help="The SSH user (not root: sudo is used)."),
+    user: str = typer.Option("root", "--user", help="The SSH user; a user other than root runs commands with sudo."),
     zone: str = typer.Option("svc.example.test", "--zone", help="The fleet's internal DNS zone."),
     json_out: bool = typer.Option(False, "--json", help="Print the written files as JSON."),
 ) -> None:
