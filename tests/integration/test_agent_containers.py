@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from mcfleet.agent.client import AgentClient
-from mcfleet.fleet.models import Service
+from mcfleet.fleet.models import Health, Service
 from mcfleet.kinds.service import waiting_behind
 from tests.fixtures_agent import AgentRunner, PodmanLab, three_stages, web_service, with_ports
 
@@ -330,34 +330,40 @@ def test_a_deploy_ends_the_wait_for_a_container_that_keeps_stopping(
     asyncio.run(boot())
 
 
-def test_a_container_that_passes_its_check_and_then_exits_is_not_healthy(
+def test_a_container_that_passes_a_tcp_check_or_has_none_and_then_exits_is_not_healthy(
     agent_podman: PodmanLab, agent_runner: AgentRunner, tmp_path: Path
 ) -> None:
-    """A replacement whose program serves for half a second and then exits: its http check passes at once,
-    yet it is not healthy.  Restarted by podman, the deploy ends on "keeps stopping" and the old container
-    stays; not restarted, on its exit.  (Was: the deploy reported it applied as soon as the first check
-    passed; on a loaded CI machine the same happened to a restarted container whose program had already
-    failed, podman's port forwarder holding the check's connection open.)"""
+    """A replacement whose program serves for half a second and then exits: its tcp check passes at once
+    (the connection stays open), and one without a check is running at once; yet neither is healthy.
+    Restarted by podman, the deploy ends on "keeps stopping" and the old container stays; not restarted,
+    on its exit.  (Was: the deploy reported it applied as soon as the check passed or the container ran;
+    on a loaded CI machine the same happened to a restarted container whose program had already failed,
+    podman's port forwarder holding the check's connection open.)"""
     agent = agent_runner.start(podman=agent_podman)
     web = web_service(tmp_path, "web", "services", agent_podman.image)
+    serve_then_exit = ["sh", "-c", "httpd -p ${PORT:-$PORT_WEB} -h /www; sleep 0.5; exit 3"]
 
-    def brief(restart: str) -> Service:
-        serve_then_exit = ["sh", "-c", "httpd -p ${PORT:-$PORT_WEB} -h /www; sleep 0.5; exit 3"]
-        return _with_cmd(web_service(tmp_path, "web", "services", agent_podman.image, restart=restart), serve_then_exit)
+    def brief(restart: str, health: dict[str, object] | None) -> Service:
+        svc = _with_cmd(web_service(tmp_path, "web", "services", agent_podman.image, restart=restart), serve_then_exit)
+        return svc.model_copy(update={"components": [svc.components[0].model_copy(update={"health": (
+            None if health is None else Health.model_validate(health))})]})  # fmt: skip
 
     async def scenario() -> None:
         async with AgentClient(str(agent.socket)) as client:
             assert (await client.reconcile(with_ports([web]), stage_timeout_s=30)).ok
             before = _id_and_status(agent_podman, "web")
-            looping = await client.reconcile(with_ports([brief("unless-stopped")]), stage_timeout_s=60)
-            assert not looping.ok, "a container that exits half a second after its check passed was called healthy"
-            assert "web cannot get healthy: its container keeps stopping (restarted " in looping.error, looping.error
-            assert "web keeps running on its previous definition" in looping.error, looping.error
-            assert _id_and_status(agent_podman, "web") == before
-            once = await client.reconcile(with_ports([brief("no")]), stage_timeout_s=60)
-            assert not once.ok, "a container that exits half a second after its check passed was called healthy"
-            assert "its container stopped (exit code 3); its restart policy (no) does not start it" in once.error
-            assert _id_and_status(agent_podman, "web") == before
+            for health in ({"kind": "tcp", "port": 8080, "timeout_s": 2}, None):
+                looping = await client.reconcile(with_ports([brief("unless-stopped", health)]), stage_timeout_s=60)
+                assert not looping.ok, f"a container that exits after 0.5 s was called healthy ({health})"
+                assert "web cannot get healthy: its container keeps stopping (restarted " in looping.error, (
+                    looping.error
+                )
+                assert "web keeps running on its previous definition" in looping.error, looping.error
+                assert _id_and_status(agent_podman, "web") == before
+                once = await client.reconcile(with_ports([brief("no", health)]), stage_timeout_s=60)
+                assert not once.ok, f"a container that exits after 0.5 s was called healthy ({health})"
+                assert "its container stopped (exit code 3); its restart policy (no) does not start it" in once.error
+                assert _id_and_status(agent_podman, "web") == before
 
     asyncio.run(scenario())
 

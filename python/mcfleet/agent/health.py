@@ -19,11 +19,13 @@ it needs comes up is still waited for.  The boot sequence waits the stage timeou
 same (at node boot what a service needs may come up late, and nothing older is there to put
 back); its timeout message counts the restarts.
 
-A check that passes counts only for a run of the container that has lasted STEADY_S and is still
-the same run (podman's StartedAt) afterwards.  A program that answers and then exits, and a
-restarted container whose port podman's forwarder answers while the program behind it is already
-failing (the forwarder accepts for it, and on a loaded machine took longer than TCP_SETTLE_S to
-drop the connection: a file the program rejects was reported applied), both show up as a new run.
+A tcp check, or a container without a check, counts as healthy only for a run of the container
+that has lasted STEADY_S and is still the same run (podman's StartedAt) afterwards: neither proves
+that the program works.  A connection that stays open may be podman's forwarder's (it accepts for
+the container, and on a loaded machine held a check's connection past TCP_SETTLE_S while the
+program behind it was already exiting: a file the program rejected was reported applied), and a
+container that exits at once is running for a moment.  Either shows up as a new run.  An http
+answer or a command run in the container is the program's own: those pass at once.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ NOT_EXECUTABLE = (126, 127)
 CRASH_LOOP_EXITS = 5
 CRASH_LOOP_AFTER_S = 3.0
 TCP_SETTLE_S = 0.3  # a tcp check's connection must stay open this long (or bring data)
-# a passed check counts for a run that has lasted this long: podman restarts a container that exits at
-# once ~16 times a second, so within it a crash loop always shows a new run
+# a passed tcp check (or none) counts for a run that has lasted this long: podman restarts a container
+# that exits at once ~16 times a second, so within it a crash loop always shows a new run
 STEADY_S = 1.0
 # Rootless podman publishes a port with a `rootlessport` process that listens on it from before the
 # container's start returns until the container stops, and accepts even while nothing listens inside.
@@ -186,7 +188,8 @@ async def wait_healthy(
                 except ConnectionRefusedError:
                     refused = _forwarded(spec)
                     raise
-            await _same_run_after(spec, podman, seen)
+            if spec.health is None or spec.health.kind == "tcp":
+                await _same_run_after(spec, podman, seen)
             return
         except CheckCannotPass as exc:
             raise TimeoutError(f"{spec.name} cannot get healthy: {exc}") from exc
