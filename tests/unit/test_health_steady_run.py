@@ -3,11 +3,17 @@ a run that has lasted STEADY_S (its age decides whether the agent waits before l
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 
-from mcfleet.agent.health import run_age_s
+from mcfleet.agent import health as health_module
+from mcfleet.agent.health import _same_run_after, run_age_s
+from mcfleet.agent.podman_ops import RunState
 
 NOW = datetime(2026, 12, 5, 7, 30, 0, tzinfo=UTC).timestamp()
 
@@ -29,3 +35,47 @@ def test_podmans_started_at_gives_the_runs_age(started_at: str, age: float) -> N
 @pytest.mark.parametrize("started_at", ["", "0001-01-01T00:00:00Z garbage", "yesterday", "2026-13-05T07:29:59Z"])
 def test_an_unreadable_start_has_no_age(started_at: str) -> None:
     assert run_age_s(started_at, NOW) is None
+
+
+class Inspected:
+    """The agent's Podman as `_same_run_after` uses it: run_state answers `after`, counted."""
+
+    def __init__(self, after: RunState) -> None:
+        self.after, self.calls = after, 0
+
+    def run_state(self, name: str) -> RunState:
+        self.calls += 1
+        return self.after
+
+    async def in_thread(self, fn: Callable[[str], RunState], name: str) -> RunState:
+        return fn(name)
+
+
+def _stamp(seconds_ago: float) -> str:
+    return datetime.fromtimestamp(time.time() - seconds_ago, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+
+
+@pytest.mark.parametrize(("health", "said"), [(SimpleNamespace(kind="tcp"), "its tcp check passed"), (None, "it ran")])
+def test_a_run_that_ends_within_the_steady_time_is_not_healthy(
+    monkeypatch: pytest.MonkeyPatch, health: object, said: str
+) -> None:
+    monkeypatch.setattr(health_module, "STEADY_S", 0.3)
+    spec = SimpleNamespace(name="hello", health=health)
+    for ended in ("restarted", "exited"):
+        seen = RunState("running", 0, 4, _stamp(0.05))  # started 50 ms ago: looked at again 250 ms later
+        after = (
+            RunState("running", 0, 5, _stamp(0.01))
+            if ended == "restarted"
+            else RunState("exited", 1, 4, seen.started_at)
+        )
+        podman = Inspected(after)
+        with pytest.raises(RuntimeError, match=f"^{said}, then its container stopped within 0.3 s of starting"):
+            asyncio.run(_same_run_after(spec, podman, seen))  # type: ignore[arg-type]
+        assert podman.calls == 1
+    seen = RunState("running", 0, 4, _stamp(0.05))
+    same = Inspected(seen)
+    asyncio.run(_same_run_after(spec, same, seen))  # type: ignore[arg-type]
+    assert same.calls == 1
+    old = Inspected(RunState("exited", 1, 9, ""))  # a run that has lasted: not looked at again
+    asyncio.run(_same_run_after(spec, old, RunState("running", 0, 4, _stamp(60))))  # type: ignore[arg-type]
+    assert old.calls == 0

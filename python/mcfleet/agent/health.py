@@ -241,8 +241,9 @@ async def _same_run_after(spec: ContainerSpec, podman: Podman, seen: RunState) -
     now = await podman.in_thread(podman.run_state, spec.name)
     if now.status != "running" or (now.started_at, now.restarts) != (seen.started_at, seen.restarts):
         ended = f"exit code {now.exit_code}, " if now.status in ("exited", "stopped") else ""
+        passed = f"its {spec.health.kind} check passed" if spec.health else "it ran"
         raise RuntimeError(
-            f"its check passed, then its container stopped within {STEADY_S:g} s of starting ({ended}now {now.status})"
+            f"{passed}, then its container stopped within {STEADY_S:g} s of starting ({ended}now {now.status})"
         )
 
 
