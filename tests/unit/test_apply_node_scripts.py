@@ -238,3 +238,17 @@ def test_activation_on_a_node_without_systemd_fails_clearly(tmp_path: Path) -> N
     with pytest.raises(ApplyError, match="does not run systemd"):
         run(activate(LocalNode("n1"), host, state, pushed=True, sha="a" * 64, opts=ActivateOptions()))
     assert not (tmp_path / "srv").exists()  # nothing was written before refusing
+
+
+def test_the_provision_message_puts_folders_first_when_nothing_else_changed() -> None:
+    """Seen on the demo lab: a new service's folder made, nothing else: the phase said "changed" with
+    "nothing to change (12 checks ok); folders: /srv/hello (mcp:mcp 0750)"."""
+    from mcfleet.apply.provision import with_folders
+
+    made = "/srv/hello (mcp:mcp 0750)"
+    assert with_folders(False, "nothing to change (12 checks ok)", made) == (
+        "folders: /srv/hello (mcp:mcp 0750); otherwise nothing to change (12 checks ok)"
+    )
+    assert with_folders(True, "user mcp created with UID 850", made) == (
+        "user mcp created with UID 850; folders: /srv/hello (mcp:mcp 0750)"
+    )

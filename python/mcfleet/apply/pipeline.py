@@ -32,6 +32,7 @@ from mcfleet.apply.lock import hold_node_lock
 from mcfleet.apply.migrate import MoveWork, carry_out
 from mcfleet.apply.nodeio import write_manifest
 from mcfleet.apply.probe import probe
+from mcfleet.apply.provision import with_folders
 from mcfleet.apply.push import PushReport, push_agent
 from mcfleet.apply.summary import Summary, summarize
 from mcfleet.errors import McfleetError, Refused
@@ -408,7 +409,7 @@ class Pipeline:
             changed, message = await self._phase(w, Phase.provision, self.provisioner(node, w.entry))
             dirs = await self._phase(w, Phase.provision, HostKind().apply(ctx, w.actions_for(Phase.host)))
         if dirs.status == "changed":
-            changed, message = True, f"{message}; folders: {dirs.message}"
+            changed, message = True, with_folders(changed, message, dirs.message)
         self.log.emit(w.name, Phase.provision, Status.changed if changed else Status.unchanged, message)
 
     async def _steps(self, w: HostWork, ctx: ApplyContext) -> None:

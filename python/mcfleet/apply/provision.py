@@ -130,3 +130,9 @@ async def provision_host(node: Node, entry: HostEntry, fleet: Fleet | None) -> t
     if changed:
         return True, "; ".join(changed)
     return False, f"nothing to change ({len(ok)} checks ok)"
+
+
+def with_folders(changed: bool, message: str, folders: str) -> str:
+    """The provision phase's message when it also made folders: they come first when the script changed
+    nothing (was "nothing to change (12 checks ok); folders: /srv/hello …" for a phase that changed)."""
+    return f"{message}; folders: {folders}" if changed else f"folders: {folders}; otherwise {message}"
