@@ -116,7 +116,7 @@ def _platform(d: DesiredHost, f: Facts) -> list[Action]:
     return acts
 
 
-def _refuse_user(d: DesiredHost, u: DesiredUser, reason: str, before: object) -> Action:
+def _refuse_user(d: DesiredHost, u: DesiredUser, reason: str, before: object, hint: str = UID_HINT) -> Action:
     return Action(
         host=d.name,
         phase=Phase.host,
@@ -124,8 +124,16 @@ def _refuse_user(d: DesiredHost, u: DesiredUser, reason: str, before: object) ->
         subject=f"user {u.name}",
         before=before,
         after={"uid": u.uid, "gid": u.gid},
-        reason=f"{reason}: {UID_HINT}",
-        hint=UID_HINT,
+        reason=f"{reason}: {hint}",
+        hint=hint,
+    )
+
+
+def _exception_hint(u: DesiredUser, node_ids: tuple[int, int]) -> str:
+    """host.json's own ids for the user (its pin_exception) are not the node's: the file is what is wrong."""
+    return (
+        f"host.json's pin_exception for {u.name} says {u.uid}:{u.gid}, but the node's account is "
+        f"{node_ids[0]}:{node_ids[1]}: set users.{u.name}.uid and gid in host.json to the node's"
     )
 
 
@@ -139,12 +147,13 @@ def _users(d: DesiredHost, f: Facts) -> list[Action]:
         acct = f.account(u.name)
         pinned_by = "host.json pins" if u.exception else "the fleet pins"
         if acct is not None:
+            hint = _exception_hint(u, (acct.uid, acct.gid)) if u.exception else UID_HINT
             if acct.uid != u.uid:
                 reason = f"user {u.name} on {d.name} has UID {acct.uid} but {pinned_by} UID {u.uid}"
-                acts.append(_refuse_user(d, u, reason, {"uid": acct.uid, "gid": acct.gid}))
+                acts.append(_refuse_user(d, u, reason, {"uid": acct.uid, "gid": acct.gid}, hint))
             elif acct.gid != u.gid:
                 reason = f"user {u.name} on {d.name} has GID {acct.gid} but {pinned_by} GID {u.gid}"
-                acts.append(_refuse_user(d, u, reason, {"uid": acct.uid, "gid": acct.gid}))
+                acts.append(_refuse_user(d, u, reason, {"uid": acct.uid, "gid": acct.gid}, hint))
             else:
                 acts += _subids(d, f, u)
             continue

@@ -30,6 +30,7 @@ from mcfleet.observe.manifest import Manifest, manifest_path
 from mcfleet.phase import Phase
 from mcfleet.plan.manifest_after import manifest_changes
 from mcfleet.plan.model import Action, Blocked, Plan, Unobserved, UnreachableHost, sort_actions
+from mcfleet.plan.refused_ids import refuse_changes_to_refused_ids
 from mcfleet.plan.route_moves import hold_moves, moving_to_left_out, named
 from mcfleet.plan.saved import facts_digest, fleet_hash
 from mcfleet.report.progress import Progress
@@ -72,6 +73,7 @@ def diff_host(
             acts += [a for a in found if a.kind == "refuse"]
         else:
             acts += found
+    acts = refuse_changes_to_refused_ids(acts)
     if any(a.kind != "refuse" for a in acts) and manifest_changes(loaded, d, f, acts, kinds):
         what = "create" if f.manifest is None else "update"
         acts.append(
