@@ -20,6 +20,7 @@ def test_push_unpacks_the_bundle_before_the_agent_starts(make_nodes: MakeNodes, 
     # the summary times each phase: activation (restart to the new agent healthy and confirmed) among them
     activate = run.phase(name, "activate")
     assert activate["status"] == "changed" and 0 < activate["seconds"] < run.seconds, activate
+    assert activate["message"].startswith("agent 0.1.0 serving (restarted: "), activate  # what is true after it
     # the agent runs the venv's python under mcp's ~/.cache/pex (a --venv PEX) ...
     pid = fleet.sh(name, "systemctl show -p MainPID --value mcp-agent").stdout.strip()
     exe = fleet.sh(name, f"readlink /proc/{pid}/exe; tr '\\0' ' ' < /proc/{pid}/cmdline").stdout

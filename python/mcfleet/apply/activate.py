@@ -244,7 +244,8 @@ async def _restart_and_check(
     if health.serving:
         _hold_before_confirm()
         await confirm.disarm(node, deadman)
-        return ActivateResult("changed", f"{reason}: agent {health.version or '?'} serving", health)
+        # the reason is the state found before ("mcp-agent.service is inactive"): after it, what is true now
+        return ActivateResult("changed", f"agent {health.version or '?'} serving (restarted: {reason})", health)
     # failed: roll back now rather than wait for the deadman; keep what the new agent said first
     said = await last_log_lines(node, host)
     health = AgentHealth(False, error=f"{health.error}{said}") if said else health
