@@ -57,13 +57,22 @@ def test_a_plan_with_a_refusal_is_refused_unless_overridden_and_the_uid_is_never
     journal = (fleet.fleet_dir / ".mcfleet" / "journal.jsonl").read_text().splitlines()
     assert json.loads(journal[-1])["error"]["kind"] == "refused"  # a refused apply is journalled too
 
-    overridden = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--override", f"{name}:user mcp")
+    # the agent's folder would be 850's, which is legacy here: refused with the user, so an override of the
+    # user alone does not let it through (was: /srv/mcp made and handed to legacy)
+    user_only = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--override", f"{name}:user mcp")
+    assert user_only.code == 1 and f"--override '{name}:dir /srv/mcp'" in user_only.stderr, user_only.stderr
+    assert "refused with `user mcp`" in user_only.stderr and "held by account legacy" in user_only.stderr
+    assert fleet.sh(name, "test -e /srv/mcp", check=False).returncode == 1
+
+    both = ("--override", f"{name}:user mcp", "--override", f"{name}:dir /srv/mcp")
+    overridden = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), *both)
     # the rest of the plan ran (the agent cannot start without its user, so this host fails: exit 1) ...
     assert overridden.code == 1, overridden.stdout + overridden.stderr
     assert f"{name}:" in overridden.stdout
-    # ... and the refused action itself was never done
+    # ... and the refused actions themselves were never done
     assert fleet.sh(name, "id -u legacy").stdout.strip() == "850"
     assert fleet.sh(name, "getent passwd mcp", check=False).returncode == 2
+    assert fleet.sh(name, "stat -c %U /srv/mcp 2>/dev/null || echo absent").stdout.strip() != "legacy"
 
 
 def test_deploy_one_host_validates_plans_and_applies_it(make_nodes: MakeNodes, agent_bundle: Path) -> None:

@@ -65,6 +65,20 @@ def test_a_refusal_refuses_the_whole_plan_and_says_how_to_override() -> None:
     assert text.count("never change a rootless podman user's UID") == 1  # the hint, once
 
 
+def test_the_refusal_others_are_held_with_is_named_first() -> None:
+    """The agent's folder, refused with the user its owner comes from, sorts before the user ("dir" <
+    "user"): the gate names the user, the cause, and its override first."""
+    held = Action(host="orion", phase="host", kind="refuse", subject="dir /srv/mcp",
+                  reason="owner 850:850 is mcp's ids in the files, refused with `user mcp` (…)")  # fmt: skip
+    with pytest.raises(Refused) as err:
+        check_refusals(plan(held, UID_REFUSAL), [])
+    assert err.value.location == "orion: host user mcp" and "(and 1 more)" in err.value.message
+    assert "--override 'orion:user mcp'" in (err.value.hint or "")
+    with pytest.raises(Refused) as err:  # the user overridden: what was held with it still refuses
+        check_refusals(plan(held, UID_REFUSAL), [Override.parse("orion:user mcp")])
+    assert err.value.location == "orion: host dir /srv/mcp"
+
+
 def test_a_refusal_whose_subject_names_its_phase_is_located_without_saying_it_twice() -> None:
     cert = Action(host="full1", phase="cert", kind="refuse", subject="cert api", reason="needed by a route it keeps")
     with pytest.raises(Refused) as err:

@@ -31,6 +31,7 @@ from mcfleet.phase import Phase
 from mcfleet.plan.manifest_after import manifest_changes
 from mcfleet.plan.model import Action, Blocked, Plan, Unobserved, UnreachableHost, sort_actions
 from mcfleet.plan.refused_ids import refuse_changes_to_refused_ids
+from mcfleet.plan.refused_services import hold_what_refused_services_publish
 from mcfleet.plan.route_moves import hold_moves, moving_to_left_out, named
 from mcfleet.plan.saved import facts_digest, fleet_hash
 from mcfleet.report.progress import Progress
@@ -73,7 +74,14 @@ def diff_host(
             acts += [a for a in found if a.kind == "refuse"]
         else:
             acts += found
-    acts = refuse_changes_to_refused_ids(acts)
+    return with_manifest(loaded, d, f, refuse_changes_to_refused_ids(acts), kinds), blocked
+
+
+def with_manifest(
+    loaded: LoadedFleet, d: DesiredHost, f: Facts, acts: list[Action], kinds: Sequence[ResourceKind]
+) -> list[Action]:
+    """The host's actions (without a manifest action), and the manifest's when apply would change it."""
+    acts = [a for a in acts if a.phase != Phase.manifest or a.kind == "refuse"]
     if any(a.kind != "refuse" for a in acts) and manifest_changes(loaded, d, f, acts, kinds):
         what = "create" if f.manifest is None else "update"
         acts.append(
@@ -82,11 +90,11 @@ def diff_host(
                 phase=Phase.manifest,
                 kind=what,
                 subject="manifest",
-                after=where,
+                after=manifest_path(),
                 reason="record what mcfleet manages on the host",
             )
         )
-    return acts, blocked
+    return acts
 
 
 def without_handed_over_names(actions: list[Action], desired: Mapping[str, DesiredHost]) -> list[Action]:
@@ -139,6 +147,14 @@ def build(
     actions = without_handed_over_names(actions, desired)
     # a service that left one observed host's files for another's: one move, its data carried along
     actions = detect_moves(actions, desired, loaded.fleet.zone if loaded.fleet else None)
+    held = hold_what_refused_services_publish(actions, desired, loaded.fleet.zone if loaded.fleet else None)
+    if held != actions:  # a change held on a host may leave its manifest as it is: asked again
+        changed = {a.host for a, b in zip(actions, held, strict=True) if a != b}
+        actions = [a for a in held if a.host not in changed]
+        for host in changed:
+            item = facts[host]
+            assert isinstance(item, Facts)  # only observed hosts have actions to hold
+            actions += with_manifest(loaded, desired[host], item, [a for a in held if a.host == host], kinds)
     unobserved = [u for host, item in facts.items() if isinstance(item, Facts) for u in not_read(host, item)]
     return Plan(
         created_at=now.isoformat(timespec="seconds"),

@@ -48,12 +48,13 @@ def refuse_changes_to_refused_ids(acts: list[Action]) -> list[Action]:
             out.append(a)
             continue
         name = user.subject.removeprefix("user ")
+        why = user.reason.removesuffix(f": {user.hint}") if user.hint else user.reason
         out.append(
             a.model_copy(
                 update={
                     "kind": "refuse",
-                    "reason": f"owner {_owner(a)} is {name}'s ids in the files, not the node's {name} (the plan "
-                    f"refuses `{user.subject}`): {name} could no longer use it",
+                    "reason": f"owner {_owner(a)} is {name}'s ids in the files, refused with `{user.subject}` "
+                    f"({why}): it would not be {name}'s on this node",
                     "hint": user.hint,
                 }
             )
