@@ -31,7 +31,7 @@ from mcfleet.phase import Phase
 from mcfleet.plan.manifest_after import manifest_changes
 from mcfleet.plan.model import Action, Blocked, Plan, Unobserved, UnreachableHost, sort_actions
 from mcfleet.plan.refused_ids import refuse_changes_to_refused_ids
-from mcfleet.plan.refused_services import hold_what_refused_services_publish
+from mcfleet.plan.refused_services import hold_services_without_their_files, hold_what_refused_services_publish
 from mcfleet.plan.route_moves import hold_moves, moving_to_left_out, named
 from mcfleet.plan.saved import facts_digest, fleet_hash
 from mcfleet.report.progress import Progress
@@ -74,7 +74,8 @@ def diff_host(
             acts += [a for a in found if a.kind == "refuse"]
         else:
             acts += found
-    return with_manifest(loaded, d, f, refuse_changes_to_refused_ids(acts), kinds), blocked
+    acts = hold_services_without_their_files(refuse_changes_to_refused_ids(acts), d)
+    return with_manifest(loaded, d, f, acts, kinds), blocked
 
 
 def with_manifest(

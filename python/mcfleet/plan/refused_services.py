@@ -70,3 +70,36 @@ def hold_what_refused_services_publish(
             )
         )
     return out
+
+
+def hold_services_without_their_files(acts: list[Action], d: DesiredHost) -> list[Action]:
+    """`acts` (one host's) with the deploy of each service whose declared file the plan refuses (a secret
+    that cannot be decrypted, an owner refused with its user) refused too: deployed now, the service
+    would run without that file, or on its old content (a service started without its token may well
+    start, and serve without it)."""
+    missing: dict[str, Action] = {}
+    for a in acts:
+        if a.kind == "refuse" and a.phase == Phase.files and a.subject.startswith("file "):
+            want = d.files.get(a.subject.removeprefix("file "))
+            if want is not None:
+                missing.setdefault(want.service, a)
+    if not missing:
+        return acts
+    out = []
+    for a in acts:
+        is_deploy = a.phase == Phase.deploy and a.kind in HELD_KINDS and a.subject.startswith("service ")
+        file = missing.get(a.subject.removeprefix("service ")) if is_deploy else None
+        if file is None:
+            out.append(a)
+            continue
+        out.append(
+            a.model_copy(
+                update={
+                    "kind": "refuse",
+                    "reason": f"its declared file is refused (`{file.subject}`): deployed now, it would run "
+                    "without that file or on its old content",
+                    "hint": file.hint,
+                }
+            )
+        )
+    return out
