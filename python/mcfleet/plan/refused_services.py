@@ -1,9 +1,10 @@
-"""What a refused service would publish, held with it.
+"""What a refused service would publish, and a service whose file is refused, held with the refusal.
 
 A service the plan refuses (an address its node lacks, a port another program holds) is not
 deployed, yet its DNS name, certificate and proxy route were still planned: with an `--override`
 of the service alone, its name would lead to a proxy routing to a port where nothing of it runs,
-or another program.  Each create or update of those is refused with the service.
+or another program.  Each create or update of those is refused with the service.  Likewise a
+service whose declared file is refused is not deployed without it.
 """
 
 from __future__ import annotations
