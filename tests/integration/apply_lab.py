@@ -69,11 +69,13 @@ class Nodes:
 
 
 def stop_nodes(lab: Lab, nodes: list[LabNode]) -> None:
-    """Shut our nodes down at the end of a test (SIGTERM to their nspawn, by PID + start time).
+    """Shut our nodes down at the end of a test and remove them: their nspawn (SIGTERM, by PID +
+    start time, all at once), then their overlay, netns, cgroups and folder.
 
     Each booted systemd holds ~8 inotify instances and the kernel's default limit is 128 per
-    user, so a session that kept every test's nodes running would starve later boots.  The
-    lab still removes their mounts and netns at session end.
+    user, so a session that kept every test's nodes running would starve later boots; and each
+    node's folder holds 100-200 MB once deployed to, so keeping them all until the session's
+    end filled a CI machine's disk.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -87,6 +89,12 @@ def stop_nodes(lab: Lab, nodes: list[LabNode]) -> None:
 
     with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
         list(pool.map(one, nodes))
+
+    async def remove_all() -> None:
+        for node in nodes:
+            await lab.remove_node(node.name)
+
+    asyncio.run(remove_all())
 
 
 # One login for every node, or one per node (in order; the last one repeats).

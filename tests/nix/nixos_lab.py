@@ -53,9 +53,7 @@ def make_nixos_node(fleet: Nodes, name: str, agent_pex: Path, variant: str = "go
     shutil.copy2(HERE / "flake.nix", root / "flake.nix")
     for item in ("system.nix", "switch.sh"):
         shutil.copy2(HERE / item, lab_dir / item)
-    (lab_dir / "busybox").mkdir(exist_ok=True)
-    shutil.copy2(BUSYBOX, lab_dir / "busybox" / "busybox")
-    shutil.copy2(agent_pex, lab_dir / "mcp-agent")
+    write_blobs(root.parent / f"{root.name}-blobs", lab_dir / "blobs.json", agent_pex)
     (lab_dir / "mcfleet-path").write_text(mcfleet_exe())
     (root / "nix" / "lib").mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "nix" / "lib" / "deploy.nix", root / "nix" / "lib" / "deploy.nix")
@@ -63,6 +61,22 @@ def make_nixos_node(fleet: Nodes, name: str, agent_pex: Path, variant: str = "go
     (lab_dir / f"{name}.service").write_text(agent_unit_text(entry))
     set_variant(root, name, variant)
     return root
+
+
+def write_blobs(folder: Path, pointer: Path, agent_pex: Path) -> None:
+    """busybox and the agent (24 MB) in a folder of their own, outside the flake, which reaches it
+    by path and NAR hash (a locked fetchTree, allowed in pure evaluation).  Nix copies a path
+    flake's whole folder into its store at every evaluation that finds it changed, and every apply
+    changes it (the journal under .mcfleet/): with the binaries inside, each apply of a test added
+    24 MB to the store, 1.2 GB per test run.  This folder's copy is content-addressed: one."""
+    import subprocess
+
+    (folder / "busybox").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BUSYBOX, folder / "busybox" / "busybox")
+    shutil.copy2(agent_pex, folder / "mcp-agent")
+    argv = ["nix", "--extra-experimental-features", "nix-command", "hash", "path", str(folder)]
+    nar_hash = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+    pointer.write_text(json.dumps({"path": str(folder), "narHash": nar_hash}) + "\n")
 
 
 def set_variant(root: Path, name: str, variant: str) -> None:

@@ -296,6 +296,15 @@ class Lab:
         self.progress(f"node {name}: rebooted (init {before} -> {now})")
         return time.monotonic() - began
 
+    async def remove_node(self, name: str) -> list[str]:
+        """Stop one node, undo its netns, mounts and cgroups, and delete its folder."""
+        from mcfleet.lab.teardown import remove_node
+
+        removed = await remove_node(self.state, name)
+        if removed:
+            self.progress(f"node {name}: removed")
+        return removed
+
     async def stop_sshd(self, name: str) -> None:
         """Make a node unreachable over SSH (its files and other processes stay)."""
         node = self.node(name)

@@ -77,6 +77,51 @@ async def _undo(resource: Resource, nodes: dict[str, LabNode]) -> None:
         await proc.run(["update-binfmts", "--disable", resource.name], check=False)
 
 
+def _mounts_under(folder: str) -> list[str]:
+    with open("/proc/self/mountinfo") as handle:
+        points = [line.split()[4] for line in handle]
+    return [m for m in points if m == folder or m.startswith(f"{folder}/")]
+
+
+def _belongs_to(resource: Resource, node: LabNode) -> bool:
+    """Whether `resource` was made for `node` alone (its processes, overlay, cgroups, netns, run dir)."""
+    name = resource.name
+    if resource.kind == "process":
+        return name.startswith(f"{node.name}/") or name.endswith(f"@{node.name}")
+    if resource.kind == "mount":
+        return name.startswith(f"{node.dir}/")
+    if resource.kind == "cgroup":
+        return Path(name).name == f"{cgroups.PREFIX}{node.netns}"
+    if resource.kind == "netns":
+        return name == node.netns
+    if resource.kind == "dir":
+        return Path(name).name == node.netns
+    return False
+
+
+async def remove_node(state: LabState, name: str) -> list[str]:
+    """Undo what one node made, newest first, and delete its folder; the rest of the lab stays.
+
+    A full node's folder holds its overlay's upper layer: every package, container image and
+    cache written on the node (100-200 MB after a deploy).  A test session that only stopped its
+    nodes kept all of them on disk until the end.
+    """
+    data = state.info.get("nodes", {}).get(name)
+    if data is None:
+        return []
+    node = LabNode.from_dict(data)
+    done: list[str] = []
+    for resource in [r for r in reversed(state.resources) if _belongs_to(r, node)]:
+        await _undo(resource, {node.name: node})
+        done.append(f"{resource.kind} {resource.name}")
+        state.drop(resource)
+    state.info["nodes"].pop(name, None)
+    state.save()
+    if not _mounts_under(node.dir):  # never delete through a mount
+        shutil.rmtree(node.dir, ignore_errors=True)
+    return done
+
+
 async def down(state: LabState) -> list[str]:
     """Undo everything; return a line per resource undone.  Safe to run twice."""
     nodes = {n: LabNode.from_dict(d) for n, d in state.info.get("nodes", {}).items()}

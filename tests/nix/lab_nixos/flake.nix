@@ -9,10 +9,16 @@
     let
       system = "x86_64-linux";
       here = ./lab-nixos;
+      # busybox and the agent: a folder outside the flake, locked by its NAR hash (blobs.json)
+      blobsAt = builtins.fromJSON (builtins.readFile (here + "/blobs.json"));
+      blobs = builtins.fetchTree {
+        type = "path";
+        inherit (blobsAt) path narHash;
+      };
       # busybox picks its applet from argv[0] unless that is named exactly `busybox`
       busybox = "${
         builtins.path {
-          path = here + "/busybox";
+          path = blobs + "/busybox";
           name = "busybox-static";
         }
       }/busybox";
@@ -42,7 +48,7 @@
             hostName = name;
             variant = nodes.${name};
             agentFile = builtins.path {
-              path = here + "/mcp-agent";
+              path = blobs + "/mcp-agent";
               name = "mcp-agent";
             };
             unitFile = here + "/${name}.service";
