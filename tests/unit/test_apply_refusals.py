@@ -68,8 +68,10 @@ def test_a_refusal_refuses_the_whole_plan_and_says_how_to_override() -> None:
 def test_the_refusal_others_are_held_with_is_named_first() -> None:
     """The agent's folder, refused with the user its owner comes from, sorts before the user ("dir" <
     "user"): the gate names the user, the cause, and its override first."""
-    held = Action(host="orion", phase="host", kind="refuse", subject="dir /srv/mcp",
-                  reason="owner 850:850 is mcp's ids in the files, refused with `user mcp` (…)")  # fmt: skip
+    held = Action(host="orion", phase="host", kind="create", subject="dir /srv/mcp").held_with(
+        UID_REFUSAL, "owner 850:850 is mcp's ids in the files, refused with the user"
+    )
+    assert held.kind == "refuse" and held.held_by == "orion/host/user mcp" and held.hint == UID_REFUSAL.hint
     with pytest.raises(Refused) as err:
         check_refusals(plan(held, UID_REFUSAL), [])
     assert err.value.location == "orion: host user mcp" and "(and 1 more)" in err.value.message

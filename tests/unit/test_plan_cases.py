@@ -11,6 +11,7 @@ Case format (see any file there):
     unreachable      [host, ...]
     agent_hashes     {host: sha256 of the agent bundle built for it} (what apply passes to the planner)
     reasons          {"<host>/<phase>/<subject>": ["text the reason must contain", ...]}
+    held_by          {"<id of a refusal held with another>": "<id of that other>"}: every one of them
 In facts, "<spec:SVC>" is replaced by the spec hash of that service as the files declare it.
 """
 
@@ -123,6 +124,8 @@ def test_plan_case(case_name: str, tmp_path: Path) -> None:
         text = by_id[action_id].reason + " " + (by_id[action_id].hint or "")
         for needle in needles:
             assert needle in text, f"{action_id}: {needle!r} not in {text!r}"
+    held = {a.id: a.held_by for a in plan.actions if a.held_by is not None}
+    assert held == case.get("held_by", {})
 
 
 def test_a_kind_without_a_backend_shows_one_blocked_line_not_actions(tmp_path: Path) -> None:

@@ -67,8 +67,9 @@ def check_refusals(plan: Plan, overrides: list[Override]) -> list[Action]:
         )
     open_ = [a for a in refusals if not any(o.matches(a) for o in overrides)]
     if open_:
-        # a refusal held with another names it in backticks ("refused with `user mcp`"): the other comes first
-        first = next((a for a in open_ if not any(f"`{b.subject}`" in a.reason for b in open_ if b is not a)), open_[0])
+        # the cause first: a refusal held with another open one (a folder owned by a refused user) waits for it
+        open_ids = {a.id for a in open_}
+        first = next((a for a in open_ if a.held_by not in open_ids), open_[0])
         more = f" (and {len(open_) - 1} more)" if len(open_) > 1 else ""
         raise Refused(
             f"the plan contains a refusal: {first.reason}{more}",

@@ -56,10 +56,18 @@ class Action(BaseModel):
     after: Any = None
     reason: str = ""
     hint: str | None = None
+    held_by: str | None = Field(
+        default=None,
+        description="a refusal held with another refusal: that one's id (host/phase/subject), its cause",
+    )
 
     @property
     def id(self) -> str:
         return f"{self.host}/{self.phase}/{self.subject}"
+
+    def held_with(self, cause: "Action", reason: str) -> "Action":
+        """This change refused because `cause` (a refusal) is: it says why and takes the cause's hint."""
+        return self.model_copy(update={"kind": "refuse", "reason": reason, "hint": cause.hint, "held_by": cause.id})
 
 
 class UnreachableHost(BaseModel):

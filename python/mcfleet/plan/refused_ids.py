@@ -50,13 +50,10 @@ def refuse_changes_to_refused_ids(acts: list[Action]) -> list[Action]:
         name = user.subject.removeprefix("user ")
         why = user.reason.removesuffix(f": {user.hint}") if user.hint else user.reason
         out.append(
-            a.model_copy(
-                update={
-                    "kind": "refuse",
-                    "reason": f"owner {_owner(a)} is {name}'s ids in the files, refused with `{user.subject}` "
-                    f"({why}): it would not be {name}'s on this node",
-                    "hint": user.hint,
-                }
+            a.held_with(
+                user,
+                f"owner {_owner(a)} is {name}'s ids in the files, refused with `{user.subject}` ({why}): "
+                f"it would not be {name}'s on this node",
             )
         )
     return out

@@ -61,13 +61,10 @@ def hold_what_refused_services_publish(
             continue
         what, refusal = found
         out.append(
-            a.model_copy(
-                update={
-                    "kind": "refuse",
-                    "reason": f"{what} would lead to `{refusal.subject}` on {refusal.host}, which the plan "
-                    "refuses to deploy: nothing of it would answer there",
-                    "hint": refusal.hint,
-                }
+            a.held_with(
+                refusal,
+                f"{what} would lead to `{refusal.subject}` on {refusal.host}, which the plan refuses to deploy: "
+                "nothing of it would answer there",
             )
         )
     return out
@@ -94,13 +91,10 @@ def hold_services_without_their_files(acts: list[Action], d: DesiredHost) -> lis
             out.append(a)
             continue
         out.append(
-            a.model_copy(
-                update={
-                    "kind": "refuse",
-                    "reason": f"its declared file is refused (`{file.subject}`): deployed now, it would run "
-                    "without that file or on its old content",
-                    "hint": file.hint,
-                }
+            a.held_with(
+                file,
+                f"its declared file is refused (`{file.subject}`): deployed now, it would run without that file "
+                "or on its old content",
             )
         )
     return out
