@@ -1,8 +1,8 @@
 """Host-level drift on a full lab node: a fresh node's plan lists what apply does; a hand edit
 of each managed host fact shows as `~` (or `+` when removed) with old -> new, apply converges it,
 and the plan is clean.  Facts: resolvers (resolv.conf, or systemd-resolved's drop-in, zone unit
-and live per-link routing, dhclient's hook), /srv/mcp owner and mode, the agent unit's content and enabled state,
-linger and the podman socket of mcp."""
+and live per-link routing, dhclient's and dhcpcd's hooks, NetworkManager's drop-in), /srv/mcp owner
+and mode, the agent unit's content and enabled state, linger and the podman socket of mcp."""
 
 from __future__ import annotations
 
@@ -18,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from mcfleet.fleet.resolvers import DHCLIENT_HOOK, DHCLIENT_HOOK_TEXT, DHCPCD_HOOK, DHCPCD_HOOK_TEXT
+from mcfleet.fleet.resolvers import (
+    DHCLIENT_HOOK,
+    DHCLIENT_HOOK_TEXT,
+    DHCPCD_HOOK,
+    DHCPCD_HOOK_TEXT,
+    NM_DROPIN,
+    NM_DROPIN_TEXT,
+)
 from tests.integration.apply_lab import MakeNodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
@@ -387,3 +394,56 @@ def test_a_dhcpcd_lease_leaves_the_fleets_resolvers_alone(
         fleet.sh(name, lease)
         assert fleet.sh(name, "cat /etc/resolv.conf").stdout == fleets
         assert "ifmtu=1400" in fleet.sh(name, f"cat {DHCPCD_HOOK}").stdout
+
+
+# What an operator's NetworkManager does on a server: its connections' DNS (here a global DNS server standing in
+# for a lease's) written to a plain /etc/resolv.conf (rc-manager=file: the lab's rootfs also has systemd-resolved's
+# resolvconf, which NetworkManager would otherwise hand it to); eth0 unmanaged: the lab configures it, and
+# NetworkManager cannot inside the node (no CAP_NET_ADMIN there).
+NM_OPERATOR_CONF = (
+    "[main]\nrc-manager=file\n[keyfile]\nunmanaged-devices=interface-name:eth0\n"
+    "[global-dns-domain-*]\nservers=192.0.2.53\n"
+)
+
+
+def test_networkmanager_leaves_the_fleets_resolvers_alone(make_nodes: MakeNodes, agent_bundle: Path) -> None:
+    """NetworkManager rewrites /etc/resolv.conf when it starts, reloads or a connection changes, which drops
+    the fallbacks.  A resolv.conf host where it is installed gets a drop-in (dns=none) before its resolv.conf:
+    planned, applied, and tried with NetworkManager running (reloaded and restarted); without the drop-in the
+    same reload rewrites the file."""
+    fleet = make_nodes(1, "nm")
+    name = fleet.names[0]
+    root = str(fleet.fleet_dir)
+    fleet.sh(name, f"printf '%s' '{NM_OPERATOR_CONF}' > /etc/NetworkManager/conf.d/10-operator.conf")
+    fleet.sh(name, "systemctl start NetworkManager.service")
+    # NetworkManager writes the file once it has started: wait for its line
+    fleet.sh(name, "for i in $(seq 50); do grep -q 192.0.2.53 /etc/resolv.conf && break; sleep 0.1; done")
+    assert fleet.sh(name, "grep ^nameserver /etc/resolv.conf").stdout == "nameserver 192.0.2.53\n"
+
+    fresh = _plan(root, name)
+    dropin = fresh["host networkmanager dns"]
+    assert (dropin["kind"], dropin["after"]) == ("create", ["[main]", "dns=none"]), dropin
+    assert fresh["host resolvers"]["before"] == ["nameserver 192.0.2.53"]
+    _apply(root, name, agent_bundle)
+    _clean(root, name)
+    assert fleet.sh(name, f"cat {NM_DROPIN}").stdout == NM_DROPIN_TEXT
+    fleets = fleet.sh(name, "cat /etc/resolv.conf").stdout
+    assert "nameserver 1.1.1.1" in fleets
+
+    for again in ("reload", "restart"):
+        fleet.sh(name, f"systemctl {again} NetworkManager.service && sleep 1")
+        assert fleet.sh(name, "systemctl is-active NetworkManager.service").stdout.strip() == "active"
+        assert fleet.sh(name, "cat /etc/resolv.conf").stdout == fleets, again
+    _clean(root, name)
+
+    # the drop-in removed by hand: the next reload rewrites resolv.conf, and the plan puts both back
+    fleet.sh(name, f"rm {NM_DROPIN} && systemctl reload NetworkManager.service")
+    fleet.sh(name, "for i in $(seq 50); do grep -q 192.0.2.53 /etc/resolv.conf && break; sleep 0.1; done")
+    assert fleet.sh(name, "grep ^nameserver /etc/resolv.conf").stdout == "nameserver 192.0.2.53\n"
+    drift = _plan(root, name)
+    assert drift["host networkmanager dns"]["kind"] == "create"
+    assert drift["host resolvers"]["before"] == ["nameserver 192.0.2.53"]
+    _apply(root, name, agent_bundle)
+    _clean(root, name)
+    fleet.sh(name, "systemctl reload NetworkManager.service && sleep 1")
+    assert fleet.sh(name, "cat /etc/resolv.conf").stdout == fleets

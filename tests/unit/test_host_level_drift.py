@@ -8,6 +8,8 @@ import socket
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from mcfleet.fleet.host_level import HostLevelWant, WantedDir, host_level_want
 from mcfleet.fleet.load import load_fleet
 from mcfleet.fleet.models import Dns
@@ -16,9 +18,12 @@ from mcfleet.fleet.resolvers import (
     DHCLIENT_HOOK_TEXT,
     DHCPCD_HOOK,
     DHCPCD_HOOK_TEXT,
+    NM_DROPIN,
+    NM_DROPIN_TEXT,
     ResolverFile,
     dhclient_hook,
     dhcpcd_hook,
+    networkmanager_dropin,
     resolver_file,
 )
 from mcfleet.kinds.host_level import host_level_diff
@@ -288,20 +293,30 @@ def test_no_hook_without_dhclient_nor_from_an_older_facts_script() -> None:
     assert _subjects(GOOD, HOOKED) == []  # dhclient None: not looked for
 
 
-def test_a_hook_left_from_resolv_conf_goes_with_systemd_resolved() -> None:
+@pytest.mark.parametrize(
+    ("fields", "text", "subject"),
+    [
+        (("dhclient", "dhclient_hook"), DHCLIENT_HOOK_TEXT, "dhclient hook"),
+        (("networkmanager", "networkmanager_dropin"), NM_DROPIN_TEXT, "networkmanager dns"),
+    ],
+)
+def test_a_guard_left_from_resolv_conf_goes_with_systemd_resolved(
+    fields: tuple[str, str], text: str, subject: str
+) -> None:
     dns = DNS.model_copy(update={"resolver": "systemd-resolved"})
-    assert dhclient_hook(dns) is None
+    assert dhclient_hook(dns) is None and networkmanager_dropin(dns) is None
     resolved = HostLevelWant("systemd-resolved", resolver_file(dns), None)
+    installed, file = fields
     stub = GOOD.model_copy(
         update={
             "resolv_link": "../run/systemd/resolve/stub-resolv.conf",
             "resolved_conf": resolved.resolver_file.text,
-            "dhclient": True,
-            "dhclient_hook": DHCLIENT_HOOK_TEXT,
+            installed: True,
+            file: text,
         }
     )
     [act] = host_level_diff("n1", "debian", resolved, _facts(stub))
-    assert (act.kind, act.subject, act.after) == ("delete", "dhclient hook", None)
+    assert (act.kind, act.subject, act.after) == ("delete", subject, None)
 
 
 def test_the_dhclient_probe_parses_back() -> None:
@@ -394,3 +409,40 @@ def test_the_nohook_line_is_found_as_dhcpcd_reads_it(tmp_path: Path) -> None:
 
     assert found("nohook resolv.conf") and found("  nohook\tresolv.conf") and found("nohook 30-hostname,resolv.conf")
     assert not found("# nohook resolv.conf") and not found("nohook 30-hostname") and not found("hook resolv.conf")
+
+
+# resolv.conf on a node with NetworkManager: the drop-in (dns=none) that keeps it from rewriting that file
+NM = HostLevelWant(
+    "resolv.conf",
+    resolver_file(DNS),
+    WantedDir("/srv/mcp", 850, 850, "750"),
+    networkmanager_dropin=networkmanager_dropin(DNS),
+)
+
+
+def test_a_node_with_networkmanager_gets_the_drop_in_that_keeps_it_off_resolv_conf() -> None:
+    [act] = host_level_diff("n1", "debian", NM, _facts(GOOD.model_copy(update={"networkmanager": True})))
+    assert (act.kind, act.subject, act.before) == ("create", "networkmanager dns", None)
+    assert act.after == ["[main]", "dns=none"]
+    assert "NetworkManager rewrites /etc/resolv.conf" in act.reason and NM_DROPIN in act.reason
+    kept = GOOD.model_copy(update={"networkmanager": True, "networkmanager_dropin": NM_DROPIN_TEXT})
+    assert _subjects(kept, NM) == []
+    edited = kept.model_copy(update={"networkmanager_dropin": "[main]\ndns=default\n"})
+    [act] = host_level_diff("n1", "debian", NM, _facts(edited))
+    assert (act.kind, act.before) == ("update", ["[main]", "dns=default"]) and "changed on the node" in act.reason
+    # not installed, or an older facts script: nothing
+    assert _subjects(GOOD.model_copy(update={"networkmanager": False}), NM) == []
+    assert _subjects(GOOD, NM) == []
+
+
+def test_the_networkmanager_probe_parses_back() -> None:
+    base = {"resolv": b"", "resolv-link": b"", "resolved-conf": b"absent\n", "agent-dir": b"850 850 750\n"}
+    present = host_level_from(
+        FramedOutput(values={**base, "networkmanager": f"installed\nfile\n{NM_DROPIN_TEXT}".encode()})
+    )
+    assert present is not None
+    assert (present.networkmanager, present.networkmanager_dropin) == (True, NM_DROPIN_TEXT)
+    absent = host_level_from(FramedOutput(values={**base, "networkmanager": b"none\nabsent\n"}))
+    assert absent is not None and (absent.networkmanager, absent.networkmanager_dropin) == (False, None)
+    older = host_level_from(FramedOutput(values=base))
+    assert older is not None and (older.networkmanager, older.networkmanager_dropin) == (None, None)

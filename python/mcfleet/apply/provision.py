@@ -5,7 +5,8 @@ The node-side part is one script (`templates/provision.sh`, one round trip): the
 has other ids or the ids belong to another account: a rootless podman user's UID never moves), the
 subordinate id ranges for rootless podman, `/srv/mcp/`, and the resolvers (the
 host's nameservers, then the public fallbacks, so a dead fleet DNS does not stop lookups;
-with resolv.conf, dhclient's and dhcpcd's hooks keep DHCP leases from rewriting it).  The unit, the
+with resolv.conf, dhclient's and dhcpcd's hooks keep DHCP leases from rewriting it, and a drop-in
+keeps NetworkManager from it).  The unit, the
 bundle, the start and the health check are the apply pipeline's push and activate,
 so a provisioned node is exactly what `apply` would make it.
 """
@@ -25,9 +26,11 @@ from mcfleet.fleet.resolvers import (
     DHCPCD_HOOK,
     DHCPCD_NOHOOK_RE,
     MANAGED_MARK,
+    NM_DROPIN,
     ZONE_UNIT_PATH,
     dhclient_hook,
     dhcpcd_hook,
+    networkmanager_dropin,
     resolver_file,
     zone_servers,
     zone_unit_text,
@@ -63,6 +66,7 @@ def provision_script(entry: HostEntry, fleet: Fleet | None) -> str:
     unit = zone_unit_text(host.dns, zone) if zone else None
     hook = dhclient_hook(host.dns)
     dhcpcd = dhcpcd_hook(host.dns)
+    nm = networkmanager_dropin(host.dns)
     q = shlex.quote
     return fill_template(
         template("provision.sh"),
@@ -84,6 +88,8 @@ def provision_script(entry: HostEntry, fleet: Fleet | None) -> str:
             "DHCLIENT_HOOK_TEXT": q(hook.text if hook else ""),
             "DHCPCD_HOOK": q(DHCPCD_HOOK),
             "DHCPCD_HOOK_TEXT": q(dhcpcd.text if dhcpcd else ""),
+            "NM_DROPIN": q(NM_DROPIN),
+            "NM_DROPIN_TEXT": q(nm.text if nm else ""),
             "MANAGED_MARK": q(MANAGED_MARK),
             "DHCPCD_NOHOOK_RE": q(DHCPCD_NOHOOK_RE),
             "SUBID_USE_FN": SUBID_USE_SH,  # shell code, not a value

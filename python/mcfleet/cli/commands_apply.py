@@ -271,8 +271,8 @@ def provision(  # noqa: PLR0917
     """Prepare a Debian node: the pinned `mcp` user, resolvers, /srv/mcp/, the agent.
 
     In detail: the `mcp` user at its pinned UID/GID, subuid/subgid, /srv/mcp/, resolvers with
-    fallbacks (and, where dhclient or dhcpcd is installed, a hook that keeps DHCP leases from
-    rewriting resolv.conf), the unit and the agent bundle, started and health-checked.
+    fallbacks (and, where dhclient, dhcpcd or NetworkManager is installed, a hook or drop-in that
+    keeps it from rewriting resolv.conf), the unit and the agent bundle, started and health-checked.
 
     Idempotent: a second run changes nothing and says so.  Goes through the plan's
     refusal gate first: refused before any change (exit 1) when the pinned UID/GID

@@ -21,6 +21,7 @@ from mcfleet.fleet.resolvers import (
     ResolverFile,
     dhclient_hook,
     dhcpcd_hook,
+    networkmanager_dropin,
     resolver_file,
     zone_servers,
     zone_unit_text,
@@ -59,6 +60,7 @@ class HostLevelWant:
     # keeps Debian's DHCP client from rewriting resolv.conf (written where dhclient is installed)
     dhclient_hook: ResolverFile | None = None
     dhcpcd_hook: ResolverFile | None = None  # the same for dhcpcd (written where it is installed)
+    networkmanager_dropin: ResolverFile | None = None  # the same for NetworkManager
 
 
 def host_level_want(entry: HostEntry, fleet: Fleet | None) -> HostLevelWant:
@@ -80,4 +82,5 @@ def host_level_want(entry: HostEntry, fleet: Fleet | None) -> HostLevelWant:
         zone_unit=ResolverFile(ZONE_UNIT_PATH, unit) if unit else None,
         dhclient_hook=dhclient_hook(host.dns),
         dhcpcd_hook=dhcpcd_hook(host.dns),
+        networkmanager_dropin=networkmanager_dropin(host.dns),
     )

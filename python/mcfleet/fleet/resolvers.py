@@ -67,6 +67,17 @@ DHCPCD_HOOK_TEXT = (
     "# (host.json's dns); a DHCP lease must not replace them, so dhcpcd-run-hooks skips its resolv.conf hook\n"
     'skip_hooks="$skip_hooks resolv.conf"\n'
 )
+# NetworkManager (when installed: desktops, some servers) writes /etc/resolv.conf from its connections'
+# DNS, or its global DNS, when it starts, reloads or a connection changes, dropping the fallbacks.
+# `dns=none` makes it leave that file alone; conf.d is read in name order, later files win, so the
+# name sorts last.  A reload (SIGHUP) re-reads it.
+NM_DROPIN = "/etc/NetworkManager/conf.d/zz-mcfleet-resolvers.conf"
+NM_DROPIN_TEXT = (
+    "# managed by mcfleet: /etc/resolv.conf holds the fleet's nameservers, then public fallbacks\n"
+    "# (host.json's dns); NetworkManager must not replace them, so it writes no resolv.conf\n"
+    "[main]\n"
+    "dns=none\n"
+)
 # A line of /etc/dhcpcd.conf that turns dhcpcd's resolv.conf hook off (`nohook resolv.conf`, alone or in a
 # list): then no enter hook is needed.  An ERE, for `grep -E` in the facts probe and the provisioning script.
 DHCPCD_NOHOOK_RE = r"^[[:space:]]*nohook([[:space:]]+|.*[[:space:],])resolv\.conf"
@@ -192,6 +203,12 @@ def dhclient_hook(dns: Dns) -> ResolverFile | None:
 def dhcpcd_hook(dns: Dns) -> ResolverFile | None:
     """The dhcpcd enter hook a node with the resolv.conf resolver gets (where dhcpcd is installed)."""
     return ResolverFile(DHCPCD_HOOK, DHCPCD_HOOK_TEXT) if dns.resolver == "resolv.conf" else None
+
+
+def networkmanager_dropin(dns: Dns) -> ResolverFile | None:
+    """The NetworkManager drop-in a node with the resolv.conf resolver gets (where NetworkManager is
+    installed); None with systemd-resolved, to which NetworkManager hands its connections' servers."""
+    return ResolverFile(NM_DROPIN, NM_DROPIN_TEXT) if dns.resolver == "resolv.conf" else None
 
 
 def resolver_file(dns: Dns) -> ResolverFile:

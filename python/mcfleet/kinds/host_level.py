@@ -17,9 +17,10 @@ the reverse) is a refusal: the file mcfleet would write is never read there.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from mcfleet.fleet.host_level import HostLevelWant
-from mcfleet.fleet.resolvers import DHCLIENT_HOOK, DHCPCD_HOOK, MANAGED_MARK, ZONE_UNIT_PATH
+from mcfleet.fleet.resolvers import DHCLIENT_HOOK, DHCPCD_HOOK, MANAGED_MARK, NM_DROPIN, ZONE_UNIT_PATH, ResolverFile
 from mcfleet.observe.facts import Facts
 from mcfleet.observe.hostlevel import HostLevelFacts
 from mcfleet.phase import Phase
@@ -65,9 +66,11 @@ def host_level_diff(name: str, os: str, want: HostLevelWant, f: Facts) -> list[A
         zone = _zone_diff(name, want, seen)
         if zone is not None:
             acts.append(zone)
-        hook = _dhclient_diff(name, want, seen)
-        if hook is not None:
-            acts.append(hook)
+        guards = (
+            _guard_diff(name, DHCLIENT_GUARD, want.dhclient_hook, seen.dhclient, seen.dhclient_hook),
+            _guard_diff(name, NM_GUARD, want.networkmanager_dropin, seen.networkmanager, seen.networkmanager_dropin),
+        )
+        acts += [g for g in guards if g is not None]
         dhcpcd = _dhcpcd_diff(name, want, seen)
         if dhcpcd is not None:
             acts.append(dhcpcd)
@@ -185,32 +188,56 @@ def _zone_diff(name: str, want: HostLevelWant, seen: HostLevelFacts) -> Action |
     )
 
 
-def _dhclient_diff(name: str, want: HostLevelWant, seen: HostLevelFacts) -> Action | None:
-    """resolv.conf on a node with Debian's DHCP client: the hook that keeps a lease from rewriting it.
-    No hook is wanted where dhclient is not installed; one left from an earlier resolv.conf host goes."""
-    hook = want.dhclient_hook
-    if hook is None:
-        if seen.dhclient_hook is None:
+@dataclass(frozen=True)
+class Guard:
+    """A file of mcfleet's own that keeps a program from rewriting resolv.conf, as the plan words it."""
+
+    subject: str
+    rewrites: str  # what the program does without it
+    stops: str  # how the file stops it
+    leftover: str  # why one found with the systemd-resolved resolver goes
+
+
+DHCLIENT_GUARD = Guard(
+    "dhclient hook",
+    rewrites="Debian's DHCP client rewrites /etc/resolv.conf with the lease's nameservers at every bind and "
+    "renewal, dropping the fallbacks",
+    stops="stops it",
+    leftover=f"{DHCLIENT_HOOK} is left from an earlier configuration: with systemd-resolved, the lease's "
+    "servers go to resolved",
+)
+NM_GUARD = Guard(
+    "networkmanager dns",
+    rewrites="NetworkManager rewrites /etc/resolv.conf from its connections' DNS when it starts, reloads or "
+    "a connection changes, dropping the fallbacks",
+    stops="(dns=none) stops it",
+    leftover=f"{NM_DROPIN} is left from an earlier configuration: with systemd-resolved, NetworkManager "
+    "hands its servers to resolved",
+)
+
+
+def _guard_diff(
+    name: str, guard: Guard, file: ResolverFile | None, installed: bool | None, have: str | None
+) -> Action | None:
+    """A file of mcfleet's own that keeps a program from rewriting resolv.conf: wanted with the resolv.conf
+    resolver where the program is installed; one left from an earlier resolv.conf host goes."""
+    if file is None:
+        if have is None:
             return None
-        return Action(host=name, phase=Phase.host, kind="delete", subject="dhclient hook",
-                      before=significant(seen.dhclient_hook), after=None,
-                      reason=f"{DHCLIENT_HOOK} is left from an earlier configuration: with systemd-resolved, "
-                      "the lease's servers go to resolved")  # fmt: skip
-    if not seen.dhclient or seen.dhclient_hook == hook.text:
+        return Action(host=name, phase=Phase.host, kind="delete", subject=guard.subject,
+                      before=significant(have), after=None, reason=guard.leftover)  # fmt: skip
+    if not installed or have == file.text:
         return None
-    why = (
-        "Debian's DHCP client rewrites /etc/resolv.conf with the lease's nameservers at every bind and renewal, "
-        f"dropping the fallbacks: {hook.path} stops it"
-    )
-    if seen.dhclient_hook is not None:
-        why = f"{hook.path} changed on the node (or mcfleet's hook changed): {why}"
+    why = f"{guard.rewrites}: {file.path} {guard.stops}"
+    if have is not None:
+        why = f"{file.path} changed on the node (or mcfleet's hook changed): {why}"
     return Action(
         host=name,
         phase=Phase.host,
-        kind="create" if seen.dhclient_hook is None else "update",
-        subject="dhclient hook",
-        before=significant(seen.dhclient_hook) if seen.dhclient_hook is not None else None,
-        after=significant(hook.text),
+        kind="create" if have is None else "update",
+        subject=guard.subject,
+        before=significant(have) if have is not None else None,
+        after=significant(file.text),
         reason=why,
     )
 

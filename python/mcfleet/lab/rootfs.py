@@ -32,13 +32,15 @@ PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,iproute2"
 # non-root logins, nix-bin for NixOS deploy mechanics, zstd for service snapshots, curl for
 # health checks, systemd-resolved (installed but disabled) for the nodes that test resolver failover,
 # isc-dhcp-client (Debian 12's DHCP client) and dhcpcd-base (Debian 13's; neither runs at boot
-# here) for the lease tests.
+# here) for the lease tests, network-manager (disabled too) for the one that rewrites resolv.conf
+# when it starts.
 # debootstrap alone fails configuring this set (its dependency resolution is
 # minimal), apt does not.  A node in the lab's private network cannot reach apt itself, so
 # everything it may need is baked in here.
 EXTRA_PACKAGES = (
     "podman uidmap catatonit slirp4netns fuse-overlayfs dbus-user-session "
-    "sudo opendoas nix-bin zstd curl ca-certificates systemd-resolved isc-dhcp-client dhcpcd-base"
+    "sudo opendoas nix-bin zstd curl ca-certificates systemd-resolved isc-dhcp-client dhcpcd-base "
+    "network-manager"
 )
 MIRROR = os.environ.get("MCFLEET_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
@@ -97,6 +99,13 @@ async def _apt_install(root: Path, progress: Callable[[str], None], packages: li
             limit_s=1200,
         )
         await run(["chroot", str(root), "apt-get", "clean"])
+        if "network-manager" in packages:  # its postinst enables it: it would take the nodes' eth0 over
+            units = [
+                "NetworkManager.service",
+                "NetworkManager-wait-online.service",
+                "NetworkManager-dispatcher.service",
+            ]
+            await run(["chroot", str(root), "systemctl", "disable", *units])
         if "systemd-resolved" in packages:
             # Its postinst enables it and points /etc/resolv.conf at its stub: a node runs it only
             # when a test turns it on, so every other node keeps a plain resolv.conf.

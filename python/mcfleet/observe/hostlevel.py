@@ -25,6 +25,7 @@ from mcfleet.fleet.resolvers import (
     DHCLIENT_HOOK,
     DHCPCD_HOOK,
     DHCPCD_NOHOOK_RE,
+    NM_DROPIN,
     RESOLVED_DROPIN,
     ZONE_UNIT,
     ZONE_UNIT_PATH,
@@ -120,6 +121,10 @@ class HostLevelFacts(BaseModel):
     dhcpcd_nohook: bool = Field(
         default=False, description="/etc/dhcpcd.conf has `nohook resolv.conf`: dhcpcd leaves resolv.conf alone"
     )
+    networkmanager: bool | None = Field(default=None, description="NetworkManager is installed (None: not looked for)")
+    networkmanager_dropin: str | None = Field(
+        default=None, description="mcfleet's NetworkManager drop-in; None when absent"
+    )
 
     def routed(self, zone: str) -> list[str]:
         """The DNS servers of every link that routes `zone` (domain `~zone`), in link order."""
@@ -166,6 +171,7 @@ def host_level_probes(inp: "ScriptInputs") -> "list[Probe]":
         Probe("zone-enabled", f"systemctl is-enabled {ZONE_UNIT} 2>/dev/null || true", ZONE_UNIT),
         Probe("dhclient", _dhclient_body(), DHCLIENT_HOOK),
         Probe("dhcpcd", _dhcpcd_body(), DHCPCD_HOOK),
+        Probe("networkmanager", _installed_then_file("/usr/sbin/NetworkManager", NM_DROPIN), NM_DROPIN),
         Probe(
             "resolved-links",
             "if systemctl is-active --quiet systemd-resolved.service 2>/dev/null; then "
@@ -173,6 +179,12 @@ def host_level_probes(inp: "ScriptInputs") -> "list[Probe]":
             "resolvectl",
         ),
     ]
+
+
+def _installed_then_file(program: str, path: str) -> str:
+    """`installed` or `none` (is `program` there), then `path` as `_file` prints it."""
+    q = shlex.quote(program)
+    return f"if [ -x {q} ]; then echo installed; else echo none; fi; {_file(path)}"
 
 
 def _dhclient_body() -> str:
@@ -269,6 +281,8 @@ def host_level_from(v: "FramedOutput") -> HostLevelFacts | None:
     dhcpcd_installed, _, rest = v.text("dhcpcd").partition("\n")
     nohook, _, dhcpcd_file = rest.partition("\n")
     dhcpcd = {"dhcpcd": True, "none": False}.get(dhcpcd_installed.strip())
+    nm_installed, _, nm_file = v.text("networkmanager").partition("\n")
+    networkmanager = {"installed": True, "none": False}.get(nm_installed.strip())
     return HostLevelFacts(
         resolv_conf=v.text("resolv") or None,  # the `resolv` probe's file (empty: absent or empty)
         resolv_link=v.text("resolv-link").strip() or None,
@@ -286,4 +300,6 @@ def host_level_from(v: "FramedOutput") -> HostLevelFacts | None:
         dhcpcd=dhcpcd,
         dhcpcd_hook=_content(dhcpcd_file) if dhcpcd is not None else None,
         dhcpcd_nohook=nohook.strip() == "nohook",
+        networkmanager=networkmanager,
+        networkmanager_dropin=_content(nm_file) if networkmanager is not None else None,
     )

@@ -22,6 +22,8 @@ DHCLIENT_HOOK=@DHCLIENT_HOOK@    # dhclient's enter hook that keeps DHCP from re
 DHCLIENT_HOOK_TEXT=@DHCLIENT_HOOK_TEXT@  # its exact content (empty: not wanted, an old hook is removed)
 DHCPCD_HOOK=@DHCPCD_HOOK@        # dhcpcd's enter hook, the same for dhcpcd (written when absent or mcfleet's)
 DHCPCD_HOOK_TEXT=@DHCPCD_HOOK_TEXT@  # its exact content (empty: not wanted, mcfleet's old one is removed)
+NM_DROPIN=@NM_DROPIN@            # NetworkManager's drop-in that keeps it from rewriting resolv.conf
+NM_DROPIN_TEXT=@NM_DROPIN_TEXT@  # its exact content (empty: not wanted, an old one is removed)
 MANAGED_MARK=@MANAGED_MARK@      # the first line of a file mcfleet wrote whole
 DHCPCD_NOHOOK_RE=@DHCPCD_NOHOOK_RE@  # a dhcpcd.conf line that turns its resolv.conf hook off (grep -E)
 ETC="${MCFLEET_ETC:-/etc}"  # tests point this at a scratch folder
@@ -228,6 +230,27 @@ if [ -z "${MCFLEET_ETC:-}" ]; then
     if [ -n "$moving" ] && [ -d "/run/user/$UID_WANT" ] && command -v podman >/dev/null 2>&1; then
         (cd / && runuser -u "$NAME" -- env XDG_RUNTIME_DIR="/run/user/$UID_WANT" HOME="$HOME_OF" podman system migrate >&2)
         echo "changed: podman system migrate for $NAME (new subordinate ids)"
+    fi
+fi
+
+# --- NetworkManager (where installed) rewrites /etc/resolv.conf from its connections' DNS when it starts,
+# reloads or a connection changes, dropping the fallbacks; `dns=none` in a drop-in read after the others
+# keeps it from that file.  Before resolv.conf is written: a running NetworkManager re-reads its
+# configuration on reload, and one without the drop-in would rewrite the file at that moment.
+nm_reload() {
+    if [ -z "${MCFLEET_ETC:-}" ] && [ -d /run/systemd/system ] && systemctl is-active --quiet NetworkManager.service; then
+        systemctl reload NetworkManager.service
+    fi
+}
+target="$ETC${NM_DROPIN#/etc}"
+if [ -z "$NM_DROPIN_TEXT" ] && [ -f "$target" ]; then
+    rm -f "$target"
+    nm_reload
+    echo "changed: $target removed (this host's resolver is not resolv.conf)"
+elif [ -n "$NM_DROPIN_TEXT" ] && [ -x /usr/sbin/NetworkManager ]; then
+    if put_file "$target" "$NM_DROPIN_TEXT"; then
+        nm_reload
+        echo "changed: $target (NetworkManager leaves resolv.conf alone)"
     fi
 fi
 
