@@ -3,10 +3,10 @@
 Pure values from the files (the plan's host kind compares them with the node's facts; the
 Debian provisioning script writes exactly these): the file for the host's resolver
 mechanism (`fleet.resolvers.resolver_file`) and, with systemd-resolved, the unit that routes
-the fleet's zone to its nameservers per link (`zone_unit_text`), with resolv.conf the hook that
-keeps Debian's DHCP clients from rewriting it (`dhclient_hook`, `dhcpcd_hook`); the agent's folder owned by
-the agent user's pinned ids, mode 0750; linger for the agent user (its user manager runs the
-rootless podman socket from boot).
+the fleet's zone to its nameservers per link (`zone_unit_text`), with resolv.conf the hooks and
+drop-in that keep Debian's DHCP clients and NetworkManager from rewriting it (`dhclient_hook`,
+`dhcpcd_hook`, `networkmanager_dropin`); the agent's folder owned by the agent user's pinned ids,
+mode 0750; linger for the agent user (its user manager runs the rootless podman socket from boot).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Host-level drift: resolvers (and DHCP clients' hooks), the agent's folder and linger, node vs files.
+"""Host-level drift: resolvers (and what keeps DHCP clients and NetworkManager off resolv.conf), the
+agent's folder and linger, node vs files.
 
 Every value mcfleet writes on a Debian host outside the users shows here, so a hand edit is
 a `~` with the old and new values, and a fresh node's plan lists what provisioning will do.
