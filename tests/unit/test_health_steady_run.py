@@ -79,3 +79,34 @@ def test_a_run_that_ends_within_the_steady_time_is_not_healthy(
     old = Inspected(RunState("exited", 1, 9, ""))  # a run that has lasted: not looked at again
     asyncio.run(_same_run_after(spec, old, RunState("running", 0, 4, _stamp(60))))  # type: ignore[arg-type]
     assert old.calls == 0
+
+
+class CrashLoop:
+    """The agent's Podman as `wait_healthy` uses it, for a container podman restarts at once after each exit:
+    every other look finds it running, in a run that has just begun; the ones between find it stopped."""
+
+    def __init__(self, exit_code: int) -> None:
+        self.exit_code, self.looks = exit_code, 0
+
+    def run_state(self, name: str) -> RunState:
+        self.looks += 1
+        run = self.looks // 2
+        if self.looks % 2:
+            return RunState("running", 0, run, _stamp(0))
+        return RunState("exited", self.exit_code, run, _stamp(0))
+
+    async def in_thread(self, fn: Callable[[str], RunState], name: str) -> RunState:
+        return fn(name)
+
+
+def test_a_crash_loop_seen_only_by_the_steady_look_reports_its_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Restarted at once, a container that dies right after starting reads `running` at every look of the wait
+    but the steady one; the exit code that one saw is the crash loop's verdict's."""
+    monkeypatch.setattr(health_module, "STEADY_S", 0.02)
+    monkeypatch.setattr(health_module, "RETRY_S", 0.01)
+    monkeypatch.setattr(health_module, "CRASH_LOOP_AFTER_S", 0.1)
+    spec = SimpleNamespace(name="hello", health=None, restart="always")
+    podman = CrashLoop(3)
+    wait = health_module.wait_healthy(spec, podman, time.monotonic() + 5, crash_loop_ends=True)  # type: ignore[arg-type]
+    with pytest.raises(TimeoutError, match=r"keeps stopping \(restarted \d+ times in \d+ s, last exit code 3\)"):
+        asyncio.run(wait)

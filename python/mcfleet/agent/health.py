@@ -64,6 +64,14 @@ class CheckCannotPass(RuntimeError):
     """A health check that no retry can fix (its command is missing from the image)."""
 
 
+class RunEnded(RuntimeError):
+    """The run a passed check counted for ended within STEADY_S; `exit_code` when it was seen stopped."""
+
+    def __init__(self, message: str, exit_code: int | None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 async def _tcp(host: str, port: int) -> None:
     """Connected, and not closed at once.  Rootless podman's port forwarder (rootlessport) accepts every
     connection to a published port itself and only then dials the container: with nothing listening in
@@ -195,6 +203,8 @@ async def wait_healthy(
             raise TimeoutError(f"{spec.name} cannot get healthy: {exc}") from exc
         except (OSError, RuntimeError, TimeoutError, ConnectionError) as exc:
             last = str(exc) or type(exc).__name__
+            if isinstance(exc, RunEnded) and exc.exit_code is not None:
+                exit_code = exc.exit_code  # podman restarts it at once: the next look may not see it stopped
         now = time.monotonic()
         refused_since = (refused_since or now) if refused else None
         forwarder_gone = refused_since is not None and now - refused_since >= FORWARDER_GONE_AFTER_S
@@ -240,10 +250,12 @@ async def _same_run_after(spec: ContainerSpec, podman: Podman, seen: RunState) -
     await asyncio.sleep(wait)
     now = await podman.in_thread(podman.run_state, spec.name)
     if now.status != "running" or (now.started_at, now.restarts) != (seen.started_at, seen.restarts):
-        ended = f"exit code {now.exit_code}, " if now.status in ("exited", "stopped") else ""
+        stopped = now.status in ("exited", "stopped")
+        ended = f"exit code {now.exit_code}, " if stopped else ""
         passed = f"its {spec.health.kind} check passed" if spec.health else "it ran"
-        raise RuntimeError(
-            f"{passed}, then its container stopped within {STEADY_S:g} s of starting ({ended}now {now.status})"
+        raise RunEnded(
+            f"{passed}, then its container stopped within {STEADY_S:g} s of starting ({ended}now {now.status})",
+            now.exit_code if stopped else None,
         )
 
 
