@@ -203,8 +203,8 @@ async def wait_healthy(
             raise TimeoutError(f"{spec.name} cannot get healthy: {exc}") from exc
         except (OSError, RuntimeError, TimeoutError, ConnectionError) as exc:
             last = str(exc) or type(exc).__name__
-            if isinstance(exc, RunEnded) and exc.exit_code is not None:
-                exit_code = exc.exit_code  # podman restarts it at once: the next look may not see it stopped
+            # the steady look saw the run end: podman restarts it at once, so the next look may not see it stopped
+            exit_code = exc.exit_code if isinstance(exc, RunEnded) and exc.exit_code is not None else exit_code
         now = time.monotonic()
         refused_since = (refused_since or now) if refused else None
         forwarder_gone = refused_since is not None and now - refused_since >= FORWARDER_GONE_AFTER_S
@@ -214,14 +214,18 @@ async def wait_healthy(
             continue
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            kind = spec.health.kind if spec.health else "running"
-            also = f"; meanwhile its container stopped and was restarted {restarts} times" if restarts else ""
-            if reforwarded:
-                also += "; its published port refused connections while it ran, and a restart did not bring it back"
-            raise TimeoutError(f"{spec.name} not healthy ({kind} check): {last}{also}")
+            raise _not_healthy(spec, last, restarts=restarts, reforwarded=reforwarded)
         # restarted and no exit code seen yet: podman restarts at once and its inspect says 0 while the
         # container runs, so only a quick look catches it stopped, with the code its message gives
         await asyncio.sleep(min(CATCH_EXIT_S if restarts and exit_code is None else RETRY_S, remaining))
+
+
+def _not_healthy(spec: ContainerSpec, last: str, *, restarts: int, reforwarded: bool) -> TimeoutError:
+    kind = spec.health.kind if spec.health else "running"
+    also = f"; meanwhile its container stopped and was restarted {restarts} times" if restarts else ""
+    if reforwarded:
+        also += "; its published port refused connections while it ran, and a restart did not bring it back"
+    return TimeoutError(f"{spec.name} not healthy ({kind} check): {last}{also}")
 
 
 _STARTED_AT = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
