@@ -69,6 +69,9 @@ def check_logs(fleet: Nodes, host: str, root: str, service: str, port: int) -> N
     text = cli("-C", root, "logs", host, service)
     assert text.code == 0, text.stdout + text.stderr
     assert f"{service} 1 listening on port 8080" in text.stdout, text.stdout
+    # each line once, as the container printed it: journald keeps conmon's newline in each entry, and
+    # `journalctl -o cat` printed one more (a blank line after every line)
+    assert "\n\n" not in text.stdout and text.stdout.endswith("\n"), text.stdout[:400]
 
     probe = f"/logs-probe-{secrets.token_hex(4)}"
     fleet.sh(host, f"curl -s http://127.0.0.1:{port}{probe} >/dev/null", check=False)
@@ -76,6 +79,7 @@ def check_logs(fleet: Nodes, host: str, root: str, service: str, port: int) -> N
     assert as_json.code == 0, as_json.stderr
     records: list[dict[str, Any]] = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert records and all(set(r) == {"host", "source", "line"} for r in records)
+    assert all(r["line"] for r in records), records[:6]  # no blank record between the lines
     assert {(r["host"], r["source"]) for r in records} == {(host, service)}
     assert any(r["line"].endswith(f"url:{probe}") for r in records), records[-5:]
 

@@ -19,6 +19,7 @@ import typer
 
 from mcfleet.cli.complete import complete_service
 from mcfleet.cli.fleetdir import fleet_root
+from mcfleet.cli.log_lines import JOURNAL_MARK, PLAIN_MARK, LogLines
 from mcfleet.cli.options import COMMAND_TIMEOUT, CONNECT
 from mcfleet.cli.output import emit_json, use_color
 from mcfleet.cli.targets import HOST_ARG, ON_OPT, YES_OPT, confirm_hosts, one_host, one_service, selected
@@ -249,6 +250,9 @@ def exec_(  # noqa: PLR0917 (typer maps parameters to options)
         raise typer.Exit(EXIT_FAILURE)
 
 
+JOURNAL_FIELDS = "MESSAGE,CONTAINER_PARTIAL_MESSAGE"
+
+
 def logs_command(entry: HostEntry, what: str, *, lines: int, follow: bool) -> str:
     """The remote shell line that prints the agent's or a service's log."""
     if what == "agent":
@@ -263,16 +267,18 @@ def logs_command(entry: HostEntry, what: str, *, lines: int, follow: bool) -> st
     # - cd /: podman stats its working folder, and root's home is not the service user's to read.
     # - journald log driver (podman's default under systemd): the lines are journal entries with
     #   CONTAINER_NAME=<name>, read by root (the service user may not read a volatile journal);
-    #   several matches of one field are OR-ed.  Other drivers (k8s-file): `podman logs`, its
-    #   stderr (the container's stderr) merged into stdout, in order.
+    #   several matches of one field are OR-ed; sent as JSON and joined back into lines by the
+    #   client (cli/log_lines.py).  Other drivers (k8s-file): `podman logs`, its stderr (the
+    #   container's stderr) merged into stdout, in order.
     return (
         f'cd / && names=$({podman} ps -a --filter {label} --format "{{{{.Names}}}}") || exit 4; '
         f'[ -n "$names" ] || {{ echo "no container of {what} on this node (not deployed yet?)" >&2; exit 3; }}; '
         f"driver=$({podman} container inspect --format {fmt} $names | head -n 1) || exit 4; "
         'if [ "$driver" = journald ]; then '
         'set --; for n in $names; do set -- "$@" "CONTAINER_NAME=$n"; done; '
-        f'exec journalctl "$@" -n {lines} --no-pager -o cat{follow_flag}; '
-        f"else exec {podman} logs --tail {lines}{follow_flag} $names 2>&1; fi"
+        f"echo {shlex.quote(JOURNAL_MARK)}; "
+        f'exec journalctl "$@" -n {lines} --no-pager -o json --output-fields={JOURNAL_FIELDS}{follow_flag}; '
+        f"else echo {shlex.quote(PLAIN_MARK)}; exec {podman} logs --tail {lines}{follow_flag} $names 2>&1; fi"
     )
 
 
@@ -303,8 +309,13 @@ def logs(
     loaded = _loaded()
     entry = one_host(loaded, host, "logs")
     line = logs_command(entry, what, lines=lines, follow=follow)
+    service_lines = LogLines() if what != "agent" else None
 
     def show(text: str) -> None:
+        if service_lines is not None:
+            text = service_lines.feed(text)
+            if not text:
+                return
         if json_out:
             import json
 
