@@ -24,6 +24,9 @@ def test_an_agent_socket_that_is_missing_or_closed_is_no_agent_running() -> None
     assert _health_text("UNAVAILABLE: Socket closed", SimpleNamespace(binary_sha256=None)) == (
         "no agent running (not installed: `mcfleet agent upgrade` or `mcfleet apply`)"
     )
+    # a node without systemd (the lab's fast nodes): not told to install what its unit cannot run
+    bare = SimpleNamespace(binary_sha256=None, has_systemd=False)
+    assert _health_text("UNAVAILABLE: Socket closed", bare) == "no agent (the node does not run systemd)"
 
 
 def test_skew_is_an_agent_unlike_the_others_not_a_host_without_one() -> None:

@@ -73,6 +73,8 @@ def _health_text(error: str, state: Any, *, answered: bool = False) -> str:
         return error or "NOT_SERVING"
     if error and ("UNAVAILABLE" in error or "Socket closed" in error or "No such file" in error):
         if not getattr(state, "binary_sha256", None):
+            if not getattr(state, "has_systemd", True):  # installing it cannot help: its unit needs systemd
+                return "no agent (the node does not run systemd)"
             return "no agent running (not installed: `mcfleet agent upgrade` or `mcfleet apply`)"
         active = getattr(state, "active", "") if getattr(state, "has_systemd", False) else ""
         return f"no agent running (unit {active})" if active else "no agent running"
