@@ -131,6 +131,18 @@ class ApplyError(McfleetError):
     kind = "apply failed"
 
 
+class SnapshotError(ApplyError):
+    """`mcfleet snapshot` failed on the service's node."""
+
+    kind = "snapshot failed"
+
+
+class RestoreError(ApplyError):
+    """`mcfleet restore` failed on the service's node."""
+
+    kind = "restore failed"
+
+
 class Refused(McfleetError):
     """mcfleet refuses to do something dangerous (UID change, stale plan, second apply): exit 1 everywhere."""
 

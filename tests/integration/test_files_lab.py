@@ -289,4 +289,5 @@ def test_snapshot_and_restore_a_services_folder_with_numeric_owners(
     started = fleet.sh(name, f"{AS_MCP} podman inspect --format '{{{{.State.StartedAt}}}}' hello").stdout
     none = cli("snapshot", name, "hello", "-C", root)
     assert none.code == 1 and "hello has no folder /srv/hello" in none.stderr, none.stderr
+    assert f"snapshot failed: {name}: hello has no folder" in none.stderr, none.stderr  # was "apply failed: "
     assert fleet.sh(name, f"{AS_MCP} podman inspect --format '{{{{.State.StartedAt}}}}' hello").stdout == started

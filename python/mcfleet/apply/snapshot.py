@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcfleet.agent.client import AgentClient
 from mcfleet.apply.nodeio import store_of
-from mcfleet.errors import ApplyError, InputError
+from mcfleet.errors import ApplyError, InputError, RestoreError, SnapshotError
 from mcfleet.kinds.service import agent_socket
 from mcfleet.transport.base import Node
 
@@ -117,27 +117,33 @@ async def _has_folder(node: Node, host: str, service: str) -> None:
     folder = shlex.quote(f"/srv/{service}")
     res = await node.run(f"[ -d {folder} ] && [ ! -L {folder} ]", timeout=60)
     if res.exit_status != 0:
-        raise ApplyError(
+        raise SnapshotError(
             f"{service} has no folder /srv/{service} on {host}: nothing to snapshot",
             location=host,
             hint=f"a service's data is the folder /srv/{service}/ its volumes mount; {service} mounts none there",
         )
 
 
-async def _stopped(node: Node, socket: str, service: str, script: str, host: str) -> str:
-    """Run `script` as root with the service stopped; start it again whatever happened."""
+async def _stopped(  # noqa: PLR0917 (one operation's whole context)
+    node: Node, socket: str, service: str, script: str, host: str, error: type[ApplyError]
+) -> str:
+    """Run `script` as root with the service stopped; start it again whatever happened.  Failures are
+    `error`, which names the operation (snapshot or restore)."""
     target = await agent_socket(node, socket)
     async with AgentClient(target, long_timeout=LONG_TIMEOUT) as client:
         stopped = await client.stop(service)
         if not stopped.ok:
-            raise ApplyError(f"stopping {service}: {stopped.error}", location=host)
+            raise error(f"stopping {service}: {stopped.error}", location=host)
         try:
             res = await node.run(script, timeout=LONG_TIMEOUT)
         finally:
             started = await client.start(service)
-        res.check(f"the snapshot work for {service}", host)
+        if res.exit_status != 0:
+            tail = (res.stderr.strip() or res.stdout.strip())[-400:]
+            raise error(f"its script exited with status {res.exit_status}: {tail}", location=host,
+                        hint="run `mcfleet ssh HOST` and look at the folder and the store")  # fmt: skip
         if not started.ok:
-            raise ApplyError(f"starting {service} again: {started.error}", location=host)
+            raise error(f"starting {service} again: {started.error}", location=host)
     return res.stdout.strip()
 
 
@@ -148,8 +154,8 @@ async def snapshot(session: ApplySession, host: str, service: str, *, overrides:
     entry = session.loaded.hosts[host]
     node = await session.connect(entry)
     await _has_folder(node, host, service)  # before the service is stopped for nothing
-    said = await _stopped(node, entry.host.agent.socket, service, snapshot_script(store_of(node), service, _stamp()),
-                          host)  # fmt: skip
+    script = snapshot_script(store_of(node), service, _stamp())
+    said = await _stopped(node, entry.host.agent.socket, service, script, host, SnapshotError)
     fields = dict(part.split("=", 1) for part in said.splitlines()[-1].split() if "=" in part)
     return SnapshotReport(host, "snapshot", service, fields.get("path", ""), int(fields.get("bytes", "0") or 0),
                           fields.get("sha256", ""), time.monotonic() - began)  # fmt: skip
@@ -164,7 +170,8 @@ async def restore(
     node = await session.connect(entry)
     path = await _snapshot_path(node, host, service, path)
     await session.gate([host], overrides)
-    aside = await _stopped(node, entry.host.agent.socket, service, restore_script(service, path, _stamp()), host)
+    script = restore_script(service, path, _stamp())
+    aside = await _stopped(node, entry.host.agent.socket, service, script, host, RestoreError)
     return SnapshotReport(host, "restore", service, path, seconds=time.monotonic() - began,
                           set_aside=aside.splitlines()[-1] if aside else "")  # fmt: skip
 
