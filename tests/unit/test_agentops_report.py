@@ -14,3 +14,10 @@ def test_a_service_that_did_not_get_healthy_says_where_its_output_is() -> None:
     assert lines[-1] == "  see: mcfleet logs n1 hello"
     other = AgentOpReport(host="n1", operation="restart", ok=False, service="hello", error="no service 'hello'")
     assert "mcfleet logs" not in other.render()  # not a health failure: its output would not say why
+
+
+def test_the_containers_acted_on_are_listed_unless_they_are_the_head_line_again() -> None:
+    one = AgentOpReport(host="n1", operation="restart", ok=True, service="hello", actions=["restart hello"])
+    assert one.render().splitlines() == ["n1: restart hello: ok in 0.0 s (the agent's part 0.0 s)"]  # was twice
+    two = AgentOpReport(host="n1", operation="restart", ok=True, service="web", actions=["restart web", "restart db"])
+    assert two.render().splitlines()[1:] == ["  restart web, restart db"]

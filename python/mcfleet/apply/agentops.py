@@ -59,7 +59,7 @@ class AgentOpReport:
         for s in self.stages:
             state = "healthy" if s.healthy else "not healthy"
             lines.append(f"  {s.stage}: {state}: {', '.join(s.containers) or 'nothing to do'}")
-        if not self.stages and self.actions:
+        if not self.stages and self.actions and self.actions != [what]:  # not the head line again
             lines.append("  " + ", ".join(self.actions))
         if self.error:
             lines.append(f"  error: {self.error}")
