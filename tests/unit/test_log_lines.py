@@ -29,9 +29,13 @@ def test_a_blank_line_of_the_container_stays_and_an_entry_without_newline_gets_o
     assert _printed([f"{JOURNAL_MARK}\n", _entry("a\n"), _entry("\n"), _entry("b")]) == "a\n\nb\n"
 
 
-def test_a_long_line_split_into_partial_entries_is_joined() -> None:
+def test_a_long_line_split_into_partial_entries_is_one_line() -> None:
+    feed = LogLines()
     lines = [f"{JOURNAL_MARK}\n", _entry("x" * 8, partial=True), _entry("y" * 8, partial=True), _entry("z\n")]
-    assert _printed(lines) == "x" * 8 + "y" * 8 + "z\n"
+    assert [feed.feed(line) for line in lines] == ["", "", "", "x" * 8 + "y" * 8 + "z\n"]  # one --json record
+    assert feed.end() == ""
+    feed.feed(_entry("cut", partial=True))  # the output ended before the line's last piece
+    assert feed.end() == "cut\n"
 
 
 def test_a_message_that_is_not_utf8_comes_as_bytes() -> None:

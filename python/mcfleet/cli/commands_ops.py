@@ -312,10 +312,11 @@ def logs(
     service_lines = LogLines() if what != "agent" else None
 
     def show(text: str) -> None:
-        if service_lines is not None:
-            text = service_lines.feed(text)
-            if not text:
-                return
+        write(service_lines.feed(text) if service_lines is not None else text)
+
+    def write(text: str) -> None:
+        if not text:
+            return
         if json_out:
             import json
 
@@ -338,6 +339,8 @@ def logs(
                 _pump(proc.stdout, result.stdout, show),
                 _pump(proc.stderr, result.stderr, lambda t: None),
             )
+            if service_lines is not None:
+                write(service_lines.end())
             done = await proc.wait()
             result.exit = done.exit_status
             if result.exit and (refused := refused_rule(node, result.stderr)) is not None:

@@ -21,6 +21,7 @@ class LogLines:
 
     def __init__(self) -> None:
         self.mode: str | None = None
+        self.partial = ""  # the pieces of a long line so far: printed whole, one line (one --json record)
 
     def feed(self, line: str) -> str:
         if self.mode is None:
@@ -38,7 +39,13 @@ class LogLines:
         message = entry.get("MESSAGE", "") if isinstance(entry, dict) else ""
         if isinstance(message, list):  # journald's form for a message that is not UTF-8: its bytes
             message = bytes(b for b in message if isinstance(b, int) and 0 <= b < 256).decode("utf-8", "replace")
-        text = str(message)
         if entry.get("CONTAINER_PARTIAL_MESSAGE") == "true":
-            return text
+            self.partial += str(message)
+            return ""
+        text, self.partial = self.partial + str(message), ""
         return text if text.endswith("\n") else text + "\n"
+
+    def end(self) -> str:
+        """What is left when the output ends: a long line whose last piece was not written yet."""
+        text, self.partial = self.partial, ""
+        return f"{text}\n" if text else ""
