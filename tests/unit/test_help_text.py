@@ -51,3 +51,11 @@ def test_a_narrow_terminal_gets_typer_s_own_wrapping() -> None:
     text, mods = _help_in_a_fresh_process(["plan", "-h"], columns=60)
     assert "typer" in mods and text != HELP["plan"]
     assert text == render(("plan",), columns=60)
+
+
+def test_a_group_lists_its_commands_with_their_whole_summary() -> None:
+    """click cuts a sub-command's summary at ~45 characters with '...' unless short_help is set."""
+    listed = HELP["agent"].partition("Commands:")[2]
+    assert "..." not in listed
+    assert "with health check and rollback." in " ".join(listed.split())
+    assert all("..." not in HELP[group].partition("Commands:")[2] for group in ("lab", "nix", "secret", "schema"))

@@ -35,9 +35,19 @@ def keep_examples_verbatim(text: str | None) -> str | None:
     return f"{head}Examples:\n\n\b\n{body}\n"
 
 
+def summary_of(text: str | None) -> str:
+    """A command's help up to its first blank line, as one line."""
+    first, _, _ = (text or "").strip().partition("\n\n")
+    return " ".join(first.split())
+
+
 def _verbatim_examples(command: Any) -> None:
     command.help = keep_examples_verbatim(command.help)
     for sub in getattr(command, "commands", {}).values():
+        # A group lists its commands with click's short help, cut at ~45 characters with "...";
+        # the whole first paragraph is wrapped instead ("Push the agent bundle to the hosts and
+        # restart it there, with..." said nothing of what comes after).
+        sub.short_help = sub.short_help or summary_of(sub.help)
         _verbatim_examples(sub)
 
 
