@@ -286,7 +286,7 @@ def test_a_service_on_another_host_is_not_suggested_as_its_own_name() -> None:
     assert code == 2
     assert "no service named 'mcns' on orion" in err
     assert "did you mean 'mcns'" not in err
-    assert "mcns is placed on rift: drop --host, or use --host rift" in err
+    assert "mcns is placed on rift: `mcfleet render rift mcns`" in err
 
 
 def test_an_unreachable_host_fails_in_the_host_phase_not_manifest(fleet: Path) -> None:

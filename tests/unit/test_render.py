@@ -90,6 +90,16 @@ def test_render_a_whole_host_in_boot_order() -> None:
     assert order.index("mcq") > order.index("mcp-master")
 
 
+def test_render_takes_host_and_service_as_words_like_logs_and_snapshot() -> None:
+    """`render rift mcr` is `render mcr --host rift`; `render rift` is `render --host rift`."""
+    assert _render("rift", "mcr") == _render("mcr", "--host", "rift")
+    assert _render("rift") == _render("--host", "rift")
+    code, _out, err = run_cli("render", "orion", "mcns", "-C", str(REPO))
+    assert code == 2 and "no service named 'mcns' on orion" in err and "`mcfleet render rift mcns`" in err
+    code, _out, err = run_cli("render", "rift", "mcr", "extra", "-C", str(REPO))
+    assert code == 2 and "too many names: rift mcr extra" in err
+
+
 def test_unknown_service_suggests_a_name() -> None:
     code, _out, err = run_cli("render", "mqc", "-C", str(REPO))
     assert code == 2

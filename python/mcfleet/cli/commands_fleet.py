@@ -208,7 +208,12 @@ def broken_hosts(loaded: LoadedFleet) -> dict[str, list[str]]:
 
 
 def render(
-    service: str = typer.Argument("", help="Service name; omit it with --host to render all of that host."),
+    names: list[str] = typer.Argument(
+        None,
+        metavar="[HOST] [SERVICE]",
+        help="A service, a host (all of its services), or HOST SERVICE.",
+        show_default=False,
+    ),
     host: str = typer.Option("", "--host", help="The host the service is placed on (default: where it is)."),
     root: Path | None = typer.Option(None, "--root", hidden=True),  # deprecated: the global -C DIR
     json_out: bool = JSON_OPT,
@@ -216,8 +221,8 @@ def render(
     """Print the exact `podman run` command of each component of a service.
 
     For recovery by hand, when mcfleet itself is not at hand: run the commands as the service user
-    (e.g. mcp) on the host.  Without SERVICE, --host renders every service of that
-    host in boot-stage order (foundation, core, management, services).  A service's
+    (e.g. mcp) on the host.  Given a host (or --host alone), every service of that
+    host is rendered in boot-stage order (foundation, core, management, services).  A service's
     declared files come first, rendered (templates filled), as `install` commands
     with a here-document (run those as root).
 
@@ -225,21 +230,22 @@ def render(
 
       mcfleet render mcns
 
-      mcfleet render mcr --host rift --json
+      mcfleet render rift mcr --json
 
-      mcfleet render --host rift > recover-rift.sh
+      mcfleet render rift > recover-rift.sh
     """
     from mcfleet.fleet.render import find_host, find_service, render_host, render_service  # only render needs it
 
     loaded, fleet = _load_usable(deprecated_folder(root, "--root DIR"))
+    host_name, service = _render_target(loaded, names or [], host)
     rendered: list[Rendered]
     if service:
-        entry, svc = find_service(loaded, service, host or None)
+        entry, svc = find_service(loaded, service, host_name or None)
         rendered = render_service(entry, svc, fleet)
-    elif host:
-        rendered = render_host(find_host(loaded, host), fleet)
+    elif host_name:
+        rendered = render_host(find_host(loaded, host_name), fleet)
     else:
-        raise InputError("name a service, or a host with --host", hint="e.g. `mcfleet render mcns`")
+        raise InputError("name a service or a host", hint="e.g. `mcfleet render mcns` or `mcfleet render rift`")
     files = _rendered_files(loaded, {(r.host, r.service) for r in rendered})
     if json_out:
         emit_json([*[f.as_dict() for f in files], *[r.as_dict() for r in rendered]])
@@ -249,6 +255,24 @@ def render(
     for r in rendered:
         typer.echo(f"# {r.service}/{r.component} on {r.host}")
         typer.echo(r.command(multiline=True))
+
+
+def _render_target(loaded: LoadedFleet, names: list[str], host: str) -> tuple[str, str]:
+    """(host, service) from `render`'s words: SERVICE, HOST, or HOST SERVICE (as `logs` and
+    `snapshot` take them); --host HOST goes with a SERVICE word only."""
+    if len(names) > 2:
+        raise InputError(f"too many names: {' '.join(names)}", hint="give SERVICE, HOST, or HOST SERVICE")
+    if len(names) == 2:
+        if host and host != names[0]:
+            raise InputError(f"two hosts: {names[0]} and --host {host}", hint="give the host once")
+        return names[0], names[1]
+    if not names:
+        return host, ""
+    (name,) = names
+    is_service = any(svc.name == name for entry in loaded.hosts.values() for svc in entry.services)
+    if not is_service and not host and name in loaded.hosts:
+        return name, ""
+    return host, name
 
 
 def _rendered_files(loaded: LoadedFleet, placed: set[tuple[str, str]]) -> list[RenderedFile]:

@@ -136,7 +136,7 @@ def find_service(loaded: LoadedFleet, name: str, host: str | None = None) -> tup
         where = f" on {host}" if host else ""
         elsewhere = sorted(e.host.name for e in loaded.hosts.values() for s in e.services if s.name == name)
         if elsewhere:  # the name is right, the host is not: never "did you mean" the name just typed
-            hint = f"{name} is placed on {', '.join(elsewhere)}: drop --host, or use --host {elsewhere[0]}"
+            hint = f"{name} is placed on {', '.join(elsewhere)}: `mcfleet render {elsewhere[0]} {name}`"
         else:
             close = difflib.get_close_matches(name, known, n=3)
             hint = (
