@@ -189,10 +189,10 @@ def parse_model(model: type[M], data: Any, rel: str, host: str | None = None) ->
     try:
         return model.model_validate(data), []
     except ValidationError as exc:
-        return None, _schema_findings(exc, rel, host)
+        return None, _schema_findings(exc, rel, host, model)
 
 
-def _schema_findings(exc: ValidationError, rel: str, host: str | None) -> list[Finding]:
+def _schema_findings(exc: ValidationError, rel: str, host: str | None, model: type[BaseModel]) -> list[Finding]:
     found = []
     errors = exc.errors(include_url=False)
     for err in errors[:MAX_FINDINGS_PER_FILE]:
@@ -200,12 +200,16 @@ def _schema_findings(exc: ValidationError, rel: str, host: str | None) -> list[F
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
-            hint = "remove it, or check its spelling against the schema in schemas/"
+            hint = _unknown_field_hint(model, err["loc"])
         elif err["type"] == "missing":
             msg = "required field is missing"
-            hint = "add it (see the example in README.md)"
+            hint = "add it" + (
+                f": {what}" if (what := _what_it_takes(model, err["loc"])) else " (see the example in README.md)"
+            )
         else:
-            hint = "fix the value (the schema in schemas/ lists what is allowed)"
+            # an enum's message already lists the values it takes
+            what = _what_it_takes(model, err["loc"], with_type=err["type"] not in ("enum", "literal_error"))
+            hint = f"fix the value: {what}" if what else "fix the value (the schema in schemas/ lists what is allowed)"
         found.append(Finding("schema", rel, _pointer(loc), msg, hint, host))
     if len(errors) > MAX_FINDINGS_PER_FILE:
         more = len(errors) - MAX_FINDINGS_PER_FILE
@@ -213,6 +217,35 @@ def _schema_findings(exc: ValidationError, rel: str, host: str | None) -> list[F
             Finding("schema", rel, "", f"and {more} more schema errors in this file", "fix the ones above first", host)
         )
     return found
+
+
+def _what_it_takes(model: type[BaseModel], loc: tuple[int | str, ...], *, with_type: bool = True) -> str | None:
+    """'env takes a list of strings (KEY=VALUE)': the field's JSON type and its description."""
+    from mcfleet.fleet.field_help import field_help  # only a file with errors needs it
+
+    found = field_help(model, loc)
+    if found is None:
+        return None
+    name, description, json_type = found
+    json_type = json_type if with_type else None
+    if json_type is None and description is None:
+        return None
+    text = f"{name} takes {json_type}" if json_type else name
+    return f"{text} ({description})" if description else text
+
+
+def _unknown_field_hint(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    import difflib
+
+    from mcfleet.fleet.field_help import known_fields
+
+    known = known_fields(model, loc[:-1])
+    if not known:
+        return "remove it, or check its spelling against the schema in schemas/"
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if close:
+        return f"did you mean {close[0]!r}? (or remove it)"
+    return f"remove it; the fields here are: {', '.join(known)}"
 
 
 # pydantic puts union member tags in error locations; they are not JSON pointer parts.
