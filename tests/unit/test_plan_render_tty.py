@@ -67,3 +67,10 @@ def test_show_under_a_terminal_is_coloured_and_plain_with_no_color(tmp_path: Pat
     code, piped, _err = run_cli("show", str(path))  # not a terminal: no colour
     assert code == 0 and ESC not in piped
     assert re.sub(r"\x1b\[[0-9;]*m", "", screen).replace("\r\n", "\n").endswith(piped)
+
+
+def test_a_host_line_counts_a_replace_as_the_plan_line_does() -> None:
+    replace = IMAGE_BUMP.model_copy(update={"kind": "replace", "subject": "service api"})
+    text = render_text(PLAN.model_copy(update={"actions": [*PLAN.actions, replace]}))
+    assert "  rift: 1 to create, 2 to update, 1 to replace, 0 to delete, 1 refused" in text
+    assert "Plan: 1 to create, 2 to update, 1 to replace, 0 to delete, 1 refused" in text

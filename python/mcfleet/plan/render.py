@@ -108,7 +108,10 @@ def render_action(a: Action, *, detailed: bool = False, color: bool = False) -> 
 
 def counts_text(actions: list[Action]) -> str:
     c = Counter(a.kind for a in actions)
-    text = f"{c['create']} to create, {c['update'] + c['replace']} to update, {c['delete']} to delete"
+    # the same words as the Plan: line, so the hosts' lines add up to it (a replace was counted as an update)
+    text = f"{c['create']} to create, {c['update']} to update"
+    text += f", {c['replace']} to replace" if c["replace"] else ""
+    text += f", {c['delete']} to delete"
     text += f", {c['move']} to move here" if c["move"] else ""
     return text + (f", {c['refuse']} refused" if c["refuse"] else "")
 
