@@ -16,7 +16,7 @@ import pytest
 
 from mcfleet.agent.client import AgentClient
 from mcfleet.fleet.models import Health, Service
-from mcfleet.kinds.service import waiting_behind
+from mcfleet.kinds.service import failing_checks, waiting_behind
 from tests.fixtures_agent import AgentRunner, PodmanLab, three_stages, web_service, with_ports
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -465,6 +465,9 @@ def test_a_deploy_whose_caller_goes_away_still_ends_with_its_put_back(
             # Info says what the agent is still doing; the next deploy waits for it, and can say so
             work = await client.busy()
             assert work is not None and (work.what, list(work.services), work.waiting) == ("deploy", ["web"], 0)
+            # the check that keeps the stage waiting, and why: the apply's progress line says it
+            assert dict(work.failing) == {"web": "HTTP 404 from /index.html"}, work.failing
+            assert await failing_checks(client) == "web: HTTP 404 from /index.html"
             assert await waiting_behind(client) is None  # nothing waits behind it yet
             again = asyncio.ensure_future(client.reconcile(with_ports([web]), prune=False, stage_timeout_s=30))
             await asyncio.sleep(0.5)

@@ -276,6 +276,47 @@ def test_a_deploy_call_queued_behind_an_earlier_change_says_so_then_waits_for_it
     assert len(asked) == 1 and said and all(", waiting for their health checks (" in s for s in said), said
 
 
+def test_the_heartbeat_says_which_health_checks_fail_and_why(monkeypatch: Any) -> None:
+    """A wrong health check path shows in the first heartbeat line (was: only in the error after the
+    stage timeout, 120 s of 'waiting for their health checks')."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from mcfleet.kinds import service
+
+    monkeypatch.setattr(service, "HEARTBEAT_S", 0.05)
+    said: list[str] = []
+    failing = {"hello": "HTTP 404 from /nosuch", "api": "x" * 400}
+
+    class Client:
+        async def busy(self) -> object:
+            return SimpleNamespace(failing=failing)
+
+    async def slow() -> str:
+        await asyncio.sleep(0.3)
+        return "answer"
+
+    async def run() -> str:
+        return await service._heartbeat(
+            slow(),
+            said.append,
+            "stage services: deploying hello",
+            checks=lambda: service.failing_checks(Client()),  # type: ignore[arg-type]
+        )
+
+    assert asyncio.run(run()) == "answer"
+    assert said and all("; failing so far: api: xxx" in s and "…; hello: HTTP 404 from /nosuch" in s for s in said), (
+        said
+    )
+    assert all(len(s) < 300 for s in said)  # a long reason is cut
+    failing.clear()  # all passed: the plain line
+    said.clear()
+    asyncio.run(run())
+    assert said and all(
+        s.startswith("stage services: deploying hello, waiting for") and "failing" not in s for s in said
+    )
+
+
 def test_drift_seen_while_the_agent_finishes_an_earlier_change_says_it_may_still_change() -> None:
     from datetime import datetime
 

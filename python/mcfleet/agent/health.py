@@ -162,8 +162,10 @@ async def wait_healthy(
     *,
     crash_loop_ends: bool = False,
     reforward: Callable[[], Awaitable[None]] | None = None,
+    failed: Callable[[str], None] | None = None,
 ) -> None:
     """Retry until healthy or `deadline` (monotonic); raise TimeoutError naming the last failure.
+    `failed` is told why each failed try failed, as it happens.
 
     `reforward` (given for rootless podman) restarts the container once when its published port has
     refused connections for FORWARDER_GONE_AFTER_S while it runs (its forwarder is gone)."""
@@ -203,6 +205,8 @@ async def wait_healthy(
             raise TimeoutError(f"{spec.name} cannot get healthy: {exc}") from exc
         except (OSError, RuntimeError, TimeoutError, ConnectionError) as exc:
             last = str(exc) or type(exc).__name__
+            if failed is not None:
+                failed(last)
             # the steady look saw the run end: podman restarts it at once, so the next look may not see it stopped
             exit_code = exc.exit_code if isinstance(exc, RunEnded) and exc.exit_code is not None else exit_code
         now = time.monotonic()

@@ -10,6 +10,7 @@ healthy in time ends the sequence with an error naming the stage, container and 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -78,6 +79,9 @@ class Reconciler:
         # checks) can say what it waits for instead of seeming to hang.
         self.working: Work | None = None
         self.waiting = 0
+        # While a stage waits for its health checks: container -> why its last check failed (Info
+        # sends it, so that an apply waiting on the stage can say which check fails, and why).
+        self.failing: dict[str, str] = {}
         # Operations that held the lock so far: a failed boot is tried again only while nothing
         # else has run since (a deploy, recover, start or stop then decides what runs).
         self.operations = 0
@@ -107,6 +111,7 @@ class Reconciler:
             yield
         finally:
             self.working = None
+            self.failing.clear()
             self._lock.release()
 
     # ------------------------------------------------------------------ public operations
@@ -292,6 +297,13 @@ class Reconciler:
             raise _port_taken(spec, exc) or exc from exc
         self._act(outcome, spec, kind, reason)
 
+    async def _watched(self, spec: ContainerSpec, check: Awaitable[None]) -> None:
+        """`check`, with the container's entry in `failing` gone once it ends (passed, or the call is over)."""
+        try:
+            await check
+        finally:
+            self.failing.pop(spec.name, None)
+
     async def _wait_stage(
         self,
         stage: Stage,
@@ -308,12 +320,16 @@ class Reconciler:
         healthy = asyncio.ensure_future(
             asyncio.gather(
                 *(
-                    wait_healthy(
+                    self._watched(
                         spec,
-                        self.podman,
-                        deadline,
-                        crash_loop_ends=crash_loop_ends,
-                        reforward=self._reforwarder(spec, outcome),
+                        wait_healthy(
+                            spec,
+                            self.podman,
+                            deadline,
+                            crash_loop_ends=crash_loop_ends,
+                            reforward=self._reforwarder(spec, outcome),
+                            failed=functools.partial(self.failing.__setitem__, spec.name),
+                        ),
                     )
                     for spec in specs
                 )

@@ -236,7 +236,13 @@ def _busy(rec: Reconciler) -> dict[str, Any] | None:
     if work is None:
         return None
     running_s = round(time.monotonic() - work.started, 1)
-    return {"what": work.what, "services": list(work.services), "running_s": running_s, "waiting": rec.waiting}
+    return {
+        "what": work.what,
+        "services": list(work.services),
+        "running_s": running_s,
+        "waiting": rec.waiting,
+        "failing": dict(rec.failing),
+    }
 
 
 class AgentServicer(pb_grpc.AgentServicer):

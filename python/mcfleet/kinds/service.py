@@ -288,6 +288,23 @@ async def waiting_behind(client: AgentClient) -> str | None:
     )
 
 
+async def failing_checks(client: AgentClient) -> str | None:
+    """The health checks the agent's current stage waits on, with why each last failed
+    ("hello: HTTP 404 from /nosuch"); None when none fails or an older agent does not say."""
+    try:
+        work = await client.busy()
+    except McfleetError:  # for the progress line only
+        return None
+    if work is None or not work.failing:
+        return None
+    return "; ".join(f"{name}: {_cut(why)}" for name, why in sorted(work.failing.items()))
+
+
+def _cut(text: str, limit: int = 160) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def work_text(what: str, services: Iterable[str]) -> str:
     """A change the agent is making: "deploy of db, hello", "recover"."""
     of = ", ".join(services)
@@ -311,11 +328,13 @@ async def _heartbeat(
     say: Callable[[str], None] | None,
     what: str,
     behind: Callable[[], Awaitable[str | None]] | None = None,
+    checks: Callable[[], Awaitable[str | None]] | None = None,
 ) -> T:
     """Await `work`, saying every HEARTBEAT_S what it waits for and since when: the agent brings a
     stage up and waits for its health checks (up to its stage timeout, 120 s) in one silent call.
     With `behind`, a call still unanswered after FIRST_LOOK_S is checked for an earlier change it
-    waits for, and that is said instead."""
+    waits for, and that is said instead.  With `checks`, each line says which health checks fail so
+    far and why (a wrong path is seen in the first line, not after the stage timeout)."""
     task = asyncio.ensure_future(work)
     began = time.monotonic()
     next_say = began + HEARTBEAT_S
@@ -335,7 +354,10 @@ async def _heartbeat(
                 next_say = time.monotonic() + HEARTBEAT_S
                 look = next_say  # asked again at each heartbeat while it waits
             elif time.monotonic() >= next_say:
-                say(f"{what}, waiting for their health checks ({time.monotonic() - began:.0f} s)")
+                waited = time.monotonic() - began
+                failing = await checks() if checks is not None else None
+                said = f"{what}, waiting for their health checks ({waited:.0f} s)"
+                say(f"{said}; failing so far: {failing}" if failing else said)
                 next_say = time.monotonic() + HEARTBEAT_S
                 look = None  # the agent is at this call's work: no earlier one left to wait for
             else:
@@ -520,6 +542,7 @@ class ServiceKind:
                     say,
                     stage_line(stage, [s.name for s in wanted if s.stage == stage], changing),
                     lambda: waiting_behind(client),
+                    lambda: failing_checks(client),
                 )
             except asyncio.CancelledError:  # Ctrl-C: the agent goes on with the call it was given
                 if say is not None:

@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmcfleet/agent/proto/agent.proto\x12\x10mcfleet.agent.v1\"\r\n\x0bInfoRequest\"\x81\x01\n\nPinnedUser\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x65xists\x18\x02 \x01(\x08\x12\x0b\n\x03uid\x18\x03 \x01(\r\x12\x0b\n\x03gid\x18\x04 \x01(\r\x12\x0c\n\x04home\x18\x05 \x01(\t\x12\r\n\x05shell\x18\x06 \x01(\t\x12\x0e\n\x06subuid\x18\x07 \x01(\t\x12\x0e\n\x06subgid\x18\x08 \x01(\t\"~\n\tBootState\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x04 \x01(\x01\x12\x0c\n\x04what\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12\x10\n\x08retry_at\x18\x07 \x01(\x01\"J\n\x04Work\x12\x0c\n\x04what\x18\x01 \x01(\t\x12\x10\n\x08services\x18\x02 \x03(\t\x12\x11\n\trunning_s\x18\x03 \x01(\x01\x12\x0f\n\x07waiting\x18\x04 \x01(\x05\"\x85\x03\n\x0cInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04\x61rch\x18\x02 \x01(\t\x12\r\n\x05os_id\x18\x03 \x01(\t\x12\x12\n\nos_version\x18\x04 \x01(\t\x12\x11\n\tos_pretty\x18\x05 \x01(\t\x12\x0e\n\x06kernel\x18\x06 \x01(\t\x12\x10\n\x08hostname\x18\x07 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x08 \x01(\t\x12+\n\x05users\x18\t \x03(\x0b\x32\x1c.mcfleet.agent.v1.PinnedUser\x12\x15\n\rbundle_sha256\x18\n \x01(\t\x12\x0e\n\x06python\x18\x0b \x01(\t\x12\x0b\n\x03pid\x18\x0c \x01(\x03\x12\x12\n\nstarted_at\x18\r \x01(\x01\x12)\n\x04\x62oot\x18\x0e \x01(\x0b\x32\x1b.mcfleet.agent.v1.BootState\x12\x10\n\x08services\x18\x0f \x01(\x05\x12\x15\n\rhealth_reason\x18\x10 \x01(\t\x12$\n\x04\x62usy\x18\x11 \x01(\x0b\x32\x16.mcfleet.agent.v1.Work\"4\n\x0c\x46\x61\x63tsRequest\x12\x0e\n\x06\x65vents\x18\x01 \x01(\x05\x12\x14\n\x0c\x63heck_health\x18\x02 \x01(\x08\"\x1d\n\rFactsResponse\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x8d\x01\n\x0e\x44\x65siredService\x12\x11\n\tspec_json\x18\x01 \x01(\t\x12:\n\x05ports\x18\x02 \x03(\x0b\x32+.mcfleet.agent.v1.DesiredService.PortsEntry\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\x92\x01\n\x10ReconcileRequest\x12\x32\n\x08services\x18\x01 \x03(\x0b\x32 .mcfleet.agent.v1.DesiredService\x12\r\n\x05prune\x18\x02 \x01(\x08\x12\x17\n\x0fstage_timeout_s\x18\x03 \x01(\x01\x12\x10\n\x08port_min\x18\x04 \x01(\x05\x12\x10\n\x08port_max\x18\x05 \x01(\x05\"]\n\x06\x41\x63tion\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x11\n\tcomponent\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x87\x01\n\x0cServicePorts\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x38\n\x05ports\x18\x02 \x03(\x0b\x32).mcfleet.agent.v1.ServicePorts.PortsEntry\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\xa0\x01\n\x11ReconcileResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12)\n\x07\x61\x63tions\x18\x03 \x03(\x0b\x32\x18.mcfleet.agent.v1.Action\x12-\n\x05ports\x18\x04 \x03(\x0b\x32\x1e.mcfleet.agent.v1.ServicePorts\x12\x16\n\x0estages_healthy\x18\x05 \x03(\t\"7\n\x0eServiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0fstage_timeout_s\x18\x02 \x01(\x01\"W\n\x0fServiceResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12)\n\x07\x61\x63tions\x18\x03 \x03(\x0b\x32\x18.mcfleet.agent.v1.Action\")\n\x0eRecoverRequest\x12\x17\n\x0fstage_timeout_s\x18\x01 \x01(\x01\"o\n\x0fRecoverResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12)\n\x07\x61\x63tions\x18\x03 \x03(\x0b\x32\x18.mcfleet.agent.v1.Action\x12\x16\n\x0estages_healthy\x18\x04 \x03(\t2\xc6\x04\n\x05\x41gent\x12\x45\n\x04Info\x12\x1d.mcfleet.agent.v1.InfoRequest\x1a\x1e.mcfleet.agent.v1.InfoResponse\x12H\n\x05\x46\x61\x63ts\x12\x1e.mcfleet.agent.v1.FactsRequest\x1a\x1f.mcfleet.agent.v1.FactsResponse\x12\\\n\x11ReconcileServices\x12\".mcfleet.agent.v1.ReconcileRequest\x1a#.mcfleet.agent.v1.ReconcileResponse\x12R\n\x0bStopService\x12 .mcfleet.agent.v1.ServiceRequest\x1a!.mcfleet.agent.v1.ServiceResponse\x12S\n\x0cStartService\x12 .mcfleet.agent.v1.ServiceRequest\x1a!.mcfleet.agent.v1.ServiceResponse\x12U\n\x0eRestartService\x12 .mcfleet.agent.v1.ServiceRequest\x1a!.mcfleet.agent.v1.ServiceResponse\x12N\n\x07Recover\x12 .mcfleet.agent.v1.RecoverRequest\x1a!.mcfleet.agent.v1.RecoverResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmcfleet/agent/proto/agent.proto\x12\x10mcfleet.agent.v1\"\r\n\x0bInfoRequest\"\x81\x01\n\nPinnedUser\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x65xists\x18\x02 \x01(\x08\x12\x0b\n\x03uid\x18\x03 \x01(\r\x12\x0b\n\x03gid\x18\x04 \x01(\r\x12\x0c\n\x04home\x18\x05 \x01(\t\x12\r\n\x05shell\x18\x06 \x01(\t\x12\x0e\n\x06subuid\x18\x07 \x01(\t\x12\x0e\n\x06subgid\x18\x08 \x01(\t\"~\n\tBootState\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x04 \x01(\x01\x12\x0c\n\x04what\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12\x10\n\x08retry_at\x18\x07 \x01(\x01\"\xb0\x01\n\x04Work\x12\x0c\n\x04what\x18\x01 \x01(\t\x12\x10\n\x08services\x18\x02 \x03(\t\x12\x11\n\trunning_s\x18\x03 \x01(\x01\x12\x0f\n\x07waiting\x18\x04 \x01(\x05\x12\x34\n\x07\x66\x61iling\x18\x05 \x03(\x0b\x32#.mcfleet.agent.v1.Work.FailingEntry\x1a.\n\x0c\x46\x61ilingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x03\n\x0cInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04\x61rch\x18\x02 \x01(\t\x12\r\n\x05os_id\x18\x03 \x01(\t\x12\x12\n\nos_version\x18\x04 \x01(\t\x12\x11\n\tos_pretty\x18\x05 \x01(\t\x12\x0e\n\x06kernel\x18\x06 \x01(\t\x12\x10\n\x08hostname\x18\x07 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x08 \x01(\t\x12+\n\x05users\x18\t \x03(\x0b\x32\x1c.mcfleet.agent.v1.PinnedUser\x12\x15\n\rbundle_sha256\x18\n \x01(\t\x12\x0e\n\x06python\x18\x0b \x01(\t\x12\x0b\n\x03pid\x18\x0c \x01(\x03\x12\x12\n\nstarted_at\x18\r \x01(\x01\x12)\n\x04\x62oot\x18\x0e \x01(\x0b\x32\x1b.mcfleet.agent.v1.BootState\x12\x10\n\x08services\x18\x0f \x01(\x05\x12\x15\n\rhealth_reason\x18\x10 \x01(\t\x12$\n\x04\x62usy\x18\x11 \x01(\x0b\x32\x16.mcfleet.agent.v1.Work\"4\n\x0c\x46\x61\x63tsRequest\x12\x0e\n\x06\x65vents\x18\x01 \x01(\x05\x12\x14\n\x0c\x63heck_health\x18\x02 \x01(\x08\"\x1d\n\rFactsResponse\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x8d\x01\n\x0e\x44\x65siredService\x12\x11\n\tspec_json\x18\x01 \x01(\t\x12:\n\x05ports\x18\x02 \x03(\x0b\x32+.mcfleet.agent.v1.DesiredService.PortsEntry\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\x92\x01\n\x10ReconcileRequest\x12\x32\n\x08services\x18\x01 \x03(\x0b\x32 .mcfleet.agent.v1.DesiredService\x12\r\n\x05prune\x18\x02 \x01(\x08\x12\x17\n\x0fstage_timeout_s\x18\x03 \x01(\x01\x12\x10\n\x08port_min\x18\x04 \x01(\x05\x12\x10\n\x08port_max\x18\x05 \x01(\x05\"]\n\x06\x41\x63tion\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x11\n\tcomponent\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x87\x01\n\x0cServicePorts\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x38\n\x05ports\x18\x02 \x03(\x0b\x32).mcfleet.agent.v1.ServicePorts.PortsEntry\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\xa0\x01\n\x11ReconcileResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12)\n\x07\x61\x63tions\x18\x03 \x03(\x0b\x32\x18.mcfleet.agent.v1.Action\x12-\n\x05ports\x18\x04 \x03(\x0b\x32\x1e.mcfleet.agent.v1.ServicePorts\x12\x16\n\x0estages_healthy\x18\x05 \x03(\t\"7\n\x0eServiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0fstage_timeout_s\x18\x02 \x01(\x01\"W\n\x0fServiceResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12)\n\x07\x61\x63tions\x18\x03 \x03(\x0b\x32\x18.mcfleet.agent.v1.Action\")\n\x0eRecoverRequest\x12\x17\n\x0fstage_timeout_s\x18\x01 \x01(\x01\"o\n\x0fRecoverResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12)\n\x07\x61\x63tions\x18\x03 \x03(\x0b\x32\x18.mcfleet.agent.v1.Action\x12\x16\n\x0estages_healthy\x18\x04 \x03(\t2\xc6\x04\n\x05\x41gent\x12\x45\n\x04Info\x12\x1d.mcfleet.agent.v1.InfoRequest\x1a\x1e.mcfleet.agent.v1.InfoResponse\x12H\n\x05\x46\x61\x63ts\x12\x1e.mcfleet.agent.v1.FactsRequest\x1a\x1f.mcfleet.agent.v1.FactsResponse\x12\\\n\x11ReconcileServices\x12\".mcfleet.agent.v1.ReconcileRequest\x1a#.mcfleet.agent.v1.ReconcileResponse\x12R\n\x0bStopService\x12 .mcfleet.agent.v1.ServiceRequest\x1a!.mcfleet.agent.v1.ServiceResponse\x12S\n\x0cStartService\x12 .mcfleet.agent.v1.ServiceRequest\x1a!.mcfleet.agent.v1.ServiceResponse\x12U\n\x0eRestartService\x12 .mcfleet.agent.v1.ServiceRequest\x1a!.mcfleet.agent.v1.ServiceResponse\x12N\n\x07Recover\x12 .mcfleet.agent.v1.RecoverRequest\x1a!.mcfleet.agent.v1.RecoverResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mcfleet.agent.proto.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_WORK_FAILINGENTRY']._loaded_options = None
+  _globals['_WORK_FAILINGENTRY']._serialized_options = b'8\001'
   _globals['_DESIREDSERVICE_PORTSENTRY']._loaded_options = None
   _globals['_DESIREDSERVICE_PORTSENTRY']._serialized_options = b'8\001'
   _globals['_SERVICEPORTS_PORTSENTRY']._loaded_options = None
@@ -41,36 +43,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PINNEDUSER']._serialized_end=198
   _globals['_BOOTSTATE']._serialized_start=200
   _globals['_BOOTSTATE']._serialized_end=326
-  _globals['_WORK']._serialized_start=328
-  _globals['_WORK']._serialized_end=402
-  _globals['_INFORESPONSE']._serialized_start=405
-  _globals['_INFORESPONSE']._serialized_end=794
-  _globals['_FACTSREQUEST']._serialized_start=796
-  _globals['_FACTSREQUEST']._serialized_end=848
-  _globals['_FACTSRESPONSE']._serialized_start=850
-  _globals['_FACTSRESPONSE']._serialized_end=879
-  _globals['_DESIREDSERVICE']._serialized_start=882
-  _globals['_DESIREDSERVICE']._serialized_end=1023
-  _globals['_DESIREDSERVICE_PORTSENTRY']._serialized_start=979
-  _globals['_DESIREDSERVICE_PORTSENTRY']._serialized_end=1023
-  _globals['_RECONCILEREQUEST']._serialized_start=1026
-  _globals['_RECONCILEREQUEST']._serialized_end=1172
-  _globals['_ACTION']._serialized_start=1174
-  _globals['_ACTION']._serialized_end=1267
-  _globals['_SERVICEPORTS']._serialized_start=1270
-  _globals['_SERVICEPORTS']._serialized_end=1405
-  _globals['_SERVICEPORTS_PORTSENTRY']._serialized_start=979
-  _globals['_SERVICEPORTS_PORTSENTRY']._serialized_end=1023
-  _globals['_RECONCILERESPONSE']._serialized_start=1408
-  _globals['_RECONCILERESPONSE']._serialized_end=1568
-  _globals['_SERVICEREQUEST']._serialized_start=1570
-  _globals['_SERVICEREQUEST']._serialized_end=1625
-  _globals['_SERVICERESPONSE']._serialized_start=1627
-  _globals['_SERVICERESPONSE']._serialized_end=1714
-  _globals['_RECOVERREQUEST']._serialized_start=1716
-  _globals['_RECOVERREQUEST']._serialized_end=1757
-  _globals['_RECOVERRESPONSE']._serialized_start=1759
-  _globals['_RECOVERRESPONSE']._serialized_end=1870
-  _globals['_AGENT']._serialized_start=1873
-  _globals['_AGENT']._serialized_end=2455
+  _globals['_WORK']._serialized_start=329
+  _globals['_WORK']._serialized_end=505
+  _globals['_WORK_FAILINGENTRY']._serialized_start=459
+  _globals['_WORK_FAILINGENTRY']._serialized_end=505
+  _globals['_INFORESPONSE']._serialized_start=508
+  _globals['_INFORESPONSE']._serialized_end=897
+  _globals['_FACTSREQUEST']._serialized_start=899
+  _globals['_FACTSREQUEST']._serialized_end=951
+  _globals['_FACTSRESPONSE']._serialized_start=953
+  _globals['_FACTSRESPONSE']._serialized_end=982
+  _globals['_DESIREDSERVICE']._serialized_start=985
+  _globals['_DESIREDSERVICE']._serialized_end=1126
+  _globals['_DESIREDSERVICE_PORTSENTRY']._serialized_start=1082
+  _globals['_DESIREDSERVICE_PORTSENTRY']._serialized_end=1126
+  _globals['_RECONCILEREQUEST']._serialized_start=1129
+  _globals['_RECONCILEREQUEST']._serialized_end=1275
+  _globals['_ACTION']._serialized_start=1277
+  _globals['_ACTION']._serialized_end=1370
+  _globals['_SERVICEPORTS']._serialized_start=1373
+  _globals['_SERVICEPORTS']._serialized_end=1508
+  _globals['_SERVICEPORTS_PORTSENTRY']._serialized_start=1082
+  _globals['_SERVICEPORTS_PORTSENTRY']._serialized_end=1126
+  _globals['_RECONCILERESPONSE']._serialized_start=1511
+  _globals['_RECONCILERESPONSE']._serialized_end=1671
+  _globals['_SERVICEREQUEST']._serialized_start=1673
+  _globals['_SERVICEREQUEST']._serialized_end=1728
+  _globals['_SERVICERESPONSE']._serialized_start=1730
+  _globals['_SERVICERESPONSE']._serialized_end=1817
+  _globals['_RECOVERREQUEST']._serialized_start=1819
+  _globals['_RECOVERREQUEST']._serialized_end=1860
+  _globals['_RECOVERRESPONSE']._serialized_start=1862
+  _globals['_RECOVERRESPONSE']._serialized_end=1973
+  _globals['_AGENT']._serialized_start=1976
+  _globals['_AGENT']._serialized_end=2558
 # @@protoc_insertion_point(module_scope)

@@ -133,10 +133,31 @@ class Work(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class FailingEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     WHAT_FIELD_NUMBER: _builtins.int
     SERVICES_FIELD_NUMBER: _builtins.int
     RUNNING_S_FIELD_NUMBER: _builtins.int
     WAITING_FIELD_NUMBER: _builtins.int
+    FAILING_FIELD_NUMBER: _builtins.int
     what: _builtins.str
     """deploy | boot | recover | stop | start | restart"""
     running_s: _builtins.float
@@ -147,6 +168,12 @@ class Work(_message.Message):
     def services(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """the services it was asked for (empty for boot and recover: all)"""
 
+    @_builtins.property
+    def failing(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """While a stage waits for its health checks: each container whose check has not passed yet,
+        with why its last try failed ("HTTP 404 from /health"); one that passed is no longer listed.
+        """
+
     def __init__(
         self,
         *,
@@ -154,10 +181,11 @@ class Work(_message.Message):
         services: _abc.Iterable[_builtins.str] | None = ...,
         running_s: _builtins.float = ...,
         waiting: _builtins.int = ...,
+        failing: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["running_s", b"running_s", "services", b"services", "waiting", b"waiting", "what", b"what"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failing", b"failing", "running_s", b"running_s", "services", b"services", "waiting", b"waiting", "what", b"what"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
