@@ -24,11 +24,12 @@ def rule_secret_recipient_missing(loaded: LoadedFleet, fleet: Fleet) -> Iterator
             at = next((i for i, f in enumerate(svc.files) if f.secret == name), None)
             if at is None or not svc.active:
                 continue
-            hint = (
-                f"mcfleet secret set {name} (it is encrypted to the operators and the hosts that use it)"
-                if "does not exist" in why
-                else f"pin the host's ssh-ed25519 key in ssh.host_key, then mcfleet secret rekey {name}"
-            )
+            if "does not exist" in why:
+                hint = f"mcfleet secret set {name} (it is encrypted to the operators and the hosts that use it)"
+            elif "no pinned" in why:
+                hint = f"pin the host's ssh-ed25519 key in ssh.host_key, then mcfleet secret rekey {name}"
+            else:  # the key is pinned: only the encryption is behind (the secret is older than its use here)
+                hint = f"mcfleet secret rekey {name} (encrypts it again to the operators and every host that uses it)"
             yield Finding("secret-recipient-missing", loaded.rel(entry.service_path(index)), f"/files/{at}/secret",
                           why, hint, host=host)  # fmt: skip
 
