@@ -74,3 +74,15 @@ def test_a_host_line_counts_a_replace_as_the_plan_line_does() -> None:
     text = render_text(PLAN.model_copy(update={"actions": [*PLAN.actions, replace]}))
     assert "  rift: 1 to create, 2 to update, 1 to replace, 0 to delete, 1 refused" in text
     assert "Plan: 1 to create, 2 to update, 1 to replace, 0 to delete, 1 refused" in text
+
+
+def test_values_equal_before_and_after_are_printed_once() -> None:
+    """A definition change the summarised values do not show (an env var): `--values` printed two equal lines."""
+    same = {"containers": ["api"], "stage": "services"}
+    reason = 'the service definition changed: components[0].env: [] → ["A=1"]'
+    recreate = Action(host="rift", phase="deploy", kind="replace", subject="service api", reason=reason,
+                      before=same, after=same)  # fmt: skip
+    text = render_text(Plan(created_at="2026-12-01T00:00:00+00:00", hosts=["rift"], actions=[recreate]), detailed=True)
+    assert '        before = after: {"containers": ["api"], "stage": "services"}' in text
+    assert "before: " not in text and "after:  " not in text
+    assert "        before: " in render_text(PLAN, detailed=True)  # values that differ: both lines, as before

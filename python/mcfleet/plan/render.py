@@ -98,7 +98,10 @@ def render_action(a: Action, *, detailed: bool = False, color: bool = False) -> 
         lines.append(f"        hint: {a.hint}")
     lines += [f"        {line}" for line in change_lines(a)]
     lines += [f"        {line}" for line in file_diff_lines(a)]
-    if detailed:
+    if detailed and a.before is not None and a.before == a.after:
+        # the summary these values give does not hold what changed (a service's env): the reason says it
+        lines.append(f"        before = after: {_value(a.before)}")
+    elif detailed:
         if a.before is not None:
             lines.append(f"        before: {_value(a.before)}")
         if a.after is not None:
