@@ -96,7 +96,7 @@ def test_exec_runs_everywhere_in_parallel_with_prefixes_and_exit_codes(ops_fleet
          "seconds": data["hosts"][0]["seconds"]},
     ]  # fmt: skip
     refused = mcfleet(ops_fleet, "exec", "--", "true")
-    assert refused.returncode == 1 and "exec would change 2 hosts" in refused.stderr
+    assert refused.returncode == 1 and "exec would run `true` on 2 hosts (opsn1, opsn2)" in refused.stderr
 
 
 def test_status_shows_reachability_agent_and_drift(ops_fleet: Path, lab: Any) -> None:

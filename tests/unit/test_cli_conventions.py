@@ -111,6 +111,12 @@ def test_agent_upgrade_of_several_hosts_without_a_terminal_is_refused(fleet: Pat
     assert not (fleet / ".mcfleet" / "apply.lock").exists()
 
 
+def test_exec_on_several_hosts_without_a_terminal_names_the_command_it_would_run(fleet: Path) -> None:
+    code, _out, err = run_cli("-C", str(fleet), "exec", "--", "systemctl", "restart", "mcp-agent")
+    assert code == 1
+    assert "exec would run `systemctl restart mcp-agent` on 3 hosts (alpha, beta, edge1)" in err
+
+
 def test_answering_no_at_the_prompt_exits_1_with_a_message(fleet: Path) -> None:
     code, screen = run_in_pty([sys.executable, "-m", "mcfleet", "-C", str(fleet), "agent", "upgrade"], answer="n")
     assert "agent upgrade on 3 hosts (alpha, beta, edge1)? [y/N]" in screen

@@ -226,8 +226,9 @@ def exec_(  # noqa: PLR0917 (typer maps parameters to options)
     loaded = _loaded()
     entries = selected(loaded, on)
     names = [e.host.name for e in entries]
-    confirm_hosts(names, action="exec", yes=yes)
     line = command[0] if len(command) == 1 else shlex.join(command)
+    shown = line if len(line) <= 60 else line[:59] + "…"
+    confirm_hosts(names, action="exec", yes=yes, effect=f"would run `{shown}` on")
     out = Prefixer(names, quiet=json_out)
 
     import asyncio

@@ -71,14 +71,15 @@ def one_service(entry: HostEntry, name: str, command: str, *, also: str = "") ->
         )
 
 
-def confirm_hosts(names: list[str], *, action: str, yes: bool) -> None:
-    """Ask before `action` changes more than one host; --yes (or a single host) skips the question."""
+def confirm_hosts(names: list[str], *, action: str, yes: bool, effect: str = "would change") -> None:
+    """Ask before `action` changes more than one host; --yes (or a single host) skips the question.
+    `effect` says what it does to them ("would run `uptime` on" for exec)."""
     if yes or len(names) <= 1:
         return
     listed = ", ".join(names) if len(names) <= 8 else ", ".join(names[:8]) + f", … ({len(names) - 8} more)"
     if not sys.stdin.isatty():
         raise Refused(
-            f"{action} would change {len(names)} hosts ({listed}) and there is no terminal to confirm on",
+            f"{action} {effect} {len(names)} hosts ({listed}) and there is no terminal to confirm on",
             hint="pass --yes to go ahead, or narrow the hosts with --on SEL",
         )
     if not typer.confirm(f"{action} on {len(names)} hosts ({listed})?", default=False, err=True):
