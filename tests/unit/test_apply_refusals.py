@@ -86,6 +86,10 @@ def test_a_refusal_whose_subject_names_its_phase_is_located_without_saying_it_tw
     with pytest.raises(Refused) as err:
         check_refusals(plan(cert), [])
     assert err.value.location == "full1: cert api"  # was "full1: cert cert api"
+    agent = Action(host="node1", phase="agent", kind="refuse", subject="agent", reason="node1 does not run systemd")
+    with pytest.raises(Refused) as err:
+        check_refusals(plan(agent), [])
+    assert err.value.location == "node1: agent"  # was "node1: agent agent"
 
 
 def test_a_hint_the_reason_already_ends_with_is_said_once() -> None:

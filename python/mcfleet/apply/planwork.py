@@ -73,14 +73,19 @@ def check_refusals(plan: Plan, overrides: list[Override]) -> list[Action]:
         more = f" (and {len(open_) - 1} more)" if len(open_) > 1 else ""
         raise Refused(
             f"the plan contains a refusal: {first.reason}{more}",
-            # "rift: deploy service web", but "rift: cert api" (not "cert cert api")
-            location=f"{first.host}: "
-            + (first.subject if first.subject.startswith(f"{first.phase} ") else f"{first.phase} {first.subject}"),
+            location=f"{first.host}: " + _phase_and_subject(first),
             # the hint once: a reason may already end with it (the UID rule, said on the plan's line too)
             hint=(first.hint + "; " if first.hint and first.hint not in first.reason else "")
             + f"to run the rest of the plan anyway: --override '{first.host}:{first.subject}'",
         )
     return [a for a in refusals if any(o.matches(a) for o in overrides)]
+
+
+def _phase_and_subject(action: Action) -> str:
+    """Where a refusal is: `deploy service web`, but `cert api` (not `cert cert api`), `agent` (not twice)."""
+    if action.subject == action.phase or action.subject.startswith(f"{action.phase} "):
+        return action.subject
+    return f"{action.phase} {action.subject}"
 
 
 def work_from_plan(plan: Plan, loaded: LoadedFleet, desired: Mapping[str, DesiredHost]) -> list[HostWork]:
