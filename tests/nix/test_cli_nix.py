@@ -57,6 +57,18 @@ def test_nix_host_shows_the_module_values() -> None:
     assert "rift" in (res.exception.hint or "")
 
 
+def test_nix_host_text_says_where_the_fleet_zone_goes() -> None:
+    """rift resolves with systemd-resolved: its zone goes to the fleet's servers per link; the text
+    said only `nameservers: 1.1.1.1 8.8.8.8`, as if the fleet's resolvers were not used."""
+    rift = CliRunner().invoke(_app(), ["nix", "host", "rift", "--root", str(REPO)])
+    assert rift.exit_code == 0, rift.output
+    assert "resolver: systemd-resolved\n" in rift.output
+    assert "  zone svc.mcp.metacircular.net: 192.168.88.181 100.95.252.120 (per link" in rift.output
+    assert "  other names: 1.1.1.1 8.8.8.8\n" in rift.output
+    orion = CliRunner().invoke(_app(), ["nix", "host", "orion", "--root", str(REPO)])
+    assert "resolver: resolv.conf\n  nameservers, in order: 192.168.88.181 1.1.1.1 8.8.8.8 (options " in orion.output
+
+
 def test_nix_attrs_lists_the_registry() -> None:
     res = CliRunner().invoke(_app(), ["nix", "attrs", "--json"])
     assert res.exit_code == 0

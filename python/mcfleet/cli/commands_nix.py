@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -70,10 +71,28 @@ def host(
         return
     for user, spec in values["users"].items():
         typer.echo(f"user {user}: uid {spec['uid']} gid {spec['gid']}")
-    typer.echo(f"nameservers: {' '.join(values['nameservers'])}")
+    for line in _resolver_lines(values["resolvers"]):
+        typer.echo(line)
     typer.echo(f"firewall tcp: {values['firewall']['tcp']} udp: {values['firewall']['udp']}")
     typer.echo("tmpfiles:\n  " + "\n  ".join(values["tmpfiles"]))
     typer.echo(f"{values['agentUnit']['name']}:\n{values['agentUnitText']}")
+
+
+def _resolver_lines(resolvers: dict[str, Any]) -> list[str]:
+    """How the node resolves: with systemd-resolved the fleet's zone goes to its own servers per link
+    (a routing domain) and the global servers are the public fallbacks; `nameservers: 1.1.1.1 8.8.8.8`
+    alone read as if the fleet's resolvers were not used at all."""
+    lines = [f"resolver: {resolvers['resolver']}"]
+    options = f" (options {' '.join(resolvers['options'])})" if resolvers.get("options") else ""
+    zone = resolvers.get("zone")
+    if zone:
+        lines.append(f"  zone {zone['name']}: {' '.join(zone['servers'])} (per link, routing domain ~{zone['name']})")
+        lines.append(f"  other names: {' '.join(resolvers['servers'])}{options}")
+    else:
+        lines.append(f"  nameservers, in order: {' '.join(resolvers['servers'])}{options}")
+    if resolvers.get("fallbackDns"):
+        lines.append(f"  FallbackDNS: {' '.join(resolvers['fallbackDns'])}")
+    return lines
 
 
 def attrs(json_out: bool = typer.Option(False, "--json", help="Print the registry as JSON.")) -> None:
