@@ -180,5 +180,20 @@ def test_completion_offers_hosts_roles_and_services(fleet: Path) -> None:
     assert complete("mcfleet hosts --on alpha,@e", 3) == ["alpha,@edge"]
     services = sorted(p.stem for p in (fleet / "hosts" / "edge1" / "services").glob("*.json"))
     assert complete("mcfleet logs edge1 ", 3) == sorted(["agent", *services])
+    # every command that takes a host, a service or a secret by name completes it
+    alpha = sorted(p.stem for p in (fleet / "hosts" / "alpha" / "services").glob("*.json"))
+    assert alpha and alpha != services
+    for words in ("mcfleet snapshot alpha ", "mcfleet restore alpha ", "mcfleet agent restart alpha ",
+                  "mcfleet render alpha "):  # fmt: skip
+        assert complete(words, len(words.split())) == alpha, words
+    assert complete("mcfleet snapshots alpha ", 3) == alpha
+    for words in ("mcfleet deploy ", "mcfleet provision ", "mcfleet agent recover ", "mcfleet snapshot "):
+        assert complete(words, len(words.split())) == ["alpha", "beta", "edge1"], words
+    everything = sorted({"alpha", "beta", "edge1", *services, *alpha})
+    assert complete("mcfleet render ", 2) == everything
+    assert complete("mcfleet render alpha web ", 4) == []
+    (fleet / "secrets").mkdir(exist_ok=True)
+    (fleet / "secrets" / "web-token.age").write_bytes(b"")
+    assert complete("mcfleet secret show w", 3) == ["web-token"]
     code, out, _err = run_cli("completion", "bash")
     assert code == 0 and "_MCFLEET_COMPLETE=complete_bash" in out

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from mcfleet.cli.commands_apply import BUNDLE, FAIL_FAST, JSON, load_valid, run_session, session_options
+from mcfleet.cli.complete import complete_host, complete_placed_service
 from mcfleet.cli.fleetdir import deprecated_folder
 from mcfleet.cli.options import CONNECT, DEADMAN, HEALTH, PARALLEL
 from mcfleet.cli.output import emit_json, table
@@ -177,7 +178,7 @@ def _agent_op(host: str, operation: str, service: str | None, *, override: list[
 
 
 def recover(
-    host: str = typer.Argument(..., help="The host whose containers to recreate."),
+    host: str = typer.Argument(..., help="The host whose containers to recreate.", autocompletion=complete_host),
     override: list[str] = OVERRIDE,
     json_out: bool = JSON_REPORT,
     connect_timeout: float = CONNECT,
@@ -200,8 +201,8 @@ def recover(
 
 
 def restart(
-    host: str = typer.Argument(..., help="The host the service runs on."),
-    service: str = typer.Argument(..., help="The service to restart."),
+    host: str = typer.Argument(..., help="The host the service runs on.", autocompletion=complete_host),
+    service: str = typer.Argument(..., help="The service to restart.", autocompletion=complete_placed_service),
     override: list[str] = OVERRIDE,
     json_out: bool = JSON_REPORT,
     connect_timeout: float = CONNECT,
@@ -218,8 +219,8 @@ def restart(
 
 
 def stop(
-    host: str = typer.Argument(..., help="The host the service runs on."),
-    service: str = typer.Argument(..., help="The service to stop."),
+    host: str = typer.Argument(..., help="The host the service runs on.", autocompletion=complete_host),
+    service: str = typer.Argument(..., help="The service to stop.", autocompletion=complete_placed_service),
     override: list[str] = OVERRIDE,
     json_out: bool = JSON_REPORT,
     connect_timeout: float = CONNECT,
@@ -236,8 +237,8 @@ def stop(
 
 
 def start(
-    host: str = typer.Argument(..., help="The host the service runs on."),
-    service: str = typer.Argument(..., help="The service to start."),
+    host: str = typer.Argument(..., help="The host the service runs on.", autocompletion=complete_host),
+    service: str = typer.Argument(..., help="The service to start.", autocompletion=complete_placed_service),
     override: list[str] = OVERRIDE,
     json_out: bool = JSON_REPORT,
     connect_timeout: float = CONNECT,

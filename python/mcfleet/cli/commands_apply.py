@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from mcfleet.cli.complete import complete_host
 from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
 from mcfleet.cli.options import CONNECT, DEADMAN, HEALTH, PARALLEL, STAGE_TIMEOUT, agent_pex
 from mcfleet.cli.state import STATE
@@ -225,7 +226,7 @@ ONE_HOST_YES = typer.Option(False, "--yes", "-y", help="Accepted for scripts wri
 
 
 def deploy(  # noqa: PLR0917
-    host: str = typer.Argument(..., help="The one host to deploy (a host name)."),
+    host: str = typer.Argument(..., help="The one host to deploy (a host name).", autocompletion=complete_host),
     path: Path | None = ROOT_ALIAS,
     override: list[str] = typer.Option([], "--override", help="Run despite the refusal HOST:WHAT (repeatable)."),
     json_out: bool = JSON,
@@ -259,7 +260,9 @@ def deploy(  # noqa: PLR0917
 
 
 def provision(  # noqa: PLR0917
-    host: str = typer.Argument(..., help="The one Debian host to provision (a host name)."),
+    host: str = typer.Argument(
+        ..., help="The one Debian host to provision (a host name).", autocompletion=complete_host
+    ),
     path: Path | None = ROOT_ALIAS,
     override: list[str] = typer.Option([], "--override", help="Run despite the refusal HOST:WHAT (repeatable)."),
     json_out: bool = JSON,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from mcfleet.cli.complete import complete_host_or_service
 from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
 from mcfleet.cli.output import emit_json, table
 from mcfleet.cli.targets import ON_OPT, selected
@@ -212,6 +213,7 @@ def render(
         None,
         metavar="[HOST] [SERVICE]",
         help="A service, a host (all of its services), or HOST SERVICE.",
+        autocompletion=complete_host_or_service,
         show_default=False,
     ),
     host: str = typer.Option("", "--host", help="The host the service is placed on (default: where it is)."),

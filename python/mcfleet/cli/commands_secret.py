@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from mcfleet.cli.complete import complete_secret
 from mcfleet.cli.fleetdir import fleet_root
 from mcfleet.cli.output import emit_json
 from mcfleet.errors import InputError
@@ -34,7 +35,7 @@ def _said(name: str, recipients: list[str], json_out: bool) -> None:
 
 
 def secret_set(
-    name: str = typer.Argument(..., help="The secret's name (secrets/NAME.age)."),
+    name: str = typer.Argument(..., help="The secret's name (secrets/NAME.age).", autocompletion=complete_secret),
     from_file: Path | None = typer.Option(None, "--from", help="Read the value from this file (default: stdin)."),
     allow_empty: bool = typer.Option(False, "--allow-empty", help="Store an empty value (refused otherwise)."),
     json_out: bool = JSON_OPT,
@@ -71,7 +72,7 @@ def _read_value(from_file: Path | None) -> bytes:
         raise InputError(f"--from {from_file}: cannot read it: {exc.strerror}", hint="give a readable file") from None
 
 
-def secret_show(name: str = typer.Argument(..., help="The secret's name.")) -> None:
+def secret_show(name: str = typer.Argument(..., help="The secret's name.", autocompletion=complete_secret)) -> None:
     """Decrypt secret NAME with your identity ($MCFLEET_AGE_IDENTITY) and print it to stdout.
 
     Examples:
@@ -87,7 +88,9 @@ def secret_show(name: str = typer.Argument(..., help="The secret's name.")) -> N
     sys.stdout.flush()
 
 
-def secret_edit(name: str = typer.Argument(..., help="The secret's name (created when new).")) -> None:
+def secret_edit(
+    name: str = typer.Argument(..., help="The secret's name (created when new).", autocompletion=complete_secret),
+) -> None:
     """Edit secret NAME in $EDITOR (a private temp file, removed after), then encrypt it again.
 
     Examples:
@@ -116,7 +119,7 @@ def secret_edit(name: str = typer.Argument(..., help="The secret's name (created
 
 
 def secret_rekey(
-    names: list[str] = typer.Argument(None, help="Secrets to rekey (default: all)."),
+    names: list[str] = typer.Argument(None, help="Secrets to rekey (default: all).", autocompletion=complete_secret),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Encrypt secrets again to today's recipients (after a host key or an operator changed).

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import typer
 
 from mcfleet.cli.commands_apply import load_valid
+from mcfleet.cli.complete import complete_host, complete_placed_service
 from mcfleet.cli.fleetdir import deprecated_folder
 from mcfleet.cli.options import CONNECT
 from mcfleet.cli.output import emit_json
@@ -54,8 +55,10 @@ def _run(command: str, host: str, op: Callable[..., Awaitable[object]], *args: o
 
 
 def snapshot(
-    host: str = typer.Argument(..., help="The host the service runs on."),
-    service: str = typer.Argument(..., help="The service whose /srv/<service>/ folder to snapshot."),
+    host: str = typer.Argument(..., help="The host the service runs on.", autocompletion=complete_host),
+    service: str = typer.Argument(
+        ..., help="The service whose /srv/<service>/ folder to snapshot.", autocompletion=complete_placed_service
+    ),
     override: list[str] = OVERRIDE,
     json_out: bool = JSON_REPORT,
     connect_timeout: float = CONNECT,
@@ -77,8 +80,10 @@ def snapshot(
 
 
 def restore(  # noqa: PLR0917 (typer: one parameter per argument and option)
-    host: str = typer.Argument(..., help="The host the service runs on."),
-    service: str = typer.Argument(..., help="The service whose folder to restore."),
+    host: str = typer.Argument(..., help="The host the service runs on.", autocompletion=complete_host),
+    service: str = typer.Argument(
+        ..., help="The service whose folder to restore.", autocompletion=complete_placed_service
+    ),
     path: str = typer.Argument(
         ..., help="The snapshot on the node: `latest`, its path as `snapshot` printed it, or its file name."
     ),
@@ -105,8 +110,10 @@ def restore(  # noqa: PLR0917 (typer: one parameter per argument and option)
 
 
 def list_snapshots(  # noqa: PLR0917 (typer: one parameter per argument and option)
-    host: str = typer.Argument(..., help="The host whose snapshots to list."),
-    service: str | None = typer.Argument(None, help="Only this service's snapshots."),
+    host: str = typer.Argument(..., help="The host whose snapshots to list.", autocompletion=complete_host),
+    service: str | None = typer.Argument(
+        None, help="Only this service's snapshots.", autocompletion=complete_placed_service
+    ),
     prune: bool = typer.Option(
         False, "--prune", help="Remove the older snapshots and set-aside folders (each service keeps --keep)."
     ),

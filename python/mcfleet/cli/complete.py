@@ -57,3 +57,49 @@ def complete_service(ctx: Any, incomplete: str) -> list[str]:
     entries = [loaded.hosts[host]] if loaded and host in loaded.hosts else list(loaded.hosts.values() if loaded else [])
     names = {"agent"} | {s.name for e in entries for s in e.services}
     return sorted(n for n in names if n.startswith(incomplete))
+
+
+def _services_of(loaded: Any, host: str | None) -> set[str]:
+    entries = [loaded.hosts[host]] if host in loaded.hosts else list(loaded.hosts.values())
+    return {s.name for e in entries for s in e.services}
+
+
+def complete_placed_service(ctx: Any, incomplete: str) -> list[str]:
+    """The services placed on the host named earlier on the line (every placed one before it)."""
+    try:
+        loaded = _loaded()
+        if loaded is None:
+            return []
+        host = (ctx.params or {}).get("host") if ctx is not None else None
+        return sorted(n for n in _services_of(loaded, host) if n.startswith(incomplete))
+    except Exception:
+        return []
+
+
+def complete_host_or_service(ctx: Any, incomplete: str) -> list[str]:
+    """`render`'s words: a host or a service first; after a host, that host's services."""
+    try:
+        loaded = _loaded()
+        if loaded is None:
+            return []
+        earlier = [w for w in (ctx.params or {}).get("names") or [] if w] if ctx is not None else []
+        if earlier and earlier[0] in loaded.hosts:
+            words = _services_of(loaded, earlier[0]) if len(earlier) == 1 else set()
+        else:
+            words = set() if earlier else set(loaded.hosts) | _services_of(loaded, None)
+        return sorted(w for w in words if w.startswith(incomplete))
+    except Exception:
+        return []
+
+
+def complete_secret(incomplete: str) -> list[str]:
+    """The fleet's secrets: the names of secrets/*.age."""
+    try:
+        loaded = _loaded()
+        folder = loaded.root / "secrets" if loaded is not None else None
+        if folder is None or not folder.is_dir():
+            return []
+        names = (p.name.removesuffix(".age") for p in folder.iterdir() if p.name.endswith(".age"))
+        return sorted(n for n in names if n.startswith(incomplete))
+    except Exception:
+        return []
