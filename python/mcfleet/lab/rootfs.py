@@ -170,6 +170,59 @@ async def ensure_rootfs(
         base.mkdir(parents=True)
         await run(["tar", "-C", str(base), "--zstd", "-xpf", str(tarball)], limit_s=600)
         stamp.write_text("ok\n")
+        for gone in prune_stale(cache, arch, keep=base.name):
+            progress(f"removed {gone.name}: an older rootfs of {arch} that no node uses")
         return base
     finally:
         os.close(lock_fd)  # closing releases the flock
+
+
+def overlay_lowers(mountinfo: str) -> set[str]:
+    """The lower folders of the overlay mounts in a /proc/PID/mountinfo text."""
+    found: set[str] = set()
+    for line in mountinfo.splitlines():
+        for option in line.split()[-1].split(","):
+            if option.startswith("lowerdir="):
+                found.update(option.removeprefix("lowerdir=").split(":"))
+    return found
+
+
+def lowers_in_use() -> set[str]:
+    """Every overlay lower folder mounted in any mount namespace: a full node's overlay is in the
+    host's, but the arm64 node mounts its own inside a private namespace (`unshare --mount`)."""
+    found: set[str] = set()
+    seen: set[str] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            namespace = os.readlink(proc / "ns" / "mnt")
+            if namespace in seen:
+                continue
+            seen.add(namespace)
+            found |= overlay_lowers((proc / "mountinfo").read_text(errors="replace"))
+        except OSError:  # the process ended meanwhile, or hides its namespace
+            continue
+    return found
+
+
+def prune_stale(cache: Path, arch: str, *, keep: str, in_use: Callable[[], set[str]] = lowers_in_use) -> list[Path]:
+    """Remove the other rootfs flavours of `arch` (their package lists changed since: ~600 MB each,
+    folder and tarball), except a folder a running node still has as its overlay's lower layer.
+    Each arch is built from one package list, so another flavour of it is never current."""
+    stale = [p for p in sorted(cache.glob(f"node-rootfs-{arch}-*")) if p.name.removesuffix(".tar.zst") != keep]
+    if not stale:
+        return []
+    used = in_use()
+    removed = []
+    for path in stale:
+        folder = cache / path.name.removesuffix(".tar.zst")
+        if str(folder) in used:
+            continue  # its tarball goes with the folder, once no node uses it
+        if path.is_dir():
+            (path / ".mcfleet-complete").unlink(missing_ok=True)  # first: a half-removed folder is never used
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
