@@ -27,6 +27,20 @@ def test_a_saved_plan_runs_exactly_and_is_refused_once_the_node_changed(
     assert cli("plan", root, "--on", second, "-o", str(stale_file)).code == 0
     fleet.sh(second, "echo 'nameserver 10.9.9.9' > /etc/resolv.conf")  # the node changes after planning
 
+    # the same plan, edited: an action no file calls for, and the agent's taken out
+    edited = json.loads(plan_file.read_text())
+    agent = next(a for a in edited["actions"] if a["phase"] == "agent")
+    edited["actions"] = [a for a in edited["actions"] if a is not agent]
+    edited["actions"].append({**agent, "phase": "deploy", "kind": "create", "subject": "service evil"})
+    edited_file = tmp_path / "edited.json"
+    edited_file.write_text(json.dumps(edited))
+    refused = cli("apply", str(edited_file), "--bundle", str(agent_bundle))
+    assert refused.code == 1, refused.stdout + refused.stderr
+    assert "the plan's actions are not the ones its fleet files and the nodes give now" in refused.stderr
+    assert f"in the file only: {first} deploy: create service evil" in refused.stderr
+    assert f"planned now only: {first} agent: {agent['kind']} agent" in refused.stderr
+    assert fleet.sh(first, "test -e /srv/mcp/mcp-agent", check=False).returncode == 1  # nothing was done
+
     run = cli("apply", str(plan_file), "--bundle", str(agent_bundle), "--json")
     assert run.code == 0, run.stdout + run.stderr
     assert set(run.summary["hosts"]) == {first}  # exactly the plan's hosts

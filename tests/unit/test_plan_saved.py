@@ -9,11 +9,20 @@ from pathlib import Path
 import pytest
 
 from mcfleet.errors import InputError, Refused
+from mcfleet.fleet.load import load_fleet
 from mcfleet.observe.facts import Account, AgentFacts, Facts, Unreachable
 from mcfleet.plan.model import Plan
 from mcfleet.plan.planner import build
 from mcfleet.plan.render import render_text, summary_line
-from mcfleet.plan.saved import ensure_fresh, facts_digest, load_plan, plan_json, read_plan, save_plan
+from mcfleet.plan.saved import (
+    ensure_fresh,
+    ensure_same_actions,
+    facts_digest,
+    load_plan,
+    plan_json,
+    read_plan,
+    save_plan,
+)
 from tests.unit.test_plan_cases import write_case_fleet
 
 NOW = datetime.fromisoformat("2026-11-30T00:00:00+00:00")
@@ -70,6 +79,20 @@ def test_stale_facts_are_refused_and_fresh_ones_pass(tmp_path: Path) -> None:
     with pytest.raises(Refused) as err:
         ensure_fresh(plan, facts)
     assert "orion" in err.value.message and "stale plan" in err.value.message
+
+
+def test_a_plan_whose_actions_are_not_the_ones_planned_now_is_refused(tmp_path: Path) -> None:
+    plan, root = _plan(tmp_path)
+    loaded = load_fleet(root)
+    ensure_same_actions(plan, build(loaded, _facts(), now=NOW))  # planned again from the same: fine
+    first = plan.actions[0]
+    added = first.model_copy(update={"phase": "deploy", "kind": "create", "subject": "service evil"})
+    edited = plan.model_copy(update={"actions": [*plan.actions[1:], added]})
+    with pytest.raises(Refused) as err:
+        ensure_same_actions(edited, plan)
+    assert "in the file only: orion deploy: create service evil" in err.value.message
+    assert f"planned now only: orion {first.phase}: {first.kind} {first.subject}" in err.value.message
+    assert err.value.hint and "mcfleet plan -o" in err.value.hint
 
 
 def test_digest_ignores_which_address_answered() -> None:

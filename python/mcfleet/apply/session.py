@@ -41,11 +41,10 @@ from mcfleet.fleet.desired import DesiredHost, desired_state
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.kinds import KINDS, ResourceKind
 from mcfleet.kinds.system import add_closure_diffs
-from mcfleet.observe.collect import gather
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.plan.model import Plan
 from mcfleet.plan.planner import plan_fleet
-from mcfleet.plan.saved import REPLAN_HINT, ensure_fresh
+from mcfleet.plan.saved import REPLAN_HINT, ensure_fresh, ensure_same_actions
 from mcfleet.report.progress import NullProgress, Progress
 from mcfleet.transport.base import Node
 from mcfleet.transport.ssh import SshOptions, SshPool
@@ -205,9 +204,12 @@ class ApplySession:
         self.plan = plan
         await self.prebuild(list(plan.hosts))
         if saved:
-            facts = await gather(self.loaded, plan.hosts, pool=self.pool, progress=self.options.progress)
+            now, facts = await plan_fleet(
+                self.loaded, list(plan.hosts), pool=self.pool, progress=self.options.progress, desired=self.desired
+            )
             ensure_fresh(plan, facts)
             self._check_planned_bundle(plan)
+            ensure_same_actions(plan, now)
         check_refusals(plan, overrides)
         work = work_from_plan(plan, self.loaded, self.desired)
         summary = await self.run(work, moves_from_plan(plan))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -129,3 +130,38 @@ def ensure_fresh(plan: Plan, facts: Mapping[str, Facts | Unreachable]) -> None:
             f"stale plan: what the nodes show changed since the plan was made ({plan.created_at}): {what}",
             hint=REPLAN_HINT,
         )
+
+
+def _action_line(key: tuple[str, str, str, str]) -> str:
+    host, phase, kind, subject = key
+    return f"{host} {phase}: {kind} {subject}"
+
+
+def ensure_same_actions(saved: Plan, now: Plan) -> None:
+    """Refuse a saved plan whose actions are not the ones the same files and facts give now.
+
+    With the files and every host's facts unchanged, planning again gives the same actions; a
+    difference means the file was edited (an action added, say a deploy of a service no file
+    declares) or the plan depends on something its staleness check does not see.  Apply carries
+    out the actions of the plan it was given: never one the fleet's files and nodes do not call for."""
+
+    def keys(plan: Plan) -> Counter[tuple[str, str, str, str]]:
+        return Counter((a.host, str(a.phase), a.kind, a.subject) for a in plan.actions)
+
+    was, is_now = keys(saved), keys(now)
+    if was == is_now:
+        return
+    only_saved = sorted((was - is_now).elements())
+    only_now = sorted((is_now - was).elements())
+    parts = []
+    for label, found in (("in the file only", only_saved), ("planned now only", only_now)):
+        if found:
+            listed = "; ".join(_action_line(k) for k in found[:3]) + (
+                f"; … ({len(found) - 3} more)" if len(found) > 3 else ""
+            )
+            parts.append(f"{label}: {listed}")
+    raise Refused(
+        f"the plan's actions are not the ones its fleet files and the nodes give now ({', '.join(parts)}); "
+        "was the file edited?",
+        hint=REPLAN_HINT,
+    )
