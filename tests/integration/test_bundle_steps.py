@@ -28,15 +28,18 @@ def test_a_first_build_reports_its_steps_and_a_cached_one_only_the_lookup(tmp_pa
 def test_apply_shows_the_bundle_steps_as_build_progress_of_the_hosts_waiting(
     agent_bundle: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The session's prebuild (what `apply` runs first): each step is a `build` progress event."""
+    """The session's prebuild (what `apply` runs first): each step is a `build` progress event, once
+    the build has lasted BUILD_QUIET_S (0 here: every step is shown)."""
     import asyncio
     import io
 
+    from mcfleet.apply import session as session_module
     from mcfleet.apply.session import ApplySession, SessionOptions
     from mcfleet.fleet.load import load_fleet
     from mcfleet.report.progress import Progress
 
     monkeypatch.setenv("MCFLEET_BUNDLE_CACHE", str(agent_bundle.path.parent.parent))  # the session's bundle cache
+    monkeypatch.setattr(session_module, "BUILD_QUIET_S", 0.0)
     loaded = load_fleet(Path(__file__).resolve().parents[1] / "data" / "fleets" / "minimal")
     lines = io.StringIO()
     session = ApplySession(loaded, SessionOptions(progress=Progress(lines)))
@@ -49,3 +52,24 @@ def test_apply_shows_the_bundle_steps_as_build_progress_of_the_hosts_waiting(
     assert {(h, "agent bundle: hashing its inputs") for h in debian} <= set(progress)  # every host waiting for it
     assert progress[-1] == (first, "pex: ready")
     assert f"[{first}] build: agent bundle: hashing its inputs\n" in lines.getvalue()
+
+
+def test_a_build_that_ends_within_the_quiet_time_says_nothing(
+    agent_bundle: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached bundle is ready in ~70 ms: its "preparing", "hashing its inputs" and "ready" lines
+    were printed before every apply (4 lines for 2 hosts on the demo lab)."""
+    import asyncio
+
+    from mcfleet.apply import session as session_module
+    from mcfleet.apply.session import ApplySession, SessionOptions
+    from mcfleet.fleet.load import load_fleet
+
+    monkeypatch.setenv("MCFLEET_BUNDLE_CACHE", str(agent_bundle.path.parent.parent))
+    monkeypatch.setattr(session_module, "BUILD_QUIET_S", 30.0)  # far longer than a cached build, even under load
+    loaded = load_fleet(Path(__file__).resolve().parents[1] / "data" / "fleets" / "minimal")
+    session = ApplySession(loaded, SessionOptions())
+    debian = sorted(n for n, e in loaded.hosts.items() if str(e.host.os) == "debian")
+    built = asyncio.run(session.prebuild(debian))
+    assert built["pex"].sha256 == agent_bundle.sha256
+    assert [e for e in session.log.events if str(e.status) == "progress"] == []

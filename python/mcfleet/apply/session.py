@@ -18,6 +18,7 @@ fleet lock is taken by the caller around the whole session.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -66,6 +67,10 @@ async def build_pex(step: Callable[[str], None]) -> Artifact:
     return Artifact("pex", bundle.path, bundle.sha256, bundle.version, cached=bundle.cached)
 
 
+# A build that ends within this is not worth a progress line (a cached agent bundle: ~70 ms).
+BUILD_QUIET_S = 0.5
+
+
 def _identity(art: Artifact) -> str:
     """What the plan compares with the node: the agent's sha256, or a NixOS system's store path."""
     return art.store_path or art.sha256
@@ -84,6 +89,8 @@ class ApplySession:
         self.agent_hashes: dict[str, str] = {}  # host -> sha256 of the agent built for it (NixOS: toplevel path)
         self._fresh_pools: list[SshPool] = []
         self.desired: dict[str, DesiredHost] = desired_state(loaded)
+        # (host, message) of the build progress held during prebuild's quiet time; None: shown at once
+        self._held: list[tuple[str, str]] | None = None
 
     async def __aenter__(self) -> ApplySession:
         return self
@@ -110,6 +117,18 @@ class ApplySession:
     def _build_report(self, key: str, message: str) -> None:
         """A build's progress (bundle steps, nix's lines) is an event of every host waiting for it."""
         for name in self._waiting.get(key, ()):
+            self._build_note(name, message)
+
+    def _build_note(self, name: str, message: str) -> None:
+        if self._held is not None:
+            self._held.append((name, message))
+        else:
+            self.log.emit(name, Phase.build, Status.progress, message)
+
+    def _release_held(self) -> None:
+        """The quiet time is over and a build still runs: show what was held, and go live."""
+        held, self._held = self._held or [], None
+        for name, message in held:
             self.log.emit(name, Phase.build, Status.progress, message)
 
     async def connect(self, entry: HostEntry) -> Node:
@@ -125,25 +144,35 @@ class ApplySession:
     # ------------------------------------------------------------------ building before planning
 
     async def prebuild(self, names: list[str]) -> dict[str, Artifact]:
-        """Build what the selected hosts need, so the plan knows the agent hash to compare with."""
+        """Build what the selected hosts need, so the plan knows the agent hash to compare with.
+
+        The live view says what the wait is for (a first bundle build takes ~15 s, a nix build
+        minutes), but only once it has lasted BUILD_QUIET_S: a bundle found in the cache is ready in
+        ~70 ms, and its "preparing", "hashing its inputs" and "ready" lines were noise before every
+        apply.  What the builds said meanwhile is shown then, in order."""
         built: dict[str, Artifact] = {}
         for name in names:
             waiting = self._waiting.setdefault(build_key(self.loaded.hosts[name].host), [])
             if name not in waiting:
                 waiting.append(name)
-        for name in names:
-            entry = self.loaded.hosts[name]
-            key = build_key(entry.host)
-            # the live view says what the wait is for (a first bundle build takes ~15 s)
-            news = key not in built and self.builder.built(entry.host) is None
-            if news:
-                self.log.emit(name, Phase.build, Status.progress, f"{key}: preparing (built once, then cached)")
-            try:
-                built[key] = await self.builder.build(entry.host)
-            except McfleetError:
-                continue  # reported per host by the pipeline's build phase
-            if news:
-                self.log.emit(name, Phase.build, Status.progress, f"{key}: ready")
+        self._held = []
+        release = asyncio.get_running_loop().call_later(BUILD_QUIET_S, self._release_held)
+        try:
+            for name in names:
+                entry = self.loaded.hosts[name]
+                key = build_key(entry.host)
+                news = key not in built and self.builder.built(entry.host) is None
+                if news:
+                    self._build_note(name, f"{key}: preparing (built once, then cached)")
+                try:
+                    built[key] = await self.builder.build(entry.host)
+                except McfleetError:
+                    continue  # reported per host by the pipeline's build phase
+                if news:
+                    self._build_note(name, f"{key}: ready")
+        finally:
+            release.cancel()
+            self._held = None  # done within the quiet time: what it said is dropped
         self.agent_hashes = {
             name: _identity(built[build_key(self.loaded.hosts[name].host)])
             for name in names
