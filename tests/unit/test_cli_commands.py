@@ -117,6 +117,22 @@ def test_journal_lists_the_applies_newest_last(fleet: Path) -> None:
     assert code == 0 and data["total"] == 2 and [r["argv"] for r in data["records"]] == [["apply", "--all"]]
 
 
+def test_an_apply_refused_before_any_host_ran_is_journalled_with_its_plans_hosts(fleet: Path) -> None:
+    """An edited saved plan is refused after it was read: the journal's HOSTS column said '-'."""
+    from mcfleet.apply.session import ApplySession, SessionOptions
+    from mcfleet.errors import Refused
+    from mcfleet.fleet.load import load_fleet
+    from mcfleet.plan.model import Plan
+
+    session = ApplySession(load_fleet(fleet), SessionOptions())
+    session.plan = Plan(created_at="2026-12-05T00:00:00+00:00", hosts=["alpha", "beta"])
+    session.record(None, Refused("the plan's actions are not the ones its fleet files and the nodes give now"))
+    code, out, _err = run_cli("-C", str(fleet), "journal")
+    assert code == 0
+    row = out.splitlines()[1].split()  # (the command column holds pytest's own argv here)
+    assert "alpha,beta" in row and "refused:" in row
+
+
 def test_ssh_writes_the_pinned_known_hosts_and_a_config(fleet: Path) -> None:
     code, out, err = run_cli("-C", str(fleet), "ssh", "--print", "--json", "alpha")
     assert code == 0, err

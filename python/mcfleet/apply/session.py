@@ -310,6 +310,8 @@ class ApplySession:
             "plan_created_at": self.plan.created_at if self.plan else None,
             "plan_fleet_hash": self.plan.fleet_hash if self.plan else None,
         }
+        if summary is None and self.plan is not None:  # refused or failed before any host ran: its plan's hosts
+            entry["hosts"] = list(self.plan.hosts)
         if summary is not None:
             entry["result"] = summary.as_dict()
         if error is not None:

@@ -50,6 +50,8 @@ def _one_host_outcome(result: dict[str, Any]) -> str:
 def _row(record: dict[str, Any]) -> list[object]:
     result = _mapping(record.get("result"))
     hosts = sorted(str(h) for h in _mapping(result.get("hosts"))) or ([str(result["host"])] if "host" in result else [])
+    planned = record.get("hosts")  # a run refused before it had a result: the hosts of its plan
+    hosts = hosts or ([str(h) for h in planned] if isinstance(planned, list) else [])
     seconds = result.get("seconds")
     argv = record.get("argv")
     words = [str(a) for a in argv] if isinstance(argv, list) else [str(record.get("command", "?"))]
