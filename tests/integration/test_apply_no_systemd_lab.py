@@ -26,7 +26,7 @@ def test_apply_leaves_a_node_without_systemd_untouched(lab_fleet: LabFleet, tmp_
 
     # The plan refuses the agent (no systemd on the node), so apply refuses the plan: nothing runs.
     assert code == 1, err
-    assert f"refused: {node}: agent agent: the plan contains a refusal: {node} does not run systemd" in err, err
+    assert f"refused: {node}: agent: the plan contains a refusal: {node} does not run systemd" in err, err
     # stdout carries only the bundle build's progress lines (the plan hashes the agent's inputs);
     # no phase started, changed or failed anything
     events = [json.loads(line) for line in out.splitlines()]
