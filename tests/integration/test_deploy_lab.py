@@ -486,6 +486,7 @@ def a_lost_port_forwarder_is_brought_back(
     assert answer(fleet, name, port, within_s=5) == "hello 1 port=8080\n"
     assert plan(root, "--detailed-exitcode")[0] == 0
     a_forwarder_lost_while_a_restart_waits_is_brought_back(fleet, name, root, agent_bundle, registry)
+    a_restart_says_which_check_fails_while_it_waits(fleet, name, root, agent_bundle, registry)
 
 
 def a_forwarder_lost_while_a_restart_waits_is_brought_back(
@@ -519,3 +520,20 @@ def a_forwarder_lost_while_a_restart_waits_is_brought_back(
     assert "restart [services/slow/slow]: nothing listened on its published port while it ran (podman's port " \
         "forwarder was gone) (its port refused connections)" in agent_log.stdout, agent_log.stdout  # fmt: skip
     assert now != before
+
+
+def a_restart_says_which_check_fails_while_it_waits(
+    fleet: Nodes, name: str, root: str, agent_bundle: Path, registry: RegistryInfo
+) -> None:
+    """`agent restart` waits for the service's health check in one call to the agent (up to its stage
+    timeout, 120 s): a line every 10 s says which check fails so far and why (was: nothing until the
+    answer)."""
+    late = service("late", "services", f"{registry.address}/demo/hello:1")
+    late["components"][0]["cmd"] = ["sh", "-c", f"sleep 13; {START}"]  # healthy 13 s after each start
+    write_service(fleet, name, late)
+    first = cli("apply", root, "--on", name, "--bundle", str(agent_bundle), "--json")
+    assert first.code == 0, first.stdout + first.stderr
+    restarted = cli("agent", "restart", name, "late", "-C", root)
+    assert restarted.code == 0, restarted.stdout + restarted.stderr
+    assert "restart late, waiting for their health checks (1" in restarted.stderr, restarted.stderr
+    assert "; failing so far: late: " in restarted.stderr, restarted.stderr

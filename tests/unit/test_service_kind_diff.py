@@ -122,7 +122,7 @@ def test_a_long_deploy_call_says_what_it_waits_for_and_since_when(monkeypatch: A
         return "answer"
 
     async def run() -> str:
-        return await service._heartbeat(slow(), said.append, "stage services: sick starting")
+        return await service.heartbeat(slow(), said.append, "stage services: sick starting")
 
     assert asyncio.run(run()) == "answer"
     # one line per HEARTBEAT_S while it waits (fewer when a loaded machine wakes the loop late)
@@ -132,7 +132,7 @@ def test_a_long_deploy_call_says_what_it_waits_for_and_since_when(monkeypatch: A
 
     async def cancelled() -> bool:
         inner = asyncio.ensure_future(asyncio.sleep(10))
-        outer = asyncio.ensure_future(service._heartbeat(inner, None, "x"))
+        outer = asyncio.ensure_future(service.heartbeat(inner, None, "x"))
         await asyncio.sleep(0.01)
         outer.cancel()
         await asyncio.gather(outer, return_exceptions=True)
@@ -256,7 +256,7 @@ def test_a_deploy_call_queued_behind_an_earlier_change_says_so_then_waits_for_it
         return "answer"
 
     async def run() -> str:
-        return await service._heartbeat(slow(), said.append, "stage services: deploying hello", behind)
+        return await service.heartbeat(slow(), said.append, "stage services: deploying hello", behind)
 
     assert asyncio.run(run()) == "answer"
     assert (
@@ -297,7 +297,7 @@ def test_the_heartbeat_says_which_health_checks_fail_and_why(monkeypatch: Any) -
         return "answer"
 
     async def run() -> str:
-        return await service._heartbeat(
+        return await service.heartbeat(
             slow(),
             said.append,
             "stage services: deploying hello",

@@ -13,15 +13,19 @@ per stage, which containers were recreated and whether the stage got healthy.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from mcfleet.agent.client import AgentClient
+from mcfleet.apply.events import Phase, Status
 from mcfleet.apply.planwork import Override
 from mcfleet.apply.session import ApplySession
 from mcfleet.errors import ApplyError
 from mcfleet.fleet.models import Stage
-from mcfleet.kinds.service import agent_socket
+from mcfleet.kinds.service import agent_socket, failing_checks, heartbeat, waiting_behind
+
+T = TypeVar("T")
 
 OPERATIONS = ("recover", "restart", "stop", "start")
 LONG_TIMEOUT = 900.0
@@ -94,8 +98,17 @@ async def agent_op(
     target = await agent_socket(node, entry.host.agent.socket)
     async with AgentClient(target, long_timeout=LONG_TIMEOUT) as client:
         asked = time.monotonic()
+
+        def say(text: str) -> None:
+            session.log.emit(host, Phase.deploy, Status.progress, text)
+
+        def waiting(work: Awaitable[T], what: str) -> Awaitable[T]:
+            """The call, with a line every 10 s while the agent waits for health checks (up to its
+            stage timeout, 120 s): what it waits behind, or which checks fail so far and why."""
+            return heartbeat(work, say, what, lambda: waiting_behind(client), lambda: failing_checks(client))
+
         if operation == "recover":
-            reply = await client.recover()
+            reply = await waiting(client.recover(), "recover")
             agent_seconds = time.monotonic() - asked
             registry = (await client.facts(events=0)).get("registry", [])
             report = AgentOpReport(host, operation, reply.ok, reply.error)
@@ -105,7 +118,7 @@ async def agent_op(
             if service is None:
                 raise ApplyError(f"agent {operation} needs a service", location=host)
             call = {"restart": client.restart, "stop": client.stop, "start": client.start}[operation]
-            answer = await call(service)
+            answer = await waiting(call(service), f"{operation} {service}")
             agent_seconds = time.monotonic() - asked
             report = AgentOpReport(host, operation, answer.ok, answer.error, service=service)
             actions = list(answer.actions)

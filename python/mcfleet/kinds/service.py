@@ -323,7 +323,7 @@ def busy_text(agent_facts: dict[str, Any]) -> str | None:
     return f"{work_text(str(work.get('what') or 'change'), services)}{took}"
 
 
-async def _heartbeat(
+async def heartbeat(
     work: Awaitable[T],
     say: Callable[[str], None] | None,
     what: str,
@@ -537,7 +537,7 @@ class ServiceKind:
             within = ctx.data.get("stage_timeout") or 0.0
             say = ctx.data.get("progress")
             try:
-                result = await _heartbeat(
+                result = await heartbeat(
                     client.reconcile(upto, prune=False, stage_timeout_s=within),
                     say,
                     stage_line(stage, [s.name for s in wanted if s.stage == stage], changing),
