@@ -18,10 +18,6 @@ def test_overlay_lower_folders_are_read_from_mountinfo() -> None:
     assert rootfs.overlay_lowers(MOUNTINFO) == {"/var/cache/mcfleet/node-rootfs-amd64-aaaa", "/l1", "/l2"}
 
 
-def test_lowers_in_use_reads_this_machine_without_error() -> None:
-    assert isinstance(rootfs.lowers_in_use(), set)
-
-
 def _flavour(cache: Path, name: str) -> None:
     (cache / name).mkdir()
     (cache / name / ".mcfleet-complete").write_text("ok\n")

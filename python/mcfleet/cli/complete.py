@@ -54,8 +54,7 @@ def complete_service(ctx: Any, incomplete: str) -> list[str]:
     except Exception:
         return []
     host = (ctx.params or {}).get("host") if ctx is not None else None
-    entries = [loaded.hosts[host]] if loaded and host in loaded.hosts else list(loaded.hosts.values() if loaded else [])
-    names = {"agent"} | {s.name for e in entries for s in e.services}
+    names = {"agent"} | (_services_of(loaded, host) if loaded is not None else set())
     return sorted(n for n in names if n.startswith(incomplete))
 
 
