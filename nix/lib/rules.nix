@@ -853,6 +853,64 @@ let
       ) (ctx fleet).publicRoutes
     );
 
+  # Addresses lowered -> the first host by name that lists them (listToAttrs keeps the first);
+  # each service's route binds and publish host_ips that are in it and not its own host's.
+  bindOtherHost =
+    fleet:
+    let
+      owner = builtins.listToAttrs (
+        concatMap (
+          h:
+          map (key: {
+            name = key;
+            value = h.name;
+          }) h.addressKeys
+        ) (hostList fleet)
+      );
+      published =
+        s:
+        concatMap (
+          c:
+          concatMap (
+            r:
+            map (b: {
+              ci = c.i;
+              comp = c.v.name;
+              where = "routes/${toString r.i}/bind/${toString b.i}";
+              address = b.v;
+            }) (indexed r.v.bind)
+          ) c.routes
+          ++ concatMap (
+            p:
+            optional (p.v.host_ip != null) {
+              ci = c.i;
+              comp = c.v.name;
+              where = "publish/${toString p.i}/host_ip";
+              address = p.v.host_ip;
+            }
+          ) c.publish
+        ) s.comps;
+    in
+    concatMap (
+      s:
+      let
+        h = s.host;
+      in
+      concatMap (
+        x:
+        let
+          key = u.toLower x.address;
+          other = owner.${key} or null;
+        in
+        optional (other != null && !(builtins.elem key h.addressKeys)) (
+          finding "bind-other-host" s.file "/components/${toString x.ci}/${x.where}"
+            "${s.data.name}/${x.comp} publishes on ${x.address}, an address of ${other}, not of ${h.name} (podman could not bind it there)"
+            "use one of ${h.name}'s addresses (${builtins.concatStringsSep ", " h.data.addresses}), or move ${s.data.name}.json to hosts/${other}/services/"
+            h.name
+        )
+      ) (published s)
+    ) (placed fleet);
+
   coreOffMaster =
     fleet:
     concatMap (
@@ -1100,6 +1158,7 @@ let
     { rule = routeListenerDuplicate; codes = [ "route-listener-duplicate" ]; }
     { rule = routeNameSplit; codes = [ "route-name-split" ]; }
     { rule = publicLoopback; codes = [ "public-loopback" ]; }
+    { rule = bindOtherHost; codes = [ "bind-other-host" ]; }
     { rule = hostPortDuplicate; codes = [ "host-port-duplicate" ]; }
     { rule = portRangeExhausted; codes = [ "port-range-exhausted" ]; }
     { rule = names; codes = [ "name-claimed-twice" ]; }

@@ -166,16 +166,18 @@ def test_a_service_published_on_an_address_the_node_lacks_is_refused() -> None:
     from mcfleet.observe.facts import Facts
     from mcfleet.observe.manifest import Manifest
 
-    def host_with(binds: list[str]) -> DesiredHost:
+    def host_with(binds: list[str], host_ip: str | None = None) -> DesiredHost:
         data = doc(["GREETING=hi"])
         data["components"][0]["routes"][0]["bind"] = binds
+        if host_ip is not None:
+            data["components"][0]["publish"] = [{"host_ip": host_ip, "host_port": 5353, "container_port": 53}]
         agent = DesiredAgent(path="/srv/mcp/mcp-agent", unit="mcp-agent.service", user="mcp", socket="/srv/mcp/s",
                              unit_sha256="", sha256=None)  # fmt: skip
         return DesiredHost(name="n1", os="debian", arch="amd64", agent=agent, services={"hello": desired(data, "h1")})
 
-    def acts(binds: list[str], addresses: list[str] | None) -> list[tuple[str, str]]:
+    def acts(binds: list[str], addresses: list[str] | None, host_ip: str | None = None) -> list[tuple[str, str]]:
         facts = Facts(host="n1", containers=[], service_specs={}, addresses=addresses)
-        return [(a.kind, a.reason) for a in ServiceKind().diff(host_with(binds), facts, Manifest(),
+        return [(a.kind, a.reason) for a in ServiceKind().diff(host_with(binds, host_ip), facts, Manifest(),
                                                                now=datetime(2026, 1, 1))]  # fmt: skip
 
     node = ["127.0.0.1", "10.0.0.5", "fd00::1"]
@@ -185,6 +187,10 @@ def test_a_service_published_on_an_address_the_node_lacks_is_refused() -> None:
     for fine in (["127.0.0.1", "10.0.0.5"], ["0.0.0.0"], ["fd00:0::1"], ["::"], ["myhost.lan"]):
         assert [k for k, _ in acts(fine, node)] == ["create"], fine
     assert [k for k, _ in acts(["10.0.0.9"], None)] == ["create"]  # addresses unknown: nothing to refuse on
+    # a fixed publish's host_ip is bound by podman the same way
+    [(kind, reason)] = acts(["127.0.0.1"], node, host_ip="10.0.0.8")
+    assert kind == "refuse" and reason.startswith("service hello publishes on 10.0.0.8, which n1 does not have")
+    assert [k for k, _ in acts(["127.0.0.1"], node, host_ip="10.0.0.5")] == ["create"]
 
 
 def test_a_service_stopped_by_hand_says_so_and_how_to_keep_it_stopped() -> None:

@@ -62,6 +62,7 @@ RULES: dict[str, str] = {
     "route-listener-duplicate": "two routes share a (listener, hostname)",
     "route-name-split": "a hostname in the zone is routed by the edge's proxy (public) and by its host's",
     "public-loopback": "a public route's backend is only on loopback of a node that is not the edge",
+    "bind-other-host": "a service publishes on an address of another host",
     "name-claimed-twice": "a DNS name, route hostname or service name is claimed twice",
     "unknown-reference": "a reference names a host or service that does not exist",
     "host-port-duplicate": "one host port is pinned twice on a host (routes' or publishes' host_port)",

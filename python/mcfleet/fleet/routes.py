@@ -75,10 +75,11 @@ def canonical_ip(text: str) -> str | None:
 
 
 def node_binds(service: Service) -> list[str]:
-    """The addresses a service publishes on that must be the node's own: not loopback, not a wildcard."""
-    return sorted(
-        {b for c in service.components for r in c.routes for b in r.bind if not is_loopback(b) and b not in WILDCARDS}
-    )
+    """The addresses a service publishes on (routes' `bind`, publishes' `host_ip`) that must be the node's
+    own: not loopback, not a wildcard."""
+    binds = {b for c in service.components for r in c.routes for b in r.bind}
+    binds |= {p.host_ip for c in service.components for p in c.publish if p.host_ip is not None}
+    return sorted(b for b in binds if not is_loopback(b) and b not in WILDCARDS)
 
 
 def first_ipv4(entry: HostEntry) -> str:

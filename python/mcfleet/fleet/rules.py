@@ -9,7 +9,8 @@ are written at the top of the module that implements it:
     rules_dns.py       dns-no-fallback, dns-fallback-unused, dns-fallback-internal, dns-fallback-unreached,
                        dns-unreachable
     rules_services.py  image-unpinned, route-duplicate, public-no-edge, public-domain, core-off-master,
-                       route-listener-duplicate, route-name-split, public-loopback
+                       route-listener-duplicate, route-name-split, public-loopback,
+                       bind-other-host
     rules_ports.py     host-port-duplicate, port-range-exhausted
     rules_names.py     name-claimed-twice, unknown-reference, stage-cycle
     rules_secrets.py   secret-recipient-missing (Python-only: reads secrets/*.recipients)

@@ -24,6 +24,10 @@ Semantics (mirrored by nix/lib, keep them in step):
   is only on loopback: a component route whose every `bind` address is loopback (127.0.0.0/8,
   ::1, localhost) -> .../routes/<j>/bind; a host route whose backend address is loopback ->
   /routes/<k>/backend.
+- bind-other-host: an address a service publishes on (a route's `bind`, a publish's `host_ip`)
+  that is another host's address (compared case-insensitively; the first host by name that
+  lists it) and not one of its own host's: podman could not bind it on this node
+  -> /components/<i>/routes/<j>/bind/<k> or /components/<i>/publish/<k>/host_ip.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from collections.abc import Iterator
 from mcfleet.fleet.derive import image_problem, route_hostname, under_domain
 from mcfleet.fleet.findings import Finding
 from mcfleet.fleet.load import LoadedFleet
-from mcfleet.fleet.models import Fleet, Role, Stage
+from mcfleet.fleet.models import Fleet, Role, Service, Stage
 from mcfleet.fleet.routes import is_loopback
 from mcfleet.fleet.rules_base import host_file, placed_services
 
@@ -249,6 +253,41 @@ def rule_public_loopback(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]
                         )
 
 
+def _published_addresses(svc: Service) -> Iterator[tuple[int, str, str]]:
+    """(component index, JSON pointer below it, address) of every address the service publishes on."""
+    for i, comp in enumerate(svc.components):
+        for j, route in enumerate(comp.routes):
+            for k, address in enumerate(route.bind):
+                yield i, f"routes/{j}/bind/{k}", address
+        for k, publish in enumerate(comp.publish):
+            if publish.host_ip is not None:
+                yield i, f"publish/{k}/host_ip", publish.host_ip
+
+
+def rule_bind_other_host(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
+    owner: dict[str, str] = {}
+    for name in sorted(loaded.hosts):
+        for address in loaded.hosts[name].host.addresses:
+            owner.setdefault(address.lower(), name)
+    for p in placed_services(loaded):
+        own = {a.lower() for a in p.host.addresses}
+        for i, where, address in _published_addresses(p.service):
+            other = owner.get(address.lower())
+            if other is None or address.lower() in own:
+                continue
+            comp = p.service.components[i].name
+            yield Finding(
+                "bind-other-host",
+                p.file,
+                f"/components/{i}/{where}",
+                f"{p.service.name}/{comp} publishes on {address}, an address of {other}, not of {p.host.name} "
+                "(podman could not bind it there)",
+                f"use one of {p.host.name}'s addresses ({', '.join(p.host.addresses)}), or move "
+                f"{p.service.name}.json to hosts/{other}/services/",
+                p.host.name,
+            )
+
+
 RULES = [
     rule_image_unpinned,
     rule_route_duplicate,
@@ -257,4 +296,5 @@ RULES = [
     rule_route_listener,
     rule_route_name_split,
     rule_public_loopback,
+    rule_bind_other_host,
 ]

@@ -231,7 +231,8 @@ def _bind_refusal(d: DesiredHost, name: str, svc: DesiredService, addresses: lis
         after={"bind": binds},
         reason=f"service {name} publishes on {', '.join(missing)}, which {d.name} does not have "
                f"(its addresses: {', '.join(a for a in addresses if a not in ('127.0.0.1', '::1')) or 'none'})",
-        hint=f'fix "bind" in {name}.json to one of the node\'s addresses, or give the node that address',
+        hint=f'fix "bind" (or a publish\'s "host_ip") in {name}.json to one of the node\'s addresses, or give '
+             "the node that address",
     )  # fmt: skip
 
 

@@ -223,6 +223,23 @@ DEFECTS: dict[str, Defect] = {
         WEB,
         "/components/0/routes/0/bind",
     ),
+    "bind-other-host": (
+        lambda f: (
+            _set(f, WEB, ["components", 0, "routes", 0, "bind"], ["127.0.0.1", "10.0.0.3"]),
+            # a publish on edge1's address, and one on alpha's own (no finding)
+            _set(
+                f,
+                "hosts/alpha/services/dns.json",
+                ["components", 0, "publish"],
+                [
+                    {"host_ip": "10.0.0.2", "host_port": 53, "container_port": 53, "protocol": "udp"},
+                    {"host_ip": "10.0.0.1", "host_port": 5353, "container_port": 53},
+                ],
+            ),
+        ),
+        WEB,
+        "/components/0/routes/0/bind/1",
+    ),
     "public-domain": (
         lambda f: _set(f, WEB, ["components", 0, "routes", 0, "hostname"], "www.example.org"),
         WEB,
@@ -249,6 +266,8 @@ DEFECTS: dict[str, Defect] = {
     "name-claimed-twice": (
         lambda f: (
             f.__setitem__("hosts/beta/services/web.json", copy.deepcopy(f[WEB])),
+            # the copy publishes on beta's own address (alpha's would be a bind-other-host)
+            _set(f, "hosts/beta/services/web.json", ["components", 0, "routes", 0, "bind"], ["127.0.0.1", "10.0.0.3"]),
             # and a host route on a service's name (another listener: not a route-listener-duplicate)
             _set(
                 f,
