@@ -707,6 +707,13 @@ let
       )
     ) (ctx fleet).publicRoutes;
 
+  # routes.WILDCARDS: every address of the node
+  wildcards = [
+    "0.0.0.0"
+    "::"
+    "[::]"
+  ];
+
   # "localhost", "::1" or 127.x, brackets stripped (routes.is_loopback).
   isLoopback =
     a:
@@ -853,8 +860,9 @@ let
       ) (ctx fleet).publicRoutes
     );
 
-  # Addresses lowered -> the first host by name that lists them (listToAttrs keeps the first);
-  # each service's route binds and publish host_ips that are in it and not its own host's.
+  # Addresses lowered -> the first host by name that lists them (listToAttrs keeps the first),
+  # loopback and wildcards left out (every node's); each service's route binds and publish
+  # host_ips that are in it and not its own host's.
   bindOtherHost =
     fleet:
     let
@@ -864,7 +872,7 @@ let
           map (key: {
             name = key;
             value = h.name;
-          }) h.addressKeys
+          }) (builtins.filter (a: !(isLoopback a || builtins.elem a wildcards)) h.addressKeys)
         ) (hostList fleet)
       );
       published =

@@ -26,7 +26,8 @@ Semantics (mirrored by nix/lib, keep them in step):
   /routes/<k>/backend.
 - bind-other-host: an address a service publishes on (a route's `bind`, a publish's `host_ip`)
   that is another host's address (compared case-insensitively; the first host by name that
-  lists it) and not one of its own host's: podman could not bind it on this node
+  lists it) and not one of its own host's: podman could not bind it on this node.  Loopback
+  and wildcard addresses (0.0.0.0, ::) are every node's, even when a host lists one
   -> /components/<i>/routes/<j>/bind/<k> or /components/<i>/publish/<k>/host_ip.
 """
 
@@ -38,7 +39,7 @@ from mcfleet.fleet.derive import image_problem, route_hostname, under_domain
 from mcfleet.fleet.findings import Finding
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import Fleet, Role, Service, Stage
-from mcfleet.fleet.routes import is_loopback
+from mcfleet.fleet.routes import WILDCARDS, is_loopback
 from mcfleet.fleet.rules_base import host_file, placed_services
 
 
@@ -268,7 +269,9 @@ def rule_bind_other_host(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]
     owner: dict[str, str] = {}
     for name in sorted(loaded.hosts):
         for address in loaded.hosts[name].host.addresses:
-            owner.setdefault(address.lower(), name)
+            key = address.lower()
+            if not is_loopback(key) and key not in WILDCARDS:
+                owner.setdefault(key, name)
     for p in placed_services(loaded):
         own = {a.lower() for a in p.host.addresses}
         for i, where, address in _published_addresses(p.service):

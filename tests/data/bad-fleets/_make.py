@@ -226,7 +226,9 @@ DEFECTS: dict[str, Defect] = {
     "bind-other-host": (
         lambda f: (
             _set(f, WEB, ["components", 0, "routes", 0, "bind"], ["127.0.0.1", "10.0.0.3"]),
-            # a publish on edge1's address, and one on alpha's own (no finding)
+            # loopback and wildcards stay every node's, even listed by a host (no finding for web's 127.0.0.1)
+            _set(f, "hosts/edge1/host.json", ["addresses"], ["10.0.0.2", "127.0.0.1", "0.0.0.0"]),
+            # a publish on edge1's address, one on alpha's own and one on the wildcard (no finding)
             _set(
                 f,
                 "hosts/alpha/services/dns.json",
@@ -234,6 +236,7 @@ DEFECTS: dict[str, Defect] = {
                 [
                     {"host_ip": "10.0.0.2", "host_port": 53, "container_port": 53, "protocol": "udp"},
                     {"host_ip": "10.0.0.1", "host_port": 5353, "container_port": 53},
+                    {"host_ip": "0.0.0.0", "host_port": 5354, "container_port": 53},
                 ],
             ),
         ),
