@@ -25,6 +25,19 @@ def test_the_generated_module_is_exactly_what_the_generator_writes() -> None:
         assert f.read() == module_source(render_all())
 
 
+def test_every_option_and_argument_names_what_it_takes() -> None:
+    """`--override HOST:WHAT`, `--parallel N`, `restore {HOST} {SERVICE} {PATH}`: not typer's type labels
+    (`--override <list[str]>`, `--connect-timeout <float>`) nor parameter names (`{host}`)."""
+    import re
+
+    for key, text in HELP.items():
+        usage = text.splitlines()[0]
+        assert not re.search(r"[{\[][a-z_]+[}\]]", usage.replace("[OPTIONS]", "")), (key, usage)
+        options = text.partition("\nOptions:\n")[2]
+        labelled = re.findall(r"^ +(?:-\w, )?(--[\w-]+ <[^>]+>)", options, flags=re.MULTILINE)
+        assert not labelled, (key, labelled)
+
+
 def test_sub_commands_are_covered() -> None:
     assert ("lab", "up") in command_paths() and "lab up" in HELP and "Usage: mcfleet lab up" in HELP["lab up"]
 

@@ -41,8 +41,17 @@ def summary_of(text: str | None) -> str:
     return " ".join(first.split())
 
 
+def _no_usage_pieces(ctx: Any) -> list[str]:
+    return []
+
+
 def _verbatim_examples(command: Any) -> None:
     command.help = keep_examples_verbatim(command.help)
+    for param in getattr(command, "params", ()):
+        if getattr(param, "hidden", False) and param.param_type_name == "argument":
+            # A deprecated positional (the fleet folder, now -C DIR) is left out of the help's table by
+            # `hidden`, but click still prints it in the usage line ("validate [OPTIONS] [path]").
+            param.get_usage_pieces = _no_usage_pieces
     for sub in getattr(command, "commands", {}).values():
         # A group lists its commands with click's short help, cut at ~45 characters with "...";
         # the whole first paragraph is wrapped instead ("Push the agent bundle to the hosts and

@@ -18,7 +18,7 @@ import typer
 from mcfleet.cli.commands_apply import BUNDLE, FAIL_FAST, JSON, load_valid, run_session, session_options
 from mcfleet.cli.complete import complete_host, complete_placed_service
 from mcfleet.cli.fleetdir import deprecated_folder
-from mcfleet.cli.options import CONNECT, DEADMAN, HEALTH, PARALLEL
+from mcfleet.cli.options import CONNECT, DEADMAN, HEALTH, OVERRIDE, PARALLEL
 from mcfleet.cli.output import emit_json, table
 from mcfleet.cli.targets import ON_OPT, YES_OPT, confirm_hosts, selected
 from mcfleet.errors import InputError
@@ -51,7 +51,7 @@ def upgrade(  # noqa: PLR0917 (typer maps parameters to options)
     on: list[str] | None = ON_OPT,
     yes: bool = YES_OPT,
     path: Path | None = ROOT,
-    override: list[str] = typer.Option([], "--override", help="Run despite the refusal HOST:WHAT (repeatable)."),
+    override: list[str] = OVERRIDE,
     fail_fast: bool = FAIL_FAST,
     json_out: bool = JSON,
     bundle: Path | None = BUNDLE,
@@ -130,7 +130,6 @@ def status(
         raise typer.Exit(1)
 
 
-OVERRIDE = typer.Option([], "--override", help="Run despite the refusal HOST:WHAT (repeatable).")
 JSON_REPORT = typer.Option(False, "--json", help="Print the report as JSON.")
 
 
@@ -178,7 +177,9 @@ def _agent_op(host: str, operation: str, service: str | None, *, override: list[
 
 
 def recover(
-    host: str = typer.Argument(..., help="The host whose containers to recreate.", autocompletion=complete_host),
+    host: str = typer.Argument(
+        ..., help="The host whose containers to recreate.", autocompletion=complete_host, metavar="HOST"
+    ),
     override: list[str] = OVERRIDE,
     json_out: bool = JSON_REPORT,
     connect_timeout: float = CONNECT,
@@ -201,8 +202,10 @@ def recover(
 
 
 def restart(
-    host: str = typer.Argument(..., help="The host the service runs on.", autocompletion=complete_host),
-    service: str = typer.Argument(..., help="The service to restart.", autocompletion=complete_placed_service),
+    host: str = typer.Argument(..., help="The host the service runs on.", autocompletion=complete_host, metavar="HOST"),
+    service: str = typer.Argument(
+        ..., help="The service to restart.", autocompletion=complete_placed_service, metavar="SERVICE"
+    ),
     override: list[str] = OVERRIDE,
     json_out: bool = JSON_REPORT,
     connect_timeout: float = CONNECT,
@@ -219,8 +222,10 @@ def restart(
 
 
 def stop(
-    host: str = typer.Argument(..., help="The host the service runs on.", autocompletion=complete_host),
-    service: str = typer.Argument(..., help="The service to stop.", autocompletion=complete_placed_service),
+    host: str = typer.Argument(..., help="The host the service runs on.", autocompletion=complete_host, metavar="HOST"),
+    service: str = typer.Argument(
+        ..., help="The service to stop.", autocompletion=complete_placed_service, metavar="SERVICE"
+    ),
     override: list[str] = OVERRIDE,
     json_out: bool = JSON_REPORT,
     connect_timeout: float = CONNECT,
@@ -237,8 +242,10 @@ def stop(
 
 
 def start(
-    host: str = typer.Argument(..., help="The host the service runs on.", autocompletion=complete_host),
-    service: str = typer.Argument(..., help="The service to start.", autocompletion=complete_placed_service),
+    host: str = typer.Argument(..., help="The host the service runs on.", autocompletion=complete_host, metavar="HOST"),
+    service: str = typer.Argument(
+        ..., help="The service to start.", autocompletion=complete_placed_service, metavar="SERVICE"
+    ),
     override: list[str] = OVERRIDE,
     json_out: bool = JSON_REPORT,
     connect_timeout: float = CONNECT,

@@ -17,7 +17,7 @@ import typer
 
 from mcfleet.cli.complete import complete_host
 from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
-from mcfleet.cli.options import CONNECT, DEADMAN, HEALTH, PARALLEL, STAGE_TIMEOUT, agent_pex
+from mcfleet.cli.options import CONNECT, DEADMAN, HEALTH, OVERRIDE, PARALLEL, STAGE_TIMEOUT, agent_pex
 from mcfleet.cli.state import STATE
 from mcfleet.cli.targets import ON_OPT, YES_OPT, confirm_hosts, one_host, selected
 from mcfleet.errors import FleetInvalid, InputError, McfleetError, Refused
@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 # The apply machinery (asyncssh, grpc, the planner, the providers) is imported where a command
 # runs, so that `apply --help` and the commands that only reuse the options below stay light.
 
-TARGET_ARG = typer.Argument(None, help="A plan file saved by `mcfleet plan -o` (a folder here: deprecated, use -C).")
+TARGET_ARG = typer.Argument(
+    None, help="A plan file saved by `mcfleet plan -o` (a folder here: deprecated, use -C).", metavar="PLAN"
+)
 ON = ON_OPT
 ALL = typer.Option(False, "--all", help="The whole fleet, without asking (needed without --on, unless --yes).")
 YES = YES_OPT
@@ -38,13 +40,14 @@ ROOT_ALIAS = typer.Option(None, "--root", hidden=True)  # deprecated: the global
 FAIL_FAST = typer.Option(False, "--fail-fast/--keep-going", help="Stop every host at the first failure.")
 JSON = typer.Option(False, "--json", help="NDJSON events on stdout, then the summary.")
 BUNDLE = typer.Option(
-    None, "--bundle", callback=agent_pex, help="Push this agent bundle (a PEX) instead of building one."
+    None, "--bundle", callback=agent_pex, help="Push this agent bundle (a PEX) instead of building one.", metavar="PEX"
 )
 GOAL = typer.Option(
     "switch",
     "--goal",
     help="NixOS hosts: switch-to-configuration goal: switch (activate and make default), test (activate only), "
     "boot (default at next boot, no activation), dry-activate (show what would change).",
+    metavar="GOAL",
 )
 GOALS = ("switch", "test", "boot", "dry-activate")
 
@@ -157,7 +160,7 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
     on: list[str] | None = ON,
     all_: bool = ALL,
     yes: bool = YES,
-    override: list[str] = typer.Option([], "--override", help="Run despite the refusal HOST:WHAT (repeatable)."),
+    override: list[str] = OVERRIDE,
     root: Path | None = ROOT_ALIAS,
     fail_fast: bool = FAIL_FAST,
     json_out: bool = JSON,
@@ -226,9 +229,11 @@ ONE_HOST_YES = typer.Option(False, "--yes", "-y", help="Accepted for scripts wri
 
 
 def deploy(  # noqa: PLR0917
-    host: str = typer.Argument(..., help="The one host to deploy (a host name).", autocompletion=complete_host),
+    host: str = typer.Argument(
+        ..., help="The one host to deploy (a host name).", autocompletion=complete_host, metavar="HOST"
+    ),
     path: Path | None = ROOT_ALIAS,
-    override: list[str] = typer.Option([], "--override", help="Run despite the refusal HOST:WHAT (repeatable)."),
+    override: list[str] = OVERRIDE,
     json_out: bool = JSON,
     bundle: Path | None = BUNDLE,
     health_timeout: float = HEALTH,
@@ -261,10 +266,10 @@ def deploy(  # noqa: PLR0917
 
 def provision(  # noqa: PLR0917
     host: str = typer.Argument(
-        ..., help="The one Debian host to provision (a host name).", autocompletion=complete_host
+        ..., help="The one Debian host to provision (a host name).", autocompletion=complete_host, metavar="HOST"
     ),
     path: Path | None = ROOT_ALIAS,
-    override: list[str] = typer.Option([], "--override", help="Run despite the refusal HOST:WHAT (repeatable)."),
+    override: list[str] = OVERRIDE,
     json_out: bool = JSON,
     bundle: Path | None = BUNDLE,
     health_timeout: float = HEALTH,

@@ -7,7 +7,7 @@ import typer
 SHELLS = ("bash", "zsh", "fish")
 
 
-def completion(shell: str = typer.Argument(..., help="bash, zsh or fish.")) -> None:
+def completion(shell: str = typer.Argument(..., help="bash, zsh or fish.", metavar="SHELL")) -> None:
     """Print the shell completion script (bash, zsh, fish).
 
     Commands and options complete, and so do host names, @roles/@tags after --on, and the

@@ -216,7 +216,9 @@ def render(
         autocompletion=complete_host_or_service,
         show_default=False,
     ),
-    host: str = typer.Option("", "--host", help="The host the service is placed on (default: where it is)."),
+    host: str = typer.Option(
+        "", "--host", help="The host the service is placed on (default: where it is).", metavar="HOST"
+    ),
     root: Path | None = typer.Option(None, "--root", hidden=True),  # deprecated: the global -C DIR
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -292,7 +294,7 @@ def _rendered_files(loaded: LoadedFleet, placed: set[tuple[str, str]]) -> list[R
 
 
 def schema_dump(
-    out: Path = typer.Option(Path("schemas"), "--out", "-o", help="Folder to write the schemas to."),
+    out: Path = typer.Option(Path("schemas"), "--out", "-o", help="Folder to write the schemas to.", metavar="FILE"),
     check_only: bool = typer.Option(False, "--check", help="Exit 1 if the files in --out differ from the models."),
     json_out: bool = typer.Option(False, "--json", help="Print what was written (or found stale) as JSON."),
 ) -> None:

@@ -54,14 +54,20 @@ def host_file(name: str, *, os_name: str, arch: str, address: str, host_key: str
 
 
 def init(  # noqa: PLR0917 (typer maps parameters to options)
-    directory: Path = typer.Argument(..., help="The new fleet folder (created; must be empty if it exists)."),
-    host: str = typer.Option("node1", "--host", help="The first host's name."),
-    address: str = typer.Option("192.0.2.10", "--address", help="The first host's SSH address."),
-    os_name: str = typer.Option("debian", "--os", help="debian or nixos."),
-    arch: str = typer.Option("amd64", "--arch", help="amd64 or arm64."),
-    host_key: str | None = typer.Option(None, "--host-key", help="Pin this host key ('ssh-ed25519 AAAA…')."),
-    user: str = typer.Option("root", "--user", help="The SSH user; a user other than root runs commands with sudo."),
-    zone: str = typer.Option("svc.example.test", "--zone", help="The fleet's internal DNS zone."),
+    directory: Path = typer.Argument(
+        ..., help="The new fleet folder (created; must be empty if it exists).", metavar="DIR"
+    ),
+    host: str = typer.Option("node1", "--host", help="The first host's name.", metavar="HOST"),
+    address: str = typer.Option("192.0.2.10", "--address", help="The first host's SSH address.", metavar="ADDRESS"),
+    os_name: str = typer.Option("debian", "--os", help="debian or nixos.", metavar="OS"),
+    arch: str = typer.Option("amd64", "--arch", help="amd64 or arm64.", metavar="ARCH"),
+    host_key: str | None = typer.Option(
+        None, "--host-key", help="Pin this host key ('ssh-ed25519 AAAA…').", metavar="KEY"
+    ),
+    user: str = typer.Option(
+        "root", "--user", help="The SSH user; a user other than root runs commands with sudo.", metavar="USER"
+    ),
+    zone: str = typer.Option("svc.example.test", "--zone", help="The fleet's internal DNS zone.", metavar="ZONE"),
     json_out: bool = typer.Option(False, "--json", help="Print the written files as JSON."),
 ) -> None:
     """Create a new fleet folder: fleet.json, one host, schemas wired, .gitignore.

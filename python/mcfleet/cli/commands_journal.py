@@ -66,7 +66,7 @@ def _row(record: dict[str, Any]) -> list[object]:
 
 
 def journal(
-    last: int = typer.Option(20, "--last", "-n", min=0, help="Show the last N applies (0: all)."),
+    last: int = typer.Option(20, "--last", "-n", min=0, help="Show the last N applies (0: all).", metavar="N"),
     json_out: bool = typer.Option(False, "--json", help="Print the records as JSON (secrets already blanked)."),
 ) -> None:
     """Show the local apply journal (.mcfleet/journal.jsonl) as a table.

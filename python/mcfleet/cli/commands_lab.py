@@ -21,7 +21,9 @@ from mcfleet.lab.proc import require_root
 from mcfleet.lab.state import DirLock, LabState
 from mcfleet.lab.status import lab_status
 
-DIR_OPT = typer.Option(Path("lab-fleet"), "--dir", "-d", help="The lab's fleet directory (state in <dir>/.lab).")
+DIR_OPT = typer.Option(
+    Path("lab-fleet"), "--dir", "-d", help="The lab's fleet directory (state in <dir>/.lab).", metavar="DIR"
+)
 JSON_OPT = typer.Option(False, "--json", help="Print the result as JSON.")
 
 
@@ -58,9 +60,17 @@ def refuse_nesting(directory: Path) -> None:
 
 def up(  # noqa: PLR0917 (typer options)
     nodes: int = typer.Option(
-        3, "--nodes", "-n", min=0, max=200, help="Fast nodes (netns + own sshd); at most 200: a lab has one /24."
+        3,
+        "--nodes",
+        "-n",
+        min=0,
+        max=200,
+        help="Fast nodes (netns + own sshd); at most 200: a lab has one /24.",
+        metavar="N",
     ),
-    full: int = typer.Option(0, "--full", min=0, max=8, help="Full nodes: Debian with systemd (systemd-nspawn)."),
+    full: int = typer.Option(
+        0, "--full", min=0, max=8, help="Full nodes: Debian with systemd (systemd-nspawn).", metavar="N"
+    ),
     arm64: bool = typer.Option(False, "--arm64", help="Add an arm64 node (needs binfmt qemu-aarch64)."),
     no_peers: bool = typer.Option(False, "--no-peers", help="Skip Knot, Pebble, Caddy, HAProxy and the registry."),
     login: str = typer.Option(
@@ -68,6 +78,7 @@ def up(  # noqa: PLR0917 (typer options)
         "--login",
         help="How mcfleet logs in to the full nodes: root, or the user kyle escalating with sudo or doas "
         "(one NOPASSWD rule, as on the real fleet); a comma list gives one per full node, the last repeats.",
+        metavar="USER",
     ),
     directory: Path = DIR_OPT,
     json_out: bool = JSON_OPT,
@@ -191,9 +202,11 @@ def down(directory: Path = DIR_OPT, json_out: bool = JSON_OPT) -> None:
 
 
 def reboot(
-    node: str = typer.Argument(..., help="The full node to reboot (see `mcfleet lab status`)."),
+    node: str = typer.Argument(..., help="The full node to reboot (see `mcfleet lab status`).", metavar="NODE"),
     directory: Path = DIR_OPT,
-    within: float = typer.Option(90.0, "--within", min=1, help="Seconds to wait for the node to be back."),
+    within: float = typer.Option(
+        90.0, "--within", min=1, help="Seconds to wait for the node to be back.", metavar="SECONDS"
+    ),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Reboot a full node (`systemctl reboot` inside it) and wait until it is back, sshd answering.
@@ -223,7 +236,7 @@ def reboot(
 
 
 def build_rootfs(
-    arch: str = typer.Option("amd64", "--arch", help="amd64 (full nodes) or arm64 (the arm64 node)."),
+    arch: str = typer.Option("amd64", "--arch", help="amd64 (full nodes) or arm64 (the arm64 node).", metavar="ARCH"),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Build and cache a node root filesystem now (debootstrap; else the first `lab up` does it).

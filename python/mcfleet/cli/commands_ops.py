@@ -62,7 +62,7 @@ def ssh_argv(loaded: LoadedFleet, entry: HostEntry, command: list[str], *, batch
 
 def ssh(
     host: str = HOST_ARG,
-    command: list[str] | None = typer.Argument(None, help="A command to run instead of a shell."),
+    command: list[str] | None = typer.Argument(None, help="A command to run instead of a shell.", metavar="COMMAND"),
     print_only: bool = typer.Option(False, "--print", help="Print the ssh command instead of running it."),
     json_out: bool = typer.Option(False, "--json", help="With --print: the command and files as JSON."),
 ) -> None:
@@ -193,7 +193,9 @@ async def run_on(  # noqa: PLR0917 (one host's run: every part is needed)
 
 
 def exec_(  # noqa: PLR0917 (typer maps parameters to options)
-    command: list[str] = typer.Argument(..., help="The command (after --); one argument is a shell line."),
+    command: list[str] = typer.Argument(
+        ..., help="The command (after --); one argument is a shell line.", metavar="COMMAND"
+    ),
     on: list[str] | None = ON_OPT,
     yes: bool = YES_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print each host's exit code and output as JSON."),
@@ -286,10 +288,13 @@ def logs_command(entry: HostEntry, what: str, *, lines: int, follow: bool) -> st
 def logs(
     host: str = HOST_ARG,
     what: str = typer.Argument(
-        "agent", help="A service on that host, or `agent` (the default).", autocompletion=complete_service
+        "agent",
+        help="A service on that host, or `agent` (the default).",
+        autocompletion=complete_service,
+        metavar="WHAT",
     ),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C stops)."),
-    lines: int = typer.Option(100, "--lines", "-n", min=1, help="How many of the last lines to show."),
+    lines: int = typer.Option(100, "--lines", "-n", min=1, help="How many of the last lines to show.", metavar="N"),
     json_out: bool = typer.Option(False, "--json", help='One JSON object per line: {"host", "source", "line"}.'),
 ) -> None:
     """Show the agent's or a service's logs on one host (-f to follow).

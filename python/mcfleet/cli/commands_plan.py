@@ -21,7 +21,9 @@ ROOT_ARG = typer.Argument(None, hidden=True, show_default=False)
 def plan(  # noqa: PLR0917 (typer maps parameters to options)
     path: Path | None = ROOT_ARG,
     on: list[str] | None = ON_OPT,
-    out: Path | None = typer.Option(None, "-o", "--out", help="Save the plan (JSON) for `mcfleet apply PLAN`."),
+    out: Path | None = typer.Option(
+        None, "-o", "--out", help="Save the plan (JSON) for `mcfleet apply PLAN`.", metavar="FILE"
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the plan as JSON (same data as the text view)."),
     detailed_exitcode: bool = typer.Option(
         False, "--detailed-exitcode", help="Exit 2 when changes are pending (0: none, 1: error)."
@@ -33,6 +35,7 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
         "--skip",
         help="Leave a kind out of the plan: host, agent, files, deploy, cert, dns or route (repeatable). "
         "The facts are gathered all the same; the plan lists the kind as not planned and cannot be saved.",
+        metavar="KIND",
     ),
 ) -> None:
     """Observe the selected hosts and show what `apply` would change.

@@ -35,8 +35,12 @@ def _said(name: str, recipients: list[str], json_out: bool) -> None:
 
 
 def secret_set(
-    name: str = typer.Argument(..., help="The secret's name (secrets/NAME.age).", autocompletion=complete_secret),
-    from_file: Path | None = typer.Option(None, "--from", help="Read the value from this file (default: stdin)."),
+    name: str = typer.Argument(
+        ..., help="The secret's name (secrets/NAME.age).", autocompletion=complete_secret, metavar="NAME"
+    ),
+    from_file: Path | None = typer.Option(
+        None, "--from", help="Read the value from this file (default: stdin).", metavar="FILE"
+    ),
     allow_empty: bool = typer.Option(False, "--allow-empty", help="Store an empty value (refused otherwise)."),
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -72,7 +76,9 @@ def _read_value(from_file: Path | None) -> bytes:
         raise InputError(f"--from {from_file}: cannot read it: {exc.strerror}", hint="give a readable file") from None
 
 
-def secret_show(name: str = typer.Argument(..., help="The secret's name.", autocompletion=complete_secret)) -> None:
+def secret_show(
+    name: str = typer.Argument(..., help="The secret's name.", autocompletion=complete_secret, metavar="NAME"),
+) -> None:
     """Decrypt secret NAME with your identity ($MCFLEET_AGE_IDENTITY) and print it to stdout.
 
     Examples:
@@ -89,7 +95,9 @@ def secret_show(name: str = typer.Argument(..., help="The secret's name.", autoc
 
 
 def secret_edit(
-    name: str = typer.Argument(..., help="The secret's name (created when new).", autocompletion=complete_secret),
+    name: str = typer.Argument(
+        ..., help="The secret's name (created when new).", autocompletion=complete_secret, metavar="NAME"
+    ),
 ) -> None:
     """Edit secret NAME in $EDITOR (a private temp file, removed after), then encrypt it again.
 
@@ -119,7 +127,9 @@ def secret_edit(
 
 
 def secret_rekey(
-    names: list[str] = typer.Argument(None, help="Secrets to rekey (default: all).", autocompletion=complete_secret),
+    names: list[str] = typer.Argument(
+        None, help="Secrets to rekey (default: all).", autocompletion=complete_secret, metavar="NAME"
+    ),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Encrypt secrets again to today's recipients (after a host key or an operator changed).

@@ -10,7 +10,7 @@ from mcfleet.cli.output import emit_json, use_color
 
 
 def show(
-    plan_file: Path = typer.Argument(..., help="A plan file written by `mcfleet plan -o`."),
+    plan_file: Path = typer.Argument(..., help="A plan file written by `mcfleet plan -o`.", metavar="PLAN"),
     json_out: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
     show_values: bool = typer.Option(False, "--values", help="Show each action's before/after values."),
 ) -> None:

@@ -12,10 +12,9 @@ import typer
 from mcfleet.cli.commands_apply import load_valid
 from mcfleet.cli.complete import complete_host, complete_placed_service
 from mcfleet.cli.fleetdir import deprecated_folder
-from mcfleet.cli.options import CONNECT
+from mcfleet.cli.options import CONNECT, OVERRIDE
 from mcfleet.cli.output import emit_json
 
-OVERRIDE = typer.Option([], "--override", help="Run despite the refusal HOST:WHAT (repeatable).")
 JSON_REPORT = typer.Option(False, "--json", help="Print the report as JSON.")
 
 
@@ -55,9 +54,12 @@ def _run(command: str, host: str, op: Callable[..., Awaitable[object]], *args: o
 
 
 def snapshot(
-    host: str = typer.Argument(..., help="The host the service runs on.", autocompletion=complete_host),
+    host: str = typer.Argument(..., help="The host the service runs on.", autocompletion=complete_host, metavar="HOST"),
     service: str = typer.Argument(
-        ..., help="The service whose /srv/<service>/ folder to snapshot.", autocompletion=complete_placed_service
+        ...,
+        help="The service whose /srv/<service>/ folder to snapshot.",
+        autocompletion=complete_placed_service,
+        metavar="SERVICE",
     ),
     override: list[str] = OVERRIDE,
     json_out: bool = JSON_REPORT,
@@ -80,12 +82,14 @@ def snapshot(
 
 
 def restore(  # noqa: PLR0917 (typer: one parameter per argument and option)
-    host: str = typer.Argument(..., help="The host the service runs on.", autocompletion=complete_host),
+    host: str = typer.Argument(..., help="The host the service runs on.", autocompletion=complete_host, metavar="HOST"),
     service: str = typer.Argument(
-        ..., help="The service whose folder to restore.", autocompletion=complete_placed_service
+        ..., help="The service whose folder to restore.", autocompletion=complete_placed_service, metavar="SERVICE"
     ),
     path: str = typer.Argument(
-        ..., help="The snapshot on the node: `latest`, its path as `snapshot` printed it, or its file name."
+        ...,
+        help="The snapshot on the node: `latest`, its path as `snapshot` printed it, or its file name.",
+        metavar="PATH",
     ),
     override: list[str] = OVERRIDE,
     json_out: bool = JSON_REPORT,
@@ -110,14 +114,18 @@ def restore(  # noqa: PLR0917 (typer: one parameter per argument and option)
 
 
 def list_snapshots(  # noqa: PLR0917 (typer: one parameter per argument and option)
-    host: str = typer.Argument(..., help="The host whose snapshots to list.", autocompletion=complete_host),
+    host: str = typer.Argument(
+        ..., help="The host whose snapshots to list.", autocompletion=complete_host, metavar="HOST"
+    ),
     service: str | None = typer.Argument(
-        None, help="Only this service's snapshots.", autocompletion=complete_placed_service
+        None, help="Only this service's snapshots.", autocompletion=complete_placed_service, metavar="SERVICE"
     ),
     prune: bool = typer.Option(
         False, "--prune", help="Remove the older snapshots and set-aside folders (each service keeps --keep)."
     ),
-    keep: int = typer.Option(1, "--keep", min=0, help="With --prune: the newest snapshots kept per service."),
+    keep: int = typer.Option(
+        1, "--keep", min=0, help="With --prune: the newest snapshots kept per service.", metavar="N"
+    ),
     override: list[str] = OVERRIDE,
     json_out: bool = JSON_REPORT,
     connect_timeout: float = CONNECT,

@@ -213,7 +213,9 @@ def status(
     on: list[str] | None = ON_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
     watch: bool = typer.Option(False, "--watch", "-w", help="Redraw every --interval seconds until Ctrl-C."),
-    interval: float = typer.Option(5.0, "--interval", min=1.0, help="Seconds between redraws with --watch."),
+    interval: float = typer.Option(
+        5.0, "--interval", min=1.0, help="Seconds between redraws with --watch.", metavar="SECONDS"
+    ),
     connect_timeout: float = CONNECT,
 ) -> None:
     """One table of the fleet: reachable, agent version and health, services up, drift.

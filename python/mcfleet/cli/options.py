@@ -49,16 +49,32 @@ def agent_pex(value: Path | None) -> Path | None:
 
 
 CONNECT = typer.Option(
-    10.0, "--connect-timeout", callback=more_than_zero, help="Seconds per address before trying the next."
+    10.0,
+    "--connect-timeout",
+    callback=more_than_zero,
+    help="Seconds per address before trying the next.",
+    metavar="SECONDS",
 )
 HEALTH = typer.Option(
-    60.0, "--health-timeout", callback=more_than_zero, help="Seconds for the new agent to answer its health check."
+    60.0,
+    "--health-timeout",
+    callback=more_than_zero,
+    help="Seconds for the new agent to answer its health check.",
+    metavar="SECONDS",
 )
 DEADMAN = typer.Option(
-    0, "--confirm-timeout", min=0, help="Seconds before an unconfirmed node rolls back (0: health+60)."
+    0,
+    "--confirm-timeout",
+    min=0,
+    help="Seconds before an unconfirmed node rolls back (0: health+60).",
+    metavar="SECONDS",
 )
 PARALLEL = typer.Option(
-    4, "--parallel", min=1, help="Hosts pushed, activated, or in a cert/DNS/route step at once (deploy: by stage)."
+    4,
+    "--parallel",
+    min=1,
+    help="Hosts pushed, activated, or in a cert/DNS/route step at once (deploy: by stage).",
+    metavar="N",
 )
 STAGE_TIMEOUT = typer.Option(
     0.0,
@@ -67,7 +83,9 @@ STAGE_TIMEOUT = typer.Option(
     max=3600.0,
     help="Seconds each boot stage of a deploy may take to get healthy (0: the agent's own, 120 s); a changed "
     "definition that does not is put back on the previous one.",
+    metavar="SECONDS",
 )
 COMMAND_TIMEOUT = typer.Option(
-    0.0, "--timeout", callback=zero_or_more, help="Seconds per host before giving up (0: no limit)."
+    0.0, "--timeout", callback=zero_or_more, help="Seconds per host before giving up (0: no limit).", metavar="SECONDS"
 )
+OVERRIDE = typer.Option([], "--override", help="Run despite the refusal HOST:WHAT (repeatable).", metavar="HOST:WHAT")

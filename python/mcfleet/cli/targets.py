@@ -26,7 +26,7 @@ YES_HELP = "Do not ask before changing more than one host."
 
 ON_OPT = typer.Option(None, "--on", help=ON_HELP, metavar="SEL", autocompletion=complete_selector)
 HOST_HELP = "One host, by name."
-HOST_ARG = typer.Argument(..., help=HOST_HELP, autocompletion=complete_host)
+HOST_ARG = typer.Argument(..., help=HOST_HELP, autocompletion=complete_host, metavar="HOST")
 YES_OPT = typer.Option(False, "--yes", "-y", help=YES_HELP)
 
 
