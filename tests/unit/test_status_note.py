@@ -22,6 +22,15 @@ def test_the_first_refusal_is_named_shortened_with_how_many_more() -> None:
     assert row[5] == "refused" and row[6] == note
 
 
+def test_a_service_down_comes_before_a_refusal_in_the_note() -> None:
+    """An outage first: with a refusal (here: no age identity on this machine) NOTE showed only the
+    refusal, and the service that was down was named nowhere in the table."""
+    note = status_note("full1", [refuse("file /srv/sni/tls.key", LONG)], Plan(hosts=["full1"]))
+    row = HostStatus("full1", True, agent_health="SERVING", services_up=3, services_total=4, refused=1, note=note,
+                     not_up=("api: exited",)).row()  # fmt: skip
+    assert row[5] == "refused" and row[6] == f"not up: api: exited; {note}"
+
+
 def test_json_has_every_refusal_in_full() -> None:
     """The table's NOTE is shortened; a script reading --json gets each refusal whole (was: only the
     shortened note, cut at 80 characters with "…")."""

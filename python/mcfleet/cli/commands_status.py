@@ -54,12 +54,15 @@ class HostStatus:
         if self.drift:
             drift += f" ({self.changes} change{'s' if self.changes != 1 else ''})"
         note = self.note
-        if self.not_up and not note:
+        if self.not_up:
+            # A service down is an outage: it comes first, before a refusal or a backend not read (a
+            # colleague without the age identity saw only "no operator identity…" while api was down).
             first = self.not_up[0] if len(self.not_up[0]) <= 80 else self.not_up[0][:79] + "…"
             more = f" (+{len(self.not_up) - 1} more)" if len(self.not_up) > 1 else ""
-            note = f"not up: {first}{more}"
+            down = f"not up: {first}{more}"
             if self.boot:
-                note = f"boot {self.boot}; {note}"
+                down = f"boot {self.boot}; {down}"
+            note = f"{down}; {note}" if note else down
         return [self.host, "yes", self.agent_version or "-", self.agent_health or "-", services, drift, note]
 
 
