@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import secrets
 import signal
 import subprocess
@@ -102,3 +103,6 @@ def check_logs(fleet: Nodes, host: str, root: str, service: str, port: int) -> N
     agent = cli("-C", root, "logs", host, "agent", "-n", "50")
     assert agent.code == 0, agent.stderr
     assert "Started" in agent.stdout and "No entries" not in agent.stdout, agent.stdout
+    # the agent's own lines: journald's timestamp only (its "<6>" priority prefix is taken off by journald)
+    own = [line for line in agent.stdout.splitlines() if " mcfleet.agent: " in line]
+    assert own and all(re.search(r"mcp-agent\[\d+\]: (DEBUG|INFO|WARNING|ERROR) mcfleet", x) for x in own), own

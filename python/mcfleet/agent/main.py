@@ -19,6 +19,7 @@ import logging
 import os
 import platform
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from mcfleet import __version__
@@ -91,6 +92,35 @@ async def _probe(socket: str) -> int:
     return 0 if status == "SERVING" else EXIT_FAILURE
 
 
+# syslog priorities by logging level: a line that starts with "<N>" is stored by journald at that
+# priority (and the prefix dropped), so `journalctl -u mcp-agent -p warning` finds the agent's warnings.
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+class _JournalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_PRIORITY.get(record.levelno, 6)}>{super().format(record)}"
+
+
+def stderr_is_journal(environ: Mapping[str, str], fd: int = 2) -> bool:
+    """systemd sets JOURNAL_STREAM=DEVICE:INODE of the journal stream it connects; the variable is
+    inherited by children whose stderr is something else (a terminal), so the file must match it."""
+    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        st = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (int(device), int(inode))
+    except (OSError, ValueError):
+        return False
+
+
+def log_formatter(journal: bool) -> logging.Formatter:
+    """To the journal (which stamps every line itself) each line carries its priority and no second
+    timestamp; elsewhere (a terminal, a test) the time is kept."""
+    if journal:
+        return _JournalFormatter("%(levelname)s %(name)s: %(message)s")
+    return logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.version:
@@ -100,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{', bundle ' + sha if sha else ''})"
         )
         return 0
-    logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(log_formatter(stderr_is_journal(os.environ)))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     from mcfleet.agent.server import AgentConfig, serve
 
     users = args.users or [u for u in os.environ.get("MCFLEET_AGENT_USERS", "mcp").split(",") if u]
