@@ -117,6 +117,37 @@ def test_journal_lists_the_applies_newest_last(fleet: Path) -> None:
     assert code == 0 and data["total"] == 2 and [r["argv"] for r in data["records"]] == [["apply", "--all"]]
 
 
+def test_journal_on_and_failed_keep_a_host_s_records_and_the_runs_that_did_not_succeed(fleet: Path) -> None:
+    """ "What was last done on rift?" needed jq; --on uses the selectors of every other command."""
+
+    def apply(hosts: dict[str, str], ok: bool) -> dict[str, object]:
+        phases = {h: {"status": s, "phases": {}} for h, s in hosts.items()}
+        return {"command": "apply", "argv": ["apply"], "result": {"ok": ok, "seconds": 1.0, "hosts": phases}}
+
+    journal.append(fleet, apply({"alpha": "changed"}, True))
+    journal.append(fleet, apply({"alpha": "unchanged", "edge1": "failed"}, False))
+    journal.append(fleet, {"command": "snapshot", "argv": ["snapshot", "beta", "web"],
+                           "result": {"host": "beta", "operation": "snapshot", "service": "web"}})  # fmt: skip
+    journal.append(fleet, {"command": "apply", "argv": ["apply"], "hosts": ["beta"],
+                           "error": {"kind": "refused", "message": "a refusal"}})  # fmt: skip
+
+    def kept(*args: str) -> list[list[str]]:
+        code, out, err = run_cli("-C", str(fleet), "journal", *args, "--json")
+        assert code == 0, err
+        return [r.get("argv") for r in json.loads(out)["records"]]
+
+    assert len(kept("--on", "alpha")) == 2
+    assert len(kept("--on", "@edge")) == 1
+    assert kept("--on", "beta") == [["snapshot", "beta", "web"], ["apply"]]
+    assert len(kept("--failed")) == 2  # the failed apply and the refused one; the snapshot succeeded
+    assert kept("--on", "beta", "--failed") == [["apply"]]
+    assert len(kept("--on", "alpha", "--last", "1")) == 1
+    code, _out, err = run_cli("-C", str(fleet), "journal", "--on", "alpha", "--on", "beta", "--failed")
+    assert code == 0
+    code, _out, err = run_cli("-C", str(fleet), "journal", "--on", "nosuch")
+    assert code == 2 and "no host named 'nosuch'" in err
+
+
 def test_an_apply_refused_before_any_host_ran_is_journalled_with_its_plans_hosts(fleet: Path) -> None:
     """An edited saved plan is refused after it was read: the journal's HOSTS column said '-'."""
     from mcfleet.apply.session import ApplySession, SessionOptions
