@@ -92,9 +92,14 @@ def test_exec_runs_everywhere_in_parallel_with_prefixes_and_exit_codes(ops_fleet
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["ok"] and data["hosts"] == [
-        {"host": "opsn2", "exit": 0, "ok": True, "stdout": "a b\n", "stderr": "", "error": None,
+        {"host": "opsn2", "exit": 0, "signal": None, "ok": True, "stdout": "a b\n", "stderr": "", "error": None,
          "seconds": data["hosts"][0]["seconds"]},
     ]  # fmt: skip
+    # a command ended by a signal: sshd says which (its exit status alone is -1)
+    killed = mcfleet(ops_fleet, "exec", "--on", "opsn1", "--", "kill -TERM $$")
+    assert killed.returncode == 1 and "opsn1 = killed by SIGTERM" in killed.stderr, killed.stderr
+    killed = mcfleet(ops_fleet, "exec", "--on", "opsn1", "--json", "--", "kill -KILL $$")
+    assert json.loads(killed.stdout)["hosts"][0]["signal"] == "KILL"
     refused = mcfleet(ops_fleet, "exec", "--", "true")
     assert refused.returncode == 1 and "exec would run `true` on 2 hosts (opsn1, opsn2)" in refused.stderr
 

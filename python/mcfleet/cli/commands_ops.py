@@ -107,6 +107,7 @@ def ssh(
 class ExecResult:
     host: str
     exit: int | None = None
+    signal: str | None = None  # the signal that ended the command ("TERM"); exit is then -1
     stdout: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
     error: str | None = None
@@ -116,6 +117,7 @@ class ExecResult:
         return {
             "host": self.host,
             "exit": self.exit,
+            "signal": self.signal,
             "ok": self.exit == 0,
             "stdout": "".join(self.stdout),
             "stderr": "".join(self.stderr),
@@ -180,6 +182,8 @@ async def run_on(  # noqa: PLR0917 (one host's run: every part is needed)
             )
             completed = await proc.wait()
         result.exit = completed.exit_status if completed.exit_status is not None else 255
+        if completed.exit_signal:  # sshd reports a command killed by a signal as exit -1 with its name
+            result.signal = str(completed.exit_signal[0])
         if as_root and result.exit and (refused := refused_rule(node, result.stderr)) is not None:
             result.error = f"{refused.message}; {refused.hint}"
     except TimeoutError:
@@ -247,7 +251,8 @@ def exec_(  # noqa: PLR0917 (typer maps parameters to options)
         emit_json({"command": line, "ok": ok, "hosts": [r.as_dict() for r in results]})
     else:
         for r in results:
-            status = f"exit {r.exit}" if r.error is None else f"failed: {r.error}"
+            status = f"exit {r.exit}" if r.signal is None else f"killed by SIG{r.signal}"
+            status = status if r.error is None else f"failed: {r.error}"
             typer.echo(f"{r.host:<{out.width}} = {status} ({r.seconds:.1f} s)", err=True)
     if not ok:
         raise typer.Exit(EXIT_FAILURE)
