@@ -60,6 +60,27 @@ def _wait_path(path: Path, proc: subprocess.Popen[bytes], log: Path, within: flo
         time.sleep(0.05)
 
 
+def _wait_listening(path: Path, proc: subprocess.Popen[bytes], log: Path, within: float) -> None:
+    """Until the agent accepts a connection on its socket: gRPC creates the file when it binds, and
+    listens only when the server starts, so a client that came in between was refused."""
+    import socket
+
+    deadline = time.monotonic() + within
+    _wait_path(path, proc, log, within)
+    while True:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+                return
+            except (ConnectionRefusedError, FileNotFoundError):
+                pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited {proc.returncode}: {log.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing listens on {path} within {within}s: {log.read_text()[-2000:]}")
+        time.sleep(0.05)
+
+
 def _stop(proc: subprocess.Popen[bytes], within: float = 15.0) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -260,11 +281,12 @@ class AgentRunner:
         if podman is not None:
             cmd = podman.in_ns(*cmd, "--podman", podman.url, "--stop-timeout", "2")
         env = {**os.environ, "PYTHONPATH": str(REPO / "python"), "PEX_ROOT": str(self.base / "pex-root")}
+        sock.unlink(missing_ok=True)  # left by an agent that was killed (one stopped removes its own)
         with log.open("ab") as out:
             proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         agent = AgentProc(proc, sock, log)
         self.started.append(agent)
-        _wait_path(sock, proc, log, within=300)
+        _wait_listening(sock, proc, log, within=300)
         return agent
 
     def report_sections(self, tail: int = 6000) -> list[tuple[str, str]]:
