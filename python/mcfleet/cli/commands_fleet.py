@@ -294,7 +294,7 @@ def _rendered_files(loaded: LoadedFleet, placed: set[tuple[str, str]]) -> list[R
 
 
 def schema_dump(
-    out: Path = typer.Option(Path("schemas"), "--out", "-o", help="Folder to write the schemas to.", metavar="FILE"),
+    out: Path = typer.Option(Path("schemas"), "--out", "-o", help="Folder to write the schemas to.", metavar="DIR"),
     check_only: bool = typer.Option(False, "--check", help="Exit 1 if the files in --out differ from the models."),
     json_out: bool = typer.Option(False, "--json", help="Print what was written (or found stale) as JSON."),
 ) -> None:

@@ -48,7 +48,7 @@ def check(
 
 
 def host(
-    name: str = typer.Argument(..., help="A host name (folder under hosts/).", metavar="NAME"),
+    name: str = typer.Argument(..., help="A host name (folder under hosts/).", metavar="HOST"),
     path: Path | None = typer.Option(None, "--root", hidden=True),  # deprecated: the global -C DIR
     json_out: bool = typer.Option(False, "--json", help="Print the values as JSON."),
 ) -> None:

@@ -391,8 +391,9 @@ class Health(ServiceModel):
     kind: Literal["tcp", "http", "command"]
     port: Port | None = Field(
         default=None,
-        description="tcp/http: probed on 127.0.0.1 at this host port (the published port; with --network host "
-        "the port the program binds)",
+        description="tcp/http: the port the program listens on in its container (a route's or publish's "
+        "container port: probed where the host reaches it, its published host port); with --network host, or a "
+        "port nothing publishes, probed on 127.0.0.1 of the host",
     )
     path: str = "/"
     command: list[str] = Field(
