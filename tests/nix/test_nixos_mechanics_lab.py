@@ -212,11 +212,18 @@ def test_goals_dry_activate_and_boot_do_not_activate(make_nodes: MakeNodes, agen
     assert switch_log(fleet, name)[-1].endswith(f"dry-activate {v4}")
     assert current_system(fleet, name) == v1
     assert fleet.sh(name, "readlink -f /nix/var/nix/profiles/system").stdout.strip() == v1
+    # nothing after the switch runs: the manifest would record a system the node does not run
+    assert dry.phase(name, "manifest") == {
+        "status": "skipped",
+        "message": "--goal dry-activate: a dry run, nothing else is changed",
+    }
     boot = cli("apply", str(root), "--on", name, "--goal", "boot", "--json")
     assert boot.code == 0, boot.stdout + boot.stderr
     assert switch_log(fleet, name)[-1].endswith(f"boot {v4}")
     assert fleet.sh(name, "readlink -f /nix/var/nix/profiles/system").stdout.strip() == v4  # the next boot's
     assert current_system(fleet, name) == v1  # nothing activated now
+    assert boot.phase(name, "manifest")["status"] == "skipped"
+    assert boot.phase(name, "manifest")["message"].startswith("--goal boot: the new system starts at the next boot")
     bad = cli("apply", str(root), "--on", name, "--goal", "reboot")
     assert bad.code == 2 and "--goal 'reboot' is not one of switch, test, boot, dry-activate" in bad.stderr
 

@@ -244,3 +244,22 @@ def test_completion_offers_hosts_roles_and_services(fleet: Path) -> None:
     assert complete("mcfleet secret show w", 3) == ["web-token"]
     code, out, _err = run_cli("completion", "bash")
     assert code == 0 and "_MCFLEET_COMPLETE=complete_bash" in out
+
+
+def test_goal_boot_or_dry_activate_is_refused_on_a_host_that_is_not_nixos(fleet: Path) -> None:
+    """A dry run must not change a Debian host: the goal holds back only a NixOS host's switch, and
+    apply changed every other selected host for real.  Refused before any connection."""
+    from mcfleet.cli.commands_apply import check_goal_hosts
+    from mcfleet.fleet.load import load_fleet
+
+    loaded = load_fleet(fleet)  # alpha and beta run NixOS, edge1 Debian
+    check_goal_hosts(loaded, ["alpha", "beta", "edge1"], "switch")
+    check_goal_hosts(loaded, ["alpha", "beta", "edge1"], "test")
+    check_goal_hosts(loaded, ["alpha", "beta"], "dry-activate")
+    for goal in ("dry-activate", "boot"):
+        code, _out, err = run_cli("-C", str(fleet), "apply", "--on", "alpha,edge1", "--goal", goal, "--yes")
+        assert code == 2, err
+        assert f"{goal} leaves only NixOS hosts unchanged now; edge1 (debian) would be changed for real" in err
+        assert "select the NixOS hosts alone (--on alpha)" in err
+    code, _out, err = run_cli("-C", str(fleet), "deploy", "edge1", "--goal", "boot")
+    assert code == 2 and "edge1 (debian) would be changed for real" in err and "drop --goal" in err

@@ -123,6 +123,15 @@ def _internal(exc: Exception) -> str:
     return f"internal error{where}: {said} (a bug in mcfleet: please report it with this line)"
 
 
+# NixOS goals after which the later steps (files, deploy, cert, DNS, route, the manifest) do not run:
+# the running system did not change, so they would meet the old one, and the manifest would record a
+# state the node does not have.
+GOAL_STOPS_AFTER_SWITCH = {
+    "dry-activate": "--goal dry-activate: a dry run, nothing else is changed",
+    "boot": "--goal boot: the new system starts at the next boot; apply again after it for the later steps",
+}
+
+
 class HostFailed(Exception):
     """Internal: this host's remaining phases are skipped."""
 
@@ -256,6 +265,9 @@ class Pipeline:
                 await self._provision(w, node, ctx)
             if w.agent and art is not None and art.store_path is not None:
                 await self._nixos(w, node, art.store_path)
+                if (held := GOAL_STOPS_AFTER_SWITCH.get(self.options.nixos_goal)) is not None:
+                    self._skip_rest(w, held)
+                    return
             elif w.agent and art is not None:
                 await self._agent(w, node, state, art, ctx)
             await self._steps(w, ctx)
@@ -489,9 +501,9 @@ class Pipeline:
         if self.stop.is_set():
             raise HostFailed
 
-    def _skip_rest(self, w: HostWork) -> None:
+    def _skip_rest(self, w: HostWork, why: str | None = None) -> None:
         own = any((e := self.log.outcome(w.name, p)) is not None and e.status.bad for p in self.phases(w))
-        why = (
+        why = why or (
             "an earlier phase did not succeed"
             if own or not self.stop.is_set()
             else "stopped: another host failed (--fail-fast)"

@@ -9,7 +9,7 @@ line per event as it happens, then one `{"type": "summary"}` line.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +46,8 @@ GOAL = typer.Option(
     "switch",
     "--goal",
     help="NixOS hosts: switch-to-configuration goal: switch (activate and make default), test (activate only), "
-    "boot (default at next boot, no activation), dry-activate (show what would change).",
+    "boot (default at next boot, no activation), dry-activate (show what would change). After boot or "
+    "dry-activate nothing else runs, and only NixOS hosts may be selected.",
     metavar="GOAL",
 )
 GOALS = ("switch", "test", "boot", "dry-activate")
@@ -99,6 +100,27 @@ def load_valid(given: Path | None) -> LoadedFleet:
     if findings:
         raise FleetInvalid(list(findings), root=str(loaded.root))
     return loaded
+
+
+def check_goal_hosts(loaded: LoadedFleet, names: Sequence[str], goal: str) -> None:
+    """--goal boot / dry-activate change nothing now on a NixOS host; on any other host apply would
+    change everything for real, which is not what a dry run (or "at the next boot") asks for."""
+    from mcfleet.apply.pipeline import GOAL_STOPS_AFTER_SWITCH
+
+    if goal not in GOAL_STOPS_AFTER_SWITCH:
+        return
+    others = [
+        f"{n} ({loaded.hosts[n].host.os})" for n in names if n in loaded.hosts and loaded.hosts[n].host.os != "nixos"
+    ]
+    if others:
+        nixos = [n for n in names if n in loaded.hosts and loaded.hosts[n].host.os == "nixos"]
+        raise InputError(
+            f"{goal} leaves only NixOS hosts unchanged now; {', '.join(others)} would be changed for real",
+            location="--goal",
+            hint=f"select the NixOS hosts alone (--on {','.join(nixos)})"
+            if nixos
+            else "drop --goal (see `mcfleet plan`)",
+        )
 
 
 def confirm_whole_fleet(loaded: LoadedFleet, on: list[str] | None, all_: bool, yes: bool) -> list[str]:
@@ -212,6 +234,7 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
         saved = read_plan(target)
         loaded = load_valid(deprecated_folder(root, "--root DIR") or STATE.fleet or Path(saved.root))
         plan = load_plan(target, root=loaded.root)
+        check_goal_hosts(loaded, plan.hosts, goal)
         run_session(
             loaded,
             session_options(command="apply PLAN", **opts),  # type: ignore[arg-type]
@@ -219,6 +242,7 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
         )
         return
     loaded = load_valid(deprecated_folder(target, "the fleet folder as an argument") or root)
+    check_goal_hosts(loaded, [e.host.name for e in selected(loaded, on)], goal)
     names = confirm_whole_fleet(loaded, on, all_, yes)
     run_session(loaded, session_options(command="apply", **opts), lambda s: s.plan_and_apply(names, overrides))  # type: ignore[arg-type]
 
@@ -257,6 +281,7 @@ def deploy(  # noqa: PLR0917
     del yes  # one host: nothing to confirm
     loaded = load_valid(deprecated_folder(path, "--root DIR"))
     names = [one_host(loaded, host, "deploy").host.name]
+    check_goal_hosts(loaded, names, goal)
     overrides = [Override.parse(o) for o in override]
     opts = session_options(command=f"deploy {host}", json_out=json_out, fail_fast=False, bundle=bundle,
                            health=health_timeout, deadman=confirm_timeout, parallel=1, connect=10.0,
