@@ -52,7 +52,7 @@ def test_a_second_apply_is_refused_while_the_fleet_is_locked(fleet: Path) -> Non
 
 def test_a_damaged_plan_file_is_refused(tmp_path: Path) -> None:
     plan = tmp_path / "plan.json"
-    plan.write_text('{"format": 1, "actions": "nope"')
+    plan.write_text('{"format": 2, "actions": "nope"')
     code, _out, err = run_cli("apply", str(plan))
     assert code == 2
     assert "not a plan file" in err
@@ -61,11 +61,11 @@ def test_a_damaged_plan_file_is_refused(tmp_path: Path) -> None:
 def test_a_plan_made_before_the_files_changed_is_stale(fleet: Path, tmp_path: Path) -> None:
     from mcfleet.fleet.load import load_fleet
     from mcfleet.plan.model import Plan
-    from mcfleet.plan.saved import fleet_hash, save_plan
+    from mcfleet.plan.saved import fleet_inputs, save_plan
 
     loaded = load_fleet(fleet)
     plan = Plan(created_at="2026-11-30T00:00:00+00:00", root=str(loaded.root), hosts=sorted(loaded.hosts),
-                fleet_hash=fleet_hash(loaded.root))  # fmt: skip
+                inputs=fleet_inputs(loaded))  # fmt: skip
     path = tmp_path / "plan.json"
     save_plan(plan, path)
     host = next((fleet / "hosts").glob("*/host.json"))
@@ -73,6 +73,7 @@ def test_a_plan_made_before_the_files_changed_is_stale(fleet: Path, tmp_path: Pa
     code, _out, err = run_cli("apply", str(path))
     assert code == 1  # a refusal
     assert "stale plan: the fleet files" in err
+    assert f"{host.relative_to(fleet)} (changed)" in err
 
 
 def test_override_must_name_host_and_what(fleet: Path) -> None:

@@ -29,6 +29,8 @@ def test_rolled_back_host_makes_exit_1_and_says_so() -> None:
     assert "activate  rolled back" in text
     assert "b: unchanged" in text
     assert summary.bytes_sent == 100 and summary.files_sent == 1
+    # what the count is: agent bundles (it said "1 file(s) sent" while the files phase wrote others)
+    assert text.endswith("2 host(s): 1 rolled back, 1 unchanged; 1 agent bundle(s) pushed, 100 bytes sent in 1.5 s")
     data = summary.as_dict()
     assert data["hosts"]["a"]["phases"]["activate"]["status"] == "rolled back"
     assert data["exit_code"] == 1

@@ -86,7 +86,7 @@ def test_one_phase_vocabulary_for_plan_kinds_and_apply_events() -> None:
 def test_a_saved_plan_with_an_unknown_phase_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "plan.json"
     path.write_text(
-        json.dumps({"format": 1, "actions": [{"host": "a", "phase": "deplo", "kind": "create", "subject": "x"}]})
+        json.dumps({"format": 2, "actions": [{"host": "a", "phase": "deplo", "kind": "create", "subject": "x"}]})
     )
 
     with pytest.raises(InputError, match="damaged"):

@@ -18,6 +18,7 @@ from mcfleet.plan.saved import (
     ensure_fresh,
     ensure_same_actions,
     facts_digest,
+    fleet_inputs,
     load_plan,
     plan_json,
     read_plan,
@@ -69,6 +70,51 @@ def test_stale_fleet_files_are_refused(tmp_path: Path) -> None:
         load_plan(tmp_path / "plan.json", root=root)
     assert "stale plan: the fleet files" in err.value.message
     assert err.value.hint and "mcfleet plan" in err.value.hint
+
+
+def _plan_with_sources(tmp_path: Path) -> tuple[Path, Path]:
+    """A plan of a fleet whose service takes a file's content from files/web/motd; (the plan file, the fleet)."""
+    from tests.unit.test_files_kind import fleet_with_files
+
+    root = fleet_with_files(tmp_path)
+    loaded = load_fleet(root)
+    plan = Plan(hosts=sorted(loaded.hosts), inputs=fleet_inputs(loaded))
+    assert {"fleet.json", "files/web/motd", "files/web/web.toml"} <= set(plan.inputs)
+    assert "hosts/alpha/services/web.json" in plan.inputs
+    save_plan(plan, tmp_path / "plan.json")
+    return tmp_path / "plan.json", root
+
+
+def test_a_source_edited_after_the_plan_makes_it_stale_and_is_named(tmp_path: Path) -> None:
+    """Seen on the lab: a plan saved with `~ file /srv/sni/tls.pem`, the source edited again, and apply of
+    the saved plan wrote the new content, which nobody had reviewed (sources were not in the fleet hash)."""
+    path, root = _plan_with_sources(tmp_path)
+    assert load_plan(path, root=root).inputs  # unchanged: fresh
+    (root / "files" / "web" / "motd").write_text("edited after the plan\n")
+    with pytest.raises(Refused) as err:
+        load_plan(path, root=root)
+    assert err.value.message.endswith("): files/web/motd (changed)")
+
+
+def test_a_secret_added_or_a_file_removed_makes_the_plan_stale(tmp_path: Path) -> None:
+    path, root = _plan_with_sources(tmp_path)
+    (root / "secrets").mkdir(exist_ok=True)
+    (root / "secrets" / "token.age").write_bytes(b"age-encryption.org/v1 ...")
+    (root / "files" / "web" / "web.toml").unlink()
+    with pytest.raises(Refused) as err:
+        load_plan(path, root=root)
+    assert "files/web/web.toml (removed), secrets/token.age (added)" in err.value.message
+
+
+def test_a_plan_file_cannot_make_mcfleet_read_outside_the_fleet_folder(tmp_path: Path) -> None:
+    """The names come from a file on disk: one outside the fleet folder is never read, and counts as gone."""
+    path, root = _plan_with_sources(tmp_path)
+    data = json.loads(path.read_text())
+    data["inputs"]["/etc/hostname"] = data["inputs"]["../outside"] = "0" * 64
+    path.write_text(json.dumps(data))
+    with pytest.raises(Refused) as err:
+        load_plan(path, root=root)
+    assert "../outside (removed), /etc/hostname (removed)" in err.value.message
 
 
 def test_stale_facts_are_refused_and_fresh_ones_pass(tmp_path: Path) -> None:
@@ -129,7 +175,7 @@ def test_digest_ignores_why_a_backend_did_not_answer() -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("{not json", "invalid JSON"), ('{"format": 99}', "not a plan file"), ('{"format": 1, "actions": 3}', "damaged")],
+    [("{not json", "invalid JSON"), ('{"format": 99}', "not a plan file"), ('{"format": 2, "actions": 3}', "damaged")],
 )
 def test_bad_plan_files_are_input_errors(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "plan.json"

@@ -88,3 +88,17 @@ def test_a_move_to_a_proxy_host_that_did_not_answer_says_so() -> None:
         "plan again once full2 answers; its route phase takes the route first",
     )
     assert "moves to full2's proxy, which did not answer this plan and which has not taken it yet" in route.reason
+
+
+def test_a_new_public_name_is_not_called_a_move() -> None:
+    """A new public service on full1: its first A record points at full2's proxy, which has no route for it
+    yet.  Held like a move, but said as what it is (seen: "greet's route moves to full2's proxy")."""
+    first = Action(host="full1", phase=Phase.dns, kind="create", subject=f"dns {NAME}", reason="not in the manifest")
+    moving = moving_to_left_out([first], _desired(), planned={"full1"})
+    [held] = hold_moves([first], moving, {"full2": Manifest()})
+    assert held.kind == "refuse"
+    assert held.reason == (
+        f"{NAME}'s route is new on full2's proxy, which this plan leaves out and which has not taken it yet: "
+        f"{NAME} would lead to a proxy that does not route it"
+    )
+    assert held.hint == "plan both hosts so that the new route and its name come together: --on full1 --on full2"

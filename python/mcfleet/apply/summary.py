@@ -44,8 +44,8 @@ class HostResult:
 @dataclass(frozen=True)
 class Summary:
     hosts: tuple[HostResult, ...]
-    bytes_sent: int
-    files_sent: int
+    bytes_sent: int  # agent bundles pushed and a moved service's data (files written by the files phase: not counted)
+    files_sent: int  # agent bundles pushed
     seconds: float
     interrupted: bool = False  # stopped at Ctrl-C: the hosts' phases as far as they got
 
@@ -98,7 +98,7 @@ class Summary:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items()))
         lines.append(
             f"{len(self.hosts)} host(s): {counts or 'nothing to do'}; "
-            f"{self.files_sent} file(s) / {self.bytes_sent} bytes sent in {self.seconds:.1f} s"
+            f"{self.files_sent} agent bundle(s) pushed, {self.bytes_sent} bytes sent in {self.seconds:.1f} s"
         )
         return "\n".join(lines)
 

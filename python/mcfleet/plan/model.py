@@ -14,8 +14,8 @@ in place of actions apply could not perform.
 - `before` / `after` are plain JSON values (observed / desired), never secrets.
 
 `Plan.unreachable` lists the hosts that could not be observed (host -> reason);
-they have no actions.  `fleet_hash` and `facts_digests` make a saved plan
-checkable for staleness (see plan.saved).
+they have no actions.  `inputs` (every fleet file the plan was made from, with its digest),
+`fleet_hash` and `facts_digests` make a saved plan checkable for staleness (see plan.saved).
 """
 
 # Annotations are evaluated when each class is created (no `from __future__ import annotations`):
@@ -42,7 +42,7 @@ PHASES: tuple[Phase, ...] = (
 )
 Kind = Literal["create", "update", "delete", "replace", "move", "refuse"]
 KINDS: tuple[str, ...] = ("create", "update", "delete", "replace", "move", "refuse")
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2  # 2: `inputs` (the files a plan was made from) and a fleet_hash over them
 
 
 class Action(BaseModel):
@@ -106,6 +106,10 @@ class Plan(BaseModel):
     root: str = ""
     hosts: list[str] = Field(default_factory=empty_list, description="the selection the plan covers")
     fleet_hash: str = ""
+    inputs: dict[str, str] = Field(
+        default_factory=dict,
+        description="every file the plan was made from, relative to the fleet folder -> sha256 of its content",
+    )
     facts_digests: dict[str, str] = Field(default_factory=dict, description="host -> digest of its facts")
     actions: list[Action] = Field(default_factory=empty_list)
     unreachable: dict[str, UnreachableHost] = Field(default_factory=dict)

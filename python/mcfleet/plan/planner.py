@@ -33,7 +33,7 @@ from mcfleet.plan.model import Action, Blocked, Plan, Unobserved, UnreachableHos
 from mcfleet.plan.refused_ids import refuse_changes_to_refused_ids
 from mcfleet.plan.refused_services import hold_services_without_their_files, hold_what_refused_services_publish
 from mcfleet.plan.route_moves import hold_moves, moving_to_left_out, named
-from mcfleet.plan.saved import facts_digest, fleet_hash
+from mcfleet.plan.saved import facts_digest, fleet_inputs, inputs_hash
 from mcfleet.report.progress import Progress
 from mcfleet.transport.ssh import SshOptions, SshPool
 
@@ -157,11 +157,13 @@ def build(
             assert isinstance(item, Facts)  # only observed hosts have actions to hold
             actions += with_manifest(loaded, desired[host], item, [a for a in held if a.host == host], kinds)
     unobserved = [u for host, item in facts.items() if isinstance(item, Facts) for u in not_read(host, item)]
+    inputs = fleet_inputs(loaded)
     return Plan(
         created_at=now.isoformat(timespec="seconds"),
         root=str(loaded.root),
         hosts=list(facts),
-        fleet_hash=fleet_hash(loaded.root),
+        fleet_hash=inputs_hash(inputs),
+        inputs=inputs,
         facts_digests={h: facts_digest(f) for h, f in facts.items()},
         actions=sort_actions(actions, list(facts)),
         unreachable=unreachable,

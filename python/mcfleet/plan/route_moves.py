@@ -84,10 +84,13 @@ def hold_moves(
 
 
 def _refusal(a: Action, dest: str, hostname: str, unreachable: bool) -> Action:
+    # A name's first A record (a new public service) is no move: its route is new on the other proxy.
+    new = a.phase == Phase.dns and a.kind == "create"
+    whole = "the new route and its name come together" if new else "the move is whole"
     where, hint = (
         ("which did not answer this plan", f"plan again once {dest} answers; its route phase takes the route first")
         if unreachable
-        else ("which this plan leaves out", f"plan both hosts so that the move is whole: --on {a.host} --on {dest}")
+        else ("which this plan leaves out", f"plan both hosts so that {whole}: --on {a.host} --on {dest}")
     )
     what = {
         Phase.route: f"removed here, {hostname} would be served by no proxy",
@@ -97,7 +100,8 @@ def _refusal(a: Action, dest: str, hostname: str, unreachable: bool) -> Action:
     return a.model_copy(
         update={
             "kind": "refuse",
-            "reason": f"{hostname}'s route moves to {dest}'s proxy, {where} and which has not taken it yet: {what}",
+            "reason": f"{hostname}'s route {'is new on' if new else 'moves to'} {dest}'s proxy, {where} and which "
+            f"has not taken it yet: {what}",
             "hint": hint,
         }
     )

@@ -4,8 +4,12 @@
     plan = load_plan(path, root=fleet_root)       # refuses if the fleet files changed
     ensure_fresh(plan, facts)                     # apply: refuses if a host's facts changed
 
-`fleet_hash` covers fleet.json and every file under hosts/ (path + content);
-`facts_digest` is the sha256 of a host's facts as canonical JSON.
+`inputs` lists every file a plan is made from, with the sha256 of its content: fleet.json, every
+file under hosts/ and secrets/, and each file a service takes a file's content from (`source`,
+anywhere in the fleet folder).  A saved plan is stale when one of them changed, went or came:
+apply would otherwise write content nobody reviewed (a source edited after the plan keeps the
+plan's action, `~ file …`, and would carry the new content).  `fleet_hash` is one digest of them
+all (the journal's record); `facts_digest` is the sha256 of a host's facts as canonical JSON.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections import Counter
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -25,24 +29,68 @@ from mcfleet.observe.facts import ContainerFacts, Facts, Unreachable
 from mcfleet.plan.model import PLAN_FORMAT, Plan
 from mcfleet.util.files import atomic_write_text
 
+if TYPE_CHECKING:
+    from mcfleet.fleet.load import LoadedFleet
+
 REPLAN_HINT = "run `mcfleet plan -o <file>` again and review the new plan"
 
 
-def fleet_files(root: Path) -> list[Path]:
-    files = [root / "fleet.json"] if (root / "fleet.json").is_file() else []
-    hosts = root / "hosts"
-    if hosts.is_dir():
-        files += sorted(p for p in hosts.rglob("*") if p.is_file() and not p.name.startswith("."))
+INPUT_DIRS = ("hosts", "secrets")
+
+
+def fleet_files(root: Path) -> list[str]:
+    """fleet.json and every file under hosts/ and secrets/ (not hidden ones), relative to `root`."""
+    files = ["fleet.json"] if (root / "fleet.json").is_file() else []
+    for folder in INPUT_DIRS:
+        if (root / folder).is_dir():
+            found = (p for p in (root / folder).rglob("*") if p.is_file() and not p.name.startswith("."))
+            files += sorted(p.relative_to(root).as_posix() for p in found)
     return files
 
 
-def fleet_hash(root: Path) -> str:
+def source_files(loaded: LoadedFleet) -> list[str]:
+    """The files services take a file's content from (`source`: relative to the fleet folder, no '..')."""
+    return sorted({f.source for e in loaded.hosts.values() for s in e.services for f in s.files if f.source})
+
+
+def _digest(root: Path, rel: str) -> str:
+    """sha256 of the file's content; "" when it cannot be read (gone: the plan is stale)."""
+    try:
+        return hashlib.sha256((root / rel).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def fleet_inputs(loaded: LoadedFleet) -> dict[str, str]:
+    """Every file the plan of `loaded` is made from -> the sha256 of its content."""
+    names = set(fleet_files(loaded.root)) | set(source_files(loaded))
+    return {rel: _digest(loaded.root, rel) for rel in sorted(names)}
+
+
+def inputs_hash(inputs: Mapping[str, str]) -> str:
+    """One digest of all the inputs (names and contents)."""
     h = hashlib.sha256()
-    for path in fleet_files(root):
-        rel = path.relative_to(root).as_posix().encode()
-        data = path.read_bytes()
-        h.update(len(rel).to_bytes(4, "big") + rel + len(data).to_bytes(8, "big") + data)
+    for rel, digest in sorted(inputs.items()):
+        h.update(f"{len(rel)}:{rel}:{digest}\n".encode())
     return h.hexdigest()
+
+
+def _inside(rel: str) -> bool:
+    """A name a plan file may list: relative, inside the fleet folder (a plan file is read back from disk)."""
+    return bool(rel) and not rel.startswith("/") and ".." not in rel.split("/")
+
+
+def changed_inputs(plan: Plan, root: Path) -> list[str]:
+    """The plan's input files that changed since it was made, each with what happened to it."""
+    now = {rel: _digest(root, rel) for rel in fleet_files(root)}
+    now |= {rel: _digest(root, rel) for rel in plan.inputs if rel not in now and _inside(rel)}
+    out = []
+    for rel in sorted(set(plan.inputs) | set(now)):
+        was, is_now = plan.inputs.get(rel), now.get(rel, "")
+        if was == is_now:
+            continue
+        out.append(f"{rel} ({'added' if was is None else 'removed' if not is_now else 'changed'})")
+    return out
 
 
 # Not the node's state: which address answered, and why a backend did not (a message that may name a
@@ -110,10 +158,11 @@ def read_plan(path: Path) -> Plan:
 def load_plan(path: Path, *, root: Path) -> Plan:
     """Read a saved plan and refuse it if the fleet files changed since it was made."""
     plan = read_plan(path)
-    current = fleet_hash(root.resolve())
-    if current != plan.fleet_hash:
+    changed = changed_inputs(plan, root.resolve())
+    if changed:
+        listed = ", ".join(changed[:5]) + (f", … ({len(changed) - 5} more)" if len(changed) > 5 else "")
         raise Refused(
-            f"stale plan: the fleet files under {root} changed since the plan was made ({plan.created_at})",
+            f"stale plan: the fleet files under {root} changed since the plan was made ({plan.created_at}): {listed}",
             location=str(path),
             hint=REPLAN_HINT,
         )
