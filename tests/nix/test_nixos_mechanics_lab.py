@@ -86,6 +86,21 @@ def _deployed(make_nodes: MakeNodes, agent_bundle: Path, prefix: str, login: Log
     return fleet, name, v1
 
 
+def _saved_plan_of_a_system_built_differently_now_is_refused(fleet: Nodes, name: str, v1: str, v2: str) -> None:
+    """A plan saved with `~ system v1 → v2`, then the flake's Nix files change outside hosts/ (which a
+    plan's inputs do not list): apply of the saved plan would switch to a third system; refused."""
+    root = fleet.fleet_dir
+    saved = root / "plan.json"
+    assert cli("plan", "-C", str(root), "--on", name, "-o", str(saved)).code == 0
+    set_variant(root, name, "good-3")
+    stale = cli("apply", "-C", str(root), str(saved), "--yes")
+    assert stale.code == 1, stale.stdout + stale.stderr
+    assert f"stale plan: it switches {name} to {v2.rsplit('/', maxsplit=1)[-1][:8]}" in stale.stderr, stale.stderr
+    assert current_system(fleet, name) == v1
+    set_variant(root, name, "good-2")
+    saved.unlink()
+
+
 @pytest.mark.parametrize("login", LOGINS)
 def test_apply_copies_switches_is_idempotent_and_rolls_back_an_unhealthy_generation(
     make_nodes: MakeNodes, agent_bundle: Path, login: Login
@@ -142,6 +157,9 @@ def test_apply_copies_switches_is_idempotent_and_rolls_back_an_unhealthy_generat
     assert system["after"]["packages"], system  # diff-closures lines
     text = cli("plan", "-C", str(root), "--on", name)
     assert "system" in text.stdout and "→" in text.stdout, text.stdout
+
+    if login == "root":
+        _saved_plan_of_a_system_built_differently_now_is_refused(fleet, name, v1, v2)
 
     # `nix run .#deploy -- <node>` is `mcfleet deploy <node>`: the same path, from the flake.
     ran = subprocess.run(["nix", "run", ".#deploy", "--", name, "--json"], cwd=root, capture_output=True,

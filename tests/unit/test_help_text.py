@@ -27,7 +27,7 @@ def test_the_generated_module_is_exactly_what_the_generator_writes() -> None:
 
 def test_every_option_and_argument_names_what_it_takes() -> None:
     """`--override HOST:WHAT`, `--parallel N`, `restore {HOST} {SERVICE} {PATH}`: not typer's type labels
-    (`--override <list[str]>`, `--connect-timeout <float>`) nor parameter names (`{host}`)."""
+    (`--override <list[str]>`, `--connect-timeout <float>`, `HOST <str>`) nor parameter names (`{host}`)."""
     import re
 
     for key, text in HELP.items():
@@ -36,6 +36,11 @@ def test_every_option_and_argument_names_what_it_takes() -> None:
         options = text.partition("\nOptions:\n")[2]
         labelled = re.findall(r"^ +(?:-\w, )?(--[\w-]+ <[^>]+>)", options, flags=re.MULTILINE)
         assert not labelled, (key, labelled)
+        arguments = text.partition("\nArguments:\n")[2].partition("\nOptions:\n")[0]
+        typed = re.findall(
+            r"^ +([A-Z\[][A-Z_\[\] .]* <[^>]+>)", arguments, flags=re.MULTILINE
+        )  # "HOST <str>", "PLAN <path>"
+        assert not typed, (key, typed)
 
 
 def test_sub_commands_are_covered() -> None:

@@ -11,7 +11,7 @@ import pytest
 from mcfleet.errors import InputError, Refused
 from mcfleet.fleet.load import load_fleet
 from mcfleet.observe.facts import Account, AgentFacts, Facts, Unreachable
-from mcfleet.plan.model import Plan
+from mcfleet.plan.model import Action, Plan
 from mcfleet.plan.planner import build
 from mcfleet.plan.render import render_text, summary_line
 from mcfleet.plan.saved import (
@@ -204,3 +204,25 @@ def test_text_view_groups_by_host_and_phase_with_symbols(tmp_path: Path) -> None
     assert lines[-1] == (
         "Plan: 2 to create, 0 to update, 0 to replace, 0 to delete, 1 refused; 1 host unreachable (rift)."
     )
+
+
+def test_a_saved_plan_whose_nixos_system_is_built_differently_now_is_refused() -> None:
+    """flake.nix, flake.lock and the modules it imports may lie outside the plan's inputs: a change there
+    keeps `~ system` but changes the toplevel; apply of the saved plan would switch to the new one."""
+    from mcfleet.plan.saved import ensure_same_systems
+
+    def plan(toplevel: str) -> Plan:
+        before = {"system": "/nix/store/aaaaaaaaaaaa-nixos-system-rift", "agent_unit": "active"}
+        system = Action(host="rift", phase="agent", kind="update", subject="system", before=before,
+                        after={"system": toplevel}, reason="system change")  # fmt: skip
+        return Plan(hosts=["rift"], actions=[system])
+
+    reviewed = plan("/nix/store/bbbbbbbbbbbbbbbb-nixos-system-rift")
+    ensure_same_systems(reviewed, plan("/nix/store/bbbbbbbbbbbbbbbb-nixos-system-rift"))  # the same: goes ahead
+    with pytest.raises(Refused) as err:
+        ensure_same_systems(reviewed, plan("/nix/store/cccccccccccccccc-nixos-system-rift"))
+    assert err.value.message.startswith(
+        "stale plan: it switches rift to bbbbbbbb-nixos-system-rift but the system built now is "
+        "cccccccc-nixos-system-rift"
+    )
+    assert err.value.location == "rift"

@@ -45,7 +45,7 @@ from mcfleet.kinds.system import add_closure_diffs
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.plan.model import Plan
 from mcfleet.plan.planner import plan_fleet
-from mcfleet.plan.saved import REPLAN_HINT, ensure_fresh, ensure_same_actions
+from mcfleet.plan.saved import REPLAN_HINT, ensure_fresh, ensure_same_actions, ensure_same_systems
 from mcfleet.report.progress import NullProgress, Progress
 from mcfleet.transport.base import Node
 from mcfleet.transport.ssh import SshOptions, SshPool
@@ -239,6 +239,7 @@ class ApplySession:
             ensure_fresh(plan, facts)
             self._check_planned_bundle(plan)
             ensure_same_actions(plan, now)
+            ensure_same_systems(plan, now)
         check_refusals(plan, overrides)
         work = work_from_plan(plan, self.loaded, self.desired)
         summary = await self.run(work, moves_from_plan(plan))

@@ -45,9 +45,17 @@ def _no_usage_pieces(ctx: Any) -> list[str]:
     return []
 
 
+def _no_type_label(ctx: Any) -> None:
+    return None
+
+
 def _verbatim_examples(command: Any) -> None:
     command.help = keep_examples_verbatim(command.help)
     for param in getattr(command, "params", ()):
+        if param.param_type_name == "argument":
+            # An argument's name says what it takes (HOST, PLAN, COMMAND); typer's help table adds its
+            # Python type after it ("HOST <str>", "PLAN <path>", "COMMAND <list[str]>").
+            param.display_type_rich = _no_type_label
         if getattr(param, "hidden", False) and param.param_type_name == "argument":
             # A deprecated positional (the fleet folder, now -C DIR) is left out of the help's table by
             # `hidden`, but click still prints it in the usage line ("validate [OPTIONS] [path]").

@@ -214,3 +214,31 @@ def ensure_same_actions(saved: Plan, now: Plan) -> None:
         "was the file edited?",
         hint=REPLAN_HINT,
     )
+
+
+def _systems(plan: Plan) -> dict[str, str]:
+    """host -> the NixOS system toplevel the plan switches it to."""
+    return {
+        a.host: str(a.after["system"])
+        for a in plan.actions
+        if a.subject == "system" and isinstance(a.after, dict) and a.after.get("system")
+    }
+
+
+def ensure_same_systems(saved: Plan, now: Plan) -> None:
+    """Refuse a saved plan whose NixOS system differs from the one built now.
+
+    The system is built from the flake: flake.nix, flake.lock and the Nix modules it imports may lie
+    outside the files a plan lists (`inputs`), and a change there keeps the action (`~ system`) while
+    it changes the toplevel: apply would switch the node to a system nobody reviewed."""
+    from mcfleet.kinds.system import short  # here: only a plan with a NixOS system refers to one
+
+    was, is_now = _systems(saved), _systems(now)
+    for host in sorted(set(was) & set(is_now)):
+        if was[host] != is_now[host]:
+            raise Refused(
+                f"stale plan: it switches {host} to {short(was[host])} but the system built now is "
+                f"{short(is_now[host])} (the flake or its Nix files changed since the plan was made)",
+                location=host,
+                hint=REPLAN_HINT,
+            )
