@@ -179,3 +179,25 @@ def test_the_moved_services_record_is_named_as_the_sources_not_as_a_stranger(tmp
         "the server answers 10.0.0.10, rift's record, which moves with web; "
         "part of moving web to orion: applied after its health check there"
     )
+
+
+def test_a_snapshot_in_the_same_second_as_the_last_gets_a_name_of_its_own(tmp_path: Path) -> None:
+    """Snapshots are named by the second: the second one in a second replaced the first (`mv -f`)."""
+    from mcfleet.apply.snapshot import snapshot_script
+
+    srv, store = tmp_path / "srv", tmp_path / "store"
+    (srv / "web").mkdir(parents=True)
+    paths = []
+    for content in ("first", "second"):
+        (srv / "web" / "data.txt").write_text(content)
+        script = snapshot_script(str(store), "web", "20260101T000000Z", srv=str(srv))
+        done = subprocess.run(["sh", "-c", script], check=False, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        paths.append(done.stdout.split()[0].removeprefix("path="))
+    assert paths[0] == f"{store}/snapshots/web-20260101T000000Z.tar.zst"
+    assert paths[1] != paths[0] and paths[1].startswith(f"{store}/snapshots/web-")
+    listed = subprocess.run(
+        ["tar", "--zstd", "-xOf", paths[0], "web/data.txt"], check=True, capture_output=True, text=True
+    )
+    assert listed.stdout == "first"  # the first snapshot is still there, as it was
+    assert sorted(p.name for p in (store / "snapshots").iterdir()) == sorted(Path(p).name for p in paths)

@@ -60,19 +60,23 @@ class SnapshotReport:
         return f"{self.host}: {self.operation} {self.service}: {self.path}{size}{before} in {self.seconds:.1f} s"
 
 
-def snapshot_script(store: str, service: str, stamp: str) -> str:
+def snapshot_script(store: str, service: str, stamp: str, *, srv: str = "/srv") -> str:
     q = shlex.quote
-    folder, out = f"/srv/{service}", f"{store}/snapshots/{service}-{stamp}.tar.zst"
+    folder, prefix = f"{srv}/{service}", f"{store}/snapshots/{service}-"
     return "\n".join(
         [
             "set -eu",
             "umask 077",
             f"mkdir -p -m 0700 {q(store + '/snapshots')}",
             f"if [ ! -d {q(folder)} ] || [ -L {q(folder)} ]; then echo 'no folder {folder}' >&2; exit 3; fi",
-            f"tar --numeric-owner --zstd -C /srv -cf {q(out + '.tmp')} {q(service)} || "
-            f"{{ rm -f {q(out + '.tmp')}; exit 1; }}",
-            f"mv -f {q(out + '.tmp')} {q(out)}",
-            f'echo "path={out} bytes=$(stat -c %s {q(out)}) sha256=$(sha256sum < {q(out)} | cut -d" " -f1)"',
+            f"out={q(prefix + stamp + '.tar.zst')}",
+            # a snapshot in the same second as the last one: wait for a name of its own (the rename
+            # below would replace the earlier snapshot)
+            'while [ -e "$out" ] || [ -L "$out" ]; do sleep 1; '
+            f'out={q(prefix)}"$(date -u +%Y%m%dT%H%M%SZ).tar.zst"; done',
+            f'tar --numeric-owner --zstd -C {q(srv)} -cf "$out.tmp" {q(service)} || {{ rm -f "$out.tmp"; exit 1; }}',
+            'mv -f "$out.tmp" "$out"',
+            'echo "path=$out bytes=$(stat -c %s "$out") sha256=$(sha256sum < "$out" | cut -d" " -f1)"',
         ]
     )
 
