@@ -215,6 +215,33 @@ def test_dns_answers_come_from_the_authoritative_server(plan_lab: tuple[Any, Pat
     assert [(a["kind"], a["before"]) for a in dns] == [("update", {"type": "A", "value": "10.99.99.99"})]
 
 
+def test_a_dns_key_the_server_rejects_makes_the_record_changes_refusals(
+    plan_lab: tuple[Any, Path], knot: Any, tmp_path: Path
+) -> None:
+    """Planned as changes, apply made the certificate, the containers and the route, then failed at the
+    record (seen on the demo lab with a rotated key); the plan now asks the server about the key."""
+    _lab, root = plan_lab
+    _code, good, _err = plan_json(root, "--on", "plann2")
+    assert [a["kind"] for a in good["actions"] if a["phase"] == "dns"] == ["create"]
+    poison = "UE9JU09OLWRucy1rZXktbmV2ZXItcHJpbnRlZA=="
+    for case, secret, key_name, said in (
+        ("badsig", poison, knot.key_name, "the secret does not match (BADSIG)"),
+        ("badkey", knot.secret(), "nobody-key", "it does not know the key name (BADKEY)"),
+    ):
+        copy = tmp_path / case
+        shutil.copytree(root, copy)
+        (tmp_path / f"{case}.secret").write_text(secret + "\n")
+        fleet = json.loads((copy / "fleet.json").read_text())
+        fleet["providers"]["dns"] |= {"key_file": str(tmp_path / f"{case}.secret"), "key_name": key_name}
+        (copy / "fleet.json").write_text(json.dumps(fleet))
+        code, data, err = plan_json(copy, "--on", "plann2")
+        [dns] = [a for a in data["actions"] if a["phase"] == "dns"]
+        assert dns["kind"] == "refuse", dns
+        assert f"rejected the TSIG key '{key_name}': {said}, so apply could not create it" in dns["reason"]
+        assert poison not in json.dumps(data) + err
+        assert code == 1  # a plan with a refusal
+
+
 def test_non_root_user_escalates_with_sudo_n(plan_lab: tuple[Any, Path], tmp_path: Path) -> None:
     assert shutil.which("sudo"), "sudo is not installed: scripts/setup.sh installs it (apt-get install -y sudo)"
     lab, root = plan_lab

@@ -64,6 +64,20 @@ def test_rfc2136_with_a_wrong_key_fails_without_printing_it(knot: KnotInfo, tmp_
     assert asyncio.run(_rfc2136(knot).answers([f"provbad.{knot.zone}"])) == {f"provbad.{knot.zone}": []}
 
 
+def test_rfc2136_key_check_asks_the_server_with_a_signed_query(knot: KnotInfo, tmp_path: Path) -> None:
+    """What the plan asks before it lists record changes: the server's verdict on the key."""
+    assert asyncio.run(_rfc2136(knot).key_refusal()) is None
+    bad = tmp_path / "tsig.secret"
+    bad.write_text("UE9JU09OLTdmM2E5Yy1zZWNyZXQtbmV2ZXItcHJpbnRlZA==\n")
+    refused = asyncio.run(_rfc2136(knot, str(bad)).key_refusal())
+    assert refused is not None and refused.message.endswith("the secret does not match (BADSIG)")
+    missing = asyncio.run(_rfc2136(knot, str(tmp_path / "nope")).key_refusal())
+    assert missing is not None and missing.message.startswith(f"cannot read the TSIG key file {tmp_path / 'nope'}")
+    # a server that does not answer is not the key's fault: the plan's read of the records says so
+    silent = Rfc2136Provider(kind="rfc2136", server="127.0.0.1", port=9, key_name=knot.key_name, key_file=knot.key_file)
+    assert asyncio.run(Rfc2136Dns(silent, knot.zone).key_refusal()) is None
+
+
 @pytest.fixture(scope="module")
 def backend() -> Iterator[int]:
     class Handler(http.server.BaseHTTPRequestHandler):

@@ -362,6 +362,18 @@ class DnsKind:
     def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]:
         return dns_diff(d, f, m)
 
+    async def write_refusal(self, loaded: LoadedFleet) -> tuple[str, str | None] | None:
+        """(why, what to do) when the DNS server would refuse every record apply writes: it rejects the
+        TSIG key (a wrong secret, an unknown key name), or the key file cannot be read.  Asked only of a
+        plan with record changes; None when the key is accepted (or the server does not answer)."""
+        provider = loaded.fleet.providers.dns if loaded.fleet else None
+        if loaded.fleet is None or not isinstance(provider, Rfc2136Provider):
+            return None
+        from mcfleet.providers.dns.rfc2136 import Rfc2136Dns
+
+        refusal = await Rfc2136Dns(provider, loaded.fleet.zone).key_refusal()
+        return (refusal.message, refusal.hint) if refusal else None
+
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
         from mcfleet.providers.steps import apply_dns
 

@@ -24,6 +24,7 @@ from mcfleet.fleet.load import LoadedFleet
 from mcfleet.kinds import KINDS, ResourceKind
 from mcfleet.kinds.host import HostKind
 from mcfleet.kinds.migrate import detect_moves, moves_left_out
+from mcfleet.kinds.providers import DnsKind
 from mcfleet.observe.collect import GatherResult, gather
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.observe.manifest import Manifest, manifest_path
@@ -187,6 +188,45 @@ def not_read(host: str, f: Facts) -> list[Unobserved]:
     return out
 
 
+WRITES = {"create": "create", "update": "change", "replace": "change", "delete": "delete"}
+
+
+async def hold_unwritable_records(
+    loaded: LoadedFleet,
+    plan: Plan,
+    facts: GatherResult,
+    desired: Mapping[str, DesiredHost],
+    kinds: Sequence[ResourceKind],
+) -> Plan:
+    """The plan with its record changes refused when the DNS server would refuse every write (it rejects
+    the TSIG key): planned as changes, apply would create the certificates, containers and routes, then
+    fail at the records.  Asked of the server only when the plan has record changes."""
+    dns = next((k for k in kinds if isinstance(k, DnsKind)), None)
+    writes = [a for a in plan.actions if a.phase == Phase.dns and a.kind in WRITES]
+    refusal = await dns.write_refusal(loaded) if dns is not None and writes else None
+    if refusal is None:
+        return plan
+    why, hint = refusal
+    held = {
+        a.id: a.model_copy(
+            update={
+                "kind": "refuse",
+                "reason": f"{why}, so apply could not {WRITES[a.kind]} it ({a.reason})",
+                "hint": hint,
+            }
+        )
+        for a in writes
+    }
+    hosts = {a.host for a in writes}
+    actions = [a for a in plan.actions if a.host not in hosts]
+    for host in sorted(hosts):  # a host whose only changes were records may leave its manifest as it is
+        item = facts[host]
+        assert isinstance(item, Facts)  # only observed hosts have actions
+        mine = [held.get(a.id, a) for a in plan.actions if a.host == host]
+        actions += with_manifest(loaded, desired[host], item, mine, kinds)
+    return plan.model_copy(update={"actions": sort_actions(actions, list(facts))})
+
+
 async def plan_fleet(
     loaded: LoadedFleet,
     names: list[str],
@@ -202,6 +242,7 @@ async def plan_fleet(
     desired = desired if desired is not None else desired_state(loaded, agent_hashes)
     facts = await gather(loaded, names, pool=pool, options=options, progress=progress, desired=desired, kinds=kinds)
     plan = build(loaded, facts, kinds=kinds, desired=desired)
+    plan = await hold_unwritable_records(loaded, plan, facts, desired, kinds)
     # A service created on a selected host may be moving from a host left out of the selection, a
     # route moving to a proxy left out (or unreachable: nothing is planned on it either): only then,
     # read those hosts' manifests (the facts batch alone) to refuse a move in half.

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 
 import dns.exception
+import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.rdatatype
 import dns.tsig
 import dns.tsigkeyring
 import dns.update
@@ -24,6 +26,21 @@ from mcfleet.providers.dns.base import in_zone
 
 TIMEOUT = 10.0
 ALGORITHMS = {"hmac-sha256": dns.tsig.HMAC_SHA256, "hmac-sha512": dns.tsig.HMAC_SHA512}
+# What the server's TSIG error (RFC 8945) says, by dnspython's exception for it.
+TSIG_ERRORS = {
+    "PeerBadKey": "it does not know the key name (BADKEY)",
+    "PeerBadSignature": "the secret does not match (BADSIG)",
+    "PeerBadTime": "the clocks differ by more than the fudge (BADTIME)",
+    "PeerBadTruncation": "a truncated signature (BADTRUNC)",
+}
+
+
+class KeyRejected(ProviderError):
+    """The DNS server rejected the TSIG key: every message signed with it would be."""
+
+
+def tsig_error(exc: Exception) -> str:
+    return TSIG_ERRORS.get(type(exc).__name__, type(exc).__name__)
 
 
 class Rfc2136Dns:
@@ -43,24 +60,26 @@ class Rfc2136Dns:
             )
         return name[: -len(self.zone) - 1] if name != self.zone else "@"
 
-    def _update(self) -> dns.update.UpdateMessage:
+    def _signed(self, message: dns.message.Message) -> None:
+        """Sign `message` with the fleet's TSIG key (read from key_file now: never kept)."""
         secret = read_secret(self.provider.key_file, "TSIG key")
-        keyring = dns.tsigkeyring.from_text({self.provider.key_name: secret})
-        return dns.update.UpdateMessage(
-            self.zone,
-            keyring=keyring,
+        message.use_tsig(
+            dns.tsigkeyring.from_text({self.provider.key_name: secret}),
             keyname=dns.name.from_text(self.provider.key_name),
-            keyalgorithm=ALGORITHMS[self.provider.algorithm],
+            algorithm=ALGORITHMS[self.provider.algorithm],
         )
 
-    def _send(self, update: dns.update.UpdateMessage, what: str) -> None:
+    def _exchange(self, message: dns.message.Message, what: str) -> dns.message.Message:
+        """Send a signed message over TCP (`what` it is, for the errors); the server's rejection of the key is a
+        KeyRejected."""
         try:
-            reply = dns.query.tcp(update, self.provider.server, port=self.provider.port, timeout=TIMEOUT)
+            return dns.query.tcp(message, self.provider.server, port=self.provider.port, timeout=TIMEOUT)
         except (dns.tsig.PeerError, dns.tsig.BadSignature) as exc:
-            raise ProviderError(
-                f"the DNS server at {self._where()} rejected the TSIG signature of {what}: {type(exc).__name__}",
-                hint=f"check that key_file holds the secret of key {self.provider.key_name!r} the server "
-                "knows, and that its ACL allows A updates",
+            raise KeyRejected(
+                f"the DNS server at {self._where()} rejected the TSIG key {self.provider.key_name!r}"
+                f"{' in ' + what if what else ''}: {tsig_error(exc)}",
+                hint=f"check that key_file holds the secret of key {self.provider.key_name!r} the server knows, "
+                "and that its ACL allows A updates",
             ) from None
         except dns.exception.Timeout as exc:
             raise NoAnswer(
@@ -72,6 +91,36 @@ class Rfc2136Dns:
                 f"the DNS server at {self._where()} is unreachable for {what}: {exc}",
                 hint="start the DNS server or fix providers.dns.server/port, then re-run apply",
             ) from None
+
+    def _key_refusal(self) -> ProviderError | None:
+        """The server's verdict on the key, asked with a TSIG-signed SOA query of the zone (an authoritative
+        server checks the signature of every message it gets: a wrong secret or an unknown key name is
+        refused as it would be in an update).  None when the key is accepted, or when the server does not
+        answer (the plan's read of the records says that)."""
+        query = dns.message.make_query(self.zone, dns.rdatatype.SOA)
+        try:
+            self._signed(query)
+        except ProviderError as exc:  # the key file cannot be read
+            return exc
+        try:
+            reply = self._exchange(query, "")
+        except KeyRejected as exc:
+            return exc
+        except ProviderError:  # no answer, unreachable: not the key's fault
+            return None
+        if reply.rcode() == dns.rcode.NOTAUTH:
+            return ProviderError(
+                f"the DNS server at {self._where()} is not authoritative for {self.zone} (NOTAUTH)",
+                hint=f"check providers.dns.server/port: they must name the primary server of {self.zone}",
+            )
+        return None
+
+    async def key_refusal(self) -> ProviderError | None:
+        return await asyncio.to_thread(self._key_refusal)
+
+    def _send(self, update: dns.update.UpdateMessage, what: str) -> None:
+        self._signed(update)
+        reply = self._exchange(update, what)
         if reply.rcode() != dns.rcode.NOERROR:
             raise ProviderError(
                 f"the DNS server at {self._where()} answered {dns.rcode.to_text(reply.rcode())} to {what}",
@@ -98,7 +147,7 @@ class Rfc2136Dns:
         relative = self._relative(name)
 
         def run() -> None:
-            update = self._update()
+            update = dns.update.UpdateMessage(self.zone)
             update.replace(relative, self.ttl, "A", address)
             self._send(update, f"the update of {name}")
 
@@ -108,7 +157,7 @@ class Rfc2136Dns:
         relative = self._relative(name)
 
         def run() -> None:
-            update = self._update()
+            update = dns.update.UpdateMessage(self.zone)
             update.delete(relative, "A")
             self._send(update, f"the deletion of {name}")
 

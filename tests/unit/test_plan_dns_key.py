@@ -1,0 +1,71 @@
+"""A plan with record changes asks the DNS provider whether it would take them (plan/planner.py
+hold_unwritable_records): a key the server rejects turns them into refusals, and the manifest action
+they alone called for goes with them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from pathlib import Path
+
+from mcfleet.fleet.load import LoadedFleet
+from mcfleet.kinds import KINDS
+from mcfleet.kinds.providers import DnsKind
+from mcfleet.plan.planner import build, hold_unwritable_records
+from tests.unit.test_plan_cases import CASES, case_facts, write_case_fleet
+
+REJECTED = ("the DNS server at 10.0.0.53:53 rejected the TSIG key 'mcfleet-key': the secret does not match (BADSIG)",
+            "check that key_file holds the secret")  # fmt: skip
+
+
+class RejectingServer(DnsKind):
+    """The DNS kind, with the server's verdict on the key given (the real question is asked of Knot in
+    tests/integration/test_plan_lab.py and test_providers_lab.py)."""
+
+    def __init__(self, verdict: tuple[str, str | None] | None) -> None:
+        self.verdict = verdict
+        self.asked = 0
+
+    async def write_refusal(self, loaded: LoadedFleet) -> tuple[str, str | None] | None:
+        self.asked += 1
+        return self.verdict
+
+
+def _plan(tmp_path: Path, edit: str) -> tuple[RejectingServer, list[str], list[str]]:
+    """in-sync.json with `edit` made to the node: (the kind, the actions before, the actions after the check)."""
+    case = json.loads((CASES / "in-sync.json").read_text())
+    facts = case["facts"]["rift"]
+    if edit == "record gone":  # never written (the manifest lacks it too): a create, and a manifest update
+        facts["dns"] = {"web.svc.mcp.example.test": []}
+        facts["manifest"]["dns"] = []
+    elif edit == "container exited":  # no record change
+        facts["containers"] = [{"name": "web", "state": "exited"}]
+    loaded = write_case_fleet(tmp_path, case)
+    observed = case_facts(loaded, case)
+    plan = build(loaded, observed, now=datetime.fromisoformat(case["now"]), check_backends=False)
+    kind = RejectingServer(REJECTED)
+    kinds = [kind if isinstance(k, DnsKind) else k for k in KINDS]
+    from mcfleet.fleet.desired import desired_state
+
+    held = asyncio.run(hold_unwritable_records(loaded, plan, observed, desired_state(loaded), kinds))
+
+    def lines(actions: list) -> list[str]:  # type: ignore[type-arg]
+        return [f"{a.phase} {a.kind} {a.subject}" for a in actions]
+
+    assert all(a.reason.startswith(REJECTED[0]) for a in held.actions if a.kind == "refuse")
+    return kind, lines(plan.actions), lines(held.actions)
+
+
+def test_record_changes_become_refusals_and_the_manifest_change_they_called_for_goes(tmp_path: Path) -> None:
+    kind, before, after = _plan(tmp_path, "record gone")
+    assert before == ["dns create dns web.svc.mcp.example.test", "manifest update manifest"]
+    assert after == ["dns refuse dns web.svc.mcp.example.test"]
+    assert kind.asked == 1
+
+
+def test_a_plan_without_record_changes_never_asks_the_server(tmp_path: Path) -> None:
+    kind, before, after = _plan(tmp_path, "container exited")
+    assert before == after
+    assert "deploy update service web" in after
+    assert kind.asked == 0
