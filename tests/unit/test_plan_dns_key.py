@@ -69,3 +69,19 @@ def test_a_plan_without_record_changes_never_asks_the_server(tmp_path: Path) -> 
     assert before == after
     assert "deploy update service web" in after
     assert kind.asked == 0
+
+
+def test_the_dns_kind_asks_the_fleets_provider(tmp_path: Path) -> None:
+    """DnsKind.write_refusal with the fleet's own provider: MCNS (its contract fake) with a token it refuses."""
+    from tests.contract_fakes.mcns import run_mcns
+
+    token = tmp_path / "token"
+    token.write_text("an-old-token\n")
+    with run_mcns("svc.mcp.example.test", "the-right-token") as (url, _state):
+        case = json.loads((CASES / "in-sync.json").read_text())
+        case["fleet"] = {"providers": {"dns": {"kind": "mcns", "url": url, "token_file": str(token)}}}
+        loaded = write_case_fleet(tmp_path / "fleet", case)
+        refusal = asyncio.run(DnsKind().write_refusal(loaded))
+        assert refusal is not None and refusal[0].startswith("MCNS rejects the MCIAS token of token_file")
+        token.write_text("the-right-token\n")
+        assert asyncio.run(DnsKind().write_refusal(loaded)) is None

@@ -79,6 +79,29 @@ def test_mcns_refuses_a_wrong_token_and_a_name_outside_the_zone(tmp_path: Path) 
         assert state.records == {}
 
 
+def test_mcns_token_check_before_a_plan_lists_record_changes(tmp_path: Path) -> None:
+    """What the plan asks before it lists record changes: does MCNS take the token?"""
+    with run_mcns(ZONE, POISON) as (url, state):
+        assert (
+            asyncio.run(McnsDns(McnsProvider(kind="mcns", url=url, token_file=_token(tmp_path)), ZONE).key_refusal())
+            is None
+        )
+    with run_mcns(ZONE, "the-right-token") as (url, state):
+        wrong = McnsDns(McnsProvider(kind="mcns", url=url, token_file=_token(tmp_path)), ZONE)
+        refused = asyncio.run(wrong.key_refusal())
+        assert refused is not None and refused.message.startswith("MCNS rejects the MCIAS token of token_file")
+        assert "403" in refused.message and POISON not in refused.message + (refused.hint or "")
+        missing = McnsDns(McnsProvider(kind="mcns", url=url, token_file=str(tmp_path / "nope")), ZONE)
+        refused = asyncio.run(missing.key_refusal())
+        assert refused is not None and str(tmp_path / "nope") in refused.message
+        assert state.records == {}
+    # MCNS down: not the token's fault (the plan's read of the records says it did not answer)
+    assert (
+        asyncio.run(McnsDns(McnsProvider(kind="mcns", url=url, token_file=_token(tmp_path)), ZONE).key_refusal())
+        is None
+    )
+
+
 def test_mcns_down_is_an_error_with_what_to_do(tmp_path: Path) -> None:
     with run_mcns(ZONE, POISON) as (url, _state):
         pass  # stopped: nothing listens on the port any more

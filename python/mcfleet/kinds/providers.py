@@ -364,14 +364,13 @@ class DnsKind:
 
     async def write_refusal(self, loaded: LoadedFleet) -> tuple[str, str | None] | None:
         """(why, what to do) when the DNS server would refuse every record apply writes: it rejects the
-        TSIG key (a wrong secret, an unknown key name), or the key file cannot be read.  Asked only of a
-        plan with record changes; None when the key is accepted (or the server does not answer)."""
-        provider = loaded.fleet.providers.dns if loaded.fleet else None
-        if loaded.fleet is None or not isinstance(provider, Rfc2136Provider):
-            return None
-        from mcfleet.providers.dns.rfc2136 import Rfc2136Dns
+        credential (a TSIG key with a wrong secret or an unknown name, an MCIAS token), or the file that
+        holds it cannot be read.  Asked only of a plan with record changes; None when the credential is
+        accepted (or the server does not answer)."""
+        from mcfleet.providers.select import dns_backend
 
-        refusal = await Rfc2136Dns(provider, loaded.fleet.zone).key_refusal()
+        backend = dns_backend(loaded.fleet) if loaded.fleet else None
+        refusal = await backend.key_refusal() if backend is not None else None
         return (refusal.message, refusal.hint) if refusal else None
 
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:

@@ -199,8 +199,8 @@ async def hold_unwritable_records(
     kinds: Sequence[ResourceKind],
 ) -> Plan:
     """The plan with its record changes refused when the DNS server would refuse every write (it rejects
-    the TSIG key): planned as changes, apply would create the certificates, containers and routes, then
-    fail at the records.  Asked of the server only when the plan has record changes."""
+    the TSIG key or the MCIAS token): planned as changes, apply would create the certificates, containers
+    and routes, then fail at the records.  Asked of the server only when the plan has record changes."""
     dns = next((k for k in kinds if isinstance(k, DnsKind)), None)
     writes = [a for a in plan.actions if a.phase == Phase.dns and a.kind in WRITES]
     refusal = await dns.write_refusal(loaded) if dns is not None and writes else None

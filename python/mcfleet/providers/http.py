@@ -51,6 +51,14 @@ def http_json(
         raise _dropped_error(what, url) from None
 
 
+class HttpRefused(ProviderError):
+    """The server answered with an HTTP error status (>= 400)."""
+
+    def __init__(self, message: str, *, hint: str, status: int) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
 class _Dropped(Exception):
     pass
 
@@ -88,9 +96,10 @@ def _http_json(
     except urllib.error.HTTPError as exc:
         with exc:  # an HTTPError holds the connection open until closed
             detail = _error_text(exc.read(MAX_ANSWER))
-        raise ProviderError(
+        raise HttpRefused(
             f"{what} answered {exc.code} to {method} {_path(url)}: {detail}",
             hint=f"check the {what} log and fleet.json `providers`; re-run apply once it is fixed",
+            status=exc.code,
         ) from None
     except (ConnectionResetError, http.client.RemoteDisconnected):
         raise _Dropped from None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from mcfleet.providers.base import ProviderError
 
 
 class DnsBackend(Protocol):
@@ -19,6 +22,12 @@ class DnsBackend(Protocol):
 
     async def delete_a(self, name: str) -> None:
         """Remove the A record(s) of `name` (nothing when there are none)."""
+        ...
+
+    async def key_refusal(self) -> ProviderError | None:
+        """Why the server would refuse every change (it rejects mcfleet's credential, or the credential's
+        file cannot be read), asked before a plan lists record changes; None when it would take them, or
+        when it does not answer (the read of the records says so)."""
         ...
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from mcfleet.fleet.models import McnsProvider
 from mcfleet.providers.base import ProviderError, read_secret
 from mcfleet.providers.dns.base import in_zone
-from mcfleet.providers.http import http_json
+from mcfleet.providers.http import HttpRefused, http_json
 
 WHAT = "MCNS"
 
@@ -45,6 +45,27 @@ class McnsDns:
     async def answers(self, names: list[str]) -> dict[str, list[str]]:
         records = await asyncio.to_thread(self._records)
         return {n: sorted(str(r.get("value")) for r in records if r.get("name") == n) for n in names}
+
+    def _key_refusal(self) -> ProviderError | None:
+        try:
+            read_secret(self.provider.token_file, "MCIAS token")
+        except ProviderError as exc:  # the token file cannot be read
+            return exc
+        try:
+            self._records()
+        except HttpRefused as exc:
+            if exc.status in (401, 403):
+                return ProviderError(
+                    f"{WHAT} rejects the MCIAS token of token_file ({exc.message})",
+                    hint=f"renew the token in {self.provider.token_file} (an MCIAS token of an operator "
+                    "allowed to write the zone's records)",
+                )
+        except ProviderError:  # down, or another answer: not the token's fault
+            return None
+        return None
+
+    async def key_refusal(self) -> ProviderError | None:
+        return await asyncio.to_thread(self._key_refusal)
 
     async def set_a(self, name: str, address: str) -> None:
         if not in_zone(name, self.zone):
