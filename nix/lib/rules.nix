@@ -923,11 +923,18 @@ let
           x:
           let
             other = otherOf h x.address;
+            roles = fleet.hosts.${other}.data.roles;
+            edgeOnly = roles != [ ] && builtins.all (r: r == "edge") roles;
+            elsewhere =
+              if edgeOnly then
+                "; ${other} is edge-only and runs no containers"
+              else
+                ", or move ${s.data.name}.json to hosts/${other}/services/";
           in
           optional (other != null) (
             finding "bind-other-host" s.file "/components/${toString x.ci}/${x.where}"
               "${s.data.name}/${x.comp} publishes on ${x.address}, an address of ${other}, not of ${h.name} (podman could not bind it there)"
-              "use one of ${h.name}'s addresses (${builtins.concatStringsSep ", " h.data.addresses}), or move ${s.data.name}.json to hosts/${other}/services/"
+              "use one of ${h.name}'s addresses (${builtins.concatStringsSep ", " h.data.addresses})${elsewhere}"
               h.name
           )
         ) (published s)

@@ -227,3 +227,15 @@ def test_committed_fleets_equal_their_generator() -> None:
         apply(files)
         files["expect.json"] = {"code": code, "file": file, "pointer": pointer}
         assert on_disk(BAD / code) == files, code
+
+
+def test_bind_other_host_suggests_a_move_only_to_a_host_that_runs_containers() -> None:
+    """The hint said "or move dns.json to hosts/edge1/services/" for an edge-only owner, where the move is
+    refused in turn (edge-containers)."""
+    findings = {f.pointer: f for f in check(load_fleet(BAD / "bind-other-host")) if f.code == "bind-other-host"}
+    assert findings["/components/0/routes/0/bind/1"].hint == (
+        "use one of alpha's addresses (10.0.0.1), or move web.json to hosts/beta/services/"
+    )
+    assert findings["/components/0/publish/0/host_ip"].hint == (
+        "use one of alpha's addresses (10.0.0.1); edge1 is edge-only and runs no containers"
+    )

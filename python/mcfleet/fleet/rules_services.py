@@ -279,14 +279,20 @@ def rule_bind_other_host(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]
             if other is None or address.lower() in own:
                 continue
             comp = p.service.components[i].name
+            yours = f"use one of {p.host.name}'s addresses ({', '.join(p.host.addresses)})"
+            roles = set(loaded.hosts[other].host.roles)
+            elsewhere = (
+                f"; {other} is edge-only and runs no containers"
+                if roles == {Role.edge}
+                else f", or move {p.service.name}.json to hosts/{other}/services/"
+            )
             yield Finding(
                 "bind-other-host",
                 p.file,
                 f"/components/{i}/{where}",
                 f"{p.service.name}/{comp} publishes on {address}, an address of {other}, not of {p.host.name} "
                 "(podman could not bind it there)",
-                f"use one of {p.host.name}'s addresses ({', '.join(p.host.addresses)}), or move "
-                f"{p.service.name}.json to hosts/{other}/services/",
+                yours + elsewhere,
                 p.host.name,
             )
 
