@@ -239,3 +239,17 @@ def test_bind_other_host_suggests_a_move_only_to_a_host_that_runs_containers() -
     assert findings["/components/0/publish/0/host_ip"].hint == (
         "use one of alpha's addresses (10.0.0.1); edge1 is edge-only and runs no containers"
     )
+
+
+def test_a_provider_field_error_points_into_fleet_json_without_the_kind_tag(tmp_path: Path) -> None:
+    """pydantic's error location holds the tagged union's tag (`providers.dns.rfc2136.port`)."""
+    root = tmp_path / "fleet"
+    shutil.copytree(MINIMAL, root)
+    fleet = json.loads((root / "fleet.json").read_text())
+    fleet["providers"] = {
+        "dns": {"kind": "rfc2136", "server": "10.0.0.53", "port": "fifty-three", "key_name": "k", "key_file": "/k"},
+        "route": {"kind": "mc-proxy", "socket": "/srv/mc-proxy/mc-proxy.sock", "nope": 1},
+    }
+    (root / "fleet.json").write_text(json.dumps(fleet))
+    found = {(f.file, f.pointer) for f in load_fleet(root).findings}
+    assert found == {("fleet.json", "/providers/dns/port"), ("fleet.json", "/providers/route/nope")}

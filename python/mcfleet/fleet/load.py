@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from mcfleet.fleet.findings import Finding
 from mcfleet.fleet.models import Fleet, Host, Service
+from mcfleet.fleet.models_providers import PROVIDER_KINDS
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -196,7 +197,7 @@ def _schema_findings(exc: ValidationError, rel: str, host: str | None, model: ty
     found = []
     errors = exc.errors(include_url=False)
     for err in errors[:MAX_FINDINGS_PER_FILE]:
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in PROVIDER_KINDS))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
@@ -246,10 +247,6 @@ def _unknown_field_hint(model: type[BaseModel], loc: tuple[int | str, ...]) -> s
     if close:
         return f"did you mean {close[0]!r}? (or remove it)"
     return f"remove it; the fields here are: {', '.join(known)}"
-
-
-# pydantic puts union member tags in error locations; they are not JSON pointer parts.
-_UNION_TAGS = {"rfc2136", "mcns", "acme", "metacrypt", "caddy", "haproxy", "mc-proxy"}
 
 
 def _list_dir(path: Path, rel: str, host: str | None = None) -> tuple[list[os.DirEntry[str]] | None, list[Finding]]:

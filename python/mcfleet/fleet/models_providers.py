@@ -6,7 +6,7 @@ Secrets are never values here: only the paths of the files that hold them.
 # Annotations are evaluated when each class is created (no `from __future__ import annotations`):
 # from strings, pydantic would compile every field's annotation again to build the model.
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
@@ -89,6 +89,16 @@ class McProxyProvider(Model):
 DnsProvider = Annotated[Rfc2136Provider | McnsProvider, Field(discriminator="kind")]
 CertProvider = Annotated[AcmeProvider | MetacryptProvider, Field(discriminator="kind")]
 RouteProvider = Annotated[CaddyProvider | HaproxyProvider | McProxyProvider, Field(discriminator="kind")]
+
+
+def _kinds(*unions: object) -> frozenset[str]:
+    members = (m for union in unions for m in get_args(get_args(union)[0]))
+    return frozenset(get_args(m.model_fields["kind"].annotation)[0] for m in members)
+
+
+# The `kind` tags of every provider: pydantic puts a tagged union's tag in an error's location, where
+# it is no part of the file's JSON pointer.
+PROVIDER_KINDS = _kinds(DnsProvider, CertProvider, RouteProvider)
 
 
 class Providers(Model):
