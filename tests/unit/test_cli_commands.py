@@ -246,7 +246,7 @@ def test_completion_offers_hosts_roles_and_services(fleet: Path) -> None:
     assert code == 0 and "_MCFLEET_COMPLETE=complete_bash" in out
 
 
-def test_goal_boot_or_dry_activate_is_refused_on_a_host_that_is_not_nixos(fleet: Path) -> None:
+def test_goal_boot_dry_activate_or_test_is_refused_on_a_host_that_is_not_nixos(fleet: Path) -> None:
     """A dry run must not change a Debian host: the goal holds back only a NixOS host's switch, and
     apply changed every other selected host for real.  Refused before any connection."""
     from mcfleet.cli.commands_apply import check_goal_hosts
@@ -254,8 +254,13 @@ def test_goal_boot_or_dry_activate_is_refused_on_a_host_that_is_not_nixos(fleet:
 
     loaded = load_fleet(fleet)  # alpha and beta run NixOS, edge1 Debian
     check_goal_hosts(loaded, ["alpha", "beta", "edge1"], "switch")
-    check_goal_hosts(loaded, ["alpha", "beta", "edge1"], "test")
+    check_goal_hosts(loaded, ["alpha", "beta"], "test")
     check_goal_hosts(loaded, ["alpha", "beta"], "dry-activate")
+    # a trial (--goal test) keeps the boot default on NixOS only: a Debian host was switched for good
+    code, _out, err = run_cli("-C", str(fleet), "apply", "--on", "alpha,edge1", "--goal", "test", "--yes")
+    assert code == 2, err
+    assert "test keeps the boot default (the system before, after a reboot) only on NixOS hosts; " in err
+    assert "edge1 (debian) would be changed for good" in err
     for goal in ("dry-activate", "boot"):
         code, _out, err = run_cli("-C", str(fleet), "apply", "--on", "alpha,edge1", "--goal", goal, "--yes")
         assert code == 2, err

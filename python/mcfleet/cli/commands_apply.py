@@ -47,7 +47,7 @@ GOAL = typer.Option(
     "--goal",
     help="NixOS hosts: switch-to-configuration goal: switch (activate and make default), test (activate only), "
     "boot (default at next boot, no activation), dry-activate (show what would change). After boot or "
-    "dry-activate nothing else runs, and only NixOS hosts may be selected.",
+    "dry-activate nothing else runs; with any goal but switch only NixOS hosts may be selected.",
     metavar="GOAL",
 )
 GOALS = ("switch", "test", "boot", "dry-activate")
@@ -102,20 +102,30 @@ def load_valid(given: Path | None) -> LoadedFleet:
     return loaded
 
 
-def check_goal_hosts(loaded: LoadedFleet, names: Sequence[str], goal: str) -> None:
-    """--goal boot / dry-activate change nothing now on a NixOS host; on any other host apply would
-    change everything for real, which is not what a dry run (or "at the next boot") asks for."""
-    from mcfleet.apply.pipeline import GOAL_STOPS_AFTER_SWITCH
+# What a --goal other than switch promises, which only a NixOS host's switch-to-configuration keeps:
+# (the promise, what it would be on another host).
+GOAL_PROMISES = {
+    "dry-activate": ("leaves only NixOS hosts unchanged now", "would be changed for real"),
+    "boot": ("leaves only NixOS hosts unchanged now", "would be changed for real"),
+    "test": ("keeps the boot default (the system before, after a reboot) only on NixOS hosts",
+             "would be changed for good"),
+}  # fmt: skip
 
-    if goal not in GOAL_STOPS_AFTER_SWITCH:
+
+def check_goal_hosts(loaded: LoadedFleet, names: Sequence[str], goal: str) -> None:
+    """--goal boot / dry-activate change nothing now on a NixOS host, --goal test keeps its boot default;
+    on any other host apply would change everything for good, which is not what a dry run, "at the next
+    boot" or a trial asks for."""
+    if goal not in GOAL_PROMISES:
         return
     others = [
         f"{n} ({loaded.hosts[n].host.os})" for n in names if n in loaded.hosts and loaded.hosts[n].host.os != "nixos"
     ]
     if others:
+        promise, instead = GOAL_PROMISES[goal]
         nixos = [n for n in names if n in loaded.hosts and loaded.hosts[n].host.os == "nixos"]
         raise InputError(
-            f"{goal} leaves only NixOS hosts unchanged now; {', '.join(others)} would be changed for real",
+            f"{goal} {promise}; {', '.join(others)} {instead}",
             location="--goal",
             hint=f"select the NixOS hosts alone (--on {','.join(nixos)})"
             if nixos
