@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -68,6 +69,27 @@ def load_account_key(path: str) -> JWKRSA:
     return JWKRSA(key=loaded)
 
 
+def root_cause(exc: BaseException) -> str:
+    """The innermost reason of a network error, as the system says it ("Connection refused", "[SSL:
+    CERTIFICATE_VERIFY_FAILED] …"): requests wraps it in urllib3's retry and connection errors, whose
+    text repeats the URL, the pool and each wrapper's class."""
+    seen: set[int] = set()
+    deepest = exc
+    while id(deepest) not in seen:
+        seen.add(id(deepest))
+        first = deepest.args[0] if deepest.args and isinstance(deepest.args[0], BaseException) else None
+        inner = getattr(deepest, "reason", None)
+        nxt = next(
+            (e for e in (deepest.__cause__, inner, first, deepest.__context__) if isinstance(e, BaseException)), None
+        )
+        if nxt is None:
+            break
+        deepest = nxt
+    if isinstance(deepest, OSError) and deepest.strerror and not isinstance(deepest, ssl.SSLError):
+        return deepest.strerror
+    return str(deepest) or type(deepest).__name__
+
+
 class AcmeCert:
     def __init__(self, provider: AcmeProvider) -> None:
         self.provider = provider
@@ -101,7 +123,7 @@ class AcmeCert:
             ) from None
         except OSError as exc:
             raise ProviderError(
-                f"the ACME server {self.provider.directory} is unreachable: {exc}",
+                f"the ACME server {self.provider.directory} is unreachable: {root_cause(exc)}",
                 hint="start it or fix providers.cert.directory, then re-run apply",
             ) from None
         return str(done.fullchain_pem)
