@@ -105,7 +105,7 @@ def test_a_misspelt_host_for_deploy_names_the_command_not_on(fleet: Path) -> Non
 def test_agent_upgrade_of_several_hosts_without_a_terminal_is_refused(fleet: Path) -> None:
     code, out, err = run_cli("-C", str(fleet), "agent", "upgrade")
     assert code == 1  # a refusal
-    assert "agent upgrade would change 3 hosts (alpha, beta, edge1) and there is no terminal" in err
+    assert "agent upgrade may change 3 hosts (alpha, beta, edge1) and there is no terminal" in err
     assert "--yes" in err
     assert out == ""
     assert not (fleet / ".mcfleet" / "apply.lock").exists()

@@ -71,9 +71,10 @@ def one_service(entry: HostEntry, name: str, command: str, *, also: str = "") ->
         )
 
 
-def confirm_hosts(names: list[str], *, action: str, yes: bool, effect: str = "would change") -> None:
+def confirm_hosts(names: list[str], *, action: str, yes: bool, effect: str = "may change") -> None:
     """Ask before `action` changes more than one host; --yes (or a single host) skips the question.
-    `effect` says what it does to them ("would run `uptime` on" for exec)."""
+    `effect` says what it does to them ("would run `uptime` on" for exec); asked before the hosts are
+    observed, so apply and agent upgrade "may change" them (an up-to-date host is left alone)."""
     if yes or len(names) <= 1:
         return
     listed = ", ".join(names) if len(names) <= 8 else ", ".join(names[:8]) + f", … ({len(names) - 8} more)"
