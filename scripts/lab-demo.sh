@@ -86,4 +86,4 @@ $M -C "$DIR" status --on @full
 through_proxies
 echo "demo done in $(( $(date +%s) - STARTED )) s; lab is up: $M lab status --dir $DIR   ·   $M lab down --dir $DIR"
 echo "the demo's variables (the age identity for apply, the curl targets) in another shell, changing nothing:"
-echo "  eval \"\$(.venv/bin/python -m mcfleet.lab.edgedemo $DIR)\"; export MCFLEET_AGE_IDENTITY"
+echo "  eval \"\$(.venv/bin/python -m mcfleet.lab.edgedemo --values $DIR)\"; export MCFLEET_AGE_IDENTITY"

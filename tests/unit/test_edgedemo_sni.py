@@ -109,3 +109,61 @@ def test_a_certificate_whose_key_is_not_the_secret_is_made_anew(fleet: tuple[Pat
     (root / SNI_CERT_SOURCE).write_bytes(cert)
     assert sni_material(root, HOSTNAME, ident) is True
     assert sni_material(root, HOSTNAME, ident) is False
+
+
+def _recorded_lab(tmp_path: Path) -> Path:
+    """A lab folder as `lab up` records it (two full nodes, Knot), with the demo set up once: the
+    operator identity and sni's files exist.  No process runs: --values reads, it never starts one."""
+    lab = tmp_path / "lab"
+    node = {"kind": "full", "ssh_port": 22, "host_key": "ssh-ed25519 AAAA", "arch": "amd64", "login": "root",
+            "ns_pid": 1, "main_pid": 1, "sshd_pid": 1, "podman": True}  # fmt: skip
+    info = {
+        "zone": "svc.mcp.example.test",
+        "nodes": {
+            name: {
+                **node,
+                "name": name,
+                "index": i,
+                "address": f"10.77.9.{11 + i}",
+                "netns": f"n{i}",
+                "dir": str(lab / ".lab" / "nodes" / name),
+            }
+            for i, name in enumerate(("full1", "full2"))
+        },
+        "peers": {"knot": {"server": "127.0.0.1", "port": 40423}},
+    }
+    (lab / ".lab" / "edgedemo" / "lab").mkdir(parents=True)
+    (lab / ".lab" / "state.json").write_text(json.dumps({"version": 1, "resources": [], "info": info}))
+    (lab / ".lab" / "edgedemo" / "lab" / "age.key").write_text("AGE-SECRET-KEY-1...\n")
+    (lab / "files" / "sni").mkdir(parents=True)
+    (lab / "files" / "sni" / "tls.pem").write_text("a certificate the operator rotated (29 days left)\n")
+    (lab / "fleet.json").write_text('{"providers": {"dns": {"key_file": "/the/operators/own/key"}}}\n')
+    return lab
+
+
+def _tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_values_print_the_demos_variables_and_write_nothing(tmp_path: Path) -> None:
+    """Seen on the demo lab: the command the demo prints for another shell ("changing nothing") ran the
+    set-up again, which made sni's certificate and key anew (the rotated certificate had under 30 days
+    left: the operator's new key was replaced without a word) and set the fleet's providers back."""
+    import sys
+
+    lab = _recorded_lab(tmp_path)
+    before = _tree(lab)
+    done = subprocess.run([sys.executable, "-m", "mcfleet.lab.edgedemo", "--values", str(lab)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    values = dict(line.split("=", 1) for line in done.stdout.splitlines())
+    assert values["WORKER_NAME"] == "full1" and values["EDGE"] == "10.77.9.12" and values["KNOT_PORT"] == "40423"
+    assert values["MCFLEET_AGE_IDENTITY"] == str(lab / ".lab" / "edgedemo" / "lab" / "age.key")
+    assert values["SNI"] == "sni.svc.mcp.example.test" and values["SNI_CA"] == str(lab / SNI_CERT_SOURCE)
+    assert _tree(lab) == before
+    # a lab where the demo was never set up: said, and still nothing written
+    (lab / ".lab" / "edgedemo" / "lab" / "age.key").unlink()
+    again = subprocess.run([sys.executable, "-m", "mcfleet.lab.edgedemo", "--values", str(lab)],
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    assert again.returncode == 1 and "the edge demo is not set up in" in again.stderr
+    assert "run scripts/lab-demo.sh first" in again.stderr

@@ -23,10 +23,11 @@ INT, SNI, PEBBLE_ROOT, SNI_CA, MCFLEET_AGE_IDENTITY, and KNOT, KNOT_PORT (the zo
 where the curl lines look the names up).  Every process started here is
 recorded in the lab's state, so `mcfleet lab down` stops it.
 
-Running it again on the same lab prints the same values and changes nothing the operator made or
-applied: the proxies already running are kept, service files that exist are kept, and sni's
-certificate and key are kept while they still serve (else the next apply would replace sni's
-files and restart it).
+Running the set-up again on the same lab keeps the proxies already running, the service files that
+exist, and sni's certificate and key while they still serve (else the next apply would replace sni's
+files and restart it); it sets the fleet's providers and the edge's roles again.  To get the
+variables in another shell, `--values` reads them and writes nothing: an operator's own changes
+since (a rotated sni key, a provider setting) stay as they are.
 """
 
 from __future__ import annotations
@@ -206,10 +207,16 @@ async def edge_fleet(lab: Lab, root: Path, worker: LabNode, edge: LabNode) -> di
     _write(edge_file, {**_json(edge_file), "roles": ["edge"]})
     _worker_services(root, worker, edge, registry)
     sni_material(root, f"sni.{zone}", identity)
-    root_pem = d / "pebble-root.pem"
     if "pebble" in lab.peers:
-        atomic_write_text(root_pem, PebbleInfo(**lab.peers["pebble"]).root_pem())
+        atomic_write_text(d / "pebble-root.pem", PebbleInfo(**lab.peers["pebble"]).root_pem())
+    return demo_values(lab, root, worker, edge)
+
+
+def demo_values(lab: Lab, root: Path, worker: LabNode, edge: LabNode) -> dict[str, str]:
+    """The demo's variables, read from the lab and the folder its set-up made: nothing is written."""
+    d = lab.run_dir / "edgedemo" / root.name
     knot = lab.peers.get("knot", {})
+    zone = lab.zone
     return {
         "KNOT": str(knot.get("server", "")),
         "KNOT_PORT": str(knot.get("port", "")),
@@ -219,26 +226,52 @@ async def edge_fleet(lab: Lab, root: Path, worker: LabNode, edge: LabNode) -> di
         "PUB": f"hello.{zone}",
         "INT": f"api.{zone}",
         "SNI": f"sni.{zone}",
-        "PEBBLE_ROOT": str(root_pem),
+        "PEBBLE_ROOT": str(d / "pebble-root.pem"),
         "SNI_CA": str(root / SNI_CERT_SOURCE),
-        "MCFLEET_AGE_IDENTITY": str(identity),
+        "MCFLEET_AGE_IDENTITY": str(d / "age.key"),
     }
+
+
+def _demo_nodes(lab: Lab) -> tuple[LabNode, LabNode]:
+    """(the worker, the edge): the first and the last full node."""
+    full = sorted((n for n in lab.nodes.values() if n.kind == "full"), key=lambda n: n.index)
+    if len(full) < 2:
+        raise LabError("the edge demo needs two full nodes", hint="mcfleet lab up --full 2 --dir DIR")
+    return full[0], full[-1]
 
 
 async def setup(directory: Path) -> dict[str, str]:
     lab = Lab(directory)
-    full = sorted((n for n in lab.nodes.values() if n.kind == "full"), key=lambda n: n.index)
-    if len(full) < 2:
-        raise LabError("the edge demo needs two full nodes", hint="mcfleet lab up --full 2 --dir DIR")
-    return await edge_fleet(lab, lab.root, full[0], full[-1])
+    return await edge_fleet(lab, lab.root, *_demo_nodes(lab))
+
+
+def values_only(directory: Path) -> dict[str, str]:
+    """The variables of a demo set up earlier, changing nothing: not the fleet's files (providers, the
+    edge's roles, service files), not sni's certificate and key (an operator may have rotated them)."""
+    lab = Lab(directory)
+    worker, edge = _demo_nodes(lab)
+    found = demo_values(lab, lab.root, worker, edge)
+    if not Path(found["MCFLEET_AGE_IDENTITY"]).is_file():
+        raise LabError(f"the edge demo is not set up in {directory}", hint="run scripts/lab-demo.sh first")
+    return found
+
+
+USAGE = """usage: python -m mcfleet.lab.edgedemo [--values] LAB_DIR
+
+Sets the lab fleet in LAB_DIR up as the edge demo (scripts/lab-demo.sh runs it), then prints the
+demo's variables as shell assignments.  --values prints them only, changing nothing."""
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        print("usage: python -m mcfleet.lab.edgedemo LAB_DIR", file=sys.stderr)
+    args = sys.argv[1:]
+    only = args[:1] == ["--values"]
+    if only:
+        args = args[1:]
+    if len(args) != 1 or args[0].startswith("-"):
+        print(USAGE, file=sys.stderr)
         raise SystemExit(2)
     try:
-        values = asyncio.run(setup(Path(sys.argv[1])))
+        values = values_only(Path(args[0])) if only else asyncio.run(setup(Path(args[0])))
     except LabError as exc:
         print(exc.format(), file=sys.stderr)
         raise SystemExit(1) from None
