@@ -240,6 +240,17 @@ def test_a_dns_key_the_server_rejects_makes_the_record_changes_refusals(
         assert f"rejected the TSIG key '{key_name}': {said}, so apply could not create it" in dns["reason"]
         assert poison not in json.dumps(data) + err
         assert code == 1  # a plan with a refusal
+    # a key file beside the fleet files, named relative to the fleet folder: read from there, wherever
+    # mcfleet runs (it was read from the current folder: this plan runs in the checkout)
+    beside = tmp_path / "beside"
+    shutil.copytree(root, beside)
+    (beside / "keys").mkdir()
+    (beside / "keys" / "tsig.secret").write_text(knot.secret() + "\n")
+    fleet = json.loads((beside / "fleet.json").read_text())
+    fleet["providers"]["dns"]["key_file"] = "keys/tsig.secret"
+    (beside / "fleet.json").write_text(json.dumps(fleet))
+    _code, data, _err = plan_json(beside, "--on", "plann2")
+    assert [a["kind"] for a in data["actions"] if a["phase"] == "dns"] == ["create"], data
 
 
 def test_non_root_user_escalates_with_sudo_n(plan_lab: tuple[Any, Path], tmp_path: Path) -> None:

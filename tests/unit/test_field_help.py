@@ -55,7 +55,8 @@ def test_the_location_is_followed_through_lists_maps_and_tagged_unions() -> None
     assert field_help(Fleet, ("pins", "mcp", "uid")) == ("uid", None, "a whole number")
     assert field_help(Fleet, ("providers", "dns", "rfc2136", "key_file"))[:2] == (  # type: ignore[index]
         "key_file",
-        "path of a file holding the TSIG secret (base64); never the secret",
+        "a file holding the TSIG secret (base64), never the secret itself; on this machine: relative to the fleet "
+        "folder, absolute, or ~/…",
     )
     assert known_fields(Fleet, ("providers", "dns", "mcns")) == ["kind", "url", "token_file", "ca_file", "ttl"]
     assert known_fields(Host, ())[:3] == ["$schema", "name", "description"]

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from mcfleet.fleet.findings import Finding
+from mcfleet.fleet.local_paths import fleet_with_local_paths, host_with_local_paths
 from mcfleet.fleet.models import Fleet, Host, Service
 from mcfleet.fleet.models_providers import PROVIDER_KINDS
 
@@ -294,6 +295,8 @@ def load_fleet(root: Path) -> LoadedFleet:
     else:
         result.fleet, errs = read_model(Fleet, fleet_path, "fleet.json")
         result.findings += errs
+        if result.fleet is not None:
+            result.fleet = fleet_with_local_paths(result.fleet, root)
 
     hosts_dir = root / "hosts"
     if not os.path.lexists(hosts_dir):
@@ -344,6 +347,7 @@ def _load_host(result: LoadedFleet, host_dir: Path) -> HostEntry | None:
     result.findings += errs
     if host is None:
         return None
+    host = host_with_local_paths(host, result.root)
     if host.name != host_dir.name:
         result.findings.append(
             Finding(

@@ -161,7 +161,9 @@ class Ssh(Model):
         description="the node's public host key ('ssh-ed25519 AAAA...'); pinned, checked strictly",
     )
     known_hosts: str | None = Field(
-        default=None, description="use this known_hosts file instead of a pinned key (still strict)"
+        default=None,
+        description="use this known_hosts file instead of a pinned key (still strict); relative to the fleet "
+        "folder, absolute, or ~/…",
     )
     trust_on_first_use: bool = Field(default=False, description="explicit opt-in only")
     jump: str | None = None
@@ -169,7 +171,9 @@ class Ssh(Model):
     become: Literal["sudo", "doas"] = Field(
         default="sudo", description="the program that escalates when `sudo` applies (e.g. doas on hosts without sudo)"
     )
-    identity_file: str | None = None
+    identity_file: str | None = Field(
+        default=None, description="the SSH private key to log in with; relative to the fleet folder, absolute, or ~/…"
+    )
 
     @field_validator("host_key")
     @classmethod
@@ -287,7 +291,9 @@ class NixDeploy(Model):
         description="nix signing public keys the node trusts ('name:base64'), for trust=signed",
     )
     signing_key_file: str | None = Field(
-        default=None, description="the local nix secret key file that signs pushes (trust=signed); never committed"
+        default=None,
+        description="the local nix secret key file that signs pushes (trust=signed), never committed; relative "
+        "to the fleet folder, absolute, or ~/…",
     )
     store_scheme: Literal["ssh-ng", "ssh"] = Field(
         default="ssh-ng", description="ssh-ng (nix daemon protocol) or ssh (nix-store --serve, older remote nix)"

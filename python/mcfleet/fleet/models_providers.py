@@ -12,6 +12,13 @@ from pydantic import Field
 
 from mcfleet.fleet.models_base import Address, Model, Port
 
+# Files read on the operator's machine (fleet/local_paths.py makes them absolute).
+TOKEN_FILE = "a file holding the MCIAS token; on this machine: relative to the fleet folder, absolute, or ~/…"
+CA_FILE = (
+    "the CA bundle that signs the server's own TLS certificate; on this machine: relative to the fleet folder, "
+    "absolute, or ~/…"
+)
+
 
 class Rfc2136Provider(Model):
     """Standard DNS backend: RFC 2136 dynamic update signed with TSIG (Knot, BIND)."""
@@ -20,7 +27,10 @@ class Rfc2136Provider(Model):
     server: Address
     port: Port = 53
     key_name: str
-    key_file: str = Field(description="path of a file holding the TSIG secret (base64); never the secret")
+    key_file: str = Field(
+        description="a file holding the TSIG secret (base64), never the secret itself; on this machine: relative "
+        "to the fleet folder, absolute, or ~/…"
+    )
     algorithm: Literal["hmac-sha256", "hmac-sha512"] = "hmac-sha256"
     ttl: int = Field(default=60, ge=1)
 
@@ -30,8 +40,8 @@ class McnsProvider(Model):
 
     kind: Literal["mcns"]
     url: str
-    token_file: str
-    ca_file: str | None = None
+    token_file: str = Field(description=TOKEN_FILE)
+    ca_file: str | None = Field(default=None, description=CA_FILE)
     ttl: int = Field(default=300, ge=1)
 
 
@@ -40,8 +50,11 @@ class AcmeProvider(Model):
 
     kind: Literal["acme"]
     directory: str
-    account_key_file: str
-    ca_file: str | None = Field(default=None, description="CA bundle that signs the ACME server's own TLS cert")
+    account_key_file: str = Field(
+        description="the ACME account's private key (made on first use); on this machine: relative to the fleet "
+        "folder, absolute, or ~/…"
+    )
+    ca_file: str | None = Field(default=None, description=CA_FILE)
     email: str | None = None
 
 
@@ -50,8 +63,8 @@ class MetacryptProvider(Model):
 
     kind: Literal["metacrypt"]
     url: str
-    token_file: str
-    ca_file: str | None = None
+    token_file: str = Field(description=TOKEN_FILE)
+    ca_file: str | None = Field(default=None, description=CA_FILE)
     mount: str = "pki"
 
 
