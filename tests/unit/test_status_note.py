@@ -76,6 +76,12 @@ def test_a_running_container_that_fails_its_health_check_is_not_up_and_is_named(
         ["api-app: exited"],
     )
     assert services_up({"web", "api"}, [], None) == (0, ["api: no container", "web: no container"])
+    # stopped by an operator: down on purpose, and said so (status said only "hello: exited")
+    stopped = [c("web", "web"), c("api-app", "api", "exited"), c("api-db", "api", "exited")]
+    assert services_up({"web", "api"}, stopped, None, stopped={"api"}) == (
+        1,
+        ["api-app: exited (stopped with `mcfleet agent stop`)", "api-db: exited (stopped with `mcfleet agent stop`)"],
+    )
     # a crash loop, caught running or stopped: named as one (was "api-app: stopped" or up, by turns)
     for state in ("running", "stopped"):
         looping = c("api-app", "api", state).model_copy(update={"restarts": 7, "up_s": 0.1})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -66,12 +67,15 @@ class HostStatus:
         return [self.host, "yes", self.agent_version or "-", self.agent_health or "-", services, drift, note]
 
 
-def services_up(wanted: set[str], containers: list[Any], checks: dict[str, str] | None) -> tuple[int, list[str]]:
+def services_up(
+    wanted: set[str], containers: list[Any], checks: dict[str, str] | None, stopped: Collection[str] = ()
+) -> tuple[int, list[str]]:
     """How many of the wanted services are up, and why each other one is not: "hello: no container",
     "hello: exited" (a container's state), "api-db: tcp check: …" (a failing check).
 
     A service is up when every container of it runs and passes its health check (`checks`: the
-    agent's answer, container -> "" or why; None from an agent too old to check: running counts)."""
+    agent's answer, container -> "" or why; None from an agent too old to check: running counts).
+    `stopped`: the services an operator stopped (`mcfleet agent stop`): said so, as down on purpose."""
     from mcfleet.agent.spec import ASIDE
 
     by_service: dict[str, list[Any]] = {}
@@ -84,7 +88,8 @@ def services_up(wanted: set[str], containers: list[Any], checks: dict[str, str] 
     for service in sorted(wanted):
         mine = by_service.get(service, [])
         said = [f"{c.name}: {c.crash_loop}" for c in mine if c.crash_loop]
-        said += [f"{c.name}: {c.state}" for c in mine if c.state != "running" and not c.crash_loop]
+        on_purpose = " (stopped with `mcfleet agent stop`)" if service in stopped else ""
+        said += [f"{c.name}: {c.state}{on_purpose}" for c in mine if c.state != "running" and not c.crash_loop]
         said += [
             f"{c.name}: nothing listens on {', '.join(c.unforwarded)} (its port forwarder is gone)"
             for c in mine
@@ -154,7 +159,7 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
         not_up: list[str] = []
         checked, boot = checks.get(name, (None, None))
         if item.containers is not None:
-            up, not_up = services_up(wanted, item.containers, checked)
+            up, not_up = services_up(wanted, item.containers, checked, item.services_held_stopped)
         actions = plan.for_host(name)
         changes = [a for a in actions if a.kind != "refuse"]
         rows.append(
