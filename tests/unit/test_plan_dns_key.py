@@ -1,5 +1,5 @@
 """A plan with record changes asks the DNS provider whether it would take them (plan/planner.py
-hold_unwritable_records): a key the server rejects turns them into refusals, and the manifest action
+hold_unwritable): a key the server rejects turns them into refusals, and the manifest action
 they alone called for goes with them."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.kinds import KINDS
 from mcfleet.kinds.providers import DnsKind
-from mcfleet.plan.planner import build, hold_unwritable_records
+from mcfleet.plan.planner import build, hold_unwritable
 from tests.unit.test_plan_cases import CASES, case_facts, write_case_fleet
 
 REJECTED = ("the DNS server at 10.0.0.53:53 rejected the TSIG key 'mcfleet-key': the secret does not match (BADSIG)",
@@ -48,7 +48,7 @@ def _plan(tmp_path: Path, edit: str) -> tuple[RejectingServer, list[str], list[s
     kinds = [kind if isinstance(k, DnsKind) else k for k in KINDS]
     from mcfleet.fleet.desired import desired_state
 
-    held = asyncio.run(hold_unwritable_records(loaded, plan, observed, desired_state(loaded), kinds))
+    held = asyncio.run(hold_unwritable(loaded, plan, observed, desired_state(loaded), kinds))
 
     def lines(actions: list) -> list[str]:  # type: ignore[type-arg]
         return [f"{a.phase} {a.kind} {a.subject}" for a in actions]
@@ -85,3 +85,58 @@ def test_the_dns_kind_asks_the_fleets_provider(tmp_path: Path) -> None:
         assert refusal is not None and refusal[0].startswith("MCNS rejects the MCIAS token of token_file")
         token.write_text("the-right-token\n")
         assert asyncio.run(DnsKind().write_refusal(loaded)) is None
+
+
+def test_certificates_to_issue_are_refused_when_the_providers_credential_cannot_be_used(tmp_path: Path) -> None:
+    """The cert kind's own question, with the fleet's providers: a Metacrypt token file that cannot be
+    read, an ACME account key file that is not a key, a CA bundle that is gone.  A missing ACME account
+    key is made on first use: no refusal."""
+    from mcfleet.kinds.providers import CertKind
+
+    case = json.loads((CASES / "in-sync.json").read_text())
+    token = tmp_path / "token"
+    cases = {
+        "metacrypt, no token file": ({"kind": "metacrypt", "url": "https://ca.example.test", "token_file": str(token)},
+                                     f"cannot read the MCIAS token file {token}"),
+        "acme, not a key": ({"kind": "acme", "directory": "https://ca.example.test/dir",
+                             "account_key_file": str(tmp_path / "not-a-key.pem")},
+                            f"the ACME account key file {tmp_path / 'not-a-key.pem'} is not a readable PEM"),
+        "acme, CA bundle gone": ({"kind": "acme", "directory": "https://ca.example.test/dir",
+                                  "account_key_file": str(tmp_path / "made-later.pem"),
+                                  "ca_file": "/nonexistent/ca.pem"},
+                                 "cannot read the CA bundle /nonexistent/ca.pem"),
+        "acme, key made on first use": ({"kind": "acme", "directory": "https://ca.example.test/dir",
+                                         "account_key_file": str(tmp_path / "made-later.pem")}, None),
+    }  # fmt: skip
+    (tmp_path / "not-a-key.pem").write_text("not a key\n")
+    for i, (name, (provider, said)) in enumerate(cases.items()):
+        case["fleet"] = {"providers": {"cert": provider}}
+        loaded = write_case_fleet(tmp_path / f"fleet{i}", case)
+        refusal = asyncio.run(CertKind().write_refusal(loaded))
+        if said is None:
+            assert refusal is None, name
+        else:
+            assert refusal is not None and refusal[0].startswith(said), (name, refusal)
+    assert not (tmp_path / "made-later.pem").exists()  # asking never makes the account key
+
+
+def test_a_certificate_to_issue_is_refused_with_the_cert_kinds_answer(tmp_path: Path) -> None:
+    from mcfleet.kinds.providers import CertKind
+
+    class NoToken(CertKind):
+        async def write_refusal(self, loaded: LoadedFleet) -> tuple[str, str | None] | None:
+            return "cannot read the MCIAS token file /k/token: No such file or directory", "create /k/token"
+
+    case = json.loads((CASES / "in-sync.json").read_text())
+    case["facts"]["rift"]["certs"] = []  # the certificate is gone from the node: issued again
+    loaded = write_case_fleet(tmp_path, case)
+    observed = case_facts(loaded, case)
+    plan = build(loaded, observed, now=datetime.fromisoformat(case["now"]), check_backends=False)
+    assert [f"{a.phase} {a.kind} {a.subject}" for a in plan.actions if a.phase == "cert"] == ["cert create cert web"]
+    kinds = [NoToken() if isinstance(k, CertKind) else k for k in KINDS]
+    from mcfleet.fleet.desired import desired_state
+
+    held = asyncio.run(hold_unwritable(loaded, plan, observed, desired_state(loaded), kinds))
+    [cert] = [a for a in held.actions if a.phase == "cert"]
+    assert cert.kind == "refuse" and cert.reason.startswith("cannot read the MCIAS token file /k/token")
+    assert ", so apply could not issue it (" in cert.reason and cert.hint == "create /k/token"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mcfleet.fleet.desired import DesiredHost, dns_names
 from mcfleet.fleet.load import LoadedFleet
@@ -318,6 +318,17 @@ class CertKind(NoRead):
     name = "cert"
     phase = Phase.cert
     records_desired_set = True
+    # the actions that need the provider's credential, and what apply does with it
+    credential_actions: ClassVar[Mapping[str, str]] = {"create": "issue", "replace": "issue"}
+
+    async def write_refusal(self, loaded: LoadedFleet) -> tuple[str, str | None] | None:
+        """(why, what to do) when every issuance would fail before it reaches the CA: the credential's file
+        cannot be read, or is not a key.  Asked only of a plan with certificates to issue."""
+        from mcfleet.providers.select import cert_backend
+
+        backend = cert_backend(loaded.fleet) if loaded.fleet else None
+        refusal = await backend.key_refusal() if backend is not None else None
+        return (refusal.message, refusal.hint) if refusal else None
 
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return not_configured("cert", loaded.fleet.providers.cert if loaded.fleet else None)
@@ -349,6 +360,7 @@ class DnsKind:
     name = "dns"
     phase = Phase.dns
     records_desired_set = True
+    credential_actions: ClassVar[Mapping[str, str]] = {"create": "create", "update": "change", "delete": "delete"}
 
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return not_configured("dns", loaded.fleet.providers.dns if loaded.fleet else None)

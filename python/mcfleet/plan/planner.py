@@ -24,7 +24,7 @@ from mcfleet.fleet.load import LoadedFleet
 from mcfleet.kinds import KINDS, ResourceKind
 from mcfleet.kinds.host import HostKind
 from mcfleet.kinds.migrate import detect_moves, moves_left_out
-from mcfleet.kinds.providers import DnsKind
+from mcfleet.kinds.providers import CertKind, DnsKind
 from mcfleet.observe.collect import GatherResult, gather
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.observe.manifest import Manifest, manifest_path
@@ -188,38 +188,39 @@ def not_read(host: str, f: Facts) -> list[Unobserved]:
     return out
 
 
-WRITES = {"create": "create", "update": "change", "replace": "change", "delete": "delete"}
+# The kinds whose backend is asked, before a plan lists their changes, whether it would take them.
+CREDENTIAL_KINDS = (CertKind, DnsKind)
 
 
-async def hold_unwritable_records(
+async def hold_unwritable(
     loaded: LoadedFleet,
     plan: Plan,
     facts: GatherResult,
     desired: Mapping[str, DesiredHost],
     kinds: Sequence[ResourceKind],
 ) -> Plan:
-    """The plan with its record changes refused when the DNS server would refuse every write (it rejects
-    the TSIG key or the MCIAS token): planned as changes, apply would create the certificates, containers
-    and routes, then fail at the records.  Asked of the server only when the plan has record changes."""
-    dns = next((k for k in kinds if isinstance(k, DnsKind)), None)
-    writes = [a for a in plan.actions if a.phase == Phase.dns and a.kind in WRITES]
-    refusal = await dns.write_refusal(loaded) if dns is not None and writes else None
-    if refusal is None:
+    """The plan with a kind's changes refused when its backend would refuse every one: the DNS server
+    rejects the TSIG key or the MCIAS token, a credential's file cannot be read.  Planned as changes,
+    apply would make what comes before them (certificates, containers, routes), then fail.  A backend
+    is asked only when the plan has changes for it."""
+    held: dict[str, Action] = {}
+    for kind in kinds:
+        if not isinstance(kind, CREDENTIAL_KINDS):
+            continue
+        writes = [a for a in plan.actions if a.phase == kind.phase and a.kind in kind.credential_actions]
+        refusal = await kind.write_refusal(loaded) if writes else None
+        if refusal is None:
+            continue
+        why, hint = refusal
+        for a in writes:
+            doing = kind.credential_actions[a.kind]
+            update = {"kind": "refuse", "reason": f"{why}, so apply could not {doing} it ({a.reason})", "hint": hint}
+            held[a.id] = a.model_copy(update=update)
+    if not held:
         return plan
-    why, hint = refusal
-    held = {
-        a.id: a.model_copy(
-            update={
-                "kind": "refuse",
-                "reason": f"{why}, so apply could not {WRITES[a.kind]} it ({a.reason})",
-                "hint": hint,
-            }
-        )
-        for a in writes
-    }
-    hosts = {a.host for a in writes}
+    hosts = {a.host for a in plan.actions if a.id in held}
     actions = [a for a in plan.actions if a.host not in hosts]
-    for host in sorted(hosts):  # a host whose only changes were records may leave its manifest as it is
+    for host in sorted(hosts):  # a host whose only changes were these may leave its manifest as it is
         item = facts[host]
         assert isinstance(item, Facts)  # only observed hosts have actions
         mine = [held.get(a.id, a) for a in plan.actions if a.host == host]
@@ -242,7 +243,7 @@ async def plan_fleet(
     desired = desired if desired is not None else desired_state(loaded, agent_hashes)
     facts = await gather(loaded, names, pool=pool, options=options, progress=progress, desired=desired, kinds=kinds)
     plan = build(loaded, facts, kinds=kinds, desired=desired)
-    plan = await hold_unwritable_records(loaded, plan, facts, desired, kinds)
+    plan = await hold_unwritable(loaded, plan, facts, desired, kinds)
     # A service created on a selected host may be moving from a host left out of the selection, a
     # route moving to a proxy left out (or unreachable: nothing is planned on it either): only then,
     # read those hosts' manifests (the facts batch alone) to refuse a move in half.

@@ -94,6 +94,27 @@ class AcmeCert:
     def __init__(self, provider: AcmeProvider) -> None:
         self.provider = provider
 
+    async def key_refusal(self) -> ProviderError | None:
+        """An account key file that exists but is not an RSA private key, or a CA bundle that cannot be read
+        (a missing account key is made on first use)."""
+        return await asyncio.to_thread(self._key_refusal)
+
+    def _key_refusal(self) -> ProviderError | None:
+        ca_file = self.provider.ca_file
+        if ca_file is not None and not os.access(Path(ca_file).expanduser(), os.R_OK):
+            return ProviderError(
+                f"cannot read the CA bundle {ca_file} (providers.cert.ca_file)",
+                hint="fix the path in fleet.json `providers`, or drop ca_file when the ACME server's certificate "
+                "is signed by a CA this machine trusts",
+            )
+        if not Path(self.provider.account_key_file).expanduser().exists():
+            return None
+        try:
+            load_account_key(self.provider.account_key_file)
+        except ProviderError as exc:
+            return exc
+        return None
+
     def _issue(self, hostname: str, csr_pem: bytes) -> str:
         account = load_account_key(self.provider.account_key_file)
         verify: Any = self.provider.ca_file or True  # requests' `verify`: True or a CA bundle path

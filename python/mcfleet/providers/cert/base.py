@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+if TYPE_CHECKING:
+    from mcfleet.providers.base import ProviderError
 
 RENEW_BELOW_DAYS = 30  # a cert closer than this to its expiry is renewed; farther, it is kept
 
@@ -22,6 +25,11 @@ RENEW_BELOW_DAYS = 30  # a cert closer than this to its expiry is renewed; farth
 class CertBackend(Protocol):
     async def issue(self, hostname: str, csr_pem: bytes) -> str:
         """The PEM chain (leaf first) the provider issues for `csr_pem`."""
+        ...
+
+    async def key_refusal(self) -> ProviderError | None:
+        """Why every issuance would fail before it reaches the CA (its credential's file cannot be read or is
+        not a key), asked before a plan lists certificates to issue; None when it could be tried."""
         ...
 
 

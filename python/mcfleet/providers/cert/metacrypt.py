@@ -21,6 +21,14 @@ class MetacryptCert:
     def __init__(self, provider: MetacryptProvider) -> None:
         self.provider = provider
 
+    async def key_refusal(self) -> ProviderError | None:
+        """A token file that cannot be read (Metacrypt has no call that checks a token without issuing)."""
+        try:
+            read_secret(self.provider.token_file, "MCIAS token")
+        except ProviderError as exc:
+            return exc
+        return None
+
     def _issue(self, hostname: str, csr_pem: bytes) -> str:
         token = read_secret(self.provider.token_file, "MCIAS token")
         body = {
