@@ -85,6 +85,25 @@ def test_a_new_host_file_and_a_secret_change_are_seen(fleet: Path, tmp_path: Pat
     assert "pydantic" in second[3]  # a changed input validates again (whatever the verdict)
 
 
+def test_a_source_gone_or_edited_after_a_valid_run_is_seen(fleet: Path, tmp_path: Path) -> None:
+    """A service's `source` (files/…, outside hosts/) is read by the source-unreadable rule: a remembered
+    "valid" must not outlive it."""
+    cache = tmp_path / "cache"
+    web = fleet / "hosts" / "alpha" / "services" / "web.json"
+    svc = json.loads(web.read_text())
+    svc["files"] = [{"path": "motd", "source": "files/web/motd"}]
+    web.write_text(json.dumps(svc))
+    (fleet / "files" / "web").mkdir(parents=True)
+    (fleet / "files" / "web" / "motd").write_text("hello\n")
+    assert validate(fleet, cache=cache)[0] == 0
+    assert "pydantic" not in validate(fleet, cache=cache)[3]  # remembered
+    (fleet / "files" / "web" / "motd").write_text("hello, world\n")
+    assert "pydantic" in validate(fleet, cache=cache)[3]  # an edited source: validated again
+    (fleet / "files" / "web" / "motd").unlink()
+    code, out, _err, _mods = validate(fleet, cache=cache)
+    assert code == 2 and "source-unreadable: hosts/alpha/services/web.json#/files/0/source" in out
+
+
 def test_a_symlink_in_the_fleet_is_never_answered_from_the_cache(fleet: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     host = next(fleet.glob("hosts/*"))

@@ -5,8 +5,10 @@ editor, a pre-commit hook or a shell prompt runs it again and again on files tha
 change.  After a run that found nothing, the answer is kept in the user's cache folder
 (`$XDG_CACHE_HOME/mcfleet/validate/`, never in the fleet checkout) under a key made of:
 
-- every file the loader reads (fleet.json, hosts/**, secrets/**): its path, size and CRC-32
-  of its content (so an edit within the file system's timestamp granularity still counts);
+- every file the loader reads (fleet.json, hosts/**, secrets/**), and every file a service takes a
+  file's content from (`source`, which the source-unreadable rule reads; listed in the entry by the
+  valid run): its path, size and CRC-32 of its content (so an edit within the file system's
+  timestamp granularity still counts; a source that is gone is never a hit);
 - the code that decides: mcfleet's version and the size and mtime of every module of
   mcfleet.fleet, the validate command's modules and errors.py; Python's and pydantic's versions.
 
@@ -94,8 +96,9 @@ def _code_key() -> list[Any]:
     return [mcfleet.__version__, sys.version, pydantic_version, stats]
 
 
-def cache_key(root: Path) -> list[Any] | None:
-    """The key of a validation of `root`, or None when this tree must not be cached."""
+def cache_key(root: Path, sources: list[str] | tuple[str, ...] = ()) -> list[Any] | None:
+    """The key of a validation of `root` whose services read `sources`, or None when this tree must not
+    be cached (or a source cannot be read: validating tells why)."""
     fleet = root / "fleet.json"
     if fleet.is_symlink() or not fleet.is_file():
         return None
@@ -107,35 +110,42 @@ def cache_key(root: Path) -> list[Any] | None:
     for folder in INPUT_DIRS:
         if (root / folder).is_symlink() or not _walk(root, folder, inputs):
             return None
+    for rel in sources:
+        if rel.startswith("/") or ".." in rel.split("/") or (entry := _file_entry(root / rel, rel)) is None:
+            return None
+        inputs.append(entry)
     return [_code_key(), inputs]
 
 
 def remembered(root: Path) -> dict[str, Any] | None:
     """The remembered valid result for `root`, if its key still matches, else None."""
-    key = cache_key(root)
     path = _cache_file(root)
-    if key is None or path is None:
+    if path is None:
         return None
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("key") != json.loads(json.dumps(key)):
+    sources = data.get("sources", []) if isinstance(data, dict) else None
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        return None
+    key = cache_key(root, sources)
+    if key is None or data.get("key") != json.loads(json.dumps(key)):
         return None
     result = data.get("result")
     return result if isinstance(result, dict) else None
 
 
-def remember(root: Path, result: dict[str, Any]) -> None:
-    """Keep a valid result; a cache that cannot be written is simply not used."""
-    key = cache_key(root)
+def remember(root: Path, result: dict[str, Any], sources: list[str] | tuple[str, ...] = ()) -> None:
+    """Keep a valid result (its services read `sources`); a cache that cannot be written is simply not used."""
+    key = cache_key(root, sources)
     path = _cache_file(root)
     if key is None or path is None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": key, "result": result}))
+        tmp.write_text(json.dumps({"key": key, "result": result, "sources": list(sources)}))
         tmp.replace(path)
     except OSError:
         return

@@ -57,7 +57,7 @@ def run_validate(given: Path | None, *, json_out: bool, use_cache: bool = True) 
             "services": sum(len(e.services) for e in loaded.hosts.values()),
         }
         if key is not None and validate_cache.cache_key(root) == key:  # nothing changed while it ran
-            validate_cache.remember(root, result)
+            validate_cache.remember(root, result, loaded.sources())
         _print_valid(result, json_out=json_out)
         return EXIT_OK
     causes = root_causes(list(findings))

@@ -69,4 +69,5 @@ RULES: dict[str, str] = {
     "port-range-exhausted": "a host has more routes without a pinned host_port than free ports in fleet.json `ports`",
     "stage-cycle": "service dependencies form a cycle or point to a later boot stage",
     "secret-recipient-missing": "a host needs a secret it cannot decrypt (missing, or not encrypted to its host key)",
+    "source-unreadable": "a service's file takes its content from a `source` that cannot be read (missing, too large)",
 }

@@ -52,6 +52,10 @@ class LoadedFleet:
     hosts: dict[str, HostEntry] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
 
+    def sources(self) -> list[str]:
+        """The files services take a file's content from (`source`: relative to the fleet folder, no '..')."""
+        return sorted({f.source for e in self.hosts.values() for s in e.services for f in s.files if f.source})
+
     def rel(self, path: Path) -> str:
         # string prefix, not Path.relative_to: called for every finding and placed service
         text, root = str(path), str(self.root)

@@ -14,6 +14,7 @@ are written at the top of the module that implements it:
     rules_ports.py     host-port-duplicate, port-range-exhausted
     rules_names.py     name-claimed-twice, unknown-reference, stage-cycle
     rules_secrets.py   secret-recipient-missing (Python-only: reads secrets/*.recipients)
+    rules_files.py     source-unreadable (Python-only: reads the files services take content from)
 
 Every rule is linear in the size of the fleet (dicts, no pairwise comparisons), so a
 1,000-host fleet validates in well under a second (bench/validate_1000.py).
@@ -21,7 +22,16 @@ Every rule is linear in the size of the fleet (dicts, no pairwise comparisons), 
 
 from __future__ import annotations
 
-from mcfleet.fleet import rules_dns, rules_hosts, rules_names, rules_ports, rules_secrets, rules_services, rules_users
+from mcfleet.fleet import (
+    rules_dns,
+    rules_files,
+    rules_hosts,
+    rules_names,
+    rules_ports,
+    rules_secrets,
+    rules_services,
+    rules_users,
+)
 from mcfleet.fleet.findings import Finding
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.rules_base import Rule
@@ -34,6 +44,7 @@ RULE_FUNCS: list[Rule] = [
     *rules_ports.RULES,
     *rules_names.RULES,
     *rules_secrets.RULES,
+    *rules_files.RULES,
 ]
 
 

@@ -48,11 +48,6 @@ def fleet_files(root: Path) -> list[str]:
     return files
 
 
-def source_files(loaded: LoadedFleet) -> list[str]:
-    """The files services take a file's content from (`source`: relative to the fleet folder, no '..')."""
-    return sorted({f.source for e in loaded.hosts.values() for s in e.services for f in s.files if f.source})
-
-
 def _digest(root: Path, rel: str) -> str:
     """sha256 of the file's content; "" when it cannot be read (gone: the plan is stale)."""
     try:
@@ -63,7 +58,7 @@ def _digest(root: Path, rel: str) -> str:
 
 def fleet_inputs(loaded: LoadedFleet) -> dict[str, str]:
     """Every file the plan of `loaded` is made from -> the sha256 of its content."""
-    names = set(fleet_files(loaded.root)) | set(source_files(loaded))
+    names = set(fleet_files(loaded.root)) | set(loaded.sources())
     return {rel: _digest(loaded.root, rel) for rel in sorted(names)}
 
 

@@ -314,6 +314,23 @@ DEFECTS: dict[str, Defect] = {
         WEB,
         "/files/0/secret",
     ),
+    "source-unreadable": (
+        # a source beside it that exists and one that does not: one finding, for the missing one
+        lambda f: (
+            _set(
+                f,
+                WEB,
+                ["files"],
+                [
+                    {"path": "motd", "source": "files/web/motd"},
+                    {"path": "web.toml", "source": "files/web/web.toml", "template": True},
+                ],
+            ),
+            f.__setitem__("files/web/motd", "hello\n"),
+        ),
+        WEB,
+        "/files/1/source",
+    ),
     "stage-cycle": (
         lambda f: _set(f, "hosts/alpha/services/dns.json", ["depends_on"], ["web"]),
         "hosts/alpha/services/dns.json",

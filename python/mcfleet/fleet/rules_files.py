@@ -1,0 +1,59 @@
+"""Rules about the files a service takes a file's content from (`source`).  Python-only: they read those
+files, which the pure-Nix validator does not see (it evaluates the JSON files only).
+
+- source-unreadable: a service file's `files[i].source` cannot be read as the plan will read it: it is
+  missing or not a readable file, larger than the cap on a declared file, or not UTF-8 text while the
+  file is a template -> the service file's /files/<i>/source.  Found by `validate` rather than by the
+  first plan that renders the service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from mcfleet.fleet.files import SOURCE_CAP
+from mcfleet.fleet.findings import Finding
+from mcfleet.fleet.load import LoadedFleet
+from mcfleet.fleet.models import Fleet, ServiceFile
+
+
+def source_problem(loaded: LoadedFleet, want: ServiceFile) -> str | None:
+    """Why the plan could not use the file's source, or None."""
+    assert want.source is not None
+    path = loaded.root / want.source
+    try:
+        if not path.is_file():
+            return (
+                f"{want.source} is not a file in the fleet folder" if path.exists() else f"{want.source} does not exist"
+            )
+        raw = path.read_bytes()
+    except OSError as exc:
+        return f"cannot read {want.source}: {exc.strerror}"
+    if len(raw) > SOURCE_CAP:
+        return f"{want.source} is larger than {SOURCE_CAP} bytes"
+    if want.template:
+        try:
+            raw.decode()
+        except UnicodeDecodeError:
+            return f"{want.source} is not UTF-8 text, so it cannot be a template"
+    return None
+
+
+def rule_source_unreadable(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
+    for name in sorted(loaded.hosts):
+        entry = loaded.hosts[name]
+        for index, svc in enumerate(entry.services):
+            for i, want in enumerate(svc.files):
+                problem = source_problem(loaded, want) if want.source is not None else None
+                if problem:
+                    yield Finding(
+                        "source-unreadable",
+                        loaded.rel(entry.service_path(index)),
+                        f"/files/{i}/source",
+                        f"{svc.name}'s file {want.path}: {problem}",
+                        "add the file to the fleet folder (the path is relative to it), or fix `source`",
+                        name,
+                    )
+
+
+RULES = [rule_source_unreadable]
