@@ -37,9 +37,10 @@ CASES = {
 # say what a path is (device, FIFO, dangling link), and builtins.fromJSON keeps the last of
 # two equal keys without telling (unreadable, file-too-large, duplicate-key).
 LOAD_LEVEL = {"json-syntax", "schema", "missing-file", "name-mismatch", "unreadable", "file-too-large", "duplicate-key"}
-# secret-recipient-missing reads secrets/<name>.recipients beside the JSON files, source-unreadable the
-# files services take content from; nix/lib evaluates the JSON files only, so it sees neither.
-PYTHON_ONLY: set[str] = {"secret-recipient-missing", "source-unreadable"}
+# secret-recipient-missing reads secrets/<name>.recipients beside the JSON files, source-unreadable and
+# template-unknown the files services take content from; nix/lib evaluates the JSON files only, so it
+# sees neither.
+PYTHON_ONLY: set[str] = {"secret-recipient-missing", "source-unreadable", "template-unknown"}
 
 Key = tuple[Any, ...]
 

@@ -368,3 +368,23 @@ def test_a_file_put_back_after_its_service_failed_keeps_its_earlier_manifest_ent
     recorded = FilesKind().record(had, ctx, acts).files
     assert recorded[first].sha256 == alpha.files[first].sha256
     assert all(recorded[p] == old[p] for p in alpha.files if p != first)
+
+
+def test_validate_knows_exactly_the_names_a_plan_fills(tmp_path: Path) -> None:
+    """template-unknown (validate) and the plan's rendering agree: every name validate lists renders, and a
+    name it refuses makes the plan fail."""
+    from mcfleet.fleet.rules import check
+    from mcfleet.fleet.rules_files import template_names
+
+    root = fleet_with_files(tmp_path)
+    svc = load_fleet(root).hosts["alpha"].services[0]
+    everything = "".join(f"{{{{ {n} }}}}\n" for n in template_names(svc))
+    (root / "files" / "web" / "web.toml").write_text(everything)
+    loaded = load_fleet(root)
+    assert [f.code for f in check(loaded)] == []
+    desired_state(loaded)  # renders: no unknown name
+    (root / "files" / "web" / "web.toml").write_text(everything + "{{ port.web/1 }}\n")
+    loaded = load_fleet(root)
+    assert [f.code for f in check(loaded)] == ["template-unknown"]
+    with pytest.raises(InputError, match=r"unknown template value \{\{ port.web/1 \}\}"):
+        desired_state(loaded)

@@ -70,4 +70,5 @@ RULES: dict[str, str] = {
     "stage-cycle": "service dependencies form a cycle or point to a later boot stage",
     "secret-recipient-missing": "a host needs a secret it cannot decrypt (missing, or not encrypted to its host key)",
     "source-unreadable": "a service's file takes its content from a `source` that cannot be read (missing, too large)",
+    "template-unknown": "a service's template uses a {{ name }} mcfleet does not fill for it",
 }

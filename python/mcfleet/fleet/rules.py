@@ -14,7 +14,8 @@ are written at the top of the module that implements it:
     rules_ports.py     host-port-duplicate, port-range-exhausted
     rules_names.py     name-claimed-twice, unknown-reference, stage-cycle
     rules_secrets.py   secret-recipient-missing (Python-only: reads secrets/*.recipients)
-    rules_files.py     source-unreadable (Python-only: reads the files services take content from)
+    rules_files.py     source-unreadable, template-unknown (Python-only: read the files services take
+                       content from)
 
 Every rule is linear in the size of the fleet (dicts, no pairwise comparisons), so a
 1,000-host fleet validates in well under a second (bench/validate_1000.py).

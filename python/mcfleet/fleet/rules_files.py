@@ -5,16 +5,22 @@ files, which the pure-Nix validator does not see (it evaluates the JSON files on
   missing or not a readable file, larger than the cap on a declared file, or not UTF-8 text while the
   file is a template -> the service file's /files/<i>/source.  Found by `validate` rather than by the
   first plan that renders the service.
+- template-unknown: a template source uses a `{{ name }}` mcfleet does not fill for this service (host,
+  address, service, zone, hostname, port.<component>/<route name or index>) -> /files/<i>/source.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from mcfleet.fleet.files import SOURCE_CAP
+from mcfleet.fleet.derive import route_port_key
+from mcfleet.fleet.files import PLACEHOLDER, SOURCE_CAP
 from mcfleet.fleet.findings import Finding
 from mcfleet.fleet.load import LoadedFleet
-from mcfleet.fleet.models import Fleet, ServiceFile
+from mcfleet.fleet.models import Fleet, Service, ServiceFile
+
+# What fleet/files.py template_values fills for every service; with port.<key> for each of its routes.
+TEMPLATE_NAMES = ("address", "host", "hostname", "service", "zone")
 
 
 def source_problem(loaded: LoadedFleet, want: ServiceFile) -> str | None:
@@ -56,4 +62,31 @@ def rule_source_unreadable(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Findin
                     )
 
 
-RULES = [rule_source_unreadable]
+def template_names(svc: Service) -> list[str]:
+    ports = [f"port.{route_port_key(c, j)}" for c in svc.components for j in range(len(c.routes))]
+    return sorted([*TEMPLATE_NAMES, *ports])
+
+
+def rule_template_unknown(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
+    for name in sorted(loaded.hosts):
+        entry = loaded.hosts[name]
+        for index, svc in enumerate(entry.services):
+            for i, want in enumerate(svc.files):
+                if not want.template or want.source is None or source_problem(loaded, want):
+                    continue  # a source that cannot be read is source-unreadable's
+                known = template_names(svc)
+                text = (loaded.root / want.source).read_text()
+                unknown = sorted({m.group(1) for m in PLACEHOLDER.finditer(text)} - set(known))
+                if unknown:
+                    listed = ", ".join(f"{{{{ {u} }}}}" for u in unknown)
+                    yield Finding(
+                        "template-unknown",
+                        loaded.rel(entry.service_path(index)),
+                        f"/files/{i}/source",
+                        f"{svc.name}'s template {want.source} uses {listed}, which mcfleet does not fill",
+                        f"use one of: {', '.join(known)}",
+                        name,
+                    )
+
+
+RULES = [rule_source_unreadable, rule_template_unknown]

@@ -331,6 +331,18 @@ DEFECTS: dict[str, Defect] = {
         WEB,
         "/files/1/source",
     ),
+    "template-unknown": (
+        # {{ port.web/0 }} and {{ zone }} are filled; {{ port.web/9 }} (no such route) and {{ nope }} are not
+        lambda f: (
+            _set(f, WEB, ["files"], [{"path": "web.toml", "source": "files/web/web.toml", "template": True}]),
+            f.__setitem__(
+                "files/web/web.toml",
+                "listen = {{ port.web/0 }}\nzone = {{zone}}\nadmin = {{ port.web/9 }}\nx = {{ nope }}\n",
+            ),
+        ),
+        WEB,
+        "/files/0/source",
+    ),
     "stage-cycle": (
         lambda f: _set(f, "hosts/alpha/services/dns.json", ["depends_on"], ["web"]),
         "hosts/alpha/services/dns.json",
