@@ -253,3 +253,13 @@ def test_a_provider_field_error_points_into_fleet_json_without_the_kind_tag(tmp_
     (root / "fleet.json").write_text(json.dumps(fleet))
     found = {(f.file, f.pointer) for f in load_fleet(root).findings}
     assert found == {("fleet.json", "/providers/dns/port"), ("fleet.json", "/providers/route/nope")}
+
+
+def test_template_unknown_names_what_it_fills_and_the_close_name() -> None:
+    [finding] = check(load_fleet(BAD / "template-unknown"))
+    assert finding.message == (
+        "web's template files/web/web.toml uses {{ nope }}, {{ port.web/9 }}, which mcfleet does not fill"
+    )
+    assert finding.hint == (
+        "did you mean {{ port.web/0 }}? (it fills: address, host, hostname, port.web/0, service, zone)"
+    )

@@ -67,6 +67,14 @@ def template_names(svc: Service) -> list[str]:
     return sorted([*TEMPLATE_NAMES, *ports])
 
 
+def _closest(unknown: list[str], known: list[str]) -> str:
+    """ "did you mean {{ address }}?" for the names that are a typo away from a known one."""
+    import difflib  # only for a template with an unknown name
+
+    close = [c for u in unknown for c in difflib.get_close_matches(u, known, n=1, cutoff=0.75)]
+    return f"did you mean {', '.join(f'{{{{ {c} }}}}' for c in close)}?" if close else ""
+
+
 def rule_template_unknown(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
     for name in sorted(loaded.hosts):
         entry = loaded.hosts[name]
@@ -79,12 +87,13 @@ def rule_template_unknown(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding
                 unknown = sorted({m.group(1) for m in PLACEHOLDER.finditer(text)} - set(known))
                 if unknown:
                     listed = ", ".join(f"{{{{ {u} }}}}" for u in unknown)
+                    close = _closest(unknown, known)
                     yield Finding(
                         "template-unknown",
                         loaded.rel(entry.service_path(index)),
                         f"/files/{i}/source",
                         f"{svc.name}'s template {want.source} uses {listed}, which mcfleet does not fill",
-                        f"use one of: {', '.join(known)}",
+                        (f"{close} " if close else "") + f"(it fills: {', '.join(known)})",
                         name,
                     )
 
