@@ -141,6 +141,18 @@ def test_a_plan_whose_actions_are_not_the_ones_planned_now_is_refused(tmp_path: 
     assert err.value.hint and "mcfleet plan -o" in err.value.hint
 
 
+def test_a_planned_change_that_is_refused_now_says_why() -> None:
+    """The DNS server rejects the key since the plan was made: apply said "was the file edited?"."""
+    create = Action(host="rift", phase="dns", kind="create", subject="dns web.example.test", reason="no A record")
+    manifest = Action(host="rift", phase="manifest", kind="update", subject="manifest", reason="record")
+    why = "the DNS server rejected the TSIG key 'k': BADSIG, so …"
+    refusal = create.model_copy(update={"kind": "refuse", "hint": "check key_file", "reason": why})
+    with pytest.raises(Refused) as err:
+        ensure_same_actions(Plan(hosts=["rift"], actions=[create, manifest]), Plan(hosts=["rift"], actions=[refusal]))
+    assert err.value.message == f"stale plan: rift: dns web.example.test is refused now: {why}"
+    assert err.value.hint == "check key_file"
+
+
 def test_digest_ignores_which_address_answered() -> None:
     a = Facts(host="h", os_id="debian", address="10.0.0.1")
     b = Facts(host="h", os_id="debian", address="192.168.1.1")

@@ -197,6 +197,15 @@ def ensure_same_actions(saved: Plan, now: Plan) -> None:
         return
     only_saved = sorted((was - is_now).elements())
     only_now = sorted((is_now - was).elements())
+    planned = {(host, phase, subject) for host, phase, _kind, subject in only_saved}
+    refused = [a for a in now.actions if a.kind == "refuse" and (a.host, str(a.phase), a.subject) in planned]
+    if refused and len(refused) == len(only_now):  # changes the plan made that are refused now (a key broke)
+        first = refused[0]
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise Refused(
+            f"stale plan: {first.host}: {first.subject} is refused now{more}: {first.reason}",
+            hint=first.hint or REPLAN_HINT,
+        )
     parts = []
     for label, found in (("in the file only", only_saved), ("planned now only", only_now)):
         if found:
