@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from mcfleet.fleet.derive import route_port_key
-from mcfleet.fleet.files import PLACEHOLDER, SOURCE_CAP
 from mcfleet.fleet.findings import Finding
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import Fleet, Service, ServiceFile
@@ -25,6 +24,8 @@ TEMPLATE_NAMES = ("address", "host", "hostname", "service", "zone")
 
 def source_problem(loaded: LoadedFleet, want: ServiceFile) -> str | None:
     """Why the plan could not use the file's source, or None."""
+    from mcfleet.fleet.files import SOURCE_CAP  # here: a fleet whose services declare no files never needs it
+
     assert want.source is not None
     path = loaded.root / want.source
     try:
@@ -82,6 +83,8 @@ def rule_template_unknown(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding
             for i, want in enumerate(svc.files):
                 if not want.template or want.source is None or source_problem(loaded, want):
                     continue  # a source that cannot be read is source-unreadable's
+                from mcfleet.fleet.files import PLACEHOLDER
+
                 known = template_names(svc)
                 text = (loaded.root / want.source).read_text()
                 unknown = sorted({m.group(1) for m in PLACEHOLDER.finditer(text)} - set(known))
