@@ -30,11 +30,8 @@ def fleet_with_local_paths(fleet: Fleet, root: Path) -> Fleet:
         provider = getattr(fleet.providers, slot)
         if provider is None:
             continue
-        update = {
-            name: absolute(root, getattr(provider, name))
-            for name in PROVIDER_FILES
-            if absolute(root, getattr(provider, name, None)) != getattr(provider, name, None)
-        }
+        given = {name: getattr(provider, name) for name in PROVIDER_FILES if hasattr(provider, name)}
+        update = {name: made for name, value in given.items() if (made := absolute(root, value)) != value}
         if update:
             changed[slot] = provider.model_copy(update=update)
     if not changed:

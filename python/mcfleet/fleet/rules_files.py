@@ -22,45 +22,28 @@ from mcfleet.fleet.models import Fleet, Service, ServiceFile
 TEMPLATE_NAMES = ("address", "host", "hostname", "service", "zone")
 
 
-def source_problem(loaded: LoadedFleet, want: ServiceFile) -> str | None:
-    """Why the plan could not use the file's source, or None."""
+def read_source(loaded: LoadedFleet, want: ServiceFile) -> tuple[bytes | None, str | None]:
+    """(the source's content, None), or (None, why the plan could not use it)."""
     from mcfleet.fleet.files import SOURCE_CAP  # here: a fleet whose services declare no files never needs it
 
     assert want.source is not None
     path = loaded.root / want.source
     try:
         if not path.is_file():
-            return (
+            return None, (
                 f"{want.source} is not a file in the fleet folder" if path.exists() else f"{want.source} does not exist"
             )
         raw = path.read_bytes()
     except OSError as exc:
-        return f"cannot read {want.source}: {exc.strerror}"
+        return None, f"cannot read {want.source}: {exc.strerror}"
     if len(raw) > SOURCE_CAP:
-        return f"{want.source} is larger than {SOURCE_CAP} bytes"
+        return None, f"{want.source} is larger than {SOURCE_CAP} bytes"
     if want.template:
         try:
             raw.decode()
         except UnicodeDecodeError:
-            return f"{want.source} is not UTF-8 text, so it cannot be a template"
-    return None
-
-
-def rule_source_unreadable(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
-    for name in sorted(loaded.hosts):
-        entry = loaded.hosts[name]
-        for index, svc in enumerate(entry.services):
-            for i, want in enumerate(svc.files):
-                problem = source_problem(loaded, want) if want.source is not None else None
-                if problem:
-                    yield Finding(
-                        "source-unreadable",
-                        loaded.rel(entry.service_path(index)),
-                        f"/files/{i}/source",
-                        f"{svc.name}'s file {want.path}: {problem}",
-                        "add the file to the fleet folder (the path is relative to it), or fix `source`",
-                        name,
-                    )
+            return None, f"{want.source} is not UTF-8 text, so it cannot be a template"
+    return raw, None
 
 
 def template_names(svc: Service) -> list[str]:
@@ -76,29 +59,38 @@ def _closest(unknown: list[str], known: list[str]) -> str:
     return f"did you mean {', '.join(f'{{{{ {c} }}}}' for c in close)}?" if close else ""
 
 
-def rule_template_unknown(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
+def _template_finding(svc: Service, want: ServiceFile, text: str) -> tuple[str, str] | None:
+    """(message, hint) when the template uses a name mcfleet does not fill for `svc`."""
+    from mcfleet.fleet.files import PLACEHOLDER
+
+    known = template_names(svc)
+    unknown = sorted({m.group(1) for m in PLACEHOLDER.finditer(text)} - set(known))
+    if not unknown:
+        return None
+    listed = ", ".join(f"{{{{ {u} }}}}" for u in unknown)
+    close = _closest(unknown, known)
+    return (
+        f"{svc.name}'s template {want.source} uses {listed}, which mcfleet does not fill",
+        (f"{close} " if close else "") + f"(it fills: {', '.join(known)})",
+    )
+
+
+def rule_source_files(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
+    """source-unreadable and template-unknown: each source is read once."""
     for name in sorted(loaded.hosts):
         entry = loaded.hosts[name]
         for index, svc in enumerate(entry.services):
+            where = loaded.rel(entry.service_path(index))
             for i, want in enumerate(svc.files):
-                if not want.template or want.source is None or source_problem(loaded, want):
-                    continue  # a source that cannot be read is source-unreadable's
-                from mcfleet.fleet.files import PLACEHOLDER
-
-                known = template_names(svc)
-                text = (loaded.root / want.source).read_text()
-                unknown = sorted({m.group(1) for m in PLACEHOLDER.finditer(text)} - set(known))
-                if unknown:
-                    listed = ", ".join(f"{{{{ {u} }}}}" for u in unknown)
-                    close = _closest(unknown, known)
-                    yield Finding(
-                        "template-unknown",
-                        loaded.rel(entry.service_path(index)),
-                        f"/files/{i}/source",
-                        f"{svc.name}'s template {want.source} uses {listed}, which mcfleet does not fill",
-                        (f"{close} " if close else "") + f"(it fills: {', '.join(known)})",
-                        name,
-                    )
+                if want.source is None:
+                    continue
+                raw, problem = read_source(loaded, want)
+                if problem:
+                    hint = "add the file to the fleet folder (the path is relative to it), or fix `source`"
+                    yield Finding("source-unreadable", where, f"/files/{i}/source",
+                                  f"{svc.name}'s file {want.path}: {problem}", hint, name)  # fmt: skip
+                elif want.template and raw is not None and (found := _template_finding(svc, want, raw.decode())):
+                    yield Finding("template-unknown", where, f"/files/{i}/source", *found, name)
 
 
-RULES = [rule_source_unreadable, rule_template_unknown]
+RULES = [rule_source_files]

@@ -23,6 +23,8 @@ from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
 
 if TYPE_CHECKING:
+    from mcfleet.providers.cert.base import CertBackend
+    from mcfleet.providers.dns.base import DnsBackend
     from mcfleet.providers.steps import StepOutcome
     from mcfleet.transport.ssh import SshPool
 
@@ -49,6 +51,12 @@ def record_routes(desired: DesiredHost) -> list[ManifestRoute]:
         ManifestRoute(hostname=r.hostname, listener=r.listener, mode=r.mode, service=r.service, backend=r.backend)
         for _k, r in sorted(desired.routes.items())
     ]
+
+
+async def _credential_refusal(backend: CertBackend | DnsBackend | None) -> tuple[str, str | None] | None:
+    """(why, what to do) from the backend's own check of its credential; None without a backend."""
+    refusal = await backend.key_refusal() if backend is not None else None
+    return (refusal.message, refusal.hint) if refusal else None
 
 
 def not_configured(what: str, provider: object) -> str | None:
@@ -326,9 +334,7 @@ class CertKind(NoRead):
         cannot be read, or is not a key.  Asked only of a plan with certificates to issue."""
         from mcfleet.providers.select import cert_backend
 
-        backend = cert_backend(loaded.fleet) if loaded.fleet else None
-        refusal = await backend.key_refusal() if backend is not None else None
-        return (refusal.message, refusal.hint) if refusal else None
+        return await _credential_refusal(cert_backend(loaded.fleet) if loaded.fleet else None)
 
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return not_configured("cert", loaded.fleet.providers.cert if loaded.fleet else None)
@@ -381,9 +387,7 @@ class DnsKind:
         accepted (or the server does not answer)."""
         from mcfleet.providers.select import dns_backend
 
-        backend = dns_backend(loaded.fleet) if loaded.fleet else None
-        refusal = await backend.key_refusal() if backend is not None else None
-        return (refusal.message, refusal.hint) if refusal else None
+        return await _credential_refusal(dns_backend(loaded.fleet) if loaded.fleet else None)
 
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
         from mcfleet.providers.steps import apply_dns
