@@ -134,3 +134,27 @@ def test_a_bundle_that_is_not_a_pex_is_refused_before_any_host(fleet: Path, comm
         assert "connecting" not in out + err
     code, _out, err = run_cli("-C", str(fleet), *command, "--bundle", str(pex_shaped(fleet / "a.pex")), "--help")
     assert code == 0, err
+
+
+def test_a_saved_plan_made_for_other_agent_sources_is_refused_before_any_build(
+    fleet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mcfleet upgraded (or its checkout edited) between plan and apply: the bundle apply would build is
+    not the one the plan compared the nodes with.  Refused at once: no ~20 s build, no connection."""
+    from mcfleet.bundle.build import current_inputs_hash
+    from mcfleet.fleet.load import load_fleet
+    from mcfleet.plan.model import Plan
+    from mcfleet.plan.saved import fleet_inputs, save_plan
+
+    cache = tmp_path / "bundle-cache"
+    monkeypatch.setenv("MCFLEET_BUNDLE_CACHE", str(cache))
+    loaded = load_fleet(fleet)
+    plan = Plan(created_at="2026-11-30T00:00:00+00:00", root=str(loaded.root), hosts=sorted(loaded.hosts),
+                inputs=fleet_inputs(loaded), agent_inputs="0" * 64)  # fmt: skip
+    path = tmp_path / "plan.json"
+    save_plan(plan, path)
+    code, _out, err = run_cli("apply", str(path))
+    assert code == 1, err  # a refusal
+    said = "stale plan: mcfleet's agent sources changed since the plan was made (bundle inputs 000000000000 then"
+    assert f"{said}, {current_inputs_hash()[:12]} now)" in err
+    assert not any(cache.glob("*/*.pex")), "nothing is built for a stale plan"

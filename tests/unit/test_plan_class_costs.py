@@ -101,7 +101,7 @@ def test_asking_for_the_built_bundle_imports_no_builder_and_no_package_metadata(
     code = (
         "import json, sys\nfrom pathlib import Path\nfrom mcfleet.fleet.load import load_fleet\n"
         "from mcfleet.cli.plan_run import bundle_hashes\n"
-        f"hashes, note = bundle_hashes(load_fleet(Path({str(REPO)!r})), ['svc', 'rift', 'hyperborea'])\n"
+        f"hashes, note, _inputs = bundle_hashes(load_fleet(Path({str(REPO)!r})), ['svc', 'rift', 'hyperborea'])\n"
         "heavy = ('importlib.metadata', 'zipfile', 'mcfleet.apply.artifacts', 'mcfleet.nix.closures')\n"
         "print(json.dumps({'debian': bool(hashes) or note is not None,\n"
         "    'imported': sorted(m for m in heavy if m in sys.modules)}))\n"

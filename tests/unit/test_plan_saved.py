@@ -238,3 +238,22 @@ def test_a_saved_plan_whose_nixos_system_is_built_differently_now_is_refused() -
         "cccccccc-nixos-system-rift"
     )
     assert err.value.location == "rift"
+
+
+def test_a_saved_plan_made_for_other_agent_sources_is_refused_and_the_same_ones_pass() -> None:
+    from mcfleet.plan.saved import ensure_same_agent_sources
+
+    asked: list[str] = []
+
+    def now() -> str:
+        asked.append("now")
+        return "a" * 64
+
+    ensure_same_agent_sources(Plan(hosts=["orion"]), now)  # no bundle compared when planned: nothing to check
+    assert asked == []
+    ensure_same_agent_sources(Plan(hosts=["orion"], agent_inputs="a" * 64), now)  # the same sources
+    with pytest.raises(Refused) as err:
+        ensure_same_agent_sources(Plan(hosts=["orion"], agent_inputs="b" * 64), now)
+    assert "agent sources changed since the plan was made (bundle inputs bbbbbbbbbbbb then, aaaaaaaaaaaa now)" in (
+        err.value.message
+    )

@@ -36,7 +36,7 @@ from mcfleet.apply.pipeline import ApplyOptions, HostWork, Pipeline
 from mcfleet.apply.planwork import Override, check_refusals, planned_agent_sha, work_from_plan
 from mcfleet.apply.provision import provision_host
 from mcfleet.apply.summary import Summary, summarize
-from mcfleet.bundle.build import build_agent_bundle_async
+from mcfleet.bundle.build import build_agent_bundle_async, current_inputs_hash
 from mcfleet.errors import Interrupted, McfleetError, Refused
 from mcfleet.fleet.desired import DesiredHost, desired_state
 from mcfleet.fleet.load import HostEntry, LoadedFleet
@@ -45,7 +45,13 @@ from mcfleet.kinds.system import add_closure_diffs
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.plan.model import Plan
 from mcfleet.plan.planner import plan_fleet
-from mcfleet.plan.saved import REPLAN_HINT, ensure_fresh, ensure_same_actions, ensure_same_systems
+from mcfleet.plan.saved import (
+    REPLAN_HINT,
+    ensure_fresh,
+    ensure_same_actions,
+    ensure_same_agent_sources,
+    ensure_same_systems,
+)
 from mcfleet.report.progress import NullProgress, Progress
 from mcfleet.transport.base import Node
 from mcfleet.transport.ssh import SshOptions, SshPool
@@ -231,6 +237,8 @@ class ApplySession:
     async def apply_plan(self, plan: Plan, overrides: list[Override], *, saved: bool) -> Summary:
         """Run a plan (made now, or loaded from a file and checked for staleness first)."""
         self.plan = plan
+        if saved and self.options.bundle is None:  # with --bundle, the given file is compared after hashing it
+            ensure_same_agent_sources(plan, current_inputs_hash)
         await self.prebuild(list(plan.hosts))
         if saved:
             now, facts = await plan_fleet(

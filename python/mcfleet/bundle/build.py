@@ -268,16 +268,27 @@ def _inputs(cache_dir: Path | None) -> tuple[Path, list[Path], str, Path]:
     return package, platforms, key, cache / key[:24]
 
 
-def cached_bundle_sha256(cache_dir: Path | None = None) -> str | None:
-    """The sha256 of the bundle for the current sources if it is already built, else None (never builds).
+def current_inputs_hash(cache_dir: Path | None = None) -> str:
+    """The inputs hash of the bundle this mcfleet would build now (never builds; ~1 ms when unchanged)."""
+    return _inputs(cache_dir)[2]
 
-    `mcfleet plan` uses it to show an agent upgrade without paying for a build.
+
+def cached_bundle(cache_dir: Path | None = None) -> tuple[str, str | None]:
+    """(the inputs hash of the current sources, the sha256 of their bundle if it is built, else None).
+
+    `mcfleet plan` uses it to show an agent upgrade without paying for a build, and records the
+    inputs hash so that `apply` of the saved plan sees a change of mcfleet's sources before it builds.
     """
-    *_, slot = _inputs(cache_dir)
+    *_, key, slot = _inputs(cache_dir)
     sha_file = slot / f"{BUNDLE_NAME}.sha256"
     if not (slot / BUNDLE_NAME).is_file() or not sha_file.is_file():
-        return None
-    return sha_file.read_text().split()[0]
+        return key, None
+    return key, sha_file.read_text().split()[0]
+
+
+def cached_bundle_sha256(cache_dir: Path | None = None) -> str | None:
+    """The sha256 of the bundle for the current sources if it is already built, else None (never builds)."""
+    return cached_bundle(cache_dir)[1]
 
 
 def _quiet(text: str) -> None:

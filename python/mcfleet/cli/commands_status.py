@@ -128,7 +128,7 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
     from mcfleet.plan.planner import plan_fleet
     from mcfleet.transport.ssh import SshOptions, SshPool
 
-    hashes, _note = bundle_hashes(loaded, names)
+    hashes, _note, _inputs = bundle_hashes(loaded, names)
 
     async def go() -> tuple[Any, Any, list[Any], dict[str, tuple[dict[str, str] | None, Any]]]:
         async with SshPool(SshOptions(connect_timeout=connect_timeout), hosts=loaded.hosts) as pool:

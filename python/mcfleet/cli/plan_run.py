@@ -26,22 +26,27 @@ def select(loaded: LoadedFleet, selector: str | list[str] | None) -> list[str]:
     return [e.host.name for e in select_hosts(loaded, selector)]
 
 
-def bundle_hashes(loaded: LoadedFleet, hosts: list[str]) -> tuple[dict[str, str], str | None]:
+def bundle_hashes(loaded: LoadedFleet, hosts: list[str]) -> tuple[dict[str, str], str | None, str]:
     """The agent each Debian host should run: the bundle already built for these sources (never builds).
 
-    Returns the hashes and, when the bundle is not built yet, a note saying so: the plan then
-    compares the node with what the last apply recorded, and `apply` builds and compares again.
+    Returns the hashes; when the bundle is not built yet, a note saying so (the plan then compares
+    the node with what the last apply recorded, and `apply` builds and compares again); and the
+    inputs hash of the bundle the hashes came from ("" when none), which a saved plan records.
     """
     from mcfleet.apply.artifact_key import build_key
-    from mcfleet.bundle.build import cached_bundle_sha256
+    from mcfleet.bundle.build import cached_bundle
 
     debian = [h for h in hosts if build_key(loaded.hosts[h].host) == "pex"]  # the hosts apply gives the PEX
     if not debian:
-        return {}, None
-    sha = cached_bundle_sha256()
+        return {}, None, ""
+    inputs, sha = cached_bundle()
     if sha is None:
-        return {}, "note: the agent bundle for these sources is not built yet, so an agent upgrade shows at apply time"
-    return dict.fromkeys(debian, sha), None
+        return (
+            {},
+            "note: the agent bundle for these sources is not built yet, so an agent upgrade shows at apply time",
+            "",
+        )
+    return dict.fromkeys(debian, sha), None, inputs
 
 
 def kinds_kept(skip: list[str], *, saving: bool) -> tuple[list[ResourceKind], list[str]]:
@@ -130,7 +135,7 @@ def run_plan(  # noqa: PLR0917 (one parameter per option of the command)
     kinds, skipped = kinds_kept(skip, saving=out is not None)
     writable_plan_path(out)
     options = SshOptions(connect_timeout=connect_timeout)
-    agent_hashes, note = bundle_hashes(loaded, hosts)
+    agent_hashes, note, agent_inputs = bundle_hashes(loaded, hosts)
 
     async def observe_and_diff() -> tuple[Plan, str | None]:  # one event loop for the whole plan
         with make_progress(title="gathering facts", quiet=json_out) as progress:
@@ -147,6 +152,8 @@ def run_plan(  # noqa: PLR0917 (one parameter per option of the command)
 
     result, system_note = run_async(observe_and_diff())
     result = mark_skipped(result, skipped)
+    if agent_inputs:
+        result.agent_inputs = agent_inputs  # apply of the saved plan: mcfleet's sources changed? (before it builds)
     if out is not None:
         save_or_say(result, out)
     if json_out:

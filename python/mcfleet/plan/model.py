@@ -111,6 +111,11 @@ class Plan(BaseModel):
         description="every file the plan was made from, relative to the fleet folder -> sha256 of its content",
     )
     facts_digests: dict[str, str] = Field(default_factory=dict, description="host -> digest of its facts")
+    agent_inputs: str = Field(
+        "",
+        description="the inputs hash of the agent bundle the plan compared the Debian hosts with (mcfleet's "
+        "agent sources, pins and platforms); empty when none was built",
+    )
     actions: list[Action] = Field(default_factory=empty_list)
     unreachable: dict[str, UnreachableHost] = Field(default_factory=dict)
     blocked: list[Blocked] = Field(default_factory=empty_list, description="kinds that cannot act on a host, and why")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -246,3 +246,22 @@ def ensure_same_systems(saved: Plan, now: Plan) -> None:
                 location=host,
                 hint=REPLAN_HINT,
             )
+
+
+def ensure_same_agent_sources(saved: Plan, inputs_now: Callable[[], str]) -> None:
+    """Refuse a saved plan made against another agent bundle than the one this mcfleet builds, before it builds.
+
+    The plan compared its Debian hosts with the bundle built for mcfleet's sources then
+    (`agent_inputs`).  When those sources changed since (mcfleet upgraded, a checkout edited), the
+    bundle built now differs and the plan is stale whatever the nodes say; building it first costs
+    ~20 s for a refusal.  `inputs_now()` hashes the sources (a stat of each file when unchanged)."""
+    if not saved.agent_inputs:
+        return
+    now = inputs_now()
+    if now != saved.agent_inputs:
+        raise Refused(
+            f"stale plan: mcfleet's agent sources changed since the plan was made (bundle inputs "
+            f"{saved.agent_inputs[:12]} then, {now[:12]} now): the plan compared the Debian hosts' agent "
+            "with a bundle apply would no longer push",
+            hint=REPLAN_HINT,
+        )
