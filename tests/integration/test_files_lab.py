@@ -225,6 +225,14 @@ def test_a_secret_reaches_only_its_node_as_0600_mcp_and_never_any_output(
     assert fleet.sh(second, "ls /srv/hello/token", check=False).returncode != 0
     elsewhere = fleet.sh(second, f"grep -rl {POISON} /srv /var/lib/mcfleet /root /home /tmp", check=False)
     assert elsewhere.stdout == ""
+    # a drift check by someone without the identity: the secret is unchanged (not refused)
+    blind_env = {"MCFLEET_AGE_IDENTITY": str(tmp_path / "not-an-operator.key")}
+    blind = cli("plan", "-C", str(root), "--detailed-exitcode", env=blind_env)
+    assert blind.code == 0, blind.stdout + blind.stderr
+    fleet.sh(first, "echo tampered >> /srv/hello/token")
+    tampered = cli("plan", "-C", str(root), env=blind_env)
+    assert tampered.code == 1 and "the node's file is not the one mcfleet wrote" in tampered.stdout, tampered.stdout
+    fleet.sh(first, f"printf %s {POISON} > /srv/hello/token")
 
     sources = {"apply output": said, "ps during apply": ps, "plan": planned.stdout, "plan file": plan_file.read_text()}
     for name in fleet.names:

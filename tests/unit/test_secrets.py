@@ -190,3 +190,52 @@ def test_set_refuses_an_empty_value_and_an_unreadable_file(fleet: tuple[Path, Pa
         assert not (root / "secrets" / "web-token.age").exists()
     cli(root, "secret", "set", "web-token", "--allow-empty", stdin="")
     assert cli(root, "secret", "show", "web-token") == ""
+
+
+def test_an_operator_who_cannot_decrypt_sees_an_unchanged_secret_unchanged_and_a_changed_one_refused(
+    fleet: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drift check run without the identity (CI, a colleague not among the recipients) must not
+    report every secret file as refused: the manifest records which encrypted file it was written from."""
+    import hashlib
+
+    from mcfleet.kinds.base import ApplyContext
+
+    root, _, _ = fleet
+    cli(root, "secret", "set", "web-token", stdin=POISON)
+    loaded = load_fleet(root)
+    alpha = desired_state(loaded)["alpha"]
+    path = "/srv/web/token"
+    create = FilesKind().diff(alpha, Facts(host="alpha", files=[]), Manifest(), now=NOW)
+    ctx = ApplyContext(loaded, loaded.hosts["alpha"], None, alpha, Manifest(), {"files": [path]})  # type: ignore[arg-type]
+    written = FilesKind().record(Manifest(), ctx, create)
+    age = (root / "secrets" / "web-token.age").read_bytes()
+    assert written.files[path].sealed == hashlib.sha256(age).hexdigest()
+    assert written.files[path].written == hashlib.sha256(POISON.encode()).hexdigest()
+    assert POISON not in written.model_dump_json()
+
+    as_written = FileFacts(path=path, uid=850, gid=850, mode="600", sha256=hashlib.sha256(POISON.encode()).hexdigest())
+    monkeypatch.setenv("MCFLEET_AGE_IDENTITY", str(root / "nosuch.key"))
+    blind = desired_state(load_fleet(root))["alpha"]
+    assert blind.files[path].content is None  # cannot decrypt
+    assert FilesKind().diff(blind, Facts(host="alpha", files=[as_written]), written, now=NOW) == []
+
+    def refused(facts: FileFacts, manifest: Manifest) -> str:
+        acts = FilesKind().diff(desired_state(load_fleet(root))["alpha"], Facts(host="alpha", files=[facts]),
+                                manifest, now=NOW)  # fmt: skip
+        assert [a.kind for a in acts] == ["refuse"]
+        assert "no operator identity" in acts[0].reason
+        return acts[0].reason
+
+    edited = as_written.model_copy(update={"sha256": "0" * 64})
+    assert refused(edited, written).startswith("the node's file is not the one mcfleet wrote")
+    assert refused(as_written.model_copy(update={"mode": "644"}), written).startswith("its owner or mode differ")
+    assert refused(as_written, Manifest()).startswith("the manifest does not record which secrets/web-token.age")
+    # apply of other changes by this operator keeps the record (the content is not known to write it again)
+    blind_ctx = ApplyContext(loaded, loaded.hosts["alpha"], None, blind, written, {"files": []})  # type: ignore[arg-type]
+    assert FilesKind().record(written, blind_ctx, []).files == written.files
+
+    monkeypatch.setenv("MCFLEET_AGE_IDENTITY", str(fleet[1]))
+    cli(root, "secret", "set", "web-token", stdin=POISON + "-rotated")
+    monkeypatch.setenv("MCFLEET_AGE_IDENTITY", str(root / "nosuch.key"))
+    assert refused(as_written, written).startswith("secrets/web-token.age changed since it was written")

@@ -35,6 +35,9 @@ class DesiredFile:
     secret: str | None = None  # the secret's name: the plan never shows its content, diff or hash
     error: str | None = None  # why a secret's content is not known (the plan refuses its file)
     data: bytes | None = field(default=None, repr=False, compare=False)  # a binary file's bytes (content None)
+    # a secret: the sha256 of its encrypted file (secrets/NAME.age), known without an identity; it changes
+    # with the value (`secret set`) and with a rekey
+    sealed: str | None = None
 
     @property
     def owner(self) -> str:
@@ -146,7 +149,9 @@ def service_files(
 def _secret_file(
     loaded: LoadedFleet, path: str, service: str, *, ids: tuple[int, int], mode: str, name: str
 ) -> DesiredFile:
-    from mcfleet.fleet.secrets import decrypt_secret
+    import hashlib
+
+    from mcfleet.fleet.secrets import decrypt_secret, secret_paths
 
     try:
         content: str | None = decrypt_secret(loaded.root, name).decode()
@@ -155,7 +160,11 @@ def _secret_file(
         content, error = None, exc.message + (f" ({exc.hint})" if exc.hint else "")
     except UnicodeDecodeError:
         content, error = None, f"secret {name} is not UTF-8 text"
-    return DesiredFile(path, service, ids[0], ids[1], mode, "", content, secret=name, error=error)
+    try:
+        sealed: str | None = hashlib.sha256(secret_paths(loaded.root, name)[0].read_bytes()).hexdigest()
+    except (OSError, InputError):
+        sealed = None  # missing: `error` says so
+    return DesiredFile(path, service, ids[0], ids[1], mode, "", content, secret=name, error=error, sealed=sealed)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,9 @@ the deploy recreates (a new image or container spec) is not restarted here: its 
 on the new files in the deploy, and when its stage does not get healthy (the agent puts the old
 containers back) its previous files go back too and it is restarted on them.
 record: every declared file as written (path -> service, sha256, owner, mode); a removed one leaves.
+A secret's record also keeps the sha256 of the encrypted file it came from and of the content
+written, so a plan made by an operator who cannot decrypt it (no identity, not a recipient) finds
+an unchanged secret unchanged, and refuses only one it would have to write.
 """
 
 from __future__ import annotations
@@ -58,12 +61,35 @@ def content_sha(want: DesiredFile) -> str:
     return want.sha256 or hashlib.sha256((want.content or "").encode()).hexdigest()
 
 
-def _file_action(d: DesiredHost, want: DesiredFile, have: FileFacts | None) -> Action | None:
+def _sealed_unchanged(want: DesiredFile, have: FileFacts | None, had: ManifestFile | None) -> str | None:
+    """A secret this operator cannot decrypt: None when the node's file is what mcfleet last wrote from the
+    same encrypted file, with the owner and mode declared (nothing to do, no content needed); else what
+    differs, for the refusal."""
+    if have is None or not have.present:
+        return "the node does not have it"
+    if had is None or had.sealed is None or had.written is None:  # e.g. written by an earlier mcfleet
+        return f"the manifest does not record which secrets/{want.secret}.age it was written from"
+    if want.sealed != had.sealed:
+        return f"secrets/{want.secret}.age changed since it was written (a new value, or a rekey)"
+    if have.sha256 != had.written:
+        return "the node's file is not the one mcfleet wrote"
+    if f"{have.uid}:{have.gid}" != want.owner or int((have.mode or "0"), 8) != int(want.mode, 8):
+        return "its owner or mode differ"
+    return None
+
+
+def _file_action(
+    d: DesiredHost, want: DesiredFile, have: FileFacts | None, had: ManifestFile | None = None
+) -> Action | None:
     subject = f"file {want.path}"
     after: dict[str, Any] = {"service": want.service, "owner": want.owner, "mode": want.mode}
     after.update({"secret": want.secret} if want.secret else {"sha256": want.sha256})
     if want.error is not None:
-        return Action(host=d.name, phase=Phase.files, kind="refuse", subject=subject, reason=want.error,
+        differs = _sealed_unchanged(want, have, had) if want.sealed else None
+        if want.sealed and differs is None:
+            return None  # unchanged since mcfleet wrote it: apply has nothing to write
+        return Action(host=d.name, phase=Phase.files, kind="refuse", subject=subject,
+                      reason=f"{differs}, and {want.error}" if differs else want.error,
                       hint=f"mcfleet secret show {want.secret} must work for you")  # fmt: skip
     if have is None or not have.present:
         return Action(host=d.name, phase=Phase.files, kind="create", subject=subject, after=after,
@@ -88,6 +114,13 @@ def _file_action(d: DesiredHost, want: DesiredFile, have: FileFacts | None) -> A
         return Action(host=d.name, phase=Phase.files, kind="update", subject=subject, before=before,
                       after=after, reason="owner or mode differ")  # fmt: skip
     return None
+
+
+def _recorded(f: DesiredFile) -> ManifestFile:
+    if f.secret is None:
+        return ManifestFile(service=f.service, sha256=f.sha256, owner=f.owner, mode=f.mode)
+    return ManifestFile(service=f.service, sha256=f"secret {f.secret}", owner=f.owner, mode=f.mode,
+                        sealed=f.sealed, written=content_sha(f))  # fmt: skip
 
 
 async def put_binary(node: Any, want: DesiredFile) -> None:
@@ -191,7 +224,7 @@ class FilesKind(NoRead):
         if f.files is None:  # not asked (an older facts script)
             return []
         seen = {x.path: x for x in f.files}
-        acts = [_file_action(d, want, seen.get(path)) for path, want in sorted(d.files.items())]
+        acts = [_file_action(d, want, seen.get(path), m.files.get(path)) for path, want in sorted(d.files.items())]
         acts = [  # apply restarts a running service whose files change: the plan says so
             a.model_copy(update={"reason": f"{a.reason}; {svc} restarts on it"})
             if a is not None and a.kind == "update" and (svc := d.files[a.subject.removeprefix("file ")].service)
@@ -325,8 +358,8 @@ class FilesKind(NoRead):
         written, removed = set(ctx.data.get("files", [])), set(ctx.data.get("files_removed", []))
         not_done = {a.subject.removeprefix("file ") for a in actions} - written
         files = {
-            p: m.files[p] if p in not_done and p in m.files else
-            ManifestFile(service=f.service, sha256=f.sha256 or f"secret {f.secret}", owner=f.owner, mode=f.mode)
+            # kept: not written now, or a secret this operator cannot decrypt (unchanged, as the plan found)
+            p: m.files[p] if p in m.files and (p in not_done or (f.secret and f.content is None)) else _recorded(f)
             for p, f in ctx.desired.files.items()
             if p in written or p in m.files
         }  # fmt: skip

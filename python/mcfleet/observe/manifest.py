@@ -97,9 +97,14 @@ class ManifestCert(_Part):
 
 class ManifestFile(_Part):
     service: str
-    sha256: str
+    sha256: str  # of the content; "secret NAME" for a secret
     owner: str = Field(description="uid:gid as written")
     mode: str
+    # A secret's file: what it was written from, so that a plan made without an identity to decrypt it
+    # can still tell that nothing changed (the same encrypted file, and the node's file as written).
+    # `written` (the content's sha256) stays in this root-only file: a plan never shows it.
+    sealed: str | None = Field(default=None, description="a secret: sha256 of secrets/NAME.age it was written from")
+    written: str | None = Field(default=None, description="a secret: sha256 of the content written")
 
 
 class Manifest(_Part):
