@@ -27,6 +27,8 @@ class McnsState:
     next_id: int = 1
     calls: list[str] = field(default_factory=list)  # "METHOD path" of every authorised call
     down: bool = False  # answer 503 to everything
+    # a server policy some record APIs have (the documents do not say MCNS has one): a lower TTL is stored as it
+    min_ttl: int = 0
 
 
 def _in_zone(name: str, zone: str) -> bool:
@@ -99,7 +101,7 @@ def _handler(state: McnsState) -> type[http.server.BaseHTTPRequestHandler]:
             if data is None:
                 return
             record = {"id": state.next_id, "name": data["name"], "type": data["type"], "value": data["value"],
-                      "ttl": int(data.get("ttl", 300))}  # fmt: skip
+                      "ttl": max(int(data.get("ttl", 300)), state.min_ttl)}  # fmt: skip
             state.records[state.next_id] = record
             state.next_id += 1
             state.serial += 1
@@ -116,6 +118,7 @@ def _handler(state: McnsState) -> type[http.server.BaseHTTPRequestHandler]:
             if data is None:
                 return
             record = {**state.records[int(rid)], **{k: data[k] for k in ("name", "type", "value", "ttl") if k in data}}
+            record["ttl"] = max(int(record.get("ttl", 300)), state.min_ttl)
             state.records[int(rid)] = record
             state.serial += 1
             self._send(200, record)

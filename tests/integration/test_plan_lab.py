@@ -183,7 +183,7 @@ def test_wrong_pinned_host_key_is_a_refusal_with_a_clear_message(plan_lab: tuple
     assert "hint: if the node was reinstalled, verify its new key out of band" in out
 
 
-def _knot_update(knot: Any, name: str, address: str | None) -> None:
+def _knot_update(knot: Any, name: str, address: str | None, ttl: int = 60) -> None:
     import dns.query
     import dns.tsig
     import dns.tsigkeyring
@@ -196,7 +196,7 @@ def _knot_update(knot: Any, name: str, address: str | None) -> None:
     if address is None:
         update.delete(name, "A")
     else:
-        update.replace(name, 60, "A", address)
+        update.replace(name, ttl, "A", address)
     dns.query.tcp(update, knot.server, port=knot.port, timeout=5)
 
 
@@ -206,11 +206,16 @@ def test_dns_answers_come_from_the_authoritative_server(plan_lab: tuple[Any, Pat
     _knot_update(knot, "planweb", address)
     try:
         _code, right, _err = plan_json(root, "--on", "plann2")
+        _knot_update(knot, "planweb", address, ttl=600)  # the right address, held with another TTL
+        _code, slow, _err = plan_json(root, "--on", "plann2")
         _knot_update(knot, "planweb", "10.99.99.99")
         _code, wrong, _err = plan_json(root, "--on", "plann2")
     finally:
         _knot_update(knot, "planweb", None)
     assert not [a for a in right["actions"] if a["phase"] == "dns"]  # the server already answers the node
+    [ttl] = [a for a in slow["actions"] if a["phase"] == "dns"]
+    assert (ttl["kind"], ttl["before"]["ttl"], ttl["after"]["ttl"]) == ("update", 600, 60), ttl
+    assert ttl["reason"] == "the server holds it with TTL 600 s, the fleet's is 60 s"
     dns = [a for a in wrong["actions"] if a["phase"] == "dns"]
     assert [(a["kind"], a["before"]) for a in dns] == [("update", {"type": "A", "value": "10.99.99.99"})]
 

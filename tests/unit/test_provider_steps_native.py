@@ -142,3 +142,23 @@ def test_native_steps_issue_route_register_and_remove(tmp_path: Path) -> None:
             await server.stop(None)
 
     asyncio.run(scenario())
+
+
+def test_a_dns_server_that_keeps_its_own_ttl_fails_the_step_with_what_to_set(tmp_path: Path) -> None:
+    """Written with providers.dns.ttl, held with another: every plan would list the record again (the TTL
+    differs), and every apply write it again.  The step says so once, with the TTL to configure."""
+    web = f"mcr.{ZONE}"
+    desired = Desired(records={web: Record(web, "10.0.0.1")})
+
+    async def scenario() -> None:
+        with run_mcns(ZONE, POISON) as (mcns_url, mcns):
+            mcns.min_ttl = 3600
+            _fleet(tmp_path, mcns_url, "http://127.0.0.1:9", str(tmp_path / "none.sock"))
+            loaded = load_fleet(tmp_path)
+            step = await apply_dns(loaded, desired, [_act("dns", "create", f"dns {web}")])
+            assert step.status == "failed", step.message
+            assert f"{web} has TTL 3600 s, not providers.dns.ttl 300 s" in step.message
+            mcns.min_ttl = 0
+            assert (await apply_dns(loaded, desired, [_act("dns", "update", f"dns {web}")])).status == "changed"
+
+    asyncio.run(scenario())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -91,3 +92,17 @@ def test_a_change_the_peer_did_not_confirm_is_recorded_unknown_and_sent_again_or
     routed = Manifest(routes=[ManifestRoute(hostname=NAME, mode="l7", service="web", backend=NO_ANSWER)])
     [resent] = routes_diff(host, Facts(host="n1"), routed)
     assert resent.reason == "the proxy did not confirm an earlier apply's change: sent again"
+
+
+def test_a_record_held_with_another_ttl_than_the_providers_is_changed() -> None:
+    """providers.dns.ttl changed: the server holds every record with the old TTL; the plan lists each
+    (apply writes it again with the new TTL), and once the server holds the fleet's TTL, nothing."""
+    ttl_host = replace(_host(), records={NAME: DesiredRecord(NAME, "10.0.0.5", ttl=120)})
+    [changed] = dns_diff(ttl_host, Facts(host="n1", dns={NAME: ["10.0.0.5"]}, dns_ttl={NAME: 60}), Manifest())
+    assert (changed.kind, changed.reason) == ("update", "the server holds it with TTL 60 s, the fleet's is 120 s")
+    assert (changed.before["ttl"], changed.after["ttl"]) == (60, 120)
+    assert dns_diff(ttl_host, Facts(host="n1", dns={NAME: ["10.0.0.5"]}, dns_ttl={NAME: 120}), Manifest()) == []
+    assert dns_diff(ttl_host, Facts(host="n1", dns={NAME: ["10.0.0.5"]}), Manifest()) == []  # TTL not read
+    # a wrong address and a wrong TTL: one change, for the address (apply writes both)
+    [moved] = dns_diff(ttl_host, Facts(host="n1", dns={NAME: ["10.0.0.9"]}, dns_ttl={NAME: 60}), Manifest())
+    assert moved.after == {"type": "A", "value": "10.0.0.5"}

@@ -95,6 +95,7 @@ class DesiredRecord:
     name: str
     value: str
     type: str = "A"
+    ttl: int | None = None  # the DNS provider's `ttl`: a record the server holds with another is changed
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,12 @@ def _users(loaded: LoadedFleet, entry: HostEntry) -> list[DesiredUser]:
     return out
 
 
+def record_ttl(loaded: LoadedFleet) -> int | None:
+    """The TTL the DNS provider writes records with (None: no provider)."""
+    dns = loaded.fleet.providers.dns if loaded.fleet else None
+    return dns.ttl if dns is not None else None
+
+
 def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = None) -> dict[str, DesiredHost]:
     """What each host should have.  `agent_hashes`: host -> sha256 of the agent to install (from the build);
     for a NixOS host, the store path of its system toplevel (the agent is part of that closure)."""
@@ -232,7 +239,7 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
                 _add_files(loaded, hosts[name], entry, index, ports=svc_ports, address=address)
             if zone:
                 default_name = f"{svc.name}.{zone}"
-                hosts[name].records[default_name] = DesiredRecord(default_name, address)
+                hosts[name].records[default_name] = DesiredRecord(default_name, address, ttl=record_ttl(loaded))
     add_routes(loaded, hosts, ports)
     return hosts
 
@@ -268,7 +275,9 @@ def add_routes(loaded: LoadedFleet, hosts: dict[str, DesiredHost], ports: dict[s
             # the name leads to the proxy that routes it: a public route's to the edge, whose proxy
             # alone carries it (rule route-name-split keeps one hostname on one proxy)
             address = ipv4_address(loaded.hosts[route.proxy_host])
-            hosts[route.backend_host].records[route.hostname] = DesiredRecord(route.hostname, address)
+            hosts[route.backend_host].records[route.hostname] = DesiredRecord(
+                route.hostname, address, ttl=record_ttl(loaded)
+            )
         proxy.routes[route.key] = DesiredRoute(
             route.hostname, route.mode, route.service, route.backend_host, route.backend, route.listener
         )

@@ -150,7 +150,14 @@ def dns_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
         subject = f"dns {name}"
         if name in f.dns:  # the authoritative server answered: it is the truth
             answers = f.dns[name]
-            if answers == [rec.value]:
+            held = f.dns_ttl.get(name)
+            if answers == [rec.value] and (rec.ttl is None or held is None or held == rec.ttl):
+                continue
+            if answers == [rec.value]:  # the address is right, the TTL is not (providers.dns.ttl changed)
+                why = f"the server holds it with TTL {held} s, the fleet's is {rec.ttl} s"
+                held_as = {**after, "ttl": held}
+                acts.append(Action(host=d.name, phase=Phase.dns, kind="update", subject=subject, before=held_as,
+                                   after={**after, "ttl": rec.ttl}, reason=why))  # fmt: skip
                 continue
             kind = "create" if not answers else "update"
             before = {"type": "A", "value": ", ".join(answers)} if answers else None  # a set, shown as `after`
@@ -289,13 +296,14 @@ async def add_dns(loaded: LoadedFleet, desired: Mapping[str, DesiredHost], facts
         return facts
     from mcfleet.observe.dns import query_names
 
-    answers, error = await query_names(every, provider.server, provider.port)  # all names at once, in parallel
+    answers, ttls, error = await query_names(every, provider.server, provider.port)  # all at once, in parallel
     out = dict(facts)
     for host, names in wanted.items():
         item = out[host]
         if names and isinstance(item, Facts):
             mine = {n: answers[n] for n in sorted(names) if n in answers}
-            out[host] = item.model_copy(update={"dns": mine, "dns_error": error if len(mine) < len(names) else None})
+            out[host] = item.model_copy(update={"dns": mine, "dns_ttl": {n: ttls[n] for n in mine if n in ttls},
+                                                "dns_error": error if len(mine) < len(names) else None})  # fmt: skip
     return out
 
 
@@ -443,13 +451,15 @@ async def add_provider_dns(
     }
     from mcfleet.providers.read import dns_answers
 
-    answers, error = await dns_answers(loaded, set().union(*wanted.values()) if wanted else set())
+    answers, ttls, error = await dns_answers(loaded, set().union(*wanted.values()) if wanted else set())
     out = dict(facts)
     for host, names in wanted.items():
         item = out[host]
         if names and isinstance(item, Facts):
             mine = {n: answers[n] for n in sorted(names) if n in answers}
-            out[host] = item.model_copy(update={"dns": mine, "dns_error": error})
+            out[host] = item.model_copy(
+                update={"dns": mine, "dns_ttl": {n: ttls[n] for n in mine if n in ttls}, "dns_error": error}
+            )
     return out
 
 

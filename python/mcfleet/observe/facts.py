@@ -139,6 +139,9 @@ class Facts(_Fact):
         description="the change of the containers the agent is still making (e.g. of an interrupted apply)",
     )
     dns: dict[str, list[str]] = Field(default_factory=dict, description="name -> A answers at the authoritative server")
+    dns_ttl: dict[str, int] = Field(
+        default_factory=dict, description="name -> the TTL of its A answers at the authoritative server"
+    )
     dns_error: str | None = None
     routes: list[str] | None = Field(
         default=None, description="this host's route hostnames the route provider serves; None: not asked"

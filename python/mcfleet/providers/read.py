@@ -19,15 +19,19 @@ from mcfleet.transport.base import Node
 from mcfleet.transport.ssh import SshPool
 
 
-async def dns_answers(loaded: LoadedFleet, names: Iterable[str]) -> tuple[dict[str, list[str]], str | None]:
+async def dns_answers(
+    loaded: LoadedFleet, names: Iterable[str]
+) -> tuple[dict[str, list[str]], dict[str, int], str | None]:
+    """(name -> A values, name -> their TTL, why the server could not be read or None)."""
     backend = dns_backend(loaded.fleet) if loaded.fleet else None
     wanted = sorted(set(names))
     if backend is None or not wanted:
-        return {}, None
+        return {}, {}, None
     try:
-        return await backend.answers(wanted), None
+        answers, ttls = await backend.answers_ttl(wanted)
     except ProviderError as exc:
-        return {}, exc.message
+        return {}, {}, exc.message
+    return answers, ttls, None
 
 
 LiveRoutes = dict[str, ProxyRoute] | str  # the routes, or why they could not be read

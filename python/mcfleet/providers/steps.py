@@ -184,11 +184,18 @@ async def apply_dns(loaded: LoadedFleet, desired: DesiredHost, actions: Iterable
         timings[action.subject] = time.monotonic() - started
     if written and not failed:  # verified at the server that answers for the zone
         try:
-            seen = await backend.answers(sorted(written))
+            seen, ttls = await backend.answers_ttl(sorted(written))
         except ProviderError as exc:
             failed.append(_error("dns verify", exc))
         else:
             wrong = [f"{n} answers {seen.get(n) or 'nothing'}" for n, want in written.items() if seen.get(n) != want]
+            # a server that keeps another TTL (a floor of its own) would make every plan change it again
+            wrong += [
+                f"{n} has TTL {ttls[n]} s, not providers.dns.ttl {backend.ttl} s (the server keeps its own: "
+                "set ttl to it)"
+                for n, want in written.items()
+                if want and seen.get(n) == want and ttls.get(n, backend.ttl) != backend.ttl
+            ]
             if wrong:
                 failed.append("the DNS server does not answer what was written: " + "; ".join(wrong))
     out = _finish(done, failed, timings, "DNS records")

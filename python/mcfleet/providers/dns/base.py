@@ -16,6 +16,10 @@ class DnsBackend(Protocol):
         """name -> the A values the server holds now ([] when none)."""
         ...
 
+    async def answers_ttl(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int]]:
+        """The answers, and name -> the TTL the server holds them with (names with values only)."""
+        ...
+
     async def set_a(self, name: str, address: str) -> None:
         """Make `name` answer exactly `address` (create or replace)."""
         ...

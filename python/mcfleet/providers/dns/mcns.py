@@ -43,8 +43,17 @@ class McnsDns:
         return [r for r in items if isinstance(r, dict) and r.get("type") == "A"]
 
     async def answers(self, names: list[str]) -> dict[str, list[str]]:
+        return (await self.answers_ttl(names))[0]
+
+    async def answers_ttl(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int]]:
         records = await asyncio.to_thread(self._records)
-        return {n: sorted(str(r.get("value")) for r in records if r.get("name") == n) for n in names}
+        mine = {n: [r for r in records if r.get("name") == n] for n in names}
+        ttls = {
+            n: min(r["ttl"] for r in rs)
+            for n, rs in mine.items()
+            if rs and all(isinstance(r.get("ttl"), int) for r in rs)
+        }
+        return {n: sorted(str(r.get("value")) for r in rs) for n, rs in mine.items()}, ttls
 
     def _key_refusal(self) -> ProviderError | None:
         try:

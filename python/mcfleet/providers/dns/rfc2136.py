@@ -128,7 +128,7 @@ class Rfc2136Dns:
                 f"{self.provider.key_name!r} update A records",
             )
 
-    def _query(self, name: str) -> list[str]:
+    def _query(self, name: str) -> tuple[list[str], int | None]:
         try:
             raw = DNSRecord.question(name, "A").send(self.provider.server, self.provider.port, timeout=TIMEOUT)
         except OSError as exc:
@@ -137,11 +137,16 @@ class Rfc2136Dns:
                 hint="start the DNS server or fix providers.dns.server/port",
             ) from None
         reply = DNSRecord.parse(raw)
-        return sorted(str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A and str(rr.rname).rstrip(".") == name)
+        found = [rr for rr in reply.rr if rr.rtype == QTYPE.A and str(rr.rname).rstrip(".") == name]
+        return sorted(str(rr.rdata) for rr in found), min((rr.ttl for rr in found), default=None)
 
     async def answers(self, names: list[str]) -> dict[str, list[str]]:
+        return (await self.answers_ttl(names))[0]
+
+    async def answers_ttl(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int]]:
         found = await asyncio.gather(*(asyncio.to_thread(self._query, n) for n in names))
-        return dict(zip(names, found, strict=True))
+        ttls = {n: ttl for n, (_values, ttl) in zip(names, found, strict=True) if ttl is not None}
+        return {n: values for n, (values, _ttl) in zip(names, found, strict=True)}, ttls
 
     async def set_a(self, name: str, address: str) -> None:
         relative = self._relative(name)
