@@ -153,6 +153,7 @@ def test_apply_through_the_edge_converges_and_removes(  # noqa: PLR0917 (pytest 
     assert again.code == 0, again.why  # converged: nothing to do
     _no_secret_leaks(lab, nodes, root, [run, again], tmp_path)
     _renews_near_expiry_and_keeps_the_rest(nodes, root, zone, agent_bundle, tmp_path)
+    _an_exposed_key_is_replaced(nodes, root, zone, agent_bundle, pebble_root)
     _a_route_moves_between_proxies_whole(nodes, knot, root, agent_bundle, pebble_root)
 
     # remove the public route: - dns, - route, - cert; Knot and the edge's Caddy forget it
@@ -276,6 +277,25 @@ def _renews_near_expiry_and_keeps_the_rest(nodes: Nodes, root: Path, zone: str, 
     assert renewed.days_left() > 60 and renewed.sans == (f"int.{zone}",)  # a new one from Pebble
     kept = nodes.sh(edge.name, f"cat /srv/mc-proxy/certs/pub.{zone}.pem").stdout
     assert kept == far.read_text()
+
+
+def _an_exposed_key_is_replaced(nodes: Nodes, root: Path, zone: str, bundle: Path, pebble_root: Path) -> None:
+    """A certificate's key made readable by every account (0644) may have been read: the plan replaces
+    it, and apply writes a new key, 0600 and the proxy user's, with its certificate, which the edge serves."""
+    edge = nodes.nodes[1]
+    key = f"/srv/mc-proxy/certs/pub.{zone}.key"
+    before = nodes.sh(edge.name, f"sha256sum < {key}").stdout
+    nodes.sh(edge.name, f"chmod 0644 {key}")
+    plan = cli("plan", str(root), "--json")
+    certs = [a for a in json.loads(plan.stdout)["actions"] if a["phase"] == "cert"]
+    assert [(a["host"], a["kind"], a["subject"]) for a in certs] == [(edge.name, "replace", f"cert pub.{zone}")]
+    assert f"its private key {key} is mode 0644, readable by other accounts" in certs[0]["reason"]
+    fixed = cli("apply", str(root), "--all", "--yes", "--bundle", str(bundle), "--json")
+    assert fixed.code == 0, fixed.why
+    assert nodes.sh(edge.name, f"stat -c '%a %U' {key}").stdout.strip() == "600 root"
+    assert nodes.sh(edge.name, f"sha256sum < {key}").stdout != before  # a new key, not the exposed one
+    assert "this is the pub page" in _curl(f"pub.{zone}", 443, edge.address, pebble_root).stdout
+    assert cli("plan", str(root), "--detailed-exitcode").code == 0
 
 
 def _no_secret_leaks(lab: Lab, nodes: Nodes, root: Path, runs: list[Any], tmp_path: Path) -> None:

@@ -121,6 +121,7 @@ class DesiredCert:
     name: str
     path: str
     sans: tuple[str, ...]
+    owner: str = "root"  # who owns its key (the proxy's `user`, the only one that may read it)
 
 
 @dataclass
@@ -180,6 +181,12 @@ def _users(loaded: LoadedFleet, entry: HostEntry) -> list[DesiredUser]:
             )
         )
     return out
+
+
+def proxy_user(loaded: LoadedFleet) -> str:
+    """The account the route provider's proxy runs as: it owns the certificates' keys."""
+    provider = loaded.fleet.providers.route if loaded.fleet else None
+    return getattr(provider, "user", "root") if provider is not None else "root"
 
 
 def record_ttl(loaded: LoadedFleet) -> int | None:
@@ -283,7 +290,7 @@ def add_routes(loaded: LoadedFleet, hosts: dict[str, DesiredHost], ports: dict[s
         )
         if route.terminates_tls and not any(route.hostname in c.sans for c in proxy.certs.values()):
             stem = cert_stem(route, first_hostname)
-            proxy.certs[stem] = DesiredCert(stem, f"{CERT_DIR}/{stem}.pem", (route.hostname,))
+            proxy.certs[stem] = DesiredCert(stem, f"{CERT_DIR}/{stem}.pem", (route.hostname,), proxy_user(loaded))
 
 
 def dns_names(desired: DesiredHost) -> list[str]:

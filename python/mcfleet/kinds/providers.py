@@ -13,11 +13,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mcfleet.fleet.desired import DesiredHost, dns_names
+from mcfleet.fleet.desired import DesiredCert, DesiredHost, dns_names
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import CaddyProvider, Rfc2136Provider
 from mcfleet.kinds.base import MADE, ApplyContext, GatherResult, NoRead, Outcome, ReadContext
-from mcfleet.observe.facts import Facts
+from mcfleet.observe.certs import key_path
+from mcfleet.observe.facts import CertFacts, Facts
 from mcfleet.observe.manifest import NO_ANSWER, Manifest, ManifestCert, ManifestRecord, ManifestRoute
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
@@ -92,6 +93,21 @@ def _unsure(item: Any) -> Any:
     return item
 
 
+def key_unfit(cert: DesiredCert, seen: CertFacts) -> str | None:
+    """Why the certificate's private key on the node cannot stay (apply issues a new key and certificate),
+    or None.  A key others could read may have been read: it is replaced, not just chmod-ed."""
+    key = key_path(cert.path)
+    if seen.key_missing:
+        return f"its private key {key} is missing (or not a plain file): the proxy cannot serve it"
+    if seen.key_mode is not None and int(seen.key_mode, 8) & 0o077:
+        return (f"its private key {key} is mode {seen.key_mode.zfill(4)}, readable by other accounts on the "
+                "node: a new key replaces it")  # fmt: skip
+    user = cert.owner.partition(":")[0]
+    if seen.key_user is not None and user not in (seen.key_user, str(seen.key_uid)):
+        return f"its private key {key} is owned by {seen.key_user}, not the proxy's user {user}"
+    return None
+
+
 def certs_diff(d: DesiredHost, f: Facts, manifest: Manifest, now: datetime) -> list[Action]:
     acts = []
     for name, cert in sorted(d.certs.items()):
@@ -125,6 +141,8 @@ def certs_diff(d: DesiredHost, f: Facts, manifest: Manifest, now: datetime) -> l
                 )
             elif missing:
                 reason = f"does not cover {', '.join(missing)}"
+            else:
+                reason = key_unfit(cert, seen)
         if reason:
             acts.append(
                 Action(

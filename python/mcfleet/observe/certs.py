@@ -5,6 +5,11 @@ from __future__ import annotations
 from mcfleet.observe.facts import CertFacts
 
 
+def key_path(cert_path: str) -> str:
+    """The private key beside a certificate: `<stem>.key` for `<stem>.pem`."""
+    return cert_path[: -len(".pem")] + ".key" if cert_path.endswith(".pem") else cert_path + ".key"
+
+
 def parse_cert(path: str, pem: str) -> CertFacts:
     """The first certificate in a PEM file (the leaf of a fullchain): subject CN, SANs, expiry."""
     # Imported here: ~10 ms that a plan pays only when a host has certificates to read.

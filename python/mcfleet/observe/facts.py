@@ -66,6 +66,11 @@ class CertFacts(_Fact):
     sans: list[str] = Field(default_factory=empty_list)
     not_after: str | None = Field(default=None, description="ISO 8601, UTC")
     error: str | None = None
+    # its private key beside it (`<stem>.key`): owner and mode, never its content; unknown when not asked
+    key_uid: int | None = None
+    key_user: str | None = None
+    key_mode: str | None = Field(default=None, description="octal, e.g. '600'")
+    key_missing: bool = Field(default=False, description="asked, and no plain key file beside the certificate")
 
 
 class ContainerFacts(_Fact):

@@ -11,11 +11,12 @@ import base64
 import binascii
 import ipaddress
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcfleet.observe.certs import parse_cert
+from mcfleet.observe.certs import key_path, parse_cert
 from mcfleet.observe.facts import (
     Account,
     AgentFacts,
@@ -30,7 +31,7 @@ from mcfleet.observe.files import parse_files
 from mcfleet.observe.hostlevel import host_level_from
 from mcfleet.observe.manifest import Manifest, ManifestCorrupt, manifest_path
 from mcfleet.observe.manifest import parse_manifest as parse_store_manifest
-from mcfleet.observe.script import CERT, CERT_CAP, END, MAGIC, PROBE_NAME, VALUE_CAP
+from mcfleet.observe.script import CERT, CERT_CAP, CERT_FILES_CAP, END, MAGIC, PROBE_NAME, VALUE_CAP
 
 
 class FactsRefused(ValueError):
@@ -292,6 +293,25 @@ def parse_listening(text: str) -> list[tuple[str, str, int]] | None:
     return sorted(out)
 
 
+def with_cert_keys(certs: list[CertFacts], text: str) -> list[CertFacts]:
+    """Each certificate with its key's owner and mode (`<path> <uid> <user> <mode>`, or `<path> -`)."""
+    keys: dict[str, tuple[int, str, str] | None] = {}
+    for line in text.splitlines()[:CERT_FILES_CAP]:
+        parts = line.rsplit(" ", 3)
+        if len(parts) == 4 and parts[1].isdecimal() and re.fullmatch(r"[0-7]{3,4}", parts[3]):
+            keys[parts[0]] = (int(parts[1]), parts[2], parts[3])
+        elif line.endswith(" -"):
+            keys[line[:-2]] = None
+    out = []
+    for cert in certs:
+        key = keys.get(key_path(cert.path))
+        if key is None:
+            out.append(cert.model_copy(update={"key_missing": True}))
+        else:
+            out.append(cert.model_copy(update={"key_uid": key[0], "key_user": key[1], "key_mode": key[2]}))
+    return out
+
+
 def parse_facts(host: str, output: str, *, agent_path: str, address: str | None = None) -> Facts:
     """Facts from the script's output; raises FactsRefused when the output breaks the format."""
     return facts_from(host, read_framed(output), agent_path=agent_path, address=address)
@@ -325,7 +345,9 @@ def facts_from(host: str, v: FramedOutput, *, agent_path: str, address: str | No
         files=parse_files(v.text("files")) if "files" in v.values else None,
         manifest=manifest,
         manifest_error=manifest_error,
-        certs=parse_certs(v.certs),
+        certs=with_cert_keys(parse_certs(v.certs), v.text("certkeys"))
+        if "certkeys" in v.values
+        else parse_certs(v.certs),
         containers=parse_containers(v.text("containers")),
         addresses=parse_addresses(v.text("addrs")) if "addrs" in v.values else None,
         listening=parse_listening(v.text("listen")) if "listen" in v.values else None,

@@ -1,8 +1,10 @@
 """The one facts script run per host (one round trip), generated from the host file.
 
 Plain POSIX sh (Debian's dash, NixOS's bash), read-only, no secrets: private
-keys are never read (only `*.pem` files that are not `*key*`).  `observe.parse`
-turns the output into `Facts`; nothing here parses.
+keys never leave the node.  Of a `*.pem` file only its CERTIFICATE blocks are sent
+(a key kept as `privkey.pem`, or a file with the key and the chain, stays on the node),
+whatever its name (a service called `keycloak` has `keycloak.pem`); of a `*.key` file
+only its owner and mode.  `observe.parse` turns the output into `Facts`; nothing here parses.
 
 Wire format (version 2).  A node's content must never be able to forge or end a
 record, so every value read on the node is base64-encoded (no newline, no space)
@@ -47,6 +49,8 @@ CERT = "cert"
 VALUE_CAP = 1024 * 1024  # bytes per value read on the node
 CERT_CAP = 64 * 1024  # bytes per certificate file (a fullchain is a few KiB)
 CERT_FILES_CAP = 512  # certificate files read per host
+# sed: only the certificate blocks of a .pem file (never a private key kept in it)
+CERT_BLOCKS = "'/^-----BEGIN CERTIFICATE-----/,/^-----END CERTIFICATE-----/p'"
 OUTPUT_CAP = 16 * 1024 * 1024  # bytes of script output the operator's machine reads per host
 PROBE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
@@ -130,6 +134,13 @@ def probes(inp: ScriptInputs) -> list[Probe]:
         ),
         Probe("files", files_probe_body(inp.files, inp.file_texts), "stat and sha256 of the declared files"),
         Probe(
+            "certkeys",
+            # the certificates' private keys: owner and mode only (a link or other non-file reads as "-")
+            f'for k in {q(inp.cert_dir)}/*.key; do [ -e "$k" ] || [ -L "$k" ] || continue; '
+            'if [ -L "$k" ] || [ ! -f "$k" ]; then echo "$k -"; else stat -c "%n %u %U %a" "$k"; fi; done',
+            "stat of the certificates' keys",
+        ),
+        Probe(
             "addrs",
             # `ip` (iproute2) on Debian and NixOS; Debian's `hostname -I` where it is missing; else unknown.
             # With ip_nonlocal_bind set (a floating address, keepalived) any address binds: unknown too.
@@ -195,9 +206,9 @@ echo '{MAGIC}'
 n=0
 for f in {shlex.quote(inp.cert_dir)}/*.pem; do
   [ -f "$f" ] || continue
-  case "$f" in *key*) continue;; esac
   n=$((n + 1)); [ "$n" -gt {CERT_FILES_CAP} ] && break
-  printf '{CERT} '; printf '%s' "$f" | b; printf ' '; head -c {CERT_CAP + 1} "$f" 2>/dev/null | b; echo
+  printf '{CERT} '; printf '%s' "$f" | b; printf ' '
+  head -c {CERT_CAP + 1} "$f" 2>/dev/null | sed -n {CERT_BLOCKS} | b; echo
 done
 echo {END}
 )

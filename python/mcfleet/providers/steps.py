@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcfleet.apply.nodeio import ensure_store, put_file
 from mcfleet.errors import McfleetError
-from mcfleet.fleet.desired import DesiredHost
+from mcfleet.fleet.desired import DesiredHost, proxy_user
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import CaddyProvider, HaproxyProvider, McProxyProvider, RouteProvider
 from mcfleet.plan.model import Action
@@ -110,11 +110,6 @@ async def open_route_backend(provider: RouteProvider, node: Node) -> RouteBacken
     raise AssertionError(provider)
 
 
-def proxy_user(loaded: LoadedFleet) -> str:
-    provider = loaded.fleet.providers.route if loaded.fleet else None
-    return getattr(provider, "user", "root") if provider is not None else "root"
-
-
 # --------------------------------------------------------------------------- cert
 
 
@@ -129,7 +124,7 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, act
     timings: dict[str, float] = {}
     renewed: set[str] = set()
     made: set[str] = set()
-    owner = proxy_user(loaded)
+    owner = proxy_user(loaded)  # as the plan expects it (DesiredCert.owner)
     for action in actions:
         name = _subject(action, "cert")
         try:
@@ -222,7 +217,7 @@ async def apply_routes(
     fleet = loaded.fleet
     if fleet is None or fleet.providers.route is None:
         return StepOutcome("blocked", "no route provider configured (providers.route in fleet.json)")
-    from mcfleet.providers.cert.install import key_path
+    from mcfleet.observe.certs import key_path
 
     backends: dict[int, RouteBackend] = {}
 

@@ -13,15 +13,12 @@ import time
 from dataclasses import dataclass
 
 from mcfleet.apply.nodeio import temp_name
+from mcfleet.observe.certs import key_path
 from mcfleet.providers.base import ProviderError
 from mcfleet.providers.cert.base import CertBackend, cert_info, new_key_and_csr
 from mcfleet.transport.base import Node
 
 SEPARATOR = "--mcfleet-chain-follows--"
-
-
-def key_path(cert_path: str) -> str:
-    return cert_path[: -len(".pem")] + ".key" if cert_path.endswith(".pem") else cert_path + ".key"
 
 
 def install_script(cert_path: str, owner: str) -> str:
