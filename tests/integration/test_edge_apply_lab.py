@@ -154,6 +154,7 @@ def test_apply_through_the_edge_converges_and_removes(  # noqa: PLR0917 (pytest 
     _no_secret_leaks(lab, nodes, root, [run, again], tmp_path)
     _renews_near_expiry_and_keeps_the_rest(nodes, root, zone, agent_bundle, tmp_path)
     _an_exposed_key_is_replaced(nodes, root, zone, agent_bundle, pebble_root)
+    _another_cert_provider_issues_again(nodes, root, zone, agent_bundle, pebble_root)
     _a_route_moves_between_proxies_whole(nodes, knot, root, agent_bundle, pebble_root)
 
     # remove the public route: - dns, - route, - cert; Knot and the edge's Caddy forget it
@@ -296,6 +297,27 @@ def _an_exposed_key_is_replaced(nodes: Nodes, root: Path, zone: str, bundle: Pat
     assert nodes.sh(edge.name, f"sha256sum < {key}").stdout != before  # a new key, not the exposed one
     assert "this is the pub page" in _curl(f"pub.{zone}", 443, edge.address, pebble_root).stdout
     assert cli("plan", str(root), "--detailed-exitcode").code == 0
+
+
+def _another_cert_provider_issues_again(nodes: Nodes, root: Path, zone: str, bundle: Path, pebble_root: Path) -> None:
+    """The fleet's cert provider changes (here: Pebble's directory by its address instead of its name, as
+    ACME staging gives way to production): valid certificates the old one issued are issued again."""
+    worker, edge = nodes.nodes
+    fleet_file = root / "fleet.json"
+    fleet = json.loads(fleet_file.read_text())
+    was = fleet["providers"]["cert"]["directory"]
+    fleet["providers"]["cert"]["directory"] = was.replace("localhost", "127.0.0.1")
+    assert fleet["providers"]["cert"]["directory"] != was
+    fleet_file.write_text(json.dumps(fleet, indent=2))
+    plan = cli("plan", str(root), "--json")
+    certs = {(a["host"], a["kind"], a["subject"]): a["reason"] for a in json.loads(plan.stdout)["actions"]
+             if a["phase"] == "cert"}  # fmt: skip
+    assert set(certs) == {(worker.name, "replace", f"cert int.{zone}"), (edge.name, "replace", f"cert pub.{zone}")}
+    assert {r.partition(";")[0] for r in certs.values()} == {f"issued by acme {was}"}
+    moved = cli("apply", str(root), "--all", "--yes", "--bundle", str(bundle), "--json")
+    assert moved.code == 0, moved.why
+    assert "this is the pub page" in _curl(f"pub.{zone}", 443, edge.address, pebble_root).stdout
+    assert cli("plan", str(root), "--detailed-exitcode").code == 0  # recorded as the new provider's
 
 
 def _no_secret_leaks(lab: Lab, nodes: Nodes, root: Path, runs: list[Any], tmp_path: Path) -> None:

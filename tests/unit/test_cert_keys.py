@@ -1,5 +1,6 @@
 """The certificates' private keys on a node: the facts script reads their owner and mode (never their
-content), and a key that is missing, readable by other accounts or owned by another user is replaced."""
+content), and a key that is missing, readable by other accounts or owned by another user is replaced;
+a certificate another cert provider issued is issued again."""
 
 from __future__ import annotations
 
@@ -105,3 +106,29 @@ def test_a_key_that_is_missing_exposed_or_owned_by_another_user_is_replaced() ->
         [act] = certs_diff(_host(), facts, Manifest(), NOW)
         assert (act.kind, act.subject) == ("replace", "cert web"), case
         assert says in act.reason, (case, act.reason)
+
+
+def test_a_certificate_another_provider_issued_is_issued_again_and_recorded_as_this_ones() -> None:
+    from dataclasses import replace
+
+    from mcfleet.kinds.providers import record_certs
+    from mcfleet.observe.manifest import ManifestCert
+
+    staging, production = "acme https://staging.example/dir", "acme https://acme.example/dir"
+    host = _host()
+    host.certs["web"] = replace(host.certs["web"], issuer=production)
+    fine = _facts(key_uid=991, key_user="mc-proxy", key_mode="600")
+
+    def recorded(issuer: str | None) -> Manifest:
+        return Manifest(certs=[ManifestCert(name="web", path="/srv/mc-proxy/certs/web.pem", issuer=issuer)])
+
+    [again] = certs_diff(host, fine, recorded(staging), NOW)
+    assert (again.kind, again.reason) == (
+        "replace", f"issued by {staging}; the fleet's cert provider is now {production}"
+    )  # fmt: skip
+    assert certs_diff(host, fine, recorded(production), NOW) == []
+    assert certs_diff(host, fine, recorded(None), NOW) == []  # issued before mcfleet recorded it: not known
+
+    assert [c.issuer for c in record_certs(host, recorded(staging), issued={"web"})] == [production]
+    assert [c.issuer for c in record_certs(host, recorded(staging))] == [staging]  # kept: still staging's
+    assert [c.issuer for c in record_certs(host, Manifest())] == [None]  # found in place, not issued here

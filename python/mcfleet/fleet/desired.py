@@ -122,6 +122,7 @@ class DesiredCert:
     path: str
     sans: tuple[str, ...]
     owner: str = "root"  # who owns its key (the proxy's `user`, the only one that may read it)
+    issuer: str | None = None  # the cert provider that issues it (cert_issuer): another recorded one re-issues
 
 
 @dataclass
@@ -187,6 +188,17 @@ def proxy_user(loaded: LoadedFleet) -> str:
     """The account the route provider's proxy runs as: it owns the certificates' keys."""
     provider = loaded.fleet.providers.route if loaded.fleet else None
     return getattr(provider, "user", "root") if provider is not None else "root"
+
+
+def cert_issuer(loaded: LoadedFleet) -> str | None:
+    """Which CA the fleet's cert provider is, in words (`acme <directory>`, `metacrypt <url> mount <m>`):
+    a certificate another one issued (ACME staging before production, the lab's before Metacrypt) is
+    issued again, not kept until it nears expiry.  None: no cert provider."""
+    cert = loaded.fleet.providers.cert if loaded.fleet else None
+    if cert is None:
+        return None
+    where = getattr(cert, "directory", None) or f"{getattr(cert, 'url', '')} mount {getattr(cert, 'mount', '')}"
+    return f"{cert.kind} {where}"
 
 
 def record_ttl(loaded: LoadedFleet) -> int | None:
@@ -290,7 +302,9 @@ def add_routes(loaded: LoadedFleet, hosts: dict[str, DesiredHost], ports: dict[s
         )
         if route.terminates_tls and not any(route.hostname in c.sans for c in proxy.certs.values()):
             stem = cert_stem(route, first_hostname)
-            proxy.certs[stem] = DesiredCert(stem, f"{CERT_DIR}/{stem}.pem", (route.hostname,), proxy_user(loaded))
+            proxy.certs[stem] = DesiredCert(
+                stem, f"{CERT_DIR}/{stem}.pem", (route.hostname,), proxy_user(loaded), cert_issuer(loaded)
+            )
 
 
 def dns_names(desired: DesiredHost) -> list[str]:

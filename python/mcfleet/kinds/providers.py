@@ -39,8 +39,20 @@ NOT_RECORDED_HERE = "a record mcfleet did not make: apply replaces it"
 
 # What each kind records is its whole desired set (records_desired_set): pure functions of the desired host,
 # which the planner also runs to tell whether an apply would change the manifest (plan/manifest_after.py).
-def record_certs(desired: DesiredHost) -> list[ManifestCert]:
-    return [ManifestCert(name=c.name, path=c.path, sans=list(c.sans)) for _k, c in sorted(desired.certs.items())]
+def record_certs(
+    desired: DesiredHost, before: Manifest | None = None, issued: Container[str] = ()
+) -> list[ManifestCert]:
+    """The certificates the host holds; each with the provider that issued it: this one for those `issued`
+    now, else what was recorded (a certificate kept is still the earlier provider's, or of no known one)."""
+    had = {c.name: c.issuer for c in before.certs} if before is not None else {}
+
+    def issuer(name: str, now: str | None) -> str | None:
+        return now if name in issued else had.get(name)  # one found in place and kept: not known
+
+    return [
+        ManifestCert(name=c.name, path=c.path, sans=list(c.sans), issuer=issuer(name, c.issuer))
+        for name, c in sorted(desired.certs.items())
+    ]
 
 
 def record_dns(desired: DesiredHost) -> list[ManifestRecord]:
@@ -108,6 +120,14 @@ def key_unfit(cert: DesiredCert, seen: CertFacts) -> str | None:
     return None
 
 
+def other_issuer(cert: DesiredCert, manifest: Manifest) -> str | None:
+    """Why a valid certificate is issued again: the manifest says another cert provider issued it."""
+    had = next((c.issuer for c in manifest.certs if c.name == cert.name and c.path == cert.path), None)
+    if had is None or cert.issuer is None or had == cert.issuer:
+        return None
+    return f"issued by {had}; the fleet's cert provider is now {cert.issuer}"
+
+
 def certs_diff(d: DesiredHost, f: Facts, manifest: Manifest, now: datetime) -> list[Action]:
     acts = []
     for name, cert in sorted(d.certs.items()):
@@ -142,7 +162,7 @@ def certs_diff(d: DesiredHost, f: Facts, manifest: Manifest, now: datetime) -> l
             elif missing:
                 reason = f"does not cover {', '.join(missing)}"
             else:
-                reason = key_unfit(cert, seen)
+                reason = key_unfit(cert, seen) or other_issuer(cert, manifest)
         if reason:
             acts.append(
                 Action(
@@ -385,7 +405,8 @@ class CertKind(NoRead):
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
         if self.blocked(ctx.loaded):
             return m
-        return m.model_copy(update={"certs": record_certs(ctx.desired)})
+        issued = {a.subject.removeprefix("cert ") for a in actions if a.kind in ("create", "replace")}
+        return m.model_copy(update={"certs": record_certs(ctx.desired, m, issued)})
 
 
 class DnsKind:

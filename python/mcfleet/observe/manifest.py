@@ -93,6 +93,7 @@ class ManifestCert(_Part):
     name: str
     path: str
     sans: list[str] = Field(default_factory=empty_list)
+    issuer: str | None = Field(default=None, description="the cert provider that issued it (None: not recorded)")
 
 
 class ManifestFile(_Part):
