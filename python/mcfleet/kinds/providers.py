@@ -37,8 +37,9 @@ CERT_RENEW_BEFORE = timedelta(days=30)
 NOT_RECORDED_HERE = "a record mcfleet did not make: apply replaces it"
 
 
-# What each kind records is its whole desired set (records_desired_set): pure functions of the desired host,
-# which the planner also runs to tell whether an apply would change the manifest (plan/manifest_after.py).
+# What each kind records is its whole desired set (records_desired_set): pure functions of the desired host
+# (and, for certificates, of who issued them: this apply's actions and the manifest before it), which the
+# planner also runs to tell whether an apply would change the manifest (plan/manifest_after.py).
 def record_certs(
     desired: DesiredHost, before: Manifest | None = None, issued: Container[str] = ()
 ) -> list[ManifestCert]:
