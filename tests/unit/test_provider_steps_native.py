@@ -162,3 +162,31 @@ def test_a_dns_server_that_keeps_its_own_ttl_fails_the_step_with_what_to_set(tmp
             assert (await apply_dns(loaded, desired, [_act("dns", "update", f"dns {web}")])).status == "changed"
 
     asyncio.run(scenario())
+
+
+def test_an_exposed_key_is_made_0600_even_when_the_new_one_cannot_be_issued(tmp_path: Path) -> None:
+    """The plan replaces a key readable by others; the CA does not answer: the step fails, and the old key
+    is no longer readable by others meanwhile (a link in its place is left alone)."""
+    import subprocess
+
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj",
+         "/CN=web", "-days", "90", "-keyout", str(certs / "web.key"), "-out", str(certs / "web.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (certs / "web.key").chmod(0o644)
+    (certs / "other.pem").write_text((certs / "web.pem").read_text())
+    victim = tmp_path / "victim"
+    victim.write_text("not a key")
+    victim.chmod(0o644)
+    (certs / "other.key").symlink_to(victim)
+    desired = Desired(certs={n: Cert(n, str(certs / f"{n}.pem"), (f"{n}.{ZONE}",)) for n in ("web", "other")})
+    _fleet(tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9", str(tmp_path / "none.sock"))  # nothing answers
+    loaded = load_fleet(tmp_path)
+    acts = [_act("cert", "replace", "cert web"), _act("cert", "replace", "cert other")]
+    step = asyncio.run(apply_certs(loaded, LocalNode(), desired, acts))
+    assert step.status == "failed", step.message
+    assert (certs / "web.key").stat().st_mode & 0o777 == 0o600
+    assert victim.stat().st_mode & 0o777 == 0o644  # through a link: never

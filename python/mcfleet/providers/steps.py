@@ -117,7 +117,7 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, act
     backend = cert_backend(loaded.fleet) if loaded.fleet else None
     if backend is None:
         return StepOutcome("blocked", "no cert provider configured (providers.cert in fleet.json)")
-    from mcfleet.providers.cert.install import issue_and_install, remove_cert  # cryptography's x509
+    from mcfleet.providers.cert.install import issue_and_install, remove_cert, restrict_key_script  # x509
 
     done: list[str] = []
     failed: list[str] = []
@@ -130,6 +130,8 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, act
         try:
             if action.kind in ("create", "replace", "update"):
                 cert = desired.certs[name]
+                if action.kind == "replace":  # the key in place may be readable by others: not one second more
+                    await node.run(restrict_key_script(cert.path, owner))
                 installed = await issue_and_install(node, backend, cert.sans[0], cert.path, owner)
                 timings[action.subject] = installed.seconds
                 renewed.add(cert.path)

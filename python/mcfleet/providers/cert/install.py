@@ -69,6 +69,14 @@ async def issue_and_install(node: Node, backend: CertBackend, hostname: str, cer
     return Installed(hostname, cert_path, info.not_after.isoformat(), time.monotonic() - started)
 
 
+def restrict_key_script(cert_path: str, owner: str) -> str:
+    """Shell: the key beside `cert_path`, when it is a plain file (a link is left alone), made 0600 and the
+    owner's.  Run before a new key is issued for one found readable by others, so that it is not left so
+    when the issuance fails (the CA does not answer): the next apply replaces it."""
+    k, o = shlex.quote(key_path(cert_path)), shlex.quote(owner)
+    return f"if [ -f {k} ] && [ ! -L {k} ]; then chmod 0600 {k} && chown {o} {k}; fi"
+
+
 async def remove_cert(node: Node, cert_path: str) -> None:
     res = await node.run(f"rm -f {shlex.quote(cert_path)} {shlex.quote(key_path(cert_path))}")
     res.check(f"removing {cert_path}", node.name)
