@@ -294,14 +294,14 @@ def parse_listening(text: str) -> list[tuple[str, str, int]] | None:
 
 
 def with_cert_keys(certs: list[CertFacts], text: str) -> list[CertFacts]:
-    """Each certificate with its key's owner and mode (`<path> <uid> <user> <mode>`, or `<path> -`)."""
+    """Each certificate with its key's owner and mode, from `<uid> <user> <mode> <file type>:<path>` lines
+    (a key that is a link or anything but a plain file counts as missing)."""
     keys: dict[str, tuple[int, str, str] | None] = {}
     for line in text.splitlines()[:CERT_FILES_CAP]:
-        parts = line.rsplit(" ", 3)
-        if len(parts) == 4 and parts[1].isdecimal() and re.fullmatch(r"[0-7]{3,4}", parts[3]):
-            keys[parts[0]] = (int(parts[1]), parts[2], parts[3])
-        elif line.endswith(" -"):
-            keys[line[:-2]] = None
+        head, _, path = line.partition(":")
+        parts = head.split(" ", 3)
+        if len(parts) == 4 and parts[0].isdecimal() and re.fullmatch(r"[0-7]{1,4}", parts[2]) and path:
+            keys[path] = (int(parts[0]), parts[1], parts[2]) if parts[3] == "regular file" else None
     out = []
     for cert in certs:
         key = keys.get(key_path(cert.path))

@@ -135,9 +135,10 @@ def probes(inp: ScriptInputs) -> list[Probe]:
         Probe("files", files_probe_body(inp.files, inp.file_texts), "stat and sha256 of the declared files"),
         Probe(
             "certkeys",
-            # the certificates' private keys: owner and mode only (a link or other non-file reads as "-")
-            f'for k in {q(inp.cert_dir)}/*.key; do [ -e "$k" ] || [ -L "$k" ] || continue; '
-            'if [ -L "$k" ] || [ ! -f "$k" ]; then echo "$k -"; else stat -c "%n %u %U %a" "$k"; fi; done',
+            # the certificates' private keys: owner, mode and file type only (a link is not followed: stat
+            # without -L), all in one process
+            f'set -- {q(inp.cert_dir)}/*.key; if [ -e "$1" ] || [ -L "$1" ]; then '
+            f"stat -c '%u %U %a %F:%n' -- \"$@\" | head -n {CERT_FILES_CAP}; fi",
             "stat of the certificates' keys",
         ),
         Probe(
