@@ -255,6 +255,24 @@ def test_a_provider_field_error_points_into_fleet_json_without_the_kind_tag(tmp_
     assert found == {("fleet.json", "/providers/dns/port"), ("fleet.json", "/providers/route/nope")}
 
 
+@pytest.mark.parametrize("kind", ["rfc2136", "mcns"])
+def test_a_dns_ttl_over_rfc_2181s_limit_is_a_schema_finding_not_a_failed_apply(tmp_path: Path, kind: str) -> None:
+    """2**31 passed validation and failed apply's update ('I' format requires 0 <= number <= 4294967295)."""
+    root = tmp_path / "fleet"
+    shutil.copytree(MINIMAL, root)
+    fleet = json.loads((root / "fleet.json").read_text())
+    dns = {"server": "10.0.0.53", "key_name": "k", "key_file": "/k"} if kind == "rfc2136" else {
+        "url": "https://mcns.example.test", "token_file": "/t"}  # fmt: skip
+    fleet["providers"] = {"dns": {"kind": kind, **dns, "ttl": 2**31}}
+    (root / "fleet.json").write_text(json.dumps(fleet))
+    [finding] = load_fleet(root).findings
+    assert (finding.code, finding.file, finding.pointer) == ("schema", "fleet.json", "/providers/dns/ttl")
+    assert "2147483647" in finding.message
+    fleet["providers"]["dns"]["ttl"] = 2**31 - 1
+    (root / "fleet.json").write_text(json.dumps(fleet))
+    assert load_fleet(root).findings == []
+
+
 def test_template_unknown_names_what_it_fills_and_the_close_name() -> None:
     [finding] = check(load_fleet(BAD / "template-unknown"))
     assert finding.message == (

@@ -13,6 +13,8 @@ from pydantic import Field
 from mcfleet.fleet.models_base import Address, Model, Port
 
 # Files read on the operator's machine (fleet/local_paths.py makes them absolute).
+MAX_TTL = 2**31 - 1  # RFC 2181: a TTL is an unsigned 32-bit number whose top bit is zero
+TTL = "seconds resolvers may keep the records; at most 2147483647, as RFC 2181 allows"
 TOKEN_FILE = "a file holding the MCIAS token; on this machine: relative to the fleet folder, absolute, or ~/…"
 CA_FILE = (
     "the CA bundle that signs the server's own TLS certificate; on this machine: relative to the fleet folder, "
@@ -32,7 +34,7 @@ class Rfc2136Provider(Model):
         "to the fleet folder, absolute, or ~/…"
     )
     algorithm: Literal["hmac-sha256", "hmac-sha512"] = "hmac-sha256"
-    ttl: int = Field(default=60, ge=1)
+    ttl: int = Field(default=60, ge=1, le=MAX_TTL, description=TTL)
 
 
 class McnsProvider(Model):
@@ -42,7 +44,7 @@ class McnsProvider(Model):
     url: str
     token_file: str = Field(description=TOKEN_FILE)
     ca_file: str | None = Field(default=None, description=CA_FILE)
-    ttl: int = Field(default=300, ge=1)
+    ttl: int = Field(default=300, ge=1, le=MAX_TTL, description=TTL)
 
 
 class AcmeProvider(Model):
