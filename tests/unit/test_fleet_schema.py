@@ -68,3 +68,23 @@ def test_dump_into_a_file_says_so(tmp_path: Path) -> None:
         assert code == 2, err
         assert f"invalid input: --out {out}: {tmp_path / 'file'} is a file, not a folder" in err
     assert (tmp_path / "file").read_text() == "x"
+
+
+def test_a_subordinate_id_range_must_end_at_a_valid_id(tmp_path: Path) -> None:
+    """32-bit ids, 4294967295 being (uid_t)-1: a range past it would be written to /etc/subuid as given."""
+    import shutil
+
+    from mcfleet.fleet.load import load_fleet
+
+    root = tmp_path / "fleet"
+    shutil.copytree(Path(__file__).parent.parent / "data" / "fleets" / "minimal", root)
+    host_file = root / "hosts" / "alpha" / "host.json"
+    host = json.loads(host_file.read_text())
+    host["users"]["mcp"]["subuid"] = {"start": 4294901760, "count": 65536}  # ends at 4294967295
+    host_file.write_text(json.dumps(host))
+    [finding] = load_fleet(root).findings
+    assert (finding.code, finding.pointer) == ("schema", "/users/mcp/subuid")
+    assert "past the largest id 4294967294" in finding.message
+    host["users"]["mcp"]["subuid"] = {"start": 4294901759, "count": 65536}
+    host_file.write_text(json.dumps(host))
+    assert load_fleet(root).findings == []

@@ -191,7 +191,14 @@ class Ssh(Model):
 
 class IdRange(Model):
     start: Id
-    count: Annotated[int, Field(ge=1)]
+    count: Annotated[int, Field(ge=1, le=4294967295)]
+
+    @model_validator(mode="after")
+    def _ends_at_a_valid_id(self) -> Self:
+        # ids are 32-bit and 4294967295 is (uid_t)-1, "no id": the range must end below it
+        if self.start + self.count - 1 > 4294967294:
+            raise ValueError(f"start + count - 1 is {self.start + self.count - 1}, past the largest id 4294967294")
+        return self
 
 
 class HostUser(Model):
