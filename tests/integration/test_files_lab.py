@@ -225,20 +225,39 @@ def test_a_secret_reaches_only_its_node_as_0600_mcp_and_never_any_output(
     assert fleet.sh(second, "ls /srv/hello/token", check=False).returncode != 0
     elsewhere = fleet.sh(second, f"grep -rl {POISON} /srv /var/lib/mcfleet /root /home /tmp", check=False)
     assert elsewhere.stdout == ""
-    # a drift check by someone without the identity: the secret is unchanged (not refused)
-    blind_env = {"MCFLEET_AGE_IDENTITY": str(tmp_path / "not-an-operator.key")}
-    blind = cli("plan", "-C", str(root), "--detailed-exitcode", env=blind_env)
-    assert blind.code == 0, blind.stdout + blind.stderr
-    fleet.sh(first, "echo tampered >> /srv/hello/token")
-    tampered = cli("plan", "-C", str(root), env=blind_env)
-    assert tampered.code == 1 and "the node's file is not the one mcfleet wrote" in tampered.stdout, tampered.stdout
-    fleet.sh(first, f"printf %s {POISON} > /srv/hello/token")
+    _drift_checks_without_the_identity(fleet, root, env, tmp_path / "not-an-operator.key", agent_bundle)
 
     sources = {"apply output": said, "ps during apply": ps, "plan": planned.stdout, "plan file": plan_file.read_text()}
     for name in fleet.names:
         logs = fleet.sh(name, "journalctl -b --no-pager; cat /var/lib/mcfleet/manifest.json", check=False)
         sources[f"{name}: journal and manifest"] = logs.stdout
     assert find_leaks(needles, sources) + tree_leaks(needles, root / ".mcfleet") == []  # + the journal and state
+
+
+def _drift_checks_without_the_identity(
+    fleet: Nodes, root: Path, env: dict[str, str], no_key: Path, bundle: Path
+) -> None:
+    """Someone without the identity (CI, a colleague) checks for drift: the secret is unchanged, not
+    refused; a file changed on the node is refused; after a rekey, the operator's apply records it."""
+    first = fleet.names[0]
+    blind_env = {"MCFLEET_AGE_IDENTITY": str(no_key)}
+    blind = cli("plan", "-C", str(root), "--detailed-exitcode", env=blind_env)
+    assert blind.code == 0, blind.stdout + blind.stderr
+    fleet.sh(first, "echo tampered >> /srv/hello/token")
+    tampered = cli("plan", "-C", str(root), env=blind_env)
+    assert tampered.code == 1 and "the node's file is not the one mcfleet wrote" in tampered.stdout, tampered.stdout
+    fleet.sh(first, f"printf %s {POISON} > /srv/hello/token")
+    # a rekey encrypts the same value again: the operator's plan records it, writing nothing, and the drift
+    # check without the identity is clean again
+    assert cli("secret", "rekey", "hello-token", "-C", str(root), env=env).code == 0
+    assert (
+        "changed since it was written (a new value, or a rekey)" in cli("plan", "-C", str(root), env=blind_env).stdout
+    )
+    resealed = cli("plan", "-C", str(root), env=env)
+    assert "~ file /srv/hello/token" in resealed.stdout and "recorded, not written" in resealed.stdout, resealed.stdout
+    applied = cli("-C", str(root), "apply", "--yes", "--bundle", str(bundle), env=env)
+    assert applied.code == 0 and "recorded /srv/hello/token (already on the node)" in applied.stdout, applied.stdout
+    assert cli("plan", "-C", str(root), "--detailed-exitcode", env=blind_env).code == 0
 
 
 @pytest.mark.parametrize("login", ["root", "doas"])

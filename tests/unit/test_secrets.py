@@ -3,6 +3,7 @@ key decrypts exactly its secrets; the value never in plan, render, validate or t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ from mcfleet.observe.facts import Facts
 from mcfleet.observe.files import FileFacts
 from mcfleet.observe.manifest import Manifest
 from mcfleet.plan.model import Plan
-from mcfleet.plan.render import render_text
+from mcfleet.plan.render import render_action, render_text
 from tests.secret_poison import find_leaks, secret_needles
 
 MINIMAL = Path(__file__).parent.parent / "data" / "fleets" / "minimal"
@@ -239,3 +240,47 @@ def test_an_operator_who_cannot_decrypt_sees_an_unchanged_secret_unchanged_and_a
     cli(root, "secret", "set", "web-token", stdin=POISON + "-rotated")
     monkeypatch.setenv("MCFLEET_AGE_IDENTITY", str(root / "nosuch.key"))
     assert refused(as_written, written).startswith("secrets/web-token.age changed since it was written")
+
+
+def test_after_a_rekey_the_plan_records_the_new_encrypted_file_without_writing_or_restarting(
+    fleet: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`secret rekey` encrypts the same value again: the node's file stays as it is, but what an operator
+    without the identity compares with must be today's secrets/NAME.age, or every later check refuses."""
+    import hashlib
+
+    from mcfleet.kinds.base import ApplyContext
+    from mcfleet.kinds.files import record_only
+    from mcfleet.observe.manifest import ManifestService
+
+    root, _, _ = fleet
+    cli(root, "secret", "set", "web-token", stdin=POISON)
+    loaded = load_fleet(root)
+    alpha = desired_state(loaded)["alpha"]
+    path = "/srv/web/token"
+    ctx = ApplyContext(loaded, loaded.hosts["alpha"], None, alpha, Manifest(), {"files": [path]})  # type: ignore[arg-type]
+    running = Manifest(services={"web": ManifestService(hash="h", stage="services", containers=["web"])})
+    written = FilesKind().record(running, ctx, FilesKind().diff(alpha, Facts(host="alpha", files=[]), running, now=NOW))
+    on_node = FileFacts(path=path, uid=850, gid=850, mode="600", sha256=hashlib.sha256(POISON.encode()).hexdigest())
+    assert FilesKind().diff(alpha, Facts(host="alpha", files=[on_node]), written, now=NOW) == []
+
+    cli(root, "secret", "rekey", "web-token")  # the same value, encrypted again
+    loaded = load_fleet(root)
+    rekeyed = desired_state(loaded)["alpha"]
+    [act] = FilesKind().diff(rekeyed, Facts(host="alpha", files=[on_node]), written, now=NOW)
+    assert act.kind == "update" and record_only(act)
+    assert act.reason == (
+        "secrets/web-token.age was encrypted again since it was written (a rekey); the node's file holds its value: "
+        "recorded, not written"
+    )  # no "web restarts on it": nothing on the node changes
+    assert render_action(act) == [f"    ~ file {path}  {act.reason}"]  # the marker for apply is not shown
+    ctx = ApplyContext(loaded, loaded.hosts["alpha"], None, rekeyed, written, {})  # type: ignore[arg-type]
+    outcome = asyncio.run(FilesKind()._write(ctx, [act], {}, set()))  # no node call: it writes nothing
+    assert outcome.message == f"wrote nothing; recorded {path} (already on the node)"
+    resealed = FilesKind().record(written, ctx, [act])
+    age = (root / "secrets" / "web-token.age").read_bytes()
+    assert resealed.files[path].sealed == hashlib.sha256(age).hexdigest() != written.files[path].sealed
+
+    monkeypatch.setenv("MCFLEET_AGE_IDENTITY", str(root / "nosuch.key"))
+    blind = desired_state(load_fleet(root))["alpha"]
+    assert FilesKind().diff(blind, Facts(host="alpha", files=[on_node]), resealed, now=NOW) == []

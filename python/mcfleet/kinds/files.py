@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from mcfleet.agent.client import AgentClient
 
 DIFF_LINES = 200  # lines of unified diff a plan shows per file
+RECORD_ONLY = "record_only"  # in an action's `after`: nothing to write (record_only())
 AGENT_TIMEOUT = 120.0
 
 
@@ -113,7 +114,19 @@ def _file_action(
     if before["owner"] != want.owner or int(before["mode"] or "0", 8) != int(want.mode, 8):
         return Action(host=d.name, phase=Phase.files, kind="update", subject=subject, before=before,
                       after=after, reason="owner or mode differ")  # fmt: skip
+    if want.secret and had is not None and (had.sealed, had.written) != (want.sealed, content_sha(want)):
+        # what an operator without the identity compares with (_sealed_unchanged) must be today's
+        why = (f"secrets/{want.secret}.age was encrypted again since it was written (a rekey)" if had.sealed else
+               f"the manifest does not record which secrets/{want.secret}.age it was written from")  # fmt: skip
+        return Action(host=d.name, phase=Phase.files, kind="update", subject=subject, before=before,
+                      after={**after, RECORD_ONLY: True},
+                      reason=f"{why}; the node's file holds its value: recorded, not written")  # fmt: skip
     return None
+
+
+def record_only(action: Action) -> bool:
+    """A secret's file the node already holds: only the manifest's record of it changes."""
+    return isinstance(action.after, dict) and action.after.get(RECORD_ONLY) is True
 
 
 def _recorded(f: DesiredFile) -> ManifestFile:
@@ -208,7 +221,8 @@ def _restarting(ctx: ApplyContext, actions: list[Action]) -> list[Action]:
     """The changes to files of services that already run: apply restarts those services."""
     return [
         a for a in actions
-        if a.kind == "update" and ctx.desired.files[a.subject.removeprefix("file ")].service in ctx.manifest.services
+        if a.kind == "update" and not record_only(a)
+        and ctx.desired.files[a.subject.removeprefix("file ")].service in ctx.manifest.services
     ]  # fmt: skip
 
 
@@ -227,8 +241,8 @@ class FilesKind(NoRead):
         acts = [_file_action(d, want, seen.get(path), m.files.get(path)) for path, want in sorted(d.files.items())]
         acts = [  # apply restarts a running service whose files change: the plan says so
             a.model_copy(update={"reason": f"{a.reason}; {svc} restarts on it"})
-            if a is not None and a.kind == "update" and (svc := d.files[a.subject.removeprefix("file ")].service)
-            in m.services else a
+            if a is not None and a.kind == "update" and not record_only(a)
+            and (svc := d.files[a.subject.removeprefix("file ")].service) in m.services else a
             for a in acts
         ]  # fmt: skip
         for path, had in sorted(m.files.items()):  # recorded as written by mcfleet, no longer declared
@@ -271,7 +285,10 @@ class FilesKind(NoRead):
                      ) -> Outcome:  # fmt: skip
         written: list[str] = []
         made: set[str] = set()
+        recorded = [a.subject.removeprefix("file ") for a in actions if record_only(a)]
         for a in actions:
+            if record_only(a):
+                continue
             want = ctx.desired.files[a.subject.removeprefix("file ")]
             if want.content is None and want.data is None:  # planned as a refusal; apply never runs a plan with one
                 raise ApplyError(f"{want.path}: {want.error}", location=ctx.entry.host.name)
@@ -286,7 +303,9 @@ class FilesKind(NoRead):
         ctx.data["files"] = written
         restarted = await self._restart(ctx, actions, kept, deferred)
         note = f"; restarted {', '.join(restarted)}" if restarted else ""
-        return Outcome("changed" if written else "unchanged", f"wrote {', '.join(written) or 'nothing'}{note}")
+        note += f"; recorded {', '.join(recorded)} (already on the node)" if recorded else ""
+        return Outcome("changed" if written or recorded else "unchanged",
+                       f"wrote {', '.join(written) or 'nothing'}{note}")  # fmt: skip
 
     async def _folders(self, ctx: ApplyContext, want: DesiredFile, made: set[str]) -> None:
         """The sub-folders between /srv/<svc> and the file, made by root's helper (no link followed),
@@ -356,7 +375,7 @@ class FilesKind(NoRead):
         A change this apply planned and did not leave in place (not written, or put back when its service
         did not get healthy on it) keeps its earlier entry: the node holds the earlier content."""
         written, removed = set(ctx.data.get("files", [])), set(ctx.data.get("files_removed", []))
-        not_done = {a.subject.removeprefix("file ") for a in actions} - written
+        not_done = {a.subject.removeprefix("file ") for a in actions if not record_only(a)} - written
         files = {
             # kept: not written now, or a secret this operator cannot decrypt (unchanged, as the plan found)
             p: m.files[p] if p in m.files and (p in not_done or (f.secret and f.content is None)) else _recorded(f)

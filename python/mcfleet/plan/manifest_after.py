@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.kinds import HEAD_PHASES, KINDS, ApplyContext, ResourceKind
+from mcfleet.kinds.files import record_only
 from mcfleet.observe.facts import Facts
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
@@ -75,6 +76,6 @@ def _apply_data(d: DesiredHost, f: Facts, doing: list[Action]) -> dict[str, Any]
     if any(a.kind == "delete" for a in deploy):
         data["pruned"] = True
     files = by_phase.get(Phase.files, [])
-    data["files"] = [a.subject.removeprefix("file ") for a in files if a.kind != "delete"]
+    data["files"] = [a.subject.removeprefix("file ") for a in files if a.kind != "delete" and not record_only(a)]
     data["files_removed"] = [a.subject.removeprefix("file ") for a in files if a.kind == "delete"]
     return data

@@ -77,7 +77,8 @@ def change_lines(a: Action) -> list[str]:
     """`field: old → new` lines for an update or replace that has both values."""
     if a.kind not in ("update", "replace") or a.before is None or a.after is None:
         return []
-    fields = [f for f in changed_fields(a.before, a.after) if f[0] != "diff"]  # a file's diff: file_diff_lines
+    # a file's diff: file_diff_lines; record_only: a marker for apply, the reason says it in words
+    fields = [f for f in changed_fields(a.before, a.after) if f[0] not in ("diff", "record_only")]
     pairs = [(p, f"{_short(old)} {ARROW} {_short(new)}") for p, old, new in fields]
     lines = [f"{p + ': ' if p else ''}{change}" for p, change in pairs if change not in a.reason]  # said already
     if len(lines) > MAX_CHANGED_LINES:
