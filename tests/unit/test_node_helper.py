@@ -70,3 +70,28 @@ def test_hash_reads_only_regular_files(tmp_path: Path) -> None:
     assert lines[str(tmp_path / "link")] == "!link"
     assert lines[str(tmp_path / "fifo")] == "!other"
     assert lines[str(tmp_path / "none")] == "-"
+
+
+def test_secure_changes_a_regular_file_and_never_a_link_or_a_folder_through_a_link(tmp_path: Path) -> None:
+    """`secure` (a certificate's key made 0600 and the proxy user's) as chown(1) names the owner."""
+    victim = tmp_path / "etc-shadow"
+    victim.write_text("root's secret\n")
+    victim.chmod(0o640)
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    key = certs / "web.key"
+    key.write_text("key")
+    key.chmod(0o644)
+    os.chown(key, 4242, 4242)
+    res = helper("secure", str(key), "0600", "root")
+    assert (res.returncode, res.stdout) == (0, b"secured=yes\n"), res.stderr
+    assert (key.stat().st_mode & 0o777, key.stat().st_uid, key.stat().st_gid) == (0o600, 0, 4242)  # group kept
+    (certs / "linked.key").symlink_to(victim)
+    res = helper("secure", str(certs / "linked.key"), "0600", "4242:4242")
+    assert (res.returncode, res.stdout) == (0, b"secured=no\n"), res.stderr
+    assert (victim.stat().st_mode & 0o777, victim.stat().st_uid) == (0o640, 0)  # the link's target: untouched
+    assert helper("secure", str(certs / "absent.key"), "0600", "root").stdout == b"secured=no\n"
+    (tmp_path / "via").symlink_to(tmp_path)  # a folder on the way that is a link: refused
+    res = helper("secure", str(tmp_path / "via" / "etc-shadow"), "0600", "4242")
+    assert res.returncode == 2 and b"refusing to follow it" in res.stderr
+    assert helper("secure", str(key), "0600", "no-such-user-here").stderr.startswith(b"mcfleet-node: no such account")

@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mcfleet.fleet.load import load_fleet
 from mcfleet.kinds.providers import record_routes
@@ -23,6 +24,7 @@ from tests.contract_fakes.metacrypt import run_metacrypt
 
 ZONE = "svc.mcp.example.test"
 POISON = "POISON-7f3a9c-secret-never-printed"
+HELPER_SOURCE = Path(__file__).resolve().parents[2] / "python" / "mcfleet" / "apply" / "node_helper.py"
 
 
 @dataclass(frozen=True)
@@ -164,9 +166,22 @@ def test_a_dns_server_that_keeps_its_own_ttl_fails_the_step_with_what_to_set(tmp
     asyncio.run(scenario())
 
 
+class HelperFromSource(LocalNode):
+    """A local node whose root store is a scratch folder and whose helper is the package's own source."""
+
+    def __init__(self, store: Path) -> None:
+        self.store = str(store)
+
+    async def run(self, command: Any, **kw: Any) -> Any:
+        if isinstance(command, list) and command[:1] == ["python3"]:
+            command = ["python3", str(HELPER_SOURCE), *command[2:]]
+        return await super().run(command, **kw)
+
+
 def test_an_exposed_key_is_made_0600_even_when_the_new_one_cannot_be_issued(tmp_path: Path) -> None:
     """The plan replaces a key readable by others; the CA does not answer: the step fails, and the old key
-    is no longer readable by others meanwhile (a link in its place is left alone)."""
+    is no longer readable by others meanwhile.  Root's helper does it through the file's descriptor: a
+    link in the key's place (which the proxy's user could plant) is left alone, as is its target."""
     import subprocess
 
     certs = tmp_path / "certs"
@@ -177,6 +192,7 @@ def test_an_exposed_key_is_made_0600_even_when_the_new_one_cannot_be_issued(tmp_
         check=True, capture_output=True,
     )  # fmt: skip
     (certs / "web.key").chmod(0o644)
+    os.chown(certs / "web.key", 4242, 4242)
     (certs / "other.pem").write_text((certs / "web.pem").read_text())
     victim = tmp_path / "victim"
     victim.write_text("not a key")
@@ -186,7 +202,8 @@ def test_an_exposed_key_is_made_0600_even_when_the_new_one_cannot_be_issued(tmp_
     _fleet(tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9", str(tmp_path / "none.sock"))  # nothing answers
     loaded = load_fleet(tmp_path)
     acts = [_act("cert", "replace", "cert web"), _act("cert", "replace", "cert other")]
-    step = asyncio.run(apply_certs(loaded, LocalNode(), desired, acts))
+    step = asyncio.run(apply_certs(loaded, HelperFromSource(tmp_path / "store"), desired, acts))
     assert step.status == "failed", step.message
-    assert (certs / "web.key").stat().st_mode & 0o777 == 0o600
-    assert victim.stat().st_mode & 0o777 == 0o644  # through a link: never
+    key = (certs / "web.key").stat()
+    assert (key.st_mode & 0o777, key.st_uid) == (0o600, os.getuid())  # the route provider's user (this test's)
+    assert victim.stat().st_mode & 0o777 == 0o644 and victim.stat().st_uid == os.getuid()  # through a link: never

@@ -20,6 +20,8 @@ Commands (stdout is `key=value` lines; errors go to stderr as `mcfleet-node: …
     put DEST MODE UID:GID [--sha SHA] [--from SRC]
     hash PATH…            sha256 of each regular file, `-` if absent, `!<kind>` if not regular
     rm PATH…              unlink (never following a link), missing is fine
+    secure PATH MODE OWNER   a regular file's mode and owner (OWNER: uid[:gid] or user[:group]);
+                          a link or a missing file is left alone (`secured=no`)
 
 Standard library only, Python 3.10+: it runs under the node's own python3.
 """
@@ -245,6 +247,43 @@ def remove(path: str) -> None:
         os.close(dfd)
 
 
+def _account(spec: str) -> tuple[int, int]:
+    """uid and gid (-1: left as it is) of `uid[:gid]` or `user[:group]`, as chown(1) reads them."""
+    import grp
+    import pwd
+
+    user, _, group = spec.partition(":")
+    try:
+        uid = int(user) if user.isdecimal() else pwd.getpwnam(user).pw_uid
+        gid = (int(group) if group.isdecimal() else grp.getgrnam(group).gr_gid) if group else -1
+    except KeyError:
+        raise NodeError(f"no such account {spec!r} on this node") from None
+    return uid, gid
+
+
+def secure(path: str, mode: int, owner: tuple[int, int]) -> bool:
+    """Set a regular file's mode and owner through its descriptor (no link followed, on the way or at the
+    end: a link swapped in is never the one changed); False when it is absent, a link or not a file."""
+    parent, name = _split(path)
+    dfd = open_dir(parent)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP):
+            return False
+        raise NodeError(_describe(exc, path)) from None
+    finally:
+        os.close(dfd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        os.fchmod(fd, mode)
+        os.fchown(fd, *owner)
+        return True
+    finally:
+        os.close(fd)
+
+
 def main(argv: list[str]) -> int:
     try:
         cmd, args = argv[0], argv[1:]
@@ -266,6 +305,8 @@ def main(argv: list[str]) -> int:
                 remove(path)
         elif cmd == "mkdir":
             make_dir(args[0], int(args[1], 8), _owner(args[2]))
+        elif cmd == "secure":
+            print(f"secured={'yes' if secure(args[0], int(args[1], 8), _account(args[2])) else 'no'}")
         else:
             raise NodeError(f"unknown command {cmd!r}")
     except NodeError as exc:

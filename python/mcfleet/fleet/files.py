@@ -151,19 +151,18 @@ def _secret_file(
 ) -> DesiredFile:
     import hashlib
 
-    from mcfleet.fleet.secrets import decrypt_secret, secret_paths
+    from mcfleet.fleet.secrets import decrypt_sealed, read_sealed
 
+    sealed: str | None = None  # the encrypted file's sha256: read once, for this and for decrypting
     try:
-        content: str | None = decrypt_secret(loaded.root, name).decode()
+        data = read_sealed(loaded.root, name)
+        sealed = hashlib.sha256(data).hexdigest()
+        content: str | None = decrypt_sealed(name, data).decode()
         error = None
     except InputError as exc:
         content, error = None, exc.message + (f" ({exc.hint})" if exc.hint else "")
     except UnicodeDecodeError:
         content, error = None, f"secret {name} is not UTF-8 text"
-    try:
-        sealed: str | None = hashlib.sha256(secret_paths(loaded.root, name)[0].read_bytes()).hexdigest()
-    except (OSError, InputError):
-        sealed = None  # missing: `error` says so
     return DesiredFile(path, service, ids[0], ids[1], mode, "", content, secret=name, error=error, sealed=sealed)
 
 

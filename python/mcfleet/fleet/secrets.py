@@ -129,14 +129,23 @@ def identities(path: Path | None = None) -> list[Any]:
     return [pyrage.x25519.Identity.from_str(k) for k in keys]
 
 
-def decrypt_secret(root: Path, name: str, keys: list[Any] | None = None) -> bytes:
+def read_sealed(root: Path, name: str) -> bytes:
+    """The encrypted bytes of secret `name` (secrets/NAME.age)."""
     age, _ = secret_paths(root, name)
     try:
-        data = age.read_bytes()
+        return age.read_bytes()
     except FileNotFoundError:
         raise InputError(
             f"secret {name} does not exist ({SECRETS_DIR}/{name}.age)", hint=f"mcfleet secret set {name}"
         ) from None
+
+
+def decrypt_secret(root: Path, name: str, keys: list[Any] | None = None) -> bytes:
+    return decrypt_sealed(name, read_sealed(root, name), keys)
+
+
+def decrypt_sealed(name: str, data: bytes, keys: list[Any] | None = None) -> bytes:
+    """The value of secret `name` from its encrypted bytes, with `keys` (default: the operator's identity)."""
     pyrage = _age()
     try:
         value: bytes = pyrage.decrypt(data, keys if keys is not None else identities())

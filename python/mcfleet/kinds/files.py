@@ -38,13 +38,12 @@ from mcfleet.observe.facts import Facts
 from mcfleet.observe.files import FileFacts
 from mcfleet.observe.manifest import Manifest, ManifestFile
 from mcfleet.phase import Phase
-from mcfleet.plan.model import Action
+from mcfleet.plan.model import RECORD_ONLY, Action
 
 if TYPE_CHECKING:
     from mcfleet.agent.client import AgentClient
 
 DIFF_LINES = 200  # lines of unified diff a plan shows per file
-RECORD_ONLY = "record_only"  # in an action's `after`: nothing to write (record_only())
 AGENT_TIMEOUT = 120.0
 
 

@@ -42,6 +42,9 @@ PHASES: tuple[Phase, ...] = (
 )
 Kind = Literal["create", "update", "delete", "replace", "move", "refuse"]
 KINDS: tuple[str, ...] = ("create", "update", "delete", "replace", "move", "refuse")
+# In a file action's `after`: the node already holds the file, only the manifest's record of it changes
+# (kinds/files.py); a marker for apply, which the plan's text does not show (the reason says it).
+RECORD_ONLY = "record_only"
 PLAN_FORMAT = 2  # 2: `inputs` (the files a plan was made from) and a fleet_hash over them
 
 

@@ -24,7 +24,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from mcfleet.plan.model import PHASES, Action, Plan
+from mcfleet.plan.model import PHASES, RECORD_ONLY, Action, Plan
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-", "replace": "-/+", "move": ">", "refuse": "!"}
 COLOUR = {
@@ -77,8 +77,7 @@ def change_lines(a: Action) -> list[str]:
     """`field: old → new` lines for an update or replace that has both values."""
     if a.kind not in ("update", "replace") or a.before is None or a.after is None:
         return []
-    # a file's diff: file_diff_lines; record_only: a marker for apply, the reason says it in words
-    fields = [f for f in changed_fields(a.before, a.after) if f[0] not in ("diff", "record_only")]
+    fields = [f for f in changed_fields(a.before, a.after) if f[0] not in ("diff", RECORD_ONLY)]  # diff: below
     pairs = [(p, f"{_short(old)} {ARROW} {_short(new)}") for p, old, new in fields]
     lines = [f"{p + ': ' if p else ''}{change}" for p, change in pairs if change not in a.reason]  # said already
     if len(lines) > MAX_CHANGED_LINES:

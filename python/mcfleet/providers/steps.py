@@ -117,7 +117,7 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, act
     backend = cert_backend(loaded.fleet) if loaded.fleet else None
     if backend is None:
         return StepOutcome("blocked", "no cert provider configured (providers.cert in fleet.json)")
-    from mcfleet.providers.cert.install import issue_and_install, remove_cert, restrict_key_script  # x509
+    from mcfleet.providers.cert.install import issue_and_install, remove_cert, restrict_key  # x509
 
     done: list[str] = []
     failed: list[str] = []
@@ -125,13 +125,17 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, act
     renewed: set[str] = set()
     made: set[str] = set()
     owner = proxy_user(loaded)  # as the plan expects it (DesiredCert.owner)
+    helper_ready = False  # root's node helper installed (once, and only for a replacement)
     for action in actions:
         name = _subject(action, "cert")
         try:
             if action.kind in ("create", "replace", "update"):
                 cert = desired.certs[name]
                 if action.kind == "replace":  # the key in place may be readable by others: not one second more
-                    await node.run(restrict_key_script(cert.path, owner))
+                    if not helper_ready:
+                        await ensure_store(node)
+                        helper_ready = True
+                    await restrict_key(node, cert.path, owner)
                 installed = await issue_and_install(node, backend, cert.sans[0], cert.path, owner)
                 timings[action.subject] = installed.seconds
                 renewed.add(cert.path)

@@ -12,7 +12,7 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from mcfleet.apply.nodeio import temp_name
+from mcfleet.apply.nodeio import helper, temp_name
 from mcfleet.observe.certs import key_path
 from mcfleet.providers.base import ProviderError
 from mcfleet.providers.cert.base import CertBackend, cert_info, new_key_and_csr
@@ -69,12 +69,16 @@ async def issue_and_install(node: Node, backend: CertBackend, hostname: str, cer
     return Installed(hostname, cert_path, info.not_after.isoformat(), time.monotonic() - started)
 
 
-def restrict_key_script(cert_path: str, owner: str) -> str:
-    """Shell: the key beside `cert_path`, when it is a plain file (a link is left alone), made 0600 and the
-    owner's.  Run before a new key is issued for one found readable by others, so that it is not left so
-    when the issuance fails (the CA does not answer): the next apply replaces it."""
-    k, o = shlex.quote(key_path(cert_path)), shlex.quote(owner)
-    return f"if [ -f {k} ] && [ ! -L {k} ]; then chmod 0600 {k} && chown {o} {k}; fi"
+async def restrict_key(node: Node, cert_path: str, owner: str) -> None:
+    """The key beside `cert_path` made 0600 and the owner's, by root's node helper (no link followed: the
+    folder may be one another account can write).  Run before a new key is issued for one found readable
+    by others, so that it is not left so when the issuance fails (the CA does not answer)."""
+    res = await node.run(helper("secure", key_path(cert_path), "0600", owner), timeout=60)
+    if not res.ok:
+        raise ProviderError(
+            f"could not make {key_path(cert_path)} 0600 on {node.name}: {(res.stderr or res.stdout).strip()[-300:]}",
+            hint="check the certificates' folder on the node: it must be root's, without links",
+        )
 
 
 async def remove_cert(node: Node, cert_path: str) -> None:
