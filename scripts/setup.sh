@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   python3 python3-venv python3-dev gcc git
   openssh-server openssh-client sudo
-  iproute2 iptables iputils-ping netcat-openbsd socat curl file binutils zstd
+  iproute2 iptables iputils-ping netcat-openbsd socat curl file binutils zstd openssl
   debootstrap systemd-container busybox-static
   podman runc uidmap slirp4netns fuse-overlayfs catatonit containernetworking-plugins docker-registry
   knot knot-dnsutils bind9 dnsutils pebble caddy haproxy dnsmasq-base
