@@ -256,6 +256,38 @@ def test_apply_of_a_plan_file_that_is_not_there_says_so(fleet: Path) -> None:
     assert not (fleet / "plan.json").exists()
 
 
+@pytest.mark.parametrize("command", ["plan", "apply", "hosts"])
+def test_a_host_where_the_old_fleet_folder_argument_went_gets_the_on_form(
+    fleet: Path, command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mcfleet plan alpha` (as `nix run .#deploy -- alpha` reads) is no folder: the error gives --on, not
+    the loader's "no fleet.json in …/alpha"; also from hosts/, where alpha *is* a folder (the host's)."""
+    code, _out, err = run_cli("-C", str(fleet), command, "alpha")
+    assert code == 2
+    assert "'alpha' is not a folder; hosts are selected with --on" in err
+    assert f"mcfleet {command} --on alpha" in err and "fleet.json" not in err
+    code, _out, err = run_cli("-C", str(fleet), command, "@master,!beta")
+    assert code == 2 and f"mcfleet {command} --on '@master,!beta'" in err
+    monkeypatch.chdir(fleet / "hosts")
+    code, _out, err = run_cli(command, "alpha")
+    assert code == 2
+    assert "'alpha' is a host's folder, not a fleet's" in err and f"mcfleet {command} --on alpha" in err
+
+
+def test_a_word_that_is_neither_a_folder_nor_a_host_is_named_as_such(fleet: Path) -> None:
+    code, _out, err = run_cli("-C", str(fleet), "plan", "alpah")
+    assert code == 2
+    assert f"'alpah' is neither a folder nor a host of the fleet in {fleet}" in err
+    assert "mcfleet hosts" in err and "fleet.json" not in err
+
+
+def test_the_old_fleet_folder_argument_still_works(fleet: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(fleet.parent)
+    code, out, err = run_cli("hosts", "fleet", "--json")
+    assert code == 0, err
+    assert {h["name"] for h in json.loads(out)["hosts"]} == {"alpha", "beta", "edge1"}
+
+
 def test_validate_reports_a_misspelt_key_once_with_did_you_mean(fleet: Path) -> None:
     """One typo in the master's host.json: one finding (not "missing roles" + "unknown rolse" + "no master")."""
     host = fleet / "hosts" / "alpha" / "host.json"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mcfleet.cli.complete import complete_host
-from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
+from mcfleet.cli.fleetdir import deprecated_folder, fleet_root, refuse_hosts_as_folder
 from mcfleet.cli.options import CONNECT, DEADMAN, HEALTH, OVERRIDE, PARALLEL, STAGE_TIMEOUT, agent_pex
 from mcfleet.cli.state import STATE
 from mcfleet.cli.targets import ON_OPT, YES_OPT, confirm_hosts, one_host, selected
@@ -231,6 +231,8 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
     overrides = [Override.parse(o) for o in override]
     opts = dict(json_out=json_out, fail_fast=fail_fast, bundle=bundle, health=health_timeout, deadman=confirm_timeout,
                 parallel=parallel, connect=connect_timeout, goal=goal, stage_timeout=stage_timeout)  # fmt: skip
+    if target is not None:
+        refuse_hosts_as_folder(target, "apply", other_words=False)
     if target is not None and not target.exists():  # else the loader's "no fleet.json in plan.json"
         raise InputError(
             "no such plan file (nor fleet folder)",

@@ -100,7 +100,7 @@ def hosts(
 
       mcfleet hosts --on 'rift,orion*' --json
     """
-    loaded, _ = _load_usable(deprecated_folder(path, "the fleet folder as an argument"), warn=False)
+    loaded, _ = _load_usable(deprecated_folder(path, "the fleet folder as an argument", command="hosts"), warn=False)
     chosen = selected(loaded, on)
     broken = {} if on else broken_hosts(loaded)  # a selector cannot match what did not load
     if broken:

@@ -6,6 +6,7 @@ finds the fleet by walking up to the first folder that holds `fleet.json`.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -25,11 +26,51 @@ def find_fleet(start: Path) -> Path | None:
     return None
 
 
-def deprecated_folder(given: Path | None, how: str) -> Path | None:
-    """A fleet folder given the old way (positional, --root): still honoured; a person at a terminal gets a note."""
+def deprecated_folder(given: Path | None, how: str, *, command: str | None = None) -> Path | None:
+    """A fleet folder given the old way (positional, --root): still honoured; a person at a terminal gets a note.
+
+    `command` (e.g. "plan") marks a positional: there, a word that is no folder but names hosts of
+    the fleet (`mcfleet plan rift`, as `nix run .#deploy -- rift` reads) is refused with the --on
+    form, rather than read as a folder that lacks fleet.json.
+    """
+    if given is not None and command is not None:
+        refuse_hosts_as_folder(given, command)
     if given is not None and sys.stderr.isatty():
         print(f"note: {how} is deprecated; use `mcfleet -C {given} …` (or set {ENV_VAR})", file=sys.stderr)
     return given
+
+
+def refuse_hosts_as_folder(given: Path, command: str, *, other_words: bool = True) -> None:
+    """InputError when `given` is no folder while a fleet is found the usual way (-C, $MCFLEET_FLEET, upward).
+
+    A host name or selector gets the --on form; any other word is named as neither, rather than
+    read as a folder that lacks fleet.json (`other_words=False`: left to the caller, e.g. apply's
+    "no such plan file").
+    """
+    word = str(given)
+    if (given / "host.json").is_file() and not (given / FLEET_FILE).exists():  # e.g. `plan rift` in hosts/
+        raise InputError(
+            f"{word!r} is a host's folder, not a fleet's; hosts are selected with --on",
+            location=f"mcfleet {command} {word}",
+            hint=f"run `mcfleet {command} --on {shlex.quote(given.resolve().name)}`",
+        )
+    if given.exists():
+        return
+    root = STATE.fleet if STATE.fleet is not None else find_fleet(Path.cwd())
+    selector = any(mark in word for mark in ("@", "*", ",", "!"))
+    if root is not None and (selector or (root / "hosts" / word / "host.json").is_file()):
+        raise InputError(
+            f"{word!r} is not a folder; hosts are selected with --on",
+            location=f"mcfleet {command} {word}",
+            hint=f"run `mcfleet {command} --on {shlex.quote(word)}`",
+        )
+    if root is not None and other_words:
+        raise InputError(
+            f"{word!r} is neither a folder nor a host of the fleet in {root}",
+            location=f"mcfleet {command} {word}",
+            hint="hosts are selected with --on (`mcfleet hosts` lists them); "
+            f"another fleet: `mcfleet -C DIR {command}`",
+        )
 
 
 def fleet_root(given: Path | None = None) -> Path:

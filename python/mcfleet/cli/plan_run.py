@@ -127,7 +127,7 @@ def run_plan(  # noqa: PLR0917 (one parameter per option of the command)
     from mcfleet.transport.ssh import SshOptions
     from mcfleet.util.aio import run as run_async
 
-    loaded = load_fleet(fleet_root(deprecated_folder(path, "the fleet folder as an argument")))
+    loaded = load_fleet(fleet_root(deprecated_folder(path, "the fleet folder as an argument", command="plan")))
     findings = check(loaded)
     if findings:
         raise FleetInvalid(list(findings), root=str(loaded.root))
