@@ -198,7 +198,28 @@ def test_one_apply_serves_three_containers_through_the_edge(  # noqa: PLR0917 (p
     assert _answer(hello, 443, edge.address, pebble_root).startswith("hello 1 ")
     assert cli("plan", "-C", str(root), "--detailed-exitcode", "--json", env=env).code == 0
 
+    _a_map_file_behind_the_running_haproxy_is_written_again(nodes, lab, root, agent_bundle, env=env, values=values)
     _removing_a_service_file_removes_dns_routes_container(nodes, knot, root, agent_bundle, env=env, values=values)
+
+
+def _a_map_file_behind_the_running_haproxy_is_written_again(
+    nodes: Nodes, lab: Lab, root: Path, agent_bundle: Path, *, env: dict[str, str], values: dict[str, str]
+) -> None:
+    """HAProxy's map file falls behind the running map (a hand edit): sni's line gone, a stale one added.
+    The next HAProxy start would lose sni and serve the stale name: the plan lists both, apply rewrites it."""
+    worker = nodes.nodes[0]
+    zone, sni, sni_ca = lab.zone, values["SNI"], values["SNI_CA"]
+    nodes.sh(worker.name, f"printf '8443/old.{zone} 127.0.0.1:9\\n' > {SNI_MAP}")
+    behind = _actions(cli("plan", "-C", str(root), "--json", env=env))
+    assert {f"{worker.name} route update route 8443/{sni}", f"{worker.name} route delete route 8443/old.{zone}"} <= set(
+        behind
+    ), behind
+    assert cli("-C", str(root), "apply", "--yes", "--bundle", str(agent_bundle), env=env).code == 0
+    [line] = nodes.sh(worker.name, f"cat {SNI_MAP}").stdout.splitlines()
+    assert line.startswith(f"8443/{sni} 127.0.0.1:"), line
+    asyncio.run(restart_proxy(lab.state, lab.run_dir, worker, "haproxy"))
+    assert _answer(sni, 8443, worker.address, sni_ca).startswith("sni 1 ")
+    assert cli("plan", "-C", str(root), "--detailed-exitcode", "--json", env=env).code == 0
 
 
 def _api_on_listener_9443(root: Path, worker: str) -> None:

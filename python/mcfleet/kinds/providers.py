@@ -299,6 +299,39 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
             )
     routes = {h: {"mode": r.mode, "backend": r.backend} for h, r in recorded.items()}
     acts += removals(d.name, Phase.route, "route", routes, d.routes)
+    return acts + map_file_drift(d, f, {a.subject for a in acts})
+
+
+def map_file_drift(d: DesiredHost, f: Facts, planned: set[str]) -> list[Action]:
+    """HAProxy's map file against the running HAProxy, which alone is asked above: a route the file lacks
+    (or sends elsewhere) is lost at HAProxy's next start, a line only the file holds comes back then.
+    Apply writes the file from the running map (HaproxyRoutes persists after every call)."""
+    saved, live = f.route_map, f.live_routes
+    if saved is None or live is None:
+        return []
+    where = f"HAProxy's map file {saved.path}"
+    acts = []
+    for key, route in sorted(d.routes.items()):
+        held = saved.entries.get(key)
+        if route.mode != "l4" or f"route {key}" in planned or live.get(key) != route.backend or held == route.backend:
+            continue
+        if saved.missing:
+            why = f"{where} is missing or no plain file: a restarted HAProxy would not serve it"
+        elif held is None:
+            why = f"{where} lacks it: a restarted HAProxy would not serve it"
+        else:
+            why = f"{where} sends it to {held}: a restarted HAProxy would"
+        before = {"mode": route.mode, "backend": route.backend, "saved": held}
+        acts.append(Action(host=d.name, phase=Phase.route, kind="update", subject=f"route {key}", before=before,
+                           after={**before, "saved": route.backend},
+                           reason=f"drift: {why} (the running one sends it to {route.backend})"))  # fmt: skip
+    for key, held in sorted(saved.entries.items()):
+        if key in live or key in d.routes or f"route {key}" in planned:
+            continue
+        acts.append(Action(host=d.name, phase=Phase.route, kind="delete", subject=f"route {key}",
+                           before={"mode": "l4", "backend": held},
+                           reason=f"drift: only {where} holds it: a restarted HAProxy would serve it again "
+                           "(the running one does not)"))  # fmt: skip
     return acts
 
 

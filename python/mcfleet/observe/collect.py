@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.desired import DesiredHost, desired_state
 from mcfleet.fleet.load import HostEntry, LoadedFleet
+from mcfleet.fleet.models_providers import HaproxyProvider
 from mcfleet.fleet.routes import node_binds
 from mcfleet.kinds import KINDS, ReadContext, ResourceKind
 from mcfleet.kinds.service_ports import wanted_ports
@@ -60,7 +61,16 @@ def script_inputs(loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -
         ),
         addresses=any(node_binds(s.spec) for s in desired.services.values() if s.spec is not None),
         ports=wanted_ports(desired.services.values()),
+        route_map=haproxy_map(loaded, desired),
     )
+
+
+def haproxy_map(loaded: LoadedFleet, desired: DesiredHost) -> str:
+    """HAProxy's map file when this host's proxy is to carry l4 routes through HAProxy, else ""."""
+    if loaded.fleet is None or not any(r.mode == "l4" for r in desired.routes.values()):
+        return ""
+    provider = loaded.fleet.providers.route_l4 or loaded.fleet.providers.route
+    return provider.map_file if isinstance(provider, HaproxyProvider) else ""
 
 
 async def gather_host(
@@ -92,7 +102,9 @@ async def gather_host(
             reason = f"the facts script stopped early (exit {result.exit_status}): {result.stderr.strip()[-300:]}"
             progress.done(name, ok=False, detail="facts script failed")
             return Unreachable(host=name, reason=reason, cause="error", hint="run it with `mcfleet --debug plan`")
-        facts = facts_from(name, framed, agent_path=entry.host.agent.path, address=conn.address)
+        facts = facts_from(
+            name, framed, agent_path=entry.host.agent.path, address=conn.address, route_map=inputs.route_map
+        )
     except FactsRefused as exc:  # forged or oversized records: nothing this host said is trusted
         progress.done(name, ok=False, detail="facts refused")
         source = {p.name: p.source for p in probes(inputs)}.get(exc.probe or "", "")

@@ -73,6 +73,14 @@ class CertFacts(_Fact):
     key_missing: bool = Field(default=False, description="asked, and no plain key file beside the certificate")
 
 
+class RouteMapFacts(_Fact):
+    """HAProxy's map file on the node: what a restarted HAProxy would serve (the running one is asked apart)."""
+
+    path: str
+    missing: bool = Field(default=False, description="no plain file at the path (a link is not followed)")
+    entries: dict[str, str] = Field(default_factory=dict, description="'<listener>/<hostname>' -> backend")
+
+
 class ContainerFacts(_Fact):
     name: str
     image: str = ""
@@ -158,6 +166,7 @@ class Facts(_Fact):
     live_routes: dict[str, str] | None = Field(
         default=None, description="'<listener>/<hostname>' -> backend the proxy on this host serves; None: not asked"
     )
+    route_map: RouteMapFacts | None = Field(default=None, description="HAProxy's map file; None: not asked")
 
     @property
     def arch(self) -> str | None:

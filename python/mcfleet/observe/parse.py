@@ -26,6 +26,7 @@ from mcfleet.observe.facts import (
     Facts,
     Group,
     IdRangeFact,
+    RouteMapFacts,
 )
 from mcfleet.observe.files import parse_files
 from mcfleet.observe.hostlevel import host_level_from
@@ -293,6 +294,22 @@ def parse_listening(text: str) -> list[tuple[str, str, int]] | None:
     return sorted(out)
 
 
+def parse_route_map(text: str, path: str) -> RouteMapFacts | None:
+    """`absent` (not asked), `missing`, or `map` then the file: `<key> <value>` lines, as HAProxy reads
+    them (blank lines and `#` comments skipped, the value is the rest of the line)."""
+    head, _, body = text.partition("\n")
+    if head.strip() == "missing":
+        return RouteMapFacts(path=path, missing=True)
+    if head.strip() != "map":
+        return None
+    entries: dict[str, str] = {}
+    for line in body.splitlines():
+        words = line.split(None, 1)
+        if words and not words[0].startswith("#"):
+            entries[words[0]] = words[1].strip() if len(words) > 1 else ""
+    return RouteMapFacts(path=path, entries=entries)
+
+
 def with_cert_keys(certs: list[CertFacts], text: str) -> list[CertFacts]:
     """Each certificate with its key's owner and mode, from `<uid> <user> <mode> <file type>:<path>` lines
     (a key that is a link or anything but a plain file counts as missing)."""
@@ -312,12 +329,15 @@ def with_cert_keys(certs: list[CertFacts], text: str) -> list[CertFacts]:
     return out
 
 
-def parse_facts(host: str, output: str, *, agent_path: str, address: str | None = None) -> Facts:
+def parse_facts(host: str, output: str, *, agent_path: str, address: str | None = None, route_map: str = "") -> Facts:
     """Facts from the script's output; raises FactsRefused when the output breaks the format."""
-    return facts_from(host, read_framed(output), agent_path=agent_path, address=address)
+    return facts_from(host, read_framed(output), agent_path=agent_path, address=address, route_map=route_map)
 
 
-def facts_from(host: str, v: FramedOutput, *, agent_path: str, address: str | None = None) -> Facts:
+def facts_from(
+    host: str, v: FramedOutput, *, agent_path: str, address: str | None = None, route_map: str = ""
+) -> Facts:
+    """`route_map`: the HAProxy map file the script was asked to read (its path, for the plan's reasons)."""
     osr = parse_os_release(v.text("os"))
     uname = v.text("uname").splitlines()
     manifest, manifest_error = parse_manifest(v.text("manifest"), manifest_path())
@@ -351,4 +371,5 @@ def facts_from(host: str, v: FramedOutput, *, agent_path: str, address: str | No
         containers=parse_containers(v.text("containers")),
         addresses=parse_addresses(v.text("addrs")) if "addrs" in v.values else None,
         listening=parse_listening(v.text("listen")) if "listen" in v.values else None,
+        route_map=parse_route_map(v.text("routemap"), route_map) if route_map else None,
     )

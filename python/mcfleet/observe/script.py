@@ -73,6 +73,7 @@ class ScriptInputs:
     subids: tuple[str, ...] = ()  # "<user> <start:count> <start:count>": wanted subuid, subgid (observe/hostlevel.py)
     addresses: bool = False  # the node's IP addresses (only when a service publishes on one of them)
     ports: tuple[str, ...] = ()  # the services' host ports, 4 hex digits: who listens on them (listen probe)
+    route_map: str = ""  # HAProxy's map file, when this host's proxy carries l4 routes through HAProxy
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,14 @@ def probes(inp: ScriptInputs) -> list[Probe]:
             )
             + ' "$@"; fi',
             "/proc/net/tcp, /proc/net/udp",
+        ),
+        Probe(
+            "routemap",
+            # what a restarted HAProxy would serve: it reads this file at start (a link is not followed)
+            f"if [ -z {q(inp.route_map)} ]; then echo absent; "
+            f"elif [ -f {q(inp.route_map)} ] && [ ! -L {q(inp.route_map)} ]; then echo map; cat {q(inp.route_map)}; "
+            "else echo missing; fi",
+            inp.route_map or "HAProxy's map file",
         ),
         Probe("manifest", f"cat {q(inp.manifest_path)}", inp.manifest_path),
         Probe(

@@ -10,7 +10,8 @@ routes share a listener as they do on mc-proxy.  The config this expects is in
 
 A change is made in the running HAProxy (`add map` / `set map` / `del map`, at once, no
 reload) and then the whole map is written back to the map file on the proxy's node,
-atomically (`save`), so a restarted HAProxy serves the same routes.
+atomically (`save`), so a restarted HAProxy serves the same routes.  A call that finds the
+running map as asked still writes the file: the plan asks so when the file fell behind.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ class HaproxyRoutes:
             )
         key = map_key(route.listener, route.hostname)
         mapping = await self._map()
-        if mapping.get(key) == route.backend:
+        if mapping.get(key) == route.backend:  # asked all the same: the plan found the map file behind
+            await self._persist()
             return
         verb = "set" if key in mapping else "add"
         await self._cmd(f"{verb} map {self.provider.map_file} {key} {route.backend}")
@@ -116,7 +118,8 @@ class HaproxyRoutes:
 
     async def remove_route(self, listener: int, hostname: str) -> None:
         key = map_key(listener, hostname)
-        if key not in await self._map():
+        if key not in await self._map():  # asked all the same: the plan found it in the map file alone
+            await self._persist()
             return
         await self._cmd(f"del map {self.provider.map_file} {key}")
         await self._persist()
