@@ -28,7 +28,10 @@ EXIT_TABLE: tuple[tuple[int, str], ...] = (
 )
 DETAILED_EXIT_TABLE: tuple[tuple[int, str], ...] = (
     (EXIT_OK, "no changes"),
-    (EXIT_FAILURE, "everything else: failure, refusal, invalid input, interrupted"),
+    (
+        EXIT_FAILURE,
+        "everything else: failure, refusal, a backend not read (drift there unknown), invalid input, interrupted",
+    ),
     (EXIT_CHANGES, "changes pending"),
 )
 

@@ -156,3 +156,25 @@ def test_the_agent_of_a_host_without_services_is_not_asked_when_its_unit_cannot_
         read = asyncio.run(ServiceKind().read(ctx, {"alpha": Facts(host="alpha", agent=stopped, **NODE)}))["alpha"]
         assert asked == [] and isinstance(read, Facts) and read.containers is None
         assert read.services_error == f"the agent is not running (mcp-agent.service is {down}; apply starts it first)"
+
+
+def test_detailed_exitcode_does_not_say_no_drift_where_a_backend_was_not_read() -> None:
+    """`plan --detailed-exitcode` in a drift check: 0 must mean the fleet matches its files. A DNS server
+    that did not answer leaves its records unknown: 1, with the reason on stderr. Changes pending stay 2,
+    and a plain `plan` still exits 0."""
+    from mcfleet.cli.plan_run import exit_code, unknown_drift_note
+    from mcfleet.errors import EXIT_CHANGES, EXIT_FAILURE, EXIT_OK
+    from mcfleet.plan.model import Action
+
+    loaded = load_fleet(MINIMAL)
+    down = {"alpha": Facts(host="alpha", dns_error="127.0.0.1:1: TimeoutError: timed out", **NODE)}
+    blind = build(loaded, down, kinds=[], check_backends=False)
+    assert not blind.has_changes
+    assert exit_code(blind, detailed=True) == EXIT_FAILURE
+    assert exit_code(blind, detailed=False) == EXIT_OK
+    assert unknown_drift_note(blind) == "exit 1: not read, so drift there is unknown: alpha dns (see `not read:` above)"
+    seen = build(loaded, {"alpha": Facts(host="alpha", **NODE)}, kinds=[], check_backends=False)
+    assert exit_code(seen, detailed=True) == EXIT_OK
+    change = Action(host="alpha", phase="dns", kind="create", subject="dns a.example.test", reason="declared")
+    pending = blind.model_copy(update={"actions": [change]})
+    assert exit_code(pending, detailed=True) == EXIT_CHANGES

@@ -42,7 +42,8 @@ def plan(  # noqa: PLR0917 (typer maps parameters to options)
 
     Symbols: + create, ~ update, - delete, -/+ replace, ! refuse.  Exit codes: 0 no
     changes, 1 error (unreachable hosts are listed; refusals count as errors),
-    2 changes pending (only with --detailed-exitcode).
+    2 changes pending (only with --detailed-exitcode; there a backend that was not
+    read, so drift unknown, is 1 too).
 
     Examples:
 

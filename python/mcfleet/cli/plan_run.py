@@ -101,10 +101,21 @@ def mark_skipped(plan: Plan, skipped: list[str]) -> Plan:
 
 
 def exit_code(plan: Plan, *, detailed: bool) -> int:
-    """1 when hosts were unreachable or something is refused; 2 for pending changes with --detailed-exitcode."""
+    """1 when hosts were unreachable or something is refused; 2 for pending changes with --detailed-exitcode.
+
+    With --detailed-exitcode, 0 says the fleet matches its files: a backend that was not read (the DNS
+    server, a proxy, an agent) leaves that unknown, so a plan without changes exits 1 then."""
     if plan.unreachable or plan.refusals:
         return EXIT_FAILURE
-    return EXIT_CHANGES if detailed and plan.has_changes else EXIT_OK
+    if detailed and plan.has_changes:
+        return EXIT_CHANGES
+    return EXIT_FAILURE if detailed and plan.unobserved else EXIT_OK
+
+
+def unknown_drift_note(plan: Plan) -> str:
+    """Why --detailed-exitcode gives 1 for a plan without changes (said on stderr)."""
+    where = ", ".join(sorted({f"{u.host} {u.phase}" for u in plan.unobserved}))
+    return f"exit 1: not read, so drift there is unknown: {where} (see `not read:` above)"
 
 
 def run_plan(  # noqa: PLR0917 (one parameter per option of the command)
@@ -165,4 +176,7 @@ def run_plan(  # noqa: PLR0917 (one parameter per option of the command)
                 echo(line, err=True)
         if out is not None:
             echo(f"saved to {out}; apply it with `mcfleet apply {out}`")
-    return exit_code(result, detailed=detailed_exitcode)
+    code = exit_code(result, detailed=detailed_exitcode)
+    if code == EXIT_FAILURE and result.unobserved and not (result.unreachable or result.refusals or json_out):
+        echo(unknown_drift_note(result), err=True)
+    return code
