@@ -274,6 +274,15 @@ def test_a_host_where_the_old_fleet_folder_argument_went_gets_the_on_form(
     assert "'alpha' is a host's folder, not a fleet's" in err and f"mcfleet {command} --on alpha" in err
 
 
+def test_hosts_given_as_words_to_a_command_that_takes_none_get_the_on_form(fleet: Path) -> None:
+    code, _out, err = run_cli("-C", str(fleet), "status", "alpha", "beta")
+    assert code == 2
+    assert "unexpected extra argument(s) (alpha beta)" in err
+    assert "hint: hosts are selected with --on: `mcfleet status --on alpha,beta`" in err
+    code, _out, err = run_cli("-C", str(fleet), "schema", "dump", "extra")  # no --on there: no such hint
+    assert code == 2 and "unexpected extra argument" in err and "--on" not in err
+
+
 def test_a_word_that_is_neither_a_folder_nor_a_host_is_named_as_such(fleet: Path) -> None:
     code, _out, err = run_cli("-C", str(fleet), "plan", "alpah")
     assert code == 2

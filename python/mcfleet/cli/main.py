@@ -224,6 +224,9 @@ def _run_app(args: list[str]) -> int:
             show()
         else:
             typer.echo(f"error: {exc.format_message()}", err=True)
+        hint = _hosts_hint(exc)
+        if hint:
+            typer.echo(hint, err=True)
         return EXIT_FAILURE if detailed else int(exc.exit_code or EXIT_INVALID)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
@@ -236,6 +239,24 @@ def _run_app(args: list[str]) -> int:
         typer.echo(INTERRUPTED, err=True)
         return EXIT_FAILURE if detailed else EXIT_INTERRUPTED
     return result if isinstance(result, int) else 0
+
+
+def _hosts_hint(exc: Exception) -> str | None:
+    """`mcfleet status rift`: a word where none goes, to a command that selects hosts with --on."""
+    import re
+    import shlex
+
+    ctx = getattr(exc, "ctx", None)
+    found = re.fullmatch(r"Got unexpected extra argument\(s\) \((.+)\)", str(getattr(exc, "message", "")))
+    if ctx is None:
+        return None
+    params = ctx.command.params
+    if found is None or not any("--on" in getattr(p, "opts", ()) for p in params):
+        return None
+    if any(getattr(p, "param_type_name", "") == "argument" for p in params):  # the words went there first
+        return None
+    words = ",".join(found.group(1).split())
+    return f"  hint: hosts are selected with --on: `mcfleet {ctx.info_name} --on {shlex.quote(words)}`"
 
 
 # The cyclic garbage collector is off for a command's first seconds: a plan's imports and
