@@ -183,7 +183,8 @@ def test_wrong_pinned_host_key_is_a_refusal_with_a_clear_message(plan_lab: tuple
     assert "hint: if the node was reinstalled, verify its new key out of band" in out
 
 
-def _knot_update(knot: Any, name: str, address: str | None, ttl: int = 60) -> None:
+def _knot_update(knot: Any, name: str, address: str | None, ttl: int = 60, *, cname: str | None = None) -> None:
+    """`address` None: the name's A records deleted (and its CNAME, or with `cname` one made to that name)."""
     import dns.query
     import dns.tsig
     import dns.tsigkeyring
@@ -195,6 +196,9 @@ def _knot_update(knot: Any, name: str, address: str | None, ttl: int = 60) -> No
     )
     if address is None:
         update.delete(name, "A")
+        update.delete(name, "CNAME")
+        if cname is not None:
+            update.add(name, ttl, "CNAME", cname)
     else:
         update.replace(name, ttl, "A", address)
     dns.query.tcp(update, knot.server, port=knot.port, timeout=5)
@@ -210,14 +214,24 @@ def test_dns_answers_come_from_the_authoritative_server(plan_lab: tuple[Any, Pat
         _code, slow, _err = plan_json(root, "--on", "plann2")
         _knot_update(knot, "planweb", "10.99.99.99")
         _code, wrong, _err = plan_json(root, "--on", "plann2")
+        # another hand made the name a CNAME, to a name that answers the node's address: the answer carries
+        # that address, but it is the target's, and an A record cannot be added beside a CNAME
+        _knot_update(knot, "planalias", address)
+        _knot_update(knot, "planweb", None, cname=f"planalias.{knot.zone}.")
+        alias_code, alias, _err = plan_json(root, "--on", "plann2")
     finally:
         _knot_update(knot, "planweb", None)
+        _knot_update(knot, "planalias", None)
     assert not [a for a in right["actions"] if a["phase"] == "dns"]  # the server already answers the node
     [ttl] = [a for a in slow["actions"] if a["phase"] == "dns"]
     assert (ttl["kind"], ttl["before"]["ttl"], ttl["after"]["ttl"]) == ("update", 600, 60), ttl
     assert ttl["reason"] == "the server holds it with TTL 600 s, the fleet's is 60 s"
     dns = [a for a in wrong["actions"] if a["phase"] == "dns"]
     assert [(a["kind"], a["before"]) for a in dns] == [("update", {"type": "A", "value": "10.99.99.99"})]
+    [refused] = [a for a in alias["actions"] if a["phase"] == "dns"]
+    cname = {"type": "CNAME", "value": f"planalias.{knot.zone}"}
+    assert (alias_code, refused["kind"], refused["before"]) == (1, "refuse", cname)
+    assert refused["reason"].startswith(f"the DNS server holds a CNAME for it (to planalias.{knot.zone})")
 
 
 def test_a_dns_key_the_server_rejects_makes_the_record_changes_refusals(

@@ -106,3 +106,19 @@ def test_a_record_held_with_another_ttl_than_the_providers_is_changed() -> None:
     # a wrong address and a wrong TTL: one change, for the address (apply writes both)
     [moved] = dns_diff(ttl_host, Facts(host="n1", dns={NAME: ["10.0.0.9"]}, dns_ttl={NAME: 60}), Manifest())
     assert moved.after == {"type": "A", "value": "10.0.0.5"}
+
+
+def test_a_name_the_server_holds_as_a_cname_is_refused_with_what_to_do() -> None:
+    """A CNAME's answer carries its target's A records: they are not the name's, and an A record cannot be
+    added beside a CNAME (the server ignores it, so apply's check would fail with "answers nothing")."""
+    facts = Facts(host="n1", dns={NAME: []}, dns_alias={NAME: "elsewhere.example.test"})
+    [refused] = dns_diff(_host(), facts, Manifest())
+    assert (refused.kind, refused.subject, refused.before) == (
+        "refuse", f"dns {NAME}", {"type": "CNAME", "value": "elsewhere.example.test"}
+    )  # fmt: skip
+    assert refused.reason == (
+        "the DNS server holds a CNAME for it (to elsewhere.example.test), and an A record cannot sit beside "
+        "one: remove the CNAME at the server, then plan again"
+    )
+    ours = Manifest(dns=[ManifestRecord(name=NAME, value="10.0.0.5")])  # even a name apply once wrote
+    assert [a.kind for a in dns_diff(_host(), facts, ours)] == ["refuse"]

@@ -187,6 +187,12 @@ def dns_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
     for name, rec in sorted(d.records.items()):
         after = {"type": rec.type, "value": rec.value}
         subject = f"dns {name}"
+        if name in f.dns_alias:  # an A record cannot sit beside a CNAME (RFC 1034): the server would ignore it
+            acts.append(Action(host=d.name, phase=Phase.dns, kind="refuse", subject=subject,
+                               before={"type": "CNAME", "value": f.dns_alias[name]}, after=after,
+                               reason=f"the DNS server holds a CNAME for it (to {f.dns_alias[name]}), and an A record "
+                               "cannot sit beside one: remove the CNAME at the server, then plan again"))  # fmt: skip
+            continue
         if name in f.dns:  # the authoritative server answered: it is the truth
             answers = f.dns[name]
             held = f.dns_ttl.get(name)
@@ -368,13 +374,14 @@ async def add_dns(loaded: LoadedFleet, desired: Mapping[str, DesiredHost], facts
         return facts
     from mcfleet.observe.dns import query_names
 
-    answers, ttls, error = await query_names(every, provider.server, provider.port)  # all at once, in parallel
+    answers, ttls, aliases, error = await query_names(every, provider.server, provider.port)  # all in parallel
     out = dict(facts)
     for host, names in wanted.items():
         item = out[host]
         if names and isinstance(item, Facts):
             mine = {n: answers[n] for n in sorted(names) if n in answers}
             out[host] = item.model_copy(update={"dns": mine, "dns_ttl": {n: ttls[n] for n in mine if n in ttls},
+                                                "dns_alias": {n: aliases[n] for n in mine if n in aliases},
                                                 "dns_error": error if len(mine) < len(names) else None})  # fmt: skip
     return out
 

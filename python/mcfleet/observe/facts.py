@@ -155,6 +155,9 @@ class Facts(_Fact):
     dns_ttl: dict[str, int] = Field(
         default_factory=dict, description="name -> the TTL of its A answers at the authoritative server"
     )
+    dns_alias: dict[str, str] = Field(
+        default_factory=dict, description="name -> the target of the CNAME the authoritative server holds at it"
+    )
     dns_error: str | None = None
     routes: list[str] | None = Field(
         default=None, description="this host's route hostnames the route provider serves; None: not asked"

@@ -18,9 +18,9 @@ import dns.rdatatype
 import dns.tsig
 import dns.tsigkeyring
 import dns.update
-from dnslib import QTYPE, DNSRecord
 
 from mcfleet.fleet.models import Rfc2136Provider
+from mcfleet.observe.dns import query_a
 from mcfleet.providers.base import NoAnswer, ProviderError, read_secret
 from mcfleet.providers.dns.base import in_zone
 
@@ -130,15 +130,13 @@ class Rfc2136Dns:
 
     def _query(self, name: str) -> tuple[list[str], int | None]:
         try:
-            raw = DNSRecord.question(name, "A").send(self.provider.server, self.provider.port, timeout=TIMEOUT)
+            answer = query_a(name, self.provider.server, self.provider.port, timeout=TIMEOUT)
         except OSError as exc:
             raise ProviderError(
                 f"the DNS server at {self._where()} does not answer queries: {exc}",
                 hint="start the DNS server or fix providers.dns.server/port",
             ) from None
-        reply = DNSRecord.parse(raw)
-        found = [rr for rr in reply.rr if rr.rtype == QTYPE.A and str(rr.rname).rstrip(".") == name]
-        return sorted(str(rr.rdata) for rr in found), min((rr.ttl for rr in found), default=None)
+        return answer.values, answer.ttl
 
     async def answers(self, names: list[str]) -> dict[str, list[str]]:
         return (await self.answers_ttl(names))[0]
