@@ -95,3 +95,23 @@ def test_secure_changes_a_regular_file_and_never_a_link_or_a_folder_through_a_li
     res = helper("secure", str(tmp_path / "via" / "etc-shadow"), "0600", "4242")
     assert res.returncode == 2 and b"refusing to follow it" in res.stderr
     assert helper("secure", str(key), "0600", "no-such-user-here").stderr.startswith(b"mcfleet-node: no such account")
+
+
+def test_the_store_is_prepared_once_per_connection(tmp_path: Path) -> None:
+    """Apply's lock prepares root's store first; the later steps (the HAProxy map file, a certificate's key)
+    call ensure_store again on the same connection and send nothing. A new connection prepares it again."""
+    import asyncio
+
+    from mcfleet.apply.nodeio import ensure_store
+    from mcfleet.transport.local import LocalNode
+
+    store = tmp_path / "store"
+    node = LocalNode(store=str(store))
+    asyncio.run(ensure_store(node))
+    installed = store / "mcfleet-node.py"
+    assert installed.read_text() == helper_source() and store.stat().st_mode & 0o777 == 0o700
+    installed.unlink()
+    asyncio.run(ensure_store(node))  # the same connection: no round trip
+    assert not installed.exists()
+    asyncio.run(ensure_store(LocalNode(store=str(store))))
+    assert installed.read_text() == helper_source()

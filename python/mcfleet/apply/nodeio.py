@@ -69,10 +69,20 @@ def store_script(store: str = STORE) -> str:
     )
 
 
+# Set on a connection whose store is ready: root's 0700 store and its helper stay as installed while the
+# connection lives (no other account can write there, and the node lock keeps other applies out), so
+# the apply's later steps (the HAProxy map file, a certificate's key) need not send the helper again.
+STORE_READY = "_mcfleet_store_ready"
+
+
 async def ensure_store(node: Node) -> None:
+    """Make root's store and install the node helper: once per connection."""
+    if getattr(node, STORE_READY, False):
+        return
     store = store_of(node)
     res = await node.run(store_script(store), input=helper_source(), timeout=60)
     res.check(f"preparing {store}", node.name)
+    setattr(node, STORE_READY, True)
 
 
 def helper(*args: str) -> list[str]:

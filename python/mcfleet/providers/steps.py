@@ -73,13 +73,10 @@ async def local_socket(node: Node, remote: str) -> str:
 
 def map_saver(node: Node, path: str) -> SaveMap:
     """Writes HAProxy's map file on the proxy's node, atomically, as root (HAProxy reads it at start)."""
-    ready: list[bool] = []
 
     async def save(text: str) -> None:
         try:
-            if not ready:  # the root helper that writes files (installed by apply; here when called alone)
-                await ensure_store(node)
-                ready.append(True)
+            await ensure_store(node)  # the root helper that writes files (apply's lock installed it: a no-op then)
             await put_file(node, path, text=text, mode="0644")
         except McfleetError as exc:
             raise ProviderError(
@@ -125,16 +122,13 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, act
     renewed: set[str] = set()
     made: set[str] = set()
     owner = proxy_user(loaded)  # as the plan expects it (DesiredCert.owner)
-    helper_ready = False  # root's node helper installed (once, and only for a replacement)
     for action in actions:
         name = _subject(action, "cert")
         try:
             if action.kind in ("create", "replace", "update"):
                 cert = desired.certs[name]
                 if action.kind == "replace":  # the key in place may be readable by others: not one second more
-                    if not helper_ready:
-                        await ensure_store(node)
-                        helper_ready = True
+                    await ensure_store(node)  # root's node helper (apply's lock installed it: a no-op then)
                     await restrict_key(node, cert.path, owner)
                 installed = await issue_and_install(node, backend, cert.sans[0], cert.path, owner)
                 timings[action.subject] = installed.seconds
