@@ -115,3 +115,39 @@ def test_the_store_is_prepared_once_per_connection(tmp_path: Path) -> None:
     assert not installed.exists()
     asyncio.run(ensure_store(LocalNode(store=str(store))))
     assert installed.read_text() == helper_source()
+
+
+PAYLOAD = b"-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n--mcfleet-chain-follows--\nchain\n"
+
+
+def test_pair_installs_a_key_and_its_chain_without_following_a_link_the_proxy_user_planted(tmp_path: Path) -> None:
+    """A certificate is installed by root in a folder the proxy's account may write (mc-proxy's): a link it
+    planted at the key's name is replaced, never written through, and its target is left as it was."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    victim = tmp_path / "etc-shadow"
+    victim.write_text("root's secret\n")
+    (certs / "web.key").symlink_to(victim)
+    res = helper("pair", str(certs / "web.key"), str(certs / "web.pem"), "4242", stdin=PAYLOAD)
+    assert (res.returncode, res.stdout) == (0, b"installed=yes\n"), res.stderr
+    assert victim.read_text() == "root's secret\n" and victim.stat().st_uid == os.getuid()
+    key, cert = (certs / "web.key").lstat(), (certs / "web.pem").lstat()
+    assert (key.st_mode & 0o777, key.st_uid) == (0o600, 4242) and not (certs / "web.key").is_symlink()
+    assert (cert.st_mode & 0o777, cert.st_uid) == (0o644, 4242)
+    assert (certs / "web.key").read_bytes() == b"-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n"
+    assert (certs / "web.pem").read_bytes() == b"chain\n"
+    assert sorted(p.name for p in certs.iterdir()) == ["web.key", "web.pem"]  # no temp file left
+
+
+def test_pair_refuses_a_linked_folder_and_a_payload_without_both_parts(tmp_path: Path) -> None:
+    real = tmp_path / "etc"
+    real.mkdir()
+    (tmp_path / "certs").symlink_to(real)
+    res = helper("pair", str(tmp_path / "certs" / "web.key"), str(tmp_path / "certs" / "web.pem"), "0", stdin=PAYLOAD)
+    assert res.returncode == 2 and b"refusing to follow it" in res.stderr
+    assert list(real.iterdir()) == []
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    res = helper("pair", str(folder / "web.key"), str(folder / "web.pem"), "0", stdin=b"only a key\n")
+    assert res.returncode == 2 and b"pair: stdin must be a key, the separator line, then a chain" in res.stderr
+    assert list(folder.iterdir()) == []

@@ -90,7 +90,7 @@ def test_native_steps_issue_route_register_and_remove(tmp_path: Path) -> None:
             f"9443/{api}": Route(api, "l4", "mcr", "127.0.0.1:29443", 9443),
         },
     )
-    node = LocalNode()
+    node = HelperFromSource(tmp_path / "store")  # root's store: a scratch folder, not this machine's
     sock = str(tmp_path / "mc-proxy.sock")
 
     async def scenario() -> None:
@@ -207,3 +207,25 @@ def test_an_exposed_key_is_made_0600_even_when_the_new_one_cannot_be_issued(tmp_
     key = (certs / "web.key").stat()
     assert (key.st_mode & 0o777, key.st_uid) == (0o600, os.getuid())  # the route provider's user (this test's)
     assert victim.stat().st_mode & 0o777 == 0o644 and victim.stat().st_uid == os.getuid()  # through a link: never
+
+
+def test_a_certificate_is_never_installed_through_a_linked_certificates_folder(tmp_path: Path) -> None:
+    """The certificates' folder may be the proxy's account's to write (mc-proxy's /srv/mc-proxy): root's
+    install goes through its node helper, which refuses a link on the way instead of writing the new key
+    wherever it points (a shell `mkdir -p`, `> file`, `chown` all follow it)."""
+    elsewhere = tmp_path / "etc"
+    elsewhere.mkdir()
+    (tmp_path / "certs").symlink_to(elsewhere)
+    web = f"mcr.{ZONE}"
+    desired = Desired(certs={"mcr": Cert("mcr", str(tmp_path / "certs" / "mcr.pem"), (web,))})
+
+    async def scenario() -> None:
+        with run_metacrypt(POISON, (f".{ZONE}",)) as (mc_url, ca):
+            _fleet(tmp_path, "http://127.0.0.1:9", mc_url, str(tmp_path / "none.sock"))
+            step = await apply_certs(load_fleet(tmp_path), HelperFromSource(tmp_path / "store"), desired,
+                                     [_act("cert", "create", "cert mcr")])  # fmt: skip
+            assert step.status == "failed" and "refusing to follow it" in step.message, step.message
+            assert ca.issued == [web]  # issued, then refused on the node
+
+    asyncio.run(scenario())
+    assert list(elsewhere.iterdir()) == []

@@ -22,6 +22,8 @@ Commands (stdout is `key=value` lines; errors go to stderr as `mcfleet-node: …
     rm PATH…              unlink (never following a link), missing is fine
     secure PATH MODE OWNER   a regular file's mode and owner (OWNER: uid[:gid] or user[:group]);
                           a link or a missing file is left alone (`secured=no`)
+    pair KEY CERT OWNER   stdin: a private key, the line `--mcfleet-chain-follows--`, a chain: KEY
+                          (0600) then CERT (0644), each put as above, OWNER as for secure
 
 Standard library only, Python 3.10+: it runs under the node's own python3.
 """
@@ -35,6 +37,7 @@ import os
 import secrets
 import stat
 import sys
+from collections.abc import Iterable, Iterator
 
 CHUNK = 1 << 20
 EXIT_ERROR = 2
@@ -162,51 +165,89 @@ def _owner(spec: str) -> tuple[int, int]:
     return int(uid), int(gid)
 
 
-def put(dest: str, mode: int, owner: tuple[int, int], *, source_fd: int, want_sha: str | None) -> str:
-    """Write everything from `source_fd` to `dest` atomically; return its sha256.
+def _chunks(source_fd: int) -> Iterator[bytes]:
+    while chunk := os.read(source_fd, CHUNK):
+        yield chunk
 
-    The temp file is created exclusively in dest's folder and written through its own
-    descriptor; on any failure it is removed, so nothing is left behind.
-    """
-    parent, name = _split(dest)
-    dfd = open_dir(parent, create_mode=0o700)
-    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
-    try:
+
+class _Staged:
+    """A temp file beside `dest`, created exclusively (O_EXCL|O_NOFOLLOW) and written through its own
+    descriptor, owner and mode set: `install()` renames it into place; `discard()` removes it."""
+
+    def __init__(self, dfd: int, dest: str, mode: int, owner: tuple[int, int], chunks: Iterable[bytes], *,
+                 want_sha: str | None = None) -> None:  # fmt: skip
+        self.dfd, self.dest = dfd, dest
+        self.parent, self.name = _split(dest)
+        self.tmp = f".{self.name}.{secrets.token_hex(6)}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dfd)
+            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dfd)
         except OSError as exc:
-            raise NodeError(_describe(exc, f"{parent}/{tmp}")) from None
+            raise NodeError(_describe(exc, f"{self.parent}/{self.tmp}")) from None
         digest, written = hashlib.sha256(), 0
         try:
-            while chunk := os.read(source_fd, CHUNK):
+            for chunk in chunks:
                 digest.update(chunk)
                 view = memoryview(chunk)
                 while view:
                     n = os.write(fd, view)
                     view, written = view[n:], written + n
-            got = digest.hexdigest()
-            if want_sha and got != want_sha:
-                raise NodeError(f"hash mismatch for {dest}: got {got}, want {want_sha} (the upload was changed)")
+            self.sha256 = digest.hexdigest()
+            if want_sha and self.sha256 != want_sha:
+                raise NodeError(
+                    f"hash mismatch for {dest}: got {self.sha256}, want {want_sha} (the upload was changed)"
+                )
             os.fchown(fd, *owner)
             os.fchmod(fd, mode)
             os.fsync(fd)
-            mine = os.fstat(fd)
-            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-            now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-            if (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
-                raise NodeError(f"{dest} was replaced while it was installed: someone else writes in {parent}")
-            os.fsync(dfd)
+            self.mine = os.fstat(fd)
         except OSError as exc:
+            self.discard()
             raise NodeError(_describe(exc, dest, need=written + CHUNK)) from None
+        except BaseException:
+            self.discard()
+            raise
         finally:
             os.close(fd)
-    except BaseException:
+
+    def install(self) -> None:
+        try:
+            os.rename(self.tmp, self.name, src_dir_fd=self.dfd, dst_dir_fd=self.dfd)
+            now = os.stat(self.name, dir_fd=self.dfd, follow_symlinks=False)
+        except OSError as exc:
+            self.discard()
+            raise NodeError(_describe(exc, self.dest)) from None
+        if (now.st_dev, now.st_ino) != (self.mine.st_dev, self.mine.st_ino):
+            raise NodeError(f"{self.dest} was replaced while it was installed: someone else writes in {self.parent}")
+
+    def discard(self) -> None:
         with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=dfd)
-        raise
+            os.unlink(self.tmp, dir_fd=self.dfd)
+
+
+def put(
+    dest: str,
+    mode: int,
+    owner: tuple[int, int],
+    *,
+    source_fd: int | None = None,
+    data: bytes | None = None,
+    want_sha: str | None = None,
+) -> str:
+    """Write everything from `source_fd` (or `data`) to `dest` atomically; return its sha256.
+
+    The temp file is created exclusively in dest's folder and written through its own
+    descriptor; on any failure it is removed, so nothing is left behind.
+    """
+    parent, _name = _split(dest)
+    dfd = open_dir(parent, create_mode=0o700)
+    try:
+        chunks = [data] if data is not None else _chunks(source_fd if source_fd is not None else -1)
+        staged = _Staged(dfd, dest, mode, owner, chunks, want_sha=want_sha)
+        staged.install()
+        os.fsync(dfd)
     finally:
         os.close(dfd)
-    return got
+    return staged.sha256
 
 
 def make_dir(path: str, mode: int, owner: tuple[int, int]) -> None:
@@ -284,6 +325,34 @@ def secure(path: str, mode: int, owner: tuple[int, int]) -> bool:
         os.close(fd)
 
 
+SEPARATOR = b"\n--mcfleet-chain-follows--\n"
+
+
+def pair(key: str, cert: str, owner: tuple[int, int], payload: bytes) -> None:
+    """A private key (0600) and its certificate chain (0644) beside it, from one payload.  Both are written
+    in full before either is renamed into place, the key first: a failed write (a full disk) leaves the
+    old pair as it was, never a new key beside the old chain."""
+    key_pem, sep, chain = payload.partition(SEPARATOR)
+    if not sep or not key_pem.strip() or not chain.strip():
+        raise NodeError("pair: stdin must be a key, the separator line, then a chain (none may be empty)")
+    if _split(key)[0] != _split(cert)[0]:
+        raise NodeError(f"pair: {key} and {cert} must be in one folder")
+    dfd = open_dir(_split(cert)[0], create_mode=0o700)
+    staged: list[_Staged] = []
+    try:
+        staged.append(_Staged(dfd, key, 0o600, owner, [key_pem + b"\n"]))
+        staged.append(_Staged(dfd, cert, 0o644, owner, [chain]))
+        for one in staged:
+            one.install()
+        os.fsync(dfd)
+    except BaseException:
+        for one in staged:
+            one.discard()
+        raise
+    finally:
+        os.close(dfd)
+
+
 def main(argv: list[str]) -> int:
     try:
         cmd, args = argv[0], argv[1:]
@@ -305,6 +374,9 @@ def main(argv: list[str]) -> int:
                 remove(path)
         elif cmd == "mkdir":
             make_dir(args[0], int(args[1], 8), _owner(args[2]))
+        elif cmd == "pair":
+            pair(args[0], args[1], _account(args[2]), sys.stdin.buffer.read())
+            print("installed=yes")
         elif cmd == "secure":
             print(f"secured={'yes' if secure(args[0], int(args[1], 8), _account(args[2])) else 'no'}")
         else:

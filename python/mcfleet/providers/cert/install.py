@@ -1,38 +1,26 @@
 """Issue a certificate for one hostname and install it on the node that terminates TLS.
 
-The key and CSR are made here, the provider signs the CSR, and the chain and key go to
-the node in one SSH command through its stdin (never its argument list): the key is
-written under `umask 077`, chmod 0600 and chowned to the proxy's user before it is
-renamed over the old one; the chain lands beside it as `<stem>.pem` (0644).
+The key and CSR are made here, the provider signs the CSR, and the key and chain go to the
+node in one SSH command through its stdin (never its argument list), to root's node helper
+(`pair`): the key is written 0600 and the proxy user's, then the chain beside it as
+`<stem>.pem` (0644), each through a temp file created with O_EXCL|O_NOFOLLOW and renamed
+into place.  The certificates' folder may be the proxy's account's to write (mc-proxy's
+/srv/mc-proxy), so no root step there may follow a link: a shell `chown` of a temp file
+that account swapped for a link to /etc/shadow would give it that file.
 """
 
 from __future__ import annotations
 
-import shlex
 import time
 from dataclasses import dataclass
 
-from mcfleet.apply.nodeio import helper, temp_name
+from mcfleet.apply.nodeio import ensure_store, helper
 from mcfleet.observe.certs import key_path
 from mcfleet.providers.base import ProviderError
 from mcfleet.providers.cert.base import CertBackend, cert_info, new_key_and_csr
 from mcfleet.transport.base import Node
 
 SEPARATOR = "--mcfleet-chain-follows--"
-
-
-def install_script(cert_path: str, owner: str) -> str:
-    """Shell: stdin = key PEM, SEPARATOR line, chain PEM -> `<cert_path>` + its `.key`, atomically."""
-    key = key_path(cert_path)
-    qc, qk, qo = shlex.quote(cert_path), shlex.quote(key), shlex.quote(owner)
-    tc, tk = shlex.quote(temp_name(cert_path)), shlex.quote(temp_name(key))
-    directory = shlex.quote(cert_path.rpartition("/")[0] or "/")
-    return (
-        f"umask 077 && mkdir -p {directory} && "
-        f"awk -v k={tk} -v c={tc} '$0 == \"{SEPARATOR}\" {{ f = 1; next }} {{ print > (f ? c : k) }}' && "
-        f"test -s {tk} && test -s {tc} && chmod 0600 {tk} && chmod 0644 {tc} && chown {qo} {tk} {tc} && "
-        f"mv -f {tk} {qk} && mv -f {tc} {qc} || {{ rm -f {tk} {tc}; exit 1; }}"
-    )
 
 
 @dataclass(frozen=True)
@@ -60,11 +48,14 @@ async def issue_and_install(node: Node, backend: CertBackend, hostname: str, cer
             hint="check the cert provider's policy for this hostname",
         )
     payload = pair.key_pem.rstrip("\n") + f"\n{SEPARATOR}\n" + chain
-    res = await node.run(install_script(cert_path, owner), input=payload)
+    await ensure_store(node)  # the helper (apply's node lock installed it: a no-op then)
+    res = await node.run(helper("pair", key_path(cert_path), cert_path, owner), input=payload, timeout=60)
     if not res.ok:
         raise ProviderError(
-            f"could not write {cert_path} on {node.name}: {res.stderr.strip()[-300:] or f'exit {res.exit_status}'}",
-            hint=f"check that {owner} exists on {node.name} and that its disk is writable; re-run apply",
+            f"could not write {cert_path} on {node.name}: "
+            f"{(res.stderr or res.stdout).strip()[-300:] or f'exit {res.exit_status}'}",
+            hint=f"check that {owner} exists on {node.name}, that the certificates' folder is root's without "
+            "links, and that its disk is writable; re-run apply",
         )
     return Installed(hostname, cert_path, info.not_after.isoformat(), time.monotonic() - started)
 
@@ -82,5 +73,6 @@ async def restrict_key(node: Node, cert_path: str, owner: str) -> None:
 
 
 async def remove_cert(node: Node, cert_path: str) -> None:
-    res = await node.run(f"rm -f {shlex.quote(cert_path)} {shlex.quote(key_path(cert_path))}")
+    await ensure_store(node)
+    res = await node.run(helper("rm", cert_path, key_path(cert_path)), timeout=60)  # a link is removed, not followed
     res.check(f"removing {cert_path}", node.name)
