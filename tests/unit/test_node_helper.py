@@ -151,3 +151,23 @@ def test_pair_refuses_a_linked_folder_and_a_payload_without_both_parts(tmp_path:
     res = helper("pair", str(folder / "web.key"), str(folder / "web.pem"), "0", stdin=b"only a key\n")
     assert res.returncode == 2 and b"pair: stdin must be a key, the separator line, then a chain" in res.stderr
     assert list(folder.iterdir()) == []
+
+
+def test_mkdir_makes_folders_and_never_changes_one_through_a_link_the_agents_account_planted(tmp_path: Path) -> None:
+    """A service volume under a folder the agent's account owns (/srv/db/sub): that account can swap it for
+    a link to /etc, which a root `chown` would follow and hand it. The helper refuses the link instead."""
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    res = helper("mkdir", str(srv / "db"), "0750", "4242:4243", str(srv / "new" / "deep"), "0700", "4242")
+    assert res.returncode == 0, res.stderr
+    db, deep, made_parent = (srv / "db").stat(), (srv / "new" / "deep").stat(), (srv / "new").stat()
+    assert (db.st_mode & 0o777, db.st_uid, db.st_gid) == (0o750, 4242, 4243)
+    assert (deep.st_mode & 0o777, deep.st_uid) == (0o700, 4242)
+    assert (made_parent.st_mode & 0o777, made_parent.st_uid) == (0o755, 0)  # a missing parent: root's, as install -d
+    etc = tmp_path / "etc"
+    etc.mkdir(mode=0o755)
+    (srv / "db" / "sub").symlink_to(etc)
+    res = helper("mkdir", str(srv / "db" / "sub"), "0750", "4242:4242")
+    assert res.returncode == 2 and b"is not a folder (a link or a file): refusing to follow it" in res.stderr
+    assert (etc.stat().st_uid, etc.stat().st_mode & 0o777) == (0, 0o755)
+    assert helper("mkdir", str(srv / "x"), "0750").returncode == 2  # not a triple

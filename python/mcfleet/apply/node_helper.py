@@ -18,6 +18,8 @@ program, which:
 Commands (stdout is `key=value` lines; errors go to stderr as `mcfleet-node: …`, exit 2):
 
     put DEST MODE UID:GID [--sha SHA] [--from SRC]
+    mkdir PATH MODE OWNER…   folders (triples), created when absent, mode and owner set (OWNER as
+                          for secure); a link in their place or on the way is refused
     hash PATH…            sha256 of each regular file, `-` if absent, `!<kind>` if not regular
     rm PATH…              unlink (never following a link), missing is fine
     secure PATH MODE OWNER   a regular file's mode and owner (OWNER: uid[:gid] or user[:group]);
@@ -251,9 +253,10 @@ def put(
 
 
 def make_dir(path: str, mode: int, owner: tuple[int, int]) -> None:
-    """Folder `path` (its parent must exist; no link followed), created when absent; owner and mode set."""
+    """Folder `path` (no link followed), created when absent, owner and mode set through its descriptor; a
+    missing parent is made root's 0755 (as `install -d` makes it)."""
     parent, name = _split(path)
-    dfd = open_dir(parent)
+    dfd = open_dir(parent, create_mode=0o755)
     try:
         with contextlib.suppress(FileExistsError):
             os.mkdir(name, 0o700, dir_fd=dfd)
@@ -373,7 +376,10 @@ def main(argv: list[str]) -> int:
             for path in args:
                 remove(path)
         elif cmd == "mkdir":
-            make_dir(args[0], int(args[1], 8), _owner(args[2]))
+            if not args or len(args) % 3:
+                raise NodeError("mkdir takes PATH MODE OWNER triples")
+            for folder, octal, account in zip(args[::3], args[1::3], args[2::3], strict=True):
+                make_dir(folder, int(octal, 8), _account(account))
         elif cmd == "pair":
             pair(args[0], args[1], _account(args[2]), sys.stdin.buffer.read())
             print("installed=yes")

@@ -53,13 +53,13 @@ class HostKind(NoRead):
         todo = [want[a.subject.removeprefix("dir ")] for a in actions if a.subject.removeprefix("dir ") in want]
         if not todo:
             return Outcome("unchanged", "")
-        q = shlex.quote
-        script = " && ".join(
-            f"install -d -o {q(d.owner)} -g {q(d.group)} -m {q(d.mode)} {q(d.path)} && "
-            f"chown {q(d.owner)}:{q(d.group)} {q(d.path)} && chmod {q(d.mode)} {q(d.path)}"
-            for d in todo
-        )
-        res = await ctx.node.run(script, timeout=60)
+        # root's node helper: a folder under one the agent's account owns (/srv/db/sub) could be swapped for a
+        # link to /etc, which a shell `chown` would follow and hand that account
+        from mcfleet.apply.nodeio import ensure_store, helper
+
+        await ensure_store(ctx.node)  # apply's node lock installed it: a no-op then
+        triples = [x for d in todo for x in (d.path, d.mode, f"{d.owner}:{d.group}")]
+        res = await ctx.node.run(helper("mkdir", *triples), timeout=60)
         res.check("creating the service folders", ctx.entry.host.name)
         return Outcome("changed", ", ".join(f"{d.path} ({d.owner}:{d.group} {d.mode})" for d in todo))
 
