@@ -283,6 +283,15 @@ def test_hosts_given_as_words_to_a_command_that_takes_none_get_the_on_form(fleet
     assert code == 2 and "unexpected extra argument" in err and "--on" not in err
 
 
+def test_an_empty_selector_is_refused_and_never_read_as_the_whole_fleet(fleet: Path) -> None:
+    """`mcfleet apply --on "$HOSTS" --yes` with $HOSTS unset must not apply to every host."""
+    for command in (["apply", "--yes"], ["plan"], ["status"]):
+        code, _out, err = run_cli("-C", str(fleet), *command, "--on", "")
+        assert code == 2, (command, err)
+        assert "invalid selection: --on '': the selector is empty" in err
+        assert "leave --on out for every host" in err
+
+
 def test_a_word_that_is_neither_a_folder_nor_a_host_is_named_as_such(fleet: Path) -> None:
     code, _out, err = run_cli("-C", str(fleet), "plan", "alpah")
     assert code == 2

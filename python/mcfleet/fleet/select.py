@@ -7,7 +7,8 @@ A selector is a comma-separated list of terms, matched against the loaded fleet:
     @edge           every host with that role or that tag
     !svc, !@edge    remove what the term matches from the selection so far
 
-An empty or missing selector means every host.  The result keeps the fleet's
+A missing selector means every host; an empty one (`--on ""`, e.g. an unset variable) is an
+error, never the whole fleet.  The result keeps the fleet's
 order (hosts sorted by name) and names each host once.
 """
 
@@ -63,6 +64,13 @@ def select_hosts(loaded: LoadedFleet, selector: str | Sequence[str] | None) -> l
     hosts = loaded.hosts
     raw = [selector] if isinstance(selector, str) else list(selector or [])
     terms = [t.strip() for part in raw for t in part.split(",") if t.strip()]
+    if raw and not terms:  # `--on "$HOSTS"` with the variable empty: never read as the whole fleet
+        raise SelectionError(
+            "the selector is empty",
+            location="--on " + ",".join(repr(r) for r in raw),
+            hint="name hosts (`mcfleet hosts` lists them), or leave --on out for every host "
+            "(apply then asks, or takes --all)",
+        )
     if not terms:
         return [hosts[n] for n in sorted(hosts)]
     chosen: set[str] = set()
