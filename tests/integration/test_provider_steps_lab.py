@@ -224,8 +224,7 @@ def test_steps_issue_register_route_renew_and_remove(
         {f"pub.{zone}": [edge], f"int.{zone}": [worker], f"sni.{zone}": [worker]},
         {getattr(loaded.fleet.providers.dns, "ttl", None)},
     )
-    live = asyncio.run(_live(loaded, ["node1", "node3"]))
-    assert {h: sorted(r) for h, r in live.items()} == {h: sorted(desired[h].routes) for h in live}
+    _a_route_that_changes_mode_moves_between_the_proxies(loaded, desired, "node1", f"443/int.{zone}")
 
     # renewal: plant a cert 20 days from expiry on node1 (renewed) and one 60 days out on node3 (kept)
     near, _ = _self_signed(f"int.{zone}", 20, tmp_path / "planted")
@@ -370,3 +369,34 @@ def test_a_record_sent_to_a_hung_dns_server_is_kept_as_unconfirmed(lab_fleet: La
         assert refused.status == "failed" and refused.unsure == set() and refused.made == set()
     finally:
         asyncio.run(backend.delete_a(name))
+
+
+def _a_route_that_changes_mode_moves_between_the_proxies(
+    loaded: LoadedFleet, desired: dict[str, DesiredHost], host: str, key: str
+) -> None:
+    """Every proxy serves its host's routes; then l7 -> l4 -> l7 where those are two proxies (Caddy, HAProxy
+    in front): each change leaves the route in the one proxy for its mode. Left in HAProxy's map, an l7 route
+    would never reach Caddy."""
+    from dataclasses import replace
+
+    from mcfleet.providers.steps import open_route_backend
+
+    live = asyncio.run(_live(loaded, ["node1", "node3"]))  # the hosts with a proxy
+    assert {h: sorted(r) for h, r in live.items()} == {h: sorted(desired[h].routes) for h in live}
+    d = desired[host]
+
+    async def flip(mode: str, was: str) -> dict[str, set[str]]:
+        route = replace(d.routes[key], mode=mode)
+        action = Action(host=d.name, phase="route", kind="update", subject=f"route {key}", before={"mode": was})
+        async with SshPool(hosts=loaded.hosts) as pool:
+            node = await pool.connect(loaded.hosts[d.name])
+            step = await apply_routes(loaded, node, replace(d, routes={**d.routes, key: route}), [action])
+            assert step.status == "changed", step.message
+            assert loaded.fleet is not None and loaded.fleet.providers.route and loaded.fleet.providers.route_l4
+            providers = {"caddy": loaded.fleet.providers.route, "haproxy": loaded.fleet.providers.route_l4}
+            return {n: set(await (await open_route_backend(p, node)).list_routes()) for n, p in providers.items()}
+
+    passed = asyncio.run(flip("l4", "l7"))
+    assert key in passed["haproxy"] and key not in passed["caddy"], passed
+    ended = asyncio.run(flip("l7", "l4"))
+    assert key in ended["caddy"] and key not in ended["haproxy"], ended

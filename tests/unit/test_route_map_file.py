@@ -100,3 +100,35 @@ def test_a_line_only_the_map_file_holds_is_deleted_unless_the_running_haproxy_se
     assert [(a.kind, a.reason) for a in routes_diff(gone, only_file, recorded)] == [
         ("delete", "no longer declared in the files")
     ]
+
+
+def test_a_route_served_in_the_other_mode_is_a_change_even_at_the_same_backend() -> None:
+    """The files say l7 (Caddy ends TLS); HAProxy's map, which comes first, still passes the name through
+    to the same address (an apply before this fix moved the route and left the l4 entry): the l7 route is
+    never reached, so the plan lists it, with the mode apply moves it from."""
+    l7 = replace(_host().routes[KEY], mode="l7")
+    host = replace(_host(), routes={KEY: l7})
+    applied = Manifest(routes=[ManifestRoute(hostname=SNI, listener=8443, mode="l7", service="sni", backend=BACKEND)])
+    passing = Facts(host="n1", live_routes={KEY: BACKEND}, live_modes={KEY: "l4"})
+    [act] = routes_diff(host, passing, applied)
+    assert (act.kind, act.subject, act.before) == ("update", f"route {KEY}", {"mode": "l4", "service": "sni",
+                                                                               "backend": BACKEND})  # fmt: skip
+    assert act.reason == ("drift: the proxy serves it as l4 (HAProxy's map passes TLS through before Caddy sees it), "
+                          "the files say l7")  # fmt: skip
+    ending = Facts(host="n1", live_routes={KEY: BACKEND}, live_modes={KEY: "l7"})
+    assert routes_diff(host, ending, applied) == []
+    reencrypt = replace(host, routes={KEY: replace(l7, mode="reencrypt")})  # ended by Caddy too: the same side
+    assert (
+        routes_diff(
+            reencrypt,
+            ending,
+            applied.model_copy(
+                update={
+                    "routes": [
+                        ManifestRoute(hostname=SNI, listener=8443, mode="reencrypt", service="sni", backend=BACKEND)
+                    ]
+                }
+            ),
+        )
+        == []
+    )

@@ -267,7 +267,15 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
             continue
         changed = old.mode != route.mode or old.service != route.service or old.backend != route.backend
         live = f.live_routes.get(key) if f.live_routes is not None else None
-        if not changed and f.live_routes is not None and live != route.backend:
+        live_mode = (f.live_modes or {}).get(key)
+        if not changed and live is not None and live_mode is not None and is_l4(live_mode) != is_l4(route.mode):
+            served_as = {"mode": live_mode, "service": old.service, "backend": live}
+            why = (f"drift: the proxy serves it as {live_mode}"
+                   + (" (HAProxy's map passes TLS through before Caddy sees it)" if is_l4(live_mode) else "")
+                   + f", the files say {route.mode}")  # fmt: skip
+            acts.append(Action(host=d.name, phase=Phase.route, kind="update", subject=subject, before=served_as,
+                               after=after, reason=why))  # fmt: skip
+        elif not changed and f.live_routes is not None and live != route.backend:
             before = {"mode": old.mode, "service": old.service, "backend": live, "served": live is not None}
             reason = f"drift: the proxy sends it to {live}" if live else "drift: the proxy serves no route for it"
             acts.append(
@@ -306,6 +314,11 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
     routes = {h: {"mode": r.mode, "backend": r.backend} for h, r in recorded.items()}
     acts += removals(d.name, Phase.route, "route", routes, d.routes)
     return acts + map_file_drift(d, f, {a.subject for a in acts})
+
+
+def is_l4(mode: str) -> bool:
+    """TLS passed through untouched (l4) or ended by the proxy (l7, reencrypt): two proxies when route_l4 is set."""
+    return mode == "l4"
 
 
 def map_file_drift(d: DesiredHost, f: Facts, planned: set[str]) -> list[Action]:
@@ -563,5 +576,6 @@ async def add_live_routes(
         if isinstance(live, str):
             out[host] = item.model_copy(update={"routes_error": live})
         else:
-            out[host] = item.model_copy(update={"live_routes": {k: r.backend for k, r in live.items()}})
+            out[host] = item.model_copy(update={"live_routes": {k: r.backend for k, r in live.items()},
+                                                "live_modes": {k: r.mode for k, r in live.items()}})  # fmt: skip
     return out

@@ -169,6 +169,11 @@ class Facts(_Fact):
     live_routes: dict[str, str] | None = Field(
         default=None, description="'<listener>/<hostname>' -> backend the proxy on this host serves; None: not asked"
     )
+    live_modes: dict[str, str] | None = Field(
+        default=None,
+        description="'<listener>/<hostname>' -> the mode of the route that takes its connections (an l4 route in "
+        "HAProxy's map comes before Caddy's l7 one); None: not asked",
+    )
     route_map: RouteMapFacts | None = Field(default=None, description="HAProxy's map file; None: not asked")
 
     @property

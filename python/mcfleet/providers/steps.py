@@ -13,15 +13,15 @@ Subjects, as the plan writes them: `cert <stem>`, `dns <name>`, `route <listener
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mcfleet.apply.nodeio import ensure_store, put_file
 from mcfleet.errors import McfleetError
-from mcfleet.fleet.desired import DesiredHost, proxy_user
+from mcfleet.fleet.desired import DesiredHost, DesiredRoute, proxy_user
 from mcfleet.fleet.load import LoadedFleet
-from mcfleet.fleet.models import CaddyProvider, HaproxyProvider, McProxyProvider, RouteProvider
+from mcfleet.fleet.models import CaddyProvider, Fleet, HaproxyProvider, McProxyProvider, RouteProvider
 from mcfleet.plan.model import Action
 from mcfleet.providers.base import NoAnswer, ProviderError
 from mcfleet.providers.route.base import ProxyRoute, RouteBackend
@@ -206,6 +206,22 @@ def _cert_for(desired: DesiredHost, hostname: str) -> str:
     return next((c.path for c in desired.certs.values() if hostname in c.sans), "")
 
 
+async def _drop_other_mode(
+    action: Action, route: DesiredRoute, fleet: Fleet, backend_for: Callable[[str], Awaitable[RouteBackend]]
+) -> None:
+    """A route that changed between l4 and l7 where those are two proxies (route_l4: HAProxy, route: Caddy):
+    the old one is removed from the proxy it was in, after the new one is in place.  Left there, HAProxy's
+    map (which comes first) would go on passing the name through, and Caddy's l7 route would never be
+    reached; or Caddy would keep a route nothing reaches."""
+    before = action.before if isinstance(action.before, dict) else {}
+    old = before.get("mode")
+    if not isinstance(old, str) or (old == "l4") == (route.mode == "l4"):
+        return
+    if route_provider(fleet, old) is route_provider(fleet, route.mode):  # one proxy for both: add_route replaced it
+        return
+    await (await backend_for(old)).remove_route(route.listener, route.hostname)
+
+
 async def apply_routes(
     loaded: LoadedFleet,
     node: Node,
@@ -251,6 +267,7 @@ async def apply_routes(
                     r.listener, r.hostname, r.backend, r.mode, cert, key_path(cert) if cert else ""
                 )
                 await (await backend_for(r.mode)).add_route(proxy_route)
+                await _drop_other_mode(action, r, fleet, backend_for)
                 made.add(key)
                 done.append(f"{key} -> {r.backend} ({r.mode})")
             elif action.kind == "delete":
