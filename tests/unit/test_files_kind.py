@@ -388,3 +388,20 @@ def test_validate_knows_exactly_the_names_a_plan_fills(tmp_path: Path) -> None:
     assert [f.code for f in check(loaded)] == ["template-unknown"]
     with pytest.raises(InputError, match=r"unknown template value \{\{ port.web/1 \}\}"):
         desired_state(loaded)
+
+
+def test_the_probe_reads_no_file_through_a_folder_swapped_for_a_link(tmp_path: Path) -> None:
+    """The agent's account owns /srv/<svc>: it can swap a sub-folder for a link to a root-only folder. Root's
+    facts script would then send that folder's file (its text, for a declared non-secret file) to the plan."""
+    private = tmp_path / "root-only"
+    private.mkdir()
+    (private / "app.toml").write_text("root's own settings\n")
+    svc = tmp_path / "srv-web"
+    svc.mkdir()
+    (svc / "conf").symlink_to(private)
+    (svc / "plain.toml").write_text("plain\n")
+    wanted = (str(svc / "conf" / "app.toml"), str(svc / "plain.toml"))
+    out = subprocess.run(["sh", "-c", files_probe_body(wanted, wanted)], check=True, capture_output=True, text=True)
+    seen = {f.path: f for f in parse_files(out.stdout)}
+    assert not seen[wanted[0]].present and "root's own" not in out.stdout
+    assert seen[wanted[1]].present and seen[wanted[1]].text == "plain\n"

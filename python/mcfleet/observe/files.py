@@ -35,7 +35,9 @@ def files_probe_body(paths: tuple[str, ...], texts: tuple[str, ...] = ()) -> str
     t = " ".join(shlex.quote(p) for p in texts)
     return (
         f"for f in {q}; do "
-        'if [ -f "$f" ] && [ ! -L "$f" ]; then text=; '
+        # a link, at the end or on the way (a folder the agent's account swapped for one), reads as absent:
+        # root reads no file that account points it at
+        'if [ -f "$f" ] && [ ! -L "$f" ] && [ "$(readlink -f -- "$f")" = "$f" ]; then text=; '
         f'for x in {t}; do [ "$x" = "$f" ] && text=$(head -c {TEXT_CAP} "$f" | base64 | tr -d "\\n"); done; '
         'printf "F %s %s %s %s\\n" "$f" "$(stat -c "%u %g %a" "$f")" "$(sha256sum < "$f" | cut -d" " -f1)" '
         '"$text"; '
