@@ -42,6 +42,9 @@ def test_the_facts_script_reads_the_map_file_as_haproxy_does_and_never_through_a
     secret.write_text("root-only 1\n")
     os.symlink(secret, tmp_path / "link.map")
     assert _read(str(tmp_path / "link.map")) == RouteMapFacts(path=str(tmp_path / "link.map"), missing=True)
+    linked = tmp_path / "proxy"
+    linked.symlink_to(tmp_path)  # a folder on the way that the proxy's account swapped for a link
+    assert _read(str(linked / "sni.map")) == RouteMapFacts(path=str(linked / "sni.map"), missing=True)
     assert _read("") is None  # not asked: no judgement
 
 

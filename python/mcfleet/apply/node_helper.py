@@ -17,7 +17,7 @@ program, which:
 
 Commands (stdout is `key=value` lines; errors go to stderr as `mcfleet-node: …`, exit 2):
 
-    put DEST MODE UID:GID [--sha SHA] [--from SRC]
+    put DEST MODE OWNER [--sha SHA] [--from SRC]   (OWNER as for secure)
     mkdir PATH MODE OWNER…   folders (triples), created when absent, mode and owner set (OWNER as
                           for secure); a link in their place or on the way is refused
     hash PATH…            sha256 of each regular file, `-` if absent, `!<kind>` if not regular
@@ -158,13 +158,6 @@ def hash_path(path: str) -> str:
         return digest.hexdigest()
     finally:
         os.close(fd)
-
-
-def _owner(spec: str) -> tuple[int, int]:
-    uid, _, gid = spec.partition(":")
-    if not (uid.isdecimal() and gid.isdecimal()):
-        raise NodeError(f"owner must be numeric uid:gid, not {spec!r}")
-    return int(uid), int(gid)
 
 
 def _chunks(source_fd: int) -> Iterator[bytes]:
@@ -363,7 +356,7 @@ def main(argv: list[str]) -> int:
             for path in args:
                 print(f"{path}={hash_path(path)}")
         elif cmd == "put":
-            dest, mode, owner = args[0], int(args[1], 8), _owner(args[2])
+            dest, mode, owner = args[0], int(args[1], 8), _account(args[2])
             opts = dict(zip(args[3::2], args[4::2], strict=True))
             src = opts.get("--from")
             fd = open_regular(src) if src else sys.stdin.fileno()

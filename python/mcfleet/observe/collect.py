@@ -69,7 +69,9 @@ def haproxy_map(loaded: LoadedFleet, desired: DesiredHost) -> str:
     """HAProxy's map file when this host's proxy is to carry l4 routes through HAProxy, else ""."""
     if loaded.fleet is None or not any(r.mode == "l4" for r in desired.routes.values()):
         return ""
-    provider = loaded.fleet.providers.route_l4 or loaded.fleet.providers.route
+    from mcfleet.providers.select import route_provider  # here: a plan without l4 routes imports no provider code
+
+    provider = route_provider(loaded.fleet, "l4")
     return provider.map_file if isinstance(provider, HaproxyProvider) else ""
 
 

@@ -170,10 +170,11 @@ def probes(inp: ScriptInputs) -> list[Probe]:
         ),
         Probe(
             "routemap",
-            # what a restarted HAProxy would serve: it reads this file at start (a link is not followed)
+            # what a restarted HAProxy would serve: it reads this file at start.  Root reads it only when no
+            # component of its path is a link (the proxy's account may own its folder): else it is missing
             f"if [ -z {q(inp.route_map)} ]; then echo absent; "
-            f"elif [ -f {q(inp.route_map)} ] && [ ! -L {q(inp.route_map)} ]; then echo map; cat {q(inp.route_map)}; "
-            "else echo missing; fi",
+            f'elif [ -f {q(inp.route_map)} ] && [ "$(readlink -f -- {q(inp.route_map)})" = {q(inp.route_map)} ]; '
+            f"then echo map; cat {q(inp.route_map)}; else echo missing; fi",
             inp.route_map or "HAProxy's map file",
         ),
         Probe("manifest", f"cat {q(inp.manifest_path)}", inp.manifest_path),
