@@ -66,11 +66,18 @@ def test_fresh_lab_plans_the_expected_creates(plan_lab: tuple[Any, Path]) -> Non
         # a fast node shares this machine's /var/lib: linger is planned exactly when the file is not there
         code, _out, _err = asyncio.run(_lab.exec_in(node, ["test", "-e", "/var/lib/systemd/linger/mcp"]))
         linger = ["host create linger mcp"] if code != 0 else []
+        # mcp has no subordinate range on a fresh node, and host.json names none: provisioning adds one
+        ranges = []
+        for label in ("subgid", "subuid"):
+            code, _out, _err = asyncio.run(_lab.exec_in(node, ["grep", "-q", "^mcp:", f"/etc/{label}"]))
+            ranges += [f"host create {label} mcp"] if code != 0 else []
+        assert ranges, "a fresh fast node has no range for mcp"
         host = [
             "host create dir /srv/mcp",
             *linger,
             "host create podman.socket mcp",
             "host update resolvers",
+            *ranges,
             "host create user mcp",
             "agent refuse agent",
         ]

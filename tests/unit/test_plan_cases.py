@@ -56,6 +56,9 @@ BASE_FACTS: dict[str, Any] = {
     "euid": 0,
     # the unit file on the node is the one apply installs unless a case says otherwise
     "agent": {"path": "/srv/mcp/mcp-agent", "present": False, "unit_sha256": "<unit>"},
+    # the agent's account has the subordinate ranges provisioning gives it (a case drops them with [])
+    "subuid": {"mcp": [{"start": 100000, "count": 65536}]},
+    "subgid": {"mcp": [{"start": 100000, "count": 65536}]},
 }
 
 

@@ -175,6 +175,7 @@ def _users(d: DesiredHost, f: Facts) -> list[Action]:
             acts.append(
                 Action(host=d.name, phase=Phase.host, kind="create", subject=f"user {u.name}", after=after, reason=how)
             )
+            acts += _auto_subids(d, f, u)
     return acts
 
 
@@ -199,6 +200,12 @@ def _id_clash(d: DesiredHost, f: Facts, u: DesiredUser) -> Action | None:
     return None
 
 
+# Debian provisioning gives the agent's account the next free range of this size when host.json names
+# none and the node has none (apply/templates/provision.sh): rootless podman maps a container's users
+# other than root onto it, and without one such an image cannot be pulled.
+AUTO_SUBID_COUNT = 65536
+
+
 def _subids(d: DesiredHost, f: Facts, u: DesiredUser) -> list[Action]:
     acts = []
     for label, want, have in (("subuid", u.subuid, f.subuid.get(u.name)), ("subgid", u.subgid, f.subgid.get(u.name))):
@@ -218,7 +225,33 @@ def _subids(d: DesiredHost, f: Facts, u: DesiredUser) -> list[Action]:
             )
         elif not any(r.start == want.start and r.count == want.count for r in have):
             acts.append(_move_subids(d, f, u, label, have=[r.model_dump() for r in have], wanted=wanted))
-    return acts
+    return acts + _auto_subids(d, f, u)
+
+
+def _auto_subids(d: DesiredHost, f: Facts, u: DesiredUser) -> list[Action]:
+    """`+ subuid mcp` for the agent's account on Debian where host.json names no range and the node has none."""
+    if d.os != "debian" or u.name != d.agent.user:
+        return []
+    missing = [
+        label
+        for label, want, have in (
+            ("subuid", u.subuid, f.subuid.get(u.name)),
+            ("subgid", u.subgid, f.subgid.get(u.name)),
+        )
+        if want is None and not have
+    ]
+    return [
+        Action(
+            host=d.name,
+            phase=Phase.host,
+            kind="create",
+            subject=f"{label} {u.name}",
+            after={"count": AUTO_SUBID_COUNT},
+            reason=f"no /etc/{label} range, and host.json names none: rootless podman needs one for images with "
+            f"users other than root, so apply adds the next free {AUTO_SUBID_COUNT} ids",
+        )
+        for label in missing
+    ]
 
 
 def _move_subids(
