@@ -463,6 +463,19 @@ let
     ) (hostList fleet);
   inherit (u) optionals;
 
+  # mcfleet opens firewall_ports only through NixOS's networking.firewall (none on Debian)
+  firewallUnmanaged =
+    fleet:
+    concatMap (
+      h:
+      optional (h.data.os == "debian" && (h.data.firewall_ports or [ ]) != [ ]) (
+        finding "firewall-unmanaged" h.file "/firewall_ports"
+          "${h.name} is a Debian host, and mcfleet opens firewall_ports only in a NixOS host's firewall"
+          "remove firewall_ports from this host.json; if the node runs a firewall (nftables), open the ports there"
+          h.name
+      )
+    ) (hostList fleet);
+
   masterCount =
     fleet:
     let
@@ -1181,6 +1194,7 @@ let
     { rule = addressDuplicate; codes = [ "address-duplicate" ]; }
     { rule = edgeContainers; codes = [ "edge-containers" ]; }
     { rule = masterCount; codes = [ "master-count" ]; }
+    { rule = firewallUnmanaged; codes = [ "firewall-unmanaged" ]; }
     { rule = imageUnpinned; codes = [ "image-unpinned" ]; }
     { rule = routeDuplicate; codes = [ "route-duplicate" ]; }
     { rule = publicRoutes; codes = [ "public-no-edge" "public-domain" ]; }

@@ -57,6 +57,7 @@ RULES: dict[str, str] = {
     "public-no-edge": "a public route exists but no host has the edge role",
     "public-domain": "a public hostname is outside the fleet's public_domains",
     "edge-containers": "an edge-only host runs containers",
+    "firewall-unmanaged": "a Debian host lists firewall_ports, which only a NixOS host's firewall opens",
     "master-count": "the fleet does not have exactly one master",
     "core-off-master": "a core-stage service is placed off the master",
     "route-listener-duplicate": "two routes share a (listener, hostname)",

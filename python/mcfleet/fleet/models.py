@@ -355,7 +355,11 @@ class Host(Model):
     dns: Dns
     agent: Agent = Agent()
     nix: NixDeploy = NixDeploy()
-    firewall_ports: list[Port] = Field(default_factory=empty_list)
+    firewall_ports: list[Port] = Field(
+        default_factory=empty_list,
+        description="NixOS: TCP ports opened in networking.firewall besides those the services publish "
+        "(not allowed on Debian: mcfleet manages no firewall there)",
+    )
     routes: list[HostRoute] = Field(
         default_factory=empty_list,
         description="routes to programs this host runs outside mcfleet (host-native backends)",

@@ -7,6 +7,8 @@ Semantics (mirrored by nix/lib, keep them in step):
 - edge-containers: a host whose roles are only `edge` has services -> each service file, /components.
 - master-count: not exactly one host with the `master` role: none -> file "hosts", pointer "";
   several -> each master's /roles.
+- firewall-unmanaged: a Debian host lists firewall_ports -> its /firewall_ports (only a NixOS host's
+  configuration opens them, in networking.firewall).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterator
 
 from mcfleet.fleet.findings import Finding
 from mcfleet.fleet.load import LoadedFleet
-from mcfleet.fleet.models import Fleet, Role
+from mcfleet.fleet.models import OS, Fleet, Role
 from mcfleet.fleet.rules_base import host_file
 
 
@@ -86,4 +88,21 @@ def rule_master_count(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
             )
 
 
-RULES = [rule_address_duplicate, rule_edge_containers, rule_master_count]
+def rule_firewall_unmanaged(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
+    # mcfleet opens ports through NixOS's networking.firewall; on Debian it manages no firewall, so the
+    # list would be a promise nothing keeps (a port the operator believes open, or closed)
+    for name in sorted(loaded.hosts):
+        host = loaded.hosts[name].host
+        if host.os == OS.debian and host.firewall_ports:
+            yield Finding(
+                "firewall-unmanaged",
+                host_file(loaded, name),
+                "/firewall_ports",
+                f"{name} is a Debian host, and mcfleet opens firewall_ports only in a NixOS host's firewall",
+                "remove firewall_ports from this host.json; if the node runs a firewall (nftables), open the "
+                "ports there",
+                name,
+            )
+
+
+RULES = [rule_address_duplicate, rule_edge_containers, rule_master_count, rule_firewall_unmanaged]

@@ -256,6 +256,11 @@ DEFECTS: dict[str, Defect] = {
         "hosts/edge1/services/cache.json",
         "/components",
     ),
+    "firewall-unmanaged": (
+        lambda f: _set(f, "hosts/edge1/host.json", ["firewall_ports"], [8443]),
+        "hosts/edge1/host.json",
+        "/firewall_ports",
+    ),
     "master-count": (
         lambda f: _set(f, "hosts/beta/host.json", ["roles"], ["master", "worker"]),
         "hosts/beta/host.json",
