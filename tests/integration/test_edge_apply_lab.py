@@ -10,7 +10,6 @@ HAProxy (SNI passthrough, the server's own certificate).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import subprocess
 import time
@@ -19,10 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from mcfleet.lab.lab import Lab
 from mcfleet.lab.login import Login
@@ -32,31 +27,12 @@ from mcfleet.lab.peers.nodeproxy import providers_json, start_node_proxies
 from mcfleet.lab.peers.pebble import PebbleInfo
 from mcfleet.lab.proc import spawn, start_time, stop
 from mcfleet.providers.cert.base import cert_info
+from tests.certs import self_signed
 from tests.integration.apply_lab import MakeNodes, Nodes, agent_bundle_fixture, cli, make_nodes_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
 
 PUB, INT, SNI = 18181, 18182, 18443
-
-
-def _tls_server_cert(hostname: str, out: Path, days: int = 30) -> tuple[Path, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    crt, k = out / "sni.pem", out / "sni.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    k.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()))  # fmt: skip
-    return crt, k
 
 
 def _in_net(node: LabNode, argv: list[str]) -> list[str]:
@@ -78,7 +54,7 @@ def _start_backends(node: LabNode, d: Path, zone: str, pids: list[int]) -> Path:
         (d / name / "index.html").write_text(f"this is the {name} page\n")
         pids.append(spawn(_in_net(node, ["/usr/bin/python3", "-m", "http.server", str(port), "--directory",
                                          str(d / name)]), log=d / f"{name}.log"))  # fmt: skip
-    crt, key = _tls_server_cert(f"sni.{zone}", d)
+    crt, key = self_signed(f"sni.{zone}", d, stem="sni")
     pids.append(spawn(_in_net(node, ["/usr/bin/openssl", "s_server", "-accept", str(SNI), "-cert", str(crt), "-key",
                                      str(key), "-www", "-quiet"]), log=d / "sni.log"))  # fmt: skip
     for pid in pids:
@@ -264,8 +240,8 @@ def test_apply_with_the_seed_native_backends_against_their_contract_fakes(
 def _renews_near_expiry_and_keeps_the_rest(nodes: Nodes, root: Path, zone: str, bundle: Path, d: Path) -> None:
     """A cert 20 days from expiry is `~ (expires in N days)` and renewed; one 60 days out is kept."""
     worker, edge = nodes.nodes
-    near, _ = _tls_server_cert(f"int.{zone}", d / "near", days=20)
-    far, _ = _tls_server_cert(f"pub.{zone}", d / "far", days=60)
+    near, _ = self_signed(f"int.{zone}", d / "near", days=20, stem="sni")
+    far, _ = self_signed(f"pub.{zone}", d / "far", days=60, stem="sni")
     nodes.sh(worker.name, f"cat > /srv/mc-proxy/certs/int.{zone}.pem <<'EOF'\n{near.read_text()}EOF")
     nodes.sh(edge.name, f"cat > /srv/mc-proxy/certs/pub.{zone}.pem <<'EOF'\n{far.read_text()}EOF")
     plan = cli("plan", str(root), "--json")

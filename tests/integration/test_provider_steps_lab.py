@@ -12,7 +12,6 @@ Knot and the proxies no longer know the names.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import os
 import shutil
@@ -24,10 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from mcfleet.fleet.desired import DesiredHost, desired_state
 from mcfleet.fleet.load import LoadedFleet, load_fleet
@@ -40,6 +35,7 @@ from mcfleet.providers.read import dns_answers, proxy_routes
 from mcfleet.providers.select import dns_backend
 from mcfleet.providers.steps import StepOutcome, apply_certs, apply_dns, apply_routes
 from mcfleet.transport.ssh import SshPool
+from tests.certs import self_signed
 from tests.fixtures_lab import LabFleet
 
 pytestmark = pytest.mark.lab
@@ -93,26 +89,6 @@ def _fleet_dir(lab_fleet: LabFleet, proxies: dict[str, NodeProxies], dest: Path)
     return dest
 
 
-def _self_signed(hostname: str, days: int, out: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    crt, k = out / f"{hostname}.pem", out / f"{hostname}.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    k.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()))  # fmt: skip
-    return crt, k
-
-
 @pytest.fixture(scope="module")
 def backends(lab_fleet: LabFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The services' processes on node1: two pages and a TLS server with its own certificate."""
@@ -124,7 +100,7 @@ def backends(lab_fleet: LabFleet, tmp_path_factory: pytest.TempPathFactory) -> I
         (d / name / "index.html").write_text(f"this is the {name} service\n")
         pids.append(spawn([*n1.nsenter(), "/usr/bin/python3", "-m", "http.server", str(port), "--bind", "0.0.0.0",
                            "--directory", str(d / name)], log=d / f"{name}.log"))  # fmt: skip
-    crt, key = _self_signed(f"sni.{lab_fleet.knot.zone}", 365, d / "sni")
+    crt, key = self_signed(f"sni.{lab_fleet.knot.zone}", d / "sni", days=365)
     pids.append(spawn([*n1.nsenter(), "/usr/bin/openssl", "s_server", "-accept", str(SNI_PORT), "-cert", str(crt),
                        "-key", str(key), "-www", "-quiet"], log=d / "sni.log"))  # fmt: skip
     started = {pid: start_time(pid) for pid in pids}
@@ -227,8 +203,8 @@ def test_steps_issue_register_route_renew_and_remove(
     _a_route_that_changes_mode_moves_between_the_proxies(loaded, desired, "node1", f"443/int.{zone}")
 
     # renewal: plant a cert 20 days from expiry on node1 (renewed) and one 60 days out on node3 (kept)
-    near, _ = _self_signed(f"int.{zone}", 20, tmp_path / "planted")
-    far, _ = _self_signed(f"pub.{zone}", 60, tmp_path / "planted")
+    near, _ = self_signed(f"int.{zone}", tmp_path / "planted", days=20)
+    far, _ = self_signed(f"pub.{zone}", tmp_path / "planted", days=60)
     int_path, pub_path = desired["node1"].certs["int"].path, desired["node3"].certs["pub"].path
     lab_fleet.exec_in("node1", ["cp", str(near), int_path])
     lab_fleet.exec_in("node3", ["cp", str(far), pub_path])

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mcfleet.fleet.models import AcmeProvider, CaddyProvider, HaproxyProvider, Rfc2136Provider
+from mcfleet.lab.netutil import free_port
 from mcfleet.lab.peers.caddy import CaddyInfo
 from mcfleet.lab.peers.haproxy import HaproxyInfo
 from mcfleet.lab.peers.knot import KnotInfo
@@ -26,6 +27,7 @@ from mcfleet.providers.dns.rfc2136 import Rfc2136Dns
 from mcfleet.providers.route.base import ProxyRoute
 from mcfleet.providers.route.caddy import CaddyRoutes
 from mcfleet.providers.route.haproxy import HaproxyRoutes
+from tests.certs import self_signed
 
 pytestmark = pytest.mark.lab
 
@@ -214,3 +216,38 @@ def _haproxy_passes_tls_through_and_saves_its_map(
     assert len(saved) == 4 and line not in saved[-1].splitlines(keepends=True)
     with pytest.raises(OSError):
         _get(haproxy.port, hostname, root)  # unknown SNI: rejected
+
+
+def test_caddy_puts_mcfleet_routes_before_an_operator_catch_all(caddy: CaddyInfo, backend: int, tmp_path: Path) -> None:
+    """Caddy tries a server's routes in order: a catch-all of the operator's in front would take every request.
+
+    On a server of its own in the lab's Caddy (other tests use the "edge" server): first without a
+    `routes` list at all (a plain POST of one route would set it to an object, which Caddy refuses),
+    then with a catch-all put in front by hand (an older mcfleet appended its routes behind such a
+    route): the route reads as shadowed, and adding it again moves it first."""
+    hostname, server, port = "shadow.svc.mcp.example.test", "shadowtest", free_port()
+    cert, key = self_signed(hostname, tmp_path)
+    admin = CaddyRoutes(CaddyProvider(kind="caddy", admin_url=caddy.admin_url, server=server))
+    servers = "/config/apps/http/servers"
+    admin._call("POST", f"{servers}/{server}", {"listen": [f"127.0.0.1:{port}"], "automatic_https": {"disable": True},
+                                                 "tls_connection_policies": [{}], "protocols": ["h1"]})  # fmt: skip
+    route = ProxyRoute(443, hostname, f"127.0.0.1:{backend}", "l7", str(cert), str(key))
+    try:
+        asyncio.run(admin.add_route(route))  # no routes list yet
+        assert asyncio.run(admin.list_routes())[route.key_id] == route
+        assert "provider test page" in _get(port, hostname, cert)
+
+        catch_all = {"handle": [{"handler": "static_response", "body": "operator catch-all"}]}
+        admin._call("PUT", f"{servers}/{server}/routes/0", catch_all)
+        assert "operator catch-all" in _get(port, hostname, cert)
+        seen = asyncio.run(admin.list_routes())[route.key_id]
+        assert seen.shadowed_by == f"route #0 of Caddy's server {server} (it matches every request)"
+
+        asyncio.run(admin.add_route(route))  # what apply does for the plan's drift
+        assert asyncio.run(admin.list_routes())[route.key_id].shadowed_by == ""
+        assert "provider test page" in _get(port, hostname, cert)
+        routes = admin._call("GET", f"{servers}/{server}/routes")
+        assert [r.get("@id") for r in routes] == [f"mcfleet-443-{hostname}", None]  # the catch-all kept, behind
+    finally:
+        asyncio.run(admin.remove_route(443, hostname))
+        admin._call("DELETE", f"{servers}/{server}")

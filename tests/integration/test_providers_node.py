@@ -6,17 +6,12 @@ from outside reaches both services through node3's address."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from mcfleet.fleet.load import load_fleet
 from mcfleet.fleet.models import AcmeProvider, CaddyProvider, HaproxyProvider
@@ -28,6 +23,7 @@ from mcfleet.providers.route.base import ProxyRoute
 from mcfleet.providers.route.caddy import CaddyRoutes
 from mcfleet.providers.route.haproxy import HaproxyRoutes
 from mcfleet.transport.ssh import SshPool
+from tests.certs import self_signed
 from tests.fixtures_lab import LabFleet
 
 pytestmark = pytest.mark.lab
@@ -44,32 +40,13 @@ def proxies(lab_fleet: LabFleet) -> NodeProxies:
     return asyncio.run(start_node_proxies(lab.state, lab.run_dir, lab.node("node3")))
 
 
-def _self_signed(hostname: str, out: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    crt, k = out / "sni.pem", out / "sni.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    k.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()))  # fmt: skip
-    return crt, k
-
-
 @pytest.fixture(scope="module")
 def backends(lab_fleet: LabFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     """An HTTP page on node1:18081 and a TLS server (its own cert) on node2:18443."""
     d = tmp_path_factory.mktemp("nodebackends")
     (d / "www").mkdir()
     (d / "www" / "index.html").write_text(PAGE + "\n")
-    crt, key = _self_signed(SNI, d)
+    crt, key = self_signed(SNI, d, stem="sni")
     n1, n2 = lab_fleet.node("node1"), lab_fleet.node("node2")
     web = spawn([*n1.nsenter(), "/usr/bin/python3", "-m", "http.server", "18081", "--bind", n1.address,
                  "--directory", str(d / "www")], log=d / "web.log")  # fmt: skip

@@ -268,22 +268,31 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
         changed = old.mode != route.mode or old.service != route.service or old.backend != route.backend
         live = f.live_routes.get(key) if f.live_routes is not None else None
         live_mode = (f.live_modes or {}).get(key)
-        if not changed and live is not None and live_mode is not None and is_l4(live_mode) != is_l4(route.mode):
-            served_as = {"mode": live_mode, "service": old.service, "backend": live}
+        shadow = (f.live_shadowed or {}).get(key) if live == route.backend else None
+        if not changed and shadow:
+            served_as = {"listener": route.listener, "mode": old.mode, "service": old.service, "backend": live,
+                         "shadowed_by": shadow}  # fmt: skip
+            acts.append(Action(host=d.name, phase=Phase.route, kind="update", subject=subject, before=served_as,
+                               after=after, reason=f"drift: {shadow} takes its requests first, so the route is "
+                               "never reached: apply puts mcfleet's route before it"))  # fmt: skip
+        elif not changed and live is not None and live_mode is not None and is_l4(live_mode) != is_l4(route.mode):
+            served_as = {"listener": route.listener, "mode": live_mode, "service": old.service, "backend": live}
             why = (f"drift: the proxy serves it as {live_mode}"
                    + (" (HAProxy's map passes TLS through before Caddy sees it)" if is_l4(live_mode) else "")
                    + f", the files say {route.mode}")  # fmt: skip
             acts.append(Action(host=d.name, phase=Phase.route, kind="update", subject=subject, before=served_as,
                                after=after, reason=why))  # fmt: skip
         elif not changed and f.live_routes is not None and live != route.backend:
-            before = {"mode": old.mode, "service": old.service, "backend": live, "served": live is not None}
+            before = {"listener": route.listener, "mode": old.mode, "service": old.service, "backend": live,
+                      "served": live is not None}  # fmt: skip
             reason = f"drift: the proxy sends it to {live}" if live else "drift: the proxy serves no route for it"
             acts.append(
                 Action(host=d.name, phase=Phase.route, kind="update", subject=subject, before=before, after=after,
                        reason=reason)
             )  # fmt: skip
         elif not changed and served is not None and hostname not in served:
-            before = {"mode": old.mode, "service": old.service, "backend": old.backend, "served": False}
+            before = {"listener": route.listener, "mode": old.mode, "service": old.service, "backend": old.backend,
+                      "served": False}  # fmt: skip
             acts.append(
                 Action(
                     host=d.name,
@@ -296,7 +305,7 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
                 )
             )
         elif changed:
-            before = {"mode": old.mode, "service": old.service, "backend": old.backend}
+            before = {"listener": old.listener, "mode": old.mode, "service": old.service, "backend": old.backend}
             why = "the route changed"
             if old.backend == NO_ANSWER:
                 why = "the proxy did not confirm an earlier apply's change: sent again"
@@ -577,5 +586,7 @@ async def add_live_routes(
             out[host] = item.model_copy(update={"routes_error": live})
         else:
             out[host] = item.model_copy(update={"live_routes": {k: r.backend for k, r in live.items()},
-                                                "live_modes": {k: r.mode for k, r in live.items()}})  # fmt: skip
+                                                "live_modes": {k: r.mode for k, r in live.items()},
+                                                "live_shadowed": {k: r.shadowed_by for k, r in live.items()
+                                                                  if r.shadowed_by}})  # fmt: skip
     return out

@@ -174,6 +174,11 @@ class Facts(_Fact):
         description="'<listener>/<hostname>' -> the mode of the route that takes its connections (an l4 route in "
         "HAProxy's map comes before Caddy's l7 one); None: not asked",
     )
+    live_shadowed: dict[str, str] | None = Field(
+        default=None,
+        description="'<listener>/<hostname>' -> what on the proxy takes that route's requests before it (Caddy: "
+        "an earlier route of the operator's that matches every request for the name); None: not asked",
+    )
     route_map: RouteMapFacts | None = Field(default=None, description="HAProxy's map file; None: not asked")
 
     @property

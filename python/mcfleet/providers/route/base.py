@@ -16,6 +16,8 @@ class ProxyRoute:
     mode: str  # l4 | l7 | re-encrypt
     cert: str = ""  # PEM paths on the proxy's node (l7, re-encrypt)
     key: str = ""
+    # what on the proxy takes this route's requests before it, in words ("" when nothing does)
+    shadowed_by: str = ""
 
     @property
     def key_id(self) -> str:

@@ -9,6 +9,11 @@ no server for it is refused (naming the server to add), never put on the wrong p
 Each route is one entry of its server's routes with `@id` `mcfleet-<listener>-<hostname>`
 (dots kept) matching the hostname, and one `tls.certificates.load_files` entry tagged with
 the same id.  Re-encrypt dials the backend over TLS.
+
+Caddy tries a server's routes in order, and a route of the operator's own that takes every
+request for the name (no matcher, a catch-all 404, a `*.zone` proxy) ends it there: so
+mcfleet's route is inserted first in the list, and a route of mcfleet's found behind such a
+route is reported (`shadowed_by`), which the plan shows as drift.
 """
 
 from __future__ import annotations
@@ -88,11 +93,19 @@ class CaddyRoutes:
         return [c for c in data or [] if isinstance(c, dict)]
 
     def _list(self) -> dict[str, ProxyRoute]:
-        routes = self._all_routes()
         certs = {tag: c for c in self._certs() for tag in c.get("tags", []) if isinstance(tag, str)}
         out: dict[str, ProxyRoute] = {}
-        for r in routes:
-            ident = parse_id(str(r.get("@id", ""))) if isinstance(r, dict) else None
+        for server in self._servers():
+            routes = [r for r in self._call("GET", self._routes_path(server)) or [] if isinstance(r, dict)]
+            out.update(self._server_routes(server, routes, certs))
+        return out
+
+    def _server_routes(
+        self, server: str, routes: list[dict[str, Any]], certs: dict[str, dict[str, Any]]
+    ) -> dict[str, ProxyRoute]:
+        out: dict[str, ProxyRoute] = {}
+        for index, r in enumerate(routes):
+            ident = parse_id(str(r.get("@id", "")))
             if ident is None:
                 continue
             handler = (r.get("handle") or [{}])[0]
@@ -106,6 +119,7 @@ class CaddyRoutes:
                 "re-encrypt" if tls is not None else "l7",
                 str(cert.get("certificate", "")),
                 str(cert.get("key", "")),
+                shadowed_by(server, routes[:index], ident[1]),
             )
             out[route.key_id] = route
         return out
@@ -136,7 +150,10 @@ class CaddyRoutes:
         if route.mode == "re-encrypt":
             handler["transport"] = {"protocol": "http", "tls": {}}
         body = {"@id": ident, "match": [{"host": [route.hostname]}], "handle": [handler], "terminal": True}
-        self._call("POST", self._routes_path(server), body)
+        if self._call("GET", self._routes_path(server)):  # first in the list: PUT at an index inserts there
+            self._call("PUT", self._routes_path(server) + "/0", body)
+        else:  # no route yet (the list may be absent: a plain POST would set it to one object, not a list)
+            self._call("POST", self._routes_path(server) + "/...", [body])
 
     async def list_routes(self) -> dict[str, ProxyRoute]:
         return await asyncio.to_thread(self._list)
@@ -146,3 +163,37 @@ class CaddyRoutes:
 
     async def remove_route(self, listener: int, hostname: str) -> None:
         await asyncio.to_thread(self._remove, listener, hostname)
+
+
+# Handlers that answer the request themselves, so a route holding one ends the chain even when it is
+# not `terminal` (a `headers` or `vars` handler passes the request on to the next route).
+ANSWERING = frozenset({"reverse_proxy", "static_response", "file_server", "error", "subroute"})
+
+
+def shadowed_by(server: str, before: list[dict[str, Any]], hostname: str) -> str:
+    """Which earlier route of the server takes every request for `hostname` (words), or "" when none.
+
+    Only routes that match every request for it count: no matcher, or a matcher set of host
+    patterns alone (a set with a path or another matcher takes only part of the requests)."""
+    for index, route in enumerate(before):
+        if parse_id(str(route.get("@id", ""))) is not None:
+            continue  # mcfleet's own: another name
+        handlers = [h.get("handler") for h in route.get("handle") or [] if isinstance(h, dict)]
+        if not route.get("terminal") and not ANSWERING.intersection(handlers):
+            continue
+        match = route.get("match")
+        if not match:
+            return f"route #{index} of Caddy's server {server} (it matches every request)"
+        for matcher in match if isinstance(match, list) else []:
+            hosts = matcher.get("host") if isinstance(matcher, dict) else None
+            if isinstance(hosts, list) and set(matcher) == {"host"}:
+                hit = next((h for h in hosts if isinstance(h, str) and host_pattern_covers(h, hostname)), None)
+                if hit is not None:
+                    return f"route #{index} of Caddy's server {server} (host {hit})"
+    return ""
+
+
+def host_pattern_covers(pattern: str, hostname: str) -> bool:
+    """Caddy's host matcher: case-insensitive, and `*` stands for exactly one label."""
+    want, have = pattern.lower().split("."), hostname.lower().split(".")
+    return len(want) == len(have) and all(w in ("*", h) for w, h in zip(want, have, strict=True))
