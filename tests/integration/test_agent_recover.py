@@ -65,8 +65,10 @@ def test_recover_after_podman_state_lost(agent_podman: PodmanLab, agent_runner: 
             assert (tmp_path / "data/dns/starts").read_text() == "start\nstart\n"
             # Same ports as before, answering again.
             assert {c["name"] for c in facts["containers"]} == {"dns", "proxy", "app"}
+            published = {c["name"]: c["published"] for c in facts["containers"]}  # podman's own answer
             for name, port in ports.items():
                 assert agent_podman.http_get(port) == f"hello from {name}\n"
+                assert f"tcp/{port}" in published[name], published
 
     asyncio.run(scenario())
     assert "recover-ok" in agent.log_text()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from mcfleet.agent.listeners import listening_ports, unforwarded
+from mcfleet.agent.listeners import listening_ports, published_ports, unforwarded
 
 
 def test_a_listening_socket_is_seen_and_a_closed_one_is_not() -> None:
@@ -40,3 +40,12 @@ def test_unforwarded_names_each_published_tcp_port_nothing_listens_on() -> None:
     assert unforwarded(published, {20001, 20010, 20011, 20012}) == []
     assert unforwarded(published, {20010, 20012}) == ["0.0.0.0:20011", "10.0.0.5:20001", "127.0.0.1:20001"]
     assert unforwarded([{"host_port": "x"}], set()) == []  # not podman's shape: nothing claimed
+
+
+def test_the_ports_a_container_publishes_as_podman_lists_them() -> None:
+    ports = [
+        {"host_ip": "127.0.0.1", "container_port": 8080, "host_port": 20001, "range": 1, "protocol": "tcp"},
+        {"host_ip": "", "container_port": 53, "host_port": 5353, "range": 2, "protocol": "udp"},
+        {"container_port": 9000, "protocol": "tcp"},  # exposed, not published
+    ]
+    assert published_ports(ports) == ["tcp/20001", "udp/5353", "udp/5354"]

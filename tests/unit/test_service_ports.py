@@ -11,7 +11,7 @@ from mcfleet.fleet.desired import DesiredAgent, DesiredHost, DesiredService
 from mcfleet.fleet.models import Service
 from mcfleet.kinds.service import ServiceKind
 from mcfleet.kinds.service_ports import held_by_services, overlaps, wanted_endpoints
-from mcfleet.observe.facts import AgentFacts, Facts
+from mcfleet.observe.facts import AgentFacts, ContainerFacts, Facts
 from mcfleet.observe.manifest import Manifest
 from mcfleet.observe.parse import parse_listening
 
@@ -32,7 +32,7 @@ def host(svc: DesiredService) -> DesiredHost:
 
 
 def plan(svc: DesiredService, listening: list[tuple[str, str, int]] | None, **facts: Any) -> list[tuple[str, str]]:
-    f = Facts(host="n1", containers=[], service_specs={}, listening=listening, **facts)
+    f = Facts(host="n1", **{"containers": [], "service_specs": {}, "listening": listening, **facts})
     return [(a.kind, a.reason) for a in ServiceKind().diff(host(svc), f, Manifest(), now=datetime(2026, 1, 1))]
 
 
@@ -99,3 +99,23 @@ def test_the_kernels_socket_table_addresses_are_decoded() -> None:
             "udp 00000000:0035\nbad line\ntcp 0100007F:zz\n")  # fmt: skip
     assert parse_listening(text) == [("tcp", "127.0.0.1", 20001), ("tcp", "::1", 53), ("udp", "0.0.0.0", 53)]
     assert parse_listening("absent") is None and parse_listening("") == []
+
+
+def test_ports_a_running_container_of_mcfleets_publishes_are_its_own_when_the_registry_lost_it() -> None:
+    """The agent's registry removed or reset beside running containers: its ports are not another program's."""
+    running = {"name": "hello", "state": "running", "published": [f"tcp/{PORT}", "udp/5353"]}
+    stopped = {"name": "old", "state": "exited", "published": ["tcp/20002"]}
+    assert held_by_services({"registry": [], "containers": [running, stopped]}) == [("tcp", PORT), ("udp", 5353)]
+    taken = [("tcp", "127.0.0.1", PORT)]
+    container = ContainerFacts(name="hello", state="running", published=[f"tcp/{PORT}"])
+    # (its containers run, and no apply recorded it: an update, not a refusal)
+    assert [k for k, _ in plan(hello(), taken, ports_held=[("tcp", PORT)], containers=[container])] == ["update"]
+    # an older agent does not say which ports a container publishes: the service's own running container
+    # holds the ones it publishes; a container of the service that does not run holds none
+    older = ContainerFacts(name="hello", state="running")
+    assert [k for k, _ in plan(hello(), taken, ports_held=[], containers=[older])] == ["update"]
+    exited = ContainerFacts(name="hello", state="exited")
+    assert [k for k, _ in plan(hello(), taken, ports_held=[], containers=[exited])] == ["refuse"]
+    # a newer agent's list is taken as it is: the running container publishes another port
+    elsewhere = ContainerFacts(name="hello", state="running", published=["tcp/20009"])
+    assert [k for k, _ in plan(hello(), taken, ports_held=[], containers=[elsewhere])] == ["refuse"]

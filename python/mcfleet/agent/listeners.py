@@ -42,3 +42,15 @@ def unforwarded(published: Iterable[Mapping[str, Any]], listening: set[int]) -> 
             if port not in listening:
                 missing.add((str(p.get("host_ip") or "0.0.0.0"), port))
     return [f"{address}:{port}" for address, port in sorted(missing)]
+
+
+def published_ports(published: Iterable[Mapping[str, Any]]) -> list[str]:
+    """ "protocol/port" of every host port a container publishes (podman's `Ports`): the plan counts them as
+    the service's own even when the agent's registry no longer lists it (a lost or reset registry)."""
+    out: set[tuple[str, int]] = set()
+    for p in published:
+        if not isinstance(p.get("host_port"), int):
+            continue
+        first, count = int(p["host_port"]), int(p.get("range") or 1)
+        out |= {(str(p.get("protocol") or "tcp"), port) for port in range(first, first + max(count, 1))}
+    return [f"{proto}/{port}" for proto, port in sorted(out)]

@@ -30,7 +30,7 @@ from podman.errors import APIError, NotFound
 from requests.exceptions import ReadTimeout
 
 from mcfleet.agent.crash_loop import CRASH_LOOP_WITHIN_S
-from mcfleet.agent.listeners import listening_ports, unforwarded
+from mcfleet.agent.listeners import listening_ports, published_ports, unforwarded
 from mcfleet.agent.podman_service import CONFIRM_S, restart_user_service, stale_namespace, user_runtime_dir
 from mcfleet.agent.spec import LABEL_MANAGED, ContainerSpec
 from mcfleet.errors import PeerError
@@ -55,6 +55,7 @@ class Managed:
     # published tcp ports ("address:port") nothing listens on while it runs: rootless podman's forwarder
     # is gone (only looked for with our own rootless podman)
     unforwarded: list[str] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)  # "tcp/8080": the host ports it publishes
 
 
 # podman reads a container process's /proc/PID/cgroup to inspect or remove it, and a process that
@@ -238,6 +239,7 @@ class Podman:
                     unforwarded=unforwarded(attrs.get("Ports") or [], listening)
                     if listening is not None and state == "running"
                     else [],
+                    published=published_ports(attrs.get("Ports") or []),
                 )
             )
         return result

@@ -32,7 +32,7 @@ from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import Stage
 from mcfleet.kinds.base import ApplyContext, GatherResult, Outcome, ReadContext
 from mcfleet.kinds.files import drop_deferred, put_back_deferred
-from mcfleet.kinds.service_ports import held_by_services, port_refusal
+from mcfleet.kinds.service_ports import held_by_services, port_refusal, wanted_endpoints
 from mcfleet.kinds.stages import STAGES, StageGate
 from mcfleet.observe.facts import ContainerFacts, Facts
 from mcfleet.observe.manifest import Manifest, ManifestService
@@ -65,6 +65,7 @@ def container_facts(agent_facts: dict[str, Any]) -> list[ContainerFacts]:
             exit_code=c["exit_code"] if isinstance(c.get("exit_code"), int) else 0,
             up_s=c["up_s"] if isinstance(c.get("up_s"), int | float) else None,
             unforwarded=[str(p) for p in c.get("unforwarded") or [] if isinstance(p, str)],
+            published=[str(p) for p in c["published"]] if isinstance(c.get("published"), list) else None,
         )
         for c in agent_facts.get("containers", [])
         if isinstance(c, dict)
@@ -78,6 +79,10 @@ def service_specs(agent_facts: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for e in agent_facts.get("registry", [])
         if isinstance(e, dict) and isinstance(e.get("spec"), dict)
     }
+
+
+def registered(agent_facts: dict[str, Any]) -> list[str]:
+    return sorted(str(e["name"]) for e in agent_facts.get("registry", []) if isinstance(e, dict) and "name" in e)
 
 
 def held_stopped(agent_facts: dict[str, Any]) -> list[str]:
@@ -236,14 +241,37 @@ def _bind_refusal(d: DesiredHost, name: str, svc: DesiredService, addresses: lis
     )  # fmt: skip
 
 
-def _ports_held(f: Facts) -> list[tuple[str, int]] | None:
-    """The ports the agent's services hold; none before the agent is installed (nothing of mcfleet's
-    runs), unknown when it is and did not answer."""
+def _unregistered(
+    d: DesiredHost, name: str, svc: DesiredService, had: ManifestService | None, listed: list[str] | None
+) -> list[Action]:
+    """An applied service the agent's registry no longer lists (the registry file removed or reset): its
+    containers run on, but the agent's boot sequence and Recover start only what the registry lists, so
+    after the node restarts nothing brings it back.  Apply's deploy registers every declared service."""
+    if listed is None or had is None or name in listed:
+        return []
+    return [
+        Action(
+            host=d.name, phase=Phase.deploy, kind="update", subject=f"service {name}",
+            before={"registered": False}, after={"registered": True},
+            reason="drift: the agent's registry does not list it (removed or reset), so after a restart of the "
+                   "node nothing starts it again; apply registers it (running containers as declared are kept)",
+        )
+    ]  # fmt: skip
+
+
+def _ports_held(f: Facts, svc: DesiredService, seen: dict[str, ContainerFacts] | None) -> list[tuple[str, int]] | None:
+    """The ports mcfleet's services hold; none before the agent is installed (nothing of mcfleet's
+    runs), unknown when it is and did not answer.  A running container of this service whose ports an
+    older agent does not list holds the ones the service publishes (the registry may have lost it)."""
     if f.services_error is not None:
         return None
     if f.ports_held is None and f.agent is not None and f.agent.present:
         return None
-    return f.ports_held or []
+    held = f.ports_held or []
+    own = [seen[c] for c in svc.containers if seen is not None and c in seen]
+    if any(c.state == "running" and c.published is None for c in own):
+        held = held + [(proto, port) for proto, _, port in wanted_endpoints(svc)]
+    return held
 
 
 HEARTBEAT_S = 10.0
@@ -452,7 +480,8 @@ class ServiceKind:
             elif isinstance(agent_facts, dict) and isinstance(item, Facts):
                 update = {"containers": container_facts(agent_facts), "service_specs": service_specs(agent_facts),
                           "services_held_stopped": held_stopped(agent_facts), "agent_busy": busy_text(agent_facts),
-                          "ports_held": held_by_services(agent_facts)}  # fmt: skip
+                          "ports_held": held_by_services(agent_facts),
+                          "services_registered": registered(agent_facts)}  # fmt: skip
                 out[host] = item.model_copy(update=update)
         return out
 
@@ -462,11 +491,13 @@ class ServiceKind:
         acts: list[Action] = []
         for name, svc in sorted(d.services.items()):
             refused = _bind_refusal(d, name, svc, f.addresses) or port_refusal(
-                d, name, svc, f.listening, _ports_held(f)
+                d, name, svc, f.listening, _ports_held(f, svc, seen)
             )
             acts += [refused] if refused else _service_actions(d, name, svc, m.services.get(name), seen,
                                                                old_spec=specs.get(name),
                                                                held=f.services_held_stopped)  # fmt: skip
+            if not refused and not any(a.subject == f"service {name}" for a in acts):
+                acts += _unregistered(d, name, svc, m.services.get(name), f.services_registered)
         todo = {a.subject for a in acts}
         acts += [a for a in _podman_down(d, f, m) if a.subject not in todo]
         # Removed: what the manifest lists, and what the agent has registered (a service whose first

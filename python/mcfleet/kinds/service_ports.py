@@ -53,8 +53,16 @@ def _address(text: str) -> str | None:
 def held_by_services(agent_facts: dict[str, Any]) -> list[tuple[str, int]]:
     """(protocol, port) of every port a service registered with the agent publishes, whatever its containers'
     state: podman's forwarder of a container that podman restarts (a crash loop), or that is stopping, holds
-    the port between its runs, and the agent's start waits for its own ports to be free."""
+    the port between its runs, and the agent's start waits for its own ports to be free.  And every port a
+    running container of mcfleet's publishes (newer agents say which), so that containers the registry
+    lost (a registry removed or reset beside running containers) are not taken for another program."""
     held: set[tuple[str, int]] = set()
+    for container in agent_facts.get("containers", []):
+        if isinstance(container, dict) and container.get("state") == "running":
+            for item in container.get("published") or []:
+                proto, _, port = str(item).partition("/")
+                if port.isdecimal():
+                    held.add((proto, int(port)))
     for entry in agent_facts.get("registry", []):
         if not isinstance(entry, dict):
             continue

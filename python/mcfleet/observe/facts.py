@@ -91,6 +91,7 @@ class ContainerFacts(_Fact):
     up_s: float | None = None  # since its last start, by the node's clock
     # published ports ("address:port") nothing listens on while it runs: its port forwarder is gone
     unforwarded: list[str] = Field(default_factory=empty_list)
+    published: list[str] | None = None  # "tcp/8080": the host ports it publishes; None: an older agent's facts
 
     @property
     def crash_loop(self) -> str | None:
@@ -135,6 +136,9 @@ class Facts(_Fact):
         default=None, description="(protocol, address, port) listening on the services' host ports; None: not asked"
     )
     containers: list[ContainerFacts] | None = Field(default=None, description="None: podman absent or not asked")
+    services_registered: list[str] | None = Field(
+        default=None, description="the services the agent's registry lists (what it starts at boot); None: not asked"
+    )
     services_held_stopped: list[str] = Field(
         default_factory=empty_list, description="services the agent keeps stopped (`mcfleet agent stop`)"
     )
