@@ -45,6 +45,9 @@ def test_a_route_that_takes_only_part_of_the_requests_or_another_name_does_not()
     assert shadowed_by("edge", [_route([{"host": [NAME], "path": ["/static/*"]}])], NAME) == ""
     assert shadowed_by("edge", [_route([{"host": ["*.example.test"]}])], NAME) == ""  # one label only
     assert shadowed_by("edge", [_route([{"host": [NAME]}], ("headers",))], NAME) == ""
+    assert shadowed_by("edge", [_route(None, ("subroute",))], NAME) == ""  # falls through when nothing in it matches
+    site_block = _route([{"host": ["*.svc.example.test"]}], ("subroute",), terminal=True)  # as a Caddyfile adapts
+    assert shadowed_by("edge", [site_block], NAME) == "route #0 of Caddy's server edge (host *.svc.example.test)"
 
 
 def test_host_patterns_match_as_caddy_matches_them() -> None:

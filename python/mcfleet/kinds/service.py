@@ -241,9 +241,7 @@ def _bind_refusal(d: DesiredHost, name: str, svc: DesiredService, addresses: lis
     )  # fmt: skip
 
 
-def _unregistered(
-    d: DesiredHost, name: str, svc: DesiredService, had: ManifestService | None, listed: list[str] | None
-) -> list[Action]:
+def _unregistered(d: DesiredHost, name: str, had: ManifestService | None, listed: list[str] | None) -> list[Action]:
     """An applied service the agent's registry no longer lists (the registry file removed or reset): its
     containers run on, but the agent's boot sequence and Recover start only what the registry lists, so
     after the node restarts nothing brings it back.  Apply's deploy registers every declared service."""
@@ -497,7 +495,7 @@ class ServiceKind:
                                                                old_spec=specs.get(name),
                                                                held=f.services_held_stopped)  # fmt: skip
             if not refused and not any(a.subject == f"service {name}" for a in acts):
-                acts += _unregistered(d, name, svc, m.services.get(name), f.services_registered)
+                acts += _unregistered(d, name, m.services.get(name), f.services_registered)
         todo = {a.subject for a in acts}
         acts += [a for a in _podman_down(d, f, m) if a.subject not in todo]
         # Removed: what the manifest lists, and what the agent has registered (a service whose first

@@ -166,8 +166,9 @@ class CaddyRoutes:
 
 
 # Handlers that answer the request themselves, so a route holding one ends the chain even when it is
-# not `terminal` (a `headers` or `vars` handler passes the request on to the next route).
-ANSWERING = frozenset({"reverse_proxy", "static_response", "file_server", "error", "subroute"})
+# not `terminal` (a `headers` or `vars` handler passes the request on to the next route, and so does a
+# `subroute` none of whose routes matches; a Caddyfile's site block is a terminal route, which counts).
+ANSWERING = frozenset({"reverse_proxy", "static_response", "file_server", "error"})
 
 
 def shadowed_by(server: str, before: list[dict[str, Any]], hostname: str) -> str:
