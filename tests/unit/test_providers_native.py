@@ -6,12 +6,17 @@ Every secret file holds a poison value; no error text may carry it.
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from mcfleet.fleet.desired import desired_state
 from mcfleet.fleet.models import McnsProvider, MetacryptProvider
+from mcfleet.kinds.providers import DnsKind, add_provider_dns
+from mcfleet.observe.facts import Facts
+from mcfleet.observe.manifest import Manifest
 from mcfleet.providers.base import ProviderError
 from mcfleet.providers.cert.base import cert_info, new_key_and_csr
 from mcfleet.providers.cert.metacrypt import MetacryptCert
@@ -21,6 +26,7 @@ from mcfleet.providers.route.mcproxy import McProxyRoutes
 from tests.contract_fakes.mcns import run_mcns
 from tests.contract_fakes.mcproxy import start_mcproxy
 from tests.contract_fakes.metacrypt import run_metacrypt
+from tests.unit.test_plan_cases import CASES, case_facts, write_case_fleet
 
 ZONE = "svc.mcp.example.test"
 POISON = "POISON-7f3a9c-secret-never-printed"
@@ -176,3 +182,30 @@ def test_mcproxy_addroute_is_an_upsert_and_routes_round_trip(tmp_path: Path) -> 
         assert "unreachable" in down.value.message and "start mc-proxy" in (down.value.hint or "")
 
     asyncio.run(scenario())
+
+
+def test_mcns_reports_a_cname_at_a_service_name_which_the_plan_refuses(tmp_path: Path) -> None:
+    """MCNS enforces CNAME exclusivity: an A record cannot be added where another hand put a CNAME.  The
+    plan's read of the records names it (apply would fail on it), and the DNS kind refuses the name."""
+    web, hello = f"web.{ZONE}", f"hello.{ZONE}"  # web: in-sync.json's service
+    with run_mcns(ZONE, POISON) as (url, _state):
+        provider = McnsProvider(kind="mcns", url=url, token_file=_token(tmp_path))
+        dns = McnsDns(provider, ZONE)
+        asyncio.run(dns.set_a(hello, "10.0.0.7"))
+        dns._call("POST", body={"name": web, "type": "CNAME", "value": f"{hello}.", "ttl": 60})
+        assert asyncio.run(dns.answers_full([web, hello])) == ({web: [], hello: ["10.0.0.7"]}, {hello: dns.ttl},
+                                                               {web: hello})  # fmt: skip
+        with pytest.raises(ProviderError, match="CNAME exclusivity"):
+            asyncio.run(dns.set_a(web, "10.0.0.8"))  # what apply would meet
+
+        case = json.loads((CASES / "in-sync.json").read_text())
+        case["fleet"] = {"providers": {"dns": provider.model_dump(mode="json", exclude_none=True)}}
+        case["facts"]["rift"]["manifest"]["dns"] = []
+        loaded = write_case_fleet(tmp_path / "fleet", case)
+        desired = desired_state(loaded)
+        facts = asyncio.run(add_provider_dns(loaded, desired, case_facts(loaded, case)))
+        seen = facts["rift"]
+        assert isinstance(seen, Facts) and seen.dns_alias == {web: hello}
+        acts = DnsKind().diff(desired["rift"], seen, seen.manifest or Manifest(), now=datetime.now(UTC))
+        assert [(a.kind, a.subject) for a in acts] == [("refuse", f"dns {web}")]
+        assert f"holds a CNAME for it (to {hello})" in acts[0].reason

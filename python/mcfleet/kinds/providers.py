@@ -553,15 +553,15 @@ async def add_provider_dns(
     }
     from mcfleet.providers.read import dns_answers
 
-    answers, ttls, error = await dns_answers(loaded, set().union(*wanted.values()) if wanted else set())
+    answers, ttls, aliases, error = await dns_answers(loaded, set().union(*wanted.values()) if wanted else set())
     out = dict(facts)
     for host, names in wanted.items():
         item = out[host]
         if names and isinstance(item, Facts):
             mine = {n: answers[n] for n in sorted(names) if n in answers}
-            out[host] = item.model_copy(
-                update={"dns": mine, "dns_ttl": {n: ttls[n] for n in mine if n in ttls}, "dns_error": error}
-            )
+            out[host] = item.model_copy(update={"dns": mine, "dns_ttl": {n: ttls[n] for n in mine if n in ttls},
+                                                "dns_alias": {n: aliases[n] for n in mine if n in aliases},
+                                                "dns_error": error})  # fmt: skip
     return out
 
 

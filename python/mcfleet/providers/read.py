@@ -21,17 +21,18 @@ from mcfleet.transport.ssh import SshPool
 
 async def dns_answers(
     loaded: LoadedFleet, names: Iterable[str]
-) -> tuple[dict[str, list[str]], dict[str, int], str | None]:
-    """(name -> A values, name -> their TTL, why the server could not be read or None)."""
+) -> tuple[dict[str, list[str]], dict[str, int], dict[str, str], str | None]:
+    """(name -> A values, name -> their TTL, name -> the target of a CNAME held at it, why the server
+    could not be read or None)."""
     backend = dns_backend(loaded.fleet) if loaded.fleet else None
     wanted = sorted(set(names))
     if backend is None or not wanted:
-        return {}, {}, None
+        return {}, {}, {}, None
     try:
-        answers, ttls = await backend.answers_ttl(wanted)
+        answers, ttls, aliases = await backend.answers_full(wanted)
     except ProviderError as exc:
-        return {}, {}, exc.message
-    return answers, ttls, None
+        return {}, {}, {}, exc.message
+    return answers, ttls, aliases, None
 
 
 LiveRoutes = dict[str, ProxyRoute] | str  # the routes, or why they could not be read

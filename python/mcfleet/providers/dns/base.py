@@ -20,6 +20,11 @@ class DnsBackend(Protocol):
         """The answers, and name -> the TTL the server holds them with (names with values only)."""
         ...
 
+    async def answers_full(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int], dict[str, str]]:
+        """The answers, their TTLs, and name -> the target of a CNAME held at it (no A record can sit
+        beside a CNAME: the server ignores or refuses one)."""
+        ...
+
     async def set_a(self, name: str, address: str) -> None:
         """Make `name` answer exactly `address` (create or replace)."""
         ...

@@ -35,25 +35,39 @@ class McnsDns:
         )
         return data
 
-    def _records(self) -> list[dict[str, Any]]:
+    def _all_records(self) -> list[dict[str, Any]]:
         data = self._call("GET")
         items = data.get("records", []) if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise ProviderError(f"{WHAT} answered an unexpected record list", hint="check the MCNS version")
-        return [r for r in items if isinstance(r, dict) and r.get("type") == "A"]
+        return [r for r in items if isinstance(r, dict)]
+
+    def _records(self) -> list[dict[str, Any]]:
+        return [r for r in self._all_records() if r.get("type") == "A"]
 
     async def answers(self, names: list[str]) -> dict[str, list[str]]:
         return (await self.answers_ttl(names))[0]
 
     async def answers_ttl(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int]]:
-        records = await asyncio.to_thread(self._records)
-        mine = {n: [r for r in records if r.get("name") == n] for n in names}
+        return (await self.answers_full(names))[:2]
+
+    async def answers_full(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int], dict[str, str]]:
+        """One read of the zone's records: the A values and TTLs, and the names MCNS holds a CNAME at (its
+        CNAME exclusivity then refuses an A record there)."""
+        records = await asyncio.to_thread(self._all_records)
+        mine = {n: [r for r in records if r.get("name") == n and r.get("type") == "A"] for n in names}
         ttls = {
             n: min(r["ttl"] for r in rs)
             for n, rs in mine.items()
             if rs and all(isinstance(r.get("ttl"), int) for r in rs)
         }
-        return {n: sorted(str(r.get("value")) for r in rs) for n, rs in mine.items()}, ttls
+        wanted = set(names)
+        aliases = {
+            str(r["name"]): str(r.get("value", "")).rstrip(".")
+            for r in records
+            if r.get("type") == "CNAME" and r.get("name") in wanted
+        }
+        return {n: sorted(str(r.get("value")) for r in rs) for n, rs in mine.items()}, ttls, aliases
 
     def _key_refusal(self) -> ProviderError | None:
         try:

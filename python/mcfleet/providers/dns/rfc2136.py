@@ -20,7 +20,7 @@ import dns.tsigkeyring
 import dns.update
 
 from mcfleet.fleet.models import Rfc2136Provider
-from mcfleet.observe.dns import query_a
+from mcfleet.observe.dns import Answer, query_a
 from mcfleet.providers.base import NoAnswer, ProviderError, read_secret
 from mcfleet.providers.dns.base import in_zone
 
@@ -128,23 +128,26 @@ class Rfc2136Dns:
                 f"{self.provider.key_name!r} update A records",
             )
 
-    def _query(self, name: str) -> tuple[list[str], int | None]:
+    def _query(self, name: str) -> Answer:
         try:
-            answer = query_a(name, self.provider.server, self.provider.port, timeout=TIMEOUT)
+            return query_a(name, self.provider.server, self.provider.port, timeout=TIMEOUT)
         except OSError as exc:
             raise ProviderError(
                 f"the DNS server at {self._where()} does not answer queries: {exc}",
                 hint="start the DNS server or fix providers.dns.server/port",
             ) from None
-        return answer.values, answer.ttl
 
     async def answers(self, names: list[str]) -> dict[str, list[str]]:
         return (await self.answers_ttl(names))[0]
 
     async def answers_ttl(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int]]:
-        found = await asyncio.gather(*(asyncio.to_thread(self._query, n) for n in names))
-        ttls = {n: ttl for n, (_values, ttl) in zip(names, found, strict=True) if ttl is not None}
-        return {n: values for n, (values, _ttl) in zip(names, found, strict=True)}, ttls
+        return (await self.answers_full(names))[:2]
+
+    async def answers_full(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int], dict[str, str]]:
+        found = dict(zip(names, await asyncio.gather(*(asyncio.to_thread(self._query, n) for n in names)), strict=True))
+        ttls = {n: a.ttl for n, a in found.items() if a.ttl is not None}
+        aliases = {n: a.alias for n, a in found.items() if a.alias is not None}
+        return {n: a.values for n, a in found.items()}, ttls, aliases
 
     async def set_a(self, name: str, address: str) -> None:
         relative = self._relative(name)
