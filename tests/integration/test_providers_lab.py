@@ -48,13 +48,13 @@ def test_rfc2136_writes_replaces_and_deletes_a_records_in_knot(knot: KnotInfo) -
     assert asyncio.run(dns.answers([name])) == {name: ["10.77.1.5"]}
     asyncio.run(dns.set_a(name, "10.77.1.6"))
     assert asyncio.run(dns.answers([name])) == {name: ["10.77.1.6"]}  # replaced, not added
-    assert asyncio.run(dns.answers_ttl([name]))[1] == {name: dns.ttl}
+    assert asyncio.run(dns.answers_full([name]))[1] == {name: dns.ttl}
     slower = _rfc2136(knot)
     slower.ttl = 600
     asyncio.run(slower.set_a(name, "10.77.1.6"))  # the same address with another TTL: the server takes the TTL
-    assert asyncio.run(dns.answers_ttl([name])) == ({name: ["10.77.1.6"]}, {name: 600})
+    assert asyncio.run(dns.answers_full([name])) == ({name: ["10.77.1.6"]}, {name: 600}, {})
     asyncio.run(dns.delete_a(name))
-    assert asyncio.run(dns.answers_ttl([name])) == ({name: []}, {})
+    assert asyncio.run(dns.answers_full([name])) == ({name: []}, {}, {})
     print(f"rfc2136 update + verify: {took * 1000:.0f} ms")
     with pytest.raises(ProviderError, match="outside the zone"):
         asyncio.run(dns.set_a("evil.example.org", "10.6.6.6"))

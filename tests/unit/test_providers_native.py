@@ -50,12 +50,12 @@ def test_mcns_creates_updates_and_deletes_a_records_with_the_token(tmp_path: Pat
         asyncio.run(dns.set_a(name, "10.0.0.6"))
         assert asyncio.run(dns.answers([name])) == {name: ["10.0.0.6"]}
         assert sum(c.startswith("PUT") for c in state.calls) == 1
-        assert asyncio.run(dns.answers_ttl([name])) == ({name: ["10.0.0.6"]}, {name: dns.ttl})
+        assert asyncio.run(dns.answers_full([name])) == ({name: ["10.0.0.6"]}, {name: dns.ttl}, {})
         dns.ttl = 900  # providers.dns.ttl changed: the same address is written again with it
         asyncio.run(dns.set_a(name, "10.0.0.6"))
-        assert asyncio.run(dns.answers_ttl([name])) == ({name: ["10.0.0.6"]}, {name: 900})
+        assert asyncio.run(dns.answers_full([name])) == ({name: ["10.0.0.6"]}, {name: 900}, {})
         asyncio.run(dns.delete_a(name))
-        assert asyncio.run(dns.answers_ttl([name])) == ({name: []}, {})
+        assert asyncio.run(dns.answers_full([name])) == ({name: []}, {}, {})
         assert state.serial == 5  # create, update, TTL update, delete each bumped it
 
 

@@ -9,7 +9,7 @@ said it ran.  Reading the kernel's socket table sees that without connecting to 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,26 +31,24 @@ def listening_ports(net: Path = Path("/proc/net")) -> set[int]:
     return ports
 
 
-def unforwarded(published: Iterable[Mapping[str, Any]], listening: set[int]) -> list[str]:
-    """ "address:port" of each published TCP port (podman's `Ports` of a container) nothing listens on."""
-    missing: set[tuple[str, int]] = set()
-    for p in published:
-        if str(p.get("protocol") or "tcp") != "tcp" or not isinstance(p.get("host_port"), int):
-            continue
-        first, count = int(p["host_port"]), int(p.get("range") or 1)
-        for port in range(first, first + max(count, 1)):
-            if port not in listening:
-                missing.add((str(p.get("host_ip") or "0.0.0.0"), port))
-    return [f"{address}:{port}" for address, port in sorted(missing)]
-
-
-def published_ports(published: Iterable[Mapping[str, Any]]) -> list[str]:
-    """ "protocol/port" of every host port a container publishes (podman's `Ports`): the plan counts them as
-    the service's own even when the agent's registry no longer lists it (a lost or reset registry)."""
-    out: set[tuple[str, int]] = set()
+def host_ports(published: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, str, int]]:
+    """(protocol, host address, port) of each host port podman's `Ports` of a container publish (a range
+    counts each of its ports; an exposed port without a host port none)."""
     for p in published:
         if not isinstance(p.get("host_port"), int):
             continue
         first, count = int(p["host_port"]), int(p.get("range") or 1)
-        out |= {(str(p.get("protocol") or "tcp"), port) for port in range(first, first + max(count, 1))}
-    return [f"{proto}/{port}" for proto, port in sorted(out)]
+        for port in range(first, first + max(count, 1)):
+            yield str(p.get("protocol") or "tcp"), str(p.get("host_ip") or "0.0.0.0"), port
+
+
+def unforwarded(published: Iterable[Mapping[str, Any]], listening: set[int]) -> list[str]:
+    """ "address:port" of each published TCP port (podman's `Ports` of a container) nothing listens on."""
+    missing = {(address, port) for proto, address, port in host_ports(published) if proto == "tcp"}
+    return [f"{address}:{port}" for address, port in sorted(missing) if port not in listening]
+
+
+def published_ports(published: Iterable[Mapping[str, Any]]) -> list[str]:
+    """ "protocol/port" of every host port a container publishes: the plan counts them as the service's own
+    even when the agent's registry no longer lists it (a lost or reset registry)."""
+    return [f"{proto}/{port}" for proto, port in sorted({(proto, port) for proto, _, port in host_ports(published)})]

@@ -179,7 +179,7 @@ async def apply_dns(loaded: LoadedFleet, desired: DesiredHost, actions: Iterable
         timings[action.subject] = time.monotonic() - started
     if written and not failed:  # verified at the server that answers for the zone
         try:
-            seen, ttls = await backend.answers_ttl(sorted(written))
+            seen, ttls, _aliases = await backend.answers_full(sorted(written))
         except ProviderError as exc:
             failed.append(_error("dns verify", exc))
         else:

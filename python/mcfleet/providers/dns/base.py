@@ -16,13 +16,9 @@ class DnsBackend(Protocol):
         """name -> the A values the server holds now ([] when none)."""
         ...
 
-    async def answers_ttl(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int]]:
-        """The answers, and name -> the TTL the server holds them with (names with values only)."""
-        ...
-
     async def answers_full(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int], dict[str, str]]:
-        """The answers, their TTLs, and name -> the target of a CNAME held at it (no A record can sit
-        beside a CNAME: the server ignores or refuses one)."""
+        """The answers, name -> the TTL the server holds them with (names with values only), and name -> the
+        target of a CNAME held at it (no A record can sit beside a CNAME: the server ignores or refuses one)."""
         ...
 
     async def set_a(self, name: str, address: str) -> None:

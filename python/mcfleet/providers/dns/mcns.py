@@ -46,10 +46,7 @@ class McnsDns:
         return [r for r in self._all_records() if r.get("type") == "A"]
 
     async def answers(self, names: list[str]) -> dict[str, list[str]]:
-        return (await self.answers_ttl(names))[0]
-
-    async def answers_ttl(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int]]:
-        return (await self.answers_full(names))[:2]
+        return (await self.answers_full(names))[0]
 
     async def answers_full(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int], dict[str, str]]:
         """One read of the zone's records: the A values and TTLs, and the names MCNS holds a CNAME at (its

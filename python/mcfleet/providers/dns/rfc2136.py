@@ -138,10 +138,7 @@ class Rfc2136Dns:
             ) from None
 
     async def answers(self, names: list[str]) -> dict[str, list[str]]:
-        return (await self.answers_ttl(names))[0]
-
-    async def answers_ttl(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int]]:
-        return (await self.answers_full(names))[:2]
+        return (await self.answers_full(names))[0]
 
     async def answers_full(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int], dict[str, str]]:
         found = dict(zip(names, await asyncio.gather(*(asyncio.to_thread(self._query, n) for n in names)), strict=True))
