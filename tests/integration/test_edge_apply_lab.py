@@ -129,7 +129,7 @@ def test_apply_through_the_edge_converges_and_removes(  # noqa: PLR0917 (pytest 
     assert again.code == 0, again.why  # converged: nothing to do
     _no_secret_leaks(lab, nodes, root, [run, again], tmp_path)
     _renews_near_expiry_and_keeps_the_rest(nodes, root, zone, agent_bundle, tmp_path)
-    _an_exposed_key_is_replaced(nodes, root, zone, agent_bundle, pebble_root)
+    _a_spoiled_key_is_replaced(nodes, root, zone, agent_bundle, pebble_root)
     _another_cert_provider_issues_again(nodes, root, zone, agent_bundle, pebble_root)
     _a_route_moves_between_proxies_whole(nodes, knot, root, agent_bundle, pebble_root)
 
@@ -240,10 +240,11 @@ def test_apply_with_the_seed_native_backends_against_their_contract_fakes(
 def _renews_near_expiry_and_keeps_the_rest(nodes: Nodes, root: Path, zone: str, bundle: Path, d: Path) -> None:
     """A cert 20 days from expiry is `~ (expires in N days)` and renewed; one 60 days out is kept."""
     worker, edge = nodes.nodes
-    near, _ = self_signed(f"int.{zone}", d / "near", days=20, stem="sni")
-    far, _ = self_signed(f"pub.{zone}", d / "far", days=60, stem="sni")
-    nodes.sh(worker.name, f"cat > /srv/mc-proxy/certs/int.{zone}.pem <<'EOF'\n{near.read_text()}EOF")
-    nodes.sh(edge.name, f"cat > /srv/mc-proxy/certs/pub.{zone}.pem <<'EOF'\n{far.read_text()}EOF")
+    near, near_key = self_signed(f"int.{zone}", d / "near", days=20, stem="sni")
+    far, far_key = self_signed(f"pub.{zone}", d / "far", days=60, stem="sni")
+    for node, name, pair in ((worker, "int", (near, near_key)), (edge, "pub", (far, far_key))):
+        for path, ext in zip(pair, ("pem", "key"), strict=True):  # `cat >` keeps the key's owner and mode
+            nodes.sh(node.name, f"cat > /srv/mc-proxy/certs/{name}.{zone}.{ext} <<'EOF'\n{path.read_text()}EOF")
     plan = cli("plan", str(root), "--json")
     certs = [a for a in json.loads(plan.stdout)["actions"] if a["phase"] == "cert"]
     assert [(a["host"], a["kind"], a["subject"]) for a in certs] == [(worker.name, "replace", f"cert int.{zone}")]
@@ -256,23 +257,33 @@ def _renews_near_expiry_and_keeps_the_rest(nodes: Nodes, root: Path, zone: str, 
     assert kept == far.read_text()
 
 
-def _an_exposed_key_is_replaced(nodes: Nodes, root: Path, zone: str, bundle: Path, pebble_root: Path) -> None:
-    """A certificate's key made readable by every account (0644) may have been read: the plan replaces
-    it, and apply writes a new key, 0600 and the proxy user's, with its certificate, which the edge serves."""
+def _a_spoiled_key_is_replaced(nodes: Nodes, root: Path, zone: str, bundle: Path, pebble_root: Path) -> None:
+    """The edge's key spoiled two ways, each `-/+ cert` in the plan, then a new 0600 key of the proxy user's
+    with its certificate, which the edge serves:
+    - made readable by every account (0644): it may have been read;
+    - put in place without its certificate (by hand, or by a tool that died between the two files): Caddy
+      keeps serving the pair it loaded and refuses its whole configuration at its next load.  The plan
+      compares the public halves (openssl on the node)."""
     edge = nodes.nodes[1]
     key = f"/srv/mc-proxy/certs/pub.{zone}.key"
-    before = nodes.sh(edge.name, f"sha256sum < {key}").stdout
-    nodes.sh(edge.name, f"chmod 0644 {key}")
-    plan = cli("plan", str(root), "--json")
-    certs = [a for a in json.loads(plan.stdout)["actions"] if a["phase"] == "cert"]
-    assert [(a["host"], a["kind"], a["subject"]) for a in certs] == [(edge.name, "replace", f"cert pub.{zone}")]
-    assert f"its private key {key} is mode 0644, readable by other accounts" in certs[0]["reason"]
-    fixed = cli("apply", str(root), "--all", "--yes", "--bundle", str(bundle), "--json")
-    assert fixed.code == 0, fixed.why
-    assert nodes.sh(edge.name, f"stat -c '%a %U' {key}").stdout.strip() == "600 root"
-    assert nodes.sh(edge.name, f"sha256sum < {key}").stdout != before  # a new key, not the exposed one
-    assert "this is the pub page" in _curl(f"pub.{zone}", 443, edge.address, pebble_root).stdout
-    assert cli("plan", str(root), "--detailed-exitcode").code == 0
+    spoils = {
+        f"chmod 0644 {key}": f"its private key {key} is mode 0644, readable by other accounts",
+        f"openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out {key}.new && chmod 600 {key}.new "
+        f"&& mv {key}.new {key}": f"its private key {key} is not the certificate's",
+    }  # fmt: skip
+    for spoil, says in spoils.items():
+        before = nodes.sh(edge.name, f"sha256sum < {key}").stdout
+        nodes.sh(edge.name, spoil)
+        plan = cli("plan", str(root), "--json")
+        certs = [a for a in json.loads(plan.stdout)["actions"] if a["phase"] == "cert"]
+        assert [(a["host"], a["kind"], a["subject"]) for a in certs] == [(edge.name, "replace", f"cert pub.{zone}")]
+        assert says in certs[0]["reason"]
+        fixed = cli("apply", str(root), "--all", "--yes", "--bundle", str(bundle), "--json")
+        assert fixed.code == 0, fixed.why
+        assert nodes.sh(edge.name, f"stat -c '%a %U' {key}").stdout.strip() == "600 root"
+        assert nodes.sh(edge.name, f"sha256sum < {key}").stdout != before  # a new key, not the spoiled one
+        assert "this is the pub page" in _curl(f"pub.{zone}", 443, edge.address, pebble_root).stdout
+        assert cli("plan", str(root), "--detailed-exitcode").code == 0
 
 
 def _another_cert_provider_issues_again(nodes: Nodes, root: Path, zone: str, bundle: Path, pebble_root: Path) -> None:

@@ -118,6 +118,12 @@ def key_unfit(cert: DesiredCert, seen: CertFacts) -> str | None:
     user = cert.owner.partition(":")[0]
     if seen.key_user is not None and user not in (seen.key_user, str(seen.key_uid)):
         return f"its private key {key} is owned by {seen.key_user}, not the proxy's user {user}"
+    if seen.key_pub_sha256 == "":
+        return (f"its private key {key} is not one the proxy can load (encrypted, or not a PEM private key), "
+                "so the proxy cannot serve the certificate")  # fmt: skip
+    if seen.key_pub_sha256 and seen.pub_sha256 and seen.key_pub_sha256 != seen.pub_sha256:
+        return (f"its private key {key} is not the certificate's (another key's public half): the proxy refuses "
+                "the pair when it next loads it (Caddy then refuses its whole configuration)")  # fmt: skip
     return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from mcfleet.observe.facts import CertFacts
 
 
@@ -14,6 +16,7 @@ def parse_cert(path: str, pem: str) -> CertFacts:
     """The first certificate in a PEM file (the leaf of a fullchain): subject CN, SANs, expiry."""
     # Imported here: ~10 ms that a plan pays only when a host has certificates to read.
     from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
     from cryptography.x509.oid import NameOID
 
     start = pem.find("-----BEGIN CERTIFICATE-----")
@@ -31,4 +34,6 @@ def parse_cert(path: str, pem: str) -> CertFacts:
         sans += [str(v) for v in ext.value.get_values_for_type(x509.IPAddress)]
     except x509.ExtensionNotFound:
         sans = []
-    return CertFacts(path=path, subject=subject, sans=sans, not_after=cert.not_valid_after_utc.isoformat())
+    public = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return CertFacts(path=path, subject=subject, sans=sans, not_after=cert.not_valid_after_utc.isoformat(),
+                     pub_sha256=hashlib.sha256(public).hexdigest())  # fmt: skip

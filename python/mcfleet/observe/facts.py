@@ -71,6 +71,14 @@ class CertFacts(_Fact):
     key_user: str | None = None
     key_mode: str | None = Field(default=None, description="octal, e.g. '600'")
     key_missing: bool = Field(default=False, description="asked, and no plain key file beside the certificate")
+    pub_sha256: str | None = Field(
+        default=None, description="sha256 of the certificate's public key (DER SubjectPublicKeyInfo)"
+    )
+    key_pub_sha256: str | None = Field(
+        default=None,
+        description="sha256 of the public key openssl derives on the node from the key beside it (DER), '' when "
+        "openssl cannot load it as a private key; None: unknown (not asked, or no openssl on the node)",
+    )
 
 
 class RouteMapFacts(_Fact):

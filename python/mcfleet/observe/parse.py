@@ -310,9 +310,26 @@ def parse_route_map(text: str, path: str) -> RouteMapFacts | None:
     return RouteMapFacts(path=path, entries=entries)
 
 
-def with_cert_keys(certs: list[CertFacts], text: str) -> list[CertFacts]:
+# sha256 of nothing: what the keypubs probe reports for a key openssl could not load
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def parse_key_pubs(text: str) -> dict[str, str]:
+    """Key path -> sha256 of its public key ('' when openssl could not load it), from `<sha256> <path>`
+    lines (none when the node has no openssl: `absent`)."""
+    pubs: dict[str, str] = {}
+    for line in text.splitlines()[:CERT_FILES_CAP]:
+        digest, _, path = line.partition(" ")
+        if re.fullmatch(r"[0-9a-f]{64}", digest) and path:
+            pubs[path] = "" if digest == EMPTY_SHA256 else digest
+    return pubs
+
+
+def with_cert_keys(certs: list[CertFacts], text: str, pubs_text: str = "") -> list[CertFacts]:
     """Each certificate with its key's owner and mode, from `<uid> <user> <mode> <file type>:<path>` lines
-    (a key that is a link or anything but a plain file counts as missing)."""
+    (a key that is a link or anything but a plain file counts as missing), and with the sha256 of the key's
+    public key (`parse_key_pubs`) when the node could tell."""
+    pubs = parse_key_pubs(pubs_text)
     keys: dict[str, tuple[int, str, str] | None] = {}
     for line in text.splitlines()[:CERT_FILES_CAP]:
         head, _, path = line.partition(":")
@@ -325,7 +342,8 @@ def with_cert_keys(certs: list[CertFacts], text: str) -> list[CertFacts]:
         if key is None:
             out.append(cert.model_copy(update={"key_missing": True}))
         else:
-            out.append(cert.model_copy(update={"key_uid": key[0], "key_user": key[1], "key_mode": key[2]}))
+            update: dict[str, object] = {"key_uid": key[0], "key_user": key[1], "key_mode": key[2]}
+            out.append(cert.model_copy(update={**update, "key_pub_sha256": pubs.get(key_path(cert.path))}))
     return out
 
 
@@ -365,7 +383,7 @@ def facts_from(
         files=parse_files(v.text("files")) if "files" in v.values else None,
         manifest=manifest,
         manifest_error=manifest_error,
-        certs=with_cert_keys(parse_certs(v.certs), v.text("certkeys"))
+        certs=with_cert_keys(parse_certs(v.certs), v.text("certkeys"), v.text("keypubs"))
         if "certkeys" in v.values
         else parse_certs(v.certs),
         containers=parse_containers(v.text("containers")),

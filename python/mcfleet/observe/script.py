@@ -4,7 +4,8 @@ Plain POSIX sh (Debian's dash, NixOS's bash), read-only, no secrets: private
 keys never leave the node.  Of a `*.pem` file only its CERTIFICATE blocks are sent
 (a key kept as `privkey.pem`, or a file with the key and the chain, stays on the node),
 whatever its name (a service called `keycloak` has `keycloak.pem`); of a `*.key` file
-only its owner and mode.  `observe.parse` turns the output into `Facts`; nothing here parses.
+only its owner, its mode and the sha256 of its public key.  `observe.parse` turns the
+output into `Facts`; nothing here parses.
 
 Wire format (version 2).  A node's content must never be able to forge or end a
 record, so every value read on the node is base64-encoded (no newline, no space)
@@ -141,6 +142,19 @@ def probes(inp: ScriptInputs) -> list[Probe]:
             f'set -- {q(inp.cert_dir)}/*.key; if [ -e "$1" ] || [ -L "$1" ]; then '
             f"stat -c '%u %U %a %F:%n' -- \"$@\" | head -n {CERT_FILES_CAP}; fi",
             "stat of the certificates' keys",
+        ),
+        Probe(
+            "keypubs",
+            # whether each key belongs to its certificate: the sha256 of the public key openssl derives from
+            # it, never the key.  Read from a capped pipe (a plain file, not a link); an encrypted key fails
+            # at once on the empty passphrase, as it fails the proxy.  A key openssl cannot load leaves
+            # sha256sum an empty input (parse.EMPTY_SHA256).  Without openssl: unknown.
+            "if ! command -v openssl >/dev/null 2>&1; then echo absent; else n=0; "
+            f'for k in {q(inp.cert_dir)}/*.key; do [ -f "$k" ] && [ ! -L "$k" ] || continue; '
+            f'n=$((n + 1)); [ "$n" -gt {CERT_FILES_CAP} ] && break; '
+            f'h=$(head -c {CERT_CAP} -- "$k" | openssl pkey -passin pass: -pubout -outform DER | sha256sum); '
+            'echo "${h%% *} $k"; done; fi',
+            "openssl pkey of the certificates' keys",
         ),
         Probe(
             "addrs",
