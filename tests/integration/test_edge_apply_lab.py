@@ -249,8 +249,13 @@ def _renews_near_expiry_and_keeps_the_rest(nodes: Nodes, root: Path, zone: str, 
     certs = [a for a in json.loads(plan.stdout)["actions"] if a["phase"] == "cert"]
     assert [(a["host"], a["kind"], a["subject"]) for a in certs] == [(worker.name, "replace", f"cert int.{zone}")]
     assert certs[0]["reason"].startswith("expires in 19 days")
+    # Caddy read pub's files when its route was added and serves what it read, not the far one now on file
+    stale = [a for a in json.loads(plan.stdout)["actions"] if a["phase"] == "route" and a["host"] == edge.name]
+    assert [(a["kind"], a["subject"]) for a in stale] == [("update", f"route 443/pub.{zone}")]
+    assert "the proxy serves another certificate for" in stale[0]["reason"]
     renew = cli("apply", str(root), "--all", "--yes", "--bundle", str(bundle), "--json")
     assert renew.code == 0, renew.why
+    assert "this is the pub page" in _curl(f"pub.{zone}", 443, edge.address, far).stdout  # the one on file now
     renewed = cert_info(nodes.sh(worker.name, f"cat /srv/mc-proxy/certs/int.{zone}.pem").stdout)
     assert renewed.days_left() > 60 and renewed.sans == (f"int.{zone}",)  # a new one from Pebble
     kept = nodes.sh(edge.name, f"cat /srv/mc-proxy/certs/pub.{zone}.pem").stdout

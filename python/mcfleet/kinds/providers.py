@@ -237,6 +237,21 @@ def dns_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
     return acts
 
 
+def _stale_cert(d: DesiredHost, f: Facts, key: str, hostname: str) -> tuple[str, str, str] | None:
+    """(served, on file, why) when a handshake for the route's name gets another certificate than the file the
+    route names holds: the proxy read the file before it changed and serves the old one until it loads it
+    again (adding the route makes it).  Fingerprints shown as `sha256:<first 12>`; None when they agree or
+    either is unknown."""
+    cert = next((c for c in d.certs.values() if hostname in c.sans), None)
+    seen = f.cert(cert.path) if cert is not None else None
+    served = (f.served_certs or {}).get(key)
+    if cert is None or seen is None or not seen.sha256 or not served or served == seen.sha256:
+        return None
+    why = (f"drift: the proxy serves another certificate for {hostname} than {cert.path} holds (it has not read "
+           "the file since it changed): apply gives it the route again, so it reads the file")  # fmt: skip
+    return f"sha256:{served[:12]}", f"sha256:{seen.sha256[:12]}", why
+
+
 def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
     """Backends via the manifest; presence also via the proxy itself when it was asked (f.routes)."""
     acts = []
@@ -281,6 +296,11 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
             acts.append(Action(host=d.name, phase=Phase.route, kind="update", subject=subject, before=served_as,
                                after=after, reason=f"drift: {shadow} takes its requests first, so the route is "
                                "never reached: apply puts mcfleet's route before it"))  # fmt: skip
+        elif not changed and not is_l4(route.mode) and (stale := _stale_cert(d, f, key, hostname)):
+            served_as = {"listener": route.listener, "mode": old.mode, "service": old.service,
+                         "backend": old.backend if live is None else live, "certificate": stale[0]}  # fmt: skip
+            acts.append(Action(host=d.name, phase=Phase.route, kind="update", subject=subject, before=served_as,
+                               after={**after, "certificate": stale[1]}, reason=stale[2]))  # fmt: skip
         elif not changed and live is not None and live_mode is not None and is_l4(live_mode) != is_l4(route.mode):
             served_as = {"listener": route.listener, "mode": live_mode, "service": old.service, "backend": live}
             why = (f"drift: the proxy serves it as {live_mode}"

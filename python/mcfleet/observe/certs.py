@@ -16,6 +16,7 @@ def parse_cert(path: str, pem: str) -> CertFacts:
     """The first certificate in a PEM file (the leaf of a fullchain): subject CN, SANs, expiry."""
     # Imported here: ~10 ms that a plan pays only when a host has certificates to read.
     from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
     from cryptography.x509.oid import NameOID
 
@@ -36,4 +37,16 @@ def parse_cert(path: str, pem: str) -> CertFacts:
         sans = []
     public = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     return CertFacts(path=path, subject=subject, sans=sans, not_after=cert.not_valid_after_utc.isoformat(),
+                     sha256=cert.fingerprint(hashes.SHA256()).hex(),
                      pub_sha256=hashlib.sha256(public).hexdigest())  # fmt: skip
+
+
+def fingerprint(pem: str) -> str:
+    """sha256 of the first certificate in PEM text; "" when there is none (or it does not parse)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        return x509.load_pem_x509_certificate(pem.encode()).fingerprint(hashes.SHA256()).hex()
+    except ValueError:
+        return ""

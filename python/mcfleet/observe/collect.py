@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from mcfleet.errors import McfleetError
-from mcfleet.fleet.desired import DesiredHost, desired_state
+from mcfleet.fleet.desired import DesiredHost, desired_state, ipv4_address
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models_providers import HaproxyProvider
 from mcfleet.fleet.routes import node_binds
@@ -62,6 +62,20 @@ def script_inputs(loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -
         addresses=any(node_binds(s.spec) for s in desired.services.values() if s.spec is not None),
         ports=wanted_ports(desired.services.values()),
         route_map=haproxy_map(loaded, desired),
+        served=tls_routes(entry, desired),
+    )
+
+
+def tls_routes(entry: HostEntry, desired: DesiredHost) -> tuple[tuple[str, str], ...]:
+    """(address:port, route key) of each route whose TLS this host's proxy ends with a certificate it holds,
+    asked at the host's first IPv4 address: the one its route names resolve to."""
+    held = {name for c in desired.certs.values() for name in c.sans}
+    address = ipv4_address(entry)
+    target = f"[{address}]" if ":" in address else address
+    return tuple(
+        (f"{target}:{r.listener}", key)
+        for key, r in sorted(desired.routes.items())
+        if r.mode != "l4" and r.hostname in held
     )
 
 

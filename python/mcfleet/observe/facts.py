@@ -71,6 +71,7 @@ class CertFacts(_Fact):
     key_user: str | None = None
     key_mode: str | None = Field(default=None, description="octal, e.g. '600'")
     key_missing: bool = Field(default=False, description="asked, and no plain key file beside the certificate")
+    sha256: str | None = Field(default=None, description="the certificate's fingerprint: sha256 of its DER")
     pub_sha256: str | None = Field(
         default=None, description="sha256 of the certificate's public key (DER SubjectPublicKeyInfo)"
     )
@@ -192,6 +193,11 @@ class Facts(_Fact):
         "an earlier route of the operator's that matches every request for the name); None: not asked",
     )
     route_map: RouteMapFacts | None = Field(default=None, description="HAProxy's map file; None: not asked")
+    served_certs: dict[str, str] | None = Field(
+        default=None,
+        description="'<listener>/<hostname>' -> fingerprint (sha256) of the certificate a TLS handshake for the name "
+        "at the node's address gets, '' when it gets none; None: not asked, or no openssl on the node",
+    )
 
     @property
     def arch(self) -> str | None:

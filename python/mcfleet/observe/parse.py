@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcfleet.observe.certs import key_path, parse_cert
+from mcfleet.observe.certs import fingerprint, key_path, parse_cert
 from mcfleet.observe.facts import (
     Account,
     AgentFacts,
@@ -325,6 +325,23 @@ def parse_key_pubs(text: str) -> dict[str, str]:
     return pubs
 
 
+def parse_served(text: str) -> dict[str, str] | None:
+    """Route key -> fingerprint of the certificate its handshake got ('' for none), from `<key> <base64 PEM>`
+    lines; None when not asked or the node has no openssl (`absent`)."""
+    if not text or text.strip() == "absent":
+        return None
+    out: dict[str, str] = {}
+    for line in text.splitlines()[:CERT_FILES_CAP]:
+        key, _, encoded = line.partition(" ")
+        try:
+            pem = base64.b64decode(encoded.strip(), validate=True).decode("ascii")
+        except (binascii.Error, UnicodeDecodeError):
+            continue
+        if key:
+            out[key] = fingerprint(pem) if pem else ""
+    return out
+
+
 def with_cert_keys(certs: list[CertFacts], text: str, pubs_text: str = "") -> list[CertFacts]:
     """Each certificate with its key's owner and mode, from `<uid> <user> <mode> <file type>:<path>` lines
     (a key that is a link or anything but a plain file counts as missing), and with the sha256 of the key's
@@ -390,4 +407,5 @@ def facts_from(
         addresses=parse_addresses(v.text("addrs")) if "addrs" in v.values else None,
         listening=parse_listening(v.text("listen")) if "listen" in v.values else None,
         route_map=parse_route_map(v.text("routemap"), route_map) if route_map else None,
+        served_certs=parse_served(v.text("served")),
     )

@@ -75,6 +75,7 @@ class ScriptInputs:
     addresses: bool = False  # the node's IP addresses (only when a service publishes on one of them)
     ports: tuple[str, ...] = ()  # the services' host ports, 4 hex digits: who listens on them (listen probe)
     route_map: str = ""  # HAProxy's map file, when this host's proxy carries l4 routes through HAProxy
+    served: tuple[tuple[str, str], ...] = ()  # (address:port, route key) of the TLS routes its proxy ends
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ def probes(inp: ScriptInputs) -> list[Probe]:
             f"then echo map; cat {q(inp.route_map)}; else echo missing; fi",
             inp.route_map or "HAProxy's map file",
         ),
+        Probe("served", _served_body(inp.served), "openssl s_client to the proxy's TLS routes"),
         Probe("manifest", f"cat {q(inp.manifest_path)}", inp.manifest_path),
         Probe(
             "containers",
@@ -200,6 +202,25 @@ def probes(inp: ScriptInputs) -> list[Probe]:
         ),
         *host_level_probes(inp),
     ]
+
+
+def _served_body(served: tuple[tuple[str, str], ...]) -> str:
+    """The certificate the proxy presents for each TLS route, asked as a client would (the route's
+    hostname as SNI, at the node's address): `<route key> <base64 PEM>` lines, an empty PEM when the
+    handshake gave none.  A proxy reads its certificate files when it loads them, so a file changed
+    since (an apply stopped between the cert and route steps, a copy by hand) is not what it serves.
+    No openssl on the node: `absent`, unknown."""
+    if not served:
+        return "echo absent"
+    q = shlex.quote
+    lines = ["if ! command -v openssl >/dev/null 2>&1; then echo absent; return; fi"]
+    for target, key in served:
+        hostname = key.partition("/")[2]
+        lines.append(
+            f"printf '%s ' {q(key)}; timeout 5 openssl s_client -connect {q(target)} -servername {q(hostname)} "
+            f"</dev/null 2>/dev/null | sed -n {CERT_BLOCKS} | head -c {CERT_CAP} | b; echo"
+        )
+    return "\n".join(lines)
 
 
 def _awk_select(path: str, names: tuple[str, ...], ids: tuple[int, ...]) -> str:
