@@ -6,6 +6,7 @@ at the node's address); the plan lists the route as drift, and apply's re-add ma
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
@@ -65,6 +66,12 @@ def test_the_facts_script_gets_the_certificate_a_client_gets(tls_server: tuple[s
     [held] = facts.certs
     assert held.sha256 == parse_cert(str(on_file), on_file.read_text()).sha256 != served
     assert _served((), tmp_path / "certs").served_certs is None  # not asked: no judgement
+    with socket.socket() as hung:  # takes connections (the kernel's backlog) and never answers
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        at = f"127.0.0.1:{hung.getsockname()[1]}"
+        after = _served(((at, f"443/{NAME}"), (target, f"8443/{NAME}")), tmp_path / "certs").served_certs
+    assert after == {f"443/{NAME}": ""}  # one timeout, and the routes after it are not asked: unknown
     without = facts_script(ScriptInputs(users=(), uids=(), gids=(), agent_path="/a", agent_unit="a.service",
                                         served=((target, f"443/{NAME}"),)))  # fmt: skip
     assert "command -v openssl" in without  # a node without openssl answers `absent`: unknown, not drift

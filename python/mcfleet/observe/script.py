@@ -52,6 +52,7 @@ CERT_CAP = 64 * 1024  # bytes per certificate file (a fullchain is a few KiB)
 CERT_FILES_CAP = 512  # certificate files read per host
 # sed: only the certificate blocks of a .pem file (never a private key kept in it)
 CERT_BLOCKS = "'/^-----BEGIN CERTIFICATE-----/,/^-----END CERTIFICATE-----/p'"
+SERVED_TIMEOUT = 3  # seconds for one TLS handshake with the node's own proxy
 OUTPUT_CAP = 16 * 1024 * 1024  # bytes of script output the operator's machine reads per host
 PROBE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
@@ -209,16 +210,18 @@ def _served_body(served: tuple[tuple[str, str], ...]) -> str:
     hostname as SNI, at the node's address): `<route key> <base64 PEM>` lines, an empty PEM when the
     handshake gave none.  A proxy reads its certificate files when it loads them, so a file changed
     since (an apply stopped between the cert and route steps, a copy by hand) is not what it serves.
-    No openssl on the node: `absent`, unknown."""
+    A proxy that takes the connection and never answers costs one timeout: the routes after it are
+    not asked (no line: unknown).  No openssl on the node: `absent`, unknown."""
     if not served:
         return "echo absent"
     q = shlex.quote
-    lines = ["if ! command -v openssl >/dev/null 2>&1; then echo absent; return; fi"]
+    lines = ["if ! command -v openssl >/dev/null 2>&1; then echo absent; return; fi", "hung=0"]
     for target, key in served:
         hostname = key.partition("/")[2]
         lines.append(
-            f"printf '%s ' {q(key)}; timeout 5 openssl s_client -connect {q(target)} -servername {q(hostname)} "
-            f"</dev/null 2>/dev/null | sed -n {CERT_BLOCKS} | head -c {CERT_CAP} | b; echo"
+            f"if [ $hung = 0 ]; then o=$(timeout {SERVED_TIMEOUT} openssl s_client -connect {q(target)} "
+            f"-servername {q(hostname)} </dev/null 2>/dev/null); [ $? = 124 ] && hung=1; printf '%s ' {q(key)}; "
+            f"printf '%s\\n' \"$o\" | sed -n {CERT_BLOCKS} | head -c {CERT_CAP} | b; echo; fi"
         )
     return "\n".join(lines)
 
