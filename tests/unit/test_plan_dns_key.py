@@ -85,6 +85,32 @@ def test_the_dns_kind_asks_the_fleets_provider(tmp_path: Path) -> None:
         assert refusal is not None and refusal[0].startswith("MCNS rejects the MCIAS token of token_file")
         token.write_text("the-right-token\n")
         assert asyncio.run(DnsKind().write_refusal(loaded)) is None
+        token.write_text(jwt(exp=1767225600) + "\n")  # 2026-01-01: refused before MCNS is asked
+        refusal = asyncio.run(DnsKind().write_refusal(loaded))
+        assert refusal == (
+            f"the MCIAS token in {token} expired on 2026-01-01 00:00 UTC (its `exp` claim)",
+            f"have MCIAS issue a new token for the service account and write it to {token}",
+        )
+
+
+def jwt(**claims: object) -> str:
+    """An MCIAS-style bearer token: a JWT with these claims (signature not checked by mcfleet)."""
+    import base64
+
+    def part(data: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'EdDSA', 'typ': 'JWT'})}.{part({'sub': 'mcp-agent', **claims})}.c2lnbmF0dXJl"
+
+
+def test_a_jwts_exp_is_read_and_nothing_else_is_judged() -> None:
+    from mcfleet.providers.base import jwt_expired_at
+
+    now = datetime.fromisoformat("2026-12-06T00:00:00+00:00")
+    assert jwt_expired_at(jwt(exp=1767225600), now) == datetime.fromisoformat("2026-01-01T00:00:00+00:00")
+    assert jwt_expired_at(jwt(exp=1806969600), now) is None  # 2027-04-03, as the platform's mcp-master token
+    unknown = [jwt(), jwt(exp="soon"), jwt(exp=True), "opaque-token", "a.b.c", "a.%%%.c", jwt(exp=10**20)]
+    assert [jwt_expired_at(t, now) for t in unknown] == [None] * len(unknown)
 
 
 def test_certificates_to_issue_are_refused_when_the_providers_credential_cannot_be_used(tmp_path: Path) -> None:
@@ -98,6 +124,9 @@ def test_certificates_to_issue_are_refused_when_the_providers_credential_cannot_
     cases = {
         "metacrypt, no token file": ({"kind": "metacrypt", "url": "https://ca.example.test", "token_file": str(token)},
                                      f"cannot read the MCIAS token file {token}"),
+        "metacrypt, token expired": ({"kind": "metacrypt", "url": "https://ca.example.test",
+                                      "token_file": str(tmp_path / "old-token")},
+                                     f"the MCIAS token in {tmp_path / 'old-token'} expired on 2026-01-01 00:00 UTC"),
         "acme, not a key": ({"kind": "acme", "directory": "https://ca.example.test/dir",
                              "account_key_file": str(tmp_path / "not-a-key.pem")},
                             f"the ACME account key file {tmp_path / 'not-a-key.pem'} is not a readable PEM"),
@@ -109,6 +138,7 @@ def test_certificates_to_issue_are_refused_when_the_providers_credential_cannot_
                                          "account_key_file": str(tmp_path / "made-later.pem")}, None),
     }  # fmt: skip
     (tmp_path / "not-a-key.pem").write_text("not a key\n")
+    (tmp_path / "old-token").write_text(jwt(exp=1767225600) + "\n")
     for i, (name, (provider, said)) in enumerate(cases.items()):
         case["fleet"] = {"providers": {"cert": provider}}
         loaded = write_case_fleet(tmp_path / f"fleet{i}", case)

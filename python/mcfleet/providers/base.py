@@ -8,6 +8,9 @@ an error names the file, never its content.  HTTP JSON calls are in providers/ht
 
 from __future__ import annotations
 
+import base64
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mcfleet.errors import McfleetError
@@ -34,3 +37,34 @@ def read_secret(path: str, what: str) -> str:
     if not value:
         raise ProviderError(f"the {what} file {path} is empty", hint=f"write the {what} into {path}")
     return value
+
+
+def read_token(path: str) -> str:
+    """An MCIAS bearer token from its file (`read_secret`), refused here when it is a JWT whose `exp` has
+    passed: the server would answer 401 to every call, which a plan only finds out by making one."""
+    token = read_secret(path, "MCIAS token")
+    expired = jwt_expired_at(token)
+    if expired is not None:
+        raise ProviderError(
+            f"the MCIAS token in {path} expired on {expired.strftime('%Y-%m-%d %H:%M')} UTC (its `exp` claim)",
+            hint=f"have MCIAS issue a new token for the service account and write it to {path}",
+        )
+    return token
+
+
+def jwt_expired_at(token: str, now: datetime | None = None) -> datetime | None:
+    """When a JWT's `exp` (seconds since the epoch, UTC) passed, or None: not passed, or not a JWT whose
+    payload says (the token stays the server's to judge).  The signature is not checked: only the server
+    can, and a forged `exp` gains nothing here."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        exp = payload["exp"] if isinstance(payload, dict) else None
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            return None
+        at = datetime.fromtimestamp(exp, UTC)
+    except (ValueError, KeyError, OverflowError, OSError):  # binascii.Error and JSONDecodeError are ValueErrors
+        return None
+    return at if at <= (now or datetime.now(UTC)) else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from mcfleet.fleet.models import MetacryptProvider
-from mcfleet.providers.base import ProviderError, read_secret
+from mcfleet.providers.base import ProviderError, read_token
 from mcfleet.providers.http import http_json
 
 WHAT = "Metacrypt"
@@ -22,15 +22,16 @@ class MetacryptCert:
         self.provider = provider
 
     async def key_refusal(self) -> ProviderError | None:
-        """A token file that cannot be read (Metacrypt has no call that checks a token without issuing)."""
+        """A token file that cannot be read, or a JWT past its `exp` (Metacrypt has no call that checks a
+        token without issuing)."""
         try:
-            read_secret(self.provider.token_file, "MCIAS token")
+            read_token(self.provider.token_file)
         except ProviderError as exc:
             return exc
         return None
 
     def _issue(self, hostname: str, csr_pem: bytes) -> str:
-        token = read_secret(self.provider.token_file, "MCIAS token")
+        token = read_token(self.provider.token_file)
         body = {
             "mount": self.provider.mount,
             "operation": "issue",

@@ -12,7 +12,7 @@ import urllib.parse
 from typing import Any
 
 from mcfleet.fleet.models import McnsProvider
-from mcfleet.providers.base import ProviderError, read_secret
+from mcfleet.providers.base import ProviderError, read_token
 from mcfleet.providers.dns.base import in_zone
 from mcfleet.providers.http import HttpRefused, http_json
 
@@ -29,7 +29,7 @@ class McnsDns:
         return f"{self.provider.url.rstrip('/')}/v1/zones/{urllib.parse.quote(self.zone)}/records{suffix}"
 
     def _call(self, method: str, suffix: str = "", body: Any = None) -> Any:
-        token = read_secret(self.provider.token_file, "MCIAS token")
+        token = read_token(self.provider.token_file)
         _status, data = http_json(
             method, self._url(suffix), what=WHAT, token=token, body=body, ca_file=self.provider.ca_file
         )
@@ -68,8 +68,8 @@ class McnsDns:
 
     def _key_refusal(self) -> ProviderError | None:
         try:
-            read_secret(self.provider.token_file, "MCIAS token")
-        except ProviderError as exc:  # the token file cannot be read
+            read_token(self.provider.token_file)
+        except ProviderError as exc:  # the token file cannot be read, or its JWT is past its `exp`
             return exc
         try:
             self._records()
