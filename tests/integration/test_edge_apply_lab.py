@@ -23,7 +23,7 @@ from mcfleet.lab.lab import Lab
 from mcfleet.lab.login import Login
 from mcfleet.lab.nodes import LabNode
 from mcfleet.lab.peers.knot import KnotInfo
-from mcfleet.lab.peers.nodeproxy import providers_json, start_node_proxies
+from mcfleet.lab.peers.nodeproxy import CADDY_ADMIN, providers_json, start_node_proxies
 from mcfleet.lab.peers.pebble import PebbleInfo
 from mcfleet.lab.proc import spawn, start_time, stop
 from mcfleet.providers.cert.base import cert_info
@@ -130,6 +130,7 @@ def test_apply_through_the_edge_converges_and_removes(  # noqa: PLR0917 (pytest 
     _no_secret_leaks(lab, nodes, root, [run, again], tmp_path)
     _renews_near_expiry_and_keeps_the_rest(nodes, root, zone, agent_bundle, tmp_path)
     _a_spoiled_key_is_replaced(nodes, root, zone, agent_bundle, pebble_root)
+    _a_tls_entry_removed_by_hand_is_given_back(nodes, root, zone, agent_bundle, pebble_root)
     _another_cert_provider_issues_again(nodes, root, zone, agent_bundle, pebble_root)
     _a_route_moves_between_proxies_whole(nodes, knot, root, agent_bundle, pebble_root)
 
@@ -289,6 +290,24 @@ def _a_spoiled_key_is_replaced(nodes: Nodes, root: Path, zone: str, bundle: Path
         assert nodes.sh(edge.name, f"sha256sum < {key}").stdout != before  # a new key, not the spoiled one
         assert "this is the pub page" in _curl(f"pub.{zone}", 443, edge.address, pebble_root).stdout
         assert cli("plan", str(root), "--detailed-exitcode").code == 0
+
+
+def _a_tls_entry_removed_by_hand_is_given_back(nodes: Nodes, root: Path, zone: str, bundle: Path, ca: Path) -> None:
+    """Caddy's certificate entry for pub deleted through its admin API, the route kept: the edge answers no
+    TLS for the name while Caddy still lists the route.  The plan reads the file Caddy holds for each route,
+    and apply adds the route again with it."""
+    edge = nodes.nodes[1]
+    admin = f"curl -sf -H 'Host;' --unix-socket {CADDY_ADMIN} http://localhost/config/apps/tls/certificates/load_files"
+    nodes.sh(edge.name, f"{admin}/0 -X DELETE")
+    assert _curl(f"pub.{zone}", 443, edge.address, ca).returncode != 0
+    plan = json.loads(cli("plan", str(root), "--json").stdout)["actions"]
+    removed = "drift: the proxy holds no certificate (its TLS entry was removed)"
+    assert [(a["host"], a["kind"], a["subject"], a["reason"].partition(" for it")[0]) for a in plan] == [
+        (edge.name, "update", f"route 443/pub.{zone}", removed)
+    ]
+    assert cli("apply", str(root), "--all", "--yes", "--bundle", str(bundle)).code == 0
+    assert "this is the pub page" in _curl(f"pub.{zone}", 443, edge.address, ca).stdout
+    assert cli("plan", str(root), "--detailed-exitcode").code == 0
 
 
 def _another_cert_provider_issues_again(nodes: Nodes, root: Path, zone: str, bundle: Path, pebble_root: Path) -> None:

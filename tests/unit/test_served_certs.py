@@ -87,9 +87,29 @@ def _host() -> DesiredHost:
                        certs={"web": cert})  # fmt: skip
 
 
-def _facts(on_file: str | None, served: dict[str, str] | None) -> Facts:
+def _facts(on_file: str | None, served: dict[str, str] | None, held: dict[str, str] | None = None) -> Facts:
     cert = CertFacts(path=PEM, sans=[NAME], not_after="2027-03-01T00:00:00+00:00", sha256=on_file)
-    return Facts(host="n1", certs=[cert], live_routes={f"443/{NAME}": BACKEND}, served_certs=served)
+    return Facts(host="n1", certs=[cert], live_routes={f"443/{NAME}": BACKEND}, served_certs=served, live_certs=held)
+
+
+def test_a_route_whose_proxy_holds_another_certificate_file_or_none_is_drift() -> None:
+    """What the proxy's own API says it holds for the route (Caddy's tagged load_files entry, mc-proxy's
+    tls_cert): none, after its entry was removed by another hand, or another file."""
+    applied = Manifest(routes=[ManifestRoute(hostname=NAME, mode="l7", service="web", backend=BACKEND)])
+    key = f"443/{NAME}"
+    said = {}
+    for held in ("", "/etc/ssl/other.pem"):
+        [act] = routes_diff(_host(), _facts("b" * 64, None, {key: held}), applied)
+        assert (act.kind, act.subject) == ("update", f"route {key}")
+        assert isinstance(act.before, dict) and isinstance(act.after, dict)
+        assert (act.before["certificate"], act.after["certificate"]) == (held or "(none)", PEM)
+        said[held] = act.reason
+    assert said[""].startswith("drift: the proxy holds no certificate (its TLS entry was removed) for it, not")
+    assert said["/etc/ssl/other.pem"].startswith(
+        f"drift: the proxy holds the certificate file /etc/ssl/other.pem for it, not {PEM}"
+    )
+    assert routes_diff(_host(), _facts("b" * 64, None, {key: PEM}), applied) == []
+    assert routes_diff(_host(), _facts("b" * 64, None, {}), applied) == []  # not a TLS route the proxy listed
 
 
 def test_a_route_served_with_another_certificate_than_its_file_is_drift_apply_re_adds() -> None:

@@ -237,15 +237,25 @@ def dns_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
     return acts
 
 
-def _stale_cert(d: DesiredHost, f: Facts, key: str, hostname: str) -> tuple[str, str, str] | None:
-    """(served, on file, why) when a handshake for the route's name gets another certificate than the file the
-    route names holds: the proxy read the file before it changed and serves the old one until it loads it
-    again (adding the route makes it).  Fingerprints shown as `sha256:<first 12>`; None when they agree or
-    either is unknown."""
+def _cert_drift(d: DesiredHost, f: Facts, key: str, hostname: str) -> tuple[str, str, str] | None:
+    """(before, after, why) when the proxy does not serve a TLS route with the certificate its file holds,
+    or None (also when unknown):
+    - the proxy holds another certificate file for it, or none (its TLS entry removed by another hand):
+      the handshake for the name fails, or gets another name's certificate;
+    - a handshake for the name gets another certificate than the file holds: the proxy read the file before
+      it changed and serves the old one until it loads it again.
+    Adding the route again fixes both: it gives the proxy the file, which it reads then."""
     cert = next((c for c in d.certs.values() if hostname in c.sans), None)
-    seen = f.cert(cert.path) if cert is not None else None
+    if cert is None:
+        return None
+    held = (f.live_certs or {}).get(key)
+    if held is not None and held != cert.path:
+        holds = f"the certificate file {held}" if held else "no certificate (its TLS entry was removed)"
+        why = f"drift: the proxy holds {holds} for it, not {cert.path}: apply adds the route again with its file"
+        return held or "(none)", cert.path, why
+    seen = f.cert(cert.path)
     served = (f.served_certs or {}).get(key)
-    if cert is None or seen is None or not seen.sha256 or not served or served == seen.sha256:
+    if seen is None or not seen.sha256 or not served or served == seen.sha256:
         return None
     why = (f"drift: the proxy serves another certificate for {hostname} than {cert.path} holds (it has not read "
            "the file since it changed): apply gives it the route again, so it reads the file")  # fmt: skip
@@ -296,11 +306,6 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
             acts.append(Action(host=d.name, phase=Phase.route, kind="update", subject=subject, before=served_as,
                                after=after, reason=f"drift: {shadow} takes its requests first, so the route is "
                                "never reached: apply puts mcfleet's route before it"))  # fmt: skip
-        elif not changed and not is_l4(route.mode) and (stale := _stale_cert(d, f, key, hostname)):
-            served_as = {"listener": route.listener, "mode": old.mode, "service": old.service,
-                         "backend": old.backend if live is None else live, "certificate": stale[0]}  # fmt: skip
-            acts.append(Action(host=d.name, phase=Phase.route, kind="update", subject=subject, before=served_as,
-                               after={**after, "certificate": stale[1]}, reason=stale[2]))  # fmt: skip
         elif not changed and live is not None and live_mode is not None and is_l4(live_mode) != is_l4(route.mode):
             served_as = {"listener": route.listener, "mode": live_mode, "service": old.service, "backend": live}
             why = (f"drift: the proxy serves it as {live_mode}"
@@ -330,6 +335,11 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
                     reason="drift: the proxy serves no route for it",
                 )
             )
+        elif not changed and not is_l4(route.mode) and (stale := _cert_drift(d, f, key, hostname)):
+            served_as = {"listener": route.listener, "mode": old.mode, "service": old.service,
+                         "backend": old.backend if live is None else live, "certificate": stale[0]}  # fmt: skip
+            acts.append(Action(host=d.name, phase=Phase.route, kind="update", subject=subject, before=served_as,
+                               after={**after, "certificate": stale[1]}, reason=stale[2]))  # fmt: skip
         elif changed:
             before = {"listener": old.listener, "mode": old.mode, "service": old.service, "backend": old.backend}
             why = "the route changed"
@@ -614,5 +624,7 @@ async def add_live_routes(
             out[host] = item.model_copy(update={"live_routes": {k: r.backend for k, r in live.items()},
                                                 "live_modes": {k: r.mode for k, r in live.items()},
                                                 "live_shadowed": {k: r.shadowed_by for k, r in live.items()
-                                                                  if r.shadowed_by}})  # fmt: skip
+                                                                  if r.shadowed_by},
+                                                "live_certs": {k: r.cert for k, r in live.items()
+                                                               if not is_l4(r.mode)}})  # fmt: skip
     return out

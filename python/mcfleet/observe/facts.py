@@ -192,6 +192,11 @@ class Facts(_Fact):
         description="'<listener>/<hostname>' -> what on the proxy takes that route's requests before it (Caddy: "
         "an earlier route of the operator's that matches every request for the name); None: not asked",
     )
+    live_certs: dict[str, str] | None = Field(
+        default=None,
+        description="'<listener>/<hostname>' -> the certificate file the proxy holds for its TLS-ending route ('' "
+        "none); None: not asked",
+    )
     route_map: RouteMapFacts | None = Field(default=None, description="HAProxy's map file; None: not asked")
     served_certs: dict[str, str] | None = Field(
         default=None,
