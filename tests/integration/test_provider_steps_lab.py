@@ -192,7 +192,8 @@ def test_steps_issue_register_route_renew_and_remove(
     sni = _curl(f"sni.{zone}", 8443, worker, backends)  # the service's own certificate, end to end
     assert sni.returncode == 0 and "s_server" in sni.stdout, sni.stderr
 
-    answers, ttls, _aliases, error = asyncio.run(dns_answers(loaded, [f"pub.{zone}", f"int.{zone}", f"sni.{zone}"]))
+    read = asyncio.run(dns_answers(loaded, [f"pub.{zone}", f"int.{zone}", f"sni.{zone}"]))
+    answers, ttls, error = read.values, read.ttls, read.error
     # pub's name leads to the edge, whose proxy alone routes it; int and sni to the worker
     # ... each written with the provider's TTL
     assert (error, answers, set(ttls.values())) == (
@@ -234,8 +235,10 @@ def test_steps_issue_register_route_renew_and_remove(
     removed = asyncio.run(_apply(loaded, gone, removal))
     failures = [f"{h} {k}: {o.message}" for h, s in removed.items() for k, o in s.items() if o.status == "failed"]
     assert failures == []
-    answers, _ttls, _aliases, _ = asyncio.run(dns_answers(loaded, [f"pub.{zone}", f"int.{zone}"]))
-    assert answers == {f"pub.{zone}": [], f"int.{zone}": [worker]}
+    assert asyncio.run(dns_answers(loaded, [f"pub.{zone}", f"int.{zone}"])).values == {
+        f"pub.{zone}": [],
+        f"int.{zone}": [worker],
+    }
     assert asyncio.run(_live(loaded, ["node3"])) == {"node3": []}
     assert "this is the pub service" not in _curl(f"pub.{zone}", 443, edge, pebble_root).stdout
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dns import update as dns_update
 
 from mcfleet.fleet.models import AcmeProvider, CaddyProvider, HaproxyProvider, Rfc2136Provider
 from mcfleet.lab.netutil import free_port
@@ -20,6 +21,7 @@ from mcfleet.lab.peers.caddy import CaddyInfo
 from mcfleet.lab.peers.haproxy import HaproxyInfo
 from mcfleet.lab.peers.knot import KnotInfo
 from mcfleet.lab.peers.pebble import PebbleInfo
+from mcfleet.observe.dns import ZoneAnswers
 from mcfleet.providers.base import ProviderError
 from mcfleet.providers.cert.acme import AcmeCert
 from mcfleet.providers.cert.base import cert_info, new_key_and_csr
@@ -48,13 +50,22 @@ def test_rfc2136_writes_replaces_and_deletes_a_records_in_knot(knot: KnotInfo) -
     assert asyncio.run(dns.answers([name])) == {name: ["10.77.1.5"]}
     asyncio.run(dns.set_a(name, "10.77.1.6"))
     assert asyncio.run(dns.answers([name])) == {name: ["10.77.1.6"]}  # replaced, not added
-    assert asyncio.run(dns.answers_full([name]))[1] == {name: dns.ttl}
+    assert asyncio.run(dns.answers_full([name])).ttls == {name: dns.ttl}
     slower = _rfc2136(knot)
     slower.ttl = 600
     asyncio.run(slower.set_a(name, "10.77.1.6"))  # the same address with another TTL: the server takes the TTL
-    assert asyncio.run(dns.answers_full([name])) == ({name: ["10.77.1.6"]}, {name: 600}, {})
+    assert asyncio.run(dns.answers_full([name])) == ZoneAnswers({name: ["10.77.1.6"]}, {name: 600})
+    # AAAA records another hand put at the name: read with the A, and removed value by value
+    update = dns_update.UpdateMessage(knot.zone)
+    update.add(name.removesuffix("." + knot.zone), 60, "AAAA", "2001:db8::6")
+    update.add(name.removesuffix("." + knot.zone), 60, "AAAA", "2001:db8::7")
+    dns._send(update, "adding AAAA records")
+    assert asyncio.run(dns.answers_full([name])).v6 == {name: ["2001:db8::6", "2001:db8::7"]}
+    asyncio.run(dns.delete_aaaa(name, ["2001:db8::6"]))
+    assert asyncio.run(dns.answers_full([name])).v6 == {name: ["2001:db8::7"]}  # the other one stays
+    asyncio.run(dns.delete_aaaa(name, ["2001:db8::7"]))
     asyncio.run(dns.delete_a(name))
-    assert asyncio.run(dns.answers_full([name])) == ({name: []}, {}, {})
+    assert asyncio.run(dns.answers_full([name])) == ZoneAnswers({name: []})
     print(f"rfc2136 update + verify: {took * 1000:.0f} ms")
     with pytest.raises(ProviderError, match="outside the zone"):
         asyncio.run(dns.set_a("evil.example.org", "10.6.6.6"))

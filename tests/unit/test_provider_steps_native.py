@@ -166,6 +166,52 @@ def test_a_dns_server_that_keeps_its_own_ttl_fails_the_step_with_what_to_set(tmp
     asyncio.run(scenario())
 
 
+def test_an_aaaa_record_leading_elsewhere_is_planned_and_removed_and_the_hosts_own_kept(tmp_path: Path) -> None:
+    """IPv6 clients take a name's AAAA record over its A: one another hand put there (not an IPv6 address of
+    the host in host.json) sends them elsewhere.  Read from MCNS (its contract fake) into the plan's facts,
+    listed by the DNS kind, and removed by apply's step, which leaves the host's own AAAA and checks."""
+    from mcfleet.fleet.desired import DesiredRecord
+    from mcfleet.kinds.providers import dns_diff
+    from mcfleet.observe.facts import Facts
+    from mcfleet.observe.manifest import Manifest
+    from mcfleet.providers.read import dns_answers
+    from tests.unit.test_served_certs import _host
+
+    web = f"mcr.{ZONE}"
+    record = DesiredRecord(web, "10.0.0.1", v6=("2001:db8::1",))  # the host's own IPv6 address in host.json
+    host = _host()
+    host.records[web] = record
+
+    async def scenario() -> None:
+        with run_mcns(ZONE, POISON) as (mcns_url, mcns):
+            _fleet(tmp_path, mcns_url, "http://127.0.0.1:9", str(tmp_path / "none.sock"))
+            loaded = load_fleet(tmp_path)
+            for value, rtype in (("10.0.0.1", "A"), ("2001:db8::1", "AAAA"), ("2001:0db8::66", "AAAA")):
+                mcns.records[len(mcns.records) + 1] = {"id": len(mcns.records) + 1, "name": web, "type": rtype,
+                                                       "value": value, "ttl": 300}  # fmt: skip
+            read = await dns_answers(loaded, [web])
+            assert read.v6 == {web: ["2001:0db8::66", "2001:db8::1"]}
+            facts = Facts(host="n1").model_copy(update=read.facts_update({web}))
+            [act] = dns_diff(host, facts, Manifest())
+            assert (act.kind, act.subject, act.before) == (
+                "update",
+                f"dns {web}",
+                {"type": "A", "value": "10.0.0.1", "aaaa": ["2001:0db8::66"]},
+            )
+            assert act.reason.startswith("drift: the server also holds AAAA 2001:0db8::66 at it, which IPv6 clients")
+            step = await apply_dns(loaded, Desired(records={web: Record(web, "10.0.0.1")}), [act])
+            assert step.status == "changed", step.message
+            assert "AAAA 2001:0db8::66 removed" in step.message
+            assert sorted((r["type"], r["value"]) for r in mcns.records.values()) == [
+                ("A", "10.0.0.1"),
+                ("AAAA", "2001:db8::1"),
+            ]
+            after = Facts(host="n1").model_copy(update=(await dns_answers(loaded, [web])).facts_update({web}))
+            assert dns_diff(host, after, Manifest()) == []  # the host's own AAAA is no drift
+
+    asyncio.run(scenario())
+
+
 class HelperFromSource(LocalNode):
     """A local node whose root store is a scratch folder and whose helper is the package's own source."""
 

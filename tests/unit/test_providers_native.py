@@ -15,6 +15,7 @@ import pytest
 from mcfleet.fleet.desired import desired_state
 from mcfleet.fleet.models import McnsProvider, MetacryptProvider
 from mcfleet.kinds.providers import DnsKind, add_provider_dns
+from mcfleet.observe.dns import ZoneAnswers
 from mcfleet.observe.facts import Facts
 from mcfleet.observe.manifest import Manifest
 from mcfleet.providers.base import ProviderError
@@ -50,12 +51,12 @@ def test_mcns_creates_updates_and_deletes_a_records_with_the_token(tmp_path: Pat
         asyncio.run(dns.set_a(name, "10.0.0.6"))
         assert asyncio.run(dns.answers([name])) == {name: ["10.0.0.6"]}
         assert sum(c.startswith("PUT") for c in state.calls) == 1
-        assert asyncio.run(dns.answers_full([name])) == ({name: ["10.0.0.6"]}, {name: dns.ttl}, {})
+        assert asyncio.run(dns.answers_full([name])) == ZoneAnswers({name: ["10.0.0.6"]}, {name: dns.ttl})
         dns.ttl = 900  # providers.dns.ttl changed: the same address is written again with it
         asyncio.run(dns.set_a(name, "10.0.0.6"))
-        assert asyncio.run(dns.answers_full([name])) == ({name: ["10.0.0.6"]}, {name: 900}, {})
+        assert asyncio.run(dns.answers_full([name])) == ZoneAnswers({name: ["10.0.0.6"]}, {name: 900})
         asyncio.run(dns.delete_a(name))
-        assert asyncio.run(dns.answers_full([name])) == ({name: []}, {}, {})
+        assert asyncio.run(dns.answers_full([name])) == ZoneAnswers({name: []})
         assert state.serial == 5  # create, update, TTL update, delete each bumped it
 
 
@@ -193,8 +194,8 @@ def test_mcns_reports_a_cname_at_a_service_name_which_the_plan_refuses(tmp_path:
         dns = McnsDns(provider, ZONE)
         asyncio.run(dns.set_a(hello, "10.0.0.7"))
         dns._call("POST", body={"name": web, "type": "CNAME", "value": f"{hello}.", "ttl": 60})
-        assert asyncio.run(dns.answers_full([web, hello])) == ({web: [], hello: ["10.0.0.7"]}, {hello: dns.ttl},
-                                                               {web: hello})  # fmt: skip
+        assert asyncio.run(dns.answers_full([web, hello])) == ZoneAnswers({web: [], hello: ["10.0.0.7"]},
+                                                                          {hello: dns.ttl}, {web: hello})  # fmt: skip
         with pytest.raises(ProviderError, match="CNAME exclusivity"):
             asyncio.run(dns.set_a(web, "10.0.0.8"))  # what apply would meet
 

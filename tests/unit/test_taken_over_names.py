@@ -122,3 +122,39 @@ def test_a_name_the_server_holds_as_a_cname_is_refused_with_what_to_do() -> None
     )
     ours = Manifest(dns=[ManifestRecord(name=NAME, value="10.0.0.5")])  # even a name apply once wrote
     assert [a.kind for a in dns_diff(_host(), facts, ours)] == ["refuse"]
+
+
+def test_an_aaaa_record_leading_elsewhere_rides_with_the_a_records_change() -> None:
+    """The AAAA values that are no IPv6 address of the host (host.json) go in the action's `before`, which
+    apply's step removes: with an A change, a TTL change, or alone; none when the server was not read."""
+    stray = {NAME: ["2001:db8::66"]}
+    [moved] = dns_diff(_host(), Facts(host="n1", dns={NAME: ["10.0.0.9"]}, dns_v6=stray), Manifest())
+    assert moved.before == {"type": "A", "value": "10.0.0.9", "aaaa": ["2001:db8::66"]}
+    assert moved.reason.endswith("; the server also holds AAAA 2001:db8::66 at it, which IPv6 clients reach "
+                                 "instead (no address of its host in host.json): apply removes it")  # fmt: skip
+    [created] = dns_diff(_host(), Facts(host="n1", dns={NAME: []}, dns_v6=stray), Manifest())
+    assert (created.kind, created.before) == ("create", {"aaaa": ["2001:db8::66"]})
+    host = _host()
+    host.records[NAME] = replace(host.records[NAME], ttl=60)
+    [ttl] = dns_diff(host, Facts(host="n1", dns={NAME: ["10.0.0.5"]}, dns_ttl={NAME: 300}, dns_v6=stray), Manifest())
+    assert ttl.before == {"type": "A", "value": "10.0.0.5", "ttl": 300, "aaaa": ["2001:db8::66"]}
+    own = replace(host.records[NAME], v6=("2001:db8:0:0::66",))  # the host's own, written another way
+    host.records[NAME] = replace(own, ttl=None)
+    assert dns_diff(host, Facts(host="n1", dns={NAME: ["10.0.0.5"]}, dns_v6=stray), Manifest()) == []
+    assert (
+        dns_diff(_host(), Facts(host="n1", dns_v6=stray), Manifest(dns=[ManifestRecord(name=NAME, value="10.0.0.5")]))
+        == []
+    )
+
+
+def test_a_records_v6_are_the_ipv6_addresses_of_the_host_it_leads_to(tmp_path: Any) -> None:
+    import json
+
+    from mcfleet.fleet.desired import desired_state
+    from tests.unit.test_plan_cases import CASES, write_case_fleet
+
+    case = json.loads((CASES / "in-sync.json").read_text())
+    [host] = case["hosts"]
+    case["hosts"][host]["host"] = {"addresses": ["10.0.0.10", "2001:DB8::a", "fe80::1"]}
+    desired = desired_state(write_case_fleet(tmp_path, case))[host]
+    assert {r.v6 for r in desired.records.values()} == {("2001:db8::a", "fe80::1")}

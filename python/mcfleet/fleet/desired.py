@@ -96,6 +96,7 @@ class DesiredRecord:
     value: str
     type: str = "A"
     ttl: int | None = None  # the DNS provider's `ttl`: a record the server holds with another is changed
+    v6: tuple[str, ...] = ()  # the IPv6 addresses in host.json of the host it leads to: AAAA values kept
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,18 @@ def sha256_text(text: str) -> str:
 def spec_hash(service: Service) -> str:
     data = service.model_dump(mode="json", exclude={"schema_", "files"})  # files: the files kind
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def ipv6_addresses(entry: HostEntry) -> tuple[str, ...]:
+    """The host's IPv6 addresses in host.json: an AAAA record at one of its names may lead there."""
+    out = []
+    for address in entry.host.addresses:
+        try:
+            if ipaddress.ip_address(address).version == 6:
+                out.append(str(ipaddress.ip_address(address)))
+        except ValueError:
+            continue
+    return tuple(out)
 
 
 def ipv4_address(entry: HostEntry) -> str:
@@ -258,7 +271,9 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
                 _add_files(loaded, hosts[name], entry, index, ports=svc_ports, address=address)
             if zone:
                 default_name = f"{svc.name}.{zone}"
-                hosts[name].records[default_name] = DesiredRecord(default_name, address, ttl=record_ttl(loaded))
+                hosts[name].records[default_name] = DesiredRecord(
+                    default_name, address, ttl=record_ttl(loaded), v6=ipv6_addresses(entry)
+                )
     add_routes(loaded, hosts, ports)
     return hosts
 
@@ -293,9 +308,9 @@ def add_routes(loaded: LoadedFleet, hosts: dict[str, DesiredHost], ports: dict[s
         if zone and route.hostname.endswith("." + zone):
             # the name leads to the proxy that routes it: a public route's to the edge, whose proxy
             # alone carries it (rule route-name-split keeps one hostname on one proxy)
-            address = ipv4_address(loaded.hosts[route.proxy_host])
+            proxy_entry = loaded.hosts[route.proxy_host]
             hosts[route.backend_host].records[route.hostname] = DesiredRecord(
-                route.hostname, address, ttl=record_ttl(loaded)
+                route.hostname, ipv4_address(proxy_entry), ttl=record_ttl(loaded), v6=ipv6_addresses(proxy_entry)
             )
         proxy.routes[route.key] = DesiredRoute(
             route.hostname, route.mode, route.service, route.backend_host, route.backend, route.listener

@@ -8,12 +8,13 @@ instead of actions nothing could perform.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Container, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mcfleet.fleet.desired import DesiredCert, DesiredHost, dns_names
+from mcfleet.fleet.desired import DesiredCert, DesiredHost, DesiredRecord, dns_names
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import CaddyProvider, Rfc2136Provider
 from mcfleet.kinds.base import MADE, ApplyContext, GatherResult, NoRead, Outcome, ReadContext
@@ -24,6 +25,7 @@ from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
 
 if TYPE_CHECKING:
+    from mcfleet.observe.dns import ZoneAnswers
     from mcfleet.providers.cert.base import CertBackend
     from mcfleet.providers.dns.base import DnsBackend
     from mcfleet.providers.steps import StepOutcome
@@ -187,6 +189,24 @@ def certs_diff(d: DesiredHost, f: Facts, manifest: Manifest, now: datetime) -> l
     return acts
 
 
+def stray_v6(rec: DesiredRecord, held: list[str]) -> list[str]:
+    """The AAAA values at a record's name that are no IPv6 address of the host it leads to (host.json)."""
+
+    def canonical(value: str) -> str:
+        try:
+            return ipaddress.ip_address(value).compressed
+        except ValueError:
+            return value
+
+    kept = {canonical(v) for v in rec.v6}
+    return sorted(v for v in held if canonical(v) not in kept)
+
+
+def _aaaa_reason(stray: list[str]) -> str:
+    return (f"the server also holds AAAA {', '.join(stray)} at it, which IPv6 clients reach instead (no address "
+            "of its host in host.json): apply removes it")  # fmt: skip
+
+
 def dns_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
     acts = []
     recorded = {r.name: r for r in manifest.dns}
@@ -202,16 +222,24 @@ def dns_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
         if name in f.dns:  # the authoritative server answered: it is the truth
             answers = f.dns[name]
             held = f.dns_ttl.get(name)
+            stray = stray_v6(rec, f.dns_v6.get(name, []))
+            also = f"; {_aaaa_reason(stray)}" if stray else ""
             if answers == [rec.value] and (rec.ttl is None or held is None or held == rec.ttl):
+                if stray:  # the A record is right, and IPv6 clients are sent elsewhere
+                    acts.append(Action(host=d.name, phase=Phase.dns, kind="update", subject=subject,
+                                       before={**after, "aaaa": stray}, after=after,
+                                       reason=f"drift: {_aaaa_reason(stray)}"))  # fmt: skip
                 continue
             if answers == [rec.value]:  # the address is right, the TTL is not (providers.dns.ttl changed)
-                why = f"the server holds it with TTL {held} s, the fleet's is {rec.ttl} s"
-                held_as = {**after, "ttl": held}
+                why = f"the server holds it with TTL {held} s, the fleet's is {rec.ttl} s{also}"
+                held_as = {**after, "ttl": held, **({"aaaa": stray} if stray else {})}
                 acts.append(Action(host=d.name, phase=Phase.dns, kind="update", subject=subject, before=held_as,
                                    after={**after, "ttl": rec.ttl}, reason=why))  # fmt: skip
                 continue
             kind = "create" if not answers else "update"
-            before = {"type": "A", "value": ", ".join(answers)} if answers else None  # a set, shown as `after`
+            before: dict[str, Any] | None = (
+                {"type": "A", "value": ", ".join(answers)} if answers else None
+            )  # a set, shown as `after`
             if not answers:
                 reason = "no A record at the authoritative server"
             elif name in recorded and answers == [recorded[name].value]:  # what apply wrote: the files changed
@@ -220,6 +248,8 @@ def dns_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
                 reason = f"the server answers {', '.join(answers)}: changed since apply wrote it"
             else:  # a record some other hand or tool made: replacing it is a change to review
                 reason = f"the server answers {', '.join(answers)}, {NOT_RECORDED_HERE}"
+            if stray:
+                before, reason = {**(before or {}), "aaaa": stray}, reason + also
         else:
             old = recorded.get(name)
             if old is not None and old.value == rec.value:
@@ -432,15 +462,16 @@ async def add_dns(loaded: LoadedFleet, desired: Mapping[str, DesiredHost], facts
         return facts
     from mcfleet.observe.dns import query_names
 
-    answers, ttls, aliases, error = await query_names(every, provider.server, provider.port)  # all in parallel
+    return _with_answers(facts, wanted, await query_names(every, provider.server, provider.port))  # in parallel
+
+
+def _with_answers(facts: GatherResult, wanted: dict[str, set[str]], read: ZoneAnswers) -> GatherResult:
+    """Each host's facts with the answers to the names it asked for."""
     out = dict(facts)
     for host, names in wanted.items():
         item = out[host]
         if names and isinstance(item, Facts):
-            mine = {n: answers[n] for n in sorted(names) if n in answers}
-            out[host] = item.model_copy(update={"dns": mine, "dns_ttl": {n: ttls[n] for n in mine if n in ttls},
-                                                "dns_alias": {n: aliases[n] for n in mine if n in aliases},
-                                                "dns_error": error if len(mine) < len(names) else None})  # fmt: skip
+            out[host] = item.model_copy(update=read.facts_update(names))
     return out
 
 
@@ -589,16 +620,7 @@ async def add_provider_dns(
     }
     from mcfleet.providers.read import dns_answers
 
-    answers, ttls, aliases, error = await dns_answers(loaded, set().union(*wanted.values()) if wanted else set())
-    out = dict(facts)
-    for host, names in wanted.items():
-        item = out[host]
-        if names and isinstance(item, Facts):
-            mine = {n: answers[n] for n in sorted(names) if n in answers}
-            out[host] = item.model_copy(update={"dns": mine, "dns_ttl": {n: ttls[n] for n in mine if n in ttls},
-                                                "dns_alias": {n: aliases[n] for n in mine if n in aliases},
-                                                "dns_error": error})  # fmt: skip
-    return out
+    return _with_answers(facts, wanted, await dns_answers(loaded, set().union(*wanted.values()) if wanted else set()))
 
 
 async def add_live_routes(

@@ -7,49 +7,72 @@ per name as an error string, never raised.
 from __future__ import annotations
 
 import asyncio
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 
 class Answer(NamedTuple):
     values: list[str]  # the A values held at the name itself (empty: NXDOMAIN or no A record)
     ttl: int | None  # their TTL (the authoritative server gives the one it holds); None without values
     alias: str | None = None  # the target of a CNAME held at the name: no A record can sit beside it
+    v6: tuple[str, ...] = ()  # the AAAA values held at the name: IPv6 clients go there instead of the A
 
 
 def query_a(name: str, server: str, port: int, timeout: float = 2.0) -> Answer:
-    """The A answer for name, read at the authoritative server.  Only records owned by the name count: a
-    CNAME there comes with its target's A records, which are the target's, not the name's.  Raises OSError
-    on no answer."""
+    """The A answer for name, and its AAAA values, read at the authoritative server.  Only records owned by
+    the name count: a CNAME there comes with its target's A records, which are the target's, not the
+    name's (and no AAAA of its own can sit beside it).  Raises OSError on no answer."""
     from dnslib import QTYPE, DNSRecord  # ~7 ms to import: only a fleet with a DNS provider asks
 
-    reply = DNSRecord.parse(DNSRecord.question(name, "A").send(server, port, tcp=False, timeout=timeout))
-    own = [rr for rr in reply.rr if str(rr.rname).rstrip(".").lower() == name.rstrip(".").lower()]
-    found = [rr for rr in own if rr.rtype == QTYPE.A]
-    alias = next((str(rr.rdata).rstrip(".") for rr in own if rr.rtype == QTYPE.CNAME), None)
-    return Answer(sorted(str(rr.rdata) for rr in found), min((rr.ttl for rr in found), default=None), alias)
+    def own(qtype: str) -> list[Any]:
+        reply = DNSRecord.parse(DNSRecord.question(name, qtype).send(server, port, tcp=False, timeout=timeout))
+        return [rr for rr in reply.rr if str(rr.rname).rstrip(".").lower() == name.rstrip(".").lower()]
+
+    held = own("A")
+    found = [rr for rr in held if rr.rtype == QTYPE.A]
+    alias = next((str(rr.rdata).rstrip(".") for rr in held if rr.rtype == QTYPE.CNAME), None)
+    v6 = () if alias else tuple(sorted(str(rr.rdata) for rr in own("AAAA") if rr.rtype == QTYPE.AAAA))
+    return Answer(sorted(str(rr.rdata) for rr in found), min((rr.ttl for rr in found), default=None), alias, v6)
 
 
-Answers = dict[str, list[str]]  # name -> its A values
-Ttls = dict[str, int]  # name -> the TTL of its A values (names with values only)
-Aliases = dict[str, str]  # name -> the target of the CNAME held at it
+@dataclass
+class ZoneAnswers:
+    """What the authoritative server holds at the asked names, or why it could not be read (`error`)."""
+
+    values: dict[str, list[str]] = field(default_factory=dict)  # name -> its A values
+    ttls: dict[str, int] = field(default_factory=dict)  # name -> the TTL of its A values (names with values)
+    aliases: dict[str, str] = field(default_factory=dict)  # name -> the target of the CNAME held at it
+    v6: dict[str, list[str]] = field(default_factory=dict)  # name -> its AAAA values (names with any)
+    error: str | None = None
+
+    def add(self, name: str, answer: Answer) -> None:
+        self.values[name] = answer.values
+        if answer.ttl is not None:
+            self.ttls[name] = answer.ttl
+        if answer.alias is not None:
+            self.aliases[name] = answer.alias
+        if answer.v6:
+            self.v6[name] = list(answer.v6)
+
+    def facts_update(self, names: set[str]) -> dict[str, Any]:
+        """The Facts fields of one host that asked for `names` (the answers it got, and the error when some
+        name got none)."""
+        mine = {n: self.values[n] for n in sorted(names) if n in self.values}
+        return {"dns": mine, "dns_ttl": {n: self.ttls[n] for n in mine if n in self.ttls},
+                "dns_alias": {n: self.aliases[n] for n in mine if n in self.aliases},
+                "dns_v6": {n: self.v6[n] for n in mine if n in self.v6},
+                "dns_error": self.error if len(mine) < len(names) else None}  # fmt: skip
 
 
-async def query_names(names: list[str], server: str, port: int) -> tuple[Answers, Ttls, Aliases, str | None]:
-    """(answers by name, their TTLs, the names that are CNAMEs, first error or None)."""
+async def query_names(names: list[str], server: str, port: int) -> ZoneAnswers:
+    """Every name's answer, asked in parallel; the first failure in `error` (its name gets no answer)."""
     results = await asyncio.gather(
         *(asyncio.to_thread(query_a, n, server, port) for n in names), return_exceptions=True
     )
-    answers: Answers = {}
-    ttls: Ttls = {}
-    aliases: Aliases = {}
-    error = None
+    out = ZoneAnswers()
     for name, result in zip(names, results, strict=True):
         if isinstance(result, BaseException):
-            error = error or f"{name}: {type(result).__name__}: {result}"
+            out.error = out.error or f"{name}: {type(result).__name__}: {result}"
             continue
-        answers[name] = result.values
-        if result.ttl is not None:
-            ttls[name] = result.ttl
-        if result.alias is not None:
-            aliases[name] = result.alias
-    return answers, ttls, aliases, error
+        out.add(name, result)
+    return out

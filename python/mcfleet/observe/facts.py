@@ -171,6 +171,9 @@ class Facts(_Fact):
     dns_alias: dict[str, str] = Field(
         default_factory=dict, description="name -> the target of the CNAME the authoritative server holds at it"
     )
+    dns_v6: dict[str, list[str]] = Field(
+        default_factory=dict, description="name -> the AAAA values the authoritative server holds at it (if any)"
+    )
     dns_error: str | None = None
     routes: list[str] | None = Field(
         default=None, description="this host's route hostnames the route provider serves; None: not asked"

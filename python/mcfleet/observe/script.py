@@ -150,9 +150,10 @@ def probes(inp: ScriptInputs) -> list[Probe]:
             # whether each key belongs to its certificate: the sha256 of the public key openssl derives from
             # it, never the key.  Read from a capped pipe (a plain file, not a link); an encrypted key fails
             # at once on the empty passphrase, as it fails the proxy.  A key openssl cannot load leaves
-            # sha256sum an empty input (parse.EMPTY_SHA256).  Without openssl: unknown.
+            # sha256sum an empty input (parse.EMPTY_SHA256).  Without openssl, or a key this account cannot
+            # read: unknown, never "cannot be loaded".
             "if ! command -v openssl >/dev/null 2>&1; then echo absent; else n=0; "
-            f'for k in {q(inp.cert_dir)}/*.key; do [ -f "$k" ] && [ ! -L "$k" ] || continue; '
+            f'for k in {q(inp.cert_dir)}/*.key; do [ -f "$k" ] && [ ! -L "$k" ] && [ -r "$k" ] || continue; '
             f'n=$((n + 1)); [ "$n" -gt {CERT_FILES_CAP} ] && break; '
             f'h=$(head -c {CERT_CAP} -- "$k" | openssl pkey -passin pass: -pubout -outform DER | sha256sum); '
             'echo "${h%% *} $k"; done; fi',

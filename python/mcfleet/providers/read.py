@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.load import LoadedFleet
+from mcfleet.observe.dns import ZoneAnswers
 from mcfleet.providers.base import ProviderError
 from mcfleet.providers.route.base import ProxyRoute
 from mcfleet.providers.select import dns_backend
@@ -19,20 +20,16 @@ from mcfleet.transport.base import Node
 from mcfleet.transport.ssh import SshPool
 
 
-async def dns_answers(
-    loaded: LoadedFleet, names: Iterable[str]
-) -> tuple[dict[str, list[str]], dict[str, int], dict[str, str], str | None]:
-    """(name -> A values, name -> their TTL, name -> the target of a CNAME held at it, why the server
-    could not be read or None)."""
+async def dns_answers(loaded: LoadedFleet, names: Iterable[str]) -> ZoneAnswers:
+    """What the fleet's DNS provider holds at the names; why it could not be read in `error`."""
     backend = dns_backend(loaded.fleet) if loaded.fleet else None
     wanted = sorted(set(names))
     if backend is None or not wanted:
-        return {}, {}, {}, None
+        return ZoneAnswers()
     try:
-        answers, ttls, aliases = await backend.answers_full(wanted)
+        return await backend.answers_full(wanted)
     except ProviderError as exc:
-        return {}, {}, {}, exc.message
-    return answers, ttls, aliases, None
+        return ZoneAnswers(error=exc.message)
 
 
 LiveRoutes = dict[str, ProxyRoute] | str  # the routes, or why they could not be read

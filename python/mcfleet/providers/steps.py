@@ -150,6 +150,14 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, act
 # --------------------------------------------------------------------------- dns
 
 
+def stray_aaaa(action: Action) -> list[str]:
+    """The AAAA values the plan found at the action's name that lead elsewhere than its host: apply removes
+    them (`before["aaaa"]`, see kinds/providers.dns_diff)."""
+    before = action.before if isinstance(action.before, dict) else {}
+    values = before.get("aaaa")
+    return [str(v) for v in values] if isinstance(values, list) else []
+
+
 async def apply_dns(loaded: LoadedFleet, desired: DesiredHost, actions: Iterable[Action]) -> StepOutcome:
     backend = dns_backend(loaded.fleet) if loaded.fleet else None
     if backend is None:
@@ -158,6 +166,7 @@ async def apply_dns(loaded: LoadedFleet, desired: DesiredHost, actions: Iterable
     failed: list[str] = []
     timings: dict[str, float] = {}
     written: dict[str, list[str]] = {}
+    dropped: dict[str, list[str]] = {}  # name -> the AAAA values removed from it
     unsure: set[str] = set()
     for action in actions:
         name = _subject(action, "dns")
@@ -168,6 +177,11 @@ async def apply_dns(loaded: LoadedFleet, desired: DesiredHost, actions: Iterable
                 await backend.set_a(name, value)
                 written[name] = [value]
                 done.append(f"{name} -> {value}")
+                stray = stray_aaaa(action)
+                if stray:
+                    await backend.delete_aaaa(name, stray)
+                    dropped[name] = stray
+                    done.append(f"{name} AAAA {', '.join(stray)} removed")
             elif action.kind == "delete":
                 await backend.delete_a(name)
                 written[name] = []
@@ -179,11 +193,14 @@ async def apply_dns(loaded: LoadedFleet, desired: DesiredHost, actions: Iterable
         timings[action.subject] = time.monotonic() - started
     if written and not failed:  # verified at the server that answers for the zone
         try:
-            seen, ttls, _aliases = await backend.answers_full(sorted(written))
+            read = await backend.answers_full(sorted(written))
         except ProviderError as exc:
             failed.append(_error("dns verify", exc))
         else:
+            seen, ttls = read.values, read.ttls
             wrong = [f"{n} answers {seen.get(n) or 'nothing'}" for n, want in written.items() if seen.get(n) != want]
+            wrong += [f"{n} still holds AAAA {', '.join(kept)}" for n, gone in dropped.items()
+                      if (kept := sorted(set(read.v6.get(n, [])) & set(gone)))]  # fmt: skip
             # a server that keeps another TTL (a floor of its own) would make every plan change it again
             wrong += [
                 f"{n} has TTL {ttls[n]} s, not providers.dns.ttl {backend.ttl} s (the server keeps its own: "

@@ -1,10 +1,11 @@
-"""The DNS provider interface: A records of the fleet's zone."""
+"""The DNS provider interface: A records of the fleet's zone (and stray AAAA records at its names)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from mcfleet.observe.dns import ZoneAnswers
     from mcfleet.providers.base import ProviderError
 
 
@@ -16,9 +17,13 @@ class DnsBackend(Protocol):
         """name -> the A values the server holds now ([] when none)."""
         ...
 
-    async def answers_full(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int], dict[str, str]]:
-        """The answers, name -> the TTL the server holds them with (names with values only), and name -> the
-        target of a CNAME held at it (no A record can sit beside a CNAME: the server ignores or refuses one)."""
+    async def answers_full(self, names: list[str]) -> ZoneAnswers:
+        """The A answers, the TTL the server holds them with, the target of a CNAME held at a name (no A
+        record can sit beside a CNAME: the server ignores or refuses one) and the AAAA values at a name."""
+        ...
+
+    async def delete_aaaa(self, name: str, values: list[str]) -> None:
+        """Remove these AAAA values of `name` (its others stay)."""
         ...
 
     async def set_a(self, name: str, address: str) -> None:

@@ -12,6 +12,7 @@ import urllib.parse
 from typing import Any
 
 from mcfleet.fleet.models import McnsProvider
+from mcfleet.observe.dns import Answer, ZoneAnswers
 from mcfleet.providers.base import ProviderError, read_token
 from mcfleet.providers.dns.base import in_zone
 from mcfleet.providers.http import HttpRefused, http_json
@@ -46,25 +47,22 @@ class McnsDns:
         return [r for r in self._all_records() if r.get("type") == "A"]
 
     async def answers(self, names: list[str]) -> dict[str, list[str]]:
-        return (await self.answers_full(names))[0]
+        return (await self.answers_full(names)).values
 
-    async def answers_full(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int], dict[str, str]]:
-        """One read of the zone's records: the A values and TTLs, and the names MCNS holds a CNAME at (its
-        CNAME exclusivity then refuses an A record there)."""
+    async def answers_full(self, names: list[str]) -> ZoneAnswers:
+        """One read of the zone's records: the A values and TTLs, the names MCNS holds a CNAME at (its
+        CNAME exclusivity then refuses an A record there) and the AAAA values at the names."""
         records = await asyncio.to_thread(self._all_records)
-        mine = {n: [r for r in records if r.get("name") == n and r.get("type") == "A"] for n in names}
-        ttls = {
-            n: min(r["ttl"] for r in rs)
-            for n, rs in mine.items()
-            if rs and all(isinstance(r.get("ttl"), int) for r in rs)
-        }
-        wanted = set(names)
-        aliases = {
-            str(r["name"]): str(r.get("value", "")).rstrip(".")
-            for r in records
-            if r.get("type") == "CNAME" and r.get("name") in wanted
-        }
-        return {n: sorted(str(r.get("value")) for r in rs) for n, rs in mine.items()}, ttls, aliases
+        out = ZoneAnswers()
+        for name in names:
+            own = [r for r in records if r.get("name") == name]
+            held = [r for r in own if r.get("type") == "A"]
+            ttls = [r.get("ttl") for r in held]
+            alias = next((str(r.get("value", "")).rstrip(".") for r in own if r.get("type") == "CNAME"), None)
+            v6 = tuple(sorted(str(r.get("value")) for r in own if r.get("type") == "AAAA"))
+            ttl = min(t for t in ttls if isinstance(t, int)) if ttls and all(isinstance(t, int) for t in ttls) else None
+            out.add(name, Answer(sorted(str(r.get("value")) for r in held), ttl, alias, v6))
+        return out
 
     def _key_refusal(self) -> ProviderError | None:
         try:
@@ -109,6 +107,14 @@ class McnsDns:
         def run() -> None:
             for record in self._records():
                 if record.get("name") == name:
+                    self._call("DELETE", f"/{record['id']}")
+
+        await asyncio.to_thread(run)
+
+    async def delete_aaaa(self, name: str, values: list[str]) -> None:
+        def run() -> None:
+            for record in self._all_records():
+                if record.get("name") == name and record.get("type") == "AAAA" and record.get("value") in values:
                     self._call("DELETE", f"/{record['id']}")
 
         await asyncio.to_thread(run)

@@ -20,7 +20,7 @@ import dns.tsigkeyring
 import dns.update
 
 from mcfleet.fleet.models import Rfc2136Provider
-from mcfleet.observe.dns import Answer, query_a
+from mcfleet.observe.dns import Answer, ZoneAnswers, query_a
 from mcfleet.providers.base import NoAnswer, ProviderError, read_secret
 from mcfleet.providers.dns.base import in_zone
 
@@ -138,13 +138,14 @@ class Rfc2136Dns:
             ) from None
 
     async def answers(self, names: list[str]) -> dict[str, list[str]]:
-        return (await self.answers_full(names))[0]
+        return (await self.answers_full(names)).values
 
-    async def answers_full(self, names: list[str]) -> tuple[dict[str, list[str]], dict[str, int], dict[str, str]]:
-        found = dict(zip(names, await asyncio.gather(*(asyncio.to_thread(self._query, n) for n in names)), strict=True))
-        ttls = {n: a.ttl for n, a in found.items() if a.ttl is not None}
-        aliases = {n: a.alias for n, a in found.items() if a.alias is not None}
-        return {n: a.values for n, a in found.items()}, ttls, aliases
+    async def answers_full(self, names: list[str]) -> ZoneAnswers:
+        out = ZoneAnswers()
+        for name, answer in zip(names, await asyncio.gather(*(asyncio.to_thread(self._query, n) for n in names)),
+                                strict=True):  # fmt: skip
+            out.add(name, answer)
+        return out
 
     async def set_a(self, name: str, address: str) -> None:
         relative = self._relative(name)
@@ -163,5 +164,16 @@ class Rfc2136Dns:
             update = dns.update.UpdateMessage(self.zone)
             update.delete(relative, "A")
             self._send(update, f"the deletion of {name}")
+
+        await asyncio.to_thread(run)
+
+    async def delete_aaaa(self, name: str, values: list[str]) -> None:
+        relative = self._relative(name)
+
+        def run() -> None:
+            update = dns.update.UpdateMessage(self.zone)
+            for value in values:
+                update.delete(relative, "AAAA", value)
+            self._send(update, f"the deletion of {name}'s AAAA {', '.join(values)}")
 
         await asyncio.to_thread(run)
