@@ -131,3 +131,21 @@ def test_agent_status_notes_a_boot_that_has_not_ended_healthy() -> None:
                                  boot="failed at stage core, next try in 35 s (attempt 3)"))  # fmt: skip
     assert row[5] == "boot failed at stage core, next try in 35 s (attempt 3)"
     assert status_row(AgentStatus("full1", True, version="0.1.0", unit="active", health="SERVING"))[5] == ""
+
+
+def test_a_tls_route_whose_handshake_gets_no_certificate_is_an_outage_in_note_after_services() -> None:
+    """The plan's facts ask the host's proxy, as a client would, for each TLS route's certificate: one that
+    gets none (listener gone, certificate entry removed, the proxy hung) is said in NOTE and fails `ok`."""
+    from mcfleet.cli.commands_status import routes_not_served
+
+    served = {"443/hello.example.test": "", "443/api.example.test": "ab" * 32, "8443/db.example.test": ""}
+    missing = routes_not_served(served, "10.0.0.5")
+    assert missing == ("443/hello.example.test (a handshake at 10.0.0.5:443 gets no certificate)",
+                       "8443/db.example.test (a handshake at 10.0.0.5:8443 gets no certificate)")  # fmt: skip
+    assert routes_not_served(None, "10.0.0.5") == () == routes_not_served({"443/a": "cd" * 32}, "10.0.0.5")
+    row = HostStatus("edge", True, agent_health="SERVING", services_up=0, services_total=1, note="dns not read",
+                     not_up=("web: no container",), not_served=missing)  # fmt: skip
+    assert row.row()[6] == ("not up: web: no container; no TLS: 443/hello.example.test (a handshake at "
+                            "10.0.0.5:443 gets no certificate) (+1 more); dns not read")  # fmt: skip
+    assert not HostStatus("edge", True, agent_health="SERVING", not_served=missing[:1]).ok
+    assert HostStatus("edge", True, agent_health="SERVING").ok

@@ -36,11 +36,13 @@ class HostStatus:
     not_up: tuple[str, ...] = ()
     # the agent's boot sequence while it has not ended healthy (boot_note): why later stages are down
     boot: str | None = None
+    # the TLS routes of the host's proxy for which a handshake at the host's address got no certificate
+    not_served: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         serving = self.reachable and self.agent_health == "SERVING"
-        return serving and not self.drift and not self.refused and not self.not_up
+        return serving and not self.drift and not self.refused and not self.not_up and not self.not_served
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -54,16 +56,18 @@ class HostStatus:
         drift = "refused" if self.refused else ("yes" if self.drift else "no")
         if self.drift:
             drift += f" ({self.changes} change{'s' if self.changes != 1 else ''})"
-        note = self.note
+        # An outage comes first, before a refusal or a backend not read (a colleague without the age
+        # identity saw only "no operator identity…" while api was down): services down, then names
+        # clients get no TLS for.
+        parts = []
         if self.not_up:
-            # A service down is an outage: it comes first, before a refusal or a backend not read (a
-            # colleague without the age identity saw only "no operator identity…" while api was down).
             first = self.not_up[0] if len(self.not_up[0]) <= 80 else self.not_up[0][:79] + "…"
             more = f" (+{len(self.not_up) - 1} more)" if len(self.not_up) > 1 else ""
-            down = f"not up: {first}{more}"
-            if self.boot:
-                down = f"boot {self.boot}; {down}"
-            note = f"{down}; {note}" if note else down
+            parts.append(f"boot {self.boot}; not up: {first}{more}" if self.boot else f"not up: {first}{more}")
+        if self.not_served:
+            more = f" (+{len(self.not_served) - 1} more)" if len(self.not_served) > 1 else ""
+            parts.append(f"no TLS: {self.not_served[0]}{more}")
+        note = "; ".join([*parts, self.note] if self.note else parts) or None
         return [self.host, "yes", self.agent_version or "-", self.agent_health or "-", services, drift, note]
 
 
@@ -107,6 +111,16 @@ def services_up(
     return up, why_not
 
 
+def routes_not_served(served: dict[str, str] | None, address: str) -> tuple[str, ...]:
+    """The TLS routes (`<listener>/<hostname>`) for which a handshake for the name at the host's address got
+    no certificate (the facts' served_certs: ''), each with where it was asked; none when not asked."""
+    return tuple(
+        f"{key} (a handshake at {address}:{key.partition('/')[0]} gets no certificate)"
+        for key, fingerprint in sorted((served or {}).items())
+        if not fingerprint
+    )
+
+
 def boot_note(boot: Any, now: float) -> str | None:
     """`boot_text` of Facts' `boot` (a dict; None from an agent that does not say, or when there is nothing to say)."""
     from mcfleet.agent.events import boot_text
@@ -124,6 +138,7 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
     """Facts (one round trip per host), the agent's health, and a plan for the drift column."""
     from mcfleet.apply.status import host_status
     from mcfleet.cli.commands_plan import bundle_hashes
+    from mcfleet.fleet.desired import ipv4_address
     from mcfleet.observe.facts import Facts
     from mcfleet.plan.planner import plan_fleet
     from mcfleet.transport.ssh import SshOptions, SshPool
@@ -177,6 +192,7 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
                 refusals=refusal_lines(actions),
                 not_up=tuple(not_up),
                 boot=boot_note(boot, time.time()) if not_up else None,
+                not_served=routes_not_served(item.served_certs, ipv4_address(entry)),
             )
         )
     return rows
@@ -229,10 +245,12 @@ def status(
     """One table of the fleet: reachable, agent version and health, services up, drift.
 
     SERVICES counts the services whose containers all run and pass their health check, run
-    once now by the agent (NOTE says why one is not up: its check, its container's state).
+    once now by the agent (NOTE says why one is not up: its check, its container's state;
+    and "no TLS:" a route of the host's proxy for which a TLS handshake for its name at the
+    host's address gets no certificate).
     DRIFT is what `mcfleet plan` would change on the host (yes/no and how many changes;
     "refused" when the plan has a refusal).  Read-only.  Exit 0 when every host is reachable,
-    its agent serving, every service up and nothing drifted, else 1.
+    its agent serving, every service up, every TLS route answering and nothing drifted, else 1.
 
     Examples:
 
