@@ -11,5 +11,6 @@
     ./firewall.nix
     ./edge.nix
     ./nix-trust.nix
+    ./observe.nix
   ];
 }

@@ -40,6 +40,16 @@ let
   };
 in
 {
+  # nixos/modules/misc/nixpkgs.nix gives every module `pkgs`; here only the packages nix/modules takes
+  # from it, as derivation-shaped values (nothing is built in T2)
+  config._module.args.pkgs = {
+    openssl = {
+      type = "derivation";
+      name = "openssl-3.0.15";
+      outPath = "/nix/store/00000000000000000000000000000000-openssl-3.0.15-bin";
+    };
+  };
+
   options = {
     # nixos/modules/misc/assertions.nix
     assertions = mkOption {
