@@ -94,6 +94,8 @@ def test_host_level_drift_is_planned_as_changes_and_apply_converges_it(
     _clean(root, name)
     assert "RestartSec=30" not in fleet.sh(name, "cat /etc/systemd/system/mcp-agent.service").stdout
 
+    _a_dropin_is_moved_to_roots_store(fleet, root, name, agent_bundle)
+
     # linger and mcp's podman socket removed by hand
     fleet.sh(name, "loginctl disable-linger mcp && rm /srv/mcp/.config/systemd/user/sockets.target.wants/podman.socket")
     gone = _plan(root, name)
@@ -105,6 +107,23 @@ def test_host_level_drift_is_planned_as_changes_and_apply_converges_it(
     assert fleet.sh(name, "test -S /run/user/850/podman/podman.sock", check=False).returncode == 0
 
     _a_stopped_podman_socket_is_started(fleet, root, name, agent_bundle)
+
+
+def _a_dropin_is_moved_to_roots_store(fleet: Any, root: str, name: str, agent_bundle: Path) -> None:
+    """A drop-in (`systemctl edit`) overrides the unit while its file stays as installed: the plan
+    said no changes while the agent ran with another hand's settings.  Apply moves it to root's store."""
+    dropin = "/etc/systemd/system/mcp-agent.service.d/override.conf"
+    fleet.sh(name, f"mkdir -p {dropin.rpartition('/')[0]} && printf '[Service]\\nRestartSec=30\\n' > {dropin} "
+                   "&& systemctl daemon-reload")  # fmt: skip
+    assert fleet.sh(name, "systemctl show -p RestartUSec --value mcp-agent.service").stdout.strip() == "30s"
+    overridden = _plan(root, name)["agent agent"]
+    assert overridden["kind"] == "update"
+    assert overridden["reason"].startswith(f"drop-in {dropin} overrides mcp-agent.service"), overridden["reason"]
+    _apply(root, name, agent_bundle)
+    _clean(root, name)
+    assert fleet.sh(name, "systemctl show -p DropInPaths --value mcp-agent.service").stdout.strip() == ""
+    kept = "/var/lib/mcfleet/dropins/etc_systemd_system_mcp-agent.service.d_override.conf"
+    assert "RestartSec=30" in fleet.sh(name, f"cat {kept}").stdout  # moved, not deleted
 
 
 def _a_stopped_podman_socket_is_started(fleet: Any, root: str, name: str, agent_bundle: Path) -> None:

@@ -177,6 +177,44 @@ def test_activation_is_skipped_only_when_everything_is_as_applied() -> None:
     assert needs_activation(unconfirmed, host, pushed=False) == "binary not confirmed by an earlier apply"
 
 
+def test_a_dropin_on_the_agents_unit_activates_it_and_plan_and_apply_read_it_alike() -> None:
+    """A drop-in overrides the unit while its file stays as installed: apply's probe and the plan's facts
+    both read systemd's DropInPaths, and the one decision activates (moving it to root's store).  Only
+    .conf files under /etc/systemd or /run/systemd are taken: nothing else is moved as root."""
+    from mcfleet.kinds.agent import unit_dropins
+    from mcfleet.observe.parse import parse_agent
+
+    host = make_host(Path("/srv/mcp"))
+    unit = sha256_text(render_unit(host))
+    recorded = Manifest.model_validate({"agent": {"sha256": "a" * 64}})
+    edit = "/etc/systemd/system/mcp-agent.service.d/override.conf"
+    said = parse_probe(
+        f"bin={'a' * 64}\nunit={unit}\nsystemd=1\nactive=active\nenabled=enabled\n"
+        f"dropins={edit} /run/systemd/system.control/mcp-agent.service.d/50-MemoryMax.conf\n"
+    )
+    state = AgentProbe("a" * 64, None, unit, "active", "enabled", recorded, dropins=said.dropins)
+    assert needs_activation(state, host, pushed=False) == (
+        f"drop-in {edit}, /run/systemd/system.control/mcp-agent.service.d/50-MemoryMax.conf overrides "
+        "mcp-agent.service (activation moves it to root's store, /var/lib/mcfleet/dropins)"
+    )
+    facts = parse_agent("/srv/mcp/mcp-agent", f"sha256 {'a' * 64}", f"active active\nenabled enabled\ndropins {edit}")
+    assert facts.unit_dropins == [edit]
+    assert parse_agent("/srv/mcp/mcp-agent", "", "active active\ndropins ").unit_dropins == []
+    assert parse_agent("/srv/mcp/mcp-agent", "", "active active").unit_dropins is None  # an older facts script
+    odd = [
+        "/srv/mcp/x.service.d/a.conf",
+        "/etc/systemd/system/a.service.d/../../../shadow.conf",
+        "/etc/systemd/system/a.service.d/a.conf;rm",
+        "relative.d/a.conf",
+        "/usr/lib/systemd/system/a.service.d/b.conf",
+    ]
+    assert unit_dropins(odd) == ()  # fmt: skip
+    assert unit_dropins([edit, edit.replace("override", "10-x")]) == (edit.replace("override", "10-x"), edit)
+    for everyone in ("/etc/systemd/system/service.d/10-all.conf", "/etc/systemd/system/mcp-.service.d/x.conf"):
+        others = AgentProbe("a" * 64, None, unit, "active", "enabled", recorded, dropins=unit_dropins([everyone]))
+        assert others.dropins and needs_activation(others, host, pushed=False) is None  # not the agent's alone
+
+
 def test_manifest_keeps_other_parts_and_ignores_timestamps() -> None:
     host = make_host(Path("/srv/mcp"))
     current = Manifest.model_validate(

@@ -1,6 +1,7 @@
 """Activate (Debian): install/refresh the unit, restart, health-check; roll back on failure.
 
-    unit file (the old one kept in root's store when it changes) → daemon-reload
+    unit file (the old one kept in root's store when it changes; drop-ins another hand added moved
+    to root's store) → daemon-reload
     → arm the deadman → restart → health check (gRPC over SSH) → disarm (confirm)
     on failure: restore root's `prev` (binary and unit) → restart → health check → disarm
                 → "rolled back" (the apply still fails: exit 1)
@@ -18,13 +19,13 @@ from pathlib import Path
 
 from mcfleet.apply import confirm
 from mcfleet.apply.health import AgentHealth, wait_agent_serving
-from mcfleet.apply.nodeio import AGENT_CURRENT, AGENT_PREV, UNIT_PREV, put_file, write_text_script
+from mcfleet.apply.nodeio import AGENT_CURRENT, AGENT_PREV, UNIT_PREV, put_file, store_of, write_text_script
 from mcfleet.apply.probe import AgentProbe, probe, unit_path
 from mcfleet.errors import ApplyError, McfleetError
 from mcfleet.fleet.desired import DesiredAgent, sha256_text
 from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import Host
-from mcfleet.kinds.agent import AgentSeen, agent_change
+from mcfleet.kinds.agent import AgentSeen, agent_change, own_dropins
 from mcfleet.nix.host_values import agent_unit_text
 from mcfleet.transport.base import Node
 
@@ -66,8 +67,9 @@ def needs_activation(state: AgentProbe, host: Host, pushed: bool) -> str | None:
         return "new agent binary"
     want = desired_agent(host, state.binary_sha256)
     seen = AgentSeen(
-        state.binary_sha256 is not None, state.binary_sha256, state.unit_sha256, state.active, state.enabled
-    )
+        state.binary_sha256 is not None, state.binary_sha256, state.unit_sha256, state.active, state.enabled,
+        state.dropins,
+    )  # fmt: skip
     change = agent_change(want, seen, state.manifest.agent if state.manifest else None)
     return change.reason if change else None
 
@@ -78,9 +80,14 @@ async def _install_unit(node: Node, host: Host, state: AgentProbe) -> None:
     text = render_unit(host)
     path = unit_path(host)
     q = shlex.quote(path)
-    if state.unit_sha256 == sha256_text(text) and state.enabled == "enabled":
+    dropins = own_dropins(state.dropins, host.agent.unit)
+    if state.unit_sha256 == sha256_text(text) and state.enabled == "enabled" and not dropins:
         return  # nothing to write, reload or enable (the restart reloads if systemd holds an older text)
     lines = []
+    kept = f"{store_of(node)}/dropins"  # DROPINS_KEPT, or a test's scratch store
+    for dropin in dropins:  # another hand's override: kept in root's store, never deleted
+        to = shlex.quote(f"{kept}/{dropin.strip('/').replace('/', '_')}")
+        lines.append(f"mkdir -p -m 700 {shlex.quote(kept)} && mv -f -- {shlex.quote(dropin)} {to} || exit 1")
     if state.unit_sha256 != sha256_text(text):
         if state.unit_sha256:  # keep the unit that ran, for the rollback, in root's store
             p = shlex.quote(UNIT_PREV)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from mcfleet.apply.nodeio import STORE, helper_source, stale_temp_glob, store_of, store_script
 from mcfleet.fleet.models import Host
+from mcfleet.kinds.agent import unit_dropins
 from mcfleet.observe.manifest import Manifest, manifest_path, parse_manifest
 from mcfleet.transport.base import Node
 
@@ -39,6 +40,7 @@ class AgentProbe:
     manifest: Manifest | None = None
     has_systemd: bool = True
     store_sha256: str | None = None  # root's copy of the binary it installed last
+    dropins: tuple[str, ...] = ()  # drop-in files that override the unit (kinds.agent.unit_dropins)
 
     @property
     def confirmed_sha256(self) -> str | None:
@@ -67,6 +69,7 @@ def probe_script(host: Host, store: str = STORE) -> str:
             "if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then echo systemd=1; "
             f"echo active=$(systemctl is-active {q(host.agent.unit)} 2>/dev/null); "
             f"echo enabled=$(systemctl is-enabled {q(host.agent.unit)} 2>/dev/null); "
+            f"echo dropins=$(systemctl show -p DropInPaths --value {q(host.agent.unit)} 2>/dev/null); "
             "else echo systemd=0; echo active=unknown; echo enabled=unknown; fi",
             f"echo manifest=$(cat {q(m)} 2>/dev/null | tr -d '\\n' | head -c 1048576)",
             "true",
@@ -96,6 +99,7 @@ def parse_probe(stdout: str, *, manifest_at: str = "the manifest") -> AgentProbe
         manifest=manifest,
         has_systemd=values.get("systemd") == "1",
         store_sha256=sha("store"),
+        dropins=unit_dropins(values.get("dropins", "").split()),
     )
 
 

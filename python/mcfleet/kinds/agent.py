@@ -3,7 +3,7 @@
 One decision (`agent_change`) for plan and apply: the binary's hash (against the
 build, else the manifest's confirmed one), the unit file's hash (against the unit
 apply installs, so a change of `agent.user`/`unit`/`path` shows as `~` with the
-values), the unit's state, and whether an earlier apply confirmed the binary.  The
+values), the unit's state and its drop-ins, and whether an earlier apply confirmed the binary.  The
 plan reads these from the facts; apply re-reads them (apply.probe) right before it
 acts and asks the same function.  apply: build, push, activate (apply.pipeline runs
 those phases; every build ends before any activation).  record: what answered the
@@ -12,6 +12,8 @@ health check, with the unit and user it runs as.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +23,7 @@ from mcfleet.fleet.load import LoadedFleet
 from mcfleet.kinds.base import ApplyContext, NoRead, Outcome
 from mcfleet.kinds.system import system_diff
 from mcfleet.observe.facts import Facts
-from mcfleet.observe.manifest import Manifest, ManifestAgent
+from mcfleet.observe.manifest import NODE_STORE, Manifest, ManifestAgent
 from mcfleet.phase import Phase
 from mcfleet.plan.model import Action
 
@@ -35,6 +37,7 @@ class AgentSeen:
     unit_sha256: str | None
     active: str | None  # systemctl is-active; None when the node has no systemd answer
     enabled: str | None = None  # systemctl is-enabled; None/"unknown" when not read
+    dropins: tuple[str, ...] = ()  # drop-in files that override the unit (systemctl show DropInPaths)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,25 @@ def _identity_change(want: DesiredAgent, recorded: ManifestAgent | None) -> str 
     return ", ".join(moved) or None
 
 
+# where activation keeps the drop-ins it moves away from the agent's unit (root's store on the node)
+DROPINS_KEPT = f"{NODE_STORE}/dropins"
+
+
+def unit_dropins(paths: Iterable[str] | None) -> tuple[str, ...]:
+    """The drop-in files systemd applies to the unit that activation can move away: absolute `.conf` paths
+    under /etc/systemd or /run/systemd (only root writes there), anything else left unjudged."""
+    return tuple(sorted(p for p in (paths or ()) if DROPIN_PATH.match(p) and "/../" not in p))
+
+
+def own_dropins(dropins: Iterable[str], unit: str) -> tuple[str, ...]:
+    """The drop-ins of this unit alone (`<unit>.d/`): one for every service (`service.d/`) or a name prefix
+    (`mcp-.service.d/`) is the operator's for more than the agent, and stays."""
+    return tuple(p for p in dropins if p.rsplit("/", 2)[-2] == f"{unit}.d")
+
+
+DROPIN_PATH = re.compile(r"^/(etc|run)/systemd/[A-Za-z0-9@._/-]+\.d/[A-Za-z0-9@._-]+\.conf$")
+
+
 def agent_change(want: DesiredAgent, seen: AgentSeen, recorded: ManifestAgent | None) -> AgentChange | None:
     """Why the agent must be installed or (re)activated, or None when it runs what is wanted."""
     if not seen.present:
@@ -76,6 +98,9 @@ def agent_change(want: DesiredAgent, seen: AgentSeen, recorded: ManifestAgent | 
         if moved:
             return AgentChange("update", f"the unit file changes: {moved}")
         return AgentChange("update", "unit file changed" if seen.unit_sha256 else "unit file missing")
+    if dropins := own_dropins(seen.dropins, want.unit):  # mcfleet writes none: another hand's `systemctl edit`
+        return AgentChange("update", f"drop-in {', '.join(dropins)} overrides {want.unit} (activation moves "
+                           f"it to root's store, {DROPINS_KEPT})")  # fmt: skip
     if seen.active not in (None, "active"):
         return AgentChange("update", f"{want.unit} is {seen.active}")
     if seen.enabled not in (None, "", "unknown", "enabled"):  # activation enables it again
@@ -118,7 +143,8 @@ class AgentKind(NoRead):
                     hint="boot the node with systemd (PID 1), or take the host out of the fleet",
                 )
             ]
-        seen = AgentSeen(got.present, got.sha256, got.unit_sha256, got.unit_active, got.unit_enabled)
+        seen = AgentSeen(got.present, got.sha256, got.unit_sha256, got.unit_active, got.unit_enabled,
+                         unit_dropins(got.unit_dropins))  # fmt: skip
         change = agent_change(want, seen, m.agent)
         if change is None:
             return []

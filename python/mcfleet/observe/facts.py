@@ -49,6 +49,9 @@ class AgentFacts(_Fact):
     unit_active: str | None = Field(default=None, description="`systemctl is-active`; None without systemd")
     unit_enabled: str | None = None
     unit_sha256: str | None = Field(default=None, description="sha256 of the unit file; None when absent")
+    unit_dropins: list[str] | None = Field(
+        default=None, description="the drop-in files systemd applies to the unit (DropInPaths); None: not read"
+    )
     systemd: bool | None = Field(default=None, description="PID 1 is systemd; None when not observed")
 
 

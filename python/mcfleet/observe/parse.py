@@ -194,6 +194,7 @@ def parse_agent(path: str, agent_text: str, unit_text: str) -> AgentFacts:
         unit_active=unit.get("active") or None,
         unit_enabled=unit.get("enabled") or None,
         unit_sha256=unit.get("unitsha") or None,
+        unit_dropins=unit["dropins"].split() if "dropins" in unit else None,
         systemd=systemd,
     )
 

@@ -125,6 +125,7 @@ def probes(inp: ScriptInputs) -> list[Probe]:
             "unit",
             "if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then "
             f'echo "active $(systemctl is-active {unit})"; echo "enabled $(systemctl is-enabled {unit})"; '
+            f'echo "dropins $(systemctl show -p DropInPaths --value {unit})"; '
             "else echo no-systemd; fi; "
             f"if [ -f {unit_file} ]; then echo \"unitsha $(sha256sum < {unit_file} | cut -d' ' -f1)\"; fi",
             "systemctl",
