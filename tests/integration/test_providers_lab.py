@@ -192,6 +192,9 @@ def test_acme_cert_into_caddy_l7_and_haproxy_l4(
     with pytest.raises(ProviderError, match=r"no server for listener 8443.*'edge-8443'"):
         asyncio.run(caddy_routes.add_route(ProxyRoute(8443, hostname, route.backend, "l7", str(cert), str(key))))
     assert set(asyncio.run(caddy_routes.list_routes())) == {route.key_id}
+    # ... which the plan asks first (and refuses such a route): the same words, none for 443
+    [(listener, (why, hint))] = asyncio.run(caddy_routes.missing_servers([443, 8443])).items()
+    assert listener == 8443 and "no server for listener 8443" in why and hint and "'edge-8443'" in hint
 
     _haproxy_passes_tls_through_and_saves_its_map(haproxy, caddy, hostname, root)
     asyncio.run(caddy_routes.remove_route(443, hostname))

@@ -78,3 +78,27 @@ def test_the_plan_lists_a_shadowed_route_and_apply_re_adds_it() -> None:
 
 def replace_shadow(facts: Facts, shadowed: dict[str, str] | None) -> Facts:
     return facts.model_copy(update={"live_shadowed": shadowed})
+
+
+def test_a_tls_route_on_a_listener_caddy_has_no_server_for_is_refused_by_the_plan() -> None:
+    """Adding it fails at apply (`_server_for`), so the plan refuses it with Caddy's words and the server to
+    add, whether the route is new or was applied before the server went away; an l4 route is HAProxy's."""
+    key, backend = f"8443/{NAME}", "127.0.0.1:20080"
+    route = DesiredRoute(hostname=NAME, mode="l7", service="web", service_host="n1", backend=backend, listener=8443)
+    agent = DesiredAgent(path="/srv/mcp/mcp-agent", unit="mcp-agent.service", user="mcp", socket="/srv/mcp/s",
+                         unit_sha256="", sha256=None)  # fmt: skip
+    host = DesiredHost(name="n1", os="debian", arch="amd64", agent=agent, routes={key: route})
+    why = "Caddy has no server for listener 8443 (looked for 'edge-8443'; it has edge)"
+    hint = "add a server 'edge-8443' listening on port 8443 to Caddy's config, or use another listener"
+    seen = Facts(host="n1", live_routes={}, listeners_missing={"8443": [why, hint]})
+    applied = Manifest(routes=[ManifestRoute(hostname=NAME, listener=8443, mode="l7", service="web", backend=backend)])
+    for manifest in (Manifest(), applied):
+        [act] = routes_diff(host, seen, manifest)
+        assert (act.kind, act.subject, act.reason, act.hint) == (
+            "refuse", f"route {key}", f"{why}: apply could not add the route", hint)  # fmt: skip
+    assert [a.kind for a in routes_diff(host, seen.model_copy(update={"listeners_missing": {}}), Manifest())] == [
+        "create"
+    ]
+    l4 = DesiredHost(name="n1", os="debian", arch="amd64", agent=agent,
+                     routes={key: DesiredRoute(NAME, "l4", "web", "n1", backend, 8443)})  # fmt: skip
+    assert [a.kind for a in routes_diff(l4, seen, Manifest())] == ["create"]

@@ -134,3 +134,22 @@ def test_a_route_served_with_another_certificate_than_its_file_is_drift_apply_re
         )
         if "certificate" in a.reason
     ]
+
+
+def test_the_served_certificates_are_asked_only_where_a_route_provider_ends_tls(tmp_path: Path) -> None:
+    """A fleet without providers.route has no proxy of mcfleet's on the node: a handshake there would get
+    nothing and read as an outage (`mcfleet status`: "no TLS") on every host with a declared l7 route."""
+    import json
+
+    from mcfleet.fleet.desired import desired_state
+    from mcfleet.observe.collect import script_inputs
+    from tests.unit.test_plan_cases import CASES, write_case_fleet
+
+    case = json.loads((CASES / "in-sync.json").read_text())  # rift: web with an l7 route (and its certificate)
+    asked = {}
+    for label, providers in (("none", {}), ("caddy", {"route": {"kind": "caddy", "admin_url": "unix:/run/c.sock"}})):
+        case["fleet"] = {"providers": providers}
+        loaded = write_case_fleet(tmp_path / label, case)
+        asked[label] = script_inputs(loaded, loaded.hosts["rift"], desired_state(loaded)["rift"]).served
+    assert asked["none"] == ()
+    assert [key for _target, key in asked["caddy"]] == ["443/web.svc.mcp.example.test"]

@@ -8,13 +8,14 @@ instead of actions nothing could perform.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Container, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mcfleet.fleet.desired import DesiredCert, DesiredHost, DesiredRecord, dns_names
+from mcfleet.fleet.desired import DesiredCert, DesiredHost, DesiredRecord, DesiredRoute, dns_names
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import CaddyProvider, Rfc2136Provider
 from mcfleet.kinds.base import MADE, ApplyContext, GatherResult, NoRead, Outcome, ReadContext
@@ -292,6 +293,16 @@ def _cert_drift(d: DesiredHost, f: Facts, key: str, hostname: str) -> tuple[str,
     return f"sha256:{served[:12]}", f"sha256:{seen.sha256[:12]}", why
 
 
+def _no_server(host: str, f: Facts, route: DesiredRoute, subject: str, after: dict[str, Any]) -> Action | None:
+    """A TLS route on a listener no server of the proxy takes (Caddy): adding it would fail at apply, so
+    the plan refuses it, naming the server to add."""
+    missing = f.listeners_missing.get(str(route.listener)) if not is_l4(route.mode) else None
+    if not missing:
+        return None
+    return Action(host=host, phase=Phase.route, kind="refuse", subject=subject, after=after,
+                  reason=f"{missing[0]}: apply could not add the route", hint=missing[1] or None)  # fmt: skip
+
+
 def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
     """Backends via the manifest; presence also via the proxy itself when it was asked (f.routes)."""
     acts = []
@@ -307,6 +318,9 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
         }
         old = recorded.get(key)
         subject = f"route {key}"
+        if refusal := _no_server(d.name, f, route, subject, after):
+            acts.append(refusal)
+            continue
         if old is None:
             theirs = f.live_routes.get(key) if f.live_routes is not None else None
             reason = "declared in the files"
@@ -632,10 +646,17 @@ async def add_live_routes(
         for h, item in facts.items()
         if isinstance(item, Facts) and (desired[h].routes or (item.manifest and item.manifest.routes))
     ]
-    from mcfleet.providers.read import proxy_routes
+    from mcfleet.providers.read import missing_listeners, proxy_routes
 
-    found = await proxy_routes(loaded, pool, hosts)
+    tls = {h: {r.listener for r in desired[h].routes.values() if not is_l4(r.mode)} for h in hosts}
+    found, unserved = await asyncio.gather(proxy_routes(loaded, pool, hosts), missing_listeners(loaded, pool, tls))
     out = dict(facts)
+    for host, missing in unserved.items():
+        item = out[host]
+        if isinstance(item, Facts):
+            out[host] = item.model_copy(
+                update={"listeners_missing": {str(n): [why, hint or ""] for n, (why, hint) in missing.items()}}
+            )
     for host, live in found.items():
         item = out[host]
         if not isinstance(item, Facts):

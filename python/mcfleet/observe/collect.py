@@ -62,7 +62,8 @@ def script_inputs(loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -
         addresses=any(node_binds(s.spec) for s in desired.services.values() if s.spec is not None),
         ports=wanted_ports(desired.services.values()),
         route_map=haproxy_map(loaded, desired),
-        served=tls_routes(entry, desired),
+        # without a route provider no proxy of mcfleet's ends TLS there: nothing to ask
+        served=tls_routes(entry, desired) if loaded.fleet and loaded.fleet.providers.route else (),
     )
 
 

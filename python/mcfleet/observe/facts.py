@@ -198,6 +198,11 @@ class Facts(_Fact):
         description="'<listener>/<hostname>' -> what on the proxy takes that route's requests before it (Caddy: "
         "an earlier route of the operator's that matches every request for the name); None: not asked",
     )
+    listeners_missing: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="listener -> [why, what to do]: a listener of this host's TLS routes no server of its proxy "
+        "takes (Caddy), where adding a route fails",
+    )
     live_certs: dict[str, str] | None = Field(
         default=None,
         description="'<listener>/<hostname>' -> the certificate file the proxy holds for its TLS-ending route ('' "

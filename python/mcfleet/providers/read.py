@@ -7,7 +7,7 @@ plan ("cannot read …") rather than the end of the run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.load import LoadedFleet
@@ -15,7 +15,7 @@ from mcfleet.observe.dns import ZoneAnswers
 from mcfleet.providers.base import ProviderError
 from mcfleet.providers.route.base import ProxyRoute
 from mcfleet.providers.select import dns_backend
-from mcfleet.providers.steps import live_routes
+from mcfleet.providers.steps import listeners_without_server, live_routes
 from mcfleet.transport.base import Node
 from mcfleet.transport.ssh import SshPool
 
@@ -48,3 +48,20 @@ async def proxy_routes(loaded: LoadedFleet, pool: SshPool, hosts: Iterable[str])
     names = sorted(set(hosts))
     found = await asyncio.gather(*(one(n) for n in names))
     return dict(zip(names, found, strict=True))
+
+
+async def missing_listeners(
+    loaded: LoadedFleet, pool: SshPool, wanted: Mapping[str, set[int]]
+) -> dict[str, dict[int, tuple[str, str | None]]]:
+    """host -> the listeners of its TLS routes its proxy has no server for (Caddy), with why and what to
+    do; a host whose proxy could not be asked is left out (the route read says why)."""
+
+    async def one(name: str) -> dict[int, tuple[str, str | None]]:
+        try:
+            return await listeners_without_server(loaded, await pool.connect(loaded.hosts[name]), wanted[name])
+        except McfleetError:
+            return {}
+
+    names = sorted(h for h, listeners in wanted.items() if listeners)
+    found = await asyncio.gather(*(one(n) for n in names))
+    return {n: f for n, f in zip(names, found, strict=True) if f}

@@ -303,6 +303,22 @@ async def apply_routes(
     return out
 
 
+async def listeners_without_server(
+    loaded: LoadedFleet, node: Node, listeners: Iterable[int]
+) -> dict[int, tuple[str, str | None]]:
+    """Listener -> (why, what to do) where the TLS-ending proxy could not take a route (Caddy: no server
+    for the port; the other proxies take any listener)."""
+    provider = loaded.fleet.providers.route if loaded.fleet else None
+    wanted = set(listeners)
+    if not isinstance(provider, CaddyProvider) or not wanted:
+        return {}
+    from mcfleet.providers.route.caddy import CaddyRoutes
+
+    backend = await open_route_backend(provider, node)
+    assert isinstance(backend, CaddyRoutes)
+    return await backend.missing_servers(wanted)
+
+
 async def live_routes(loaded: LoadedFleet, node: Node) -> dict[str, ProxyRoute]:
     """Every route the proxy (or proxies: route and route_l4) on this node serves now."""
     fleet = loaded.fleet

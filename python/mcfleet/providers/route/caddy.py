@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.parse
+from collections.abc import Iterable
 from typing import Any
 
 from mcfleet.fleet.models import CaddyProvider
@@ -160,6 +161,21 @@ class CaddyRoutes:
 
     async def add_route(self, route: ProxyRoute) -> None:
         await asyncio.to_thread(self._add, route)
+
+    def _missing(self, listeners: Iterable[int]) -> dict[int, tuple[str, str | None]]:
+        servers = self._servers()
+        out: dict[int, tuple[str, str | None]] = {}
+        for listener in sorted(set(listeners)):
+            try:
+                self._server_for(listener, servers)
+            except ProviderError as exc:
+                out[listener] = (exc.message, exc.hint)
+        return out
+
+    async def missing_servers(self, listeners: Iterable[int]) -> dict[int, tuple[str, str | None]]:
+        """Listener -> (why, what to do) for each listener no server of Caddy's takes: adding a route there
+        fails, so the plan refuses it rather than list it."""
+        return await asyncio.to_thread(self._missing, listeners)
 
     async def remove_route(self, listener: int, hostname: str) -> None:
         await asyncio.to_thread(self._remove, listener, hostname)
