@@ -305,9 +305,9 @@ async def _live(loaded: LoadedFleet, hosts: list[str]) -> dict[str, list[str]]:
     async with SshPool(hosts=loaded.hosts) as pool:
         found = await proxy_routes(loaded, pool, hosts)
     out = {}
-    for host, routes in found.items():
-        assert not isinstance(routes, str), routes
-        out[host] = sorted(routes)
+    for host, read in found.items():
+        assert not isinstance(read, str), read
+        out[host] = sorted(read.routes)
     return out
 
 

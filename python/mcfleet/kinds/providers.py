@@ -8,7 +8,6 @@ instead of actions nothing could perform.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 from collections.abc import Container, Mapping
 from dataclasses import replace
@@ -646,28 +645,25 @@ async def add_live_routes(
         for h, item in facts.items()
         if isinstance(item, Facts) and (desired[h].routes or (item.manifest and item.manifest.routes))
     ]
-    from mcfleet.providers.read import missing_listeners, proxy_routes
+    from mcfleet.providers.read import proxy_routes
 
     tls = {h: {r.listener for r in desired[h].routes.values() if not is_l4(r.mode)} for h in hosts}
-    found, unserved = await asyncio.gather(proxy_routes(loaded, pool, hosts), missing_listeners(loaded, pool, tls))
+    found = await proxy_routes(loaded, pool, hosts, tls)
     out = dict(facts)
-    for host, missing in unserved.items():
-        item = out[host]
-        if isinstance(item, Facts):
-            out[host] = item.model_copy(
-                update={"listeners_missing": {str(n): [why, hint or ""] for n, (why, hint) in missing.items()}}
-            )
-    for host, live in found.items():
+    for host, read in found.items():
         item = out[host]
         if not isinstance(item, Facts):
             continue
-        if isinstance(live, str):
-            out[host] = item.model_copy(update={"routes_error": live})
+        if isinstance(read, str):
+            out[host] = item.model_copy(update={"routes_error": read})
         else:
+            live = read.routes
+            missing = {str(n): [why, hint or ""] for n, (why, hint) in read.missing.items()}
             out[host] = item.model_copy(update={"live_routes": {k: r.backend for k, r in live.items()},
                                                 "live_modes": {k: r.mode for k, r in live.items()},
                                                 "live_shadowed": {k: r.shadowed_by for k, r in live.items()
                                                                   if r.shadowed_by},
                                                 "live_certs": {k: r.cert for k, r in live.items()
-                                                               if not is_l4(r.mode)}})  # fmt: skip
+                                                               if not is_l4(r.mode)},
+                                                "listeners_missing": missing})  # fmt: skip
     return out

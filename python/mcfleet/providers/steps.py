@@ -303,26 +303,20 @@ async def apply_routes(
     return out
 
 
-async def listeners_without_server(
-    loaded: LoadedFleet, node: Node, listeners: Iterable[int]
-) -> dict[int, tuple[str, str | None]]:
-    """Listener -> (why, what to do) where the TLS-ending proxy could not take a route (Caddy: no server
-    for the port; the other proxies take any listener)."""
-    provider = loaded.fleet.providers.route if loaded.fleet else None
-    wanted = set(listeners)
-    if not isinstance(provider, CaddyProvider) or not wanted:
-        return {}
-    from mcfleet.providers.route.caddy import CaddyRoutes
+@dataclass
+class ProxyRead:
+    """What the proxy (or proxies: route and route_l4) on a node holds: its live routes, and the asked
+    listeners where the TLS-ending one could not take a route (Caddy: no server for the port; the other
+    proxies take any listener), listener -> (why, what to do)."""
 
-    backend = await open_route_backend(provider, node)
-    assert isinstance(backend, CaddyRoutes)
-    return await backend.missing_servers(wanted)
+    routes: dict[str, ProxyRoute] = field(default_factory=dict)
+    missing: dict[int, tuple[str, str | None]] = field(default_factory=dict)
 
 
-async def live_routes(loaded: LoadedFleet, node: Node) -> dict[str, ProxyRoute]:
-    """Every route the proxy (or proxies: route and route_l4) on this node serves now."""
+async def read_proxies(loaded: LoadedFleet, node: Node, listeners: Iterable[int] = ()) -> ProxyRead:
+    """One read per proxy, through one connection to its admin socket each."""
     fleet = loaded.fleet
-    out: dict[str, ProxyRoute] = {}
+    out = ProxyRead()
     if fleet is None:
         return out
     seen: set[int] = set()
@@ -330,5 +324,17 @@ async def live_routes(loaded: LoadedFleet, node: Node) -> dict[str, ProxyRoute]:
         if provider is None or id(provider) in seen:
             continue
         seen.add(id(provider))
-        out.update(await (await open_route_backend(provider, node)).list_routes())
+        backend = await open_route_backend(provider, node)
+        out.routes.update(await backend.list_routes())
+        wanted = set(listeners)
+        if provider is fleet.providers.route and wanted and isinstance(provider, CaddyProvider):
+            from mcfleet.providers.route.caddy import CaddyRoutes
+
+            assert isinstance(backend, CaddyRoutes)
+            out.missing = await backend.missing_servers(wanted)  # the server list the route read got
     return out
+
+
+async def live_routes(loaded: LoadedFleet, node: Node) -> dict[str, ProxyRoute]:
+    """Every route the proxy (or proxies: route and route_l4) on this node serves now."""
+    return (await read_proxies(loaded, node)).routes

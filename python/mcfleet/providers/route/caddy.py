@@ -54,6 +54,7 @@ class CaddyRoutes:
         self.provider = provider
         self.base = provider.admin_url.rstrip("/")
         self.local_socket = local_socket or (self.base[len(UNIX) :] if self.base.startswith(UNIX) else None)
+        self.servers_read: list[str] | None = None
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         if self.local_socket is not None:
@@ -96,7 +97,8 @@ class CaddyRoutes:
     def _list(self) -> dict[str, ProxyRoute]:
         certs = {tag: c for c in self._certs() for tag in c.get("tags", []) if isinstance(tag, str)}
         out: dict[str, ProxyRoute] = {}
-        for server in self._servers():
+        self.servers_read = self._servers()  # missing_servers asks the same list after a read
+        for server in self.servers_read:
             routes = [r for r in self._call("GET", self._routes_path(server)) or [] if isinstance(r, dict)]
             out.update(self._server_routes(server, routes, certs))
         return out
@@ -163,7 +165,7 @@ class CaddyRoutes:
         await asyncio.to_thread(self._add, route)
 
     def _missing(self, listeners: Iterable[int]) -> dict[int, tuple[str, str | None]]:
-        servers = self._servers()
+        servers = self._servers() if self.servers_read is None else self.servers_read
         out: dict[int, tuple[str, str | None]] = {}
         for listener in sorted(set(listeners)):
             try:
