@@ -113,6 +113,24 @@ def test_mcns_token_check_before_a_plan_lists_record_changes(tmp_path: Path) -> 
     )
 
 
+def test_mcns_token_check_after_the_plans_read_asks_nothing_more(tmp_path: Path) -> None:
+    """A plan reads the zone's records, then checks the token before it lists record changes: that check is
+    the same GET with the same token, so the read answers for it, once; another token is asked again."""
+    with run_mcns(ZONE, POISON) as (url, state):
+        dns = McnsDns(McnsProvider(kind="mcns", url=url, token_file=_token(tmp_path)), ZONE)
+        asyncio.run(dns.answers_full([f"web.{ZONE}"]))
+        asked = len(state.calls)
+        assert asyncio.run(dns.key_refusal()) is None
+        assert len(state.calls) == asked  # not asked again
+        assert asyncio.run(dns.key_refusal()) is None
+        assert len(state.calls) == asked + 1  # the next check asks
+        other = tmp_path / "other"
+        other.write_text("another-token")
+        wrong = McnsDns(McnsProvider(kind="mcns", url=url, token_file=str(other)), ZONE)
+        refused = asyncio.run(wrong.key_refusal())
+        assert refused is not None and "403" in refused.message
+
+
 def test_mcns_down_is_an_error_with_what_to_do(tmp_path: Path) -> None:
     with run_mcns(ZONE, POISON) as (url, _state):
         pass  # stopped: nothing listens on the port any more

@@ -158,6 +158,14 @@ def stray_aaaa(action: Action) -> list[str]:
     return [str(v) for v in values] if isinstance(values, list) else []
 
 
+def a_record_held(action: Action) -> bool:
+    """True when the plan found the A record as it should be (address and TTL) and only stray AAAA values
+    to remove: the A record is not sent again (on rfc2136 that would be a signed UPDATE and a new serial
+    for nothing)."""
+    before = action.before if isinstance(action.before, dict) else {}
+    return bool(stray_aaaa(action)) and {k: v for k, v in before.items() if k != "aaaa"} == action.after
+
+
 async def apply_dns(loaded: LoadedFleet, desired: DesiredHost, actions: Iterable[Action]) -> StepOutcome:
     backend = dns_backend(loaded.fleet) if loaded.fleet else None
     if backend is None:
@@ -174,9 +182,10 @@ async def apply_dns(loaded: LoadedFleet, desired: DesiredHost, actions: Iterable
         try:
             if action.kind in ("create", "update", "replace"):
                 value = desired.records[name].value
-                await backend.set_a(name, value)
-                written[name] = [value]
-                done.append(f"{name} -> {value}")
+                if not a_record_held(action):
+                    await backend.set_a(name, value)
+                    done.append(f"{name} -> {value}")
+                written[name] = [value]  # verified below either way
                 stray = stray_aaaa(action)
                 if stray:
                     await backend.delete_aaaa(name, stray)
