@@ -88,10 +88,8 @@ def test_cert_and_routes_on_the_proxy_node(
                                 local_socket=await node.forward_unix(proxies.caddy_admin))  # fmt: skip
             await caddy.add_route(ProxyRoute(443, WEB, web_backend, "l7", cert_path, key_path(cert_path)))
             l4 = HaproxyRoutes(HaproxyProvider(kind="haproxy", admin_socket=proxies.haproxy_admin,
-                                               map_file=proxies.map_file))  # fmt: skip
-            l4.provider = l4.provider.model_copy(
-                update={"admin_socket": await node.forward_unix(proxies.haproxy_admin)}
-            )
+                                               map_file=proxies.map_file),
+                               local_socket=await node.forward_unix(proxies.haproxy_admin))  # fmt: skip
             await l4.add_route(ProxyRoute(8443, SNI, tls_backend, "l4"))
             assert set(await caddy.list_routes()) == {f"443/{WEB}"}
             assert set(await l4.list_routes()) == {f"8443/{SNI}"}
@@ -115,7 +113,8 @@ def test_cert_and_routes_on_the_proxy_node(
             await caddy.remove_route(443, WEB)
             await remove_cert(node, cert_path)
             local = await node.forward_unix(proxies.haproxy_admin)
-            l4 = HaproxyRoutes(HaproxyProvider(kind="haproxy", admin_socket=local, map_file=proxies.map_file))
+            l4 = HaproxyRoutes(HaproxyProvider(kind="haproxy", admin_socket=proxies.haproxy_admin,
+                                               map_file=proxies.map_file), local_socket=local)  # fmt: skip
             await l4.remove_route(8443, SNI)
             assert await l4.list_routes() == {}  # the node's proxies are shared with other tests
 

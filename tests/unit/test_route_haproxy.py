@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +34,32 @@ def test_routes_haproxy_cannot_carry_are_refused_with_what_to_do(route: ProxyRou
     with pytest.raises(ProviderError, match=message) as raised:
         asyncio.run(ROUTES.add_route(route))
     assert raised.value.hint
+
+
+def test_an_admin_socket_reached_through_a_forward_is_named_by_its_path_on_the_node(tmp_path: Path) -> None:
+    """A node's HAProxy is asked through a local forward of its admin socket: what fails names the socket the
+    operator configured (providers.route_l4.admin_socket), not the forward's temporary path."""
+    local = str(tmp_path / "fwd.sock")
+    routes = HaproxyRoutes(HaproxyProvider(kind="haproxy", admin_socket="/srv/mc-proxy/haproxy.sock", map_file="/m"),
+                           local_socket=local)  # fmt: skip
+    with pytest.raises(ProviderError) as raised:
+        asyncio.run(routes.list_routes())
+    assert "/srv/mc-proxy/haproxy.sock does not answer" in raised.value.message and local not in raised.value.message
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            writer.close()
+
+    async def hung() -> None:  # takes the connection, never answers
+        server = await asyncio.start_unix_server(silent, path=local)
+        async with server:
+            await routes.list_routes()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("mcfleet.providers.route.haproxy.TIMEOUT", 0.2)
+        with pytest.raises(ProviderError) as slow:
+            asyncio.run(hung())
+    assert "/srv/mc-proxy/haproxy.sock did not answer `show …` within 0.2 s" in slow.value.message
+    assert local not in slow.value.message

@@ -135,3 +135,19 @@ def test_a_route_served_in_the_other_mode_is_a_change_even_at_the_same_backend()
         )
         == []
     )
+
+
+def test_a_route_sent_elsewhere_shows_the_backend_and_one_missing_shows_it_unserved() -> None:
+    """What the plan shows for live-route drift: the backend that changes, and `served: false → true` only when
+    the proxy holds no route for the name (a route sent elsewhere is served, so that line would say nothing)."""
+    applied = Manifest(routes=[ManifestRoute(hostname=SNI, listener=8443, mode="l4", service="sni", backend=BACKEND)])
+
+    def change(live: dict[str, str]) -> list[tuple[str, object, object]]:
+        [act] = routes_diff(_host(), Facts(host="n1", live_routes=live), applied)
+        before, after = act.before or {}, act.after or {}
+        return [
+            (k, before.get(k), after.get(k)) for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)
+        ]
+
+    assert change({KEY: "10.0.0.9:443"}) == [("backend", "10.0.0.9:443", BACKEND)]
+    assert change({}) == [("backend", None, BACKEND), ("served", False, True)]

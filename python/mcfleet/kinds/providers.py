@@ -357,12 +357,12 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
             acts.append(Action(host=d.name, phase=Phase.route, kind="update", subject=subject, before=served_as,
                                after=after, reason=why))  # fmt: skip
         elif not changed and f.live_routes is not None and live != route.backend:
-            before = {"listener": route.listener, "mode": old.mode, "service": old.service, "backend": live,
-                      "served": live is not None}  # fmt: skip
+            before = {"listener": route.listener, "mode": old.mode, "service": old.service, "backend": live}
+            unserved = {"served": False} if live is None else {}  # shown only when the proxy has no route for it
             reason = f"drift: the proxy sends it to {live}" if live else "drift: the proxy serves no route for it"
             acts.append(
-                Action(host=d.name, phase=Phase.route, kind="update", subject=subject, before=before, after=after,
-                       reason=reason)
+                Action(host=d.name, phase=Phase.route, kind="update", subject=subject, before=before | unserved,
+                       after=after | ({"served": True} if unserved else {}), reason=reason)
             )  # fmt: skip
         elif not changed and served is not None and hostname not in served:
             before = {"listener": route.listener, "mode": old.mode, "service": old.service, "backend": old.backend,
@@ -374,7 +374,7 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
                     kind="update",
                     subject=subject,
                     before=before,
-                    after=after,
+                    after={**after, "served": True},
                     reason="drift: the proxy serves no route for it",
                 )
             )

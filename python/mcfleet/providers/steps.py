@@ -99,7 +99,7 @@ async def open_route_backend(provider: RouteProvider, node: Node) -> RouteBacken
         from mcfleet.providers.route.haproxy import HaproxyRoutes
 
         local = await local_socket(node, provider.admin_socket)
-        return HaproxyRoutes(provider.model_copy(update={"admin_socket": local}), map_saver(node, provider.map_file))
+        return HaproxyRoutes(provider, map_saver(node, provider.map_file), local)
     if isinstance(provider, McProxyProvider):
         from mcfleet.providers.route.mcproxy import McProxyRoutes
 

@@ -39,20 +39,24 @@ def map_text(entries: dict[str, str]) -> str:
 
 
 class HaproxyRoutes:
-    """`save`: writes the map file's new content on the proxy's node (None: the runtime API only)."""
+    """`save`: writes the map file's new content on the proxy's node (None: the runtime API only).
+    `local_socket`: a local path reaching the node's admin socket (an SSH forward); messages name the node's."""
 
-    def __init__(self, provider: HaproxyProvider, save: SaveMap | None = None) -> None:
+    def __init__(self, provider: HaproxyProvider, save: SaveMap | None = None, local_socket: str | None = None) -> None:
         self.provider = provider
         self.save = save
+        self.socket = local_socket or provider.admin_socket
 
     async def _cmd(self, command: str) -> str:
         try:
             async with asyncio.timeout(TIMEOUT):
-                reader, writer = await asyncio.open_unix_connection(self.provider.admin_socket)
-                writer.write(command.encode() + b"\n")
-                await writer.drain()
-                answer = (await reader.read(1 << 20)).decode(errors="replace")
-                writer.close()
+                reader, writer = await asyncio.open_unix_connection(self.socket)
+                try:
+                    writer.write(command.encode() + b"\n")
+                    await writer.drain()
+                    answer = (await reader.read(1 << 20)).decode(errors="replace")
+                finally:  # also when HAProxy never answers: the connection is not left open
+                    writer.close()
         except TimeoutError:
             raise NoAnswer(
                 f"{WHAT}'s admin socket {self.provider.admin_socket} did not answer `{command.split(maxsplit=1)[0]} …` "
