@@ -18,7 +18,7 @@ NODE = {"os_id": "nixos", "arch_raw": "x86_64"}  # what the minimal fleet's host
 def test_a_backend_that_did_not_answer_is_named_under_its_kind_even_without_changes() -> None:
     loaded = load_fleet(MINIMAL)
     facts = {
-        "alpha": Facts(host="alpha", dns_error="127.0.0.1:1: TimeoutError: timed out", **NODE),
+        "alpha": Facts(host="alpha", dns_error="127.0.0.1:1 gave no answer for a.example.test within 2 s", **NODE),
         "beta": Facts(host="beta", routes_error="caddy admin: connection refused", **NODE),
         "edge1": Facts(
             host="edge1",
@@ -29,7 +29,7 @@ def test_a_backend_that_did_not_answer_is_named_under_its_kind_even_without_chan
     }
     plan = build(loaded, facts, kinds=[], check_backends=False)  # no kind: no actions, only what was not read
     assert [(u.host, u.phase, u.reason.split(":")[0]) for u in plan.unobserved] == [
-        ("alpha", "dns", "the DNS server did not answer (127.0.0.1"),
+        ("alpha", "dns", "the DNS server was not read (127.0.0.1"),
         ("beta", "route", "the proxy was not read (caddy admin"),
         ("edge1", "deploy", "the agent did not answer (agent Facts failed"),
     ]
@@ -38,8 +38,8 @@ def test_a_backend_that_did_not_answer_is_named_under_its_kind_even_without_chan
     at = lines.index("alpha")
     assert lines[at + 1 : at + 3] == [
         "  dns",
-        "    not read: the DNS server did not answer (127.0.0.1:1: TimeoutError: timed out): records compared with "
-        "what the last apply recorded",
+        "    not read: the DNS server was not read (127.0.0.1:1 gave no answer for a.example.test within 2 s): "
+        "records compared with what the last apply recorded",
     ]
     assert "drift not seen" in lines[lines.index("beta") + 2]
     assert Plan.model_validate_json(plan.model_dump_json()).unobserved == plan.unobserved
@@ -167,7 +167,7 @@ def test_detailed_exitcode_does_not_say_no_drift_where_a_backend_was_not_read() 
     from mcfleet.plan.model import Action
 
     loaded = load_fleet(MINIMAL)
-    down = {"alpha": Facts(host="alpha", dns_error="127.0.0.1:1: TimeoutError: timed out", **NODE)}
+    down = {"alpha": Facts(host="alpha", dns_error="127.0.0.1:1 gave no answer for a.example.test within 2 s", **NODE)}
     blind = build(loaded, down, kinds=[], check_backends=False)
     assert not blind.has_changes
     assert exit_code(blind, detailed=True) == EXIT_FAILURE

@@ -64,15 +64,24 @@ class ZoneAnswers:
                 "dns_error": self.error if len(mine) < len(names) else None}  # fmt: skip
 
 
-async def query_names(names: list[str], server: str, port: int) -> ZoneAnswers:
+async def query_names(names: list[str], server: str, port: int, wait: float = 2.0) -> ZoneAnswers:
     """Every name's answer, asked in parallel; the first failure in `error` (its name gets no answer)."""
     results = await asyncio.gather(
-        *(asyncio.to_thread(query_a, n, server, port) for n in names), return_exceptions=True
+        *(asyncio.to_thread(query_a, n, server, port, wait) for n in names), return_exceptions=True
     )
     out = ZoneAnswers()
     for name, result in zip(names, results, strict=True):
         if isinstance(result, BaseException):
-            out.error = out.error or f"{name}: {type(result).__name__}: {result}"
+            out.error = out.error or _no_answer(name, f"{server}:{port}", result, wait)
             continue
         out.add(name, result)
     return out
+
+
+def _no_answer(name: str, server: str, exc: BaseException, timeout: float) -> str:
+    """Why `server` gave no answer for `name`, in words (not the exception's class)."""
+    if isinstance(exc, TimeoutError):
+        return f"{server} gave no answer for {name} within {timeout:g} s"
+    if isinstance(exc, OSError):
+        return f"{server} could not be asked for {name}: {exc.strerror or exc}"
+    return f"{server} answered for {name} with what is not a DNS reply ({exc})"

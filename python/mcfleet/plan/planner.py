@@ -180,7 +180,7 @@ def not_read(host: str, f: Facts) -> list[Unobserved]:
         out.append(Unobserved(host=host, phase=Phase.deploy, reason=f"{f.services_error}: "
                               "services compared with what the last apply recorded, drift not seen"))  # fmt: skip
     if f.dns_error:
-        out.append(Unobserved(host=host, phase=Phase.dns, reason=f"the DNS server did not answer ({f.dns_error}): "
+        out.append(Unobserved(host=host, phase=Phase.dns, reason=f"the DNS server was not read ({f.dns_error}): "
                               "records compared with what the last apply recorded"))  # fmt: skip
     if f.routes_error:
         out.append(Unobserved(host=host, phase=Phase.route, reason=f"the proxy was not read ({f.routes_error}): "
