@@ -5,15 +5,55 @@ they alone called for goes with them."""
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
+import socket
+import threading
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+
+import pytest
 
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.kinds import KINDS
 from mcfleet.kinds.providers import DnsKind
 from mcfleet.plan.planner import build, hold_unwritable
 from tests.unit.test_plan_cases import CASES, case_facts, write_case_fleet
+
+
+@pytest.fixture
+def acme_directory() -> Iterator[str]:
+    """An HTTP server whose /dir answers an ACME directory (the URLs it names are not served) and whose
+    other paths answer an empty JSON object."""
+
+    class Directory(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = json.dumps({"newOrder": "http://127.0.0.1:9/new-order"} if self.path == "/dir" else {}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Directory)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
 
 REJECTED = ("the DNS server at 10.0.0.53:53 rejected the TSIG key 'mcfleet-key': the secret does not match (BADSIG)",
             "check that key_file holds the secret")  # fmt: skip
@@ -113,14 +153,17 @@ def test_a_jwts_exp_is_read_and_nothing_else_is_judged() -> None:
     assert [jwt_expired_at(t, now) for t in unknown] == [None] * len(unknown)
 
 
-def test_certificates_to_issue_are_refused_when_the_providers_credential_cannot_be_used(tmp_path: Path) -> None:
+def test_certificates_to_issue_are_refused_when_the_providers_credential_cannot_be_used(
+    tmp_path: Path, acme_directory: str, closed_port: int
+) -> None:
     """The cert kind's own question, with the fleet's providers: a Metacrypt token file that cannot be
-    read, an ACME account key file that is not a key, a CA bundle that is gone.  A missing ACME account
-    key is made on first use: no refusal."""
+    read, an ACME account key file that is not a key, a CA bundle that is gone, an ACME server that does
+    not answer or is no ACME server.  A missing ACME account key is made on first use: no refusal."""
     from mcfleet.kinds.providers import CertKind
 
     case = json.loads((CASES / "in-sync.json").read_text())
     token = tmp_path / "token"
+    ca, closed = acme_directory, closed_port
     cases = {
         "metacrypt, no token file": ({"kind": "metacrypt", "url": "https://ca.example.test", "token_file": str(token)},
                                      f"cannot read the MCIAS token file {token}"),
@@ -134,8 +177,14 @@ def test_certificates_to_issue_are_refused_when_the_providers_credential_cannot_
                                   "account_key_file": str(tmp_path / "made-later.pem"),
                                   "ca_file": "/nonexistent/ca.pem"},
                                  "cannot read the CA bundle /nonexistent/ca.pem"),
-        "acme, key made on first use": ({"kind": "acme", "directory": "https://ca.example.test/dir",
+        "acme, key made on first use": ({"kind": "acme", "directory": f"{ca}/dir",
                                          "account_key_file": str(tmp_path / "made-later.pem")}, None),
+        "acme, server down": ({"kind": "acme", "directory": f"http://127.0.0.1:{closed}/dir",
+                               "account_key_file": str(tmp_path / "made-later.pem")},
+                              f"the ACME server at 127.0.0.1:{closed} is unreachable: "),
+        "acme, not a directory": ({"kind": "acme", "directory": f"{ca}/other",
+                                   "account_key_file": str(tmp_path / "made-later.pem")},
+                                  f"{ca}/other is not an ACME directory (its answer names no newOrder URL)"),
     }  # fmt: skip
     (tmp_path / "not-a-key.pem").write_text("not a key\n")
     (tmp_path / "old-token").write_text(jwt(exp=1767225600) + "\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mcfleet.providers.base import NoAnswer, ProviderError
-from mcfleet.providers.http import unix_http_json
+from mcfleet.providers.http import http_json, unix_http_json
 
 
 @pytest.fixture
@@ -51,3 +51,22 @@ def test_a_peer_that_is_not_there_is_a_plain_failure(tmp_path: Path) -> None:
     with pytest.raises(ProviderError, match="is unreachable") as gone:
         unix_http_json(str(tmp_path / "none.sock"), "POST", "/x", what="Caddy", where="s", body={}, timeout=0.3)
     assert not isinstance(gone.value, NoAnswer)
+
+
+def test_over_tcp_a_silent_peer_is_named_with_the_call_and_the_wait_never_with_the_tls_module() -> None:
+    """A peer that takes the connection and never answers (here: not even the TLS handshake, as a stopped ACME
+    server): 'did not answer GET /dir within 0.3 s', not '_ssl.c:975: The handshake operation timed out'.
+    A read is a plain failure; a change is NoAnswer."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()  # the kernel completes the TCP handshake; nobody ever reads
+    port = server.getsockname()[1]
+    try:
+        with pytest.raises(ProviderError) as read:
+            http_json("GET", f"https://127.0.0.1:{port}/dir", what="the ACME server", timeout=0.3)
+        assert read.value.message == f"the ACME server at 127.0.0.1:{port} did not answer GET /dir within 0.3 s"
+        assert not isinstance(read.value, NoAnswer)
+        with pytest.raises(NoAnswer, match=r"did not answer POST /new within 0\.3 s"):
+            http_json("POST", f"https://127.0.0.1:{port}/new", what="the ACME server", body={}, timeout=0.3)
+    finally:
+        server.close()

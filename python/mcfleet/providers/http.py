@@ -107,8 +107,8 @@ def _http_json(
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, ConnectionResetError):
             raise _Dropped from None
-        if isinstance(reason, TimeoutError) and method not in RETRIED:
-            raise NoAnswer(
+        if isinstance(reason, TimeoutError):  # a write may have been carried out (NoAnswer); a read was not
+            raise (ProviderError if method in RETRIED else NoAnswer)(
                 f"{what} at {_origin(url)} did not answer {method} {_path(url)} within {timeout:g} s",
                 hint=f"check that {what} runs and is not overloaded, then re-run apply",
             ) from None

@@ -24,9 +24,11 @@ from josepy.jwk import JWKRSA
 
 from mcfleet.fleet.models import AcmeProvider
 from mcfleet.providers.base import ProviderError
+from mcfleet.providers.http import HTTP_TIMEOUT, http_json
 
 USER_AGENT = "mcfleet"
 TIMEOUT_S = 90
+DIRECTORY_WAIT_S = 5.0  # the plan's check that the ACME server answers: its directory is one small GET
 
 # One account per (ACME directory, account key) for the whole run.  Hosts issue in parallel
 # threads with the same key; an ACME server may fail all but one of simultaneous first
@@ -95,8 +97,9 @@ class AcmeCert:
         self.provider = provider
 
     async def key_refusal(self) -> ProviderError | None:
-        """An account key file that exists but is not an RSA private key, or a CA bundle that cannot be read
-        (a missing account key is made on first use)."""
+        """An account key file that exists but is not an RSA private key, a CA bundle that cannot be read
+        (a missing account key is made on first use), or an ACME server whose directory does not answer:
+        apply would fail every issuance, each after the ACME client's network timeout."""
         return await asyncio.to_thread(self._key_refusal)
 
     def _key_refusal(self) -> ProviderError | None:
@@ -107,19 +110,31 @@ class AcmeCert:
                 hint="fix the path in fleet.json `providers`, or drop ca_file when the ACME server's certificate "
                 "is signed by a CA this machine trusts",
             )
-        if not Path(self.provider.account_key_file).expanduser().exists():
-            return None
+        if Path(self.provider.account_key_file).expanduser().exists():
+            try:
+                load_account_key(self.provider.account_key_file)
+            except ProviderError as exc:
+                return exc
+        return self._directory_refusal()
+
+    def _directory_refusal(self) -> ProviderError | None:
+        url = self.provider.directory
         try:
-            load_account_key(self.provider.account_key_file)
+            _status, answer = http_json("GET", url, what="the ACME server", ca_file=self.provider.ca_file,
+                                        timeout=DIRECTORY_WAIT_S)  # fmt: skip
         except ProviderError as exc:
-            return exc
+            return ProviderError(exc.message, hint="start the ACME server, or fix providers.cert.directory (and "
+                                 "ca_file when its certificate is signed by a CA of its own)")  # fmt: skip
+        if not isinstance(answer, dict) or not isinstance(answer.get("newOrder"), str):
+            return ProviderError(f"{url} is not an ACME directory (its answer names no newOrder URL)",
+                                 hint="set providers.cert.directory to the ACME server's directory URL")  # fmt: skip
         return None
 
     def _issue(self, hostname: str, csr_pem: bytes) -> str:
         account = load_account_key(self.provider.account_key_file)
         verify: Any = self.provider.ca_file or True  # requests' `verify`: True or a CA bundle path
         try:
-            net = client.ClientNetwork(account, user_agent=USER_AGENT, verify_ssl=verify)
+            net = client.ClientNetwork(account, user_agent=USER_AGENT, verify_ssl=verify, timeout=int(HTTP_TIMEOUT))
             directory = client.ClientV2.get_directory(self.provider.directory, net)
             acme = client.ClientV2(directory, net)
             net.account = self._account(acme, account)
