@@ -3,6 +3,7 @@ record it as unconfirmed); a read that does not answer, or a peer that refuses, 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import Iterator
@@ -10,8 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from mcfleet.fleet.models import CaddyProvider
 from mcfleet.providers.base import NoAnswer, ProviderError
 from mcfleet.providers.http import http_json, unix_http_json
+from mcfleet.providers.route.caddy import CaddyRoutes
+
+ACCEPTED: dict[str, list[socket.socket]] = {}  # the connections each silent socket took
 
 
 @pytest.fixture
@@ -33,6 +38,7 @@ def silent_socket(tmp_path: Path) -> Iterator[str]:
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
+    ACCEPTED[path] = held
     yield path
     server.close()
     for conn in held:
@@ -70,3 +76,14 @@ def test_over_tcp_a_silent_peer_is_named_with_the_call_and_the_wait_never_with_t
             http_json("POST", f"https://127.0.0.1:{port}/new", what="the ACME server", body={}, timeout=0.3)
     finally:
         server.close()
+
+
+def test_a_caddy_that_does_not_answer_costs_one_wait_not_one_per_call(silent_socket: str) -> None:
+    """The route read asks Caddy several things (certificate entries, servers, each server's routes): when
+    the first gets no answer the read ends there, so a hung Caddy costs the plan one timeout, not two."""
+    caddy = CaddyRoutes(CaddyProvider(kind="caddy", admin_url="unix:/srv/mc-proxy/caddy-admin.sock"),
+                        local_socket=silent_socket)  # fmt: skip
+    caddy.timeout = 0.3
+    with pytest.raises(ProviderError, match=r"Caddy at /srv/mc-proxy/caddy-admin.sock did not answer GET .* 0\.3 s"):
+        asyncio.run(caddy.list_routes())
+    assert len(ACCEPTED[silent_socket]) == 1  # was 2: the certificate entries' timeout was taken for "none"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -129,6 +131,37 @@ def test_mcns_token_check_after_the_plans_read_asks_nothing_more(tmp_path: Path)
         wrong = McnsDns(McnsProvider(kind="mcns", url=url, token_file=str(other)), ZONE)
         refused = asyncio.run(wrong.key_refusal())
         assert refused is not None and "403" in refused.message
+
+
+def test_mcns_token_check_after_a_read_that_got_no_answer_does_not_wait_again(tmp_path: Path) -> None:
+    """A MCNS that drops every connection (or never answers): the plan's read already failed, and the check
+    would only find the same (not the token's fault), after a second wait.  It asks nothing."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    accepted: list[int] = []
+
+    def drop() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            conn.close()
+
+    threading.Thread(target=drop, daemon=True).start()
+    try:
+        dns = McnsDns(McnsProvider(kind="mcns", url=f"http://127.0.0.1:{server.getsockname()[1]}",
+                                   token_file=_token(tmp_path)), ZONE)  # fmt: skip
+        with pytest.raises(ProviderError, match="dropped the connection"):
+            asyncio.run(dns.answers_full([f"web.{ZONE}"]))
+        asked = len(accepted)
+        assert asked >= 1
+        assert asyncio.run(dns.key_refusal()) is None
+        assert len(accepted) == asked  # not asked again
+    finally:
+        server.close()
 
 
 def test_mcns_down_is_an_error_with_what_to_do(tmp_path: Path) -> None:

@@ -181,8 +181,9 @@ def unix_http_json(
     finally:
         conn.close()
     if resp.status >= 400:
-        raise ProviderError(
+        raise HttpRefused(
             f"{what} answered {resp.status} to {method} {path}: {_error_text(raw)}",
             hint=f"check the {what} log and fleet.json `providers`; re-run apply once it is fixed",
+            status=resp.status,
         )
     return resp.status, json.loads(raw) if raw.strip() else None

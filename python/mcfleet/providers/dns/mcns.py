@@ -20,9 +20,10 @@ from mcfleet.providers.http import HttpRefused, http_json
 
 WHAT = "MCNS"
 
-# (records URL, sha256 of the token) that MCNS answered a GET for, since the last credential check.  The
-# check is that same GET, and a plan makes it right after reading the zone with the same token: the read
-# answers for it (once: the next check asks MCNS again).
+# (records URL, sha256 of the token) of the zone reads since the last credential check that MCNS answered
+# or did not answer at all (a refusal, 401 or 403, is not kept: the check asks and names it).  The check is
+# that same GET, and a plan makes it right after reading the zone with the same token: the read answers for
+# it (once: the next check asks MCNS again), and a MCNS that just did not answer is not waited for twice.
 _READ_WITH: set[tuple[str, str]] = set()
 
 
@@ -41,10 +42,18 @@ class McnsDns:
 
     def _call(self, method: str, suffix: str = "", body: Any = None) -> Any:
         token = read_token(self.provider.token_file)
-        _status, data = http_json(
-            method, self._url(suffix), what=WHAT, token=token, body=body, ca_file=self.provider.ca_file
-        )
-        if method == "GET" and not suffix:
+        zone_read = method == "GET" and not suffix
+        try:
+            _status, data = http_json(
+                method, self._url(suffix), what=WHAT, token=token, body=body, ca_file=self.provider.ca_file
+            )
+        except HttpRefused:
+            raise
+        except ProviderError:  # no answer, unreachable: the token was not judged, and asking again waits again
+            if zone_read:
+                _READ_WITH.add(_reader(self._url(), token))
+            raise
+        if zone_read:
             _READ_WITH.add(_reader(self._url(), token))
         return data
 
@@ -82,7 +91,7 @@ class McnsDns:
         except ProviderError as exc:  # the token file cannot be read, or its JWT is past its `exp`
             return exc
         reader = _reader(self._url(), token)
-        if reader in _READ_WITH:  # the plan's read of the zone just took this token
+        if reader in _READ_WITH:  # the plan's read of the zone just took this token, or got no answer
             _READ_WITH.discard(reader)
             return None
         try:

@@ -25,7 +25,7 @@ from typing import Any
 
 from mcfleet.fleet.models import CaddyProvider
 from mcfleet.providers.base import ProviderError
-from mcfleet.providers.http import http_json, unix_http_json
+from mcfleet.providers.http import HTTP_TIMEOUT, HttpRefused, http_json, unix_http_json
 from mcfleet.providers.route.base import ProxyRoute
 
 WHAT = "Caddy"
@@ -55,12 +55,14 @@ class CaddyRoutes:
         self.base = provider.admin_url.rstrip("/")
         self.local_socket = local_socket or (self.base[len(UNIX) :] if self.base.startswith(UNIX) else None)
         self.servers_read: list[str] | None = None
+        self.timeout = HTTP_TIMEOUT  # per call
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         if self.local_socket is not None:
             where = self.base[len(UNIX) :] if self.base.startswith(UNIX) else self.base
-            return unix_http_json(self.local_socket, method, path, what=WHAT, where=where, body=body)[1]
-        return http_json(method, self.base + path, what=WHAT, body=body)[1]
+            return unix_http_json(self.local_socket, method, path, what=WHAT, where=where, body=body,
+                                  timeout=self.timeout)[1]  # fmt: skip
+        return http_json(method, self.base + path, what=WHAT, body=body, timeout=self.timeout)[1]
 
     def _servers(self) -> list[str]:
         servers = self._call("GET", "/config/apps/http/servers") or {}
@@ -90,8 +92,8 @@ class CaddyRoutes:
     def _certs(self) -> list[dict[str, Any]]:
         try:
             data = self._call("GET", "/config/apps/tls/certificates/load_files")
-        except ProviderError:
-            return []
+        except HttpRefused:  # Caddy's answer to a path its config lacks: no certificate entries yet
+            return []  # (a Caddy that does not answer is not that: its error ends the read at once)
         return [c for c in data or [] if isinstance(c, dict)]
 
     def _list(self) -> dict[str, ProxyRoute]:
