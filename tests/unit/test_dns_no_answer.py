@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from pathlib import Path
+
+import pytest
 
 from mcfleet.observe.dns import query_names
 
@@ -29,3 +32,25 @@ def test_a_server_that_keeps_silent_or_answers_garbage_is_named_with_the_name_it
         read = asyncio.run(query_names(["web.example.test"], "127.0.0.1", port, wait=2))
     assert read.error is not None
     assert read.error.startswith(f"127.0.0.1:{port} answered for web.example.test with what is not a DNS reply")
+
+
+def test_the_key_check_after_a_read_that_got_no_answer_does_not_wait_again(tmp_path: Path) -> None:
+    """A plan with record changes checks the TSIG key with a signed query right after its read of the server:
+    when the read got no answer, the check would wait for nothing once more (10 s).  It asks nothing."""
+    from mcfleet.fleet.models import Rfc2136Provider
+    from mcfleet.providers.dns.rfc2136 import Rfc2136Dns
+
+    key = tmp_path / "tsig.secret"
+    key.write_text("c2VjcmV0LXNlY3JldC1zZWNyZXQ=\n")
+    key.chmod(0o600)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent, socket.socket() as tcp:
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        tcp.bind(("127.0.0.1", port))  # where the signed check would go (DNS over TCP): it counts who comes
+        tcp.listen()
+        tcp.settimeout(0.1)
+        asyncio.run(query_names(["web.example.test"], "127.0.0.1", port, wait=0.2))
+        provider = Rfc2136Provider(kind="rfc2136", server="127.0.0.1", port=port, key_name="k", key_file=str(key))
+        assert asyncio.run(Rfc2136Dns(provider, "example.test").key_refusal()) is None
+        with pytest.raises(TimeoutError):
+            tcp.accept()  # nobody came

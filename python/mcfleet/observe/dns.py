@@ -64,6 +64,12 @@ class ZoneAnswers:
                 "dns_error": self.error if len(mine) < len(names) else None}  # fmt: skip
 
 
+# The servers (address, port) that gave a plan's read no answer since the last credential check: that check
+# (a signed query of the same server, made right after the read when the plan has record changes) would find
+# the same and wait again, and no answer is not the key's fault.  It takes the entry (once).
+UNANSWERED: set[tuple[str, int]] = set()
+
+
 async def query_names(names: list[str], server: str, port: int, wait: float = 2.0) -> ZoneAnswers:
     """Every name's answer, asked in parallel; the first failure in `error` (its name gets no answer)."""
     results = await asyncio.gather(
@@ -73,6 +79,8 @@ async def query_names(names: list[str], server: str, port: int, wait: float = 2.
     for name, result in zip(names, results, strict=True):
         if isinstance(result, BaseException):
             out.error = out.error or _no_answer(name, f"{server}:{port}", result, wait)
+            if isinstance(result, OSError):  # TimeoutError is one: no answer (not a reply it could not read)
+                UNANSWERED.add((server, port))
             continue
         out.add(name, result)
     return out

@@ -20,7 +20,7 @@ import dns.tsigkeyring
 import dns.update
 
 from mcfleet.fleet.models import Rfc2136Provider
-from mcfleet.observe.dns import Answer, ZoneAnswers, query_a
+from mcfleet.observe.dns import UNANSWERED, Answer, ZoneAnswers, query_a
 from mcfleet.providers.base import NoAnswer, ProviderError, read_secret
 from mcfleet.providers.dns.base import in_zone
 
@@ -102,6 +102,10 @@ class Rfc2136Dns:
             self._signed(query)
         except ProviderError as exc:  # the key file cannot be read
             return exc
+        server = (self.provider.server, self.provider.port)
+        if server in UNANSWERED:  # the plan's read just got no answer here: asking would wait again
+            UNANSWERED.discard(server)
+            return None
         try:
             reply = self._exchange(query, "")
         except KeyRejected as exc:
