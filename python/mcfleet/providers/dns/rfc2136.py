@@ -81,9 +81,9 @@ class Rfc2136Dns:
                 hint=f"check that key_file holds the secret of key {self.provider.key_name!r} the server knows, "
                 "and that its ACL allows A updates",
             ) from None
-        except dns.exception.Timeout as exc:
+        except dns.exception.Timeout:
             raise NoAnswer(
-                f"the DNS server at {self._where()} did not answer {what} within {TIMEOUT:g} s: {exc}",
+                f"the DNS server at {self._where()} did not answer {what} within {TIMEOUT:g} s",
                 hint="check that the DNS server runs and is not overloaded, then re-run apply",
             ) from None
         except (OSError, dns.exception.DNSException) as exc:
