@@ -143,7 +143,7 @@ def a_file_the_service_rejects_is_put_back(
     assert failed["status"] == "failed", failed
     assert failed["message"].startswith("hello did not get healthy after its files changed: hello cannot get "
                                         "healthy: its container keeps stopping (restarted "), failed  # fmt: skip
-    assert failed["message"].endswith(f"; its previous /srv/hello/hello.conf put back, and hello runs on them "
+    assert failed["message"].endswith(f"; its previous /srv/hello/hello.conf put back, and hello runs on it "
                                       f"(see `mcfleet logs {name} hello`)"), failed  # fmt: skip
     assert took < 60, took
     assert fleet.sh(name, "cat /srv/hello/hello.conf").stdout.endswith("version 2\n")

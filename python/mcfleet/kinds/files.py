@@ -360,8 +360,9 @@ class FilesKind(NoRead):
                     continue
                 back = await _put_back(ctx, kept, {name})
                 again = await client.restart(name)
-                now = (f"its previous {', '.join(back)} put back, and {name} runs on them" if again.ok else
-                       f"its previous {', '.join(back)} put back, and {name} did not get healthy on them "
+                them = "it" if len(back) == 1 else "them"
+                now = (f"its previous {', '.join(back)} put back, and {name} runs on {them}" if again.ok else
+                       f"its previous {', '.join(back)} put back, and {name} did not get healthy on {them} "
                        f"either: {again.error}")  # fmt: skip
                 failures.append(f"{name} did not get healthy after its files changed: {answer.error}; {now} "
                                 f"(see `mcfleet logs {ctx.entry.host.name} {name}`)")  # fmt: skip
