@@ -311,6 +311,32 @@ async def _live(loaded: LoadedFleet, hosts: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def test_a_stopped_acme_server_is_found_by_the_plans_question_not_at_apply(lab_fleet: LabFleet, tmp_path: Path) -> None:
+    """Pebble stopped (SIGSTOP): it takes connections and answers nothing.  The cert kind's question before
+    a plan lists certificates to issue reads the ACME directory (5 s), so they are refused at once: apply
+    used to find it at the first issuance, 45 s later (the acme client's network timeout).  A running
+    Pebble's directory answers: no refusal, and no account key is made by asking."""
+    from mcfleet.fleet.models import AcmeProvider
+    from mcfleet.providers.cert.acme import AcmeCert
+
+    pebble = lab_fleet.pebble
+    account = tmp_path / "account.key"
+    acme = AcmeCert(AcmeProvider(kind="acme", directory=pebble.directory, account_key_file=str(account),
+                                 ca_file=pebble.ca_file))  # fmt: skip
+    assert asyncio.run(acme.key_refusal()) is None
+    os.kill(pebble.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        refusal = asyncio.run(acme.key_refusal())
+        took = time.monotonic() - started
+    finally:
+        os.kill(pebble.pid, signal.SIGCONT)
+    assert refusal is not None and refusal.message.endswith("did not answer GET /dir within 5 s"), refusal
+    assert refusal.hint and "start the ACME server" in refusal.hint
+    assert took < 10, took
+    assert not account.exists()
+
+
 def test_a_record_sent_to_a_hung_dns_server_is_kept_as_unconfirmed(lab_fleet: LabFleet, tmp_path: Path) -> None:
     """Knot stopped (SIGSTOP) while an update is sent: the step fails with "did not answer", and the
     server carries the update out once it resumes.  The step names the record as unconfirmed, so the
