@@ -54,3 +54,49 @@ def test_the_key_check_after_a_read_that_got_no_answer_does_not_wait_again(tmp_p
         assert asyncio.run(Rfc2136Dns(provider, "example.test").key_refusal()) is None
         with pytest.raises(TimeoutError):
             tcp.accept()  # nobody came
+
+
+def test_a_ca_bundle_under_the_home_folder_is_found_and_one_that_is_not_pem_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fleet.json keeps `~/…` as written: the plan's requests to a provider (the ACME directory, MCNS) load it
+    from the operator's home (was: an OSError out of the plan); a file that is not PEM is an error naming it."""
+    from mcfleet.providers.base import ProviderError
+    from mcfleet.providers.http import tls_context
+    from tests.certs import self_signed
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    self_signed("ca.example.test", tmp_path, stem="ca")
+    assert tls_context("~/ca.pem").cert_store_stats()["x509_ca"] == 1
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    with pytest.raises(ProviderError, match=r"cannot load the CA bundle ~/junk.pem \(ca_file in fleet.json"):
+        tls_context("~/junk.pem")
+
+
+def test_one_lost_query_is_not_a_server_down(tmp_path: Path) -> None:
+    """Only a read where no name got an answer notes the server as down for the key check: one lost UDP query
+    among answered ones leaves the check to ask (and name a key the server rejects)."""
+    from mcfleet.observe import dns as observe_dns
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as half:  # answers for a.example.test only
+        half.bind(("127.0.0.1", 0))
+        port = half.getsockname()[1]
+
+        def answer_a_only() -> None:
+            from dnslib import RR, DNSRecord
+
+            while True:
+                try:
+                    query, peer = half.recvfrom(512)
+                except OSError:  # closed
+                    return
+                reply = DNSRecord.parse(query).reply()
+                if str(reply.q.qname).startswith("a."):
+                    reply.add_answer(*RR.fromZone(f"{reply.q.qname} 60 A 10.0.0.1"))
+                    half.sendto(reply.pack(), peer)
+
+        threading.Thread(target=answer_a_only, daemon=True).start()
+        observe_dns.UNANSWERED.discard(("127.0.0.1", port))
+        read = asyncio.run(query_names(["a.example.test", "b.example.test"], "127.0.0.1", port, wait=0.3))
+    assert read.error is not None and read.values == {"a.example.test": ["10.0.0.1"]}
+    assert ("127.0.0.1", port) not in observe_dns.UNANSWERED

@@ -79,10 +79,11 @@ async def query_names(names: list[str], server: str, port: int, wait: float = 2.
     for name, result in zip(names, results, strict=True):
         if isinstance(result, BaseException):
             out.error = out.error or _no_answer(name, f"{server}:{port}", result, wait)
-            if isinstance(result, OSError):  # TimeoutError is one: no answer (not a reply it could not read)
-                UNANSWERED.add((server, port))
             continue
         out.add(name, result)
+    # the server is down (every name got no answer, TimeoutError being an OSError), not one query lost
+    if results and all(isinstance(r, OSError) for r in results):
+        UNANSWERED.add((server, port))
     return out
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import ssl
 import urllib.error
@@ -21,7 +22,17 @@ MAX_ANSWER = 4 * 1024 * 1024  # bytes read from a provider's answer at most
 
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    """The TLS context for a provider's URL: the system's CAs, or only `ca_file` (`~` is the operator's home,
+    as fleet.json may write it).  A bundle that cannot be loaded is a ProviderError naming it."""
+    if not ca_file:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=os.path.expanduser(ca_file))
+    except OSError as exc:  # ssl.SSLError is one: not PEM certificates
+        raise ProviderError(
+            f"cannot load the CA bundle {ca_file} (ca_file in fleet.json `providers`): {exc.strerror or exc}",
+            hint="name a readable file of PEM certificates, or drop ca_file to use this machine's CAs",
+        ) from None
 
 
 RETRIED = ("GET", "DELETE")  # idempotent calls, tried once more when the connection was dropped

@@ -132,7 +132,8 @@ class AcmeCert:
 
     def _issue(self, hostname: str, csr_pem: bytes) -> str:
         account = load_account_key(self.provider.account_key_file)
-        verify: Any = self.provider.ca_file or True  # requests' `verify`: True or a CA bundle path
+        ca_file = self.provider.ca_file
+        verify: Any = os.path.expanduser(ca_file) if ca_file else True  # requests': True or a CA bundle path
         try:
             net = client.ClientNetwork(account, user_agent=USER_AGENT, verify_ssl=verify, timeout=int(HTTP_TIMEOUT))
             directory = client.ClientV2.get_directory(self.provider.directory, net)
