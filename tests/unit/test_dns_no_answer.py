@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mcfleet.observe import plan_notes
 from mcfleet.observe.dns import query_names
+from mcfleet.observe.plan_notes import one_plan
 
 
 def test_a_server_that_keeps_silent_or_answers_garbage_is_named_with_the_name_it_was_asked() -> None:
@@ -49,11 +51,25 @@ def test_the_key_check_after_a_read_that_got_no_answer_does_not_wait_again(tmp_p
         tcp.bind(("127.0.0.1", port))  # where the signed check would go (DNS over TCP): it counts who comes
         tcp.listen()
         tcp.settimeout(0.1)
-        asyncio.run(query_names(["web.example.test"], "127.0.0.1", port, wait=0.2))
         provider = Rfc2136Provider(kind="rfc2136", server="127.0.0.1", port=port, key_name="k", key_file=str(key))
-        assert asyncio.run(Rfc2136Dns(provider, "example.test").key_refusal()) is None
+        with one_plan():
+            asyncio.run(query_names(["web.example.test"], "127.0.0.1", port, wait=0.2))
+            assert asyncio.run(Rfc2136Dns(provider, "example.test").key_refusal()) is None
         with pytest.raises(TimeoutError):
             tcp.accept()  # nobody came
+        # That plan is over: a check after it (or by a caller that is not planning) asks the server.
+        asyncio.run(query_names(["web.example.test"], "127.0.0.1", port, wait=0.2))
+        done = threading.Event()
+
+        def hang_up() -> None:  # takes the signed query's connection and closes it: the check asked
+            tcp.settimeout(5)
+            conn, _ = tcp.accept()
+            conn.close()
+            done.set()
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        assert asyncio.run(Rfc2136Dns(provider, "example.test").key_refusal()) is None  # no answer: not the key
+        assert done.wait(5)  # was: the note an earlier read left made it ask nothing
 
 
 def test_a_ca_bundle_under_the_home_folder_is_found_and_one_that_is_not_pem_is_named(
@@ -96,7 +112,41 @@ def test_one_lost_query_is_not_a_server_down(tmp_path: Path) -> None:
                     half.sendto(reply.pack(), peer)
 
         threading.Thread(target=answer_a_only, daemon=True).start()
-        observe_dns.UNANSWERED.discard(("127.0.0.1", port))
-        read = asyncio.run(query_names(["a.example.test", "b.example.test"], "127.0.0.1", port, wait=0.3))
-    assert read.error is not None and read.values == {"a.example.test": ["10.0.0.1"]}
-    assert ("127.0.0.1", port) not in observe_dns.UNANSWERED
+        with one_plan():
+            read = asyncio.run(query_names(["a.example.test", "b.example.test"], "127.0.0.1", port, wait=0.3))
+            assert read.error is not None and read.values == {"a.example.test": ["10.0.0.1"]}
+            assert not plan_notes.take(observe_dns.unanswered("127.0.0.1", port))
+
+
+def test_a_server_that_closes_the_tcp_connection_is_named_not_a_traceback(tmp_path: Path) -> None:
+    """Something at providers.dns.server/port that takes the TCP connection and closes it (not a DNS server,
+    or one restarting): the update is a ProviderError naming the server (was: dnspython's EOFError out of
+    apply), and the key check says nothing against the key."""
+    from mcfleet.fleet.models import Rfc2136Provider
+    from mcfleet.providers.base import ProviderError
+    from mcfleet.providers.dns.rfc2136 import Rfc2136Dns
+
+    key = tmp_path / "tsig.secret"
+    key.write_text("c2VjcmV0LXNlY3JldC1zZWNyZXQ=\n")
+    key.chmod(0o600)
+    with socket.socket() as tcp:
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        port = tcp.getsockname()[1]
+
+        def hang_up() -> None:
+            while True:
+                try:
+                    conn, _ = tcp.accept()
+                except OSError:  # closed
+                    return
+                with conn:  # reads the whole message first: a close with unread data would be a reset
+                    size = int.from_bytes(conn.recv(2, socket.MSG_WAITALL), "big")
+                    conn.recv(size, socket.MSG_WAITALL)
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        provider = Rfc2136Provider(kind="rfc2136", server="127.0.0.1", port=port, key_name="k", key_file=str(key))
+        dns = Rfc2136Dns(provider, "example.test")
+        with pytest.raises(ProviderError, match=rf"127.0.0.1:{port} closed the connection without answering"):
+            asyncio.run(dns.set_a("web.example.test", "10.0.0.1"))
+        assert asyncio.run(dns.key_refusal()) is None

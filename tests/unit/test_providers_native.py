@@ -20,6 +20,7 @@ from mcfleet.kinds.providers import DnsKind, add_provider_dns
 from mcfleet.observe.dns import ZoneAnswers
 from mcfleet.observe.facts import Facts
 from mcfleet.observe.manifest import Manifest
+from mcfleet.observe.plan_notes import one_plan
 from mcfleet.providers.base import ProviderError
 from mcfleet.providers.cert.base import cert_info, new_key_and_csr
 from mcfleet.providers.cert.metacrypt import MetacryptCert
@@ -118,7 +119,7 @@ def test_mcns_token_check_before_a_plan_lists_record_changes(tmp_path: Path) -> 
 def test_mcns_token_check_after_the_plans_read_asks_nothing_more(tmp_path: Path) -> None:
     """A plan reads the zone's records, then checks the token before it lists record changes: that check is
     the same GET with the same token, so the read answers for it, once; another token is asked again."""
-    with run_mcns(ZONE, POISON) as (url, state):
+    with run_mcns(ZONE, POISON) as (url, state), one_plan():
         dns = McnsDns(McnsProvider(kind="mcns", url=url, token_file=_token(tmp_path)), ZONE)
         asyncio.run(dns.answers_full([f"web.{ZONE}"]))
         asked = len(state.calls)
@@ -131,6 +132,23 @@ def test_mcns_token_check_after_the_plans_read_asks_nothing_more(tmp_path: Path)
         wrong = McnsDns(McnsProvider(kind="mcns", url=url, token_file=str(other)), ZONE)
         refused = asyncio.run(wrong.key_refusal())
         assert refused is not None and "403" in refused.message
+
+
+def test_mcns_read_outside_a_plan_or_in_an_earlier_one_answers_for_no_check(tmp_path: Path) -> None:
+    """What a read learned is one plan's: a check after the plan is over (the token may have been revoked
+    since), or made by a caller that is not planning, asks MCNS (was: any later check in the process took
+    a note an earlier read left)."""
+    with run_mcns(ZONE, POISON) as (url, state):
+        dns = McnsDns(McnsProvider(kind="mcns", url=url, token_file=_token(tmp_path)), ZONE)
+        with one_plan():
+            asyncio.run(dns.answers_full([f"web.{ZONE}"]))  # a plan with no record changes: no check
+        asked = len(state.calls)
+        assert asyncio.run(dns.key_refusal()) is None
+        assert len(state.calls) == asked + 1  # the plan is over: asked
+        asyncio.run(dns.answers_full([f"web.{ZONE}"]))  # not planning
+        with one_plan():
+            assert asyncio.run(dns.key_refusal()) is None
+        assert len(state.calls) == asked + 3  # asked
 
 
 def test_mcns_token_check_after_a_read_that_got_no_answer_does_not_wait_again(tmp_path: Path) -> None:
@@ -154,12 +172,13 @@ def test_mcns_token_check_after_a_read_that_got_no_answer_does_not_wait_again(tm
     try:
         dns = McnsDns(McnsProvider(kind="mcns", url=f"http://127.0.0.1:{server.getsockname()[1]}",
                                    token_file=_token(tmp_path)), ZONE)  # fmt: skip
-        with pytest.raises(ProviderError, match="dropped the connection"):
-            asyncio.run(dns.answers_full([f"web.{ZONE}"]))
-        asked = len(accepted)
-        assert asked >= 1
-        assert asyncio.run(dns.key_refusal()) is None
-        assert len(accepted) == asked  # not asked again
+        with one_plan():
+            with pytest.raises(ProviderError, match="dropped the connection"):
+                asyncio.run(dns.answers_full([f"web.{ZONE}"]))
+            asked = len(accepted)
+            assert asked >= 1
+            assert asyncio.run(dns.key_refusal()) is None
+            assert len(accepted) == asked  # not asked again
     finally:
         server.close()
 

@@ -10,6 +10,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from mcfleet.observe import plan_notes
+
 
 class Answer(NamedTuple):
     values: list[str]  # the A values held at the name itself (empty: NXDOMAIN or no A record)
@@ -64,10 +66,11 @@ class ZoneAnswers:
                 "dns_error": self.error if len(mine) < len(names) else None}  # fmt: skip
 
 
-# The servers (address, port) that gave a plan's read no answer since the last credential check: that check
-# (a signed query of the same server, made right after the read when the plan has record changes) would find
-# the same and wait again, and no answer is not the key's fault.  It takes the entry (once).
-UNANSWERED: set[tuple[str, int]] = set()
+def unanswered(server: str, port: int) -> tuple[str, str, int]:
+    """The plan note of a server that gave the plan's read no answer: the key check (a signed query of the
+    same server, made right after the read when the plan has record changes) would find the same and wait
+    again, and no answer is not the key's fault."""
+    return ("dns server gave no answer", server, port)
 
 
 async def query_names(names: list[str], server: str, port: int, wait: float = 2.0) -> ZoneAnswers:
@@ -83,7 +86,7 @@ async def query_names(names: list[str], server: str, port: int, wait: float = 2.
         out.add(name, result)
     # the server is down (every name got no answer, TimeoutError being an OSError), not one query lost
     if results and all(isinstance(r, OSError) for r in results):
-        UNANSWERED.add((server, port))
+        plan_notes.note(unanswered(server, port))
     return out
 
 

@@ -28,6 +28,7 @@ from mcfleet.kinds.providers import CertKind, DnsKind
 from mcfleet.observe.collect import GatherResult, gather
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.observe.manifest import Manifest, manifest_path
+from mcfleet.observe.plan_notes import one_plan
 from mcfleet.phase import Phase
 from mcfleet.plan.manifest_after import manifest_changes
 from mcfleet.plan.model import Action, Blocked, Plan, Unobserved, UnreachableHost, sort_actions
@@ -240,7 +241,23 @@ async def plan_fleet(
     desired: Mapping[str, DesiredHost] | None = None,
 ) -> tuple[Plan, GatherResult]:
     """Observe the hosts (every kind's read) and diff them (every kind's diff): the one way to make a plan."""
-    desired = desired if desired is not None else desired_state(loaded, agent_hashes)
+    with one_plan():  # what a read learned for the checks after it is this plan's alone
+        return await _plan_fleet(
+            loaded, names, pool=pool, options=options, progress=progress, kinds=kinds,
+            desired=desired if desired is not None else desired_state(loaded, agent_hashes),
+        )  # fmt: skip
+
+
+async def _plan_fleet(
+    loaded: LoadedFleet,
+    names: list[str],
+    *,
+    pool: SshPool | None,
+    options: SshOptions | None,
+    progress: Progress | None,
+    kinds: Sequence[ResourceKind],
+    desired: Mapping[str, DesiredHost],
+) -> tuple[Plan, GatherResult]:
     facts = await gather(loaded, names, pool=pool, options=options, progress=progress, desired=desired, kinds=kinds)
     plan = build(loaded, facts, kinds=kinds, desired=desired)
     plan = await hold_unwritable(loaded, plan, facts, desired, kinds)

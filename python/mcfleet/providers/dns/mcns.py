@@ -13,6 +13,7 @@ import urllib.parse
 from typing import Any
 
 from mcfleet.fleet.models import McnsProvider
+from mcfleet.observe import plan_notes
 from mcfleet.observe.dns import Answer, ZoneAnswers
 from mcfleet.providers.base import ProviderError, read_token
 from mcfleet.providers.dns.base import in_zone
@@ -20,15 +21,13 @@ from mcfleet.providers.http import HttpRefused, http_json
 
 WHAT = "MCNS"
 
-# (records URL, sha256 of the token) of the zone reads since the last credential check that MCNS answered
-# or did not answer at all (a refusal, 401 or 403, is not kept: the check asks and names it).  The check is
-# that same GET, and a plan makes it right after reading the zone with the same token: the read answers for
-# it (once: the next check asks MCNS again), and a MCNS that just did not answer is not waited for twice.
-_READ_WITH: set[tuple[str, str]] = set()
 
-
-def _reader(url: str, token: str) -> tuple[str, str]:
-    return url, hashlib.sha256(token.encode()).hexdigest()
+def _reader(url: str, token: str) -> tuple[str, str, str]:
+    """The plan note of a zone read that MCNS answered, or did not answer at all, with this token (a refusal,
+    401 or 403, is not noted: the check asks and names it).  The credential check is that same GET, made
+    right after the read: the read answers for it, and a MCNS that just did not answer is not waited for
+    twice.  The token is kept as its sha256 only."""
+    return "mcns zone read", url, hashlib.sha256(token.encode()).hexdigest()
 
 
 class McnsDns:
@@ -51,10 +50,10 @@ class McnsDns:
             raise
         except ProviderError:  # no answer, unreachable: the token was not judged, and asking again waits again
             if zone_read:
-                _READ_WITH.add(_reader(self._url(), token))
+                plan_notes.note(_reader(self._url(), token))
             raise
         if zone_read:
-            _READ_WITH.add(_reader(self._url(), token))
+            plan_notes.note(_reader(self._url(), token))
         return data
 
     def _all_records(self) -> list[dict[str, Any]]:
@@ -90,10 +89,8 @@ class McnsDns:
             token = read_token(self.provider.token_file)
         except ProviderError as exc:  # the token file cannot be read, or its JWT is past its `exp`
             return exc
-        reader = _reader(self._url(), token)
-        if reader in _READ_WITH:  # the plan's read of the zone just took this token, or got no answer
-            _READ_WITH.discard(reader)
-            return None
+        if plan_notes.take(_reader(self._url(), token)):
+            return None  # the plan's read of the zone just took this token, or got no answer
         try:
             self._records()
         except HttpRefused as exc:

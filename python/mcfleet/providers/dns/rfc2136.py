@@ -20,7 +20,8 @@ import dns.tsigkeyring
 import dns.update
 
 from mcfleet.fleet.models import Rfc2136Provider
-from mcfleet.observe.dns import UNANSWERED, Answer, ZoneAnswers, query_a
+from mcfleet.observe import plan_notes
+from mcfleet.observe.dns import Answer, ZoneAnswers, query_a, unanswered
 from mcfleet.providers.base import NoAnswer, ProviderError, read_secret
 from mcfleet.providers.dns.base import in_zone
 
@@ -86,6 +87,11 @@ class Rfc2136Dns:
                 f"the DNS server at {self._where()} did not answer {what} within {TIMEOUT:g} s",
                 hint="check that the DNS server runs and is not overloaded, then re-run apply",
             ) from None
+        except EOFError:  # dnspython's word for a connection closed before the reply's length came
+            raise ProviderError(
+                f"the DNS server at {self._where()} closed the connection without answering {what or 'the query'}",
+                hint="check that providers.dns.server/port name a DNS server that takes TCP, then re-run apply",
+            ) from None
         except (OSError, dns.exception.DNSException) as exc:
             raise ProviderError(
                 f"the DNS server at {self._where()} is unreachable for {what}: {exc}",
@@ -102,10 +108,8 @@ class Rfc2136Dns:
             self._signed(query)
         except ProviderError as exc:  # the key file cannot be read
             return exc
-        server = (self.provider.server, self.provider.port)
-        if server in UNANSWERED:  # the plan's read just got no answer here: asking would wait again
-            UNANSWERED.discard(server)
-            return None
+        if plan_notes.take(unanswered(self.provider.server, self.provider.port)):
+            return None  # the plan's read just got no answer here: asking would wait again
         try:
             reply = self._exchange(query, "")
         except KeyRejected as exc:
