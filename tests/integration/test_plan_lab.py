@@ -257,6 +257,7 @@ def test_a_dns_key_the_server_rejects_makes_the_record_changes_refusals(
         copy = tmp_path / case
         shutil.copytree(root, copy)
         (tmp_path / f"{case}.secret").write_text(secret + "\n")
+        (tmp_path / f"{case}.secret").chmod(0o600)
         fleet = json.loads((copy / "fleet.json").read_text())
         fleet["providers"]["dns"] |= {"key_file": str(tmp_path / f"{case}.secret"), "key_name": key_name}
         (copy / "fleet.json").write_text(json.dumps(fleet))
@@ -272,6 +273,7 @@ def test_a_dns_key_the_server_rejects_makes_the_record_changes_refusals(
     shutil.copytree(root, beside)
     (beside / "keys").mkdir()
     (beside / "keys" / "tsig.secret").write_text(knot.secret() + "\n")
+    (beside / "keys" / "tsig.secret").chmod(0o600)
     fleet = json.loads((beside / "fleet.json").read_text())
     fleet["providers"]["dns"]["key_file"] = "keys/tsig.secret"
     (beside / "fleet.json").write_text(json.dumps(fleet))

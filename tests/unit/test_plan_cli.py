@@ -74,6 +74,24 @@ def test_missing_known_hosts_or_identity_file_is_named_not_blamed_on_the_address
     assert "Traceback" not in out + err
 
 
+def test_an_identity_file_other_users_can_read_is_refused_as_ssh_refuses_it(tmp_path: Path) -> None:
+    """A private key of this user with group or other access (as `ssh` says UNPROTECTED PRIVATE KEY FILE):
+    the host is not tried with it, and the message names the file, its mode and the fix."""
+    import asyncssh
+
+    key = tmp_path / "id_ed25519"
+    key.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key())
+    key.chmod(0o644)
+    write_case_fleet(
+        tmp_path / "f", {"hosts": {"beta": {"host": {"roles": ["master"], "ssh": {"identity_file": str(key)}}}}}
+    )
+    code, out, err = run_cli("plan", str(tmp_path / "f"), "--connect-timeout", "1")
+    assert code == 1, err
+    assert f"beta: unreachable: the identity file {key} is open to other users (mode 0644)" in out
+    assert f"chmod 600 {key}" in out
+    assert "Traceback" not in out + err
+
+
 def test_the_nix_eval_before_observing_a_nixos_host_is_shown() -> None:
     """plan evaluates each NixOS host's system (seconds) before connecting: the progress says so first."""
     from tests.conftest import REPO

@@ -117,7 +117,8 @@ def test_the_dns_kind_asks_the_fleets_provider(tmp_path: Path) -> None:
 
     token = tmp_path / "token"
     token.write_text("an-old-token\n")
-    with run_mcns("svc.mcp.example.test", "the-right-token") as (url, _state):
+    token.chmod(0o600)
+    with run_mcns("svc.mcp.example.test", "the-right-token") as (url, state):
         case = json.loads((CASES / "in-sync.json").read_text())
         case["fleet"] = {"providers": {"dns": {"kind": "mcns", "url": url, "token_file": str(token)}}}
         loaded = write_case_fleet(tmp_path / "fleet", case)
@@ -131,6 +132,16 @@ def test_the_dns_kind_asks_the_fleets_provider(tmp_path: Path) -> None:
             f"the MCIAS token in {token} expired on 2026-01-01 00:00 UTC (its `exp` claim)",
             f"have MCIAS issue a new token for the service account and write it to {token}",
         )
+        token.write_text("the-right-token\n")
+        token.chmod(0o640)  # MCNS would take it: refused before it is sent
+        calls = len(state.calls)
+        refusal = asyncio.run(DnsKind().write_refusal(loaded))
+        assert refusal == (
+            f"the MCIAS token file {token} is open to other users (mode 0640): mcfleet does not use a credential "
+            "others can read or replace",
+            f"chmod 600 {token} (and replace the MCIAS token if others may have read it)",
+        )
+        assert len(state.calls) == calls
 
 
 def jwt(**claims: object) -> str:
@@ -185,9 +196,23 @@ def test_certificates_to_issue_are_refused_when_the_providers_credential_cannot_
         "acme, not a directory": ({"kind": "acme", "directory": f"{ca}/other",
                                    "account_key_file": str(tmp_path / "made-later.pem")},
                                   f"{ca}/other is not an ACME directory (its answer names no newOrder URL)"),
+        "acme, key others can read": ({"kind": "acme", "directory": f"{ca}/dir",
+                                       "account_key_file": str(tmp_path / "open-key.pem")},
+                                      f"the ACME account key file {tmp_path / 'open-key.pem'} is open to other users "
+                                      "(mode 0644)"),
     }  # fmt: skip
     (tmp_path / "not-a-key.pem").write_text("not a key\n")
+    (tmp_path / "not-a-key.pem").chmod(0o600)
     (tmp_path / "old-token").write_text(jwt(exp=1767225600) + "\n")
+    (tmp_path / "old-token").chmod(0o600)
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / "open-key.pem").write_bytes(pem)
+    (tmp_path / "open-key.pem").chmod(0o644)
     for i, (name, (provider, said)) in enumerate(cases.items()):
         case["fleet"] = {"providers": {"cert": provider}}
         loaded = write_case_fleet(tmp_path / f"fleet{i}", case)

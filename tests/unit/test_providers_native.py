@@ -129,6 +129,7 @@ def test_mcns_token_check_after_the_plans_read_asks_nothing_more(tmp_path: Path)
         assert len(state.calls) == asked + 1  # the next check asks
         other = tmp_path / "other"
         other.write_text("another-token")
+        other.chmod(0o600)
         wrong = McnsDns(McnsProvider(kind="mcns", url=url, token_file=str(other)), ZONE)
         refused = asyncio.run(wrong.key_refusal())
         assert refused is not None and "403" in refused.message

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mcfleet.errors import McfleetError
+from mcfleet.util.private_file import open_to_others
 
 
 class ProviderError(McfleetError):
@@ -27,8 +28,10 @@ class NoAnswer(ProviderError):
 
 def read_secret(path: str, what: str) -> str:
     """The content of a secret file, stripped; an error names the file, never the content."""
+    file = Path(path).expanduser()
     try:
-        value = Path(path).expanduser().read_text().strip()
+        value = file.read_text().strip()
+        too_open = open_to_others(file.stat())
     except OSError as exc:
         raise ProviderError(
             f"cannot read the {what} file {path}: {exc.strerror or exc}",
@@ -36,7 +39,17 @@ def read_secret(path: str, what: str) -> str:
         ) from None
     if not value:
         raise ProviderError(f"the {what} file {path} is empty", hint=f"write the {what} into {path}")
+    if too_open:
+        raise exposed(what, path, too_open)
     return value
+
+
+def exposed(what: str, path: str, mode: str) -> ProviderError:
+    return ProviderError(
+        f"the {what} file {path} is open to other users ({mode}): mcfleet does not use a credential others can "
+        "read or replace",
+        hint=f"chmod 600 {path} (and replace the {what} if others may have read it)",
+    )
 
 
 def read_token(path: str) -> str:

@@ -49,6 +49,7 @@ from mcfleet.transport.base import (
     shell_line,
     split_pgid,
 )
+from mcfleet.util.private_file import open_to_others
 
 # Copies stdin to the unix socket argv[1] and the socket to stdout (run escalated on the node).
 RELAY = """
@@ -352,7 +353,7 @@ def _client_keys(entry: HostEntry, opts: SshOptions) -> tuple[asyncssh.SSHKey, .
 def _private_key(path: str, host: str) -> asyncssh.SSHKey:
     try:
         st = os.stat(path)
-        return _read_key(path, st.st_mtime_ns, st.st_size)
+        key = _read_key(path, st.st_mtime_ns, st.st_size)
     except OSError as exc:
         raise LocalSshConfigError(f"cannot read the identity file {path}", location=host, hint=IDENTITY_HINT) from exc
     except asyncssh.KeyImportError as exc:
@@ -364,6 +365,15 @@ def _private_key(path: str, host: str) -> asyncssh.SSHKey:
         raise LocalSshConfigError(
             f"the identity file {path} is not a private key mcfleet can use ({exc})", location=host, hint=hint
         ) from exc
+    too_open = open_to_others(st)
+    if too_open:  # as ssh itself refuses it ("UNPROTECTED PRIVATE KEY FILE")
+        raise LocalSshConfigError(
+            f"the identity file {path} is open to other users ({too_open}): mcfleet does not use a private key "
+            "others can read or replace",
+            location=host,
+            hint=f"chmod 600 {path}",
+        )
+    return key
 
 
 @functools.lru_cache(maxsize=16)
