@@ -267,3 +267,29 @@ def test_caddy_puts_mcfleet_routes_before_an_operator_catch_all(caddy: CaddyInfo
     finally:
         asyncio.run(admin.remove_route(443, hostname))
         admin._call("DELETE", f"{servers}/{server}")
+
+
+def test_a_haproxy_map_longer_than_one_buffer_is_read_whole(haproxy: HaproxyInfo) -> None:
+    """HAProxy writes `show map` in chunks of its buffer (16 kB): 600 routes (~30 kB) are all read (was: the
+    first chunk only, so the plan saw routes missing, and a change wrote the map file back cut short)."""
+    names = [f"bulk{i:03}.svc.mcp.example.test" for i in range(600)]
+    keys = [f"1/{n}" for n in names]  # listener 1: no connection ever arrives there; the map is shared
+
+    def batch(verb: str) -> None:
+        for start in range(0, len(keys), 50):
+            line = ";".join(f"{verb} map {haproxy.map_file} {k}" + (" 10.77.9.9:8443" if verb == "add" else "")
+                            for k in keys[start:start + 50])  # fmt: skip
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(haproxy.admin_socket)
+                s.sendall(line.encode() + b"\n")
+                while s.recv(65536):
+                    pass
+
+    l4 = HaproxyRoutes(HaproxyProvider(kind="haproxy", admin_socket=haproxy.admin_socket, map_file=haproxy.map_file))
+    batch("add")
+    try:
+        live = asyncio.run(l4.list_routes())
+        assert set(keys) <= {r.key_id for r in live.values()}
+    finally:
+        batch("del")
+    assert not {r.hostname for r in asyncio.run(l4.list_routes()).values()} & set(names)

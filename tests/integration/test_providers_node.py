@@ -17,6 +17,7 @@ from mcfleet.fleet.load import load_fleet
 from mcfleet.fleet.models import AcmeProvider, CaddyProvider, HaproxyProvider
 from mcfleet.lab.peers.nodeproxy import NodeProxies, start_node_proxies
 from mcfleet.lab.proc import spawn, start_time, stop, which
+from mcfleet.providers.base import ProviderError
 from mcfleet.providers.cert.acme import AcmeCert
 from mcfleet.providers.cert.install import issue_and_install, key_path, remove_cert
 from mcfleet.providers.route.base import ProxyRoute
@@ -121,3 +122,43 @@ def test_cert_and_routes_on_the_proxy_node(
     asyncio.run(teardown())
     assert _curl(WEB, 443, proxies.address, root).returncode != 0 or PAGE not in _curl(WEB, 443, proxies.address,
                                                                                       root).stdout  # fmt: skip
+
+
+def test_a_proxy_socket_the_node_does_not_have_is_named(lab_fleet: LabFleet, proxies: NodeProxies) -> None:
+    """sshd answers a forward to a path where nothing listens with "open failed" alone, which the proxy's
+    client sees as a connection closed without an answer; the read then asks the node whether the socket is
+    there and says so (was: "Remote end closed connection without response" for Caddy, and for HAProxy an
+    empty map: every l4 route "missing").  A socket that is there keeps the read as it is."""
+    import dataclasses
+
+    from mcfleet.fleet.load import LoadedFleet
+    from mcfleet.providers.steps import read_proxies
+
+    loaded = load_fleet(lab_fleet.fleet_dir)
+    fleet = loaded.fleet
+    assert fleet is not None
+
+    def fleet_with(caddy: str, haproxy: str) -> LoadedFleet:
+        providers = fleet.providers.model_copy(update={
+            "route": CaddyProvider(kind="caddy", admin_url=f"unix:{caddy}"),
+            "route_l4": HaproxyProvider(kind="haproxy", admin_socket=haproxy, map_file=proxies.map_file)})  # fmt: skip
+        return dataclasses.replace(loaded, fleet=fleet.model_copy(update={"providers": providers}))
+
+    async def read(caddy: str, haproxy: str) -> str:
+        async with SshPool(hosts=loaded.hosts) as pool:
+            node = await pool.connect(loaded.hosts["node3"])
+            try:
+                await read_proxies(fleet_with(caddy, haproxy), node)
+            except ProviderError as exc:
+                return f"{exc.message} | {exc.hint}"
+            return "read"
+
+    assert asyncio.run(read(proxies.caddy_admin, proxies.haproxy_admin)) == "read"
+    assert asyncio.run(read("/srv/mc-proxy/nope.sock", proxies.haproxy_admin)) == (
+        "Caddy is not listening on node3: there is no socket at /srv/mc-proxy/nope.sock | start Caddy on node3, "
+        "or fix providers.route.admin_url in fleet.json"
+    )
+    assert asyncio.run(read(proxies.caddy_admin, "/srv/mc-proxy/nope.sock")) == (
+        "HAProxy is not listening on node3: there is no socket at /srv/mc-proxy/nope.sock | start HAProxy on "
+        "node3, or fix providers.route_l4.admin_socket in fleet.json"
+    )

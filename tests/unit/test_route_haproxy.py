@@ -63,3 +63,27 @@ def test_an_admin_socket_reached_through_a_forward_is_named_by_its_path_on_the_n
             asyncio.run(hung())
     assert "/srv/mc-proxy/haproxy.sock did not answer `show …` within 0.2 s" in slow.value.message
     assert local not in slow.value.message
+
+
+def test_a_connection_closed_without_an_answer_is_an_error_not_an_empty_map(tmp_path: Path) -> None:
+    """HAProxy ends every answer with an empty line, so no byte at all is not its answer: the SSH forward of a
+    socket the node does not have takes the connection and closes it.  Was: an empty map, which the plan
+    showed as every l4 route missing ("drift: the proxy serves no route for it")."""
+    local = str(tmp_path / "fwd.sock")
+    routes = HaproxyRoutes(HaproxyProvider(kind="haproxy", admin_socket="/srv/mc-proxy/haproxy.sock", map_file="/m"),
+                           local_socket=local)  # fmt: skip
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()  # the command taken (closing with it unread would be a reset)
+        writer.close()
+
+    async def closed() -> None:
+        server = await asyncio.start_unix_server(hang_up, path=local)
+        async with server:
+            await routes.list_routes()
+
+    with pytest.raises(ProviderError) as raised:
+        asyncio.run(closed())
+    assert raised.value.message == (
+        "HAProxy's admin socket /srv/mc-proxy/haproxy.sock closed the connection without answering `show …`"
+    )

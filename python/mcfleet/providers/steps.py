@@ -53,6 +53,15 @@ def _subject(action: Action, label: str) -> str:
     return action.subject[len(label) + 1 :] if action.subject.startswith(label + " ") else action.subject
 
 
+def _route_mode(action: Action, desired: DesiredHost) -> str:
+    """The mode of the route an action adds (as declared) or removes (as it was)."""
+    key = _subject(action, "route")
+    if action.kind != "delete" and key in desired.routes:
+        return desired.routes[key].mode
+    before = action.before if isinstance(action.before, dict) else {}
+    return str(before.get("mode", "l7"))
+
+
 def _finish(done: list[str], failed: list[str], timings: dict[str, float], what: str) -> StepOutcome:
     if failed:
         return StepOutcome("failed", "; ".join(failed), timings)
@@ -85,6 +94,55 @@ def map_saver(node: Node, path: str) -> SaveMap:
             ) from None
 
     return save
+
+
+def node_socket(fleet: Fleet, provider: RouteProvider) -> tuple[str, str, str] | None:
+    """(the proxy's name, the unix socket on its node it is reached through, the fleet.json field naming it);
+    None for a Caddy reached over TCP."""
+    key = "route_l4" if provider is fleet.providers.route_l4 and provider is not fleet.providers.route else "route"
+    if isinstance(provider, CaddyProvider):
+        from mcfleet.providers.route.caddy import UNIX
+
+        unix = provider.admin_url.startswith(UNIX)
+        return ("Caddy", provider.admin_url[len(UNIX) :], f"providers.{key}.admin_url") if unix else None
+    if isinstance(provider, HaproxyProvider):
+        return "HAProxy", provider.admin_socket, f"providers.{key}.admin_socket"
+    return "mc-proxy", provider.socket, f"providers.{key}.socket"
+
+
+async def no_socket(node: Node, fleet: Fleet, provider: RouteProvider) -> ProviderError | None:
+    """Why a proxy reached through SSH could not be asked, when its socket is not on the node.  sshd's answer
+    to a forward to a path where nothing listens is only "open failed", which the proxy's client sees as a
+    connection closed without an answer; asked after a failure only (a plan that reads the proxy pays
+    nothing)."""
+    found = node_socket(fleet, provider)
+    if found is None or getattr(node, "forward_unix", None) is None:  # this machine: the error names the path
+        return None
+    what, path, field_name = found
+    try:
+        res = await node.run(["test", "-S", path], timeout=10)
+    except McfleetError:  # the connection itself failed: the first error says what there is to say
+        return None
+    if res.exit_status != 1:  # a socket is there (or test itself failed): the first error stands
+        return None
+    return ProviderError(
+        f"{what} is not listening on {node.name}: there is no socket at {path}",
+        hint=f"start {what} on {node.name}, or fix {field_name} in fleet.json",
+    )
+
+
+def _socket_checks(node: Node, fleet: Fleet) -> Callable[[str], Awaitable[ProviderError | None]]:
+    """no_socket for the proxy of a route mode, asked once per proxy."""
+    gone: dict[int, ProviderError | None] = {}
+
+    async def check(mode: str) -> ProviderError | None:
+        provider = route_provider(fleet, mode)
+        assert provider is not None
+        if id(provider) not in gone:
+            gone[id(provider)] = await no_socket(node, fleet, provider)
+        return gone[id(provider)]
+
+    return check
 
 
 async def open_route_backend(provider: RouteProvider, node: Node) -> RouteBackend:
@@ -270,6 +328,7 @@ async def apply_routes(
             backends[id(provider)] = await open_route_backend(provider, node)
         return backends[id(provider)]
 
+    why_not_asked = _socket_checks(node, fleet)
     done: list[str] = []
     failed: list[str] = []
     timings: dict[str, float] = {}
@@ -302,6 +361,8 @@ async def apply_routes(
                 await (await backend_for(mode)).remove_route(int(listener_text or 443), hostname)
                 done.append(f"{key} removed")
         except ProviderError as exc:
+            if not isinstance(exc, NoAnswer):  # a change sent and not answered reached a listening proxy
+                exc = await why_not_asked(_route_mode(action, desired)) or exc
             failed.append(_error(action.subject, exc))
             if isinstance(exc, NoAnswer) and action.kind != "delete" and key in desired.routes:
                 unsure.add(key)
@@ -334,7 +395,10 @@ async def read_proxies(loaded: LoadedFleet, node: Node, listeners: Iterable[int]
             continue
         seen.add(id(provider))
         backend = await open_route_backend(provider, node)
-        out.routes.update(await backend.list_routes())
+        try:
+            out.routes.update(await backend.list_routes())
+        except ProviderError as exc:
+            raise await no_socket(node, fleet, provider) or exc from None
         wanted = set(listeners)
         if provider is fleet.providers.route and wanted and isinstance(provider, CaddyProvider):
             from mcfleet.providers.route.caddy import CaddyRoutes

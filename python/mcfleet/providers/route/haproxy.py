@@ -25,6 +25,7 @@ from mcfleet.providers.route.base import ProxyRoute
 
 WHAT = "HAProxy"
 TIMEOUT = 10.0
+ANSWER_CAP = 64 << 20  # a map of ~1 M routes: anything larger is not HAProxy's answer to `show map`
 
 SaveMap = Callable[[str], Awaitable[None]]
 
@@ -36,6 +37,19 @@ def map_key(listener: int, hostname: str) -> str:
 def map_text(entries: dict[str, str]) -> str:
     """The map file's content: one `key value` line per route, sorted (the same routes, the same bytes)."""
     return "".join(f"{key} {value}\n" for key, value in sorted(entries.items()))
+
+
+async def _answer(reader: asyncio.StreamReader) -> bytes:
+    """The whole answer: HAProxy writes it in chunks of its buffer size (16 kB by default), then closes the
+    connection (one command per connection); one read would return the first chunk only, a map cut short."""
+    answer = b""
+    while chunk := await reader.read(1 << 16):
+        answer += chunk
+        if len(answer) > ANSWER_CAP:
+            raise ProviderError(
+                f"{WHAT}'s answer is over {ANSWER_CAP >> 20} MiB", hint="check providers.route_l4.admin_socket"
+            )
+    return answer
 
 
 class HaproxyRoutes:
@@ -54,7 +68,7 @@ class HaproxyRoutes:
                 try:
                     writer.write(command.encode() + b"\n")
                     await writer.drain()
-                    answer = (await reader.read(1 << 20)).decode(errors="replace")
+                    answer = (await _answer(reader)).decode(errors="replace")
                 finally:  # also when HAProxy never answers: the connection is not left open
                     writer.close()
         except TimeoutError:
@@ -68,6 +82,13 @@ class HaproxyRoutes:
                 f"{WHAT}'s admin socket {self.provider.admin_socket} does not answer: {exc}",
                 hint="start HAProxy with `stats socket … level admin`, or fix providers.route_l4.admin_socket",
             ) from None
+        if not answer:  # HAProxy ends every answer, even an empty one, with an empty line
+            raise ProviderError(
+                f"{WHAT}'s admin socket {self.provider.admin_socket} closed the connection without answering "
+                f"`{command.split(maxsplit=1)[0]} …`",
+                hint="check that HAProxy runs with `stats socket … level admin` there, or fix "
+                "providers.route_l4.admin_socket",
+            )
         bad = [ln for ln in answer.splitlines() if ln.lower().startswith(("unknown", "no such", "can't", "invalid"))]
         if bad:
             raise ProviderError(
