@@ -293,3 +293,31 @@ def test_a_haproxy_map_longer_than_one_buffer_is_read_whole(haproxy: HaproxyInfo
     finally:
         batch("del")
     assert not {r.hostname for r in asyncio.run(l4.list_routes()).values()} & set(names)
+
+
+def test_knot_answers_that_are_not_the_zones_records_are_not_read_as_none(knot: KnotInfo) -> None:
+    """Knot's REFUSED for a name in no zone it serves (fleet.json `zone` or providers.dns.server wrong) is a
+    read that failed, not a name without records (was: `[]`, so the plan listed every record to create and
+    apply then failed on NOTAUTH).  An answer too large for UDP (TC) is asked again over TCP: all the records."""
+    from mcfleet.observe.dns import query_names
+
+    read = asyncio.run(query_names(["web.example.org"], knot.server, knot.port))
+    assert read.values == {}
+    assert read.error == (
+        f"{knot.server}:{knot.port} answered REFUSED for web.example.org: it serves no zone holding the name: "
+        "providers.dns.server/port must name the zone's primary server, and fleet.json `zone` a zone it serves"
+    )
+    with pytest.raises(ProviderError, match=r"answered REFUSED for web\.example\.org"):
+        asyncio.run(_rfc2136(knot).answers_full(["web.example.org"]))
+
+    dns = _rfc2136(knot)
+    name = f"provmany.{knot.zone}"
+    many = [f"10.77.2.{i}" for i in range(1, 41)]  # 40 A records: ~700 bytes, over the 512 of a plain UDP reply
+    update = dns_update.UpdateMessage(knot.zone)
+    for address in many:
+        update.add(name.removesuffix("." + knot.zone), 60, "A", address)
+    dns._send(update, "adding 40 A records")
+    try:
+        assert asyncio.run(query_names([name], knot.server, knot.port)).values == {name: sorted(many)}
+    finally:
+        asyncio.run(dns.delete_a(name))

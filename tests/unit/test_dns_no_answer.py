@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mcfleet.observe import dns as observe_dns
 from mcfleet.observe import plan_notes
 from mcfleet.observe.dns import query_names
 from mcfleet.observe.plan_notes import one_plan
@@ -92,7 +93,6 @@ def test_a_ca_bundle_under_the_home_folder_is_found_and_one_that_is_not_pem_is_n
 def test_one_lost_query_is_not_a_server_down(tmp_path: Path) -> None:
     """Only a read where no name got an answer notes the server as down for the key check: one lost UDP query
     among answered ones leaves the check to ask (and name a key the server rejects)."""
-    from mcfleet.observe import dns as observe_dns
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as half:  # answers for a.example.test only
         half.bind(("127.0.0.1", 0))
@@ -150,3 +150,33 @@ def test_a_server_that_closes_the_tcp_connection_is_named_not_a_traceback(tmp_pa
         with pytest.raises(ProviderError, match=rf"127.0.0.1:{port} closed the connection without answering"):
             asyncio.run(dns.set_a("web.example.test", "10.0.0.1"))
         assert asyncio.run(dns.key_refusal()) is None
+
+
+def test_an_answer_without_authority_is_not_read_as_the_zones_records() -> None:
+    """A resolver at providers.dns.server/port answers from its cache (no AA flag): what it says is not what
+    the zone holds, and the read fails naming that (was: its cached A record read as the zone's)."""
+    from dnslib import RR, DNSRecord
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as resolver:
+        resolver.bind(("127.0.0.1", 0))
+        port = resolver.getsockname()[1]
+
+        def answer_from_cache() -> None:
+            while True:
+                try:
+                    query, peer = resolver.recvfrom(512)
+                except OSError:  # closed
+                    return
+                reply = DNSRecord.parse(query).reply(aa=0)
+                reply.add_answer(*RR.fromZone(f"{reply.q.qname} 60 A 10.0.0.1"))
+                resolver.sendto(reply.pack(), peer)
+
+        threading.Thread(target=answer_from_cache, daemon=True).start()
+        with one_plan():
+            read = asyncio.run(query_names(["web.example.test"], "127.0.0.1", port, wait=2))
+            assert not plan_notes.take(observe_dns.unanswered("127.0.0.1", port))  # it answered: the key is asked
+    assert read.values == {}
+    assert read.error == (
+        f"127.0.0.1:{port} is not authoritative for web.example.test (its answer lacks the AA flag): "
+        "providers.dns.server/port must name the zone's primary server, and fleet.json `zone` a zone it serves"
+    )

@@ -20,14 +20,43 @@ class Answer(NamedTuple):
     v6: tuple[str, ...] = ()  # the AAAA values held at the name: IPv6 clients go there instead of the A
 
 
+_NOT_PRIMARY = "providers.dns.server/port must name the zone's primary server, and fleet.json `zone` a zone it serves"
+_REFUSED_WHY = {
+    "REFUSED": f"it serves no zone holding the name: {_NOT_PRIMARY}",
+    "NOTAUTH": f"it serves no zone holding the name: {_NOT_PRIMARY}",
+    "SERVFAIL": "its copy of the zone may have failed to load: see the DNS server's log",
+}
+
+
+class NotAnAnswer(Exception):
+    """The server replied, but not with what its zone holds at the name: an error code, or an answer without
+    authority.  `what` it did, and `why` that is (or what to check)."""
+
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(what)
+        self.what = what
+        self.why = why
+
+
 def query_a(name: str, server: str, port: int, timeout: float = 2.0) -> Answer:
     """The A answer for name, and its AAAA values, read at the authoritative server.  Only records owned by
     the name count: a CNAME there comes with its target's A records, which are the target's, not the
     name's (and no AAAA of its own can sit beside it).  Raises OSError on no answer."""
-    from dnslib import QTYPE, DNSRecord  # ~7 ms to import: only a fleet with a DNS provider asks
+    from dnslib import QTYPE, RCODE, DNSError, DNSRecord  # ~7 ms to import: only a fleet with a DNS provider asks
 
     def own(qtype: str) -> list[Any]:
-        reply = DNSRecord.parse(DNSRecord.question(name, qtype).send(server, port, tcp=False, timeout=timeout))
+        question = DNSRecord.question(name, qtype)
+        try:
+            reply = DNSRecord.parse(question.send(server, port, tcp=False, timeout=timeout))
+            if reply.header.tc:  # cut to fit a UDP datagram: the records are those of the TCP answer
+                reply = DNSRecord.parse(question.send(server, port, tcp=True, timeout=timeout))
+        except DNSError as exc:
+            raise NotAnAnswer(f"answered for {name} with what is not a DNS reply ({exc})", "") from None
+        rcode = RCODE.get(reply.header.rcode)
+        if rcode not in ("NOERROR", "NXDOMAIN"):  # REFUSED, SERVFAIL, NOTAUTH…: the server holds no answer
+            raise NotAnAnswer(f"answered {rcode} for {name}", _REFUSED_WHY.get(str(rcode), ""))
+        if not reply.header.aa:  # a resolver's (cached) answer, or a referral: not what the zone holds
+            raise NotAnAnswer(f"is not authoritative for {name} (its answer lacks the AA flag)", _NOT_PRIMARY)
         return [rr for rr in reply.rr if str(rr.rname).rstrip(".").lower() == name.rstrip(".").lower()]
 
     held = own("A")
@@ -96,4 +125,6 @@ def _no_answer(name: str, server: str, exc: BaseException, timeout: float) -> st
         return f"{server} gave no answer for {name} within {timeout:g} s"
     if isinstance(exc, OSError):
         return f"{server} could not be asked for {name}: {exc.strerror or exc}"
-    return f"{server} answered for {name} with what is not a DNS reply ({exc})"
+    if isinstance(exc, NotAnAnswer):
+        return f"{server} {exc.what}" + (f": {exc.why}" if exc.why else "")
+    return f"{server} answered for {name} with what mcfleet cannot read ({type(exc).__name__}: {exc})"

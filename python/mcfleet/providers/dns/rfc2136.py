@@ -21,7 +21,7 @@ import dns.update
 
 from mcfleet.fleet.models import Rfc2136Provider
 from mcfleet.observe import plan_notes
-from mcfleet.observe.dns import Answer, ZoneAnswers, query_a, unanswered
+from mcfleet.observe.dns import Answer, NotAnAnswer, ZoneAnswers, query_a, unanswered
 from mcfleet.providers.base import NoAnswer, ProviderError, read_secret
 from mcfleet.providers.dns.base import in_zone
 
@@ -143,6 +143,10 @@ class Rfc2136Dns:
             raise ProviderError(
                 f"the DNS server at {self._where()} does not answer queries: {exc}",
                 hint="start the DNS server or fix providers.dns.server/port",
+            ) from None
+        except NotAnAnswer as exc:
+            raise ProviderError(
+                f"the DNS server at {self._where()} {exc.what}", hint=exc.why or "check the DNS server's log"
             ) from None
 
     async def answers(self, names: list[str]) -> dict[str, list[str]]:
