@@ -281,3 +281,32 @@ def test_mcns_reports_a_cname_at_a_service_name_which_the_plan_refuses(tmp_path:
         acts = DnsKind().diff(desired["rift"], seen, seen.manifest or Manifest(), now=datetime.now(UTC))
         assert [(a.kind, a.subject) for a in acts] == [("refuse", f"dns {web}")]
         assert f"holds a CNAME for it (to {hello})" in acts[0].reason
+
+
+def test_mcns_answer_without_a_record_list_is_not_an_empty_zone(tmp_path: Path) -> None:
+    """200 with an object that holds no `records` (an error body, another API at that URL) is not the zone's
+    list: read as empty, it would have planned every record as to create."""
+    import http.server
+
+    class NotTheZone(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"error": "maintenance"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotTheZone)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        dns = McnsDns(McnsProvider(kind="mcns", url=f"http://127.0.0.1:{server.server_address[1]}",
+                                   token_file=_token(tmp_path)), ZONE)  # fmt: skip
+        with pytest.raises(ProviderError, match="MCNS answered an unexpected record list"):
+            asyncio.run(dns.answers_full([f"web.{ZONE}"]))
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -58,7 +58,9 @@ class McnsDns:
 
     def _all_records(self) -> list[dict[str, Any]]:
         data = self._call("GET")
-        items = data.get("records", []) if isinstance(data, dict) else data
+        # a zone with no records is `"records": []`: an object without the key is not the zone's list (an
+        # error body with status 200, another API at that URL), and read as empty it would plan every record
+        items = data.get("records") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise ProviderError(f"{WHAT} answered an unexpected record list", hint="check the MCNS version")
         return [r for r in items if isinstance(r, dict)]
