@@ -174,8 +174,10 @@ def run_plan(  # noqa: PLR0917 (one parameter per option of the command)
         for line in (note, system_note):
             if line:
                 echo(line, err=True)
-        if out is not None:
+        if out is not None and out.is_file():
             echo(f"saved to {out}; apply it with `mcfleet apply {out}`")
+        elif out is not None:  # a device or a pipe: nothing to apply later
+            echo(f"written to {out}", err=True)
     code = exit_code(result, detailed=detailed_exitcode)
     if code == EXIT_FAILURE and result.unobserved and not (result.unreachable or result.refusals or json_out):
         echo(unknown_drift_note(result), err=True)

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """`data` in `path` whole or not at all: written to a temporary file beside it, then renamed over it.
+    A device or a pipe there (`-o /dev/stdout`, a FIFO) is written to as it is: a file renamed over it
+    would replace the device itself (as root, /dev/stdout or /dev/null made a plain file)."""
+    try:
+        kind = path.stat().st_mode
+    except OSError:  # not there yet (or not reachable: the write below says why)
+        kind = stat.S_IFREG
+    if not stat.S_ISREG(kind) and not stat.S_ISDIR(kind):
+        with path.open("wb") as stream:
+            stream.write(data)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
