@@ -409,7 +409,13 @@ class Pipeline:
         self.log.emit(w.name, Phase.manifest, Status.changed, f"recorded what succeeded before the failure ({done})")
 
     def _first_phase(self, w: HostWork) -> Phase:
-        return Phase.provision if w.provision else (Phase.push if w.agent else Phase.manifest)
+        """The phase connecting, locking and reading the node count as: the first the host shows, so that a
+        refusal there (another orchestrator's lock) comes before the phases it leaves skipped."""
+        if w.provision:
+            return Phase.provision
+        if w.agent:
+            return Phase.push
+        return w.step_phases[0] if w.step_phases else Phase.manifest
 
     async def _provision(self, w: HostWork, node: Node, ctx: ApplyContext) -> None:
         if self.provisioner is None:  # a caller bug, reported as this host's failure
