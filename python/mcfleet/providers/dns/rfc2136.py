@@ -88,7 +88,8 @@ class Rfc2136Dns:
                 hint="check that the DNS server runs and is not overloaded, then re-run apply",
             ) from None
         except EOFError:  # dnspython's word for a connection closed before the reply's length came
-            raise ProviderError(
+            # after an update was sent the server may still have carried it out: no answer, not a refusal
+            raise (NoAnswer if what else ProviderError)(
                 f"the DNS server at {self._where()} closed the connection without answering {what or 'the query'}",
                 hint="check that providers.dns.server/port name a DNS server that takes TCP, then re-run apply",
             ) from None
