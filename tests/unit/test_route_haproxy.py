@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mcfleet.fleet.models import HaproxyProvider
-from mcfleet.providers.base import ProviderError
+from mcfleet.providers.base import NoAnswer, ProviderError
 from mcfleet.providers.route.base import ProxyRoute
 from mcfleet.providers.route.haproxy import HaproxyRoutes, map_key, map_text
 
@@ -77,13 +77,16 @@ def test_a_connection_closed_without_an_answer_is_an_error_not_an_empty_map(tmp_
         await reader.readline()  # the command taken (closing with it unread would be a reset)
         writer.close()
 
-    async def closed() -> None:
+    async def closed(command: str) -> None:
         server = await asyncio.start_unix_server(hang_up, path=local)
         async with server:
-            await routes.list_routes()
+            await routes._cmd(command)
 
     with pytest.raises(ProviderError) as raised:
-        asyncio.run(closed())
+        asyncio.run(closed("show map /m"))
     assert raised.value.message == (
         "HAProxy's admin socket /srv/mc-proxy/haproxy.sock closed the connection without answering `show …`"
     )
+    assert not isinstance(raised.value, NoAnswer)  # a read: nothing was changed
+    with pytest.raises(NoAnswer):  # a change sent: HAProxy may have made it (the route is kept as unconfirmed)
+        asyncio.run(closed("add map /m 8443/sni.example.test 10.0.0.2:4443"))

@@ -83,7 +83,8 @@ class HaproxyRoutes:
                 hint="start HAProxy with `stats socket … level admin`, or fix providers.route_l4.admin_socket",
             ) from None
         if not answer:  # HAProxy ends every answer, even an empty one, with an empty line
-            raise ProviderError(
+            change = not command.startswith("show ")  # sent: HAProxy may have made it before the connection went
+            raise (NoAnswer if change else ProviderError)(
                 f"{WHAT}'s admin socket {self.provider.admin_socket} closed the connection without answering "
                 f"`{command.split(maxsplit=1)[0]} …`",
                 hint="check that HAProxy runs with `stats socket … level admin` there, or fix "
