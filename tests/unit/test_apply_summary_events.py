@@ -119,3 +119,22 @@ def test_a_phase_that_ran_twice_shows_both_its_changes_and_its_removals() -> Non
     assert dns.status == Status.failed  # the worst of the two
     assert dns.message == ("greet.svc.example.test -> 10.0.0.5; "
                            "dns hello.svc.example.test: the server refused the update")  # fmt: skip
+
+
+def test_a_backend_the_plan_could_not_read_is_shown_in_its_phases_place() -> None:
+    """Seen on the demo lab with the edge's Caddy stopped: apply said `full2: unchanged / manifest unchanged
+    nothing to do`, and the plan's `not read` line (drift there neither seen nor repaired) was nowhere.  The
+    summary lists it where the phase would be, in text and JSON; it does not change the exit code (as plan's)."""
+    from dataclasses import replace
+
+    log = ApplyEvents()
+    log.emit("full2", Phase.manifest, Status.unchanged, "nothing to do")
+    why = "the proxy was not read (Caddy is not listening on full2): drift not seen"
+    summary = replace(summarize(log, ["full2"], [Phase.manifest], 0.4), not_read=(("full2", "route", why),))
+    assert summary.render().splitlines()[:3] == [
+        "full2: unchanged",
+        f"  route     not read    {why}",
+        "  manifest  unchanged   nothing to do",
+    ]
+    assert summary.as_dict()["hosts"]["full2"]["not_read"] == {"route": why}
+    assert summary.exit_code == 0

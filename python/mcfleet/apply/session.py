@@ -251,7 +251,8 @@ class ApplySession:
         check_refusals(plan, overrides)
         work = work_from_plan(plan, self.loaded, self.desired)
         summary = await self.run(work, moves_from_plan(plan))
-        return self._with_idle_and_unreachable(summary, plan, {w.name for w in work})
+        summary = self._with_idle_and_unreachable(summary, plan, {w.name for w in work})
+        return replace(summary, not_read=tuple((u.host, str(u.phase), u.reason) for u in plan.unobserved))
 
     def _check_planned_bundle(self, plan: Plan) -> None:
         for name in plan.hosts:

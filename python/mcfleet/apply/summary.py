@@ -48,6 +48,9 @@ class Summary:
     files_sent: int  # agent bundles pushed
     seconds: float
     interrupted: bool = False  # stopped at Ctrl-C: the hosts' phases as far as they got
+    # (host, phase, why) for each backend the plan could not read: its kind was compared with the manifest
+    # alone, so drift there was neither seen nor repaired; shown so that "unchanged" does not hide it
+    not_read: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -83,18 +86,24 @@ class Summary:
                         }
                         for p in h.phases
                     },
+                    **({"not_read": unread} if (unread := self._not_read(h.host)) else {}),
                 }
                 for h in self.hosts
             },
         }
+
+    def _not_read(self, host: str) -> dict[str, str]:
+        return {phase: why for name, phase, why in self.not_read if name == host}
 
     def render(self) -> str:
         """The human summary: one block per host, then a totals line."""
         lines = []
         for host in self.hosts:
             lines.append(f"{host.host}: {host.status}")
-            for p in host.phases:
-                lines.append(f"  {p.phase:<9} {p.status!s:<11} {p.message}".rstrip())
+            rows = [(p.phase, f"  {p.phase:<9} {p.status!s:<11} {p.message}".rstrip()) for p in host.phases]
+            rows += [(Phase(phase), f"  {phase:<9} {'not read':<11} {why}")
+                     for phase, why in self._not_read(host.host).items()]  # fmt: skip
+            lines += [row for _phase, row in sorted(rows, key=lambda r: PHASE_ORDER.index(r[0]))]  # stable
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items()))
         lines.append(
             f"{len(self.hosts)} host(s): {counts or 'nothing to do'}; "
