@@ -149,3 +149,15 @@ def test_a_tls_route_whose_handshake_gets_no_certificate_is_an_outage_in_note_af
                             "10.0.0.5:443 gets no certificate) (+1 more); dns not read")  # fmt: skip
     assert not HostStatus("edge", True, agent_health="SERVING", not_served=missing[:1]).ok
     assert HostStatus("edge", True, agent_health="SERVING").ok
+
+
+def test_drift_is_unknown_when_a_backend_was_not_read_and_the_host_is_not_ok() -> None:
+    """Seen on the demo lab with the edge's Caddy stopped: DRIFT said "no" and status exited 0 (ok) while
+    the plan could not read the proxy, so drift there was not known."""
+    plan = Plan(hosts=["full2"], unobserved=[Unobserved(host="full2", phase="route", reason="not listening")])
+    unread = HostStatus("full2", True, agent_health="SERVING", services_up=0, services_total=0, unread=1,
+                        note=status_note("full2", [], plan))  # fmt: skip
+    assert unread.row()[5] == "unknown" and unread.row()[6] == "route not read: see `mcfleet plan --on full2`"
+    assert not unread.ok
+    read = HostStatus("full2", True, agent_health="SERVING", services_up=0, services_total=0)
+    assert read.row()[5] == "no" and read.ok

@@ -30,6 +30,7 @@ class HostStatus:
     drift: bool | None = None  # pending changes in a plan; None when the host could not be observed
     changes: int = 0
     refused: int = 0
+    unread: int = 0  # backends the plan could not read (a proxy, the DNS server): drift there unknown
     note: str | None = None  # the first refusal (shortened for the table), or a backend the plan could not read
     refusals: tuple[str, ...] = ()  # every refusal in full ("subject: reason"), for --json
     # why each declared service is not up: no container, a container not running or failing its check
@@ -42,7 +43,8 @@ class HostStatus:
     @property
     def ok(self) -> bool:
         serving = self.reachable and self.agent_health == "SERVING"
-        return serving and not self.drift and not self.refused and not self.not_up and not self.not_served
+        clean = not self.drift and not self.refused and not self.unread
+        return serving and clean and not self.not_up and not self.not_served
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -53,7 +55,7 @@ class HostStatus:
         services = (
             f"{self.services_up}/{self.services_total}" if self.services_up is not None else f"?/{self.services_total}"
         )
-        drift = "refused" if self.refused else ("yes" if self.drift else "no")
+        drift = "refused" if self.refused else ("yes" if self.drift else ("unknown" if self.unread else "no"))
         if self.drift:
             drift += f" ({self.changes} change{'s' if self.changes != 1 else ''})"
         # An outage comes first, before a refusal or a backend not read (a colleague without the age
@@ -188,6 +190,7 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
                 drift=bool(changes),
                 changes=len(changes),
                 refused=len(actions) - len(changes),
+                unread=sum(1 for u in plan.unobserved if u.host == name),
                 note=status_note(name, actions, plan),
                 refusals=refusal_lines(actions),
                 not_up=tuple(not_up),
@@ -250,7 +253,8 @@ def status(
     host's address gets no certificate).
     DRIFT is what `mcfleet plan` would change on the host (yes/no and how many changes;
     "refused" when the plan has a refusal).  Read-only.  Exit 0 when every host is reachable,
-    its agent serving, every service up, every TLS route answering and nothing drifted, else 1.
+    its agent serving, every service up, every TLS route answering and nothing drifted, else 1
+    (DRIFT "unknown": a backend the plan could not read, such as a stopped proxy).
 
     Examples:
 
