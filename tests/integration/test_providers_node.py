@@ -6,6 +6,7 @@ from outside reaches both services through node3's address."""
 from __future__ import annotations
 
 import asyncio
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -162,3 +163,14 @@ def test_a_proxy_socket_the_node_does_not_have_is_named(lab_fleet: LabFleet, pro
         "HAProxy is not listening on node3: there is no socket at /srv/mc-proxy/nope.sock | start HAProxy on "
         "node3, or fix providers.route_l4.admin_socket in fleet.json"
     )
+    # a proxy that stopped leaves its socket file behind: there, and nobody listens
+    stale = "/srv/mc-proxy/stale.sock"
+    bind = f"import socket; socket.socket(socket.AF_UNIX).bind({stale!r})"
+    lab_fleet.exec_in("node3", ["sh", "-c", f"rm -f {stale} && python3 -c {shlex.quote(bind)}"])
+    try:
+        assert asyncio.run(read(proxies.caddy_admin, stale)) == (
+            f"HAProxy is not listening on node3: {stale} is there, but no process listens on it (left behind by a "
+            "HAProxy that stopped) | start HAProxy on node3, or fix providers.route_l4.admin_socket in fleet.json"
+        )
+    finally:
+        lab_fleet.exec_in("node3", ["rm", "-f", stale])

@@ -12,6 +12,7 @@ Subjects, as the plan writes them: `cert <stem>`, `dns <name>`, `route <listener
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -120,15 +121,30 @@ async def no_socket(node: Node, fleet: Fleet, provider: RouteProvider) -> Provid
         return None
     what, path, field_name = found
     try:
-        res = await node.run(["test", "-S", path], timeout=10)
+        res = await node.run(SOCKET_STATE.format(path=shlex.quote(path)), timeout=10)
     except McfleetError:  # the connection itself failed: the first error says what there is to say
         return None
-    if res.exit_status != 1:  # a socket is there (or test itself failed): the first error stands
+    state = res.stdout.strip()
+    if state == "none":
+        why = f"there is no socket at {path}"
+    elif state == "idle":
+        why = f"{path} is there, but no process listens on it (left behind by a {what} that stopped)"
+    else:  # one listens (or the node cannot tell): the first error stands
         return None
     return ProviderError(
-        f"{what} is not listening on {node.name}: there is no socket at {path}",
+        f"{what} is not listening on {node.name}: {why}",
         hint=f"start {what} on {node.name}, or fix {field_name} in fleet.json",
     )
+
+
+# "none": no socket at the path; "idle": a socket file no process listens on (a proxy that stopped leaves it:
+# connecting is refused); else "there".  `ss -xl` lists the listening unix sockets by the path they were
+# bound to; without ss the node cannot tell.
+SOCKET_STATE = (
+    "if [ ! -S {path} ]; then echo none; "
+    "elif command -v ss >/dev/null 2>&1 && ! ss -xlnH 2>/dev/null | awk '{{print $5}}' | grep -qxF {path}; "
+    "then echo idle; else echo there; fi"
+)
 
 
 def _socket_checks(node: Node, fleet: Fleet) -> Callable[[str], Awaitable[ProviderError | None]]:
