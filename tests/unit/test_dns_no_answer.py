@@ -3,16 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from dnslib import RR, DNSRecord
 
 from mcfleet.observe import dns as observe_dns
 from mcfleet.observe import plan_notes
 from mcfleet.observe.dns import query_names
 from mcfleet.observe.plan_notes import one_plan
+
+
+@contextlib.contextmanager
+def udp_dns(answer: Callable[[DNSRecord], DNSRecord | None]) -> Iterator[int]:
+    """A UDP DNS server on a loopback port (yielded) that replies `answer(query)` to each query (None: silence)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+
+        def serve() -> None:
+            while True:
+                try:
+                    query, peer = server.recvfrom(512)
+                except OSError:  # closed
+                    return
+                reply = answer(DNSRecord.parse(query))
+                if reply is not None:
+                    server.sendto(reply.pack(), peer)
+
+        threading.Thread(target=serve, daemon=True).start()
+        yield int(server.getsockname()[1])
 
 
 def test_a_server_that_keeps_silent_or_answers_garbage_is_named_with_the_name_it_was_asked() -> None:
@@ -94,28 +117,17 @@ def test_one_lost_query_is_not_a_server_down(tmp_path: Path) -> None:
     """Only a read where no name got an answer notes the server as down for the key check: one lost UDP query
     among answered ones leaves the check to ask (and name a key the server rejects)."""
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as half:  # answers for a.example.test only
-        half.bind(("127.0.0.1", 0))
-        port = half.getsockname()[1]
+    def a_only(query: DNSRecord) -> DNSRecord | None:  # answers for a.example.test only
+        reply = query.reply()
+        if not str(reply.q.qname).startswith("a."):
+            return None
+        reply.add_answer(*RR.fromZone(f"{reply.q.qname} 60 A 10.0.0.1"))
+        return reply
 
-        def answer_a_only() -> None:
-            from dnslib import RR, DNSRecord
-
-            while True:
-                try:
-                    query, peer = half.recvfrom(512)
-                except OSError:  # closed
-                    return
-                reply = DNSRecord.parse(query).reply()
-                if str(reply.q.qname).startswith("a."):
-                    reply.add_answer(*RR.fromZone(f"{reply.q.qname} 60 A 10.0.0.1"))
-                    half.sendto(reply.pack(), peer)
-
-        threading.Thread(target=answer_a_only, daemon=True).start()
-        with one_plan():
-            read = asyncio.run(query_names(["a.example.test", "b.example.test"], "127.0.0.1", port, wait=0.3))
-            assert read.error is not None and read.values == {"a.example.test": ["10.0.0.1"]}
-            assert not plan_notes.take(observe_dns.unanswered("127.0.0.1", port))
+    with udp_dns(a_only) as port, one_plan():
+        read = asyncio.run(query_names(["a.example.test", "b.example.test"], "127.0.0.1", port, wait=0.3))
+        assert read.error is not None and read.values == {"a.example.test": ["10.0.0.1"]}
+        assert not plan_notes.take(observe_dns.unanswered("127.0.0.1", port))
 
 
 def test_a_server_that_closes_the_tcp_connection_is_named_not_a_traceback(tmp_path: Path) -> None:
@@ -155,26 +167,15 @@ def test_a_server_that_closes_the_tcp_connection_is_named_not_a_traceback(tmp_pa
 def test_an_answer_without_authority_is_not_read_as_the_zones_records() -> None:
     """A resolver at providers.dns.server/port answers from its cache (no AA flag): what it says is not what
     the zone holds, and the read fails naming that (was: its cached A record read as the zone's)."""
-    from dnslib import RR, DNSRecord
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as resolver:
-        resolver.bind(("127.0.0.1", 0))
-        port = resolver.getsockname()[1]
+    def from_cache(query: DNSRecord) -> DNSRecord:
+        reply = query.reply(aa=0)
+        reply.add_answer(*RR.fromZone(f"{reply.q.qname} 60 A 10.0.0.1"))
+        return reply
 
-        def answer_from_cache() -> None:
-            while True:
-                try:
-                    query, peer = resolver.recvfrom(512)
-                except OSError:  # closed
-                    return
-                reply = DNSRecord.parse(query).reply(aa=0)
-                reply.add_answer(*RR.fromZone(f"{reply.q.qname} 60 A 10.0.0.1"))
-                resolver.sendto(reply.pack(), peer)
-
-        threading.Thread(target=answer_from_cache, daemon=True).start()
-        with one_plan():
-            read = asyncio.run(query_names(["web.example.test"], "127.0.0.1", port, wait=2))
-            assert not plan_notes.take(observe_dns.unanswered("127.0.0.1", port))  # it answered: the key is asked
+    with udp_dns(from_cache) as port, one_plan():
+        read = asyncio.run(query_names(["web.example.test"], "127.0.0.1", port, wait=2))
+        assert not plan_notes.take(observe_dns.unanswered("127.0.0.1", port))  # it answered: the key is asked
     assert read.values == {}
     assert read.error == (
         f"127.0.0.1:{port} is not authoritative for web.example.test (its answer lacks the AA flag): "

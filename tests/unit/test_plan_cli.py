@@ -87,7 +87,7 @@ def test_an_identity_file_other_users_can_read_is_refused_as_ssh_refuses_it(tmp_
     )
     code, out, err = run_cli("plan", str(tmp_path / "f"), "--connect-timeout", "1")
     assert code == 1, err
-    assert f"beta: unreachable: the identity file {key} is open to other users (mode 0644)" in out
+    assert f"beta: unreachable: the SSH identity file {key} is open to other users (mode 0644)" in out
     assert f"chmod 600 {key}" in out
     assert "Traceback" not in out + err
 

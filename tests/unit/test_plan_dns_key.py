@@ -5,10 +5,8 @@ they alone called for goes with them."""
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ from mcfleet.fleet.load import LoadedFleet
 from mcfleet.kinds import KINDS
 from mcfleet.kinds.providers import DnsKind
 from mcfleet.plan.planner import build, hold_unwritable
+from tests.json_server import serve_json
 from tests.unit.test_plan_cases import CASES, case_facts, write_case_fleet
 
 
@@ -27,25 +26,8 @@ def acme_directory() -> Iterator[str]:
     """An HTTP server whose /dir answers an ACME directory (the URLs it names are not served) and whose
     other paths answer an empty JSON object."""
 
-    class Directory(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            body = json.dumps({"newOrder": "http://127.0.0.1:9/new-order"} if self.path == "/dir" else {}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Directory)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_json(lambda path: {"newOrder": "http://127.0.0.1:9/new-order"} if path == "/dir" else {}) as url:
+        yield url
 
 
 @pytest.fixture

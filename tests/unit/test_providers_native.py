@@ -30,6 +30,7 @@ from mcfleet.providers.route.mcproxy import McProxyRoutes
 from tests.contract_fakes.mcns import run_mcns
 from tests.contract_fakes.mcproxy import start_mcproxy
 from tests.contract_fakes.metacrypt import run_metacrypt
+from tests.json_server import serve_json
 from tests.unit.test_plan_cases import CASES, case_facts, write_case_fleet
 
 ZONE = "svc.mcp.example.test"
@@ -286,27 +287,7 @@ def test_mcns_reports_a_cname_at_a_service_name_which_the_plan_refuses(tmp_path:
 def test_mcns_answer_without_a_record_list_is_not_an_empty_zone(tmp_path: Path) -> None:
     """200 with an object that holds no `records` (an error body, another API at that URL) is not the zone's
     list: read as empty, it would have planned every record as to create."""
-    import http.server
-
-    class NotTheZone(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps({"error": "maintenance"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotTheZone)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        dns = McnsDns(McnsProvider(kind="mcns", url=f"http://127.0.0.1:{server.server_address[1]}",
-                                   token_file=_token(tmp_path)), ZONE)  # fmt: skip
+    with serve_json(lambda _path: {"error": "maintenance"}) as url:
+        dns = McnsDns(McnsProvider(kind="mcns", url=url, token_file=_token(tmp_path)), ZONE)
         with pytest.raises(ProviderError, match="MCNS answered an unexpected record list"):
             asyncio.run(dns.answers_full([f"web.{ZONE}"]))
-    finally:
-        server.shutdown()
-        server.server_close()

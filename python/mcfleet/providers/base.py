@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mcfleet.errors import McfleetError
-from mcfleet.util.private_file import open_to_others
+from mcfleet.util.private_file import open_to_others, refusal
 
 
 class ProviderError(McfleetError):
@@ -45,11 +45,8 @@ def read_secret(path: str, what: str) -> str:
 
 
 def exposed(what: str, path: str, mode: str) -> ProviderError:
-    return ProviderError(
-        f"the {what} file {path} is open to other users ({mode}): mcfleet does not use a credential others can "
-        "read or replace",
-        hint=f"chmod 600 {path} (and replace the {what} if others may have read it)",
-    )
+    message, hint = refusal(what, path, mode)
+    return ProviderError(message, hint=hint)
 
 
 def read_token(path: str) -> str:

@@ -49,7 +49,7 @@ from mcfleet.transport.base import (
     shell_line,
     split_pgid,
 )
-from mcfleet.util.private_file import open_to_others
+from mcfleet.util.private_file import open_to_others, refusal
 
 # Copies stdin to the unix socket argv[1] and the socket to stdout (run escalated on the node).
 RELAY = """
@@ -367,12 +367,8 @@ def _private_key(path: str, host: str) -> asyncssh.SSHKey:
         ) from exc
     too_open = open_to_others(st)
     if too_open:  # as ssh itself refuses it ("UNPROTECTED PRIVATE KEY FILE")
-        raise LocalSshConfigError(
-            f"the identity file {path} is open to other users ({too_open}): mcfleet does not use a private key "
-            "others can read or replace",
-            location=host,
-            hint=f"chmod 600 {path}",
-        )
+        message, hint = refusal("SSH identity", path, too_open)
+        raise LocalSshConfigError(message, location=host, hint=hint)
     return key
 
 

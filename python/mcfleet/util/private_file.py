@@ -13,3 +13,12 @@ def open_to_others(st: os.stat_result) -> str | None:
     if st.st_uid != os.geteuid() or not st.st_mode & 0o077:
         return None
     return f"mode {stat.S_IMODE(st.st_mode):04o}"
+
+
+def refusal(what: str, path: str, mode: str) -> tuple[str, str]:
+    """(message, hint) for a credential file `open_to_others` found open: one wording for every kind."""
+    return (
+        f"the {what} file {path} is open to other users ({mode}): mcfleet does not use a credential others can "
+        "read or replace",
+        f"chmod 600 {path} (and replace the {what} if others may have read it)",
+    )

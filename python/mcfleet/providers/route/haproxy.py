@@ -42,14 +42,14 @@ def map_text(entries: dict[str, str]) -> str:
 async def _answer(reader: asyncio.StreamReader) -> bytes:
     """The whole answer: HAProxy writes it in chunks of its buffer size (16 kB by default), then closes the
     connection (one command per connection); one read would return the first chunk only, a map cut short."""
-    answer = b""
+    answer = bytearray()
     while chunk := await reader.read(1 << 16):
         answer += chunk
         if len(answer) > ANSWER_CAP:
             raise ProviderError(
                 f"{WHAT}'s answer is over {ANSWER_CAP >> 20} MiB", hint="check providers.route_l4.admin_socket"
             )
-    return answer
+    return bytes(answer)
 
 
 class HaproxyRoutes:
