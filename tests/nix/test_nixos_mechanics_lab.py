@@ -265,6 +265,7 @@ def test_a_signed_push_is_checked_by_the_node_against_the_key_it_trusts(
     made = subprocess.run(["nix", "key", "generate-secret", "--key-name", key_name], capture_output=True,
                           text=True, env=nix_env(), check=True)  # fmt: skip
     secret.write_text(made.stdout)
+    secret.chmod(0o600)  # mcfleet refuses a signing key others can read
     pub = subprocess.run(["nix", "key", "convert-secret-to-public"], input=made.stdout, capture_output=True,
                          text=True, env=nix_env(), check=True).stdout.strip()  # fmt: skip
     public.write_text(pub)

@@ -86,6 +86,15 @@ def test_unsigned_push_as_a_normal_user_is_refused_before_copying(tmp_path: Path
         trust_of(entry({"user": "kyle"}, {"trust": "signed", "public_keys": ["k-1:AAAA"]}))
     key = tmp_path / "secret"
     key.write_text("k-1:secret")
+    key.chmod(0o640)
+    with pytest.raises(InputError) as err:  # anyone who reads it signs closures the node installs as root
+        trust_of(
+            entry({"user": "kyle"}, {"trust": "signed", "signing_key_file": str(key), "public_keys": ["k-1:AAAA"]})
+        )
+    assert "Nix signing key file" in err.value.message and "mode 0640" in err.value.message
+    assert err.value.hint == f"chmod 600 {key} (and replace the Nix signing key if others may have read it)"
+    assert (err.value.location or "").endswith("#/nix/signing_key_file")
+    key.chmod(0o600)
     with pytest.raises(InputError, match="no public key"):
         trust_of(entry({"user": "kyle"}, {"trust": "signed", "signing_key_file": str(key)}))
     signed = push_plan(

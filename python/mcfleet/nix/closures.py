@@ -21,6 +21,7 @@ from mcfleet.fleet.load import HostEntry
 from mcfleet.nix import argv as nixargv
 from mcfleet.nix.attrs import attr, system_for
 from mcfleet.nix.runner import NixError, build, run_nix
+from mcfleet.util.private_file import open_to_others, refusal
 
 
 def needs_nixpkgs(err: NixError) -> bool:
@@ -89,6 +90,12 @@ def trust_of(entry: HostEntry) -> str:
                 hint="create one with `nix key generate-secret --key-name <name> > FILE` and put its public key "
                 "(`nix key convert-secret-to-public < FILE`) into nix.public_keys",
             )
+        # whoever can read the key can sign a closure every node trusting it installs as root
+        path = Path(key).expanduser()
+        if too_open := open_to_others(path.stat()):
+            message, hint = refusal("Nix signing key", str(path), too_open)
+            raise InputError(f"{host.name}: {message}", location=f"hosts/{host.name}/host.json#/nix/signing_key_file",
+                             hint=hint)  # fmt: skip
         if not host.nix.public_keys:
             raise InputError(
                 f"{host.name}: pushes are signed, but no public key is declared for the node to trust",
