@@ -165,6 +165,7 @@ def _secret_fleet(fleet: Nodes, tmp_path: Path) -> tuple[Path, Path]:
     operator = pyrage.x25519.Identity.generate()
     ident = tmp_path / "operator.key"
     ident.write_text(f"{operator}\n")
+    ident.chmod(0o600)  # an identity others can read is refused
     data = json.loads((root / "fleet.json").read_text())
     data["secret_recipients"] = [str(operator.to_public())]
     (root / "fleet.json").write_text(json.dumps(data))

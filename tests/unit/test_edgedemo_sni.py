@@ -32,6 +32,7 @@ def _host_key(folder: Path, name: str) -> str:
 def _operator(path: Path) -> str:
     identity = pyrage.x25519.Identity.generate()
     path.write_text(f"{identity}\n")
+    path.chmod(0o600)  # an identity others can read is refused
     return str(identity.to_public())
 
 

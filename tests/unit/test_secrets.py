@@ -46,6 +46,7 @@ def fleet_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path
     operator = pyrage.x25519.Identity.generate()
     ident = tmp_path / "operator.key"
     ident.write_text(f"{operator}\n")
+    ident.chmod(0o600)  # an identity others can read is refused
     monkeypatch.setenv("MCFLEET_AGE_IDENTITY", str(ident))
     fleet = json.loads((root / "fleet.json").read_text())
     fleet["secret_recipients"] = [str(operator.to_public())]
@@ -133,6 +134,21 @@ def test_a_secret_file_readable_by_group_or_others_is_invalid(fleet: tuple[Path,
     svc_path.write_text(json.dumps(svc))
     messages = [f.message for f in load_fleet(root).findings]
     assert any("lets group or others read it" in m for m in messages), messages
+
+
+def test_an_identity_file_other_users_may_read_is_refused(fleet: tuple[Path, Path, Path]) -> None:
+    """The operator's identity decrypts every secret of the fleet: as `ssh` refuses an unprotected
+    private key, mcfleet refuses an identity file of this user that group or others may read."""
+    root, ident, _ = fleet
+    cli(root, "secret", "set", "web-token", stdin="v1")
+    ident.chmod(0o644)
+    argv = [sys.executable, "-m", "mcfleet", "-C", str(root), "secret", "show", "web-token"]
+    res = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert res.returncode == 2 and res.stdout == "", res.stdout + res.stderr
+    assert f"the age identity file {ident} is open to other users (mode 0644)" in res.stderr, res.stderr
+    assert f"chmod 600 {ident}" in res.stderr, res.stderr
+    ident.chmod(0o600)
+    assert cli(root, "secret", "show", "web-token") == "v1"
 
 
 def secret_list(root: Path) -> tuple[int, dict[str, dict[str, object]], str]:

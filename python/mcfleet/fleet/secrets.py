@@ -23,6 +23,7 @@ from typing import Any
 from mcfleet.errors import InputError
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.util.files import atomic_write_text
+from mcfleet.util.private_file import open_to_others, refusal
 
 SECRETS_DIR = "secrets"
 SECRET_NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -114,12 +115,17 @@ def identities(path: Path | None = None) -> list[Any]:
     """The keys of the operator's identity file: `path`, else $MCFLEET_AGE_IDENTITY, else the default."""
     path = path or Path(os.environ.get(IDENTITY_ENV) or DEFAULT_IDENTITY).expanduser()
     try:
-        text = path.read_text()
+        with path.open() as file:
+            too_open = open_to_others(os.fstat(file.fileno()))
+            text = file.read()
     except OSError as exc:
         raise InputError(
             f"no operator identity to decrypt secrets: {path}: {exc.strerror}",
             hint=f"set ${IDENTITY_ENV} to your age identity file (age-keygen) or ssh ed25519 private key",
         ) from None
+    if too_open:  # it decrypts every secret of the fleet
+        message, hint = refusal("age identity", str(path), too_open)
+        raise InputError(message, hint=hint)
     pyrage = _age()
     if "OPENSSH PRIVATE KEY" in text:
         return [pyrage.ssh.Identity.from_buffer(text.encode())]
