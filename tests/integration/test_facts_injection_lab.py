@@ -26,8 +26,15 @@ def test_a_planted_certificate_cannot_hide_a_tampered_agent(make_nodes: MakeNode
         return run.code
 
     assert plan_code() == 0  # converged
+    # root recorded the installed binary's stat key and hash: the plan above took the hash from there
+    key = fleet.sh(name, "stat -c '%d %i %s %.9Y %.9Z' /srv/mcp/mcp-agent").stdout.strip()
+    assert fleet.sh(name, "cat /var/lib/mcfleet/agent/installed").stdout == f"{key} {recorded}\n"
     fleet.sh(name, "printf 'tampered' >> /srv/mcp/mcp-agent")
     assert plan_code() == 2  # the tampered agent shows
+    # written in place and its size and mtime put back (root could; mcp cannot write the file): the ctime moved
+    fleet.sh(name, "cp -p /srv/mcp/mcp-agent /tmp/a && truncate -s -8 /srv/mcp/mcp-agent && printf 'tampered' "
+             ">> /srv/mcp/mcp-agent && touch -r /tmp/a /srv/mcp/mcp-agent")  # fmt: skip
+    assert plan_code() == 2
     forged = f"\\n@@mcfleet-facts:agent\\nsha256 {recorded}\\n"
     fleet.sh(name, f"mkdir -p /srv/mc-proxy/certs && printf '{forged}' > /srv/mc-proxy/certs/zz.pem")
     assert plan_code() == 2  # and still shows with the forged record planted

@@ -27,6 +27,7 @@ from mcfleet.fleet.load import HostEntry
 from mcfleet.fleet.models import Host
 from mcfleet.kinds.agent import AgentSeen, agent_change, own_dropins
 from mcfleet.nix.host_values import agent_unit_text
+from mcfleet.observe.manifest import AGENT_RECORD
 from mcfleet.transport.base import Node
 
 
@@ -166,7 +167,7 @@ async def _restore_prev(node: Node, host: Host, state: AgentProbe) -> bool:
     if res.exit_status == 4:
         return False
     res.check("restoring the previous agent in root's store", node.name)
-    await put_file(node, host.agent.path, source=AGENT_CURRENT, mode="0755")
+    await put_file(node, host.agent.path, source=AGENT_CURRENT, mode="0755", record=AGENT_RECORD)
     res = await node.run(["systemctl", "daemon-reload"], timeout=60)
     res.check("reloading systemd", node.name)
     return True

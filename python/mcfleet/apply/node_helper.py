@@ -17,7 +17,7 @@ program, which:
 
 Commands (stdout is `key=value` lines; errors go to stderr as `mcfleet-node: …`, exit 2):
 
-    put DEST MODE OWNER [--sha SHA] [--from SRC]   (OWNER as for secure)
+    put DEST MODE OWNER [--sha SHA] [--from SRC] [--record FILE]   (OWNER as for secure; FILE: see put())
     mkdir PATH MODE OWNER…   folders (triples), created when absent, mode and owner set (OWNER as
                           for secure); a link in their place or on the way is refused
     hash PATH…            sha256 of each regular file, `-` if absent, `!<kind>` if not regular
@@ -213,6 +213,7 @@ class _Staged:
             raise NodeError(_describe(exc, self.dest)) from None
         if (now.st_dev, now.st_ino) != (self.mine.st_dev, self.mine.st_ino):
             raise NodeError(f"{self.dest} was replaced while it was installed: someone else writes in {self.parent}")
+        self.installed = now
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):
@@ -227,11 +228,14 @@ def put(
     source_fd: int | None = None,
     data: bytes | None = None,
     want_sha: str | None = None,
+    record: str | None = None,
 ) -> str:
     """Write everything from `source_fd` (or `data`) to `dest` atomically; return its sha256.
 
     The temp file is created exclusively in dest's folder and written through its own
-    descriptor; on any failure it is removed, so nothing is left behind.
+    descriptor; on any failure it is removed, so nothing is left behind.  With `record` (a
+    file in root's store), also `stat_key(dest) sha256` there: the facts read reuses that
+    hash while the file's stat key is the same, instead of hashing it again.
     """
     parent, _name = _split(dest)
     dfd = open_dir(parent, create_mode=0o700)
@@ -242,7 +246,20 @@ def put(
         os.fsync(dfd)
     finally:
         os.close(dfd)
+    if record:
+        put(record, 0o600, (0, 0), data=f"{stat_key(staged.installed)} {staged.sha256}\n".encode())
     return staged.sha256
+
+
+def stat_key(st: os.stat_result) -> str:
+    """The file's device, inode, size, mtime and ctime (ns), as `stat -c '%d %i %s %.9Y %.9Z'` prints
+    them.  Any write, rename or chmod moves the ctime, which no caller can set back: a file
+    whose key is unchanged holds the bytes it held when the key was taken."""
+
+    def ns(t: int) -> str:
+        return f"{t // 1_000_000_000}.{t % 1_000_000_000:09d}"
+
+    return f"{st.st_dev} {st.st_ino} {st.st_size} {ns(st.st_mtime_ns)} {ns(st.st_ctime_ns)}"
 
 
 def make_dir(path: str, mode: int, owner: tuple[int, int]) -> None:
@@ -361,7 +378,8 @@ def main(argv: list[str]) -> int:
             src = opts.get("--from")
             fd = open_regular(src) if src else sys.stdin.fileno()
             try:
-                print(f"sha256={put(dest, mode, owner, source_fd=fd, want_sha=opts.get('--sha'))}")
+                sha = put(dest, mode, owner, source_fd=fd, want_sha=opts.get("--sha"), record=opts.get("--record"))
+                print(f"sha256={sha}")
             finally:
                 if src:
                     os.close(fd)

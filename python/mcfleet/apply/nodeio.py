@@ -99,14 +99,18 @@ async def put_file(
     mode: str = "0644",
     owner: str = "0:0",
     sha: str | None = None,
+    record: str | None = None,
 ) -> str:
     """Copy node file `source` (or `text`, sent on stdin, never in argv) to `dest` as root, never following
-    a link; returns the sha256 written."""
+    a link; returns the sha256 written.  `record`: a file in root's store that gets dest's stat key and
+    hash (node_helper.put)."""
     if (source is None) == (text is None):
         raise ValueError("put_file needs exactly one of source and text")
     args = ["put", dest, mode, owner, *(["--from", source] if source is not None else [])]
     if sha:
         args += ["--sha", sha]
+    if record:
+        args += ["--record", record]
     res = await node.run(helper(*args), input=text, timeout=300)
     if not res.ok:
         raise ApplyError(_helper_error(res), location=node.name)

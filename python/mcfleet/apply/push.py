@@ -28,6 +28,7 @@ from mcfleet.apply.prewarm import prewarm
 from mcfleet.apply.probe import AgentProbe
 from mcfleet.errors import ApplyError, McfleetError
 from mcfleet.fleet.models import Host
+from mcfleet.observe.manifest import AGENT_RECORD
 from mcfleet.report.rate import megabytes
 from mcfleet.transport.base import Node
 
@@ -116,7 +117,7 @@ async def push_agent(
                 await drop_staging(node, staging)
             res = await node.run(rotate_script(state.confirmed_sha256), timeout=60)
             res.check("keeping the confirmed agent as the rollback target", node.name)
-        await put_file(node, host.agent.path, source=AGENT_CURRENT, mode="0755", sha=sha)
+        await put_file(node, host.agent.path, source=AGENT_CURRENT, mode="0755", sha=sha, record=AGENT_RECORD)
     except McfleetError as exc:
         raise ApplyError(f"installing the agent bundle failed: {exc.message}", location=where, hint=exc.hint) from exc
     report("installed; unpacking the new bundle on the node once (so the agent starts warm)", final=True)

@@ -29,6 +29,9 @@ from mcfleet.util.empty import empty_list
 
 NODE_STORE = "/var/lib/mcfleet"  # root's folder on every node: the agent's account cannot write it
 MANIFEST_NAME = "manifest.json"
+# `stat key  sha256` of the agent binary as root last installed it: the facts read hashes the binary
+# (tens of MB) only when its stat key differs
+AGENT_RECORD = f"{NODE_STORE}/agent/installed"
 MANIFEST_PATH = f"{NODE_STORE}/{MANIFEST_NAME}"
 MANIFEST_VERSION = 1
 VOLATILE = frozenset({"applied_at", "applied_by"})  # change on every write; not a change of content

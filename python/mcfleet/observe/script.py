@@ -42,7 +42,7 @@ from functools import lru_cache
 from mcfleet.fleet.desired import CERT_DIR
 from mcfleet.observe.files import files_probe_body
 from mcfleet.observe.hostlevel import host_level_probes
-from mcfleet.observe.manifest import MANIFEST_PATH
+from mcfleet.observe.manifest import AGENT_RECORD, MANIFEST_PATH
 
 MAGIC = "mcfleet-facts 2"
 END = "end"
@@ -69,6 +69,7 @@ class ScriptInputs:
     containers: bool = False  # ask podman (only when the host runs or ran services)
     cert_dir: str = CERT_DIR
     manifest_path: str = MANIFEST_PATH
+    agent_record: str = AGENT_RECORD  # the stat key and hash of the agent binary root last installed
     dirs: tuple[str, ...] = ()  # folders whose owner, group and mode the host kind checks
     files: tuple[str, ...] = ()  # the services' declared files (observe/files.py)
     file_texts: tuple[str, ...] = ()  # those whose text the plan diffs (never a secret's)
@@ -97,7 +98,9 @@ def probes(inp: ScriptInputs) -> list[Probe]:
     users = " ".join(q(u) for u in inp.users)
     uids = " ".join(str(u) for u in inp.uids)
     gids = " ".join(str(g) for g in inp.gids)
-    agent, unit = q(inp.agent_path), q(inp.agent_unit)
+    agent, unit, record = q(inp.agent_path), q(inp.agent_unit), q(inp.agent_record)
+    record_dir, _, record_name = inp.agent_record.rpartition("/")
+    record_tmp, record_dir = q(f"{record_dir}/.{record_name}") + ".$$.tmp", q(record_dir)  # $$: this shell's
     unit_file = q(f"/etc/systemd/system/{inp.agent_unit}")
     names_re = q("^(" + "|".join(re.escape(u) for u in inp.users) + "):") if inp.users else "'^$'"
     return [
@@ -115,7 +118,18 @@ def probes(inp: ScriptInputs) -> list[Probe]:
             "agent",
             # /srv/mcp is mcp's: a link planted there is never followed by this root-run read
             # (it reads as absent, so the plan re-installs the binary, which never follows it either)
-            f"if [ -f {agent} ] && [ ! -L {agent} ]; then echo \"sha256 $(sha256sum < {agent} | cut -d' ' -f1)\"; "
+            # The binary is tens of MB: its hash is taken from root's record (written at the install, or by
+            # the read that last hashed it) while the file's stat key (device, inode, size, mtime, ctime)
+            # is the recorded one.  Replacing the file, or writing it, moves its ctime, which no one can set
+            # back.  A stat that cannot print the key (busybox), or no record: hashed.
+            f"if [ -f {agent} ] && [ ! -L {agent} ]; then k=; r=; "
+            f"k=$(stat -c '%d %i %s %.9Y %.9Z' {agent} 2>/dev/null) && r=$(head -c 300 {record} 2>/dev/null); "
+            'case "$r" in "$k "*) h=${r#"$k "};; *) h=;; esac; case "$h" in *[!0-9a-f]*) h=;; esac; '
+            f'if [ -z "$k" ] || [ ${{#h}} != 64 ]; then h=$(sha256sum < {agent} | cut -d" " -f1); '
+            # the key was taken before the bytes were read: a file changed meanwhile has another key next time
+            f'[ -n "$k" ] && [ -d {record_dir} ] && [ ! -L {record_dir} ] && (umask 077; '
+            f'printf "%s %s\\n" "$k" "$h" > {record_tmp} && mv -f {record_tmp} {record}) 2>/dev/null; fi; '
+            'echo "sha256 $h"; '
             f"[ -f {agent}.version ] && [ ! -L {agent}.version ] && "
             f'echo "version $(head -c 200 {agent}.version | head -n 1)"; '
             "else echo absent; fi",
