@@ -20,7 +20,7 @@ from mcfleet.observe.certs import parse_cert
 from mcfleet.observe.facts import CertFacts, Facts
 from mcfleet.observe.manifest import Manifest, ManifestRoute
 from mcfleet.observe.parse import parse_facts, parse_served
-from mcfleet.observe.script import ScriptInputs, facts_script
+from mcfleet.observe.script import SERVED_AT_ONCE, ScriptInputs, facts_script
 from mcfleet.transport.local import LocalNode
 from tests.certs import self_signed
 
@@ -70,8 +70,11 @@ def test_the_facts_script_gets_the_certificate_a_client_gets(tls_server: tuple[s
         hung.bind(("127.0.0.1", 0))
         hung.listen(8)
         at = f"127.0.0.1:{hung.getsockname()[1]}"
-        after = _served(((at, f"443/{NAME}"), (target, f"8443/{NAME}")), tmp_path / "certs").served_certs
-    assert after == {f"443/{NAME}": ""}  # one timeout, and the routes after it are not asked: unknown
+        more = tuple((target, f"{9000 + i}/{NAME}") for i in range(SERVED_AT_ONCE - 1))  # one batch and one
+        after = _served(((at, f"443/{NAME}"), (target, f"8443/{NAME}"), *more), tmp_path / "certs").served_certs
+    # one timeout: the routes asked with the hung one are answered, the batches after it are not asked (unknown)
+    assert after is not None and after.pop(f"443/{NAME}") == "" and len(after) == SERVED_AT_ONCE - 1
+    assert set(after.values()) == {served} and f"{9000 + SERVED_AT_ONCE - 2}/{NAME}" not in after
     without = facts_script(ScriptInputs(users=(), uids=(), gids=(), agent_path="/a", agent_unit="a.service",
                                         served=((target, f"443/{NAME}"),)))  # fmt: skip
     assert "command -v openssl" in without  # a node without openssl answers `absent`: unknown, not drift
