@@ -269,6 +269,44 @@ def test_caddy_puts_mcfleet_routes_before_an_operator_catch_all(caddy: CaddyInfo
         admin._call("DELETE", f"{servers}/{server}")
 
 
+def test_a_caddy_read_is_one_request_whatever_its_servers(
+    caddy: CaddyInfo, backend: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a login that is not root, each connection to Caddy's admin socket is a relay process started
+    on the node with sudo/doas (~30 ms on a lab node): a read asks for the apps once and finds every server's
+    routes and the certificate entries in that answer (was: 2 requests and one per server)."""
+    hostname, server, port = "oneread.svc.mcp.example.test", "onereadtest", free_port()
+    cert, key = self_signed(hostname, tmp_path)
+    admin = CaddyRoutes(CaddyProvider(kind="caddy", admin_url=caddy.admin_url, server=server))
+    servers = "/config/apps/http/servers"
+    admin._call("POST", f"{servers}/{server}", {"listen": [f"127.0.0.1:{port}"], "automatic_https": {"disable": True},
+                                                 "tls_connection_policies": [{}], "protocols": ["h1"]})  # fmt: skip
+    route = ProxyRoute(443, hostname, f"127.0.0.1:{backend}", "l7", str(cert), str(key))
+    try:
+        asyncio.run(admin.add_route(route))
+        asked: list[tuple[str, str]] = []
+        call = admin._call
+
+        def counted(method: str, path: str, body: object = None) -> object:
+            asked.append((method, path))
+            return call(method, path, body)
+
+        monkeypatch.setattr(admin, "_call", counted)
+        read = asyncio.run(admin.list_routes())
+        assert read[route.key_id] == route  # the backend, and the cert and key from the tls app's entries
+        assert server in (admin.servers_read or []) and len(admin.servers_read or []) >= 2  # the lab's edge too
+        assert asyncio.run(admin.missing_servers([443, 8443])) == {
+            8443: (f"Caddy has no server for listener 8443 (looked for '{server}-8443'; it has "
+                   f"{', '.join(admin.servers_read or [])})",
+                   f"add a server '{server}-8443' listening on port 8443 to Caddy's config, or use another listener")
+        }  # fmt: skip
+        assert asked == [("GET", "/config/apps")]  # missing_servers used the list the read got
+    finally:
+        monkeypatch.undo()
+        asyncio.run(admin.remove_route(443, hostname))
+        admin._call("DELETE", f"{servers}/{server}")
+
+
 def test_a_haproxy_map_longer_than_one_buffer_is_read_whole(haproxy: HaproxyInfo) -> None:
     """HAProxy writes `show map` in chunks of its buffer (16 kB): 600 routes (~30 kB) are all read (was: the
     first chunk only, so the plan saw routes missing, and a change wrote the map file back cut short)."""

@@ -4,13 +4,17 @@ reached.  The Caddy provider reports it (`shadowed_by`), and the plan lists it a
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
+
 from mcfleet.fleet.desired import DesiredAgent, DesiredHost, DesiredRoute
+from mcfleet.fleet.models import CaddyProvider
 from mcfleet.kinds.providers import routes_diff
 from mcfleet.observe.facts import Facts
 from mcfleet.observe.manifest import Manifest, ManifestRoute
-from mcfleet.providers.route.caddy import host_pattern_covers, shadowed_by
+from mcfleet.providers.route.caddy import CaddyRoutes, host_pattern_covers, shadowed_by
 
 NAME = "web.svc.example.test"
 MINE = {"@id": "mcfleet-443-other.svc.example.test", "match": [{"host": ["other.svc.example.test"]}],
@@ -102,3 +106,18 @@ def test_a_tls_route_on_a_listener_caddy_has_no_server_for_is_refused_by_the_pla
     l4 = DesiredHost(name="n1", os="debian", arch="amd64", agent=agent,
                      routes={key: DesiredRoute(NAME, "l4", "web", "n1", backend, 8443)})  # fmt: skip
     assert [a.kind for a in routes_diff(l4, seen, Manifest())] == ["create"]
+
+
+def test_a_caddy_without_config_reads_as_no_routes_and_no_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Caddy started without a config answers `null` for /config/apps (and 400 for any path below it): the
+    read finds no route, and each TLS listener is named as missing its server (the plan's refusal)."""
+    admin = CaddyRoutes(CaddyProvider(kind="caddy", admin_url="http://127.0.0.1:1", server="edge"))
+    answers = {"/config/apps": None}
+    monkeypatch.setattr(admin, "_call", lambda method, path, body=None: answers[path])
+    assert asyncio.run(admin.list_routes()) == {}
+    assert asyncio.run(admin.missing_servers([443])) == {
+        443: ("Caddy has no server for listener 443 (looked for 'edge-443'; it has none)",
+              "add a server 'edge-443' listening on port 443 to Caddy's config, or use another listener")
+    }  # fmt: skip
+    answers["/config/apps"] = {"http": {"servers": {"edge": {"routes": "not a list"}}}, "tls": []}
+    assert asyncio.run(admin.list_routes()) == {} and admin.servers_read == ["edge"]

@@ -32,6 +32,16 @@ WHAT = "Caddy"
 PREFIX = "mcfleet-"
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    """A JSON object of Caddy's config, or {} where it has none (absent, null, or not an object)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of a JSON list of Caddy's config ([] where it has none)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def route_id(listener: int, hostname: str) -> str:
     return f"{PREFIX}{listener}-{hostname}"
 
@@ -65,8 +75,7 @@ class CaddyRoutes:
         return http_json(method, self.base + path, what=WHAT, body=body, timeout=self.timeout)[1]
 
     def _servers(self) -> list[str]:
-        servers = self._call("GET", "/config/apps/http/servers") or {}
-        return sorted(servers) if isinstance(servers, dict) else []
+        return sorted(_dict(self._call("GET", "/config/apps/http/servers")))
 
     def _server_for(self, listener: int, servers: list[str]) -> str:
         own = f"{self.provider.server}-{listener}"
@@ -86,7 +95,7 @@ class CaddyRoutes:
         """The route entries of every server."""
         out: list[dict[str, Any]] = []
         for server in self._servers():
-            out.extend(r for r in self._call("GET", self._routes_path(server)) or [] if isinstance(r, dict))
+            out.extend(_dicts(self._call("GET", self._routes_path(server))))
         return out
 
     def _certs(self) -> list[dict[str, Any]]:
@@ -94,15 +103,20 @@ class CaddyRoutes:
             data = self._call("GET", "/config/apps/tls/certificates/load_files")
         except HttpRefused:  # Caddy's answer to a path its config lacks: no certificate entries yet
             return []  # (a Caddy that does not answer is not that: its error ends the read at once)
-        return [c for c in data or [] if isinstance(c, dict)]
+        return _dicts(data)
 
     def _list(self) -> dict[str, ProxyRoute]:
-        certs = {tag: c for c in self._certs() for tag in c.get("tags", []) if isinstance(tag, str)}
+        # One request for the apps (servers, their routes, the certificate entries): through a login that
+        # is not root, each connection to the admin socket is a relay process started on the node with
+        # sudo/doas, so one request per server made a read of an edge with 3 servers 5 relays long.
+        apps = _dict(self._call("GET", "/config/apps"))  # null: a Caddy with no config yet
+        servers = _dict(_dict(apps.get("http")).get("servers"))
+        files = _dict(_dict(apps.get("tls")).get("certificates")).get("load_files")
+        certs = {tag: c for c in _dicts(files) for tag in c.get("tags", []) if isinstance(tag, str)}
         out: dict[str, ProxyRoute] = {}
-        self.servers_read = self._servers()  # missing_servers asks the same list after a read
+        self.servers_read = sorted(servers)  # missing_servers asks the same list after a read
         for server in self.servers_read:
-            routes = [r for r in self._call("GET", self._routes_path(server)) or [] if isinstance(r, dict)]
-            out.update(self._server_routes(server, routes, certs))
+            out.update(self._server_routes(server, _dicts(_dict(servers[server]).get("routes")), certs))
         return out
 
     def _server_routes(
