@@ -4,6 +4,7 @@ Caddy (l7 with the issued cert) and HAProxy (l4 SNI passthrough)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import socket
 import ssl
@@ -234,6 +235,28 @@ def _haproxy_passes_tls_through_and_saves_its_map(
         _get(haproxy.port, hostname, root)  # unknown SNI: rejected
 
 
+SERVERS = "/config/apps/http/servers"
+
+
+@contextlib.contextmanager
+def own_server(
+    caddy: CaddyInfo, server: str, hostname: str, backend: int, tmp_path: Path
+) -> Iterator[tuple[CaddyRoutes, ProxyRoute, int, Path]]:
+    """A server of the test's own in the lab's Caddy (other tests use the "edge" server), without a `routes`
+    list yet, and an l7 route for `hostname` on it (not added): (admin, route, the server's port, its
+    certificate).  The route and the server are removed afterwards."""
+    port = free_port()
+    cert, key = self_signed(hostname, tmp_path)
+    admin = CaddyRoutes(CaddyProvider(kind="caddy", admin_url=caddy.admin_url, server=server))
+    admin._call("POST", f"{SERVERS}/{server}", {"listen": [f"127.0.0.1:{port}"], "automatic_https": {"disable": True},
+                                                 "tls_connection_policies": [{}], "protocols": ["h1"]})  # fmt: skip
+    try:
+        yield admin, ProxyRoute(443, hostname, f"127.0.0.1:{backend}", "l7", str(cert), str(key)), port, cert
+    finally:
+        asyncio.run(admin.remove_route(443, hostname))
+        admin._call("DELETE", f"{SERVERS}/{server}")
+
+
 def test_caddy_puts_mcfleet_routes_before_an_operator_catch_all(caddy: CaddyInfo, backend: int, tmp_path: Path) -> None:
     """Caddy tries a server's routes in order: a catch-all of the operator's in front would take every request.
 
@@ -241,20 +264,14 @@ def test_caddy_puts_mcfleet_routes_before_an_operator_catch_all(caddy: CaddyInfo
     `routes` list at all (a plain POST of one route would set it to an object, which Caddy refuses),
     then with a catch-all put in front by hand (an older mcfleet appended its routes behind such a
     route): the route reads as shadowed, and adding it again moves it first."""
-    hostname, server, port = "shadow.svc.mcp.example.test", "shadowtest", free_port()
-    cert, key = self_signed(hostname, tmp_path)
-    admin = CaddyRoutes(CaddyProvider(kind="caddy", admin_url=caddy.admin_url, server=server))
-    servers = "/config/apps/http/servers"
-    admin._call("POST", f"{servers}/{server}", {"listen": [f"127.0.0.1:{port}"], "automatic_https": {"disable": True},
-                                                 "tls_connection_policies": [{}], "protocols": ["h1"]})  # fmt: skip
-    route = ProxyRoute(443, hostname, f"127.0.0.1:{backend}", "l7", str(cert), str(key))
-    try:
+    hostname, server = "shadow.svc.mcp.example.test", "shadowtest"
+    with own_server(caddy, server, hostname, backend, tmp_path) as (admin, route, port, cert):
         asyncio.run(admin.add_route(route))  # no routes list yet
         assert asyncio.run(admin.list_routes())[route.key_id] == route
         assert "provider test page" in _get(port, hostname, cert)
 
         catch_all = {"handle": [{"handler": "static_response", "body": "operator catch-all"}]}
-        admin._call("PUT", f"{servers}/{server}/routes/0", catch_all)
+        admin._call("PUT", f"{SERVERS}/{server}/routes/0", catch_all)
         assert "operator catch-all" in _get(port, hostname, cert)
         seen = asyncio.run(admin.list_routes())[route.key_id]
         assert seen.shadowed_by == f"route #0 of Caddy's server {server} (it matches every request)"
@@ -262,11 +279,8 @@ def test_caddy_puts_mcfleet_routes_before_an_operator_catch_all(caddy: CaddyInfo
         asyncio.run(admin.add_route(route))  # what apply does for the plan's drift
         assert asyncio.run(admin.list_routes())[route.key_id].shadowed_by == ""
         assert "provider test page" in _get(port, hostname, cert)
-        routes = admin._call("GET", f"{servers}/{server}/routes")
+        routes = admin._call("GET", f"{SERVERS}/{server}/routes")
         assert [r.get("@id") for r in routes] == [f"mcfleet-443-{hostname}", None]  # the catch-all kept, behind
-    finally:
-        asyncio.run(admin.remove_route(443, hostname))
-        admin._call("DELETE", f"{servers}/{server}")
 
 
 def test_a_caddy_read_is_one_request_whatever_its_servers(
@@ -275,14 +289,8 @@ def test_a_caddy_read_is_one_request_whatever_its_servers(
     """Through a login that is not root, each connection to Caddy's admin socket is a relay process started
     on the node with sudo/doas (~30 ms on a lab node): a read asks for the apps once and finds every server's
     routes and the certificate entries in that answer (was: 2 requests and one per server)."""
-    hostname, server, port = "oneread.svc.mcp.example.test", "onereadtest", free_port()
-    cert, key = self_signed(hostname, tmp_path)
-    admin = CaddyRoutes(CaddyProvider(kind="caddy", admin_url=caddy.admin_url, server=server))
-    servers = "/config/apps/http/servers"
-    admin._call("POST", f"{servers}/{server}", {"listen": [f"127.0.0.1:{port}"], "automatic_https": {"disable": True},
-                                                 "tls_connection_policies": [{}], "protocols": ["h1"]})  # fmt: skip
-    route = ProxyRoute(443, hostname, f"127.0.0.1:{backend}", "l7", str(cert), str(key))
-    try:
+    server = "onereadtest"
+    with own_server(caddy, server, "oneread.svc.mcp.example.test", backend, tmp_path) as (admin, route, _, _):
         asyncio.run(admin.add_route(route))
         asked: list[tuple[str, str]] = []
         call = admin._call
@@ -301,10 +309,7 @@ def test_a_caddy_read_is_one_request_whatever_its_servers(
                    f"add a server '{server}-8443' listening on port 8443 to Caddy's config, or use another listener")
         }  # fmt: skip
         assert asked == [("GET", "/config/apps")]  # missing_servers used the list the read got
-    finally:
         monkeypatch.undo()
-        asyncio.run(admin.remove_route(443, hostname))
-        admin._call("DELETE", f"{servers}/{server}")
 
 
 def test_a_haproxy_map_longer_than_one_buffer_is_read_whole(haproxy: HaproxyInfo) -> None:
