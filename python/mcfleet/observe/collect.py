@@ -6,10 +6,10 @@ Interface (keep stable; apply uses it too):
     facts["rift"]   # Facts | Unreachable — never an exception for a host that fails
 
 `pool` is reused when given (apply keeps its connections); otherwise one is
-opened and closed here.  After the hosts answer, each resource kind reads what it
-needs beyond the batch (mcfleet.kinds: the service kind asks the agent for its
-containers, the dns kind the authoritative server, the route kind the proxy) and
-adds it to the owning host's facts.
+opened and closed here.  After the hosts answer, the resource kinds read what they
+need beyond the batch, all at once (mcfleet.kinds: the service kind asks the agent for
+its containers, the dns kind the authoritative server, the route kind the proxy), and
+each adds it to the owning host's facts.
 """
 
 from __future__ import annotations
@@ -159,10 +159,32 @@ async def gather(
             *(gather_host(active, loaded, loaded.hosts[n], desired[n], progress) for n in names)
         )
         observed: GatherResult = dict(zip(names, results, strict=True))
-        ctx = ReadContext(loaded, desired, active)
-        for kind in kinds:
-            observed = await kind.read(ctx, observed)
+        return await read_kinds(ReadContext(loaded, desired, active), observed, kinds)
     finally:
         if own_pool:
             await active.close()
-    return observed
+
+
+async def read_kinds(ctx: ReadContext, observed: GatherResult, kinds: Sequence[ResourceKind]) -> GatherResult:
+    """The facts with what each kind reads beyond the batch.  The reads are independent (each asks its own
+    peer: the agents, the DNS server, the proxies) and mostly wait: asked at once, a plan waits for the
+    slowest, not for their sum."""
+    return merge_reads(observed, await asyncio.gather(*(kind.read(ctx, observed) for kind in kinds)))
+
+
+def merge_reads(observed: GatherResult, reads: Sequence[GatherResult]) -> GatherResult:
+    """The hosts' facts with what each read added.  A read returns the facts it was given with its own
+    fields replaced (`model_copy(update=…)`, which keeps every other field's value object), so a field whose
+    value is not the very object the batch gave is that read's."""
+    merged = dict(observed)
+    for read in reads:
+        for host, item in read.items():
+            before, now = observed.get(host), merged.get(host)
+            if item is before:
+                continue
+            if not (isinstance(item, Facts) and isinstance(before, Facts) and isinstance(now, Facts)):
+                merged[host] = item
+                continue
+            added = {f: getattr(item, f) for f in Facts.model_fields if getattr(item, f) is not getattr(before, f)}
+            merged[host] = now.model_copy(update=added)
+    return merged
