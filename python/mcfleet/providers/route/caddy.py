@@ -25,7 +25,7 @@ from typing import Any
 
 from mcfleet.fleet.models import CaddyProvider
 from mcfleet.providers.base import ProviderError
-from mcfleet.providers.http import HTTP_TIMEOUT, HttpRefused, http_json, unix_http_json
+from mcfleet.providers.http import HTTP_TIMEOUT, http_json, unix_http_json
 from mcfleet.providers.route.base import ProxyRoute
 
 WHAT = "Caddy"
@@ -74,8 +74,16 @@ class CaddyRoutes:
                                   timeout=self.timeout)[1]  # fmt: skip
         return http_json(method, self.base + path, what=WHAT, body=body, timeout=self.timeout)[1]
 
+    def _apps(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Caddy's servers (name -> server) and its certificate entries, from one request.  Through a login
+        that is not root each connection to the admin socket is a relay process started on the node with
+        sudo/doas, so a read asks once (it was one request per server, and one for the certificates)."""
+        apps = _dict(self._call("GET", "/config/apps"))  # null: a Caddy with no config yet
+        files = _dict(_dict(apps.get("tls")).get("certificates")).get("load_files")
+        return _dict(_dict(apps.get("http")).get("servers")), _dicts(files)
+
     def _servers(self) -> list[str]:
-        return sorted(_dict(self._call("GET", "/config/apps/http/servers")))
+        return sorted(self._apps()[0])
 
     def _server_for(self, listener: int, servers: list[str]) -> str:
         own = f"{self.provider.server}-{listener}"
@@ -91,28 +99,9 @@ class CaddyRoutes:
     def _routes_path(self, server: str) -> str:
         return f"/config/apps/http/servers/{urllib.parse.quote(server)}/routes"
 
-    def _all_routes(self) -> list[dict[str, Any]]:
-        """The route entries of every server."""
-        out: list[dict[str, Any]] = []
-        for server in self._servers():
-            out.extend(_dicts(self._call("GET", self._routes_path(server))))
-        return out
-
-    def _certs(self) -> list[dict[str, Any]]:
-        try:
-            data = self._call("GET", "/config/apps/tls/certificates/load_files")
-        except HttpRefused:  # Caddy's answer to a path its config lacks: no certificate entries yet
-            return []  # (a Caddy that does not answer is not that: its error ends the read at once)
-        return _dicts(data)
-
     def _list(self) -> dict[str, ProxyRoute]:
-        # One request for the apps (servers, their routes, the certificate entries): through a login that
-        # is not root, each connection to the admin socket is a relay process started on the node with
-        # sudo/doas, so one request per server made a read of an edge with 3 servers 5 relays long.
-        apps = _dict(self._call("GET", "/config/apps"))  # null: a Caddy with no config yet
-        servers = _dict(_dict(apps.get("http")).get("servers"))
-        files = _dict(_dict(apps.get("tls")).get("certificates")).get("load_files")
-        certs = {tag: c for c in _dicts(files) for tag in c.get("tags", []) if isinstance(tag, str)}
+        servers, files = self._apps()
+        certs = {tag: c for c in files for tag in c.get("tags", []) if isinstance(tag, str)}
         out: dict[str, ProxyRoute] = {}
         self.servers_read = sorted(servers)  # missing_servers asks the same list after a read
         for server in self.servers_read:
@@ -147,10 +136,11 @@ class CaddyRoutes:
         # The certificate entry goes first: every change makes Caddy load the whole config
         # again, which fails while an entry names a file that is gone.
         ident = route_id(listener, hostname)
-        for index, cert in reversed(list(enumerate(self._certs()))):
+        servers, certs = self._apps()
+        for index, cert in reversed(list(enumerate(certs))):
             if ident in cert.get("tags", []):
                 self._call("DELETE", f"/config/apps/tls/certificates/load_files/{index}")
-        if ident in {str(r.get("@id")) for r in self._all_routes()}:
+        if ident in {str(r.get("@id")) for server in servers.values() for r in _dicts(_dict(server).get("routes"))}:
             self._call("DELETE", f"/id/{urllib.parse.quote(ident)}")
 
     def _add(self, route: ProxyRoute) -> None:
