@@ -150,6 +150,38 @@ def test_apply_through_the_edge_converges_and_removes(  # noqa: PLR0917 (pytest 
     assert _knot(knot, f"pub.{zone}") == []
     assert "this is the pub page" not in _curl(f"pub.{zone}", 443, edge.address, pebble_root).stdout
     assert "this is the int page" in _curl(f"int.{zone}", 443, worker.address, pebble_root).stdout
+    _a_folder_deleted_first_is_named_until_forgotten(nodes, root, zone)
+
+
+def _a_folder_deleted_first_is_named_until_forgotten(nodes: Nodes, root: Path, zone: str) -> None:
+    """The worker's folder deleted while its routes and records are in place: each plan names it as gone,
+    with what the last apply left (pub's record, which that apply removed, is not among them: apply
+    noted what it wrote), until `mcfleet forget`; then the folder comes back and is planned again."""
+    worker, edge = nodes.nodes
+    folder, aside = root / "hosts" / worker.name, root.parent / f"{worker.name}.aside"
+    edge_file = root / "hosts" / edge.name / "host.json"
+    edge_text = edge_file.read_text()
+    edge_host = json.loads(edge_text)
+    edge_host["roles"] = [*edge_host["roles"], "master"]  # the fleet needs a master: the worker was it
+    edge_file.write_text(json.dumps(edge_host, indent=2))
+    folder.rename(aside)
+    try:
+        plan = cli("plan", str(root), "--json")
+        assert plan.code == 0, plan.why
+        gone = json.loads(plan.stdout)["gone"][worker.name]
+        assert f"int.{zone} A {worker.address}" in gone["records"], gone
+        assert not [r for r in gone["records"] if r.startswith(f"pub.{zone} ")], gone
+        assert f"int.{zone}:443" in gone["routes"], gone
+        text = cli("plan", str(root))
+        assert f"{worker.name}: gone from hosts/: nothing plans it any more" in text.stdout, text.why
+        forgot = cli("-C", str(root), "forget", worker.name)
+        assert forgot.code == 0 and forgot.stdout.startswith(f"forgot {worker.name}: left as they are: "), forgot.why
+        assert json.loads(cli("plan", str(root), "--json").stdout)["gone"] == {}
+    finally:
+        aside.rename(folder)
+        edge_file.write_text(edge_text)
+    back = cli("plan", str(root), "--detailed-exitcode", "--json")
+    assert back.code == 0 and json.loads(back.stdout)["gone"] == {}, back.why
 
 
 def _set_pub_public(nodes: Nodes, root: Path, public: bool) -> None:

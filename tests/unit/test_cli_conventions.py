@@ -201,6 +201,7 @@ def test_no_tracebacks_and_documented_codes_for_each_command(fleet: Path) -> Non
         (["logs", "nosuch"], 2),
         (["logs", "alpha", "nosuch"], 2),
         (["journal", "--json"], 0),  # no applies yet: an empty list
+        (["forget", "nosuch"], 2),
         (["agent", "recover", "nosuch"], 2),
         (["agent", "restart", "nosuch", "web"], 2),
         (["snapshot", "nosuch", "web"], 2),

@@ -51,6 +51,7 @@ from mcfleet.kinds.migrate import move_parts, moves_in
 from mcfleet.kinds.providers import CertKind, DnsKind, RouteKind
 from mcfleet.kinds.service import ServiceKind, agent_socket
 from mcfleet.observe.manifest import Manifest
+from mcfleet.plan.gone import note_written
 from mcfleet.plan.model import Action, Plan
 from mcfleet.transport.base import Node, shell_line
 
@@ -434,6 +435,7 @@ class Mover:
                     new = kind.record(new, ctx, [])
             try:
                 await _write_manifest(ctx.node, ctx.manifest, new)
+                note_written(self.loaded.root, host, new)
             except McfleetError as exc:
                 self.log.emit(host, Phase.migrate, Status.failed, f"writing the manifest: {exc.message}")
 

@@ -43,6 +43,7 @@ from mcfleet.kinds.base import MADE, PLANNED
 from mcfleet.kinds.host import HostKind, read_users
 from mcfleet.kinds.stages import StageGate
 from mcfleet.observe.manifest import Manifest
+from mcfleet.plan.gone import note_written
 from mcfleet.plan.model import Action
 from mcfleet.plan.route_moves import keeps_name, named
 from mcfleet.report.rate import Every
@@ -372,6 +373,7 @@ class Pipeline:
             self.log.emit(w.name, Phase.manifest, Status.unchanged, "as applied")
             return
         await self._phase(w, Phase.manifest, write_manifest(ctx.node, new))
+        note_written(self.loaded.root, w.name, new)
         self.log.emit(w.name, Phase.manifest, Status.changed, "written")
 
     async def _record_after_failure(self, w: HostWork, ctx: ApplyContext) -> None:
@@ -398,6 +400,7 @@ class Pipeline:
             if {**new.content(), "users": None} == {**ctx.manifest.content(), "users": None}:
                 return  # nothing made (the users alone are not worth a manifest): `_skip_rest` says why
             await write_manifest(ctx.node, new)
+            note_written(self.loaded.root, w.name, new)
         except (McfleetError, TimeoutError, OSError) as exc:
             self.log.emit(w.name, Phase.manifest, Status.failed, f"what succeeded was not recorded: {_reason(exc)}")
             return

@@ -104,16 +104,19 @@ def exit_code(plan: Plan, *, detailed: bool) -> int:
     """1 when hosts were unreachable or something is refused; 2 for pending changes with --detailed-exitcode.
 
     With --detailed-exitcode, 0 says the fleet matches its files: a backend that was not read (the DNS
-    server, a proxy, an agent) leaves that unknown, so a plan without changes exits 1 then."""
+    server, a proxy, an agent) leaves that unknown, and a host gone from hosts/ left things nothing
+    declares, so a plan without changes exits 1 then."""
     if plan.unreachable or plan.refusals:
         return EXIT_FAILURE
     if detailed and plan.has_changes:
         return EXIT_CHANGES
-    return EXIT_FAILURE if detailed and plan.unobserved else EXIT_OK
+    return EXIT_FAILURE if detailed and (plan.unobserved or plan.gone) else EXIT_OK
 
 
 def unknown_drift_note(plan: Plan) -> str:
     """Why --detailed-exitcode gives 1 for a plan without changes (said on stderr)."""
+    if not plan.unobserved:
+        return f"exit 1: gone from hosts/, with things left on their nodes: {', '.join(plan.gone)} (see above)"
     where = ", ".join(sorted({f"{u.host} {u.phase}" for u in plan.unobserved}))
     return f"exit 1: not read, so drift there is unknown: {where} (see `not read:` above)"
 
@@ -179,6 +182,10 @@ def run_plan(  # noqa: PLR0917 (one parameter per option of the command)
         elif out is not None:  # a device or a pipe: nothing to apply later
             echo(f"written to {out}", err=True)
     code = exit_code(result, detailed=detailed_exitcode)
-    if code == EXIT_FAILURE and result.unobserved and not (result.unreachable or result.refusals or json_out):
+    if (
+        code == EXIT_FAILURE
+        and (result.unobserved or result.gone)
+        and not (result.unreachable or result.refusals or json_out)
+    ):
         echo(unknown_drift_note(result), err=True)
     return code

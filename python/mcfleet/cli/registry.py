@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exec": ("commands_ops", "Run a command on the selected hosts in parallel; output prefixed by host."),
     "logs": ("commands_ops", "Show the agent's or a service's logs on one host (-f to follow)."),
     "journal": ("commands_journal", "Show the local apply journal (.mcfleet/journal.jsonl) as a table."),
+    "forget": (
+        "commands_forget",
+        "Stop listing a host whose folder left hosts/ (a plan's `gone`); nothing on its node changes.",
+    ),
     "agent": ("commands_agent", "The node agent: upgrade, status, recover, restart/stop/start a service."),
     "snapshot": (
         "commands_snapshot",

@@ -13,6 +13,8 @@ An `Action` is `(host, phase, kind, subject, before, after, reason)`:
 in place of actions apply could not perform.
 - `before` / `after` are plain JSON values (observed / desired), never secrets.
 
+`Plan.gone` lists the hosts whose folder was deleted while their node still held services, DNS
+records or routes (plan.gone): a notice, never an action.
 `Plan.unreachable` lists the hosts that could not be observed (host -> reason);
 they have no actions.  `inputs` (every fleet file the plan was made from, with its digest),
 `fleet_hash` and `facts_digests` make a saved plan checkable for staleness (see plan.saved).
@@ -101,6 +103,21 @@ class Unobserved(BaseModel):
     reason: str
 
 
+class GoneHost(BaseModel):
+    """A host with no folder under hosts/ any more whose manifest, when last read or written here, listed
+    these (mcfleet.plan.gone): nothing plans them again, so they stay on the node and at the servers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    applied_at: str | None = Field(default=None, description="when its manifest was written, as last seen")
+    applied_by: str | None = None
+    services: list[str] = Field(default_factory=empty_list)
+    records: list[str] = Field(default_factory=empty_list, description="`name type value` of each DNS record")
+    routes: list[str] = Field(default_factory=empty_list, description="`hostname:listener` of each proxy route")
+    certs: list[str] = Field(default_factory=empty_list)
+    files: list[str] = Field(default_factory=empty_list, description="the paths of the files it wrote")
+
+
 class Plan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -125,6 +142,11 @@ class Plan(BaseModel):
     unobserved: list[Unobserved] = Field(
         default_factory=empty_list, description="backends that did not answer: compared with the manifest alone"
     )
+    gone: dict[str, GoneHost] = Field(
+        default_factory=dict,
+        description="hosts whose folder left hosts/ while their node still holds services, records or routes",
+    )
+    gone_unknown: str | None = Field(default=None, description="why gone hosts could not be told this time")
 
     def counts(self) -> dict[str, int]:
         c: Counter[str] = Counter(a.kind for a in self.actions)

@@ -30,6 +30,7 @@ from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.observe.manifest import Manifest, manifest_path
 from mcfleet.observe.plan_notes import one_plan
 from mcfleet.phase import Phase
+from mcfleet.plan.gone import gone_hosts, update_seen
 from mcfleet.plan.manifest_after import manifest_changes
 from mcfleet.plan.model import Action, Blocked, Plan, Unobserved, UnreachableHost, sort_actions
 from mcfleet.plan.refused_ids import refuse_changes_to_refused_ids
@@ -242,10 +243,22 @@ async def plan_fleet(
 ) -> tuple[Plan, GatherResult]:
     """Observe the hosts (every kind's read) and diff them (every kind's diff): the one way to make a plan."""
     with one_plan():  # what a read learned for the checks after it is this plan's alone
-        return await _plan_fleet(
+        plan, facts = await _plan_fleet(
             loaded, names, pool=pool, options=options, progress=progress, kinds=kinds,
             desired=desired if desired is not None else desired_state(loaded, agent_hashes),
         )  # fmt: skip
+    return with_gone(loaded, plan, facts), facts
+
+
+def with_gone(loaded: LoadedFleet, plan: Plan, facts: GatherResult) -> Plan:
+    """The plan with the hosts that left hosts/ while their node held services, records or routes, after
+    noting what each observed host's manifest lists now (a corrupt one says nothing: the last note stays)."""
+    manifests = {h: f.manifest for h, f in facts.items() if isinstance(f, Facts) and not f.manifest_error}
+    seen, problem = update_seen(loaded.root, manifests)
+    gone = gone_hosts(seen, loaded.hosts)
+    if not gone and problem is None:
+        return plan
+    return plan.model_copy(update={"gone": gone, "gone_unknown": problem})
 
 
 async def _plan_fleet(

@@ -134,6 +134,9 @@ def summary_line(plan: Plan) -> str:
     if rootless:
         n = len(rootless)
         text += f"; {n} host{'s' if n != 1 else ''} without a sudo/doas rule ({', '.join(rootless)})"
+    if plan.gone:
+        n = len(plan.gone)
+        text += f"; {n} host{'s' if n != 1 else ''} gone from hosts/ ({', '.join(plan.gone)})"
     return text + "."
 
 
@@ -166,5 +169,24 @@ def render_text(plan: Plan, *, detailed: bool = False, color: bool = False) -> s
                 for a in in_phase:
                     out += render_action(a, detailed=detailed, color=color)
         out.append(f"  {host}: {counts_text(actions)}")
+    out += gone_lines(plan, color=color)
     out += ["", _paint(summary_line(plan), "1", color)]
     return "\n".join(out) + "\n"
+
+
+def gone_lines(plan: Plan, *, color: bool = False) -> list[str]:
+    """The hosts whose folder left hosts/ while their node held services, records or routes (a notice:
+    no action can remove what nothing declares any more)."""
+    from mcfleet.plan.gone import listed
+
+    out: list[str] = []
+    for host, entry in plan.gone.items():
+        when = f"; its manifest of {entry.applied_at} lists" if entry.applied_at else ", and its manifest lists"
+        out.append(f"{_paint(host, '1', color)}: {_paint('gone from hosts/', '1;33', color)}: nothing plans it "
+                   f"any more{when} what stays on the node and at the servers:")  # fmt: skip
+        out += [f"    {label}: {items}" for label, items in listed(entry)]
+        out.append(f"  hint: to remove them, restore hosts/{host}, take its services away, apply, then delete the "
+                   f"folder; `mcfleet forget {host}` ends this notice and leaves them")  # fmt: skip
+    if plan.gone_unknown:
+        out.append(f"note: {plan.gone_unknown}")
+    return out

@@ -1,4 +1,5 @@
-"""`<fleet>/.mcfleet/`: the local state a fleet checkout accumulates (journal, apply lock, known_hosts).
+"""`<fleet>/.mcfleet/`: the local state a fleet checkout accumulates (journal, apply lock, known_hosts,
+what each host last left on its node).
 
 It is machine-local and never belongs in the fleet's git history, so the folder carries its own
 `.gitignore` (`*`): ignored even in a checkout whose top-level .gitignore does not mention it.
