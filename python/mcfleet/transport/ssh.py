@@ -98,6 +98,42 @@ class SshOptions:
     encryption_algs: tuple[str, ...] = tuple(ENCRYPTION_ALGS)
 
 
+FORWARD_PREFIX = "mcfleet-fwd-"  # + the pid of the process that made it: a folder for one forwarded socket
+
+
+@functools.cache  # once per process: its first forward
+def sweep_forward_dirs() -> None:
+    """Remove the socket folders of mcfleet processes that are gone.  A process closes its own when its
+    connections close; one killed first (SIGKILL, or exiting through os._exit on an error path) cannot,
+    and each such folder would stay in the temp folder until the next reboot.  Only this user's folders
+    named with a pid that no longer runs, holding nothing but the socket, are removed."""
+    base = Path(tempfile.gettempdir())
+    try:
+        entries = [e for e in os.scandir(base) if e.name.startswith(FORWARD_PREFIX)]
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(FORWARD_PREFIX) :].split("-", 1)[0]
+        with contextlib.suppress(OSError):
+            if not pid.isdecimal() or entry.stat(follow_symlinks=False).st_uid != os.getuid() or _runs(int(pid)):
+                continue
+            if not entry.is_dir(follow_symlinks=False) or os.listdir(entry.path) not in ([], ["sock"]):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(entry.path, "sock"))
+            os.rmdir(entry.path)
+
+
+def _runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process has that pid
+        return True
+    return True
+
+
 @dataclass
 class SshConnection:
     """One live connection to one host; safe to use from many tasks at once."""
@@ -191,7 +227,8 @@ class SshConnection:
         agent's socket (it is the agent account's), so each connection is relayed through an
         escalated command on the node instead: the same bytes, with the login's sudo/doas rule.
         """
-        tmp = tempfile.TemporaryDirectory(prefix="mcfleet-fwd-")
+        sweep_forward_dirs()
+        tmp = tempfile.TemporaryDirectory(prefix=f"{FORWARD_PREFIX}{os.getpid()}-")
         self._tmpdirs.append(tmp)
         local = str(Path(tmp.name) / "sock")
         if self.become is None:
