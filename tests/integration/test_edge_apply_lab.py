@@ -174,6 +174,10 @@ def _a_folder_deleted_first_is_named_until_forgotten(nodes: Nodes, root: Path, z
         assert f"int.{zone}:443" in gone["routes"], gone
         text = cli("plan", str(root))
         assert f"{worker.name}: gone from hosts/: nothing plans it any more" in text.stdout, text.why
+        status = cli("-C", str(root), "status")
+        assert status.code == 1 and f"{worker.name}: gone from hosts/, its node still holds " in status.stdout, (
+            status.why
+        )
         forgot = cli("-C", str(root), "forget", worker.name)
         assert forgot.code == 0 and forgot.stdout.startswith(f"forgot {worker.name}: left as they are: "), forgot.why
         assert json.loads(cli("plan", str(root), "--json").stdout)["gone"] == {}

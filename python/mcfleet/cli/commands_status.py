@@ -136,8 +136,9 @@ def boot_note(boot: Any, now: float) -> str | None:
     return text or None
 
 
-def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostStatus]:
-    """Facts (one round trip per host), the agent's health, and a plan for the drift column."""
+def collect(loaded: Any, names: list[str], connect_timeout: float) -> tuple[list[HostStatus], dict[str, Any]]:
+    """Facts (one round trip per host), the agent's health, and a plan for the drift column; and the
+    plan's hosts gone from hosts/ with things left on their nodes (name -> GoneHost)."""
     from mcfleet.apply.status import host_status
     from mcfleet.cli.commands_plan import bundle_hashes
     from mcfleet.fleet.desired import ipv4_address
@@ -198,7 +199,15 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> list[HostS
                 not_served=routes_not_served(item.served_certs, ipv4_address(entry)),
             )
         )
-    return rows
+    return rows, dict(plan.gone)
+
+
+def gone_lines(gone: dict[str, Any]) -> list[str]:
+    """Below the table: each host whose folder left hosts/ while its node held services, records or routes."""
+    from mcfleet.plan.gone import summary
+
+    return [f"{host}: gone from hosts/, its node still holds {summary(entry)}: `mcfleet plan` lists them; "
+            f"`mcfleet forget {host}` once dealt with" for host, entry in gone.items()]  # fmt: skip
 
 
 async def health_checks(pool: Any, entry: Any) -> tuple[dict[str, str] | None, Any]:
@@ -254,7 +263,9 @@ def status(
     DRIFT is what `mcfleet plan` would change on the host (yes/no and how many changes;
     "refused" when the plan has a refusal).  Read-only.  Exit 0 when every host is reachable,
     its agent serving, every service up, every TLS route answering and nothing drifted, else 1
-    (DRIFT "unknown": a backend the plan could not read, such as a stopped proxy).
+    (DRIFT "unknown": a backend the plan could not read, such as a stopped proxy).  Below the
+    table, a host whose folder left hosts/ while its node still held services, DNS records or
+    routes (a plan's `gone`; it makes the exit 1 too, until `mcfleet forget`).
 
     Examples:
 
@@ -274,19 +285,23 @@ def status(
     names = [e.host.name for e in selected(loaded, on)]
     headers = ["HOST", "REACHABLE", "AGENT", "HEALTH", "SERVICES", "DRIFT", "NOTE"]
     while True:
-        rows = collect(loaded, names, connect_timeout)
+        rows, gone = collect(loaded, names, connect_timeout)
+        ok = all(r.ok for r in rows) and not gone
         if json_out:
-            emit_json({"hosts": [r.as_dict() for r in rows], "ok": all(r.ok for r in rows)})
+            emit_json({"hosts": [r.as_dict() for r in rows],
+                       "gone": {h: e.model_dump(mode="json") for h, e in gone.items()}, "ok": ok})  # fmt: skip
         else:
             if watch and use_color():
                 typer.echo("\x1b[2J\x1b[H", nl=False)  # clear the screen, cursor home
             if watch:
                 typer.echo(f"mcfleet status — {time.strftime('%H:%M:%S')} (every {interval:g} s, Ctrl-C stops)")
             typer.echo(table(headers, [r.row() for r in rows]), nl=False)
+            for line in gone_lines(gone):
+                typer.echo(line)
         if not watch:
             break
         time.sleep(interval)
-    if not all(r.ok for r in rows):
+    if not ok:
         raise typer.Exit(EXIT_FAILURE)
 
 
