@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mcfleet.cli.plan_run import exit_code, unknown_drift_note
+from mcfleet.fleet.desired import desired_state
 from mcfleet.fleet.load import load_fleet
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.observe.manifest import Manifest, ManifestAgent, ManifestRecord, ManifestRoute, ManifestService
@@ -85,6 +86,18 @@ def test_gone_hosts_are_those_without_a_folder(fleet: Path) -> None:
     assert list(gone_hosts(seen, load_fleet(fleet).hosts)) == ["orion"]
 
 
+def test_a_dns_name_another_host_now_declares_is_not_left_behind(fleet: Path) -> None:
+    moved = SERVING.model_copy(update={"services": {}, "routes": []})  # only web's record was left
+    update_seen(fleet, {"orion": moved})
+    seen, _ = read_seen(fleet)
+    assert gone_hosts(seen, ["alpha"], ["api.zone.test"])["orion"].records == ["web.zone.test A 10.0.0.5"]
+    assert gone_hosts(seen, ["alpha"], ["web.zone.test"]) == {}  # web moved to a declared host: nothing left
+    entry = left_behind(SERVING)
+    assert entry is not None
+    still = gone_hosts({"orion": entry}, [], ["web.zone.test"])["orion"]  # its services and routes stay
+    assert still.records == [] and still.services == ["api", "web"] and still.routes == ["web.zone.test:443"]
+
+
 def test_a_plan_names_the_gone_host_and_keeps_the_entry_of_a_host_whose_manifest_is_corrupt(fleet: Path) -> None:
     loaded = load_fleet(fleet)
     update_seen(fleet, {"alpha": SERVING, "orion": SERVING})
@@ -93,7 +106,7 @@ def test_a_plan_names_the_gone_host_and_keeps_the_entry_of_a_host_whose_manifest
         "beta": Facts(host="beta", manifest=SERVING),
         "edge1": Unreachable(host="edge1", reason="timed out"),
     }
-    plan = with_gone(loaded, Plan(hosts=["alpha", "beta", "edge1"]), facts)
+    plan = with_gone(loaded, Plan(hosts=["alpha", "beta", "edge1"]), facts, desired_state(loaded))
     assert list(plan.gone) == ["orion"] and plan.gone_unknown is None
     assert sorted(read_seen(fleet)[0]) == ["alpha", "beta", "orion"]
 
@@ -110,7 +123,8 @@ def test_a_plan_names_the_gone_host_and_keeps_the_entry_of_a_host_whose_manifest
 
 def test_a_plan_with_nothing_gone_is_unchanged(fleet: Path) -> None:
     plan = Plan(hosts=["alpha"])
-    assert with_gone(load_fleet(fleet), plan, {"alpha": Facts(host="alpha", manifest=SERVING)}) is plan
+    loaded = load_fleet(fleet)
+    assert with_gone(loaded, plan, {"alpha": Facts(host="alpha", manifest=SERVING)}, desired_state(loaded)) is plan
 
 
 def test_forget_drops_a_gone_host_and_refuses_a_declared_or_unknown_one(fleet: Path) -> None:

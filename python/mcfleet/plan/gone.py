@@ -124,10 +124,21 @@ def _same(old: GoneHost | None, new: GoneHost) -> bool:
     return old is not None and all(getattr(old, f) == getattr(new, f) for f in LISTS)
 
 
-def gone_hosts(seen: Mapping[str, GoneHost], declared: Iterable[str]) -> dict[str, GoneHost]:
-    """The hosts that left something on their node and have no folder under hosts/ now."""
-    names = set(declared)
-    return {h: e for h, e in sorted(seen.items()) if h not in names}
+def gone_hosts(
+    seen: Mapping[str, GoneHost], declared: Iterable[str], names_declared: Iterable[str] = ()
+) -> dict[str, GoneHost]:
+    """The hosts that left something on their node and have no folder under hosts/ now.  A DNS name that a
+    declared host now declares (its service moved there) is not left behind: that host's record step
+    writes it.  Routes, certificates, files and services are the node's own and stay listed."""
+    hosts, taken = set(declared), set(names_declared)
+    out: dict[str, GoneHost] = {}
+    for host, entry in sorted(seen.items()):
+        if host in hosts:
+            continue
+        left = entry.model_copy(update={"records": [r for r in entry.records if r.split(" ", 1)[0] not in taken]})
+        if any(getattr(left, field) for field in LISTS):
+            out[host] = left
+    return out
 
 
 def forget(root: Path, hosts: Iterable[str]) -> dict[str, GoneHost]:

@@ -242,20 +242,20 @@ async def plan_fleet(
     desired: Mapping[str, DesiredHost] | None = None,
 ) -> tuple[Plan, GatherResult]:
     """Observe the hosts (every kind's read) and diff them (every kind's diff): the one way to make a plan."""
+    wanted = desired if desired is not None else desired_state(loaded, agent_hashes)
     with one_plan():  # what a read learned for the checks after it is this plan's alone
         plan, facts = await _plan_fleet(
-            loaded, names, pool=pool, options=options, progress=progress, kinds=kinds,
-            desired=desired if desired is not None else desired_state(loaded, agent_hashes),
-        )  # fmt: skip
-    return with_gone(loaded, plan, facts), facts
+            loaded, names, pool=pool, options=options, progress=progress, kinds=kinds, desired=wanted
+        )
+    return with_gone(loaded, plan, facts, wanted), facts
 
 
-def with_gone(loaded: LoadedFleet, plan: Plan, facts: GatherResult) -> Plan:
+def with_gone(loaded: LoadedFleet, plan: Plan, facts: GatherResult, desired: Mapping[str, DesiredHost]) -> Plan:
     """The plan with the hosts that left hosts/ while their node held services, records or routes, after
     noting what each observed host's manifest lists now (a corrupt one says nothing: the last note stays)."""
     manifests = {h: f.manifest for h, f in facts.items() if isinstance(f, Facts) and not f.manifest_error}
     seen, problem = update_seen(loaded.root, manifests)
-    gone = gone_hosts(seen, loaded.hosts)
+    gone = gone_hosts(seen, loaded.hosts, (name for d in desired.values() for name in d.records))
     if not gone and problem is None:
         return plan
     return plan.model_copy(update={"gone": gone, "gone_unknown": problem})
