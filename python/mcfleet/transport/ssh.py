@@ -36,6 +36,7 @@ from typing import Any
 import asyncssh
 
 from mcfleet.fleet.load import HostEntry
+from mcfleet.transport import relay
 from mcfleet.transport.base import (
     OUTPUT_CAP,
     Command,
@@ -51,21 +52,6 @@ from mcfleet.transport.base import (
     split_pgid,
 )
 from mcfleet.util.private_file import open_to_others, refusal
-
-# Copies stdin to the unix socket argv[1] and the socket to stdout (run escalated on the node).
-RELAY = """
-import os, socket, sys, threading
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-def up():
-    while data := os.read(0, 65536):
-        s.sendall(data)
-    s.shutdown(socket.SHUT_WR)
-threading.Thread(target=up, daemon=True).start()
-while data := s.recv(65536):
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
-"""
 
 KEX_ALGS = ["curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256", "diffie-hellman-group14-sha256"]
 # aes128-gcm first: with AES-NI it costs least CPU per packet, while asyncssh's chacha20-poly1305
@@ -147,6 +133,9 @@ class SshConnection:
     seen_host_key: str | None = None
     _sftp: asyncssh.SFTPClient | None = None
     _forwards: list[Any] = field(default_factory=list)
+    _relays: list[asyncssh.SSHClientProcess[bytes]] = field(default_factory=list)
+    _forwarded: dict[str, tuple[str, asyncssh.SSHClientProcess[bytes] | None]] = field(default_factory=dict)
+    _forward_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _tmpdirs: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
 
     async def run(
@@ -221,53 +210,43 @@ class SshConnection:
         return self._sftp
 
     async def forward_unix(self, remote_path: str) -> str:
-        """Forward a remote unix socket to a new local one; returns the local path.
+        """A local unix socket that reaches the node's `remote_path`: made on the first call, the same for
+        the connection's life after it (the reads, the apply and the health checks of a run share it).
 
         As root, sshd forwards the socket itself.  A non-root login usually may not open the
-        agent's socket (it is the agent account's), so each connection is relayed through an
-        escalated command on the node instead: the same bytes, with the login's sudo/doas rule.
+        agent's socket (it is the agent account's), so an escalated relay on the node reaches it
+        for the login (transport.relay): the same bytes, with the login's sudo/doas rule.
         """
+        async with self._forward_locks.setdefault(remote_path, asyncio.Lock()):
+            made = self._forwarded.get(remote_path)
+            if made is not None and (made[1] is None or not made[1].is_closing()):
+                return made[0]  # a relay that ended is started again
+            made = await self._forward(remote_path)
+            self._forwarded[remote_path] = made
+            return made[0]
+
+    async def _forward(self, remote_path: str) -> tuple[str, asyncssh.SSHClientProcess[bytes] | None]:
         sweep_forward_dirs()
         tmp = tempfile.TemporaryDirectory(prefix=f"{FORWARD_PREFIX}{os.getpid()}-")
         self._tmpdirs.append(tmp)
         local = str(Path(tmp.name) / "sock")
+        process: asyncssh.SSHClientProcess[bytes] | None = None
         if self.become is None:
             self._forwards.append(await self.conn.forward_local_path(local, remote_path))
+        elif (shared := await relay.start_shared(self.conn, self.become, remote_path)) is not None:
+            node_socket, process = shared
+            self._relays.append(process)
+            self._forwards.append(await self.conn.forward_local_path(local, node_socket))
         else:
-            self._forwards.append(await asyncio.start_unix_server(self._relay_to(remote_path), local))
-        return local
-
-    def _relay_to(self, remote_path: str) -> Any:
-        line = shell_line(["python3", "-c", RELAY, remote_path], become=self.become)
-
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                proc = await self.conn.create_process(line, encoding=None)
-            except (asyncssh.Error, OSError):
-                writer.close()
-                return
-
-            async def up() -> None:
-                while data := await reader.read(65536):
-                    proc.stdin.write(data)
-                proc.stdin.write_eof()
-
-            async def down() -> None:
-                while data := await proc.stdout.read(65536):
-                    writer.write(data)
-                    await writer.drain()
-                writer.close()
-
-            with contextlib.suppress(Exception):
-                await asyncio.gather(up(), down())
-            proc.close()
-            writer.close()
-
-        return handle
+            handler = relay.per_connection(self.conn, self.become, remote_path)
+            self._forwards.append(await asyncio.start_unix_server(handler, local))
+        return local, process
 
     async def close(self) -> None:
         for listener in self._forwards:
             listener.close()
+        for process in self._relays:
+            process.close()  # its stdin closes: the relay on the node removes its socket and exits
         if self._sftp is not None:
             self._sftp.exit()
         self.conn.close()

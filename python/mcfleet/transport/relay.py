@@ -1,0 +1,155 @@
+"""Reaching a root-only unix socket on a node through a login that is not root (sudo/doas).
+
+sshd forwards a unix socket as the login user, who usually may not open the agent's or a
+proxy's admin socket.  So one escalated relay per forwarded socket runs on the node for the
+whole run: it listens on a socket of its own in a fresh folder of the login user (mode 0700:
+no other account can reach it) and pipes each connection made there to the target socket.
+sshd then forwards each connection to the relay's socket natively: one channel, no process.
+
+Where sshd does not forward unix sockets (`AllowStreamLocalForwarding no`), each connection
+starts its own escalated copy process instead (`PER_CONNECTION`): the same bytes, one sudo and
+one Python start-up (~30 ms on the node) per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+from typing import Any
+
+import asyncssh
+
+from mcfleet.transport.base import shell_line
+
+# Copies stdin to the unix socket argv[1] and the socket to stdout (run escalated on the node).
+PER_CONNECTION = """
+import os, socket, sys, threading
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+def up():
+    while data := os.read(0, 65536):
+        s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+threading.Thread(target=up, daemon=True).start()
+while data := s.recv(65536):
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+"""
+
+# Listens on argv[2] (in a folder only the login user can enter: umask 0 makes the socket itself
+# connectable by that user, the folder keeps everyone else out) and pipes each connection to the
+# socket argv[1]; prints `ready` once listening; at EOF on stdin (the SSH channel closed: the run
+# ended or its connection dropped) removes its socket and folder and exits.
+SHARED = """
+import os, socket, sys, threading
+target, path = sys.argv[1], sys.argv[2]
+os.umask(0)
+server = socket.socket(socket.AF_UNIX)
+server.bind(path)
+server.listen(64)
+def pipe(src, dst):
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    try:
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+def serve(client):
+    node = socket.socket(socket.AF_UNIX)
+    try:
+        node.connect(target)
+    except OSError:
+        client.close()
+        node.close()
+        return
+    down = threading.Thread(target=pipe, args=(node, client), daemon=True)
+    down.start()
+    pipe(client, node)
+    down.join()
+    client.close()
+    node.close()
+def accept():
+    while True:
+        client, _ = server.accept()
+        threading.Thread(target=serve, args=(client,), daemon=True).start()
+threading.Thread(target=accept, daemon=True).start()
+sys.stdout.write("ready\\n")
+sys.stdout.flush()
+while os.read(0, 65536):
+    pass
+os.unlink(path)
+os.rmdir(os.path.dirname(path))
+os._exit(0)
+"""
+
+READY = b"ready\n"
+START_TIMEOUT = 15.0  # sudo, the Python start-up and the bind on a loaded node
+# The login user's shell makes the relay's folder (private, unique per relay) and says where, then
+# becomes the escalated relay: one channel and no extra round trip.
+FOLDER = 'd=$(umask 077 && mktemp -d "${HOME:-/tmp}/.mcfleet-fwd.XXXXXXXX") || exit 1; echo "$d"; exec '
+
+
+async def start_shared(
+    conn: asyncssh.SSHClientConnection, become: str, remote_path: str
+) -> tuple[str, asyncssh.SSHClientProcess[bytes]] | None:
+    """Start the shared relay to `remote_path`: (the node-side socket to forward to, its process), or None
+    when it cannot serve (the folder or the relay did not start, or sshd does not forward unix sockets):
+    the caller then relays per connection, which reports whatever stands in the way on its first use."""
+    script = FOLDER + shell_line(["python3", "-c", SHARED, remote_path], become=become) + ' "$d/sock"'
+    line = shlex.join(["sh", "-c", script])  # whatever the login shell is
+    try:
+        proc = await conn.create_process(line, encoding=None)
+    except (asyncssh.Error, OSError):
+        return None
+    folder = ""
+    try:
+        said = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)
+        folder = said.decode(errors="replace").strip()
+        if not folder.startswith("/"):
+            raise OSError("no folder for the relay")
+        if await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT) != READY:
+            raise OSError("the relay did not start")
+        path = f"{folder}/sock"
+        _reader, writer = await conn.open_unix_connection(path)  # sshd may refuse to forward unix sockets
+        writer.close()
+    except (asyncssh.Error, OSError, TimeoutError):
+        proc.close()  # a relay that did start removes its folder at this EOF; one that did not leaves it:
+        if folder.startswith("/"):
+            with contextlib.suppress(asyncssh.Error, OSError, TimeoutError):
+                await asyncio.wait_for(conn.run(f"rmdir {shlex.quote(folder)} 2>/dev/null", check=False), START_TIMEOUT)
+        return None
+    return path, proc
+
+
+def per_connection(conn: asyncssh.SSHClientConnection, become: str, remote_path: str) -> Any:
+    """A local server's handler that relays each connection through its own escalated copy process."""
+    line = shell_line(["python3", "-c", PER_CONNECTION, remote_path], become=become)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            proc = await conn.create_process(line, encoding=None)
+        except (asyncssh.Error, OSError):
+            writer.close()
+            return
+
+        async def up() -> None:
+            while data := await reader.read(65536):
+                proc.stdin.write(data)
+            proc.stdin.write_eof()
+
+        async def down() -> None:
+            while data := await proc.stdout.read(65536):
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        with contextlib.suppress(Exception):
+            await asyncio.gather(up(), down())
+        proc.close()
+        writer.close()
+
+    return handle

@@ -1,0 +1,105 @@
+"""A root-only unix socket on a node reached through a sudo login (how every real host is reached):
+one escalated relay per forwarded socket for the whole run, sshd forwarding each connection to it;
+a relay per connection where sshd does not forward unix sockets; nothing left on the node after."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.integration.apply_lab import MakeNodes, Nodes, make_nodes_fixture  # noqa: F401 (fixtures)
+
+pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
+
+TARGET = "/run/mcfleet-test-echo.sock"
+# Root's socket (0600): each connection is answered with what it sent, upper-cased, after the half-close.
+# The path comes from the environment, so that only the relays name it on their command line.
+ECHO = """
+import os, socket, threading
+server = socket.socket(socket.AF_UNIX)
+os.umask(0o077)
+server.bind(os.environ["ECHO_AT"])
+server.listen(16)
+def answer(conn):
+    got = b""
+    while data := conn.recv(65536):
+        got += data
+    conn.sendall(got.upper())
+    conn.close()
+while True:
+    conn, _ = server.accept()
+    threading.Thread(target=answer, args=(conn,), daemon=True).start()
+"""
+
+
+def _relays(nodes: Nodes, name: str) -> int:
+    """The relay processes running on the node: Python processes naming the target socket (not the sudo
+    processes that started them)."""
+    listed = nodes.sh(name, "ps -ww -eo args=", check=False).stdout
+    return sum(line.startswith("python3 ") and TARGET in line for line in listed.splitlines())
+
+
+def _relay_folders(nodes: Nodes, name: str) -> list[str]:
+    listed = nodes.sh(name, "ls -A /home/kyle", check=False).stdout.split()
+    return [f for f in listed if f.startswith(".mcfleet-fwd.")]
+
+
+def _hold_three_and_count(nodes: Nodes, name: str) -> tuple[list[bytes], int]:
+    """Through a fresh SSH connection as kyle: three connections to the forwarded socket held open at once
+    (the relays are counted then), each answered; then the connection is closed."""
+    from mcfleet.fleet.load import load_fleet
+    from mcfleet.transport.ssh import SshPool
+
+    entry = load_fleet(nodes.fleet_dir).hosts[name]
+
+    async def go() -> tuple[list[bytes], int]:
+        async with SshPool() as pool:
+            conn = await pool.connect(entry)
+            local = await conn.forward_unix(TARGET)
+            opened = [await asyncio.open_unix_connection(local) for _ in range(3)]
+            for i, (_reader, writer) in enumerate(opened):
+                writer.write(b"hello %d" % i)
+                await writer.drain()
+            await asyncio.sleep(0.5)  # every connection reached the node
+            running = await asyncio.to_thread(_relays, nodes, name)
+            answers = []
+            for reader, writer in opened:
+                writer.write_eof()
+                answers.append(await asyncio.wait_for(reader.read(), 10))
+                writer.close()
+            return answers, running
+
+    return asyncio.run(go())
+
+
+def _nothing_left(nodes: Nodes, name: str) -> None:
+    deadline = time.monotonic() + 10
+    while (_relays(nodes, name) or _relay_folders(nodes, name)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _relays(nodes, name) == 0, nodes.sh(name, "ps -ww -eo pid,args", check=False).stdout
+    assert _relay_folders(nodes, name) == []
+
+
+def test_one_relay_serves_every_connection_and_sshd_without_unix_forwarding_gets_one_each(
+    make_nodes: MakeNodes,
+) -> None:
+    nodes = make_nodes(1, "relay", login="sudo")
+    name = nodes.names[0]
+    nodes.sh(
+        name, f"ECHO_AT={TARGET} setsid python3 -c '{ECHO}' </dev/null >/dev/null 2>&1 & sleep 0.5; test -S {TARGET}"
+    )
+
+    answers, running = _hold_three_and_count(nodes, name)
+    assert answers == [b"HELLO 0", b"HELLO 1", b"HELLO 2"]
+    assert running == 1  # one escalated relay for the three connections
+    _nothing_left(nodes, name)  # the SSH connection closed: the relay removed its socket and folder
+
+    nodes.sh(name, "printf 'AllowStreamLocalForwarding no\\n' > /etc/ssh/sshd_config.d/00-no-unix-forwarding.conf"
+                   " && sshd -t && systemctl reload ssh && sleep 0.3"
+                   " && for i in $(seq 100); do ss -ltn | grep -q ':22 ' && break; sleep 0.1; done")  # fmt: skip
+    answers, running = _hold_three_and_count(nodes, name)
+    assert answers == [b"HELLO 0", b"HELLO 1", b"HELLO 2"]
+    assert running == 3  # sshd would not forward to a relay's socket: one relay per connection
+    _nothing_left(nodes, name)  # nor is the relay that was tried first left behind
