@@ -242,6 +242,13 @@ def test_completion_offers_hosts_roles_and_services(fleet: Path) -> None:
     (fleet / "secrets").mkdir(exist_ok=True)
     (fleet / "secrets" / "web-token.age").write_bytes(b"")
     assert complete("mcfleet secret show w", 3) == ["web-token"]
+    from mcfleet.observe.manifest import Manifest, ManifestService
+    from mcfleet.plan.gone import update_seen
+
+    serving = Manifest(services={"web": ManifestService(hash="h")})
+    update_seen(fleet, {"alpha": serving, "orion": serving, "oberon": serving})  # alpha still has its folder
+    assert complete("mcfleet forget ", 2) == ["oberon", "orion"]
+    assert complete("mcfleet forget or", 2) == ["orion"]
     code, out, _err = run_cli("completion", "bash")
     assert code == 0 and "_MCFLEET_COMPLETE=complete_bash" in out
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import typer
 
+from mcfleet.cli.complete import complete_gone_host
 from mcfleet.cli.fleetdir import fleet_root
 from mcfleet.cli.output import emit_json
 from mcfleet.errors import InputError
 
 
 def forget(
-    hosts: list[str] = typer.Argument(..., help="The gone hosts to stop listing.", metavar="HOST"),
+    hosts: list[str] = typer.Argument(
+        ..., help="The gone hosts to stop listing.", metavar="HOST", autocompletion=complete_gone_host
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print what was forgotten as JSON."),
 ) -> None:
     """Stop listing a host whose folder left hosts/ (a plan's `gone`); nothing on its node changes.

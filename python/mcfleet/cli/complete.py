@@ -102,3 +102,20 @@ def complete_secret(incomplete: str) -> list[str]:
         return sorted(n for n in names if n.startswith(incomplete))
     except Exception:
         return []
+
+
+def complete_gone_host(incomplete: str) -> list[str]:
+    """The hosts noted in .mcfleet/hosts-seen.json that have no folder under hosts/ (what `mcfleet forget`
+    takes); read as it is: completion never sets a corrupt file aside."""
+    import json
+
+    from mcfleet.plan.gone import seen_path
+
+    try:
+        loaded = _loaded()
+        if loaded is None or not seen_path(loaded.root).is_file():
+            return []
+        noted = json.loads(seen_path(loaded.root).read_text()).get("hosts", {})
+        return sorted(h for h in noted if h not in loaded.hosts and h.startswith(incomplete))
+    except Exception:
+        return []
