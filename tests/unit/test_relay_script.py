@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mcfleet.transport.relay import READY, SHARED
+from mcfleet.transport.relay import PER_CONNECTION, READY, SHARED
 
 
 @pytest.fixture
@@ -109,5 +109,33 @@ def test_a_target_that_is_not_there_closes_that_connection_only(tmp_path: Path) 
                     answer = b""
                 assert answer == b""
             assert time.monotonic() - started < 5 and relay.poll() is None
+        finally:
+            relay.kill()
+
+
+def test_a_link_at_the_target_path_is_not_followed_by_either_relay(tmp_path: Path, target: Path) -> None:
+    """The target's folder may be the agent account's: a link it puts there (to another root-only socket)
+    is refused, as is anything but a socket; the real socket behind the same path works."""
+    link = tmp_path / "agent.sock"
+    link.symlink_to(target)
+    per = subprocess.run([sys.executable, "-c", PER_CONNECTION, str(link)], input=b"x", capture_output=True,
+                         timeout=10, check=False)  # fmt: skip
+    assert per.returncode != 0 and per.stdout == b"" and b"not a socket" in per.stderr
+    per = subprocess.run([sys.executable, "-c", PER_CONNECTION, str(target)], input=b"x", capture_output=True,
+                         timeout=10, check=False)  # fmt: skip
+    assert per.returncode == 0 and per.stdout == b"X"
+
+    folder = tmp_path / "relay"
+    folder.mkdir(mode=0o700)
+    listen = folder / "sock"
+    with subprocess.Popen([sys.executable, "-c", SHARED, str(link), str(listen)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as relay:  # fmt: skip
+        try:
+            assert relay.stdout is not None and relay.stdout.readline() == READY
+            try:
+                answer = _ask(listen, b"x")
+            except (BrokenPipeError, ConnectionResetError):
+                answer = b""
+            assert answer == b""  # the echo server behind the link never answered
         finally:
             relay.kill()

@@ -22,11 +22,33 @@ import asyncssh
 
 from mcfleet.transport.base import shell_line
 
+# How both relays reach the target as root: its folder may be the agent account's (/srv/mcp), so a link
+# put there is not followed and only a socket is connected to, through the O_PATH descriptor of the file
+# itself (O_NOFOLLOW on a link opens the link, which is no socket: refused).
+REACH = """
+import os, socket, stat
+def reach(path):
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise OSError(path + ": not a socket (a link is not followed)")
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect("/proc/self/fd/%d" % fd)
+        except OSError:
+            s.close()
+            raise
+        return s
+    finally:
+        os.close(fd)
+"""
+
 # Copies stdin to the unix socket argv[1] and the socket to stdout (run escalated on the node).
-PER_CONNECTION = """
+PER_CONNECTION = (
+    REACH
+    + """
 import os, socket, sys, threading
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
+s = reach(sys.argv[1])
 def up():
     while data := os.read(0, 65536):
         s.sendall(data)
@@ -36,12 +58,15 @@ while data := s.recv(65536):
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
 """
+)
 
 # Listens on argv[2] (in a folder only the login user can enter: umask 0 makes the socket itself
 # connectable by that user, the folder keeps everyone else out) and pipes each connection to the
 # socket argv[1]; prints `ready` once listening; at EOF on stdin (the SSH channel closed: the run
 # ended or its connection dropped) removes its socket and folder and exits.
-SHARED = """
+SHARED = (
+    REACH
+    + """
 import os, socket, sys, threading
 target, path = sys.argv[1], sys.argv[2]
 os.umask(0)
@@ -59,12 +84,10 @@ def pipe(src, dst):
     except OSError:
         pass
 def serve(client):
-    node = socket.socket(socket.AF_UNIX)
     try:
-        node.connect(target)
+        node = reach(target)
     except OSError:
         client.close()
-        node.close()
         return
     down = threading.Thread(target=pipe, args=(node, client), daemon=True)
     down.start()
@@ -85,6 +108,7 @@ os.unlink(path)
 os.rmdir(os.path.dirname(path))
 os._exit(0)
 """
+)
 
 READY = b"ready\n"
 START_TIMEOUT = 15.0  # sudo, the Python start-up and the bind on a loaded node
