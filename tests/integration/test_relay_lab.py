@@ -1,6 +1,7 @@
 """A root-only unix socket on a node reached through a sudo login (how every real host is reached):
 one escalated relay per forwarded socket for the whole run, sshd forwarding each connection to it;
-a relay per connection where sshd does not forward unix sockets; nothing left on the node after."""
+a relay per connection where sshd does not forward unix sockets; nothing left on the node after,
+and the folder of a relay killed on the node removed by the next relay."""
 
 from __future__ import annotations
 
@@ -74,6 +75,32 @@ def _hold_three_and_count(nodes: Nodes, name: str) -> tuple[list[bytes], int]:
     return asyncio.run(go())
 
 
+def _killed_relay_leaves(nodes: Nodes, name: str) -> str:
+    """Kills the relay (SIGKILL, as root on the node) while a run uses it: its folder stays behind."""
+    from mcfleet.fleet.load import load_fleet
+    from mcfleet.transport.ssh import SshPool
+
+    entry = load_fleet(nodes.fleet_dir).hosts[name]
+
+    async def go() -> None:
+        async with SshPool() as pool:
+            conn = await pool.connect(entry)
+            await conn.forward_unix(TARGET)
+            listed = await asyncio.to_thread(nodes.sh, name, "ps -ww -eo pid=,args=", check=False)
+            pids = [line.split()[0] for line in listed.stdout.splitlines()
+                    if line.split()[1:2] == ["python3"] and TARGET in line]  # fmt: skip
+            assert len(pids) == 1, listed.stdout
+            await asyncio.to_thread(nodes.sh, name, f"kill -KILL {pids[0]}")
+
+    asyncio.run(go())
+    deadline = time.monotonic() + 10
+    while _relays(nodes, name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    folders = _relay_folders(nodes, name)
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
 def _nothing_left(nodes: Nodes, name: str) -> None:
     deadline = time.monotonic() + 10
     while (_relays(nodes, name) or _relay_folders(nodes, name)) and time.monotonic() < deadline:
@@ -95,6 +122,14 @@ def test_one_relay_serves_every_connection_and_sshd_without_unix_forwarding_gets
     assert answers == [b"HELLO 0", b"HELLO 1", b"HELLO 2"]
     assert running == 1  # one escalated relay for the three connections
     _nothing_left(nodes, name)  # the SSH connection closed: the relay removed its socket and folder
+
+    # A relay killed on the node cannot remove its folder; the next relay's start removes it once it is
+    # older than a minute (aged here) and no relay holds it.
+    left = _killed_relay_leaves(nodes, name)
+    nodes.sh(name, f"touch -d '10 minutes ago' /home/kyle/{left}")
+    answers, running = _hold_three_and_count(nodes, name)
+    assert answers == [b"HELLO 0", b"HELLO 1", b"HELLO 2"] and running == 1
+    _nothing_left(nodes, name)
 
     nodes.sh(name, "printf 'AllowStreamLocalForwarding no\\n' > /etc/ssh/sshd_config.d/00-no-unix-forwarding.conf"
                    " && sshd -t && systemctl reload ssh && sleep 0.3"

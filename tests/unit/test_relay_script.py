@@ -5,6 +5,7 @@ its stdin it removes its socket and folder and exits."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mcfleet.transport.relay import PER_CONNECTION, READY, SHARED
+from mcfleet.transport.relay import FOLDER, PER_CONNECTION, READY, SHARED
 
 
 @pytest.fixture
@@ -137,5 +138,39 @@ def test_a_link_at_the_target_path_is_not_followed_by_either_relay(tmp_path: Pat
             except (BrokenPipeError, ConnectionResetError):
                 answer = b""
             assert answer == b""  # the echo server behind the link never answered
+        finally:
+            relay.kill()
+
+
+@pytest.mark.skipif(shutil.which("flock") is None, reason="flock(1) (util-linux) is not installed")
+def test_the_folder_of_a_relay_that_died_is_swept_and_a_live_relays_is_kept(tmp_path: Path, target: Path) -> None:
+    """A relay killed on the node (SIGKILL, a reboot) cannot remove its folder; the next relay's start
+    removes it: only this user's folders, older than a minute, that no live relay holds locked."""
+    home = tmp_path / "home"
+    home.mkdir()
+    live = home / ".mcfleet-fwd.live0001"
+    live.mkdir(mode=0o700)
+    with subprocess.Popen([sys.executable, "-c", SHARED, str(target), str(live / "sock")],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as relay:  # fmt: skip
+        try:
+            assert relay.stdout is not None and relay.stdout.readline() == READY
+            dead = home / ".mcfleet-fwd.dead0001"
+            dead.mkdir(mode=0o700)
+            (dead / "sock").write_bytes(b"")  # stands for the socket a killed relay left
+            young = home / ".mcfleet-fwd.young001"  # made a moment ago: its relay may not hold it yet
+            young.mkdir(mode=0o700)
+            other = home / "keep-me"
+            other.mkdir()
+            old = time.time() - 600
+            for folder in (live, dead, other):
+                os.utime(folder, (old, old))
+            made = subprocess.run(["sh", "-c", FOLDER + "true"], env={**os.environ, "HOME": str(home)},
+                                  capture_output=True, text=True, timeout=10, check=True)  # fmt: skip
+            new = Path(made.stdout.strip())
+            assert new.parent == home and new.name.startswith(".mcfleet-fwd.") and new.is_dir()
+            assert (new.stat().st_mode & 0o777) == 0o700
+            assert not dead.exists()
+            assert live.is_dir() and young.is_dir() and other.is_dir()
+            assert _ask(live / "sock", b"still") == b"STILL"  # the live relay's socket was left alone
         finally:
             relay.kill()

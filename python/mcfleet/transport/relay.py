@@ -63,12 +63,16 @@ while data := s.recv(65536):
 # Listens on argv[2] (in a folder only the login user can enter: umask 0 makes the socket itself
 # connectable by that user, the folder keeps everyone else out) and pipes each connection to the
 # socket argv[1]; prints `ready` once listening; at EOF on stdin (the SSH channel closed: the run
-# ended or its connection dropped) removes its socket and folder and exits.
+# ended or its connection dropped) removes its socket and folder and exits.  It holds a flock on its
+# folder while it lives: the lock goes with the process however it ends (a SIGKILL, a reboot), so a
+# folder nobody holds is one whose relay died before it could clean up (swept by FOLDER).
 SHARED = (
     REACH
     + """
-import os, socket, sys, threading
+import fcntl, os, socket, sys, threading
 target, path = sys.argv[1], sys.argv[2]
+held = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
 os.umask(0)
 server = socket.socket(socket.AF_UNIX)
 server.bind(path)
@@ -112,9 +116,16 @@ os._exit(0)
 
 READY = b"ready\n"
 START_TIMEOUT = 15.0  # sudo, the Python start-up and the bind on a loaded node
-# The login user's shell makes the relay's folder (private, unique per relay) and says where, then
-# becomes the escalated relay: one channel and no extra round trip.
-FOLDER = 'd=$(umask 077 && mktemp -d "${HOME:-/tmp}/.mcfleet-fwd.XXXXXXXX") || exit 1; echo "$d"; exec '
+# The login user's shell first removes the folders of relays that died without cleaning up: its own,
+# older than a minute (a relay takes its lock within START_TIMEOUT of the folder being made) and not
+# locked (`flock -n` gets the lock only when no relay holds it; where flock is missing nothing is
+# removed).  It then makes the relay's folder (private, unique per relay), says where, and becomes the
+# escalated relay: one channel and no extra round trip.
+SWEEP = (
+    'find "${HOME:-/tmp}" -maxdepth 1 -name ".mcfleet-fwd.*" -type d -user "$(id -u)" -mmin +1'
+    " -exec flock -n {} rm -rf {} ';' 2>/dev/null; "
+)
+FOLDER = SWEEP + 'd=$(umask 077 && mktemp -d "${HOME:-/tmp}/.mcfleet-fwd.XXXXXXXX") || exit 1; echo "$d"; exec '
 
 
 async def start_shared(
