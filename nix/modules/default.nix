@@ -12,5 +12,6 @@
     ./edge.nix
     ./nix-trust.nix
     ./observe.nix
+    ./python.nix
   ];
 }

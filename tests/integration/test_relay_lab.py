@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from mcfleet.transport.base import CommandFailed
 from tests.integration.apply_lab import MakeNodes, Nodes, make_nodes_fixture  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.lab, pytest.mark.full, pytest.mark.slow]
@@ -129,6 +130,17 @@ def test_one_relay_serves_every_connection_and_sshd_without_unix_forwarding_gets
     nodes.sh(name, f"touch -d '10 minutes ago' /home/kyle/{left}")
     answers, running = _hold_three_and_count(nodes, name)
     assert answers == [b"HELLO 0", b"HELLO 1", b"HELLO 2"] and running == 1
+    _nothing_left(nodes, name)
+
+    # sudo that finds no python3 (NixOS puts none on PATH by default): the relay could not start per
+    # connection either, so the forward fails naming the missing program instead of falling back to
+    # connections that would only close
+    no_python = "printf 'Defaults secure_path=/nonexistent\\n' > /etc/sudoers.d/zz-no-python"
+    nodes.sh(name, f"umask 0227 && {no_python} && visudo -c -q")
+    with pytest.raises(CommandFailed) as err:
+        _hold_three_and_count(nodes, name)
+    assert "python3: command not found" in err.value.format() and "not installed on the host" in err.value.format()
+    nodes.sh(name, "rm /etc/sudoers.d/zz-no-python")
     _nothing_left(nodes, name)
 
     nodes.sh(name, "printf 'AllowStreamLocalForwarding no\\n' > /etc/ssh/sshd_config.d/00-no-unix-forwarding.conf"

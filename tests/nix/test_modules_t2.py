@@ -289,6 +289,17 @@ def test_a_users_flake_gets_nixos_systems_from_the_users_fleet_folder(
 def test_the_openssl_command_the_plan_asks_on_the_node_is_installed_unless_turned_off(nixpkgs_lib: Path) -> None:
     """The plan checks on the node, with openssl, that each certificate's key is its own and which
     certificate the proxy serves; NixOS installs no openssl command by default."""
-    assert _eval(nixpkgs_lib, "rift")["systemPackages"] == ["openssl-3.0.15"]
+    assert "openssl-3.0.15" in _eval(nixpkgs_lib, "rift")["systemPackages"]
     off = "({ lib, ... }: { mcfleet.observe.openssl = false; })"
-    assert _eval(nixpkgs_lib, "rift", extra=off)["systemPackages"] == []
+    assert "openssl-3.0.15" not in _eval(nixpkgs_lib, "rift", extra=off)["systemPackages"]
+
+
+def test_the_python3_root_runs_on_the_node_is_installed_below_a_hosts_own(nixpkgs_lib: Path) -> None:
+    """Apply runs root's file helper and, through a sudo/doas login, the socket relay under the node's
+    python3; NixOS puts none on PATH. It is installed at low priority (a python3 the host installs
+    itself wins the clash), and not at all when turned off."""
+    cfg = _eval(nixpkgs_lib, "rift")
+    assert sorted(cfg["systemPackages"]) == ["openssl-3.0.15", "python3-3.11.9"]
+    assert cfg["packagePriorities"] == {"openssl-3.0.15": 5, "python3-3.11.9": 10}
+    off = "({ lib, ... }: { mcfleet.python.enable = false; })"
+    assert _eval(nixpkgs_lib, "rift", extra=off)["systemPackages"] == ["openssl-3.0.15"]

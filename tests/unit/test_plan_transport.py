@@ -41,3 +41,20 @@ def test_check_names_the_command_host_and_output() -> None:
         "command failed: orion: useradd mcp exited with status 4: useradd: UID 850 is not unique\n"
         "  hint: run the command on the host by hand to see the full output"
     )
+
+
+def test_check_says_a_program_is_missing_when_the_shell_or_sudo_cannot_find_it() -> None:
+    """The shell's status 127, and sudo's own `command not found` (status 1), name the missing program in
+    the output and say to install it (NixOS has no python3 on PATH by default)."""
+    res = asyncio.run(LocalNode().run(["sh", "-c", "mcfleet-no-such-program --version"]))
+    assert res.exit_status == 127
+    with pytest.raises(CommandFailed) as err:
+        res.check("writing /srv/web/app.conf", "rift")
+    assert "mcfleet-no-such-program" in err.value.format() and "not installed on the host" in err.value.format()
+    with pytest.raises(CommandFailed) as err:
+        RunResult(1, "", "sudo: python3: command not found\n").check("writing /srv/web/app.conf", "rift")
+    assert "sudo: python3: command not found" in err.value.format()
+    assert "mcfleet.python" in err.value.format()
+    with pytest.raises(CommandFailed) as err:
+        RunResult(1, "", "mkdir: cannot create directory\n").check("mkdir", "rift")
+    assert "not installed" not in err.value.format()

@@ -50,9 +50,22 @@ class RunResult:
             raise CommandFailed(
                 f"{what} exited with status {self.exit_status}: {tail}",
                 location=host,
-                hint="run the command on the host by hand to see the full output",
+                hint=MISSING_PROGRAM
+                if self.program_missing
+                else "run the command on the host by hand to see the full output",
             )
         return self
+
+    @property
+    def program_missing(self) -> bool:
+        """The shell could not find a program (status 127), or sudo/doas could not (`…: command not found`)."""
+        return self.exit_status == 127 or "command not found" in self.stderr
+
+
+MISSING_PROGRAM = (
+    "a program the command runs is not installed on the host: install it there (mcfleet runs python3, openssl "
+    "and flock on nodes; on NixOS its module installs python3 and openssl: mcfleet.python, mcfleet.observe.openssl)"
+)
 
 
 class Node(Protocol):

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncssh
 
-from mcfleet.transport.base import shell_line
+from mcfleet.transport.base import MISSING_PROGRAM, CommandFailed, RunResult, shell_line
 
 # How both relays reach the target as root: its folder may be the agent account's (/srv/mcp), so a link
 # put there is not followed and only a socket is connected to, through the O_PATH descriptor of the file
@@ -129,11 +129,12 @@ FOLDER = SWEEP + 'd=$(umask 077 && mktemp -d "${HOME:-/tmp}/.mcfleet-fwd.XXXXXXX
 
 
 async def start_shared(
-    conn: asyncssh.SSHClientConnection, become: str, remote_path: str
+    conn: asyncssh.SSHClientConnection, become: str, remote_path: str, host: str
 ) -> tuple[str, asyncssh.SSHClientProcess[bytes]] | None:
     """Start the shared relay to `remote_path`: (the node-side socket to forward to, its process), or None
     when it cannot serve (the folder or the relay did not start, or sshd does not forward unix sockets):
-    the caller then relays per connection, which reports whatever stands in the way on its first use."""
+    the caller then relays per connection.  CommandFailed when the node has no python3 (or sudo/doas
+    cannot find it): a relay per connection could not start either, and the connections would only close."""
     script = FOLDER + shell_line(["python3", "-c", SHARED, remote_path], become=become) + ' "$d/sock"'
     line = shlex.join(["sh", "-c", script])  # whatever the login shell is
     try:
@@ -152,12 +153,32 @@ async def start_shared(
         _reader, writer = await conn.open_unix_connection(path)  # sshd may refuse to forward unix sockets
         writer.close()
     except (asyncssh.Error, OSError, TimeoutError):
+        said_err = await _stderr_of_ended(proc)
         proc.close()  # a relay that did start removes its folder at this EOF; one that did not leaves it:
         if folder.startswith("/"):
             with contextlib.suppress(asyncssh.Error, OSError, TimeoutError):
                 await asyncio.wait_for(conn.run(f"rmdir {shlex.quote(folder)} 2>/dev/null", check=False), START_TIMEOUT)
+        ended = RunResult(proc.exit_status if proc.exit_status is not None else -1, "", said_err)
+        if ended.program_missing:
+            raise CommandFailed(
+                f"starting the relay to {remote_path} through {become}: {said_err.strip()[-300:]}",
+                location=host,
+                hint=MISSING_PROGRAM,
+            ) from None
         return None
     return path, proc
+
+
+async def _stderr_of_ended(proc: asyncssh.SSHClientProcess[bytes]) -> str:
+    """What a relay that stopped before `ready` said on stderr (sudo's or the shell's complaint); "" for one
+    still running (sshd refusing the forward: it is closed by the caller, not waited for)."""
+    if not proc.stdout.at_eof():
+        return ""
+    try:
+        await asyncio.wait_for(proc.wait_closed(), 2)
+        return (await asyncio.wait_for(proc.stderr.read(), 2)).decode(errors="replace")
+    except (asyncssh.Error, OSError, TimeoutError):
+        return ""
 
 
 def per_connection(conn: asyncssh.SSHClientConnection, become: str, remote_path: str) -> Any:

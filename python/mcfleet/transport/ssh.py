@@ -233,7 +233,7 @@ class SshConnection:
         process: asyncssh.SSHClientProcess[bytes] | None = None
         if self.become is None:
             self._forwards.append(await self.conn.forward_local_path(local, remote_path))
-        elif (shared := await relay.start_shared(self.conn, self.become, remote_path)) is not None:
+        elif (shared := await relay.start_shared(self.conn, self.become, remote_path, self.name)) is not None:
             node_socket, process = shared
             self._relays.append(process)
             self._forwards.append(await self.conn.forward_local_path(local, node_socket))

@@ -34,4 +34,11 @@ in
   services = cfg.systemd.services;
   nixSettings = cfg.nix.settings;
   systemPackages = map (p: p.name) cfg.environment.systemPackages;
+  # buildEnv's priority of each (lower wins a clash of two packages' files; 5 when not set)
+  packagePriorities = builtins.listToAttrs (
+    map (p: {
+      inherit (p) name;
+      value = p.meta.priority or 5;
+    }) cfg.environment.systemPackages
+  );
 }

@@ -48,6 +48,11 @@ in
       name = "openssl-3.0.15";
       outPath = "/nix/store/00000000000000000000000000000000-openssl-3.0.15-bin";
     };
+    python3 = {
+      type = "derivation";
+      name = "python3-3.11.9";
+      outPath = "/nix/store/00000000000000000000000000000000-python3-3.11.9";
+    };
   };
 
   options = {
