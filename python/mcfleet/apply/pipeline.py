@@ -44,7 +44,7 @@ from mcfleet.kinds.host import HostKind, read_users
 from mcfleet.kinds.stages import StageGate
 from mcfleet.observe.manifest import Manifest
 from mcfleet.plan.gone import note_written
-from mcfleet.plan.model import Action
+from mcfleet.plan.model import Action, apply_passes
 from mcfleet.plan.route_moves import keeps_name, named
 from mcfleet.report.rate import Every
 from mcfleet.transport.base import Node
@@ -78,17 +78,16 @@ class HostWork:
 
     @property
     def step_passes(self) -> list[tuple[Phase, list[Action]]]:
-        """The post-activation kinds' actions as apply runs them: changes in phase order, then
-        removals in reverse phase order (DNS, routes, then containers)."""
-        steps = [a for a in self.actions if a.kind != "refuse" and a.phase not in HEAD_PHASES]
-        phases = sorted({a.phase for a in steps}, key=lambda p: p.order)
-        changes = [(p, [a for a in steps if a.phase == p and a.kind != "delete"]) for p in phases]
-        removals = [(p, [a for a in steps if a.phase == p and a.kind == "delete"]) for p in reversed(phases)]
-        return [(p, acts) for p, acts in [*changes, *removals] if acts]
+        """The post-activation kinds' actions as apply runs them (the passes the plan's text shows): changes
+        in phase order, then removals in reverse phase order (DNS, routes, then containers)."""
+        passes = [(p, [a for a in acts if a.kind != "refuse"]) for p, _removal, acts in apply_passes(self.actions)]
+        return [(p, acts) for p, acts in passes if acts and p not in HEAD_PHASES]
 
     @property
     def step_phases(self) -> list[Phase]:
-        return sorted({p for p, _acts in self.step_passes}, key=lambda p: p.order)
+        """The post-activation phases in the order they first run (a phase with only removals at its removal
+        pass's place): the order the summary lists them in."""
+        return list(dict.fromkeys(p for p, _acts in self.step_passes))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The final summary of an apply: per host and phase, what happened; and the exit code.
 
-Built from the event log only.  A host's line lists its phases in pipeline order
+Built from the event log only.  A host's line lists its phases in the order it runs them (a
+phase with only removals where those run: after the changes, DNS before routes before containers)
 with their outcome; a phase that never ended (the run was cut short) shows as
 `skipped`.  Exit code 1 when any phase failed, was rolled back or was blocked
 (a rollback is a failure to report, deploy-rs's lesson).
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mcfleet.apply.events import PHASE_ORDER, ApplyEvents, Event, Phase, Status
+from mcfleet.apply.events import ApplyEvents, Event, Phase, Status
 from mcfleet.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
 
 
@@ -100,16 +101,28 @@ class Summary:
         lines = []
         for host in self.hosts:
             lines.append(f"{host.host}: {host.status}")
-            rows = [(p.phase, f"  {p.phase:<9} {p.status!s:<11} {p.message}".rstrip()) for p in host.phases]
-            rows += [(Phase(phase), f"  {phase:<9} {'not read':<11} {why}")
+            rows = [
+                (float(i), f"  {p.phase:<9} {p.status!s:<11} {p.message}".rstrip()) for i, p in enumerate(host.phases)
+            ]
+            rows += [(_place(host, Phase(phase)), f"  {phase:<9} {'not read':<11} {why}")
                      for phase, why in self._not_read(host.host).items()]  # fmt: skip
-            lines += [row for _phase, row in sorted(rows, key=lambda r: PHASE_ORDER.index(r[0]))]  # stable
+            lines += [row for _place_at, row in sorted(rows, key=lambda r: r[0])]  # stable
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items()))
         lines.append(
             f"{len(self.hosts)} host(s): {counts or 'nothing to do'}; "
             f"{self.files_sent} agent bundle(s) pushed, {self.bytes_sent} bytes sent in {self.seconds:.1f} s"
         )
         return "\n".join(lines)
+
+
+def _place(host: HostResult, phase: Phase) -> float:
+    """Where a backend the plan could not read is listed among the host's phases (in the order they ran):
+    after its phase's line, or, for a phase that did not run, before the first that comes after it."""
+    ran = [p.phase for p in host.phases]
+    if phase in ran:
+        return ran.index(phase) + 0.5
+    later = [i for i, p in enumerate(ran) if p.order > phase.order]
+    return (later[0] if later else len(ran)) - 0.5
 
 
 # Which of a phase's outcomes names it, when it ran more than once: the worst, else the busiest.
@@ -150,7 +163,7 @@ def summarize(
     for host in hosts:
         mine = phases.get(host, []) if isinstance(phases, dict) else phases
         rows = []
-        for phase in sorted(set(mine), key=PHASE_ORDER.index):
+        for phase in dict.fromkeys(mine):  # in the order given: the order the host runs them
             ended = log.outcomes(host, phase)
             event = _combined(ended) if ended else None
             if event is None:

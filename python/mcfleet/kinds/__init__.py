@@ -12,12 +12,9 @@ from mcfleet.kinds.files import FilesKind
 from mcfleet.kinds.host import HostKind
 from mcfleet.kinds.providers import CertKind, DnsKind, RouteKind
 from mcfleet.kinds.service import ServiceKind
-from mcfleet.phase import Phase
+from mcfleet.plan.model import HEAD_PHASES  # their kinds always record their part of the manifest
 
 KINDS: list[ResourceKind] = [HostKind(), AgentKind(), FilesKind(), ServiceKind(), CertKind(), DnsKind(), RouteKind()]
-# The phases apply runs for every host it touches, whatever kinds were selected: their kinds always
-# record their part of the manifest (the plan's prediction of it relies on the same list).
-HEAD_PHASES = (Phase.host, Phase.agent, Phase.manifest)
 
 __all__ = ["HEAD_PHASES", "KINDS", "ApplyContext", "GatherResult", "Outcome", "ReadContext", "ResourceKind", "kind_for"]
 

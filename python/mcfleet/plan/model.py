@@ -3,7 +3,7 @@
 An `Action` is `(host, phase, kind, subject, before, after, reason)`:
 - `phase` is the `Phase` of the resource kind that made it (see mcfleet.kinds),
   one of PHASES, in apply order: `host` (pinned users, OS/arch, host key), agent,
-  cert, deploy, route, dns, manifest (removals: dns, route, deploy).
+  cert, deploy, route, dns, manifest (removals after the changes, the other way round: `apply_passes`).
 - `kind` is create | update | delete | replace | move | refuse.  A `move` (phase migrate, on
   the destination host) is a service that leaves one host's folder for another's: its data
   goes with it (kinds.migrate).  A refusal is part of
@@ -24,6 +24,7 @@ they have no actions.  `inputs` (every fleet file the plan was made from, with i
 # from strings, pydantic would compile every field's annotation again to build the model.
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,6 +43,9 @@ PHASES: tuple[Phase, ...] = (
     Phase.dns,
     Phase.manifest,
 )
+# The phases apply runs for every host it touches, whatever kinds were selected, changes and removals
+# together: host and agent before the other phases, the manifest after them.
+HEAD_PHASES: tuple[Phase, ...] = (Phase.host, Phase.agent, Phase.manifest)
 Kind = Literal["create", "update", "delete", "replace", "move", "refuse"]
 KINDS: tuple[str, ...] = ("create", "update", "delete", "replace", "move", "refuse")
 # In a file action's `after`: the node already holds the file, only the manifest's record of it changes
@@ -164,17 +168,36 @@ class Plan(BaseModel):
         return [a for a in self.actions if a.host == host]
 
 
+def pass_key(phase: Phase, removal: bool) -> tuple[int, int]:
+    """Where apply runs a phase's changes (or its removals): first the host and agent phases, whole; then
+    the other phases' changes in phase order; then their removals in reverse phase order (DNS names and
+    routes go before the containers they lead to, so nothing points at what is already gone); the
+    manifest last."""
+    index = PHASES.index(phase)
+    if phase == Phase.manifest:
+        return 3, 0
+    if phase in HEAD_PHASES:
+        return 0, index
+    return (2, -index) if removal else (1, index)
+
+
+def apply_passes(actions: Sequence[Action]) -> list[tuple[Phase, bool, list[Action]]]:
+    """One host's actions grouped as apply runs them: (phase, whether it is a removal pass, its actions),
+    in `pass_key` order, subjects in the order given.  A refused action sits in its phase's changes pass
+    (apply never runs it); the plan's text shows these passes, apply runs them."""
+    out: list[tuple[Phase, bool, list[Action]]] = []
+    for a in sorted(actions, key=lambda a: pass_key(a.phase, a.kind == "delete")):
+        removal = a.kind == "delete" and a.phase not in HEAD_PHASES
+        if out and out[-1][0] == a.phase and out[-1][1] == removal:
+            out[-1][2].append(a)
+        else:
+            out.append((a.phase, removal, [a]))
+    return out
+
+
 def sort_actions(actions: list[Action], host_order: list[str]) -> list[Action]:
-    """Per host in selection order, the order apply runs them: changes by phase, then removals by
-    phase in reverse (DNS, routes, then containers), then the manifest; subjects within a phase."""
+    """Per host in selection order, the order apply runs them (`pass_key`); subjects within a pass."""
     rank = {h: i for i, h in enumerate(host_order)}
-
-    def key(a: Action) -> tuple[int, int, int, str]:
-        index = PHASES.index(a.phase)
-        if a.phase == Phase.manifest:
-            return rank.get(a.host, len(rank)), 2, 0, a.subject
-        if a.kind == "delete":
-            return rank.get(a.host, len(rank)), 1, -index, a.subject
-        return rank.get(a.host, len(rank)), 0, index, a.subject
-
-    return sorted(actions, key=key)
+    return sorted(
+        actions, key=lambda a: (rank.get(a.host, len(rank)), *pass_key(a.phase, a.kind == "delete"), a.subject)
+    )

@@ -1,4 +1,6 @@
-"""Rendering a plan for people: `+ ~ - -/+ > !` per host (`>`: a service moved here), grouped by phase, with summaries.
+"""Rendering a plan for people: `+ ~ - -/+ > !` per host (`>`: a service moved here), grouped by phase in the
+order apply runs them (a phase's removals after every change, in reverse phase order: `dns removals`,
+`route removals`, `deploy removals`), with summaries.
 
 The JSON view is `plan.saved.plan_json` (the same data).  An update shows the fields that change
 as `old → new` (hashes shortened, nested values by dotted path); `--values` adds the whole
@@ -24,7 +26,8 @@ import re
 from collections import Counter
 from typing import Any
 
-from mcfleet.plan.model import PHASES, RECORD_ONLY, Action, Plan
+from mcfleet.phase import Phase
+from mcfleet.plan.model import PHASES, RECORD_ONLY, Action, Plan, apply_passes, pass_key
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-", "replace": "-/+", "move": ">", "refuse": "!"}
 COLOUR = {
@@ -158,20 +161,27 @@ def render_text(plan: Plan, *, detailed: bool = False, color: bool = False) -> s
             out.append(f"{name}: no changes")
             continue
         out.append(name)
-        for phase in PHASES:
-            in_phase = [a for a in actions if a.phase == phase]
-            if in_phase or phase in stuck or phase in unread:
-                out.append(f"  {_paint(phase, '2', color)}")
-                if phase in stuck:
-                    out.append(f"    {_paint('blocked', '33', color)}: {stuck[phase]}")
-                if phase in unread:
-                    out.append(f"    {_paint('not read', '33', color)}: {unread[phase]}")
-                for a in in_phase:
-                    out += render_action(a, detailed=detailed, color=color)
+        for phase, removal, in_pass in _passes(actions, set(stuck) | set(unread)):
+            out.append(f"  {_paint(f'{phase} removals' if removal else phase, '2', color)}")
+            if phase in stuck and not removal:
+                out.append(f"    {_paint('blocked', '33', color)}: {stuck[phase]}")
+            if phase in unread and not removal:
+                out.append(f"    {_paint('not read', '33', color)}: {unread[phase]}")
+            for a in in_pass:
+                out += render_action(a, detailed=detailed, color=color)
         out.append(f"  {host}: {counts_text(actions)}")
     out += gone_lines(plan, color=color)
     out += ["", _paint(summary_line(plan), "1", color)]
     return "\n".join(out) + "\n"
+
+
+def _passes(actions: list[Action], noted: set[str]) -> list[tuple[Phase, bool, list[Action]]]:
+    """The host's passes in the order apply runs them, with a phase that is only blocked or not read
+    (no actions) at its changes pass's place."""
+    passes = apply_passes(actions)
+    shown = {p for p, removal, _acts in passes if not removal}
+    passes += [(p, False, []) for p in PHASES if p in noted and p not in shown]
+    return sorted(passes, key=lambda item: pass_key(item[0], item[1]))
 
 
 def gone_lines(plan: Plan, *, color: bool = False) -> list[str]:
