@@ -150,14 +150,17 @@ def test_apply_through_the_edge_converges_and_removes(  # noqa: PLR0917 (pytest 
     assert _knot(knot, f"pub.{zone}") == []
     assert "this is the pub page" not in _curl(f"pub.{zone}", 443, edge.address, pebble_root).stdout
     assert "this is the int page" in _curl(f"int.{zone}", 443, worker.address, pebble_root).stdout
-    _a_folder_deleted_first_is_named_until_forgotten(nodes, root, zone)
+    _a_folder_deleted_first_is_named_until_forgotten(nodes, knot, root, agent_bundle)
 
 
-def _a_folder_deleted_first_is_named_until_forgotten(nodes: Nodes, root: Path, zone: str) -> None:
+def _a_folder_deleted_first_is_named_until_forgotten(nodes: Nodes, knot: KnotInfo, root: Path, bundle: Path) -> None:
     """The worker's folder deleted while its routes and records are in place: each plan names it as gone,
     with what the last apply left (pub's record, which that apply removed, is not among them: apply
-    noted what it wrote), until `mcfleet forget`; then the folder comes back and is planned again."""
+    noted what it wrote).  A plan of the whole fleet (here the edge alone) removes its records at the DNS
+    server, and apply does, then drops them from the note; the rest is named until `mcfleet
+    forget`.  Then the folder comes back, and an apply puts its record back."""
     worker, edge = nodes.nodes
+    zone = knot.zone
     folder, aside = root / "hosts" / worker.name, root.parent / f"{worker.name}.aside"
     edge_file = root / "hosts" / edge.name / "host.json"
     edge_text = edge_file.read_text()
@@ -168,12 +171,28 @@ def _a_folder_deleted_first_is_named_until_forgotten(nodes: Nodes, root: Path, z
     try:
         plan = cli("plan", str(root), "--json")
         assert plan.code == 0, plan.why
-        gone = json.loads(plan.stdout)["gone"][worker.name]
+        data = json.loads(plan.stdout)
+        gone = data["gone"][worker.name]
         assert f"int.{zone} A {worker.address}" in gone["records"], gone
         assert not [r for r in gone["records"] if r.startswith(f"pub.{zone} ")], gone
         assert f"int.{zone}:443" in gone["routes"], gone
+        assert [(a["host"], a["phase"], a["kind"], a["subject"]) for a in data["actions"]] == [
+            (worker.name, "dns", "delete", f"dns int.{zone}"),
+            (worker.name, "dns", "delete", f"dns sni.{zone}"),
+        ]  # its records at the server; the edge has nothing to do
         text = cli("plan", str(root))
         assert f"{worker.name}: gone from hosts/: nothing plans it any more" in text.stdout, text.why
+        assert f"  dns removals\n    - dns int.{zone}  {worker.name} is gone from hosts/" in text.stdout, text.why
+        assert "hint: apply removes its DNS records listed above; to remove the rest, restore" in text.stdout
+
+        removed = cli("apply", str(root), "--all", "--yes", "--bundle", str(bundle), "--json")
+        assert removed.code == 0, removed.why
+        said = removed.summary["hosts"][worker.name]
+        assert said["phases"]["dns"] == {**said["phases"]["dns"], "status": "changed",
+                                         "message": f"int.{zone} removed, sni.{zone} removed"}  # fmt: skip
+        assert _knot(knot, f"int.{zone}") == [] and _knot(knot, f"sni.{zone}") == []
+        after = json.loads(cli("plan", str(root), "--json").stdout)
+        assert after["actions"] == [] and after["gone"][worker.name]["records"] == []  # the rest stays named
         status = cli("-C", str(root), "status")
         assert status.code == 1 and f"{worker.name}: gone from hosts/, its node still holds " in status.stdout, (
             status.why
@@ -184,8 +203,10 @@ def _a_folder_deleted_first_is_named_until_forgotten(nodes: Nodes, root: Path, z
     finally:
         aside.rename(folder)
         edge_file.write_text(edge_text)
-    back = cli("plan", str(root), "--detailed-exitcode", "--json")
-    assert back.code == 0 and json.loads(back.stdout)["gone"] == {}, back.why
+    back = cli("apply", str(root), "--all", "--yes", "--bundle", str(bundle), "--json")
+    assert back.code == 0 and _knot(knot, f"int.{zone}") == _knot(knot, f"sni.{zone}") == [worker.address], back.why
+    again = cli("plan", str(root), "--detailed-exitcode", "--json")
+    assert again.code == 0 and json.loads(again.stdout)["gone"] == {}, again.why
 
 
 def _set_pub_public(nodes: Nodes, root: Path, public: bool) -> None:

@@ -15,8 +15,17 @@ from mcfleet.fleet.desired import desired_state
 from mcfleet.fleet.load import load_fleet
 from mcfleet.observe.facts import Facts, Unreachable
 from mcfleet.observe.manifest import Manifest, ManifestAgent, ManifestRecord, ManifestRoute, ManifestService
-from mcfleet.plan.gone import forget, gone_hosts, left_behind, note_written, read_seen, seen_path, update_seen
-from mcfleet.plan.model import Plan
+from mcfleet.plan.gone import (
+    forget,
+    gone_hosts,
+    left_behind,
+    note_records_removed,
+    note_written,
+    read_seen,
+    seen_path,
+    update_seen,
+)
+from mcfleet.plan.model import Action, Plan
 from mcfleet.plan.planner import with_gone
 from mcfleet.plan.render import render_text
 from tests.conftest import REPO, run_cli
@@ -119,6 +128,31 @@ def test_a_plan_names_the_gone_host_and_keeps_the_entry_of_a_host_whose_manifest
     assert exit_code(plan, detailed=True) == 1  # the fleet does not match its files
     assert "gone from hosts/" in unknown_drift_note(plan) and "orion" in unknown_drift_note(plan)
     assert json.loads(plan.model_dump_json())["gone"]["orion"]["routes"] == ["web.zone.test:443"]
+
+
+def test_records_apply_removed_leave_the_note_and_a_host_left_with_nothing_is_dropped(fleet: Path) -> None:
+    update_seen(fleet, {"orion": SERVING, "vega": SERVING.model_copy(update={"services": {}, "routes": []})})
+    note_records_removed(fleet, "orion", ["web.zone.test"])
+    note_records_removed(fleet, "vega", ["web.zone.test"])
+    note_records_removed(fleet, "nobody", ["web.zone.test"])  # never noted: nothing to change
+    seen, problem = read_seen(fleet)
+    assert problem is None and list(seen) == ["orion"]  # vega left only that record
+    assert seen["orion"].records == [] and seen["orion"].services == ["api", "web"]
+
+
+def test_a_gone_hosts_record_removals_are_shown_under_it_and_counted(fleet: Path) -> None:
+    """A plan of the whole fleet lists the records a gone host left at the DNS server as its `- dns`
+    actions (plan.gone_records, against a real server in tests/integration/test_gone_records_lab.py)."""
+    entry = left_behind(SERVING)
+    assert entry is not None
+    removal = Action(host="orion", phase="dns", kind="delete", subject="dns web.zone.test",
+                     before={"type": "A", "value": "10.0.0.5"}, reason="orion is gone from hosts/ and no declared host "
+                     "has web.zone.test: its record is removed")  # fmt: skip
+    text = render_text(Plan(hosts=["alpha"], gone={"orion": entry}, actions=[removal]))
+    assert "    routes: web.zone.test:443\n  dns removals\n    - dns web.zone.test  orion is gone" in text
+    assert "hint: apply removes its DNS records listed above; to remove the rest, restore hosts/orion" in text
+    assert "alpha: no changes" in text
+    assert "Plan: 0 to create, 0 to update, 0 to replace, 1 to delete, 0 refused; 1 host gone" in text
 
 
 def test_a_plan_with_nothing_gone_is_unchanged(fleet: Path) -> None:

@@ -251,7 +251,8 @@ class ApplySession:
         check_refusals(plan, overrides)
         work = work_from_plan(plan, self.loaded, self.desired)
         summary = await self.run(work, moves_from_plan(plan))
-        summary = self._with_idle_and_unreachable(summary, plan, {w.name for w in work})
+        gone = await self._remove_gone_records(plan)
+        summary = self._with_idle_and_unreachable(summary, plan, {w.name for w in work}, gone)
         return replace(summary, not_read=tuple((u.host, str(u.phase), u.reason) for u in plan.unobserved))
 
     def _check_planned_bundle(self, plan: Plan) -> None:
@@ -289,10 +290,32 @@ class ApplySession:
         )
         return await pipeline.run()
 
-    def _with_idle_and_unreachable(self, summary: Summary, plan: Plan, busy: set[str]) -> Summary:
-        """Every host of the plan appears: idle ones as unchanged, unobservable ones as failed."""
+    async def _remove_gone_records(self, plan: Plan) -> list[str]:
+        """The DNS records of hosts gone from hosts/ that the plan removes (plan.gone_records), each such host's
+        as one dns step after the declared hosts' work; a removal verified at the server leaves the checkout's
+        note of that host.  Returns the hosts it ran for."""
+        from mcfleet.plan.gone import note_records_removed
+        from mcfleet.plan.gone_records import gone_record_actions
+        from mcfleet.providers.steps import apply_dns
+
+        actions = [a for a in gone_record_actions(plan) if a.kind != "refuse"]
+        hosts = list(dict.fromkeys(a.host for a in actions))
+        for host in hosts:
+            mine = [a for a in actions if a.host == host]
+            self.log.emit(host, Phase.dns, Status.start)
+            step = await apply_dns(self.loaded, None, mine)
+            self.log.emit(host, Phase.dns, Status(step.status), step.message)
+            if step.status == "changed":
+                note_records_removed(self.loaded.root, host, (a.subject.removeprefix("dns ") for a in mine))
+        return hosts
+
+    def _with_idle_and_unreachable(
+        self, summary: Summary, plan: Plan, busy: set[str], gone: Sequence[str] = ()
+    ) -> Summary:
+        """Every host of the plan appears: idle ones as unchanged, unobservable ones as failed; and the hosts
+        gone from hosts/ whose records were removed."""
         idle = [h for h in plan.hosts if h not in busy and h not in plan.unreachable]
-        if not idle and not plan.unreachable:
+        if not idle and not plan.unreachable and not gone:
             return summary
         for name in idle:
             refused = [a.subject for a in plan.for_host(name) if a.kind == "refuse"]
@@ -304,10 +327,11 @@ class ApplySession:
             self.log.emit(
                 name, Phase.host, Status.failed, f"could not observe the host, nothing changed: {why.reason}{hint}"
             )
-        hosts = [h for h in plan.hosts if h in busy or h in idle or h in plan.unreachable]
+        hosts = [h for h in plan.hosts if h in busy or h in idle or h in plan.unreachable] + list(gone)
         phases = {h.host: [p.phase for p in h.phases] for h in summary.hosts}
         phases.update({h: [Phase.manifest] for h in idle})
         phases.update({h: [Phase.host] for h in plan.unreachable})
+        phases.update({h: [Phase.dns] for h in gone})
         return summarize(self.log, hosts, phases, time.monotonic() - self.started)
 
     # ------------------------------------------------------------------ journal

@@ -19,10 +19,11 @@ def forget(
     """Stop listing a host whose folder left hosts/ (a plan's `gone`); nothing on its node changes.
 
     A plan lists, under `gone from hosts/`, each host whose folder was deleted while its node still
-    held services, DNS records or routes that mcfleet made: nothing plans that host again, so they
-    stay.  Once you have dealt with them (the node is wiped, or you removed them by hand), forget
-    the host: the notice ends and nothing is changed anywhere.  To have mcfleet remove them instead,
-    restore the folder, take its services away, apply, then delete the folder.
+    held services, DNS records or routes that mcfleet made: nothing plans that host's node again, so
+    they stay (its DNS records at the server are removed by an apply of the whole fleet).  Once you
+    have dealt with them (the node is wiped), forget the host: the notice ends and nothing is changed
+    anywhere.  To have mcfleet remove them instead, restore the folder, take its services away,
+    apply, then delete the folder.
 
     Examples:
 

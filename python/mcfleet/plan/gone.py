@@ -16,6 +16,7 @@ once and writes it only when what it lists changes.  One that cannot be read is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -117,6 +118,23 @@ def note_written(root: Path, host: str, manifest: Manifest) -> None:
     """Apply wrote this manifest: what the host holds now (best effort: the plan reports a file it cannot
     read or write, and a failed write here must not fail an apply that succeeded on the node)."""
     update_seen(root, {host: manifest}, stamp=True)
+
+
+def note_records_removed(root: Path, host: str, names: Iterable[str]) -> None:
+    """Apply removed these DNS names of a gone host at the server: they are no longer left behind (a host
+    left with nothing is dropped).  Best effort, as note_written."""
+    seen, problem = read_seen(root)
+    entry = seen.get(host)
+    if problem or entry is None:
+        return
+    gone = set(names)
+    left = entry.model_copy(update={"records": [r for r in entry.records if r.split(" ", 1)[0] not in gone]})
+    if any(getattr(left, field) for field in LISTS):
+        seen[host] = left
+    else:
+        seen.pop(host)
+    with contextlib.suppress(OSError):
+        _write(root, seen)
 
 
 def _same(old: GoneHost | None, new: GoneHost) -> bool:

@@ -14,7 +14,9 @@ in place of actions apply could not perform.
 - `before` / `after` are plain JSON values (observed / desired), never secrets.
 
 `Plan.gone` lists the hosts whose folder was deleted while their node still held services, DNS
-records or routes (plan.gone): a notice, never an action.
+records or routes (plan.gone): a notice.  The DNS records such a host left at the server are the one
+thing apply can remove without its node: a plan of the whole fleet lists them as that host's `delete`
+actions (plan.gone_records), the only actions whose host is not one of `hosts`.
 `Plan.unreachable` lists the hosts that could not be observed (host -> reason);
 they have no actions.  `inputs` (every fleet file the plan was made from, with its digest),
 `fleet_hash` and `facts_digests` make a saved plan checkable for staleness (see plan.saved).

@@ -31,6 +31,7 @@ from mcfleet.observe.manifest import Manifest, manifest_path
 from mcfleet.observe.plan_notes import one_plan
 from mcfleet.phase import Phase
 from mcfleet.plan.gone import gone_hosts, update_seen
+from mcfleet.plan.gone_records import with_gone_records
 from mcfleet.plan.manifest_after import manifest_changes
 from mcfleet.plan.model import Action, Blocked, Plan, Unobserved, UnreachableHost, sort_actions
 from mcfleet.plan.refused_ids import refuse_changes_to_refused_ids
@@ -247,7 +248,8 @@ async def plan_fleet(
         plan, facts = await _plan_fleet(
             loaded, names, pool=pool, options=options, progress=progress, kinds=kinds, desired=wanted
         )
-    return with_gone(loaded, plan, facts, wanted), facts
+    plan = await with_gone_records(loaded, with_gone(loaded, plan, facts, wanted), names, kinds)
+    return plan, facts
 
 
 def with_gone(loaded: LoadedFleet, plan: Plan, facts: GatherResult, desired: Mapping[str, DesiredHost]) -> Plan:

@@ -195,8 +195,15 @@ def gone_lines(plan: Plan, *, color: bool = False) -> list[str]:
         out.append(f"{_paint(host, '1', color)}: {_paint('gone from hosts/', '1;33', color)}: nothing plans it "
                    f"any more{when} what stays on the node and at the servers:")  # fmt: skip
         out += [f"    {label}: {items}" for label, items in listed(entry)]
-        out.append(f"  hint: to remove them, restore hosts/{host}, take its services away, apply, then delete the "
-                   f"folder; `mcfleet forget {host}` ends this notice and leaves them")  # fmt: skip
+        removals = [a for a in plan.actions if a.host == host]  # its records the DNS server still holds
+        if removals:
+            out.append(f"  {_paint('dns removals', '2', color)}")
+            for a in removals:
+                out += render_action(a, color=color)
+        removing = any(a.kind == "delete" for a in removals)
+        first = "apply removes its DNS records listed above; to remove the rest" if removing else "to remove them"
+        out.append(f"  hint: {first}, restore hosts/{host}, take its services away, apply, then delete the folder; "
+                   f"`mcfleet forget {host}` ends this notice and leaves them")  # fmt: skip
     if plan.gone_unknown:
         out.append(f"note: {plan.gone_unknown}")
     return out

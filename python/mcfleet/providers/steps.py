@@ -240,7 +240,9 @@ def a_record_held(action: Action) -> bool:
     return bool(stray_aaaa(action)) and {k: v for k, v in before.items() if k != "aaaa"} == action.after
 
 
-async def apply_dns(loaded: LoadedFleet, desired: DesiredHost, actions: Iterable[Action]) -> StepOutcome:
+async def apply_dns(loaded: LoadedFleet, desired: DesiredHost | None, actions: Iterable[Action]) -> StepOutcome:
+    """The record changes and removals, verified at the server.  `desired` is None for a host gone from
+    hosts/ (plan.gone_records), which has removals only."""
     backend = dns_backend(loaded.fleet) if loaded.fleet else None
     if backend is None:
         return StepOutcome("blocked", "no dns provider configured (providers.dns in fleet.json)")
@@ -255,6 +257,8 @@ async def apply_dns(loaded: LoadedFleet, desired: DesiredHost, actions: Iterable
         started = time.monotonic()
         try:
             if action.kind in ("create", "update", "replace"):
+                if desired is None:
+                    raise ValueError(f"{action.subject}: a record to write for a host that declares none")
                 value = desired.records[name].value
                 if not a_record_held(action):
                     await backend.set_a(name, value)
