@@ -317,6 +317,21 @@ def test_a_timed_out_command_is_killed_on_the_node(make_nodes: MakeNodes, login:
     assert fleet.sh(name, "pgrep -f 'sleep 471[12]'", check=False).stdout.strip() == ""
 
 
+def test_sudo_that_wants_a_terminal_is_named_with_the_rule_that_lifts_it(make_nodes: MakeNodes) -> None:
+    """`Defaults requiretty` (older RHEL's default): sudo refuses every command mcfleet sends, which opens
+    no terminal; plan says so for that host and names the sudoers line that lifts it."""
+    fleet = make_nodes(1, "needtty", login="sudo")
+    name = fleet.names[0]
+    fleet.sh(name, "umask 0227 && echo 'Defaults:kyle requiretty' > /etc/sudoers.d/zz-tty && visudo -c -q")
+    plan = cli("plan", str(fleet.fleet_dir))
+    lines = (plan.stdout + plan.stderr).splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"{name}: "))
+    assert lines[at].startswith(f"{name}: cannot run as root: ") and "(requiretty)" in lines[at], lines[at]
+    assert (
+        lines[at + 1].strip() == "hint: add the rule: Defaults:kyle !requiretty   (in /etc/sudoers.d/kyle, mode 0440)"
+    )
+
+
 def test_a_missing_sudo_or_doas_rule_fails_that_host_only_and_names_the_rule(
     make_nodes: MakeNodes, agent_bundle: Path
 ) -> None:

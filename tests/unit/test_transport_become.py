@@ -25,6 +25,12 @@ def test_doas_without_a_nopass_rule_names_the_rule_to_add() -> None:
         assert err is not None and "permit nopass kyle as root" in (err.hint or ""), said
 
 
+def test_sudo_that_wants_a_terminal_names_the_requiretty_rule() -> None:
+    err = become_refused("sudo", "kyle", "sudo: sorry, you must have a tty to run sudo\n", "orion")
+    assert err is not None and err.location == "orion" and "requiretty" in err.message
+    assert err.hint == "add the rule: Defaults:kyle !requiretty   (in /etc/sudoers.d/kyle, mode 0440)"
+
+
 def test_other_failures_are_not_taken_for_a_missing_rule() -> None:
     assert become_refused("sudo", "kyle", "cp: cannot stat 'x': Permission denied", "h") is None
     assert become_refused(None, "root", "sudo: a password is required", "h") is None

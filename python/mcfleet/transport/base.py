@@ -143,6 +143,12 @@ def become_refused(become: str | None, user: str, stderr: str, host: str) -> Bec
     if not become:
         return None
     said = [line.strip().lower() for line in stderr.splitlines() if line.lower().startswith(f"{become}:")]
+    if any("must have a tty" in line for line in said):  # `Defaults requiretty` (older RHEL's default)
+        return BecomeRefused(
+            f"`{become} -n` runs commands for {user} only from a terminal (requiretty), and mcfleet opens none",
+            location=host,
+            hint=f"add the rule: Defaults:{user} !requiretty   (in /etc/sudoers.d/{user}, mode 0440)",
+        )
     first = next((line for line in said if any(text in line for text in _BECOME_REFUSALS)), None)
     if first is None:
         return None
