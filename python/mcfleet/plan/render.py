@@ -185,8 +185,9 @@ def _passes(actions: list[Action], noted: set[str]) -> list[tuple[Phase, bool, l
 
 
 def gone_lines(plan: Plan, *, color: bool = False) -> list[str]:
-    """The hosts whose folder left hosts/ while their node held services, records or routes (a notice:
-    no action can remove what nothing declares any more)."""
+    """The hosts whose folder left hosts/ while their node held services, records or routes: a notice, with
+    the removals of the DNS records such a host left at the server (plan.gone_records), the one thing of
+    it apply can reach."""
     from mcfleet.plan.gone import listed
 
     out: list[str] = []
