@@ -123,6 +123,10 @@ def test_a_plan_names_the_gone_host_and_keeps_the_entry_of_a_host_whose_manifest
     assert "orion: gone from hosts/: nothing plans it any more; its manifest of 2026-12-01T10:00:00Z" in text
     assert "    services: api, web\n" in text and "    DNS records: web.zone.test A 10.0.0.5\n" in text
     assert "restore hosts/orion, take its services away, apply" in text and "mcfleet forget orion" in text
+    # a plan of some hosts does not remove its records: it says which plan does
+    assert (
+        "hint: an apply of the whole fleet removes its DNS records the server still holds; to remove the rest" in text
+    )
     assert text.rstrip().endswith("; 1 host gone from hosts/ (orion).")
     assert exit_code(plan, detailed=False) == 0
     assert exit_code(plan, detailed=True) == 1  # the fleet does not match its files

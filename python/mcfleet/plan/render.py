@@ -201,8 +201,12 @@ def gone_lines(plan: Plan, *, color: bool = False) -> list[str]:
             out.append(f"  {_paint('dns removals', '2', color)}")
             for a in removals:
                 out += render_action(a, color=color)
-        removing = any(a.kind == "delete" for a in removals)
-        first = "apply removes its DNS records listed above; to remove the rest" if removing else "to remove them"
+        if any(a.kind == "delete" for a in removals):
+            first = "apply removes its DNS records listed above; to remove the rest"
+        elif entry.records and not removals:  # a plan of some hosts, or one that did not read the server
+            first = "an apply of the whole fleet removes its DNS records the server still holds; to remove the rest"
+        else:
+            first = "to remove them"
         out.append(f"  hint: {first}, restore hosts/{host}, take its services away, apply, then delete the folder; "
                    f"`mcfleet forget {host}` ends this notice and leaves them")  # fmt: skip
     if plan.gone_unknown:
