@@ -5,7 +5,6 @@ its stdin it removes its socket and folder and exits."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -142,7 +141,6 @@ def test_a_link_at_the_target_path_is_not_followed_by_either_relay(tmp_path: Pat
             relay.kill()
 
 
-@pytest.mark.skipif(shutil.which("flock") is None, reason="flock(1) (util-linux) is not installed")
 def test_the_folder_of_a_relay_that_died_is_swept_and_a_live_relays_is_kept(tmp_path: Path, target: Path) -> None:
     """A relay killed on the node (SIGKILL, a reboot) cannot remove its folder; the next relay's start
     removes it: only this user's folders, older than a minute, that no live relay holds locked."""

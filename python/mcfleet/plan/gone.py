@@ -127,12 +127,11 @@ def note_records_removed(root: Path, host: str, names: Iterable[str]) -> None:
     entry = seen.get(host)
     if problem or entry is None:
         return
-    gone = set(names)
-    left = entry.model_copy(update={"records": [r for r in entry.records if r.split(" ", 1)[0] not in gone]})
-    if any(getattr(left, field) for field in LISTS):
-        seen[host] = left
-    else:
+    left = _without_names(entry, set(names))
+    if left is None:
         seen.pop(host)
+    else:
+        seen[host] = left
     with contextlib.suppress(OSError):
         _write(root, seen)
 
@@ -153,10 +152,16 @@ def gone_hosts(
     for host, entry in sorted(seen.items()):
         if host in hosts:
             continue
-        left = entry.model_copy(update={"records": [r for r in entry.records if r.split(" ", 1)[0] not in taken]})
-        if any(getattr(left, field) for field in LISTS):
+        left = _without_names(entry, taken)
+        if left is not None:
             out[host] = left
     return out
+
+
+def _without_names(entry: GoneHost, names: set[str]) -> GoneHost | None:
+    """The entry without the DNS records of these names (`name type value`), or None when nothing is left."""
+    left = entry.model_copy(update={"records": [r for r in entry.records if r.split(" ", 1)[0] not in names]})
+    return left if any(getattr(left, field) for field in LISTS) else None
 
 
 def forget(root: Path, hosts: Iterable[str]) -> dict[str, GoneHost]:
