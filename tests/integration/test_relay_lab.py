@@ -1,7 +1,8 @@
 """A root-only unix socket on a node reached through a sudo login (how every real host is reached):
 one escalated relay per forwarded socket for the whole run, sshd forwarding each connection to it;
 a relay per connection where sshd does not forward unix sockets; nothing left on the node after,
-and the folder of a relay killed on the node removed by the next relay."""
+and the folder of a relay killed on the node removed by the next relay.  A root login goes through the
+same relay, so a link another account puts at a socket's path is not followed by root."""
 
 from __future__ import annotations
 
@@ -37,20 +38,20 @@ while True:
 
 
 def _relays(nodes: Nodes, name: str) -> int:
-    """The relay processes running on the node: Python processes naming the target socket (not the sudo
+    """The relay processes running on the node: Python processes running the relay's code (not the sudo
     processes that started them)."""
     listed = nodes.sh(name, "ps -ww -eo args=", check=False).stdout
-    return sum(line.startswith("python3 ") and TARGET in line for line in listed.splitlines())
+    return sum(line.startswith("python3 ") and "def reach(path)" in line for line in listed.splitlines())
 
 
-def _relay_folders(nodes: Nodes, name: str) -> list[str]:
-    listed = nodes.sh(name, "ls -A /home/kyle", check=False).stdout.split()
+def _relay_folders(nodes: Nodes, name: str, home: str = "/home/kyle") -> list[str]:
+    listed = nodes.sh(name, f"ls -A {home}", check=False).stdout.split()
     return [f for f in listed if f.startswith(".mcfleet-fwd.")]
 
 
-def _hold_three_and_count(nodes: Nodes, name: str) -> tuple[list[bytes], int]:
-    """Through a fresh SSH connection as kyle: three connections to the forwarded socket held open at once
-    (the relays are counted then), each answered; then the connection is closed."""
+def _hold_three_and_count(nodes: Nodes, name: str, path: str = TARGET) -> tuple[list[bytes], int]:
+    """Through a fresh SSH connection as the node's login: three connections to the forwarded socket `path`
+    held open at once (the relays are counted then), each answered; then the connection is closed."""
     from mcfleet.fleet.load import load_fleet
     from mcfleet.transport.ssh import SshPool
 
@@ -59,7 +60,7 @@ def _hold_three_and_count(nodes: Nodes, name: str) -> tuple[list[bytes], int]:
     async def go() -> tuple[list[bytes], int]:
         async with SshPool() as pool:
             conn = await pool.connect(entry)
-            local = await conn.forward_unix(TARGET)
+            local = await conn.forward_unix(path)
             opened = [await asyncio.open_unix_connection(local) for _ in range(3)]
             for i, (_reader, writer) in enumerate(opened):
                 writer.write(b"hello %d" % i)
@@ -69,7 +70,10 @@ def _hold_three_and_count(nodes: Nodes, name: str) -> tuple[list[bytes], int]:
             answers = []
             for reader, writer in opened:
                 writer.write_eof()
-                answers.append(await asyncio.wait_for(reader.read(), 10))
+                try:
+                    answers.append(await asyncio.wait_for(reader.read(), 10))
+                except ConnectionResetError:
+                    answers.append(b"")
                 writer.close()
             return answers, running
 
@@ -102,12 +106,39 @@ def _killed_relay_leaves(nodes: Nodes, name: str) -> str:
     return folders[0]
 
 
-def _nothing_left(nodes: Nodes, name: str) -> None:
+def _nothing_left(nodes: Nodes, name: str, home: str = "/home/kyle") -> None:
     deadline = time.monotonic() + 10
-    while (_relays(nodes, name) or _relay_folders(nodes, name)) and time.monotonic() < deadline:
+    while (_relays(nodes, name) or _relay_folders(nodes, name, home)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _relays(nodes, name) == 0, nodes.sh(name, "ps -ww -eo pid,args", check=False).stdout
-    assert _relay_folders(nodes, name) == []
+    assert _relay_folders(nodes, name, home) == []
+
+
+def _start_echo(nodes: Nodes, name: str) -> None:
+    nodes.sh(
+        name, f"ECHO_AT={TARGET} setsid python3 -c '{ECHO}' </dev/null >/dev/null 2>&1 & sleep 0.5; test -S {TARGET}"
+    )
+
+
+def test_a_root_login_does_not_follow_a_link_another_account_put_at_the_socket_path(make_nodes: MakeNodes) -> None:
+    """The agent's socket lies in the agent account's folder.  That account replaces the socket with a link
+    to a socket only root may open: sshd's own forward, as root, would connect through it; the relay
+    closes each connection without reaching the target."""
+    nodes = make_nodes(1, "rootlink", login="root")
+    name = nodes.names[0]
+    _start_echo(nodes, name)
+    folder = "/srv/someone"  # the agent account's folder, played by `nobody`
+    link = f"{folder}/agent.sock"
+    nodes.sh(name, f"mkdir -p {folder} && chown nobody {folder} && runuser -u nobody -- ln -s {TARGET} {link}")
+
+    answers, running = _hold_three_and_count(nodes, name, link)
+    assert answers == [b"", b"", b""]  # nothing reached through the link
+    assert running == 1  # a relay closed them (not sshd refusing the forward)
+    _nothing_left(nodes, name, home="/root")
+
+    answers, running = _hold_three_and_count(nodes, name)  # the real socket: reached, through one relay
+    assert answers == [b"HELLO 0", b"HELLO 1", b"HELLO 2"] and running == 1
+    _nothing_left(nodes, name, home="/root")
 
 
 def test_one_relay_serves_every_connection_and_sshd_without_unix_forwarding_gets_one_each(
@@ -115,9 +146,7 @@ def test_one_relay_serves_every_connection_and_sshd_without_unix_forwarding_gets
 ) -> None:
     nodes = make_nodes(1, "relay", login="sudo")
     name = nodes.names[0]
-    nodes.sh(
-        name, f"ECHO_AT={TARGET} setsid python3 -c '{ECHO}' </dev/null >/dev/null 2>&1 & sleep 0.5; test -S {TARGET}"
-    )
+    _start_echo(nodes, name)
 
     answers, running = _hold_three_and_count(nodes, name)
     assert answers == [b"HELLO 0", b"HELLO 1", b"HELLO 2"]

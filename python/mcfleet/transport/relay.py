@@ -1,13 +1,17 @@
-"""Reaching a root-only unix socket on a node through a login that is not root (sudo/doas).
+"""Reaching a unix socket on a node as root, without following a link put at its path.
 
-sshd forwards a unix socket as the login user, who usually may not open the agent's or a
-proxy's admin socket.  So one escalated relay per forwarded socket runs on the node for the
-whole run: it listens on a socket of its own in a fresh folder of the login user (mode 0700:
-no other account can reach it) and pipes each connection made there to the target socket.
-sshd then forwards each connection to the relay's socket natively: one channel, no process.
+The agent's socket lies in the agent account's folder (/srv/mcp): that account can put a link
+there to any socket, and whatever connects as root would follow it.  sshd forwards a unix socket
+as the login user: a non-root login usually may not open the socket at all, and a root login's sshd
+would follow the link.  So one relay per forwarded socket runs as root on the node (through sudo/doas
+for a non-root login) for the whole run: it listens on a socket of its own in a fresh folder of the
+login user (mode 0700: no other account can reach it) and pipes each connection made there to the
+target, which it connects to only when a socket is at that very path.  sshd then forwards each
+connection to the relay's socket natively: one channel, no process.  Cost: one Python start-up
+(~30 ms of CPU on the node) per socket and run.
 
 Where sshd does not forward unix sockets (`AllowStreamLocalForwarding no`), each connection
-starts its own escalated copy process instead (`PER_CONNECTION`): the same bytes, one sudo and
+starts its own copy process as root instead (`PER_CONNECTION`): the same bytes, one sudo and
 one Python start-up (~30 ms on the node) per connection.
 """
 
@@ -129,7 +133,7 @@ FOLDER = SWEEP + 'd=$(umask 077 && mktemp -d "${HOME:-/tmp}/.mcfleet-fwd.XXXXXXX
 
 
 async def start_shared(
-    conn: asyncssh.SSHClientConnection, become: str, remote_path: str, host: str
+    conn: asyncssh.SSHClientConnection, become: str | None, remote_path: str, host: str
 ) -> tuple[str, asyncssh.SSHClientProcess[bytes]] | None:
     """Start the shared relay to `remote_path`: (the node-side socket to forward to, its process), or None
     when it cannot serve (the folder or the relay did not start, or sshd does not forward unix sockets):
@@ -161,7 +165,8 @@ async def start_shared(
         ended = RunResult(proc.exit_status if proc.exit_status is not None else -1, "", said_err)
         if ended.program_missing:
             raise CommandFailed(
-                f"starting the relay to {remote_path} through {become}: {said_err.strip()[-300:]}",
+                f"starting the relay to {remote_path} {f'through {become}' if become else 'as root'}: "
+                f"{said_err.strip()[-300:]}",
                 location=host,
                 hint=MISSING_PROGRAM,
             ) from None
@@ -181,7 +186,7 @@ async def _stderr_of_ended(proc: asyncssh.SSHClientProcess[bytes]) -> str:
         return ""
 
 
-def per_connection(conn: asyncssh.SSHClientConnection, become: str, remote_path: str) -> Any:
+def per_connection(conn: asyncssh.SSHClientConnection, become: str | None, remote_path: str) -> Any:
     """A local server's handler that relays each connection through its own escalated copy process."""
     line = shell_line(["python3", "-c", PER_CONNECTION, remote_path], become=become)
 

@@ -213,9 +213,12 @@ class SshConnection:
         """A local unix socket that reaches the node's `remote_path`: made on the first call, the same for
         the connection's life after it (the reads, the apply and the health checks of a run share it).
 
-        As root, sshd forwards the socket itself.  A non-root login usually may not open the
-        agent's socket (it is the agent account's), so an escalated relay on the node reaches it
-        for the login (transport.relay): the same bytes, with the login's sudo/doas rule.
+        A relay on the node, run as root, reaches it for the run (transport.relay): a non-root login
+        usually may not open the agent's socket (it is the agent account's), and the relay gets there
+        with the login's sudo/doas rule.  A root login goes through the same relay rather than sshd's
+        own forward: sshd, as root, would follow a link put at the path by the account owning its folder
+        (mcp owns the agent's) to any socket root may open; the relay connects only to a socket that is
+        at that very path.
         """
         async with self._forward_locks.setdefault(remote_path, asyncio.Lock()):
             made = self._forwarded.get(remote_path)
@@ -231,9 +234,7 @@ class SshConnection:
         self._tmpdirs.append(tmp)
         local = str(Path(tmp.name) / "sock")
         process: asyncssh.SSHClientProcess[bytes] | None = None
-        if self.become is None:
-            self._forwards.append(await self.conn.forward_local_path(local, remote_path))
-        elif (shared := await relay.start_shared(self.conn, self.become, remote_path, self.name)) is not None:
+        if (shared := await relay.start_shared(self.conn, self.become, remote_path, self.name)) is not None:
             node_socket, process = shared
             self._relays.append(process)
             self._forwards.append(await self.conn.forward_local_path(local, node_socket))
