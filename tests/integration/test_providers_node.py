@@ -163,6 +163,17 @@ def test_a_proxy_socket_the_node_does_not_have_is_named(lab_fleet: LabFleet, pro
         "HAProxy is not listening on node3: there is no socket at /srv/mc-proxy/nope.sock | start HAProxy on "
         "node3, or fix providers.route_l4.admin_socket in fleet.json"
     )
+    # a link to the live socket: not followed (root would reach whatever socket it pointed to)
+    link = "/srv/mc-proxy/link.sock"
+    lab_fleet.exec_in("node3", ["ln", "-sfn", proxies.haproxy_admin, link])
+    try:
+        assert asyncio.run(read(proxies.caddy_admin, link)) == (
+            f"HAProxy on node3 was not reached: {link} is a link, and root does not follow a link to a socket "
+            "(another account may have put it there) | set providers.route_l4.admin_socket in fleet.json to the "
+            "socket the link points to"
+        )
+    finally:
+        lab_fleet.exec_in("node3", ["rm", "-f", link])
     # a proxy that stopped leaves its socket file behind: there, and nobody listens
     stale = "/srv/mc-proxy/stale.sock"
     bind = f"import socket; socket.socket(socket.AF_UNIX).bind({stale!r})"

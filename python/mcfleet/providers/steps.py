@@ -125,6 +125,12 @@ async def no_socket(node: Node, fleet: Fleet, provider: RouteProvider) -> Provid
     except McfleetError:  # the connection itself failed: the first error says what there is to say
         return None
     state = res.stdout.strip()
+    if state == "link":  # the relay connects only to a socket at the path itself (transport.relay)
+        return ProviderError(
+            f"{what} on {node.name} was not reached: {path} is a link, and root does not follow a link to a socket "
+            "(another account may have put it there)",
+            hint=f"set {field_name} in fleet.json to the socket the link points to",
+        )
     if state == "none":
         why = f"there is no socket at {path}"
     elif state == "idle":
@@ -141,7 +147,7 @@ async def no_socket(node: Node, fleet: Fleet, provider: RouteProvider) -> Provid
 # connecting is refused); else "there".  `ss -xl` lists the listening unix sockets by the path they were
 # bound to; without ss the node cannot tell.
 SOCKET_STATE = (
-    "if [ ! -S {path} ]; then echo none; "
+    "if [ -L {path} ]; then echo link; elif [ ! -S {path} ]; then echo none; "
     "elif command -v ss >/dev/null 2>&1 && ! ss -xlnH 2>/dev/null | awk '{{print $5}}' | grep -qxF {path}; "
     "then echo idle; else echo there; fi"
 )
