@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mcfleet.transport.relay import FOLDER, PER_CONNECTION, READY, SHARED
+from mcfleet.transport.relay import FOLDER, PER_CONNECTION, PYTHON, READY, SHARED
 
 
 @pytest.fixture
@@ -172,3 +172,24 @@ def test_the_folder_of_a_relay_that_died_is_swept_and_a_live_relays_is_kept(tmp_
             assert _ask(live / "sock", b"still") == b"STILL"  # the live relay's socket was left alone
         finally:
             relay.kill()
+
+
+def test_the_relays_run_isolated_from_the_login_folder_they_start_in(tmp_path: Path, target: Path) -> None:
+    """Root starts the relays in the login's home: a module put there (or named by PYTHONPATH) must not be
+    imported by root in place of the standard library's."""
+    planted = tmp_path / "home"
+    planted.mkdir()
+    marker = tmp_path / "imported"
+    for name in ("socket", "threading", "fcntl", "stat"):
+        (planted / f"{name}.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    argv = [sys.executable, *PYTHON[1:]]
+    env = {**os.environ, "PYTHONPATH": str(planted)}
+    per = subprocess.run([*argv, PER_CONNECTION, str(target)], input=b"x", capture_output=True, cwd=planted,
+                         env=env, timeout=10, check=False)  # fmt: skip
+    assert per.returncode == 0 and per.stdout == b"X", per.stderr
+    folder = tmp_path / "relay"
+    folder.mkdir(mode=0o700)
+    with subprocess.Popen([*argv, SHARED, str(target), str(folder / "sock")], cwd=planted, env=env,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as relay:  # fmt: skip
+        _served_then_cleaned(relay, folder / "sock", folder)
+    assert not marker.exists()
