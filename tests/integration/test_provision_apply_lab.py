@@ -101,6 +101,25 @@ def test_apply_converges_three_fresh_nodes_then_changes_nothing_and_status_shows
         assert row["running_sha256"] == row["binary_sha256"] == row["confirmed_sha256"]
     text = cli("agent", "status", "--root", root)
     assert all(name in text.stdout for name in fleet.names) and "SERVING" in text.stdout
+
+    # The agent's account puts a link at the agent's socket path (to the agent's own socket, moved aside):
+    # root follows it through no login, and plan and status say what is there and how to end it.
+    sock = "/srv/mcp/mcp-agent.sock"
+    for name in fleet.names:
+        fleet.sh(name, f"runuser -u mcp -- sh -c 'mv {sock} /srv/mcp/moved.sock && ln -s moved.sock {sock}'")
+    linked = cli("agent", "status", "--root", root, "--json")
+    assert linked.code == 1
+    for row in json.loads(linked.stdout)["hosts"]:
+        assert row["health"] == (
+            f"{sock} is a link, and root does not follow a link to a socket (another account may have put it "
+            "there); `systemctl restart mcp-agent.service` on the node makes it again"
+        ), row
+    plan = cli("-C", root, "plan")
+    assert plan.stdout.count(f"not read: the agent did not answer ({sock} is a link") == 3, plan.stdout
+    for name in fleet.names:
+        fleet.sh(name, "systemctl restart mcp-agent && rm /srv/mcp/moved.sock")
+    again = cli("agent", "status", "--root", root, "--json")
+    assert [r["health"] for r in json.loads(again.stdout)["hosts"]] == ["SERVING"] * 3, again.stdout
     print(f"\nFIGURES apply 3 fresh nodes: {first.seconds:.1f} s; second apply: {second.seconds:.1f} s")
 
 

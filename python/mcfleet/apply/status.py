@@ -17,6 +17,7 @@ from mcfleet.apply.health import check_once, local_socket
 from mcfleet.apply.probe import probe
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.load import HostEntry
+from mcfleet.kinds.service import agent_socket_problem
 from mcfleet.transport.ssh import SshPool
 
 
@@ -49,6 +50,10 @@ async def host_status(pool: SshPool, entry: HostEntry) -> AgentStatus:
         state = await probe(node, entry.host)
         target = await local_socket(node, entry.host.agent.socket)
         health = await check_once(target, timeout=5.0)
+        link = None
+        if not health.serving and not health.version:  # nothing answered: a link at the socket says so
+            problem = await agent_socket_problem(node, entry.host.agent.socket, entry.host.agent.unit)
+            link = problem.text if problem and problem.state == "link" else None
     except McfleetError as exc:
         return AgentStatus(name, False, error=exc.message)
     return AgentStatus(
@@ -59,7 +64,9 @@ async def host_status(pool: SshPool, entry: HostEntry) -> AgentStatus:
         confirmed_sha256=state.confirmed_sha256,
         version=health.version or None,
         unit=state.active if state.has_systemd else "unknown",
-        health="SERVING" if health.serving else _health_text(health.error, state, answered=bool(health.version)),
+        health="SERVING"
+        if health.serving
+        else link or _health_text(health.error, state, answered=bool(health.version)),
         boot=health.boot,
     )
 

@@ -19,12 +19,13 @@ record: each service's hash, stage, containers, images and ports as applied.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Container, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.desired import DesiredHost, DesiredService
@@ -41,6 +42,8 @@ from mcfleet.plan.model import Action
 
 if TYPE_CHECKING:
     from mcfleet.agent.client import AgentClient
+    from mcfleet.transport.base import Node
+    from mcfleet.transport.socket_state import SocketProblem
 
 AGENT_TIMEOUT = 15.0
 T = TypeVar("T")
@@ -52,6 +55,21 @@ async def agent_socket(node: object, remote: str) -> str:
     if forward is None:
         return remote
     return str(await forward(remote))
+
+
+async def agent_socket_problem(node: object, socket: str, unit: str) -> SocketProblem | None:
+    """What is wrong at the agent's socket on a node reached through SSH, asked after a failed call (a link,
+    no socket, nobody listening), with what makes it right; None when the agent listens there, or on this
+    machine."""
+    if getattr(node, "forward_unix", None) is None:
+        return None
+    from mcfleet.transport.socket_state import socket_problem
+
+    problem = await socket_problem(cast("Node", node), socket, "agent")
+    if problem is None:
+        return None
+    # the agent removes whatever is at its socket's path when it starts, and binds a new socket there
+    return dataclasses.replace(problem, text=f"{problem.text}; `systemctl restart {unit}` on the node makes it again")
 
 
 def container_facts(agent_facts: dict[str, Any]) -> list[ContainerFacts]:
@@ -459,11 +477,16 @@ class ServiceKind:
             entry = ctx.loaded.hosts[host]
             try:
                 node = await pool.connect(entry)
-                target = await agent_socket(node, entry.host.agent.socket)
+            except McfleetError as exc:
+                return f"the agent did not answer ({exc.message})"
+            socket = entry.host.agent.socket
+            try:
+                target = await agent_socket(node, socket)
                 async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
                     answer = await client.facts(events=0)
             except McfleetError as exc:  # containers stay unknown: the plan says so (the agent kind shows why)
-                return f"the agent did not answer ({exc.message})"
+                problem = await agent_socket_problem(node, socket, entry.host.agent.unit)
+                return f"the agent did not answer ({problem.text if problem else exc.message})"
             podman = answer.get("podman")
             if isinstance(podman, dict) and podman.get("error"):
                 # the agent answers but podman does not: its empty list is not "every container missing"

@@ -12,7 +12,6 @@ Subjects, as the plan writes them: `cert <stem>`, `dns <name>`, `route <listener
 
 from __future__ import annotations
 
-import shlex
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from mcfleet.providers.base import NoAnswer, ProviderError
 from mcfleet.providers.route.base import ProxyRoute, RouteBackend
 from mcfleet.providers.select import cert_backend, dns_backend, route_provider
 from mcfleet.transport.base import Node
+from mcfleet.transport.socket_state import socket_problem
 
 if TYPE_CHECKING:
     from mcfleet.providers.route.haproxy import SaveMap
@@ -112,45 +112,25 @@ def node_socket(fleet: Fleet, provider: RouteProvider) -> tuple[str, str, str] |
 
 
 async def no_socket(node: Node, fleet: Fleet, provider: RouteProvider) -> ProviderError | None:
-    """Why a proxy reached through SSH could not be asked, when its socket is not on the node.  sshd's answer
-    to a forward to a path where nothing listens is only "open failed", which the proxy's client sees as a
-    connection closed without an answer; asked after a failure only (a plan that reads the proxy pays
-    nothing)."""
+    """Why a proxy reached through SSH could not be asked, when its socket is not on the node (or is a link):
+    its client saw only a connection closed without an answer (transport.socket_state); asked after a
+    failure only (a plan that reads the proxy pays nothing)."""
     found = node_socket(fleet, provider)
     if found is None or getattr(node, "forward_unix", None) is None:  # this machine: the error names the path
         return None
     what, path, field_name = found
-    try:
-        res = await node.run(SOCKET_STATE.format(path=shlex.quote(path)), timeout=10)
-    except McfleetError:  # the connection itself failed: the first error says what there is to say
+    problem = await socket_problem(node, path, what)
+    if problem is None:  # one listens (or the node cannot tell): the first error stands
         return None
-    state = res.stdout.strip()
-    if state == "link":  # the relay connects only to a socket at the path itself (transport.relay)
+    if problem.state == "link":  # the relay connects only to a socket at the path itself (transport.relay)
         return ProviderError(
-            f"{what} on {node.name} was not reached: {path} is a link, and root does not follow a link to a socket "
-            "(another account may have put it there)",
+            f"{what} on {node.name} was not reached: {problem.text}",
             hint=f"set {field_name} in fleet.json to the socket the link points to",
         )
-    if state == "none":
-        why = f"there is no socket at {path}"
-    elif state == "idle":
-        why = f"{path} is there, but no process listens on it (left behind by a {what} that stopped)"
-    else:  # one listens (or the node cannot tell): the first error stands
-        return None
     return ProviderError(
-        f"{what} is not listening on {node.name}: {why}",
+        f"{what} is not listening on {node.name}: {problem.text}",
         hint=f"start {what} on {node.name}, or fix {field_name} in fleet.json",
     )
-
-
-# "none": no socket at the path; "idle": a socket file no process listens on (a proxy that stopped leaves it:
-# connecting is refused); else "there".  `ss -xl` lists the listening unix sockets by the path they were
-# bound to; without ss the node cannot tell.
-SOCKET_STATE = (
-    "if [ -L {path} ]; then echo link; elif [ ! -S {path} ]; then echo none; "
-    "elif command -v ss >/dev/null 2>&1 && ! ss -xlnH 2>/dev/null | awk '{{print $5}}' | grep -qxF {path}; "
-    "then echo idle; else echo there; fi"
-)
 
 
 def _socket_checks(node: Node, fleet: Fleet) -> Callable[[str], Awaitable[ProviderError | None]]:

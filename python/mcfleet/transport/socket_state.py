@@ -1,0 +1,48 @@
+"""Why nothing answered at a unix socket on a node, asked after a failure only.
+
+A connection forwarded to a node's socket that cannot be made is closed without an answer: sshd says only
+"open failed", and the relay that reaches the socket as root (transport.relay) closes a connection to a
+path that is no socket, or a link.  The client then sees "Socket closed" or "UNAVAILABLE"; one command on
+the node says which it was.  Asked only when a call failed, so a run that reaches the socket pays nothing.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from mcfleet.errors import McfleetError
+from mcfleet.transport.base import Node
+
+# `link` first: `-S` follows a link; `ss` lists the listening unix sockets (iproute2, on every Debian and
+# NixOS); without it a socket that is there counts as listened on.
+SOCKET_STATE = (
+    "if [ -L {path} ]; then echo link; elif [ ! -S {path} ]; then echo none; "
+    "elif command -v ss >/dev/null 2>&1 && ! ss -xlnH 2>/dev/null | awk '{{print $5}}' | grep -qxF {path}; "
+    "then echo idle; else echo there; fi"
+)
+
+
+@dataclass(frozen=True)
+class SocketProblem:
+    state: str  # link | none | idle
+    text: str
+
+
+async def socket_problem(node: Node, path: str, owner: str) -> SocketProblem | None:
+    """What is wrong at `path` on the node (`owner`: who should listen there, e.g. "HAProxy"); None when a
+    process listens there, or when the node could not be asked (the first error then says it all)."""
+    try:
+        res = await node.run(SOCKET_STATE.format(path=shlex.quote(path)), timeout=10)
+    except McfleetError:
+        return None
+    state = res.stdout.strip()
+    if state == "link":
+        why = f"{path} is a link, and root does not follow a link to a socket (another account may have put it there)"
+    elif state == "none":
+        why = f"there is no socket at {path}"
+    elif state == "idle":
+        why = f"{path} is there, but no process listens on it (left behind by a {owner} that stopped)"
+    else:
+        return None
+    return SocketProblem(state, why)

@@ -1,0 +1,76 @@
+"""What the node says about a unix socket nothing answered at, run here with the same shell script: a link
+(which root's relay does not follow), no socket, a socket nobody listens on, and one that is listened on."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mcfleet.kinds.service import agent_socket_problem
+from mcfleet.transport.local import LocalNode
+from mcfleet.transport.socket_state import socket_problem
+
+
+@pytest.fixture
+def listening(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "live.sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        server.listen(1)
+        yield path
+
+
+def _state(path: Path) -> tuple[str, str] | None:
+    found = asyncio.run(socket_problem(LocalNode(), str(path), "HAProxy"))
+    return (found.state, found.text) if found else None
+
+
+def test_each_state_is_named_and_a_listened_socket_is_no_problem(tmp_path: Path, listening: Path) -> None:
+    assert _state(listening) is None
+
+    link = tmp_path / "link.sock"
+    link.symlink_to(listening)  # to a live socket: still refused, root must not follow it
+    assert _state(link) == (
+        "link",
+        f"{link} is a link, and root does not follow a link to a socket (another account may have put it there)",
+    )
+
+    assert _state(tmp_path / "nothing.sock") == ("none", f"there is no socket at {tmp_path / 'nothing.sock'}")
+
+    stale = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as bound:  # bound, never listened on: what a stopped proxy leaves
+        bound.bind(str(stale))
+    assert _state(stale) == (
+        "idle",
+        f"{stale} is there, but no process listens on it (left behind by a HAProxy that stopped)",
+    )
+
+    plain = tmp_path / "file.sock"
+    plain.write_text("")
+    assert _state(plain) == ("none", f"there is no socket at {plain}")
+
+
+def test_a_path_with_shell_characters_is_one_argument(tmp_path: Path) -> None:
+    odd = tmp_path / "a b;touch pwned"
+    assert _state(odd) == ("none", f"there is no socket at {odd}")
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+class _ForwardingNode(LocalNode):
+    async def forward_unix(self, remote_path: str) -> str:  # a node reached through SSH
+        return remote_path
+
+
+def test_the_agents_problem_says_how_to_make_its_socket_again(tmp_path: Path, listening: Path) -> None:
+    link = tmp_path / "mcp-agent.sock"
+    link.symlink_to(listening)
+    found = asyncio.run(agent_socket_problem(_ForwardingNode(), str(link), "mcp-agent.service"))
+    assert found is not None and found.state == "link"
+    assert found.text.endswith("; `systemctl restart mcp-agent.service` on the node makes it again")
+    assert asyncio.run(agent_socket_problem(_ForwardingNode(), str(listening), "mcp-agent.service")) is None
+    # this machine's own agent (no SSH): its client already names the path
+    assert asyncio.run(agent_socket_problem(LocalNode(), str(link), "mcp-agent.service")) is None
