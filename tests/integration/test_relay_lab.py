@@ -140,6 +140,20 @@ def test_a_root_login_does_not_follow_a_link_another_account_put_at_the_socket_p
     assert answers == [b"HELLO 0", b"HELLO 1", b"HELLO 2"] and running == 1
     _nothing_left(nodes, name, home="/root")
 
+    # sshd that forwards no unix socket (which once failed every root connection): a relay per connection
+    _no_unix_forwarding(nodes, name)
+    answers, running = _hold_three_and_count(nodes, name)
+    assert answers == [b"HELLO 0", b"HELLO 1", b"HELLO 2"] and running == 3
+    answers, _ = _hold_three_and_count(nodes, name, link)  # each relay refused the link and ended
+    assert answers == [b"", b"", b""]
+    _nothing_left(nodes, name, home="/root")
+
+
+def _no_unix_forwarding(nodes: Nodes, name: str) -> None:
+    nodes.sh(name, "printf 'AllowStreamLocalForwarding no\\n' > /etc/ssh/sshd_config.d/00-no-unix-forwarding.conf"
+                   " && sshd -t && systemctl reload ssh && sleep 0.3"
+                   " && for i in $(seq 100); do ss -ltn | grep -q ':22 ' && break; sleep 0.1; done")  # fmt: skip
+
 
 def test_one_relay_serves_every_connection_and_sshd_without_unix_forwarding_gets_one_each(
     make_nodes: MakeNodes,
@@ -172,9 +186,7 @@ def test_one_relay_serves_every_connection_and_sshd_without_unix_forwarding_gets
     nodes.sh(name, "rm /etc/sudoers.d/zz-no-python")
     _nothing_left(nodes, name)
 
-    nodes.sh(name, "printf 'AllowStreamLocalForwarding no\\n' > /etc/ssh/sshd_config.d/00-no-unix-forwarding.conf"
-                   " && sshd -t && systemctl reload ssh && sleep 0.3"
-                   " && for i in $(seq 100); do ss -ltn | grep -q ':22 ' && break; sleep 0.1; done")  # fmt: skip
+    _no_unix_forwarding(nodes, name)
     answers, running = _hold_three_and_count(nodes, name)
     assert answers == [b"HELLO 0", b"HELLO 1", b"HELLO 2"]
     assert running == 3  # sshd would not forward to a relay's socket: one relay per connection
