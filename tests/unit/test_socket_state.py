@@ -74,3 +74,24 @@ def test_the_agents_problem_says_how_to_make_its_socket_again(tmp_path: Path, li
     assert asyncio.run(agent_socket_problem(_ForwardingNode(), str(listening), "mcp-agent.service")) is None
     # this machine's own agent (no SSH): its client already names the path
     assert asyncio.run(agent_socket_problem(LocalNode(), str(link), "mcp-agent.service")) is None
+
+
+def test_an_activation_that_gets_no_health_names_what_is_at_the_agents_socket(tmp_path: Path) -> None:
+    """The new agent never answered: rather than gRPC's "failed to connect to all addresses", the node says
+    what is at the path host.json names (here nothing: e.g. the agent binds another path)."""
+    from mcfleet.apply.health import wait_agent_serving
+    from mcfleet.fleet.models import Host
+
+    where = tmp_path / "mcp-agent.sock"
+    host = Host.model_validate({
+        "name": "rift", "os": "debian", "arch": "amd64", "roles": ["worker"], "addresses": ["127.0.0.1"],
+        "ssh": {"host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"},
+        "users": {"mcp": {"uid": 850, "gid": 850}}, "dns": {"nameservers": ["10.0.0.1"], "fallback": ["1.1.1.1"]},
+    })  # fmt: skip
+    host = host.model_copy(update={"agent": host.agent.model_copy(update={"socket": str(where)})})  # a scratch path
+    health = asyncio.run(wait_agent_serving(_ForwardingNode(), host, timeout=0.5, watch_unit=False))
+    assert not health.serving
+    assert health.error == f"no health within 0.5 s: there is no socket at {where}"
+    # on this machine (no SSH) the client's own error names the path already
+    local = asyncio.run(wait_agent_serving(LocalNode(), host, timeout=0.5, watch_unit=False))
+    assert local.error.startswith("no health within 0.5 s: ") and "there is no socket" not in local.error

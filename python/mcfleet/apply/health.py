@@ -141,7 +141,11 @@ async def wait_agent_serving(
                 return AgentHealth(False, error=f"the unit is {active} ({sub}) after {crashed} restart(s)")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return AgentHealth(
-                False, last.version, last.bundle_sha256, error=f"no health within {timeout:g} s: {last.error}"
-            )
+            why = last.error
+            if not last.version and getattr(node, "forward_unix", None) is not None:  # nothing answered on the node
+                from mcfleet.transport.socket_state import socket_problem
+
+                problem = await socket_problem(node, host.agent.socket, "agent")
+                why = problem.text if problem else why  # e.g. the agent binds another path than host.json names
+            return AgentHealth(False, last.version, last.bundle_sha256, error=f"no health within {timeout:g} s: {why}")
         await asyncio.sleep(min(next(delays), remaining))
