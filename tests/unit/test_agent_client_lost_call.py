@@ -4,8 +4,10 @@ what to do, instead of asking whether the agent runs (it did: it answered the ca
 from __future__ import annotations
 
 import asyncio
+import socket as sockets
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,37 @@ def test_an_agent_killed_during_a_deploy_call_is_said_to_have_restarted(tmp_path
             return err.value
 
     assert "is mcp-agent running on the node" in (asyncio.run(nobody_there()).hint or "")
+
+
+def test_a_connection_closed_before_any_answer_asks_whether_the_agent_runs(tmp_path: Path) -> None:
+    """What the SSH forward's relay does when it reaches no agent (a link at the socket path, no socket):
+    it takes the connection, reads the client's first bytes and closes.  grpc's words then include "Socket
+    closed" too, but nothing was under way: the hint must not say the agent restarted during a call."""
+    path = tmp_path / "relay.sock"
+    server = sockets.socket(sockets.AF_UNIX)
+    server.bind(str(path))
+    server.listen(8)
+
+    def close_each() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.close()
+
+    threading.Thread(target=close_each, daemon=True).start()
+
+    async def ask() -> PeerError:
+        async with AgentClient(str(path), timeout=2) as client:
+            with pytest.raises(PeerError) as err:
+                await client.info()
+            return err.value
+
+    try:
+        error = asyncio.run(ask())
+    finally:
+        server.close()
+    assert "Socket closed" in error.message and "failed to connect" in error.message, error.message
+    assert error.hint == "is mcp-agent running on the node (systemctl status mcp-agent)?"

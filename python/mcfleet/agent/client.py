@@ -45,8 +45,12 @@ LOST_MID_CALL = (
 
 
 def _lost_mid_call(exc: grpc.aio.AioRpcError) -> bool:
+    """A connection that closed during a call; not one closed before the agent answered anything (grpc says
+    "failed to connect to all addresses": the SSH forward or the relay reached no agent, and closed)."""
     details = exc.details() or ""
-    return exc.code() == grpc.StatusCode.UNAVAILABLE and ("Socket closed" in details or "Stream removed" in details)
+    if exc.code() != grpc.StatusCode.UNAVAILABLE or "failed to connect" in details:
+        return False
+    return "Socket closed" in details or "Stream removed" in details
 
 
 class AgentClient:
