@@ -116,6 +116,10 @@ def test_apply_converges_three_fresh_nodes_then_changes_nothing_and_status_shows
         ), row
     plan = cli("-C", root, "plan")
     assert plan.stdout.count(f"not read: the agent did not answer ({sock} is a link") == 3, plan.stdout
+    recover = cli("-C", root, "agent", "recover", fleet.names[1])  # the sudo login
+    assert recover.code == 1
+    assert f"the agent was not reached: {sock} is a link" in recover.stderr, recover.stderr
+    assert "`systemctl restart mcp-agent.service` on the node makes it again" in recover.stderr
     for name in fleet.names:
         fleet.sh(name, "systemctl restart mcp-agent && rm /srv/mcp/moved.sock")
     again = cli("agent", "status", "--root", root, "--json")

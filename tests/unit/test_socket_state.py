@@ -70,7 +70,8 @@ def test_the_agents_problem_says_how_to_make_its_socket_again(tmp_path: Path, li
     link.symlink_to(listening)
     found = asyncio.run(agent_socket_problem(_ForwardingNode(), str(link), "mcp-agent.service"))
     assert found is not None and found.state == "link"
-    assert found.text.endswith("; `systemctl restart mcp-agent.service` on the node makes it again")
+    assert found.fix == "`systemctl restart mcp-agent.service` on the node makes it again"
+    assert found.said == f"{found.text}; {found.fix}" and found.text.startswith(f"{link} is a link")
     assert asyncio.run(agent_socket_problem(_ForwardingNode(), str(listening), "mcp-agent.service")) is None
     # this machine's own agent (no SSH): its client already names the path
     assert asyncio.run(agent_socket_problem(LocalNode(), str(link), "mcp-agent.service")) is None
@@ -95,3 +96,27 @@ def test_an_activation_that_gets_no_health_names_what_is_at_the_agents_socket(tm
     # on this machine (no SSH) the client's own error names the path already
     local = asyncio.run(wait_agent_serving(LocalNode(), host, timeout=0.5, watch_unit=False))
     assert local.error.startswith("no health within 0.5 s: ") and "there is no socket" not in local.error
+
+
+def test_an_agent_call_that_reached_no_agent_is_told_as_what_is_at_the_socket(tmp_path: Path, listening: Path) -> None:
+    from mcfleet.errors import PeerError
+    from mcfleet.kinds.service import agent_unreached
+
+    link = tmp_path / "mcp-agent.sock"
+    link.symlink_to(listening)
+    grpc_said = PeerError(
+        "agent Recover failed: UNAVAILABLE: failed to connect to all addresses; last error: UNAVAILABLE: "
+        "unix:/tmp/mcfleet-fwd-1-x/sock: Socket closed",
+        location="unix:/tmp/mcfleet-fwd-1-x/sock",
+        hint="is mcp-agent running on the node (systemctl status mcp-agent)?",
+    )
+    told = asyncio.run(agent_unreached(_ForwardingNode(), str(link), "mcp-agent.service", grpc_said))
+    assert told.message == (
+        f"the agent was not reached: {link} is a link, and root does not follow a link to a socket (another "
+        "account may have put it there)"
+    )
+    assert told.hint == "`systemctl restart mcp-agent.service` on the node makes it again"
+    # an agent that was reached and failed, or one whose socket is fine: the error stands as it was
+    during = PeerError("agent Recover failed: UNAVAILABLE: Socket closed", location="x")
+    assert asyncio.run(agent_unreached(_ForwardingNode(), str(link), "u", during)) is during
+    assert asyncio.run(agent_unreached(_ForwardingNode(), str(listening), "u", grpc_said)) is grpc_said

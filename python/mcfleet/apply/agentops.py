@@ -21,9 +21,10 @@ from mcfleet.agent.client import AgentClient
 from mcfleet.apply.events import Phase, Status
 from mcfleet.apply.planwork import Override
 from mcfleet.apply.session import ApplySession
-from mcfleet.errors import ApplyError
+from mcfleet.errors import ApplyError, PeerError
 from mcfleet.fleet.models import Stage
-from mcfleet.kinds.service import agent_socket, failing_checks, heartbeat, waiting_behind
+from mcfleet.kinds.service import agent_socket, agent_unreached, failing_checks, heartbeat, waiting_behind
+from mcfleet.transport.base import Node
 
 T = TypeVar("T")
 
@@ -95,6 +96,16 @@ async def agent_op(
     await session.gate([host], overrides)
     entry = session.loaded.hosts[host]
     node = await session.connect(entry)
+    try:
+        return await _agent_op(session, node, host, operation, service=service, started=started)
+    except PeerError as exc:
+        raise await agent_unreached(node, entry.host.agent.socket, entry.host.agent.unit, exc) from None
+
+
+async def _agent_op(
+    session: ApplySession, node: Node, host: str, operation: str, *, service: str | None, started: float
+) -> AgentOpReport:
+    entry = session.loaded.hosts[host]
     target = await agent_socket(node, entry.host.agent.socket)
     async with AgentClient(target, long_timeout=LONG_TIMEOUT) as client:
         asked = time.monotonic()

@@ -53,7 +53,7 @@ async def host_status(pool: SshPool, entry: HostEntry) -> AgentStatus:
         link = None
         if not health.serving and not health.version:  # nothing answered: a link at the socket says so
             problem = await agent_socket_problem(node, entry.host.agent.socket, entry.host.agent.unit)
-            link = problem.text if problem and problem.state == "link" else None
+            link = problem.said if problem and problem.state == "link" else None
     except McfleetError as exc:
         return AgentStatus(name, False, error=exc.message)
     return AgentStatus(

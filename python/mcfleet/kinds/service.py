@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Container, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from mcfleet.errors import McfleetError
+from mcfleet.errors import McfleetError, PeerError
 from mcfleet.fleet.desired import DesiredHost, DesiredService
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import Stage
@@ -69,7 +69,18 @@ async def agent_socket_problem(node: object, socket: str, unit: str) -> SocketPr
     if problem is None:
         return None
     # the agent removes whatever is at its socket's path when it starts, and binds a new socket there
-    return dataclasses.replace(problem, text=f"{problem.text}; `systemctl restart {unit}` on the node makes it again")
+    return dataclasses.replace(problem, fix=f"`systemctl restart {unit}` on the node makes it again")
+
+
+async def agent_unreached(node: object, socket: str, unit: str, exc: PeerError) -> PeerError:
+    """`exc`, or, when the call reached no agent at all (grpc's "failed to connect"), an error that says what
+    is at the agent's socket on the node (a link, no socket, nobody listening) and what makes it right."""
+    if "failed to connect" not in exc.message:
+        return exc
+    problem = await agent_socket_problem(node, socket, unit)
+    if problem is None:
+        return exc
+    return PeerError(f"the agent was not reached: {problem.text}", location=exc.location, hint=problem.fix)
 
 
 def container_facts(agent_facts: dict[str, Any]) -> list[ContainerFacts]:
@@ -486,7 +497,7 @@ class ServiceKind:
                     answer = await client.facts(events=0)
             except McfleetError as exc:  # containers stay unknown: the plan says so (the agent kind shows why)
                 problem = await agent_socket_problem(node, socket, entry.host.agent.unit)
-                return f"the agent did not answer ({problem.text if problem else exc.message})"
+                return f"the agent did not answer ({problem.said if problem else exc.message})"
             podman = answer.get("podman")
             if isinstance(podman, dict) and podman.get("error"):
                 # the agent answers but podman does not: its empty list is not "every container missing"

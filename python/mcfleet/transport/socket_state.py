@@ -27,6 +27,12 @@ SOCKET_STATE = (
 class SocketProblem:
     state: str  # link | none | idle
     text: str
+    fix: str = ""  # what makes it right, where the caller knows
+
+    @property
+    def said(self) -> str:
+        """The problem and its fix, on one line."""
+        return f"{self.text}; {self.fix}" if self.fix else self.text
 
 
 async def socket_problem(node: Node, path: str, owner: str) -> SocketProblem | None:
