@@ -141,6 +141,31 @@ def test_a_link_at_the_target_path_is_not_followed_by_either_relay(tmp_path: Pat
             relay.kill()
 
 
+def _relayed(path: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-c", PER_CONNECTION, str(path)], input=b"x", capture_output=True,
+                          timeout=10, check=False)  # fmt: skip
+
+
+def test_a_link_on_the_way_is_followed_only_in_a_folder_only_root_can_write(tmp_path: Path, target: Path) -> None:
+    """A socket configured deeper (/srv/mcp/run/agent.sock): the agent account may replace `run` with a link
+    to a folder holding another root-only socket.  A link in a root-only folder (root put it there, as
+    /var/run -> /run) is followed."""
+    assert tmp_path.stat().st_uid == 0 and not tmp_path.stat().st_mode & 0o022  # root's 0700 test folder
+    theirs = tmp_path / "srv-mcp"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)  # the agent account's folder, played by nobody
+    (theirs / "run").symlink_to(target.parent)
+    refused = _relayed(theirs / "run" / target.name)
+    assert refused.returncode != 0 and refused.stdout == b"" and b"a link is not followed" in refused.stderr
+
+    os.chmod(theirs, 0o777)
+    os.chown(theirs, 0, 0)  # root's, but every account may write it: the same
+    assert _relayed(theirs / "run" / target.name).stdout == b""
+
+    (tmp_path / "var-run").symlink_to(target.parent)  # in root's own 0700 folder
+    assert _relayed(tmp_path / "var-run" / target.name).stdout == b"X"
+
+
 def test_the_folder_of_a_relay_that_died_is_swept_and_a_live_relays_is_kept(tmp_path: Path, target: Path) -> None:
     """A relay killed on the node (SIGKILL, a reboot) cannot remove its folder; the next relay's start
     removes it: only this user's folders, older than a minute, that no live relay holds locked."""

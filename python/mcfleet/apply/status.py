@@ -51,7 +51,7 @@ async def host_status(pool: SshPool, entry: HostEntry) -> AgentStatus:
         target = await local_socket(node, entry.host.agent.socket)
         health = await check_once(target, timeout=5.0)
         link = None
-        if not health.serving and not health.version:  # nothing answered: a link at the socket says so
+        if not health.serving and not health.version and state.binary_sha256:  # an installed agent, silent
             problem = await agent_socket_problem(node, entry.host.agent.socket, entry.host.agent.unit)
             link = problem.said if problem and problem.state == "link" else None
     except McfleetError as exc:

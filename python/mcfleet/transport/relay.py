@@ -26,14 +26,28 @@ import asyncssh
 
 from mcfleet.transport.base import MISSING_PROGRAM, CommandFailed, RunResult, shell_line
 
-# How both relays reach the target as root: its folder may be the agent account's (/srv/mcp), so a link
-# put there is not followed and only a socket is connected to, through the O_PATH descriptor of the file
-# itself (O_NOFOLLOW on a link opens the link, which is no socket: refused).
+# How both relays reach the target as root: its folder may be the agent account's (/srv/mcp), and so may a
+# folder on the way to it (a socket configured deeper, /srv/mcp/run/agent.sock).  The path is walked one name
+# at a time from / through O_PATH descriptors opened with O_NOFOLLOW: a link is followed only where it lies
+# in a folder that only root can write (root put it there: /var/run -> /run), never in another account's
+# folder and never as the last name; only a socket is connected to, through the descriptor of the file
+# itself.
 REACH = """
 import os, socket, stat
 def reach(path):
-    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW)
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY)
     try:
+        names = [n for n in path.split("/") if n]
+        for i, name in enumerate(names):
+            nxt = os.open(name, os.O_PATH | os.O_NOFOLLOW, dir_fd=fd)
+            if stat.S_ISLNK(os.fstat(nxt).st_mode):
+                os.close(nxt)
+                here = os.fstat(fd)
+                if i == len(names) - 1 or here.st_uid != 0 or here.st_mode & 0o022:
+                    raise OSError(path + ": not a socket (a link is not followed)")
+                nxt = os.open(name, os.O_PATH | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
         if not stat.S_ISSOCK(os.fstat(fd).st_mode):
             raise OSError(path + ": not a socket (a link is not followed)")
         s = socket.socket(socket.AF_UNIX)
