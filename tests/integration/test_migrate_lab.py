@@ -208,8 +208,24 @@ def test_a_moved_service_serves_its_data_from_the_destination_and_a_failed_move_
     assert [x["path"] for x in json.loads(listed.stdout)["snapshots"]] == [snapshot], listed.stdout + listed.stderr
     again = cli("plan", "-C", str(root), "--detailed-exitcode")
     assert again.code == 0, again.stdout  # converged
+    _a_snapshot_through_a_link_stops_nothing(nodes, root, port_b)
 
     _a_failed_move_stays_put(nodes, root, agent_bundle, knot, zone=zone, port_b=port_b)
+
+
+def _a_snapshot_through_a_link_stops_nothing(nodes: Nodes, root: Path, port_b: int) -> None:
+    """The agent's account puts a link at the agent's socket on B: the snapshot reaches no agent, stops
+    nothing, and says what is at the socket and how to make it again."""
+    b = nodes.nodes[1]
+    sock = "/srv/mcp/mcp-agent.sock"
+    nodes.sh(b.name, f"runuser -u mcp -- sh -c 'mv {sock} /srv/mcp/moved.sock && ln -s moved.sock {sock}'")
+    linked = cli("snapshot", b.name, "web", "-C", str(root))
+    assert linked.code == 1, linked.stdout + linked.stderr
+    assert f"the agent was not reached: {sock} is a link" in linked.stderr, linked.stderr
+    assert "`systemctl restart mcp-agent.service` on the node makes it again" in linked.stderr, linked.stderr
+    assert _get(b.address, port_b, "data.txt").stdout == DATA  # still served: nothing was stopped
+    assert nodes.sh(b.name, "ls /var/lib/mcfleet/snapshots/").stdout.strip() == ""  # and nothing taken
+    nodes.sh(b.name, "systemctl restart mcp-agent && rm /srv/mcp/moved.sock")
 
 
 def _a_failed_move_stays_put(nodes: Nodes, root: Path, bundle: Path, knot: KnotInfo, *, zone: str, port_b: int) -> None:

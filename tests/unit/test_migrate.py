@@ -3,6 +3,8 @@ destination's owner mapping (run for real on this machine's filesystem)."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,13 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from mcfleet.apply.migrate import Ids, moves_from_plan, parse_ids, restore_script
+from mcfleet.apply.events import ApplyEvents, Status
+from mcfleet.apply.migrate import Ids, Mover, moves_from_plan, parse_ids, restore_script
 from mcfleet.apply.planwork import work_from_plan
 from mcfleet.fleet.desired import desired_state
+from mcfleet.fleet.load import HostEntry
 from mcfleet.phase import Phase
 from mcfleet.plan.planner import build
 from mcfleet.plan.render import render_text
 from mcfleet.plan.saved import read_plan, save_plan
+from mcfleet.transport.base import Node
+from mcfleet.transport.local import LocalNode
 from tests.unit.test_plan_cases import CASES, case_facts, write_case_fleet
 
 
@@ -201,3 +207,33 @@ def test_a_snapshot_in_the_same_second_as_the_last_gets_a_name_of_its_own(tmp_pa
     )
     assert listed.stdout == "first"  # the first snapshot is still there, as it was
     assert sorted(p.name for p in (store / "snapshots").iterdir()) == sorted(Path(p).name for p in paths)
+
+
+class _ForwardingNode(LocalNode):
+    async def forward_unix(self, remote_path: str) -> str:  # a node reached through SSH
+        return remote_path
+
+
+def test_a_move_whose_source_agent_is_not_reached_says_what_is_at_its_socket(tmp_path: Path) -> None:
+    """A link at the source agent's socket: nothing is stopped, and the failure names the link and the
+    restart that makes the socket again, instead of gRPC's 'failed to connect'."""
+    loaded, plan = _moved_plan(tmp_path)
+    link = tmp_path / "mcp-agent.sock"
+    link.symlink_to(tmp_path / "moved.sock")
+    for name, entry in list(loaded.hosts.items()):
+        agent = entry.host.agent.model_copy(update={"socket": str(link)})
+        loaded.hosts[name] = dataclasses.replace(entry, host=entry.host.model_copy(update={"agent": agent}))
+    [work] = moves_from_plan(plan)
+    log = ApplyEvents()
+
+    async def connect(_entry: HostEntry) -> Node:
+        return _ForwardingNode()
+
+    moved = asyncio.run(Mover(work, loaded, desired_state(loaded), connect, log).run())
+    assert moved is False
+    said = log.outcome("rift", Phase.migrate)
+    assert said is not None and said.status == Status.failed
+    assert said.message.startswith(f"web not moved: the agent was not reached: {link} is a link"), said.message
+    unit = loaded.hosts["rift"].host.agent.unit
+    assert f"on rift: `systemctl restart {unit}` on the node makes it again" in said.message, said.message
+    assert "still running on rift" in said.message and "failed to connect" not in said.message

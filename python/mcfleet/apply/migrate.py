@@ -35,27 +35,28 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from mcfleet.agent.client import AgentClient
 from mcfleet.apply.events import ApplyEvents, Phase, Status
 from mcfleet.apply.nodeio import store_of, write_manifest
 from mcfleet.apply.probe import probe
 from mcfleet.apply.snapshot import snapshot_script
-from mcfleet.errors import ApplyError, McfleetError
+from mcfleet.errors import ApplyError, McfleetError, PeerError
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.kinds.base import ApplyContext, Outcome, ResourceKind
 from mcfleet.kinds.files import FilesKind
 from mcfleet.kinds.migrate import move_parts, moves_in
 from mcfleet.kinds.providers import CertKind, DnsKind, RouteKind
-from mcfleet.kinds.service import ServiceKind, agent_socket
+from mcfleet.kinds.service import ServiceKind, agent_socket, agent_unreached
 from mcfleet.observe.manifest import Manifest
 from mcfleet.plan.gone import note_written
 from mcfleet.plan.model import Action, Plan
 from mcfleet.transport.base import Node, shell_line
 
 Connect = Callable[[HostEntry], Awaitable[Node]]
+T = TypeVar("T")
 LONG_TIMEOUT = 900.0
 CHUNK = 1 << 16
 
@@ -275,6 +276,17 @@ class Mover:
     def _agent(self, host: str, node: Node) -> Awaitable[str]:
         return agent_socket(node, self.loaded.hosts[host].host.agent.socket)
 
+    async def _first_call(self, host: str, node: Node, call: Awaitable[T]) -> T:
+        """The first call to `host`'s agent; one that reached no agent says what is at its socket."""
+        try:
+            return await call
+        except PeerError as exc:
+            agent = self.loaded.hosts[host].host.agent
+            said = await agent_unreached(node, agent.socket, agent.unit, exc)
+            if said is exc:
+                raise
+            raise MoveFailed(f"{said.message} on {host}: {said.hint}") from None
+
     async def run(self) -> bool:
         w = self.work
         name, a, b = w.service, w.source, w.dest
@@ -298,7 +310,7 @@ class Mover:
         name, a, b = w.service, w.source, w.dest
         st = _State(src, dst, on_a, on_b)
         try:
-            answer = await on_a.stop(name)
+            answer = await self._first_call(a, src, on_a.stop(name))
             if not answer.ok:
                 raise MoveFailed(f"stopping {name} on {a}: {answer.error}")
             st.stopped = True
@@ -326,7 +338,7 @@ class Mover:
             if svc.spec is None:
                 raise MoveFailed(f"{name} has no service definition on {b}")
             st.started_on_b = True
-            done = await on_b.reconcile([(svc.spec, svc.ports)], prune=False)
+            done = await self._first_call(b, dst, on_b.reconcile([(svc.spec, svc.ports)], prune=False))
             if not done.ok:
                 raise MoveFailed(f"{name} did not start healthy on {b}: {done.error}")
             ctx_b.data["deployed"] = [name]

@@ -29,13 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from mcfleet.agent.client import AgentClient
 from mcfleet.apply.nodeio import store_of
-from mcfleet.errors import ApplyError, InputError, RestoreError, SnapshotError
-from mcfleet.kinds.service import agent_socket
+from mcfleet.errors import ApplyError, InputError, PeerError, RestoreError, SnapshotError
+from mcfleet.kinds.service import agent_socket, agent_unreached
 from mcfleet.transport.base import Node
 
 if TYPE_CHECKING:  # apply/migrate.py (which the pipeline imports) uses this module's scripts
     from mcfleet.apply.planwork import Override
     from mcfleet.apply.session import ApplySession
+    from mcfleet.fleet.models import Agent
 
 LONG_TIMEOUT = 900.0
 
@@ -129,13 +130,16 @@ async def _has_folder(node: Node, host: str, service: str) -> None:
 
 
 async def _stopped(  # noqa: PLR0917 (one operation's whole context)
-    node: Node, socket: str, service: str, script: str, host: str, error: type[ApplyError]
+    node: Node, agent: Agent, service: str, script: str, host: str, error: type[ApplyError]
 ) -> str:
     """Run `script` as root with the service stopped; start it again whatever happened.  Failures are
     `error`, which names the operation (snapshot or restore)."""
-    target = await agent_socket(node, socket)
+    target = await agent_socket(node, agent.socket)
     async with AgentClient(target, long_timeout=LONG_TIMEOUT) as client:
-        stopped = await client.stop(service)
+        try:
+            stopped = await client.stop(service)
+        except PeerError as exc:  # no agent reached: nothing was stopped; say what is at its socket
+            raise await agent_unreached(node, agent.socket, agent.unit, exc) from None
         if not stopped.ok:
             raise error(f"stopping {service}: {stopped.error}", location=host)
         try:
@@ -159,7 +163,7 @@ async def snapshot(session: ApplySession, host: str, service: str, *, overrides:
     node = await session.connect(entry)
     await _has_folder(node, host, service)  # before the service is stopped for nothing
     script = snapshot_script(store_of(node), service, _stamp())
-    said = await _stopped(node, entry.host.agent.socket, service, script, host, SnapshotError)
+    said = await _stopped(node, entry.host.agent, service, script, host, SnapshotError)
     fields = dict(part.split("=", 1) for part in said.splitlines()[-1].split() if "=" in part)
     return SnapshotReport(host, "snapshot", service, fields.get("path", ""), int(fields.get("bytes", "0") or 0),
                           fields.get("sha256", ""), time.monotonic() - began)  # fmt: skip
@@ -175,7 +179,7 @@ async def restore(
     path = await _snapshot_path(node, host, service, path)
     await session.gate([host], overrides)
     script = restore_script(service, path, _stamp())
-    aside = await _stopped(node, entry.host.agent.socket, service, script, host, RestoreError)
+    aside = await _stopped(node, entry.host.agent, service, script, host, RestoreError)
     return SnapshotReport(host, "restore", service, path, seconds=time.monotonic() - began,
                           set_aside=aside.splitlines()[-1] if aside else "")  # fmt: skip
 
