@@ -89,6 +89,11 @@ class ResourceKind(Protocol):
         reads run at once and are merged field by field (observe.collect.merge_reads)."""
         ...
 
+    def node_sockets(self, loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -> tuple[str, ...]:
+        """The unix sockets on the host that this kind's read will likely reach through its SSH connection,
+        known from the files alone: their relays start beside the facts batch (observe.collect)."""
+        ...
+
     def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]: ...
 
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome: ...
@@ -101,6 +106,9 @@ class NoRead:
 
     async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
         return facts
+
+    def node_sockets(self, loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -> tuple[str, ...]:
+        return ()
 
 
 def action(d: DesiredHost, phase: Phase, kind: str, subject: str, reason: str, **values: Any) -> Action:

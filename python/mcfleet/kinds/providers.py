@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mcfleet.fleet.desired import DesiredCert, DesiredHost, DesiredRecord, DesiredRoute, dns_names
-from mcfleet.fleet.load import LoadedFleet
+from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import CaddyProvider, Rfc2136Provider
 from mcfleet.kinds.base import MADE, ApplyContext, GatherResult, NoRead, Outcome, ReadContext
 from mcfleet.observe.certs import key_path
@@ -561,6 +561,9 @@ class DnsKind:
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return not_configured("dns", loaded.fleet.providers.dns if loaded.fleet else None)
 
+    def node_sockets(self, loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -> tuple[str, ...]:
+        return ()  # it asks the DNS server, not the nodes
+
     async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
         provider = ctx.loaded.fleet.providers.dns if ctx.loaded.fleet else None
         if isinstance(provider, Rfc2136Provider) or provider is None:
@@ -598,6 +601,19 @@ class RouteKind:
 
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return not_configured("route", loaded.fleet.providers.route if loaded.fleet else None)
+
+    def node_sockets(self, loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -> tuple[str, ...]:
+        """The admin sockets of the proxies on a host whose files route through it (read as `read` reads)."""
+        fleet = loaded.fleet
+        provider = fleet.providers.route if fleet else None
+        if fleet is None or provider is None or not desired.routes:
+            return ()
+        if isinstance(provider, CaddyProvider) and not provider.admin_url.startswith("unix:"):
+            return ()  # read over TCP from this machine
+        from mcfleet.providers.steps import node_socket
+
+        found = (node_socket(fleet, p) for p in (provider, fleet.providers.route_l4) if p is not None)
+        return tuple(dict.fromkeys(f[1] for f in found if f is not None))
 
     async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
         provider = ctx.loaded.fleet.providers.route if ctx.loaded.fleet else None

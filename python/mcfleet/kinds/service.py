@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from mcfleet.errors import McfleetError, PeerError
 from mcfleet.fleet.desired import DesiredHost, DesiredService
-from mcfleet.fleet.load import LoadedFleet
+from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import Stage
 from mcfleet.kinds.base import ApplyContext, GatherResult, Outcome, ReadContext
 from mcfleet.kinds.files import drop_deferred, put_back_deferred
@@ -462,6 +462,13 @@ class ServiceKind:
 
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return None
+
+    def node_sockets(self, loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -> tuple[str, ...]:
+        # The read asks every host whose agent is installed and may run (_ask_agent), which only the facts
+        # tell.  Guessed from the files: a host given services or routes (a proxy node) runs its agent.  A
+        # host given neither is not guessed: before its first apply, or on a node without systemd, the
+        # relay would be started for nothing (one Python start-up on the node).
+        return (entry.host.agent.socket,) if desired.services or desired.routes else ()
 
     async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
         """Ask each host's agent (over the SSH connection) which containers it runs, all hosts at once."""
