@@ -6,6 +6,8 @@ knows one kind of thing on a node or at a provider:
 - `read(ctx, facts)`: what it needs to observe beyond the host's one-batch facts
   (the facts script already read users, agent files, manifest, ...), one batch per
   host or per provider, added to the facts (`Facts.model_copy(update=...)`);
+  `read_early(ctx, host)`: the part of it the files alone call for, started beside
+  the host's facts script (`read` then takes its answer from `ctx.early`);
 - `diff(desired, facts, manifest, now)`: pure, the actions that would make the node
   match the files, each with before/after values and a reason;
 - `apply(ctx, actions)`: carry out exactly those actions on one host, idempotent;
@@ -19,7 +21,8 @@ per host (`blocked`): the plan shows that line and no actions apply could not do
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,6 +48,11 @@ class ReadContext:
     loaded: LoadedFleet
     desired: Mapping[str, DesiredHost]
     pool: SshPool | None  # None for reads that need no node connection
+    # kind name -> host -> that kind's read of the host's node, started while its facts script ran
+    early: dict[str, dict[str, asyncio.Future[Any]]] = field(default_factory=dict)
+
+    def early_read(self, kind: str, host: str) -> asyncio.Future[Any] | None:
+        return self.early.get(kind, {}).get(host)
 
 
 # ApplyContext.data key: phase -> the host's desired state narrowed to what that phase put in place
@@ -89,9 +97,11 @@ class ResourceKind(Protocol):
         reads run at once and are merged field by field (observe.collect.merge_reads)."""
         ...
 
-    def node_sockets(self, loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -> tuple[str, ...]:
-        """The unix sockets on the host that this kind's read will likely reach through its SSH connection,
-        known from the files alone: their relays start beside the facts batch (observe.collect)."""
+    def read_early(self, ctx: ReadContext, host: str) -> Coroutine[Any, Any, Any] | None:
+        """This kind's read of one host's node when the files alone say `read` will make it (None
+        otherwise): started as soon as the host is connected, beside its facts script (observe.collect),
+        and taken by `read` from `ctx.early_read(kind, host)` instead of asking again.  Only reads that
+        change nothing on the node: when the facts then say the read is not wanted, its answer is dropped."""
         ...
 
     def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]: ...
@@ -107,8 +117,8 @@ class NoRead:
     async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
         return facts
 
-    def node_sockets(self, loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -> tuple[str, ...]:
-        return ()
+    def read_early(self, ctx: ReadContext, host: str) -> Coroutine[Any, Any, Any] | None:
+        return None
 
 
 def action(d: DesiredHost, phase: Phase, kind: str, subject: str, reason: str, **values: Any) -> Action:

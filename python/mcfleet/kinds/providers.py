@@ -9,13 +9,13 @@ instead of actions nothing could perform.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Container, Mapping
+from collections.abc import Awaitable, Container, Coroutine, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mcfleet.fleet.desired import DesiredCert, DesiredHost, DesiredRecord, DesiredRoute, dns_names
-from mcfleet.fleet.load import HostEntry, LoadedFleet
+from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import CaddyProvider, Rfc2136Provider
 from mcfleet.kinds.base import MADE, ApplyContext, GatherResult, NoRead, Outcome, ReadContext
 from mcfleet.observe.certs import key_path
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from mcfleet.observe.dns import ZoneAnswers
     from mcfleet.providers.cert.base import CertBackend
     from mcfleet.providers.dns.base import DnsBackend
+    from mcfleet.providers.read import LiveRoutes
     from mcfleet.providers.steps import StepOutcome
     from mcfleet.transport.ssh import SshPool
 
@@ -561,8 +562,8 @@ class DnsKind:
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return not_configured("dns", loaded.fleet.providers.dns if loaded.fleet else None)
 
-    def node_sockets(self, loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -> tuple[str, ...]:
-        return ()  # it asks the DNS server, not the nodes
+    def read_early(self, ctx: ReadContext, host: str) -> None:
+        return None  # it asks the DNS server once for the whole fleet, not the nodes
 
     async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
         provider = ctx.loaded.fleet.providers.dns if ctx.loaded.fleet else None
@@ -602,18 +603,17 @@ class RouteKind:
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return not_configured("route", loaded.fleet.providers.route if loaded.fleet else None)
 
-    def node_sockets(self, loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -> tuple[str, ...]:
-        """The admin sockets of the proxies on a host whose files route through it (read as `read` reads)."""
-        fleet = loaded.fleet
-        provider = fleet.providers.route if fleet else None
-        if fleet is None or provider is None or not desired.routes:
-            return ()
+    def read_early(self, ctx: ReadContext, host: str) -> Coroutine[Any, Any, LiveRoutes] | None:
+        """The live routes of the proxies on a host whose files route through it, read as `read` reads them."""
+        provider = ctx.loaded.fleet.providers.route if ctx.loaded.fleet else None
+        desired = ctx.desired[host]
+        if provider is None or ctx.pool is None or not desired.routes:
+            return None
         if isinstance(provider, CaddyProvider) and not provider.admin_url.startswith("unix:"):
-            return ()  # read over TCP from this machine
-        from mcfleet.providers.steps import node_socket
+            return None  # read over TCP from this machine, the whole fleet at once
+        from mcfleet.providers.read import host_proxy_routes
 
-        found = (node_socket(fleet, p) for p in (provider, fleet.providers.route_l4) if p is not None)
-        return tuple(dict.fromkeys(f[1] for f in found if f is not None))
+        return host_proxy_routes(ctx.loaded, ctx.pool, host, tls_listeners(desired))
 
     async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
         provider = ctx.loaded.fleet.providers.route if ctx.loaded.fleet else None
@@ -621,7 +621,8 @@ class RouteKind:
             return await add_routes(ctx.loaded, ctx.desired, facts)
         if provider is None or ctx.pool is None:
             return facts
-        return await add_live_routes(ctx.loaded, ctx.desired, facts, ctx.pool)
+        early = {h: f for h in facts if (f := ctx.early_read(self.name, h)) is not None}
+        return await add_live_routes(ctx.loaded, ctx.desired, facts, ctx.pool, early)
 
     def diff(self, d: DesiredHost, f: Facts, m: Manifest, *, now: datetime) -> list[Action]:
         return routes_diff(d, f, m)
@@ -652,10 +653,20 @@ async def add_provider_dns(
     return _with_answers(facts, wanted, await dns_answers(loaded, set().union(*wanted.values()) if wanted else set()))
 
 
+def tls_listeners(desired: DesiredHost) -> set[int]:
+    """The listeners of the host's routes whose TLS its proxy ends."""
+    return {r.listener for r in desired.routes.values() if not is_l4(r.mode)}
+
+
 async def add_live_routes(
-    loaded: LoadedFleet, desired: Mapping[str, DesiredHost], facts: GatherResult, pool: SshPool
+    loaded: LoadedFleet,
+    desired: Mapping[str, DesiredHost],
+    facts: GatherResult,
+    pool: SshPool,
+    early: Mapping[str, Awaitable[LiveRoutes]] | None = None,
 ) -> GatherResult:
-    """Each proxy host's live routes, read on the node through its SSH connection."""
+    """Each proxy host's live routes, read on the node through its SSH connection (`early`: the reads
+    started already, by host)."""
     hosts = [
         h
         for h, item in facts.items()
@@ -663,8 +674,8 @@ async def add_live_routes(
     ]
     from mcfleet.providers.read import proxy_routes
 
-    tls = {h: {r.listener for r in desired[h].routes.values() if not is_l4(r.mode)} for h in hosts}
-    found = await proxy_routes(loaded, pool, hosts, tls)
+    tls = {h: tls_listeners(desired[h]) for h in hosts}
+    found = await proxy_routes(loaded, pool, hosts, tls, early)
     out = dict(facts)
     for host, read in found.items():
         item = out[host]

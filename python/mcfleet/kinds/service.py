@@ -23,7 +23,7 @@ import dataclasses
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Container, Iterable
+from collections.abc import Awaitable, Callable, Container, Coroutine, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from mcfleet.agent.client import AgentClient
     from mcfleet.transport.base import Node
     from mcfleet.transport.socket_state import SocketProblem
+    from mcfleet.transport.ssh import SshPool
 
 AGENT_TIMEOUT = 15.0
 T = TypeVar("T")
@@ -81,6 +82,30 @@ async def agent_unreached(node: object, socket: str, unit: str, exc: PeerError) 
     if problem is None:
         return exc
     return PeerError(f"the agent was not reached: {problem.text}", location=exc.location, hint=problem.fix)
+
+
+async def agent_containers(pool: SshPool, entry: HostEntry) -> dict[str, Any] | str:
+    """The agent's facts (its containers and registry), or why they could not be had."""
+    from mcfleet.agent.client import AgentClient  # grpc + protobuf: only where an RPC is made
+
+    try:
+        node = await pool.connect(entry)
+    except McfleetError as exc:
+        return f"the agent did not answer ({exc.message})"
+    socket = entry.host.agent.socket
+    try:
+        target = await agent_socket(node, socket)
+        async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
+            answer = await client.facts(events=0)
+    except McfleetError as exc:  # containers stay unknown: the plan says so (the agent kind shows why)
+        problem = await agent_socket_problem(node, socket, entry.host.agent.unit)
+        return f"the agent did not answer ({problem.said if problem else exc.message})"
+    podman = answer.get("podman")
+    if isinstance(podman, dict) and podman.get("error"):
+        # the agent answers but podman does not: its empty list is not "every container missing"
+        # (they may run on under conmon; the host kind starts a podman.socket that stopped)
+        return f"{PODMAN_DOWN} ({str(podman['error']).splitlines()[0]})"
+    return answer
 
 
 def container_facts(agent_facts: dict[str, Any]) -> list[ContainerFacts]:
@@ -463,12 +488,15 @@ class ServiceKind:
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return None
 
-    def node_sockets(self, loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -> tuple[str, ...]:
+    def read_early(self, ctx: ReadContext, host: str) -> Coroutine[Any, Any, dict[str, Any] | str] | None:
         # The read asks every host whose agent is installed and may run (_ask_agent), which only the facts
         # tell.  Guessed from the files: a host given services or routes (a proxy node) runs its agent.  A
         # host given neither is not guessed: before its first apply, or on a node without systemd, the
-        # relay would be started for nothing (one Python start-up on the node).
-        return (entry.host.agent.socket,) if desired.services or desired.routes else ()
+        # call would be made for nothing (a relay, one Python start-up on the node).
+        desired = ctx.desired[host]
+        if ctx.pool is None or not (desired.services or desired.routes):
+            return None
+        return agent_containers(ctx.pool, ctx.loaded.hosts[host])
 
     async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
         """Ask each host's agent (over the SSH connection) which containers it runs, all hosts at once."""
@@ -489,28 +517,10 @@ class ServiceKind:
                 out[host] = item.model_copy(update={"services_error": why})
         if not asked:
             return out
-        from mcfleet.agent.client import AgentClient  # grpc + protobuf: only where an RPC is made
 
         async def containers(host: str) -> dict[str, Any] | str:
-            entry = ctx.loaded.hosts[host]
-            try:
-                node = await pool.connect(entry)
-            except McfleetError as exc:
-                return f"the agent did not answer ({exc.message})"
-            socket = entry.host.agent.socket
-            try:
-                target = await agent_socket(node, socket)
-                async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
-                    answer = await client.facts(events=0)
-            except McfleetError as exc:  # containers stay unknown: the plan says so (the agent kind shows why)
-                problem = await agent_socket_problem(node, socket, entry.host.agent.unit)
-                return f"the agent did not answer ({problem.said if problem else exc.message})"
-            podman = answer.get("podman")
-            if isinstance(podman, dict) and podman.get("error"):
-                # the agent answers but podman does not: its empty list is not "every container missing"
-                # (they may run on under conmon; the host kind starts a podman.socket that stopped)
-                return f"{PODMAN_DOWN} ({str(podman['error']).splitlines()[0]})"
-            return answer
+            early = ctx.early_read(self.name, host)
+            return await early if early is not None else await agent_containers(pool, ctx.loaded.hosts[host])
 
         for host, agent_facts in zip(asked, await asyncio.gather(*(containers(h) for h in asked)), strict=True):
             item = facts[host]

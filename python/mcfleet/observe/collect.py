@@ -9,17 +9,15 @@ Interface (keep stable; apply uses it too):
 opened and closed here.  After the hosts answer, the resource kinds read what they
 need beyond the batch, all at once (mcfleet.kinds: the service kind asks the agent for
 its containers, the dns kind the authoritative server, the route kind the proxy), and
-each adds it to the owning host's facts.
+each adds it to the owning host's facts.  A kind's read of a node that the files alone
+call for (`read_early`) starts as soon as the host is connected, beside its facts script.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Iterable, Mapping, Sequence
-
-import asyncssh
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.desired import DesiredHost, desired_state, ipv4_address
@@ -35,7 +33,7 @@ from mcfleet.observe.script import OUTPUT_CAP, ScriptInputs, facts_script, probe
 from mcfleet.report.progress import NullProgress, Progress
 from mcfleet.transport.base import BecomeRefused, HostKeyMismatch
 from mcfleet.transport.base import Unreachable as UnreachableError
-from mcfleet.transport.ssh import SshConnection, SshOptions, SshPool
+from mcfleet.transport.ssh import SshOptions, SshPool
 
 FACTS_TIMEOUT = 60.0
 
@@ -93,33 +91,23 @@ def haproxy_map(loaded: LoadedFleet, desired: DesiredHost) -> str:
     return provider.map_file if isinstance(provider, HaproxyProvider) else ""
 
 
-async def warm_relay(node: SshConnection, path: str) -> None:
-    """Start the relay to the node's socket `path` while the facts script runs: the read that needs it finds
-    it made (SshNode.forward_unix keeps one per path) instead of starting it after the batch, which costs
-    about an SSH round trip and a Python start-up on the node per socket.  A relay that fails to start is
-    left to that read, which tries again and reports why (or, when the facts say so, never asks)."""
-    with contextlib.suppress(McfleetError, OSError, asyncssh.Error):
-        await node.forward_unix(path)
-
-
 async def gather_host(  # noqa: PLR0917 (one host's whole context)
     pool: SshPool,
     loaded: LoadedFleet,
     entry: HostEntry,
     desired: DesiredHost,
     progress: Progress,
-    warming: tuple[list[asyncio.Task[None]], tuple[str, ...]] | None = None,
+    connected: Callable[[str], None] | None = None,
 ) -> Facts | Unreachable:
-    """`warming`: (the list the relay starts are added to, the node sockets to start relays to)."""
+    """`connected(host)` is called once the host is connected, before its facts script is sent."""
     name = entry.host.name
     started = time.monotonic()
     progress.update(name, "connecting")
     try:
         conn = await pool.connect(entry)
         progress.update(name, "gathering", conn.address)
-        if warming is not None:
-            tasks, sockets = warming
-            tasks += [asyncio.ensure_future(warm_relay(conn, path)) for path in sockets]
+        if connected is not None:
+            connected(name)
         inputs = script_inputs(loaded, entry, desired)
         result = await conn.run(facts_script(inputs), timeout=FACTS_TIMEOUT, max_output=OUTPUT_CAP)
     except HostKeyMismatch as exc:
@@ -175,37 +163,29 @@ async def gather(
     progress = progress or NullProgress()
     own_pool = pool is None
     active = pool or SshPool(options, hosts=loaded.hosts)
-    warm: list[asyncio.Task[None]] = []
+    ctx = ReadContext(loaded, desired, active)
+
+    def start_early_reads(host: str) -> None:
+        # A kind's read of a node waits for an SSH round trip or more per step (a relay to start, a
+        # connection through it, the question): asked beside the host's facts script rather than after
+        # every host's, a plan waits for them only where they take longer than the facts.
+        for kind in kinds:
+            if (read := kind.read_early(ctx, host)) is not None:
+                ctx.early.setdefault(kind.name, {})[host] = asyncio.ensure_future(read)
+
     try:
         results = await asyncio.gather(
-            *(
-                gather_host(
-                    active,
-                    loaded,
-                    loaded.hosts[n],
-                    desired[n],
-                    progress,
-                    (warm, node_sockets(kinds, loaded, n, desired[n])),
-                )
-                for n in names
-            )
+            *(gather_host(active, loaded, loaded.hosts[n], desired[n], progress, start_early_reads) for n in names)
         )
         observed: GatherResult = dict(zip(names, results, strict=True))
-        return await read_kinds(ReadContext(loaded, desired, active), observed, kinds)
+        return await read_kinds(ctx, observed, kinds)
     finally:
-        for task in warm:  # done by now, unless the reads were cut short
-            task.cancel()
-        await asyncio.gather(*warm, return_exceptions=True)
+        early = [read for by_host in ctx.early.values() for read in by_host.values()]
+        for read in early:  # the ones the facts made unneeded (and all, when the run was cut short)
+            read.cancel()
+        await asyncio.gather(*early, return_exceptions=True)
         if own_pool:
             await active.close()
-
-
-def node_sockets(
-    kinds: Sequence[ResourceKind], loaded: LoadedFleet, host: str, desired: DesiredHost
-) -> tuple[str, ...]:
-    """The node sockets the kinds' reads will reach on `host`, each once."""
-    entry = loaded.hosts[host]
-    return tuple(dict.fromkeys(path for kind in kinds for path in kind.node_sockets(loaded, entry, desired)))
 
 
 async def read_kinds(ctx: ReadContext, observed: GatherResult, kinds: Sequence[ResourceKind]) -> GatherResult:

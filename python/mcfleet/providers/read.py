@@ -7,7 +7,7 @@ plan ("cannot read …") rather than the end of the run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.load import LoadedFleet
@@ -34,19 +34,26 @@ async def dns_answers(loaded: LoadedFleet, names: Iterable[str]) -> ZoneAnswers:
 LiveRoutes = ProxyRead | str  # what the proxies hold, or why they could not be read
 
 
+async def host_proxy_routes(loaded: LoadedFleet, pool: SshPool, host: str, listeners: Iterable[int]) -> LiveRoutes:
+    """The host's proxies' live routes (keyed `<listener>/<hostname>`) and the TLS `listeners` its proxy has
+    no server for, or why they could not be read."""
+    try:
+        node: Node = await pool.connect(loaded.hosts[host])
+        return await read_proxies(loaded, node, listeners)
+    except McfleetError as exc:
+        return exc.message
+
+
 async def proxy_routes(
-    loaded: LoadedFleet, pool: SshPool, hosts: Iterable[str], listeners: Mapping[str, set[int]] | None = None
+    loaded: LoadedFleet,
+    pool: SshPool,
+    hosts: Iterable[str],
+    listeners: Mapping[str, set[int]] | None = None,
+    early: Mapping[str, Awaitable[LiveRoutes]] | None = None,
 ) -> dict[str, LiveRoutes]:
-    """host -> its proxies' live routes (keyed `<listener>/<hostname>`) and the host's TLS `listeners` its
-    proxy has no server for, or why they could not be read."""
-
-    async def one(name: str) -> LiveRoutes:
-        try:
-            node: Node = await pool.connect(loaded.hosts[name])
-            return await read_proxies(loaded, node, (listeners or {}).get(name, ()))
-        except McfleetError as exc:
-            return exc.message
-
+    """host -> host_proxy_routes, each host's taken from `early` where it was started already."""
     names = sorted(set(hosts))
-    found = await asyncio.gather(*(one(n) for n in names))
+    found = await asyncio.gather(
+        *((early or {}).get(n) or host_proxy_routes(loaded, pool, n, (listeners or {}).get(n, ())) for n in names)
+    )
     return dict(zip(names, found, strict=True))

@@ -12,6 +12,7 @@ Subjects, as the plan writes them: `cert <stem>`, `dns <name>`, `route <listener
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -390,27 +391,37 @@ class ProxyRead:
 
 
 async def read_proxies(loaded: LoadedFleet, node: Node, listeners: Iterable[int] = ()) -> ProxyRead:
-    """One read per proxy, through one connection to its admin socket each."""
+    """One read per proxy, through one connection to its admin socket each; the proxies (route and route_l4)
+    are asked at once: each read waits for SSH round trips (its relay, its connection, the question)."""
     fleet = loaded.fleet
     out = ProxyRead()
     if fleet is None:
         return out
-    seen: set[int] = set()
-    for provider in (fleet.providers.route, fleet.providers.route_l4):
-        if provider is None or id(provider) in seen:
-            continue
-        seen.add(id(provider))
+    wanted = set(listeners)
+
+    async def one(provider: RouteProvider) -> tuple[dict[str, ProxyRoute], dict[int, tuple[str, str | None]] | None]:
         backend = await open_route_backend(provider, node)
         try:
-            out.routes.update(await backend.list_routes())
+            routes = await backend.list_routes()
         except ProviderError as exc:
             raise await no_socket(node, fleet, provider) or exc from None
-        wanted = set(listeners)
         if provider is fleet.providers.route and wanted and isinstance(provider, CaddyProvider):
             from mcfleet.providers.route.caddy import CaddyRoutes
 
             assert isinstance(backend, CaddyRoutes)
-            out.missing = await backend.missing_servers(wanted)  # the server list the route read got
+            return routes, await backend.missing_servers(wanted)  # the server list the route read got
+        return routes, None
+
+    # the route provider first, then route_l4 (one provider may be both)
+    providers = {id(p): p for p in (fleet.providers.route, fleet.providers.route_l4) if p is not None}
+    reads = await asyncio.gather(*(one(p) for p in providers.values()), return_exceptions=True)
+    for read in reads:  # in that order: a failure is reported as when they were asked one after the other
+        if isinstance(read, BaseException):
+            raise read
+        routes, missing = read
+        out.routes.update(routes)
+        if missing is not None:
+            out.missing = missing
     return out
 
 
