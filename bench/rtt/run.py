@@ -1,9 +1,9 @@
-"""`mcfleet plan` over links with latency: what a round trip costs a plan, and what the relays started
+"""`mcfleet plan` over links with latency: what a round trip costs a plan, and what the node reads started
 beside the facts batch save.
 
     ./scripts/lab-demo.sh            # leaves its lab up: full nodes with agents, services, routes, proxies
     git worktree add /tmp/before <commit>   # optional: the code to compare with
-    sudo .venv/bin/python bench/rtt/run.py --fleet /var/tmp/mcfleet-lab --src /tmp/before/python \\
+    sudo .venv/bin/python bench/rtt/run.py --fleet /var/tmp/mcfleet-lab [--src /tmp/before/python ...] \\
         [--rtt 0,20,60] [--runs 7] [--out bench/rtt/RESULTS.md]
 
 The lab's full nodes are reached through a forwarder in each node's network namespace that holds every
@@ -144,12 +144,12 @@ def render(results: dict[str, dict[int, dict[str, list[float]]]], versions: dict
         cells = [_med_min(by[r]["wall"]) for r in rtts]
         lines.append(f"| {label}: {_revision(python_dir)} | " + " | ".join(cells) +
                      f" | {_med_min(by[rtts[0]]['cpu'])} | {slope} |")  # fmt: skip
-    if len(versions) == 2:
-        first, second = list(versions)
+    first, *others = list(versions)
+    for other in others:  # each against the first
         lines.append("")
         for r in rtts:
-            a, b = statistics.median(results[first][r]["wall"]), statistics.median(results[second][r]["wall"])
-            lines.append(f"- RTT {r} ms: {second} {b:.3f} s vs {first} {a:.3f} s: {(a - b) * 1000:+.0f} ms saved "
+            a, b = statistics.median(results[first][r]["wall"]), statistics.median(results[other][r]["wall"])
+            lines.append(f"- RTT {r} ms: {other} {b:.3f} s vs {first} {a:.3f} s: {(a - b) * 1000:+.0f} ms saved "
                          f"({(a - b) / a * 100:+.0f}%)")  # fmt: skip
     lines.append("")
     lines.append("Wall per ms of RTT is how many round trips a plan waits for one after the other "
@@ -160,13 +160,14 @@ def render(results: dict[str, dict[int, dict[str, list[float]]]], versions: dict
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fleet", type=Path, default=Path("/var/tmp/mcfleet-lab"))
-    parser.add_argument("--src", type=Path, help="a python/ folder of other mcfleet sources to compare with")
+    parser.add_argument("--src", type=Path, action="append", default=[],
+                        help="a python/ folder of other mcfleet sources to compare with (repeatable)")  # fmt: skip
     parser.add_argument("--rtt", default="0,20,60", help="round-trip times in ms, comma-separated")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--out", type=Path, help="write the results (Markdown) here")
     args = parser.parse_args()
     rtts = sorted({int(r) for r in args.rtt.split(",")})
-    versions = {"before": args.src.resolve()} if args.src else {}
+    versions = {f"before ({i + 1})" if len(args.src) > 1 else "before": p.resolve() for i, p in enumerate(args.src)}
     versions["this checkout"] = ROOT / "python"
     for python_dir in versions.values():  # byte-compiled first: no version pays for compiling
         subprocess.run(
