@@ -4,6 +4,7 @@ its stdin it removes its socket and folder and exits."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mcfleet.transport.relay import FOLDER, PER_CONNECTION, PYTHON, READY, SHARED
+from mcfleet.transport.relay import FOLDER, PER_CONNECTION, PYTHON, READY, SHARED, start_shared
 
 
 @pytest.fixture
@@ -218,3 +219,36 @@ def test_the_relays_run_isolated_from_the_login_folder_they_start_in(tmp_path: P
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE) as relay:  # fmt: skip
         _served_then_cleaned(relay, folder / "sock", folder)
     assert not marker.exists()
+
+
+def test_a_relay_start_cancelled_half_way_closes_its_process() -> None:
+    """A read no longer wanted is cancelled while its relay starts: the relay's channel is closed then (the
+    relay ends at that EOF), not left open on the node for the rest of the connection."""
+
+    class _Stdout:
+        async def readline(self) -> bytes:
+            await asyncio.sleep(3600)  # the node has not answered yet
+            return b""
+
+    class _Process:
+        stdout = _Stdout()
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    process = _Process()
+
+    class _Connection:
+        async def create_process(self, *_args: object, **_kwargs: object) -> _Process:
+            return process
+
+    async def run() -> None:
+        start = asyncio.ensure_future(start_shared(_Connection(), None, "/srv/mcp/mcp-agent.sock", "rift"))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        start.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await start
+
+    asyncio.run(run())
+    assert process.closed

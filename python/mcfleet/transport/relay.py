@@ -174,6 +174,9 @@ async def start_shared(
         path = f"{folder}/sock"
         _reader, writer = await conn.open_unix_connection(path)  # sshd may refuse to forward unix sockets
         writer.close()
+    except asyncio.CancelledError:  # a read no longer wanted (observe.collect): its relay ends at this EOF
+        proc.close()
+        raise
     except (asyncssh.Error, OSError, TimeoutError):
         said_err = await _stderr_of_ended(proc)
         proc.close()  # a relay that did start removes its folder at this EOF; one that did not leaves it:
