@@ -13,12 +13,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mcfleet.apply.health import check_once, local_socket
+from mcfleet.apply.health import AgentHealth, check_once, local_socket
 from mcfleet.apply.probe import probe
 from mcfleet.errors import McfleetError
 from mcfleet.fleet.load import HostEntry
 from mcfleet.kinds.service import agent_socket_problem
+from mcfleet.transport.base import Node
 from mcfleet.transport.ssh import SshPool
+from mcfleet.util.aio import both
 
 
 @dataclass(frozen=True)
@@ -43,13 +45,18 @@ class AgentStatus:
         return {**asdict(self), "ok": self.ok}
 
 
+async def agent_health(node: Node, entry: HostEntry) -> AgentHealth:
+    """The agent's answer over its forwarded socket (health, then Info)."""
+    return await check_once(await local_socket(node, entry.host.agent.socket), timeout=5.0)
+
+
 async def host_status(pool: SshPool, entry: HostEntry) -> AgentStatus:
     name = entry.host.name
     try:
         node = await pool.connect(entry)
-        state = await probe(node, entry.host)
-        target = await local_socket(node, entry.host.agent.socket)
-        health = await check_once(target, timeout=5.0)
+        # the probe (one command) and the agent's answer (its relay, then two calls) do not depend on each
+        # other: asked at once, the status waits for the slower, not for their SSH round trips one by one
+        state, health = await both(probe(node, entry.host), agent_health(node, entry))
         link = None
         if not health.serving and not health.version and state.binary_sha256:  # an installed agent, silent
             problem = await agent_socket_problem(node, entry.host.agent.socket, entry.host.agent.unit)

@@ -1,12 +1,25 @@
-"""Running a command's coroutine from synchronous code."""
+"""Running a command's coroutine from synchronous code; awaiting two at once."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+U = TypeVar("U")
+
+
+async def both(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
+    """Both results, the two awaited at once.  When one fails, the other is cancelled (and awaited) and that
+    failure is raised as it is, as when they were awaited one after the other."""
+    one, two = asyncio.ensure_future(first), asyncio.ensure_future(second)
+    try:
+        return await one, await two
+    finally:
+        one.cancel()  # no-ops for a task that is done
+        two.cancel()
+        await asyncio.gather(one, two, return_exceptions=True)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -1,0 +1,68 @@
+"""`agent status` and `status` ask a node's probe and its agent's health at once (util.aio.both): the status
+waits for the slower of the two, not for their SSH round trips one after the other."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcfleet.apply.status import host_status
+from mcfleet.fleet.load import HostEntry
+from mcfleet.transport.base import RunResult
+from mcfleet.transport.local import LocalNode
+from mcfleet.util.aio import both
+from tests.unit.test_plan_cases import CASES, write_case_fleet
+
+
+def test_both_gives_the_two_results_and_a_failure_cancels_the_other() -> None:
+    async def value(v: int, delay: float) -> int:
+        await asyncio.sleep(delay)
+        return v
+
+    async def fails() -> int:
+        await asyncio.sleep(0.01)
+        raise ValueError("the probe failed")
+
+    async def run() -> tuple[tuple[int, int], bool]:
+        got = await both(value(1, 0.02), value(2, 0.01))
+        slow = asyncio.ensure_future(value(3, 3600))
+        with pytest.raises(ValueError, match="the probe failed"):
+            await both(fails(), slow)
+        return got, slow.cancelled()
+
+    got, cancelled = asyncio.run(run())
+    assert got == (1, 2)
+    assert cancelled  # not left running after the failure
+
+
+class _Node(LocalNode):
+    """This machine, reached as if through SSH: its probe answers only once the agent's socket was asked for."""
+
+    def __init__(self) -> None:
+        self.asked = asyncio.Event()
+
+    async def forward_unix(self, remote_path: str) -> str:
+        self.asked.set()
+        return remote_path  # nothing listens there: the health check fails and says so
+
+    async def run(self, command: Any, **kwargs: Any) -> RunResult:
+        await asyncio.wait_for(self.asked.wait(), timeout=5)  # asked one after the other: never set
+        return await super().run(command, **kwargs)
+
+
+def test_the_probe_and_the_agents_health_are_asked_at_once(tmp_path: Path) -> None:
+    case = json.loads((CASES / "drift-repairs-leave-the-manifest-alone.json").read_text())
+    loaded = write_case_fleet(tmp_path / "fleet", case)
+    node = _Node()
+
+    class _Pool:
+        async def connect(self, entry: HostEntry) -> _Node:
+            return node
+
+    row = asyncio.run(host_status(_Pool(), loaded.hosts["rift"]))  # type: ignore[arg-type]
+    assert row.reachable and row.error is None, row
+    assert row.health.startswith("no agent"), row  # this machine runs none at /srv/mcp/mcp-agent.sock
