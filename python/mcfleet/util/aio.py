@@ -11,8 +11,8 @@ U = TypeVar("U")
 
 
 async def both(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
-    """Both results, the two awaited at once.  When one fails, the other is cancelled (and awaited) and that
-    failure is raised as it is, as when they were awaited one after the other."""
+    """Both results, the two running at once.  A failure is raised as it is, as when they were awaited one
+    after the other: the first's at once (the second is then cancelled), the second's once the first is done."""
     one, two = asyncio.ensure_future(first), asyncio.ensure_future(second)
     try:
         return await one, await two
