@@ -166,6 +166,16 @@ def test_a_link_on_the_way_is_followed_only_in_a_folder_only_root_can_write(tmp_
     (tmp_path / "var-run").symlink_to(target.parent)  # in root's own 0700 folder
     assert _relayed(tmp_path / "var-run" / target.name).stdout == b"X"
 
+    # root's link whose target passes through the agent account's folder: that part is walked by the same
+    # rule, so the account's own link there is still not followed
+    os.chmod(theirs, 0o755)
+    os.chown(theirs, 65534, 65534)
+    (tmp_path / "deep").symlink_to(theirs / "run")
+    through = _relayed(tmp_path / "deep" / target.name)
+    assert through.returncode != 0 and through.stdout == b"" and b"a link is not followed" in through.stderr
+    (tmp_path / "rel").symlink_to("var-run")  # a relative target, itself a link in root's folder
+    assert _relayed(tmp_path / "rel" / target.name).stdout == b"X"
+
 
 def test_the_folder_of_a_relay_that_died_is_swept_and_a_live_relays_is_kept(tmp_path: Path, target: Path) -> None:
     """A relay killed on the node (SIGKILL, a reboot) cannot remove its folder; the next relay's start

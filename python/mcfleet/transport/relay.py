@@ -30,22 +30,31 @@ from mcfleet.transport.base import MISSING_PROGRAM, CommandFailed, RunResult, sh
 # folder on the way to it (a socket configured deeper, /srv/mcp/run/agent.sock).  The path is walked one name
 # at a time from / through O_PATH descriptors opened with O_NOFOLLOW: a link is followed only where it lies
 # in a folder that only root can write (root put it there: /var/run -> /run), never in another account's
-# folder and never as the last name; only a socket is connected to, through the descriptor of the file
-# itself.
+# folder and never as the last name.  Such a link's target is walked the same way, a name at a time (a
+# target through the agent account's folder meets the same rule there); only a socket is connected to,
+# through the descriptor of the file itself.
 REACH = """
 import os, socket, stat
 def reach(path):
     fd = os.open("/", os.O_PATH | os.O_DIRECTORY)
     try:
         names = [n for n in path.split("/") if n]
-        for i, name in enumerate(names):
+        links = 0
+        while names:
+            name = names.pop(0)
             nxt = os.open(name, os.O_PATH | os.O_NOFOLLOW, dir_fd=fd)
             if stat.S_ISLNK(os.fstat(nxt).st_mode):
                 os.close(nxt)
                 here = os.fstat(fd)
-                if i == len(names) - 1 or here.st_uid != 0 or here.st_mode & 0o022:
+                if not names or here.st_uid != 0 or here.st_mode & 0o022 or links == 40:
                     raise OSError(path + ": not a socket (a link is not followed)")
-                nxt = os.open(name, os.O_PATH | os.O_DIRECTORY, dir_fd=fd)
+                links += 1
+                target = os.readlink(name, dir_fd=fd)  # root's folder: nobody else can change it meanwhile
+                names[:0] = [n for n in target.split("/") if n]
+                if target.startswith("/"):
+                    nxt = os.open("/", os.O_PATH | os.O_DIRECTORY)
+                else:
+                    continue  # its names are walked from this folder
             os.close(fd)
             fd = nxt
         if not stat.S_ISSOCK(os.fstat(fd).st_mode):
