@@ -51,6 +51,7 @@ from mcfleet.transport.base import (
     shell_line,
     split_pgid,
 )
+from mcfleet.transport.ssh_login import FewerRoundTrips
 from mcfleet.util.private_file import open_to_others, refusal
 
 KEX_ALGS = ["curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256", "diffie-hellman-group14-sha256"]
@@ -459,6 +460,7 @@ class SshPool:
             "keepalive_count_max": opts.keepalive_count_max,
             "kex_algs": list(opts.kex_algs),
             "encryption_algs": list(opts.encryption_algs),
+            "client_factory": FewerRoundTrips,
             **_trust(entry),
         }
         if keys is not None:
