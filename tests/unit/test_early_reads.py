@@ -21,6 +21,7 @@ from mcfleet.kinds.base import ReadContext
 from mcfleet.kinds.service import ServiceKind
 from mcfleet.observe.collect import gather
 from mcfleet.observe.facts import AgentFacts, Facts
+from mcfleet.plan.planner import plan_fleet
 from mcfleet.providers import steps
 from mcfleet.providers.base import ProviderError
 from mcfleet.providers.route.base import ProxyRoute
@@ -163,3 +164,20 @@ def test_the_proxies_of_a_node_are_asked_at_once_and_the_first_failure_is_report
         read(True, True)
     with pytest.raises(ProviderError, match="haproxy refused"):
         read(False, True)
+
+
+def test_a_plan_says_when_each_host_is_connected_before_its_facts_are_back(tmp_path: Path) -> None:
+    """status starts its agent questions from this: beside the host's facts, not after every host's plan."""
+    loaded = _fleet(tmp_path)
+    nodes = {"rift": _Node(waits_for=0), "bare": _Node(waits_for=0)}
+    seen: list[tuple[str, bool]] = []
+
+    def connected(host: str) -> None:
+        seen.append((host, nodes[host].facts_done))
+
+    _plan, facts = asyncio.run(
+        plan_fleet(loaded, ["rift", "bare"], pool=_Pool(nodes), kinds=KINDS, connected=connected)  # type: ignore[arg-type]
+    )
+
+    assert sorted(seen) == [("bare", False), ("rift", False)]
+    assert all(isinstance(f, Facts) for f in facts.values()), facts

@@ -149,18 +149,28 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> tuple[list
     hashes, _note, _inputs = bundle_hashes(loaded, names)
 
     async def go() -> tuple[Any, Any, list[Any], dict[str, tuple[dict[str, str] | None, Any]]]:
+        # A host's agent health and its containers' checks need only its connection: they start once the
+        # plan has connected to the host, beside its facts and reads, rather than after every host's plan.
+        agents: dict[str, asyncio.Future[Any]] = {}
+        checks: dict[str, asyncio.Future[tuple[dict[str, str] | None, Any]]] = {}
+
+        def connected(name: str) -> None:
+            agents[name] = asyncio.ensure_future(host_status(pool, loaded.hosts[name]))
+            if loaded.hosts[name].services:
+                checks[name] = asyncio.ensure_future(health_checks(pool, loaded.hosts[name]))
+
         async with SshPool(SshOptions(connect_timeout=connect_timeout), hosts=loaded.hosts) as pool:
-            plan, facts = await plan_fleet(loaded, names, pool=pool, agent_hashes=hashes)
-            reachable = [n for n in names if isinstance(facts[n], Facts)]
-            # every host with services whose agent answered: its checks, and its boot when they are not up
-            checked = [
-                n for n in reachable if loaded.hosts[n].services and getattr(facts[n], "containers", None) is not None
-            ]
-            agents, checks = await asyncio.gather(
-                asyncio.gather(*(host_status(pool, loaded.hosts[n]) for n in reachable)),
-                asyncio.gather(*(health_checks(pool, loaded.hosts[n]) for n in checked)),
-            )
-            return plan, facts, list(agents), dict(zip(checked, checks, strict=True))
+            try:
+                plan, facts = await plan_fleet(loaded, names, pool=pool, agent_hashes=hashes, connected=connected)
+                reachable = [n for n in names if isinstance(facts[n], Facts) and n in agents]
+                # every host with services whose agent answered: its checks, and its boot when they are not up
+                checked = [n for n in reachable if n in checks and getattr(facts[n], "containers", None) is not None]
+                return plan, facts, [await agents[n] for n in reachable], {n: await checks[n] for n in checked}
+            finally:
+                started = [*agents.values(), *checks.values()]
+                for task in started:  # the ones not awaited (and all, when the plan failed)
+                    task.cancel()
+                await asyncio.gather(*started, return_exceptions=True)
 
     plan, facts, agents, checks = run_async(go())
     by_host = {a.host: a for a in agents}

@@ -156,8 +156,12 @@ async def gather(
     options: SshOptions | None = None,
     desired: Mapping[str, DesiredHost] | None = None,
     kinds: Sequence[ResourceKind] = KINDS,
+    connected: Callable[[str], None] | None = None,
 ) -> GatherResult:
-    """Every host's facts batch in parallel, then each kind's own reads (agent, DNS server, proxy)."""
+    """Every host's facts batch in parallel, then each kind's own reads (agent, DNS server, proxy).
+
+    `connected(host)` is called once the host is connected (after the kinds' early reads started there):
+    a caller that asks the node more (status: its agent's health) starts it then, beside the plan."""
     names = list(hosts)
     desired = desired if desired is not None else desired_state(loaded)
     progress = progress or NullProgress()
@@ -172,6 +176,8 @@ async def gather(
         for kind in kinds:
             if (read := kind.read_early(ctx, host)) is not None:
                 ctx.early.setdefault(kind.name, {})[host] = asyncio.ensure_future(read)
+        if connected is not None:
+            connected(host)
 
     try:
         results = await asyncio.gather(

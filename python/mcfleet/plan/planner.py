@@ -16,7 +16,7 @@ host's facts (plan.saved checks them).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from mcfleet.fleet.desired import DesiredHost, desired_state
@@ -241,12 +241,21 @@ async def plan_fleet(
     agent_hashes: Mapping[str, str] | None = None,
     kinds: Sequence[ResourceKind] = KINDS,
     desired: Mapping[str, DesiredHost] | None = None,
+    connected: Callable[[str], None] | None = None,
 ) -> tuple[Plan, GatherResult]:
-    """Observe the hosts (every kind's read) and diff them (every kind's diff): the one way to make a plan."""
+    """Observe the hosts (every kind's read) and diff them (every kind's diff): the one way to make a plan.
+    `connected(host)`: called once each host is connected (see observe.collect.gather)."""
     wanted = desired if desired is not None else desired_state(loaded, agent_hashes)
     with one_plan():  # what a read learned for the checks after it is this plan's alone
         plan, facts = await _plan_fleet(
-            loaded, names, pool=pool, options=options, progress=progress, kinds=kinds, desired=wanted
+            loaded,
+            names,
+            pool=pool,
+            options=options,
+            progress=progress,
+            kinds=kinds,
+            desired=wanted,
+            connected=connected,
         )
     plan = await with_gone_records(loaded, with_gone(loaded, plan, facts, wanted), names, kinds)
     return plan, facts
@@ -272,8 +281,11 @@ async def _plan_fleet(
     progress: Progress | None,
     kinds: Sequence[ResourceKind],
     desired: Mapping[str, DesiredHost],
+    connected: Callable[[str], None] | None = None,
 ) -> tuple[Plan, GatherResult]:
-    facts = await gather(loaded, names, pool=pool, options=options, progress=progress, desired=desired, kinds=kinds)
+    facts = await gather(
+        loaded, names, pool=pool, options=options, progress=progress, desired=desired, kinds=kinds, connected=connected
+    )
     plan = build(loaded, facts, kinds=kinds, desired=desired)
     plan = await hold_unwritable(loaded, plan, facts, desired, kinds)
     # A service created on a selected host may be moving from a host left out of the selection, a
