@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -167,11 +168,60 @@ def test_render_prints_the_rendered_files_as_install_commands(tmp_path: Path) ->
     root = fleet_with_files(tmp_path)
     res = CliRunner().invoke(app, ["-C", str(root), "render", "web"])
     assert res.exit_code == 0, res.output
-    assert "install -m 0640 -o 850 -g 850 /dev/stdin /srv/web/web.toml <<'MCFLEET_EOF'" in res.output
+    assert "python3 -c \"$MCFLEET_NODE\" put /srv/web/web.toml 0640 850:850 <<'MCFLEET_EOF'" in res.output
     assert 'zone = "svc.example.test"' in res.output
     res = CliRunner().invoke(app, ["-C", str(root), "render", "web", "--json"])
     files = [x for x in json.loads(res.output) if "file" in x]
     assert {f["file"] for f in files} == {"/srv/web/web.toml", "/srv/web/motd"}
+
+
+def _render_and_run(tmp_path: Path, plant: str) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    """`mcfleet render web` for a file in a sub-folder, run as root by `sh` in a private mount namespace
+    whose /srv is a fresh tmpfs holding /srv/web (the agent's, uid 850); `plant` runs first (as root,
+    standing in for the agent's account).  Returns the run, the tmpfs's view on the host (a copy) and
+    the victim folder outside /srv."""
+    root = fleet_with_files(tmp_path)
+    (root / "files" / "web" / "app.conf").write_text("kernel.core_pattern = |/srv/web/pwn\n")
+    svc_path = root / "hosts" / "alpha" / "services" / "web.json"
+    svc = json.loads(svc_path.read_text())
+    svc["files"].append({"path": "conf/app.conf", "source": "files/web/app.conf", "mode": "0644"})
+    svc_path.write_text(json.dumps(svc, indent=2))
+    res = CliRunner().invoke(app, ["-C", str(root), "render", "web"])
+    assert res.exit_code == 0, res.output
+    script = tmp_path / "recover.sh"
+    script.write_text(res.output.split("\n# web/", 1)[0] + "\n")  # the files; not the podman commands
+    victim, seen = tmp_path / "victim", tmp_path / "seen"
+    victim.mkdir(mode=0o755)
+    body = (
+        "set -e; mount -t tmpfs tmpfs /srv; mkdir -m 0750 /srv/web; chown 850:850 /srv/web; "
+        f"{plant}; sh -e {script} || echo exit=$?; cp -a /srv/web {seen}"
+    )
+    run = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", body],
+                         capture_output=True, text=True, check=False, timeout=60)  # fmt: skip
+    return run, seen, victim
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare (mount /srv)")
+def test_the_rendered_files_run_as_root_write_them_with_their_owner_and_mode(tmp_path: Path) -> None:
+    run, seen, _victim = _render_and_run(tmp_path, plant="true")
+    assert "exit=" not in run.stdout, run.stdout + run.stderr
+    conf = seen / "conf" / "app.conf"
+    assert conf.read_text() == "kernel.core_pattern = |/srv/web/pwn\n"
+    assert (conf.stat().st_uid, stat.S_IMODE(conf.stat().st_mode)) == (850, 0o644)
+    assert (conf.parent.stat().st_uid, stat.S_IMODE(conf.parent.stat().st_mode)) == (850, 0o750)
+    assert (seen / "web.toml").stat().st_uid == 850 and (seen / "motd").read_text() == "hello\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare (mount /srv)")
+def test_the_rendered_files_follow_no_link_the_agents_account_planted_in_a_service_folder(tmp_path: Path) -> None:
+    """/srv/web is the agent account's: a link there to a root folder (e.g. /etc/sysctl.d) must not make the
+    recovery script, run as root, create a file there (that account could then write it: root at boot)."""
+    victim = tmp_path / "victim"
+    run, seen, victim = _render_and_run(tmp_path, plant=f"ln -s {victim} /srv/web/conf")
+    assert "exit=" in run.stdout, run.stdout + run.stderr
+    assert list(victim.iterdir()) == []
+    assert "conf" in run.stderr and "link" in run.stderr, run.stderr
+    assert (seen / "conf").is_symlink()
 
 
 def test_a_file_no_longer_declared_is_removed_by_the_helper_and_leaves_the_manifest(tmp_path: Path) -> None:
@@ -203,7 +253,7 @@ def test_a_file_no_longer_declared_is_removed_by_the_helper_and_leaves_the_manif
 
 
 def test_a_file_in_a_sub_folder_gets_its_folder_owned_like_the_file(tmp_path: Path, monkeypatch: Any) -> None:
-    import mcfleet.kinds.files as files_kind
+    import mcfleet.fleet.files as fleet_files
 
     root = fleet_with_files(tmp_path, owner=1000)
     svc_path = root / "hosts" / "alpha" / "services" / "web.json"
@@ -220,7 +270,7 @@ def test_a_file_in_a_sub_folder_gets_its_folder_owned_like_the_file(tmp_path: Pa
     alpha = desired_state(loaded)["alpha"]
     base = tmp_path / "srv-web"
     base.mkdir()
-    monkeypatch.setattr(files_kind, "service_dir", lambda name: str(base))
+    monkeypatch.setattr(fleet_files, "service_dir", lambda name: str(base))
     ((path, want),) = alpha.files.items()
     assert path == "/srv/web/certs/ca/ca.pem"
     here = str(base / "certs" / "ca" / "ca.pem")

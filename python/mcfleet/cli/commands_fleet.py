@@ -227,8 +227,8 @@ def render(
     For recovery by hand, when mcfleet itself is not at hand: run the commands as the service user
     (e.g. mcp) on the host.  Given a host (or --host alone), every service of that
     host is rendered in boot-stage order (foundation, core, management, services).  A service's
-    declared files come first, rendered (templates filled), as `install` commands
-    with a here-document (run those as root).
+    declared files come first, rendered (templates filled), each written from a here-document
+    by mcfleet's node helper, which never follows a link on the way (run those as root).
 
     Examples:
 
@@ -254,6 +254,11 @@ def render(
     if json_out:
         emit_json([*[f.as_dict() for f in files], *[r.as_dict() for r in rendered]])
         return
+    if any(f.writes for f in files):
+        from mcfleet.apply.nodeio import helper_source
+        from mcfleet.fleet.files import writer_preamble
+
+        typer.echo(writer_preamble(helper_source()))
     for f in files:
         typer.echo(f.script())
     for r in rendered:

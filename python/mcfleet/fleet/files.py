@@ -166,12 +166,36 @@ def _secret_file(
     return DesiredFile(path, service, ids[0], ids[1], mode, "", content, secret=name, error=error, sealed=sealed)
 
 
+# The shell variable `mcfleet render` sets to the node helper's source (apply/node_helper.py) before the
+# declared files: a service's folders are the agent account's, which could plant a link on the way to a
+# file; a plain `install` as root follows a link in any folder on its path, the helper never does.
+WRITER = "MCFLEET_NODE"
+
+
+def writer_preamble(source: str) -> str:
+    """The lines that set WRITER to the helper's `source`, printed once above the files' commands."""
+    end = "MCFLEET_NODE_PY"
+    while end in source.splitlines():
+        end += "_"
+    return (
+        "# the writer of the files below (mcfleet's node helper, run as root): it walks each path from / without\n"
+        "# following a link (the agent's account owns the service folders) and writes through a temp file\n"
+        f"{WRITER}=$(cat <<'{end}'\n{source.rstrip(chr(10))}\n{end}\n)"
+    )
+
+
 @dataclass(frozen=True)
 class RenderedFile:
-    """A declared file as `mcfleet render` prints it: a shell command that writes it (run as root)."""
+    """A declared file as `mcfleet render` prints it: shell commands that write it (run as root) with the
+    node helper set by `writer_preamble`, its sub-folders first (0750, owned like the file, as apply makes them)."""
 
     host: str
     file: DesiredFile
+
+    @property
+    def writes(self) -> bool:
+        """Whether script() writes the file (needs the writer); a secret's or a binary file's is only named."""
+        return self.file.data is None and self.file.secret is None and self.file.content is not None
 
     def as_dict(self) -> dict[str, object]:
         f = self.file
@@ -185,6 +209,8 @@ class RenderedFile:
                 "sha256": f.sha256, "content": f.content}  # fmt: skip
 
     def script(self) -> str:
+        import shlex
+
         f = self.file
         if f.data is not None:
             return (f"# file {f.path} of {f.service} on {self.host} (owner {f.owner}, mode {f.mode}): binary, "
@@ -196,6 +222,17 @@ class RenderedFile:
         while end in f.content.splitlines():
             end += "_"
         body = f.content if f.content.endswith("\n") or not f.content else f.content + "\n"
-        head = f"# file {f.path} of {f.service} on {self.host} (owner {f.owner}, mode {f.mode})"
-        install = f"install -m {f.mode} -o {f.uid} -g {f.gid} /dev/stdin {f.path} <<'{end}'"
-        return f"{head}\n{install}\n{body}{end}"
+        run = f'python3 -c "${WRITER}"'
+        lines = [f"# file {f.path} of {f.service} on {self.host} (owner {f.owner}, mode {f.mode})"]
+        lines += [f"{run} mkdir {shlex.quote(folder)} 0750 {f.owner}" for folder in sub_folders(f)]
+        lines.append(f"{run} put {shlex.quote(f.path)} {f.mode} {f.owner} <<'{end}'")
+        return "\n".join(lines) + f"\n{body}{end}"
+
+
+def sub_folders(want: DesiredFile) -> list[str]:
+    """The folders between /srv/<svc> and the file, outermost first (apply makes them 0750, owned like the file)."""
+    base = service_dir(want.service)
+    if not want.path.startswith(base + "/"):
+        return []
+    parts = want.path.removeprefix(base + "/").split("/")[:-1]
+    return [f"{base}/{'/'.join(parts[:depth])}" for depth in range(1, len(parts) + 1)]

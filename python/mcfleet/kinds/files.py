@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from mcfleet.apply.nodeio import KEPT_PREFIX, drop_staging, helper, make_staging, put_file, store_of, upload
 from mcfleet.errors import ApplyError, McfleetError
 from mcfleet.fleet.desired import DesiredHost
-from mcfleet.fleet.files import DesiredFile, service_dir
+from mcfleet.fleet.files import DesiredFile, sub_folders
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.kinds.base import PLANNED, ApplyContext, NoRead, Outcome
 from mcfleet.observe.facts import Facts
@@ -309,12 +309,7 @@ class FilesKind(NoRead):
     async def _folders(self, ctx: ApplyContext, want: DesiredFile, made: set[str]) -> None:
         """The sub-folders between /srv/<svc> and the file, made by root's helper (no link followed),
         owned like the file (the first one there), 0750."""
-        base = service_dir(want.service)
-        if not want.path.startswith(base + "/"):
-            return
-        parts = want.path.removeprefix(base + "/").split("/")[:-1]
-        for depth in range(1, len(parts) + 1):
-            folder = f"{base}/{'/'.join(parts[:depth])}"
+        for folder in sub_folders(want):
             if folder in made:
                 continue
             res = await ctx.node.run(helper("mkdir", folder, "0750", want.owner), timeout=60)
