@@ -29,19 +29,34 @@ class FileFacts(BaseModel):
     text: str | None = Field(default=None, description="the first bytes as text, for the plan's diff")
 
 
+# How root reads a file in a folder another account owns (the agent's account owns /srv/<svc>), without
+# reading what that account points it at, even while it swaps names during the read:
+# - a subshell moves into the file's folder and checks that the folder's real path (`pwd -P`) is the one
+#   asked for: a link anywhere on the way leads elsewhere and reads as absent; once there, the subshell
+#   stays in that folder whatever is renamed around it;
+# - the file is opened by its last name only, by `dd iflag=nofollow,nonblock` (O_NOFOLLOW: a link swapped
+#   in after the checks is not followed; O_NONBLOCK: a FIFO swapped in does not hang the facts script);
+#   nothing else that account can make there (it cannot make a device node, and the kernel's
+#   protected_hardlinks keeps it from linking a root file) has an effect when opened or holds root's data.
+# The text and the hash are two opens of that one name: a swap between them shows that account's own
+# content, which it could write anyway.
+READ_NO_LINK = "dd iflag=nofollow,nonblock,fullblock status=none 2>/dev/null"  # + if=NAME bs=… [count=…]
+
+
 def files_probe_body(paths: tuple[str, ...], texts: tuple[str, ...] = ()) -> str:
     """Stat and hash `paths`; read the text of those also in `texts` (never a secret's)."""
     q = " ".join(shlex.quote(p) for p in paths)
     t = " ".join(shlex.quote(p) for p in texts)
+    read = READ_NO_LINK
+    # ${d:-/}: a file at the root (no folder part) is looked for in /
     return (
         f"for f in {q}; do "
-        # a link, at the end or on the way (a folder the agent's account swapped for one), reads as absent:
-        # root reads no file that account points it at
-        'if [ -f "$f" ] && [ ! -L "$f" ] && [ "$(readlink -f -- "$f")" = "$f" ]; then text=; '
-        f'for x in {t}; do [ "$x" = "$f" ] && text=$(head -c {TEXT_CAP} "$f" | base64 | tr -d "\\n"); done; '
-        'printf "F %s %s %s %s\\n" "$f" "$(stat -c "%u %g %a" "$f")" "$(sha256sum < "$f" | cut -d" " -f1)" '
-        '"$text"; '
-        'else echo "- $f"; fi; done'
+        '( d=${f%/*}; n=${f##*/}; cd -P "${d:-/}" 2>/dev/null && [ "$(pwd -P)" = "${d:-/}" ] '
+        '&& [ -f "$n" ] && [ ! -L "$n" ] || exit 1; text=; '
+        f'for x in {t}; do [ "$x" = "$f" ] && text=$({read} if="$n" bs={TEXT_CAP} count=1 | base64 | tr -d "\\n"); '
+        "done; "
+        'printf "F %s %s %s %s\\n" "$f" "$(stat -c "%u %g %a" "$n")" '
+        f'"$({read} if="$n" bs=65536 | sha256sum | cut -d" " -f1)" "$text" ) || echo "- $f"; done'
     )
 
 

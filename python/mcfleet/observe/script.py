@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from mcfleet.fleet.desired import CERT_DIR
-from mcfleet.observe.files import files_probe_body
+from mcfleet.observe.files import READ_NO_LINK, files_probe_body
 from mcfleet.observe.hostlevel import host_level_probes
 from mcfleet.observe.manifest import AGENT_RECORD, MANIFEST_PATH
 
@@ -102,6 +102,12 @@ def probes(inp: ScriptInputs) -> list[Probe]:
     record_dir, _, record_name = inp.agent_record.rpartition("/")
     record_tmp, record_dir = q(f"{record_dir}/.{record_name}") + ".$$.tmp", q(record_dir)  # $$: this shell's
     unit_file = q(f"/etc/systemd/system/{inp.agent_unit}")
+    # the agent's folder is its account's: its files are read as the declared files are (observe/files.py),
+    # in a subshell in that folder (its real path checked), by last name, never through a link; a check that
+    # fails reads nothing (the hash of nothing: the plan installs the binary again, which follows no link)
+    agent_dir, _, name = inp.agent_path.rpartition("/")
+    agent_name = q(name)
+    in_agent_dir = f'( cd -P {q(agent_dir or "/")} 2>/dev/null && [ "$(pwd -P)" = {q(agent_dir or "/")} ] &&'
     names_re = q("^(" + "|".join(re.escape(u) for u in inp.users) + "):") if inp.users else "'^$'"
     return [
         Probe("os", "cat /etc/os-release", "/etc/os-release"),
@@ -125,13 +131,14 @@ def probes(inp: ScriptInputs) -> list[Probe]:
             f"if [ -f {agent} ] && [ ! -L {agent} ]; then k=; r=; "
             f"k=$(stat -c '%d %i %s %.9Y %.9Z' {agent} 2>/dev/null) && r=$(head -c 300 {record} 2>/dev/null); "
             'case "$r" in "$k "*) h=${r#"$k "};; *) h=;; esac; case "$h" in *[!0-9a-f]*) h=;; esac; '
-            f'if [ -z "$k" ] || [ ${{#h}} != 64 ]; then h=$(sha256sum < {agent} | cut -d" " -f1); '
+            f'if [ -z "$k" ] || [ ${{#h}} != 64 ]; then h=$( {in_agent_dir} {READ_NO_LINK} if={agent_name} bs=1M ) '
+            '| sha256sum | cut -d" " -f1); '
             # the key was taken before the bytes were read: a file changed meanwhile has another key next time
             f'[ -n "$k" ] && [ -d {record_dir} ] && [ ! -L {record_dir} ] && (umask 077; '
             f'printf "%s %s\\n" "$k" "$h" > {record_tmp} && mv -f {record_tmp} {record}) 2>/dev/null; fi; '
             'echo "sha256 $h"; '
             f"[ -f {agent}.version ] && [ ! -L {agent}.version ] && "
-            f'echo "version $(head -c 200 {agent}.version | head -n 1)"; '
+            f'echo "version $( {in_agent_dir} {READ_NO_LINK} if={agent_name}.version bs=200 count=1 ) | head -n 1)"; '
             "else echo absent; fi",
             inp.agent_path,
         ),
