@@ -22,6 +22,7 @@ from mcfleet.cli.options import CONNECT, DEADMAN, HEALTH, OVERRIDE, PARALLEL
 from mcfleet.cli.output import emit_json, table
 from mcfleet.cli.targets import ON_OPT, YES_OPT, confirm_hosts, selected
 from mcfleet.errors import InputError
+from mcfleet.util.terminal_text import terminal_safe
 
 if TYPE_CHECKING:
     from mcfleet.apply.status import AgentStatus
@@ -171,7 +172,7 @@ def _agent_op(host: str, operation: str, service: str | None, *, override: list[
     if json_out:
         emit_json(report.as_dict())
     else:
-        typer.echo(report.render())
+        typer.echo(terminal_safe(report.render()))  # it quotes the agent: no control sequence runs
     if not report.ok:
         raise typer.Exit(1)
 

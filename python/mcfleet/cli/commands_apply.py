@@ -21,6 +21,7 @@ from mcfleet.cli.options import CONNECT, DEADMAN, HEALTH, OVERRIDE, PARALLEL, ST
 from mcfleet.cli.state import STATE
 from mcfleet.cli.targets import ON_OPT, YES_OPT, confirm_hosts, one_host, selected
 from mcfleet.errors import FleetInvalid, InputError, McfleetError, Refused
+from mcfleet.util.terminal_text import terminal_safe
 
 if TYPE_CHECKING:
     from mcfleet.apply.session import ApplySession, SessionOptions
@@ -184,7 +185,7 @@ def print_summary(summary: Summary, *, json_out: bool) -> None:
 
         typer.echo(json.dumps({"type": "summary", **summary.as_dict()}))
     else:
-        typer.echo(summary.render())
+        typer.echo(terminal_safe(summary.render()))  # it quotes nodes and agents: no control sequence runs
 
 
 def apply(  # noqa: PLR0917 (typer maps parameters to options)

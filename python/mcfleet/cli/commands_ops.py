@@ -24,6 +24,7 @@ from mcfleet.cli.options import COMMAND_TIMEOUT, CONNECT
 from mcfleet.cli.output import emit_json, use_color
 from mcfleet.cli.targets import HOST_ARG, ON_OPT, YES_OPT, confirm_hosts, one_host, one_service, selected
 from mcfleet.errors import EXIT_FAILURE, InputError, McfleetError, ToolMissing
+from mcfleet.util.terminal_text import terminal_safe
 
 if TYPE_CHECKING:
     from mcfleet.fleet.load import HostEntry, LoadedFleet
@@ -127,7 +128,10 @@ class ExecResult:
 
 
 class Prefixer:
-    """Writes each host's lines as `host | line` (stderr: `host ! line`), whole lines only."""
+    """Writes each host's lines as `host | line` (stderr: `host ! line`), whole lines only.
+
+    On a terminal a line's control characters are shown escaped (util/terminal_text.py): a node's output
+    cannot retitle or clear the operator's terminal.  Into a pipe or a file the lines go as they are."""
 
     def __init__(self, names: list[str], *, quiet: bool) -> None:
         self.width = max((len(n) for n in names), default=0)
@@ -141,7 +145,9 @@ class Prefixer:
         head = f"{host:<{self.width}} {mark} "
         if self.color:
             head = f"\x1b[{'31' if err else '36'}m{head}\x1b[0m"
-        (sys.stderr if err else sys.stdout).write(head + text.rstrip("\n") + "\n")
+        stream = sys.stderr if err else sys.stdout
+        text = text.rstrip("\n")
+        stream.write(head + (terminal_safe(text) if _is_terminal(stream) else text) + "\n")
 
 
 async def _pump(stream: Any, sink: list[str], emit: Any) -> None:
@@ -150,6 +156,14 @@ async def _pump(stream: Any, sink: list[str], emit: Any) -> None:
             continue
         sink.append(line)
         emit(line)
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(callable(isatty) and isatty())
+    except (OSError, ValueError):  # a closed or detached stream is no terminal
+        return False
 
 
 def escalated(node: SshConnection, line: str) -> str:
@@ -253,7 +267,7 @@ def exec_(  # noqa: PLR0917 (typer maps parameters to options)
         for r in results:
             status = f"exit {r.exit}" if r.signal is None else f"killed by SIG{r.signal}"
             status = status if r.error is None else f"failed: {r.error}"
-            typer.echo(f"{r.host:<{out.width}} = {status} ({r.seconds:.1f} s)", err=True)
+            typer.echo(terminal_safe(f"{r.host:<{out.width}} = {status} ({r.seconds:.1f} s)"), err=True)
     if not ok:
         raise typer.Exit(EXIT_FAILURE)
 
@@ -325,6 +339,11 @@ def logs(
     def show(text: str) -> None:
         write(service_lines.feed(text) if service_lines is not None else text)
 
+    # What a container or the journal holds is anyone's to write.  On a terminal its control characters
+    # are shown escaped (util/terminal_text.py: ESC as `\x1b`), never run; into a pipe or a file the lines
+    # go as they are (what `| grep`, `> saved.log` want); --json escapes them itself.
+    on_terminal = not json_out and _is_terminal(sys.stdout)
+
     def write(text: str) -> None:
         if not text:
             return
@@ -334,7 +353,7 @@ def logs(
             record = {"host": entry.host.name, "source": what, "line": text.rstrip("\n")}
             sys.stdout.write(json.dumps(record) + "\n")
         else:
-            sys.stdout.write(text)
+            sys.stdout.write(terminal_safe(text) if on_terminal else text)
         sys.stdout.flush()
 
     import asyncio

@@ -14,6 +14,7 @@ from mcfleet.cli.complete import complete_host, complete_placed_service
 from mcfleet.cli.fleetdir import deprecated_folder
 from mcfleet.cli.options import CONNECT, OVERRIDE
 from mcfleet.cli.output import emit_json
+from mcfleet.util.terminal_text import terminal_safe
 
 JSON_REPORT = typer.Option(False, "--json", help="Print the report as JSON.")
 
@@ -50,7 +51,7 @@ def _run(command: str, host: str, op: Callable[..., Awaitable[object]], *args: o
     if json_out:
         emit_json(report.as_dict())
     else:
-        typer.echo(report.render())
+        typer.echo(terminal_safe(report.render()))  # it quotes the node: no control sequence runs
 
 
 def snapshot(

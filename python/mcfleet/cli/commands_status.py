@@ -287,6 +287,7 @@ def status(
     """
     from mcfleet.fleet.load import load_fleet
     from mcfleet.fleet.rules import check
+    from mcfleet.util.terminal_text import terminal_safe
 
     loaded = load_fleet(fleet_root())
     findings = check(loaded)
@@ -307,7 +308,7 @@ def status(
                 typer.echo(f"mcfleet status — {time.strftime('%H:%M:%S')} (every {interval:g} s, Ctrl-C stops)")
             typer.echo(table(headers, [r.row() for r in rows]), nl=False)
             for line in gone_lines(gone):
-                typer.echo(line)
+                typer.echo(terminal_safe(line))  # names from the node's manifest: no control sequence runs
         if not watch:
             break
         time.sleep(interval)

@@ -108,13 +108,14 @@ def _without_typer(globals_: tuple[bool, bool, Path | None], command: Callable[[
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     _skip_pydantic_plugin_scan()
     from mcfleet.cli.echo import echo
+    from mcfleet.util.terminal_text import terminal_safe  # an error may quote a node: no control sequence
 
     try:
         return command()
     except McfleetError as exc:
         if STATE.debug:
             _print_traceback()
-        echo(exc.format(), err=True)
+        echo(terminal_safe(exc.format()), err=True)
         return EXIT_FAILURE if detailed else exc.exit_code
     except KeyboardInterrupt:  # typer: Exit(130), which _run_app reports as below
         echo(INTERRUPTED, err=True)
@@ -136,10 +137,14 @@ def _without_typer(globals_: tuple[bool, bool, Path | None], command: Callable[[
 
 def _internal_error(exc: Exception) -> int:
     from mcfleet.cli.echo import echo
+    from mcfleet.util.terminal_text import terminal_safe
 
     if STATE.debug:
         _print_traceback()
-    echo(f"internal error: {type(exc).__name__}: {exc}\n  hint: re-run with --debug and report it", err=True)
+    echo(
+        terminal_safe(f"internal error: {type(exc).__name__}: {exc}\n  hint: re-run with --debug and report it"),
+        err=True,
+    )
     return EXIT_FAILURE
 
 
@@ -200,6 +205,7 @@ def _run_app(args: list[str]) -> int:
     from typer.exceptions import Abort, TyperException
 
     from mcfleet.cli.app import app
+    from mcfleet.util.terminal_text import terminal_safe  # an error may quote a node: no control sequence
 
     detailed = "--detailed-exitcode" in _args_before_dashdash(args)
     try:
@@ -208,7 +214,7 @@ def _run_app(args: list[str]) -> int:
     except McfleetError as exc:
         if STATE.debug:
             _print_traceback()
-        typer.echo(exc.format(), err=True)
+        typer.echo(terminal_safe(exc.format()), err=True)
         return EXIT_FAILURE if detailed else exc.exit_code
     except KeyboardInterrupt:
         typer.echo(INTERRUPTED, err=True)
@@ -233,7 +239,10 @@ def _run_app(args: list[str]) -> int:
     except Exception as exc:  # the one boundary that catches everything
         if STATE.debug:
             _print_traceback()
-        typer.echo(f"internal error: {type(exc).__name__}: {exc}\n  hint: re-run with --debug and report it", err=True)
+        typer.echo(
+            terminal_safe(f"internal error: {type(exc).__name__}: {exc}\n  hint: re-run with --debug and report it"),
+            err=True,
+        )
         return EXIT_FAILURE
     if result == EXIT_INTERRUPTED:  # typer turns Ctrl-C into a silent return of 130
         typer.echo(INTERRUPTED, err=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 from mcfleet.cli.echo import echo
 from mcfleet.cli.state import STATE
+from mcfleet.util.terminal_text import terminal_safe
 
 
 def emit_json(data: Any) -> None:
@@ -26,7 +27,9 @@ def use_color(stream: Any = None) -> bool:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain table for a terminal or a pipe: rich lays it out, no borders, never truncated."""
+    """A plain table for a terminal or a pipe: rich lays it out, no borders, never truncated.
+
+    A cell's control characters are shown escaped (util/terminal_text.py): cells hold what nodes said."""
     from rich.console import Console
     from rich.table import Table
 
@@ -34,7 +37,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     for head in headers:
         grid.add_column(head, overflow="fold", no_wrap=False)
     for row in rows:
-        grid.add_row(*("-" if cell is None or cell == "" else str(cell) for cell in row))
+        grid.add_row(*("-" if cell is None or cell == "" else terminal_safe(str(cell)) for cell in row))
     console = Console(
         width=None if use_color() else 10_000,  # a pipe gets whole lines, a terminal its own width
         force_terminal=use_color(),

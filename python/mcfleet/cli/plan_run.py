@@ -10,6 +10,7 @@ from mcfleet.cli.echo import echo
 from mcfleet.cli.fleetdir import deprecated_folder, fleet_root
 from mcfleet.cli.output import emit_json, use_color
 from mcfleet.errors import EXIT_CHANGES, EXIT_FAILURE, EXIT_OK, FleetInvalid, InputError
+from mcfleet.util.terminal_text import terminal_safe
 
 if TYPE_CHECKING:
     from mcfleet.fleet.load import LoadedFleet
@@ -176,7 +177,7 @@ def run_plan(  # noqa: PLR0917 (one parameter per option of the command)
         echo(render_text(result, detailed=show_values, color=use_color()), nl=False)
         for line in (note, system_note):
             if line:
-                echo(line, err=True)
+                echo(terminal_safe(line), err=True)
         if out is not None and out.is_file():
             echo(f"saved to {out}; apply it with `mcfleet apply {out}`")
         elif out is not None:  # a device or a pipe: nothing to apply later

@@ -5,7 +5,8 @@ order apply runs them (a phase's removals after every change, in reverse phase o
 The JSON view is `plan.saved.plan_json` (the same data).  An update shows the fields that change
 as `old → new` (hashes shortened, nested values by dotted path); `--values` adds the whole
 before/after.  Colour (symbols, host names) only when asked for: the CLI asks on a terminal
-without NO_COLOR.  Example:
+without NO_COLOR.  Text a node may have written (a file's diff, reasons, notes) has its control
+characters escaped (util/terminal_text.py: `\\x1b`), so only these colours reach a terminal.  Example:
 
     rift
       host
@@ -28,6 +29,7 @@ from typing import Any
 
 from mcfleet.phase import Phase
 from mcfleet.plan.model import PHASES, RECORD_ONLY, Action, Plan, apply_passes, pass_key
+from mcfleet.util.terminal_text import terminal_safe as _safe
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-", "replace": "-/+", "move": ">", "refuse": "!"}
 COLOUR = {
@@ -95,20 +97,22 @@ def file_diff_lines(a: Action) -> list[str]:
 
 
 def render_action(a: Action, *, detailed: bool = False, color: bool = False) -> list[str]:
+    """An action's lines.  What a node may have written (a file's diff, a reason quoting the node) is shown
+    with its control characters escaped (util/terminal_text.py): only mcfleet's own colours reach the terminal."""
     symbol = _paint(SYMBOL[a.kind], COLOUR[a.kind], color)
-    lines = [f"    {symbol} {a.subject}  {a.reason}".rstrip()]
+    lines = [f"    {symbol} {_safe(a.subject)}  {_safe(a.reason)}".rstrip()]
     if a.kind == "refuse" and a.hint and a.hint not in a.reason:
-        lines.append(f"        hint: {a.hint}")
-    lines += [f"        {line}" for line in change_lines(a)]
-    lines += [f"        {line}" for line in file_diff_lines(a)]
+        lines.append(f"        hint: {_safe(a.hint)}")
+    lines += [f"        {_safe(line)}" for line in change_lines(a)]
+    lines += [f"        {_safe(line)}" for line in file_diff_lines(a)]
     if detailed and a.before is not None and a.before == a.after:
         # the summary these values give does not hold what changed (a service's env): the reason says it
-        lines.append(f"        before = after: {_value(a.before)}")
+        lines.append(f"        before = after: {_safe(_value(a.before))}")
     elif detailed:
         if a.before is not None:
-            lines.append(f"        before: {_value(a.before)}")
+            lines.append(f"        before: {_safe(_value(a.before))}")
         if a.after is not None:
-            lines.append(f"        after:  {_value(a.after)}")
+            lines.append(f"        after:  {_safe(_value(a.after))}")
     return lines
 
 
@@ -150,9 +154,9 @@ def render_text(plan: Plan, *, detailed: bool = False, color: bool = False) -> s
         if host in plan.unreachable:
             item = plan.unreachable[host]
             label = "cannot run as root" if item.escalation else "unreachable"
-            out.append(f"{name}: {_paint(label, '1;31', color)}: {item.reason}")
+            out.append(f"{name}: {_paint(label, '1;31', color)}: {_safe(item.reason)}")
             if item.hint:
-                out.append(f"  hint: {item.hint}")
+                out.append(f"  hint: {_safe(item.hint)}")
             continue
         actions = plan.for_host(host)
         stuck = {b.phase: b.reason for b in plan.blocked if b.host == host}
@@ -164,9 +168,9 @@ def render_text(plan: Plan, *, detailed: bool = False, color: bool = False) -> s
         for phase, removal, in_pass in _passes(actions, set(stuck) | set(unread)):
             out.append(f"  {_paint(f'{phase} removals' if removal else phase, '2', color)}")
             if phase in stuck and not removal:
-                out.append(f"    {_paint('blocked', '33', color)}: {stuck[phase]}")
+                out.append(f"    {_paint('blocked', '33', color)}: {_safe(stuck[phase])}")
             if phase in unread and not removal:
-                out.append(f"    {_paint('not read', '33', color)}: {unread[phase]}")
+                out.append(f"    {_paint('not read', '33', color)}: {_safe(unread[phase])}")
             for a in in_pass:
                 out += render_action(a, detailed=detailed, color=color)
         out.append(f"  {host}: {counts_text(actions)}")
@@ -192,10 +196,10 @@ def gone_lines(plan: Plan, *, color: bool = False) -> list[str]:
 
     out: list[str] = []
     for host, entry in plan.gone.items():
-        when = f"; its manifest of {entry.applied_at} lists" if entry.applied_at else ", and its manifest lists"
+        when = f"; its manifest of {_safe(entry.applied_at)} lists" if entry.applied_at else ", and its manifest lists"
         out.append(f"{_paint(host, '1', color)}: {_paint('gone from hosts/', '1;33', color)}: nothing plans it "
                    f"any more{when} what stays on the node and at the servers:")  # fmt: skip
-        out += [f"    {label}: {items}" for label, items in listed(entry)]
+        out += [f"    {label}: {_safe(items)}" for label, items in listed(entry)]  # from the node's manifest
         removals = [a for a in plan.actions if a.host == host]  # its records the DNS server still holds
         if removals:
             out.append(f"  {_paint('dns removals', '2', color)}")
@@ -210,5 +214,5 @@ def gone_lines(plan: Plan, *, color: bool = False) -> list[str]:
         out.append(f"  hint: {first}, restore hosts/{host}, take its services away, apply, then delete the folder; "
                    f"`mcfleet forget {host}` ends this notice and leaves them")  # fmt: skip
     if plan.gone_unknown:
-        out.append(f"note: {plan.gone_unknown}")
+        out.append(f"note: {_safe(plan.gone_unknown)}")
     return out

@@ -7,7 +7,8 @@ Small on purpose, shared by `plan` and `apply`:
         progress.done("rift", ok=True, detail="debian 12 amd64")
 
 Lines go to stderr so stdout stays clean for `--json`.  Without a TTY each
-update is one line `[host] status: detail`, in the order events happen.
+update is one line `[host] status: detail`, in the order events happen.  A status
+or detail may quote a node: its control characters are shown escaped (util/terminal_text.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import sys
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
+
+from mcfleet.util.terminal_text import terminal_safe
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -37,11 +40,12 @@ class Progress:
         self.close()
 
     def update(self, host: str, status: str, detail: str = "") -> None:
+        status, detail = terminal_safe(status), terminal_safe(detail)
         self.rows[host] = (status, detail, time.monotonic(), None)
         self._line(host, status, detail)
 
     def done(self, host: str, *, ok: bool, detail: str = "") -> None:
-        status = "ok" if ok else "FAILED"
+        status, detail = "ok" if ok else "FAILED", terminal_safe(detail)
         self.rows[host] = (status, detail, time.monotonic(), ok)
         self._line(host, status, detail)
 
