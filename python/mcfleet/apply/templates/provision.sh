@@ -189,16 +189,37 @@ if [ -z "${MCFLEET_ETC:-}" ]; then
         fi
         echo "changed: linger enabled for $NAME"
     fi
-    # the user's podman.socket, enabled for $NAME and started now (systemd nodes only)
+    # the user's podman.socket, enabled for $NAME and started now (systemd nodes only).
+    # $NAME owns its home, so any folder on the wants path may be a link it made (to /etc, say):
+    # root follows none of them.  The account reads and makes its own folders and link, so a
+    # link leads only where it can write anyway, and what it makes is its own.
     HOME_OF=$(getent passwd "$NAME" | cut -d: -f6)
     wants="$HOME_OF/.config/systemd/user/sockets.target.wants"
-    if [ -L "$wants/podman.socket" ]; then
+    case "$HOME_OF" in /?*) ;; *) echo "the home of $NAME in /etc/passwd is '$HOME_OF', not an absolute path, and its podman.socket is enabled under its home: set it with usermod -d $HOME_DIR $NAME" >&2; exit 1 ;; esac
+    if [ ! -e "$HOME_OF" ] && [ ! -L "$HOME_OF" ]; then
+        # an older account whose home was never made: root makes it, mode 0750, only through
+        # folders that are root's and that no one else can write (nothing $NAME can turn into a link)
+        d=$HOME_OF
+        while [ "$d" != / ]; do
+            d=$(dirname "$d")
+            [ -e "$d" ] || [ -L "$d" ] || continue
+            case "$(stat -c '%u %A' "$d")" in
+                0\ d????-??-?) ;;  # root's folder (not a link), neither group- nor world-writable
+                *) echo "the home of $NAME, $HOME_OF, does not exist and $d is not a folder of root's that only root can write: make the home by hand (owned by $NAME) or usermod -d $HOME_DIR $NAME" >&2; exit 1 ;;
+            esac
+        done
+        mkdir -p "$HOME_OF"
+        chown -h "$UID_WANT:$GID_WANT" "$HOME_OF"
+        chmod 0750 "$HOME_OF"
+        echo "changed: $HOME_OF made (the home of $NAME), owned by $NAME, mode 0750"
+    fi
+    if (cd / && runuser -u "$NAME" -- test -L "$wants/podman.socket"); then
         echo "ok: podman.socket enabled for $NAME"
-    else
-        mkdir -p "$wants"
-        ln -sfn /usr/lib/systemd/user/podman.socket "$wants/podman.socket"
-        chown -R "$UID_WANT:$GID_WANT" "$HOME_OF/.config"
+    elif (cd / && runuser -u "$NAME" -- sh -c 'mkdir -p "$1" && ln -sfn /usr/lib/systemd/user/podman.socket "$1/podman.socket"' sh "$wants") >&2; then
         echo "changed: podman.socket enabled for $NAME"
+    else
+        echo "podman.socket not enabled: $NAME cannot make $wants/podman.socket (see above; a folder on that path may be a link out of its home: remove it, and the next provision makes the folders)" >&2
+        exit 1
     fi
     sock="/run/user/$UID_WANT/podman/podman.sock"
     bus="/run/user/$UID_WANT/bus"
