@@ -23,7 +23,7 @@ from typing import Any
 from mcfleet.errors import InputError
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.util.files import atomic_write_text
-from mcfleet.util.private_file import open_to_others, refusal
+from mcfleet.util.private_file import CredentialRefused, read_credential
 
 SECRETS_DIR = "secrets"
 SECRET_NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -114,18 +114,15 @@ def encrypt_secret(loaded: LoadedFleet, name: str, value: bytes) -> list[str]:
 def identities(path: Path | None = None) -> list[Any]:
     """The keys of the operator's identity file: `path`, else $MCFLEET_AGE_IDENTITY, else the default."""
     path = path or Path(os.environ.get(IDENTITY_ENV) or DEFAULT_IDENTITY).expanduser()
-    try:
-        with path.open() as file:
-            too_open = open_to_others(os.fstat(file.fileno()))
-            text = file.read()
-    except OSError as exc:
+    try:  # it decrypts every secret of the fleet: `read_credential` refuses one others can read or replace
+        text = read_credential(path, "age identity").decode()
+    except CredentialRefused as exc:
+        raise InputError(exc.message, hint=exc.hint) from None
+    except (OSError, UnicodeDecodeError) as exc:
         raise InputError(
-            f"no operator identity to decrypt secrets: {path}: {exc.strerror}",
+            f"no operator identity to decrypt secrets: {path}: {getattr(exc, 'strerror', None) or 'not text'}",
             hint=f"set ${IDENTITY_ENV} to your age identity file (age-keygen) or ssh ed25519 private key",
         ) from None
-    if too_open:  # it decrypts every secret of the fleet
-        message, hint = refusal("age identity", str(path), too_open)
-        raise InputError(message, hint=hint)
     pyrage = _age()
     if "OPENSSH PRIVATE KEY" in text:
         return [pyrage.ssh.Identity.from_buffer(text.encode())]

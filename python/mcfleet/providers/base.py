@@ -11,10 +11,9 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 from mcfleet.errors import McfleetError
-from mcfleet.util.private_file import open_to_others, refusal
+from mcfleet.util.private_file import CredentialRefused, read_credential
 
 
 class ProviderError(McfleetError):
@@ -28,25 +27,24 @@ class NoAnswer(ProviderError):
 
 def read_secret(path: str, what: str) -> str:
     """The content of a secret file, stripped; an error names the file, never the content."""
-    file = Path(path).expanduser()
     try:
-        value = file.read_text().strip()
-        too_open = open_to_others(file.stat())
+        data = read_credential(path, what)
+    except CredentialRefused as exc:  # a link, another user's file or folder, open to others: `read_credential`
+        raise ProviderError(exc.message, hint=exc.hint) from None
     except OSError as exc:
         raise ProviderError(
             f"cannot read the {what} file {path}: {exc.strerror or exc}",
             hint=f"create {path} (mode 0600) holding the {what}, or fix the path in fleet.json `providers`",
         ) from None
+    try:
+        value = data.decode().strip()
+    except UnicodeDecodeError:
+        raise ProviderError(
+            f"the {what} file {path} is not text (UTF-8)", hint=f"check that {path} holds the {what}"
+        ) from None
     if not value:
         raise ProviderError(f"the {what} file {path} is empty", hint=f"write the {what} into {path}")
-    if too_open:
-        raise exposed(what, path, too_open)
     return value
-
-
-def exposed(what: str, path: str, mode: str) -> ProviderError:
-    message, hint = refusal(what, path, mode)
-    return ProviderError(message, hint=hint)
 
 
 def read_token(path: str) -> str:

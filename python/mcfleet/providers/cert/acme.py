@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from josepy.jwk import JWKRSA
 
 from mcfleet.fleet.models import AcmeProvider
-from mcfleet.providers.base import ProviderError, exposed
+from mcfleet.providers.base import ProviderError
 from mcfleet.providers.http import HTTP_TIMEOUT, http_json
-from mcfleet.util.private_file import open_to_others
+from mcfleet.util.private_file import CredentialRefused, read_credential
 
 USER_AGENT = "mcfleet"
 TIMEOUT_S = 90
@@ -91,15 +91,14 @@ def load_account_key(path: str) -> JWKRSA:
         finally:
             tmp.unlink()
     try:
-        too_open = open_to_others(file.stat())
-        loaded = serialization.load_pem_private_key(file.read_bytes(), password=None)
+        loaded = serialization.load_pem_private_key(read_credential(path, "ACME account key"), password=None)
+    except CredentialRefused as exc:  # a link, another user's file or folder, open to others: `read_credential`
+        raise ProviderError(exc.message, hint=exc.hint) from None
     except (OSError, ValueError, TypeError):
         raise ProviderError(
             f"the ACME account key file {path} is not a readable PEM private key",
             hint=f"remove {path} to have a new account key made, or fix providers.cert.account_key_file",
         ) from None
-    if too_open:
-        raise exposed("ACME account key", path, too_open)
     if not isinstance(loaded, rsa.RSAPrivateKey):
         raise ProviderError(f"the ACME account key in {path} is not RSA", hint="use an RSA key (2048 bits or more)")
     return JWKRSA(key=loaded)
