@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from mcfleet.fleet.first_use import key_file
 from mcfleet.fleet.load import HostEntry, load_fleet
+from mcfleet.fleet.sshfiles import write_ssh_files
 from mcfleet.transport.base import CommandTimeout, HostKeyMismatch, Unreachable
 from mcfleet.transport.ssh import SshOptions, SshPool
 from tests.integration import plan_nodes
@@ -208,17 +211,52 @@ def test_a_connection_dropped_before_the_handshake_is_tried_again(
     assert "/run/nologin" in err.value.hint  # what to look for on the node
 
 
+def _seen_key(target: HostEntry) -> str | None:
+    """The host key a connection to `target` saw."""
+
+    async def go() -> str | None:
+        async with SshPool() as pool:
+            return (await pool.connect(target)).seen_host_key
+
+    return asyncio.run(go())
+
+
 def test_trust_on_first_use_only_when_asked_and_the_key_is_reported(
     node_fleet: tuple[Path, list[plan_nodes.Node]],
 ) -> None:
     root, nodes = node_fleet
     entry = _entry(root, "tp2", host_key=None, trust_on_first_use=True)
+    key_file(entry).unlink(missing_ok=True)
 
-    async def go() -> str | None:
-        async with SshPool() as pool:
-            return (await pool.connect(entry)).seen_host_key
+    assert _seen_key(entry) == nodes[1].host_key  # what to pin in host.json afterwards
+    assert key_file(entry).read_text() == nodes[1].host_key + "\n"  # the first key, kept
+    assert _seen_key(entry) == nodes[1].host_key  # the same key again: fine
 
-    assert asyncio.run(go()) == nodes[1].host_key  # what to pin in host.json afterwards
+
+def test_trust_on_first_use_refuses_another_key_afterwards(node_fleet: tuple[Path, list[plan_nodes.Node]]) -> None:
+    """As OpenSSH's accept-new: the first key is taken, then only that one (a node answering at the host's
+    address with another key later is refused, as an attacker in the middle would be)."""
+    root, nodes = node_fleet
+    entry = _entry(root, "tp2", host_key=None, trust_on_first_use=True)
+    key_file(entry).unlink(missing_ok=True)
+
+    assert _seen_key(entry) == nodes[1].host_key
+    # tp1's sshd (another host key) now answers at the address and port the host's files name
+    other = dataclasses.replace(entry, host=entry.host.model_copy(
+        update={"addresses": [nodes[0].address], "ssh": entry.host.ssh.model_copy(update={"port": nodes[0].port})}
+    ))  # fmt: skip
+    with pytest.raises(HostKeyMismatch) as err:
+        _seen_key(other)
+    assert "does not match the one it showed the first time" in err.value.message
+    assert str(key_file(entry)) in (err.value.hint or "")
+    assert key_file(entry).read_text() == nodes[1].host_key + "\n"  # the refused key is not recorded
+    # ssh_config / known_hosts for plain OpenSSH check the recorded key strictly too
+    write_ssh_files(load_fleet(entry.dir.parent.parent))
+    state = entry.dir.parent.parent / ".mcfleet"
+    assert nodes[1].host_key in (state / "known_hosts").read_text()
+    assert "StrictHostKeyChecking yes" in (state / "ssh_config").read_text()
+    key_file(entry).unlink()  # verified out of band: the next connection takes the key it sees
+    assert _seen_key(other) == nodes[0].host_key
 
 
 def test_aes128_gcm_is_negotiated_although_sshd_prefers_chacha20(

@@ -7,7 +7,8 @@ check mcfleet itself applies:
     ssh -o BatchMode=yes -o UserKnownHostsFile=<fleet>/.mcfleet/known_hosts root@10.0.0.1
 
 A host that names a `known_hosts` file instead of a pinned key keeps using that file; a host
-that trusts on first use gets no entry (OpenSSH then asks, as it would for any new host).
+that trusts on first use gets the key its first connection recorded (fleet/first_use.py), and
+before that no entry (OpenSSH then asks, as it would for any new host).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mcfleet.fleet.first_use import recorded_key
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.util.files import atomic_write_text
 from mcfleet.util.statedir import state_dir
@@ -32,15 +34,27 @@ def known_hosts_text(loaded: LoadedFleet) -> str:
     lines = []
     for name in sorted(loaded.hosts):
         ssh = loaded.hosts[name].host.ssh
-        if ssh.host_key:
+        key = ssh.host_key or _first_key(loaded.hosts[name])
+        if key:
             patterns = ",".join(_host_pattern(a, ssh.port) for a in loaded.hosts[name].host.addresses)
-            lines.append(f"{patterns} {ssh.host_key} {name}")
+            lines.append(f"{patterns} {' '.join(key.split()[:2])} {name}")
     return "".join(f"{line}\n" for line in lines)
+
+
+def _first_key(entry: HostEntry) -> str | None:
+    """The key a trust-on-first-use host showed the first time, once recorded (None: not yet, or unreadable)."""
+    ssh = entry.host.ssh
+    if not ssh.trust_on_first_use or ssh.host_key or ssh.known_hosts:
+        return None
+    try:
+        return recorded_key(entry)
+    except OSError:
+        return None
 
 
 def _known_hosts_for(entry: HostEntry, fleet_file: Path) -> str:
     ssh = entry.host.ssh
-    if ssh.host_key:
+    if ssh.host_key or _first_key(entry):
         return str(fleet_file)
     if ssh.known_hosts:
         return os.path.expanduser(ssh.known_hosts)
@@ -53,13 +67,14 @@ def ssh_config_text(loaded: LoadedFleet, known_hosts: Path) -> str:
     for name in sorted(loaded.hosts):
         entry = loaded.hosts[name]
         host, ssh = entry.host, entry.host.ssh
+        asks = ssh.trust_on_first_use and not ssh.host_key and not _first_key(entry)  # no key known yet
         lines = [
             f"Host {name}",
             f"  HostName {host.addresses[0]}",
             f"  Port {ssh.port}",
             f"  User {ssh.user}",
             f"  UserKnownHostsFile {_known_hosts_for(entry, known_hosts)}",
-            f"  StrictHostKeyChecking {'ask' if ssh.trust_on_first_use and not ssh.host_key else 'yes'}",
+            f"  StrictHostKeyChecking {'ask' if asks else 'yes'}",
         ]
         if ssh.host_key:
             kind = ssh.host_key.split()[0]  # ask for the pinned key's type, else sshd may offer another it holds

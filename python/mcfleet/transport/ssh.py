@@ -12,7 +12,8 @@ Interface used by observe/ and apply/ (keep stable):
 
 Host keys are checked strictly: against `ssh.host_key` (pinned) or the file
 `ssh.known_hosts`; nothing is trusted on first use unless `ssh.trust_on_first_use`
-is set (then the key seen is available as `conn.seen_host_key`).  Addresses are
+is set: then the key the first login saw is recorded (fleet/first_use.py) and checked strictly from
+then on, as OpenSSH's `accept-new` (the key seen is also `conn.seen_host_key`).  Addresses are
 tried in order; a key mismatch stops at once (`HostKeyMismatch`), other failures
 move on to the next address and end as `Unreachable` listing every attempt.
 Non-root users (or `ssh.sudo`) run commands through `ssh.become -n` (sudo or doas).  The key
@@ -35,6 +36,7 @@ from typing import Any
 
 import asyncssh
 
+from mcfleet.fleet.first_use import key_file, record_key, recorded_key
 from mcfleet.fleet.load import HostEntry
 from mcfleet.transport import relay
 from mcfleet.transport.base import (
@@ -351,7 +353,35 @@ def _trust(entry: HostEntry) -> dict[str, Any]:
                 location=entry.host.name,
                 hint="add the node's key to that file after verifying it out of band, or pin ssh.host_key in host.json",
             ) from exc
-    return {"known_hosts": None}  # trust_on_first_use: the only way the model allows no key
+    # trust_on_first_use (the only way the model allows neither): the key the first login saw, once recorded
+    try:
+        line = recorded_key(entry)
+    except OSError as exc:
+        raise LocalSshConfigError(
+            f"cannot read {key_file(entry)}, the host key {entry.host.name} showed the first time: "
+            f"{exc.strerror or exc}",
+            location=entry.host.name,
+            hint="make it readable, or pin ssh.host_key in host.json",
+        ) from exc
+    if line is None:
+        return {"known_hosts": None}  # the first connection: the key it sees is recorded once logged in
+    try:
+        return {
+            "known_hosts": ([asyncssh.import_public_key(line)], [], []),
+            "server_host_key_algs": _host_key_algs(line),
+        }
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        raise LocalSshConfigError(
+            f"{key_file(entry)} does not hold a public key OpenSSH can read ({exc})",
+            location=entry.host.name,
+            hint="delete it (the next connection records the key the node shows), or pin ssh.host_key in host.json",
+        ) from exc
+
+
+def _first_use(entry: HostEntry) -> bool:
+    """A host whose key is taken the first time and checked against that one afterwards."""
+    ssh = entry.host.ssh
+    return ssh.trust_on_first_use and not ssh.host_key and not ssh.known_hosts
 
 
 AUTH_REFUSED = "authentication refused for user"
@@ -473,11 +503,18 @@ class SshPool:
                 conn = await _connect_retrying_drops(address, kwargs)
             except asyncssh.HostKeyNotVerifiable as exc:
                 prints = await _fingerprints(entry, address, kwargs)
+                first = _first_use(entry)
                 raise HostKeyMismatch(
-                    f"{address}:{host.ssh.port} presented a host key that does not match the pinned one "
-                    f"({exc.reason}){prints}",
+                    f"{address}:{host.ssh.port} presented a host key that does not match "
+                    f"{'the one it showed the first time' if first else 'the pinned one'} ({exc.reason}){prints}",
                     location=host.name,
-                    hint=HOST_KEY_HINT,
+                    hint=(
+                        f"if the node was reinstalled, verify its new key out of band, then delete {key_file(entry)} "
+                        "(or pin ssh.host_key in its host.json); otherwise treat this as a possible attack and do "
+                        "not connect"
+                    )
+                    if first
+                    else HOST_KEY_HINT,
                 ) from exc
             except asyncssh.PermissionDenied as exc:
                 attempts.append(f"{address}: {AUTH_REFUSED} {host.ssh.user} ({exc.reason})")
@@ -486,6 +523,8 @@ class SshPool:
             else:
                 _ack_at_once(conn)
                 seen = conn.get_server_host_key()
+                if seen is not None and kwargs["known_hosts"] is None and _first_use(entry):
+                    record_key(entry, seen.export_public_key().decode())  # checked against it from now on
                 return SshConnection(
                     name=host.name,
                     address=address,
