@@ -89,6 +89,7 @@ def test_show_renders_a_saved_plan(fleet: Path, tmp_path: Path) -> None:
     )
     path = tmp_path / "plan.json"
     save_plan(plan, path)
+    assert path.stat().st_mode & 0o777 == 0o600  # it holds what root read on the nodes: this user's only
     code, out, _err = run_cli("show", str(path))
     assert code == 0
     assert "+ service web" in out and "1 to create" in out

@@ -292,8 +292,9 @@ def logs_command(entry: HostEntry, what: str, *, lines: int, follow: bool) -> st
     #   several matches of one field are OR-ed; sent as JSON and joined back into lines by the
     #   client (cli/log_lines.py).  Other drivers (k8s-file): `podman logs`, its stderr (the
     #   container's stderr) merged into stdout, in order.
+    # - set -f: $names (the service account's podman lists them) is split into words, never globbed by root
     return (
-        f'cd / && names=$({podman} ps -a --filter {label} --format "{{{{.Names}}}}") || exit 4; '
+        f'set -f; cd / && names=$({podman} ps -a --filter {label} --format "{{{{.Names}}}}") || exit 4; '
         f'[ -n "$names" ] || {{ echo "no container of {what} on this node (not deployed yet?)" >&2; exit 3; }}; '
         f"driver=$({podman} container inspect --format {fmt} $names | head -n 1) || exit 4; "
         'if [ "$driver" = journald ]; then '

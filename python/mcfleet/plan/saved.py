@@ -116,7 +116,9 @@ def plan_json(plan: Plan) -> str:
 
 
 def save_plan(plan: Plan, path: Path) -> None:
-    atomic_write_text(path, plan_json(plan))
+    # 0600: a plan holds what it read on the nodes as root (a declared file's current text, for its diff),
+    # which another user of this machine may not be allowed to read there
+    atomic_write_text(path, plan_json(plan), mode=0o600)
 
 
 @cache
