@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from mcfleet.errors import InputError
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import Service, ServiceFile
+from mcfleet.fleet.source_file import SourceUnusable, read_source_file
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_./-]+)\s*\}\}")
 SOURCE_CAP = 256 * 1024  # bytes of one declared file; larger content belongs in a volume, not the plan
@@ -113,15 +114,10 @@ def service_files(
             continue
         assert want.source is not None  # the model requires source or secret
         at = f"{where}#/files/{i}/source"
-        src = loaded.root / want.source
         try:
-            raw = src.read_bytes()
-        except OSError as exc:
-            raise InputError(
-                f"cannot read {want.source}: {exc.strerror}", location=at, hint="the path is relative to the fleet"
-            ) from None
-        if len(raw) > SOURCE_CAP:
-            raise InputError(f"{want.source} is larger than {SOURCE_CAP} bytes", location=at)
+            raw = read_source_file(loaded.root, want.source, SOURCE_CAP)
+        except SourceUnusable as exc:
+            raise InputError(exc.reason, location=at, hint="the path is relative to the fleet folder") from None
         try:
             text = raw.decode()
         except UnicodeDecodeError:

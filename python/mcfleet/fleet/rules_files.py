@@ -25,19 +25,13 @@ TEMPLATE_NAMES = ("address", "host", "hostname", "service", "zone")
 def read_source(loaded: LoadedFleet, want: ServiceFile) -> tuple[bytes | None, str | None]:
     """(the source's content, None), or (None, why the plan could not use it)."""
     from mcfleet.fleet.files import SOURCE_CAP  # here: a fleet whose services declare no files never needs it
+    from mcfleet.fleet.source_file import SourceUnusable, read_source_file
 
     assert want.source is not None
-    path = loaded.root / want.source
     try:
-        if not path.is_file():
-            return None, (
-                f"{want.source} is not a file in the fleet folder" if path.exists() else f"{want.source} does not exist"
-            )
-        raw = path.read_bytes()
-    except OSError as exc:
-        return None, f"cannot read {want.source}: {exc.strerror}"
-    if len(raw) > SOURCE_CAP:
-        return None, f"{want.source} is larger than {SOURCE_CAP} bytes"
+        raw = read_source_file(loaded.root, want.source, SOURCE_CAP)
+    except SourceUnusable as exc:
+        return None, exc.reason
     if want.template:
         try:
             raw.decode()
