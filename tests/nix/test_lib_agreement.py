@@ -40,7 +40,15 @@ LOAD_LEVEL = {"json-syntax", "schema", "missing-file", "name-mismatch", "unreada
 # secret-recipient-missing reads secrets/<name>.recipients beside the JSON files, source-unreadable and
 # template-unknown the files services take content from; nix/lib evaluates the JSON files only, so it
 # sees neither.
-PYTHON_ONLY: set[str] = {"secret-recipient-missing", "source-unreadable", "template-unknown"}
+# checked by Python only: they read files the Nix check never reads (secrets, sources), need the age library
+# (a recipient's key), or follow `ssh.jump`, which only the SSH transport uses
+PYTHON_ONLY: set[str] = {
+    "secret-recipient-missing",
+    "source-unreadable",
+    "template-unknown",
+    "secret-recipient-invalid",
+    "jump-loop",
+}
 
 Key = tuple[Any, ...]
 

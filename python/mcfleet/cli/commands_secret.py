@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -98,8 +99,12 @@ def secret_edit(
     name: str = typer.Argument(
         ..., help="The secret's name (created when new).", autocompletion=complete_secret, metavar="NAME"
     ),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help="Store an empty value (refused otherwise)."),
 ) -> None:
-    """Edit secret NAME in $EDITOR (a private temp file, removed after), then encrypt it again.
+    """Edit secret NAME in $VISUAL or $EDITOR (a private temp file, removed after), then encrypt it again.
+
+    Without either variable, vi.  A file left empty is refused (nothing is written) unless
+    --allow-empty.
 
     Examples:
 
@@ -110,20 +115,51 @@ def secret_edit(
     from mcfleet.fleet.secrets import decrypt_secret, encrypt_secret, secret_paths
 
     loaded = _loaded()
-    old = decrypt_secret(loaded.root, name) if secret_paths(loaded.root, name)[0].exists() else b""
+    existed = secret_paths(loaded.root, name)[0].exists()
+    old = decrypt_secret(loaded.root, name) if existed else b""
+    variable, editor, argv = _editor()
     with tempfile.TemporaryDirectory(prefix="mcfleet-secret.") as folder:  # 0700
         path = Path(folder) / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(old)
-        editor = os.environ.get("EDITOR") or "vi"
-        if subprocess.run([*editor.split(), str(path)], check=False).returncode != 0:
+        try:
+            done = subprocess.run([*argv, str(path)], check=False)
+        except OSError as exc:  # not found, not executable
+            raise InputError(
+                f"cannot run the editor {editor!r}: {exc.strerror}: secret {name} not changed",
+                location=f"${variable}" if variable else "editor",
+                hint="set $VISUAL or $EDITOR to an editor on your PATH (e.g. EDITOR=nano)",
+            ) from None
+        if done.returncode != 0:
             raise InputError(f"{editor} exited with an error: secret {name} not changed")
         new = path.read_bytes()
-    if new == old:
+    if existed and new == old:
         typer.echo(f"secret {name}: unchanged")
         return
+    if not new and not allow_empty:
+        raise InputError(
+            f"the edited value of secret {name} is empty: secret {name} not changed",
+            hint="write the value in the editor, or pass --allow-empty to store an empty value",
+        )
     _said(name, encrypt_secret(loaded, name, new), False)
+
+
+def _editor() -> tuple[str | None, str, list[str]]:
+    """(the variable it came from, the editor as given, its argv): $VISUAL, else $EDITOR, else vi."""
+    for variable in ("VISUAL", "EDITOR"):
+        given = os.environ.get(variable, "")
+        try:
+            argv = shlex.split(given)
+        except ValueError as exc:  # an unbalanced quote
+            raise InputError(
+                f"${variable} ({given!r}) cannot be read as a command: {exc}",
+                location=f"${variable}",
+                hint=f"fix the quoting in ${variable}",
+            ) from None
+        if argv:
+            return variable, given, argv
+    return None, "vi", ["vi"]
 
 
 def secret_rekey(

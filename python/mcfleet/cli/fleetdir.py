@@ -17,6 +17,18 @@ FLEET_FILE = "fleet.json"
 ENV_VAR = "MCFLEET_FLEET"
 
 
+def current_folder() -> Path:
+    """The working directory; InputError when it no longer exists (removed while a shell was in it)."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        raise InputError(
+            "the current folder no longer exists (it was removed or moved away)",
+            location="fleet folder",
+            hint="cd to the fleet folder or use -C DIR",
+        ) from None
+
+
 def find_fleet(start: Path) -> Path | None:
     """The nearest folder at or above `start` holding fleet.json, or None."""
     here = start.resolve()
@@ -56,7 +68,7 @@ def refuse_hosts_as_folder(given: Path, command: str, *, other_words: bool = Tru
         )
     if given.exists():
         return
-    root = STATE.fleet if STATE.fleet is not None else find_fleet(Path.cwd())
+    root = STATE.fleet if STATE.fleet is not None else find_fleet(current_folder())
     selector = any(mark in word for mark in ("@", "*", ",", "!"))
     if root is not None and (selector or (root / "hosts" / word / "host.json").is_file()):
         raise InputError(
@@ -78,11 +90,12 @@ def fleet_root(given: Path | None = None) -> Path:
 
     An explicit folder is returned as given (a missing fleet.json there is the loader's finding).
     """
-    if given is not None:
-        return given
-    if STATE.fleet is not None:
-        return STATE.fleet
-    cwd = Path.cwd()
+    explicit = given if given is not None else STATE.fleet
+    if explicit is not None:
+        if not explicit.is_absolute():
+            current_folder()  # a relative folder is read from the working directory: it must still exist
+        return explicit
+    cwd = current_folder()
     found = find_fleet(cwd)
     if found is None:
         raise InputError(

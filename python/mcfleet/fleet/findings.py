@@ -72,4 +72,6 @@ RULES: dict[str, str] = {
     "secret-recipient-missing": "a host needs a secret it cannot decrypt (missing, or not encrypted to its host key)",
     "source-unreadable": "a service's file takes its content from a `source` that cannot be read (missing, too large)",
     "template-unknown": "a service's template uses a {{ name }} mcfleet does not fill for it",
+    "jump-loop": "hosts' `ssh.jump` lead back to where they started (a host jumping through itself, or a cycle)",
+    "secret-recipient-invalid": "a key in fleet.json `secret_recipients` is not an age or SSH public key",
 }

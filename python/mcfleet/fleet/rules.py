@@ -5,7 +5,7 @@ implements the same codes and a test compares the two.  The exact semantics of e
 are written at the top of the module that implements it:
 
     rules_users.py     pin-mismatch, pin-missing, id-duplicate, id-dynamic-range, id-system-collision
-    rules_hosts.py     address-duplicate, edge-containers, master-count
+    rules_hosts.py     address-duplicate, edge-containers, master-count, jump-loop (Python-only)
     rules_dns.py       dns-no-fallback, dns-fallback-unused, dns-fallback-internal, dns-fallback-unreached,
                        dns-unreachable
     rules_services.py  image-unpinned, route-duplicate, public-no-edge, public-domain, core-off-master,
@@ -13,7 +13,8 @@ are written at the top of the module that implements it:
                        bind-other-host
     rules_ports.py     host-port-duplicate, port-range-exhausted
     rules_names.py     name-claimed-twice, unknown-reference, stage-cycle
-    rules_secrets.py   secret-recipient-missing (Python-only: reads secrets/*.recipients)
+    rules_secrets.py   secret-recipient-missing, secret-recipient-invalid (Python-only: read
+                       secrets/*.recipients, check keys with the age library)
     rules_files.py     source-unreadable, template-unknown (Python-only: read the files services take
                        content from)
 

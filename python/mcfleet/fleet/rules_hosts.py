@@ -9,6 +9,11 @@ Semantics (mirrored by nix/lib, keep them in step):
   several -> each master's /roles.
 - firewall-unmanaged: a Debian host lists firewall_ports -> its /firewall_ports (only a NixOS host's
   configuration opens them, in networking.firewall).
+- jump-loop: following `ssh.jump` from host to fleet host comes back to a host: each host on the loop
+  -> its /ssh/jump, the loop written from that host (a -> b -> a; a jump to itself: a -> a).  A host
+  whose jumps only lead into a loop is not named (the loop's hosts are what to fix).
+- unknown-reference (ssh.jump): a jump without `@` that names no host of the fleet -> its /ssh/jump
+  (an outside jump host is written user@host[:port]).
 """
 
 from __future__ import annotations
@@ -105,4 +110,46 @@ def rule_firewall_unmanaged(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Findi
             )
 
 
-RULES = [rule_address_duplicate, rule_edge_containers, rule_master_count, rule_firewall_unmanaged]
+def rule_ssh_jump(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
+    jumps: dict[str, str] = {}  # host -> the fleet host it jumps through
+    for name in sorted(loaded.hosts):
+        jump = loaded.hosts[name].host.ssh.jump
+        if not jump:
+            continue
+        if jump in loaded.hosts:
+            jumps[name] = jump
+        elif "@" not in jump:
+            yield Finding(
+                "unknown-reference",
+                host_file(loaded, name),
+                "/ssh/jump",
+                f"ssh.jump of {name} names {jump!r}, which is not a host of this fleet",
+                "name a host of the fleet (hosts/<name>/host.json, its key pinned there), or write an outside "
+                "jump host as user@host[:port] (checked against your known_hosts)",
+                name,
+            )
+    on_loop: dict[str, list[str]] = {}  # each host on a loop -> the loop from it
+    done: set[str] = set()
+    for start in sorted(jumps):  # each host has at most one jump: a walk ends, or meets its own path
+        path: list[str] = []
+        here: str | None = start
+        while here is not None and here not in done and here not in path:
+            path.append(here)
+            here = jumps.get(here)
+        if here is not None and here in path:
+            loop = path[path.index(here) :]
+            for i, name in enumerate(loop):
+                on_loop[name] = [*loop[i:], *loop[:i]]
+        done.update(path)
+    for name in sorted(on_loop):
+        loop = on_loop[name]
+        if len(loop) == 1:
+            message = f"ssh.jump of {name} names {name} itself ({name} → {name})"
+            hint = f"remove ssh.jump from {name}, or name another host to reach it through"
+        else:
+            message = f"ssh.jump of {name} leads back to {name}: the jumps form a loop ({' → '.join([*loop, name])})"
+            hint = "make the jump chain end at a host reached directly: remove ssh.jump from one host of the loop"
+        yield Finding("jump-loop", host_file(loaded, name), "/ssh/jump", message, hint, name)
+
+
+RULES = [rule_address_duplicate, rule_edge_containers, rule_master_count, rule_firewall_unmanaged, rule_ssh_jump]

@@ -5,11 +5,16 @@ which the pure-Nix validator does not see (it evaluates the JSON files only).
   on cannot decrypt NAME: secrets/NAME.age does not exist, the host has no pinned ssh-ed25519
   `ssh.host_key`, or NAME.recipients does not list that key -> the service file's
   /files/<i>/secret.
+- secret-recipient-invalid: an entry of fleet.json `secret_recipients` that `secret set`/`rekey` could not
+  encrypt to (not an age `age1…` key nor an `ssh-ed25519 …` key, or not a valid one) ->
+  fleet.json /secret_recipients/<i>.  The age library is imported only for a fleet that lists recipients
+  (validate's start-up is benchmarked).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from mcfleet.fleet.findings import Finding
 from mcfleet.fleet.load import LoadedFleet
@@ -34,4 +39,36 @@ def rule_secret_recipient_missing(loaded: LoadedFleet, fleet: Fleet) -> Iterator
                           why, hint, host=host)  # fmt: skip
 
 
-RULES = [rule_secret_recipient_missing]
+def recipient_problem(text: str) -> str | None:
+    """Why `text` is no recipient a secret can be encrypted to (as fleet/secrets.py reads it), or None."""
+    if not text.startswith(("age1", "ssh-ed25519 ")):
+        return "it is neither an age key (age1…) nor an ssh-ed25519 key"
+    import pyrage  # type: ignore[import-untyped]  # here only: the age library, for a fleet with recipients
+
+    kind: Any = pyrage.x25519 if text.startswith("age1") else pyrage.ssh
+    try:
+        kind.Recipient.from_str(text)
+    except pyrage.RecipientError as exc:
+        return f"it is not a valid key: {exc}"
+    return None
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else f"{text[:40]}…"
+
+
+def rule_secret_recipient_invalid(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
+    for index, text in enumerate(fleet.secret_recipients):
+        why = recipient_problem(text)
+        if why is not None:
+            yield Finding(
+                "secret-recipient-invalid",
+                "fleet.json",
+                f"/secret_recipients/{index}",
+                f"secret recipient {_short(text)!r}: {why}; no secret can be encrypted to it",
+                "give the operator's public key whole: an age key (`age-keygen -y KEYFILE` prints it: age1…) "
+                "or the ssh-ed25519 line of a .pub file ('ssh-ed25519 AAAA…')",
+            )
+
+
+RULES = [rule_secret_recipient_missing, rule_secret_recipient_invalid]

@@ -353,6 +353,16 @@ DEFECTS: dict[str, Defect] = {
         "hosts/alpha/services/dns.json",
         "/depends_on/0",
     ),
+    "jump-loop": (
+        lambda f: _set(f, "hosts/alpha/host.json", ["ssh", "jump"], "alpha"),
+        "hosts/alpha/host.json",
+        "/ssh/jump",
+    ),
+    "secret-recipient-invalid": (
+        lambda f: _set(f, "fleet.json", ["secret_recipients"], ["age1invalidrecipient"]),
+        "fleet.json",
+        "/secret_recipients/0",
+    ),
 }
 
 
