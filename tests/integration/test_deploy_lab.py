@@ -161,6 +161,7 @@ def a_port_another_program_holds_is_refused_by_the_plan(
         run = cli("apply", root, "--on", name, "--yes", "--bundle", str(agent_bundle), "--json")
         assert run.code != 0 and "refuse" in run.stdout + run.stderr, run.stdout + run.stderr
         assert "extra" not in containers(fleet, name)
+        the_override_runs_the_rest_never_the_refused_service(fleet, name, root, agent_bundle)
     finally:
         fleet.sh(name, f"kill {pid}", check=False)
     deadline = time.monotonic() + 10
@@ -172,6 +173,27 @@ def a_port_another_program_holds_is_refused_by_the_plan(
         time.sleep(0.5)
     assert kinds == {"service extra": "create"}, kinds
     (fleet.fleet_dir / "hosts" / name / "services" / "extra.json").unlink()
+
+
+def the_override_runs_the_rest_never_the_refused_service(
+    fleet: Nodes, name: str, root: str, agent_bundle: Path
+) -> None:
+    """`--override HOST:service extra` lets another service's change run; extra's refused definition is never
+    sent to the agent (was: sent with the others, podman failed on the held port, and the other change was
+    put back with it)."""
+    db = service("db", "foundation", containers(fleet, name)["db"]["image"])
+    db["components"][0]["env"] = ["OVERRIDE_TEST=1"]
+    write_service(fleet, name, db)
+    run = cli("apply", root, "--on", name, "--yes", "--bundle", str(agent_bundle), "--json",
+              "--override", f"{name}:service extra")  # fmt: skip
+    assert run.code == 0, run.stdout + run.stderr
+    assert "extra" not in containers(fleet, name)
+    shown = fleet.sh(name, f"{AS_MCP} container inspect --format '{{{{.Config.Env}}}}' db").stdout
+    assert "OVERRIDE_TEST=1" in shown, shown
+    _code, data = plan(root)
+    assert [(a["kind"], a["subject"]) for a in data["actions"] if a["phase"] == "deploy"] == [
+        ("refuse", "service extra")
+    ]
 
 
 def a_definition_that_cannot_start_or_get_healthy_keeps_the_previous_one(

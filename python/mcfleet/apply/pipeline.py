@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import sys
+import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from types import FrameType
+from typing import Any, TypeVar
 
 from mcfleet.apply import nixos
 from mcfleet.apply.activate import ActivateOptions, activate, probe_ready
@@ -68,6 +72,8 @@ class HostWork:
     actions: tuple[Action, ...] = ()
     agent: bool = True  # run the agent kind's build, push, activate
     provision: bool = False  # run the host kind's provisioning
+    # services whose planned change was refused (and overridden): they keep the definition the agent holds
+    held: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -134,6 +140,77 @@ GOAL_STOPS_AFTER_SWITCH = {
 
 class HostFailed(Exception):
     """Internal: this host's remaining phases are skipped."""
+
+
+T = TypeVar("T")
+
+
+async def to_the_end(work: Awaitable[T]) -> T:
+    """`work` awaited to its end even when this task is cancelled meanwhile (Ctrl-C, or a second cancel of a
+    task already recording what it did); the cancellation is raised once `work` has ended.  A manifest
+    write is never cut half-way: the node keeps either the manifest before or the one written."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():  # `work` itself was cancelled (the event loop shutting down): nothing left to wait for
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+class CtrlCHeld:
+    """While an apply records what it did in a node's manifest, a Ctrl-C waits for the write to end, then
+    stops the run as it would have (asyncio's handler: the first cancels, a later one raises
+    KeyboardInterrupt); a second Ctrl-C meanwhile stops it at once.  Only the main thread handles signals:
+    elsewhere this does nothing."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pressed = 0
+        self.previous: Any = None
+        self.released = False
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        if self.depth == 0:
+            self.previous, self.pressed, self.released = signal.getsignal(signal.SIGINT), 0, False
+            if self.previous is not signal.SIG_IGN:
+                signal.signal(signal.SIGINT, self._press)
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if self.depth == 0 and not self.released:
+                self.released = True
+                if self.previous is not signal.SIG_IGN:
+                    signal.signal(signal.SIGINT, self.previous)
+                if self.pressed and self.previous not in (signal.SIG_IGN, None):
+                    signal.raise_signal(signal.SIGINT)  # the Ctrl-C held back, now that the manifest is written
+
+    def _press(self, signum: int, frame: FrameType | None) -> None:
+        self.pressed += 1
+        if self.pressed == 1:
+            sys.stderr.write("\nrecording what finished in the manifest on the node; Ctrl-C again to stop at once\n")
+            return
+        self.released = True  # a second Ctrl-C: the user does not want to wait
+        signal.signal(signal.SIGINT, self.previous)
+        if callable(self.previous):
+            self.previous(signum, frame)
+        elif self.previous is not None:
+            signal.raise_signal(signal.SIGINT)
+
+
+CTRL_C = CtrlCHeld()
 
 
 class Pipeline:
@@ -259,7 +336,7 @@ class Pipeline:
             state = await self._phase(w, first, check)
             ctx = ApplyContext(
                 self.loaded, w.entry, node, w.desired, state.manifest or Manifest(),
-                {"stage_gate": self.stages, "stage_timeout": self.options.stage_timeout},
+                {"stage_gate": self.stages, "stage_timeout": self.options.stage_timeout, "held_services": w.held},
             )  # fmt: skip
             if w.provision:
                 await self._provision(w, node, ctx)
@@ -276,6 +353,10 @@ class Pipeline:
             if ctx is not None and self.log.outcome(w.name, Phase.manifest) is None:
                 await self._record_after_failure(w, ctx)
             self._skip_rest(w)
+        except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: what finished is recorded, then the run stops
+            if ctx is not None and self.log.outcome(w.name, Phase.manifest) is None:
+                await self._record_after_failure(w, ctx, cause="the interruption")
+            raise
         finally:
             await self.stages.withdraw(w.name)  # nobody waits at a boot stage for a host that is done
             self._routes_settled(w.name, ok=False)  # nobody waits for routes of a host that never added them
@@ -371,14 +452,26 @@ class Pipeline:
         if before is not None and new.content() == before.content():
             self.log.emit(w.name, Phase.manifest, Status.unchanged, "as applied")
             return
-        await self._phase(w, Phase.manifest, write_manifest(ctx.node, new))
-        note_written(self.loaded.root, w.name, new)
-        self.log.emit(w.name, Phase.manifest, Status.changed, "written")
+        await self._phase(w, Phase.manifest, self._write_manifest(w, ctx, new, "written"))
 
-    async def _record_after_failure(self, w: HostWork, ctx: ApplyContext) -> None:
-        """Record what did succeed before the failure, so that no later plan forgets it: a certificate
-        issued, a file written or a service deployed in an earlier stage, whose declaration is then
-        removed, would stay on the node with nothing left to say it is mcfleet's.
+    async def _write_manifest(self, w: HostWork, ctx: ApplyContext, new: Manifest, said: str) -> None:
+        """Write the manifest, note it and say so, to the end whatever cancels this task meanwhile (a Ctrl-C
+        held back until then): the node's manifest is the one record of what mcfleet made there."""
+
+        async def write() -> None:
+            await write_manifest(ctx.node, new)
+            note_written(self.loaded.root, w.name, new)
+            self.log.emit(w.name, Phase.manifest, Status.changed, said)
+
+        with CTRL_C.held():
+            await to_the_end(write())
+
+    async def _record_after_failure(self, w: HostWork, ctx: ApplyContext, cause: str = "the failure") -> None:
+        """Record what did succeed before the failure (or Ctrl-C: `cause`), so that no later plan forgets it:
+        a certificate issued, a file written or a service deployed in an earlier stage, whose declaration is
+        then removed, would stay on the node with nothing left to say it is mcfleet's.  After Ctrl-C the
+        whole of it runs to its end, a further cancel and a Ctrl-C held back until then (CtrlCHeld); the
+        phase it stopped in counts as not succeeded.
 
         A kind that records its whole desired set counts when its phase succeeded, and when it failed
         with the part it did put in place (MADE: two certificates of three issued); and what the
@@ -390,25 +483,28 @@ class Pipeline:
         made: dict[Phase, DesiredHost] = ctx.data.get(MADE, {})
         partly = [k for k in self.kinds.values() if k.records_desired_set and k.phase not in succeeded
                   and made.get(k.phase) is not None]  # fmt: skip
-        try:
-            ctx.data["users"] = await read_users(ctx)
-            new = self._recorded(w, ctx, kinds)
-            for kind in partly:
-                new = kind.record(new, replace(ctx, desired=made[kind.phase]), w.actions_for(kind.phase))
-            new = kept_for_removal(new, ctx.manifest)
-            if {**new.content(), "users": None} == {**ctx.manifest.content(), "users": None}:
-                return  # nothing made (the users alone are not worth a manifest): `_skip_rest` says why
-            await write_manifest(ctx.node, new)
-            note_written(self.loaded.root, w.name, new)
-        except (McfleetError, TimeoutError, OSError) as exc:
-            self.log.emit(w.name, Phase.manifest, Status.failed, f"what succeeded was not recorded: {_reason(exc)}")
-            return
-        agent = ["agent"] if new.agent != ctx.manifest.agent else []  # a new agent, pushed and confirmed
-        done = ", ".join(
-            [*agent, *sorted({str(k.phase) for k in self.kinds.values() if k.phase in succeeded}),
-             *(f"part of {k.phase}" for k in partly)]
-        ) or "nothing"  # fmt: skip
-        self.log.emit(w.name, Phase.manifest, Status.changed, f"recorded what succeeded before the failure ({done})")
+
+        async def record() -> None:
+            try:
+                ctx.data["users"] = await read_users(ctx)
+                new = self._recorded(w, ctx, kinds)
+                for kind in partly:
+                    new = kind.record(new, replace(ctx, desired=made[kind.phase]), w.actions_for(kind.phase))
+                new = kept_for_removal(new, ctx.manifest)
+                if {**new.content(), "users": None} == {**ctx.manifest.content(), "users": None}:
+                    return  # nothing made (the users alone are not worth a manifest): `_skip_rest` says why
+                agent = ["agent"] if new.agent != ctx.manifest.agent else []  # a new agent, pushed and confirmed
+                done = ", ".join(
+                    [*agent, *sorted({str(k.phase) for k in self.kinds.values() if k.phase in succeeded}),
+                     *(f"part of {k.phase}" for k in partly)]
+                ) or "nothing"  # fmt: skip
+                await self._write_manifest(w, ctx, new, f"recorded what succeeded before {cause} ({done})")
+            except (McfleetError, TimeoutError, OSError) as exc:
+                said = f"what succeeded was not recorded: {_reason(exc)}"
+                self.log.emit(w.name, Phase.manifest, Status.failed, said)
+
+        with CTRL_C.held():  # reading the users too: a Ctrl-C meanwhile is held back until the record is written
+            await to_the_end(record())
 
     def _first_phase(self, w: HostWork) -> Phase:
         """The phase connecting, locking and reading the node count as: the first the host shows, so that a

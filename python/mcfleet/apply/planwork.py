@@ -98,6 +98,11 @@ def work_from_plan(plan: Plan, loaded: LoadedFleet, desired: Mapping[str, Desire
         if not actions or name not in loaded.hosts:
             continue
         phases = {a.phase for a in actions}
+        held = frozenset(
+            a.subject.removeprefix("service ")
+            for a in plan.for_host(name)
+            if a.kind == "refuse" and a.phase == Phase.deploy and a.subject.startswith("service ")
+        )
         # NixOS: users, subids and the agent come from the system closure; switching it does both.
         nixos = loaded.hosts[name].host.os.value == "nixos"
         out.append(
@@ -107,6 +112,7 @@ def work_from_plan(plan: Plan, loaded: LoadedFleet, desired: Mapping[str, Desire
                 actions,
                 agent=Phase.agent in phases or (nixos and Phase.host in phases),
                 provision=Phase.host in phases and not nixos,
+                held=held,
             )
         )
     return out

@@ -20,10 +20,11 @@ from mcfleet.cli.fleetdir import deprecated_folder, fleet_root, refuse_hosts_as_
 from mcfleet.cli.options import CONNECT, DEADMAN, HEALTH, OVERRIDE, PARALLEL, STAGE_TIMEOUT, agent_pex
 from mcfleet.cli.state import STATE
 from mcfleet.cli.targets import ON_OPT, YES_OPT, confirm_hosts, one_host, selected
-from mcfleet.errors import FleetInvalid, InputError, McfleetError, Refused
+from mcfleet.errors import EXIT_INTERRUPTED, FleetInvalid, InputError, McfleetError, Refused
 from mcfleet.util.terminal_text import terminal_safe
 
 if TYPE_CHECKING:
+    from mcfleet.apply.events import ApplyEvents
     from mcfleet.apply.session import ApplySession, SessionOptions
     from mcfleet.apply.summary import Summary
     from mcfleet.fleet.load import LoadedFleet
@@ -156,6 +157,7 @@ def run_session(
     from mcfleet.apply.session import ApplySession
     from mcfleet.util.aio import run as run_async
 
+    stopped: list[ApplyEvents] = []  # the events of a run stopped at Ctrl-C
     with fleet_lock(loaded.root, " ".join(["mcfleet", *sys.argv[1:]])):
 
         async def go() -> Summary:
@@ -166,17 +168,40 @@ def run_session(
                     session.record(None, exc)  # a refused or failed run is journalled too
                     raise
                 except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels this task
+                    # the pipeline recorded in each host's manifest what finished before it gave this up
                     session.record_interrupted()
+                    stopped.append(session.log)
                     raise
                 finally:
                     options.progress.close()
                 session.record(result)
                 return result
 
-        summary = run_async(go())
+        try:
+            summary = run_async(go())
+        except KeyboardInterrupt:
+            if not stopped:  # Ctrl-C before the run began: the usual message
+                raise
+            typer.echo(terminal_safe(interrupted_text(stopped[0])), err=True)
+            # not typer.Exit(130): the CLI's boundary would add its generic "interrupted" line to this one
+            raise SystemExit(EXIT_INTERRUPTED) from None
     print_summary(summary, json_out=bool(options.listeners))
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)
+
+
+def interrupted_text(log: ApplyEvents) -> str:
+    """What Ctrl-C left: the usual line, and what each host's manifest now records (or why it does not)."""
+    from mcfleet.apply.events import Phase, Status
+
+    said = [e for e in log.events if e.phase == Phase.manifest and e.status in (Status.changed, Status.failed)]
+    lines = [f"  {e.host}: manifest {e.message}" for e in said]
+    if not lines:
+        return "interrupted: stopped at Ctrl-C (what finished is kept: nothing new to record in a host's manifest; "\
+               "run the command again to go on)"  # fmt: skip
+    return "\n".join([
+        "interrupted: stopped at Ctrl-C (what finished is kept, and recorded in each host's manifest as below, "
+        "so that a later plan can remove it; run the command again to go on)", *lines])  # fmt: skip
 
 
 def print_summary(summary: Summary, *, json_out: bool) -> None:

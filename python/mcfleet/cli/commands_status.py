@@ -179,10 +179,12 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> tuple[list
         item = facts[name]
         entry = loaded.hosts[name]
         if not isinstance(item, Facts):
-            rows.append(HostStatus(name, False, error=item.reason, services_total=len(entry.services)))
+            rows.append(
+                HostStatus(name, False, error=item.reason, services_total=sum(s.active for s in entry.services))
+            )
             continue
         agent = by_host.get(name)
-        wanted = {s.name for s in entry.services}
+        wanted = {s.name for s in entry.services if s.active}  # "active": false: not meant to run on the node
         up: int | None = None
         not_up: list[str] = []
         checked, boot = checks.get(name, (None, None))

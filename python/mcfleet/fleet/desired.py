@@ -143,6 +143,7 @@ class DesiredHost:
     host_level: HostLevelWant | None = None  # resolver file, agent folder (fleet/host_level.py)
     system: str | None = None  # NixOS: the toplevel store path built (or evaluated) for it; None: not known
     files: dict[str, DesiredFile] = field(default_factory=dict)  # key: absolute path under /srv/<svc>/
+    inactive: set[str] = field(default_factory=set)  # services whose file says "active": false: not on the node
 
 
 def sha256_text(text: str) -> str:
@@ -255,6 +256,7 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
         address = ipv4_address(entry)
         for index, svc in enumerate(entry.services):
             if not svc.active:
+                hosts[name].inactive.add(svc.name)
                 continue
             containers = tuple(svc.container_name(c) for c in svc.components)
             svc_ports = service_ports(svc, ports.get(name, {}))

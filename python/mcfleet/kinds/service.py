@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from mcfleet.errors import McfleetError, PeerError
 from mcfleet.fleet.desired import DesiredHost, DesiredService
 from mcfleet.fleet.load import HostEntry, LoadedFleet
-from mcfleet.fleet.models import Stage
+from mcfleet.fleet.models import Service, Stage
 from mcfleet.kinds.base import ApplyContext, GatherResult, Outcome, ReadContext
 from mcfleet.kinds.files import drop_deferred, put_back_deferred
 from mcfleet.kinds.service_ports import held_by_services, port_refusal, wanted_endpoints
@@ -252,7 +252,7 @@ def _service_actions(
         if down:
             states = ", ".join(f"{c} is {mine[c].state if c in mine else 'missing'}" for c in down)
             why = (f" (stopped with `mcfleet agent stop`: apply starts it again; \"active\": false in {name}.json "
-                   "keeps it stopped)" if name in held else "")  # fmt: skip
+                   "takes it off the node instead, its volumes kept)" if name in held else "")  # fmt: skip
             return act("update", f"drift: {states}{why}", before)
     return []
 
@@ -379,6 +379,20 @@ async def failing_checks(client: AgentClient) -> str | None:
     if work is None or not work.failing:
         return None
     return "; ".join(f"{name}: {_cut(why)}" for name, why in sorted(work.failing.items()))
+
+
+async def held_definitions(client: AgentClient, held: frozenset[str]) -> list[tuple[Service, dict[str, int]]]:
+    """The definitions the agent holds for the `held` services (a refused change: they stay as they are), as
+    reconcile takes them: the agent's registry keeps each spec as it was sent (without `files`) and its ports."""
+    if not held:
+        return []
+    answer = await client.facts(events=0)
+    out = []
+    for item in answer.get("registry") or []:
+        if isinstance(item, dict) and item.get("name") in held and isinstance(item.get("spec"), dict):
+            ports = {str(k): int(v) for k, v in (item.get("ports") or {}).items()}
+            out.append((Service.model_validate(item["spec"]), ports))
+    return out
 
 
 def _cut(text: str, limit: int = 160) -> str:
@@ -555,6 +569,8 @@ class ServiceKind:
             had = m.services.get(name)
             before = {"stage": had.stage, "containers": had.containers} if had else {"stage": specs[name].get("stage")}
             why = "no longer declared in the files" if had else "registered with the agent, not declared in the files"
+            if name in d.inactive:
+                why = f'"active": false in {name}.json'  # the file is there: it takes the service off the node
             acts.append(
                 Action(host=d.name, phase=Phase.deploy, kind="delete", subject=f"service {name}", before=before,
                        reason=f"{why}: its containers are stopped and removed, its volumes are kept")
@@ -583,7 +599,11 @@ class ServiceKind:
             await drop_deferred(ctx)
 
     async def _remove(self, ctx: ApplyContext, client: AgentClient, actions: list[Action]) -> Outcome:
-        wanted = [(s.spec, s.ports) for s in ctx.desired.services.values() if s.spec is not None]
+        held: frozenset[str] = ctx.data.get("held_services") or frozenset()
+        wanted = [(s.spec, s.ports) for s in ctx.desired.services.values() if s.spec is not None and s.name not in held]
+        # a service whose change was refused keeps what the agent holds: pruning with the new definition would
+        # make the refused change, and leaving it out would remove it
+        wanted += await held_definitions(client, held)
         result = await client.reconcile(wanted, prune=True, stage_timeout_s=ctx.data.get("stage_timeout") or 0.0)
         if not result.ok:
             return Outcome("failed", result.error)
@@ -595,8 +615,12 @@ class ServiceKind:
     async def _deploy(self, ctx: ApplyContext, client: AgentClient, changing: set[str]) -> Outcome:
         gate: StageGate | None = ctx.data.get("stage_gate")
         host = ctx.entry.host.name
+        # a service whose change was refused is not sent (prune is off: the agent keeps what it holds); the
+        # override lets the rest of the plan run, never the refused change itself
+        held: frozenset[str] = ctx.data.get("held_services") or frozenset()
         wanted = sorted(
-            (s for s in ctx.desired.services.values() if s.spec is not None), key=lambda s: Stage(s.stage).order
+            (s for s in ctx.desired.services.values() if s.spec is not None and s.name not in held),
+            key=lambda s: Stage(s.stage).order,
         )
         notes: list[str] = []
         changed = False
