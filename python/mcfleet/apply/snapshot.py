@@ -9,19 +9,24 @@ Both go through apply's refusal gate first (and so does a prune).  A snapshot st
 service (through its agent), writes `/srv/<svc>/` as a zstd tar with numeric owners (GNU tar
 `--numeric-owner`, so rootless podman's mapped uids come back as they were) into root's store
 on the node, `<store>/snapshots/<svc>-<UTC time>.tar.zst` (root 0700: never where the
-service's account can write), and starts the service again, also when the archive failed.
+service's account can write), and starts the service again, also when the archive failed or
+Ctrl-C came while it was being stopped (the agent carries out a stop it was sent; the start is
+waited for, and a line on stderr says whether it started).  A service stopped before (`mcfleet
+agent stop`: the agent holds it stopped) is neither stopped nor started: it stays stopped.
 Snapshots are kept until the operator removes them (`snapshots HOST [SERVICE] --prune
 [--keep N]` keeps each service's newest N; a move between hosts leaves its snapshot on the
 source).  A restore stops the service, unpacks the snapshot beside `/srv/<svc>` in a private
 folder, moves the current folder aside to `/srv/.<svc>.before-restore.<time>` (kept, listed
 by `snapshots` and pruned with the snapshots, by the same rule), puts the unpacked one in its
-place and starts the service.
+place and starts the service (the same way: a stopped one stays stopped).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shlex
+import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -29,9 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 from mcfleet.agent.client import AgentClient
 from mcfleet.apply.nodeio import store_of
-from mcfleet.errors import ApplyError, InputError, PeerError, RestoreError, SnapshotError
+from mcfleet.errors import ApplyError, InputError, McfleetError, PeerError, RestoreError, SnapshotError
 from mcfleet.kinds.service import agent_socket, agent_unreached
-from mcfleet.transport.base import Node
+from mcfleet.transport.base import Node, RunResult
+from mcfleet.util.terminal_text import terminal_safe
 
 if TYPE_CHECKING:  # apply/migrate.py (which the pipeline imports) uses this module's scripts
     from mcfleet.apply.planwork import Override
@@ -51,6 +57,7 @@ class SnapshotReport:
     sha256: str = ""
     seconds: float = 0.0
     set_aside: str = ""  # a restore: where the folder it replaced is kept ("" when there was none)
+    left_stopped: bool = False  # the service was stopped before (`mcfleet agent stop`): neither stopped nor started
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,7 +65,8 @@ class SnapshotReport:
     def render(self) -> str:
         size = f" ({self.bytes} bytes, sha256 {self.sha256[:12]})" if self.bytes else ""
         before = f" (the folder before: {self.set_aside or 'none'})" if self.operation == "restore" else ""
-        return f"{self.host}: {self.operation} {self.service}: {self.path}{size}{before} in {self.seconds:.1f} s"
+        kept = f"; {self.service} was stopped before and stays stopped" if self.left_stopped else ""
+        return f"{self.host}: {self.operation} {self.service}: {self.path}{size}{before} in {self.seconds:.1f} s{kept}"
 
 
 def snapshot_script(store: str, service: str, stamp: str, *, srv: str = "/srv") -> str:
@@ -129,30 +137,124 @@ async def _has_folder(node: Node, host: str, service: str) -> None:
         )
 
 
+STOPPED = "stopped"  # the agent's registry: a service it keeps stopped (`mcfleet agent stop`, or `active: false`)
+
+
+async def _desired(
+    client: AgentClient, node: Node, agent: Agent, host: str, service: str, *, error: type[ApplyError]
+) -> str:
+    """What the agent keeps `service` at, from its registry: "running", or "stopped" (held stopped)."""
+    try:
+        facts = await client.facts(events=1)
+    except PeerError as exc:  # no agent reached: nothing was stopped; say what is at its socket
+        raise await agent_unreached(node, agent.socket, agent.unit, exc) from None
+    for entry in facts.get("registry", []):
+        if isinstance(entry, dict) and entry.get("name") == service:
+            return str(entry.get("desired") or "running")  # an agent that sends none keeps it running
+    raise error(
+        f"the agent holds no service {service}: nothing was stopped",
+        location=host,
+        hint=f"`mcfleet apply --on {host}` registers it (`mcfleet status --on {host}` shows what runs)",
+    )
+
+
+async def _start_again(client: AgentClient, service: str) -> tuple[str, bool]:
+    """Start `service` again: ("", …) when it started, else why not; and whether this task was cancelled
+    meanwhile.  The start is taken to its answer even then (Ctrl-C while it runs must not leave the service
+    stopped); the caller raises the cancellation again."""
+    call = asyncio.ensure_future(client.start(service))
+    cancelled = False
+    while not call.done():
+        try:
+            await asyncio.shield(call)
+        except asyncio.CancelledError:
+            cancelled = True  # this task, or the call too (asyncio.run ending at a second Ctrl-C): see below
+        except Exception:  # the call's own failure: read below
+            break
+    if call.cancelled():
+        return "a second Ctrl-C cut its start short", cancelled
+    failed = call.exception()
+    if isinstance(failed, McfleetError):
+        return failed.message, cancelled
+    if failed is not None:
+        return f"{type(failed).__name__}: {failed}", cancelled
+    started = call.result()
+    return ("" if started.ok else started.error or "the agent's start failed"), cancelled
+
+
+def _tell(line: str) -> None:
+    """A line on stderr, as the run ends at Ctrl-C (stdout stays the report's, as with --json)."""
+    print(terminal_safe(line), file=sys.stderr, flush=True)
+
+
+def _ran(res: RunResult, service: str, host: str, error: type[ApplyError], *, after: str, hint: str = "") -> str:
+    """The script's output; its failure is `error`, with `after` (the service's state) and `hint` added."""
+    if res.exit_status != 0:
+        tail = (res.stderr.strip() or res.stdout.strip())[-400:]
+        raise error(f"its script exited with status {res.exit_status}: {tail}{after}", location=host,
+                    hint=hint or f"run `mcfleet ssh {host}` and look at /srv/{service} and the store")  # fmt: skip
+    return res.stdout.strip()
+
+
+def _again(host: str, service: str, why: str) -> tuple[str, str]:
+    """What became of the service after its start again (`why`: why it did not start, "" when it did), and
+    what to do about it ("" when nothing)."""
+    if not why:
+        return f"{service} was started again", ""
+    return f"{service} was NOT started again ({why})", f"`mcfleet agent start {host} {service}` starts it"
+
+
 async def _stopped(  # noqa: PLR0917 (one operation's whole context)
     node: Node, agent: Agent, service: str, script: str, host: str, error: type[ApplyError]
-) -> str:
-    """Run `script` as root with the service stopped; start it again whatever happened.  Failures are
-    `error`, which names the operation (snapshot or restore)."""
+) -> tuple[str, bool]:
+    """Run `script` as root with the service stopped, and start it again whatever happened: a failure, or
+    Ctrl-C while it was being stopped (the agent carries out a stop it was sent all the same), while the
+    script ran or while it was being started.  A service the agent holds stopped (`mcfleet agent stop`) is
+    neither stopped nor started: the script runs on it as it is, and it stays stopped.  Returns the script's
+    output and whether the service was held stopped.  Failures are `error` (snapshot or restore)."""
+    op = "restore" if issubclass(error, RestoreError) else "snapshot"
     target = await agent_socket(node, agent.socket)
     async with AgentClient(target, long_timeout=LONG_TIMEOUT) as client:
-        try:
-            stopped = await client.stop(service)
-        except PeerError as exc:  # no agent reached: nothing was stopped; say what is at its socket
-            raise await agent_unreached(node, agent.socket, agent.unit, exc) from None
-        if not stopped.ok:
-            raise error(f"stopping {service}: {stopped.error}", location=host)
-        try:
+        if await _desired(client, node, agent, host, service, error=error) == STOPPED:
+            try:
+                res = await node.run(script, timeout=LONG_TIMEOUT)
+            except asyncio.CancelledError:
+                _tell(f"{host}: {op} of {service} interrupted; {service} was stopped before it and stays stopped")
+                raise
+            return _ran(res, service, host, error, after=f" ({service} was stopped before it and stays stopped)"), True
+        doing = f"{service} was being stopped"
+        try:  # from the moment the stop is sent: it may be carried out whatever this end hears
+            try:
+                stopped = await client.stop(service)
+            except PeerError as exc:  # the agent answered Facts: the stop may have reached it
+                raise error(f"stopping {service}: {exc.message}", location=host) from None
+            if not stopped.ok:
+                raise error(f"stopping {service}: {stopped.error}", location=host)
+            doing = f"/srv/{service} was being archived" if op == "snapshot" else "the snapshot was being unpacked"
             res = await node.run(script, timeout=LONG_TIMEOUT)
-        finally:
-            started = await client.start(service)
-        if res.exit_status != 0:
-            tail = (res.stderr.strip() or res.stdout.strip())[-400:]
-            raise error(f"its script exited with status {res.exit_status}: {tail}", location=host,
-                        hint="run `mcfleet ssh HOST` and look at the folder and the store")  # fmt: skip
-        if not started.ok:
-            raise error(f"starting {service} again: {started.error}", location=host)
-    return res.stdout.strip()
+        except (Exception, asyncio.CancelledError) as exc:  # Ctrl-C is the task's cancellation (asyncio.run)
+            if isinstance(exc, asyncio.CancelledError):  # a start waits for its health checks: say what is waited for
+                _tell(f"{host}: {op} of {service} interrupted: starting {service} again (a second Ctrl-C: maybe not)")
+            why, _ = await _start_again(client, service)
+            again, fix = _again(host, service, why)
+            if isinstance(exc, asyncio.CancelledError):
+                _tell(f"{host}: {op} of {service} interrupted while {doing}; {again}" + (f": {fix}" if fix else ""))
+                raise
+            if isinstance(exc, McfleetError):
+                raise error(f"{exc.message}; {again}", location=exc.location or host,
+                            hint=fix or exc.hint) from exc  # fmt: skip
+            _tell(f"{host}: {op} of {service} failed while {doing}; {again}" + (f": {fix}" if fix else ""))
+            raise
+        why, cancelled = await _start_again(client, service)
+        again, fix = _again(host, service, why)
+        if cancelled:  # Ctrl-C while it was being started: it was waited for all the same
+            _tell(f"{host}: {op} of {service} interrupted while {service} was being started again; {again}"
+                  + (f": {fix}" if fix else ""))  # fmt: skip
+            raise asyncio.CancelledError
+        said = _ran(res, service, host, error, after=f"; {again}", hint=fix)
+        if why:
+            raise error(f"starting {service} again: {why}", location=host, hint=f"the {op} itself is done; {fix}")
+    return said, False
 
 
 async def snapshot(session: ApplySession, host: str, service: str, *, overrides: list[Override]) -> SnapshotReport:
@@ -163,10 +265,10 @@ async def snapshot(session: ApplySession, host: str, service: str, *, overrides:
     node = await session.connect(entry)
     await _has_folder(node, host, service)  # before the service is stopped for nothing
     script = snapshot_script(store_of(node), service, _stamp())
-    said = await _stopped(node, entry.host.agent, service, script, host, SnapshotError)
+    said, left_stopped = await _stopped(node, entry.host.agent, service, script, host, SnapshotError)
     fields = dict(part.split("=", 1) for part in said.splitlines()[-1].split() if "=" in part)
     return SnapshotReport(host, "snapshot", service, fields.get("path", ""), int(fields.get("bytes", "0") or 0),
-                          fields.get("sha256", ""), time.monotonic() - began)  # fmt: skip
+                          fields.get("sha256", ""), time.monotonic() - began, left_stopped=left_stopped)  # fmt: skip
 
 
 async def restore(
@@ -179,9 +281,9 @@ async def restore(
     path = await _snapshot_path(node, host, service, path)
     await session.gate([host], overrides)
     script = restore_script(service, path, _stamp())
-    aside = await _stopped(node, entry.host.agent, service, script, host, RestoreError)
+    aside, left_stopped = await _stopped(node, entry.host.agent, service, script, host, RestoreError)
     return SnapshotReport(host, "restore", service, path, seconds=time.monotonic() - began,
-                          set_aside=aside.splitlines()[-1] if aside else "")  # fmt: skip
+                          set_aside=aside.splitlines()[-1] if aside else "", left_stopped=left_stopped)  # fmt: skip
 
 
 LATEST = "latest"
