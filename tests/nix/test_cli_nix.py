@@ -73,3 +73,19 @@ def test_nix_attrs_lists_the_registry() -> None:
     res = CliRunner().invoke(_app(), ["nix", "attrs", "--json"])
     assert res.exit_code == 0
     assert set(json.loads(res.stdout)) == set(ATTRS)
+
+
+@pytest.mark.parametrize("code", ["json-syntax", "schema"])
+def test_nix_check_names_a_file_nix_cannot_read_as_validate_does(nix_bin: str, code: str) -> None:
+    """A file that is not JSON, or misses a field its schema requires: the finding with its file and pointer
+    (was: Nix's own error, `attribute 'components' missing at …/nix/lib/load.nix:127`, and no JSON)."""
+    expect = json.loads((BAD / code / "expect.json").read_text())
+    res = CliRunner().invoke(_app(), ["nix", "check", str(BAD / code), "--json"])
+    assert res.exit_code == 2, res.output
+    data = json.loads(res.stdout)
+    assert data["valid"] is False and data["evaluated"] is False
+    assert (expect["code"], expect["file"], expect["pointer"]) in [
+        (f["code"], f["file"], f["pointer"]) for f in data["findings"]
+    ]
+    res = CliRunner().invoke(_app(), ["nix", "check", str(BAD / code)])
+    assert res.exit_code == 2 and "before nix/lib can read them" in res.output and "load.nix" not in res.output

@@ -27,6 +27,8 @@ def check(
     """Validate the fleet with the pure-Nix rules of nix/lib (what `checks.<system>.fleet` runs).
 
     Needs only `nix-instantiate`; works on uncommitted files.  Exit 0 when valid, 2 when not.
+    A file that is not valid JSON or does not match its schema is reported as `validate` reports
+    it (file and pointer), and nix/lib runs once none is left.
 
     Examples:
 
@@ -34,13 +36,20 @@ def check(
 
       mcfleet -C ./fleet nix check --json | jq '.findings[].code'
     """
-    findings, codes = asyncio.run(nix_findings(fleet_root(deprecated_folder(path, "the fleet folder as an argument"))))
+    root = fleet_root(deprecated_folder(path, "the fleet folder as an argument"))
+    # nix/lib reads files that parse and match their schema (builtins.fromJSON stops at the first bad byte,
+    # and a missing field is an evaluation error naming a .nix line): those problems are the loader's findings,
+    # named by file and pointer, and nix/lib runs once there are none
+    unreadable = load_fleet(root).findings
+    findings, codes = (list(unreadable), []) if unreadable else asyncio.run(nix_findings(root))
     if json_out:
-        emit_json({"valid": not findings, "codes": codes, "findings": [f.as_dict() for f in findings]})
+        emit_json({"valid": not findings, "codes": codes, "evaluated": not unreadable,
+                   "findings": [f.as_dict() for f in findings]})  # fmt: skip
     elif findings:
         for finding in findings:
             typer.echo(finding.format(), err=True)
-        typer.echo(f"{len(findings)} problem(s) found by nix/lib", err=True)
+        said = "in the files, before nix/lib can read them" if unreadable else "by nix/lib"
+        typer.echo(f"{len(findings)} problem(s) found {said}", err=True)
     else:
         typer.echo(f"ok: nix/lib finds no problem ({len(codes)} rules)")
     if findings:
