@@ -276,3 +276,18 @@ def test_goal_boot_dry_activate_or_test_is_refused_on_a_host_that_is_not_nixos(f
         assert "select the NixOS hosts alone (--on alpha)" in err
     code, _out, err = run_cli("-C", str(fleet), "deploy", "edge1", "--goal", "boot")
     assert code == 2 and "edge1 (debian) would be changed for real" in err and "drop --goal" in err
+
+
+def test_the_warning_counts_the_files_with_problems_not_the_problems(tmp_path: Path) -> None:
+    """One service file with three schema errors is one file left out, named (was: `3 file(s) have problems`)."""
+    import json as json_module
+    import shutil
+
+    root = tmp_path / "fleet"
+    shutil.copytree(MINIMAL, root)
+    web = root / "hosts" / "alpha" / "services" / "web.json"
+    svc = json_module.loads(web.read_text())
+    svc.update({"stage": 5, "active": "yes", "depends_on": 7})
+    web.write_text(json_module.dumps(svc))
+    _code, _out, err = run_cli("-C", str(root), "routes")
+    assert "warning: 1 file(s) have problems and are left out (hosts/alpha/services/web.json)" in err, err

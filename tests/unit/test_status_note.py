@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from mcfleet.cli.commands_status import HostStatus, status_note
 from mcfleet.plan.model import Action, Plan, Unobserved
 
@@ -161,3 +164,38 @@ def test_drift_is_unknown_when_a_backend_was_not_read_and_the_host_is_not_ok() -
     assert not unread.ok
     read = HostStatus("full2", True, agent_health="SERVING", services_up=0, services_total=0)
     assert read.row()[5] == "no" and read.ok
+
+
+def test_status_watch_json_prints_one_document_per_line(monkeypatch: Any) -> None:
+    """`status --watch --json` is NDJSON: one compact document per read, each with its time (was: indented
+    documents one after another, which no JSON reader takes)."""
+    import time as time_module
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from mcfleet.cli import commands_status
+    from mcfleet.cli.app import app
+    from mcfleet.cli.commands_status import HostStatus
+
+    minimal = Path(__file__).resolve().parent.parent / "data" / "fleets" / "minimal"
+    reads = iter(range(1, 10))
+
+    def collect(_loaded: Any, names: list[str], _timeout: float) -> tuple[list[HostStatus], dict[str, Any]]:
+        n = next(reads)
+        return [HostStatus(name, True, services_up=n, services_total=2) for name in names], {}
+
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands_status, "collect", collect)
+    monkeypatch.setattr(time_module, "sleep", sleep)
+    res = CliRunner().invoke(app, ["-C", str(minimal), "status", "--watch", "--json", "--interval", "1"])
+    lines = [line for line in res.stdout.splitlines() if line.strip()]
+    docs = [json.loads(line) for line in lines]
+    assert len(docs) == 2 and all("at" in d and "hosts" in d for d in docs), res.stdout
+    assert [d["hosts"][0]["services_up"] for d in docs] == [1, 2]

@@ -62,8 +62,10 @@ def _load_usable(path: Path | None, *, warn: bool = True) -> tuple[LoadedFleet, 
         first = loaded.findings[0]
         raise InputError(first.message, location=first.location(), hint=first.hint)
     if loaded.findings and warn:
+        files = sorted({f.file for f in loaded.findings})
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
         typer.echo(
-            f"warning: {len(loaded.findings)} file(s) have problems and are left out; run `mcfleet validate`",
+            f"warning: {len(files)} file(s) have problems and are left out ({shown}); run `mcfleet validate`",
             err=True,
         )
     return loaded, loaded.fleet

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
@@ -272,6 +273,7 @@ def status(
     once now by the agent (NOTE says why one is not up: its check, its container's state;
     and "no TLS:" a route of the host's proxy for which a TLS handshake for its name at the
     host's address gets no certificate).
+    With --watch --json, one JSON document per line (NDJSON), each with its time `at`.
     DRIFT is what `mcfleet plan` would change on the host (yes/no and how many changes;
     "refused" when the plan has a refusal).  Read-only.  Exit 0 when every host is reachable,
     its agent serving, every service up, every TLS route answering and nothing drifted, else 1
@@ -301,8 +303,12 @@ def status(
         rows, gone = collect(loaded, names, connect_timeout)
         ok = all(r.ok for r in rows) and not gone
         if json_out:
-            emit_json({"hosts": [r.as_dict() for r in rows],
-                       "gone": {h: e.model_dump(mode="json") for h, e in gone.items()}, "ok": ok})  # fmt: skip
+            data = {"hosts": [r.as_dict() for r in rows],
+                    "gone": {h: e.model_dump(mode="json") for h, e in gone.items()}, "ok": ok}  # fmt: skip
+            if watch:  # one document per line (NDJSON), each when it is read: `| jq -c` or a line reader follows
+                typer.echo(json.dumps({"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **data}, default=str))
+            else:
+                emit_json(data)
         else:
             if watch and use_color():
                 typer.echo("\x1b[2J\x1b[H", nl=False)  # clear the screen, cursor home
