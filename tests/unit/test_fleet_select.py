@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -96,3 +97,23 @@ def test_hosts_without_fleet_json_is_invalid_input(tmp_path: object) -> None:
     code, _out, err = run_cli("hosts", str(tmp_path))
     assert code == 2
     assert "fleet.json" in err and "Traceback" not in err
+
+
+def test_a_host_whose_file_does_not_load_is_named_as_such_never_dropped(tmp_path: Any) -> None:
+    """beta's host.json is broken: naming it, or a pattern matching it, says which file to fix (was: `no host
+    named 'beta'`, did you mean…, and a pattern silently planned the others); `!beta` leaves it out."""
+    import shutil
+
+    root = tmp_path / "fleet"
+    shutil.copytree(REPO / "tests" / "data" / "fleets" / "minimal", root)
+    (root / "hosts" / "beta" / "host.json").write_text("{")
+    loaded = load_fleet(root)
+    for selector in ("beta", "b*", "alpha,beta"):
+        with pytest.raises(SelectionError) as err:
+            select_hosts(loaded, selector)
+        assert err.value.message == "host 'beta' is left out: hosts/beta/host.json has problems", selector
+        assert "fix hosts/beta/host.json" in (err.value.hint or "")
+    assert [e.host.name for e in select_hosts(loaded, "!beta")] == ["alpha", "edge1"]
+    assert [e.host.name for e in select_hosts(loaded, "*,!beta")] == ["alpha", "edge1"]
+    code, _out, err_text = run_cli("-C", str(root), "ssh", "beta")
+    assert code == 2 and "host 'beta' is left out: hosts/beta/host.json has problems" in err_text, err_text

@@ -39,7 +39,7 @@ def selected(loaded: LoadedFleet, on: Sequence[str] | None) -> list[HostEntry]:
 
 def one_host(loaded: LoadedFleet, name: str, command: str) -> HostEntry:
     """The single host a one-host command (deploy, provision, ssh, logs) names: a plain host name."""
-    from mcfleet.fleet.select import did_you_mean
+    from mcfleet.fleet.select import broken_hosts, did_you_mean, left_out
 
     if not name or any(c in name for c in "*?[@!,"):
         raise InputError(
@@ -49,6 +49,8 @@ def one_host(loaded: LoadedFleet, name: str, command: str) -> HostEntry:
             if command in ("deploy", "provision")
             else "name one host (see `mcfleet hosts`)",
         )
+    if name not in loaded.hosts and (file := broken_hosts(loaded).get(name)):
+        raise left_out(name, file, f"mcfleet {command} {name}", selector=False)
     if name not in loaded.hosts:
         raise SelectionError(
             f"no host named {name!r}",

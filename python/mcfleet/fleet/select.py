@@ -34,8 +34,30 @@ def _labels(entry: HostEntry) -> set[str]:
     return {str(r) for r in entry.host.roles} | set(entry.host.tags)
 
 
-def _match(term: str, hosts: dict[str, HostEntry]) -> list[str]:
-    """Names matched by one term (without its `!`); raises when it matches nothing."""
+def broken_hosts(loaded: LoadedFleet) -> dict[str, str]:
+    """Host folders whose host.json did not load (name -> that file): left out of `loaded.hosts`."""
+    out: dict[str, str] = {}
+    for f in loaded.findings:
+        parts = f.file.split("/")
+        if len(parts) == 3 and parts[0] == "hosts" and parts[2] == "host.json" and parts[1] not in loaded.hosts:
+            out[parts[1]] = f.file
+    return out
+
+
+def left_out(name: str, file: str, where: str, *, selector: bool = True) -> SelectionError:
+    """A host named (or matched) whose host.json does not load: said as such, not as a host that does not exist."""
+    other = f", or leave the host out of the selection (`!{name}`)" if selector else ""
+    return SelectionError(
+        f"host {name!r} is left out: {file} has problems",
+        location=where,
+        hint=f"`mcfleet validate` names them; fix {file}{other}",
+    )
+
+
+def _match(term: str, hosts: dict[str, HostEntry], broken: dict[str, str] | None = None) -> list[str]:
+    """Names matched by one term (without its `!`); raises when it matches nothing, or when it names or
+    matches a host in `broken` (its host.json did not load: a selection never drops it silently)."""
+    broken = broken or {}
     if term.startswith("@"):
         label = term[1:]
         found = [n for n, e in hosts.items() if label in _labels(e)]
@@ -46,6 +68,8 @@ def _match(term: str, hosts: dict[str, HostEntry]) -> list[str]:
         return found
     if _GLOB_CHARS & set(term):
         found = [n for n in hosts if fnmatch.fnmatchcase(n, term)]
+        if lost := sorted(n for n in broken if fnmatch.fnmatchcase(n, term)):
+            raise left_out(lost[0], broken[lost[0]], f"--on {term}")
         if not found:
             raise SelectionError(
                 f"the pattern {term!r} matches no host",
@@ -53,6 +77,8 @@ def _match(term: str, hosts: dict[str, HostEntry]) -> list[str]:
                 hint=f"hosts: {', '.join(sorted(hosts)) or 'none'}",
             )
         return found
+    if term not in hosts and term in broken:
+        raise left_out(term, broken[term], f"--on {term}")
     if term not in hosts:
         hint = did_you_mean(term, hosts) or f"hosts: {', '.join(sorted(hosts)) or 'none'} (see `mcfleet hosts`)"
         raise SelectionError(f"no host named {term!r}", location=f"--on {term}", hint=hint)
@@ -77,11 +103,14 @@ def select_hosts(loaded: LoadedFleet, selector: str | Sequence[str] | None) -> l
     # A selector made only of exclusions starts from the whole fleet ("!svc" = all but svc).
     if all(t.startswith("!") for t in terms):
         chosen = set(hosts)
+    broken = broken_hosts(loaded)
     for term in terms:
         if term.startswith("!"):
+            if term[1:] in broken:  # leaving out a host that does not load: it is out already
+                continue
             chosen -= set(_match(term[1:], hosts))
         else:
-            chosen |= set(_match(term, hosts))
+            chosen |= set(_match(term, hosts, {n: f for n, f in broken.items() if f"!{n}" not in terms}))
     if not chosen:
         raise SelectionError(
             "the selection is empty", location=f"--on {','.join(terms)}", hint="drop an exclusion (`!…`) term"
