@@ -178,21 +178,48 @@ def refused_rule(node: SshConnection, stderr: list[str]) -> BecomeRefused | None
     return become_refused(node.become, node.user, "".join(stderr), node.name)
 
 
+def in_own_group(node: SshConnection, line: str, as_root: bool) -> str:
+    """`line` as exec runs it, after its process group id as stderr's first line (a PGID_MARK line): sshd
+    starts a command without a terminal as the leader of a new session and process group, and leaves it
+    running when its channel closes, so after a timeout or Ctrl-C mcfleet kills that group on the node.
+    `exec` keeps that pid for the command itself, so its exit status and signal are still what sshd
+    reports.  Without --as-root the line runs in the login's own shell ($SHELL), as `ssh host LINE` does."""
+    from mcfleet.transport.base import PGID_MARK
+
+    # escalated: `sudo -n sh -c LINE`; a root login (or no --as-root): the login's shell, as ssh runs it
+    inner = escalated(node, line) if as_root and node.become else f'"${{SHELL:-/bin/sh}}" -c {shlex.quote(line)}'
+    return f'echo "{PGID_MARK}$$" >&2; exec {inner}'
+
+
 async def run_on(  # noqa: PLR0917 (one host's run: every part is needed)
     pool: SshPool, entry: HostEntry, line: str, out: Prefixer, limit: float, as_root: bool = False
 ) -> ExecResult:
     import asyncio
 
+    from mcfleet.transport.base import split_pgid
+
     name = entry.host.name
     result = ExecResult(name)
     started = time.monotonic()
+    group: list[int] = []  # the command's process group on the node, once its first stderr line said it
+    node: SshConnection | None = None
+
+    def stderr_line(text: str) -> None:
+        if not group and not result.stderr:
+            pgid, _rest = split_pgid(text)
+            if pgid is not None:
+                group.append(pgid)
+                return
+        result.stderr.append(text)
+        out.line(name, text, err=True)
+
     try:
         node = await pool.connect(entry)
-        proc = await node.conn.create_process(escalated(node, line) if as_root else line)
+        proc = await node.conn.create_process(in_own_group(node, line, as_root))
         async with asyncio.timeout(limit or None):
             await asyncio.gather(
                 _pump(proc.stdout, result.stdout, lambda t: out.line(name, t)),
-                _pump(proc.stderr, result.stderr, lambda t: out.line(name, t, err=True)),
+                _pump(proc.stderr, [], stderr_line),
             )
             completed = await proc.wait()
         result.exit = completed.exit_status if completed.exit_status is not None else 255
@@ -201,13 +228,23 @@ async def run_on(  # noqa: PLR0917 (one host's run: every part is needed)
         if as_root and result.exit and (refused := refused_rule(node, result.stderr)) is not None:
             result.error = f"{refused.message}; {refused.hint}"
     except TimeoutError:
-        result.error = f"did not finish within {limit:g} s"
+        killed = node is not None and await _end_group(node, group, as_root)
+        result.error = f"did not finish within {limit:g} s" + ("; killed on the node" if killed else "")
+    except asyncio.CancelledError:  # Ctrl-C: what the command started on the node ends with it
+        if node is not None:
+            await asyncio.shield(_end_group(node, group, as_root))
+        raise
     except McfleetError as exc:
         result.error = exc.message
     except OSError as exc:
         result.error = f"connection lost: {exc}"
     result.seconds = time.monotonic() - started
     return result
+
+
+async def _end_group(node: SshConnection, group: list[int], as_root: bool) -> bool:
+    """Kill the exec's process group on the node (as whoever started it); False when it is not known."""
+    return bool(group) and await node.kill_group(group[0], node.become if as_root else None)
 
 
 def exec_(  # noqa: PLR0917 (typer maps parameters to options)

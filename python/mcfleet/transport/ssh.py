@@ -162,7 +162,7 @@ class SshConnection:
         try:
             status, out, err = await asyncio.wait_for(self._collect(line, input, collector), limit)
         except (asyncssh.TimeoutError, TimeoutError) as exc:
-            killed = await self._kill_group(collector.pgid, become)
+            killed = await self.kill_group(collector.pgid, become)
             raise CommandTimeout(
                 f"command did not finish within {limit:g} s: {_short(command)}"
                 + ("; it was killed on the node" if killed else "; it may still run on the node"),
@@ -196,7 +196,7 @@ class SshConnection:
         except (asyncssh.Error, OSError) as exc:
             raise Unreachable(f"connection lost while starting {_short(command)}: {exc}", location=self.name) from exc
 
-    async def _kill_group(self, pgid: int | None, become: str | None) -> bool:
+    async def kill_group(self, pgid: int | None, become: str | None) -> bool:
         """SIGKILL the process group `pgid` on the node (as the user that started it)."""
         if pgid is None or pgid <= 1:
             return False
