@@ -77,6 +77,17 @@ def test_init_refuses_a_host_name_that_is_a_path_and_a_file_in_the_way(tmp_path:
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
+def test_init_refuses_a_folder_inside_another_fleet(tmp_path: Path) -> None:
+    """`init <fleet>/hosts/new` made a fleet that the outer one then read as a broken host (missing-file)."""
+    outer = tmp_path / "outer"
+    assert run_cli("init", str(outer))[0] == 0
+    inner = outer / "hosts" / "newfleet"
+    code, _out, err = run_cli("init", str(inner))
+    assert code == 2 and f"{inner} is inside the fleet {outer}" in err, err
+    assert not inner.exists()
+    assert run_cli("-C", str(outer), "validate")[0] == 0
+
+
 def test_show_renders_a_saved_plan(fleet: Path, tmp_path: Path) -> None:
     from mcfleet.plan.model import Action, Plan
     from mcfleet.plan.saved import save_plan

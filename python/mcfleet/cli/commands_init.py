@@ -117,7 +117,13 @@ def init(  # noqa: PLR0917 (typer maps parameters to options)
 
 
 def free_folder(directory: Path) -> None:
-    """The new fleet's folder: absent, or an empty folder; never a file or a folder with files in it."""
+    """The new fleet's folder: absent, or an empty folder; never a file or a folder with files in it, and
+    never inside another fleet (a folder under its hosts/ is read as a host, and breaks that fleet)."""
+    outer = next((p for p in directory.absolute().parents if (p / "fleet.json").is_file()), None)
+    if outer is not None:
+        raise InputError(f"{directory} is inside the fleet {outer} (it has a fleet.json)",
+                         location=f"mcfleet init {directory}",
+                         hint="pick a folder outside that fleet; one fleet folder holds every host")  # fmt: skip
     if directory.is_dir() and any(directory.iterdir()):
         raise InputError(f"{directory} exists and is not empty", location=f"mcfleet init {directory}",
                          hint="pick a new folder; `mcfleet init` never overwrites files")  # fmt: skip
