@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,3 +148,28 @@ def test_the_node_lock_removes_copies_an_apply_that_died_left_and_only_once_it_h
     first.stdin.close()
     assert first.wait(10) == 0
     first.stdout.close()
+
+
+def test_a_one_host_operation_cut_by_ctrl_c_or_failing_is_journalled_with_its_host(tmp_path: Path) -> None:
+    """`journal --on HOST --failed` finds an interrupted or failed snapshot of that host (was: recorded
+    without a host, so only `journal --failed` listed it)."""
+    from mcfleet.errors import PeerError
+    from tests.conftest import run_cli
+
+    shutil.copytree(Path(__file__).parents[1] / "data" / "fleets" / "minimal", tmp_path / "fleet")
+    root = tmp_path / "fleet"
+
+    def interrupted() -> Any:
+        raise KeyboardInterrupt
+
+    def failing() -> Any:
+        raise PeerError("agent StopService failed", location="alpha")
+
+    with pytest.raises(KeyboardInterrupt):
+        journal.run_journalled(root, "snapshot alpha db", interrupted, ["alpha"])
+    with pytest.raises(PeerError):
+        journal.run_journalled(root, "restore alpha db latest", failing, ["alpha"])
+    code, out, err = run_cli("-C", str(root), "journal", "--on", "alpha", "--failed")
+    assert code == 0, err
+    rows = [" ".join(r.split()) for r in out.splitlines()[1:]]
+    assert len(rows) == 2 and all(" alpha " in r for r in rows), rows

@@ -48,10 +48,11 @@ class Report(Protocol):
 R = TypeVar("R", bound=Report)
 
 
-def run_journalled(fleet_root: Path, command: str, run: Callable[[], R]) -> R:
+def run_journalled(fleet_root: Path, command: str, run: Callable[[], R], hosts: list[str] | None = None) -> R:
     """Run a one-host operation (snapshot, restore, agent recover …) and journal it: its report, its
-    error, or that Ctrl-C stopped it (a restore cut short is what the journal must show)."""
-    record: dict[str, Any] = {"command": command, "argv": sys.argv[1:]}
+    error, or that Ctrl-C stopped it (a restore cut short is what the journal must show).  `hosts`: the
+    hosts it works on, recorded with an error or an interruption too (`journal --on HOST` finds them)."""
+    record: dict[str, Any] = {"command": command, "argv": sys.argv[1:], **({"hosts": hosts} if hosts else {})}
     try:
         report = run()
     except McfleetError as exc:

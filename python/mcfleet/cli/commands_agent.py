@@ -168,7 +168,7 @@ def _agent_op(host: str, operation: str, service: str | None, *, override: list[
                 finally:
                     options.progress.close()
 
-        report = journal.run_journalled(loaded.root, command, lambda: asyncio.run(go()))
+        report = journal.run_journalled(loaded.root, command, lambda: asyncio.run(go()), [entry.host.name])
     if json_out:
         emit_json(report.as_dict())
     else:

@@ -47,7 +47,7 @@ def _run(command: str, host: str, op: Callable[..., Awaitable[object]], *args: o
                 finally:
                     options.progress.close()
 
-        report = journal.run_journalled(loaded.root, line, lambda: asyncio.run(go()))
+        report = journal.run_journalled(loaded.root, line, lambda: asyncio.run(go()), [entry.host.name])
     if json_out:
         emit_json(report.as_dict())
     else:
