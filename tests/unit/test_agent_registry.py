@@ -36,3 +36,17 @@ def test_replace_all_is_one_transaction(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.IntegrityError):
         reg.replace_all([Entry(svc("a", "core"), {}), Entry(svc("a", "core"), {})])
     assert [e.name for e in reg.entries()] == ["dns"]
+
+
+def test_a_registry_that_is_not_a_database_names_its_file_and_what_to_do(tmp_path: Path) -> None:
+    """Bytes that are not SQLite's (was: `DatabaseError: file is not a database`, the agent in a restart
+    loop, with neither the file nor a way out named)."""
+    from mcfleet.agent.registry import RegistryUnreadable
+
+    path = tmp_path / "mcfleet-agent.db"
+    path.write_bytes(b"\x8f\x00garbage" * 512)
+    with pytest.raises(RegistryUnreadable) as err:
+        Registry(path)
+    said = str(err.value)
+    assert f"the registry {path} is not a database" in said
+    assert f"mv {path} {path}.unreadable" in said and "`mcfleet apply` registers the services again" in said

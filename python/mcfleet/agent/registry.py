@@ -35,12 +35,27 @@ class Entry:
         return self.service.name
 
 
+class RegistryUnreadable(Exception):
+    """The registry file is not a database SQLite can read: what to do is in the message."""
+
+
 class Registry:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:  # bytes that are not SQLite's (a disk fault, a hand edit)
+            self._db.close()
+            raise RegistryUnreadable(
+                f"the registry {path} is not a database the agent can read ({exc}): move it aside "
+                f"(mv {path} {path}.unreadable) and restart the agent; `mcfleet apply` registers the services "
+                "again (their containers and volumes are untouched)"
+            ) from exc
+
+    def _open(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         with self._tx() as db:
