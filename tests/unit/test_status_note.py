@@ -199,3 +199,12 @@ def test_status_watch_json_prints_one_document_per_line(monkeypatch: Any) -> Non
     docs = [json.loads(line) for line in lines]
     assert len(docs) == 2 and all("at" in d and "hosts" in d for d in docs), res.stdout
     assert [d["hosts"][0]["services_up"] for d in docs] == [1, 2]
+
+
+def test_a_host_whose_login_may_not_become_root_answered_and_says_so() -> None:
+    """A missing sudo/doas rule is not an unreachable host (was: REACHABLE no, "unreachable: …")."""
+    row = HostStatus("orion", False, error="sudo: a password is required", cause="escalation").row()
+    assert row[1] == "yes" and row[-1] == "cannot run as root: sudo: a password is required"
+    changed = HostStatus("orion", False, error="presented a host key that does not match", cause="host-key").row()
+    assert changed[1] == "no" and str(changed[-1]).startswith("host key changed: ")
+    assert HostStatus("orion", False, error="timed out").row()[-1] == "unreachable: timed out"

@@ -40,6 +40,8 @@ class HostStatus:
     boot: str | None = None
     # the TLS routes of the host's proxy for which a handshake at the host's address got no certificate
     not_served: tuple[str, ...] = ()
+    # why the host was not observed: unreachable, host-key (a changed key), escalation (no sudo/doas rule)
+    cause: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -52,7 +54,10 @@ class HostStatus:
 
     def row(self) -> list[object]:
         if not self.reachable:
-            return [self.host, "no", "-", "-", "-", "?", f"unreachable: {self.error}"]
+            if self.cause == "escalation":  # it answered SSH: the login may not become root
+                return [self.host, "yes", "-", "-", "-", "?", f"cannot run as root: {self.error}"]
+            label = "host key changed" if self.cause == "host-key" else "unreachable"
+            return [self.host, "no", "-", "-", "-", "?", f"{label}: {self.error}"]
         services = (
             f"{self.services_up}/{self.services_total}" if self.services_up is not None else f"?/{self.services_total}"
         )
@@ -181,7 +186,13 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> tuple[list
         entry = loaded.hosts[name]
         if not isinstance(item, Facts):
             rows.append(
-                HostStatus(name, False, error=item.reason, services_total=sum(s.active for s in entry.services))
+                HostStatus(
+                    name,
+                    False,
+                    error=item.reason,
+                    services_total=sum(s.active for s in entry.services),
+                    cause=item.cause,
+                )
             )
             continue
         agent = by_host.get(name)
