@@ -93,6 +93,8 @@ def test_up_status_down_leaves_nothing(tmp_path: Path, full: int) -> None:
     code, out, err = run_cli("lab", "down", "--dir", str(d))
     assert code == 0, err
     assert _leftovers(d, state) == []
+    # what the nodes wrote on disk (their overlays' upper layers: the container image pulled above) goes too
+    assert [n for n in state["info"]["nodes"].values() if Path(n["dir"]).exists()] == []
     # idempotent, and status says so
     assert run_cli("lab", "down", "--dir", str(d))[1].startswith("no lab was up")
     code, out, _ = run_cli("lab", "status", "--dir", str(d))

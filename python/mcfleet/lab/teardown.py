@@ -133,6 +133,11 @@ async def down(state: LabState) -> list[str]:
         state.drop(resource)
     with contextlib.suppress(OSError):
         os.rmdir("/run/mcfleet-lab")  # only when no other lab uses it
+    # what the lab wrote on disk: each node's folder (its overlay's upper layer: packages, images, caches,
+    # 100-200 MB after a deploy) and the registry's storage; the peers' small folders keep their logs
+    for folder in [*(n.dir for n in nodes.values()), str(state.path.parent / "registry")]:
+        if not _mounts_under(folder):  # never delete through a mount
+            shutil.rmtree(folder, ignore_errors=True)
     state.info = {}
     state.save()
     with contextlib.suppress(OSError):
