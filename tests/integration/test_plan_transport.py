@@ -248,6 +248,7 @@ def test_trust_on_first_use_refuses_another_key_afterwards(node_fleet: tuple[Pat
     with pytest.raises(HostKeyMismatch) as err:
         _seen_key(other)
     assert "does not match the one it showed the first time" in err.value.message
+    assert ": first seen SHA256:" in err.value.message and "the node presented SHA256:" in err.value.message
     assert str(key_file(entry)) in (err.value.hint or "")
     assert key_file(entry).read_text() == nodes[1].host_key + "\n"  # the refused key is not recorded
     # ssh_config / known_hosts for plain OpenSSH check the recorded key strictly too

@@ -19,6 +19,13 @@ from mcfleet.util.statedir import STATE_DIR, state_dir
 FOLDER = "first-use"
 
 
+def trusts_first_use(entry: HostEntry) -> bool:
+    """A host whose key is taken the first time and checked against that one afterwards: it asks for trust
+    on first use and names neither a pinned key nor a known_hosts file."""
+    ssh = entry.host.ssh
+    return ssh.trust_on_first_use and not ssh.host_key and not ssh.known_hosts
+
+
 def key_file(entry: HostEntry) -> Path:
     """Where the host's first key is kept: the fleet folder is two levels above hosts/<name>/."""
     return entry.dir.parent.parent / STATE_DIR / FOLDER / f"{entry.host.name}.pub"

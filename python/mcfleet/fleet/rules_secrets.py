@@ -14,12 +14,11 @@ which the pure-Nix validator does not see (it evaluates the JSON files only).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from mcfleet.fleet.findings import Finding
 from mcfleet.fleet.load import LoadedFleet
 from mcfleet.fleet.models import Fleet
-from mcfleet.fleet.secrets import missing_recipients
+from mcfleet.fleet.secrets import missing_recipients, parse_recipient
 
 
 def rule_secret_recipient_missing(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
@@ -39,27 +38,13 @@ def rule_secret_recipient_missing(loaded: LoadedFleet, fleet: Fleet) -> Iterator
                           why, hint, host=host)  # fmt: skip
 
 
-def recipient_problem(text: str) -> str | None:
-    """Why `text` is no recipient a secret can be encrypted to (as fleet/secrets.py reads it), or None."""
-    if not text.startswith(("age1", "ssh-ed25519 ")):
-        return "it is neither an age key (age1…) nor an ssh-ed25519 key"
-    import pyrage  # type: ignore[import-untyped]  # here only: the age library, for a fleet with recipients
-
-    kind: Any = pyrage.x25519 if text.startswith("age1") else pyrage.ssh
-    try:
-        kind.Recipient.from_str(text)
-    except pyrage.RecipientError as exc:
-        return f"it is not a valid key: {exc}"
-    return None
-
-
 def _short(text: str) -> str:
     return text if len(text) <= 40 else f"{text[:40]}…"
 
 
 def rule_secret_recipient_invalid(loaded: LoadedFleet, fleet: Fleet) -> Iterator[Finding]:
     for index, text in enumerate(fleet.secret_recipients):
-        why = recipient_problem(text)
+        _parsed, why = parse_recipient(text)  # the age library is imported only here: a fleet with recipients
         if why is not None:
             yield Finding(
                 "secret-recipient-invalid",

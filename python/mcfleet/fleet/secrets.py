@@ -80,16 +80,24 @@ def declared_secrets(loaded: LoadedFleet) -> list[str]:
     return sorted(names | on_disk)
 
 
-def _recipient(text: str) -> Any:
+def parse_recipient(text: str) -> tuple[Any, str | None]:
+    """(the age recipient `text` is, None), or (None, why it is none: not an age1… or ssh-ed25519 key, or not
+    a valid one).  Encrypting and validate's secret-recipient-invalid both read recipients through this."""
+    if not text.startswith(("age1", "ssh-ed25519 ")):
+        return None, "it is neither an age key (age1…) nor an ssh-ed25519 key"
     pyrage = _age()
+    kind = pyrage.x25519 if text.startswith("age1") else pyrage.ssh
     try:
-        if text.startswith("age1"):
-            return pyrage.x25519.Recipient.from_str(text)
-        if text.startswith("ssh-ed25519 "):
-            return pyrage.ssh.Recipient.from_str(text)
+        return kind.Recipient.from_str(text), None
     except pyrage.RecipientError as exc:
-        raise InputError(f"recipient {text[:40]}… is not a valid key: {exc}") from None
-    raise InputError(f"recipient {text[:40]}… is neither an age key (age1…) nor ssh-ed25519")
+        return None, f"it is not a valid key: {exc}"
+
+
+def _recipient(text: str) -> Any:
+    recipient, why = parse_recipient(text)
+    if why is not None:
+        raise InputError(f"recipient {text[:40]}…: {why}")
+    return recipient
 
 
 def encrypt_secret(loaded: LoadedFleet, name: str, value: bytes) -> list[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mcfleet.fleet.first_use import recorded_key
+from mcfleet.fleet.first_use import recorded_key, trusts_first_use
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.util.files import atomic_write_text
 from mcfleet.util.statedir import state_dir
@@ -43,8 +43,7 @@ def known_hosts_text(loaded: LoadedFleet) -> str:
 
 def _first_key(entry: HostEntry) -> str | None:
     """The key a trust-on-first-use host showed the first time, once recorded (None: not yet, or unreadable)."""
-    ssh = entry.host.ssh
-    if not ssh.trust_on_first_use or ssh.host_key or ssh.known_hosts:
+    if not trusts_first_use(entry):
         return None
     try:
         return recorded_key(entry)

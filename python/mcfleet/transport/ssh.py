@@ -36,7 +36,7 @@ from typing import Any
 
 import asyncssh
 
-from mcfleet.fleet.first_use import key_file, record_key, recorded_key
+from mcfleet.fleet.first_use import key_file, record_key, recorded_key, trusts_first_use
 from mcfleet.fleet.load import HostEntry
 from mcfleet.transport import relay
 from mcfleet.transport.base import (
@@ -332,17 +332,13 @@ def _trust(entry: HostEntry) -> dict[str, Any]:
     """asyncssh keyword arguments that implement the host's host-key policy."""
     ssh = entry.host.ssh
     if ssh.host_key:
-        try:
-            key = asyncssh.import_public_key(ssh.host_key)
-        except (asyncssh.KeyImportError, ValueError) as exc:
-            raise LocalSshConfigError(
-                f"ssh.host_key is not a public key OpenSSH can read ({exc})",
-                location=f"hosts/{entry.host.name}/host.json#/ssh/host_key",
-                hint="copy the key from the node's /etc/ssh/ssh_host_ed25519_key.pub ('ssh-ed25519 AAAA…'), "
-                "verified out of band",
-            ) from exc
-        # Ask the server for the pinned key's type, else it may offer another one it holds.
-        return {"known_hosts": ([key], [], []), "server_host_key_algs": _host_key_algs(ssh.host_key)}
+        return _only_key(
+            ssh.host_key,
+            "ssh.host_key is not a public key OpenSSH can read",
+            f"hosts/{entry.host.name}/host.json#/ssh/host_key",
+            "copy the key from the node's /etc/ssh/ssh_host_ed25519_key.pub ('ssh-ed25519 AAAA…'), "
+            "verified out of band",
+        )
     if ssh.known_hosts:
         path = Path(ssh.known_hosts).expanduser()
         try:
@@ -354,8 +350,32 @@ def _trust(entry: HostEntry) -> dict[str, Any]:
                 hint="add the node's key to that file after verifying it out of band, or pin ssh.host_key in host.json",
             ) from exc
     # trust_on_first_use (the only way the model allows neither): the key the first login saw, once recorded
+    line = _first_key(entry)
+    if line is None:
+        return {"known_hosts": None}  # the first connection: the key it sees is recorded once logged in
+    return _only_key(
+        line,
+        f"{key_file(entry)} does not hold a public key OpenSSH can read",
+        entry.host.name,
+        "delete it (the next connection records the key the node shows), or pin ssh.host_key in host.json",
+    )
+
+
+def _only_key(line: str, bad: str, location: str, hint: str) -> dict[str, Any]:
+    """asyncssh's arguments that accept this one host key (`line`: 'ssh-ed25519 AAAA…'), and ask the
+    server for its type, else it may offer another key it holds; LocalSshConfigError (`bad`) for a line
+    that is no key."""
     try:
-        line = recorded_key(entry)
+        key = asyncssh.import_public_key(line)
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        raise LocalSshConfigError(f"{bad} ({exc})", location=location, hint=hint) from exc
+    return {"known_hosts": ([key], [], []), "server_host_key_algs": _host_key_algs(line)}
+
+
+def _first_key(entry: HostEntry) -> str | None:
+    """The key a trust-on-first-use host showed the first time (None: not recorded yet)."""
+    try:
+        return recorded_key(entry)
     except OSError as exc:
         raise LocalSshConfigError(
             f"cannot read {key_file(entry)}, the host key {entry.host.name} showed the first time: "
@@ -363,25 +383,6 @@ def _trust(entry: HostEntry) -> dict[str, Any]:
             location=entry.host.name,
             hint="make it readable, or pin ssh.host_key in host.json",
         ) from exc
-    if line is None:
-        return {"known_hosts": None}  # the first connection: the key it sees is recorded once logged in
-    try:
-        return {
-            "known_hosts": ([asyncssh.import_public_key(line)], [], []),
-            "server_host_key_algs": _host_key_algs(line),
-        }
-    except (asyncssh.KeyImportError, ValueError) as exc:
-        raise LocalSshConfigError(
-            f"{key_file(entry)} does not hold a public key OpenSSH can read ({exc})",
-            location=entry.host.name,
-            hint="delete it (the next connection records the key the node shows), or pin ssh.host_key in host.json",
-        ) from exc
-
-
-def _first_use(entry: HostEntry) -> bool:
-    """A host whose key is taken the first time and checked against that one afterwards."""
-    ssh = entry.host.ssh
-    return ssh.trust_on_first_use and not ssh.host_key and not ssh.known_hosts
 
 
 AUTH_REFUSED = "authentication refused for user"
@@ -434,7 +435,9 @@ async def _fingerprints(entry: HostEntry, address: str, kwargs: dict[str, Any]) 
     if that fails too, the message goes without it.
     """
     ssh = entry.host.ssh
-    pinned = asyncssh.import_public_key(ssh.host_key).get_fingerprint() if ssh.host_key else None
+    first = _first_key(entry) if trusts_first_use(entry) else None
+    line = ssh.host_key or first
+    pinned = asyncssh.import_public_key(line).get_fingerprint() if line else None
     try:
         fetch = asyncssh.get_server_host_key(
             address,
@@ -446,7 +449,8 @@ async def _fingerprints(entry: HostEntry, address: str, kwargs: dict[str, Any]) 
     except (asyncssh.Error, OSError, TimeoutError):
         key = None
     seen = key.get_fingerprint() if key is not None else None
-    parts = ([f"pinned {pinned}"] if pinned else []) + ([f"the node presented {seen}"] if seen else [])
+    said = "first seen" if first else "pinned"
+    parts = ([f"{said} {pinned}"] if pinned else []) + ([f"the node presented {seen}"] if seen else [])
     return ": " + ", ".join(parts) if parts else ""
 
 
@@ -503,7 +507,7 @@ class SshPool:
                 conn = await _connect_retrying_drops(address, kwargs)
             except asyncssh.HostKeyNotVerifiable as exc:
                 prints = await _fingerprints(entry, address, kwargs)
-                first = _first_use(entry)
+                first = trusts_first_use(entry)
                 raise HostKeyMismatch(
                     f"{address}:{host.ssh.port} presented a host key that does not match "
                     f"{'the one it showed the first time' if first else 'the pinned one'} ({exc.reason}){prints}",
@@ -523,7 +527,7 @@ class SshPool:
             else:
                 _ack_at_once(conn)
                 seen = conn.get_server_host_key()
-                if seen is not None and kwargs["known_hosts"] is None and _first_use(entry):
+                if seen is not None and kwargs["known_hosts"] is None and trusts_first_use(entry):
                     record_key(entry, seen.export_public_key().decode())  # checked against it from now on
                 return SshConnection(
                     name=host.name,
