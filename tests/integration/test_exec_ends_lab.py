@@ -5,9 +5,11 @@ a command's own exit and signal are still reported as sshd sees them."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
+import os
+import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,9 +36,16 @@ def entry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostEntry]:
 
 
 def _running(marker: str) -> list[str]:
-    """The processes (this machine's: the loopback node shares its process table) whose command line has `marker`."""
-    out = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True, check=False).stdout
-    return [line for line in out.splitlines() if "pgrep" not in line]
+    """The command lines (this machine's: the loopback node shares its process table) matching `marker`."""
+    found = []
+    for pid in filter(str.isdecimal, os.listdir("/proc")):
+        try:
+            line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile
+            continue
+        if re.search(marker, line):
+            found.append(f"{pid} {line}")
+    return found
 
 
 def _started(marker: str, within_s: float = 10) -> None:
