@@ -171,3 +171,22 @@ def test_mkdir_makes_folders_and_never_changes_one_through_a_link_the_agents_acc
     assert res.returncode == 2 and b"is not a folder (a link or a file): refusing to follow it" in res.stderr
     assert (etc.stat().st_uid, etc.stat().st_mode & 0o777) == (0, 0o755)
     assert helper("mkdir", str(srv / "x"), "0750").returncode == 2  # not a triple
+
+
+def test_a_file_with_a_second_name_is_neither_copied_nor_secured(tmp_path: Path) -> None:
+    """Where the kernel lets a user hard-link a file it does not own (fs.protected_hardlinks=0), the agent's
+    account could link root's file into its folder: root must not copy it out nor hand it over."""
+    victim = tmp_path / "etc-shadow"
+    victim.write_text("root's secret\n")
+    victim.chmod(0o640)
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    os.link(victim, certs / "web.key")  # planted at a name root secures (a certificate's key)
+    res = helper("secure", str(certs / "web.key"), "0600", "4242:4242")
+    assert res.returncode == 2 and b"has 2 names (hard links)" in res.stderr, res.stderr
+    assert (victim.stat().st_mode & 0o777, victim.stat().st_uid) == (0o640, 0)
+    res = helper("put", str(tmp_path / "copy"), "0644", "4242:4242", "--from", str(certs / "web.key"))
+    assert res.returncode == 2 and b"has 2 names (hard links)" in res.stderr, res.stderr
+    assert not (tmp_path / "copy").exists()
+    os.unlink(victim)  # one name again: an ordinary file, secured as before
+    assert helper("secure", str(certs / "web.key"), "0600", "4242:4242").stdout == b"secured=yes\n"

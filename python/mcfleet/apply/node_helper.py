@@ -12,6 +12,9 @@ program, which:
   place relative to the folder's descriptor (rename replaces a link, never follows it);
 - reads a source only if it is a regular file (O_NOFOLLOW, fstat), hashing the bytes
   it copies, so the hash it checks is the hash of what it wrote;
+- reads, chmods or chowns an existing file only if it has one name: a second hard link
+  may be another file's (`/etc/shadow` linked into mcp's folder where the kernel allows
+  it, fs.protected_hardlinks=0), which root would otherwise copy out or hand over;
 - names the cause of a failure: "no space left on <mount> (N bytes free, M needed)",
   "permission denied: <path> (as uid N)".
 
@@ -127,10 +130,21 @@ def open_regular(path: str) -> int:
         raise NodeError(_describe(exc, path)) from None
     finally:
         os.close(dfd)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise NodeError(f"{path} is not a regular file")
+    if st.st_nlink > 1:
+        os.close(fd)
+        raise NodeError(_many_names(path, st.st_nlink))
     return fd
+
+
+def _many_names(path: str, names: int) -> str:
+    return (
+        f"{path} has {names} names (hard links): refusing to read or change it, the other name may be "
+        "another account's file; remove the extra links (find / -samefile PATH) and re-run"
+    )
 
 
 def hash_path(path: str) -> str:
@@ -329,8 +343,11 @@ def secure(path: str, mode: int, owner: tuple[int, int]) -> bool:
     finally:
         os.close(dfd)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             return False
+        if st.st_nlink > 1:
+            raise NodeError(_many_names(path, st.st_nlink))
         os.fchmod(fd, mode)
         os.fchown(fd, *owner)
         return True
