@@ -235,3 +235,66 @@ def test_the_age_identity_read_through_a_link_is_refused(tmp_path: Path) -> None
     assert caught.value.message.startswith(f"the age identity file {link} is a symbolic link"), caught.value
     assert key not in caught.value.message
     assert len(identities(target)) == 1  # the file itself is read
+
+
+def _ca_bundle(folder: Path, name: str = "ca.pem") -> Path:
+    """A real self-signed CA certificate (PEM): what ssl loads as a provider's trust anchor."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    path.chmod(0o644)
+    return path
+
+
+def _ca_refused(path: Path, why: str) -> None:
+    from mcfleet.providers.http import tls_context
+
+    with pytest.raises(ProviderError) as caught:
+        tls_context(str(path))
+    assert caught.value.message.startswith(f"the CA bundle {path} cannot be trusted: {why}"), caught.value.message
+    assert "(ca_file in fleet.json `providers`)" in caught.value.message
+
+
+def test_a_ca_bundle_anyone_may_read_is_loaded_also_through_a_link_as_the_systems_are(tmp_path: Path) -> None:
+    """The CA bundle is no secret (mode 0644 is fine) and /etc/ssl/certs holds links: both are taken."""
+    from mcfleet.providers.http import tls_context
+
+    bundle = _ca_bundle(tmp_path / "ca")
+    assert tls_context(str(bundle)).cert_store_stats()["x509_ca"] == 1
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "lab.pem").symlink_to(bundle)
+    assert tls_context(str(tmp_path / "certs" / "lab.pem")).cert_store_stats()["x509_ca"] == 1
+
+
+@as_root
+def test_a_ca_bundle_another_user_could_replace_is_refused(tmp_path: Path) -> None:
+    """Whoever chooses the CA can answer as the provider and receive its token."""
+    writable = _ca_bundle(tmp_path / "a")
+    writable.chmod(0o664)
+    _ca_refused(writable, "its group or others may write it (mode 0664)")
+    theirs = _ca_bundle(tmp_path / "b")
+    os.chown(theirs, NOBODY, NOBODY)
+    _ca_refused(theirs, f"it is owned by uid {NOBODY}")
+    open_folder = tmp_path / "c"
+    bundle = _ca_bundle(open_folder)
+    open_folder.chmod(0o777)
+    _ca_refused(bundle, f"folder {open_folder} is writable by its group and others (mode 0777)")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "ca.pem").symlink_to(bundle)  # a trusted name leading into that folder: judged where it leads
+    _ca_refused(tmp_path / "d" / "ca.pem", f"folder {open_folder} is writable by its group and others (mode 0777)")

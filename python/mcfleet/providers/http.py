@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import socket
 import ssl
 import urllib.error
@@ -16,6 +15,7 @@ import urllib.request
 from typing import Any
 
 from mcfleet.providers.base import NoAnswer, ProviderError
+from mcfleet.util.private_file import CredentialRefused, trusted_public_file
 
 HTTP_TIMEOUT = 20.0
 MAX_ANSWER = 4 * 1024 * 1024  # bytes read from a provider's answer at most
@@ -23,16 +23,26 @@ MAX_ANSWER = 4 * 1024 * 1024  # bytes read from a provider's answer at most
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
     """The TLS context for a provider's URL: the system's CAs, or only `ca_file` (`~` is the operator's home,
-    as fleet.json may write it).  A bundle that cannot be loaded is a ProviderError naming it."""
+    as fleet.json may write it).  A bundle that cannot be loaded, or that another user could replace
+    (`trusted_ca_file`), is a ProviderError naming it."""
     if not ca_file:
         return ssl.create_default_context()
     try:
-        return ssl.create_default_context(cafile=os.path.expanduser(ca_file))
+        return ssl.create_default_context(cafile=trusted_ca_file(ca_file))
     except OSError as exc:  # ssl.SSLError is one: not PEM certificates
         raise ProviderError(
             f"cannot load the CA bundle {ca_file} (ca_file in fleet.json `providers`): {exc.strerror or exc}",
             hint="name a readable file of PEM certificates, or drop ca_file to use this machine's CAs",
         ) from None
+
+
+def trusted_ca_file(ca_file: str) -> str:
+    """`ca_file` resolved, once `trusted_public_file` found no other user able to replace it (whoever chooses the
+    CA receives the token sent to the provider); OSError when it cannot be read."""
+    try:
+        return trusted_public_file(ca_file, "CA bundle")
+    except CredentialRefused as exc:
+        raise ProviderError(f"{exc.message} (ca_file in fleet.json `providers`)", hint=exc.hint) from None
 
 
 RETRIED = ("GET", "DELETE")  # idempotent calls, tried once more when the connection was dropped

@@ -190,3 +190,32 @@ def read_credential(path: str | Path, what: str, limit: int = MAX_CREDENTIAL_BYT
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def trusted_public_file(path: str | Path, what: str) -> str:
+    """The resolved path of `path`, a file anyone may read but whose content decides whom mcfleet trusts (the
+    `what`: a CA bundle, which decides which server is sent a token).  Links are followed, as the system's own
+    CA files are links, but every folder and link on the way to it and on the way to where it leads must be
+    root's or this user's and writable by no one else (sticky folders excepted), and the file must be a
+    regular file of root or this user that its group and others cannot write: otherwise another user could
+    put its own CA there and read what mcfleet sends.  CredentialRefused when not; OSError when it cannot be
+    found or read."""
+    name = os.fspath(Path(path).expanduser())
+    shown = os.fspath(path)
+    real = os.path.realpath(name)
+    st = os.stat(real)
+    problem = _check_folders(name) or _check_folders(real)
+    if not stat.S_ISREG(st.st_mode):
+        problem = f"it is {_kind(st.st_mode)}, not a regular file"
+    elif not _trusted(st.st_uid):
+        problem = f"it is owned by {_user(st.st_uid)}"
+    elif st.st_mode & 0o022:
+        problem = f"its group or others may write it (mode {stat.S_IMODE(st.st_mode):04o})"
+    if problem:
+        raise CredentialRefused(
+            f"the {what} {shown} cannot be trusted: {problem}, so another user could put a certificate of its "
+            "own there and receive what mcfleet sends",
+            f"keep the {what} in a file owned by root or you, mode 0644 or stricter, in a folder that only you "
+            "and root can write",
+        )
+    return real

@@ -25,7 +25,7 @@ from josepy.jwk import JWKRSA
 
 from mcfleet.fleet.models import AcmeProvider
 from mcfleet.providers.base import ProviderError
-from mcfleet.providers.http import HTTP_TIMEOUT, http_json
+from mcfleet.providers.http import HTTP_TIMEOUT, http_json, trusted_ca_file
 from mcfleet.util.private_file import CredentialRefused, read_credential
 
 USER_AGENT = "mcfleet"
@@ -137,12 +137,19 @@ class AcmeCert:
 
     def _key_refusal(self) -> ProviderError | None:
         ca_file = self.provider.ca_file
-        if ca_file is not None and not os.access(Path(ca_file).expanduser(), os.R_OK):
-            return ProviderError(
-                f"cannot read the CA bundle {ca_file} (providers.cert.ca_file)",
-                hint="fix the path in fleet.json `providers`, or drop ca_file when the ACME server's certificate "
-                "is signed by a CA this machine trusts",
-            )
+        if ca_file is not None:
+            try:
+                readable = os.access(trusted_ca_file(ca_file), os.R_OK)
+            except ProviderError as exc:  # a bundle another user could replace
+                return exc
+            except OSError:
+                readable = False
+            if not readable:
+                return ProviderError(
+                    f"cannot read the CA bundle {ca_file} (providers.cert.ca_file)",
+                    hint="fix the path in fleet.json `providers`, or drop ca_file when the ACME server's "
+                    "certificate is signed by a CA this machine trusts",
+                )
         if Path(self.provider.account_key_file).expanduser().exists():
             try:
                 load_account_key(self.provider.account_key_file)
@@ -166,7 +173,7 @@ class AcmeCert:
     def _issue(self, hostname: str, csr_pem: bytes) -> str:
         account = load_account_key(self.provider.account_key_file)
         ca_file = self.provider.ca_file
-        verify: Any = os.path.expanduser(ca_file) if ca_file else True  # requests': True or a CA bundle path
+        verify: Any = trusted_ca_file(ca_file) if ca_file else True  # requests': True or a CA bundle path
         try:
             net = client.ClientNetwork(account, user_agent=USER_AGENT, verify_ssl=verify, timeout=int(HTTP_TIMEOUT))
             directory = client.ClientV2.get_directory(self.provider.directory, net)
