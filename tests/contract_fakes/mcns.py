@@ -29,6 +29,9 @@ class McnsState:
     down: bool = False  # answer 503 to everything
     # a server policy some record APIs have (the documents do not say MCNS has one): a lower TTL is stored as it
     min_ttl: int = 0
+    # a record name whose POST waits for this event before the record is stored (a server slow to answer)
+    hold: dict[str, threading.Event] = field(default_factory=dict)
+    holding: threading.Event = field(default_factory=threading.Event)  # set once a POST waits on `hold`
 
 
 def _in_zone(name: str, zone: str) -> bool:
@@ -100,6 +103,9 @@ def _handler(state: McnsState) -> type[http.server.BaseHTTPRequestHandler]:
             data = self._body()
             if data is None:
                 return
+            if (gate := state.hold.get(data["name"])) is not None:
+                state.holding.set()
+                gate.wait(30)
             record = {"id": state.next_id, "name": data["name"], "type": data["type"], "value": data["value"],
                       "ttl": max(int(data.get("ttl", 300)), state.min_ttl)}  # fmt: skip
             state.records[state.next_id] = record

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -278,3 +279,44 @@ def test_a_certificate_is_never_installed_through_a_linked_certificates_folder(t
 
     asyncio.run(scenario())
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_dns_step_cut_by_ctrl_c_still_leaves_what_the_server_took_for_the_manifest(tmp_path: Path) -> None:
+    """Ctrl-C while the second record is on its way: the first was taken, the second may be, so the host's
+    manifest must list both (the second with its value unknown), or a later removal of their declaration
+    would leave them in the zone with nothing saying they are mcfleet's."""
+    from mcfleet.fleet.desired import DesiredRecord
+    from mcfleet.kinds.base import MADE, ApplyContext
+    from mcfleet.kinds.providers import DnsKind
+    from mcfleet.observe.manifest import NO_ANSWER
+    from mcfleet.phase import Phase
+    from mcfleet.providers.steps import StepCancelled
+
+    first, second = f"mcr.{ZONE}", f"mcq.{ZONE}"
+    records = {first: DesiredRecord(first, "10.0.0.1"), second: DesiredRecord(second, "10.0.0.2")}
+    desired = Desired(records=records)  # type: ignore[arg-type]
+    actions = [_act("dns", "create", f"dns {first}"), _act("dns", "create", f"dns {second}")]
+
+    async def scenario() -> None:
+        with run_mcns(ZONE, POISON) as (mcns_url, mcns):
+            release = mcns.hold.setdefault(second, threading.Event())
+            try:
+                _fleet(tmp_path, mcns_url, "http://127.0.0.1:9", str(tmp_path / "none.sock"))
+                ctx = ApplyContext(loaded=load_fleet(tmp_path), entry=None, node=None, desired=desired,  # type: ignore[arg-type]
+                                   manifest=None)  # type: ignore[arg-type]  # fmt: skip
+                task = asyncio.ensure_future(DnsKind().apply(ctx, actions))
+                assert await asyncio.to_thread(mcns.holding.wait, 10), "the second record never reached the server"
+                task.cancel()
+                try:
+                    await task
+                except StepCancelled as cut:
+                    assert (cut.partial.made, cut.partial.unsure) == ({first, second}, {second})
+                else:
+                    raise AssertionError("the step was not cancelled")
+                assert task.cancelled()  # still a cancellation to asyncio: the run stops as after any Ctrl-C
+                made = ctx.data[MADE][Phase.dns].records
+                assert {n: r.value for n, r in made.items()} == {first: "10.0.0.1", second: NO_ANSWER}
+            finally:
+                release.set()
+
+    asyncio.run(scenario())

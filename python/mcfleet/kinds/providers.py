@@ -8,6 +8,7 @@ instead of actions nothing could perform.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Awaitable, Container, Coroutine, Mapping
 from dataclasses import replace
@@ -96,6 +97,18 @@ def _outcome(step: StepOutcome, ctx: ApplyContext, phase: Phase, field: str) -> 
                                         for k, v in getattr(ctx.desired, field).items() if k in keys}}  # fmt: skip
     made[phase] = replace(ctx.desired, **narrowed)
     return Outcome(step.status, step.message)
+
+
+async def _made_if_cut(ctx: ApplyContext, phase: Phase, field: str, step: Awaitable[StepOutcome]) -> StepOutcome:
+    """`step` awaited; cut by Ctrl-C, what it had put in place by then is left under MADE (`_outcome`) for the
+    manifest written before the run stops, then the cancellation goes on."""
+    from mcfleet.providers.steps import StepCancelled
+
+    try:
+        return await step
+    except StepCancelled as cut:
+        _outcome(cut.partial, ctx, phase, field)
+        raise
 
 
 def _unsure(item: Any) -> Any:
@@ -536,12 +549,16 @@ class CertKind(NoRead):
         loaded = ctx.loaded
         from mcfleet.providers.steps import apply_certs, apply_routes
 
-        step = await apply_certs(loaded, ctx.node, ctx.desired, actions)
+        step = await _made_if_cut(ctx, self.phase, "certs", apply_certs(loaded, ctx.node, ctx.desired, actions))
         renewed = step.renewed & {c.path for c in ctx.manifest.certs}
         if step.status == "changed" and renewed:  # a proxy keeps a cert in memory: give it its live routes again
             live = {f"{r.listener}/{r.hostname}" for r in ctx.manifest.routes}
             kept = {k: r for k, r in ctx.desired.routes.items() if k in live}
-            refresh = await apply_routes(loaded, ctx.node, replace(ctx.desired, routes=kept), [], renewed)
+            try:
+                refresh = await apply_routes(loaded, ctx.node, replace(ctx.desired, routes=kept), [], renewed)
+            except asyncio.CancelledError:  # Ctrl-C while the proxy reloads: the certificates issued stand
+                _outcome(step, ctx, self.phase, "certs")
+                raise
             if refresh.status == "failed":
                 step = replace(step, status="failed", message=f"{step.message}; reloading the proxy: {refresh.message}")
         return _outcome(step, ctx, self.phase, "certs")
@@ -586,7 +603,7 @@ class DnsKind:
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
         from mcfleet.providers.steps import apply_dns
 
-        step = await apply_dns(ctx.loaded, ctx.desired, actions)
+        step = await _made_if_cut(ctx, self.phase, "records", apply_dns(ctx.loaded, ctx.desired, actions))
         return _outcome(step, ctx, self.phase, "records")
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:
@@ -630,7 +647,7 @@ class RouteKind:
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
         from mcfleet.providers.steps import apply_routes
 
-        step = await apply_routes(ctx.loaded, ctx.node, ctx.desired, actions)
+        step = await _made_if_cut(ctx, self.phase, "routes", apply_routes(ctx.loaded, ctx.node, ctx.desired, actions))
         return _outcome(step, ctx, self.phase, "routes")
 
     def record(self, m: Manifest, ctx: ApplyContext, actions: list[Action]) -> Manifest:

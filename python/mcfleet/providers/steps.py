@@ -31,7 +31,26 @@ from mcfleet.transport.base import Node
 from mcfleet.transport.socket_state import socket_problem
 
 if TYPE_CHECKING:
+    from mcfleet.providers.dns.base import DnsBackend
     from mcfleet.providers.route.haproxy import SaveMap
+
+
+class StepCancelled(asyncio.CancelledError):
+    """A step cancelled mid-way, with what it had put in place by then (`partial.made`, `.unsure`): still a
+    cancellation to asyncio, and the kind records `partial` before passing it on."""
+
+    def __init__(self, partial: StepOutcome) -> None:
+        super().__init__("interrupted")
+        self.partial = partial
+
+
+def _cut(made: set[str], unsure: set[str], sending: str | None) -> StepCancelled:
+    """The cancellation of a step that had put `made` in place (`unsure` of them unanswered) and was sending
+    `sending`, which the peer may still have taken: unsure too."""
+    cut = StepOutcome("failed", "interrupted")
+    cut.unsure = unsure | ({sending} if sending else set())
+    cut.made = made | cut.unsure
+    return StepCancelled(cut)
 
 
 @dataclass
@@ -183,26 +202,33 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, act
     renewed: set[str] = set()
     made: set[str] = set()
     owner = proxy_user(loaded)  # as the plan expects it (DesiredCert.owner)
-    for action in actions:
-        name = _subject(action, "cert")
-        try:
-            if action.kind in ("create", "replace", "update"):
-                cert = desired.certs[name]
-                if action.kind == "replace":  # the key in place may be readable by others: not one second more
-                    await ensure_store(node)  # root's node helper (apply's lock installed it: a no-op then)
-                    await restrict_key(node, cert.path, owner)
-                installed = await issue_and_install(node, backend, cert.sans[0], cert.path, owner)
-                timings[action.subject] = installed.seconds
-                renewed.add(cert.path)
-                made.add(name)
-                done.append(f"{name} issued (until {installed.not_after[:10]})")
-            elif action.kind == "delete":
-                path = (action.before or {}).get("path") if isinstance(action.before, dict) else None
-                if path:
-                    await remove_cert(node, str(path))
-                done.append(f"{name} removed")
-        except ProviderError as exc:
-            failed.append(_error(action.subject, exc))
+    sending: str | None = None  # the certificate on its way to the node
+    try:
+        for action in actions:
+            name = _subject(action, "cert")
+            try:
+                if action.kind in ("create", "replace", "update"):
+                    cert = desired.certs[name]
+                    if action.kind == "replace":  # the key in place may be readable by others: not one second more
+                        await ensure_store(node)  # root's node helper (apply's lock installed it: a no-op then)
+                        await restrict_key(node, cert.path, owner)
+                    sending = name  # the node may hold it once the key and chain are on their way
+                    installed = await issue_and_install(node, backend, cert.sans[0], cert.path, owner)
+                    sending = None
+                    timings[action.subject] = installed.seconds
+                    renewed.add(cert.path)
+                    made.add(name)
+                    done.append(f"{name} issued (until {installed.not_after[:10]})")
+                elif action.kind == "delete":
+                    path = (action.before or {}).get("path") if isinstance(action.before, dict) else None
+                    if path:
+                        await remove_cert(node, str(path))
+                    done.append(f"{name} removed")
+            except ProviderError as exc:
+                sending = None
+                failed.append(_error(action.subject, exc))
+    except asyncio.CancelledError:  # Ctrl-C mid-way: the certificates installed so far go in the manifest
+        raise _cut(made, set(), sending) from None
     out = _finish(done, failed, timings, "certificates")
     out.renewed, out.made = renewed, made
     return out
@@ -239,55 +265,66 @@ async def apply_dns(loaded: LoadedFleet, desired: DesiredHost | None, actions: I
     written: dict[str, list[str]] = {}
     dropped: dict[str, list[str]] = {}  # name -> the AAAA values removed from it
     unsure: set[str] = set()
-    for action in actions:
-        name = _subject(action, "dns")
-        started = time.monotonic()
-        try:
-            if action.kind in ("create", "update", "replace"):
-                if desired is None:
-                    raise ValueError(f"{action.subject}: a record to write for a host that declares none")
-                value = desired.records[name].value
-                if not a_record_held(action):
-                    await backend.set_a(name, value)
-                    done.append(f"{name} -> {value}")
-                written[name] = [value]  # verified below either way
-                stray = stray_aaaa(action)
-                if stray:
-                    await backend.delete_aaaa(name, stray)
-                    dropped[name] = stray
-                    done.append(f"{name} AAAA {', '.join(stray)} removed")
-            elif action.kind == "delete":
-                await backend.delete_a(name)
-                written[name] = []
-                done.append(f"{name} removed")
-        except ProviderError as exc:
-            failed.append(_error(action.subject, exc))
-            if isinstance(exc, NoAnswer) and action.kind != "delete":
-                unsure.add(name)
-        timings[action.subject] = time.monotonic() - started
-    if written and not failed:  # verified at the server that answers for the zone
-        try:
-            read = await backend.answers_full(sorted(written))
-        except ProviderError as exc:
-            failed.append(_error("dns verify", exc))
-        else:
-            seen, ttls = read.values, read.ttls
-            wrong = [f"{n} answers {seen.get(n) or 'nothing'}" for n, want in written.items() if seen.get(n) != want]
-            wrong += [f"{n} still holds AAAA {', '.join(kept)}" for n, gone in dropped.items()
-                      if (kept := sorted(set(read.v6.get(n, [])) & set(gone)))]  # fmt: skip
-            # a server that keeps another TTL (a floor of its own) would make every plan change it again
-            wrong += [
-                f"{n} has TTL {ttls[n]} s, not providers.dns.ttl {backend.ttl} s (the server keeps its own: "
-                "set ttl to it)"
-                for n, want in written.items()
-                if want and seen.get(n) == want and ttls.get(n, backend.ttl) != backend.ttl
-            ]
-            if wrong:
-                failed.append("the DNS server does not answer what was written: " + "; ".join(wrong))
+    sending: str | None = None  # the record whose change is on its way to the server
+    try:
+        for action in actions:
+            name = _subject(action, "dns")
+            started = time.monotonic()
+            try:
+                if action.kind in ("create", "update", "replace"):
+                    if desired is None:
+                        raise ValueError(f"{action.subject}: a record to write for a host that declares none")
+                    value = desired.records[name].value
+                    if not a_record_held(action):
+                        sending = name
+                        await backend.set_a(name, value)
+                        sending = None
+                        done.append(f"{name} -> {value}")
+                    written[name] = [value]  # verified below either way
+                    stray = stray_aaaa(action)
+                    if stray:
+                        await backend.delete_aaaa(name, stray)
+                        dropped[name] = stray
+                        done.append(f"{name} AAAA {', '.join(stray)} removed")
+                elif action.kind == "delete":
+                    await backend.delete_a(name)
+                    written[name] = []
+                    done.append(f"{name} removed")
+            except ProviderError as exc:
+                sending = None
+                failed.append(_error(action.subject, exc))
+                if isinstance(exc, NoAnswer) and action.kind != "delete":
+                    unsure.add(name)
+            timings[action.subject] = time.monotonic() - started
+        if written and not failed:  # verified at the server that answers for the zone
+            failed += await _dns_verified(backend, written, dropped)
+    except asyncio.CancelledError:
+        # Ctrl-C mid-way: what the server took so far goes in the manifest after all (the kind records it)
+        raise _cut({n for n, values in written.items() if values}, unsure, sending) from None
     out = _finish(done, failed, timings, "DNS records")
     out.made = {n for n, values in written.items() if values} | unsure  # taken by the server (verified or not)
     out.unsure = unsure
     return out
+
+
+async def _dns_verified(backend: DnsBackend, written: dict[str, list[str]], dropped: dict[str, list[str]]) -> list[str]:
+    """What the server that answers for the zone holds otherwise than was `written` (and `dropped`): one failure
+    line, or none."""
+    try:
+        read = await backend.answers_full(sorted(written))
+    except ProviderError as exc:
+        return [_error("dns verify", exc)]
+    seen, ttls = read.values, read.ttls
+    wrong = [f"{n} answers {seen.get(n) or 'nothing'}" for n, want in written.items() if seen.get(n) != want]
+    wrong += [f"{n} still holds AAAA {', '.join(kept)}" for n, gone in dropped.items()
+              if (kept := sorted(set(read.v6.get(n, [])) & set(gone)))]  # fmt: skip
+    # a server that keeps another TTL (a floor of its own) would make every plan change it again
+    wrong += [
+        f"{n} has TTL {ttls[n]} s, not providers.dns.ttl {backend.ttl} s (the server keeps its own: set ttl to it)"
+        for n, want in written.items()
+        if want and seen.get(n) == want and ttls.get(n, backend.ttl) != backend.ttl
+    ]
+    return ["the DNS server does not answer what was written: " + "; ".join(wrong)] if wrong else []
 
 
 # --------------------------------------------------------------------------- route
@@ -313,6 +350,26 @@ async def _drop_other_mode(
     await (await backend_for(old)).remove_route(route.listener, route.hostname)
 
 
+def _with_renewed(desired: DesiredHost, todo: list[Action], renewed: set[str]) -> list[Action]:
+    """`todo`, and an update of each route whose certificate was `renewed` (a proxy reads a renewed certificate
+    again when its routes are added again)."""
+    planned = {_subject(a, "route") for a in todo}
+    return todo + [
+        Action(host=desired.name, phase="route", kind="update", subject=f"route {key}",
+               reason="its certificate was renewed")
+        for key, route in sorted(desired.routes.items())
+        if key not in planned and _cert_for(desired, route.hostname) in renewed
+    ]  # fmt: skip
+
+
+def _proxy_route(desired: DesiredHost, r: DesiredRoute) -> ProxyRoute:
+    """The route as the proxy takes it: an l7 route with the certificate (and its key) for its hostname."""
+    from mcfleet.observe.certs import key_path
+
+    cert = _cert_for(desired, r.hostname) if r.mode != "l4" else ""
+    return ProxyRoute(r.listener, r.hostname, r.backend, r.mode, cert, key_path(cert) if cert else "")
+
+
 async def apply_routes(
     loaded: LoadedFleet,
     node: Node,
@@ -324,8 +381,6 @@ async def apply_routes(
     fleet = loaded.fleet
     if fleet is None or fleet.providers.route is None:
         return StepOutcome("blocked", "no route provider configured (providers.route in fleet.json)")
-    from mcfleet.observe.certs import key_path
-
     backends: dict[int, RouteBackend] = {}
 
     async def backend_for(mode: str) -> RouteBackend:
@@ -341,39 +396,37 @@ async def apply_routes(
     timings: dict[str, float] = {}
     made: set[str] = set()
     unsure: set[str] = set()
-    todo = list(actions)
-    planned = {_subject(a, "route") for a in todo}
-    for key, route in sorted(desired.routes.items()):  # a renewed cert is read again by re-adding its routes
-        if key not in planned and _cert_for(desired, route.hostname) in (renewed or set()):
-            todo.append(Action(host=desired.name, phase="route", kind="update",
-                               subject=f"route {key}", reason="its certificate was renewed"))  # fmt: skip
-    for action in todo:
-        key = _subject(action, "route")
-        listener_text, _, hostname = key.partition("/")
-        started = time.monotonic()
-        try:
-            if action.kind in ("create", "update", "replace"):
-                r = desired.routes[key]
-                cert = _cert_for(desired, r.hostname) if r.mode != "l4" else ""
-                proxy_route = ProxyRoute(
-                    r.listener, r.hostname, r.backend, r.mode, cert, key_path(cert) if cert else ""
-                )
-                await (await backend_for(r.mode)).add_route(proxy_route)
-                await _drop_other_mode(action, r, fleet, backend_for)
-                made.add(key)
-                done.append(f"{key} -> {r.backend} ({r.mode})")
-            elif action.kind == "delete":
-                before = action.before if isinstance(action.before, dict) else {}
-                mode = str(before.get("mode", "l7"))
-                await (await backend_for(mode)).remove_route(int(listener_text or 443), hostname)
-                done.append(f"{key} removed")
-        except ProviderError as exc:
-            if not isinstance(exc, NoAnswer):  # a change sent and not answered reached a listening proxy
-                exc = await why_not_asked(_route_mode(action, desired)) or exc
-            failed.append(_error(action.subject, exc))
-            if isinstance(exc, NoAnswer) and action.kind != "delete" and key in desired.routes:
-                unsure.add(key)
-        timings[action.subject] = time.monotonic() - started
+    todo = _with_renewed(desired, list(actions), renewed or set())
+    sending: str | None = None  # the route on its way to the proxy
+    try:
+        for action in todo:
+            key = _subject(action, "route")
+            listener_text, _, hostname = key.partition("/")
+            started = time.monotonic()
+            try:
+                if action.kind in ("create", "update", "replace"):
+                    r = desired.routes[key]
+                    sending = key
+                    await (await backend_for(r.mode)).add_route(_proxy_route(desired, r))
+                    await _drop_other_mode(action, r, fleet, backend_for)
+                    sending = None
+                    made.add(key)
+                    done.append(f"{key} -> {r.backend} ({r.mode})")
+                elif action.kind == "delete":
+                    before = action.before if isinstance(action.before, dict) else {}
+                    mode = str(before.get("mode", "l7"))
+                    await (await backend_for(mode)).remove_route(int(listener_text or 443), hostname)
+                    done.append(f"{key} removed")
+            except ProviderError as exc:
+                sending = None
+                if not isinstance(exc, NoAnswer):  # a change sent and not answered reached a listening proxy
+                    exc = await why_not_asked(_route_mode(action, desired)) or exc
+                failed.append(_error(action.subject, exc))
+                if isinstance(exc, NoAnswer) and action.kind != "delete" and key in desired.routes:
+                    unsure.add(key)
+            timings[action.subject] = time.monotonic() - started
+    except asyncio.CancelledError:  # Ctrl-C mid-way: the routes the proxies took so far go in the manifest
+        raise _cut(made, unsure, sending) from None
     out = _finish(done, failed, timings, "routes")
     out.made = made | unsure
     out.unsure = unsure
