@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
@@ -135,16 +135,41 @@ def check_goal_hosts(loaded: LoadedFleet, names: Sequence[str], goal: str) -> No
         )
 
 
-def confirm_whole_fleet(loaded: LoadedFleet, on: list[str] | None, all_: bool, yes: bool) -> list[str]:
-    """The selected names; the whole fleet needs --all, --yes or a 'y', more than one host --yes or a 'y'."""
-    names = [e.host.name for e in selected(loaded, on)]
-    if not on and not (all_ or yes) and not sys.stdin.isatty():
+# Whether apply asks before it changes anything: go ahead, ask (y/N) on the terminal, or refuse (exit 1).
+Confirmation = Literal["go", "ask", "refuse"]
+
+
+def confirmation(*, saved: bool, whole_fleet: bool, hosts: int, yes: bool, terminal: bool) -> Confirmation:
+    """The rule `apply --help` states (`yes`: --yes or --all; `terminal`: stdin is one).
+
+    A saved plan is the approval, as in Terraform: it was reviewed when it was made, and apply refuses
+    it when stale or edited, so applying it never asks, on a terminal or not.  A live plan is made and
+    applied in one go, unseen: more than one host needs --yes or a 'y', and the whole fleet (no --on)
+    --all, --yes or a terminal to ask on, however many hosts it has.  Where there is no terminal to
+    ask on, the question is a refusal, never a yes."""
+    if saved or yes:
+        return "go"
+    if whole_fleet and not terminal:
+        return "refuse"
+    if hosts <= 1:
+        return "go"
+    return "ask" if terminal else "refuse"
+
+
+def approve(names: list[str], *, saved: bool, on: list[str] | None, all_: bool, yes: bool) -> None:
+    """Go ahead, ask, or refuse, as `confirmation` decides for these hosts (a "no" exits 1)."""
+    decision = confirmation(
+        saved=saved, whole_fleet=not on, hosts=len(names), yes=yes or all_, terminal=sys.stdin.isatty()
+    )
+    if decision == "go":
+        return
+    if decision == "refuse" and not on:
         raise Refused(
             f"this would apply to the whole fleet ({len(names)} hosts) and there is no terminal to confirm",
             hint="pass --all (or --yes) for the whole fleet, or --on HOSTS for a part of it",
         )
-    confirm_hosts(names, action="apply", yes=yes or all_)
-    return names
+    # more than one host: confirm_hosts asks on the terminal, or refuses without one, naming them
+    confirm_hosts(names, action="apply", yes=False)
 
 
 def run_session(
@@ -237,6 +262,13 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
     changed since).  A plan with a refusal (`!`) is refused unless each refusal is
     overridden; the refused action itself is never done.
 
+    When it asks: applying a saved plan never asks, on a terminal or not (the
+    plan is the approval: it was reviewed when it was made; --yes and --all
+    change nothing there).  Without a plan file, apply asks (y/N) before it
+    changes more than one host, and the whole fleet (no --on) needs --all or
+    --yes or a terminal, even with one host; --yes or --all never asks.  With
+    no terminal on stdin, a question is a refusal instead (exit 1).
+
     Examples:
 
       mcfleet apply --on rift
@@ -273,6 +305,7 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
         loaded = load_valid(deprecated_folder(root, "--root DIR") or STATE.fleet or Path(saved.root))
         plan = load_plan(target, root=loaded.root)
         check_goal_hosts(loaded, plan.hosts, goal)
+        approve(plan.hosts, saved=True, on=on, all_=all_, yes=yes)  # never asks: the plan is the approval
         run_session(
             loaded,
             session_options(command="apply PLAN", **opts),  # type: ignore[arg-type]
@@ -280,8 +313,9 @@ def apply(  # noqa: PLR0917 (typer maps parameters to options)
         )
         return
     loaded = load_valid(deprecated_folder(target, "the fleet folder as an argument") or root)
-    check_goal_hosts(loaded, [e.host.name for e in selected(loaded, on)], goal)
-    names = confirm_whole_fleet(loaded, on, all_, yes)
+    names = [e.host.name for e in selected(loaded, on)]
+    check_goal_hosts(loaded, names, goal)
+    approve(names, saved=False, on=on, all_=all_, yes=yes)
     run_session(loaded, session_options(command="apply", **opts), lambda s: s.plan_and_apply(names, overrides))  # type: ignore[arg-type]
 
 

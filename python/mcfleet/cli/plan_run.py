@@ -66,17 +66,21 @@ def kinds_kept(skip: list[str], *, saving: bool) -> tuple[list[ResourceKind], li
 
 
 def writable_plan_path(out: Path | None) -> None:
-    """Refuse an `-o` that cannot become a file before any host is observed (folders above it are made)."""
+    """Refuse an `-o` that cannot become a file before any host is observed: a folder, a path under a
+    file, or one whose folder does not exist (no folder is made for it).  Both forms of the command
+    (typer's and cli/plan_fast.py's) reach this through `run_plan`."""
     if out is None:
         return
     if out.is_dir():
         raise InputError("is a folder: -o names the plan file", location=str(out), hint=f"e.g. -o {out / 'plan.json'}")
+    from mcfleet.plan.saved import refuse_missing_plan_folder
     from mcfleet.util.files import file_in_the_way
 
     blocking = file_in_the_way(out)
     if blocking is not None:
         raise InputError(f"{blocking} is a file, so no folder can hold the plan there", location=str(out),
                          hint="choose another path for -o")  # fmt: skip
+    refuse_missing_plan_folder(out)
 
 
 def save_or_say(plan: Plan, out: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from collections import Counter
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -115,7 +116,36 @@ def plan_json(plan: Plan) -> str:
     return plan.model_dump_json(indent=2) + "\n"
 
 
+def missing_plan_folder(path: Path) -> Path | None:
+    """The folder that should hold the plan file `path` when it does not exist, else None.
+
+    A plan is written only into a folder that is there: a mistyped `-o` would otherwise leave a trail
+    of new folders (the atomic write makes whatever folders are missing above its file).  A folder
+    that cannot be looked at (no search permission above it) is left for the write to name."""
+    folder = path.parent
+    try:
+        folder.stat()
+    except FileNotFoundError:
+        return folder
+    except OSError:
+        pass
+    return None
+
+
+def refuse_missing_plan_folder(path: Path) -> None:
+    """Refuse to save a plan into a folder that does not exist (see `missing_plan_folder`)."""
+    folder = missing_plan_folder(path)
+    if folder is not None:
+        raise InputError(
+            f"no such folder: {folder} (a plan is saved only into a folder that exists)",
+            location=str(path),
+            hint=f"create it first (mkdir -p {shlex.quote(str(folder))}), or choose another path for -o",
+        )
+
+
 def save_plan(plan: Plan, path: Path) -> None:
+    # checked again here, right before the write, for a folder removed while the hosts were observed
+    refuse_missing_plan_folder(path)
     # 0600: a plan holds what it read on the nodes as root (a declared file's current text, for its diff),
     # which another user of this machine may not be allowed to read there
     atomic_write_text(path, plan_json(plan), mode=0o600)
