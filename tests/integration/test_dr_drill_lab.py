@@ -134,7 +134,7 @@ def test_a_rebooted_node_brings_its_services_back_by_itself_in_stage_order_with_
     assert rebooted.code == 0 and json.loads(rebooted.stdout)["rebooted"], rebooted.stdout + rebooted.stderr
     assert node.live_pid() != before  # nspawn exited 133 and the node's runner booted it again
     wrong = cli("lab", "reboot", "nosuch", "--dir", str(fleet.lab.root))
-    assert wrong.code == 1 and "no lab node named 'nosuch'" in wrong.stderr, wrong.stderr
+    assert wrong.code == 2 and "no lab node named 'nosuch'" in wrong.stderr, wrong.stderr
     assert fleet.sh(host, "test -e /run/before-reboot", check=False).returncode == 1
     for name in REBOOTED.values():
         assert answer(fleet, host, host_port(fleet, host, name), within_s=120).endswith("1 port=8080\n"), name

@@ -190,11 +190,16 @@ def down(directory: Path = DIR_OPT, json_out: bool = JSON_OPT) -> None:
     """
 
     require_root()
-    with DirLock(directory.resolve() / ".lab" / "lock"):
-        lab = Lab(directory)
-        removed = asyncio.run(lab_down(lab))
+    root = directory.resolve()
+    if not (root / ".lab").is_dir():
+        # `lab up` makes <dir>/.lab (its lock, then its state file) before anything else, so without
+        # it no lab was ever up here: taking the lock would only leave an empty .lab/ behind.
+        removed: list[str] = []
+    else:
+        with DirLock(root / ".lab" / "lock"):
+            removed = asyncio.run(lab_down(Lab(directory)))
     if json_out:
-        emit_json({"dir": str(lab.root), "removed": removed})
+        emit_json({"dir": str(root), "removed": removed})
     elif removed:
         typer.echo(f"lab down: removed {len(removed)} resources")
     else:

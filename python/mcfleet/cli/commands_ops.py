@@ -310,13 +310,22 @@ def exec_(  # noqa: PLR0917 (typer maps parameters to options)
 
 
 JOURNAL_FIELDS = "MESSAGE,CONTAINER_PARTIAL_MESSAGE"
+# The agent's line prints this on stderr and exits NO_SYSTEMD_EXIT when PID 1 is not systemd.
+NO_SYSTEMD_MARK = "mcfleet-logs: no systemd"
+NO_SYSTEMD_EXIT = 5  # the service line uses 3 and 4
 
 
 def logs_command(entry: HostEntry, what: str, *, lines: int, follow: bool) -> str:
     """The remote shell line that prints the agent's or a service's log."""
     if what == "agent":
         unit = shlex.quote(entry.host.agent.unit)
-        return f"journalctl -u {unit} -n {lines} --no-pager -o short-iso{' -f' if follow else ''}"
+        # The agent runs as a systemd unit: without systemd as PID 1 there is no journal of it, and
+        # journalctl would only say "-- No entries --" (exit 0).  /run/systemd/system exists exactly
+        # when systemd is PID 1 (sd_booted()), checked in the same command: no second round trip.
+        return (
+            f"[ -d /run/systemd/system ] || {{ echo {shlex.quote(NO_SYSTEMD_MARK)} >&2; exit {NO_SYSTEMD_EXIT}; }}; "
+            f"exec journalctl -u {unit} -n {lines} --no-pager -o short-iso{' -f' if follow else ''}"
+        )
     one_service(entry, what, "logs", also="; or `agent` for the agent's own log")
     user = shlex.quote(SERVICE_USER)
     label = shlex.quote(f"label=io.mcfleet.service={what}")
@@ -416,6 +425,15 @@ def logs(
             return result
 
     result = asyncio.run(go())
+    if what == "agent" and result.exit == NO_SYSTEMD_EXIT and NO_SYSTEMD_MARK in "".join(result.stderr):
+        name, unit = entry.host.name, entry.host.agent.unit
+        raise McfleetError(
+            f"{name} does not run systemd (PID 1): the agent's log is the journal of {unit}, "
+            "which only exists under systemd",
+            location=f"{name}: logs",
+            hint=f"the agent cannot run on {name} (`mcfleet plan --on {name}` refuses it); a service's log "
+            f"needs no systemd: `mcfleet logs {name} SERVICE`",
+        )
     if result.exit:
         # podman's own error is in the merged stream (2>&1) when it is not on stderr
         detail = "".join(result.stderr).strip().splitlines() or "".join(result.stdout).strip().splitlines()

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mcfleet.errors import LabError
+from mcfleet.errors import LabError, SelectionError
 from mcfleet.lab import netns, podman, sshd
 from mcfleet.lab.fleetdir import write_fleet_dir
 from mcfleet.lab.keys import make_account_key, make_key
@@ -258,7 +258,12 @@ class Lab:
         try:
             return self.nodes[name]
         except KeyError:
-            raise LabError(f"no lab node named {name!r}", hint=f"nodes: {', '.join(sorted(self.nodes))}") from None
+            # a name the lab never made is a mistyped argument (invalid input, exit 2), not a lab failure
+            raise SelectionError(
+                f"no lab node named {name!r}",
+                location=f"lab {self.root}",
+                hint=f"nodes: {', '.join(sorted(self.nodes)) or 'none'}",
+            ) from None
 
     async def exec_in(self, name: str, argv: list[str], *, input_: bytes | None = None) -> tuple[int, str, str]:
         """Run a command inside a node's namespaces (not over SSH); return (code, stdout, stderr)."""
