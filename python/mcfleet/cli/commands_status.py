@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -17,6 +17,9 @@ from mcfleet.cli.output import emit_json, table, use_color
 from mcfleet.cli.targets import ON_OPT, selected
 from mcfleet.errors import EXIT_FAILURE, FleetInvalid, McfleetError
 from mcfleet.util.aio import run as run_async
+
+if TYPE_CHECKING:
+    from mcfleet.fleet.findings import Finding
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,10 @@ class HostStatus:
     boot: str | None = None
     # the TLS routes of the host's proxy for which a handshake at the host's address got no certificate
     not_served: tuple[str, ...] = ()
-    # why the host was not observed: unreachable, host-key (a changed key), escalation (no sudo/doas rule)
+    # why the host was not observed: unreachable, host-key (a changed key), escalation (no sudo/doas rule),
+    # invalid (a file of its folder does not load: `error` is its first problem, `file` that file)
     cause: str | None = None
+    file: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -53,6 +58,12 @@ class HostStatus:
         return {**asdict(self), "ok": self.ok}
 
     def row(self) -> list[object]:
+        # not tried: without its host.json there is no address, and a plan without one of its service files
+        # would take that service for one to remove
+        if self.cause == "invalid":
+            error = self.error or ""
+            said = error if len(error) <= 120 else error[:119] + "…"
+            return [self.host, "?", "-", "-", "-", "?", f"not observed: {said}; run `mcfleet validate`"]
         if not self.reachable:
             if self.cause == "escalation":  # it answered SSH: the login may not become root
                 return [self.host, "yes", "-", "-", "-", "?", f"cannot run as root: {self.error}"]
@@ -226,6 +237,36 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> tuple[list
     return rows, dict(plan.gone)
 
 
+def host_folder(file: str) -> str | None:
+    """The host folder a fleet file is in (`hosts/<name>/…`), None for fleet.json or hosts/ itself."""
+    parts = file.split("/")
+    return parts[1] if len(parts) >= 2 and parts[0] == "hosts" and parts[1] else None
+
+
+def invalid_hosts(loaded: Any) -> dict[str, Finding]:
+    """Each host folder holding a file that did not load (its host.json, a service file) -> the first
+    problem found in it (a Finding; a misspelt key is one, with "did you mean")."""
+    from mcfleet.fleet.causes import merge_typos
+
+    out: dict[str, Finding] = {}
+    for finding in merge_typos(list(loaded.findings)):
+        if (folder := host_folder(finding.file)) is not None:
+            out.setdefault(folder, finding)
+    return out
+
+
+def invalid_warning(invalid: dict[str, Finding], held_back: int) -> str:
+    """The stderr line under the table: which host files do not load, and what was held back for them."""
+    listed = ", ".join(f"{h} ({f.file})" for h, f in sorted(invalid.items()))
+    line = (
+        f"warning: {len(invalid)} host(s) not observed, a file of theirs does not load: {listed}; "
+        "the other hosts' DRIFT is planned without them; run `mcfleet validate`"
+    )
+    if held_back:
+        line += f" ({held_back} finding(s) of the fleet rules held back: they may follow from these files)"
+    return line
+
+
 def gone_lines(gone: dict[str, Any]) -> list[str]:
     """Below the table: each host whose folder left hosts/ while its node held services, records or routes."""
     from mcfleet.plan.gone import summary
@@ -291,6 +332,10 @@ def status(
     (DRIFT "unknown": a backend the plan could not read, such as a stopped proxy).  Below the
     table, a host whose folder left hosts/ while its node still held services, DNS records or
     routes (a plan's `gone`; it makes the exit 1 too, until `mcfleet forget`).
+    A host whose host.json or a service file does not load is not observed: its row names the
+    file and the first problem (--json: "cause": "invalid", "file", "error"), a warning says
+    so, and the exit is 1; every other host is observed as ever.  A fleet.json that does not
+    load still refuses (exit 2).
 
     Examples:
 
@@ -306,16 +351,35 @@ def status(
 
     loaded = load_fleet(fleet_root())
     findings = check(loaded)
-    if findings:
+    # A file under hosts/<name>/ that does not load leaves that host out of `loaded.hosts` (or without the
+    # service): that host alone cannot be observed, every other host still can.  A file that is no host's
+    # (fleet.json, hosts/ itself) leaves no fleet to observe.  The rules' findings may be only the knock-on
+    # of a host that did not load (a master whose host.json is broken makes "no master"): they are held
+    # back while one does not.
+    invalid = invalid_hosts(loaded)
+    fleet_wide = [f for f in loaded.findings if host_folder(f.file) is None]
+    held_back = findings[len(loaded.findings) :] if invalid else []
+    if fleet_wide or (findings and not invalid):
         raise FleetInvalid(list(findings), root=str(loaded.root))
-    names = [e.host.name for e in selected(loaded, on)]
+    chosen = selected(loaded, on)  # a selector naming a host whose host.json does not load is refused there
+    names = [e.host.name for e in chosen if e.dir.name not in invalid]
+    # without --on, a row for each; with it, for those the selection holds (a host whose host.json does not
+    # load has no roles or tags to match: the warning below names it)
+    not_loaded = [
+        HostStatus(folder, False, error=f"{f.location()}: {f.message}", cause="invalid", file=f.file)
+        for folder, f in sorted(invalid.items())
+        if not on or folder in {e.dir.name for e in chosen}
+    ]
     headers = ["HOST", "REACHABLE", "AGENT", "HEALTH", "SERVICES", "DRIFT", "NOTE"]
     while True:
         rows, gone = collect(loaded, names, connect_timeout)
+        rows = sorted([*rows, *not_loaded], key=lambda r: r.host)
+        gone = {h: e for h, e in gone.items() if h not in invalid}  # its folder is there: not gone, just broken
         ok = all(r.ok for r in rows) and not gone
         if json_out:
             data = {"hosts": [r.as_dict() for r in rows],
-                    "gone": {h: e.model_dump(mode="json") for h, e in gone.items()}, "ok": ok}  # fmt: skip
+                    "gone": {h: e.model_dump(mode="json") for h, e in gone.items()}, "ok": ok,
+                    "held_back": [f.as_dict() for f in held_back]}  # fmt: skip
             if watch:  # one document per line (NDJSON), each when it is read: `| jq -c` or a line reader follows
                 typer.echo(json.dumps({"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **data}, default=str))
             else:
@@ -328,6 +392,8 @@ def status(
             typer.echo(table(headers, [r.row() for r in rows]), nl=False)
             for line in gone_lines(gone):
                 typer.echo(terminal_safe(line))  # names from the node's manifest: no control sequence runs
+        if invalid:
+            typer.echo(terminal_safe(invalid_warning(invalid, len(held_back))), err=True)
         if not watch:
             break
         time.sleep(interval)
