@@ -48,6 +48,7 @@ def script_inputs(loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -
         gids=tuple(sorted({u.gid for u in desired.users})),
         agent_path=entry.host.agent.path,
         agent_unit=entry.host.agent.unit,
+        agent_user=entry.host.agent.user,
         # containers come from the agent (the service kind's read), never from a root `podman ps`
         containers=False,
         manifest_path=manifest_path(),

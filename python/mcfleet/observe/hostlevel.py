@@ -140,16 +140,20 @@ def _file(path: str) -> str:
     return f"if [ -f {q} ]; then echo file; cat {q}; else echo {ABSENT}; fi"
 
 
-def _podman_socket_body(link: str, home: str) -> str:
+def _podman_socket_body(link: str, home: str, user: str = "") -> str:
     """`enabled`/`absent` (the unit's wants link), then `listening` when a socket listens at the agent
     user's podman.sock: /proc/net/unix lists it, which a stopped podman.socket leaves behind as a file
     (so `[ -S ]` cannot tell).  It lists a connection the listener accepted under the same path too, and
     podman's worker can outlive a stopped unit holding one: only a line with the listening flag
-    (__SO_ACCEPTCON, 00010000) counts.  The user's uid is its home's owner (the agent's folder)."""
+    (__SO_ACCEPTCON, 00010000) counts.  The runtime folder is named by the uid the account `user` has in
+    the node's user database, the uid its user manager runs as, never by who owns its home: a `chown` of
+    the home on the node leaves the manager and its socket running under the account's uid.  Only a
+    caller that names no account gets the home's owner (provisioning makes the home the account's)."""
     listens = 'awk -v p="/run/user/$u/podman/podman.sock" \'$4 == "00010000" && $8 == p { f = 1 } END { exit !f }\''
+    uid = f"id -u {shlex.quote(user)}" if user else f"stat -c %u {home}"
     return (
         f"if [ -L {link} ]; then s=enabled; else s=absent; fi; "
-        f"u=$(stat -c %u {home} 2>/dev/null) && {listens} /proc/net/unix "
+        f"u=$({uid} 2>/dev/null) && {listens} /proc/net/unix "
         '&& s="$s listening"; echo "$s"'
     )
 
@@ -166,7 +170,7 @@ def host_level_probes(inp: "ScriptInputs") -> "list[Probe]":
         Probe("agent-dir", f"stat -c '%u %g %a' {agent_dir}", inp.agent_path.rsplit("/", 1)[0]),
         Probe("linger", "ls -1 /var/lib/systemd/linger", "/var/lib/systemd/linger"),
         Probe("subid-use", _subid_use_body(inp.subids), "podman storage and /srv owners in the subid ranges"),
-        Probe("podman-socket", _podman_socket_body(socket_link, agent_dir), socket_link),
+        Probe("podman-socket", _podman_socket_body(socket_link, agent_dir, inp.agent_user), socket_link),
         Probe("zone-unit", _file(ZONE_UNIT_PATH), ZONE_UNIT_PATH),
         Probe("zone-enabled", f"systemctl is-enabled {ZONE_UNIT} 2>/dev/null || true", ZONE_UNIT),
         Probe("dhclient", _dhclient_body(), DHCLIENT_HOOK),

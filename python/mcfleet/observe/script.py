@@ -78,6 +78,7 @@ class ScriptInputs:
     ports: tuple[str, ...] = ()  # the services' host ports, 4 hex digits: who listens on them (listen probe)
     route_map: str = ""  # HAProxy's map file, when this host's proxy carries l4 routes through HAProxy
     served: tuple[tuple[str, str], ...] = ()  # (address:port, route key) of the TLS routes its proxy ends
+    agent_user: str = ""  # the agent's account: its podman.socket is looked for under its uid ("": its home's owner's)
 
 
 @dataclass(frozen=True)
