@@ -109,3 +109,20 @@ def test_asking_for_the_built_bundle_imports_no_builder_and_no_package_metadata(
     env = {**os.environ, "MCFLEET_BUNDLE_CACHE": str(tmp_path)}
     _run(code, env)  # the first run after a change of the sources hashes them (and reads the pins' versions)
     assert _run(code, env) == {"debian": True, "imported": []}
+
+
+def test_plan_imports_build_no_model_validator() -> None:
+    """pydantic builds a model's validator when it first validates (defer_build): a plan builds the dozen
+    it uses (a host, facts, a manifest, actions), not all ~60 at import."""
+    code = (
+        "import json\nfrom pydantic import BaseModel\n"
+        "def every(c):\n    for s in c.__subclasses__():\n        yield s\n        yield from every(s)\n"
+        "mine = [c for c in every(BaseModel) if c.__module__.startswith('mcfleet.')]\n"
+        "print(json.dumps({'models': len(mine) > 40,\n"
+        "    'built': sorted(f'{c.__module__}.{c.__name__}' for c in mine if c.__pydantic_complete__)}))\n"
+    )
+    # made at import as defaults (a fleet's `ports` and `providers`, a host's `agent` and `nix`): every plan
+    # validates the fleet and its hosts, which builds these anyway
+    made = ["mcfleet.fleet.models.Agent", "mcfleet.fleet.models.NixDeploy", "mcfleet.fleet.models.PortRange",
+            "mcfleet.fleet.models_providers.Providers"]  # fmt: skip
+    assert _run(code) == {"models": True, "built": made}

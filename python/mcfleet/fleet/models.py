@@ -11,7 +11,7 @@ error naming the field rather than a silently ignored key.  The JSON Schemas in
 import re
 from typing import Annotated, Literal, Self
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mcfleet.fleet.models_base import NAME_RE, OS, Address, Arch, Hostname, Id, Model, Name, Port, Role, Stage
 from mcfleet.fleet.models_providers import (
@@ -370,11 +370,7 @@ class Host(Model):
 
 
 class ServiceModel(Model):
-    """A model of services/<svc>.json only: pydantic builds its validator when the first service file
-    is validated (defer_build), not when this module is imported, so commands on hosts without
-    services (a plan of such a fleet) never build it.  Validating costs the same either way."""
-
-    model_config = ConfigDict(defer_build=True)
+    """A model of services/<svc>.json only."""
 
 
 class Publish(ServiceModel):

@@ -9,8 +9,9 @@ key did not match): an unreachable host is a value, never an exception.
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from mcfleet.fleet.models_base import FROZEN
 from mcfleet.observe.files import FileFacts
 from mcfleet.observe.hostlevel import HostLevelFacts
 from mcfleet.observe.manifest import Manifest
@@ -20,7 +21,7 @@ ARCH_FROM_UNAME = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm
 
 
 class _Fact(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = FROZEN
 
 
 class Account(_Fact):

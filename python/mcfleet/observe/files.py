@@ -13,13 +13,15 @@ import base64
 import binascii
 import shlex
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from mcfleet.fleet.models_base import FROZEN
 
 TEXT_CAP = 64 * 1024  # bytes of each file's current text read for the plan's diff
 
 
 class FileFacts(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = FROZEN
     path: str
     present: bool = True
     uid: int | None = None

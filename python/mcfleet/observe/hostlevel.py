@@ -19,8 +19,9 @@ settings set by the unit are lost when the link goes away or another manager rep
 import shlex
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from mcfleet.fleet.models_base import FROZEN
 from mcfleet.fleet.resolvers import (
     DHCLIENT_HOOK,
     DHCPCD_HOOK,
@@ -63,14 +64,14 @@ PODMAN_SOCKET_LINK = ".config/systemd/user/sockets.target.wants/podman.socket"
 
 
 class DirFacts(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = FROZEN
     uid: int
     gid: int
     mode: str = Field(description="octal permission bits, e.g. 750")
 
 
 class SubidUse(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = FROZEN
     layers: int = Field(description="image layers in the user's rootless podman storage")
     containers: int = Field(description="containers in that storage")
     files: bool = Field(description="a file under /srv is owned by an id or group of the node's ranges")
@@ -81,14 +82,14 @@ class SubidUse(BaseModel):
 
 
 class ResolvedLink(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = FROZEN
     link: str = Field(description='as resolvectl names it, e.g. "Link 2 (eth0)"')
     servers: list[str] = Field(default_factory=empty_list)
     domains: list[str] = Field(default_factory=empty_list, description="~name: a routing-only domain")
 
 
 class HostLevelFacts(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = FROZEN
     resolv_conf: str | None = Field(default=None, description="/etc/resolv.conf; None when absent")
     resolv_link: str | None = Field(default=None, description="where /etc/resolv.conf links to; None: a plain file")
     resolved_conf: str | None = Field(default=None, description="mcfleet's systemd-resolved drop-in; None when absent")

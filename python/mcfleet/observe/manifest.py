@@ -48,7 +48,7 @@ class ManifestCorrupt(McfleetError):
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="allow", defer_build=True)  # as models_base.FROZEN
 
 
 class ManifestAgent(_Part):

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mcfleet.fleet.models_base import FROZEN
 from mcfleet.phase import Phase
 from mcfleet.util.empty import empty_list
 
@@ -57,7 +58,7 @@ PLAN_FORMAT = 2  # 2: `inputs` (the files a plan was made from) and a fleet_hash
 
 
 class Action(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = FROZEN
 
     host: str
     phase: Phase
@@ -82,7 +83,7 @@ class Action(BaseModel):
 
 
 class UnreachableHost(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = FROZEN
 
     reason: str
     hint: str | None = None
@@ -92,7 +93,7 @@ class UnreachableHost(BaseModel):
 
 
 class Blocked(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = FROZEN
 
     host: str
     phase: Phase
@@ -102,7 +103,7 @@ class Blocked(BaseModel):
 class Unobserved(BaseModel):
     """A backend the plan could not read for a host: its kind was compared with the manifest alone."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = FROZEN
 
     host: str
     phase: Phase
@@ -113,7 +114,7 @@ class GoneHost(BaseModel):
     """A host with no folder under hosts/ any more whose manifest, when last read or written here, listed
     these (mcfleet.plan.gone): nothing plans them again, so they stay on the node and at the servers."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = FROZEN
 
     applied_at: str | None = Field(default=None, description="when its manifest was written, as last seen")
     applied_by: str | None = None
@@ -125,7 +126,7 @@ class GoneHost(BaseModel):
 
 
 class Plan(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # FROZEN but not frozen: filled in as it is made
 
     format: int = PLAN_FORMAT
     created_at: str = ""
