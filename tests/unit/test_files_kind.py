@@ -455,3 +455,21 @@ def test_the_probe_reads_no_file_through_a_folder_swapped_for_a_link(tmp_path: P
     seen = {f.path: f for f in parse_files(out.stdout)}
     assert not seen[wanted[0]].present and "root's own" not in out.stdout
     assert seen[wanted[1]].present and seen[wanted[1]].text == "plain\n"
+
+
+def test_the_probe_reads_no_text_of_a_file_with_a_second_name(tmp_path: Path) -> None:
+    """Where fs.protected_hardlinks is 0 the agent's account can give a root file a second name in its
+    folder: root's facts script must not send that file's text to the plan (its stat and hash show none)."""
+    private = tmp_path / "root-only"
+    private.mkdir()
+    (private / "shadow").write_text("root's own secret\n")
+    svc = tmp_path / "srv-web"
+    svc.mkdir()
+    os.link(private / "shadow", svc / "web.toml")
+    (svc / "plain.toml").write_text("plain\n")
+    wanted = (str(svc / "web.toml"), str(svc / "plain.toml"))
+    out = subprocess.run(["sh", "-c", files_probe_body(wanted, wanted)], check=True, capture_output=True, text=True)
+    seen = {f.path: f for f in parse_files(out.stdout)}
+    assert seen[wanted[0]].present and seen[wanted[0]].text is None and "root's own" not in out.stdout
+    guarded = Path("/proc/sys/fs/protected_hardlinks").read_text().strip() == "1"
+    assert seen[wanted[1]].text == ("plain\n" if guarded else None)  # one name: read where the kernel guards links

@@ -39,7 +39,10 @@ class FileFacts(BaseModel):
 # - the file is opened by its last name only, by `dd iflag=nofollow,nonblock` (O_NOFOLLOW: a link swapped
 #   in after the checks is not followed; O_NONBLOCK: a FIFO swapped in does not hang the facts script);
 #   nothing else that account can make there (it cannot make a device node, and the kernel's
-#   protected_hardlinks keeps it from linking a root file) has an effect when opened or holds root's data.
+#   protected_hardlinks keeps it from linking a root file) has an effect when opened or holds root's data;
+# - a file's text is read only where fs.protected_hardlinks is 1 and the file has one name: where it is 0,
+#   that account can give a root file (/etc/shadow) a second name in its folder, and a shell cannot fstat
+#   what dd opened to tell (the stat and the hash are still taken: they show none of the file's bytes).
 # The text and the hash are two opens of that one name: a swap between them shows that account's own
 # content, which it could write anyway.
 READ_NO_LINK = "dd iflag=nofollow,nonblock,fullblock status=none 2>/dev/null"  # + if=NAME bs=… [count=…]
@@ -52,10 +55,12 @@ def files_probe_body(paths: tuple[str, ...], texts: tuple[str, ...] = ()) -> str
     read = READ_NO_LINK
     # ${d:-/}: a file at the root (no folder part) is looked for in /
     return (
+        "ph=$(cat /proc/sys/fs/protected_hardlinks 2>/dev/null); "
         f"for f in {q}; do "
         '( d=${f%/*}; n=${f##*/}; cd -P "${d:-/}" 2>/dev/null && [ "$(pwd -P)" = "${d:-/}" ] '
         '&& [ -f "$n" ] && [ ! -L "$n" ] || exit 1; text=; '
-        f'for x in {t}; do [ "$x" = "$f" ] && text=$({read} if="$n" bs={TEXT_CAP} count=1 | base64 | tr -d "\\n"); '
+        f'for x in {t}; do [ "$x" = "$f" ] && [ "$ph" = 1 ] && [ "$(stat -c %h "$n")" = 1 ] '
+        f'&& text=$({read} if="$n" bs={TEXT_CAP} count=1 | base64 | tr -d "\\n"); '
         "done; "
         'printf "F %s %s %s %s\\n" "$f" "$(stat -c "%u %g %a" "$n")" '
         f'"$({read} if="$n" bs=65536 | sha256sum | cut -d" " -f1)" "$text" ) || echo "- $f"; done'
