@@ -320,3 +320,32 @@ def test_a_dns_step_cut_by_ctrl_c_still_leaves_what_the_server_took_for_the_mani
                 release.set()
 
     asyncio.run(scenario())
+
+
+def test_a_dns_step_ended_by_an_error_still_leaves_what_the_server_took_and_raises_the_error(tmp_path: Path) -> None:
+    """Not only Ctrl-C: any error that ends the step mid-way (here a record the host does not declare, as a
+    lost connection would) keeps what the server took for the manifest, and the error itself goes on."""
+    from mcfleet.fleet.desired import DesiredRecord
+    from mcfleet.kinds.base import MADE, ApplyContext
+    from mcfleet.kinds.providers import DnsKind
+    from mcfleet.phase import Phase
+
+    first = f"mcr.{ZONE}"
+    desired = Desired(records={first: DesiredRecord(first, "10.0.0.1")})  # type: ignore[dict-item]
+    actions = [_act("dns", "create", f"dns {first}"), _act("dns", "create", f"dns undeclared.{ZONE}")]
+
+    async def scenario() -> None:
+        with run_mcns(ZONE, POISON) as (mcns_url, mcns):
+            _fleet(tmp_path, mcns_url, "http://127.0.0.1:9", str(tmp_path / "none.sock"))
+            ctx = ApplyContext(loaded=load_fleet(tmp_path), entry=None, node=None, desired=desired,  # type: ignore[arg-type]
+                               manifest=None)  # type: ignore[arg-type]  # fmt: skip
+            try:
+                await DnsKind().apply(ctx, actions)
+            except KeyError as exc:
+                assert exc.args == (f"undeclared.{ZONE}",)
+            else:
+                raise AssertionError("the error did not go on")
+            assert [r["name"] for r in mcns.records.values()] == [first]
+            assert {n: r.value for n, r in ctx.data[MADE][Phase.dns].records.items()} == {first: "10.0.0.1"}
+
+    asyncio.run(scenario())

@@ -296,14 +296,17 @@ class ApplySession:
         note of that host.  Returns the hosts it ran for."""
         from mcfleet.plan.gone import note_records_removed
         from mcfleet.plan.gone_records import gone_record_actions
-        from mcfleet.providers.steps import apply_dns
+        from mcfleet.providers.steps import StepBroken, apply_dns
 
         actions = [a for a in gone_record_actions(plan) if a.kind != "refuse"]
         hosts = list(dict.fromkeys(a.host for a in actions))
         for host in hosts:
             mine = [a for a in actions if a.host == host]
             self.log.emit(host, Phase.dns, Status.start)
-            step = await apply_dns(self.loaded, None, mine)
+            try:
+                step = await apply_dns(self.loaded, None, mine)
+            except StepBroken as cut:  # removals only: nothing made to record, the error itself goes on
+                raise cut.cause from None
             self.log.emit(host, Phase.dns, Status(step.status), step.message)
             if step.status == "changed":
                 note_records_removed(self.loaded.root, host, (a.subject.removeprefix("dns ") for a in mine))

@@ -100,15 +100,19 @@ def _outcome(step: StepOutcome, ctx: ApplyContext, phase: Phase, field: str) -> 
 
 
 async def _made_if_cut(ctx: ApplyContext, phase: Phase, field: str, step: Awaitable[StepOutcome]) -> StepOutcome:
-    """`step` awaited; cut by Ctrl-C, what it had put in place by then is left under MADE (`_outcome`) for the
-    manifest written before the run stops, then the cancellation goes on."""
-    from mcfleet.providers.steps import StepCancelled
+    """`step` awaited; ended mid-way (Ctrl-C, or an error such as a lost connection), what it had put in
+    place by then is left under MADE (`_outcome`) for the manifest written after, then the cancellation or
+    the error goes on."""
+    from mcfleet.providers.steps import StepBroken, StepCancelled
 
     try:
         return await step
     except StepCancelled as cut:
         _outcome(cut.partial, ctx, phase, field)
         raise
+    except StepBroken as cut:
+        _outcome(cut.partial, ctx, phase, field)
+        raise cut.cause from None
 
 
 def _unsure(item: Any) -> Any:
@@ -547,7 +551,7 @@ class CertKind(NoRead):
 
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
         loaded = ctx.loaded
-        from mcfleet.providers.steps import apply_certs, apply_routes
+        from mcfleet.providers.steps import StepBroken, apply_certs, apply_routes
 
         step = await _made_if_cut(ctx, self.phase, "certs", apply_certs(loaded, ctx.node, ctx.desired, actions))
         renewed = step.renewed & {c.path for c in ctx.manifest.certs}
@@ -556,8 +560,10 @@ class CertKind(NoRead):
             kept = {k: r for k, r in ctx.desired.routes.items() if k in live}
             try:
                 refresh = await apply_routes(loaded, ctx.node, replace(ctx.desired, routes=kept), [], renewed)
-            except asyncio.CancelledError:  # Ctrl-C while the proxy reloads: the certificates issued stand
+            except (asyncio.CancelledError, StepBroken) as exc:  # ended while the proxy reloads: the certs stand
                 _outcome(step, ctx, self.phase, "certs")
+                if isinstance(exc, StepBroken):
+                    raise exc.cause from None
                 raise
             if refresh.status == "failed":
                 step = replace(step, status="failed", message=f"{step.message}; reloading the proxy: {refresh.message}")

@@ -36,21 +36,34 @@ if TYPE_CHECKING:
 
 
 class StepCancelled(asyncio.CancelledError):
-    """A step cancelled mid-way, with what it had put in place by then (`partial.made`, `.unsure`): still a
-    cancellation to asyncio, and the kind records `partial` before passing it on."""
+    """A step cancelled mid-way (Ctrl-C), with what it had put in place by then (`partial.made`, `.unsure`):
+    still a cancellation to asyncio, and the kind records `partial` before passing it on."""
 
     def __init__(self, partial: StepOutcome) -> None:
         super().__init__("interrupted")
         self.partial = partial
 
 
-def _cut(made: set[str], unsure: set[str], sending: str | None) -> StepCancelled:
-    """The cancellation of a step that had put `made` in place (`unsure` of them unanswered) and was sending
-    `sending`, which the peer may still have taken: unsure too."""
+class StepBroken(Exception):
+    """A step ended mid-way by an error other than a provider's answer (the SSH connection lost while a
+    certificate was installed), with what it had put in place by then: the kind records `partial`, then
+    raises `cause` on."""
+
+    def __init__(self, partial: StepOutcome, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.partial = partial
+        self.cause = cause
+
+
+def _cut(made: set[str], unsure: set[str], sending: str | None, exc: BaseException) -> BaseException:
+    """What to raise for a step that `exc` ended after it had put `made` in place (`unsure` of them
+    unanswered) while it was sending `sending`, which the peer may still have taken: unsure too."""
     cut = StepOutcome("failed", "interrupted")
     cut.unsure = unsure | ({sending} if sending else set())
     cut.made = made | cut.unsure
-    return StepCancelled(cut)
+    if isinstance(exc, asyncio.CancelledError):
+        return StepCancelled(cut)
+    return StepBroken(cut, exc) if isinstance(exc, Exception) else exc
 
 
 @dataclass
@@ -202,7 +215,6 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, act
     renewed: set[str] = set()
     made: set[str] = set()
     owner = proxy_user(loaded)  # as the plan expects it (DesiredCert.owner)
-    sending: str | None = None  # the certificate on its way to the node
     try:
         for action in actions:
             name = _subject(action, "cert")
@@ -212,9 +224,7 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, act
                     if action.kind == "replace":  # the key in place may be readable by others: not one second more
                         await ensure_store(node)  # root's node helper (apply's lock installed it: a no-op then)
                         await restrict_key(node, cert.path, owner)
-                    sending = name  # the node may hold it once the key and chain are on their way
                     installed = await issue_and_install(node, backend, cert.sans[0], cert.path, owner)
-                    sending = None
                     timings[action.subject] = installed.seconds
                     renewed.add(cert.path)
                     made.add(name)
@@ -225,10 +235,12 @@ async def apply_certs(loaded: LoadedFleet, node: Node, desired: DesiredHost, act
                         await remove_cert(node, str(path))
                     done.append(f"{name} removed")
             except ProviderError as exc:
-                sending = None
                 failed.append(_error(action.subject, exc))
-    except asyncio.CancelledError:  # Ctrl-C mid-way: the certificates installed so far go in the manifest
-        raise _cut(made, set(), sending) from None
+    except (asyncio.CancelledError, Exception) as exc:
+        # Ctrl-C or a lost connection mid-way: the certificates installed so far go in the manifest.  One
+        # still being issued does not: recorded, it would be taken for the new provider's (its issuer)
+        # while the node may still hold the one it was to replace.
+        raise _cut(made, set(), None, exc) from exc
     out = _finish(done, failed, timings, "certificates")
     out.renewed, out.made = renewed, made
     return out
@@ -298,9 +310,9 @@ async def apply_dns(loaded: LoadedFleet, desired: DesiredHost | None, actions: I
             timings[action.subject] = time.monotonic() - started
         if written and not failed:  # verified at the server that answers for the zone
             failed += await _dns_verified(backend, written, dropped)
-    except asyncio.CancelledError:
-        # Ctrl-C mid-way: what the server took so far goes in the manifest after all (the kind records it)
-        raise _cut({n for n, values in written.items() if values}, unsure, sending) from None
+    except (asyncio.CancelledError, Exception) as exc:
+        # Ctrl-C or an error mid-way: what the server took so far goes in the manifest (the kind records it)
+        raise _cut({n for n, values in written.items() if values}, unsure, sending, exc) from exc
     out = _finish(done, failed, timings, "DNS records")
     out.made = {n for n, values in written.items() if values} | unsure  # taken by the server (verified or not)
     out.unsure = unsure
@@ -408,9 +420,9 @@ async def apply_routes(
                     r = desired.routes[key]
                     sending = key
                     await (await backend_for(r.mode)).add_route(_proxy_route(desired, r))
-                    await _drop_other_mode(action, r, fleet, backend_for)
                     sending = None
-                    made.add(key)
+                    made.add(key)  # in the proxy now, even if removing it from the other one fails
+                    await _drop_other_mode(action, r, fleet, backend_for)
                     done.append(f"{key} -> {r.backend} ({r.mode})")
                 elif action.kind == "delete":
                     before = action.before if isinstance(action.before, dict) else {}
@@ -425,8 +437,8 @@ async def apply_routes(
                 if isinstance(exc, NoAnswer) and action.kind != "delete" and key in desired.routes:
                     unsure.add(key)
             timings[action.subject] = time.monotonic() - started
-    except asyncio.CancelledError:  # Ctrl-C mid-way: the routes the proxies took so far go in the manifest
-        raise _cut(made, unsure, sending) from None
+    except (asyncio.CancelledError, Exception) as exc:  # Ctrl-C or an error mid-way: what the proxies took
+        raise _cut(made, unsure, sending, exc) from exc
     out = _finish(done, failed, timings, "routes")
     out.made = made | unsure
     out.unsure = unsure
