@@ -298,3 +298,30 @@ def test_a_ca_bundle_another_user_could_replace_is_refused(tmp_path: Path) -> No
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "ca.pem").symlink_to(bundle)  # a trusted name leading into that folder: judged where it leads
     _ca_refused(tmp_path / "d" / "ca.pem", f"folder {open_folder} is writable by its group and others (mode 0777)")
+
+
+@as_root
+def test_a_ca_bundle_another_user_could_replace_refuses_the_plan_of_each_provider_that_names_it(
+    tmp_path: Path,
+) -> None:
+    """Asked before apply changes anything (the providers' key_refusal), not first at the cert or DNS step."""
+    import asyncio
+
+    from mcfleet.fleet.models_providers import McnsProvider, MetacryptProvider
+    from mcfleet.providers.cert.metacrypt import MetacryptCert
+    from mcfleet.providers.dns.mcns import McnsDns
+
+    token = _secret_file(tmp_path / "private")
+    bundle = _ca_bundle(tmp_path / "ca")
+    bundle.chmod(0o666)
+    cert = MetacryptCert(MetacryptProvider(kind="metacrypt", url="https://127.0.0.1:9", token_file=str(token),
+                                           ca_file=str(bundle)))  # fmt: skip
+    dns = McnsDns(McnsProvider(kind="mcns", url="https://127.0.0.1:9", token_file=str(token), ca_file=str(bundle)),
+                  "svc.example.test")  # fmt: skip
+    for refusal in (asyncio.run(cert.key_refusal()), asyncio.run(dns.key_refusal())):
+        assert refusal is not None and "cannot be trusted: its group or others may write it" in refusal.message
+    bundle.chmod(0o644)
+    assert asyncio.run(cert.key_refusal()) is None
+    bundle.unlink()
+    missing = asyncio.run(cert.key_refusal())
+    assert missing is not None and missing.message.startswith(f"cannot read the CA bundle {bundle}")

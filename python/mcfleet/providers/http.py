@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import ssl
 import urllib.error
@@ -43,6 +44,26 @@ def trusted_ca_file(ca_file: str) -> str:
         return trusted_public_file(ca_file, "CA bundle")
     except CredentialRefused as exc:
         raise ProviderError(f"{exc.message} (ca_file in fleet.json `providers`)", hint=exc.hint) from None
+
+
+def ca_file_refusal(ca_file: str | None, field: str) -> ProviderError | None:
+    """Why the provider's `ca_file` (fleet.json's `field`) cannot be used, asked before apply changes anything:
+    another user could replace it (`trusted_ca_file`), or it cannot be read; None when it can (or is unset)."""
+    if not ca_file:
+        return None
+    try:
+        readable = os.access(trusted_ca_file(ca_file), os.R_OK)
+    except ProviderError as exc:
+        return exc
+    except OSError:
+        readable = False
+    if readable:
+        return None
+    return ProviderError(
+        f"cannot read the CA bundle {ca_file} ({field})",
+        hint="fix the path in fleet.json `providers`, or drop ca_file when the server's certificate is signed by "
+        "a CA this machine trusts",
+    )
 
 
 RETRIED = ("GET", "DELETE")  # idempotent calls, tried once more when the connection was dropped

@@ -25,7 +25,7 @@ from josepy.jwk import JWKRSA
 
 from mcfleet.fleet.models import AcmeProvider
 from mcfleet.providers.base import ProviderError
-from mcfleet.providers.http import HTTP_TIMEOUT, http_json, trusted_ca_file
+from mcfleet.providers.http import HTTP_TIMEOUT, ca_file_refusal, http_json, trusted_ca_file
 from mcfleet.util.private_file import CredentialRefused, read_credential
 
 USER_AGENT = "mcfleet"
@@ -136,20 +136,8 @@ class AcmeCert:
         return await asyncio.to_thread(self._key_refusal)
 
     def _key_refusal(self) -> ProviderError | None:
-        ca_file = self.provider.ca_file
-        if ca_file is not None:
-            try:
-                readable = os.access(trusted_ca_file(ca_file), os.R_OK)
-            except ProviderError as exc:  # a bundle another user could replace
-                return exc
-            except OSError:
-                readable = False
-            if not readable:
-                return ProviderError(
-                    f"cannot read the CA bundle {ca_file} (providers.cert.ca_file)",
-                    hint="fix the path in fleet.json `providers`, or drop ca_file when the ACME server's "
-                    "certificate is signed by a CA this machine trusts",
-                )
+        if refused := ca_file_refusal(self.provider.ca_file, "providers.cert.ca_file"):
+            return refused
         if Path(self.provider.account_key_file).expanduser().exists():
             try:
                 load_account_key(self.provider.account_key_file)

@@ -12,7 +12,7 @@ import asyncio
 
 from mcfleet.fleet.models import MetacryptProvider
 from mcfleet.providers.base import ProviderError, read_token
-from mcfleet.providers.http import http_json
+from mcfleet.providers.http import ca_file_refusal, http_json
 
 WHAT = "Metacrypt"
 
@@ -22,13 +22,13 @@ class MetacryptCert:
         self.provider = provider
 
     async def key_refusal(self) -> ProviderError | None:
-        """A token file that cannot be read, or a JWT past its `exp` (Metacrypt has no call that checks a
-        token without issuing)."""
+        """A token file that cannot be read, a JWT past its `exp` (Metacrypt has no call that checks a
+        token without issuing), or a ca_file another user could replace."""
         try:
             read_token(self.provider.token_file)
         except ProviderError as exc:
             return exc
-        return None
+        return ca_file_refusal(self.provider.ca_file, "providers.cert.ca_file")
 
     def _issue(self, hostname: str, csr_pem: bytes) -> str:
         token = read_token(self.provider.token_file)

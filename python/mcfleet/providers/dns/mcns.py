@@ -17,7 +17,7 @@ from mcfleet.observe import plan_notes
 from mcfleet.observe.dns import Answer, ZoneAnswers
 from mcfleet.providers.base import ProviderError, read_token
 from mcfleet.providers.dns.base import in_zone
-from mcfleet.providers.http import HttpRefused, http_json
+from mcfleet.providers.http import HttpRefused, ca_file_refusal, http_json
 
 WHAT = "MCNS"
 
@@ -91,6 +91,8 @@ class McnsDns:
             token = read_token(self.provider.token_file)
         except ProviderError as exc:  # the token file cannot be read, or its JWT is past its `exp`
             return exc
+        if refused := ca_file_refusal(self.provider.ca_file, "providers.dns.ca_file"):
+            return refused  # before a token is sent through it
         if plan_notes.take(_reader(self._url(), token)):
             return None  # the plan's read of the zone just took this token, or got no answer
         try:
