@@ -188,5 +188,6 @@ def test_a_file_with_a_second_name_is_neither_copied_nor_secured(tmp_path: Path)
     res = helper("put", str(tmp_path / "copy"), "0644", "4242:4242", "--from", str(certs / "web.key"))
     assert res.returncode == 2 and b"has 2 names (hard links)" in res.stderr, res.stderr
     assert not (tmp_path / "copy").exists()
+    assert helper("hash", str(certs / "web.key")).stdout.decode() == f"{certs / 'web.key'}=!links\n"  # not read
     os.unlink(victim)  # one name again: an ordinary file, secured as before
     assert helper("secure", str(certs / "web.key"), "0600", "4242:4242").stdout == b"secured=yes\n"

@@ -23,10 +23,12 @@ Commands (stdout is `key=value` lines; errors go to stderr as `mcfleet-node: …
     put DEST MODE OWNER [--sha SHA] [--from SRC] [--record FILE]   (OWNER as for secure; FILE: see put())
     mkdir PATH MODE OWNER…   folders (triples), created when absent, mode and owner set (OWNER as
                           for secure); a link in their place or on the way is refused
-    hash PATH…            sha256 of each regular file, `-` if absent, `!<kind>` if not regular
+    hash PATH…            sha256 of each regular file, `-` if absent, `!<kind>` if not regular or with more
+                          than one name (hard links: never read)
     rm PATH…              unlink (never following a link), missing is fine
     secure PATH MODE OWNER   a regular file's mode and owner (OWNER: uid[:gid] or user[:group]);
-                          a link or a missing file is left alone (`secured=no`)
+                          a link or a missing file is left alone (`secured=no`); a file with a
+                          second name (a hard link) is refused
     pair KEY CERT OWNER   stdin: a private key, the line `--mcfleet-chain-follows--`, a chain: KEY
                           (0600) then CERT (0644), each put as above, OWNER as for secure
 
@@ -143,7 +145,7 @@ def open_regular(path: str) -> int:
 def _many_names(path: str, names: int) -> str:
     return (
         f"{path} has {names} names (hard links): refusing to read or change it, the other name may be "
-        "another account's file; remove the extra links (find / -samefile PATH) and re-run"
+        f"another account's file; remove the extra links (find / -xdev -samefile {path}) and re-run"
     )
 
 
@@ -164,6 +166,8 @@ def hash_path(path: str) -> str:
         return "!link"
     if not stat.S_ISREG(st.st_mode):
         return "!other"
+    if st.st_nlink > 1:  # not read (open_regular): another name may be another account's file
+        return "!links"
     fd = open_regular(path)
     try:
         digest = hashlib.sha256()

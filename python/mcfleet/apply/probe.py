@@ -87,7 +87,7 @@ def parse_probe(stdout: str, *, manifest_at: str = "the manifest") -> AgentProbe
 
     def sha(key: str) -> str | None:
         v = values.get(key, "-")
-        return None if v in ("-", "") else v  # "!link"/"!other": never equal to a real hash
+        return None if v in ("-", "") else v  # "!link"/"!other"/"!links": never equal to a real hash
 
     manifest = parse_manifest(values.get("manifest") or "", where=manifest_at)
     return AgentProbe(
