@@ -136,12 +136,13 @@ def test_a_broken_host_is_not_reported_gone(fleet: Path, monkeypatch: pytest.Mon
     assert list(json.loads(run(fleet, "--json").stdout)["gone"]) == ["old"]
 
 
-def test_a_selection_of_hosts_that_load_is_not_failed_by_another_host(fleet: Path, observed: list[list[str]]) -> None:
-    """`--on alpha` asks about alpha: a broken beta is said on stderr, not a row, not the exit code; a selector
-    naming beta is refused as for every command (it does not load)."""
+def test_a_selection_says_a_broken_host_and_fails_the_exit(fleet: Path, observed: list[list[str]]) -> None:
+    """`--on alpha` shows alpha; a broken beta is said on stderr, not a row, and the exit is 1: `--on @worker`
+    cannot tell whether beta is a worker, and a monitor must not read OK.  A selector naming beta is refused
+    as for every command (it does not load)."""
     break_json(fleet / "hosts" / "beta" / "host.json")
     res = run(fleet, "--on", "alpha")
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output
     assert [line.split()[0] for line in res.stdout.splitlines()[1:]] == ["alpha"]
     assert "beta (hosts/beta/host.json)" in res.stderr
     named = run(fleet, "--on", "beta")

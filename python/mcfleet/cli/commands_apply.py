@@ -36,7 +36,9 @@ TARGET_ARG = typer.Argument(
     None, help="A plan file saved by `mcfleet plan -o` (a folder here: deprecated, use -C).", metavar="PLAN"
 )
 ON = ON_OPT
-ALL = typer.Option(False, "--all", help="The whole fleet, without asking (needed without --on, unless --yes).")
+ALL = typer.Option(
+    False, "--all", help="The whole fleet, without asking (without --on and a terminal to ask on: --all or --yes)."
+)
 YES = YES_OPT
 ROOT_ALIAS = typer.Option(None, "--root", hidden=True)  # deprecated: the global -C DIR
 FAIL_FAST = typer.Option(False, "--fail-fast/--keep-going", help="Stop every host at the first failure.")

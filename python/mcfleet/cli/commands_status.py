@@ -375,7 +375,9 @@ def status(
         rows, gone = collect(loaded, names, connect_timeout)
         rows = sorted([*rows, *not_loaded], key=lambda r: r.host)
         gone = {h: e for h, e in gone.items() if h not in invalid}  # its folder is there: not gone, just broken
-        ok = all(r.ok for r in rows) and not gone
+        # a broken host file fails the exit also under --on: a role or tag selector cannot tell whether it
+        # would have matched a host whose host.json does not load (a false OK for monitoring)
+        ok = all(r.ok for r in rows) and not gone and not invalid
         if json_out:
             data = {"hosts": [r.as_dict() for r in rows],
                     "gone": {h: e.model_dump(mode="json") for h, e in gone.items()}, "ok": ok,
