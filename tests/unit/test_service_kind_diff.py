@@ -3,6 +3,7 @@ change recreates a container (its spec hash on the node differs), `~` when it do
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 from typing import Any
 
@@ -105,12 +106,13 @@ def test_a_service_the_agent_registered_and_the_files_dropped_is_removed_even_if
     gone = ServiceKind().diff(host, facts.model_copy(update={"service_specs": {}}), Manifest(services={"hello": had}),
                               now=datetime(2026, 1, 1))  # fmt: skip
     assert gone == []
-    # "active": false in its file: taken off the node, and the plan says why (not "no longer declared")
-    off = DesiredHost(name="n1", os="debian", arch="amd64", agent=agent, inactive={"hello"})
-    [removal] = ServiceKind().diff(off, facts.model_copy(update={"service_specs": {}}),
-                                   Manifest(services={"hello": had}), now=datetime(2026, 1, 1))  # fmt: skip
-    assert (removal.kind, removal.subject) == ("delete", "service hello")
-    assert removal.reason.startswith('"active": false in hello.json: its containers are stopped and removed')
+    # "active": false in its file: never removed (kept registered and stopped: tests/unit/test_service_inactive.py)
+    off = DesiredHost(name="n1", os="debian", arch="amd64", agent=agent,
+                      services={"hello": dataclasses.replace(hello, active=False)})  # fmt: skip
+    assert off.inactive == {"hello"}
+    acts = ServiceKind().diff(off, facts.model_copy(update={"service_specs": {}}), Manifest(services={"hello": had}),
+                              now=datetime(2026, 1, 1))  # fmt: skip
+    assert [a.kind for a in acts] == ["update"] and not any(a.kind == "delete" for a in acts)
 
 
 def test_a_long_deploy_call_says_what_it_waits_for_and_since_when(monkeypatch: Any) -> None:
@@ -202,7 +204,7 @@ def test_a_service_published_on_an_address_the_node_lacks_is_refused() -> None:
 def test_a_service_stopped_by_hand_says_so_and_how_to_keep_it_stopped() -> None:
     """`mcfleet agent stop` keeps a service stopped across agent restarts, but the files still say it runs:
     the plan's drift says who stopped it and that apply starts it again (was: only "hello is exited"), and what
-    `"active": false` does (takes it off the node: it said "keeps it stopped", which it never did)."""
+    keeps it stopped instead: `"active": false`."""
     from mcfleet.kinds.service import held_stopped
 
     hello = desired(doc(["GREETING=hi"]), "h1")
@@ -214,7 +216,7 @@ def test_a_service_stopped_by_hand_says_so_and_how_to_keep_it_stopped() -> None:
     assert held_stopped(registry) == ["hello"]
     [act] = _service_actions(d, "hello", hello, had, seen, old_spec=None, held=held_stopped(registry))  # type: ignore[arg-type]
     assert act.reason == ('drift: hello is exited (stopped with `mcfleet agent stop`: apply starts it again; '
-                          '"active": false in hello.json takes it off the node instead, its volumes kept)')  # fmt: skip
+                          '"active": false in hello.json keeps it stopped instead)')  # fmt: skip
     [plain] = _service_actions(d, "hello", hello, had, seen, old_spec=None)  # type: ignore[arg-type]
     assert plain.reason == "drift: hello is exited"
 

@@ -55,7 +55,10 @@ class DesiredUser:
 
 @dataclass(frozen=True)
 class DesiredService:
-    """A service the host should run: its stage, spec hash, containers, images and ports."""
+    """A service the host should have: its stage, spec hash, containers, images and ports.
+
+    `active` False (`"active": false` in its file): registered with the agent and kept stopped, its
+    containers and volumes kept; it has no routes, DNS records or files, and publishes nothing."""
 
     name: str
     stage: str
@@ -64,6 +67,7 @@ class DesiredService:
     images: dict[str, str] = field(default_factory=dict)  # container -> image
     ports: dict[str, int] = field(default_factory=dict)  # "<component>/<route>" -> host port (sent to the agent)
     spec: Service | None = field(default=None, compare=False)
+    active: bool = True
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,11 @@ class DesiredHost:
     host_level: HostLevelWant | None = None  # resolver file, agent folder (fleet/host_level.py)
     system: str | None = None  # NixOS: the toplevel store path built (or evaluated) for it; None: not known
     files: dict[str, DesiredFile] = field(default_factory=dict)  # key: absolute path under /srv/<svc>/
-    inactive: set[str] = field(default_factory=set)  # services whose file says "active": false: not on the node
+
+    @property
+    def inactive(self) -> frozenset[str]:
+        """The services whose file says `"active": false`: registered with the agent, kept stopped."""
+        return frozenset(n for n, s in self.services.items() if not s.active)
 
 
 def sha256_text(text: str) -> str:
@@ -255,10 +263,9 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
     for name, entry in sorted(loaded.hosts.items()):
         address = ipv4_address(entry)
         for index, svc in enumerate(entry.services):
-            if not svc.active:
-                hosts[name].inactive.add(svc.name)
-                continue
             containers = tuple(svc.container_name(c) for c in svc.components)
+            # an inactive service keeps the ports assigned to it (assign_ports counts every service), so
+            # its stopped containers, made with them, are started again as they are
             svc_ports = service_ports(svc, ports.get(name, {}))
             hosts[name].services[svc.name] = DesiredService(
                 svc.name,
@@ -268,7 +275,13 @@ def desired_state(loaded: LoadedFleet, agent_hashes: Mapping[str, str] | None = 
                 images={svc.container_name(c): c.image for c in svc.components},
                 ports=svc_ports,
                 spec=svc,
+                active=svc.active,
             )
+            if not svc.active:
+                # Stopped: nothing may lead to it (fleet.routes leaves its routes out too).  Its files are
+                # left out as well: the files kind restarts a recorded service whose files change, and
+                # a restart would start it.
+                continue
             if svc.files:
                 _add_files(loaded, hosts[name], entry, index, ports=svc_ports, address=address)
             if zone:

@@ -516,7 +516,11 @@ class Service(ServiceModel):
     name: Name
     description: str | None = None
     stage: Stage = Stage.services
-    active: bool = True
+    active: bool = Field(
+        default=True,
+        description="false: kept registered with its node's agent, its containers stopped, not removed (volumes "
+        "kept), its routes, DNS records and files removed; true again starts the same containers",
+    )
     depends_on: list[Name] = Field(default_factory=empty_list)
     components: list[Component] = Field(min_length=1)
     files: list[ServiceFile] = Field(default_factory=empty_list, description="files written to /srv/<svc>/ on its node")

@@ -6,14 +6,17 @@ diff: a service the files declare and the node does not run is `+`; an image bum
 `~` with old → new image; a definition change is `~`; a container whose spec on the
 node differs from the files is `-/+`; a missing or stopped container is `~` (drift);
 a service the manifest lists or the agent has registered and the files no longer
-declare is `-` (stopped and removed; its volumes are kept).
+declare is `-` (stopped and removed; its volumes are kept).  A service whose file says
+`"active": false` stays registered with the agent, stopped, its containers and volumes kept:
+`~` while it runs or the agent holds it running, nothing once it is stopped; `"active": true`
+again is `~` that starts the same containers.
 apply: `ReconcileServices` with the host's services and the ports `fleet.derive`
 assigned, one boot stage at a time across the fleet (kinds.stages: every host's
 foundation before any host's core); removals, after the routes and DNS records to
 them, are one more call with every declared service and prune.  The
 agent records them in its registry first (so an agent restart or `Recover` brings
 them back).  A service whose stage predecessor failed is skipped, with the reason.
-record: each service's hash, stage, containers, images and ports as applied.
+record: each service's hash (which covers `active`), stage, containers, images and ports as applied.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from mcfleet.errors import McfleetError, PeerError
-from mcfleet.fleet.desired import DesiredHost, DesiredService
+from mcfleet.fleet.desired import DesiredHost, DesiredService, spec_hash
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import Service, Stage
 from mcfleet.kinds.base import ApplyContext, GatherResult, Outcome, ReadContext
@@ -215,10 +218,26 @@ def _service_actions(
     if had is not None and had.hash != svc.hash:
         new_spec = svc.spec.model_dump(mode="json", by_alias=True, exclude={"files"}) if svc.spec else None
         changes = spec_changes(old_spec, new_spec) if old_spec is not None and new_spec is not None else []
+        woke = _was_inactive(svc, had, old_spec)
+        if woke:
+            changes = [c for c in changes if not c.startswith("active: ")]
         what = f": {'; '.join(changes)}" if changes else ""
         wanted = spec_hashes(svc)
         # a container whose spec changes is removed and created again: -/+, not ~
         recreated = [c for c in mine if mine[c].labels.get(LABEL_HASH) not in (None, wanted.get(c))]
+        if woke:
+            # the agent kept its containers stopped: the deploy starts them as they are, and makes only
+            # the ones gone meanwhile (a Recover makes no container of a stopped service)
+            gone = [c for c in svc.containers if seen is not None and c not in mine]
+            start = f'"active": true in {name}.json: ' + (
+                f"it is started again ({', '.join(gone)} made from its image: removed while it was stopped)"
+                if gone
+                else "its stopped containers are started again"
+            )
+            if recreated:
+                return act("replace", f"{start}; the service definition changed{what} "
+                                      f"(recreates {', '.join(recreated)})", before)  # fmt: skip
+            return act("update", f"{start}; the service definition changed{what}" if changes else start, before)
         if recreated:
             return act("replace", f"the service definition changed{what} (recreates {', '.join(recreated)})", before)
         running = all(c in mine and mine[c].state == "running" for c in svc.containers)
@@ -252,8 +271,96 @@ def _service_actions(
         if down:
             states = ", ".join(f"{c} is {mine[c].state if c in mine else 'missing'}" for c in down)
             why = (f" (stopped with `mcfleet agent stop`: apply starts it again; \"active\": false in {name}.json "
-                   "takes it off the node instead, its volumes kept)" if name in held else "")  # fmt: skip
+                   "keeps it stopped instead)" if name in held else "")  # fmt: skip
             return act("update", f"drift: {states}{why}", before)
+    return []
+
+
+def _was_inactive(svc: DesiredService, had: ManifestService | None, old_spec: dict[str, Any] | None) -> bool:
+    """Whether the service was last given to the node with `"active": false`: the agent's registry says
+    so, or (an older agent that sends no definition) the recorded hash is that of the files' definition
+    made inactive."""
+    if old_spec is not None:
+        return old_spec.get("active") is False
+    if had is None or svc.spec is None:
+        return False
+    return had.hash == spec_hash(svc.spec.model_copy(update={"active": False}))
+
+
+def _stopped_actions(
+    d: DesiredHost,
+    name: str,
+    svc: DesiredService,
+    had: ManifestService | None,
+    seen: dict[str, ContainerFacts] | None,
+    *,
+    old_spec: dict[str, Any] | None,
+    registered: list[str] | None,
+    held: Container[str],
+) -> list[Action]:
+    """A service whose file says `"active": false`: the agent keeps it registered and stopped, its
+    containers (and volumes) kept for `"active": true` to start again.  The deploy sends it like any
+    other service; the agent registers it stopped and stops its running containers, and never makes
+    one for it (what it does not have stays missing, which is no drift: `"active": true` makes it)."""
+    from mcfleet.agent.spec import LABEL_HASH  # here: a plan of hosts without services never needs the module
+
+    subject, file = f"service {name}", f"{name}.json"
+    was_off = _was_inactive(svc, had, old_spec)
+    mine = {c: seen[c] for c in svc.containers if seen is not None and c in seen}
+    images = {c: mine[c].image if c in mine else had.images.get(c) if had else None for c in svc.containers}
+    before: dict[str, Any] = {
+        "stage": had.stage if had else svc.stage,
+        "containers": had.containers if had else sorted(mine),
+        "images": {c: i for c, i in images.items() if i},
+        "ports": had.ports if had else {},
+        "active": not was_off,
+    }
+    after = {"stage": svc.stage, "containers": list(svc.containers), "images": svc.images, "ports": svc.ports,
+             "active": False}  # fmt: skip
+
+    def act(reason: str) -> list[Action]:
+        return [Action(host=d.name, phase=Phase.deploy, kind="update", subject=subject, before=before, after=after,
+                       reason=reason)]  # fmt: skip
+
+    stopping = (f'"active": false in {file}: its containers are stopped (kept, with their volumes); start it '
+                'again with "active": true')  # fmt: skip
+    changed = f'the service definition changed while it is stopped ("active": false in {file})'
+    if seen is None:  # the agent was not read: only the record says what the node was last given
+        if had is None or had.hash == svc.hash:
+            return []
+        return act(changed if was_off else stopping)
+    listed = old_spec is not None or name in (registered or [])
+    if not listed and not mine and had is None:
+        # Never deployed (or removed since): the agent holds nothing it could keep stopped, and registering it
+        # would make no container (the agent never makes one for a stopped service).  Nothing is planned; the
+        # first `"active": true` deploys it as any new service.
+        return []
+    if not listed and (old_spec is not None or registered is not None):
+        return act(f"drift: the agent's registry does not list it (removed or reset): apply registers it, "
+                   f'stopped ("active": false in {file})')  # fmt: skip
+    running = [c for c in svc.containers if c in mine and mine[c].state == "running"]
+    if running or (listed and name not in held):
+        if was_off:  # given to the node as inactive, then started by hand (`mcfleet agent start`)
+            states = ", ".join(f"{c} is running" for c in running) or "the agent holds it as running"
+            return act(f'drift: {states} while "active": false in {file}: apply stops it again (its containers '
+                       "kept)")  # fmt: skip
+        return act(stopping)
+    new_spec = svc.spec.model_dump(mode="json", by_alias=True, exclude={"files"}) if svc.spec else None
+    changes = [c for c in spec_changes(old_spec, new_spec) if not c.startswith("active: ")] if (
+        old_spec is not None and new_spec is not None) else []  # fmt: skip
+    wanted = spec_hashes(svc)
+    # the agent removes a stopped container whose spec differs from the one it is sent, and makes none
+    differs = [c for c in mine if mine[c].labels.get(LABEL_HASH) not in (None, wanted.get(c))]
+    removed = (f"; {', '.join(differs)}, made from the old one, removed (volumes kept): \"active\": true makes "
+               f"{'it' if len(differs) == 1 else 'them'} again" if differs else "")  # fmt: skip
+    if changes:
+        return act(f"{changed}: {'; '.join(changes)}{removed}")
+    if not was_off:  # stopped until now with `mcfleet agent stop` (the agent holds it as active)
+        return act(stopping + removed)
+    if differs:
+        return act(f"drift: the container spec on the node differs{removed}")
+    if had is None or had.hash != svc.hash:
+        return act("the agent holds it stopped as declared, but no apply recorded it: apply records it")
     return []
 
 
@@ -270,7 +377,7 @@ def _podman_down(d: DesiredHost, f: Facts, m: Manifest) -> list[Action]:
     return [
         Action(host=d.name, phase=Phase.deploy, kind="update", subject=f"service {name}", reason=(
             "podman did not answer the agent, so what runs is unknown: apply brings it up once podman answers"))
-        for name in sorted(d.services) if name in m.services
+        for name in sorted(d.services) if name in m.services and d.services[name].active
     ]  # fmt: skip
 
 
@@ -329,15 +436,19 @@ def _ports_held(f: Facts, svc: DesiredService, seen: dict[str, ContainerFacts] |
 HEARTBEAT_S = 10.0
 
 
-def stage_line(stage: Stage, names: list[str], changing: set[str]) -> str:
+def stage_line(stage: Stage, names: list[str], changing: set[str], inactive: Container[str] = ()) -> str:
     """What the deploy's progress line says of one stage: the services this apply changes are
-    deployed, the others (already as declared) only have their health checked again."""
-    deploying = [n for n in names if n in changing]
-    checking = [n for n in names if n not in changing]
-    said = ([f"deploying {', '.join(deploying)}"] if deploying else []) + (
-        [f"checking {', '.join(checking)}"] if checking else []
+    deployed (or, `"active": false`, stopped), the others (already as declared) only have their health
+    checked again (an inactive one has none to check: it is not named)."""
+    deploying = [n for n in names if n in changing and n not in inactive]
+    stopping = [n for n in names if n in changing and n in inactive]
+    checking = [n for n in names if n not in changing and n not in inactive]
+    said = (
+        ([f"deploying {', '.join(deploying)}"] if deploying else [])
+        + ([f"stopping {', '.join(stopping)}"] if stopping else [])
+        + ([f"checking {', '.join(checking)}"] if checking else [])
     )
-    return f"stage {stage}: {'; '.join(said)}"
+    return f"stage {stage}: {'; '.join(said) or 'as declared'}"
 
 
 def logs_hint(error: str, host: str, services: Iterable[DesiredService]) -> str:
@@ -553,6 +664,10 @@ class ServiceKind:
         specs = f.service_specs or {}
         acts: list[Action] = []
         for name, svc in sorted(d.services.items()):
+            if not svc.active:  # kept stopped: it publishes nothing, so nothing of it is refused
+                acts += _stopped_actions(d, name, svc, m.services.get(name), seen, old_spec=specs.get(name),
+                                         registered=f.services_registered, held=f.services_held_stopped)  # fmt: skip
+                continue
             refused = _bind_refusal(d, name, svc, f.addresses) or port_refusal(
                 d, name, svc, f.listening, _ports_held(f, svc, seen)
             )
@@ -569,8 +684,6 @@ class ServiceKind:
             had = m.services.get(name)
             before = {"stage": had.stage, "containers": had.containers} if had else {"stage": specs[name].get("stage")}
             why = "no longer declared in the files" if had else "registered with the agent, not declared in the files"
-            if name in d.inactive:
-                why = f'"active": false in {name}.json'  # the file is there: it takes the service off the node
             acts.append(
                 Action(host=d.name, phase=Phase.deploy, kind="delete", subject=f"service {name}", before=before,
                        reason=f"{why}: its containers are stopped and removed, its volumes are kept")
@@ -645,7 +758,7 @@ class ServiceKind:
                 result = await heartbeat(
                     client.reconcile(upto, prune=False, stage_timeout_s=within),
                     say,
-                    stage_line(stage, [s.name for s in wanted if s.stage == stage], changing),
+                    stage_line(stage, [s.name for s in wanted if s.stage == stage], changing, ctx.desired.inactive),
                     lambda: waiting_behind(client),
                     lambda: failing_checks(client),
                 )

@@ -39,8 +39,9 @@ def wanted_endpoints(svc: DesiredService) -> list[Endpoint]:
 
 
 def wanted_ports(services: Iterable[DesiredService]) -> tuple[str, ...]:
-    """The ports whose listeners the facts script reports, as the kernel prints them (4 hex digits)."""
-    return tuple(sorted({f"{port:04X}" for svc in services for _, _, port in wanted_endpoints(svc)}))
+    """The ports whose listeners the facts script reports, as the kernel prints them (4 hex digits).  Not
+    those of an inactive service: its containers stay stopped, so nothing of it is refused for a port."""
+    return tuple(sorted({f"{port:04X}" for svc in services if svc.active for _, _, port in wanted_endpoints(svc)}))
 
 
 def _address(text: str) -> str | None:
