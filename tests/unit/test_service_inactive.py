@@ -202,6 +202,8 @@ def test_the_whole_plan_stops_it_and_removes_its_route_record_and_certificate_th
     }, got
     [stop] = [a for a in plan.actions if a.subject == "service web"]
     assert stop.reason == STOPPING
+    gone = {a.reason for a in plan.actions if a.kind == "delete"}  # why they go: not "no longer declared"
+    assert gone == {'"active": false in web.json: removed while the service is kept stopped'}, gone
 
     after = copy.deepcopy(case)
     node = after["facts"]["rift"]

@@ -248,6 +248,8 @@ class FilesKind(NoRead):
             if path not in d.files:
                 before = {"service": had.service, "owner": had.owner, "mode": had.mode}
                 why = "no longer declared in the files: removed from the node"
+                if had.service in d.inactive:
+                    why = f'"active": false in {had.service}.json: removed from the node while it is kept stopped'
                 acts.append(Action(host=d.name, phase=Phase.files, kind="delete", subject=f"file {path}",
                                    before=before, reason=why))  # fmt: skip
         return [a for a in acts if a is not None]

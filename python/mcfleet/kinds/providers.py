@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Awaitable, Container, Coroutine, Mapping
+from collections.abc import Awaitable, Container, Coroutine, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -203,7 +203,8 @@ def certs_diff(d: DesiredHost, f: Facts, manifest: Manifest, now: datetime) -> l
                 )
             )
     issued = {h.name: {"path": h.path, "sans": h.sans} for h in manifest.certs}
-    acts += removals(d.name, Phase.cert, "cert", issued, d.certs)
+    # a service's own certificate is named after it
+    acts += removals(d.name, Phase.cert, "cert", issued, d.certs, stopped={n: n for n in issued if n in d.inactive})
     return acts
 
 
@@ -281,7 +282,7 @@ def dns_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
             Action(host=d.name, phase=Phase.dns, kind=kind, subject=subject, before=before, after=after, reason=reason)
         )
     records = {n: {"type": r.type, "value": r.value} for n, r in recorded.items()}
-    acts += removals(d.name, Phase.dns, "dns", records, d.records)
+    acts += removals(d.name, Phase.dns, "dns", records, d.records, stopped=own_names(d, records))
     return acts
 
 
@@ -418,7 +419,7 @@ def routes_diff(d: DesiredHost, f: Facts, manifest: Manifest) -> list[Action]:
                 )
             )
     routes = {h: {"mode": r.mode, "backend": r.backend} for h, r in recorded.items()}
-    acts += removals(d.name, Phase.route, "route", routes, d.routes)
+    acts += removals(d.name, Phase.route, "route", routes, d.routes, stopped=_stopped_routes(d, recorded))
     return acts + map_file_drift(d, f, {a.subject for a in acts})
 
 
@@ -461,9 +462,16 @@ def map_file_drift(d: DesiredHost, f: Facts, planned: set[str]) -> list[Action]:
 
 
 def removals(
-    host: str, phase: Phase, label: str, recorded: Mapping[str, object], declared: Container[str]
+    host: str,
+    phase: Phase,
+    label: str,
+    recorded: Mapping[str, object],
+    declared: Container[str],
+    *,
+    stopped: Mapping[str, str] | None = None,
 ) -> list[Action]:
-    """What the manifest says mcfleet manages here but the files no longer declare: delete it."""
+    """What the manifest says mcfleet manages here but the files no longer declare: delete it.  `stopped`:
+    the keys of a service whose file says `"active": false` -> that service, which is why they go."""
     return [
         Action(
             host=host,
@@ -471,11 +479,26 @@ def removals(
             kind="delete",
             subject=f"{label} {key}",
             before=before,
-            reason="no longer declared in the files",
+            reason=stopped_reason(service)
+            if (service := (stopped or {}).get(key))
+            else "no longer declared in the files",
         )
         for key, before in sorted(recorded.items())
         if key not in declared
     ]
+
+
+def _stopped_routes(d: DesiredHost, recorded: Mapping[str, ManifestRoute]) -> dict[str, str]:
+    return {key: r.service for key, r in recorded.items() if r.service is not None and r.service in d.inactive}
+
+
+def stopped_reason(service: str) -> str:
+    return f'"active": false in {service}.json: removed while the service is kept stopped'
+
+
+def own_names(d: DesiredHost, names: Iterable[str]) -> dict[str, str]:
+    """The DNS names among `names` of a service of this host kept stopped: its own name is `<service>.<zone>`."""
+    return {n: svc for n in names if (svc := n.partition(".")[0]) in d.inactive}
 
 
 async def add_dns(loaded: LoadedFleet, desired: Mapping[str, DesiredHost], facts: GatherResult) -> GatherResult:
