@@ -195,11 +195,12 @@ def read_credential(path: str | Path, what: str, limit: int = MAX_CREDENTIAL_BYT
 def trusted_public_file(path: str | Path, what: str) -> str:
     """The resolved path of `path`, a file anyone may read but whose content decides whom mcfleet trusts (the
     `what`: a CA bundle, which decides which server is sent a token).  Links are followed, as the system's own
-    CA files are links, but every folder and link on the way to it and on the way to where it leads must be
-    root's or this user's and writable by no one else (sticky folders excepted), and the file must be a
-    regular file of root or this user that its group and others cannot write: otherwise another user could
-    put its own CA there and read what mcfleet sends.  CredentialRefused when not; OSError when it cannot be
-    found or read."""
+    CA files are links, but every folder and link on the way to its name and every folder on the way to where
+    it leads must be root's or this user's and writable by no one else (sticky folders excepted), and the file
+    must be a regular file of root or this user that its group and others cannot write: otherwise another
+    user could put its own CA there and read what mcfleet sends.  A link at the name itself is not judged: it
+    lies in a folder only trusted users can change, and the path returned (the one to load) is where it led
+    when checked.  CredentialRefused when not; OSError when it cannot be found or read."""
     name = os.fspath(Path(path).expanduser())
     shown = os.fspath(path)
     real = os.path.realpath(name)
