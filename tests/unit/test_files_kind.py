@@ -386,6 +386,7 @@ def test_the_files_of_a_service_the_deploy_recreates_are_kept_for_it_and_a_plant
     ctx = ApplyContext(loaded, loaded.hosts["alpha"], here, alpha, ran, {PLANNED: [recreate]})
     outcome = asyncio.run(FilesKind().apply(ctx, updates))
     assert outcome.status == "changed" and "restarted" not in outcome.message  # left to the deploy
+    assert f"no copy kept of {toml} (a link, not a plain file, or one with a second name" in outcome.message
     assert victim.read_text() == "keep" and not toml.is_symlink()
     assert list(ctx.data[DEFERRED]) == [str(motd)]  # the link had nothing to keep
     [copy] = [p for p in store.iterdir() if p.name.startswith("previous.")]

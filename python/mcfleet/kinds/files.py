@@ -163,6 +163,7 @@ class Kept:
 
 
 DEFERRED = "files_kept_for_deploy"  # ctx.data: path -> Kept, of services the deploy recreates
+NOT_KEPT = "files_not_kept"  # ctx.data: the changed files of a running service with no copy kept
 
 
 def recreated_by_deploy(ctx: ApplyContext) -> set[str]:
@@ -280,6 +281,10 @@ class FilesKind(NoRead):
             ctx.data.pop(DEFERRED, None)
             raise
         await _drop(ctx, [k for p, k in kept.items() if p not in ctx.data[DEFERRED]])
+        if lost := ctx.data.get(NOT_KEPT):
+            outcome = Outcome(outcome.status, f"{outcome.message}; no copy kept of {', '.join(lost)} (a link, not a "
+                              "plain file, or one with a second name: never read as root), so a service that does "
+                              "not get healthy on the new one cannot have it back")  # fmt: skip
         return outcome
 
     async def _write(self, ctx: ApplyContext, actions: list[Action], kept: dict[str, Kept], deferred: set[str]
@@ -330,7 +335,8 @@ class FilesKind(NoRead):
             before = a.before if isinstance(a.before, dict) else {}
             try:
                 await put_file(ctx.node, copy, source=path, mode="0600", owner="0:0")
-            except ApplyError:  # not a regular file (a link planted there is replaced, never read): none to keep
+            except ApplyError:  # a link planted there (replaced, never read), not a file, or one with two names
+                ctx.data[NOT_KEPT] = [*ctx.data.get(NOT_KEPT, []), path]
                 continue
             kept[path] = Kept(copy, str(before.get("owner") or "0:0"), str(before.get("mode") or "0600"))
         return kept
