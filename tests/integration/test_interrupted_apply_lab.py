@@ -20,7 +20,7 @@ from mcfleet.lab.lab import Lab
 from mcfleet.lab.peers.knot import KnotInfo
 from mcfleet.lab.peers.nodeproxy import providers_json, start_node_proxies
 from mcfleet.lab.peers.pebble import PebbleInfo
-from mcfleet.observe.manifest import MANIFEST_PATH
+from mcfleet.observe.manifest import MANIFEST_PATH, NO_ANSWER
 from tests.integration.apply_lab import (  # noqa: F401 (fixtures)
     MakeNodes,
     Nodes,
@@ -97,14 +97,15 @@ def test_ctrl_c_in_the_dns_phase_records_the_cert_and_route_done_before(  # noqa
 ) -> None:
     """QA's reproduction: cert and route done, dns hung (Knot stopped), Ctrl-C.  The manifest lists the
     certificate and the route (was: not written, so the next plan, the route's declaration gone, removed
-    neither: Caddy kept the route and the node kept the certificate and its key)."""
+    neither: Caddy kept the route and the node kept the certificate and its key), and the record whose update
+    was on its way to the frozen server, with its value unknown (Knot may take it when it resumes)."""
     nodes = make_nodes(1, "intr")
     hostname = _one_route_fleet(lab, knot, pebble, nodes, tmp_path)
     root = nodes.fleet_dir
     code, said, err = _apply_and_ctrl_c_in_dns(knot, root, agent_bundle)
     assert code == 130, said
     assert "interrupted: stopped at Ctrl-C (what finished is kept, and recorded in each host's manifest" in err, said
-    assert "manifest recorded what succeeded before the interruption (agent, cert, route)" in err, said
+    assert "manifest recorded what succeeded before the interruption (agent, cert, route, part of dns)" in err, said
     assert err.count("interrupted:") == 1, err  # that line, not the CLI's generic one as well
 
     manifest = json.loads(nodes.sh(nodes.names[0], f"cat {MANIFEST_PATH}").stdout)
@@ -112,12 +113,14 @@ def test_ctrl_c_in_the_dns_phase_records_the_cert_and_route_done_before(  # noqa
     cert_path = manifest["certs"][0]["path"]
     assert [f"{r['listener']}/{r['hostname']}" for r in manifest["routes"]] == [f"443/{hostname}"], manifest
     assert manifest["agent"], manifest  # pushed and confirmed before the Ctrl-C
+    assert [(r["name"], r["value"]) for r in manifest["dns"]] == [(hostname, NO_ANSWER)], manifest
 
     # the route's declaration removed: the plan removes what that apply made, and apply does
     set_routes(nodes, [])
     plan = cli("plan", str(root), "--json")
     subjects = {(a["kind"], a["subject"]) for a in json.loads(plan.stdout)["actions"]}
     assert ("delete", f"route 443/{hostname}") in subjects and ("delete", f"cert {hostname}") in subjects, plan.why
+    assert ("delete", f"dns {hostname}") in subjects, plan.why  # whether Knot took the update or not
     run = cli("apply", str(root), "--all", "--yes", "--bundle", str(agent_bundle), "--json")
     assert run.code == 0, run.why
     left = nodes.sh(nodes.names[0], f"ls {cert_path} 2>/dev/null || true").stdout.strip()
