@@ -258,3 +258,17 @@ def test_the_progress_line_says_an_inactive_service_is_stopped() -> None:
     line = stage_line(Stage("services"), ["web", "api", "db"], {"web", "api"}, {"web", "db"})
     assert line == "stage services: deploying api; stopping web"
     assert stage_line(Stage("services"), ["web"], set(), {"web"}) == "stage services: as declared"
+
+
+def test_the_nodes_addresses_are_read_for_an_active_service_that_binds_not_an_inactive_one(tmp_path: Path) -> None:
+    """The addresses are read only for bind refusals, which a service kept stopped never gets: one shell
+    command fewer on its host."""
+    from mcfleet.observe.collect import script_inputs
+
+    for active in (True, False):
+        case = in_sync(active)
+        web_file = case["hosts"]["rift"]["services"]["web"]
+        web_file["components"][0]["publish"] = [{"host_ip": "10.0.0.10", "host_port": 53, "container_port": 53}]
+        loaded = write_case_fleet(tmp_path / f"binds-{active}", case)
+        inputs = script_inputs(loaded, loaded.hosts["rift"], desired_state(loaded)["rift"])
+        assert inputs.addresses is active

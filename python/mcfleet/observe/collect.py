@@ -61,7 +61,8 @@ def script_inputs(loaded: LoadedFleet, entry: HostEntry, desired: DesiredHost) -
             for u in desired.users
             if u.subuid
         ),
-        addresses=any(node_binds(s.spec) for s in desired.services.values() if s.spec is not None),
+        # the addresses are read for bind refusals, which an inactive service (kept stopped) never gets
+        addresses=any(node_binds(s.spec) for s in desired.services.values() if s.spec is not None and s.active),
         ports=wanted_ports(desired.services.values()),
         route_map=haproxy_map(loaded, desired),
         # without a route provider no proxy of mcfleet's ends TLS there: nothing to ask

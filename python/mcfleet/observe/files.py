@@ -55,7 +55,7 @@ def files_probe_body(paths: tuple[str, ...], texts: tuple[str, ...] = ()) -> str
     read = READ_NO_LINK
     # ${d:-/}: a file at the root (no folder part) is looked for in /
     return (
-        "ph=$(cat /proc/sys/fs/protected_hardlinks 2>/dev/null); "
+        "ph=; { read -r ph < /proc/sys/fs/protected_hardlinks; } 2>/dev/null; "  # a builtin: no process
         f"for f in {q}; do "
         '( d=${f%/*}; n=${f##*/}; cd -P "${d:-/}" 2>/dev/null && [ "$(pwd -P)" = "${d:-/}" ] '
         '&& [ -f "$n" ] && [ ! -L "$n" ] || exit 1; text=; '
