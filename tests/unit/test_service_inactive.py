@@ -21,11 +21,15 @@ from typing import Any
 from mcfleet.agent.spec import LABEL_HASH
 from mcfleet.fleet.desired import DesiredService, desired_state, spec_hash
 from mcfleet.fleet.load import LoadedFleet
+from mcfleet.kinds.base import PLANNED
 from mcfleet.kinds.service import ServiceKind, spec_hashes, stage_line
 from mcfleet.kinds.service_ports import wanted_ports
 from mcfleet.observe.facts import ContainerFacts, Facts
 from mcfleet.observe.manifest import Manifest, ManifestService
+from mcfleet.phase import Phase
+from mcfleet.plan.model import Action, apply_passes, is_removal
 from mcfleet.plan.planner import build
+from mcfleet.plan.render import render_text
 from tests.unit.test_plan_cases import CASES, case_facts, write_case_fleet
 
 NOW = datetime(2026, 11, 30)
@@ -202,6 +206,19 @@ def test_the_whole_plan_stops_it_and_removes_its_route_record_and_certificate_th
     }, got
     [stop] = [a for a in plan.actions if a.subject == "service web"]
     assert stop.reason == STOPPING
+    # stopped where a removal runs: after its record and route are gone, so no route leads to a stopped container
+    assert got.index("rift deploy update service web") > got.index(
+        "rift route delete route 443/web.svc.mcp.example.test"
+    )
+    passes = [(str(p), removal, [a.subject for a in acts]) for p, removal, acts in apply_passes(plan.for_host("rift"))]
+    assert [p for p in passes if p[1]] == [
+        ("dns", True, ["dns web.svc.mcp.example.test"]),
+        ("route", True, ["route 443/web.svc.mcp.example.test"]),
+        ("deploy", True, ["service web"]),
+        ("cert", True, ["cert web"]),
+    ], passes
+    text = render_text(plan)
+    assert text.index("route removals") < text.index("deploy stops") < text.index("~ service web"), text
     gone = {a.reason for a in plan.actions if a.kind == "delete"}  # why they go: not "no longer declared"
     assert gone == {'"active": false in web.json: removed while the service is kept stopped'}, gone
 
@@ -224,9 +241,11 @@ class FakeAgent:
 
     def __init__(self) -> None:
         self.sent: list[list[tuple[str, bool, dict[str, int]]]] = []
+        self.pruned: list[bool] = []
 
     async def reconcile(self, services: Any, *, prune: bool, stage_timeout_s: float) -> Any:
         self.sent.append([(s.name, s.active, dict(p)) for s, p in services])
+        self.pruned.append(prune)
         acts = [SimpleNamespace(kind="stop", container=s.name, service=s.name) for s, _ in services if not s.active]
         return SimpleNamespace(ok=True, error="", actions=acts)
 
@@ -250,6 +269,27 @@ def test_apply_sends_the_inactive_service_to_the_agent_and_records_it(tmp_path: 
     agent = FakeAgent()
     asyncio.run(ServiceKind()._remove(ctx, agent, []))  # type: ignore[arg-type]
     assert agent.sent == [[("web", False, d.services["web"].ports)]]
+
+
+def test_apply_stops_it_in_the_removal_call_not_with_the_changes(tmp_path: Path) -> None:
+    """A service this apply makes inactive is left out of the changes' deploy (prune is off: it runs on as
+    it is), and stopped by the call that runs after the route and DNS removals, without pruning (nothing
+    is removed), then recorded with its inactive definition."""
+    loaded = fleet(tmp_path, False)
+    d = desired_state(loaded)["rift"]
+    stop = Action(host="rift", phase=Phase.deploy, kind="update", subject="service web", before={"active": True},
+                  after={"active": False}, reason=STOPPING)  # fmt: skip
+    assert is_removal(stop)
+    ctx = SimpleNamespace(desired=d, data={PLANNED: [stop]}, entry=loaded.hosts["rift"], manifest=Manifest(),
+                          node=None)  # fmt: skip
+    agent = FakeAgent()
+    outcome = asyncio.run(ServiceKind()._deploy(ctx, agent, set()))  # type: ignore[arg-type]
+    assert agent.sent == [] and outcome.status == "unchanged", outcome  # not stopped yet: its route still leads to it
+    outcome = asyncio.run(ServiceKind()._remove(ctx, agent, [stop]))  # type: ignore[arg-type]
+    assert agent.sent == [[("web", False, d.services["web"].ports)]] and agent.pruned == [False]
+    assert outcome.status == "changed" and outcome.message.startswith("stopped web (web; containers kept)"), outcome
+    m = ServiceKind().record(Manifest(), ctx, [stop])  # type: ignore[arg-type]
+    assert m.services["web"].hash == d.services["web"].hash
 
 
 def test_the_progress_line_says_an_inactive_service_is_stopped() -> None:

@@ -48,7 +48,7 @@ from mcfleet.kinds.host import HostKind, read_users
 from mcfleet.kinds.stages import StageGate
 from mcfleet.observe.manifest import Manifest
 from mcfleet.plan.gone import note_written
-from mcfleet.plan.model import Action, apply_passes
+from mcfleet.plan.model import Action, apply_passes, is_removal
 from mcfleet.plan.route_moves import keeps_name, named
 from mcfleet.report.rate import Every
 from mcfleet.transport.base import Node
@@ -252,7 +252,7 @@ class Pipeline:
         self.step_sem = asyncio.Semaphore(limits.steps)
         self.stop = asyncio.Event()  # set on the first failure under --fail-fast
         self.stages = StageGate(
-            w.name for w in work if any(p == Phase.deploy and a[0].kind != "delete" for p, a in w.step_passes)
+            w.name for w in work if any(p == Phase.deploy and not is_removal(a[0]) for p, a in w.step_passes)
         )
         # A route that moves between proxies (a service made public goes from its node's proxy to the
         # edge's): its old host removes it, and points the name's A record at the new host, only once

@@ -34,14 +34,14 @@ from mcfleet.errors import McfleetError, PeerError
 from mcfleet.fleet.desired import DesiredHost, DesiredService, spec_hash
 from mcfleet.fleet.load import HostEntry, LoadedFleet
 from mcfleet.fleet.models import Service, Stage
-from mcfleet.kinds.base import ApplyContext, GatherResult, Outcome, ReadContext
+from mcfleet.kinds.base import PLANNED, ApplyContext, GatherResult, Outcome, ReadContext
 from mcfleet.kinds.files import drop_deferred, put_back_deferred
 from mcfleet.kinds.service_ports import held_by_services, port_refusal, wanted_endpoints
 from mcfleet.kinds.stages import STAGES, StageGate
 from mcfleet.observe.facts import ContainerFacts, Facts
 from mcfleet.observe.manifest import Manifest, ManifestService
 from mcfleet.phase import Phase
-from mcfleet.plan.model import Action
+from mcfleet.plan.model import Action, is_removal
 
 if TYPE_CHECKING:
     from mcfleet.agent.client import AgentClient
@@ -697,15 +697,16 @@ class ServiceKind:
         return acts
 
     async def apply(self, ctx: ApplyContext, actions: list[Action]) -> Outcome:
-        """Changes: stage by stage, waiting for the whole fleet at each stage.  Removals (a second
-        call, after the routes and DNS records to them are gone): one call with every declared
-        service and prune, which stops and removes the others (their volumes stay)."""
+        """Changes: stage by stage, waiting for the whole fleet at each stage.  Removals and services
+        made inactive (a second call, after the routes and DNS records to them are gone): one call
+        with every declared service (an inactive one as such: the agent stops it) and, when something
+        is removed, prune, which stops and removes the others (their volumes stay)."""
         from mcfleet.agent.client import AgentClient  # grpc + protobuf: only where an RPC is made
 
         target = await agent_socket(ctx.node, ctx.entry.host.agent.socket)
         try:
             async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
-                if all(a.kind == "delete" for a in actions):
+                if all(is_removal(a) for a in actions):
                     return await self._remove(ctx, client, actions)
                 return await self._deploy(ctx, client, {a.subject.removeprefix("service ") for a in actions})
         finally:
@@ -717,13 +718,23 @@ class ServiceKind:
         # a service whose change was refused keeps what the agent holds: pruning with the new definition would
         # make the refused change, and leaving it out would remove it
         wanted += await held_definitions(client, held)
-        result = await client.reconcile(wanted, prune=True, stage_timeout_s=ctx.data.get("stage_timeout") or 0.0)
+        deleting = [a.subject.removeprefix("service ") for a in actions if a.kind == "delete"]
+        stopping = [a.subject.removeprefix("service ") for a in actions if a.kind != "delete"]
+        # prune only for a planned removal: without one, it could remove what the plan never listed
+        within = ctx.data.get("stage_timeout") or 0.0
+        result = await client.reconcile(wanted, prune=bool(deleting), stage_timeout_s=within)
         if not result.ok:
             return Outcome("failed", result.error)
-        ctx.data["pruned"] = True
-        removed = [a.container for a in result.actions if a.kind == "remove"]
-        gone = ", ".join(a.subject.removeprefix("service ") for a in actions)
-        return Outcome("changed", f"removed {gone} ({', '.join(removed) or 'no containers left'}); volumes kept")
+        said: list[str] = []
+        if stopping:  # the agent holds their inactive definitions now: recorded as deployed
+            ctx.data["deployed"] = list(dict.fromkeys([*(ctx.data.get("deployed") or []), *stopping]))
+            stopped = [a.container for a in result.actions if a.kind == "stop" and a.service in stopping]
+            said.append(f"stopped {', '.join(stopping)} ({', '.join(stopped) or 'none was running'}; containers kept)")
+        if deleting:
+            ctx.data["pruned"] = True
+            removed = [a.container for a in result.actions if a.kind == "remove"]
+            said.append(f"removed {', '.join(deleting)} ({', '.join(removed) or 'no containers left'})")
+        return Outcome("changed", "; ".join(said) + "; volumes kept")
 
     async def _deploy(self, ctx: ApplyContext, client: AgentClient, changing: set[str]) -> Outcome:
         gate: StageGate | None = ctx.data.get("stage_gate")
@@ -731,8 +742,12 @@ class ServiceKind:
         # a service whose change was refused is not sent (prune is off: the agent keeps what it holds); the
         # override lets the rest of the plan run, never the refused change itself
         held: frozenset[str] = ctx.data.get("held_services") or frozenset()
+        # a service this apply makes inactive is stopped in the removal call, once its routes are gone: until
+        # then it is not sent (prune is off, so the agent keeps it running as it is)
+        stops_later = {a.subject.removeprefix("service ") for a in ctx.data.get(PLANNED) or []
+                 if a.phase == Phase.deploy and a.kind != "delete" and is_removal(a)}  # fmt: skip
         wanted = sorted(
-            (s for s in ctx.desired.services.values() if s.spec is not None and s.name not in held),
+            (s for s in ctx.desired.services.values() if s.spec is not None and s.name not in held | stops_later),
             key=lambda s: Stage(s.stage).order,
         )
         notes: list[str] = []

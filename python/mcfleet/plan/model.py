@@ -171,6 +171,17 @@ class Plan(BaseModel):
         return [a for a in self.actions if a.host == host]
 
 
+def is_removal(a: Action) -> bool:
+    """Whether apply runs `a` in its phase's removal pass: a delete, and a service kept stopped
+    (`"active": false`).  Stopping a service takes its DNS names and routes away, as removing it does,
+    so it runs where a removal does: after they are gone, and no route ever leads to a stopped container."""
+    if a.kind == "delete":
+        return True
+    return (
+        a.phase == Phase.deploy and a.kind == "update" and isinstance(a.after, dict) and a.after.get("active") is False
+    )
+
+
 def pass_key(phase: Phase, removal: bool) -> tuple[int, int]:
     """Where apply runs a phase's changes (or its removals): first the host and agent phases, whole; then
     the other phases' changes in phase order; then their removals in reverse phase order (DNS names and
@@ -189,8 +200,8 @@ def apply_passes(actions: Sequence[Action]) -> list[tuple[Phase, bool, list[Acti
     in `pass_key` order, subjects in the order given.  A refused action sits in its phase's changes pass
     (apply never runs it); the plan's text shows these passes, apply runs them."""
     out: list[tuple[Phase, bool, list[Action]]] = []
-    for a in sorted(actions, key=lambda a: pass_key(a.phase, a.kind == "delete")):
-        removal = a.kind == "delete" and a.phase not in HEAD_PHASES
+    for a in sorted(actions, key=lambda a: pass_key(a.phase, is_removal(a))):
+        removal = is_removal(a) and a.phase not in HEAD_PHASES
         if out and out[-1][0] == a.phase and out[-1][1] == removal:
             out[-1][2].append(a)
         else:
@@ -201,6 +212,4 @@ def apply_passes(actions: Sequence[Action]) -> list[tuple[Phase, bool, list[Acti
 def sort_actions(actions: list[Action], host_order: list[str]) -> list[Action]:
     """Per host in selection order, the order apply runs them (`pass_key`); subjects within a pass."""
     rank = {h: i for i, h in enumerate(host_order)}
-    return sorted(
-        actions, key=lambda a: (rank.get(a.host, len(rank)), *pass_key(a.phase, a.kind == "delete"), a.subject)
-    )
+    return sorted(actions, key=lambda a: (rank.get(a.host, len(rank)), *pass_key(a.phase, is_removal(a)), a.subject))

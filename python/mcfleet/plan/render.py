@@ -1,6 +1,7 @@
 """Rendering a plan for people: `+ ~ - -/+ > !` per host (`>`: a service moved here), grouped by phase in the
 order apply runs them (a phase's removals after every change, in reverse phase order: `dns removals`,
-`route removals`, `deploy removals`), with summaries.
+`route removals`, `deploy removals`; a service made inactive is stopped there too, `deploy stops`), with
+summaries.
 
 The JSON view is `plan.saved.plan_json` (the same data).  An update shows the fields that change
 as `old → new` (hashes shortened, nested values by dotted path); `--values` adds the whole
@@ -166,7 +167,7 @@ def render_text(plan: Plan, *, detailed: bool = False, color: bool = False) -> s
             continue
         out.append(name)
         for phase, removal, in_pass in _passes(actions, set(stuck) | set(unread)):
-            out.append(f"  {_paint(f'{phase} removals' if removal else phase, '2', color)}")
+            out.append(f"  {_paint(_pass_title(phase, removal, in_pass), '2', color)}")
             if phase in stuck and not removal:
                 out.append(f"    {_paint('blocked', '33', color)}: {_safe(stuck[phase])}")
             if phase in unread and not removal:
@@ -177,6 +178,15 @@ def render_text(plan: Plan, *, detailed: bool = False, color: bool = False) -> s
     out += gone_lines(plan, color=color)
     out += ["", _paint(summary_line(plan), "1", color)]
     return "\n".join(out) + "\n"
+
+
+def _pass_title(phase: Phase, removal: bool, actions: list[Action]) -> str:
+    """`deploy`, `deploy removals`, and `deploy stops` for services made inactive (they run where removals do)."""
+    if not removal:
+        return str(phase)
+    stops = any(a.kind != "delete" for a in actions)
+    deletes = any(a.kind == "delete" for a in actions)
+    return f"{phase} " + ("stops and removals" if stops and deletes else "stops" if stops else "removals")
 
 
 def _passes(actions: list[Action], noted: set[str]) -> list[tuple[Phase, bool, list[Action]]]:
