@@ -66,3 +66,50 @@ def test_the_probe_and_the_agents_health_are_asked_at_once(tmp_path: Path) -> No
     row = asyncio.run(host_status(_Pool(), loaded.hosts["rift"]))  # type: ignore[arg-type]
     assert row.reachable and row.error is None, row
     assert row.health.startswith("no agent"), row  # this machine runs none at /srv/mcp/mcp-agent.sock
+
+
+class _CountingNode(LocalNode):
+    """This machine, counting the commands run on it (the probe is one)."""
+
+    def __init__(self) -> None:
+        self.commands = 0
+
+    async def forward_unix(self, remote_path: str) -> str:
+        return remote_path
+
+    async def run(self, command: Any, **kwargs: Any) -> RunResult:
+        self.commands += 1
+        return await super().run(command, **kwargs)
+
+
+def test_status_probes_a_node_only_when_its_agent_does_not_serve(tmp_path: Path, monkeypatch: Any) -> None:
+    """`mcfleet status` has the binary, unit and manifest from its facts: a serving agent's answer is the
+    whole row (no probe, which runs the node helper four times); one that does not serve is probed, to
+    say why."""
+    import mcfleet.apply.status as status_module
+    from mcfleet.apply.health import AgentHealth
+
+    case = json.loads((CASES / "drift-repairs-leave-the-manifest-alone.json").read_text())
+    entry = write_case_fleet(tmp_path / "fleet", case).hosts["rift"]
+    answer = AgentHealth(serving=True, version="0.9.1", bundle_sha256="ab" * 32)
+
+    async def health(node: Any, entry: HostEntry) -> AgentHealth:
+        return answer
+
+    def row(node: _CountingNode, **kwargs: Any) -> Any:
+        class _Pool:
+            async def connect(self, entry: HostEntry) -> _CountingNode:
+                return node
+
+        return asyncio.run(host_status(_Pool(), entry, **kwargs))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(status_module, "agent_health", health)
+    quiet = _CountingNode()
+    got = row(quiet, probe_if_serving=False)
+    assert (got.health, got.version, got.running_sha256, quiet.commands) == ("SERVING", "0.9.1", "ab" * 32, 0)
+    probed = _CountingNode()
+    assert row(probed).health == "SERVING" and probed.commands == 1  # `agent status` shows the binary and unit
+    answer = AgentHealth(serving=False, error="UNAVAILABLE: Socket closed")
+    silent = _CountingNode()
+    got = row(silent, probe_if_serving=False)
+    assert silent.commands == 1 and got.health.startswith("no agent"), got  # the probe says why: not installed

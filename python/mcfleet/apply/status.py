@@ -50,13 +50,23 @@ async def agent_health(node: Node, entry: HostEntry) -> AgentHealth:
     return await check_once(await local_socket(node, entry.host.agent.socket), timeout=5.0)
 
 
-async def host_status(pool: SshPool, entry: HostEntry) -> AgentStatus:
+async def host_status(pool: SshPool, entry: HostEntry, *, probe_if_serving: bool = True) -> AgentStatus:
+    """`probe_if_serving=False` (`mcfleet status`, whose facts already hold the binary, the unit and the
+    manifest): the node's probe runs only when the agent does not serve, to say why; it is one command
+    that runs the node helper four times, for what a serving agent's own answer already says."""
     name = entry.host.name
     try:
         node = await pool.connect(entry)
-        # the probe (one command) and the agent's answer (its relay, then two calls) do not depend on each
-        # other: asked at once, the status waits for the slower, not for their SSH round trips one by one
-        state, health = await both(probe(node, entry.host), agent_health(node, entry))
+        if probe_if_serving:
+            # the probe (one command) and the agent's answer (its relay, then two calls) do not depend on each
+            # other: asked at once, the status waits for the slower, not for their SSH round trips one by one
+            state, health = await both(probe(node, entry.host), agent_health(node, entry))
+        else:
+            health = await agent_health(node, entry)
+            if health.serving:
+                return AgentStatus(name, True, running_sha256=health.bundle_sha256 or None,
+                                   version=health.version or None, health="SERVING", boot=health.boot)  # fmt: skip
+            state = await probe(node, entry.host)
         link = None
         if not health.serving and not health.version and state.binary_sha256:  # an installed agent, silent
             problem = await agent_socket_problem(node, entry.host.agent.socket, entry.host.agent.unit)

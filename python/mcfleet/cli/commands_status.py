@@ -172,7 +172,8 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> tuple[list
         checks: dict[str, asyncio.Future[tuple[dict[str, str] | None, Any]]] = {}
 
         def connected(name: str) -> None:
-            agents[name] = asyncio.ensure_future(host_status(pool, loaded.hosts[name]))
+            # the binary, unit and manifest are in the facts: the probe only for an agent that does not serve
+            agents[name] = asyncio.ensure_future(host_status(pool, loaded.hosts[name], probe_if_serving=False))
             if loaded.hosts[name].services:
                 checks[name] = asyncio.ensure_future(health_checks(pool, loaded.hosts[name]))
 
