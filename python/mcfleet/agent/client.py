@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from mcfleet.agent.grpc_words import reached_no_agent
 from mcfleet.agent.proto import agent_pb2 as pb
 from mcfleet.agent.proto import agent_pb2_grpc as pb_grpc
 from mcfleet.agent.proto import health_pb2, health_pb2_grpc
@@ -48,7 +49,7 @@ def _lost_mid_call(exc: grpc.aio.AioRpcError) -> bool:
     """A connection that closed during a call; not one closed before the agent answered anything (grpc says
     "failed to connect to all addresses": the SSH forward or the relay reached no agent, and closed)."""
     details = exc.details() or ""
-    if exc.code() != grpc.StatusCode.UNAVAILABLE or "failed to connect" in details:
+    if exc.code() != grpc.StatusCode.UNAVAILABLE or reached_no_agent(details):
         return False
     return "Socket closed" in details or "Stream removed" in details
 

@@ -79,7 +79,9 @@ async def agent_socket_problem(node: object, socket: str, unit: str) -> SocketPr
 async def agent_unreached(node: object, socket: str, unit: str, exc: PeerError) -> PeerError:
     """`exc`, or, when the call reached no agent at all (grpc's "failed to connect"), an error that says what
     is at the agent's socket on the node (a link, no socket, nobody listening) and what makes it right."""
-    if "failed to connect" not in exc.message:
+    from mcfleet.agent.grpc_words import reached_no_agent  # only after a failed call
+
+    if not reached_no_agent(exc.message):
         return exc
     problem = await agent_socket_problem(node, socket, unit)
     if problem is None:
