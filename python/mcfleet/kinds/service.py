@@ -89,28 +89,49 @@ async def agent_unreached(node: object, socket: str, unit: str, exc: PeerError) 
     return PeerError(f"the agent was not reached: {problem.text}", location=exc.location, hint=problem.fix)
 
 
-async def agent_containers(pool: SshPool, entry: HostEntry) -> dict[str, Any] | str:
-    """The agent's facts (its containers and registry), or why they could not be had."""
+@dataclasses.dataclass(frozen=True)
+class Unanswered:
+    """The agent's facts call failed; why, before the node is asked what is at the agent's socket."""
+
+    node: object
+    message: str
+
+
+async def asked_containers(pool: SshPool, entry: HostEntry) -> dict[str, Any] | str | Unanswered:
+    """The agent's facts (its containers and registry), or why they could not be had; a failed call is
+    `Unanswered`, explained by `said_containers` only where its answer is used: an early read of a host
+    that turns out to have no agent yet (its answer dropped) runs no command on the node."""
     from mcfleet.agent.client import AgentClient  # grpc + protobuf: only where an RPC is made
 
     try:
         node = await pool.connect(entry)
     except McfleetError as exc:
         return f"the agent did not answer ({exc.message})"
-    socket = entry.host.agent.socket
     try:
-        target = await agent_socket(node, socket)
+        target = await agent_socket(node, entry.host.agent.socket)
         async with AgentClient(target, timeout=AGENT_TIMEOUT) as client:
             answer = await client.facts(events=0)
     except McfleetError as exc:  # containers stay unknown: the plan says so (the agent kind shows why)
-        problem = await agent_socket_problem(node, socket, entry.host.agent.unit)
-        return f"the agent did not answer ({problem.said if problem else exc.message})"
+        return Unanswered(node, exc.message)
     podman = answer.get("podman")
     if isinstance(podman, dict) and podman.get("error"):
         # the agent answers but podman does not: its empty list is not "every container missing"
         # (they may run on under conmon; the host kind starts a podman.socket that stopped)
         return f"{PODMAN_DOWN} ({str(podman['error']).splitlines()[0]})"
     return answer
+
+
+async def said_containers(got: dict[str, Any] | str | Unanswered, entry: HostEntry) -> dict[str, Any] | str:
+    """`asked_containers`' answer, a failed call said with what is at the agent's socket (one command)."""
+    if not isinstance(got, Unanswered):
+        return got
+    problem = await agent_socket_problem(got.node, entry.host.agent.socket, entry.host.agent.unit)
+    return f"the agent did not answer ({problem.said if problem else got.message})"
+
+
+async def agent_containers(pool: SshPool, entry: HostEntry) -> dict[str, Any] | str:
+    """The agent's facts (its containers and registry), or why they could not be had."""
+    return await said_containers(await asked_containers(pool, entry), entry)
 
 
 def container_facts(agent_facts: dict[str, Any]) -> list[ContainerFacts]:
@@ -615,7 +636,7 @@ class ServiceKind:
     def blocked(self, loaded: LoadedFleet) -> str | None:
         return None
 
-    def read_early(self, ctx: ReadContext, host: str) -> Coroutine[Any, Any, dict[str, Any] | str] | None:
+    def read_early(self, ctx: ReadContext, host: str) -> Coroutine[Any, Any, dict[str, Any] | str | Unanswered] | None:
         # The read asks every host whose agent is installed and may run (_ask_agent), which only the facts
         # tell.  Guessed from the files: a host given services or routes (a proxy node) runs its agent.  A
         # host given neither is not guessed: before its first apply, or on a node without systemd, the
@@ -623,7 +644,7 @@ class ServiceKind:
         desired = ctx.desired[host]
         if ctx.pool is None or not (desired.services or desired.routes):
             return None
-        return agent_containers(ctx.pool, ctx.loaded.hosts[host])
+        return asked_containers(ctx.pool, ctx.loaded.hosts[host])  # a failure is explained only if used
 
     async def read(self, ctx: ReadContext, facts: GatherResult) -> GatherResult:
         """Ask each host's agent (over the SSH connection) which containers it runs, all hosts at once."""
@@ -647,7 +668,10 @@ class ServiceKind:
 
         async def containers(host: str) -> dict[str, Any] | str:
             early = ctx.early_read(self.name, host)
-            return await early if early is not None else await agent_containers(pool, ctx.loaded.hosts[host])
+            entry = ctx.loaded.hosts[host]
+            return await said_containers(
+                await early if early is not None else await asked_containers(pool, entry), entry
+            )
 
         for host, agent_facts in zip(asked, await asyncio.gather(*(containers(h) for h in asked)), strict=True):
             item = facts[host]
