@@ -141,6 +141,31 @@ def test_a_plan_whose_actions_are_not_the_ones_planned_now_is_refused(tmp_path: 
     assert err.value.hint and "mcfleet plan -o" in err.value.hint
 
 
+def test_a_plan_whose_actions_say_other_values_or_reasons_is_refused(tmp_path: Path) -> None:
+    """`mcfleet show` displays the file's values and reasons: a reviewer approves those, so a file whose
+    same actions say other ones (an `after` changed, a reason reworded) is refused; a count of days in a
+    reason may change with the date (applied a day later) and is no edit."""
+    plan, root = _plan(tmp_path)
+    now = build(load_fleet(root), _facts(), now=NOW)
+    ensure_same_actions(plan, now)
+    first = plan.actions[0]
+    others = plan.actions[1:]
+    for update, field in (({"after": {"uid": 0}}, "after"), ({"reason": "unchanged (cosmetic)"}, "reason"),
+                          ({"hint": "nothing to do"}, "hint")):  # fmt: skip
+        edited = plan.model_copy(update={"actions": [first.model_copy(update=update), *others]})
+        with pytest.raises(Refused) as err:
+            ensure_same_actions(edited, now)
+        assert err.value.message.startswith(
+            f"the plan's action {first.host} {first.phase}: {first.kind} {first.subject}"
+        )
+        assert f"({field} differ); was the file edited?" in err.value.message, err.value.message
+    cert = Action(
+        host="rift", phase="cert", kind="update", subject="cert web", reason="expires in 12 days (renewed under 30)"
+    )
+    later = cert.model_copy(update={"reason": "expires in 11 days (renewed under 30)"})
+    ensure_same_actions(Plan(hosts=["rift"], actions=[cert]), Plan(hosts=["rift"], actions=[later]))
+
+
 def test_a_planned_change_that_is_refused_now_says_why() -> None:
     """The DNS server rejects the key since the plan was made: apply said "was the file edited?"."""
     create = Action(host="rift", phase="dns", kind="create", subject="dns web.example.test", reason="no A record")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -27,7 +28,7 @@ from pydantic import ValidationError
 
 from mcfleet.errors import InputError, Refused
 from mcfleet.observe.facts import ContainerFacts, Facts, Unreachable
-from mcfleet.plan.model import PLAN_FORMAT, Plan
+from mcfleet.plan.model import PLAN_FORMAT, Action, Plan
 from mcfleet.util.files import atomic_write_text
 
 if TYPE_CHECKING:
@@ -226,6 +227,7 @@ def ensure_same_actions(saved: Plan, now: Plan) -> None:
 
     was, is_now = keys(saved), keys(now)
     if was == is_now:
+        _ensure_same_values(saved, now)
         return
     only_saved = sorted((was - is_now).elements())
     only_now = sorted((is_now - was).elements())
@@ -250,6 +252,37 @@ def ensure_same_actions(saved: Plan, now: Plan) -> None:
         "was the file edited?",
         hint=REPLAN_HINT,
     )
+
+
+# A number in a reason may count days from now ("expires in 12 days"): applied a day later, the same plan
+# reads one less, and that is no edit.
+_COUNT = re.compile(r"\d+")
+
+
+def _content(a: Action) -> dict[str, Any]:
+    return {**a.model_dump(mode="json"), "reason": _COUNT.sub("#", a.reason)}
+
+
+def _ensure_same_values(saved: Plan, now: Plan) -> None:
+    """Refuse a saved plan whose actions are the same ones but say other values (`before`, `after`, the
+    reason or hint): what `mcfleet show` displays of the file is what a reviewer approves, and it must be
+    what a plan of the same files and nodes says now (apply changes the nodes to what the files declare,
+    whatever the file's values say)."""
+    given: dict[str, list[dict[str, Any]]] = {}
+    for a in saved.actions:
+        given.setdefault(a.id, []).append(_content(a))
+    for a in now.actions:
+        mine = given.get(a.id) or []
+        content = _content(a)
+        if content in mine:
+            mine.remove(content)
+            continue
+        differ = sorted(k for k in content if all(m.get(k) != content[k] for m in mine)) or ["its values"]
+        raise Refused(
+            f"the plan's action {a.host} {a.phase}: {a.kind} {a.subject} does not say what its fleet files and the "
+            f"nodes give now ({', '.join(differ)} differ); was the file edited?",
+            hint=REPLAN_HINT,
+        )
 
 
 def _systems(plan: Plan) -> dict[str, str]:
