@@ -27,8 +27,12 @@ def select(loaded: LoadedFleet, selector: str | list[str] | None) -> list[str]:
     return [e.host.name for e in select_hosts(loaded, selector)]
 
 
-def bundle_hashes(loaded: LoadedFleet, hosts: list[str]) -> tuple[dict[str, str], str | None, str]:
-    """The agent each Debian host should run: the bundle already built for these sources (never builds).
+def bundle_hashes(
+    loaded: LoadedFleet, hosts: list[str], *, build_missing: bool = False
+) -> tuple[dict[str, str], str | None, str]:
+    """The agent each Debian host should run: the bundle already built for these sources (built first only
+    with `build_missing`: a plan saved for apply must compare every agent, or apply, which builds it,
+    plans an agent upgrade the saved plan lacks and refuses it).
 
     Returns the hashes; when the bundle is not built yet, a note saying so (the plan then compares
     the node with what the last apply recorded, and `apply` builds and compares again); and the
@@ -41,6 +45,13 @@ def bundle_hashes(loaded: LoadedFleet, hosts: list[str]) -> tuple[dict[str, str]
     if not debian:
         return {}, None, ""
     inputs, sha = cached_bundle()
+    if sha is None and build_missing:
+        from mcfleet.bundle.build import build_agent_bundle
+
+        echo("building the agent bundle for these sources first (the saved plan compares each Debian host's "
+             "agent with it; ~15 s, then cached)", err=True)  # fmt: skip
+        bundle = build_agent_bundle()
+        inputs, sha = bundle.inputs_hash, bundle.sha256
     if sha is None:
         return (
             {},
@@ -154,7 +165,7 @@ def run_plan(  # noqa: PLR0917 (one parameter per option of the command)
     kinds, skipped = kinds_kept(skip, saving=out is not None)
     writable_plan_path(out)
     options = SshOptions(connect_timeout=connect_timeout)
-    agent_hashes, note, agent_inputs = bundle_hashes(loaded, hosts)
+    agent_hashes, note, agent_inputs = bundle_hashes(loaded, hosts, build_missing=out is not None)
 
     async def observe_and_diff() -> tuple[Plan, str | None]:  # one event loop for the whole plan
         with make_progress(title="gathering facts", quiet=json_out) as progress:
