@@ -402,14 +402,22 @@ def _interrupted(fleet: Path, *args: str, tail: tuple[str, ...] = (), host_name:
     finally:
         listener.close()
     assert proc.returncode == 130, err
-    assert "interrupted: stopped at Ctrl-C" in err
+    assert "stopped at Ctrl-C" in err
     assert "Traceback" not in err
     return err
 
 
 def test_ctrl_c_exits_130_with_a_message(fleet: Path) -> None:
     """A node that accepts TCP but never says hello keeps `exec` waiting; Ctrl-C ends it cleanly."""
-    _interrupted(fleet, "exec", tail=("--", "true"))
+    err = _interrupted(fleet, "exec", tail=("--", "true"))
+    assert "interrupted: stopped at Ctrl-C (what finished is kept; run the command again to go on)" in err
+
+
+def test_ctrl_c_of_a_command_that_only_reads_says_nothing_was_changed(fleet: Path) -> None:
+    """`status` (and `logs -f`, `status --watch`, which end at Ctrl-C as a rule) changes nothing: there is
+    nothing kept and nothing to go on with."""
+    err = _interrupted(fleet, "status")
+    assert "stopped at Ctrl-C (this command changes nothing)" in err and "what finished is kept" not in err
 
 
 def test_an_apply_stopped_at_ctrl_c_is_in_the_journal(fleet: Path) -> None:

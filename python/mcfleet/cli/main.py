@@ -17,7 +17,15 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from mcfleet.cli.registry import COMMANDS, GLOBAL_FLAGS, LAZY_COMMANDS, hoist_globals, root_help, version_text
+from mcfleet.cli.registry import (
+    COMMANDS,
+    GLOBAL_FLAGS,
+    GLOBAL_VALUED,
+    LAZY_COMMANDS,
+    hoist_globals,
+    root_help,
+    version_text,
+)
 from mcfleet.cli.state import STATE
 from mcfleet.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_INVALID, McfleetError
 
@@ -28,6 +36,17 @@ if TYPE_CHECKING:  # annotations only: `mcfleet --help` imports as little as it 
 __all__ = ["COMMANDS", "LAZY_COMMANDS", "main", "run"]
 
 INTERRUPTED = "interrupted: stopped at Ctrl-C (what finished is kept; run the command again to go on)"
+# Commands that only read (a following `logs -f` or `status --watch` ends at Ctrl-C as a rule): nothing to keep
+READ_ONLY = frozenset({"plan", "show", "status", "logs", "validate", "journal", "schema", "hosts", "routes"})
+STOPPED = "stopped at Ctrl-C (this command changes nothing)"
+
+
+def interrupted_text(args: list[str]) -> str:
+    """What Ctrl-C ends a command with: a command that only reads has nothing to keep or to go on with."""
+    rest = _args_before_dashdash(args)
+    while rest and rest[0].startswith("-"):  # the global options hoist_globals put in front
+        rest = rest[2:] if rest[0] in GLOBAL_VALUED else rest[1:]
+    return STOPPED if rest and rest[0] in READ_ONLY else INTERRUPTED
 
 
 def _fast_path(argv: list[str]) -> int | None:
@@ -118,7 +137,7 @@ def _without_typer(globals_: tuple[bool, bool, Path | None], command: Callable[[
         echo(terminal_safe(exc.format()), err=True)
         return EXIT_FAILURE if detailed else exc.exit_code
     except KeyboardInterrupt:  # typer: Exit(130), which _run_app reports as below
-        echo(INTERRUPTED, err=True)
+        echo(STOPPED, err=True)  # `plan`, the one command run this way, only reads
         return EXIT_FAILURE if detailed else EXIT_INTERRUPTED
     except EOFError:  # typer: a newline on stderr, then Abort
         echo(err=True)
@@ -217,7 +236,7 @@ def _run_app(args: list[str]) -> int:
         typer.echo(terminal_safe(exc.format()), err=True)
         return EXIT_FAILURE if detailed else exc.exit_code
     except KeyboardInterrupt:
-        typer.echo(INTERRUPTED, err=True)
+        typer.echo(interrupted_text(args), err=True)
         return EXIT_INTERRUPTED
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
@@ -245,7 +264,7 @@ def _run_app(args: list[str]) -> int:
         )
         return EXIT_FAILURE
     if result == EXIT_INTERRUPTED:  # typer turns Ctrl-C into a silent return of 130
-        typer.echo(INTERRUPTED, err=True)
+        typer.echo(interrupted_text(args), err=True)
         return EXIT_FAILURE if detailed else EXIT_INTERRUPTED
     return result if isinstance(result, int) else 0
 
