@@ -454,6 +454,46 @@ def test_a_name_is_pointed_at_another_proxy_only_once_that_proxy_took_its_route(
     assert summary.exit_code == 1  # type: ignore[attr-defined]
 
 
+def test_a_proxy_changes_a_route_to_another_hosts_service_only_once_that_host_deployed(tmp_path: Path) -> None:
+    """The edge's route to a service on a worker: hosts run in parallel, so the edge pointed the name at the
+    service's new port while the worker was still deploying it there, and kept pointing at it when that
+    deploy failed (another service still held the port: the edge sent its requests to that one).  The
+    route change now waits for the worker's deploy, and is kept as it was when it did not succeed."""
+    from mcfleet.fleet.desired import DesiredRoute
+
+    route = DesiredRoute(hostname="api.example.test", mode="l7", service="api", service_host="worker",
+                         backend="127.0.0.1:20001")  # fmt: skip
+
+    def host_with(name: str, phase: PlanPhase, subject: str) -> HostWork:
+        e = entry(name, tmp_path)
+        desired = desired_state(LoadedFleet(root=e.dir, fleet=None, hosts={name: e}))[name]
+        if name == "edge":
+            desired = replace(desired, routes={route.key: route})
+        action = Action(host=name, phase=phase, kind="update", subject=subject, reason="t")
+        return HostWork(e, desired, (action,), agent=False)
+
+    def hosts() -> list[HostWork]:
+        return [host_with("worker", PlanPhase.deploy, "service api"),
+                host_with("edge", PlanPhase.route, "route 443/api.example.test")]  # fmt: skip
+
+    trace: list[str] = []
+    log, summary = run_pipeline(hosts(), [SlowOn(Phase.deploy, trace, slow={"worker"}), SlowOn(Phase.route, trace)])
+    assert trace == ["worker:deploy", "edge:route"]  # was: the edge's quick route change first
+    assert summary.exit_code == 0  # type: ignore[attr-defined]
+
+    trace.clear()
+    failing = SlowOn(Phase.deploy, trace, fail_on={"worker"}, slow={"worker"})
+    log, summary = run_pipeline(hosts(), [failing, SlowOn(Phase.route, trace)])
+    assert trace == ["worker:deploy"]  # the edge's route was not changed
+    kept = log.outcome("edge", Phase.route)
+    assert kept is not None and kept.status == Status.failed, kept
+    assert (
+        kept.message
+        == "route 443/api.example.test kept as it was: it leads to api on worker, whose deploy did not succeed"
+    )
+    assert summary.exit_code == 1  # type: ignore[attr-defined]
+
+
 def test_a_removal_waits_for_the_new_proxy_by_name_and_not_when_its_proxy_keeps_the_name(tmp_path: Path) -> None:
     """Made public on another listener at once (9443 on a's proxy -> 443 on b's): matched by the route key,
     a's removal did not wait.  Matched by name, it waits; a name a's proxy keeps a route of does not."""

@@ -33,7 +33,7 @@ from mcfleet.apply.activate import ActivateOptions, activate, probe_ready
 from mcfleet.apply.artifacts import Artifact, BuildBlocked, Builder
 from mcfleet.apply.events import ApplyEvents, Phase, Status
 from mcfleet.apply.lock import hold_node_lock
-from mcfleet.apply.migrate import MoveWork, carry_out
+from mcfleet.apply.migrate import MoveWork, carry_out, kept_for_moves
 from mcfleet.apply.nodeio import write_manifest
 from mcfleet.apply.probe import probe
 from mcfleet.apply.provision import with_folders
@@ -260,6 +260,13 @@ class Pipeline:
         # adding a route of it; host -> whether its route changes succeeded.
         self.name_dest = {named(a): w.name for w in work for a in w.actions_for(Phase.route) if a.kind != "delete"}
         self.routes_added: dict[str, asyncio.Future[bool]] = {}
+        # A route a proxy adds or changes leads to a service's port on its host: when that host deploys in this
+        # apply, the proxy waits for its deploy, or it would send requests to a port nothing (or, after a port
+        # move, another service) listens on; after a failed deploy the route is kept as it was.
+        self.deploying = {
+            w.name for w in work if any(p == Phase.deploy and not is_removal(a[0]) for p, a in w.step_passes)
+        }
+        self.deployed: dict[str, asyncio.Future[bool]] = {}
 
     def phases(self, w: HostWork) -> list[Phase]:
         out = [Phase.provision] if w.provision else []
@@ -271,6 +278,7 @@ class Pipeline:
         started = time.monotonic()
         loop = asyncio.get_running_loop()
         self.routes_added = {host: loop.create_future() for host in set(self.name_dest.values())}
+        self.deployed = {host: loop.create_future() for host in self.deploying}
         artifacts = await self._build_all()
         if not (self.options.fail_fast and self.stop.is_set()):
             await asyncio.gather(*(self._host(w, artifacts.get(w.name)) for w in self.work))
@@ -360,6 +368,7 @@ class Pipeline:
         finally:
             await self.stages.withdraw(w.name)  # nobody waits at a boot stage for a host that is done
             self._routes_settled(w.name, ok=False)  # nobody waits for routes of a host that never added them
+            self._deploy_settled(w.name, ok=False)  # nor for the deploy of a host that never ran it
 
     async def _nixos(self, w: HostWork, node: Node, toplevel: str) -> None:
         """NixOS: copy the system closure (push), then profile + switch + health + confirm (activate)."""
@@ -443,7 +452,7 @@ class Pipeline:
         new = ctx.manifest
         for kind in kinds:
             new = kind.record(new, ctx, w.actions_for(kind.phase))
-        return new
+        return kept_for_moves(new, ctx.manifest, w.name, self.moves)  # the moves record what they carry
 
     async def _record(self, w: HostWork, ctx: ApplyContext, before: Manifest | None) -> None:
         """Every kind writes its part; the users are read back from the node (what it has, not what was asked)."""
@@ -540,6 +549,8 @@ class Pipeline:
             kept: list[str] = []
             if (phase, actions[0].kind == "delete") in ((Phase.route, True), (Phase.dns, False)):
                 actions, kept = await self._after_moved_routes(w.name, phase, actions)  # before a slot: it may wait
+            elif phase == Phase.route and actions[0].kind != "delete":
+                actions, kept = await self._after_deploys(w.name, actions)  # before a slot: it may wait
             # Deploy takes no --parallel slot: it waits at the boot-stage gate for every other host's
             # earlier stages, and holding a slot there, the hosts beyond the slots never started (five
             # hosts with services and the default 4 hung for ever).  The gate orders the deploys; each
@@ -551,6 +562,8 @@ class Pipeline:
                 outcome = await self._phase(w, phase, kind.apply(ctx, actions)) if actions else None
             if phase == Phase.route and actions and actions[0].kind != "delete":
                 self._routes_settled(w.name, ok=outcome is not None and outcome.status in ("changed", "unchanged"))
+            if phase == Phase.deploy and not is_removal(planned[0]):
+                self._deploy_settled(w.name, ok=outcome is not None and outcome.status in ("changed", "unchanged"))
             if kept:  # not changed: still recorded as they were, so the next plan changes them again
                 said = f"{outcome.message}; " if outcome is not None and outcome.message else ""
                 self.log.emit(w.name, phase, Status.failed, said + "; ".join(kept))
@@ -561,6 +574,25 @@ class Pipeline:
             if outcome.status in ("failed", "blocked"):
                 self._failed()
                 raise HostFailed
+
+    def _deploy_settled(self, host: str, *, ok: bool) -> None:
+        done = self.deployed.get(host)
+        if done is not None and not done.done():
+            done.set_result(ok)
+
+    async def _after_deploys(self, host: str, actions: list[Action]) -> tuple[list[Action], list[str]]:
+        """The route changes to make now, once the hosts their services run on deployed in this apply; and why
+        each route to a host whose deploy did not succeed is kept as it was."""
+        go, kept = [], []
+        for action in actions:
+            route = self.desired[host].routes.get(action.subject.removeprefix("route "))
+            there = route.service_host if route is not None and route.service is not None else host
+            if there == host or there not in self.deployed or await self.deployed[there]:
+                go.append(action)
+            else:
+                kept.append(f"{action.subject} kept as it was: it leads to {route.service if route else 'a service'} "
+                            f"on {there}, whose deploy did not succeed")  # fmt: skip
+        return go, kept
 
     def _routes_settled(self, host: str, *, ok: bool) -> None:
         added = self.routes_added.get(host)
