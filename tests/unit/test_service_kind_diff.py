@@ -478,3 +478,19 @@ def test_a_running_container_whose_published_port_nothing_listens_on_is_restarte
     [quiet] = container_facts({"containers": [{"name": "hello", "state": "running",
                                                "labels": {LABEL_HASH: spec_hashes(hello)["hello"]}}]})  # fmt: skip
     assert _service_actions(d, "hello", hello, recorded("h1"), {"hello": quiet}, old_spec=None) == []  # type: ignore[arg-type]
+
+
+def test_host_ports_the_files_move_are_said_as_such_not_as_drift() -> None:
+    """Another route given the service's port (`host_port`) moves its assigned port: the files changed it,
+    nobody on the node; the plan said "drift: the container spec on the node differs"."""
+    old = dataclasses.replace(desired(doc(["GREETING=hi"]), "h1"), ports={"hello/0": 20001})
+    new = dataclasses.replace(old, ports={"hello/0": 20002})
+    assert spec_hashes(old) != spec_hashes(new)  # the port is part of its containers' spec
+    had = ManifestService(hash="h1", stage="services", containers=["hello"], images={"hello": "r/demo/hello:1"},
+                          ports={"hello/0": 20001})  # fmt: skip
+    [act] = _service_actions(SimpleNamespace(name="n1"), "hello", new, had, running(old),  # type: ignore[arg-type]
+                             old_spec=sent(old))  # fmt: skip
+    assert act.kind == "replace" and act.reason.startswith("its host ports move: hello/0: 20001 → 20002"), act
+    [act] = _service_actions(SimpleNamespace(name="n1"), "hello", old, had, running(new),  # type: ignore[arg-type]
+                             old_spec=sent(old))  # fmt: skip
+    assert act.reason == "drift: the container spec on the node differs (hello)"  # the files did not move it

@@ -273,6 +273,11 @@ def _service_actions(
     if seen is not None:
         wanted = spec_hashes(svc)
         differs = [c for c in mine if mine[c].labels.get(LABEL_HASH) not in (None, wanted.get(c))]
+        moved = [f"{k}: {had.ports[k]} → {p}" for k, p in sorted(svc.ports.items()) if had.ports.get(k, p) != p]
+        if differs and moved:  # the files moved its host ports (another route took one), not a hand on the node
+            return act("replace", f"its host ports move: {'; '.join(moved)} (assigned from the fleet's port "
+                                  f"range: another route now holds the old one; recreates {', '.join(differs)})",
+                       before)  # fmt: skip
         if differs:
             return act("replace", f"drift: the container spec on the node differs ({', '.join(differs)})", before)
         if old_spec is not None and svc.spec is not None:
