@@ -171,3 +171,118 @@ def test_watch_redraws_with_a_broken_host(
     watched = run(fleet, "--watch", "--json", "--interval", "1")
     docs = [json.loads(line) for line in watched.stdout.splitlines() if line.strip()]
     assert docs and all(d["hosts"][1]["cause"] == "invalid" for d in docs), watched.stdout
+
+
+def test_a_role_selector_shows_a_broken_host_json_it_cannot_tell(fleet: Path, observed: list[list[str]]) -> None:
+    """`--on @worker`: beta's roles cannot be read (its host.json does not load), its folder is there: a row
+    names its file rather than leaving it out (was: only a warning line, and no entry in --json).  Left out
+    by name (`!beta`), it has no row; a host that loads and does not match has none either."""
+    path = fleet / "hosts" / "beta" / "host.json"
+    host = json.loads(path.read_text())
+    host["rolse"] = host.pop("roles")
+    path.write_text(json.dumps(host))
+    res = run(fleet, "--on", "@worker", "--json")
+    assert res.exit_code == 1, res.output
+    rows = {r["host"]: r for r in json.loads(res.stdout)["hosts"]}
+    assert "beta" in rows and rows["beta"]["cause"] == "invalid" and rows["beta"]["file"] == "hosts/beta/host.json"
+    assert "edge1" not in rows  # loads, and is no worker
+    table_out = run(fleet, "--on", "@worker")
+    beta = next(line for line in table_out.stdout.splitlines() if line.startswith("beta "))
+    assert "not observed: hosts/beta/host.json#/rolse: unknown field 'rolse'" in beta
+    assert beta.endswith("run `mcfleet validate`") and table_out.exit_code == 1
+    without = run(fleet, "--on", "@worker,!beta", "--json")
+    assert "beta" not in {r["host"] for r in json.loads(without.stdout)["hosts"]}
+    assert without.exit_code == 1  # it does not load all the same
+    assert "beta" in {r["host"] for r in json.loads(run(fleet, "--on", "!edge1", "--json").stdout)["hosts"]}
+
+
+def _action(host: str, phase: str, kind: str, subject: str) -> Any:
+    from mcfleet.phase import Phase
+    from mcfleet.plan.model import Action
+
+    return Action(host=host, phase=Phase(phase), kind=kind, subject=subject)  # type: ignore[arg-type]
+
+
+def test_removals_are_the_changes_held_back() -> None:
+    from mcfleet.cli.commands_status import held_back_changes
+
+    moved_away = [
+        _action("full2", "deploy", "delete", "service api"),
+        _action("full2", "route", "delete", "route 443/api.svc.mcp.example.test"),
+        _action("full2", "manifest", "update", "manifest"),
+    ]
+    assert held_back_changes(moved_away) == (
+        "full2/deploy/service api",
+        "full2/route/route 443/api.svc.mcp.example.test",
+        "full2/manifest/manifest",
+    )
+    with_a_change = [*moved_away, _action("full2", "deploy", "update", "service web")]
+    assert held_back_changes(with_a_change) == (
+        "full2/deploy/service api",
+        "full2/route/route 443/api.svc.mcp.example.test",
+    )
+    assert held_back_changes([_action("full2", "manifest", "update", "manifest")]) == ()
+
+
+def test_a_service_moved_to_a_broken_host_is_no_drift_on_the_host_it_left(
+    fleet: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alpha's web moved to beta, whose host.json does not load: planned without beta, web is "no longer
+    declared" and alpha would show DRIFT yes (the QA's full2: "yes (3 changes)").  Those removals are held
+    back: alpha has no drift, its note and the warning say what was held back, the exit is 1 (beta)."""
+    from pydantic import TypeAdapter
+
+    import mcfleet.apply.status as apply_status
+    from mcfleet.cli import commands_plan
+    from mcfleet.observe.facts import HostFacts
+    from mcfleet.plan import planner
+    from mcfleet.plan.model import Plan
+    from tests.unit.test_plan_cases import BASE_FACTS
+
+    # the plan made without beta (faked: the hosts are not reached): what a service moved from alpha to beta
+    # leaves on alpha, as the QA's lab showed on full2
+    removals = [
+        _action("alpha", "deploy", "delete", "service web"),
+        _action("alpha", "route", "delete", "route 443/web.svc.example.test"),
+        _action("alpha", "manifest", "update", "manifest"),
+    ]
+
+    async def plan_fleet(_loaded: Any, names: list[str], **kwargs: Any) -> tuple[Plan, dict[str, Any]]:
+        for name in names:
+            kwargs["connected"](name)
+        facts = {n: TypeAdapter(HostFacts).validate_python({"host": n, **BASE_FACTS}) for n in names}
+        return Plan(hosts=names, actions=[a for a in removals if a.host in names]), facts
+
+    class _Agent:
+        def __init__(self, host: str) -> None:
+            self.host, self.version, self.health = host, "0.1.0", "SERVING"
+
+    async def host_status(_pool: Any, entry: Any, **_kw: Any) -> _Agent:
+        return _Agent(entry.host.name)
+
+    async def health_checks(_pool: Any, _entry: Any) -> tuple[None, None]:
+        return None, None
+
+    monkeypatch.setattr(commands_plan, "bundle_hashes", lambda _loaded, _names: ({}, None, None))
+    monkeypatch.setattr(planner, "plan_fleet", plan_fleet)
+    monkeypatch.setattr(apply_status, "host_status", host_status)
+    monkeypatch.setattr(commands_status, "health_checks", health_checks)
+
+    healthy = json.loads(run(fleet, "--json").stdout)  # every file loads: the same removals are drift
+    assert next(r for r in healthy["hosts"] if r["host"] == "alpha")["changes"] == 3
+
+    path = fleet / "hosts" / "beta" / "host.json"
+    host = json.loads(path.read_text())
+    host["rolse"] = host.pop("roles")
+    path.write_text(json.dumps(host))
+    res = run(fleet, "--json")
+    assert res.exit_code == 1, res.output
+    rows = {r["host"]: r for r in json.loads(res.stdout)["hosts"]}
+    assert rows["alpha"]["drift"] is False and rows["alpha"]["changes"] == 0
+    assert rows["alpha"]["held_back"] == [a.id for a in removals]
+    assert rows["beta"]["cause"] == "invalid"
+    text = run(fleet, "--on", "@worker")
+    alpha = next(line for line in text.stdout.splitlines() if line.startswith("alpha "))
+    assert alpha.split()[5] == "no" and "3 change(s) held back while a host file does not load" in alpha
+    assert "3 change(s) of the other hosts held back from DRIFT" in text.stderr
+    assert any(line.startswith("beta ") for line in text.stdout.splitlines())

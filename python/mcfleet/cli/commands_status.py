@@ -47,6 +47,8 @@ class HostStatus:
     # invalid (a file of its folder does not load: `error` is its first problem, `file` that file)
     cause: str | None = None
     file: str | None = None
+    # the ids of changes left out of DRIFT while a host file does not load: they may follow from it
+    held_back: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -86,6 +88,8 @@ class HostStatus:
         if self.not_served:
             more = f" (+{len(self.not_served) - 1} more)" if len(self.not_served) > 1 else ""
             parts.append(f"no TLS: {self.not_served[0]}{more}")
+        if self.held_back:
+            parts.append(f"{len(self.held_back)} change(s) held back while a host file does not load")
         note = "; ".join([*parts, self.note] if self.note else parts) or None
         return [self.host, "yes", self.agent_version or "-", self.agent_health or "-", services, drift, note]
 
@@ -192,6 +196,7 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> tuple[list
 
     plan, facts, agents, checks = run_async(go())
     by_host = {a.host: a for a in agents}
+    broken = bool(invalid_hosts(loaded))
     rows = []
     for name in names:
         item = facts[name]
@@ -215,7 +220,8 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> tuple[list
         if item.containers is not None:
             up, not_up = services_up(wanted, item.containers, checked, item.services_held_stopped)
         actions = plan.for_host(name)
-        changes = [a for a in actions if a.kind != "refuse"]
+        held = held_back_changes(actions) if broken else ()
+        changes = [a for a in actions if a.kind != "refuse" and a.id not in held]
         rows.append(
             HostStatus(
                 name,
@@ -226,16 +232,34 @@ def collect(loaded: Any, names: list[str], connect_timeout: float) -> tuple[list
                 services_total=len(wanted),
                 drift=bool(changes),
                 changes=len(changes),
-                refused=len(actions) - len(changes),
+                refused=sum(1 for a in actions if a.kind == "refuse"),
                 unread=sum(1 for u in plan.unobserved if u.host == name),
                 note=status_note(name, actions, plan),
                 refusals=refusal_lines(actions),
                 not_up=tuple(not_up),
                 boot=boot_note(boot, time.time()) if not_up else None,
                 not_served=routes_not_served(item.served_certs, ipv4_address(entry)),
+                held_back=held,
             )
         )
     return rows, dict(plan.gone)
+
+
+def held_back_changes(actions: list[Any]) -> tuple[str, ...]:
+    """The ids of a host's changes that may follow from another host whose host.json or service file does
+    not load, and so cannot be told from drift: its removals (a service that moved to the broken host is
+    "no longer declared" here; the public routes and certs the edge holds for the broken host's services
+    and host.json are declared by no file the plan read), and the manifest update when nothing else is
+    left to record."""
+    from mcfleet.phase import Phase
+
+    removals = [a.id for a in actions if a.kind == "delete"]
+    if not removals:
+        return ()
+    rest = [a for a in actions if a.kind not in ("refuse", "delete")]
+    if all(a.phase == Phase.manifest for a in rest):
+        return (*removals, *(a.id for a in rest))
+    return tuple(removals)
 
 
 def host_folder(file: str) -> str | None:
@@ -256,7 +280,7 @@ def invalid_hosts(loaded: Any) -> dict[str, Finding]:
     return out
 
 
-def invalid_warning(invalid: dict[str, Finding], held_back: int) -> str:
+def invalid_warning(invalid: dict[str, Finding], held_back: int, changes: int = 0) -> str:
     """The stderr line under the table: which host files do not load, and what was held back for them."""
     listed = ", ".join(f"{h} ({f.file})" for h, f in sorted(invalid.items()))
     line = (
@@ -265,7 +289,24 @@ def invalid_warning(invalid: dict[str, Finding], held_back: int) -> str:
     )
     if held_back:
         line += f" ({held_back} finding(s) of the fleet rules held back: they may follow from these files)"
+    if changes:
+        line += (
+            f"; {changes} change(s) of the other hosts held back from DRIFT (a removal there may be a service "
+            "that moved to a host that does not load): `mcfleet plan` lists them once the files load"
+        )
     return line
+
+
+def may_select(on: list[str] | None, folder: str) -> bool:
+    """Whether `--on` may select a host folder whose host.json does not load: without --on, or when a term
+    is a role or tag (its roles and tags cannot be read) or the selector only excludes (it starts from every
+    host), unless it leaves that host out by name.  A name or a glob that matches it is refused already."""
+    terms = [t.strip() for part in on or [] for t in part.split(",") if t.strip()]
+    if not terms:
+        return True
+    if f"!{folder}" in terms:
+        return False
+    return all(t.startswith("!") for t in terms) or any(t.startswith("@") for t in terms)
 
 
 def gone_lines(gone: dict[str, Any]) -> list[str]:
@@ -334,8 +375,10 @@ def status(
     table, a host whose folder left hosts/ while its node still held services, DNS records or
     routes (a plan's `gone`; it makes the exit 1 too, until `mcfleet forget`).
     A host whose host.json or a service file does not load is not observed: its row names the
-    file and the first problem (--json: "cause": "invalid", "file", "error"), a warning says
-    so, and the exit is 1; every other host is observed as ever.  A fleet.json that does not
+    file and the first problem (--json: "cause": "invalid", "file", "error"; shown also under
+    an --on @role or @tag, which cannot read its roles), a warning says so, and the exit is 1;
+    every other host is observed, its removals held back from DRIFT (one may be a service that
+    moved to the host that does not load; --json: "held_back").  A fleet.json that does not
     load still refuses (exit 2).
 
     Examples:
@@ -364,12 +407,13 @@ def status(
         raise FleetInvalid(list(findings), root=str(loaded.root))
     chosen = selected(loaded, on)  # a selector naming a host whose host.json does not load is refused there
     names = [e.host.name for e in chosen if e.dir.name not in invalid]
-    # without --on, a row for each; with it, for those the selection holds (a host whose host.json does not
-    # load has no roles or tags to match: the warning below names it)
+    # without --on, a row for each; with it, for those the selection holds, and a host whose host.json does
+    # not load wherever a role or tag may match it (it has none to read: shown rather than left out)
+    chosen_folders = {e.dir.name for e in chosen}
     not_loaded = [
         HostStatus(folder, False, error=f"{f.location()}: {f.message}", cause="invalid", file=f.file)
         for folder, f in sorted(invalid.items())
-        if not on or folder in {e.dir.name for e in chosen}
+        if folder in chosen_folders or (folder not in loaded.hosts and may_select(on, folder))
     ]
     headers = ["HOST", "REACHABLE", "AGENT", "HEALTH", "SERVICES", "DRIFT", "NOTE"]
     while True:
@@ -396,7 +440,8 @@ def status(
             for line in gone_lines(gone):
                 typer.echo(terminal_safe(line))  # names from the node's manifest: no control sequence runs
         if invalid:
-            typer.echo(terminal_safe(invalid_warning(invalid, len(held_back))), err=True)
+            changes = sum(len(r.held_back) for r in rows)
+            typer.echo(terminal_safe(invalid_warning(invalid, len(held_back), changes)), err=True)
         if not watch:
             break
         time.sleep(interval)
