@@ -54,6 +54,46 @@ def test_each_state_is_named_and_a_listened_socket_is_no_problem(tmp_path: Path,
     assert _state(plain) == ("none", f"there is no socket at {plain}")
 
 
+def test_a_listener_bound_under_haproxys_temporary_name_is_listened_on(tmp_path: Path) -> None:
+    """HAProxy binds `<path>.<pid>.tmp`, listens, and renames it to `<path>`: the kernel lists the listener
+    under the name it was bound to.  A HAProxy stopped with SIGSTOP (hung) answers nobody but still listens:
+    not "left behind"."""
+    path = tmp_path / "haproxy.sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(f"{path}.26497.tmp")
+        server.listen(1)
+        Path(f"{path}.26497.tmp").rename(path)
+        assert _state(path) is None
+    assert _state(path) == (
+        "idle",
+        f"{path} is there, but no process listens on it (left behind by a HAProxy that stopped)",
+    )
+
+
+# /proc/net/unix on a node whose HAProxy listens on /srv/mc-proxy/haproxy.sock (bound as its .tmp name), with
+# a client connected to it, a socket of another name that starts alike, and a bound one that does not listen
+PROC_NET_UNIX = """\
+Num       RefCount Protocol Flags    Type St Inode Path
+0000000000000000: 00000002 00000000 00010000 0001 01 1091257 /srv/mc-proxy/haproxy.sock.26497.tmp
+0000000000000000: 00000003 00000000 00000000 0001 03 1091301 /srv/mc-proxy/haproxy.sock.26497.tmp
+0000000000000000: 00000002 00000000 00010000 0001 01 1091258 /srv/mc-proxy/haproxy.sock2
+0000000000000000: 00000002 00000000 00000000 0001 07 1091259 /srv/mc-proxy/stale.sock
+0000000000000000: 00000002 00000000 00010000 0001 01 1091260 /srv/mc-proxy/a b.sock
+"""
+
+
+def test_listened_reads_proc_net_unix_as_the_kernel_writes_it() -> None:
+    from mcfleet.transport.socket_state import listened
+
+    assert listened("/srv/mc-proxy/haproxy.sock", PROC_NET_UNIX)
+    assert listened("/srv/mc-proxy/a b.sock", PROC_NET_UNIX)  # a name with a space is one path
+    assert not listened("/srv/mc-proxy/stale.sock", PROC_NET_UNIX)  # bound, never listened on
+    assert not listened("/srv/mc-proxy/haproxy", PROC_NET_UNIX)  # only `<path>.<digits>.tmp` is HAProxy's name
+    assert not listened("/srv/mc-proxy/haproxy.sock2.26497", PROC_NET_UNIX)
+    assert not listened("/srv/mc-proxy/haproxy.sock", PROC_NET_UNIX.replace(".26497.tmp", ".x.tmp"))
+    assert not listened("/srv/mc-proxy/haproxy.sock", PROC_NET_UNIX.replace("00010000", "00000000"))
+
+
 def test_a_path_with_shell_characters_is_one_argument(tmp_path: Path) -> None:
     odd = tmp_path / "a b;touch pwned"
     assert _state(odd) == ("none", f"there is no socket at {odd}")

@@ -8,19 +8,43 @@ the node says which it was.  Asked only when a call failed, so a run that reache
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 
 from mcfleet.errors import McfleetError
 from mcfleet.transport.base import Node
 
-# `link` first: `-S` follows a link; `ss` lists the listening unix sockets (iproute2, on every Debian and
-# NixOS); without it a socket that is there counts as listened on.
+# `link` first: `-S` follows a link.  /proc/net/unix lists every unix socket of the node's network namespace
+# under the name it was bound to (lines that name the path are printed, read by `listened`); without it a
+# socket that is there counts as listened on.
 SOCKET_STATE = (
     "if [ -L {path} ]; then echo link; elif [ ! -S {path} ]; then echo none; "
-    "elif command -v ss >/dev/null 2>&1 && ! ss -xlnH 2>/dev/null | awk '{{print $5}}' | grep -qxF {path}; "
-    "then echo idle; else echo there; fi"
+    "elif [ -r /proc/net/unix ]; then echo listed; grep -F -- {path} /proc/net/unix || true; "
+    "else echo there; fi"
 )
+
+# __SO_ACCEPTCON in /proc/net/unix's Flags column: the socket listens
+_ACCEPTCON = 0x10000
+
+
+def listened(path: str, proc_net_unix: str) -> bool:
+    """Whether a line of /proc/net/unix (`Num RefCount Protocol Flags Type St Inode Path`) is a socket
+    that listens at `path`.  The kernel keeps the name a socket was bound to: HAProxy binds
+    `<path>.<pid>.tmp` and renames it to `<path>`, so its listener is listed under that name."""
+    renamed = re.compile(re.escape(path) + r"\.[0-9]+\.tmp")
+    for line in proc_net_unix.splitlines():
+        fields = line.split(maxsplit=7)
+        if len(fields) < 8:
+            continue
+        try:
+            flags = int(fields[3], 16)
+        except ValueError:  # the header line
+            continue
+        name = fields[7]
+        if flags & _ACCEPTCON and (name == path or renamed.fullmatch(name)):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -42,7 +66,10 @@ async def socket_problem(node: Node, path: str, owner: str) -> SocketProblem | N
         res = await node.run(SOCKET_STATE.format(path=shlex.quote(path)), timeout=10)
     except McfleetError:
         return None
-    state = res.stdout.strip()
+    state, _, listing = res.stdout.partition("\n")
+    state = state.strip()
+    if state == "listed":
+        state = "there" if listened(path, listing) else "idle"
     if state == "link":
         why = f"{path} is a link, and root does not follow a link to a socket (another account may have put it there)"
     elif state == "none":
