@@ -247,6 +247,17 @@ def _a_failed_move_stays_put(nodes: Nodes, root: Path, bundle: Path, knot: KnotI
     assert _get(b.address, port_b, "data.txt").stdout == DATA  # still serving on the source
     assert "web" in _running(nodes, b.name) and "web" not in _running(nodes, a.name)
     assert _knot(knot, f"web.{zone}") == [b.address]
+    # B's record still lists web's route, certificate and DNS record: the failed move did not move them
+    kept = nodes.manifest(b.name)
+    assert f"web.{zone}" in [r["hostname"] for r in kept["routes"]], kept
+    assert f"web.{zone}" in [r["name"] for r in kept["dns"]], kept
+    assert "web" in [c["name"] for c in kept["certs"]], kept
+    # the folder A had (left by the first move) was set aside by the restore there: listed and pruned
+    aside = json.loads(cli("snapshots", a.name, "web", "-C", str(root), "--json").stdout)["set_aside"]
+    assert [x["path"].startswith("/srv/.web.before-migrate.") for x in aside] == [True], aside
+    gone = cli("snapshots", a.name, "web", "--prune", "--keep", "0", "-C", str(root), "--json")
+    assert gone.code == 0 and json.loads(gone.stdout)["set_aside"] == [], gone.stdout + gone.stderr
+    assert nodes.sh(a.name, "ls -d /srv/.web.before-migrate.*", check=False).returncode != 0
     # the operator prunes the snapshot the failed move took on B
     pruned = cli("snapshots", b.name, "--prune", "--keep", "0", "-C", str(root), "--json")
     assert pruned.code == 0, pruned.stdout + pruned.stderr

@@ -5,24 +5,27 @@ same SSH connections (both node locks are held), one move at a time:
 
 1. stop the service on A (its agent), snapshot `/srv/<svc>/` there as a zstd tar with numeric
    owners into root's store (`<store>/snapshots/<svc>-<UTC time>.tar.zst`, kept: the operator
-   prunes it with `mcfleet snapshots A <svc> --prune --keep 0`);
+   prunes it with `mcfleet snapshots A <svc> --prune --keep 0`); a service with no `/srv/<svc>` on
+   A (no volumes, no files there) has nothing to copy, and steps 2-3 are skipped;
 2. copy it to B through this machine over the two SSH connections (root's side of each: the
    file is read and written by root through sudo/doas for a non-root login, written 0600 in
    B's 0700 store, its sha256 checked);
 3. restore it on B: unpacked in a private folder, file owners mapped from A's ids to B's (A's
    agent account -> B's; uid u in A's subuid range -> the same offset in B's range; the same
    for gids), then put in place of `/srv/<svc>` (a folder already there is kept aside as
-   `/srv/.<svc>.before-migrate.<time>`); B's copy of the archive is removed;
+   `/srv/.<svc>.before-migrate.<time>`, listed and pruned by `mcfleet snapshots B`); B's copy of
+   the archive is removed;
 4. write the service's declared files on B (over the restored folder);
 5. start it on B (its agent, which waits for its health check);
 6. its routes and DNS records: the changes (now pointing at B) first, then the removals on
    A's side (a DNS name B now holds is not deleted at the server, only from A's manifest);
 7. only then remove it from A (with A's other planned removals), then its files there and A's
    certs for it;
-8. both manifests record the result.
+8. both manifests record the result: of the routes, DNS records and certificates the move carries,
+   what its steps did (each host's own apply left them as they were: `kept_for_moves`).
 
-A failure at any step before 7 stops there: the service is removed from B again if it was
-started there, started again on A, and the event says what happened and where the snapshot
+A failure (or Ctrl-C) at any step before 7 stops there: the service is removed from B again if it
+was started there, started again on A, and the event says what happened and where the snapshot
 is.  Nothing is removed from A before B answered the health check.
 """
 
@@ -35,13 +38,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from mcfleet.agent.client import AgentClient
 from mcfleet.apply.events import ApplyEvents, Phase, Status
 from mcfleet.apply.nodeio import store_of, write_manifest
 from mcfleet.apply.probe import probe
-from mcfleet.apply.snapshot import snapshot_script
+from mcfleet.apply.snapshot import _tell, snapshot_script
 from mcfleet.errors import ApplyError, McfleetError, PeerError
 from mcfleet.fleet.desired import DesiredHost
 from mcfleet.fleet.load import HostEntry, LoadedFleet
@@ -85,6 +89,61 @@ class MoveWork:
 
 def moves_from_plan(plan: Plan) -> list[MoveWork]:
     return [MoveWork(m, tuple(move_parts(plan.actions, m))) for m in moves_in(plan.actions)]
+
+
+PARTS_DONE = "move_parts_done"  # ApplyContext.data: the subjects of the move's parts carried out on that host
+Pick = Callable[[str, Any], bool]  # (manifest list: routes, dns, certs; one entry) -> selected
+_LISTS = ("routes", "dns", "certs")
+
+
+def _subject(field_name: str, item: Any) -> str:
+    """The plan's subject of a manifest entry: `route <listener>/<hostname>`, `dns <name>`, `cert <name>`."""
+    if field_name == "routes":
+        return f"route {item.listener}/{item.hostname}"
+    return f"{'dns' if field_name == 'dns' else 'cert'} {item.name}"
+
+
+def _carried(moves: Sequence[MoveWork], host: str) -> Pick:
+    """Which of `host`'s routes, DNS records and certificates the moves carry: the moved services' route
+    keys and DNS names (on any host), and on a move's source its certificates for them and every route
+    of the service."""
+    subjects: set[str] = set()
+    services: set[str] = set()
+    for m in moves:
+        after = m.move.after if isinstance(m.move.after, dict) else {}
+        subjects |= {f"route {k}" for k in after.get("routes", [])} | {f"dns {n}" for n in after.get("dns", [])}
+        if m.source == host:
+            subjects |= {f"cert {c}" for c in after.get("certs", [])}
+            services.add(m.service)
+
+    def pick(field_name: str, item: Any) -> bool:
+        return _subject(field_name, item) in subjects or (field_name == "routes" and item.service in services)
+
+    return pick
+
+
+def _done_here(done: set[str]) -> Pick:
+    return lambda field_name, item: _subject(field_name, item) in done
+
+
+def _swapped(base: Manifest, other: Manifest, pick: Pick) -> Manifest:
+    """`base` with the routes, DNS records and certificates `pick` selects as `other` lists them."""
+    update: dict[str, Any] = {}
+    for name in _LISTS:
+        mine, theirs = getattr(base, name), getattr(other, name)
+        if any(pick(name, x) for x in [*mine, *theirs]):
+            kept = [*(x for x in mine if not pick(name, x)), *(x for x in theirs if pick(name, x))]
+            update[name] = sorted(kept, key=partial(_subject, name))
+    return base.model_copy(update=update) if update else base
+
+
+def kept_for_moves(new: Manifest, had: Manifest, host: str, moves: Sequence[MoveWork]) -> Manifest:
+    """`new` (a host's own apply's record) with the routes, DNS records and certificates the moves carry as
+    `had` (the manifest before) lists them.  The host's own apply leaves them to the move (its desired
+    state leaves them out), and until the move succeeded they are on the node as they were: a route still
+    served, a certificate and its key still in the proxy's folder, a record still at the server.  The
+    move records them once it ran their steps."""
+    return _swapped(new, had, _carried(moves, host)) if moves else new
 
 
 @dataclass(frozen=True)
@@ -175,7 +234,12 @@ def restore_script(service: str, archive: str, stamp: str, src: Ids, dst: Ids, *
             "cd /",
             f'if [ -d {q(folder)} ] && [ ! -L {q(folder)} ] && [ -z "$(ls -A {q(folder)})" ]; then '
             f"rmdir {q(folder)}; fi",
-            f"if [ -e {q(folder)} ] || [ -L {q(folder)} ]; then mv {q(folder)} {q(aside)}; echo aside={q(aside)}; fi",
+            f"aside={q(aside)}",
+            # a move in the same second as the last one: a name of its own (mv into an existing folder
+            # would put the current one inside the earlier one)
+            'while [ -e "$aside" ] || [ -L "$aside" ]; do sleep 1; '
+            f'aside={q(f"{srv}/.{service}.before-migrate.")}"$(date -u +%Y%m%dT%H%M%SZ)"; done',
+            f'if [ -e {q(folder)} ] || [ -L {q(folder)} ]; then mv {q(folder)} "$aside"; echo "aside=$aside"; fi',
             f"mv {q(work + '/' + service)} {q(folder)}",
             f"rmdir {q(work)}",
             f"rm -f {q(archive)}",
@@ -247,8 +311,10 @@ class _State:
     on_a: AgentClient
     on_b: AgentClient
     stopped: bool = False
+    stop_sent: bool = False  # the agent carries out a stop it was sent, whatever this end hears of it
     started_on_b: bool = False
     snapshot: str = ""
+    empty: bool = False  # A had no /srv/<svc>: nothing was copied
     size: int = 0
     sha: str = ""
     seconds: float = 0.0
@@ -310,25 +376,21 @@ class Mover:
         name, a, b = w.service, w.source, w.dest
         st = _State(src, dst, on_a, on_b)
         try:
+            st.stop_sent = True
             answer = await self._first_call(a, src, on_a.stop(name))
             if not answer.ok:
                 raise MoveFailed(f"stopping {name} on {a}: {answer.error}")
             st.stopped = True
-            res = await src.run(snapshot_script(store_of(src), name, _stamp()), timeout=LONG_TIMEOUT)
+            # a service without a folder /srv/<svc> on A (no volumes, no files) has nothing to copy
+            script = snapshot_script(store_of(src), name, _stamp(), absent_ok=True)
+            res = await src.run(script, timeout=LONG_TIMEOUT)
             if not res.ok:
                 raise MoveFailed(f"snapshot of /srv/{name} on {a}: {(res.stderr or res.stdout).strip()[-300:]}")
-            st.snapshot = _fields(res.stdout)["path"]
-            ids = []
-            for node, host in ((src, a), (dst, b)):
-                said = await node.run(ids_script(self.loaded.hosts[host].host.agent.user), timeout=60)
-                said.check(f"reading the agent account's ids on {host}", host)
-                ids.append(parse_ids(said.stdout))
-            incoming = f"{store_of(dst)}/snapshots/incoming-{name}-{_stamp()}.tar.zst"
-            st.size, st.sha = await copy_file(src, st.snapshot, dst, incoming)
-            res = await dst.run(restore_script(name, incoming, _stamp(), ids[0], ids[1]), timeout=LONG_TIMEOUT)
-            if not res.ok:
-                raise MoveFailed(f"restoring /srv/{name} on {b}: {(res.stderr or res.stdout).strip()[-300:]}")
-            st.restored = _fields(res.stdout)
+            said = _fields(res.stdout)
+            st.empty = "none" in said
+            if not st.empty:
+                st.snapshot = said["path"]
+                await self._carry(st)
             ctx_b = self._ctx(b, dst, await _manifest(dst, self.loaded.hosts[b]))
             self.contexts[b] = ctx_b
             files = [p for p in w.parts if p.phase == Phase.files and p.host == b]
@@ -345,15 +407,41 @@ class Mover:
         except (MoveFailed, McfleetError, OSError, TimeoutError) as exc:
             await self._back_to_source(st, exc.message if isinstance(exc, McfleetError) else str(exc))
             return False
+        except asyncio.CancelledError:  # Ctrl-C: back to the source, to the end, as after a failure
+            st.stopped = st.stopped or st.stop_sent  # a stop cut short may have been carried out: start it again
+            if st.stopped:
+                _tell(f"{a}: moving {name} to {b} interrupted: starting {name} on {a} again (a second Ctrl-C: "
+                      f"{name} stays stopped on {a} and is not started on {b}: run apply again)")  # fmt: skip
+            told = await _to_the_end(self._back_to_source(st, "interrupted at Ctrl-C"))
+            _tell(f"{a}: {told}")
+            raise
         st.seconds = time.monotonic() - began
         return await self._switch_and_clean(st)
+
+    async def _carry(self, st: _State) -> None:
+        """A's snapshot copied to B and restored there, file owners mapped to B's ids."""
+        w = self.work
+        name, a, b = w.service, w.source, w.dest
+        ids = []
+        for node, host in ((st.src, a), (st.dst, b)):
+            said = await node.run(ids_script(self.loaded.hosts[host].host.agent.user), timeout=60)
+            said.check(f"reading the agent account's ids on {host}", host)
+            ids.append(parse_ids(said.stdout))
+        incoming = f"{store_of(st.dst)}/snapshots/incoming-{name}-{_stamp()}.tar.zst"
+        st.size, st.sha = await copy_file(st.src, st.snapshot, st.dst, incoming)
+        res = await st.dst.run(restore_script(name, incoming, _stamp(), ids[0], ids[1]), timeout=LONG_TIMEOUT)
+        if not res.ok:
+            raise MoveFailed(f"restoring /srv/{name} on {b}: {(res.stderr or res.stdout).strip()[-300:]}")
+        st.restored = _fields(res.stdout)
 
     async def _step(self, work: Awaitable[Outcome], what: str) -> None:
         outcome = await work
         if outcome.status in ("failed", "blocked"):
             raise MoveFailed(f"{what}: {outcome.message}")
 
-    async def _back_to_source(self, st: _State, why: str) -> None:
+    async def _back_to_source(self, st: _State, why: str) -> str:
+        """The service removed from B again if it was started there, started on A again; says so (returned
+        too), and what to do when it is left stopped on A."""
         w = self.work
         name, a, b = w.service, w.source, w.dest
         notes = []
@@ -364,18 +452,22 @@ class Mover:
                 notes.append(f"removed from {b} again" if removed.ok else f"removing it from {b}: {removed.error}")
             except McfleetError as exc:
                 notes.append(f"removing it from {b}: {exc.message}")
+        left = f"{name} is stopped on {a} and not started on {b}: run apply again (or `mcfleet agent start {a} {name}`)"
         if st.stopped:
             try:
                 again = await st.on_a.start(name)
-                notes.append(f"running on {a} again" if again.ok else f"starting it on {a} again FAILED: {again.error}")
+                failed = f"starting it on {a} again FAILED: {again.error}; {left}"
+                notes.append(f"running on {a} again" if again.ok else failed)
             except McfleetError as exc:
-                notes.append(f"starting it on {a} again FAILED: {exc.message}")
+                notes.append(f"starting it on {a} again FAILED: {exc.message}; {left}")
         else:
             notes.append(f"still running on {a}")
         kept = f"; snapshot kept at {a}:{st.snapshot}" if st.snapshot else ""
         held = [p.subject for p in w.parts if p.host == a and p.kind == "delete" and p.phase == Phase.deploy]
         later = f" (its planned removals there wait for the move too: {', '.join(held)})" if held else ""
-        self._failed(f"{name} not moved: {why}; {', '.join(notes)}{kept}; nothing was removed from {a}{later}")
+        said = f"{name} not moved: {why}; {', '.join(notes)}{kept}; nothing was removed from {a}{later}"
+        self._failed(said)
+        return said
 
     async def _switch_and_clean(self, st: _State) -> bool:
         """B answers its health check: routes and DNS to B, then the removals on A's side."""
@@ -404,23 +496,34 @@ class Mover:
                 f"{name} runs on {b} (healthy) but the switch-over did not finish: {why}; "
                 "run `mcfleet plan` to see what is left, then apply again"
             )
-            await self._record(contexts)
+            await self._record(contexts, moved=False)
             return False
-        await self._record(contexts)
+        except asyncio.CancelledError:  # Ctrl-C: what was done is recorded, to the end
+            said = (f"{name} runs on {b} (healthy) but the switch-over was interrupted at Ctrl-C: run apply again "
+                    f"to finish it (it is not removed from {a} yet)")  # fmt: skip
+            self._failed(said)
+            _tell(f"{b}: {said}")
+            await _to_the_end(self._record(contexts, moved=False))
+            raise
+        await self._record(contexts, moved=True)
         mapped = st.restored.get("mapped", "0")
-        aside = f"; the folder {b} had is kept at {st.restored['aside']}" if st.restored.get("aside") else ""
+        aside = (f"; the folder {b} had is kept at {st.restored['aside']} (`mcfleet snapshots {b} {name} --prune` "
+                 "lists and prunes it)" if st.restored.get("aside") else "")  # fmt: skip
+        carried = (
+            f"nothing to copy ({a} had no /srv/{name})" if st.empty
+            else f"{st.size} bytes (sha256 {st.sha[:12]}), {mapped} owners mapped to {b}'s ids"
+        )  # fmt: skip
         self.log.emit(
             b, Phase.migrate, Status.changed,
-            f"{name} moved from {a}: {st.size} bytes (sha256 {st.sha[:12]}), {mapped} owners mapped to {b}'s ids, "
-            f"healthy in {st.seconds:.1f} s; routes and DNS now point here{aside}",
+            f"{name} moved from {a}: {carried}, healthy in {st.seconds:.1f} s; routes and DNS now point here{aside}",
             bytes_sent=st.size, seconds=round(st.seconds, 2),
         )  # fmt: skip
-        self.log.emit(
-            a, Phase.migrate, Status.changed,
-            f"{name} moved to {b} and removed here; snapshot kept at {st.snapshot} "
-            f"(`mcfleet snapshots {a} {name} --prune --keep 0` removes it)",
-            snapshot=st.snapshot,
+        kept = (
+            f"it had no /srv/{name}: no snapshot" if st.empty
+            else f"snapshot kept at {st.snapshot} (`mcfleet snapshots {a} {name} --prune --keep 0` removes it)"
         )  # fmt: skip
+        self.log.emit(a, Phase.migrate, Status.changed, f"{name} moved to {b} and removed here; {kept}",
+                      snapshot=st.snapshot)  # fmt: skip
         return True
 
     def _gone(self, host: str) -> Action:
@@ -432,19 +535,23 @@ class Mover:
             acts = [p for p in self.work.parts if p.host == host and p.phase == phase and which(p)]
             if acts:
                 await self._step(kind.apply(ctx, acts), f"{phase} on {host}")
-                ctx.data.setdefault("phases", set()).add(phase)
+                ctx.data.setdefault(PARTS_DONE, set()).update(p.subject for p in acts)
 
-    async def _record(self, contexts: dict[str, ApplyContext]) -> None:
+    async def _record(self, contexts: dict[str, ApplyContext], *, moved: bool) -> None:
+        """Each host's manifest: the files and services as the move left them; of the routes, DNS records and
+        certificates it carries, those whose step ran on the host (all of them once it `moved`: a DNS name
+        the destination holds now leaves the source's record without a step) as the host's desired state
+        has them, the others as the manifest had them (their change or removal did not run)."""
         for host, ctx in contexts.items():
-            new = ctx.manifest
-            done: set[Phase] = ctx.data.get("phases", set())
-            record_kinds: list[tuple[Phase, ResourceKind]] = [
-                (Phase.files, FilesKind()), (Phase.deploy, ServiceKind()), (Phase.route, RouteKind()),
-                (Phase.dns, DnsKind()), (Phase.cert, CertKind()),
-            ]  # fmt: skip
-            for phase, kind in record_kinds:
-                if phase in done or phase in (Phase.files, Phase.deploy):
-                    new = kind.record(new, ctx, [])
+            had = ctx.manifest
+            for made in (FilesKind(), ServiceKind()):
+                had = made.record(had, ctx, [])
+            done: set[str] = ctx.data.get(PARTS_DONE, set())
+            full = had
+            for kind in (RouteKind(), DnsKind(), CertKind()):
+                acts = [p for p in self.work.parts if p.host == host and p.phase == kind.phase and p.subject in done]
+                full = kind.record(full, ctx, acts)
+            new = _swapped(had, full, _carried([self.work], host) if moved else _done_here(done))
             try:
                 await _write_manifest(ctx.node, ctx.manifest, new)
                 note_written(self.loaded.root, host, new)
@@ -454,6 +561,18 @@ class Mover:
     def _failed(self, message: str) -> None:
         for host in (self.work.dest, self.work.source):
             self.log.emit(host, Phase.migrate, Status.failed, message)
+
+
+async def _to_the_end(work: Awaitable[T]) -> T:
+    """`work` awaited to its end even when this task is cancelled meanwhile (a Ctrl-C while a move puts the
+    service back on its source or records what it did); the caller raises the cancellation again."""
+    task = asyncio.ensure_future(work)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():  # `work` itself was cancelled (the event loop shutting down)
+                raise
 
 
 async def carry_out(

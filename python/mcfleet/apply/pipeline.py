@@ -33,7 +33,7 @@ from mcfleet.apply.activate import ActivateOptions, activate, probe_ready
 from mcfleet.apply.artifacts import Artifact, BuildBlocked, Builder
 from mcfleet.apply.events import ApplyEvents, Phase, Status
 from mcfleet.apply.lock import hold_node_lock
-from mcfleet.apply.migrate import MoveWork, carry_out
+from mcfleet.apply.migrate import MoveWork, carry_out, kept_for_moves
 from mcfleet.apply.nodeio import write_manifest
 from mcfleet.apply.probe import probe
 from mcfleet.apply.provision import with_folders
@@ -452,7 +452,7 @@ class Pipeline:
         new = ctx.manifest
         for kind in kinds:
             new = kind.record(new, ctx, w.actions_for(kind.phase))
-        return new
+        return kept_for_moves(new, ctx.manifest, w.name, self.moves)  # the moves record what they carry
 
     async def _record(self, w: HostWork, ctx: ApplyContext, before: Manifest | None) -> None:
         """Every kind writes its part; the users are read back from the node (what it has, not what was asked)."""

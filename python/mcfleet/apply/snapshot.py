@@ -17,7 +17,8 @@ Snapshots are kept until the operator removes them (`snapshots HOST [SERVICE] --
 [--keep N]` keeps each service's newest N; a move between hosts leaves its snapshot on the
 source).  A restore stops the service, unpacks the snapshot beside `/srv/<svc>` in a private
 folder, moves the current folder aside to `/srv/.<svc>.before-restore.<time>` (kept, listed
-by `snapshots` and pruned with the snapshots, by the same rule), puts the unpacked one in its
+by `snapshots` and pruned with the snapshots, by the same rule; so is the folder a move to
+this host set aside, `/srv/.<svc>.before-migrate.<time>`), puts the unpacked one in its
 place and starts the service (the same way: a stopped one stays stopped).
 """
 
@@ -69,13 +70,18 @@ class SnapshotReport:
         return f"{self.host}: {self.operation} {self.service}: {self.path}{size}{before} in {self.seconds:.1f} s{kept}"
 
 
-def snapshot_script(store: str, service: str, stamp: str, *, srv: str = "/srv") -> str:
+def snapshot_script(store: str, service: str, stamp: str, *, srv: str = "/srv", absent_ok: bool = False) -> str:
+    """Shell (root): `/srv/<service>` archived into root's store; prints `path= bytes= sha256=`.  With
+    `absent_ok` a service that has no such folder (nothing there, not a link) prints `none=<folder>` and
+    succeeds: a move of a service without data has nothing to copy."""
     q = shlex.quote
     folder, prefix = f"{srv}/{service}", f"{store}/snapshots/{service}-"
+    absent = [f"if [ ! -e {q(folder)} ] && [ ! -L {q(folder)} ]; then echo none={q(folder)}; exit 0; fi"]
     return "\n".join(
         [
             "set -eu",
             "umask 077",
+            *(absent if absent_ok else []),
             f"mkdir -p -m 0700 {q(store + '/snapshots')}",
             f"if [ ! -d {q(folder)} ] || [ -L {q(folder)} ]; then echo 'no folder {folder}' >&2; exit 3; fi",
             f"out={q(prefix + stamp + '.tar.zst')}",
@@ -312,7 +318,8 @@ async def _snapshot_path(node: Node, host: str, service: str, given: str) -> str
 SNAPSHOT_NAME = r"[a-z0-9][a-z0-9-]*-[0-9]{8}T[0-9]{6}Z[.]tar[.]zst"
 
 
-ASIDE_NAME = r"[.]([a-z0-9][a-z0-9-]*)[.]before-restore[.]([0-9]{8}T[0-9]{6}Z)"  # in /srv: what a restore replaced
+# in /srv: the folder a restore (`before-restore`) or a move to this host (`before-migrate`) replaced
+ASIDE_NAME = r"[.]([a-z0-9][a-z0-9-]*)[.]before-(?:restore|migrate)[.]([0-9]{8}T[0-9]{6}Z)"
 
 
 @dataclass
@@ -320,32 +327,38 @@ class SnapshotList:
     host: str
     snapshots: list[dict[str, Any]]  # path, service, taken (UTC), bytes
     removed: list[str]
-    set_aside: list[dict[str, Any]]  # the folders restores replaced: path, service, taken (UTC), bytes
+    set_aside: list[dict[str, Any]]  # the folders restores and moves replaced: path, service, taken (UTC), bytes
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def render(self) -> str:
         rows = [f"{s['path']}  {s['bytes']} bytes" for s in self.snapshots] or ["no snapshots"]
-        rows += [f"{a['path']}  {a['bytes']} bytes (the folder a restore replaced)" for a in self.set_aside]
+        rows += [f"{a['path']}  {a['bytes']} bytes (the folder {_replaced_by(a['path'])} replaced)"
+                 for a in self.set_aside]  # fmt: skip
         gone = [f"removed {p}" for p in self.removed]
         return "\n".join([f"{self.host}:", *(f"  {r}" for r in [*rows, *gone])])
 
 
+def _replaced_by(path: str) -> str:
+    return "a move here" if ".before-migrate." in path else "a restore"
+
+
 def list_script(store: str) -> str:
-    """`<bytes> <name>` per snapshot, then `aside <bytes> <name>` per folder a restore set aside in /srv."""
+    """`<bytes> <name>` per snapshot, then `aside <bytes> <name>` per folder a restore or a move set aside
+    in /srv."""
     q = shlex.quote
     folder = f"{store}/snapshots"
     return (
         f"if [ -d {q(folder)} ]; then cd {q(folder)} && "
         f'for f in *; do [ -f "$f" ] && [ ! -L "$f" ] && echo "$(stat -c %s "$f") $f"; done; fi; '
-        'cd /srv 2>/dev/null && for d in .*.before-restore.*; do [ -d "$d" ] && [ ! -L "$d" ] && '
+        'cd /srv 2>/dev/null && for d in .*.before-restore.* .*.before-migrate.*; do [ -d "$d" ] && [ ! -L "$d" ] && '
         'echo "aside $(du -sb "$d" | cut -f1) $d"; done; true'
     )
 
 
 async def _listing(node: Node, host: str) -> tuple[dict[str, int], dict[str, tuple[str, str, int]]]:
-    """The snapshots in root's store (name -> bytes) and the folders restores set aside in /srv
+    """The snapshots in root's store (name -> bytes) and the folders restores and moves set aside in /srv
     (name -> service, taken, bytes); names that match neither pattern are ignored."""
     res = await node.run(list_script(store_of(node)), timeout=60)
     res.check("listing the snapshots", host)
@@ -384,7 +397,7 @@ async def snapshots(
     if prune:
         await session.gate([host], overrides)
         doomed = select_pruned(list(found), service, keep)
-        # the folders restores replaced, by the same rule: per service, all but the newest `keep`
+        # the folders restores and moves replaced, by the same rule: per service, all but the newest `keep`
         old_aside = select_pruned([f"{a[0]}-{a[1]}" for a in aside.values()], service, keep)
         doomed_aside = [n for n, a in aside.items() if f"{a[0]}-{a[1]}" in old_aside]
         paths = [f"{store}/snapshots/{n}" for n in doomed] + [f"/srv/{n}" for n in doomed_aside]

@@ -135,8 +135,9 @@ def list_snapshots(  # noqa: PLR0917 (typer: one parameter per argument and opti
 
     Snapshots (from `mcfleet snapshot`, and the source's copy a move between hosts
     leaves behind) are kept until you prune them; so are the folders restores set
-    aside (/srv/.SERVICE.before-restore.<UTC>), listed here and pruned by the same
-    rule (--json: "set_aside").
+    aside (/srv/.SERVICE.before-restore.<UTC>) and the folder a move to this host
+    replaced (/srv/.SERVICE.before-migrate.<UTC>), listed here and pruned by the
+    same rule (--json: "set_aside").
 
     Examples:
 

@@ -32,13 +32,25 @@ def _service(a: Action) -> str:
     return a.subject.removeprefix("service ")
 
 
-def move_reason(service: str, source: str, dest: str) -> str:
+def move_reason(service: str, source: str, dest: str, *, folder: bool = True) -> str:
+    """What the move does; `folder`: the service declares its folder /srv/<service>/ (volumes or files there)."""
+    data = (
+        f"snapshot /srv/{service}/ there (kept), copy it to {dest}, restore it (owners mapped to {dest}'s subuid range)"
+        if folder
+        else f"nothing to copy ({service} declares no /srv/{service}/: no volumes or files there; a folder "
+        f"{source} still has is snapshotted there (kept) and restored on {dest})"
+    )
     return (
-        f"moved {source} → {dest}: stop on {source}, snapshot /srv/{service}/ there (kept), copy it to {dest}, "
-        f"restore it (owners mapped to {dest}'s subuid range), write its files, start it on {dest} and wait "
+        f"moved {source} → {dest}: stop on {source}, {data}, write its files, start it on {dest} and wait "
         f"for its health check, then point its routes and DNS records at {dest}, and only then remove it "
         f"from {source}"
     )
+
+
+def declares_folder(service: str, d: DesiredHost | None) -> bool:
+    """Whether the host's desired state has the service's folder /srv/<service> (or a folder in it)."""
+    folder = f"/srv/{service}"
+    return d is not None and any(x.path == folder or x.path.startswith(folder + "/") for x in d.dirs)
 
 
 def _names(service: str, dest: str, desired: Mapping[str, DesiredHost], zone: str | None) -> dict[str, list[str]]:
@@ -77,7 +89,7 @@ def detect_moves(actions: Sequence[Action], desired: Mapping[str, DesiredHost], 
                 subject=gone.subject,
                 before=before,
                 after=after,
-                reason=move_reason(name, gone.host, made.host),
+                reason=move_reason(name, gone.host, made.host, folder=declares_folder(name, desired.get(made.host))),
             )
         )
     if not moves:
