@@ -106,6 +106,13 @@ def test_unknown_service_suggests_a_name() -> None:
     assert "no service named 'mqc'" in err and "mcq" in err
 
 
+def test_an_unknown_service_on_a_host_names_that_hosts_services_folder_and_its_services_only() -> None:
+    """Was `invalid input: hosts: no service named 'zzz' on orion`, with a hint listing every host's services."""
+    code, _out, err = run_cli("render", "orion", "zzz", "-C", str(REPO))
+    assert code == 2 and "invalid input: hosts/orion/services: no service named 'zzz' on orion" in err, err
+    assert "services: none" in err and "mcq" not in err, err  # orion runs none; rift's are not offered
+
+
 def test_unknown_host_suggests_a_name() -> None:
     code, _out, err = run_cli("render", "mcns", "--host", "rfit", "-C", str(REPO))
     assert code == 2

@@ -50,7 +50,7 @@ def forget(
     unknown = sorted(set(hosts) - set(seen))
     if unknown:
         listed = ", ".join(sorted(h for h in seen if h not in declared)) or "none"
-        raise InputError(f"not a gone host: {', '.join(unknown)}", location="HOST",
+        raise InputError(f"not a gone host: {', '.join(unknown)}",
                          hint=f"the gone hosts (a plan lists them): {listed}")  # fmt: skip
     try:
         dropped = drop(root, hosts)

@@ -132,7 +132,10 @@ def find_service(loaded: LoadedFleet, name: str, host: str | None = None) -> tup
         if svc.name == name
     ]
     if not found:
-        known = sorted({s.name for e in loaded.hosts.values() for s in e.services})
+        # the services of the host asked about (of the fleet without one): those it could have meant
+        known = sorted(
+            {s.name for e in loaded.hosts.values() if host is None or e.host.name == host for s in e.services}
+        )
         where = f" on {host}" if host else ""
         elsewhere = sorted(e.host.name for e in loaded.hosts.values() for s in e.services if s.name == name)
         if elsewhere:  # the name is right, the host is not: never "did you mean" the name just typed
@@ -142,7 +145,8 @@ def find_service(loaded: LoadedFleet, name: str, host: str | None = None) -> tup
             hint = (
                 f"did you mean {' or '.join(map(repr, close))}?" if close else f"services: {', '.join(known) or 'none'}"
             )
-        raise InputError(f"no service named {name!r}{where}", location=loaded.rel(loaded.root / "hosts"), hint=hint)
+        folder = loaded.rel(loaded.root / "hosts" / host / "services") if host else loaded.rel(loaded.root / "hosts")
+        raise InputError(f"no service named {name!r}{where}", location=folder, hint=hint)
     if len(found) > 1:
         raise InputError(
             f"service {name!r} is placed on several hosts: {', '.join(e.host.name for e, _ in found)}",
