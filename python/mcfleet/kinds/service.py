@@ -633,6 +633,30 @@ def _agent_down(item: Facts) -> str | None:
     return agent.unit_active
 
 
+async def _free_ports(ctx: ApplyContext, client: AgentClient, wanted: list[DesiredService]) -> list[str]:
+    """Stop, before the deploy, each service this apply removes that holds a host port a declared service now
+    takes: its removal runs after the routes' (so nothing leads to a removed container), but until then it
+    holds the port, and the other service's new container cannot bind it.  Stopped, not removed: its
+    removal comes as planned; a stopped service is what the removal would leave running anyway."""
+    removing = {a.subject.removeprefix("service ") for a in ctx.data.get(PLANNED) or []
+                if a.phase == Phase.deploy and a.kind == "delete"}  # fmt: skip
+    taken = {port: s.name for s in wanted for port in s.ports.values()}
+    notes = []
+    for name in sorted(removing):
+        had = ctx.manifest.services.get(name)
+        clash = sorted({port for port in (had.ports.values() if had else ()) if port in taken})
+        if not clash:
+            continue
+        answer = await client.stop(name)
+        takers = ", ".join(sorted({taken[p] for p in clash}))
+        ports = ", ".join(map(str, clash))
+        if not answer.ok:
+            raise PeerError(f"stopping {name} (removed by this apply), which holds port {ports} that {takers} now "
+                            f"takes: {answer.error}", location=ctx.entry.host.name)  # fmt: skip
+        notes.append(f"{name} stopped first: it held port {ports}, which {takers} now takes (it is removed later)")
+    return notes
+
+
 class ServiceKind:
     name = "service"
     phase = Phase.deploy
@@ -781,8 +805,8 @@ class ServiceKind:
             (s for s in ctx.desired.services.values() if s.spec is not None and s.name not in held | stops_later),
             key=lambda s: Stage(s.stage).order,
         )
-        notes: list[str] = []
-        changed = False
+        notes: list[str] = await _free_ports(ctx, client, wanted)
+        changed = bool(notes)
         for stage in STAGES:
             before = [s.name for s in wanted if Stage(s.stage).order < stage.order]
             stopped = await gate.ready(stage) if gate else None
