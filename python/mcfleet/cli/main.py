@@ -38,7 +38,7 @@ __all__ = ["COMMANDS", "LAZY_COMMANDS", "main", "run"]
 INTERRUPTED = "interrupted: stopped at Ctrl-C (what finished is kept; run the command again to go on)"
 # Commands that only read (a following `logs -f` or `status --watch` ends at Ctrl-C as a rule): nothing to keep
 READ_ONLY = frozenset({"plan", "show", "status", "logs", "validate", "journal", "schema", "hosts", "routes"})
-STOPPED = "stopped at Ctrl-C (this command changes nothing)"
+STOPPED = "interrupted: stopped at Ctrl-C (this command changes nothing)"
 
 
 def interrupted_text(args: list[str]) -> str:
