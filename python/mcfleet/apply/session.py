@@ -246,8 +246,8 @@ class ApplySession:
             )
             ensure_fresh(plan, facts)
             self._check_planned_bundle(plan)
+            ensure_same_systems(plan, now)  # first: a system built differently also differs in its action's values
             ensure_same_actions(plan, now)
-            ensure_same_systems(plan, now)
         check_refusals(plan, overrides)
         work = work_from_plan(plan, self.loaded, self.desired)
         summary = await self.run(work, moves_from_plan(plan))
